@@ -1,0 +1,1 @@
+//! Datasets: IDX, CSV and the bundled UCI digits.
