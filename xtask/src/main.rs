@@ -1,1 +1,51 @@
-fn main() {}
+//! Project automation for Kiln, run as `cargo xtask <command>`.
+//!
+//! The alias lives in `.cargo/config.toml`, so every task is plain Rust and
+//! needs no tool beyond cargo.
+
+mod bench;
+mod ci;
+mod codegen;
+
+use std::process::ExitCode;
+
+const USAGE: &str = "\
+usage: cargo xtask <command> [options]
+
+commands:
+  codegen [--check]   regenerate onnx/src/generated/onnx.rs from onnx/proto/onnx.proto
+                      (--check: fail instead of writing when the committed file is stale)
+  ci [--python PATH] [--mnist DIR] [--out DIR]
+                      the conformance checks: the kiln CLI end to end, tract, and the
+                      onnx/onnxruntime oracle (PATH: a Python with xtask/scripts/requirements.txt)
+  bench-train [--mnist DIR] [--only 1|2]
+                      seconds per epoch and accuracy of the MNIST configurations (release build)
+  help                print this message";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some((command, rest)) = args.split_first() else {
+        eprintln!("{USAGE}");
+        return ExitCode::FAILURE;
+    };
+    let result = match command.as_str() {
+        "codegen" => codegen::run(rest),
+        "ci" => ci::CiOptions::parse(rest).and_then(|options| ci::run(&options)),
+        "bench-train" => bench::run(rest),
+        "help" | "-h" | "--help" => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        other => {
+            eprintln!("error: unknown command `{other}`\n\n{USAGE}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,486 @@
+//! Proves the semantics of the exported graphs without an ONNX runtime.
+//!
+//! A tiny interpreter executes the decoded `ModelProto` node by node,
+//! following the ONNX operator definitions (attributes, defaults,
+//! broadcasting), and its outputs are compared with a direct computation of
+//! the same MLP. A graph that applied the wrong layout, skipped the
+//! normalisation or used the wrong activation would disagree.
+
+use std::collections::HashMap;
+
+use kiln_onnx::builder::Producer;
+use kiln_onnx::mlp::{
+    decode_model, encode_model, mlp_to_model, Activation, DenseLayer, InputNormalization,
+    MlpExportOptions,
+};
+use kiln_onnx::proto::{attribute_proto::AttributeType, tensor_proto::DataType, ModelProto};
+
+/// Agreement demanded between the interpreter and the direct computation,
+/// relative to the magnitude of the expected value.
+const TOLERANCE: f32 = 1e-5;
+
+#[derive(Debug, Clone, PartialEq)]
+struct Tensor {
+    shape: Vec<usize>,
+    data: Vec<f32>,
+}
+
+impl Tensor {
+    fn new(shape: Vec<usize>, data: Vec<f32>) -> Self {
+        assert_eq!(
+            shape.iter().product::<usize>(),
+            data.len(),
+            "bad tensor {shape:?}"
+        );
+        Self { shape, data }
+    }
+
+    fn map(&self, f: impl Fn(f32) -> f32) -> Self {
+        Self::new(
+            self.shape.clone(),
+            self.data.iter().map(|&v| f(v)).collect(),
+        )
+    }
+}
+
+/// Reads the node's attributes, failing on any the interpreter does not know
+/// so that a misspelt or unexpected attribute cannot go unnoticed.
+struct Attributes<'a> {
+    node: &'a kiln_onnx::proto::NodeProto,
+}
+
+impl Attributes<'_> {
+    fn check_known(&self, known: &[&str]) {
+        for a in &self.node.attribute {
+            assert!(
+                known.contains(&a.name()),
+                "node {}: unexpected attribute {}",
+                self.node.name(),
+                a.name()
+            );
+        }
+    }
+
+    fn int(&self, name: &str, default: i64) -> i64 {
+        match self.node.attribute.iter().find(|a| a.name() == name) {
+            None => default,
+            Some(a) => {
+                assert_eq!(a.r#type(), AttributeType::Int, "attribute {name} type");
+                a.i.expect("INT attribute without a value")
+            }
+        }
+    }
+
+    fn float(&self, name: &str, default: f32) -> f32 {
+        match self.node.attribute.iter().find(|a| a.name() == name) {
+            None => default,
+            Some(a) => {
+                assert_eq!(a.r#type(), AttributeType::Float, "attribute {name} type");
+                a.f.expect("FLOAT attribute without a value")
+            }
+        }
+    }
+}
+
+/// Numpy-style multidirectional broadcasting, as ONNX `Mul` and `Sub` use.
+fn broadcast(a: &Tensor, b: &Tensor, f: impl Fn(f32, f32) -> f32) -> Tensor {
+    let rank = a.shape.len().max(b.shape.len());
+    let pad = |s: &[usize]| {
+        let mut padded = vec![1; rank - s.len()];
+        padded.extend_from_slice(s);
+        padded
+    };
+    let (sa, sb) = (pad(&a.shape), pad(&b.shape));
+    let shape: Vec<usize> = sa
+        .iter()
+        .zip(&sb)
+        .map(|(&x, &y)| {
+            assert!(
+                x == y || x == 1 || y == 1,
+                "cannot broadcast {:?} with {:?}",
+                a.shape,
+                b.shape
+            );
+            x.max(y)
+        })
+        .collect();
+    let offset = |s: &[usize], index: &[usize]| {
+        s.iter()
+            .zip(index)
+            .fold(0, |acc, (&d, &i)| acc * d + if d == 1 { 0 } else { i })
+    };
+    let total: usize = shape.iter().product();
+    let mut data = Vec::with_capacity(total);
+    let mut index = vec![0; rank];
+    for _ in 0..total {
+        data.push(f(a.data[offset(&sa, &index)], b.data[offset(&sb, &index)]));
+        for axis in (0..rank).rev() {
+            index[axis] += 1;
+            if index[axis] < shape[axis] {
+                break;
+            }
+            index[axis] = 0;
+        }
+    }
+    Tensor::new(shape, data)
+}
+
+fn gemm(attrs: &Attributes<'_>, a: &Tensor, b: &Tensor, c: Option<&Tensor>) -> Tensor {
+    attrs.check_known(&["transA", "transB", "alpha", "beta"]);
+    assert_eq!(attrs.int("transA", 0), 0, "transA is not used by Kiln");
+    let trans_b = attrs.int("transB", 0) != 0;
+    let alpha = attrs.float("alpha", 1.0);
+    let beta = attrs.float("beta", 1.0);
+    let (m, k) = (a.shape[0], a.shape[1]);
+    let (kb, n) = if trans_b {
+        (b.shape[1], b.shape[0])
+    } else {
+        (b.shape[0], b.shape[1])
+    };
+    assert_eq!(
+        k, kb,
+        "Gemm inner dimensions differ: A {:?}, B {:?}",
+        a.shape, b.shape
+    );
+    let b_at = |kk: usize, nn: usize| {
+        if trans_b {
+            b.data[nn * k + kk]
+        } else {
+            b.data[kk * n + nn]
+        }
+    };
+    let mut y = Tensor::new(vec![m, n], vec![0.0; m * n]);
+    for mm in 0..m {
+        for nn in 0..n {
+            let mut acc = 0.0f32;
+            for kk in 0..k {
+                acc += a.data[mm * k + kk] * b_at(kk, nn);
+            }
+            y.data[mm * n + nn] = alpha * acc;
+        }
+    }
+    match c {
+        None => y,
+        // C is unidirectionally broadcast to [M, N].
+        Some(c) => {
+            let out = broadcast(&y, &c.map(|v| beta * v), |p, q| p + q);
+            assert_eq!(
+                out.shape,
+                [m, n],
+                "Gemm C {:?} does not broadcast to [M, N]",
+                c.shape
+            );
+            out
+        }
+    }
+}
+
+fn softmax(attrs: &Attributes<'_>, x: &Tensor) -> Tensor {
+    attrs.check_known(&["axis"]);
+    let rank = x.shape.len() as i64;
+    let axis = attrs.int("axis", -1);
+    let axis = if axis < 0 { axis + rank } else { axis };
+    assert_eq!(axis, rank - 1, "only the last axis is supported");
+    let width = *x.shape.last().unwrap();
+    let mut y = x.clone();
+    for row in y.data.chunks_mut(width) {
+        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let mut sum = 0.0f32;
+        for v in row.iter_mut() {
+            *v = (*v - max).exp();
+            sum += *v;
+        }
+        for v in row.iter_mut() {
+            *v /= sum;
+        }
+    }
+    y
+}
+
+/// Executes the graph on `input` and returns every tensor it defines.
+fn evaluate(model: &ModelProto, input: &Tensor) -> HashMap<String, Tensor> {
+    let graph = model.graph.as_ref().expect("model has no graph");
+    assert_eq!(graph.input.len(), 1);
+    let mut env: HashMap<String, Tensor> = HashMap::new();
+    env.insert(graph.input[0].name().to_owned(), input.clone());
+    for t in &graph.initializer {
+        assert_eq!(t.data_type, Some(DataType::Float as i32), "{}", t.name());
+        let data = t
+            .raw_data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect();
+        let shape = t
+            .dims
+            .iter()
+            .map(|&d| usize::try_from(d).unwrap())
+            .collect();
+        env.insert(t.name().to_owned(), Tensor::new(shape, data));
+    }
+    for node in &graph.node {
+        assert_eq!(
+            node.domain(),
+            "",
+            "node {} is outside the default domain",
+            node.name()
+        );
+        let arg = |i: usize| -> &Tensor {
+            env.get(&node.input[i])
+                .unwrap_or_else(|| panic!("node {} reads undefined {}", node.name(), node.input[i]))
+        };
+        let attrs = Attributes { node };
+        let unary = |f: fn(f32) -> f32| {
+            attrs.check_known(&[]);
+            arg(0).map(f)
+        };
+        let out = match node.op_type() {
+            "Gemm" => gemm(&attrs, arg(0), arg(1), node.input.get(2).map(|_| arg(2))),
+            "Relu" => unary(|v| v.max(0.0)),
+            "Tanh" => unary(f32::tanh),
+            "Sigmoid" => unary(|v| 1.0 / (1.0 + (-v).exp())),
+            "LeakyRelu" => {
+                attrs.check_known(&["alpha"]);
+                let alpha = attrs.float("alpha", 0.01);
+                arg(0).map(|v| if v < 0.0 { alpha * v } else { v })
+            }
+            "Mul" => {
+                attrs.check_known(&[]);
+                broadcast(arg(0), arg(1), |p, q| p * q)
+            }
+            "Sub" => {
+                attrs.check_known(&[]);
+                broadcast(arg(0), arg(1), |p, q| p - q)
+            }
+            "Softmax" => softmax(&attrs, arg(0)),
+            other => panic!("the interpreter does not know {other}"),
+        };
+        assert_eq!(node.output.len(), 1);
+        env.insert(node.output[0].clone(), out);
+    }
+    for output in &graph.output {
+        assert!(
+            env.contains_key(output.name()),
+            "graph output {} missing",
+            output.name()
+        );
+    }
+    env
+}
+
+/// The MLP computed directly from its parameters, one row at a time.
+fn direct(
+    layers: &[DenseLayer],
+    normalization: &InputNormalization,
+    row: &[f32],
+) -> (Vec<f32>, Vec<f32>) {
+    let mut x: Vec<f32> = match normalization {
+        InputNormalization::None => row.to_vec(),
+        InputNormalization::Scale { scale } => row.iter().map(|v| v * scale).collect(),
+        InputNormalization::Standardize { mean, inv_std } => row
+            .iter()
+            .zip(mean)
+            .zip(inv_std)
+            .map(|((v, m), s)| (v - m) * s)
+            .collect(),
+    };
+    for layer in layers {
+        x = (0..layer.n_outputs)
+            .map(|o| {
+                let w = &layer.weights[o * layer.n_inputs..(o + 1) * layer.n_inputs];
+                let dot = w.iter().zip(&x).fold(0.0f32, |acc, (w, x)| acc + w * x);
+                let z = dot + layer.bias[o];
+                match layer.activation {
+                    Activation::Relu => z.max(0.0),
+                    Activation::LeakyRelu { alpha } => {
+                        if z < 0.0 {
+                            alpha * z
+                        } else {
+                            z
+                        }
+                    }
+                    Activation::Tanh => z.tanh(),
+                    Activation::Sigmoid => 1.0 / (1.0 + (-z).exp()),
+                    Activation::Identity => z,
+                }
+            })
+            .collect();
+    }
+    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let exp: Vec<f32> = x.iter().map(|v| (v - max).exp()).collect();
+    let sum: f32 = exp.iter().sum();
+    let probabilities = exp.iter().map(|e| e / sum).collect();
+    (x, probabilities)
+}
+
+/// Deterministic values in `[-amplitude, amplitude]`.
+fn values(n: usize, seed: f32, amplitude: f32) -> Vec<f32> {
+    (0..n)
+        .map(|i| ((i as f32 + 1.0) * seed).sin() * amplitude)
+        .collect()
+}
+
+fn layer(n_inputs: usize, n_outputs: usize, activation: Activation, seed: f32) -> DenseLayer {
+    DenseLayer {
+        n_inputs,
+        n_outputs,
+        weights: values(n_inputs * n_outputs, seed, 0.9),
+        bias: values(n_outputs, seed * 1.7, 0.3),
+        activation,
+    }
+}
+
+fn options(opset: i64, with_probabilities: bool) -> MlpExportOptions {
+    MlpExportOptions {
+        opset,
+        with_probabilities,
+        producer: Producer {
+            name: "kiln".to_owned(),
+            version: "test".to_owned(),
+        },
+        doc_string: String::new(),
+        metadata: Vec::new(),
+    }
+}
+
+fn close(actual: f32, expected: f32) -> bool {
+    (actual - expected).abs() <= TOLERANCE * expected.abs().max(1.0)
+}
+
+/// Largest disagreement between the graph and the direct computation over a
+/// batch, after checking output shapes. The model goes through the wire
+/// format first so the encoding is covered too.
+fn max_error(
+    model: &ModelProto,
+    layers: &[DenseLayer],
+    normalization: &InputNormalization,
+    batch: &[Vec<f32>],
+    with_probabilities: bool,
+) -> f32 {
+    let model = decode_model(&encode_model(model)).unwrap();
+    let n_features = layers[0].n_inputs;
+    let n_out = layers.last().unwrap().n_outputs;
+    let input = Tensor::new(vec![batch.len(), n_features], batch.concat());
+    let env = evaluate(&model, &input);
+    let logits = &env["logits"];
+    assert_eq!(logits.shape, [batch.len(), n_out]);
+    let probabilities = env.get("probabilities");
+    assert_eq!(probabilities.is_some(), with_probabilities);
+
+    let mut worst = 0.0f32;
+    for (r, row) in batch.iter().enumerate() {
+        let (want_logits, want_probabilities) = direct(layers, normalization, row);
+        let got = &logits.data[r * n_out..(r + 1) * n_out];
+        let mut pairs: Vec<(f32, f32)> = got.iter().copied().zip(want_logits).collect();
+        if let Some(p) = probabilities {
+            assert_eq!(p.shape, [batch.len(), n_out]);
+            let got = &p.data[r * n_out..(r + 1) * n_out];
+            pairs.extend(got.iter().copied().zip(want_probabilities));
+        }
+        for (g, w) in pairs {
+            worst = worst.max((g - w).abs() / w.abs().max(1.0));
+        }
+    }
+    worst
+}
+
+/// Rows with both signs, so every activation's branches are exercised.
+fn batch(n_features: usize) -> Vec<Vec<f32>> {
+    (0..6)
+        .map(|r| values(n_features, 0.7 + r as f32 * 0.61, 2.5))
+        .collect()
+}
+
+fn assert_graph_matches(
+    layers: &[DenseLayer],
+    normalization: &InputNormalization,
+    opset: i64,
+    with_probabilities: bool,
+) {
+    let model = mlp_to_model(layers, normalization, &options(opset, with_probabilities)).unwrap();
+    let rows = batch(layers[0].n_inputs);
+    let error = max_error(&model, layers, normalization, &rows, with_probabilities);
+    assert!(
+        close(error, 0.0),
+        "graph and direct computation differ by {error}"
+    );
+}
+
+fn standardize(n: usize) -> InputNormalization {
+    InputNormalization::Standardize {
+        mean: values(n, 1.3, 1.0),
+        inv_std: values(n, 2.9, 1.0).iter().map(|v| 0.5 + v.abs()).collect(),
+    }
+}
+
+#[test]
+fn every_activation_with_standardization_and_probabilities() {
+    let layers = vec![
+        layer(4, 6, Activation::Relu, 0.31),
+        layer(6, 5, Activation::LeakyRelu { alpha: 0.1 }, 0.47),
+        layer(5, 5, Activation::Tanh, 0.53),
+        layer(5, 3, Activation::Sigmoid, 0.71),
+        layer(3, 3, Activation::Identity, 0.83),
+    ];
+    for opset in [13, 21] {
+        assert_graph_matches(&layers, &standardize(4), opset, true);
+    }
+}
+
+#[test]
+fn scale_normalization_with_final_activation() {
+    let layers = vec![
+        layer(3, 4, Activation::Sigmoid, 0.29),
+        layer(4, 2, Activation::LeakyRelu { alpha: 0.2 }, 0.61),
+    ];
+    let normalization = InputNormalization::Scale { scale: 1.0 / 16.0 };
+    assert_graph_matches(&layers, &normalization, 17, true);
+    assert_graph_matches(&layers, &normalization, 21, false);
+}
+
+#[test]
+fn single_linear_layer_without_normalization() {
+    let layers = vec![layer(5, 3, Activation::Identity, 0.37)];
+    assert_graph_matches(&layers, &InputNormalization::None, 13, false);
+    assert_graph_matches(&layers, &InputNormalization::None, 19, true);
+}
+
+#[test]
+fn batch_of_one_row() {
+    let layers = vec![
+        layer(3, 4, Activation::Tanh, 0.41),
+        layer(4, 2, Activation::Identity, 0.43),
+    ];
+    let model = mlp_to_model(&layers, &standardize(3), &options(13, true)).unwrap();
+    let rows = vec![vec![0.25, -1.5, 3.0]];
+    let error = max_error(&model, &layers, &standardize(3), &rows, true);
+    assert!(close(error, 0.0), "differ by {error}");
+}
+
+/// The comparison must be able to fail: a graph whose parameters or
+/// normalisation differ from the MLP's is caught.
+#[test]
+fn a_wrong_graph_is_detected() {
+    let layers = vec![
+        layer(3, 3, Activation::Relu, 0.31),
+        layer(3, 2, Activation::Identity, 0.59),
+    ];
+    let normalization = standardize(3);
+    let rows = batch(3);
+
+    // Transposed weights keep every shape valid for a square layer.
+    let mut transposed = layers.clone();
+    let w = &layers[0].weights;
+    transposed[0].weights = (0..9).map(|i| w[(i % 3) * 3 + i / 3]).collect();
+    let model = mlp_to_model(&transposed, &normalization, &options(13, true)).unwrap();
+    assert!(max_error(&model, &layers, &normalization, &rows, true) > 1e-3);
+
+    // Dropping the normalisation from the graph.
+    let model = mlp_to_model(&layers, &InputNormalization::None, &options(13, true)).unwrap();
+    assert!(max_error(&model, &layers, &normalization, &rows, true) > 1e-3);
+
+    // A different activation.
+    let mut tanh = layers.clone();
+    tanh[0].activation = Activation::Tanh;
+    let model = mlp_to_model(&tanh, &normalization, &options(13, true)).unwrap();
+    assert!(max_error(&model, &layers, &normalization, &rows, true) > 1e-3);
+}

@@ -1,0 +1,82 @@
+#!/usr/bin/env python3
+"""The independent ONNX oracle that CI runs over every file the checks produce.
+
+For each ONNX file under the given folders it:
+  1. runs onnx.checker.check_model(full_check=True);
+  2. runs the file with onnxruntime on the inputs the trainer saved beside it
+     (<stem>.input.npy) and compares the `logits` output with the trainer's own
+     outputs (<stem>.logits.npy), which must agree within --tolerance (max abs);
+  3. if the file has a `probabilities` output, checks it is the softmax of the
+     logits within the same tolerance.
+It prints one line per file and exits non-zero if any file fails.
+"""
+import argparse
+import pathlib
+import sys
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+
+def check_file(path: pathlib.Path, tolerance: float) -> tuple[bool, str]:
+    stem = path.with_suffix("")
+    input_path = stem.parent / (stem.name + ".input.npy")
+    logits_path = stem.parent / (stem.name + ".logits.npy")
+    try:
+        onnx.checker.check_model(str(path), full_check=True)
+    except Exception as error:  # the checker raises several exception types
+        return False, f"onnx.checker full check failed: {error}"
+    if not input_path.exists() or not logits_path.exists():
+        return False, f"no reference outputs beside it (expected {input_path.name} and {logits_path.name})"
+    inputs = np.load(input_path)
+    expected = np.load(logits_path)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    input_name = session.get_inputs()[0].name
+    output_names = [o.name for o in session.get_outputs()]
+    if "logits" not in output_names:
+        return False, f"no `logits` output (outputs: {output_names})"
+    results = dict(zip(output_names, session.run(output_names, {input_name: inputs})))
+    logits = results["logits"]
+    if logits.shape != expected.shape:
+        return False, f"logits shape {logits.shape}, expected {expected.shape}"
+    max_abs = float(np.max(np.abs(logits.astype(np.float64) - expected.astype(np.float64))))
+    detail = f"{inputs.shape[0]} samples, max |diff| {max_abs:.2e}"
+    if not max_abs <= tolerance:
+        return False, detail + f" exceeds {tolerance:g}"
+    if expected.shape[1] > 1:
+        agree = int(np.sum(np.argmax(logits, axis=1) == np.argmax(expected, axis=1)))
+        detail += f", argmax agrees {agree}/{inputs.shape[0]}"
+    if "probabilities" in results:
+        shifted = expected.astype(np.float64) - expected.max(axis=1, keepdims=True)
+        softmax = np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)
+        prob_diff = float(np.max(np.abs(results["probabilities"] - softmax)))
+        detail += f", probabilities max |diff| {prob_diff:.2e}"
+        if not prob_diff <= tolerance:
+            return False, detail + f" exceeds {tolerance:g}"
+    return True, detail
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("folders", nargs="+", type=pathlib.Path)
+    parser.add_argument("--tolerance", type=float, default=1e-5)
+    args = parser.parse_args()
+    files = sorted(p for folder in args.folders for p in folder.rglob("*.onnx"))
+    if not files:
+        print(f"onnx oracle: no .onnx files under {', '.join(map(str, args.folders))}", file=sys.stderr)
+        return 1
+    failed = 0
+    print(f"onnx oracle: onnx {onnx.__version__}, onnxruntime {ort.__version__}")
+    for path in files:
+        ok, detail = check_file(path, args.tolerance)
+        failed += not ok
+        print(f"{'PASS' if ok else 'FAIL'} {path}: {detail}")
+    print(f"oracle: {len(files) - failed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

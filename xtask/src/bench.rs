@@ -1,0 +1,70 @@
+//! `cargo xtask bench-train`: seconds per epoch and accuracy of the MNIST
+//! configurations, measured side by side in one run with the release build.
+//!
+//! This is a benchmark, not a test: it prints figures and asserts nothing
+//! about time, because this machine is shared and noisy.
+
+use crate::ci::workspace_root;
+use anyhow::{bail, ensure, Context, Result};
+use std::path::PathBuf;
+use std::process::Command;
+
+struct Config {
+    name: &'static str,
+    flags: &'static [&'static str],
+}
+
+const CONFIGS: &[Config] = &[
+    Config { name: "classic sgd, 5 epochs", flags: &["--hidden", "128", "--optimizer", "sgd", "--lr", "0.01", "--batch", "64", "--epochs", "5"] },
+    Config { name: "adam, 20 epochs", flags: &["--hidden", "128", "--optimizer", "adam", "--batch", "64", "--epochs", "20"] },
+];
+
+fn json_number(text: &str, key: &str) -> Option<f64> {
+    let needle = format!("\"{key}\":");
+    let start = text.find(&needle)? + needle.len();
+    let rest = text[start..].trim_start();
+    let end = rest.find(|c: char| !(c.is_ascii_digit() || "+-.eE".contains(c))).unwrap_or(rest.len());
+    rest[..end].parse().ok()
+}
+
+pub fn run(args: &[String]) -> Result<()> {
+    let root = workspace_root();
+    let mut mnist = root.join("../shared/data/mnist");
+    let mut only: Option<usize> = None;
+    let mut iter = args.iter();
+    while let Some(flag) = iter.next() {
+        match flag.as_str() {
+            "--mnist" => mnist = PathBuf::from(iter.next().context("--mnist needs a folder")?),
+            "--only" => only = Some(iter.next().context("--only needs 1 or 2")?.parse::<usize>()?.saturating_sub(1)),
+            other => bail!("cargo xtask bench-train: unknown flag {other}; expected --mnist DIR or --only 1|2"),
+        }
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(&cargo).current_dir(&root).args(["build", "--release", "--package", "kiln-trainer", "--bin", "kiln"]).status()?;
+    ensure!(status.success(), "the release build failed");
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
+    let kiln = target_dir.join("release/kiln");
+    let mut rows = Vec::new();
+    for (idx, config) in CONFIGS.iter().enumerate() {
+        if only.is_some_and(|o| o != idx) {
+            continue;
+        }
+        let out = root.join(format!("kiln-out/bench-{idx}"));
+        let mut command = Command::new(&kiln);
+        command.arg("train").arg("--data").arg(format!("mnist:{}", mnist.display())).args(config.flags);
+        command.args(["--quiet", "--json", "-o"]).arg(&out);
+        println!("$ kiln train --data mnist:{} {} -o {}", mnist.display(), config.flags.join(" "), out.display());
+        let output = command.output().context("cannot run kiln")?;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        ensure!(output.status.success(), "{}: kiln failed: {}", config.name, String::from_utf8_lossy(&output.stderr));
+        let seconds = json_number(&stdout, "seconds_per_epoch").context("no seconds_per_epoch")?;
+        let accuracy = json_number(&stdout, "test_accuracy").context("no test_accuracy")?;
+        let max_diff = json_number(&stdout, "max_abs_diff").unwrap_or(f64::NAN);
+        rows.push((config.name, seconds, accuracy, max_diff));
+    }
+    println!("\n{:<24} {:>14} {:>14} {:>16}", "configuration", "s per epoch", "test accuracy", "tract max|diff|");
+    for (name, seconds, accuracy, max_diff) in rows {
+        println!("{name:<24} {seconds:>14.3} {accuracy:>14.4} {max_diff:>16.2e}");
+    }
+    Ok(())
+}

@@ -1,0 +1,190 @@
+//! `cargo xtask ci`: the conformance checks CI runs after `cargo test`.
+//!
+//! It drives the real `kiln` binary through every command a user runs, writes
+//! ONNX files of several shapes and opsets, and hands them to the independent
+//! Python oracle (onnx's full checker and onnxruntime).
+
+use anyhow::{bail, ensure, Context, Result};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub struct CiOptions {
+    /// The Python that has onnx and onnxruntime (see xtask/scripts/requirements.txt).
+    pub python: PathBuf,
+    /// The MNIST folder; skipped with a message when it does not exist.
+    pub mnist: PathBuf,
+    /// Where the artifacts go.
+    pub out: PathBuf,
+}
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_owned()
+}
+
+impl CiOptions {
+    pub fn parse(args: &[String]) -> Result<Self> {
+        let root = workspace_root();
+        let mut options = CiOptions {
+            python: std::env::var_os("KILN_PYTHON").map(PathBuf::from).unwrap_or_else(|| root.join(".venv/bin/python")),
+            mnist: root.join("../shared/data/mnist"),
+            out: root.join("kiln-out/ci"),
+        };
+        let mut iter = args.iter();
+        while let Some(flag) = iter.next() {
+            let mut value = || iter.next().map(PathBuf::from).with_context(|| format!("{flag} needs a value"));
+            match flag.as_str() {
+                "--python" => options.python = value()?,
+                "--mnist" => options.mnist = value()?,
+                "--out" => options.out = value()?,
+                other => bail!("cargo xtask ci: unknown flag {other}; expected --python PATH, --mnist DIR or --out DIR"),
+            }
+        }
+        Ok(options)
+    }
+}
+
+/// Runs `kiln` (built in the test profile, so CI compiles the workspace once).
+fn kiln(args: &[&str]) -> Result<std::process::Output> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let output = Command::new(cargo)
+        .current_dir(workspace_root())
+        .args(["run", "--quiet", "--package", "kiln-trainer", "--bin", "kiln", "--"])
+        .args(args)
+        .output()
+        .context("cannot run cargo")?;
+    Ok(output)
+}
+
+fn kiln_ok(args: &[&str]) -> Result<serde_json_lite::Value> {
+    println!("$ kiln {}", args.join(" "));
+    let output = kiln(args)?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        bail!("kiln {} failed ({}):\n{stdout}\n{stderr}", args.join(" "), output.status);
+    }
+    print!("{stdout}");
+    Ok(serde_json_lite::Value(stdout.into_owned()))
+}
+
+/// A tiny accessor for the few numbers CI reads from `--json` output, so
+/// xtask needs no JSON dependency.
+mod serde_json_lite {
+    #[derive(Debug)]
+    pub struct Value(pub String);
+
+    impl Value {
+        /// The first number after `"key":`.
+        pub fn number(&self, key: &str) -> Option<f64> {
+            let needle = format!("\"{key}\":");
+            let start = self.0.find(&needle)? + needle.len();
+            let rest = self.0[start..].trim_start();
+            let end = rest.find(|c: char| !(c.is_ascii_digit() || "+-.eE".contains(c))).unwrap_or(rest.len());
+            rest[..end].parse().ok()
+        }
+
+        pub fn flag(&self, key: &str) -> Option<bool> {
+            let needle = format!("\"{key}\":");
+            let start = self.0.find(&needle)? + needle.len();
+            let rest = self.0[start..].trim_start();
+            if rest.starts_with("true") {
+                Some(true)
+            } else if rest.starts_with("false") {
+                Some(false)
+            } else {
+                None
+            }
+        }
+    }
+}
+
+/// Writes a deterministic three-class CSV with a header: two informative
+/// features on very different scales and one noise feature.
+fn write_synthetic_csv(path: &Path, n_rows: usize) -> Result<()> {
+    let mut state: u64 = 0x2545_F491_4F6C_DD1D;
+    let mut uniform = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let mut text = String::from("width_mm,height_m,noise,class\n");
+    for row_idx in 0..n_rows {
+        let class = row_idx % 3;
+        let width = 100.0 * (class as f64 + uniform() * 1.2);
+        let height = 0.01 * (2.0 - class as f64 + uniform() * 1.2);
+        text.push_str(&format!("{width:.3},{height:.5},{:.3},{class}\n", uniform()));
+    }
+    std::fs::write(path, text).with_context(|| format!("{}: cannot write", path.display()))
+}
+
+pub fn run(options: &CiOptions) -> Result<()> {
+    let out = &options.out;
+    if out.exists() {
+        std::fs::remove_dir_all(out).with_context(|| format!("{}: cannot clear", out.display()))?;
+    }
+    std::fs::create_dir_all(out)?;
+    let path = |p: &Path| p.to_string_lossy().into_owned();
+
+    // 1. The README's main job, on the bundled digits.
+    let demo_dir = out.join("demo");
+    let demo = kiln_ok(&["demo", "-o", &path(&demo_dir), "--quiet", "--json"])?;
+    let accuracy = demo.number("test_accuracy").context("demo --json has no test_accuracy")?;
+    ensure!(accuracy >= 0.95, "demo test accuracy {accuracy} is below 0.95");
+    ensure!(demo.flag("check_passed") == Some(true), "demo: the tract check did not pass");
+
+    // 2. The same model at the newest opset, with probabilities, checked again.
+    let opset21 = demo_dir.join("opset21.onnx");
+    kiln_ok(&["export", &path(&demo_dir.join("model.json")), "-o", &path(&opset21), "--opset", "21", "--probabilities"])?;
+    kiln_ok(&["check", &path(&opset21), "--save-reference"])?;
+
+    // 3. CSV with a header, standardisation, leaky-relu, SGD with Nesterov, a step schedule, opset 17.
+    let csv_dir = out.join("csv");
+    std::fs::create_dir_all(&csv_dir)?;
+    let csv = csv_dir.join("synthetic.csv");
+    write_synthetic_csv(&csv, 600)?;
+    let csv_run = kiln_ok(&[
+        "train", "--data", &format!("csv:{}", path(&csv)), "--hidden", "16,8", "--activation", "leaky-relu",
+        "--normalize", "standardize", "--optimizer", "sgd", "--momentum", "0.9", "--nesterov", "--lr", "0.05",
+        "--schedule", "step", "--step-size", "10", "--gamma", "0.5", "--epochs", "30", "--batch", "16",
+        "--opset", "17", "--probabilities", "-o", &path(&csv_dir), "--quiet", "--json",
+    ])?;
+    ensure!(csv_run.flag("check_passed") == Some(true), "csv run: the tract check did not pass");
+
+    // 4. Regression with tanh, a sigmoid output and AdamW, opset 19.
+    let reg_dir = out.join("regression");
+    std::fs::create_dir_all(&reg_dir)?;
+    let reg_csv = reg_dir.join("regression.csv");
+    write_synthetic_csv(&reg_csv, 300)?;
+    let reg_run = kiln_ok(&[
+        "train", "--data", &format!("csv:{}", path(&reg_csv)), "--label-column", "1", "--loss", "mse",
+        "--activation", "tanh", "--output-activation", "sigmoid", "--optimizer", "adamw", "--weight-decay", "0.01",
+        "--schedule", "cosine", "--hidden", "12", "--epochs", "20", "--opset", "19", "-o", &path(&reg_dir), "--quiet", "--json",
+    ])?;
+    ensure!(reg_run.flag("check_passed") == Some(true), "regression run: the tract check did not pass");
+
+    // 5. MNIST, one epoch of the classic configuration, checked on all 10,000 test images.
+    if options.mnist.join("t10k-images-idx3-ubyte.gz").exists() || options.mnist.join("t10k-images-idx3-ubyte").exists() {
+        let mnist_dir = out.join("mnist");
+        let mnist = kiln_ok(&[
+            "train", "--data", &format!("mnist:{}", path(&options.mnist)), "--hidden", "128", "--optimizer", "sgd",
+            "--lr", "0.01", "--batch", "64", "--epochs", "1", "-o", &path(&mnist_dir), "--quiet", "--json",
+        ])?;
+        let accuracy = mnist.number("test_accuracy").context("mnist --json has no test_accuracy")?;
+        ensure!(accuracy >= 0.85, "MNIST after one classic epoch: test accuracy {accuracy} is below 0.85");
+        ensure!(mnist.flag("check_passed") == Some(true), "mnist: the tract check did not pass");
+    } else {
+        println!("note: {} has no MNIST files; the MNIST conformance run is skipped", options.mnist.display());
+    }
+
+    // 6. The independent oracle over every ONNX file written above.
+    println!("$ {} xtask/scripts/onnx_oracle.py {}", options.python.display(), out.display());
+    let status = Command::new(&options.python)
+        .arg(workspace_root().join("xtask/scripts/onnx_oracle.py"))
+        .arg(out)
+        .status()
+        .with_context(|| format!("cannot run {} (create the venv with xtask/scripts/requirements.txt, or pass --python)", options.python.display()))?;
+    ensure!(status.success(), "the onnx/onnxruntime oracle found a mismatch");
+    println!("cargo xtask ci: all conformance checks passed");
+    Ok(())
+}
