@@ -3,3 +3,11 @@
 
 pub mod data;
 pub mod rng;
+pub mod fsutil;
+pub mod model;
+pub mod nn;
+pub mod train;
+pub mod check;
+pub mod export;
+pub mod npy;
+pub mod cli;

@@ -1,0 +1,142 @@
+//! `kiln check`: runs an exported ONNX file with tract, an independent engine,
+//! and compares it with the trainer's own forward pass, sample for sample.
+
+use crate::data::Dataset;
+use crate::data::Targets;
+use crate::model::ModelFile;
+use crate::train::argmax;
+use nalgebra::DMatrix;
+use std::path::{Path, PathBuf};
+use tract_onnx::prelude::*;
+
+/// The largest absolute difference `kiln check` accepts between tract and the trainer.
+pub const MAX_ABS_DIFF: f32 = 1e-4;
+
+/// Samples per tract call; the last call is shorter, which exercises the dynamic batch.
+const CHUNK_ROWS: usize = 2048;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    #[error("{path}: tract cannot load the ONNX file: {detail}")]
+    Load { path: PathBuf, detail: String },
+    #[error("{path}: tract failed to run the model: {detail}")]
+    Run { path: PathBuf, detail: String },
+    #[error("{path}: the model outputs {found} values per sample, expected {expected}")]
+    Shape { path: PathBuf, found: usize, expected: usize },
+}
+
+/// The outcome of a comparison.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct CheckReport {
+    pub onnx_path: PathBuf,
+    pub n_samples: usize,
+    pub max_abs_diff: f32,
+    /// Samples whose argmax agrees (classification only).
+    pub argmax_agreements: Option<usize>,
+    /// Accuracy of the ONNX outputs on the labels (classification only).
+    pub onnx_accuracy: Option<f64>,
+    pub trainer_accuracy: Option<f64>,
+}
+
+impl CheckReport {
+    pub fn passed(&self) -> bool {
+        self.max_abs_diff <= MAX_ABS_DIFF && self.argmax_agreements.is_none_or(|agree| agree == self.n_samples)
+    }
+}
+
+/// The trainer's outputs for raw features: row-major, n_samples x n_outputs.
+pub fn trainer_outputs(model: &ModelFile, raw_features: &[f32]) -> Vec<f32> {
+    let n_features = model.n_inputs;
+    let mut normalized = raw_features.to_vec();
+    for row in normalized.chunks_exact_mut(n_features) {
+        model.normalization.apply_row(row);
+    }
+    let mlp = model.mlp();
+    let n_samples = raw_features.len() / n_features;
+    let mut outputs = Vec::with_capacity(n_samples * mlp.n_outputs());
+    for start in (0..n_samples).step_by(CHUNK_ROWS) {
+        let end = (start + CHUNK_ROWS).min(n_samples);
+        let input = DMatrix::from_column_slice(n_features, end - start, &normalized[start * n_features..end * n_features]);
+        // One column per sample, so column-major storage is sample-major.
+        outputs.extend_from_slice(mlp.forward(&input).as_slice());
+    }
+    outputs
+}
+
+/// Runs the ONNX file with tract on raw features; returns its first output
+/// (`logits`), row-major.
+pub fn tract_outputs(path: &Path, raw_features: &[f32], n_features: usize, n_outputs: usize) -> Result<Vec<f32>, CheckError> {
+    let load_err = |e: TractError| CheckError::Load { path: path.to_owned(), detail: format!("{e:#}") };
+    let run_err = |e: TractError| CheckError::Run { path: path.to_owned(), detail: format!("{e:#}") };
+    // The file keeps its symbolic batch dimension N, so one plan serves every chunk size.
+    let plan = tract_onnx::onnx()
+        .model_for_path(path)
+        .and_then(|model| model.into_optimized())
+        .and_then(|model| model.into_runnable())
+        .map_err(load_err)?;
+    let n_samples = raw_features.len() / n_features;
+    let mut outputs = Vec::with_capacity(n_samples * n_outputs);
+    for start in (0..n_samples).step_by(CHUNK_ROWS) {
+        let end = (start + CHUNK_ROWS).min(n_samples);
+        let input = Tensor::from_shape(&[end - start, n_features], &raw_features[start * n_features..end * n_features])
+            .map_err(run_err)?;
+        let result = plan.run(tvec!(input.into())).map_err(run_err)?;
+        let view = result[0].try_as_plain_ram().map_err(run_err)?;
+        let logits = view.as_slice::<f32>().map_err(run_err)?;
+        if logits.len() != (end - start) * n_outputs {
+            return Err(CheckError::Shape { path: path.to_owned(), found: logits.len() / (end - start).max(1), expected: n_outputs });
+        }
+        outputs.extend_from_slice(logits);
+    }
+    Ok(outputs)
+}
+
+/// Compares tract's outputs for `onnx_path` with the trainer's on `test`.
+/// Returns the report and the trainer's outputs (row-major).
+pub fn check(onnx_path: &Path, model: &ModelFile, test: &Dataset) -> Result<(CheckReport, Vec<f32>), CheckError> {
+    let n_outputs = model.task.n_outputs();
+    let expected = trainer_outputs(model, &test.features);
+    let actual = tract_outputs(onnx_path, &test.features, test.n_features, n_outputs)?;
+    let max_abs_diff = expected.iter().zip(&actual).map(|(e, a)| (e - a).abs()).fold(0.0f32, |acc, d| if d.is_nan() { f32::INFINITY } else { acc.max(d) });
+    let (argmax_agreements, onnx_accuracy, trainer_accuracy) = match &test.targets {
+        Targets::Classes { labels, .. } => {
+            let mut agree = 0;
+            let mut onnx_correct = 0;
+            let mut trainer_correct = 0;
+            for ((e, a), &label) in expected.chunks_exact(n_outputs).zip(actual.chunks_exact(n_outputs)).zip(labels) {
+                let (e_class, a_class) = (argmax(e.iter().copied()), argmax(a.iter().copied()));
+                agree += usize::from(e_class == a_class);
+                onnx_correct += usize::from(a_class == label as usize);
+                trainer_correct += usize::from(e_class == label as usize);
+            }
+            let n = labels.len().max(1) as f64;
+            (Some(agree), Some(onnx_correct as f64 / n), Some(trainer_correct as f64 / n))
+        }
+        Targets::Regression { .. } => (None, None, None),
+    };
+    let report = CheckReport {
+        onnx_path: onnx_path.to_owned(),
+        n_samples: test.n_samples(),
+        max_abs_diff,
+        argmax_agreements,
+        onnx_accuracy,
+        trainer_accuracy,
+    };
+    Ok((report, expected))
+}
+
+/// Where the reference arrays for `onnx_path` go: `<stem>.input.npy` and
+/// `<stem>.logits.npy` beside the file. The CI oracle reads them.
+pub fn reference_paths(onnx_path: &Path) -> (PathBuf, PathBuf) {
+    let stem = onnx_path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    (onnx_path.with_file_name(format!("{stem}.input.npy")), onnx_path.with_file_name(format!("{stem}.logits.npy")))
+}
+
+/// Saves the raw inputs and the trainer's outputs beside the ONNX file.
+pub fn save_reference(onnx_path: &Path, test: &Dataset, trainer_outputs: &[f32]) -> std::io::Result<(PathBuf, PathBuf)> {
+    let (input_path, logits_path) = reference_paths(onnx_path);
+    let n_samples = test.n_samples();
+    crate::npy::write_f32(&input_path, n_samples, test.n_features, &test.features)?;
+    crate::npy::write_f32(&logits_path, n_samples, trainer_outputs.len() / n_samples.max(1), trainer_outputs)?;
+    Ok((input_path, logits_path))
+}

@@ -1,0 +1,242 @@
+//! The command line as clap parses it. `config.rs` turns these raw arguments
+//! into validated configurations; nothing here has defaults that matter to
+//! training, so `--resume` can tell which flags were given.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(name = "kiln", version, about = "Train an MLP, export it to ONNX, and prove the file with tract.")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Train an MLP, export it to ONNX and check the file with tract.
+    Train(TrainArgs),
+    /// Write the ONNX file for a trained model.
+    Export(ExportArgs),
+    /// Run an ONNX file with tract and compare it with the trainer, sample for sample.
+    Check(CheckArgs),
+    /// Train on the bundled digits, export, check, and print a summary.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum HeaderArg {
+    Auto,
+    Yes,
+    No,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ActivationArg {
+    Relu,
+    LeakyRelu,
+    Tanh,
+    Sigmoid,
+    Identity,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LossArg {
+    CrossEntropy,
+    Mse,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OptimizerArg {
+    Sgd,
+    Adam,
+    Adamw,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ScheduleArg {
+    Constant,
+    Step,
+    Cosine,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum InitArg {
+    He,
+    Xavier,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum NormalizeArg {
+    Scale,
+    Standardize,
+    None,
+}
+
+/// Where the data comes from and how to read it.
+#[derive(Debug, Clone, Args)]
+pub struct DataArgs {
+    /// digits (bundled), mnist:DIR, idx:TRAIN_IMAGES,TRAIN_LABELS[,TEST_IMAGES,TEST_LABELS], or csv:PATH.
+    #[arg(long, value_name = "SPEC")]
+    pub data: Option<String>,
+    /// A separate test CSV with the same columns as the training CSV.
+    #[arg(long, value_name = "PATH")]
+    pub test_data: Option<PathBuf>,
+    /// The CSV label column: a 0-based index, or `last`.
+    #[arg(long, value_name = "INDEX|last")]
+    pub label_column: Option<String>,
+    /// Whether the CSV files start with a header row.
+    #[arg(long, value_enum)]
+    pub header: Option<HeaderArg>,
+    /// The number of classes; by default it is inferred from the labels.
+    #[arg(long, value_name = "K")]
+    pub classes: Option<usize>,
+    /// The test fraction when the data has no separate test set.
+    #[arg(long, value_name = "FRACTION")]
+    pub test_split: Option<f64>,
+    /// The seed of the train/test split.
+    #[arg(long, value_name = "SEED")]
+    pub split_seed: Option<u64>,
+}
+
+/// How to report: progress, JSON.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct OutputArgs {
+    /// No progress bar and no per-epoch lines.
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Print one JSON object with the results on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Shapes of the exported ONNX file.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct OnnxArgs {
+    /// The ONNX opset, 13 to 21.
+    #[arg(long, default_value_t = kiln_onnx::builder::MIN_OPSET)]
+    pub opset: i64,
+    /// Add a `probabilities` output (Softmax over the logits).
+    #[arg(long)]
+    pub probabilities: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Hidden layer widths, comma-separated (e.g. 128 or 256,128); `none` for a linear model.
+    #[arg(long, value_name = "WIDTHS")]
+    pub hidden: Option<String>,
+    /// The activation of the hidden layers.
+    #[arg(long, value_enum)]
+    pub activation: Option<ActivationArg>,
+    /// The activation of the output layer.
+    #[arg(long, value_enum)]
+    pub output_activation: Option<ActivationArg>,
+    /// The negative slope of leaky-relu.
+    #[arg(long, value_name = "ALPHA")]
+    pub leaky_alpha: Option<f32>,
+    /// cross-entropy for class labels, mse for regression targets.
+    #[arg(long, value_enum)]
+    pub loss: Option<LossArg>,
+    /// Weight initialisation; by default He for relu-like units, Xavier otherwise.
+    #[arg(long, value_enum)]
+    pub init: Option<InitArg>,
+    #[arg(long, value_enum)]
+    pub optimizer: Option<OptimizerArg>,
+    /// The learning rate (default 0.01 for sgd, 0.001 for adam and adamw).
+    #[arg(long, value_name = "RATE")]
+    pub lr: Option<f32>,
+    /// SGD momentum.
+    #[arg(long)]
+    pub momentum: Option<f32>,
+    /// Nesterov momentum for SGD.
+    #[arg(long)]
+    pub nesterov: bool,
+    #[arg(long)]
+    pub beta1: Option<f32>,
+    #[arg(long)]
+    pub beta2: Option<f32>,
+    /// Adam's epsilon.
+    #[arg(long)]
+    pub eps: Option<f32>,
+    /// Weight decay (L2 for sgd and adam, decoupled for adamw).
+    #[arg(long)]
+    pub weight_decay: Option<f32>,
+    #[arg(long, value_enum)]
+    pub schedule: Option<ScheduleArg>,
+    /// Epochs between learning-rate drops for `--schedule step`.
+    #[arg(long)]
+    pub step_size: Option<usize>,
+    /// The drop factor for `--schedule step`.
+    #[arg(long)]
+    pub gamma: Option<f32>,
+    /// The total number of epochs (with --resume: the total to reach).
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// The mini-batch size.
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// The seed for initialisation and shuffling.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// The fraction of the training set held out for validation.
+    #[arg(long, value_name = "FRACTION")]
+    pub val_split: Option<f64>,
+    /// Stop after this many epochs without a better validation loss (needs --val-split).
+    #[arg(long)]
+    pub patience: Option<usize>,
+    /// Input normalisation, computed on the training set and folded into the ONNX graph.
+    #[arg(long, value_enum)]
+    pub normalize: Option<NormalizeArg>,
+    /// The output folder.
+    #[arg(long, short, default_value = "kiln-out", value_name = "DIR")]
+    pub out: PathBuf,
+    /// Continue the run saved in the output folder.
+    #[arg(long)]
+    pub resume: bool,
+    /// Skip the tract check of the exported file.
+    #[arg(long)]
+    pub no_check: bool,
+    #[command(flatten)]
+    pub onnx: OnnxArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ExportArgs {
+    /// The kiln model file (model.json).
+    pub model: PathBuf,
+    /// The ONNX file to write.
+    #[arg(long, short, value_name = "FILE")]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub onnx: OnnxArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CheckArgs {
+    /// The ONNX file to check.
+    pub onnx: PathBuf,
+    /// The kiln model file; by default model.json beside the ONNX file.
+    #[arg(long, value_name = "FILE")]
+    pub model: Option<PathBuf>,
+    /// Also save the inputs and the trainer's outputs beside the ONNX file as .npy.
+    #[arg(long)]
+    pub save_reference: bool,
+    #[command(flatten)]
+    pub data: DataArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    /// The output folder.
+    #[arg(long, short, default_value = "kiln-out", value_name = "DIR")]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}

@@ -1,0 +1,283 @@
+//! The subcommands of `kiln`.
+
+use super::args::*;
+use super::config::{data_config, export_options, TrainPlan, UsageError};
+use super::progress::Progress;
+use crate::check::{self, CheckReport};
+use crate::data::{self, DataOptions, DataSpec, Split};
+use crate::export::{self, ExportOptions};
+use crate::model::ModelFile;
+use crate::train::{self, TrainConfig};
+use anyhow::{Context, Result};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+/// The exported file does not compute what the trainer computes.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: tract disagrees with the trainer: max |diff| {max_abs_diff:e} (limit {limit:e}), argmax agreement {agree}")]
+pub struct CheckFailed {
+    pub path: PathBuf,
+    pub max_abs_diff: f32,
+    pub limit: f32,
+    pub agree: String,
+}
+
+impl CheckFailed {
+    fn from_report(report: &CheckReport) -> Self {
+        Self {
+            path: report.onnx_path.clone(),
+            max_abs_diff: report.max_abs_diff,
+            limit: check::MAX_ABS_DIFF,
+            agree: report.argmax_agreements.map_or("n/a".into(), |a| format!("{a}/{}", report.n_samples)),
+        }
+    }
+}
+
+/// Files a run wrote.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Files {
+    pub model: Option<PathBuf>,
+    pub onnx: Option<PathBuf>,
+    pub reference_input: Option<PathBuf>,
+    pub reference_logits: Option<PathBuf>,
+}
+
+/// What `train` and `demo` report, as printed with `--json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrainSummary {
+    pub command: &'static str,
+    pub data: String,
+    pub architecture: String,
+    pub n_parameters: usize,
+    pub optimizer: String,
+    pub epochs: usize,
+    pub stopped_early: bool,
+    pub seconds_per_epoch: f64,
+    pub train_loss: f64,
+    pub test_loss: f64,
+    pub test_accuracy: Option<f64>,
+    pub check: Option<CheckReport>,
+    pub check_passed: Option<bool>,
+    pub files: Files,
+}
+
+fn architecture(model: &ModelFile) -> String {
+    let widths: Vec<String> = std::iter::once(model.n_inputs).chain(model.layers.iter().map(|l| l.n_outputs)).map(|w| w.to_string()).collect();
+    let hidden = model.config.activation;
+    format!("{} {hidden}", widths.join("-"))
+}
+
+fn load_data(spec: &DataSpec, options: &DataOptions) -> Result<Split> {
+    Ok(data::load(spec, options)?)
+}
+
+/// Trains per `plan` on `split`, writes the model and ONNX files, checks them.
+fn train_export_check(command: &'static str, plan: &TrainPlan, split: &Split, resume: Option<ModelFile>) -> Result<TrainSummary> {
+    std::fs::create_dir_all(&plan.out_dir).with_context(|| format!("{}: cannot create the output folder", plan.out_dir.display()))?;
+    let model_path = plan.out_dir.join("model.json");
+    let onnx_path = plan.out_dir.join("model.onnx");
+    let mut progress = Progress::new(plan.output.quiet);
+    let epochs_before = resume.as_ref().map_or(0, |m| m.state.epochs_done);
+    let mut checkpoint = |model: &ModelFile| model.save(&model_path).map_err(|e| e.to_string());
+    let model = train::train(split, &plan.data_spec, &plan.data_options, &plan.config, resume, &mut progress, &mut checkpoint)?;
+
+    let run_epochs = &model.state.history[epochs_before.min(model.state.history.len())..];
+    let seconds_per_epoch = if run_epochs.is_empty() { 0.0 } else { run_epochs.iter().map(|r| r.seconds).sum::<f64>() / run_epochs.len() as f64 };
+    let test_features = model.normalization.apply(&split.test);
+    let (test_loss, test_accuracy) = train::evaluate(&model.mlp(), &test_features, &split.test.targets, model.config.loss);
+
+    export::write_onnx(&model, plan.export, &onnx_path).with_context(|| format!("{}: cannot export", onnx_path.display()))?;
+    let mut files = Files { model: Some(model_path), onnx: Some(onnx_path.clone()), ..Files::default() };
+    let report = if plan.check {
+        let (report, trainer_outputs) = check::check(&onnx_path, &model, &split.test)?;
+        let (input, logits) = check::save_reference(&onnx_path, &split.test, &trainer_outputs)
+            .with_context(|| format!("{}: cannot save the reference outputs", onnx_path.display()))?;
+        files.reference_input = Some(input);
+        files.reference_logits = Some(logits);
+        Some(report)
+    } else {
+        None
+    };
+    Ok(TrainSummary {
+        command,
+        data: split.description.clone(),
+        architecture: architecture(&model),
+        n_parameters: model.mlp().n_parameters(),
+        optimizer: format!("{} lr {} ({} schedule), batch {}", model.config.optimizer.name(), model.config.learning_rate, model.config.schedule.name(), model.config.batch_size),
+        epochs: model.state.epochs_done,
+        stopped_early: model.state.stopped_early,
+        seconds_per_epoch,
+        train_loss: model.state.history.last().map_or(f64::NAN, |r| r.train_loss),
+        test_loss,
+        test_accuracy,
+        check_passed: report.as_ref().map(CheckReport::passed),
+        check: report,
+        files,
+    })
+}
+
+fn print_summary(summary: &TrainSummary, json: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(summary)?);
+        return Ok(());
+    }
+    let mut rows: Vec<(&str, String)> = vec![
+        ("data", summary.data.clone()),
+        ("model", format!("{} ({} parameters)", summary.architecture, summary.n_parameters)),
+        ("optimizer", summary.optimizer.clone()),
+        ("epochs", format!("{}{} at {:.3} s per epoch", summary.epochs, if summary.stopped_early { " (stopped early)" } else { "" }, summary.seconds_per_epoch)),
+        ("train loss", format!("{:.4}", summary.train_loss)),
+        ("test loss", format!("{:.4}", summary.test_loss)),
+    ];
+    if let Some(accuracy) = summary.test_accuracy {
+        rows.push(("test accuracy", format!("{accuracy:.4}")));
+    }
+    if let Some(report) = &summary.check {
+        rows.push(("tract check", check_line(report)));
+    }
+    for (label, path) in [("model file", &summary.files.model), ("onnx file", &summary.files.onnx), ("reference", &summary.files.reference_logits)] {
+        if let Some(path) = path {
+            rows.push((label, path.display().to_string()));
+        }
+    }
+    println!("kiln {}", summary.command);
+    for (label, value) in rows {
+        println!("  {label:<14} {value}");
+    }
+    Ok(())
+}
+
+fn check_line(report: &CheckReport) -> String {
+    let mut line = format!("{} on {} samples: max |diff| {:.2e}", if report.passed() { "PASS" } else { "FAIL" }, report.n_samples, report.max_abs_diff);
+    if let Some(agree) = report.argmax_agreements {
+        line.push_str(&format!(", argmax agrees {agree}/{}", report.n_samples));
+    }
+    if let Some(accuracy) = report.onnx_accuracy {
+        line.push_str(&format!(", accuracy {accuracy:.4}"));
+    }
+    line
+}
+
+fn finish(summary: &TrainSummary, json: bool) -> Result<()> {
+    print_summary(summary, json)?;
+    match &summary.check {
+        Some(report) if !report.passed() => Err(CheckFailed::from_report(report).into()),
+        _ => Ok(()),
+    }
+}
+
+pub fn train(args: &TrainArgs) -> Result<()> {
+    let mut plan = TrainPlan::from_args(args)?;
+    let resume = if plan.resume {
+        let model_path = plan.out_dir.join("model.json");
+        let saved = ModelFile::load(&model_path).context("--resume needs the model file of an earlier run")?;
+        plan.data_spec = saved.data.clone();
+        plan.data_options = saved.data_options.clone();
+        plan.config = TrainConfig { epochs: args.epochs.unwrap_or(saved.config.epochs), ..saved.config.clone() };
+        Some(saved)
+    } else {
+        None
+    };
+    let split = load_data(&plan.data_spec, &plan.data_options)?;
+    let summary = train_export_check("train", &plan, &split, resume)?;
+    finish(&summary, plan.output.json)
+}
+
+pub fn demo(args: &DemoArgs) -> Result<()> {
+    // A configuration that fits the bundled digits in about a second.
+    let train_args = TrainArgs {
+        data: DataArgs { data: None, test_data: None, label_column: None, header: None, classes: None, test_split: None, split_seed: None },
+        hidden: Some("128".into()),
+        activation: None,
+        output_activation: None,
+        leaky_alpha: None,
+        loss: None,
+        init: None,
+        optimizer: Some(OptimizerArg::Adam),
+        lr: Some(0.002),
+        momentum: None,
+        nesterov: false,
+        beta1: None,
+        beta2: None,
+        eps: None,
+        weight_decay: None,
+        schedule: Some(ScheduleArg::Cosine),
+        step_size: None,
+        gamma: None,
+        epochs: Some(40),
+        batch: Some(32),
+        seed: Some(0),
+        val_split: None,
+        patience: None,
+        normalize: None,
+        out: args.out.clone(),
+        resume: false,
+        no_check: false,
+        onnx: OnnxArgs { opset: kiln_onnx::builder::MIN_OPSET, probabilities: false },
+        output: args.output,
+    };
+    let plan = TrainPlan::from_args(&train_args)?;
+    let split = load_data(&plan.data_spec, &plan.data_options)?;
+    let summary = train_export_check("demo", &plan, &split, None)?;
+    finish(&summary, args.output.json)
+}
+
+pub fn export(args: &ExportArgs) -> Result<()> {
+    let options: ExportOptions = export_options(&args.onnx)?;
+    let model = ModelFile::load(&args.model)?;
+    export::write_onnx(&model, options, &args.out).with_context(|| format!("{}: cannot export", args.out.display()))?;
+    println!("wrote {} (opset {}{})", args.out.display(), options.opset, if options.with_probabilities { ", with probabilities" } else { "" });
+    Ok(())
+}
+
+/// The model file beside an ONNX file.
+fn sibling_model(onnx: &Path) -> PathBuf {
+    onnx.with_file_name("model.json")
+}
+
+#[derive(Debug, Serialize)]
+struct CheckSummary<'a> {
+    command: &'static str,
+    data: String,
+    report: &'a CheckReport,
+    passed: bool,
+    files: Files,
+}
+
+pub fn check(args: &CheckArgs) -> Result<()> {
+    let model_path = args.model.clone().unwrap_or_else(|| sibling_model(&args.onnx));
+    if !args.onnx.exists() {
+        return Err(anyhow::Error::new(UsageError(format!("{}: no such ONNX file", args.onnx.display()))));
+    }
+    let model = ModelFile::load(&model_path).context("kiln check compares with the trainer's model file (--model)")?;
+    let (spec, options) = if args.data.data.is_some() {
+        data_config(&args.data, model.config.loss)?
+    } else {
+        (model.data.clone(), model.data_options.clone())
+    };
+    let split = load_data(&spec, &options)?;
+    let (report, trainer_outputs) = check::check(&args.onnx, &model, &split.test)?;
+    let mut files = Files::default();
+    if args.save_reference {
+        let (input, logits) = check::save_reference(&args.onnx, &split.test, &trainer_outputs)
+            .with_context(|| format!("{}: cannot save the reference outputs", args.onnx.display()))?;
+        files.reference_input = Some(input);
+        files.reference_logits = Some(logits);
+    }
+    if args.output.json {
+        let summary = CheckSummary { command: "check", data: split.description.clone(), report: &report, passed: report.passed(), files };
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        println!("kiln check {}", args.onnx.display());
+        println!("  {:<14} {}", "data", split.description);
+        println!("  {:<14} {}", "tract", check_line(&report));
+        if let Some(accuracy) = report.trainer_accuracy {
+            println!("  {:<14} {accuracy:.4}", "trainer acc");
+        }
+    }
+    if report.passed() {
+        Ok(())
+    } else {
+        Err(CheckFailed::from_report(&report).into())
+    }
+}

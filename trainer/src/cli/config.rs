@@ -1,0 +1,347 @@
+//! Validated configurations built from the raw clap arguments.
+
+use super::args::*;
+use crate::data::{DataOptions, DataSpec, HeaderMode, LabelColumn, NormalizationKind, TargetKind};
+use crate::export::ExportOptions;
+use crate::nn::optim::OptimizerConfig;
+use crate::nn::schedule::Schedule;
+use crate::nn::{Activation, Init, Loss};
+use crate::train::TrainConfig;
+use std::path::PathBuf;
+
+/// A command-line value that cannot be used; reported with exit code 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+fn usage(message: impl Into<String>) -> UsageError {
+    UsageError(message.into())
+}
+
+/// Everything `kiln train` needs, validated.
+#[derive(Debug, Clone)]
+pub struct TrainPlan {
+    pub data_spec: DataSpec,
+    pub data_options: DataOptions,
+    pub config: TrainConfig,
+    pub out_dir: PathBuf,
+    pub resume: bool,
+    pub check: bool,
+    pub export: ExportOptions,
+    pub output: OutputArgs,
+}
+
+pub fn export_options(args: &OnnxArgs) -> Result<ExportOptions, UsageError> {
+    let range = kiln_onnx::builder::MIN_OPSET..=kiln_onnx::builder::MAX_OPSET;
+    if !range.contains(&args.opset) {
+        return Err(usage(format!("--opset: expected {} to {}, got {}", range.start(), range.end(), args.opset)));
+    }
+    Ok(ExportOptions { opset: args.opset, with_probabilities: args.probabilities })
+}
+
+/// The data source and reading options, with defaults filled in.
+pub fn data_config(args: &DataArgs, loss: Loss) -> Result<(DataSpec, DataOptions), UsageError> {
+    let spec: DataSpec = match &args.data {
+        Some(text) => text.parse().map_err(|e| usage(format!("--data: {e}")))?,
+        None => DataSpec::Digits,
+    };
+    let mut options = DataOptions::default();
+    if let Some(column) = &args.label_column {
+        options.label_column = if column == "last" {
+            LabelColumn::Last
+        } else {
+            LabelColumn::Index(column.parse().map_err(|_| usage(format!("--label-column: expected a 0-based column index or `last`, got {column:?}")))?)
+        };
+    }
+    if let Some(header) = args.header {
+        options.header = match header {
+            HeaderArg::Auto => HeaderMode::Auto,
+            HeaderArg::Yes => HeaderMode::Present,
+            HeaderArg::No => HeaderMode::Absent,
+        };
+    }
+    options.test_data = args.test_data.clone();
+    if let Some(fraction) = args.test_split {
+        if !(fraction > 0.0 && fraction < 1.0) {
+            return Err(usage(format!("--test-split: expected a fraction between 0 and 1, got {fraction}")));
+        }
+        options.test_split = fraction;
+    }
+    if let Some(seed) = args.split_seed {
+        options.split_seed = seed;
+    }
+    options.target = match loss {
+        Loss::CrossEntropy => TargetKind::Classes { n_classes: args.classes },
+        Loss::MeanSquaredError if args.classes.is_some() => TargetKind::Classes { n_classes: args.classes },
+        Loss::MeanSquaredError => TargetKind::Regression,
+    };
+    if args.classes.is_some_and(|k| k < 2) {
+        return Err(usage("--classes: expected at least 2 classes"));
+    }
+    Ok((spec, options))
+}
+
+fn activation(arg: ActivationArg, leaky_alpha: f32) -> Activation {
+    match arg {
+        ActivationArg::Relu => Activation::Relu,
+        ActivationArg::LeakyRelu => Activation::LeakyRelu { alpha: leaky_alpha },
+        ActivationArg::Tanh => Activation::Tanh,
+        ActivationArg::Sigmoid => Activation::Sigmoid,
+        ActivationArg::Identity => Activation::Identity,
+    }
+}
+
+/// Parses `128`, `256,128` or `none`.
+pub fn parse_hidden(text: &str) -> Result<Vec<usize>, UsageError> {
+    let text = text.trim();
+    if text.is_empty() || text == "none" {
+        return Ok(Vec::new());
+    }
+    text.split(',')
+        .map(|part| match part.trim().parse::<usize>() {
+            Ok(width) if width > 0 => Ok(width),
+            _ => Err(usage(format!("--hidden: expected comma-separated positive widths such as 128 or 256,128, got {text:?}"))),
+        })
+        .collect()
+}
+
+fn check_fraction(flag: &str, value: f32, low: f32, high: f32) -> Result<f32, UsageError> {
+    if value.is_finite() && value >= low && value < high {
+        Ok(value)
+    } else {
+        Err(usage(format!("{flag}: expected a value in [{low}, {high}), got {value}")))
+    }
+}
+
+/// The training configuration from flags, with defaults for what was not given.
+pub fn train_config(args: &TrainArgs) -> Result<TrainConfig, UsageError> {
+    let leaky_alpha = check_fraction("--leaky-alpha", args.leaky_alpha.unwrap_or(0.01), 0.0, 1.0)?;
+    let hidden_activation = activation(args.activation.unwrap_or(ActivationArg::Relu), leaky_alpha);
+    let output_activation = activation(args.output_activation.unwrap_or(ActivationArg::Identity), leaky_alpha);
+    let loss = match args.loss.unwrap_or(LossArg::CrossEntropy) {
+        LossArg::CrossEntropy => Loss::CrossEntropy,
+        LossArg::Mse => Loss::MeanSquaredError,
+    };
+    if loss == Loss::CrossEntropy && output_activation != Activation::Identity {
+        return Err(usage("--output-activation: cross-entropy applies softmax to the logits itself; use identity"));
+    }
+    let init = match args.init {
+        Some(InitArg::He) => Init::He,
+        Some(InitArg::Xavier) => Init::Xavier,
+        None => match hidden_activation {
+            Activation::Relu | Activation::LeakyRelu { .. } => Init::He,
+            _ => Init::Xavier,
+        },
+    };
+    let weight_decay = args.weight_decay.unwrap_or(0.0);
+    if !(weight_decay.is_finite() && weight_decay >= 0.0) {
+        return Err(usage(format!("--weight-decay: expected a non-negative number, got {weight_decay}")));
+    }
+    let optimizer_arg = args.optimizer.unwrap_or(OptimizerArg::Adam);
+    let beta1 = check_fraction("--beta1", args.beta1.unwrap_or(0.9), 0.0, 1.0)?;
+    let beta2 = check_fraction("--beta2", args.beta2.unwrap_or(0.999), 0.0, 1.0)?;
+    let epsilon = args.eps.unwrap_or(1e-8);
+    if !(epsilon.is_finite() && epsilon > 0.0) {
+        return Err(usage(format!("--eps: expected a positive number, got {epsilon}")));
+    }
+    let optimizer = match optimizer_arg {
+        OptimizerArg::Sgd => OptimizerConfig::Sgd {
+            momentum: check_fraction("--momentum", args.momentum.unwrap_or(0.0), 0.0, 1.0)?,
+            nesterov: args.nesterov,
+            weight_decay,
+        },
+        OptimizerArg::Adam => OptimizerConfig::Adam { beta1, beta2, epsilon, weight_decay },
+        OptimizerArg::Adamw => OptimizerConfig::AdamW { beta1, beta2, epsilon, weight_decay },
+    };
+    if args.nesterov && !matches!(optimizer, OptimizerConfig::Sgd { momentum, .. } if momentum > 0.0) {
+        return Err(usage("--nesterov: needs --optimizer sgd with a --momentum above 0"));
+    }
+    if optimizer_arg == OptimizerArg::Sgd && (args.beta1.is_some() || args.beta2.is_some() || args.eps.is_some()) {
+        return Err(usage("--beta1, --beta2 and --eps apply to adam and adamw, not sgd"));
+    }
+    if optimizer_arg != OptimizerArg::Sgd && args.momentum.is_some() {
+        return Err(usage("--momentum applies to sgd; adam and adamw use --beta1"));
+    }
+    let learning_rate = args.lr.unwrap_or(if optimizer_arg == OptimizerArg::Sgd { 0.01 } else { 0.001 });
+    let schedule = match args.schedule.unwrap_or(ScheduleArg::Constant) {
+        ScheduleArg::Constant => Schedule::Constant,
+        ScheduleArg::Cosine => Schedule::Cosine,
+        ScheduleArg::Step => {
+            let step_size = args.step_size.unwrap_or(10);
+            if step_size == 0 {
+                return Err(usage("--step-size: expected at least 1 epoch"));
+            }
+            let gamma = args.gamma.unwrap_or(0.1);
+            if !(gamma.is_finite() && gamma > 0.0) {
+                return Err(usage(format!("--gamma: expected a positive factor, got {gamma}")));
+            }
+            Schedule::Step { step_size, gamma }
+        }
+    };
+    if !matches!(schedule, Schedule::Step { .. }) && (args.step_size.is_some() || args.gamma.is_some()) {
+        return Err(usage("--step-size and --gamma apply to --schedule step"));
+    }
+    let patience = args.patience.unwrap_or(0);
+    // Early stopping without a validation split defaults to holding out 10%.
+    let val_split = args.val_split.unwrap_or(if patience > 0 { 0.1 } else { 0.0 });
+    let normalization = match args.normalize.unwrap_or(NormalizeArg::Scale) {
+        NormalizeArg::Scale => NormalizationKind::Scale,
+        NormalizeArg::Standardize => NormalizationKind::Standardize,
+        NormalizeArg::None => NormalizationKind::None,
+    };
+    let config = TrainConfig {
+        hidden: parse_hidden(args.hidden.as_deref().unwrap_or("128"))?,
+        activation: hidden_activation,
+        output_activation,
+        loss,
+        init,
+        optimizer,
+        learning_rate,
+        schedule,
+        epochs: args.epochs.unwrap_or(10),
+        batch_size: args.batch.unwrap_or(64),
+        seed: args.seed.unwrap_or(0),
+        val_split,
+        patience,
+        normalization,
+    };
+    // Reuse the trainer's own checks, phrased for the command line.
+    let task = match loss {
+        Loss::CrossEntropy => crate::model::Task::Classification { n_classes: 2 },
+        Loss::MeanSquaredError => crate::model::Task::Regression { n_outputs: 1 },
+    };
+    config.validate(task).map_err(|e| usage(e.to_string()))?;
+    Ok(config)
+}
+
+/// Flags that fix the model or the data, which `--resume` takes from the saved run.
+fn fixed_by_resume(args: &TrainArgs) -> Vec<&'static str> {
+    let given = [
+        ("--data", args.data.data.is_some()),
+        ("--test-data", args.data.test_data.is_some()),
+        ("--label-column", args.data.label_column.is_some()),
+        ("--header", args.data.header.is_some()),
+        ("--classes", args.data.classes.is_some()),
+        ("--test-split", args.data.test_split.is_some()),
+        ("--split-seed", args.data.split_seed.is_some()),
+        ("--hidden", args.hidden.is_some()),
+        ("--activation", args.activation.is_some()),
+        ("--output-activation", args.output_activation.is_some()),
+        ("--leaky-alpha", args.leaky_alpha.is_some()),
+        ("--loss", args.loss.is_some()),
+        ("--init", args.init.is_some()),
+        ("--optimizer", args.optimizer.is_some()),
+        ("--lr", args.lr.is_some()),
+        ("--momentum", args.momentum.is_some()),
+        ("--nesterov", args.nesterov),
+        ("--beta1", args.beta1.is_some()),
+        ("--beta2", args.beta2.is_some()),
+        ("--eps", args.eps.is_some()),
+        ("--weight-decay", args.weight_decay.is_some()),
+        ("--schedule", args.schedule.is_some()),
+        ("--step-size", args.step_size.is_some()),
+        ("--gamma", args.gamma.is_some()),
+        ("--batch", args.batch.is_some()),
+        ("--seed", args.seed.is_some()),
+        ("--val-split", args.val_split.is_some()),
+        ("--patience", args.patience.is_some()),
+        ("--normalize", args.normalize.is_some()),
+    ];
+    given.into_iter().filter(|(_, set)| *set).map(|(name, _)| name).collect()
+}
+
+impl TrainPlan {
+    /// Builds the plan for a fresh run; `--resume` plans are completed from
+    /// the saved model by the train command.
+    pub fn from_args(args: &TrainArgs) -> Result<Self, UsageError> {
+        let export = export_options(&args.onnx)?;
+        if args.resume {
+            let fixed = fixed_by_resume(args);
+            if !fixed.is_empty() {
+                return Err(usage(format!(
+                    "--resume continues the saved run with its own settings; only --epochs may change, not {}",
+                    fixed.join(", ")
+                )));
+            }
+        }
+        let config = train_config(args)?;
+        let (data_spec, data_options) = data_config(&args.data, config.loss)?;
+        Ok(Self {
+            data_spec,
+            data_options,
+            config,
+            out_dir: args.out.clone(),
+            resume: args.resume,
+            check: !args.no_check,
+            export,
+            output: args.output,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn parse_train(extra: &[&str]) -> Result<TrainPlan, UsageError> {
+        let mut argv = vec!["kiln", "train"];
+        argv.extend_from_slice(extra);
+        let cli = Cli::try_parse_from(argv).expect("clap accepts the flags");
+        match cli.command {
+            Command::Train(args) => TrainPlan::from_args(&args),
+            other => panic!("parsed {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_classic_configuration_is_one_flag_set_away() {
+        let plan = parse_train(&["--data", "mnist:/tmp/mnist", "--hidden", "128", "--optimizer", "sgd", "--lr", "0.01", "--batch", "64", "--epochs", "10"]).unwrap();
+        assert_eq!(plan.config.hidden, vec![128]);
+        assert_eq!(plan.config.activation, Activation::Relu);
+        assert_eq!(plan.config.loss, Loss::CrossEntropy);
+        assert_eq!(plan.config.optimizer, OptimizerConfig::Sgd { momentum: 0.0, nesterov: false, weight_decay: 0.0 });
+        assert_eq!(plan.config.learning_rate, 0.01);
+        assert_eq!(plan.config.batch_size, 64);
+        assert_eq!(plan.config.epochs, 10);
+        assert_eq!(plan.data_spec, DataSpec::Mnist("/tmp/mnist".into()));
+    }
+
+    #[test]
+    fn bad_values_are_rejected_with_the_flag_named() {
+        for (flags, needle) in [
+            (vec!["--hidden", "12,x"], "--hidden"),
+            (vec!["--test-split", "1.5"], "--test-split"),
+            (vec!["--opset", "9"], "--opset"),
+            (vec!["--nesterov"], "--nesterov"),
+            (vec!["--optimizer", "sgd", "--beta1", "0.8"], "--beta1"),
+            (vec!["--batch", "0"], "--batch"),
+            (vec!["--patience", "3", "--val-split", "0"], "--patience"),
+            (vec!["--loss", "cross-entropy", "--output-activation", "tanh"], "--output-activation"),
+            (vec!["--resume", "--lr", "0.1"], "--lr"),
+            (vec!["--data", "nonsense"], "--data"),
+        ] {
+            let err = parse_train(&flags).expect_err(&format!("{flags:?} should fail"));
+            assert!(err.0.contains(needle), "{flags:?}: {}", err.0);
+        }
+    }
+
+    #[test]
+    fn unknown_enum_values_are_refused_by_clap() {
+        let err = Cli::try_parse_from(["kiln", "train", "--optimizer", "rmsprop"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.to_string().contains("rmsprop"));
+    }
+
+    #[test]
+    fn defaults_follow_the_optimizer_and_activation() {
+        let plan = parse_train(&["--optimizer", "sgd"]).unwrap();
+        assert_eq!(plan.config.learning_rate, 0.01);
+        let plan = parse_train(&["--activation", "tanh"]).unwrap();
+        assert_eq!(plan.config.init, Init::Xavier);
+        assert_eq!(plan.config.learning_rate, 0.001);
+        let plan = parse_train(&["--patience", "2"]).unwrap();
+        assert_eq!(plan.config.val_split, 0.1);
+        assert_eq!(plan.data_spec, DataSpec::Digits);
+    }
+}

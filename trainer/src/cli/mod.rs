@@ -1,0 +1,61 @@
+//! The `kiln` command line: argument parsing, validated configuration,
+//! subcommands and the mapping from errors to exit codes.
+
+pub mod args;
+pub mod commands;
+pub mod config;
+pub mod progress;
+
+pub use args::Cli;
+
+/// Exit codes, documented in the README.
+pub mod exit_code {
+    /// Anything not listed below.
+    pub const FAILURE: u8 = 1;
+    /// A flag or argument that cannot be used.
+    pub const USAGE: u8 = 2;
+    /// Unreadable or invalid input: data, model or ONNX files.
+    pub const BAD_INPUT: u8 = 3;
+    /// `kiln check` found the ONNX file disagrees with the trainer.
+    pub const CHECK_FAILED: u8 = 4;
+    /// Training diverged; the last good model was kept.
+    pub const DIVERGED: u8 = 5;
+}
+
+/// Runs the parsed command line.
+pub fn run(cli: &Cli) -> anyhow::Result<()> {
+    match &cli.command {
+        args::Command::Train(args) => commands::train(args),
+        args::Command::Export(args) => commands::export(args),
+        args::Command::Check(args) => commands::check(args),
+        args::Command::Demo(args) => commands::demo(args),
+    }
+}
+
+/// The exit code for an error, found by walking its chain of causes.
+pub fn exit_code_for(error: &anyhow::Error) -> u8 {
+    use crate::train::TrainError;
+    for cause in error.chain() {
+        if cause.is::<config::UsageError>() {
+            return exit_code::USAGE;
+        }
+        if cause.is::<commands::CheckFailed>() {
+            return exit_code::CHECK_FAILED;
+        }
+        if let Some(train_error) = cause.downcast_ref::<TrainError>() {
+            return match train_error {
+                TrainError::Diverged { .. } => exit_code::DIVERGED,
+                TrainError::Config(_) => exit_code::USAGE,
+                TrainError::Data(_) => exit_code::BAD_INPUT,
+                TrainError::Checkpoint(_) => exit_code::FAILURE,
+            };
+        }
+        if cause.is::<crate::data::DataError>() || cause.is::<crate::model::ModelFileError>() {
+            return exit_code::BAD_INPUT;
+        }
+        if let Some(crate::check::CheckError::Load { .. }) = cause.downcast_ref::<crate::check::CheckError>() {
+            return exit_code::BAD_INPUT;
+        }
+    }
+    exit_code::FAILURE
+}

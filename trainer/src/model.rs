@@ -1,0 +1,209 @@
+//! The kiln model file: a trained network, its normalisation, the data it was
+//! trained on and everything `--resume` needs, as versioned JSON.
+//!
+//! JSON keeps the file readable and diffable. serde_json prints each f32 with
+//! the shortest text that parses back to the same bits, so nothing is lost.
+
+use crate::data::{DataOptions, DataSpec, Normalization};
+use crate::nn::optim::OptimizerState;
+use crate::nn::{Activation, Dense, Mlp};
+use crate::rng::Rng;
+use crate::train::TrainConfig;
+use nalgebra::{DMatrix, DVector};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+pub const FORMAT_NAME: &str = "kiln-model";
+pub const FORMAT_VERSION: u32 = 1;
+
+/// What the network predicts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Task {
+    Classification { n_classes: usize },
+    Regression { n_outputs: usize },
+}
+
+impl Task {
+    pub fn n_outputs(self) -> usize {
+        match self {
+            Task::Classification { n_classes } => n_classes,
+            Task::Regression { n_outputs } => n_outputs,
+        }
+    }
+}
+
+/// One dense layer, weights row-major `[n_outputs][n_inputs]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LayerRecord {
+    pub n_inputs: usize,
+    pub n_outputs: usize,
+    pub activation: Activation,
+    pub weights: Vec<f32>,
+    pub bias: Vec<f32>,
+}
+
+impl LayerRecord {
+    pub fn from_dense(layer: &Dense<f32>) -> Self {
+        let weights = (0..layer.n_outputs())
+            .flat_map(|row_idx| layer.weights.row(row_idx).iter().copied().collect::<Vec<_>>())
+            .collect();
+        Self {
+            n_inputs: layer.n_inputs(),
+            n_outputs: layer.n_outputs(),
+            activation: layer.activation,
+            weights,
+            bias: layer.bias.iter().copied().collect(),
+        }
+    }
+
+    pub fn to_dense(&self) -> Dense<f32> {
+        Dense {
+            weights: DMatrix::from_row_slice(self.n_outputs, self.n_inputs, &self.weights),
+            bias: DVector::from_column_slice(&self.bias),
+            activation: self.activation,
+        }
+    }
+}
+
+/// One epoch of training, as reported and stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochRecord {
+    pub epoch: usize,
+    pub learning_rate: f32,
+    pub train_loss: f64,
+    pub train_accuracy: Option<f64>,
+    pub val_loss: Option<f64>,
+    pub val_accuracy: Option<f64>,
+    pub seconds: f64,
+}
+
+/// The best weights seen on the validation split, for early stopping.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BestSnapshot {
+    pub epoch: usize,
+    pub val_loss: f64,
+    pub layers: Vec<LayerRecord>,
+}
+
+/// Everything needed to continue training exactly where it stopped.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainState {
+    pub epochs_done: usize,
+    pub optimizer: OptimizerState,
+    /// The shuffling generator, so a resumed run sees the same batches.
+    pub rng: Rng,
+    pub history: Vec<EpochRecord>,
+    pub best: Option<BestSnapshot>,
+    pub epochs_since_best: usize,
+    pub stopped_early: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelFile {
+    pub format: String,
+    pub format_version: u32,
+    pub producer: String,
+    pub task: Task,
+    pub n_inputs: usize,
+    pub normalization: Normalization,
+    pub layers: Vec<LayerRecord>,
+    pub data: DataSpec,
+    pub data_options: DataOptions,
+    pub config: TrainConfig,
+    pub state: TrainState,
+}
+
+/// Errors reading or writing a model file; each names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelFileError {
+    #[error("{path}: cannot read the model file: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: cannot write the model file: {source}")]
+    Write { path: PathBuf, source: std::io::Error },
+    #[error("{path}: not a kiln model file: {detail}")]
+    Parse { path: PathBuf, detail: String },
+    #[error("{path}: format {found} version {version} is not supported, expected {FORMAT_NAME} version {FORMAT_VERSION}")]
+    Version { path: PathBuf, found: String, version: u32 },
+    #[error("{path}: {field}: {detail}")]
+    Invalid { path: PathBuf, field: String, detail: String },
+}
+
+impl ModelFile {
+    pub fn mlp(&self) -> Mlp<f32> {
+        Mlp { layers: self.layers.iter().map(LayerRecord::to_dense).collect() }
+    }
+
+    /// Reads and validates a model file.
+    pub fn load(path: &Path) -> Result<Self, ModelFileError> {
+        let bytes = std::fs::read(path).map_err(|source| ModelFileError::Read { path: path.to_owned(), source })?;
+        // Check the header first so an old or foreign file gets a precise message.
+        #[derive(Deserialize)]
+        struct Header {
+            format: String,
+            format_version: u32,
+        }
+        let header: Header = serde_json::from_slice(&bytes)
+            .map_err(|e| ModelFileError::Parse { path: path.to_owned(), detail: e.to_string() })?;
+        if header.format != FORMAT_NAME || header.format_version != FORMAT_VERSION {
+            return Err(ModelFileError::Version {
+                path: path.to_owned(),
+                found: header.format,
+                version: header.format_version,
+            });
+        }
+        let model: ModelFile = serde_json::from_slice(&bytes)
+            .map_err(|e| ModelFileError::Parse { path: path.to_owned(), detail: e.to_string() })?;
+        model.validate(path)?;
+        Ok(model)
+    }
+
+    /// Checks that shapes chain and every number is finite.
+    pub fn validate(&self, path: &Path) -> Result<(), ModelFileError> {
+        let invalid = |field: String, detail: String| ModelFileError::Invalid { path: path.to_owned(), field, detail };
+        if self.layers.is_empty() {
+            return Err(invalid("layers".into(), "expected at least one layer".into()));
+        }
+        let mut expected_inputs = self.n_inputs;
+        for (layer_idx, layer) in self.layers.iter().enumerate() {
+            let field = format!("layers[{layer_idx}]");
+            if layer.n_inputs != expected_inputs {
+                return Err(invalid(field, format!("has {} inputs, expected {expected_inputs}", layer.n_inputs)));
+            }
+            if layer.weights.len() != layer.n_inputs * layer.n_outputs {
+                return Err(invalid(
+                    format!("{field}.weights"),
+                    format!("has {} values, expected {} x {}", layer.weights.len(), layer.n_outputs, layer.n_inputs),
+                ));
+            }
+            if layer.bias.len() != layer.n_outputs {
+                return Err(invalid(format!("{field}.bias"), format!("has {} values, expected {}", layer.bias.len(), layer.n_outputs)));
+            }
+            if let Some(idx) = layer.weights.iter().position(|v| !v.is_finite()) {
+                return Err(invalid(format!("{field}.weights[{idx}]"), "expected a finite number".into()));
+            }
+            if let Some(idx) = layer.bias.iter().position(|v| !v.is_finite()) {
+                return Err(invalid(format!("{field}.bias[{idx}]"), "expected a finite number".into()));
+            }
+            expected_inputs = layer.n_outputs;
+        }
+        if expected_inputs != self.task.n_outputs() {
+            return Err(invalid("task".into(), format!("has {} outputs but the last layer gives {expected_inputs}", self.task.n_outputs())));
+        }
+        if let Normalization::Standardize { mean, inv_std } = &self.normalization {
+            if mean.len() != self.n_inputs || inv_std.len() != self.n_inputs {
+                return Err(invalid("normalization".into(), format!("expected {} means and scales", self.n_inputs)));
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the file atomically: a temp file in the same folder, then a rename.
+    pub fn save(&self, path: &Path) -> Result<(), ModelFileError> {
+        let bytes = serde_json::to_vec(self).map_err(|e| ModelFileError::Write {
+            path: path.to_owned(),
+            source: std::io::Error::other(e),
+        })?;
+        crate::fsutil::write_atomic(path, &bytes).map_err(|source| ModelFileError::Write { path: path.to_owned(), source })
+    }
+}

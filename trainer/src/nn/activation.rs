@@ -1,0 +1,88 @@
+//! Element-wise activation functions and their derivatives.
+
+use nalgebra::{DMatrix, RealField};
+use serde::{Deserialize, Serialize};
+
+/// An element-wise activation applied after a dense layer.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Activation {
+    Relu,
+    LeakyRelu { alpha: f32 },
+    Tanh,
+    Sigmoid,
+    Identity,
+}
+
+impl Activation {
+    /// The name used on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Activation::Relu => "relu",
+            Activation::LeakyRelu { .. } => "leaky-relu",
+            Activation::Tanh => "tanh",
+            Activation::Sigmoid => "sigmoid",
+            Activation::Identity => "identity",
+        }
+    }
+
+    fn scalar<T: RealField + Copy>(value: f32) -> T {
+        nalgebra::convert(f64::from(value))
+    }
+
+    /// Applies the activation to `z` in place.
+    pub fn forward_in_place<T: RealField + Copy>(self, z: &mut DMatrix<T>) {
+        let zero = T::zero();
+        let one = T::one();
+        match self {
+            Activation::Relu => z.apply(|v| *v = if *v > zero { *v } else { zero }),
+            Activation::LeakyRelu { alpha } => {
+                let alpha: T = Self::scalar(alpha);
+                z.apply(|v| *v = if *v >= zero { *v } else { alpha * *v });
+            }
+            Activation::Tanh => z.apply(|v| *v = v.tanh()),
+            // ONNX Sigmoid is 1 / (1 + exp(-x)); this is the same formula.
+            Activation::Sigmoid => z.apply(|v| *v = one / (one + (-*v).exp())),
+            Activation::Identity => {}
+        }
+    }
+
+    /// Multiplies `grad` (dL/da) in place by da/dz, given the layer's
+    /// pre-activation `z` and post-activation `a`.
+    pub fn backward_in_place<T: RealField + Copy>(
+        self,
+        z: &DMatrix<T>,
+        a: &DMatrix<T>,
+        grad: &mut DMatrix<T>,
+    ) {
+        let zero = T::zero();
+        let one = T::one();
+        match self {
+            Activation::Relu => grad.zip_apply(z, |g, zv| {
+                if zv <= zero {
+                    *g = zero;
+                }
+            }),
+            Activation::LeakyRelu { alpha } => {
+                let alpha: T = Self::scalar(alpha);
+                grad.zip_apply(z, |g, zv| {
+                    if zv < zero {
+                        *g *= alpha;
+                    }
+                });
+            }
+            Activation::Tanh => grad.zip_apply(a, |g, av| *g *= one - av * av),
+            Activation::Sigmoid => grad.zip_apply(a, |g, av| *g *= av * (one - av)),
+            Activation::Identity => {}
+        }
+    }
+}
+
+impl std::fmt::Display for Activation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Activation::LeakyRelu { alpha } => write!(f, "leaky-relu({alpha})"),
+            other => f.write_str(other.name()),
+        }
+    }
+}

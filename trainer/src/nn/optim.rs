@@ -1,0 +1,209 @@
+//! Optimisers: SGD with (Nesterov) momentum, Adam and AdamW.
+//!
+//! The update rules follow PyTorch's `torch.optim` so that hyperparameters carry
+//! over: SGD and Adam add `weight_decay * w` to the gradient (L2), AdamW decays
+//! the weights directly. Weight decay applies to weights, not to biases.
+
+use super::{Dense, DenseGradients};
+use serde::{Deserialize, Serialize};
+
+/// The optimiser and its hyperparameters (the learning rate comes from the schedule).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum OptimizerConfig {
+    Sgd { momentum: f32, nesterov: bool, weight_decay: f32 },
+    Adam { beta1: f32, beta2: f32, epsilon: f32, weight_decay: f32 },
+    AdamW { beta1: f32, beta2: f32, epsilon: f32, weight_decay: f32 },
+}
+
+impl OptimizerConfig {
+    pub fn name(&self) -> &'static str {
+        match self {
+            OptimizerConfig::Sgd { .. } => "sgd",
+            OptimizerConfig::Adam { .. } => "adam",
+            OptimizerConfig::AdamW { .. } => "adamw",
+        }
+    }
+}
+
+/// Per-parameter optimiser memory, flattened row-major like the model file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ParamState {
+    /// Momentum buffer (SGD) or first moment (Adam).
+    pub first: Vec<f32>,
+    /// Second moment (Adam only; empty for SGD).
+    pub second: Vec<f32>,
+}
+
+/// The optimiser's state; it is saved with the model so `--resume` continues exactly.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OptimizerState {
+    pub config: OptimizerConfig,
+    /// Number of updates applied so far.
+    pub step: u64,
+    /// Two entries per layer: weights, then bias.
+    pub params: Vec<ParamState>,
+}
+
+impl OptimizerState {
+    pub fn new(config: OptimizerConfig, layers: &[Dense<f32>]) -> Self {
+        let uses_second = !matches!(config, OptimizerConfig::Sgd { .. });
+        let params = layers
+            .iter()
+            .flat_map(|layer| [layer.weights.len(), layer.bias.len()])
+            .map(|len| ParamState {
+                first: vec![0.0; len],
+                second: if uses_second { vec![0.0; len] } else { Vec::new() },
+            })
+            .collect();
+        Self { config, step: 0, params }
+    }
+
+    /// Whether this state fits the given layers (used when resuming).
+    pub fn matches(&self, layers: &[Dense<f32>]) -> bool {
+        self.params.len() == 2 * layers.len()
+            && layers.iter().enumerate().all(|(layer_idx, layer)| {
+                self.params[2 * layer_idx].first.len() == layer.weights.len()
+                    && self.params[2 * layer_idx + 1].first.len() == layer.bias.len()
+            })
+    }
+
+    /// Applies one update with learning rate `lr`.
+    pub fn step(&mut self, layers: &mut [Dense<f32>], grads: &[DenseGradients<f32>], lr: f32) {
+        self.step += 1;
+        let step = self.step;
+        let config = self.config;
+        for (layer_idx, (layer, grad)) in layers.iter_mut().zip(grads).enumerate() {
+            let (weight_state, bias_state) = {
+                let (head, tail) = self.params.split_at_mut(2 * layer_idx + 1);
+                (&mut head[2 * layer_idx], &mut tail[0])
+            };
+            // nalgebra stores column-major; the state only needs a fixed order, so
+            // parameters and gradients are walked in the same storage order.
+            update(config, step, lr, true, layer.weights.as_mut_slice(), grad.weights.as_slice(), weight_state);
+            update(config, step, lr, false, layer.bias.as_mut_slice(), grad.bias.as_slice(), bias_state);
+        }
+    }
+}
+
+fn update(
+    config: OptimizerConfig,
+    step: u64,
+    lr: f32,
+    decays: bool,
+    params: &mut [f32],
+    grads: &[f32],
+    state: &mut ParamState,
+) {
+    match config {
+        OptimizerConfig::Sgd { momentum, nesterov, weight_decay } => {
+            let weight_decay = if decays { weight_decay } else { 0.0 };
+            for ((p, &g), v) in params.iter_mut().zip(grads).zip(state.first.iter_mut()) {
+                let g = g + weight_decay * *p;
+                if momentum == 0.0 {
+                    *p -= lr * g;
+                } else {
+                    *v = momentum * *v + g;
+                    let direction = if nesterov { g + momentum * *v } else { *v };
+                    *p -= lr * direction;
+                }
+            }
+        }
+        OptimizerConfig::Adam { beta1, beta2, epsilon, weight_decay }
+        | OptimizerConfig::AdamW { beta1, beta2, epsilon, weight_decay } => {
+            let decoupled = matches!(config, OptimizerConfig::AdamW { .. });
+            let weight_decay = if decays { weight_decay } else { 0.0 };
+            let exponent = i32::try_from(step).unwrap_or(i32::MAX);
+            let bias1 = 1.0 - beta1.powi(exponent);
+            let bias2 = 1.0 - beta2.powi(exponent);
+            for (((p, &g), m), v) in params
+                .iter_mut()
+                .zip(grads)
+                .zip(state.first.iter_mut())
+                .zip(state.second.iter_mut())
+            {
+                let g = if decoupled {
+                    *p -= lr * weight_decay * *p;
+                    g
+                } else {
+                    g + weight_decay * *p
+                };
+                *m = beta1 * *m + (1.0 - beta1) * g;
+                *v = beta2 * *v + (1.0 - beta2) * g * g;
+                let m_hat = *m / bias1;
+                let v_hat = *v / bias2;
+                *p -= lr * m_hat / (v_hat.sqrt() + epsilon);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nalgebra::{DMatrix, DVector};
+
+    fn one_param_layer(value: f32) -> Vec<Dense<f32>> {
+        vec![Dense {
+            weights: DMatrix::from_element(1, 1, value),
+            bias: DVector::from_element(1, 0.0),
+            activation: crate::nn::Activation::Identity,
+        }]
+    }
+
+    /// Minimises f(w) = (w - 3)^2 and checks each optimiser converges.
+    fn minimise(config: OptimizerConfig, lr: f32, steps: usize) -> f32 {
+        let mut layers = one_param_layer(0.0);
+        let mut state = OptimizerState::new(config, &layers);
+        for _ in 0..steps {
+            let w = layers[0].weights[(0, 0)];
+            let grads = vec![DenseGradients {
+                weights: DMatrix::from_element(1, 1, 2.0 * (w - 3.0)),
+                bias: DVector::from_element(1, 0.0),
+            }];
+            state.step(&mut layers, &grads, lr);
+        }
+        layers[0].weights[(0, 0)]
+    }
+
+    #[test]
+    fn every_optimizer_minimises_a_quadratic() {
+        let configs = [
+            OptimizerConfig::Sgd { momentum: 0.0, nesterov: false, weight_decay: 0.0 },
+            OptimizerConfig::Sgd { momentum: 0.9, nesterov: false, weight_decay: 0.0 },
+            OptimizerConfig::Sgd { momentum: 0.9, nesterov: true, weight_decay: 0.0 },
+            OptimizerConfig::Adam { beta1: 0.9, beta2: 0.999, epsilon: 1e-8, weight_decay: 0.0 },
+            OptimizerConfig::AdamW { beta1: 0.9, beta2: 0.999, epsilon: 1e-8, weight_decay: 0.0 },
+        ];
+        for config in configs {
+            let lr = if matches!(config, OptimizerConfig::Sgd { .. }) { 0.05 } else { 0.1 };
+            let w = minimise(config, lr, 500);
+            assert!((w - 3.0).abs() < 1e-2, "{config:?} ended at {w}");
+        }
+    }
+
+    #[test]
+    fn first_steps_match_the_pytorch_formulas() {
+        // Plain SGD: w1 = w0 - lr * g.
+        let mut layers = one_param_layer(1.0);
+        let grads = vec![DenseGradients { weights: DMatrix::from_element(1, 1, 0.5), bias: DVector::zeros(1) }];
+        let mut sgd = OptimizerState::new(OptimizerConfig::Sgd { momentum: 0.9, nesterov: true, weight_decay: 0.1 }, &layers);
+        sgd.step(&mut layers, &grads, 0.1);
+        // g = 0.5 + 0.1 * 1 = 0.6; v = 0.6; nesterov direction = 0.6 + 0.9 * 0.6 = 1.14.
+        assert!((layers[0].weights[(0, 0)] - (1.0 - 0.1 * 1.14)).abs() < 1e-7);
+
+        // Adam's first step moves every parameter by about lr * sign(g).
+        let mut layers = one_param_layer(1.0);
+        let mut adam = OptimizerState::new(OptimizerConfig::Adam { beta1: 0.9, beta2: 0.999, epsilon: 1e-8, weight_decay: 0.0 }, &layers);
+        adam.step(&mut layers, &grads, 0.01);
+        assert!((layers[0].weights[(0, 0)] - 0.99).abs() < 1e-6);
+
+        // AdamW shrinks the weight by lr * wd * w before the Adam step.
+        let mut layers = one_param_layer(1.0);
+        let mut adamw = OptimizerState::new(OptimizerConfig::AdamW { beta1: 0.9, beta2: 0.999, epsilon: 1e-8, weight_decay: 0.5 }, &layers);
+        adamw.step(&mut layers, &grads, 0.01);
+        assert!((layers[0].weights[(0, 0)] - (1.0 - 0.005 - 0.01)).abs() < 1e-6);
+        // Biases are not decayed.
+        assert_eq!(layers[0].bias[0], 0.0);
+    }
+}

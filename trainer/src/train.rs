@@ -1,0 +1,352 @@
+//! The training loop: mini-batches, schedules, validation, early stopping,
+//! checkpoints and divergence handling.
+
+use crate::data::{self, Dataset, Normalization, NormalizationKind, Split, Targets};
+use crate::model::{BestSnapshot, EpochRecord, LayerRecord, ModelFile, Task, TrainState, FORMAT_NAME, FORMAT_VERSION};
+use crate::nn::optim::{OptimizerConfig, OptimizerState};
+use crate::nn::schedule::Schedule;
+use crate::nn::{Activation, BatchTargets, Init, Loss, Mlp};
+use crate::rng::Rng;
+use nalgebra::DMatrix;
+use serde::{Deserialize, Serialize};
+use std::time::Instant;
+
+/// Every hyperparameter of a run; stored in the model file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    /// Hidden layer widths; empty for a linear model.
+    pub hidden: Vec<usize>,
+    pub activation: Activation,
+    pub output_activation: Activation,
+    pub loss: Loss,
+    pub init: Init,
+    pub optimizer: OptimizerConfig,
+    pub learning_rate: f32,
+    pub schedule: Schedule,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub seed: u64,
+    /// Fraction of the training set held out for validation; 0 disables it.
+    pub val_split: f64,
+    /// Epochs without a better validation loss before stopping; 0 disables it.
+    pub patience: usize,
+    pub normalization: NormalizationKind,
+}
+
+/// Why training stopped without a usable result.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error("training diverged at epoch {epoch}, batch {batch}: the loss became {loss}; the last good model (after epoch {last_good_epoch}) was kept; try a lower --lr")]
+    Diverged { epoch: usize, batch: usize, loss: f64, last_good_epoch: usize },
+    #[error("{0}")]
+    Config(String),
+    #[error(transparent)]
+    Data(#[from] data::DataError),
+    #[error("cannot save a checkpoint: {0}")]
+    Checkpoint(String),
+}
+
+/// Receives progress; the CLI draws a progress bar with it.
+pub trait Observer {
+    fn epoch_started(&mut self, _epoch: usize, _total_epochs: usize, _n_batches: usize) {}
+    fn batch_done(&mut self, _batch_idx: usize, _mean_loss: f64, _accuracy: Option<f64>) {}
+    fn epoch_done(&mut self, _record: &EpochRecord) {}
+}
+
+/// An observer that ignores everything.
+#[derive(Debug, Default)]
+pub struct Silent;
+impl Observer for Silent {}
+
+/// The training and validation sets after normalisation, ready for batching.
+struct Prepared<'a> {
+    train_features: Vec<f32>,
+    train: std::borrow::Cow<'a, Dataset>,
+    val: Option<(Vec<f32>, Dataset)>,
+}
+
+/// Loss and accuracy (for classes) of `mlp` on normalised `features`.
+pub fn evaluate(mlp: &Mlp<f32>, features: &[f32], targets: &Targets, loss: Loss) -> (f64, Option<f64>) {
+    let n_features = mlp.n_inputs();
+    let n_samples = features.len() / n_features;
+    let chunk = 1024;
+    let mut total_loss = 0.0;
+    let mut correct = 0usize;
+    let mut grad = DMatrix::zeros(0, 0);
+    for start in (0..n_samples).step_by(chunk) {
+        let end = (start + chunk).min(n_samples);
+        let input = DMatrix::from_column_slice(n_features, end - start, &features[start * n_features..end * n_features]);
+        let output = mlp.forward(&input);
+        let batch_targets = batch_targets(targets, start, end);
+        let value = loss.value_and_gradient(&output, batch_targets, &mut grad);
+        total_loss += f64::from(value) * (end - start) as f64;
+        if let Targets::Classes { labels, .. } = targets {
+            correct += count_correct(&output, &labels[start..end]);
+        }
+    }
+    let accuracy = match targets {
+        Targets::Classes { .. } => Some(correct as f64 / n_samples.max(1) as f64),
+        Targets::Regression { .. } => None,
+    };
+    (total_loss / n_samples.max(1) as f64, accuracy)
+}
+
+/// The index of the largest value; the first one wins ties.
+pub fn argmax(values: impl IntoIterator<Item = f32>) -> usize {
+    let mut best = (0, f32::NEG_INFINITY);
+    for (idx, value) in values.into_iter().enumerate() {
+        if value > best.1 {
+            best = (idx, value);
+        }
+    }
+    best.0
+}
+
+fn count_correct(output: &DMatrix<f32>, labels: &[u32]) -> usize {
+    output
+        .column_iter()
+        .zip(labels)
+        .filter(|(column, &label)| argmax(column.iter().copied()) == label as usize)
+        .count()
+}
+
+fn batch_targets(targets: &Targets, start: usize, end: usize) -> BatchTargets<'_> {
+    match targets {
+        Targets::Classes { labels, .. } => BatchTargets::Classes(&labels[start..end]),
+        Targets::Regression { values } => BatchTargets::Values(&values[start..end]),
+    }
+}
+
+fn task_of(dataset: &Dataset) -> Task {
+    match &dataset.targets {
+        Targets::Classes { n_classes, .. } => Task::Classification { n_classes: *n_classes },
+        Targets::Regression { .. } => Task::Regression { n_outputs: 1 },
+    }
+}
+
+impl TrainConfig {
+    /// Rejects combinations that cannot train.
+    pub fn validate(&self, task: Task) -> Result<(), TrainError> {
+        let fail = |msg: String| Err(TrainError::Config(msg));
+        if self.batch_size == 0 {
+            return fail("--batch: expected a batch size of at least 1".into());
+        }
+        if self.epochs == 0 {
+            return fail("--epochs: expected at least 1 epoch".into());
+        }
+        if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
+            return fail(format!("--lr: expected a positive learning rate, got {}", self.learning_rate));
+        }
+        if self.hidden.contains(&0) {
+            return fail("--hidden: expected every layer width to be at least 1".into());
+        }
+        if !(0.0..1.0).contains(&self.val_split) {
+            return fail(format!("--val-split: expected a fraction in [0, 1), got {}", self.val_split));
+        }
+        if self.patience > 0 && self.val_split == 0.0 {
+            return fail("--patience: early stopping needs a validation split (--val-split)".into());
+        }
+        if matches!(task, Task::Regression { .. }) && self.loss == Loss::CrossEntropy {
+            return fail("--loss cross-entropy needs class labels; use --loss mse for regression targets".into());
+        }
+        Ok(())
+    }
+}
+
+/// Trains from scratch, or continues `resume` to `config.epochs` epochs.
+///
+/// `checkpoint` is called with the current model before the first epoch and
+/// after every epoch, so the last good model is on disk if training diverges.
+pub fn train(
+    split: &Split,
+    data_spec: &data::DataSpec,
+    data_options: &data::DataOptions,
+    config: &TrainConfig,
+    resume: Option<ModelFile>,
+    observer: &mut dyn Observer,
+    checkpoint: &mut dyn FnMut(&ModelFile) -> Result<(), String>,
+) -> Result<ModelFile, TrainError> {
+    let task = task_of(&split.train);
+    config.validate(task)?;
+    let prepared_split = match resume.as_ref() {
+        Some(model) => (model.normalization.clone(), model.state.clone(), model.mlp()),
+        None => {
+            let normalization = Normalization::fit(config.normalization, &split.train);
+            let mut rng = Rng::new(config.seed);
+            let mut widths = vec![split.train.n_features];
+            widths.extend(&config.hidden);
+            widths.push(task.n_outputs());
+            let mlp = Mlp::new(&widths, config.activation, config.output_activation, config.init, &mut rng);
+            let state = TrainState {
+                epochs_done: 0,
+                optimizer: OptimizerState::new(config.optimizer, &mlp.layers),
+                rng,
+                history: Vec::new(),
+                best: None,
+                epochs_since_best: 0,
+                stopped_early: false,
+            };
+            (normalization, state, mlp)
+        }
+    };
+    let (normalization, mut state, mut mlp) = prepared_split;
+    if mlp.n_inputs() != split.train.n_features || mlp.n_outputs() != task.n_outputs() {
+        return Err(TrainError::Config(format!(
+            "--resume: the model maps {} inputs to {} outputs but the data has {} features and {} outputs",
+            mlp.n_inputs(),
+            mlp.n_outputs(),
+            split.train.n_features,
+            task.n_outputs()
+        )));
+    }
+    if !state.optimizer.matches(&mlp.layers) || state.optimizer.config != config.optimizer {
+        state.optimizer = OptimizerState::new(config.optimizer, &mlp.layers);
+    }
+
+    let prepared = prepare(split, config, &normalization)?;
+    let snapshot = |mlp: &Mlp<f32>, state: &TrainState| ModelFile {
+        format: FORMAT_NAME.into(),
+        format_version: FORMAT_VERSION,
+        producer: format!("kiln {}", env!("CARGO_PKG_VERSION")),
+        task,
+        n_inputs: mlp.n_inputs(),
+        normalization: normalization.clone(),
+        layers: mlp.layers.iter().map(LayerRecord::from_dense).collect(),
+        data: data_spec.clone(),
+        data_options: data_options.clone(),
+        config: config.clone(),
+        state: state.clone(),
+    };
+    if resume.is_none() {
+        checkpoint(&snapshot(&mlp, &state)).map_err(TrainError::Checkpoint)?;
+    }
+
+    let n_features = split.train.n_features;
+    let n_train = prepared.train.n_samples();
+    let n_batches = n_train.div_ceil(config.batch_size);
+    let mut order: Vec<usize> = (0..n_train).collect();
+    let mut batch_features = Vec::with_capacity(config.batch_size * n_features);
+    let mut batch_labels: Vec<u32> = Vec::with_capacity(config.batch_size);
+    let mut batch_values: Vec<f32> = Vec::with_capacity(config.batch_size);
+
+    while state.epochs_done < config.epochs && !state.stopped_early {
+        let epoch = state.epochs_done;
+        let started = Instant::now();
+        let lr = config.schedule.learning_rate(config.learning_rate, epoch, config.epochs);
+        observer.epoch_started(epoch + 1, config.epochs, n_batches);
+        // The order is re-derived each epoch so a resumed run shuffles identically.
+        for (idx, slot) in order.iter_mut().enumerate() {
+            *slot = idx;
+        }
+        state.rng.shuffle(&mut order);
+        let mut loss_sum = 0.0f64;
+        let mut correct = 0usize;
+        let mut seen = 0usize;
+        for (batch_idx, rows) in order.chunks(config.batch_size).enumerate() {
+            batch_features.clear();
+            batch_labels.clear();
+            batch_values.clear();
+            for &row_idx in rows {
+                batch_features.extend_from_slice(&prepared.train_features[row_idx * n_features..(row_idx + 1) * n_features]);
+                match &prepared.train.targets {
+                    Targets::Classes { labels, .. } => batch_labels.push(labels[row_idx]),
+                    Targets::Regression { values } => batch_values.push(values[row_idx]),
+                }
+            }
+            let input = DMatrix::from_column_slice(n_features, rows.len(), &batch_features);
+            let targets = match &prepared.train.targets {
+                Targets::Classes { .. } => BatchTargets::Classes(&batch_labels),
+                Targets::Regression { .. } => BatchTargets::Values(&batch_values),
+            };
+            let trace = mlp.forward_trace(input);
+            let mut output_grad = DMatrix::zeros(0, 0);
+            let loss = config.loss.value_and_gradient(trace.output(), targets, &mut output_grad);
+            if !loss.is_finite() {
+                return Err(TrainError::Diverged {
+                    epoch: epoch + 1,
+                    batch: batch_idx + 1,
+                    loss: f64::from(loss),
+                    last_good_epoch: epoch,
+                });
+            }
+            if let BatchTargets::Classes(labels) = targets {
+                correct += count_correct(trace.output(), labels);
+            }
+            let grads = mlp.backward(&trace, output_grad);
+            state.optimizer.step(&mut mlp.layers, &grads, lr);
+            loss_sum += f64::from(loss) * rows.len() as f64;
+            seen += rows.len();
+            let accuracy = matches!(targets, BatchTargets::Classes(_)).then(|| correct as f64 / seen as f64);
+            observer.batch_done(batch_idx + 1, loss_sum / seen as f64, accuracy);
+        }
+        if !mlp.is_finite() {
+            return Err(TrainError::Diverged {
+                epoch: epoch + 1,
+                batch: n_batches,
+                loss: f64::NAN,
+                last_good_epoch: epoch,
+            });
+        }
+        let (val_loss, val_accuracy) = match &prepared.val {
+            Some((features, dataset)) => {
+                let (loss, accuracy) = evaluate(&mlp, features, &dataset.targets, config.loss);
+                (Some(loss), accuracy)
+            }
+            None => (None, None),
+        };
+        let record = EpochRecord {
+            epoch: epoch + 1,
+            learning_rate: lr,
+            train_loss: loss_sum / seen.max(1) as f64,
+            train_accuracy: matches!(prepared.train.targets, Targets::Classes { .. }).then(|| correct as f64 / seen.max(1) as f64),
+            val_loss,
+            val_accuracy,
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        observer.epoch_done(&record);
+        state.history.push(record);
+        state.epochs_done += 1;
+        if let (Some(val_loss), true) = (val_loss, config.patience > 0) {
+            let improved = state.best.as_ref().is_none_or(|best| val_loss < best.val_loss);
+            if improved {
+                state.best = Some(BestSnapshot {
+                    epoch: epoch + 1,
+                    val_loss,
+                    layers: mlp.layers.iter().map(LayerRecord::from_dense).collect(),
+                });
+                state.epochs_since_best = 0;
+            } else {
+                state.epochs_since_best += 1;
+                if state.epochs_since_best >= config.patience {
+                    state.stopped_early = true;
+                }
+            }
+        }
+        let is_last = state.epochs_done >= config.epochs || state.stopped_early;
+        if is_last && config.patience > 0 {
+            // Early stopping hands back the weights that validated best.
+            if let Some(best) = &state.best {
+                mlp = Mlp { layers: best.layers.iter().map(LayerRecord::to_dense).collect() };
+            }
+        }
+        checkpoint(&snapshot(&mlp, &state)).map_err(TrainError::Checkpoint)?;
+    }
+    Ok(snapshot(&mlp, &state))
+}
+
+/// Mixed into the seed for the validation split.
+const VAL_SPLIT_SALT: u64 = 0x5EED_0F_5A11_D000;
+
+fn prepare<'a>(split: &'a Split, config: &TrainConfig, normalization: &Normalization) -> Result<Prepared<'a>, TrainError> {
+    let (train, val) = if config.val_split > 0.0 {
+        // The validation split is seeded separately from initialisation so that
+        // changing --val-split does not change the initial weights.
+        let (train, val) = data::split(&split.train, config.val_split, config.seed ^ VAL_SPLIT_SALT)?;
+        (std::borrow::Cow::Owned(train), Some(val))
+    } else {
+        (std::borrow::Cow::Borrowed(&split.train), None)
+    };
+    let train_features = normalization.apply(&train);
+    let val = val.map(|val| (normalization.apply(&val), val));
+    Ok(Prepared { train_features, train, val })
+}
