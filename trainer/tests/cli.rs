@@ -42,7 +42,7 @@ fn small_run<'a>(out: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
 fn train_exports_checks_and_reports_json() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().to_str().unwrap();
-    let output = kiln(&small_run(out, &["--json", "--opset", "21", "--probabilities"]));
+    let output = kiln(&small_run(out, &["--lr", "0.01", "--json", "--opset", "21", "--probabilities"]));
     assert!(output.status.success(), "{}", stderr(&output));
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("--json prints one JSON object");
     assert_eq!(report["epochs"], 2);
