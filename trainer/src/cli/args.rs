@@ -164,6 +164,7 @@ pub struct TrainArgs {
     /// Weight decay (L2 for sgd and adam, decoupled for adamw).
     #[arg(long)]
     pub weight_decay: Option<f32>,
+    /// The learning-rate schedule (default cosine; constant is PyTorch's plain loop).
     #[arg(long, value_enum)]
     pub schedule: Option<ScheduleArg>,
     /// Epochs between learning-rate drops for `--schedule step`.
