@@ -161,7 +161,7 @@ pub struct TrainArgs {
     /// Adam's epsilon.
     #[arg(long)]
     pub eps: Option<f32>,
-    /// Weight decay (L2 for sgd and adam, decoupled for adamw).
+    /// Weight decay (L2 for sgd and adam, decoupled for adamw); default 5e-4.
     #[arg(long)]
     pub weight_decay: Option<f32>,
     /// The learning-rate schedule (default cosine; constant is PyTorch's plain loop).
