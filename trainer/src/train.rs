@@ -335,7 +335,7 @@ pub fn train(
 }
 
 /// Mixed into the seed for the validation split.
-const VAL_SPLIT_SALT: u64 = 0x5EED_0F_5A11_D000;
+const VAL_SPLIT_SALT: u64 = 0x5EED_F05A_11D0_0001;
 
 fn prepare<'a>(split: &'a Split, config: &TrainConfig, normalization: &Normalization) -> Result<Prepared<'a>, TrainError> {
     let (train, val) = if config.val_split > 0.0 {

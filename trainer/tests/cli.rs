@@ -179,3 +179,26 @@ fn resume_refuses_changed_settings_and_a_missing_run() {
     assert_fails(&kiln(&["train", "--resume", "-o", out]), 3, &["model.json"]);
     assert_fails(&kiln(&["train", "--resume", "--lr", "0.5", "-o", out]), 2, &["--lr"]);
 }
+
+#[test]
+fn early_stopping_stops_and_keeps_the_best_validated_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().to_str().unwrap();
+    // A high constant rate overfits the small digits set quickly, so the validation loss stalls.
+    let output = kiln(&[
+        "train", "--hidden", "64", "--lr", "0.01", "--schedule", "constant", "--weight-decay", "0",
+        "--epochs", "200", "--patience", "3", "--val-split", "0.2", "--quiet", "--json", "--no-check", "-o", out,
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["stopped_early"], true, "{report}");
+    let epochs = report["epochs"].as_u64().unwrap();
+    assert!(epochs < 200, "ran all {epochs} epochs");
+    let model: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join("model.json")).unwrap()).unwrap();
+    let best = &model["state"]["best"];
+    assert_eq!(best["epoch"].as_u64().unwrap() + 3, epochs, "stops `patience` epochs after the best one");
+    assert_eq!(model["layers"], best["layers"], "the saved weights are the best validated ones");
+    let history = model["state"]["history"].as_array().unwrap();
+    let best_val = best["val_loss"].as_f64().unwrap();
+    assert!(history.iter().all(|r| r["val_loss"].as_f64().unwrap() >= best_val));
+}

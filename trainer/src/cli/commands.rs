@@ -67,6 +67,13 @@ fn architecture(model: &ModelFile) -> String {
     format!("{} {hidden}", widths.join("-"))
 }
 
+fn weight_decay(optimizer: &crate::nn::optim::OptimizerConfig) -> f32 {
+    use crate::nn::optim::OptimizerConfig;
+    match *optimizer {
+        OptimizerConfig::Sgd { weight_decay, .. } | OptimizerConfig::Adam { weight_decay, .. } | OptimizerConfig::AdamW { weight_decay, .. } => weight_decay,
+    }
+}
+
 fn load_data(spec: &DataSpec, options: &DataOptions) -> Result<Split> {
     Ok(data::load(spec, options)?)
 }
@@ -103,7 +110,14 @@ fn train_export_check(command: &'static str, plan: &TrainPlan, split: &Split, re
         data: split.description.clone(),
         architecture: architecture(&model),
         n_parameters: model.mlp().n_parameters(),
-        optimizer: format!("{} lr {} ({} schedule), batch {}", model.config.optimizer.name(), model.config.learning_rate, model.config.schedule.name(), model.config.batch_size),
+        optimizer: format!(
+            "{} lr {}, weight decay {}, {} schedule, batch {}",
+            model.config.optimizer.name(),
+            model.config.learning_rate,
+            weight_decay(&model.config.optimizer),
+            model.config.schedule.name(),
+            model.config.batch_size
+        ),
         epochs: model.state.epochs_done,
         stopped_early: model.state.stopped_early,
         seconds_per_epoch,

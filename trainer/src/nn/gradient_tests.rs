@@ -1,6 +1,8 @@
 //! Backpropagation checked against central finite differences, in f64, for
 //! every activation and every loss.
 
+#![allow(clippy::needless_range_loop)]
+
 use super::*;
 
 const ACTIVATIONS: [Activation; 5] = [
