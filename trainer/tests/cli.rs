@@ -89,7 +89,7 @@ fn a_diverging_run_keeps_the_last_good_model() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().to_str().unwrap();
     let output = kiln(&small_run(out, &["--optimizer", "sgd", "--lr", "1e30", "--no-check"]));
-    assert_fails(&output, 5, &["diverged", "last good model"]);
+    assert_fails(&output, 5, &["model.json", "diverged", "last good model"]);
     let model: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join("model.json")).unwrap()).unwrap();
     assert_eq!(model["state"]["epochs_done"], 0);
     assert!(!dir.path().join("model.onnx").exists());
@@ -166,6 +166,7 @@ fn check_rejects_a_tampered_file_and_a_missing_model() {
 
     let output = kiln(&["check", onnx_str, "--model", "/no/such/model.json"]);
     assert_fails(&output, 3, &["/no/such/model.json"]);
+    assert_fails(&kiln(&["check", "/no/such/file.onnx"]), 3, &["/no/such/file.onnx"]);
     let garbage = dir.path().join("garbage.onnx");
     std::fs::write(&garbage, b"not a protobuf").unwrap();
     let output = kiln(&["check", garbage.to_str().unwrap(), "--model", dir.path().join("model.json").to_str().unwrap()]);

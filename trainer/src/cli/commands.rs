@@ -1,7 +1,7 @@
 //! The subcommands of `kiln`.
 
 use super::args::*;
-use super::config::{data_config, export_options, TrainPlan, UsageError};
+use super::config::{data_config, export_options, TrainPlan};
 use super::progress::Progress;
 use crate::check::{self, CheckReport};
 use crate::data::{self, DataOptions, DataSpec, Split};
@@ -86,7 +86,12 @@ fn train_export_check(command: &'static str, plan: &TrainPlan, split: &Split, re
     let mut progress = Progress::new(plan.output.quiet);
     let epochs_before = resume.as_ref().map_or(0, |m| m.state.epochs_done);
     let mut checkpoint = |model: &ModelFile| model.save(&model_path).map_err(|e| e.to_string());
-    let model = train::train(split, &plan.data_spec, &plan.data_options, &plan.config, resume, &mut progress, &mut checkpoint)?;
+    let model = train::train(split, &plan.data_spec, &plan.data_options, &plan.config, resume, &mut progress, &mut checkpoint)
+        .map_err(|error| match error {
+            // Name the file that holds the last good model.
+            train::TrainError::Diverged { .. } => anyhow::Error::new(error).context(format!("{}: training stopped", model_path.display())),
+            other => other.into(),
+        })?;
 
     let run_epochs = &model.state.history[epochs_before.min(model.state.history.len())..];
     let seconds_per_epoch = if run_epochs.is_empty() { 0.0 } else { run_epochs.iter().map(|r| r.seconds).sum::<f64>() / run_epochs.len() as f64 };
@@ -261,7 +266,7 @@ struct CheckSummary<'a> {
 pub fn check(args: &CheckArgs) -> Result<()> {
     let model_path = args.model.clone().unwrap_or_else(|| sibling_model(&args.onnx));
     if !args.onnx.exists() {
-        return Err(anyhow::Error::new(UsageError(format!("{}: no such ONNX file", args.onnx.display()))));
+        return Err(check::CheckError::Load { path: args.onnx.clone(), detail: "no such file".into() }.into());
     }
     let model = ModelFile::load(&model_path).context("kiln check compares with the trainer's model file (--model)")?;
     let (spec, options) = if args.data.data.is_some() {
