@@ -19,14 +19,6 @@ const CONFIGS: &[Config] = &[
     Config { name: "adam, 20 epochs", flags: &["--hidden", "128", "--optimizer", "adam", "--batch", "64", "--epochs", "20"] },
 ];
 
-fn json_number(text: &str, key: &str) -> Option<f64> {
-    let needle = format!("\"{key}\":");
-    let start = text.find(&needle)? + needle.len();
-    let rest = text[start..].trim_start();
-    let end = rest.find(|c: char| !(c.is_ascii_digit() || "+-.eE".contains(c))).unwrap_or(rest.len());
-    rest[..end].parse().ok()
-}
-
 pub fn run(args: &[String]) -> Result<()> {
     let root = workspace_root();
     let mut mnist = root.join("../shared/data/mnist");
@@ -57,9 +49,10 @@ pub fn run(args: &[String]) -> Result<()> {
         let output = command.output().context("cannot run kiln")?;
         let stdout = String::from_utf8_lossy(&output.stdout);
         ensure!(output.status.success(), "{}: kiln failed: {}", config.name, String::from_utf8_lossy(&output.stderr));
-        let seconds = json_number(&stdout, "seconds_per_epoch").context("no seconds_per_epoch")?;
-        let accuracy = json_number(&stdout, "test_accuracy").context("no test_accuracy")?;
-        let max_diff = json_number(&stdout, "max_abs_diff").unwrap_or(f64::NAN);
+        let report: serde_json::Value = serde_json::from_str(&stdout).context("kiln --json printed no JSON")?;
+        let seconds = report["seconds_per_epoch"].as_f64().context("no seconds_per_epoch")?;
+        let accuracy = report["test_accuracy"].as_f64().context("no test_accuracy")?;
+        let max_diff = report["check"]["max_abs_diff"].as_f64().unwrap_or(f64::NAN);
         rows.push((config.name, seconds, accuracy, max_diff));
     }
     println!("\n{:<24} {:>14} {:>14} {:>16}", "configuration", "s per epoch", "test accuracy", "tract max|diff|");

@@ -55,7 +55,8 @@ fn kiln(args: &[&str]) -> Result<std::process::Output> {
     Ok(output)
 }
 
-fn kiln_ok(args: &[&str]) -> Result<serde_json_lite::Value> {
+/// Runs `kiln` and returns what it printed on stdout, parsed as JSON when it is JSON.
+fn kiln_ok(args: &[&str]) -> Result<serde_json::Value> {
     println!("$ kiln {}", args.join(" "));
     let output = kiln(args)?;
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -64,38 +65,7 @@ fn kiln_ok(args: &[&str]) -> Result<serde_json_lite::Value> {
         bail!("kiln {} failed ({}):\n{stdout}\n{stderr}", args.join(" "), output.status);
     }
     print!("{stdout}");
-    Ok(serde_json_lite::Value(stdout.into_owned()))
-}
-
-/// A tiny accessor for the few numbers CI reads from `--json` output, so
-/// xtask needs no JSON dependency.
-mod serde_json_lite {
-    #[derive(Debug)]
-    pub struct Value(pub String);
-
-    impl Value {
-        /// The first number after `"key":`.
-        pub fn number(&self, key: &str) -> Option<f64> {
-            let needle = format!("\"{key}\":");
-            let start = self.0.find(&needle)? + needle.len();
-            let rest = self.0[start..].trim_start();
-            let end = rest.find(|c: char| !(c.is_ascii_digit() || "+-.eE".contains(c))).unwrap_or(rest.len());
-            rest[..end].parse().ok()
-        }
-
-        pub fn flag(&self, key: &str) -> Option<bool> {
-            let needle = format!("\"{key}\":");
-            let start = self.0.find(&needle)? + needle.len();
-            let rest = self.0[start..].trim_start();
-            if rest.starts_with("true") {
-                Some(true)
-            } else if rest.starts_with("false") {
-                Some(false)
-            } else {
-                None
-            }
-        }
-    }
+    Ok(serde_json::from_str(&stdout).unwrap_or(serde_json::Value::Null))
 }
 
 /// Writes a deterministic three-class CSV with a header: two informative
@@ -129,9 +99,9 @@ pub fn run(options: &CiOptions) -> Result<()> {
     // 1. The README's main job, on the bundled digits.
     let demo_dir = out.join("demo");
     let demo = kiln_ok(&["demo", "-o", &path(&demo_dir), "--quiet", "--json"])?;
-    let accuracy = demo.number("test_accuracy").context("demo --json has no test_accuracy")?;
+    let accuracy = demo["test_accuracy"].as_f64().context("demo --json has no test_accuracy")?;
     ensure!(accuracy >= 0.95, "demo test accuracy {accuracy} is below 0.95");
-    ensure!(demo.flag("check_passed") == Some(true), "demo: the tract check did not pass");
+    ensure!(demo["check_passed"] == true, "demo: the tract check did not pass");
 
     // 2. The same model at the newest opset, with probabilities, checked again.
     let opset21 = demo_dir.join("opset21.onnx");
@@ -149,7 +119,7 @@ pub fn run(options: &CiOptions) -> Result<()> {
         "--schedule", "step", "--step-size", "10", "--gamma", "0.5", "--epochs", "30", "--batch", "16",
         "--opset", "17", "--probabilities", "-o", &path(&csv_dir), "--quiet", "--json",
     ])?;
-    ensure!(csv_run.flag("check_passed") == Some(true), "csv run: the tract check did not pass");
+    ensure!(csv_run["check_passed"] == true, "csv run: the tract check did not pass");
 
     // 4. Regression with tanh, a sigmoid output and AdamW, opset 19.
     let reg_dir = out.join("regression");
@@ -161,7 +131,7 @@ pub fn run(options: &CiOptions) -> Result<()> {
         "--activation", "tanh", "--output-activation", "sigmoid", "--optimizer", "adamw", "--weight-decay", "0.01",
         "--schedule", "cosine", "--hidden", "12", "--epochs", "20", "--opset", "19", "-o", &path(&reg_dir), "--quiet", "--json",
     ])?;
-    ensure!(reg_run.flag("check_passed") == Some(true), "regression run: the tract check did not pass");
+    ensure!(reg_run["check_passed"] == true, "regression run: the tract check did not pass");
 
     // 5. MNIST, one epoch of the classic configuration, checked on all 10,000 test images.
     if options.mnist.join("t10k-images-idx3-ubyte.gz").exists() || options.mnist.join("t10k-images-idx3-ubyte").exists() {
@@ -170,9 +140,9 @@ pub fn run(options: &CiOptions) -> Result<()> {
             "train", "--data", &format!("mnist:{}", path(&options.mnist)), "--hidden", "128", "--optimizer", "sgd",
             "--lr", "0.01", "--batch", "64", "--epochs", "1", "-o", &path(&mnist_dir), "--quiet", "--json",
         ])?;
-        let accuracy = mnist.number("test_accuracy").context("mnist --json has no test_accuracy")?;
+        let accuracy = mnist["test_accuracy"].as_f64().context("mnist --json has no test_accuracy")?;
         ensure!(accuracy >= 0.85, "MNIST after one classic epoch: test accuracy {accuracy} is below 0.85");
-        ensure!(mnist.flag("check_passed") == Some(true), "mnist: the tract check did not pass");
+        ensure!(mnist["check_passed"] == true, "mnist: the tract check did not pass");
     } else {
         println!("note: {} has no MNIST files; the MNIST conformance run is skipped", options.mnist.display());
     }
