@@ -86,25 +86,84 @@ impl GraphBuilder {
 
     /// Declares a FLOAT graph input.
     pub fn input_f32(&mut self, name: &str, dims: &[Dim]) -> &mut Self {
-        self.inputs.push(value_info_f32(name, dims));
+        self.input(name, DataType::Float, dims)
+    }
+
+    /// Declares a graph input of any tensor element type.
+    pub fn input(&mut self, name: &str, elem_type: DataType, dims: &[Dim]) -> &mut Self {
+        self.inputs.push(value_info(name, elem_type, dims, ""));
         self
     }
 
     /// Declares a FLOAT graph output.
     pub fn output_f32(&mut self, name: &str, dims: &[Dim]) -> &mut Self {
-        self.outputs.push(value_info_f32(name, dims));
+        self.output(name, DataType::Float, dims)
+    }
+
+    /// Declares a graph output of any tensor element type, e.g.
+    /// [`DataType::Int8`] for quantized logits.
+    pub fn output(&mut self, name: &str, elem_type: DataType, dims: &[Dim]) -> &mut Self {
+        self.output_with_doc(name, elem_type, dims, "")
+    }
+
+    /// Like [`GraphBuilder::output`], with a documentation string that model
+    /// viewers show next to the output. An empty `doc` leaves it unset.
+    pub fn output_with_doc(
+        &mut self,
+        name: &str,
+        elem_type: DataType,
+        dims: &[Dim],
+        doc: &str,
+    ) -> &mut Self {
+        self.outputs.push(value_info(name, elem_type, dims, doc));
         self
     }
 
     /// Adds a FLOAT initializer, stored as little-endian `raw_data`.
     ///
     /// Fails when `data` does not exactly fill `dims` or a dimension is
-    /// negative.
+    /// negative. An empty `dims` makes a scalar (rank 0) holding one value.
     pub fn initializer_f32(
         &mut self,
         name: &str,
         dims: &[i64],
         data: &[f32],
+    ) -> Result<&mut Self, OnnxError> {
+        let raw = data.iter().flat_map(|v| v.to_le_bytes()).collect();
+        self.initializer_raw(name, dims, DataType::Float, data.len(), raw)
+    }
+
+    /// Adds an INT8 initializer (one byte per value, two's complement) as
+    /// `raw_data`, with the same checks as [`GraphBuilder::initializer_f32`].
+    pub fn initializer_i8(
+        &mut self,
+        name: &str,
+        dims: &[i64],
+        data: &[i8],
+    ) -> Result<&mut Self, OnnxError> {
+        let raw = data.iter().flat_map(|v| v.to_le_bytes()).collect();
+        self.initializer_raw(name, dims, DataType::Int8, data.len(), raw)
+    }
+
+    /// Adds an INT32 initializer as little-endian `raw_data`, with the same
+    /// checks as [`GraphBuilder::initializer_f32`].
+    pub fn initializer_i32(
+        &mut self,
+        name: &str,
+        dims: &[i64],
+        data: &[i32],
+    ) -> Result<&mut Self, OnnxError> {
+        let raw = data.iter().flat_map(|v| v.to_le_bytes()).collect();
+        self.initializer_raw(name, dims, DataType::Int32, data.len(), raw)
+    }
+
+    fn initializer_raw(
+        &mut self,
+        name: &str,
+        dims: &[i64],
+        data_type: DataType,
+        len: usize,
+        raw_data: Vec<u8>,
     ) -> Result<&mut Self, OnnxError> {
         if dims.iter().any(|&d| d < 0) {
             return Err(OnnxError::InvalidShape {
@@ -118,19 +177,18 @@ impl GraphBuilder {
             .iter()
             .try_fold(1u128, |acc, &d| acc.checked_mul(d as u128))
             .unwrap_or(u128::MAX);
-        if expected != data.len() as u128 {
+        if expected != len as u128 {
             return Err(OnnxError::InitializerSize {
                 name: name.to_owned(),
                 dims: dims.to_vec(),
                 expected,
-                actual: data.len(),
+                actual: len,
             });
         }
-        let raw_data: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
         self.initializers.push(TensorProto {
             name: Some(name.to_owned()),
             dims: dims.to_vec(),
-            data_type: Some(DataType::Float as i32),
+            data_type: Some(data_type as i32),
             raw_data: Some(raw_data),
             ..TensorProto::default()
         });
@@ -372,7 +430,7 @@ pub fn attr_floats(name: &str, v: &[f32]) -> AttributeProto {
     }
 }
 
-fn value_info_f32(name: &str, dims: &[Dim]) -> ValueInfoProto {
+fn value_info(name: &str, elem_type: DataType, dims: &[Dim], doc: &str) -> ValueInfoProto {
     let dim = dims
         .iter()
         .map(|d| tensor_shape_proto::Dimension {
@@ -387,11 +445,12 @@ fn value_info_f32(name: &str, dims: &[Dim]) -> ValueInfoProto {
         name: Some(name.to_owned()),
         r#type: Some(TypeProto {
             value: Some(type_proto::Value::TensorType(type_proto::Tensor {
-                elem_type: Some(DataType::Float as i32),
+                elem_type: Some(elem_type as i32),
                 shape: Some(TensorShapeProto { dim }),
             })),
             ..TypeProto::default()
         }),
+        doc_string: non_empty(doc),
         ..ValueInfoProto::default()
     }
 }
@@ -550,6 +609,66 @@ mod tests {
         assert!(g
             .initializer_f32("huge", &[i64::MAX, i64::MAX, i64::MAX], &[])
             .is_err());
+    }
+
+    #[test]
+    fn integer_initializers_are_little_endian_raw_data() {
+        let mut g = GraphBuilder::new("g");
+        g.initializer_i8("q", &[2, 2], &[-128, -1, 0, 127])
+            .unwrap()
+            .initializer_i32("b", &[3], &[-2, 0x0102_0304, i32::MIN])
+            .unwrap()
+            .initializer_i8("zp", &[], &[-5])
+            .unwrap();
+        let t = &g.initializers[0];
+        assert_eq!(
+            (t.name(), t.dims.as_slice(), t.data_type),
+            ("q", &[2, 2][..], Some(DataType::Int8 as i32))
+        );
+        assert!(t.int32_data.is_empty());
+        assert_eq!(t.raw_data(), [0x80, 0xFF, 0x00, 0x7F]);
+        let t = &g.initializers[1];
+        assert_eq!(t.data_type, Some(DataType::Int32 as i32));
+        assert_eq!(
+            t.raw_data(),
+            [0xFE, 0xFF, 0xFF, 0xFF, 0x04, 0x03, 0x02, 0x01, 0x00, 0x00, 0x00, 0x80]
+        );
+        // A rank-0 tensor: no dims, one value.
+        let t = &g.initializers[2];
+        assert!(t.dims.is_empty());
+        assert_eq!(t.raw_data(), [0xFB]);
+
+        let err = g.initializer_i8("short", &[3], &[1, 2]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "initializer `short`: shape [3] holds 3 values but 2 were given"
+        );
+        let err = g.initializer_i32("neg", &[-1], &[]).unwrap_err();
+        assert!(
+            matches!(err, OnnxError::InvalidShape { ref tensor, .. } if tensor == "neg"),
+            "{err:?}"
+        );
+        assert!(g.initializer_i32("scalar", &[], &[]).is_err());
+    }
+
+    #[test]
+    fn outputs_carry_their_element_type_and_doc() {
+        let mut g = GraphBuilder::new("g");
+        g.input("x", DataType::Int8, &[batch(), Dim::Fixed(2)])
+            .node("Identity", "copy", &["x"], &["y"], Vec::new())
+            .node("Identity", "copy2", &["x"], &["z"], Vec::new())
+            .output_with_doc("y", DataType::Int8, &[batch(), Dim::Fixed(2)], "int8 copy")
+            .output("z", DataType::Int32, &[batch(), Dim::Fixed(2)]);
+        let graph = g.build(13, &producer(), "").unwrap().graph.unwrap();
+        let elem = |info: &ValueInfoProto| match &info.r#type.as_ref().unwrap().value {
+            Some(type_proto::Value::TensorType(t)) => t.elem_type,
+            other => panic!("not a tensor: {other:?}"),
+        };
+        assert_eq!(elem(&graph.input[0]), Some(DataType::Int8 as i32));
+        assert_eq!(elem(&graph.output[0]), Some(DataType::Int8 as i32));
+        assert_eq!(graph.output[0].doc_string(), "int8 copy");
+        assert_eq!(elem(&graph.output[1]), Some(DataType::Int32 as i32));
+        assert_eq!(graph.output[1].doc_string, None);
     }
 
     #[test]

@@ -64,6 +64,61 @@ pub enum OnnxError {
         expected: usize,
     },
 
+    /// An int8 layer's per-channel weight scales do not match its output
+    /// count.
+    #[error(
+        "layer {layer}: weight_scales has {actual} values, expected {expected} (one per output)"
+    )]
+    WeightScaleCount {
+        /// Index of the layer, starting at 0.
+        layer: usize,
+        /// Number of values supplied.
+        actual: usize,
+        /// The layer's output count.
+        expected: usize,
+    },
+
+    /// A quantization scale is NaN, infinite, zero or negative.
+    #[error("{location} is {value}, expected a finite scale greater than 0")]
+    InvalidScale {
+        /// Where the scale sits, e.g. `layer 1 weight_scales[3]`.
+        location: String,
+        /// The offending value.
+        value: f32,
+    },
+
+    /// An int8 weight is -128: Kiln's weights are symmetric, `[-127, 127]`.
+    #[error(
+        "layer {layer} weights[{index}] is {value}, expected a value in [-127, 127] (weights are symmetric int8)"
+    )]
+    WeightOutOfRange {
+        /// Index of the layer, starting at 0.
+        layer: usize,
+        /// Index into the row-major weights.
+        index: usize,
+        /// The offending value.
+        value: i8,
+    },
+
+    /// An int8 table activation names a function that is not computed by a
+    /// table (ReLU is a clamp, identity is nothing).
+    #[error(
+        "layer {layer}: a table activation must be Tanh, Sigmoid or LeakyRelu, not {function}"
+    )]
+    NotATableFunction {
+        /// Index of the layer, starting at 0.
+        layer: usize,
+        /// The function given, e.g. `Relu`.
+        function: &'static str,
+    },
+
+    /// The int8 QDQ export was asked for a softmax output, which it never
+    /// writes.
+    #[error(
+        "the int8 QDQ model has no probabilities output (no Softmax between quantized tensors); export it with with_probabilities = false"
+    )]
+    QdqProbabilities,
+
     /// A layer does not accept what the previous layer produces.
     #[error("layer {layer}: takes {n_inputs} inputs but layer {} produces {previous_outputs}", .layer - 1)]
     LayersDoNotChain {

@@ -55,7 +55,7 @@ pub enum Activation {
 impl Activation {
     /// The ONNX operator and the suffix of its node name, or `None` for
     /// [`Activation::Identity`].
-    fn op(self) -> Option<(&'static str, &'static str)> {
+    pub(crate) fn op(self) -> Option<(&'static str, &'static str)> {
         match self {
             Self::Relu => Some(("Relu", "relu")),
             Self::LeakyRelu { .. } => Some(("LeakyRelu", "leaky_relu")),
@@ -138,43 +138,7 @@ pub fn mlp_to_model(
     graph.doc_string(&describe(layers, normalization, options.with_probabilities));
     graph.input_f32(INPUT_NAME, &[batch(), Dim::Fixed(dim(n_features))]);
 
-    let mut current = INPUT_NAME.to_owned();
-    match normalization {
-        InputNormalization::None => {}
-        InputNormalization::Scale { scale } => {
-            graph.initializer_f32("input_scale", &[1], &[*scale])?;
-            graph.node_with_doc(
-                "Mul",
-                "normalize_scale",
-                &[&current, "input_scale"],
-                &["input_scaled"],
-                Vec::new(),
-                NORMALIZATION_DOC,
-            );
-            current = "input_scaled".to_owned();
-        }
-        InputNormalization::Standardize { mean, inv_std } => {
-            graph.initializer_f32("input_mean", &[dim(n_features)], mean)?;
-            graph.initializer_f32("input_inv_std", &[dim(n_features)], inv_std)?;
-            graph.node_with_doc(
-                "Sub",
-                "normalize_sub_mean",
-                &[&current, "input_mean"],
-                &["input_centered"],
-                Vec::new(),
-                NORMALIZATION_DOC,
-            );
-            graph.node_with_doc(
-                "Mul",
-                "normalize_mul_inv_std",
-                &["input_centered", "input_inv_std"],
-                &["input_standardized"],
-                Vec::new(),
-                NORMALIZATION_DOC,
-            );
-            current = "input_standardized".to_owned();
-        }
-    }
+    let mut current = add_normalization(&mut graph, normalization, n_features)?;
 
     for (i, layer) in layers.iter().enumerate() {
         let is_last = i + 1 == layers.len();
@@ -235,6 +199,15 @@ pub fn mlp_to_model(
         graph.output_f32(PROBABILITIES_NAME, &[batch(), Dim::Fixed(dim(n_out))]);
     }
 
+    build_model(graph, options)
+}
+
+/// Builds the graph into a model with the header every Kiln model shares:
+/// producer, doc string, domain, version and metadata from `options`.
+pub(crate) fn build_model(
+    graph: GraphBuilder,
+    options: &MlpExportOptions,
+) -> Result<ModelProto, OnnxError> {
     let mut model = graph.build(options.opset, &options.producer, &options.doc_string)?;
     model.domain = Some("ai.kiln".to_owned());
     model.model_version = Some(1);
@@ -247,6 +220,55 @@ pub fn mlp_to_model(
         })
         .collect();
     Ok(model)
+}
+
+/// Emits the normalisation nodes that read [`INPUT_NAME`] and returns the
+/// name of the tensor holding the normalised features ([`INPUT_NAME`] itself
+/// for [`InputNormalization::None`]). Shared by the float and the int8 QDQ
+/// graphs so both normalise with the same operations.
+pub(crate) fn add_normalization(
+    graph: &mut GraphBuilder,
+    normalization: &InputNormalization,
+    n_features: usize,
+) -> Result<String, OnnxError> {
+    let mut current = INPUT_NAME.to_owned();
+    match normalization {
+        InputNormalization::None => {}
+        InputNormalization::Scale { scale } => {
+            graph.initializer_f32("input_scale", &[1], &[*scale])?;
+            graph.node_with_doc(
+                "Mul",
+                "normalize_scale",
+                &[&current, "input_scale"],
+                &["input_scaled"],
+                Vec::new(),
+                NORMALIZATION_DOC,
+            );
+            current = "input_scaled".to_owned();
+        }
+        InputNormalization::Standardize { mean, inv_std } => {
+            graph.initializer_f32("input_mean", &[dim(n_features)], mean)?;
+            graph.initializer_f32("input_inv_std", &[dim(n_features)], inv_std)?;
+            graph.node_with_doc(
+                "Sub",
+                "normalize_sub_mean",
+                &[&current, "input_mean"],
+                &["input_centered"],
+                Vec::new(),
+                NORMALIZATION_DOC,
+            );
+            graph.node_with_doc(
+                "Mul",
+                "normalize_mul_inv_std",
+                &["input_centered", "input_inv_std"],
+                &["input_standardized"],
+                Vec::new(),
+                NORMALIZATION_DOC,
+            );
+            current = "input_standardized".to_owned();
+        }
+    }
+    Ok(current)
 }
 
 /// Serialises a model to the ONNX protobuf wire format.
@@ -315,7 +337,7 @@ pub fn write_model_atomic(path: &Path, model: &ModelProto) -> Result<(), OnnxErr
 }
 
 /// ONNX dimensions are `i64`; any in-memory size fits.
-fn dim(n: usize) -> i64 {
+pub(crate) fn dim(n: usize) -> i64 {
     i64::try_from(n).expect("a tensor dimension exceeds i64::MAX")
 }
 
@@ -375,6 +397,15 @@ fn validate(
         }
     }
 
+    validate_normalization(normalization, n_features)?;
+    validate_metadata(options)
+}
+
+/// Checks the normalisation vectors' lengths and that every value is finite.
+pub(crate) fn validate_normalization(
+    normalization: &InputNormalization,
+    n_features: usize,
+) -> Result<(), OnnxError> {
     match normalization {
         InputNormalization::None => {}
         InputNormalization::Scale { scale } => {
@@ -398,7 +429,11 @@ fn validate(
             }
         }
     }
+    Ok(())
+}
 
+/// Metadata keys must be unique; the ONNX checker rejects repeats.
+pub(crate) fn validate_metadata(options: &MlpExportOptions) -> Result<(), OnnxError> {
     let mut keys = HashSet::new();
     for (key, _) in &options.metadata {
         if !keys.insert(key.as_str()) {
@@ -409,7 +444,7 @@ fn validate(
 }
 
 /// Reports the first NaN or infinity as `<what>[<index>]`.
-fn check_finite(values: &[f32], what: impl Fn() -> String) -> Result<(), OnnxError> {
+pub(crate) fn check_finite(values: &[f32], what: impl Fn() -> String) -> Result<(), OnnxError> {
     match values.iter().position(|v| !v.is_finite()) {
         None => Ok(()),
         Some(index) => Err(OnnxError::NonFinite {

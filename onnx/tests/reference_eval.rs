@@ -1,271 +1,24 @@
 //! Proves the semantics of the exported graphs without an ONNX runtime.
 //!
-//! A tiny interpreter executes the decoded `ModelProto` node by node,
-//! following the ONNX operator definitions (attributes, defaults,
+//! A tiny interpreter (`common/mod.rs`) executes the decoded `ModelProto` node
+//! by node, following the ONNX operator definitions (attributes, defaults,
 //! broadcasting), and its outputs are compared with a direct computation of
 //! the same MLP. A graph that applied the wrong layout, skipped the
 //! normalisation or used the wrong activation would disagree.
 
-use std::collections::HashMap;
+mod common;
 
+use common::{evaluate, Tensor};
 use kiln_onnx::builder::Producer;
 use kiln_onnx::mlp::{
     decode_model, encode_model, mlp_to_model, Activation, DenseLayer, InputNormalization,
     MlpExportOptions,
 };
-use kiln_onnx::proto::{attribute_proto::AttributeType, tensor_proto::DataType, ModelProto};
+use kiln_onnx::proto::ModelProto;
 
 /// Agreement demanded between the interpreter and the direct computation,
 /// relative to the magnitude of the expected value.
 const TOLERANCE: f32 = 1e-5;
-
-#[derive(Debug, Clone, PartialEq)]
-struct Tensor {
-    shape: Vec<usize>,
-    data: Vec<f32>,
-}
-
-impl Tensor {
-    fn new(shape: Vec<usize>, data: Vec<f32>) -> Self {
-        assert_eq!(
-            shape.iter().product::<usize>(),
-            data.len(),
-            "bad tensor {shape:?}"
-        );
-        Self { shape, data }
-    }
-
-    fn map(&self, f: impl Fn(f32) -> f32) -> Self {
-        Self::new(
-            self.shape.clone(),
-            self.data.iter().map(|&v| f(v)).collect(),
-        )
-    }
-}
-
-/// Reads the node's attributes, failing on any the interpreter does not know
-/// so that a misspelt or unexpected attribute cannot go unnoticed.
-struct Attributes<'a> {
-    node: &'a kiln_onnx::proto::NodeProto,
-}
-
-impl Attributes<'_> {
-    fn check_known(&self, known: &[&str]) {
-        for a in &self.node.attribute {
-            assert!(
-                known.contains(&a.name()),
-                "node {}: unexpected attribute {}",
-                self.node.name(),
-                a.name()
-            );
-        }
-    }
-
-    fn int(&self, name: &str, default: i64) -> i64 {
-        match self.node.attribute.iter().find(|a| a.name() == name) {
-            None => default,
-            Some(a) => {
-                assert_eq!(a.r#type(), AttributeType::Int, "attribute {name} type");
-                a.i.expect("INT attribute without a value")
-            }
-        }
-    }
-
-    fn float(&self, name: &str, default: f32) -> f32 {
-        match self.node.attribute.iter().find(|a| a.name() == name) {
-            None => default,
-            Some(a) => {
-                assert_eq!(a.r#type(), AttributeType::Float, "attribute {name} type");
-                a.f.expect("FLOAT attribute without a value")
-            }
-        }
-    }
-}
-
-/// Numpy-style multidirectional broadcasting, as ONNX `Mul` and `Sub` use.
-fn broadcast(a: &Tensor, b: &Tensor, f: impl Fn(f32, f32) -> f32) -> Tensor {
-    let rank = a.shape.len().max(b.shape.len());
-    let pad = |s: &[usize]| {
-        let mut padded = vec![1; rank - s.len()];
-        padded.extend_from_slice(s);
-        padded
-    };
-    let (sa, sb) = (pad(&a.shape), pad(&b.shape));
-    let shape: Vec<usize> = sa
-        .iter()
-        .zip(&sb)
-        .map(|(&x, &y)| {
-            assert!(
-                x == y || x == 1 || y == 1,
-                "cannot broadcast {:?} with {:?}",
-                a.shape,
-                b.shape
-            );
-            x.max(y)
-        })
-        .collect();
-    let offset = |s: &[usize], index: &[usize]| {
-        s.iter()
-            .zip(index)
-            .fold(0, |acc, (&d, &i)| acc * d + if d == 1 { 0 } else { i })
-    };
-    let total: usize = shape.iter().product();
-    let mut data = Vec::with_capacity(total);
-    let mut index = vec![0; rank];
-    for _ in 0..total {
-        data.push(f(a.data[offset(&sa, &index)], b.data[offset(&sb, &index)]));
-        for axis in (0..rank).rev() {
-            index[axis] += 1;
-            if index[axis] < shape[axis] {
-                break;
-            }
-            index[axis] = 0;
-        }
-    }
-    Tensor::new(shape, data)
-}
-
-fn gemm(attrs: &Attributes<'_>, a: &Tensor, b: &Tensor, c: Option<&Tensor>) -> Tensor {
-    attrs.check_known(&["transA", "transB", "alpha", "beta"]);
-    assert_eq!(attrs.int("transA", 0), 0, "transA is not used by Kiln");
-    let trans_b = attrs.int("transB", 0) != 0;
-    let alpha = attrs.float("alpha", 1.0);
-    let beta = attrs.float("beta", 1.0);
-    let (m, k) = (a.shape[0], a.shape[1]);
-    let (kb, n) = if trans_b {
-        (b.shape[1], b.shape[0])
-    } else {
-        (b.shape[0], b.shape[1])
-    };
-    assert_eq!(
-        k, kb,
-        "Gemm inner dimensions differ: A {:?}, B {:?}",
-        a.shape, b.shape
-    );
-    let b_at = |kk: usize, nn: usize| {
-        if trans_b {
-            b.data[nn * k + kk]
-        } else {
-            b.data[kk * n + nn]
-        }
-    };
-    let mut y = Tensor::new(vec![m, n], vec![0.0; m * n]);
-    for mm in 0..m {
-        for nn in 0..n {
-            let mut acc = 0.0f32;
-            for kk in 0..k {
-                acc += a.data[mm * k + kk] * b_at(kk, nn);
-            }
-            y.data[mm * n + nn] = alpha * acc;
-        }
-    }
-    match c {
-        None => y,
-        // C is unidirectionally broadcast to [M, N].
-        Some(c) => {
-            let out = broadcast(&y, &c.map(|v| beta * v), |p, q| p + q);
-            assert_eq!(
-                out.shape,
-                [m, n],
-                "Gemm C {:?} does not broadcast to [M, N]",
-                c.shape
-            );
-            out
-        }
-    }
-}
-
-fn softmax(attrs: &Attributes<'_>, x: &Tensor) -> Tensor {
-    attrs.check_known(&["axis"]);
-    let rank = x.shape.len() as i64;
-    let axis = attrs.int("axis", -1);
-    let axis = if axis < 0 { axis + rank } else { axis };
-    assert_eq!(axis, rank - 1, "only the last axis is supported");
-    let width = *x.shape.last().unwrap();
-    let mut y = x.clone();
-    for row in y.data.chunks_mut(width) {
-        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let mut sum = 0.0f32;
-        for v in row.iter_mut() {
-            *v = (*v - max).exp();
-            sum += *v;
-        }
-        for v in row.iter_mut() {
-            *v /= sum;
-        }
-    }
-    y
-}
-
-/// Executes the graph on `input` and returns every tensor it defines.
-fn evaluate(model: &ModelProto, input: &Tensor) -> HashMap<String, Tensor> {
-    let graph = model.graph.as_ref().expect("model has no graph");
-    assert_eq!(graph.input.len(), 1);
-    let mut env: HashMap<String, Tensor> = HashMap::new();
-    env.insert(graph.input[0].name().to_owned(), input.clone());
-    for t in &graph.initializer {
-        assert_eq!(t.data_type, Some(DataType::Float as i32), "{}", t.name());
-        let data = t
-            .raw_data()
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-            .collect();
-        let shape = t
-            .dims
-            .iter()
-            .map(|&d| usize::try_from(d).unwrap())
-            .collect();
-        env.insert(t.name().to_owned(), Tensor::new(shape, data));
-    }
-    for node in &graph.node {
-        assert_eq!(
-            node.domain(),
-            "",
-            "node {} is outside the default domain",
-            node.name()
-        );
-        let arg = |i: usize| -> &Tensor {
-            env.get(&node.input[i])
-                .unwrap_or_else(|| panic!("node {} reads undefined {}", node.name(), node.input[i]))
-        };
-        let attrs = Attributes { node };
-        let unary = |f: fn(f32) -> f32| {
-            attrs.check_known(&[]);
-            arg(0).map(f)
-        };
-        let out = match node.op_type() {
-            "Gemm" => gemm(&attrs, arg(0), arg(1), node.input.get(2).map(|_| arg(2))),
-            "Relu" => unary(|v| v.max(0.0)),
-            "Tanh" => unary(f32::tanh),
-            "Sigmoid" => unary(|v| 1.0 / (1.0 + (-v).exp())),
-            "LeakyRelu" => {
-                attrs.check_known(&["alpha"]);
-                let alpha = attrs.float("alpha", 0.01);
-                arg(0).map(|v| if v < 0.0 { alpha * v } else { v })
-            }
-            "Mul" => {
-                attrs.check_known(&[]);
-                broadcast(arg(0), arg(1), |p, q| p * q)
-            }
-            "Sub" => {
-                attrs.check_known(&[]);
-                broadcast(arg(0), arg(1), |p, q| p - q)
-            }
-            "Softmax" => softmax(&attrs, arg(0)),
-            other => panic!("the interpreter does not know {other}"),
-        };
-        assert_eq!(node.output.len(), 1);
-        env.insert(node.output[0].clone(), out);
-    }
-    for output in &graph.output {
-        assert!(
-            env.contains_key(output.name()),
-            "graph output {} missing",
-            output.name()
-        );
-    }
-    env
-}
 
 /// The MLP computed directly from its parameters, one row at a time.
 fn direct(
@@ -359,7 +112,7 @@ fn max_error(
     let model = decode_model(&encode_model(model)).unwrap();
     let n_features = layers[0].n_inputs;
     let n_out = layers.last().unwrap().n_outputs;
-    let input = Tensor::new(vec![batch.len(), n_features], batch.concat());
+    let input = Tensor::f32(vec![batch.len(), n_features], batch.concat());
     let env = evaluate(&model, &input);
     let logits = &env["logits"];
     assert_eq!(logits.shape, [batch.len(), n_out]);
@@ -369,11 +122,11 @@ fn max_error(
     let mut worst = 0.0f32;
     for (r, row) in batch.iter().enumerate() {
         let (want_logits, want_probabilities) = direct(layers, normalization, row);
-        let got = &logits.data[r * n_out..(r + 1) * n_out];
+        let got = &logits.floats()[r * n_out..(r + 1) * n_out];
         let mut pairs: Vec<(f32, f32)> = got.iter().copied().zip(want_logits).collect();
         if let Some(p) = probabilities {
             assert_eq!(p.shape, [batch.len(), n_out]);
-            let got = &p.data[r * n_out..(r + 1) * n_out];
+            let got = &p.floats()[r * n_out..(r + 1) * n_out];
             pairs.extend(got.iter().copied().zip(want_probabilities));
         }
         for (g, w) in pairs {

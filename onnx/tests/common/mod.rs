@@ -1,0 +1,459 @@
+//! A small ONNX interpreter shared by the integration tests.
+//!
+//! It executes a decoded `ModelProto` node by node, following the ONNX
+//! operator definitions (attributes, defaults, broadcasting, rounding), so the
+//! tests can prove what an exported graph computes without an ONNX runtime.
+//! It knows exactly the operators Kiln writes and fails loudly on anything
+//! else, including unknown attributes.
+
+// Each test crate uses a different part of this module.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+
+use kiln_onnx::proto::{
+    attribute_proto::AttributeType, tensor_proto::DataType, type_proto, ModelProto, NodeProto,
+    TensorProto,
+};
+
+/// A tensor's elements, in row-major order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Data {
+    F32(Vec<f32>),
+    I8(Vec<i8>),
+    I32(Vec<i32>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tensor {
+    pub shape: Vec<usize>,
+    pub data: Data,
+}
+
+impl Tensor {
+    fn checked(shape: Vec<usize>, data: Data, len: usize) -> Self {
+        assert_eq!(shape.iter().product::<usize>(), len, "bad tensor {shape:?}");
+        Self { shape, data }
+    }
+
+    pub fn f32(shape: Vec<usize>, data: Vec<f32>) -> Self {
+        let len = data.len();
+        Self::checked(shape, Data::F32(data), len)
+    }
+
+    pub fn i8(shape: Vec<usize>, data: Vec<i8>) -> Self {
+        let len = data.len();
+        Self::checked(shape, Data::I8(data), len)
+    }
+
+    pub fn i32(shape: Vec<usize>, data: Vec<i32>) -> Self {
+        let len = data.len();
+        Self::checked(shape, Data::I32(data), len)
+    }
+
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    pub fn floats(&self) -> &[f32] {
+        match &self.data {
+            Data::F32(v) => v,
+            other => panic!("expected a FLOAT tensor, got {}", type_name(other)),
+        }
+    }
+
+    pub fn int8s(&self) -> &[i8] {
+        match &self.data {
+            Data::I8(v) => v,
+            other => panic!("expected an INT8 tensor, got {}", type_name(other)),
+        }
+    }
+
+    pub fn int32s(&self) -> &[i32] {
+        match &self.data {
+            Data::I32(v) => v,
+            other => panic!("expected an INT32 tensor, got {}", type_name(other)),
+        }
+    }
+
+    /// Elementwise map of a FLOAT tensor.
+    pub fn map(&self, f: impl Fn(f32) -> f32) -> Self {
+        Self::f32(
+            self.shape.clone(),
+            self.floats().iter().map(|&v| f(v)).collect(),
+        )
+    }
+}
+
+fn type_name(data: &Data) -> &'static str {
+    match data {
+        Data::F32(_) => "FLOAT",
+        Data::I8(_) => "INT8",
+        Data::I32(_) => "INT32",
+    }
+}
+
+/// Reads the node's attributes, failing on any the interpreter does not know
+/// so that a misspelt or unexpected attribute cannot go unnoticed.
+pub struct Attributes<'a> {
+    node: &'a NodeProto,
+}
+
+impl Attributes<'_> {
+    fn check_known(&self, known: &[&str]) {
+        for a in &self.node.attribute {
+            assert!(
+                known.contains(&a.name()),
+                "node {}: unexpected attribute {}",
+                self.node.name(),
+                a.name()
+            );
+        }
+    }
+
+    fn int(&self, name: &str, default: i64) -> i64 {
+        match self.node.attribute.iter().find(|a| a.name() == name) {
+            None => default,
+            Some(a) => {
+                assert_eq!(a.r#type(), AttributeType::Int, "attribute {name} type");
+                a.i.expect("INT attribute without a value")
+            }
+        }
+    }
+
+    fn float(&self, name: &str, default: f32) -> f32 {
+        match self.node.attribute.iter().find(|a| a.name() == name) {
+            None => default,
+            Some(a) => {
+                assert_eq!(a.r#type(), AttributeType::Float, "attribute {name} type");
+                a.f.expect("FLOAT attribute without a value")
+            }
+        }
+    }
+}
+
+/// Numpy-style multidirectional broadcasting of FLOAT tensors, as ONNX `Mul`
+/// and `Sub` use.
+pub fn broadcast(a: &Tensor, b: &Tensor, f: impl Fn(f32, f32) -> f32) -> Tensor {
+    let rank = a.shape.len().max(b.shape.len());
+    let pad = |s: &[usize]| {
+        let mut padded = vec![1; rank - s.len()];
+        padded.extend_from_slice(s);
+        padded
+    };
+    let (sa, sb) = (pad(&a.shape), pad(&b.shape));
+    let shape: Vec<usize> = sa
+        .iter()
+        .zip(&sb)
+        .map(|(&x, &y)| {
+            assert!(
+                x == y || x == 1 || y == 1,
+                "cannot broadcast {:?} with {:?}",
+                a.shape,
+                b.shape
+            );
+            x.max(y)
+        })
+        .collect();
+    let offset = |s: &[usize], index: &[usize]| {
+        s.iter()
+            .zip(index)
+            .fold(0, |acc, (&d, &i)| acc * d + if d == 1 { 0 } else { i })
+    };
+    let (da, db) = (a.floats(), b.floats());
+    let total: usize = shape.iter().product();
+    let mut data = Vec::with_capacity(total);
+    let mut index = vec![0; rank];
+    for _ in 0..total {
+        data.push(f(da[offset(&sa, &index)], db[offset(&sb, &index)]));
+        for axis in (0..rank).rev() {
+            index[axis] += 1;
+            if index[axis] < shape[axis] {
+                break;
+            }
+            index[axis] = 0;
+        }
+    }
+    Tensor::f32(shape, data)
+}
+
+fn gemm(attrs: &Attributes<'_>, a: &Tensor, b: &Tensor, c: Option<&Tensor>) -> Tensor {
+    attrs.check_known(&["transA", "transB", "alpha", "beta"]);
+    assert_eq!(attrs.int("transA", 0), 0, "transA is not used by Kiln");
+    let trans_b = attrs.int("transB", 0) != 0;
+    let alpha = attrs.float("alpha", 1.0);
+    let beta = attrs.float("beta", 1.0);
+    let (m, k) = (a.shape[0], a.shape[1]);
+    let (kb, n) = if trans_b {
+        (b.shape[1], b.shape[0])
+    } else {
+        (b.shape[0], b.shape[1])
+    };
+    assert_eq!(
+        k, kb,
+        "Gemm inner dimensions differ: A {:?}, B {:?}",
+        a.shape, b.shape
+    );
+    let (da, db) = (a.floats(), b.floats());
+    let b_at = |kk: usize, nn: usize| {
+        if trans_b {
+            db[nn * k + kk]
+        } else {
+            db[kk * n + nn]
+        }
+    };
+    let mut y = vec![0.0; m * n];
+    for mm in 0..m {
+        for nn in 0..n {
+            let mut acc = 0.0f32;
+            for kk in 0..k {
+                acc += da[mm * k + kk] * b_at(kk, nn);
+            }
+            y[mm * n + nn] = alpha * acc;
+        }
+    }
+    let y = Tensor::f32(vec![m, n], y);
+    match c {
+        None => y,
+        // C is unidirectionally broadcast to [M, N].
+        Some(c) => {
+            let out = broadcast(&y, &c.map(|v| beta * v), |p, q| p + q);
+            assert_eq!(
+                out.shape,
+                [m, n],
+                "Gemm C {:?} does not broadcast to [M, N]",
+                c.shape
+            );
+            out
+        }
+    }
+}
+
+fn softmax(attrs: &Attributes<'_>, x: &Tensor) -> Tensor {
+    attrs.check_known(&["axis"]);
+    let rank = x.shape.len() as i64;
+    let axis = attrs.int("axis", -1);
+    let axis = if axis < 0 { axis + rank } else { axis };
+    assert_eq!(axis, rank - 1, "only the last axis is supported");
+    let width = *x.shape.last().unwrap();
+    let mut y = x.floats().to_vec();
+    for row in y.chunks_mut(width) {
+        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let mut sum = 0.0f32;
+        for v in row.iter_mut() {
+            *v = (*v - max).exp();
+            sum += *v;
+        }
+        for v in row.iter_mut() {
+            *v /= sum;
+        }
+    }
+    Tensor::f32(x.shape.clone(), y)
+}
+
+/// Which scale and zero point apply to each element of `x`: one pair for a
+/// scalar (rank-0) scale, or one per index along `axis` for a 1-D scale, as
+/// QuantizeLinear and DequantizeLinear (opset 13) define it.
+fn param_index(
+    attrs: &Attributes<'_>,
+    x: &Tensor,
+    scale: &Tensor,
+    zero_point: Option<&Tensor>,
+) -> impl Fn(usize) -> usize {
+    attrs.check_known(&["axis"]);
+    if let Some(zp) = zero_point {
+        assert_eq!(
+            zp.shape,
+            scale.shape,
+            "node {}: zero point and scale shapes differ",
+            attrs.node.name()
+        );
+    }
+    let (stride, size) = match scale.shape.len() {
+        0 => (1, 1),
+        1 => {
+            let rank = x.shape.len() as i64;
+            let axis = attrs.int("axis", 1);
+            let axis = usize::try_from(if axis < 0 { axis + rank } else { axis })
+                .expect("axis out of range");
+            assert!(
+                axis < x.shape.len(),
+                "node {}: axis {axis} out of range",
+                attrs.node.name()
+            );
+            assert_eq!(
+                scale.shape[0],
+                x.shape[axis],
+                "node {}: per-axis scale length must equal the axis size",
+                attrs.node.name()
+            );
+            (x.shape[axis + 1..].iter().product(), x.shape[axis])
+        }
+        _ => panic!("node {}: scale must be a scalar or 1-D", attrs.node.name()),
+    };
+    move |k| (k / stride) % size
+}
+
+/// `y = saturate(round_half_even(x / y_scale) + y_zero_point)`, with the
+/// division done in f32 as the ONNX reference does (not a multiplication by
+/// the reciprocal, which rounds differently near ties).
+pub fn quantize_linear(
+    attrs: &Attributes<'_>,
+    x: &Tensor,
+    scale: &Tensor,
+    zero_point: Option<&Tensor>,
+) -> Tensor {
+    let zero_point =
+        zero_point.expect("Kiln always writes the zero point, which fixes the output type");
+    let which = param_index(attrs, x, scale, Some(zero_point));
+    let (xs, scales, zps) = (x.floats(), scale.floats(), zero_point.int8s());
+    let data = xs
+        .iter()
+        .enumerate()
+        .map(|(k, &v)| {
+            assert!(!v.is_nan(), "node {}: NaN input", attrs.node.name());
+            let p = which(k);
+            let rounded = (v / scales[p]).round_ties_even();
+            // Integer-valued, so adding the zero point in f64 is exact.
+            (f64::from(rounded) + f64::from(zps[p])).clamp(-128.0, 127.0) as i8
+        })
+        .collect();
+    Tensor::i8(x.shape.clone(), data)
+}
+
+/// `y = (x - x_zero_point) * x_scale`: the integer difference converted to
+/// f32, then one f32 multiplication.
+pub fn dequantize_linear(
+    attrs: &Attributes<'_>,
+    x: &Tensor,
+    scale: &Tensor,
+    zero_point: Option<&Tensor>,
+) -> Tensor {
+    let which = param_index(attrs, x, scale, zero_point);
+    let scales = scale.floats();
+    let centered: Vec<i64> = match &x.data {
+        Data::I8(xs) => {
+            let zps = zero_point.map(Tensor::int8s);
+            xs.iter()
+                .enumerate()
+                .map(|(k, &q)| i64::from(q) - zps.map_or(0, |z| i64::from(z[which(k)])))
+                .collect()
+        }
+        Data::I32(xs) => {
+            let zps = zero_point.map(Tensor::int32s);
+            xs.iter()
+                .enumerate()
+                .map(|(k, &q)| i64::from(q) - zps.map_or(0, |z| i64::from(z[which(k)])))
+                .collect()
+        }
+        Data::F32(_) => panic!(
+            "node {}: DequantizeLinear of a FLOAT tensor",
+            attrs.node.name()
+        ),
+    };
+    let data = centered
+        .iter()
+        .enumerate()
+        .map(|(k, &c)| c as f32 * scales[which(k)])
+        .collect();
+    Tensor::f32(x.shape.clone(), data)
+}
+
+/// Decodes an initializer stored as little-endian `raw_data`.
+pub fn tensor_from_proto(t: &TensorProto) -> Tensor {
+    let shape = t
+        .dims
+        .iter()
+        .map(|&d| usize::try_from(d).unwrap())
+        .collect();
+    let raw = t.raw_data();
+    let data_type = DataType::try_from(t.data_type()).expect("unknown data type");
+    match data_type {
+        DataType::Float => Tensor::f32(
+            shape,
+            raw.chunks_exact(4)
+                .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                .collect(),
+        ),
+        DataType::Int8 => Tensor::i8(shape, raw.iter().map(|&b| b as i8).collect()),
+        DataType::Int32 => Tensor::i32(
+            shape,
+            raw.chunks_exact(4)
+                .map(|c| i32::from_le_bytes(c.try_into().unwrap()))
+                .collect(),
+        ),
+        other => panic!("initializer {}: unsupported type {other:?}", t.name()),
+    }
+}
+
+/// Executes the graph on `input` and returns every tensor it defines,
+/// including intermediate ones.
+pub fn evaluate(model: &ModelProto, input: &Tensor) -> HashMap<String, Tensor> {
+    let graph = model.graph.as_ref().expect("model has no graph");
+    assert_eq!(graph.input.len(), 1);
+    let mut env: HashMap<String, Tensor> = HashMap::new();
+    env.insert(graph.input[0].name().to_owned(), input.clone());
+    for t in &graph.initializer {
+        env.insert(t.name().to_owned(), tensor_from_proto(t));
+    }
+    for node in &graph.node {
+        assert_eq!(
+            node.domain(),
+            "",
+            "node {} is outside the default domain",
+            node.name()
+        );
+        let arg = |i: usize| -> &Tensor {
+            env.get(&node.input[i])
+                .unwrap_or_else(|| panic!("node {} reads undefined {}", node.name(), node.input[i]))
+        };
+        let optional = |i: usize| node.input.get(i).filter(|s| !s.is_empty()).map(|_| arg(i));
+        let attrs = Attributes { node };
+        let unary = |f: fn(f32) -> f32| {
+            attrs.check_known(&[]);
+            arg(0).map(f)
+        };
+        let out = match node.op_type() {
+            "Gemm" => gemm(&attrs, arg(0), arg(1), optional(2)),
+            "Relu" => unary(|v| v.max(0.0)),
+            "Tanh" => unary(f32::tanh),
+            "Sigmoid" => unary(|v| 1.0 / (1.0 + (-v).exp())),
+            "LeakyRelu" => {
+                attrs.check_known(&["alpha"]);
+                let alpha = attrs.float("alpha", 0.01);
+                arg(0).map(|v| if v < 0.0 { alpha * v } else { v })
+            }
+            "Mul" => {
+                attrs.check_known(&[]);
+                broadcast(arg(0), arg(1), |p, q| p * q)
+            }
+            "Sub" => {
+                attrs.check_known(&[]);
+                broadcast(arg(0), arg(1), |p, q| p - q)
+            }
+            "Softmax" => softmax(&attrs, arg(0)),
+            "QuantizeLinear" => quantize_linear(&attrs, arg(0), arg(1), optional(2)),
+            "DequantizeLinear" => dequantize_linear(&attrs, arg(0), arg(1), optional(2)),
+            other => panic!("the interpreter does not know {other}"),
+        };
+        assert_eq!(node.output.len(), 1);
+        env.insert(node.output[0].clone(), out);
+    }
+    for output in &graph.output {
+        let value = env
+            .get(output.name())
+            .unwrap_or_else(|| panic!("graph output {} missing", output.name()));
+        // The declared element type must be what the graph computes.
+        let declared = match &output.r#type.as_ref().and_then(|t| t.value.as_ref()) {
+            Some(type_proto::Value::TensorType(t)) => t.elem_type(),
+            other => panic!("graph output {} is not a tensor: {other:?}", output.name()),
+        };
+        let actual = match value.data {
+            Data::F32(_) => DataType::Float as i32,
+            Data::I8(_) => DataType::Int8 as i32,
+            Data::I32(_) => DataType::Int32 as i32,
+        };
+        assert_eq!(declared, actual, "graph output {} type", output.name());
+    }
+    env
+}
