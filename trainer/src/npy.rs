@@ -4,22 +4,41 @@
 
 use std::path::Path;
 
-/// Encodes a 2-D f32 array.
-pub fn encode_f32(rows: usize, cols: usize, values: &[f32]) -> Vec<u8> {
-    assert_eq!(rows * cols, values.len(), "npy shape does not match the data");
-    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
+/// The magic, version, header length and padded header of a 2-D array.
+fn header(descr: &str, rows: usize, cols: usize, data_len: usize) -> Vec<u8> {
+    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
     // The magic, version and length take 10 bytes; the header pads to 64 and ends in a newline.
     let unpadded = 10 + header.len() + 1;
     header.push_str(&" ".repeat(unpadded.next_multiple_of(64) - unpadded));
     header.push('\n');
-    let mut out = Vec::with_capacity(10 + header.len() + values.len() * 4);
+    let mut out = Vec::with_capacity(10 + header.len() + data_len);
     out.extend_from_slice(b"\x93NUMPY\x01\x00");
     out.extend_from_slice(&(header.len() as u16).to_le_bytes());
     out.extend_from_slice(header.as_bytes());
+    out
+}
+
+/// Encodes a 2-D f32 array.
+pub fn encode_f32(rows: usize, cols: usize, values: &[f32]) -> Vec<u8> {
+    assert_eq!(rows * cols, values.len(), "npy shape does not match the data");
+    let mut out = header("<f4", rows, cols, values.len() * 4);
     for value in values {
         out.extend_from_slice(&value.to_le_bytes());
     }
     out
+}
+
+/// Encodes a 2-D i8 array (int8 logits of quantized models).
+pub fn encode_i8(rows: usize, cols: usize, values: &[i8]) -> Vec<u8> {
+    assert_eq!(rows * cols, values.len(), "npy shape does not match the data");
+    let mut out = header("|i1", rows, cols, values.len());
+    out.extend(values.iter().map(|&v| v as u8));
+    out
+}
+
+/// Writes a 2-D i8 array atomically.
+pub fn write_i8(path: &Path, rows: usize, cols: usize, values: &[i8]) -> std::io::Result<()> {
+    crate::fsutil::write_atomic(path, &encode_i8(rows, cols, values))
 }
 
 /// Writes a 2-D f32 array atomically.
@@ -60,5 +79,10 @@ mod tests {
         assert_eq!((10 + header_len) % 64, 0);
         assert_eq!(decode_f32(&bytes), Some((3, 4, values)));
         assert_eq!(decode_f32(&bytes[..bytes.len() - 1]), None);
+        let bytes = encode_i8(2, 2, &[-128, -1, 0, 127]);
+        let header_len = usize::from(u16::from_le_bytes([bytes[8], bytes[9]]));
+        assert_eq!((10 + header_len) % 64, 0);
+        assert_eq!(&bytes[10 + header_len..], &[0x80, 0xff, 0x00, 0x7f]);
+        assert!(String::from_utf8_lossy(&bytes).contains("'descr': '|i1'"));
     }
 }

@@ -1,13 +1,19 @@
 #!/usr/bin/env python3
 """The independent ONNX oracle that CI runs over every file the checks produce.
 
-For each ONNX file under the given folders it:
+For each float ONNX file under the given folders it:
   1. runs onnx.checker.check_model(full_check=True);
   2. runs the file with onnxruntime on the inputs the trainer saved beside it
      (<stem>.input.npy) and compares the `logits` output with the trainer's own
      outputs (<stem>.logits.npy), which must agree within --tolerance (max abs);
   3. if the file has a `probabilities` output, checks it is the softmax of the
      logits within the same tolerance.
+For each int8 QDQ file (one with a `logits_q` output) it runs the checker, then
+compares `logits_q` with kiln-runtime's int8 logits (<stem>.logits_q.npy) under
+two engines: onnxruntime with graph optimizations off (its optimized int8
+kernels saturate intermediate sums, so they are no exact oracle) and the onnx
+package's ReferenceEvaluator. Every value must be within 1 LSB and every argmax
+must agree.
 It prints one line per file and exits non-zero if any file fails.
 """
 import argparse
@@ -19,6 +25,38 @@ import onnx
 import onnxruntime as ort
 
 
+def compare_int8(name: str, actual: np.ndarray, expected: np.ndarray) -> tuple[bool, str]:
+    if actual.shape != expected.shape:
+        return False, f"{name}: logits_q shape {actual.shape}, expected {expected.shape}"
+    diff = np.abs(actual.astype(np.int32) - expected.astype(np.int32))
+    identical = int(np.sum(np.all(diff == 0, axis=1)))
+    agree = int(np.sum(np.argmax(actual, axis=1) == np.argmax(expected, axis=1)))
+    n = expected.shape[0]
+    detail = f"{name}: {identical}/{n} rows identical, max {int(diff.max())} LSB, argmax agrees {agree}/{n}"
+    return bool(diff.max() <= 1 and agree == n), detail
+
+
+def check_qdq(path: pathlib.Path, inputs: np.ndarray, expected: np.ndarray) -> tuple[bool, str]:
+    from onnx.reference import ReferenceEvaluator
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    (ort_q,) = session.run(["logits_q"], {"input": inputs})
+    ok_ort, detail_ort = compare_int8("onnxruntime (no graph optimizations)", ort_q, expected)
+    # The reference evaluator implements DequantizeLinear from opset 19 on; the
+    # int8 arithmetic of QuantizeLinear/DequantizeLinear is the same in 13 and 21.
+    model = onnx.load(str(path))
+    for opset in model.opset_import:
+        if opset.domain in ("", "ai.onnx"):
+            opset.version = max(opset.version, 21)
+    model.ir_version = max(model.ir_version, 10)
+    (ref_q,) = ReferenceEvaluator(model).run(["logits_q"], {"input": inputs})
+    ok_ref, detail_ref = compare_int8("onnx.reference", ref_q, expected)
+    return ok_ort and ok_ref, f"{inputs.shape[0]} samples; {detail_ort}; {detail_ref}"
+
+
 def check_file(path: pathlib.Path, tolerance: float) -> tuple[bool, str]:
     stem = path.with_suffix("")
     input_path = stem.parent / (stem.name + ".input.npy")
@@ -27,6 +65,11 @@ def check_file(path: pathlib.Path, tolerance: float) -> tuple[bool, str]:
         onnx.checker.check_model(str(path), full_check=True)
     except Exception as error:  # the checker raises several exception types
         return False, f"onnx.checker full check failed: {error}"
+    if any(o.name == "logits_q" for o in onnx.load(str(path), load_external_data=False).graph.output):
+        logits_q_path = stem.parent / (stem.name + ".logits_q.npy")
+        if not input_path.exists() or not logits_q_path.exists():
+            return False, f"no reference outputs beside it (expected {input_path.name} and {logits_q_path.name})"
+        return check_qdq(path, np.load(input_path), np.load(logits_q_path))
     if not input_path.exists() or not logits_path.exists():
         return False, f"no reference outputs beside it (expected {input_path.name} and {logits_path.name})"
     inputs = np.load(input_path)
