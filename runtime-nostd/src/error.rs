@@ -1,0 +1,218 @@
+//! The crate's one error type.
+
+use core::fmt;
+
+/// Everything that can go wrong: loading a blob, calling with wrong buffers, or (feature
+/// `encode`) describing a model the format cannot hold.
+///
+/// Layers are numbered from 0, channels (output rows) and features from 0, offsets are byte
+/// offsets from the start of the blob.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Error {
+    // ---- framing ---------------------------------------------------------------------------
+    /// The blob ends before a part that must be there.
+    Truncated { needed: u32, available: u32 },
+    /// The blob does not start with `b"KILN"`.
+    BadMagic,
+    /// The format version is not one this runtime reads.
+    UnsupportedVersion { found: u16 },
+    /// The header's total length is smaller than the slice: bytes trail the blob.
+    LengthMismatch { header: u32, actual: u32 },
+    /// The CRC-32 over the blob does not match the stored one: the blob is corrupted.
+    CrcMismatch { stored: u32, computed: u32 },
+
+    // ---- contents --------------------------------------------------------------------------
+    /// The model has no layer.
+    NoLayers,
+    /// The model has more layers than [`crate::MAX_LAYERS`].
+    TooManyLayers { found: u16 },
+    /// A reserved or padding byte is not zero.
+    ReservedNonZero { offset: u32 },
+    /// The input stage has neither 1 entry (shared) nor one per input feature.
+    InputEntries { found: u32, n_inputs: u32 },
+    /// An input-stage multiplier is outside `[2^30, 2^31)`.
+    BadInputMultiplier { feature: u32, multiplier: i32 },
+    /// An input-stage shift is outside `[1, 62]`.
+    BadInputShift { feature: u32, shift: u8 },
+    /// A layer (or the model, as layer 0) has zero inputs or zero outputs.
+    EmptyLayer { layer: u16 },
+    /// A layer's input count is not the previous layer's output count (the model's input count
+    /// for layer 0).
+    ShapeMismatch {
+        layer: u16,
+        expected: u32,
+        found: u32,
+    },
+    /// Unknown activation kind byte.
+    BadActivation { layer: u16, kind: u8 },
+    /// A layer's input zero point is not the zero point of what feeds it (the input stage's or
+    /// the previous layer's output zero point).
+    ZeroPointMismatch { layer: u16, expected: i8, found: i8 },
+    /// A layer section's stored length is not the one its shapes and activation give.
+    SectionLength {
+        layer: u16,
+        stored: u32,
+        expected: u32,
+    },
+    /// A requantization multiplier is outside `[2^30, 2^31)`.
+    BadMultiplier {
+        layer: u16,
+        channel: u32,
+        multiplier: i32,
+    },
+    /// A requantization shift is outside `[1, 62]`.
+    BadShift { layer: u16, channel: u32, shift: u8 },
+    /// `|bias| + 128 * sum |w|` of an output channel exceeds `i32::MAX`: the accumulator could
+    /// overflow.
+    AccumulatorOverflow { layer: u16, channel: u32 },
+    /// The header's output count is not the last layer's.
+    OutputShapeMismatch { header: u32, last_layer: u32 },
+    /// The output section's zero point is not the last layer's output zero point.
+    OutputZeroPointMismatch { output: i8, last_layer: i8 },
+    /// The output scale (f32 bits) is not a positive finite non-zero number.
+    BadOutputScale { bits: u32 },
+    /// The header's scratch length is not the one the layers need.
+    ScratchLenMismatch { stored: u32, computed: u32 },
+    /// Bytes remain between the output section and the CRC.
+    TrailingBytes { count: u32 },
+    /// A size does not fit in 32 bits or in this target's `usize`.
+    TooLarge,
+
+    // ---- calls -----------------------------------------------------------------------------
+    /// The input slice does not have the model's input count.
+    InputLength { expected: u32, got: u32 },
+    /// The output slice does not have the expected length.
+    OutputLength { expected: u32, got: u32 },
+    /// The scratch buffer is shorter than [`crate::Model::scratch_len`].
+    BufferTooSmall { needed: u32, got: u32 },
+    /// A direct kernel call with inconsistent lengths (weights not `n_out * n_in` bytes, bias or
+    /// multipliers not `4 * n_out` bytes, shifts not `n_out`, no input) or `clamp_min > clamp_max`.
+    KernelArguments,
+
+    // ---- encode ----------------------------------------------------------------------------
+    /// A `LayerSpec` vector does not have the length its shapes give.
+    SpecLength {
+        layer: u16,
+        field: &'static str,
+        expected: u32,
+        found: u32,
+    },
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Error::Truncated { needed, available } => {
+                write!(f, "model blob truncated: needs {needed} bytes, {available} available")
+            }
+            Error::BadMagic => f.write_str("not a kiln model blob: bad magic (expected \"KILN\")"),
+            Error::UnsupportedVersion { found } => write!(
+                f,
+                "unsupported model blob version {found} (this runtime reads version {})",
+                crate::blob::FORMAT_VERSION
+            ),
+            Error::LengthMismatch { header, actual } => write!(
+                f,
+                "model blob length mismatch: header says {header} bytes, slice has {actual}"
+            ),
+            Error::CrcMismatch { stored, computed } => write!(
+                f,
+                "model blob corrupted: stored CRC-32 {stored:#010x}, computed {computed:#010x}"
+            ),
+            Error::NoLayers => f.write_str("model has no layer"),
+            Error::TooManyLayers { found } => write!(
+                f,
+                "model has {found} layers, at most {} are supported",
+                crate::model::MAX_LAYERS
+            ),
+            Error::ReservedNonZero { offset } => {
+                write!(f, "reserved or padding byte at offset {offset} is not zero")
+            }
+            Error::InputEntries { found, n_inputs } => write!(
+                f,
+                "input stage has {found} entries, expected 1 (shared) or {n_inputs} (one per input)"
+            ),
+            Error::BadInputMultiplier { feature, multiplier } => write!(
+                f,
+                "input feature {feature}: multiplier {multiplier} outside [2^30, 2^31)"
+            ),
+            Error::BadInputShift { feature, shift } => {
+                write!(f, "input feature {feature}: shift {shift} outside [1, 62]")
+            }
+            Error::EmptyLayer { layer } => {
+                write!(f, "layer {layer} has zero inputs or zero outputs")
+            }
+            Error::ShapeMismatch { layer, expected, found } => write!(
+                f,
+                "layer {layer} takes {found} inputs, but what feeds it gives {expected}"
+            ),
+            Error::BadActivation { layer, kind } => {
+                write!(f, "layer {layer}: unknown activation kind {kind}")
+            }
+            Error::ZeroPointMismatch { layer, expected, found } => write!(
+                f,
+                "layer {layer}: input zero point {found}, but what feeds it has zero point {expected}"
+            ),
+            Error::SectionLength { layer, stored, expected } => write!(
+                f,
+                "layer {layer}: section length {stored}, its shapes give {expected}"
+            ),
+            Error::BadMultiplier { layer, channel, multiplier } => write!(
+                f,
+                "layer {layer} channel {channel}: multiplier {multiplier} outside [2^30, 2^31)"
+            ),
+            Error::BadShift { layer, channel, shift } => write!(
+                f,
+                "layer {layer} channel {channel}: shift {shift} outside [1, 62]"
+            ),
+            Error::AccumulatorOverflow { layer, channel } => write!(
+                f,
+                "layer {layer} channel {channel}: worst-case accumulator |bias| + 128 * sum |w| exceeds i32"
+            ),
+            Error::OutputShapeMismatch { header, last_layer } => write!(
+                f,
+                "header says {header} outputs, the last layer gives {last_layer}"
+            ),
+            Error::OutputZeroPointMismatch { output, last_layer } => write!(
+                f,
+                "output zero point {output} differs from the last layer's output zero point {last_layer}"
+            ),
+            Error::BadOutputScale { bits } => write!(
+                f,
+                "output scale (f32 bits {bits:#010x}) is not a positive finite non-zero number"
+            ),
+            Error::ScratchLenMismatch { stored, computed } => write!(
+                f,
+                "header scratch length {stored}, the layers need {computed}"
+            ),
+            Error::TrailingBytes { count } => {
+                write!(f, "{count} unexpected bytes between the output section and the CRC")
+            }
+            Error::TooLarge => f.write_str("a model size does not fit in 32 bits or in usize"),
+            Error::InputLength { expected, got } => {
+                write!(f, "input has {got} values, the model takes {expected}")
+            }
+            Error::OutputLength { expected, got } => {
+                write!(f, "output buffer has {got} values, expected {expected}")
+            }
+            Error::BufferTooSmall { needed, got } => {
+                write!(f, "scratch buffer has {got} bytes, the model needs {needed}")
+            }
+            Error::KernelArguments => f.write_str(
+                "kernel arguments inconsistent: lengths do not match the shapes or clamp_min > clamp_max",
+            ),
+            Error::SpecLength { layer, field, expected, found } => write!(
+                f,
+                "layer {layer}: {field} has {found} entries, expected {expected}"
+            ),
+        }
+    }
+}
+
+impl core::error::Error for Error {}
+
+/// `usize` to `u32` for error fields, saturating.
+pub(crate) fn u32_sat(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}

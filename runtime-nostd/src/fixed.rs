@@ -1,0 +1,353 @@
+//! The fixed-point arithmetic of `docs/quantization.md`, defined once for the host and the device.
+//!
+//! - [`rq`]`(x, M, t) = round_half_even(x * M / 2^t)`, exact.
+//! - [`sat8`] clamps to `[-128, 127]`.
+//! - The ranges a model loader accepts: multiplier `M` in `[2^30, 2^31)`
+//!   ([`MULTIPLIER_MIN`]..=[`MULTIPLIER_MAX`]), shift `t` in `[1, 62]` ([`SHIFT_MIN`]..=[`SHIFT_MAX`]),
+//!   raw inputs clamped to `[-2^23, 2^23 - 1]` ([`RAW_MIN`]..=[`RAW_MAX`]).
+//!
+//! # Why i64 is enough on the inference path
+//!
+//! `rq` is called with two kinds of `x`:
+//! - a layer accumulator, an `i32` (the loader proves it cannot overflow), so `|x| <= 2^31`;
+//! - the input stage's `256 * raw - mu` with `raw` clamped to `[-2^23, 2^23 - 1]` and `mu` an
+//!   `i32`, so `-2^32 < x < 2^32`.
+//!
+//! With `|M| < 2^31` the product satisfies `|x * M| < 2^63`: it fits in `i64`, and the
+//! rounding shift of an `i64` is exact. `rq` still accepts every `i64` and every shift, so it
+//! is total: when the product would overflow `i64` (or the shift is outside `[0, 62]`) it
+//! takes an exact `i128` path, and a result beyond `i64` (possible only for `t = 0` or
+//! unvalidated huge `x`) saturates. Neither can happen for a validated model.
+
+/// Smallest accepted requantization multiplier (`2^30`): `M` is a Q0.31 number in `[0.5, 1)`.
+pub const MULTIPLIER_MIN: i32 = 1 << 30;
+/// Largest accepted requantization multiplier (`2^31 - 1`).
+pub const MULTIPLIER_MAX: i32 = i32::MAX;
+/// Smallest accepted right shift.
+pub const SHIFT_MIN: u8 = 1;
+/// Largest accepted right shift.
+pub const SHIFT_MAX: u8 = 62;
+/// Raw inputs are clamped to `[RAW_MIN, RAW_MAX]` = `[-2^23, 2^23 - 1]` before the input stage.
+pub const RAW_MIN: i32 = -(1 << 23);
+/// See [`RAW_MIN`].
+pub const RAW_MAX: i32 = (1 << 23) - 1;
+
+/// Whether `multiplier` is in `[2^30, 2^31)`.
+pub const fn multiplier_is_valid(multiplier: i32) -> bool {
+    multiplier >= MULTIPLIER_MIN
+}
+
+/// Whether `shift` is in `[1, 62]`.
+pub const fn shift_is_valid(shift: u8) -> bool {
+    shift >= SHIFT_MIN && shift <= SHIFT_MAX
+}
+
+/// `round_half_even(x * multiplier / 2^shift)`, computed exactly.
+///
+/// This is the only rounding function in Kiln. It is total (no panic, no overflow) for every
+/// argument; see the module documentation for why the `i64` path is the one taken by every
+/// validated model, and for the saturation that only unvalidated arguments can reach.
+pub const fn rq(x: i64, multiplier: i32, shift: u8) -> i64 {
+    if shift <= SHIFT_MAX {
+        if let Some(product) = x.checked_mul(multiplier as i64) {
+            return round_shift_i64(product, shift);
+        }
+    }
+    // |x| <= 2^63 and |multiplier| <= 2^31: |product| <= 2^94, far inside i128.
+    round_shift_i128((x as i128).wrapping_mul(multiplier as i128), shift)
+}
+
+/// `round_half_even(p / 2^t)` for `t <= 62`.
+// Every shift amount is in range and `q + 1` cannot overflow (|q| <= 2^62): no side effects.
+#[allow(clippy::arithmetic_side_effects)]
+const fn round_shift_i64(p: i64, t: u8) -> i64 {
+    if t == 0 {
+        return p;
+    }
+    let t = t as u32; // 1..=62: every shift below is in range
+    let q = p >> t; // floor(p / 2^t)
+    let r = p & ((1i64 << t) - 1); // p - q * 2^t, in [0, 2^t)
+    let half = 1i64 << (t - 1);
+    if r > half || (r == half && q & 1 != 0) {
+        // |q| <= 2^62 since t >= 1: no overflow
+        q + 1
+    } else {
+        q
+    }
+}
+
+/// `round_half_even(p / 2^t)` saturated to `i64`, for `|p| <= 2^94` and any `t`.
+// Shift amounts are in 1..=126 and |q| <= 2^94: no side effects.
+#[allow(clippy::arithmetic_side_effects)]
+const fn round_shift_i128(p: i128, t: u8) -> i64 {
+    let rounded: i128 = if t == 0 {
+        p
+    } else if t >= 127 {
+        // |p / 2^t| <= 2^-33: rounds to 0
+        0
+    } else {
+        let t = t as u32; // 1..=126
+        let q = p >> t;
+        let r = p & ((1i128 << t) - 1);
+        let half = 1i128 << (t - 1);
+        if r > half || (r == half && q & 1 != 0) {
+            q + 1
+        } else {
+            q
+        }
+    };
+    if rounded > i64::MAX as i128 {
+        i64::MAX
+    } else if rounded < i64::MIN as i128 {
+        i64::MIN
+    } else {
+        rounded as i64
+    }
+}
+
+/// Clamps `v` to `[-128, 127]`.
+pub const fn sat8(v: i64) -> i8 {
+    if v < i8::MIN as i64 {
+        i8::MIN
+    } else if v > i8::MAX as i64 {
+        i8::MAX
+    } else {
+        v as i8
+    }
+}
+
+/// Clamps a raw input to `[RAW_MIN, RAW_MAX]`.
+pub const fn clamp_raw(raw: i32) -> i32 {
+    if raw < RAW_MIN {
+        RAW_MIN
+    } else if raw > RAW_MAX {
+        RAW_MAX
+    } else {
+        raw
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{rhe_div, Rng};
+
+    /// The reference: exact rational `x * M / 2^t`, rounded half to even by Euclidean division,
+    /// saturated to i64 like `rq`.
+    fn reference(x: i64, m: i32, t: u8) -> i64 {
+        let num = i128::from(x) * i128::from(m);
+        let exact = if t >= 127 {
+            // 2^t does not fit i128; |num| < 2^95 so the value is 0 after rounding
+            0
+        } else {
+            rhe_div(num, 1i128 << t)
+        };
+        exact.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
+    }
+
+    fn check(x: i64, m: i32, t: u8) {
+        assert_eq!(rq(x, m, t), reference(x, m, t), "rq({x}, {m}, {t})");
+    }
+
+    const SPECIAL_X: [i64; 22] = [
+        0,
+        1,
+        -1,
+        2,
+        -2,
+        3,
+        -3,
+        127,
+        -128,
+        i32::MAX as i64,
+        i32::MIN as i64,
+        (1 << 32) - 256,
+        -(1 << 32) + 1,
+        1 << 32,
+        -(1 << 32),
+        i64::MAX,
+        i64::MIN,
+        i64::MAX - 1,
+        i64::MIN + 1,
+        1 << 62,
+        -(1 << 62),
+        (1 << 40) + 12345,
+    ];
+    const SPECIAL_M: [i32; 9] = [
+        MULTIPLIER_MIN,
+        MULTIPLIER_MIN + 1,
+        MULTIPLIER_MAX,
+        MULTIPLIER_MAX - 1,
+        1_518_500_250, // ~ 2^30.5
+        1,
+        0,
+        -1,
+        i32::MIN,
+    ];
+
+    #[test]
+    fn special_values_all_shifts() {
+        for &x in &SPECIAL_X {
+            for &m in &SPECIAL_M {
+                for t in 0..=255u8 {
+                    check(x, m, t);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn small_x_every_shift_sweep() {
+        for x in -3000i64..=3000 {
+            for &m in &SPECIAL_M[..5] {
+                for t in SHIFT_MIN..=SHIFT_MAX {
+                    check(x, m, t);
+                }
+            }
+        }
+    }
+
+    /// Random x across every magnitude, random valid M and t, plus the full argument range.
+    #[test]
+    fn random_sweep() {
+        let mut rng = Rng::new(0x5eed_0001);
+        for _ in 0..400_000 {
+            let bits = rng.below(64) as u32;
+            let x = (rng.next_u64() >> (63 - bits.min(63))) as i64;
+            let x = if rng.bool() { x } else { x.wrapping_neg() };
+            let m = rng.range_i64(i64::from(MULTIPLIER_MIN), i64::from(MULTIPLIER_MAX)) as i32;
+            let t = rng.range_i64(1, 62) as u8;
+            check(x, m, t);
+            // any i64, any multiplier, any shift: total and exact (saturated)
+            check(
+                rng.next_u64() as i64,
+                rng.next_u64() as i32,
+                rng.next_u64() as u8,
+            );
+        }
+    }
+
+    /// The inference-path domain: accumulators and input-stage values, valid M and t.
+    #[test]
+    fn inference_domain_sweep() {
+        let mut rng = Rng::new(0x5eed_0002);
+        for _ in 0..200_000 {
+            let x = rng.range_i64(-(1 << 32) + 1, (1 << 32) - 256);
+            let m = rng.range_i64(i64::from(MULTIPLIER_MIN), i64::from(MULTIPLIER_MAX)) as i32;
+            let t = rng.range_i64(1, 62) as u8;
+            // the i64 path is taken on this domain
+            assert!(x.checked_mul(i64::from(m)).is_some());
+            check(x, m, t);
+        }
+    }
+
+    /// Exact ties: x * M == (2k + 1) * 2^(t-1). With M = odd * 2^a, that is x = odd' * 2^(t-1-a).
+    /// Half to even means the result is always even, and the reference agrees.
+    #[test]
+    fn ties_round_to_even() {
+        let mut rng = Rng::new(0x5eed_0003);
+        let mut ups = 0;
+        let mut downs = 0;
+        for _ in 0..200_000 {
+            let m = rng.range_i64(i64::from(MULTIPLIER_MIN), i64::from(MULTIPLIER_MAX)) as i32;
+            let a = m.trailing_zeros() as u8;
+            let t = rng.range_i64(i64::from(a) + 1, 62) as u8;
+            let e = t - 1 - a;
+            // odd multiplier, small enough that x fits the inference domain (|x| < 2^32)
+            let max_odd_bits = 31u32.saturating_sub(u32::from(e)).max(1);
+            let odd = (rng.next_u64() >> (64 - max_odd_bits)) as i64 | 1;
+            let odd = if rng.bool() { odd } else { -odd };
+            let x = odd << e;
+            let product = i128::from(x) * i128::from(m);
+            assert_eq!(
+                product.rem_euclid(1i128 << t),
+                1i128 << (t - 1),
+                "not a tie"
+            );
+            let y = rq(x, m, t);
+            assert_eq!(y % 2, 0, "tie rq({x}, {m}, {t}) = {y} is not even");
+            let floor = (product >> t) as i64;
+            if y == floor {
+                downs += 1;
+            } else {
+                assert_eq!(y, floor + 1);
+                ups += 1;
+            }
+            check(x, m, t);
+        }
+        // both directions occur
+        assert!(ups > 10_000 && downs > 10_000, "ups {ups} downs {downs}");
+    }
+
+    #[test]
+    fn hand_checked_values() {
+        // M = 2^30, t = 31: x / 2
+        let half = |x| rq(x, 1 << 30, 31);
+        assert_eq!(
+            [half(1), half(3), half(5), half(-1), half(-3), half(-5)],
+            [0, 2, 2, 0, -2, -2]
+        );
+        assert_eq!([half(2), half(7), half(-7)], [1, 4, -4]);
+        // x / 4: 0.25 -> 0, 0.75 -> 1, 1.25 -> 1, -0.75 -> -1, 1.5 -> 2, 2.5 -> 2
+        let quarter = |x| rq(x, 1 << 30, 32);
+        assert_eq!(
+            [
+                quarter(1),
+                quarter(3),
+                quarter(5),
+                quarter(-3),
+                quarter(6),
+                quarter(10)
+            ],
+            [0, 1, 1, -1, 2, 2]
+        );
+        // the largest multiplier with the largest accumulator, t = 31: just under x
+        assert_eq!(
+            rq(i64::from(i32::MAX), i32::MAX, 31),
+            i64::from(i32::MAX) - 1
+        );
+        assert_eq!(
+            rq(i64::from(i32::MIN), i32::MAX, 31),
+            i64::from(i32::MIN) + 1
+        );
+        // t = 62: (2^32 - 256) * (2^31 - 1) / 2^62 ~ 1.99: rounds to 2
+        assert_eq!(rq((1 << 32) - 256, i32::MAX, 62), 2);
+        // out of the validated range, still exact or saturated
+        assert_eq!(rq(i64::MAX, i32::MAX, 0), i64::MAX);
+        assert_eq!(rq(i64::MIN, i32::MAX, 0), i64::MIN);
+        assert_eq!(rq(-7, 1, 0), -7);
+        assert_eq!(rq(i64::MAX, i32::MAX, 255), 0);
+        assert_eq!(rq(i64::MIN, i32::MIN, 94), 1); // 2^94 / 2^94
+        assert_eq!(rq(i64::MIN, i32::MIN, 95), 0); // 0.5: tie to even
+        assert_eq!(rq(3 << 40, i32::MIN, 72), -2); // -1.5: tie to even
+    }
+
+    #[test]
+    fn sat8_clamps() {
+        for v in -1000i64..=1000 {
+            assert_eq!(i64::from(sat8(v)), v.clamp(-128, 127));
+        }
+        assert_eq!(sat8(i64::MAX), 127);
+        assert_eq!(sat8(i64::MIN), -128);
+        assert_eq!(sat8(128), 127);
+        assert_eq!(sat8(-129), -128);
+        assert_eq!(sat8(127), 127);
+        assert_eq!(sat8(-128), -128);
+    }
+
+    #[test]
+    fn ranges() {
+        assert!(!multiplier_is_valid((1 << 30) - 1));
+        assert!(multiplier_is_valid(1 << 30));
+        assert!(multiplier_is_valid(i32::MAX));
+        assert!(!multiplier_is_valid(-1));
+        assert!(!multiplier_is_valid(i32::MIN));
+        assert!(!shift_is_valid(0));
+        assert!(shift_is_valid(1));
+        assert!(shift_is_valid(62));
+        assert!(!shift_is_valid(63));
+        assert_eq!(clamp_raw(i32::MAX), (1 << 23) - 1);
+        assert_eq!(clamp_raw(i32::MIN), -(1 << 23));
+        assert_eq!(clamp_raw(-5), -5);
+    }
+}

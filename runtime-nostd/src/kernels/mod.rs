@@ -1,0 +1,111 @@
+//! The kernels, and the one place that chooses which implementation the runtime calls.
+//!
+//! `reference` is the scalar reference kernel: it *is* the specification of
+//! `docs/quantization.md`. Optimized kernels (per architecture, chosen by `cfg` here) must match
+//! it bit for bit; `kernel_tests!` (tests only) checks an implementation against it.
+
+pub mod reference;
+
+use crate::Error;
+
+/// The kernel the runtime uses. Later per-architecture kernels replace this line under `cfg`.
+pub use reference::fully_connected_i8;
+
+/// The activation table the runtime uses.
+pub use reference::apply_lut_i8;
+
+/// The parameters of one dense int8 layer, borrowed zero-copy from a model blob.
+///
+/// For `n_in` inputs and `n_out` outputs:
+/// - `weights`: `n_out * n_in` bytes, row-major `[n_out][n_in]`, each byte an `i8` (`b as i8`);
+/// - `bias`: `n_out` little-endian `i32` (4 bytes each): the folded bias
+///   `q_b[o] - zp_in * sum_i q_w[o][i]`;
+/// - `multipliers`: `n_out` little-endian `i32`, in `[2^30, 2^31)` for a validated model;
+/// - `shifts`: `n_out` bytes, in `[1, 62]` for a validated model;
+/// - `output_zero_point`: the zero point the accumulator is requantized to;
+/// - `clamp_min`, `clamp_max`: the activation clamp (`-128`/`127` for identity, `zp_out`/`127`
+///   for a fused relu).
+///
+/// Output `o` is `clamp(sat8(output_zero_point + rq(acc[o], M[o], t[o])))` with
+/// `acc[o] = bias[o] + sum_i w[o][i] * input[i]` in `i32`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FcParams<'a> {
+    pub weights: &'a [u8],
+    pub bias: &'a [u8],
+    pub multipliers: &'a [u8],
+    pub shifts: &'a [u8],
+    pub output_zero_point: i8,
+    pub clamp_min: i8,
+    pub clamp_max: i8,
+}
+
+impl FcParams<'_> {
+    /// Checks that the slices fit `n_in` inputs and `n_out` outputs (`n_in >= 1`) and that
+    /// `clamp_min <= clamp_max`. Every kernel calls this first, so a wrong call is an error,
+    /// never a panic or an out-of-bounds read.
+    pub fn check(&self, n_in: usize, n_out: usize) -> Result<(), Error> {
+        let n_weights = n_in.checked_mul(n_out);
+        let n_words = n_out.checked_mul(4);
+        let ok = n_in >= 1
+            && n_weights == Some(self.weights.len())
+            && n_words == Some(self.bias.len())
+            && n_words == Some(self.multipliers.len())
+            && self.shifts.len() == n_out
+            && self.clamp_min <= self.clamp_max;
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::KernelArguments)
+        }
+    }
+}
+
+/// Reads a little-endian `i32` from a 4-byte chunk (0 for any other length; never happens with
+/// `chunks_exact(4)`).
+#[inline(always)]
+pub(crate) fn le_i32(chunk: &[u8]) -> i32 {
+    match *chunk {
+        [a, b, c, d] => i32::from_le_bytes([a, b, c, d]),
+        _ => 0,
+    }
+}
+
+/// Tests an implementation of `fully_connected_i8` (same signature as the reference) against
+/// the reference on random shapes, extreme values, tie-heavy requantization and bad lengths.
+///
+/// `kernel_tests!(module_name, path::to::impl_fn);`
+#[cfg(test)]
+macro_rules! kernel_tests {
+    ($name:ident, $impl_fn:path) => {
+        mod $name {
+            #[test]
+            fn random_shapes_match_reference() {
+                $crate::kernels::harness::random_cases($impl_fn, 0x4b31_0001, 3000, 40);
+            }
+
+            #[test]
+            fn long_rows_match_reference() {
+                $crate::kernels::harness::random_cases($impl_fn, 0x4b31_0002, 100, 2000);
+            }
+
+            #[test]
+            fn extremes_match_reference() {
+                $crate::kernels::harness::extremes($impl_fn);
+            }
+
+            #[test]
+            fn bad_lengths_match_reference() {
+                $crate::kernels::harness::bad_lengths($impl_fn);
+            }
+        }
+    };
+}
+
+#[cfg(test)]
+pub(crate) mod harness;
+
+#[cfg(test)]
+kernel_tests!(
+    reference_vs_reference,
+    crate::kernels::reference::fully_connected_i8
+);

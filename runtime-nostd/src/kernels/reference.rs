@@ -1,0 +1,332 @@
+//! The scalar reference kernel: the specification of `docs/quantization.md`, one output
+//! channel at a time. No float, no panic, no allocation.
+
+use super::{le_i32, FcParams};
+use crate::fixed::{rq, sat8};
+use crate::Error;
+
+/// One dense int8 layer: `output[o] = clamp(sat8(zp + rq(acc[o], M[o], t[o])))` with
+/// `acc[o] = bias[o] + sum_i w[o][i] * input[i]` (see [`FcParams`]).
+///
+/// `n_in = input.len()` and `n_out = output.len()`; every slice of `params` must fit them
+/// ([`FcParams::check`]), or the call returns [`Error::KernelArguments`] and writes nothing.
+///
+/// The accumulator is an `i32`. A model loader proves `|bias| + 128 * sum |w| <= i32::MAX` per
+/// channel, so it never overflows; for unvalidated direct calls the sum wraps instead of
+/// panicking.
+pub fn fully_connected_i8(
+    params: &FcParams<'_>,
+    input: &[i8],
+    output: &mut [i8],
+) -> Result<(), Error> {
+    let n_in = input.len();
+    params.check(n_in, output.len())?;
+    if n_in == 0 {
+        // already refused by `check`; repeated here so that every optimization level sees that
+        // `chunks_exact` cannot panic
+        return Err(Error::KernelArguments);
+    }
+    // The chunk iterators are advanced by hand: zipping two `ChunksExact` goes through
+    // `Zip::new`'s random-access path, whose division by the chunk size keeps a (dead)
+    // division-by-zero panic in optimized firmware builds.
+    let mut rows = params.weights.chunks_exact(n_in);
+    let mut bias = params.bias.chunks_exact(4).map(le_i32);
+    let mut multipliers = params.multipliers.chunks_exact(4).map(le_i32);
+    for (out, &t) in output.iter_mut().zip(params.shifts) {
+        let (Some(row), Some(b), Some(m)) = (rows.next(), bias.next(), multipliers.next()) else {
+            break; // lengths were checked: never taken
+        };
+        let mut acc = b;
+        for (&w, &x) in row.iter().zip(input) {
+            // |w * x| <= 2^14
+            acc = acc.wrapping_add(i32::from(w as i8).wrapping_mul(i32::from(x)));
+        }
+        let y = sat8(i64::from(params.output_zero_point).saturating_add(rq(i64::from(acc), m, t)));
+        *out = y.max(params.clamp_min).min(params.clamp_max);
+    }
+    Ok(())
+}
+
+/// Maps every value through a 256-entry table in place: `q <- table[q + 128] as i8`.
+pub fn apply_lut_i8(table: &[u8; 256], data: &mut [i8]) {
+    for v in data {
+        let index = usize::from((*v as u8) ^ 0x80); // q + 128, in 0..=255
+        if let Some(&t) = table.get(index) {
+            *v = t as i8;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{rq_ref, sat8_ref, Rng};
+    use std::vec::Vec;
+
+    /// The layer exactly as written in docs/quantization.md, in plain i64, with the rational
+    /// rounding reference.
+    #[allow(clippy::too_many_arguments)]
+    fn naive(
+        w: &[i8],
+        bias: &[i32],
+        m: &[i32],
+        t: &[u8],
+        zp: i8,
+        lo: i8,
+        hi: i8,
+        input: &[i8],
+    ) -> Vec<i8> {
+        let n_in = input.len();
+        (0..bias.len())
+            .map(|o| {
+                let mut acc = i64::from(bias[o]);
+                for i in 0..n_in {
+                    acc += i64::from(w[o * n_in + i]) * i64::from(input[i]);
+                }
+                let y = sat8_ref(i64::from(zp) + rq_ref(acc, m[o], t[o]));
+                y.clamp(i64::from(lo), i64::from(hi)) as i8
+            })
+            .collect()
+    }
+
+    fn bytes_i32(v: &[i32]) -> Vec<u8> {
+        v.iter().flat_map(|x| x.to_le_bytes()).collect()
+    }
+
+    #[test]
+    fn reference_matches_naive_formula() {
+        let mut rng = Rng::new(0x4e41_4956);
+        let mut saturated = 0;
+        let mut clamped = 0;
+        for case in 0..4000 {
+            let n_in = rng.usize_in(1, if case % 10 == 0 { 500 } else { 24 });
+            let n_out = rng.usize_in(1, 12);
+            let w: Vec<i8> = (0..n_in * n_out).map(|_| rng.i8()).collect();
+            let input: Vec<i8> = (0..n_in).map(|_| rng.i8()).collect();
+            let bias: Vec<i32> = (0..n_out)
+                .map(|_| rng.range_i64(-(1 << 20), 1 << 20) as i32)
+                .collect();
+            let m: Vec<i32> = (0..n_out)
+                .map(|_| {
+                    if rng.below(4) == 0 {
+                        1 << 30
+                    } else {
+                        rng.range_i64(1 << 30, i64::from(i32::MAX)) as i32
+                    }
+                })
+                .collect();
+            let log_acc = 7 + (n_in as f64).log2() as i64 / 2 + 7;
+            let t: Vec<u8> = (0..n_out)
+                .map(|_| {
+                    if rng.below(8) == 0 {
+                        rng.range_i64(1, 62) as u8
+                    } else {
+                        (24 + log_acc + rng.range_i64(-4, 4)) as u8
+                    }
+                })
+                .collect();
+            let zp = rng.i8();
+            let (lo, hi) = match rng.below(3) {
+                0 => (-128, 127),
+                1 => (zp, 127),
+                _ => {
+                    let a = rng.i8();
+                    let b = rng.i8();
+                    (a.min(b), a.max(b))
+                }
+            };
+            let wb: Vec<u8> = w.iter().map(|&x| x as u8).collect();
+            let (bb, mb) = (bytes_i32(&bias), bytes_i32(&m));
+            let params = FcParams {
+                weights: &wb,
+                bias: &bb,
+                multipliers: &mb,
+                shifts: &t,
+                output_zero_point: zp,
+                clamp_min: lo,
+                clamp_max: hi,
+            };
+            let mut out = std::vec![0x55i8; n_out];
+            fully_connected_i8(&params, &input, &mut out).unwrap();
+            let expected = naive(&w, &bias, &m, &t, zp, lo, hi, &input);
+            assert_eq!(out, expected, "case {case}");
+            saturated += out.iter().filter(|&&v| v == 127 || v == -128).count();
+            clamped += out.iter().filter(|&&v| v == lo && lo != -128).count();
+        }
+        // the sweep reaches saturation and clamping, and mostly stays in range
+        assert!(
+            saturated > 100 && clamped > 100,
+            "saturated {saturated} clamped {clamped}"
+        );
+    }
+
+    /// The harness's cases (many exact ties) against the naive formula too.
+    #[test]
+    fn reference_matches_naive_formula_on_ties() {
+        let mut rng = Rng::new(0x7135);
+        let mut ties = 0;
+        for _ in 0..3000 {
+            let case = crate::kernels::harness::random_case(&mut rng, 30);
+            let dec = |b: &[u8]| {
+                b.chunks_exact(4)
+                    .map(|c| i32::from_le_bytes(c.try_into().unwrap()))
+                    .collect::<Vec<_>>()
+            };
+            let (bias, m) = (dec(&case.bias), dec(&case.multipliers));
+            let w: Vec<i8> = case.weights.iter().map(|&b| b as i8).collect();
+            let mut out = std::vec![0i8; case.n_out];
+            fully_connected_i8(&case.params(), &case.input, &mut out).unwrap();
+            let expected = naive(
+                &w,
+                &bias,
+                &m,
+                &case.shifts,
+                case.output_zero_point,
+                case.clamp_min,
+                case.clamp_max,
+                &case.input,
+            );
+            assert_eq!(out, expected);
+            for o in 0..case.n_out {
+                let acc: i64 = i64::from(bias[o])
+                    + (0..case.input.len())
+                        .map(|i| i64::from(w[o * case.input.len() + i]) * i64::from(case.input[i]))
+                        .sum::<i64>();
+                let p = i128::from(acc) * i128::from(m[o]);
+                let t = case.shifts[o];
+                if p.rem_euclid(1i128 << t) == 1i128 << (t - 1) {
+                    ties += 1;
+                }
+            }
+        }
+        assert!(ties > 2000, "{ties} ties");
+    }
+
+    /// A 2x3 layer computed by hand.
+    #[test]
+    fn hand_computed_layer() {
+        // acc0 = 10 + 1*3 + 2*(-4) + 3*5 = 20; acc1 = -7 + (-1)*3 + 0 + 127*5 = 625
+        let w: [i8; 6] = [1, 2, 3, -1, 0, 127];
+        let wb = w.map(|x| x as u8);
+        let bb = bytes_i32(&[10, -7]);
+        // channel 0: * 2^30 / 2^33 = / 8: 20 / 8 = 2.5 -> 2; channel 1: / 4: 156.25 -> 156
+        let mb = bytes_i32(&[1 << 30, 1 << 30]);
+        let params = FcParams {
+            weights: &wb,
+            bias: &bb,
+            multipliers: &mb,
+            shifts: &[33, 32],
+            output_zero_point: -3,
+            clamp_min: -128,
+            clamp_max: 127,
+        };
+        let mut out = [0i8; 2];
+        fully_connected_i8(&params, &[3, -4, 5], &mut out).unwrap();
+        assert_eq!(out, [-1, 127]); // -3 + 2, sat8(-3 + 156)
+                                    // relu clamp at zp = 5: 5 + 2 = 7, sat8(5 + 156) = 127
+        let relu = FcParams {
+            output_zero_point: 5,
+            clamp_min: 5,
+            ..params
+        };
+        fully_connected_i8(&relu, &[3, -4, 5], &mut out).unwrap();
+        assert_eq!(out, [7, 127]);
+        // a negative result clamped by the relu
+        let neg = FcParams {
+            bias: &bytes_i32(&[-100, 0]),
+            ..relu
+        };
+        fully_connected_i8(&neg, &[3, -4, 5], &mut out).unwrap();
+        // acc0 = -100 + 10 = -90 -> -90/8 = -11.25 -> -11; 5 - 11 = -6 -> clamp 5
+        // acc1 = 0 - 3 + 635 = 632 -> 158 -> 127
+        assert_eq!(out, [5, 127]);
+    }
+
+    #[test]
+    fn lut_maps_every_value() {
+        let mut table = [0u8; 256];
+        for (i, e) in table.iter_mut().enumerate() {
+            let q = i as i16 - 128;
+            *e = (-q - 1) as i8 as u8; // q -> -q - 1
+        }
+        let mut data: Vec<i8> = (-128..=127).collect();
+        apply_lut_i8(&table, &mut data);
+        let expected: Vec<i8> = (-128i16..=127).map(|q| (-q - 1) as i8).collect();
+        assert_eq!(data, expected);
+        let mut ident = [0u8; 256];
+        for (i, e) in ident.iter_mut().enumerate() {
+            *e = (i as i16 - 128) as i8 as u8;
+        }
+        let mut data: Vec<i8> = (-128..=127).collect();
+        apply_lut_i8(&ident, &mut data);
+        assert_eq!(data, (-128..=127).collect::<Vec<i8>>());
+    }
+
+    #[test]
+    fn wrong_lengths_are_errors() {
+        let wb = [1u8; 6];
+        let bb = bytes_i32(&[0, 0]);
+        let mb = bytes_i32(&[1 << 30, 1 << 30]);
+        let good = FcParams {
+            weights: &wb,
+            bias: &bb,
+            multipliers: &mb,
+            shifts: &[31, 31],
+            output_zero_point: 0,
+            clamp_min: -128,
+            clamp_max: 127,
+        };
+        let input = [1i8; 3];
+        let mut out = [9i8; 2];
+        assert_eq!(fully_connected_i8(&good, &input, &mut out), Ok(()));
+        let bad = [
+            FcParams {
+                weights: &wb[..5],
+                ..good
+            },
+            FcParams {
+                bias: &bb[..7],
+                ..good
+            },
+            FcParams {
+                multipliers: &mb[..4],
+                ..good
+            },
+            FcParams {
+                shifts: &[31],
+                ..good
+            },
+            FcParams {
+                clamp_min: 1,
+                clamp_max: 0,
+                ..good
+            },
+        ];
+        for p in &bad {
+            let mut out = [9i8; 2];
+            assert_eq!(
+                fully_connected_i8(p, &input, &mut out),
+                Err(Error::KernelArguments)
+            );
+            assert_eq!(out, [9, 9], "nothing written on error");
+        }
+        let mut out = [9i8; 2];
+        assert_eq!(
+            fully_connected_i8(&good, &input[..2], &mut out),
+            Err(Error::KernelArguments)
+        );
+        assert_eq!(
+            fully_connected_i8(&good, &input, &mut out[..1]),
+            Err(Error::KernelArguments)
+        );
+        // no input at all: an error, not a chunks_exact(0) panic
+        let empty = FcParams {
+            weights: &[],
+            ..good
+        };
+        assert_eq!(
+            fully_connected_i8(&empty, &[], &mut out),
+            Err(Error::KernelArguments)
+        );
+    }
+}

@@ -1,0 +1,225 @@
+//! Wrong buffer sizes are errors, checked before any work; the ping-pong scratch layout.
+
+use super::*;
+use crate::{Error, Model};
+
+fn shaped_model(dims: &[usize], seed: u64) -> TModel {
+    let mut rng = Rng::new(seed);
+    let mut m = random_model(&mut rng, 4);
+    let mut zp = m.zp_in;
+    m.features.truncate(1);
+    m.layers = dims
+        .windows(2)
+        .map(|d| {
+            let l = random_layer(&mut rng, d[0], d[1], zp);
+            zp = l.zp_out;
+            l
+        })
+        .collect();
+    m
+}
+
+#[test]
+fn scratch_len_is_largest_adjacent_pair() {
+    for (dims, expected) in [
+        (&[5usize, 9, 3, 4][..], 14),
+        (&[4, 2, 8, 1][..], 10),
+        (&[1, 1][..], 2),
+        (&[3, 20][..], 23),
+        (&[30, 2, 2, 2, 2][..], 32),
+        (
+            &[2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18][..],
+            35,
+        ), // 16 layers
+    ] {
+        let model = shaped_model(dims, dims.len() as u64);
+        let blob = model.blob();
+        let m = Model::from_bytes(&blob).unwrap();
+        assert_eq!(m.scratch_len(), expected, "{dims:?}");
+        let mut rng = Rng::new(7);
+        let raw = random_raw(&mut rng, dims[0]);
+        let expected_logits = model.eval(&raw);
+        let mut logits = std::vec![0i8; m.n_outputs()];
+        // exactly scratch_len works
+        let mut scratch = std::vec![0i8; expected];
+        assert_eq!(
+            m.run(&raw, &mut scratch, &mut logits),
+            Ok(argmax_ref(&expected_logits))
+        );
+        assert_eq!(logits, expected_logits);
+        // one less fails, with nothing written
+        let mut scratch = std::vec![0x11i8; expected - 1];
+        let mut logits = std::vec![0x22i8; m.n_outputs()];
+        assert_eq!(
+            m.run(&raw, &mut scratch, &mut logits),
+            Err(Error::BufferTooSmall {
+                needed: expected as u32,
+                got: expected as u32 - 1
+            })
+        );
+        assert!(scratch.iter().all(|&b| b == 0x11) && logits.iter().all(|&b| b == 0x22));
+    }
+}
+
+/// The documented layout: the input at the front, even layers write at the back, odd layers at
+/// the front. After a 3-layer run, the front holds layer 1's output (over the input), the back
+/// layer 2's output (over layer 0's).
+#[test]
+fn ping_pong_positions_are_as_documented() {
+    let model = shaped_model(&[4, 6, 3, 5], 11);
+    let blob = model.blob();
+    let m = Model::from_bytes(&blob).unwrap();
+    let s = m.scratch_len();
+    assert_eq!(s, 10);
+    let raw = [3, -7, 100, 12];
+    let q = model.quantize(&raw);
+    let outs = model.layer_outputs(&q);
+
+    // one layer: the quantized input stays at the front, layer 0's output is at the back
+    let one = shaped_model(&[4, 6], 11);
+    let one_blob = one.blob();
+    let m1 = Model::from_bytes(&one_blob).unwrap();
+    let mut scratch = std::vec![0i8; m1.scratch_len()];
+    let mut logits = std::vec![0i8; 6];
+    m1.run(&raw, &mut scratch, &mut logits).unwrap();
+    let q1 = one.quantize(&raw);
+    assert_eq!(&scratch[..4], &q1[..]);
+    assert_eq!(&scratch[4..], &one.layer_outputs(&q1)[0][..]);
+
+    let mut scratch = std::vec![0i8; s];
+    let mut logits = std::vec![0i8; 5];
+    m.run(&raw, &mut scratch, &mut logits).unwrap();
+    assert_eq!(&scratch[..3], &outs[1][..], "layer 1 output at the front");
+    assert_eq!(
+        &scratch[s - 5..],
+        &outs[2][..],
+        "layer 2 output at the back"
+    );
+    assert_eq!(logits, outs[2]);
+}
+
+#[test]
+fn wrong_lengths_are_errors_and_write_nothing() {
+    let model = shaped_model(&[3, 5, 2], 3);
+    let blob = model.blob();
+    let m = Model::from_bytes(&blob).unwrap();
+    let s = m.scratch_len();
+    assert_eq!(s, 8);
+    let raw = [1i32, 2, 3];
+    let q = [1i8, 2, 3];
+    for (n_raw, n_scratch, n_logits) in [
+        (0, s, 2),
+        (2, s, 2),
+        (4, s, 2),
+        (3, 0, 2),
+        (3, s - 1, 2),
+        (3, s, 0),
+        (3, s, 1),
+        (3, s, 3),
+        (0, 0, 0),
+        (3, s + 100, 3),
+    ] {
+        let raw_v: Vec<i32> = raw.iter().copied().cycle().take(n_raw).collect();
+        let q_v: Vec<i8> = q.iter().copied().cycle().take(n_raw).collect();
+        let expected = if n_raw != 3 {
+            Error::InputLength {
+                expected: 3,
+                got: n_raw as u32,
+            }
+        } else if n_scratch < s {
+            Error::BufferTooSmall {
+                needed: s as u32,
+                got: n_scratch as u32,
+            }
+        } else {
+            Error::OutputLength {
+                expected: 2,
+                got: n_logits as u32,
+            }
+        };
+        let mut scratch = std::vec![0x33i8; n_scratch];
+        let mut logits = std::vec![0x44i8; n_logits];
+        assert_eq!(m.run(&raw_v, &mut scratch, &mut logits), Err(expected));
+        assert_eq!(
+            m.run_quantized(&q_v, &mut scratch, &mut logits),
+            Err(expected)
+        );
+        assert!(
+            scratch.iter().all(|&b| b == 0x33),
+            "scratch written on error"
+        );
+        assert!(logits.iter().all(|&b| b == 0x44), "logits written on error");
+    }
+    // quantize_input
+    let mut out = [0x55i8; 3];
+    assert_eq!(
+        m.quantize_input(&raw[..2], &mut out),
+        Err(Error::InputLength {
+            expected: 3,
+            got: 2
+        })
+    );
+    let mut out4 = [0x55i8; 4];
+    assert_eq!(
+        m.quantize_input(&raw, &mut out4),
+        Err(Error::OutputLength {
+            expected: 3,
+            got: 4
+        })
+    );
+    assert_eq!(
+        m.quantize_input(&raw, &mut out[..2]),
+        Err(Error::OutputLength {
+            expected: 3,
+            got: 2
+        })
+    );
+    assert!(out.iter().chain(&out4).all(|&b| b == 0x55));
+    assert_eq!(m.quantize_input(&raw, &mut out), Ok(()));
+}
+
+/// Errors print something that names the problem.
+#[test]
+fn errors_display_their_details() {
+    let cases: [(Error, &str); 6] = [
+        (
+            Error::CrcMismatch {
+                stored: 1,
+                computed: 2,
+            },
+            "CRC",
+        ),
+        (
+            Error::BadShift {
+                layer: 3,
+                channel: 4,
+                shift: 0,
+            },
+            "layer 3 channel 4: shift 0",
+        ),
+        (Error::BufferTooSmall { needed: 9, got: 8 }, "needs 9"),
+        (
+            Error::Truncated {
+                needed: 100,
+                available: 50,
+            },
+            "needs 100 bytes, 50 available",
+        ),
+        (
+            Error::SpecLength {
+                layer: 1,
+                field: "bias",
+                expected: 3,
+                found: 2,
+            },
+            "bias has 2 entries, expected 3",
+        ),
+        (Error::UnsupportedVersion { found: 9 }, "version 9"),
+    ];
+    for (e, needle) in cases {
+        let text = std::format!("{e}");
+        assert!(text.contains(needle), "{text:?} lacks {needle:?}");
+    }
+    let as_dyn: &dyn core::error::Error = &Error::BadMagic;
+    assert!(std::format!("{as_dyn}").contains("magic"));
+}

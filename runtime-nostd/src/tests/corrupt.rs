@@ -1,0 +1,684 @@
+//! Corrupted, truncated and inconsistent blobs are rejected with the right error.
+
+use super::*;
+use crate::{Error, Model};
+
+/// 3 inputs (per-feature stage) -> identity 3 -> LUT 2. Its layout (docs/blob-format.md):
+///
+/// | bytes | |
+/// |---|---|
+/// | 0..32 | header |
+/// | 32..76 | input stage: 8 + 3 * 12 |
+/// | 76..132 | layer 0: header 76..92, multipliers 92..104, shifts 104..107, pad 107, bias 108..120, weights 120..129, pad 129..132 |
+/// | 132..432 | layer 1: header 132..148, multipliers 148..156, shifts 156..158, pad 158..160, bias 160..168, weights 168..174, pad 174..176, table 176..432 |
+/// | 432..440 | output: scale 432, zero point 436, reserved 437..440 |
+/// | 440..444 | CRC |
+fn small_model() -> TModel {
+    TModel {
+        zp_in: -3,
+        features: std::vec![
+            (100, 1 << 30, 38),
+            (-50, 1_500_000_000, 39),
+            (0, i32::MAX, 40)
+        ],
+        layers: std::vec![
+            TLayer {
+                n_in: 3,
+                n_out: 3,
+                w: std::vec![1, -2, 3, 4, 5, -6, 7, -8, 9],
+                q_b: std::vec![100, -200, 300],
+                zp_in: -3,
+                zp_out: 4,
+                m: std::vec![1 << 30, 1_234_567_890, i32::MAX],
+                t: std::vec![33, 34, 35],
+                act: TAct::Identity,
+            },
+            TLayer {
+                n_in: 3,
+                n_out: 2,
+                w: std::vec![10, 20, 30, -40, -50, -60],
+                q_b: std::vec![7, -7],
+                zp_in: 4,
+                zp_out: -9,
+                m: std::vec![1_111_111_111, 2_000_000_000],
+                t: std::vec![36, 37],
+                act: TAct::Lut {
+                    pre_zp: 2,
+                    table: scrambled_table(42)
+                },
+            },
+        ],
+        scale: 0.125,
+    }
+}
+
+fn small_blob() -> Vec<u8> {
+    let blob = small_model().blob();
+    assert_eq!(blob.len(), 444, "layout of the test blob changed");
+    blob
+}
+
+fn put_u32(b: &mut [u8], at: usize, v: u32) {
+    b[at..at + 4].copy_from_slice(&v.to_le_bytes());
+}
+
+/// Applies `f`, re-seals the CRC, and checks the error.
+fn tampered(f: impl FnOnce(&mut Vec<u8>), expected: Error) {
+    let mut blob = small_blob();
+    f(&mut blob);
+    reseal(&mut blob);
+    assert_eq!(Model::from_bytes(&blob).map(|_| ()), Err(expected));
+}
+
+#[test]
+fn the_untampered_blob_loads() {
+    let blob = small_blob();
+    let m = Model::from_bytes(&blob).unwrap();
+    assert_eq!(
+        (m.n_inputs(), m.n_outputs(), m.n_layers(), m.scratch_len()),
+        (3, 2, 2, 6)
+    );
+    let model = small_model();
+    let mut rng = Rng::new(1);
+    for _ in 0..50 {
+        let raw = random_raw(&mut rng, 3);
+        let mut scratch = [0i8; 6];
+        let mut logits = [0i8; 2];
+        m.run(&raw, &mut scratch, &mut logits).unwrap();
+        assert_eq!(logits.to_vec(), model.eval(&raw));
+    }
+}
+
+#[test]
+fn every_single_bit_flip_is_rejected() {
+    let blob = small_blob();
+    let mut crc_errors = 0;
+    for byte in 0..blob.len() {
+        for bit in 0..8 {
+            let mut b = blob.clone();
+            b[byte] ^= 1 << bit;
+            match Model::from_bytes(&b) {
+                Ok(_) => panic!("flip of byte {byte} bit {bit} accepted"),
+                Err(Error::CrcMismatch { .. }) => crc_errors += 1,
+                Err(_) => {} // magic, version, length: caught before the CRC
+            }
+        }
+    }
+    // everything past the magic, version and total length is caught by the CRC
+    assert!(crc_errors >= (blob.len() - 12) * 8, "{crc_errors}");
+}
+
+#[test]
+fn every_truncation_is_rejected() {
+    let blob = small_blob();
+    for n in 0..blob.len() {
+        let err = Model::from_bytes(&blob[..n]).map(|_| ()).unwrap_err();
+        assert!(
+            matches!(err, Error::Truncated { .. }),
+            "truncation to {n} bytes gave {err:?}"
+        );
+    }
+    // truncation with the header's length patched and the CRC re-sealed: a structural error
+    for n in 32..blob.len() - 4 {
+        let mut b = blob[..n + 4].to_vec();
+        put_u32(&mut b, 8, (n + 4) as u32);
+        reseal(&mut b);
+        assert!(
+            Model::from_bytes(&b).is_err(),
+            "re-sealed truncation to {n} accepted"
+        );
+    }
+}
+
+#[test]
+fn trailing_bytes_are_rejected() {
+    let blob = small_blob();
+    let mut longer = blob.clone();
+    longer.extend_from_slice(&[0, 0, 0, 0]);
+    assert_eq!(
+        Model::from_bytes(&longer).map(|_| ()),
+        Err(Error::LengthMismatch {
+            header: 444,
+            actual: 448
+        })
+    );
+    // bytes inserted before the CRC, with the length and CRC fixed up
+    let mut inserted = blob[..440].to_vec();
+    inserted.extend_from_slice(&[0; 8]);
+    inserted.extend_from_slice(&[0; 4]);
+    put_u32(&mut inserted, 8, 452);
+    reseal(&mut inserted);
+    assert_eq!(
+        Model::from_bytes(&inserted).map(|_| ()),
+        Err(Error::TrailingBytes { count: 8 })
+    );
+}
+
+#[test]
+fn framing_errors() {
+    tampered(|b| b[0] = b'k', Error::BadMagic);
+    tampered(|b| b[4] = 2, Error::UnsupportedVersion { found: 2 });
+    tampered(
+        |b| put_u32(b, 8, 448),
+        Error::Truncated {
+            needed: 448,
+            available: 444,
+        },
+    );
+    tampered(
+        |b| put_u32(b, 8, 440),
+        Error::LengthMismatch {
+            header: 440,
+            actual: 444,
+        },
+    );
+    let mut b = small_blob();
+    b[300] ^= 0x10;
+    assert!(matches!(
+        Model::from_bytes(&b),
+        Err(Error::CrcMismatch { .. })
+    ));
+    assert_eq!(
+        Model::from_bytes(&[]).map(|_| ()),
+        Err(Error::Truncated {
+            needed: 4,
+            available: 0
+        })
+    );
+}
+
+#[test]
+fn header_errors() {
+    tampered(|b| b[6] = 0, Error::NoLayers);
+    tampered(|b| b[6] = 17, Error::TooManyLayers { found: 17 });
+    // a third layer would start with the output section, and the content ends inside its header
+    tampered(
+        |b| b[6] = 3,
+        Error::Truncated {
+            needed: 441,
+            available: 440,
+        },
+    );
+    // one layer: layer 1's header is read as the output section (scale bits 3, zero point 2)
+    tampered(
+        |b| b[6] = 1,
+        Error::OutputZeroPointMismatch {
+            output: 2,
+            last_layer: 4,
+        },
+    );
+    tampered(
+        |b| put_u32(b, 12, 4),
+        Error::InputEntries {
+            found: 3,
+            n_inputs: 4,
+        },
+    );
+    tampered(|b| put_u32(b, 12, 0), Error::EmptyLayer { layer: 0 });
+    tampered(
+        |b| put_u32(b, 16, 3),
+        Error::OutputShapeMismatch {
+            header: 3,
+            last_layer: 2,
+        },
+    );
+    tampered(
+        |b| put_u32(b, 20, 7),
+        Error::ScratchLenMismatch {
+            stored: 7,
+            computed: 6,
+        },
+    );
+    for at in 24..32 {
+        tampered(|b| b[at] = 1, Error::ReservedNonZero { offset: at as u32 });
+    }
+}
+
+#[test]
+fn input_stage_errors() {
+    tampered(
+        |b| put_u32(b, 32, 2),
+        Error::InputEntries {
+            found: 2,
+            n_inputs: 3,
+        },
+    );
+    tampered(|b| b[37] = 1, Error::ReservedNonZero { offset: 37 });
+    // entry 1 at 40 + 12: mu 52, M 56, t 60, reserved 61..64
+    tampered(
+        |b| put_u32(b, 56, (1 << 30) - 1),
+        Error::BadInputMultiplier {
+            feature: 1,
+            multiplier: (1 << 30) - 1,
+        },
+    );
+    tampered(
+        |b| put_u32(b, 56, 0x8000_0000),
+        Error::BadInputMultiplier {
+            feature: 1,
+            multiplier: i32::MIN,
+        },
+    );
+    tampered(
+        |b| b[60] = 0,
+        Error::BadInputShift {
+            feature: 1,
+            shift: 0,
+        },
+    );
+    tampered(
+        |b| b[60] = 63,
+        Error::BadInputShift {
+            feature: 1,
+            shift: 63,
+        },
+    );
+    tampered(|b| b[63] = 1, Error::ReservedNonZero { offset: 63 });
+    // the offset mu may be anything
+    let mut b = small_blob();
+    put_u32(&mut b, 52, 0x8000_0000);
+    reseal(&mut b);
+    assert!(Model::from_bytes(&b).is_ok());
+}
+
+#[test]
+fn layer_errors() {
+    // shapes
+    tampered(
+        |b| put_u32(b, 132, 4),
+        Error::ShapeMismatch {
+            layer: 1,
+            expected: 3,
+            found: 4,
+        },
+    );
+    tampered(
+        |b| put_u32(b, 76, 2),
+        Error::ShapeMismatch {
+            layer: 0,
+            expected: 3,
+            found: 2,
+        },
+    );
+    tampered(|b| put_u32(b, 80, 0), Error::EmptyLayer { layer: 0 });
+    tampered(
+        |b| put_u32(b, 80, 4),
+        Error::SectionLength {
+            layer: 0,
+            stored: 56,
+            expected: 64,
+        },
+    );
+    tampered(
+        |b| put_u32(b, 88, 60),
+        Error::SectionLength {
+            layer: 0,
+            stored: 60,
+            expected: 56,
+        },
+    );
+    // activation kind and zero points
+    tampered(|b| b[84] = 3, Error::BadActivation { layer: 0, kind: 3 });
+    tampered(
+        |b| b[84] = 2,
+        Error::SectionLength {
+            layer: 0,
+            stored: 56,
+            expected: 312,
+        },
+    ); // a LUT needs its table
+    tampered(|b| b[140] = 0, Error::ReservedNonZero { offset: 143 }); // pre zero point 2 on a non-LUT layer
+    tampered(
+        |b| {
+            b[140] = 0;
+            b[143] = 0;
+        },
+        Error::SectionLength {
+            layer: 1,
+            stored: 300,
+            expected: 44,
+        }, // a table needs a LUT
+    );
+    tampered(
+        |b| b[85] = 0,
+        Error::ZeroPointMismatch {
+            layer: 0,
+            expected: -3,
+            found: 0,
+        },
+    );
+    tampered(
+        |b| b[141] = 5,
+        Error::ZeroPointMismatch {
+            layer: 1,
+            expected: 4,
+            found: 5,
+        },
+    );
+    tampered(|b| b[87] = 1, Error::ReservedNonZero { offset: 87 }); // pre zero point of a non-LUT layer
+                                                                    // multipliers and shifts
+    tampered(
+        |b| put_u32(b, 96, (1 << 30) - 1),
+        Error::BadMultiplier {
+            layer: 0,
+            channel: 1,
+            multiplier: (1 << 30) - 1,
+        },
+    );
+    tampered(
+        |b| put_u32(b, 152, 0xFFFF_FFFF),
+        Error::BadMultiplier {
+            layer: 1,
+            channel: 1,
+            multiplier: -1,
+        },
+    );
+    tampered(
+        |b| b[104] = 0,
+        Error::BadShift {
+            layer: 0,
+            channel: 0,
+            shift: 0,
+        },
+    );
+    tampered(
+        |b| b[106] = 63,
+        Error::BadShift {
+            layer: 0,
+            channel: 2,
+            shift: 63,
+        },
+    );
+    tampered(
+        |b| b[157] = 255,
+        Error::BadShift {
+            layer: 1,
+            channel: 1,
+            shift: 255,
+        },
+    );
+    // padding
+    tampered(|b| b[107] = 1, Error::ReservedNonZero { offset: 107 });
+    tampered(|b| b[131] = 1, Error::ReservedNonZero { offset: 131 });
+    tampered(|b| b[159] = 1, Error::ReservedNonZero { offset: 159 });
+    tampered(|b| b[174] = 1, Error::ReservedNonZero { offset: 174 });
+    // accumulator: channel 0 of layer 0 has sum |w| = 6, so |bias| may be at most 2^31 - 1 - 768
+    tampered(
+        |b| put_u32(b, 108, (i32::MAX - 767) as u32),
+        Error::AccumulatorOverflow {
+            layer: 0,
+            channel: 0,
+        },
+    );
+    tampered(
+        |b| put_u32(b, 108, (i32::MIN + 768) as u32),
+        Error::AccumulatorOverflow {
+            layer: 0,
+            channel: 0,
+        },
+    );
+    let mut b = small_blob();
+    put_u32(&mut b, 108, (i32::MAX - 768) as u32);
+    reseal(&mut b);
+    assert!(
+        Model::from_bytes(&b).is_ok(),
+        "the bound itself is accepted"
+    );
+    // a weight at -128 counts 128 * 128
+    tampered(
+        |b| {
+            b[164..168].copy_from_slice(&(i32::MAX - 128 * (40 + 50 + 60)).to_le_bytes());
+            b[171] = 0x80;
+        },
+        Error::AccumulatorOverflow {
+            layer: 1,
+            channel: 1,
+        },
+    );
+}
+
+#[test]
+fn output_errors() {
+    for bits in [
+        0u32,
+        0x8000_0000,
+        0xBF80_0000,
+        0x7F80_0000,
+        0xFF80_0000,
+        0x7FC0_0000,
+        0x7F80_0001,
+    ] {
+        tampered(|b| put_u32(b, 432, bits), Error::BadOutputScale { bits });
+    }
+    tampered(
+        |b| b[436] = 0,
+        Error::OutputZeroPointMismatch {
+            output: 0,
+            last_layer: -9,
+        },
+    );
+    tampered(|b| b[439] = 1, Error::ReservedNonZero { offset: 439 });
+    // a subnormal or huge finite scale is fine
+    for bits in [1u32, 0x7F7F_FFFF] {
+        let mut b = small_blob();
+        put_u32(&mut b, 432, bits);
+        reseal(&mut b);
+        assert!(Model::from_bytes(&b).is_ok());
+    }
+}
+
+/// Random re-sealed mutations never panic; whatever loads also runs.
+#[test]
+fn mutations_never_panic() {
+    let blob = small_blob();
+    let mut rng = Rng::new(0xF022);
+    let mut loaded = 0;
+    for _ in 0..30_000 {
+        let mut b = blob.clone();
+        for _ in 0..rng.usize_in(1, 4) {
+            let at = rng.usize_in(0, b.len() - 5);
+            b[at] = match rng.below(4) {
+                0 => 0,
+                1 => 0xFF,
+                2 => b[at] ^ (1 << rng.below(8)),
+                _ => rng.next_u64() as u8,
+            };
+        }
+        if rng.below(8) == 0 {
+            let n = rng.usize_in(8, b.len());
+            b.truncate(n);
+        }
+        if b.len() >= 12 {
+            let n = b.len() as u32;
+            put_u32(&mut b, 8, n);
+        }
+        if b.len() >= 4 {
+            reseal(&mut b);
+        }
+        if let Ok(m) = Model::from_bytes(&b) {
+            loaded += 1;
+            let raw = random_raw(&mut rng, m.n_inputs());
+            let mut scratch = std::vec![0i8; m.scratch_len()];
+            let mut logits = std::vec![0i8; m.n_outputs()];
+            let class = m.run(&raw, &mut scratch, &mut logits).unwrap();
+            assert!(class < m.n_outputs());
+        }
+    }
+    // weights, biases, tables and offsets are free: many mutations stay valid
+    assert!(loaded > 1000, "{loaded}");
+}
+
+#[test]
+fn encode_rejects_inconsistent_specs() {
+    let good = small_model().spec();
+    let check = |f: &dyn Fn(&mut crate::encode::ModelSpec), expected: Error| {
+        let mut spec = good.clone();
+        f(&mut spec);
+        assert_eq!(crate::encode::encode(&spec), Err(expected));
+    };
+    check(
+        &|s| {
+            s.layers[0].weights.pop();
+        },
+        Error::SpecLength {
+            layer: 0,
+            field: "weights",
+            expected: 9,
+            found: 8,
+        },
+    );
+    check(
+        &|s| s.layers[1].bias.push(0),
+        Error::SpecLength {
+            layer: 1,
+            field: "bias",
+            expected: 2,
+            found: 3,
+        },
+    );
+    check(
+        &|s| {
+            s.layers[1].multipliers.pop();
+        },
+        Error::SpecLength {
+            layer: 1,
+            field: "multipliers",
+            expected: 2,
+            found: 1,
+        },
+    );
+    check(
+        &|s| s.layers[0].shifts.clear(),
+        Error::SpecLength {
+            layer: 0,
+            field: "shifts",
+            expected: 3,
+            found: 0,
+        },
+    );
+    check(&|s| s.layers.clear(), Error::NoLayers);
+    check(
+        &|s| {
+            let l = s.layers[0].clone();
+            s.layers = std::vec![l; 17];
+        },
+        Error::TooManyLayers { found: 17 },
+    );
+    // what only the loader can check, reported with the loader's error
+    check(
+        &|s| s.layers[0].shifts[1] = 0,
+        Error::BadShift {
+            layer: 0,
+            channel: 1,
+            shift: 0,
+        },
+    );
+    check(
+        &|s| s.layers[1].multipliers[0] = 5,
+        Error::BadMultiplier {
+            layer: 1,
+            channel: 0,
+            multiplier: 5,
+        },
+    );
+    check(
+        &|s| s.input.features[2].shift = 70,
+        Error::BadInputShift {
+            feature: 2,
+            shift: 70,
+        },
+    );
+    check(
+        &|s| s.input.features.push(s.input.features[0].clone()),
+        Error::InputEntries {
+            found: 4,
+            n_inputs: 3,
+        },
+    );
+    check(
+        &|s| s.layers[0].bias[2] = i32::MAX,
+        Error::AccumulatorOverflow {
+            layer: 0,
+            channel: 2,
+        },
+    );
+    check(
+        &|s| s.layers[1].input_zero_point = 0,
+        Error::ZeroPointMismatch {
+            layer: 1,
+            expected: 4,
+            found: 0,
+        },
+    );
+    check(
+        &|s| s.output_zero_point = 0,
+        Error::OutputZeroPointMismatch {
+            output: 0,
+            last_layer: -9,
+        },
+    );
+    check(
+        &|s| s.output_scale = f32::NAN,
+        Error::BadOutputScale {
+            bits: f32::NAN.to_bits(),
+        },
+    );
+    check(
+        &|s| s.output_scale = -1.0,
+        Error::BadOutputScale {
+            bits: (-1.0f32).to_bits(),
+        },
+    );
+    check(
+        &|s| {
+            s.layers[1].n_inputs = 2;
+            s.layers[1].weights.truncate(4);
+        },
+        Error::ShapeMismatch {
+            layer: 1,
+            expected: 3,
+            found: 2,
+        },
+    );
+    check(
+        &|s| {
+            s.layers[0].n_outputs = 0;
+            s.layers[0].weights.clear();
+            s.layers[0].bias.clear();
+            s.layers[0].multipliers.clear();
+            s.layers[0].shifts.clear();
+        },
+        Error::EmptyLayer { layer: 0 },
+    );
+    // a spec that is fine: 16 layers of 1 -> 1
+    let one = LayerSpec {
+        n_inputs: 1,
+        n_outputs: 1,
+        input_zero_point: 0,
+        output_zero_point: 0,
+        weights: std::vec![1],
+        bias: std::vec![0],
+        multipliers: std::vec![1 << 30],
+        shifts: std::vec![30],
+        activation: ActivationSpec::Identity,
+    };
+    let spec = ModelSpec {
+        input: InputStageSpec {
+            zero_point: 0,
+            features: std::vec![AffineSpec {
+                offset: 0,
+                multiplier: 1 << 30,
+                shift: 38
+            }],
+        },
+        layers: std::vec![one; 16],
+        output_scale: 1.0,
+        output_zero_point: 0,
+    };
+    let blob = crate::encode::encode(&spec).unwrap();
+    let m = Model::from_bytes(&blob).unwrap();
+    let mut scratch = [0i8; 2];
+    let mut logits = [0i8; 1];
+    m.run(&[-5], &mut scratch, &mut logits).unwrap();
+    assert_eq!(logits, [-5]);
+}
