@@ -6,6 +6,7 @@
 mod bench;
 mod ci;
 mod codegen;
+mod nostd;
 
 use std::process::ExitCode;
 
@@ -20,6 +21,8 @@ commands:
                       onnx/onnxruntime oracle (PATH: a Python with xtask/scripts/requirements.txt)
   bench-train [--mnist DIR] [--only 1|2]
                       seconds per epoch and accuracy of the MNIST configurations (release build)
+  nostd               build kiln-runtime for thumbv6m-none-eabi (no std) and link the
+                      no-panic proof in runtime-nostd/nopanic-check
   help                print this message";
 
 fn main() -> ExitCode {
@@ -32,6 +35,7 @@ fn main() -> ExitCode {
         "codegen" => codegen::run(rest),
         "ci" => ci::CiOptions::parse(rest).and_then(|options| ci::run(&options)),
         "bench-train" => bench::run(rest),
+        "nostd" => nostd::run(),
         "help" | "-h" | "--help" => {
             println!("{USAGE}");
             Ok(())
