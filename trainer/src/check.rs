@@ -66,6 +66,18 @@ pub fn trainer_outputs(model: &ModelFile, raw_features: &[f32]) -> Vec<f32> {
 /// Runs the ONNX file with tract on raw features; returns its first output
 /// (`logits`), row-major.
 pub fn tract_outputs(path: &Path, raw_features: &[f32], n_features: usize, n_outputs: usize) -> Result<Vec<f32>, CheckError> {
+    tract_output::<f32>(path, raw_features, n_features, n_outputs, 0)
+}
+
+/// Runs the ONNX file with tract on raw f32 features and returns its output
+/// number `output_idx`, of element type `T`, row-major (`n_outputs` values per sample).
+pub fn tract_output<T: Datum + Copy>(
+    path: &Path,
+    raw_features: &[f32],
+    n_features: usize,
+    n_outputs: usize,
+    output_idx: usize,
+) -> Result<Vec<T>, CheckError> {
     let load_err = |e: TractError| CheckError::Load { path: path.to_owned(), detail: format!("{e:#}") };
     let run_err = |e: TractError| CheckError::Run { path: path.to_owned(), detail: format!("{e:#}") };
     // The file keeps its symbolic batch dimension N, so one plan serves every chunk size.
@@ -81,12 +93,15 @@ pub fn tract_outputs(path: &Path, raw_features: &[f32], n_features: usize, n_out
         let input = Tensor::from_shape(&[end - start, n_features], &raw_features[start * n_features..end * n_features])
             .map_err(run_err)?;
         let result = plan.run(tvec!(input.into())).map_err(run_err)?;
-        let view = result[0].try_as_plain_ram().map_err(run_err)?;
-        let logits = view.as_slice::<f32>().map_err(run_err)?;
-        if logits.len() != (end - start) * n_outputs {
-            return Err(CheckError::Shape { path: path.to_owned(), found: logits.len() / (end - start).max(1), expected: n_outputs });
+        let Some(output) = result.get(output_idx) else {
+            return Err(CheckError::Run { path: path.to_owned(), detail: format!("the model has no output number {output_idx}") });
+        };
+        let view = output.try_as_plain_ram().map_err(run_err)?;
+        let values = view.as_slice::<T>().map_err(run_err)?;
+        if values.len() != (end - start) * n_outputs {
+            return Err(CheckError::Shape { path: path.to_owned(), found: values.len() / (end - start).max(1), expected: n_outputs });
         }
-        outputs.extend_from_slice(logits);
+        outputs.extend_from_slice(values);
     }
     Ok(outputs)
 }

@@ -20,13 +20,58 @@ impl Default for ExportOptions {
     }
 }
 
-fn onnx_activation(activation: Activation) -> mlp::Activation {
+/// The ONNX form of a trainer activation.
+pub fn onnx_activation(activation: Activation) -> mlp::Activation {
     match activation {
         Activation::Relu => mlp::Activation::Relu,
         Activation::LeakyRelu { alpha } => mlp::Activation::LeakyRelu { alpha },
         Activation::Tanh => mlp::Activation::Tanh,
         Activation::Sigmoid => mlp::Activation::Sigmoid,
         Activation::Identity => mlp::Activation::Identity,
+    }
+}
+
+/// The ONNX form of the trainer's input normalization.
+pub fn onnx_normalization(normalization: &Normalization) -> InputNormalization {
+    match normalization {
+        Normalization::None => InputNormalization::None,
+        Normalization::Scale { scale } => InputNormalization::Scale { scale: *scale },
+        Normalization::Standardize { mean, inv_std } => {
+            InputNormalization::Standardize { mean: mean.clone(), inv_std: inv_std.clone() }
+        }
+    }
+}
+
+/// The producer, documentation and metadata of every ONNX file kiln writes for
+/// `model`; `extra_doc` (if not empty) is appended to the documentation string.
+pub fn mlp_export_options(model: &ModelFile, options: ExportOptions, extra_doc: &str) -> MlpExportOptions {
+    let widths: Vec<String> = std::iter::once(model.n_inputs)
+        .chain(model.layers.iter().map(|l| l.n_outputs))
+        .map(|w| w.to_string())
+        .collect();
+    let mut doc_string = format!(
+        "A {} multilayer perceptron trained by kiln on {} ({} epochs, {} loss). Feed raw feature values: \
+         the normalisation computed on the training set is part of the graph.",
+        widths.join("-"),
+        model.data,
+        model.state.epochs_done,
+        model.config.loss.name(),
+    );
+    if !extra_doc.is_empty() {
+        doc_string.push(' ');
+        doc_string.push_str(extra_doc);
+    }
+    let metadata = vec![
+        ("kiln.task".to_owned(), serde_json::to_string(&model.task).unwrap_or_default()),
+        ("kiln.normalization".to_owned(), serde_json::to_string(&model.normalization).unwrap_or_default()),
+        ("kiln.data".to_owned(), model.data.to_string()),
+    ];
+    MlpExportOptions {
+        opset: options.opset,
+        with_probabilities: options.with_probabilities,
+        producer: Producer { name: "kiln".into(), version: env!("CARGO_PKG_VERSION").into() },
+        doc_string,
+        metadata,
     }
 }
 
@@ -43,38 +88,7 @@ pub fn to_onnx(model: &ModelFile, options: ExportOptions) -> Result<kiln_onnx::p
             activation: onnx_activation(layer.activation),
         })
         .collect();
-    let normalization = match &model.normalization {
-        Normalization::None => InputNormalization::None,
-        Normalization::Scale { scale } => InputNormalization::Scale { scale: *scale },
-        Normalization::Standardize { mean, inv_std } => {
-            InputNormalization::Standardize { mean: mean.clone(), inv_std: inv_std.clone() }
-        }
-    };
-    let widths: Vec<String> = std::iter::once(model.n_inputs)
-        .chain(model.layers.iter().map(|l| l.n_outputs))
-        .map(|w| w.to_string())
-        .collect();
-    let doc_string = format!(
-        "A {} multilayer perceptron trained by kiln on {} ({} epochs, {} loss). Feed raw feature values: \
-         the normalisation computed on the training set is part of the graph.",
-        widths.join("-"),
-        model.data,
-        model.state.epochs_done,
-        model.config.loss.name(),
-    );
-    let metadata = vec![
-        ("kiln.task".to_owned(), serde_json::to_string(&model.task).unwrap_or_default()),
-        ("kiln.normalization".to_owned(), serde_json::to_string(&model.normalization).unwrap_or_default()),
-        ("kiln.data".to_owned(), model.data.to_string()),
-    ];
-    let export_options = MlpExportOptions {
-        opset: options.opset,
-        with_probabilities: options.with_probabilities,
-        producer: Producer { name: "kiln".into(), version: env!("CARGO_PKG_VERSION").into() },
-        doc_string,
-        metadata,
-    };
-    mlp::mlp_to_model(&layers, &normalization, &export_options)
+    mlp::mlp_to_model(&layers, &onnx_normalization(&model.normalization), &mlp_export_options(model, options, ""))
 }
 
 /// Writes the ONNX file for `model` atomically.

@@ -10,4 +10,5 @@ pub mod train;
 pub mod check;
 pub mod export;
 pub mod npy;
+pub mod quant;
 pub mod cli;

@@ -102,6 +102,9 @@ pub fn run(options: &CiOptions) -> Result<()> {
     let accuracy = demo["test_accuracy"].as_f64().context("demo --json has no test_accuracy")?;
     ensure!(accuracy >= 0.95, "demo test accuracy {accuracy} is below 0.95");
     ensure!(demo["check_passed"] == true, "demo: the tract check did not pass");
+    ensure!(demo["quantization"]["tract_passed"] == true, "demo: tract on the QDQ file disagrees with kiln-runtime");
+    let int8 = demo["quantization"]["int8_accuracy"].as_f64().context("demo --json has no int8_accuracy")?;
+    ensure!(int8 >= accuracy - 0.01, "demo: int8 accuracy {int8} is more than a point below float {accuracy}");
 
     // 2. The same model at the newest opset, with probabilities, checked again.
     let opset21 = demo_dir.join("opset21.onnx");
@@ -120,6 +123,9 @@ pub fn run(options: &CiOptions) -> Result<()> {
         "--opset", "17", "--probabilities", "-o", &path(&csv_dir), "--quiet", "--json",
     ])?;
     ensure!(csv_run["check_passed"] == true, "csv run: the tract check did not pass");
+    // Standardisation and a leaky-relu table in int8.
+    let csv_quant = kiln_ok(&["quantize", &path(&csv_dir.join("model.json")), "-o", &path(&csv_dir), "--quiet", "--json"])?;
+    ensure!(csv_quant["tract_passed"] == true, "csv quantize: tract on the QDQ file disagrees with kiln-runtime");
 
     // 4. Regression with tanh, a sigmoid output and AdamW, opset 19.
     let reg_dir = out.join("regression");
@@ -143,6 +149,12 @@ pub fn run(options: &CiOptions) -> Result<()> {
         let accuracy = mnist["test_accuracy"].as_f64().context("mnist --json has no test_accuracy")?;
         ensure!(accuracy >= 0.85, "MNIST after one classic epoch: test accuracy {accuracy} is below 0.85");
         ensure!(mnist["check_passed"] == true, "mnist: the tract check did not pass");
+        let quant = kiln_ok(&["quantize", &path(&mnist_dir.join("model.json")), "-o", &path(&mnist_dir), "--quiet", "--json"])?;
+        ensure!(quant["tract_passed"] == true, "mnist quantize: tract on the QDQ file disagrees with kiln-runtime");
+        let int8 = quant["int8_accuracy"].as_f64().context("quantize --json has no int8_accuracy")?;
+        ensure!(int8 >= accuracy - 0.005, "MNIST int8 accuracy {int8} is more than half a point below float {accuracy}");
+        // The blob alone, as firmware would load it, on the host.
+        kiln_ok(&["run", &path(&mnist_dir.join("model.kiln")), "--data", &format!("mnist:{}", path(&options.mnist))])?;
     } else {
         println!("note: {} has no MNIST files; the MNIST conformance run is skipped", options.mnist.display());
     }

@@ -20,8 +20,15 @@ pub enum Command {
     Export(ExportArgs),
     /// Run an ONNX file with tract and compare it with the trainer, sample for sample.
     Check(CheckArgs),
-    /// Train on the bundled digits, export, check, and print a summary.
+    /// Train on the bundled digits, export, check, quantize to int8, and print a summary.
     Demo(DemoArgs),
+    /// Quantize a trained model to int8: write the QDQ ONNX file, the runtime blob and Rust
+    /// source, run the int8 model on the test set and compare it with tract.
+    Quantize(QuantizeArgs),
+    /// Quantize a trained model and write one artifact: the runtime blob or the Rust source.
+    Bake(BakeArgs),
+    /// Run a .kiln blob with the int8 runtime on a data set's test split.
+    Run(RunArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -238,6 +245,62 @@ pub struct DemoArgs {
     /// The output folder.
     #[arg(long, short, default_value = "kiln-out", value_name = "DIR")]
     pub out: PathBuf,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// How to calibrate the int8 ranges.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct CalibArgs {
+    /// The number of training samples (the first ones) that calibrate the ranges.
+    #[arg(long, value_name = "N", default_value_t = crate::quant::DEFAULT_CALIB_SAMPLES)]
+    pub calib: usize,
+    /// Clip each range to the (100-P)-th and P-th percentiles (e.g. 99.99) instead of min/max.
+    #[arg(long, value_name = "P")]
+    pub percentile: Option<f64>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct QuantizeArgs {
+    /// The kiln model file (model.json).
+    pub model: PathBuf,
+    #[command(flatten)]
+    pub data: DataArgs,
+    #[command(flatten)]
+    pub calib: CalibArgs,
+    /// The output folder for model.qdq.onnx, model.kiln and model.rs.
+    #[arg(long, short, value_name = "DIR")]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(group = clap::ArgGroup::new("artifact").required(true).args(["blob", "rust"]))]
+pub struct BakeArgs {
+    /// The kiln model file (model.json).
+    pub model: PathBuf,
+    #[command(flatten)]
+    pub data: DataArgs,
+    #[command(flatten)]
+    pub calib: CalibArgs,
+    /// Write the runtime blob (.kiln) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub blob: Option<PathBuf>,
+    /// Write the Rust source (the blob as a static plus a typed wrapper) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub rust: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// The .kiln blob.
+    pub blob: PathBuf,
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Write the int8 logits to FILE as CSV, one row per test sample.
+    #[arg(long, value_name = "FILE")]
+    pub outputs: Option<PathBuf>,
     #[command(flatten)]
     pub output: OutputArgs,
 }

@@ -59,6 +59,9 @@ pub struct TrainSummary {
     pub check: Option<CheckReport>,
     pub check_passed: Option<bool>,
     pub files: Files,
+    /// The int8 model (`demo` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quantization: Option<super::quantize::QuantSummary>,
 }
 
 fn architecture(model: &ModelFile) -> String {
@@ -79,7 +82,7 @@ fn load_data(spec: &DataSpec, options: &DataOptions) -> Result<Split> {
 }
 
 /// Trains per `plan` on `split`, writes the model and ONNX files, checks them.
-fn train_export_check(command: &'static str, plan: &TrainPlan, split: &Split, resume: Option<ModelFile>) -> Result<TrainSummary> {
+fn train_export_check(command: &'static str, plan: &TrainPlan, split: &Split, resume: Option<ModelFile>) -> Result<(TrainSummary, ModelFile)> {
     std::fs::create_dir_all(&plan.out_dir).with_context(|| format!("{}: cannot create the output folder", plan.out_dir.display()))?;
     let model_path = plan.out_dir.join("model.json");
     let onnx_path = plan.out_dir.join("model.onnx");
@@ -110,7 +113,7 @@ fn train_export_check(command: &'static str, plan: &TrainPlan, split: &Split, re
     } else {
         None
     };
-    Ok(TrainSummary {
+    let summary = TrainSummary {
         command,
         data: split.description.clone(),
         architecture: architecture(&model),
@@ -132,7 +135,9 @@ fn train_export_check(command: &'static str, plan: &TrainPlan, split: &Split, re
         check_passed: report.as_ref().map(CheckReport::passed),
         check: report,
         files,
-    })
+        quantization: None,
+    };
+    Ok((summary, model))
 }
 
 fn print_summary(summary: &TrainSummary, json: bool) -> Result<()> {
@@ -154,7 +159,18 @@ fn print_summary(summary: &TrainSummary, json: bool) -> Result<()> {
     if let Some(report) = &summary.check {
         rows.push(("tract check", check_line(report)));
     }
-    for (label, path) in [("model file", &summary.files.model), ("onnx file", &summary.files.onnx), ("reference", &summary.files.reference_logits)] {
+    if let Some(quant) = &summary.quantization {
+        rows.extend(quant.rows());
+    }
+    let quant_files = summary.quantization.as_ref().map(|q| q.files.clone()).unwrap_or_default();
+    for (label, path) in [
+        ("model file", &summary.files.model),
+        ("onnx file", &summary.files.onnx),
+        ("reference", &summary.files.reference_logits),
+        ("qdq onnx", &quant_files.qdq_onnx),
+        ("model blob", &quant_files.blob),
+        ("rust source", &quant_files.rust),
+    ] {
         if let Some(path) = path {
             rows.push((label, path.display().to_string()));
         }
@@ -179,10 +195,10 @@ fn check_line(report: &CheckReport) -> String {
 
 fn finish(summary: &TrainSummary, json: bool) -> Result<()> {
     print_summary(summary, json)?;
-    match &summary.check {
-        Some(report) if !report.passed() => Err(CheckFailed::from_report(report).into()),
-        _ => Ok(()),
+    if let Some(report) = summary.check.as_ref().filter(|report| !report.passed()) {
+        return Err(CheckFailed::from_report(report).into());
     }
+    summary.quantization.as_ref().map_or(Ok(()), super::quantize::QuantSummary::verdict)
 }
 
 pub fn train(args: &TrainArgs) -> Result<()> {
@@ -198,7 +214,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         None
     };
     let split = load_data(&plan.data_spec, &plan.data_options)?;
-    let summary = train_export_check("train", &plan, &split, resume)?;
+    let (summary, _) = train_export_check("train", &plan, &split, resume)?;
     finish(&summary, plan.output.json)
 }
 
@@ -237,7 +253,18 @@ pub fn demo(args: &DemoArgs) -> Result<()> {
     };
     let plan = TrainPlan::from_args(&train_args)?;
     let split = load_data(&plan.data_spec, &plan.data_options)?;
-    let summary = train_export_check("demo", &plan, &split, None)?;
+    let (mut summary, model) = train_export_check("demo", &plan, &split, None)?;
+    // Then the int8 model: quantize, bake, run the runtime on the host, compare with tract.
+    let model_path = plan.out_dir.join("model.json");
+    summary.quantization = Some(super::quantize::quantize_into(
+        "demo",
+        &model_path,
+        &model,
+        &plan.data_spec,
+        &split,
+        crate::quant::QuantOptions::default(),
+        &plan.out_dir,
+    )?);
     finish(&summary, args.output.json)
 }
 

@@ -5,6 +5,7 @@ pub mod args;
 pub mod commands;
 pub mod config;
 pub mod progress;
+pub mod quantize;
 
 pub use args::Cli;
 
@@ -16,7 +17,8 @@ pub mod exit_code {
     pub const USAGE: u8 = 2;
     /// Unreadable or invalid input: data, model or ONNX files.
     pub const BAD_INPUT: u8 = 3;
-    /// `kiln check` found the ONNX file disagrees with the trainer.
+    /// `kiln check` found the ONNX file disagrees with the trainer, or `kiln quantize`
+    /// found tract's int8 outputs disagree with the runtime's.
     pub const CHECK_FAILED: u8 = 4;
     /// Training diverged; the last good model was kept.
     pub const DIVERGED: u8 = 5;
@@ -29,6 +31,9 @@ pub fn run(cli: &Cli) -> anyhow::Result<()> {
         args::Command::Export(args) => commands::export(args),
         args::Command::Check(args) => commands::check(args),
         args::Command::Demo(args) => commands::demo(args),
+        args::Command::Quantize(args) => quantize::quantize(args),
+        args::Command::Bake(args) => quantize::bake(args),
+        args::Command::Run(args) => quantize::run(args),
     }
 }
 
@@ -39,7 +44,7 @@ pub fn exit_code_for(error: &anyhow::Error) -> u8 {
         if cause.is::<config::UsageError>() {
             return exit_code::USAGE;
         }
-        if cause.is::<commands::CheckFailed>() {
+        if cause.is::<commands::CheckFailed>() || cause.is::<quantize::TractDisagrees>() {
             return exit_code::CHECK_FAILED;
         }
         if let Some(train_error) = cause.downcast_ref::<TrainError>() {
@@ -50,7 +55,11 @@ pub fn exit_code_for(error: &anyhow::Error) -> u8 {
                 TrainError::Checkpoint(_) => exit_code::FAILURE,
             };
         }
-        if cause.is::<crate::data::DataError>() || cause.is::<crate::model::ModelFileError>() {
+        if cause.is::<crate::data::DataError>()
+            || cause.is::<crate::model::ModelFileError>()
+            || cause.is::<crate::quant::host::RawValueError>()
+            || cause.is::<crate::quant::host::BlobError>()
+        {
             return exit_code::BAD_INPUT;
         }
         if let Some(crate::check::CheckError::Load { .. }) = cause.downcast_ref::<crate::check::CheckError>() {

@@ -1,0 +1,376 @@
+//! `kiln quantize`, `kiln bake` and `kiln run`: the int8 pipeline on the host.
+
+use super::args::{CalibArgs, DataArgs, BakeArgs, QuantizeArgs, RunArgs};
+use super::config::{data_config, UsageError};
+use crate::data::{self, DataOptions, DataSpec, Split};
+use crate::model::ModelFile;
+use crate::nn::Loss;
+use crate::quant::calibrate::RangeMethod;
+use crate::quant::host::{self, BlobError, TractComparison};
+use crate::quant::rust_source::{self, SourceInfo};
+use crate::quant::{self, QuantOptions, QuantReport, Quantized};
+use anyhow::{Context, Result};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+/// tract's int8 outputs on the QDQ file disagree with the runtime's.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{path}: tract's int8 logits disagree with the kiln runtime: max difference {max_lsb_diff} LSB (limit {limit}), \
+     argmax agreement {agree}/{n}"
+)]
+pub struct TractDisagrees {
+    pub path: PathBuf,
+    pub max_lsb_diff: u32,
+    pub limit: u32,
+    pub agree: usize,
+    pub n: usize,
+}
+
+impl TractDisagrees {
+    pub fn from_comparison(comparison: &TractComparison) -> Self {
+        Self {
+            path: comparison.qdq_path.clone(),
+            max_lsb_diff: comparison.max_lsb_diff,
+            limit: host::MAX_LSB_DIFF,
+            agree: comparison.argmax_agreement,
+            n: comparison.n_samples,
+        }
+    }
+}
+
+/// The files of a quantized model.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct QuantFiles {
+    pub qdq_onnx: Option<PathBuf>,
+    pub blob: Option<PathBuf>,
+    pub rust: Option<PathBuf>,
+    /// The raw test inputs and the runtime's int8 logits, as .npy, for other runtimes.
+    pub reference_input: Option<PathBuf>,
+    pub reference_logits_q: Option<PathBuf>,
+}
+
+/// What `kiln quantize` (and the quantization part of `kiln demo`) reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct QuantSummary {
+    pub command: &'static str,
+    pub data: String,
+    pub calibration: String,
+    pub calib_samples: usize,
+    pub test_samples: usize,
+    /// The trainer's float model on the test set.
+    pub float_accuracy: Option<f64>,
+    /// The runtime's int8 model on the test set.
+    pub int8_accuracy: Option<f64>,
+    /// The blob's length: what the model takes in flash.
+    pub flash_bytes: usize,
+    /// The scratch RAM one inference needs.
+    pub scratch_bytes: usize,
+    /// Test samples whose int8 logit row is identical in tract (QDQ file) and the runtime.
+    pub tract_identical: usize,
+    pub tract_max_lsb_diff: u32,
+    pub tract_argmax_agreement: usize,
+    pub tract_passed: bool,
+    pub files: QuantFiles,
+    pub report: QuantReport,
+}
+
+impl QuantSummary {
+    /// The summary rows `demo` and `quantize` print.
+    pub fn rows(&self) -> Vec<(&'static str, String)> {
+        let accuracy = |a: Option<f64>| a.map_or("n/a".to_string(), |a| format!("{a:.4}"));
+        vec![
+            ("calibration", format!("{} training samples, {}", self.calib_samples, self.calibration)),
+            ("float acc", accuracy(self.float_accuracy)),
+            ("int8 acc", accuracy(self.int8_accuracy)),
+            ("flash", format!("{} bytes (model blob)", self.flash_bytes)),
+            ("scratch RAM", format!("{} bytes", self.scratch_bytes)),
+            (
+                "tract int8",
+                format!(
+                    "{} on {} samples: {} rows bit-identical, max diff {} LSB, argmax agrees {}/{}",
+                    if self.tract_passed { "PASS" } else { "FAIL" },
+                    self.test_samples,
+                    self.tract_identical,
+                    self.tract_max_lsb_diff,
+                    self.tract_argmax_agreement,
+                    self.test_samples
+                ),
+            ),
+        ]
+    }
+
+    /// An error if tract disagrees with the runtime.
+    pub fn verdict(&self) -> Result<()> {
+        if self.tract_passed {
+            return Ok(());
+        }
+        Err(TractDisagrees {
+            path: self.files.qdq_onnx.clone().unwrap_or_default(),
+            max_lsb_diff: self.tract_max_lsb_diff,
+            limit: host::MAX_LSB_DIFF,
+            agree: self.tract_argmax_agreement,
+            n: self.test_samples,
+        }
+        .into())
+    }
+}
+
+fn quant_options(args: &CalibArgs) -> Result<QuantOptions, UsageError> {
+    if args.calib == 0 {
+        return Err(UsageError("--calib: expected at least 1 sample".into()));
+    }
+    let method = match args.percentile {
+        None => RangeMethod::MinMax,
+        Some(p) if p > 50.0 && p <= 100.0 => RangeMethod::Percentile { p },
+        Some(p) => return Err(UsageError(format!("--percentile: expected a value above 50 and at most 100 (e.g. 99.99), got {p}"))),
+    };
+    Ok(QuantOptions { calib_samples: args.calib, method })
+}
+
+/// The model file and the data it is quantized and evaluated with: by default
+/// the data it was trained on.
+fn model_and_data(model_path: &Path, args: &DataArgs) -> Result<(ModelFile, DataSpec, Split)> {
+    let model = ModelFile::load(model_path)?;
+    let (spec, options): (DataSpec, DataOptions) = if args.data.is_some() {
+        data_config(args, model.config.loss)?
+    } else {
+        (model.data.clone(), model.data_options.clone())
+    };
+    let split = data::load(&spec, &options)?;
+    if split.train.n_features != model.n_inputs {
+        return Err(crate::model::ModelFileError::Invalid {
+            path: model_path.to_owned(),
+            field: "n_inputs".into(),
+            detail: format!("the model takes {} inputs, but {spec} has {} features", model.n_inputs, split.train.n_features),
+        }
+        .into());
+    }
+    Ok((model, spec, split))
+}
+
+fn quantize_model(model_path: &Path, model: &ModelFile, split: &Split, options: QuantOptions) -> Result<Quantized> {
+    quant::quantize(model, &split.train, options).with_context(|| format!("{}: cannot quantize", model_path.display()))
+}
+
+fn parse_blob<'a>(path: &Path, blob: &'a [u8]) -> Result<kiln_runtime::Model<'a>, BlobError> {
+    kiln_runtime::Model::from_bytes(blob)
+        .map_err(|e| BlobError { path: path.to_owned(), detail: format!("the kiln runtime refuses the model blob: {e}") })
+}
+
+/// A one-line description of the model for generated source and reports.
+fn description(model: &ModelFile, quantized: &Quantized) -> String {
+    let widths: Vec<String> =
+        std::iter::once(model.n_inputs).chain(model.layers.iter().map(|l| l.n_outputs)).map(|w| w.to_string()).collect();
+    format!(
+        "A {} {} MLP trained on {}, quantized to int8 with {} calibration samples ({}).",
+        widths.join("-"),
+        model.config.activation,
+        model.data,
+        quantized.report.calibration.n_samples,
+        quantized.report.calibration.method
+    )
+}
+
+fn rust_text(model: &ModelFile, quantized: &Quantized, scratch_len: usize) -> String {
+    let info = SourceInfo {
+        n_inputs: model.n_inputs,
+        n_outputs: model.task.n_outputs(),
+        scratch_len,
+        description: &description(model, quantized),
+    };
+    rust_source::rust_source(&quantized.blob, info)
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    crate::fsutil::write_atomic(path, bytes).with_context(|| format!("{}: cannot write", path.display()))
+}
+
+/// Quantizes `model`, writes `model.qdq.onnx`, `model.kiln` and `model.rs` into
+/// `out_dir`, runs the runtime over the test set and compares it with tract.
+pub fn quantize_into(
+    command: &'static str,
+    model_path: &Path,
+    model: &ModelFile,
+    spec: &DataSpec,
+    split: &Split,
+    options: QuantOptions,
+    out_dir: &Path,
+) -> Result<QuantSummary> {
+    let quantized = quantize_model(model_path, model, split, options)?;
+    std::fs::create_dir_all(out_dir).with_context(|| format!("{}: cannot create the output folder", out_dir.display()))?;
+    let qdq_path = out_dir.join("model.qdq.onnx");
+    let blob_path = out_dir.join("model.kiln");
+    let rust_path = out_dir.join("model.rs");
+
+    let runtime_model = parse_blob(&blob_path, &quantized.blob)?;
+    let scratch_bytes = runtime_model.scratch_len();
+    let proto = quant::qdq_onnx(model, &quantized).with_context(|| format!("{}: cannot build the QDQ file", qdq_path.display()))?;
+    kiln_onnx::mlp::write_model_atomic(&qdq_path, &proto).with_context(|| format!("{}: cannot write", qdq_path.display()))?;
+    write_file(&blob_path, &quantized.blob)?;
+    write_file(&rust_path, rust_text(model, &quantized, scratch_bytes).as_bytes())?;
+
+    let test = &split.test;
+    let raw = host::raw_inputs(test, &format!("{spec} (test set)"))?;
+    let n_outputs = model.task.n_outputs();
+    let run = host::run_runtime(&runtime_model, &raw, test.n_features, n_outputs)
+        .map_err(|e| BlobError { path: blob_path.clone(), detail: format!("the kiln runtime failed: {e}") })?;
+    // Other runtimes compare with these: the raw test inputs and the runtime's int8 logits.
+    let reference_input = out_dir.join("model.qdq.input.npy");
+    let reference_logits_q = out_dir.join("model.qdq.logits_q.npy");
+    crate::npy::write_f32(&reference_input, test.n_samples(), test.n_features, &test.features)
+        .with_context(|| format!("{}: cannot write", reference_input.display()))?;
+    crate::npy::write_i8(&reference_logits_q, test.n_samples(), n_outputs, &run.logits)
+        .with_context(|| format!("{}: cannot write", reference_logits_q.display()))?;
+    let int8_accuracy = host::accuracy(&run.predictions, &test.targets);
+    let normalized = model.normalization.apply(test);
+    let (_, float_accuracy) = crate::train::evaluate(&model.mlp(), &normalized, &test.targets, model.config.loss);
+    let comparison = host::compare_with_tract(&qdq_path, test, &run)?;
+
+    Ok(QuantSummary {
+        command,
+        data: split.description.clone(),
+        calibration: quantized.report.calibration.method.to_string(),
+        calib_samples: quantized.report.calibration.n_samples,
+        test_samples: test.n_samples(),
+        float_accuracy,
+        int8_accuracy,
+        flash_bytes: quantized.blob.len(),
+        scratch_bytes,
+        tract_identical: comparison.identical,
+        tract_max_lsb_diff: comparison.max_lsb_diff,
+        tract_argmax_agreement: comparison.argmax_agreement,
+        tract_passed: comparison.passed(),
+        files: QuantFiles {
+            qdq_onnx: Some(qdq_path),
+            blob: Some(blob_path),
+            rust: Some(rust_path),
+            reference_input: Some(reference_input),
+            reference_logits_q: Some(reference_logits_q),
+        },
+        report: quantized.report,
+    })
+}
+
+pub fn quantize(args: &QuantizeArgs) -> Result<()> {
+    let options = quant_options(&args.calib)?;
+    let (model, spec, split) = model_and_data(&args.model, &args.data)?;
+    let summary = quantize_into("quantize", &args.model, &model, &spec, &split, options, &args.out)?;
+    if args.output.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else if !args.output.quiet {
+        println!("kiln quantize {}", args.model.display());
+        println!("  {:<14} {}", "data", summary.data);
+        for (label, value) in summary.rows() {
+            println!("  {label:<14} {value}");
+        }
+        for (label, path) in [("qdq onnx", &summary.files.qdq_onnx), ("blob", &summary.files.blob), ("rust", &summary.files.rust)] {
+            if let Some(path) = path {
+                println!("  {label:<14} {}", path.display());
+            }
+        }
+    }
+    summary.verdict()
+}
+
+pub fn bake(args: &BakeArgs) -> Result<()> {
+    let options = quant_options(&args.calib)?;
+    let (model, _spec, split) = model_and_data(&args.model, &args.data)?;
+    let quantized = quantize_model(&args.model, &model, &split, options)?;
+    let (path, is_blob) = match (&args.blob, &args.rust) {
+        (Some(path), _) => (path, true),
+        (None, Some(path)) => (path, false),
+        (None, None) => return Err(UsageError("give --blob FILE or --rust FILE".into()).into()),
+    };
+    let runtime_model = parse_blob(path, &quantized.blob)?;
+    let scratch_bytes = runtime_model.scratch_len();
+    if is_blob {
+        write_file(path, &quantized.blob)?;
+    } else {
+        write_file(path, rust_text(&model, &quantized, scratch_bytes).as_bytes())?;
+    }
+    println!(
+        "wrote {} ({}: {} bytes flash, {} bytes scratch RAM)",
+        path.display(),
+        if is_blob { "model blob" } else { "Rust source" },
+        quantized.blob.len(),
+        scratch_bytes
+    );
+    Ok(())
+}
+
+/// "784-128-10 relu/identity" from the blob's layers.
+fn runtime_architecture(model: &kiln_runtime::Model<'_>) -> String {
+    let layers: Vec<kiln_runtime::LayerInfo> = (0..model.n_layers()).filter_map(|idx| model.layer(idx)).collect();
+    let widths: Vec<String> = std::iter::once(model.n_inputs()).chain(layers.iter().map(|l| l.n_outputs)).map(|w| w.to_string()).collect();
+    let activations: Vec<&str> = layers
+        .iter()
+        .map(|l| match l.activation {
+            kiln_runtime::Activation::Identity => "identity",
+            kiln_runtime::Activation::Relu => "relu",
+            kiln_runtime::Activation::Lut => "table",
+        })
+        .collect();
+    format!("{} {}", widths.join("-"), activations.join("/"))
+}
+
+#[derive(Debug, Serialize)]
+struct RunSummary {
+    command: &'static str,
+    blob: PathBuf,
+    data: String,
+    samples: usize,
+    int8_accuracy: Option<f64>,
+    flash_bytes: usize,
+    scratch_bytes: usize,
+    outputs: Option<PathBuf>,
+}
+
+pub fn run(args: &RunArgs) -> Result<()> {
+    let bytes = std::fs::read(&args.blob)
+        .map_err(|e| BlobError { path: args.blob.clone(), detail: format!("cannot read the model blob: {e}") })?;
+    let model = parse_blob(&args.blob, &bytes)?;
+    let (spec, options) = data_config(&args.data, Loss::CrossEntropy)?;
+    let split = data::load(&spec, &options)?;
+    let test = &split.test;
+    let (n_inputs, n_outputs) = (model.n_inputs(), model.n_outputs());
+    if test.n_features != n_inputs {
+        return Err(BlobError {
+            path: args.blob.clone(),
+            detail: format!("the model takes {n_inputs} inputs, but {spec} has {} features", test.n_features),
+        }
+        .into());
+    }
+    let raw = host::raw_inputs(test, &format!("{spec} (test set)"))?;
+    let run = host::run_runtime(&model, &raw, n_inputs, n_outputs)
+        .map_err(|e| BlobError { path: args.blob.clone(), detail: format!("the kiln runtime failed: {e}") })?;
+    let int8_accuracy = host::accuracy(&run.predictions, &test.targets);
+    if let Some(path) = &args.outputs {
+        write_file(path, host::logits_csv(&run).as_bytes())?;
+    }
+    let summary = RunSummary {
+        command: "run",
+        blob: args.blob.clone(),
+        data: split.description.clone(),
+        samples: test.n_samples(),
+        int8_accuracy,
+        flash_bytes: bytes.len(),
+        scratch_bytes: model.scratch_len(),
+        outputs: args.outputs.clone(),
+    };
+    if args.output.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else if !args.output.quiet {
+        println!("kiln run {}", args.blob.display());
+        println!("  {:<14} {}", "data", summary.data);
+        println!("  {:<14} {} int8, {} bytes flash, {} bytes scratch RAM", "model", runtime_architecture(&model), summary.flash_bytes, summary.scratch_bytes);
+        match int8_accuracy {
+            Some(accuracy) => println!("  {:<14} {accuracy:.4} on {} samples", "int8 acc", summary.samples),
+            None => println!("  {:<14} n/a (regression) on {} samples", "int8 acc", summary.samples),
+        }
+        if let Some(path) = &summary.outputs {
+            println!("  {:<14} {}", "outputs", path.display());
+        }
+    }
+    Ok(())
+}

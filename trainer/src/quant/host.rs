@@ -1,0 +1,141 @@
+//! The int8 model on the host: the `kiln-runtime` crate run over a data set,
+//! and the comparison of its int8 logits with tract running the QDQ ONNX file.
+
+use crate::check::{self, CheckError};
+use crate::data::{Dataset, Targets};
+use std::path::{Path, PathBuf};
+
+/// A raw feature value the integer runtime cannot take.
+#[derive(Debug, thiserror::Error)]
+#[error("{source_name}: record {record}, column {column}: the int8 runtime takes integer raw values, got {value}")]
+pub struct RawValueError {
+    /// The data set, as named on the command line.
+    pub source_name: String,
+    /// 0-based sample index within the set that was converted.
+    pub record: usize,
+    /// 0-based feature column.
+    pub column: usize,
+    pub value: f32,
+}
+
+/// A `.kiln` blob that the runtime refuses, or that does not fit the data.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {detail}")]
+pub struct BlobError {
+    pub path: PathBuf,
+    pub detail: String,
+}
+
+/// The raw features as the device would feed them: integers, as i32.
+/// `source_name` names the data in the error.
+pub fn raw_inputs(dataset: &Dataset, source_name: &str) -> Result<Vec<i32>, RawValueError> {
+    let n_features = dataset.n_features.max(1);
+    dataset
+        .features
+        .iter()
+        .enumerate()
+        .map(|(idx, &value)| {
+            // Every i32 the runtime would not clamp anyway is exact in f32 up to 2^24.
+            if value.is_finite() && value.fract() == 0.0 && value.abs() <= 2_147_483_520.0 {
+                Ok(value as i32)
+            } else {
+                Err(RawValueError { source_name: source_name.to_owned(), record: idx / n_features, column: idx % n_features, value })
+            }
+        })
+        .collect()
+}
+
+/// What the runtime computed for every sample.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuntimeRun {
+    /// Row-major int8 logits, `n_outputs` per sample.
+    pub logits: Vec<i8>,
+    /// The runtime's argmax per sample.
+    pub predictions: Vec<usize>,
+    pub n_outputs: usize,
+}
+
+/// Runs the runtime on every row of `raw` (row-major, `n_inputs` per row).
+pub fn run_runtime(model: &kiln_runtime::Model<'_>, raw: &[i32], n_inputs: usize, n_outputs: usize) -> Result<RuntimeRun, kiln_runtime::Error> {
+    let mut scratch = vec![0i8; model.scratch_len()];
+    let n_samples = raw.len().checked_div(n_inputs).unwrap_or(0);
+    let mut logits = vec![0i8; n_samples * n_outputs];
+    let mut predictions = Vec::with_capacity(n_samples);
+    for (row, out) in raw.chunks_exact(n_inputs.max(1)).zip(logits.chunks_exact_mut(n_outputs.max(1))) {
+        predictions.push(model.run(row, &mut scratch, out)?);
+    }
+    Ok(RuntimeRun { logits, predictions, n_outputs })
+}
+
+/// The fraction of predictions equal to the labels (classification only).
+pub fn accuracy(predictions: &[usize], targets: &Targets) -> Option<f64> {
+    match targets {
+        Targets::Classes { labels, .. } => {
+            let correct = predictions.iter().zip(labels).filter(|(&p, &l)| p == l as usize).count();
+            Some(correct as f64 / labels.len().max(1) as f64)
+        }
+        Targets::Regression { .. } => None,
+    }
+}
+
+/// The index of the first maximum, like the runtime's argmax.
+pub fn argmax_i8(values: &[i8]) -> usize {
+    let mut best = 0;
+    for (idx, &v) in values.iter().enumerate() {
+        if v > values[best] {
+            best = idx;
+        }
+    }
+    best
+}
+
+/// The largest int8 logit difference `kiln quantize` accepts between the runtime and tract.
+pub const MAX_LSB_DIFF: u32 = 1;
+
+/// The runtime against tract on the QDQ ONNX file.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct TractComparison {
+    pub qdq_path: PathBuf,
+    pub n_samples: usize,
+    /// Samples whose whole int8 logit row is identical.
+    pub identical: usize,
+    /// The largest |runtime - tract| over every int8 logit.
+    pub max_lsb_diff: u32,
+    /// Samples whose argmax agrees.
+    pub argmax_agreement: usize,
+}
+
+impl TractComparison {
+    pub fn passed(&self) -> bool {
+        self.max_lsb_diff <= MAX_LSB_DIFF && self.argmax_agreement == self.n_samples
+    }
+}
+
+/// Runs tract on the QDQ file over `test` (raw f32 features) and compares its
+/// `logits_q` (output 1) with the runtime's int8 logits.
+pub fn compare_with_tract(qdq_path: &Path, test: &Dataset, runtime: &RuntimeRun) -> Result<TractComparison, CheckError> {
+    let n_outputs = runtime.n_outputs;
+    let tract: Vec<i8> = check::tract_output::<i8>(qdq_path, &test.features, test.n_features, n_outputs, 1)?;
+    let mut identical = 0;
+    let mut max_lsb_diff = 0u32;
+    let mut argmax_agreement = 0;
+    for ((ours, theirs), &prediction) in runtime.logits.chunks_exact(n_outputs).zip(tract.chunks_exact(n_outputs)).zip(&runtime.predictions) {
+        identical += usize::from(ours == theirs);
+        for (&a, &b) in ours.iter().zip(theirs) {
+            max_lsb_diff = max_lsb_diff.max((i32::from(a) - i32::from(b)).unsigned_abs());
+        }
+        argmax_agreement += usize::from(argmax_i8(theirs) == prediction);
+    }
+    Ok(TractComparison { qdq_path: qdq_path.to_owned(), n_samples: runtime.predictions.len(), identical, max_lsb_diff, argmax_agreement })
+}
+
+/// The int8 logits as CSV: one row per sample, no header.
+pub fn logits_csv(run: &RuntimeRun) -> String {
+    let mut text = String::with_capacity(run.logits.len() * 5);
+    for row in run.logits.chunks_exact(run.n_outputs.max(1)) {
+        let fields: Vec<String> = row.iter().map(|v| v.to_string()).collect();
+        text.push_str(&fields.join(","));
+        text.push('\n');
+    }
+    text
+}

@@ -1,0 +1,250 @@
+//! The quantization arithmetic of `docs/quantization.md`, on the host side:
+//! fixed-point multipliers, weight, bias and activation parameters, lookup
+//! tables and the integer input stage.
+//!
+//! Every rounding of a real value to an integer goes through
+//! [`round_half_even`], the one rounding rule of the specification.
+
+use super::QuantError;
+
+/// Rounds to the nearest integer, ties to even (ONNX `QuantizeLinear`'s rule).
+/// The one rounding helper for real values in the quantizer.
+pub fn round_half_even(value: f64) -> f64 {
+    value.round_ties_even()
+}
+
+/// `round_half_even(value)` saturated to the i8 range.
+pub fn round_sat8(value: f64) -> i8 {
+    // `as` saturates (and maps NaN to 0); the clamp keeps the intent explicit.
+    round_half_even(value).clamp(-128.0, 127.0) as i8
+}
+
+/// `round_half_even(value)` saturated to the i32 range.
+pub fn round_sat32(value: f64) -> i32 {
+    round_half_even(value).clamp(f64::from(i32::MIN), f64::from(i32::MAX)) as i32
+}
+
+use kiln_runtime::fixed::{SHIFT_MAX, SHIFT_MIN};
+
+/// Writes a positive real scale as `M * 2^-t` with `M` in `[2^30, 2^31)` and
+/// `t` in `[1, 62]`: `e = m * 2^k` with `m` in `[0.5, 1)` (frexp),
+/// `M = round_half_even(m * 2^31)` (renormalized to `2^30` with `k + 1` when it
+/// rounds up to `2^31`), `t = 31 - k`.
+pub fn quantize_multiplier(effective_scale: f64) -> Result<(i32, u8), QuantError> {
+    let e = effective_scale;
+    if !(e.is_finite() && e > 0.0) {
+        return Err(QuantError::Multiplier { scale: e, detail: "expected a positive finite scale".into() });
+    }
+    let (mantissa, mut exponent) = frexp(e);
+    let mut m = round_half_even(mantissa * 2f64.powi(31));
+    if m >= 2f64.powi(31) {
+        m = 2f64.powi(30);
+        exponent += 1;
+    }
+    let t = 31 - exponent;
+    if !(i64::from(SHIFT_MIN)..=i64::from(SHIFT_MAX)).contains(&t) {
+        return Err(QuantError::Multiplier {
+            scale: e,
+            detail: format!("needs a shift of {t}, outside [{SHIFT_MIN}, {SHIFT_MAX}]"),
+        });
+    }
+    Ok((m as i32, t as u8))
+}
+
+/// The real value `M * 2^-t` stands for.
+pub fn multiplier_value(multiplier: i32, shift: u8) -> f64 {
+    f64::from(multiplier) * 2f64.powi(-i32::from(shift))
+}
+
+/// `x = m * 2^k` with `m` in `[0.5, 1)`, for finite positive `x` (subnormals too).
+fn frexp(x: f64) -> (f64, i64) {
+    debug_assert!(x.is_finite() && x > 0.0);
+    let bits = x.to_bits();
+    let biased = ((bits >> 52) & 0x7ff) as i64;
+    if biased == 0 {
+        // Subnormal: scale into the normal range first.
+        let (m, k) = frexp(x * 2f64.powi(64));
+        return (m, k - 64);
+    }
+    let k = biased - 1022;
+    let m = f64::from_bits((bits & !(0x7ff << 52)) | (1022 << 52));
+    (m, k)
+}
+
+/// Per-channel symmetric int8 weights.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuantizedWeights {
+    /// Row-major `[n_outputs][n_inputs]`, each in `[-127, 127]`.
+    pub values: Vec<i8>,
+    /// One scale per output channel (row).
+    pub scales: Vec<f32>,
+    /// Rows whose scale is the floor rather than `max |W| / 127`.
+    pub floored: usize,
+}
+
+/// The smallest effective scale `s_in * s_w[o] / s_target` a weight row gets:
+/// `2^-16`. See [`quantize_weights`].
+pub const MIN_EFFECTIVE_SCALE: f64 = 1.0 / 65536.0;
+
+/// `s_w[o] = max(max_i |W[o][i]| / 127, min_scale)` (1.0 for an all-zero row),
+/// stored as f32; `q_w[o][i] = clamp(round_half_even(W[o][i] / s_w[o]), -127, 127)`
+/// computed with the stored f32 scale, so dequantizing with it is exactly the
+/// model the integers represent.
+///
+/// `min_scale` is `MIN_EFFECTIVE_SCALE * s_target / s_in` (see
+/// [`weight_scale_floor`]). Without it a row whose weights have all but
+/// vanished (weight decay drives the rows of dead units towards 1e-38) would
+/// need a requantization shift far beyond 62 and a bias far beyond i32. With it
+/// such a row's weights quantize to a few levels (or 0); the error this adds is
+/// at most `0.5 * 2^-16 * sum_i |q_in[i] - zp_in|` output steps, far below the
+/// rounding error of an ordinary row (whose effective scale is around 2^-10).
+pub fn quantize_weights(weights: &[f32], n_outputs: usize, n_inputs: usize, min_scale: f64) -> QuantizedWeights {
+    assert_eq!(weights.len(), n_outputs * n_inputs, "weights do not match the shape");
+    let mut values = Vec::with_capacity(weights.len());
+    let mut scales = Vec::with_capacity(n_outputs);
+    let mut floored = 0;
+    for row in weights.chunks_exact(n_inputs.max(1)).take(n_outputs) {
+        let max = row.iter().fold(0.0f64, |max, &w| max.max(f64::from(w).abs()));
+        floored += usize::from(max > 0.0 && max / 127.0 < min_scale);
+        let scale = if max > 0.0 { (max / 127.0).max(min_scale) as f32 } else { 1.0 };
+        let s = f64::from(scale);
+        values.extend(row.iter().map(|&w| round_half_even(f64::from(w) / s).clamp(-127.0, 127.0) as i8));
+        scales.push(scale);
+    }
+    QuantizedWeights { values, scales, floored }
+}
+
+/// The floor of a layer's weight scales: `MIN_EFFECTIVE_SCALE * s_target / s_in`,
+/// where `s_target` is the scale the layer requantizes to (its output, or its
+/// pre-activation for table activations).
+pub fn weight_scale_floor(input_scale: f32, target_scale: f32) -> f64 {
+    MIN_EFFECTIVE_SCALE * f64::from(target_scale) / f64::from(input_scale)
+}
+
+/// `q_b[o] = round_half_even(b[o] / (s_in * s_w[o]))`, saturated to i32.
+pub fn quantize_bias(bias: &[f32], input_scale: f32, weight_scales: &[f32]) -> Vec<i32> {
+    assert_eq!(bias.len(), weight_scales.len(), "one weight scale per bias");
+    bias.iter()
+        .zip(weight_scales)
+        .map(|(&b, &s_w)| round_sat32(f64::from(b) / (f64::from(input_scale) * f64::from(s_w))))
+        .collect()
+}
+
+/// `bias_eff[o] = q_b[o] - zp_in * sum_i q_w[o][i]`: the zero point folded into
+/// the bias (the same integer accumulator). Errors if it leaves i32.
+pub fn fold_bias(bias: &[i32], weights: &[i8], n_inputs: usize, input_zero_point: i8) -> Result<Vec<i32>, QuantError> {
+    bias.iter()
+        .zip(weights.chunks_exact(n_inputs.max(1)))
+        .enumerate()
+        .map(|(channel, (&q_b, row))| {
+            let sum: i64 = row.iter().map(|&w| i64::from(w)).sum();
+            let folded = i64::from(q_b) - i64::from(input_zero_point) * sum;
+            i32::try_from(folded).map_err(|_| QuantError::Overflow {
+                what: format!("channel {channel}: the folded bias {folded}"),
+            })
+        })
+        .collect()
+}
+
+/// An int8 scale and zero point: `r = scale * (q - zero_point)`.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct ActivationParams {
+    pub scale: f32,
+    pub zero_point: i8,
+}
+
+/// Parameters for the calibrated range `[lo, hi]`: the range is widened to
+/// include 0, `s = (hi - lo) / 255` (1.0 if `hi == lo`), stored as f32, and
+/// `zp = clamp(round_half_even(-128 - lo / s), -128, 127)`.
+pub fn activation_params(lo: f64, hi: f64) -> Result<ActivationParams, QuantError> {
+    if !(lo.is_finite() && hi.is_finite() && lo <= hi) {
+        return Err(QuantError::Range { lo, hi });
+    }
+    let (lo, hi) = (lo.min(0.0), hi.max(0.0));
+    let scale = if hi > lo { ((hi - lo) / 255.0) as f32 } else { 1.0 };
+    if !(scale.is_finite() && scale > 0.0) {
+        return Err(QuantError::Range { lo, hi });
+    }
+    let zero_point = round_sat8(-128.0 - lo / f64::from(scale));
+    Ok(ActivationParams { scale, zero_point })
+}
+
+/// A function tabulated by an activation lookup table.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum TableFunction {
+    Tanh,
+    Sigmoid,
+    LeakyRelu { alpha: f32 },
+}
+
+impl TableFunction {
+    pub fn eval(self, z: f64) -> f64 {
+        match self {
+            TableFunction::Tanh => z.tanh(),
+            TableFunction::Sigmoid => 1.0 / (1.0 + (-z).exp()),
+            TableFunction::LeakyRelu { alpha } => {
+                if z >= 0.0 {
+                    z
+                } else {
+                    f64::from(alpha) * z
+                }
+            }
+        }
+    }
+}
+
+/// `lut[q + 128] = sat8(round_half_even(f(s_z * (q - zp_z)) / s_out) + zp_out)`, in f64.
+pub fn activation_table(function: TableFunction, pre: ActivationParams, out: ActivationParams) -> [i8; 256] {
+    let mut table = [0i8; 256];
+    for (slot, q) in table.iter_mut().zip(-128i32..=127) {
+        let z = f64::from(pre.scale) * f64::from(q - i32::from(pre.zero_point));
+        let y = function.eval(z);
+        *slot = round_sat8(round_half_even(y / f64::from(out.scale)) + f64::from(out.zero_point));
+    }
+    table
+}
+
+/// One feature's (or every feature's) integer input affine map:
+/// `q_in = sat8(zp_in + rq(256 * x - offset, multiplier, shift))`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct InputAffine {
+    pub offset: i32,
+    pub multiplier: i32,
+    pub shift: u8,
+}
+
+/// `offset = round_half_even(256 * mean)`, `multiplier * 2^-shift = inv_std / (256 * s_in)`.
+pub fn input_affine(mean: f32, inv_std: f32, input_scale: f32) -> Result<InputAffine, QuantError> {
+    let offset = 256.0 * f64::from(mean);
+    if !(offset.is_finite() && offset.abs() <= f64::from(i32::MAX)) {
+        return Err(QuantError::Overflow { what: format!("the input offset 256 * {mean}") });
+    }
+    let (multiplier, shift) = quantize_multiplier(f64::from(inv_std) / (256.0 * f64::from(input_scale)))?;
+    Ok(InputAffine { offset: round_half_even(offset) as i32, multiplier, shift })
+}
+
+/// The `p`-th percentile of `values` (sorted in place), interpolated linearly
+/// between order statistics. `values` must be non-empty; `p` in `[0, 100]`.
+pub fn percentile(sorted: &[f32], p: f64) -> f64 {
+    debug_assert!(!sorted.is_empty());
+    let position = p / 100.0 * (sorted.len() - 1) as f64;
+    let below = position.floor() as usize;
+    let above = (below + 1).min(sorted.len() - 1);
+    let fraction = position - below as f64;
+    f64::from(sorted[below]) + (f64::from(sorted[above]) - f64::from(sorted[below])) * fraction
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frexp_matches_the_definition() {
+        for x in [1.0, 0.5, 0.75, 3.0, 1e-300, 5e-324, 1e300, 0.1] {
+            let (m, k) = frexp(x);
+            assert!((0.5..1.0).contains(&m), "{x}: {m}");
+            // Scaled by 2^100 so that 2^k stays representable for subnormal x.
+            assert_eq!(m * 2f64.powi(k as i32 + 100), x * 2f64.powi(100), "{x}");
+        }
+    }
+}

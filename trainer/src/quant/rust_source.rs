@@ -1,0 +1,118 @@
+//! The `.kiln` blob as Rust source for firmware: the bytes in a 4-byte aligned
+//! static, the shapes as constants, and a typed wrapper around `kiln_runtime`.
+
+use std::fmt::Write as _;
+
+/// What the generated source needs to know besides the bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SourceInfo<'a> {
+    pub n_inputs: usize,
+    pub n_outputs: usize,
+    pub scratch_len: usize,
+    /// One line describing the model, for the header comment.
+    pub description: &'a str,
+}
+
+/// The generated module. It needs only `kiln-runtime` (no_std) to compile.
+pub fn rust_source(blob: &[u8], info: SourceInfo<'_>) -> String {
+    let mut out = String::with_capacity(blob.len() * 6 + 2048);
+    let SourceInfo { n_inputs, n_outputs, scratch_len, description } = info;
+    let description = description.replace(['\n', '\r'], " ");
+    let _ = write!(
+        out,
+        r#"//! An int8 model baked by kiln {version}. Generated code: do not edit.
+//!
+//! {description}
+//!
+//! Use it with the `kiln-runtime` crate (no_std, no allocation, no float):
+//!
+//! ```ignore
+//! let net = model::Network::new()?;
+//! let mut scratch = [0i8; model::SCRATCH_LEN];
+//! let mut logits = [0i8; model::N_OUTPUTS];
+//! let class = net.run(&raw_inputs, &mut scratch, &mut logits)?;
+//! ```
+
+#![allow(dead_code)]
+
+/// Raw input values per sample (fed as i32, e.g. pixels 0..=255).
+pub const N_INPUTS: usize = {n_inputs};
+/// int8 logits per sample.
+pub const N_OUTPUTS: usize = {n_outputs};
+/// The scratch RAM one inference needs, in bytes.
+pub const SCRATCH_LEN: usize = {scratch_len};
+/// The length of the model blob, in bytes (its flash footprint).
+pub const MODEL_LEN: usize = {len};
+
+/// Keeps the blob 4-byte aligned in flash.
+#[repr(C, align(4))]
+pub struct AlignedBlob(pub [u8; MODEL_LEN]);
+
+/// The aligned storage of the model blob.
+pub static MODEL_ALIGNED: AlignedBlob = AlignedBlob(MODEL_BLOB_BYTES);
+
+/// The model blob (the `.kiln` file), 4-byte aligned.
+pub static MODEL_BLOB: &[u8; MODEL_LEN] = &MODEL_ALIGNED.0;
+
+/// Parses the embedded blob; the result borrows it for `'static`.
+pub fn model() -> Result<kiln_runtime::Model<'static>, kiln_runtime::Error> {{
+    kiln_runtime::Model::from_bytes(MODEL_BLOB)
+}}
+
+/// The model with its shapes in the types.
+#[derive(Debug, Clone, Copy)]
+pub struct Network {{
+    model: kiln_runtime::Model<'static>,
+}}
+
+impl Network {{
+    /// Parses the embedded blob (checks every header field and bound once).
+    pub fn new() -> Result<Self, kiln_runtime::Error> {{
+        Ok(Self {{ model: model()? }})
+    }}
+
+    /// The underlying runtime model.
+    pub fn model(&self) -> &kiln_runtime::Model<'static> {{
+        &self.model
+    }}
+
+    /// Runs one sample: writes the int8 logits and returns their argmax.
+    pub fn run(
+        &self,
+        input: &[i32; N_INPUTS],
+        scratch: &mut [i8; SCRATCH_LEN],
+        logits: &mut [i8; N_OUTPUTS],
+    ) -> Result<usize, kiln_runtime::Error> {{
+        self.model.run(input, scratch, logits)
+    }}
+}}
+
+const MODEL_BLOB_BYTES: [u8; MODEL_LEN] = ["#,
+        version = env!("CARGO_PKG_VERSION"),
+        len = blob.len(),
+    );
+    for (idx, byte) in blob.iter().enumerate() {
+        if idx % 16 == 0 {
+            out.push_str("\n    ");
+        } else {
+            out.push(' ');
+        }
+        let _ = write!(out, "0x{byte:02x},");
+    }
+    out.push_str("\n];\n");
+    out
+}
+
+/// Reads back the bytes of `MODEL_BLOB_BYTES` from generated source (for tests and tools).
+pub fn parse_blob_bytes(source: &str) -> Option<Vec<u8>> {
+    let start = source.find("const MODEL_BLOB_BYTES")?;
+    let body = &source[start..];
+    let open = body.find("= [")? + 3;
+    let close = body[open..].find("];")? + open;
+    body[open..close]
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(|t| u8::from_str_radix(t.strip_prefix("0x")?, 16).ok())
+        .collect()
+}
