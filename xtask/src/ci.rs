@@ -68,9 +68,11 @@ fn kiln_ok(args: &[&str]) -> Result<serde_json::Value> {
     Ok(serde_json::from_str(&stdout).unwrap_or(serde_json::Value::Null))
 }
 
-/// Writes a deterministic three-class CSV with a header: two informative
-/// features on very different scales and one noise feature.
-fn write_synthetic_csv(path: &Path, n_rows: usize) -> Result<()> {
+/// Writes a deterministic three-class CSV with a header: integer sensor
+/// readings on very different scales (as a device would see them) and a noise
+/// column. With `regression_target`, a float column `height_m` follows the
+/// readings, for regression on column 3.
+fn write_synthetic_csv(path: &Path, n_rows: usize, regression_target: bool) -> Result<()> {
     let mut state: u64 = 0x2545_F491_4F6C_DD1D;
     let mut uniform = move || {
         state ^= state << 13;
@@ -78,12 +80,18 @@ fn write_synthetic_csv(path: &Path, n_rows: usize) -> Result<()> {
         state ^= state << 17;
         (state >> 11) as f64 / (1u64 << 53) as f64
     };
-    let mut text = String::from("width_mm,height_m,noise,class\n");
+    let mut text = String::from(if regression_target { "width_mm,height_adc,noise,height_m,class\n" } else { "width_mm,height_adc,noise,class\n" });
     for row_idx in 0..n_rows {
         let class = row_idx % 3;
-        let width = 100.0 * (class as f64 + uniform() * 1.2);
-        let height = 0.01 * (2.0 - class as f64 + uniform() * 1.2);
-        text.push_str(&format!("{width:.3},{height:.5},{:.3},{class}\n", uniform()));
+        let width_mm = (100.0 * (class as f64 + uniform() * 1.2)).round();
+        let height_adc = (1000.0 * (2.0 - class as f64 + uniform() * 1.2)).round();
+        let noise = (uniform() * 1000.0).round();
+        if regression_target {
+            let height_m = height_adc / 100_000.0;
+            text.push_str(&format!("{width_mm},{height_adc},{noise},{height_m:.5},{class}\n"));
+        } else {
+            text.push_str(&format!("{width_mm},{height_adc},{noise},{class}\n"));
+        }
     }
     std::fs::write(path, text).with_context(|| format!("{}: cannot write", path.display()))
 }
@@ -115,7 +123,7 @@ pub fn run(options: &CiOptions) -> Result<()> {
     let csv_dir = out.join("csv");
     std::fs::create_dir_all(&csv_dir)?;
     let csv = csv_dir.join("synthetic.csv");
-    write_synthetic_csv(&csv, 600)?;
+    write_synthetic_csv(&csv, 600, false)?;
     let csv_run = kiln_ok(&[
         "train", "--data", &format!("csv:{}", path(&csv)), "--hidden", "16,8", "--activation", "leaky-relu",
         "--normalize", "standardize", "--optimizer", "sgd", "--momentum", "0.9", "--nesterov", "--lr", "0.05",
@@ -131,9 +139,9 @@ pub fn run(options: &CiOptions) -> Result<()> {
     let reg_dir = out.join("regression");
     std::fs::create_dir_all(&reg_dir)?;
     let reg_csv = reg_dir.join("regression.csv");
-    write_synthetic_csv(&reg_csv, 300)?;
+    write_synthetic_csv(&reg_csv, 300, true)?;
     let reg_run = kiln_ok(&[
-        "train", "--data", &format!("csv:{}", path(&reg_csv)), "--label-column", "1", "--loss", "mse",
+        "train", "--data", &format!("csv:{}", path(&reg_csv)), "--label-column", "3", "--loss", "mse",
         "--activation", "tanh", "--output-activation", "sigmoid", "--optimizer", "adamw", "--weight-decay", "0.01",
         "--schedule", "cosine", "--hidden", "12", "--epochs", "20", "--opset", "19", "-o", &path(&reg_dir), "--quiet", "--json",
     ])?;
