@@ -351,40 +351,19 @@ fn validate(
     let n_features = first.n_inputs;
 
     for (layer_index, layer) in layers.iter().enumerate() {
-        if layer.n_inputs == 0 || layer.n_outputs == 0 {
-            return Err(OnnxError::EmptyLayer {
-                layer: layer_index,
+        let previous_outputs = layer_index
+            .checked_sub(1)
+            .map(|prev| layers[prev].n_outputs);
+        check_layer_shape(
+            layer_index,
+            LayerShape {
                 n_inputs: layer.n_inputs,
                 n_outputs: layer.n_outputs,
-            });
-        }
-        if layer_index > 0 {
-            let previous_outputs = layers[layer_index - 1].n_outputs;
-            if layer.n_inputs != previous_outputs {
-                return Err(OnnxError::LayersDoNotChain {
-                    layer: layer_index,
-                    n_inputs: layer.n_inputs,
-                    previous_outputs,
-                });
-            }
-        }
-        let expected = layer.n_outputs.saturating_mul(layer.n_inputs);
-        if layer.weights.len() != expected {
-            return Err(OnnxError::WeightCount {
-                layer: layer_index,
-                actual: layer.weights.len(),
-                n_outputs: layer.n_outputs,
-                n_inputs: layer.n_inputs,
-                expected,
-            });
-        }
-        if layer.bias.len() != layer.n_outputs {
-            return Err(OnnxError::BiasCount {
-                layer: layer_index,
-                actual: layer.bias.len(),
-                expected: layer.n_outputs,
-            });
-        }
+                n_weights: layer.weights.len(),
+                n_biases: layer.bias.len(),
+            },
+            previous_outputs,
+        )?;
         check_finite(&layer.weights, || format!("layer {layer_index} weights"))?;
         check_finite(&layer.bias, || format!("layer {layer_index} bias"))?;
         if let Activation::LeakyRelu { alpha } = layer.activation {
@@ -480,6 +459,63 @@ fn describe(
         "; output: logits"
     });
     text
+}
+
+/// The sizes of one dense layer as given, before they are trusted.
+pub(crate) struct LayerShape {
+    pub n_inputs: usize,
+    pub n_outputs: usize,
+    pub n_weights: usize,
+    pub n_biases: usize,
+}
+
+/// Checks that a layer is non-empty, follows the previous layer, and has
+/// `n_outputs x n_inputs` weights and `n_outputs` biases. Shared by the float and QDQ exports.
+pub(crate) fn check_layer_shape(
+    layer: usize,
+    shape: LayerShape,
+    previous_outputs: Option<usize>,
+) -> Result<(), OnnxError> {
+    let LayerShape {
+        n_inputs,
+        n_outputs,
+        n_weights,
+        n_biases,
+    } = shape;
+    if n_inputs == 0 || n_outputs == 0 {
+        return Err(OnnxError::EmptyLayer {
+            layer,
+            n_inputs,
+            n_outputs,
+        });
+    }
+    if let Some(previous_outputs) = previous_outputs {
+        if n_inputs != previous_outputs {
+            return Err(OnnxError::LayersDoNotChain {
+                layer,
+                n_inputs,
+                previous_outputs,
+            });
+        }
+    }
+    let expected = n_outputs.saturating_mul(n_inputs);
+    if n_weights != expected {
+        return Err(OnnxError::WeightCount {
+            layer,
+            actual: n_weights,
+            n_outputs,
+            n_inputs,
+            expected,
+        });
+    }
+    if n_biases != n_outputs {
+        return Err(OnnxError::BiasCount {
+            layer,
+            actual: n_biases,
+            expected: n_outputs,
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -353,44 +353,21 @@ fn validate(mlp: &QdqMlp, options: &MlpExportOptions) -> Result<(), OnnxError> {
 
     let mut s_in = mlp.input.scale;
     for (li, layer) in layers.iter().enumerate() {
-        if layer.n_inputs == 0 || layer.n_outputs == 0 {
-            return Err(OnnxError::EmptyLayer {
-                layer: li,
+        let previous_outputs = li.checked_sub(1).map(|prev| layers[prev].n_outputs);
+        crate::mlp::check_layer_shape(
+            li,
+            crate::mlp::LayerShape {
                 n_inputs: layer.n_inputs,
                 n_outputs: layer.n_outputs,
-            });
-        }
-        if li > 0 {
-            let previous_outputs = layers[li - 1].n_outputs;
-            if layer.n_inputs != previous_outputs {
-                return Err(OnnxError::LayersDoNotChain {
-                    layer: li,
-                    n_inputs: layer.n_inputs,
-                    previous_outputs,
-                });
-            }
-        }
-        let expected = layer.n_outputs.saturating_mul(layer.n_inputs);
-        if layer.weights.len() != expected {
-            return Err(OnnxError::WeightCount {
-                layer: li,
-                actual: layer.weights.len(),
-                n_outputs: layer.n_outputs,
-                n_inputs: layer.n_inputs,
-                expected,
-            });
-        }
+                n_weights: layer.weights.len(),
+                n_biases: layer.bias.len(),
+            },
+            previous_outputs,
+        )?;
         if layer.weight_scales.len() != layer.n_outputs {
             return Err(OnnxError::WeightScaleCount {
                 layer: li,
                 actual: layer.weight_scales.len(),
-                expected: layer.n_outputs,
-            });
-        }
-        if layer.bias.len() != layer.n_outputs {
-            return Err(OnnxError::BiasCount {
-                layer: li,
-                actual: layer.bias.len(),
                 expected: layer.n_outputs,
             });
         }

@@ -22,7 +22,11 @@ pub enum CheckError {
     #[error("{path}: tract failed to run the model: {detail}")]
     Run { path: PathBuf, detail: String },
     #[error("{path}: the model outputs {found} values per sample, expected {expected}")]
-    Shape { path: PathBuf, found: usize, expected: usize },
+    Shape {
+        path: PathBuf,
+        found: usize,
+        expected: usize,
+    },
 }
 
 /// The outcome of a comparison.
@@ -40,7 +44,10 @@ pub struct CheckReport {
 
 impl CheckReport {
     pub fn passed(&self) -> bool {
-        self.max_abs_diff <= MAX_ABS_DIFF && self.argmax_agreements.is_none_or(|agree| agree == self.n_samples)
+        self.max_abs_diff <= MAX_ABS_DIFF
+            && self
+                .argmax_agreements
+                .is_none_or(|agree| agree == self.n_samples)
     }
 }
 
@@ -56,7 +63,11 @@ pub fn trainer_outputs(model: &ModelFile, raw_features: &[f32]) -> Vec<f32> {
     let mut outputs = Vec::with_capacity(n_samples * mlp.n_outputs());
     for start in (0..n_samples).step_by(CHUNK_ROWS) {
         let end = (start + CHUNK_ROWS).min(n_samples);
-        let input = DMatrix::from_column_slice(n_features, end - start, &normalized[start * n_features..end * n_features]);
+        let input = DMatrix::from_column_slice(
+            n_features,
+            end - start,
+            &normalized[start * n_features..end * n_features],
+        );
         // One column per sample, so column-major storage is sample-major.
         outputs.extend_from_slice(mlp.forward(&input).as_slice());
     }
@@ -65,7 +76,12 @@ pub fn trainer_outputs(model: &ModelFile, raw_features: &[f32]) -> Vec<f32> {
 
 /// Runs the ONNX file with tract on raw features; returns its first output
 /// (`logits`), row-major.
-pub fn tract_outputs(path: &Path, raw_features: &[f32], n_features: usize, n_outputs: usize) -> Result<Vec<f32>, CheckError> {
+pub fn tract_outputs(
+    path: &Path,
+    raw_features: &[f32],
+    n_features: usize,
+    n_outputs: usize,
+) -> Result<Vec<f32>, CheckError> {
     tract_output::<f32>(path, raw_features, n_features, n_outputs, 0)
 }
 
@@ -78,8 +94,14 @@ pub fn tract_output<T: Datum + Copy>(
     n_outputs: usize,
     output_idx: usize,
 ) -> Result<Vec<T>, CheckError> {
-    let load_err = |e: TractError| CheckError::Load { path: path.to_owned(), detail: format!("{e:#}") };
-    let run_err = |e: TractError| CheckError::Run { path: path.to_owned(), detail: format!("{e:#}") };
+    let load_err = |e: TractError| CheckError::Load {
+        path: path.to_owned(),
+        detail: format!("{e:#}"),
+    };
+    let run_err = |e: TractError| CheckError::Run {
+        path: path.to_owned(),
+        detail: format!("{e:#}"),
+    };
     // The file keeps its symbolic batch dimension N, so one plan serves every chunk size.
     let plan = tract_onnx::onnx()
         .model_for_path(path)
@@ -90,16 +112,26 @@ pub fn tract_output<T: Datum + Copy>(
     let mut outputs = Vec::with_capacity(n_samples * n_outputs);
     for start in (0..n_samples).step_by(CHUNK_ROWS) {
         let end = (start + CHUNK_ROWS).min(n_samples);
-        let input = Tensor::from_shape(&[end - start, n_features], &raw_features[start * n_features..end * n_features])
-            .map_err(run_err)?;
+        let input = Tensor::from_shape(
+            &[end - start, n_features],
+            &raw_features[start * n_features..end * n_features],
+        )
+        .map_err(run_err)?;
         let result = plan.run(tvec!(input.into())).map_err(run_err)?;
         let Some(output) = result.get(output_idx) else {
-            return Err(CheckError::Run { path: path.to_owned(), detail: format!("the model has no output number {output_idx}") });
+            return Err(CheckError::Run {
+                path: path.to_owned(),
+                detail: format!("the model has no output number {output_idx}"),
+            });
         };
         let view = output.try_as_plain_ram().map_err(run_err)?;
         let values = view.as_slice::<T>().map_err(run_err)?;
         if values.len() != (end - start) * n_outputs {
-            return Err(CheckError::Shape { path: path.to_owned(), found: values.len() / (end - start).max(1), expected: n_outputs });
+            return Err(CheckError::Shape {
+                path: path.to_owned(),
+                found: values.len() / (end - start).max(1),
+                expected: n_outputs,
+            });
         }
         outputs.extend_from_slice(values);
     }
@@ -108,24 +140,46 @@ pub fn tract_output<T: Datum + Copy>(
 
 /// Compares tract's outputs for `onnx_path` with the trainer's on `test`.
 /// Returns the report and the trainer's outputs (row-major).
-pub fn check(onnx_path: &Path, model: &ModelFile, test: &Dataset) -> Result<(CheckReport, Vec<f32>), CheckError> {
+pub fn check(
+    onnx_path: &Path,
+    model: &ModelFile,
+    test: &Dataset,
+) -> Result<(CheckReport, Vec<f32>), CheckError> {
     let n_outputs = model.task.n_outputs();
     let expected = trainer_outputs(model, &test.features);
     let actual = tract_outputs(onnx_path, &test.features, test.n_features, n_outputs)?;
-    let max_abs_diff = expected.iter().zip(&actual).map(|(e, a)| (e - a).abs()).fold(0.0f32, |acc, d| if d.is_nan() { f32::INFINITY } else { acc.max(d) });
+    let max_abs_diff = expected
+        .iter()
+        .zip(&actual)
+        .map(|(e, a)| (e - a).abs())
+        .fold(0.0f32, |acc, d| {
+            if d.is_nan() {
+                f32::INFINITY
+            } else {
+                acc.max(d)
+            }
+        });
     let (argmax_agreements, onnx_accuracy, trainer_accuracy) = match &test.targets {
         Targets::Classes { labels, .. } => {
             let mut agree = 0;
             let mut onnx_correct = 0;
             let mut trainer_correct = 0;
-            for ((e, a), &label) in expected.chunks_exact(n_outputs).zip(actual.chunks_exact(n_outputs)).zip(labels) {
+            for ((e, a), &label) in expected
+                .chunks_exact(n_outputs)
+                .zip(actual.chunks_exact(n_outputs))
+                .zip(labels)
+            {
                 let (e_class, a_class) = (argmax(e.iter().copied()), argmax(a.iter().copied()));
                 agree += usize::from(e_class == a_class);
                 onnx_correct += usize::from(a_class == label as usize);
                 trainer_correct += usize::from(e_class == label as usize);
             }
             let n = labels.len().max(1) as f64;
-            (Some(agree), Some(onnx_correct as f64 / n), Some(trainer_correct as f64 / n))
+            (
+                Some(agree),
+                Some(onnx_correct as f64 / n),
+                Some(trainer_correct as f64 / n),
+            )
         }
         Targets::Regression { .. } => (None, None, None),
     };
@@ -143,15 +197,30 @@ pub fn check(onnx_path: &Path, model: &ModelFile, test: &Dataset) -> Result<(Che
 /// Where the reference arrays for `onnx_path` go: `<stem>.input.npy` and
 /// `<stem>.logits.npy` beside the file. The CI oracle reads them.
 pub fn reference_paths(onnx_path: &Path) -> (PathBuf, PathBuf) {
-    let stem = onnx_path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-    (onnx_path.with_file_name(format!("{stem}.input.npy")), onnx_path.with_file_name(format!("{stem}.logits.npy")))
+    let stem = onnx_path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    (
+        onnx_path.with_file_name(format!("{stem}.input.npy")),
+        onnx_path.with_file_name(format!("{stem}.logits.npy")),
+    )
 }
 
 /// Saves the raw inputs and the trainer's outputs beside the ONNX file.
-pub fn save_reference(onnx_path: &Path, test: &Dataset, trainer_outputs: &[f32]) -> std::io::Result<(PathBuf, PathBuf)> {
+pub fn save_reference(
+    onnx_path: &Path,
+    test: &Dataset,
+    trainer_outputs: &[f32],
+) -> std::io::Result<(PathBuf, PathBuf)> {
     let (input_path, logits_path) = reference_paths(onnx_path);
     let n_samples = test.n_samples();
     crate::npy::write_f32(&input_path, n_samples, test.n_features, &test.features)?;
-    crate::npy::write_f32(&logits_path, n_samples, trainer_outputs.len() / n_samples.max(1), trainer_outputs)?;
+    crate::npy::write_f32(
+        &logits_path,
+        n_samples,
+        trainer_outputs.len() / n_samples.max(1),
+        trainer_outputs,
+    )?;
     Ok((input_path, logits_path))
 }

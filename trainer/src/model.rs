@@ -46,7 +46,14 @@ pub struct LayerRecord {
 impl LayerRecord {
     pub fn from_dense(layer: &Dense<f32>) -> Self {
         let weights = (0..layer.n_outputs())
-            .flat_map(|row_idx| layer.weights.row(row_idx).iter().copied().collect::<Vec<_>>())
+            .flat_map(|row_idx| {
+                layer
+                    .weights
+                    .row(row_idx)
+                    .iter()
+                    .copied()
+                    .collect::<Vec<_>>()
+            })
             .collect();
         Self {
             n_inputs: layer.n_inputs(),
@@ -118,33 +125,54 @@ pub struct ModelFile {
 #[derive(Debug, thiserror::Error)]
 pub enum ModelFileError {
     #[error("{path}: cannot read the model file: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: cannot write the model file: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: not a kiln model file: {detail}")]
     Parse { path: PathBuf, detail: String },
     #[error("{path}: format {found} version {version} is not supported, expected {FORMAT_NAME} version {FORMAT_VERSION}")]
-    Version { path: PathBuf, found: String, version: u32 },
+    Version {
+        path: PathBuf,
+        found: String,
+        version: u32,
+    },
     #[error("{path}: {field}: {detail}")]
-    Invalid { path: PathBuf, field: String, detail: String },
+    Invalid {
+        path: PathBuf,
+        field: String,
+        detail: String,
+    },
 }
 
 impl ModelFile {
     pub fn mlp(&self) -> Mlp<f32> {
-        Mlp { layers: self.layers.iter().map(LayerRecord::to_dense).collect() }
+        Mlp {
+            layers: self.layers.iter().map(LayerRecord::to_dense).collect(),
+        }
     }
 
     /// Reads and validates a model file.
     pub fn load(path: &Path) -> Result<Self, ModelFileError> {
-        let bytes = std::fs::read(path).map_err(|source| ModelFileError::Read { path: path.to_owned(), source })?;
+        let bytes = std::fs::read(path).map_err(|source| ModelFileError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
         // Check the header first so an old or foreign file gets a precise message.
         #[derive(Deserialize)]
         struct Header {
             format: String,
             format_version: u32,
         }
-        let header: Header = serde_json::from_slice(&bytes)
-            .map_err(|e| ModelFileError::Parse { path: path.to_owned(), detail: e.to_string() })?;
+        let header: Header = serde_json::from_slice(&bytes).map_err(|e| ModelFileError::Parse {
+            path: path.to_owned(),
+            detail: e.to_string(),
+        })?;
         if header.format != FORMAT_NAME || header.format_version != FORMAT_VERSION {
             return Err(ModelFileError::Version {
                 path: path.to_owned(),
@@ -152,47 +180,87 @@ impl ModelFile {
                 version: header.format_version,
             });
         }
-        let model: ModelFile = serde_json::from_slice(&bytes)
-            .map_err(|e| ModelFileError::Parse { path: path.to_owned(), detail: e.to_string() })?;
+        let model: ModelFile =
+            serde_json::from_slice(&bytes).map_err(|e| ModelFileError::Parse {
+                path: path.to_owned(),
+                detail: e.to_string(),
+            })?;
         model.validate(path)?;
         Ok(model)
     }
 
     /// Checks that shapes chain and every number is finite.
     pub fn validate(&self, path: &Path) -> Result<(), ModelFileError> {
-        let invalid = |field: String, detail: String| ModelFileError::Invalid { path: path.to_owned(), field, detail };
+        let invalid = |field: String, detail: String| ModelFileError::Invalid {
+            path: path.to_owned(),
+            field,
+            detail,
+        };
         if self.layers.is_empty() {
-            return Err(invalid("layers".into(), "expected at least one layer".into()));
+            return Err(invalid(
+                "layers".into(),
+                "expected at least one layer".into(),
+            ));
         }
         let mut expected_inputs = self.n_inputs;
         for (layer_idx, layer) in self.layers.iter().enumerate() {
             let field = format!("layers[{layer_idx}]");
             if layer.n_inputs != expected_inputs {
-                return Err(invalid(field, format!("has {} inputs, expected {expected_inputs}", layer.n_inputs)));
+                return Err(invalid(
+                    field,
+                    format!("has {} inputs, expected {expected_inputs}", layer.n_inputs),
+                ));
             }
             if layer.weights.len() != layer.n_inputs * layer.n_outputs {
                 return Err(invalid(
                     format!("{field}.weights"),
-                    format!("has {} values, expected {} x {}", layer.weights.len(), layer.n_outputs, layer.n_inputs),
+                    format!(
+                        "has {} values, expected {} x {}",
+                        layer.weights.len(),
+                        layer.n_outputs,
+                        layer.n_inputs
+                    ),
                 ));
             }
             if layer.bias.len() != layer.n_outputs {
-                return Err(invalid(format!("{field}.bias"), format!("has {} values, expected {}", layer.bias.len(), layer.n_outputs)));
+                return Err(invalid(
+                    format!("{field}.bias"),
+                    format!(
+                        "has {} values, expected {}",
+                        layer.bias.len(),
+                        layer.n_outputs
+                    ),
+                ));
             }
             if let Some(idx) = layer.weights.iter().position(|v| !v.is_finite()) {
-                return Err(invalid(format!("{field}.weights[{idx}]"), "expected a finite number".into()));
+                return Err(invalid(
+                    format!("{field}.weights[{idx}]"),
+                    "expected a finite number".into(),
+                ));
             }
             if let Some(idx) = layer.bias.iter().position(|v| !v.is_finite()) {
-                return Err(invalid(format!("{field}.bias[{idx}]"), "expected a finite number".into()));
+                return Err(invalid(
+                    format!("{field}.bias[{idx}]"),
+                    "expected a finite number".into(),
+                ));
             }
             expected_inputs = layer.n_outputs;
         }
         if expected_inputs != self.task.n_outputs() {
-            return Err(invalid("task".into(), format!("has {} outputs but the last layer gives {expected_inputs}", self.task.n_outputs())));
+            return Err(invalid(
+                "task".into(),
+                format!(
+                    "has {} outputs but the last layer gives {expected_inputs}",
+                    self.task.n_outputs()
+                ),
+            ));
         }
         if let Normalization::Standardize { mean, inv_std } = &self.normalization {
             if mean.len() != self.n_inputs || inv_std.len() != self.n_inputs {
-                return Err(invalid("normalization".into(), format!("expected {} means and scales", self.n_inputs)));
+                return Err(invalid(
+                    "normalization".into(),
+                    format!("expected {} means and scales", self.n_inputs),
+                ));
             }
         }
         Ok(())
@@ -204,6 +272,9 @@ impl ModelFile {
             path: path.to_owned(),
             source: std::io::Error::other(e),
         })?;
-        crate::fsutil::write_atomic(path, &bytes).map_err(|source| ModelFileError::Write { path: path.to_owned(), source })
+        crate::fsutil::write_atomic(path, &bytes).map_err(|source| ModelFileError::Write {
+            path: path.to_owned(),
+            source,
+        })
     }
 }

@@ -6,7 +6,8 @@ use std::path::Path;
 
 /// The magic, version, header length and padded header of a 2-D array.
 fn header(descr: &str, rows: usize, cols: usize, data_len: usize) -> Vec<u8> {
-    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
+    let mut header =
+        format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
     // The magic, version and length take 10 bytes; the header pads to 64 and ends in a newline.
     let unpadded = 10 + header.len() + 1;
     header.push_str(&" ".repeat(unpadded.next_multiple_of(64) - unpadded));
@@ -20,7 +21,11 @@ fn header(descr: &str, rows: usize, cols: usize, data_len: usize) -> Vec<u8> {
 
 /// Encodes a 2-D f32 array.
 pub fn encode_f32(rows: usize, cols: usize, values: &[f32]) -> Vec<u8> {
-    assert_eq!(rows * cols, values.len(), "npy shape does not match the data");
+    assert_eq!(
+        rows * cols,
+        values.len(),
+        "npy shape does not match the data"
+    );
     let mut out = header("<f4", rows, cols, values.len() * 4);
     for value in values {
         out.extend_from_slice(&value.to_le_bytes());
@@ -30,7 +35,11 @@ pub fn encode_f32(rows: usize, cols: usize, values: &[f32]) -> Vec<u8> {
 
 /// Encodes a 2-D i8 array (int8 logits of quantized models).
 pub fn encode_i8(rows: usize, cols: usize, values: &[i8]) -> Vec<u8> {
-    assert_eq!(rows * cols, values.len(), "npy shape does not match the data");
+    assert_eq!(
+        rows * cols,
+        values.len(),
+        "npy shape does not match the data"
+    );
     let mut out = header("|i1", rows, cols, values.len());
     out.extend(values.iter().map(|&v| v as u8));
     out
@@ -57,13 +66,20 @@ pub fn decode_f32(bytes: &[u8]) -> Option<(usize, usize, Vec<f32>)> {
         return None;
     }
     let shape = header.split("'shape': (").nth(1)?.split(')').next()?;
-    let dims: Vec<usize> = shape.split(',').filter(|s| !s.trim().is_empty()).map(|s| s.trim().parse().ok()).collect::<Option<_>>()?;
+    let dims: Vec<usize> = shape
+        .split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| s.trim().parse().ok())
+        .collect::<Option<_>>()?;
     let [rows, cols] = dims[..] else { return None };
     let data = bytes.get(10 + header_len..)?;
     if data.len() != rows * cols * 4 {
         return None;
     }
-    let values = data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    let values = data
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
     Some((rows, cols, values))
 }
 

@@ -2,7 +2,10 @@
 //! checkpoints and divergence handling.
 
 use crate::data::{self, Dataset, Normalization, NormalizationKind, Split, Targets};
-use crate::model::{BestSnapshot, EpochRecord, LayerRecord, ModelFile, Task, TrainState, FORMAT_NAME, FORMAT_VERSION};
+use crate::model::{
+    BestSnapshot, EpochRecord, LayerRecord, ModelFile, Task, TrainState, FORMAT_NAME,
+    FORMAT_VERSION,
+};
 use crate::nn::optim::{OptimizerConfig, OptimizerState};
 use crate::nn::schedule::Schedule;
 use crate::nn::{Activation, BatchTargets, Init, Loss, Mlp};
@@ -37,7 +40,12 @@ pub struct TrainConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
     #[error("training diverged at epoch {epoch}, batch {batch}: the loss became {loss}; the last good model (after epoch {last_good_epoch}) was kept; try a lower --lr")]
-    Diverged { epoch: usize, batch: usize, loss: f64, last_good_epoch: usize },
+    Diverged {
+        epoch: usize,
+        batch: usize,
+        loss: f64,
+        last_good_epoch: usize,
+    },
     #[error("{0}")]
     Config(String),
     #[error(transparent)]
@@ -66,7 +74,12 @@ struct Prepared<'a> {
 }
 
 /// Loss and accuracy (for classes) of `mlp` on normalised `features`.
-pub fn evaluate(mlp: &Mlp<f32>, features: &[f32], targets: &Targets, loss: Loss) -> (f64, Option<f64>) {
+pub fn evaluate(
+    mlp: &Mlp<f32>,
+    features: &[f32],
+    targets: &Targets,
+    loss: Loss,
+) -> (f64, Option<f64>) {
     let n_features = mlp.n_inputs();
     let n_samples = features.len() / n_features;
     let chunk = 1024;
@@ -75,7 +88,11 @@ pub fn evaluate(mlp: &Mlp<f32>, features: &[f32], targets: &Targets, loss: Loss)
     let mut grad = DMatrix::zeros(0, 0);
     for start in (0..n_samples).step_by(chunk) {
         let end = (start + chunk).min(n_samples);
-        let input = DMatrix::from_column_slice(n_features, end - start, &features[start * n_features..end * n_features]);
+        let input = DMatrix::from_column_slice(
+            n_features,
+            end - start,
+            &features[start * n_features..end * n_features],
+        );
         let output = mlp.forward(&input);
         let batch_targets = batch_targets(targets, start, end);
         let value = loss.value_and_gradient(&output, batch_targets, &mut grad);
@@ -119,7 +136,9 @@ fn batch_targets(targets: &Targets, start: usize, end: usize) -> BatchTargets<'_
 
 fn task_of(dataset: &Dataset) -> Task {
     match &dataset.targets {
-        Targets::Classes { n_classes, .. } => Task::Classification { n_classes: *n_classes },
+        Targets::Classes { n_classes, .. } => Task::Classification {
+            n_classes: *n_classes,
+        },
         Targets::Regression { .. } => Task::Regression { n_outputs: 1 },
     }
 }
@@ -135,19 +154,30 @@ impl TrainConfig {
             return fail("--epochs: expected at least 1 epoch".into());
         }
         if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
-            return fail(format!("--lr: expected a positive learning rate, got {}", self.learning_rate));
+            return fail(format!(
+                "--lr: expected a positive learning rate, got {}",
+                self.learning_rate
+            ));
         }
         if self.hidden.contains(&0) {
             return fail("--hidden: expected every layer width to be at least 1".into());
         }
         if !(0.0..1.0).contains(&self.val_split) {
-            return fail(format!("--val-split: expected a fraction in [0, 1), got {}", self.val_split));
+            return fail(format!(
+                "--val-split: expected a fraction in [0, 1), got {}",
+                self.val_split
+            ));
         }
         if self.patience > 0 && self.val_split == 0.0 {
-            return fail("--patience: early stopping needs a validation split (--val-split)".into());
+            return fail(
+                "--patience: early stopping needs a validation split (--val-split)".into(),
+            );
         }
         if matches!(task, Task::Regression { .. }) && self.loss == Loss::CrossEntropy {
-            return fail("--loss cross-entropy needs class labels; use --loss mse for regression targets".into());
+            return fail(
+                "--loss cross-entropy needs class labels; use --loss mse for regression targets"
+                    .into(),
+            );
         }
         Ok(())
     }
@@ -169,14 +199,24 @@ pub fn train(
     let task = task_of(&split.train);
     config.validate(task)?;
     let prepared_split = match resume.as_ref() {
-        Some(model) => (model.normalization.clone(), model.state.clone(), model.mlp()),
+        Some(model) => (
+            model.normalization.clone(),
+            model.state.clone(),
+            model.mlp(),
+        ),
         None => {
             let normalization = Normalization::fit(config.normalization, &split.train);
             let mut rng = Rng::new(config.seed);
             let mut widths = vec![split.train.n_features];
             widths.extend(&config.hidden);
             widths.push(task.n_outputs());
-            let mlp = Mlp::new(&widths, config.activation, config.output_activation, config.init, &mut rng);
+            let mlp = Mlp::new(
+                &widths,
+                config.activation,
+                config.output_activation,
+                config.init,
+                &mut rng,
+            );
             let state = TrainState {
                 epochs_done: 0,
                 optimizer: OptimizerState::new(config.optimizer, &mlp.layers),
@@ -232,7 +272,9 @@ pub fn train(
     while state.epochs_done < config.epochs && !state.stopped_early {
         let epoch = state.epochs_done;
         let started = Instant::now();
-        let lr = config.schedule.learning_rate(config.learning_rate, epoch, config.epochs);
+        let lr = config
+            .schedule
+            .learning_rate(config.learning_rate, epoch, config.epochs);
         observer.epoch_started(epoch + 1, config.epochs, n_batches);
         // The order is re-derived each epoch so a resumed run shuffles identically.
         for (idx, slot) in order.iter_mut().enumerate() {
@@ -247,7 +289,9 @@ pub fn train(
             batch_labels.clear();
             batch_values.clear();
             for &row_idx in rows {
-                batch_features.extend_from_slice(&prepared.train_features[row_idx * n_features..(row_idx + 1) * n_features]);
+                batch_features.extend_from_slice(
+                    &prepared.train_features[row_idx * n_features..(row_idx + 1) * n_features],
+                );
                 match &prepared.train.targets {
                     Targets::Classes { labels, .. } => batch_labels.push(labels[row_idx]),
                     Targets::Regression { values } => batch_values.push(values[row_idx]),
@@ -260,7 +304,9 @@ pub fn train(
             };
             let trace = mlp.forward_trace(input);
             let mut output_grad = DMatrix::zeros(0, 0);
-            let loss = config.loss.value_and_gradient(trace.output(), targets, &mut output_grad);
+            let loss = config
+                .loss
+                .value_and_gradient(trace.output(), targets, &mut output_grad);
             if !loss.is_finite() {
                 return Err(TrainError::Diverged {
                     epoch: epoch + 1,
@@ -276,7 +322,8 @@ pub fn train(
             state.optimizer.step(&mut mlp.layers, &grads, lr);
             loss_sum += f64::from(loss) * rows.len() as f64;
             seen += rows.len();
-            let accuracy = matches!(targets, BatchTargets::Classes(_)).then(|| correct as f64 / seen as f64);
+            let accuracy =
+                matches!(targets, BatchTargets::Classes(_)).then(|| correct as f64 / seen as f64);
             observer.batch_done(batch_idx + 1, loss_sum / seen as f64, accuracy);
         }
         if !mlp.is_finite() {
@@ -298,7 +345,8 @@ pub fn train(
             epoch: epoch + 1,
             learning_rate: lr,
             train_loss: loss_sum / seen.max(1) as f64,
-            train_accuracy: matches!(prepared.train.targets, Targets::Classes { .. }).then(|| correct as f64 / seen.max(1) as f64),
+            train_accuracy: matches!(prepared.train.targets, Targets::Classes { .. })
+                .then(|| correct as f64 / seen.max(1) as f64),
             val_loss,
             val_accuracy,
             seconds: started.elapsed().as_secs_f64(),
@@ -307,7 +355,10 @@ pub fn train(
         state.history.push(record);
         state.epochs_done += 1;
         if let (Some(val_loss), true) = (val_loss, config.patience > 0) {
-            let improved = state.best.as_ref().is_none_or(|best| val_loss < best.val_loss);
+            let improved = state
+                .best
+                .as_ref()
+                .is_none_or(|best| val_loss < best.val_loss);
             if improved {
                 state.best = Some(BestSnapshot {
                     epoch: epoch + 1,
@@ -326,7 +377,9 @@ pub fn train(
         if is_last && config.patience > 0 {
             // Early stopping hands back the weights that validated best.
             if let Some(best) = &state.best {
-                mlp = Mlp { layers: best.layers.iter().map(LayerRecord::to_dense).collect() };
+                mlp = Mlp {
+                    layers: best.layers.iter().map(LayerRecord::to_dense).collect(),
+                };
             }
         }
         checkpoint(&snapshot(&mlp, &state)).map_err(TrainError::Checkpoint)?;
@@ -337,16 +390,25 @@ pub fn train(
 /// Mixed into the seed for the validation split.
 const VAL_SPLIT_SALT: u64 = 0x5EED_F05A_11D0_0001;
 
-fn prepare<'a>(split: &'a Split, config: &TrainConfig, normalization: &Normalization) -> Result<Prepared<'a>, TrainError> {
+fn prepare<'a>(
+    split: &'a Split,
+    config: &TrainConfig,
+    normalization: &Normalization,
+) -> Result<Prepared<'a>, TrainError> {
     let (train, val) = if config.val_split > 0.0 {
         // The validation split is seeded separately from initialisation so that
         // changing --val-split does not change the initial weights.
-        let (train, val) = data::split(&split.train, config.val_split, config.seed ^ VAL_SPLIT_SALT)?;
+        let (train, val) =
+            data::split(&split.train, config.val_split, config.seed ^ VAL_SPLIT_SALT)?;
         (std::borrow::Cow::Owned(train), Some(val))
     } else {
         (std::borrow::Cow::Borrowed(&split.train), None)
     };
     let train_features = normalization.apply(&train);
     let val = val.map(|val| (normalization.apply(&val), val));
-    Ok(Prepared { train_features, train, val })
+    Ok(Prepared {
+        train_features,
+        train,
+        val,
+    })
 }

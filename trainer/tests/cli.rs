@@ -5,7 +5,10 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 fn kiln(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kiln")).args(args).output().expect("the kiln binary runs")
+    Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(args)
+        .output()
+        .expect("the kiln binary runs")
 }
 
 fn stderr(output: &Output) -> String {
@@ -17,15 +20,25 @@ fn assert_fails(output: &Output, code: i32, needles: &[&str]) {
     let message = stderr(output);
     assert_eq!(output.status.code(), Some(code), "stderr: {message}");
     let error_lines: Vec<&str> = message.lines().filter(|l| l.starts_with("error")).collect();
-    assert_eq!(error_lines.len(), 1, "expected one error line, got: {message}");
+    assert_eq!(
+        error_lines.len(),
+        1,
+        "expected one error line, got: {message}"
+    );
     for needle in needles {
-        assert!(error_lines[0].contains(needle), "{needle:?} missing from: {}", error_lines[0]);
+        assert!(
+            error_lines[0].contains(needle),
+            "{needle:?} missing from: {}",
+            error_lines[0]
+        );
     }
 }
 
 fn files_in(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = match std::fs::read_dir(dir) {
-        Ok(entries) => entries.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect(),
+        Ok(entries) => entries
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect(),
         Err(_) => Vec::new(),
     };
     names.sort();
@@ -33,7 +46,9 @@ fn files_in(dir: &Path) -> Vec<String> {
 }
 
 fn small_run<'a>(out: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut args = vec!["train", "--hidden", "16", "--epochs", "2", "--quiet", "-o", out];
+    let mut args = vec![
+        "train", "--hidden", "16", "--epochs", "2", "--quiet", "-o", out,
+    ];
     args.extend_from_slice(extra);
     args
 }
@@ -42,9 +57,13 @@ fn small_run<'a>(out: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
 fn train_exports_checks_and_reports_json() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().to_str().unwrap();
-    let output = kiln(&small_run(out, &["--lr", "0.01", "--json", "--opset", "21", "--probabilities"]));
+    let output = kiln(&small_run(
+        out,
+        &["--lr", "0.01", "--json", "--opset", "21", "--probabilities"],
+    ));
     assert!(output.status.success(), "{}", stderr(&output));
-    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("--json prints one JSON object");
+    let report: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("--json prints one JSON object");
     assert_eq!(report["epochs"], 2);
     assert!(report["test_accuracy"].as_f64().unwrap() > 0.5, "{report}");
     assert!(report["seconds_per_epoch"].as_f64().unwrap() > 0.0);
@@ -52,10 +71,18 @@ fn train_exports_checks_and_reports_json() {
     assert!(report["check"]["max_abs_diff"].as_f64().unwrap() <= 1e-4);
     assert_eq!(
         files_in(dir.path()),
-        vec!["model.input.npy", "model.json", "model.logits.npy", "model.onnx"]
+        vec![
+            "model.input.npy",
+            "model.json",
+            "model.logits.npy",
+            "model.onnx"
+        ]
     );
     for key in ["model", "onnx", "reference_input", "reference_logits"] {
-        assert!(Path::new(report["files"][key].as_str().unwrap()).exists(), "{key}");
+        assert!(
+            Path::new(report["files"][key].as_str().unwrap()).exists(),
+            "{key}"
+        );
     }
 }
 
@@ -64,7 +91,15 @@ fn same_seed_gives_bit_identical_models_and_resume_continues_exactly() {
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let outs: Vec<&str> = dirs.iter().map(|d| d.path().to_str().unwrap()).collect();
     // A constant rate: cosine re-plans its curve when --resume raises the total.
-    let flags = ["--optimizer", "adam", "--schedule", "constant", "--seed", "11", "--no-check"];
+    let flags = [
+        "--optimizer",
+        "adam",
+        "--schedule",
+        "constant",
+        "--seed",
+        "11",
+        "--no-check",
+    ];
     // Two uninterrupted 3-epoch runs.
     for out in &outs[..2] {
         let mut args = small_run(out, &flags);
@@ -73,24 +108,43 @@ fn same_seed_gives_bit_identical_models_and_resume_continues_exactly() {
     }
     // One run of 2 epochs, resumed to 3.
     assert!(kiln(&small_run(outs[2], &flags)).status.success());
-    let resumed = kiln(&["train", "--resume", "--epochs", "3", "--quiet", "--no-check", "-o", outs[2]]);
+    let resumed = kiln(&[
+        "train",
+        "--resume",
+        "--epochs",
+        "3",
+        "--quiet",
+        "--no-check",
+        "-o",
+        outs[2],
+    ]);
     assert!(resumed.status.success(), "{}", stderr(&resumed));
     let layers = |out: &str| {
-        let model: serde_json::Value = serde_json::from_slice(&std::fs::read(Path::new(out).join("model.json")).unwrap()).unwrap();
+        let model: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(Path::new(out).join("model.json")).unwrap())
+                .unwrap();
         assert_eq!(model["state"]["epochs_done"], 3);
         model["layers"].clone()
     };
     assert_eq!(layers(outs[0]), layers(outs[1]));
-    assert_eq!(layers(outs[0]), layers(outs[2]), "a resumed run must match an uninterrupted one");
+    assert_eq!(
+        layers(outs[0]),
+        layers(outs[2]),
+        "a resumed run must match an uninterrupted one"
+    );
 }
 
 #[test]
 fn a_diverging_run_keeps_the_last_good_model() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().to_str().unwrap();
-    let output = kiln(&small_run(out, &["--optimizer", "sgd", "--lr", "1e30", "--no-check"]));
+    let output = kiln(&small_run(
+        out,
+        &["--optimizer", "sgd", "--lr", "1e30", "--no-check"],
+    ));
     assert_fails(&output, 5, &["model.json", "diverged", "last good model"]);
-    let model: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join("model.json")).unwrap()).unwrap();
+    let model: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("model.json")).unwrap()).unwrap();
     assert_eq!(model["state"]["epochs_done"], 0);
     assert!(!dir.path().join("model.onnx").exists());
 }
@@ -111,21 +165,76 @@ fn bad_data_gets_one_line_naming_the_place() {
     let empty = write("empty.csv", b"");
     let bad_magic = write("bad-images", &[0, 0, 8, 1, 0, 0, 0, 1, 7]);
     let labels = write("labels", &[0, 0, 8, 1, 0, 0, 0, 2, 1, 3]);
-    let images = write("images", &[0, 0, 8, 3, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 2, 5, 6]);
-    let truncated = write("truncated-images", &[0, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 1, 0, 0, 0, 2, 5]);
+    let images = write(
+        "images",
+        &[0, 0, 8, 3, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 2, 5, 6],
+    );
+    let truncated = write(
+        "truncated-images",
+        &[0, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 1, 0, 0, 0, 2, 5],
+    );
     let big_label = write("big.csv", b"1,2,0\n3,4,1\n5,6,2\n7,8,0\n");
     let cases: Vec<(Vec<String>, i32, Vec<String>)> = vec![
-        (vec!["--data".into(), "csv:/no/such/file.csv".into()], 3, vec!["/no/such/file.csv".into()]),
-        (vec!["--data".into(), format!("csv:{non_numeric}")], 3, vec!["non_numeric.csv".into(), "line 2".into(), "abc".into()]),
-        (vec!["--data".into(), format!("csv:{ragged}")], 3, vec!["ragged.csv".into(), "line 2".into()]),
-        (vec!["--data".into(), format!("csv:{nan}")], 3, vec!["nan.csv".into(), "line 2".into()]),
-        (vec!["--data".into(), format!("csv:{empty}")], 3, vec!["empty.csv".into()]),
-        (vec!["--data".into(), format!("idx:{bad_magic},{labels}")], 3, vec!["bad-images".into(), "magic".into()]),
-        (vec!["--data".into(), format!("idx:{images},{labels}")], 3, vec!["images".into(), "labels".into()]),
-        (vec!["--data".into(), format!("idx:{truncated},{labels}")], 3, vec!["truncated-images".into()]),
-        (vec!["--data".into(), format!("csv:{big_label}"), "--classes".into(), "2".into()], 3, vec!["big.csv".into(), "label".into()]),
-        (vec!["--optimizer".into(), "rmsprop".into()], 2, vec!["rmsprop".into()]),
-        (vec!["--hidden".into(), "12,x".into()], 2, vec!["--hidden".into()]),
+        (
+            vec!["--data".into(), "csv:/no/such/file.csv".into()],
+            3,
+            vec!["/no/such/file.csv".into()],
+        ),
+        (
+            vec!["--data".into(), format!("csv:{non_numeric}")],
+            3,
+            vec!["non_numeric.csv".into(), "line 2".into(), "abc".into()],
+        ),
+        (
+            vec!["--data".into(), format!("csv:{ragged}")],
+            3,
+            vec!["ragged.csv".into(), "line 2".into()],
+        ),
+        (
+            vec!["--data".into(), format!("csv:{nan}")],
+            3,
+            vec!["nan.csv".into(), "line 2".into()],
+        ),
+        (
+            vec!["--data".into(), format!("csv:{empty}")],
+            3,
+            vec!["empty.csv".into()],
+        ),
+        (
+            vec!["--data".into(), format!("idx:{bad_magic},{labels}")],
+            3,
+            vec!["bad-images".into(), "magic".into()],
+        ),
+        (
+            vec!["--data".into(), format!("idx:{images},{labels}")],
+            3,
+            vec!["images".into(), "labels".into()],
+        ),
+        (
+            vec!["--data".into(), format!("idx:{truncated},{labels}")],
+            3,
+            vec!["truncated-images".into()],
+        ),
+        (
+            vec![
+                "--data".into(),
+                format!("csv:{big_label}"),
+                "--classes".into(),
+                "2".into(),
+            ],
+            3,
+            vec!["big.csv".into(), "label".into()],
+        ),
+        (
+            vec!["--optimizer".into(), "rmsprop".into()],
+            2,
+            vec!["rmsprop".into()],
+        ),
+        (
+            vec!["--hidden".into(), "12,x".into()],
+            2,
+            vec!["--hidden".into()],
+        ),
     ];
     for (extra, code, needles) in cases {
         let mut args: Vec<&str> = vec!["train", "--quiet", "-o", out];
@@ -139,8 +248,14 @@ fn bad_data_gets_one_line_naming_the_place() {
         } else {
             assert_fails(&output, code, &needles);
         }
-        assert!(files_in(Path::new(out)).iter().all(|f| !f.starts_with('.')), "temp files left behind for {extra:?}");
-        assert!(!Path::new(out).join("model.onnx").exists(), "{extra:?} wrote an ONNX file");
+        assert!(
+            files_in(Path::new(out)).iter().all(|f| !f.starts_with('.')),
+            "temp files left behind for {extra:?}"
+        );
+        assert!(
+            !Path::new(out).join("model.onnx").exists(),
+            "{extra:?} wrote an ONNX file"
+        );
     }
 }
 
@@ -154,22 +269,39 @@ fn check_rejects_a_tampered_file_and_a_missing_model() {
     assert!(kiln(&["check", onnx_str]).status.success());
 
     // Shift one bias in the ONNX file: the check must notice.
-    let mut model: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join("model.json")).unwrap()).unwrap();
+    let mut model: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("model.json")).unwrap()).unwrap();
     let bias = model["layers"][1]["bias"][0].as_f64().unwrap();
     model["layers"][1]["bias"][0] = serde_json::json!(bias + 0.5);
     let tampered_model = dir.path().join("tampered.json");
     std::fs::write(&tampered_model, serde_json::to_vec(&model).unwrap()).unwrap();
     let tampered_onnx = dir.path().join("tampered.onnx");
-    assert!(kiln(&["export", tampered_model.to_str().unwrap(), "-o", tampered_onnx.to_str().unwrap()]).status.success());
+    assert!(kiln(&[
+        "export",
+        tampered_model.to_str().unwrap(),
+        "-o",
+        tampered_onnx.to_str().unwrap()
+    ])
+    .status
+    .success());
     let output = kiln(&["check", tampered_onnx.to_str().unwrap()]);
     assert_fails(&output, 4, &["tampered.onnx", "max |diff|"]);
 
     let output = kiln(&["check", onnx_str, "--model", "/no/such/model.json"]);
     assert_fails(&output, 3, &["/no/such/model.json"]);
-    assert_fails(&kiln(&["check", "/no/such/file.onnx"]), 3, &["/no/such/file.onnx"]);
+    assert_fails(
+        &kiln(&["check", "/no/such/file.onnx"]),
+        3,
+        &["/no/such/file.onnx"],
+    );
     let garbage = dir.path().join("garbage.onnx");
     std::fs::write(&garbage, b"not a protobuf").unwrap();
-    let output = kiln(&["check", garbage.to_str().unwrap(), "--model", dir.path().join("model.json").to_str().unwrap()]);
+    let output = kiln(&[
+        "check",
+        garbage.to_str().unwrap(),
+        "--model",
+        dir.path().join("model.json").to_str().unwrap(),
+    ]);
     assert_fails(&output, 3, &["garbage.onnx"]);
 }
 
@@ -178,7 +310,11 @@ fn resume_refuses_changed_settings_and_a_missing_run() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().to_str().unwrap();
     assert_fails(&kiln(&["train", "--resume", "-o", out]), 3, &["model.json"]);
-    assert_fails(&kiln(&["train", "--resume", "--lr", "0.5", "-o", out]), 2, &["--lr"]);
+    assert_fails(
+        &kiln(&["train", "--resume", "--lr", "0.5", "-o", out]),
+        2,
+        &["--lr"],
+    );
 }
 
 #[test]
@@ -187,19 +323,47 @@ fn early_stopping_stops_and_keeps_the_best_validated_weights() {
     let out = dir.path().to_str().unwrap();
     // A high constant rate overfits the small digits set quickly, so the validation loss stalls.
     let output = kiln(&[
-        "train", "--hidden", "64", "--lr", "0.01", "--schedule", "constant", "--weight-decay", "0",
-        "--epochs", "200", "--patience", "3", "--val-split", "0.2", "--quiet", "--json", "--no-check", "-o", out,
+        "train",
+        "--hidden",
+        "64",
+        "--lr",
+        "0.01",
+        "--schedule",
+        "constant",
+        "--weight-decay",
+        "0",
+        "--epochs",
+        "200",
+        "--patience",
+        "3",
+        "--val-split",
+        "0.2",
+        "--quiet",
+        "--json",
+        "--no-check",
+        "-o",
+        out,
     ]);
     assert!(output.status.success(), "{}", stderr(&output));
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(report["stopped_early"], true, "{report}");
     let epochs = report["epochs"].as_u64().unwrap();
     assert!(epochs < 200, "ran all {epochs} epochs");
-    let model: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join("model.json")).unwrap()).unwrap();
+    let model: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("model.json")).unwrap()).unwrap();
     let best = &model["state"]["best"];
-    assert_eq!(best["epoch"].as_u64().unwrap() + 3, epochs, "stops `patience` epochs after the best one");
-    assert_eq!(model["layers"], best["layers"], "the saved weights are the best validated ones");
+    assert_eq!(
+        best["epoch"].as_u64().unwrap() + 3,
+        epochs,
+        "stops `patience` epochs after the best one"
+    );
+    assert_eq!(
+        model["layers"], best["layers"],
+        "the saved weights are the best validated ones"
+    );
     let history = model["state"]["history"].as_array().unwrap();
     let best_val = best["val_loss"].as_f64().unwrap();
-    assert!(history.iter().all(|r| r["val_loss"].as_f64().unwrap() >= best_val));
+    assert!(history
+        .iter()
+        .all(|r| r["val_loss"].as_f64().unwrap() >= best_val));
 }

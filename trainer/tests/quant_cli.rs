@@ -7,7 +7,10 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 fn kiln(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kiln")).args(args).output().expect("the kiln binary runs")
+    Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(args)
+        .output()
+        .expect("the kiln binary runs")
 }
 
 fn stderr(output: &Output) -> String {
@@ -16,7 +19,12 @@ fn stderr(output: &Output) -> String {
 
 fn json(output: &Output) -> serde_json::Value {
     assert!(output.status.success(), "{}", stderr(output));
-    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&output.stdout)))
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {}",
+            String::from_utf8_lossy(&output.stdout)
+        )
+    })
 }
 
 /// Asserts a failure with `code` whose one-line message contains every needle.
@@ -24,9 +32,17 @@ fn assert_fails(output: &Output, code: i32, needles: &[&str]) {
     let message = stderr(output);
     assert_eq!(output.status.code(), Some(code), "stderr: {message}");
     let error_lines: Vec<&str> = message.lines().filter(|l| l.starts_with("error")).collect();
-    assert_eq!(error_lines.len(), 1, "expected one error line, got: {message}");
+    assert_eq!(
+        error_lines.len(),
+        1,
+        "expected one error line, got: {message}"
+    );
     for needle in needles {
-        assert!(error_lines[0].contains(needle), "{needle:?} missing from: {}", error_lines[0]);
+        assert!(
+            error_lines[0].contains(needle),
+            "{needle:?} missing from: {}",
+            error_lines[0]
+        );
     }
 }
 
@@ -47,12 +63,29 @@ fn fixture() -> &'static Fixture {
     FIXTURE.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
         let train_dir = dir.path().join("train");
-        let trained = kiln(&["train", "--hidden", "32", "--epochs", "5", "--lr", "0.01", "--quiet", "--no-check", "-o", s(&train_dir)]);
+        let trained = kiln(&[
+            "train",
+            "--hidden",
+            "32",
+            "--epochs",
+            "5",
+            "--lr",
+            "0.01",
+            "--quiet",
+            "--no-check",
+            "-o",
+            s(&train_dir),
+        ]);
         assert!(trained.status.success(), "{}", stderr(&trained));
         let model = train_dir.join("model.json");
         let out = dir.path().join("int8");
         let report = json(&kiln(&["quantize", s(&model), "-o", s(&out), "--json"]));
-        Fixture { _dir: dir, model, out, report }
+        Fixture {
+            _dir: dir,
+            model,
+            out,
+            report,
+        }
     })
 }
 
@@ -69,14 +102,23 @@ fn quantize_reports_accuracy_sizes_and_agrees_with_tract() {
         report["flash_bytes"], report["scratch_bytes"], report["tract_identical"], report["tract_max_lsb_diff"], report["tract_argmax_agreement"]
     );
     assert!(float > 0.85, "{report}");
-    assert!((float - int8).abs() <= 0.02, "int8 {int8} is more than 2 points from float {float}");
-    assert!(report["tract_max_lsb_diff"].as_u64().unwrap() <= 1, "{report}");
+    assert!(
+        (float - int8).abs() <= 0.02,
+        "int8 {int8} is more than 2 points from float {float}"
+    );
+    assert!(
+        report["tract_max_lsb_diff"].as_u64().unwrap() <= 1,
+        "{report}"
+    );
     assert_eq!(report["tract_argmax_agreement"].as_u64().unwrap(), n);
     assert_eq!(report["tract_passed"], true);
     assert!(report["tract_identical"].as_u64().unwrap() <= n);
     // flash: 64*32 + 32*10 weights plus 4 bytes of bias, multiplier, and 1 of shift per channel, plus headers.
     let flash = report["flash_bytes"].as_u64().unwrap();
-    assert!((2368 + 42 * 9..2368 + 42 * 9 + 512).contains(&flash), "{flash}");
+    assert!(
+        (2368 + 42 * 9..2368 + 42 * 9 + 512).contains(&flash),
+        "{flash}"
+    );
     // scratch: at least the widest layer.
     assert!(report["scratch_bytes"].as_u64().unwrap() >= 32);
     for (key, name) in [
@@ -90,26 +132,43 @@ fn quantize_reports_accuracy_sizes_and_agrees_with_tract() {
         assert_eq!(path, out.join(name));
         assert!(path.exists(), "{key}");
     }
-    let mut names: Vec<_> = std::fs::read_dir(out).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let mut names: Vec<_> = std::fs::read_dir(out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
     names.sort();
     assert_eq!(
         names,
-        ["model.kiln", "model.qdq.input.npy", "model.qdq.logits_q.npy", "model.qdq.onnx", "model.rs"],
+        [
+            "model.kiln",
+            "model.qdq.input.npy",
+            "model.qdq.logits_q.npy",
+            "model.qdq.onnx",
+            "model.rs"
+        ],
         "no temp files left"
     );
     // The report carries the calibration and the per-layer decisions.
     assert_eq!(report["calib_samples"], 1000);
     assert_eq!(report["report"]["layers"].as_array().unwrap().len(), 2);
-    assert_eq!(report["report"]["layers"][0]["output"]["zero_point"], -128, "relu outputs start at 0");
+    assert_eq!(
+        report["report"]["layers"][0]["output"]["zero_point"], -128,
+        "relu outputs start at 0"
+    );
 }
 
 #[test]
 fn the_blob_round_trips_and_the_rust_source_embeds_it() {
-    let Fixture { model, out, report, .. } = fixture();
+    let Fixture {
+        model, out, report, ..
+    } = fixture();
     let blob = std::fs::read(out.join("model.kiln")).unwrap();
     assert_eq!(blob.len() as u64, report["flash_bytes"].as_u64().unwrap());
     let runtime = kiln_runtime::Model::from_bytes(&blob).expect("the runtime loads the blob");
-    assert_eq!(runtime.scratch_len() as u64, report["scratch_bytes"].as_u64().unwrap());
+    assert_eq!(
+        runtime.scratch_len() as u64,
+        report["scratch_bytes"].as_u64().unwrap()
+    );
     assert_eq!((runtime.n_inputs(), runtime.n_outputs()), (64, 10));
 
     let source = std::fs::read_to_string(out.join("model.rs")).unwrap();
@@ -127,7 +186,8 @@ fn the_blob_round_trips_and_the_rust_source_embeds_it() {
     ] {
         assert!(source.contains(needle), "{needle:?} missing from model.rs");
     }
-    let embedded = kiln_trainer::quant::rust_source::parse_blob_bytes(&source).expect("the source holds the bytes");
+    let embedded = kiln_trainer::quant::rust_source::parse_blob_bytes(&source)
+        .expect("the source holds the bytes");
     assert_eq!(embedded, blob);
     kiln_runtime::Model::from_bytes(&embedded).expect("the embedded bytes parse");
 
@@ -147,43 +207,108 @@ fn run_reproduces_the_int8_accuracy_and_writes_one_csv_row_per_sample() {
     let Fixture { out, report, .. } = fixture();
     let dir = tempfile::tempdir().unwrap();
     let csv = dir.path().join("logits.csv");
-    let ran = json(&kiln(&["run", s(&out.join("model.kiln")), "--data", "digits", "--outputs", s(&csv), "--json"]));
+    let ran = json(&kiln(&[
+        "run",
+        s(&out.join("model.kiln")),
+        "--data",
+        "digits",
+        "--outputs",
+        s(&csv),
+        "--json",
+    ]));
     assert_eq!(ran["int8_accuracy"], report["int8_accuracy"]);
     assert_eq!(ran["samples"], report["test_samples"]);
     let text = std::fs::read_to_string(&csv).unwrap();
-    let rows: Vec<Vec<i8>> = text.lines().map(|line| line.split(',').map(|v| v.parse().unwrap()).collect()).collect();
+    let rows: Vec<Vec<i8>> = text
+        .lines()
+        .map(|line| line.split(',').map(|v| v.parse().unwrap()).collect())
+        .collect();
     assert_eq!(rows.len() as u64, report["test_samples"].as_u64().unwrap());
     assert!(rows.iter().all(|row| row.len() == 10));
     // The text form prints the accuracy too.
     let output = kiln(&["run", s(&out.join("model.kiln"))]);
     assert!(output.status.success(), "{}", stderr(&output));
     let text = String::from_utf8_lossy(&output.stdout);
-    assert!(text.contains(&format!("{:.4}", report["int8_accuracy"].as_f64().unwrap())), "{text}");
+    assert!(
+        text.contains(&format!("{:.4}", report["int8_accuracy"].as_f64().unwrap())),
+        "{text}"
+    );
 }
 
 #[test]
 fn other_activations_and_standardization_quantize_and_agree_with_tract() {
     // tanh (tables), per-feature input maps (standardize), and leaky relu in a deeper net.
     for (flags, name) in [
-        (&["--hidden", "24", "--activation", "tanh", "--normalize", "standardize"][..], "tanh+standardize"),
-        (&["--hidden", "24,16", "--activation", "leaky-relu"][..], "leaky-relu x2"),
-        (&["--hidden", "16", "--activation", "sigmoid", "--normalize", "none"][..], "sigmoid, raw inputs"),
+        (
+            &[
+                "--hidden",
+                "24",
+                "--activation",
+                "tanh",
+                "--normalize",
+                "standardize",
+            ][..],
+            "tanh+standardize",
+        ),
+        (
+            &["--hidden", "24,16", "--activation", "leaky-relu"][..],
+            "leaky-relu x2",
+        ),
+        (
+            &[
+                "--hidden",
+                "16",
+                "--activation",
+                "sigmoid",
+                "--normalize",
+                "none",
+            ][..],
+            "sigmoid, raw inputs",
+        ),
     ] {
         let dir = tempfile::tempdir().unwrap();
-        let mut args = vec!["train", "--epochs", "4", "--lr", "0.01", "--quiet", "--no-check", "-o", s(dir.path())];
+        let mut args = vec![
+            "train",
+            "--epochs",
+            "4",
+            "--lr",
+            "0.01",
+            "--quiet",
+            "--no-check",
+            "-o",
+            s(dir.path()),
+        ];
         args.extend_from_slice(flags);
         let trained = kiln(&args);
         assert!(trained.status.success(), "{name}: {}", stderr(&trained));
         let out = dir.path().join("int8");
-        let report = json(&kiln(&["quantize", s(&dir.path().join("model.json")), "-o", s(&out), "--json", "--percentile", "99.99"]));
+        let report = json(&kiln(&[
+            "quantize",
+            s(&dir.path().join("model.json")),
+            "-o",
+            s(&out),
+            "--json",
+            "--percentile",
+            "99.99",
+        ]));
         let n = report["test_samples"].as_u64().unwrap();
         println!(
             "{name}: float {}, int8 {}, tract {}/{n} identical, max {} LSB, argmax {}/{n}",
-            report["float_accuracy"], report["int8_accuracy"], report["tract_identical"], report["tract_max_lsb_diff"], report["tract_argmax_agreement"]
+            report["float_accuracy"],
+            report["int8_accuracy"],
+            report["tract_identical"],
+            report["tract_max_lsb_diff"],
+            report["tract_argmax_agreement"]
         );
         assert_eq!(report["tract_passed"], true, "{name}: {report}");
-        let (float, int8) = (report["float_accuracy"].as_f64().unwrap(), report["int8_accuracy"].as_f64().unwrap());
-        assert!((float - int8).abs() <= 0.03, "{name}: float {float}, int8 {int8}");
+        let (float, int8) = (
+            report["float_accuracy"].as_f64().unwrap(),
+            report["int8_accuracy"].as_f64().unwrap(),
+        );
+        assert!(
+            (float - int8).abs() <= 0.03,
+            "{name}: float {float}, int8 {int8}"
+        );
     }
 }
 
@@ -201,7 +326,11 @@ fn a_corrupted_blob_is_bad_input_naming_the_file() {
     let truncated = dir.path().join("truncated.kiln");
     std::fs::write(&truncated, &blob[..10]).unwrap();
     assert_fails(&kiln(&["run", s(&truncated)]), 3, &["truncated.kiln"]);
-    assert_fails(&kiln(&["run", s(&dir.path().join("missing.kiln"))]), 3, &["missing.kiln"]);
+    assert_fails(
+        &kiln(&["run", s(&dir.path().join("missing.kiln"))]),
+        3,
+        &["missing.kiln"],
+    );
 }
 
 #[test]
@@ -210,22 +339,56 @@ fn run_refuses_data_of_another_width_and_non_integer_values() {
     let dir = tempfile::tempdir().unwrap();
     // 3 features: not what the 64-input model takes.
     let narrow = dir.path().join("narrow.csv");
-    std::fs::write(&narrow, "1,2,3,0\n4,5,6,1\n1,2,3,0\n4,5,6,1\n1,2,3,0\n4,5,6,1\n1,2,3,0\n4,5,6,1\n").unwrap();
-    assert_fails(&kiln(&["run", s(&out.join("model.kiln")), "--data", &format!("csv:{}", s(&narrow))]), 3, &["model.kiln", "64 inputs", "3 features"]);
+    std::fs::write(
+        &narrow,
+        "1,2,3,0\n4,5,6,1\n1,2,3,0\n4,5,6,1\n1,2,3,0\n4,5,6,1\n1,2,3,0\n4,5,6,1\n",
+    )
+    .unwrap();
+    assert_fails(
+        &kiln(&[
+            "run",
+            s(&out.join("model.kiln")),
+            "--data",
+            &format!("csv:{}", s(&narrow)),
+        ]),
+        3,
+        &["model.kiln", "64 inputs", "3 features"],
+    );
 
     // A 2-feature model trained on integers, run on a test file with a fraction.
     let train = dir.path().join("train.csv");
     let test = dir.path().join("test.csv");
-    let rows: String = (0..40).map(|i| format!("{},{},{}\n", i % 7, (i * 3) % 5, i % 2)).collect();
+    let rows: String = (0..40)
+        .map(|i| format!("{},{},{}\n", i % 7, (i * 3) % 5, i % 2))
+        .collect();
     std::fs::write(&train, &rows).unwrap();
     std::fs::write(&test, "1,2,0\n3,0.5,1\n").unwrap();
     let model_dir = dir.path().join("m");
-    let trained = kiln(&["train", "--data", &format!("csv:{}", s(&train)), "--hidden", "4", "--epochs", "1", "--quiet", "--no-check", "-o", s(&model_dir)]);
+    let trained = kiln(&[
+        "train",
+        "--data",
+        &format!("csv:{}", s(&train)),
+        "--hidden",
+        "4",
+        "--epochs",
+        "1",
+        "--quiet",
+        "--no-check",
+        "-o",
+        s(&model_dir),
+    ]);
     assert!(trained.status.success(), "{}", stderr(&trained));
     let blob = dir.path().join("m.kiln");
     let baked = kiln(&["bake", s(&model_dir.join("model.json")), "--blob", s(&blob)]);
     assert!(baked.status.success(), "{}", stderr(&baked));
-    let output = kiln(&["run", s(&blob), "--data", &format!("csv:{}", s(&train)), "--test-data", s(&test)]);
+    let output = kiln(&[
+        "run",
+        s(&blob),
+        "--data",
+        &format!("csv:{}", s(&train)),
+        "--test-data",
+        s(&test),
+    ]);
     assert_fails(&output, 3, &["record 1", "column 1", "0.5", "integer"]);
 }
 
@@ -234,20 +397,56 @@ fn bad_flags_are_usage_errors() {
     let Fixture { model, .. } = fixture();
     let dir = tempfile::tempdir().unwrap();
     let out = s(dir.path());
-    assert_fails(&kiln(&["quantize", s(model), "-o", out, "--percentile", "40"]), 2, &["--percentile"]);
-    assert_fails(&kiln(&["quantize", s(model), "-o", out, "--calib", "0"]), 2, &["--calib"]);
+    assert_fails(
+        &kiln(&["quantize", s(model), "-o", out, "--percentile", "40"]),
+        2,
+        &["--percentile"],
+    );
+    assert_fails(
+        &kiln(&["quantize", s(model), "-o", out, "--calib", "0"]),
+        2,
+        &["--calib"],
+    );
     let output = kiln(&["bake", s(model)]);
-    assert_eq!(output.status.code(), Some(2), "bake needs --blob or --rust: {}", stderr(&output));
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "bake needs --blob or --rust: {}",
+        stderr(&output)
+    );
     let output = kiln(&["bake", s(model), "--blob", "a", "--rust", "b"]);
-    assert_eq!(output.status.code(), Some(2), "not both: {}", stderr(&output));
-    assert_fails(&kiln(&["quantize", &format!("{out}/missing.json"), "-o", out]), 3, &["missing.json"]);
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "not both: {}",
+        stderr(&output)
+    );
+    assert_fails(
+        &kiln(&["quantize", &format!("{out}/missing.json"), "-o", out]),
+        3,
+        &["missing.json"],
+    );
     // Data of another width than the model's.
     let narrow = dir.path().join("narrow.csv");
-    std::fs::write(&narrow, "1,2,3,0\n4,5,6,1\n1,2,3,0\n4,5,6,1\n1,2,3,0\n4,5,6,1\n1,2,3,0\n4,5,6,1\n").unwrap();
-    let output = kiln(&["quantize", s(model), "-o", out, "--data", &format!("csv:{}", s(&narrow))]);
+    std::fs::write(
+        &narrow,
+        "1,2,3,0\n4,5,6,1\n1,2,3,0\n4,5,6,1\n1,2,3,0\n4,5,6,1\n1,2,3,0\n4,5,6,1\n",
+    )
+    .unwrap();
+    let output = kiln(&[
+        "quantize",
+        s(model),
+        "-o",
+        out,
+        "--data",
+        &format!("csv:{}", s(&narrow)),
+    ]);
     assert_fails(&output, 3, &["model.json", "64 inputs", "3 features"]);
     std::fs::remove_file(&narrow).unwrap();
-    assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none(), "nothing written on failure");
+    assert!(
+        std::fs::read_dir(dir.path()).unwrap().next().is_none(),
+        "nothing written on failure"
+    );
 }
 
 #[test]
@@ -255,13 +454,22 @@ fn demo_quantizes_and_reports_the_int8_model() {
     let dir = tempfile::tempdir().unwrap();
     let report = json(&kiln(&["demo", "-o", s(dir.path()), "--quiet", "--json"]));
     let quant = &report["quantization"];
-    let (float, int8) = (quant["float_accuracy"].as_f64().unwrap(), quant["int8_accuracy"].as_f64().unwrap());
+    let (float, int8) = (
+        quant["float_accuracy"].as_f64().unwrap(),
+        quant["int8_accuracy"].as_f64().unwrap(),
+    );
     assert_eq!(quant["float_accuracy"], report["test_accuracy"]);
     assert!((float - int8).abs() <= 0.02, "float {float}, int8 {int8}");
     assert!(quant["flash_bytes"].as_u64().unwrap() > 64 * 128 + 128 * 10);
     assert!(quant["scratch_bytes"].as_u64().unwrap() >= 128);
     assert_eq!(quant["tract_passed"], true, "{quant}");
-    for name in ["model.json", "model.onnx", "model.qdq.onnx", "model.kiln", "model.rs"] {
+    for name in [
+        "model.json",
+        "model.onnx",
+        "model.qdq.onnx",
+        "model.kiln",
+        "model.rs",
+    ] {
         assert!(dir.path().join(name).exists(), "{name}");
     }
     // The text summary has the int8 rows.
@@ -269,7 +477,13 @@ fn demo_quantizes_and_reports_the_int8_model() {
     let output = kiln(&["demo", "-o", s(dir.path()), "--quiet"]);
     assert!(output.status.success(), "{}", stderr(&output));
     let text = String::from_utf8_lossy(&output.stdout);
-    for label in ["float acc", "int8 acc", "flash", "scratch RAM", "tract int8     PASS"] {
+    for label in [
+        "float acc",
+        "int8 acc",
+        "flash",
+        "scratch RAM",
+        "tract int8     PASS",
+    ] {
         assert!(text.contains(label), "{label:?} missing from:\n{text}");
     }
 }

@@ -2,8 +2,9 @@
 //! (`docs/quantization.md`).
 
 use kiln_trainer::quant::math::{
-    activation_params, activation_table, fold_bias, input_affine, multiplier_value, percentile, quantize_bias,
-    quantize_multiplier, quantize_weights, round_half_even, weight_scale_floor, ActivationParams, TableFunction,
+    activation_params, activation_table, fold_bias, input_affine, multiplier_value, percentile,
+    quantize_bias, quantize_multiplier, quantize_weights, round_half_even, weight_scale_floor,
+    ActivationParams, TableFunction,
 };
 
 /// `M * 2^-t` is within `2^-31` (relative) of `e`, with `M` and `t` in range.
@@ -12,7 +13,10 @@ fn assert_round_trip(e: f64) -> (i32, u8) {
     assert!((1 << 30..=i32::MAX).contains(&m), "{e:e}: M = {m}");
     assert!((1..=62).contains(&t), "{e:e}: t = {t}");
     let back = multiplier_value(m, t);
-    assert!(((back - e) / e).abs() <= 2f64.powi(-31), "{e:e}: {m} * 2^-{t} = {back:e}");
+    assert!(
+        ((back - e) / e).abs() <= 2f64.powi(-31),
+        "{e:e}: {m} * 2^-{t} = {back:e}"
+    );
     (m, t)
 }
 
@@ -46,7 +50,16 @@ fn a_multiplier_that_rounds_up_to_2_pow_31_is_renormalized() {
 
 #[test]
 fn multipliers_outside_the_shift_range_are_errors() {
-    for e in [0.0, -0.5, f64::NAN, f64::INFINITY, 2f64.powi(30), 1e12, 2f64.powi(-33), 1e-300] {
+    for e in [
+        0.0,
+        -0.5,
+        f64::NAN,
+        f64::INFINITY,
+        2f64.powi(30),
+        1e12,
+        2f64.powi(-33),
+        1e-300,
+    ] {
         let err = quantize_multiplier(e).expect_err(&format!("{e:e} should fail"));
         assert!(err.to_string().contains("multiplier"), "{e:e}: {err}");
     }
@@ -54,7 +67,10 @@ fn multipliers_outside_the_shift_range_are_errors() {
 
 #[test]
 fn round_half_even_is_the_one_rounding() {
-    assert_eq!([0.5, 1.5, 2.5, -0.5, -1.5, -2.5, 2.4999, 2.5001].map(round_half_even), [0.0, 2.0, 2.0, -0.0, -2.0, -2.0, 2.0, 3.0]);
+    assert_eq!(
+        [0.5, 1.5, 2.5, -0.5, -1.5, -2.5, 2.4999, 2.5001].map(round_half_even),
+        [0.0, 2.0, 2.0, -0.0, -2.0, -2.0, 2.0, 3.0]
+    );
 }
 
 #[test]
@@ -62,11 +78,30 @@ fn weights_are_symmetric_per_channel_with_ties_to_even() {
     // Row 0: max |w| = 15.875 = 127 * 0.125, so s_w = 0.125 exactly and
     // -0.1875 = -1.5 steps -> -2, 0.0625 = 0.5 -> 0, 0.3125 = 2.5 -> 2.
     // Row 1: all zeros -> scale 1. Row 2: a tiny row gets its own scale.
-    let w = [15.875, -0.1875, 0.0625, 0.3125, -15.875, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 2.0f32.powi(-20)];
+    let w = [
+        15.875,
+        -0.1875,
+        0.0625,
+        0.3125,
+        -15.875,
+        0.0,
+        0.0,
+        0.0,
+        0.0,
+        0.0,
+        0.0,
+        0.0,
+        0.0,
+        0.0,
+        2.0f32.powi(-20),
+    ];
     let q = quantize_weights(&w, 3, 5, 0.0);
     assert_eq!(q.scales[..2], [0.125, 1.0]);
     assert_eq!(q.scales[2], (2f64.powi(-20) / 127.0) as f32);
-    assert_eq!(q.values, [127, -2, 0, 2, -127, 0, 0, 0, 0, 0, 0, 0, 0, 0, 127]);
+    assert_eq!(
+        q.values,
+        [127, -2, 0, 2, -127, 0, 0, 0, 0, 0, 0, 0, 0, 0, 127]
+    );
     assert!(!q.values.contains(&-128));
     assert_eq!(q.floored, 0);
 }
@@ -78,7 +113,14 @@ fn vanishing_weight_rows_get_the_floor_scale() {
     assert_eq!(floor, 2f64.powi(-14));
     // Row 0 is ordinary (127 * 0.125); row 1 has all but vanished (1e-38, like a dead unit
     // after weight decay); row 2 sits just above the floor in steps: 3 * 2^-14 = 3 steps.
-    let w = [15.875, 1.0, 1e-38, -1e-38, 3.0 * 2f32.powi(-14), -2f32.powi(-15)];
+    let w = [
+        15.875,
+        1.0,
+        1e-38,
+        -1e-38,
+        3.0 * 2f32.powi(-14),
+        -2f32.powi(-15),
+    ];
     let q = quantize_weights(&w, 3, 2, floor);
     assert_eq!(q.scales, [0.125, 2f32.powi(-14), 2f32.powi(-14)]);
     assert_eq!(q.values, [127, 8, 0, 0, 3, 0]);
@@ -93,30 +135,70 @@ fn vanishing_weight_rows_get_the_floor_scale() {
 #[test]
 fn biases_round_half_even_and_saturate() {
     // s_b = s_in * s_w = [0.125, 0.0625, 0.125, 0.125].
-    let q = quantize_bias(&[0.3125, -0.09375, 1e10, -1e10], 0.5, &[0.25, 0.125, 0.25, 0.25]);
+    let q = quantize_bias(
+        &[0.3125, -0.09375, 1e10, -1e10],
+        0.5,
+        &[0.25, 0.125, 0.25, 0.25],
+    );
     assert_eq!(q, [2, -2, i32::MAX, i32::MIN]);
     // The zero point folds in as q_b - zp_in * sum(q_w).
-    assert_eq!(fold_bias(&[10, -5], &[1, 2, 3, -1, 0, 0], 3, -128).unwrap(), [778, -133]);
+    assert_eq!(
+        fold_bias(&[10, -5], &[1, 2, 3, -1, 0, 0], 3, -128).unwrap(),
+        [778, -133]
+    );
     assert_eq!(fold_bias(&[10], &[1, 2, 3], 3, 0).unwrap(), [10]);
-    assert!(fold_bias(&[i32::MAX - 10], &[127, 127], 2, -128).is_err(), "an overflowing fold is an error");
+    assert!(
+        fold_bias(&[i32::MAX - 10], &[127, 127], 2, -128).is_err(),
+        "an overflowing fold is an error"
+    );
 }
 
 #[test]
 fn activation_params_include_zero_and_round_the_zero_point_half_even() {
     let p = |lo, hi| activation_params(lo, hi).unwrap();
     // s = 63.75 / 255 = 0.25; zp = -128 + 64.
-    assert_eq!(p(-16.0, 47.75), ActivationParams { scale: 0.25, zero_point: -64 });
+    assert_eq!(
+        p(-16.0, 47.75),
+        ActivationParams {
+            scale: 0.25,
+            zero_point: -64
+        }
+    );
     // zp = round(-128 + 63.5) = round(-64.5) = -64 (to even).
-    assert_eq!(p(-15.875, 47.875), ActivationParams { scale: 0.25, zero_point: -64 });
+    assert_eq!(
+        p(-15.875, 47.875),
+        ActivationParams {
+            scale: 0.25,
+            zero_point: -64
+        }
+    );
     // zp = round(-128 + 62.5) = round(-65.5) = -66 (to even).
-    assert_eq!(p(-15.625, 48.125), ActivationParams { scale: 0.25, zero_point: -66 });
+    assert_eq!(
+        p(-15.625, 48.125),
+        ActivationParams {
+            scale: 0.25,
+            zero_point: -66
+        }
+    );
     // Post-relu ranges start at 0: zp = -128.
     assert_eq!(p(0.0, 2.55).zero_point, -128);
     // Widened to include 0.
-    assert_eq!(p(1.0, 2.0), ActivationParams { scale: (2.0f64 / 255.0) as f32, zero_point: -128 });
+    assert_eq!(
+        p(1.0, 2.0),
+        ActivationParams {
+            scale: (2.0f64 / 255.0) as f32,
+            zero_point: -128
+        }
+    );
     assert_eq!(p(-3.0, -1.0).zero_point, 127);
     // A constant zero tensor.
-    assert_eq!(p(0.0, 0.0), ActivationParams { scale: 1.0, zero_point: -128 });
+    assert_eq!(
+        p(0.0, 0.0),
+        ActivationParams {
+            scale: 1.0,
+            zero_point: -128
+        }
+    );
     assert!(activation_params(f64::NAN, 1.0).is_err());
     assert!(activation_params(2.0, 1.0).is_err());
 }
@@ -135,32 +217,88 @@ fn input_affine_folds_the_normalization() {
     // Every digits pixel (0..=16, scale 1/16, s_in = 1/255): the integer map
     // gives the nearest int8 step of the normalized value.
     for x in 0..=16i64 {
-        let q = kiln_runtime::fixed::sat8(-128 + kiln_runtime::fixed::rq(256 * x, a.multiplier, a.shift));
+        let q = kiln_runtime::fixed::sat8(
+            -128 + kiln_runtime::fixed::rq(256 * x, a.multiplier, a.shift),
+        );
         let ideal = x as f64 / 16.0 / f64::from(1.0f32 / 255.0);
-        assert!((f64::from(q) + 128.0 - ideal).abs() <= 0.5 + 1e-6, "x = {x}: q = {q}, ideal {ideal}");
+        assert!(
+            (f64::from(q) + 128.0 - ideal).abs() <= 0.5 + 1e-6,
+            "x = {x}: q = {q}, ideal {ideal}"
+        );
     }
 }
 
 #[test]
 fn tables_are_monotonic_and_exact() {
-    let pre = ActivationParams { scale: 0.0625, zero_point: 0 };
-    let tanh = activation_table(TableFunction::Tanh, pre, ActivationParams { scale: 1.0 / 128.0, zero_point: 0 });
-    let sigmoid = activation_table(TableFunction::Sigmoid, pre, ActivationParams { scale: 1.0 / 256.0, zero_point: -128 });
+    let pre = ActivationParams {
+        scale: 0.0625,
+        zero_point: 0,
+    };
+    let tanh = activation_table(
+        TableFunction::Tanh,
+        pre,
+        ActivationParams {
+            scale: 1.0 / 128.0,
+            zero_point: 0,
+        },
+    );
+    let sigmoid = activation_table(
+        TableFunction::Sigmoid,
+        pre,
+        ActivationParams {
+            scale: 1.0 / 256.0,
+            zero_point: -128,
+        },
+    );
     for table in [&tanh, &sigmoid] {
         assert!(table.windows(2).all(|w| w[0] <= w[1]), "{table:?}");
     }
     let at = |table: &[i8; 256], q: i32| table[(q + 128) as usize];
     // tanh(0) = 0; tanh(1) * 128 = 97.48 -> 97; saturates at both ends.
-    assert_eq!([at(&tanh, 0), at(&tanh, 16), at(&tanh, -16), at(&tanh, 127), at(&tanh, -128)], [0, 97, -97, 127, -128]);
+    assert_eq!(
+        [
+            at(&tanh, 0),
+            at(&tanh, 16),
+            at(&tanh, -16),
+            at(&tanh, 127),
+            at(&tanh, -128)
+        ],
+        [0, 97, -97, 127, -128]
+    );
     // sigmoid(0) * 256 - 128 = 0; sigmoid(1) * 256 = 187.15 -> 187 - 128 = 59; sigmoid(-8) * 256 = 0.086 -> -128.
-    assert_eq!([at(&sigmoid, 0), at(&sigmoid, 16), at(&sigmoid, -128)], [0, 59, -128]);
+    assert_eq!(
+        [at(&sigmoid, 0), at(&sigmoid, 16), at(&sigmoid, -128)],
+        [0, 59, -128]
+    );
     // Leaky relu, alpha 1/8, pre and out scale 0.5: q = -8 -> -4 * 0.125 = -0.5 -> -1;
     // q = -4 -> -0.25 -> -0.5 steps -> 0 (to even); q = -12 -> -0.75 -> -1.5 -> -2.
-    let half = ActivationParams { scale: 0.5, zero_point: 0 };
+    let half = ActivationParams {
+        scale: 0.5,
+        zero_point: 0,
+    };
     let leaky = activation_table(TableFunction::LeakyRelu { alpha: 0.125 }, half, half);
-    assert_eq!([at(&leaky, -8), at(&leaky, -4), at(&leaky, -12), at(&leaky, 10), at(&leaky, 127)], [-1, 0, -2, 10, 127]);
+    assert_eq!(
+        [
+            at(&leaky, -8),
+            at(&leaky, -4),
+            at(&leaky, -12),
+            at(&leaky, 10),
+            at(&leaky, 127)
+        ],
+        [-1, 0, -2, 10, 127]
+    );
     // Zero points shift the index and the value.
-    let shifted = activation_table(TableFunction::Tanh, ActivationParams { scale: 0.0625, zero_point: 10 }, ActivationParams { scale: 1.0 / 128.0, zero_point: -5 });
+    let shifted = activation_table(
+        TableFunction::Tanh,
+        ActivationParams {
+            scale: 0.0625,
+            zero_point: 10,
+        },
+        ActivationParams {
+            scale: 1.0 / 128.0,
+            zero_point: -5,
+        },
+    );
     assert_eq!(at(&shifted, 10), -5);
     assert_eq!(at(&shifted, 26), 92);
 }

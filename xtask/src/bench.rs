@@ -15,8 +15,34 @@ struct Config {
 }
 
 const CONFIGS: &[Config] = &[
-    Config { name: "classic sgd, 5 epochs", flags: &["--hidden", "128", "--optimizer", "sgd", "--lr", "0.01", "--batch", "64", "--epochs", "5"] },
-    Config { name: "adam, 20 epochs", flags: &["--hidden", "128", "--optimizer", "adam", "--batch", "64", "--epochs", "20"] },
+    Config {
+        name: "classic sgd, 5 epochs",
+        flags: &[
+            "--hidden",
+            "128",
+            "--optimizer",
+            "sgd",
+            "--lr",
+            "0.01",
+            "--batch",
+            "64",
+            "--epochs",
+            "5",
+        ],
+    },
+    Config {
+        name: "adam, 20 epochs",
+        flags: &[
+            "--hidden",
+            "128",
+            "--optimizer",
+            "adam",
+            "--batch",
+            "64",
+            "--epochs",
+            "20",
+        ],
+    },
 ];
 
 pub fn run(args: &[String]) -> Result<()> {
@@ -27,14 +53,35 @@ pub fn run(args: &[String]) -> Result<()> {
     while let Some(flag) = iter.next() {
         match flag.as_str() {
             "--mnist" => mnist = PathBuf::from(iter.next().context("--mnist needs a folder")?),
-            "--only" => only = Some(iter.next().context("--only needs 1 or 2")?.parse::<usize>()?.saturating_sub(1)),
-            other => bail!("cargo xtask bench-train: unknown flag {other}; expected --mnist DIR or --only 1|2"),
+            "--only" => {
+                only = Some(
+                    iter.next()
+                        .context("--only needs 1 or 2")?
+                        .parse::<usize>()?
+                        .saturating_sub(1),
+                )
+            }
+            other => bail!(
+                "cargo xtask bench-train: unknown flag {other}; expected --mnist DIR or --only 1|2"
+            ),
         }
     }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(&cargo).current_dir(&root).args(["build", "--release", "--package", "kiln-trainer", "--bin", "kiln"]).status()?;
+    let status = Command::new(&cargo)
+        .current_dir(&root)
+        .args([
+            "build",
+            "--release",
+            "--package",
+            "kiln-trainer",
+            "--bin",
+            "kiln",
+        ])
+        .status()?;
     ensure!(status.success(), "the release build failed");
-    let target_dir = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
     let kiln = target_dir.join("release/kiln");
     let mut rows = Vec::new();
     for (idx, config) in CONFIGS.iter().enumerate() {
@@ -43,19 +90,41 @@ pub fn run(args: &[String]) -> Result<()> {
         }
         let out = root.join(format!("kiln-out/bench-{idx}"));
         let mut command = Command::new(&kiln);
-        command.arg("train").arg("--data").arg(format!("mnist:{}", mnist.display())).args(config.flags);
+        command
+            .arg("train")
+            .arg("--data")
+            .arg(format!("mnist:{}", mnist.display()))
+            .args(config.flags);
         command.args(["--quiet", "--json", "-o"]).arg(&out);
-        println!("$ kiln train --data mnist:{} {} -o {}", mnist.display(), config.flags.join(" "), out.display());
+        println!(
+            "$ kiln train --data mnist:{} {} -o {}",
+            mnist.display(),
+            config.flags.join(" "),
+            out.display()
+        );
         let output = command.output().context("cannot run kiln")?;
         let stdout = String::from_utf8_lossy(&output.stdout);
-        ensure!(output.status.success(), "{}: kiln failed: {}", config.name, String::from_utf8_lossy(&output.stderr));
-        let report: serde_json::Value = serde_json::from_str(&stdout).context("kiln --json printed no JSON")?;
-        let seconds = report["seconds_per_epoch"].as_f64().context("no seconds_per_epoch")?;
-        let accuracy = report["test_accuracy"].as_f64().context("no test_accuracy")?;
+        ensure!(
+            output.status.success(),
+            "{}: kiln failed: {}",
+            config.name,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let report: serde_json::Value =
+            serde_json::from_str(&stdout).context("kiln --json printed no JSON")?;
+        let seconds = report["seconds_per_epoch"]
+            .as_f64()
+            .context("no seconds_per_epoch")?;
+        let accuracy = report["test_accuracy"]
+            .as_f64()
+            .context("no test_accuracy")?;
         let max_diff = report["check"]["max_abs_diff"].as_f64().unwrap_or(f64::NAN);
         rows.push((config.name, seconds, accuracy, max_diff));
     }
-    println!("\n{:<24} {:>14} {:>14} {:>16}", "configuration", "s per epoch", "test accuracy", "tract max|diff|");
+    println!(
+        "\n{:<24} {:>14} {:>14} {:>16}",
+        "configuration", "s per epoch", "test accuracy", "tract max|diff|"
+    );
     for (name, seconds, accuracy, max_diff) in rows {
         println!("{name:<24} {seconds:>14.3} {accuracy:>14.4} {max_diff:>16.2e}");
     }

@@ -18,20 +18,29 @@ pub struct CiOptions {
 }
 
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_owned()
 }
 
 impl CiOptions {
     pub fn parse(args: &[String]) -> Result<Self> {
         let root = workspace_root();
         let mut options = CiOptions {
-            python: std::env::var_os("KILN_PYTHON").map(PathBuf::from).unwrap_or_else(|| root.join(".venv/bin/python")),
+            python: std::env::var_os("KILN_PYTHON")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| root.join(".venv/bin/python")),
             mnist: root.join("../shared/data/mnist"),
             out: root.join("kiln-out/ci"),
         };
         let mut iter = args.iter();
         while let Some(flag) = iter.next() {
-            let mut value = || iter.next().map(PathBuf::from).with_context(|| format!("{flag} needs a value"));
+            let mut value = || {
+                iter.next()
+                    .map(PathBuf::from)
+                    .with_context(|| format!("{flag} needs a value"))
+            };
             match flag.as_str() {
                 "--python" => options.python = value()?,
                 "--mnist" => options.mnist = value()?,
@@ -48,7 +57,15 @@ fn kiln(args: &[&str]) -> Result<std::process::Output> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let output = Command::new(cargo)
         .current_dir(workspace_root())
-        .args(["run", "--quiet", "--package", "kiln-trainer", "--bin", "kiln", "--"])
+        .args([
+            "run",
+            "--quiet",
+            "--package",
+            "kiln-trainer",
+            "--bin",
+            "kiln",
+            "--",
+        ])
         .args(args)
         .output()
         .context("cannot run cargo")?;
@@ -62,7 +79,11 @@ fn kiln_ok(args: &[&str]) -> Result<serde_json::Value> {
     let stderr = String::from_utf8_lossy(&output.stderr);
     let stdout = String::from_utf8_lossy(&output.stdout);
     if !output.status.success() {
-        bail!("kiln {} failed ({}):\n{stdout}\n{stderr}", args.join(" "), output.status);
+        bail!(
+            "kiln {} failed ({}):\n{stdout}\n{stderr}",
+            args.join(" "),
+            output.status
+        );
     }
     print!("{stdout}");
     Ok(serde_json::from_str(&stdout).unwrap_or(serde_json::Value::Null))
@@ -80,7 +101,11 @@ fn write_synthetic_csv(path: &Path, n_rows: usize, regression_target: bool) -> R
         state ^= state << 17;
         (state >> 11) as f64 / (1u64 << 53) as f64
     };
-    let mut text = String::from(if regression_target { "width_mm,height_adc,noise,height_m,class\n" } else { "width_mm,height_adc,noise,class\n" });
+    let mut text = String::from(if regression_target {
+        "width_mm,height_adc,noise,height_m,class\n"
+    } else {
+        "width_mm,height_adc,noise,class\n"
+    });
     for row_idx in 0..n_rows {
         let class = row_idx % 3;
         let width_mm = (100.0 * (class as f64 + uniform() * 1.2)).round();
@@ -88,7 +113,9 @@ fn write_synthetic_csv(path: &Path, n_rows: usize, regression_target: bool) -> R
         let noise = (uniform() * 1000.0).round();
         if regression_target {
             let height_m = height_adc / 100_000.0;
-            text.push_str(&format!("{width_mm},{height_adc},{noise},{height_m:.5},{class}\n"));
+            text.push_str(&format!(
+                "{width_mm},{height_adc},{noise},{height_m:.5},{class}\n"
+            ));
         } else {
             text.push_str(&format!("{width_mm},{height_adc},{noise},{class}\n"));
         }
@@ -104,19 +131,56 @@ pub fn run(options: &CiOptions) -> Result<()> {
     std::fs::create_dir_all(out)?;
     let path = |p: &Path| p.to_string_lossy().into_owned();
 
+    // 0. Formatting, so style never reaches review.
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    println!("$ cargo fmt --all --check");
+    let status = Command::new(&cargo)
+        .current_dir(workspace_root())
+        .args(["fmt", "--all", "--check"])
+        .status()
+        .context("cannot run cargo fmt")?;
+    ensure!(
+        status.success(),
+        "cargo fmt --all --check found unformatted code: run `cargo fmt --all`"
+    );
+
     // 1. The README's main job, on the bundled digits.
     let demo_dir = out.join("demo");
     let demo = kiln_ok(&["demo", "-o", &path(&demo_dir), "--quiet", "--json"])?;
-    let accuracy = demo["test_accuracy"].as_f64().context("demo --json has no test_accuracy")?;
-    ensure!(accuracy >= 0.95, "demo test accuracy {accuracy} is below 0.95");
-    ensure!(demo["check_passed"] == true, "demo: the tract check did not pass");
-    ensure!(demo["quantization"]["tract_passed"] == true, "demo: tract on the QDQ file disagrees with kiln-runtime");
-    let int8 = demo["quantization"]["int8_accuracy"].as_f64().context("demo --json has no int8_accuracy")?;
-    ensure!(int8 >= accuracy - 0.01, "demo: int8 accuracy {int8} is more than a point below float {accuracy}");
+    let accuracy = demo["test_accuracy"]
+        .as_f64()
+        .context("demo --json has no test_accuracy")?;
+    ensure!(
+        accuracy >= 0.95,
+        "demo test accuracy {accuracy} is below 0.95"
+    );
+    ensure!(
+        demo["check_passed"] == true,
+        "demo: the tract check did not pass"
+    );
+    ensure!(
+        demo["quantization"]["tract_passed"] == true,
+        "demo: tract on the QDQ file disagrees with kiln-runtime"
+    );
+    let int8 = demo["quantization"]["int8_accuracy"]
+        .as_f64()
+        .context("demo --json has no int8_accuracy")?;
+    ensure!(
+        int8 >= accuracy - 0.01,
+        "demo: int8 accuracy {int8} is more than a point below float {accuracy}"
+    );
 
     // 2. The same model at the newest opset, with probabilities, checked again.
     let opset21 = demo_dir.join("opset21.onnx");
-    kiln_ok(&["export", &path(&demo_dir.join("model.json")), "-o", &path(&opset21), "--opset", "21", "--probabilities"])?;
+    kiln_ok(&[
+        "export",
+        &path(&demo_dir.join("model.json")),
+        "-o",
+        &path(&opset21),
+        "--opset",
+        "21",
+        "--probabilities",
+    ])?;
     kiln_ok(&["check", &path(&opset21), "--save-reference"])?;
 
     // 3. CSV with a header, standardisation, leaky-relu, SGD with Nesterov, a step schedule, opset 17.
@@ -125,15 +189,57 @@ pub fn run(options: &CiOptions) -> Result<()> {
     let csv = csv_dir.join("synthetic.csv");
     write_synthetic_csv(&csv, 600, false)?;
     let csv_run = kiln_ok(&[
-        "train", "--data", &format!("csv:{}", path(&csv)), "--hidden", "16,8", "--activation", "leaky-relu",
-        "--normalize", "standardize", "--optimizer", "sgd", "--momentum", "0.9", "--nesterov", "--lr", "0.05",
-        "--schedule", "step", "--step-size", "10", "--gamma", "0.5", "--epochs", "30", "--batch", "16",
-        "--opset", "17", "--probabilities", "-o", &path(&csv_dir), "--quiet", "--json",
+        "train",
+        "--data",
+        &format!("csv:{}", path(&csv)),
+        "--hidden",
+        "16,8",
+        "--activation",
+        "leaky-relu",
+        "--normalize",
+        "standardize",
+        "--optimizer",
+        "sgd",
+        "--momentum",
+        "0.9",
+        "--nesterov",
+        "--lr",
+        "0.05",
+        "--schedule",
+        "step",
+        "--step-size",
+        "10",
+        "--gamma",
+        "0.5",
+        "--epochs",
+        "30",
+        "--batch",
+        "16",
+        "--opset",
+        "17",
+        "--probabilities",
+        "-o",
+        &path(&csv_dir),
+        "--quiet",
+        "--json",
     ])?;
-    ensure!(csv_run["check_passed"] == true, "csv run: the tract check did not pass");
+    ensure!(
+        csv_run["check_passed"] == true,
+        "csv run: the tract check did not pass"
+    );
     // Standardisation and a leaky-relu table in int8.
-    let csv_quant = kiln_ok(&["quantize", &path(&csv_dir.join("model.json")), "-o", &path(&csv_dir), "--quiet", "--json"])?;
-    ensure!(csv_quant["tract_passed"] == true, "csv quantize: tract on the QDQ file disagrees with kiln-runtime");
+    let csv_quant = kiln_ok(&[
+        "quantize",
+        &path(&csv_dir.join("model.json")),
+        "-o",
+        &path(&csv_dir),
+        "--quiet",
+        "--json",
+    ])?;
+    ensure!(
+        csv_quant["tract_passed"] == true,
+        "csv quantize: tract on the QDQ file disagrees with kiln-runtime"
+    );
 
     // 4. Regression with tanh, a sigmoid output and AdamW, opset 19.
     let reg_dir = out.join("regression");
@@ -141,40 +247,122 @@ pub fn run(options: &CiOptions) -> Result<()> {
     let reg_csv = reg_dir.join("regression.csv");
     write_synthetic_csv(&reg_csv, 300, true)?;
     let reg_run = kiln_ok(&[
-        "train", "--data", &format!("csv:{}", path(&reg_csv)), "--label-column", "3", "--loss", "mse",
-        "--activation", "tanh", "--output-activation", "sigmoid", "--optimizer", "adamw", "--weight-decay", "0.01",
-        "--schedule", "cosine", "--hidden", "12", "--epochs", "20", "--opset", "19", "-o", &path(&reg_dir), "--quiet", "--json",
+        "train",
+        "--data",
+        &format!("csv:{}", path(&reg_csv)),
+        "--label-column",
+        "3",
+        "--loss",
+        "mse",
+        "--activation",
+        "tanh",
+        "--output-activation",
+        "sigmoid",
+        "--optimizer",
+        "adamw",
+        "--weight-decay",
+        "0.01",
+        "--schedule",
+        "cosine",
+        "--hidden",
+        "12",
+        "--epochs",
+        "20",
+        "--opset",
+        "19",
+        "-o",
+        &path(&reg_dir),
+        "--quiet",
+        "--json",
     ])?;
-    ensure!(reg_run["check_passed"] == true, "regression run: the tract check did not pass");
+    ensure!(
+        reg_run["check_passed"] == true,
+        "regression run: the tract check did not pass"
+    );
 
     // 5. MNIST, one epoch of the classic configuration, checked on all 10,000 test images.
-    if options.mnist.join("t10k-images-idx3-ubyte.gz").exists() || options.mnist.join("t10k-images-idx3-ubyte").exists() {
+    if options.mnist.join("t10k-images-idx3-ubyte.gz").exists()
+        || options.mnist.join("t10k-images-idx3-ubyte").exists()
+    {
         let mnist_dir = out.join("mnist");
         let mnist = kiln_ok(&[
-            "train", "--data", &format!("mnist:{}", path(&options.mnist)), "--hidden", "128", "--optimizer", "sgd",
-            "--lr", "0.01", "--batch", "64", "--epochs", "1", "-o", &path(&mnist_dir), "--quiet", "--json",
+            "train",
+            "--data",
+            &format!("mnist:{}", path(&options.mnist)),
+            "--hidden",
+            "128",
+            "--optimizer",
+            "sgd",
+            "--lr",
+            "0.01",
+            "--batch",
+            "64",
+            "--epochs",
+            "1",
+            "-o",
+            &path(&mnist_dir),
+            "--quiet",
+            "--json",
         ])?;
-        let accuracy = mnist["test_accuracy"].as_f64().context("mnist --json has no test_accuracy")?;
-        ensure!(accuracy >= 0.85, "MNIST after one classic epoch: test accuracy {accuracy} is below 0.85");
-        ensure!(mnist["check_passed"] == true, "mnist: the tract check did not pass");
-        let quant = kiln_ok(&["quantize", &path(&mnist_dir.join("model.json")), "-o", &path(&mnist_dir), "--quiet", "--json"])?;
-        ensure!(quant["tract_passed"] == true, "mnist quantize: tract on the QDQ file disagrees with kiln-runtime");
-        let int8 = quant["int8_accuracy"].as_f64().context("quantize --json has no int8_accuracy")?;
-        ensure!(int8 >= accuracy - 0.005, "MNIST int8 accuracy {int8} is more than half a point below float {accuracy}");
+        let accuracy = mnist["test_accuracy"]
+            .as_f64()
+            .context("mnist --json has no test_accuracy")?;
+        ensure!(
+            accuracy >= 0.85,
+            "MNIST after one classic epoch: test accuracy {accuracy} is below 0.85"
+        );
+        ensure!(
+            mnist["check_passed"] == true,
+            "mnist: the tract check did not pass"
+        );
+        let quant = kiln_ok(&[
+            "quantize",
+            &path(&mnist_dir.join("model.json")),
+            "-o",
+            &path(&mnist_dir),
+            "--quiet",
+            "--json",
+        ])?;
+        ensure!(
+            quant["tract_passed"] == true,
+            "mnist quantize: tract on the QDQ file disagrees with kiln-runtime"
+        );
+        let int8 = quant["int8_accuracy"]
+            .as_f64()
+            .context("quantize --json has no int8_accuracy")?;
+        ensure!(
+            int8 >= accuracy - 0.005,
+            "MNIST int8 accuracy {int8} is more than half a point below float {accuracy}"
+        );
         // The blob alone, as firmware would load it, on the host.
-        kiln_ok(&["run", &path(&mnist_dir.join("model.kiln")), "--data", &format!("mnist:{}", path(&options.mnist))])?;
+        kiln_ok(&[
+            "run",
+            &path(&mnist_dir.join("model.kiln")),
+            "--data",
+            &format!("mnist:{}", path(&options.mnist)),
+        ])?;
     } else {
-        println!("note: {} has no MNIST files; the MNIST conformance run is skipped", options.mnist.display());
+        println!(
+            "note: {} has no MNIST files; the MNIST conformance run is skipped",
+            options.mnist.display()
+        );
     }
 
     // 6. The independent oracle over every ONNX file written above.
-    println!("$ {} xtask/scripts/onnx_oracle.py {}", options.python.display(), out.display());
+    println!(
+        "$ {} xtask/scripts/onnx_oracle.py {}",
+        options.python.display(),
+        out.display()
+    );
     let status = Command::new(&options.python)
         .arg(workspace_root().join("xtask/scripts/onnx_oracle.py"))
         .arg(out)
         .status()
         .with_context(|| format!("cannot run {} (create the venv with xtask/scripts/requirements.txt, or pass --python)", options.python.display()))?;
-    ensure!(status.success(), "the onnx/onnxruntime oracle found a mismatch");
+    ensure!(
+        status.success(),
+        "the onnx/onnxruntime oracle found a mismatch"
+    );
     println!("cargo xtask ci: all conformance checks passed");
     Ok(())
 }

@@ -14,15 +14,39 @@ const TARGET: &str = "thumbv6m-none-eabi";
 fn cargo(args: &[&str]) -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     println!("$ cargo {}", args.join(" "));
-    let status = Command::new(cargo).current_dir(workspace_root()).args(args).status().context("cannot run cargo")?;
-    ensure!(status.success(), "cargo {} failed (is the target installed? `rustup target add {TARGET}`)", args.join(" "));
+    let status = Command::new(cargo)
+        .current_dir(workspace_root())
+        .args(args)
+        .status()
+        .context("cannot run cargo")?;
+    ensure!(
+        status.success(),
+        "cargo {} failed (is the target installed? `rustup target add {TARGET}`)",
+        args.join(" ")
+    );
     Ok(())
 }
 
 pub fn run() -> Result<()> {
     cargo(&["build", "--package", "kiln-runtime", "--target", TARGET])?;
-    cargo(&["build", "--package", "kiln-runtime", "--features", "f32-output", "--release", "--target", TARGET])?;
-    cargo(&["build", "--release", "--target", TARGET, "--manifest-path", "runtime-nostd/nopanic-check/Cargo.toml"])?;
+    cargo(&[
+        "build",
+        "--package",
+        "kiln-runtime",
+        "--features",
+        "f32-output",
+        "--release",
+        "--target",
+        TARGET,
+    ])?;
+    cargo(&[
+        "build",
+        "--release",
+        "--target",
+        TARGET,
+        "--manifest-path",
+        "runtime-nostd/nopanic-check/Cargo.toml",
+    ])?;
     println!("cargo xtask nostd: kiln-runtime builds for {TARGET} and has no reachable panic");
     Ok(())
 }

@@ -6,7 +6,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
-#[command(name = "kiln", version, about = "Train an MLP, export it to ONNX, and prove the file with tract.")]
+#[command(
+    name = "kiln",
+    version,
+    about = "Train an MLP, export it to ONNX, and prove the file with tract."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -28,7 +28,9 @@ impl CheckFailed {
             path: report.onnx_path.clone(),
             max_abs_diff: report.max_abs_diff,
             limit: check::MAX_ABS_DIFF,
-            agree: report.argmax_agreements.map_or("n/a".into(), |a| format!("{a}/{}", report.n_samples)),
+            agree: report
+                .argmax_agreements
+                .map_or("n/a".into(), |a| format!("{a}/{}", report.n_samples)),
         }
     }
 }
@@ -65,7 +67,10 @@ pub struct TrainSummary {
 }
 
 fn architecture(model: &ModelFile) -> String {
-    let widths: Vec<String> = std::iter::once(model.n_inputs).chain(model.layers.iter().map(|l| l.n_outputs)).map(|w| w.to_string()).collect();
+    let widths: Vec<String> = std::iter::once(model.n_inputs)
+        .chain(model.layers.iter().map(|l| l.n_outputs))
+        .map(|w| w.to_string())
+        .collect();
     let hidden = model.config.activation;
     format!("{} {hidden}", widths.join("-"))
 }
@@ -73,7 +78,9 @@ fn architecture(model: &ModelFile) -> String {
 fn weight_decay(optimizer: &crate::nn::optim::OptimizerConfig) -> f32 {
     use crate::nn::optim::OptimizerConfig;
     match *optimizer {
-        OptimizerConfig::Sgd { weight_decay, .. } | OptimizerConfig::Adam { weight_decay, .. } | OptimizerConfig::AdamW { weight_decay, .. } => weight_decay,
+        OptimizerConfig::Sgd { weight_decay, .. }
+        | OptimizerConfig::Adam { weight_decay, .. }
+        | OptimizerConfig::AdamW { weight_decay, .. } => weight_decay,
     }
 }
 
@@ -82,31 +89,67 @@ fn load_data(spec: &DataSpec, options: &DataOptions) -> Result<Split> {
 }
 
 /// Trains per `plan` on `split`, writes the model and ONNX files, checks them.
-fn train_export_check(command: &'static str, plan: &TrainPlan, split: &Split, resume: Option<ModelFile>) -> Result<(TrainSummary, ModelFile)> {
-    std::fs::create_dir_all(&plan.out_dir).with_context(|| format!("{}: cannot create the output folder", plan.out_dir.display()))?;
+fn train_export_check(
+    command: &'static str,
+    plan: &TrainPlan,
+    split: &Split,
+    resume: Option<ModelFile>,
+) -> Result<(TrainSummary, ModelFile)> {
+    std::fs::create_dir_all(&plan.out_dir).with_context(|| {
+        format!(
+            "{}: cannot create the output folder",
+            plan.out_dir.display()
+        )
+    })?;
     let model_path = plan.out_dir.join("model.json");
     let onnx_path = plan.out_dir.join("model.onnx");
     let mut progress = Progress::new(plan.output.quiet);
     let epochs_before = resume.as_ref().map_or(0, |m| m.state.epochs_done);
     let mut checkpoint = |model: &ModelFile| model.save(&model_path).map_err(|e| e.to_string());
-    let model = train::train(split, &plan.data_spec, &plan.data_options, &plan.config, resume, &mut progress, &mut checkpoint)
-        .map_err(|error| match error {
-            // Name the file that holds the last good model.
-            train::TrainError::Diverged { .. } => anyhow::Error::new(error).context(format!("{}: training stopped", model_path.display())),
-            other => other.into(),
-        })?;
+    let model = train::train(
+        split,
+        &plan.data_spec,
+        &plan.data_options,
+        &plan.config,
+        resume,
+        &mut progress,
+        &mut checkpoint,
+    )
+    .map_err(|error| match error {
+        // Name the file that holds the last good model.
+        train::TrainError::Diverged { .. } => {
+            anyhow::Error::new(error).context(format!("{}: training stopped", model_path.display()))
+        }
+        other => other.into(),
+    })?;
 
     let run_epochs = &model.state.history[epochs_before.min(model.state.history.len())..];
-    let seconds_per_epoch = if run_epochs.is_empty() { 0.0 } else { run_epochs.iter().map(|r| r.seconds).sum::<f64>() / run_epochs.len() as f64 };
+    let seconds_per_epoch = if run_epochs.is_empty() {
+        0.0
+    } else {
+        run_epochs.iter().map(|r| r.seconds).sum::<f64>() / run_epochs.len() as f64
+    };
     let test_features = model.normalization.apply(&split.test);
-    let (test_loss, test_accuracy) = train::evaluate(&model.mlp(), &test_features, &split.test.targets, model.config.loss);
+    let (test_loss, test_accuracy) = train::evaluate(
+        &model.mlp(),
+        &test_features,
+        &split.test.targets,
+        model.config.loss,
+    );
 
-    export::write_onnx(&model, plan.export, &onnx_path).with_context(|| format!("{}: cannot export", onnx_path.display()))?;
-    let mut files = Files { model: Some(model_path), onnx: Some(onnx_path.clone()), ..Files::default() };
+    export::write_onnx(&model, plan.export, &onnx_path)
+        .with_context(|| format!("{}: cannot export", onnx_path.display()))?;
+    let mut files = Files {
+        model: Some(model_path),
+        onnx: Some(onnx_path.clone()),
+        ..Files::default()
+    };
     let report = if plan.check {
         let (report, trainer_outputs) = check::check(&onnx_path, &model, &split.test)?;
         let (input, logits) = check::save_reference(&onnx_path, &split.test, &trainer_outputs)
-            .with_context(|| format!("{}: cannot save the reference outputs", onnx_path.display()))?;
+            .with_context(|| {
+                format!("{}: cannot save the reference outputs", onnx_path.display())
+            })?;
         files.reference_input = Some(input);
         files.reference_logits = Some(logits);
         Some(report)
@@ -129,7 +172,11 @@ fn train_export_check(command: &'static str, plan: &TrainPlan, split: &Split, re
         epochs: model.state.epochs_done,
         stopped_early: model.state.stopped_early,
         seconds_per_epoch,
-        train_loss: model.state.history.last().map_or(f64::NAN, |r| r.train_loss),
+        train_loss: model
+            .state
+            .history
+            .last()
+            .map_or(f64::NAN, |r| r.train_loss),
         test_loss,
         test_accuracy,
         check_passed: report.as_ref().map(CheckReport::passed),
@@ -147,9 +194,27 @@ fn print_summary(summary: &TrainSummary, json: bool) -> Result<()> {
     }
     let mut rows: Vec<(&str, String)> = vec![
         ("data", summary.data.clone()),
-        ("model", format!("{} ({} parameters)", summary.architecture, summary.n_parameters)),
+        (
+            "model",
+            format!(
+                "{} ({} parameters)",
+                summary.architecture, summary.n_parameters
+            ),
+        ),
         ("optimizer", summary.optimizer.clone()),
-        ("epochs", format!("{}{} at {:.3} s per epoch", summary.epochs, if summary.stopped_early { " (stopped early)" } else { "" }, summary.seconds_per_epoch)),
+        (
+            "epochs",
+            format!(
+                "{}{} at {:.3} s per epoch",
+                summary.epochs,
+                if summary.stopped_early {
+                    " (stopped early)"
+                } else {
+                    ""
+                },
+                summary.seconds_per_epoch
+            ),
+        ),
         ("train loss", format!("{:.4}", summary.train_loss)),
         ("test loss", format!("{:.4}", summary.test_loss)),
     ];
@@ -162,7 +227,11 @@ fn print_summary(summary: &TrainSummary, json: bool) -> Result<()> {
     if let Some(quant) = &summary.quantization {
         rows.extend(quant.rows());
     }
-    let quant_files = summary.quantization.as_ref().map(|q| q.files.clone()).unwrap_or_default();
+    let quant_files = summary
+        .quantization
+        .as_ref()
+        .map(|q| q.files.clone())
+        .unwrap_or_default();
     for (label, path) in [
         ("model file", &summary.files.model),
         ("onnx file", &summary.files.onnx),
@@ -183,7 +252,12 @@ fn print_summary(summary: &TrainSummary, json: bool) -> Result<()> {
 }
 
 fn check_line(report: &CheckReport) -> String {
-    let mut line = format!("{} on {} samples: max |diff| {:.2e}", if report.passed() { "PASS" } else { "FAIL" }, report.n_samples, report.max_abs_diff);
+    let mut line = format!(
+        "{} on {} samples: max |diff| {:.2e}",
+        if report.passed() { "PASS" } else { "FAIL" },
+        report.n_samples,
+        report.max_abs_diff
+    );
     if let Some(agree) = report.argmax_agreements {
         line.push_str(&format!(", argmax agrees {agree}/{}", report.n_samples));
     }
@@ -198,17 +272,24 @@ fn finish(summary: &TrainSummary, json: bool) -> Result<()> {
     if let Some(report) = summary.check.as_ref().filter(|report| !report.passed()) {
         return Err(CheckFailed::from_report(report).into());
     }
-    summary.quantization.as_ref().map_or(Ok(()), super::quantize::QuantSummary::verdict)
+    summary
+        .quantization
+        .as_ref()
+        .map_or(Ok(()), super::quantize::QuantSummary::verdict)
 }
 
 pub fn train(args: &TrainArgs) -> Result<()> {
     let mut plan = TrainPlan::from_args(args)?;
     let resume = if plan.resume {
         let model_path = plan.out_dir.join("model.json");
-        let saved = ModelFile::load(&model_path).context("--resume needs the model file of an earlier run")?;
+        let saved = ModelFile::load(&model_path)
+            .context("--resume needs the model file of an earlier run")?;
         plan.data_spec = saved.data.clone();
         plan.data_options = saved.data_options.clone();
-        plan.config = TrainConfig { epochs: args.epochs.unwrap_or(saved.config.epochs), ..saved.config.clone() };
+        plan.config = TrainConfig {
+            epochs: args.epochs.unwrap_or(saved.config.epochs),
+            ..saved.config.clone()
+        };
         Some(saved)
     } else {
         None
@@ -221,7 +302,15 @@ pub fn train(args: &TrainArgs) -> Result<()> {
 pub fn demo(args: &DemoArgs) -> Result<()> {
     // A configuration that fits the bundled digits in about a second.
     let train_args = TrainArgs {
-        data: DataArgs { data: None, test_data: None, label_column: None, header: None, classes: None, test_split: None, split_seed: None },
+        data: DataArgs {
+            data: None,
+            test_data: None,
+            label_column: None,
+            header: None,
+            classes: None,
+            test_split: None,
+            split_seed: None,
+        },
         hidden: Some("128".into()),
         activation: None,
         output_activation: None,
@@ -248,7 +337,10 @@ pub fn demo(args: &DemoArgs) -> Result<()> {
         out: args.out.clone(),
         resume: false,
         no_check: false,
-        onnx: OnnxArgs { opset: kiln_onnx::builder::MIN_OPSET, probabilities: false },
+        onnx: OnnxArgs {
+            opset: kiln_onnx::builder::MIN_OPSET,
+            probabilities: false,
+        },
         output: args.output,
     };
     let plan = TrainPlan::from_args(&train_args)?;
@@ -271,8 +363,18 @@ pub fn demo(args: &DemoArgs) -> Result<()> {
 pub fn export(args: &ExportArgs) -> Result<()> {
     let options: ExportOptions = export_options(&args.onnx)?;
     let model = ModelFile::load(&args.model)?;
-    export::write_onnx(&model, options, &args.out).with_context(|| format!("{}: cannot export", args.out.display()))?;
-    println!("wrote {} (opset {}{})", args.out.display(), options.opset, if options.with_probabilities { ", with probabilities" } else { "" });
+    export::write_onnx(&model, options, &args.out)
+        .with_context(|| format!("{}: cannot export", args.out.display()))?;
+    println!(
+        "wrote {} (opset {}{})",
+        args.out.display(),
+        options.opset,
+        if options.with_probabilities {
+            ", with probabilities"
+        } else {
+            ""
+        }
+    );
     Ok(())
 }
 
@@ -291,11 +393,19 @@ struct CheckSummary<'a> {
 }
 
 pub fn check(args: &CheckArgs) -> Result<()> {
-    let model_path = args.model.clone().unwrap_or_else(|| sibling_model(&args.onnx));
+    let model_path = args
+        .model
+        .clone()
+        .unwrap_or_else(|| sibling_model(&args.onnx));
     if !args.onnx.exists() {
-        return Err(check::CheckError::Load { path: args.onnx.clone(), detail: "no such file".into() }.into());
+        return Err(check::CheckError::Load {
+            path: args.onnx.clone(),
+            detail: "no such file".into(),
+        }
+        .into());
     }
-    let model = ModelFile::load(&model_path).context("kiln check compares with the trainer's model file (--model)")?;
+    let model = ModelFile::load(&model_path)
+        .context("kiln check compares with the trainer's model file (--model)")?;
     let (spec, options) = if args.data.data.is_some() {
         data_config(&args.data, model.config.loss)?
     } else {
@@ -306,12 +416,20 @@ pub fn check(args: &CheckArgs) -> Result<()> {
     let mut files = Files::default();
     if args.save_reference {
         let (input, logits) = check::save_reference(&args.onnx, &split.test, &trainer_outputs)
-            .with_context(|| format!("{}: cannot save the reference outputs", args.onnx.display()))?;
+            .with_context(|| {
+                format!("{}: cannot save the reference outputs", args.onnx.display())
+            })?;
         files.reference_input = Some(input);
         files.reference_logits = Some(logits);
     }
     if args.output.json {
-        let summary = CheckSummary { command: "check", data: split.description.clone(), report: &report, passed: report.passed(), files };
+        let summary = CheckSummary {
+            command: "check",
+            data: split.description.clone(),
+            report: &report,
+            passed: report.passed(),
+            files,
+        };
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
         println!("kiln check {}", args.onnx.display());

@@ -37,9 +37,17 @@ pub struct TrainPlan {
 pub fn export_options(args: &OnnxArgs) -> Result<ExportOptions, UsageError> {
     let range = kiln_onnx::builder::MIN_OPSET..=kiln_onnx::builder::MAX_OPSET;
     if !range.contains(&args.opset) {
-        return Err(usage(format!("--opset: expected {} to {}, got {}", range.start(), range.end(), args.opset)));
+        return Err(usage(format!(
+            "--opset: expected {} to {}, got {}",
+            range.start(),
+            range.end(),
+            args.opset
+        )));
     }
-    Ok(ExportOptions { opset: args.opset, with_probabilities: args.probabilities })
+    Ok(ExportOptions {
+        opset: args.opset,
+        with_probabilities: args.probabilities,
+    })
 }
 
 /// The data source and reading options, with defaults filled in.
@@ -53,7 +61,11 @@ pub fn data_config(args: &DataArgs, loss: Loss) -> Result<(DataSpec, DataOptions
         options.label_column = if column == "last" {
             LabelColumn::Last
         } else {
-            LabelColumn::Index(column.parse().map_err(|_| usage(format!("--label-column: expected a 0-based column index or `last`, got {column:?}")))?)
+            LabelColumn::Index(column.parse().map_err(|_| {
+                usage(format!(
+                    "--label-column: expected a 0-based column index or `last`, got {column:?}"
+                ))
+            })?)
         };
     }
     if let Some(header) = args.header {
@@ -66,7 +78,9 @@ pub fn data_config(args: &DataArgs, loss: Loss) -> Result<(DataSpec, DataOptions
     options.test_data = args.test_data.clone();
     if let Some(fraction) = args.test_split {
         if !(fraction > 0.0 && fraction < 1.0) {
-            return Err(usage(format!("--test-split: expected a fraction between 0 and 1, got {fraction}")));
+            return Err(usage(format!(
+                "--test-split: expected a fraction between 0 and 1, got {fraction}"
+            )));
         }
         options.test_split = fraction;
     }
@@ -74,8 +88,12 @@ pub fn data_config(args: &DataArgs, loss: Loss) -> Result<(DataSpec, DataOptions
         options.split_seed = seed;
     }
     options.target = match loss {
-        Loss::CrossEntropy => TargetKind::Classes { n_classes: args.classes },
-        Loss::MeanSquaredError if args.classes.is_some() => TargetKind::Classes { n_classes: args.classes },
+        Loss::CrossEntropy => TargetKind::Classes {
+            n_classes: args.classes,
+        },
+        Loss::MeanSquaredError if args.classes.is_some() => TargetKind::Classes {
+            n_classes: args.classes,
+        },
         Loss::MeanSquaredError => TargetKind::Regression,
     };
     if args.classes.is_some_and(|k| k < 2) {
@@ -112,7 +130,9 @@ fn check_fraction(flag: &str, value: f32, low: f32, high: f32) -> Result<f32, Us
     if value.is_finite() && value >= low && value < high {
         Ok(value)
     } else {
-        Err(usage(format!("{flag}: expected a value in [{low}, {high}), got {value}")))
+        Err(usage(format!(
+            "{flag}: expected a value in [{low}, {high}), got {value}"
+        )))
     }
 }
 
@@ -120,13 +140,18 @@ fn check_fraction(flag: &str, value: f32, low: f32, high: f32) -> Result<f32, Us
 pub fn train_config(args: &TrainArgs) -> Result<TrainConfig, UsageError> {
     let leaky_alpha = check_fraction("--leaky-alpha", args.leaky_alpha.unwrap_or(0.01), 0.0, 1.0)?;
     let hidden_activation = activation(args.activation.unwrap_or(ActivationArg::Relu), leaky_alpha);
-    let output_activation = activation(args.output_activation.unwrap_or(ActivationArg::Identity), leaky_alpha);
+    let output_activation = activation(
+        args.output_activation.unwrap_or(ActivationArg::Identity),
+        leaky_alpha,
+    );
     let loss = match args.loss.unwrap_or(LossArg::CrossEntropy) {
         LossArg::CrossEntropy => Loss::CrossEntropy,
         LossArg::Mse => Loss::MeanSquaredError,
     };
     if loss == Loss::CrossEntropy && output_activation != Activation::Identity {
-        return Err(usage("--output-activation: cross-entropy applies softmax to the logits itself; use identity"));
+        return Err(usage(
+            "--output-activation: cross-entropy applies softmax to the logits itself; use identity",
+        ));
     }
     let init = match args.init {
         Some(InitArg::He) => Init::He,
@@ -142,14 +167,18 @@ pub fn train_config(args: &TrainArgs) -> Result<TrainConfig, UsageError> {
     // far inside the checks' tolerances. `--weight-decay 0` turns it off.
     let weight_decay = args.weight_decay.unwrap_or(DEFAULT_WEIGHT_DECAY);
     if !(weight_decay.is_finite() && weight_decay >= 0.0) {
-        return Err(usage(format!("--weight-decay: expected a non-negative number, got {weight_decay}")));
+        return Err(usage(format!(
+            "--weight-decay: expected a non-negative number, got {weight_decay}"
+        )));
     }
     let optimizer_arg = args.optimizer.unwrap_or(OptimizerArg::Adam);
     let beta1 = check_fraction("--beta1", args.beta1.unwrap_or(0.9), 0.0, 1.0)?;
     let beta2 = check_fraction("--beta2", args.beta2.unwrap_or(0.999), 0.0, 1.0)?;
     let epsilon = args.eps.unwrap_or(1e-8);
     if !(epsilon.is_finite() && epsilon > 0.0) {
-        return Err(usage(format!("--eps: expected a positive number, got {epsilon}")));
+        return Err(usage(format!(
+            "--eps: expected a positive number, got {epsilon}"
+        )));
     }
     let optimizer = match optimizer_arg {
         OptimizerArg::Sgd => OptimizerConfig::Sgd {
@@ -157,19 +186,43 @@ pub fn train_config(args: &TrainArgs) -> Result<TrainConfig, UsageError> {
             nesterov: args.nesterov,
             weight_decay,
         },
-        OptimizerArg::Adam => OptimizerConfig::Adam { beta1, beta2, epsilon, weight_decay },
-        OptimizerArg::Adamw => OptimizerConfig::AdamW { beta1, beta2, epsilon, weight_decay },
+        OptimizerArg::Adam => OptimizerConfig::Adam {
+            beta1,
+            beta2,
+            epsilon,
+            weight_decay,
+        },
+        OptimizerArg::Adamw => OptimizerConfig::AdamW {
+            beta1,
+            beta2,
+            epsilon,
+            weight_decay,
+        },
     };
-    if args.nesterov && !matches!(optimizer, OptimizerConfig::Sgd { momentum, .. } if momentum > 0.0) {
-        return Err(usage("--nesterov: needs --optimizer sgd with a --momentum above 0"));
+    if args.nesterov
+        && !matches!(optimizer, OptimizerConfig::Sgd { momentum, .. } if momentum > 0.0)
+    {
+        return Err(usage(
+            "--nesterov: needs --optimizer sgd with a --momentum above 0",
+        ));
     }
-    if optimizer_arg == OptimizerArg::Sgd && (args.beta1.is_some() || args.beta2.is_some() || args.eps.is_some()) {
-        return Err(usage("--beta1, --beta2 and --eps apply to adam and adamw, not sgd"));
+    if optimizer_arg == OptimizerArg::Sgd
+        && (args.beta1.is_some() || args.beta2.is_some() || args.eps.is_some())
+    {
+        return Err(usage(
+            "--beta1, --beta2 and --eps apply to adam and adamw, not sgd",
+        ));
     }
     if optimizer_arg != OptimizerArg::Sgd && args.momentum.is_some() {
-        return Err(usage("--momentum applies to sgd; adam and adamw use --beta1"));
+        return Err(usage(
+            "--momentum applies to sgd; adam and adamw use --beta1",
+        ));
     }
-    let learning_rate = args.lr.unwrap_or(if optimizer_arg == OptimizerArg::Sgd { 0.01 } else { 0.001 });
+    let learning_rate = args.lr.unwrap_or(if optimizer_arg == OptimizerArg::Sgd {
+        0.01
+    } else {
+        0.001
+    });
     // Cosine annealing is the default: over four seeds on MNIST it ended every
     // Adam run higher than a constant rate (0.981 against 0.978 on average) and
     // with far less spread. `--schedule constant` gives PyTorch's plain loop.
@@ -183,17 +236,23 @@ pub fn train_config(args: &TrainArgs) -> Result<TrainConfig, UsageError> {
             }
             let gamma = args.gamma.unwrap_or(0.1);
             if !(gamma.is_finite() && gamma > 0.0) {
-                return Err(usage(format!("--gamma: expected a positive factor, got {gamma}")));
+                return Err(usage(format!(
+                    "--gamma: expected a positive factor, got {gamma}"
+                )));
             }
             Schedule::Step { step_size, gamma }
         }
     };
-    if !matches!(schedule, Schedule::Step { .. }) && (args.step_size.is_some() || args.gamma.is_some()) {
+    if !matches!(schedule, Schedule::Step { .. })
+        && (args.step_size.is_some() || args.gamma.is_some())
+    {
         return Err(usage("--step-size and --gamma apply to --schedule step"));
     }
     let patience = args.patience.unwrap_or(0);
     // Early stopping without a validation split defaults to holding out 10%.
-    let val_split = args.val_split.unwrap_or(if patience > 0 { 0.1 } else { 0.0 });
+    let val_split = args
+        .val_split
+        .unwrap_or(if patience > 0 { 0.1 } else { 0.0 });
     let normalization = match args.normalize.unwrap_or(NormalizeArg::Scale) {
         NormalizeArg::Scale => NormalizationKind::Scale,
         NormalizeArg::Standardize => NormalizationKind::Standardize,
@@ -257,7 +316,11 @@ fn fixed_by_resume(args: &TrainArgs) -> Vec<&'static str> {
         ("--patience", args.patience.is_some()),
         ("--normalize", args.normalize.is_some()),
     ];
-    given.into_iter().filter(|(_, set)| *set).map(|(name, _)| name).collect()
+    given
+        .into_iter()
+        .filter(|(_, set)| *set)
+        .map(|(name, _)| name)
+        .collect()
 }
 
 impl TrainPlan {
@@ -306,11 +369,32 @@ mod tests {
 
     #[test]
     fn the_classic_configuration_is_one_flag_set_away() {
-        let plan = parse_train(&["--data", "mnist:/tmp/mnist", "--hidden", "128", "--optimizer", "sgd", "--lr", "0.01", "--batch", "64", "--epochs", "10"]).unwrap();
+        let plan = parse_train(&[
+            "--data",
+            "mnist:/tmp/mnist",
+            "--hidden",
+            "128",
+            "--optimizer",
+            "sgd",
+            "--lr",
+            "0.01",
+            "--batch",
+            "64",
+            "--epochs",
+            "10",
+        ])
+        .unwrap();
         assert_eq!(plan.config.hidden, vec![128]);
         assert_eq!(plan.config.activation, Activation::Relu);
         assert_eq!(plan.config.loss, Loss::CrossEntropy);
-        assert_eq!(plan.config.optimizer, OptimizerConfig::Sgd { momentum: 0.0, nesterov: false, weight_decay: DEFAULT_WEIGHT_DECAY });
+        assert_eq!(
+            plan.config.optimizer,
+            OptimizerConfig::Sgd {
+                momentum: 0.0,
+                nesterov: false,
+                weight_decay: DEFAULT_WEIGHT_DECAY
+            }
+        );
         assert_eq!(plan.config.learning_rate, 0.01);
         assert_eq!(plan.config.batch_size, 64);
         assert_eq!(plan.config.epochs, 10);
@@ -327,7 +411,10 @@ mod tests {
             (vec!["--optimizer", "sgd", "--beta1", "0.8"], "--beta1"),
             (vec!["--batch", "0"], "--batch"),
             (vec!["--patience", "3", "--val-split", "0"], "--patience"),
-            (vec!["--loss", "cross-entropy", "--output-activation", "tanh"], "--output-activation"),
+            (
+                vec!["--loss", "cross-entropy", "--output-activation", "tanh"],
+                "--output-activation",
+            ),
             (vec!["--resume", "--lr", "0.1"], "--lr"),
             (vec!["--data", "nonsense"], "--data"),
         ] {

@@ -29,13 +29,20 @@ impl Progress {
         } else {
             Mode::Lines
         };
-        Self { mode, bar: None, total_epochs: 0 }
+        Self {
+            mode,
+            bar: None,
+            total_epochs: 0,
+        }
     }
 }
 
 /// One line that summarises an epoch.
 pub fn epoch_line(record: &EpochRecord, total_epochs: usize) -> String {
-    let mut line = format!("epoch {:>3}/{total_epochs}  lr {:.3e}  loss {:.4}", record.epoch, record.learning_rate, record.train_loss);
+    let mut line = format!(
+        "epoch {:>3}/{total_epochs}  lr {:.3e}  loss {:.4}",
+        record.epoch, record.learning_rate, record.train_loss
+    );
     if let Some(accuracy) = record.train_accuracy {
         line.push_str(&format!("  acc {accuracy:.4}"));
     }
@@ -53,7 +60,8 @@ impl Observer for Progress {
     fn epoch_started(&mut self, epoch: usize, total_epochs: usize, n_batches: usize) {
         self.total_epochs = total_epochs;
         if self.mode == Mode::Bar {
-            let bar = ProgressBar::with_draw_target(Some(n_batches as u64), ProgressDrawTarget::stderr());
+            let bar =
+                ProgressBar::with_draw_target(Some(n_batches as u64), ProgressDrawTarget::stderr());
             let style = ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg}")
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
                 .progress_chars("=> ");

@@ -1,6 +1,6 @@
 //! `kiln quantize`, `kiln bake` and `kiln run`: the int8 pipeline on the host.
 
-use super::args::{CalibArgs, DataArgs, BakeArgs, QuantizeArgs, RunArgs};
+use super::args::{BakeArgs, CalibArgs, DataArgs, QuantizeArgs, RunArgs};
 use super::config::{data_config, UsageError};
 use crate::data::{self, DataOptions, DataSpec, Split};
 use crate::model::ModelFile;
@@ -80,7 +80,13 @@ impl QuantSummary {
     pub fn rows(&self) -> Vec<(&'static str, String)> {
         let accuracy = |a: Option<f64>| a.map_or("n/a".to_string(), |a| format!("{a:.4}"));
         vec![
-            ("calibration", format!("{} training samples, {}", self.calib_samples, self.calibration)),
+            (
+                "calibration",
+                format!(
+                    "{} training samples, {}",
+                    self.calib_samples, self.calibration
+                ),
+            ),
             ("float acc", accuracy(self.float_accuracy)),
             ("int8 acc", accuracy(self.int8_accuracy)),
             ("flash", format!("{} bytes (model blob)", self.flash_bytes)),
@@ -123,9 +129,16 @@ fn quant_options(args: &CalibArgs) -> Result<QuantOptions, UsageError> {
     let method = match args.percentile {
         None => RangeMethod::MinMax,
         Some(p) if p > 50.0 && p <= 100.0 => RangeMethod::Percentile { p },
-        Some(p) => return Err(UsageError(format!("--percentile: expected a value above 50 and at most 100 (e.g. 99.99), got {p}"))),
+        Some(p) => {
+            return Err(UsageError(format!(
+                "--percentile: expected a value above 50 and at most 100 (e.g. 99.99), got {p}"
+            )))
+        }
     };
-    Ok(QuantOptions { calib_samples: args.calib, method })
+    Ok(QuantOptions {
+        calib_samples: args.calib,
+        method,
+    })
 }
 
 /// The model file and the data it is quantized and evaluated with: by default
@@ -142,26 +155,39 @@ fn model_and_data(model_path: &Path, args: &DataArgs) -> Result<(ModelFile, Data
         return Err(crate::model::ModelFileError::Invalid {
             path: model_path.to_owned(),
             field: "n_inputs".into(),
-            detail: format!("the model takes {} inputs, but {spec} has {} features", model.n_inputs, split.train.n_features),
+            detail: format!(
+                "the model takes {} inputs, but {spec} has {} features",
+                model.n_inputs, split.train.n_features
+            ),
         }
         .into());
     }
     Ok((model, spec, split))
 }
 
-fn quantize_model(model_path: &Path, model: &ModelFile, split: &Split, options: QuantOptions) -> Result<Quantized> {
-    quant::quantize(model, &split.train, options).with_context(|| format!("{}: cannot quantize", model_path.display()))
+fn quantize_model(
+    model_path: &Path,
+    model: &ModelFile,
+    split: &Split,
+    options: QuantOptions,
+) -> Result<Quantized> {
+    quant::quantize(model, &split.train, options)
+        .with_context(|| format!("{}: cannot quantize", model_path.display()))
 }
 
 fn parse_blob<'a>(path: &Path, blob: &'a [u8]) -> Result<kiln_runtime::Model<'a>, BlobError> {
-    kiln_runtime::Model::from_bytes(blob)
-        .map_err(|e| BlobError { path: path.to_owned(), detail: format!("the kiln runtime refuses the model blob: {e}") })
+    kiln_runtime::Model::from_bytes(blob).map_err(|e| BlobError {
+        path: path.to_owned(),
+        detail: format!("the kiln runtime refuses the model blob: {e}"),
+    })
 }
 
 /// A one-line description of the model for generated source and reports.
 fn description(model: &ModelFile, quantized: &Quantized) -> String {
-    let widths: Vec<String> =
-        std::iter::once(model.n_inputs).chain(model.layers.iter().map(|l| l.n_outputs)).map(|w| w.to_string()).collect();
+    let widths: Vec<String> = std::iter::once(model.n_inputs)
+        .chain(model.layers.iter().map(|l| l.n_outputs))
+        .map(|w| w.to_string())
+        .collect();
     format!(
         "A {} {} MLP trained on {}, quantized to int8 with {} calibration samples ({}).",
         widths.join("-"),
@@ -183,7 +209,8 @@ fn rust_text(model: &ModelFile, quantized: &Quantized, scratch_len: usize) -> St
 }
 
 fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
-    crate::fsutil::write_atomic(path, bytes).with_context(|| format!("{}: cannot write", path.display()))
+    crate::fsutil::write_atomic(path, bytes)
+        .with_context(|| format!("{}: cannot write", path.display()))
 }
 
 /// Quantizes `model`, writes `model.qdq.onnx`, `model.kiln` and `model.rs` into
@@ -198,33 +225,54 @@ pub fn quantize_into(
     out_dir: &Path,
 ) -> Result<QuantSummary> {
     let quantized = quantize_model(model_path, model, split, options)?;
-    std::fs::create_dir_all(out_dir).with_context(|| format!("{}: cannot create the output folder", out_dir.display()))?;
+    std::fs::create_dir_all(out_dir)
+        .with_context(|| format!("{}: cannot create the output folder", out_dir.display()))?;
     let qdq_path = out_dir.join("model.qdq.onnx");
     let blob_path = out_dir.join("model.kiln");
     let rust_path = out_dir.join("model.rs");
 
     let runtime_model = parse_blob(&blob_path, &quantized.blob)?;
     let scratch_bytes = runtime_model.scratch_len();
-    let proto = quant::qdq_onnx(model, &quantized).with_context(|| format!("{}: cannot build the QDQ file", qdq_path.display()))?;
-    kiln_onnx::mlp::write_model_atomic(&qdq_path, &proto).with_context(|| format!("{}: cannot write", qdq_path.display()))?;
+    let proto = quant::qdq_onnx(model, &quantized)
+        .with_context(|| format!("{}: cannot build the QDQ file", qdq_path.display()))?;
+    kiln_onnx::mlp::write_model_atomic(&qdq_path, &proto)
+        .with_context(|| format!("{}: cannot write", qdq_path.display()))?;
     write_file(&blob_path, &quantized.blob)?;
-    write_file(&rust_path, rust_text(model, &quantized, scratch_bytes).as_bytes())?;
+    write_file(
+        &rust_path,
+        rust_text(model, &quantized, scratch_bytes).as_bytes(),
+    )?;
 
     let test = &split.test;
     let raw = host::raw_inputs(test, &format!("{spec} (test set)"))?;
     let n_outputs = model.task.n_outputs();
-    let run = host::run_runtime(&runtime_model, &raw, test.n_features, n_outputs)
-        .map_err(|e| BlobError { path: blob_path.clone(), detail: format!("the kiln runtime failed: {e}") })?;
+    let run = host::run_runtime(&runtime_model, &raw, test.n_features, n_outputs).map_err(|e| {
+        BlobError {
+            path: blob_path.clone(),
+            detail: format!("the kiln runtime failed: {e}"),
+        }
+    })?;
     // Other runtimes compare with these: the raw test inputs and the runtime's int8 logits.
     let reference_input = out_dir.join("model.qdq.input.npy");
     let reference_logits_q = out_dir.join("model.qdq.logits_q.npy");
-    crate::npy::write_f32(&reference_input, test.n_samples(), test.n_features, &test.features)
-        .with_context(|| format!("{}: cannot write", reference_input.display()))?;
-    crate::npy::write_i8(&reference_logits_q, test.n_samples(), n_outputs, &run.logits)
-        .with_context(|| format!("{}: cannot write", reference_logits_q.display()))?;
+    crate::npy::write_f32(
+        &reference_input,
+        test.n_samples(),
+        test.n_features,
+        &test.features,
+    )
+    .with_context(|| format!("{}: cannot write", reference_input.display()))?;
+    crate::npy::write_i8(
+        &reference_logits_q,
+        test.n_samples(),
+        n_outputs,
+        &run.logits,
+    )
+    .with_context(|| format!("{}: cannot write", reference_logits_q.display()))?;
     let int8_accuracy = host::accuracy(&run.predictions, &test.targets);
     let normalized = model.normalization.apply(test);
-    let (_, float_accuracy) = crate::train::evaluate(&model.mlp(), &normalized, &test.targets, model.config.loss);
+    let (_, float_accuracy) =
+        crate::train::evaluate(&model.mlp(), &normalized, &test.targets, model.config.loss);
     let comparison = host::compare_with_tract(&qdq_path, test, &run)?;
 
     Ok(QuantSummary {
@@ -255,7 +303,15 @@ pub fn quantize_into(
 pub fn quantize(args: &QuantizeArgs) -> Result<()> {
     let options = quant_options(&args.calib)?;
     let (model, spec, split) = model_and_data(&args.model, &args.data)?;
-    let summary = quantize_into("quantize", &args.model, &model, &spec, &split, options, &args.out)?;
+    let summary = quantize_into(
+        "quantize",
+        &args.model,
+        &model,
+        &spec,
+        &split,
+        options,
+        &args.out,
+    )?;
     if args.output.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else if !args.output.quiet {
@@ -264,7 +320,11 @@ pub fn quantize(args: &QuantizeArgs) -> Result<()> {
         for (label, value) in summary.rows() {
             println!("  {label:<14} {value}");
         }
-        for (label, path) in [("qdq onnx", &summary.files.qdq_onnx), ("blob", &summary.files.blob), ("rust", &summary.files.rust)] {
+        for (label, path) in [
+            ("qdq onnx", &summary.files.qdq_onnx),
+            ("blob", &summary.files.blob),
+            ("rust", &summary.files.rust),
+        ] {
             if let Some(path) = path {
                 println!("  {label:<14} {}", path.display());
             }
@@ -287,7 +347,10 @@ pub fn bake(args: &BakeArgs) -> Result<()> {
     if is_blob {
         write_file(path, &quantized.blob)?;
     } else {
-        write_file(path, rust_text(&model, &quantized, scratch_bytes).as_bytes())?;
+        write_file(
+            path,
+            rust_text(&model, &quantized, scratch_bytes).as_bytes(),
+        )?;
     }
     println!(
         "wrote {} ({}: {} bytes flash, {} bytes scratch RAM)",
@@ -301,8 +364,13 @@ pub fn bake(args: &BakeArgs) -> Result<()> {
 
 /// "784-128-10 relu/identity" from the blob's layers.
 fn runtime_architecture(model: &kiln_runtime::Model<'_>) -> String {
-    let layers: Vec<kiln_runtime::LayerInfo> = (0..model.n_layers()).filter_map(|idx| model.layer(idx)).collect();
-    let widths: Vec<String> = std::iter::once(model.n_inputs()).chain(layers.iter().map(|l| l.n_outputs)).map(|w| w.to_string()).collect();
+    let layers: Vec<kiln_runtime::LayerInfo> = (0..model.n_layers())
+        .filter_map(|idx| model.layer(idx))
+        .collect();
+    let widths: Vec<String> = std::iter::once(model.n_inputs())
+        .chain(layers.iter().map(|l| l.n_outputs))
+        .map(|w| w.to_string())
+        .collect();
     let activations: Vec<&str> = layers
         .iter()
         .map(|l| match l.activation {
@@ -327,8 +395,10 @@ struct RunSummary {
 }
 
 pub fn run(args: &RunArgs) -> Result<()> {
-    let bytes = std::fs::read(&args.blob)
-        .map_err(|e| BlobError { path: args.blob.clone(), detail: format!("cannot read the model blob: {e}") })?;
+    let bytes = std::fs::read(&args.blob).map_err(|e| BlobError {
+        path: args.blob.clone(),
+        detail: format!("cannot read the model blob: {e}"),
+    })?;
     let model = parse_blob(&args.blob, &bytes)?;
     let (spec, options) = data_config(&args.data, Loss::CrossEntropy)?;
     let split = data::load(&spec, &options)?;
@@ -337,13 +407,18 @@ pub fn run(args: &RunArgs) -> Result<()> {
     if test.n_features != n_inputs {
         return Err(BlobError {
             path: args.blob.clone(),
-            detail: format!("the model takes {n_inputs} inputs, but {spec} has {} features", test.n_features),
+            detail: format!(
+                "the model takes {n_inputs} inputs, but {spec} has {} features",
+                test.n_features
+            ),
         }
         .into());
     }
     let raw = host::raw_inputs(test, &format!("{spec} (test set)"))?;
-    let run = host::run_runtime(&model, &raw, n_inputs, n_outputs)
-        .map_err(|e| BlobError { path: args.blob.clone(), detail: format!("the kiln runtime failed: {e}") })?;
+    let run = host::run_runtime(&model, &raw, n_inputs, n_outputs).map_err(|e| BlobError {
+        path: args.blob.clone(),
+        detail: format!("the kiln runtime failed: {e}"),
+    })?;
     let int8_accuracy = host::accuracy(&run.predictions, &test.targets);
     if let Some(path) = &args.outputs {
         write_file(path, host::logits_csv(&run).as_bytes())?;
@@ -363,10 +438,22 @@ pub fn run(args: &RunArgs) -> Result<()> {
     } else if !args.output.quiet {
         println!("kiln run {}", args.blob.display());
         println!("  {:<14} {}", "data", summary.data);
-        println!("  {:<14} {} int8, {} bytes flash, {} bytes scratch RAM", "model", runtime_architecture(&model), summary.flash_bytes, summary.scratch_bytes);
+        println!(
+            "  {:<14} {} int8, {} bytes flash, {} bytes scratch RAM",
+            "model",
+            runtime_architecture(&model),
+            summary.flash_bytes,
+            summary.scratch_bytes
+        );
         match int8_accuracy {
-            Some(accuracy) => println!("  {:<14} {accuracy:.4} on {} samples", "int8 acc", summary.samples),
-            None => println!("  {:<14} n/a (regression) on {} samples", "int8 acc", summary.samples),
+            Some(accuracy) => println!(
+                "  {:<14} {accuracy:.4} on {} samples",
+                "int8 acc", summary.samples
+            ),
+            None => println!(
+                "  {:<14} n/a (regression) on {} samples",
+                "int8 acc", summary.samples
+            ),
         }
         if let Some(path) = &summary.outputs {
             println!("  {:<14} {}", "outputs", path.display());

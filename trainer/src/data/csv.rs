@@ -61,8 +61,15 @@ pub(crate) fn parse(
     let text = match std::str::from_utf8(bytes) {
         Ok(text) => text,
         Err(err) => {
-            let line = bytes[..err.valid_up_to()].iter().filter(|&&b| b == b'\n').count() + 1;
-            return Err(DataError::CsvNotUtf8 { path: path.to_path_buf(), line });
+            let line = bytes[..err.valid_up_to()]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count()
+                + 1;
+            return Err(DataError::CsvNotUtf8 {
+                path: path.to_path_buf(),
+                line,
+            });
         }
     };
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
@@ -94,13 +101,21 @@ pub(crate) fn parse(
             None => {
                 let n_fields = fields.len();
                 if n_fields < 2 {
-                    return Err(DataError::CsvNoFeatures { path: path.to_path_buf(), line });
+                    return Err(DataError::CsvNoFeatures {
+                        path: path.to_path_buf(),
+                        line,
+                    });
                 }
                 let label_idx = match label_column {
                     LabelColumn::Last => n_fields - 1,
                     LabelColumn::Index(index) if index < n_fields => index,
                     LabelColumn::Index(index) => {
-                        return Err(DataError::CsvLabelColumn { path: path.to_path_buf(), line, index, n_fields });
+                        return Err(DataError::CsvLabelColumn {
+                            path: path.to_path_buf(),
+                            line,
+                            index,
+                            n_fields,
+                        });
                     }
                 };
                 layout = Some((n_fields, label_idx));
@@ -120,20 +135,26 @@ pub(crate) fn parse(
             }
         };
         if fields.len() != n_fields {
-            return Err(DataError::CsvRagged { path: path.to_path_buf(), line, found: fields.len(), expected: n_fields });
+            return Err(DataError::CsvRagged {
+                path: path.to_path_buf(),
+                line,
+                found: fields.len(),
+                expected: n_fields,
+            });
         }
         for (idx, &field) in fields.iter().enumerate() {
             let column = idx + 1;
             if idx == label_idx {
                 match target {
                     TargetKind::Classes { .. } => {
-                        let label = parse_class_label(field).map_err(|reason| DataError::BadLabel {
-                            path: path.to_path_buf(),
-                            line,
-                            column,
-                            text: field.to_string(),
-                            reason,
-                        })?;
+                        let label =
+                            parse_class_label(field).map_err(|reason| DataError::BadLabel {
+                                path: path.to_path_buf(),
+                                line,
+                                column,
+                                text: field.to_string(),
+                                reason,
+                            })?;
                         if let Some(k) = limit {
                             if label as usize >= k {
                                 return Err(DataError::LabelOutOfRange {
@@ -155,7 +176,9 @@ pub(crate) fn parse(
     }
 
     let Some((n_fields, _)) = layout else {
-        return Err(DataError::Empty { path: path.to_path_buf() });
+        return Err(DataError::Empty {
+            path: path.to_path_buf(),
+        });
     };
     let targets = match target {
         TargetKind::Classes { .. } => RawTargets::Classes(classes),
@@ -166,17 +189,35 @@ pub(crate) fn parse(
         RawTargets::Regression(values) => values.len(),
     };
     if n_rows == 0 {
-        return Err(DataError::Empty { path: path.to_path_buf() });
+        return Err(DataError::Empty {
+            path: path.to_path_buf(),
+        });
     }
     features.shrink_to_fit();
-    Ok(CsvTable { path: path.to_path_buf(), n_fields, n_features: n_fields - 1, features, targets })
+    Ok(CsvTable {
+        path: path.to_path_buf(),
+        n_fields,
+        n_features: n_fields - 1,
+        features,
+        targets,
+    })
 }
 
 fn parse_number(path: &Path, line: usize, column: usize, field: &str) -> Result<f32, DataError> {
     match field.parse::<f32>() {
         Ok(value) if value.is_finite() => Ok(value),
-        Ok(_) => Err(DataError::NonFinite { path: path.to_path_buf(), line, column, text: field.to_string() }),
-        Err(_) => Err(DataError::CsvNotNumeric { path: path.to_path_buf(), line, column, text: field.to_string() }),
+        Ok(_) => Err(DataError::NonFinite {
+            path: path.to_path_buf(),
+            line,
+            column,
+            text: field.to_string(),
+        }),
+        Err(_) => Err(DataError::CsvNotNumeric {
+            path: path.to_path_buf(),
+            line,
+            column,
+            text: field.to_string(),
+        }),
     }
 }
 
@@ -251,7 +292,12 @@ mod tests {
 
     const CLASSES: TargetKind = TargetKind::Classes { n_classes: None };
 
-    fn parse_str(text: &str, label: LabelColumn, header: HeaderMode, target: TargetKind) -> Result<Dataset, DataError> {
+    fn parse_str(
+        text: &str,
+        label: LabelColumn,
+        header: HeaderMode,
+        target: TargetKind,
+    ) -> Result<Dataset, DataError> {
         let table = parse(Path::new("mem.csv"), text.as_bytes(), label, header, target)?;
         Ok(finish(table, None, target)?.0)
     }
@@ -263,43 +309,132 @@ mod tests {
     fn msg(err: &DataError) -> String {
         let text = err.to_string();
         assert!(!text.contains('\n'), "multi-line message: {text}");
-        assert!(text.contains("mem.csv") || text.contains(".csv"), "no file name: {text}");
+        assert!(
+            text.contains("mem.csv") || text.contains(".csv"),
+            "no file name: {text}"
+        );
         text
     }
 
     #[test]
     fn header_auto_detection_both_ways() {
-        let with = parse_str("a, b ,label\n1,2,0\n3,4,1\n", LabelColumn::Last, HeaderMode::Auto, CLASSES).unwrap();
+        let with = parse_str(
+            "a, b ,label\n1,2,0\n3,4,1\n",
+            LabelColumn::Last,
+            HeaderMode::Auto,
+            CLASSES,
+        )
+        .unwrap();
         assert_eq!(with.n_samples(), 2);
         assert_eq!(with.features, vec![1.0, 2.0, 3.0, 4.0]);
-        let without = parse_str("1,2,0\n3,4,1\n", LabelColumn::Last, HeaderMode::Auto, CLASSES).unwrap();
+        let without = parse_str(
+            "1,2,0\n3,4,1\n",
+            LabelColumn::Last,
+            HeaderMode::Auto,
+            CLASSES,
+        )
+        .unwrap();
         assert_eq!(without.n_samples(), 2);
         assert_eq!(without.features, vec![1.0, 2.0, 3.0, 4.0]);
         // One non-numeric field is enough to make the first row a header.
-        let mixed = parse_str("1,x,0\n3,4,1\n", LabelColumn::Last, HeaderMode::Auto, CLASSES).unwrap();
+        let mixed = parse_str(
+            "1,x,0\n3,4,1\n",
+            LabelColumn::Last,
+            HeaderMode::Auto,
+            CLASSES,
+        )
+        .unwrap();
         assert_eq!(mixed.n_samples(), 1);
         // Present skips a numeric first row; Absent rejects a textual one.
-        let present = parse_str("1,2,0\n3,4,1\n", LabelColumn::Last, HeaderMode::Present, CLASSES).unwrap();
+        let present = parse_str(
+            "1,2,0\n3,4,1\n",
+            LabelColumn::Last,
+            HeaderMode::Present,
+            CLASSES,
+        )
+        .unwrap();
         assert_eq!(present.features, vec![3.0, 4.0]);
-        let err = parse_str("a,b,c\n3,4,1\n", LabelColumn::Last, HeaderMode::Absent, CLASSES).unwrap_err();
-        assert!(matches!(err, DataError::CsvNotNumeric { line: 1, column: 1, .. }), "{err:?}");
+        let err = parse_str(
+            "a,b,c\n3,4,1\n",
+            LabelColumn::Last,
+            HeaderMode::Absent,
+            CLASSES,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                DataError::CsvNotNumeric {
+                    line: 1,
+                    column: 1,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
         // A header after leading blank lines.
-        let blank_first = parse_str("\n\nx,y\n5,6\n", LabelColumn::Last, HeaderMode::Auto, TargetKind::Regression).unwrap();
+        let blank_first = parse_str(
+            "\n\nx,y\n5,6\n",
+            LabelColumn::Last,
+            HeaderMode::Auto,
+            TargetKind::Regression,
+        )
+        .unwrap();
         assert_eq!(blank_first.features, vec![5.0]);
     }
 
     #[test]
     fn first_column_as_label() {
-        let data = parse_str("label,p0,p1\n2,10,11\n0,20,21\n1,30,31\n", LabelColumn::Index(0), HeaderMode::Auto, CLASSES)
-            .unwrap();
+        let data = parse_str(
+            "label,p0,p1\n2,10,11\n0,20,21\n1,30,31\n",
+            LabelColumn::Index(0),
+            HeaderMode::Auto,
+            CLASSES,
+        )
+        .unwrap();
         assert_eq!(data.n_features, 2);
         assert_eq!(data.row(1), [20.0, 21.0]);
-        assert_eq!(data.targets, Targets::Classes { labels: vec![2, 0, 1], n_classes: 3 });
-        let middle = parse_str("10,2,11\n20,0,21\n", LabelColumn::Index(1), HeaderMode::Auto, CLASSES).unwrap();
+        assert_eq!(
+            data.targets,
+            Targets::Classes {
+                labels: vec![2, 0, 1],
+                n_classes: 3
+            }
+        );
+        let middle = parse_str(
+            "10,2,11\n20,0,21\n",
+            LabelColumn::Index(1),
+            HeaderMode::Auto,
+            CLASSES,
+        )
+        .unwrap();
         assert_eq!(middle.features, vec![10.0, 11.0, 20.0, 21.0]);
-        assert_eq!(middle.targets, Targets::Classes { labels: vec![2, 0], n_classes: 3 });
-        let err = parse_str("1,2\n3,1\n", LabelColumn::Index(2), HeaderMode::Auto, CLASSES).unwrap_err();
-        assert!(matches!(err, DataError::CsvLabelColumn { index: 2, n_fields: 2, line: 1, .. }), "{err:?}");
+        assert_eq!(
+            middle.targets,
+            Targets::Classes {
+                labels: vec![2, 0],
+                n_classes: 3
+            }
+        );
+        let err = parse_str(
+            "1,2\n3,1\n",
+            LabelColumn::Index(2),
+            HeaderMode::Auto,
+            CLASSES,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                DataError::CsvLabelColumn {
+                    index: 2,
+                    n_fields: 2,
+                    line: 1,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
         assert!(msg(&err).contains("line 1"));
     }
 
@@ -308,7 +443,13 @@ mod tests {
         let text = "\u{feff} 1.5 ,\t-2e1, 3.0 \r\n\r\n   \r\n4,5,1\r\n\r\n";
         let data = parse_str(text, LabelColumn::Last, HeaderMode::Auto, CLASSES).unwrap();
         assert_eq!(data.features, vec![1.5, -20.0, 4.0, 5.0]);
-        assert_eq!(data.targets, Targets::Classes { labels: vec![3, 1], n_classes: 4 });
+        assert_eq!(
+            data.targets,
+            Targets::Classes {
+                labels: vec![3, 1],
+                n_classes: 4
+            }
+        );
         // No final newline is fine too.
         let data = parse_str("1,2,0\n3,4,1", LabelColumn::Last, HeaderMode::Auto, CLASSES).unwrap();
         assert_eq!(data.n_samples(), 2);
@@ -316,64 +457,200 @@ mod tests {
 
     #[test]
     fn regression_targets() {
-        let data = parse_str("x,y,t\n1,2,0.5\n3,4,-1.25\n", LabelColumn::Last, HeaderMode::Auto, TargetKind::Regression)
-            .unwrap();
-        assert_eq!(data.targets, Targets::Regression { values: vec![0.5, -1.25] });
+        let data = parse_str(
+            "x,y,t\n1,2,0.5\n3,4,-1.25\n",
+            LabelColumn::Last,
+            HeaderMode::Auto,
+            TargetKind::Regression,
+        )
+        .unwrap();
+        assert_eq!(
+            data.targets,
+            Targets::Regression {
+                values: vec![0.5, -1.25]
+            }
+        );
         assert_eq!(data.n_outputs(), 1);
-        let err = parse_str("1,2,abc\n", LabelColumn::Last, HeaderMode::Absent, TargetKind::Regression).unwrap_err();
-        assert!(matches!(err, DataError::CsvNotNumeric { line: 1, column: 3, .. }), "{err:?}");
-        let err = parse_str("1,2,3\n1,2,inf\n", LabelColumn::Last, HeaderMode::Auto, TargetKind::Regression).unwrap_err();
-        assert!(matches!(err, DataError::NonFinite { line: 2, column: 3, .. }), "{err:?}");
+        let err = parse_str(
+            "1,2,abc\n",
+            LabelColumn::Last,
+            HeaderMode::Absent,
+            TargetKind::Regression,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                DataError::CsvNotNumeric {
+                    line: 1,
+                    column: 3,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        let err = parse_str(
+            "1,2,3\n1,2,inf\n",
+            LabelColumn::Last,
+            HeaderMode::Auto,
+            TargetKind::Regression,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                DataError::NonFinite {
+                    line: 2,
+                    column: 3,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
     }
 
     #[test]
     fn non_numeric_field_names_line_column_and_text() {
         // Line 3 is blank but counted.
         let err = err_str("1,2,0\n3,4,1\n\n5,oops,1\n");
-        assert!(matches!(err, DataError::CsvNotNumeric { line: 4, column: 2, .. }), "{err:?}");
+        assert!(
+            matches!(
+                err,
+                DataError::CsvNotNumeric {
+                    line: 4,
+                    column: 2,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
         let text = msg(&err);
-        assert!(text.contains("line 4") && text.contains("column 2") && text.contains("\"oops\""), "{text}");
+        assert!(
+            text.contains("line 4") && text.contains("column 2") && text.contains("\"oops\""),
+            "{text}"
+        );
         let err = err_str("1,2,0\n3,,1\n");
-        assert!(matches!(err, DataError::CsvNotNumeric { line: 2, column: 2, .. }), "{err:?}");
+        assert!(
+            matches!(
+                err,
+                DataError::CsvNotNumeric {
+                    line: 2,
+                    column: 2,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
     }
 
     #[test]
     fn ragged_rows() {
         let err = err_str("a,b,c\n1,2,0\n3,4,1\n5,1\n");
-        assert!(matches!(err, DataError::CsvRagged { line: 4, found: 2, expected: 3, .. }), "{err:?}");
+        assert!(
+            matches!(
+                err,
+                DataError::CsvRagged {
+                    line: 4,
+                    found: 2,
+                    expected: 3,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
         let text = msg(&err);
-        assert!(text.contains("line 4") && text.contains("found 2 fields, expected 3"), "{text}");
+        assert!(
+            text.contains("line 4") && text.contains("found 2 fields, expected 3"),
+            "{text}"
+        );
         let err = err_str("1,2,0\n3,4,5,1\n");
-        assert!(matches!(err, DataError::CsvRagged { line: 2, found: 4, expected: 3, .. }), "{err:?}");
+        assert!(
+            matches!(
+                err,
+                DataError::CsvRagged {
+                    line: 2,
+                    found: 4,
+                    expected: 3,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
     }
 
     #[test]
     fn bad_class_labels() {
-        for (label, reason) in [("2.5", "not an integer"), ("-1", "negative"), ("cat", "not a number"), ("nan", "not finite")] {
+        for (label, reason) in [
+            ("2.5", "not an integer"),
+            ("-1", "negative"),
+            ("cat", "not a number"),
+            ("nan", "not finite"),
+        ] {
             let err = err_str(&format!("1,2,0\n3,4,{label}\n"));
             match &err {
-                DataError::BadLabel { line: 2, column: 3, text, reason: r, .. } => {
+                DataError::BadLabel {
+                    line: 2,
+                    column: 3,
+                    text,
+                    reason: r,
+                    ..
+                } => {
                     assert_eq!(text, label);
                     assert_eq!(*r, reason);
                 }
                 other => panic!("{label}: {other:?}"),
             }
             let text = msg(&err);
-            assert!(text.contains("line 2") && text.contains(label) && text.contains(reason), "{text}");
+            assert!(
+                text.contains("line 2") && text.contains(label) && text.contains(reason),
+                "{text}"
+            );
         }
-        let ok = parse_str("1,2,-0\n3,4,7.0\n", LabelColumn::Last, HeaderMode::Auto, CLASSES).unwrap();
-        assert_eq!(ok.targets, Targets::Classes { labels: vec![0, 7], n_classes: 8 });
+        let ok = parse_str(
+            "1,2,-0\n3,4,7.0\n",
+            LabelColumn::Last,
+            HeaderMode::Auto,
+            CLASSES,
+        )
+        .unwrap();
+        assert_eq!(
+            ok.targets,
+            Targets::Classes {
+                labels: vec![0, 7],
+                n_classes: 8
+            }
+        );
     }
 
     #[test]
     fn label_out_of_range_and_too_few_classes() {
         let target = TargetKind::Classes { n_classes: Some(3) };
-        let err = parse_str("1,2,0\n3,4,2\n5,6,3\n", LabelColumn::Last, HeaderMode::Auto, target).unwrap_err();
-        assert!(matches!(err, DataError::LabelOutOfRange { label: 3, n_classes: 3, location: Location::Line(3), .. }));
+        let err = parse_str(
+            "1,2,0\n3,4,2\n5,6,3\n",
+            LabelColumn::Last,
+            HeaderMode::Auto,
+            target,
+        )
+        .unwrap_err();
+        assert!(matches!(
+            err,
+            DataError::LabelOutOfRange {
+                label: 3,
+                n_classes: 3,
+                location: Location::Line(3),
+                ..
+            }
+        ));
         let text = msg(&err);
-        assert!(text.contains("line 3") && text.contains("label 3") && text.contains("0..=2"), "{text}");
+        assert!(
+            text.contains("line 3") && text.contains("label 3") && text.contains("0..=2"),
+            "{text}"
+        );
         let err = err_str("1,2,0\n3,4,0\n");
-        assert!(matches!(err, DataError::TooFewClasses { n_classes: 1, .. }), "{err:?}");
+        assert!(
+            matches!(err, DataError::TooFewClasses { n_classes: 1, .. }),
+            "{err:?}"
+        );
         assert!(msg(&err).contains("mem.csv"));
     }
 
@@ -381,9 +658,22 @@ mod tests {
     fn non_finite_values() {
         for bad in ["NaN", "inf", "-infinity", "1e39"] {
             let err = err_str(&format!("1,2,0\n3,{bad},1\n"));
-            assert!(matches!(err, DataError::NonFinite { line: 2, column: 2, .. }), "{bad}: {err:?}");
+            assert!(
+                matches!(
+                    err,
+                    DataError::NonFinite {
+                        line: 2,
+                        column: 2,
+                        ..
+                    }
+                ),
+                "{bad}: {err:?}"
+            );
             let text = msg(&err);
-            assert!(text.contains("line 2") && text.contains("column 2") && text.contains(bad), "{text}");
+            assert!(
+                text.contains("line 2") && text.contains("column 2") && text.contains(bad),
+                "{text}"
+            );
         }
     }
 
@@ -395,14 +685,26 @@ mod tests {
             assert!(msg(&err).contains("mem.csv"));
         }
         let err = err_str("1\n2\n");
-        assert!(matches!(err, DataError::CsvNoFeatures { line: 1, .. }), "{err:?}");
+        assert!(
+            matches!(err, DataError::CsvNoFeatures { line: 1, .. }),
+            "{err:?}"
+        );
     }
 
     #[test]
     fn not_utf8() {
-        let err = parse(Path::new("mem.csv"), b"1,2,0\n\xff,2,0\n", LabelColumn::Last, HeaderMode::Auto, CLASSES)
-            .unwrap_err();
-        assert!(matches!(err, DataError::CsvNotUtf8 { line: 2, .. }), "{err:?}");
+        let err = parse(
+            Path::new("mem.csv"),
+            b"1,2,0\n\xff,2,0\n",
+            LabelColumn::Last,
+            HeaderMode::Auto,
+            CLASSES,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, DataError::CsvNotUtf8 { line: 2, .. }),
+            "{err:?}"
+        );
         assert!(msg(&err).contains("line 2"));
     }
 
@@ -414,41 +716,82 @@ mod tests {
         let test = dir.path().join("test.csv.gz");
         write_bytes(&train, b"f1,f2,y\n1,2,0\n3,4,1\n5,6,2\n", true);
         write_bytes(&test, b"7,8,3\n9,10,0\n", false);
-        let options = DataOptions { test_data: Some(test.clone()), ..DataOptions::default() };
+        let options = DataOptions {
+            test_data: Some(test.clone()),
+            ..DataOptions::default()
+        };
         let split = load(&DataSpec::Csv(train.clone()), &options).unwrap();
         assert_eq!(split.train.n_samples(), 3);
         assert_eq!(split.test.n_samples(), 2);
         assert_eq!(split.train.n_features, 2);
         // The test file holds label 3: four classes in both parts.
         assert_eq!(split.train.n_outputs(), 4);
-        assert_eq!(split.test.targets, Targets::Classes { labels: vec![3, 0], n_classes: 4 });
+        assert_eq!(
+            split.test.targets,
+            Targets::Classes {
+                labels: vec![3, 0],
+                n_classes: 4
+            }
+        );
         assert_eq!(split.test.row(0), [7.0, 8.0]);
-        assert!(split.description.contains("3 train, 2 test, 2 features, 4 classes"), "{}", split.description);
+        assert!(
+            split
+                .description
+                .contains("3 train, 2 test, 2 features, 4 classes"),
+            "{}",
+            split.description
+        );
 
         // A test file with another layout.
         let wide = dir.path().join("wide.csv");
         write_bytes(&wide, b"1,2,3,0\n", false);
-        let options = DataOptions { test_data: Some(wide), ..DataOptions::default() };
+        let options = DataOptions {
+            test_data: Some(wide),
+            ..DataOptions::default()
+        };
         let err = load(&DataSpec::Csv(train.clone()), &options).err().unwrap();
-        assert!(matches!(err, DataError::TestColumnMismatch { train_columns: 3, test_columns: 4, .. }), "{err:?}");
+        assert!(
+            matches!(
+                err,
+                DataError::TestColumnMismatch {
+                    train_columns: 3,
+                    test_columns: 4,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
         let text = err.to_string();
-        assert!(text.contains("wide.csv") && text.contains("train.csv"), "{text}");
+        assert!(
+            text.contains("wide.csv") && text.contains("train.csv"),
+            "{text}"
+        );
 
         // Missing train and test files.
         let missing = dir.path().join("missing.csv");
-        let err = load(&DataSpec::Csv(missing.clone()), &DataOptions::default()).err().unwrap();
+        let err = load(&DataSpec::Csv(missing.clone()), &DataOptions::default())
+            .err()
+            .unwrap();
         assert!(matches!(err, DataError::NotFound { .. }), "{err:?}");
         assert!(err.to_string().contains("missing.csv"));
-        let options = DataOptions { test_data: Some(missing), ..DataOptions::default() };
+        let options = DataOptions {
+            test_data: Some(missing),
+            ..DataOptions::default()
+        };
         let err = load(&DataSpec::Csv(train.clone()), &options).err().unwrap();
         assert!(matches!(err, DataError::NotFound { .. }), "{err:?}");
 
         // Errors in a file carry that file's name.
         let bad = dir.path().join("bad.csv");
         write_bytes(&bad, b"1,2,0\n1,2,0\n1,x,1\n", true);
-        let err = load(&DataSpec::Csv(bad), &DataOptions::default()).err().unwrap();
+        let err = load(&DataSpec::Csv(bad), &DataOptions::default())
+            .err()
+            .unwrap();
         let text = err.to_string();
-        assert!(text.contains("bad.csv") && text.contains("line 3") && text.contains("column 2"), "{text}");
+        assert!(
+            text.contains("bad.csv") && text.contains("line 3") && text.contains("column 2"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -460,9 +803,17 @@ mod tests {
             text.push_str(&format!("{i},{},{}\n", i * 2, i % 2));
         }
         write_bytes(&path, text.as_bytes(), false);
-        let options = DataOptions { test_split: 0.5, split_seed: 3, ..DataOptions::default() };
+        let options = DataOptions {
+            test_split: 0.5,
+            split_seed: 3,
+            ..DataOptions::default()
+        };
         let split = load(&DataSpec::Csv(path), &options).unwrap();
         assert_eq!((split.train.n_samples(), split.test.n_samples()), (20, 20));
-        assert!(split.description.contains("seed 3"), "{}", split.description);
+        assert!(
+            split.description.contains("seed 3"),
+            "{}",
+            split.description
+        );
     }
 }

@@ -59,20 +59,34 @@ impl fmt::Display for Location {
 pub enum DataError {
     /// The file does not exist.
     #[error("{}: file not found ({source})", path.display())]
-    NotFound { path: PathBuf, source: std::io::Error },
+    NotFound {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 
     /// The file exists but could not be read (permissions, a directory, a
     /// corrupt gzip stream, ...).
     #[error("{}: cannot read file: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 
     /// An MNIST-style directory lacks one of the four standard files.
     #[error("{}: no {name} in this directory (looked for {})", dir.display(), tried.join(", "))]
-    MnistFileMissing { dir: PathBuf, name: String, tried: Vec<String> },
+    MnistFileMissing {
+        dir: PathBuf,
+        name: String,
+        tried: Vec<String>,
+    },
 
     /// The first four bytes are not a magic number of the expected IDX kind.
     #[error("{}: not an IDX {kind} file: magic number is 0x{found:08X}, expected {}", path.display(), kind.expected_magic())]
-    IdxBadMagic { path: PathBuf, kind: IdxKind, found: u32 },
+    IdxBadMagic {
+        path: PathBuf,
+        kind: IdxKind,
+        found: u32,
+    },
 
     /// A valid IDX header whose element type is not unsigned byte.
     #[error("{}: unsupported IDX element type 0x{type_code:02X} ({}); only unsigned bytes (0x08) are supported", path.display(), idx_type_name(*type_code))]
@@ -80,19 +94,37 @@ pub enum DataError {
 
     /// The IDX header has a zero dimension or a size that overflows.
     #[error("{}: IDX header has unusable dimensions {dims:?}: {reason}", path.display())]
-    IdxBadDimensions { path: PathBuf, dims: Vec<u32>, reason: &'static str },
+    IdxBadDimensions {
+        path: PathBuf,
+        dims: Vec<u32>,
+        reason: &'static str,
+    },
 
     /// The file ends before the header or the data the header announces.
     #[error("{}: truncated IDX file: expected {expected} bytes of {part} per header, found {found}", path.display())]
-    IdxTruncated { path: PathBuf, part: &'static str, expected: u64, found: u64 },
+    IdxTruncated {
+        path: PathBuf,
+        part: &'static str,
+        expected: u64,
+        found: u64,
+    },
 
     /// The file is longer than the header announces.
     #[error("{}: IDX file has trailing data: expected {expected} bytes of data per header, found {found}", path.display())]
-    IdxTrailingData { path: PathBuf, expected: u64, found: u64 },
+    IdxTrailingData {
+        path: PathBuf,
+        expected: u64,
+        found: u64,
+    },
 
     /// An images file and a labels file hold different numbers of records.
     #[error("{} has {n_images} images but {} has {n_labels} labels; the counts must match", images.display(), labels.display())]
-    CountMismatch { images: PathBuf, n_images: usize, labels: PathBuf, n_labels: usize },
+    CountMismatch {
+        images: PathBuf,
+        n_images: usize,
+        labels: PathBuf,
+        n_labels: usize,
+    },
 
     /// A CSV file (or a line of it) is not valid UTF-8.
     #[error("{}: line {line} is not valid UTF-8 text", path.display())]
@@ -100,15 +132,30 @@ pub enum DataError {
 
     /// A CSV feature (or regression target) that does not parse as a number.
     #[error("{}: line {line}, column {column}: expected a number, found {text:?}", path.display())]
-    CsvNotNumeric { path: PathBuf, line: usize, column: usize, text: String },
+    CsvNotNumeric {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        text: String,
+    },
 
     /// A CSV row with a different number of fields than the first row.
     #[error("{}: line {line}: found {found} fields, expected {expected} (as in the first row)", path.display())]
-    CsvRagged { path: PathBuf, line: usize, found: usize, expected: usize },
+    CsvRagged {
+        path: PathBuf,
+        line: usize,
+        found: usize,
+        expected: usize,
+    },
 
     /// The selected label column does not exist.
     #[error("{}: line {line}: label column {index} (0-based) does not exist; the row has {n_fields} fields", path.display())]
-    CsvLabelColumn { path: PathBuf, line: usize, index: usize, n_fields: usize },
+    CsvLabelColumn {
+        path: PathBuf,
+        line: usize,
+        index: usize,
+        n_fields: usize,
+    },
 
     /// A CSV with a single column: a label but no features.
     #[error("{}: line {line}: only 1 field; expected at least one feature column besides the label", path.display())]
@@ -116,15 +163,31 @@ pub enum DataError {
 
     /// A class label that is not a non-negative integer.
     #[error("{}: line {line}, column {column}: label {text:?} is {reason}; class labels must be non-negative integers such as 3 or 3.0 (use regression targets for real-valued labels)", path.display())]
-    BadLabel { path: PathBuf, line: usize, column: usize, text: String, reason: &'static str },
+    BadLabel {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        text: String,
+        reason: &'static str,
+    },
 
     /// A class label at or above the number of classes.
     #[error("{}: {location}: label {label} is out of range; expected 0..={} for {n_classes} classes", path.display(), n_classes.saturating_sub(1))]
-    LabelOutOfRange { path: PathBuf, location: Location, label: u64, n_classes: usize },
+    LabelOutOfRange {
+        path: PathBuf,
+        location: Location,
+        label: u64,
+        n_classes: usize,
+    },
 
     /// NaN or an infinity in a CSV file.
     #[error("{}: line {line}, column {column}: value {text:?} is not finite; NaN and infinities are not allowed", path.display())]
-    NonFinite { path: PathBuf, line: usize, column: usize, text: String },
+    NonFinite {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        text: String,
+    },
 
     /// A file without a single data record.
     #[error("{}: the data set is empty (no data records)", path.display())]
@@ -132,11 +195,21 @@ pub enum DataError {
 
     /// A test CSV whose rows have a different number of fields than the train CSV.
     #[error("test file {} has {test_columns} columns but train file {} has {train_columns}; both must have the same layout", test.display(), train.display())]
-    TestColumnMismatch { train: PathBuf, train_columns: usize, test: PathBuf, test_columns: usize },
+    TestColumnMismatch {
+        train: PathBuf,
+        train_columns: usize,
+        test: PathBuf,
+        test_columns: usize,
+    },
 
     /// Test IDX images of a different size than the train images.
     #[error("test file {} has {test_features} values per image but train file {} has {train_features}; both must have the same image size", test.display(), train.display())]
-    TestFeatureMismatch { train: PathBuf, train_features: usize, test: PathBuf, test_features: usize },
+    TestFeatureMismatch {
+        train: PathBuf,
+        train_features: usize,
+        test: PathBuf,
+        test_features: usize,
+    },
 
     /// A `--data` value that matches none of the accepted forms.
     #[error("unknown data spec {spec:?}{detail}; accepted forms: \"digits\", \"mnist:DIR\", \"idx:TRAIN_IMAGES,TRAIN_LABELS[,TEST_IMAGES,TEST_LABELS]\", \"csv:PATH\" or a PATH ending in .csv or .csv.gz")]
@@ -152,7 +225,11 @@ pub enum DataError {
 
     /// A split that would leave one part without samples.
     #[error("splitting {n_samples} samples with fraction {fraction} leaves the {part} part empty; classes with a single sample always stay in the first part, so more samples are needed")]
-    EmptySplit { n_samples: usize, fraction: f64, part: &'static str },
+    EmptySplit {
+        n_samples: usize,
+        fraction: f64,
+        part: &'static str,
+    },
 
     /// Fewer than two classes: requested, or all the labels found are 0.
     #[error("{context}: classification needs at least 2 classes, got {n_classes}")]

@@ -40,7 +40,10 @@ pub(crate) fn decompress(path: &Path, bytes: Vec<u8>) -> Result<Vec<u8>, DataErr
     let mut out = Vec::with_capacity(bytes.len().saturating_mul(4));
     MultiGzDecoder::new(bytes.as_slice())
         .read_to_end(&mut out)
-        .map_err(|err| DataError::Io { path: path.to_path_buf(), source: err })?;
+        .map_err(|err| DataError::Io {
+            path: path.to_path_buf(),
+            source: err,
+        })?;
     Ok(out)
 }
 
@@ -56,7 +59,12 @@ pub(crate) fn read_up_to(
             Ok(0) => break,
             Ok(n) => filled += n,
             Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(err) => return Err(DataError::Io { path: path.to_path_buf(), source: err }),
+            Err(err) => {
+                return Err(DataError::Io {
+                    path: path.to_path_buf(),
+                    source: err,
+                })
+            }
         }
     }
     Ok(filled)

@@ -54,8 +54,11 @@ fn read_header(path: &Path, reader: &mut dyn Read, kind: IdxKind) -> Result<Head
             found: found as u64,
         });
     }
-    let bad_magic =
-        || DataError::IdxBadMagic { path: path.to_path_buf(), kind, found: u32::from_be_bytes(magic) };
+    let bad_magic = || DataError::IdxBadMagic {
+        path: path.to_path_buf(),
+        kind,
+        found: u32::from_be_bytes(magic),
+    };
     let [zero_a, zero_b, type_code, n_dims] = magic;
     if zero_a != 0 || zero_b != 0 {
         return Err(bad_magic());
@@ -63,7 +66,10 @@ fn read_header(path: &Path, reader: &mut dyn Read, kind: IdxKind) -> Result<Head
     match type_code {
         0x08 => {}
         0x09 | 0x0B | 0x0C | 0x0D | 0x0E => {
-            return Err(DataError::IdxUnsupportedType { path: path.to_path_buf(), type_code });
+            return Err(DataError::IdxUnsupportedType {
+                path: path.to_path_buf(),
+                type_code,
+            });
         }
         _ => return Err(bad_magic()),
     }
@@ -89,7 +95,11 @@ fn read_header(path: &Path, reader: &mut dyn Read, kind: IdxKind) -> Result<Head
         .chunks_exact(4)
         .map(|chunk| u32::from_be_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]))
         .collect();
-    let bad_dims = |reason| DataError::IdxBadDimensions { path: path.to_path_buf(), dims: dims.clone(), reason };
+    let bad_dims = |reason| DataError::IdxBadDimensions {
+        path: path.to_path_buf(),
+        dims: dims.clone(),
+        reason,
+    };
     if dims[1..].contains(&0) {
         return Err(bad_dims("an image dimension is 0"));
     }
@@ -101,9 +111,16 @@ fn read_header(path: &Path, reader: &mut dyn Read, kind: IdxKind) -> Result<Head
         .checked_mul(u64::from(dims[0]))
         .ok_or_else(|| bad_dims("the data size overflows"))?;
     if usize::try_from(data_len).is_err() {
-        return Err(bad_dims("the data size does not fit in memory on this platform"));
+        return Err(bad_dims(
+            "the data size does not fit in memory on this platform",
+        ));
     }
-    Ok(Header { count: dims[0] as usize, item_len: item_len as usize, data_len, dims })
+    Ok(Header {
+        count: dims[0] as usize,
+        item_len: item_len as usize,
+        data_len,
+        dims,
+    })
 }
 
 /// Streams exactly `header.data_len` bytes to `sink`, then checks that nothing follows.
@@ -154,9 +171,13 @@ pub fn read_images(path: &Path) -> Result<IdxImages, DataError> {
     // Reserve what the header announces, but cap the speculative part so that a
     // corrupt header cannot request an absurd allocation before the data is seen.
     let mut pixels: Vec<f32> = Vec::with_capacity((header.data_len as usize).min(1 << 27));
-    read_body(path, &mut *reader, &header, |chunk| pixels.extend(chunk.iter().map(|&b| f32::from(b))))?;
+    read_body(path, &mut *reader, &header, |chunk| {
+        pixels.extend(chunk.iter().map(|&b| f32::from(b)))
+    })?;
     if header.count == 0 {
-        return Err(DataError::Empty { path: path.to_path_buf() });
+        return Err(DataError::Empty {
+            path: path.to_path_buf(),
+        });
     }
     Ok(IdxImages {
         pixels,
@@ -171,9 +192,13 @@ pub fn read_labels(path: &Path) -> Result<Vec<u8>, DataError> {
     let mut reader = file::open(path)?;
     let header = read_header(path, &mut *reader, IdxKind::Labels)?;
     let mut labels = Vec::with_capacity((header.data_len as usize).min(1 << 27));
-    read_body(path, &mut *reader, &header, |chunk| labels.extend_from_slice(chunk))?;
+    read_body(path, &mut *reader, &header, |chunk| {
+        labels.extend_from_slice(chunk)
+    })?;
     if header.count == 0 {
-        return Err(DataError::Empty { path: path.to_path_buf() });
+        return Err(DataError::Empty {
+            path: path.to_path_buf(),
+        });
     }
     Ok(labels)
 }
@@ -197,14 +222,25 @@ fn read_pair(images_path: &Path, labels_path: &Path) -> Result<RawPair, DataErro
             n_labels: labels.len(),
         });
     }
-    Ok(RawPair { images_path: images_path.to_path_buf(), labels_path: labels_path.to_path_buf(), images, labels })
+    Ok(RawPair {
+        images_path: images_path.to_path_buf(),
+        labels_path: labels_path.to_path_buf(),
+        images,
+        labels,
+    })
 }
 
 fn into_dataset(pair: RawPair, target: TargetKind, n_classes: usize) -> Result<Dataset, DataError> {
     let targets = match target {
-        TargetKind::Regression => Targets::Regression { values: pair.labels.iter().map(|&l| f32::from(l)).collect() },
+        TargetKind::Regression => Targets::Regression {
+            values: pair.labels.iter().map(|&l| f32::from(l)).collect(),
+        },
         TargetKind::Classes { .. } => {
-            if let Some(record) = pair.labels.iter().position(|&l| usize::from(l) >= n_classes) {
+            if let Some(record) = pair
+                .labels
+                .iter()
+                .position(|&l| usize::from(l) >= n_classes)
+            {
                 return Err(DataError::LabelOutOfRange {
                     path: pair.labels_path,
                     location: Location::Record(record),
@@ -212,10 +248,17 @@ fn into_dataset(pair: RawPair, target: TargetKind, n_classes: usize) -> Result<D
                     n_classes,
                 });
             }
-            Targets::Classes { labels: pair.labels.iter().map(|&l| u32::from(l)).collect(), n_classes }
+            Targets::Classes {
+                labels: pair.labels.iter().map(|&l| u32::from(l)).collect(),
+                n_classes,
+            }
         }
     };
-    Ok(Dataset { features: pair.images.pixels, n_features: pair.images.n_features, targets })
+    Ok(Dataset {
+        features: pair.images.pixels,
+        n_features: pair.images.n_features,
+        targets,
+    })
 }
 
 /// Loads a train pair and an optional test pair.
@@ -230,7 +273,9 @@ pub(crate) fn load_pairs(
     target: TargetKind,
 ) -> Result<(Dataset, Option<Dataset>), DataError> {
     let train = read_pair(train.0, train.1)?;
-    let test = test.map(|(images, labels)| read_pair(images, labels)).transpose()?;
+    let test = test
+        .map(|(images, labels)| read_pair(images, labels))
+        .transpose()?;
     if let Some(test) = &test {
         if test.images.n_features != train.images.n_features {
             return Err(DataError::TestFeatureMismatch {
@@ -244,13 +289,24 @@ pub(crate) fn load_pairs(
     let n_classes = match target {
         TargetKind::Classes { n_classes: Some(k) } => k,
         _ => {
-            let max = train.labels.iter().chain(test.iter().flat_map(|t| t.labels.iter())).copied().max();
+            let max = train
+                .labels
+                .iter()
+                .chain(test.iter().flat_map(|t| t.labels.iter()))
+                .copied()
+                .max();
             let max = usize::from(max.unwrap_or(0));
-            if max < 10 { 10 } else { max + 1 }
+            if max < 10 {
+                10
+            } else {
+                max + 1
+            }
         }
     };
     let train = into_dataset(train, target, n_classes)?;
-    let test = test.map(|t| into_dataset(t, target, n_classes)).transpose()?;
+    let test = test
+        .map(|t| into_dataset(t, target, n_classes))
+        .transpose()?;
     Ok((train, test))
 }
 
@@ -261,7 +317,12 @@ pub(crate) fn find_mnist_file(dir: &Path, name: &str) -> Result<PathBuf, DataErr
         Some(at) => format!("{}.{}", &name[..at], &name[at + 1..]),
         None => name.to_string(),
     };
-    let tried = vec![name.to_string(), format!("{name}.gz"), dotted.clone(), format!("{dotted}.gz")];
+    let tried = vec![
+        name.to_string(),
+        format!("{name}.gz"),
+        dotted.clone(),
+        format!("{dotted}.gz"),
+    ];
     for candidate in &tried {
         let path = dir.join(candidate);
         if path.is_file() {
@@ -270,7 +331,11 @@ pub(crate) fn find_mnist_file(dir: &Path, name: &str) -> Result<PathBuf, DataErr
     }
     // Report a missing or unreadable directory as such, with the OS error.
     std::fs::read_dir(dir).map_err(|err| DataError::io(dir, err))?;
-    Err(DataError::MnistFileMissing { dir: dir.to_path_buf(), name: name.to_string(), tried })
+    Err(DataError::MnistFileMissing {
+        dir: dir.to_path_buf(),
+        name: name.to_string(),
+        tried,
+    })
 }
 
 #[cfg(test)]
@@ -308,7 +373,12 @@ pub(crate) mod tests {
         (pixels, labels)
     }
 
-    fn write_pair(dir: &Path, prefix: &str, n: usize, gzip: bool) -> (PathBuf, PathBuf, Vec<u8>, Vec<u8>) {
+    fn write_pair(
+        dir: &Path,
+        prefix: &str,
+        n: usize,
+        gzip: bool,
+    ) -> (PathBuf, PathBuf, Vec<u8>, Vec<u8>) {
         let (pixels, labels) = synthetic(n);
         let images = dir.join(format!("{prefix}-images"));
         let labels_path = dir.join(format!("{prefix}-labels"));
@@ -327,7 +397,8 @@ pub(crate) mod tests {
     fn images_and_labels_roundtrip_raw_and_gzip() {
         let dir = tempfile::tempdir().unwrap();
         for gzip in [false, true] {
-            let (images, labels, pixels, label_bytes) = write_pair(dir.path(), &format!("gz{gzip}"), 5, gzip);
+            let (images, labels, pixels, label_bytes) =
+                write_pair(dir.path(), &format!("gz{gzip}"), 5, gzip);
             let read = read_images(&images).unwrap();
             assert_eq!(read.n_images, 5);
             assert_eq!(read.n_features, 6);
@@ -358,7 +429,13 @@ pub(crate) mod tests {
         assert_eq!((read.n_images, read.n_features), (2, 3));
         assert_eq!(read.pixels[3..], [4.0, 5.0, 6.0]);
         let cube = dir.path().join("cube");
-        write_idx(&cube, 0x0804, &[1, 2, 2, 2], &[0, 1, 2, 3, 4, 5, 6, 7], false);
+        write_idx(
+            &cube,
+            0x0804,
+            &[1, 2, 2, 2],
+            &[0, 1, 2, 3, 4, 5, 6, 7],
+            false,
+        );
         let read = read_images(&cube).unwrap();
         assert_eq!((read.n_images, read.n_features), (1, 8));
         assert_eq!(read.image_dims, vec![2, 2, 2]);
@@ -369,20 +446,43 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (tri, trl, pixels, labels) = write_pair(dir.path(), "train", 12, true);
         let (tei, tel, _, _) = write_pair(dir.path(), "test", 4, false);
-        let spec = DataSpec::Idx { train_images: tri.clone(), train_labels: trl.clone(), test: Some((tei, tel)) };
+        let spec = DataSpec::Idx {
+            train_images: tri.clone(),
+            train_labels: trl.clone(),
+            test: Some((tei, tel)),
+        };
         let split = load(&spec, &DataOptions::default()).unwrap();
         assert_eq!(split.train.n_samples(), 12);
         assert_eq!(split.test.n_samples(), 4);
         assert_eq!(split.train.n_features, 6);
-        assert_eq!(split.train.row(1), pixels[6..12].iter().map(|&b| f32::from(b)).collect::<Vec<_>>());
+        assert_eq!(
+            split.train.row(1),
+            pixels[6..12]
+                .iter()
+                .map(|&b| f32::from(b))
+                .collect::<Vec<_>>()
+        );
         // Labels are 0..3, all below 10: the IDX default is 10 classes.
         assert_eq!(
             split.train.targets,
-            Targets::Classes { labels: labels.iter().map(|&l| u32::from(l)).collect(), n_classes: 10 }
+            Targets::Classes {
+                labels: labels.iter().map(|&l| u32::from(l)).collect(),
+                n_classes: 10
+            }
         );
-        assert!(split.description.contains("12 train, 4 test, 6 features, 10 classes"), "{}", split.description);
+        assert!(
+            split
+                .description
+                .contains("12 train, 4 test, 6 features, 10 classes"),
+            "{}",
+            split.description
+        );
 
-        let spec = DataSpec::Idx { train_images: tri, train_labels: trl, test: None };
+        let spec = DataSpec::Idx {
+            train_images: tri,
+            train_labels: trl,
+            test: None,
+        };
         let split = load(&spec, &DataOptions::default()).unwrap();
         assert_eq!(split.train.n_samples() + split.test.n_samples(), 12);
         assert_eq!(split.test.n_samples(), 3);
@@ -395,15 +495,45 @@ pub(crate) mod tests {
         let labels = dir.path().join("l");
         write_idx(&images, 0x0803, &[4, 1, 1], &[1, 2, 3, 4], false);
         write_idx(&labels, 0x0801, &[4], &[0, 12, 3, 12], false);
-        let (train, _) = load_pairs((&images, &labels), None, TargetKind::Classes { n_classes: None }).unwrap();
+        let (train, _) = load_pairs(
+            (&images, &labels),
+            None,
+            TargetKind::Classes { n_classes: None },
+        )
+        .unwrap();
         assert_eq!(train.n_outputs(), 13, "labels >= 10: max + 1");
         let (train, _) = load_pairs((&images, &labels), None, TargetKind::Regression).unwrap();
-        assert_eq!(train.targets, Targets::Regression { values: vec![0.0, 12.0, 3.0, 12.0] });
+        assert_eq!(
+            train.targets,
+            Targets::Regression {
+                values: vec![0.0, 12.0, 3.0, 12.0]
+            }
+        );
         assert_eq!(train.n_outputs(), 1);
-        let err = load_pairs((&images, &labels), None, TargetKind::Classes { n_classes: Some(10) }).unwrap_err();
-        assert!(matches!(err, DataError::LabelOutOfRange { label: 12, n_classes: 10, .. }), "{err:?}");
+        let err = load_pairs(
+            (&images, &labels),
+            None,
+            TargetKind::Classes {
+                n_classes: Some(10),
+            },
+        )
+        .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                DataError::LabelOutOfRange {
+                    label: 12,
+                    n_classes: 10,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
         let text = msg(&err);
-        assert!(text.contains(&labels.display().to_string()) && text.contains("record 1"), "{text}");
+        assert!(
+            text.contains(&labels.display().to_string()) && text.contains("record 1"),
+            "{text}"
+        );
         assert!(text.contains("0..=9"), "{text}");
     }
 
@@ -412,25 +542,69 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (pixels, labels) = synthetic(8);
         // Plain, gzip, dotted and dotted gzip names in one directory.
-        write_idx(&dir.path().join("train-images-idx3-ubyte"), 0x0803, &[8, 2, 3], &pixels, false);
-        write_idx(&dir.path().join("train-labels-idx1-ubyte.gz"), 0x0801, &[8], &labels, true);
-        write_idx(&dir.path().join("t10k-images.idx3-ubyte"), 0x0803, &[2, 2, 3], &pixels[..12], false);
-        write_idx(&dir.path().join("t10k-labels.idx1-ubyte.gz"), 0x0801, &[2], &labels[..2], true);
+        write_idx(
+            &dir.path().join("train-images-idx3-ubyte"),
+            0x0803,
+            &[8, 2, 3],
+            &pixels,
+            false,
+        );
+        write_idx(
+            &dir.path().join("train-labels-idx1-ubyte.gz"),
+            0x0801,
+            &[8],
+            &labels,
+            true,
+        );
+        write_idx(
+            &dir.path().join("t10k-images.idx3-ubyte"),
+            0x0803,
+            &[2, 2, 3],
+            &pixels[..12],
+            false,
+        );
+        write_idx(
+            &dir.path().join("t10k-labels.idx1-ubyte.gz"),
+            0x0801,
+            &[2],
+            &labels[..2],
+            true,
+        );
         let spec = DataSpec::Mnist(dir.path().to_path_buf());
         let split = load(&spec, &DataOptions::default()).unwrap();
         assert_eq!((split.train.n_samples(), split.test.n_samples()), (8, 2));
-        assert_eq!(split.test.row(1), pixels[6..12].iter().map(|&b| f32::from(b)).collect::<Vec<_>>());
-        assert!(split.description.starts_with(&format!("mnist:{}", dir.path().display())), "{}", split.description);
+        assert_eq!(
+            split.test.row(1),
+            pixels[6..12]
+                .iter()
+                .map(|&b| f32::from(b))
+                .collect::<Vec<_>>()
+        );
+        assert!(
+            split
+                .description
+                .starts_with(&format!("mnist:{}", dir.path().display())),
+            "{}",
+            split.description
+        );
 
         std::fs::remove_file(dir.path().join("t10k-labels.idx1-ubyte.gz")).unwrap();
         let err = load(&spec, &DataOptions::default()).err().unwrap();
         assert!(matches!(err, DataError::MnistFileMissing { .. }), "{err:?}");
         let text = msg(&err);
-        assert!(text.contains("t10k-labels-idx1-ubyte") && text.contains("t10k-labels.idx1-ubyte.gz"), "{text}");
+        assert!(
+            text.contains("t10k-labels-idx1-ubyte") && text.contains("t10k-labels.idx1-ubyte.gz"),
+            "{text}"
+        );
         assert!(text.contains(&dir.path().display().to_string()), "{text}");
 
         let missing_dir = dir.path().join("nope");
-        let err = load(&DataSpec::Mnist(missing_dir.clone()), &DataOptions::default()).err().unwrap();
+        let err = load(
+            &DataSpec::Mnist(missing_dir.clone()),
+            &DataOptions::default(),
+        )
+        .err()
+        .unwrap();
         assert!(matches!(err, DataError::NotFound { .. }), "{err:?}");
         assert!(msg(&err).contains(&missing_dir.display().to_string()));
     }
@@ -442,16 +616,26 @@ pub(crate) mod tests {
         let err = read_images(&missing).unwrap_err();
         assert!(matches!(err, DataError::NotFound { .. }), "{err:?}");
         let text = msg(&err);
-        assert!(text.contains("no-such-images") && text.contains("No such file"), "{text}");
+        assert!(
+            text.contains("no-such-images") && text.contains("No such file"),
+            "{text}"
+        );
         // A directory opens but cannot be read as a file.
         let err = read_images(dir.path()).unwrap_err();
         assert!(matches!(err, DataError::Io { .. }), "{err:?}");
         assert!(msg(&err).contains(&dir.path().display().to_string()));
         // A corrupt gzip stream is an unreadable file too.
         let corrupt = dir.path().join("corrupt-labels");
-        write_bytes(&corrupt, &[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff, 1, 2, 3], false);
+        write_bytes(
+            &corrupt,
+            &[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff, 1, 2, 3],
+            false,
+        );
         let err = read_labels(&corrupt).unwrap_err();
-        assert!(matches!(err, DataError::Io { .. } | DataError::IdxTruncated { .. }), "{err:?}");
+        assert!(
+            matches!(err, DataError::Io { .. } | DataError::IdxTruncated { .. }),
+            "{err:?}"
+        );
         assert!(msg(&err).contains("corrupt-labels"));
     }
 
@@ -462,22 +646,59 @@ pub(crate) mod tests {
         write_idx(&labels, 0x0801, &[2], &[1, 2], false);
         // A labels file given as images.
         let err = read_images(&labels).unwrap_err();
-        assert!(matches!(err, DataError::IdxBadMagic { kind: IdxKind::Images, found: 0x0801, .. }), "{err:?}");
+        assert!(
+            matches!(
+                err,
+                DataError::IdxBadMagic {
+                    kind: IdxKind::Images,
+                    found: 0x0801,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
         let text = msg(&err);
-        assert!(text.contains("labels-file") && text.contains("0x00000801") && text.contains("expected 0x00000803"), "{text}");
+        assert!(
+            text.contains("labels-file")
+                && text.contains("0x00000801")
+                && text.contains("expected 0x00000803"),
+            "{text}"
+        );
         // An images file given as labels.
         let images = dir.path().join("images-file");
         write_idx(&images, 0x0803, &[1, 1, 1], &[9], true);
         let err = read_labels(&images).unwrap_err();
-        assert!(matches!(err, DataError::IdxBadMagic { kind: IdxKind::Labels, found: 0x0803, .. }), "{err:?}");
+        assert!(
+            matches!(
+                err,
+                DataError::IdxBadMagic {
+                    kind: IdxKind::Labels,
+                    found: 0x0803,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
         let text = msg(&err);
-        assert!(text.contains("images-file") && text.contains("0x00000803"), "{text}");
+        assert!(
+            text.contains("images-file") && text.contains("0x00000803"),
+            "{text}"
+        );
         assert!(text.contains("expected 0x00000801"), "{text}");
         // Not IDX at all.
         let text_file = dir.path().join("text.csv");
         write_bytes(&text_file, b"1,2,3\n", false);
         let err = read_images(&text_file).unwrap_err();
-        assert!(matches!(err, DataError::IdxBadMagic { found: 0x312C_322C, .. }), "{err:?}");
+        assert!(
+            matches!(
+                err,
+                DataError::IdxBadMagic {
+                    found: 0x312C_322C,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
     }
 
     #[test]
@@ -486,9 +707,21 @@ pub(crate) mod tests {
         let floats = dir.path().join("float-images");
         write_idx(&floats, 0x0D03, &[1, 1, 1], &[0, 0, 0, 0], false);
         let err = read_images(&floats).unwrap_err();
-        assert!(matches!(err, DataError::IdxUnsupportedType { type_code: 0x0D, .. }), "{err:?}");
+        assert!(
+            matches!(
+                err,
+                DataError::IdxUnsupportedType {
+                    type_code: 0x0D,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
         let text = msg(&err);
-        assert!(text.contains("float-images") && text.contains("0x0D") && text.contains("0x08"), "{text}");
+        assert!(
+            text.contains("float-images") && text.contains("0x0D") && text.contains("0x08"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -499,28 +732,71 @@ pub(crate) mod tests {
             write_idx(&short, 0x0803, &[3, 2, 2], &[0; 10], gzip);
             let err = read_images(&short).unwrap_err();
             assert!(
-                matches!(err, DataError::IdxTruncated { part: "data", expected: 12, found: 10, .. }),
+                matches!(
+                    err,
+                    DataError::IdxTruncated {
+                        part: "data",
+                        expected: 12,
+                        found: 10,
+                        ..
+                    }
+                ),
                 "{err:?}"
             );
             let text = msg(&err);
             assert!(text.contains(&format!("short-images-{gzip}")), "{text}");
-            assert!(text.contains("expected 12 bytes of data") && text.contains("found 10"), "{text}");
+            assert!(
+                text.contains("expected 12 bytes of data") && text.contains("found 10"),
+                "{text}"
+            );
 
             let long = dir.path().join(format!("long-labels-{gzip}"));
             write_idx(&long, 0x0801, &[2], &[1, 2, 3], gzip);
             let err = read_labels(&long).unwrap_err();
-            assert!(matches!(err, DataError::IdxTrailingData { expected: 2, found: 3, .. }), "{err:?}");
+            assert!(
+                matches!(
+                    err,
+                    DataError::IdxTrailingData {
+                        expected: 2,
+                        found: 3,
+                        ..
+                    }
+                ),
+                "{err:?}"
+            );
             assert!(msg(&err).contains(&format!("long-labels-{gzip}")));
         }
         let stub = dir.path().join("stub-images");
         write_bytes(&stub, &[0, 0, 8, 3, 0, 0, 0, 1, 0], false);
         let err = read_images(&stub).unwrap_err();
-        assert!(matches!(err, DataError::IdxTruncated { part: "header", expected: 16, found: 9, .. }), "{err:?}");
+        assert!(
+            matches!(
+                err,
+                DataError::IdxTruncated {
+                    part: "header",
+                    expected: 16,
+                    found: 9,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
         assert!(msg(&err).contains("stub-images"));
         let tiny = dir.path().join("tiny");
         write_bytes(&tiny, &[0, 0], false);
         let err = read_labels(&tiny).unwrap_err();
-        assert!(matches!(err, DataError::IdxTruncated { part: "header", expected: 4, found: 2, .. }), "{err:?}");
+        assert!(
+            matches!(
+                err,
+                DataError::IdxTruncated {
+                    part: "header",
+                    expected: 4,
+                    found: 2,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
     }
 
     #[test]
@@ -538,7 +814,10 @@ pub(crate) mod tests {
         assert!(msg(&err).contains("empty-images"));
         let empty_labels = dir.path().join("empty-labels");
         write_idx(&empty_labels, 0x0801, &[0], &[], false);
-        assert!(matches!(read_labels(&empty_labels), Err(DataError::Empty { .. })));
+        assert!(matches!(
+            read_labels(&empty_labels),
+            Err(DataError::Empty { .. })
+        ));
     }
 
     #[test]
@@ -548,12 +827,32 @@ pub(crate) mod tests {
         let labels = dir.path().join("four-labels");
         write_idx(&images, 0x0803, &[5, 1, 1], &[0; 5], false);
         write_idx(&labels, 0x0801, &[4], &[0; 4], false);
-        let spec = DataSpec::Idx { train_images: images, train_labels: labels, test: None };
+        let spec = DataSpec::Idx {
+            train_images: images,
+            train_labels: labels,
+            test: None,
+        };
         let err = load(&spec, &DataOptions::default()).err().unwrap();
-        assert!(matches!(err, DataError::CountMismatch { n_images: 5, n_labels: 4, .. }), "{err:?}");
+        assert!(
+            matches!(
+                err,
+                DataError::CountMismatch {
+                    n_images: 5,
+                    n_labels: 4,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
         let text = msg(&err);
-        assert!(text.contains("five-images") && text.contains("four-labels"), "{text}");
-        assert!(text.contains("5 images") && text.contains("4 labels"), "{text}");
+        assert!(
+            text.contains("five-images") && text.contains("four-labels"),
+            "{text}"
+        );
+        assert!(
+            text.contains("5 images") && text.contains("4 labels"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -564,18 +863,35 @@ pub(crate) mod tests {
         let tel = dir.path().join("test-labels");
         write_idx(&tei, 0x0803, &[1, 2, 2], &[0; 4], false);
         write_idx(&tel, 0x0801, &[1], &[0], false);
-        let spec = DataSpec::Idx { train_images: tri, train_labels: trl, test: Some((tei, tel)) };
+        let spec = DataSpec::Idx {
+            train_images: tri,
+            train_labels: trl,
+            test: Some((tei, tel)),
+        };
         let err = load(&spec, &DataOptions::default()).err().unwrap();
-        assert!(matches!(err, DataError::TestFeatureMismatch { train_features: 6, test_features: 4, .. }));
+        assert!(matches!(
+            err,
+            DataError::TestFeatureMismatch {
+                train_features: 6,
+                test_features: 4,
+                ..
+            }
+        ));
         assert!(msg(&err).contains("test-images"));
     }
 
     /// The real MNIST files, when present (they are in CI): checks the counts.
     #[test]
     fn real_mnist_counts_when_present() {
-        let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data/mnist"));
+        let dir = PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../shared/data/mnist"
+        ));
         if !dir.is_dir() {
-            println!("NOTE: {} is absent; real MNIST counts NOT checked", dir.display());
+            println!(
+                "NOTE: {} is absent; real MNIST counts NOT checked",
+                dir.display()
+            );
             return;
         }
         let split = load(&DataSpec::Mnist(dir.clone()), &DataOptions::default()).unwrap();
@@ -585,6 +901,10 @@ pub(crate) mod tests {
         assert_eq!(split.train.n_outputs(), 10);
         let max = split.train.features.iter().copied().fold(0.0f32, f32::max);
         assert_eq!(max, 255.0);
-        println!("checked real MNIST in {}: {}", dir.display(), split.description);
+        println!(
+            "checked real MNIST in {}: {}",
+            dir.display(),
+            split.description
+        );
     }
 }

@@ -87,11 +87,15 @@ impl Dataset {
                 labels: row_indices.iter().map(|&idx| labels[idx]).collect(),
                 n_classes: *n_classes,
             },
-            Targets::Regression { values } => {
-                Targets::Regression { values: row_indices.iter().map(|&idx| values[idx]).collect() }
-            }
+            Targets::Regression { values } => Targets::Regression {
+                values: row_indices.iter().map(|&idx| values[idx]).collect(),
+            },
         };
-        Dataset { features, n_features: self.n_features, targets }
+        Dataset {
+            features,
+            n_features: self.n_features,
+            targets,
+        }
     }
 }
 
@@ -173,7 +177,10 @@ pub fn load(spec: &DataSpec, options: &DataOptions) -> Result<Split, DataError> 
     split::check_fraction(options.test_split)?;
     if let TargetKind::Classes { n_classes: Some(k) } = options.target {
         if k < 2 {
-            return Err(DataError::TooFewClasses { context: "requested class count".to_string(), n_classes: k });
+            return Err(DataError::TooFewClasses {
+                context: "requested class count".to_string(),
+                n_classes: k,
+            });
         }
     }
     if !matches!(spec, DataSpec::Csv(_)) {
@@ -188,7 +195,10 @@ pub fn load(spec: &DataSpec, options: &DataOptions) -> Result<Split, DataError> 
             None
         };
         if let Some(option) = misplaced {
-            return Err(DataError::CsvOptionWithoutCsv { option, spec: spec.to_string() });
+            return Err(DataError::CsvOptionWithoutCsv {
+                option,
+                spec: spec.to_string(),
+            });
         }
     }
 
@@ -196,7 +206,13 @@ pub fn load(spec: &DataSpec, options: &DataOptions) -> Result<Split, DataError> 
         DataSpec::Digits => {
             let path = Path::new(DIGITS_NAME);
             let bytes = file::decompress(path, DIGITS_CSV_GZ.to_vec())?;
-            let table = csv::parse(path, &bytes, LabelColumn::Last, HeaderMode::Absent, options.target)?;
+            let table = csv::parse(
+                path,
+                &bytes,
+                LabelColumn::Last,
+                HeaderMode::Absent,
+                options.target,
+            )?;
             drop(bytes);
             let (train, _) = csv::finish(table, None, options.target)?;
             (train, None, spec.to_string())
@@ -213,9 +229,16 @@ pub fn load(spec: &DataSpec, options: &DataOptions) -> Result<Split, DataError> 
             )?;
             (train, test, spec.to_string())
         }
-        DataSpec::Idx { train_images, train_labels, test } => {
-            let test = test.as_ref().map(|(images, labels)| (images.as_path(), labels.as_path()));
-            let (train, test) = idx::load_pairs((train_images, train_labels), test, options.target)?;
+        DataSpec::Idx {
+            train_images,
+            train_labels,
+            test,
+        } => {
+            let test = test
+                .as_ref()
+                .map(|(images, labels)| (images.as_path(), labels.as_path()));
+            let (train, test) =
+                idx::load_pairs((train_images, train_labels), test, options.target)?;
             (train, test, spec.to_string())
         }
         DataSpec::Csv(path) => {
@@ -237,12 +260,16 @@ pub fn load(spec: &DataSpec, options: &DataOptions) -> Result<Split, DataError> 
     let (train, test, how) = match test {
         Some(test) => (train, test, String::new()),
         None => {
-            let (first, second) = split::split_indices(&train, options.test_split, options.split_seed)?;
+            let (first, second) =
+                split::split_indices(&train, options.test_split, options.split_seed)?;
             let kind = match train.targets {
                 Targets::Classes { .. } => "stratified",
                 Targets::Regression { .. } => "random",
             };
-            let how = format!("; {kind} test split {} with seed {}", options.test_split, options.split_seed);
+            let how = format!(
+                "; {kind} test split {} with seed {}",
+                options.test_split, options.split_seed
+            );
             (train.subset(&first), train.subset(&second), how)
         }
     };
@@ -256,7 +283,11 @@ pub fn load(spec: &DataSpec, options: &DataOptions) -> Result<Split, DataError> 
         test.n_samples(),
         train.n_features
     );
-    Ok(Split { train, test, description })
+    Ok(Split {
+        train,
+        test,
+        description,
+    })
 }
 
 #[cfg(test)]
@@ -264,7 +295,9 @@ mod tests {
     use super::*;
 
     fn class_counts(dataset: &Dataset) -> Vec<usize> {
-        let Targets::Classes { labels, n_classes } = &dataset.targets else { panic!("not classes") };
+        let Targets::Classes { labels, n_classes } = &dataset.targets else {
+            panic!("not classes")
+        };
         let mut counts = vec![0; *n_classes];
         for &label in labels {
             counts[label as usize] += 1;
@@ -287,11 +320,21 @@ mod tests {
         let min = train.features.iter().copied().fold(f32::MAX, f32::min);
         assert_eq!((min, max), (0.0, 16.0));
         // Every class in both parts, in proportion.
-        let totals: Vec<usize> = class_counts(train).iter().zip(class_counts(test)).map(|(a, b)| a + b).collect();
-        assert_eq!(totals, vec![178, 182, 177, 183, 181, 182, 181, 179, 174, 180]);
+        let totals: Vec<usize> = class_counts(train)
+            .iter()
+            .zip(class_counts(test))
+            .map(|(a, b)| a + b)
+            .collect();
+        assert_eq!(
+            totals,
+            vec![178, 182, 177, 183, 181, 182, 181, 179, 174, 180]
+        );
         for (class, (&n_test, &total)) in class_counts(test).iter().zip(&totals).enumerate() {
             assert!(n_test > 0 && n_test < total, "class {class}");
-            assert!((n_test as f64 - total as f64 * 0.25).abs() <= 1.0, "class {class}: {n_test}/{total}");
+            assert!(
+                (n_test as f64 - total as f64 * 0.25).abs() <= 1.0,
+                "class {class}: {n_test}/{total}"
+            );
         }
         assert_eq!(
             split.description,
@@ -301,7 +344,14 @@ mod tests {
         // Deterministic by seed; another seed gives another split.
         let again = load(&DataSpec::Digits, &DataOptions::default()).unwrap();
         assert_eq!((&again.train, &again.test), (train, test));
-        let other = load(&DataSpec::Digits, &DataOptions { split_seed: 1, ..DataOptions::default() }).unwrap();
+        let other = load(
+            &DataSpec::Digits,
+            &DataOptions {
+                split_seed: 1,
+                ..DataOptions::default()
+            },
+        )
+        .unwrap();
         assert_eq!(other.test.n_samples(), 449);
         assert_ne!(other.test, *test);
     }
@@ -311,52 +361,117 @@ mod tests {
         // With the rows kept in original order, the first row of the data set is
         // in one of the two parts; the first line of digits.csv is a 0.
         let first: [f32; 64] = [
-            0., 0., 5., 13., 9., 1., 0., 0., 0., 0., 13., 15., 10., 15., 5., 0., 0., 3., 15., 2., 0., 11., 8., 0., 0.,
-            4., 12., 0., 0., 8., 8., 0., 0., 5., 8., 0., 0., 9., 8., 0., 0., 4., 11., 0., 1., 12., 7., 0., 0., 2., 14.,
-            5., 10., 12., 0., 0., 0., 0., 6., 13., 10., 0., 0., 0.,
+            0., 0., 5., 13., 9., 1., 0., 0., 0., 0., 13., 15., 10., 15., 5., 0., 0., 3., 15., 2.,
+            0., 11., 8., 0., 0., 4., 12., 0., 0., 8., 8., 0., 0., 5., 8., 0., 0., 9., 8., 0., 0.,
+            4., 11., 0., 1., 12., 7., 0., 0., 2., 14., 5., 10., 12., 0., 0., 0., 0., 6., 13., 10.,
+            0., 0., 0.,
         ];
         let split = load(&DataSpec::Digits, &DataOptions::default()).unwrap();
-        let part = if split.train.row(0) == first { &split.train } else { &split.test };
+        let part = if split.train.row(0) == first {
+            &split.train
+        } else {
+            &split.test
+        };
         assert_eq!(part.row(0), first);
-        let Targets::Classes { labels, .. } = &part.targets else { panic!() };
+        let Targets::Classes { labels, .. } = &part.targets else {
+            panic!()
+        };
         assert_eq!(labels[0], 0);
     }
 
     #[test]
     fn digits_as_regression_and_with_class_limits() {
-        let options = DataOptions { target: TargetKind::Regression, test_split: 0.1, ..DataOptions::default() };
+        let options = DataOptions {
+            target: TargetKind::Regression,
+            test_split: 0.1,
+            ..DataOptions::default()
+        };
         let split = load(&DataSpec::Digits, &options).unwrap();
-        assert_eq!((split.train.n_samples(), split.test.n_samples()), (1617, 180));
+        assert_eq!(
+            (split.train.n_samples(), split.test.n_samples()),
+            (1617, 180)
+        );
         assert_eq!(split.train.n_outputs(), 1);
-        assert!(split.description.contains("regression; random test split 0.1"), "{}", split.description);
+        assert!(
+            split
+                .description
+                .contains("regression; random test split 0.1"),
+            "{}",
+            split.description
+        );
 
         // n_classes = 5: the first label >= 5 is on line 6 of digits.csv.
-        let options = DataOptions { target: TargetKind::Classes { n_classes: Some(5) }, ..DataOptions::default() };
+        let options = DataOptions {
+            target: TargetKind::Classes { n_classes: Some(5) },
+            ..DataOptions::default()
+        };
         let err = load(&DataSpec::Digits, &options).err().unwrap();
-        assert!(matches!(err, DataError::LabelOutOfRange { label: 5, n_classes: 5, .. }), "{err:?}");
+        assert!(
+            matches!(
+                err,
+                DataError::LabelOutOfRange {
+                    label: 5,
+                    n_classes: 5,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
         let text = err.to_string();
-        assert!(text.contains(DIGITS_NAME) && text.contains("line 6") && text.contains("0..=4"), "{text}");
+        assert!(
+            text.contains(DIGITS_NAME) && text.contains("line 6") && text.contains("0..=4"),
+            "{text}"
+        );
 
-        let options = DataOptions { target: TargetKind::Classes { n_classes: Some(12) }, ..DataOptions::default() };
-        assert_eq!(load(&DataSpec::Digits, &options).unwrap().test.n_outputs(), 12);
+        let options = DataOptions {
+            target: TargetKind::Classes {
+                n_classes: Some(12),
+            },
+            ..DataOptions::default()
+        };
+        assert_eq!(
+            load(&DataSpec::Digits, &options).unwrap().test.n_outputs(),
+            12
+        );
 
-        let options = DataOptions { target: TargetKind::Classes { n_classes: Some(1) }, ..DataOptions::default() };
-        assert!(matches!(load(&DataSpec::Digits, &options), Err(DataError::TooFewClasses { n_classes: 1, .. })));
+        let options = DataOptions {
+            target: TargetKind::Classes { n_classes: Some(1) },
+            ..DataOptions::default()
+        };
+        assert!(matches!(
+            load(&DataSpec::Digits, &options),
+            Err(DataError::TooFewClasses { n_classes: 1, .. })
+        ));
     }
 
     #[test]
     fn invalid_options() {
         for test_split in [0.0, 1.0, -0.25, 2.0, f64::NAN] {
-            let options = DataOptions { test_split, ..DataOptions::default() };
+            let options = DataOptions {
+                test_split,
+                ..DataOptions::default()
+            };
             let err = load(&DataSpec::Digits, &options).err().unwrap();
-            assert!(matches!(err, DataError::InvalidSplitFraction { .. }), "{test_split}: {err:?}");
+            assert!(
+                matches!(err, DataError::InvalidSplitFraction { .. }),
+                "{test_split}: {err:?}"
+            );
             assert!(err.to_string().contains(&test_split.to_string()));
         }
-        let options = DataOptions { test_data: Some("t.csv".into()), ..DataOptions::default() };
+        let options = DataOptions {
+            test_data: Some("t.csv".into()),
+            ..DataOptions::default()
+        };
         let err = load(&DataSpec::Digits, &options).err().unwrap();
-        assert!(matches!(err, DataError::CsvOptionWithoutCsv { .. }), "{err:?}");
+        assert!(
+            matches!(err, DataError::CsvOptionWithoutCsv { .. }),
+            "{err:?}"
+        );
         assert!(err.to_string().contains("test_data") && err.to_string().contains("digits"));
-        let options = DataOptions { label_column: LabelColumn::Index(0), ..DataOptions::default() };
+        let options = DataOptions {
+            label_column: LabelColumn::Index(0),
+            ..DataOptions::default()
+        };
         assert!(matches!(
             load(&DataSpec::Mnist("/nonexistent".into()), &options),
             Err(DataError::CsvOptionWithoutCsv { .. })
@@ -368,14 +483,23 @@ mod tests {
         let data = Dataset {
             features: vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
             n_features: 2,
-            targets: Targets::Classes { labels: vec![0, 1, 2], n_classes: 4 },
+            targets: Targets::Classes {
+                labels: vec![0, 1, 2],
+                n_classes: 4,
+            },
         };
         assert_eq!(data.n_samples(), 3);
         assert_eq!(data.row(1), [3.0, 4.0]);
         assert_eq!(data.n_outputs(), 4);
         let sub = data.subset(&[2, 0, 2]);
         assert_eq!(sub.features, vec![5.0, 6.0, 1.0, 2.0, 5.0, 6.0]);
-        assert_eq!(sub.targets, Targets::Classes { labels: vec![2, 0, 2], n_classes: 4 });
+        assert_eq!(
+            sub.targets,
+            Targets::Classes {
+                labels: vec![2, 0, 2],
+                n_classes: 4
+            }
+        );
         let empty = data.subset(&[]);
         assert_eq!(empty.n_samples(), 0);
         assert_eq!(empty.n_outputs(), 4);
@@ -393,7 +517,11 @@ mod tests {
         };
         let json = serde_json::to_string(&options).unwrap();
         assert_eq!(serde_json::from_str::<DataOptions>(&json).unwrap(), options);
-        let spec = DataSpec::Idx { train_images: "a".into(), train_labels: "b".into(), test: Some(("c".into(), "d".into())) };
+        let spec = DataSpec::Idx {
+            train_images: "a".into(),
+            train_labels: "b".into(),
+            test: Some(("c".into(), "d".into())),
+        };
         let json = serde_json::to_string(&spec).unwrap();
         assert_eq!(serde_json::from_str::<DataSpec>(&json).unwrap(), spec);
     }

@@ -26,7 +26,9 @@ impl FromStr for NormalizationKind {
             "none" => Ok(NormalizationKind::None),
             "scale" => Ok(NormalizationKind::Scale),
             "standardize" => Ok(NormalizationKind::Standardize),
-            _ => Err(format!("unknown normalization {text:?}; expected none, scale or standardize")),
+            _ => Err(format!(
+                "unknown normalization {text:?}; expected none, scale or standardize"
+            )),
         }
     }
 }
@@ -66,8 +68,13 @@ impl Normalization {
         match kind {
             NormalizationKind::None => Normalization::None,
             NormalizationKind::Scale => {
-                let max = train.features.iter().fold(0.0f32, |max, &x| max.max(x.abs()));
-                Normalization::Scale { scale: if max > 0.0 { 1.0 / max } else { 1.0 } }
+                let max = train
+                    .features
+                    .iter()
+                    .fold(0.0f32, |max, &x| max.max(x.abs()));
+                Normalization::Scale {
+                    scale: if max > 0.0 { 1.0 / max } else { 1.0 },
+                }
             }
             NormalizationKind::Standardize => {
                 let n_features = train.n_features;
@@ -79,7 +86,10 @@ impl Normalization {
                         *acc += f64::from(x);
                     }
                 }
-                let mean: Vec<f64> = sum.iter().map(|&s| if n > 0 { s / n as f64 } else { 0.0 }).collect();
+                let mean: Vec<f64> = sum
+                    .iter()
+                    .map(|&s| if n > 0 { s / n as f64 } else { 0.0 })
+                    .collect();
                 let mut sq = vec![0.0f64; n_features];
                 for row in rows() {
                     for ((acc, &x), &m) in sq.iter_mut().zip(row).zip(&mean) {
@@ -91,10 +101,17 @@ impl Normalization {
                     .iter()
                     .map(|&s| {
                         let std = if n > 0 { (s / n as f64).sqrt() } else { 0.0 };
-                        if std < MIN_STD { 1.0 } else { (1.0 / std) as f32 }
+                        if std < MIN_STD {
+                            1.0
+                        } else {
+                            (1.0 / std) as f32
+                        }
                     })
                     .collect();
-                Normalization::Standardize { mean: mean.iter().map(|&m| m as f32).collect(), inv_std }
+                Normalization::Standardize {
+                    mean: mean.iter().map(|&m| m as f32).collect(),
+                    inv_std,
+                }
             }
         }
     }
@@ -121,7 +138,11 @@ impl Normalization {
                 }
             }
             Normalization::Standardize { mean, inv_std } => {
-                assert_eq!(row.len(), mean.len(), "row length differs from the fitted feature count");
+                assert_eq!(
+                    row.len(),
+                    mean.len(),
+                    "row length differs from the fitted feature count"
+                );
                 for ((x, &m), &s) in row.iter_mut().zip(mean).zip(inv_std) {
                     *x = (*x - m) * s;
                 }
@@ -150,7 +171,9 @@ mod tests {
         Dataset {
             features: rows.iter().flat_map(|row| row.iter().copied()).collect(),
             n_features: rows[0].len(),
-            targets: Targets::Regression { values: vec![0.0; rows.len()] },
+            targets: Targets::Regression {
+                values: vec![0.0; rows.len()],
+            },
         }
     }
 
@@ -160,11 +183,21 @@ mod tests {
         let norm = Normalization::fit(NormalizationKind::Scale, &train);
         assert_eq!(norm, Normalization::Scale { scale: 0.125 });
         assert_eq!(norm.apply(&train), vec![0.125, -1.0, 0.5, 0.25]);
-        assert_eq!(train.features, vec![1.0, -8.0, 4.0, 2.0], "apply leaves the data set alone");
+        assert_eq!(
+            train.features,
+            vec![1.0, -8.0, 4.0, 2.0],
+            "apply leaves the data set alone"
+        );
         let mnist_like = dataset(&[&[0.0, 255.0], &[17.0, 3.0]]);
-        assert_eq!(Normalization::fit(NormalizationKind::Scale, &mnist_like), Normalization::Scale { scale: 1.0 / 255.0 });
+        assert_eq!(
+            Normalization::fit(NormalizationKind::Scale, &mnist_like),
+            Normalization::Scale { scale: 1.0 / 255.0 }
+        );
         let zeros = dataset(&[&[0.0, 0.0]]);
-        assert_eq!(Normalization::fit(NormalizationKind::Scale, &zeros), Normalization::Scale { scale: 1.0 });
+        assert_eq!(
+            Normalization::fit(NormalizationKind::Scale, &zeros),
+            Normalization::Scale { scale: 1.0 }
+        );
     }
 
     #[test]
@@ -172,14 +205,24 @@ mod tests {
         // Feature 0: 1, 3, 5, 7 -> mean 4, population std sqrt(5).
         // Feature 1: 2, 2, 2, 2 -> constant: inv_std 1.
         // Feature 2: -1, 1, -1, 1 -> mean 0, std 1.
-        let train = dataset(&[&[1.0, 2.0, -1.0], &[3.0, 2.0, 1.0], &[5.0, 2.0, -1.0], &[7.0, 2.0, 1.0]]);
+        let train = dataset(&[
+            &[1.0, 2.0, -1.0],
+            &[3.0, 2.0, 1.0],
+            &[5.0, 2.0, -1.0],
+            &[7.0, 2.0, 1.0],
+        ]);
         let norm = Normalization::fit(NormalizationKind::Standardize, &train);
-        let Normalization::Standardize { mean, inv_std } = &norm else { panic!("{norm:?}") };
+        let Normalization::Standardize { mean, inv_std } = &norm else {
+            panic!("{norm:?}")
+        };
         assert_eq!(mean, &vec![4.0, 2.0, 0.0]);
         assert_eq!(inv_std, &vec![(1.0 / 5.0f64.sqrt()) as f32, 1.0, 1.0]);
         let mut row = [6.0, 2.5, 3.0];
         norm.apply_row(&mut row);
-        assert_eq!(row, [(6.0f32 - 4.0) * (1.0 / 5.0f64.sqrt()) as f32, 0.5, 3.0]);
+        assert_eq!(
+            row,
+            [(6.0f32 - 4.0) * (1.0 / 5.0f64.sqrt()) as f32, 0.5, 3.0]
+        );
         let applied = norm.apply(&train);
         assert_eq!(applied[1], 0.0);
         assert_eq!(applied[2], -1.0);
@@ -196,7 +239,9 @@ mod tests {
         let rows: Vec<[f32; 1]> = (0..1000).map(|i| [1.0e6 + (i % 2) as f32]).collect();
         let refs: Vec<&[f32]> = rows.iter().map(|r| &r[..]).collect();
         let norm = Normalization::fit(NormalizationKind::Standardize, &dataset(&refs));
-        let Normalization::Standardize { mean, inv_std } = norm else { panic!() };
+        let Normalization::Standardize { mean, inv_std } = norm else {
+            panic!()
+        };
         assert_eq!(mean, vec![1_000_000.5]);
         assert_eq!(inv_std, vec![2.0]);
     }
@@ -204,7 +249,10 @@ mod tests {
     #[test]
     fn apply_is_the_exported_f32_arithmetic() {
         // Values whose fused or reordered evaluation would round differently.
-        let norm = Normalization::Standardize { mean: vec![0.1, 1.0e7], inv_std: vec![3.3, 0.7] };
+        let norm = Normalization::Standardize {
+            mean: vec![0.1, 1.0e7],
+            inv_std: vec![3.3, 0.7],
+        };
         let mut row = [0.3f32, 1.0e7 + 1.0];
         norm.apply_row(&mut row);
         let a = 0.3f32 - 0.1f32;
@@ -221,7 +269,11 @@ mod tests {
 
     #[test]
     fn kind_parses_and_displays() {
-        for kind in [NormalizationKind::None, NormalizationKind::Scale, NormalizationKind::Standardize] {
+        for kind in [
+            NormalizationKind::None,
+            NormalizationKind::Scale,
+            NormalizationKind::Standardize,
+        ] {
             assert_eq!(kind.to_string().parse::<NormalizationKind>(), Ok(kind));
         }
         assert!("zscore".parse::<NormalizationKind>().is_err());

@@ -22,7 +22,11 @@ use super::error::DataError;
 pub enum DataSpec {
     Digits,
     Mnist(PathBuf),
-    Idx { train_images: PathBuf, train_labels: PathBuf, test: Option<(PathBuf, PathBuf)> },
+    Idx {
+        train_images: PathBuf,
+        train_labels: PathBuf,
+        test: Option<(PathBuf, PathBuf)>,
+    },
     Csv(PathBuf),
 }
 
@@ -30,13 +34,18 @@ impl FromStr for DataSpec {
     type Err = DataError;
 
     fn from_str(text: &str) -> Result<Self, DataError> {
-        let unknown = |detail: &str| DataError::UnknownSpec { spec: text.to_string(), detail: detail.to_string() };
+        let unknown = |detail: &str| DataError::UnknownSpec {
+            spec: text.to_string(),
+            detail: detail.to_string(),
+        };
         if text == "digits" {
             return Ok(DataSpec::Digits);
         }
         if let Some(dir) = text.strip_prefix("mnist:") {
             if dir.is_empty() {
-                return Err(unknown(" (mnist: needs a directory, e.g. mnist:data/mnist)"));
+                return Err(unknown(
+                    " (mnist: needs a directory, e.g. mnist:data/mnist)",
+                ));
             }
             return Ok(DataSpec::Mnist(PathBuf::from(dir)));
         }
@@ -51,7 +60,8 @@ impl FromStr for DataSpec {
             return Ok(DataSpec::Idx {
                 train_images: PathBuf::from(paths[0]),
                 train_labels: PathBuf::from(paths[1]),
-                test: (paths.len() == 4).then(|| (PathBuf::from(paths[2]), PathBuf::from(paths[3]))),
+                test: (paths.len() == 4)
+                    .then(|| (PathBuf::from(paths[2]), PathBuf::from(paths[3]))),
             });
         }
         if let Some(path) = text.strip_prefix("csv:") {
@@ -61,7 +71,9 @@ impl FromStr for DataSpec {
             return Ok(DataSpec::Csv(PathBuf::from(path)));
         }
         let lower = text.to_ascii_lowercase();
-        if (lower.ends_with(".csv") && lower.len() > 4) || (lower.ends_with(".csv.gz") && lower.len() > 7) {
+        if (lower.ends_with(".csv") && lower.len() > 4)
+            || (lower.ends_with(".csv.gz") && lower.len() > 7)
+        {
             return Ok(DataSpec::Csv(PathBuf::from(text)));
         }
         Err(unknown(""))
@@ -73,8 +85,17 @@ impl fmt::Display for DataSpec {
         match self {
             DataSpec::Digits => f.write_str("digits"),
             DataSpec::Mnist(dir) => write!(f, "mnist:{}", dir.display()),
-            DataSpec::Idx { train_images, train_labels, test } => {
-                write!(f, "idx:{},{}", train_images.display(), train_labels.display())?;
+            DataSpec::Idx {
+                train_images,
+                train_labels,
+                test,
+            } => {
+                write!(
+                    f,
+                    "idx:{},{}",
+                    train_images.display(),
+                    train_labels.display()
+                )?;
                 if let Some((images, labels)) = test {
                     write!(f, ",{},{}", images.display(), labels.display())?;
                 }
@@ -96,10 +117,17 @@ mod tests {
     #[test]
     fn parses_every_form() {
         assert_eq!(parse("digits"), DataSpec::Digits);
-        assert_eq!(parse("mnist:/data/mnist"), DataSpec::Mnist("/data/mnist".into()));
+        assert_eq!(
+            parse("mnist:/data/mnist"),
+            DataSpec::Mnist("/data/mnist".into())
+        );
         assert_eq!(
             parse("idx:a/ti,a/tl"),
-            DataSpec::Idx { train_images: "a/ti".into(), train_labels: "a/tl".into(), test: None }
+            DataSpec::Idx {
+                train_images: "a/ti".into(),
+                train_labels: "a/tl".into(),
+                test: None
+            }
         );
         assert_eq!(
             parse("idx:ti.gz,tl.gz,vi,vl"),
@@ -109,10 +137,19 @@ mod tests {
                 test: Some(("vi".into(), "vl".into())),
             }
         );
-        assert_eq!(parse("csv:data/iris.txt"), DataSpec::Csv("data/iris.txt".into()));
-        assert_eq!(parse("data/iris.csv"), DataSpec::Csv("data/iris.csv".into()));
+        assert_eq!(
+            parse("csv:data/iris.txt"),
+            DataSpec::Csv("data/iris.txt".into())
+        );
+        assert_eq!(
+            parse("data/iris.csv"),
+            DataSpec::Csv("data/iris.csv".into())
+        );
         assert_eq!(parse("IRIS.CSV.GZ"), DataSpec::Csv("IRIS.CSV.GZ".into()));
-        assert_eq!(parse("csv:mnist:odd.csv"), DataSpec::Csv("mnist:odd.csv".into()));
+        assert_eq!(
+            parse("csv:mnist:odd.csv"),
+            DataSpec::Csv("mnist:odd.csv".into())
+        );
     }
 
     #[test]
@@ -120,7 +157,11 @@ mod tests {
         let specs = [
             DataSpec::Digits,
             DataSpec::Mnist("/work/shared/data/mnist".into()),
-            DataSpec::Idx { train_images: "x/ti".into(), train_labels: "x/tl".into(), test: None },
+            DataSpec::Idx {
+                train_images: "x/ti".into(),
+                train_labels: "x/tl".into(),
+                test: None,
+            },
             DataSpec::Idx {
                 train_images: "ti".into(),
                 train_labels: "tl".into(),
@@ -140,11 +181,32 @@ mod tests {
 
     #[test]
     fn rejects_unknown_forms_listing_the_accepted_ones() {
-        for text in ["", "Digits", "mnist", "mnist:", "idx:a", "idx:a,b,c", "idx:a,,c,d", "csv:", "data.txt", ".csv", "x.csv.bz2"] {
+        for text in [
+            "",
+            "Digits",
+            "mnist",
+            "mnist:",
+            "idx:a",
+            "idx:a,b,c",
+            "idx:a,,c,d",
+            "csv:",
+            "data.txt",
+            ".csv",
+            "x.csv.bz2",
+        ] {
             let err = text.parse::<DataSpec>().unwrap_err();
-            assert!(matches!(err, DataError::UnknownSpec { .. }), "{text}: {err:?}");
+            assert!(
+                matches!(err, DataError::UnknownSpec { .. }),
+                "{text}: {err:?}"
+            );
             let message = err.to_string();
-            for form in ["digits", "mnist:DIR", "idx:TRAIN_IMAGES,TRAIN_LABELS", "csv:PATH", ".csv.gz"] {
+            for form in [
+                "digits",
+                "mnist:DIR",
+                "idx:TRAIN_IMAGES,TRAIN_LABELS",
+                "csv:PATH",
+                ".csv.gz",
+            ] {
                 assert!(message.contains(form), "{text}: {message}");
             }
             assert!(message.contains(&format!("{text:?}")), "{message}");

@@ -31,7 +31,11 @@ pub(crate) fn check_fraction(fraction: f64) -> Result<(), DataError> {
 /// (sorted by index in `dataset`); shuffling is the trainer's business.
 ///
 /// Errors: a fraction outside (0, 1), or a split that leaves a part empty.
-pub fn split(dataset: &Dataset, fraction_second: f64, seed: u64) -> Result<(Dataset, Dataset), DataError> {
+pub fn split(
+    dataset: &Dataset,
+    fraction_second: f64,
+    seed: u64,
+) -> Result<(Dataset, Dataset), DataError> {
     let (first, second) = split_indices(dataset, fraction_second, seed)?;
     Ok((dataset.subset(&first), dataset.subset(&second)))
 }
@@ -58,7 +62,11 @@ pub(crate) fn split_indices(
             }
         }
         Targets::Classes { labels, .. } => {
-            let n_groups = labels.iter().copied().max().map_or(0, |max| max as usize + 1);
+            let n_groups = labels
+                .iter()
+                .copied()
+                .max()
+                .map_or(0, |max| max as usize + 1);
             let mut groups: Vec<Vec<usize>> = vec![Vec::new(); n_groups];
             for (idx, &label) in labels.iter().enumerate() {
                 groups[label as usize].push(idx);
@@ -92,10 +100,18 @@ fn stratified_counts(sizes: &[usize], fraction: f64) -> Vec<usize> {
     let target = (total as f64 * fraction).round() as usize;
     let mut counts: Vec<usize> = sizes
         .iter()
-        .map(|&size| if size < 2 { 0 } else { ((size as f64 * fraction).floor() as usize).clamp(1, size - 1) })
+        .map(|&size| {
+            if size < 2 {
+                0
+            } else {
+                ((size as f64 * fraction).floor() as usize).clamp(1, size - 1)
+            }
+        })
         .collect();
     // Classes ordered by descending fractional remainder, then by class.
-    let mut order: Vec<usize> = (0..sizes.len()).filter(|&class| sizes[class] >= 2).collect();
+    let mut order: Vec<usize> = (0..sizes.len())
+        .filter(|&class| sizes[class] >= 2)
+        .collect();
     let remainder = |class: usize| {
         let exact = sizes[class] as f64 * fraction;
         exact - exact.floor()
@@ -138,7 +154,14 @@ mod tests {
             }
         }
         let features = (0..labels.len()).map(|i| i as f32).collect();
-        Dataset { features, n_features: 1, targets: Targets::Classes { labels, n_classes: sizes.len() } }
+        Dataset {
+            features,
+            n_features: 1,
+            targets: Targets::Classes {
+                labels,
+                n_classes: sizes.len(),
+            },
+        }
     }
 
     fn ids(dataset: &Dataset) -> Vec<usize> {
@@ -166,11 +189,21 @@ mod tests {
             assert_eq!(in_first + in_second, size);
             match size {
                 0 => {}
-                1 => assert_eq!((in_first, in_second), (1, 0), "a singleton class stays in the first part"),
+                1 => assert_eq!(
+                    (in_first, in_second),
+                    (1, 0),
+                    "a singleton class stays in the first part"
+                ),
                 _ => {
-                    assert!(in_first >= 1 && in_second >= 1, "class {class}: {in_first}/{in_second}");
+                    assert!(
+                        in_first >= 1 && in_second >= 1,
+                        "class {class}: {in_first}/{in_second}"
+                    );
                     let exact = size as f64 * 0.3;
-                    assert!((in_second as f64 - exact).abs() <= 1.0, "class {class}: {in_second} vs {exact}");
+                    assert!(
+                        (in_second as f64 - exact).abs() <= 1.0,
+                        "class {class}: {in_second} vs {exact}"
+                    );
                 }
             }
         }
@@ -195,15 +228,25 @@ mod tests {
         let (c1, _) = split(&data, 0.25, 6).unwrap();
         assert_ne!(ids(&a1), ids(&c1), "another seed gives another split");
         let (first, second) = (ids(&a1), ids(&a2));
-        assert!(first.windows(2).all(|w| w[0] < w[1]), "first part keeps the original order");
-        assert!(second.windows(2).all(|w| w[0] < w[1]), "second part keeps the original order");
+        assert!(
+            first.windows(2).all(|w| w[0] < w[1]),
+            "first part keeps the original order"
+        );
+        assert!(
+            second.windows(2).all(|w| w[0] < w[1]),
+            "second part keeps the original order"
+        );
         let mut all: Vec<usize> = first.iter().chain(&second).copied().collect();
         all.sort_unstable();
         assert_eq!(all, (0..100).collect::<Vec<_>>());
         // Labels travel with their rows.
-        let Targets::Classes { labels, n_classes } = &a2.targets else { panic!() };
+        let Targets::Classes { labels, n_classes } = &a2.targets else {
+            panic!()
+        };
         assert_eq!(*n_classes, 3);
-        let Targets::Classes { labels: orig, .. } = &data.targets else { panic!() };
+        let Targets::Classes { labels: orig, .. } = &data.targets else {
+            panic!()
+        };
         for (row, &id) in second.iter().enumerate() {
             assert_eq!(labels[row], orig[id]);
         }
@@ -215,11 +258,15 @@ mod tests {
         let data = Dataset {
             features: (0..n).map(|i| i as f32).collect(),
             n_features: 1,
-            targets: Targets::Regression { values: (0..n).map(|i| i as f32 * 0.5).collect() },
+            targets: Targets::Regression {
+                values: (0..n).map(|i| i as f32 * 0.5).collect(),
+            },
         };
         let (first, second) = split(&data, 0.2, 1).unwrap();
         assert_eq!((first.n_samples(), second.n_samples()), (40, 10));
-        let Targets::Regression { values } = &second.targets else { panic!() };
+        let Targets::Regression { values } = &second.targets else {
+            panic!()
+        };
         for (row, &id) in ids(&second).iter().enumerate() {
             assert_eq!(values[row], id as f32 * 0.5);
         }
@@ -235,13 +282,33 @@ mod tests {
         let data = classes(&[5, 5]);
         for fraction in [0.0, 1.0, -0.5, 1.5, f64::NAN, f64::INFINITY] {
             let err = split(&data, fraction, 0).unwrap_err();
-            assert!(matches!(err, DataError::InvalidSplitFraction { .. }), "{fraction}: {err:?}");
+            assert!(
+                matches!(err, DataError::InvalidSplitFraction { .. }),
+                "{fraction}: {err:?}"
+            );
             assert!(err.to_string().contains("between 0 and 1"));
         }
         // Only singleton classes: nothing can go to the second part.
         let err = split(&classes(&[1, 1, 1]), 0.5, 0).unwrap_err();
-        assert!(matches!(err, DataError::EmptySplit { part: "second", n_samples: 3, .. }), "{err:?}");
-        let one = Dataset { features: vec![1.0], n_features: 1, targets: Targets::Regression { values: vec![0.0] } };
-        assert!(matches!(split(&one, 0.5, 0), Err(DataError::EmptySplit { .. })));
+        assert!(
+            matches!(
+                err,
+                DataError::EmptySplit {
+                    part: "second",
+                    n_samples: 3,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        let one = Dataset {
+            features: vec![1.0],
+            n_features: 1,
+            targets: Targets::Regression { values: vec![0.0] },
+        };
+        assert!(matches!(
+            split(&one, 0.5, 0),
+            Err(DataError::EmptySplit { .. })
+        ));
     }
 }

@@ -57,7 +57,11 @@ impl Loss {
                     total -= column[label] - max - sum.ln();
                     for row_idx in 0..n_outputs {
                         let p = grad[(row_idx, col_idx)] / sum;
-                        let indicator = if row_idx == label { T::one() } else { T::zero() };
+                        let indicator = if row_idx == label {
+                            T::one()
+                        } else {
+                            T::zero()
+                        };
                         grad[(row_idx, col_idx)] = (p - indicator) / batch;
                     }
                 }
@@ -70,7 +74,11 @@ impl Loss {
                     for row_idx in 0..n_outputs {
                         let target: T = match targets {
                             BatchTargets::Classes(labels) => {
-                                if labels[col_idx] as usize == row_idx { T::one() } else { T::zero() }
+                                if labels[col_idx] as usize == row_idx {
+                                    T::one()
+                                } else {
+                                    T::zero()
+                                }
                             }
                             BatchTargets::Values(values) => {
                                 nalgebra::convert(f64::from(values[col_idx * n_outputs + row_idx]))

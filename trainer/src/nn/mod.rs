@@ -72,7 +72,9 @@ pub struct ForwardTrace<T: RealField + Copy> {
 
 impl<T: RealField + Copy> ForwardTrace<T> {
     pub fn output(&self) -> &DMatrix<T> {
-        self.activations.last().expect("a trace holds at least the input")
+        self.activations
+            .last()
+            .expect("a trace holds at least the input")
     }
 }
 
@@ -93,7 +95,10 @@ impl<T: RealField + Copy> Mlp<T> {
         init: Init,
         rng: &mut Rng,
     ) -> Self {
-        assert!(widths.len() >= 2, "an MLP needs an input and an output width");
+        assert!(
+            widths.len() >= 2,
+            "an MLP needs an input and an output width"
+        );
         let n_layers = widths.len() - 1;
         let layers = (0..n_layers)
             .map(|layer_idx| {
@@ -141,7 +146,10 @@ impl<T: RealField + Copy> Mlp<T> {
     }
 
     pub fn n_parameters(&self) -> usize {
-        self.layers.iter().map(|l| l.weights.len() + l.bias.len()).sum()
+        self.layers
+            .iter()
+            .map(|l| l.weights.len() + l.bias.len())
+            .sum()
     }
 
     /// The output for every column of `input`, without keeping intermediates.
@@ -167,12 +175,19 @@ impl<T: RealField + Copy> Mlp<T> {
             pre_activations.push(z);
             activations.push(a);
         }
-        ForwardTrace { pre_activations, activations }
+        ForwardTrace {
+            pre_activations,
+            activations,
+        }
     }
 
     /// Backpropagates `output_grad` (dL/d output, one column per sample)
     /// through the network and returns the gradients of every layer.
-    pub fn backward(&self, trace: &ForwardTrace<T>, output_grad: DMatrix<T>) -> Vec<DenseGradients<T>> {
+    pub fn backward(
+        &self,
+        trace: &ForwardTrace<T>,
+        output_grad: DMatrix<T>,
+    ) -> Vec<DenseGradients<T>> {
         let mut grads = Vec::with_capacity(self.layers.len());
         let mut grad = output_grad;
         for (layer_idx, layer) in self.layers.iter().enumerate().rev() {
@@ -186,7 +201,10 @@ impl<T: RealField + Copy> Mlp<T> {
             if layer_idx > 0 {
                 grad = layer.weights.tr_mul(&grad);
             }
-            grads.push(DenseGradients { weights: weights_grad, bias: bias_grad });
+            grads.push(DenseGradients {
+                weights: weights_grad,
+                bias: bias_grad,
+            });
         }
         grads.reverse();
         grads
@@ -209,7 +227,11 @@ impl<T: RealField + Copy> Mlp<T> {
     /// Whether every parameter is finite.
     pub fn is_finite(&self) -> bool {
         self.layers.iter().all(|layer| {
-            layer.weights.iter().chain(layer.bias.iter()).all(|v| v.is_finite())
+            layer
+                .weights
+                .iter()
+                .chain(layer.bias.iter())
+                .all(|v| v.is_finite())
         })
     }
 }
@@ -217,7 +239,11 @@ impl<T: RealField + Copy> Mlp<T> {
 /// Builds the column-per-sample input matrix from row-major rows.
 pub fn batch_matrix<T: RealField + Copy>(rows: &[f32], n_features: usize) -> DMatrix<T> {
     let n_samples = rows.len() / n_features;
-    DMatrix::from_iterator(n_features, n_samples, rows.iter().map(|&v| nalgebra::convert(f64::from(v))))
+    DMatrix::from_iterator(
+        n_features,
+        n_samples,
+        rows.iter().map(|&v| nalgebra::convert(f64::from(v))),
+    )
 }
 
 #[cfg(test)]

@@ -11,9 +11,23 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum OptimizerConfig {
-    Sgd { momentum: f32, nesterov: bool, weight_decay: f32 },
-    Adam { beta1: f32, beta2: f32, epsilon: f32, weight_decay: f32 },
-    AdamW { beta1: f32, beta2: f32, epsilon: f32, weight_decay: f32 },
+    Sgd {
+        momentum: f32,
+        nesterov: bool,
+        weight_decay: f32,
+    },
+    Adam {
+        beta1: f32,
+        beta2: f32,
+        epsilon: f32,
+        weight_decay: f32,
+    },
+    AdamW {
+        beta1: f32,
+        beta2: f32,
+        epsilon: f32,
+        weight_decay: f32,
+    },
 }
 
 impl OptimizerConfig {
@@ -53,10 +67,18 @@ impl OptimizerState {
             .flat_map(|layer| [layer.weights.len(), layer.bias.len()])
             .map(|len| ParamState {
                 first: vec![0.0; len],
-                second: if uses_second { vec![0.0; len] } else { Vec::new() },
+                second: if uses_second {
+                    vec![0.0; len]
+                } else {
+                    Vec::new()
+                },
             })
             .collect();
-        Self { config, step: 0, params }
+        Self {
+            config,
+            step: 0,
+            params,
+        }
     }
 
     /// Whether this state fits the given layers (used when resuming).
@@ -80,8 +102,24 @@ impl OptimizerState {
             };
             // nalgebra stores column-major; the state only needs a fixed order, so
             // parameters and gradients are walked in the same storage order.
-            update(config, step, lr, true, layer.weights.as_mut_slice(), grad.weights.as_slice(), weight_state);
-            update(config, step, lr, false, layer.bias.as_mut_slice(), grad.bias.as_slice(), bias_state);
+            update(
+                config,
+                step,
+                lr,
+                true,
+                layer.weights.as_mut_slice(),
+                grad.weights.as_slice(),
+                weight_state,
+            );
+            update(
+                config,
+                step,
+                lr,
+                false,
+                layer.bias.as_mut_slice(),
+                grad.bias.as_slice(),
+                bias_state,
+            );
         }
     }
 }
@@ -96,7 +134,11 @@ fn update(
     state: &mut ParamState,
 ) {
     match config {
-        OptimizerConfig::Sgd { momentum, nesterov, weight_decay } => {
+        OptimizerConfig::Sgd {
+            momentum,
+            nesterov,
+            weight_decay,
+        } => {
             let weight_decay = if decays { weight_decay } else { 0.0 };
             for ((p, &g), v) in params.iter_mut().zip(grads).zip(state.first.iter_mut()) {
                 let g = g + weight_decay * *p;
@@ -109,8 +151,18 @@ fn update(
                 }
             }
         }
-        OptimizerConfig::Adam { beta1, beta2, epsilon, weight_decay }
-        | OptimizerConfig::AdamW { beta1, beta2, epsilon, weight_decay } => {
+        OptimizerConfig::Adam {
+            beta1,
+            beta2,
+            epsilon,
+            weight_decay,
+        }
+        | OptimizerConfig::AdamW {
+            beta1,
+            beta2,
+            epsilon,
+            weight_decay,
+        } => {
             let decoupled = matches!(config, OptimizerConfig::AdamW { .. });
             let weight_decay = if decays { weight_decay } else { 0.0 };
             let exponent = i32::try_from(step).unwrap_or(i32::MAX);
@@ -169,14 +221,40 @@ mod tests {
     #[test]
     fn every_optimizer_minimises_a_quadratic() {
         let configs = [
-            OptimizerConfig::Sgd { momentum: 0.0, nesterov: false, weight_decay: 0.0 },
-            OptimizerConfig::Sgd { momentum: 0.9, nesterov: false, weight_decay: 0.0 },
-            OptimizerConfig::Sgd { momentum: 0.9, nesterov: true, weight_decay: 0.0 },
-            OptimizerConfig::Adam { beta1: 0.9, beta2: 0.999, epsilon: 1e-8, weight_decay: 0.0 },
-            OptimizerConfig::AdamW { beta1: 0.9, beta2: 0.999, epsilon: 1e-8, weight_decay: 0.0 },
+            OptimizerConfig::Sgd {
+                momentum: 0.0,
+                nesterov: false,
+                weight_decay: 0.0,
+            },
+            OptimizerConfig::Sgd {
+                momentum: 0.9,
+                nesterov: false,
+                weight_decay: 0.0,
+            },
+            OptimizerConfig::Sgd {
+                momentum: 0.9,
+                nesterov: true,
+                weight_decay: 0.0,
+            },
+            OptimizerConfig::Adam {
+                beta1: 0.9,
+                beta2: 0.999,
+                epsilon: 1e-8,
+                weight_decay: 0.0,
+            },
+            OptimizerConfig::AdamW {
+                beta1: 0.9,
+                beta2: 0.999,
+                epsilon: 1e-8,
+                weight_decay: 0.0,
+            },
         ];
         for config in configs {
-            let lr = if matches!(config, OptimizerConfig::Sgd { .. }) { 0.05 } else { 0.1 };
+            let lr = if matches!(config, OptimizerConfig::Sgd { .. }) {
+                0.05
+            } else {
+                0.1
+            };
             let w = minimise(config, lr, 500);
             assert!((w - 3.0).abs() < 1e-2, "{config:?} ended at {w}");
         }
@@ -186,21 +264,47 @@ mod tests {
     fn first_steps_match_the_pytorch_formulas() {
         // Plain SGD: w1 = w0 - lr * g.
         let mut layers = one_param_layer(1.0);
-        let grads = vec![DenseGradients { weights: DMatrix::from_element(1, 1, 0.5), bias: DVector::zeros(1) }];
-        let mut sgd = OptimizerState::new(OptimizerConfig::Sgd { momentum: 0.9, nesterov: true, weight_decay: 0.1 }, &layers);
+        let grads = vec![DenseGradients {
+            weights: DMatrix::from_element(1, 1, 0.5),
+            bias: DVector::zeros(1),
+        }];
+        let mut sgd = OptimizerState::new(
+            OptimizerConfig::Sgd {
+                momentum: 0.9,
+                nesterov: true,
+                weight_decay: 0.1,
+            },
+            &layers,
+        );
         sgd.step(&mut layers, &grads, 0.1);
         // g = 0.5 + 0.1 * 1 = 0.6; v = 0.6; nesterov direction = 0.6 + 0.9 * 0.6 = 1.14.
         assert!((layers[0].weights[(0, 0)] - (1.0 - 0.1 * 1.14)).abs() < 1e-7);
 
         // Adam's first step moves every parameter by about lr * sign(g).
         let mut layers = one_param_layer(1.0);
-        let mut adam = OptimizerState::new(OptimizerConfig::Adam { beta1: 0.9, beta2: 0.999, epsilon: 1e-8, weight_decay: 0.0 }, &layers);
+        let mut adam = OptimizerState::new(
+            OptimizerConfig::Adam {
+                beta1: 0.9,
+                beta2: 0.999,
+                epsilon: 1e-8,
+                weight_decay: 0.0,
+            },
+            &layers,
+        );
         adam.step(&mut layers, &grads, 0.01);
         assert!((layers[0].weights[(0, 0)] - 0.99).abs() < 1e-6);
 
         // AdamW shrinks the weight by lr * wd * w before the Adam step.
         let mut layers = one_param_layer(1.0);
-        let mut adamw = OptimizerState::new(OptimizerConfig::AdamW { beta1: 0.9, beta2: 0.999, epsilon: 1e-8, weight_decay: 0.5 }, &layers);
+        let mut adamw = OptimizerState::new(
+            OptimizerConfig::AdamW {
+                beta1: 0.9,
+                beta2: 0.999,
+                epsilon: 1e-8,
+                weight_decay: 0.5,
+            },
+            &layers,
+        );
         adamw.step(&mut layers, &grads, 0.01);
         assert!((layers[0].weights[(0, 0)] - (1.0 - 0.005 - 0.01)).abs() < 1e-6);
         // Biases are not decayed.

@@ -7,7 +7,10 @@ use serde::{Deserialize, Serialize};
 pub enum Schedule {
     Constant,
     /// Multiplies the rate by `gamma` every `step_size` epochs.
-    Step { step_size: usize, gamma: f32 },
+    Step {
+        step_size: usize,
+        gamma: f32,
+    },
     /// Cosine annealing from the base rate to 0 over the run's epochs.
     Cosine,
 }
@@ -44,7 +47,10 @@ mod tests {
     #[test]
     fn schedules_follow_their_formulas() {
         assert_eq!(Schedule::Constant.learning_rate(0.1, 7, 10), 0.1);
-        let step = Schedule::Step { step_size: 3, gamma: 0.5 };
+        let step = Schedule::Step {
+            step_size: 3,
+            gamma: 0.5,
+        };
         let rates: Vec<f32> = (0..7).map(|e| step.learning_rate(0.8, e, 7)).collect();
         assert_eq!(rates, vec![0.8, 0.8, 0.8, 0.4, 0.4, 0.4, 0.2]);
         let cosine = Schedule::Cosine;

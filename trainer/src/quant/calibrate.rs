@@ -68,7 +68,12 @@ struct Collector {
 
 impl Collector {
     fn new(method: RangeMethod) -> Self {
-        Self { method, lo: f32::INFINITY, hi: f32::NEG_INFINITY, values: Vec::new() }
+        Self {
+            method,
+            lo: f32::INFINITY,
+            hi: f32::NEG_INFINITY,
+            values: Vec::new(),
+        }
     }
 
     fn extend(&mut self, values: &[f32]) {
@@ -83,18 +88,29 @@ impl Collector {
 
     fn finish(mut self, tensor: &str) -> Result<Range, QuantError> {
         let range = match self.method {
-            RangeMethod::MinMax => Range { lo: f64::from(self.lo), hi: f64::from(self.hi) },
+            RangeMethod::MinMax => Range {
+                lo: f64::from(self.lo),
+                hi: f64::from(self.hi),
+            },
             RangeMethod::Percentile { p } => {
                 if self.values.is_empty() {
-                    Range { lo: f64::INFINITY, hi: f64::NEG_INFINITY }
+                    Range {
+                        lo: f64::INFINITY,
+                        hi: f64::NEG_INFINITY,
+                    }
                 } else {
                     self.values.sort_unstable_by(f32::total_cmp);
-                    Range { lo: percentile(&self.values, 100.0 - p), hi: percentile(&self.values, p) }
+                    Range {
+                        lo: percentile(&self.values, 100.0 - p),
+                        hi: percentile(&self.values, p),
+                    }
                 }
             }
         };
         if !(range.lo.is_finite() && range.hi.is_finite() && range.lo <= range.hi) {
-            return Err(QuantError::Calibration { detail: format!("{tensor}: no finite range ({}, {})", range.lo, range.hi) });
+            return Err(QuantError::Calibration {
+                detail: format!("{tensor}: no finite range ({}, {})", range.lo, range.hi),
+            });
         }
         Ok(range)
     }
@@ -102,20 +118,32 @@ impl Collector {
 
 /// Runs the float model over the first `n_samples` rows of `train` (all of
 /// them if there are fewer) and returns the ranges.
-pub fn calibrate(model: &ModelFile, train: &Dataset, n_samples: usize, method: RangeMethod) -> Result<Calibration, QuantError> {
+pub fn calibrate(
+    model: &ModelFile,
+    train: &Dataset,
+    n_samples: usize,
+    method: RangeMethod,
+) -> Result<Calibration, QuantError> {
     if let RangeMethod::Percentile { p } = method {
         if !(p > 50.0 && p <= 100.0) {
-            return Err(QuantError::Calibration { detail: format!("the percentile must be in (50, 100], got {p}") });
+            return Err(QuantError::Calibration {
+                detail: format!("the percentile must be in (50, 100], got {p}"),
+            });
         }
     }
     if train.n_features != model.n_inputs {
         return Err(QuantError::Calibration {
-            detail: format!("the data has {} features, the model takes {}", train.n_features, model.n_inputs),
+            detail: format!(
+                "the data has {} features, the model takes {}",
+                train.n_features, model.n_inputs
+            ),
         });
     }
     let n = n_samples.min(train.n_samples());
     if n == 0 {
-        return Err(QuantError::Calibration { detail: "no calibration samples".into() });
+        return Err(QuantError::Calibration {
+            detail: "no calibration samples".into(),
+        });
     }
     let n_features = train.n_features;
     let mlp = model.mlp();
@@ -147,5 +175,10 @@ pub fn calibrate(model: &ModelFile, train: &Dataset, n_samples: usize, method: R
             })
         })
         .collect::<Result<_, QuantError>>()?;
-    Ok(Calibration { n_samples: n, method, input: input.finish("the normalized input")?, layers })
+    Ok(Calibration {
+        n_samples: n,
+        method,
+        input: input.finish("the normalized input")?,
+        layers,
+    })
 }

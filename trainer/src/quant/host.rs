@@ -39,7 +39,12 @@ pub fn raw_inputs(dataset: &Dataset, source_name: &str) -> Result<Vec<i32>, RawV
             if value.is_finite() && value.fract() == 0.0 && value.abs() <= 2_147_483_520.0 {
                 Ok(value as i32)
             } else {
-                Err(RawValueError { source_name: source_name.to_owned(), record: idx / n_features, column: idx % n_features, value })
+                Err(RawValueError {
+                    source_name: source_name.to_owned(),
+                    record: idx / n_features,
+                    column: idx % n_features,
+                    value,
+                })
             }
         })
         .collect()
@@ -56,22 +61,38 @@ pub struct RuntimeRun {
 }
 
 /// Runs the runtime on every row of `raw` (row-major, `n_inputs` per row).
-pub fn run_runtime(model: &kiln_runtime::Model<'_>, raw: &[i32], n_inputs: usize, n_outputs: usize) -> Result<RuntimeRun, kiln_runtime::Error> {
+pub fn run_runtime(
+    model: &kiln_runtime::Model<'_>,
+    raw: &[i32],
+    n_inputs: usize,
+    n_outputs: usize,
+) -> Result<RuntimeRun, kiln_runtime::Error> {
     let mut scratch = vec![0i8; model.scratch_len()];
     let n_samples = raw.len().checked_div(n_inputs).unwrap_or(0);
     let mut logits = vec![0i8; n_samples * n_outputs];
     let mut predictions = Vec::with_capacity(n_samples);
-    for (row, out) in raw.chunks_exact(n_inputs.max(1)).zip(logits.chunks_exact_mut(n_outputs.max(1))) {
+    for (row, out) in raw
+        .chunks_exact(n_inputs.max(1))
+        .zip(logits.chunks_exact_mut(n_outputs.max(1)))
+    {
         predictions.push(model.run(row, &mut scratch, out)?);
     }
-    Ok(RuntimeRun { logits, predictions, n_outputs })
+    Ok(RuntimeRun {
+        logits,
+        predictions,
+        n_outputs,
+    })
 }
 
 /// The fraction of predictions equal to the labels (classification only).
 pub fn accuracy(predictions: &[usize], targets: &Targets) -> Option<f64> {
     match targets {
         Targets::Classes { labels, .. } => {
-            let correct = predictions.iter().zip(labels).filter(|(&p, &l)| p == l as usize).count();
+            let correct = predictions
+                .iter()
+                .zip(labels)
+                .filter(|(&p, &l)| p == l as usize)
+                .count();
             Some(correct as f64 / labels.len().max(1) as f64)
         }
         Targets::Regression { .. } => None,
@@ -113,20 +134,36 @@ impl TractComparison {
 
 /// Runs tract on the QDQ file over `test` (raw f32 features) and compares its
 /// `logits_q` (output 1) with the runtime's int8 logits.
-pub fn compare_with_tract(qdq_path: &Path, test: &Dataset, runtime: &RuntimeRun) -> Result<TractComparison, CheckError> {
+pub fn compare_with_tract(
+    qdq_path: &Path,
+    test: &Dataset,
+    runtime: &RuntimeRun,
+) -> Result<TractComparison, CheckError> {
     let n_outputs = runtime.n_outputs;
-    let tract: Vec<i8> = check::tract_output::<i8>(qdq_path, &test.features, test.n_features, n_outputs, 1)?;
+    let tract: Vec<i8> =
+        check::tract_output::<i8>(qdq_path, &test.features, test.n_features, n_outputs, 1)?;
     let mut identical = 0;
     let mut max_lsb_diff = 0u32;
     let mut argmax_agreement = 0;
-    for ((ours, theirs), &prediction) in runtime.logits.chunks_exact(n_outputs).zip(tract.chunks_exact(n_outputs)).zip(&runtime.predictions) {
+    for ((ours, theirs), &prediction) in runtime
+        .logits
+        .chunks_exact(n_outputs)
+        .zip(tract.chunks_exact(n_outputs))
+        .zip(&runtime.predictions)
+    {
         identical += usize::from(ours == theirs);
         for (&a, &b) in ours.iter().zip(theirs) {
             max_lsb_diff = max_lsb_diff.max((i32::from(a) - i32::from(b)).unsigned_abs());
         }
         argmax_agreement += usize::from(argmax_i8(theirs) == prediction);
     }
-    Ok(TractComparison { qdq_path: qdq_path.to_owned(), n_samples: runtime.predictions.len(), identical, max_lsb_diff, argmax_agreement })
+    Ok(TractComparison {
+        qdq_path: qdq_path.to_owned(),
+        n_samples: runtime.predictions.len(),
+        identical,
+        max_lsb_diff,
+        argmax_agreement,
+    })
 }
 
 /// The int8 logits as CSV: one row per sample, no header.

@@ -33,7 +33,10 @@ use kiln_runtime::fixed::{SHIFT_MAX, SHIFT_MIN};
 pub fn quantize_multiplier(effective_scale: f64) -> Result<(i32, u8), QuantError> {
     let e = effective_scale;
     if !(e.is_finite() && e > 0.0) {
-        return Err(QuantError::Multiplier { scale: e, detail: "expected a positive finite scale".into() });
+        return Err(QuantError::Multiplier {
+            scale: e,
+            detail: "expected a positive finite scale".into(),
+        });
     }
     let (mantissa, mut exponent) = frexp(e);
     let mut m = round_half_even(mantissa * 2f64.powi(31));
@@ -98,20 +101,42 @@ pub const MIN_EFFECTIVE_SCALE: f64 = 1.0 / 65536.0;
 /// such a row's weights quantize to a few levels (or 0); the error this adds is
 /// at most `0.5 * 2^-16 * sum_i |q_in[i] - zp_in|` output steps, far below the
 /// rounding error of an ordinary row (whose effective scale is around 2^-10).
-pub fn quantize_weights(weights: &[f32], n_outputs: usize, n_inputs: usize, min_scale: f64) -> QuantizedWeights {
-    assert_eq!(weights.len(), n_outputs * n_inputs, "weights do not match the shape");
+pub fn quantize_weights(
+    weights: &[f32],
+    n_outputs: usize,
+    n_inputs: usize,
+    min_scale: f64,
+) -> QuantizedWeights {
+    assert_eq!(
+        weights.len(),
+        n_outputs * n_inputs,
+        "weights do not match the shape"
+    );
     let mut values = Vec::with_capacity(weights.len());
     let mut scales = Vec::with_capacity(n_outputs);
     let mut floored = 0;
     for row in weights.chunks_exact(n_inputs.max(1)).take(n_outputs) {
-        let max = row.iter().fold(0.0f64, |max, &w| max.max(f64::from(w).abs()));
+        let max = row
+            .iter()
+            .fold(0.0f64, |max, &w| max.max(f64::from(w).abs()));
         floored += usize::from(max > 0.0 && max / 127.0 < min_scale);
-        let scale = if max > 0.0 { (max / 127.0).max(min_scale) as f32 } else { 1.0 };
+        let scale = if max > 0.0 {
+            (max / 127.0).max(min_scale) as f32
+        } else {
+            1.0
+        };
         let s = f64::from(scale);
-        values.extend(row.iter().map(|&w| round_half_even(f64::from(w) / s).clamp(-127.0, 127.0) as i8));
+        values.extend(
+            row.iter()
+                .map(|&w| round_half_even(f64::from(w) / s).clamp(-127.0, 127.0) as i8),
+        );
         scales.push(scale);
     }
-    QuantizedWeights { values, scales, floored }
+    QuantizedWeights {
+        values,
+        scales,
+        floored,
+    }
 }
 
 /// The floor of a layer's weight scales: `MIN_EFFECTIVE_SCALE * s_target / s_in`,
@@ -132,7 +157,12 @@ pub fn quantize_bias(bias: &[f32], input_scale: f32, weight_scales: &[f32]) -> V
 
 /// `bias_eff[o] = q_b[o] - zp_in * sum_i q_w[o][i]`: the zero point folded into
 /// the bias (the same integer accumulator). Errors if it leaves i32.
-pub fn fold_bias(bias: &[i32], weights: &[i8], n_inputs: usize, input_zero_point: i8) -> Result<Vec<i32>, QuantError> {
+pub fn fold_bias(
+    bias: &[i32],
+    weights: &[i8],
+    n_inputs: usize,
+    input_zero_point: i8,
+) -> Result<Vec<i32>, QuantError> {
     bias.iter()
         .zip(weights.chunks_exact(n_inputs.max(1)))
         .enumerate()
@@ -161,7 +191,11 @@ pub fn activation_params(lo: f64, hi: f64) -> Result<ActivationParams, QuantErro
         return Err(QuantError::Range { lo, hi });
     }
     let (lo, hi) = (lo.min(0.0), hi.max(0.0));
-    let scale = if hi > lo { ((hi - lo) / 255.0) as f32 } else { 1.0 };
+    let scale = if hi > lo {
+        ((hi - lo) / 255.0) as f32
+    } else {
+        1.0
+    };
     if !(scale.is_finite() && scale > 0.0) {
         return Err(QuantError::Range { lo, hi });
     }
@@ -194,7 +228,11 @@ impl TableFunction {
 }
 
 /// `lut[q + 128] = sat8(round_half_even(f(s_z * (q - zp_z)) / s_out) + zp_out)`, in f64.
-pub fn activation_table(function: TableFunction, pre: ActivationParams, out: ActivationParams) -> [i8; 256] {
+pub fn activation_table(
+    function: TableFunction,
+    pre: ActivationParams,
+    out: ActivationParams,
+) -> [i8; 256] {
     let mut table = [0i8; 256];
     for (slot, q) in table.iter_mut().zip(-128i32..=127) {
         let z = f64::from(pre.scale) * f64::from(q - i32::from(pre.zero_point));
@@ -217,10 +255,17 @@ pub struct InputAffine {
 pub fn input_affine(mean: f32, inv_std: f32, input_scale: f32) -> Result<InputAffine, QuantError> {
     let offset = 256.0 * f64::from(mean);
     if !(offset.is_finite() && offset.abs() <= f64::from(i32::MAX)) {
-        return Err(QuantError::Overflow { what: format!("the input offset 256 * {mean}") });
+        return Err(QuantError::Overflow {
+            what: format!("the input offset 256 * {mean}"),
+        });
     }
-    let (multiplier, shift) = quantize_multiplier(f64::from(inv_std) / (256.0 * f64::from(input_scale)))?;
-    Ok(InputAffine { offset: round_half_even(offset) as i32, multiplier, shift })
+    let (multiplier, shift) =
+        quantize_multiplier(f64::from(inv_std) / (256.0 * f64::from(input_scale)))?;
+    Ok(InputAffine {
+        offset: round_half_even(offset) as i32,
+        multiplier,
+        shift,
+    })
 }
 
 /// The `p`-th percentile of `values` (sorted in place), interpolated linearly

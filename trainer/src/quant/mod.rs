@@ -38,7 +38,10 @@ pub enum QuantError {
     #[error("calibration: {detail}")]
     Calibration { detail: String },
     #[error("layer {layer}: {error}")]
-    Layer { layer: usize, error: Box<QuantError> },
+    Layer {
+        layer: usize,
+        error: Box<QuantError>,
+    },
     #[error("the runtime refuses the quantized model: {detail}")]
     Encode { detail: String },
     #[error("cannot build the QDQ ONNX model: {0}")]
@@ -55,7 +58,10 @@ pub struct QuantOptions {
 
 impl Default for QuantOptions {
     fn default() -> Self {
-        Self { calib_samples: DEFAULT_CALIB_SAMPLES, method: RangeMethod::MinMax }
+        Self {
+            calib_samples: DEFAULT_CALIB_SAMPLES,
+            method: RangeMethod::MinMax,
+        }
     }
 }
 
@@ -110,16 +116,27 @@ fn table_function(activation: Activation) -> Option<TableFunction> {
 }
 
 fn quant_params(params: ActivationParams) -> QuantParams {
-    QuantParams { scale: params.scale, zero_point: params.zero_point }
+    QuantParams {
+        scale: params.scale,
+        zero_point: params.zero_point,
+    }
 }
 
 fn affine_spec(affine: math::InputAffine) -> AffineSpec {
-    AffineSpec { offset: affine.offset, multiplier: affine.multiplier, shift: affine.shift }
+    AffineSpec {
+        offset: affine.offset,
+        multiplier: affine.multiplier,
+        shift: affine.shift,
+    }
 }
 
 /// Quantizes `model`, calibrating on the first `options.calib_samples` rows of
 /// `calibration` (the training set).
-pub fn quantize(model: &ModelFile, calibration: &Dataset, options: QuantOptions) -> Result<Quantized, QuantError> {
+pub fn quantize(
+    model: &ModelFile,
+    calibration: &Dataset,
+    options: QuantOptions,
+) -> Result<Quantized, QuantError> {
     let ranges = calibrate::calibrate(model, calibration, options.calib_samples, options.method)?;
     let input = math::activation_params(ranges.input.lo, ranges.input.hi)?;
 
@@ -133,43 +150,72 @@ pub fn quantize(model: &ModelFile, calibration: &Dataset, options: QuantOptions)
             .map(|(&m, &s)| math::input_affine(m, s, input.scale))
             .collect::<Result<_, _>>()?,
     };
-    let input_stage = InputStageSpec { zero_point: input.zero_point, features: affines.iter().copied().map(affine_spec).collect() };
+    let input_stage = InputStageSpec {
+        zero_point: input.zero_point,
+        features: affines.iter().copied().map(affine_spec).collect(),
+    };
 
     let mut layer_specs = Vec::with_capacity(model.layers.len());
     let mut qdq_layers = Vec::with_capacity(model.layers.len());
     let mut reports = Vec::with_capacity(model.layers.len());
     let mut layer_input = input;
     for (layer_idx, (layer, layer_ranges)) in model.layers.iter().zip(&ranges.layers).enumerate() {
-        let in_layer = |source: QuantError| QuantError::Layer { layer: layer_idx, error: Box::new(source) };
-        let output = math::activation_params(layer_ranges.output.lo, layer_ranges.output.hi).map_err(in_layer)?;
+        let in_layer = |source: QuantError| QuantError::Layer {
+            layer: layer_idx,
+            error: Box::new(source),
+        };
+        let output = math::activation_params(layer_ranges.output.lo, layer_ranges.output.hi)
+            .map_err(in_layer)?;
         let (pre, activation_spec, qdq_activation) = match table_function(layer.activation) {
-            None if layer.activation == Activation::Relu => (None, ActivationSpec::Relu, QdqActivation::Relu),
+            None if layer.activation == Activation::Relu => {
+                (None, ActivationSpec::Relu, QdqActivation::Relu)
+            }
             None => (None, ActivationSpec::Identity, QdqActivation::Identity),
             Some(function) => {
                 let range = layer_ranges.pre_activation;
                 let pre = math::activation_params(range.lo, range.hi).map_err(in_layer)?;
                 (
                     Some(pre),
-                    ActivationSpec::Lut { pre_zero_point: pre.zero_point, table: math::activation_table(function, pre, output) },
-                    QdqActivation::Table { function: export::onnx_activation(layer.activation), pre: quant_params(pre) },
+                    ActivationSpec::Lut {
+                        pre_zero_point: pre.zero_point,
+                        table: math::activation_table(function, pre, output),
+                    },
+                    QdqActivation::Table {
+                        function: export::onnx_activation(layer.activation),
+                        pre: quant_params(pre),
+                    },
                 )
             }
         };
         // Identity and relu requantize straight to the output; tables go through `pre`.
         let target = pre.unwrap_or(output);
         let floor = math::weight_scale_floor(layer_input.scale, target.scale);
-        let weights = math::quantize_weights(&layer.weights, layer.n_outputs, layer.n_inputs, floor);
+        let weights =
+            math::quantize_weights(&layer.weights, layer.n_outputs, layer.n_inputs, floor);
         let bias = math::quantize_bias(&layer.bias, layer_input.scale, &weights.scales);
-        let saturated_biases = bias.iter().filter(|&&b| b == i32::MIN || b == i32::MAX).count();
+        let saturated_biases = bias
+            .iter()
+            .filter(|&&b| b == i32::MIN || b == i32::MAX)
+            .count();
         let (multipliers, shifts): (Vec<i32>, Vec<u8>) = weights
             .scales
             .iter()
-            .map(|&s_w| math::quantize_multiplier(f64::from(layer_input.scale) * f64::from(s_w) / f64::from(target.scale)))
+            .map(|&s_w| {
+                math::quantize_multiplier(
+                    f64::from(layer_input.scale) * f64::from(s_w) / f64::from(target.scale),
+                )
+            })
             .collect::<Result<Vec<_>, _>>()
             .map_err(in_layer)?
             .into_iter()
             .unzip();
-        let folded = math::fold_bias(&bias, &weights.values, layer.n_inputs, layer_input.zero_point).map_err(in_layer)?;
+        let folded = math::fold_bias(
+            &bias,
+            &weights.values,
+            layer.n_inputs,
+            layer_input.zero_point,
+        )
+        .map_err(in_layer)?;
         reports.push(LayerReport {
             n_inputs: layer.n_inputs,
             n_outputs: layer.n_outputs,
@@ -206,28 +252,59 @@ pub fn quantize(model: &ModelFile, calibration: &Dataset, options: QuantOptions)
         layer_input = output;
     }
 
-    let spec = ModelSpec { input: input_stage, layers: layer_specs, output_scale: layer_input.scale, output_zero_point: layer_input.zero_point };
-    let blob = kiln_runtime::encode::encode(&spec).map_err(|e| QuantError::Encode { detail: format!("{e}") })?;
+    let spec = ModelSpec {
+        input: input_stage,
+        layers: layer_specs,
+        output_scale: layer_input.scale,
+        output_zero_point: layer_input.zero_point,
+    };
+    let blob = kiln_runtime::encode::encode(&spec).map_err(|e| QuantError::Encode {
+        detail: format!("{e}"),
+    })?;
     // The QDQ graph normalizes with the means the runtime uses, `mu / 256`
     // (exact in f32 while |mu| < 2^24), not the float model's: both forms are one int8 model.
     let normalization = match &model.normalization {
-        Normalization::Standardize { inv_std, .. } => kiln_onnx::mlp::InputNormalization::Standardize {
-            mean: affines.iter().map(|a| (f64::from(a.offset) / 256.0) as f32).collect(),
-            inv_std: inv_std.clone(),
-        },
+        Normalization::Standardize { inv_std, .. } => {
+            kiln_onnx::mlp::InputNormalization::Standardize {
+                mean: affines
+                    .iter()
+                    .map(|a| (f64::from(a.offset) / 256.0) as f32)
+                    .collect(),
+                inv_std: inv_std.clone(),
+            }
+        }
         other => export::onnx_normalization(other),
     };
-    let qdq = QdqMlp { normalization, input: quant_params(input), layers: qdq_layers };
-    let report = QuantReport { calibration: ranges, input, input_affines: affines.len(), layers: reports };
-    Ok(Quantized { spec, qdq, blob, report })
+    let qdq = QdqMlp {
+        normalization,
+        input: quant_params(input),
+        layers: qdq_layers,
+    };
+    let report = QuantReport {
+        calibration: ranges,
+        input,
+        input_affines: affines.len(),
+        layers: reports,
+    };
+    Ok(Quantized {
+        spec,
+        qdq,
+        blob,
+        report,
+    })
 }
 
 fn dim(width: usize) -> Result<u32, QuantError> {
-    u32::try_from(width).map_err(|_| QuantError::Overflow { what: format!("the layer width {width}") })
+    u32::try_from(width).map_err(|_| QuantError::Overflow {
+        what: format!("the layer width {width}"),
+    })
 }
 
 /// The QDQ ONNX model (opset 13) for a quantized model.
-pub fn qdq_onnx(model: &ModelFile, quantized: &Quantized) -> Result<kiln_onnx::proto::ModelProto, QuantError> {
+pub fn qdq_onnx(
+    model: &ModelFile,
+    quantized: &Quantized,
+) -> Result<kiln_onnx::proto::ModelProto, QuantError> {
     let options = export::mlp_export_options(
         model,
         export::ExportOptions { opset: kiln_onnx::builder::MIN_OPSET, with_probabilities: false },

@@ -16,7 +16,12 @@ pub struct SourceInfo<'a> {
 /// The generated module. It needs only `kiln-runtime` (no_std) to compile.
 pub fn rust_source(blob: &[u8], info: SourceInfo<'_>) -> String {
     let mut out = String::with_capacity(blob.len() * 6 + 2048);
-    let SourceInfo { n_inputs, n_outputs, scratch_len, description } = info;
+    let SourceInfo {
+        n_inputs,
+        n_outputs,
+        scratch_len,
+        description,
+    } = info;
     let description = description.replace(['\n', '\r'], " ");
     let _ = write!(
         out,
