@@ -19,20 +19,44 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Train an MLP, export it to ONNX and check the file with tract.
+    #[command(
+        after_help = "Example: kiln train --data mnist:DIR --hidden 128 --optimizer sgd --lr 0.01 --batch 64 --epochs 10"
+    )]
     Train(TrainArgs),
     /// Write the ONNX file for a trained model.
+    #[command(
+        after_help = "Example: kiln export kiln-out/model.json -o model.onnx --opset 21 --probabilities"
+    )]
     Export(ExportArgs),
     /// Run an ONNX file with tract and compare it with the trainer, sample for sample.
+    #[command(after_help = "Example: kiln check model.onnx --model kiln-out/model.json")]
     Check(CheckArgs),
     /// Train on the bundled digits, export, check, quantize to int8, and print a summary.
+    #[command(after_help = "Example: kiln demo -o kiln-out")]
     Demo(DemoArgs),
     /// Quantize a trained model to int8: write the QDQ ONNX file, the runtime blob and Rust
     /// source, run the int8 model on the test set and compare it with tract.
+    #[command(
+        after_help = "Example: kiln quantize kiln-out/model.json -o kiln-out/int8 --calib 5000 --percentile 99.99"
+    )]
     Quantize(QuantizeArgs),
     /// Quantize a trained model and write one artifact: the runtime blob or the Rust source.
+    #[command(after_help = "Example: kiln bake kiln-out/model.json --rust firmware/src/model.rs")]
     Bake(BakeArgs),
     /// Run a .kiln blob with the int8 runtime on a data set's test split.
+    #[command(
+        after_help = "Example: kiln run kiln-out/int8/model.kiln --data mnist:DIR --outputs logits.csv"
+    )]
     Run(RunArgs),
+    /// Show a model's layers, parameters, MACs, flash and RAM as f32 and int8, and check
+    /// whether the int8 model fits a flash and RAM budget (exit code 4 if not).
+    #[command(after_help = "Example: kiln inspect kiln-out/model.kiln --flash 64K --ram 16K")]
+    Inspect(InspectArgs),
+    /// Print a shell completion script to stdout.
+    #[command(
+        after_help = "Example: kiln completions bash > ~/.local/share/bash-completion/completions/kiln"
+    )]
+    Completions(CompletionsArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -307,4 +331,27 @@ pub struct RunArgs {
     pub outputs: Option<PathBuf>,
     #[command(flatten)]
     pub output: OutputArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct InspectArgs {
+    /// A kiln model file (model.json), an ONNX file (float or QDQ) or a .kiln blob; recognised
+    /// by its content.
+    pub file: PathBuf,
+    /// The flash budget for the int8 model: bytes, or with K/KiB (1024) or M/MiB (1024 * 1024).
+    #[arg(long, value_name = "SIZE")]
+    pub flash: Option<String>,
+    /// The RAM budget for the int8 model's buffers (scratch, raw input, logits), as for --flash.
+    #[arg(long, value_name = "SIZE")]
+    pub ram: Option<String>,
+    /// Print one JSON object with the layers, totals and fit verdict on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CompletionsArgs {
+    /// The shell to write the completion script for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }

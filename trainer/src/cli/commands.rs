@@ -445,3 +445,12 @@ pub fn check(args: &CheckArgs) -> Result<()> {
         Err(CheckFailed::from_report(&report).into())
     }
 }
+
+/// `kiln completions SHELL`: the completion script for the whole command line, on stdout.
+pub fn completions(args: &CompletionsArgs) -> Result<()> {
+    use clap::CommandFactory;
+    let mut command = Cli::command();
+    let name = command.get_name().to_owned();
+    clap_complete::generate(args.shell, &mut command, name, &mut std::io::stdout());
+    Ok(())
+}

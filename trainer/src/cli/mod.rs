@@ -4,6 +4,7 @@
 pub mod args;
 pub mod commands;
 pub mod config;
+pub mod inspect;
 pub mod progress;
 pub mod quantize;
 
@@ -17,8 +18,9 @@ pub mod exit_code {
     pub const USAGE: u8 = 2;
     /// Unreadable or invalid input: data, model or ONNX files.
     pub const BAD_INPUT: u8 = 3;
-    /// `kiln check` found the ONNX file disagrees with the trainer, or `kiln quantize`
-    /// found tract's int8 outputs disagree with the runtime's.
+    /// `kiln check` found the ONNX file disagrees with the trainer, `kiln quantize`
+    /// found tract's int8 outputs disagree with the runtime's, or `kiln inspect` found the
+    /// int8 model does not fit the flash or RAM budget.
     pub const CHECK_FAILED: u8 = 4;
     /// Training diverged; the last good model was kept.
     pub const DIVERGED: u8 = 5;
@@ -34,6 +36,8 @@ pub fn run(cli: &Cli) -> anyhow::Result<()> {
         args::Command::Quantize(args) => quantize::quantize(args),
         args::Command::Bake(args) => quantize::bake(args),
         args::Command::Run(args) => quantize::run(args),
+        args::Command::Inspect(args) => inspect::inspect(args),
+        args::Command::Completions(args) => commands::completions(args),
     }
 }
 
@@ -44,7 +48,10 @@ pub fn exit_code_for(error: &anyhow::Error) -> u8 {
         if cause.is::<config::UsageError>() {
             return exit_code::USAGE;
         }
-        if cause.is::<commands::CheckFailed>() || cause.is::<quantize::TractDisagrees>() {
+        if cause.is::<commands::CheckFailed>()
+            || cause.is::<quantize::TractDisagrees>()
+            || cause.is::<inspect::DoesNotFit>()
+        {
             return exit_code::CHECK_FAILED;
         }
         if let Some(train_error) = cause.downcast_ref::<TrainError>() {
@@ -59,6 +66,7 @@ pub fn exit_code_for(error: &anyhow::Error) -> u8 {
             || cause.is::<crate::model::ModelFileError>()
             || cause.is::<crate::quant::host::RawValueError>()
             || cause.is::<crate::quant::host::BlobError>()
+            || cause.is::<inspect::InspectError>()
         {
             return exit_code::BAD_INPUT;
         }

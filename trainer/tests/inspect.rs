@@ -1,0 +1,445 @@
+//! `kiln inspect`, `kiln completions` and the `--help` examples, through the `kiln` binary:
+//! a tiny digits model (64-16-10) trained and quantized once, then inspected as its
+//! model file, float ONNX, QDQ ONNX and blob.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+fn kiln(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(args)
+        .output()
+        .expect("the kiln binary runs")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn s(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+/// Parses stdout as JSON; the exit code is checked by the caller.
+fn json(output: &Output) -> serde_json::Value {
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {}\nstderr: {}",
+            stdout(output),
+            stderr(output)
+        )
+    })
+}
+
+/// Asserts a failure with `code` whose one error line contains every needle.
+fn assert_fails(output: &Output, code: i32, needles: &[&str]) {
+    let message = stderr(output);
+    assert_eq!(output.status.code(), Some(code), "stderr: {message}");
+    let error_lines: Vec<&str> = message.lines().filter(|l| l.starts_with("error")).collect();
+    assert_eq!(
+        error_lines.len(),
+        1,
+        "expected one error line, got: {message}"
+    );
+    for needle in needles {
+        assert!(
+            error_lines[0].contains(needle),
+            "{needle:?} missing from: {}",
+            error_lines[0]
+        );
+    }
+}
+
+/// One trained and quantized model shared by the tests of this file.
+struct Fixture {
+    dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn file(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+fn fixture() -> &'static Fixture {
+    static FIXTURE: OnceLock<Fixture> = OnceLock::new();
+    FIXTURE.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let out = s(dir.path()).to_owned();
+        let trained = kiln(&[
+            "train", "--hidden", "16", "--epochs", "1", "--quiet", "-o", &out,
+        ]);
+        assert!(trained.status.success(), "{}", stderr(&trained));
+        let model = dir.path().join("model.json");
+        let quantized = kiln(&["quantize", s(&model), "-o", &out, "--quiet"]);
+        assert!(quantized.status.success(), "{}", stderr(&quantized));
+        Fixture { dir }
+    })
+}
+
+const ALL_FILES: [&str; 4] = ["model.json", "model.onnx", "model.qdq.onnx", "model.kiln"];
+
+#[test]
+fn every_representation_gives_the_same_layers_and_costs() {
+    let fx = fixture();
+    let blob_len = std::fs::metadata(fx.file("model.kiln")).unwrap().len();
+    for (name, format) in ALL_FILES
+        .into_iter()
+        .zip(["kiln-model", "onnx", "onnx-qdq", "kiln-blob"])
+    {
+        let path = fx.file(name);
+        let output = kiln(&["inspect", s(&path), "--json"]);
+        assert!(output.status.success(), "{name}: {}", stderr(&output));
+        let report = json(&output);
+        for key in [
+            "command",
+            "file",
+            "format",
+            "n_inputs",
+            "n_outputs",
+            "architecture",
+            "normalization",
+            "layers",
+            "totals",
+            "notes",
+        ] {
+            assert!(report.get(key).is_some(), "{name}: no {key:?} in {report}");
+        }
+        assert!(report.get("fit").is_none(), "{name}: fit without a budget");
+        assert_eq!(report["format"], format, "{name}");
+        assert_eq!(report["architecture"], "64-16-10", "{name}");
+
+        let layers = report["layers"].as_array().unwrap();
+        assert_eq!(layers.len(), 2, "{name}");
+        let expected = [
+            (64, 16, "relu", 1024, 16, 1040, 1024),
+            (16, 10, "identity", 160, 10, 170, 160),
+        ];
+        for (layer, (n_in, n_out, activation, weights, biases, params, macs)) in
+            layers.iter().zip(expected)
+        {
+            assert_eq!(layer["n_inputs"], n_in, "{name}: {layer}");
+            assert_eq!(layer["n_outputs"], n_out, "{name}: {layer}");
+            assert_eq!(layer["shape"], format!("{n_in} -> {n_out}"), "{name}");
+            assert_eq!(layer["activation"], activation, "{name}: {layer}");
+            assert_eq!(layer["weights"], weights, "{name}: {layer}");
+            assert_eq!(layer["biases"], biases, "{name}: {layer}");
+            assert_eq!(layer["parameters"], params, "{name}: {layer}");
+            assert_eq!(layer["macs"], macs, "{name}: {layer}");
+            assert_eq!(layer["f32_bytes"], params * 4, "{name}: {layer}");
+            for key in ["index", "int8_bytes"] {
+                assert!(layer.get(key).is_some(), "{name}: no {key:?} in {layer}");
+            }
+        }
+        // The blob sections of docs/blob-format.md: 16 + 4*16 + 16 + 0 + 4*16 + 1024 + 0, and
+        // 16 + 4*10 + 10 + 2 + 4*10 + 160 + 0.
+        assert_eq!(layers[0]["int8_bytes"], 1184, "{name}");
+        assert_eq!(layers[1]["int8_bytes"], 268, "{name}");
+
+        let totals = &report["totals"];
+        assert_eq!(totals["parameters"], 1210, "{name}");
+        assert_eq!(totals["macs"], 1184, "{name}");
+        // Scale normalization: one f32 value.
+        assert_eq!(totals["flash"]["f32_bytes"], 1210 * 4 + 4, "{name}");
+        // The estimate is the blob layout, so it matches the blob kiln wrote.
+        assert_eq!(totals["flash"]["int8_bytes"], blob_len, "{name}");
+        let source = if name == "model.kiln" {
+            "blob length"
+        } else {
+            "estimate"
+        };
+        assert_eq!(totals["flash"]["int8_source"], source, "{name}");
+        assert_eq!(totals["ram"]["int8_scratch_bytes"], 64 + 16, "{name}");
+        assert_eq!(totals["ram"]["f32_scratch_bytes"], (64 + 16) * 4, "{name}");
+        assert_eq!(totals["ram"]["int8_input_bytes"], 64 * 4, "{name}");
+        assert_eq!(totals["ram"]["int8_logits_bytes"], 10, "{name}");
+        assert_eq!(totals["ram"]["int8_total_bytes"], 80 + 256 + 10, "{name}");
+        assert!(totals["peak_stack_bytes"].is_null(), "{name}");
+        assert_eq!(totals["peak_stack"], "unknown (not measured yet)", "{name}");
+    }
+}
+
+#[test]
+fn the_table_shows_the_rows_and_totals() {
+    let fx = fixture();
+    for name in ALL_FILES {
+        let path = fx.file(name);
+        let output = kiln(&["inspect", s(&path)]);
+        assert!(output.status.success(), "{name}: {}", stderr(&output));
+        let text = stdout(&output);
+        let rows: Vec<Vec<&str>> = text
+            .lines()
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        let has_row = |cells: &[&str]| rows.iter().any(|r| r.as_slice() == cells);
+        assert!(
+            has_row(&["0", "64", "->", "16", "relu", "1040", "1024", "4160", "1184"]),
+            "{name}: {text}"
+        );
+        assert!(
+            has_row(&["1", "16", "->", "10", "identity", "170", "160", "680", "268"]),
+            "{name}: {text}"
+        );
+        assert!(
+            has_row(&["total", "1210", "1184", "4840", "1452"]),
+            "{name}: {text}"
+        );
+        assert!(
+            text.contains("80 bytes (max over layers of n_in + n_out"),
+            "{text}"
+        );
+        assert!(
+            text.contains("peak stack     unknown (not measured yet)"),
+            "{text}"
+        );
+        let flash = if name == "model.kiln" {
+            "flash int8     1516 bytes (the blob's length)"
+        } else {
+            "flash int8     1516 bytes (estimate)"
+        };
+        assert!(text.contains(flash), "{name}: {text}");
+        assert!(!text.contains("fit int8"), "{name}: {text}");
+    }
+}
+
+#[test]
+fn a_budget_is_checked_for_the_int8_model() {
+    let fx = fixture();
+    for name in ALL_FILES {
+        let path = fx.file(name);
+        let fits = kiln(&["inspect", s(&path), "--flash", "64K", "--ram", "16K"]);
+        assert_eq!(fits.status.code(), Some(0), "{name}: {}", stderr(&fits));
+        let text = stdout(&fits);
+        assert!(
+            text.contains("flash 1516 of 65536 bytes: fits: yes, 64020 bytes (97.7%) to spare"),
+            "{name}: {text}"
+        );
+        assert!(
+            text.contains("RAM 346 of 16384 bytes: fits: yes, 16038 bytes (97.9%) to spare"),
+            "{name}: {text}"
+        );
+
+        let too_small = kiln(&["inspect", s(&path), "--flash", "1K"]);
+        assert_fails(
+            &too_small,
+            4,
+            &[
+                s(&path),
+                "does not fit",
+                "flash needs 1516 bytes, budget 1024",
+            ],
+        );
+        assert!(
+            stdout(&too_small)
+                .contains("flash 1516 of 1024 bytes: fits: no, 492 bytes (48.0%) over"),
+            "{name}: {}",
+            stdout(&too_small)
+        );
+    }
+
+    let blob = fx.file("model.kiln");
+    let report = kiln(&[
+        "inspect",
+        s(&blob),
+        "--json",
+        "--flash",
+        "1516",
+        "--ram",
+        "345",
+    ]);
+    assert_eq!(report.status.code(), Some(4), "{}", stderr(&report));
+    let report = json(&report);
+    let fit = &report["fit"];
+    assert_eq!(fit["representation"], "int8");
+    assert_eq!(fit["fits"], false);
+    assert_eq!(fit["flash"]["fits"], true);
+    assert_eq!(fit["flash"]["margin_bytes"], 0);
+    assert_eq!(fit["ram"]["fits"], false);
+    assert_eq!(fit["ram"]["used_bytes"], 346);
+    assert_eq!(fit["ram"]["budget_bytes"], 345);
+    assert_eq!(fit["ram"]["margin_bytes"], -1);
+
+    // Sizes: plain bytes, K/KiB, M/MiB.
+    for (flag, bytes) in [
+        ("2000", 2000),
+        ("2k", 2048),
+        ("2KiB", 2048),
+        ("1M", 1 << 20),
+        ("1MiB", 1 << 20),
+    ] {
+        let output = kiln(&["inspect", s(&blob), "--json", "--ram", flag]);
+        assert!(output.status.success(), "{flag}: {}", stderr(&output));
+        assert_eq!(json(&output)["fit"]["ram"]["budget_bytes"], bytes, "{flag}");
+    }
+}
+
+#[test]
+fn bad_files_and_sizes_get_one_line_naming_them() {
+    let fx = fixture();
+    let dir = tempfile::tempdir().unwrap();
+
+    let garbage = dir.path().join("garbage.bin");
+    std::fs::write(&garbage, b"hello, this is not a model\n").unwrap();
+    assert_fails(
+        &kiln(&["inspect", s(&garbage)]),
+        3,
+        &[s(&garbage), "expected a kiln model file"],
+    );
+
+    let blob = std::fs::read(fx.file("model.kiln")).unwrap();
+    let truncated = dir.path().join("truncated.kiln");
+    std::fs::write(&truncated, &blob[..blob.len() / 2]).unwrap();
+    assert_fails(
+        &kiln(&["inspect", s(&truncated)]),
+        3,
+        &[s(&truncated), "not a valid .kiln model blob", "truncated"],
+    );
+
+    let onnx = std::fs::read(fx.file("model.onnx")).unwrap();
+    let truncated_onnx = dir.path().join("truncated.onnx");
+    std::fs::write(&truncated_onnx, &onnx[..onnx.len() / 2]).unwrap();
+    assert_fails(
+        &kiln(&["inspect", s(&truncated_onnx)]),
+        3,
+        &[s(&truncated_onnx), "expected a kiln model file"],
+    );
+
+    let other_json = dir.path().join("other.json");
+    std::fs::write(&other_json, br#"{"format": "something-else"}"#).unwrap();
+    assert_fails(
+        &kiln(&["inspect", s(&other_json)]),
+        3,
+        &[s(&other_json), "something-else", "kiln-model"],
+    );
+
+    let missing = dir.path().join("missing.onnx");
+    assert_fails(
+        &kiln(&["inspect", s(&missing)]),
+        3,
+        &[s(&missing), "cannot read"],
+    );
+
+    let model = fx.file("model.json");
+    for (flag, value) in [
+        ("--flash", "lots"),
+        ("--flash", "1.5K"),
+        ("--ram", "16Q"),
+        ("--ram", "0"),
+    ] {
+        assert_fails(
+            &kiln(&["inspect", s(&model), flag, value]),
+            2,
+            &[flag, value],
+        );
+    }
+}
+
+/// A float ONNX graph kiln does not write: Gemm with transB = 0 (weights `[n_in, n_out]`),
+/// no bias, and a Tanh.
+#[test]
+fn other_onnx_layouts_are_read_too() {
+    use kiln_onnx::builder::{attr_int, Dim, GraphBuilder, Producer};
+    let mut graph = GraphBuilder::new("hand_made");
+    graph.input_f32("x", &[Dim::Param("N".into()), Dim::Fixed(3)]);
+    graph
+        .initializer_f32("w0", &[3, 5], &[0.1; 15])
+        .unwrap()
+        .initializer_f32("b0", &[5], &[0.0; 5])
+        .unwrap()
+        .initializer_f32("w1", &[5, 2], &[0.1; 10])
+        .unwrap();
+    graph.node("Gemm", "g0", &["x", "w0", "b0"], &["h0"], vec![]);
+    graph.node("Tanh", "t0", &["h0"], &["a0"], vec![]);
+    graph.node(
+        "Gemm",
+        "g1",
+        &["a0", "w1"],
+        &["y"],
+        vec![attr_int("transB", 0)],
+    );
+    graph.output_f32("y", &[Dim::Param("N".into()), Dim::Fixed(2)]);
+    let producer = Producer {
+        name: "hand".into(),
+        version: "1".into(),
+    };
+    let model = graph.build(13, &producer, "").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hand.model");
+    std::fs::write(&path, kiln_onnx::mlp::encode_model(&model)).unwrap();
+
+    let output = kiln(&["inspect", s(&path), "--json"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let report = json(&output);
+    assert_eq!(report["format"], "onnx");
+    assert_eq!(report["architecture"], "3-5-2");
+    let layers = report["layers"].as_array().unwrap();
+    assert_eq!(layers[0]["activation"], "tanh");
+    assert_eq!(layers[0]["parameters"], 20);
+    assert_eq!(layers[1]["activation"], "identity");
+    assert_eq!(layers[1]["biases"], 0);
+    assert_eq!(layers[1]["parameters"], 10);
+    // A table layer carries its 256-byte table: 16 + 20 + 5 + 3 + 20 + 15 + 1 + 256.
+    assert_eq!(layers[0]["int8_bytes"], 336);
+    assert_eq!(report["totals"]["ram"]["int8_scratch_bytes"], 8);
+}
+
+const SUBCOMMANDS: [&str; 9] = [
+    "train",
+    "export",
+    "check",
+    "demo",
+    "quantize",
+    "bake",
+    "run",
+    "inspect",
+    "completions",
+];
+
+#[test]
+fn completions_cover_every_subcommand() {
+    for shell in ["bash", "zsh", "fish"] {
+        let output = kiln(&["completions", shell]);
+        assert!(output.status.success(), "{shell}: {}", stderr(&output));
+        let script = stdout(&output);
+        assert!(script.contains("kiln"), "{shell}: {script}");
+        for subcommand in SUBCOMMANDS {
+            assert!(
+                script.contains(subcommand),
+                "{shell}: no {subcommand} in the script"
+            );
+        }
+    }
+    let bash = stdout(&kiln(&["completions", "bash"]));
+    assert!(bash.contains("complete -F _kiln"), "{bash}");
+    assert!(bash.contains("--flash"), "inspect's flags are completed");
+
+    assert_eq!(kiln(&["completions", "tcsh"]).status.code(), Some(2));
+}
+
+#[test]
+fn every_subcommand_help_ends_with_an_example() {
+    use clap::CommandFactory;
+    let cli = kiln_trainer::cli::Cli::command();
+    let names: Vec<String> = cli
+        .get_subcommands()
+        .map(|c| c.get_name().to_owned())
+        .collect();
+    for expected in SUBCOMMANDS {
+        assert!(names.iter().any(|n| n == expected), "{expected} missing");
+    }
+    for name in &names {
+        let output = kiln(&[name, "--help"]);
+        assert!(output.status.success(), "{name}: {}", stderr(&output));
+        let help = stdout(&output);
+        let last = help.trim_end().lines().last().unwrap_or_default();
+        assert!(
+            last.starts_with("Example: kiln "),
+            "{name} --help does not end with an example: {help}"
+        );
+    }
+}
