@@ -98,12 +98,38 @@ pub struct BestSnapshot {
 pub struct TrainState {
     pub epochs_done: usize,
     pub optimizer: OptimizerState,
-    /// The shuffling generator, so a resumed run sees the same batches.
+    /// The shuffling generator as it is at the start of the next epoch to run (epoch
+    /// `epochs_done + 1`), before that epoch's shuffle, so a resumed run sees the same
+    /// batches. For an interrupted epoch that is the generator at the start of that epoch.
     pub rng: Rng,
     pub history: Vec<EpochRecord>,
     pub best: Option<BestSnapshot>,
     pub epochs_since_best: usize,
     pub stopped_early: bool,
+    /// Present only when training was interrupted inside epoch `epochs_done + 1`: how far
+    /// that epoch got. Absent (the format-version-1 default) at an epoch boundary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch_progress: Option<EpochProgress>,
+}
+
+/// How far an interrupted epoch got, so `--resume` continues with its next mini-batch,
+/// in the same shuffled order, and reports the same epoch totals as an uninterrupted run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochProgress {
+    /// Mini-batches of the epoch already applied to `layers` and the optimizer; at least 1
+    /// and fewer than the epoch's batches.
+    pub batches_done: usize,
+    /// The learning rate the epoch started with; the rest of the epoch uses it even if
+    /// `--resume --epochs` re-plans the schedule.
+    pub learning_rate: f32,
+    /// The running sum of `batch loss * batch size` over the batches done.
+    pub loss_sum: f64,
+    /// Correctly classified training samples so far (0 for regression).
+    pub correct: usize,
+    /// Training samples seen so far in the epoch.
+    pub seen: usize,
+    /// Wall-clock seconds the epoch has run so far (reporting only).
+    pub seconds: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

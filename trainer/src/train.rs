@@ -3,8 +3,8 @@
 
 use crate::data::{self, Dataset, Normalization, NormalizationKind, Split, Targets};
 use crate::model::{
-    BestSnapshot, EpochRecord, LayerRecord, ModelFile, Task, TrainState, FORMAT_NAME,
-    FORMAT_VERSION,
+    BestSnapshot, EpochProgress, EpochRecord, LayerRecord, ModelFile, Task, TrainState,
+    FORMAT_NAME, FORMAT_VERSION,
 };
 use crate::nn::optim::{OptimizerConfig, OptimizerState};
 use crate::nn::schedule::Schedule;
@@ -52,6 +52,10 @@ pub enum TrainError {
     Data(#[from] data::DataError),
     #[error("cannot save a checkpoint: {0}")]
     Checkpoint(String),
+    /// `should_stop` asked to stop; the checkpoint holding the progress was saved.
+    /// `epoch` and `batch` are 1-based: the last mini-batch that was applied.
+    #[error("interrupted at epoch {epoch}, batch {batch}")]
+    Interrupted { epoch: usize, batch: usize },
 }
 
 /// Receives progress; the CLI draws a progress bar with it.
@@ -187,6 +191,14 @@ impl TrainConfig {
 ///
 /// `checkpoint` is called with the current model before the first epoch and
 /// after every epoch, so the last good model is on disk if training diverges.
+///
+/// `should_stop` is asked after every mini-batch, with the number of mini-batches this
+/// call has run so far. When it answers `true`, training stops after that batch: inside an
+/// epoch, the checkpoint records the epoch's progress (`state.epoch_progress`); after an
+/// epoch's last batch, the epoch is completed and checkpointed as usual. Either way the
+/// result is [`TrainError::Interrupted`], and resuming from the checkpoint reproduces the
+/// uninterrupted run bit for bit.
+#[allow(clippy::too_many_arguments)]
 pub fn train(
     split: &Split,
     data_spec: &data::DataSpec,
@@ -195,6 +207,7 @@ pub fn train(
     resume: Option<ModelFile>,
     observer: &mut dyn Observer,
     checkpoint: &mut dyn FnMut(&ModelFile) -> Result<(), String>,
+    should_stop: &dyn Fn(usize) -> bool,
 ) -> Result<ModelFile, TrainError> {
     let task = task_of(&split.train);
     config.validate(task)?;
@@ -225,6 +238,7 @@ pub fn train(
                 best: None,
                 epochs_since_best: 0,
                 stopped_early: false,
+                epoch_progress: None,
             };
             (normalization, state, mlp)
         }
@@ -268,23 +282,45 @@ pub fn train(
     let mut batch_features = Vec::with_capacity(config.batch_size * n_features);
     let mut batch_labels: Vec<u32> = Vec::with_capacity(config.batch_size);
     let mut batch_values: Vec<f32> = Vec::with_capacity(config.batch_size);
+    if let Some(progress) = &state.epoch_progress {
+        let consistent = (1..n_batches).contains(&progress.batches_done)
+            && progress.seen == progress.batches_done * config.batch_size
+            && progress.correct <= progress.seen;
+        if !consistent {
+            return Err(TrainError::Config(format!(
+                "--resume: state.epoch_progress records {} of {n_batches} batches ({} samples) done, which does not fit this data and --batch {}",
+                progress.batches_done, progress.seen, config.batch_size
+            )));
+        }
+    }
+    let mut batches_run = 0usize;
 
     while state.epochs_done < config.epochs && !state.stopped_early {
         let epoch = state.epochs_done;
         let started = Instant::now();
-        let lr = config
-            .schedule
-            .learning_rate(config.learning_rate, epoch, config.epochs);
+        // An interrupted epoch continues with the rate and running totals it had.
+        let resumed = state.epoch_progress.take();
+        let lr = resumed.as_ref().map_or_else(
+            || {
+                config
+                    .schedule
+                    .learning_rate(config.learning_rate, epoch, config.epochs)
+            },
+            |p| p.learning_rate,
+        );
+        let skip = resumed.as_ref().map_or(0, |p| p.batches_done);
+        let seconds_before = resumed.as_ref().map_or(0.0, |p| p.seconds);
         observer.epoch_started(epoch + 1, config.epochs, n_batches);
         // The order is re-derived each epoch so a resumed run shuffles identically.
         for (idx, slot) in order.iter_mut().enumerate() {
             *slot = idx;
         }
+        let rng_at_epoch_start = state.rng.clone();
         state.rng.shuffle(&mut order);
-        let mut loss_sum = 0.0f64;
-        let mut correct = 0usize;
-        let mut seen = 0usize;
-        for (batch_idx, rows) in order.chunks(config.batch_size).enumerate() {
+        let mut loss_sum = resumed.as_ref().map_or(0.0f64, |p| p.loss_sum);
+        let mut correct = resumed.as_ref().map_or(0usize, |p| p.correct);
+        let mut seen = resumed.as_ref().map_or(0usize, |p| p.seen);
+        for (batch_idx, rows) in order.chunks(config.batch_size).enumerate().skip(skip) {
             batch_features.clear();
             batch_labels.clear();
             batch_values.clear();
@@ -325,6 +361,34 @@ pub fn train(
             let accuracy =
                 matches!(targets, BatchTargets::Classes(_)).then(|| correct as f64 / seen as f64);
             observer.batch_done(batch_idx + 1, loss_sum / seen as f64, accuracy);
+            batches_run += 1;
+            if batch_idx + 1 < n_batches && should_stop(batches_run) {
+                // Save the epoch's progress; the generator goes back to the epoch's start so
+                // a resumed run re-derives the same order and skips the batches done.
+                if !mlp.is_finite() {
+                    return Err(TrainError::Diverged {
+                        epoch: epoch + 1,
+                        batch: batch_idx + 1,
+                        loss: f64::NAN,
+                        last_good_epoch: epoch,
+                    });
+                }
+                let mut saved = state.clone();
+                saved.rng = rng_at_epoch_start;
+                saved.epoch_progress = Some(EpochProgress {
+                    batches_done: batch_idx + 1,
+                    learning_rate: lr,
+                    loss_sum,
+                    correct,
+                    seen,
+                    seconds: seconds_before + started.elapsed().as_secs_f64(),
+                });
+                checkpoint(&snapshot(&mlp, &saved)).map_err(TrainError::Checkpoint)?;
+                return Err(TrainError::Interrupted {
+                    epoch: epoch + 1,
+                    batch: batch_idx + 1,
+                });
+            }
         }
         if !mlp.is_finite() {
             return Err(TrainError::Diverged {
@@ -349,7 +413,7 @@ pub fn train(
                 .then(|| correct as f64 / seen.max(1) as f64),
             val_loss,
             val_accuracy,
-            seconds: started.elapsed().as_secs_f64(),
+            seconds: seconds_before + started.elapsed().as_secs_f64(),
         };
         observer.epoch_done(&record);
         state.history.push(record);
@@ -383,6 +447,13 @@ pub fn train(
             }
         }
         checkpoint(&snapshot(&mlp, &state)).map_err(TrainError::Checkpoint)?;
+        // A stop requested by the epoch's last batch takes effect once the epoch is saved.
+        if batches_run > 0 && should_stop(batches_run) {
+            return Err(TrainError::Interrupted {
+                epoch: epoch + 1,
+                batch: n_batches,
+            });
+        }
     }
     Ok(snapshot(&mlp, &state))
 }

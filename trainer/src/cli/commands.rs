@@ -35,6 +35,109 @@ impl CheckFailed {
     }
 }
 
+/// Training stopped on SIGINT/SIGTERM (or the test hook) and saved a checkpoint.
+#[derive(Debug, thiserror::Error)]
+#[error("interrupted at epoch {epoch}{}; checkpoint saved to {}; continue with `kiln train --resume -o {}`", batch.map_or(String::new(), |b| format!(", batch {b}")), model_path.display(), out_dir.display())]
+pub struct Interrupted {
+    pub epoch: usize,
+    /// The last mini-batch applied; `None` when the signal came after training finished.
+    pub batch: Option<usize>,
+    pub model_path: PathBuf,
+    pub out_dir: PathBuf,
+}
+
+/// Ctrl-C handling for training. The first SIGINT or SIGTERM during training asks the
+/// training loop to stop after the current mini-batch and save a checkpoint. A signal
+/// outside the training loop (loading data, exporting, checking), or a second signal,
+/// exits at once with code 130: every file is written atomically, so nothing on disk is
+/// torn; at worst a hidden temp file (`.model.json.tmp-<pid>`) remains, which the next
+/// `kiln train` into that folder removes.
+mod interrupt {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Once;
+
+    static SIGNALS: AtomicUsize = AtomicUsize::new(0);
+    static TRAINING: AtomicBool = AtomicBool::new(false);
+    static INSTALL: Once = Once::new();
+
+    /// The test hook: `KILN_INTERRUPT_AFTER_BATCHES=N` makes `kiln train` behave exactly as
+    /// if SIGINT arrived while the N-th mini-batch of this process was running, so tests
+    /// can interrupt at a precise point without timing races. Not a user-facing setting.
+    pub const HOOK_VAR: &str = "KILN_INTERRUPT_AFTER_BATCHES";
+
+    /// Installs the handler (once per process). If the platform refuses, Ctrl-C keeps its
+    /// default behaviour, which is still safe because every write is atomic.
+    pub fn install() {
+        INSTALL.call_once(|| {
+            let _ = ctrlc::set_handler(|| {
+                let count = SIGNALS.fetch_add(1, Ordering::SeqCst) + 1;
+                if count >= 2 || !TRAINING.load(Ordering::SeqCst) {
+                    eprintln!("interrupted");
+                    std::process::exit(130);
+                }
+            });
+        });
+    }
+
+    /// Marks whether the training loop is running (and so will save a checkpoint).
+    pub fn set_training(training: bool) {
+        TRAINING.store(training, Ordering::SeqCst);
+    }
+
+    /// Whether a signal has arrived.
+    pub fn signalled() -> bool {
+        SIGNALS.load(Ordering::SeqCst) > 0
+    }
+
+    /// The batch count of the test hook, if set.
+    pub fn hook() -> anyhow::Result<Option<usize>> {
+        match std::env::var(HOOK_VAR) {
+            Ok(text) => {
+                text.trim().parse().map(Some).map_err(|_| {
+                    anyhow::anyhow!("{HOOK_VAR}: expected a batch count, got {text:?}")
+                })
+            }
+            Err(_) => Ok(None),
+        }
+    }
+}
+
+/// The files `kiln train` writes into its output folder.
+const OUTPUT_FILES: [&str; 4] = [
+    "model.json",
+    "model.onnx",
+    "model.input.npy",
+    "model.logits.npy",
+];
+
+/// Removes the hidden temp files a killed run may have left beside its outputs
+/// (`.model.json.tmp-<pid>` and the like); the real files are never partial.
+fn remove_stale_temp_files(dir: &Path) {
+    let pid = std::process::id().to_string();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix('.') else {
+            continue;
+        };
+        let stale = OUTPUT_FILES.iter().any(|file| {
+            rest.strip_prefix(file)
+                .and_then(|tail| tail.strip_prefix(".tmp-"))
+                .is_some_and(|id| {
+                    !id.is_empty()
+                        && id.chars().all(|c| c.is_ascii_digit() || c == '-')
+                        && id != pid
+                        && !id.starts_with(&format!("{pid}-"))
+                })
+        });
+        if stale {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
 /// Files a run wrote.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Files {
@@ -101,12 +204,25 @@ fn train_export_check(
             plan.out_dir.display()
         )
     })?;
+    remove_stale_temp_files(&plan.out_dir);
     let model_path = plan.out_dir.join("model.json");
     let onnx_path = plan.out_dir.join("model.onnx");
     let mut progress = Progress::new(plan.output.quiet);
     let epochs_before = resume.as_ref().map_or(0, |m| m.state.epochs_done);
     let mut checkpoint = |model: &ModelFile| model.save(&model_path).map_err(|e| e.to_string());
-    let model = train::train(
+    let hook = interrupt::hook()?;
+    let should_stop = |batches_run: usize| {
+        interrupt::signalled() || hook.is_some_and(|after| batches_run >= after)
+    };
+    let interrupted = |epoch: usize, batch: Option<usize>| Interrupted {
+        epoch,
+        batch,
+        model_path: model_path.clone(),
+        out_dir: plan.out_dir.clone(),
+    };
+    interrupt::install();
+    interrupt::set_training(true);
+    let result = train::train(
         split,
         &plan.data_spec,
         &plan.data_options,
@@ -114,14 +230,21 @@ fn train_export_check(
         resume,
         &mut progress,
         &mut checkpoint,
-    )
-    .map_err(|error| match error {
+        &should_stop,
+    );
+    interrupt::set_training(false);
+    let model = result.map_err(|error| match error {
         // Name the file that holds the last good model.
         train::TrainError::Diverged { .. } => {
             anyhow::Error::new(error).context(format!("{}: training stopped", model_path.display()))
         }
+        train::TrainError::Interrupted { epoch, batch } => interrupted(epoch, Some(batch)).into(),
         other => other.into(),
     })?;
+    // A signal after the last batch: the finished model is saved; export nothing.
+    if interrupt::signalled() {
+        return Err(interrupted(model.state.epochs_done, None).into());
+    }
 
     let run_epochs = &model.state.history[epochs_before.min(model.state.history.len())..];
     let seconds_per_epoch = if run_epochs.is_empty() {

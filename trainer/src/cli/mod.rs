@@ -24,6 +24,8 @@ pub mod exit_code {
     pub const CHECK_FAILED: u8 = 4;
     /// Training diverged; the last good model was kept.
     pub const DIVERGED: u8 = 5;
+    /// Training was interrupted (SIGINT or SIGTERM) and saved a checkpoint; 128 + SIGINT.
+    pub const INTERRUPTED: u8 = 130;
 }
 
 /// Runs the parsed command line.
@@ -45,6 +47,9 @@ pub fn run(cli: &Cli) -> anyhow::Result<()> {
 pub fn exit_code_for(error: &anyhow::Error) -> u8 {
     use crate::train::TrainError;
     for cause in error.chain() {
+        if cause.is::<commands::Interrupted>() {
+            return exit_code::INTERRUPTED;
+        }
         if cause.is::<config::UsageError>() {
             return exit_code::USAGE;
         }
@@ -60,6 +65,7 @@ pub fn exit_code_for(error: &anyhow::Error) -> u8 {
                 TrainError::Config(_) => exit_code::USAGE,
                 TrainError::Data(_) => exit_code::BAD_INPUT,
                 TrainError::Checkpoint(_) => exit_code::FAILURE,
+                TrainError::Interrupted { .. } => exit_code::INTERRUPTED,
             };
         }
         if cause.is::<crate::data::DataError>()

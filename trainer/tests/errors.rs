@@ -1,0 +1,285 @@
+//! Every bad input the CLI rejects, as listed in docs/errors.md: one case per row of that
+//! table, each with its exit code and a distinctive part of its message. A second test
+//! holds the table and these cases to each other, so neither can drift.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// One rejected input: the row id in docs/errors.md, the arguments (run in the fixture
+/// folder, so paths are relative), the exit code, the file the message must name (if
+/// any), and path-free parts of the message that docs/errors.md must show too.
+struct Case {
+    id: &'static str,
+    args: &'static [&'static str],
+    code: i32,
+    names: &'static str,
+    needles: &'static [&'static str],
+}
+
+const fn case(
+    id: &'static str,
+    args: &'static [&'static str],
+    code: i32,
+    names: &'static str,
+    needles: &'static [&'static str],
+) -> Case {
+    Case {
+        id,
+        args,
+        code,
+        names,
+        needles,
+    }
+}
+
+/// The table. `m/` holds a small trained model (model.json, model.onnx, model.kiln).
+#[rustfmt::skip]
+const CASES: &[Case] = &[
+    // Data files.
+    case("csv-missing", &["train", "--data", "csv:missing.csv"], 3, "missing.csv", &[": file not found"]),
+    case("csv-not-a-number", &["train", "--data", "csv:non_numeric.csv"], 3, "non_numeric.csv", &[": line 2, column 2: expected a number, found \"abc\""]),
+    case("csv-ragged", &["train", "--data", "csv:ragged.csv"], 3, "ragged.csv", &[": line 2: found 2 fields, expected 3"]),
+    case("csv-not-finite", &["train", "--data", "csv:nan.csv"], 3, "nan.csv", &[": line 2, column 2: value \"NaN\" is not finite"]),
+    case("csv-empty", &["train", "--data", "csv:empty.csv"], 3, "empty.csv", &[": the data set is empty"]),
+    case("csv-label-out-of-range", &["train", "--data", "csv:labels.csv", "--classes", "2"], 3, "labels.csv", &[": line 3: label 2 is out of range; expected 0..=1 for 2 classes"]),
+    case("csv-label-column-missing", &["train", "--data", "csv:labels.csv", "--label-column", "7"], 3, "labels.csv", &[": line 1: label column 7 (0-based) does not exist"]),
+    case("csv-one-class", &["train", "--data", "csv:one_class.csv"], 3, "one_class.csv", &[": every label is 0: classification needs at least 2 classes"]),
+    case("csv-test-data-missing", &["train", "--data", "csv:labels.csv", "--test-data", "missing-test.csv"], 3, "missing-test.csv", &[": file not found"]),
+    case("idx-bad-magic", &["train", "--data", "idx:bad-images,labels.idx"], 3, "bad-images", &[": not an IDX images file: magic number is 0x00000801"]),
+    case("idx-count-mismatch", &["train", "--data", "idx:images.idx,labels.idx"], 3, "images.idx", &[" has 1 images but ", " has 2 labels; the counts must match"]),
+    case("idx-truncated", &["train", "--data", "idx:truncated-images,labels.idx"], 3, "truncated-images", &[": truncated IDX file"]),
+    case("mnist-missing-folder", &["train", "--data", "mnist:no-such-dir"], 3, "no-such-dir", &[": file not found"]),
+    case("mnist-missing-file", &["train", "--data", "mnist:empty-dir"], 3, "empty-dir", &[": no train-images-idx3-ubyte in this directory"]),
+    // Flags.
+    case("data-unknown-spec", &["train", "--data", "foo:bar"], 2, "", &["--data: unknown data spec \"foo:bar\""]),
+    case("flag-unknown", &["train", "--sched", "cosine"], 2, "", &["unexpected argument '--sched' found"]),
+    case("flag-bad-choice", &["train", "--optimizer", "rmsprop"], 2, "", &["invalid value 'rmsprop' for '--optimizer <OPTIMIZER>'"]),
+    case("hidden-bad", &["train", "--hidden", "12,x"], 2, "", &["--hidden: expected comma-separated positive widths"]),
+    case("batch-zero", &["train", "--batch", "0"], 2, "", &["--batch: expected a batch size of at least 1"]),
+    case("epochs-zero", &["train", "--epochs", "0"], 2, "", &["--epochs: expected at least 1 epoch"]),
+    case("lr-not-positive", &["train", "--lr", "0"], 2, "", &["--lr: expected a positive learning rate, got 0"]),
+    case("val-split-range", &["train", "--val-split", "1.5"], 2, "", &["--val-split: expected a fraction in [0, 1), got 1.5"]),
+    case("test-split-range", &["train", "--test-split", "1.5"], 2, "", &["--test-split: expected a fraction between 0 and 1, got 1.5"]),
+    case("label-column-bad", &["train", "--data", "csv:labels.csv", "--label-column", "x"], 2, "", &["--label-column: expected a 0-based column index or `last`, got \"x\""]),
+    case("opset-range", &["export", "m/model.json", "-o", "x.onnx", "--opset", "12"], 2, "", &["--opset: expected 13 to 21, got 12"]),
+    case("resume-nothing", &["train", "--resume", "-o", "empty-dir"], 3, "empty-dir/model.json", &["--resume needs the model file of an earlier run: ", "/model.json: cannot read the model file"]),
+    case("resume-changed-flag", &["train", "--resume", "--lr", "0.5", "-o", "m"], 2, "", &["--resume continues the saved run with its own settings; only --epochs may change, not --lr"]),
+    case("diverged", &["train", "--optimizer", "sgd", "--lr", "1e30", "--hidden", "16", "--epochs", "2", "--no-check", "-o", "diverged"], 5, "diverged/model.json", &[": training stopped: training diverged at epoch 1", "the last good model (after epoch 0) was kept"]),
+    // Model files.
+    case("model-missing", &["export", "missing.json", "-o", "x.onnx"], 3, "missing.json", &[": cannot read the model file"]),
+    case("model-not-json", &["export", "not_json.json", "-o", "x.onnx"], 3, "not_json.json", &[": not a kiln model file"]),
+    case("model-version", &["export", "version.json", "-o", "x.onnx"], 3, "version.json", &[": format kiln-model version 2 is not supported, expected kiln-model version 1"]),
+    case("model-weights-shape", &["export", "weights.json", "-o", "x.onnx"], 3, "weights.json", &[": layers[0].weights: has 511 values, expected 8 x 64"]),
+    case("model-bias-shape", &["export", "bias.json", "-o", "x.onnx"], 3, "bias.json", &[": layers[1].bias: has 9 values, expected 10"]),
+    case("model-no-layers", &["export", "no_layers.json", "-o", "x.onnx"], 3, "no_layers.json", &[": layers: expected at least one layer"]),
+    // ONNX files.
+    case("check-onnx-missing", &["check", "missing.onnx"], 3, "missing.onnx", &[": tract cannot load the ONNX file: no such file"]),
+    case("check-onnx-garbage", &["check", "garbage.onnx", "--model", "m/model.json"], 3, "garbage.onnx", &[": tract cannot load the ONNX file: failed to decode Protobuf message"]),
+    case("check-model-missing", &["check", "m/model.onnx", "--model", "missing.json"], 3, "missing.json", &["kiln check compares with the trainer's model file (--model): ", ": cannot read the model file"]),
+    case("check-disagrees", &["check", "tampered.onnx", "--model", "m/model.json"], 4, "tampered.onnx", &[": tract disagrees with the trainer: max |diff|"]),
+    case("inspect-missing", &["inspect", "missing.onnx"], 3, "missing.onnx", &[": cannot read the file"]),
+    case("inspect-garbage", &["inspect", "garbage.onnx"], 3, "garbage.onnx", &[": not a model file", "expected a kiln model file (JSON), an ONNX MLP (Gemm layers) or a .kiln model blob"]),
+    case("inspect-flash-bad", &["inspect", "m/model.json", "--flash", "abc"], 2, "", &["--flash: expected a size in bytes such as 65536, 64K, 64KiB or 1M, got 'abc'"]),
+    case("inspect-ram-bad", &["inspect", "m/model.json", "--ram", "12Q"], 2, "", &["--ram: expected a size in bytes such as 65536, 64K, 64KiB or 1M, got '12Q'"]),
+    case("inspect-does-not-fit", &["inspect", "m/model.json", "--flash", "1"], 4, "m/model.json", &[": the int8 model does not fit: flash needs 852 bytes, budget 1"]),
+    // Blobs.
+    case("inspect-blob-truncated", &["inspect", "truncated.kiln"], 3, "truncated.kiln", &[": not a valid .kiln model blob", "model blob truncated"]),
+    case("run-missing", &["run", "missing.kiln"], 3, "missing.kiln", &[": cannot read the model blob"]),
+    case("run-truncated", &["run", "truncated.kiln"], 3, "truncated.kiln", &[": the kiln runtime refuses the model blob: model blob truncated"]),
+    case("run-corrupted", &["run", "flipped.kiln"], 3, "flipped.kiln", &[": the kiln runtime refuses the model blob: model blob corrupted: stored CRC-32"]),
+    case("run-not-a-blob", &["run", "garbage.onnx"], 3, "garbage.onnx", &[": the kiln runtime refuses the model blob: not a kiln model blob: bad magic"]),
+    // Quantization and other flags.
+    case("calib-zero", &["quantize", "m/model.json", "-o", "q", "--calib", "0"], 2, "", &["--calib: expected at least 1 sample"]),
+    case("percentile-range", &["quantize", "m/model.json", "-o", "q", "--percentile", "200"], 2, "", &["--percentile: expected a value above 50 and at most 100"]),
+    case("bake-no-artifact", &["bake", "m/model.json"], 2, "", &["the following required arguments were not provided"]),
+    case("completions-bad-shell", &["completions", "tcsh"], 2, "", &["invalid value 'tcsh' for '<SHELL>'"]),
+];
+
+fn kiln(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("KILN_INTERRUPT_AFTER_BATCHES")
+        .output()
+        .expect("the kiln binary runs")
+}
+
+/// Writes every input file the cases need into a fresh folder.
+fn fixtures() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let write = |name: &str, bytes: &[u8]| std::fs::write(root.join(name), bytes).unwrap();
+    write("non_numeric.csv", b"1,2,0\n3,abc,1\n");
+    write("ragged.csv", b"1,2,0\n3,4\n");
+    write("nan.csv", b"1,2,0\n3,NaN,1\n");
+    write("empty.csv", b"");
+    write("labels.csv", b"1,2,0\n3,4,1\n5,6,2\n7,8,0\n");
+    write("one_class.csv", b"0,0,0\n1,1,0\n");
+    write("bad-images", &[0, 0, 8, 1, 0, 0, 0, 1, 7]);
+    write("labels.idx", &[0, 0, 8, 1, 0, 0, 0, 2, 1, 3]);
+    write(
+        "images.idx",
+        &[0, 0, 8, 3, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 2, 5, 6],
+    );
+    write(
+        "truncated-images",
+        &[0, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 1, 0, 0, 0, 2, 5],
+    );
+    write("not_json.json", b"not json");
+    write("garbage.onnx", b"not a protobuf");
+    std::fs::create_dir(root.join("empty-dir")).unwrap();
+
+    // A small trained model, its ONNX file and its int8 blob.
+    let ok = |output: Output| {
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    ok(kiln(
+        root,
+        &[
+            "train", "--hidden", "8", "--epochs", "1", "--quiet", "-o", "m",
+        ],
+    ));
+    ok(kiln(
+        root,
+        &["bake", "m/model.json", "--blob", "m/model.kiln"],
+    ));
+    let blob = std::fs::read(root.join("m/model.kiln")).unwrap();
+    write("truncated.kiln", &blob[..blob.len() / 2]);
+    let mut flipped = blob.clone();
+    let middle = flipped.len() / 2;
+    flipped[middle] ^= 1;
+    write("flipped.kiln", &flipped);
+
+    // Broken model files derived from the good one.
+    let model: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root.join("m/model.json")).unwrap()).unwrap();
+    let variant = |name: &str, change: &dyn Fn(&mut serde_json::Value)| {
+        let mut copy = model.clone();
+        change(&mut copy);
+        write(name, &serde_json::to_vec(&copy).unwrap());
+    };
+    variant("version.json", &|m| m["format_version"] = 2.into());
+    variant("weights.json", &|m| {
+        m["layers"][0]["weights"].as_array_mut().unwrap().pop();
+    });
+    variant("bias.json", &|m| {
+        m["layers"][1]["bias"].as_array_mut().unwrap().pop();
+    });
+    variant("no_layers.json", &|m| m["layers"] = serde_json::json!([]));
+    variant("tampered.json", &|m| {
+        let bias = m["layers"][1]["bias"][0].as_f64().unwrap();
+        m["layers"][1]["bias"][0] = serde_json::json!(bias + 0.5);
+    });
+    ok(kiln(
+        root,
+        &["export", "tampered.json", "-o", "tampered.onnx"],
+    ));
+    dir
+}
+
+#[test]
+fn every_rejected_input_gets_its_documented_code_and_message() {
+    let dir = fixtures();
+    for case in CASES {
+        let mut args: Vec<&str> = case.args.to_vec();
+        if args[0] == "train" && !args.contains(&"--resume") {
+            args.push("--quiet");
+            if !args.contains(&"-o") {
+                args.extend(["-o", "out"]);
+            }
+        }
+        let output = kiln(dir.path(), &args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(
+            output.status.code(),
+            Some(case.code),
+            "{}: kiln {args:?}: {stderr}",
+            case.id
+        );
+        let first_line = stderr.lines().next().unwrap_or_default();
+        assert!(
+            first_line.starts_with("error: "),
+            "{}: expected one error line, got: {stderr}",
+            case.id
+        );
+        assert!(
+            first_line.contains(case.names),
+            "{}: the message does not name {:?}: {first_line}",
+            case.id,
+            case.names
+        );
+        for needle in case.needles {
+            assert!(
+                first_line.contains(needle),
+                "{}: {needle:?} missing from: {first_line}",
+                case.id
+            );
+        }
+        assert!(
+            !dir.path().join("out/model.onnx").exists(),
+            "{}: a rejected run exported ONNX",
+            case.id
+        );
+    }
+}
+
+/// The rows of the table in docs/errors.md: id -> (message, exit code).
+fn documented_rows() -> BTreeMap<String, (String, i32)> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/errors.md");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut rows = BTreeMap::new();
+    let mut count = 0;
+    for line in text.lines().filter(|l| l.starts_with("| `")) {
+        // Cells are separated by unescaped pipes; `\|` is a literal pipe in a message.
+        let line = line.replace("\\|", "\u{1}");
+        let cells: Vec<String> = line
+            .trim_matches('|')
+            .split('|')
+            .map(|cell| cell.trim().replace('\u{1}', "|"))
+            .collect();
+        assert_eq!(cells.len(), 4, "a row must have 4 cells: {line}");
+        let id = cells[0].trim_matches('`').to_owned();
+        let code: i32 = cells[3]
+            .parse()
+            .unwrap_or_else(|_| panic!("{id}: bad exit code {:?}", cells[3]));
+        let message = cells[2].trim_matches('`').to_owned();
+        assert!(
+            rows.insert(id.clone(), (message, code)).is_none(),
+            "{id} is listed twice"
+        );
+        count += 1;
+    }
+    assert_eq!(count, rows.len());
+    rows
+}
+
+#[test]
+fn docs_errors_md_lists_exactly_the_tested_cases() {
+    let rows = documented_rows();
+    assert_eq!(
+        rows.len(),
+        CASES.len(),
+        "docs/errors.md has {} rows but the test table has {} cases",
+        rows.len(),
+        CASES.len()
+    );
+    assert!(rows.len() >= 25);
+    for case in CASES {
+        let Some((message, code)) = rows.get(case.id) else {
+            panic!("{} is tested but not in docs/errors.md", case.id);
+        };
+        assert_eq!(*code, case.code, "{}: the documented exit code", case.id);
+        for needle in case.needles {
+            assert!(
+                message.contains(needle),
+                "{}: the documented message {message:?} lacks {needle:?}",
+                case.id
+            );
+        }
+    }
+}
