@@ -1,38 +1,10 @@
 //! End-to-end tests of the `kiln` binary: the pipeline on the bundled digits,
 //! and one clear line plus the right exit code for every kind of bad input.
 
+mod common;
+use common::*;
+
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn kiln(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args(args)
-        .output()
-        .expect("the kiln binary runs")
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-/// Asserts a failure with `code` whose one-line message contains every needle.
-fn assert_fails(output: &Output, code: i32, needles: &[&str]) {
-    let message = stderr(output);
-    assert_eq!(output.status.code(), Some(code), "stderr: {message}");
-    let error_lines: Vec<&str> = message.lines().filter(|l| l.starts_with("error")).collect();
-    assert_eq!(
-        error_lines.len(),
-        1,
-        "expected one error line, got: {message}"
-    );
-    for needle in needles {
-        assert!(
-            error_lines[0].contains(needle),
-            "{needle:?} missing from: {}",
-            error_lines[0]
-        );
-    }
-}
 
 fn files_in(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = match std::fs::read_dir(dir) {

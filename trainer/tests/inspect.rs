@@ -2,28 +2,12 @@
 //! a tiny digits model (64-16-10) trained and quantized once, then inspected as its
 //! model file, float ONNX, QDQ ONNX and blob.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
+use common::*;
+
+use std::path::PathBuf;
+use std::process::Output;
 use std::sync::OnceLock;
-
-fn kiln(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args(args)
-        .output()
-        .expect("the kiln binary runs")
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-fn s(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
 
 /// Parses stdout as JSON; the exit code is checked by the caller.
 fn json(output: &Output) -> serde_json::Value {
@@ -34,25 +18,6 @@ fn json(output: &Output) -> serde_json::Value {
             stderr(output)
         )
     })
-}
-
-/// Asserts a failure with `code` whose one error line contains every needle.
-fn assert_fails(output: &Output, code: i32, needles: &[&str]) {
-    let message = stderr(output);
-    assert_eq!(output.status.code(), Some(code), "stderr: {message}");
-    let error_lines: Vec<&str> = message.lines().filter(|l| l.starts_with("error")).collect();
-    assert_eq!(
-        error_lines.len(),
-        1,
-        "expected one error line, got: {message}"
-    );
-    for needle in needles {
-        assert!(
-            error_lines[0].contains(needle),
-            "{needle:?} missing from: {}",
-            error_lines[0]
-        );
-    }
 }
 
 /// One trained and quantized model shared by the tests of this file.

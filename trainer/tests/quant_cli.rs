@@ -2,20 +2,12 @@
 //! digits model, quantize it, compare the runtime with tract on the QDQ file,
 //! bake, run, and every bad input of the new commands.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
+use common::*;
+
+use std::path::PathBuf;
+use std::process::Output;
 use std::sync::OnceLock;
-
-fn kiln(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args(args)
-        .output()
-        .expect("the kiln binary runs")
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
 
 fn json(output: &Output) -> serde_json::Value {
     assert!(output.status.success(), "{}", stderr(output));
@@ -25,29 +17,6 @@ fn json(output: &Output) -> serde_json::Value {
             String::from_utf8_lossy(&output.stdout)
         )
     })
-}
-
-/// Asserts a failure with `code` whose one-line message contains every needle.
-fn assert_fails(output: &Output, code: i32, needles: &[&str]) {
-    let message = stderr(output);
-    assert_eq!(output.status.code(), Some(code), "stderr: {message}");
-    let error_lines: Vec<&str> = message.lines().filter(|l| l.starts_with("error")).collect();
-    assert_eq!(
-        error_lines.len(),
-        1,
-        "expected one error line, got: {message}"
-    );
-    for needle in needles {
-        assert!(
-            error_lines[0].contains(needle),
-            "{needle:?} missing from: {}",
-            error_lines[0]
-        );
-    }
-}
-
-fn s(path: &Path) -> &str {
-    path.to_str().unwrap()
 }
 
 /// One trained and quantized digits model shared by the tests of this file.
