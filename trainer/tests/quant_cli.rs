@@ -456,3 +456,31 @@ fn demo_quantizes_and_reports_the_int8_model() {
         assert!(text.contains(label), "{label:?} missing from:\n{text}");
     }
 }
+
+#[test]
+fn every_bit_flip_and_truncation_of_the_digits_blob_is_rejected() {
+    let Fixture { out, .. } = fixture();
+    let blob = std::fs::read(out.join("model.kiln")).unwrap();
+    assert!(kiln_runtime::Model::from_bytes(&blob).is_ok());
+    let mut flipped = blob.clone();
+    for bit_idx in 0..blob.len() * 8 {
+        flipped[bit_idx / 8] ^= 1 << (bit_idx % 8);
+        assert!(
+            kiln_runtime::Model::from_bytes(&flipped).is_err(),
+            "flipping bit {bit_idx} of a {}-byte blob went unnoticed",
+            blob.len()
+        );
+        flipped[bit_idx / 8] ^= 1 << (bit_idx % 8);
+    }
+    for len in 0..blob.len() {
+        assert!(
+            kiln_runtime::Model::from_bytes(&blob[..len]).is_err(),
+            "a blob truncated to {len} bytes was accepted"
+        );
+    }
+    println!(
+        "rejected all {} bit flips and {} truncations",
+        blob.len() * 8,
+        blob.len()
+    );
+}
