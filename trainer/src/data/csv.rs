@@ -263,6 +263,13 @@ pub(crate) fn finish(
                 .max()
                 .unwrap_or(0);
             let n_classes = max as usize + 1;
+            if n_classes > super::MAX_CLASSES {
+                return Err(DataError::TooManyClasses {
+                    context: format!("{}: the largest label is {max}", train.path.display()),
+                    n_classes,
+                    max: super::MAX_CLASSES,
+                });
+            }
             if n_classes < 2 {
                 return Err(DataError::TooFewClasses {
                     context: format!("{}: every label is {max}", train.path.display()),

@@ -180,6 +180,15 @@ pub enum DataError {
         n_classes: usize,
     },
 
+    /// A class count beyond what an MLP classifier can mean, inferred from a label
+    /// or requested; refused before anything is sized by it.
+    #[error("{context}: {n_classes} classes, expected at most {max} (is the label column right?)")]
+    TooManyClasses {
+        context: String,
+        n_classes: usize,
+        max: usize,
+    },
+
     /// NaN or an infinity in a CSV file.
     #[error("{}: line {line}, column {column}: value {text:?} is not finite; NaN and infinities are not allowed", path.display())]
     NonFinite {

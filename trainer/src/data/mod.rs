@@ -173,9 +173,20 @@ pub struct Split {
 /// `split_seed`. CSV-only options (`label_column`, `header`, `test_data`) set to
 /// anything but their defaults with a non-CSV spec are an error rather than
 /// silently ignored.
+/// The largest class count kiln accepts. Class counts size allocations and the
+/// output layer, so a stray label (say 983839839) must not be taken at its word.
+pub const MAX_CLASSES: usize = 65_536;
+
 pub fn load(spec: &DataSpec, options: &DataOptions) -> Result<Split, DataError> {
     split::check_fraction(options.test_split)?;
     if let TargetKind::Classes { n_classes: Some(k) } = options.target {
+        if k > MAX_CLASSES {
+            return Err(DataError::TooManyClasses {
+                context: "requested class count".to_string(),
+                n_classes: k,
+                max: MAX_CLASSES,
+            });
+        }
         if k < 2 {
             return Err(DataError::TooFewClasses {
                 context: "requested class count".to_string(),
