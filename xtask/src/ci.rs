@@ -17,6 +17,19 @@ pub struct CiOptions {
     pub out: PathBuf,
 }
 
+/// The classic MNIST configuration (784-128-10, ReLU, SGD lr 0.01, batch 64),
+/// without the epoch count; `bench-train` uses it too.
+pub const CLASSIC_FLAGS: &[&str] = &[
+    "--hidden",
+    "128",
+    "--optimizer",
+    "sgd",
+    "--lr",
+    "0.01",
+    "--batch",
+    "64",
+];
+
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -121,6 +134,19 @@ fn write_synthetic_csv(path: &Path, n_rows: usize, regression_target: bool) -> R
         }
     }
     std::fs::write(path, text).with_context(|| format!("{}: cannot write", path.display()))
+}
+
+/// Quantizes the model in `dir` into the same folder and requires tract on the
+/// QDQ file to agree with kiln-runtime.
+fn quantize_in_place(dir: &Path, label: &str) -> Result<serde_json::Value> {
+    let model = dir.join("model.json").to_string_lossy().into_owned();
+    let out = dir.to_string_lossy().into_owned();
+    let report = kiln_ok(&["quantize", &model, "-o", &out, "--quiet", "--json"])?;
+    ensure!(
+        report["tract_passed"] == true,
+        "{label} quantize: tract on the QDQ file disagrees with kiln-runtime"
+    );
+    Ok(report)
 }
 
 pub fn run(options: &CiOptions) -> Result<()> {
@@ -228,18 +254,7 @@ pub fn run(options: &CiOptions) -> Result<()> {
         "csv run: the tract check did not pass"
     );
     // Standardisation and a leaky-relu table in int8.
-    let csv_quant = kiln_ok(&[
-        "quantize",
-        &path(&csv_dir.join("model.json")),
-        "-o",
-        &path(&csv_dir),
-        "--quiet",
-        "--json",
-    ])?;
-    ensure!(
-        csv_quant["tract_passed"] == true,
-        "csv quantize: tract on the QDQ file disagrees with kiln-runtime"
-    );
+    quantize_in_place(&csv_dir, "csv")?;
 
     // 4. Regression with tanh, a sigmoid output and AdamW, opset 19.
     let reg_dir = out.join("regression");
@@ -285,25 +300,12 @@ pub fn run(options: &CiOptions) -> Result<()> {
         || options.mnist.join("t10k-images-idx3-ubyte").exists()
     {
         let mnist_dir = out.join("mnist");
-        let mnist = kiln_ok(&[
-            "train",
-            "--data",
-            &format!("mnist:{}", path(&options.mnist)),
-            "--hidden",
-            "128",
-            "--optimizer",
-            "sgd",
-            "--lr",
-            "0.01",
-            "--batch",
-            "64",
-            "--epochs",
-            "1",
-            "-o",
-            &path(&mnist_dir),
-            "--quiet",
-            "--json",
-        ])?;
+        let data = format!("mnist:{}", path(&options.mnist));
+        let out_dir = path(&mnist_dir);
+        let mut args = vec!["train", "--data", &data];
+        args.extend_from_slice(CLASSIC_FLAGS);
+        args.extend_from_slice(&["--epochs", "1", "-o", &out_dir, "--quiet", "--json"]);
+        let mnist = kiln_ok(&args)?;
         let accuracy = mnist["test_accuracy"]
             .as_f64()
             .context("mnist --json has no test_accuracy")?;
@@ -315,18 +317,7 @@ pub fn run(options: &CiOptions) -> Result<()> {
             mnist["check_passed"] == true,
             "mnist: the tract check did not pass"
         );
-        let quant = kiln_ok(&[
-            "quantize",
-            &path(&mnist_dir.join("model.json")),
-            "-o",
-            &path(&mnist_dir),
-            "--quiet",
-            "--json",
-        ])?;
-        ensure!(
-            quant["tract_passed"] == true,
-            "mnist quantize: tract on the QDQ file disagrees with kiln-runtime"
-        );
+        let quant = quantize_in_place(&mnist_dir, "mnist")?;
         let int8 = quant["int8_accuracy"]
             .as_f64()
             .context("quantize --json has no int8_accuracy")?;
