@@ -149,42 +149,42 @@ fn bad_data_gets_one_line_naming_the_place() {
     let cases: Vec<(Vec<String>, i32, Vec<String>)> = vec![
         (
             vec!["--data".into(), "csv:/no/such/file.csv".into()],
-            3,
+            2,
             vec!["/no/such/file.csv".into()],
         ),
         (
             vec!["--data".into(), format!("csv:{non_numeric}")],
-            3,
+            2,
             vec!["non_numeric.csv".into(), "line 2".into(), "abc".into()],
         ),
         (
             vec!["--data".into(), format!("csv:{ragged}")],
-            3,
+            2,
             vec!["ragged.csv".into(), "line 2".into()],
         ),
         (
             vec!["--data".into(), format!("csv:{nan}")],
-            3,
+            2,
             vec!["nan.csv".into(), "line 2".into()],
         ),
         (
             vec!["--data".into(), format!("csv:{empty}")],
-            3,
+            2,
             vec!["empty.csv".into()],
         ),
         (
             vec!["--data".into(), format!("idx:{bad_magic},{labels}")],
-            3,
+            2,
             vec!["bad-images".into(), "magic".into()],
         ),
         (
             vec!["--data".into(), format!("idx:{images},{labels}")],
-            3,
+            2,
             vec!["images".into(), "labels".into()],
         ),
         (
             vec!["--data".into(), format!("idx:{truncated},{labels}")],
-            3,
+            2,
             vec!["truncated-images".into()],
         ),
         (
@@ -194,7 +194,7 @@ fn bad_data_gets_one_line_naming_the_place() {
                 "--classes".into(),
                 "2".into(),
             ],
-            3,
+            2,
             vec!["big.csv".into(), "label".into()],
         ),
         (
@@ -257,13 +257,13 @@ fn check_rejects_a_tampered_file_and_a_missing_model() {
     .status
     .success());
     let output = kiln(&["check", tampered_onnx.to_str().unwrap()]);
-    assert_fails(&output, 4, &["tampered.onnx", "max |diff|"]);
+    assert_fails(&output, 1, &["tampered.onnx", "max |diff|"]);
 
     let output = kiln(&["check", onnx_str, "--model", "/no/such/model.json"]);
-    assert_fails(&output, 3, &["/no/such/model.json"]);
+    assert_fails(&output, 2, &["/no/such/model.json"]);
     assert_fails(
         &kiln(&["check", "/no/such/file.onnx"]),
-        3,
+        2,
         &["/no/such/file.onnx"],
     );
     let garbage = dir.path().join("garbage.onnx");
@@ -274,14 +274,14 @@ fn check_rejects_a_tampered_file_and_a_missing_model() {
         "--model",
         dir.path().join("model.json").to_str().unwrap(),
     ]);
-    assert_fails(&output, 3, &["garbage.onnx"]);
+    assert_fails(&output, 2, &["garbage.onnx"]);
 }
 
 #[test]
 fn resume_refuses_changed_settings_and_a_missing_run() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().to_str().unwrap();
-    assert_fails(&kiln(&["train", "--resume", "-o", out]), 3, &["model.json"]);
+    assert_fails(&kiln(&["train", "--resume", "-o", out]), 2, &["model.json"]);
     assert_fails(
         &kiln(&["train", "--resume", "--lr", "0.5", "-o", out]),
         2,
@@ -338,4 +338,24 @@ fn early_stopping_stops_and_keeps_the_best_validated_weights() {
     assert!(history
         .iter()
         .all(|r| r["val_loss"].as_f64().unwrap() >= best_val));
+}
+
+#[test]
+fn exit_codes_are_in_the_help_and_an_unwritable_output_is_not_a_failed_check() {
+    let help = stdout(&kiln(&["--help"]));
+    for needle in [
+        "0 ok",
+        "1 a check failed",
+        "2 bad input or usage",
+        "5 training diverged",
+    ] {
+        assert!(help.contains(needle), "{needle:?} missing from: {help}");
+    }
+    // An output "folder" that is a regular file cannot be written: the command could not
+    // answer, which is code 2, never the 1 of a failed check.
+    let dir = tempfile::tempdir().unwrap();
+    let blocker = dir.path().join("not-a-folder");
+    std::fs::write(&blocker, b"x").unwrap();
+    let output = kiln(&small_run(s(&blocker), &[]));
+    assert_fails(&output, 2, &["not-a-folder"]);
 }

@@ -192,7 +192,7 @@ fn a_budget_is_checked_for_the_int8_model() {
         let too_small = kiln(&["inspect", s(&path), "--flash", "1K"]);
         assert_fails(
             &too_small,
-            4,
+            1,
             &[
                 s(&path),
                 "does not fit",
@@ -217,7 +217,7 @@ fn a_budget_is_checked_for_the_int8_model() {
         "--ram",
         "345",
     ]);
-    assert_eq!(report.status.code(), Some(4), "{}", stderr(&report));
+    assert_eq!(report.status.code(), Some(1), "{}", stderr(&report));
     let report = json(&report);
     let fit = &report["fit"];
     assert_eq!(fit["representation"], "int8");
@@ -252,7 +252,7 @@ fn bad_files_and_sizes_get_one_line_naming_them() {
     std::fs::write(&garbage, b"hello, this is not a model\n").unwrap();
     assert_fails(
         &kiln(&["inspect", s(&garbage)]),
-        3,
+        2,
         &[s(&garbage), "expected a kiln model file"],
     );
 
@@ -261,7 +261,7 @@ fn bad_files_and_sizes_get_one_line_naming_them() {
     std::fs::write(&truncated, &blob[..blob.len() / 2]).unwrap();
     assert_fails(
         &kiln(&["inspect", s(&truncated)]),
-        3,
+        2,
         &[s(&truncated), "not a valid .kiln model blob", "truncated"],
     );
 
@@ -270,7 +270,7 @@ fn bad_files_and_sizes_get_one_line_naming_them() {
     std::fs::write(&truncated_onnx, &onnx[..onnx.len() / 2]).unwrap();
     assert_fails(
         &kiln(&["inspect", s(&truncated_onnx)]),
-        3,
+        2,
         &[s(&truncated_onnx), "expected a kiln model file"],
     );
 
@@ -278,14 +278,14 @@ fn bad_files_and_sizes_get_one_line_naming_them() {
     std::fs::write(&other_json, br#"{"format": "something-else"}"#).unwrap();
     assert_fails(
         &kiln(&["inspect", s(&other_json)]),
-        3,
+        2,
         &[s(&other_json), "something-else", "kiln-model"],
     );
 
     let missing = dir.path().join("missing.onnx");
     assert_fails(
         &kiln(&["inspect", s(&missing)]),
-        3,
+        2,
         &[s(&missing), "cannot read"],
     );
 

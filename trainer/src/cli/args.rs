@@ -9,7 +9,10 @@ use std::path::PathBuf;
 #[command(
     name = "kiln",
     version,
-    about = "Train an MLP, export it to ONNX, and prove the file with tract."
+    about = "Train an MLP, export it to ONNX, and prove the file with tract.",
+    after_help = "Exit codes: 0 ok, 1 a check failed (tract disagrees, the model does not fit), \
+                  2 bad input or usage (or any other error), 5 training diverged, \
+                  130 interrupted (checkpoint saved)."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -49,7 +52,7 @@ pub enum Command {
     )]
     Run(RunArgs),
     /// Show a model's layers, parameters, MACs, flash and RAM as f32 and int8, and check
-    /// whether the int8 model fits a flash and RAM budget (exit code 4 if not).
+    /// whether the int8 model fits a flash and RAM budget (exit code 1 if not).
     #[command(after_help = "Example: kiln inspect kiln-out/model.kiln --flash 64K --ram 16K")]
     Inspect(InspectArgs),
     /// Print a shell completion script to stdout.

@@ -23,7 +23,7 @@ const EXPECTED: &str =
 /// The peak stack of an inference has not been measured on a device yet.
 const STACK_UNKNOWN: &str = "unknown (not measured yet)";
 
-/// A file `kiln inspect` cannot read as a model; reported with exit code 3.
+/// A file `kiln inspect` cannot read as a model; reported with exit code 2.
 #[derive(Debug, thiserror::Error)]
 #[error("{path}: {detail}")]
 pub struct InspectError {
@@ -31,7 +31,7 @@ pub struct InspectError {
     pub detail: String,
 }
 
-/// The int8 model does not fit the given budget; reported with exit code 4.
+/// The int8 model does not fit the given budget; reported with exit code 1.
 #[derive(Debug, thiserror::Error)]
 #[error("{path}: the int8 model does not fit: {detail}")]
 pub struct DoesNotFit {

@@ -10,19 +10,23 @@ pub mod quantize;
 
 pub use args::Cli;
 
-/// Exit codes, documented in the README.
+/// Exit codes, documented in the README. They follow `diff` and `grep`: 1 means the
+/// command ran and its answer is "no", 2 means it could not answer.
 pub mod exit_code {
-    /// Anything not listed below.
-    pub const FAILURE: u8 = 1;
-    /// A flag or argument that cannot be used.
+    /// A check ran and failed: `kiln check` found the ONNX file disagrees with the trainer,
+    /// `kiln quantize` found tract's int8 outputs disagree with the runtime's, or
+    /// `kiln inspect` found the int8 model does not fit the flash or RAM budget.
+    pub const CHECK_FAILED: u8 = 1;
+    /// Unreadable or invalid input: data, model, ONNX or blob files.
+    pub const BAD_INPUT: u8 = 2;
+    /// A flag or argument that cannot be used; the same code as bad input, and clap's own.
     pub const USAGE: u8 = 2;
-    /// Unreadable or invalid input: data, model or ONNX files.
-    pub const BAD_INPUT: u8 = 3;
-    /// `kiln check` found the ONNX file disagrees with the trainer, `kiln quantize`
-    /// found tract's int8 outputs disagree with the runtime's, or `kiln inspect` found the
-    /// int8 model does not fit the flash or RAM budget.
-    pub const CHECK_FAILED: u8 = 4;
-    /// Training diverged; the last good model was kept.
+    /// Any other error that stopped the command before it could answer (an output folder
+    /// that cannot be written, ...). It must never read as a failed check, so it shares
+    /// the code of the errors that also leave the question unanswered.
+    pub const OTHER_ERROR: u8 = 2;
+    /// Training diverged; the last good model was kept. Distinct because the remedy
+    /// (a lower learning rate) differs from both the input's and a check's.
     pub const DIVERGED: u8 = 5;
     /// Training was interrupted (SIGINT or SIGTERM) and saved a checkpoint; 128 + SIGINT.
     pub const INTERRUPTED: u8 = 130;
@@ -64,7 +68,7 @@ pub fn exit_code_for(error: &anyhow::Error) -> u8 {
                 TrainError::Diverged { .. } => exit_code::DIVERGED,
                 TrainError::Config(_) => exit_code::USAGE,
                 TrainError::Data(_) => exit_code::BAD_INPUT,
-                TrainError::Checkpoint(_) => exit_code::FAILURE,
+                TrainError::Checkpoint(_) => exit_code::OTHER_ERROR,
                 TrainError::Interrupted { .. } => exit_code::INTERRUPTED,
             };
         }
@@ -82,5 +86,5 @@ pub fn exit_code_for(error: &anyhow::Error) -> u8 {
             return exit_code::BAD_INPUT;
         }
     }
-    exit_code::FAILURE
+    exit_code::OTHER_ERROR
 }
