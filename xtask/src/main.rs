@@ -3,9 +3,11 @@
 //! The alias lives in `.cargo/config.toml`, so every task is plain Rust and
 //! needs no tool beyond cargo.
 
-mod bench;
+mod bench_train;
 mod ci;
 mod codegen;
+mod elf;
+mod firmware;
 mod nostd;
 
 use std::process::ExitCode;
@@ -19,8 +21,14 @@ commands:
   ci [--python PATH] [--mnist DIR] [--out DIR]
                       the conformance checks: the kiln CLI end to end, tract, and the
                       onnx/onnxruntime oracle (PATH: a Python with xtask/scripts/requirements.txt)
-  bench-train [--mnist DIR] [--only 1|2]
+  bench-train [--mnist DIR] [--only 1|2] [--python PATH] [--no-sklearn]
                       seconds per epoch and accuracy of the MNIST configurations (release build)
+                      next to scikit-learn's MLPClassifier (venv in ~/.cache/kiln-bench;
+                      PATH: the Python that creates it)
+  firmware [--board NAME]... [--images N] [--mnist DIR] [--insncount DIR] [--out DIR]
+                      cross-build the firmware in examples/firmware-qemu, run it in QEMU on
+                      Cortex-M0/M3/M4F/M7 and RISC-V, require the host's checksum and accuracy,
+                      and print instructions per MAC, code size, flash and RAM per board
   nostd               build kiln-runtime for thumbv6m-none-eabi (no std) and link the
                       no-panic proof in runtime-nostd/nopanic-check
   help                print this message";
@@ -34,8 +42,11 @@ fn main() -> ExitCode {
     let result = match command.as_str() {
         "codegen" => codegen::run(rest),
         "ci" => ci::CiOptions::parse(rest).and_then(|options| ci::run(&options)),
-        "bench-train" => bench::run(rest),
+        "bench-train" => bench_train::run(rest),
         "nostd" => nostd::run(),
+        "firmware" => {
+            firmware::FirmwareOptions::parse(rest).and_then(|options| firmware::run(&options))
+        }
         "help" | "-h" | "--help" => {
             println!("{USAGE}");
             Ok(())
