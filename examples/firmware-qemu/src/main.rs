@@ -1,0 +1,196 @@
+//! Runs a baked kiln model on every embedded test image, under QEMU, and proves the result
+//! equals the host's: the CRC-32 of all int8 logits must match the one `cargo xtask firmware`
+//! computed with the same runtime on the host. Output goes over semihosting; the exit status
+//! is 0 only on a match.
+//!
+//! Variant 1 (default) links the model in its Rust-source form (`kiln bake --rust`).
+//! Variant 2 (feature `blob-partition`) links no model: it reads the `.kiln` blob from the
+//! flash partition `_kiln_model_partition`, where QEMU's loader put it.
+//!
+//! The panic handler calls an undefined symbol, so the firmware links only if no panic path
+//! is reachable anywhere in it, inference included.
+
+#![no_std]
+#![no_main]
+
+mod arch;
+mod console;
+mod rle;
+mod stack;
+
+#[cfg(not(feature = "blob-partition"))]
+#[path = "generated/model.rs"]
+mod model;
+
+#[path = "generated/images.rs"]
+mod images;
+
+#[path = "generated/expected.rs"]
+mod expected;
+
+use core::ptr::addr_of_mut;
+use kiln_runtime::crc32::Crc32;
+#[cfg(not(feature = "no-inference"))]
+use kiln_runtime::Model;
+
+extern "C" {
+    /// Defined nowhere: referencing it fails the link, which is the point.
+    fn kiln_firmware_has_a_reachable_panic() -> !;
+}
+
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
+    unsafe { kiln_firmware_has_a_reachable_panic() }
+}
+
+/// Marks the start of one measured inference for the instruction counter.
+#[no_mangle]
+#[inline(never)]
+pub extern "C" fn bench_start() {
+    unsafe { core::arch::asm!("nop") }
+}
+
+/// Marks the end of one measured inference.
+#[no_mangle]
+#[inline(never)]
+pub extern "C" fn bench_stop() {
+    unsafe { core::arch::asm!("nop", "nop") }
+}
+
+/// The buffers live in static RAM, so the painted stack measures the runtime's own frames.
+struct Buffers {
+    pixels: [u8; images::N_INPUTS],
+    raw: [i32; images::N_INPUTS],
+    scratch: [i8; images::SCRATCH_LEN],
+    logits: [i8; images::N_OUTPUTS],
+}
+
+static mut BUFFERS: Buffers = Buffers {
+    pixels: [0; images::N_INPUTS],
+    raw: [0; images::N_INPUTS],
+    scratch: [0; images::SCRATCH_LEN],
+    logits: [0; images::N_OUTPUTS],
+};
+
+#[cfg(all(not(feature = "blob-partition"), not(feature = "no-inference")))]
+fn load_model() -> Result<Model<'static>, kiln_runtime::Error> {
+    model::model()
+}
+
+/// Reads the blob's length from its header (offset 8) and parses exactly that many bytes.
+#[cfg(all(feature = "blob-partition", not(feature = "no-inference")))]
+fn load_model() -> Result<Model<'static>, kiln_runtime::Error> {
+    let partition = arch::model_partition();
+    let header_len = match partition.get(8..12) {
+        Some(&[b0, b1, b2, b3]) => u32::from_le_bytes([b0, b1, b2, b3]) as usize,
+        _ => 0,
+    };
+    let blob = partition.get(..header_len).unwrap_or(partition);
+    Model::from_bytes(blob)
+}
+
+/// One inference, or a stand-in without the runtime (feature `no-inference`, for code size).
+#[cfg(not(feature = "no-inference"))]
+fn infer(
+    model: &Model<'_>,
+    raw: &[i32],
+    scratch: &mut [i8],
+    logits: &mut [i8],
+) -> Result<usize, kiln_runtime::Error> {
+    bench_start();
+    let result = model.run(raw, scratch, logits);
+    bench_stop();
+    result
+}
+
+/// Without the runtime there is no model to load.
+#[cfg(feature = "no-inference")]
+fn load_model() -> Result<(), kiln_runtime::Error> {
+    Ok(())
+}
+
+#[cfg(feature = "no-inference")]
+fn infer(
+    _model: &(),
+    raw: &[i32],
+    _scratch: &mut [i8],
+    logits: &mut [i8],
+) -> Result<usize, kiln_runtime::Error> {
+    bench_start();
+    for (logit, value) in logits.iter_mut().zip(raw) {
+        *logit = unsafe { core::ptr::read_volatile(value) } as i8;
+    }
+    bench_stop();
+    Ok(0)
+}
+
+pub fn app() -> ! {
+    stack::paint();
+    console::text(b"kiln firmware: ");
+    console::text(images::DESCRIPTION.as_bytes());
+    console::text(b"\n");
+    // Painted again after semihosting's first call, so the peak belongs to the inference loop.
+    stack::paint();
+
+    let Ok(model) = load_model() else {
+        console::text(b"error: the model blob does not load (run `kiln inspect` on it)\n");
+        arch::exit(false)
+    };
+
+    // Safety: the only reference to BUFFERS; no interrupt touches it.
+    let buffers = unsafe { &mut *addr_of_mut!(BUFFERS) };
+    let mut crc = Crc32::new();
+    let mut n_correct: u32 = 0;
+    let mut decoder = rle::Decoder::new(&images::PIXELS_RLE);
+    for &label in images::LABELS.iter() {
+        if !decoder.next_image(&mut buffers.pixels) {
+            console::text(b"error: the embedded images are corrupt\n");
+            arch::exit(false);
+        }
+        for (raw, &pixel) in buffers.raw.iter_mut().zip(buffers.pixels.iter()) {
+            *raw = i32::from(pixel);
+        }
+        match infer(
+            &model,
+            &buffers.raw,
+            &mut buffers.scratch,
+            &mut buffers.logits,
+        ) {
+            Ok(class) => {
+                if class == usize::from(label) {
+                    n_correct += 1;
+                }
+            }
+            Err(_) => {
+                console::text(b"error: inference refused the buffers\n");
+                arch::exit(false)
+            }
+        }
+        for &logit in buffers.logits.iter() {
+            crc.update(&[logit as u8]);
+        }
+    }
+    let checksum = crc.finish();
+    let stack_peak = stack::peak();
+    let n_images = images::LABELS.len() as u32;
+    let matches = checksum == expected::HOST_CRC32 && n_correct == expected::HOST_CORRECT;
+
+    console::text(b"KILN-RESULT images=");
+    console::decimal(n_images);
+    console::text(b" correct=");
+    console::decimal(n_correct);
+    console::text(b" crc32=");
+    console::hex(checksum);
+    console::text(b" host_correct=");
+    console::decimal(expected::HOST_CORRECT);
+    console::text(b" host_crc32=");
+    console::hex(expected::HOST_CRC32);
+    console::text(b" stack_peak=");
+    console::decimal(stack_peak as u32);
+    console::text(if matches {
+        b" status=match\n" as &[u8]
+    } else {
+        b" status=MISMATCH\n"
+    });
+    arch::exit(matches)
+}

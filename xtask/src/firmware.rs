@@ -1,0 +1,874 @@
+//! `cargo xtask firmware`: the baked model as real firmware on emulated boards.
+//!
+//! For each board it writes the model (in its Rust-source form) and the test images into
+//! `examples/firmware-qemu/src/generated/`, cross-builds the firmware, boots it in QEMU, and
+//! requires its CRC-32 over all int8 logits and its accuracy to equal what kiln-runtime computes
+//! on the host for the same images. A second build reads the `.kiln` blob from a flash partition
+//! that QEMU's loader fills, and a third build without the inference call gives the runtime's
+//! code size by difference. Instructions are counted exactly by the QEMU plugin in
+//! `../shared/tools/qemu-insncount`.
+
+use crate::ci::workspace_root;
+use crate::elf::Elf;
+use anyhow::{bail, ensure, Context, Result};
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// One emulated board.
+struct Board {
+    /// The firmware crate's feature (`board-<name>`) and memory map (`memory/<name>.x`).
+    name: &'static str,
+    machine: &'static str,
+    core: &'static str,
+    target: &'static str,
+    qemu: &'static str,
+    /// The Debian package that provides `qemu`.
+    qemu_package: &'static str,
+    dataset: Dataset,
+    /// Guest instructions of an empty `bench_start`/`bench_stop` pair.
+    marker_overhead: u64,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Dataset {
+    /// The digits model and the held-out digits images (boards with little RAM).
+    Digits,
+    /// The MNIST 784-128-10 model and the first MNIST test images.
+    Mnist,
+}
+
+const BOARDS: [Board; 5] = [
+    Board {
+        name: "microbit",
+        machine: "microbit",
+        core: "Cortex-M0",
+        target: "thumbv6m-none-eabi",
+        qemu: "qemu-system-arm",
+        qemu_package: "qemu-system-arm",
+        dataset: Dataset::Digits,
+        marker_overhead: 5,
+    },
+    Board {
+        name: "lm3s6965evb",
+        machine: "lm3s6965evb",
+        core: "Cortex-M3",
+        target: "thumbv7m-none-eabi",
+        qemu: "qemu-system-arm",
+        qemu_package: "qemu-system-arm",
+        dataset: Dataset::Mnist,
+        marker_overhead: 5,
+    },
+    Board {
+        name: "mps2-an386",
+        machine: "mps2-an386",
+        core: "Cortex-M4F",
+        target: "thumbv7em-none-eabihf",
+        qemu: "qemu-system-arm",
+        qemu_package: "qemu-system-arm",
+        dataset: Dataset::Mnist,
+        marker_overhead: 5,
+    },
+    Board {
+        name: "mps2-an500",
+        machine: "mps2-an500",
+        core: "Cortex-M7",
+        target: "thumbv7em-none-eabihf",
+        qemu: "qemu-system-arm",
+        qemu_package: "qemu-system-arm",
+        dataset: Dataset::Mnist,
+        marker_overhead: 5,
+    },
+    Board {
+        name: "sifive-e",
+        machine: "sifive_e",
+        core: "RV32IMAC (rv32imc code)",
+        target: "riscv32imc-unknown-none-elf",
+        qemu: "qemu-system-riscv32",
+        qemu_package: "qemu-system-misc",
+        dataset: Dataset::Mnist,
+        marker_overhead: 4,
+    },
+];
+
+pub struct FirmwareOptions {
+    pub mnist: PathBuf,
+    pub insncount: PathBuf,
+    pub out: PathBuf,
+    /// MNIST test images embedded on boards with at least 256 KiB of flash.
+    pub n_mnist_images: usize,
+    /// Only these boards (all when empty).
+    pub only: Vec<String>,
+}
+
+impl FirmwareOptions {
+    pub fn parse(args: &[String]) -> Result<Self> {
+        let root = workspace_root();
+        let mut options = FirmwareOptions {
+            mnist: root.join("../shared/data/mnist"),
+            insncount: root.join("../shared/tools/qemu-insncount"),
+            out: root.join("kiln-out/firmware"),
+            n_mnist_images: 200,
+            only: Vec::new(),
+        };
+        let mut iter = args.iter();
+        while let Some(flag) = iter.next() {
+            let mut value = || {
+                iter.next()
+                    .cloned()
+                    .with_context(|| format!("{flag} needs a value"))
+            };
+            match flag.as_str() {
+                "--mnist" => options.mnist = value()?.into(),
+                "--insncount" => options.insncount = value()?.into(),
+                "--out" => options.out = value()?.into(),
+                "--images" => {
+                    let text = value()?;
+                    options.n_mnist_images = text
+                        .parse()
+                        .ok()
+                        .filter(|&n| (1..=10_000).contains(&n))
+                        .with_context(|| format!("--images: expected 1 to 10000, got {text}"))?;
+                }
+                "--board" => options.only.push(value()?),
+                other => bail!(
+                    "cargo xtask firmware: unknown flag {other}; expected --mnist DIR, \
+                     --insncount DIR, --out DIR, --images N or --board NAME"
+                ),
+            }
+        }
+        for name in &options.only {
+            ensure!(
+                BOARDS.iter().any(|board| board.name == name),
+                "--board {name}: expected one of {}",
+                BOARDS.map(|board| board.name).join(", ")
+            );
+        }
+        Ok(options)
+    }
+}
+
+/// The model and images one dataset gives every board that uses it.
+struct Prepared {
+    dataset: Dataset,
+    blob: Vec<u8>,
+    rust_source: PathBuf,
+    /// Pixels as the device reads them, `n_inputs` per image.
+    pixels: Vec<u8>,
+    labels: Vec<u8>,
+    n_inputs: usize,
+    n_outputs: usize,
+    scratch_len: usize,
+    macs: u64,
+    host_crc32: u32,
+    host_correct: u32,
+    description: String,
+}
+
+/// What one board measured.
+struct Row {
+    board: &'static Board,
+    n_images: usize,
+    correct: u32,
+    insns_per_inference: f64,
+    insns_per_mac: f64,
+    runtime_text: u64,
+    runtime_symbols_text: u64,
+    model_flash: usize,
+    firmware_flash: u64,
+    static_ram: u64,
+    stack_peak: u64,
+    partition_ok: bool,
+}
+
+pub fn run(options: &FirmwareOptions) -> Result<()> {
+    let root = workspace_root();
+    let boards: Vec<&Board> = BOARDS
+        .iter()
+        .filter(|board| options.only.is_empty() || options.only.iter().any(|n| n == board.name))
+        .collect();
+    check_tools(&boards)?;
+    let plugin = build_plugin(&options.insncount, &root.join("target/qemu"))?;
+    std::fs::create_dir_all(&options.out)
+        .with_context(|| format!("{}: cannot create", options.out.display()))?;
+
+    let mut prepared: Vec<Prepared> = Vec::new();
+    for dataset in [Dataset::Digits, Dataset::Mnist] {
+        if boards.iter().any(|board| board.dataset == dataset) {
+            prepared.push(prepare(dataset, options)?);
+        }
+    }
+
+    let mut rows = Vec::new();
+    for board in boards {
+        let data = prepared
+            .iter()
+            .find(|p| p.dataset == board.dataset)
+            .expect("prepared above");
+        rows.push(run_board(board, data, &plugin, &options.out)?);
+    }
+    print_table(&rows, &prepared);
+    Ok(())
+}
+
+/// Fails loudly, naming the package, when a tool is missing.
+fn check_tools(boards: &[&Board]) -> Result<()> {
+    let mut missing = Vec::new();
+    for board in boards {
+        if which(board.qemu).is_none() {
+            missing.push(format!(
+                "{} (for {}): apt-get install {}",
+                board.qemu, board.name, board.qemu_package
+            ));
+        }
+    }
+    if which("gcc").is_none() {
+        missing.push("gcc (builds the instruction-count plugin): apt-get install gcc".into());
+    }
+    let sysroot = Command::new("rustc")
+        .args(["--print", "sysroot"])
+        .output()
+        .context("cannot run rustc")?;
+    let sysroot = PathBuf::from(String::from_utf8_lossy(&sysroot.stdout).trim());
+    for board in boards {
+        if !sysroot.join("lib/rustlib").join(board.target).exists() {
+            missing.push(format!(
+                "the {0} standard library: rustup target add {0}",
+                board.target
+            ));
+        }
+    }
+    missing.sort();
+    missing.dedup();
+    ensure!(
+        missing.is_empty(),
+        "cargo xtask firmware: missing tools:\n  {}",
+        missing.join("\n  ")
+    );
+    Ok(())
+}
+
+fn which(program: &str) -> Option<PathBuf> {
+    let paths = std::env::var_os("PATH")?;
+    std::env::split_paths(&paths)
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
+}
+
+fn build_plugin(source_dir: &Path, out_dir: &Path) -> Result<PathBuf> {
+    let source = source_dir.join("insncount.c");
+    ensure!(
+        source.is_file(),
+        "{}: the qemu-insncount plugin source is missing (pass --insncount DIR)",
+        source.display()
+    );
+    std::fs::create_dir_all(out_dir)?;
+    let plugin = out_dir.join("libinsncount.so");
+    let status = Command::new("gcc")
+        .args(["-O2", "-shared", "-fPIC", "-fvisibility=hidden", "-o"])
+        .arg(&plugin)
+        .arg(&source)
+        .arg("-I")
+        .arg(source_dir)
+        .status()
+        .context("cannot run gcc")?;
+    ensure!(status.success(), "gcc could not build {}", source.display());
+    Ok(plugin)
+}
+
+/// Runs `kiln` from the workspace (the same build the tests use), or `$KILN_BIN` when set.
+fn kiln(args: &[&str]) -> Result<()> {
+    println!("$ kiln {}", args.join(" "));
+    let mut command = match std::env::var_os("KILN_BIN") {
+        Some(binary) => Command::new(binary),
+        None => {
+            let mut command =
+                Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+            command.args([
+                "run",
+                "--quiet",
+                "--package",
+                "kiln-trainer",
+                "--bin",
+                "kiln",
+                "--",
+            ]);
+            command
+        }
+    };
+    let output = command
+        .current_dir(workspace_root())
+        .args(args)
+        .output()
+        .context("cannot run kiln")?;
+    ensure!(
+        output.status.success(),
+        "kiln {} failed ({}):\n{}{}",
+        args.join(" "),
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(())
+}
+
+fn read_gz(path: &Path) -> Result<Vec<u8>> {
+    let file =
+        std::fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+    let mut bytes = Vec::new();
+    flate2::read::GzDecoder::new(file)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("{}: not a readable gzip file", path.display()))?;
+    Ok(bytes)
+}
+
+/// Trains, bakes and runs the host reference for one dataset.
+fn prepare(dataset: Dataset, options: &FirmwareOptions) -> Result<Prepared> {
+    let root = workspace_root();
+    let dir = options.out.join(match dataset {
+        Dataset::Digits => "digits",
+        Dataset::Mnist => "mnist",
+    });
+    std::fs::create_dir_all(&dir)?;
+    let s = |p: &Path| p.to_string_lossy().into_owned();
+    let (pixels, labels, n_inputs, data_spec, description) = match dataset {
+        Dataset::Digits => {
+            // Every fourth row is held out: the firmware sees only images the model never saw.
+            let text = String::from_utf8(read_gz(&root.join("trainer/data/digits.csv.gz"))?)
+                .context("digits.csv.gz: not UTF-8")?;
+            let (mut train, mut test) = (String::new(), String::new());
+            let mut pixels = Vec::new();
+            let mut labels = Vec::new();
+            for (row_idx, line) in text.lines().filter(|l| !l.trim().is_empty()).enumerate() {
+                if row_idx % 4 == 3 {
+                    test.push_str(line);
+                    test.push('\n');
+                    let values: Vec<u8> = line
+                        .split(',')
+                        .map(|v| v.trim().parse::<u8>())
+                        .collect::<Result<_, _>>()
+                        .with_context(|| format!("digits.csv.gz: row {row_idx} is not integers"))?;
+                    let (label, features) = values.split_last().context("empty row")?;
+                    ensure!(
+                        features.len() == 64,
+                        "digits.csv.gz: row {row_idx}: 64 features expected"
+                    );
+                    pixels.extend_from_slice(features);
+                    labels.push(*label);
+                } else {
+                    train.push_str(line);
+                    train.push('\n');
+                }
+            }
+            std::fs::write(dir.join("train.csv"), train)?;
+            std::fs::write(dir.join("test.csv"), test)?;
+            let n_test = labels.len();
+            let train_csv = s(&dir.join("train.csv"));
+            let test_csv = s(&dir.join("test.csv"));
+            kiln(&[
+                "train",
+                "--data",
+                &format!("csv:{train_csv}"),
+                "--test-data",
+                &test_csv,
+                "--label-column",
+                "last",
+                "--epochs",
+                "30",
+                "-o",
+                &s(&dir),
+                "--quiet",
+            ])?;
+            (
+                pixels,
+                labels,
+                64,
+                format!("csv:{train_csv}"),
+                format!("digits 64-128-10, {n_test} held-out UCI digits images"),
+            )
+        }
+        Dataset::Mnist => {
+            let images_path = options.mnist.join("t10k-images-idx3-ubyte.gz");
+            let labels_path = options.mnist.join("t10k-labels-idx1-ubyte.gz");
+            let images = read_gz(&images_path)?;
+            let label_bytes = read_gz(&labels_path)?;
+            let n = options.n_mnist_images;
+            ensure!(
+                images.len() >= 16 + n * 784 && label_bytes.len() >= 8 + n,
+                "{}: fewer than {n} images",
+                images_path.display()
+            );
+            let pixels = images[16..16 + n * 784].to_vec();
+            let labels = label_bytes[8..8 + n].to_vec();
+            let spec = format!("mnist:{}", s(&options.mnist));
+            kiln(&[
+                "train",
+                "--data",
+                &spec,
+                "--hidden",
+                "128",
+                "--optimizer",
+                "adam",
+                "--epochs",
+                "3",
+                "-o",
+                &s(&dir),
+                "--quiet",
+            ])?;
+            (
+                pixels,
+                labels,
+                784,
+                spec,
+                format!("MNIST 784-128-10, the first {n} MNIST test images"),
+            )
+        }
+    };
+    let blob_path = dir.join("model.kiln");
+    let rust_source = dir.join("model.rs");
+    let model_json = s(&dir.join("model.json"));
+    kiln(&[
+        "bake",
+        &model_json,
+        "--data",
+        &data_spec,
+        "--blob",
+        &s(&blob_path),
+    ])?;
+    kiln(&[
+        "bake",
+        &model_json,
+        "--data",
+        &data_spec,
+        "--rust",
+        &s(&rust_source),
+    ])?;
+    let blob = std::fs::read(&blob_path)?;
+    // Both variants must run the same model: the source form embeds these very bytes.
+    let source = std::fs::read_to_string(&rust_source)?;
+    let source_bytes: Vec<u8> = source
+        .split_once("const MODEL_BLOB_BYTES")
+        .and_then(|(_, tail)| tail.split_once("= [")?.1.split_once("];"))
+        .map(|(body, _)| {
+            body.split(',')
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .filter_map(|t| u8::from_str_radix(t.trim_start_matches("0x"), 16).ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    ensure!(
+        source_bytes == blob,
+        "{}: the Rust source does not embed the bytes of {}",
+        rust_source.display(),
+        blob_path.display()
+    );
+
+    // The host reference: the same runtime, the same images.
+    let model = kiln_runtime::Model::from_bytes(&blob)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", blob_path.display()))?;
+    ensure!(
+        model.n_inputs() == n_inputs,
+        "model and images disagree on n_inputs"
+    );
+    let mut scratch = vec![0i8; model.scratch_len()];
+    let mut logits = vec![0i8; model.n_outputs()];
+    let mut crc = kiln_runtime::crc32::Crc32::new();
+    let mut host_correct = 0u32;
+    for (image, &label) in pixels.chunks_exact(n_inputs).zip(&labels) {
+        let raw: Vec<i32> = image.iter().map(|&p| i32::from(p)).collect();
+        let class = model
+            .run(&raw, &mut scratch, &mut logits)
+            .map_err(|e| anyhow::anyhow!("host run: {e}"))?;
+        host_correct += u32::from(class == usize::from(label));
+        let bytes: Vec<u8> = logits.iter().map(|&l| l as u8).collect();
+        crc.update(&bytes);
+    }
+    let macs = (0..model.n_layers())
+        .filter_map(|idx| model.layer(idx))
+        .map(|layer| (layer.n_inputs * layer.n_outputs) as u64)
+        .sum();
+    Ok(Prepared {
+        dataset,
+        rust_source,
+        n_inputs,
+        n_outputs: model.n_outputs(),
+        scratch_len: model.scratch_len(),
+        macs,
+        host_crc32: crc.finish(),
+        host_correct,
+        pixels,
+        labels,
+        description,
+        blob,
+    })
+}
+
+/// Zero-run-length coding, as `examples/firmware-qemu/src/rle.rs` decodes it.
+fn rle_encode(pixels: &[u8], n_inputs: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    for image in pixels.chunks_exact(n_inputs) {
+        let mut idx = 0;
+        while idx < image.len() {
+            if image[idx] == 0 {
+                let run = image[idx..]
+                    .iter()
+                    .take(128)
+                    .take_while(|&&p| p == 0)
+                    .count();
+                out.push(127 + run as u8);
+                idx += run;
+            } else {
+                let run = image[idx..]
+                    .iter()
+                    .take(128)
+                    .take_while(|&&p| p != 0)
+                    .count();
+                out.push(run as u8 - 1);
+                out.extend_from_slice(&image[idx..idx + run]);
+                idx += run;
+            }
+        }
+    }
+    out
+}
+
+/// The bytes as an Intel HEX file that places them at `address` (how flashers take partitions).
+fn intel_hex(bytes: &[u8], address: u64) -> Result<String> {
+    ensure!(
+        address + bytes.len() as u64 <= 1 << 32,
+        "the partition does not fit 32-bit addresses"
+    );
+    let record = |kind: u8, offset: u16, data: &[u8]| {
+        let mut line = format!(":{:02X}{offset:04X}{kind:02X}", data.len());
+        let mut sum = data.len() as u8;
+        sum = sum
+            .wrapping_add((offset >> 8) as u8)
+            .wrapping_add(offset as u8)
+            .wrapping_add(kind);
+        for &byte in data {
+            line.push_str(&format!("{byte:02X}"));
+            sum = sum.wrapping_add(byte);
+        }
+        line.push_str(&format!("{:02X}\n", sum.wrapping_neg()));
+        line
+    };
+    let mut text = String::new();
+    let mut upper = None;
+    for (chunk_idx, chunk) in bytes.chunks(16).enumerate() {
+        let chunk_address = address + chunk_idx as u64 * 16;
+        let chunk_upper = (chunk_address >> 16) as u16;
+        if upper != Some(chunk_upper) {
+            text.push_str(&record(4, 0, &chunk_upper.to_be_bytes()));
+            upper = Some(chunk_upper);
+        }
+        text.push_str(&record(0, chunk_address as u16, chunk));
+    }
+    text.push_str(&record(1, 0, &[]));
+    Ok(text)
+}
+
+fn write_generated(data: &Prepared) -> Result<()> {
+    let generated = workspace_root().join("examples/firmware-qemu/src/generated");
+    std::fs::create_dir_all(&generated)?;
+    let write_if_changed = |name: &str, text: &str| -> Result<()> {
+        let path = generated.join(name);
+        if std::fs::read_to_string(&path).ok().as_deref() != Some(text) {
+            std::fs::write(&path, text)
+                .with_context(|| format!("{}: cannot write", path.display()))?;
+        }
+        Ok(())
+    };
+    write_if_changed("model.rs", &std::fs::read_to_string(&data.rust_source)?)?;
+
+    let encoded = rle_encode(&data.pixels, data.n_inputs);
+    let mut images = format!(
+        "//! Test images for the firmware, written by `cargo xtask firmware`. Do not edit.\n\n\
+         pub const DESCRIPTION: &str = {:?};\n\
+         pub const N_INPUTS: usize = {};\n\
+         pub const N_OUTPUTS: usize = {};\n\
+         pub const SCRATCH_LEN: usize = {};\n\
+         pub static LABELS: [u8; {}] = {:?};\n\
+         /// Zero-run-length coded pixels (see rle.rs).\n\
+         pub static PIXELS_RLE: [u8; {}] = [",
+        data.description,
+        data.n_inputs,
+        data.n_outputs,
+        data.scratch_len,
+        data.labels.len(),
+        data.labels,
+        encoded.len()
+    );
+    for (idx, byte) in encoded.iter().enumerate() {
+        images.push_str(if idx % 24 == 0 { "\n    " } else { " " });
+        images.push_str(&format!("{byte},"));
+    }
+    images.push_str("\n];\n");
+    write_if_changed("images.rs", &images)?;
+    write_if_changed(
+        "expected.rs",
+        &format!(
+            "//! The host's results on the same images, by `cargo xtask firmware`. Do not edit.\n\n\
+             /// CRC-32 of every int8 logit, image after image, as kiln-runtime computed on the host.\n\
+             pub const HOST_CRC32: u32 = {:#010x};\n\
+             /// Images the host's int8 model classified correctly.\n\
+             pub const HOST_CORRECT: u32 = {};\n",
+            data.host_crc32, data.host_correct
+        ),
+    )?;
+    Ok(())
+}
+
+/// Builds the firmware for `board` with extra features; returns the ELF's path.
+fn build_firmware(board: &Board, extra_features: &[&str]) -> Result<PathBuf> {
+    let crate_dir = workspace_root().join("examples/firmware-qemu");
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
+        .join("firmware");
+    let mut features = vec![format!("board-{}", board.name)];
+    features.extend(extra_features.iter().map(|f| f.to_string()));
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    println!(
+        "$ cargo build --release --target {} --features {}   (in examples/firmware-qemu)",
+        board.target,
+        features.join(",")
+    );
+    // The crate's own .cargo/config.toml applies only when cargo runs in its directory.
+    let status = Command::new(cargo)
+        .current_dir(&crate_dir)
+        .env("CARGO_TARGET_DIR", &target_dir)
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "--target",
+            board.target,
+            "--features",
+        ])
+        .arg(features.join(","))
+        .status()
+        .context("cannot run cargo")?;
+    ensure!(
+        status.success(),
+        "the firmware for {} does not build (a reachable panic shows as an undefined \
+         `kiln_firmware_has_a_reachable_panic`)",
+        board.name
+    );
+    Ok(target_dir
+        .join(board.target)
+        .join("release/kiln-firmware-qemu"))
+}
+
+/// Boots `elf` in QEMU and returns everything it printed.
+fn run_qemu(board: &Board, elf: &Path, extra: &[String]) -> Result<(bool, String)> {
+    let mut command = Command::new("timeout");
+    command.args(["120", board.qemu, "-machine", board.machine, "-nographic"]);
+    if board.qemu == "qemu-system-riscv32" {
+        command.args(["-bios", "none"]);
+    }
+    command
+        .args([
+            "-semihosting-config",
+            "enable=on,target=native",
+            "-icount",
+            "shift=0",
+        ])
+        .args(extra)
+        .arg("-kernel")
+        .arg(elf);
+    let output = command
+        .output()
+        .with_context(|| format!("cannot run {}", board.qemu))?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok((output.status.success(), text))
+}
+
+/// `key=value` from the firmware's KILN-RESULT line.
+fn result_field<'a>(output: &'a str, key: &str) -> Option<&'a str> {
+    let line = output.lines().find(|l| l.starts_with("KILN-RESULT"))?;
+    line.split_whitespace()
+        .find_map(|field| field.strip_prefix(key)?.strip_prefix('='))
+}
+
+fn run_board(board: &'static Board, data: &Prepared, plugin: &Path, out: &Path) -> Result<Row> {
+    println!("\n== {} ({}, {}) ==", board.name, board.core, board.machine);
+    write_generated(data)?;
+
+    // Variant 1: the model in Rust-source form, instructions counted.
+    let elf_path = build_firmware(board, &[])?;
+    let elf = Elf::read(&elf_path)?;
+    let plugin_arg = format!("{}", plugin.display());
+    let (success, output) = run_qemu(
+        board,
+        &elf_path,
+        &["-plugin".into(), plugin_arg, "-d".into(), "plugin".into()],
+    )?;
+    print!(
+        "{}",
+        output
+            .lines()
+            .filter(|l| !l.starts_with("insncount: region"))
+            .map(|l| format!("{l}\n"))
+            .collect::<String>()
+    );
+    let correct: u32 = result_field(&output, "correct")
+        .and_then(|v| v.parse().ok())
+        .with_context(|| {
+            format!(
+                "{}: no KILN-RESULT line in the output:\n{output}",
+                board.name
+            )
+        })?;
+    let crc = result_field(&output, "crc32").unwrap_or("?");
+    let host_crc = format!("{:#010x}", data.host_crc32);
+    ensure!(
+        crc == host_crc,
+        "{}: the firmware's CRC-32 {crc} differs from the host's {host_crc}",
+        board.name
+    );
+    ensure!(
+        correct == data.host_correct,
+        "{}: the firmware classified {correct} images correctly, the host {}",
+        board.name,
+        data.host_correct
+    );
+    ensure!(
+        success,
+        "{}: the firmware exited with a failure",
+        board.name
+    );
+    let stack_peak: u64 = result_field(&output, "stack_peak")
+        .and_then(|v| v.parse().ok())
+        .context("no stack_peak")?;
+    let counts: Vec<u64> = output
+        .lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix("insncount: region ")?;
+            let (_, count) = rest.split_once(": ")?;
+            count.strip_suffix(" instructions")?.trim().parse().ok()
+        })
+        .collect();
+    ensure!(
+        counts.len() == data.labels.len(),
+        "{}: expected {} counted regions from the plugin, found {}",
+        board.name,
+        data.labels.len(),
+        counts.len()
+    );
+    let insns_per_inference = counts
+        .iter()
+        .map(|&c| (c - board.marker_overhead) as f64)
+        .sum::<f64>()
+        / counts.len() as f64;
+
+    // Variant 2: the blob from the flash partition, written by QEMU's loader.
+    let partition_elf_path = build_firmware(board, &["blob-partition"])?;
+    let partition_elf = Elf::read(&partition_elf_path)?;
+    let partition = partition_elf
+        .symbol("_kiln_model_partition")
+        .context("no _kiln_model_partition symbol")?;
+    let partition_len = partition_elf
+        .symbol("_kiln_model_partition_len")
+        .context("no _kiln_model_partition_len symbol")?;
+    ensure!(
+        data.blob.len() as u64 <= partition_len.value,
+        "{}: the blob ({} bytes) exceeds the model partition ({} bytes)",
+        board.name,
+        data.blob.len(),
+        partition_len.value
+    );
+    ensure!(
+        partition_elf.flash_end() <= partition.value,
+        "{}: the firmware reaches into the model partition",
+        board.name
+    );
+    // Intel HEX carries its own addresses (and QEMU's loader limits raw files to the RAM size).
+    let hex_path = out.join(format!("{}-model-partition.hex", board.name));
+    std::fs::write(&hex_path, intel_hex(&data.blob, partition.value)?)?;
+    let loader = format!("loader,file={}", hex_path.display());
+    let (partition_ok, partition_output) =
+        run_qemu(board, &partition_elf_path, &["-device".into(), loader])?;
+    print!("{partition_output}");
+    ensure!(
+        partition_ok && result_field(&partition_output, "crc32") == Some(host_crc.as_str()),
+        "{}: the blob-partition firmware does not reproduce the host's CRC-32",
+        board.name
+    );
+    std::fs::copy(
+        &partition_elf_path,
+        out.join(format!("{}-partition.elf", board.name)),
+    )?;
+
+    // Variant 3: no inference call, for the runtime's code size by difference.
+    let baseline = Elf::read(&build_firmware(board, &["no-inference"])?)?;
+    std::fs::copy(&elf_path, out.join(format!("{}.elf", board.name)))?;
+
+    Ok(Row {
+        board,
+        n_images: data.labels.len(),
+        correct,
+        insns_per_inference,
+        insns_per_mac: insns_per_inference / data.macs as f64,
+        runtime_text: elf.text_size().saturating_sub(baseline.text_size()),
+        runtime_symbols_text: elf.symbols_size_matching("kiln_runtime"),
+        model_flash: data.blob.len(),
+        firmware_flash: elf.flash_size(),
+        static_ram: elf.static_ram_size(),
+        stack_peak,
+        partition_ok,
+    })
+}
+
+fn print_table(rows: &[Row], prepared: &[Prepared]) {
+    println!("\ncargo xtask firmware: every board reproduces the host bit for bit\n");
+    for data in prepared {
+        println!(
+            "{}: {} MACs per inference, host int8 accuracy {}/{} = {:.4}, host CRC-32 {:#010x}",
+            data.description,
+            data.macs,
+            data.host_correct,
+            data.labels.len(),
+            f64::from(data.host_correct) / data.labels.len() as f64,
+            data.host_crc32
+        );
+    }
+    println!(
+        "\n| board | core | model | images | accuracy | CRC | blob partition | insns/inference | insns/MAC | runtime .text (diff) | runtime symbols | model flash | firmware flash | static RAM | peak stack |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for row in rows {
+        println!(
+            "| {} | {} | {} | {} | {:.4} | match | {} | {:.0} | {:.3} | {} B | {} B | {} B | {} B | {} B | {} B |",
+            row.board.name,
+            row.board.core,
+            match row.board.dataset {
+                Dataset::Digits => "digits 64-128-10",
+                Dataset::Mnist => "MNIST 784-128-10",
+            },
+            row.n_images,
+            f64::from(row.correct) / row.n_images as f64,
+            if row.partition_ok { "match" } else { "FAIL" },
+            row.insns_per_inference,
+            row.insns_per_mac,
+            row.runtime_text,
+            row.runtime_symbols_text,
+            row.model_flash,
+            row.firmware_flash,
+            row.static_ram,
+            row.stack_peak,
+        );
+    }
+    println!(
+        "\ninsns: guest instructions from bench_start to bench_stop (the whole network, input\n\
+         quantization included), exact, by the qemu-insncount plugin, mean over all images.\n\
+         runtime .text (diff): .text with the inference call minus .text without it.\n\
+         runtime symbols: the .text of functions named kiln_runtime::* (LTO inlines some into callers).\n\
+         static RAM: .data + .bss (the input, scratch and logit buffers are static).\n\
+         peak stack: by painting, over the inference loop (model load, inference, checksum)."
+    );
+}
