@@ -46,6 +46,8 @@
 
 pub mod builder;
 pub mod error;
+pub mod eval;
+pub mod import;
 pub mod mlp;
 pub mod qdq;
 

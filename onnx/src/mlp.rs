@@ -48,6 +48,8 @@ pub enum Activation {
     Tanh,
     /// `1 / (1 + exp(-x))`.
     Sigmoid,
+    /// `min(max(x, 0), 6)`, written as `Clip` with bounds 0 and 6.
+    Relu6,
     /// No activation; no node is emitted.
     Identity,
 }
@@ -61,6 +63,7 @@ impl Activation {
             Self::LeakyRelu { .. } => Some(("LeakyRelu", "leaky_relu")),
             Self::Tanh => Some(("Tanh", "tanh")),
             Self::Sigmoid => Some(("Sigmoid", "sigmoid")),
+            Self::Relu6 => Some(("Clip", "relu6")),
             Self::Identity => None,
         }
     }
@@ -176,10 +179,19 @@ pub fn mlp_to_model(
                 Activation::LeakyRelu { alpha } => vec![attr_float("alpha", alpha)],
                 _ => Vec::new(),
             };
+            let mut inputs = vec![gemm_out.clone()];
+            if layer.activation == Activation::Relu6 {
+                // Clip takes its bounds as scalar inputs from opset 11 on.
+                let (lo, hi) = (format!("layer{i}.clip_min"), format!("layer{i}.clip_max"));
+                graph.initializer_f32(&lo, &[], &[0.0])?;
+                graph.initializer_f32(&hi, &[], &[6.0])?;
+                inputs.extend([lo, hi]);
+            }
+            let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
             graph.node(
                 op_type,
                 &format!("layer{i}_{suffix}"),
-                &[&gemm_out],
+                &inputs,
                 &[&layer_out],
                 attributes,
             );

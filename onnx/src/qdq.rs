@@ -409,6 +409,12 @@ fn validate(mlp: &QdqMlp, options: &MlpExportOptions) -> Result<(), OnnxError> {
                         function: "Identity",
                     })
                 }
+                Activation::Relu6 => {
+                    return Err(OnnxError::NotATableFunction {
+                        layer: li,
+                        function: "Relu6",
+                    })
+                }
             }
             check_scale(pre.scale, || format!("layer {li} pre-activation scale"))?;
         }

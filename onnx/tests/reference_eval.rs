@@ -53,6 +53,7 @@ fn direct(
                     }
                     Activation::Tanh => z.tanh(),
                     Activation::Sigmoid => 1.0 / (1.0 + (-z).exp()),
+                    Activation::Relu6 => z.clamp(0.0, 6.0),
                     Activation::Identity => z,
                 }
             })

@@ -1,0 +1,1093 @@
+//! Folds a decoded graph into dense layers.
+//!
+//! The walk starts at the graph input and follows the data tensor node by
+//! node. Constant subgraphs (Constant nodes, a Transpose of a weight) are
+//! evaluated first with [`crate::eval`]. On the data path, every constant
+//! affine map (Sub, Add, Mul, Div, BatchNormalization, ai.onnx.ml Scaler) is
+//! kept as a per-feature `a * x + b` and folded: into the layer before it when
+//! that layer has no activation yet, into the next layer's weights when it
+//! follows an activation, and into the input normalisation before the first
+//! layer. The arithmetic is in f64, rounded to f32 once.
+
+use std::collections::{HashMap, HashSet};
+
+use super::error::{ImportErrorKind, NodeReason};
+use super::reader::LoadedModel;
+use super::{ImportedInput, ImportedMlp, ImportedOutput, OutputKind};
+use crate::eval::{self, node_label, Tensor};
+use crate::mlp::{Activation, DenseLayer, InputNormalization};
+use crate::proto::{
+    tensor_proto::DataType, tensor_shape_proto::dimension, type_proto, GraphProto, NodeProto,
+};
+
+/// A per-feature affine map `a * x + b`.
+#[derive(Debug, Clone)]
+struct Affine {
+    a: Vec<f64>,
+    b: Vec<f64>,
+    /// The node that made it, for messages.
+    node: String,
+    op_type: String,
+}
+
+#[derive(Debug, Clone)]
+struct Layer {
+    n_in: usize,
+    n_out: usize,
+    /// Row-major `[n_out][n_in]`.
+    w: Vec<f64>,
+    b: Vec<f64>,
+    activation: Option<Activation>,
+}
+
+/// The walk's state: the data tensor's non-batch dims and what has been folded.
+struct Chain {
+    dims: Vec<usize>,
+    pending: Option<Affine>,
+    normalization: Option<Affine>,
+    layers: Vec<Layer>,
+}
+
+fn node_error(node: &NodeProto, index: usize, reason: NodeReason) -> ImportErrorKind {
+    ImportErrorKind::Node {
+        node: node_label(node, index),
+        op_type: op_name(node),
+        reason,
+    }
+}
+
+fn op_name(node: &NodeProto) -> String {
+    let op = node.op_type.clone().unwrap_or_default();
+    match node.domain.as_deref() {
+        None | Some("") | Some("ai.onnx") => op,
+        Some(domain) => format!("{domain}.{op}"),
+    }
+}
+
+fn unsupported(detail: impl Into<String>) -> NodeReason {
+    NodeReason::UnsupportedOp {
+        detail: detail.into(),
+    }
+}
+
+fn shape(detail: impl Into<String>) -> NodeReason {
+    NodeReason::ShapeMismatch {
+        detail: detail.into(),
+    }
+}
+
+fn attr<'a>(node: &'a NodeProto, name: &str) -> Option<&'a crate::proto::AttributeProto> {
+    node.attribute
+        .iter()
+        .find(|a| a.name.as_deref() == Some(name))
+}
+
+fn attr_int(node: &NodeProto, name: &str, default: i64) -> i64 {
+    attr(node, name).and_then(|a| a.i).unwrap_or(default)
+}
+
+fn attr_float(node: &NodeProto, name: &str, default: f32) -> f32 {
+    attr(node, name).and_then(|a| a.f).unwrap_or(default)
+}
+
+/// The non-batch dims of `full` (batch first) broadcast target, for a constant
+/// operand: each element of the data tensor's features maps to one constant value.
+fn broadcast_constant(constant: &Tensor, dims: &[usize]) -> Result<Vec<f64>, NodeReason> {
+    let values = constant.to_f64().ok_or_else(|| {
+        shape(format!(
+            "the constant is {}, expected FLOAT",
+            constant.data.type_name()
+        ))
+    })?;
+    let mut full = vec![1usize];
+    full.extend_from_slice(dims);
+    match eval::broadcast_dims(&full, &constant.dims) {
+        Ok(out) if out == full => {}
+        _ => {
+            return Err(shape(format!(
+                "a constant of shape {:?} does not apply per feature to data of shape [N, {}]",
+                constant.dims,
+                dims.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )))
+        }
+    }
+    // Index the constant for each feature position (batch index 0).
+    let n: usize = dims.iter().product();
+    let rank = full.len();
+    let c_rank = constant.dims.len();
+    let mut c_strides = vec![1usize; c_rank];
+    for i in (0..c_rank.saturating_sub(1)).rev() {
+        c_strides[i] = c_strides[i + 1] * constant.dims[i + 1];
+    }
+    Ok((0..n)
+        .map(|flat| {
+            let mut rem = flat;
+            let mut src = 0;
+            for axis in (1..rank).rev() {
+                let coord = rem % full[axis];
+                rem /= full[axis];
+                if axis + c_rank >= rank {
+                    let c_axis = axis + c_rank - rank;
+                    if constant.dims[c_axis] != 1 {
+                        src += coord * c_strides[c_axis];
+                    }
+                }
+            }
+            values[src]
+        })
+        .collect())
+}
+
+impl Chain {
+    fn n_features(&self) -> usize {
+        self.dims.iter().product()
+    }
+
+    fn open_layer(&mut self) -> Option<&mut Layer> {
+        self.layers.last_mut().filter(|l| l.activation.is_none())
+    }
+
+    /// Applies `a * x + b` to the data tensor.
+    fn affine(&mut self, affine: Affine) {
+        if let Some(layer) = self.open_layer() {
+            for o in 0..layer.n_out {
+                for v in &mut layer.w[o * layer.n_in..(o + 1) * layer.n_in] {
+                    *v *= affine.a[o];
+                }
+                layer.b[o] = layer.b[o] * affine.a[o] + affine.b[o];
+            }
+            return;
+        }
+        self.pending = Some(match self.pending.take() {
+            None => affine,
+            Some(p) => Affine {
+                b: p.b
+                    .iter()
+                    .zip(&affine.a)
+                    .zip(&affine.b)
+                    .map(|((pb, a), b)| a * pb + b)
+                    .collect(),
+                a: p.a.iter().zip(&affine.a).map(|(pa, a)| pa * a).collect(),
+                node: affine.node,
+                op_type: affine.op_type,
+            },
+        });
+    }
+
+    /// Appends a dense layer `W x + b` (W row-major `[n_out][n_in]`).
+    fn dense(
+        &mut self,
+        n_in: usize,
+        n_out: usize,
+        mut w: Vec<f64>,
+        mut b: Vec<f64>,
+    ) -> Result<(), NodeReason> {
+        if self.dims != [n_in] {
+            return Err(shape(format!(
+                "the layer takes [N, {n_in}] but the data is [N, {}]{}",
+                self.dims
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if self.dims.len() > 1 {
+                    " (flatten it first)"
+                } else {
+                    ""
+                }
+            )));
+        }
+        if self.layers.is_empty() {
+            self.normalization = self.pending.take();
+        } else {
+            if let Some(prev) = self.open_layer() {
+                prev.activation = Some(Activation::Identity);
+            }
+            if let Some(p) = self.pending.take() {
+                for o in 0..n_out {
+                    let row = &mut w[o * n_in..(o + 1) * n_in];
+                    b[o] += row.iter().zip(&p.b).map(|(w, pb)| w * pb).sum::<f64>();
+                    for (v, pa) in row.iter_mut().zip(&p.a) {
+                        *v *= pa;
+                    }
+                }
+            }
+        }
+        self.layers.push(Layer {
+            n_in,
+            n_out,
+            w,
+            b,
+            activation: None,
+        });
+        self.dims = vec![n_out];
+        Ok(())
+    }
+
+    fn activation(&mut self, activation: Activation) -> Result<(), NodeReason> {
+        if self.layers.is_empty() {
+            return Err(unsupported(
+                "an activation before the first dense layer (Gemm or MatMul)",
+            ));
+        }
+        if let Some(p) = &self.pending {
+            return Err(unsupported(format!(
+                "an activation after node `{}` ({}), which follows the previous activation; kiln layers are dense, then one activation",
+                p.node, p.op_type
+            )));
+        }
+        match self.open_layer() {
+            Some(layer) => {
+                layer.activation = Some(activation);
+                Ok(())
+            }
+            None => Err(unsupported(
+                "a second activation in a row; kiln layers are dense, then one activation",
+            )),
+        }
+    }
+}
+
+/// Graph facts the walk needs.
+struct Graph<'a> {
+    constants: HashMap<String, Tensor>,
+    /// Why a constant-looking tensor could not be evaluated.
+    constant_failures: HashMap<String, ImportErrorKind>,
+    consumers: HashMap<&'a str, Vec<usize>>,
+    outputs: HashSet<&'a str>,
+}
+
+impl Graph<'_> {
+    /// The constant behind input `slot` of `node`.
+    fn constant(
+        &self,
+        node: &NodeProto,
+        index: usize,
+        slot: usize,
+    ) -> Result<&Tensor, ImportErrorKind> {
+        let name = node.input.get(slot).map(String::as_str).unwrap_or("");
+        if name.is_empty() {
+            return Err(node_error(
+                node,
+                index,
+                shape(format!("input {slot} is missing")),
+            ));
+        }
+        if let Some(t) = self.constants.get(name) {
+            return Ok(t);
+        }
+        if let Some(failure) = self.constant_failures.get(name) {
+            return Err(clone_kind(failure));
+        }
+        Err(node_error(
+            node,
+            index,
+            NodeReason::NonConstantWeights {
+                input: name.to_owned(),
+            },
+        ))
+    }
+
+    fn optional_constant(
+        &self,
+        node: &NodeProto,
+        index: usize,
+        slot: usize,
+    ) -> Result<Option<&Tensor>, ImportErrorKind> {
+        match node.input.get(slot) {
+            None => Ok(None),
+            Some(name) if name.is_empty() => Ok(None),
+            Some(_) => self.constant(node, index, slot).map(Some),
+        }
+    }
+}
+
+fn clone_kind(kind: &ImportErrorKind) -> ImportErrorKind {
+    match kind {
+        ImportErrorKind::Node {
+            node,
+            op_type,
+            reason,
+        } => ImportErrorKind::Node {
+            node: node.clone(),
+            op_type: op_type.clone(),
+            reason: reason.clone(),
+        },
+        ImportErrorKind::Tensor { tensor, detail } => ImportErrorKind::Tensor {
+            tensor: tensor.clone(),
+            detail: detail.clone(),
+        },
+        other => ImportErrorKind::Graph {
+            detail: other.to_string(),
+        },
+    }
+}
+
+/// Evaluates every node whose inputs are all constants (Constant nodes
+/// included); records failures for the walk to report if it needs the value.
+fn fold_constants(
+    graph: &GraphProto,
+    opset: i64,
+    initializers: &HashMap<String, Tensor>,
+) -> (
+    HashMap<String, Tensor>,
+    HashMap<String, ImportErrorKind>,
+    HashSet<usize>,
+) {
+    let mut constants = initializers.clone();
+    let mut failures = HashMap::new();
+    let mut folded = HashSet::new();
+    let graph_inputs: HashSet<&str> = graph
+        .input
+        .iter()
+        .filter_map(|i| i.name.as_deref())
+        .filter(|name| !initializers.contains_key(*name))
+        .collect();
+    for (index, node) in graph.node.iter().enumerate() {
+        let inputs: Vec<&str> = node
+            .input
+            .iter()
+            .map(String::as_str)
+            .filter(|n| !n.is_empty())
+            .collect();
+        let all_constant = inputs
+            .iter()
+            .all(|name| constants.contains_key(*name) && !graph_inputs.contains(name));
+        let is_constant_op = node.op_type.as_deref() == Some("Constant");
+        if !(is_constant_op || (!inputs.is_empty() && all_constant)) {
+            continue;
+        }
+        let inputs: Vec<Option<&Tensor>> = node
+            .input
+            .iter()
+            .map(|name| {
+                if name.is_empty() {
+                    None
+                } else {
+                    constants.get(name)
+                }
+            })
+            .collect();
+        match eval::eval_node(node, index, opset, &inputs) {
+            Ok(outputs) => {
+                for (name, tensor) in node.output.iter().zip(outputs) {
+                    constants.insert(name.clone(), tensor);
+                }
+                folded.insert(index);
+            }
+            Err(e) => {
+                for name in &node.output {
+                    failures.insert(
+                        name.clone(),
+                        ImportErrorKind::Node {
+                            node: e.node.clone(),
+                            op_type: e.op_type.clone(),
+                            reason: unsupported(e.detail.clone()),
+                        },
+                    );
+                }
+                folded.insert(index);
+            }
+        }
+    }
+    (constants, failures, folded)
+}
+
+/// Folds the loaded model into an [`ImportedMlp`].
+pub fn fold(loaded: &LoadedModel) -> Result<ImportedMlp, ImportErrorKind> {
+    let graph = loaded
+        .proto
+        .graph
+        .as_ref()
+        .ok_or(ImportErrorKind::NoGraph)?;
+    let opset = loaded.opset;
+    let (constants, constant_failures, folded) = fold_constants(graph, opset, &loaded.initializers);
+    let mut consumers: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (index, node) in graph.node.iter().enumerate() {
+        if folded.contains(&index) {
+            continue;
+        }
+        for name in &node.input {
+            if !name.is_empty() {
+                let list = consumers.entry(name.as_str()).or_default();
+                if !list.contains(&index) {
+                    list.push(index);
+                }
+            }
+        }
+    }
+    let g = Graph {
+        constants,
+        constant_failures,
+        consumers,
+        outputs: graph
+            .output
+            .iter()
+            .filter_map(|o| o.name.as_deref())
+            .collect(),
+    };
+
+    let input = graph_input(graph, &loaded.initializers)?;
+    let mut chain = Chain {
+        dims: input.dims.clone(),
+        pending: None,
+        normalization: None,
+        layers: Vec::new(),
+    };
+    let mut visited: HashSet<usize> = folded.clone();
+    let mut current = input.name.clone();
+    let mut notices = Vec::new();
+
+    // The chain: one consumer at a time, until the head.
+    loop {
+        if g.outputs.contains(current.as_str()) {
+            break;
+        }
+        let next = g
+            .consumers
+            .get(current.as_str())
+            .cloned()
+            .unwrap_or_default();
+        let [index] = next.as_slice() else {
+            break;
+        };
+        let index = *index;
+        let node = &graph.node[index];
+        if is_head_op(node) {
+            break;
+        }
+        let fail = |reason| node_error(node, index, reason);
+        let data_slot = node.input.iter().position(|n| *n == current).unwrap_or(0);
+        let op = node.op_type.as_deref().unwrap_or("");
+        let domain = node.domain.as_deref().unwrap_or("");
+        let ml = domain == "ai.onnx.ml";
+        match (ml, op) {
+            (false, "Identity") => {}
+            (false, "Dropout") => {
+                if node.output.iter().skip(1).any(|o| {
+                    !o.is_empty()
+                        && (g.consumers.contains_key(o.as_str()) || g.outputs.contains(o.as_str()))
+                }) {
+                    return Err(fail(unsupported("the Dropout mask output is used")));
+                }
+            }
+            (false, "Cast") => {
+                let to = attr_int(node, "to", 0);
+                if to != DataType::Float as i64 {
+                    return Err(fail(unsupported(format!(
+                        "a Cast of the features to type {to}; kiln computes in FLOAT"
+                    ))));
+                }
+            }
+            (false, "Flatten") => {
+                let rank = chain.dims.len() as i64 + 1;
+                let axis = attr_int(node, "axis", 1);
+                let axis = if axis < 0 { axis + rank } else { axis };
+                if axis != 1 {
+                    return Err(fail(shape(format!(
+                        "Flatten axis {} mixes the batch dimension with the features; expected axis 1",
+                        attr_int(node, "axis", 1)
+                    ))));
+                }
+                chain.dims = vec![chain.n_features()];
+            }
+            (false, "Reshape") => {
+                let target = g.constant(node, index, 1)?;
+                let target = target
+                    .to_i64()
+                    .ok_or_else(|| fail(shape("the shape input must be INT64")))?;
+                chain.dims = reshape_keeping_batch(
+                    &chain.dims,
+                    &target,
+                    input.fixed_batch,
+                    attr_int(node, "allowzero", 0) != 0,
+                )
+                .map_err(|d| fail(shape(d)))?;
+            }
+            (false, "Add" | "Sub" | "Mul" | "Div") => {
+                let other_slot = 1 - data_slot.min(1);
+                let constant = g.constant(node, index, other_slot)?;
+                let c = broadcast_constant(constant, &chain.dims).map_err(fail)?;
+                let n = c.len();
+                let (a, b): (Vec<f64>, Vec<f64>) = match (op, data_slot) {
+                    ("Add", _) => (vec![1.0; n], c),
+                    ("Sub", 0) => (vec![1.0; n], c.iter().map(|v| -v).collect()),
+                    ("Sub", _) => (vec![-1.0; n], c),
+                    ("Mul", _) => (c, vec![0.0; n]),
+                    ("Div", 0) => (c.iter().map(|v| 1.0 / v).collect(), vec![0.0; n]),
+                    _ => {
+                        return Err(fail(unsupported(
+                            "a constant divided by the data is not an affine map",
+                        )))
+                    }
+                };
+                if a.iter().chain(&b).any(|v| !v.is_finite()) {
+                    return Err(fail(unsupported(
+                        "the constant gives a non-finite scale or offset (division by 0?)",
+                    )));
+                }
+                chain.affine(Affine {
+                    a,
+                    b,
+                    node: node_label(node, index),
+                    op_type: op.to_owned(),
+                });
+            }
+            (true, "Scaler") => {
+                let n = chain.n_features();
+                let per_feature = |name: &str, default: f64| -> Result<Vec<f64>, ImportErrorKind> {
+                    let values: Vec<f64> = attr(node, name)
+                        .map(|a| a.floats.iter().map(|&v| f64::from(v)).collect())
+                        .unwrap_or_default();
+                    match values.len() {
+                        0 => Ok(vec![default; n]),
+                        1 => Ok(vec![values[0]; n]),
+                        len if len == n => Ok(values),
+                        len => Err(fail(shape(format!(
+                            "`{name}` has {len} values for {n} features"
+                        )))),
+                    }
+                };
+                let offset = per_feature("offset", 0.0)?;
+                let scale = per_feature("scale", 1.0)?;
+                let b = offset.iter().zip(&scale).map(|(o, s)| -o * s).collect();
+                chain.affine(Affine {
+                    a: scale,
+                    b,
+                    node: node_label(node, index),
+                    op_type: "ai.onnx.ml.Scaler".into(),
+                });
+            }
+            (false, "BatchNormalization") => {
+                if attr_int(node, "training_mode", 0) != 0 {
+                    return Err(fail(unsupported("training_mode is 1")));
+                }
+                if node.output.iter().skip(1).any(|o| !o.is_empty()) {
+                    return Err(fail(unsupported(
+                        "the running mean and variance outputs are used (training mode)",
+                    )));
+                }
+                let params: Vec<Vec<f32>> = (1..5)
+                    .map(|slot| {
+                        let t = g.constant(node, index, slot)?;
+                        t.as_f32().map(<[f32]>::to_vec).ok_or_else(|| {
+                            fail(shape("BatchNormalization parameters must be FLOAT"))
+                        })
+                    })
+                    .collect::<Result<_, _>>()?;
+                let channels = chain.dims.first().copied().unwrap_or(0);
+                if params.iter().any(|p| p.len() != channels) {
+                    return Err(fail(shape(format!(
+                        "scale, B, mean and var must have {channels} values, one per channel of [N, {}]",
+                        chain.dims.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+                    ))));
+                }
+                let refs: Vec<&[f32]> = params.iter().map(Vec::as_slice).collect();
+                let (scale, bias) =
+                    eval::batch_norm_affine(&refs, f64::from(attr_float(node, "epsilon", 1e-5)));
+                let inner: usize = chain.dims.iter().skip(1).product();
+                let n = chain.n_features();
+                let a = (0..n).map(|i| scale[i / inner.max(1)]).collect();
+                let b = (0..n).map(|i| bias[i / inner.max(1)]).collect();
+                chain.affine(Affine {
+                    a,
+                    b,
+                    node: node_label(node, index),
+                    op_type: "BatchNormalization".into(),
+                });
+            }
+            (false, "Gemm") => {
+                if data_slot != 0 {
+                    return Err(fail(shape(
+                        "the data is Gemm's B input; kiln expects it as A",
+                    )));
+                }
+                if attr_int(node, "transA", 0) != 0 {
+                    return Err(fail(shape("transA=1 would multiply across the batch; the data must be A [N, features]")));
+                }
+                let trans_b = attr_int(node, "transB", 0) != 0;
+                let alpha = f64::from(attr_float(node, "alpha", 1.0));
+                let beta = f64::from(attr_float(node, "beta", 1.0));
+                let weights = g.constant(node, index, 1)?;
+                let (w, n_in, n_out) = weight_matrix(weights, trans_b).map_err(fail)?;
+                let w = w.into_iter().map(|v| v * alpha).collect();
+                let b = match g.optional_constant(node, index, 2)? {
+                    None => vec![0.0; n_out],
+                    Some(c) => per_output_bias(c, n_out)
+                        .map_err(fail)?
+                        .into_iter()
+                        .map(|v| v * beta)
+                        .collect(),
+                };
+                chain.dense(n_in, n_out, w, b).map_err(fail)?;
+            }
+            (false, "MatMul") => {
+                if data_slot != 0 {
+                    return Err(fail(shape(
+                        "the data is MatMul's second input; kiln expects x @ W",
+                    )));
+                }
+                let weights = g.constant(node, index, 1)?;
+                if weights.dims.len() != 2 {
+                    return Err(fail(shape(format!(
+                        "the weight has shape {:?}, expected a matrix [inputs, outputs]",
+                        weights.dims
+                    ))));
+                }
+                let (w, n_in, n_out) = weight_matrix(weights, false).map_err(fail)?;
+                chain
+                    .dense(n_in, n_out, w, vec![0.0; n_out])
+                    .map_err(fail)?;
+            }
+            (false, "Relu") => chain.activation(Activation::Relu).map_err(fail)?,
+            (false, "Tanh") => chain.activation(Activation::Tanh).map_err(fail)?,
+            (false, "Sigmoid") => chain.activation(Activation::Sigmoid).map_err(fail)?,
+            (false, "LeakyRelu") => chain
+                .activation(Activation::LeakyRelu {
+                    alpha: attr_float(node, "alpha", 0.01),
+                })
+                .map_err(fail)?,
+            (false, "Relu6") | (_, "Relu6") => chain.activation(Activation::Relu6).map_err(fail)?,
+            (false, "Clip") => {
+                let (lo, hi) = clip_bounds(&g, node, index, opset)?;
+                let activation = match (lo, hi) {
+                    (0.0, 6.0) => Activation::Relu6,
+                    (0.0, hi) if hi == f32::MAX || hi == f32::INFINITY => Activation::Relu,
+                    _ => {
+                        return Err(fail(unsupported(format!(
+                        "Clip({lo}, {hi}); kiln folds Clip(0, 6) (Relu6) and Clip(0, inf) (Relu)"
+                    ))))
+                    }
+                };
+                chain.activation(activation).map_err(fail)?;
+            }
+            _ => {
+                return Err(fail(unsupported(format!(
+                    "{} is not part of a kiln MLP",
+                    op_name(node)
+                ))))
+            }
+        }
+        visited.insert(index);
+        current = match node.output.first() {
+            Some(out) if !out.is_empty() => out.clone(),
+            _ => return Err(fail(shape("the node has no output"))),
+        };
+    }
+
+    if chain.layers.is_empty() {
+        return Err(ImportErrorKind::Graph {
+            detail: format!(
+                "no dense layer (Gemm, or MatMul then Add) on the path from input `{}`",
+                input.name
+            ),
+        });
+    }
+    if let Some(p) = &chain.pending {
+        return Err(ImportErrorKind::Node {
+            node: p.node.clone(),
+            op_type: p.op_type.clone(),
+            reason: unsupported("an affine map after the last activation; kiln's outputs end in the last layer's activation"),
+        });
+    }
+    if let Some(layer) = chain.open_layer() {
+        layer.activation = Some(Activation::Identity);
+    }
+    if chain.dims.len() != 1 {
+        return Err(ImportErrorKind::Graph {
+            detail: format!(
+                "the last layer's output has shape [N, {:?}], expected [N, classes]",
+                chain.dims
+            ),
+        });
+    }
+
+    // The head: what each remaining node computes from the logits.
+    let mut kinds: HashMap<String, (OutputKind, bool)> = HashMap::new();
+    kinds.insert(current.clone(), (OutputKind::Logits, true));
+    let mut dropped_nodes = Vec::new();
+    for (index, node) in graph.node.iter().enumerate() {
+        if visited.contains(&index) {
+            continue;
+        }
+        let fail = |reason| node_error(node, index, reason);
+        let Some(source) = node.input.iter().find_map(|name| kinds.get(name).cloned()) else {
+            return Err(fail(unsupported(
+                "the node is not on the path from the input through the dense layers",
+            )));
+        };
+        let (kind, runnable) = source;
+        let op = node.op_type.as_deref().unwrap_or("");
+        let label = node_label(node, index);
+        let class_axis_ok = |node: &NodeProto, default: i64| {
+            let axis = attr_int(node, "axis", default);
+            axis == 1 || axis == -1
+        };
+        let result: (OutputKind, bool) = match (op, &kind) {
+            ("Identity", _) => (kind.clone(), runnable),
+            ("Softmax" | "LogSoftmax", OutputKind::Logits) => {
+                let default = if opset < 13 { 1 } else { -1 };
+                if !class_axis_ok(node, default) {
+                    return Err(fail(shape(format!(
+                        "{op} over axis {}; the classes are axis 1",
+                        attr_int(node, "axis", default)
+                    ))));
+                }
+                let out = if op == "Softmax" {
+                    OutputKind::Probabilities
+                } else {
+                    OutputKind::LogProbabilities
+                };
+                (out, runnable)
+            }
+            ("ArgMax", OutputKind::Logits | OutputKind::Probabilities | OutputKind::LogProbabilities) => {
+                if !class_axis_ok(node, 0) || attr_int(node, "select_last_index", 0) != 0 {
+                    return Err(fail(shape("ArgMax must run over the class axis (1) and select the first maximum")));
+                }
+                (OutputKind::Label { classes: None }, runnable)
+            }
+            ("ArrayFeatureExtractor", OutputKind::Label { classes: None }) => {
+                // scikit-learn: classes[argmax]. The classes are input 0.
+                dropped_nodes.push(index);
+                match g.constants.get(node.input.first().map(String::as_str).unwrap_or("")).and_then(Tensor::to_i64) {
+                    Some(classes) if classes.len() == chain.dims[0] => {
+                        let identity = classes.iter().enumerate().all(|(i, &c)| c == i as i64);
+                        notices.push(format!(
+                            "node `{label}` (ai.onnx.ml.ArrayFeatureExtractor) dropped: it maps the argmax to the classes {}; kiln's label is the argmax{}",
+                            if identity { format!("0..{}", classes.len() - 1) } else { format!("{classes:?}") },
+                            if identity { ", the same value" } else { ", mapped through these classes when compared" }
+                        ));
+                        (OutputKind::Label { classes: (!identity).then_some(classes) }, false)
+                    }
+                    _ => {
+                        notices.push(format!(
+                            "node `{label}` (ai.onnx.ml.ArrayFeatureExtractor) dropped: its class labels are not integers, so its output is not reproduced"
+                        ));
+                        (OutputKind::Dropped, false)
+                    }
+                }
+            }
+            ("Cast" | "Reshape" | "Flatten" | "Squeeze", OutputKind::Label { .. } | OutputKind::Dropped) => {
+                if op == "Cast" {
+                    notices.push(format!(
+                        "node `{label}` (Cast) on the label dropped: kiln's label is the class index"
+                    ));
+                }
+                (kind.clone(), runnable)
+            }
+            ("Cast", OutputKind::Probabilities | OutputKind::LogProbabilities | OutputKind::Logits)
+                if attr_int(node, "to", 0) == DataType::Float as i64 =>
+            {
+                (kind.clone(), runnable)
+            }
+            ("ZipMap", OutputKind::Probabilities) => {
+                dropped_nodes.push(index);
+                notices.push(format!(
+                    "node `{label}` (ai.onnx.ml.ZipMap) dropped: its output `{}` is the probabilities as a sequence of maps; kiln gives them as a [N, {}] tensor",
+                    node.output.first().cloned().unwrap_or_default(),
+                    chain.dims[0]
+                ));
+                (OutputKind::Probabilities, false)
+            }
+            _ => {
+                return Err(fail(unsupported(format!(
+                    "{} after the last dense layer is not an output head kiln knows (Softmax, LogSoftmax, ArgMax, and scikit-learn's ZipMap, ArrayFeatureExtractor, Cast)",
+                    op_name(node)
+                ))))
+            }
+        };
+        // A node after a dropped one is dropped from the engine model too.
+        if !result.1 {
+            dropped_nodes.push(index);
+        }
+        for out in node.output.iter().filter(|o| !o.is_empty()) {
+            kinds.insert(out.clone(), result.clone());
+        }
+    }
+
+    let outputs = graph
+        .output
+        .iter()
+        .map(|o| {
+            let name = o.name.clone().unwrap_or_default();
+            match kinds.get(&name) {
+                Some((kind, runnable)) => Ok(ImportedOutput {
+                    name,
+                    kind: kind.clone(),
+                    engine_runnable: *runnable,
+                }),
+                None => Err(ImportErrorKind::Graph {
+                    detail: format!("output `{name}` is not computed from the MLP's layers"),
+                }),
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+
+    let n_inputs = input.dims.iter().product();
+    let normalization = normalization(chain.normalization.take(), n_inputs, &mut chain.layers);
+    let layers = chain
+        .layers
+        .into_iter()
+        .map(|l| DenseLayer {
+            n_inputs: l.n_in,
+            n_outputs: l.n_out,
+            weights: l.w.iter().map(|&v| v as f32).collect(),
+            bias: l.b.iter().map(|&v| v as f32).collect(),
+            activation: l.activation.unwrap_or(Activation::Identity),
+        })
+        .collect();
+    dropped_nodes.sort_unstable();
+    dropped_nodes.dedup();
+    Ok(ImportedMlp {
+        input,
+        n_inputs,
+        normalization,
+        layers,
+        outputs,
+        notices,
+        opset,
+        producer: format!(
+            "{} {}",
+            loaded.proto.producer_name.as_deref().unwrap_or("unknown"),
+            loaded.proto.producer_version.as_deref().unwrap_or("")
+        )
+        .trim()
+        .to_owned(),
+        dropped_nodes,
+    })
+}
+
+fn is_head_op(node: &NodeProto) -> bool {
+    matches!(
+        node.op_type.as_deref(),
+        Some("Softmax" | "LogSoftmax" | "ArgMax" | "ZipMap" | "ArrayFeatureExtractor")
+    )
+}
+
+/// The single graph input that is not an initializer, with its dims.
+fn graph_input(
+    graph: &GraphProto,
+    initializers: &HashMap<String, Tensor>,
+) -> Result<ImportedInput, ImportErrorKind> {
+    let inputs: Vec<_> = graph
+        .input
+        .iter()
+        .filter(|i| !initializers.contains_key(i.name.as_deref().unwrap_or("")))
+        .collect();
+    let [input] = inputs.as_slice() else {
+        return Err(ImportErrorKind::Graph {
+            detail: format!(
+                "the graph has {} inputs ({}); a kiln MLP has exactly one",
+                inputs.len(),
+                inputs
+                    .iter()
+                    .map(|i| format!("`{}`", i.name.as_deref().unwrap_or("")))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        });
+    };
+    let name = input.name.clone().unwrap_or_default();
+    let fail = |detail: String| ImportErrorKind::Graph {
+        detail: format!("input `{name}`: {detail}"),
+    };
+    let Some(type_proto::Value::TensorType(tensor_type)) =
+        input.r#type.as_ref().and_then(|t| t.value.as_ref())
+    else {
+        return Err(fail("is not a tensor".into()));
+    };
+    let elem = tensor_type.elem_type.unwrap_or(0);
+    if elem != DataType::Float as i32 {
+        let type_name = DataType::try_from(elem)
+            .map(|t| t.as_str_name().to_owned())
+            .unwrap_or_else(|_| elem.to_string());
+        return Err(fail(format!("is {type_name}; kiln imports FLOAT inputs")));
+    }
+    let dims = tensor_type
+        .shape
+        .as_ref()
+        .ok_or_else(|| fail("has no declared shape".into()))?
+        .dim
+        .iter()
+        .map(|d| match &d.value {
+            Some(dimension::Value::DimValue(v)) if *v > 0 => Some(*v as usize),
+            _ => None,
+        })
+        .collect::<Vec<_>>();
+    if dims.len() < 2 {
+        return Err(fail(format!(
+            "has rank {}; expected [N, features] or [N, ...]",
+            dims.len()
+        )));
+    }
+    let features: Option<Vec<usize>> = dims[1..].iter().copied().collect();
+    let features = features.ok_or_else(|| {
+        fail("a dimension after the batch is not a fixed size; kiln needs the feature count".into())
+    })?;
+    if features
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .is_none()
+    {
+        return Err(fail("the feature count overflows".into()));
+    }
+    Ok(ImportedInput {
+        name,
+        dims: features,
+        fixed_batch: dims[0],
+    })
+}
+
+/// The weight matrix of a Gemm or MatMul as row-major `[n_out][n_in]` f64.
+fn weight_matrix(
+    weights: &Tensor,
+    transposed: bool,
+) -> Result<(Vec<f64>, usize, usize), NodeReason> {
+    let values = weights.to_f64().ok_or_else(|| {
+        shape(format!(
+            "the weight is {}, expected FLOAT",
+            weights.data.type_name()
+        ))
+    })?;
+    let [rows, cols] = weights.dims.as_slice() else {
+        return Err(shape(format!(
+            "the weight has shape {:?}, expected a matrix",
+            weights.dims
+        )));
+    };
+    let (rows, cols) = (*rows, *cols);
+    if transposed {
+        // B is [n_out, n_in] already.
+        Ok((values, cols, rows))
+    } else {
+        // B is [n_in, n_out].
+        let mut w = vec![0.0; rows * cols];
+        for i in 0..rows {
+            for o in 0..cols {
+                w[o * rows + i] = values[i * cols + o];
+            }
+        }
+        Ok((w, rows, cols))
+    }
+}
+
+/// A Gemm's C as one bias per output.
+fn per_output_bias(c: &Tensor, n_out: usize) -> Result<Vec<f64>, NodeReason> {
+    let values = c
+        .to_f64()
+        .ok_or_else(|| shape(format!("C is {}, expected FLOAT", c.data.type_name())))?;
+    match (c.dims.as_slice(), values.len()) {
+        (_, 1) if c.dims.iter().all(|&d| d == 1) => Ok(vec![values[0]; n_out]),
+        ([n], _) | ([1, n], _) if *n == n_out => Ok(values),
+        _ => Err(shape(format!(
+            "C has shape {:?}; a bias must broadcast per output to [N, {n_out}]",
+            c.dims
+        ))),
+    }
+}
+
+/// Clip's bounds: attributes before opset 11, optional inputs from 11 on.
+fn clip_bounds(
+    g: &Graph<'_>,
+    node: &NodeProto,
+    index: usize,
+    opset: i64,
+) -> Result<(f32, f32), ImportErrorKind> {
+    if opset < 11 {
+        return Ok((
+            attr_float(node, "min", f32::MIN),
+            attr_float(node, "max", f32::MAX),
+        ));
+    }
+    let scalar = |slot: usize, default: f32| -> Result<f32, ImportErrorKind> {
+        match g.optional_constant(node, index, slot)? {
+            None => Ok(default),
+            Some(t) => match t.to_f64().as_deref() {
+                Some([v]) => Ok(*v as f32),
+                _ => Err(node_error(
+                    node,
+                    index,
+                    shape("Clip bounds must be FLOAT scalars"),
+                )),
+            },
+        }
+    };
+    Ok((scalar(1, f32::MIN)?, scalar(2, f32::MAX)?))
+}
+
+/// Reshape on the data path: the batch dimension must stay first and alone.
+fn reshape_keeping_batch(
+    dims: &[usize],
+    target: &[i64],
+    fixed_batch: Option<usize>,
+    allowzero: bool,
+) -> Result<Vec<usize>, String> {
+    let features: usize = dims.iter().product();
+    let Some((&first, rest)) = target.split_first() else {
+        return Err(format!("shape {target:?} drops the batch dimension"));
+    };
+    let batch_ok =
+        first == -1 || (first == 0 && !allowzero) || fixed_batch.is_some_and(|b| first == b as i64);
+    if !batch_ok {
+        return Err(format!(
+            "shape {target:?} does not keep the batch dimension first (expected -1 or 0 there)"
+        ));
+    }
+    if first == -1 && rest.contains(&-1) {
+        return Err(format!("shape {target:?} has more than one -1"));
+    }
+    let mut data_dims = vec![1usize];
+    data_dims.extend_from_slice(dims);
+    let mut rest_target = vec![1i64];
+    rest_target.extend_from_slice(rest);
+    // Resolve the feature dims against one sample.
+    let resolved = eval::reshape_dims(&data_dims, &rest_target, allowzero)?;
+    let out: Vec<usize> = resolved[1..].to_vec();
+    if out.iter().product::<usize>() != features || out.is_empty() {
+        return Err(format!(
+            "shape {target:?} does not keep the {features} features of each sample together"
+        ));
+    }
+    Ok(out)
+}
+
+/// The input normalisation in kiln's form. A feature scaled by 0 contributes
+/// only its offset, which goes into the first layer's bias.
+fn normalization(
+    affine: Option<Affine>,
+    n_inputs: usize,
+    layers: &mut [Layer],
+) -> InputNormalization {
+    let Some(affine) = affine else {
+        return InputNormalization::None;
+    };
+    if affine.b.iter().all(|&b| b == 0.0) && affine.a.iter().all(|&a| a == affine.a[0]) {
+        if affine.a[0] == 1.0 {
+            return InputNormalization::None;
+        }
+        return InputNormalization::Scale {
+            scale: affine.a[0] as f32,
+        };
+    }
+    let mut mean = Vec::with_capacity(n_inputs);
+    let mut inv_std = Vec::with_capacity(n_inputs);
+    for (j, (&a, &b)) in affine.a.iter().zip(&affine.b).enumerate() {
+        if a == 0.0 {
+            if let Some(first) = layers.first_mut() {
+                for o in 0..first.n_out {
+                    first.b[o] += first.w[o * first.n_in + j] * b;
+                }
+            }
+            mean.push(0.0);
+            inv_std.push(0.0);
+        } else {
+            // (x - mean) * inv_std = a x + b.
+            mean.push((-b / a) as f32);
+            inv_std.push(a as f32);
+        }
+    }
+    InputNormalization::Standardize { mean, inv_std }
+}

@@ -1,0 +1,131 @@
+//! Imports an ONNX multilayer perceptron written by another framework
+//! (PyTorch, scikit-learn through skl2onnx, TensorFlow through tf2onnx).
+//!
+//! [`reader`] parses the file with the crate's own protobuf types (initializers
+//! from `raw_data` or the typed fields, external data files, opsets 7 to 21);
+//! [`fold`] walks the graph from its input and folds what it finds into dense
+//! layers: normalisation (Sub, Div, Mul, Add by constants, Flatten, Reshape),
+//! Gemm or MatMul + Add, BatchNormalization, the activations, and the output
+//! head (Softmax, LogSoftmax, ArgMax, and scikit-learn's ZipMap /
+//! ArrayFeatureExtractor / Cast tail, dropped with a notice). The result is an
+//! [`ImportedMlp`], a neutral description that the trainer turns into its own
+//! model file; this crate does not depend on the trainer.
+//!
+//! Anything else is an [`ImportError`] naming the node, its operator and the
+//! reason: an unsupported op, non-constant weights, or a shape mismatch.
+
+pub mod error;
+pub mod fold;
+pub mod reader;
+
+use std::path::Path;
+
+pub use error::{ImportError, ImportErrorKind, NodeReason};
+pub use reader::{LoadedModel, MAX_IMPORT_OPSET, MIN_IMPORT_OPSET};
+
+use crate::mlp::{DenseLayer, InputNormalization};
+use crate::proto::ModelProto;
+
+/// What one graph output of the imported file holds, in terms of the MLP.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OutputKind {
+    /// The last layer's output (after its activation).
+    Logits,
+    /// Softmax of the logits over the class axis.
+    Probabilities,
+    /// LogSoftmax of the logits.
+    LogProbabilities,
+    /// The index of the largest logit, mapped through `classes` when the
+    /// graph maps it (scikit-learn's ArrayFeatureExtractor); `None` means the
+    /// label is the index itself.
+    Label { classes: Option<Vec<i64>> },
+    /// An output the importer cannot reproduce (string class labels); it is
+    /// dropped with a notice.
+    Dropped,
+}
+
+/// One graph output of the imported file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImportedOutput {
+    pub name: String,
+    pub kind: OutputKind,
+    /// Whether the output comes out of the graph without a dropped node
+    /// (ZipMap, ArrayFeatureExtractor), so any ONNX engine can compute it from
+    /// [`engine_model`]'s graph.
+    pub engine_runnable: bool,
+}
+
+/// The graph input, as declared.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImportedInput {
+    pub name: String,
+    /// The dimensions after the batch dimension, e.g. `[1, 8, 8]` for images
+    /// that a Flatten turns into 64 features.
+    pub dims: Vec<usize>,
+    /// The batch dimension when the file fixes it (some exporters write 1).
+    pub fixed_batch: Option<usize>,
+}
+
+/// An MLP read from another framework's ONNX file, in neutral form.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImportedMlp {
+    pub input: ImportedInput,
+    /// The feature count the first dense layer takes (the product of
+    /// `input.dims`).
+    pub n_inputs: usize,
+    /// The input affine map found before the first dense layer.
+    pub normalization: InputNormalization,
+    /// Dense layers with their activations; BatchNormalization and constant
+    /// affine maps between layers are folded in.
+    pub layers: Vec<DenseLayer>,
+    /// Every graph output, in the file's order.
+    pub outputs: Vec<ImportedOutput>,
+    /// One line per thing dropped or changed that a user should know about.
+    pub notices: Vec<String>,
+    /// The default-domain opset of the file.
+    pub opset: i64,
+    /// `producer_name producer_version` of the file.
+    pub producer: String,
+    /// Indices (in `graph.node`) of the nodes dropped from the engine model.
+    pub dropped_nodes: Vec<usize>,
+}
+
+impl ImportedMlp {
+    /// The width of the last layer.
+    pub fn n_outputs(&self) -> usize {
+        self.layers.last().map_or(0, |l| l.n_outputs)
+    }
+}
+
+/// Reads the ONNX file at `path` and folds it into an MLP.
+pub fn import_file(path: &Path) -> Result<(ImportedMlp, LoadedModel), ImportError> {
+    let loaded = reader::read_model(path)?;
+    let mlp = fold::fold(&loaded).map_err(|kind| ImportError {
+        path: path.to_owned(),
+        kind,
+    })?;
+    Ok((mlp, loaded))
+}
+
+/// The imported graph as other ONNX engines can run it: the nodes the
+/// importer dropped (scikit-learn's ZipMap and ArrayFeatureExtractor tail) and
+/// the outputs that depend on them removed, and external data inlined so the
+/// model stands alone. Everything else is the file's own graph, unchanged.
+pub fn engine_model(loaded: &LoadedModel, mlp: &ImportedMlp) -> ModelProto {
+    let mut proto = loaded.proto.clone();
+    if let Some(graph) = proto.graph.as_mut() {
+        let dropped: std::collections::HashSet<usize> = mlp.dropped_nodes.iter().copied().collect();
+        graph.node = std::mem::take(&mut graph.node)
+            .into_iter()
+            .enumerate()
+            .filter(|(index, _)| !dropped.contains(index))
+            .map(|(_, node)| node)
+            .collect();
+        graph.output.retain(|output| {
+            mlp.outputs
+                .iter()
+                .any(|o| o.engine_runnable && Some(o.name.as_str()) == output.name.as_deref())
+        });
+    }
+    proto
+}
