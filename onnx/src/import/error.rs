@@ -43,7 +43,7 @@ pub enum ImportErrorKind {
     #[error("the model has no graph")]
     NoGraph,
     /// The default-domain opset is missing or outside 7 to 21.
-    #[error("opset {found} is not supported: kiln imports ai.onnx opsets {min} to {max}")]
+    #[error("opset {found} is not supported: kiln reads ai.onnx opsets {min} to {max}")]
     Opset { found: String, min: i64, max: i64 },
     /// An initializer or constant cannot be decoded.
     #[error("tensor `{tensor}`: {detail}")]

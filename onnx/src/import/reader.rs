@@ -21,6 +21,10 @@ use crate::proto::{tensor_proto::DataLocation, tensor_proto::DataType, ModelProt
 pub const MIN_IMPORT_OPSET: i64 = 7;
 /// The newest default-domain opset the importer reads.
 pub const MAX_IMPORT_OPSET: i64 = 21;
+/// The newest default-domain opset the float evaluator runs: its operators'
+/// float semantics are unchanged from opset 13 to 25, and it follows the
+/// older versions where they differ (Softmax before 13, Clip before 11).
+pub const MAX_EVAL_OPSET: i64 = 25;
 
 /// A decoded model with its initializers.
 #[derive(Debug, Clone)]
@@ -34,8 +38,18 @@ pub struct LoadedModel {
 }
 
 /// Reads and decodes the ONNX file at `path`, resolving external data
-/// relative to its folder.
+/// relative to its folder; the opset must be one the importer reads (7 to 21).
 pub fn read_model(path: &Path) -> Result<LoadedModel, ImportError> {
+    read_model_with_opsets(path, MIN_IMPORT_OPSET, MAX_IMPORT_OPSET)
+}
+
+/// [`read_model`] with another accepted opset range (the float evaluator's is
+/// up to [`MAX_EVAL_OPSET`]).
+pub fn read_model_with_opsets(
+    path: &Path,
+    min_opset: i64,
+    max_opset: i64,
+) -> Result<LoadedModel, ImportError> {
     let at = |kind| ImportError {
         path: path.to_owned(),
         kind,
@@ -47,22 +61,27 @@ pub fn read_model(path: &Path) -> Result<LoadedModel, ImportError> {
     } else {
         base_dir
     };
-    read_model_bytes(&bytes, Some(base_dir)).map_err(|(file, kind)| ImportError {
-        path: file.unwrap_or_else(|| path.to_owned()),
-        kind,
+    read_model_bytes(&bytes, Some(base_dir), min_opset, max_opset).map_err(|(file, kind)| {
+        ImportError {
+            path: file.unwrap_or_else(|| path.to_owned()),
+            kind,
+        }
     })
 }
 
-/// Decodes model bytes. External data is read from `base_dir`; without one it
-/// is refused. On failure, returns the external data file involved (if any)
-/// and the reason.
+/// Decodes model bytes whose default-domain opset is in
+/// `min_opset..=max_opset`. External data is read from `base_dir`; without one
+/// it is refused. On failure, returns the external data file involved (if
+/// any) and the reason.
 pub fn read_model_bytes(
     bytes: &[u8],
     base_dir: Option<&Path>,
+    min_opset: i64,
+    max_opset: i64,
 ) -> Result<LoadedModel, (Option<PathBuf>, ImportErrorKind)> {
     let mut proto =
         ModelProto::decode(bytes).map_err(|e| (None, ImportErrorKind::Decode(e.to_string())))?;
-    let opset = check_opset(&proto).map_err(|k| (None, k))?;
+    let opset = check_opset(&proto, min_opset, max_opset).map_err(|k| (None, k))?;
     let graph = proto
         .graph
         .as_mut()
@@ -92,15 +111,11 @@ pub fn read_model_bytes(
 }
 
 /// The default-domain opset, checked against the range the importer reads.
-fn check_opset(model: &ModelProto) -> Result<i64, ImportErrorKind> {
-    let fail = |found: String| ImportErrorKind::Opset {
-        found,
-        min: MIN_IMPORT_OPSET,
-        max: MAX_IMPORT_OPSET,
-    };
+fn check_opset(model: &ModelProto, min: i64, max: i64) -> Result<i64, ImportErrorKind> {
+    let fail = |found: String| ImportErrorKind::Opset { found, min, max };
     let version =
         crate::eval::default_opset(model).ok_or_else(|| fail("(none declared)".into()))?;
-    if (MIN_IMPORT_OPSET..=MAX_IMPORT_OPSET).contains(&version) {
+    if (min..=max).contains(&version) {
         Ok(version)
     } else {
         Err(fail(version.to_string()))
