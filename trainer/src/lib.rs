@@ -9,6 +9,7 @@ pub mod fsutil;
 pub mod model;
 pub mod nn;
 pub mod npy;
+pub mod plot;
 pub mod quant;
 pub mod rng;
 pub mod train;

@@ -47,7 +47,9 @@ fn train_exports_checks_and_reports_json() {
             "model.input.npy",
             "model.json",
             "model.logits.npy",
-            "model.onnx"
+            "model.onnx",
+            "training.png",
+            "training.svg"
         ]
     );
     for key in ["model", "onnx", "reference_input", "reference_logits"] {

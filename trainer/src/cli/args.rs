@@ -51,6 +51,13 @@ pub enum Command {
         after_help = "Example: kiln run kiln-out/int8/model.kiln --data mnist:DIR --outputs logits.csv"
     )]
     Run(RunArgs),
+    /// Measure a float model (model.json) or an int8 blob (.kiln) on a data set's test split:
+    /// accuracy, per-class precision and recall, a confusion-matrix picture and, for image
+    /// data, a picture of the most confident mistakes.
+    #[command(
+        after_help = "Example: kiln eval kiln-out/int8/model.kiln --data mnist:DIR -o eval-out"
+    )]
+    Eval(EvalArgs),
     /// Show a model's layers, parameters, MACs, flash and RAM as f32 and int8, and check
     /// whether the int8 model fits a flash and RAM budget (exit code 1 if not).
     #[command(after_help = "Example: kiln inspect kiln-out/model.kiln --flash 64K --ram 16K")]
@@ -238,6 +245,9 @@ pub struct TrainArgs {
     /// Skip the tract check of the exported file.
     #[arg(long)]
     pub no_check: bool,
+    /// Do not draw training.png and training.svg (loss and accuracy per epoch).
+    #[arg(long)]
+    pub no_plot: bool,
     #[command(flatten)]
     pub onnx: OnnxArgs,
     #[command(flatten)]
@@ -332,6 +342,20 @@ pub struct RunArgs {
     /// Write the int8 logits to FILE as CSV, one row per test sample.
     #[arg(long, value_name = "FILE")]
     pub outputs: Option<PathBuf>,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct EvalArgs {
+    /// A kiln model file (model.json) or a .kiln blob; recognised by its content.
+    pub model: PathBuf,
+    /// The data (by default: a model file's own training data; the bundled digits for a blob).
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// The folder for confusion.png/.svg and mistakes.png/.svg (default: the model's folder).
+    #[arg(long, short, value_name = "DIR")]
+    pub out: Option<PathBuf>,
     #[command(flatten)]
     pub output: OutputArgs,
 }

@@ -103,11 +103,13 @@ mod interrupt {
 }
 
 /// The files `kiln train` writes into its output folder.
-const OUTPUT_FILES: [&str; 4] = [
+const OUTPUT_FILES: [&str; 6] = [
     "model.json",
     "model.onnx",
     "model.input.npy",
     "model.logits.npy",
+    "training.png",
+    "training.svg",
 ];
 
 /// Removes the hidden temp files a killed run may have left beside its outputs
@@ -122,16 +124,19 @@ fn remove_stale_temp_files(dir: &Path) {
         let Some(rest) = name.strip_prefix('.') else {
             continue;
         };
-        let stale = OUTPUT_FILES.iter().any(|file| {
-            rest.strip_prefix(file)
-                .and_then(|tail| tail.strip_prefix(".tmp-"))
-                .is_some_and(|id| {
-                    !id.is_empty()
-                        && id.chars().all(|c| c.is_ascii_digit() || c == '-')
-                        && id != pid
-                        && !id.starts_with(&format!("{pid}-"))
-                })
-        });
+        let stale = OUTPUT_FILES
+            .iter()
+            .chain(&super::eval::OUTPUT_FILES)
+            .any(|file| {
+                rest.strip_prefix(file)
+                    .and_then(|tail| tail.strip_prefix(".tmp-"))
+                    .is_some_and(|id| {
+                        !id.is_empty()
+                            && id.chars().all(|c| c.is_ascii_digit() || c == '-')
+                            && id != pid
+                            && !id.starts_with(&format!("{pid}-"))
+                    })
+            });
         if stale {
             let _ = std::fs::remove_file(entry.path());
         }
@@ -145,6 +150,9 @@ pub struct Files {
     pub onnx: Option<PathBuf>,
     pub reference_input: Option<PathBuf>,
     pub reference_logits: Option<PathBuf>,
+    /// Pictures (PNG and SVG): the training curves, and for `demo` the evaluation's.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pictures: Vec<PathBuf>,
 }
 
 /// What `train` and `demo` report, as printed with `--json`.
@@ -167,6 +175,9 @@ pub struct TrainSummary {
     /// The int8 model (`demo` only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub quantization: Option<super::quantize::QuantSummary>,
+    /// The float model on the test set (`demo` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub evaluation: Option<super::eval::EvalSummary>,
 }
 
 fn architecture(model: &ModelFile) -> String {
@@ -267,6 +278,23 @@ fn train_export_check(
         onnx: Some(onnx_path.clone()),
         ..Files::default()
     };
+    if plan.plot {
+        let figure = crate::plot::TrainingFigure {
+            title: format!(
+                "{} on {}: test loss {}{}",
+                architecture(&model),
+                plan.data_spec,
+                crate::plot::short_number(test_loss),
+                test_accuracy.map_or_else(String::new, |a| format!(", test accuracy {a:.4}"))
+            ),
+            history: &model.state.history,
+        };
+        files.pictures.extend(crate::plot::write_png_and_svg(
+            &figure,
+            &plan.out_dir,
+            "training",
+        )?);
+    }
     let report = if plan.check {
         let (report, trainer_outputs) = check::check(&onnx_path, &model, &split.test)?;
         let (input, logits) = check::save_reference(&onnx_path, &split.test, &trainer_outputs)
@@ -306,6 +334,7 @@ fn train_export_check(
         check: report,
         files,
         quantization: None,
+        evaluation: None,
     };
     Ok((summary, model))
 }
@@ -350,6 +379,9 @@ fn print_summary(summary: &TrainSummary, json: bool) -> Result<()> {
     if let Some(quant) = &summary.quantization {
         rows.extend(quant.rows());
     }
+    if let Some(evaluation) = &summary.evaluation {
+        rows.extend(evaluation.rows());
+    }
     let quant_files = summary
         .quantization
         .as_ref()
@@ -366,6 +398,10 @@ fn print_summary(summary: &TrainSummary, json: bool) -> Result<()> {
         if let Some(path) = path {
             rows.push((label, path.display().to_string()));
         }
+    }
+    let eval_pictures = summary.evaluation.iter().flat_map(|e| &e.pictures);
+    for path in summary.files.pictures.iter().chain(eval_pictures) {
+        rows.push(("picture", path.display().to_string()));
     }
     println!("kiln {}", summary.command);
     for (label, value) in rows {
@@ -454,12 +490,14 @@ pub fn demo(args: &DemoArgs) -> Result<()> {
         epochs: Some(40),
         batch: Some(32),
         seed: Some(0),
-        val_split: None,
+        // A validation split, so training.png shows both curves.
+        val_split: Some(0.1),
         patience: None,
         normalize: None,
         out: args.out.clone(),
         resume: false,
         no_check: false,
+        no_plot: false,
         onnx: OnnxArgs {
             opset: kiln_onnx::builder::MIN_OPSET,
             probabilities: false,
@@ -478,6 +516,14 @@ pub fn demo(args: &DemoArgs) -> Result<()> {
         &plan.data_spec,
         &split,
         crate::quant::QuantOptions::default(),
+        &plan.out_dir,
+    )?);
+    // And the pictures of where the float model errs.
+    summary.evaluation = Some(super::eval::evaluate_float(
+        &model_path,
+        &model,
+        &plan.data_spec,
+        &split,
         &plan.out_dir,
     )?);
     finish(&summary, args.output.json)

@@ -30,6 +30,8 @@ pub struct TrainPlan {
     pub out_dir: PathBuf,
     pub resume: bool,
     pub check: bool,
+    /// Draw training.png and training.svg.
+    pub plot: bool,
     pub export: ExportOptions,
     pub output: OutputArgs,
 }
@@ -346,6 +348,7 @@ impl TrainPlan {
             out_dir: args.out.clone(),
             resume: args.resume,
             check: !args.no_check,
+            plot: !args.no_plot,
             export,
             output: args.output,
         })

@@ -4,6 +4,7 @@
 pub mod args;
 pub mod commands;
 pub mod config;
+pub mod eval;
 pub mod inspect;
 pub mod progress;
 pub mod quantize;
@@ -42,6 +43,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<()> {
         args::Command::Quantize(args) => quantize::quantize(args),
         args::Command::Bake(args) => quantize::bake(args),
         args::Command::Run(args) => quantize::run(args),
+        args::Command::Eval(args) => eval::eval(args),
         args::Command::Inspect(args) => inspect::inspect(args),
         args::Command::Completions(args) => commands::completions(args),
     }
@@ -77,6 +79,7 @@ pub fn exit_code_for(error: &anyhow::Error) -> u8 {
             || cause.is::<crate::quant::host::RawValueError>()
             || cause.is::<crate::quant::host::BlobError>()
             || cause.is::<inspect::InspectError>()
+            || cause.is::<eval::EvalError>()
         {
             return exit_code::BAD_INPUT;
         }

@@ -363,7 +363,7 @@ pub fn bake(args: &BakeArgs) -> Result<()> {
 }
 
 /// "784-128-10 relu/identity" from the blob's layers.
-fn runtime_architecture(model: &kiln_runtime::Model<'_>) -> String {
+pub(super) fn runtime_architecture(model: &kiln_runtime::Model<'_>) -> String {
     let layers: Vec<kiln_runtime::LayerInfo> = (0..model.n_layers())
         .filter_map(|idx| model.layer(idx))
         .collect();

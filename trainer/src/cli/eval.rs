@@ -1,0 +1,480 @@
+//! `kiln eval MODEL`: accuracy, per-class precision and recall, the confusion matrix and
+//! the most confident mistakes of a float model (model.json) or an int8 blob (.kiln).
+
+use super::args::EvalArgs;
+use super::config::data_config;
+use crate::data::{self, DataSpec, Dataset, Split, Targets};
+use crate::model::ModelFile;
+use crate::nn::loss::Loss;
+use crate::plot::{self, ConfusionFigure, Mistake, MistakesFigure};
+use crate::quant::host;
+use anyhow::Result;
+use nalgebra::DMatrix;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+/// A model and data that `kiln eval` cannot measure together; reported as bad input.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {detail}")]
+pub struct EvalError {
+    pub path: PathBuf,
+    pub detail: String,
+}
+
+/// The files `kiln eval` (and `demo`) write.
+pub const OUTPUT_FILES: [&str; 4] = [
+    "confusion.png",
+    "confusion.svg",
+    "mistakes.png",
+    "mistakes.svg",
+];
+
+/// What a model predicted for every test sample.
+#[derive(Debug, Clone)]
+struct Predictions {
+    /// The predicted class of every sample.
+    classes: Vec<usize>,
+    /// The softmax probability of the predicted class.
+    confidences: Vec<f64>,
+}
+
+/// Precision and recall of one class.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClassMetrics {
+    pub class: usize,
+    /// Test samples of this class.
+    pub support: usize,
+    /// Test samples predicted as this class.
+    pub predicted: usize,
+    /// Of the samples predicted as this class, the share that are; `None` if none was.
+    pub precision: Option<f64>,
+    /// Of the samples of this class, the share predicted as it; `None` if there are none.
+    pub recall: Option<f64>,
+}
+
+/// What `kiln eval` reports, as printed with `--json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct EvalSummary {
+    pub command: &'static str,
+    pub model: PathBuf,
+    /// `float` (a model file) or `int8` (a blob).
+    pub kind: &'static str,
+    pub data: String,
+    pub samples: usize,
+    pub accuracy: f64,
+    pub mistakes: usize,
+    pub classes: Vec<ClassMetrics>,
+    /// `confusion[true_class][predicted_class]`: sample counts.
+    pub confusion: Vec<Vec<usize>>,
+    /// The pictures written (PNG and SVG).
+    pub pictures: Vec<PathBuf>,
+}
+
+impl EvalSummary {
+    /// The one-line rows `demo` adds to its summary.
+    pub fn rows(&self) -> Vec<(&'static str, String)> {
+        vec![(
+            "eval",
+            format!(
+                "{} accuracy {:.4} on {} samples, {} mistakes",
+                self.kind, self.accuracy, self.samples, self.mistakes
+            ),
+        )]
+    }
+}
+
+/// Softmax of `logits`, in f64 so large logits do not overflow.
+fn softmax_max(logits: &[f32]) -> f64 {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let total: f64 = logits.iter().map(|&v| f64::from(v - max).exp()).sum();
+    if total > 0.0 {
+        1.0 / total
+    } else {
+        f64::NAN
+    }
+}
+
+fn float_predictions(model: &ModelFile, test: &Dataset) -> Predictions {
+    let mlp = model.mlp();
+    let features = model.normalization.apply(test);
+    let n_features = test.n_features;
+    let n_samples = test.n_samples();
+    let mut classes = Vec::with_capacity(n_samples);
+    let mut confidences = Vec::with_capacity(n_samples);
+    for start in (0..n_samples).step_by(1024) {
+        let end = (start + 1024).min(n_samples);
+        let input = DMatrix::from_column_slice(
+            n_features,
+            end - start,
+            &features[start * n_features..end * n_features],
+        );
+        let output = mlp.forward(&input);
+        for column in output.column_iter() {
+            let logits: Vec<f32> = column.iter().copied().collect();
+            classes.push(crate::train::argmax(logits.iter().copied()));
+            confidences.push(softmax_max(&logits));
+        }
+    }
+    Predictions {
+        classes,
+        confidences,
+    }
+}
+
+fn blob_predictions(
+    path: &Path,
+    model: &kiln_runtime::Model<'_>,
+    test: &Dataset,
+    spec: &DataSpec,
+) -> Result<Predictions> {
+    let raw = host::raw_inputs(test, &format!("{spec} (test set)"))?;
+    let (n_inputs, n_outputs) = (model.n_inputs(), model.n_outputs());
+    let run = host::run_runtime(model, &raw, n_inputs, n_outputs).map_err(|e| EvalError {
+        path: path.to_owned(),
+        detail: format!("the kiln runtime failed: {e}"),
+    })?;
+    // The logits' real values, `scale * (q - zero_point)`, as the runtime's f32 output has them.
+    let scale = f32::from_bits(model.output_scale_bits());
+    let zero_point = f32::from(model.output_zero_point());
+    let confidences = run
+        .logits
+        .chunks_exact(n_outputs.max(1))
+        .map(|logits| {
+            let real: Vec<f32> = logits
+                .iter()
+                .map(|&q| scale * (f32::from(q) - zero_point))
+                .collect();
+            softmax_max(&real)
+        })
+        .collect();
+    Ok(Predictions {
+        classes: run.predictions,
+        confidences,
+    })
+}
+
+/// Refuses data the model cannot be measured on: regression targets, another width.
+fn check_fit(
+    path: &Path,
+    spec: &DataSpec,
+    test: &Dataset,
+    n_inputs: usize,
+    n_outputs: usize,
+) -> Result<(Vec<u32>, usize), EvalError> {
+    let refuse = |detail: String| EvalError {
+        path: path.to_owned(),
+        detail,
+    };
+    let Targets::Classes { labels, n_classes } = &test.targets else {
+        return Err(refuse(format!(
+            "{spec} has regression targets; kiln eval measures classifiers (accuracy, precision, recall)"
+        )));
+    };
+    if test.n_features != n_inputs {
+        return Err(refuse(format!(
+            "the model takes {n_inputs} inputs, but {spec} has {} features",
+            test.n_features
+        )));
+    }
+    if *n_classes > n_outputs {
+        return Err(refuse(format!(
+            "the model has {n_outputs} outputs, but {spec} has {n_classes} classes"
+        )));
+    }
+    Ok((labels.clone(), n_outputs))
+}
+
+/// The confusion matrix and per-class figures.
+fn metrics(
+    labels: &[u32],
+    predicted: &[usize],
+    n_classes: usize,
+) -> (Vec<Vec<usize>>, Vec<ClassMetrics>) {
+    let mut confusion = vec![vec![0usize; n_classes]; n_classes];
+    for (&label, &class) in labels.iter().zip(predicted) {
+        confusion[label as usize][class] += 1;
+    }
+    let classes = (0..n_classes)
+        .map(|class| {
+            let support: usize = confusion[class].iter().sum();
+            let predicted: usize = confusion.iter().map(|row| row[class]).sum();
+            let correct = confusion[class][class];
+            let share = |total: usize| (total > 0).then(|| correct as f64 / total as f64);
+            ClassMetrics {
+                class,
+                support,
+                predicted,
+                precision: share(predicted),
+                recall: share(support),
+            }
+        })
+        .collect();
+    (confusion, classes)
+}
+
+/// The mistakes, most confident first (ties: lower row first).
+fn ranked_mistakes(labels: &[u32], predictions: &Predictions) -> Vec<Mistake> {
+    let mut mistakes: Vec<Mistake> = labels
+        .iter()
+        .zip(&predictions.classes)
+        .zip(&predictions.confidences)
+        .enumerate()
+        .filter(|(_, ((&label, &class), _))| label as usize != class)
+        .map(|(row_idx, ((&label, &class), &confidence))| Mistake {
+            row_idx,
+            true_class: label as usize,
+            predicted_class: class,
+            confidence,
+        })
+        .collect();
+    mistakes.sort_by(|a, b| {
+        b.confidence
+            .total_cmp(&a.confidence)
+            .then(a.row_idx.cmp(&b.row_idx))
+    });
+    mistakes
+}
+
+/// Everything `eval` needs to know about the model being measured.
+struct Subject<'a> {
+    path: &'a Path,
+    kind: &'static str,
+    /// e.g. "64-128-10 relu".
+    architecture: String,
+}
+
+/// Measures `predictions` on `split`, draws the pictures into `out_dir`, and summarises.
+fn evaluate(
+    subject: &Subject<'_>,
+    spec: &DataSpec,
+    split: &Split,
+    labels: &[u32],
+    n_classes: usize,
+    predictions: &Predictions,
+    out_dir: &Path,
+) -> Result<EvalSummary> {
+    let test = &split.test;
+    let (confusion, classes) = metrics(labels, &predictions.classes, n_classes);
+    let correct: usize = (0..n_classes).map(|c| confusion[c][c]).sum();
+    let samples = labels.len();
+    let accuracy = correct as f64 / samples.max(1) as f64;
+    let mistakes = ranked_mistakes(labels, predictions);
+
+    std::fs::create_dir_all(out_dir).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: cannot create the output folder: {e}",
+            out_dir.display()
+        )
+    })?;
+    let name = subject
+        .path
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    let title = format!(
+        "{name}: {} {}, {spec}, accuracy {accuracy:.4} on {samples} samples",
+        subject.kind, subject.architecture
+    );
+    let mut pictures = Vec::new();
+    let confusion_figure = ConfusionFigure {
+        title: title.clone(),
+        counts: &confusion,
+    };
+    pictures.extend(plot::write_png_and_svg(
+        &confusion_figure,
+        out_dir,
+        "confusion",
+    )?);
+    if let Some(image_shape) = plot::image_shape(spec, test.n_features) {
+        let shown = &mistakes[..mistakes.len().min(MistakesFigure::MAX_SHOWN)];
+        let figure = MistakesFigure {
+            title,
+            image_shape,
+            features: &test.features,
+            mistakes: shown,
+        };
+        pictures.extend(plot::write_png_and_svg(&figure, out_dir, "mistakes")?);
+    }
+    Ok(EvalSummary {
+        command: "eval",
+        model: subject.path.to_owned(),
+        kind: subject.kind,
+        data: split.description.clone(),
+        samples,
+        accuracy,
+        mistakes: mistakes.len(),
+        classes,
+        confusion,
+        pictures,
+    })
+}
+
+fn float_architecture(model: &ModelFile) -> String {
+    let widths: Vec<String> = std::iter::once(model.n_inputs)
+        .chain(model.layers.iter().map(|l| l.n_outputs))
+        .map(|w| w.to_string())
+        .collect();
+    format!("{} {}", widths.join("-"), model.config.activation)
+}
+
+/// Evaluates a float model on `split` (the data it was trained on, for `demo`).
+pub fn evaluate_float(
+    path: &Path,
+    model: &ModelFile,
+    spec: &DataSpec,
+    split: &Split,
+    out_dir: &Path,
+) -> Result<EvalSummary> {
+    let n_outputs = model.layers.last().map_or(0, |l| l.n_outputs);
+    let (labels, n_classes) = check_fit(path, spec, &split.test, model.n_inputs, n_outputs)?;
+    let predictions = float_predictions(model, &split.test);
+    let subject = Subject {
+        path,
+        kind: "float",
+        architecture: float_architecture(model),
+    };
+    evaluate(
+        &subject,
+        spec,
+        split,
+        &labels,
+        n_classes,
+        &predictions,
+        out_dir,
+    )
+}
+
+/// Whether `bytes` start like a `.kiln` blob.
+fn is_blob(bytes: &[u8]) -> bool {
+    bytes.starts_with(b"KILN")
+}
+
+pub fn eval(args: &EvalArgs) -> Result<()> {
+    let out_dir = args.out.clone().unwrap_or_else(|| {
+        args.model
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+    });
+    let bytes = std::fs::read(&args.model).map_err(|e| EvalError {
+        path: args.model.clone(),
+        detail: format!("cannot read the model: {e}"),
+    })?;
+    let summary = if is_blob(&bytes) {
+        let model = kiln_runtime::Model::from_bytes(&bytes).map_err(|e| host::BlobError {
+            path: args.model.clone(),
+            detail: format!("the kiln runtime refuses the model blob: {e}"),
+        })?;
+        // A blob does not record its data: --data names it (the bundled digits by default).
+        let (spec, options) = data_config(&args.data, Loss::CrossEntropy)?;
+        let split = data::load(&spec, &options)?;
+        let (labels, n_classes) = check_fit(
+            &args.model,
+            &spec,
+            &split.test,
+            model.n_inputs(),
+            model.n_outputs(),
+        )?;
+        let predictions = blob_predictions(&args.model, &model, &split.test, &spec)?;
+        let subject = Subject {
+            path: &args.model,
+            kind: "int8",
+            architecture: super::quantize::runtime_architecture(&model),
+        };
+        evaluate(
+            &subject,
+            &spec,
+            &split,
+            &labels,
+            n_classes,
+            &predictions,
+            &out_dir,
+        )?
+    } else {
+        let model = ModelFile::load(&args.model)?;
+        // By default the data the model was trained on, with its own test split.
+        let (spec, options) = if args.data.data.is_some() {
+            data_config(&args.data, model.config.loss)?
+        } else {
+            (model.data.clone(), model.data_options.clone())
+        };
+        let split = data::load(&spec, &options)?;
+        evaluate_float(&args.model, &model, &spec, &split, &out_dir)?
+    };
+    print_summary(&summary, args.output.json, args.output.quiet)
+}
+
+fn percent(value: Option<f64>) -> String {
+    value.map_or_else(|| "n/a".into(), |v| format!("{v:.4}"))
+}
+
+fn print_summary(summary: &EvalSummary, json: bool, quiet: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(summary)?);
+        return Ok(());
+    }
+    if quiet {
+        return Ok(());
+    }
+    println!("kiln eval {}", summary.model.display());
+    println!("  {:<14} {}", "data", summary.data);
+    println!(
+        "  {:<14} {:.4} ({}) on {} samples, {} mistakes",
+        "accuracy", summary.accuracy, summary.kind, summary.samples, summary.mistakes
+    );
+    println!(
+        "  {:<14} {:>8} {:>10} {:>10} {:>10}",
+        "class", "support", "predicted", "precision", "recall"
+    );
+    for class in &summary.classes {
+        println!(
+            "  {:<14} {:>8} {:>10} {:>10} {:>10}",
+            class.class,
+            class.support,
+            class.predicted,
+            percent(class.precision),
+            percent(class.recall)
+        );
+    }
+    for path in &summary.pictures {
+        println!("  {:<14} {}", "picture", path.display());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn precision_and_recall_come_from_the_confusion_matrix() {
+        let labels = [0, 0, 1, 1, 1, 2];
+        let predicted = [0, 1, 1, 1, 0, 1];
+        let (confusion, classes) = metrics(&labels, &predicted, 3);
+        assert_eq!(confusion, vec![vec![1, 1, 0], vec![1, 2, 0], vec![0, 1, 0]]);
+        assert_eq!(classes[0].precision, Some(0.5));
+        assert_eq!(classes[0].recall, Some(0.5));
+        assert_eq!(classes[1].precision, Some(0.5));
+        assert_eq!(classes[1].recall, Some(2.0 / 3.0));
+        assert_eq!(classes[2].precision, None, "class 2 is never predicted");
+        assert_eq!(classes[2].recall, Some(0.0));
+    }
+
+    #[test]
+    fn mistakes_are_ranked_by_confidence() {
+        let predictions = Predictions {
+            classes: vec![1, 0, 2, 2],
+            confidences: vec![0.6, 0.99, 0.9, 0.7],
+        };
+        let ranked = ranked_mistakes(&[0, 0, 1, 2], &predictions);
+        let rows: Vec<usize> = ranked.iter().map(|m| m.row_idx).collect();
+        assert_eq!(rows, vec![2, 0], "row 1 and 3 are right");
+        assert_eq!(ranked[0].true_class, 1);
+        assert_eq!(ranked[0].predicted_class, 2);
+    }
+
+    #[test]
+    fn softmax_of_the_winner() {
+        assert!((softmax_max(&[0.0, 0.0]) - 0.5).abs() < 1e-12);
+        assert!((softmax_max(&[1000.0, 0.0]) - 1.0).abs() < 1e-12);
+    }
+}
