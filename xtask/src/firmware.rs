@@ -208,6 +208,7 @@ pub fn run(options: &FirmwareOptions) -> Result<()> {
         rows.push(run_board(board, data, &plugin, &options.out)?);
     }
     print_table(&rows, &prepared);
+    build_real_boards()?;
     Ok(())
 }
 
@@ -871,4 +872,200 @@ fn print_table(rows: &[Row], prepared: &[Prepared]) {
          static RAM: .data + .bss (the input, scratch and logit buffers are static).\n\
          peak stack: by painting, over the inference loop (model load, inference, checksum)."
     );
+}
+
+/// A firmware crate for a real board, with its community HAL: built in CI, never run here.
+struct RealBoard {
+    /// Its directory under `examples/`.
+    dir: &'static str,
+    /// Its package (and so ELF) name.
+    package: &'static str,
+    target: &'static str,
+    board: &'static str,
+}
+
+const REAL_BOARDS: [RealBoard; 2] = [
+    RealBoard {
+        dir: "nrf52840-digits",
+        package: "kiln-nrf52840-digits",
+        target: "thumbv7em-none-eabihf",
+        board: "nRF52840-DK (Cortex-M4F)",
+    },
+    RealBoard {
+        dir: "rp2040-digits",
+        package: "kiln-rp2040-digits",
+        target: "thumbv6m-none-eabi",
+        board: "Raspberry Pi Pico (RP2040, Cortex-M0+)",
+    },
+];
+
+/// Checks `examples/digits-model/samples.rs` against the data and the committed model, then
+/// cross-builds every real-board crate and prints its sizes.
+fn build_real_boards() -> Result<()> {
+    let root = workspace_root();
+    println!("\n== real boards (built, not run) ==");
+    let samples_path = root.join("examples/digits-model/samples.rs");
+    let samples = digits_samples_source()?;
+    if std::fs::read_to_string(&samples_path).ok().as_deref() != Some(samples.as_str()) {
+        std::fs::write(&samples_path, &samples)
+            .with_context(|| format!("{}: cannot write", samples_path.display()))?;
+        bail!(
+            "{} did not match the digits data and model.kiln beside it: rewritten, commit it",
+            samples_path.display()
+        );
+    }
+    // Beside the QEMU firmware's target dir, so CI caches both.
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+        .join("boards");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut lines = Vec::new();
+    for board in &REAL_BOARDS {
+        println!("$ cargo build --release   (in examples/{})", board.dir);
+        // The crate's own .cargo/config.toml (target, linker scripts) applies only in its directory.
+        let status = Command::new(&cargo)
+            .current_dir(root.join("examples").join(board.dir))
+            .env("CARGO_TARGET_DIR", &target_dir)
+            .args(["build", "--release", "--quiet"])
+            // A build reads no input; nothing here should wait on the terminal.
+            .stdin(std::process::Stdio::null())
+            .status()
+            .context("cannot run cargo")?;
+        ensure!(
+            status.success(),
+            "examples/{} does not build for {}",
+            board.dir,
+            board.target
+        );
+        let elf = Elf::read(
+            &target_dir
+                .join(board.target)
+                .join("release")
+                .join(board.package),
+        )?;
+        let rodata: u64 = elf
+            .sections
+            .iter()
+            .filter(|s| s.name == ".rodata")
+            .map(|s| s.size)
+            .sum();
+        lines.push(format!(
+            "| {} | {} | {} | {} B | {} B | {} B | {} B |",
+            board.dir,
+            board.board,
+            board.target,
+            elf.text_size(),
+            rodata,
+            elf.flash_size(),
+            elf.static_ram_size()
+        ));
+    }
+    println!("\n| crate | board | target | .text | .rodata | flash | static RAM |");
+    println!("|---|---|---|---|---|---|---|");
+    for line in lines {
+        println!("{line}");
+    }
+    println!(
+        "\nflash: every loaded section (vector table, boot2, code, constants, .data's values).\n\
+         static RAM: .data, .bss and .uninit (mostly the 1 KiB defmt RTT buffer; the image,\n\
+         scratch and logit buffers live on the stack)."
+    );
+    Ok(())
+}
+
+/// The source of `examples/digits-model/samples.rs`: the first held-out image of each class
+/// from the bundled digits data, with the int8 logits kiln-runtime computes for them on the host
+/// from `examples/digits-model/model.kiln`.
+fn digits_samples_source() -> Result<String> {
+    let root = workspace_root();
+    let csv_path = root.join("trainer/data/digits.csv.gz");
+    let blob_path = root.join("examples/digits-model/model.kiln");
+    let text = String::from_utf8(read_gz(&csv_path)?)
+        .with_context(|| format!("{}: not UTF-8", csv_path.display()))?;
+    let blob = std::fs::read(&blob_path)
+        .with_context(|| format!("{}: cannot read", blob_path.display()))?;
+    let model = kiln_runtime::Model::from_bytes(&blob)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", blob_path.display()))?;
+    ensure!(
+        model.n_inputs() == 64 && model.n_outputs() == 10,
+        "{}: a digits model has 64 inputs and 10 outputs, this one {} and {}",
+        blob_path.display(),
+        model.n_inputs(),
+        model.n_outputs()
+    );
+    let mut scratch = vec![0i8; model.scratch_len()];
+    let mut logits = [0i8; 10];
+    let mut entries: [Option<String>; 10] = Default::default();
+    // The split `cargo xtask firmware` trains with: every fourth row is held out.
+    for (row_idx, line) in text.lines().filter(|l| !l.trim().is_empty()).enumerate() {
+        if row_idx % 4 != 3 {
+            continue;
+        }
+        let values: Vec<u8> = line
+            .split(',')
+            .map(|v| v.trim().parse::<u8>())
+            .collect::<Result<_, _>>()
+            .with_context(|| format!("{}: row {row_idx} is not integers", csv_path.display()))?;
+        let (&label, pixels) = values.split_last().context("empty row")?;
+        ensure!(
+            pixels.len() == 64 && label < 10,
+            "{}: row {row_idx}: expected 64 pixels and a label 0-9",
+            csv_path.display()
+        );
+        let entry = &mut entries[usize::from(label)];
+        if entry.is_some() {
+            continue;
+        }
+        let raw: Vec<i32> = pixels.iter().map(|&p| i32::from(p)).collect();
+        let prediction = model
+            .run(&raw, &mut scratch, &mut logits)
+            .map_err(|e| anyhow::anyhow!("host run: {e}"))?;
+        let pixel_rows: Vec<String> = pixels
+            .chunks(8)
+            .map(|row| {
+                let cells: Vec<String> = row.iter().map(|p| format!("{p:2}")).collect();
+                format!("            {},", cells.join(", "))
+            })
+            .collect();
+        *entry = Some(format!(
+            "    Sample {{\n        row_idx: {row_idx},\n        label: {label},\n        \
+             pixels: [\n{}\n        ],\n        host_logits: {logits:?},\n        \
+             host_prediction: {prediction},\n    }},\n",
+            pixel_rows.join("\n")
+        ));
+    }
+    let entries: Vec<String> = entries
+        .into_iter()
+        .enumerate()
+        .map(|(label, entry)| entry.with_context(|| format!("no held-out image of class {label}")))
+        .collect::<Result<_>>()?;
+    Ok(format!(
+        "//! Ten held-out images of the bundled digits data (trainer/data/digits.csv.gz), the first\n\
+         //! of each class among the rows the model never saw (row_idx % 4 == 3), with the int8\n\
+         //! logits kiln-runtime computes for them on the host from model.kiln beside this file.\n\
+         //! Written by `cargo xtask firmware` (xtask/src/firmware.rs); do not edit.\n\n\
+         /// Pixels per image: 8x8, row by row, values 0 to 16.\n\
+         pub const N_PIXELS: usize = 64;\n\
+         /// Classes: the digits 0 to 9.\n\
+         pub const N_CLASSES: usize = 10;\n\
+         /// The CRC-32 of the model.kiln the host logits were computed with.\n\
+         pub const MODEL_CRC32: u32 = {:#010x};\n\n\
+         /// One held-out image and what the host computed for it.\n\
+         pub struct Sample {{\n\
+         \x20   /// Its row in digits.csv.gz, counted from 0.\n\
+         \x20   pub row_idx: u32,\n\
+         \x20   pub label: u8,\n\
+         \x20   pub pixels: [u8; N_PIXELS],\n\
+         \x20   /// The int8 logits of kiln-runtime on the host.\n\
+         \x20   pub host_logits: [i8; N_CLASSES],\n\
+         \x20   /// Their argmax (the first maximum wins a tie).\n\
+         \x20   pub host_prediction: u8,\n\
+         }}\n\n\
+         /// The pixels keep the image's 8x8 shape.\n\
+         #[rustfmt::skip]\n\
+         pub static SAMPLES: [Sample; N_CLASSES] = [\n{}];\n",
+        kiln_runtime::crc32::crc32(&blob),
+        entries.concat()
+    ))
 }
