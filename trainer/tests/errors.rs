@@ -89,6 +89,12 @@ const CASES: &[Case] = &[
     case("run-truncated", &["run", "truncated.kiln"], 2, "truncated.kiln", &[": the kiln runtime refuses the model blob: model blob truncated"]),
     case("run-corrupted", &["run", "flipped.kiln"], 2, "flipped.kiln", &[": the kiln runtime refuses the model blob: model blob corrupted: stored CRC-32"]),
     case("run-not-a-blob", &["run", "garbage.onnx"], 2, "garbage.onnx", &[": the kiln runtime refuses the model blob: not a kiln model blob: bad magic"]),
+    // Evaluation.
+    case("eval-missing", &["eval", "missing.json"], 2, "missing.json", &[": cannot read the model"]),
+    case("eval-not-a-model", &["eval", "garbage.onnx"], 2, "garbage.onnx", &["kiln eval takes a kiln model file (JSON) or a .kiln blob: ", ": not a kiln model file"]),
+    case("eval-blob-corrupted", &["eval", "flipped.kiln"], 2, "flipped.kiln", &[": the kiln runtime refuses the model blob: model blob corrupted: stored CRC-32"]),
+    case("eval-features-mismatch", &["eval", "m/model.json", "--data", "csv:labels.csv"], 2, "m/model.json", &[": the model takes 64 inputs, but csv:", " has 2 features"]),
+    case("eval-regression", &["eval", "reg/model.json"], 2, "reg/model.json", &[" has regression targets; kiln eval measures classifiers (accuracy, precision, recall)"]),
     // Quantization and other flags.
     case("calib-zero", &["quantize", "m/model.json", "-o", "q", "--calib", "0"], 2, "", &["--calib: expected at least 1 sample"]),
     case("percentile-range", &["quantize", "m/model.json", "-o", "q", "--percentile", "200"], 2, "", &["--percentile: expected a value above 50 and at most 100"]),
@@ -147,6 +153,30 @@ fn fixtures() -> tempfile::TempDir {
     ok(kiln(
         root,
         &["bake", "m/model.json", "--blob", "m/model.kiln"],
+    ));
+    // A regression model, which kiln eval refuses.
+    let regression: String = (0..40)
+        .map(|i| format!("{},{},{}\n", i % 7, i % 3, i % 7 + i % 3))
+        .collect();
+    write("regression.csv", regression.as_bytes());
+    ok(kiln(
+        root,
+        &[
+            "train",
+            "--data",
+            "csv:regression.csv",
+            "--loss",
+            "mse",
+            "--hidden",
+            "4",
+            "--epochs",
+            "1",
+            "--no-check",
+            "--no-plot",
+            "--quiet",
+            "-o",
+            "reg",
+        ],
     ));
     let blob = std::fs::read(root.join("m/model.kiln")).unwrap();
     write("truncated.kiln", &blob[..blob.len() / 2]);

@@ -8,7 +8,7 @@ use crate::model::ModelFile;
 use crate::nn::loss::Loss;
 use crate::plot::{self, ConfusionFigure, Mistake, MistakesFigure};
 use crate::quant::host;
-use anyhow::Result;
+use anyhow::{Context, Result};
 use nalgebra::DMatrix;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -390,7 +390,8 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
             &out_dir,
         )?
     } else {
-        let model = ModelFile::load(&args.model)?;
+        let model = ModelFile::load(&args.model)
+            .context("kiln eval takes a kiln model file (JSON) or a .kiln blob")?;
         // By default the data the model was trained on, with its own test split.
         let (spec, options) = if args.data.data.is_some() {
             data_config(&args.data, model.config.loss)?
