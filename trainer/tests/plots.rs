@@ -43,6 +43,13 @@ fn decode_png(path: &Path) -> Picture {
     }
 }
 
+impl Picture {
+    /// The pixel rows from `top` down: the body of a picture, below its title.
+    fn rows_from(&self, top: u32) -> &[u8] {
+        &self.rgb[3 * (top * self.width) as usize..]
+    }
+}
+
 /// Asserts `STEM.png` and `STEM.svg` in `dir` are valid pictures of `width` x `height` with
 /// real content and a white outer margin; returns the decoded PNG.
 fn assert_picture(dir: &Path, stem: &str, width: u32, height: u32) -> Picture {
@@ -141,7 +148,12 @@ fn train_draws_the_training_curves_and_no_plot_turns_them_off() {
     // Another seed trains other weights: other curves, another picture.
     train(&second, &["--seed", "7"]);
     let b = assert_picture(&second, "training", 1200, 520);
-    assert_ne!(a.rgb, b.rgb, "two different runs drew the same picture");
+    // The curves differ, not just the title (which names the test accuracy).
+    assert_ne!(
+        a.rows_from(50),
+        b.rows_from(50),
+        "two different runs drew the same curves"
+    );
     assert_ne!(
         std::fs::read(first.join("training.svg")).unwrap(),
         std::fs::read(second.join("training.svg")).unwrap()
@@ -277,6 +289,23 @@ fn eval_measures_a_model_file_and_a_blob() {
     // Another model, other pictures: the titles differ at least, and usually the counts.
     assert_ne!(float_confusion.rgb, int8_confusion.rgb);
     assert_ne!(float_grid.rgb, int8_grid.rgb);
+
+    // Another seed makes other mistakes: the image grid itself (below the 70-pixel header)
+    // differs, not just the title.
+    let other_dir = dir.path().join("other");
+    train(&other_dir, &["--seed", "7"]);
+    let other = json(&kiln(&["eval", s(&other_dir.join("model.json")), "--json"]));
+    let other_grid = assert_picture(
+        &other_dir,
+        "mistakes",
+        956,
+        mistakes_height(other["mistakes"].as_u64().unwrap()),
+    );
+    assert_ne!(
+        float_grid.rows_from(70),
+        other_grid.rows_from(70),
+        "two models drew the same mistakes"
+    );
 
     // The human-readable report: accuracy, a row per class, the pictures.
     let text = stdout(&kiln(&["eval", s(&model), "-o", s(&blob_out)]));
