@@ -30,6 +30,7 @@ pub fn onnx_activation(activation: Activation) -> mlp::Activation {
         Activation::LeakyRelu { alpha } => mlp::Activation::LeakyRelu { alpha },
         Activation::Tanh => mlp::Activation::Tanh,
         Activation::Sigmoid => mlp::Activation::Sigmoid,
+        Activation::Relu6 => mlp::Activation::Relu6,
         Activation::Identity => mlp::Activation::Identity,
     }
 }

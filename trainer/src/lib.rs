@@ -6,6 +6,7 @@ pub mod cli;
 pub mod data;
 pub mod export;
 pub mod fsutil;
+pub mod import;
 pub mod model;
 pub mod nn;
 pub mod npy;

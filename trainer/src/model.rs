@@ -145,6 +145,10 @@ pub struct ModelFile {
     pub data_options: DataOptions,
     pub config: TrainConfig,
     pub state: TrainState,
+    /// Present when the model came from another framework's ONNX file (`kiln import`):
+    /// where from, what its outputs hold, and what was dropped. Absent for trained models.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub imported: Option<crate::import::ImportRecord>,
 }
 
 /// Errors reading or writing a model file; each names the file.

@@ -270,6 +270,8 @@ pub fn train(
         data_options: data_options.clone(),
         config: config.clone(),
         state: state.clone(),
+        // Training changes the weights, so a fine-tuned import no longer is its source file.
+        imported: None,
     };
     if resume.is_none() {
         checkpoint(&snapshot(&mlp, &state)).map_err(TrainError::Checkpoint)?;

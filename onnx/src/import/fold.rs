@@ -705,9 +705,14 @@ pub fn fold(loaded: &LoadedModel) -> Result<ImportedMlp, ImportErrorKind> {
         });
     }
 
-    // The head: what each remaining node computes from the logits.
-    let mut kinds: HashMap<String, (OutputKind, bool)> = HashMap::new();
-    kinds.insert(current.clone(), (OutputKind::Logits, true));
+    // The head: what each remaining node computes from the logits. Each tensor gets its kind,
+    // the tensor of the engine model that holds the same values (or the class index, for a
+    // label the dropped tail maps through the classes), and whether a dropped node precedes it.
+    let mut kinds: HashMap<String, (OutputKind, Option<String>, bool)> = HashMap::new();
+    kinds.insert(
+        current.clone(),
+        (OutputKind::Logits, Some(current.clone()), false),
+    );
     let mut dropped_nodes = Vec::new();
     for (index, node) in graph.node.iter().enumerate() {
         if visited.contains(&index) {
@@ -719,15 +724,16 @@ pub fn fold(loaded: &LoadedModel) -> Result<ImportedMlp, ImportErrorKind> {
                 "the node is not on the path from the input through the dense layers",
             )));
         };
-        let (kind, runnable) = source;
+        let (kind, source_engine, after_dropped) = source;
         let op = node.op_type.as_deref().unwrap_or("");
         let label = node_label(node, index);
         let class_axis_ok = |node: &NodeProto, default: i64| {
             let axis = attr_int(node, "axis", default);
             axis == 1 || axis == -1
         };
-        let result: (OutputKind, bool) = match (op, &kind) {
-            ("Identity", _) => (kind.clone(), runnable),
+        // The node's output kind, and whether the node itself is dropped.
+        let (out_kind, drop_node): (OutputKind, bool) = match (op, &kind) {
+            ("Identity", _) => (kind.clone(), false),
             ("Softmax" | "LogSoftmax", OutputKind::Logits) => {
                 let default = if opset < 13 { 1 } else { -1 };
                 if !class_axis_ok(node, default) {
@@ -741,17 +747,16 @@ pub fn fold(loaded: &LoadedModel) -> Result<ImportedMlp, ImportErrorKind> {
                 } else {
                     OutputKind::LogProbabilities
                 };
-                (out, runnable)
+                (out, false)
             }
             ("ArgMax", OutputKind::Logits | OutputKind::Probabilities | OutputKind::LogProbabilities) => {
                 if !class_axis_ok(node, 0) || attr_int(node, "select_last_index", 0) != 0 {
                     return Err(fail(shape("ArgMax must run over the class axis (1) and select the first maximum")));
                 }
-                (OutputKind::Label { classes: None }, runnable)
+                (OutputKind::Label { classes: None }, false)
             }
             ("ArrayFeatureExtractor", OutputKind::Label { classes: None }) => {
                 // scikit-learn: classes[argmax]. The classes are input 0.
-                dropped_nodes.push(index);
                 match g.constants.get(node.input.first().map(String::as_str).unwrap_or("")).and_then(Tensor::to_i64) {
                     Some(classes) if classes.len() == chain.dims[0] => {
                         let identity = classes.iter().enumerate().all(|(i, &c)| c == i as i64);
@@ -760,37 +765,36 @@ pub fn fold(loaded: &LoadedModel) -> Result<ImportedMlp, ImportErrorKind> {
                             if identity { format!("0..{}", classes.len() - 1) } else { format!("{classes:?}") },
                             if identity { ", the same value" } else { ", mapped through these classes when compared" }
                         ));
-                        (OutputKind::Label { classes: (!identity).then_some(classes) }, false)
+                        (OutputKind::Label { classes: (!identity).then_some(classes) }, true)
                     }
                     _ => {
                         notices.push(format!(
                             "node `{label}` (ai.onnx.ml.ArrayFeatureExtractor) dropped: its class labels are not integers, so its output is not reproduced"
                         ));
-                        (OutputKind::Dropped, false)
+                        (OutputKind::Dropped, true)
                     }
                 }
             }
             ("Cast" | "Reshape" | "Flatten" | "Squeeze", OutputKind::Label { .. } | OutputKind::Dropped) => {
-                if op == "Cast" {
+                if op == "Cast" && after_dropped {
                     notices.push(format!(
                         "node `{label}` (Cast) on the label dropped: kiln's label is the class index"
                     ));
                 }
-                (kind.clone(), runnable)
+                (kind.clone(), false)
             }
             ("Cast", OutputKind::Probabilities | OutputKind::LogProbabilities | OutputKind::Logits)
                 if attr_int(node, "to", 0) == DataType::Float as i64 =>
             {
-                (kind.clone(), runnable)
+                (kind.clone(), false)
             }
             ("ZipMap", OutputKind::Probabilities) => {
-                dropped_nodes.push(index);
                 notices.push(format!(
                     "node `{label}` (ai.onnx.ml.ZipMap) dropped: its output `{}` is the probabilities as a sequence of maps; kiln gives them as a [N, {}] tensor",
                     node.output.first().cloned().unwrap_or_default(),
                     chain.dims[0]
                 ));
-                (OutputKind::Probabilities, false)
+                (OutputKind::Probabilities, true)
             }
             _ => {
                 return Err(fail(unsupported(format!(
@@ -799,12 +803,19 @@ pub fn fold(loaded: &LoadedModel) -> Result<ImportedMlp, ImportErrorKind> {
                 ))))
             }
         };
-        // A node after a dropped one is dropped from the engine model too.
-        if !result.1 {
+        // A node after a dropped one is dropped from the engine model too; its values are
+        // then still the source's engine tensor.
+        let dropped = drop_node || after_dropped;
+        if dropped {
             dropped_nodes.push(index);
         }
         for out in node.output.iter().filter(|o| !o.is_empty()) {
-            kinds.insert(out.clone(), result.clone());
+            let engine = match (&out_kind, dropped) {
+                (OutputKind::Dropped, _) => None,
+                (_, true) => source_engine.clone(),
+                (_, false) => Some(out.clone()),
+            };
+            kinds.insert(out.clone(), (out_kind.clone(), engine, dropped));
         }
     }
 
@@ -814,10 +825,10 @@ pub fn fold(loaded: &LoadedModel) -> Result<ImportedMlp, ImportErrorKind> {
         .map(|o| {
             let name = o.name.clone().unwrap_or_default();
             match kinds.get(&name) {
-                Some((kind, runnable)) => Ok(ImportedOutput {
+                Some((kind, engine, _)) => Ok(ImportedOutput {
                     name,
                     kind: kind.clone(),
-                    engine_runnable: *runnable,
+                    engine_tensor: engine.clone(),
                 }),
                 None => Err(ImportErrorKind::Graph {
                     detail: format!("output `{name}` is not computed from the MLP's layers"),

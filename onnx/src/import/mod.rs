@@ -24,7 +24,7 @@ pub use error::{ImportError, ImportErrorKind, NodeReason};
 pub use reader::{LoadedModel, MAX_IMPORT_OPSET, MIN_IMPORT_OPSET};
 
 use crate::mlp::{DenseLayer, InputNormalization};
-use crate::proto::ModelProto;
+use crate::proto::{ModelProto, ValueInfoProto};
 
 /// What one graph output of the imported file holds, in terms of the MLP.
 #[derive(Debug, Clone, PartialEq)]
@@ -49,10 +49,11 @@ pub enum OutputKind {
 pub struct ImportedOutput {
     pub name: String,
     pub kind: OutputKind,
-    /// Whether the output comes out of the graph without a dropped node
-    /// (ZipMap, ArrayFeatureExtractor), so any ONNX engine can compute it from
-    /// [`engine_model`]'s graph.
-    pub engine_runnable: bool,
+    /// The tensor of [`engine_model`]'s graph that holds this output's values:
+    /// the output itself, or, behind a dropped node, its source (the Softmax
+    /// before a ZipMap; the class index before an ArrayFeatureExtractor).
+    /// `None` for a [`OutputKind::Dropped`] output.
+    pub engine_tensor: Option<String>,
 }
 
 /// The graph input, as declared.
@@ -108,9 +109,10 @@ pub fn import_file(path: &Path) -> Result<(ImportedMlp, LoadedModel), ImportErro
 }
 
 /// The imported graph as other ONNX engines can run it: the nodes the
-/// importer dropped (scikit-learn's ZipMap and ArrayFeatureExtractor tail) and
-/// the outputs that depend on them removed, and external data inlined so the
-/// model stands alone. Everything else is the file's own graph, unchanged.
+/// importer dropped (scikit-learn's ZipMap and ArrayFeatureExtractor tail and
+/// what follows them) removed, and the graph outputs replaced by
+/// [`engine_outputs`]. External data is already inlined by the reader, so the
+/// model stands alone. Every other node is the file's own, unchanged.
 pub fn engine_model(loaded: &LoadedModel, mlp: &ImportedMlp) -> ModelProto {
     let mut proto = loaded.proto.clone();
     if let Some(graph) = proto.graph.as_mut() {
@@ -121,11 +123,36 @@ pub fn engine_model(loaded: &LoadedModel, mlp: &ImportedMlp) -> ModelProto {
             .filter(|(index, _)| !dropped.contains(index))
             .map(|(_, node)| node)
             .collect();
-        graph.output.retain(|output| {
-            mlp.outputs
-                .iter()
-                .any(|o| o.engine_runnable && Some(o.name.as_str()) == output.name.as_deref())
-        });
+        let declared: Vec<ValueInfoProto> = graph
+            .output
+            .iter()
+            .chain(&graph.value_info)
+            .cloned()
+            .collect();
+        graph.output = engine_outputs(mlp)
+            .into_iter()
+            .map(|name| {
+                declared
+                    .iter()
+                    .find(|v| v.name.as_deref() == Some(name.as_str()))
+                    .cloned()
+                    .unwrap_or(ValueInfoProto {
+                        name: Some(name),
+                        ..ValueInfoProto::default()
+                    })
+            })
+            .collect();
     }
     proto
+}
+
+/// The outputs of [`engine_model`], in order: each output's engine tensor, once.
+pub fn engine_outputs(mlp: &ImportedMlp) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for tensor in mlp.outputs.iter().filter_map(|o| o.engine_tensor.clone()) {
+        if !names.contains(&tensor) {
+            names.push(tensor);
+        }
+    }
+    names
 }

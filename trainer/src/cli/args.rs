@@ -58,6 +58,12 @@ pub enum Command {
         after_help = "Example: kiln eval kiln-out/int8/model.kiln --data mnist:DIR -o eval-out"
     )]
     Eval(EvalArgs),
+    /// Turn another framework's ONNX MLP (PyTorch, scikit-learn via skl2onnx, Keras via
+    /// tf2onnx) into a kiln model file, and check it against tract on the original file.
+    #[command(
+        after_help = "Example: kiln import mlp.onnx --data digits -o kiln-out/mlp.json --expected mlp.expected.json"
+    )]
+    Import(ImportArgs),
     /// Show a model's layers, parameters, MACs, flash and RAM as f32 and int8, and check
     /// whether the int8 model fits a flash and RAM budget (exit code 1 if not).
     #[command(after_help = "Example: kiln inspect kiln-out/model.kiln --flash 64K --ram 16K")]
@@ -275,6 +281,10 @@ pub struct CheckArgs {
     /// Also save the inputs and the trainer's outputs beside the ONNX file as .npy.
     #[arg(long)]
     pub save_reference: bool,
+    /// For a model imported from this ONNX file: the exporter's outputs (JSON, see
+    /// docs/import.md), compared within 1e-5.
+    #[arg(long, value_name = "FILE")]
+    pub expected: Option<PathBuf>,
     #[command(flatten)]
     pub data: DataArgs,
     #[command(flatten)]
@@ -356,6 +366,32 @@ pub struct EvalArgs {
     /// The folder for confusion.png/.svg and mistakes.png/.svg (default: the model's folder).
     #[arg(long, short, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ImportArgs {
+    /// The ONNX file: an MLP exported by PyTorch, skl2onnx, tf2onnx or another exporter.
+    pub onnx: PathBuf,
+    /// The kiln model file to write (default: kiln-out/<ONNX file stem>.json).
+    #[arg(long, short, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// The data the model was trained on (required): the tract check runs on its test split,
+    /// and quantize, bake and check use it by default.
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// The exporter's outputs on a few inputs (JSON, see docs/import.md); the imported model
+    /// must agree within 1e-5.
+    #[arg(long, value_name = "FILE")]
+    pub expected: Option<PathBuf>,
+    /// The outputs are regression targets (default: classification, unless the model has a
+    /// single output and no Softmax/ArgMax head).
+    #[arg(long)]
+    pub regression: bool,
+    /// Skip the comparisons with tract and with --expected.
+    #[arg(long)]
+    pub no_check: bool,
     #[command(flatten)]
     pub output: OutputArgs,
 }

@@ -575,6 +575,10 @@ pub fn check(args: &CheckArgs) -> Result<()> {
     }
     let model = ModelFile::load(&model_path)
         .context("kiln check compares with the trainer's model file (--model)")?;
+    // The file a model was imported from is compared through its import record.
+    if super::import::check_source(args, &model)?.is_some() {
+        return Ok(());
+    }
     let (spec, options) = if args.data.data.is_some() {
         data_config(&args.data, model.config.loss)?
     } else {

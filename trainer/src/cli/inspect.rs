@@ -278,7 +278,7 @@ fn from_json(path: &Path, bytes: &[u8]) -> Result<Summary> {
                 activation: layer.activation.to_string(),
                 int8_kind: match layer.activation {
                     Activation::Identity => Int8Kind::Identity,
-                    Activation::Relu => Int8Kind::Relu,
+                    Activation::Relu | Activation::Relu6 => Int8Kind::Relu,
                     Activation::LeakyRelu { .. } | Activation::Tanh | Activation::Sigmoid => {
                         Int8Kind::Table
                     }

@@ -4,6 +4,7 @@
 pub mod args;
 pub mod commands;
 pub mod config;
+pub mod import;
 pub mod eval;
 pub mod inspect;
 pub mod progress;
@@ -44,6 +45,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<()> {
         args::Command::Bake(args) => quantize::bake(args),
         args::Command::Run(args) => quantize::run(args),
         args::Command::Eval(args) => eval::eval(args),
+        args::Command::Import(args) => import::import(args),
         args::Command::Inspect(args) => inspect::inspect(args),
         args::Command::Completions(args) => commands::completions(args),
     }
@@ -62,6 +64,7 @@ pub fn exit_code_for(error: &anyhow::Error) -> u8 {
         if cause.is::<commands::CheckFailed>()
             || cause.is::<quantize::TractDisagrees>()
             || cause.is::<inspect::DoesNotFit>()
+            || cause.is::<import::ImportCheckFailed>()
         {
             return exit_code::CHECK_FAILED;
         }
@@ -79,6 +82,10 @@ pub fn exit_code_for(error: &anyhow::Error) -> u8 {
             || cause.is::<crate::quant::host::RawValueError>()
             || cause.is::<crate::quant::host::BlobError>()
             || cause.is::<inspect::InspectError>()
+            || cause.is::<kiln_onnx::import::ImportError>()
+            || cause.is::<crate::import::ExpectedFileError>()
+            || cause.is::<crate::import::TractError>()
+            || cause.is::<import::DataMismatch>()
             || cause.is::<eval::EvalError>()
         {
             return exit_code::BAD_INPUT;

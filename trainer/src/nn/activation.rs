@@ -11,6 +11,9 @@ pub enum Activation {
     LeakyRelu { alpha: f32 },
     Tanh,
     Sigmoid,
+    /// `min(max(x, 0), 6)`: PyTorch's ReLU6, ONNX `Clip(0, 6)`. Imported models only; the
+    /// int8 model quantizes it as a ReLU whose calibrated output range ends at or below 6.
+    Relu6,
     Identity,
 }
 
@@ -22,6 +25,7 @@ impl Activation {
             Activation::LeakyRelu { .. } => "leaky-relu",
             Activation::Tanh => "tanh",
             Activation::Sigmoid => "sigmoid",
+            Activation::Relu6 => "relu6",
             Activation::Identity => "identity",
         }
     }
@@ -43,6 +47,10 @@ impl Activation {
             Activation::Tanh => z.apply(|v| *v = v.tanh()),
             // ONNX Sigmoid is 1 / (1 + exp(-x)); this is the same formula.
             Activation::Sigmoid => z.apply(|v| *v = one / (one + (-*v).exp())),
+            Activation::Relu6 => {
+                let six: T = Self::scalar(6.0);
+                z.apply(|v| *v = if *v > zero { v.min(six) } else { zero });
+            }
             Activation::Identity => {}
         }
     }
@@ -73,6 +81,14 @@ impl Activation {
             }
             Activation::Tanh => grad.zip_apply(a, |g, av| *g *= one - av * av),
             Activation::Sigmoid => grad.zip_apply(a, |g, av| *g *= av * (one - av)),
+            Activation::Relu6 => {
+                let six: T = Self::scalar(6.0);
+                grad.zip_apply(z, |g, zv| {
+                    if zv <= zero || zv >= six {
+                        *g = zero;
+                    }
+                });
+            }
             Activation::Identity => {}
         }
     }

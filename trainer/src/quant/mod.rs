@@ -111,7 +111,7 @@ fn table_function(activation: Activation) -> Option<TableFunction> {
         Activation::Tanh => Some(TableFunction::Tanh),
         Activation::Sigmoid => Some(TableFunction::Sigmoid),
         Activation::LeakyRelu { alpha } => Some(TableFunction::LeakyRelu { alpha }),
-        Activation::Relu | Activation::Identity => None,
+        Activation::Relu | Activation::Relu6 | Activation::Identity => None,
     }
 }
 
@@ -167,7 +167,9 @@ pub fn quantize(
         let output = math::activation_params(layer_ranges.output.lo, layer_ranges.output.hi)
             .map_err(in_layer)?;
         let (pre, activation_spec, qdq_activation) = match table_function(layer.activation) {
-            None if layer.activation == Activation::Relu => {
+            // Relu6 is a ReLU here: its calibrated output range ends at or below 6, and the
+            // int8 output saturates at the range's top, so the clamp at 6 costs nothing.
+            None if matches!(layer.activation, Activation::Relu | Activation::Relu6) => {
                 (None, ActivationSpec::Relu, QdqActivation::Relu)
             }
             None => (None, ActivationSpec::Identity, QdqActivation::Identity),

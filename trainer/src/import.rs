@@ -1,0 +1,655 @@
+//! Models from other frameworks. `kiln_onnx::import` folds another exporter's
+//! ONNX file into a neutral MLP; this module turns that into a kiln model file
+//! (with an [`ImportRecord`] of where it came from) and proves the result:
+//! against the exporter's own outputs (an expected-outputs JSON file) and
+//! against tract running the original file.
+
+use crate::data::{DataOptions, DataSpec, Normalization};
+use crate::model::{LayerRecord, ModelFile, Task, TrainState, FORMAT_NAME, FORMAT_VERSION};
+use crate::nn::optim::{OptimizerConfig, OptimizerState};
+use crate::nn::schedule::Schedule;
+use crate::nn::{Activation, Init, Loss};
+use crate::rng::Rng;
+use crate::train::{argmax, TrainConfig};
+use kiln_onnx::import::{ImportedMlp, OutputKind};
+use kiln_onnx::mlp;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use tract_onnx::prelude::*;
+
+/// The largest difference `kiln check` accepts between an imported model and
+/// its exporter's recorded outputs.
+pub const EXPECTED_MAX_ABS_DIFF: f64 = 1e-5;
+/// The largest difference accepted between an imported model and tract running
+/// the original file (the project's float tolerance for tract).
+pub const TRACT_MAX_ABS_DIFF: f64 = crate::check::MAX_ABS_DIFF as f64;
+/// Inputs for the tract comparison when neither data nor expected outputs are
+/// at hand: this many seeded uniform samples.
+pub const RANDOM_SAMPLES: usize = 64;
+
+/// What one output of the source file holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordedKind {
+    Logits,
+    Probabilities,
+    LogProbabilities,
+    Label,
+    Dropped,
+}
+
+/// One output of the source file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordedOutput {
+    pub name: String,
+    pub kind: RecordedKind,
+    /// For a label that the file maps through class values (scikit-learn).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classes: Option<Vec<i64>>,
+    /// The tensor that holds the output's values in the file without its dropped
+    /// tail (see `kiln_onnx::import::engine_model`); absent for a dropped output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine_tensor: Option<String>,
+}
+
+/// Where an imported model came from, kept in its model file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImportRecord {
+    /// The ONNX file as given to `kiln import`.
+    pub source: PathBuf,
+    /// Its length and CRC-32, so `kiln check` knows the file it is given is the source.
+    pub source_bytes: u64,
+    pub source_crc32: u32,
+    /// `producer_name producer_version` of the source.
+    pub producer: String,
+    pub opset: i64,
+    pub input_name: String,
+    /// The input's dimensions after the batch, e.g. `[1, 8, 8]`.
+    pub input_dims: Vec<usize>,
+    /// The batch size, when the file fixes one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fixed_batch: Option<usize>,
+    pub outputs: Vec<RecordedOutput>,
+    /// What was dropped or changed, one line each.
+    pub notices: Vec<String>,
+}
+
+impl ImportRecord {
+    /// Whether `bytes` are the source file's.
+    pub fn is_source(&self, bytes: &[u8]) -> bool {
+        bytes.len() as u64 == self.source_bytes
+            && kiln_runtime::crc32::crc32(bytes) == self.source_crc32
+    }
+}
+
+fn activation(activation: mlp::Activation) -> Activation {
+    match activation {
+        mlp::Activation::Relu => Activation::Relu,
+        mlp::Activation::LeakyRelu { alpha } => Activation::LeakyRelu { alpha },
+        mlp::Activation::Tanh => Activation::Tanh,
+        mlp::Activation::Sigmoid => Activation::Sigmoid,
+        mlp::Activation::Relu6 => Activation::Relu6,
+        mlp::Activation::Identity => Activation::Identity,
+    }
+}
+
+/// Whether the imported model classifies: it has a classifier head, or more than
+/// one output and `regression` was not asked for.
+pub fn is_classifier(imported: &ImportedMlp, regression: bool) -> bool {
+    let head = imported.outputs.iter().any(|o| {
+        matches!(
+            o.kind,
+            OutputKind::Probabilities | OutputKind::LogProbabilities | OutputKind::Label { .. }
+        )
+    });
+    head || (!regression && imported.n_outputs() > 1)
+}
+
+/// The kiln model file for an imported MLP. `source_bytes` are the ONNX file's
+/// bytes; `data` is the data it will be calibrated and checked on.
+pub fn to_model_file(
+    imported: &ImportedMlp,
+    source: &Path,
+    source_bytes: &[u8],
+    data: DataSpec,
+    data_options: DataOptions,
+    classification: bool,
+) -> ModelFile {
+    let n_outputs = imported.n_outputs();
+    let task = if classification {
+        Task::Classification {
+            n_classes: n_outputs,
+        }
+    } else {
+        Task::Regression { n_outputs }
+    };
+    let layers: Vec<LayerRecord> = imported
+        .layers
+        .iter()
+        .map(|l| LayerRecord {
+            n_inputs: l.n_inputs,
+            n_outputs: l.n_outputs,
+            activation: activation(l.activation),
+            weights: l.weights.clone(),
+            bias: l.bias.clone(),
+        })
+        .collect();
+    let normalization = match &imported.normalization {
+        mlp::InputNormalization::None => Normalization::None,
+        mlp::InputNormalization::Scale { scale } => Normalization::Scale { scale: *scale },
+        mlp::InputNormalization::Standardize { mean, inv_std } => Normalization::Standardize {
+            mean: mean.clone(),
+            inv_std: inv_std.clone(),
+        },
+    };
+    let normalization_kind = match normalization {
+        Normalization::None => crate::data::NormalizationKind::None,
+        Normalization::Scale { .. } => crate::data::NormalizationKind::Scale,
+        Normalization::Standardize { .. } => crate::data::NormalizationKind::Standardize,
+    };
+    // The training settings a `kiln train --resume` would continue with; nothing was
+    // trained here, so the state is that of epoch 0.
+    let optimizer = OptimizerConfig::Adam {
+        beta1: 0.9,
+        beta2: 0.999,
+        epsilon: 1e-8,
+        weight_decay: 0.0,
+    };
+    let config = TrainConfig {
+        hidden: layers[..layers.len() - 1]
+            .iter()
+            .map(|l| l.n_outputs)
+            .collect(),
+        activation: layers
+            .first()
+            .filter(|_| layers.len() > 1)
+            .map_or(Activation::Identity, |l| l.activation),
+        output_activation: layers.last().map_or(Activation::Identity, |l| l.activation),
+        loss: if classification {
+            Loss::CrossEntropy
+        } else {
+            Loss::MeanSquaredError
+        },
+        init: Init::He,
+        optimizer,
+        learning_rate: 0.001,
+        schedule: Schedule::Constant,
+        epochs: 0,
+        batch_size: 64,
+        seed: 0,
+        val_split: 0.0,
+        patience: 0,
+        normalization: normalization_kind,
+    };
+    let dense: Vec<_> = layers.iter().map(LayerRecord::to_dense).collect();
+    let state = TrainState {
+        epochs_done: 0,
+        optimizer: OptimizerState::new(optimizer, &dense),
+        rng: Rng::new(0),
+        history: Vec::new(),
+        best: None,
+        epochs_since_best: 0,
+        stopped_early: false,
+        epoch_progress: None,
+    };
+    let outputs = imported
+        .outputs
+        .iter()
+        .map(|o| {
+            let (kind, classes) = match &o.kind {
+                OutputKind::Logits => (RecordedKind::Logits, None),
+                OutputKind::Probabilities => (RecordedKind::Probabilities, None),
+                OutputKind::LogProbabilities => (RecordedKind::LogProbabilities, None),
+                OutputKind::Label { classes } => (RecordedKind::Label, classes.clone()),
+                OutputKind::Dropped => (RecordedKind::Dropped, None),
+            };
+            RecordedOutput {
+                name: o.name.clone(),
+                kind,
+                classes,
+                engine_tensor: o.engine_tensor.clone(),
+            }
+        })
+        .collect();
+    ModelFile {
+        format: FORMAT_NAME.into(),
+        format_version: FORMAT_VERSION,
+        producer: format!(
+            "kiln {} import of {} ({})",
+            env!("CARGO_PKG_VERSION"),
+            source.display(),
+            imported.producer
+        ),
+        task,
+        n_inputs: imported.n_inputs,
+        normalization,
+        layers,
+        data,
+        data_options,
+        config,
+        state,
+        imported: Some(ImportRecord {
+            source: source.to_owned(),
+            source_bytes: source_bytes.len() as u64,
+            source_crc32: kiln_runtime::crc32::crc32(source_bytes),
+            producer: imported.producer.clone(),
+            opset: imported.opset,
+            input_name: imported.input.name.clone(),
+            input_dims: imported.input.dims.clone(),
+            fixed_batch: imported.input.fixed_batch,
+            outputs,
+            notices: imported.notices.clone(),
+        }),
+    }
+}
+
+/// A bad expected-outputs file.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {detail}", path.display())]
+pub struct ExpectedFileError {
+    pub path: PathBuf,
+    pub detail: String,
+}
+
+/// An exporter's outputs on a few inputs (docs/import.md has the format).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExpectedOutputs {
+    pub path: PathBuf,
+    pub n_samples: usize,
+    /// Row-major `n_samples x n_inputs` (the input flattened after its batch dim).
+    pub features: Vec<f32>,
+    /// Per output name: `n_samples x width` values.
+    pub outputs: Vec<(String, Vec<f64>)>,
+}
+
+#[derive(Deserialize)]
+struct TensorEntry {
+    shape: Vec<usize>,
+    data: Vec<f64>,
+}
+
+#[derive(Deserialize)]
+struct ExpectedDocument {
+    format: String,
+    format_version: u32,
+    inputs: std::collections::BTreeMap<String, TensorEntry>,
+    outputs: std::collections::BTreeMap<String, TensorEntry>,
+}
+
+/// Reads an expected-outputs file and checks it against the import record.
+pub fn read_expected(
+    path: &Path,
+    model: &ModelFile,
+    record: &ImportRecord,
+) -> Result<ExpectedOutputs, ExpectedFileError> {
+    let fail = |detail: String| ExpectedFileError {
+        path: path.to_owned(),
+        detail,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| fail(format!("cannot read: {e}")))?;
+    let document: ExpectedDocument = serde_json::from_str(&text)
+        .map_err(|e| fail(format!("not an expected-outputs file: {e}")))?;
+    if document.format != "kiln-expected-outputs" || document.format_version != 1 {
+        return Err(fail(format!(
+            "format {} version {}, expected kiln-expected-outputs version 1",
+            document.format, document.format_version
+        )));
+    }
+    let input = document.inputs.get(&record.input_name).ok_or_else(|| {
+        fail(format!(
+            "inputs: no `{}` (the model's input); found {:?}",
+            record.input_name,
+            document.inputs.keys().collect::<Vec<_>>()
+        ))
+    })?;
+    let Some((&n_samples, dims)) = input.shape.split_first() else {
+        return Err(fail(format!(
+            "inputs.{}: shape is empty",
+            record.input_name
+        )));
+    };
+    if dims != record.input_dims.as_slice() {
+        return Err(fail(format!(
+            "inputs.{}: shape {:?}, expected [N, {}]",
+            record.input_name,
+            input.shape,
+            record
+                .input_dims
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    if input.data.len() != n_samples * model.n_inputs {
+        return Err(fail(format!(
+            "inputs.{}: {} values for shape {:?}",
+            record.input_name,
+            input.data.len(),
+            input.shape
+        )));
+    }
+    let mut outputs = Vec::new();
+    for (name, entry) in &document.outputs {
+        let recorded = record
+            .outputs
+            .iter()
+            .find(|o| &o.name == name)
+            .ok_or_else(|| {
+                fail(format!(
+                    "outputs.{name}: the model has no such output; it has {:?}",
+                    record.outputs.iter().map(|o| &o.name).collect::<Vec<_>>()
+                ))
+            })?;
+        let width = match recorded.kind {
+            RecordedKind::Label => 1,
+            RecordedKind::Dropped => continue,
+            _ => model.task.n_outputs(),
+        };
+        if entry.data.len() != n_samples * width || entry.shape.first() != Some(&n_samples) {
+            return Err(fail(format!(
+                "outputs.{name}: shape {:?} with {} values, expected {n_samples} samples of {width}",
+                entry.shape,
+                entry.data.len()
+            )));
+        }
+        outputs.push((name.clone(), entry.data.clone()));
+    }
+    if outputs.is_empty() {
+        return Err(fail("no output of the model to compare with".into()));
+    }
+    Ok(ExpectedOutputs {
+        path: path.to_owned(),
+        n_samples,
+        features: input.data.iter().map(|&v| v as f32).collect(),
+        outputs,
+    })
+}
+
+/// One output compared.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OutputComparison {
+    pub name: String,
+    pub kind: RecordedKind,
+    /// The largest absolute difference (labels: 0 if all agree).
+    pub max_abs_diff: f64,
+    /// Labels only: samples whose label agrees.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub labels_agree: Option<usize>,
+}
+
+/// A comparison of the imported model with a reference.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ImportComparison {
+    /// `expected outputs FILE` or `tract on FILE`.
+    pub reference: String,
+    /// Where the inputs came from.
+    pub inputs: String,
+    pub n_samples: usize,
+    pub limit: f64,
+    pub outputs: Vec<OutputComparison>,
+    pub passed: bool,
+}
+
+/// The imported model's value of an output of `kind` for one sample's logits.
+/// `map_classes`: map a label through the recorded classes (the exporter's
+/// label) rather than giving the class index (the engine model's tensor).
+fn head(
+    kind: RecordedKind,
+    classes: Option<&[i64]>,
+    logits: &[f32],
+    map_classes: bool,
+) -> Vec<f64> {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f64 = logits.iter().map(|&v| f64::from(v - max).exp()).sum();
+    match kind {
+        RecordedKind::Logits => logits.iter().map(|&v| f64::from(v)).collect(),
+        // f64 arithmetic, then the f32 an ONNX engine would return.
+        RecordedKind::Probabilities => logits
+            .iter()
+            .map(|&v| f64::from((f64::from(v - max).exp() / sum) as f32))
+            .collect(),
+        RecordedKind::LogProbabilities => logits
+            .iter()
+            .map(|&v| f64::from((f64::from(v - max) - sum.ln()) as f32))
+            .collect(),
+        RecordedKind::Label => {
+            let index = argmax(logits.iter().copied());
+            vec![match classes {
+                Some(classes) if map_classes => classes[index] as f64,
+                _ => index as f64,
+            }]
+        }
+        RecordedKind::Dropped => Vec::new(),
+    }
+}
+
+fn compare(kind: RecordedKind, ours: &[f64], theirs: &[f64]) -> OutputComparison {
+    let max_abs_diff =
+        ours.iter()
+            .zip(theirs)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f64, |acc, d| {
+                if d.is_nan() {
+                    f64::INFINITY
+                } else {
+                    acc.max(d)
+                }
+            });
+    let labels_agree = (kind == RecordedKind::Label)
+        .then(|| ours.iter().zip(theirs).filter(|(a, b)| a == b).count());
+    OutputComparison {
+        name: String::new(),
+        kind,
+        max_abs_diff,
+        labels_agree,
+    }
+}
+
+fn verdict(outputs: &[OutputComparison], limit: f64, n_samples: usize) -> bool {
+    !outputs.is_empty()
+        && outputs.iter().all(|o| {
+            o.max_abs_diff <= limit && o.labels_agree.is_none_or(|agree| agree == n_samples)
+        })
+}
+
+/// Compares the imported model's outputs with the exporter's.
+pub fn compare_expected(
+    model: &ModelFile,
+    record: &ImportRecord,
+    expected: &ExpectedOutputs,
+) -> ImportComparison {
+    let logits = crate::check::trainer_outputs(model, &expected.features);
+    let width = model.task.n_outputs();
+    let outputs: Vec<OutputComparison> = expected
+        .outputs
+        .iter()
+        .filter_map(|(name, values)| {
+            let recorded = record.outputs.iter().find(|o| &o.name == name)?;
+            let ours: Vec<f64> = logits
+                .chunks_exact(width)
+                .flat_map(|row| head(recorded.kind, recorded.classes.as_deref(), row, true))
+                .collect();
+            Some(OutputComparison {
+                name: name.clone(),
+                ..compare(recorded.kind, &ours, values)
+            })
+        })
+        .collect();
+    ImportComparison {
+        reference: format!("expected outputs {}", expected.path.display()),
+        inputs: format!(
+            "{} samples from {}",
+            expected.n_samples,
+            expected.path.display()
+        ),
+        n_samples: expected.n_samples,
+        limit: EXPECTED_MAX_ABS_DIFF,
+        passed: verdict(&outputs, EXPECTED_MAX_ABS_DIFF, expected.n_samples),
+        outputs,
+    }
+}
+
+/// tract cannot load or run the source file.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: tract {stage}: {detail}", path.display())]
+pub struct TractError {
+    pub path: PathBuf,
+    pub stage: &'static str,
+    pub detail: String,
+}
+
+/// `n` seeded uniform samples in [-1, 1) of `n_inputs` features.
+pub fn random_features(n: usize, n_inputs: usize) -> Vec<f32> {
+    let mut rng = Rng::new(0x6b69_6c6e);
+    (0..n * n_inputs)
+        .map(|_| (rng.uniform_f64() * 2.0 - 1.0) as f32)
+        .collect()
+}
+
+/// Runs the source file with tract on `features` and compares every output it
+/// computes with the imported model. When the importer dropped nodes
+/// (scikit-learn's ZipMap tail), tract runs the file without them
+/// (`kiln_onnx::import::engine_model`); otherwise the file itself.
+pub fn compare_tract(
+    model: &ModelFile,
+    record: &ImportRecord,
+    source: &Path,
+    features: &[f32],
+    inputs: String,
+) -> Result<ImportComparison, anyhow::Error> {
+    let fail = |stage: &'static str| {
+        move |e: tract_onnx::prelude::TractError| TractError {
+            path: source.to_owned(),
+            stage,
+            detail: format!("{e:#}"),
+        }
+    };
+    let (imported, loaded) = kiln_onnx::import::import_file(source)?;
+    let engine_outputs = kiln_onnx::import::engine_outputs(&imported);
+    let n_inputs = model.n_inputs;
+    let n_samples = features.len() / n_inputs.max(1);
+    // tract runs the file at one concrete batch size (the file's own when it fixes one); the
+    // last chunk is filled up with zeros and the extra rows are dropped.
+    let chunk = record.fixed_batch.unwrap_or(n_samples.clamp(1, 512));
+    let mut shape = vec![chunk];
+    shape.extend_from_slice(&record.input_dims);
+    let fact = InferenceFact::dt_shape(f32::datum_type(), shape.clone());
+    // The file's own input declaration first; a batch dimension declared with neither a
+    // size nor a name (skl2onnx's `None`) needs the concrete shape.
+    let engine_bytes = (!imported.dropped_nodes.is_empty()).then(|| {
+        kiln_onnx::mlp::encode_model(&kiln_onnx::import::engine_model(&loaded, &imported))
+    });
+    let load = |fact: Option<InferenceFact>| {
+        match &engine_bytes {
+            None => tract_onnx::onnx().model_for_path(source),
+            Some(bytes) => tract_onnx::onnx().model_for_read(&mut bytes.as_slice()),
+        }
+        .and_then(|m| match fact {
+            Some(fact) => m.with_input_fact(0, fact),
+            None => Ok(m),
+        })
+        .and_then(|m| m.into_optimized())
+        .and_then(|m| m.into_runnable())
+    };
+    let plan = load(None)
+        .or_else(|_| load(Some(fact)))
+        .map_err(fail("cannot load the file"))?;
+    let mut results: Vec<Vec<f64>> = vec![Vec::new(); engine_outputs.len()];
+    for start in (0..n_samples).step_by(chunk.max(1)) {
+        let end = (start + chunk).min(n_samples);
+        let mut values = features[start * n_inputs..end * n_inputs].to_vec();
+        values.resize(chunk * n_inputs, 0.0);
+        let input = Tensor::from_shape(&shape, &values).map_err(fail("cannot build the input"))?;
+        let outputs = plan
+            .run(tvec!(input.into()))
+            .map_err(fail("failed to run the file"))?;
+        for (index, output) in outputs.iter().enumerate().take(engine_outputs.len()) {
+            let cast = output
+                .cast_to::<f64>()
+                .map_err(fail("returned an output kiln cannot read"))?;
+            let view = cast
+                .to_plain_array_view::<f64>()
+                .map_err(fail("returned an output kiln cannot read"))?;
+            let flat: Vec<f64> = view.iter().copied().collect();
+            let per_row = flat.len() / chunk.max(1);
+            results[index].extend_from_slice(&flat[..(end - start) * per_row]);
+        }
+    }
+    let logits = crate::check::trainer_outputs(model, features);
+    let width = model.task.n_outputs();
+    let mut outputs = Vec::new();
+    for (engine_name, values) in engine_outputs.iter().zip(&results) {
+        // The first recorded output this engine tensor stands for.
+        let Some(recorded) = record
+            .outputs
+            .iter()
+            .find(|o| o.engine_tensor.as_ref() == Some(engine_name))
+        else {
+            continue;
+        };
+        let ours: Vec<f64> = logits
+            .chunks_exact(width)
+            .flat_map(|row| head(recorded.kind, recorded.classes.as_deref(), row, false))
+            .collect();
+        if ours.len() != values.len() {
+            return Err(TractError {
+                path: source.to_owned(),
+                stage: "returned an output of another size",
+                detail: format!(
+                    "`{engine_name}` has {} values, expected {}",
+                    values.len(),
+                    ours.len()
+                ),
+            }
+            .into());
+        }
+        outputs.push(OutputComparison {
+            name: if engine_name == &recorded.name {
+                recorded.name.clone()
+            } else {
+                format!("{} (as `{engine_name}`)", recorded.name)
+            },
+            ..compare(recorded.kind, &ours, values)
+        });
+    }
+    Ok(ImportComparison {
+        reference: format!(
+            "tract on {}{}",
+            source.display(),
+            if imported.dropped_nodes.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " without its {} dropped tail nodes",
+                    imported.dropped_nodes.len()
+                )
+            }
+        ),
+        inputs,
+        n_samples,
+        limit: TRACT_MAX_ABS_DIFF,
+        passed: verdict(&outputs, TRACT_MAX_ABS_DIFF, n_samples),
+        outputs,
+    })
+}
+
+/// One line per comparison, for reports.
+pub fn comparison_line(comparison: &ImportComparison) -> String {
+    let outputs: Vec<String> = comparison
+        .outputs
+        .iter()
+        .map(|o| match o.labels_agree {
+            Some(agree) => format!("{} agrees {agree}/{}", o.name, comparison.n_samples),
+            None => format!("{} max |diff| {:.2e}", o.name, o.max_abs_diff),
+        })
+        .collect();
+    format!(
+        "{} vs {} on {}: {} (limit {:.0e})",
+        if comparison.passed { "PASS" } else { "FAIL" },
+        comparison.reference,
+        comparison.inputs,
+        outputs.join(", "),
+        comparison.limit
+    )
+}
