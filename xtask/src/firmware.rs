@@ -922,12 +922,16 @@ fn build_real_boards() -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut lines = Vec::new();
     for board in &REAL_BOARDS {
-        println!("$ cargo build --release   (in examples/{})", board.dir);
+        println!(
+            "$ cargo build --release --locked   (in examples/{})",
+            board.dir
+        );
         // The crate's own .cargo/config.toml (target, linker scripts) applies only in its directory.
         let status = Command::new(&cargo)
             .current_dir(root.join("examples").join(board.dir))
             .env("CARGO_TARGET_DIR", &target_dir)
-            .args(["build", "--release", "--quiet"])
+            // --locked: the committed Cargo.lock is what a user builds, so CI builds exactly it.
+            .args(["build", "--release", "--locked", "--quiet"])
             // A build reads no input; nothing here should wait on the terminal.
             .stdin(std::process::Stdio::null())
             .status()
@@ -1049,7 +1053,8 @@ fn digits_samples_source() -> Result<String> {
          pub const N_PIXELS: usize = 64;\n\
          /// Classes: the digits 0 to 9.\n\
          pub const N_CLASSES: usize = 10;\n\
-         /// The CRC-32 of the model.kiln the host logits were computed with.\n\
+         /// The CRC-32 the model.kiln the host logits were computed with stores in its last four\n\
+         /// bytes (over all the bytes before them): it identifies the model.\n\
          pub const MODEL_CRC32: u32 = {:#010x};\n\n\
          /// One held-out image and what the host computed for it.\n\
          pub struct Sample {{\n\
@@ -1065,7 +1070,8 @@ fn digits_samples_source() -> Result<String> {
          /// The pixels keep the image's 8x8 shape.\n\
          #[rustfmt::skip]\n\
          pub static SAMPLES: [Sample; N_CLASSES] = [\n{}];\n",
-        kiln_runtime::crc32::crc32(&blob),
+        // The blob loaded, so it holds at least a header and its CRC.
+        kiln_runtime::crc32::crc32(&blob[..blob.len() - 4]),
         entries.concat()
     ))
 }
