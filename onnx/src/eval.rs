@@ -17,6 +17,19 @@ use std::collections::HashMap;
 
 use crate::proto::{attribute_proto::AttributeType, tensor_proto::DataType, NodeProto};
 
+/// The most elements one computed tensor may have (4 Mi). The evaluator runs
+/// MLP-sized graphs; a shape that asks for more (say a product of two large
+/// dimensions of empty tensors) is refused instead of allocated.
+pub const MAX_ELEMENTS: usize = 1 << 22;
+
+/// The element count of `dims`, if it is at most [`MAX_ELEMENTS`].
+pub fn checked_size(dims: &[usize]) -> Result<usize, String> {
+    dims.iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .filter(|&n| n <= MAX_ELEMENTS)
+        .ok_or_else(|| format!("an output of shape {dims:?} has more than {MAX_ELEMENTS} elements"))
+}
+
 /// A tensor's elements, row-major.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TensorData {
@@ -244,7 +257,7 @@ impl NodeCtx<'_> {
     fn axis(&self, axis: i64, rank: usize) -> Result<usize, EvalError> {
         let rank_i = rank as i64;
         let resolved = if axis < 0 { axis + rank_i } else { axis };
-        if (0..rank_i.max(1)).contains(&resolved) {
+        if (0..rank_i).contains(&resolved) {
             Ok(resolved as usize)
         } else {
             Err(self.fail(format!("axis {axis} is out of range for rank {rank}")))
@@ -714,6 +727,7 @@ fn broadcast_binary(
     f: fn(f32, f32) -> f32,
 ) -> Result<Tensor, String> {
     let dims = broadcast_dims(a_dims, b_dims)?;
+    checked_size(&dims)?;
     let ia = broadcast_index(a_dims, &dims);
     let ib = broadcast_index(b_dims, &dims);
     let values = ia.iter().zip(&ib).map(|(&i, &j)| f(a[i], b[j])).collect();
@@ -742,6 +756,9 @@ pub fn matmul(a_dims: &[usize], a: &[f32], b_dims: &[usize], b: &[f32]) -> Resul
         return Err(format!("inner dimensions differ: {a_dims:?} x {b_dims:?}"));
     }
     let batch = broadcast_dims(&a_full[..a_full.len() - 2], &b_full[..b_full.len() - 2])?;
+    let mut out_dims = batch.clone();
+    out_dims.extend([m, n]);
+    checked_size(&out_dims)?;
     let batch_a: Vec<usize> = a_full[..a_full.len() - 2].to_vec();
     let batch_b: Vec<usize> = b_full[..b_full.len() - 2].to_vec();
     let ia = broadcast_index(&batch_a, &batch);
@@ -805,6 +822,7 @@ fn gemm(
             u8::from(trans_b)
         )));
     }
+    checked_size(&[m, n]).map_err(|d| ctx.fail(d))?;
     let a_at = |r: usize, i: usize| {
         f64::from(if trans_a {
             av[i * m + r]
@@ -932,6 +950,8 @@ pub fn run_graph(
     feeds: &HashMap<String, Tensor>,
 ) -> Result<Vec<Tensor>, EvalError> {
     let mut values: HashMap<&str, Tensor> = HashMap::new();
+    // All computed tensors stay alive until the end, so their total is bounded too.
+    let mut budget: usize = 1 << 26;
     for (index, node) in graph.node.iter().enumerate() {
         let mut inputs: Vec<Option<&Tensor>> = Vec::with_capacity(node.input.len());
         for name in &node.input {
@@ -951,6 +971,12 @@ pub fn run_graph(
             inputs.push(Some(tensor));
         }
         let outputs = eval_node(node, index, opset, &inputs)?;
+        let produced: usize = outputs.iter().map(Tensor::len).sum();
+        budget = budget.checked_sub(produced).ok_or_else(|| EvalError {
+            node: node_label(node, index),
+            op_type: node.op_type.clone().unwrap_or_default(),
+            detail: "the graph computes more than 64 Mi elements in all".into(),
+        })?;
         for (name, tensor) in node.output.iter().zip(outputs) {
             if !name.is_empty() {
                 values.insert(name.as_str(), tensor);

@@ -20,6 +20,14 @@ use crate::proto::{
     tensor_proto::DataType, tensor_shape_proto::dimension, type_proto, GraphProto, NodeProto,
 };
 
+/// The most input features an imported MLP may take (4 Mi); the importer
+/// sizes per-feature maps by the declared input shape.
+pub const MAX_FEATURES: usize = 1 << 22;
+
+/// The most elements constant folding computes in all (64 Mi), so a graph of
+/// many large constant products is refused rather than allocated.
+const CONSTANT_FOLDING_BUDGET: usize = 1 << 26;
+
 /// A per-feature affine map `a * x + b`.
 #[derive(Debug, Clone)]
 struct Affine {
@@ -340,6 +348,7 @@ fn fold_constants(
     let mut constants = initializers.clone();
     let mut failures = HashMap::new();
     let mut folded = HashSet::new();
+    let mut budget = CONSTANT_FOLDING_BUDGET;
     let graph_inputs: HashSet<&str> = graph
         .input
         .iter()
@@ -371,8 +380,20 @@ fn fold_constants(
                 }
             })
             .collect();
-        match eval::eval_node(node, index, opset, &inputs) {
+        let result = if budget == 0 {
+            Err(eval::EvalError {
+                node: node_label(node, index),
+                op_type: op_name(node),
+                detail: format!(
+                    "constant folding computes more than {CONSTANT_FOLDING_BUDGET} elements in all"
+                ),
+            })
+        } else {
+            eval::eval_node(node, index, opset, &inputs)
+        };
+        match result {
             Ok(outputs) => {
+                budget = budget.saturating_sub(outputs.iter().map(Tensor::len).sum());
                 for (name, tensor) in node.output.iter().zip(outputs) {
                     constants.insert(name.clone(), tensor);
                 }
@@ -941,9 +962,11 @@ fn graph_input(
     if features
         .iter()
         .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-        .is_none()
+        .is_none_or(|n| n > MAX_FEATURES)
     {
-        return Err(fail("the feature count overflows".into()));
+        return Err(fail(format!(
+            "has more than {MAX_FEATURES} features per sample"
+        )));
     }
     Ok(ImportedInput {
         name,
