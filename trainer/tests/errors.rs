@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use kiln_onnx::builder::{attr_int, Dim, GraphBuilder, Producer};
+
 /// One rejected input: the row id in docs/errors.md, the arguments (run in the fixture
 /// folder, so paths are relative), the exit code, the file the message must name (if
 /// any), and path-free parts of the message that docs/errors.md must show too.
@@ -78,6 +80,17 @@ const CASES: &[Case] = &[
     case("check-onnx-garbage", &["check", "garbage.onnx", "--model", "m/model.json"], 2, "garbage.onnx", &[": tract cannot load the ONNX file: failed to decode Protobuf message"]),
     case("check-model-missing", &["check", "m/model.onnx", "--model", "missing.json"], 2, "missing.json", &["kiln check compares with the trainer's model file (--model): ", ": cannot read the model file"]),
     case("check-disagrees", &["check", "tampered.onnx", "--model", "m/model.json"], 1, "tampered.onnx", &[": tract disagrees with the trainer: max |diff|"]),
+    // Imported ONNX files.
+    case("import-not-onnx", &["import", "garbage.onnx", "--data", "digits", "-o", "imp/x.json"], 2, "garbage.onnx", &[": not an ONNX model: failed to decode Protobuf message"]),
+    case("import-opset", &["import", "opset6.onnx", "--data", "digits", "-o", "imp/x.json"], 2, "opset6.onnx", &[": opset 6 is not supported: kiln reads ai.onnx opsets 7 to 21"]),
+    case("import-unsupported-op", &["import", "erf.onnx", "--data", "digits", "-o", "imp/x.json"], 2, "erf.onnx", &[": node `erf` (Erf): unsupported op: Erf is not part of a kiln MLP"]),
+    case("import-non-constant-weights", &["import", "data_weights.onnx", "--data", "digits", "-o", "imp/x.json"], 2, "data_weights.onnx", &[": node `self_product` (MatMul): non-constant weights: input `x` is not an initializer or a constant"]),
+    case("import-shape-mismatch", &["import", "mismatch.onnx", "--data", "digits", "-o", "imp/x.json"], 2, "mismatch.onnx", &[": node `fc` (Gemm): shape mismatch: the layer takes [N, 5] but the data is [N, 4]"]),
+    case("import-no-data", &["import", "m/model.onnx"], 2, "", &["--data: kiln import needs the data the model was trained on"]),
+    case("import-data-mismatch", &["import", "four.onnx", "--data", "digits", "-o", "imp/x.json"], 2, "four.onnx", &[": the model takes 4 features, but digits has 64"]),
+    case("import-expected-bad", &["import", "m/model.onnx", "--data", "digits", "-o", "imp/x.json", "--expected", "not_json.json"], 2, "not_json.json", &[": not an expected-outputs file: expected ident at line 1 column 2"]),
+    case("check-expected-not-imported", &["check", "m/model.onnx", "--model", "m/model.json", "--expected", "disagree.json"], 2, "", &["--expected: compares a model imported with `kiln import` with its exporter's outputs; this model file was not imported"]),
+    case("check-expected-disagrees", &["check", "m/model.onnx", "--model", "imp/model.json", "--expected", "disagree.json"], 1, "disagree.json", &[": the imported model disagrees with expected outputs ", "logits max |diff|"]),
     case("inspect-missing", &["inspect", "missing.onnx"], 2, "missing.onnx", &[": cannot read the file"]),
     case("inspect-garbage", &["inspect", "garbage.onnx"], 2, "garbage.onnx", &[": not a model file", "expected a kiln model file (JSON), an ONNX MLP (Gemm layers) or a .kiln model blob"]),
     case("inspect-flash-bad", &["inspect", "m/model.json", "--flash", "abc"], 2, "", &["--flash: expected a size in bytes such as 65536, 64K, 64KiB or 1M, got 'abc'"]),
@@ -101,6 +114,25 @@ const CASES: &[Case] = &[
     case("bake-no-artifact", &["bake", "m/model.json"], 2, "", &["the following required arguments were not provided"]),
     case("completions-bad-shell", &["completions", "tcsh"], 2, "", &["invalid value 'tcsh' for '<SHELL>'"]),
 ];
+
+fn n_dim() -> Dim {
+    Dim::Param("N".into())
+}
+
+/// Writes an ONNX model with input `x` [N, 4] built by `build`, at `opset` (an opset the
+/// builder does not write is set afterwards).
+fn write_onnx(root: &Path, name: &str, opset: i64, build: &dyn Fn(&mut GraphBuilder)) {
+    let mut graph = GraphBuilder::new("g");
+    graph.input_f32("x", &[n_dim(), Dim::Fixed(4)]);
+    build(&mut graph);
+    let producer = Producer {
+        name: "test".into(),
+        version: "0".into(),
+    };
+    let mut model = graph.build(opset.max(13), &producer, "").unwrap();
+    model.opset_import[0].version = Some(opset);
+    std::fs::write(root.join(name), kiln_onnx::mlp::encode_model(&model)).unwrap();
+}
 
 fn kiln(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_kiln"))
@@ -209,6 +241,62 @@ fn fixtures() -> tempfile::TempDir {
         root,
         &["export", "tampered.json", "-o", "tampered.onnx"],
     ));
+
+    // ONNX graphs `kiln import` refuses, and an imported model with outputs that disagree.
+    write_onnx(root, "erf.onnx", 13, &|g| {
+        g.initializer_f32("w", &[4, 2], &[0.5; 8]).unwrap();
+        g.node("MatMul", "dense", &["x", "w"], &["h"], vec![]);
+        g.node("Erf", "erf", &["h"], &["y"], vec![]);
+        g.output_f32("y", &[n_dim(), Dim::Fixed(2)]);
+    });
+    write_onnx(root, "data_weights.onnx", 13, &|g| {
+        g.node("MatMul", "self_product", &["x", "x"], &["y"], vec![]);
+        g.output_f32("y", &[n_dim(), Dim::Fixed(4)]);
+    });
+    write_onnx(root, "mismatch.onnx", 13, &|g| {
+        g.initializer_f32("w", &[3, 5], &[0.5; 15]).unwrap();
+        g.node(
+            "Gemm",
+            "fc",
+            &["x", "w"],
+            &["y"],
+            vec![attr_int("transB", 1)],
+        );
+        g.output_f32("y", &[n_dim(), Dim::Fixed(3)]);
+    });
+    let four = |g: &mut GraphBuilder| {
+        g.initializer_f32("w", &[3, 4], &[0.5; 12]).unwrap();
+        g.node(
+            "Gemm",
+            "fc",
+            &["x", "w"],
+            &["y"],
+            vec![attr_int("transB", 1)],
+        );
+        g.output_f32("y", &[n_dim(), Dim::Fixed(3)]);
+    };
+    write_onnx(root, "four.onnx", 13, &four);
+    write_onnx(root, "opset6.onnx", 6, &four);
+    ok(kiln(
+        root,
+        &[
+            "import",
+            "m/model.onnx",
+            "--data",
+            "digits",
+            "-o",
+            "imp/model.json",
+            "--quiet",
+        ],
+    ));
+    let zeros = vec![0.0; 64];
+    let disagree = serde_json::json!({
+        "format": "kiln-expected-outputs",
+        "format_version": 1,
+        "inputs": {"input": {"shape": [1, 64], "data": zeros}},
+        "outputs": {"logits": {"shape": [1, 10], "data": vec![100.0; 10]}},
+    });
+    write("disagree.json", &serde_json::to_vec(&disagree).unwrap());
     dir
 }
 

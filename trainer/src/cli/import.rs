@@ -23,12 +23,10 @@ pub struct ImportCheckFailed {
 
 /// The data does not fit the imported model.
 #[derive(Debug, thiserror::Error)]
-#[error("{path}: the model takes {n_inputs} features, but {data} has {n_features}", path = path.display())]
+#[error("{path}: {detail}", path = path.display())]
 pub struct DataMismatch {
     pub path: PathBuf,
-    pub n_inputs: usize,
-    pub data: String,
-    pub n_features: usize,
+    pub detail: String,
 }
 
 /// What `kiln import` and `kiln check` on a source file report.
@@ -258,21 +256,35 @@ pub fn import(args: &ImportArgs) -> Result<()> {
         Loss::MeanSquaredError
     };
     let (spec, mut options) = data_config(&args.data, loss)?;
-    if classification && args.data.classes.is_none() {
-        // The model fixes the class count; a label beyond it is an error in the data.
-        options.target = TargetKind::Classes {
-            n_classes: Some(imported.n_outputs().max(2)),
-        };
-    }
     let split = data::load(&spec, &options)?;
     if split.train.n_features != imported.n_inputs {
         return Err(DataMismatch {
             path: args.onnx.clone(),
-            n_inputs: imported.n_inputs,
-            data: spec.to_string(),
-            n_features: split.train.n_features,
+            detail: format!(
+                "the model takes {} features, but {spec} has {}",
+                imported.n_inputs, split.train.n_features
+            ),
         }
         .into());
+    }
+    if classification {
+        let n_classes = split.train.n_outputs();
+        if n_classes > imported.n_outputs() {
+            return Err(DataMismatch {
+                path: args.onnx.clone(),
+                detail: format!(
+                    "the model has {} classes, but {spec} has {n_classes}",
+                    imported.n_outputs()
+                ),
+            }
+            .into());
+        }
+        // The model fixes the class count for every later use of the data.
+        if args.data.classes.is_none() {
+            options.target = TargetKind::Classes {
+                n_classes: Some(imported.n_outputs().max(2)),
+            };
+        }
     }
     let model = import::to_model_file(
         &imported,
