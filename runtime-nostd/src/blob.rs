@@ -203,10 +203,7 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Model<'_>, Error> {
         }
     }
     let entries = content.get(entries_start..r.pos).unwrap_or(&[]);
-    let input = InputStage {
-        zero_point: input_zero_point,
-        entries,
-    };
+    let input = InputStage::new(input_zero_point, entries);
 
     // ---- layers
     let mut layers = [Layer::EMPTY; MAX_LAYERS];

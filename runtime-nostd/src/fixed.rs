@@ -47,7 +47,54 @@ pub const fn shift_is_valid(shift: u8) -> bool {
 /// This is the only rounding function in Kiln. It is total (no panic, no overflow) for every
 /// argument; see the module documentation for why the `i64` path is the one taken by every
 /// validated model, and for the saturation that only unvalidated arguments can reach.
+#[inline]
 pub const fn rq(x: i64, multiplier: i32, shift: u8) -> i64 {
+    // The path every validated model takes: `x` fits i32 (a layer accumulator, or the input
+    // stage for raw values below 2^23 / 256) and the shift is in range. Then the product of two
+    // i32 fits i64, one 32x32->64 multiply on a 32-bit core, and the rounding is branch-free.
+    if x >= i32::MIN as i64 && x <= i32::MAX as i64 && shift >= SHIFT_MIN && shift <= SHIFT_MAX {
+        // |x * M| <= 2^62: no overflow.
+        #[allow(clippy::arithmetic_side_effects)]
+        let product = (x as i32 as i64) * (multiplier as i64);
+        return round_shift_i64_fast(product, shift);
+    }
+    rq_wide(x, multiplier, shift)
+}
+
+/// `round_half_even(p / 2^t)` for `|p| <= 2^62` and `1 <= t <= 62`.
+///
+/// For `t >= 32` (the usual layer shift) it works on the two 32-bit halves of `p`, which is what
+/// a 32-bit core can do in a few instructions: `q0 = hi >> (t - 32)` is `floor(p / 2^t)`, and
+/// the remainder `(hi mod 2^(t-32)) * 2^32 + lo` is compared with half of `2^t`. Below 32 it uses
+/// `floor((p + 2^(t-1) - 1 + q0 % 2) / 2^t)`: below half it stays `q0`, above half it becomes
+/// `q0 + 1`, and at exactly half it adds 1 only to an odd `q0`. Both equal `round_shift_i64`.
+// |p| + 2^61 < 2^63, every shift amount is in 0..=61, and q0 + 1 cannot overflow: no side effects.
+#[allow(clippy::arithmetic_side_effects)]
+#[inline(always)]
+const fn round_shift_i64_fast(p: i64, t: u8) -> i64 {
+    let t = t as u32;
+    if t >= 32 {
+        let hi = (p >> 32) as i32;
+        let lo = p as u32;
+        let s = t - 32; // 0..=30
+        let q0 = hi >> s;
+        let round_up = if s == 0 {
+            // half = 2^31, all in `lo`
+            lo > 1 << 31 || (lo == 1 << 31 && q0 & 1 != 0)
+        } else {
+            let r_hi = (hi as u32) & ((1u32 << s) - 1);
+            let half_hi = 1u32 << (s - 1);
+            r_hi > half_hi || (r_hi == half_hi && (lo != 0 || q0 & 1 != 0))
+        };
+        return q0 as i64 + round_up as i64;
+    }
+    let odd = (p >> t) & 1;
+    (p + (1i64 << (t - 1)) - 1 + odd) >> t
+}
+
+/// `rq` for the arguments a validated model never passes: wide `x` or a shift outside `[1, 62]`.
+#[inline(never)]
+const fn rq_wide(x: i64, multiplier: i32, shift: u8) -> i64 {
     if shift <= SHIFT_MAX {
         if let Some(product) = x.checked_mul(multiplier as i64) {
             return round_shift_i64(product, shift);
@@ -106,6 +153,7 @@ const fn round_shift_i128(p: i128, t: u8) -> i64 {
 }
 
 /// Clamps `v` to `[-128, 127]`.
+#[inline(always)]
 pub const fn sat8(v: i64) -> i8 {
     if v < i8::MIN as i64 {
         i8::MIN
@@ -117,6 +165,7 @@ pub const fn sat8(v: i64) -> i8 {
 }
 
 /// Clamps a raw input to `[RAW_MIN, RAW_MAX]`.
+#[inline(always)]
 pub const fn clamp_raw(raw: i32) -> i32 {
     if raw < RAW_MIN {
         RAW_MIN

@@ -38,6 +38,29 @@ pub(crate) struct InputStage<'a> {
     pub(crate) zero_point: i8,
     /// 12-byte entries `{i32 mu, i32 M, u8 t, 3 zero bytes}`: one shared, or one per input.
     pub(crate) entries: &'a [u8],
+    /// With one shared entry: the quantized value of every raw byte 0..=255 (pixels, most
+    /// sensors), computed once at load by the same `affine` as every other value.
+    pub(crate) byte_table: Option<[i8; 256]>,
+}
+
+impl<'a> InputStage<'a> {
+    pub(crate) fn new(zero_point: i8, entries: &'a [u8]) -> Self {
+        let byte_table = if entries.len() == INPUT_ENTRY_LEN {
+            let entry = decode_entry(entries);
+            let mut table = [0i8; 256];
+            for (raw, value) in (0i32..).zip(table.iter_mut()) {
+                *value = affine(raw, entry, i64::from(zero_point));
+            }
+            Some(table)
+        } else {
+            None
+        };
+        Self {
+            zero_point,
+            entries,
+            byte_table,
+        }
+    }
 }
 
 /// One layer's views into the blob.
@@ -208,8 +231,13 @@ impl<'a> Model<'a> {
         if self.input.entries.len() == INPUT_ENTRY_LEN {
             // one shared entry
             if let Some(entry) = entries.next() {
+                let table = self.input.byte_table.as_ref();
                 for (o, &x) in out.iter_mut().zip(raw) {
-                    *o = affine(x, entry, zp);
+                    let cached = match (table, u8::try_from(x)) {
+                        (Some(table), Ok(byte)) => table.get(usize::from(byte)).copied(),
+                        _ => None,
+                    };
+                    *o = cached.unwrap_or_else(|| affine(x, entry, zp));
                 }
             }
         } else {
@@ -282,8 +310,9 @@ impl<'a> Model<'a> {
         let scratch = self.check_buffers(scratch, logits)?;
         let s = scratch.len();
         let first = scratch.get_mut(..self.n_inputs).ok_or(self.internal(s))?;
-        for (d, &s) in first.iter_mut().zip(input) {
-            *d = s;
+        // Same lengths (checked above): a word-wise copy.
+        if first.len() == input.len() {
+            first.copy_from_slice(input);
         }
         self.forward(scratch, logits)
     }
@@ -377,11 +406,15 @@ fn decode_entry(entry: &[u8]) -> (i32, i32, u8) {
 }
 
 /// `sat8(zp + rq(256 * clamp(x) - mu, M, t))`.
+#[inline(always)]
 fn affine(x: i32, (mu, m, t): (i32, i32, u8), zp: i64) -> i8 {
-    // |256 * x| <= 2^31 and |mu| <= 2^31: |v| <= 2^32, no overflow
-    let v = i64::from(clamp_raw(x))
-        .wrapping_mul(256)
-        .wrapping_sub(i64::from(mu));
+    // |256 * x| <= 2^31 after the clamp, so the product is exact in i32; the subtraction of
+    // `mu` stays in i32 whenever it can, which lets `rq` use one 32x32->64 multiply.
+    let scaled = clamp_raw(x).wrapping_mul(256);
+    let v = match scaled.checked_sub(mu) {
+        Some(v) => i64::from(v),
+        None => i64::from(scaled).wrapping_sub(i64::from(mu)),
+    };
     sat8(zp.saturating_add(rq(v, m, t)))
 }
 

@@ -4,11 +4,19 @@
 //! `docs/quantization.md`. Optimized kernels (per architecture, chosen by `cfg` here) must match
 //! it bit for bit; `kernel_tests!` (tests only) checks an implementation against it.
 
+#[cfg(kiln_kernel = "dsp")]
+mod dsp_asm;
+pub mod packed;
 pub mod reference;
+mod simd32;
 
 use crate::Error;
 
-/// The kernel the runtime uses. Later per-architecture kernels replace this line under `cfg`.
+/// The kernel the runtime uses, chosen here and nowhere else: the packed kernel where the DSP
+/// instructions exist (Cortex-M4/M7), the reference elsewhere.
+#[cfg(kiln_kernel = "dsp")]
+pub use packed::fully_connected_i8;
+#[cfg(not(kiln_kernel = "dsp"))]
 pub use reference::fully_connected_i8;
 
 /// The activation table the runtime uses.
@@ -108,4 +116,10 @@ pub(crate) mod harness;
 kernel_tests!(
     reference_vs_reference,
     crate::kernels::reference::fully_connected_i8
+);
+
+#[cfg(test)]
+kernel_tests!(
+    packed_vs_reference,
+    crate::kernels::packed::fully_connected_i8
 );

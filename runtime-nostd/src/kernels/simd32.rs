@@ -1,0 +1,86 @@
+//! The two Armv7E-M DSP instructions the packed kernel is built on, with exact portable
+//! equivalents so that the same kernel runs, and is tested against the reference, on the host.
+//!
+//! - `sxtb16(x)`: sign-extends bytes 0 and 2 of `x` into two 16-bit lanes;
+//!   `sxtb16_ror8(x)` does the same for bytes 1 and 3.
+//! - `smlad(a, b, acc)`: `acc + a.lo * b.lo + a.hi * b.hi` on signed 16-bit lanes, wrapping
+//!   like the reference kernel's `i32` accumulator.
+
+#[cfg(kiln_kernel = "dsp")]
+mod imp {
+    #![allow(unsafe_code)]
+    use core::arch::asm;
+
+    #[inline(always)]
+    pub fn sxtb16(x: u32) -> u32 {
+        let out: u32;
+        // SAFETY: a register-only instruction of every Armv7E-M core (target feature `dsp`).
+        unsafe {
+            asm!("sxtb16 {0}, {1}", out(reg) out, in(reg) x, options(pure, nomem, nostack, preserves_flags))
+        };
+        out
+    }
+
+    #[inline(always)]
+    pub fn sxtb16_ror8(x: u32) -> u32 {
+        let out: u32;
+        // SAFETY: as above.
+        unsafe {
+            asm!("sxtb16 {0}, {1}, ror #8", out(reg) out, in(reg) x, options(pure, nomem, nostack, preserves_flags))
+        };
+        out
+    }
+
+    #[inline(always)]
+    pub fn smlad(a: u32, b: u32, acc: i32) -> i32 {
+        let out: i32;
+        // SAFETY: register-only; SMLAD sets the sticky Q flag on overflow, which nothing reads.
+        unsafe {
+            asm!("smlad {0}, {1}, {2}, {3}", out(reg) out, in(reg) a, in(reg) b, in(reg) acc, options(pure, nomem, nostack))
+        };
+        out
+    }
+}
+
+#[cfg(not(kiln_kernel = "dsp"))]
+mod imp {
+    #[inline(always)]
+    pub fn sxtb16(x: u32) -> u32 {
+        let lo = u32::from(x as u8 as i8 as i16 as u16);
+        let hi = u32::from((x >> 16) as u8 as i8 as i16 as u16);
+        lo | (hi << 16)
+    }
+
+    #[inline(always)]
+    pub fn sxtb16_ror8(x: u32) -> u32 {
+        sxtb16(x.rotate_right(8))
+    }
+
+    #[inline(always)]
+    pub fn smlad(a: u32, b: u32, acc: i32) -> i32 {
+        let lo = i32::from(a as u16 as i16).wrapping_mul(i32::from(b as u16 as i16));
+        let hi =
+            i32::from((a >> 16) as u16 as i16).wrapping_mul(i32::from((b >> 16) as u16 as i16));
+        acc.wrapping_add(lo).wrapping_add(hi)
+    }
+}
+
+pub use imp::{smlad, sxtb16, sxtb16_ror8};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lanes_are_the_documented_bytes() {
+        let x = u32::from_le_bytes([0x80, 0x7f, 0xff, 0x01]);
+        assert_eq!(sxtb16(x), 0xffff_ff80); // lanes -1 (byte 2), -128 (byte 0)
+        assert_eq!(sxtb16_ror8(x), 0x0001_007f); // lanes 1 (byte 3), 127 (byte 1)
+        assert_eq!(smlad(0x0002_fffd, 0x0005_0007, 100), 100 + (-3 * 7) + 2 * 5);
+        // Wraps like the reference's i32 accumulator.
+        assert_eq!(
+            smlad(0x0000_7fff, 0x0000_7fff, i32::MAX),
+            i32::MAX.wrapping_add(0x7fff * 0x7fff)
+        );
+    }
+}
