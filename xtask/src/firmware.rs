@@ -170,7 +170,8 @@ struct Row {
     board: &'static Board,
     n_images: usize,
     correct: u32,
-    insns_per_inference: f64,
+    insns_input: f64,
+    insns_network: f64,
     insns_per_mac: f64,
     runtime_text: u64,
     runtime_symbols_text: u64,
@@ -569,8 +570,15 @@ fn intel_hex(bytes: &[u8], address: u64) -> Result<String> {
     Ok(text)
 }
 
+/// The firmware crate: `examples/firmware-qemu`, or `$KILN_FIRMWARE_CRATE` (a copy to experiment on).
+fn firmware_crate_dir() -> PathBuf {
+    std::env::var_os("KILN_FIRMWARE_CRATE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("examples/firmware-qemu"))
+}
+
 fn write_generated(data: &Prepared) -> Result<()> {
-    let generated = workspace_root().join("examples/firmware-qemu/src/generated");
+    let generated = firmware_crate_dir().join("src/generated");
     std::fs::create_dir_all(&generated)?;
     let write_if_changed = |name: &str, text: &str| -> Result<()> {
         let path = generated.join(name);
@@ -622,7 +630,7 @@ fn write_generated(data: &Prepared) -> Result<()> {
 
 /// Builds the firmware for `board` with extra features; returns the ELF's path.
 fn build_firmware(board: &Board, extra_features: &[&str]) -> Result<PathBuf> {
-    let crate_dir = workspace_root().join("examples/firmware-qemu");
+    let crate_dir = firmware_crate_dir();
     let target_dir = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_root().join("target"))
@@ -754,18 +762,24 @@ fn run_board(board: &'static Board, data: &Prepared, plugin: &Path, out: &Path) 
             count.strip_suffix(" instructions")?.trim().parse().ok()
         })
         .collect();
+    // Two regions per image: the input stage (raw values to int8), then the network.
     ensure!(
-        counts.len() == data.labels.len(),
+        counts.len() == 2 * data.labels.len(),
         "{}: expected {} counted regions from the plugin, found {}",
         board.name,
-        data.labels.len(),
+        2 * data.labels.len(),
         counts.len()
     );
-    let insns_per_inference = counts
-        .iter()
-        .map(|&c| (c - board.marker_overhead) as f64)
-        .sum::<f64>()
-        / counts.len() as f64;
+    let mean = |parity: usize| {
+        counts
+            .iter()
+            .skip(parity)
+            .step_by(2)
+            .map(|&c| (c - board.marker_overhead) as f64)
+            .sum::<f64>()
+            / data.labels.len() as f64
+    };
+    let (insns_input, insns_network) = (mean(0), mean(1));
 
     // Variant 2: the blob from the flash partition, written by QEMU's loader.
     let partition_elf_path = build_firmware(board, &["blob-partition"])?;
@@ -813,8 +827,9 @@ fn run_board(board: &'static Board, data: &Prepared, plugin: &Path, out: &Path) 
         board,
         n_images: data.labels.len(),
         correct,
-        insns_per_inference,
-        insns_per_mac: insns_per_inference / data.macs as f64,
+        insns_input,
+        insns_network,
+        insns_per_mac: insns_network / data.macs as f64,
         runtime_text: elf.text_size().saturating_sub(baseline.text_size()),
         runtime_symbols_text: elf.symbols_size_matching("kiln_runtime"),
         model_flash: data.blob.len(),
@@ -839,12 +854,12 @@ fn print_table(rows: &[Row], prepared: &[Prepared]) {
         );
     }
     println!(
-        "\n| board | core | model | images | accuracy | CRC | blob partition | insns/inference | insns/MAC | runtime .text (diff) | runtime symbols | model flash | firmware flash | static RAM | peak stack |"
+        "\n| board | core | model | images | accuracy | CRC | blob partition | input stage insns | network insns | insns/MAC | runtime .text (diff) | runtime symbols | model flash | firmware flash | static RAM | peak stack |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for row in rows {
         println!(
-            "| {} | {} | {} | {} | {:.4} | match | {} | {:.0} | {:.3} | {} B | {} B | {} B | {} B | {} B | {} B |",
+            "| {} | {} | {} | {} | {:.4} | match | {} | {:.0} | {:.0} | {:.3} | {} B | {} B | {} B | {} B | {} B | {} B |",
             row.board.name,
             row.board.core,
             match row.board.dataset {
@@ -854,7 +869,8 @@ fn print_table(rows: &[Row], prepared: &[Prepared]) {
             row.n_images,
             f64::from(row.correct) / row.n_images as f64,
             if row.partition_ok { "match" } else { "FAIL" },
-            row.insns_per_inference,
+            row.insns_input,
+            row.insns_network,
             row.insns_per_mac,
             row.runtime_text,
             row.runtime_symbols_text,
@@ -865,8 +881,9 @@ fn print_table(rows: &[Row], prepared: &[Prepared]) {
         );
     }
     println!(
-        "\ninsns: guest instructions from bench_start to bench_stop (the whole network, input\n\
-         quantization included), exact, by the qemu-insncount plugin, mean over all images.\n\
+        "\ninsns: guest instructions between bench_start and bench_stop, exact, by the qemu-insncount\n\
+         plugin, mean over all images. Input stage: raw values to int8 (Model::quantize_input);\n\
+         network: int8 input to int8 logits (Model::run_quantized), every layer; insns/MAC = network / MACs.\n\
          runtime .text (diff): .text with the inference call minus .text without it.\n\
          runtime symbols: the .text of functions named kiln_runtime::* (LTO inlines some into callers).\n\
          static RAM: .data + .bss (the input, scratch and logit buffers are static).\n\

@@ -21,7 +21,7 @@ fn cargo(args: &[&str]) -> Result<()> {
         .context("cannot run cargo")?;
     ensure!(
         status.success(),
-        "cargo {} failed (is the target installed? `rustup target add {TARGET}`)",
+        "cargo {} failed (are the targets installed? `rustup target add {TARGET} thumbv7em-none-eabihf`)",
         args.join(" ")
     );
     Ok(())
@@ -39,14 +39,20 @@ pub fn run() -> Result<()> {
         "--target",
         TARGET,
     ])?;
-    cargo(&[
-        "build",
-        "--release",
-        "--target",
-        TARGET,
-        "--manifest-path",
-        "runtime-nostd/nopanic-check/Cargo.toml",
-    ])?;
-    println!("cargo xtask nostd: kiln-runtime builds for {TARGET} and has no reachable panic");
+    // Both kernel families: the reference (thumbv6m) and the DSP kernel (thumbv7em).
+    for target in [TARGET, "thumbv7em-none-eabihf"] {
+        cargo(&[
+            "build",
+            "--release",
+            "--target",
+            target,
+            "--manifest-path",
+            "runtime-nostd/nopanic-check/Cargo.toml",
+        ])?;
+    }
+    println!(
+        "cargo xtask nostd: kiln-runtime builds for {TARGET} and has no reachable panic \
+         (reference kernel on thumbv6m, DSP kernel on thumbv7em)"
+    );
     Ok(())
 }
