@@ -179,7 +179,7 @@ fn load_external(
     let mut file = std::fs::File::open(&file_path).map_err(io)?;
     let file_len = file.metadata().map_err(io)?.len();
     let length = length.unwrap_or(file_len.saturating_sub(offset));
-    let end = offset.checked_add(length).unwrap_or(u64::MAX);
+    let end = offset.saturating_add(length);
     if end > file_len {
         return Err(fail(
             Some(file_path.clone()),
