@@ -198,12 +198,17 @@ impl TrainConfig {
 /// epoch's last batch, the epoch is completed and checkpointed as usual. Either way the
 /// result is [`TrainError::Interrupted`], and resuming from the checkpoint reproduces the
 /// uninterrupted run bit for bit.
+///
+/// `threads` (at least 1) is how many threads each mini-batch's products and update may
+/// use; it changes the speed only, never a bit of the result, so it is not part of the
+/// stored configuration.
 #[allow(clippy::too_many_arguments)]
 pub fn train(
     split: &Split,
     data_spec: &data::DataSpec,
     data_options: &data::DataOptions,
     config: &TrainConfig,
+    threads: usize,
     resume: Option<ModelFile>,
     observer: &mut dyn Observer,
     checkpoint: &mut dyn FnMut(&ModelFile) -> Result<(), String>,
@@ -281,7 +286,9 @@ pub fn train(
     let n_train = prepared.train.n_samples();
     let n_batches = n_train.div_ceil(config.batch_size);
     let mut order: Vec<usize> = (0..n_train).collect();
-    let mut batch_features = Vec::with_capacity(config.batch_size * n_features);
+    // The batch's input matrix is reused from batch to batch: at MNIST's size a fresh one
+    // comes from the kernel as zeroed pages each time (page faults showed up in profiles).
+    let mut input_buffer: Vec<f32> = Vec::with_capacity(config.batch_size * n_features);
     let mut batch_labels: Vec<u32> = Vec::with_capacity(config.batch_size);
     let mut batch_values: Vec<f32> = Vec::with_capacity(config.batch_size);
     if let Some(progress) = &state.epoch_progress {
@@ -296,6 +303,7 @@ pub fn train(
         }
     }
     let mut batches_run = 0usize;
+    let mut grads = Vec::new();
 
     while state.epochs_done < config.epochs && !state.stopped_early {
         let epoch = state.epochs_done;
@@ -323,11 +331,11 @@ pub fn train(
         let mut correct = resumed.as_ref().map_or(0usize, |p| p.correct);
         let mut seen = resumed.as_ref().map_or(0usize, |p| p.seen);
         for (batch_idx, rows) in order.chunks(config.batch_size).enumerate().skip(skip) {
-            batch_features.clear();
+            input_buffer.clear();
             batch_labels.clear();
             batch_values.clear();
             for &row_idx in rows {
-                batch_features.extend_from_slice(
+                input_buffer.extend_from_slice(
                     &prepared.train_features[row_idx * n_features..(row_idx + 1) * n_features],
                 );
                 match &prepared.train.targets {
@@ -335,12 +343,13 @@ pub fn train(
                     Targets::Regression { values } => batch_values.push(values[row_idx]),
                 }
             }
-            let input = DMatrix::from_column_slice(n_features, rows.len(), &batch_features);
+            let input =
+                DMatrix::from_vec(n_features, rows.len(), std::mem::take(&mut input_buffer));
             let targets = match &prepared.train.targets {
                 Targets::Classes { .. } => BatchTargets::Classes(&batch_labels),
                 Targets::Regression { .. } => BatchTargets::Values(&batch_values),
             };
-            let trace = mlp.forward_trace(input);
+            let trace = mlp.training_forward(input, threads);
             let mut output_grad = DMatrix::zeros(0, 0);
             let loss = config
                 .loss
@@ -356,8 +365,11 @@ pub fn train(
             if let BatchTargets::Classes(labels) = targets {
                 correct += count_correct(trace.output(), labels);
             }
-            let grads = mlp.backward(&trace, output_grad);
-            state.optimizer.step(&mut mlp.layers, &grads, lr);
+            mlp.backward_into(&trace, output_grad, threads, &mut grads);
+            input_buffer = trace.into_input().data.into();
+            state
+                .optimizer
+                .step_threads(&mut mlp.layers, &grads, lr, threads);
             loss_sum += f64::from(loss) * rows.len() as f64;
             seen += rows.len();
             let accuracy =

@@ -60,6 +60,7 @@ const CASES: &[Case] = &[
     case("hidden-bad", &["train", "--hidden", "12,x"], 2, "", &["--hidden: expected comma-separated positive widths"]),
     case("batch-zero", &["train", "--batch", "0"], 2, "", &["--batch: expected a batch size of at least 1"]),
     case("epochs-zero", &["train", "--epochs", "0"], 2, "", &["--epochs: expected at least 1 epoch"]),
+    case("threads-zero", &["train", "--threads", "0"], 2, "", &["--threads: expected at least 1 thread"]),
     case("lr-not-positive", &["train", "--lr", "0"], 2, "", &["--lr: expected a positive learning rate, got 0"]),
     case("val-split-range", &["train", "--val-split", "1.5"], 2, "", &["--val-split: expected a fraction in [0, 1), got 1.5"]),
     case("test-split-range", &["train", "--test-split", "1.5"], 2, "", &["--test-split: expected a fraction between 0 and 1, got 1.5"]),

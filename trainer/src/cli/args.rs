@@ -254,6 +254,9 @@ pub struct TrainArgs {
     /// Do not draw training.png and training.svg (loss and accuracy per epoch).
     #[arg(long)]
     pub no_plot: bool,
+    /// Threads per training step; the weights are bit-identical for every count.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub threads: usize,
     #[command(flatten)]
     pub onnx: OnnxArgs,
     #[command(flatten)]

@@ -238,6 +238,7 @@ fn train_export_check(
         &plan.data_spec,
         &plan.data_options,
         &plan.config,
+        plan.threads,
         resume,
         &mut progress,
         &mut checkpoint,
@@ -498,6 +499,7 @@ pub fn demo(args: &DemoArgs) -> Result<()> {
         resume: false,
         no_check: false,
         no_plot: false,
+        threads: 1,
         onnx: OnnxArgs {
             opset: kiln_onnx::builder::MIN_OPSET,
             probabilities: false,

@@ -32,6 +32,8 @@ pub struct TrainPlan {
     pub check: bool,
     /// Draw training.png and training.svg.
     pub plot: bool,
+    /// Threads per training step (at least 1).
+    pub threads: usize,
     pub export: ExportOptions,
     pub output: OutputArgs,
 }
@@ -339,6 +341,9 @@ impl TrainPlan {
                 )));
             }
         }
+        if args.threads == 0 {
+            return Err(usage("--threads: expected at least 1 thread"));
+        }
         let config = train_config(args)?;
         let (data_spec, data_options) = data_config(&args.data, config.loss)?;
         Ok(Self {
@@ -349,6 +354,7 @@ impl TrainPlan {
             resume: args.resume,
             check: !args.no_check,
             plot: !args.no_plot,
+            threads: args.threads,
             export,
             output: args.output,
         })

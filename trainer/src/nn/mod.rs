@@ -7,6 +7,7 @@
 pub mod activation;
 pub mod loss;
 pub mod optim;
+pub mod parallel;
 pub mod schedule;
 
 pub use activation::Activation;
@@ -75,6 +76,11 @@ impl<T: RealField + Copy> ForwardTrace<T> {
         self.activations
             .last()
             .expect("a trace holds at least the input")
+    }
+
+    /// The input matrix, handed back so its storage can hold the next batch.
+    pub fn into_input(mut self) -> DMatrix<T> {
+        self.activations.swap_remove(0)
     }
 }
 
@@ -181,33 +187,85 @@ impl<T: RealField + Copy> Mlp<T> {
         }
     }
 
+    /// The forward pass of a training step, keeping what `backward` needs. The same
+    /// values as [`Mlp::forward_trace`] up to rounding, computed by the zero-skipping
+    /// products of [`parallel`] on up to `threads` threads; the result does not depend on
+    /// `threads`.
+    pub fn training_forward(&self, input: DMatrix<T>, threads: usize) -> ForwardTrace<T> {
+        let mut pre_activations = Vec::with_capacity(self.layers.len());
+        let mut activations = Vec::with_capacity(self.layers.len() + 1);
+        activations.push(input);
+        for layer in &self.layers {
+            let mut z = DMatrix::zeros(0, 0);
+            parallel::weights_times(
+                &layer.weights,
+                activations.last().expect("input is present"),
+                &mut z,
+                threads,
+            );
+            for mut column in z.column_iter_mut() {
+                column += &layer.bias;
+            }
+            let mut a = z.clone();
+            layer.activation.forward_in_place(&mut a);
+            pre_activations.push(z);
+            activations.push(a);
+        }
+        ForwardTrace {
+            pre_activations,
+            activations,
+        }
+    }
+
     /// Backpropagates `output_grad` (dL/d output, one column per sample)
-    /// through the network and returns the gradients of every layer.
+    /// through the network and returns the gradients of every layer. The products
+    /// run on up to `threads` threads; the result does not depend on `threads`.
     pub fn backward(
         &self,
         trace: &ForwardTrace<T>,
         output_grad: DMatrix<T>,
+        threads: usize,
     ) -> Vec<DenseGradients<T>> {
-        let mut grads = Vec::with_capacity(self.layers.len());
+        let mut grads = Vec::new();
+        self.backward_into(trace, output_grad, threads, &mut grads);
+        grads
+    }
+
+    /// [`Mlp::backward`] into `grads`, reusing its matrices: a training loop keeps them
+    /// from one mini-batch to the next instead of allocating the largest ones every time.
+    pub fn backward_into(
+        &self,
+        trace: &ForwardTrace<T>,
+        output_grad: DMatrix<T>,
+        threads: usize,
+        grads: &mut Vec<DenseGradients<T>>,
+    ) {
+        if grads.len() != self.layers.len() {
+            *grads = self
+                .layers
+                .iter()
+                .map(|layer| DenseGradients {
+                    weights: DMatrix::zeros(layer.n_outputs(), layer.n_inputs()),
+                    bias: DVector::zeros(layer.n_outputs()),
+                })
+                .collect();
+        }
         let mut grad = output_grad;
+        let mut input_grad = DMatrix::zeros(0, 0);
         for (layer_idx, layer) in self.layers.iter().enumerate().rev() {
             let z = &trace.pre_activations[layer_idx];
             let a = &trace.activations[layer_idx + 1];
             layer.activation.backward_in_place(z, a, &mut grad);
             let input = &trace.activations[layer_idx];
-            let weights_grad = &grad * input.transpose();
-            let bias_grad = grad.column_sum();
+            let layer_grads = &mut grads[layer_idx];
+            parallel::grad_times_input_transpose(&grad, input, &mut layer_grads.weights, threads);
+            layer_grads.bias = grad.column_sum();
             // The input layer needs no gradient with respect to its input.
             if layer_idx > 0 {
-                grad = layer.weights.tr_mul(&grad);
+                parallel::weights_transpose_times(&layer.weights, &grad, &mut input_grad, threads);
+                std::mem::swap(&mut grad, &mut input_grad);
             }
-            grads.push(DenseGradients {
-                weights: weights_grad,
-                bias: bias_grad,
-            });
         }
-        grads.reverse();
-        grads
     }
 
     /// The mean loss of a batch and the gradients of every layer.
@@ -217,10 +275,10 @@ impl<T: RealField + Copy> Mlp<T> {
         targets: BatchTargets<'_>,
         loss: Loss,
     ) -> (T, Vec<DenseGradients<T>>) {
-        let trace = self.forward_trace(input);
+        let trace = self.training_forward(input, 1);
         let mut output_grad = DMatrix::zeros(0, 0);
         let value = loss.value_and_gradient(trace.output(), targets, &mut output_grad);
-        let grads = self.backward(&trace, output_grad);
+        let grads = self.backward(&trace, output_grad, 1);
         (value, grads)
     }
 

@@ -92,6 +92,19 @@ impl OptimizerState {
 
     /// Applies one update with learning rate `lr`.
     pub fn step(&mut self, layers: &mut [Dense<f32>], grads: &[DenseGradients<f32>], lr: f32) {
+        self.step_threads(layers, grads, lr, 1);
+    }
+
+    /// Applies one update with learning rate `lr`, splitting large weight matrices across
+    /// up to `threads` threads. Every parameter's update is independent of the others, so
+    /// the result does not depend on `threads`.
+    pub fn step_threads(
+        &mut self,
+        layers: &mut [Dense<f32>],
+        grads: &[DenseGradients<f32>],
+        lr: f32,
+        threads: usize,
+    ) {
         self.step += 1;
         let step = self.step;
         let config = self.config;
@@ -102,7 +115,7 @@ impl OptimizerState {
             };
             // nalgebra stores column-major; the state only needs a fixed order, so
             // parameters and gradients are walked in the same storage order.
-            update(
+            update_split(
                 config,
                 step,
                 lr,
@@ -110,6 +123,7 @@ impl OptimizerState {
                 layer.weights.as_mut_slice(),
                 grad.weights.as_slice(),
                 weight_state,
+                threads,
             );
             update(
                 config,
@@ -118,13 +132,19 @@ impl OptimizerState {
                 false,
                 layer.bias.as_mut_slice(),
                 grad.bias.as_slice(),
-                bias_state,
+                &mut bias_state.first,
+                &mut bias_state.second,
             );
         }
     }
 }
 
-fn update(
+/// Below this many parameters per thread, starting a thread costs more than it saves.
+const MIN_PARAMS_PER_THREAD: usize = 16 * 1024;
+
+/// [`update`] over contiguous runs of the parameters, one run per thread.
+#[allow(clippy::too_many_arguments)]
+fn update_split(
     config: OptimizerConfig,
     step: u64,
     lr: f32,
@@ -132,6 +152,61 @@ fn update(
     params: &mut [f32],
     grads: &[f32],
     state: &mut ParamState,
+    threads: usize,
+) {
+    let threads = threads.min(params.len() / MIN_PARAMS_PER_THREAD).max(1);
+    if threads == 1 {
+        update(
+            config,
+            step,
+            lr,
+            decays,
+            params,
+            grads,
+            &mut state.first,
+            &mut state.second,
+        );
+        return;
+    }
+    let run = params.len().div_ceil(threads);
+    let has_second = !state.second.is_empty();
+    let mut seconds = state.second.chunks_mut(run);
+    std::thread::scope(|scope| {
+        let mut runs = params
+            .chunks_mut(run)
+            .zip(grads.chunks(run))
+            .zip(state.first.chunks_mut(run))
+            .map(|((p, g), first)| {
+                // SGD keeps no second moment: each run gets an empty one.
+                let second: &mut [f32] = if has_second {
+                    seconds.next().unwrap_or_default()
+                } else {
+                    &mut []
+                };
+                (p, g, first, second)
+            });
+        let own = runs.next();
+        for (p, g, first, second) in runs {
+            scope.spawn(move || update(config, step, lr, decays, p, g, first, second));
+        }
+        if let Some((p, g, first, second)) = own {
+            update(config, step, lr, decays, p, g, first, second);
+        }
+    });
+}
+
+/// One update of `params`; `first` and `second` are their slices of the optimiser state
+/// (`second` is empty for SGD).
+#[allow(clippy::too_many_arguments)]
+fn update(
+    config: OptimizerConfig,
+    step: u64,
+    lr: f32,
+    decays: bool,
+    params: &mut [f32],
+    grads: &[f32],
+    first: &mut [f32],
+    second: &mut [f32],
 ) {
     match config {
         OptimizerConfig::Sgd {
@@ -140,7 +215,7 @@ fn update(
             weight_decay,
         } => {
             let weight_decay = if decays { weight_decay } else { 0.0 };
-            for ((p, &g), v) in params.iter_mut().zip(grads).zip(state.first.iter_mut()) {
+            for ((p, &g), v) in params.iter_mut().zip(grads).zip(first.iter_mut()) {
                 let g = g + weight_decay * *p;
                 if momentum == 0.0 {
                     *p -= lr * g;
@@ -171,8 +246,8 @@ fn update(
             for (((p, &g), m), v) in params
                 .iter_mut()
                 .zip(grads)
-                .zip(state.first.iter_mut())
-                .zip(state.second.iter_mut())
+                .zip(first.iter_mut())
+                .zip(second.iter_mut())
             {
                 let g = if decoupled {
                     *p -= lr * weight_decay * *p;
