@@ -192,7 +192,10 @@ fn check_fixture(name: &str) -> ImportedMlp {
             })
             .unwrap();
         let diff = max_diff(&got, values);
-        assert!(diff <= TOLERANCE, "{name} evaluator `{engine_name}`: {diff:e}");
+        assert!(
+            diff <= TOLERANCE,
+            "{name} evaluator `{engine_name}`: {diff:e}"
+        );
     }
     assert_eq!(n_rows, logits.len());
     mlp

@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Activation {
     Relu,
-    LeakyRelu { alpha: f32 },
+    LeakyRelu {
+        alpha: f32,
+    },
     Tanh,
     Sigmoid,
     /// `min(max(x, 0), 6)`: PyTorch's ReLU6, ONNX `Clip(0, 6)`. Imported models only; the
