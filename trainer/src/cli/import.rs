@@ -324,7 +324,9 @@ pub fn import(args: &ImportArgs) -> Result<()> {
         comparisons,
         Some(out),
     );
-    print_summary(&summary, args.output.json)?;
+    if !args.output.quiet || args.output.json {
+        print_summary(&summary, args.output.json)?;
+    }
     verdict(&summary)
 }
 
