@@ -54,7 +54,7 @@ const CONFIGS: &[Config] = &[
 ];
 
 /// kiln runs each configuration with these `--threads` values.
-const KILN_THREADS: &[usize] = &[1];
+const KILN_THREADS: &[usize] = &[1, 2];
 
 /// One measured run.
 struct Row {

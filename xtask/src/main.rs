@@ -3,6 +3,7 @@
 //! The alias lives in `.cargo/config.toml`, so every task is plain Rust and
 //! needs no tool beyond cargo.
 
+mod bench_inference;
 mod bench_train;
 mod ci;
 mod codegen;
@@ -25,6 +26,9 @@ commands:
                       seconds per epoch and accuracy of the MNIST configurations (release build)
                       next to scikit-learn's MLPClassifier (venv in ~/.cache/kiln-bench;
                       PATH: the Python that creates it)
+  bench-inference [--mnist DIR]
+                      batch-1 inference: kiln-runtime int8 against tract (float and QDQ
+                      ONNX) on a one-epoch MNIST model (criterion), and their ratios
   firmware [--board NAME]... [--images N] [--mnist DIR] [--insncount DIR] [--out DIR]
                       cross-build the firmware in examples/firmware-qemu, run it in QEMU on
                       Cortex-M0/M3/M4F/M7 and RISC-V, require the host's checksum and accuracy,
@@ -43,6 +47,7 @@ fn main() -> ExitCode {
         "codegen" => codegen::run(rest),
         "ci" => ci::CiOptions::parse(rest).and_then(|options| ci::run(&options)),
         "bench-train" => bench_train::run(rest),
+        "bench-inference" => bench_inference::run(rest),
         "nostd" => nostd::run(),
         "firmware" => {
             firmware::FirmwareOptions::parse(rest).and_then(|options| firmware::run(&options))
