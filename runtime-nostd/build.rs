@@ -1,9 +1,12 @@
 //! Picks the kernel family for the target, at compile time (stable Rust does not expose Arm
 //! target features such as `dsp` to `cfg`). `src/kernels/mod.rs` is the one place that acts on
-//! it. `KILN_KERNEL=reference` forces the reference kernel (for benchmarks against it).
+//! it: `dsp` (the packed SMLAD kernel) on Armv7E-M; the four-row kernel with its inner loop in
+//! Thumb-1 assembly (`m0`) on Armv6-M and Armv7-M, in RISC-V assembly (`rv32`) on RV32IM, and in
+//! portable Rust (`rows4`) everywhere else, the host included. `KILN_KERNEL=reference` forces
+//! the reference kernel (for benchmarks against it).
 
 fn main() {
-    println!("cargo::rustc-check-cfg=cfg(kiln_kernel, values(\"reference\", \"dsp\"))");
+    println!("cargo::rustc-check-cfg=cfg(kiln_kernel, values(\"reference\", \"dsp\", \"rows4\", \"m0\", \"rv32\"))");
     println!("cargo::rerun-if-env-changed=KILN_KERNEL");
     let target = std::env::var("TARGET").unwrap_or_default();
     let kernel = match std::env::var("KILN_KERNEL").ok().as_deref() {
@@ -12,8 +15,15 @@ fn main() {
             // Armv7E-M (Cortex-M4/M7) always has the DSP extension.
             if target.starts_with("thumbv7em") {
                 "dsp"
+            } else if target.starts_with("thumbv6m") || target.starts_with("thumbv7m") {
+                // Armv6-M and Armv7-M without DSP (Cortex-M0/M0+/M3): the four-row kernel with
+                // its inner loop in Thumb-1 assembly, which every Cortex-M runs.
+                "m0"
+            } else if target.starts_with("riscv32im") || target.starts_with("riscv32gc") {
+                // RV32 with the M extension: the same, in RISC-V assembly.
+                "rv32"
             } else {
-                "reference"
+                "rows4"
             }
         }
         Some(other) => panic!("KILN_KERNEL={other}: expected `reference` or nothing"),

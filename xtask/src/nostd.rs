@@ -21,7 +21,7 @@ fn cargo(args: &[&str]) -> Result<()> {
         .context("cannot run cargo")?;
     ensure!(
         status.success(),
-        "cargo {} failed (are the targets installed? `rustup target add {TARGET} thumbv7em-none-eabihf`)",
+        "cargo {} failed (are the targets installed? `rustup target add {TARGET} thumbv7em-none-eabihf riscv32imc-unknown-none-elf`)",
         args.join(" ")
     );
     Ok(())
@@ -39,8 +39,13 @@ pub fn run() -> Result<()> {
         "--target",
         TARGET,
     ])?;
-    // Both kernel families: the reference (thumbv6m) and the DSP kernel (thumbv7em).
-    for target in [TARGET, "thumbv7em-none-eabihf"] {
+    // Every kernel family: the M0 assembly (thumbv6m), the DSP kernel (thumbv7em) and the
+    // portable four-row kernel (riscv32imc).
+    for target in [
+        TARGET,
+        "thumbv7em-none-eabihf",
+        "riscv32imc-unknown-none-elf",
+    ] {
         cargo(&[
             "build",
             "--release",
@@ -52,7 +57,7 @@ pub fn run() -> Result<()> {
     }
     println!(
         "cargo xtask nostd: kiln-runtime builds for {TARGET} and has no reachable panic \
-         (reference kernel on thumbv6m, DSP kernel on thumbv7em)"
+         (the kernels of thumbv6m, thumbv7em and riscv32imc)"
     );
     Ok(())
 }

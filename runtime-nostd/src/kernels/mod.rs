@@ -6,18 +6,26 @@
 
 #[cfg(kiln_kernel = "dsp")]
 mod dsp_asm;
+#[cfg(kiln_kernel = "m0")]
+mod m0_asm;
 pub mod packed;
 pub mod reference;
+pub mod rows4;
+#[cfg(kiln_kernel = "rv32")]
+mod rv32_asm;
 mod simd32;
 
 use crate::Error;
 
-/// The kernel the runtime uses, chosen here and nowhere else: the packed kernel where the DSP
-/// instructions exist (Cortex-M4/M7), the reference elsewhere.
+/// The kernel the runtime uses, chosen here and nowhere else (`build.rs` sets `kiln_kernel`
+/// from the target): the packed SMLAD kernel where the DSP instructions exist (Cortex-M4/M7),
+/// the four-row scalar kernel elsewhere, and the reference when asked for (`KILN_KERNEL`).
 #[cfg(kiln_kernel = "dsp")]
 pub use packed::fully_connected_i8;
-#[cfg(not(kiln_kernel = "dsp"))]
+#[cfg(kiln_kernel = "reference")]
 pub use reference::fully_connected_i8;
+#[cfg(any(kiln_kernel = "rows4", kiln_kernel = "m0", kiln_kernel = "rv32"))]
+pub use rows4::fully_connected_i8;
 
 /// The activation table the runtime uses.
 pub use reference::apply_lut_i8;
@@ -122,4 +130,10 @@ kernel_tests!(
 kernel_tests!(
     packed_vs_reference,
     crate::kernels::packed::fully_connected_i8
+);
+
+#[cfg(test)]
+kernel_tests!(
+    rows4_vs_reference,
+    crate::kernels::rows4::fully_connected_i8
 );

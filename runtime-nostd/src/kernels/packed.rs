@@ -116,7 +116,11 @@ pub fn fully_connected_i8(
         .split_at_checked(n_paired)
         .ok_or(Error::KernelArguments)?;
     let input_words = input_body.get(n_paired..).unwrap_or(&[]);
-    let block_len = n_in.checked_mul(4).ok_or(Error::KernelArguments)?;
+    // Never zero (n_in >= 1), stated where the optimizer must see it: a zero chunk size panics.
+    let block_len = n_in
+        .checked_mul(4)
+        .filter(|&len| len > 0)
+        .ok_or(Error::KernelArguments)?;
     let mut blocks = params.weights.chunks_exact(block_len);
     for out4 in outputs.by_ref() {
         let Some(block) = blocks.next() else {
