@@ -409,3 +409,26 @@ fn unfoldable_graphs_name_the_node_the_op_and_the_reason() {
         assert!(err.to_string().starts_with(&path.display().to_string()));
     }
 }
+
+/// Found by the `onnx_import` fuzz target: a node whose output is also its input made
+/// the walk from the input loop forever.
+#[test]
+fn a_node_that_reads_its_own_output_is_refused_not_walked_forever() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut model = {
+        let mut g = GraphBuilder::new("g");
+        g.input_f32("x", &[n(), Dim::Fixed(2)]);
+        g.node("Identity", "loop", &["x"], &["y"], vec![]);
+        g.output_f32("y", &[n(), Dim::Fixed(2)]);
+        g.build(13, &producer(), "").unwrap()
+    };
+    let graph = model.graph.as_mut().unwrap();
+    graph.node[0].output = vec!["x".into()];
+    graph.output[0].name = Some("z".into());
+    let err = import::import_file(&save(dir.path(), "cycle.onnx", &model)).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("node `loop` (Identity): shape mismatch: the node reads its own output"),
+        "{err}"
+    );
+}

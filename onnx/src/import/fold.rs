@@ -477,6 +477,14 @@ pub fn fold(loaded: &LoadedModel) -> Result<ImportedMlp, ImportErrorKind> {
         };
         let index = *index;
         let node = &graph.node[index];
+        // A node that reads its own output (an invalid, cyclic graph) would be walked forever.
+        if visited.contains(&index) {
+            return Err(node_error(
+                node,
+                index,
+                shape("the node reads its own output: the graph has a cycle"),
+            ));
+        }
         if is_head_op(node) {
             break;
         }
