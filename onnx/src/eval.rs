@@ -30,6 +30,9 @@ pub fn checked_size(dims: &[usize]) -> Result<usize, String> {
         .ok_or_else(|| format!("an output of shape {dims:?} has more than {MAX_ELEMENTS} elements"))
 }
 
+/// The highest tensor rank the evaluator accepts; index arithmetic is linear in it.
+pub const MAX_RANK: usize = 32;
+
 /// A tensor's elements, row-major.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TensorData {
@@ -286,6 +289,12 @@ pub fn eval_node(
             format!("{domain}.{}", ctx.op())
         };
         return Err(ctx.fail(format!("operator {op} is not supported")));
+    }
+    if let Some(t) = inputs.iter().flatten().find(|t| t.dims.len() > MAX_RANK) {
+        return Err(ctx.fail(format!(
+            "an input has rank {}; the evaluator accepts up to {MAX_RANK}",
+            t.dims.len()
+        )));
     }
     let input = |i: usize| -> Result<&Tensor, EvalError> {
         inputs
@@ -643,17 +652,13 @@ fn transpose(x: &Tensor, perm: &[usize]) -> Tensor {
     let out_dims: Vec<usize> = perm.iter().map(|&p| x.dims[p]).collect();
     let in_strides = strides(&x.dims);
     let n = x.len();
+    let out_strides = strides(&out_dims);
     let index_map: Vec<usize> = (0..n)
         .map(|flat| {
-            let mut rem = flat;
-            let mut src = 0;
-            for (axis, &p) in perm.iter().enumerate() {
-                let inner: usize = out_dims[axis + 1..].iter().product();
-                let coord = rem / inner.max(1);
-                rem %= inner.max(1);
-                src += coord * in_strides[p];
-            }
-            src
+            perm.iter()
+                .enumerate()
+                .map(|(axis, &p)| (flat / out_strides[axis]) % out_dims[axis] * in_strides[p])
+                .sum()
         })
         .collect();
     fn pick<T: Copy>(v: &[T], map: &[usize]) -> Vec<T> {

@@ -957,6 +957,13 @@ fn graph_input(
             _ => None,
         })
         .collect::<Vec<_>>();
+    if dims.len() > eval::MAX_RANK {
+        return Err(fail(format!(
+            "has rank {}; kiln accepts up to {}",
+            dims.len(),
+            eval::MAX_RANK
+        )));
+    }
     if dims.len() < 2 {
         return Err(fail(format!(
             "has rank {}; expected [N, features] or [N, ...]",
