@@ -317,6 +317,25 @@ impl<'a> Model<'a> {
         self.forward(scratch, logits)
     }
 
+    /// [`run_quantized`](Model::run_quantized) with the reference kernel instead of the
+    /// optimized one this target compiled in: the specification, so that firmware can check on
+    /// the device that the two agree bit for bit.
+    pub fn run_quantized_reference(
+        &self,
+        input: &[i8],
+        scratch: &mut [i8],
+        logits: &mut [i8],
+    ) -> Result<usize, Error> {
+        self.check_input(input.len())?;
+        let scratch = self.check_buffers(scratch, logits)?;
+        let s = scratch.len();
+        let first = scratch.get_mut(..self.n_inputs).ok_or(self.internal(s))?;
+        if first.len() == input.len() {
+            first.copy_from_slice(input);
+        }
+        self.forward_with(kernels::reference::fully_connected_i8, scratch, logits)
+    }
+
     /// The error for a buffer split that validation makes impossible.
     fn internal(&self, got: usize) -> Error {
         Error::BufferTooSmall {
@@ -327,6 +346,17 @@ impl<'a> Model<'a> {
 
     /// The layers over `scratch` (exactly `scratch_len` bytes, the input at the front).
     fn forward(&self, scratch: &mut [i8], logits: &mut [i8]) -> Result<usize, Error> {
+        self.forward_with(kernels::fully_connected_i8, scratch, logits)
+    }
+
+    /// The layers with the given dense kernel.
+    #[inline(always)]
+    fn forward_with(
+        &self,
+        kernel: fn(&kernels::FcParams<'_>, &[i8], &mut [i8]) -> Result<(), Error>,
+        scratch: &mut [i8],
+        logits: &mut [i8],
+    ) -> Result<usize, Error> {
         let s = scratch.len();
         let mut at_front = true; // where the current activations start
         for layer in self.layer_slice() {
@@ -346,7 +376,7 @@ impl<'a> Model<'a> {
                 let start = hi.len().checked_sub(n_in).ok_or(self.internal(s))?;
                 (hi.get(start..).ok_or(self.internal(s))?, lo)
             };
-            kernels::fully_connected_i8(&layer.params, input, output)?;
+            kernel(&layer.params, input, output)?;
             if let Some(table) = layer.lut {
                 kernels::apply_lut_i8(table, output);
             }

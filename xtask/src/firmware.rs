@@ -630,11 +630,24 @@ fn write_generated(data: &Prepared) -> Result<()> {
 
 /// Builds the firmware for `board` with extra features; returns the ELF's path.
 fn build_firmware(board: &Board, extra_features: &[&str]) -> Result<PathBuf> {
+    build_firmware_with_kernel(board, extra_features, None)
+}
+
+/// `kernel`: `Some("reference")` builds kiln-runtime with `KILN_KERNEL=reference` (its own
+/// target directory, so the two builds do not invalidate each other).
+fn build_firmware_with_kernel(
+    board: &Board,
+    extra_features: &[&str],
+    kernel: Option<&str>,
+) -> Result<PathBuf> {
     let crate_dir = firmware_crate_dir();
     let target_dir = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_root().join("target"))
-        .join("firmware");
+        .join(match kernel {
+            Some(_) => "firmware-reference",
+            None => "firmware",
+        });
     let mut features = vec![format!("board-{}", board.name)];
     features.extend(extra_features.iter().map(|f| f.to_string()));
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
@@ -644,7 +657,12 @@ fn build_firmware(board: &Board, extra_features: &[&str]) -> Result<PathBuf> {
         features.join(",")
     );
     // The crate's own .cargo/config.toml applies only when cargo runs in its directory.
-    let status = Command::new(cargo)
+    let mut command = Command::new(cargo);
+    match kernel {
+        Some(kernel) => command.env("KILN_KERNEL", kernel),
+        None => command.env_remove("KILN_KERNEL"),
+    };
+    let status = command
         .current_dir(&crate_dir)
         .env("CARGO_TARGET_DIR", &target_dir)
         .args([
@@ -704,6 +722,105 @@ fn result_field<'a>(output: &'a str, key: &str) -> Option<&'a str> {
         .find_map(|field| field.strip_prefix(key)?.strip_prefix('='))
 }
 
+/// The mean instructions of the input stage and of the network, from the plugin's per-region
+/// lines (two regions per image, in that order), less the markers' own instructions.
+fn region_means(board: &Board, output: &str, n_images: usize) -> Result<(f64, f64)> {
+    let counts: Vec<u64> = output
+        .lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix("insncount: region ")?;
+            let (_, count) = rest.split_once(": ")?;
+            count.strip_suffix(" instructions")?.trim().parse().ok()
+        })
+        .collect();
+    ensure!(
+        counts.len() == 2 * n_images,
+        "{}: expected {} counted regions from the plugin, found {}",
+        board.name,
+        2 * n_images,
+        counts.len()
+    );
+    let mean = |parity: usize| {
+        counts
+            .iter()
+            .skip(parity)
+            .step_by(2)
+            .map(|&c| c.saturating_sub(board.marker_overhead) as f64)
+            .sum::<f64>()
+            / n_images as f64
+    };
+    Ok((mean(0), mean(1)))
+}
+
+/// `cargo xtask bench-mcu`: instructions per MAC of the MNIST 784-128-10 network on every core,
+/// with the kernel the runtime picks and with the reference kernel, side by side.
+pub fn bench_mcu(options: &FirmwareOptions) -> Result<()> {
+    let root = workspace_root();
+    let boards: Vec<&Board> = BOARDS
+        .iter()
+        .filter(|board| options.only.is_empty() || options.only.iter().any(|n| n == board.name))
+        .collect();
+    check_tools(&boards)?;
+    let plugin = build_plugin(&options.insncount, &root.join("target/qemu"))?;
+    std::fs::create_dir_all(&options.out)?;
+    let data = prepare(Dataset::Mnist, options)?;
+    write_generated(&data)?;
+    let plugin_args = vec![
+        "-plugin".to_string(),
+        plugin.display().to_string(),
+        "-d".to_string(),
+        "plugin".to_string(),
+    ];
+    let mut lines = Vec::new();
+    for board in boards {
+        println!("\n== {} ({}) ==", board.name, board.core);
+        let mut measured = Vec::new();
+        for kernel in [None, Some("reference")] {
+            let elf_path = build_firmware_with_kernel(board, &[], kernel)?;
+            let (success, output) = run_qemu(board, &elf_path, &plugin_args)?;
+            ensure!(
+                success
+                    && result_field(&output, "crc32")
+                        == Some(format!("{:#010x}", data.host_crc32).as_str()),
+                "{} ({} kernel): the firmware does not reproduce the host:\n{output}",
+                board.name,
+                kernel.unwrap_or("optimized")
+            );
+            let (_, network) = region_means(board, &output, data.labels.len())?;
+            measured.push((network, Elf::read(&elf_path)?.text_size()));
+        }
+        let [(optimized, optimized_text), (reference, reference_text)] = measured[..] else {
+            unreachable!("two kernels measured");
+        };
+        lines.push(format!(
+            "| {} | {} | {:.0} | {:.3} | {:.0} | {:.3} | {:.2}x | {} B | {} B |",
+            board.name,
+            board.core,
+            optimized,
+            optimized / data.macs as f64,
+            reference,
+            reference / data.macs as f64,
+            reference / optimized,
+            optimized_text,
+            reference_text,
+        ));
+    }
+    println!(
+        "\ncargo xtask bench-mcu: {} ({} MACs), int8 input to int8 logits (Model::run_quantized),\n\
+         exact guest instructions from the qemu-insncount plugin, mean over {} images; every run\n\
+         reproduced the host's CRC-32 and its on-device check against the reference kernel\n",
+        data.description,
+        data.macs,
+        data.labels.len()
+    );
+    println!("| board | core | insns | insns/MAC | reference insns | reference insns/MAC | speed-up | firmware .text | with reference .text |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for line in lines {
+        println!("{line}");
+    }
+    Ok(())
+}
+
 fn run_board(board: &'static Board, data: &Prepared, plugin: &Path, out: &Path) -> Result<Row> {
     println!("\n== {} ({}, {}) ==", board.name, board.core, board.machine);
     write_generated(data)?;
@@ -754,32 +871,7 @@ fn run_board(board: &'static Board, data: &Prepared, plugin: &Path, out: &Path) 
     let stack_peak: u64 = result_field(&output, "stack_peak")
         .and_then(|v| v.parse().ok())
         .context("no stack_peak")?;
-    let counts: Vec<u64> = output
-        .lines()
-        .filter_map(|line| {
-            let rest = line.strip_prefix("insncount: region ")?;
-            let (_, count) = rest.split_once(": ")?;
-            count.strip_suffix(" instructions")?.trim().parse().ok()
-        })
-        .collect();
-    // Two regions per image: the input stage (raw values to int8), then the network.
-    ensure!(
-        counts.len() == 2 * data.labels.len(),
-        "{}: expected {} counted regions from the plugin, found {}",
-        board.name,
-        2 * data.labels.len(),
-        counts.len()
-    );
-    let mean = |parity: usize| {
-        counts
-            .iter()
-            .skip(parity)
-            .step_by(2)
-            .map(|&c| (c - board.marker_overhead) as f64)
-            .sum::<f64>()
-            / data.labels.len() as f64
-    };
-    let (insns_input, insns_network) = (mean(0), mean(1));
+    let (insns_input, insns_network) = region_means(board, &output, data.labels.len())?;
 
     // Variant 2: the blob from the flash partition, written by QEMU's loader.
     let partition_elf_path = build_firmware(board, &["blob-partition"])?;

@@ -33,6 +33,9 @@ commands:
                       cross-build the firmware in examples/firmware-qemu, run it in QEMU on
                       Cortex-M0/M3/M4F/M7 and RISC-V, require the host's checksum and accuracy,
                       and print instructions per MAC, code size, flash and RAM per board
+  bench-mcu [--board NAME]... [--images N]
+                      instructions per MAC of MNIST 784-128-10 on every emulated core, with the
+                      runtime's kernel and with the reference kernel (up to 20 images)
   nostd               build kiln-runtime for thumbv6m-none-eabi (no std) and link the
                       no-panic proof in runtime-nostd/nopanic-check
   help                print this message";
@@ -49,6 +52,10 @@ fn main() -> ExitCode {
         "bench-train" => bench_train::run(rest),
         "bench-inference" => bench_inference::run(rest),
         "nostd" => nostd::run(),
+        "bench-mcu" => firmware::FirmwareOptions::parse(rest).and_then(|mut options| {
+            options.n_mnist_images = options.n_mnist_images.min(20);
+            firmware::bench_mcu(&options)
+        }),
         "firmware" => {
             firmware::FirmwareOptions::parse(rest).and_then(|options| firmware::run(&options))
         }

@@ -64,6 +64,7 @@ struct Buffers {
     quantized: [i8; images::N_INPUTS],
     scratch: [i8; images::SCRATCH_LEN],
     logits: [i8; images::N_OUTPUTS],
+    reference_logits: [i8; images::N_OUTPUTS],
 }
 
 static mut BUFFERS: Buffers = Buffers {
@@ -72,6 +73,7 @@ static mut BUFFERS: Buffers = Buffers {
     quantized: [0; images::N_INPUTS],
     scratch: [0; images::SCRATCH_LEN],
     logits: [0; images::N_OUTPUTS],
+    reference_logits: [0; images::N_OUTPUTS],
 };
 
 #[cfg(all(not(feature = "blob-partition"), not(feature = "no-inference")))]
@@ -109,6 +111,27 @@ fn infer(
     let result = model.run_quantized(quantized, scratch, logits);
     bench_stop();
     result
+}
+
+/// The same network through the reference kernel (not measured): the optimized kernel must
+/// give the same logits on the device, bit for bit.
+#[cfg(not(feature = "no-inference"))]
+fn reference_agrees(
+    model: &Model<'_>,
+    quantized: &[i8],
+    scratch: &mut [i8],
+    logits: &[i8],
+    reference_logits: &mut [i8],
+) -> bool {
+    model
+        .run_quantized_reference(quantized, scratch, reference_logits)
+        .is_ok()
+        && logits == reference_logits
+}
+
+#[cfg(feature = "no-inference")]
+fn reference_agrees(_: &(), _: &[i8], _: &mut [i8], _: &[i8], _: &mut [i8]) -> bool {
+    true
 }
 
 /// Without the runtime there is no model to load.
@@ -155,6 +178,7 @@ pub fn app() -> ! {
     let buffers = unsafe { &mut *addr_of_mut!(BUFFERS) };
     let mut crc = Crc32::new();
     let mut n_correct: u32 = 0;
+    let mut n_kernel_mismatches: u32 = 0;
     let mut decoder = rle::Decoder::new(&images::PIXELS_RLE);
     for &label in images::LABELS.iter() {
         if !decoder.next_image(&mut buffers.pixels) {
@@ -184,11 +208,22 @@ pub fn app() -> ! {
         for &logit in buffers.logits.iter() {
             crc.update(&[logit as u8]);
         }
+        if !reference_agrees(
+            &model,
+            &buffers.quantized,
+            &mut buffers.scratch,
+            &buffers.logits,
+            &mut buffers.reference_logits,
+        ) {
+            n_kernel_mismatches += 1;
+        }
     }
     let checksum = crc.finish();
     let stack_peak = stack::peak();
     let n_images = images::LABELS.len() as u32;
-    let matches = checksum == expected::HOST_CRC32 && n_correct == expected::HOST_CORRECT;
+    let matches = checksum == expected::HOST_CRC32
+        && n_correct == expected::HOST_CORRECT
+        && n_kernel_mismatches == 0;
 
     console::text(b"KILN-RESULT images=");
     console::decimal(n_images);
@@ -200,6 +235,8 @@ pub fn app() -> ! {
     console::decimal(expected::HOST_CORRECT);
     console::text(b" host_crc32=");
     console::hex(expected::HOST_CRC32);
+    console::text(b" kernel_vs_reference_mismatches=");
+    console::decimal(n_kernel_mismatches);
     console::text(b" stack_peak=");
     console::decimal(stack_peak as u32);
     console::text(if matches {

@@ -227,3 +227,28 @@ fn dequantize_uses_scale_and_zero_point() {
         Err(crate::Error::InputLength { .. })
     ));
 }
+
+/// The optimized kernel this target compiled in and the reference give the same logits through
+/// a whole model, on random models and inputs (what the firmware also checks on the device).
+#[test]
+fn run_quantized_equals_run_quantized_reference() {
+    let mut rng = Rng::new(0x5245_4631);
+    for _ in 0..300 {
+        let model = random_model(&mut rng, 40);
+        let blob = model.blob();
+        let m = Model::from_bytes(&blob).unwrap();
+        let q_in = model.quantize(&random_raw(&mut rng, model.n_inputs()));
+        let mut scratch = std::vec![0i8; m.scratch_len()];
+        let mut optimized = std::vec![0i8; m.n_outputs()];
+        let mut reference = std::vec![0i8; m.n_outputs()];
+        let class = m
+            .run_quantized(&q_in, &mut scratch, &mut optimized)
+            .unwrap();
+        let class_ref = m
+            .run_quantized_reference(&q_in, &mut scratch, &mut reference)
+            .unwrap();
+        assert_eq!(optimized, reference);
+        assert_eq!(class, class_ref);
+        assert_eq!(optimized, model.eval_quantized(&q_in));
+    }
+}
