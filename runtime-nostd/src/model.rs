@@ -353,7 +353,7 @@ impl<'a> Model<'a> {
     #[inline(always)]
     fn forward_with(
         &self,
-        kernel: fn(&kernels::FcParams<'_>, &[i8], &mut [i8]) -> Result<(), Error>,
+        kernel: kernels::KernelFn,
         scratch: &mut [i8],
         logits: &mut [i8],
     ) -> Result<usize, Error> {

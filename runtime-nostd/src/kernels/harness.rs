@@ -5,8 +5,7 @@ use crate::testutil::Rng;
 use crate::Error;
 use std::vec::Vec;
 
-/// The signature every kernel implementation has.
-pub type KernelFn = fn(&FcParams<'_>, &[i8], &mut [i8]) -> Result<(), Error>;
+pub use super::KernelFn;
 
 /// Owned parameters, so tests can build them freely.
 #[derive(Debug, Clone)]

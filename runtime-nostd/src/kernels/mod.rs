@@ -30,6 +30,9 @@ pub use rows4::fully_connected_i8;
 /// The activation table the runtime uses.
 pub use reference::apply_lut_i8;
 
+/// The signature every implementation of `fully_connected_i8` has.
+pub type KernelFn = fn(&FcParams<'_>, &[i8], &mut [i8]) -> Result<(), Error>;
+
 /// The parameters of one dense int8 layer, borrowed zero-copy from a model blob.
 ///
 /// For `n_in` inputs and `n_out` outputs:
