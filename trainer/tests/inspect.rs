@@ -126,6 +126,79 @@ fn every_representation_gives_the_same_layers_and_costs() {
         assert_eq!(totals["ram"]["int8_total_bytes"], 80 + 256 + 10, "{name}");
         assert!(totals["peak_stack_bytes"].is_null(), "{name}");
         assert_eq!(totals["peak_stack"], "unknown (not measured yet)", "{name}");
+
+        let estimate = &report["instructions_per_inference"];
+        assert_estimate_follows_the_rates(estimate, 1184, 64, name);
+        assert_eq!(estimate["input_stage_lower_bound"], false, "{name}");
+        assert_eq!(estimate["notes"], serde_json::json!([]), "{name}");
+        assert!(
+            estimate["basis"]
+                .as_str()
+                .unwrap()
+                .contains("instructions per MAC measured in QEMU"),
+            "{name}: {estimate}"
+        );
+        let cores: Vec<&str> = estimate["cores"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["core"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            cores,
+            [
+                "Cortex-M0",
+                "Cortex-M3",
+                "Cortex-M4F",
+                "Cortex-M7",
+                "RISC-V rv32imc"
+            ],
+            "{name}"
+        );
+        // The measured rates themselves: the M0 at 3.94 per MAC and 20.1 per input feature
+        // (4664.96 and 1286.4), the M4F at 1.65 and 18.0 (1953.6 and 1152).
+        let core = |name: &str| {
+            estimate["cores"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["core"] == name)
+                .unwrap()
+                .clone()
+        };
+        for (core_name, network, input_stage, total) in [
+            ("Cortex-M0", 4665, 1286, 5951),
+            ("Cortex-M4F", 1954, 1152, 3106),
+        ] {
+            let row = core(core_name);
+            assert_eq!(row["network_insns"], network, "{name}: {row}");
+            assert_eq!(row["input_stage_insns"], input_stage, "{name}: {row}");
+            assert_eq!(row["total_insns"], total, "{name}: {row}");
+        }
+    }
+}
+
+/// Every core's estimate is its measured rates times this model's MACs and input features.
+fn assert_estimate_follows_the_rates(
+    estimate: &serde_json::Value,
+    macs: u64,
+    n_inputs: u64,
+    name: &str,
+) {
+    let cores = estimate["cores"].as_array().unwrap();
+    assert_eq!(cores.len(), 5, "{name}: {estimate}");
+    for core in cores {
+        let per_mac = core["insns_per_mac"].as_f64().unwrap();
+        let per_input = core["insns_per_input"].as_f64().unwrap();
+        assert!(per_mac > 1.0 && per_input > 1.0, "{name}: {core}");
+        let network = (per_mac * macs as f64).round() as u64;
+        let input_stage = (per_input * n_inputs as f64).round() as u64;
+        assert_eq!(core["network_insns"], network, "{name}: {core}");
+        assert_eq!(core["input_stage_insns"], input_stage, "{name}: {core}");
+        assert_eq!(core["total_insns"], network + input_stage, "{name}: {core}");
+        for key in ["qemu_machine", "target", "kernel"] {
+            assert!(core[key].is_string(), "{name}: no {key:?} in {core}");
+        }
     }
 }
 
@@ -169,6 +242,66 @@ fn the_table_shows_the_rows_and_totals() {
         };
         assert!(text.contains(flash), "{name}: {text}");
         assert!(!text.contains("fit int8"), "{name}: {text}");
+
+        // The estimate table: its header, one row per core, and the line that says what
+        // it rests on directly under the table.
+        assert!(
+            text.contains("instructions per inference (estimate)"),
+            "{name}: {text}"
+        );
+        assert!(
+            has_row(&[
+                "core",
+                "kernel",
+                "insns/MAC",
+                "network",
+                "insns/input",
+                "input",
+                "stage",
+                "total"
+            ]),
+            "{name}: {text}"
+        );
+        assert!(
+            has_row(&[
+                "Cortex-M4F",
+                "packed",
+                "SMLAD",
+                "1.65",
+                "1954",
+                "18.0",
+                "1152",
+                "3106"
+            ]),
+            "{name}: {text}"
+        );
+        assert!(
+            has_row(&[
+                "RISC-V",
+                "rv32imc",
+                "four-row,",
+                "RV32IM",
+                "asm",
+                "3.64",
+                "4310",
+                "14.1",
+                "902",
+                "5212"
+            ]),
+            "{name}: {text}"
+        );
+        let lines: Vec<&str> = text.lines().collect();
+        let last_core = lines
+            .iter()
+            .position(|l| l.trim_start().starts_with("RISC-V rv32imc"))
+            .unwrap();
+        assert_eq!(
+            lines[last_core + 1],
+            "  note: estimated from instructions per MAC measured in QEMU by \
+             `cargo xtask firmware` on MNIST 784-128-10; not cycles",
+            "{name}: {text}"
+        );
+        assert!(!text.contains("lower bound"), "{name}: {text}");
     }
 }
 
@@ -300,6 +433,71 @@ fn bad_files_and_sizes_get_one_line_naming_them() {
             &kiln(&["inspect", s(&model), flag, value]),
             2,
             &[flag, value],
+        );
+    }
+}
+
+/// A standardized model (one input entry per feature) with tanh: the same estimate from every
+/// file, and the notes on what the measurement does not cover.
+#[test]
+fn a_per_feature_input_stage_makes_the_input_estimate_a_lower_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = s(dir.path()).to_owned();
+    let trained = kiln(&[
+        "train",
+        "--hidden",
+        "8",
+        "--epochs",
+        "1",
+        "--normalize",
+        "standardize",
+        "--activation",
+        "tanh",
+        "--quiet",
+        "-o",
+        &out,
+    ]);
+    assert!(trained.status.success(), "{}", stderr(&trained));
+    let quantized = kiln(&[
+        "quantize",
+        s(&dir.path().join("model.json")),
+        "-o",
+        &out,
+        "--quiet",
+    ]);
+    assert!(quantized.status.success(), "{}", stderr(&quantized));
+    // 64 x 8 + 8 x 10 MACs.
+    let macs = 64 * 8 + 8 * 10;
+    for name in ALL_FILES {
+        let path = dir.path().join(name);
+        let output = kiln(&["inspect", s(&path), "--json"]);
+        assert!(output.status.success(), "{name}: {}", stderr(&output));
+        let report = json(&output);
+        assert_eq!(report["totals"]["macs"], macs, "{name}");
+        let estimate = &report["instructions_per_inference"];
+        assert_estimate_follows_the_rates(estimate, macs, 64, name);
+        assert_eq!(
+            estimate["input_stage_lower_bound"], true,
+            "{name}: {estimate}"
+        );
+        let notes: Vec<&str> = estimate["notes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n.as_str().unwrap())
+            .collect();
+        assert_eq!(notes.len(), 2, "{name}: {estimate}");
+        assert!(notes[0].contains("lower bound"), "{name}: {notes:?}");
+        assert!(notes[1].contains("table activation"), "{name}: {notes:?}");
+
+        let text = stdout(&kiln(&["inspect", s(&path)]));
+        assert!(
+            text.contains("  note: the input-stage estimate is a lower bound"),
+            "{name}: {text}"
+        );
+        assert!(
+            text.contains("  note: the measured network has relu and identity layers"),
+            "{name}: {text}"
         );
     }
 }

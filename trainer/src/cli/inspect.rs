@@ -23,6 +23,81 @@ const EXPECTED: &str =
 /// The peak stack of an inference has not been measured on a device yet.
 const STACK_UNKNOWN: &str = "unknown (not measured yet)";
 
+/// Guest instructions the runtime executed on one target core, the basis of the
+/// instructions-per-inference estimate.
+struct CoreMeasurement {
+    core: &'static str,
+    qemu_machine: &'static str,
+    target: &'static str,
+    kernel: &'static str,
+    /// The network (int8 input to int8 logits, every layer) divided by its MACs.
+    insns_per_mac: f64,
+    /// The input stage (raw values to int8) divided by the input features.
+    insns_per_input: f64,
+}
+
+/// Exact guest-instruction counts from QEMU with the qemu-insncount plugin
+/// (`cargo xtask firmware`), kiln-runtime at commit 65ee859, MNIST 784-128-10 (101,632
+/// MACs), mean over 200 test images. The input stage is a shared input entry fed raw
+/// 0..255 values (the byte table): 15,772 (M0), 14,149 (M3, M4F) and 11,029 (RISC-V)
+/// instructions for 784 features. The M4F and M7 run the same thumbv7em build.
+const MEASURED_CORES: [CoreMeasurement; 5] = [
+    CoreMeasurement {
+        core: "Cortex-M0",
+        qemu_machine: "microbit",
+        target: "thumbv6m-none-eabi",
+        kernel: "four-row, Thumb-1 asm",
+        insns_per_mac: 3.94,
+        insns_per_input: 20.1,
+    },
+    CoreMeasurement {
+        core: "Cortex-M3",
+        qemu_machine: "lm3s6965evb",
+        target: "thumbv7m-none-eabi",
+        kernel: "four-row, Thumb-1 asm",
+        insns_per_mac: 3.75,
+        insns_per_input: 18.0,
+    },
+    CoreMeasurement {
+        core: "Cortex-M4F",
+        qemu_machine: "mps2-an386",
+        target: "thumbv7em-none-eabihf",
+        kernel: "packed SMLAD",
+        insns_per_mac: 1.65,
+        insns_per_input: 18.0,
+    },
+    CoreMeasurement {
+        core: "Cortex-M7",
+        qemu_machine: "mps2-an500",
+        target: "thumbv7em-none-eabihf",
+        kernel: "packed SMLAD",
+        insns_per_mac: 1.65,
+        insns_per_input: 18.0,
+    },
+    CoreMeasurement {
+        core: "RISC-V rv32imc",
+        qemu_machine: "sifive_e",
+        target: "riscv32imc-unknown-none-elf",
+        kernel: "four-row, RV32IM asm",
+        insns_per_mac: 3.64,
+        insns_per_input: 14.1,
+    },
+];
+
+/// Printed under the estimate table and stored in the JSON report.
+const ESTIMATE_BASIS: &str = "estimated from instructions per MAC measured in QEMU by \
+     `cargo xtask firmware` on MNIST 784-128-10; not cycles";
+
+/// Why a per-feature input stage makes the input-stage figure a lower bound.
+const PER_FEATURE_INPUT_NOTE: &str = "the input-stage estimate is a lower bound: it was \
+     measured with one shared input entry (a byte table for raw 0..255), and a per-feature \
+     (standardize) input stage costs more per feature";
+
+/// Why a table activation is not in the per-MAC figure.
+const TABLE_ACTIVATION_NOTE: &str = "the measured network has relu and identity layers; a \
+     table activation (tanh, sigmoid, leaky relu) adds a lookup per output that the estimate \
+     does not count";
+
 /// A file `kiln inspect` cannot read as a model; reported with exit code 2.
 #[derive(Debug, thiserror::Error)]
 #[error("{path}: {detail}")]
@@ -149,6 +224,32 @@ struct Fit {
 }
 
 #[derive(Debug, Serialize)]
+struct CoreEstimate {
+    core: &'static str,
+    qemu_machine: &'static str,
+    target: &'static str,
+    kernel: &'static str,
+    insns_per_mac: f64,
+    insns_per_input: f64,
+    /// insns_per_mac x the model's MACs, rounded.
+    network_insns: u64,
+    /// insns_per_input x the model's input features, rounded.
+    input_stage_insns: u64,
+    /// network + input stage.
+    total_insns: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct InstructionEstimate {
+    basis: &'static str,
+    /// True for a per-feature input stage, which the measurement did not cover.
+    input_stage_lower_bound: bool,
+    /// What the measurement does not cover for this model.
+    notes: Vec<&'static str>,
+    cores: Vec<CoreEstimate>,
+}
+
+#[derive(Debug, Serialize)]
 struct Report {
     command: &'static str,
     file: PathBuf,
@@ -160,6 +261,7 @@ struct Report {
     normalization: String,
     layers: Vec<LayerReport>,
     totals: Totals,
+    instructions_per_inference: InstructionEstimate,
     notes: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     fit: Option<Fit>,
@@ -724,13 +826,55 @@ fn fit_item(budget: u64, used: usize) -> FitItem {
     }
 }
 
+/// Instructions per inference on each measured core: the measured rates times the model's
+/// MACs and input features.
+fn estimate_instructions(summary: &Summary, macs: usize) -> InstructionEstimate {
+    let scaled = |rate: f64, count: usize| (rate * count as f64).round() as u64;
+    let cores = MEASURED_CORES
+        .iter()
+        .map(|m| {
+            let network_insns = scaled(m.insns_per_mac, macs);
+            let input_stage_insns = scaled(m.insns_per_input, summary.n_inputs);
+            CoreEstimate {
+                core: m.core,
+                qemu_machine: m.qemu_machine,
+                target: m.target,
+                kernel: m.kernel,
+                insns_per_mac: m.insns_per_mac,
+                insns_per_input: m.insns_per_input,
+                network_insns,
+                input_stage_insns,
+                total_insns: network_insns + input_stage_insns,
+            }
+        })
+        .collect();
+    let input_stage_lower_bound = summary.input_entries > 1;
+    let mut notes = Vec::new();
+    if input_stage_lower_bound {
+        notes.push(PER_FEATURE_INPUT_NOTE);
+    }
+    if summary
+        .layers
+        .iter()
+        .any(|l| l.int8_kind == Int8Kind::Table)
+    {
+        notes.push(TABLE_ACTIVATION_NOTE);
+    }
+    InstructionEstimate {
+        basis: ESTIMATE_BASIS,
+        input_stage_lower_bound,
+        notes,
+        cores,
+    }
+}
+
 fn build_report(
     path: &Path,
-    summary: Summary,
+    mut summary: Summary,
     flash_budget: Option<u64>,
     ram_budget: Option<u64>,
 ) -> Report {
-    let mut notes = summary.notes;
+    let mut notes = std::mem::take(&mut summary.notes);
     let layers: Vec<LayerReport> = summary
         .layers
         .iter()
@@ -797,6 +941,7 @@ fn build_report(
             fits,
         }
     });
+    let instructions_per_inference = estimate_instructions(&summary, macs);
     let widths: Vec<String> = std::iter::once(summary.n_inputs)
         .chain(summary.layers.iter().map(|l| l.n_outputs))
         .map(|w| w.to_string())
@@ -824,6 +969,7 @@ fn build_report(
             peak_stack_bytes: None,
             peak_stack: STACK_UNKNOWN,
         },
+        instructions_per_inference,
         notes,
         fit,
     }
@@ -1001,7 +1147,64 @@ fn print_report(report: &Report) {
     for (label, value) in rows {
         println!("  {label:<14} {value}");
     }
+    println!();
+    print_instruction_estimate(&report.instructions_per_inference);
     for note in &report.notes {
+        println!("  note: {note}");
+    }
+}
+
+/// The estimate table, then the lines that say what it rests on.
+fn print_instruction_estimate(estimate: &InstructionEstimate) {
+    println!("  instructions per inference (estimate)");
+    let header = [
+        "core",
+        "kernel",
+        "insns/MAC",
+        "network",
+        "insns/input",
+        "input stage",
+        "total",
+    ];
+    let table: Vec<[String; 7]> = estimate
+        .cores
+        .iter()
+        .map(|c| {
+            [
+                c.core.to_owned(),
+                c.kernel.to_owned(),
+                format!("{:.2}", c.insns_per_mac),
+                c.network_insns.to_string(),
+                format!("{:.1}", c.insns_per_input),
+                c.input_stage_insns.to_string(),
+                c.total_insns.to_string(),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for row in &table {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.len());
+        }
+    }
+    let line = |cells: [&str; 7]| {
+        let mut text = String::new();
+        for (col, cell) in cells.iter().enumerate() {
+            // Text columns left-aligned, numbers right-aligned.
+            if col <= 1 {
+                text.push_str(&format!("  {cell:<w$}", w = widths[col]));
+            } else {
+                text.push_str(&format!("  {cell:>w$}", w = widths[col]));
+            }
+        }
+        println!("{}", text.trim_end());
+    };
+    line(header);
+    for row in &table {
+        line(row.each_ref().map(String::as_str));
+    }
+    println!("  note: {}", estimate.basis);
+    for note in &estimate.notes {
         println!("  note: {note}");
     }
 }
