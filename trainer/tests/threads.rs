@@ -27,8 +27,8 @@ fn train(dir: &Path, flags: &[&str], threads: &str) {
 
 #[test]
 fn more_threads_give_bit_identical_weights() {
-    // 512 hidden units make every split happen on the bundled digits: both layers'
-    // products and the first layer's optimiser update run on several threads.
+    // 512 hidden units make the splits happen on the bundled digits: both layers'
+    // products, and with Adam the first layer's update, run on several threads.
     let configurations: [&[&str]; 2] = [
         &["--hidden", "512", "--optimizer", "adam"],
         &[

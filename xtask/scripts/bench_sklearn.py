@@ -7,7 +7,8 @@ Prints one JSON line: seconds_per_epoch, test_accuracy and the versions used.
 
 The run matches kiln's bench configurations: 784-HIDDEN-10, ReLU, softmax cross-entropy,
 pixels x/255 as float32, mini-batches of BATCH shuffled every epoch, a constant learning
-rate, no L2 penalty (alpha=0; kiln runs with --weight-decay 0), no early stopping and no
+rate, no L2 penalty (alpha=0; kiln runs with --weight-decay 0), Glorot-uniform weights
+(scikit-learn's own initialisation; kiln runs with --init xavier), no early stopping and no
 convergence test (tol=0 and n_iter_no_change above the epoch count), so exactly EPOCHS
 passes over the data run. One BLAS thread: the caller sets OMP/OPENBLAS/MKL_NUM_THREADS=1
 and threadpoolctl enforces it again. The time is that of `fit` over all epochs, divided by

@@ -139,8 +139,15 @@ impl OptimizerState {
     }
 }
 
-/// Below this many parameters per thread, starting a thread costs more than it saves.
-const MIN_PARAMS_PER_THREAD: usize = 16 * 1024;
+/// Below this many parameters per thread, starting a thread costs more than it saves:
+/// Adam's update (a square root and a division each) is worth splitting far sooner than
+/// SGD's multiply-add.
+fn min_params_per_thread(config: OptimizerConfig) -> usize {
+    match config {
+        OptimizerConfig::Sgd { .. } => 128 * 1024,
+        OptimizerConfig::Adam { .. } | OptimizerConfig::AdamW { .. } => 16 * 1024,
+    }
+}
 
 /// [`update`] over contiguous runs of the parameters, one run per thread.
 #[allow(clippy::too_many_arguments)]
@@ -154,7 +161,9 @@ fn update_split(
     state: &mut ParamState,
     threads: usize,
 ) {
-    let threads = threads.min(params.len() / MIN_PARAMS_PER_THREAD).max(1);
+    let threads = threads
+        .min(params.len() / min_params_per_thread(config))
+        .max(1);
     if threads == 1 {
         update(
             config,
