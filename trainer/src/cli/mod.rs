@@ -4,8 +4,8 @@
 pub mod args;
 pub mod commands;
 pub mod config;
-pub mod import;
 pub mod eval;
+pub mod import;
 pub mod inspect;
 pub mod progress;
 pub mod quantize;
