@@ -83,7 +83,7 @@ pub fn run(args: &[String]) -> Result<()> {
     );
     println!(
         "{:<22} {:>14} {:>24}",
-        "engine", "mean per row", "time / kiln-runtime"
+        "engine", "time per row", "time / kiln-runtime"
     );
     let kiln_ns = means[0].1;
     for (label, ns) in &means {
