@@ -104,3 +104,20 @@ impl std::fmt::Display for Activation {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relu6_clamps_to_0_and_6_and_passes_gradient_only_between() {
+        let z = DMatrix::from_row_slice(1, 6, &[-1.0f64, 0.0, 0.5, 5.9, 6.0, 7.5]);
+        let mut a = z.clone();
+        Activation::Relu6.forward_in_place(&mut a);
+        assert_eq!(a.as_slice(), &[0.0, 0.0, 0.5, 5.9, 6.0, 6.0]);
+        let mut grad = DMatrix::from_element(1, 6, 2.0f64);
+        Activation::Relu6.backward_in_place(&z, &a, &mut grad);
+        assert_eq!(grad.as_slice(), &[0.0, 0.0, 2.0, 2.0, 0.0, 0.0]);
+        assert_eq!(Activation::Relu6.to_string(), "relu6");
+    }
+}
