@@ -106,17 +106,20 @@ fn folds_like_the_graph(path: &Path, n_inputs: usize) -> ImportedMlp {
 }
 
 #[test]
-fn gemm_attributes_fold_into_the_layer() {
+fn gemm_attributes_fold_into_the_layer_through_dropout_and_identity() {
     let dir = tempfile::tempdir().unwrap();
     let mut g = GraphBuilder::new("g");
     g.input_f32("x", &[n(), Dim::Fixed(3)]);
     // B is [in, out] (transB = 0), C is [1, out]; alpha and beta scale them.
     g.initializer_f32("b", &[3, 4], &values(12, 1)).unwrap();
     g.initializer_f32("c", &[1, 4], &values(4, 2)).unwrap();
+    // Dropout (inference) and Identity on the way are nothing.
+    g.node("Dropout", "drop", &["x"], &["xd"], vec![]);
+    g.node("Identity", "same", &["xd"], &["xi"], vec![]);
     g.node(
         "Gemm",
         "fc",
-        &["x", "b", "c"],
+        &["xi", "b", "c"],
         &["y"],
         vec![attr_float("alpha", 0.5), attr_float("beta", 2.0)],
     );
