@@ -435,3 +435,61 @@ fn a_node_that_reads_its_own_output_is_refused_not_walked_forever() {
         "{err}"
     );
 }
+
+#[test]
+fn a_label_mapped_through_class_values_keeps_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut g = GraphBuilder::new("g");
+    g.input_f32("x", &[n(), Dim::Fixed(2)]);
+    g.initializer_f32("w", &[2, 3], &values(6, 12)).unwrap();
+    g.initializer_i32("classes", &[3], &[3, 5, 7]).unwrap();
+    g.node("MatMul", "mm", &["x", "w"], &["logits"], vec![]);
+    g.node(
+        "Softmax",
+        "softmax",
+        &["logits"],
+        &["probabilities"],
+        vec![attr_int("axis", 1)],
+    );
+    g.node(
+        "ArgMax",
+        "argmax",
+        &["probabilities"],
+        &["index"],
+        vec![attr_int("axis", 1)],
+    );
+    g.node(
+        "ArrayFeatureExtractor",
+        "afe",
+        &["classes", "index"],
+        &["label"],
+        vec![],
+    );
+    g.output_f32("probabilities", &[n(), Dim::Fixed(3)]);
+    g.output_f32("label", &[n(), Dim::Fixed(1)]);
+    let mut model = g.build(13, &producer(), "").unwrap();
+    model.graph.as_mut().unwrap().node[3].domain = Some("ai.onnx.ml".into());
+    let (mlp, loaded) = import::import_file(&save(dir.path(), "classes.onnx", &model))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(mlp.outputs[0].kind, import::OutputKind::Probabilities);
+    assert_eq!(
+        mlp.outputs[1].kind,
+        import::OutputKind::Label {
+            classes: Some(vec![3, 5, 7])
+        }
+    );
+    // The engine model ends at the index the dropped node reads.
+    assert_eq!(mlp.outputs[1].engine_tensor.as_deref(), Some("index"));
+    assert_eq!(mlp.dropped_nodes, [3]);
+    assert!(mlp.notices[0].contains("[3, 5, 7]"), "{:?}", mlp.notices);
+    let engine = import::engine_model(&loaded, &mlp);
+    let outputs: Vec<&str> = engine
+        .graph
+        .as_ref()
+        .unwrap()
+        .output
+        .iter()
+        .map(|o| o.name.as_deref().unwrap())
+        .collect();
+    assert_eq!(outputs, ["probabilities", "index"]);
+}
