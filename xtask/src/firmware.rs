@@ -664,6 +664,8 @@ fn build_firmware_with_kernel(
     };
     let status = command
         .current_dir(&crate_dir)
+        // cargo's target probe runs `rustc -`, which must not read the caller's stdin.
+        .stdin(std::process::Stdio::null())
         .env("CARGO_TARGET_DIR", &target_dir)
         .args([
             "build",

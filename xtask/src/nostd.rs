@@ -17,6 +17,8 @@ fn cargo(args: &[&str]) -> Result<()> {
     let status = Command::new(cargo)
         .current_dir(workspace_root())
         .args(args)
+        // cargo's target probe runs `rustc -`, which must not read the caller's stdin.
+        .stdin(std::process::Stdio::null())
         .status()
         .context("cannot run cargo")?;
     ensure!(
