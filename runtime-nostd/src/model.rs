@@ -306,15 +306,7 @@ impl<'a> Model<'a> {
         scratch: &mut [i8],
         logits: &mut [i8],
     ) -> Result<usize, Error> {
-        self.check_input(input.len())?;
-        let scratch = self.check_buffers(scratch, logits)?;
-        let s = scratch.len();
-        let first = scratch.get_mut(..self.n_inputs).ok_or(self.internal(s))?;
-        // Same lengths (checked above): a word-wise copy.
-        if first.len() == input.len() {
-            first.copy_from_slice(input);
-        }
-        self.forward(scratch, logits)
+        self.run_quantized_with(kernels::fully_connected_i8, input, scratch, logits)
     }
 
     /// [`run_quantized`](Model::run_quantized) with the reference kernel instead of the
@@ -326,14 +318,31 @@ impl<'a> Model<'a> {
         scratch: &mut [i8],
         logits: &mut [i8],
     ) -> Result<usize, Error> {
+        self.run_quantized_with(
+            kernels::reference::fully_connected_i8,
+            input,
+            scratch,
+            logits,
+        )
+    }
+
+    #[inline(always)]
+    fn run_quantized_with(
+        &self,
+        kernel: kernels::KernelFn,
+        input: &[i8],
+        scratch: &mut [i8],
+        logits: &mut [i8],
+    ) -> Result<usize, Error> {
         self.check_input(input.len())?;
         let scratch = self.check_buffers(scratch, logits)?;
         let s = scratch.len();
         let first = scratch.get_mut(..self.n_inputs).ok_or(self.internal(s))?;
+        // Same lengths (checked above): a word-wise copy.
         if first.len() == input.len() {
             first.copy_from_slice(input);
         }
-        self.forward_with(kernels::reference::fully_connected_i8, scratch, logits)
+        self.forward_with(kernel, scratch, logits)
     }
 
     /// The error for a buffer split that validation makes impossible.

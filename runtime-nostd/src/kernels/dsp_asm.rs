@@ -90,18 +90,9 @@ extern "C" {
 /// `rows.len() >= 3 * stride + 8 * n_pairs`. Returns without reading when they do not hold.
 #[inline(always)]
 pub fn dot4(rows: &[u8], stride: usize, input: &[i8], n_pairs: usize, acc: &mut [i32; 4]) {
-    let span = n_pairs.checked_mul(8);
-    let last_row = stride.checked_mul(3);
-    let in_bounds = match (span, last_row) {
-        (Some(span), Some(last_row)) => {
-            n_pairs > 0
-                && input.len() >= span
-                && last_row
-                    .checked_add(span)
-                    .is_some_and(|end| end <= rows.len())
-        }
-        _ => false,
-    };
+    let in_bounds = n_pairs
+        .checked_mul(8)
+        .is_some_and(|span| super::dot4_in_bounds(rows, stride, input, span, 8));
     if in_bounds {
         // SAFETY: every address read is inside `rows` or `input` (checked just above); the
         // routine follows the AAPCS, saves what it uses, and writes only `acc`.

@@ -88,13 +88,7 @@ extern "C" {
 /// `rows.len() >= 3 * stride + n`.
 #[inline(always)]
 pub fn dot4(rows: &[u8], stride: usize, input: &[i8], n: usize, acc: &mut [i32; 4]) {
-    let in_bounds = n > 0
-        && n % 8 == 0
-        && input.len() >= n
-        && stride
-            .checked_mul(3)
-            .and_then(|last_row| last_row.checked_add(n))
-            .is_some_and(|end| end <= rows.len());
+    let in_bounds = super::dot4_in_bounds(rows, stride, input, n, 8);
     if in_bounds {
         // SAFETY: every address read is inside `rows` or `input` (checked just above); the
         // routine follows the AAPCS, restores r4-r11, and writes only `acc`.

@@ -79,6 +79,48 @@ impl FcParams<'_> {
     }
 }
 
+/// `acc + sum(row[i] * input[i])`, one byte at a time: the optimized kernels' last few inputs.
+#[inline(always)]
+pub(crate) fn tail_dot(row: &[u8], input: &[i8], mut acc: i32) -> i32 {
+    for (&w, &x) in row.iter().zip(input) {
+        acc = acc.wrapping_add(i32::from(w as i8).wrapping_mul(i32::from(x)));
+    }
+    acc
+}
+
+/// The optimized kernels' output stage: `clamp(sat8(zp + rq(acc, M, t)))` as the reference
+/// computes it, with `rq` first clamped to +-512: the same value (|zp| <= 128, so any larger
+/// result saturates either way), in 32-bit arithmetic.
+#[inline(always)]
+pub(crate) fn requantize(params: &FcParams<'_>, acc: i32, multiplier: i32, shift: u8) -> i8 {
+    let scaled = crate::fixed::rq(i64::from(acc), multiplier, shift).clamp(-512, 512) as i32;
+    let y = crate::fixed::sat8(i64::from(
+        i32::from(params.output_zero_point).wrapping_add(scaled),
+    ));
+    y.max(params.clamp_min).min(params.clamp_max)
+}
+
+/// Whether four rows of `stride` bytes starting at `rows` hold `n` weights each past their
+/// start and `input` holds `n` values, `n` a positive multiple of `multiple`: what the assembly
+/// inner loops read.
+#[cfg(any(kiln_kernel = "dsp", kiln_kernel = "m0", kiln_kernel = "rv32"))]
+#[inline(always)]
+pub(crate) fn dot4_in_bounds(
+    rows: &[u8],
+    stride: usize,
+    input: &[i8],
+    n: usize,
+    multiple: usize,
+) -> bool {
+    n > 0
+        && n % multiple == 0
+        && input.len() >= n
+        && stride
+            .checked_mul(3)
+            .and_then(|last_row| last_row.checked_add(n))
+            .is_some_and(|end| end <= rows.len())
+}
+
 /// Reads a little-endian `i32` from a 4-byte chunk (0 for any other length; never happens with
 /// `chunks_exact(4)`).
 #[inline(always)]

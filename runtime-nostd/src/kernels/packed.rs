@@ -9,7 +9,7 @@
 //! addition is associative, so the result is identical.
 
 use super::simd32::{smlad, sxtb16, sxtb16_ror8};
-use super::{le_i32, FcParams};
+use super::{le_i32, requantize, tail_dot, FcParams};
 
 #[cfg(kiln_kernel = "dsp")]
 use super::dsp_asm::dot4;
@@ -30,7 +30,6 @@ fn dot4(rows: &[u8], stride: usize, input: &[i8], n_pairs: usize, acc: &mut [i32
         *acc = words_dot(row, input, *acc);
     }
 }
-use crate::fixed::{rq, sat8};
 use crate::Error;
 
 #[inline(always)]
@@ -66,25 +65,6 @@ fn words_dot(weights: &[u8], input: &[i8], mut acc: i32) -> i32 {
         );
     }
     acc
-}
-
-#[inline(always)]
-fn tail_dot(row: &[u8], input: &[i8], mut acc: i32) -> i32 {
-    for (&w, &x) in row.iter().zip(input) {
-        acc = acc.wrapping_add(i32::from(w as i8).wrapping_mul(i32::from(x)));
-    }
-    acc
-}
-
-#[inline(always)]
-fn requantize(params: &FcParams<'_>, acc: i32, multiplier: i32, shift: u8) -> i8 {
-    // `sat8(zp + r)` with `r` first clamped to +-512: the same value (|zp| <= 128, so any `r`
-    // beyond saturates either way), in 32-bit arithmetic.
-    let scaled = rq(i64::from(acc), multiplier, shift).clamp(-512, 512) as i32;
-    let y = sat8(i64::from(
-        i32::from(params.output_zero_point).wrapping_add(scaled),
-    ));
-    y.max(params.clamp_min).min(params.clamp_max)
 }
 
 /// Same contract as [`super::reference::fully_connected_i8`].

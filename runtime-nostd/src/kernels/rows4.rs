@@ -4,8 +4,7 @@
 //! the reference's operations, summed in another order (wrapping addition is associative), so
 //! the result is the reference's bit for bit.
 
-use super::{le_i32, FcParams};
-use crate::fixed::{rq, sat8};
+use super::{le_i32, requantize, tail_dot, FcParams};
 use crate::Error;
 
 #[cfg(kiln_kernel = "m0")]
@@ -60,25 +59,6 @@ fn mac4(acc: i32, w: &[u8], x: &[i8]) -> i32 {
             .wrapping_add(i32::from(w3 as i8).wrapping_mul(i32::from(x3))),
         _ => acc,
     }
-}
-
-#[inline(always)]
-fn tail_dot(row: &[u8], input: &[i8], mut acc: i32) -> i32 {
-    for (&w, &x) in row.iter().zip(input) {
-        acc = acc.wrapping_add(i32::from(w as i8).wrapping_mul(i32::from(x)));
-    }
-    acc
-}
-
-#[inline(always)]
-fn requantize(params: &FcParams<'_>, acc: i32, multiplier: i32, shift: u8) -> i8 {
-    // `sat8(zp + r)` with `r` first clamped to +-512: the same value (|zp| <= 128, so any `r`
-    // beyond saturates either way), in 32-bit arithmetic.
-    let scaled = rq(i64::from(acc), multiplier, shift).clamp(-512, 512) as i32;
-    let y = sat8(i64::from(
-        i32::from(params.output_zero_point).wrapping_add(scaled),
-    ));
-    y.max(params.clamp_min).min(params.clamp_max)
 }
 
 /// Same contract as [`super::reference::fully_connected_i8`].
