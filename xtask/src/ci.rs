@@ -65,28 +65,36 @@ impl CiOptions {
     }
 }
 
-/// Runs `kiln` (built in the test profile, so CI compiles the workspace once).
+/// Runs `kiln` (built in the test profile, so CI compiles the workspace once), or `$KILN_BIN`
+/// when set (a prebuilt binary, for experiments).
 fn kiln(args: &[&str]) -> Result<std::process::Output> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let output = Command::new(cargo)
+    let mut command = match std::env::var_os("KILN_BIN") {
+        Some(binary) => Command::new(binary),
+        None => {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let mut command = Command::new(cargo);
+            command.args([
+                "run",
+                "--quiet",
+                "--package",
+                "kiln-trainer",
+                "--bin",
+                "kiln",
+                "--",
+            ]);
+            command
+        }
+    };
+    let output = command
         .current_dir(workspace_root())
-        .args([
-            "run",
-            "--quiet",
-            "--package",
-            "kiln-trainer",
-            "--bin",
-            "kiln",
-            "--",
-        ])
         .args(args)
         .output()
-        .context("cannot run cargo")?;
+        .context("cannot run kiln")?;
     Ok(output)
 }
 
 /// Runs `kiln` and returns what it printed on stdout, parsed as JSON when it is JSON.
-fn kiln_ok(args: &[&str]) -> Result<serde_json::Value> {
+pub(crate) fn kiln_ok(args: &[&str]) -> Result<serde_json::Value> {
     println!("$ kiln {}", args.join(" "));
     let output = kiln(args)?;
     let stderr = String::from_utf8_lossy(&output.stderr);

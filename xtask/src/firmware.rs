@@ -278,40 +278,9 @@ fn build_plugin(source_dir: &Path, out_dir: &Path) -> Result<PathBuf> {
     Ok(plugin)
 }
 
-/// Runs `kiln` from the workspace (the same build the tests use), or `$KILN_BIN` when set.
+/// Runs `kiln` the way `cargo xtask ci` does (`$KILN_BIN` when set) and requires success.
 fn kiln(args: &[&str]) -> Result<()> {
-    println!("$ kiln {}", args.join(" "));
-    let mut command = match std::env::var_os("KILN_BIN") {
-        Some(binary) => Command::new(binary),
-        None => {
-            let mut command =
-                Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-            command.args([
-                "run",
-                "--quiet",
-                "--package",
-                "kiln-trainer",
-                "--bin",
-                "kiln",
-                "--",
-            ]);
-            command
-        }
-    };
-    let output = command
-        .current_dir(workspace_root())
-        .args(args)
-        .output()
-        .context("cannot run kiln")?;
-    ensure!(
-        output.status.success(),
-        "kiln {} failed ({}):\n{}{}",
-        args.join(" "),
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    Ok(())
+    crate::ci::kiln_ok(args).map(|_| ())
 }
 
 fn read_gz(path: &Path) -> Result<Vec<u8>> {
