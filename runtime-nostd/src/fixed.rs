@@ -61,35 +61,65 @@ pub const fn rq(x: i64, multiplier: i32, shift: u8) -> i64 {
     rq_wide(x, multiplier, shift)
 }
 
-/// `round_half_even(p / 2^t)` for `|p| <= 2^62` and `1 <= t <= 62`.
-///
-/// For `t >= 32` (the usual layer shift) it works on the two 32-bit halves of `p`, which is what
-/// a 32-bit core can do in a few instructions: `q0 = hi >> (t - 32)` is `floor(p / 2^t)`, and
-/// the remainder `(hi mod 2^(t-32)) * 2^32 + lo` is compared with half of `2^t`. Below 32 it uses
-/// `floor((p + 2^(t-1) - 1 + q0 % 2) / 2^t)`: below half it stays `q0`, above half it becomes
-/// `q0 + 1`, and at exactly half it adds 1 only to an odd `q0`. Both equal `round_shift_i64`.
+/// `round_half_even(p / 2^t)` for `|p| <= 2^62` and `1 <= t <= 62`, as
+/// `floor((p + 2^(t-1) - 1 + q0 % 2) / 2^t)` with `q0 = floor(p / 2^t)`: below half it stays
+/// `q0`, above half it becomes `q0 + 1`, and at exactly half it adds 1 only to an odd `q0`.
+/// Equal to `round_shift_i64`.
 // |p| + 2^61 < 2^63, every shift amount is in 0..=61, and q0 + 1 cannot overflow: no side effects.
 #[allow(clippy::arithmetic_side_effects)]
 #[inline(always)]
 const fn round_shift_i64_fast(p: i64, t: u8) -> i64 {
-    let t = t as u32;
     if t >= 32 {
+        // The usual layer shift: work on the 32-bit halves, as a 32-bit core does.
         let hi = (p >> 32) as i32;
-        let lo = p as u32;
-        let s = t - 32; // 0..=30
-        let q0 = hi >> s;
-        let round_up = if s == 0 {
-            // half = 2^31, all in `lo`
-            lo > 1 << 31 || (lo == 1 << 31 && q0 & 1 != 0)
-        } else {
-            let r_hi = (hi as u32) & ((1u32 << s) - 1);
-            let half_hi = 1u32 << (s - 1);
-            r_hi > half_hi || (r_hi == half_hi && (lo != 0 || q0 & 1 != 0))
-        };
-        return q0 as i64 + round_up as i64;
+        return round_shift_halves(hi, p as u32, t as u32 - 32) as i64;
     }
+    let t = t as u32;
     let odd = (p >> t) & 1;
     (p + (1i64 << (t - 1)) - 1 + odd) >> t
+}
+
+/// `round_half_even((hi * 2^32 + lo) / 2^(32 + s))` for `|hi| <= 2^30` and `s <= 30`: the same
+/// `floor((p + 2^(t-1) - 1 + q0 % 2) / 2^t)` with the constant added to the two halves with a
+/// carry, then one arithmetic shift of the high half. With `q0` odd the constant is
+/// `2^(t-1)`, else `2^(t-1) - 1`; for `s >= 1` that is `{hi: 2^(s-1) - 1 + odd, lo: odd - 1}`,
+/// for `s = 0` `{hi: 0, lo: 2^31 - 1 + odd}`. The result has `|q| <= 2^30`.
+// |hi| + 2^29 + 1 < 2^31 and every shift amount is in 0..=30: no side effects.
+#[allow(clippy::arithmetic_side_effects)]
+#[inline(always)]
+const fn round_shift_halves(hi: i32, lo: u32, s: u32) -> i32 {
+    let odd = (hi >> s) & 1;
+    let (add_hi, add_lo) = if s == 0 {
+        (0, (1u32 << 31) - 1 + odd as u32)
+    } else {
+        ((1i32 << (s - 1)) - 1 + odd, (odd as u32).wrapping_sub(1))
+    };
+    let (_, carry) = lo.overflowing_add(add_lo);
+    (hi + add_hi + carry as i32) >> s
+}
+
+/// [`rq`] of a layer accumulator, saturated to `i32`: the optimized kernels' output stage.
+///
+/// For the usual shift (`t >= 32`) this is the two-halves path of `rq` with no 64-bit result at
+/// all (`|rq| <= 2^30` there); a smaller shift goes through `rq` itself. Either way it is `rq`,
+/// so a kernel that uses it stays bit-exact with the reference.
+#[inline(always)]
+// |acc * M| <= 2^62 fits i64: no side effects.
+#[allow(clippy::arithmetic_side_effects)]
+pub fn rq_acc(acc: i32, multiplier: i32, shift: u8) -> i32 {
+    if (32..=SHIFT_MAX).contains(&shift) {
+        let product = i64::from(acc) * i64::from(multiplier);
+        round_shift_halves((product >> 32) as i32, product as u32, u32::from(shift) - 32)
+    } else {
+        let wide = rq(acc as i64, multiplier, shift);
+        if wide > i32::MAX as i64 {
+            i32::MAX
+        } else if wide < i32::MIN as i64 {
+            i32::MIN
+        } else {
+            wide as i32
+        }
+    }
 }
 
 /// `rq` for the arguments a validated model never passes: wide `x` or a shift outside `[1, 62]`.
@@ -195,7 +225,13 @@ mod tests {
     }
 
     fn check(x: i64, m: i32, t: u8) {
-        assert_eq!(rq(x, m, t), reference(x, m, t), "rq({x}, {m}, {t})");
+        let exact = reference(x, m, t);
+        assert_eq!(rq(x, m, t), exact, "rq({x}, {m}, {t})");
+        // The kernels' 32-bit output stage: the same value, saturated to i32.
+        if let Ok(acc) = i32::try_from(x) {
+            let saturated = exact.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32;
+            assert_eq!(rq_acc(acc, m, t), saturated, "rq_acc({acc}, {m}, {t})");
+        }
     }
 
     const SPECIAL_X: [i64; 22] = [

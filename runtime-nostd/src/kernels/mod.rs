@@ -27,6 +27,25 @@ pub use reference::fully_connected_i8;
 #[cfg(any(kiln_kernel = "rows4", kiln_kernel = "m0", kiln_kernel = "rv32"))]
 pub use rows4::fully_connected_i8;
 
+/// The kernel the runtime uses when the caller gives it a workspace (the scratch bytes past
+/// `scratch_len`): on Armv7E-M the packed kernel widens each layer's input into it once
+/// ([`packed::widened_len`] bytes); every other kernel ignores it. Same results either way.
+#[inline(always)]
+pub fn fully_connected_i8_workspace(
+    params: &FcParams<'_>,
+    input: &[i8],
+    workspace: &mut [i8],
+    output: &mut [i8],
+) -> Result<(), Error> {
+    #[cfg(kiln_kernel = "dsp")]
+    return packed::fully_connected_i8_widened(params, input, workspace, output);
+    #[cfg(not(kiln_kernel = "dsp"))]
+    {
+        let _ = workspace;
+        fully_connected_i8(params, input, output)
+    }
+}
+
 /// The activation table the runtime uses.
 pub use reference::apply_lut_i8;
 
@@ -89,14 +108,14 @@ pub(crate) fn tail_dot(row: &[u8], input: &[i8], mut acc: i32) -> i32 {
 }
 
 /// The optimized kernels' output stage: `clamp(sat8(zp + rq(acc, M, t)))` as the reference
-/// computes it, with `rq` first clamped to +-512: the same value (|zp| <= 128, so any larger
-/// result saturates either way), in 32-bit arithmetic.
+/// computes it, in 32-bit arithmetic: `rq_acc` is `rq` saturated to `i32`, and a saturating
+/// `zp + rq` saturates to the same `i8` as the exact sum would.
 #[inline(always)]
 pub(crate) fn requantize(params: &FcParams<'_>, acc: i32, multiplier: i32, shift: u8) -> i8 {
-    let scaled = crate::fixed::rq(i64::from(acc), multiplier, shift).clamp(-512, 512) as i32;
-    let y = crate::fixed::sat8(i64::from(
-        i32::from(params.output_zero_point).wrapping_add(scaled),
-    ));
+    let scaled = crate::fixed::rq_acc(acc, multiplier, shift);
+    let y = i32::from(params.output_zero_point)
+        .saturating_add(scaled)
+        .clamp(i32::from(i8::MIN), i32::from(i8::MAX)) as i8;
     y.max(params.clamp_min).min(params.clamp_max)
 }
 
@@ -113,7 +132,7 @@ pub(crate) fn dot4_in_bounds(
     multiple: usize,
 ) -> bool {
     n > 0
-        && n % multiple == 0
+        && n.checked_rem(multiple) == Some(0)
         && input.len() >= n
         && stride
             .checked_mul(3)
@@ -122,13 +141,10 @@ pub(crate) fn dot4_in_bounds(
 }
 
 /// Reads a little-endian `i32` from a 4-byte chunk (0 for any other length; never happens with
-/// `chunks_exact(4)`).
+/// `chunks_exact(4)`). One word load where the core allows unaligned loads.
 #[inline(always)]
 pub(crate) fn le_i32(chunk: &[u8]) -> i32 {
-    match *chunk {
-        [a, b, c, d] => i32::from_le_bytes([a, b, c, d]),
-        _ => 0,
-    }
+    <[u8; 4]>::try_from(chunk).map_or(0, i32::from_le_bytes)
 }
 
 /// Tests an implementation of `fully_connected_i8` (same signature as the reference) against
@@ -175,6 +191,45 @@ kernel_tests!(
 kernel_tests!(
     packed_vs_reference,
     crate::kernels::packed::fully_connected_i8
+);
+
+/// The widened packed kernel with a workspace of exactly the length it needs, starting one
+/// byte past a word boundary (so the alignment step is exercised).
+#[cfg(test)]
+fn packed_widened_misaligned(
+    params: &FcParams<'_>,
+    input: &[i8],
+    output: &mut [i8],
+) -> Result<(), Error> {
+    let mut buffer = std::vec![0x55i8; packed::widened_len(input.len()) + 4];
+    let skip = buffer.as_ptr().align_offset(4) + 1;
+    let workspace = &mut buffer[skip..skip + packed::widened_len(input.len())];
+    packed::fully_connected_i8_widened(params, input, workspace, output)
+}
+
+/// The widened packed kernel with a workspace one byte too short: it must fall back, not fail.
+#[cfg(test)]
+fn packed_widened_short(
+    params: &FcParams<'_>,
+    input: &[i8],
+    output: &mut [i8],
+) -> Result<(), Error> {
+    let mut buffer = std::vec![0x55i8; packed::widened_len(input.len()) + 3];
+    let skip = buffer.as_ptr().align_offset(4) + 1;
+    let end = skip + packed::widened_len(input.len()) - 1;
+    packed::fully_connected_i8_widened(params, input, &mut buffer[skip..end], output)
+}
+
+#[cfg(test)]
+kernel_tests!(
+    packed_widened_vs_reference,
+    crate::kernels::packed_widened_misaligned
+);
+
+#[cfg(test)]
+kernel_tests!(
+    packed_widened_short_vs_reference,
+    crate::kernels::packed_widened_short
 );
 
 #[cfg(test)]

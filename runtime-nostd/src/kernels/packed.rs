@@ -7,12 +7,16 @@
 //! 2, `sxtb16_ror8` weights 1 and 3, and the input word is split the same way once per step and
 //! shared by the four rows. The sums are the reference's, in another order; `i32` wrapping
 //! addition is associative, so the result is identical.
+//!
+//! [`fully_connected_i8_widened`] does the split once per layer instead of once per four rows:
+//! given a workspace of [`widened_len`] bytes it writes the input's 16-bit lanes there first
+//! (one load per four inputs in the inner loop instead of a load and two `sxtb16`).
 
 use super::simd32::{smlad, sxtb16, sxtb16_ror8};
 use super::{le_i32, requantize, tail_dot, FcParams};
 
 #[cfg(kiln_kernel = "dsp")]
-use super::dsp_asm::dot4;
+use super::dsp_asm::{dot4, dot4_widened, widen_groups};
 
 /// Adds to `acc[r]` the dot product of `input[..8 * n_pairs]` with row `r` of the four rows at
 /// `rows` (`stride` bytes apart): the portable twin of the assembly in `dsp_asm.rs`.
@@ -30,7 +34,63 @@ fn dot4(rows: &[u8], stride: usize, input: &[i8], n_pairs: usize, acc: &mut [i32
         *acc = words_dot(row, input, *acc);
     }
 }
+/// Adds to `acc[r]` the dot product of the first `8 * n_pairs` inputs, given widened (four
+/// words per eight inputs: lanes 0/2, 1/3, 4/6, 5/7, see [`widen`]), with row `r` of the four
+/// rows at `rows`: the portable twin of the assembly in `dsp_asm.rs`.
+#[cfg(not(kiln_kernel = "dsp"))]
+fn dot4_widened(rows: &[u8], stride: usize, widened: &[i8], n_pairs: usize, acc: &mut [i32; 4]) {
+    let span = n_pairs.saturating_mul(8);
+    let Some(widened) = widened.get(..span.saturating_mul(2)) else {
+        return;
+    };
+    let mut row_chunks = rows.chunks_exact(stride.max(1));
+    for acc in acc.iter_mut() {
+        let Some(row) = row_chunks.next().and_then(|row| row.get(..span)) else {
+            return;
+        };
+        let mut lanes = widened.chunks_exact(8);
+        for w in row.chunks_exact(4) {
+            let Some(x) = lanes.next() else { break };
+            let (x02, x13) = x.split_at(4);
+            let (w, x02, x13) = (word(w), input_word(x02), input_word(x13));
+            *acc = smlad(sxtb16_ror8(w), x13, smlad(sxtb16(w), x02, *acc));
+        }
+    }
+}
+
 use crate::Error;
+
+/// The workspace bytes [`fully_connected_i8_widened`] needs for `n_in` inputs: two bytes per
+/// input of the first `8 * (n_in / 8)`, plus up to three to reach a word boundary.
+pub const fn widened_len(n_in: usize) -> usize {
+    (n_in / 8).saturating_mul(16).saturating_add(3)
+}
+
+/// Writes the 16-bit lanes of `input` (a multiple of four bytes) into the word-aligned part of
+/// `workspace`, two words per input word (`sxtb16` and `sxtb16_ror8` of it), and returns that
+/// part; `None` when the workspace is too short.
+fn widen<'w>(input: &[i8], workspace: &'w mut [i8]) -> Option<&'w [i8]> {
+    let skip = workspace.as_ptr().align_offset(4);
+    let len = input.len().checked_mul(2)?;
+    let end = skip.checked_add(len)?;
+    let lanes = workspace.get_mut(skip..end)?;
+    widen_groups(input, lanes, input.len() / 8);
+    Some(lanes)
+}
+
+/// Writes the 16-bit lanes of `input[..8 * n_pairs]` into `widened` (16 bytes per eight
+/// inputs): the portable twin of the assembly in `dsp_asm.rs`.
+#[cfg(not(kiln_kernel = "dsp"))]
+fn widen_groups(input: &[i8], widened: &mut [i8], n_pairs: usize) {
+    let groups = input.chunks_exact(4).zip(widened.chunks_exact_mut(8));
+    for (x, out) in groups.take(n_pairs.saturating_mul(2)) {
+        let x = input_word(x);
+        let pair = (u64::from(sxtb16_ror8(x)) << 32) | u64::from(sxtb16(x));
+        for (o, b) in out.iter_mut().zip(pair.to_le_bytes()) {
+            *o = b as i8;
+        }
+    }
+}
 
 #[inline(always)]
 fn word(chunk: &[u8]) -> u32 {
@@ -73,6 +133,42 @@ pub fn fully_connected_i8(
     input: &[i8],
     output: &mut [i8],
 ) -> Result<(), Error> {
+    let n_pairs = input.len() / 8;
+    let input_paired = input.get(..input.len() & !7).unwrap_or(&[]);
+    fully_connected_with(params, input, output, |block, acc| {
+        dot4(block, input.len(), input_paired, n_pairs, acc)
+    })
+}
+
+/// [`fully_connected_i8`] with the input split into 16-bit lanes once, into `workspace`, instead
+/// of once per four rows. A workspace shorter than [`widened_len`]`(input.len())` bytes is not
+/// an error: the kernel then splits as it goes, with the same results.
+pub fn fully_connected_i8_widened(
+    params: &FcParams<'_>,
+    input: &[i8],
+    workspace: &mut [i8],
+    output: &mut [i8],
+) -> Result<(), Error> {
+    let n_pairs = input.len() / 8;
+    let input_paired = input.get(..input.len() & !7).unwrap_or(&[]);
+    match widen(input_paired, workspace) {
+        Some(widened) if n_pairs > 0 => fully_connected_with(params, input, output, |block, acc| {
+            dot4_widened(block, input.len(), widened, n_pairs, acc)
+        }),
+        _ => fully_connected_i8(params, input, output),
+    }
+}
+
+/// The body both entry points share: blocks of four rows whose first `8 * (n_in / 8)` inputs go
+/// through `dot`, then the rest of each row word by word, then the output stage; the last one to
+/// three rows one at a time.
+#[inline(always)]
+fn fully_connected_with(
+    params: &FcParams<'_>,
+    input: &[i8],
+    output: &mut [i8],
+    dot: impl Fn(&[u8], &mut [i32; 4]),
+) -> Result<(), Error> {
     let n_in = input.len();
     params.check(n_in, output.len())?;
     if n_in == 0 {
@@ -82,57 +178,53 @@ pub fn fully_connected_i8(
     let (input_body, input_tail) = input
         .split_at_checked(n_body)
         .ok_or(Error::KernelArguments)?;
-
-    let mut bias = params.bias.chunks_exact(4).map(le_i32);
-    let mut multipliers = params.multipliers.chunks_exact(4).map(le_i32);
-    let mut shifts = params.shifts.iter().copied();
-    let mut outputs = output.chunks_exact_mut(4);
-
-    // Four rows per pass: the input word is loaded and split once for all four. The first
-    // `8 * n_pairs` inputs go through `dot4` (assembly on Armv7E-M), the rest word by word.
-    let n_pairs = n_in / 8;
-    let n_paired = n_body & !7; // 8 * n_pairs
-    let (input_paired, _) = input_body
-        .split_at_checked(n_paired)
-        .ok_or(Error::KernelArguments)?;
+    let n_paired = n_body & !7; // 8 * (n_in / 8)
     let input_words = input_body.get(n_paired..).unwrap_or(&[]);
     // Never zero (n_in >= 1), stated where the optimizer must see it: a zero chunk size panics.
     let block_len = n_in
         .checked_mul(4)
         .filter(|&len| len > 0)
         .ok_or(Error::KernelArguments)?;
+
+    // Four rows per pass, with their four biases, multipliers and shifts taken as one chunk each.
     let mut blocks = params.weights.chunks_exact(block_len);
+    let mut bias4 = params.bias.chunks_exact(16);
+    let mut multipliers4 = params.multipliers.chunks_exact(16);
+    let mut shifts4 = params.shifts.chunks_exact(4);
+    let mut outputs = output.chunks_exact_mut(4);
     for out4 in outputs.by_ref() {
-        let Some(block) = blocks.next() else {
+        let (Some(block), Some(b), Some(m), Some(t)) = (
+            blocks.next(),
+            bias4.next(),
+            multipliers4.next(),
+            shifts4.next(),
+        ) else {
             break; // lengths were checked: never taken
         };
-        let (Some(b0), Some(b1), Some(b2), Some(b3)) =
-            (bias.next(), bias.next(), bias.next(), bias.next())
-        else {
-            break;
-        };
-        let mut acc = [b0, b1, b2, b3];
-        dot4(block, n_in, input_paired, n_pairs, &mut acc);
-        let mut block_rows = block.chunks_exact(n_in);
-        // Only when n_in is not a multiple of 8: the last word and the last bytes.
-        for acc in acc.iter_mut().take(if n_paired < n_in { 4 } else { 0 }) {
-            let Some(row) = block_rows.next() else { break };
-            let rest = row.get(n_paired..).unwrap_or(&[]);
-            let (words, tail) = rest
-                .split_at_checked(rest.len() & !3)
-                .unwrap_or((rest, &[]));
-            *acc = tail_dot(tail, input_tail, words_dot(words, input_words, *acc));
+        let mut acc = [0i32; 4];
+        for (acc, b) in acc.iter_mut().zip(b.chunks_exact(4)) {
+            *acc = le_i32(b);
         }
-        for (out, acc) in out4.iter_mut().zip(acc) {
-            let (Some(m), Some(t)) = (multipliers.next(), shifts.next()) else {
-                break;
-            };
-            *out = requantize(params, acc, m, t);
+        dot(block, &mut acc);
+        // Only when n_in is not a multiple of 8: the last word and the last bytes.
+        if n_paired < n_in {
+            for (acc, row) in acc.iter_mut().zip(block.chunks_exact(n_in)) {
+                let rest = row.get(n_paired..).unwrap_or(&[]);
+                let (words, tail) = rest
+                    .split_at_checked(rest.len() & !3)
+                    .unwrap_or((rest, &[]));
+                *acc = tail_dot(tail, input_tail, words_dot(words, input_words, *acc));
+            }
+        }
+        for (((out, acc), m), &t) in out4.iter_mut().zip(acc).zip(m.chunks_exact(4)).zip(t) {
+            *out = requantize(params, acc, le_i32(m), t);
         }
     }
-    // The rows after the last block of four (`blocks` and `rows` walk the same weights).
-    let mut rows = blocks.remainder().chunks_exact(n_in);
     // The last one to three rows, one at a time.
+    let mut rows = blocks.remainder().chunks_exact(n_in);
+    let mut bias = bias4.remainder().chunks_exact(4).map(le_i32);
+    let mut multipliers = multipliers4.remainder().chunks_exact(4).map(le_i32);
+    let mut shifts = shifts4.remainder().iter().copied();
     for out in outputs.into_remainder() {
         let (Some(row), Some(b), Some(m), Some(t)) =
             (rows.next(), bias.next(), multipliers.next(), shifts.next())
