@@ -101,24 +101,41 @@ const fn round_shift_halves(hi: i32, lo: u32, s: u32) -> i32 {
 /// [`rq`] of a layer accumulator, saturated to `i32`: the optimized kernels' output stage.
 ///
 /// For the usual shift (`t >= 32`) this is the two-halves path of `rq` with no 64-bit result at
-/// all (`|rq| <= 2^30` there); a smaller shift goes through `rq` itself. Either way it is `rq`,
-/// so a kernel that uses it stays bit-exact with the reference.
-#[inline(always)]
+/// all (`|rq| <= 2^30` there); a smaller shift takes `rq`'s other fast path. Shifts a validated
+/// model never has are still exact, without `rq`'s wide path: with `|acc * M| <= 2^62`, `t = 0`
+/// is the product itself and `t >= 63` rounds to 0 (at most one half, and half rounds to even).
+/// So a kernel that uses it stays bit-exact with the reference for every argument.
 // |acc * M| <= 2^62 fits i64: no side effects.
 #[allow(clippy::arithmetic_side_effects)]
+#[inline(always)]
 pub fn rq_acc(acc: i32, multiplier: i32, shift: u8) -> i32 {
     if (32..=SHIFT_MAX).contains(&shift) {
         let product = i64::from(acc) * i64::from(multiplier);
         round_shift_halves((product >> 32) as i32, product as u32, u32::from(shift) - 32)
     } else {
-        let wide = rq(acc as i64, multiplier, shift);
-        if wide > i32::MAX as i64 {
-            i32::MAX
-        } else if wide < i32::MIN as i64 {
-            i32::MIN
-        } else {
-            wide as i32
-        }
+        rq_acc_small_shift(acc, multiplier, shift)
+    }
+}
+
+/// [`rq_acc`] for shifts below 32 (rare: a scale of at least 1/2) and the shifts a validated
+/// model never has; out of line so that every inlined output stage stays small.
+// |acc * M| <= 2^62 fits i64: no side effects.
+#[allow(clippy::arithmetic_side_effects)]
+#[inline(never)]
+#[cold]
+fn rq_acc_small_shift(acc: i32, multiplier: i32, shift: u8) -> i32 {
+    let product = i64::from(acc) * i64::from(multiplier);
+    let wide = match shift {
+        SHIFT_MIN..=SHIFT_MAX => round_shift_i64_fast(product, shift),
+        0 => product,
+        _ => 0,
+    };
+    if wide > i32::MAX as i64 {
+        i32::MAX
+    } else if wide < i32::MIN as i64 {
+        i32::MIN
+    } else {
+        wide as i32
     }
 }
 

@@ -133,11 +133,7 @@ pub fn fully_connected_i8(
     input: &[i8],
     output: &mut [i8],
 ) -> Result<(), Error> {
-    let n_pairs = input.len() / 8;
-    let input_paired = input.get(..input.len() & !7).unwrap_or(&[]);
-    fully_connected_with(params, input, output, |block, acc| {
-        dot4(block, input.len(), input_paired, n_pairs, acc)
-    })
+    fully_connected_with(params, input, None, output)
 }
 
 /// [`fully_connected_i8`] with the input split into 16-bit lanes once, into `workspace`, instead
@@ -149,25 +145,21 @@ pub fn fully_connected_i8_widened(
     workspace: &mut [i8],
     output: &mut [i8],
 ) -> Result<(), Error> {
-    let n_pairs = input.len() / 8;
     let input_paired = input.get(..input.len() & !7).unwrap_or(&[]);
-    match widen(input_paired, workspace) {
-        Some(widened) if n_pairs > 0 => fully_connected_with(params, input, output, |block, acc| {
-            dot4_widened(block, input.len(), widened, n_pairs, acc)
-        }),
-        _ => fully_connected_i8(params, input, output),
-    }
+    let widened = widen(input_paired, workspace).filter(|widened| !widened.is_empty());
+    fully_connected_with(params, input, widened, output)
 }
 
 /// The body both entry points share: blocks of four rows whose first `8 * (n_in / 8)` inputs go
-/// through `dot`, then the rest of each row word by word, then the output stage; the last one to
-/// three rows one at a time.
-#[inline(always)]
+/// through `dot4` (or `dot4_widened` when the input was widened), then the rest of each row word
+/// by word, then the output stage; the last one to three rows one at a time. One body for both,
+/// so the code is there once (and, not inlined, one symbol to size).
+#[inline(never)]
 fn fully_connected_with(
     params: &FcParams<'_>,
     input: &[i8],
+    widened: Option<&[i8]>,
     output: &mut [i8],
-    dot: impl Fn(&[u8], &mut [i32; 4]),
 ) -> Result<(), Error> {
     let n_in = input.len();
     params.check(n_in, output.len())?;
@@ -179,6 +171,8 @@ fn fully_connected_with(
         .split_at_checked(n_body)
         .ok_or(Error::KernelArguments)?;
     let n_paired = n_body & !7; // 8 * (n_in / 8)
+    let n_pairs = n_in / 8;
+    let input_paired = input_body.get(..n_paired).unwrap_or(&[]);
     let input_words = input_body.get(n_paired..).unwrap_or(&[]);
     // Never zero (n_in >= 1), stated where the optimizer must see it: a zero chunk size panics.
     let block_len = n_in
@@ -205,7 +199,10 @@ fn fully_connected_with(
         for (acc, b) in acc.iter_mut().zip(b.chunks_exact(4)) {
             *acc = le_i32(b);
         }
-        dot(block, &mut acc);
+        match widened {
+            Some(widened) => dot4_widened(block, n_in, widened, n_pairs, &mut acc),
+            None => dot4(block, n_in, input_paired, n_pairs, &mut acc),
+        }
         // Only when n_in is not a multiple of 8: the last word and the last bytes.
         if n_paired < n_in {
             for (acc, row) in acc.iter_mut().zip(block.chunks_exact(n_in)) {

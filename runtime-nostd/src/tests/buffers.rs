@@ -61,6 +61,38 @@ fn scratch_len_is_largest_adjacent_pair() {
     }
 }
 
+#[test]
+fn fast_scratch_len_adds_the_widest_layers_lanes_and_changes_nothing() {
+    // widest n_in 784: 98 groups of 8 inputs, 16 bytes each, plus 3 for word alignment.
+    for (dims, widest) in [
+        (&[784usize, 128, 10][..], 784),
+        (&[5, 9, 3, 4][..], 9),
+        (&[3, 20][..], 3),
+        (&[16, 40, 2][..], 40),
+    ] {
+        let model = shaped_model(dims, widest as u64);
+        let blob = model.blob();
+        let m = Model::from_bytes(&blob).unwrap();
+        assert_eq!(
+            m.fast_scratch_len(),
+            m.scratch_len() + widest / 8 * 16 + 3,
+            "{dims:?}"
+        );
+        let mut rng = Rng::new(11);
+        for _ in 0..5 {
+            let raw = random_raw(&mut rng, dims[0]);
+            let expected_logits = model.eval(&raw);
+            let mut logits = std::vec![0i8; m.n_outputs()];
+            let mut scratch = std::vec![0x33i8; m.fast_scratch_len()];
+            assert_eq!(
+                m.run(&raw, &mut scratch, &mut logits),
+                Ok(argmax_ref(&expected_logits))
+            );
+            assert_eq!(logits, expected_logits, "{dims:?}");
+        }
+    }
+}
+
 /// The documented layout: the input at the front, even layers write at the back, odd layers at
 /// the front. After a 3-layer run, the front holds layer 1's output (over the input), the back
 /// layer 2's output (over layer 0's).
