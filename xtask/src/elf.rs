@@ -183,3 +183,98 @@ impl Elf {
             .sum()
     }
 }
+
+/// `llvm-objdump` from the active toolchain's `llvm-tools` component.
+fn llvm_objdump() -> Result<std::path::PathBuf> {
+    let rustc = std::process::Command::new("rustc")
+        .args(["--print", "sysroot"])
+        .output()
+        .context("rustc --print sysroot")?;
+    let verbose = std::process::Command::new("rustc")
+        .arg("-vV")
+        .output()
+        .context("rustc -vV")?;
+    let sysroot = String::from_utf8_lossy(&rustc.stdout).trim().to_string();
+    let host = String::from_utf8_lossy(&verbose.stdout)
+        .lines()
+        .find_map(|line| line.strip_prefix("host: ").map(str::to_string))
+        .context("rustc -vV names no host")?;
+    let path = Path::new(&sysroot)
+        .join("lib/rustlib")
+        .join(host)
+        .join("bin/llvm-objdump");
+    ensure!(
+        path.is_file(),
+        "{}: not found; install it with `rustup component add llvm-tools`",
+        path.display()
+    );
+    Ok(path)
+}
+
+/// The functions `root` reaches through calls and tail calls (itself included), with their
+/// sizes from the symbol table, largest first: the code one entry point can run.
+///
+/// Edges come from the disassembly: an operand annotated `<callee>` or `<callee+0x..>` inside
+/// `caller` names another function. Branches inside a function name the function itself and
+/// are not edges.
+pub fn reachable_functions(path: &Path, root: &str) -> Result<Vec<(String, u64)>> {
+    let elf = Elf::read(path)?;
+    let output = std::process::Command::new(llvm_objdump()?)
+        .args(["-d", "--no-show-raw-insn"])
+        .arg(path)
+        .output()
+        .context("llvm-objdump")?;
+    ensure!(output.status.success(), "llvm-objdump failed on {}", path.display());
+    let text = String::from_utf8_lossy(&output.stdout);
+    let mut edges: std::collections::HashMap<String, std::collections::BTreeSet<String>> =
+        std::collections::HashMap::new();
+    let mut current: Option<String> = None;
+    for line in text.lines() {
+        // A function header: `00000458 <kiln_dot4_dsp>:`.
+        if let Some(name) = line
+            .strip_suffix(">:")
+            .and_then(|head| head.split_once(" <"))
+            .map(|(_, name)| name.to_string())
+        {
+            current = Some(name);
+            continue;
+        }
+        let Some(caller) = &current else { continue };
+        let Some((_, rest)) = line.rsplit_once('<') else {
+            continue;
+        };
+        let Some(target) = rest.split_once('>').map(|(target, _)| target) else {
+            continue;
+        };
+        let callee = target.split_once('+').map_or(target, |(name, _)| name);
+        if callee != caller {
+            edges
+                .entry(caller.clone())
+                .or_default()
+                .insert(callee.to_string());
+        }
+    }
+    ensure!(
+        elf.symbol(root).is_some(),
+        "{}: no symbol {root}",
+        path.display()
+    );
+    let mut seen = std::collections::BTreeSet::from([root.to_string()]);
+    let mut stack = vec![root.to_string()];
+    while let Some(function) = stack.pop() {
+        for callee in edges.get(&function).into_iter().flatten() {
+            if seen.insert(callee.clone()) {
+                stack.push(callee.clone());
+            }
+        }
+    }
+    let mut sized: Vec<(String, u64)> = seen
+        .into_iter()
+        .map(|name| {
+            let size = elf.symbol(&name).map_or(0, |symbol| symbol.size);
+            (name, size)
+        })
+        .collect();
+    sized.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    Ok(sized)
+}

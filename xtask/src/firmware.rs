@@ -464,7 +464,9 @@ fn prepare(dataset: Dataset, options: &FirmwareOptions) -> Result<Prepared> {
         rust_source,
         n_inputs,
         n_outputs: model.n_outputs(),
-        scratch_len: model.scratch_len(),
+        // The length that lets the fastest kernel run (on Cortex-M4/M7 it widens each layer's
+        // input once); the host computed the expected logits with the minimal one.
+        scratch_len: model.fast_scratch_len(),
         macs,
         host_crc32: crc.finish(),
         host_correct,
@@ -743,6 +745,7 @@ pub fn bench_mcu(options: &FirmwareOptions) -> Result<()> {
         "plugin".to_string(),
     ];
     let mut lines = Vec::new();
+    let mut code_lines = Vec::new();
     for board in boards {
         println!("\n== {} ({}) ==", board.name, board.core);
         let mut measured = Vec::new();
@@ -758,6 +761,9 @@ pub fn bench_mcu(options: &FirmwareOptions) -> Result<()> {
                 kernel.unwrap_or("optimized")
             );
             let (_, network) = region_means(board, &output, data.labels.len())?;
+            if kernel.is_none() {
+                code_lines.push(network_code_line(board, &elf_path)?);
+            }
             measured.push((network, Elf::read(&elf_path)?.text_size()));
         }
         let [(optimized, optimized_text), (reference, reference_text)] = measured[..] else {
@@ -789,7 +795,80 @@ pub fn bench_mcu(options: &FirmwareOptions) -> Result<()> {
     for line in lines {
         println!("{line}");
     }
+    println!(
+        "\nInference code: every function the firmware's `kiln_network` (one call of\n\
+         Model::run_quantized) reaches, sized from the symbol table; compiler builtins (memcpy)\n\
+         are shared with the rest of the firmware and listed apart. The kernel is the dense\n\
+         layer alone: the packed or four-row body, its assembly loops and the output stage.\n"
+    );
+    println!("| board | network code | kernel | compiler builtins | functions |");
+    println!("|---|---|---|---|---|");
+    for line in code_lines {
+        println!("{line}");
+    }
     Ok(())
+}
+
+/// Whether a function is a compiler builtin (memcpy and friends), not Kiln's code.
+fn is_builtin(name: &str) -> bool {
+    name.starts_with("__") || name.contains("compiler_builtins") || name.starts_with("mem")
+}
+
+/// Whether a function belongs to the dense kernel (as opposed to the model's layer loop).
+fn is_kernel(name: &str) -> bool {
+    ["fully_connected", "kiln_dot4", "kiln_widen", "rq_acc", "FcParams5check"]
+        .iter()
+        .any(|part| name.contains(part))
+}
+
+/// One row of the code-size table: the functions `kiln_network` reaches in `elf_path`.
+fn network_code_line(board: &Board, elf_path: &Path) -> Result<String> {
+    let functions = crate::elf::reachable_functions(elf_path, "kiln_network")?;
+    let sum = |keep: &dyn Fn(&str) -> bool| -> u64 {
+        functions
+            .iter()
+            .filter(|(name, _)| keep(name))
+            .map(|(_, size)| size)
+            .sum()
+    };
+    let own = sum(&|name| !is_builtin(name));
+    let kernel = sum(&|name| is_kernel(name));
+    let builtins = sum(&|name| is_builtin(name));
+    let listed: Vec<String> = functions
+        .iter()
+        .filter(|(name, _)| !is_builtin(name))
+        .map(|(name, size)| format!("{} {size} B", short_name(name)))
+        .collect();
+    Ok(format!(
+        "| {} | {own} B | {kernel} B | {builtins} B | {} |",
+        board.name,
+        listed.join(", ")
+    ))
+}
+
+/// `_ZN12kiln_runtime7kernels6packed20fully_connected_with17h…E` -> `packed::fully_connected_with`.
+fn short_name(mangled: &str) -> String {
+    let Some(body) = mangled.strip_prefix("_ZN") else {
+        return mangled.to_string();
+    };
+    let mut parts = Vec::new();
+    let mut rest = body;
+    while let Some(digits_len) = rest.find(|c: char| !c.is_ascii_digit()).filter(|&n| n > 0) {
+        let Ok(len) = rest[..digits_len].parse::<usize>() else {
+            break;
+        };
+        let Some(part) = rest.get(digits_len..digits_len + len) else {
+            break;
+        };
+        parts.push(part);
+        rest = &rest[digits_len + len..];
+    }
+    let parts: Vec<&str> = parts
+        .into_iter()
+        .filter(|part| !(part.starts_with('h') && part.len() == 17))
+        .collect();
+    let keep = parts.len().min(2);
+    parts[parts.len() - keep..].join("::")
 }
 
 fn run_board(board: &'static Board, data: &Prepared, plugin: &Path, out: &Path) -> Result<Row> {

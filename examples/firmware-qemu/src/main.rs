@@ -104,13 +104,39 @@ fn infer(
     logits: &mut [i8],
 ) -> Result<usize, kiln_runtime::Error> {
     bench_start();
-    let staged = model.quantize_input(raw, quantized);
+    let staged = kiln_input_stage(model, raw, quantized);
     bench_stop();
     staged?;
     bench_start();
-    let result = model.run_quantized(quantized, scratch, logits);
+    let result = kiln_network(model, quantized, scratch, logits);
     bench_stop();
     result
+}
+
+/// The input stage behind one symbol, so `cargo xtask bench-mcu` can size the code it runs
+/// (this function and everything it calls).
+#[cfg(not(feature = "no-inference"))]
+#[no_mangle]
+#[inline(never)]
+fn kiln_input_stage(
+    model: &Model<'_>,
+    raw: &[i32],
+    quantized: &mut [i8],
+) -> Result<(), kiln_runtime::Error> {
+    model.quantize_input(raw, quantized)
+}
+
+/// The network (int8 input to int8 logits) behind one symbol, sized like the input stage.
+#[cfg(not(feature = "no-inference"))]
+#[no_mangle]
+#[inline(never)]
+fn kiln_network(
+    model: &Model<'_>,
+    quantized: &[i8],
+    scratch: &mut [i8],
+    logits: &mut [i8],
+) -> Result<usize, kiln_runtime::Error> {
+    model.run_quantized(quantized, scratch, logits)
 }
 
 /// The same network through the reference kernel (not measured): the optimized kernel must
