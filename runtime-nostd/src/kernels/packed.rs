@@ -108,7 +108,6 @@ fn input_word(chunk: &[i8]) -> u32 {
     }
 }
 
-/// `acc + sum(row[i] * input[i])` over the scalar tail (fewer than four inputs).
 /// `acc + sum(w[i] * x[i])` over whole words, two lanes per `smlad`. The chunk iterators are
 /// advanced by hand: zipping two `ChunksExact` keeps a dead division-by-zero panic in
 /// `Zip::new` (see the reference kernel).
@@ -150,10 +149,10 @@ pub fn fully_connected_i8_widened(
     fully_connected_with(params, input, widened, output)
 }
 
-/// The body both entry points share: blocks of four rows whose first `8 * (n_in / 8)` inputs go
-/// through `dot4` (or `dot4_widened` when the input was widened), then the rest of each row word
-/// by word, then the output stage; the last one to three rows one at a time. One body for both,
-/// so the code is there once (and, not inlined, one symbol to size).
+/// The body both entry points share, once (and, not inlined, one symbol to size). Rows go in
+/// blocks of four; a whole block's first `8 * (n_in / 8)` inputs go through `dot4` (or
+/// `dot4_widened` when the input was widened), then every row, whole block or not, finishes
+/// word by word and byte by byte and goes through the one output stage.
 #[inline(never)]
 fn fully_connected_with(
     params: &FcParams<'_>,
@@ -163,78 +162,53 @@ fn fully_connected_with(
 ) -> Result<(), Error> {
     let n_in = input.len();
     params.check(n_in, output.len())?;
-    if n_in == 0 {
-        return Err(Error::KernelArguments);
-    }
     let n_body = n_in & !3;
-    let (input_body, input_tail) = input
-        .split_at_checked(n_body)
-        .ok_or(Error::KernelArguments)?;
-    let n_paired = n_body & !7; // 8 * (n_in / 8)
+    let n_paired = n_in & !7;
     let n_pairs = n_in / 8;
-    let input_paired = input_body.get(..n_paired).unwrap_or(&[]);
-    let input_words = input_body.get(n_paired..).unwrap_or(&[]);
-    // Never zero (n_in >= 1), stated where the optimizer must see it: a zero chunk size panics.
-    let block_len = n_in
-        .checked_mul(4)
-        .filter(|&len| len > 0)
-        .ok_or(Error::KernelArguments)?;
-
-    // Four rows per pass, with their four biases, multipliers and shifts taken as one chunk each.
-    let mut blocks = params.weights.chunks_exact(block_len);
-    let mut bias4 = params.bias.chunks_exact(16);
-    let mut multipliers4 = params.multipliers.chunks_exact(16);
-    let mut shifts4 = params.shifts.chunks_exact(4);
-    let mut outputs = output.chunks_exact_mut(4);
-    for out4 in outputs.by_ref() {
-        let (Some(block), Some(b), Some(m), Some(t)) = (
-            blocks.next(),
-            bias4.next(),
-            multipliers4.next(),
-            shifts4.next(),
-        ) else {
-            break; // lengths were checked: never taken
-        };
+    let input_paired = input.get(..n_paired).unwrap_or(&[]);
+    let mut row_idx = 0usize;
+    for out4 in output.chunks_mut(4) {
+        // `check` proved `n_out * n_in` weights and `4 * n_out` bias and multiplier bytes: no
+        // product below overflows, and every `get` below is in bounds.
+        let first = row_idx;
+        row_idx = row_idx.wrapping_add(out4.len());
+        let block = params
+            .weights
+            .get(first.wrapping_mul(n_in)..)
+            .unwrap_or(&[]);
+        let bias = params.bias.get(first.wrapping_mul(4)..).unwrap_or(&[]);
         let mut acc = [0i32; 4];
-        for (acc, b) in acc.iter_mut().zip(b.chunks_exact(4)) {
-            *acc = le_i32(b);
+        for (acc, bias) in acc.iter_mut().zip(bias.chunks_exact(4)) {
+            *acc = le_i32(bias);
         }
-        match widened {
-            Some(widened) => dot4_widened(block, n_in, widened, n_pairs, &mut acc),
-            None => dot4(block, n_in, input_paired, n_pairs, &mut acc),
+        let mut done = 0; // inputs already in `acc`
+        if out4.len() == 4 && n_pairs > 0 {
+            match widened {
+                Some(widened) => dot4_widened(block, n_in, widened, n_pairs, &mut acc),
+                None => dot4(block, n_in, input_paired, n_pairs, &mut acc),
+            }
+            done = n_paired;
         }
-        // Only when n_in is not a multiple of 8: the last word and the last bytes.
-        if n_paired < n_in {
-            for (acc, row) in acc.iter_mut().zip(block.chunks_exact(n_in)) {
-                let rest = row.get(n_paired..).unwrap_or(&[]);
-                let (words, tail) = rest
-                    .split_at_checked(rest.len() & !3)
-                    .unwrap_or((rest, &[]));
-                *acc = tail_dot(tail, input_tail, words_dot(words, input_words, *acc));
+        // Only when n_in is not a multiple of 8, or for the rows after the last whole block.
+        if done < n_in {
+            let words_in = input.get(done..n_body).unwrap_or(&[]);
+            let tail_in = input.get(n_body..).unwrap_or(&[]);
+            let rows = block.chunks_exact(n_in.max(1)).take(out4.len());
+            for (acc, row) in acc.iter_mut().zip(rows) {
+                let words = row.get(done..n_body).unwrap_or(&[]);
+                let tail = row.get(n_body..).unwrap_or(&[]);
+                *acc = tail_dot(tail, tail_in, words_dot(words, words_in, *acc));
             }
         }
-        for (((out, acc), m), &t) in out4.iter_mut().zip(acc).zip(m.chunks_exact(4)).zip(t) {
-            *out = requantize(params, acc, le_i32(m), t);
+        let multipliers = params
+            .multipliers
+            .get(first.wrapping_mul(4)..)
+            .unwrap_or(&[]);
+        let shifts = params.shifts.get(first..).unwrap_or(&[]);
+        let channels = multipliers.chunks_exact(4).zip(shifts);
+        for ((out, acc), (multiplier, &shift)) in out4.iter_mut().zip(acc).zip(channels) {
+            *out = requantize(params, acc, le_i32(multiplier), shift);
         }
-    }
-    // The last one to three rows, one at a time.
-    let mut rows = blocks.remainder().chunks_exact(n_in);
-    let mut bias = bias4.remainder().chunks_exact(4).map(le_i32);
-    let mut multipliers = multipliers4.remainder().chunks_exact(4).map(le_i32);
-    let mut shifts = shifts4.remainder().iter().copied();
-    for out in outputs.into_remainder() {
-        let (Some(row), Some(b), Some(m), Some(t)) =
-            (rows.next(), bias.next(), multipliers.next(), shifts.next())
-        else {
-            break;
-        };
-        let (body, tail) = row.split_at(n_body.min(row.len()));
-        *out = requantize(
-            params,
-            tail_dot(tail, input_tail, words_dot(body, input_body, b)),
-            m,
-            t,
-        );
     }
     Ok(())
 }
