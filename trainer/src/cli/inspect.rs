@@ -49,40 +49,40 @@ const MEASURED_CORES: [CoreMeasurement; 5] = [
         qemu_machine: "microbit",
         target: "thumbv6m-none-eabi",
         kernel: "four-row, Thumb-1 asm",
-        insns_per_mac: 3.94,
-        insns_per_input: 20.1,
+        insns_per_mac: 3.90,
+        insns_per_input: 14.3,
     },
     CoreMeasurement {
         core: "Cortex-M3",
         qemu_machine: "lm3s6965evb",
         target: "thumbv7m-none-eabi",
         kernel: "four-row, Thumb-1 asm",
-        insns_per_mac: 3.75,
-        insns_per_input: 18.0,
+        insns_per_mac: 3.73,
+        insns_per_input: 13.1,
     },
     CoreMeasurement {
         core: "Cortex-M4F",
         qemu_machine: "mps2-an386",
         target: "thumbv7em-none-eabihf",
         kernel: "packed SMLAD",
-        insns_per_mac: 1.65,
-        insns_per_input: 18.0,
+        insns_per_mac: 1.49,
+        insns_per_input: 12.1,
     },
     CoreMeasurement {
         core: "Cortex-M7",
         qemu_machine: "mps2-an500",
         target: "thumbv7em-none-eabihf",
         kernel: "packed SMLAD",
-        insns_per_mac: 1.65,
-        insns_per_input: 18.0,
+        insns_per_mac: 1.49,
+        insns_per_input: 12.1,
     },
     CoreMeasurement {
         core: "RISC-V rv32imc",
         qemu_machine: "sifive_e",
         target: "riscv32imc-unknown-none-elf",
         kernel: "four-row, RV32IM asm",
-        insns_per_mac: 3.64,
-        insns_per_input: 14.1,
+        insns_per_mac: 3.62,
+        insns_per_input: 11.2,
     },
 ];
 
@@ -102,8 +102,8 @@ const MEASURED_MACS_PER_OUTPUT: f64 = 101_632.0 / 138.0;
 /// `cargo xtask firmware`'s on the `microbit` machine (README, "On emulated microcontrollers").
 const SMALL_LAYERS_NOTE: &str = "per-output and per-layer work weighs more when layers have \
      fewer MACs per output than the measured network (736), so the network figure is low for \
-     this model: on the Cortex-M0 the digits 64-128-10 network measured 7.47 instructions per \
-     MAC, against 3.94 on MNIST";
+     this model: on the Cortex-M0 the digits 64-128-10 network measured 7.09 instructions per \
+     MAC, against 3.90 on MNIST";
 
 /// Why a table activation is not in the per-MAC figure.
 const TABLE_ACTIVATION_NOTE: &str = "the measured network has relu and identity layers; a \
