@@ -145,6 +145,12 @@ fn the_blob_round_trips_and_the_rust_source_embeds_it() {
         "pub const N_INPUTS: usize = 64;",
         "pub const N_OUTPUTS: usize = 10;",
         &format!("pub const SCRATCH_LEN: usize = {};", runtime.scratch_len()),
+        // 64 inputs: 8 groups of 8, 16 bytes each, plus 3 for alignment.
+        &format!(
+            "pub const FAST_SCRATCH_LEN: usize = {};",
+            runtime.scratch_len() + 8 * 16 + 3
+        ),
+        "scratch: &mut [i8; FAST_SCRATCH_LEN],",
         &format!("pub const MODEL_LEN: usize = {};", blob.len()),
         "#[repr(C, align(4))]",
         "pub static MODEL_BLOB: &[u8; MODEL_LEN]",

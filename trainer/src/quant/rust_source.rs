@@ -9,6 +9,8 @@ pub struct SourceInfo<'a> {
     pub n_inputs: usize,
     pub n_outputs: usize,
     pub scratch_len: usize,
+    /// `Model::fast_scratch_len`: room for the Cortex-M4/M7 kernel to widen each layer's input.
+    pub fast_scratch_len: usize,
     /// One line describing the model, for the header comment.
     pub description: &'a str,
 }
@@ -20,6 +22,7 @@ pub fn rust_source(blob: &[u8], info: SourceInfo<'_>) -> String {
         n_inputs,
         n_outputs,
         scratch_len,
+        fast_scratch_len,
         description,
     } = info;
     let description = description.replace(['\n', '\r'], " ");
@@ -46,6 +49,10 @@ pub const N_INPUTS: usize = {n_inputs};
 pub const N_OUTPUTS: usize = {n_outputs};
 /// The scratch RAM one inference needs, in bytes.
 pub const SCRATCH_LEN: usize = {scratch_len};
+/// A scratch length that lets the fastest kernel run (see [`Network::run_fast`]): on
+/// Cortex-M4/M7 each layer's input is widened to 16-bit lanes once in the extra bytes; other
+/// cores ignore them. The logits are the same with either length.
+pub const FAST_SCRATCH_LEN: usize = {fast_scratch_len};
 /// The length of the model blob, in bytes (its flash footprint).
 pub const MODEL_LEN: usize = {len};
 
@@ -86,6 +93,17 @@ impl Network {{
         &self,
         input: &[i32; N_INPUTS],
         scratch: &mut [i8; SCRATCH_LEN],
+        logits: &mut [i8; N_OUTPUTS],
+    ) -> Result<usize, kiln_runtime::Error> {{
+        self.model.run(input, scratch, logits)
+    }}
+
+    /// [`run`](Network::run) with a [`FAST_SCRATCH_LEN`] scratch: the same logits, fewer
+    /// instructions on Cortex-M4/M7 for more RAM.
+    pub fn run_fast(
+        &self,
+        input: &[i32; N_INPUTS],
+        scratch: &mut [i8; FAST_SCRATCH_LEN],
         logits: &mut [i8; N_OUTPUTS],
     ) -> Result<usize, kiln_runtime::Error> {{
         self.model.run(input, scratch, logits)
