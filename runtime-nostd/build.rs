@@ -1,12 +1,12 @@
 //! Picks the kernel family for the target, at compile time (stable Rust does not expose Arm
 //! target features such as `dsp` to `cfg`). `src/kernels/mod.rs` is the one place that acts on
 //! it: `dsp` (the packed SMLAD kernel) on Armv7E-M; the four-row kernel with its inner loop in
-//! Thumb-1 assembly (`m0`) on Armv6-M and Armv7-M, in RISC-V assembly (`rv32`) on RV32IM, and in
-//! portable Rust (`rows4`) everywhere else, the host included. `KILN_KERNEL=reference` forces
+//! Thumb-1 assembly (`m0`) on Armv6-M and Armv7-M, in RISC-V assembly (`rv32`) on RV32IM, with
+//! SSE2 (`sse2`) on x86-64, and in portable Rust (`rows4`) everywhere else. `KILN_KERNEL=reference` forces
 //! the reference kernel (for benchmarks against it).
 
 fn main() {
-    println!("cargo::rustc-check-cfg=cfg(kiln_kernel, values(\"reference\", \"dsp\", \"rows4\", \"m0\", \"rv32\"))");
+    println!("cargo::rustc-check-cfg=cfg(kiln_kernel, values(\"reference\", \"dsp\", \"rows4\", \"m0\", \"rv32\", \"sse2\"))");
     println!("cargo::rerun-if-env-changed=KILN_KERNEL");
     let target = std::env::var("TARGET").unwrap_or_default();
     let kernel = match std::env::var("KILN_KERNEL").ok().as_deref() {
@@ -22,6 +22,9 @@ fn main() {
             } else if target.starts_with("riscv32im") || target.starts_with("riscv32gc") {
                 // RV32 with the M extension: the same, in RISC-V assembly.
                 "rv32"
+            } else if target.starts_with("x86_64") {
+                // Every x86-64 core has SSE2: the four-row kernel with a `pmaddwd` inner loop.
+                "sse2"
             } else {
                 "rows4"
             }

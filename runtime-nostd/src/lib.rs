@@ -51,7 +51,7 @@
 //! ```
 
 #![no_std]
-// Unsafe code only where an instruction needs `asm!` (kernels/simd32.rs).
+// Unsafe code only in the assembly and SIMD modules (kernels/*_asm.rs, simd32.rs, sse2.rs).
 #![deny(unsafe_code)]
 // The no-panic rule, checked by clippy on everything but the tests.
 #![cfg_attr(

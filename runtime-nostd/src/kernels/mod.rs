@@ -13,6 +13,8 @@ pub mod reference;
 pub mod rows4;
 #[cfg(kiln_kernel = "rv32")]
 mod rv32_asm;
+#[cfg(kiln_kernel = "sse2")]
+mod sse2;
 mod simd32;
 
 use crate::Error;
@@ -24,7 +26,12 @@ use crate::Error;
 pub use packed::fully_connected_i8;
 #[cfg(kiln_kernel = "reference")]
 pub use reference::fully_connected_i8;
-#[cfg(any(kiln_kernel = "rows4", kiln_kernel = "m0", kiln_kernel = "rv32"))]
+#[cfg(any(
+    kiln_kernel = "rows4",
+    kiln_kernel = "m0",
+    kiln_kernel = "rv32",
+    kiln_kernel = "sse2"
+))]
 pub use rows4::fully_connected_i8;
 
 /// The kernel the runtime uses when the caller gives it a workspace (the scratch bytes past
@@ -122,7 +129,12 @@ pub(crate) fn requantize(params: &FcParams<'_>, acc: i32, multiplier: i32, shift
 /// Whether four rows of `stride` bytes starting at `rows` hold `n` weights each past their
 /// start and `input` holds `n` values, `n` a positive multiple of `multiple`: what the assembly
 /// inner loops read.
-#[cfg(any(kiln_kernel = "dsp", kiln_kernel = "m0", kiln_kernel = "rv32"))]
+#[cfg(any(
+    kiln_kernel = "dsp",
+    kiln_kernel = "m0",
+    kiln_kernel = "rv32",
+    kiln_kernel = "sse2"
+))]
 #[inline(always)]
 pub(crate) fn dot4_in_bounds(
     rows: &[u8],
@@ -236,4 +248,10 @@ kernel_tests!(
 kernel_tests!(
     rows4_vs_reference,
     crate::kernels::rows4::fully_connected_i8
+);
+
+#[cfg(test)]
+kernel_tests!(
+    rows4_portable_vs_reference,
+    crate::kernels::rows4::fully_connected_i8_portable
 );

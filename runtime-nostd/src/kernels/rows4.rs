@@ -11,13 +11,20 @@ use crate::Error;
 use super::m0_asm::dot4;
 #[cfg(kiln_kernel = "rv32")]
 use super::rv32_asm::dot4;
+#[cfg(kiln_kernel = "sse2")]
+use super::sse2::dot4;
+#[cfg(not(any(kiln_kernel = "m0", kiln_kernel = "rv32", kiln_kernel = "sse2")))]
+use dot4_portable as dot4;
 
 /// Adds to `acc[r]` the dot product of `input[..n]` with row `r` of the four rows at `rows`
 /// (`stride` bytes apart), four inputs per step (`n` is a multiple of 8): the portable twin of
-/// `m0_asm.rs` and `rv32_asm.rs`.
-#[cfg(not(any(kiln_kernel = "m0", kiln_kernel = "rv32")))]
+/// `m0_asm.rs`, `rv32_asm.rs` and `sse2.rs` (the host tests run it too).
+#[cfg(any(
+    test,
+    not(any(kiln_kernel = "m0", kiln_kernel = "rv32", kiln_kernel = "sse2"))
+))]
 #[inline(always)]
-fn dot4(rows: &[u8], stride: usize, input: &[i8], n: usize, acc: &mut [i32; 4]) {
+fn dot4_portable(rows: &[u8], stride: usize, input: &[i8], n: usize, acc: &mut [i32; 4]) {
     let Some(input) = input.get(..n) else { return };
     let mut row_iter = rows.chunks_exact(stride.max(1));
     let (Some(r0), Some(r1), Some(r2), Some(r3)) = (
@@ -66,6 +73,27 @@ pub fn fully_connected_i8(
     params: &FcParams<'_>,
     input: &[i8],
     output: &mut [i8],
+) -> Result<(), Error> {
+    fully_connected_with(params, input, output, dot4)
+}
+
+/// [`fully_connected_i8`] with the portable inner loop, whatever the target: the host tests
+/// hold it to the reference as well as the loop this target compiled in.
+#[cfg(test)]
+pub fn fully_connected_i8_portable(
+    params: &FcParams<'_>,
+    input: &[i8],
+    output: &mut [i8],
+) -> Result<(), Error> {
+    fully_connected_with(params, input, output, dot4_portable)
+}
+
+#[inline(always)]
+fn fully_connected_with(
+    params: &FcParams<'_>,
+    input: &[i8],
+    output: &mut [i8],
+    dot4: impl Fn(&[u8], usize, &[i8], usize, &mut [i32; 4]),
 ) -> Result<(), Error> {
     let n_in = input.len();
     params.check(n_in, output.len())?;
