@@ -15,6 +15,8 @@
 
 mod arch;
 mod console;
+#[cfg(not(feature = "no-inference"))]
+mod kernel_check;
 mod rle;
 mod stack;
 
@@ -160,6 +162,17 @@ fn reference_agrees(_: &(), _: &[i8], _: &mut [i8], _: &[i8], _: &mut [i8]) -> b
     true
 }
 
+/// The kernels against the reference on synthetic layers (see kernel_check.rs).
+#[cfg(not(feature = "no-inference"))]
+fn kernel_cases() -> (u32, u32) {
+    kernel_check::run()
+}
+
+#[cfg(feature = "no-inference")]
+fn kernel_cases() -> (u32, u32) {
+    (0, 0)
+}
+
 /// Without the runtime there is no model to load.
 #[cfg(feature = "no-inference")]
 fn load_model() -> Result<(), kiln_runtime::Error> {
@@ -192,6 +205,7 @@ pub fn app() -> ! {
     console::text(b"kiln firmware: ");
     console::text(images::DESCRIPTION.as_bytes());
     console::text(b"\n");
+    let (n_kernel_cases, n_kernel_case_mismatches) = kernel_cases();
     // Painted again after semihosting's first call, so the peak belongs to the inference loop.
     stack::paint();
 
@@ -249,7 +263,8 @@ pub fn app() -> ! {
     let n_images = images::LABELS.len() as u32;
     let matches = checksum == expected::HOST_CRC32
         && n_correct == expected::HOST_CORRECT
-        && n_kernel_mismatches == 0;
+        && n_kernel_mismatches == 0
+        && n_kernel_case_mismatches == 0;
 
     console::text(b"KILN-RESULT images=");
     console::decimal(n_images);
@@ -263,6 +278,10 @@ pub fn app() -> ! {
     console::hex(expected::HOST_CRC32);
     console::text(b" kernel_vs_reference_mismatches=");
     console::decimal(n_kernel_mismatches);
+    console::text(b" kernel_cases=");
+    console::decimal(n_kernel_cases);
+    console::text(b" kernel_case_mismatches=");
+    console::decimal(n_kernel_case_mismatches);
     console::text(b" stack_peak=");
     console::decimal(stack_peak as u32);
     console::text(if matches {

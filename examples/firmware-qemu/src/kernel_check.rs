@@ -1,0 +1,113 @@
+//! The compiled kernels against the reference kernel, on the device, for layer shapes the
+//! models do not have: an odd number of 8-input groups (the assembly loops enter their
+//! unrolled body halfway), inputs that are not a multiple of 8 or 4, and outputs that are not
+//! a multiple of 4 (the rows after the last block), with and without a workspace.
+
+use kiln_runtime::kernels::{self, packed, reference, FcParams};
+
+const MAX_IN: usize = 104;
+const MAX_OUT: usize = 9;
+const N_INPUTS: [usize; 12] = [1, 3, 7, 8, 13, 16, 24, 40, 56, 72, 100, 104];
+const N_OUTPUTS: [usize; 6] = [1, 3, 4, 5, 8, 9];
+
+/// xorshift32: deterministic filler, nothing more.
+struct Filler(u32);
+
+impl Filler {
+    fn next(&mut self) -> u32 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 17;
+        self.0 ^= self.0 << 5;
+        self.0
+    }
+}
+
+/// Writes `value` little-endian into a 4-byte chunk.
+fn put_le(chunk: &mut [u8], value: i32) {
+    for (byte, value_byte) in chunk.iter_mut().zip(value.to_le_bytes()) {
+        *byte = value_byte;
+    }
+}
+
+/// Runs every shape; returns (cases, mismatches). A case is one shape and one kernel entry.
+/// No indexing that could panic: the firmware links only without a reachable panic.
+pub fn run() -> (u32, u32) {
+    let mut filler = Filler(0x4b49_4c4e);
+    let mut weights = [0u8; MAX_IN * MAX_OUT];
+    let mut bias = [0u8; 4 * MAX_OUT];
+    let mut multipliers = [0u8; 4 * MAX_OUT];
+    let mut shifts = [0u8; MAX_OUT];
+    let mut input = [0i8; MAX_IN];
+    let mut workspace = [0i8; packed::widened_len(MAX_IN) + 4];
+    let (mut n_cases, mut n_mismatches) = (0u32, 0u32);
+    for &n_in in &N_INPUTS {
+        for &n_out in &N_OUTPUTS {
+            for w in weights.iter_mut() {
+                *w = filler.next() as u8;
+            }
+            for x in input.iter_mut() {
+                *x = filler.next() as i8;
+            }
+            let channels = bias
+                .chunks_exact_mut(4)
+                .zip(multipliers.chunks_exact_mut(4))
+                .zip(shifts.iter_mut());
+            for ((b, m), t) in channels {
+                put_le(b, (filler.next() as i32) >> 14); // within +-2^17
+                put_le(m, (1 << 30) | (filler.next() >> 2) as i32);
+                *t = 31 + (filler.next() % 16) as u8;
+            }
+            let zero_point = filler.next() as i8 >> 1;
+            let (Some(w), Some(b), Some(m), Some(t), Some(x)) = (
+                weights.get(..n_in * n_out),
+                bias.get(..4 * n_out),
+                multipliers.get(..4 * n_out),
+                shifts.get(..n_out),
+                input.get(..n_in),
+            ) else {
+                n_mismatches += 1;
+                continue;
+            };
+            let params = FcParams {
+                weights: w,
+                bias: b,
+                multipliers: m,
+                shifts: t,
+                output_zero_point: zero_point,
+                clamp_min: if n_out % 2 == 0 { zero_point } else { -128 },
+                clamp_max: 127,
+            };
+            let mut expected = [0i8; MAX_OUT];
+            let mut got = [0x55i8; MAX_OUT];
+            let (Some(expected), Some(got)) = (expected.get_mut(..n_out), got.get_mut(..n_out))
+            else {
+                n_mismatches += 1;
+                continue;
+            };
+            if reference::fully_connected_i8(&params, x, expected).is_err() {
+                n_mismatches += 1;
+                continue;
+            }
+            // The dispatched kernel with no workspace.
+            n_cases += 1;
+            if kernels::fully_connected_i8(&params, x, got).is_err() || got != expected {
+                n_mismatches += 1;
+            }
+            // With a workspace that starts one byte past a word boundary.
+            for value in got.iter_mut() {
+                *value = 0x55;
+            }
+            let start = workspace.as_ptr().align_offset(4).min(3) + 1;
+            let Some(workspace) = workspace.get_mut(start..) else {
+                n_mismatches += 1;
+                continue;
+            };
+            n_cases += 1;
+            let widened = kernels::fully_connected_i8_workspace(&params, x, workspace, got);
+            if widened.is_err() || got != expected {
+                n_mismatches += 1;
+            }
+        }
+    }
+    (n_cases, n_mismatches)
+}
