@@ -7,6 +7,7 @@ use crate::model::{
     FORMAT_NAME, FORMAT_VERSION,
 };
 use crate::nn::optim::{OptimizerConfig, OptimizerState};
+use crate::nn::parallel::TrainingStep;
 use crate::nn::schedule::Schedule;
 use crate::nn::{Activation, BatchTargets, Init, Loss, Mlp};
 use crate::rng::Rng;
@@ -282,13 +283,9 @@ pub fn train(
         checkpoint(&snapshot(&mlp, &state)).map_err(TrainError::Checkpoint)?;
     }
 
-    let n_features = split.train.n_features;
     let n_train = prepared.train.n_samples();
     let n_batches = n_train.div_ceil(config.batch_size);
     let mut order: Vec<usize> = (0..n_train).collect();
-    // The batch's input matrix is reused from batch to batch: at MNIST's size a fresh one
-    // comes from the kernel as zeroed pages each time (page faults showed up in profiles).
-    let mut input_buffer: Vec<f32> = Vec::with_capacity(config.batch_size * n_features);
     let mut batch_labels: Vec<u32> = Vec::with_capacity(config.batch_size);
     let mut batch_values: Vec<f32> = Vec::with_capacity(config.batch_size);
     if let Some(progress) = &state.epoch_progress {
@@ -302,8 +299,9 @@ pub fn train(
             )));
         }
     }
+    // From here until `store`, the first layer and its optimiser state live in `step`.
+    let mut step = TrainingStep::new(&mlp, &state.optimizer, threads, &prepared.train_features);
     let mut batches_run = 0usize;
-    let mut grads = Vec::new();
 
     while state.epochs_done < config.epochs && !state.stopped_early {
         let epoch = state.epochs_done;
@@ -331,29 +329,20 @@ pub fn train(
         let mut correct = resumed.as_ref().map_or(0usize, |p| p.correct);
         let mut seen = resumed.as_ref().map_or(0usize, |p| p.seen);
         for (batch_idx, rows) in order.chunks(config.batch_size).enumerate().skip(skip) {
-            input_buffer.clear();
             batch_labels.clear();
             batch_values.clear();
             for &row_idx in rows {
-                input_buffer.extend_from_slice(
-                    &prepared.train_features[row_idx * n_features..(row_idx + 1) * n_features],
-                );
                 match &prepared.train.targets {
                     Targets::Classes { labels, .. } => batch_labels.push(labels[row_idx]),
                     Targets::Regression { values } => batch_values.push(values[row_idx]),
                 }
             }
-            let input =
-                DMatrix::from_vec(n_features, rows.len(), std::mem::take(&mut input_buffer));
+            step.load_batch(&prepared.train_features, rows);
             let targets = match &prepared.train.targets {
                 Targets::Classes { .. } => BatchTargets::Classes(&batch_labels),
                 Targets::Regression { .. } => BatchTargets::Values(&batch_values),
             };
-            let trace = mlp.training_forward(input, threads);
-            let mut output_grad = DMatrix::zeros(0, 0);
-            let loss = config
-                .loss
-                .value_and_gradient(trace.output(), targets, &mut output_grad);
+            let loss = step.forward(config.loss, targets);
             if !loss.is_finite() {
                 return Err(TrainError::Diverged {
                     epoch: epoch + 1,
@@ -363,13 +352,9 @@ pub fn train(
                 });
             }
             if let BatchTargets::Classes(labels) = targets {
-                correct += count_correct(trace.output(), labels);
+                correct += count_correct(step.output(), labels);
             }
-            mlp.backward_into(&trace, output_grad, threads, &mut grads);
-            input_buffer = trace.into_input().data.into();
-            state
-                .optimizer
-                .step_threads(&mut mlp.layers, &grads, lr, threads);
+            step.backward(&mut state.optimizer, lr);
             loss_sum += f64::from(loss) * rows.len() as f64;
             seen += rows.len();
             let accuracy =
@@ -379,6 +364,7 @@ pub fn train(
             if batch_idx + 1 < n_batches && should_stop(batches_run) {
                 // Save the epoch's progress; the generator goes back to the epoch's start so
                 // a resumed run re-derives the same order and skips the batches done.
+                step.store(&mut mlp, &mut state.optimizer);
                 if !mlp.is_finite() {
                     return Err(TrainError::Diverged {
                         epoch: epoch + 1,
@@ -404,6 +390,7 @@ pub fn train(
                 });
             }
         }
+        step.store(&mut mlp, &mut state.optimizer);
         if !mlp.is_finite() {
             return Err(TrainError::Diverged {
                 epoch: epoch + 1,

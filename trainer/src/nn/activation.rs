@@ -38,20 +38,29 @@ impl Activation {
 
     /// Applies the activation to `z` in place.
     pub fn forward_in_place<T: RealField + Copy>(self, z: &mut DMatrix<T>) {
+        self.forward_slice(z.as_mut_slice());
+    }
+
+    /// Applies the activation to every value of `z` in place.
+    pub fn forward_slice<T: RealField + Copy>(self, z: &mut [T]) {
         let zero = T::zero();
         let one = T::one();
         match self {
-            Activation::Relu => z.apply(|v| *v = if *v > zero { *v } else { zero }),
+            Activation::Relu => z
+                .iter_mut()
+                .for_each(|v| *v = if *v > zero { *v } else { zero }),
             Activation::LeakyRelu { alpha } => {
                 let alpha: T = Self::scalar(alpha);
-                z.apply(|v| *v = if *v >= zero { *v } else { alpha * *v });
+                z.iter_mut()
+                    .for_each(|v| *v = if *v >= zero { *v } else { alpha * *v });
             }
-            Activation::Tanh => z.apply(|v| *v = v.tanh()),
+            Activation::Tanh => z.iter_mut().for_each(|v| *v = v.tanh()),
             // ONNX Sigmoid is 1 / (1 + exp(-x)); this is the same formula.
-            Activation::Sigmoid => z.apply(|v| *v = one / (one + (-*v).exp())),
+            Activation::Sigmoid => z.iter_mut().for_each(|v| *v = one / (one + (-*v).exp())),
             Activation::Relu6 => {
                 let six: T = Self::scalar(6.0);
-                z.apply(|v| *v = if *v > zero { v.min(six) } else { zero });
+                z.iter_mut()
+                    .for_each(|v| *v = if *v > zero { v.min(six) } else { zero });
             }
             Activation::Identity => {}
         }
@@ -65,31 +74,51 @@ impl Activation {
         a: &DMatrix<T>,
         grad: &mut DMatrix<T>,
     ) {
+        assert_eq!(
+            z.shape(),
+            grad.shape(),
+            "z and the gradient differ in shape"
+        );
+        assert_eq!(
+            a.shape(),
+            grad.shape(),
+            "a and the gradient differ in shape"
+        );
+        self.backward_slice(z.as_slice(), a.as_slice(), grad.as_mut_slice());
+    }
+
+    /// [`Activation::backward_in_place`] on matching slices of `z`, `a` and `grad`.
+    pub fn backward_slice<T: RealField + Copy>(self, z: &[T], a: &[T], grad: &mut [T]) {
         let zero = T::zero();
         let one = T::one();
         match self {
-            Activation::Relu => grad.zip_apply(z, |g, zv| {
-                if zv <= zero {
-                    *g = zero;
+            // Selects rather than conditional stores, so that the loops vectorise.
+            Activation::Relu => {
+                for (g, &zv) in grad.iter_mut().zip(z) {
+                    *g = if zv <= zero { zero } else { *g };
                 }
-            }),
+            }
             Activation::LeakyRelu { alpha } => {
                 let alpha: T = Self::scalar(alpha);
-                grad.zip_apply(z, |g, zv| {
-                    if zv < zero {
-                        *g *= alpha;
-                    }
-                });
+                for (g, &zv) in grad.iter_mut().zip(z) {
+                    *g = if zv < zero { *g * alpha } else { *g };
+                }
             }
-            Activation::Tanh => grad.zip_apply(a, |g, av| *g *= one - av * av),
-            Activation::Sigmoid => grad.zip_apply(a, |g, av| *g *= av * (one - av)),
+            Activation::Tanh => {
+                for (g, &av) in grad.iter_mut().zip(a) {
+                    *g *= one - av * av;
+                }
+            }
+            Activation::Sigmoid => {
+                for (g, &av) in grad.iter_mut().zip(a) {
+                    *g *= av * (one - av);
+                }
+            }
             Activation::Relu6 => {
                 let six: T = Self::scalar(6.0);
-                grad.zip_apply(z, |g, zv| {
-                    if zv <= zero || zv >= six {
-                        *g = zero;
-                    }
-                });
+                for (g, &zv) in grad.iter_mut().zip(z) {
+                    *g = if zv <= zero || zv >= six { zero } else { *g };
+                }
             }
             Activation::Identity => {}
         }

@@ -9,6 +9,7 @@ pub mod loss;
 pub mod optim;
 pub mod parallel;
 pub mod schedule;
+pub mod sparse;
 
 pub use activation::Activation;
 pub use loss::{BatchTargets, Loss};
@@ -187,85 +188,34 @@ impl<T: RealField + Copy> Mlp<T> {
         }
     }
 
-    /// The forward pass of a training step, keeping what `backward` needs. The same
-    /// values as [`Mlp::forward_trace`] up to rounding, computed by the zero-skipping
-    /// products of [`parallel`] on up to `threads` threads; the result does not depend on
-    /// `threads`.
-    pub fn training_forward(&self, input: DMatrix<T>, threads: usize) -> ForwardTrace<T> {
-        let mut pre_activations = Vec::with_capacity(self.layers.len());
-        let mut activations = Vec::with_capacity(self.layers.len() + 1);
-        activations.push(input);
-        for layer in &self.layers {
-            let mut z = DMatrix::zeros(0, 0);
-            parallel::weights_times(
-                &layer.weights,
-                activations.last().expect("input is present"),
-                &mut z,
-                threads,
-            );
-            for mut column in z.column_iter_mut() {
-                column += &layer.bias;
-            }
-            let mut a = z.clone();
-            layer.activation.forward_in_place(&mut a);
-            pre_activations.push(z);
-            activations.push(a);
-        }
-        ForwardTrace {
-            pre_activations,
-            activations,
-        }
-    }
-
     /// Backpropagates `output_grad` (dL/d output, one column per sample)
-    /// through the network and returns the gradients of every layer. The products
-    /// run on up to `threads` threads; the result does not depend on `threads`.
+    /// through the network and returns the gradients of every layer.
+    ///
+    /// This is the plain reference the finite-difference tests check; training runs the
+    /// same computation through [`parallel::TrainingStep`], whose tests compare it with this.
     pub fn backward(
         &self,
         trace: &ForwardTrace<T>,
         output_grad: DMatrix<T>,
-        threads: usize,
     ) -> Vec<DenseGradients<T>> {
-        let mut grads = Vec::new();
-        self.backward_into(trace, output_grad, threads, &mut grads);
-        grads
-    }
-
-    /// [`Mlp::backward`] into `grads`, reusing its matrices: a training loop keeps them
-    /// from one mini-batch to the next instead of allocating the largest ones every time.
-    pub fn backward_into(
-        &self,
-        trace: &ForwardTrace<T>,
-        output_grad: DMatrix<T>,
-        threads: usize,
-        grads: &mut Vec<DenseGradients<T>>,
-    ) {
-        if grads.len() != self.layers.len() {
-            *grads = self
-                .layers
-                .iter()
-                .map(|layer| DenseGradients {
-                    weights: DMatrix::zeros(layer.n_outputs(), layer.n_inputs()),
-                    bias: DVector::zeros(layer.n_outputs()),
-                })
-                .collect();
-        }
+        let mut grads = Vec::with_capacity(self.layers.len());
         let mut grad = output_grad;
-        let mut input_grad = DMatrix::zeros(0, 0);
         for (layer_idx, layer) in self.layers.iter().enumerate().rev() {
             let z = &trace.pre_activations[layer_idx];
             let a = &trace.activations[layer_idx + 1];
             layer.activation.backward_in_place(z, a, &mut grad);
             let input = &trace.activations[layer_idx];
-            let layer_grads = &mut grads[layer_idx];
-            parallel::grad_times_input_transpose(&grad, input, &mut layer_grads.weights, threads);
-            layer_grads.bias = grad.column_sum();
+            grads.push(DenseGradients {
+                weights: &grad * input.transpose(),
+                bias: grad.column_sum(),
+            });
             // The input layer needs no gradient with respect to its input.
             if layer_idx > 0 {
-                parallel::weights_transpose_times(&layer.weights, &grad, &mut input_grad, threads);
-                std::mem::swap(&mut grad, &mut input_grad);
+                grad = layer.weights.tr_mul(&grad);
             }
         }
+        grads.reverse();
+        grads
     }
 
     /// The mean loss of a batch and the gradients of every layer.
@@ -275,10 +225,10 @@ impl<T: RealField + Copy> Mlp<T> {
         targets: BatchTargets<'_>,
         loss: Loss,
     ) -> (T, Vec<DenseGradients<T>>) {
-        let trace = self.training_forward(input, 1);
+        let trace = self.forward_trace(input);
         let mut output_grad = DMatrix::zeros(0, 0);
         let value = loss.value_and_gradient(trace.output(), targets, &mut output_grad);
-        let grads = self.backward(&trace, output_grad, 1);
+        let grads = self.backward(&trace, output_grad);
         (value, grads)
     }
 

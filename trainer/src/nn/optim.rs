@@ -92,19 +92,6 @@ impl OptimizerState {
 
     /// Applies one update with learning rate `lr`.
     pub fn step(&mut self, layers: &mut [Dense<f32>], grads: &[DenseGradients<f32>], lr: f32) {
-        self.step_threads(layers, grads, lr, 1);
-    }
-
-    /// Applies one update with learning rate `lr`, splitting large weight matrices across
-    /// up to `threads` threads. Every parameter's update is independent of the others, so
-    /// the result does not depend on `threads`.
-    pub fn step_threads(
-        &mut self,
-        layers: &mut [Dense<f32>],
-        grads: &[DenseGradients<f32>],
-        lr: f32,
-        threads: usize,
-    ) {
         self.step += 1;
         let step = self.step;
         let config = self.config;
@@ -115,15 +102,15 @@ impl OptimizerState {
             };
             // nalgebra stores column-major; the state only needs a fixed order, so
             // parameters and gradients are walked in the same storage order.
-            update_split(
+            update(
                 config,
                 step,
                 lr,
                 true,
                 layer.weights.as_mut_slice(),
                 grad.weights.as_slice(),
-                weight_state,
-                threads,
+                &mut weight_state.first,
+                &mut weight_state.second,
             );
             update(
                 config,
@@ -139,75 +126,28 @@ impl OptimizerState {
     }
 }
 
-/// Below this many parameters per thread, starting a thread costs more than it saves:
-/// Adam's update (a square root and a division each) is worth splitting far sooner than
-/// SGD's multiply-add.
-fn min_params_per_thread(config: OptimizerConfig) -> usize {
-    match config {
-        OptimizerConfig::Sgd { .. } => 128 * 1024,
-        OptimizerConfig::Adam { .. } | OptimizerConfig::AdamW { .. } => 16 * 1024,
+impl OptimizerConfig {
+    /// Whether a zero gradient leaves a parameter and its state unchanged (plain SGD: no
+    /// momentum, no weight decay), so that updates with zero gradients can be skipped.
+    pub fn zero_gradient_is_no_op(&self) -> bool {
+        matches!(
+            *self,
+            OptimizerConfig::Sgd {
+                momentum,
+                weight_decay,
+                ..
+            } if momentum == 0.0 && weight_decay == 0.0
+        )
     }
 }
 
-/// [`update`] over contiguous runs of the parameters, one run per thread.
+/// One update of `params` at optimiser step `step` (1 for the first update); `first` and
+/// `second` are their slices of the optimiser state (`second` is empty for SGD); `decays`
+/// says whether weight decay applies (weights, not biases). Every parameter is updated on
+/// its own, so updating a slice at a time gives the bits of updating them all at once.
 #[allow(clippy::too_many_arguments)]
-fn update_split(
-    config: OptimizerConfig,
-    step: u64,
-    lr: f32,
-    decays: bool,
-    params: &mut [f32],
-    grads: &[f32],
-    state: &mut ParamState,
-    threads: usize,
-) {
-    let threads = threads
-        .min(params.len() / min_params_per_thread(config))
-        .max(1);
-    if threads == 1 {
-        update(
-            config,
-            step,
-            lr,
-            decays,
-            params,
-            grads,
-            &mut state.first,
-            &mut state.second,
-        );
-        return;
-    }
-    let run = params.len().div_ceil(threads);
-    let has_second = !state.second.is_empty();
-    let mut seconds = state.second.chunks_mut(run);
-    std::thread::scope(|scope| {
-        let mut runs = params
-            .chunks_mut(run)
-            .zip(grads.chunks(run))
-            .zip(state.first.chunks_mut(run))
-            .map(|((p, g), first)| {
-                // SGD keeps no second moment: each run gets an empty one.
-                let second: &mut [f32] = if has_second {
-                    seconds.next().unwrap_or_default()
-                } else {
-                    &mut []
-                };
-                (p, g, first, second)
-            });
-        let own = runs.next();
-        for (p, g, first, second) in runs {
-            scope.spawn(move || update(config, step, lr, decays, p, g, first, second));
-        }
-        if let Some((p, g, first, second)) = own {
-            update(config, step, lr, decays, p, g, first, second);
-        }
-    });
-}
-
-/// One update of `params`; `first` and `second` are their slices of the optimiser state
-/// (`second` is empty for SGD).
-#[allow(clippy::too_many_arguments)]
-fn update(
+#[inline]
+pub fn update(
     config: OptimizerConfig,
     step: u64,
     lr: f32,
