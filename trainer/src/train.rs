@@ -328,7 +328,12 @@ pub fn train(
         let mut loss_sum = resumed.as_ref().map_or(0.0f64, |p| p.loss_sum);
         let mut correct = resumed.as_ref().map_or(0usize, |p| p.correct);
         let mut seen = resumed.as_ref().map_or(0usize, |p| p.seen);
-        for (batch_idx, rows) in order.chunks(config.batch_size).enumerate().skip(skip) {
+        let mut batches = order
+            .chunks(config.batch_size)
+            .enumerate()
+            .skip(skip)
+            .peekable();
+        while let Some((batch_idx, rows)) = batches.next() {
             batch_labels.clear();
             batch_values.clear();
             for &row_idx in rows {
@@ -338,6 +343,9 @@ pub fn train(
                 }
             }
             step.load_batch(&prepared.train_features, rows);
+            if let Some((_, next_rows)) = batches.peek() {
+                step.prefetch(next_rows);
+            }
             let targets = match &prepared.train.targets {
                 Targets::Classes { .. } => BatchTargets::Classes(&batch_labels),
                 Targets::Regression { .. } => BatchTargets::Values(&batch_values),

@@ -93,8 +93,7 @@ impl OptimizerState {
     /// Applies one update with learning rate `lr`.
     pub fn step(&mut self, layers: &mut [Dense<f32>], grads: &[DenseGradients<f32>], lr: f32) {
         self.step += 1;
-        let step = self.step;
-        let config = self.config;
+        let rule = Rule::new(self.config, self.step, lr);
         for (layer_idx, (layer, grad)) in layers.iter_mut().zip(grads).enumerate() {
             let (weight_state, bias_state) = {
                 let (head, tail) = self.params.split_at_mut(2 * layer_idx + 1);
@@ -103,9 +102,7 @@ impl OptimizerState {
             // nalgebra stores column-major; the state only needs a fixed order, so
             // parameters and gradients are walked in the same storage order.
             update(
-                config,
-                step,
-                lr,
+                &rule,
                 true,
                 layer.weights.as_mut_slice(),
                 grad.weights.as_slice(),
@@ -113,9 +110,7 @@ impl OptimizerState {
                 &mut weight_state.second,
             );
             update(
-                config,
-                step,
-                lr,
+                &rule,
                 false,
                 layer.bias.as_mut_slice(),
                 grad.bias.as_slice(),
@@ -141,23 +136,96 @@ impl OptimizerConfig {
     }
 }
 
-/// One update of `params` at optimiser step `step` (1 for the first update); `first` and
-/// `second` are their slices of the optimiser state (`second` is empty for SGD); `decays`
-/// says whether weight decay applies (weights, not biases). Every parameter is updated on
-/// its own, so updating a slice at a time gives the bits of updating them all at once.
-#[allow(clippy::too_many_arguments)]
-#[inline]
-pub fn update(
+/// The update rule of one optimiser step: the configuration with the step's learning rate
+/// and, for Adam, its bias corrections, computed once for all parameters.
+#[derive(Debug, Clone, Copy)]
+pub struct Rule {
     config: OptimizerConfig,
-    step: u64,
     lr: f32,
+    /// Adam: lr / (1 - beta1^step).
+    step_size: f32,
+    /// Adam: sqrt(1 - beta2^step).
+    bias2_sqrt: f32,
+}
+
+impl Rule {
+    /// The rule of step `step` (1 for the first update) with learning rate `lr`.
+    pub fn new(config: OptimizerConfig, step: u64, lr: f32) -> Self {
+        let (step_size, bias2_sqrt) = match config {
+            OptimizerConfig::Sgd { .. } => (lr, 1.0),
+            OptimizerConfig::Adam { beta1, beta2, .. }
+            | OptimizerConfig::AdamW { beta1, beta2, .. } => {
+                let exponent = i32::try_from(step).unwrap_or(i32::MAX);
+                let bias1 = 1.0 - beta1.powi(exponent);
+                let bias2 = 1.0 - beta2.powi(exponent);
+                (lr / bias1, bias2.sqrt())
+            }
+        };
+        Self {
+            config,
+            lr,
+            step_size,
+            bias2_sqrt,
+        }
+    }
+
+    pub fn config(&self) -> OptimizerConfig {
+        self.config
+    }
+}
+
+/// One update of `params` by `rule`; `first` and `second` are their slices of the
+/// optimiser state (`second` is empty for SGD); `decays` says whether weight decay applies
+/// (weights, not biases). Every parameter is updated on its own, so updating a slice at a
+/// time gives the bits of updating them all at once.
+///
+/// The loops are built for AVX2 too, chosen at run time: its divisions and square roots are
+/// correctly rounded like SSE2's, and nothing is fused, so both give the same bits.
+pub fn update(
+    rule: &Rule,
     decays: bool,
     params: &mut [f32],
     grads: &[f32],
     first: &mut [f32],
     second: &mut [f32],
 ) {
-    match config {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        #[allow(unsafe_code)]
+        // SAFETY: the CPU supports AVX2, checked just above.
+        unsafe {
+            update_avx2(rule, decays, params, grads, first, second);
+        }
+        return;
+    }
+    update_body(rule, decays, params, grads, first, second);
+}
+
+/// [`update`] compiled for AVX2 (no FMA).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn update_avx2(
+    rule: &Rule,
+    decays: bool,
+    params: &mut [f32],
+    grads: &[f32],
+    first: &mut [f32],
+    second: &mut [f32],
+) {
+    update_body(rule, decays, params, grads, first, second);
+}
+
+#[inline(always)]
+fn update_body(
+    rule: &Rule,
+    decays: bool,
+    params: &mut [f32],
+    grads: &[f32],
+    first: &mut [f32],
+    second: &mut [f32],
+) {
+    let lr = rule.lr;
+    match rule.config {
         OptimizerConfig::Sgd {
             momentum,
             nesterov,
@@ -187,11 +255,11 @@ pub fn update(
             epsilon,
             weight_decay,
         } => {
-            let decoupled = matches!(config, OptimizerConfig::AdamW { .. });
+            let decoupled = matches!(rule.config, OptimizerConfig::AdamW { .. });
             let weight_decay = if decays { weight_decay } else { 0.0 };
-            let exponent = i32::try_from(step).unwrap_or(i32::MAX);
-            let bias1 = 1.0 - beta1.powi(exponent);
-            let bias2 = 1.0 - beta2.powi(exponent);
+            // PyTorch's arrangement: denom = sqrt(v) / sqrt(1 - beta2^t) + eps,
+            // p -= lr / (1 - beta1^t) * (m / denom).
+            let (step_size, bias2_sqrt) = (rule.step_size, rule.bias2_sqrt);
             for (((p, &g), m), v) in params
                 .iter_mut()
                 .zip(grads)
@@ -206,9 +274,8 @@ pub fn update(
                 };
                 *m = beta1 * *m + (1.0 - beta1) * g;
                 *v = beta2 * *v + (1.0 - beta2) * g * g;
-                let m_hat = *m / bias1;
-                let v_hat = *v / bias2;
-                *p -= lr * m_hat / (v_hat.sqrt() + epsilon);
+                let denom = v.sqrt() / bias2_sqrt + epsilon;
+                *p -= step_size * (*m / denom);
             }
         }
     }
