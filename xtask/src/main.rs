@@ -22,7 +22,7 @@ commands:
   ci [--python PATH] [--mnist DIR] [--out DIR]
                       the conformance checks: the kiln CLI end to end, tract, and the
                       onnx/onnxruntime oracle (PATH: a Python with xtask/scripts/requirements.txt)
-  bench-train [--mnist DIR] [--only 1|2] [--python PATH] [--no-sklearn]
+  bench-train [--mnist DIR] [--only 1|2] [--seeds N] [--python PATH] [--no-sklearn]
                       seconds per epoch and accuracy of the MNIST configurations (release build)
                       next to scikit-learn's MLPClassifier (venv in ~/.cache/kiln-bench;
                       PATH: the Python that creates it)
