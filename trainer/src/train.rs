@@ -344,7 +344,7 @@ pub fn train(
             }
             step.load_batch(&prepared.train_features, rows);
             if let Some((_, next_rows)) = batches.peek() {
-                step.prefetch(next_rows);
+                step.next_batch(next_rows);
             }
             let targets = match &prepared.train.targets {
                 Targets::Classes { .. } => BatchTargets::Classes(&batch_labels),

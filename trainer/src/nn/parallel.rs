@@ -294,12 +294,31 @@ impl Batch {
     fn n_samples(&self) -> usize {
         self.ids.len()
     }
+
+    /// Builds `columns` from the samples `ids` of `sparse`, or from `local` without it.
+    fn transpose(&mut self, sparse: Option<&SparseRows>, n_inputs: usize) {
+        let Batch {
+            ids,
+            local,
+            columns,
+        } = self;
+        let (ids, local) = (&*ids, &*local);
+        let row = |sample: usize| match sparse {
+            Some(rows) => rows.row(ids[sample]),
+            None => local.row(sample),
+        };
+        transpose_rows(ids.len(), row, n_inputs, columns);
+    }
 }
 
+/// What the threads do next; the `usize` is the batch buffer.
 #[derive(Debug, Clone, Copy)]
 enum Phase {
-    Forward,
-    Backward(Rule),
+    Forward(usize),
+    Backward(Rule, usize),
+    /// The first worker builds the next batch, whose samples are already set, while the
+    /// calling thread runs the later layers.
+    Load(usize),
     Exit,
 }
 
@@ -358,7 +377,9 @@ struct Shared {
     blocks: Vec<Mutex<Block>>,
     /// The training set in sparse form, when it is sparse enough.
     sparse_features: Option<SparseRows>,
-    batch: RwLock<Batch>,
+    /// Two batches: the current one, and the next one a worker may build meanwhile.
+    batches: [RwLock<Batch>; 2],
+    n_inputs: usize,
     /// dL/da of the first layer, n_units x n_samples, written by the calling thread.
     upstream: RwLock<DMatrix<f32>>,
     signal: Signal,
@@ -366,13 +387,29 @@ struct Shared {
 
 impl Shared {
     fn run(&self, block_idx: usize, phase: Phase) {
-        let mut block = lock(&self.blocks[block_idx]);
-        let batch = self.batch.read().unwrap_or_else(PoisonError::into_inner);
+        let read = |buffer: usize| {
+            self.batches[buffer]
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+        };
         match phase {
-            Phase::Forward => block.forward(batch.n_samples(), &batch.columns),
-            Phase::Backward(rule) => {
+            Phase::Forward(buffer) => {
+                let batch = read(buffer);
+                lock(&self.blocks[block_idx]).forward(batch.n_samples(), &batch.columns);
+            }
+            Phase::Backward(rule, buffer) => {
+                let batch = read(buffer);
+                let mut block = lock(&self.blocks[block_idx]);
                 block.take_upstream(&self.upstream.read().unwrap_or_else(PoisonError::into_inner));
                 block.update(&batch.columns, &rule);
+            }
+            Phase::Load(buffer) => {
+                if block_idx == 1 {
+                    self.batches[buffer]
+                        .write()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .transpose(self.sparse_features.as_ref(), self.n_inputs);
+                }
             }
             Phase::Exit => {}
         }
@@ -627,6 +664,14 @@ impl Later {
 pub struct TrainingStep {
     shared: Arc<Shared>,
     workers: Vec<JoinHandle<()>>,
+    /// The buffer of the current batch.
+    current: usize,
+    /// The other buffer holds the next batch's samples, to be built by a worker.
+    next_set: bool,
+    /// A worker is building the next batch.
+    loading: bool,
+    /// The other buffer holds the built next batch.
+    next_ready: bool,
     n_inputs: usize,
     n_units: usize,
     later: Vec<Later>,
@@ -694,11 +739,12 @@ impl TrainingStep {
         let shared = Arc::new(Shared {
             blocks,
             sparse_features: sparse_form(features, n_inputs, max_sparse_density),
-            batch: RwLock::new(Batch::default()),
+            batches: [RwLock::new(Batch::default()), RwLock::new(Batch::default())],
+            n_inputs,
             upstream: RwLock::new(DMatrix::zeros(0, 0)),
             signal: Signal {
                 generation: AtomicU64::new(0),
-                phase: Mutex::new(Phase::Forward),
+                phase: Mutex::new(Phase::Exit),
                 done: AtomicUsize::new(0),
                 sleepers: AtomicUsize::new(0),
                 lock: Mutex::new(()),
@@ -718,6 +764,10 @@ impl TrainingStep {
         Self {
             shared,
             workers,
+            current: 0,
+            next_set: false,
+            loading: false,
+            next_ready: false,
             n_inputs,
             n_units,
             later,
@@ -755,60 +805,100 @@ impl TrainingStep {
 
     /// Makes the rows `rows` of `features` (row-major, as passed to `new`) the batch.
     pub fn load_batch(&mut self, features: &[f32], rows: &[usize]) {
+        self.finish_loading();
+        let next = 1 - self.current;
+        if self.next_ready
+            && self.shared.batches[next]
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .ids
+                == rows
+        {
+            self.current = next;
+            self.next_ready = false;
+            return;
+        }
+        self.next_ready = false;
+        self.next_set = false;
         let n_inputs = self.n_inputs;
-        let mut batch = self
-            .shared
-            .batch
+        let mut batch = self.shared.batches[self.current]
             .write()
             .unwrap_or_else(PoisonError::into_inner);
-        let Batch {
-            ids,
-            local,
-            columns,
-        } = &mut *batch;
-        ids.clear();
-        ids.extend_from_slice(rows);
-        local.clear();
+        batch.ids.clear();
+        batch.ids.extend_from_slice(rows);
+        batch.local.clear();
         let sparse = self.shared.sparse_features.as_ref();
         if sparse.is_none() {
             for &row in rows {
-                local.push_dense(&features[row * n_inputs..(row + 1) * n_inputs]);
+                batch
+                    .local
+                    .push_dense(&features[row * n_inputs..(row + 1) * n_inputs]);
             }
         }
-        let (ids, local) = (&*ids, &*local);
-        let row = |sample: usize| match sparse {
-            Some(rows) => rows.row(ids[sample]),
-            None => local.row(sample),
-        };
-        transpose_rows(rows.len(), row, n_inputs, columns);
+        batch.transpose(sparse, n_inputs);
     }
 
-    /// Starts fetching the rows `rows` of the training set, the next batch's, into the
-    /// caches while this batch runs: they are scattered over a training set far larger than
-    /// the caches, and [`TrainingStep::load_batch`] would otherwise wait for them one row
-    /// after another. Only a hint: it changes no result.
-    pub fn prefetch(&self, rows: &[usize]) {
-        if let Some(sparse) = &self.shared.sparse_features {
-            for &row in rows {
-                let (index, value) = sparse.row(row);
-                prefetch(index);
-                prefetch(value);
-            }
+    /// Names the rows of the batch after the current one. With more than one thread (and
+    /// the training set in sparse form), a worker builds that batch while the calling
+    /// thread runs the later layers of this one; otherwise the rows are only prefetched
+    /// into the caches (they are scattered over a training set far larger than them). The
+    /// next [`TrainingStep::load_batch`] uses the built batch if it asks for these rows.
+    /// Either way nothing changes but the time.
+    pub fn next_batch(&mut self, rows: &[usize]) {
+        let Some(sparse) = &self.shared.sparse_features else {
+            return;
+        };
+        for &row in rows {
+            let (index, value) = sparse.row(row);
+            prefetch(index);
+            prefetch(value);
+        }
+        if self.workers.is_empty() {
+            return;
+        }
+        self.finish_loading();
+        let mut batch = self.shared.batches[1 - self.current]
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        batch.ids.clear();
+        batch.ids.extend_from_slice(rows);
+        self.next_set = true;
+        self.next_ready = false;
+    }
+
+    /// Waits for a worker building the next batch.
+    fn finish_loading(&mut self) {
+        if self.loading {
+            self.wait_for_workers();
+            self.loading = false;
+            self.next_ready = true;
         }
     }
 
     /// Runs `phase` on every block of the first layer, the calling thread taking the first.
-    fn run_phase(&self, phase: Phase) {
-        let signal = &self.shared.signal;
+    fn run_phase(&mut self, phase: Phase) {
+        self.finish_loading();
         if self.workers.is_empty() {
             self.shared.run(0, phase);
             return;
         }
+        self.publish(phase);
+        self.shared.run(0, phase);
+        self.wait_for_workers();
+    }
+
+    /// Hands `phase` to the workers.
+    fn publish(&self, phase: Phase) {
+        let signal = &self.shared.signal;
         *lock(&signal.phase) = phase;
         signal.done.store(0, SeqCst);
         signal.generation.fetch_add(1, SeqCst);
         signal.notify();
-        self.shared.run(0, phase);
+    }
+
+    /// Waits until every worker is done with the phase last published.
+    fn wait_for_workers(&self) {
+        let signal = &self.shared.signal;
         let n_workers = self.workers.len();
         signal.wait_for(|| signal.done.load(SeqCst) == n_workers || signal.panicked.load(SeqCst));
         assert!(!signal.panicked.load(SeqCst), "a training thread panicked");
@@ -817,10 +907,13 @@ impl TrainingStep {
     /// The forward pass of the loaded batch and its loss (the mean over the batch), keeping
     /// what [`TrainingStep::backward`] needs.
     pub fn forward(&mut self, loss: Loss, targets: BatchTargets<'_>) -> f32 {
-        self.run_phase(Phase::Forward);
-        let n_samples = self
-            .shared
-            .batch
+        self.run_phase(Phase::Forward(self.current));
+        if self.next_set {
+            self.publish(Phase::Load(1 - self.current));
+            self.next_set = false;
+            self.loading = true;
+        }
+        let n_samples = self.shared.batches[self.current]
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .n_samples();
@@ -878,7 +971,7 @@ impl TrainingStep {
                 .unwrap_or_else(PoisonError::into_inner),
             &mut self.grad,
         );
-        self.run_phase(Phase::Backward(rule));
+        self.run_phase(Phase::Backward(rule, self.current));
     }
 }
 
@@ -887,10 +980,15 @@ impl Drop for TrainingStep {
         if self.workers.is_empty() {
             return;
         }
-        let signal = &self.shared.signal;
-        *lock(&signal.phase) = Phase::Exit;
-        signal.generation.fetch_add(1, SeqCst);
-        signal.notify();
+        if self.loading {
+            // No worker may still be building a batch when the phase changes.
+            let signal = &self.shared.signal;
+            let n_workers = self.workers.len();
+            signal.wait_for(|| {
+                signal.done.load(SeqCst) == n_workers || signal.panicked.load(SeqCst)
+            });
+        }
+        self.publish(Phase::Exit);
         for worker in self.workers.drain(..) {
             // A worker that panicked has said so already; nothing is left to clean up.
             let _ = worker.join();
@@ -1030,13 +1128,23 @@ mod tests {
         let mut step = TrainingStep::with_density(&mlp, &state, threads, features, max_density);
         let n_rows = labels.len();
         let mut losses = Vec::new();
-        for batch_idx in 0..n_batches {
-            // A different, unordered set of rows every batch.
-            let rows: Vec<usize> = (0..batch)
+        // A different, unordered set of rows every batch.
+        let rows_of = |batch_idx: usize| -> Vec<usize> {
+            (0..batch)
                 .map(|i| (batch_idx * 7 + i * 13) % n_rows)
-                .collect();
+                .collect()
+        };
+        for batch_idx in 0..n_batches {
+            let rows = rows_of(batch_idx);
             let batch_labels: Vec<u32> = rows.iter().map(|&r| labels[r]).collect();
             step.load_batch(features, &rows);
+            // The next batch is announced (and built by a worker), except once it is
+            // announced wrongly, which `load_batch` must notice.
+            if batch_idx == 1 {
+                step.next_batch(&rows_of(batch_idx + 5));
+            } else if batch_idx + 1 < n_batches {
+                step.next_batch(&rows_of(batch_idx + 1));
+            }
             losses.push(step.forward(case.loss, BatchTargets::Classes(&batch_labels)));
             step.backward(&mut state, 0.05);
         }
