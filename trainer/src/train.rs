@@ -200,9 +200,9 @@ impl TrainConfig {
 /// result is [`TrainError::Interrupted`], and resuming from the checkpoint reproduces the
 /// uninterrupted run bit for bit.
 ///
-/// `threads` (at least 1) is how many threads each mini-batch's products and update may
-/// use; it changes the speed only, never a bit of the result, so it is not part of the
-/// stored configuration.
+/// `threads` (at least 1) is how many threads run the first layer (see
+/// [`crate::nn::parallel`]); it changes the speed only, never a bit of the result, so it is
+/// not part of the stored configuration.
 #[allow(clippy::too_many_arguments)]
 pub fn train(
     split: &Split,

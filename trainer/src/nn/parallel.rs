@@ -1,28 +1,41 @@
 //! The training step: one mini-batch's forward pass, loss, backward pass and update, with
 //! the first layer split by units (rows) across `--threads` threads that live as long as
-//! the training run.
+//! the training run (a [`TrainingStep`]).
 //!
 //! The first layer does almost all the work when the input is wide (784 pixels into 128
-//! units, then 128 into 10), and it is the layer whose input is mostly zeros. Each thread
-//! holds a contiguous block of its units: their weights, biases and optimiser state, and
-//! their part of the batch's pre-activations and activations. A mini-batch is two phases
-//! on every thread and two waits for the calling thread:
+//! units, then 128 into 10), and it is the layer whose input is mostly zeros (about 80% of
+//! MNIST's pixels). Each thread holds a contiguous block of its units: their weights,
+//! biases and optimiser state, and their part of the batch's pre-activations and
+//! activations. The batch comes by input: for every input feature, the samples in which it
+//! is nonzero (the training set is kept in sparse form when at most half its values are
+//! nonzero). A mini-batch is two phases on every thread, so two hand-offs and two waits:
 //!
-//! 1. forward: each thread computes its units' `z = W x + b` and activation for every
-//!    sample, skipping the zero inputs ([`super::sparse`]);
+//! 1. forward: each thread adds, input by input, the input's weight column times its
+//!    nonzero values into its units' `z` ([`super::sparse::scatter_column`]), then the
+//!    bias and the activation;
 //! 2. the calling thread gathers the first layer's activations and runs the later layers,
-//!    the loss, their backward pass and their update (plain nalgebra products: they are
-//!    small), down to the gradient with respect to the first layer's activations;
-//! 3. backward: each thread takes its units' rows of that gradient through the activation,
-//!    and, one input column at a time, computes the weight-gradient column from the
-//!    samples in which that input is nonzero and applies the optimiser to it at once. The
-//!    first layer's input gradient is never needed.
+//!    the loss, their backward pass and their update (the later layers are small and stay
+//!    on this thread; see `Later`), down to dL/da of the first layer. Meanwhile the
+//!    first worker builds the next batch (the transpose into samples by input) in the
+//!    second batch buffer; with one thread the next batch's rows are only prefetched;
+//! 3. backward: each thread takes its units' rows of that gradient through the
+//!    activation, then, input by input, computes the weight-gradient column from the
+//!    samples in which that input is nonzero ([`super::sparse::combine_columns`]) and
+//!    applies the optimiser to it at once (plain SGD skips inputs that are zero in the
+//!    whole batch: their gradient is zero). The first layer's input gradient is never
+//!    needed.
 //!
 //! Every value a thread computes is a sum over inputs or samples in their order, and the
-//! kernel gives a block of rows the bits of the whole matrix, so the result does not
-//! depend on the thread count: `--threads N` gives bit-identical weights. The threads wait
-//! for a phase by spinning briefly and then sleeping on a condition variable, so between
-//! epochs they use no CPU.
+//! kernels give a block of rows the bits of the whole matrix, so the result does not
+//! depend on the thread count: `--threads N` gives bit-identical weights. The kernels and
+//! the update are built for AVX2 when the CPU has it, with the portable build's bits. The
+//! threads wait for a phase by spinning briefly and then sleeping on a condition variable,
+//! so between epochs they use no CPU.
+//!
+//! The products are not nalgebra's: matrixmultiply's GEMM cannot skip zeros, and at this
+//! size its packing and the per-product thread start-up that splitting it needed cost
+//! more than the arithmetic. [`super::Mlp::backward`] stays the plain reference, which the
+//! finite-difference tests check and this module's tests compare with.
 
 use super::optim::{update, OptimizerState, ParamState, Rule};
 use super::sparse::{combine_columns, prefetch, scatter_column, transpose_rows, SparseRows};
@@ -984,9 +997,8 @@ impl Drop for TrainingStep {
             // No worker may still be building a batch when the phase changes.
             let signal = &self.shared.signal;
             let n_workers = self.workers.len();
-            signal.wait_for(|| {
-                signal.done.load(SeqCst) == n_workers || signal.panicked.load(SeqCst)
-            });
+            signal
+                .wait_for(|| signal.done.load(SeqCst) == n_workers || signal.panicked.load(SeqCst));
         }
         self.publish(Phase::Exit);
         for worker in self.workers.drain(..) {
