@@ -111,7 +111,11 @@ const fn round_shift_halves(hi: i32, lo: u32, s: u32) -> i32 {
 pub fn rq_acc(acc: i32, multiplier: i32, shift: u8) -> i32 {
     if (32..=SHIFT_MAX).contains(&shift) {
         let product = i64::from(acc) * i64::from(multiplier);
-        round_shift_halves((product >> 32) as i32, product as u32, u32::from(shift) - 32)
+        round_shift_halves(
+            (product >> 32) as i32,
+            product as u32,
+            u32::from(shift) - 32,
+        )
     } else {
         rq_acc_small_shift(acc, multiplier, shift)
     }

@@ -286,12 +286,13 @@ impl<'a> Model<'a> {
         logits: &[i8],
     ) -> Result<(&'s mut [i8], &'s mut [i8]), Error> {
         let got = scratch.len();
-        let scratch = scratch
-            .split_at_mut_checked(self.scratch_len)
-            .ok_or(Error::BufferTooSmall {
-                needed: u32_sat(self.scratch_len),
-                got: u32_sat(got),
-            })?;
+        let scratch =
+            scratch
+                .split_at_mut_checked(self.scratch_len)
+                .ok_or(Error::BufferTooSmall {
+                    needed: u32_sat(self.scratch_len),
+                    got: u32_sat(got),
+                })?;
         if logits.len() != self.n_outputs {
             return Err(Error::OutputLength {
                 expected: u32_sat(self.n_outputs),
@@ -313,7 +314,12 @@ impl<'a> Model<'a> {
         let s = scratch.len();
         let first = scratch.get_mut(..self.n_inputs).ok_or(self.internal(s))?;
         self.quantize_unchecked(raw, first);
-        self.forward_with(kernels::fully_connected_i8_workspace, scratch, workspace, logits)
+        self.forward_with(
+            kernels::fully_connected_i8_workspace,
+            scratch,
+            workspace,
+            logits,
+        )
     }
 
     /// Like [`run`](Model::run) for input that is already quantized (`n_inputs` int8 values with

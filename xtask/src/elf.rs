@@ -224,7 +224,11 @@ pub fn reachable_functions(path: &Path, root: &str) -> Result<Vec<(String, u64)>
         .arg(path)
         .output()
         .context("llvm-objdump")?;
-    ensure!(output.status.success(), "llvm-objdump failed on {}", path.display());
+    ensure!(
+        output.status.success(),
+        "llvm-objdump failed on {}",
+        path.display()
+    );
     let text = String::from_utf8_lossy(&output.stdout);
     let mut edges: std::collections::HashMap<String, std::collections::BTreeSet<String>> =
         std::collections::HashMap::new();

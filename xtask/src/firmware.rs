@@ -816,9 +816,15 @@ fn is_builtin(name: &str) -> bool {
 
 /// Whether a function belongs to the dense kernel (as opposed to the model's layer loop).
 fn is_kernel(name: &str) -> bool {
-    ["fully_connected", "kiln_dot4", "kiln_widen", "rq_acc", "FcParams5check"]
-        .iter()
-        .any(|part| name.contains(part))
+    [
+        "fully_connected",
+        "kiln_dot4",
+        "kiln_widen",
+        "rq_acc",
+        "FcParams5check",
+    ]
+    .iter()
+    .any(|part| name.contains(part))
 }
 
 /// One row of the code-size table: the functions `kiln_network` reaches in `elf_path`.

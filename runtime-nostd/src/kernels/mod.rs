@@ -13,9 +13,9 @@ pub mod reference;
 pub mod rows4;
 #[cfg(kiln_kernel = "rv32")]
 mod rv32_asm;
+mod simd32;
 #[cfg(kiln_kernel = "sse2")]
 mod sse2;
-mod simd32;
 
 use crate::Error;
 
