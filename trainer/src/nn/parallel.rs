@@ -50,9 +50,12 @@ use std::time::{Duration, Instant};
 /// worth waking it for.
 const MIN_UNITS_PER_THREAD: usize = 16;
 
-/// How long a waiting thread spins before it sleeps. A mini-batch's phases are tens of
+/// How long a waiting thread spins (and yields) before it sleeps. A mini-batch's phases are tens of
 /// microseconds apart; the gaps between epochs (evaluation, checkpoints) are far longer.
 const SPIN: Duration = Duration::from_micros(200);
+
+/// How many times a waiting thread checks before it starts yielding its core.
+const PURE_SPINS: u32 = 256;
 
 /// The whole training set in sparse form is kept when at most this fraction of its
 /// features are nonzero; otherwise each batch's rows are read from the dense features.
@@ -340,8 +343,14 @@ enum Phase {
 struct Signal {
     /// Bumped for every phase.
     generation: AtomicU64,
-    phase: Mutex<Phase>,
-    /// Workers done with the current phase.
+    /// The current phase and its generation.
+    phase: Mutex<(u64, Phase)>,
+    /// For every block, the last generation whose task for it someone took: a worker's own
+    /// block, or the calling thread when that worker has not started it (a busy machine may
+    /// leave a worker without a core; its block is then run by the calling thread, which
+    /// changes who computes it, not the result).
+    claims: Vec<AtomicU64>,
+    /// Tasks done in the current phase.
     done: AtomicUsize,
     /// Threads asleep (or about to sleep) on `wake`.
     sleepers: AtomicUsize,
@@ -351,14 +360,25 @@ struct Signal {
 }
 
 impl Signal {
+    /// Takes block `block`'s task of generation `generation`, unless someone has.
+    fn claim(&self, block: usize, generation: u64) -> bool {
+        self.claims[block].fetch_max(generation, SeqCst) < generation
+    }
+
     /// Returns once `ready()` holds: spins for up to [`SPIN`], then sleeps until notified.
     fn wait_for(&self, ready: impl Fn() -> bool) {
         let started = Instant::now();
         let mut spins = 0u32;
         while !ready() {
-            std::hint::spin_loop();
             spins = spins.wrapping_add(1);
-            if spins % 64 == 0 && started.elapsed() > SPIN {
+            if spins < PURE_SPINS {
+                std::hint::spin_loop();
+                continue;
+            }
+            // Then offer the core to any other runnable thread: on a busy machine that may
+            // be the very thread this one waits for.
+            std::thread::yield_now();
+            if started.elapsed() > SPIN {
                 let mut guard = lock(&self.lock);
                 // With `notify`'s order (state change, then `sleepers` read, both SeqCst),
                 // either it sees this sleeper or this check sees the change.
@@ -447,14 +467,19 @@ fn worker(shared: Arc<Shared>, block_idx: usize) {
     let mut seen = 0;
     loop {
         signal.wait_for(|| signal.generation.load(SeqCst) != seen);
-        seen = signal.generation.load(SeqCst);
-        let phase = *lock(&signal.phase);
-        if let Phase::Exit = phase {
-            return;
+        let (generation, phase) = *lock(&signal.phase);
+        seen = generation;
+        match phase {
+            Phase::Exit => return,
+            // Only the first worker builds batches.
+            Phase::Load(_) if block_idx != 1 => continue,
+            _ => {}
         }
-        shared.run(block_idx, phase);
-        signal.done.fetch_add(1, SeqCst);
-        signal.notify();
+        if signal.claim(block_idx, generation) {
+            shared.run(block_idx, phase);
+            signal.done.fetch_add(1, SeqCst);
+            signal.notify();
+        }
     }
 }
 
@@ -757,7 +782,8 @@ impl TrainingStep {
             upstream: RwLock::new(DMatrix::zeros(0, 0)),
             signal: Signal {
                 generation: AtomicU64::new(0),
-                phase: Mutex::new(Phase::Exit),
+                phase: Mutex::new((0, Phase::Exit)),
+                claims: (0..n_blocks).map(|_| AtomicU64::new(0)).collect(),
                 done: AtomicUsize::new(0),
                 sleepers: AtomicUsize::new(0),
                 lock: Mutex::new(()),
@@ -882,9 +908,26 @@ impl TrainingStep {
     /// Waits for a worker building the next batch.
     fn finish_loading(&mut self) {
         if self.loading {
-            self.wait_for_workers();
+            let (generation, phase) = *lock(&self.shared.signal.phase);
+            self.take_tasks(generation, phase);
+            self.wait_for_tasks(1);
             self.loading = false;
             self.next_ready = true;
+        }
+    }
+
+    /// Runs the tasks of `phase` (generation `generation`) that no worker has taken.
+    fn take_tasks(&self, generation: u64, phase: Phase) {
+        let signal = &self.shared.signal;
+        let blocks = match phase {
+            Phase::Load(_) => 1..2,
+            _ => 1..self.shared.blocks.len(),
+        };
+        for block in blocks {
+            if signal.claim(block, generation) {
+                self.shared.run(block, phase);
+                signal.done.fetch_add(1, SeqCst);
+            }
         }
     }
 
@@ -895,25 +938,29 @@ impl TrainingStep {
             self.shared.run(0, phase);
             return;
         }
-        self.publish(phase);
+        let generation = self.publish(phase);
         self.shared.run(0, phase);
-        self.wait_for_workers();
+        self.take_tasks(generation, phase);
+        self.wait_for_tasks(self.workers.len());
     }
 
-    /// Hands `phase` to the workers.
-    fn publish(&self, phase: Phase) {
+    /// Hands `phase` to the workers; returns its generation.
+    fn publish(&self, phase: Phase) -> u64 {
         let signal = &self.shared.signal;
-        *lock(&signal.phase) = phase;
+        let mut current = lock(&signal.phase);
+        let generation = current.0 + 1;
+        *current = (generation, phase);
         signal.done.store(0, SeqCst);
-        signal.generation.fetch_add(1, SeqCst);
+        signal.generation.store(generation, SeqCst);
+        drop(current);
         signal.notify();
+        generation
     }
 
-    /// Waits until every worker is done with the phase last published.
-    fn wait_for_workers(&self) {
+    /// Waits until `n_tasks` tasks of the phase last published are done.
+    fn wait_for_tasks(&self, n_tasks: usize) {
         let signal = &self.shared.signal;
-        let n_workers = self.workers.len();
-        signal.wait_for(|| signal.done.load(SeqCst) == n_workers || signal.panicked.load(SeqCst));
+        signal.wait_for(|| signal.done.load(SeqCst) == n_tasks || signal.panicked.load(SeqCst));
         assert!(!signal.panicked.load(SeqCst), "a training thread panicked");
     }
 
@@ -996,9 +1043,10 @@ impl Drop for TrainingStep {
         if self.loading {
             // No worker may still be building a batch when the phase changes.
             let signal = &self.shared.signal;
-            let n_workers = self.workers.len();
-            signal
-                .wait_for(|| signal.done.load(SeqCst) == n_workers || signal.panicked.load(SeqCst));
+            let (generation, _) = *lock(&signal.phase);
+            if !signal.claim(1, generation) {
+                signal.wait_for(|| signal.done.load(SeqCst) == 1 || signal.panicked.load(SeqCst));
+            }
         }
         self.publish(Phase::Exit);
         for worker in self.workers.drain(..) {
