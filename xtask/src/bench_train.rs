@@ -206,7 +206,7 @@ pub fn run(args: &[String]) -> Result<()> {
         "\nMean over seeds {seeds:?}; the ratio is scikit-learn's mean time over this row's.\n"
     );
     println!(
-        "{:<24} {:<18} {:>11} {:>9} {:>26} {:>14}",
+        "{:<24} {:<18} {:>11} {:>9}  {:<34} {:>14}",
         "configuration", "engine", "s per epoch", "accuracy", "accuracy per seed", "sklearn / this"
     );
     for row in &rows {
@@ -225,7 +225,7 @@ pub fn run(args: &[String]) -> Result<()> {
             .collect::<Vec<_>>()
             .join(" ");
         println!(
-            "{:<24} {:<18} {:>11.3} {:>9.4} {:>26} {:>14}",
+            "{:<24} {:<18} {:>11.3} {:>9.4}  {:<34} {:>14}",
             row.config,
             row.engine,
             row.seconds(),
