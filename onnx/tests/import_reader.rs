@@ -349,7 +349,14 @@ fn unfoldable_graphs_name_the_node_the_op_and_the_reason() {
         f(&mut g);
         g.build(13, &producer(), "").unwrap()
     };
-    let cases: Vec<(ModelProto, &str, &str, fn(&NodeReason) -> bool)> = vec![
+    // A graph, the node the error must name, its op type, and what the reason must be.
+    type Case = (
+        ModelProto,
+        &'static str,
+        &'static str,
+        fn(&NodeReason) -> bool,
+    );
+    let cases: Vec<Case> = vec![
         (
             build(&|g| {
                 g.initializer_f32("w", &[4, 2], &[0.5; 8]).unwrap();
