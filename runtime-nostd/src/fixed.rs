@@ -130,7 +130,13 @@ pub fn rq_acc(acc: i32, multiplier: i32, shift: u8) -> i32 {
 fn rq_acc_small_shift(acc: i32, multiplier: i32, shift: u8) -> i32 {
     let product = i64::from(acc) * i64::from(multiplier);
     let wide = match shift {
-        SHIFT_MIN..=SHIFT_MAX => round_shift_i64_fast(product, shift),
+        // `round_shift_i64_fast`'s general formula, valid for every shift in range (`|p| <=
+        // 2^62`), without its two-halves branch, which the caller already took for t >= 32.
+        SHIFT_MIN..=SHIFT_MAX => {
+            let t = u32::from(shift);
+            let odd = (product >> t) & 1;
+            (product + (1i64 << (t - 1)) - 1 + odd) >> t
+        }
         0 => product,
         _ => 0,
     };
