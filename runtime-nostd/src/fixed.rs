@@ -74,6 +74,15 @@ const fn round_shift_i64_fast(p: i64, t: u8) -> i64 {
         let hi = (p >> 32) as i32;
         return round_shift_halves(hi, p as u32, t as u32 - 32) as i64;
     }
+    round_shift_carry(p, t)
+}
+
+/// `floor((p + 2^(t-1) - 1 + q0 % 2) / 2^t)` on the whole `i64`, for `|p| <= 2^62` and
+/// `1 <= t <= 62`: the formula of `round_shift_i64_fast` without its two-halves branch.
+// |p| + 2^61 < 2^63 and every shift amount is in 0..=61: no side effects.
+#[allow(clippy::arithmetic_side_effects)]
+#[inline(always)]
+const fn round_shift_carry(p: i64, t: u8) -> i64 {
     let t = t as u32;
     let odd = (p >> t) & 1;
     (p + (1i64 << (t - 1)) - 1 + odd) >> t
@@ -130,13 +139,8 @@ pub fn rq_acc(acc: i32, multiplier: i32, shift: u8) -> i32 {
 fn rq_acc_small_shift(acc: i32, multiplier: i32, shift: u8) -> i32 {
     let product = i64::from(acc) * i64::from(multiplier);
     let wide = match shift {
-        // `round_shift_i64_fast`'s general formula, valid for every shift in range (`|p| <=
-        // 2^62`), without its two-halves branch, which the caller already took for t >= 32.
-        SHIFT_MIN..=SHIFT_MAX => {
-            let t = u32::from(shift);
-            let odd = (product >> t) & 1;
-            (product + (1i64 << (t - 1)) - 1 + odd) >> t
-        }
+        // The caller already took the two-halves branch for t >= 32.
+        SHIFT_MIN..=SHIFT_MAX => round_shift_carry(product, shift),
         0 => product,
         _ => 0,
     };
