@@ -5,10 +5,15 @@
 //! generic over the scalar so gradients can be checked in f64; training uses f32.
 
 pub mod activation;
+pub mod conv;
+pub mod layer_spec;
 pub mod loss;
+pub mod network;
 pub mod optim;
 pub mod parallel;
+pub mod pool;
 pub mod schedule;
+pub mod shape;
 pub mod sparse;
 
 pub use activation::Activation;
@@ -256,3 +261,5 @@ pub fn batch_matrix<T: RealField + Copy>(rows: &[f32], n_features: usize) -> DMa
 
 #[cfg(test)]
 mod gradient_tests;
+#[cfg(test)]
+mod network_tests;

@@ -5,6 +5,7 @@
 //! the weights directly. Weight decay applies to weights, not to biases.
 
 use super::{Dense, DenseGradients};
+use nalgebra::{DMatrix, DVector};
 use serde::{Deserialize, Serialize};
 
 /// The optimiser and its hyperparameters (the learning rate comes from the schedule).
@@ -113,6 +114,81 @@ impl OptimizerState {
                 &rule,
                 false,
                 layer.bias.as_mut_slice(),
+                grad.bias.as_slice(),
+                &mut bias_state.first,
+                &mut bias_state.second,
+            );
+        }
+    }
+}
+
+impl OptimizerState {
+    /// The state for any list of trainable layers' weights and biases, e.g.
+    /// [`Network::params`](super::network::Network::params): two entries per layer, weights
+    /// then bias, as [`OptimizerState::new`] makes for dense layers.
+    pub fn for_params(config: OptimizerConfig, params: &[(&DMatrix<f32>, &DVector<f32>)]) -> Self {
+        let uses_second = !matches!(config, OptimizerConfig::Sgd { .. });
+        let params = params
+            .iter()
+            .flat_map(|(weights, bias)| [weights.len(), bias.len()])
+            .map(|len| ParamState {
+                first: vec![0.0; len],
+                second: if uses_second {
+                    vec![0.0; len]
+                } else {
+                    Vec::new()
+                },
+            })
+            .collect();
+        Self {
+            config,
+            step: 0,
+            params,
+        }
+    }
+
+    /// Whether this state fits the given weights and biases (used when resuming).
+    pub fn matches_params(&self, params: &[(&DMatrix<f32>, &DVector<f32>)]) -> bool {
+        self.params.len() == 2 * params.len()
+            && params.iter().enumerate().all(|(idx, (weights, bias))| {
+                self.params[2 * idx].first.len() == weights.len()
+                    && self.params[2 * idx + 1].first.len() == bias.len()
+            })
+    }
+
+    /// [`OptimizerState::step`] on any list of weights and biases, e.g.
+    /// [`Network::params_mut`](super::network::Network::params_mut); the same update, bit
+    /// for bit, as `step` on dense layers with the same parameters.
+    pub fn step_params(
+        &mut self,
+        params: Vec<(&mut DMatrix<f32>, &mut DVector<f32>)>,
+        grads: &[DenseGradients<f32>],
+        lr: f32,
+    ) {
+        assert_eq!(
+            params.len(),
+            grads.len(),
+            "one gradient per trainable layer"
+        );
+        self.step += 1;
+        let rule = Rule::new(self.config, self.step, lr);
+        for (idx, ((weights, bias), grad)) in params.into_iter().zip(grads).enumerate() {
+            let (weight_state, bias_state) = {
+                let (head, tail) = self.params.split_at_mut(2 * idx + 1);
+                (&mut head[2 * idx], &mut tail[0])
+            };
+            update(
+                &rule,
+                true,
+                weights.as_mut_slice(),
+                grad.weights.as_slice(),
+                &mut weight_state.first,
+                &mut weight_state.second,
+            );
+            update(
+                &rule,
+                false,
+                bias.as_mut_slice(),
                 grad.bias.as_slice(),
                 &mut bias_state.first,
                 &mut bias_state.second,
