@@ -155,7 +155,7 @@ pub fn qdq_mlp_to_model(mlp: &QdqMlp, options: &MlpExportOptions) -> Result<Mode
     graph.doc_string(&describe(mlp));
     graph.input_f32(INPUT_NAME, &[batch(), Dim::Fixed(dim(n_features))]);
 
-    let normalized = add_normalization(&mut graph, &mlp.normalization, n_features)?;
+    let normalized = add_normalization(&mut graph, &mlp.normalization, &[dim(n_features)])?;
     let mut q_in = Quantized::new(&mut graph, INPUT_Q_NAME, mlp.input)?;
     graph.node_with_doc(
         "QuantizeLinear",
