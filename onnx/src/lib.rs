@@ -45,6 +45,7 @@
 //! ```
 
 pub mod builder;
+pub mod cnn;
 pub mod error;
 pub mod eval;
 pub mod import;
