@@ -119,6 +119,26 @@ pub enum OnnxError {
     )]
     QdqProbabilities,
 
+    /// A CNN layer's parameters are inconsistent or do not fit the value it
+    /// reads (channels, kernel sizes, strides, padding, weight counts).
+    #[error("layer {layer} ({kind}): {reason}")]
+    CnnLayer {
+        /// Index of the layer, starting at 0.
+        layer: usize,
+        /// The layer type, e.g. `Conv2d`.
+        kind: &'static str,
+        /// What is wrong, in words.
+        reason: String,
+    },
+
+    /// A CNN description is unusable as a whole (input shape, spatial rank,
+    /// no layers, an output that is not a vector of logits).
+    #[error("CNN model: {reason}")]
+    CnnModel {
+        /// What is wrong, in words.
+        reason: String,
+    },
+
     /// A layer does not accept what the previous layer produces.
     #[error("layer {layer}: takes {n_inputs} inputs but layer {} produces {previous_outputs}", .layer - 1)]
     LayersDoNotChain {

@@ -1,6 +1,7 @@
-//! Writes standard ONNX files for Kiln's multilayer perceptrons.
+//! Writes standard ONNX files for Kiln's models: multilayer perceptrons and
+//! convolutional layer graphs.
 //!
-//! The crate has three layers:
+//! The crate has these parts:
 //!
 //! - [`proto`]: the ONNX protobuf messages, generated from the vendored
 //!   `onnx/proto/onnx.proto` by `cargo xtask codegen` and committed, so
@@ -13,6 +14,12 @@
 //! - [`qdq`]: [`qdq_mlp_to_model`](qdq::qdq_mlp_to_model), the int8 twin of
 //!   the float model in standard `QuantizeLinear` / `DequantizeLinear` form
 //!   (the arithmetic of `docs/quantization.md`).
+//! - [`cnn`]: [`cnn_to_model`](cnn::cnn_to_model), the float export of a
+//!   convolutional layer graph (`docs/layer-graph.md`): NCHW (or NCL for
+//!   Conv1D) input, `Conv`, pooling, `Flatten` and `Gemm` nodes, with the MLP
+//!   export's normalisation, activations and outputs.
+//! - [`import`]: reads another framework's ONNX MLP into Kiln's terms;
+//!   [`eval`]: a float evaluator for the ops of an MLP.
 //!
 //! It depends only on `prost` and `thiserror`; validation against real
 //! runtimes lives in the callers' tests.
@@ -45,6 +52,7 @@
 //! ```
 
 pub mod builder;
+pub mod cnn;
 pub mod error;
 pub mod eval;
 pub mod import;

@@ -135,72 +135,107 @@ pub fn mlp_to_model(
     validate(layers, normalization, options)?;
     let n_features = layers[0].n_inputs;
     let n_out = layers[layers.len() - 1].n_outputs;
-    let batch = || Dim::Param(BATCH_DIM.to_owned());
 
     let mut graph = GraphBuilder::new("kiln_mlp");
     graph.doc_string(&describe(layers, normalization, options.with_probabilities));
-    graph.input_f32(INPUT_NAME, &[batch(), Dim::Fixed(dim(n_features))]);
+    graph.input_f32(INPUT_NAME, &[batch_dim(), Dim::Fixed(dim(n_features))]);
 
-    let mut current = add_normalization(&mut graph, normalization, n_features)?;
+    let mut current = add_normalization(&mut graph, normalization, &[dim(n_features)])?;
 
     for (i, layer) in layers.iter().enumerate() {
-        let is_last = i + 1 == layers.len();
-        let weight = format!("layer{i}.weight");
-        let bias = format!("layer{i}.bias");
-        graph.initializer_f32(
-            &weight,
-            &[dim(layer.n_outputs), dim(layer.n_inputs)],
-            &layer.weights,
-        )?;
-        graph.initializer_f32(&bias, &[dim(layer.n_outputs)], &layer.bias)?;
-
         // The layer's final tensor is `logits` for the last layer, whichever
         // node produces it.
-        let layer_out = if is_last {
+        let layer_out = if i + 1 == layers.len() {
             LOGITS_NAME.to_owned()
         } else {
             format!("layer{i}.output")
         };
-        let activation = layer.activation.op();
-        let gemm_out = if activation.is_some() {
-            format!("layer{i}.linear")
-        } else {
-            layer_out.clone()
-        };
-        graph.node(
-            "Gemm",
-            &format!("layer{i}_gemm"),
-            &[&current, &weight, &bias],
-            &[&gemm_out],
-            vec![attr_int("transB", 1)],
-        );
-        if let Some((op_type, suffix)) = activation {
-            let attributes = match layer.activation {
-                Activation::LeakyRelu { alpha } => vec![attr_float("alpha", alpha)],
-                _ => Vec::new(),
-            };
-            let mut inputs = vec![gemm_out.clone()];
-            if layer.activation == Activation::Relu6 {
-                // Clip takes its bounds as scalar inputs from opset 11 on.
-                let (lo, hi) = (format!("layer{i}.clip_min"), format!("layer{i}.clip_max"));
-                graph.initializer_f32(&lo, &[], &[0.0])?;
-                graph.initializer_f32(&hi, &[], &[6.0])?;
-                inputs.extend([lo, hi]);
-            }
-            let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
-            graph.node(
-                op_type,
-                &format!("layer{i}_{suffix}"),
-                &inputs,
-                &[&layer_out],
-                attributes,
-            );
-        }
+        add_dense(&mut graph, i, layer, &current, &layer_out)?;
         current = layer_out;
     }
 
-    graph.output_f32(LOGITS_NAME, &[batch(), Dim::Fixed(dim(n_out))]);
-    if options.with_probabilities {
+    add_outputs(&mut graph, n_out, options.with_probabilities);
+    build_model(graph, options)
+}
+
+/// The symbolic batch dimension [`BATCH_DIM`].
+pub(crate) fn batch_dim() -> Dim {
+    Dim::Param(BATCH_DIM.to_owned())
+}
+
+/// Emits layer `i`'s `Gemm` (`transB = 1`) reading `input`, then its
+/// activation, the last node writing `output`. Shared by the MLP and CNN
+/// graphs.
+pub(crate) fn add_dense(
+    graph: &mut GraphBuilder,
+    i: usize,
+    layer: &DenseLayer,
+    input: &str,
+    output: &str,
+) -> Result<(), OnnxError> {
+    let weight = format!("layer{i}.weight");
+    let bias = format!("layer{i}.bias");
+    graph.initializer_f32(
+        &weight,
+        &[dim(layer.n_outputs), dim(layer.n_inputs)],
+        &layer.weights,
+    )?;
+    graph.initializer_f32(&bias, &[dim(layer.n_outputs)], &layer.bias)?;
+    add_with_activation(graph, i, layer.activation, output, |graph, linear| {
+        graph.node(
+            "Gemm",
+            &format!("layer{i}_gemm"),
+            &[input, &weight, &bias],
+            &[linear],
+            vec![attr_int("transB", 1)],
+        );
+    })
+}
+
+/// Emits layer `i`'s linear node through `emit_linear`, which receives the
+/// tensor name to write, then its activation node (if any) writing `output`.
+/// Without an activation the linear node writes `output` itself.
+pub(crate) fn add_with_activation(
+    graph: &mut GraphBuilder,
+    i: usize,
+    activation: Activation,
+    output: &str,
+    emit_linear: impl FnOnce(&mut GraphBuilder, &str),
+) -> Result<(), OnnxError> {
+    let Some((op_type, suffix)) = activation.op() else {
+        emit_linear(graph, output);
+        return Ok(());
+    };
+    let linear = format!("layer{i}.linear");
+    emit_linear(graph, &linear);
+    let attributes = match activation {
+        Activation::LeakyRelu { alpha } => vec![attr_float("alpha", alpha)],
+        _ => Vec::new(),
+    };
+    let mut inputs = vec![linear];
+    if activation == Activation::Relu6 {
+        // Clip takes its bounds as scalar inputs from opset 11 on.
+        let (lo, hi) = (format!("layer{i}.clip_min"), format!("layer{i}.clip_max"));
+        graph.initializer_f32(&lo, &[], &[0.0])?;
+        graph.initializer_f32(&hi, &[], &[6.0])?;
+        inputs.extend([lo, hi]);
+    }
+    let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+    graph.node(
+        op_type,
+        &format!("layer{i}_{suffix}"),
+        &inputs,
+        &[output],
+        attributes,
+    );
+    Ok(())
+}
+
+/// Declares the `logits` output `[N, n_out]` and, when asked, the
+/// `Softmax` node and output `probabilities`.
+pub(crate) fn add_outputs(graph: &mut GraphBuilder, n_out: usize, with_probabilities: bool) {
+    graph.output_f32(LOGITS_NAME, &[batch_dim(), Dim::Fixed(dim(n_out))]);
+    if with_probabilities {
         graph.node(
             "Softmax",
             "softmax",
@@ -208,10 +243,8 @@ pub fn mlp_to_model(
             &[PROBABILITIES_NAME],
             vec![attr_int("axis", 1)],
         );
-        graph.output_f32(PROBABILITIES_NAME, &[batch(), Dim::Fixed(dim(n_out))]);
+        graph.output_f32(PROBABILITIES_NAME, &[batch_dim(), Dim::Fixed(dim(n_out))]);
     }
-
-    build_model(graph, options)
 }
 
 /// Builds the graph into a model with the header every Kiln model shares:
@@ -237,11 +270,14 @@ pub(crate) fn build_model(
 /// Emits the normalisation nodes that read [`INPUT_NAME`] and returns the
 /// name of the tensor holding the normalised features ([`INPUT_NAME`] itself
 /// for [`InputNormalization::None`]). Shared by the float and the int8 QDQ
-/// graphs so both normalise with the same operations.
+/// graphs so both normalise with the same operations. `feature_dims` is the
+/// shape of one sample (`[n_features]` for an MLP, `[C, H, W]` or `[C, L]`
+/// for a CNN): the per-feature vectors are stored with it and broadcast over
+/// the batch.
 pub(crate) fn add_normalization(
     graph: &mut GraphBuilder,
     normalization: &InputNormalization,
-    n_features: usize,
+    feature_dims: &[i64],
 ) -> Result<String, OnnxError> {
     let mut current = INPUT_NAME.to_owned();
     match normalization {
@@ -259,8 +295,8 @@ pub(crate) fn add_normalization(
             current = "input_scaled".to_owned();
         }
         InputNormalization::Standardize { mean, inv_std } => {
-            graph.initializer_f32("input_mean", &[dim(n_features)], mean)?;
-            graph.initializer_f32("input_inv_std", &[dim(n_features)], inv_std)?;
+            graph.initializer_f32("input_mean", feature_dims, mean)?;
+            graph.initializer_f32("input_inv_std", feature_dims, inv_std)?;
             graph.node_with_doc(
                 "Sub",
                 "normalize_sub_mean",
@@ -366,30 +402,51 @@ fn validate(
         let previous_outputs = layer_index
             .checked_sub(1)
             .map(|prev| layers[prev].n_outputs);
-        check_layer_shape(
-            layer_index,
-            LayerShape {
-                n_inputs: layer.n_inputs,
-                n_outputs: layer.n_outputs,
-                n_weights: layer.weights.len(),
-                n_biases: layer.bias.len(),
-            },
-            previous_outputs,
-        )?;
-        check_finite(&layer.weights, || format!("layer {layer_index} weights"))?;
-        check_finite(&layer.bias, || format!("layer {layer_index} bias"))?;
-        if let Activation::LeakyRelu { alpha } = layer.activation {
-            if !alpha.is_finite() {
-                return Err(OnnxError::NonFinite {
-                    location: format!("layer {layer_index} LeakyRelu alpha"),
-                    value: alpha,
-                });
-            }
-        }
+        validate_dense(layer_index, layer, previous_outputs)?;
     }
 
     validate_normalization(normalization, n_features)?;
     validate_metadata(options)
+}
+
+/// Checks one dense layer's shape (and that it follows `previous_outputs`
+/// when given) and that its parameters are finite.
+pub(crate) fn validate_dense(
+    layer_index: usize,
+    layer: &DenseLayer,
+    previous_outputs: Option<usize>,
+) -> Result<(), OnnxError> {
+    check_layer_shape(
+        layer_index,
+        LayerShape {
+            n_inputs: layer.n_inputs,
+            n_outputs: layer.n_outputs,
+            n_weights: layer.weights.len(),
+            n_biases: layer.bias.len(),
+        },
+        previous_outputs,
+    )?;
+    check_parameters(layer_index, &layer.weights, &layer.bias, layer.activation)
+}
+
+/// Checks that a layer's weights, bias and activation parameter are finite.
+pub(crate) fn check_parameters(
+    layer_index: usize,
+    weights: &[f32],
+    bias: &[f32],
+    activation: Activation,
+) -> Result<(), OnnxError> {
+    check_finite(weights, || format!("layer {layer_index} weights"))?;
+    check_finite(bias, || format!("layer {layer_index} bias"))?;
+    if let Activation::LeakyRelu { alpha } = activation {
+        if !alpha.is_finite() {
+            return Err(OnnxError::NonFinite {
+                location: format!("layer {layer_index} LeakyRelu alpha"),
+                value: alpha,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Checks the normalisation vectors' lengths and that every value is finite.

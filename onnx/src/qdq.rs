@@ -155,179 +155,245 @@ pub fn qdq_mlp_to_model(mlp: &QdqMlp, options: &MlpExportOptions) -> Result<Mode
     graph.doc_string(&describe(mlp));
     graph.input_f32(INPUT_NAME, &[batch(), Dim::Fixed(dim(n_features))]);
 
-    let normalized = add_normalization(&mut graph, &mlp.normalization, n_features)?;
-    let mut q_in = Quantized::new(&mut graph, INPUT_Q_NAME, mlp.input)?;
-    graph.node_with_doc(
-        "QuantizeLinear",
-        "input_quantize",
-        &[&normalized, &q_in.scale, &q_in.zero_point],
-        &[&q_in.tensor],
-        Vec::new(),
-        INPUT_QUANTIZE_DOC,
-    );
+    let normalized = add_normalization(&mut graph, &mlp.normalization, &[dim(n_features)])?;
+    let mut q_in = add_input_quantize(&mut graph, &normalized, mlp.input)?;
 
     for (i, layer) in layers.iter().enumerate() {
-        let is_last = i + 1 == layers.len();
-        let (n_o, n_i) = (dim(layer.n_outputs), dim(layer.n_inputs));
-
-        // x_f = DequantizeLinear(q_in): the same scale and zero point
-        // tensors as the quantization that produced q_in.
-        let x = format!("layer{i}.input");
-        graph.node(
-            "DequantizeLinear",
-            &format!("layer{i}_dequantize_input"),
-            &[&q_in.tensor, &q_in.scale, &q_in.zero_point],
-            &[&x],
-            Vec::new(),
-        );
-
-        // W_f = DequantizeLinear(w_q), per output channel (axis 0).
-        let weight_q = format!("layer{i}.weight_q");
-        let weight_scale = format!("layer{i}.weight_scale");
-        let weight_zero_point = format!("layer{i}.weight_zero_point");
-        let weight = format!("layer{i}.weight");
-        graph
-            .initializer_i8(&weight_q, &[n_o, n_i], &layer.weights)?
-            .initializer_f32(&weight_scale, &[n_o], &layer.weight_scales)?
-            .initializer_i8(&weight_zero_point, &[n_o], &vec![0; layer.n_outputs])?;
-        graph.node_with_doc(
-            "DequantizeLinear",
-            &format!("layer{i}_dequantize_weight"),
-            &[&weight_q, &weight_scale, &weight_zero_point],
-            &[&weight],
-            vec![attr_int("axis", 0)],
-            "Symmetric int8 weights, one scale per output channel (row).",
-        );
-
-        // b_f = DequantizeLinear(b_q), scale s_in * s_w[o] computed in f32.
-        let bias_q = format!("layer{i}.bias_q");
-        let bias_scale = format!("layer{i}.bias_scale");
-        let bias_zero_point = format!("layer{i}.bias_zero_point");
-        let bias = format!("layer{i}.bias");
-        let bias_scales: Vec<f32> = layer
-            .weight_scales
-            .iter()
-            .map(|&s_w| q_in.params.scale * s_w)
-            .collect();
-        graph
-            .initializer_i32(&bias_q, &[n_o], &layer.bias)?
-            .initializer_f32(&bias_scale, &[n_o], &bias_scales)?
-            .initializer_i32(&bias_zero_point, &[n_o], &vec![0; layer.n_outputs])?;
-        graph.node_with_doc(
-            "DequantizeLinear",
-            &format!("layer{i}_dequantize_bias"),
-            &[&bias_q, &bias_scale, &bias_zero_point],
-            &[&bias],
-            vec![attr_int("axis", 0)],
-            "Int32 bias with scale input scale x weight scale, per output channel.",
-        );
-
-        let linear = format!("layer{i}.linear");
-        graph.node(
-            "Gemm",
-            &format!("layer{i}_gemm"),
-            &[&x, &weight, &bias],
-            &[&linear],
-            vec![attr_int("transB", 1)],
-        );
-
-        // The float tensor that the output quantization reads.
-        let to_quantize = match &layer.activation {
-            QdqActivation::Identity => linear,
-            QdqActivation::Relu => {
-                let activated = format!("layer{i}.activated");
-                graph.node(
-                    "Relu",
-                    &format!("layer{i}_relu"),
-                    &[&linear],
-                    &[&activated],
-                    Vec::new(),
-                );
-                activated
-            }
-            QdqActivation::Table { function, pre } => {
-                let pre_q =
-                    Quantized::new(&mut graph, &format!("layer{i}.pre_activation_q"), *pre)?;
-                graph.node_with_doc(
-                    "QuantizeLinear",
-                    &format!("layer{i}_quantize_pre_activation"),
-                    &[&linear, &pre_q.scale, &pre_q.zero_point],
-                    &[&pre_q.tensor],
-                    Vec::new(),
-                    "The int8 pre-activation: the index of kiln-runtime's activation table.",
-                );
-                let pre_activation = format!("layer{i}.pre_activation");
-                graph.node(
-                    "DequantizeLinear",
-                    &format!("layer{i}_dequantize_pre_activation"),
-                    &[&pre_q.tensor, &pre_q.scale, &pre_q.zero_point],
-                    &[&pre_activation],
-                    Vec::new(),
-                );
-                // Validation guarantees a table function, which has an op.
-                let (op_type, suffix) = function.op().ok_or(OnnxError::NotATableFunction {
-                    layer: i,
-                    function: "Identity",
-                })?;
-                let attributes = match function {
-                    Activation::LeakyRelu { alpha } => vec![attr_float("alpha", *alpha)],
-                    _ => Vec::new(),
-                };
-                let activated = format!("layer{i}.activated");
-                graph.node(
-                    op_type,
-                    &format!("layer{i}_{suffix}"),
-                    &[&pre_activation],
-                    &[&activated],
-                    attributes,
-                );
-                activated
-            }
-        };
-
-        let out_name = if is_last {
+        let out_name = if i + 1 == layers.len() {
             LOGITS_Q_NAME.to_owned()
         } else {
             format!("layer{i}.output_q")
         };
-        let q_out = Quantized::new(&mut graph, &out_name, layer.output)?;
-        graph.node(
-            "QuantizeLinear",
-            &format!("layer{i}_quantize_output"),
-            &[&to_quantize, &q_out.scale, &q_out.zero_point],
-            &[&q_out.tensor],
-            Vec::new(),
-        );
-        q_in = q_out;
+        let affine = Affine {
+            weights: &layer.weights,
+            weight_dims: vec![dim(layer.n_outputs), dim(layer.n_inputs)],
+            weight_scales: &layer.weight_scales,
+            bias: &layer.bias,
+            activation: &layer.activation,
+            output: layer.output,
+        };
+        q_in = add_affine(
+            &mut graph,
+            i,
+            &q_in,
+            &affine,
+            &out_name,
+            |graph, inputs, linear| {
+                graph.node(
+                    "Gemm",
+                    &format!("layer{i}_gemm"),
+                    &inputs,
+                    &[linear],
+                    vec![attr_int("transB", 1)],
+                );
+            },
+        )?;
     }
 
+    add_int8_outputs(&mut graph, &q_in, &[batch(), Dim::Fixed(dim(n_out))]);
+    build_model(graph, options)
+}
+
+/// Quantizes the normalised input `normalized` to the int8 tensor `input_q`.
+pub(crate) fn add_input_quantize(
+    graph: &mut GraphBuilder,
+    normalized: &str,
+    params: QuantParams,
+) -> Result<Quantized, OnnxError> {
+    let q = Quantized::new(graph, INPUT_Q_NAME, params)?;
+    graph.node_with_doc(
+        "QuantizeLinear",
+        "input_quantize",
+        &[normalized, &q.scale, &q.zero_point],
+        &[&q.tensor],
+        Vec::new(),
+        INPUT_QUANTIZE_DOC,
+    );
+    Ok(q)
+}
+
+/// Dequantizes the last int8 tensor `q` (named [`LOGITS_Q_NAME`]) to
+/// `logits` and declares both outputs with `dims`.
+pub(crate) fn add_int8_outputs(graph: &mut GraphBuilder, q: &Quantized, dims: &[Dim]) {
     graph.node_with_doc(
         "DequantizeLinear",
         "logits_dequantize",
-        &[&q_in.tensor, &q_in.scale, &q_in.zero_point],
+        &[&q.tensor, &q.scale, &q.zero_point],
         &[LOGITS_NAME],
         Vec::new(),
         LOGITS_DOC,
     );
-    let out_dims = [batch(), Dim::Fixed(dim(n_out))];
-    graph.output_with_doc(LOGITS_NAME, DataType::Float, &out_dims, LOGITS_DOC);
-    graph.output_with_doc(LOGITS_Q_NAME, DataType::Int8, &out_dims, LOGITS_Q_DOC);
+    graph.output_with_doc(LOGITS_NAME, DataType::Float, dims, LOGITS_DOC);
+    graph.output_with_doc(LOGITS_Q_NAME, DataType::Int8, dims, LOGITS_Q_DOC);
+}
 
-    build_model(graph, options)
+/// The int8 parameters of one affine layer (`Gemm` or `Conv`).
+pub(crate) struct Affine<'a> {
+    /// Symmetric int8 weights, output channel first.
+    pub weights: &'a [i8],
+    /// Their ONNX shape, output channels first.
+    pub weight_dims: Vec<i64>,
+    /// One scale per output channel.
+    pub weight_scales: &'a [f32],
+    /// Int32 biases with scale `s_in * weight_scales[o]`.
+    pub bias: &'a [i32],
+    /// Applied before the output quantization.
+    pub activation: &'a QdqActivation,
+    /// The layer's int8 output parameters.
+    pub output: QuantParams,
+}
+
+/// Emits int8 layer `i`: dequantizes its input `q_in`, its per-channel
+/// weights and its bias, lets `emit_linear` write the float linear node
+/// (given the input, weight and bias tensor names and the tensor to write),
+/// applies the activation and quantizes to the int8 tensor `out_name`, which
+/// it returns.
+pub(crate) fn add_affine(
+    graph: &mut GraphBuilder,
+    i: usize,
+    q_in: &Quantized,
+    layer: &Affine<'_>,
+    out_name: &str,
+    emit_linear: impl FnOnce(&mut GraphBuilder, [&str; 3], &str),
+) -> Result<Quantized, OnnxError> {
+    let n_o = layer.weight_dims[0];
+    let n_outputs = layer.weight_scales.len();
+
+    // x_f = DequantizeLinear(q_in): the same scale and zero point
+    // tensors as the quantization that produced q_in.
+    let x = format!("layer{i}.input");
+    graph.node(
+        "DequantizeLinear",
+        &format!("layer{i}_dequantize_input"),
+        &[&q_in.tensor, &q_in.scale, &q_in.zero_point],
+        &[&x],
+        Vec::new(),
+    );
+
+    // W_f = DequantizeLinear(w_q), per output channel (axis 0).
+    let weight_q = format!("layer{i}.weight_q");
+    let weight_scale = format!("layer{i}.weight_scale");
+    let weight_zero_point = format!("layer{i}.weight_zero_point");
+    let weight = format!("layer{i}.weight");
+    graph
+        .initializer_i8(&weight_q, &layer.weight_dims, layer.weights)?
+        .initializer_f32(&weight_scale, &[n_o], layer.weight_scales)?
+        .initializer_i8(&weight_zero_point, &[n_o], &vec![0; n_outputs])?;
+    graph.node_with_doc(
+        "DequantizeLinear",
+        &format!("layer{i}_dequantize_weight"),
+        &[&weight_q, &weight_scale, &weight_zero_point],
+        &[&weight],
+        vec![attr_int("axis", 0)],
+        "Symmetric int8 weights, one scale per output channel (row).",
+    );
+
+    // b_f = DequantizeLinear(b_q), scale s_in * s_w[o] computed in f32.
+    let bias_q = format!("layer{i}.bias_q");
+    let bias_scale = format!("layer{i}.bias_scale");
+    let bias_zero_point = format!("layer{i}.bias_zero_point");
+    let bias = format!("layer{i}.bias");
+    let bias_scales: Vec<f32> = layer
+        .weight_scales
+        .iter()
+        .map(|&s_w| q_in.params.scale * s_w)
+        .collect();
+    graph
+        .initializer_i32(&bias_q, &[n_o], layer.bias)?
+        .initializer_f32(&bias_scale, &[n_o], &bias_scales)?
+        .initializer_i32(&bias_zero_point, &[n_o], &vec![0; n_outputs])?;
+    graph.node_with_doc(
+        "DequantizeLinear",
+        &format!("layer{i}_dequantize_bias"),
+        &[&bias_q, &bias_scale, &bias_zero_point],
+        &[&bias],
+        vec![attr_int("axis", 0)],
+        "Int32 bias with scale input scale x weight scale, per output channel.",
+    );
+
+    let linear = format!("layer{i}.linear");
+    emit_linear(graph, [&x, &weight, &bias], &linear);
+
+    // The float tensor that the output quantization reads.
+    let to_quantize = match layer.activation {
+        QdqActivation::Identity => linear,
+        QdqActivation::Relu => {
+            let activated = format!("layer{i}.activated");
+            graph.node(
+                "Relu",
+                &format!("layer{i}_relu"),
+                &[&linear],
+                &[&activated],
+                Vec::new(),
+            );
+            activated
+        }
+        QdqActivation::Table { function, pre } => {
+            let pre_q = Quantized::new(graph, &format!("layer{i}.pre_activation_q"), *pre)?;
+            graph.node_with_doc(
+                "QuantizeLinear",
+                &format!("layer{i}_quantize_pre_activation"),
+                &[&linear, &pre_q.scale, &pre_q.zero_point],
+                &[&pre_q.tensor],
+                Vec::new(),
+                "The int8 pre-activation: the index of kiln-runtime's activation table.",
+            );
+            let pre_activation = format!("layer{i}.pre_activation");
+            graph.node(
+                "DequantizeLinear",
+                &format!("layer{i}_dequantize_pre_activation"),
+                &[&pre_q.tensor, &pre_q.scale, &pre_q.zero_point],
+                &[&pre_activation],
+                Vec::new(),
+            );
+            // Validation guarantees a table function, which has an op.
+            let (op_type, suffix) = function.op().ok_or(OnnxError::NotATableFunction {
+                layer: i,
+                function: "Identity",
+            })?;
+            let attributes = match function {
+                Activation::LeakyRelu { alpha } => vec![attr_float("alpha", *alpha)],
+                _ => Vec::new(),
+            };
+            let activated = format!("layer{i}.activated");
+            graph.node(
+                op_type,
+                &format!("layer{i}_{suffix}"),
+                &[&pre_activation],
+                &[&activated],
+                attributes,
+            );
+            activated
+        }
+    };
+
+    let q_out = Quantized::new(graph, out_name, layer.output)?;
+    graph.node(
+        "QuantizeLinear",
+        &format!("layer{i}_quantize_output"),
+        &[&to_quantize, &q_out.scale, &q_out.zero_point],
+        &[&q_out.tensor],
+        Vec::new(),
+    );
+    Ok(q_out)
 }
 
 /// An int8 tensor's name and the names of its rank-0 scale and zero point
 /// initializers, `<tensor>.scale` and `<tensor>.zero_point`.
-struct Quantized {
-    tensor: String,
-    scale: String,
-    zero_point: String,
-    params: QuantParams,
+pub(crate) struct Quantized {
+    pub tensor: String,
+    pub scale: String,
+    pub zero_point: String,
+    pub params: QuantParams,
 }
 
 impl Quantized {
     /// Adds the parameter initializers for the int8 tensor `tensor`.
-    fn new(graph: &mut GraphBuilder, tensor: &str, params: QuantParams) -> Result<Self, OnnxError> {
+    pub(crate) fn new(
+        graph: &mut GraphBuilder,
+        tensor: &str,
+        params: QuantParams,
+    ) -> Result<Self, OnnxError> {
         let scale = format!("{tensor}.scale");
         let zero_point = format!("{tensor}.zero_point");
         graph
@@ -364,61 +430,15 @@ fn validate(mlp: &QdqMlp, options: &MlpExportOptions) -> Result<(), OnnxError> {
             },
             previous_outputs,
         )?;
-        if layer.weight_scales.len() != layer.n_outputs {
-            return Err(OnnxError::WeightScaleCount {
-                layer: li,
-                actual: layer.weight_scales.len(),
-                expected: layer.n_outputs,
-            });
-        }
-        if let Some(index) = layer.weights.iter().position(|&w| w == i8::MIN) {
-            return Err(OnnxError::WeightOutOfRange {
-                layer: li,
-                index,
-                value: i8::MIN,
-            });
-        }
-        for (o, &s_w) in layer.weight_scales.iter().enumerate() {
-            check_scale(s_w, || format!("layer {li} weight_scales[{o}]"))?;
-            // The bias scale is computed in f32 and can underflow or
-            // overflow even when both factors are valid.
-            check_scale(s_in * s_w, || {
-                format!("layer {li} bias scale[{o}] (input scale {s_in:e} x weight_scales[{o}] {s_w:e})")
-            })?;
-        }
-        if let QdqActivation::Table { function, pre } = &layer.activation {
-            match function {
-                Activation::Tanh | Activation::Sigmoid => {}
-                Activation::LeakyRelu { alpha } => {
-                    if !alpha.is_finite() {
-                        return Err(OnnxError::NonFinite {
-                            location: format!("layer {li} LeakyRelu alpha"),
-                            value: *alpha,
-                        });
-                    }
-                }
-                Activation::Relu => {
-                    return Err(OnnxError::NotATableFunction {
-                        layer: li,
-                        function: "Relu",
-                    })
-                }
-                Activation::Identity => {
-                    return Err(OnnxError::NotATableFunction {
-                        layer: li,
-                        function: "Identity",
-                    })
-                }
-                Activation::Relu6 => {
-                    return Err(OnnxError::NotATableFunction {
-                        layer: li,
-                        function: "Relu6",
-                    })
-                }
-            }
-            check_scale(pre.scale, || format!("layer {li} pre-activation scale"))?;
-        }
-        check_scale(layer.output.scale, || format!("layer {li} output scale"))?;
+        validate_affine(
+            li,
+            &layer.weights,
+            &layer.weight_scales,
+            layer.n_outputs,
+            s_in,
+            &layer.activation,
+            layer.output,
+        )?;
         s_in = layer.output.scale;
     }
 
@@ -426,7 +446,80 @@ fn validate(mlp: &QdqMlp, options: &MlpExportOptions) -> Result<(), OnnxError> {
     validate_metadata(options)
 }
 
-fn check_scale(value: f32, location: impl Fn() -> String) -> Result<(), OnnxError> {
+/// Checks one int8 affine layer's parameters beyond its shape: one weight
+/// scale per output, symmetric weights, finite positive scales (including
+/// every bias scale `s_in * s_w[o]`), a table activation's function and
+/// parameters, and the output scale. Shared by the MLP and CNN QDQ exports.
+pub(crate) fn validate_affine(
+    li: usize,
+    weights: &[i8],
+    weight_scales: &[f32],
+    n_outputs: usize,
+    s_in: f32,
+    activation: &QdqActivation,
+    output: QuantParams,
+) -> Result<(), OnnxError> {
+    if weight_scales.len() != n_outputs {
+        return Err(OnnxError::WeightScaleCount {
+            layer: li,
+            actual: weight_scales.len(),
+            expected: n_outputs,
+        });
+    }
+    if let Some(index) = weights.iter().position(|&w| w == i8::MIN) {
+        return Err(OnnxError::WeightOutOfRange {
+            layer: li,
+            index,
+            value: i8::MIN,
+        });
+    }
+    for (o, &s_w) in weight_scales.iter().enumerate() {
+        check_scale(s_w, || format!("layer {li} weight_scales[{o}]"))?;
+        // The bias scale is computed in f32 and can underflow or
+        // overflow even when both factors are valid.
+        check_scale(s_in * s_w, || {
+            format!(
+                "layer {li} bias scale[{o}] (input scale {s_in:e} x weight_scales[{o}] {s_w:e})"
+            )
+        })?;
+    }
+    if let QdqActivation::Table { function, pre } = activation {
+        match function {
+            Activation::Tanh | Activation::Sigmoid => {}
+            Activation::LeakyRelu { alpha } => {
+                if !alpha.is_finite() {
+                    return Err(OnnxError::NonFinite {
+                        location: format!("layer {li} LeakyRelu alpha"),
+                        value: *alpha,
+                    });
+                }
+            }
+            Activation::Relu => {
+                return Err(OnnxError::NotATableFunction {
+                    layer: li,
+                    function: "Relu",
+                })
+            }
+            Activation::Identity => {
+                return Err(OnnxError::NotATableFunction {
+                    layer: li,
+                    function: "Identity",
+                })
+            }
+            Activation::Relu6 => {
+                return Err(OnnxError::NotATableFunction {
+                    layer: li,
+                    function: "Relu6",
+                })
+            }
+        }
+        check_scale(pre.scale, || format!("layer {li} pre-activation scale"))?;
+    }
+    check_scale(output.scale, || format!("layer {li} output scale"))?;
+    Ok(())
+}
+
+pub(crate) fn check_scale(value: f32, location: impl Fn() -> String) -> Result<(), OnnxError> {
     if value.is_finite() && value > 0.0 {
         Ok(())
     } else {

@@ -121,6 +121,28 @@ impl Attributes<'_> {
         }
     }
 
+    fn ints(&self, name: &str) -> Option<Vec<i64>> {
+        self.node
+            .attribute
+            .iter()
+            .find(|a| a.name() == name)
+            .map(|a| {
+                assert_eq!(a.r#type(), AttributeType::Ints, "attribute {name} type");
+                a.ints.clone()
+            })
+    }
+
+    fn string(&self, name: &str) -> Option<String> {
+        self.node
+            .attribute
+            .iter()
+            .find(|a| a.name() == name)
+            .map(|a| {
+                assert_eq!(a.r#type(), AttributeType::String, "attribute {name} type");
+                String::from_utf8(a.s().to_vec()).expect("UTF-8 string attribute")
+            })
+    }
+
     fn float(&self, name: &str, default: f32) -> f32 {
         match self.node.attribute.iter().find(|a| a.name() == name) {
             None => default,
@@ -227,6 +249,272 @@ fn gemm(attrs: &Attributes<'_>, a: &Tensor, b: &Tensor, c: Option<&Tensor>) -> T
             out
         }
     }
+}
+
+/// The sliding-window geometry shared by `Conv`, `MaxPool` and
+/// `AveragePool`, from the attributes the ONNX operators define: one entry
+/// per spatial axis, `pads` as `[begin..., end...]`. A 1-D window is lifted
+/// to 2-D (height 1, kernel 1, stride 1, no padding) so one loop serves both.
+struct Window {
+    kernel: [usize; 2],
+    strides: [usize; 2],
+    dilations: [usize; 2],
+    /// `[top, left, bottom, right]`.
+    pads: [usize; 4],
+}
+
+impl Window {
+    /// Reads the window attributes of a node whose input `x` is
+    /// `[N, C, D1 (, D2)]`. `kernel` is `kernel_shape` when the operator
+    /// does not infer it from a weight tensor.
+    fn read(attrs: &Attributes<'_>, x: &Tensor, kernel: Option<Vec<i64>>) -> Self {
+        let spatial = x.shape.len() - 2;
+        assert!(
+            spatial == 1 || spatial == 2,
+            "node {}: {spatial} spatial axes",
+            attrs.node.name()
+        );
+        let auto_pad = attrs.string("auto_pad").unwrap_or_else(|| "NOTSET".into());
+        assert_eq!(auto_pad, "NOTSET", "auto_pad is not supported");
+        let kernel = kernel
+            .or_else(|| attrs.ints("kernel_shape"))
+            .expect("kernel_shape is required");
+        let ones = vec![1; spatial];
+        let strides = attrs.ints("strides").unwrap_or_else(|| ones.clone());
+        let dilations = attrs.ints("dilations").unwrap_or_else(|| ones.clone());
+        let pads = attrs.ints("pads").unwrap_or_else(|| vec![0; 2 * spatial]);
+        for (name, v, len) in [
+            ("kernel_shape", &kernel, spatial),
+            ("strides", &strides, spatial),
+            ("dilations", &dilations, spatial),
+            ("pads", &pads, 2 * spatial),
+        ] {
+            assert_eq!(v.len(), len, "node {}: {name} {v:?}", attrs.node.name());
+            assert!(
+                v.iter().all(|&e| e >= 0),
+                "node {}: {name} {v:?}",
+                attrs.node.name()
+            );
+        }
+        let u = |v: i64| usize::try_from(v).unwrap();
+        let lift = |v: &[i64], fill: usize| -> [usize; 2] {
+            if spatial == 2 {
+                [u(v[0]), u(v[1])]
+            } else {
+                [fill, u(v[0])]
+            }
+        };
+        let pads = if spatial == 2 {
+            [u(pads[0]), u(pads[1]), u(pads[2]), u(pads[3])]
+        } else {
+            [0, u(pads[0]), 0, u(pads[1])]
+        };
+        Self {
+            kernel: lift(&kernel, 1),
+            strides: lift(&strides, 1),
+            dilations: lift(&dilations, 1),
+            pads,
+        }
+    }
+
+    /// `floor((in + pad_begin + pad_end - ((k - 1) d + 1)) / s) + 1` per
+    /// axis (`ceil_mode = 0`).
+    fn output_size(&self, h: usize, w: usize) -> [usize; 2] {
+        let axis = |size: usize, a: usize| {
+            let padded = size + self.pads[a] + self.pads[a + 2];
+            let extent = (self.kernel[a] - 1) * self.dilations[a] + 1;
+            assert!(
+                padded >= extent,
+                "window {extent} larger than the padded input {padded}"
+            );
+            (padded - extent) / self.strides[a] + 1
+        };
+        [axis(h, 0), axis(w, 1)]
+    }
+
+    /// The input positions `(iy, ix)` of output `(oy, ox)`'s taps
+    /// `(ky, kx)`, `None` for a tap in the padding.
+    fn tap(
+        &self,
+        oy: usize,
+        ox: usize,
+        ky: usize,
+        kx: usize,
+        h: usize,
+        w: usize,
+    ) -> Option<(usize, usize)> {
+        let iy = (oy * self.strides[0] + ky * self.dilations[0]).checked_sub(self.pads[0])?;
+        let ix = (ox * self.strides[1] + kx * self.dilations[1]).checked_sub(self.pads[1])?;
+        (iy < h && ix < w).then_some((iy, ix))
+    }
+}
+
+/// `[N, C, D1 (, D2)]` as `(n, c, h, w)`, with `h = 1` for one spatial axis.
+fn nchw(x: &Tensor) -> (usize, usize, usize, usize) {
+    match x.shape[..] {
+        [n, c, l] => (n, c, 1, l),
+        [n, c, h, w] => (n, c, h, w),
+        ref other => panic!("expected [N, C, L] or [N, C, H, W], got {other:?}"),
+    }
+}
+
+/// The output shape `[n, c, oh, ow]` in the input's rank.
+fn spatial_shape(x: &Tensor, n: usize, c: usize, [oh, ow]: [usize; 2]) -> Vec<usize> {
+    if x.shape.len() == 3 {
+        assert_eq!(oh, 1);
+        vec![n, c, ow]
+    } else {
+        vec![n, c, oh, ow]
+    }
+}
+
+/// `Conv`: `y[n][m][oy][ox] = B[m] + sum over the group's channels and the
+/// taps inside the input of W[m][c'][ky][kx] x[n][g C/group + c'][iy][ix]`.
+fn conv(attrs: &Attributes<'_>, x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Tensor {
+    attrs.check_known(&[
+        "auto_pad",
+        "dilations",
+        "group",
+        "kernel_shape",
+        "pads",
+        "strides",
+    ]);
+    let (n, c, h, w) = nchw(x);
+    assert_eq!(weight.shape.len(), x.shape.len(), "W and X ranks differ");
+    let m = weight.shape[0];
+    let group = usize::try_from(attrs.int("group", 1)).unwrap();
+    assert!(
+        group >= 1 && c % group == 0 && m % group == 0,
+        "group {group}"
+    );
+    let c_per_group = c / group;
+    assert_eq!(
+        weight.shape[1], c_per_group,
+        "W's second axis must be C / group"
+    );
+    let inferred: Vec<i64> = weight.shape[2..].iter().map(|&k| k as i64).collect();
+    if let Some(kernel) = attrs.ints("kernel_shape") {
+        assert_eq!(kernel, inferred, "kernel_shape differs from W's shape");
+    }
+    let window = Window::read(attrs, x, Some(inferred));
+    let [oh, ow] = window.output_size(h, w);
+    let [kh, kw] = window.kernel;
+    if let Some(b) = bias {
+        assert_eq!(b.shape, [m], "B must be [M]");
+    }
+    let (xs, ws) = (x.floats(), weight.floats());
+    let mut y = Vec::with_capacity(n * m * oh * ow);
+    for b in 0..n {
+        for o in 0..m {
+            let g = o / (m / group);
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let mut acc = bias.map_or(0.0, |t| t.floats()[o]);
+                    for ci in 0..c_per_group {
+                        let channel = g * c_per_group + ci;
+                        for ky in 0..kh {
+                            for kx in 0..kw {
+                                if let Some((iy, ix)) = window.tap(oy, ox, ky, kx, h, w) {
+                                    let xv = xs[((b * c + channel) * h + iy) * w + ix];
+                                    let wv = ws[((o * c_per_group + ci) * kh + ky) * kw + kx];
+                                    acc += wv * xv;
+                                }
+                            }
+                        }
+                    }
+                    y.push(acc);
+                }
+            }
+        }
+    }
+    Tensor::f32(spatial_shape(x, n, m, [oh, ow]), y)
+}
+
+/// `MaxPool` and `AveragePool` (`ceil_mode = 0`): the maximum, or the mean
+/// over the taps inside the input (`count_include_pad = 0`) or over the
+/// whole window (`count_include_pad = 1`).
+fn pool(attrs: &Attributes<'_>, x: &Tensor, max: bool) -> Tensor {
+    let own = if max {
+        "storage_order"
+    } else {
+        "count_include_pad"
+    };
+    attrs.check_known(&[
+        "auto_pad",
+        "ceil_mode",
+        "dilations",
+        "kernel_shape",
+        "pads",
+        "strides",
+        own,
+    ]);
+    assert_eq!(attrs.int("ceil_mode", 0), 0, "ceil_mode is not supported");
+    let include_pad = attrs.int("count_include_pad", 0) != 0;
+    let (n, c, h, w) = nchw(x);
+    let window = Window::read(attrs, x, None);
+    let [oh, ow] = window.output_size(h, w);
+    let [kh, kw] = window.kernel;
+    let xs = x.floats();
+    let mut y = Vec::with_capacity(n * c * oh * ow);
+    for plane in 0..n * c {
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let taps: Vec<f32> = (0..kh)
+                    .flat_map(|ky| (0..kw).map(move |kx| (ky, kx)))
+                    .filter_map(|(ky, kx)| window.tap(oy, ox, ky, kx, h, w))
+                    .map(|(iy, ix)| xs[(plane * h + iy) * w + ix])
+                    .collect();
+                assert!(!taps.is_empty(), "a window entirely in the padding");
+                y.push(if max {
+                    taps.iter().copied().fold(f32::NEG_INFINITY, f32::max)
+                } else {
+                    let count = if include_pad { kh * kw } else { taps.len() };
+                    taps.iter().sum::<f32>() / count as f32
+                });
+            }
+        }
+    }
+    Tensor::f32(spatial_shape(x, n, c, [oh, ow]), y)
+}
+
+/// `GlobalAveragePool`: the mean of each `[n][c]` plane, spatial axes kept
+/// with size 1.
+fn global_average_pool(attrs: &Attributes<'_>, x: &Tensor) -> Tensor {
+    attrs.check_known(&[]);
+    let (n, c, h, w) = nchw(x);
+    let y = x
+        .floats()
+        .chunks(h * w)
+        .map(|plane| plane.iter().sum::<f32>() / (h * w) as f32)
+        .collect();
+    let mut shape = vec![n, c];
+    shape.resize(x.shape.len(), 1);
+    Tensor::f32(shape, y)
+}
+
+/// `Flatten`: `[d0, ..., dk-1, dk, ...] -> [d0 ... dk-1, dk ...]`, data
+/// unchanged (row-major).
+fn flatten(attrs: &Attributes<'_>, x: &Tensor) -> Tensor {
+    attrs.check_known(&["axis"]);
+    let rank = x.shape.len() as i64;
+    let axis = attrs.int("axis", 1);
+    let axis = usize::try_from(if axis < 0 { axis + rank } else { axis }).unwrap();
+    let outer = x.shape[..axis].iter().product();
+    let inner = x.shape[axis..].iter().product();
+    Tensor::f32(vec![outer, inner], x.floats().to_vec())
+}
+
+/// `Clip` (opset 11 and later): bounds as optional scalar inputs.
+fn clip(attrs: &Attributes<'_>, x: &Tensor, lo: Option<&Tensor>, hi: Option<&Tensor>) -> Tensor {
+    attrs.check_known(&[]);
+    let bound = |t: Option<&Tensor>, default: f32| {
+        t.map_or(default, |t| {
+            assert!(t.shape.is_empty(), "Clip bounds are scalars");
+            t.floats()[0]
+        })
+    };
+    let (lo, hi) = (bound(lo, f32::NEG_INFINITY), bound(hi, f32::INFINITY));
+    x.map(|v| v.max(lo).min(hi))
 }
 
 fn softmax(attrs: &Attributes<'_>, x: &Tensor) -> Tensor {
@@ -432,6 +720,12 @@ pub fn evaluate(model: &ModelProto, input: &Tensor) -> HashMap<String, Tensor> {
                 broadcast(arg(0), arg(1), |p, q| p - q)
             }
             "Softmax" => softmax(&attrs, arg(0)),
+            "Clip" => clip(&attrs, arg(0), optional(1), optional(2)),
+            "Conv" => conv(&attrs, arg(0), arg(1), optional(2)),
+            "MaxPool" => pool(&attrs, arg(0), true),
+            "AveragePool" => pool(&attrs, arg(0), false),
+            "GlobalAveragePool" => global_average_pool(&attrs, arg(0)),
+            "Flatten" => flatten(&attrs, arg(0)),
             "QuantizeLinear" => quantize_linear(&attrs, arg(0), arg(1), optional(2)),
             "DequantizeLinear" => dequantize_linear(&attrs, arg(0), arg(1), optional(2)),
             other => panic!("the interpreter does not know {other}"),

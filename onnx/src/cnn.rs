@@ -1,0 +1,597 @@
+//! Float export of a convolutional layer graph (`docs/layer-graph.md`).
+//!
+//! The trainer converts its layers into the neutral [`CnnModel`]; this module
+//! validates it and writes the ONNX graph:
+//!
+//! - `input` FLOAT `[N, C, H, W]` (or `[N, C, L]` for a Conv1D network,
+//!   `spatial_rank == 1`), one sample in CHW order;
+//! - the normalisation nodes of [`crate::mlp`], the per-feature vectors
+//!   stored as `[C, H, W]` (or `[C, L]`) and broadcast over the batch;
+//! - per layer: `Conv` (explicit `pads`, `strides`, `kernel_shape`, `group`;
+//!   never `auto_pad` or dilations) followed by its activation node,
+//!   `MaxPool`, `AveragePool` (valid, no padding), `GlobalAveragePool`,
+//!   `Flatten` (axis 1), or `Gemm` (`transB = 1`) followed by its
+//!   activation. A `Flatten` is inserted before a `Dense` that reads a
+//!   spatial value, which it flattens in CHW order;
+//! - `logits` FLOAT `[N, K]` and optionally `probabilities` (`Softmax`).
+//!
+//! ```
+//! use kiln_onnx::builder::Producer;
+//! use kiln_onnx::cnn::{cnn_to_model, CnnLayer, CnnModel};
+//! use kiln_onnx::mlp::{Activation, DenseLayer, InputNormalization, MlpExportOptions};
+//!
+//! let model = CnnModel {
+//!     input_shape: [1, 4, 4],
+//!     spatial_rank: 2,
+//!     layers: vec![
+//!         CnnLayer::Conv2d {
+//!             out_channels: 2,
+//!             in_channels: 1,
+//!             kernel: [3, 3],
+//!             stride: [1, 1],
+//!             pads: [1, 1, 1, 1],
+//!             weights: vec![0.1; 2 * 9],
+//!             bias: vec![0.0, 0.5],
+//!             activation: Activation::Relu,
+//!         },
+//!         CnnLayer::MaxPool2d { kernel: [2, 2], stride: [2, 2] },
+//!         CnnLayer::Dense(DenseLayer {
+//!             n_inputs: 2 * 2 * 2,
+//!             n_outputs: 3,
+//!             weights: vec![0.25; 3 * 8],
+//!             bias: vec![0.0; 3],
+//!             activation: Activation::Identity,
+//!         }),
+//!     ],
+//! };
+//! let options = MlpExportOptions {
+//!     opset: 13,
+//!     with_probabilities: true,
+//!     producer: Producer { name: "kiln".into(), version: "0.1.0".into() },
+//!     doc_string: "A small CNN.".into(),
+//!     metadata: Vec::new(),
+//! };
+//! let proto = cnn_to_model(&model, &InputNormalization::None, &options)?;
+//! let ops: Vec<_> = proto.graph.unwrap().node.iter().map(|n| n.op_type().to_owned()).collect();
+//! assert_eq!(ops, ["Conv", "Relu", "MaxPool", "Flatten", "Gemm", "Softmax"]);
+//! # Ok::<(), kiln_onnx::OnnxError>(())
+//! ```
+
+use crate::builder::{attr_int, attr_ints, ir_version_for_opset, Dim, GraphBuilder};
+use crate::mlp::{
+    add_dense, add_normalization, add_outputs, add_with_activation, batch_dim, build_model,
+    check_parameters, dim, validate_dense, validate_metadata, validate_normalization, Activation,
+    DenseLayer, InputNormalization, MlpExportOptions, INPUT_NAME, LOGITS_NAME,
+};
+use crate::proto::ModelProto;
+use crate::OnnxError;
+
+/// A convolutional network as a chain of typed layers, in the trainer's
+/// terms but independent of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CnnModel {
+    /// One sample's shape `[c, h, w]`, as in NCHW. For `spatial_rank == 1`
+    /// `h` must be 1 and the ONNX input is `[N, c, w]`.
+    pub input_shape: [usize; 3],
+    /// 2 for `[N, C, H, W]` tensors, or 1 for a Conv1D network whose tensors
+    /// are `[N, C, L]` (every kernel and stride then has height 1 and no
+    /// top or bottom padding).
+    pub spatial_rank: usize,
+    /// The layers, first to last. The last one must leave a flat value
+    /// (`Dense` or `Flatten`): the logits.
+    pub layers: Vec<CnnLayer>,
+}
+
+/// One layer of a [`CnnModel`]. Spatial sizes are `[height, width]`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CnnLayer {
+    /// A fully connected layer; it reads its input flattened in CHW order.
+    Dense(DenseLayer),
+    /// `out[o] = activation(bias[o] + sum_{c, ky, kx} w[o][c][ky][kx] x[c][..])`
+    /// over the zero-padded input.
+    Conv2d {
+        /// Output channels.
+        out_channels: usize,
+        /// Input channels; must equal the input value's.
+        in_channels: usize,
+        /// `[kh, kw]`.
+        kernel: [usize; 2],
+        /// `[sh, sw]`, at least 1.
+        stride: [usize; 2],
+        /// Zero padding `[top, left, bottom, right]`, each smaller than the
+        /// kernel along its axis.
+        pads: [usize; 4],
+        /// Row-major `[out_channels][in_channels][kh][kw]` (OIHW).
+        weights: Vec<f32>,
+        /// One value per output channel.
+        bias: Vec<f32>,
+        /// Applied after the convolution.
+        activation: Activation,
+    },
+    /// One filter per channel (multiplier 1): a `Conv` with `group = channels`.
+    DepthwiseConv2d {
+        /// Input and output channels.
+        channels: usize,
+        /// `[kh, kw]`.
+        kernel: [usize; 2],
+        /// `[sh, sw]`, at least 1.
+        stride: [usize; 2],
+        /// Zero padding `[top, left, bottom, right]`.
+        pads: [usize; 4],
+        /// Row-major `[channels][1][kh][kw]`.
+        weights: Vec<f32>,
+        /// One value per channel.
+        bias: Vec<f32>,
+        /// Applied after the convolution.
+        activation: Activation,
+    },
+    /// The maximum of each window; valid, `(in - k)` a multiple of the stride.
+    MaxPool2d {
+        /// `[kh, kw]`.
+        kernel: [usize; 2],
+        /// `[sh, sw]`.
+        stride: [usize; 2],
+    },
+    /// The mean of each window; valid, as [`CnnLayer::MaxPool2d`].
+    AvgPool2d {
+        /// `[kh, kw]`.
+        kernel: [usize; 2],
+        /// `[sh, sw]`.
+        stride: [usize; 2],
+    },
+    /// The mean of each channel: `[c, h, w] -> [c, 1, 1]`.
+    GlobalAvgPool,
+    /// `[c, h, w] -> c h w` values in CHW order.
+    Flatten,
+}
+
+impl CnnLayer {
+    /// The layer type's name, as `docs/layer-graph.md` spells it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Dense(_) => "Dense",
+            Self::Conv2d { .. } => "Conv2d",
+            Self::DepthwiseConv2d { .. } => "DepthwiseConv2d",
+            Self::MaxPool2d { .. } => "MaxPool2d",
+            Self::AvgPool2d { .. } => "AvgPool2d",
+            Self::GlobalAvgPool => "GlobalAvgPool",
+            Self::Flatten => "Flatten",
+        }
+    }
+}
+
+/// One value's shape: a spatial `[c, h, w]` tensor or a flat vector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    Spatial { c: usize, h: usize, w: usize },
+    Flat(usize),
+}
+
+impl Shape {
+    fn len(self) -> usize {
+        match self {
+            Self::Spatial { c, h, w } => c * h * w,
+            Self::Flat(n) => n,
+        }
+    }
+}
+
+/// The parameters of a convolution, whichever layer type carries them.
+struct ConvParams<'a> {
+    out_channels: usize,
+    in_channels: usize,
+    group: usize,
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    pads: [usize; 4],
+    weights: &'a [f32],
+    bias: &'a [f32],
+    activation: Activation,
+}
+
+impl<'a> ConvParams<'a> {
+    fn of(layer: &'a CnnLayer) -> Option<Self> {
+        let (out_channels, in_channels, group) = match layer {
+            CnnLayer::Conv2d {
+                out_channels,
+                in_channels,
+                ..
+            } => (*out_channels, *in_channels, 1),
+            CnnLayer::DepthwiseConv2d { channels, .. } => (*channels, *channels, *channels),
+            _ => return None,
+        };
+        match layer {
+            CnnLayer::Conv2d {
+                kernel,
+                stride,
+                pads,
+                weights,
+                bias,
+                activation,
+                ..
+            }
+            | CnnLayer::DepthwiseConv2d {
+                kernel,
+                stride,
+                pads,
+                weights,
+                bias,
+                activation,
+                ..
+            } => Some(Self {
+                out_channels,
+                in_channels,
+                group,
+                kernel: *kernel,
+                stride: *stride,
+                pads: *pads,
+                weights,
+                bias,
+                activation: *activation,
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// Builds the float ONNX model of a CNN.
+///
+/// Everything is validated first (see the module documentation and
+/// `docs/layer-graph.md`): the input shape and spatial rank, that each
+/// layer's channels and sizes fit the value it reads, kernels no larger than
+/// their (padded) input, pooling strides that divide `in - k`, weight and
+/// bias lengths, finite parameters, the normalisation (one value per input
+/// feature, `c h w` in CHW order), the opset and metadata keys. Errors name
+/// the layer index.
+pub fn cnn_to_model(
+    model: &CnnModel,
+    normalization: &InputNormalization,
+    options: &MlpExportOptions,
+) -> Result<ModelProto, OnnxError> {
+    let shapes = validate(model, normalization, options)?;
+    let rank = model.spatial_rank;
+    let [c, h, w] = model.input_shape;
+    let sample_dims = sample_dims(rank, c, h, w);
+
+    let mut graph = GraphBuilder::new("kiln_cnn");
+    graph.doc_string(&describe(model, &shapes, normalization));
+    let mut input_dims = vec![batch_dim()];
+    input_dims.extend(sample_dims.iter().map(|&d| Dim::Fixed(d)));
+    graph.input_f32(INPUT_NAME, &input_dims);
+
+    let mut current = add_normalization(&mut graph, normalization, &sample_dims)?;
+    for (i, layer) in model.layers.iter().enumerate() {
+        let output = if i + 1 == model.layers.len() {
+            LOGITS_NAME.to_owned()
+        } else {
+            format!("layer{i}.output")
+        };
+        let input = current.as_str();
+        let pooling = |kernel: [usize; 2], stride: [usize; 2]| {
+            vec![
+                attr_ints("kernel_shape", &axes(rank, kernel)),
+                attr_ints("strides", &axes(rank, stride)),
+            ]
+        };
+        match layer {
+            CnnLayer::Dense(dense) => {
+                let flat = if matches!(shapes[i], Shape::Spatial { .. }) {
+                    let flattened = format!("layer{i}.flattened");
+                    add_flatten(&mut graph, i, input, &flattened);
+                    flattened
+                } else {
+                    input.to_owned()
+                };
+                add_dense(&mut graph, i, dense, &flat, &output)?;
+            }
+            CnnLayer::Conv2d { .. } | CnnLayer::DepthwiseConv2d { .. } => {
+                let conv = ConvParams::of(layer).expect("a convolution");
+                add_conv(&mut graph, i, rank, &conv, input, &output)?;
+            }
+            CnnLayer::MaxPool2d { kernel, stride } => {
+                let attributes = pooling(*kernel, *stride);
+                let name = format!("layer{i}_maxpool");
+                graph.node("MaxPool", &name, &[input], &[&output], attributes);
+            }
+            CnnLayer::AvgPool2d { kernel, stride } => {
+                let attributes = pooling(*kernel, *stride);
+                let name = format!("layer{i}_avgpool");
+                graph.node("AveragePool", &name, &[input], &[&output], attributes);
+            }
+            CnnLayer::GlobalAvgPool => {
+                let name = format!("layer{i}_global_avgpool");
+                graph.node("GlobalAveragePool", &name, &[input], &[&output], Vec::new());
+            }
+            CnnLayer::Flatten => add_flatten(&mut graph, i, input, &output),
+        }
+        current = output;
+    }
+
+    add_outputs(
+        &mut graph,
+        shapes[shapes.len() - 1].len(),
+        options.with_probabilities,
+    );
+    build_model(graph, options)
+}
+
+/// One sample's ONNX dimensions: `[c, h, w]`, or `[c, w]` for rank 1.
+fn sample_dims(rank: usize, c: usize, h: usize, w: usize) -> Vec<i64> {
+    let mut dims = vec![dim(c)];
+    dims.extend(axes(rank, [h, w]));
+    dims
+}
+
+/// A `[height, width]` pair as ONNX spatial attribute values: both for
+/// rank 2, the width alone for rank 1.
+fn axes(rank: usize, pair: [usize; 2]) -> Vec<i64> {
+    pair[2 - rank..].iter().map(|&v| dim(v)).collect()
+}
+
+fn add_flatten(graph: &mut GraphBuilder, i: usize, input: &str, output: &str) {
+    graph.node(
+        "Flatten",
+        &format!("layer{i}_flatten"),
+        &[input],
+        &[output],
+        vec![attr_int("axis", 1)],
+    );
+}
+
+fn add_conv(
+    graph: &mut GraphBuilder,
+    i: usize,
+    rank: usize,
+    conv: &ConvParams<'_>,
+    input: &str,
+    output: &str,
+) -> Result<(), OnnxError> {
+    let weight = format!("layer{i}.weight");
+    let bias = format!("layer{i}.bias");
+    let [kh, kw] = conv.kernel;
+    let mut weight_dims = vec![dim(conv.out_channels), dim(conv.in_channels / conv.group)];
+    weight_dims.extend(axes(rank, [kh, kw]));
+    graph.initializer_f32(&weight, &weight_dims, conv.weights)?;
+    graph.initializer_f32(&bias, &[dim(conv.out_channels)], conv.bias)?;
+    let [top, left, bottom, right] = conv.pads;
+    let pads: Vec<i64> = if rank == 2 {
+        [top, left, bottom, right].iter().map(|&p| dim(p)).collect()
+    } else {
+        vec![dim(left), dim(right)]
+    };
+    let attributes = vec![
+        attr_ints("kernel_shape", &axes(rank, conv.kernel)),
+        attr_ints("strides", &axes(rank, conv.stride)),
+        attr_ints("pads", &pads),
+        attr_int("group", dim(conv.group)),
+    ];
+    add_with_activation(graph, i, conv.activation, output, |graph, linear| {
+        graph.node(
+            "Conv",
+            &format!("layer{i}_conv"),
+            &[input, &weight, &bias],
+            &[linear],
+            attributes,
+        );
+    })
+}
+
+/// Validates the model and returns the shape of the value each layer reads,
+/// followed by the shape of the output.
+fn validate(
+    model: &CnnModel,
+    normalization: &InputNormalization,
+    options: &MlpExportOptions,
+) -> Result<Vec<Shape>, OnnxError> {
+    ir_version_for_opset(options.opset)?;
+    let model_error = |reason: String| OnnxError::CnnModel { reason };
+    let [c, h, w] = model.input_shape;
+    if model.spatial_rank != 1 && model.spatial_rank != 2 {
+        return Err(model_error(format!(
+            "spatial_rank is {}, expected 2 (input [N, C, H, W]) or 1 (Conv1D, input [N, C, L])",
+            model.spatial_rank
+        )));
+    }
+    if c == 0 || h == 0 || w == 0 {
+        return Err(model_error(format!(
+            "input shape {c}x{h}x{w} (CxHxW) has a zero dimension"
+        )));
+    }
+    if model.spatial_rank == 1 && h != 1 {
+        return Err(model_error(format!(
+            "a Conv1D network (spatial_rank 1) needs input height 1, got input shape {c}x{h}x{w}"
+        )));
+    }
+    if model.layers.is_empty() {
+        return Err(model_error("the model has no layers".to_owned()));
+    }
+
+    let mut shapes = vec![Shape::Spatial { c, h, w }];
+    for (i, layer) in model.layers.iter().enumerate() {
+        let next = layer_output(i, layer, shapes[i], model.spatial_rank)?;
+        shapes.push(next);
+    }
+    if let Shape::Spatial { c, h, w } = shapes[shapes.len() - 1] {
+        let last = model.layers.len() - 1;
+        return Err(model_error(format!(
+            "the last layer (layer {last}, {}) produces a {c}x{h}x{w} value; a CNN must end \
+             with Dense or Flatten so that the logits are [N, classes]",
+            model.layers[last].kind()
+        )));
+    }
+
+    validate_normalization(normalization, c * h * w)?;
+    validate_metadata(options)?;
+    Ok(shapes)
+}
+
+/// Checks layer `i` against the value it reads and returns its output shape.
+fn layer_output(i: usize, layer: &CnnLayer, input: Shape, rank: usize) -> Result<Shape, OnnxError> {
+    let kind = layer.kind();
+    let error = |reason: String| OnnxError::CnnLayer {
+        layer: i,
+        kind,
+        reason,
+    };
+    if let CnnLayer::Dense(dense) = layer {
+        validate_dense(i, dense, None)?;
+        if dense.n_inputs != input.len() {
+            let origin = match input {
+                Shape::Spatial { c, h, w } => format!(" ({c}x{h}x{w} flattened in CHW order)"),
+                Shape::Flat(_) => String::new(),
+            };
+            return Err(error(format!(
+                "takes {} inputs but its input has {} values{origin}",
+                dense.n_inputs,
+                input.len()
+            )));
+        }
+        return Ok(Shape::Flat(dense.n_outputs));
+    }
+    let Shape::Spatial { c, h, w } = input else {
+        return Err(error(format!(
+            "needs a spatial [C, H, W] input, but its input is a flat vector of {} values",
+            input.len()
+        )));
+    };
+    let window = |kernel: [usize; 2], stride: [usize; 2]| -> Result<(), OnnxError> {
+        let [kh, kw] = kernel;
+        let [sh, sw] = stride;
+        if kh == 0 || kw == 0 || sh == 0 || sw == 0 {
+            return Err(error(format!(
+                "kernel {kh}x{kw} and stride {sh}x{sw} must be at least 1"
+            )));
+        }
+        if rank == 1 && (kh != 1 || sh != 1) {
+            return Err(error(format!(
+                "a Conv1D network (spatial_rank 1) needs kernel height 1 and stride height 1, \
+                 got kernel {kh}x{kw} and stride {sh}x{sw}"
+            )));
+        }
+        Ok(())
+    };
+    match layer {
+        CnnLayer::Dense(_) => unreachable!("handled above"),
+        CnnLayer::Conv2d { .. } | CnnLayer::DepthwiseConv2d { .. } => {
+            let conv = ConvParams::of(layer).expect("a convolution");
+            if conv.out_channels == 0 {
+                return Err(error("has 0 output channels".to_owned()));
+            }
+            if conv.in_channels != c {
+                return Err(error(format!(
+                    "takes {} input channels but its input has {c} ({c}x{h}x{w})",
+                    conv.in_channels
+                )));
+            }
+            window(conv.kernel, conv.stride)?;
+            let [kh, kw] = conv.kernel;
+            let [top, left, bottom, right] = conv.pads;
+            if rank == 1 && (top != 0 || bottom != 0) {
+                return Err(error(format!(
+                    "a Conv1D network (spatial_rank 1) has no top or bottom padding, got pads \
+                     {:?} (top, left, bottom, right)",
+                    conv.pads
+                )));
+            }
+            for (side, pad, k) in [
+                ("top", top, kh),
+                ("left", left, kw),
+                ("bottom", bottom, kh),
+                ("right", right, kw),
+            ] {
+                if pad >= k {
+                    return Err(error(format!(
+                        "{side} padding {pad} must be smaller than the kernel ({kh}x{kw})"
+                    )));
+                }
+            }
+            let (ph, pw) = (h + top + bottom, w + left + right);
+            if kh > ph || kw > pw {
+                return Err(error(format!(
+                    "a {kh}x{kw} kernel is larger than its {h}x{w} input (padded: {ph}x{pw})"
+                )));
+            }
+            let per_group = conv.in_channels / conv.group;
+            let expected = conv
+                .out_channels
+                .saturating_mul(per_group)
+                .saturating_mul(kh)
+                .saturating_mul(kw);
+            if conv.weights.len() != expected {
+                return Err(error(format!(
+                    "weights have {} values, expected {} x {per_group} x {kh} x {kw} = {expected} \
+                     ([out][in / group][kh][kw])",
+                    conv.weights.len(),
+                    conv.out_channels
+                )));
+            }
+            if conv.bias.len() != conv.out_channels {
+                return Err(OnnxError::BiasCount {
+                    layer: i,
+                    actual: conv.bias.len(),
+                    expected: conv.out_channels,
+                });
+            }
+            check_parameters(i, conv.weights, conv.bias, conv.activation)?;
+            let [sh, sw] = conv.stride;
+            Ok(Shape::Spatial {
+                c: conv.out_channels,
+                h: (ph - kh) / sh + 1,
+                w: (pw - kw) / sw + 1,
+            })
+        }
+        CnnLayer::MaxPool2d { kernel, stride } | CnnLayer::AvgPool2d { kernel, stride } => {
+            window(*kernel, *stride)?;
+            let ([kh, kw], [sh, sw]) = (*kernel, *stride);
+            if kh > h || kw > w {
+                return Err(error(format!(
+                    "a {kh}x{kw} window is larger than its {h}x{w} input"
+                )));
+            }
+            for (axis, size, k, s) in [("height", h, kh, sh), ("width", w, kw, sw)] {
+                if (size - k) % s != 0 {
+                    return Err(error(format!(
+                        "window {k} with stride {s} does not divide input {axis} {size}: \
+                         {size} - {k} = {} is not a multiple of {s}",
+                        size - k
+                    )));
+                }
+            }
+            Ok(Shape::Spatial {
+                c,
+                h: (h - kh) / sh + 1,
+                w: (w - kw) / sw + 1,
+            })
+        }
+        CnnLayer::GlobalAvgPool => Ok(Shape::Spatial { c, h: 1, w: 1 }),
+        CnnLayer::Flatten => Ok(Shape::Flat(c * h * w)),
+    }
+}
+
+/// The graph's doc string, e.g.
+/// `CNN 1x8x8 -> Conv2d 4x8x8 (Relu) -> MaxPool2d 4x4x4 -> Dense 10 (Identity); ...`.
+fn describe(model: &CnnModel, shapes: &[Shape], normalization: &InputNormalization) -> String {
+    let [c, h, w] = model.input_shape;
+    let mut text = format!("CNN {c}x{h}x{w}");
+    for (layer, shape) in model.layers.iter().zip(&shapes[1..]) {
+        let size = match *shape {
+            Shape::Spatial { c, h, w } => format!("{c}x{h}x{w}"),
+            Shape::Flat(n) => n.to_string(),
+        };
+        let activation = match layer {
+            CnnLayer::Dense(DenseLayer { activation, .. }) => Some(*activation),
+            _ => ConvParams::of(layer).map(|conv| conv.activation),
+        };
+        text.push_str(&format!(" -> {} {size}", layer.kind()));
+        if let Some(activation) = activation {
+            text.push_str(&format!(" ({activation:?})"));
+        }
+    }
+    text.push_str(match normalization {
+        InputNormalization::None => "; input used as is",
+        InputNormalization::Scale { .. } => "; input scaled in-graph",
+        InputNormalization::Standardize { .. } => "; input standardized in-graph",
+    });
+    text.push_str("; tensors are NCHW (NCL for Conv1D)");
+    text
+}
