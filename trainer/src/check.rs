@@ -58,9 +58,9 @@ pub fn trainer_outputs(model: &ModelFile, raw_features: &[f32]) -> Vec<f32> {
     for row in normalized.chunks_exact_mut(n_features) {
         model.normalization.apply_row(row);
     }
-    let mlp = model.mlp();
+    let network = model.network();
     let n_samples = raw_features.len() / n_features;
-    let mut outputs = Vec::with_capacity(n_samples * mlp.n_outputs());
+    let mut outputs = Vec::with_capacity(n_samples * network.n_outputs());
     for start in (0..n_samples).step_by(CHUNK_ROWS) {
         let end = (start + CHUNK_ROWS).min(n_samples);
         let input = DMatrix::from_column_slice(
@@ -69,31 +69,34 @@ pub fn trainer_outputs(model: &ModelFile, raw_features: &[f32]) -> Vec<f32> {
             &normalized[start * n_features..end * n_features],
         );
         // One column per sample, so column-major storage is sample-major.
-        outputs.extend_from_slice(mlp.forward(&input).as_slice());
+        outputs.extend_from_slice(network.forward(&input).as_slice());
     }
     outputs
 }
 
-/// Runs the ONNX file with tract on raw features; returns its first output
-/// (`logits`), row-major.
+/// Runs the ONNX file with tract on raw features, each sample of shape `sample_dims` (the
+/// ONNX input's dimensions after the batch: `[n_features]`, or `[c, h, w]`); returns its
+/// first output (`logits`), row-major.
 pub fn tract_outputs(
     path: &Path,
     raw_features: &[f32],
-    n_features: usize,
+    sample_dims: &[usize],
     n_outputs: usize,
 ) -> Result<Vec<f32>, CheckError> {
-    tract_output::<f32>(path, raw_features, n_features, n_outputs, 0)
+    tract_output::<f32>(path, raw_features, sample_dims, n_outputs, 0)
 }
 
-/// Runs the ONNX file with tract on raw f32 features and returns its output
-/// number `output_idx`, of element type `T`, row-major (`n_outputs` values per sample).
+/// Runs the ONNX file with tract on raw f32 features (each sample of shape `sample_dims`)
+/// and returns its output number `output_idx`, of element type `T`, row-major (`n_outputs`
+/// values per sample).
 pub fn tract_output<T: Datum + Copy>(
     path: &Path,
     raw_features: &[f32],
-    n_features: usize,
+    sample_dims: &[usize],
     n_outputs: usize,
     output_idx: usize,
 ) -> Result<Vec<T>, CheckError> {
+    let n_features: usize = sample_dims.iter().product();
     let load_err = |e: TractError| CheckError::Load {
         path: path.to_owned(),
         detail: format!("{e:#}"),
@@ -112,11 +115,11 @@ pub fn tract_output<T: Datum + Copy>(
     let mut outputs = Vec::with_capacity(n_samples * n_outputs);
     for start in (0..n_samples).step_by(CHUNK_ROWS) {
         let end = (start + CHUNK_ROWS).min(n_samples);
-        let input = Tensor::from_shape(
-            &[end - start, n_features],
-            &raw_features[start * n_features..end * n_features],
-        )
-        .map_err(run_err)?;
+        let dims: Vec<usize> = std::iter::once(end - start)
+            .chain(sample_dims.iter().copied())
+            .collect();
+        let input = Tensor::from_shape(&dims, &raw_features[start * n_features..end * n_features])
+            .map_err(run_err)?;
         let result = plan.run(tvec!(input.into())).map_err(run_err)?;
         let Some(output) = result.get(output_idx) else {
             return Err(CheckError::Run {
@@ -147,7 +150,12 @@ pub fn check(
 ) -> Result<(CheckReport, Vec<f32>), CheckError> {
     let n_outputs = model.task.n_outputs();
     let expected = trainer_outputs(model, &test.features);
-    let actual = tract_outputs(onnx_path, &test.features, test.n_features, n_outputs)?;
+    let actual = tract_outputs(
+        onnx_path,
+        &test.features,
+        &crate::export::onnx_sample_dims(model),
+        n_outputs,
+    )?;
     let max_abs_diff = expected
         .iter()
         .zip(&actual)

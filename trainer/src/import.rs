@@ -156,6 +156,8 @@ pub fn to_model_file(
         weight_decay: 0.0,
     };
     let config = TrainConfig {
+        layers: Vec::new(),
+        input_shape: None,
         hidden: layers[..layers.len() - 1]
             .iter()
             .map(|l| l.n_outputs)
@@ -223,6 +225,8 @@ pub fn to_model_file(
         task,
         n_inputs: imported.n_inputs,
         normalization,
+        // An imported MLP: a chain of dense layers over a feature vector.
+        architecture: None,
         layers,
         data,
         data_options,

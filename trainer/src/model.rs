@@ -5,8 +5,11 @@
 //! the shortest text that parses back to the same bits, so nothing is lost.
 
 use crate::data::{DataOptions, DataSpec, Normalization};
+use crate::nn::layer_spec::LayerSpec;
+use crate::nn::network::{Layer, Network};
 use crate::nn::optim::OptimizerState;
-use crate::nn::{Activation, Dense, Mlp};
+use crate::nn::shape::Shape;
+use crate::nn::{Activation, Dense, Init, Mlp};
 use crate::rng::Rng;
 use crate::train::TrainConfig;
 use nalgebra::{DMatrix, DVector};
@@ -14,7 +17,11 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 pub const FORMAT_NAME: &str = "kiln-model";
-pub const FORMAT_VERSION: u32 = 1;
+/// Version 2 added `architecture` (the layer graph) and let a layer record hold a
+/// convolution's filters.
+pub const FORMAT_VERSION: u32 = 2;
+/// Version 1 files (an MLP, no `architecture`) still load as they are.
+pub const OLDEST_FORMAT_VERSION: u32 = 1;
 
 /// What the network predicts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,7 +40,11 @@ impl Task {
     }
 }
 
-/// One dense layer, weights row-major `[n_outputs][n_inputs]`.
+/// The parameters of one trainable layer, weights row-major `[n_outputs][n_inputs]`.
+///
+/// For a dense layer `n_inputs` is its input width. For a convolution `n_outputs` is the
+/// number of filters and `n_inputs` the values one filter reads: `in_channels * kh * kw` in
+/// `(c, ky, kx)` order (ONNX's `[O][C][kH][kW]`), or `kh * kw` for a depthwise one.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LayerRecord {
     pub n_inputs: usize,
@@ -62,6 +73,29 @@ impl LayerRecord {
             weights,
             bias: layer.bias.iter().copied().collect(),
         }
+    }
+
+    /// The records of every trainable layer of `network`, in order.
+    pub fn of_network(network: &Network<f32>) -> Vec<Self> {
+        network
+            .layers
+            .iter()
+            .filter_map(|layer| {
+                let (weights, bias, activation) = match layer {
+                    Layer::Dense(dense) => (&dense.weights, &dense.bias, dense.activation),
+                    Layer::Conv2d(conv) => (&conv.weights, &conv.bias, conv.activation),
+                    Layer::DepthwiseConv2d(conv) => (&conv.weights, &conv.bias, conv.activation),
+                    _ => return None,
+                };
+                Some(Self {
+                    n_inputs: weights.ncols(),
+                    n_outputs: weights.nrows(),
+                    activation,
+                    weights: weights.transpose().iter().copied().collect(),
+                    bias: bias.iter().copied().collect(),
+                })
+            })
+            .collect()
     }
 
     pub fn to_dense(&self) -> Dense<f32> {
@@ -140,6 +174,11 @@ pub struct ModelFile {
     pub task: Task,
     pub n_inputs: usize,
     pub normalization: Normalization,
+    /// The shape of one sample and the layer graph (format version 2). Absent: a chain of
+    /// dense layers over a feature vector, as every version-1 file is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub architecture: Option<Architecture>,
+    /// One record per trainable layer (dense or convolution), in graph order.
     pub layers: Vec<LayerRecord>,
     pub data: DataSpec,
     pub data_options: DataOptions,
@@ -166,7 +205,7 @@ pub enum ModelFileError {
     },
     #[error("{path}: not a kiln model file: {detail}")]
     Parse { path: PathBuf, detail: String },
-    #[error("{path}: format {found} version {version} is not supported, expected {FORMAT_NAME} version {FORMAT_VERSION}")]
+    #[error("{path}: format {found} version {version} is not supported, expected {FORMAT_NAME} version {OLDEST_FORMAT_VERSION} to {FORMAT_VERSION}")]
     Version {
         path: PathBuf,
         found: String,
@@ -180,11 +219,119 @@ pub enum ModelFileError {
     },
 }
 
+/// Puts the weights of `records` (one per trainable layer, in order) into `network`, or
+/// names the record that does not fit its graph.
+pub fn load_records(
+    network: &mut Network<f32>,
+    records: &[LayerRecord],
+) -> Result<(), (String, String)> {
+    let mut params = network.params_mut();
+    if params.len() != records.len() {
+        return Err((
+            "layers".into(),
+            format!(
+                "has {} records, but the architecture has {} layers with weights",
+                records.len(),
+                params.len()
+            ),
+        ));
+    }
+    for (layer_idx, ((weights, bias), record)) in params.iter_mut().zip(records).enumerate() {
+        let (rows, cols) = weights.shape();
+        if (record.n_outputs, record.n_inputs) != (rows, cols)
+            || record.weights.len() != rows * cols
+            || record.bias.len() != rows
+        {
+            return Err((
+                format!("layers[{layer_idx}]"),
+                format!(
+                    "holds {} x {} weights and {} biases, but the architecture needs {rows} x {cols} and {rows}",
+                    record.n_outputs,
+                    record.n_inputs,
+                    record.bias.len()
+                ),
+            ));
+        }
+        **weights = DMatrix::from_row_slice(rows, cols, &record.weights);
+        **bias = DVector::from_column_slice(&record.bias);
+    }
+    Ok(())
+}
+
+/// Refuses a model that is not a multilayer perceptron, for the commands that take only
+/// those so far (the int8 path of convolutional networks is not wired into them yet).
+pub fn require_mlp(model: &ModelFile, path: &Path, command: &str) -> Result<(), ModelFileError> {
+    if model.is_mlp() {
+        return Ok(());
+    }
+    Err(ModelFileError::Invalid {
+        path: path.to_owned(),
+        field: "architecture".into(),
+        detail: format!(
+            "a convolutional network; {command} takes multilayer perceptrons only so far (export and check take both)"
+        ),
+    })
+}
+
+/// The layer graph of a model: the shape of one sample and every layer, activations resolved.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Architecture {
+    pub input_shape: Shape,
+    pub layers: Vec<LayerSpec>,
+}
+
 impl ModelFile {
+    /// The dense layers of a multilayer perceptron. Only for models where
+    /// [`is_mlp`](ModelFile::is_mlp) holds; a convolutional model's records are filters.
     pub fn mlp(&self) -> Mlp<f32> {
         Mlp {
             layers: self.layers.iter().map(LayerRecord::to_dense).collect(),
         }
+    }
+
+    /// Whether the model is a chain of dense layers over a feature vector (a flatten first
+    /// changes nothing), the form every MLP-only command takes.
+    pub fn is_mlp(&self) -> bool {
+        self.architecture.as_ref().is_none_or(|architecture| {
+            architecture
+                .layers
+                .iter()
+                .all(|layer| matches!(layer, LayerSpec::Dense { .. } | LayerSpec::Flatten))
+        })
+    }
+
+    /// The shape of one input sample: `[1, 1, n_inputs]` for a version-1 file.
+    pub fn input_shape(&self) -> Shape {
+        self.architecture
+            .as_ref()
+            .map_or(Shape::new(1, 1, self.n_inputs), |a| a.input_shape)
+    }
+
+    /// The network with this file's weights. The file must be valid (every loaded file is).
+    pub fn network(&self) -> Network<f32> {
+        self.try_network().unwrap_or_else(|(field, detail)| {
+            panic!("an invalid model reached network(): {field}: {detail}")
+        })
+    }
+
+    /// The network, or the field that does not fit the layer graph and why.
+    fn try_network(&self) -> Result<Network<f32>, (String, String)> {
+        let Some(architecture) = &self.architecture else {
+            return Ok(Network::from_mlp(self.input_shape(), self.mlp()));
+        };
+        // The graph is wired (and its shapes checked) with throwaway weights, then the
+        // file's weights replace them tensor by tensor.
+        let mut network = Network::new(
+            architecture.input_shape,
+            &architecture.layers,
+            Activation::Identity,
+            Activation::Identity,
+            Init::Xavier,
+            &mut Rng::new(0),
+        )
+        .map_err(|e| ("architecture".to_string(), e.to_string()))?;
+        load_records(&mut network, &self.layers)?;
+        Ok(network)
     }
 
     /// Reads and validates a model file.
@@ -203,7 +350,8 @@ impl ModelFile {
             path: path.to_owned(),
             detail: e.to_string(),
         })?;
-        if header.format != FORMAT_NAME || header.format_version != FORMAT_VERSION {
+        let known = OLDEST_FORMAT_VERSION..=FORMAT_VERSION;
+        if header.format != FORMAT_NAME || !known.contains(&header.format_version) {
             return Err(ModelFileError::Version {
                 path: path.to_owned(),
                 found: header.format,
@@ -232,10 +380,23 @@ impl ModelFile {
                 "expected at least one layer".into(),
             ));
         }
+        if let Some(architecture) = &self.architecture {
+            if architecture.input_shape.len() != self.n_inputs {
+                return Err(invalid(
+                    "architecture.input_shape".into(),
+                    format!(
+                        "holds {} values, but the model has {} inputs",
+                        architecture.input_shape.len(),
+                        self.n_inputs
+                    ),
+                ));
+            }
+        }
         let mut expected_inputs = self.n_inputs;
         for (layer_idx, layer) in self.layers.iter().enumerate() {
             let field = format!("layers[{layer_idx}]");
-            if layer.n_inputs != expected_inputs {
+            // A convolution's record holds filters; the layer graph checks its shape below.
+            if self.architecture.is_none() && layer.n_inputs != expected_inputs {
                 return Err(invalid(
                     field,
                     format!("has {} inputs, expected {expected_inputs}", layer.n_inputs),
@@ -275,6 +436,12 @@ impl ModelFile {
                 ));
             }
             expected_inputs = layer.n_outputs;
+        }
+        if self.architecture.is_some() {
+            let network = self
+                .try_network()
+                .map_err(|(field, detail)| invalid(field, detail))?;
+            expected_inputs = network.n_outputs();
         }
         if expected_inputs != self.task.n_outputs() {
             return Err(invalid(

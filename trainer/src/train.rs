@@ -3,13 +3,16 @@
 
 use crate::data::{self, Dataset, Normalization, NormalizationKind, Split, Targets};
 use crate::model::{
-    BestSnapshot, EpochProgress, EpochRecord, LayerRecord, ModelFile, Task, TrainState,
-    FORMAT_NAME, FORMAT_VERSION,
+    Architecture, BestSnapshot, EpochProgress, EpochRecord, LayerRecord, ModelFile, Task,
+    TrainState, FORMAT_NAME, FORMAT_VERSION,
 };
+use crate::nn::layer_spec::LayerSpec;
+use crate::nn::network::{Network, NetworkTrace};
 use crate::nn::optim::{OptimizerConfig, OptimizerState};
 use crate::nn::parallel::TrainingStep;
 use crate::nn::schedule::Schedule;
-use crate::nn::{Activation, BatchTargets, ForwardTrace, Init, Loss, Mlp};
+use crate::nn::shape::Shape;
+use crate::nn::{Activation, BatchTargets, Init, Loss, Mlp};
 use crate::rng::Rng;
 use nalgebra::DMatrix;
 use serde::{Deserialize, Serialize};
@@ -18,8 +21,16 @@ use std::time::Instant;
 /// Every hyperparameter of a run; stored in the model file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainConfig {
-    /// Hidden layer widths; empty for a linear model.
+    /// Hidden layer widths; empty for a linear model. Ignored when `layers` is given.
     pub hidden: Vec<usize>,
+    /// The hidden layers as `--layers` gave them (convolutions, pooling, dense); the output
+    /// layer follows them. Empty: dense layers of the `hidden` widths.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub layers: Vec<LayerSpec>,
+    /// The shape of one sample (`--input-shape`, or the data's image shape). Absent: a
+    /// feature vector.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_shape: Option<Shape>,
     pub activation: Activation,
     pub output_activation: Activation,
     pub loss: Loss,
@@ -78,14 +89,14 @@ struct Prepared<'a> {
     val: Option<(Vec<f32>, Dataset)>,
 }
 
-/// Loss and accuracy (for classes) of `mlp` on normalised `features`.
+/// Loss and accuracy (for classes) of `network` on normalised `features`.
 pub fn evaluate(
-    mlp: &Mlp<f32>,
+    network: &Network<f32>,
     features: &[f32],
     targets: &Targets,
     loss: Loss,
 ) -> (f64, Option<f64>) {
-    let n_features = mlp.n_inputs();
+    let n_features = network.n_inputs();
     let n_samples = features.len() / n_features;
     let chunk = 1024;
     let mut total_loss = 0.0;
@@ -98,7 +109,7 @@ pub fn evaluate(
             end - start,
             &features[start * n_features..end * n_features],
         );
-        let output = mlp.forward(&input);
+        let output = network.forward(&input);
         let batch_targets = batch_targets(targets, start, end);
         let value = loss.value_and_gradient(&output, batch_targets, &mut grad);
         total_loss += f64::from(value) * (end - start) as f64;
@@ -221,24 +232,27 @@ pub fn train(
         Some(model) => (
             model.normalization.clone(),
             model.state.clone(),
-            model.mlp(),
+            model.network(),
         ),
         None => {
             let normalization = Normalization::fit(config.normalization, &split.train);
             let mut rng = Rng::new(config.seed);
-            let mut widths = vec![split.train.n_features];
-            widths.extend(&config.hidden);
-            widths.push(task.n_outputs());
-            let mlp = Mlp::new(
-                &widths,
+            let input_shape =
+                config
+                    .input_shape
+                    .unwrap_or(Shape::new(1, 1, split.train.n_features));
+            let network = Network::new(
+                input_shape,
+                &config.layer_specs(task.n_outputs()),
                 config.activation,
                 config.output_activation,
                 config.init,
                 &mut rng,
-            );
+            )
+            .map_err(|e| TrainError::Config(format!("--layers: {e}")))?;
             let state = TrainState {
                 epochs_done: 0,
-                optimizer: OptimizerState::new(config.optimizer, &mlp.layers),
+                optimizer: optimizer_for(config.optimizer, &network),
                 rng,
                 history: Vec::new(),
                 best: None,
@@ -246,32 +260,38 @@ pub fn train(
                 stopped_early: false,
                 epoch_progress: None,
             };
-            (normalization, state, mlp)
+            (normalization, state, network)
         }
     };
-    let (normalization, mut state, mut mlp) = prepared_split;
-    if mlp.n_inputs() != split.train.n_features || mlp.n_outputs() != task.n_outputs() {
+    let (normalization, mut state, mut network) = prepared_split;
+    if network.n_inputs() != split.train.n_features || network.n_outputs() != task.n_outputs() {
         return Err(TrainError::Config(format!(
             "--resume: the model maps {} inputs to {} outputs but the data has {} features and {} outputs",
-            mlp.n_inputs(),
-            mlp.n_outputs(),
+            network.n_inputs(),
+            network.n_outputs(),
             split.train.n_features,
             task.n_outputs()
         )));
     }
-    if !state.optimizer.matches(&mlp.layers) || state.optimizer.config != config.optimizer {
-        state.optimizer = OptimizerState::new(config.optimizer, &mlp.layers);
+    if !state.optimizer.matches_params(&network.params())
+        || state.optimizer.config != config.optimizer
+    {
+        state.optimizer = optimizer_for(config.optimizer, &network);
     }
 
     let prepared = prepare(split, config, &normalization)?;
-    let snapshot = |mlp: &Mlp<f32>, state: &TrainState| ModelFile {
+    let snapshot = |network: &Network<f32>, state: &TrainState| ModelFile {
         format: FORMAT_NAME.into(),
         format_version: FORMAT_VERSION,
         producer: format!("kiln {}", env!("CARGO_PKG_VERSION")),
         task,
-        n_inputs: mlp.n_inputs(),
+        n_inputs: network.n_inputs(),
         normalization: normalization.clone(),
-        layers: mlp.layers.iter().map(LayerRecord::from_dense).collect(),
+        architecture: Some(Architecture {
+            input_shape: network.input_shape,
+            layers: network.specs(),
+        }),
+        layers: LayerRecord::of_network(network),
         data: data_spec.clone(),
         data_options: data_options.clone(),
         config: config.clone(),
@@ -280,7 +300,7 @@ pub fn train(
         imported: None,
     };
     if resume.is_none() {
-        checkpoint(&snapshot(&mlp, &state)).map_err(TrainError::Checkpoint)?;
+        checkpoint(&snapshot(&network, &state)).map_err(TrainError::Checkpoint)?;
     }
 
     let n_train = prepared.train.n_samples();
@@ -301,7 +321,12 @@ pub fn train(
     }
     // From here until `store`, the network (or its first layer) and its optimiser state live
     // in `step`.
-    let mut step = Step::new(&mlp, &state.optimizer, threads, &prepared.train_features);
+    let mut step = Step::new(
+        &network,
+        &state.optimizer,
+        threads,
+        &prepared.train_features,
+    );
     let mut batches_run = 0usize;
 
     while state.epochs_done < config.epochs && !state.stopped_early {
@@ -373,8 +398,8 @@ pub fn train(
             if batch_idx + 1 < n_batches && should_stop(batches_run) {
                 // Save the epoch's progress; the generator goes back to the epoch's start so
                 // a resumed run re-derives the same order and skips the batches done.
-                step.store(&mut mlp, &mut state.optimizer);
-                if !mlp.is_finite() {
+                step.store(&mut network, &mut state.optimizer);
+                if !network.is_finite() {
                     return Err(TrainError::Diverged {
                         epoch: epoch + 1,
                         batch: batch_idx + 1,
@@ -392,15 +417,15 @@ pub fn train(
                     seen,
                     seconds: seconds_before + started.elapsed().as_secs_f64(),
                 });
-                checkpoint(&snapshot(&mlp, &saved)).map_err(TrainError::Checkpoint)?;
+                checkpoint(&snapshot(&network, &saved)).map_err(TrainError::Checkpoint)?;
                 return Err(TrainError::Interrupted {
                     epoch: epoch + 1,
                     batch: batch_idx + 1,
                 });
             }
         }
-        step.store(&mut mlp, &mut state.optimizer);
-        if !mlp.is_finite() {
+        step.store(&mut network, &mut state.optimizer);
+        if !network.is_finite() {
             return Err(TrainError::Diverged {
                 epoch: epoch + 1,
                 batch: n_batches,
@@ -410,7 +435,7 @@ pub fn train(
         }
         let (val_loss, val_accuracy) = match &prepared.val {
             Some((features, dataset)) => {
-                let (loss, accuracy) = evaluate(&mlp, features, &dataset.targets, config.loss);
+                let (loss, accuracy) = evaluate(&network, features, &dataset.targets, config.loss);
                 (Some(loss), accuracy)
             }
             None => (None, None),
@@ -437,7 +462,7 @@ pub fn train(
                 state.best = Some(BestSnapshot {
                     epoch: epoch + 1,
                     val_loss,
-                    layers: mlp.layers.iter().map(LayerRecord::from_dense).collect(),
+                    layers: LayerRecord::of_network(&network),
                 });
                 state.epochs_since_best = 0;
             } else {
@@ -451,12 +476,12 @@ pub fn train(
         if is_last && config.patience > 0 {
             // Early stopping hands back the weights that validated best.
             if let Some(best) = &state.best {
-                mlp = Mlp {
-                    layers: best.layers.iter().map(LayerRecord::to_dense).collect(),
-                };
+                crate::model::load_records(&mut network, &best.layers).map_err(
+                    |(field, detail)| TrainError::Config(format!("state.best.{field}: {detail}")),
+                )?;
             }
         }
-        checkpoint(&snapshot(&mlp, &state)).map_err(TrainError::Checkpoint)?;
+        checkpoint(&snapshot(&network, &state)).map_err(TrainError::Checkpoint)?;
         // A stop requested by the epoch's last batch takes effect once the epoch is saved.
         if batches_run > 0 && should_stop(batches_run) {
             return Err(TrainError::Interrupted {
@@ -465,7 +490,34 @@ pub fn train(
             });
         }
     }
-    Ok(snapshot(&mlp, &state))
+    Ok(snapshot(&network, &state))
+}
+
+fn optimizer_for(config: OptimizerConfig, network: &Network<f32>) -> OptimizerState {
+    OptimizerState::for_params(config, &network.params())
+}
+
+impl TrainConfig {
+    /// The whole layer graph: `--layers` (or dense layers of the `--hidden` widths), then the
+    /// output layer with the task's output activation.
+    pub fn layer_specs(&self, n_outputs: usize) -> Vec<LayerSpec> {
+        let mut specs = if self.layers.is_empty() {
+            self.hidden
+                .iter()
+                .map(|&n_outputs| LayerSpec::Dense {
+                    n_outputs,
+                    activation: None,
+                })
+                .collect()
+        } else {
+            self.layers.clone()
+        };
+        specs.push(LayerSpec::Dense {
+            n_outputs,
+            activation: None,
+        });
+        specs
+    }
 }
 
 /// Mixed into the seed for the validation split.
@@ -501,27 +553,38 @@ fn prepare<'a>(
 /// (51% nonzero) stay on the zero-skipping step, which also splits over `--threads`.
 const MAX_NONZERO_FOR_ZERO_SKIPPING: f64 = 0.6;
 
-/// The training step: [`TrainingStep`] (zero-skipping first layer, `--threads`) for inputs
-/// with many zeros, [`DenseStep`] otherwise.
+/// The training step, chosen by the graph's shape and the data: [`TrainingStep`]
+/// (zero-skipping first layer, `--threads`) for a chain of dense layers over inputs with many
+/// zeros, [`GraphStep`] for every other graph or input.
 enum Step {
     ZeroSkipping(TrainingStep),
-    Dense(DenseStep),
+    Graph(GraphStep),
 }
 
 impl Step {
-    fn new(mlp: &Mlp<f32>, optimizer: &OptimizerState, threads: usize, features: &[f32]) -> Self {
+    fn new(
+        network: &Network<f32>,
+        optimizer: &OptimizerState,
+        threads: usize,
+        features: &[f32],
+    ) -> Self {
         let n_nonzero = features.iter().filter(|&&v| v != 0.0).count();
-        if n_nonzero as f64 > MAX_NONZERO_FOR_ZERO_SKIPPING * features.len() as f64 {
-            Step::Dense(DenseStep::new(mlp))
-        } else {
-            Step::ZeroSkipping(TrainingStep::new(mlp, optimizer, threads, features))
+        let sparse = n_nonzero as f64 <= MAX_NONZERO_FOR_ZERO_SKIPPING * features.len() as f64;
+        match network.as_dense_chain() {
+            Some(chain) if sparse => {
+                let mlp = Mlp {
+                    layers: chain.into_iter().cloned().collect(),
+                };
+                Step::ZeroSkipping(TrainingStep::new(&mlp, optimizer, threads, features))
+            }
+            _ => Step::Graph(GraphStep::new(network)),
         }
     }
 
     fn load_batch(&mut self, features: &[f32], rows: &[usize]) {
         match self {
             Step::ZeroSkipping(step) => step.load_batch(features, rows),
-            Step::Dense(step) => step.load_batch(features, rows),
+            Step::Graph(step) => step.load_batch(features, rows),
         }
     }
 
@@ -534,47 +597,59 @@ impl Step {
     fn forward(&mut self, loss: Loss, targets: BatchTargets<'_>) -> f32 {
         match self {
             Step::ZeroSkipping(step) => step.forward(loss, targets),
-            Step::Dense(step) => step.forward(loss, targets),
+            Step::Graph(step) => step.forward(loss, targets),
         }
     }
 
     fn output(&self) -> &DMatrix<f32> {
         match self {
             Step::ZeroSkipping(step) => step.output(),
-            Step::Dense(step) => step.output(),
+            Step::Graph(step) => step.output(),
         }
     }
 
     fn backward(&mut self, optimizer: &mut OptimizerState, lr: f32) {
         match self {
             Step::ZeroSkipping(step) => step.backward(optimizer, lr),
-            Step::Dense(step) => step.backward(optimizer, lr),
+            Step::Graph(step) => step.backward(optimizer, lr),
         }
     }
 
-    fn store(&self, mlp: &mut Mlp<f32>, optimizer: &mut OptimizerState) {
+    fn store(&self, network: &mut Network<f32>, optimizer: &mut OptimizerState) {
         match self {
-            Step::ZeroSkipping(step) => step.store(mlp, optimizer),
-            Step::Dense(step) => mlp.clone_from(&step.mlp),
+            Step::ZeroSkipping(step) => {
+                let mut mlp = Mlp {
+                    layers: network
+                        .as_dense_chain()
+                        .unwrap_or_default()
+                        .into_iter()
+                        .cloned()
+                        .collect(),
+                };
+                step.store(&mut mlp, optimizer);
+                *network = Network::from_mlp(network.input_shape, mlp);
+            }
+            Step::Graph(step) => network.clone_from(&step.network),
         }
     }
 }
 
-/// The plain step on the calling thread: [`Mlp::forward_trace`], [`Loss::value_and_gradient`],
-/// [`Mlp::backward`] and [`OptimizerState::step`], the reference the zero-skipping step is
-/// tested against, with nalgebra's GEMM for every product. Its optimiser state stays the
-/// caller's.
-struct DenseStep {
-    mlp: Mlp<f32>,
+/// The plain step on the calling thread for any layer graph: [`Network::forward_trace`],
+/// [`Loss::value_and_gradient`], [`Network::backward`] and
+/// [`OptimizerState::step_params`], with nalgebra's GEMM for every product (convolutions
+/// through im2col). For a chain of dense layers it is the reference the zero-skipping step
+/// is tested against. Its optimiser state stays the caller's.
+struct GraphStep {
+    network: Network<f32>,
     rows: Vec<f32>,
-    trace: Option<ForwardTrace<f32>>,
+    trace: Option<NetworkTrace<f32>>,
     output_grad: DMatrix<f32>,
 }
 
-impl DenseStep {
-    fn new(mlp: &Mlp<f32>) -> Self {
+impl GraphStep {
+    fn new(network: &Network<f32>) -> Self {
         Self {
-            mlp: mlp.clone(),
+            network: network.clone(),
             rows: Vec::new(),
             trace: None,
             output_grad: DMatrix::zeros(0, 0),
@@ -582,7 +657,7 @@ impl DenseStep {
     }
 
     fn load_batch(&mut self, features: &[f32], rows: &[usize]) {
-        let n_features = self.mlp.n_inputs();
+        let n_features = self.network.n_inputs();
         self.rows.clear();
         for &row_idx in rows {
             self.rows
@@ -591,8 +666,8 @@ impl DenseStep {
     }
 
     fn forward(&mut self, loss: Loss, targets: BatchTargets<'_>) -> f32 {
-        let input = crate::nn::batch_matrix(&self.rows, self.mlp.n_inputs());
-        let trace = self.mlp.forward_trace(input);
+        let input = crate::nn::batch_matrix(&self.rows, self.network.n_inputs());
+        let trace = self.network.forward_trace(input);
         let value = loss.value_and_gradient(trace.output(), targets, &mut self.output_grad);
         self.trace = Some(trace);
         value
@@ -601,14 +676,14 @@ impl DenseStep {
     fn output(&self) -> &DMatrix<f32> {
         self.trace
             .as_ref()
-            .map_or(&self.output_grad, ForwardTrace::output)
+            .map_or(&self.output_grad, NetworkTrace::output)
     }
 
     fn backward(&mut self, optimizer: &mut OptimizerState, lr: f32) {
         if let Some(trace) = self.trace.take() {
             let output_grad = std::mem::replace(&mut self.output_grad, DMatrix::zeros(0, 0));
-            let grads = self.mlp.backward(&trace, output_grad);
-            optimizer.step(&mut self.mlp.layers, &grads, lr);
+            let grads = self.network.backward(&trace, output_grad);
+            optimizer.step_params(self.network.params_mut(), &grads, lr);
         }
     }
 }
@@ -633,7 +708,8 @@ mod step_tests {
             weight_decay: 0.0,
         };
         let optimizer = OptimizerState::new(config, &mlp.layers);
-        Step::new(&mlp, &optimizer, 2, features)
+        let network = Network::from_mlp(Shape::new(1, 1, 4), mlp);
+        Step::new(&network, &optimizer, 2, features)
     }
 
     #[test]
@@ -643,7 +719,7 @@ mod step_tests {
         let half = [0.5, 1.0, 0.0, 0.0, 3.0, 0.0, 2.0, 1.0];
         let dense = [0.5, 1.0, -1.0, 0.25, 3.0, 0.1, 2.0, 1.0];
         assert!(matches!(step_for(&sparse), Step::ZeroSkipping(_)));
-        assert!(matches!(step_for(&half), Step::Dense(_)));
-        assert!(matches!(step_for(&dense), Step::Dense(_)));
+        assert!(matches!(step_for(&half), Step::Graph(_)));
+        assert!(matches!(step_for(&dense), Step::Graph(_)));
     }
 }

@@ -58,6 +58,11 @@ const CASES: &[Case] = &[
     case("flag-unknown", &["train", "--sched", "cosine"], 2, "", &["unexpected argument '--sched' found"]),
     case("flag-bad-choice", &["train", "--optimizer", "rmsprop"], 2, "", &["invalid value 'rmsprop' for '--optimizer <OPTIMIZER>'"]),
     case("hidden-bad", &["train", "--hidden", "12,x"], 2, "", &["--hidden: expected comma-separated positive widths"]),
+    case("layers-bad", &["train", "--layers", "conv3x3:16,pool"], 2, "", &["--layers: layer 2 (`pool`): expected a layer: `dense:N`, `convKxK:N`"]),
+    case("layers-kernel-too-large", &["train", "--layers", "conv9x9v:4", "-o", "cnn-bad"], 2, "", &["--layers: layer 1 (conv9x9v:4): kernel 9x9 is larger than its input 8x8"]),
+    case("layers-does-not-divide", &["train", "--layers", "maxpool3", "-o", "cnn-bad"], 2, "", &["--layers: layer 1 (maxpool3): input 8x8 does not divide: (8 - 3) is not a multiple of stride 3"]),
+    case("input-shape-bad", &["train", "--input-shape", "8x"], 2, "", &["--input-shape: expected HxWxC or HxW with positive sizes"]),
+    case("input-shape-mismatch", &["train", "--layers", "conv3x3:8", "--input-shape", "4x4x2", "-o", "cnn-bad"], 2, "", &["--input-shape: 4x4x2 holds 32 values, but digits has 64 features per row"]),
     case("batch-zero", &["train", "--batch", "0"], 2, "", &["--batch: expected a batch size of at least 1"]),
     case("epochs-zero", &["train", "--epochs", "0"], 2, "", &["--epochs: expected at least 1 epoch"]),
     case("threads-zero", &["train", "--threads", "0"], 2, "", &["--threads: expected at least 1 thread"]),
@@ -72,7 +77,7 @@ const CASES: &[Case] = &[
     // Model files.
     case("model-missing", &["export", "missing.json", "-o", "x.onnx"], 2, "missing.json", &[": cannot read the model file"]),
     case("model-not-json", &["export", "not_json.json", "-o", "x.onnx"], 2, "not_json.json", &[": not a kiln model file"]),
-    case("model-version", &["export", "version.json", "-o", "x.onnx"], 2, "version.json", &[": format kiln-model version 2 is not supported, expected kiln-model version 1"]),
+    case("model-version", &["export", "version.json", "-o", "x.onnx"], 2, "version.json", &[": format kiln-model version 3 is not supported, expected kiln-model version 1 to 2"]),
     case("model-weights-shape", &["export", "weights.json", "-o", "x.onnx"], 2, "weights.json", &[": layers[0].weights: has 511 values, expected 8 x 64"]),
     case("model-bias-shape", &["export", "bias.json", "-o", "x.onnx"], 2, "bias.json", &[": layers[1].bias: has 9 values, expected 10"]),
     case("model-no-layers", &["export", "no_layers.json", "-o", "x.onnx"], 2, "no_layers.json", &[": layers: expected at least one layer"]),
@@ -111,6 +116,7 @@ const CASES: &[Case] = &[
     case("eval-regression", &["eval", "reg/model.json"], 2, "reg/model.json", &[" has regression targets; kiln eval measures classifiers (accuracy, precision, recall)"]),
     // Quantization and other flags.
     case("calib-zero", &["quantize", "m/model.json", "-o", "q", "--calib", "0"], 2, "", &["--calib: expected at least 1 sample"]),
+    case("quantize-cnn", &["quantize", "cnn/model.json", "-o", "q"], 2, "cnn/model.json", &[": architecture: a convolutional network; kiln quantize takes multilayer perceptrons only so far"]),
     case("percentile-range", &["quantize", "m/model.json", "-o", "q", "--percentile", "200"], 2, "", &["--percentile: expected a value above 50 and at most 100"]),
     case("bake-no-artifact", &["bake", "m/model.json"], 2, "", &["the following required arguments were not provided"]),
     case("completions-bad-shell", &["completions", "tcsh"], 2, "", &["invalid value 'tcsh' for '<SHELL>'"]),
@@ -187,6 +193,22 @@ fn fixtures() -> tempfile::TempDir {
         root,
         &["bake", "m/model.json", "--blob", "m/model.kiln"],
     ));
+    // A convolutional model, which the MLP-only commands refuse.
+    ok(kiln(
+        root,
+        &[
+            "train",
+            "--layers",
+            "conv3x3:4,maxpool2",
+            "--epochs",
+            "1",
+            "--no-check",
+            "--no-plot",
+            "--quiet",
+            "-o",
+            "cnn",
+        ],
+    ));
     // A regression model, which kiln eval refuses.
     let regression: String = (0..40)
         .map(|i| format!("{},{},{}\n", i % 7, i % 3, i % 7 + i % 3))
@@ -226,7 +248,7 @@ fn fixtures() -> tempfile::TempDir {
         change(&mut copy);
         write(name, &serde_json::to_vec(&copy).unwrap());
     };
-    variant("version.json", &|m| m["format_version"] = 2.into());
+    variant("version.json", &|m| m["format_version"] = 3.into());
     variant("weights.json", &|m| {
         m["layers"][0]["weights"].as_array_mut().unwrap().pop();
     });

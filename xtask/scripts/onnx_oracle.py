@@ -78,6 +78,11 @@ def check_file(path: pathlib.Path, tolerance: float) -> tuple[bool, str]:
     options.intra_op_num_threads = 1
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     input_name = session.get_inputs()[0].name
+    # The saved inputs are one flat row per sample; a convolutional graph takes them as
+    # [N, C, H, W] (or [N, C, L]), the same values in the same (CHW) order.
+    sample_dims = session.get_inputs()[0].shape[1:]
+    if len(sample_dims) > 1:
+        inputs = inputs.reshape([inputs.shape[0]] + [int(d) for d in sample_dims])
     output_names = [o.name for o in session.get_outputs()]
     if "logits" not in output_names:
         return False, f"no `logits` output (outputs: {output_names})"

@@ -303,6 +303,48 @@ pub fn run(options: &CiOptions) -> Result<()> {
         "regression run: the tract check did not pass"
     );
 
+    // 4b. Convolutional networks on the 8x8 digits: Conv2d, depthwise, both poolings and the
+    // global average (NCHW graphs), then a 1-D network over the same rows as 64-sample signals.
+    for (name, layers, input_shape) in [
+        (
+            "cnn",
+            "conv3x3:8,dw3x3:relu6,maxpool2,conv3x3s2:16,avgpool2,dense:32",
+            None,
+        ),
+        ("cnn-gap", "conv3x3v:8,conv3x3:16,gap", None),
+        (
+            "cnn1d",
+            "conv1d5:8,maxpool2,conv1d3s2:8,dense:16",
+            Some("1x64x1"),
+        ),
+    ] {
+        let cnn_dir = out.join(name);
+        let mut args = vec![
+            "train",
+            "--data",
+            "digits",
+            "--layers",
+            layers,
+            "--epochs",
+            "3",
+            "--opset",
+            "13",
+            "--probabilities",
+            "-o",
+        ];
+        let out_dir = path(&cnn_dir);
+        args.push(&out_dir);
+        args.extend_from_slice(&["--quiet", "--json"]);
+        if let Some(shape) = input_shape {
+            args.extend_from_slice(&["--input-shape", shape]);
+        }
+        let run = kiln_ok(&args)?;
+        ensure!(
+            run["check_passed"] == true,
+            "{name} run: the tract check did not pass"
+        );
+    }
+
     // 5. MNIST, one epoch of the classic configuration, checked on all 10,000 test images.
     if options.mnist.join("t10k-images-idx3-ubyte.gz").exists()
         || options.mnist.join("t10k-images-idx3-ubyte").exists()

@@ -179,6 +179,15 @@ pub struct TrainArgs {
     /// Hidden layer widths, comma-separated (e.g. 128 or 256,128); `none` for a linear model.
     #[arg(long, value_name = "WIDTHS")]
     pub hidden: Option<String>,
+    /// The hidden layers of a convolutional (or any) network, comma-separated, e.g.
+    /// conv3x3:16,maxpool2,conv3x3:32,maxpool2,dense:64 (tokens in docs/layer-graph.md); the
+    /// output layer follows them. Instead of --hidden.
+    #[arg(long, value_name = "LAYERS", conflicts_with = "hidden")]
+    pub layers: Option<String>,
+    /// The shape of one sample as HxWxC (or HxW for one channel), e.g. 49x10x1, for CSV rows
+    /// that hold images or spectrograms; IDX and the bundled digits give theirs.
+    #[arg(long, value_name = "HxWxC")]
+    pub input_shape: Option<String>,
     /// The activation of the hidden layers.
     #[arg(long, value_enum)]
     pub activation: Option<ActivationArg>,

@@ -1,12 +1,16 @@
 //! The subcommands of `kiln`.
 
 use super::args::*;
-use super::config::{data_config, export_options, TrainPlan};
+use super::config::{data_config, export_options, TrainPlan, UsageError};
 use super::progress::Progress;
 use crate::check::{self, CheckReport};
 use crate::data::{self, DataOptions, DataSpec, Split};
 use crate::export::{self, ExportOptions};
 use crate::model::ModelFile;
+use crate::nn::layer_spec::LayerSpec;
+use crate::nn::network::Network;
+use crate::nn::shape::Shape;
+use crate::rng::Rng;
 use crate::train::{self, TrainConfig};
 use anyhow::{Context, Result};
 use serde::Serialize;
@@ -180,7 +184,15 @@ pub struct TrainSummary {
     pub evaluation: Option<super::eval::EvalSummary>,
 }
 
+/// `784-128-10 relu` for an MLP; the input shape and the layer tokens for any other graph,
+/// e.g. `28x28x1 conv3x3:16,maxpool2,dense:10`.
 fn architecture(model: &ModelFile) -> String {
+    if !model.is_mlp() {
+        let network = model.network();
+        let tokens: Vec<String> = network.specs().iter().map(|spec| spec.token()).collect();
+        let shape = network.input_shape;
+        return format!("{}x{}x{} {}", shape.h, shape.w, shape.c, tokens.join(","));
+    }
     let widths: Vec<String> = std::iter::once(model.n_inputs)
         .chain(model.layers.iter().map(|l| l.n_outputs))
         .map(|w| w.to_string())
@@ -266,7 +278,7 @@ fn train_export_check(
     };
     let test_features = model.normalization.apply(&split.test);
     let (test_loss, test_accuracy) = train::evaluate(
-        &model.mlp(),
+        &model.network(),
         &test_features,
         &split.test.targets,
         model.config.loss,
@@ -312,7 +324,7 @@ fn train_export_check(
         command,
         data: split.description.clone(),
         architecture: architecture(&model),
-        n_parameters: model.mlp().n_parameters(),
+        n_parameters: model.network().n_parameters(),
         optimizer: format!(
             "{} lr {}, weight decay {}, {} schedule, batch {}",
             model.config.optimizer.name(),
@@ -455,8 +467,63 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         None
     };
     let split = load_data(&plan.data_spec, &plan.data_options)?;
+    if resume.is_none() {
+        plan.config.input_shape = input_shape(&plan, &split)?;
+        check_layers(&plan, &split)?;
+    }
     let (summary, _) = train_export_check("train", &plan, &split, resume)?;
     finish(&summary, plan.output.json)
+}
+
+/// The shape of one sample: `--input-shape` (which must hold every feature), else the
+/// data's image shape when the layers need one (IDX images, the 8x8 digits, square rows),
+/// else a feature vector.
+fn input_shape(plan: &TrainPlan, split: &Split) -> Result<Option<Shape>> {
+    let n_features = split.train.n_features;
+    if let Some(shape) = plan.config.input_shape {
+        if shape.len() != n_features {
+            return Err(UsageError(format!(
+                "--input-shape: {}x{}x{} holds {} values, but {} has {n_features} features per row",
+                shape.h,
+                shape.w,
+                shape.c,
+                shape.len(),
+                plan.data_spec
+            ))
+            .into());
+        }
+        return Ok(Some(shape));
+    }
+    let spatial = plan
+        .config
+        .layers
+        .iter()
+        .any(|layer| !matches!(layer, LayerSpec::Dense { .. } | LayerSpec::Flatten));
+    if !spatial {
+        return Ok(None);
+    }
+    Ok(crate::plot::image_shape(&plan.data_spec, n_features)
+        .map(|(rows, cols)| Shape::new(rows, cols, 1)))
+}
+
+/// Wires the layer graph on the data's shape before anything is written, so that a kernel
+/// larger than its input or a pooling that does not divide is one usage error naming the
+/// layer, with no output folder left behind.
+fn check_layers(plan: &TrainPlan, split: &Split) -> Result<()> {
+    let config = &plan.config;
+    let input_shape = config
+        .input_shape
+        .unwrap_or(Shape::new(1, 1, split.train.n_features));
+    Network::<f32>::new(
+        input_shape,
+        &config.layer_specs(split.train.n_outputs()),
+        config.activation,
+        config.output_activation,
+        config.init,
+        &mut Rng::new(config.seed),
+    )
+    .map(drop)
+    .map_err(|e| UsageError(format!("--layers: {e}")).into())
 }
 
 pub fn demo(args: &DemoArgs) -> Result<()> {
@@ -472,6 +539,8 @@ pub fn demo(args: &DemoArgs) -> Result<()> {
             split_seed: None,
         },
         hidden: Some("128".into()),
+        layers: None,
+        input_shape: None,
         activation: None,
         output_activation: None,
         leaky_alpha: None,

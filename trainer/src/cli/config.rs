@@ -3,8 +3,10 @@
 use super::args::*;
 use crate::data::{DataOptions, DataSpec, HeaderMode, LabelColumn, NormalizationKind, TargetKind};
 use crate::export::ExportOptions;
+use crate::nn::layer_spec::parse_layers;
 use crate::nn::optim::OptimizerConfig;
 use crate::nn::schedule::Schedule;
+use crate::nn::shape::Shape;
 use crate::nn::{Activation, Init, Loss};
 use crate::train::TrainConfig;
 use std::path::PathBuf;
@@ -113,6 +115,22 @@ fn activation(arg: ActivationArg, leaky_alpha: f32) -> Activation {
         ActivationArg::Tanh => Activation::Tanh,
         ActivationArg::Sigmoid => Activation::Sigmoid,
         ActivationArg::Identity => Activation::Identity,
+    }
+}
+
+/// Parses `HxWxC` or `HxW` (one channel), every dimension at least 1.
+pub fn parse_input_shape(text: &str) -> Result<Shape, UsageError> {
+    let dims: Option<Vec<usize>> = text
+        .trim()
+        .split(['x', 'X'])
+        .map(|part| part.trim().parse::<usize>().ok().filter(|&n| n > 0))
+        .collect();
+    match dims.as_deref() {
+        Some(&[h, w, c]) => Ok(Shape::new(h, w, c)),
+        Some(&[h, w]) => Ok(Shape::new(h, w, 1)),
+        _ => Err(usage(format!(
+            "--input-shape: expected HxWxC or HxW with positive sizes, such as 28x28x1 or 49x10, got {text:?}"
+        ))),
     }
 }
 
@@ -262,7 +280,26 @@ pub fn train_config(args: &TrainArgs) -> Result<TrainConfig, UsageError> {
         NormalizeArg::Standardize => NormalizationKind::Standardize,
         NormalizeArg::None => NormalizationKind::None,
     };
+    let layers = match args.layers.as_deref() {
+        Some(text) => {
+            let layers = parse_layers(text).map_err(|e| usage(format!("--layers: {e}")))?;
+            if layers.is_empty() {
+                return Err(usage(
+                    "--layers: expected at least one layer, such as conv3x3:16,maxpool2,dense:64",
+                ));
+            }
+            layers
+        }
+        None => Vec::new(),
+    };
+    let input_shape = args
+        .input_shape
+        .as_deref()
+        .map(parse_input_shape)
+        .transpose()?;
     let config = TrainConfig {
+        layers,
+        input_shape,
         hidden: parse_hidden(args.hidden.as_deref().unwrap_or("128"))?,
         activation: hidden_activation,
         output_activation,
@@ -298,6 +335,8 @@ fn fixed_by_resume(args: &TrainArgs) -> Vec<&'static str> {
         ("--test-split", args.data.test_split.is_some()),
         ("--split-seed", args.data.split_seed.is_some()),
         ("--hidden", args.hidden.is_some()),
+        ("--layers", args.layers.is_some()),
+        ("--input-shape", args.input_shape.is_some()),
         ("--activation", args.activation.is_some()),
         ("--output-activation", args.output_activation.is_some()),
         ("--leaky-alpha", args.leaky_alpha.is_some()),

@@ -95,7 +95,7 @@ fn softmax_max(logits: &[f32]) -> f64 {
 }
 
 fn float_predictions(model: &ModelFile, test: &Dataset) -> Predictions {
-    let mlp = model.mlp();
+    let network = model.network();
     let features = model.normalization.apply(test);
     let n_features = test.n_features;
     let n_samples = test.n_samples();
@@ -108,7 +108,7 @@ fn float_predictions(model: &ModelFile, test: &Dataset) -> Predictions {
             end - start,
             &features[start * n_features..end * n_features],
         );
-        let output = mlp.forward(&input);
+        let output = network.forward(&input);
         for column in output.column_iter() {
             let logits: Vec<f32> = column.iter().copied().collect();
             classes.push(crate::train::argmax(logits.iter().copied()));

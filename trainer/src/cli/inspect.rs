@@ -381,6 +381,7 @@ fn from_json(path: &Path, bytes: &[u8]) -> Result<Summary> {
     }
     // The full load validates shapes and values and names the field at fault.
     let model = ModelFile::load(path)?;
+    crate::model::require_mlp(&model, path, "kiln inspect")?;
     let layers = model
         .layers
         .iter()

@@ -145,6 +145,7 @@ fn quant_options(args: &CalibArgs) -> Result<QuantOptions, UsageError> {
 /// the data it was trained on.
 fn model_and_data(model_path: &Path, args: &DataArgs) -> Result<(ModelFile, DataSpec, Split)> {
     let model = ModelFile::load(model_path)?;
+    crate::model::require_mlp(&model, model_path, "kiln quantize")?;
     let (spec, options): (DataSpec, DataOptions) = if args.data.is_some() {
         data_config(args, model.config.loss)?
     } else {
@@ -275,8 +276,12 @@ pub fn quantize_into(
     .with_context(|| format!("{}: cannot write", reference_logits_q.display()))?;
     let int8_accuracy = host::accuracy(&run.predictions, &test.targets);
     let normalized = model.normalization.apply(test);
-    let (_, float_accuracy) =
-        crate::train::evaluate(&model.mlp(), &normalized, &test.targets, model.config.loss);
+    let (_, float_accuracy) = crate::train::evaluate(
+        &model.network(),
+        &normalized,
+        &test.targets,
+        model.config.loss,
+    );
     let comparison = host::compare_with_tract(&qdq_path, test, &run)?;
 
     Ok(QuantSummary {

@@ -62,10 +62,24 @@ pub struct OptimizerState {
 
 impl OptimizerState {
     pub fn new(config: OptimizerConfig, layers: &[Dense<f32>]) -> Self {
+        Self::for_tensors(
+            config,
+            layers
+                .iter()
+                .map(|layer| (layer.weights.len(), layer.bias.len())),
+        )
+    }
+
+    /// A fresh state for trainable layers with these `(weights, biases)` counts, in order
+    /// (every layer of a graph that has parameters: dense and convolution layers alike).
+    fn for_tensors(
+        config: OptimizerConfig,
+        sizes: impl IntoIterator<Item = (usize, usize)>,
+    ) -> Self {
         let uses_second = !matches!(config, OptimizerConfig::Sgd { .. });
-        let params = layers
-            .iter()
-            .flat_map(|layer| [layer.weights.len(), layer.bias.len()])
+        let params = sizes
+            .into_iter()
+            .flat_map(|(n_weights, n_biases)| [n_weights, n_biases])
             .map(|len| ParamState {
                 first: vec![0.0; len],
                 second: if uses_second {
@@ -84,99 +98,58 @@ impl OptimizerState {
 
     /// Whether this state fits the given layers (used when resuming).
     pub fn matches(&self, layers: &[Dense<f32>]) -> bool {
-        self.params.len() == 2 * layers.len()
-            && layers.iter().enumerate().all(|(layer_idx, layer)| {
-                self.params[2 * layer_idx].first.len() == layer.weights.len()
-                    && self.params[2 * layer_idx + 1].first.len() == layer.bias.len()
-            })
+        self.matches_tensors(
+            layers
+                .iter()
+                .map(|layer| (layer.weights.len(), layer.bias.len())),
+        )
+    }
+
+    /// Whether this state fits trainable layers with these `(weights, biases)` counts.
+    fn matches_tensors(&self, sizes: impl IntoIterator<Item = (usize, usize)>) -> bool {
+        let mut n_tensors = 0;
+        for (n_weights, n_biases) in sizes {
+            let fits = |idx: usize, len: usize| {
+                self.params
+                    .get(idx)
+                    .is_some_and(|state| state.first.len() == len)
+            };
+            if !(fits(n_tensors, n_weights) && fits(n_tensors + 1, n_biases)) {
+                return false;
+            }
+            n_tensors += 2;
+        }
+        n_tensors == self.params.len()
     }
 
     /// Applies one update with learning rate `lr`.
     pub fn step(&mut self, layers: &mut [Dense<f32>], grads: &[DenseGradients<f32>], lr: f32) {
+        self.step_tensors(
+            layers
+                .iter_mut()
+                .map(|layer| (&mut layer.weights, &mut layer.bias)),
+            grads,
+            lr,
+        );
+    }
+
+    /// Applies one update to the `(weights, bias)` of every trainable layer, in order, with
+    /// one gradient per layer.
+    fn step_tensors<'p>(
+        &mut self,
+        tensors: impl IntoIterator<Item = (&'p mut DMatrix<f32>, &'p mut DVector<f32>)>,
+        grads: &[DenseGradients<f32>],
+        lr: f32,
+    ) {
         self.step += 1;
         let rule = Rule::new(self.config, self.step, lr);
-        for (layer_idx, (layer, grad)) in layers.iter_mut().zip(grads).enumerate() {
+        for (layer_idx, ((weights, bias), grad)) in tensors.into_iter().zip(grads).enumerate() {
             let (weight_state, bias_state) = {
                 let (head, tail) = self.params.split_at_mut(2 * layer_idx + 1);
                 (&mut head[2 * layer_idx], &mut tail[0])
             };
             // nalgebra stores column-major; the state only needs a fixed order, so
             // parameters and gradients are walked in the same storage order.
-            update(
-                &rule,
-                true,
-                layer.weights.as_mut_slice(),
-                grad.weights.as_slice(),
-                &mut weight_state.first,
-                &mut weight_state.second,
-            );
-            update(
-                &rule,
-                false,
-                layer.bias.as_mut_slice(),
-                grad.bias.as_slice(),
-                &mut bias_state.first,
-                &mut bias_state.second,
-            );
-        }
-    }
-}
-
-impl OptimizerState {
-    /// The state for any list of trainable layers' weights and biases, e.g.
-    /// [`Network::params`](super::network::Network::params): two entries per layer, weights
-    /// then bias, as [`OptimizerState::new`] makes for dense layers.
-    pub fn for_params(config: OptimizerConfig, params: &[(&DMatrix<f32>, &DVector<f32>)]) -> Self {
-        let uses_second = !matches!(config, OptimizerConfig::Sgd { .. });
-        let params = params
-            .iter()
-            .flat_map(|(weights, bias)| [weights.len(), bias.len()])
-            .map(|len| ParamState {
-                first: vec![0.0; len],
-                second: if uses_second {
-                    vec![0.0; len]
-                } else {
-                    Vec::new()
-                },
-            })
-            .collect();
-        Self {
-            config,
-            step: 0,
-            params,
-        }
-    }
-
-    /// Whether this state fits the given weights and biases (used when resuming).
-    pub fn matches_params(&self, params: &[(&DMatrix<f32>, &DVector<f32>)]) -> bool {
-        self.params.len() == 2 * params.len()
-            && params.iter().enumerate().all(|(idx, (weights, bias))| {
-                self.params[2 * idx].first.len() == weights.len()
-                    && self.params[2 * idx + 1].first.len() == bias.len()
-            })
-    }
-
-    /// [`OptimizerState::step`] on any list of weights and biases, e.g.
-    /// [`Network::params_mut`](super::network::Network::params_mut); the same update, bit
-    /// for bit, as `step` on dense layers with the same parameters.
-    pub fn step_params(
-        &mut self,
-        params: Vec<(&mut DMatrix<f32>, &mut DVector<f32>)>,
-        grads: &[DenseGradients<f32>],
-        lr: f32,
-    ) {
-        assert_eq!(
-            params.len(),
-            grads.len(),
-            "one gradient per trainable layer"
-        );
-        self.step += 1;
-        let rule = Rule::new(self.config, self.step, lr);
-        for (idx, ((weights, bias), grad)) in params.into_iter().zip(grads).enumerate() {
-            let (weight_state, bias_state) = {
-                let (head, tail) = self.params.split_at_mut(2 * idx + 1);
-                (&mut head[2 * idx], &mut tail[0])
-            };
             update(
                 &rule,
                 true,
@@ -194,6 +167,37 @@ impl OptimizerState {
                 &mut bias_state.second,
             );
         }
+    }
+}
+
+impl OptimizerState {
+    /// The state for any list of trainable layers' weights and biases, e.g.
+    /// [`Network::params`](super::network::Network::params): two entries per layer, weights
+    /// then bias, as [`OptimizerState::new`] makes for dense layers.
+    pub fn for_params(config: OptimizerConfig, params: &[(&DMatrix<f32>, &DVector<f32>)]) -> Self {
+        Self::for_tensors(config, params.iter().map(|(w, b)| (w.len(), b.len())))
+    }
+
+    /// Whether this state fits the given weights and biases (used when resuming).
+    pub fn matches_params(&self, params: &[(&DMatrix<f32>, &DVector<f32>)]) -> bool {
+        self.matches_tensors(params.iter().map(|(w, b)| (w.len(), b.len())))
+    }
+
+    /// [`OptimizerState::step`] on any list of weights and biases, e.g.
+    /// [`Network::params_mut`](super::network::Network::params_mut); the same update, bit
+    /// for bit, as `step` on dense layers with the same parameters.
+    pub fn step_params(
+        &mut self,
+        params: Vec<(&mut DMatrix<f32>, &mut DVector<f32>)>,
+        grads: &[DenseGradients<f32>],
+        lr: f32,
+    ) {
+        assert_eq!(
+            params.len(),
+            grads.len(),
+            "one gradient per trainable layer"
+        );
+        self.step_tensors(params, grads, lr);
     }
 }
 

@@ -141,7 +141,7 @@ pub fn compare_with_tract(
 ) -> Result<TractComparison, CheckError> {
     let n_outputs = runtime.n_outputs;
     let tract: Vec<i8> =
-        check::tract_output::<i8>(qdq_path, &test.features, test.n_features, n_outputs, 1)?;
+        check::tract_output::<i8>(qdq_path, &test.features, &[test.n_features], n_outputs, 1)?;
     let mut identical = 0;
     let mut max_lsb_diff = 0u32;
     let mut argmax_agreement = 0;

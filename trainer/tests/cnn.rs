@@ -1,0 +1,217 @@
+//! Convolutional networks through the `kiln` binary: `--layers` trains a layer graph, the
+//! model file records it (format version 2), the ONNX file holds the NCHW graph that tract
+//! checks sample for sample, and `--resume` continues it bit for bit. Version-1 model files
+//! (MLPs written before the layer graph) still load.
+
+mod common;
+use common::*;
+
+use std::path::Path;
+
+fn model_json(dir: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(dir.join("model.json")).unwrap()).unwrap()
+}
+
+fn op_types(onnx_path: &Path) -> Vec<String> {
+    let model = kiln_onnx::mlp::decode_model(&std::fs::read(onnx_path).unwrap()).unwrap();
+    model
+        .graph
+        .unwrap()
+        .node
+        .iter()
+        .map(|node| node.op_type.clone().unwrap_or_default())
+        .collect()
+}
+
+const LAYERS: &str = "conv3x3:8,dw3x3,maxpool2,conv3x3s2v:16,dense:24";
+
+fn train_cnn(out: &Path, epochs: &str, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec![
+        "train", "--layers", LAYERS, "--epochs", epochs, "--quiet", "--json", "-o",
+    ];
+    args.push(s(out));
+    args.extend_from_slice(extra);
+    let output = kiln(&args);
+    assert!(output.status.success(), "{}", stderr(&output));
+    serde_json::from_slice(&output.stdout).expect("--json prints one JSON object")
+}
+
+#[test]
+fn a_cnn_on_the_digits_trains_exports_and_passes_tract() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = train_cnn(dir.path(), "10", &["--lr", "0.01"]);
+    assert_eq!(report["check_passed"], true, "{report}");
+    assert!(report["check"]["max_abs_diff"].as_f64().unwrap() <= 1e-4);
+    assert_eq!(
+        report["check"]["argmax_agreements"],
+        report["check"]["n_samples"]
+    );
+    assert!(
+        report["test_accuracy"].as_f64().unwrap() > 0.85,
+        "a small CNN learns the 8x8 digits: {report}"
+    );
+    let architecture = report["architecture"].as_str().unwrap();
+    assert!(
+        architecture.starts_with("8x8x1 conv3x3:8"),
+        "{architecture}"
+    );
+
+    let model = model_json(dir.path());
+    assert_eq!(model["format_version"], 2);
+    let shape = &model["architecture"]["input_shape"];
+    assert_eq!(
+        (&shape["h"], &shape["w"], &shape["c"]),
+        (&8.into(), &8.into(), &1.into())
+    );
+    // conv, depthwise, conv, dense, output: five trainable layers
+    assert_eq!(model["layers"].as_array().unwrap().len(), 5);
+    assert_eq!(model["layers"][0]["n_inputs"], 9); // 1 channel x 3 x 3
+    assert_eq!(model["layers"][0]["n_outputs"], 8);
+    assert_eq!(model["layers"][2]["n_inputs"], 72); // 8 channels x 3 x 3
+
+    let ops = op_types(&dir.path().join("model.onnx"));
+    let count = |op: &str| ops.iter().filter(|o| *o == op).count();
+    assert_eq!(count("Conv"), 3, "{ops:?}");
+    assert_eq!(count("MaxPool"), 1, "{ops:?}");
+    assert_eq!(count("Flatten"), 1, "{ops:?}");
+    assert_eq!(count("Gemm"), 2, "{ops:?}");
+}
+
+#[test]
+fn resuming_a_cnn_gives_the_uninterrupted_weights_bit_for_bit() {
+    let whole = tempfile::tempdir().unwrap();
+    train_cnn(whole.path(), "2", &["--no-check"]);
+    let parts = tempfile::tempdir().unwrap();
+    train_cnn(parts.path(), "1", &["--no-check"]);
+    let output = kiln(&[
+        "train",
+        "--resume",
+        "--epochs",
+        "2",
+        "--quiet",
+        "--no-check",
+        "-o",
+        s(parts.path()),
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let (a, b) = (model_json(whole.path()), model_json(parts.path()));
+    assert_eq!(a["layers"], b["layers"]);
+    assert_eq!(a["state"]["optimizer"], b["state"]["optimizer"]);
+    assert_eq!(a["architecture"], b["architecture"]);
+}
+
+#[test]
+fn a_one_dimensional_network_takes_rows_as_signals() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = kiln(&[
+        "train",
+        "--layers",
+        "conv1d5:4,maxpool1x2,conv1d3s2:8,dense:16",
+        "--input-shape",
+        "1x64x1",
+        "--epochs",
+        "2",
+        "--quiet",
+        "--json",
+        "-o",
+        s(dir.path()),
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["check_passed"], true, "{report}");
+    let model =
+        kiln_onnx::mlp::decode_model(&std::fs::read(dir.path().join("model.onnx")).unwrap())
+            .unwrap();
+    let graph = model.graph.unwrap();
+    // [N, C, L]: a Conv1D graph as PyTorch's nn.Conv1d exports one
+    let dims = graph.input[0]
+        .r#type
+        .as_ref()
+        .and_then(|t| match t.value.as_ref()? {
+            kiln_onnx::proto::type_proto::Value::TensorType(tensor) => tensor.shape.clone(),
+            _ => None,
+        })
+        .unwrap()
+        .dim;
+    assert_eq!(dims.len(), 3, "{dims:?}");
+}
+
+#[test]
+fn a_version_1_model_file_still_loads_and_exports_the_same_graph() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = kiln(&[
+        "train",
+        "--hidden",
+        "16",
+        "--epochs",
+        "1",
+        "--quiet",
+        "--no-check",
+        "-o",
+        s(dir.path()),
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let mut model = model_json(dir.path());
+    assert_eq!(model["format_version"], 2);
+    // What kiln wrote before the layer graph: version 1, no architecture.
+    model["format_version"] = 1.into();
+    model.as_object_mut().unwrap().remove("architecture");
+    model["config"]
+        .as_object_mut()
+        .unwrap()
+        .remove("input_shape");
+    let old = dir.path().join("old.json");
+    std::fs::write(&old, serde_json::to_vec(&model).unwrap()).unwrap();
+    let (new_onnx, old_onnx) = (dir.path().join("new.onnx"), dir.path().join("old.onnx"));
+    for (json, onnx) in [
+        (dir.path().join("model.json"), &new_onnx),
+        (old.clone(), &old_onnx),
+    ] {
+        let output = kiln(&["export", s(&json), "-o", s(onnx)]);
+        assert!(output.status.success(), "{}", stderr(&output));
+    }
+    assert_eq!(
+        std::fs::read(&new_onnx).unwrap(),
+        std::fs::read(&old_onnx).unwrap()
+    );
+    let output = kiln(&["eval", s(&old), "--quiet", "--json"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+}
+
+#[test]
+fn bad_layer_graphs_are_one_usage_error_and_write_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    for (layers, extra, needle) in [
+        (
+            "conv9x9v:4",
+            &[][..],
+            "kernel 9x9 is larger than its input 8x8",
+        ),
+        ("maxpool3", &[][..], "does not divide"),
+        (
+            "conv3x3:8",
+            &["--input-shape", "4x4x2"][..],
+            "--input-shape: 4x4x2 holds 32 values",
+        ),
+    ] {
+        let out = dir.path().join("out");
+        let mut args = vec!["train", "--layers", layers, "--epochs", "1", "-o", s(&out)];
+        args.extend_from_slice(extra);
+        assert_fails(&kiln(&args), 2, &[needle]);
+        assert!(!out.exists(), "{layers}: nothing is written");
+    }
+}
+
+#[test]
+fn commands_that_take_mlps_only_refuse_a_cnn_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    train_cnn(dir.path(), "1", &["--no-check"]);
+    let model = dir.path().join("model.json");
+    let q = dir.path().join("q");
+    assert_fails(
+        &kiln(&["quantize", s(&model), "-o", s(&q)]),
+        2,
+        &["architecture: a convolutional network; kiln quantize takes multilayer perceptrons only so far"],
+    );
+    assert!(!q.exists());
+}
