@@ -333,10 +333,29 @@ pub fn conv2d_backward<T: RealField + Copy>(
     let out_len = layer.output_shape.len();
     assert_eq!(z_grad.nrows(), out_len, "conv2d output gradient length");
     assert_eq!(columns.nrows(), n, "conv2d im2col rows");
-    // The gradient in the layout of the forward GEMM's result.
-    let mut dz = DMatrix::zeros(n, out_c);
-    {
-        let src = z_grad.as_slice();
+    let src = z_grad.as_slice();
+    let mut bias = DVector::zeros(out_c);
+    for sample in src.chunks_exact(out_len) {
+        for (o, plane) in sample.chunks_exact(out_plane).enumerate() {
+            bias[o] += plane.iter().fold(T::zero(), |acc, &v| acc + v);
+        }
+    }
+    // dL/dz as out_c x (batch * out_plane), the transpose of the forward GEMM's result, built
+    // pixel by pixel (nalgebra's GEMM takes no transposed operand, and a strided view of the
+    // other layout falls into its unchecked small-matrix path).
+    let mut dz_t = DMatrix::zeros(out_c, n);
+    for (b, sample) in src.chunks_exact(out_len).enumerate() {
+        let dst = &mut dz_t.as_mut_slice()[b * out_plane * out_c..][..out_plane * out_c];
+        for (p, pixel) in dst.chunks_exact_mut(out_c).enumerate() {
+            for (o, v) in pixel.iter_mut().enumerate() {
+                *v = sample[o * out_plane + p];
+            }
+        }
+    }
+    let weights = &dz_t * columns;
+    let input = input_grad.then(|| {
+        // The layout of the forward GEMM's result: (batch * out_plane) x out_c.
+        let mut dz = DMatrix::zeros(n, out_c);
         let dst = dz.as_mut_slice();
         for b in 0..batch {
             for o in 0..out_c {
@@ -344,14 +363,6 @@ pub fn conv2d_backward<T: RealField + Copy>(
                     .copy_from_slice(&src[b * out_len + o * out_plane..][..out_plane]);
             }
         }
-    }
-    let bias = DVector::from_iterator(
-        out_c,
-        dz.column_iter()
-            .map(|column| column.iter().fold(T::zero(), |acc, &v| acc + v)),
-    );
-    let weights = dz.transpose() * columns;
-    let input = input_grad.then(|| {
         let column_grad = &dz * &layer.weights;
         col2im(&window, layer.in_channels(), batch, &column_grad)
     });

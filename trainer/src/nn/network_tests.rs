@@ -136,6 +136,8 @@ fn conv2d_gradients_same_and_valid_stride_1_and_2() {
     assert_gradients(Shape::new(6, 5, 2), "conv3x3s2:2,dense:3");
     assert_gradients(Shape::new(7, 6, 1), "conv3x3s2v:2,dense:3");
     assert_gradients(Shape::new(6, 6, 1), "conv4x4s2:2,dense:3");
+    // Same padding with a kernel larger than the input: most taps read padding.
+    assert_gradients(Shape::new(2, 3, 2), "conv5x5:2,dense:3");
 }
 
 #[test]
@@ -1118,4 +1120,35 @@ fn a_tiny_cnn_learns_bars_with_plain_sgd() {
         correct >= 190,
         "{correct} of 200 right, test loss {before} -> {after}"
     );
+}
+
+#[test]
+fn forward_is_the_traced_forward_and_f32_follows_f64() {
+    let layers = "conv3x3:4,maxpool2,dw3x3s2,avgpool2,conv1x1:3:sigmoid,gap,dense:5,dense:3";
+    let net = network(Shape::new(16, 16, 2), layers, 13);
+    let mut rng = Rng::new(14);
+    let input = random_matrix(&mut rng, 512, 4);
+    let trace = net.forward_trace(input.clone());
+    assert_eq!(&net.forward(&input), trace.output());
+    assert_eq!(trace.into_input(), input);
+    // The same weights in f32 give the f64 outputs to f32 precision.
+    let to_f32 = |m: &DMatrix<f64>| m.map(|v| v as f32);
+    let mut net32 = Network::<f32>::new(
+        net.input_shape,
+        &net.specs(),
+        Activation::Tanh,
+        Activation::Identity,
+        Init::Xavier,
+        &mut Rng::new(1),
+    )
+    .unwrap();
+    for ((w32, b32), (w64, b64)) in net32.params_mut().into_iter().zip(net.params()) {
+        *w32 = to_f32(w64);
+        *b32 = b64.map(|v| v as f32);
+    }
+    let out32 = net32.forward(&to_f32(&input));
+    let out64 = net.forward(&input);
+    for (a, b) in out32.iter().zip(out64.iter()) {
+        assert!((f64::from(*a) - b).abs() < 1e-5, "{a} vs {b}");
+    }
 }

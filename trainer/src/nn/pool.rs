@@ -75,29 +75,28 @@ pub fn max_pool2d_forward<T: RealField + Copy>(
     let mut argmax = vec![0u32; out_len * batch];
     let src = input.as_slice();
     let dst = output.as_mut_slice();
-    for b in 0..batch {
-        for c in 0..channels {
-            let base = c * in_plane;
-            let plane = &src[b * input.nrows() + base..][..in_plane];
-            let out_base = (b * channels + c) * out_plane;
-            for oy in 0..window.out_h {
-                for ox in 0..window.out_w {
-                    let (y0, x0) = (oy * window.sh, ox * window.sw);
-                    let mut best_idx = y0 * window.in_w + x0;
-                    let mut best = plane[best_idx];
-                    for ky in 0..window.kh {
-                        for kx in 0..window.kw {
-                            let idx = (y0 + ky) * window.in_w + x0 + kx;
-                            if plane[idx] > best {
-                                best = plane[idx];
-                                best_idx = idx;
-                            }
-                        }
+    for bc in 0..batch * channels {
+        let base = (bc % channels) * in_plane;
+        let plane = &src[bc * in_plane..][..in_plane];
+        let out = &mut dst[bc * out_plane..][..out_plane];
+        let winners = &mut argmax[bc * out_plane..][..out_plane];
+        for oy in 0..window.out_h {
+            let y0 = oy * window.sh;
+            for ox in 0..window.out_w {
+                let x0 = ox * window.sw;
+                let mut best_idx = y0 * window.in_w + x0;
+                let mut best = plane[best_idx];
+                for ky in 0..window.kh {
+                    let start = (y0 + ky) * window.in_w + x0;
+                    // Selects rather than branches: which value wins is data, not a pattern.
+                    for (kx, &v) in plane[start..start + window.kw].iter().enumerate() {
+                        let wins = v > best;
+                        best_idx = if wins { start + kx } else { best_idx };
+                        best = if wins { v } else { best };
                     }
-                    let o = out_base + oy * window.out_w + ox;
-                    dst[o] = best;
-                    argmax[o] = (base + best_idx) as u32;
                 }
+                out[oy * window.out_w + ox] = best;
+                winners[oy * window.out_w + ox] = (base + best_idx) as u32;
             }
         }
     }
