@@ -9,6 +9,8 @@
 // Each test crate uses a different part of this module.
 #![allow(dead_code)]
 
+pub mod int8;
+
 use std::collections::HashMap;
 
 use kiln_onnx::proto::{
@@ -493,7 +495,7 @@ fn global_average_pool(attrs: &Attributes<'_>, x: &Tensor) -> Tensor {
 }
 
 /// `Flatten`: `[d0, ..., dk-1, dk, ...] -> [d0 ... dk-1, dk ...]`, data
-/// unchanged (row-major).
+/// unchanged (row-major), any element type.
 fn flatten(attrs: &Attributes<'_>, x: &Tensor) -> Tensor {
     attrs.check_known(&["axis"]);
     let rank = x.shape.len() as i64;
@@ -501,7 +503,10 @@ fn flatten(attrs: &Attributes<'_>, x: &Tensor) -> Tensor {
     let axis = usize::try_from(if axis < 0 { axis + rank } else { axis }).unwrap();
     let outer = x.shape[..axis].iter().product();
     let inner = x.shape[axis..].iter().product();
-    Tensor::f32(vec![outer, inner], x.floats().to_vec())
+    Tensor {
+        shape: vec![outer, inner],
+        data: x.data.clone(),
+    }
 }
 
 /// `Clip` (opset 11 and later): bounds as optional scalar inputs.
