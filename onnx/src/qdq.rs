@@ -406,6 +406,17 @@ impl Quantized {
             params,
         })
     }
+
+    /// The int8 tensor `tensor` with this one's scale and zero point (the
+    /// same initializers), for an operation that keeps the quantization.
+    pub(crate) fn renamed(&self, tensor: &str) -> Self {
+        Self {
+            tensor: tensor.to_owned(),
+            scale: self.scale.clone(),
+            zero_point: self.zero_point.clone(),
+            params: self.params,
+        }
+    }
 }
 
 fn validate(mlp: &QdqMlp, options: &MlpExportOptions) -> Result<(), OnnxError> {
@@ -519,6 +530,7 @@ pub(crate) fn validate_affine(
     Ok(())
 }
 
+/// A scale must be finite and greater than 0.
 pub(crate) fn check_scale(value: f32, location: impl Fn() -> String) -> Result<(), OnnxError> {
     if value.is_finite() && value > 0.0 {
         Ok(())
