@@ -18,6 +18,10 @@
 //!   convolutional layer graph (`docs/layer-graph.md`): NCHW (or NCL for
 //!   Conv1D) input, `Conv`, pooling, `Flatten` and `Gemm` nodes, with the MLP
 //!   export's normalisation, activations and outputs.
+//! - [`qdq_cnn`]: [`qdq_cnn_to_model`](qdq_cnn::qdq_cnn_to_model), the int8
+//!   QDQ twin of the CNN graph (per-channel int8 weights, int32 biases,
+//!   int8 activations; pools between `DequantizeLinear` and
+//!   `QuantizeLinear`), built from one set of int8 numbers.
 //! - [`import`]: reads another framework's ONNX MLP into Kiln's terms;
 //!   [`eval`]: a float evaluator for the ops of an MLP.
 //!
