@@ -34,7 +34,7 @@
 //! use kiln_onnx::builder::Producer;
 //! use kiln_onnx::mlp::{InputNormalization, MlpExportOptions};
 //! use kiln_onnx::qdq::{QdqActivation, QdqLayer, QuantParams};
-//! use kiln_onnx::qdq_cnn::{qdq_cnn_to_model, QdqCnn, QdqCnnLayer};
+//! use kiln_onnx::qdq_cnn::{qdq_cnn_to_model, QdqCnn, QdqCnnLayer, QdqConv};
 //!
 //! let params = |scale, zero_point| QuantParams { scale, zero_point };
 //! let cnn = QdqCnn {
@@ -43,7 +43,7 @@
 //!     normalization: InputNormalization::Scale { scale: 1.0 / 255.0 },
 //!     input: params(1.0 / 255.0, -128),
 //!     layers: vec![
-//!         QdqCnnLayer::Conv2d {
+//!         QdqCnnLayer::Conv2d(QdqConv {
 //!             out_channels: 2,
 //!             in_channels: 1,
 //!             kernel: [3, 3],
@@ -54,7 +54,7 @@
 //!             bias: vec![100, -50],
 //!             activation: QdqActivation::Relu,
 //!             output: params(0.05, -128),
-//!         },
+//!         }),
 //!         QdqCnnLayer::MaxPool2d { kernel: [2, 2], stride: [2, 2] },
 //!         QdqCnnLayer::Dense(QdqLayer {
 //!             n_inputs: 8,
@@ -91,8 +91,8 @@ use crate::mlp::{
 };
 use crate::proto::ModelProto;
 use crate::qdq::{
-    add_affine, add_input_quantize, add_int8_outputs, check_scale, validate_affine, Affine,
-    QdqActivation, QdqLayer, QuantParams, Quantized, LOGITS_Q_NAME,
+    add_affine, add_dequantize_input, add_input_quantize, add_int8_outputs, check_scale,
+    validate_affine, Affine, QdqActivation, QdqLayer, QuantParams, Quantized, LOGITS_Q_NAME,
 };
 use crate::OnnxError;
 
@@ -121,49 +121,10 @@ pub enum QdqCnnLayer {
     /// An int8 dense layer, reading its input flattened in CHW order.
     Dense(QdqLayer),
     /// An int8 convolution.
-    Conv2d {
-        /// Output channels.
-        out_channels: usize,
-        /// Input channels.
-        in_channels: usize,
-        /// `[kh, kw]`.
-        kernel: [usize; 2],
-        /// `[sh, sw]`.
-        stride: [usize; 2],
-        /// `[top, left, bottom, right]`; a padded tap holds the real value 0.
-        pads: [usize; 4],
-        /// `[out_channels][in_channels][kh][kw]`, symmetric, in `[-127, 127]`.
-        weights: Vec<i8>,
-        /// One scale per output channel.
-        weight_scales: Vec<f32>,
-        /// Int32 biases, scale `s_in * weight_scales[o]`, zero point 0.
-        bias: Vec<i32>,
-        /// Applied before the output quantization.
-        activation: QdqActivation,
-        /// Parameters of the layer's int8 output.
-        output: QuantParams,
-    },
-    /// An int8 depthwise convolution (multiplier 1).
-    DepthwiseConv2d {
-        /// Input and output channels.
-        channels: usize,
-        /// `[kh, kw]`.
-        kernel: [usize; 2],
-        /// `[sh, sw]`.
-        stride: [usize; 2],
-        /// `[top, left, bottom, right]`.
-        pads: [usize; 4],
-        /// `[channels][1][kh][kw]`, symmetric.
-        weights: Vec<i8>,
-        /// One scale per channel.
-        weight_scales: Vec<f32>,
-        /// Int32 biases, scale `s_in * weight_scales[c]`.
-        bias: Vec<i32>,
-        /// Applied before the output quantization.
-        activation: QdqActivation,
-        /// Parameters of the layer's int8 output.
-        output: QuantParams,
-    },
+    Conv2d(QdqConv),
+    /// An int8 depthwise convolution (multiplier 1, `group = channels`):
+    /// `in_channels == out_channels`, weights `[channels][1][kh][kw]`.
+    DepthwiseConv2d(QdqConv),
     /// The maximum of each window; the output keeps the input's parameters.
     MaxPool2d {
         /// `[kh, kw]`.
@@ -189,14 +150,32 @@ pub enum QdqCnnLayer {
     Flatten,
 }
 
-/// An int8 convolution's geometry and parameters.
-struct ConvQ<'a> {
-    geometry: ConvGeometry,
-    weights: &'a [i8],
-    weight_scales: &'a [f32],
-    bias: &'a [i32],
-    activation: &'a QdqActivation,
-    output: QuantParams,
+/// One int8 convolution, full or depthwise, as `docs/layer-graph.md` defines
+/// it (weights in ONNX's OIHW order; the blob's OHWI order is the baker's
+/// business).
+#[derive(Debug, Clone, PartialEq)]
+pub struct QdqConv {
+    /// Output channels.
+    pub out_channels: usize,
+    /// Input channels (equal to `out_channels` for a depthwise convolution).
+    pub in_channels: usize,
+    /// `[kh, kw]`.
+    pub kernel: [usize; 2],
+    /// `[sh, sw]`.
+    pub stride: [usize; 2],
+    /// `[top, left, bottom, right]`; a padded tap holds the real value 0.
+    pub pads: [usize; 4],
+    /// `[out_channels][in_channels / group][kh][kw]`, symmetric, in
+    /// `[-127, 127]`.
+    pub weights: Vec<i8>,
+    /// One scale per output channel.
+    pub weight_scales: Vec<f32>,
+    /// Int32 biases, scale `s_in * weight_scales[o]`, zero point 0.
+    pub bias: Vec<i32>,
+    /// Applied before the output quantization.
+    pub activation: QdqActivation,
+    /// Parameters of the layer's int8 output.
+    pub output: QuantParams,
 }
 
 impl QdqCnnLayer {
@@ -204,8 +183,8 @@ impl QdqCnnLayer {
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Dense(_) => "Dense",
-            Self::Conv2d { .. } => "Conv2d",
-            Self::DepthwiseConv2d { .. } => "DepthwiseConv2d",
+            Self::Conv2d(_) => "Conv2d",
+            Self::DepthwiseConv2d(_) => "DepthwiseConv2d",
             Self::MaxPool2d { .. } => "MaxPool2d",
             Self::AvgPool2d { .. } => "AvgPool2d",
             Self::GlobalAvgPool { .. } => "GlobalAvgPool",
@@ -213,55 +192,23 @@ impl QdqCnnLayer {
         }
     }
 
-    fn conv(&self) -> Option<ConvQ<'_>> {
-        let (out_channels, in_channels, group) = match self {
-            Self::Conv2d {
-                out_channels,
-                in_channels,
-                ..
-            } => (*out_channels, *in_channels, 1),
-            Self::DepthwiseConv2d { channels, .. } => (*channels, *channels, *channels),
+    /// A convolution's parameters and its `group` (1, or the channel count
+    /// for a depthwise convolution).
+    fn conv(&self) -> Option<(&QdqConv, ConvGeometry)> {
+        let (conv, group) = match self {
+            Self::Conv2d(conv) => (conv, 1),
+            Self::DepthwiseConv2d(conv) => (conv, conv.in_channels),
             _ => return None,
         };
-        match self {
-            Self::Conv2d {
-                kernel,
-                stride,
-                pads,
-                weights,
-                weight_scales,
-                bias,
-                activation,
-                output,
-                ..
-            }
-            | Self::DepthwiseConv2d {
-                kernel,
-                stride,
-                pads,
-                weights,
-                weight_scales,
-                bias,
-                activation,
-                output,
-                ..
-            } => Some(ConvQ {
-                geometry: ConvGeometry {
-                    out_channels,
-                    in_channels,
-                    group,
-                    kernel: *kernel,
-                    stride: *stride,
-                    pads: *pads,
-                },
-                weights,
-                weight_scales,
-                bias,
-                activation,
-                output: *output,
-            }),
-            _ => None,
-        }
+        let geometry = ConvGeometry {
+            out_channels: conv.out_channels,
+            in_channels: conv.in_channels,
+            group,
+            kernel: conv.kernel,
+            stride: conv.stride,
+            pads: conv.pads,
+        };
+        Some((conv, geometry))
     }
 
     fn geometry(&self) -> Geometry {
@@ -272,10 +219,10 @@ impl QdqCnnLayer {
                 n_weights: layer.weights.len(),
                 n_biases: layer.bias.len(),
             },
-            Self::Conv2d { .. } | Self::DepthwiseConv2d { .. } => {
-                let conv = self.conv().expect("a convolution");
+            Self::Conv2d(_) | Self::DepthwiseConv2d(_) => {
+                let (conv, geometry) = self.conv().expect("a convolution");
                 Geometry::Conv {
-                    conv: conv.geometry,
+                    conv: geometry,
                     n_weights: conv.weights.len(),
                     n_biases: conv.bias.len(),
                 }
@@ -347,15 +294,14 @@ pub fn qdq_cnn_to_model(cnn: &QdqCnn, options: &MlpExportOptions) -> Result<Mode
                     gemm,
                 )?
             }
-            QdqCnnLayer::Conv2d { .. } | QdqCnnLayer::DepthwiseConv2d { .. } => {
-                let conv = layer.conv().expect("a convolution");
-                let geometry = conv.geometry;
+            QdqCnnLayer::Conv2d(_) | QdqCnnLayer::DepthwiseConv2d(_) => {
+                let (conv, geometry) = layer.conv().expect("a convolution");
                 let affine = Affine {
-                    weights: conv.weights,
+                    weights: &conv.weights,
                     weight_dims: conv_weight_dims(rank, &geometry),
-                    weight_scales: conv.weight_scales,
-                    bias: conv.bias,
-                    activation: conv.activation,
+                    weight_scales: &conv.weight_scales,
+                    bias: &conv.bias,
+                    activation: &conv.activation,
                     output: conv.output,
                 };
                 add_affine(
@@ -383,14 +329,7 @@ pub fn qdq_cnn_to_model(cnn: &QdqCnn, options: &MlpExportOptions) -> Result<Mode
             QdqCnnLayer::MaxPool2d { .. }
             | QdqCnnLayer::AvgPool2d { .. }
             | QdqCnnLayer::GlobalAvgPool { .. } => {
-                let x = format!("layer{i}.input");
-                graph.node(
-                    "DequantizeLinear",
-                    &format!("layer{i}_dequantize_input"),
-                    &[&q_in.tensor, &q_in.scale, &q_in.zero_point],
-                    &[&x],
-                    Vec::new(),
-                );
+                let x = add_dequantize_input(&mut graph, i, &q_in);
                 let pooled = format!("layer{i}.pooled");
                 add_shape_node(&mut graph, i, rank, layer.geometry(), &x, &pooled);
                 let q_out = match layer {
@@ -430,6 +369,21 @@ fn validate(cnn: &QdqCnn, options: &MlpExportOptions) -> Result<Vec<Shape>, Onnx
         .iter()
         .map(|l| (l.kind(), l.geometry()))
         .collect();
+    for (li, layer) in cnn.layers.iter().enumerate() {
+        if let QdqCnnLayer::DepthwiseConv2d(conv) = layer {
+            if conv.in_channels != conv.out_channels {
+                return Err(OnnxError::CnnLayer {
+                    layer: li,
+                    kind: layer.kind(),
+                    reason: format!(
+                        "has {} input and {} output channels; a depthwise convolution has one \
+                         output channel per input channel",
+                        conv.in_channels, conv.out_channels
+                    ),
+                });
+            }
+        }
+    }
     let shapes = check_shapes(cnn.input_shape, cnn.spatial_rank, &layers)?;
     check_scale(cnn.input.scale, || "input quantization scale".to_owned())?;
 
@@ -450,15 +404,14 @@ fn validate(cnn: &QdqCnn, options: &MlpExportOptions) -> Result<Vec<Shape>, Onnx
                 )?;
                 s_in = output.scale;
             }
-            QdqCnnLayer::Conv2d { .. } | QdqCnnLayer::DepthwiseConv2d { .. } => {
-                let conv = layer.conv().expect("a convolution");
-                let n_outputs = conv.geometry.out_channels;
-                let (activation, output) = (conv.activation, conv.output);
+            QdqCnnLayer::Conv2d(conv) | QdqCnnLayer::DepthwiseConv2d(conv) => {
+                let (weights, scales) = (&conv.weights, &conv.weight_scales);
+                let (activation, output) = (&conv.activation, conv.output);
                 validate_affine(
                     li,
-                    conv.weights,
-                    conv.weight_scales,
-                    n_outputs,
+                    weights,
+                    scales,
+                    conv.out_channels,
                     s_in,
                     activation,
                     output,

@@ -22,15 +22,15 @@ mod common;
 
 use std::collections::HashMap;
 
+use common::cnn::{batch_shape, conv_taps, export_options, pool_windows, window_output, Rng};
 use common::int8::{effective, multiplier, rq, sat8, table, Coverage};
 use common::{evaluate, Tensor};
-use kiln_onnx::builder::Producer;
 use kiln_onnx::mlp::{
     decode_model, encode_model, Activation, InputNormalization, MlpExportOptions,
 };
 use kiln_onnx::proto::{tensor_proto::DataType, ModelProto};
 use kiln_onnx::qdq::{QdqActivation, QdqLayer, QuantParams};
-use kiln_onnx::qdq_cnn::{qdq_cnn_to_model, QdqCnn, QdqCnnLayer};
+use kiln_onnx::qdq_cnn::{qdq_cnn_to_model, QdqCnn, QdqCnnLayer, QdqConv};
 use kiln_onnx::OnnxError;
 
 // ---------------------------------------------------------------------------
@@ -85,64 +85,37 @@ fn finish(
 /// `acc[o] = b[o] + sum w (x - zp_in)` over the taps inside the input (a
 /// padded tap is the real value 0 and contributes nothing); `groups` is 1 or
 /// the channel count.
-#[allow(clippy::too_many_arguments)]
-fn conv(
-    x: &Value,
-    groups: usize,
-    [kh, kw]: [usize; 2],
-    [sh, sw]: [usize; 2],
-    [top, left, bottom, right]: [usize; 4],
-    weights: &[i8],
-    weight_scales: &[f32],
-    bias: &[i32],
-    activation: &QdqActivation,
-    output: QuantParams,
-    coverage: &mut Coverage,
-) -> Value {
-    let [c, h, w] = x.shape;
-    let out_channels = bias.len();
-    let (oh, ow) = (
-        (h + top + bottom - kh) / sh + 1,
-        (w + left + right - kw) / sw + 1,
+fn conv(x: &Value, groups: usize, layer: &QdqConv, coverage: &mut Coverage) -> Value {
+    let (shape, outputs) = conv_taps(
+        x.shape,
+        layer.out_channels,
+        groups,
+        layer.kernel,
+        layer.stride,
+        layer.pads,
     );
-    let per_group = c / groups;
     let zp_in = i64::from(x.params.zero_point);
-    let mut data = Vec::new();
-    for o in 0..out_channels {
-        let group = o / (out_channels / groups);
-        for oy in 0..oh {
-            for ox in 0..ow {
-                let mut acc = i64::from(bias[o]);
-                for ci in 0..per_group {
-                    for ky in 0..kh {
-                        for kx in 0..kw {
-                            let (iy, ix) = (oy * sh + ky, ox * sw + kx);
-                            if iy < top || ix < left || iy - top >= h || ix - left >= w {
-                                continue;
-                            }
-                            let channel = group * per_group + ci;
-                            let q = x.data[(channel * h + iy - top) * w + ix - left];
-                            let wq = weights[((o * per_group + ci) * kh + ky) * kw + kx];
-                            acc += i64::from(wq) * (i64::from(q) - zp_in);
-                        }
-                    }
-                }
-                let s_w = weight_scales[o];
-                data.push(finish(
-                    acc,
-                    x.params.scale,
-                    s_w,
-                    activation,
-                    output,
-                    coverage,
-                ));
-            }
-        }
-    }
+    let data = outputs
+        .iter()
+        .map(|(o, taps)| {
+            let acc = taps.iter().fold(i64::from(layer.bias[*o]), |acc, &(i, k)| {
+                acc + i64::from(layer.weights[k]) * (i64::from(x.data[i]) - zp_in)
+            });
+            let s_w = layer.weight_scales[*o];
+            finish(
+                acc,
+                x.params.scale,
+                s_w,
+                &layer.activation,
+                layer.output,
+                coverage,
+            )
+        })
+        .collect();
     Value {
         data,
-        shape: [out_channels, oh, ow],
-        params: output,
+        shape,
+        params: layer.output,
     }
 }
 
@@ -150,41 +123,35 @@ fn conv(
 /// `sat8(zp_out + rq(sum (x - zp_in), s_in / (s_out kh kw)))`.
 fn pool(
     x: &Value,
-    [kh, kw]: [usize; 2],
-    [sh, sw]: [usize; 2],
+    kernel: [usize; 2],
+    stride: [usize; 2],
     average: Option<QuantParams>,
     coverage: &mut Coverage,
 ) -> Value {
-    let [c, h, w] = x.shape;
-    let (oh, ow) = ((h - kh) / sh + 1, (w - kw) / sw + 1);
+    let (shape, windows) = pool_windows(x.shape, kernel, stride);
     let zp_in = i64::from(x.params.zero_point);
-    let mut data = Vec::new();
-    for ch in 0..c {
-        for oy in 0..oh {
-            for ox in 0..ow {
-                let window = (0..kh).flat_map(|ky| (0..kw).map(move |kx| (ky, kx)));
-                let taps: Vec<i8> = window
-                    .map(|(ky, kx)| x.data[(ch * h + oy * sh + ky) * w + ox * sw + kx])
-                    .collect();
-                data.push(match average {
-                    None => *taps.iter().max().unwrap(),
-                    Some(out) => {
-                        let acc: i64 = taps.iter().map(|&q| i64::from(q) - zp_in).sum();
-                        let e =
-                            f64::from(x.params.scale) / (f64::from(out.scale) * (kh * kw) as f64);
-                        let (m, t) = multiplier(e);
-                        sat8(
-                            i64::from(out.zero_point) + rq(acc, m, t, coverage),
-                            coverage,
-                        )
-                    }
-                });
+    let data = windows
+        .iter()
+        .map(|window| {
+            let taps = window.iter().map(|&i| x.data[i]);
+            match average {
+                None => taps.max().unwrap(),
+                Some(out) => {
+                    let acc: i64 = taps.map(|q| i64::from(q) - zp_in).sum();
+                    let e =
+                        f64::from(x.params.scale) / (f64::from(out.scale) * window.len() as f64);
+                    let (m, t) = multiplier(e);
+                    sat8(
+                        i64::from(out.zero_point) + rq(acc, m, t, coverage),
+                        coverage,
+                    )
+                }
             }
-        }
-    }
+        })
+        .collect();
     Value {
         data,
-        shape: [c, oh, ow],
+        shape,
         params: average.unwrap_or(x.params),
     }
 }
@@ -220,52 +187,8 @@ fn layer_int8(layer: &QdqCnnLayer, x: &Value, coverage: &mut Coverage) -> Value 
                 params: dense.output,
             }
         }
-        QdqCnnLayer::Conv2d {
-            kernel,
-            stride,
-            pads,
-            weights,
-            weight_scales,
-            bias,
-            activation,
-            output,
-            ..
-        } => conv(
-            x,
-            1,
-            *kernel,
-            *stride,
-            *pads,
-            weights,
-            weight_scales,
-            bias,
-            activation,
-            *output,
-            coverage,
-        ),
-        QdqCnnLayer::DepthwiseConv2d {
-            channels,
-            kernel,
-            stride,
-            pads,
-            weights,
-            weight_scales,
-            bias,
-            activation,
-            output,
-        } => conv(
-            x,
-            *channels,
-            *kernel,
-            *stride,
-            *pads,
-            weights,
-            weight_scales,
-            bias,
-            activation,
-            *output,
-            coverage,
-        ),
+        QdqCnnLayer::Conv2d(layer) => conv(x, 1, layer, coverage),
+        QdqCnnLayer::DepthwiseConv2d(layer) => conv(x, layer.out_channels, layer, coverage),
         QdqCnnLayer::MaxPool2d { kernel, stride } => pool(x, *kernel, *stride, None, coverage),
         QdqCnnLayer::AvgPool2d {
             kernel,
@@ -292,26 +215,6 @@ fn layer_int8(layer: &QdqCnnLayer, x: &Value, coverage: &mut Coverage) -> Value 
 // Int8 networks with random parameters.
 // ---------------------------------------------------------------------------
 
-/// xorshift64*: a fixed stream per seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn int(&mut self, lo: i64, hi: i64) -> i64 {
-        lo + (self.next() % (hi - lo + 1) as u64) as i64
-    }
-
-    fn unit(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 24) as f32
-    }
-}
-
 fn params(scale: f32, zero_point: i8) -> QuantParams {
     QuantParams { scale, zero_point }
 }
@@ -334,7 +237,7 @@ struct QNet {
 impl QNet {
     fn new(seed: u64, input_shape: [usize; 3], pow2: bool) -> Self {
         Self {
-            rng: Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1),
+            rng: Rng::new(seed),
             shape: input_shape,
             layers: Vec::new(),
             pow2,
@@ -393,12 +296,7 @@ impl QNet {
         stride: [usize; 2],
         pads: [usize; 4],
     ) {
-        let [_, h, w] = self.shape;
-        self.shape = [
-            channels,
-            (h + pads[0] + pads[2] - kernel[0]) / stride[0] + 1,
-            (w + pads[1] + pads[3] - kernel[1]) / stride[1] + 1,
-        ];
+        self.shape = window_output(self.shape, channels, kernel, stride, pads);
     }
 
     fn conv(
@@ -411,7 +309,7 @@ impl QNet {
     ) -> &mut Self {
         let in_channels = self.shape[0];
         let fan_in = in_channels * kernel[0] * kernel[1];
-        let layer = QdqCnnLayer::Conv2d {
+        let layer = QdqCnnLayer::Conv2d(QdqConv {
             out_channels,
             in_channels,
             kernel,
@@ -422,7 +320,7 @@ impl QNet {
             bias: self.biases(out_channels),
             output: self.output_for(pow2(-3), &activation),
             activation,
-        };
+        });
         self.layers.push(layer);
         self.conv_shape(out_channels, kernel, stride, pads);
         self
@@ -437,8 +335,9 @@ impl QNet {
     ) -> &mut Self {
         let channels = self.shape[0];
         let fan_in = kernel[0] * kernel[1];
-        let layer = QdqCnnLayer::DepthwiseConv2d {
-            channels,
+        let layer = QdqCnnLayer::DepthwiseConv2d(QdqConv {
+            out_channels: channels,
+            in_channels: channels,
             kernel,
             stride,
             pads,
@@ -447,7 +346,7 @@ impl QNet {
             bias: self.biases(channels),
             output: self.output_for(pow2(-3), &activation),
             activation,
-        };
+        });
         self.layers.push(layer);
         self.conv_shape(channels, kernel, stride, pads);
         self
@@ -508,22 +407,13 @@ fn table_activation(function: Activation, pre_scale: f32, zero_point: i8) -> Qdq
 }
 
 fn options() -> MlpExportOptions {
-    MlpExportOptions {
-        opset: 13,
-        with_probabilities: false,
-        producer: Producer {
-            name: "kiln".to_owned(),
-            version: "test".to_owned(),
-        },
-        doc_string: String::new(),
-        metadata: Vec::new(),
-    }
+    export_options(13, false)
 }
 
 /// Raw input samples whose normalised values span the int8 input range
 /// (and a little beyond, to saturate).
 fn samples(cnn: &QdqCnn, n: usize, seed: u64) -> Vec<Vec<f32>> {
-    let mut rng = Rng(seed | 1);
+    let mut rng = Rng::new(seed);
     let features: usize = cnn.input_shape.iter().product();
     let zp = f32::from(cnn.input.zero_point);
     (0..n)
@@ -546,12 +436,7 @@ fn samples(cnn: &QdqCnn, n: usize, seed: u64) -> Vec<Vec<f32>> {
 
 fn run(model: &ModelProto, cnn: &QdqCnn, batch: &[Vec<f32>]) -> HashMap<String, Tensor> {
     let model = decode_model(&encode_model(model)).unwrap();
-    let [c, h, w] = cnn.input_shape;
-    let shape = if cnn.spatial_rank == 1 {
-        vec![batch.len(), c, w]
-    } else {
-        vec![batch.len(), c, h, w]
-    };
+    let shape = batch_shape(batch.len(), cnn.input_shape, cnn.spatial_rank);
     evaluate(&model, &Tensor::f32(shape, batch.concat()))
 }
 
@@ -755,7 +640,7 @@ fn general_scales_agree_within_one_step_per_layer() {
 fn a_wrong_weight_layout_is_detected() {
     let reference = pow2_cnn();
     let mut swapped = reference.clone();
-    if let QdqCnnLayer::Conv2d { weights, .. } = &mut swapped.layers[0] {
+    if let QdqCnnLayer::Conv2d(QdqConv { weights, .. }) = &mut swapped.layers[0] {
         // [4][2][3][3] read as [4][3][3][2].
         let original = weights.clone();
         for o in 0..4 {
@@ -860,7 +745,7 @@ fn structure_of_the_int8_graph() {
         (&[4i64][..], Some(DataType::Int32 as i32))
     );
     // The bias scale is the input scale times each weight scale.
-    let QdqCnnLayer::Conv2d { weight_scales, .. } = &cnn.layers[0] else {
+    let QdqCnnLayer::Conv2d(QdqConv { weight_scales, .. }) = &cnn.layers[0] else {
         unreachable!()
     };
     let bias_scale: Vec<f32> = initializer("layer0.bias_scale")
@@ -899,18 +784,9 @@ fn rejection(cnn: &QdqCnn) -> String {
     qdq_cnn_to_model(cnn, &options()).unwrap_err().to_string()
 }
 
-fn edit_conv(cnn: &mut QdqCnn, index: usize, edit: impl FnOnce(&mut Vec<i8>, &mut Vec<f32>)) {
+fn edit_conv(cnn: &mut QdqCnn, index: usize, edit: impl FnOnce(&mut QdqConv)) {
     match &mut cnn.layers[index] {
-        QdqCnnLayer::Conv2d {
-            weights,
-            weight_scales,
-            ..
-        }
-        | QdqCnnLayer::DepthwiseConv2d {
-            weights,
-            weight_scales,
-            ..
-        } => edit(weights, weight_scales),
+        QdqCnnLayer::Conv2d(conv) | QdqCnnLayer::DepthwiseConv2d(conv) => edit(conv),
         other => panic!("layer {index} is {}", other.kind()),
     }
 }
@@ -918,28 +794,28 @@ fn edit_conv(cnn: &mut QdqCnn, index: usize, edit: impl FnOnce(&mut Vec<i8>, &mu
 #[test]
 fn int8_parameter_errors_name_the_layer() {
     let mut cnn = pow2_cnn();
-    edit_conv(&mut cnn, 2, |_, scales| {
-        scales.pop();
+    edit_conv(&mut cnn, 2, |conv| {
+        conv.weight_scales.pop();
     });
     assert_eq!(
         rejection(&cnn),
         "layer 2: weight_scales has 3 values, expected 4 (one per output)"
     );
     let mut cnn = pow2_cnn();
-    edit_conv(&mut cnn, 0, |weights, _| weights[17] = i8::MIN);
+    edit_conv(&mut cnn, 0, |conv| conv.weights[17] = i8::MIN);
     assert_eq!(
         rejection(&cnn),
         "layer 0 weights[17] is -128, expected a value in [-127, 127] (weights are symmetric int8)"
     );
     let mut cnn = pow2_cnn();
-    edit_conv(&mut cnn, 4, |_, scales| scales[1] = 0.0);
+    edit_conv(&mut cnn, 4, |conv| conv.weight_scales[1] = 0.0);
     assert_eq!(
         rejection(&cnn),
         "layer 4 weight_scales[1] is 0, expected a finite scale greater than 0"
     );
     let mut cnn = pow2_cnn();
     cnn.input.scale = 1e-30;
-    edit_conv(&mut cnn, 0, |_, scales| scales[0] = 1e-20);
+    edit_conv(&mut cnn, 0, |conv| conv.weight_scales[0] = 1e-20);
     assert!(
         rejection(&cnn).starts_with("layer 0 bias scale[0] (input scale"),
         "{}",
@@ -962,12 +838,25 @@ fn int8_parameter_errors_name_the_layer() {
         "layer 5 output scale is -1, expected a finite scale greater than 0"
     );
     let mut cnn = pow2_cnn();
-    if let QdqCnnLayer::DepthwiseConv2d { activation, .. } = &mut cnn.layers[2] {
-        *activation = table_activation(Activation::Relu, 0.1, 0);
-    }
+    edit_conv(&mut cnn, 2, |conv| {
+        conv.activation = table_activation(Activation::Relu, 0.1, 0);
+    });
     assert_eq!(
         rejection(&cnn),
         "layer 2: a table activation must be Tanh, Sigmoid or LeakyRelu, not Relu"
+    );
+    // A depthwise convolution maps each channel to itself.
+    let mut cnn = pow2_cnn();
+    edit_conv(&mut cnn, 2, |conv| {
+        conv.out_channels = 8;
+        conv.weights.extend([1; 36]);
+        conv.weight_scales.extend([0.01; 4]);
+        conv.bias.extend([0; 4]);
+    });
+    assert_eq!(
+        rejection(&cnn),
+        "layer 2 (DepthwiseConv2d): has 4 input and 8 output channels; a depthwise convolution \
+         has one output channel per input channel"
     );
     let mut cnn = pow2_cnn();
     cnn.input.scale = f32::INFINITY;
@@ -990,8 +879,8 @@ fn shape_normalization_and_option_errors() {
          not a multiple of 2"
     );
     let mut cnn = pow2_cnn();
-    edit_conv(&mut cnn, 0, |weights, _| {
-        weights.pop();
+    edit_conv(&mut cnn, 0, |conv| {
+        conv.weights.pop();
     });
     assert!(rejection(&cnn).starts_with("layer 0 (Conv2d): weights have 71 values, expected"));
     let mut cnn = pow2_cnn();

@@ -9,6 +9,7 @@
 // Each test crate uses a different part of this module.
 #![allow(dead_code)]
 
+pub mod cnn;
 pub mod int8;
 
 use std::collections::HashMap;
