@@ -11,8 +11,8 @@
 
 mod common;
 
-use common::cnn::{batch_shape, conv_taps, export_options, pool_windows, window_output, Rng};
-use common::{evaluate, Tensor};
+use common::cnn::{batch_shape, conv_taps, pool_windows, window_output, Rng};
+use common::{evaluate, export_options, Tensor};
 use kiln_onnx::builder::{attr_int, attr_ints, Dim, GraphBuilder};
 use kiln_onnx::cnn::{cnn_to_model, CnnLayer, CnnModel};
 use kiln_onnx::mlp::{decode_model, encode_model, Activation, DenseLayer, InputNormalization};
@@ -244,16 +244,6 @@ impl Net {
         [top, left, bottom, right]
     }
 
-    fn conv_out(
-        &mut self,
-        channels: usize,
-        kernel: [usize; 2],
-        stride: [usize; 2],
-        pads: [usize; 4],
-    ) {
-        self.shape = window_output(self.shape, channels, kernel, stride, pads);
-    }
-
     fn conv(
         &mut self,
         out_channels: usize,
@@ -279,7 +269,7 @@ impl Net {
             bias,
             activation,
         });
-        self.conv_out(out_channels, kernel, stride, pads);
+        self.shape = window_output(self.shape, out_channels, kernel, stride, pads);
         self
     }
 
@@ -304,7 +294,7 @@ impl Net {
             bias,
             activation,
         });
-        self.conv_out(channels, kernel, stride, pads);
+        self.shape = window_output(self.shape, channels, kernel, stride, pads);
         self
     }
 
@@ -314,7 +304,7 @@ impl Net {
         } else {
             CnnLayer::AvgPool2d { kernel, stride }
         });
-        self.conv_out(self.shape[0], kernel, stride, [0; 4]);
+        self.shape = window_output(self.shape, self.shape[0], kernel, stride, [0; 4]);
         self
     }
 

@@ -22,9 +22,9 @@ mod common;
 
 use std::collections::HashMap;
 
-use common::cnn::{batch_shape, conv_taps, export_options, pool_windows, window_output, Rng};
+use common::cnn::{batch_shape, conv_taps, pool_windows, window_output, Rng};
 use common::int8::{effective, multiplier, rq, sat8, table, Coverage};
-use common::{evaluate, Tensor};
+use common::{evaluate, export_options, Tensor};
 use kiln_onnx::mlp::{
     decode_model, encode_model, Activation, InputNormalization, MlpExportOptions,
 };
@@ -289,16 +289,6 @@ impl QNet {
         (0..n).map(|_| self.rng.int(-600, 600) as i32).collect()
     }
 
-    fn conv_shape(
-        &mut self,
-        channels: usize,
-        kernel: [usize; 2],
-        stride: [usize; 2],
-        pads: [usize; 4],
-    ) {
-        self.shape = window_output(self.shape, channels, kernel, stride, pads);
-    }
-
     fn conv(
         &mut self,
         out_channels: usize,
@@ -322,7 +312,7 @@ impl QNet {
             activation,
         });
         self.layers.push(layer);
-        self.conv_shape(out_channels, kernel, stride, pads);
+        self.shape = window_output(self.shape, out_channels, kernel, stride, pads);
         self
     }
 
@@ -348,13 +338,13 @@ impl QNet {
             activation,
         });
         self.layers.push(layer);
-        self.conv_shape(channels, kernel, stride, pads);
+        self.shape = window_output(self.shape, channels, kernel, stride, pads);
         self
     }
 
     fn maxpool(&mut self, kernel: [usize; 2], stride: [usize; 2]) -> &mut Self {
         self.layers.push(QdqCnnLayer::MaxPool2d { kernel, stride });
-        self.conv_shape(self.shape[0], kernel, stride, [0; 4]);
+        self.shape = window_output(self.shape, self.shape[0], kernel, stride, [0; 4]);
         self
     }
 
@@ -365,7 +355,7 @@ impl QNet {
             stride,
             output,
         });
-        self.conv_shape(self.shape[0], kernel, stride, [0; 4]);
+        self.shape = window_output(self.shape, self.shape[0], kernel, stride, [0; 4]);
         self
     }
 

@@ -1,13 +1,10 @@
 //! The geometry of `docs/layer-graph.md` for the CNN tests, written once for
 //! the float and the int8 reference computations: which input values and
 //! weights each output of a convolution or a valid pool reads, in CHW order.
-//! Also a seeded generator and the export options the suites share.
+//! Also a seeded generator.
 
 // Each test crate uses a different part of this module.
 #![allow(dead_code)]
-
-use kiln_onnx::builder::Producer;
-use kiln_onnx::mlp::MlpExportOptions;
 
 /// xorshift64*: a fixed stream per seed.
 pub struct Rng(u64);
@@ -46,20 +43,6 @@ impl Rng {
     /// Uniform in `lo..=hi`.
     pub fn int(&mut self, lo: i64, hi: i64) -> i64 {
         lo + (self.next() % (hi - lo + 1) as u64) as i64
-    }
-}
-
-/// Export options with a test producer and no metadata.
-pub fn export_options(opset: i64, with_probabilities: bool) -> MlpExportOptions {
-    MlpExportOptions {
-        opset,
-        with_probabilities,
-        producer: Producer {
-            name: "kiln".to_owned(),
-            version: "test".to_owned(),
-        },
-        doc_string: String::new(),
-        metadata: Vec::new(),
     }
 }
 

@@ -14,6 +14,8 @@ pub mod int8;
 
 use std::collections::HashMap;
 
+use kiln_onnx::builder::Producer;
+use kiln_onnx::mlp::MlpExportOptions;
 use kiln_onnx::proto::{
     attribute_proto::AttributeType, tensor_proto::DataType, type_proto, ModelProto, NodeProto,
     TensorProto,
@@ -93,6 +95,20 @@ fn type_name(data: &Data) -> &'static str {
         Data::F32(_) => "FLOAT",
         Data::I8(_) => "INT8",
         Data::I32(_) => "INT32",
+    }
+}
+
+/// Export options with a test producer and no metadata.
+pub fn export_options(opset: i64, with_probabilities: bool) -> MlpExportOptions {
+    MlpExportOptions {
+        opset,
+        with_probabilities,
+        producer: Producer {
+            name: "kiln".to_owned(),
+            version: "test".to_owned(),
+        },
+        doc_string: String::new(),
+        metadata: Vec::new(),
     }
 }
 
