@@ -521,6 +521,11 @@ pub(crate) fn check_shapes(
             "input shape {c}x{h}x{w} (CxHxW) has a zero dimension"
         )));
     }
+    if c.checked_mul(h).and_then(|n| n.checked_mul(w)).is_none() {
+        return Err(model_error(format!(
+            "input shape {c}x{h}x{w} (CxHxW) has more values than memory can address"
+        )));
+    }
     if spatial_rank == 1 && h != 1 {
         return Err(model_error(format!(
             "a Conv1D network (spatial_rank 1) needs input height 1, got input shape {c}x{h}x{w}"
@@ -645,7 +650,11 @@ fn layer_output(
                     )));
                 }
             }
-            let (ph, pw) = (h + top + bottom, w + left + right);
+            // Each pad is below its kernel, but both may be absurd: saturate.
+            let (ph, pw) = (
+                h.saturating_add(top).saturating_add(bottom),
+                w.saturating_add(left).saturating_add(right),
+            );
             if kh > ph || kw > pw {
                 return Err(error(format!(
                     "a {kh}x{kw} kernel is larger than its {h}x{w} input (padded: {ph}x{pw})"

@@ -1058,6 +1058,9 @@ fn model_level_errors() {
         "CNN model: input shape 2x0x5 (CxHxW) has a zero dimension"
     );
     let mut model = valid_model();
+    model.input_shape = [1 << 40, 1 << 40, 1];
+    assert!(message(&model).ends_with("has more values than memory can address"));
+    let mut model = valid_model();
     model.spatial_rank = 1;
     assert_eq!(
         message(&model),
@@ -1180,6 +1183,18 @@ fn convolution_errors() {
     assert_eq!(
         message(&model),
         "layer 0 (Conv2d): a 3x6 kernel is larger than its 5x5 input (padded: 5x5)"
+    );
+    // Absurd padding saturates instead of overflowing.
+    let model = with_conv(|l| {
+        if let CnnLayer::Conv2d { kernel, pads, .. } = l {
+            *kernel = [usize::MAX, 1];
+            *pads = [usize::MAX - 1, 0, usize::MAX - 1, 0];
+        }
+    });
+    assert!(
+        message(&model).starts_with("layer 0 (Conv2d): weights have"),
+        "{}",
+        message(&model)
     );
     let model = with_conv(|l| {
         if let CnnLayer::Conv2d { weights, .. } = l {
