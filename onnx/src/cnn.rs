@@ -60,8 +60,9 @@
 use crate::builder::{attr_int, attr_ints, ir_version_for_opset, Dim, GraphBuilder};
 use crate::mlp::{
     add_dense, add_normalization, add_outputs, add_with_activation, batch_dim, build_model,
-    check_parameters, dim, validate_dense, validate_metadata, validate_normalization, Activation,
-    DenseLayer, InputNormalization, MlpExportOptions, INPUT_NAME, LOGITS_NAME,
+    check_layer_shape, check_parameters, dim, validate_metadata, validate_normalization,
+    Activation, DenseLayer, InputNormalization, LayerShape, MlpExportOptions, INPUT_NAME,
+    LOGITS_NAME,
 };
 use crate::proto::ModelProto;
 use crate::OnnxError;
@@ -162,13 +163,13 @@ impl CnnLayer {
 
 /// One value's shape: a spatial `[c, h, w]` tensor or a flat vector.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Shape {
+pub(crate) enum Shape {
     Spatial { c: usize, h: usize, w: usize },
     Flat(usize),
 }
 
 impl Shape {
-    fn len(self) -> usize {
+    pub(crate) fn len(self) -> usize {
         match self {
             Self::Spatial { c, h, w } => c * h * w,
             Self::Flat(n) => n,
@@ -176,14 +177,48 @@ impl Shape {
     }
 }
 
-/// The parameters of a convolution, whichever layer type carries them.
+/// The sizes of a convolution, whichever layer type (float or int8, full or
+/// depthwise) carries them.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ConvGeometry {
+    pub out_channels: usize,
+    pub in_channels: usize,
+    /// 1, or the channel count for a depthwise convolution.
+    pub group: usize,
+    pub kernel: [usize; 2],
+    pub stride: [usize; 2],
+    /// `[top, left, bottom, right]`.
+    pub pads: [usize; 4],
+}
+
+/// What the shape checks need to know of a layer: its sizes and how many
+/// weights and biases it was given.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Geometry {
+    Dense {
+        n_inputs: usize,
+        n_outputs: usize,
+        n_weights: usize,
+        n_biases: usize,
+    },
+    Conv {
+        conv: ConvGeometry,
+        n_weights: usize,
+        n_biases: usize,
+    },
+    Pool {
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        /// `MaxPool2d`, else `AvgPool2d`.
+        max: bool,
+    },
+    GlobalAvgPool,
+    Flatten,
+}
+
+/// A float convolution's geometry and parameters.
 struct ConvParams<'a> {
-    out_channels: usize,
-    in_channels: usize,
-    group: usize,
-    kernel: [usize; 2],
-    stride: [usize; 2],
-    pads: [usize; 4],
+    geometry: ConvGeometry,
     weights: &'a [f32],
     bias: &'a [f32],
     activation: Activation,
@@ -219,17 +254,49 @@ impl<'a> ConvParams<'a> {
                 activation,
                 ..
             } => Some(Self {
-                out_channels,
-                in_channels,
-                group,
-                kernel: *kernel,
-                stride: *stride,
-                pads: *pads,
+                geometry: ConvGeometry {
+                    out_channels,
+                    in_channels,
+                    group,
+                    kernel: *kernel,
+                    stride: *stride,
+                    pads: *pads,
+                },
                 weights,
                 bias,
                 activation: *activation,
             }),
             _ => None,
+        }
+    }
+}
+
+impl CnnLayer {
+    fn geometry(&self) -> Geometry {
+        match self {
+            Self::Dense(dense) => Geometry::Dense {
+                n_inputs: dense.n_inputs,
+                n_outputs: dense.n_outputs,
+                n_weights: dense.weights.len(),
+                n_biases: dense.bias.len(),
+            },
+            Self::Conv2d { .. } | Self::DepthwiseConv2d { .. } => {
+                let conv = ConvParams::of(self).expect("a convolution");
+                Geometry::Conv {
+                    conv: conv.geometry,
+                    n_weights: conv.weights.len(),
+                    n_biases: conv.bias.len(),
+                }
+            }
+            Self::MaxPool2d { kernel, stride } | Self::AvgPool2d { kernel, stride } => {
+                Geometry::Pool {
+                    kernel: *kernel,
+                    stride: *stride,
+                    max: matches!(self, Self::MaxPool2d { .. }),
+                }
+            }
+            Self::GlobalAvgPool => Geometry::GlobalAvgPool,
+            Self::Flatten => Geometry::Flatten,
         }
     }
 }
@@ -250,16 +317,13 @@ pub fn cnn_to_model(
 ) -> Result<ModelProto, OnnxError> {
     let shapes = validate(model, normalization, options)?;
     let rank = model.spatial_rank;
-    let [c, h, w] = model.input_shape;
-    let sample_dims = sample_dims(rank, c, h, w);
 
     let mut graph = GraphBuilder::new("kiln_cnn");
     graph.doc_string(&describe(model, &shapes, normalization));
-    let mut input_dims = vec![batch_dim()];
-    input_dims.extend(sample_dims.iter().map(|&d| Dim::Fixed(d)));
-    graph.input_f32(INPUT_NAME, &input_dims);
+    let sample = sample_dims(rank, model.input_shape);
+    add_input(&mut graph, &sample);
 
-    let mut current = add_normalization(&mut graph, normalization, &sample_dims)?;
+    let mut current = add_normalization(&mut graph, normalization, &sample)?;
     for (i, layer) in model.layers.iter().enumerate() {
         let output = if i + 1 == model.layers.len() {
             LOGITS_NAME.to_owned()
@@ -267,42 +331,27 @@ pub fn cnn_to_model(
             format!("layer{i}.output")
         };
         let input = current.as_str();
-        let pooling = |kernel: [usize; 2], stride: [usize; 2]| {
-            vec![
-                attr_ints("kernel_shape", &axes(rank, kernel)),
-                attr_ints("strides", &axes(rank, stride)),
-            ]
-        };
         match layer {
             CnnLayer::Dense(dense) => {
-                let flat = if matches!(shapes[i], Shape::Spatial { .. }) {
-                    let flattened = format!("layer{i}.flattened");
-                    add_flatten(&mut graph, i, input, &flattened);
-                    flattened
-                } else {
-                    input.to_owned()
-                };
+                let flat = flatten_if_spatial(&mut graph, i, shapes[i], input);
                 add_dense(&mut graph, i, dense, &flat, &output)?;
             }
             CnnLayer::Conv2d { .. } | CnnLayer::DepthwiseConv2d { .. } => {
                 let conv = ConvParams::of(layer).expect("a convolution");
-                add_conv(&mut graph, i, rank, &conv, input, &output)?;
+                let geometry = &conv.geometry;
+                let (weight, bias) = (format!("layer{i}.weight"), format!("layer{i}.bias"));
+                graph.initializer_f32(&weight, &conv_weight_dims(rank, geometry), conv.weights)?;
+                graph.initializer_f32(&bias, &[dim(geometry.out_channels)], conv.bias)?;
+                add_with_activation(&mut graph, i, conv.activation, &output, |graph, linear| {
+                    add_conv(graph, i, rank, geometry, [input, &weight, &bias], linear);
+                })?;
             }
-            CnnLayer::MaxPool2d { kernel, stride } => {
-                let attributes = pooling(*kernel, *stride);
-                let name = format!("layer{i}_maxpool");
-                graph.node("MaxPool", &name, &[input], &[&output], attributes);
+            CnnLayer::MaxPool2d { .. }
+            | CnnLayer::AvgPool2d { .. }
+            | CnnLayer::GlobalAvgPool
+            | CnnLayer::Flatten => {
+                add_shape_node(&mut graph, i, rank, layer.geometry(), input, &output);
             }
-            CnnLayer::AvgPool2d { kernel, stride } => {
-                let attributes = pooling(*kernel, *stride);
-                let name = format!("layer{i}_avgpool");
-                graph.node("AveragePool", &name, &[input], &[&output], attributes);
-            }
-            CnnLayer::GlobalAvgPool => {
-                let name = format!("layer{i}_global_avgpool");
-                graph.node("GlobalAveragePool", &name, &[input], &[&output], Vec::new());
-            }
-            CnnLayer::Flatten => add_flatten(&mut graph, i, input, &output),
         }
         current = output;
     }
@@ -316,10 +365,17 @@ pub fn cnn_to_model(
 }
 
 /// One sample's ONNX dimensions: `[c, h, w]`, or `[c, w]` for rank 1.
-fn sample_dims(rank: usize, c: usize, h: usize, w: usize) -> Vec<i64> {
+pub(crate) fn sample_dims(rank: usize, [c, h, w]: [usize; 3]) -> Vec<i64> {
     let mut dims = vec![dim(c)];
     dims.extend(axes(rank, [h, w]));
     dims
+}
+
+/// Declares the FLOAT graph input `[N, sample...]`.
+pub(crate) fn add_input(graph: &mut GraphBuilder, sample: &[i64]) {
+    let mut dims = vec![batch_dim()];
+    dims.extend(sample.iter().map(|&d| Dim::Fixed(d)));
+    graph.input_f32(INPUT_NAME, &dims);
 }
 
 /// A `[height, width]` pair as ONNX spatial attribute values: both for
@@ -328,34 +384,27 @@ fn axes(rank: usize, pair: [usize; 2]) -> Vec<i64> {
     pair[2 - rank..].iter().map(|&v| dim(v)).collect()
 }
 
-fn add_flatten(graph: &mut GraphBuilder, i: usize, input: &str, output: &str) {
-    graph.node(
-        "Flatten",
-        &format!("layer{i}_flatten"),
-        &[input],
-        &[output],
-        vec![attr_int("axis", 1)],
-    );
+/// A convolution's weight shape `[O, C / group, kh, kw]` (`[O, C / group, k]`
+/// for rank 1).
+pub(crate) fn conv_weight_dims(rank: usize, conv: &ConvGeometry) -> Vec<i64> {
+    let mut dims = vec![dim(conv.out_channels), dim(conv.in_channels / conv.group)];
+    dims.extend(axes(rank, conv.kernel));
+    dims
 }
 
-fn add_conv(
+/// Emits layer `i`'s `Conv` node reading `[input, weight, bias]` and writing
+/// `output`: explicit `kernel_shape`, `strides`, `pads` and `group`.
+pub(crate) fn add_conv(
     graph: &mut GraphBuilder,
     i: usize,
     rank: usize,
-    conv: &ConvParams<'_>,
-    input: &str,
+    conv: &ConvGeometry,
+    inputs: [&str; 3],
     output: &str,
-) -> Result<(), OnnxError> {
-    let weight = format!("layer{i}.weight");
-    let bias = format!("layer{i}.bias");
-    let [kh, kw] = conv.kernel;
-    let mut weight_dims = vec![dim(conv.out_channels), dim(conv.in_channels / conv.group)];
-    weight_dims.extend(axes(rank, [kh, kw]));
-    graph.initializer_f32(&weight, &weight_dims, conv.weights)?;
-    graph.initializer_f32(&bias, &[dim(conv.out_channels)], conv.bias)?;
+) {
     let [top, left, bottom, right] = conv.pads;
-    let pads: Vec<i64> = if rank == 2 {
-        [top, left, bottom, right].iter().map(|&p| dim(p)).collect()
+    let pads = if rank == 2 {
+        vec![dim(top), dim(left), dim(bottom), dim(right)]
     } else {
         vec![dim(left), dim(right)]
     };
@@ -365,15 +414,65 @@ fn add_conv(
         attr_ints("pads", &pads),
         attr_int("group", dim(conv.group)),
     ];
-    add_with_activation(graph, i, conv.activation, output, |graph, linear| {
-        graph.node(
-            "Conv",
-            &format!("layer{i}_conv"),
-            &[input, &weight, &bias],
-            &[linear],
-            attributes,
-        );
-    })
+    graph.node(
+        "Conv",
+        &format!("layer{i}_conv"),
+        &inputs,
+        &[output],
+        attributes,
+    );
+}
+
+/// Emits the node of a layer without parameters: `MaxPool`,
+/// `AveragePool`, `GlobalAveragePool` or `Flatten`.
+pub(crate) fn add_shape_node(
+    graph: &mut GraphBuilder,
+    i: usize,
+    rank: usize,
+    geometry: Geometry,
+    input: &str,
+    output: &str,
+) {
+    let (op_type, suffix, attributes) = match geometry {
+        Geometry::Pool {
+            kernel,
+            stride,
+            max,
+        } => {
+            let attributes = vec![
+                attr_ints("kernel_shape", &axes(rank, kernel)),
+                attr_ints("strides", &axes(rank, stride)),
+            ];
+            if max {
+                ("MaxPool", "maxpool", attributes)
+            } else {
+                ("AveragePool", "avgpool", attributes)
+            }
+        }
+        Geometry::GlobalAvgPool => ("GlobalAveragePool", "global_avgpool", Vec::new()),
+        Geometry::Flatten => ("Flatten", "flatten", vec![attr_int("axis", 1)]),
+        Geometry::Dense { .. } | Geometry::Conv { .. } => {
+            unreachable!("layer {i} has parameters")
+        }
+    };
+    let name = format!("layer{i}_{suffix}");
+    graph.node(op_type, &name, &[input], &[output], attributes);
+}
+
+/// The tensor a `Dense` layer `i` reads: `input` itself when it is flat, else
+/// `layer{i}.flattened`, written by an inserted `Flatten` (CHW order).
+pub(crate) fn flatten_if_spatial(
+    graph: &mut GraphBuilder,
+    i: usize,
+    shape: Shape,
+    input: &str,
+) -> String {
+    if let Shape::Flat(_) = shape {
+        return input.to_owned();
+    }
+    let flattened = format!("layer{i}.flattened");
+    add_shape_node(graph, i, 2, Geometry::Flatten, input, &flattened);
+    flattened
 }
 
 /// Validates the model and returns the shape of the value each layer reads,
@@ -384,12 +483,37 @@ fn validate(
     options: &MlpExportOptions,
 ) -> Result<Vec<Shape>, OnnxError> {
     ir_version_for_opset(options.opset)?;
+    let layers: Vec<_> = model
+        .layers
+        .iter()
+        .map(|l| (l.kind(), l.geometry()))
+        .collect();
+    let shapes = check_shapes(model.input_shape, model.spatial_rank, &layers)?;
+    for (i, layer) in model.layers.iter().enumerate() {
+        if let CnnLayer::Dense(dense) = layer {
+            check_parameters(i, &dense.weights, &dense.bias, dense.activation)?;
+        } else if let Some(conv) = ConvParams::of(layer) {
+            check_parameters(i, conv.weights, conv.bias, conv.activation)?;
+        }
+    }
+    validate_normalization(normalization, model.input_shape.iter().product())?;
+    validate_metadata(options)?;
+    Ok(shapes)
+}
+
+/// Checks the input shape, the spatial rank and every layer against the
+/// value it reads (the model-level and shape errors of `docs/layer-graph.md`);
+/// returns the shape of each layer's input, then the output's.
+pub(crate) fn check_shapes(
+    input_shape: [usize; 3],
+    spatial_rank: usize,
+    layers: &[(&'static str, Geometry)],
+) -> Result<Vec<Shape>, OnnxError> {
     let model_error = |reason: String| OnnxError::CnnModel { reason };
-    let [c, h, w] = model.input_shape;
-    if model.spatial_rank != 1 && model.spatial_rank != 2 {
+    let [c, h, w] = input_shape;
+    if spatial_rank != 1 && spatial_rank != 2 {
         return Err(model_error(format!(
-            "spatial_rank is {}, expected 2 (input [N, C, H, W]) or 1 (Conv1D, input [N, C, L])",
-            model.spatial_rank
+            "spatial_rank is {spatial_rank}, expected 2 (input [N, C, H, W]) or 1 (Conv1D, input [N, C, L])"
         )));
     }
     if c == 0 || h == 0 || w == 0 {
@@ -397,56 +521,74 @@ fn validate(
             "input shape {c}x{h}x{w} (CxHxW) has a zero dimension"
         )));
     }
-    if model.spatial_rank == 1 && h != 1 {
+    if c.checked_mul(h).and_then(|n| n.checked_mul(w)).is_none() {
+        return Err(model_error(format!(
+            "input shape {c}x{h}x{w} (CxHxW) has more values than memory can address"
+        )));
+    }
+    if spatial_rank == 1 && h != 1 {
         return Err(model_error(format!(
             "a Conv1D network (spatial_rank 1) needs input height 1, got input shape {c}x{h}x{w}"
         )));
     }
-    if model.layers.is_empty() {
+    if layers.is_empty() {
         return Err(model_error("the model has no layers".to_owned()));
     }
 
     let mut shapes = vec![Shape::Spatial { c, h, w }];
-    for (i, layer) in model.layers.iter().enumerate() {
-        let next = layer_output(i, layer, shapes[i], model.spatial_rank)?;
+    for (i, &(kind, geometry)) in layers.iter().enumerate() {
+        let next = layer_output(i, kind, geometry, shapes[i], spatial_rank)?;
         shapes.push(next);
     }
     if let Shape::Spatial { c, h, w } = shapes[shapes.len() - 1] {
-        let last = model.layers.len() - 1;
+        let last = layers.len() - 1;
         return Err(model_error(format!(
             "the last layer (layer {last}, {}) produces a {c}x{h}x{w} value; a CNN must end \
              with Dense or Flatten so that the logits are [N, classes]",
-            model.layers[last].kind()
+            layers[last].0
         )));
     }
-
-    validate_normalization(normalization, c * h * w)?;
-    validate_metadata(options)?;
     Ok(shapes)
 }
 
 /// Checks layer `i` against the value it reads and returns its output shape.
-fn layer_output(i: usize, layer: &CnnLayer, input: Shape, rank: usize) -> Result<Shape, OnnxError> {
-    let kind = layer.kind();
+fn layer_output(
+    i: usize,
+    kind: &'static str,
+    geometry: Geometry,
+    input: Shape,
+    rank: usize,
+) -> Result<Shape, OnnxError> {
     let error = |reason: String| OnnxError::CnnLayer {
         layer: i,
         kind,
         reason,
     };
-    if let CnnLayer::Dense(dense) = layer {
-        validate_dense(i, dense, None)?;
-        if dense.n_inputs != input.len() {
+    if let Geometry::Dense {
+        n_inputs,
+        n_outputs,
+        n_weights,
+        n_biases,
+    } = geometry
+    {
+        let shape = LayerShape {
+            n_inputs,
+            n_outputs,
+            n_weights,
+            n_biases,
+        };
+        check_layer_shape(i, shape, None)?;
+        if n_inputs != input.len() {
             let origin = match input {
                 Shape::Spatial { c, h, w } => format!(" ({c}x{h}x{w} flattened in CHW order)"),
                 Shape::Flat(_) => String::new(),
             };
             return Err(error(format!(
-                "takes {} inputs but its input has {} values{origin}",
-                dense.n_inputs,
+                "takes {n_inputs} inputs but its input has {} values{origin}",
                 input.len()
             )));
         }
-        return Ok(Shape::Flat(dense.n_outputs));
+        return Ok(Shape::Flat(n_outputs));
     }
     let Shape::Spatial { c, h, w } = input else {
         return Err(error(format!(
@@ -470,10 +612,13 @@ fn layer_output(i: usize, layer: &CnnLayer, input: Shape, rank: usize) -> Result
         }
         Ok(())
     };
-    match layer {
-        CnnLayer::Dense(_) => unreachable!("handled above"),
-        CnnLayer::Conv2d { .. } | CnnLayer::DepthwiseConv2d { .. } => {
-            let conv = ConvParams::of(layer).expect("a convolution");
+    match geometry {
+        Geometry::Dense { .. } => unreachable!("handled above"),
+        Geometry::Conv {
+            conv,
+            n_weights,
+            n_biases,
+        } => {
             if conv.out_channels == 0 {
                 return Err(error("has 0 output channels".to_owned()));
             }
@@ -505,7 +650,11 @@ fn layer_output(i: usize, layer: &CnnLayer, input: Shape, rank: usize) -> Result
                     )));
                 }
             }
-            let (ph, pw) = (h + top + bottom, w + left + right);
+            // Each pad is below its kernel, but both may be absurd: saturate.
+            let (ph, pw) = (
+                h.saturating_add(top).saturating_add(bottom),
+                w.saturating_add(left).saturating_add(right),
+            );
             if kh > ph || kw > pw {
                 return Err(error(format!(
                     "a {kh}x{kw} kernel is larger than its {h}x{w} input (padded: {ph}x{pw})"
@@ -517,22 +666,20 @@ fn layer_output(i: usize, layer: &CnnLayer, input: Shape, rank: usize) -> Result
                 .saturating_mul(per_group)
                 .saturating_mul(kh)
                 .saturating_mul(kw);
-            if conv.weights.len() != expected {
+            if n_weights != expected {
                 return Err(error(format!(
-                    "weights have {} values, expected {} x {per_group} x {kh} x {kw} = {expected} \
-                     ([out][in / group][kh][kw])",
-                    conv.weights.len(),
+                    "weights have {n_weights} values, expected {} x {per_group} x {kh} x {kw} = \
+                     {expected} ([out][in / group][kh][kw])",
                     conv.out_channels
                 )));
             }
-            if conv.bias.len() != conv.out_channels {
+            if n_biases != conv.out_channels {
                 return Err(OnnxError::BiasCount {
                     layer: i,
-                    actual: conv.bias.len(),
+                    actual: n_biases,
                     expected: conv.out_channels,
                 });
             }
-            check_parameters(i, conv.weights, conv.bias, conv.activation)?;
             let [sh, sw] = conv.stride;
             Ok(Shape::Spatial {
                 c: conv.out_channels,
@@ -540,9 +687,9 @@ fn layer_output(i: usize, layer: &CnnLayer, input: Shape, rank: usize) -> Result
                 w: (pw - kw) / sw + 1,
             })
         }
-        CnnLayer::MaxPool2d { kernel, stride } | CnnLayer::AvgPool2d { kernel, stride } => {
-            window(*kernel, *stride)?;
-            let ([kh, kw], [sh, sw]) = (*kernel, *stride);
+        Geometry::Pool { kernel, stride, .. } => {
+            window(kernel, stride)?;
+            let ([kh, kw], [sh, sw]) = (kernel, stride);
             if kh > h || kw > w {
                 return Err(error(format!(
                     "a {kh}x{kw} window is larger than its {h}x{w} input"
@@ -563,8 +710,8 @@ fn layer_output(i: usize, layer: &CnnLayer, input: Shape, rank: usize) -> Result
                 w: (w - kw) / sw + 1,
             })
         }
-        CnnLayer::GlobalAvgPool => Ok(Shape::Spatial { c, h: 1, w: 1 }),
-        CnnLayer::Flatten => Ok(Shape::Flat(c * h * w)),
+        Geometry::GlobalAvgPool => Ok(Shape::Spatial { c, h: 1, w: 1 }),
+        Geometry::Flatten => Ok(Shape::Flat(c * h * w)),
     }
 }
 

@@ -227,6 +227,20 @@ pub(crate) fn add_int8_outputs(graph: &mut GraphBuilder, q: &Quantized, dims: &[
     graph.output_with_doc(LOGITS_Q_NAME, DataType::Int8, dims, LOGITS_Q_DOC);
 }
 
+/// `layer{i}.input = DequantizeLinear(q_in)`, with the same scale and zero
+/// point tensors as the quantization that produced `q_in`; returns the name.
+pub(crate) fn add_dequantize_input(graph: &mut GraphBuilder, i: usize, q_in: &Quantized) -> String {
+    let x = format!("layer{i}.input");
+    graph.node(
+        "DequantizeLinear",
+        &format!("layer{i}_dequantize_input"),
+        &[&q_in.tensor, &q_in.scale, &q_in.zero_point],
+        &[&x],
+        Vec::new(),
+    );
+    x
+}
+
 /// The int8 parameters of one affine layer (`Gemm` or `Conv`).
 pub(crate) struct Affine<'a> {
     /// Symmetric int8 weights, output channel first.
@@ -259,16 +273,7 @@ pub(crate) fn add_affine(
     let n_o = layer.weight_dims[0];
     let n_outputs = layer.weight_scales.len();
 
-    // x_f = DequantizeLinear(q_in): the same scale and zero point
-    // tensors as the quantization that produced q_in.
-    let x = format!("layer{i}.input");
-    graph.node(
-        "DequantizeLinear",
-        &format!("layer{i}_dequantize_input"),
-        &[&q_in.tensor, &q_in.scale, &q_in.zero_point],
-        &[&x],
-        Vec::new(),
-    );
+    let x = add_dequantize_input(graph, i, q_in);
 
     // W_f = DequantizeLinear(w_q), per output channel (axis 0).
     let weight_q = format!("layer{i}.weight_q");
@@ -406,6 +411,17 @@ impl Quantized {
             params,
         })
     }
+
+    /// The int8 tensor `tensor` with this one's scale and zero point (the
+    /// same initializers), for an operation that keeps the quantization.
+    pub(crate) fn renamed(&self, tensor: &str) -> Self {
+        Self {
+            tensor: tensor.to_owned(),
+            scale: self.scale.clone(),
+            zero_point: self.zero_point.clone(),
+            params: self.params,
+        }
+    }
 }
 
 fn validate(mlp: &QdqMlp, options: &MlpExportOptions) -> Result<(), OnnxError> {
@@ -519,6 +535,7 @@ pub(crate) fn validate_affine(
     Ok(())
 }
 
+/// A scale must be finite and greater than 0.
 pub(crate) fn check_scale(value: f32, location: impl Fn() -> String) -> Result<(), OnnxError> {
     if value.is_finite() && value > 0.0 {
         Ok(())

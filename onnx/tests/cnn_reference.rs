@@ -11,12 +11,11 @@
 
 mod common;
 
-use common::{evaluate, Tensor};
-use kiln_onnx::builder::{attr_int, attr_ints, Dim, GraphBuilder, Producer};
+use common::cnn::{batch_shape, conv_taps, pool_windows, window_output, Rng};
+use common::{evaluate, export_options, Tensor};
+use kiln_onnx::builder::{attr_int, attr_ints, Dim, GraphBuilder};
 use kiln_onnx::cnn::{cnn_to_model, CnnLayer, CnnModel};
-use kiln_onnx::mlp::{
-    decode_model, encode_model, Activation, DenseLayer, InputNormalization, MlpExportOptions,
-};
+use kiln_onnx::mlp::{decode_model, encode_model, Activation, DenseLayer, InputNormalization};
 use kiln_onnx::proto::{attribute_proto::AttributeType, ModelProto};
 use kiln_onnx::OnnxError;
 
@@ -53,78 +52,48 @@ fn activate(activation: Activation, z: f64) -> f64 {
     }
 }
 
-/// A convolution with `groups` groups: output channel `o` reads the input
-/// channels of group `o / (out / groups)`; a padded tap contributes nothing.
+/// A convolution with `groups` groups over the taps inside the input
+/// (`common::cnn::conv_taps`), accumulated in f64 from the bias.
 #[allow(clippy::too_many_arguments)]
 fn convolve(
     x: &Value,
     out_channels: usize,
     groups: usize,
-    [kh, kw]: [usize; 2],
-    [sh, sw]: [usize; 2],
-    [top, left, bottom, right]: [usize; 4],
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    pads: [usize; 4],
     weights: &[f32],
     bias: &[f32],
     activation: Activation,
 ) -> Value {
-    let [c, h, w] = x.shape;
-    let oh = (h + top + bottom - kh) / sh + 1;
-    let ow = (w + left + right - kw) / sw + 1;
-    let per_group = c / groups;
-    let mut data = Vec::new();
-    for o in 0..out_channels {
-        let group = o / (out_channels / groups);
-        for oy in 0..oh {
-            for ox in 0..ow {
-                let mut acc = f64::from(bias[o]);
-                for ci in 0..per_group {
-                    for ky in 0..kh {
-                        for kx in 0..kw {
-                            let (iy, ix) = (oy * sh + ky, ox * sw + kx);
-                            if iy < top || ix < left || iy - top >= h || ix - left >= w {
-                                continue;
-                            }
-                            let channel = group * per_group + ci;
-                            let xv = x.data[(channel * h + iy - top) * w + ix - left];
-                            let wv = weights[((o * per_group + ci) * kh + ky) * kw + kx];
-                            acc += f64::from(wv) * xv;
-                        }
-                    }
-                }
-                data.push(activate(activation, acc));
-            }
-        }
-    }
-    Value {
-        data,
-        shape: [out_channels, oh, ow],
-    }
+    let (shape, outputs) = conv_taps(x.shape, out_channels, groups, kernel, stride, pads);
+    let data = outputs
+        .iter()
+        .map(|(o, taps)| {
+            let acc = taps.iter().fold(f64::from(bias[*o]), |acc, &(i, k)| {
+                acc + f64::from(weights[k]) * x.data[i]
+            });
+            activate(activation, acc)
+        })
+        .collect();
+    Value { data, shape }
 }
 
 /// Valid pooling: the maximum or the mean of each window.
-fn pool(x: &Value, [kh, kw]: [usize; 2], [sh, sw]: [usize; 2], max: bool) -> Value {
-    let [c, h, w] = x.shape;
-    let (oh, ow) = ((h - kh) / sh + 1, (w - kw) / sw + 1);
-    let mut data = Vec::new();
-    for ch in 0..c {
-        for oy in 0..oh {
-            for ox in 0..ow {
-                let taps = (0..kh).flat_map(|ky| (0..kw).map(move |kx| (ky, kx)));
-                let values: Vec<f64> = taps
-                    .map(|(ky, kx)| x.data[(ch * h + oy * sh + ky) * w + ox * sw + kx])
-                    .collect();
-                data.push(if max {
-                    values.iter().copied().fold(f64::NEG_INFINITY, f64::max)
-                } else {
-                    values.iter().sum::<f64>() / values.len() as f64
-                });
+fn pool(x: &Value, kernel: [usize; 2], stride: [usize; 2], max: bool) -> Value {
+    let (shape, windows) = pool_windows(x.shape, kernel, stride);
+    let data = windows
+        .iter()
+        .map(|window| {
+            let values = window.iter().map(|&i| x.data[i]);
+            if max {
+                values.fold(f64::NEG_INFINITY, f64::max)
+            } else {
+                values.sum::<f64>() / window.len() as f64
             }
-        }
-    }
-    Value {
-        data,
-        shape: [c, oh, ow],
-    }
+        })
+        .collect();
+    Value { data, shape }
 }
 
 /// The CNN on one raw sample (CHW order); the logits.
@@ -232,36 +201,6 @@ impl Value {
 // Random small CNNs.
 // ---------------------------------------------------------------------------
 
-/// xorshift64*: a fixed stream per seed.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Self(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// Uniform in `[-amplitude, amplitude)`.
-    fn uniform(&mut self, amplitude: f32) -> f32 {
-        let unit = (self.next() >> 40) as f32 / (1u64 << 24) as f32;
-        (unit * 2.0 - 1.0) * amplitude
-    }
-
-    fn values(&mut self, n: usize, amplitude: f32) -> Vec<f32> {
-        (0..n).map(|_| self.uniform(amplitude)).collect()
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
 /// TensorFlow's SAME padding for one axis: `(begin, end)`.
 fn same_pads(size: usize, k: usize, s: usize) -> (usize, usize) {
     let out = size.div_ceil(s);
@@ -305,21 +244,6 @@ impl Net {
         [top, left, bottom, right]
     }
 
-    fn conv_out(
-        &mut self,
-        channels: usize,
-        kernel: [usize; 2],
-        stride: [usize; 2],
-        pads: [usize; 4],
-    ) {
-        let [_, h, w] = self.shape;
-        self.shape = [
-            channels,
-            (h + pads[0] + pads[2] - kernel[0]) / stride[0] + 1,
-            (w + pads[1] + pads[3] - kernel[1]) / stride[1] + 1,
-        ];
-    }
-
     fn conv(
         &mut self,
         out_channels: usize,
@@ -345,7 +269,7 @@ impl Net {
             bias,
             activation,
         });
-        self.conv_out(out_channels, kernel, stride, pads);
+        self.shape = window_output(self.shape, out_channels, kernel, stride, pads);
         self
     }
 
@@ -370,7 +294,7 @@ impl Net {
             bias,
             activation,
         });
-        self.conv_out(channels, kernel, stride, pads);
+        self.shape = window_output(self.shape, channels, kernel, stride, pads);
         self
     }
 
@@ -380,7 +304,7 @@ impl Net {
         } else {
             CnnLayer::AvgPool2d { kernel, stride }
         });
-        self.conv_out(self.shape[0], kernel, stride, [0; 4]);
+        self.shape = window_output(self.shape, self.shape[0], kernel, stride, [0; 4]);
         self
     }
 
@@ -439,27 +363,9 @@ impl Net {
     }
 }
 
-fn options(opset: i64, with_probabilities: bool) -> MlpExportOptions {
-    MlpExportOptions {
-        opset,
-        with_probabilities,
-        producer: Producer {
-            name: "kiln".to_owned(),
-            version: "test".to_owned(),
-        },
-        doc_string: String::new(),
-        metadata: Vec::new(),
-    }
-}
-
 /// The ONNX input tensor for a batch of CHW samples.
 fn input_tensor(model: &CnnModel, batch: &[Vec<f32>]) -> Tensor {
-    let [c, h, w] = model.input_shape;
-    let shape = if model.spatial_rank == 1 {
-        vec![batch.len(), c, w]
-    } else {
-        vec![batch.len(), c, h, w]
-    };
+    let shape = batch_shape(batch.len(), model.input_shape, model.spatial_rank);
     Tensor::f32(shape, batch.concat())
 }
 
@@ -508,7 +414,7 @@ fn assert_matches(
     probabilities: bool,
 ) {
     let model = net.model();
-    let proto = cnn_to_model(&model, normalization, &options(opset, probabilities)).unwrap();
+    let proto = cnn_to_model(&model, normalization, &export_options(opset, probabilities)).unwrap();
     let batch = net.batch(3);
     let error = max_error(&proto, &model, normalization, &batch);
     assert!(
@@ -542,7 +448,9 @@ fn run_node(
     }
     graph.node(op, "node", &names, &["y"], attributes);
     graph.output_f32("y", &[]);
-    let model = graph.build(19, &options(19, false).producer, "").unwrap();
+    let model = graph
+        .build(19, &export_options(19, false).producer, "")
+        .unwrap();
     evaluate(&model, &x).remove("y").unwrap()
 }
 
@@ -897,7 +805,8 @@ fn a_wrong_graph_is_detected() {
     let normalization = net.standardize();
     let batch = net.batch(3);
     let check = |exported: &CnnModel, graph_normalization: &InputNormalization| {
-        let proto = cnn_to_model(exported, graph_normalization, &options(13, false)).unwrap();
+        let proto =
+            cnn_to_model(exported, graph_normalization, &export_options(13, false)).unwrap();
         max_error(&proto, &model, &normalization, &batch)
     };
     assert!(check(&model, &normalization) <= TOLERANCE);
@@ -971,7 +880,7 @@ fn structure_of_a_2d_network() {
         .dense(4, Activation::Relu)
         .dense(2, Activation::Sigmoid);
     let normalization = net.standardize();
-    let proto = cnn_to_model(&net.model(), &normalization, &options(13, true)).unwrap();
+    let proto = cnn_to_model(&net.model(), &normalization, &export_options(13, true)).unwrap();
     let graph = proto.graph.as_ref().unwrap();
     let nodes: Vec<_> = graph.node.iter().map(|n| (n.op_type(), n.name())).collect();
     assert_eq!(
@@ -1040,7 +949,7 @@ fn structure_of_a_1d_network() {
         .gap()
         .flatten();
     let normalization = net.standardize();
-    let proto = cnn_to_model(&net.model(), &normalization, &options(21, false)).unwrap();
+    let proto = cnn_to_model(&net.model(), &normalization, &export_options(21, false)).unwrap();
     let graph = proto.graph.as_ref().unwrap();
     let ops: Vec<_> = graph.node.iter().map(|n| n.op_type()).collect();
     assert_eq!(
@@ -1105,7 +1014,7 @@ fn valid_model() -> CnnModel {
 }
 
 fn rejection(model: &CnnModel, normalization: &InputNormalization) -> OnnxError {
-    cnn_to_model(model, normalization, &options(13, false)).unwrap_err()
+    cnn_to_model(model, normalization, &export_options(13, false)).unwrap_err()
 }
 
 fn message(model: &CnnModel) -> String {
@@ -1129,7 +1038,7 @@ fn the_valid_model_exports() {
     cnn_to_model(
         &valid_model(),
         &InputNormalization::None,
-        &options(13, false),
+        &export_options(13, false),
     )
     .unwrap();
 }
@@ -1148,6 +1057,9 @@ fn model_level_errors() {
         message(&model),
         "CNN model: input shape 2x0x5 (CxHxW) has a zero dimension"
     );
+    let mut model = valid_model();
+    model.input_shape = [1 << 40, 1 << 40, 1];
+    assert!(message(&model).ends_with("has more values than memory can address"));
     let mut model = valid_model();
     model.spatial_rank = 1;
     assert_eq!(
@@ -1272,6 +1184,18 @@ fn convolution_errors() {
         message(&model),
         "layer 0 (Conv2d): a 3x6 kernel is larger than its 5x5 input (padded: 5x5)"
     );
+    // Absurd padding saturates instead of overflowing.
+    let model = with_conv(|l| {
+        if let CnnLayer::Conv2d { kernel, pads, .. } = l {
+            *kernel = [usize::MAX, 1];
+            *pads = [usize::MAX - 1, 0, usize::MAX - 1, 0];
+        }
+    });
+    assert!(
+        message(&model).starts_with("layer 0 (Conv2d): weights have"),
+        "{}",
+        message(&model)
+    );
     let model = with_conv(|l| {
         if let CnnLayer::Conv2d { weights, .. } = l {
             weights.push(0.0);
@@ -1330,7 +1254,12 @@ fn depthwise_errors() {
     let mut model = valid_model();
     model.layers[0] = depthwise(2, 18);
     model.layers[1] = dense(18, 2);
-    cnn_to_model(&model, &InputNormalization::None, &options(13, false)).unwrap();
+    cnn_to_model(
+        &model,
+        &InputNormalization::None,
+        &export_options(13, false),
+    )
+    .unwrap();
     model.layers[0] = depthwise(2, 17);
     assert_eq!(
         message(&model),
@@ -1370,7 +1299,7 @@ fn conv1d_errors() {
     cnn_to_model(
         &model(padded.clone()),
         &InputNormalization::None,
-        &options(13, false),
+        &export_options(13, false),
     )
     .unwrap();
     if let CnnLayer::Conv2d { pads, .. } = &mut padded {
@@ -1397,7 +1326,7 @@ fn pooling_errors() {
             stride: [1, 2],
         }),
         &InputNormalization::None,
-        &options(13, false),
+        &export_options(13, false),
     )
     .unwrap();
     assert_eq!(
@@ -1461,12 +1390,17 @@ fn normalization_and_option_errors() {
         OnnxError::NonFinite { .. }
     ));
 
-    let err = cnn_to_model(&model, &InputNormalization::None, &options(22, false)).unwrap_err();
+    let err = cnn_to_model(
+        &model,
+        &InputNormalization::None,
+        &export_options(22, false),
+    )
+    .unwrap_err();
     assert!(
         matches!(err, OnnxError::UnsupportedOpset { opset: 22 }),
         "{err:?}"
     );
-    let mut opts = options(13, false);
+    let mut opts = export_options(13, false);
     opts.metadata = vec![("k".into(), "1".into()), ("k".into(), "2".into())];
     let err = cnn_to_model(&model, &InputNormalization::None, &opts).unwrap_err();
     assert_eq!(err.to_string(), "metadata key `k` appears more than once");

@@ -8,11 +8,9 @@
 
 mod common;
 
-use common::{evaluate, Tensor};
-use kiln_onnx::builder::Producer;
+use common::{evaluate, export_options, Tensor};
 use kiln_onnx::mlp::{
     decode_model, encode_model, mlp_to_model, Activation, DenseLayer, InputNormalization,
-    MlpExportOptions,
 };
 use kiln_onnx::proto::ModelProto;
 
@@ -83,19 +81,6 @@ fn layer(n_inputs: usize, n_outputs: usize, activation: Activation, seed: f32) -
     }
 }
 
-fn options(opset: i64, with_probabilities: bool) -> MlpExportOptions {
-    MlpExportOptions {
-        opset,
-        with_probabilities,
-        producer: Producer {
-            name: "kiln".to_owned(),
-            version: "test".to_owned(),
-        },
-        doc_string: String::new(),
-        metadata: Vec::new(),
-    }
-}
-
 fn close(actual: f32, expected: f32) -> bool {
     (actual - expected).abs() <= TOLERANCE * expected.abs().max(1.0)
 }
@@ -150,7 +135,12 @@ fn assert_graph_matches(
     opset: i64,
     with_probabilities: bool,
 ) {
-    let model = mlp_to_model(layers, normalization, &options(opset, with_probabilities)).unwrap();
+    let model = mlp_to_model(
+        layers,
+        normalization,
+        &export_options(opset, with_probabilities),
+    )
+    .unwrap();
     let rows = batch(layers[0].n_inputs);
     let error = max_error(&model, layers, normalization, &rows, with_probabilities);
     assert!(
@@ -204,7 +194,7 @@ fn batch_of_one_row() {
         layer(3, 4, Activation::Tanh, 0.41),
         layer(4, 2, Activation::Identity, 0.43),
     ];
-    let model = mlp_to_model(&layers, &standardize(3), &options(13, true)).unwrap();
+    let model = mlp_to_model(&layers, &standardize(3), &export_options(13, true)).unwrap();
     let rows = vec![vec![0.25, -1.5, 3.0]];
     let error = max_error(&model, &layers, &standardize(3), &rows, true);
     assert!(close(error, 0.0), "differ by {error}");
@@ -225,16 +215,21 @@ fn a_wrong_graph_is_detected() {
     let mut transposed = layers.clone();
     let w = &layers[0].weights;
     transposed[0].weights = (0..9).map(|i| w[(i % 3) * 3 + i / 3]).collect();
-    let model = mlp_to_model(&transposed, &normalization, &options(13, true)).unwrap();
+    let model = mlp_to_model(&transposed, &normalization, &export_options(13, true)).unwrap();
     assert!(max_error(&model, &layers, &normalization, &rows, true) > 1e-3);
 
     // Dropping the normalisation from the graph.
-    let model = mlp_to_model(&layers, &InputNormalization::None, &options(13, true)).unwrap();
+    let model = mlp_to_model(
+        &layers,
+        &InputNormalization::None,
+        &export_options(13, true),
+    )
+    .unwrap();
     assert!(max_error(&model, &layers, &normalization, &rows, true) > 1e-3);
 
     // A different activation.
     let mut tanh = layers.clone();
     tanh[0].activation = Activation::Tanh;
-    let model = mlp_to_model(&tanh, &normalization, &options(13, true)).unwrap();
+    let model = mlp_to_model(&tanh, &normalization, &export_options(13, true)).unwrap();
     assert!(max_error(&model, &layers, &normalization, &rows, true) > 1e-3);
 }

@@ -9,8 +9,13 @@
 // Each test crate uses a different part of this module.
 #![allow(dead_code)]
 
+pub mod cnn;
+pub mod int8;
+
 use std::collections::HashMap;
 
+use kiln_onnx::builder::Producer;
+use kiln_onnx::mlp::MlpExportOptions;
 use kiln_onnx::proto::{
     attribute_proto::AttributeType, tensor_proto::DataType, type_proto, ModelProto, NodeProto,
     TensorProto,
@@ -90,6 +95,20 @@ fn type_name(data: &Data) -> &'static str {
         Data::F32(_) => "FLOAT",
         Data::I8(_) => "INT8",
         Data::I32(_) => "INT32",
+    }
+}
+
+/// Export options with a test producer and no metadata.
+pub fn export_options(opset: i64, with_probabilities: bool) -> MlpExportOptions {
+    MlpExportOptions {
+        opset,
+        with_probabilities,
+        producer: Producer {
+            name: "kiln".to_owned(),
+            version: "test".to_owned(),
+        },
+        doc_string: String::new(),
+        metadata: Vec::new(),
     }
 }
 
@@ -493,7 +512,7 @@ fn global_average_pool(attrs: &Attributes<'_>, x: &Tensor) -> Tensor {
 }
 
 /// `Flatten`: `[d0, ..., dk-1, dk, ...] -> [d0 ... dk-1, dk ...]`, data
-/// unchanged (row-major).
+/// unchanged (row-major), any element type.
 fn flatten(attrs: &Attributes<'_>, x: &Tensor) -> Tensor {
     attrs.check_known(&["axis"]);
     let rank = x.shape.len() as i64;
@@ -501,7 +520,10 @@ fn flatten(attrs: &Attributes<'_>, x: &Tensor) -> Tensor {
     let axis = usize::try_from(if axis < 0 { axis + rank } else { axis }).unwrap();
     let outer = x.shape[..axis].iter().product();
     let inner = x.shape[axis..].iter().product();
-    Tensor::f32(vec![outer, inner], x.floats().to_vec())
+    Tensor {
+        shape: vec![outer, inner],
+        data: x.data.clone(),
+    }
 }
 
 /// `Clip` (opset 11 and later): bounds as optional scalar inputs.
