@@ -56,6 +56,8 @@ pub struct LayerInfo {
     pub activation: Activation,
     /// The zero point of the layer's output (after the table for [`Activation::Lut`]).
     pub output_zero_point: i8,
+    /// The bytes of the layer's record in the blob, header included.
+    pub section_len: usize,
 }
 
 /// A model blob, validated once and borrowed without copying.
@@ -92,6 +94,10 @@ pub struct Model<'a> {
     pub(crate) output_scale_bits: u32,
     pub(crate) output_zero_point: i8,
 }
+
+// A model is a handful of offsets: at most 128 bytes on a 32-bit core (checked on every target
+// this crate builds for, scaled by the pointer width).
+const _: () = assert!(core::mem::size_of::<Model<'static>>() <= 32 * core::mem::size_of::<usize>());
 
 impl fmt::Debug for Model<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -300,6 +306,7 @@ impl<'a> Model<'a> {
             pad: g.pad,
             activation: g.activation,
             output_zero_point: output.zero_point,
+            section_len: usize::try_from(node.section_len).ok()?,
         })
     }
 
