@@ -192,7 +192,7 @@ pub(crate) fn read_value(content: &[u8], values_at: usize, id: u16) -> Option<Va
 
 /// A node record's header fields and its arrays.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct NodeRecord<'a> {
+pub(crate) struct NodeRecord {
     pub(crate) kind: u8,
     pub(crate) activation: u8,
     pub(crate) pre_zero_point: i8,
@@ -204,14 +204,10 @@ pub(crate) struct NodeRecord<'a> {
     pub(crate) kernel: [u16; 2],
     pub(crate) stride: [u16; 2],
     pub(crate) section_len: u32,
-    /// The section after its header (up to `section_len`, or to the end of `content` while
-    /// validating).
-    pub(crate) body: &'a [u8],
 }
 
-/// Reads the node record at `at`; `body` ends at `at + section_len` when that is inside
-/// `content`, else at the end of `content` (the validator then reports the truncation).
-pub(crate) fn read_node(content: &[u8], at: usize) -> Result<NodeRecord<'_>, Error> {
+/// Reads the header of the node record at `at`.
+pub(crate) fn read_node(content: &[u8], at: usize) -> Result<NodeRecord, Error> {
     let mut r = Reader {
         bytes: content,
         pos: at,
@@ -227,7 +223,6 @@ pub(crate) fn read_node(content: &[u8], at: usize) -> Result<NodeRecord<'_>, Err
     let kernel = [r.u16()?, r.u16()?];
     let stride = [r.u16()?, r.u16()?];
     let section_len = r.u32()?;
-    let end = to_usize(section_len)?.saturating_add(at).min(content.len());
     Ok(NodeRecord {
         kind,
         activation,
@@ -240,7 +235,6 @@ pub(crate) fn read_node(content: &[u8], at: usize) -> Result<NodeRecord<'_>, Err
         kernel,
         stride,
         section_len,
-        body: content.get(r.pos..end).unwrap_or(&[]),
     })
 }
 
@@ -253,34 +247,6 @@ pub(crate) type ChannelArrays<'a> = (
     &'a [u8],
     Option<&'a [u8; LUT_LEN]>,
 );
-
-/// Splits a node body into its channel arrays; `None` if the body is too short.
-#[inline]
-pub(crate) fn channel_arrays(
-    body: &[u8],
-    n: usize,
-    n_weights: usize,
-    lut: bool,
-) -> Option<ChannelArrays<'_>> {
-    let mut r = Reader {
-        bytes: body,
-        pos: 0,
-    };
-    let n64 = n as u64;
-    let w64 = n_weights as u64;
-    let multipliers = r.take(n64.checked_mul(4)?).ok()?;
-    let shifts = r.take(n64).ok()?;
-    r.take(pad4(n64)).ok()?;
-    let bias = r.take(n64.checked_mul(4)?).ok()?;
-    let weights = r.take(w64).ok()?;
-    r.take(pad4(w64)).ok()?;
-    let table = if lut {
-        Some(<&[u8; LUT_LEN]>::try_from(r.take(LUT_LEN as u64).ok()?).ok()?)
-    } else {
-        None
-    };
-    Some((multipliers, shifts, bias, weights, table))
-}
 
 /// A node's geometry: what its record gives, checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -298,7 +264,7 @@ pub(crate) struct Geometry {
 /// The kind, activation, geometry and weight count of a node reading `input` and writing
 /// `output`, with every check of `docs/blob-format.md` step 5 that the header alone allows.
 pub(crate) fn geometry(
-    node: &NodeRecord<'_>,
+    node: &NodeRecord,
     layer: u16,
     input: &Value,
     output: &Value,

@@ -3,7 +3,8 @@
 use core::fmt;
 
 use crate::blob::{
-    channel_arrays, geometry, read_node, read_value, NodeRecord, Value, INPUT_ENTRY_LEN,
+    geometry, read_node, read_value, Value, ACT_LUT, ACT_RELU, INPUT_ENTRY_LEN, KIND_AVG_POOL,
+    KIND_CONV2D, KIND_DENSE, KIND_MAX_POOL, NODE_HEADER_LEN, PAD_SAME, VALUE_LEN,
 };
 use crate::error::u32_sat;
 use crate::fixed::{clamp_raw, rq, sat8};
@@ -195,6 +196,67 @@ impl Kernels for Reference {
     }
 }
 
+/// A node as [`Model::run`] needs it.
+struct Step<'a> {
+    kind: u8,
+    activation: u8,
+    pre_zero_point: i8,
+    same: bool,
+    input: Value,
+    output: Value,
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    /// The arrays after the record's header.
+    body: &'a [u8],
+    /// Where the next record starts.
+    next: usize,
+}
+
+/// `pad_begin` of a validated axis: `floor(max((out - 1) s + k - n, 0) / 2)` for same
+/// padding, 0 for valid (docs/layer-graph.md).
+#[inline(always)]
+fn pad_begin(n: usize, out: usize, k: usize, s: usize, same: bool) -> usize {
+    if !same {
+        return 0;
+    }
+    // (out - 1) s + k fits: the kernels' check holds it to the same bound
+    out.wrapping_sub(1)
+        .wrapping_mul(s)
+        .wrapping_add(k)
+        .saturating_sub(n)
+        / 2
+}
+
+/// A validated record's arrays for `n` channels and `n_weights` weights: multipliers, shifts,
+/// bias, weights and the optional table.
+#[inline(always)]
+fn split_arrays(
+    body: &[u8],
+    n: usize,
+    n_weights: usize,
+    lut: bool,
+) -> Option<crate::blob::ChannelArrays<'_>> {
+    let pad4 = |len: usize| len.wrapping_neg() & 3;
+    let words = n.wrapping_mul(4);
+    let shifts_at = words;
+    let bias_at = shifts_at.wrapping_add(n).wrapping_add(pad4(n));
+    let weights_at = bias_at.wrapping_add(words);
+    let weights_end = weights_at.wrapping_add(n_weights);
+    let table = if lut {
+        let at = weights_end.wrapping_add(pad4(n_weights));
+        Some(body.get(at..at.wrapping_add(256))?.try_into().ok()?)
+    } else {
+        None
+    };
+    Some((
+        body.get(..words)?,
+        body.get(shifts_at..bias_at.wrapping_sub(pad4(n)))?,
+        body.get(bias_at..weights_at)?,
+        body.get(weights_at..weights_end)?,
+        table,
+    ))
+}
+
 /// A node's input (read-only) and output (written) out of the arena, by their planned offsets.
 /// `None` if they overlap or leave the arena, which a validated plan rules out.
 #[inline(always)]
@@ -347,15 +409,18 @@ impl<'a> Model<'a> {
         if entries.len() == INPUT_ENTRY_LEN {
             // one shared entry
             if let Some(entry) = decoded.next() {
-                let table = self
+                // a fixed-size array: a byte indexes it without a bounds check
+                let table: Option<&[u8; 256]> = self
                     .byte_table_at
-                    .and_then(|at| self.bytes.get(at..at.saturating_add(256)));
+                    .and_then(|at| self.bytes.get(at..at.saturating_add(256)))
+                    .and_then(|t| t.try_into().ok());
                 for (o, &x) in out.iter_mut().zip(raw) {
-                    let cached = match (table, u8::try_from(x)) {
-                        (Some(table), Ok(byte)) => table.get(usize::from(byte)).map(|&q| q as i8),
-                        _ => None,
+                    *o = match (table, u8::try_from(x)) {
+                        (Some(table), Ok(byte)) => {
+                            table.get(usize::from(byte)).map_or(0, |&q| q as i8)
+                        }
+                        _ => affine(x, entry, zp),
                     };
-                    *o = cached.unwrap_or_else(|| affine(x, entry, zp));
                 }
             }
         } else {
@@ -483,15 +548,12 @@ impl<'a> Model<'a> {
     ) -> Result<usize, Error> {
         let mut at = self.nodes_at;
         for _ in 0..self.n_nodes {
-            let node = read_node(self.bytes, at).map_err(|_| self.internal())?;
-            self.run_node::<K>(&node, arena, workspace)?;
-            at = usize::try_from(node.section_len)
-                .ok()
-                .and_then(|len| at.checked_add(len))
-                .ok_or(self.internal())?;
+            let step = self.step(at).ok_or(self.internal())?;
+            self.run_step::<K>(&step, arena, workspace)?;
+            at = step.next;
         }
         let last = self
-            .value(u16::try_from(self.n_nodes).unwrap_or(u16::MAX))
+            .value_fast(self.n_nodes)
             .and_then(|v| arena.get(v.offset..v.end()))
             .ok_or(self.internal())?;
         for (l, &v) in logits.iter_mut().zip(last) {
@@ -500,36 +562,94 @@ impl<'a> Model<'a> {
         Ok(argmax(logits))
     }
 
+    /// Value `id` of the validated table: a fixed-size entry, no checks beyond its presence.
+    #[inline(always)]
+    fn value_fast(&self, id: usize) -> Option<Value> {
+        let at = self.values_at.wrapping_add(id.wrapping_mul(VALUE_LEN));
+        let entry: &[u8; VALUE_LEN] = self
+            .bytes
+            .get(at..at.wrapping_add(VALUE_LEN))?
+            .try_into()
+            .ok()?;
+        let [h0, h1, h2, h3, w0, w1, w2, w3, c0, c1, c2, c3, o0, o1, o2, o3, zp, _, _, _] = *entry;
+        let shape = [
+            u32::from_le_bytes([h0, h1, h2, h3]) as usize,
+            u32::from_le_bytes([w0, w1, w2, w3]) as usize,
+            u32::from_le_bytes([c0, c1, c2, c3]) as usize,
+        ];
+        Some(Value {
+            shape,
+            // fits u32: validated at load
+            len: shape[0].wrapping_mul(shape[1]).wrapping_mul(shape[2]),
+            offset: u32::from_le_bytes([o0, o1, o2, o3]) as usize,
+            zero_point: zp as i8,
+        })
+    }
+
+    /// The node record at `at`, decoded for running: the loader checked every field, so this
+    /// only reads them (the per-node cost of an MLP stays a few dozen instructions).
+    #[inline(always)]
+    fn step(&self, at: usize) -> Option<Step<'a>> {
+        let header: &[u8; NODE_HEADER_LEN] = self
+            .bytes
+            .get(at..at.wrapping_add(NODE_HEADER_LEN))?
+            .try_into()
+            .ok()?;
+        let [kind, activation, pre, padding, i0, i1, _, _, o0, o1, _, _, kh0, kh1, kw0, kw1, sh0, sh1, sw0, sw1, l0, l1, l2, l3] =
+            *header;
+        let next = at.wrapping_add(u32::from_le_bytes([l0, l1, l2, l3]) as usize);
+        let input = self.value_fast(usize::from(u16::from_le_bytes([i0, i1])))?;
+        let output = self.value_fast(usize::from(u16::from_le_bytes([o0, o1])))?;
+        let kernel = [
+            usize::from(u16::from_le_bytes([kh0, kh1])),
+            usize::from(u16::from_le_bytes([kw0, kw1])),
+        ];
+        let stride = [
+            usize::from(u16::from_le_bytes([sh0, sh1])),
+            usize::from(u16::from_le_bytes([sw0, sw1])),
+        ];
+        Some(Step {
+            kind,
+            activation,
+            pre_zero_point: pre as i8,
+            same: padding == PAD_SAME,
+            input,
+            output,
+            kernel,
+            stride,
+            body: self.bytes.get(at.wrapping_add(NODE_HEADER_LEN)..next)?,
+            next,
+        })
+    }
+
     /// One node: its values out of the arena, its parameters out of its record, its kernel.
     #[inline(always)]
-    fn run_node<K: Kernels>(
+    fn run_step<K: Kernels>(
         &self,
-        node: &NodeRecord<'a>,
+        step: &Step<'a>,
         arena: &mut [i8],
         workspace: &mut [i8],
     ) -> Result<(), Error> {
         let internal = self.internal();
-        let in_v = self.value(node.input).ok_or(internal)?;
-        let out_v = self.value(node.output).ok_or(internal)?;
-        let g = geometry(node, 0, &in_v, &out_v, 0).map_err(|_| internal)?;
-        let (input, output) = split_pair(arena, &in_v, &out_v).ok_or(internal)?;
+        let (in_v, out_v) = (&step.input, &step.output);
+        let (input, output) = split_pair(arena, in_v, out_v).ok_or(internal)?;
         // Identity and relu requantize to the output; a table layer to its pre-activation.
-        let (zp, clamp_min) = match g.activation {
-            Activation::Identity => (out_v.zero_point, i8::MIN),
-            Activation::Relu => (out_v.zero_point, out_v.zero_point),
-            Activation::Lut => (node.pre_zero_point, i8::MIN),
+        let (zp, clamp_min) = match step.activation {
+            ACT_RELU => (out_v.zero_point, out_v.zero_point),
+            ACT_LUT => (step.pre_zero_point, i8::MIN),
+            _ => (out_v.zero_point, i8::MIN),
         };
-        match g.kind {
-            LayerKind::MaxPool2d | LayerKind::AvgPool2d => {
-                let (multiplier, shift) = match node.body {
+        match step.kind {
+            KIND_MAX_POOL | KIND_AVG_POOL => {
+                let (multiplier, shift) = match step.body {
                     [a, b, c, d, t, ..] => (le_i32(&[*a, *b, *c, *d]), *t),
                     _ => (crate::fixed::MULTIPLIER_MIN, crate::fixed::SHIFT_MIN),
                 };
                 let p = PoolParams {
                     input_shape: in_v.shape,
                     output_shape: out_v.shape,
-                    kernel: g.kernel,
-                    stride: g.stride,
+                    kernel: step.kernel,
+                    stride: step.stride,
                     input_zero_point: in_v.zero_point,
                     output_zero_point: out_v.zero_point,
                     multiplier,
@@ -537,17 +657,28 @@ impl<'a> Model<'a> {
                     clamp_min: i8::MIN,
                     clamp_max: i8::MAX,
                 };
-                if g.kind == LayerKind::MaxPool2d {
+                if step.kind == KIND_MAX_POOL {
                     K::max_pool(&p, input, output)
                 } else {
                     K::avg_pool(&p, input, output)
                 }
             }
-            LayerKind::Dense | LayerKind::Conv2d | LayerKind::DepthwiseConv2d => {
-                let lut = g.activation == Activation::Lut;
-                let (multipliers, shifts, bias, weights, table) =
-                    channel_arrays(node.body, g.channels, g.n_weights, lut).ok_or(internal)?;
-                if g.kind == LayerKind::Dense {
+            kind => {
+                let n = out_v.shape[2];
+                let [kh, kw] = step.kernel;
+                // every product fits: the loader checked the record's length against them
+                let n_weights = match kind {
+                    KIND_DENSE => in_v.len.wrapping_mul(n),
+                    KIND_CONV2D => n
+                        .wrapping_mul(kh)
+                        .wrapping_mul(kw)
+                        .wrapping_mul(in_v.shape[2]),
+                    _ => kh.wrapping_mul(kw).wrapping_mul(n),
+                };
+                let arrays = split_arrays(step.body, n, n_weights, step.activation == ACT_LUT)
+                    .ok_or(internal)?;
+                let (multipliers, shifts, bias, weights, table) = arrays;
+                if kind == KIND_DENSE {
                     let p = FcParams {
                         weights,
                         bias,
@@ -562,9 +693,12 @@ impl<'a> Model<'a> {
                     let p = ConvParams {
                         input_shape: in_v.shape,
                         output_shape: out_v.shape,
-                        kernel: g.kernel,
-                        stride: g.stride,
-                        pad: g.pad,
+                        kernel: step.kernel,
+                        stride: step.stride,
+                        pad: [
+                            pad_begin(in_v.shape[0], out_v.shape[0], kh, step.stride[0], step.same),
+                            pad_begin(in_v.shape[1], out_v.shape[1], kw, step.stride[1], step.same),
+                        ],
                         weights,
                         bias,
                         multipliers,
@@ -574,7 +708,7 @@ impl<'a> Model<'a> {
                         clamp_min,
                         clamp_max: i8::MAX,
                     };
-                    if g.kind == LayerKind::Conv2d {
+                    if kind == KIND_CONV2D {
                         K::conv(&p, input, output)?;
                     } else {
                         K::depthwise(&p, input, output)?;
