@@ -1,57 +1,95 @@
-//! The model blob: layout constants and the validating parser (`docs/blob-format.md`).
+//! The model blob: layout constants, the node decoder and the validating parser
+//! (`docs/blob-format.md`, format version 2).
 //!
 //! Everything is little-endian and every section starts at a 4-byte-aligned offset. The parser
-//! checks every field once, so that inference afterwards cannot fail.
+//! checks every field once, so that inference afterwards cannot fail; the runtime then decodes
+//! each node record again from the validated bytes as it runs, so `Model` stays small.
 
 use crate::crc32::crc32;
 use crate::error::u32_sat;
 use crate::fixed::{multiplier_is_valid, shift_is_valid};
-use crate::kernels::{le_i32, FcParams};
-use crate::model::{Activation, InputStage, Layer, Model, MAX_LAYERS};
+use crate::kernels::le_i32;
+use crate::model::{affine, decode_entry, Activation, LayerKind, Model, MAX_LAYERS};
 use crate::Error;
 
 /// The first four bytes of every blob.
 pub const MAGIC: [u8; 4] = *b"KILN";
 /// The format version this runtime reads and writes.
-pub const FORMAT_VERSION: u16 = 1;
+pub const FORMAT_VERSION: u16 = 2;
 
 pub(crate) const HEADER_LEN: usize = 32;
-pub(crate) const HEADER_RESERVED: usize = 8;
+pub(crate) const HEADER_RESERVED: usize = 6;
 pub(crate) const INPUT_ENTRY_LEN: usize = 12;
-pub(crate) const LAYER_HEADER_LEN: usize = 16;
+pub(crate) const VALUE_LEN: usize = 20;
+pub(crate) const NODE_HEADER_LEN: usize = 24;
 pub(crate) const CRC_LEN: usize = 4;
 pub(crate) const LUT_LEN: usize = 256;
+/// The input stage's table of the 256 byte inputs, present when one entry is shared.
+pub(crate) const BYTE_TABLE_LEN: usize = 256;
+/// The second input id of a node with one input.
+pub(crate) const NO_VALUE: u16 = 0xFFFF;
 
 pub(crate) const ACT_IDENTITY: u8 = 0;
 pub(crate) const ACT_RELU: u8 = 1;
 pub(crate) const ACT_LUT: u8 = 2;
+
+pub(crate) const KIND_DENSE: u8 = 1;
+pub(crate) const KIND_CONV2D: u8 = 2;
+pub(crate) const KIND_DEPTHWISE: u8 = 3;
+pub(crate) const KIND_MAX_POOL: u8 = 4;
+pub(crate) const KIND_AVG_POOL: u8 = 5;
+
+pub(crate) const PAD_VALID: u8 = 0;
+pub(crate) const PAD_SAME: u8 = 1;
 
 /// Bytes of zero padding after `n` bytes to reach a multiple of 4.
 pub(crate) const fn pad4(n: u64) -> u64 {
     n.wrapping_neg() & 3 // (-n) mod 4
 }
 
-/// The byte length of a layer section: header, multipliers, padded shifts, bias, padded
-/// weights, optional table. At most about `2^64 / 2`: no overflow for `u32` shapes.
-#[allow(clippy::arithmetic_side_effects)] // n_in, n_out < 2^32: every term < 2^64 / 8
-pub(crate) const fn layer_section_len(n_in: u32, n_out: u32, lut: bool) -> u64 {
-    let n_in = n_in as u64;
-    let n_out = n_out as u64;
-    let weights = n_in * n_out;
-    LAYER_HEADER_LEN as u64
-        + 4 * n_out
-        + n_out
-        + pad4(n_out)
-        + 4 * n_out
-        + weights
-        + pad4(weights)
-        + if lut { LUT_LEN as u64 } else { 0 }
+/// The byte length of the arrays of a layer with `n` output channels and `n_weights` weights:
+/// multipliers, padded shifts, bias, padded weights, optional table. No overflow for
+/// `n < 2^32`, `n_weights < 2^62`.
+#[allow(clippy::arithmetic_side_effects)] // every term < 2^63 / 4
+pub(crate) const fn channel_arrays_len(n: u64, n_weights: u64, lut: bool) -> u64 {
+    4 * n + n + pad4(n) + 4 * n + n_weights + pad4(n_weights) + if lut { LUT_LEN as u64 } else { 0 }
+}
+
+/// `(out, pad_begin)` of one spatial axis (docs/layer-graph.md "Padding and output sizes"), or
+/// `None` if the kernel does not fit: valid `out = (n - k) / s + 1` with `k <= n`; same
+/// `out = ceil(n / s)`, `pad_total = max((out - 1) s + k - n, 0)`, `pad_begin = pad_total / 2`.
+/// `k, s >= 1`.
+pub(crate) fn conv_axis(n: u64, k: u64, s: u64, same: bool) -> Option<(u64, u64)> {
+    if k == 0 || s == 0 {
+        return None;
+    }
+    if same {
+        let out = n.div_ceil(s);
+        let span = out.checked_sub(1)?.checked_mul(s)?.checked_add(k)?;
+        let total = span.saturating_sub(n);
+        // k <= n + pad_total always holds here
+        Some((out, total / 2))
+    } else {
+        Some((n.checked_sub(k)?.checked_div(s)?.checked_add(1)?, 0))
+    }
+}
+
+/// The output length of a pooling axis: valid, and the stride divides `n - k`.
+pub(crate) fn pool_axis(n: u64, k: u64, s: u64) -> Option<u64> {
+    if k == 0 || s == 0 {
+        return None;
+    }
+    let rest = n.checked_sub(k)?;
+    if rest.checked_rem(s)? != 0 {
+        return None;
+    }
+    rest.checked_div(s)?.checked_add(1)
 }
 
 /// A cursor over the blob's content (the bytes before the CRC).
-struct Reader<'a> {
-    bytes: &'a [u8],
-    pos: usize,
+pub(crate) struct Reader<'a> {
+    pub(crate) bytes: &'a [u8],
+    pub(crate) pos: usize,
 }
 
 impl<'a> Reader<'a> {
@@ -59,7 +97,7 @@ impl<'a> Reader<'a> {
         u32_sat(self.pos)
     }
 
-    fn take(&mut self, n: u64) -> Result<&'a [u8], Error> {
+    pub(crate) fn take(&mut self, n: u64) -> Result<&'a [u8], Error> {
         let end = usize::try_from(n)
             .ok()
             .and_then(|n| self.pos.checked_add(n));
@@ -113,6 +151,224 @@ fn to_usize(n: u32) -> Result<usize, Error> {
     usize::try_from(n).map_err(|_| Error::TooLarge)
 }
 
+/// One entry of the value table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Value {
+    pub(crate) shape: [usize; 3],
+    /// `h * w * c` (validated to fit `u32`).
+    pub(crate) len: usize,
+    pub(crate) offset: usize,
+    pub(crate) zero_point: i8,
+}
+
+impl Value {
+    /// The value's bytes in the arena, `offset..offset + len` (inside `arena_len` once validated).
+    pub(crate) fn end(&self) -> usize {
+        self.offset.saturating_add(self.len)
+    }
+}
+
+/// Reads value `id` of the table at `values_at` (no validation beyond the bytes being there).
+#[inline]
+pub(crate) fn read_value(content: &[u8], values_at: usize, id: u16) -> Option<Value> {
+    let at = usize::from(id)
+        .checked_mul(VALUE_LEN)
+        .and_then(|o| o.checked_add(values_at))?;
+    let entry = content.get(at..at.checked_add(VALUE_LEN)?)?;
+    let word = |i: usize| {
+        entry
+            .get(i..i.wrapping_add(4))
+            .map(|b| le_i32(b) as u32 as usize)
+    };
+    let shape = [word(0)?, word(4)?, word(8)?];
+    let len = shape[0].checked_mul(shape[1])?.checked_mul(shape[2])?;
+    Some(Value {
+        shape,
+        len,
+        offset: word(12)?,
+        zero_point: *entry.get(16)? as i8,
+    })
+}
+
+/// A node record's header fields and its arrays.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct NodeRecord {
+    pub(crate) kind: u8,
+    pub(crate) activation: u8,
+    pub(crate) pre_zero_point: i8,
+    pub(crate) padding: u8,
+    pub(crate) input: u16,
+    pub(crate) second_input: u16,
+    pub(crate) output: u16,
+    pub(crate) reserved: u16,
+    pub(crate) kernel: [u16; 2],
+    pub(crate) stride: [u16; 2],
+    pub(crate) section_len: u32,
+}
+
+/// Reads the header of the node record at `at`.
+pub(crate) fn read_node(content: &[u8], at: usize) -> Result<NodeRecord, Error> {
+    let mut r = Reader {
+        bytes: content,
+        pos: at,
+    };
+    let kind = r.u8()?;
+    let activation = r.u8()?;
+    let pre_zero_point = r.i8()?;
+    let padding = r.u8()?;
+    let input = r.u16()?;
+    let second_input = r.u16()?;
+    let output = r.u16()?;
+    let reserved = r.u16()?;
+    let kernel = [r.u16()?, r.u16()?];
+    let stride = [r.u16()?, r.u16()?];
+    let section_len = r.u32()?;
+    Ok(NodeRecord {
+        kind,
+        activation,
+        pre_zero_point,
+        padding,
+        input,
+        second_input,
+        output,
+        reserved,
+        kernel,
+        stride,
+        section_len,
+    })
+}
+
+/// The arrays of a layer with `n` output channels and `n_weights` weights:
+/// `(multipliers, shifts, bias, weights, table)`.
+pub(crate) type ChannelArrays<'a> = (
+    &'a [u8],
+    &'a [u8],
+    &'a [u8],
+    &'a [u8],
+    Option<&'a [u8; LUT_LEN]>,
+);
+
+/// A node's geometry: what its record gives, checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Geometry {
+    pub(crate) kind: LayerKind,
+    pub(crate) activation: Activation,
+    /// The output channels (of the weights and multipliers).
+    pub(crate) channels: usize,
+    pub(crate) n_weights: usize,
+    pub(crate) kernel: [usize; 2],
+    pub(crate) stride: [usize; 2],
+    pub(crate) pad: [usize; 2],
+}
+
+/// The kind, activation, geometry and weight count of a node reading `input` and writing
+/// `output`, with every check of `docs/blob-format.md` step 5 that the header alone allows.
+pub(crate) fn geometry(
+    node: &NodeRecord,
+    layer: u16,
+    input: &Value,
+    output: &Value,
+    header_at: u32,
+) -> Result<Geometry, Error> {
+    let kind = match node.kind {
+        KIND_DENSE => LayerKind::Dense,
+        KIND_CONV2D => LayerKind::Conv2d,
+        KIND_DEPTHWISE => LayerKind::DepthwiseConv2d,
+        KIND_MAX_POOL => LayerKind::MaxPool2d,
+        KIND_AVG_POOL => LayerKind::AvgPool2d,
+        kind => return Err(Error::BadLayerKind { layer, kind }),
+    };
+    let pool = matches!(kind, LayerKind::MaxPool2d | LayerKind::AvgPool2d);
+    let activation = match node.activation {
+        ACT_IDENTITY => Activation::Identity,
+        ACT_RELU if !pool => Activation::Relu,
+        ACT_LUT if !pool => Activation::Lut,
+        kind => return Err(Error::BadActivation { layer, kind }),
+    };
+    let reserved = |field: u32| Error::ReservedNonZero {
+        offset: header_at.saturating_add(field),
+    };
+    if activation != Activation::Lut && node.pre_zero_point != 0 {
+        return Err(reserved(2));
+    }
+    let conv = matches!(kind, LayerKind::Conv2d | LayerKind::DepthwiseConv2d);
+    if !conv && node.padding != PAD_VALID {
+        return Err(reserved(3));
+    }
+    if conv && node.padding > PAD_SAME {
+        return Err(Error::BadGeometry { layer });
+    }
+    if node.reserved != 0 {
+        return Err(reserved(10));
+    }
+    let [ih, iw, ic] = input.shape.map(|d| d as u64);
+    let [oh, ow, oc] = output.shape.map(|d| d as u64);
+    let [kh, kw] = node.kernel.map(u64::from);
+    let [sh, sw] = node.stride.map(u64::from);
+    let shape_error = Error::NodeShape {
+        layer,
+        value: node.output,
+    };
+    let too_large = |n: u64| usize::try_from(n).map_err(|_| Error::TooLarge);
+    let (pad, n_weights) = match kind {
+        LayerKind::Dense => {
+            if let Some(i) = [kh, kw, sh, sw].iter().position(|&v| v != 0) {
+                return Err(reserved(12u32.saturating_add((i as u32).saturating_mul(2))));
+            }
+            if oh != 1 || ow != 1 {
+                return Err(shape_error);
+            }
+            ([0, 0], (input.len as u64).saturating_mul(oc))
+        }
+        _ => {
+            let same = node.padding == PAD_SAME;
+            let (eh, top, ew, left) = if conv {
+                let (eh, top) = conv_axis(ih, kh, sh, same).ok_or(Error::BadGeometry { layer })?;
+                let (ew, left) = conv_axis(iw, kw, sw, same).ok_or(Error::BadGeometry { layer })?;
+                (eh, top, ew, left)
+            } else {
+                let eh = pool_axis(ih, kh, sh).ok_or(Error::BadGeometry { layer })?;
+                let ew = pool_axis(iw, kw, sw).ok_or(Error::BadGeometry { layer })?;
+                (eh, 0, ew, 0)
+            };
+            let channels_ok = kind == LayerKind::Conv2d || oc == ic;
+            if (eh, ew) != (oh, ow) || !channels_ok {
+                return Err(shape_error);
+            }
+            let taps = kh.saturating_mul(kw);
+            let n_weights = match kind {
+                LayerKind::Conv2d => taps.saturating_mul(ic).saturating_mul(oc),
+                LayerKind::DepthwiseConv2d => taps.saturating_mul(ic),
+                _ => 0,
+            };
+            ([too_large(top)?, too_large(left)?], n_weights)
+        }
+    };
+    Ok(Geometry {
+        kind,
+        activation,
+        channels: output.shape[2],
+        n_weights: too_large(n_weights)?,
+        kernel: node.kernel.map(usize::from),
+        stride: node.stride.map(usize::from),
+        pad,
+    })
+}
+
+/// The byte length a node's section must have.
+pub(crate) fn section_len(g: &Geometry) -> u64 {
+    let arrays = match g.kind {
+        LayerKind::MaxPool2d => 0,
+        LayerKind::AvgPool2d => 8, // multiplier, shift, 3 zero bytes
+        _ => channel_arrays_len(
+            g.channels as u64,
+            g.n_weights as u64,
+            g.activation == Activation::Lut,
+        ),
+    };
+    (NODE_HEADER_LEN as u64).saturating_add(arrays)
+}
+
 /// Parses and validates a blob (see `docs/blob-format.md` for the order of the checks).
 pub(crate) fn parse(bytes: &[u8]) -> Result<Model<'_>, Error> {
     // ---- framing: length, magic, version, total length, CRC
@@ -126,7 +382,7 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Model<'_>, Error> {
     if version != FORMAT_VERSION {
         return Err(Error::UnsupportedVersion { found: version });
     }
-    let n_layers = r.u16()?;
+    let n_nodes = r.u16()?;
     let total_len = r.u32()?;
     if total_len > available {
         return Err(Error::Truncated {
@@ -164,13 +420,20 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Model<'_>, Error> {
     };
     let n_inputs = r.u32()?;
     let n_outputs = r.u32()?;
-    let scratch_len = r.u32()?;
+    let arena_len = r.u32()?;
+    let n_values = r.u16()?;
     r.zeros(HEADER_RESERVED as u64)?;
-    if n_layers == 0 {
+    if n_nodes == 0 {
         return Err(Error::NoLayers);
     }
-    if usize::from(n_layers) > MAX_LAYERS {
-        return Err(Error::TooManyLayers { found: n_layers });
+    if usize::from(n_nodes) > MAX_LAYERS {
+        return Err(Error::TooManyLayers { found: n_nodes });
+    }
+    if u32::from(n_values) != u32::from(n_nodes).saturating_add(1) {
+        return Err(Error::ValueCount {
+            found: n_values,
+            nodes: n_nodes,
+        });
     }
     if n_inputs == 0 {
         return Err(Error::EmptyLayer { layer: 0 });
@@ -186,7 +449,7 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Model<'_>, Error> {
             n_inputs,
         });
     }
-    let entries_start = r.pos;
+    let entries_at = r.pos;
     for feature in 0..n_entries {
         let _offset = r.u32()?; // mu: any i32
         let multiplier = r.u32()? as i32;
@@ -202,20 +465,121 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Model<'_>, Error> {
             return Err(Error::BadInputShift { feature, shift });
         }
     }
-    let entries = content.get(entries_start..r.pos).unwrap_or(&[]);
-    let input = InputStage::new(input_zero_point, entries);
+    // one shared entry: the table of the 256 byte inputs, each checked against the map itself
+    let byte_table_at = if n_entries == 1 {
+        let entry = content.get(entries_at..r.pos).map(decode_entry);
+        let at = r.pos;
+        let table = r.take(BYTE_TABLE_LEN as u64)?;
+        for (raw, &q) in (0i32..).zip(table) {
+            let expected = entry.map(|e| affine(raw, e, i64::from(input_zero_point)));
+            if expected != Some(q as i8) {
+                return Err(Error::InputTable {
+                    raw: u8::try_from(raw).unwrap_or(u8::MAX),
+                });
+            }
+        }
+        Some(at)
+    } else {
+        None
+    };
 
-    // ---- layers
-    let mut layers = [Layer::EMPTY; MAX_LAYERS];
-    let mut prev_n = n_inputs;
-    let mut prev_zp = input_zero_point;
-    let mut scratch: u64 = 0;
-    for (index, slot) in (0..n_layers).zip(layers.iter_mut()) {
-        let layer = parse_layer(&mut r, index, prev_n, prev_zp)?;
-        scratch = scratch.max((layer.n_inputs as u64).saturating_add(layer.n_outputs as u64));
-        prev_n = u32::try_from(layer.n_outputs).map_err(|_| Error::TooLarge)?;
-        prev_zp = layer.output_zero_point;
-        *slot = layer;
+    // ---- value table
+    let values_at = r.pos;
+    r.take((VALUE_LEN as u64).saturating_mul(u64::from(n_values)))?;
+    let mut needed_arena = 0usize;
+    for id in 0..n_values {
+        let at = usize::from(id)
+            .saturating_mul(VALUE_LEN)
+            .saturating_add(values_at);
+        let mut vr = Reader {
+            bytes: content,
+            pos: at,
+        };
+        let (h, w, c, offset) = (vr.u32()?, vr.u32()?, vr.u32()?, vr.u32()?);
+        let _zero_point = vr.i8()?;
+        vr.zeros(3)?;
+        if h == 0 || w == 0 || c == 0 {
+            return Err(Error::EmptyValue { value: id });
+        }
+        let len = u64::from(h)
+            .checked_mul(u64::from(w))
+            .and_then(|n| n.checked_mul(u64::from(c)))
+            .filter(|&n| n <= u64::from(u32::MAX))
+            .ok_or(Error::TooLarge)?;
+        let end = u64::from(offset).saturating_add(len);
+        if end > u64::from(arena_len) {
+            return Err(Error::ArenaOverflow {
+                value: id,
+                end: u32::try_from(end).unwrap_or(u32::MAX),
+                arena_len,
+            });
+        }
+        needed_arena = needed_arena.max(to_usize(u32_sat(end as usize))?);
+    }
+    let value = |id: u16| read_value(content, values_at, id).ok_or(Error::TooLarge);
+    let first = value(0)?;
+    if first.len != to_usize(n_inputs)? {
+        return Err(Error::InputShapeMismatch {
+            header: n_inputs,
+            value: u32_sat(first.len),
+        });
+    }
+    if first.zero_point != input_zero_point {
+        return Err(Error::ZeroPointMismatch {
+            layer: 0,
+            expected: input_zero_point,
+            found: first.zero_point,
+        });
+    }
+
+    // ---- nodes, in execution order
+    let nodes_at = r.pos;
+    // the last node that reads each value (its writer if none does), for the overlap check
+    let mut last_use = [0u16; MAX_LAYERS + 1];
+    let mut widest_dense = 0usize;
+    for layer in 0..n_nodes {
+        let header_at = r.offset();
+        let node = read_node(content, r.pos)?;
+        r.take(NODE_HEADER_LEN as u64)?;
+        let out_id = layer.saturating_add(1);
+        if node.output != out_id {
+            return Err(Error::BadValueId {
+                layer,
+                value: node.output,
+            });
+        }
+        if node.input >= out_id {
+            return Err(Error::BadValueId {
+                layer,
+                value: node.input,
+            });
+        }
+        if node.second_input != NO_VALUE {
+            return Err(Error::BadValueId {
+                layer,
+                value: node.second_input,
+            });
+        }
+        let input = value(node.input)?;
+        let output = value(node.output)?;
+        let g = geometry(&node, layer, &input, &output, header_at)?;
+        let expected = section_len(&g);
+        if u64::from(node.section_len) != expected {
+            return Err(Error::SectionLength {
+                layer,
+                stored: node.section_len,
+                expected: u32::try_from(expected).unwrap_or(u32::MAX),
+            });
+        }
+        parse_arrays(&mut r, layer, &g, &input, &output)?;
+        if g.kind == LayerKind::Dense {
+            widest_dense = widest_dense.max(input.len);
+        }
+        for id in [node.input, node.output] {
+            if let Some(slot) = last_use.get_mut(usize::from(id)) {
+                *slot = layer;
+            }
+        }
     }
 
     // ---- output section
@@ -228,10 +592,11 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Model<'_>, Error> {
             bits: output_scale_bits,
         });
     }
-    if output_zero_point != prev_zp {
+    let last = value(n_nodes)?;
+    if output_zero_point != last.zero_point {
         return Err(Error::OutputZeroPointMismatch {
             output: output_zero_point,
-            last_layer: prev_zp,
+            last_layer: last.zero_point,
         });
     }
     let rest = content.len().saturating_sub(r.pos);
@@ -241,153 +606,166 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Model<'_>, Error> {
         });
     }
 
-    // ---- whole-model consistency
-    if n_outputs != prev_n {
+    // ---- whole-model consistency: shapes, the arena and the plan
+    if to_usize(n_outputs)? != last.len {
         return Err(Error::OutputShapeMismatch {
             header: n_outputs,
-            last_layer: prev_n,
+            last_layer: u32_sat(last.len),
         });
     }
-    let computed = u32::try_from(scratch).map_err(|_| Error::TooLarge)?;
-    if scratch_len != computed {
+    if to_usize(arena_len)? != needed_arena {
         return Err(Error::ScratchLenMismatch {
-            stored: scratch_len,
-            computed,
+            stored: arena_len,
+            computed: u32_sat(needed_arena),
         });
     }
+    check_plan(n_values, &last_use, value)?;
 
     Ok(Model {
         bytes,
         n_inputs: to_usize(n_inputs)?,
         n_outputs: to_usize(n_outputs)?,
-        n_layers: usize::from(n_layers),
-        scratch_len: to_usize(scratch_len)?,
-        input,
-        layers,
+        n_nodes: usize::from(n_nodes),
+        arena_len: to_usize(arena_len)?,
+        widest_dense,
+        input_zero_point,
+        n_entries: to_usize(n_entries)?,
+        entries_at,
+        byte_table_at,
+        values_at,
+        nodes_at,
         output_scale_bits,
         output_zero_point,
     })
 }
 
-fn parse_layer<'a>(
-    r: &mut Reader<'a>,
+/// No two values alive at the same node share a byte. Value `v > 0` lives from its writer, node
+/// `v - 1`, to the last node that reads it (`last_use[v]`); value 0 from node 0.
+fn check_plan(
+    n_values: u16,
+    last_use: &[u16],
+    value: impl Fn(u16) -> Result<Value, Error>,
+) -> Result<(), Error> {
+    let life = |id: u16| {
+        let start = id.saturating_sub(1);
+        let end = last_use
+            .get(usize::from(id))
+            .copied()
+            .unwrap_or(0)
+            .max(start);
+        (start, end)
+    };
+    for b in 1..n_values {
+        let vb = value(b)?;
+        let (b_start, b_end) = life(b);
+        for a in 0..b {
+            let (a_start, a_end) = life(a);
+            if a_end < b_start || b_end < a_start {
+                continue; // never alive together
+            }
+            let va = value(a)?;
+            if va.offset < vb.end() && vb.offset < va.end() {
+                return Err(Error::ArenaOverlap { a, b });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A node's arrays: present, in range, zero-padded, and no accumulator can overflow.
+fn parse_arrays(
+    r: &mut Reader<'_>,
     layer: u16,
-    prev_n: u32,
-    prev_zp: i8,
-) -> Result<Layer<'a>, Error> {
-    let n_in = r.u32()?;
-    let n_out = r.u32()?;
-    let kind = r.u8()?;
-    let input_zero_point = r.i8()?;
-    let output_zero_point = r.i8()?;
-    let pre_at = r.offset();
-    let pre_zero_point = r.i8()?;
-    let section_len = r.u32()?;
-
-    if n_in == 0 || n_out == 0 {
-        return Err(Error::EmptyLayer { layer });
+    g: &Geometry,
+    input: &Value,
+    output: &Value,
+) -> Result<(), Error> {
+    match g.kind {
+        LayerKind::MaxPool2d => {
+            if output.zero_point != input.zero_point {
+                return Err(Error::MaxPoolZeroPoint {
+                    layer,
+                    input: input.zero_point,
+                    output: output.zero_point,
+                });
+            }
+            return Ok(());
+        }
+        LayerKind::AvgPool2d => {
+            let multiplier = r.u32()? as i32;
+            let shift = r.u8()?;
+            r.zeros(3)?;
+            check_requant(layer, 0, multiplier, shift)?;
+            // |acc| <= 255 kh kw
+            let taps = g.kernel[0].saturating_mul(g.kernel[1]) as u64;
+            if taps.saturating_mul(255) > i32::MAX as u64 {
+                return Err(Error::AccumulatorOverflow { layer, channel: 0 });
+            }
+            return Ok(());
+        }
+        _ => {}
     }
-    if n_in != prev_n {
-        return Err(Error::ShapeMismatch {
-            layer,
-            expected: prev_n,
-            found: n_in,
-        });
-    }
-    let activation = match kind {
-        ACT_IDENTITY => Activation::Identity,
-        ACT_RELU => Activation::Relu,
-        ACT_LUT => Activation::Lut,
-        _ => return Err(Error::BadActivation { layer, kind }),
-    };
-    if input_zero_point != prev_zp {
-        return Err(Error::ZeroPointMismatch {
-            layer,
-            expected: prev_zp,
-            found: input_zero_point,
-        });
-    }
-    if activation != Activation::Lut && pre_zero_point != 0 {
-        return Err(Error::ReservedNonZero { offset: pre_at });
-    }
-    let expected = layer_section_len(n_in, n_out, activation == Activation::Lut);
-    if u64::from(section_len) != expected {
-        return Err(Error::SectionLength {
-            layer,
-            stored: section_len,
-            expected: u32::try_from(expected).unwrap_or(u32::MAX),
-        });
-    }
-
-    let n_out64 = u64::from(n_out);
-    let n_weights = u64::from(n_in).saturating_mul(n_out64);
-    let multipliers = r.take(n_out64.saturating_mul(4))?;
+    let n = g.channels as u64;
+    let multipliers = r.take(n.saturating_mul(4))?;
     for (channel, m) in (0u32..).zip(multipliers.chunks_exact(4).map(le_i32)) {
-        if !multiplier_is_valid(m) {
-            return Err(Error::BadMultiplier {
-                layer,
-                channel,
-                multiplier: m,
-            });
-        }
+        check_requant(layer, channel, m, crate::fixed::SHIFT_MIN)?;
     }
-    let shifts = r.take(n_out64)?;
+    let shifts = r.take(n)?;
     for (channel, &shift) in (0u32..).zip(shifts) {
-        if !shift_is_valid(shift) {
-            return Err(Error::BadShift {
-                layer,
-                channel,
-                shift,
-            });
-        }
+        check_requant(layer, channel, crate::fixed::MULTIPLIER_MIN, shift)?;
     }
-    r.zeros(pad4(n_out64))?;
-    let bias = r.take(n_out64.saturating_mul(4))?;
-    let weights = r.take(n_weights)?;
-    r.zeros(pad4(n_weights))?;
-    let lut = match activation {
-        Activation::Lut => {
-            let table = r.take(LUT_LEN as u64)?;
-            Some(<&[u8; LUT_LEN]>::try_from(table).map_err(|_| Error::TooLarge)?)
-        }
-        _ => None,
+    r.zeros(pad4(n))?;
+    let bias = r.take(n.saturating_mul(4))?;
+    let weights = r.take(g.n_weights as u64)?;
+    r.zeros(pad4(g.n_weights as u64))?;
+    if g.activation == Activation::Lut {
+        r.take(LUT_LEN as u64)?;
+    }
+    // The worst-case accumulator of every channel must fit in i32. Dense: the bias is folded
+    // and |x| <= 128; convolutions: |x - zp| <= 255.
+    let (per_channel, x_max) = match g.kind {
+        LayerKind::Dense => (input.len, 128u64),
+        LayerKind::Conv2d => (g.n_weights.checked_div(g.channels).unwrap_or(0), 255),
+        _ => (1, 255), // depthwise: the weights of channel c are every c-th byte
     };
-
-    // the worst-case accumulator of every channel must fit in i32
-    let n_in_usize = to_usize(n_in)?;
-    if n_in_usize == 0 {
-        return Err(Error::EmptyLayer { layer }); // checked above; lets the optimizer see it
-    }
-    let mut rows = weights.chunks_exact(n_in_usize); // advanced by hand, see the reference kernel
+    let worst = |b: i32, ws: &mut dyn Iterator<Item = &u8>| {
+        ws.fold(u64::from(b.unsigned_abs()), |s, &w| {
+            s.saturating_add(u64::from((w as i8).unsigned_abs()).saturating_mul(x_max))
+        })
+    };
+    let stride = g.channels.max(1);
     for (channel, b) in (0u32..).zip(bias.chunks_exact(4).map(le_i32)) {
-        let Some(row) = rows.next() else { break };
-        let worst = row.iter().fold(u64::from(b.unsigned_abs()), |s, &w| {
-            s.saturating_add(u64::from((w as i8).unsigned_abs()) << 7)
-        });
-        if worst > i32::MAX as u64 {
+        let c = channel as usize;
+        let total = if g.kind == LayerKind::DepthwiseConv2d {
+            worst(b, &mut weights.iter().skip(c).step_by(stride))
+        } else {
+            let start = c.saturating_mul(per_channel);
+            let row = weights
+                .get(start..start.saturating_add(per_channel))
+                .unwrap_or(&[]);
+            worst(b, &mut row.iter())
+        };
+        if total > i32::MAX as u64 {
             return Err(Error::AccumulatorOverflow { layer, channel });
         }
     }
+    Ok(())
+}
 
-    let (requant_zero_point, clamp_min) = match activation {
-        Activation::Identity => (output_zero_point, i8::MIN),
-        Activation::Relu => (output_zero_point, output_zero_point), // max(-128, zp_out) = zp_out
-        Activation::Lut => (pre_zero_point, i8::MIN),
-    };
-    Ok(Layer {
-        n_inputs: n_in_usize,
-        n_outputs: to_usize(n_out)?,
-        activation,
-        output_zero_point,
-        params: FcParams {
-            weights,
-            bias,
-            multipliers,
-            shifts,
-            output_zero_point: requant_zero_point,
-            clamp_min,
-            clamp_max: i8::MAX,
-        },
-        lut,
-    })
+fn check_requant(layer: u16, channel: u32, multiplier: i32, shift: u8) -> Result<(), Error> {
+    if !multiplier_is_valid(multiplier) {
+        return Err(Error::BadMultiplier {
+            layer,
+            channel,
+            multiplier,
+        });
+    }
+    if !shift_is_valid(shift) {
+        return Err(Error::BadShift {
+            layer,
+            channel,
+            shift,
+        });
+    }
+    Ok(())
 }

@@ -1,17 +1,20 @@
-//! The one writer of the model blob format (feature `encode`, uses `std`).
+//! The one writer of the model blob format (feature `encode`, uses `std`), and the buffer
+//! planner.
 //!
-//! The trainer's quantizer fills a [`ModelSpec`] and calls [`encode`], which lays the blob out
+//! The trainer's quantizer fills a [`ModelSpec`] (a graph of [`NodeSpec`]s) and calls
+//! [`encode`], which computes every value's shape, plans the arena ([`plan`]), lays the blob out
 //! as `docs/blob-format.md` describes and then validates the result with
 //! [`Model::from_bytes`](crate::Model::from_bytes): a blob `encode` returns always loads.
 
 use std::vec::Vec;
 
 use crate::blob::{
-    layer_section_len, pad4, ACT_IDENTITY, ACT_LUT, ACT_RELU, FORMAT_VERSION, HEADER_RESERVED,
-    MAGIC,
+    channel_arrays_len, conv_axis, pad4, pool_axis, ACT_IDENTITY, ACT_LUT, ACT_RELU,
+    FORMAT_VERSION, HEADER_RESERVED, KIND_AVG_POOL, KIND_CONV2D, KIND_DENSE, KIND_DEPTHWISE,
+    KIND_MAX_POOL, MAGIC, NODE_HEADER_LEN, NO_VALUE, PAD_SAME, PAD_VALID,
 };
 use crate::crc32::crc32;
-use crate::model::{Model, MAX_LAYERS};
+use crate::model::{affine, Model, MAX_LAYERS};
 use crate::Error;
 
 /// One input-stage affine map: `q = sat8(zp_in + rq(256 * x - offset, multiplier, shift))`.
@@ -28,9 +31,9 @@ pub struct AffineSpec {
 /// The input stage.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InputStageSpec {
-    /// The zero point of the quantized input (the first layer's input zero point).
+    /// The zero point of the quantized input (value 0).
     pub zero_point: i8,
-    /// One entry shared by all features, or one per input feature.
+    /// One entry shared by all features, or one per input feature (HWC order).
     pub features: Vec<AffineSpec>,
 }
 
@@ -48,13 +51,13 @@ pub enum ActivationSpec {
     },
 }
 
-/// One dense layer.
+/// One dense layer. It reads its input value flattened (`h * w * c` bytes in HWC order).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LayerSpec {
+pub struct DenseSpec {
     pub n_inputs: u32,
     pub n_outputs: u32,
-    /// Informational (already folded into `bias`), but checked: it must be the zero point of
-    /// what feeds the layer (the input stage's, or the previous layer's output zero point).
+    /// Already folded into `bias`, but checked: it must be the zero point of the value the layer
+    /// reads.
     pub input_zero_point: i8,
     /// For `Lut`: the zero point after the table.
     pub output_zero_point: i8,
@@ -69,19 +72,186 @@ pub struct LayerSpec {
     pub activation: ActivationSpec,
 }
 
+/// The padding of a convolution (docs/layer-graph.md "Padding and output sizes").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Padding {
+    /// No padding: `out = (in - k) / s + 1`.
+    Valid,
+    /// TensorFlow's `SAME`: `out = ceil(in / s)`, the extra row or column at the end.
+    Same,
+}
+
+/// One `Conv2d` or `DepthwiseConv2d` layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConvSpec {
+    /// `[kh, kw]`, each 1 to 65535.
+    pub kernel: [u32; 2],
+    /// `[sh, sw]`, each 1 to 65535.
+    pub stride: [u32; 2],
+    pub padding: Padding,
+    /// Output channels; a depthwise layer's equals its input channels.
+    pub n_outputs: u32,
+    /// Checked: the zero point of the value the layer reads.
+    pub input_zero_point: i8,
+    /// For `Lut`: the zero point after the table.
+    pub output_zero_point: i8,
+    /// OHWI `[n_outputs][kh][kw][c]` for `Conv2d`, `[kh][kw][c]` for `DepthwiseConv2d`.
+    pub weights: Vec<i8>,
+    /// NOT folded: `acc = bias + sum w (x - zp_in)` over the taps inside the input.
+    pub bias: Vec<i32>,
+    pub multipliers: Vec<i32>,
+    pub shifts: Vec<u8>,
+    pub activation: ActivationSpec,
+}
+
+/// One `MaxPool2d` or `AvgPool2d` layer (valid windows; the stride divides `in - k`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolSpec {
+    pub kernel: [u32; 2],
+    pub stride: [u32; 2],
+    /// Checked: the zero point of the value the layer reads.
+    pub input_zero_point: i8,
+    /// A max pool's must equal `input_zero_point`.
+    pub output_zero_point: i8,
+    /// Average pool: `multiplier / 2^shift = s_in / (s_out kh kw)`; unused by a max pool.
+    pub multiplier: i32,
+    pub shift: u8,
+}
+
+/// A layer and its parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LayerSpec {
+    Dense(DenseSpec),
+    Conv2d(ConvSpec),
+    DepthwiseConv2d(ConvSpec),
+    MaxPool2d(PoolSpec),
+    AvgPool2d(PoolSpec),
+}
+
+/// One node of the graph: node `k` reads value `input` (0 is the model input, `j + 1` the
+/// output of node `j < k`) and writes value `k + 1`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeSpec {
+    pub input: usize,
+    pub layer: LayerSpec,
+}
+
 /// A whole model.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelSpec {
     pub input: InputStageSpec,
-    pub layers: Vec<LayerSpec>,
+    /// `[h, w, c]` of the model input; an MLP's is `[1, 1, n_inputs]`.
+    pub input_shape: [u32; 3],
+    pub nodes: Vec<NodeSpec>,
     /// The logits' scale (for `Model::dequantize`): positive, finite, non-zero.
     pub output_scale: f32,
     /// Must equal the last layer's `output_zero_point`.
     pub output_zero_point: i8,
 }
 
-fn u32_of(n: usize) -> Result<u32, Error> {
-    u32::try_from(n).map_err(|_| Error::TooLarge)
+/// A chain: layer `k` reads the output of layer `k - 1` (the model input for layer 0).
+pub fn chain(layers: impl IntoIterator<Item = LayerSpec>) -> Vec<NodeSpec> {
+    layers
+        .into_iter()
+        .enumerate()
+        .map(|(input, layer)| NodeSpec { input, layer })
+        .collect()
+}
+
+/// A buffer plan: every value's byte offset in one arena.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// Value `v` occupies `offsets[v] .. offsets[v] + size[v]`.
+    pub offsets: Vec<u64>,
+    /// The arena: the end of the last value's bytes.
+    pub arena_len: u64,
+    /// What a layer-by-layer plan without reuse would need: the sum of every value's size.
+    pub no_reuse_len: u64,
+}
+
+/// Plans the arena for `sizes[v]` bytes per value, where node `k` reads value `inputs[k]` and
+/// writes value `k + 1` (`sizes.len() == inputs.len() + 1`).
+///
+/// A value lives from the node that writes it (value 0 from node 0) to the last node that reads
+/// it (the last value to the end). Values are placed largest first, each at the lowest offset
+/// where it overlaps no placed value alive at the same time. For a chain the arena must be the
+/// lower bound `max_k (size[k] + size[k + 1])`; if the greedy placement misses it, values
+/// alternate between the front and the back of that bound instead.
+// Bake-time host code: every index is below `sizes.len()` by construction, and the sums of
+// offsets and sizes saturate.
+#[allow(clippy::indexing_slicing)]
+pub fn plan(sizes: &[u64], inputs: &[usize]) -> Plan {
+    let n = sizes.len();
+    let start: Vec<usize> = (0..n).map(|v| v.saturating_sub(1)).collect();
+    let mut end = start.clone();
+    for (k, &i) in inputs.iter().enumerate() {
+        if let Some(e) = end.get_mut(i) {
+            *e = (*e).max(k);
+        }
+    }
+    let alive_together = |a: usize, b: usize| start[a] <= end[b] && start[b] <= end[a];
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by(|&a, &b| sizes[b].cmp(&sizes[a]).then(a.cmp(&b)));
+    let mut offsets = std::vec![0u64; n];
+    let mut placed: Vec<usize> = Vec::new();
+    for &v in &order {
+        let mut busy: Vec<(u64, u64)> = placed
+            .iter()
+            .filter(|&&p| alive_together(p, v))
+            .map(|&p| (offsets[p], offsets[p].saturating_add(sizes[p])))
+            .collect();
+        busy.sort_unstable();
+        let mut offset = 0u64;
+        for (lo, hi) in busy {
+            if offset.saturating_add(sizes[v]) <= lo {
+                break;
+            }
+            offset = offset.max(hi);
+        }
+        offsets[v] = offset;
+        placed.push(v);
+    }
+    let arena = |offsets: &[u64]| {
+        offsets
+            .iter()
+            .zip(sizes)
+            .map(|(o, s)| o.saturating_add(*s))
+            .max()
+            .unwrap_or(0)
+    };
+    let mut arena_len = arena(&offsets);
+    let is_chain = inputs.iter().enumerate().all(|(k, &i)| i == k);
+    if is_chain && n >= 2 {
+        let bound = sizes
+            .windows(2)
+            .map(|w| w[0].saturating_add(w[1]))
+            .max()
+            .unwrap_or(0);
+        if arena_len > bound {
+            // the input at the front, its output at the back, and so on
+            for (v, offset) in offsets.iter_mut().enumerate() {
+                *offset = if v % 2 == 0 {
+                    0
+                } else {
+                    bound.saturating_sub(sizes[v])
+                };
+            }
+            arena_len = arena(&offsets);
+        }
+    }
+    Plan {
+        offsets,
+        arena_len,
+        no_reuse_len: sizes.iter().fold(0u64, |a, &s| a.saturating_add(s)),
+    }
+}
+
+fn u32_of(n: impl TryInto<u32>) -> Result<u32, Error> {
+    n.try_into().map_err(|_| Error::TooLarge)
+}
+
+fn u16_of(n: u32) -> Result<u16, Error> {
+    u16::try_from(n).map_err(|_| Error::TooLarge)
 }
 
 fn check_len(layer: u16, field: &'static str, found: usize, expected: u64) -> Result<(), Error> {
@@ -95,6 +265,134 @@ fn check_len(layer: u16, field: &'static str, found: usize, expected: u64) -> Re
             found: u32::try_from(found).unwrap_or(u32::MAX),
         })
     }
+}
+
+/// The shape and zero point of every value (`nodes.len() + 1` of them), with the spec's own
+/// checks: value ids, vector lengths, input zero points, geometry.
+fn values(spec: &ModelSpec) -> Result<Vec<([u32; 3], i8)>, Error> {
+    if spec.nodes.is_empty() {
+        return Err(Error::NoLayers);
+    }
+    if spec.nodes.len() > MAX_LAYERS {
+        return Err(Error::TooManyLayers {
+            found: u16::try_from(spec.nodes.len()).unwrap_or(u16::MAX),
+        });
+    }
+    let mut values = std::vec![(spec.input_shape, spec.input.zero_point)];
+    for (layer, node) in (0u16..).zip(&spec.nodes) {
+        let Some(&([h, w, c], zp_in)) = values.get(node.input) else {
+            return Err(Error::BadValueId {
+                layer,
+                value: u16::try_from(node.input).unwrap_or(u16::MAX),
+            });
+        };
+        let volume = u64::from(h)
+            .saturating_mul(u64::from(w))
+            .saturating_mul(u64::from(c));
+        let geometry = Error::BadGeometry { layer };
+        let check_zp = |found: i8| {
+            if found == zp_in {
+                Ok(())
+            } else {
+                Err(Error::ZeroPointMismatch {
+                    layer,
+                    expected: zp_in,
+                    found,
+                })
+            }
+        };
+        let channel_vectors = |n: u32, bias: usize, multipliers: usize, shifts: usize| {
+            check_len(layer, "bias", bias, u64::from(n))?;
+            check_len(layer, "multipliers", multipliers, u64::from(n))?;
+            check_len(layer, "shifts", shifts, u64::from(n))
+        };
+        let out = match &node.layer {
+            LayerSpec::Dense(d) => {
+                if u64::from(d.n_inputs) != volume {
+                    return Err(Error::ShapeMismatch {
+                        layer,
+                        expected: u32::try_from(volume).unwrap_or(u32::MAX),
+                        found: d.n_inputs,
+                    });
+                }
+                check_len(
+                    layer,
+                    "weights",
+                    d.weights.len(),
+                    volume.saturating_mul(u64::from(d.n_outputs)),
+                )?;
+                channel_vectors(
+                    d.n_outputs,
+                    d.bias.len(),
+                    d.multipliers.len(),
+                    d.shifts.len(),
+                )?;
+                check_zp(d.input_zero_point)?;
+                ([1, 1, d.n_outputs], d.output_zero_point)
+            }
+            LayerSpec::Conv2d(s) | LayerSpec::DepthwiseConv2d(s) => {
+                let depthwise = matches!(node.layer, LayerSpec::DepthwiseConv2d(_));
+                let same = s.padding == Padding::Same;
+                let [kh, kw] = s.kernel.map(u64::from);
+                let [sh, sw] = s.stride.map(u64::from);
+                let (oh, _) = conv_axis(u64::from(h), kh, sh, same).ok_or(geometry)?;
+                let (ow, _) = conv_axis(u64::from(w), kw, sw, same).ok_or(geometry)?;
+                if depthwise && s.n_outputs != c {
+                    return Err(Error::ShapeMismatch {
+                        layer,
+                        expected: c,
+                        found: s.n_outputs,
+                    });
+                }
+                let taps = kh.saturating_mul(kw).saturating_mul(u64::from(c));
+                let n_weights = if depthwise {
+                    taps
+                } else {
+                    taps.saturating_mul(u64::from(s.n_outputs))
+                };
+                check_len(layer, "weights", s.weights.len(), n_weights)?;
+                channel_vectors(
+                    s.n_outputs,
+                    s.bias.len(),
+                    s.multipliers.len(),
+                    s.shifts.len(),
+                )?;
+                check_zp(s.input_zero_point)?;
+                ([u32_of(oh)?, u32_of(ow)?, s.n_outputs], s.output_zero_point)
+            }
+            LayerSpec::MaxPool2d(p) | LayerSpec::AvgPool2d(p) => {
+                let [kh, kw] = p.kernel.map(u64::from);
+                let [sh, sw] = p.stride.map(u64::from);
+                let oh = pool_axis(u64::from(h), kh, sh).ok_or(geometry)?;
+                let ow = pool_axis(u64::from(w), kw, sw).ok_or(geometry)?;
+                check_zp(p.input_zero_point)?;
+                let max_pool = matches!(node.layer, LayerSpec::MaxPool2d(_));
+                if max_pool && p.output_zero_point != zp_in {
+                    return Err(Error::MaxPoolZeroPoint {
+                        layer,
+                        input: zp_in,
+                        output: p.output_zero_point,
+                    });
+                }
+                ([u32_of(oh)?, u32_of(ow)?, c], p.output_zero_point)
+            }
+        };
+        values.push(out);
+    }
+    Ok(values)
+}
+
+/// The buffer plan [`encode`] writes into the blob for `spec`.
+///
+/// Errors: those of [`encode`] that concern the graph (value ids, shapes, vector lengths).
+pub fn plan_model(spec: &ModelSpec) -> Result<Plan, Error> {
+    let values = values(spec)?;
+    let sizes: Vec<u64> = values
+        .iter()
+        .map(|(s, _)| s.iter().fold(1u64, |a, &d| a.saturating_mul(u64::from(d))))
+        .collect();
+    let inputs: Vec<usize> = spec.nodes.iter().map(|n| n.input).collect();
+    Ok(plan(&sizes, &inputs))
 }
 
 struct Writer(Vec<u8>);
@@ -123,55 +421,82 @@ impl Writer {
             self.0.push(0);
         }
     }
+
+    /// Multipliers, padded shifts, bias, padded weights, optional table.
+    fn channel_arrays(
+        &mut self,
+        multipliers: &[i32],
+        shifts: &[u8],
+        bias: &[i32],
+        weights: &[i8],
+        table: Option<&[i8; 256]>,
+    ) {
+        for &m in multipliers {
+            self.i32(m);
+        }
+        self.bytes(shifts);
+        self.zeros(pad4(shifts.len() as u64));
+        for &b in bias {
+            self.i32(b);
+        }
+        for &q in weights {
+            self.i8(q);
+        }
+        self.zeros(pad4(weights.len() as u64));
+        if let Some(table) = table {
+            for &e in table {
+                self.i8(e);
+            }
+        }
+    }
 }
 
-/// Writes `spec` as a blob, then validates it with [`Model::from_bytes`].
+fn activation(spec: &ActivationSpec) -> (u8, i8, Option<&[i8; 256]>) {
+    match spec {
+        ActivationSpec::Identity => (ACT_IDENTITY, 0, None),
+        ActivationSpec::Relu => (ACT_RELU, 0, None),
+        ActivationSpec::Lut {
+            pre_zero_point,
+            table,
+        } => (ACT_LUT, *pre_zero_point, Some(table)),
+    }
+}
+
+/// Writes `spec` as a blob with its buffer plan, then validates it with [`Model::from_bytes`].
 ///
-/// Errors: [`Error::NoLayers`], [`Error::TooManyLayers`], [`Error::SpecLength`] for a vector
-/// whose length does not match the shapes, [`Error::TooLarge`] for a blob beyond 4 GiB, and any
-/// validation error of [`Model::from_bytes`] (shapes that do not chain, zero points that do not
-/// chain, multipliers or shifts out of range, an accumulator that could overflow, a bad output
-/// scale, ...).
+/// Errors: [`Error::NoLayers`], [`Error::TooManyLayers`], [`Error::BadValueId`] for a node that
+/// reads a value not yet written, [`Error::SpecLength`] for a vector whose length does not match
+/// the shapes, [`Error::ShapeMismatch`] for a dense layer whose input count is not its input
+/// value's size (or a depthwise layer whose channels differ), [`Error::BadGeometry`] for a
+/// kernel that does not fit, [`Error::ZeroPointMismatch`] for an input zero point that is not
+/// its value's, [`Error::TooLarge`] for a blob beyond 4 GiB or a kernel beyond 65535, and any
+/// validation error of [`Model::from_bytes`] (multipliers or shifts out of range, an
+/// accumulator that could overflow, a bad output scale, ...).
 pub fn encode(spec: &ModelSpec) -> Result<Vec<u8>, Error> {
-    let (first, last) = match (spec.layers.first(), spec.layers.last()) {
-        (Some(first), Some(last)) => (first, last),
-        _ => return Err(Error::NoLayers),
+    let values = values(spec)?;
+    let plan = plan_model(spec)?;
+    let n_nodes = u16::try_from(spec.nodes.len()).map_err(|_| Error::TooLarge)?;
+    let size = |v: Option<&([u32; 3], i8)>| -> u64 {
+        v.map_or(0, |(s, _)| {
+            s.iter().fold(1u64, |a, &d| a.saturating_mul(u64::from(d)))
+        })
     };
-    if spec.layers.len() > MAX_LAYERS {
-        return Err(Error::TooManyLayers {
-            found: u16::try_from(spec.layers.len()).unwrap_or(u16::MAX),
-        });
-    }
-    let n_layers = u16::try_from(spec.layers.len()).map_err(|_| Error::TooLarge)?;
-    let mut scratch = 0u64;
-    for (index, layer) in (0u16..).zip(&spec.layers) {
-        let n_out = u64::from(layer.n_outputs);
-        check_len(
-            index,
-            "weights",
-            layer.weights.len(),
-            u64::from(layer.n_inputs).saturating_mul(n_out),
-        )?;
-        check_len(index, "bias", layer.bias.len(), n_out)?;
-        check_len(index, "multipliers", layer.multipliers.len(), n_out)?;
-        check_len(index, "shifts", layer.shifts.len(), n_out)?;
-        scratch = scratch.max(u64::from(layer.n_inputs).saturating_add(n_out));
-    }
-    let scratch = u32::try_from(scratch).map_err(|_| Error::TooLarge)?;
 
     let mut w = Writer(Vec::new());
     // header
     w.bytes(&MAGIC);
     w.u16(FORMAT_VERSION);
-    w.u16(n_layers);
+    w.u16(n_nodes);
     w.u32(0); // total length, patched below
-    w.u32(first.n_inputs);
-    w.u32(last.n_outputs);
-    w.u32(scratch);
+    w.u32(u32_of(size(values.first()))?);
+    w.u32(u32_of(size(values.last()))?);
+    w.u32(u32_of(plan.arena_len)?);
+    w.u16(n_nodes.checked_add(1).ok_or(Error::TooLarge)?);
     w.zeros(HEADER_RESERVED as u64);
-    // input stage
+    // input stage, and the byte table of a shared entry
+    let zp_in = spec.input.zero_point;
     w.u32(u32_of(spec.input.features.len())?);
-    w.i8(spec.input.zero_point);
+    w.i8(zp_in);
     w.zeros(3);
     for f in &spec.input.features {
         w.i32(f.offset);
@@ -179,40 +504,97 @@ pub fn encode(spec: &ModelSpec) -> Result<Vec<u8>, Error> {
         w.u8(f.shift);
         w.zeros(3);
     }
-    // layers
-    for layer in &spec.layers {
-        let (kind, pre_zero_point, table) = match &layer.activation {
-            ActivationSpec::Identity => (ACT_IDENTITY, 0, None),
-            ActivationSpec::Relu => (ACT_RELU, 0, None),
-            ActivationSpec::Lut {
-                pre_zero_point,
-                table,
-            } => (ACT_LUT, *pre_zero_point, Some(table)),
+    if let [f] = spec.input.features.as_slice() {
+        for raw in 0..=255 {
+            w.i8(affine(
+                raw,
+                (f.offset, f.multiplier, f.shift),
+                i64::from(zp_in),
+            ));
+        }
+    }
+    // value table
+    for ((shape, zp), &offset) in values.iter().zip(&plan.offsets) {
+        for &d in shape {
+            w.u32(d);
+        }
+        w.u32(u32_of(offset)?);
+        w.i8(*zp);
+        w.zeros(3);
+    }
+    // nodes
+    for (k, node) in spec.nodes.iter().enumerate() {
+        let (kind, act, padding, kernel, stride) = match &node.layer {
+            LayerSpec::Dense(d) => (KIND_DENSE, &d.activation, PAD_VALID, [0, 0], [0, 0]),
+            LayerSpec::Conv2d(s) | LayerSpec::DepthwiseConv2d(s) => (
+                if matches!(node.layer, LayerSpec::Conv2d(_)) {
+                    KIND_CONV2D
+                } else {
+                    KIND_DEPTHWISE
+                },
+                &s.activation,
+                if s.padding == Padding::Same {
+                    PAD_SAME
+                } else {
+                    PAD_VALID
+                },
+                s.kernel,
+                s.stride,
+            ),
+            LayerSpec::MaxPool2d(p) => (
+                KIND_MAX_POOL,
+                &ActivationSpec::Identity,
+                PAD_VALID,
+                p.kernel,
+                p.stride,
+            ),
+            LayerSpec::AvgPool2d(p) => (
+                KIND_AVG_POOL,
+                &ActivationSpec::Identity,
+                PAD_VALID,
+                p.kernel,
+                p.stride,
+            ),
         };
-        let section_len = layer_section_len(layer.n_inputs, layer.n_outputs, table.is_some());
-        let section_len = u32::try_from(section_len).map_err(|_| Error::TooLarge)?;
-        w.u32(layer.n_inputs);
-        w.u32(layer.n_outputs);
+        let (act, pre_zero_point, table) = activation(act);
+        let arrays = match &node.layer {
+            LayerSpec::Dense(d) => channel_arrays_len(
+                u64::from(d.n_outputs),
+                d.weights.len() as u64,
+                table.is_some(),
+            ),
+            LayerSpec::Conv2d(s) | LayerSpec::DepthwiseConv2d(s) => channel_arrays_len(
+                u64::from(s.n_outputs),
+                s.weights.len() as u64,
+                table.is_some(),
+            ),
+            LayerSpec::MaxPool2d(_) => 0,
+            LayerSpec::AvgPool2d(_) => 8,
+        };
         w.u8(kind);
-        w.i8(layer.input_zero_point);
-        w.i8(layer.output_zero_point);
+        w.u8(act);
         w.i8(pre_zero_point);
-        w.u32(section_len);
-        for &m in &layer.multipliers {
-            w.i32(m);
+        w.u8(padding);
+        w.u16(u16_of(u32_of(node.input)?)?);
+        w.u16(NO_VALUE);
+        w.u16(u16_of(u32_of(k.saturating_add(1))?)?);
+        w.u16(0);
+        for d in kernel.iter().chain(&stride) {
+            w.u16(u16_of(*d)?);
         }
-        w.bytes(&layer.shifts);
-        w.zeros(pad4(layer.shifts.len() as u64));
-        for &b in &layer.bias {
-            w.i32(b);
-        }
-        for &q in &layer.weights {
-            w.i8(q);
-        }
-        w.zeros(pad4(layer.weights.len() as u64));
-        if let Some(table) = table {
-            for &e in table {
-                w.i8(e);
+        w.u32(u32_of((NODE_HEADER_LEN as u64).saturating_add(arrays))?);
+        match &node.layer {
+            LayerSpec::Dense(d) => {
+                w.channel_arrays(&d.multipliers, &d.shifts, &d.bias, &d.weights, table)
+            }
+            LayerSpec::Conv2d(s) | LayerSpec::DepthwiseConv2d(s) => {
+                w.channel_arrays(&s.multipliers, &s.shifts, &s.bias, &s.weights, table)
+            }
+            LayerSpec::MaxPool2d(_) => {}
+            LayerSpec::AvgPool2d(p) => {
+                w.i32(p.multiplier);
+                w.u8(p.shift);
+                w.zeros(3);
             }
         }
     }
@@ -222,11 +604,7 @@ pub fn encode(spec: &ModelSpec) -> Result<Vec<u8>, Error> {
     w.zeros(3);
     // total length and CRC
     let mut bytes = w.0;
-    let total = bytes
-        .len()
-        .checked_add(4)
-        .ok_or(Error::TooLarge)
-        .and_then(u32_of)?;
+    let total = u32_of(bytes.len().checked_add(4).ok_or(Error::TooLarge)?)?;
     if let Some(field) = bytes.get_mut(8..12) {
         field.copy_from_slice(&total.to_le_bytes());
     }

@@ -27,6 +27,34 @@ pub enum Error {
     NoLayers,
     /// The model has more layers than [`crate::MAX_LAYERS`].
     TooManyLayers { found: u16 },
+    /// The value table does not have one value per node plus the model's input.
+    ValueCount { found: u16, nodes: u16 },
+    /// A value's height, width or channels is 0.
+    EmptyValue { value: u16 },
+    /// A value's bytes end past the header's arena length.
+    ArenaOverflow {
+        value: u16,
+        end: u32,
+        arena_len: u32,
+    },
+    /// Two values alive at the same node share bytes of the arena: the plan is unsafe.
+    ArenaOverlap { a: u16, b: u16 },
+    /// The model's input value does not have the header's input count.
+    InputShapeMismatch { header: u32, value: u32 },
+    /// A node names a value it cannot read or write (node `k` writes value `k + 1` and reads an
+    /// earlier value; the second input is `0xFFFF` for every layer type of this version).
+    BadValueId { layer: u16, value: u16 },
+    /// Unknown layer kind byte.
+    BadLayerKind { layer: u16, kind: u8 },
+    /// Kernel or stride 0, a kernel larger than its (padded) input, a pooling stride that does
+    /// not divide `in - k`, or an unknown padding byte.
+    BadGeometry { layer: u16 },
+    /// A node's output value does not have the shape the node's parameters give.
+    NodeShape { layer: u16, value: u16 },
+    /// A max pool's output zero point is not its input's.
+    MaxPoolZeroPoint { layer: u16, input: i8, output: i8 },
+    /// An entry of the input stage's byte table is not the input map of that byte.
+    InputTable { raw: u8 },
     /// A reserved or padding byte is not zero.
     ReservedNonZero { offset: u32 },
     /// The input stage has neither 1 entry (shared) nor one per input feature.
@@ -63,8 +91,8 @@ pub enum Error {
     },
     /// A requantization shift is outside `[1, 62]`.
     BadShift { layer: u16, channel: u32, shift: u8 },
-    /// `|bias| + 128 * sum |w|` of an output channel exceeds `i32::MAX`: the accumulator could
-    /// overflow.
+    /// `|bias| + 128 * sum |w|` (dense), `|bias| + 255 * sum |w|` (convolutions) or `255 kh kw`
+    /// (average pool) exceeds `i32::MAX`: the accumulator could overflow.
     AccumulatorOverflow { layer: u16, channel: u32 },
     /// The header's output count is not the last layer's.
     OutputShapeMismatch { header: u32, last_layer: u32 },
@@ -72,7 +100,7 @@ pub enum Error {
     OutputZeroPointMismatch { output: i8, last_layer: i8 },
     /// The output scale (f32 bits) is not a positive finite non-zero number.
     BadOutputScale { bits: u32 },
-    /// The header's scratch length is not the one the layers need.
+    /// The header's arena length is not the end of the last byte of the value table's values.
     ScratchLenMismatch { stored: u32, computed: u32 },
     /// Bytes remain between the output section and the CRC.
     TrailingBytes { count: u32 },
@@ -107,6 +135,12 @@ impl fmt::Display for Error {
                 write!(f, "model blob truncated: needs {needed} bytes, {available} available")
             }
             Error::BadMagic => f.write_str("not a kiln model blob: bad magic (expected \"KILN\")"),
+            Error::UnsupportedVersion { found: 1 } => write!(
+                f,
+                "model blob format version 1 is an old format this runtime no longer reads \
+                 (it reads version {}): re-bake it with `kiln bake` from the model file",
+                crate::blob::FORMAT_VERSION
+            ),
             Error::UnsupportedVersion { found } => write!(
                 f,
                 "unsupported model blob version {found} (this runtime reads version {})",
@@ -125,6 +159,49 @@ impl fmt::Display for Error {
                 f,
                 "model has {found} layers, at most {} are supported",
                 crate::model::MAX_LAYERS
+            ),
+            Error::ValueCount { found, nodes } => write!(
+                f,
+                "value table has {found} values, {nodes} nodes need {}",
+                u32::from(nodes) + 1
+            ),
+            Error::EmptyValue { value } => {
+                write!(f, "value {value} has a zero height, width or channel count")
+            }
+            Error::ArenaOverflow { value, end, arena_len } => write!(
+                f,
+                "value {value} ends at byte {end} of the arena, past its length {arena_len}"
+            ),
+            Error::ArenaOverlap { a, b } => write!(
+                f,
+                "values {a} and {b} are alive at the same node but share arena bytes"
+            ),
+            Error::InputShapeMismatch { header, value } => write!(
+                f,
+                "header says {header} inputs, the input value has {value}"
+            ),
+            Error::BadValueId { layer, value } => {
+                write!(f, "layer {layer}: value id {value} is not one it can use")
+            }
+            Error::BadLayerKind { layer, kind } => {
+                write!(f, "layer {layer}: unknown layer kind {kind}")
+            }
+            Error::BadGeometry { layer } => write!(
+                f,
+                "layer {layer}: kernel or stride 0, a kernel larger than its input, a pooling \
+                 stride that does not divide the input, or an unknown padding"
+            ),
+            Error::NodeShape { layer, value } => write!(
+                f,
+                "layer {layer}: output value {value} does not have the shape its parameters give"
+            ),
+            Error::MaxPoolZeroPoint { layer, input, output } => write!(
+                f,
+                "layer {layer}: max pool output zero point {output} differs from its input's {input}"
+            ),
+            Error::InputTable { raw } => write!(
+                f,
+                "input stage byte table entry {raw} is not the input map of that byte"
             ),
             Error::ReservedNonZero { offset } => {
                 write!(f, "reserved or padding byte at offset {offset} is not zero")
@@ -168,7 +245,7 @@ impl fmt::Display for Error {
             ),
             Error::AccumulatorOverflow { layer, channel } => write!(
                 f,
-                "layer {layer} channel {channel}: worst-case accumulator |bias| + 128 * sum |w| exceeds i32"
+                "layer {layer} channel {channel}: worst-case accumulator (|bias| + 128 * sum |w| for dense, + 255 * sum |w| for convolutions) exceeds i32"
             ),
             Error::OutputShapeMismatch { header, last_layer } => write!(
                 f,
@@ -184,7 +261,7 @@ impl fmt::Display for Error {
             ),
             Error::ScratchLenMismatch { stored, computed } => write!(
                 f,
-                "header scratch length {stored}, the layers need {computed}"
+                "header arena length {stored}, the values end at {computed}"
             ),
             Error::TrailingBytes { count } => {
                 write!(f, "{count} unexpected bytes between the output section and the CRC")

@@ -4,20 +4,25 @@
 //! the inference path. It depends on no other workspace crate.
 //!
 //! - [`fixed`]: the fixed-point arithmetic of `docs/quantization.md` (`rq`, `sat8`), defined once.
-//! - [`kernels`]: the dense int8 kernel (the scalar reference is the specification) and the
-//!   256-entry activation table.
-//! - [`Model`]: a model blob (`docs/blob-format.md`) validated once by [`Model::from_bytes`],
-//!   borrowed without copying, then run with caller-provided buffers. After a successful load,
+//! - [`kernels`]: the int8 kernels of the layer graph (`docs/layer-graph.md`): dense,
+//!   convolution, depthwise convolution, max and average pooling (the scalar references are the
+//!   specification), and the 256-entry activation table.
+//! - [`Model`]: a model blob (`docs/blob-format.md`, a graph of layers with its buffer plan)
+//!   validated once by [`Model::from_bytes`], borrowed without copying, then run with
+//!   caller-provided buffers. After a successful load,
 //!   inference can only fail on wrong buffer lengths, and those are checked before any work.
 //! - [`crc32`]: the CRC-32 that seals a blob.
-//! - `encode` (feature `encode`, uses `std`): the one writer of the blob format.
+//! - `encode` (feature `encode`, uses `std`): the one writer of the blob format and the buffer
+//!   planner.
 //! - `Model::dequantize` (feature `f32-output`): the only float in the crate, for the final logits.
 //!
 //! Features only add items; they never change the arithmetic.
 //!
 //! ```
 //! # #[cfg(feature = "encode")] {
-//! use kiln_runtime::encode::{encode, ActivationSpec, AffineSpec, InputStageSpec, LayerSpec, ModelSpec};
+//! use kiln_runtime::encode::{
+//!     chain, encode, ActivationSpec, AffineSpec, DenseSpec, InputStageSpec, LayerSpec, ModelSpec,
+//! };
 //! use kiln_runtime::Model;
 //!
 //! // 2 inputs -> 2 logits; input q = rq(256 * x, 2^30, 39) = x / 2, weights the identity matrix.
@@ -26,7 +31,8 @@
 //!         zero_point: 0,
 //!         features: vec![AffineSpec { offset: 0, multiplier: 1 << 30, shift: 39 }],
 //!     },
-//!     layers: vec![LayerSpec {
+//!     input_shape: [1, 1, 2],
+//!     nodes: chain([LayerSpec::Dense(DenseSpec {
 //!         n_inputs: 2,
 //!         n_outputs: 2,
 //!         input_zero_point: 0,
@@ -36,7 +42,7 @@
 //!         multipliers: vec![1 << 30, 1 << 30],
 //!         shifts: vec![30, 30], // * 2^30 / 2^30 = * 1
 //!         activation: ActivationSpec::Identity,
-//!     }],
+//!     })]),
 //!     output_scale: 0.5,
 //!     output_zero_point: 0,
 //! };
@@ -86,4 +92,4 @@ mod testutil;
 
 pub use blob::{FORMAT_VERSION, MAGIC};
 pub use error::Error;
-pub use model::{Activation, LayerInfo, Model, MAX_LAYERS};
+pub use model::{Activation, LayerInfo, LayerKind, Model, MAX_LAYERS};

@@ -2,14 +2,18 @@
 
 use core::fmt;
 
-use crate::blob::INPUT_ENTRY_LEN;
+use crate::blob::{
+    geometry, read_node, read_value, Value, ACT_LUT, ACT_RELU, INPUT_ENTRY_LEN, KIND_AVG_POOL,
+    KIND_CONV2D, KIND_DENSE, KIND_MAX_POOL, NODE_HEADER_LEN, PAD_SAME, VALUE_LEN,
+};
 use crate::error::u32_sat;
 use crate::fixed::{clamp_raw, rq, sat8};
-use crate::kernels::{self, le_i32, FcParams};
+use crate::kernels::{self, le_i32, ConvParams, FcParams, PoolParams};
 use crate::Error;
 
-/// The most layers a model can have: the layer views live in a fixed-size array.
-pub const MAX_LAYERS: usize = 16;
+/// The most layers (graph nodes) a model can have; the loader's plan check keeps one `u16` per
+/// value on the stack.
+pub const MAX_LAYERS: usize = 64;
 
 /// The activation of a layer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,108 +26,79 @@ pub enum Activation {
     Lut,
 }
 
-/// The shape and activation of one layer, for inspection.
+/// The type of a layer (docs/layer-graph.md "Layer types").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LayerKind {
+    Dense,
+    Conv2d,
+    DepthwiseConv2d,
+    MaxPool2d,
+    AvgPool2d,
+}
+
+/// The type, shapes and activation of one layer, for inspection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct LayerInfo {
+    pub kind: LayerKind,
+    /// The value the layer reads and the one it writes (layer `k` writes value `k + 1`).
+    pub input_value: usize,
+    pub output_value: usize,
+    /// `[h, w, c]` of the input and output values.
+    pub input_shape: [usize; 3],
+    pub output_shape: [usize; 3],
+    /// `h * w * c` of the input and output values.
     pub n_inputs: usize,
     pub n_outputs: usize,
+    /// `[kh, kw]`, `[sh, sw]` and `[top, left]` padding (zero for dense layers).
+    pub kernel: [usize; 2],
+    pub stride: [usize; 2],
+    pub pad: [usize; 2],
     pub activation: Activation,
     /// The zero point of the layer's output (after the table for [`Activation::Lut`]).
     pub output_zero_point: i8,
-}
-
-/// The input stage: `q[j] = sat8(zp + rq(256 * clamp(x[j]) - mu[j], M[j], t[j]))`.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct InputStage<'a> {
-    pub(crate) zero_point: i8,
-    /// 12-byte entries `{i32 mu, i32 M, u8 t, 3 zero bytes}`: one shared, or one per input.
-    pub(crate) entries: &'a [u8],
-    /// With one shared entry: the quantized value of every raw byte 0..=255 (pixels, most
-    /// sensors), computed once at load by the same `affine` as every other value.
-    pub(crate) byte_table: Option<[i8; 256]>,
-}
-
-impl<'a> InputStage<'a> {
-    pub(crate) fn new(zero_point: i8, entries: &'a [u8]) -> Self {
-        let byte_table = if entries.len() == INPUT_ENTRY_LEN {
-            let entry = decode_entry(entries);
-            let mut table = [0i8; 256];
-            for (raw, value) in (0i32..).zip(table.iter_mut()) {
-                *value = affine(raw, entry, i64::from(zero_point));
-            }
-            Some(table)
-        } else {
-            None
-        };
-        Self {
-            zero_point,
-            entries,
-            byte_table,
-        }
-    }
-}
-
-/// One layer's views into the blob.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Layer<'a> {
-    pub(crate) n_inputs: usize,
-    pub(crate) n_outputs: usize,
-    pub(crate) activation: Activation,
-    /// After the table for a LUT layer.
-    pub(crate) output_zero_point: i8,
-    /// The kernel's parameters (requantizing to the pre-activation zero point for a LUT layer).
-    pub(crate) params: FcParams<'a>,
-    pub(crate) lut: Option<&'a [u8; 256]>,
-}
-
-impl Layer<'_> {
-    pub(crate) const EMPTY: Layer<'static> = Layer {
-        n_inputs: 0,
-        n_outputs: 0,
-        activation: Activation::Identity,
-        output_zero_point: 0,
-        params: FcParams {
-            weights: &[],
-            bias: &[],
-            multipliers: &[],
-            shifts: &[],
-            output_zero_point: 0,
-            clamp_min: i8::MIN,
-            clamp_max: i8::MAX,
-        },
-        lut: None,
-    };
+    /// The bytes of the layer's record in the blob, header included.
+    pub section_len: usize,
 }
 
 /// A model blob, validated once and borrowed without copying.
 ///
-/// # Buffers and the ping-pong scheme
+/// # Buffers and the plan
 ///
 /// Inference needs one caller-provided `i8` scratch buffer of at least
-/// [`scratch_len`](Model::scratch_len) bytes, the largest `n_inputs + n_outputs` over the layers.
-/// Only its first `scratch_len` bytes are used. Layer `k`'s activations alternate ends:
+/// [`scratch_len`](Model::scratch_len) bytes, the blob's `arena_len`. Every value (the quantized
+/// input, each layer's output) has a planned offset in it, written by the encoder and proven
+/// safe at load: two values alive at the same layer never share a byte. For a chain of layers
+/// the plan alternates ends (the input at the front, the next value at the back, ...), so the
+/// arena is the largest pair of adjacent tensors. The last value is copied to the caller's
+/// `logits` (`n_outputs` bytes). Bytes past `scratch_len` are the dense kernel's workspace
+/// ([`fast_scratch_len`](Model::fast_scratch_len)).
 ///
-/// - the quantized input is written at the front, `scratch[0..n_inputs]`;
-/// - an even layer (0, 2, ...) reads its input at the front and writes its output at the back,
-///   `scratch[S - n_out..S]` with `S = scratch_len`;
-/// - an odd layer reads its input at the back, `scratch[S - n_in..S]`, and writes its output at
-///   the front, `scratch[0..n_out]`.
-///
-/// A layer's input and output never overlap since `n_in + n_out <= S`, so the peak RAM of the
-/// activations is the largest pair of adjacent tensors, not their sum. The last layer's output
-/// is then copied to the caller's `logits` (`n_outputs` bytes).
+/// The model holds offsets into the blob and decodes each node record again as it runs.
 #[derive(Clone, Copy)]
 pub struct Model<'a> {
     pub(crate) bytes: &'a [u8],
     pub(crate) n_inputs: usize,
     pub(crate) n_outputs: usize,
-    pub(crate) n_layers: usize,
-    pub(crate) scratch_len: usize,
-    pub(crate) input: InputStage<'a>,
-    pub(crate) layers: [Layer<'a>; MAX_LAYERS],
+    pub(crate) n_nodes: usize,
+    pub(crate) arena_len: usize,
+    /// The largest input of a dense layer (0 without one): sizes the widening workspace.
+    pub(crate) widest_dense: usize,
+    pub(crate) input_zero_point: i8,
+    pub(crate) n_entries: usize,
+    pub(crate) entries_at: usize,
+    /// With one shared entry: the quantized value of every raw byte 0..=255 (pixels, most
+    /// sensors), written by the encoder and checked at load.
+    pub(crate) byte_table_at: Option<usize>,
+    pub(crate) values_at: usize,
+    pub(crate) nodes_at: usize,
     pub(crate) output_scale_bits: u32,
     pub(crate) output_zero_point: i8,
 }
+
+// A model is a handful of offsets: at most 128 bytes on a 32-bit core (checked on every target
+// this crate builds for, scaled by the pointer width).
+const _: () = assert!(core::mem::size_of::<Model<'static>>() <= 32 * core::mem::size_of::<usize>());
 
 impl fmt::Debug for Model<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -131,25 +106,187 @@ impl fmt::Debug for Model<'_> {
         list.field("len", &self.bytes.len())
             .field("n_inputs", &self.n_inputs)
             .field("n_outputs", &self.n_outputs)
-            .field("scratch_len", &self.scratch_len);
-        for (i, layer) in self.layer_slice().iter().enumerate() {
-            list.field(
-                "layer",
-                &format_args!(
-                    "{i}: {} -> {} {:?}",
-                    layer.n_inputs, layer.n_outputs, layer.activation
-                ),
-            );
+            .field("scratch_len", &self.arena_len);
+        for i in 0..self.n_nodes {
+            if let Some(l) = self.layer(i) {
+                list.field(
+                    "layer",
+                    &format_args!(
+                        "{i}: {:?} {:?} -> {:?} {:?}",
+                        l.kind, l.input_shape, l.output_shape, l.activation
+                    ),
+                );
+            }
         }
         list.finish()
     }
 }
 
+/// The kernels a run uses: the dispatched ones, or the reference everywhere.
+trait Kernels {
+    fn dense(
+        p: &FcParams<'_>,
+        input: &[i8],
+        workspace: &mut [i8],
+        output: &mut [i8],
+    ) -> Result<(), Error>;
+    fn conv(p: &ConvParams<'_>, input: &[i8], output: &mut [i8]) -> Result<(), Error>;
+    fn depthwise(p: &ConvParams<'_>, input: &[i8], output: &mut [i8]) -> Result<(), Error>;
+    fn max_pool(p: &PoolParams, input: &[i8], output: &mut [i8]) -> Result<(), Error>;
+    fn avg_pool(p: &PoolParams, input: &[i8], output: &mut [i8]) -> Result<(), Error>;
+}
+
+struct Dispatched;
+
+impl Kernels for Dispatched {
+    #[inline(always)]
+    fn dense(
+        p: &FcParams<'_>,
+        input: &[i8],
+        workspace: &mut [i8],
+        output: &mut [i8],
+    ) -> Result<(), Error> {
+        kernels::fully_connected_i8_workspace(p, input, workspace, output)
+    }
+    #[inline(always)]
+    fn conv(p: &ConvParams<'_>, input: &[i8], output: &mut [i8]) -> Result<(), Error> {
+        kernels::conv2d_i8(p, input, output)
+    }
+    #[inline(always)]
+    fn depthwise(p: &ConvParams<'_>, input: &[i8], output: &mut [i8]) -> Result<(), Error> {
+        kernels::depthwise_conv2d_i8(p, input, output)
+    }
+    #[inline(always)]
+    fn max_pool(p: &PoolParams, input: &[i8], output: &mut [i8]) -> Result<(), Error> {
+        kernels::max_pool_i8(p, input, output)
+    }
+    #[inline(always)]
+    fn avg_pool(p: &PoolParams, input: &[i8], output: &mut [i8]) -> Result<(), Error> {
+        kernels::avg_pool_i8(p, input, output)
+    }
+}
+
+struct Reference;
+
+impl Kernels for Reference {
+    #[inline(always)]
+    fn dense(
+        p: &FcParams<'_>,
+        input: &[i8],
+        _workspace: &mut [i8],
+        output: &mut [i8],
+    ) -> Result<(), Error> {
+        kernels::reference::fully_connected_i8(p, input, output)
+    }
+    #[inline(always)]
+    fn conv(p: &ConvParams<'_>, input: &[i8], output: &mut [i8]) -> Result<(), Error> {
+        kernels::reference::conv2d_i8(p, input, output)
+    }
+    #[inline(always)]
+    fn depthwise(p: &ConvParams<'_>, input: &[i8], output: &mut [i8]) -> Result<(), Error> {
+        kernels::reference::depthwise_conv2d_i8(p, input, output)
+    }
+    #[inline(always)]
+    fn max_pool(p: &PoolParams, input: &[i8], output: &mut [i8]) -> Result<(), Error> {
+        kernels::reference::max_pool_i8(p, input, output)
+    }
+    #[inline(always)]
+    fn avg_pool(p: &PoolParams, input: &[i8], output: &mut [i8]) -> Result<(), Error> {
+        kernels::reference::avg_pool_i8(p, input, output)
+    }
+}
+
+/// A node as [`Model::run`] needs it.
+struct Step<'a> {
+    kind: u8,
+    activation: u8,
+    pre_zero_point: i8,
+    same: bool,
+    input: Value,
+    output: Value,
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    /// The arrays after the record's header.
+    body: &'a [u8],
+    /// Where the next record starts.
+    next: usize,
+}
+
+/// `pad_begin` of a validated axis: `floor(max((out - 1) s + k - n, 0) / 2)` for same
+/// padding, 0 for valid (docs/layer-graph.md).
+#[inline(always)]
+fn pad_begin(n: usize, out: usize, k: usize, s: usize, same: bool) -> usize {
+    if !same {
+        return 0;
+    }
+    // (out - 1) s + k fits: the kernels' check holds it to the same bound
+    out.wrapping_sub(1)
+        .wrapping_mul(s)
+        .wrapping_add(k)
+        .saturating_sub(n)
+        / 2
+}
+
+/// A validated record's arrays for `n` channels and `n_weights` weights: multipliers, shifts,
+/// bias, weights and the optional table.
+#[inline(always)]
+fn split_arrays(
+    body: &[u8],
+    n: usize,
+    n_weights: usize,
+    lut: bool,
+) -> Option<crate::blob::ChannelArrays<'_>> {
+    let pad4 = |len: usize| len.wrapping_neg() & 3;
+    let words = n.wrapping_mul(4);
+    let shifts_at = words;
+    let bias_at = shifts_at.wrapping_add(n).wrapping_add(pad4(n));
+    let weights_at = bias_at.wrapping_add(words);
+    let weights_end = weights_at.wrapping_add(n_weights);
+    let table = if lut {
+        let at = weights_end.wrapping_add(pad4(n_weights));
+        Some(body.get(at..at.wrapping_add(256))?.try_into().ok()?)
+    } else {
+        None
+    };
+    Some((
+        body.get(..words)?,
+        body.get(shifts_at..bias_at.wrapping_sub(pad4(n)))?,
+        body.get(bias_at..weights_at)?,
+        body.get(weights_at..weights_end)?,
+        table,
+    ))
+}
+
+/// A node's input (read-only) and output (written) out of the arena, by their planned offsets.
+/// `None` if they overlap or leave the arena, which a validated plan rules out.
+#[inline(always)]
+fn split_pair<'s>(
+    arena: &'s mut [i8],
+    input: &Value,
+    output: &Value,
+) -> Option<(&'s [i8], &'s mut [i8])> {
+    if input.offset < output.offset {
+        let (lo, hi) = arena.split_at_mut_checked(output.offset)?;
+        Some((
+            lo.get(input.offset..input.end())?,
+            hi.get_mut(..output.len)?,
+        ))
+    } else {
+        let (lo, hi) = arena.split_at_mut_checked(input.offset)?;
+        let hi: &[i8] = hi;
+        Some((
+            hi.get(..input.len)?,
+            lo.get_mut(output.offset..output.end())?,
+        ))
+    }
+}
+
 impl<'a> Model<'a> {
     /// Validates a blob and borrows it. Checks everything listed in `docs/blob-format.md`: magic,
-    /// version, total length, CRC-32, section lengths, the chain of shapes and zero points,
-    /// multiplier and shift ranges, the worst-case accumulator of every channel, the layer count,
-    /// reserved and padding bytes, and that no byte trails.
+    /// version, total length, CRC-32, the value table, every node record (value ids, shapes,
+    /// geometry, section lengths, multiplier and shift ranges, the worst-case accumulator of
+    /// every channel), the zero points, reserved and padding bytes, that no byte trails, and that
+    /// the buffer plan is safe.
     pub fn from_bytes(bytes: &'a [u8]) -> Result<Model<'a>, Error> {
         crate::blob::parse(bytes)
     }
@@ -159,7 +296,7 @@ impl<'a> Model<'a> {
         self.bytes
     }
 
-    /// The number of raw (or quantized) input values.
+    /// The number of raw (or quantized) input values: `h * w * c` of the input, in HWC order.
     pub fn n_inputs(&self) -> usize {
         self.n_inputs
     }
@@ -169,32 +306,29 @@ impl<'a> Model<'a> {
         self.n_outputs
     }
 
-    /// The number of layers, 1 to [`MAX_LAYERS`].
+    /// The number of layers (graph nodes), 1 to [`MAX_LAYERS`].
     pub fn n_layers(&self) -> usize {
-        self.n_layers
+        self.n_nodes
     }
 
-    /// The scratch bytes [`run`](Model::run) needs: the largest `n_inputs + n_outputs` over the
-    /// layers (see the ping-pong scheme above).
+    /// The scratch bytes [`run`](Model::run) needs: the arena the blob's buffer plan places
+    /// every value in.
     pub fn scratch_len(&self) -> usize {
-        self.scratch_len
+        self.arena_len
     }
 
     /// A scratch length that lets the fastest kernel run: [`scratch_len`](Model::scratch_len)
-    /// plus a workspace of `2 * n_inputs + 3` bytes for the widest layer (rounded down to whole
-    /// groups of 8 inputs). On Cortex-M4/M7 the packed kernel then widens each layer's input to
-    /// 16-bit lanes once, instead of once per four output rows (MNIST 784-128-10: 1,571 bytes
-    /// more RAM, about 8% fewer instructions). Other targets ignore the extra bytes; the results
-    /// are the same bits with either length.
+    /// plus a workspace of `2 * n_inputs + 3` bytes for the widest dense layer (rounded down to
+    /// whole groups of 8 inputs). On Cortex-M4/M7 the packed kernel then widens each dense
+    /// layer's input to 16-bit lanes once, instead of once per four output rows (MNIST
+    /// 784-128-10: 1,571 bytes more RAM, about 8% fewer instructions). Other targets ignore the
+    /// extra bytes; the results are the same bits with either length.
     pub fn fast_scratch_len(&self) -> usize {
-        let widest = self
-            .layer_slice()
-            .iter()
-            .map(|layer| layer.n_inputs)
-            .max()
-            .unwrap_or(0);
-        self.scratch_len
-            .saturating_add(kernels::packed::widened_len(widest))
+        if self.widest_dense == 0 {
+            return self.arena_len;
+        }
+        self.arena_len
+            .saturating_add(kernels::packed::widened_len(self.widest_dense))
     }
 
     /// The zero point of the logits.
@@ -207,18 +341,48 @@ impl<'a> Model<'a> {
         self.output_scale_bits
     }
 
-    /// The shape and activation of layer `index`.
+    /// The type, shapes and activation of layer `index`.
     pub fn layer(&self, index: usize) -> Option<LayerInfo> {
-        self.layer_slice().get(index).map(|l| LayerInfo {
-            n_inputs: l.n_inputs,
-            n_outputs: l.n_outputs,
-            activation: l.activation,
-            output_zero_point: l.output_zero_point,
+        if index >= self.n_nodes {
+            return None;
+        }
+        let mut at = self.nodes_at;
+        for _ in 0..index {
+            let node = read_node(self.bytes, at).ok()?;
+            at = at.checked_add(usize::try_from(node.section_len).ok()?)?;
+        }
+        let node = read_node(self.bytes, at).ok()?;
+        let input = self.value(node.input)?;
+        let output = self.value(node.output)?;
+        let g = geometry(&node, 0, &input, &output, 0).ok()?;
+        Some(LayerInfo {
+            kind: g.kind,
+            input_value: usize::from(node.input),
+            output_value: usize::from(node.output),
+            input_shape: input.shape,
+            output_shape: output.shape,
+            n_inputs: input.len,
+            n_outputs: output.len,
+            kernel: g.kernel,
+            stride: g.stride,
+            pad: g.pad,
+            activation: g.activation,
+            output_zero_point: output.zero_point,
+            section_len: usize::try_from(node.section_len).ok()?,
         })
     }
 
-    fn layer_slice(&self) -> &[Layer<'a>] {
-        self.layers.get(..self.n_layers).unwrap_or(&[])
+    /// The value table's entry `id`.
+    #[inline(always)]
+    fn value(&self, id: u16) -> Option<Value> {
+        read_value(self.bytes, self.values_at, id)
+    }
+
+    fn entries(&self) -> &'a [u8] {
+        let len = self.n_entries.saturating_mul(INPUT_ENTRY_LEN);
+        self.bytes
+            .get(self.entries_at..self.entries_at.saturating_add(len))
+            .unwrap_or(&[])
     }
 
     /// The input stage: `out[j] = sat8(zp_in + rq(256 * clamp(raw[j]) - mu[j], M[j], t[j]))`
@@ -239,29 +403,31 @@ impl<'a> Model<'a> {
     }
 
     fn quantize_unchecked(&self, raw: &[i32], out: &mut [i8]) {
-        let zp = i64::from(self.input.zero_point);
-        let mut entries = self
-            .input
-            .entries
-            .chunks_exact(INPUT_ENTRY_LEN)
-            .map(decode_entry);
-        if self.input.entries.len() == INPUT_ENTRY_LEN {
+        let zp = i64::from(self.input_zero_point);
+        let entries = self.entries();
+        let mut decoded = entries.chunks_exact(INPUT_ENTRY_LEN).map(decode_entry);
+        if entries.len() == INPUT_ENTRY_LEN {
             // one shared entry
-            if let Some(entry) = entries.next() {
-                let table = self.input.byte_table.as_ref();
+            if let Some(entry) = decoded.next() {
+                // a fixed-size array: a byte indexes it without a bounds check
+                let table: Option<&[u8; 256]> = self
+                    .byte_table_at
+                    .and_then(|at| self.bytes.get(at..at.saturating_add(256)))
+                    .and_then(|t| t.try_into().ok());
                 for (o, &x) in out.iter_mut().zip(raw) {
-                    let cached = match (table, u8::try_from(x)) {
-                        (Some(table), Ok(byte)) => table.get(usize::from(byte)).copied(),
-                        _ => None,
+                    *o = match (table, u8::try_from(x)) {
+                        (Some(table), Ok(byte)) => {
+                            table.get(usize::from(byte)).map_or(0, |&q| q as i8)
+                        }
+                        _ => affine(x, entry, zp),
                     };
-                    *o = cached.unwrap_or_else(|| affine(x, entry, zp));
                 }
             }
         } else {
-            // `entries` is advanced by hand: zipping a `ChunksExact` keeps a dead
+            // `decoded` is advanced by hand: zipping a `ChunksExact` keeps a dead
             // division-by-zero panic in some optimized builds (see the reference kernel)
             for (o, &x) in out.iter_mut().zip(raw) {
-                let Some(entry) = entries.next() else { break };
+                let Some(entry) = decoded.next() else { break };
                 *o = affine(x, entry, zp);
             }
         }
@@ -278,8 +444,8 @@ impl<'a> Model<'a> {
         }
     }
 
-    /// Checks the scratch and logits lengths; returns the part of `scratch` the activations use
-    /// and the rest, the kernels' workspace (see [`fast_scratch_len`](Model::fast_scratch_len)).
+    /// Checks the scratch and logits lengths; returns the arena and the rest, the kernels'
+    /// workspace (see [`fast_scratch_len`](Model::fast_scratch_len)).
     fn check_buffers<'s>(
         &self,
         scratch: &'s mut [i8],
@@ -288,9 +454,9 @@ impl<'a> Model<'a> {
         let got = scratch.len();
         let scratch =
             scratch
-                .split_at_mut_checked(self.scratch_len)
+                .split_at_mut_checked(self.arena_len)
                 .ok_or(Error::BufferTooSmall {
-                    needed: u32_sat(self.scratch_len),
+                    needed: u32_sat(self.arena_len),
                     got: u32_sat(got),
                 })?;
         if logits.len() != self.n_outputs {
@@ -302,24 +468,25 @@ impl<'a> Model<'a> {
         Ok(scratch)
     }
 
-    /// Runs the model on raw inputs: quantizes them into `scratch`, runs every layer, writes the
-    /// int8 logits and returns their argmax (the first maximum wins a tie).
+    /// The model input's bytes in the arena.
+    fn input_slice<'s>(&self, arena: &'s mut [i8]) -> Result<&'s mut [i8], Error> {
+        let first = self.value(0).ok_or(self.internal())?;
+        arena
+            .get_mut(first.offset..first.end())
+            .ok_or(self.internal())
+    }
+
+    /// Runs the model on raw inputs (HWC order): quantizes them into the arena, runs every
+    /// layer, writes the int8 logits and returns their argmax (the first maximum wins a tie).
     ///
     /// Errors, all checked before any work: [`Error::InputLength`] if `raw.len() != n_inputs`,
     /// [`Error::BufferTooSmall`] if `scratch.len() < scratch_len`, [`Error::OutputLength`] if
     /// `logits.len() != n_outputs`. No other error is possible.
     pub fn run(&self, raw: &[i32], scratch: &mut [i8], logits: &mut [i8]) -> Result<usize, Error> {
         self.check_input(raw.len())?;
-        let (scratch, workspace) = self.check_buffers(scratch, logits)?;
-        let s = scratch.len();
-        let first = scratch.get_mut(..self.n_inputs).ok_or(self.internal(s))?;
-        self.quantize_unchecked(raw, first);
-        self.forward_with(
-            kernels::fully_connected_i8_workspace,
-            scratch,
-            workspace,
-            logits,
-        )
+        let (arena, workspace) = self.check_buffers(scratch, logits)?;
+        self.quantize_unchecked(raw, self.input_slice(arena)?);
+        self.forward::<Dispatched>(arena, workspace, logits)
     }
 
     /// Like [`run`](Model::run) for input that is already quantized (`n_inputs` int8 values with
@@ -330,16 +497,11 @@ impl<'a> Model<'a> {
         scratch: &mut [i8],
         logits: &mut [i8],
     ) -> Result<usize, Error> {
-        self.run_quantized_with(
-            kernels::fully_connected_i8_workspace,
-            input,
-            scratch,
-            logits,
-        )
+        self.run_quantized_with::<Dispatched>(input, scratch, logits)
     }
 
-    /// [`run_quantized`](Model::run_quantized) with the reference kernel instead of the
-    /// optimized one this target compiled in: the specification, so that firmware can check on
+    /// [`run_quantized`](Model::run_quantized) with the reference kernels instead of the
+    /// optimized ones this target compiled in: the specification, so that firmware can check on
     /// the device that the two agree bit for bit.
     pub fn run_quantized_reference(
         &self,
@@ -347,88 +509,217 @@ impl<'a> Model<'a> {
         scratch: &mut [i8],
         logits: &mut [i8],
     ) -> Result<usize, Error> {
-        self.run_quantized_with(
-            |params, input, _workspace, output| {
-                kernels::reference::fully_connected_i8(params, input, output)
-            },
-            input,
-            scratch,
-            logits,
-        )
+        self.run_quantized_with::<Reference>(input, scratch, logits)
     }
 
     #[inline(always)]
-    fn run_quantized_with(
+    fn run_quantized_with<K: Kernels>(
         &self,
-        kernel: impl Fn(&FcParams<'_>, &[i8], &mut [i8], &mut [i8]) -> Result<(), Error>,
         input: &[i8],
         scratch: &mut [i8],
         logits: &mut [i8],
     ) -> Result<usize, Error> {
         self.check_input(input.len())?;
-        let (scratch, workspace) = self.check_buffers(scratch, logits)?;
-        let s = scratch.len();
-        let first = scratch.get_mut(..self.n_inputs).ok_or(self.internal(s))?;
+        let (arena, workspace) = self.check_buffers(scratch, logits)?;
+        let first = self.input_slice(arena)?;
         // Same lengths (checked above): a word-wise copy.
         if first.len() == input.len() {
             first.copy_from_slice(input);
         }
-        self.forward_with(kernel, scratch, workspace, logits)
+        self.forward::<K>(arena, workspace, logits)
     }
 
-    /// The error for a buffer split that validation makes impossible.
-    fn internal(&self, got: usize) -> Error {
+    /// The error for a decode or buffer split that validation makes impossible.
+    fn internal(&self) -> Error {
         Error::BufferTooSmall {
-            needed: u32_sat(self.scratch_len),
-            got: u32_sat(got),
+            needed: u32_sat(self.arena_len),
+            got: 0,
         }
     }
 
-    /// The layers over `scratch` (exactly `scratch_len` bytes, the input at the front) with the
-    /// given dense kernel and its workspace.
+    /// The nodes in order over the arena (the input value already in place), then the last
+    /// value to `logits`.
     #[inline(always)]
-    fn forward_with(
+    fn forward<K: Kernels>(
         &self,
-        kernel: impl Fn(&FcParams<'_>, &[i8], &mut [i8], &mut [i8]) -> Result<(), Error>,
-        scratch: &mut [i8],
+        arena: &mut [i8],
         workspace: &mut [i8],
         logits: &mut [i8],
     ) -> Result<usize, Error> {
-        let s = scratch.len();
-        let mut at_front = true; // where the current activations start
-        for layer in self.layer_slice() {
-            let (n_in, n_out) = (layer.n_inputs, layer.n_outputs);
-            let (input, output): (&[i8], &mut [i8]) = if at_front {
-                // input [0, n_in), output [s - n_out, s)
-                let split = s.checked_sub(n_out).ok_or(self.internal(s))?;
-                let (lo, hi) = scratch
-                    .split_at_mut_checked(split)
-                    .ok_or(self.internal(s))?;
-                (lo.get(..n_in).ok_or(self.internal(s))?, hi)
-            } else {
-                // input [s - n_in, s), output [0, n_out)
-                let (lo, hi) = scratch
-                    .split_at_mut_checked(n_out)
-                    .ok_or(self.internal(s))?;
-                let start = hi.len().checked_sub(n_in).ok_or(self.internal(s))?;
-                (hi.get(start..).ok_or(self.internal(s))?, lo)
-            };
-            kernel(&layer.params, input, workspace, output)?;
-            if let Some(table) = layer.lut {
-                kernels::apply_lut_i8(table, output);
-            }
-            at_front = !at_front;
+        let mut at = self.nodes_at;
+        for _ in 0..self.n_nodes {
+            let step = self.step(at).ok_or(self.internal())?;
+            self.run_step::<K>(&step, arena, workspace)?;
+            at = step.next;
         }
-        let last = if at_front {
-            scratch.get(..self.n_outputs)
-        } else {
-            s.checked_sub(self.n_outputs)
-                .and_then(|start| scratch.get(start..))
-        };
-        for (l, &v) in logits.iter_mut().zip(last.ok_or(self.internal(s))?) {
+        let last = self
+            .value_fast(self.n_nodes)
+            .and_then(|v| arena.get(v.offset..v.end()))
+            .ok_or(self.internal())?;
+        for (l, &v) in logits.iter_mut().zip(last) {
             *l = v;
         }
         Ok(argmax(logits))
+    }
+
+    /// Value `id` of the validated table: a fixed-size entry, no checks beyond its presence.
+    #[inline(always)]
+    fn value_fast(&self, id: usize) -> Option<Value> {
+        let at = self.values_at.wrapping_add(id.wrapping_mul(VALUE_LEN));
+        let entry: &[u8; VALUE_LEN] = self
+            .bytes
+            .get(at..at.wrapping_add(VALUE_LEN))?
+            .try_into()
+            .ok()?;
+        let [h0, h1, h2, h3, w0, w1, w2, w3, c0, c1, c2, c3, o0, o1, o2, o3, zp, _, _, _] = *entry;
+        let shape = [
+            u32::from_le_bytes([h0, h1, h2, h3]) as usize,
+            u32::from_le_bytes([w0, w1, w2, w3]) as usize,
+            u32::from_le_bytes([c0, c1, c2, c3]) as usize,
+        ];
+        Some(Value {
+            shape,
+            // fits u32: validated at load
+            len: shape[0].wrapping_mul(shape[1]).wrapping_mul(shape[2]),
+            offset: u32::from_le_bytes([o0, o1, o2, o3]) as usize,
+            zero_point: zp as i8,
+        })
+    }
+
+    /// The node record at `at`, decoded for running: the loader checked every field, so this
+    /// only reads them (the per-node cost of an MLP stays a few dozen instructions).
+    #[inline(always)]
+    fn step(&self, at: usize) -> Option<Step<'a>> {
+        let header: &[u8; NODE_HEADER_LEN] = self
+            .bytes
+            .get(at..at.wrapping_add(NODE_HEADER_LEN))?
+            .try_into()
+            .ok()?;
+        let [kind, activation, pre, padding, i0, i1, _, _, o0, o1, _, _, kh0, kh1, kw0, kw1, sh0, sh1, sw0, sw1, l0, l1, l2, l3] =
+            *header;
+        let next = at.wrapping_add(u32::from_le_bytes([l0, l1, l2, l3]) as usize);
+        let input = self.value_fast(usize::from(u16::from_le_bytes([i0, i1])))?;
+        let output = self.value_fast(usize::from(u16::from_le_bytes([o0, o1])))?;
+        let kernel = [
+            usize::from(u16::from_le_bytes([kh0, kh1])),
+            usize::from(u16::from_le_bytes([kw0, kw1])),
+        ];
+        let stride = [
+            usize::from(u16::from_le_bytes([sh0, sh1])),
+            usize::from(u16::from_le_bytes([sw0, sw1])),
+        ];
+        Some(Step {
+            kind,
+            activation,
+            pre_zero_point: pre as i8,
+            same: padding == PAD_SAME,
+            input,
+            output,
+            kernel,
+            stride,
+            body: self.bytes.get(at.wrapping_add(NODE_HEADER_LEN)..next)?,
+            next,
+        })
+    }
+
+    /// One node: its values out of the arena, its parameters out of its record, its kernel.
+    #[inline(always)]
+    fn run_step<K: Kernels>(
+        &self,
+        step: &Step<'a>,
+        arena: &mut [i8],
+        workspace: &mut [i8],
+    ) -> Result<(), Error> {
+        let internal = self.internal();
+        let (in_v, out_v) = (&step.input, &step.output);
+        let (input, output) = split_pair(arena, in_v, out_v).ok_or(internal)?;
+        // Identity and relu requantize to the output; a table layer to its pre-activation.
+        let (zp, clamp_min) = match step.activation {
+            ACT_RELU => (out_v.zero_point, out_v.zero_point),
+            ACT_LUT => (step.pre_zero_point, i8::MIN),
+            _ => (out_v.zero_point, i8::MIN),
+        };
+        match step.kind {
+            KIND_MAX_POOL | KIND_AVG_POOL => {
+                let (multiplier, shift) = match step.body {
+                    [a, b, c, d, t, ..] => (le_i32(&[*a, *b, *c, *d]), *t),
+                    _ => (crate::fixed::MULTIPLIER_MIN, crate::fixed::SHIFT_MIN),
+                };
+                let p = PoolParams {
+                    input_shape: in_v.shape,
+                    output_shape: out_v.shape,
+                    kernel: step.kernel,
+                    stride: step.stride,
+                    input_zero_point: in_v.zero_point,
+                    output_zero_point: out_v.zero_point,
+                    multiplier,
+                    shift,
+                    clamp_min: i8::MIN,
+                    clamp_max: i8::MAX,
+                };
+                if step.kind == KIND_MAX_POOL {
+                    K::max_pool(&p, input, output)
+                } else {
+                    K::avg_pool(&p, input, output)
+                }
+            }
+            kind => {
+                let n = out_v.shape[2];
+                let [kh, kw] = step.kernel;
+                // every product fits: the loader checked the record's length against them
+                let n_weights = match kind {
+                    KIND_DENSE => in_v.len.wrapping_mul(n),
+                    KIND_CONV2D => n
+                        .wrapping_mul(kh)
+                        .wrapping_mul(kw)
+                        .wrapping_mul(in_v.shape[2]),
+                    _ => kh.wrapping_mul(kw).wrapping_mul(n),
+                };
+                let arrays = split_arrays(step.body, n, n_weights, step.activation == ACT_LUT)
+                    .ok_or(internal)?;
+                let (multipliers, shifts, bias, weights, table) = arrays;
+                if kind == KIND_DENSE {
+                    let p = FcParams {
+                        weights,
+                        bias,
+                        multipliers,
+                        shifts,
+                        output_zero_point: zp,
+                        clamp_min,
+                        clamp_max: i8::MAX,
+                    };
+                    K::dense(&p, input, workspace, output)?;
+                } else {
+                    let p = ConvParams {
+                        input_shape: in_v.shape,
+                        output_shape: out_v.shape,
+                        kernel: step.kernel,
+                        stride: step.stride,
+                        pad: [
+                            pad_begin(in_v.shape[0], out_v.shape[0], kh, step.stride[0], step.same),
+                            pad_begin(in_v.shape[1], out_v.shape[1], kw, step.stride[1], step.same),
+                        ],
+                        weights,
+                        bias,
+                        multipliers,
+                        shifts,
+                        input_zero_point: in_v.zero_point,
+                        output_zero_point: zp,
+                        clamp_min,
+                        clamp_max: i8::MAX,
+                    };
+                    if kind == KIND_CONV2D {
+                        K::conv(&p, input, output)?;
+                    } else {
+                        K::depthwise(&p, input, output)?;
+                    }
+                }
+                if let Some(table) = table {
+                    kernels::apply_lut_i8(table, output);
+                }
+                Ok(())
+            }
+        }
     }
 
     /// The logits' real values: `out[i] = s_out * (logits[i] - zp_out)` in f32.
@@ -465,7 +756,7 @@ impl<'a> Model<'a> {
 }
 
 /// `{i32 mu, i32 M, u8 t, ...}` from a 12-byte entry.
-fn decode_entry(entry: &[u8]) -> (i32, i32, u8) {
+pub(crate) fn decode_entry(entry: &[u8]) -> (i32, i32, u8) {
     match *entry {
         [a, b, c, d, e, f, g, h, t, ..] => (le_i32(&[a, b, c, d]), le_i32(&[e, f, g, h]), t),
         _ => (0, crate::fixed::MULTIPLIER_MIN, crate::fixed::SHIFT_MIN),
@@ -474,7 +765,7 @@ fn decode_entry(entry: &[u8]) -> (i32, i32, u8) {
 
 /// `sat8(zp + rq(256 * clamp(x) - mu, M, t))`.
 #[inline(always)]
-fn affine(x: i32, (mu, m, t): (i32, i32, u8), zp: i64) -> i8 {
+pub(crate) fn affine(x: i32, (mu, m, t): (i32, i32, u8), zp: i64) -> i8 {
     // |256 * x| <= 2^31 after the clamp, so the product is exact in i32; the subtraction of
     // `mu` stays in i32 whenever it can, which lets `rq` use one 32x32->64 multiply.
     let scaled = clamp_raw(x).wrapping_mul(256);

@@ -1,6 +1,6 @@
 //! The body of `kernel_tests!`: an implementation against the reference kernel.
 
-use super::{reference, FcParams};
+use super::{reference, ConvKernelFn, ConvParams, FcParams, PoolKernelFn, PoolParams};
 use crate::testutil::Rng;
 use crate::Error;
 use std::vec::Vec;
@@ -202,6 +202,311 @@ pub fn bad_lengths(impl_fn: KernelFn) {
         impl_fn(&case.params(), &[], &mut out),
         Err(Error::KernelArguments)
     );
+}
+
+/// An owned convolution case.
+#[derive(Debug, Clone)]
+pub struct ConvCase {
+    pub input_shape: [usize; 3],
+    pub output_shape: [usize; 3],
+    pub kernel: [usize; 2],
+    pub stride: [usize; 2],
+    pub pad: [usize; 2],
+    pub weights: Vec<u8>,
+    pub bias: Vec<u8>,
+    pub multipliers: Vec<u8>,
+    pub shifts: Vec<u8>,
+    pub input_zero_point: i8,
+    pub output_zero_point: i8,
+    pub clamp_min: i8,
+    pub clamp_max: i8,
+    pub input: Vec<i8>,
+}
+
+impl ConvCase {
+    pub fn params(&self) -> ConvParams<'_> {
+        ConvParams {
+            input_shape: self.input_shape,
+            output_shape: self.output_shape,
+            kernel: self.kernel,
+            stride: self.stride,
+            pad: self.pad,
+            weights: &self.weights,
+            bias: &self.bias,
+            multipliers: &self.multipliers,
+            shifts: &self.shifts,
+            input_zero_point: self.input_zero_point,
+            output_zero_point: self.output_zero_point,
+            clamp_min: self.clamp_min,
+            clamp_max: self.clamp_max,
+        }
+    }
+
+    pub fn output_len(&self) -> usize {
+        self.output_shape.iter().product()
+    }
+}
+
+/// `(out, pad_begin)` of one spatial axis by docs/layer-graph.md "Padding and output sizes",
+/// written out here independently of the loader.
+pub fn axis(n: usize, k: usize, s: usize, same: bool) -> Option<(usize, usize)> {
+    if same {
+        let out = n.div_ceil(s);
+        let total = ((out - 1) * s + k).saturating_sub(n);
+        Some((out, total / 2))
+    } else if n >= k {
+        Some(((n - k) / s + 1, 0))
+    } else {
+        None
+    }
+}
+
+/// A random spatial axis of an input: length, kernel, stride, padding; kernel = input, 1x1 and
+/// stride 2 all occur often.
+fn random_axis(rng: &mut Rng) -> (usize, usize, usize, bool) {
+    let n = rng.usize_in(1, 9);
+    let k = match rng.below(5) {
+        0 => 1,
+        1 => n,
+        _ => rng.usize_in(1, n.min(5)),
+    };
+    let s = match rng.below(4) {
+        0 | 1 => 1,
+        2 => 2,
+        _ => rng.usize_in(1, 3),
+    };
+    (n, k, s, rng.bool())
+}
+
+/// A random convolution case (`depthwise` picks the weight layout). A quarter of the channels
+/// have `M = 2^30`, `t = 31 + k`, so ties are frequent and a wrong rounding shows.
+pub fn conv_case(rng: &mut Rng, depthwise: bool) -> ConvCase {
+    let (h, kh, sh, same) = random_axis(rng);
+    let (w, kw, sw, _) = random_axis(rng);
+    let (oh, top) = axis(h, kh, sh, same).unwrap_or((1, 0));
+    let (ow, left) = axis(w, kw, sw, same).unwrap_or((1, 0));
+    let c = if rng.below(4) == 0 {
+        1
+    } else {
+        rng.usize_in(1, 6)
+    };
+    let oc = if depthwise { c } else { rng.usize_in(1, 6) };
+    let n_weights = if depthwise {
+        kh * kw * c
+    } else {
+        oc * kh * kw * c
+    };
+    let weights = (0..n_weights).map(|_| rng.i8() as u8).collect();
+    let (mut bias, mut mults, mut shifts) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..oc {
+        if rng.below(4) == 0 {
+            bias.push(rng.range_i64(-300, 300) as i32);
+            mults.push(1 << 30);
+            shifts.push(rng.range_i64(31, 36) as u8);
+        } else {
+            bias.push(rng.range_i64(-(1 << 18), 1 << 18) as i32);
+            mults.push(rng.range_i64(1 << 30, i64::from(i32::MAX)) as i32);
+            shifts.push(rng.range_i64(36, 46) as u8);
+        }
+    }
+    let output_zero_point = rng.i8_in(-60, 60);
+    let (clamp_min, clamp_max) = match rng.below(3) {
+        0 => (-128, 127),
+        1 => (output_zero_point, 127),
+        _ => {
+            let (a, b) = (rng.i8(), rng.i8());
+            (a.min(b), a.max(b))
+        }
+    };
+    ConvCase {
+        input_shape: [h, w, c],
+        output_shape: [oh, ow, oc],
+        kernel: [kh, kw],
+        stride: [sh, sw],
+        pad: [top, left],
+        weights,
+        bias: words(bias),
+        multipliers: words(mults),
+        shifts,
+        input_zero_point: rng.i8(),
+        output_zero_point,
+        clamp_min,
+        clamp_max,
+        input: (0..h * w * c).map(|_| rng.i8()).collect(),
+    }
+}
+
+fn conv_reference(depthwise: bool) -> ConvKernelFn {
+    if depthwise {
+        reference::depthwise_conv2d_i8
+    } else {
+        reference::conv2d_i8
+    }
+}
+
+/// Runs both kernels on `case` (outputs pre-filled with the same sentinel) and compares.
+pub fn conv_compare(impl_fn: ConvKernelFn, depthwise: bool, case: &ConvCase, what: &str) {
+    let params = case.params();
+    let mut expected = std::vec![0x5Ai8; case.output_len()];
+    let mut got = expected.clone();
+    let r_expected = conv_reference(depthwise)(&params, &case.input, &mut expected);
+    let r_got = impl_fn(&params, &case.input, &mut got);
+    assert_eq!(
+        r_got, r_expected,
+        "{what}: result differs from the reference"
+    );
+    assert_eq!(got, expected, "{what}: outputs differ from the reference");
+}
+
+pub fn conv_cases(impl_fn: ConvKernelFn, depthwise: bool, seed: u64, cases: usize) {
+    let mut rng = Rng::new(seed);
+    for i in 0..cases {
+        let case = conv_case(&mut rng, depthwise);
+        assert_eq!(
+            conv_reference(depthwise)(
+                &case.params(),
+                &case.input,
+                &mut std::vec![0; case.output_len()]
+            ),
+            Ok(())
+        );
+        conv_compare(
+            impl_fn,
+            depthwise,
+            &case,
+            &std::format!("conv case {i} {case:?}"),
+        );
+    }
+}
+
+/// Every kind of wrong length or shape gives [`Error::KernelArguments`] and writes nothing.
+pub fn conv_bad_lengths(impl_fn: ConvKernelFn, depthwise: bool) {
+    let mut rng = Rng::new(0xBAD2);
+    for i in 0..300 {
+        let mut case = conv_case(&mut rng, depthwise);
+        let mut n_out = case.output_len();
+        match i % 10 {
+            0 => {
+                case.weights.pop();
+            }
+            1 => case.weights.push(0),
+            2 => {
+                case.bias.pop();
+            }
+            3 => {
+                case.multipliers.truncate(case.multipliers.len() - 4);
+            }
+            4 => case.shifts.push(31),
+            5 => n_out += 1,
+            6 => {
+                case.input.pop();
+            }
+            7 => case.stride[rng.usize_in(0, 1)] = 0,
+            8 => case.kernel[rng.usize_in(0, 1)] = 0,
+            _ => {
+                case.clamp_min = 10;
+                case.clamp_max = 9;
+            }
+        }
+        let mut got = std::vec![0x5Ai8; n_out];
+        assert_eq!(
+            impl_fn(&case.params(), &case.input, &mut got),
+            Err(Error::KernelArguments),
+            "bad conv case {i}"
+        );
+        assert!(
+            got.iter().all(|&v| v == 0x5A),
+            "bad conv case {i} wrote output"
+        );
+    }
+}
+
+/// A random pooling case: valid windows, the stride dividing `in - k`, kernel = input often.
+pub fn pool_case(rng: &mut Rng) -> (PoolParams, Vec<i8>) {
+    let axis_of = |rng: &mut Rng| {
+        let k = rng.usize_in(1, 4);
+        let s = rng.usize_in(1, 3);
+        let out = rng.usize_in(1, 4);
+        let n = (out - 1) * s + k;
+        if rng.below(4) == 0 {
+            (n, n, 1, 1) // a global pool over this axis
+        } else {
+            (n, k, s, out)
+        }
+    };
+    let (h, kh, sh, oh) = axis_of(rng);
+    let (w, kw, sw, ow) = axis_of(rng);
+    let c = if rng.below(3) == 0 {
+        1
+    } else {
+        rng.usize_in(1, 6)
+    };
+    let ties = rng.bool();
+    let params = PoolParams {
+        input_shape: [h, w, c],
+        output_shape: [oh, ow, c],
+        kernel: [kh, kw],
+        stride: [sh, sw],
+        input_zero_point: rng.i8(),
+        output_zero_point: rng.i8_in(-60, 60),
+        multiplier: if ties {
+            1 << 30
+        } else {
+            rng.range_i64(1 << 30, i64::from(i32::MAX)) as i32
+        },
+        shift: if ties {
+            rng.range_i64(31, 34) as u8
+        } else {
+            rng.range_i64(31, 40) as u8
+        },
+        clamp_min: -128,
+        clamp_max: 127,
+    };
+    let input = (0..h * w * c).map(|_| rng.i8()).collect();
+    (params, input)
+}
+
+/// A pooling implementation against its reference on random shapes and bad lengths.
+pub fn pool_cases(impl_fn: PoolKernelFn, reference: PoolKernelFn, seed: u64, cases: usize) {
+    let mut rng = Rng::new(seed);
+    for i in 0..cases {
+        let (mut params, input) = pool_case(&mut rng);
+        if i % 5 == 0 {
+            let (a, b) = (rng.i8(), rng.i8());
+            (params.clamp_min, params.clamp_max) = (a.min(b), a.max(b));
+        }
+        let n_out: usize = params.output_shape.iter().product();
+        let mut expected = std::vec![0x5Ai8; n_out];
+        let mut got = expected.clone();
+        assert_eq!(reference(&params, &input, &mut expected), Ok(()));
+        assert_eq!(impl_fn(&params, &input, &mut got), Ok(()), "pool case {i}");
+        assert_eq!(
+            got, expected,
+            "pool case {i} {params:?}: outputs differ from the reference"
+        );
+        // wrong lengths and shapes
+        let mut bad = params;
+        match i % 5 {
+            0 => bad.output_shape[2] += 1,
+            1 => bad.kernel[0] = params.input_shape[0] + 1,
+            2 => bad.stride[1] = 0,
+            3 => bad.output_shape[0] += 1,
+            _ => (bad.clamp_min, bad.clamp_max) = (5, 4),
+        }
+        let n_bad: usize = bad.output_shape.iter().product();
+        let mut out = std::vec![0x5Ai8; n_bad];
+        assert_eq!(
+            impl_fn(&bad, &input, &mut out),
+            Err(Error::KernelArguments),
+            "bad pool case {i}"
+        );
+        assert!(out.iter().all(|&v| v == 0x5A));
+        let mut out = std::vec![0x5Ai8; n_out];
+        assert_eq!(
+            impl_fn(&params, &input[1..], &mut out),
+            Err(Error::KernelArguments)
+        );
+    }
 }
 
 /// The harness itself can fail: a kernel that rounds ties half up, or forgets the clamp, is

@@ -1,9 +1,10 @@
 //! The kernels, and the one place that chooses which implementation the runtime calls.
 //!
-//! `reference` is the scalar reference kernel: it *is* the specification of
-//! `docs/quantization.md`. Optimized kernels (per architecture, chosen by `cfg` here) must match
+//! `reference` holds the scalar reference kernels: they *are* the specification of
+//! `docs/quantization.md` (dense) and `docs/layer-graph.md` (convolutions and pooling). Optimized kernels (per architecture, chosen by `cfg` here) must match
 //! it bit for bit; `kernel_tests!` (tests only) checks an implementation against it.
 
+pub mod conv;
 #[cfg(kiln_kernel = "dsp")]
 mod dsp_asm;
 #[cfg(kiln_kernel = "m0")]
@@ -55,6 +56,18 @@ pub fn fully_connected_i8_workspace(
 
 /// The activation table the runtime uses.
 pub use reference::apply_lut_i8;
+
+/// The convolution and pooling kernels the runtime uses: the reference on every target for
+/// now. An optimized kernel for a target replaces its line here (under that target's
+/// `kiln_kernel`) and joins the `kernel_tests!` entries below.
+pub use reference::{avg_pool_i8, conv2d_i8, depthwise_conv2d_i8, max_pool_i8};
+
+pub use conv::{ConvParams, PoolParams};
+
+/// The signature of `conv2d_i8` and `depthwise_conv2d_i8`.
+pub type ConvKernelFn = fn(&ConvParams<'_>, &[i8], &mut [i8]) -> Result<(), Error>;
+/// The signature of `max_pool_i8` and `avg_pool_i8`.
+pub type PoolKernelFn = fn(&PoolParams, &[i8], &mut [i8]) -> Result<(), Error>;
 
 /// The signature every implementation of `fully_connected_i8` has.
 pub type KernelFn = fn(&FcParams<'_>, &[i8], &mut [i8]) -> Result<(), Error>;
@@ -162,9 +175,64 @@ pub(crate) fn le_i32(chunk: &[u8]) -> i32 {
 /// Tests an implementation of `fully_connected_i8` (same signature as the reference) against
 /// the reference on random shapes, extreme values, tie-heavy requantization and bad lengths.
 ///
-/// `kernel_tests!(module_name, path::to::impl_fn);`
+/// `kernel_tests!(module_name, path::to::impl_fn);` for a dense kernel, and
+/// `kernel_tests!(conv2d: module_name, path)`, `(depthwise: ...)`, `(max_pool: ...)`,
+/// `(avg_pool: ...)` for a convolution or pooling kernel: random shapes (stride 1 to 3, same
+/// and valid padding, kernel = input, one channel, 1x1), extreme values and bad lengths.
 #[cfg(test)]
 macro_rules! kernel_tests {
+    (conv2d: $name:ident, $impl_fn:path) => {
+        mod $name {
+            #[test]
+            fn random_shapes_match_reference() {
+                $crate::kernels::harness::conv_cases($impl_fn, false, 0xC0_0001, 1500);
+            }
+
+            #[test]
+            fn bad_lengths_match_reference() {
+                $crate::kernels::harness::conv_bad_lengths($impl_fn, false);
+            }
+        }
+    };
+    (depthwise: $name:ident, $impl_fn:path) => {
+        mod $name {
+            #[test]
+            fn random_shapes_match_reference() {
+                $crate::kernels::harness::conv_cases($impl_fn, true, 0xC0_0002, 1500);
+            }
+
+            #[test]
+            fn bad_lengths_match_reference() {
+                $crate::kernels::harness::conv_bad_lengths($impl_fn, true);
+            }
+        }
+    };
+    (max_pool: $name:ident, $impl_fn:path) => {
+        mod $name {
+            #[test]
+            fn random_shapes_match_reference() {
+                $crate::kernels::harness::pool_cases(
+                    $impl_fn,
+                    $crate::kernels::reference::max_pool_i8,
+                    0xC0_0003,
+                    1500,
+                );
+            }
+        }
+    };
+    (avg_pool: $name:ident, $impl_fn:path) => {
+        mod $name {
+            #[test]
+            fn random_shapes_match_reference() {
+                $crate::kernels::harness::pool_cases(
+                    $impl_fn,
+                    $crate::kernels::reference::avg_pool_i8,
+                    0xC0_0004,
+                    1500,
+                );
+            }
+        }
+    };
     ($name:ident, $impl_fn:path) => {
         mod $name {
             #[test]
@@ -198,6 +266,16 @@ kernel_tests!(
     reference_vs_reference,
     crate::kernels::reference::fully_connected_i8
 );
+
+// The convolution and pooling kernels the runtime dispatches to (the reference itself today).
+#[cfg(test)]
+kernel_tests!(conv2d: conv2d_vs_reference, crate::kernels::conv2d_i8);
+#[cfg(test)]
+kernel_tests!(depthwise: depthwise_vs_reference, crate::kernels::depthwise_conv2d_i8);
+#[cfg(test)]
+kernel_tests!(max_pool: max_pool_vs_reference, crate::kernels::max_pool_i8);
+#[cfg(test)]
+kernel_tests!(avg_pool: avg_pool_vs_reference, crate::kernels::avg_pool_i8);
 
 #[cfg(test)]
 kernel_tests!(

@@ -1,9 +1,17 @@
 //! The scalar reference kernel: the specification of `docs/quantization.md`, one output
 //! channel at a time. No float, no panic, no allocation.
 
+use super::conv::{ConvParams, PoolParams};
 use super::{le_i32, FcParams};
 use crate::fixed::{rq, sat8};
 use crate::Error;
+
+/// The one output stage: `clamp(sat8(zp + rq(acc, M, t)), lo, hi)`.
+#[inline(always)]
+fn requantize(acc: i32, multiplier: i32, shift: u8, zp: i8, lo: i8, hi: i8) -> i8 {
+    let y = sat8(i64::from(zp).saturating_add(rq(i64::from(acc), multiplier, shift)));
+    y.max(lo).min(hi)
+}
 
 /// One dense int8 layer: `output[o] = clamp(sat8(zp + rq(acc[o], M[o], t[o])))` with
 /// `acc[o] = bias[o] + sum_i w[o][i] * input[i]` (see [`FcParams`]).
@@ -41,8 +49,240 @@ pub fn fully_connected_i8(
             // |w * x| <= 2^14
             acc = acc.wrapping_add(i32::from(w as i8).wrapping_mul(i32::from(x)));
         }
-        let y = sat8(i64::from(params.output_zero_point).saturating_add(rq(i64::from(acc), m, t)));
-        *out = y.max(params.clamp_min).min(params.clamp_max);
+        *out = requantize(
+            acc,
+            m,
+            t,
+            params.output_zero_point,
+            params.clamp_min,
+            params.clamp_max,
+        );
+    }
+    Ok(())
+}
+
+/// The little-endian `i32` number `i` of `words` (0 past the end; never after a `check`).
+#[inline(always)]
+fn word(words: &[u8], i: usize) -> i32 {
+    let at = i.wrapping_mul(4);
+    words.get(at..at.wrapping_add(4)).map_or(0, le_i32)
+}
+
+/// `i * n .. (i + 1) * n` of `s`, or an empty slice (never after a `check`).
+#[inline(always)]
+fn block<T>(s: &[T], i: usize, n: usize) -> &[T] {
+    let at = i.wrapping_mul(n);
+    s.get(at..at.wrapping_add(n)).unwrap_or(&[])
+}
+
+/// The input row (or column) of window position `o` and tap `k`, if it is inside `0..len`.
+/// `check` proved that `o * stride + k` fits usize for every position and tap.
+#[inline(always)]
+fn tap(o: usize, stride: usize, k: usize, pad: usize, len: usize) -> Option<usize> {
+    o.wrapping_mul(stride)
+        .wrapping_add(k)
+        .checked_sub(pad)
+        .filter(|&i| i < len)
+}
+
+/// `acc + sum_i w[i] * (x[i] - zp)`, wrapping (a model loader proves it cannot overflow).
+#[inline(always)]
+fn dot_centered(acc: i32, w: &[u8], x: &[i8], zp: i32) -> i32 {
+    w.iter().zip(x).fold(acc, |acc, (&w, &x)| {
+        // |w * (x - zp)| <= 128 * 255
+        acc.wrapping_add(i32::from(w as i8).wrapping_mul(i32::from(x).wrapping_sub(zp)))
+    })
+}
+
+/// One `Conv2d` layer on HWC activations (see [`ConvParams`]): for every output pixel and
+/// channel `o`, `acc = bias[o] + sum_{ky, kx, c} w[o][ky][kx][c] (x[iy][ix][c] - zp_in)` over
+/// the taps inside the input, then `clamp(sat8(zp_out + rq(acc, M[o], t[o])))`.
+///
+/// The lengths must fit the shapes ([`ConvParams::check`] with `depthwise = false`), or the call
+/// returns [`Error::KernelArguments`] and writes nothing. A model loader proves
+/// `|bias| + 255 * sum |w| <= i32::MAX` per channel; unvalidated calls wrap instead of panicking.
+pub fn conv2d_i8(params: &ConvParams<'_>, input: &[i8], output: &mut [i8]) -> Result<(), Error> {
+    params.check(false, input.len(), output.len())?;
+    let [h, w, c] = params.input_shape;
+    let [oh, ow, oc] = params.output_shape;
+    let [kh, kw] = params.kernel;
+    let [sh, sw] = params.stride;
+    let [top, left] = params.pad;
+    let zp = i32::from(params.input_zero_point);
+    // every product below is at most a checked slice length
+    let taps = kh.wrapping_mul(kw).wrapping_mul(c);
+    let mut out = output.iter_mut();
+    for oy in 0..oh {
+        for ox in 0..ow {
+            for (o, &t) in (0..oc).zip(params.shifts) {
+                let filter = block(params.weights, o, taps);
+                let mut acc = word(params.bias, o);
+                for ky in 0..kh {
+                    let Some(iy) = tap(oy, sh, ky, top, h) else {
+                        continue;
+                    };
+                    let filter_row = block(filter, ky, kw.wrapping_mul(c));
+                    for kx in 0..kw {
+                        let Some(ix) = tap(ox, sw, kx, left, w) else {
+                            continue;
+                        };
+                        let pixel = block(input, iy.wrapping_mul(w).wrapping_add(ix), c);
+                        acc = dot_centered(acc, block(filter_row, kx, c), pixel, zp);
+                    }
+                }
+                let Some(y) = out.next() else {
+                    return Ok(()); // lengths were checked: never taken
+                };
+                *y = requantize(
+                    acc,
+                    word(params.multipliers, o),
+                    t,
+                    params.output_zero_point,
+                    params.clamp_min,
+                    params.clamp_max,
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One `DepthwiseConv2d` layer (multiplier 1) on HWC activations: for every output pixel and
+/// channel `c`, `acc = bias[c] + sum_{ky, kx} w[ky][kx][c] (x[iy][ix][c] - zp_in)` over the taps
+/// inside the input, then the output stage of [`conv2d_i8`].
+///
+/// The lengths must fit the shapes ([`ConvParams::check`] with `depthwise = true`), or the call
+/// returns [`Error::KernelArguments`] and writes nothing.
+pub fn depthwise_conv2d_i8(
+    params: &ConvParams<'_>,
+    input: &[i8],
+    output: &mut [i8],
+) -> Result<(), Error> {
+    params.check(true, input.len(), output.len())?;
+    let [h, w, c] = params.input_shape;
+    let [oh, ow, _] = params.output_shape;
+    let [kh, kw] = params.kernel;
+    let [sh, sw] = params.stride;
+    let [top, left] = params.pad;
+    let zp = i32::from(params.input_zero_point);
+    let mut out = output.iter_mut();
+    for oy in 0..oh {
+        for ox in 0..ow {
+            for (ch, &t) in (0..c).zip(params.shifts) {
+                let mut acc = word(params.bias, ch);
+                for ky in 0..kh {
+                    let Some(iy) = tap(oy, sh, ky, top, h) else {
+                        continue;
+                    };
+                    for kx in 0..kw {
+                        let Some(ix) = tap(ox, sw, kx, left, w) else {
+                            continue;
+                        };
+                        let at = iy.wrapping_mul(w).wrapping_add(ix).wrapping_mul(c);
+                        let x = input.get(at.wrapping_add(ch)).copied().unwrap_or(0);
+                        let wat = ky.wrapping_mul(kw).wrapping_add(kx).wrapping_mul(c);
+                        let wv = params
+                            .weights
+                            .get(wat.wrapping_add(ch))
+                            .copied()
+                            .unwrap_or(0);
+                        acc = dot_centered(acc, &[wv], &[x], zp);
+                    }
+                }
+                let Some(y) = out.next() else {
+                    return Ok(()); // lengths were checked: never taken
+                };
+                *y = requantize(
+                    acc,
+                    word(params.multipliers, ch),
+                    t,
+                    params.output_zero_point,
+                    params.clamp_min,
+                    params.clamp_max,
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Calls `f(first_element_index)` for every tap of the pooling window at `(oy, ox)`.
+#[inline(always)]
+fn for_window(p: &PoolParams, oy: usize, ox: usize, mut f: impl FnMut(usize)) {
+    let [_, w, c] = p.input_shape;
+    let [kh, kw] = p.kernel;
+    let [sh, sw] = p.stride;
+    for ky in 0..kh {
+        // windows lie inside the input (`check`): no padding, no overflow
+        let iy = oy.wrapping_mul(sh).wrapping_add(ky);
+        for kx in 0..kw {
+            let ix = ox.wrapping_mul(sw).wrapping_add(kx);
+            f(iy.wrapping_mul(w).wrapping_add(ix).wrapping_mul(c));
+        }
+    }
+}
+
+/// One `MaxPool2d` layer on HWC activations: every output is the maximum of its window,
+/// clamped to `[clamp_min, clamp_max]` (see [`PoolParams`]).
+///
+/// The lengths must fit the shapes ([`PoolParams::check`]), or the call returns
+/// [`Error::KernelArguments`] and writes nothing.
+pub fn max_pool_i8(params: &PoolParams, input: &[i8], output: &mut [i8]) -> Result<(), Error> {
+    params.check(input.len(), output.len())?;
+    let [oh, ow, c] = params.output_shape;
+    let mut out = output.iter_mut();
+    for oy in 0..oh {
+        for ox in 0..ow {
+            for ch in 0..c {
+                let mut best = i8::MIN;
+                for_window(params, oy, ox, |at| {
+                    if let Some(&x) = input.get(at.wrapping_add(ch)) {
+                        best = best.max(x);
+                    }
+                });
+                let Some(y) = out.next() else {
+                    return Ok(()); // lengths were checked: never taken
+                };
+                *y = best.max(params.clamp_min).min(params.clamp_max);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One `AvgPool2d` layer on HWC activations: `acc = sum (x - zp_in)` over the window, then
+/// `clamp(sat8(zp_out + rq(acc, M, t)))` with one multiplier and shift for the tensor (see
+/// [`PoolParams`]). A model loader proves `255 kh kw <= i32::MAX`.
+///
+/// The lengths must fit the shapes ([`PoolParams::check`]), or the call returns
+/// [`Error::KernelArguments`] and writes nothing.
+pub fn avg_pool_i8(params: &PoolParams, input: &[i8], output: &mut [i8]) -> Result<(), Error> {
+    params.check(input.len(), output.len())?;
+    let [oh, ow, c] = params.output_shape;
+    let zp = i32::from(params.input_zero_point);
+    let mut out = output.iter_mut();
+    for oy in 0..oh {
+        for ox in 0..ow {
+            for ch in 0..c {
+                let mut acc = 0i32;
+                for_window(params, oy, ox, |at| {
+                    if let Some(&x) = input.get(at.wrapping_add(ch)) {
+                        acc = acc.wrapping_add(i32::from(x).wrapping_sub(zp));
+                    }
+                });
+                let Some(y) = out.next() else {
+                    return Ok(()); // lengths were checked: never taken
+                };
+                *y = requantize(
+                    acc,
+                    params.multiplier,
+                    params.shift,
+                    params.output_zero_point,
+                    params.clamp_min,
+                    params.clamp_max,
+                );
+            }
+        }
     }
     Ok(())
 }
@@ -260,6 +500,161 @@ mod tests {
         let mut data: Vec<i8> = (-128..=127).collect();
         apply_lut_i8(&ident, &mut data);
         assert_eq!(data, (-128..=127).collect::<Vec<i8>>());
+    }
+
+    /// docs/layer-graph.md's convolution in plain i64, by coordinates: `out[oy][ox][o]` from
+    /// the input rows `oy * sh + ky - top` and columns `ox * sw + kx - left` inside the input.
+    fn naive_conv(case: &crate::kernels::harness::ConvCase, depthwise: bool) -> Vec<i8> {
+        let [h, w, c] = case.input_shape;
+        let [oh, ow, oc] = case.output_shape;
+        let [kh, kw] = case.kernel;
+        let dec = |b: &[u8], i: usize| {
+            i64::from(i32::from_le_bytes(b[4 * i..4 * i + 4].try_into().unwrap()))
+        };
+        let mut out = Vec::new();
+        for oy in 0..oh as i64 {
+            for ox in 0..ow as i64 {
+                for o in 0..oc {
+                    let mut acc = dec(&case.bias, o);
+                    for ky in 0..kh as i64 {
+                        for kx in 0..kw as i64 {
+                            let iy = oy * case.stride[0] as i64 + ky - case.pad[0] as i64;
+                            let ix = ox * case.stride[1] as i64 + kx - case.pad[1] as i64;
+                            if iy < 0 || ix < 0 || iy >= h as i64 || ix >= w as i64 {
+                                continue; // padding: the real value 0
+                            }
+                            let (iy, ix, ky, kx) =
+                                (iy as usize, ix as usize, ky as usize, kx as usize);
+                            let channels: Vec<usize> = if depthwise {
+                                std::vec![o]
+                            } else {
+                                (0..c).collect()
+                            };
+                            for ci in channels {
+                                let wv = if depthwise {
+                                    case.weights[(ky * kw + kx) * c + ci]
+                                } else {
+                                    case.weights[((o * kh + ky) * kw + kx) * c + ci]
+                                } as i8;
+                                let x = case.input[(iy * w + ix) * c + ci];
+                                acc += i64::from(wv)
+                                    * (i64::from(x) - i64::from(case.input_zero_point));
+                            }
+                        }
+                    }
+                    let r = rq_ref(acc, dec(&case.multipliers, o) as i32, case.shifts[o]);
+                    let y = sat8_ref(i64::from(case.output_zero_point) + r);
+                    out.push(y.clamp(i64::from(case.clamp_min), i64::from(case.clamp_max)) as i8);
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn conv_kernels_match_naive_formula() {
+        let mut rng = Rng::new(0xC0_4E41);
+        let (mut strided, mut same, mut whole, mut one_channel, mut pointwise) = (0, 0, 0, 0, 0);
+        for case_index in 0..3000 {
+            let depthwise = case_index % 2 == 1;
+            let case = crate::kernels::harness::conv_case(&mut rng, depthwise);
+            let mut out = std::vec![0x55i8; case.output_len()];
+            let kernel = if depthwise {
+                depthwise_conv2d_i8
+            } else {
+                conv2d_i8
+            };
+            kernel(&case.params(), &case.input, &mut out).unwrap();
+            assert_eq!(
+                out,
+                naive_conv(&case, depthwise),
+                "case {case_index} {case:?}"
+            );
+            strided += usize::from(case.stride.contains(&2));
+            same += usize::from(case.pad != [0, 0]);
+            whole += usize::from(case.kernel == [case.input_shape[0], case.input_shape[1]]);
+            one_channel += usize::from(case.input_shape[2] == 1);
+            pointwise += usize::from(case.kernel == [1, 1]);
+        }
+        assert!(
+            [strided, same, whole, one_channel, pointwise]
+                .iter()
+                .all(|&n| n > 100),
+            "{strided} {same} {whole} {one_channel} {pointwise}"
+        );
+    }
+
+    /// docs/layer-graph.md's pooling in plain i64.
+    fn naive_pool(p: &PoolParams, input: &[i8], max: bool) -> Vec<i8> {
+        let [_, w, c] = p.input_shape;
+        let [oh, ow, _] = p.output_shape;
+        let mut out = Vec::new();
+        for oy in 0..oh {
+            for ox in 0..ow {
+                for ch in 0..c {
+                    let window: Vec<i64> = (0..p.kernel[0])
+                        .flat_map(|ky| (0..p.kernel[1]).map(move |kx| (ky, kx)))
+                        .map(|(ky, kx)| {
+                            let (iy, ix) = (oy * p.stride[0] + ky, ox * p.stride[1] + kx);
+                            i64::from(input[(iy * w + ix) * c + ch])
+                        })
+                        .collect();
+                    let y = if max {
+                        *window.iter().max().unwrap()
+                    } else {
+                        let acc: i64 = window
+                            .iter()
+                            .map(|x| x - i64::from(p.input_zero_point))
+                            .sum();
+                        sat8_ref(
+                            i64::from(p.output_zero_point) + rq_ref(acc, p.multiplier, p.shift),
+                        )
+                    };
+                    out.push(y.clamp(i64::from(p.clamp_min), i64::from(p.clamp_max)) as i8);
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn pool_kernels_match_naive_formula() {
+        let mut rng = Rng::new(0x9001);
+        for case_index in 0..3000 {
+            let (p, input) = crate::kernels::harness::pool_case(&mut rng);
+            let n: usize = p.output_shape.iter().product();
+            let mut out = std::vec![0x55i8; n];
+            max_pool_i8(&p, &input, &mut out).unwrap();
+            assert_eq!(
+                out,
+                naive_pool(&p, &input, true),
+                "max case {case_index} {p:?}"
+            );
+            avg_pool_i8(&p, &input, &mut out).unwrap();
+            assert_eq!(
+                out,
+                naive_pool(&p, &input, false),
+                "avg case {case_index} {p:?}"
+            );
+        }
+        // a global average pool of a hand-made 2x2x1 input: (1 + 2 + 3 + 6 - 4 * 2) / 4 = 1
+        let p = PoolParams {
+            input_shape: [2, 2, 1],
+            output_shape: [1, 1, 1],
+            kernel: [2, 2],
+            stride: [1, 1],
+            input_zero_point: 2,
+            output_zero_point: -3,
+            multiplier: 1 << 30,
+            shift: 32,
+            clamp_min: -128,
+            clamp_max: 127,
+        };
+        let mut out = [0i8];
+        avg_pool_i8(&p, &[1, 2, 3, 6], &mut out).unwrap();
+        assert_eq!(out, [-2]);
+        max_pool_i8(&p, &[1, 2, 3, 6], &mut out).unwrap();
+        assert_eq!(out, [6]);
     }
 
     #[test]

@@ -93,41 +93,44 @@ fn fast_scratch_len_adds_the_widest_layers_lanes_and_changes_nothing() {
     }
 }
 
-/// The documented layout: the input at the front, even layers write at the back, odd layers at
-/// the front. After a 3-layer run, the front holds layer 1's output (over the input), the back
-/// layer 2's output (over layer 0's).
+/// Every value is at the offset the blob's plan gives it: after a 3-layer run, the last two
+/// values (the last layer's input and output) are still there.
 #[test]
-fn ping_pong_positions_are_as_documented() {
+fn values_sit_at_their_planned_offsets() {
     let model = shaped_model(&[4, 6, 3, 5], 11);
+    let spec = model.spec();
+    let plan = crate::encode::plan_model(&spec).unwrap();
+    assert_eq!(plan.arena_len, 10, "max(4 + 6, 6 + 3, 3 + 5)");
+    assert_eq!(plan.no_reuse_len, 4 + 6 + 3 + 5);
     let blob = model.blob();
     let m = Model::from_bytes(&blob).unwrap();
-    let s = m.scratch_len();
-    assert_eq!(s, 10);
+    assert_eq!(m.scratch_len(), 10);
     let raw = [3, -7, 100, 12];
     let q = model.quantize(&raw);
     let outs = model.layer_outputs(&q);
+    let mut scratch = std::vec![0i8; m.scratch_len()];
+    let mut logits = std::vec![0i8; 5];
+    m.run(&raw, &mut scratch, &mut logits).unwrap();
+    let at = |v: usize, len: usize| {
+        let o = plan.offsets[v] as usize;
+        scratch[o..o + len].to_vec()
+    };
+    assert_eq!(at(2, 3), outs[1], "value 2");
+    assert_eq!(at(3, 5), outs[2], "value 3");
+    assert_eq!(logits, outs[2]);
 
-    // one layer: the quantized input stays at the front, layer 0's output is at the back
+    // one layer: the quantized input and the output both stay
     let one = shaped_model(&[4, 6], 11);
+    let plan = crate::encode::plan_model(&one.spec()).unwrap();
     let one_blob = one.blob();
     let m1 = Model::from_bytes(&one_blob).unwrap();
     let mut scratch = std::vec![0i8; m1.scratch_len()];
     let mut logits = std::vec![0i8; 6];
     m1.run(&raw, &mut scratch, &mut logits).unwrap();
     let q1 = one.quantize(&raw);
-    assert_eq!(&scratch[..4], &q1[..]);
-    assert_eq!(&scratch[4..], &one.layer_outputs(&q1)[0][..]);
-
-    let mut scratch = std::vec![0i8; s];
-    let mut logits = std::vec![0i8; 5];
-    m.run(&raw, &mut scratch, &mut logits).unwrap();
-    assert_eq!(&scratch[..3], &outs[1][..], "layer 1 output at the front");
-    assert_eq!(
-        &scratch[s - 5..],
-        &outs[2][..],
-        "layer 2 output at the back"
-    );
-    assert_eq!(logits, outs[2]);
+    let (o0, o1) = (plan.offsets[0] as usize, plan.offsets[1] as usize);
+    assert_eq!(&scratch[o0..o0 + 4], &q1[..]);
+    assert_eq!(&scratch[o1..o1 + 6], &one.layer_outputs(&q1)[0][..]);
 }
 
 #[test]

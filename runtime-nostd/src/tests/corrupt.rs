@@ -8,11 +8,14 @@ use crate::{Error, Model};
 /// | bytes | |
 /// |---|---|
 /// | 0..32 | header |
-/// | 32..76 | input stage: 8 + 3 * 12 |
-/// | 76..132 | layer 0: header 76..92, multipliers 92..104, shifts 104..107, pad 107, bias 108..120, weights 120..129, pad 129..132 |
-/// | 132..432 | layer 1: header 132..148, multipliers 148..156, shifts 156..158, pad 158..160, bias 160..168, weights 168..174, pad 174..176, table 176..432 |
-/// | 432..440 | output: scale 432, zero point 436, reserved 437..440 |
-/// | 440..444 | CRC |
+/// | 32..76 | input stage: 8 + 3 * 12 (no byte table: one entry per feature) |
+/// | 76..136 | values 0 (76), 1 (96), 2 (116): h, w, c, offset +12, zero point +16, reserved +17..+20 |
+/// | 136..200 | node 0: header 136..160, multipliers 160..172, shifts 172..175, pad 175, bias 176..188, weights 188..197, pad 197..200 |
+/// | 200..508 | node 1: header 200..224, multipliers 224..232, shifts 232..234, pad 234..236, bias 236..244, weights 244..250, pad 250..252, table 252..508 |
+/// | 508..516 | output: scale 508, zero point 512, reserved 513..516 |
+/// | 516..520 | CRC |
+///
+/// The plan: value 0 at 0..3, value 1 at 3..6, value 2 at 0..2; arena 6.
 fn small_model() -> TModel {
     TModel {
         zp_in: -3,
@@ -54,7 +57,7 @@ fn small_model() -> TModel {
 
 fn small_blob() -> Vec<u8> {
     let blob = small_model().blob();
-    assert_eq!(blob.len(), 444, "layout of the test blob changed");
+    assert_eq!(blob.len(), 520, "layout of the test blob changed");
     blob
 }
 
@@ -138,15 +141,15 @@ fn trailing_bytes_are_rejected() {
     assert_eq!(
         Model::from_bytes(&longer).map(|_| ()),
         Err(Error::LengthMismatch {
-            header: 444,
-            actual: 448
+            header: 520,
+            actual: 524
         })
     );
     // bytes inserted before the CRC, with the length and CRC fixed up
-    let mut inserted = blob[..440].to_vec();
+    let mut inserted = blob[..516].to_vec();
     inserted.extend_from_slice(&[0; 8]);
     inserted.extend_from_slice(&[0; 4]);
-    put_u32(&mut inserted, 8, 452);
+    put_u32(&mut inserted, 8, 528);
     reseal(&mut inserted);
     assert_eq!(
         Model::from_bytes(&inserted).map(|_| ()),
@@ -157,19 +160,20 @@ fn trailing_bytes_are_rejected() {
 #[test]
 fn framing_errors() {
     tampered(|b| b[0] = b'k', Error::BadMagic);
-    tampered(|b| b[4] = 2, Error::UnsupportedVersion { found: 2 });
+    tampered(|b| b[4] = 3, Error::UnsupportedVersion { found: 3 });
+    tampered(|b| b[4] = 1, Error::UnsupportedVersion { found: 1 });
     tampered(
-        |b| put_u32(b, 8, 448),
+        |b| put_u32(b, 8, 524),
         Error::Truncated {
-            needed: 448,
-            available: 444,
+            needed: 524,
+            available: 520,
         },
     );
     tampered(
-        |b| put_u32(b, 8, 440),
+        |b| put_u32(b, 8, 516),
         Error::LengthMismatch {
-            header: 440,
-            actual: 444,
+            header: 516,
+            actual: 520,
         },
     );
     let mut b = small_blob();
@@ -187,26 +191,37 @@ fn framing_errors() {
     );
 }
 
+/// A real version-1 blob (the digits model as it was committed before format version 2) is
+/// refused cleanly, with a message that says to re-bake it.
+#[test]
+fn a_version_1_blob_is_refused_with_a_rebake_message() {
+    let v1: &[u8] = include_bytes!("data/digits-v1.kiln");
+    assert_eq!(&v1[..6], b"KILN\x01\x00");
+    let err = Model::from_bytes(v1).unwrap_err();
+    assert_eq!(err, Error::UnsupportedVersion { found: 1 });
+    let text = std::format!("{err}");
+    assert!(
+        text.contains("version 1")
+            && text.contains("old format")
+            && text.contains("kiln bake")
+            && text.contains("model file"),
+        "{text}"
+    );
+    // its truncations are refused too, never a panic
+    for n in 0..64 {
+        assert!(Model::from_bytes(&v1[..n]).is_err());
+    }
+    // and the current version loads
+    assert!(Model::from_bytes(&small_blob()).is_ok());
+}
+
 #[test]
 fn header_errors() {
     tampered(|b| b[6] = 0, Error::NoLayers);
-    tampered(|b| b[6] = 17, Error::TooManyLayers { found: 17 });
-    // a third layer would start with the output section, and the content ends inside its header
-    tampered(
-        |b| b[6] = 3,
-        Error::Truncated {
-            needed: 441,
-            available: 440,
-        },
-    );
-    // one layer: layer 1's header is read as the output section (scale bits 3, zero point 2)
-    tampered(
-        |b| b[6] = 1,
-        Error::OutputZeroPointMismatch {
-            output: 2,
-            last_layer: 4,
-        },
-    );
+    tampered(|b| b[6] = 65, Error::TooManyLayers { found: 65 });
+    tampered(|b| b[6] = 3, Error::ValueCount { found: 3, nodes: 3 });
+    tampered(|b| b[6] = 1, Error::ValueCount { found: 3, nodes: 1 });
+    tampered(|b| b[24] = 4, Error::ValueCount { found: 4, nodes: 2 });
     tampered(
         |b| put_u32(b, 12, 4),
         Error::InputEntries {
@@ -229,8 +244,83 @@ fn header_errors() {
             computed: 6,
         },
     );
-    for at in 24..32 {
+    tampered(
+        |b| put_u32(b, 20, 5),
+        Error::ArenaOverflow {
+            value: 1,
+            end: 6,
+            arena_len: 5,
+        },
+    );
+    for at in 26..32 {
         tampered(|b| b[at] = 1, Error::ReservedNonZero { offset: at as u32 });
+    }
+}
+
+#[test]
+fn value_table_errors() {
+    tampered(|b| put_u32(b, 96, 0), Error::EmptyValue { value: 1 });
+    tampered(|b| put_u32(b, 124, 0), Error::EmptyValue { value: 2 });
+    // value 1 with 4 channels would end past the arena
+    tampered(
+        |b| put_u32(b, 104, 4),
+        Error::ArenaOverflow {
+            value: 1,
+            end: 7,
+            arena_len: 6,
+        },
+    );
+    tampered(
+        |b| put_u32(b, 84, 2),
+        Error::InputShapeMismatch {
+            header: 3,
+            value: 2,
+        },
+    );
+    tampered(|b| b[93] = 1, Error::ReservedNonZero { offset: 93 });
+    tampered(|b| b[133] = 1, Error::ReservedNonZero { offset: 133 });
+    // the value 0 zero point is the input stage's; the last one the output section's
+    tampered(
+        |b| b[92] = 0,
+        Error::ZeroPointMismatch {
+            layer: 0,
+            expected: -3,
+            found: 0,
+        },
+    );
+    tampered(
+        |b| b[132] = 0,
+        Error::OutputZeroPointMismatch {
+            output: -9,
+            last_layer: 0,
+        },
+    );
+    // plans where two values alive at the same node share bytes
+    tampered(|b| put_u32(b, 88, 3), Error::ArenaOverlap { a: 0, b: 1 });
+    // the arena must end where the last value ends
+    tampered(
+        |b| put_u32(b, 108, 0),
+        Error::ScratchLenMismatch {
+            stored: 6,
+            computed: 3,
+        },
+    );
+    tampered(|b| put_u32(b, 128, 4), Error::ArenaOverlap { a: 1, b: 2 });
+    tampered(|b| put_u32(b, 128, 2), Error::ArenaOverlap { a: 1, b: 2 });
+    // node 1 reading value 0 keeps value 0 alive over value 2's bytes
+    tampered(|b| b[204] = 0, Error::ArenaOverlap { a: 0, b: 2 });
+    // another safe plan loads and gives the same logits: value 2 over value 0, which is dead
+    let mut b = small_blob();
+    put_u32(&mut b, 128, 1);
+    reseal(&mut b);
+    let m = Model::from_bytes(&b).unwrap();
+    let mut rng = Rng::new(4);
+    for _ in 0..20 {
+        let raw = random_raw(&mut rng, 3);
+        let mut scratch = [0i8; 6];
+        let mut logits = [0i8; 2];
+        m.run(&raw, &mut scratch, &mut logits).unwrap();
+        assert_eq!(logits.to_vec(), small_model().eval(&raw));
     }
 }
 
@@ -283,82 +373,65 @@ fn input_stage_errors() {
 
 #[test]
 fn layer_errors() {
-    // shapes
+    // kinds, activations, value ids, reserved fields
+    tampered(|b| b[136] = 0, Error::BadLayerKind { layer: 0, kind: 0 });
+    tampered(|b| b[136] = 6, Error::BadLayerKind { layer: 0, kind: 6 });
+    tampered(|b| b[137] = 3, Error::BadActivation { layer: 0, kind: 3 });
     tampered(
-        |b| put_u32(b, 132, 4),
-        Error::ShapeMismatch {
-            layer: 1,
-            expected: 3,
-            found: 4,
-        },
-    );
-    tampered(
-        |b| put_u32(b, 76, 2),
-        Error::ShapeMismatch {
-            layer: 0,
-            expected: 3,
-            found: 2,
-        },
-    );
-    tampered(|b| put_u32(b, 80, 0), Error::EmptyLayer { layer: 0 });
-    tampered(
-        |b| put_u32(b, 80, 4),
+        |b| b[137] = 2,
         Error::SectionLength {
             layer: 0,
-            stored: 56,
-            expected: 64,
+            stored: 64,
+            expected: 320,
         },
-    );
+    ); // a LUT needs its table
+    tampered(|b| b[201] = 0, Error::ReservedNonZero { offset: 202 }); // pre zero point 2 without a LUT
     tampered(
-        |b| put_u32(b, 88, 60),
+        |b| {
+            b[201] = 0;
+            b[202] = 0;
+        },
+        Error::SectionLength {
+            layer: 1,
+            stored: 308,
+            expected: 52,
+        }, // a table needs a LUT
+    );
+    tampered(|b| b[138] = 1, Error::ReservedNonZero { offset: 138 });
+    tampered(|b| b[139] = 1, Error::ReservedNonZero { offset: 139 }); // padding of a dense layer
+    tampered(|b| b[140] = 1, Error::BadValueId { layer: 0, value: 1 });
+    tampered(|b| b[204] = 2, Error::BadValueId { layer: 1, value: 2 });
+    tampered(
+        |b| {
+            b[142] = 0;
+            b[143] = 0;
+        },
+        Error::BadValueId { layer: 0, value: 0 },
+    );
+    tampered(|b| b[144] = 2, Error::BadValueId { layer: 0, value: 2 });
+    tampered(|b| b[146] = 1, Error::ReservedNonZero { offset: 146 });
+    for at in [148, 150, 152, 154] {
+        tampered(|b| b[at] = 1, Error::ReservedNonZero { offset: at as u32 }); // dense geometry
+    }
+    tampered(
+        |b| put_u32(b, 156, 60),
         Error::SectionLength {
             layer: 0,
             stored: 60,
-            expected: 56,
+            expected: 64,
         },
     );
-    // activation kind and zero points
-    tampered(|b| b[84] = 3, Error::BadActivation { layer: 0, kind: 3 });
-    tampered(
-        |b| b[84] = 2,
-        Error::SectionLength {
-            layer: 0,
-            stored: 56,
-            expected: 312,
-        },
-    ); // a LUT needs its table
-    tampered(|b| b[140] = 0, Error::ReservedNonZero { offset: 143 }); // pre zero point 2 on a non-LUT layer
+    // a dense output must be [1, 1, n]
     tampered(
         |b| {
-            b[140] = 0;
-            b[143] = 0;
+            put_u32(b, 96, 3);
+            put_u32(b, 104, 1);
         },
-        Error::SectionLength {
-            layer: 1,
-            stored: 300,
-            expected: 44,
-        }, // a table needs a LUT
+        Error::NodeShape { layer: 0, value: 1 },
     );
+    // multipliers and shifts
     tampered(
-        |b| b[85] = 0,
-        Error::ZeroPointMismatch {
-            layer: 0,
-            expected: -3,
-            found: 0,
-        },
-    );
-    tampered(
-        |b| b[141] = 5,
-        Error::ZeroPointMismatch {
-            layer: 1,
-            expected: 4,
-            found: 5,
-        },
-    );
-    tampered(|b| b[87] = 1, Error::ReservedNonZero { offset: 87 }); // pre zero point of a non-LUT layer
-                                                                    // multipliers and shifts
-    tampered(
-        |b| put_u32(b, 96, (1 << 30) - 1),
+        |b| put_u32(b, 164, (1 << 30) - 1),
         Error::BadMultiplier {
             layer: 0,
             channel: 1,
@@ -366,7 +439,7 @@ fn layer_errors() {
         },
     );
     tampered(
-        |b| put_u32(b, 152, 0xFFFF_FFFF),
+        |b| put_u32(b, 228, 0xFFFF_FFFF),
         Error::BadMultiplier {
             layer: 1,
             channel: 1,
@@ -374,7 +447,7 @@ fn layer_errors() {
         },
     );
     tampered(
-        |b| b[104] = 0,
+        |b| b[172] = 0,
         Error::BadShift {
             layer: 0,
             channel: 0,
@@ -382,7 +455,7 @@ fn layer_errors() {
         },
     );
     tampered(
-        |b| b[106] = 63,
+        |b| b[174] = 63,
         Error::BadShift {
             layer: 0,
             channel: 2,
@@ -390,7 +463,7 @@ fn layer_errors() {
         },
     );
     tampered(
-        |b| b[157] = 255,
+        |b| b[233] = 255,
         Error::BadShift {
             layer: 1,
             channel: 1,
@@ -398,27 +471,27 @@ fn layer_errors() {
         },
     );
     // padding
-    tampered(|b| b[107] = 1, Error::ReservedNonZero { offset: 107 });
-    tampered(|b| b[131] = 1, Error::ReservedNonZero { offset: 131 });
-    tampered(|b| b[159] = 1, Error::ReservedNonZero { offset: 159 });
-    tampered(|b| b[174] = 1, Error::ReservedNonZero { offset: 174 });
+    tampered(|b| b[175] = 1, Error::ReservedNonZero { offset: 175 });
+    tampered(|b| b[199] = 1, Error::ReservedNonZero { offset: 199 });
+    tampered(|b| b[235] = 1, Error::ReservedNonZero { offset: 235 });
+    tampered(|b| b[250] = 1, Error::ReservedNonZero { offset: 250 });
     // accumulator: channel 0 of layer 0 has sum |w| = 6, so |bias| may be at most 2^31 - 1 - 768
     tampered(
-        |b| put_u32(b, 108, (i32::MAX - 767) as u32),
+        |b| put_u32(b, 176, (i32::MAX - 767) as u32),
         Error::AccumulatorOverflow {
             layer: 0,
             channel: 0,
         },
     );
     tampered(
-        |b| put_u32(b, 108, (i32::MIN + 768) as u32),
+        |b| put_u32(b, 176, (i32::MIN + 768) as u32),
         Error::AccumulatorOverflow {
             layer: 0,
             channel: 0,
         },
     );
     let mut b = small_blob();
-    put_u32(&mut b, 108, (i32::MAX - 768) as u32);
+    put_u32(&mut b, 176, (i32::MAX - 768) as u32);
     reseal(&mut b);
     assert!(
         Model::from_bytes(&b).is_ok(),
@@ -427,8 +500,8 @@ fn layer_errors() {
     // a weight at -128 counts 128 * 128
     tampered(
         |b| {
-            b[164..168].copy_from_slice(&(i32::MAX - 128 * (40 + 50 + 60)).to_le_bytes());
-            b[171] = 0x80;
+            b[240..244].copy_from_slice(&(i32::MAX - 128 * (40 + 50 + 60)).to_le_bytes());
+            b[247] = 0x80;
         },
         Error::AccumulatorOverflow {
             layer: 1,
@@ -448,20 +521,20 @@ fn output_errors() {
         0x7FC0_0000,
         0x7F80_0001,
     ] {
-        tampered(|b| put_u32(b, 432, bits), Error::BadOutputScale { bits });
+        tampered(|b| put_u32(b, 508, bits), Error::BadOutputScale { bits });
     }
     tampered(
-        |b| b[436] = 0,
+        |b| b[512] = 0,
         Error::OutputZeroPointMismatch {
             output: 0,
             last_layer: -9,
         },
     );
-    tampered(|b| b[439] = 1, Error::ReservedNonZero { offset: 439 });
+    tampered(|b| b[515] = 1, Error::ReservedNonZero { offset: 515 });
     // a subnormal or huge finite scale is fine
     for bits in [1u32, 0x7F7F_FFFF] {
         let mut b = small_blob();
-        put_u32(&mut b, 432, bits);
+        put_u32(&mut b, 508, bits);
         reseal(&mut b);
         assert!(Model::from_bytes(&b).is_ok());
     }
@@ -508,6 +581,13 @@ fn mutations_never_panic() {
     assert!(loaded > 1000, "{loaded}");
 }
 
+fn dense(s: &mut ModelSpec, node: usize) -> &mut DenseSpec {
+    match &mut s.nodes[node].layer {
+        LayerSpec::Dense(d) => d,
+        other => panic!("not dense: {other:?}"),
+    }
+}
+
 #[test]
 fn encode_rejects_inconsistent_specs() {
     let good = small_model().spec();
@@ -518,7 +598,7 @@ fn encode_rejects_inconsistent_specs() {
     };
     check(
         &|s| {
-            s.layers[0].weights.pop();
+            dense(s, 0).weights.pop();
         },
         Error::SpecLength {
             layer: 0,
@@ -528,7 +608,7 @@ fn encode_rejects_inconsistent_specs() {
         },
     );
     check(
-        &|s| s.layers[1].bias.push(0),
+        &|s| dense(s, 1).bias.push(0),
         Error::SpecLength {
             layer: 1,
             field: "bias",
@@ -538,7 +618,7 @@ fn encode_rejects_inconsistent_specs() {
     );
     check(
         &|s| {
-            s.layers[1].multipliers.pop();
+            dense(s, 1).multipliers.pop();
         },
         Error::SpecLength {
             layer: 1,
@@ -548,7 +628,7 @@ fn encode_rejects_inconsistent_specs() {
         },
     );
     check(
-        &|s| s.layers[0].shifts.clear(),
+        &|s| dense(s, 0).shifts.clear(),
         Error::SpecLength {
             layer: 0,
             field: "shifts",
@@ -556,17 +636,21 @@ fn encode_rejects_inconsistent_specs() {
             found: 0,
         },
     );
-    check(&|s| s.layers.clear(), Error::NoLayers);
+    check(&|s| s.nodes.clear(), Error::NoLayers);
     check(
         &|s| {
-            let l = s.layers[0].clone();
-            s.layers = std::vec![l; 17];
+            let l = s.nodes[0].clone();
+            s.nodes = std::vec![l; 65];
         },
-        Error::TooManyLayers { found: 17 },
+        Error::TooManyLayers { found: 65 },
+    );
+    check(
+        &|s| s.nodes[1].input = 2,
+        Error::BadValueId { layer: 1, value: 2 },
     );
     // what only the loader can check, reported with the loader's error
     check(
-        &|s| s.layers[0].shifts[1] = 0,
+        &|s| dense(s, 0).shifts[1] = 0,
         Error::BadShift {
             layer: 0,
             channel: 1,
@@ -574,7 +658,7 @@ fn encode_rejects_inconsistent_specs() {
         },
     );
     check(
-        &|s| s.layers[1].multipliers[0] = 5,
+        &|s| dense(s, 1).multipliers[0] = 5,
         Error::BadMultiplier {
             layer: 1,
             channel: 0,
@@ -596,14 +680,14 @@ fn encode_rejects_inconsistent_specs() {
         },
     );
     check(
-        &|s| s.layers[0].bias[2] = i32::MAX,
+        &|s| dense(s, 0).bias[2] = i32::MAX,
         Error::AccumulatorOverflow {
             layer: 0,
             channel: 2,
         },
     );
     check(
-        &|s| s.layers[1].input_zero_point = 0,
+        &|s| dense(s, 1).input_zero_point = 0,
         Error::ZeroPointMismatch {
             layer: 1,
             expected: 4,
@@ -631,8 +715,8 @@ fn encode_rejects_inconsistent_specs() {
     );
     check(
         &|s| {
-            s.layers[1].n_inputs = 2;
-            s.layers[1].weights.truncate(4);
+            dense(s, 1).n_inputs = 2;
+            dense(s, 1).weights.truncate(4);
         },
         Error::ShapeMismatch {
             layer: 1,
@@ -642,16 +726,20 @@ fn encode_rejects_inconsistent_specs() {
     );
     check(
         &|s| {
-            s.layers[0].n_outputs = 0;
-            s.layers[0].weights.clear();
-            s.layers[0].bias.clear();
-            s.layers[0].multipliers.clear();
-            s.layers[0].shifts.clear();
+            dense(s, 0).n_outputs = 0;
+            dense(s, 0).weights.clear();
+            dense(s, 0).bias.clear();
+            dense(s, 0).multipliers.clear();
+            dense(s, 0).shifts.clear();
         },
-        Error::EmptyLayer { layer: 0 },
+        Error::ShapeMismatch {
+            layer: 1,
+            expected: 0,
+            found: 3,
+        },
     );
-    // a spec that is fine: 16 layers of 1 -> 1
-    let one = LayerSpec {
+    // a spec that is fine: 64 layers of 1 -> 1
+    let one = LayerSpec::Dense(DenseSpec {
         n_inputs: 1,
         n_outputs: 1,
         input_zero_point: 0,
@@ -661,7 +749,7 @@ fn encode_rejects_inconsistent_specs() {
         multipliers: std::vec![1 << 30],
         shifts: std::vec![30],
         activation: ActivationSpec::Identity,
-    };
+    });
     let spec = ModelSpec {
         input: InputStageSpec {
             zero_point: 0,
@@ -671,7 +759,8 @@ fn encode_rejects_inconsistent_specs() {
                 shift: 38
             }],
         },
-        layers: std::vec![one; 16],
+        input_shape: [1, 1, 1],
+        nodes: chain(std::vec![one; 64]),
         output_scale: 1.0,
         output_zero_point: 0,
     };

@@ -6,9 +6,13 @@
 mod buffers;
 mod corrupt;
 mod format;
+mod graph;
 mod roundtrip;
 
-use crate::encode::{ActivationSpec, AffineSpec, InputStageSpec, LayerSpec, ModelSpec};
+use crate::encode::{
+    chain, ActivationSpec, AffineSpec, DenseSpec, InputStageSpec, LayerSpec, ModelSpec,
+};
+pub use crate::encode::{ConvSpec, Padding, PoolSpec};
 use crate::testutil::{rq_ref, sat8_ref, Rng};
 use std::vec::Vec;
 
@@ -66,7 +70,7 @@ impl TModel {
                         (i64::from(l.q_b[o]) - i64::from(l.zp_in) * sum_w) as i32
                     })
                     .collect();
-                LayerSpec {
+                LayerSpec::Dense(DenseSpec {
                     n_inputs: l.n_in as u32,
                     n_outputs: l.n_out as u32,
                     input_zero_point: l.zp_in,
@@ -83,9 +87,9 @@ impl TModel {
                             table: *table,
                         },
                     },
-                }
+                })
             })
-            .collect();
+            .collect::<Vec<_>>();
         ModelSpec {
             input: InputStageSpec {
                 zero_point: self.zp_in,
@@ -99,7 +103,8 @@ impl TModel {
                     })
                     .collect(),
             },
-            layers,
+            input_shape: [1, 1, self.n_inputs() as u32],
+            nodes: chain(layers),
             output_scale: self.scale,
             output_zero_point: self.layers.last().unwrap().zp_out,
         }

@@ -4,7 +4,8 @@
 //! The file is recognised by its content: a kiln model file (JSON with
 //! `"format": "kiln-model"`), an ONNX file (float, or QDQ with int8 weights), or a
 //! `.kiln` blob (magic `KILN`). Sizes follow `docs/blob-format.md`: an int8 layer is
-//! its blob section, the int8 scratch is the ping-pong buffer of `max(n_in + n_out)` bytes.
+//! its blob section, the int8 scratch is the planned arena, for a chain of dense layers
+//! `max(n_in + n_out)` bytes.
 
 use super::args::InspectArgs;
 use super::config::UsageError;
@@ -448,17 +449,15 @@ fn from_blob(path: &Path, bytes: &[u8]) -> Result<Summary, InspectError> {
         )
     })?;
     // The layout of docs/blob-format.md, on a blob the runtime has validated: the input
-    // stage's entry count at offset 32, each layer's section_len at +12 of its section.
+    // stage's entry count at offset 32; the runtime reports each layer's section length.
     const HEADER_LEN: usize = 32;
     let input_entries = le_u32_at(bytes, HEADER_LEN).unwrap_or(1);
-    let mut offset = Some(HEADER_LEN + 8 + 12 * input_entries);
     let mut layers = Vec::with_capacity(model.n_layers());
     for index in 0..model.n_layers() {
         let Some(info) = model.layer(index) else {
             break;
         };
-        let section = offset.and_then(|at| le_u32_at(bytes, at + 12));
-        offset = offset.zip(section).map(|(at, len)| at + len);
+        let section = Some(info.section_len);
         let (activation, int8_kind) = match info.activation {
             kiln_runtime::Activation::Identity => ("identity", Int8Kind::Identity),
             kiln_runtime::Activation::Relu => ("relu", Int8Kind::Relu),
@@ -819,12 +818,12 @@ fn int8_section_len(layer: &Layer) -> usize {
     } else {
         0
     };
-    16 + 4 * n_out + n_out + pad4(n_out) + 4 * n_out + n_out * n_in + pad4(n_out * n_in) + table
+    24 + 4 * n_out + n_out + pad4(n_out) + 4 * n_out + n_out * n_in + pad4(n_out * n_in) + table
 }
 
 const INT8_LAYER_FORMULA: &str =
     "int8 layer bytes = the layer's blob section (docs/blob-format.md): \
-     16 header + 4 n_out multipliers + n_out shifts + 4 n_out biases + n_in n_out weights, \
+     24 header + 4 n_out multipliers + n_out shifts + 4 n_out biases + n_in n_out weights, \
      byte arrays padded to 4, + 256 for a table activation";
 
 fn fit_item(budget: u64, used: usize) -> FitItem {
@@ -921,13 +920,18 @@ fn build_report(
             notes.push(INT8_LAYER_FORMULA.to_owned());
             notes.push(format!(
                 "int8 flash is an estimate: the blob kiln would write, 32 header + 8 + 12 x {} input entr{} \
-                 + the layer sections + 8 output + 4 CRC bytes",
+                 {}+ 20 x {} values + the layer sections + 8 output + 4 CRC bytes",
                 summary.input_entries,
-                if summary.input_entries == 1 { "y" } else { "ies" }
+                if summary.input_entries == 1 { "y" } else { "ies" },
+                if summary.input_entries == 1 { "+ 256 byte table " } else { "" },
+                layers.len() + 1
             ));
             let sections: usize = layers.iter().map(|l| l.int8_bytes).sum();
+            // the byte table of a shared input entry, and one value table entry per value
+            let byte_table = if summary.input_entries == 1 { 256 } else { 0 };
+            let value_table = 20 * (layers.len() + 1);
             (
-                32 + 8 + 12 * summary.input_entries + sections + 8 + 4,
+                32 + 8 + 12 * summary.input_entries + byte_table + value_table + sections + 8 + 4,
                 "estimate",
             )
         }

@@ -20,7 +20,9 @@ use crate::model::ModelFile;
 use crate::nn::Activation;
 use calibrate::{Calibration, RangeMethod};
 use kiln_onnx::qdq::{QdqActivation, QdqLayer, QdqMlp, QuantParams};
-use kiln_runtime::encode::{ActivationSpec, AffineSpec, InputStageSpec, LayerSpec, ModelSpec};
+use kiln_runtime::encode::{
+    chain, ActivationSpec, AffineSpec, DenseSpec, InputStageSpec, LayerSpec, ModelSpec,
+};
 use math::{ActivationParams, TableFunction};
 
 /// The default number of calibration samples.
@@ -231,7 +233,7 @@ pub fn quantize(
             saturated_biases,
             floored_channels: weights.floored,
         });
-        layer_specs.push(LayerSpec {
+        layer_specs.push(LayerSpec::Dense(DenseSpec {
             n_inputs: dim(layer.n_inputs)?,
             n_outputs: dim(layer.n_outputs)?,
             input_zero_point: layer_input.zero_point,
@@ -241,7 +243,7 @@ pub fn quantize(
             multipliers,
             shifts,
             activation: activation_spec,
-        });
+        }));
         qdq_layers.push(QdqLayer {
             n_inputs: layer.n_inputs,
             n_outputs: layer.n_outputs,
@@ -256,7 +258,9 @@ pub fn quantize(
 
     let spec = ModelSpec {
         input: input_stage,
-        layers: layer_specs,
+        // an MLP: a chain of dense nodes over a feature vector
+        input_shape: [1, 1, dim(model.n_inputs)?],
+        nodes: chain(layer_specs),
         output_scale: layer_input.scale,
         output_zero_point: layer_input.zero_point,
     };
