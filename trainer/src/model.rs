@@ -259,7 +259,7 @@ pub fn load_records(
 }
 
 /// Refuses a model that is not a multilayer perceptron, for the commands that take only
-/// those so far (the int8 path of convolutional networks is not wired into them yet).
+/// those so far.
 pub fn require_mlp(model: &ModelFile, path: &Path, command: &str) -> Result<(), ModelFileError> {
     if model.is_mlp() {
         return Ok(());
@@ -268,7 +268,7 @@ pub fn require_mlp(model: &ModelFile, path: &Path, command: &str) -> Result<(), 
         path: path.to_owned(),
         field: "architecture".into(),
         detail: format!(
-            "a convolutional network; {command} takes multilayer perceptrons only so far (export and check take both)"
+            "a convolutional network; {command} takes multilayer perceptrons only so far (train, export, check, quantize, bake and run take both)"
         ),
     })
 }

@@ -203,15 +203,97 @@ fn bad_layer_graphs_are_one_usage_error_and_write_nothing() {
 }
 
 #[test]
-fn commands_that_take_mlps_only_refuse_a_cnn_by_name() {
+fn inspect_refuses_a_cnn_model_file_by_name() {
     let dir = tempfile::tempdir().unwrap();
     train_cnn(dir.path(), "1", &["--no-check"]);
     let model = dir.path().join("model.json");
-    let q = dir.path().join("q");
     assert_fails(
-        &kiln(&["quantize", s(&model), "-o", s(&q)]),
+        &kiln(&["inspect", s(&model)]),
         2,
-        &["architecture: a convolutional network; kiln quantize takes multilayer perceptrons only so far"],
+        &["architecture: a convolutional network; kiln inspect takes multilayer perceptrons only so far"],
     );
-    assert!(!q.exists());
+}
+
+#[test]
+fn a_cnn_quantizes_and_the_runtime_matches_tract_on_the_qdq_file() {
+    let dir = tempfile::tempdir().unwrap();
+    // A dense layer over a spatial value of 16 channels: the blob's HWC column order.
+    train_cnn(dir.path(), "6", &["--lr", "0.01", "--no-check"]);
+    let output = kiln(&[
+        "quantize",
+        s(&dir.path().join("model.json")),
+        "-o",
+        s(dir.path()),
+        "--json",
+        "--quiet",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["tract_passed"], true, "{report}");
+    assert_eq!(report["test_samples"], 449, "{report}");
+    assert_eq!(report["tract_argmax_agreement"], 449, "{report}");
+    assert!(
+        report["tract_max_lsb_diff"].as_u64().unwrap() <= 1,
+        "{report}"
+    );
+    let (float, int8) = (
+        report["float_accuracy"].as_f64().unwrap(),
+        report["int8_accuracy"].as_f64().unwrap(),
+    );
+    assert!(int8 >= float - 0.02, "int8 {int8} against float {float}");
+    let ops = op_types(&dir.path().join("model.qdq.onnx"));
+    assert!(
+        ops.iter().filter(|op| *op == "Conv").count() == 3,
+        "{ops:?}"
+    );
+    // The blob alone, as firmware would run it.
+    let output = kiln(&[
+        "run",
+        s(&dir.path().join("model.kiln")),
+        "--quiet",
+        "--json",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+}
+
+#[test]
+fn a_multi_channel_input_is_fed_to_the_runtime_in_hwc_order() {
+    let dir = tempfile::tempdir().unwrap();
+    // The digits as 8x4 images of 2 channels (CHW): conv, global average, dense.
+    let output = kiln(&[
+        "train",
+        "--layers",
+        "conv3x3:6,conv3x3s2:8,dense:16",
+        "--input-shape",
+        "8x4x2",
+        "--normalize",
+        "standardize",
+        "--epochs",
+        "3",
+        "--lr",
+        "0.01",
+        "--quiet",
+        "--json",
+        "-o",
+        s(dir.path()),
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["check_passed"], true, "{report}");
+    let output = kiln(&[
+        "quantize",
+        s(&dir.path().join("model.json")),
+        "-o",
+        s(dir.path()),
+        "--json",
+        "--quiet",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["tract_passed"], true, "{report}");
+    assert_eq!(report["tract_argmax_agreement"], 449, "{report}");
+    assert!(
+        report["tract_max_lsb_diff"].as_u64().unwrap() <= 1,
+        "{report}"
+    );
 }

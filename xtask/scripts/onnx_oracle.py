@@ -36,6 +36,15 @@ def compare_int8(name: str, actual: np.ndarray, expected: np.ndarray) -> tuple[b
     return bool(diff.max() <= 1 and agree == n), detail
 
 
+def sample_shaped(session: ort.InferenceSession, inputs: np.ndarray) -> np.ndarray:
+    """The saved inputs are one flat row per sample; a convolutional graph takes them as
+    [N, C, H, W] (or [N, C, L]), the same values in the same (CHW) order."""
+    sample_dims = session.get_inputs()[0].shape[1:]
+    if len(sample_dims) > 1:
+        return inputs.reshape([inputs.shape[0]] + [int(d) for d in sample_dims])
+    return inputs
+
+
 def check_qdq(path: pathlib.Path, inputs: np.ndarray, expected: np.ndarray) -> tuple[bool, str]:
     from onnx.reference import ReferenceEvaluator
 
@@ -43,6 +52,7 @@ def check_qdq(path: pathlib.Path, inputs: np.ndarray, expected: np.ndarray) -> t
     options.intra_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    inputs = sample_shaped(session, inputs)
     (ort_q,) = session.run(["logits_q"], {"input": inputs})
     ok_ort, detail_ort = compare_int8("onnxruntime (no graph optimizations)", ort_q, expected)
     # The reference evaluator implements DequantizeLinear from opset 19 on; the
@@ -78,11 +88,7 @@ def check_file(path: pathlib.Path, tolerance: float) -> tuple[bool, str]:
     options.intra_op_num_threads = 1
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     input_name = session.get_inputs()[0].name
-    # The saved inputs are one flat row per sample; a convolutional graph takes them as
-    # [N, C, H, W] (or [N, C, L]), the same values in the same (CHW) order.
-    sample_dims = session.get_inputs()[0].shape[1:]
-    if len(sample_dims) > 1:
-        inputs = inputs.reshape([inputs.shape[0]] + [int(d) for d in sample_dims])
+    inputs = sample_shaped(session, inputs)
     output_names = [o.name for o in session.get_outputs()]
     if "logits" not in output_names:
         return False, f"no `logits` output (outputs: {output_names})"

@@ -145,7 +145,6 @@ fn quant_options(args: &CalibArgs) -> Result<QuantOptions, UsageError> {
 /// the data it was trained on.
 fn model_and_data(model_path: &Path, args: &DataArgs) -> Result<(ModelFile, DataSpec, Split)> {
     let model = ModelFile::load(model_path)?;
-    crate::model::require_mlp(&model, model_path, "kiln quantize")?;
     let (spec, options): (DataSpec, DataOptions) = if args.data.is_some() {
         data_config(args, model.config.loss)?
     } else {
@@ -282,7 +281,12 @@ pub fn quantize_into(
         &test.targets,
         model.config.loss,
     );
-    let comparison = host::compare_with_tract(&qdq_path, test, &run)?;
+    let comparison = host::compare_with_tract(
+        &qdq_path,
+        test,
+        &crate::export::onnx_sample_dims(model),
+        &run,
+    )?;
 
     Ok(QuantSummary {
         command,

@@ -146,10 +146,18 @@ pub fn calibrate(
         });
     }
     let n_features = train.n_features;
-    let mlp = model.mlp();
+    let network = model.network();
     let mut input = Collector::new(method);
-    let mut pre: Vec<Collector> = mlp.layers.iter().map(|_| Collector::new(method)).collect();
-    let mut out: Vec<Collector> = mlp.layers.iter().map(|_| Collector::new(method)).collect();
+    let mut pre: Vec<Collector> = network
+        .layers
+        .iter()
+        .map(|_| Collector::new(method))
+        .collect();
+    let mut out: Vec<Collector> = network
+        .layers
+        .iter()
+        .map(|_| Collector::new(method))
+        .collect();
     for start in (0..n).step_by(CHUNK_ROWS) {
         let end = (start + CHUNK_ROWS).min(n);
         let mut rows = train.features[start * n_features..end * n_features].to_vec();
@@ -158,10 +166,13 @@ pub fn calibrate(
         }
         input.extend(&rows);
         // One column per sample: column-major storage is sample-major.
-        let trace = mlp.forward_trace(DMatrix::from_column_slice(n_features, end - start, &rows));
+        let trace =
+            network.forward_trace(DMatrix::from_column_slice(n_features, end - start, &rows));
         for (layer_idx, z) in trace.pre_activations.iter().enumerate() {
-            pre[layer_idx].extend(z.as_slice());
-            out[layer_idx].extend(trace.activations[layer_idx + 1].as_slice());
+            // A pooling or flatten layer has no pre-activation: its output stands for both.
+            let output = trace.activations[layer_idx + 1].as_slice();
+            pre[layer_idx].extend(if z.is_empty() { output } else { z.as_slice() });
+            out[layer_idx].extend(output);
         }
     }
     let layers = pre

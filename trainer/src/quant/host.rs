@@ -71,10 +71,29 @@ pub fn run_runtime(
     let n_samples = raw.len().checked_div(n_inputs).unwrap_or(0);
     let mut logits = vec![0i8; n_samples * n_outputs];
     let mut predictions = Vec::with_capacity(n_samples);
+    // The data holds each sample in CHW order, the runtime takes HWC (the same bytes when
+    // there is one channel).
+    let order = model
+        .layer(0)
+        .map(|layer| {
+            let [h, w, c] = layer.input_shape;
+            super::hwc_order(crate::nn::shape::Shape::new(h, w, c))
+        })
+        .filter(|order| order.len() == n_inputs && order.iter().enumerate().any(|(i, &j)| i != j));
+    let mut hwc = vec![0i32; n_inputs];
     for (row, out) in raw
         .chunks_exact(n_inputs.max(1))
         .zip(logits.chunks_exact_mut(n_outputs.max(1)))
     {
+        let row = match &order {
+            Some(order) => {
+                for (value, &chw) in hwc.iter_mut().zip(order) {
+                    *value = row[chw];
+                }
+                &hwc
+            }
+            None => row,
+        };
         predictions.push(model.run(row, &mut scratch, out)?);
     }
     Ok(RuntimeRun {
@@ -132,16 +151,18 @@ impl TractComparison {
     }
 }
 
-/// Runs tract on the QDQ file over `test` (raw f32 features) and compares its
-/// `logits_q` (output 1) with the runtime's int8 logits.
+/// Runs tract on the QDQ file over `test` (raw f32 features, each sample of shape
+/// `sample_dims` at the ONNX input) and compares its `logits_q` (output 1) with the
+/// runtime's int8 logits.
 pub fn compare_with_tract(
     qdq_path: &Path,
     test: &Dataset,
+    sample_dims: &[usize],
     runtime: &RuntimeRun,
 ) -> Result<TractComparison, CheckError> {
     let n_outputs = runtime.n_outputs;
     let tract: Vec<i8> =
-        check::tract_output::<i8>(qdq_path, &test.features, &[test.n_features], n_outputs, 1)?;
+        check::tract_output::<i8>(qdq_path, &test.features, sample_dims, n_outputs, 1)?;
     let mut identical = 0;
     let mut max_lsb_diff = 0u32;
     let mut argmax_agreement = 0;

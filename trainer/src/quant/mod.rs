@@ -17,13 +17,18 @@ pub mod rust_source;
 use crate::data::{Dataset, Normalization};
 use crate::export;
 use crate::model::ModelFile;
+use crate::nn::network::Layer;
+use crate::nn::shape::{Padding, Shape};
 use crate::nn::Activation;
-use calibrate::{Calibration, RangeMethod};
+use calibrate::{Calibration, LayerRanges, RangeMethod};
 use kiln_onnx::qdq::{QdqActivation, QdqLayer, QdqMlp, QuantParams};
+use kiln_onnx::qdq_cnn::{QdqCnn, QdqCnnLayer, QdqConv};
 use kiln_runtime::encode::{
-    chain, ActivationSpec, AffineSpec, DenseSpec, InputStageSpec, LayerSpec, ModelSpec,
+    chain, ActivationSpec, AffineSpec, ConvSpec, DenseSpec, InputStageSpec, LayerSpec, ModelSpec,
+    PoolSpec,
 };
 use math::{ActivationParams, TableFunction};
+use nalgebra::{DMatrix, DVector};
 
 /// The default number of calibration samples.
 pub const DEFAULT_CALIB_SAMPLES: usize = 1000;
@@ -67,10 +72,14 @@ impl Default for QuantOptions {
     }
 }
 
-/// What was decided for one layer, for reports.
+/// What was decided for one layer with weights, for reports.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct LayerReport {
+    /// The layer's `--layers` token, e.g. `conv3x3:16:relu` or `dense:10:identity`.
+    pub layer: String,
+    /// The values one output channel reads (a convolution's `in_channels * kh * kw`).
     pub n_inputs: usize,
+    /// Output channels.
     pub n_outputs: usize,
     pub activation: String,
     /// The pre-activation parameters (table activations only).
@@ -95,14 +104,23 @@ pub struct QuantReport {
     pub input: ActivationParams,
     /// 1 (shared) or one per feature.
     pub input_affines: usize,
+    /// One per layer with weights.
     pub layers: Vec<LayerReport>,
+}
+
+/// The int8 ONNX form: the MLP graph for a chain of dense layers over a feature vector, the
+/// layer graph otherwise.
+#[derive(Debug, Clone)]
+pub enum Qdq {
+    Mlp(QdqMlp),
+    Cnn(QdqCnn),
 }
 
 /// A quantized model in both forms, from the same numbers.
 #[derive(Debug, Clone)]
 pub struct Quantized {
     pub spec: ModelSpec,
-    pub qdq: QdqMlp,
+    pub qdq: Qdq,
     /// `kiln_runtime::encode::encode(&spec)`.
     pub blob: Vec<u8>,
     pub report: QuantReport,
@@ -132,6 +150,149 @@ fn affine_spec(affine: math::InputAffine) -> AffineSpec {
     }
 }
 
+/// The int8 numbers of one layer with weights, in ONNX's layout (`[O][fan_in]`, fan-in in
+/// `(c, ky, kx)` order for a convolution); the blob's layout is derived from them.
+struct TensorLayer {
+    weights: math::QuantizedWeights,
+    /// `q_b`, not folded.
+    bias: Vec<i32>,
+    multipliers: Vec<i32>,
+    shifts: Vec<u8>,
+    activation: ActivationSpec,
+    qdq_activation: QdqActivation,
+    output: ActivationParams,
+    report: LayerReport,
+}
+
+/// Derives every int8 number of a layer `W x + b` with `activation` that reads a value with
+/// parameters `input` (per-channel weights, int32 bias, multipliers and shifts, the output
+/// parameters and, for table activations, the pre-activation's and the table).
+fn quantize_tensor_layer(
+    token: String,
+    (weights, bias): (&DMatrix<f32>, &DVector<f32>),
+    activation: Activation,
+    input: ActivationParams,
+    ranges: &LayerRanges,
+) -> Result<TensorLayer, QuantError> {
+    let (n_outputs, n_inputs) = weights.shape();
+    let output = math::activation_params(ranges.output.lo, ranges.output.hi)?;
+    let (pre, activation_spec, qdq_activation) = match table_function(activation) {
+        // Relu6 is a ReLU here: its calibrated output range ends at or below 6, and the
+        // int8 output saturates at the range's top, so the clamp at 6 costs nothing.
+        None if matches!(activation, Activation::Relu | Activation::Relu6) => {
+            (None, ActivationSpec::Relu, QdqActivation::Relu)
+        }
+        None => (None, ActivationSpec::Identity, QdqActivation::Identity),
+        Some(function) => {
+            let range = ranges.pre_activation;
+            let pre = math::activation_params(range.lo, range.hi)?;
+            (
+                Some(pre),
+                ActivationSpec::Lut {
+                    pre_zero_point: pre.zero_point,
+                    table: math::activation_table(function, pre, output),
+                },
+                QdqActivation::Table {
+                    function: export::onnx_activation(activation),
+                    pre: quant_params(pre),
+                },
+            )
+        }
+    };
+    // Identity and relu requantize straight to the output; tables go through `pre`.
+    let target = pre.unwrap_or(output);
+    let floor = math::weight_scale_floor(input.scale, target.scale);
+    let row_major: Vec<f32> = weights.transpose().iter().copied().collect();
+    let weights = math::quantize_weights(&row_major, n_outputs, n_inputs, floor);
+    let bias: Vec<f32> = bias.iter().copied().collect();
+    let bias = math::quantize_bias(&bias, input.scale, &weights.scales);
+    let saturated_biases = bias
+        .iter()
+        .filter(|&&b| b == i32::MIN || b == i32::MAX)
+        .count();
+    let (multipliers, shifts): (Vec<i32>, Vec<u8>) = weights
+        .scales
+        .iter()
+        .map(|&s_w| {
+            math::quantize_multiplier(
+                f64::from(input.scale) * f64::from(s_w) / f64::from(target.scale),
+            )
+        })
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .unzip();
+    let report = LayerReport {
+        layer: token,
+        n_inputs,
+        n_outputs,
+        activation: activation.to_string(),
+        pre_activation: pre,
+        output,
+        weight_scale_min: weights.scales.iter().copied().fold(f32::INFINITY, f32::min),
+        weight_scale_max: weights.scales.iter().copied().fold(0.0, f32::max),
+        shift_min: shifts.iter().copied().min().unwrap_or(0),
+        shift_max: shifts.iter().copied().max().unwrap_or(0),
+        saturated_biases,
+        floored_channels: weights.floored,
+    };
+    Ok(TensorLayer {
+        weights,
+        bias,
+        multipliers,
+        shifts,
+        activation: activation_spec,
+        qdq_activation,
+        output,
+        report,
+    })
+}
+
+/// `order[i]` is the CHW index of the value the runtime holds at HWC index `i`: the runtime
+/// keeps activations channels-last, the trainer and ONNX channel-major.
+pub fn hwc_order(shape: Shape) -> Vec<usize> {
+    let (h, w, c) = (shape.h, shape.w, shape.c);
+    let mut order = Vec::with_capacity(shape.len());
+    for y in 0..h {
+        for x in 0..w {
+            for channel in 0..c {
+                order.push((channel * h + y) * w + x);
+            }
+        }
+    }
+    order
+}
+
+/// A row-major `[rows][cols]` matrix with its columns taken in `order`.
+fn permute_columns(values: &[i8], cols: usize, order: &[usize]) -> Vec<i8> {
+    values
+        .chunks_exact(cols.max(1))
+        .flat_map(|row| order.iter().map(move |&col| row[col]))
+        .collect()
+}
+
+fn pool_spec(
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    params: ActivationParams,
+    (multiplier, shift): (i32, u8),
+) -> Result<PoolSpec, QuantError> {
+    Ok(PoolSpec {
+        kernel: [dim(kernel[0])?, dim(kernel[1])?],
+        stride: [dim(stride[0])?, dim(stride[1])?],
+        input_zero_point: params.zero_point,
+        output_zero_point: params.zero_point,
+        multiplier,
+        shift,
+    })
+}
+
+fn conv_padding(padding: Padding) -> kiln_runtime::encode::Padding {
+    match padding {
+        Padding::Same => kiln_runtime::encode::Padding::Same,
+        Padding::Valid => kiln_runtime::encode::Padding::Valid,
+    }
+}
+
 /// Quantizes `model`, calibrating on the first `options.calib_samples` rows of
 /// `calibration` (the training set).
 pub fn quantize(
@@ -141,6 +302,9 @@ pub fn quantize(
 ) -> Result<Quantized, QuantError> {
     let ranges = calibrate::calibrate(model, calibration, options.calib_samples, options.method)?;
     let input = math::activation_params(ranges.input.lo, ranges.input.hi)?;
+    let network = model.network();
+    let shapes = network.shapes();
+    let input_order = hwc_order(network.input_shape);
 
     // The input stage: the normalization and the input quantization in one integer map.
     let affines = match &model.normalization {
@@ -154,115 +318,200 @@ pub fn quantize(
     };
     let input_stage = InputStageSpec {
         zero_point: input.zero_point,
-        features: affines.iter().copied().map(affine_spec).collect(),
+        // The runtime's input is HWC.
+        features: if affines.len() == 1 {
+            vec![affine_spec(affines[0])]
+        } else {
+            input_order
+                .iter()
+                .map(|&i| affine_spec(affines[i]))
+                .collect()
+        },
     };
 
-    let mut layer_specs = Vec::with_capacity(model.layers.len());
-    let mut qdq_layers = Vec::with_capacity(model.layers.len());
-    let mut reports = Vec::with_capacity(model.layers.len());
-    let mut layer_input = input;
-    for (layer_idx, (layer, layer_ranges)) in model.layers.iter().zip(&ranges.layers).enumerate() {
+    let mut layer_specs = Vec::with_capacity(network.layers.len());
+    let mut qdq_layers = Vec::with_capacity(network.layers.len());
+    let mut reports = Vec::new();
+    let mut current = input;
+    for (layer_idx, (layer, layer_ranges)) in network.layers.iter().zip(&ranges.layers).enumerate()
+    {
         let in_layer = |source: QuantError| QuantError::Layer {
             layer: layer_idx,
             error: Box::new(source),
         };
-        let output = math::activation_params(layer_ranges.output.lo, layer_ranges.output.hi)
-            .map_err(in_layer)?;
-        let (pre, activation_spec, qdq_activation) = match table_function(layer.activation) {
-            // Relu6 is a ReLU here: its calibrated output range ends at or below 6, and the
-            // int8 output saturates at the range's top, so the clamp at 6 costs nothing.
-            None if matches!(layer.activation, Activation::Relu | Activation::Relu6) => {
-                (None, ActivationSpec::Relu, QdqActivation::Relu)
-            }
-            None => (None, ActivationSpec::Identity, QdqActivation::Identity),
-            Some(function) => {
-                let range = layer_ranges.pre_activation;
-                let pre = math::activation_params(range.lo, range.hi).map_err(in_layer)?;
-                (
-                    Some(pre),
-                    ActivationSpec::Lut {
-                        pre_zero_point: pre.zero_point,
-                        table: math::activation_table(function, pre, output),
-                    },
-                    QdqActivation::Table {
-                        function: export::onnx_activation(layer.activation),
-                        pre: quant_params(pre),
-                    },
-                )
-            }
+        let input_shape = shapes[layer_idx];
+        let tensor = |params, activation| {
+            quantize_tensor_layer(layer.token(), params, activation, current, layer_ranges)
+                .map_err(in_layer)
         };
-        // Identity and relu requantize straight to the output; tables go through `pre`.
-        let target = pre.unwrap_or(output);
-        let floor = math::weight_scale_floor(layer_input.scale, target.scale);
-        let weights =
-            math::quantize_weights(&layer.weights, layer.n_outputs, layer.n_inputs, floor);
-        let bias = math::quantize_bias(&layer.bias, layer_input.scale, &weights.scales);
-        let saturated_biases = bias
-            .iter()
-            .filter(|&&b| b == i32::MIN || b == i32::MAX)
-            .count();
-        let (multipliers, shifts): (Vec<i32>, Vec<u8>) = weights
-            .scales
-            .iter()
-            .map(|&s_w| {
-                math::quantize_multiplier(
-                    f64::from(layer_input.scale) * f64::from(s_w) / f64::from(target.scale),
-                )
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(in_layer)?
-            .into_iter()
-            .unzip();
-        let folded = math::fold_bias(
-            &bias,
-            &weights.values,
-            layer.n_inputs,
-            layer_input.zero_point,
-        )
-        .map_err(in_layer)?;
-        reports.push(LayerReport {
-            n_inputs: layer.n_inputs,
-            n_outputs: layer.n_outputs,
-            activation: layer.activation.to_string(),
-            pre_activation: pre,
-            output,
-            weight_scale_min: weights.scales.iter().copied().fold(f32::INFINITY, f32::min),
-            weight_scale_max: weights.scales.iter().copied().fold(0.0, f32::max),
-            shift_min: shifts.iter().copied().min().unwrap_or(0),
-            shift_max: shifts.iter().copied().max().unwrap_or(0),
-            saturated_biases,
-            floored_channels: weights.floored,
-        });
-        layer_specs.push(LayerSpec::Dense(DenseSpec {
-            n_inputs: dim(layer.n_inputs)?,
-            n_outputs: dim(layer.n_outputs)?,
-            input_zero_point: layer_input.zero_point,
-            output_zero_point: output.zero_point,
-            weights: weights.values.clone(),
-            bias: folded,
-            multipliers,
-            shifts,
-            activation: activation_spec,
-        }));
-        qdq_layers.push(QdqLayer {
-            n_inputs: layer.n_inputs,
-            n_outputs: layer.n_outputs,
-            weights: weights.values,
-            weight_scales: weights.scales,
-            bias,
-            activation: qdq_activation,
-            output: quant_params(output),
-        });
-        layer_input = output;
+        match layer {
+            Layer::Dense(dense) => {
+                let q = tensor((&dense.weights, &dense.bias), dense.activation)?;
+                let n_inputs = dense.n_inputs();
+                // The runtime reads a spatial input in HWC order: the columns follow it.
+                let blob_weights = if input_shape.c > 1 && input_shape.h * input_shape.w > 1 {
+                    permute_columns(&q.weights.values, n_inputs, &hwc_order(input_shape))
+                } else {
+                    q.weights.values.clone()
+                };
+                let folded = math::fold_bias(&q.bias, &blob_weights, n_inputs, current.zero_point)
+                    .map_err(in_layer)?;
+                layer_specs.push(LayerSpec::Dense(DenseSpec {
+                    n_inputs: dim(n_inputs)?,
+                    n_outputs: dim(dense.n_outputs())?,
+                    input_zero_point: current.zero_point,
+                    output_zero_point: q.output.zero_point,
+                    weights: blob_weights,
+                    bias: folded,
+                    multipliers: q.multipliers,
+                    shifts: q.shifts,
+                    activation: q.activation,
+                }));
+                qdq_layers.push(QdqCnnLayer::Dense(QdqLayer {
+                    n_inputs,
+                    n_outputs: dense.n_outputs(),
+                    weights: q.weights.values,
+                    weight_scales: q.weights.scales,
+                    bias: q.bias,
+                    activation: q.qdq_activation,
+                    output: quant_params(q.output),
+                }));
+                reports.push(q.report);
+                current = q.output;
+            }
+            Layer::Conv2d(conv) => {
+                let q = tensor((&conv.weights, &conv.bias), conv.activation)?;
+                let (in_c, out_c) = (conv.in_channels(), conv.out_channels());
+                let taps = conv.kernel[0] * conv.kernel[1];
+                // ONNX's [O][C][kh][kw] to the runtime's OHWI [O][kh][kw][C].
+                let order: Vec<usize> = (0..taps)
+                    .flat_map(|tap| (0..in_c).map(move |c| c * taps + tap))
+                    .collect();
+                let blob_weights = permute_columns(&q.weights.values, in_c * taps, &order);
+                layer_specs.push(LayerSpec::Conv2d(ConvSpec {
+                    kernel: [dim(conv.kernel[0])?, dim(conv.kernel[1])?],
+                    stride: [dim(conv.stride[0])?, dim(conv.stride[1])?],
+                    padding: conv_padding(conv.padding),
+                    n_outputs: dim(out_c)?,
+                    input_zero_point: current.zero_point,
+                    output_zero_point: q.output.zero_point,
+                    weights: blob_weights,
+                    bias: q.bias.clone(),
+                    multipliers: q.multipliers,
+                    shifts: q.shifts,
+                    activation: q.activation,
+                }));
+                qdq_layers.push(QdqCnnLayer::Conv2d(QdqConv {
+                    out_channels: out_c,
+                    in_channels: in_c,
+                    kernel: conv.kernel,
+                    stride: conv.stride,
+                    pads: conv.onnx_pads(),
+                    weights: q.weights.values,
+                    weight_scales: q.weights.scales,
+                    bias: q.bias,
+                    activation: q.qdq_activation,
+                    output: quant_params(q.output),
+                }));
+                reports.push(q.report);
+                current = q.output;
+            }
+            Layer::DepthwiseConv2d(conv) => {
+                let q = tensor((&conv.weights, &conv.bias), conv.activation)?;
+                let channels = conv.channels();
+                let taps = conv.kernel[0] * conv.kernel[1];
+                // ONNX's [C][1][kh][kw] to the runtime's [kh][kw][C].
+                let blob_weights: Vec<i8> = (0..taps)
+                    .flat_map(|tap| (0..channels).map(move |c| (c, tap)))
+                    .map(|(c, tap)| q.weights.values[c * taps + tap])
+                    .collect();
+                layer_specs.push(LayerSpec::DepthwiseConv2d(ConvSpec {
+                    kernel: [dim(conv.kernel[0])?, dim(conv.kernel[1])?],
+                    stride: [dim(conv.stride[0])?, dim(conv.stride[1])?],
+                    padding: conv_padding(conv.padding),
+                    n_outputs: dim(channels)?,
+                    input_zero_point: current.zero_point,
+                    output_zero_point: q.output.zero_point,
+                    weights: blob_weights,
+                    bias: q.bias.clone(),
+                    multipliers: q.multipliers,
+                    shifts: q.shifts,
+                    activation: q.activation,
+                }));
+                qdq_layers.push(QdqCnnLayer::DepthwiseConv2d(QdqConv {
+                    out_channels: channels,
+                    in_channels: channels,
+                    kernel: conv.kernel,
+                    stride: conv.stride,
+                    pads: conv.onnx_pads(),
+                    weights: q.weights.values,
+                    weight_scales: q.weights.scales,
+                    bias: q.bias,
+                    activation: q.qdq_activation,
+                    output: quant_params(q.output),
+                }));
+                reports.push(q.report);
+                current = q.output;
+            }
+            // A maximum keeps its input's scale and zero point; the multiplier is unused.
+            Layer::MaxPool2d(pool) => {
+                let unused = math::quantize_multiplier(1.0).map_err(in_layer)?;
+                layer_specs.push(LayerSpec::MaxPool2d(pool_spec(
+                    pool.kernel,
+                    pool.stride,
+                    current,
+                    unused,
+                )?));
+                qdq_layers.push(QdqCnnLayer::MaxPool2d {
+                    kernel: pool.kernel,
+                    stride: pool.stride,
+                });
+            }
+            // An average lies inside its input's range: it keeps the input's parameters and
+            // divides by the window's size in the multiplier.
+            Layer::AvgPool2d(pool) => {
+                let taps = pool.kernel[0] * pool.kernel[1];
+                let divide = math::quantize_multiplier(1.0 / taps as f64).map_err(in_layer)?;
+                layer_specs.push(LayerSpec::AvgPool2d(pool_spec(
+                    pool.kernel,
+                    pool.stride,
+                    current,
+                    divide,
+                )?));
+                qdq_layers.push(QdqCnnLayer::AvgPool2d {
+                    kernel: pool.kernel,
+                    stride: pool.stride,
+                    output: quant_params(current),
+                });
+            }
+            Layer::GlobalAvgPool(_) => {
+                let taps = input_shape.h * input_shape.w;
+                let divide = math::quantize_multiplier(1.0 / taps as f64).map_err(in_layer)?;
+                layer_specs.push(LayerSpec::AvgPool2d(pool_spec(
+                    [input_shape.h, input_shape.w],
+                    [1, 1],
+                    current,
+                    divide,
+                )?));
+                qdq_layers.push(QdqCnnLayer::GlobalAvgPool {
+                    output: quant_params(current),
+                });
+            }
+            // The runtime's values are flat bytes already; only ONNX reshapes.
+            Layer::Flatten(_) => qdq_layers.push(QdqCnnLayer::Flatten),
+        }
     }
 
     let spec = ModelSpec {
         input: input_stage,
-        // an MLP: a chain of dense nodes over a feature vector
-        input_shape: [1, 1, dim(model.n_inputs)?],
+        input_shape: [
+            dim(network.input_shape.h)?,
+            dim(network.input_shape.w)?,
+            dim(network.input_shape.c)?,
+        ],
         nodes: chain(layer_specs),
-        output_scale: layer_input.scale,
-        output_zero_point: layer_input.zero_point,
+        output_scale: current.scale,
+        output_zero_point: current.zero_point,
     };
     let blob = kiln_runtime::encode::encode(&spec).map_err(|e| QuantError::Encode {
         detail: format!("{e}"),
@@ -281,10 +530,28 @@ pub fn quantize(
         }
         other => export::onnx_normalization(other),
     };
-    let qdq = QdqMlp {
-        normalization,
-        input: quant_params(input),
-        layers: qdq_layers,
+    let qdq = if model.is_mlp() {
+        let layers = qdq_layers
+            .into_iter()
+            .filter_map(|layer| match layer {
+                QdqCnnLayer::Dense(dense) => Some(dense),
+                _ => None,
+            })
+            .collect();
+        Qdq::Mlp(QdqMlp {
+            normalization,
+            input: quant_params(input),
+            layers,
+        })
+    } else {
+        let cnn = export::cnn_model(&network);
+        Qdq::Cnn(QdqCnn {
+            input_shape: cnn.input_shape,
+            spatial_rank: cnn.spatial_rank,
+            normalization,
+            input: quant_params(input),
+            layers: qdq_layers,
+        })
     };
     let report = QuantReport {
         calibration: ranges,
@@ -320,5 +587,8 @@ pub fn qdq_onnx(
             quantized.report.calibration.n_samples, quantized.report.calibration.method
         ),
     );
-    Ok(kiln_onnx::qdq::qdq_mlp_to_model(&quantized.qdq, &options)?)
+    Ok(match &quantized.qdq {
+        Qdq::Mlp(mlp) => kiln_onnx::qdq::qdq_mlp_to_model(mlp, &options)?,
+        Qdq::Cnn(cnn) => kiln_onnx::qdq_cnn::qdq_cnn_to_model(cnn, &options)?,
+    })
 }
