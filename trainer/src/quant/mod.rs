@@ -273,17 +273,26 @@ fn permute_columns(values: &[i8], cols: usize, order: &[usize]) -> Vec<i8> {
 fn pool_spec(
     kernel: [usize; 2],
     stride: [usize; 2],
-    params: ActivationParams,
+    (input, output): (ActivationParams, ActivationParams),
     (multiplier, shift): (i32, u8),
 ) -> Result<PoolSpec, QuantError> {
     Ok(PoolSpec {
         kernel: [dim(kernel[0])?, dim(kernel[1])?],
         stride: [dim(stride[0])?, dim(stride[1])?],
-        input_zero_point: params.zero_point,
-        output_zero_point: params.zero_point,
+        input_zero_point: input.zero_point,
+        output_zero_point: output.zero_point,
         multiplier,
         shift,
     })
+}
+
+/// `M / 2^t = s_in / (s_out * taps)`: the mean of `taps` input steps in output steps.
+fn average_multiplier(
+    input: ActivationParams,
+    output: ActivationParams,
+    taps: usize,
+) -> Result<(i32, u8), QuantError> {
+    math::quantize_multiplier(f64::from(input.scale) / (f64::from(output.scale) * taps as f64))
 }
 
 fn conv_padding(padding: Padding) -> kiln_runtime::encode::Padding {
@@ -333,6 +342,8 @@ pub fn quantize(
     let mut qdq_layers = Vec::with_capacity(network.layers.len());
     let mut reports = Vec::new();
     let mut current = input;
+    // The shape whose HWC order the runtime's bytes follow: a flatten reshapes only in ONNX.
+    let mut byte_shape = network.input_shape;
     for (layer_idx, (layer, layer_ranges)) in network.layers.iter().zip(&ranges.layers).enumerate()
     {
         let in_layer = |source: QuantError| QuantError::Layer {
@@ -349,8 +360,8 @@ pub fn quantize(
                 let q = tensor((&dense.weights, &dense.bias), dense.activation)?;
                 let n_inputs = dense.n_inputs();
                 // The runtime reads a spatial input in HWC order: the columns follow it.
-                let blob_weights = if input_shape.c > 1 && input_shape.h * input_shape.w > 1 {
-                    permute_columns(&q.weights.values, n_inputs, &hwc_order(input_shape))
+                let blob_weights = if byte_shape.c > 1 && byte_shape.h * byte_shape.w > 1 {
+                    permute_columns(&q.weights.values, n_inputs, &hwc_order(byte_shape))
                 } else {
                     q.weights.values.clone()
                 };
@@ -459,7 +470,7 @@ pub fn quantize(
                 layer_specs.push(LayerSpec::MaxPool2d(pool_spec(
                     pool.kernel,
                     pool.stride,
-                    current,
+                    (current, current),
                     unused,
                 )?));
                 qdq_layers.push(QdqCnnLayer::MaxPool2d {
@@ -467,38 +478,49 @@ pub fn quantize(
                     stride: pool.stride,
                 });
             }
-            // An average lies inside its input's range: it keeps the input's parameters and
-            // divides by the window's size in the multiplier.
+            // An average gets its own calibrated output parameters. With the input's, a 2x2
+            // average would land exactly halfway between two steps for a quarter of its
+            // values, and a float QDQ engine rounds such ties either way (its sum carries f32
+            // error); with its own scale exact ties practically never happen.
             Layer::AvgPool2d(pool) => {
+                let output =
+                    math::activation_params(layer_ranges.output.lo, layer_ranges.output.hi)
+                        .map_err(in_layer)?;
                 let taps = pool.kernel[0] * pool.kernel[1];
-                let divide = math::quantize_multiplier(1.0 / taps as f64).map_err(in_layer)?;
                 layer_specs.push(LayerSpec::AvgPool2d(pool_spec(
                     pool.kernel,
                     pool.stride,
-                    current,
-                    divide,
+                    (current, output),
+                    average_multiplier(current, output, taps).map_err(in_layer)?,
                 )?));
                 qdq_layers.push(QdqCnnLayer::AvgPool2d {
                     kernel: pool.kernel,
                     stride: pool.stride,
-                    output: quant_params(current),
+                    output: quant_params(output),
                 });
+                current = output;
             }
             Layer::GlobalAvgPool(_) => {
+                let output =
+                    math::activation_params(layer_ranges.output.lo, layer_ranges.output.hi)
+                        .map_err(in_layer)?;
                 let taps = input_shape.h * input_shape.w;
-                let divide = math::quantize_multiplier(1.0 / taps as f64).map_err(in_layer)?;
                 layer_specs.push(LayerSpec::AvgPool2d(pool_spec(
                     [input_shape.h, input_shape.w],
                     [1, 1],
-                    current,
-                    divide,
+                    (current, output),
+                    average_multiplier(current, output, taps).map_err(in_layer)?,
                 )?));
                 qdq_layers.push(QdqCnnLayer::GlobalAvgPool {
-                    output: quant_params(current),
+                    output: quant_params(output),
                 });
+                current = output;
             }
             // The runtime's values are flat bytes already; only ONNX reshapes.
             Layer::Flatten(_) => qdq_layers.push(QdqCnnLayer::Flatten),
+        }
+        if !matches!(layer, Layer::Flatten(_)) {
+            byte_shape = shapes[layer_idx + 1];
         }
     }
 
