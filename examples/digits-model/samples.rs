@@ -9,7 +9,7 @@ pub const N_PIXELS: usize = 64;
 pub const N_CLASSES: usize = 10;
 /// The CRC-32 the model.kiln the host logits were computed with stores in its last four
 /// bytes (over all the bytes before them): it identifies the model.
-pub const MODEL_CRC32: u32 = 0xb91696fe;
+pub const MODEL_CRC32: u32 = 0xcdc5cc61;
 
 /// One held-out image and what the host computed for it.
 pub struct Sample {

@@ -65,8 +65,8 @@ pub enum Error {
     BadInputShift { feature: u32, shift: u8 },
     /// A layer (or the model, as layer 0) has zero inputs or zero outputs.
     EmptyLayer { layer: u16 },
-    /// A layer's input count is not the previous layer's output count (the model's input count
-    /// for layer 0).
+    /// A layer's input count is not the size of the value it reads, or (encode) a depthwise
+    /// layer's output channels are not its input channels.
     ShapeMismatch {
         layer: u16,
         expected: u32,
