@@ -89,7 +89,7 @@ const CASES: &[Case] = &[
     // Imported ONNX files.
     case("import-not-onnx", &["import", "garbage.onnx", "--data", "digits", "-o", "imp/x.json"], 2, "garbage.onnx", &[": not an ONNX model: failed to decode Protobuf message"]),
     case("import-opset", &["import", "opset6.onnx", "--data", "digits", "-o", "imp/x.json"], 2, "opset6.onnx", &[": opset 6 is not supported: kiln reads ai.onnx opsets 7 to 21"]),
-    case("import-unsupported-op", &["import", "erf.onnx", "--data", "digits", "-o", "imp/x.json"], 2, "erf.onnx", &[": node `erf` (Erf): unsupported op: Erf is not part of a kiln MLP"]),
+    case("import-unsupported-op", &["import", "erf.onnx", "--data", "digits", "-o", "imp/x.json"], 2, "erf.onnx", &[": node `erf` (Erf): unsupported op: Erf is not part of a kiln layer graph"]),
     case("import-non-constant-weights", &["import", "data_weights.onnx", "--data", "digits", "-o", "imp/x.json"], 2, "data_weights.onnx", &[": node `self_product` (MatMul): non-constant weights: input `x` is not an initializer or a constant"]),
     case("import-shape-mismatch", &["import", "mismatch.onnx", "--data", "digits", "-o", "imp/x.json"], 2, "mismatch.onnx", &[": node `fc` (Gemm): shape mismatch: the layer takes [N, 5] but the data is [N, 4]"]),
     case("import-no-data", &["import", "m/model.onnx"], 2, "", &["--data: kiln import needs the data the model was trained on"]),

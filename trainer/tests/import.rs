@@ -278,7 +278,7 @@ fn graphs_kiln_cannot_fold_are_bad_input_naming_node_op_and_reason() {
     let cases: [(&Path, &[&str]); 3] = [
         (
             &conv,
-            &["node `erf` (Erf): unsupported op: Erf is not part of a kiln MLP"],
+            &["node `erf` (Erf): unsupported op: Erf is not part of a kiln layer graph"],
         ),
         (
             &weights_from_data,
