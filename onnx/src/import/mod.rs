@@ -1,11 +1,15 @@
-//! Imports an ONNX multilayer perceptron written by another framework
-//! (PyTorch, scikit-learn through skl2onnx, TensorFlow through tf2onnx).
+//! Imports an ONNX multilayer perceptron or convolutional network written by
+//! another framework (PyTorch, scikit-learn through skl2onnx, TensorFlow
+//! through tf2onnx).
 //!
 //! [`reader`] parses the file with the crate's own protobuf types (initializers
 //! from `raw_data` or the typed fields, external data files, opsets 7 to 21);
-//! [`fold`] walks the graph from its input and folds what it finds into dense
+//! [`fold`] walks the graph from its input and folds what it finds into
 //! layers: normalisation (Sub, Div, Mul, Add by constants, Flatten, Reshape),
-//! Gemm or MatMul + Add, BatchNormalization, the activations, and the output
+//! Conv (valid or same pads, group 1 or depthwise; the attributes are checked
+//! against the layer graph of `docs/layer-graph.md`), MaxPool, AveragePool,
+//! GlobalAveragePool, Gemm or MatMul + Add, BatchNormalization (folded into
+//! the Conv or Gemm before it), the activations, and the output
 //! head (Softmax, LogSoftmax, ArgMax, and scikit-learn's ZipMap /
 //! ArrayFeatureExtractor / Cast tail, dropped with a notice). The result is an
 //! [`ImportedMlp`], a neutral description that the trainer turns into its own
