@@ -7,9 +7,9 @@
 use std::path::{Path, PathBuf};
 
 use kiln_onnx::builder::{attr_int, attr_ints, Dim, GraphBuilder, Producer};
-use kiln_onnx::cnn::{CnnLayer, CnnModel};
+use kiln_onnx::cnn::{cnn_to_model, CnnLayer, CnnModel};
 use kiln_onnx::import::{self, ImportedMlp, OutputKind};
-use kiln_onnx::mlp::{encode_model, Activation, DenseLayer, InputNormalization};
+use kiln_onnx::mlp::{encode_model, Activation, DenseLayer, InputNormalization, MlpExportOptions};
 use kiln_onnx::proto::{attribute_proto::AttributeType, AttributeProto, ModelProto};
 
 const TOLERANCE: f64 = 1e-5;
@@ -219,6 +219,15 @@ fn check_fixture(name: &str) -> (ImportedMlp, CnnModel) {
         .fold(0.0, f64::max);
     assert!(diff <= TOLERANCE, "{name}: max |diff| {diff:e}");
     assert_eq!(imported.n_outputs(), 10);
+    // The layer graph is one kiln's own exporter accepts (its shape and parameter checks).
+    let options = MlpExportOptions {
+        opset: 13,
+        with_probabilities: false,
+        producer: producer(),
+        doc_string: String::new(),
+        metadata: Vec::new(),
+    };
+    cnn_to_model(&cnn, &imported.normalization, &options).unwrap_or_else(|e| panic!("{e}"));
     (imported, cnn)
 }
 
