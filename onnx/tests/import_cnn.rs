@@ -569,21 +569,22 @@ fn conv_and_pooling_attributes_the_layer_graph_cannot_represent_are_refused() {
     }
 }
 
-#[test]
-fn an_activation_after_pooling_and_a_map_between_activation_and_conv_are_refused() {
-    let dir = tempfile::tempdir().unwrap();
+/// `Conv`, then `pool`, then `Relu` (and a second `Relu` if `twice`), then Flatten.
+fn activation_after_pool(pool: &str, twice: bool) -> ModelProto {
     let mut g = GraphBuilder::new("g");
     g.input_f32("x", &[n(), Dim::Fixed(1), Dim::Fixed(4), Dim::Fixed(4)]);
-    g.initializer_f32("w", &[2, 1, 3, 3], &[0.1; 18]).unwrap();
+    let w: Vec<f32> = (0..18).map(|i| (i as f32 - 9.0) / 10.0).collect();
+    g.initializer_f32("w", &[2, 1, 3, 3], &w).unwrap();
+    g.initializer_f32("b", &[2], &[0.1, -0.2]).unwrap();
     g.node(
         "Conv",
         "conv",
-        &["x", "w"],
+        &["x", "w", "b"],
         &["c"],
         vec![attr_ints("pads", &[1, 1, 1, 1])],
     );
     g.node(
-        "MaxPool",
+        pool,
         "pool",
         &["c"],
         &["p"],
@@ -593,18 +594,72 @@ fn an_activation_after_pooling_and_a_map_between_activation_and_conv_are_refused
         ],
     );
     g.node("Relu", "relu", &["p"], &["r"], vec![]);
-    g.node("Flatten", "flat", &["r"], &["y"], vec![]);
+    let last = if twice {
+        g.node("Relu", "relu2", &["r"], &["r2"], vec![]);
+        "r2"
+    } else {
+        "r"
+    };
+    g.node("Flatten", "flat", &[last], &["y"], vec![]);
     g.output_f32("y", &[n(), Dim::Fixed(8)]);
-    let err = import_graph(
+    g.build(13, &producer(), "").unwrap()
+}
+
+#[test]
+fn an_activation_after_a_max_pool_is_the_convolutions() {
+    // relu(max_pool(conv(x))) = max_pool(relu(conv(x))): every kiln activation is
+    // non-decreasing. PyTorch's MNIST example writes it that way round.
+    let dir = tempfile::tempdir().unwrap();
+    let imported = import_graph(
         dir.path(),
-        "relu_after_pool.onnx",
-        &g.build(13, &producer(), "").unwrap(),
+        "relu_after_max.onnx",
+        &activation_after_pool("MaxPool", false),
     )
-    .unwrap_err();
+    .unwrap();
+    let cnn = imported.cnn.unwrap();
     assert_eq!(
-        err,
-        "node `relu` (Relu): unsupported op: an activation after a pooling or flatten layer; kiln fuses the activation into the layer before (Conv, Relu, then the pooling)"
+        kinds(&cnn),
+        [
+            "Conv2d 2 [3, 3] [1, 1, 1, 1]:Relu",
+            "MaxPool2d [2, 2] [2, 2]",
+            "Flatten"
+        ]
     );
+    // The float forward pass of the folded graph on one input, against the order of the
+    // source graph (conv, max, relu) computed here.
+    let x: Vec<f32> = (0..16).map(|i| (i as f32 * 0.37).sin()).collect();
+    let ours = forward(&cnn, &InputNormalization::None, &x);
+    let mut no_relu = cnn.clone();
+    if let CnnLayer::Conv2d { activation, .. } = &mut no_relu.layers[0] {
+        *activation = Activation::Identity;
+    }
+    let theirs: Vec<f32> = forward(&no_relu, &InputNormalization::None, &x)
+        .iter()
+        .map(|v| v.max(0.0))
+        .collect();
+    assert_eq!(ours, theirs);
+    assert!(ours.iter().any(|&v| v == 0.0) && ours.iter().any(|&v| v > 0.0));
+
+    for (pool, twice, name) in [("AveragePool", false, "avg"), ("MaxPool", true, "twice")] {
+        let err = import_graph(
+            dir.path(),
+            &format!("{name}.onnx"),
+            &activation_after_pool(pool, twice),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            format!(
+                "node `{}` (Relu): unsupported op: an activation after an average pooling or a second one after a max pooling; kiln fuses one activation into the layer before the pooling (Conv, Relu, then AveragePool)",
+                if twice { "relu2" } else { "relu" }
+            )
+        );
+    }
+}
+
+#[test]
+fn a_map_between_an_activation_and_a_conv_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
 
     let mut g = GraphBuilder::new("g");
     g.input_f32("x", &[n(), Dim::Fixed(1), Dim::Fixed(4), Dim::Fixed(4)]);

@@ -80,6 +80,10 @@ struct Layer {
     /// `None` while the layer is open (an affine map or an activation may still be
     /// folded in); layers without weights are closed from the start.
     activation: Option<Activation>,
+    /// Closed (identity) by the MaxPool after it: an activation right after that pool is
+    /// this layer's, since every kiln activation is non-decreasing and so commutes with
+    /// the maximum (PyTorch's `relu(max_pool2d(conv(x)))`).
+    closed_by_max_pool: bool,
 }
 
 /// The walk's state: the data tensor's non-batch dims and what has been folded.
@@ -385,6 +389,7 @@ impl Chain {
             w: values,
             b,
             activation: None,
+            closed_by_max_pool: false,
         });
         self.set_spatial_dims(n_out, window.output);
         Ok(())
@@ -392,7 +397,13 @@ impl Chain {
 
     /// Appends a layer without weights that reads a spatial value (pooling).
     fn pool(&mut self, kind: LayerKind, c: usize, output: [usize; 2]) -> Result<(), NodeReason> {
+        let open_before = self.open_layer().is_some();
         self.begin_spatial_layer("pooling layer")?;
+        if open_before && matches!(kind, LayerKind::MaxPool { .. }) {
+            if let Some(prev) = self.layers.last_mut() {
+                prev.closed_by_max_pool = true;
+            }
+        }
         self.layers.push(Layer {
             kind,
             n_in: 0,
@@ -400,6 +411,7 @@ impl Chain {
             w: Vec::new(),
             b: Vec::new(),
             activation: Some(Activation::Identity),
+            closed_by_max_pool: false,
         });
         self.set_spatial_dims(c, output);
         Ok(())
@@ -464,6 +476,7 @@ impl Chain {
             w,
             b,
             activation: None,
+            closed_by_max_pool: false,
         });
         self.dims = vec![n_out];
         Ok(())
@@ -482,13 +495,20 @@ impl Chain {
             )));
         }
         let after_pooling = self.layers.last().is_some_and(|l| l.n_out == 0);
+        if let [.., before, pool] = self.layers.as_mut_slice() {
+            if matches!(pool.kind, LayerKind::MaxPool { .. }) && before.closed_by_max_pool {
+                before.activation = Some(activation);
+                before.closed_by_max_pool = false;
+                return Ok(());
+            }
+        }
         match self.open_layer() {
             Some(layer) => {
                 layer.activation = Some(activation);
                 Ok(())
             }
             None if after_pooling => Err(unsupported(
-                "an activation after a pooling or flatten layer; kiln fuses the activation into the layer before (Conv, Relu, then the pooling)",
+                "an activation after an average pooling or a second one after a max pooling; kiln fuses one activation into the layer before the pooling (Conv, Relu, then AveragePool)",
             )),
             None => Err(unsupported(
                 "a second activation in a row; kiln layers are dense, then one activation",
@@ -1161,6 +1181,7 @@ pub fn fold(loaded: &LoadedModel) -> Result<ImportedMlp, ImportErrorKind> {
             w: Vec::new(),
             b: Vec::new(),
             activation: Some(Activation::Identity),
+            closed_by_max_pool: false,
         });
     }
     let n_inputs = input.dims.iter().product();
