@@ -1,6 +1,7 @@
 //! Any bytes as an ONNX file through the importer: the reader (protobuf,
 //! opsets, initializers; external data is refused without a folder), the
-//! folding into dense layers, and, for a model that folds, the float evaluator
+//! folding into dense layers or a layer graph (which kiln's exporter must accept), and,
+//! for a model that folds, the float evaluator
 //! on the engine graph with a zero input. Errors are fine; panics, aborts and
 //! huge allocations are not, and a folded MLP must be consistent.
 #![no_main]
@@ -28,6 +29,28 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(layer.weights.len(), layer.n_inputs * layer.n_outputs);
         assert_eq!(layer.bias.len(), layer.n_outputs);
         width = layer.n_outputs;
+    }
+    // A folded layer graph is one kiln's own exporter accepts: its shapes chain and every
+    // weight and bias array has the size its layer says.
+    if let Some(cnn) = &mlp.cnn {
+        assert!(mlp.layers.is_empty());
+        let options = kiln_onnx::mlp::MlpExportOptions {
+            opset: 13,
+            with_probabilities: false,
+            producer: kiln_onnx::builder::Producer {
+                name: "fuzz".into(),
+                version: "0".into(),
+            },
+            doc_string: String::new(),
+            metadata: Vec::new(),
+        };
+        if let Err(e) = kiln_onnx::cnn::cnn_to_model(cnn, &mlp.normalization, &options) {
+            // Non-finite weights come from the file itself; anything else is a folding bug.
+            assert!(
+                matches!(e, kiln_onnx::OnnxError::NonFinite { .. }),
+                "a folded CNN the exporter refuses: {e}"
+            );
+        }
     }
     // The engine graph runs (or refuses) on a small zero batch.
     if mlp.n_inputs <= 4096 {

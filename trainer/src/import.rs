@@ -5,9 +5,13 @@
 //! against tract running the original file.
 
 use crate::data::{DataOptions, DataSpec, Normalization};
-use crate::model::{LayerRecord, ModelFile, Task, TrainState, FORMAT_NAME, FORMAT_VERSION};
+use crate::model::{
+    Architecture, LayerRecord, ModelFile, Task, TrainState, FORMAT_NAME, FORMAT_VERSION,
+};
+use crate::nn::layer_spec::LayerSpec;
 use crate::nn::optim::{OptimizerConfig, OptimizerState};
 use crate::nn::schedule::Schedule;
+use crate::nn::shape::{Padding, Shape};
 use crate::nn::{Activation, Init, Loss};
 use crate::rng::Rng;
 use crate::train::{argmax, TrainConfig};
@@ -123,17 +127,26 @@ pub fn to_model_file(
     } else {
         Task::Regression { n_outputs }
     };
-    let layers: Vec<LayerRecord> = imported
-        .layers
-        .iter()
-        .map(|l| LayerRecord {
-            n_inputs: l.n_inputs,
-            n_outputs: l.n_outputs,
-            activation: activation(l.activation),
-            weights: l.weights.clone(),
-            bias: l.bias.clone(),
-        })
-        .collect();
+    let (architecture, layers) = match &imported.cnn {
+        Some(cnn) => {
+            let (architecture, records) = layer_graph(cnn);
+            (Some(architecture), records)
+        }
+        None => (
+            None,
+            imported
+                .layers
+                .iter()
+                .map(|l| LayerRecord {
+                    n_inputs: l.n_inputs,
+                    n_outputs: l.n_outputs,
+                    activation: activation(l.activation),
+                    weights: l.weights.clone(),
+                    bias: l.bias.clone(),
+                })
+                .collect::<Vec<_>>(),
+        ),
+    };
     let normalization = match &imported.normalization {
         mlp::InputNormalization::None => Normalization::None,
         mlp::InputNormalization::Scale { scale } => Normalization::Scale { scale: *scale },
@@ -155,13 +168,24 @@ pub fn to_model_file(
         epsilon: 1e-8,
         weight_decay: 0.0,
     };
+    let (hidden_specs, input_shape) = match &architecture {
+        Some(a) => (
+            a.layers[..a.layers.len().saturating_sub(1)].to_vec(),
+            Some(a.input_shape),
+        ),
+        None => (Vec::new(), None),
+    };
     let config = TrainConfig {
-        layers: Vec::new(),
-        input_shape: None,
-        hidden: layers[..layers.len() - 1]
-            .iter()
-            .map(|l| l.n_outputs)
-            .collect(),
+        layers: hidden_specs,
+        input_shape,
+        hidden: if architecture.is_some() {
+            Vec::new()
+        } else {
+            layers[..layers.len() - 1]
+                .iter()
+                .map(|l| l.n_outputs)
+                .collect()
+        },
         activation: layers
             .first()
             .filter(|_| layers.len() > 1)
@@ -225,8 +249,9 @@ pub fn to_model_file(
         task,
         n_inputs: imported.n_inputs,
         normalization,
-        // An imported MLP: a chain of dense layers over a feature vector.
-        architecture: None,
+        // An imported MLP is a chain of dense layers over a feature vector (no
+        // architecture); a CNN carries its layer graph.
+        architecture,
         layers,
         data,
         data_options,
@@ -245,6 +270,104 @@ pub fn to_model_file(
             notices: imported.notices.clone(),
         }),
     }
+}
+
+/// The layer graph of an imported CNN and the records of its trainable layers (weights in
+/// ONNX's order: `[O][C][kh][kw]`, `[C][1][kh][kw]` or `[out][in]`, as [`LayerRecord`] holds
+/// them). Explicit pads are the layer graph's *same* split unless all 0 (the importer
+/// checked): all 0 is *valid*, which gives the same output size when *same* needs no padding.
+pub fn layer_graph(cnn: &kiln_onnx::cnn::CnnModel) -> (Architecture, Vec<LayerRecord>) {
+    use kiln_onnx::cnn::CnnLayer;
+    let padding = |pads: &[usize; 4]| {
+        if pads.iter().all(|&p| p == 0) {
+            Padding::Valid
+        } else {
+            Padding::Same
+        }
+    };
+    let record =
+        |n_outputs: usize, weights: &[f32], bias: &[f32], act: mlp::Activation| -> LayerRecord {
+            LayerRecord {
+                n_inputs: weights.len() / n_outputs.max(1),
+                n_outputs,
+                activation: activation(act),
+                weights: weights.to_vec(),
+                bias: bias.to_vec(),
+            }
+        };
+    let mut records = Vec::new();
+    let specs = cnn
+        .layers
+        .iter()
+        .map(|layer| match layer {
+            CnnLayer::Dense(dense) => {
+                records.push(record(
+                    dense.n_outputs,
+                    &dense.weights,
+                    &dense.bias,
+                    dense.activation,
+                ));
+                LayerSpec::Dense {
+                    n_outputs: dense.n_outputs,
+                    activation: Some(activation(dense.activation)),
+                }
+            }
+            CnnLayer::Conv2d {
+                out_channels,
+                kernel,
+                stride,
+                pads,
+                weights,
+                bias,
+                activation: act,
+                ..
+            } => {
+                records.push(record(*out_channels, weights, bias, *act));
+                LayerSpec::Conv2d {
+                    out_channels: *out_channels,
+                    kernel: *kernel,
+                    stride: *stride,
+                    padding: padding(pads),
+                    activation: Some(activation(*act)),
+                }
+            }
+            CnnLayer::DepthwiseConv2d {
+                channels,
+                kernel,
+                stride,
+                pads,
+                weights,
+                bias,
+                activation: act,
+            } => {
+                records.push(record(*channels, weights, bias, *act));
+                LayerSpec::DepthwiseConv2d {
+                    kernel: *kernel,
+                    stride: *stride,
+                    padding: padding(pads),
+                    activation: Some(activation(*act)),
+                }
+            }
+            CnnLayer::MaxPool2d { kernel, stride } => LayerSpec::MaxPool2d {
+                kernel: *kernel,
+                stride: *stride,
+            },
+            CnnLayer::AvgPool2d { kernel, stride } => LayerSpec::AvgPool2d {
+                kernel: *kernel,
+                stride: *stride,
+            },
+            CnnLayer::GlobalAvgPool => LayerSpec::GlobalAvgPool,
+            CnnLayer::Flatten => LayerSpec::Flatten,
+        })
+        .collect();
+    let [c, h, w] = cnn.input_shape;
+    (
+        Architecture {
+            input_shape: Shape::new(h, w, c),
+            layers: specs,
+        },
+        records,
+    )
 }
 
 /// A bad expected-outputs file.

@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use kiln_onnx::builder::{attr_int, Dim, GraphBuilder, Producer};
+use kiln_onnx::builder::{attr_int, attr_ints, Dim, GraphBuilder, Producer};
+use kiln_onnx::proto::{attribute_proto::AttributeType, AttributeProto};
 
 /// One rejected input: the row id in docs/errors.md, the arguments (run in the fixture
 /// folder, so paths are relative), the exit code, the file the message must name (if
@@ -89,9 +90,15 @@ const CASES: &[Case] = &[
     // Imported ONNX files.
     case("import-not-onnx", &["import", "garbage.onnx", "--data", "digits", "-o", "imp/x.json"], 2, "garbage.onnx", &[": not an ONNX model: failed to decode Protobuf message"]),
     case("import-opset", &["import", "opset6.onnx", "--data", "digits", "-o", "imp/x.json"], 2, "opset6.onnx", &[": opset 6 is not supported: kiln reads ai.onnx opsets 7 to 21"]),
-    case("import-unsupported-op", &["import", "erf.onnx", "--data", "digits", "-o", "imp/x.json"], 2, "erf.onnx", &[": node `erf` (Erf): unsupported op: Erf is not part of a kiln MLP"]),
+    case("import-unsupported-op", &["import", "erf.onnx", "--data", "digits", "-o", "imp/x.json"], 2, "erf.onnx", &[": node `erf` (Erf): unsupported op: Erf is not part of a kiln layer graph"]),
     case("import-non-constant-weights", &["import", "data_weights.onnx", "--data", "digits", "-o", "imp/x.json"], 2, "data_weights.onnx", &[": node `self_product` (MatMul): non-constant weights: input `x` is not an initializer or a constant"]),
     case("import-shape-mismatch", &["import", "mismatch.onnx", "--data", "digits", "-o", "imp/x.json"], 2, "mismatch.onnx", &[": node `fc` (Gemm): shape mismatch: the layer takes [N, 5] but the data is [N, 4]"]),
+    case("import-conv-dilations", &["import", "dilated.onnx", "--data", "digits", "-o", "imp/x.json"], 2, "dilated.onnx", &[": node `conv` (Conv): unsupported attribute: dilations [2, 2] are not supported; kiln's convolutions and pooling windows are not dilated"]),
+    case("import-conv-group", &["import", "grouped.onnx", "--data", "digits", "-o", "imp/x.json"], 2, "grouped.onnx", &[": node `conv` (Conv): unsupported attribute: group 2 is neither 1 nor the channel count 4 (a depthwise convolution)"]),
+    case("import-conv-auto-pad", &["import", "same_lower.onnx", "--data", "digits", "-o", "imp/x.json"], 2, "same_lower.onnx", &[": node `conv` (Conv): unsupported attribute: auto_pad SAME_LOWER puts the odd padding row or column first; kiln pads as SAME_UPPER (TensorFlow's SAME)"]),
+    case("import-conv-pads", &["import", "lopsided.onnx", "--data", "digits", "-o", "imp/x.json"], 2, "lopsided.onnx", &[": node `conv` (Conv): unsupported attribute: pads [1, 1, 0, 0] are neither valid (all 0) nor same ([1, 1, 1, 1] for this input, kernel and stride: the odd pixel at the end)"]),
+    case("import-pool-padding", &["import", "padded_pool.onnx", "--data", "digits", "-o", "imp/x.json"], 2, "padded_pool.onnx", &[": node `pool` (MaxPool): unsupported attribute: pads [1, 1, 1, 1]: kiln pools without padding"]),
+    case("import-pool-stride", &["import", "lossy_pool.onnx", "--data", "digits", "-o", "imp/x.json"], 2, "lossy_pool.onnx", &[": node `pool` (MaxPool): shape mismatch: a 3x3 window with stride 2x2 over a 4x4 input drops input rows or columns; kiln needs (in - k) to be a multiple of the stride"]),
     case("import-no-data", &["import", "m/model.onnx"], 2, "", &["--data: kiln import needs the data the model was trained on"]),
     case("import-data-mismatch", &["import", "four.onnx", "--data", "digits", "-o", "imp/x.json"], 2, "four.onnx", &[": the model takes 4 features, but digits has 64"]),
     case("import-expected-bad", &["import", "m/model.onnx", "--data", "digits", "-o", "imp/x.json", "--expected", "not_json.json"], 2, "not_json.json", &[": not an expected-outputs file: expected ident at line 1 column 2"]),
@@ -299,6 +306,77 @@ fn fixtures() -> tempfile::TempDir {
         g.output_f32("y", &[n_dim(), Dim::Fixed(3)]);
     };
     write_onnx(root, "four.onnx", 13, &four);
+    // Convolutional graphs on [N, 4, 4, 4] (64 features, as the digits) with one attribute the
+    // layer graph cannot represent each.
+    let cnn =
+        |name: &str, conv: Vec<AttributeProto>, weight: [i64; 4], pool: Vec<AttributeProto>| {
+            let mut g = GraphBuilder::new("g");
+            g.input_f32("x", &[n_dim(), Dim::Fixed(4), Dim::Fixed(4), Dim::Fixed(4)]);
+            let count = weight.iter().product::<i64>() as usize;
+            g.initializer_f32("w", &weight, &vec![0.1; count]).unwrap();
+            g.node("Conv", "conv", &["x", "w"], &["c"], conv);
+            g.node("MaxPool", "pool", &["c"], &["p"], pool);
+            g.node("GlobalAveragePool", "gap", &["p"], &["g"], vec![]);
+            g.node("Flatten", "flat", &["g"], &["y"], vec![]);
+            g.output_f32("y", &[n_dim(), Dim::Fixed(weight[0])]);
+            let producer = Producer {
+                name: "test".into(),
+                version: "0".into(),
+            };
+            let model = g.build(13, &producer, "").unwrap();
+            std::fs::write(root.join(name), kiln_onnx::mlp::encode_model(&model)).unwrap();
+        };
+    let pool2 = || {
+        vec![
+            attr_ints("kernel_shape", &[2, 2]),
+            attr_ints("strides", &[2, 2]),
+        ]
+    };
+    let same = || vec![attr_ints("pads", &[1, 1, 1, 1])];
+    cnn(
+        "dilated.onnx",
+        vec![attr_ints("dilations", &[2, 2])],
+        [10, 4, 3, 3],
+        pool2(),
+    );
+    cnn(
+        "grouped.onnx",
+        vec![attr_int("group", 2)],
+        [10, 2, 3, 3],
+        pool2(),
+    );
+    cnn(
+        "same_lower.onnx",
+        vec![
+            AttributeProto {
+                name: Some("auto_pad".into()),
+                r#type: Some(AttributeType::String as i32),
+                s: Some(b"SAME_LOWER".to_vec()),
+                ..AttributeProto::default()
+            },
+            attr_ints("strides", &[2, 2]),
+        ],
+        [10, 4, 3, 3],
+        vec![attr_ints("kernel_shape", &[1, 1])],
+    );
+    cnn(
+        "lopsided.onnx",
+        vec![attr_ints("pads", &[1, 1, 0, 0])],
+        [10, 4, 3, 3],
+        pool2(),
+    );
+    let mut padded = pool2();
+    padded.push(attr_ints("pads", &[1, 1, 1, 1]));
+    cnn("padded_pool.onnx", same(), [10, 4, 3, 3], padded);
+    cnn(
+        "lossy_pool.onnx",
+        same(),
+        [10, 4, 3, 3],
+        vec![
+            attr_ints("kernel_shape", &[3, 3]),
+            attr_ints("strides", &[2, 2]),
+        ],
+    );
     write_onnx(root, "opset6.onnx", 6, &four);
     ok(kiln(
         root,
@@ -364,6 +442,15 @@ fn every_rejected_input_gets_its_documented_code_and_message() {
         assert!(
             !dir.path().join("out/model.onnx").exists(),
             "{}: a rejected run exported ONNX",
+            case.id
+        );
+        // A graph the importer refuses writes no model file.
+        let refused_graph = ["import-conv-", "import-pool-"]
+            .iter()
+            .any(|prefix| case.id.starts_with(prefix));
+        assert!(
+            !(refused_graph && dir.path().join("imp/x.json").exists()),
+            "{}: a rejected import wrote a model file",
             case.id
         );
     }

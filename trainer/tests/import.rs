@@ -1,5 +1,6 @@
 //! `kiln import` end to end: every committed exporter fixture (PyTorch legacy and
-//! dynamo, skl2onnx with and without ZipMap, tf2onnx) imports, agrees with its
+//! dynamo MLPs and CNNs, a PyTorch Conv1D network, skl2onnx with and without ZipMap,
+//! tf2onnx) imports, agrees with its
 //! exporter's outputs within 1e-5 under `kiln check`, agrees with tract on the
 //! original file, quantizes and bakes; graphs kiln cannot fold are bad input
 //! (exit 2) with the node, its op type and the reason named.
@@ -10,12 +11,15 @@ use common::{assert_fails, kiln, s, stdout};
 use kiln_onnx::builder::{attr_int, Dim, GraphBuilder, Producer};
 use std::path::{Path, PathBuf};
 
-const FIXTURES: [&str; 5] = [
+const FIXTURES: [&str; 8] = [
     "torch_legacy",
     "torch_dynamo",
     "sklearn_mlp",
     "sklearn_mlp_zipmap",
     "keras_dense",
+    "torch_cnn_legacy",
+    "torch_cnn_dynamo",
+    "torch_conv1d_legacy",
 ];
 
 fn fixture(name: &str, ext: &str) -> PathBuf {
@@ -140,6 +144,92 @@ fn an_imported_model_exports_to_kilns_own_form_and_checks() {
         );
         assert!(stdout(&output).contains("PASS"), "{}", stdout(&output));
     }
+}
+
+#[test]
+fn a_pytorch_cnn_imports_as_a_layer_graph_that_quantizes_and_exports() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("cnn.json");
+    let output = kiln(&[
+        "import",
+        s(&fixture("torch_cnn_legacy", "onnx")),
+        "--data",
+        "digits",
+        "-o",
+        s(&model),
+        "--expected",
+        s(&fixture("torch_cnn_legacy", "expected.json")),
+    ]);
+    let text = stdout(&output);
+    assert!(output.status.success(), "{text}");
+    assert!(
+        text.contains(
+            "8x8x1 -> conv3x3:8:relu,maxpool2,conv3x3:16:relu,dw3x3:relu,avgpool2,dense:32:relu,dense:10:identity (3818 parameters)"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("normalization  scale (x * 0.0625)"), "{text}");
+    assert_eq!(text.matches("check          PASS").count(), 3, "{text}");
+
+    // The model file carries the layer graph; its records are in ONNX's weight order.
+    let file: serde_json::Value = serde_json::from_slice(&std::fs::read(&model).unwrap()).unwrap();
+    let architecture = &file["architecture"];
+    assert_eq!(
+        architecture["input_shape"],
+        serde_json::json!({"h": 8, "w": 8, "c": 1})
+    );
+    let types: Vec<&str> = architecture["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "conv2d",
+            "max_pool2d",
+            "conv2d",
+            "depthwise_conv2d",
+            "avg_pool2d",
+            "dense",
+            "dense"
+        ]
+    );
+    let shapes: Vec<(u64, u64)> = file["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["n_inputs"].as_u64().unwrap(),
+                l["n_outputs"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(shapes, [(9, 8), (72, 16), (9, 16), (64, 32), (32, 10)]);
+
+    // int8: the runtime and tract on the QDQ file agree on every row.
+    let quantized = json(&kiln(&[
+        "quantize",
+        s(&model),
+        "-o",
+        s(&dir.path().join("int8")),
+        "--json",
+    ]));
+    assert_eq!(quantized["tract_passed"], true, "{quantized}");
+    assert!(
+        quantized["int8_accuracy"].as_f64().unwrap() > 0.95,
+        "{quantized}"
+    );
+
+    // kiln's own export of the imported graph checks against the model.
+    let exported = dir.path().join("cnn.kiln.onnx");
+    let output = kiln(&["export", s(&model), "-o", s(&exported)]);
+    assert!(output.status.success(), "{}", common::stderr(&output));
+    let output = kiln(&["check", s(&exported), "--model", s(&model)]);
+    assert!(output.status.success(), "{}", common::stderr(&output));
+    assert!(stdout(&output).contains("PASS"), "{}", stdout(&output));
 }
 
 #[test]
@@ -278,7 +368,7 @@ fn graphs_kiln_cannot_fold_are_bad_input_naming_node_op_and_reason() {
     let cases: [(&Path, &[&str]); 3] = [
         (
             &conv,
-            &["node `erf` (Erf): unsupported op: Erf is not part of a kiln MLP"],
+            &["node `erf` (Erf): unsupported op: Erf is not part of a kiln layer graph"],
         ),
         (
             &weights_from_data,

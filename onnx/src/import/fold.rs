@@ -13,7 +13,9 @@ use std::collections::{HashMap, HashSet};
 
 use super::error::{ImportErrorKind, NodeReason};
 use super::reader::LoadedModel;
+use super::spatial::{self, Window};
 use super::{ImportedInput, ImportedMlp, ImportedOutput, OutputKind};
+use crate::cnn::{CnnLayer, CnnModel};
 use crate::eval::{self, node_label, Tensor};
 use crate::mlp::{Activation, DenseLayer, InputNormalization};
 use crate::proto::{
@@ -38,14 +40,50 @@ struct Affine {
     op_type: String,
 }
 
+/// What a [`Layer`] computes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum LayerKind {
+    Dense,
+    /// `n_out` filters of `n_in = in_channels * kh * kw` weights (OIHW).
+    Conv {
+        in_channels: usize,
+        window: Window,
+    },
+    /// One `kh * kw` filter per channel (`n_out` channels).
+    Depthwise {
+        window: Window,
+    },
+    MaxPool {
+        window: Window,
+    },
+    AvgPool {
+        window: Window,
+    },
+    GlobalAvgPool,
+    Flatten,
+}
+
+impl LayerKind {
+    fn is_spatial(self) -> bool {
+        !matches!(self, Self::Dense)
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Layer {
+    kind: LayerKind,
     n_in: usize,
     n_out: usize,
-    /// Row-major `[n_out][n_in]`.
+    /// Row-major `[n_out][n_in]`; empty for a layer without weights.
     w: Vec<f64>,
     b: Vec<f64>,
+    /// `None` while the layer is open (an affine map or an activation may still be
+    /// folded in); layers without weights are closed from the start.
     activation: Option<Activation>,
+    /// Closed (identity) by the MaxPool after it: an activation right after that pool is
+    /// this layer's, since every kiln activation is non-decreasing and so commutes with
+    /// the maximum (PyTorch's `relu(max_pool2d(conv(x)))`).
+    closed_by_max_pool: bool,
 }
 
 /// The walk's state: the data tensor's non-batch dims and what has been folded.
@@ -54,6 +92,10 @@ struct Chain {
     pending: Option<Affine>,
     normalization: Option<Affine>,
     layers: Vec<Layer>,
+    /// 2 once a layer has read `[C, H, W]` data, 1 once one has read `[C, L]` data.
+    spatial_rank: Option<usize>,
+    /// The data's dims where the first layer read it.
+    first_dims: Option<Vec<usize>>,
 }
 
 fn node_error(node: &NodeProto, index: usize, reason: NodeReason) -> ImportErrorKind {
@@ -159,15 +201,31 @@ impl Chain {
     }
 
     /// Applies `a * x + b` to the data tensor.
-    fn affine(&mut self, affine: Affine) {
+    fn affine(&mut self, affine: Affine) -> Result<(), NodeReason> {
+        let n = self.n_features();
         if let Some(layer) = self.open_layer() {
-            for o in 0..layer.n_out {
-                for v in &mut layer.w[o * layer.n_in..(o + 1) * layer.n_in] {
-                    *v *= affine.a[o];
-                }
-                layer.b[o] = layer.b[o] * affine.a[o] + affine.b[o];
+            // A convolution's output is [C, H, W]: the map must be one per channel.
+            let inner = n / layer.n_out.max(1);
+            let per_channel = (0..layer.n_out).all(|o| {
+                let range = o * inner..(o + 1) * inner;
+                affine.a[range.clone()]
+                    .iter()
+                    .all(|&a| a == affine.a[o * inner])
+                    && affine.b[range].iter().all(|&b| b == affine.b[o * inner])
+            });
+            if !per_channel {
+                return Err(unsupported(
+                    "a scale or offset that differs within a channel of a convolution's output; kiln folds one per channel",
+                ));
             }
-            return;
+            for o in 0..layer.n_out {
+                let (a, b) = (affine.a[o * inner], affine.b[o * inner]);
+                for v in &mut layer.w[o * layer.n_in..(o + 1) * layer.n_in] {
+                    *v *= a;
+                }
+                layer.b[o] = layer.b[o] * a + b;
+            }
+            return Ok(());
         }
         self.pending = Some(match self.pending.take() {
             None => affine,
@@ -183,6 +241,193 @@ impl Chain {
                 op_type: affine.op_type,
             },
         });
+        Ok(())
+    }
+
+    /// The data as `(channels, [height, width])` with the spatial rank, for a layer that
+    /// reads a spatial value: `[C, H, W]` (rank 2) or `[C, L]` (rank 1, height 1).
+    fn spatial(&mut self, op: &str) -> Result<(usize, [usize; 2], usize), NodeReason> {
+        let (c, hw, rank) = match self.dims.as_slice() {
+            [c, h, w] => (*c, [*h, *w], 2),
+            [c, l] => (*c, [1, *l], 1),
+            _ => {
+                return Err(shape(format!(
+                    "{op} needs [N, C, H, W] or [N, C, L] data, but the data is [N, {}]",
+                    self.dims
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )))
+            }
+        };
+        if self.layers.iter().any(|l| l.kind == LayerKind::Dense) {
+            return Err(unsupported(format!(
+                "{op} after a dense layer; kiln's dense layers come after the spatial ones"
+            )));
+        }
+        match self.spatial_rank {
+            Some(r) if r != rank => Err(shape(format!(
+                "{op} on rank-{rank} data after rank-{r} layers"
+            ))),
+            _ => {
+                self.spatial_rank = Some(rank);
+                Ok((c, hw, rank))
+            }
+        }
+    }
+
+    /// The data dims of a `[c, h, w]` value in the chain's spatial rank.
+    fn set_spatial_dims(&mut self, c: usize, hw: [usize; 2]) {
+        self.dims = if self.spatial_rank == Some(1) {
+            vec![c, hw[1]]
+        } else {
+            vec![c, hw[0], hw[1]]
+        };
+    }
+
+    /// Closes the previous layer (no activation: identity) and takes the pending affine map
+    /// as the input normalisation before the first layer. A layer that reads a spatial value
+    /// cannot absorb an affine map that follows an activation.
+    fn begin_spatial_layer(&mut self, what: &str) -> Result<(), NodeReason> {
+        if self.layers.is_empty() {
+            self.normalization = self.pending.take();
+            self.first_dims = Some(self.dims.clone());
+            return Ok(());
+        }
+        if let Some(prev) = self.open_layer() {
+            prev.activation = Some(Activation::Identity);
+        }
+        if let Some(p) = &self.pending {
+            return Err(unsupported(format!(
+                "node `{}` ({}) scales or shifts the data between an activation and a {what}; kiln folds such a map only into the input normalisation or a dense layer",
+                p.node, p.op_type
+            )));
+        }
+        Ok(())
+    }
+
+    /// Appends a convolution: `w` is OIHW (`[n_out][in_per_group][kh][kw]`).
+    fn conv(
+        &mut self,
+        node: &NodeProto,
+        weights: &Tensor,
+        bias: Option<&Tensor>,
+    ) -> Result<(), NodeReason> {
+        let (c, hw, rank) = self.spatial("Conv")?;
+        let values = weights.to_f64().ok_or_else(|| {
+            shape(format!(
+                "the weight is {}, expected FLOAT",
+                weights.data.type_name()
+            ))
+        })?;
+        let (n_out, per_group, weight_kernel) = match (rank, weights.dims.as_slice()) {
+            (2, [o, i, kh, kw]) => (*o, *i, [*kh, *kw]),
+            (1, [o, i, k]) => (*o, *i, [1, *k]),
+            _ => {
+                return Err(shape(format!(
+                    "the weight has shape {:?}, expected [filters, channels{}]",
+                    weights.dims,
+                    if rank == 2 { ", kh, kw" } else { ", k" }
+                )))
+            }
+        };
+        let group = spatial::group(node)?;
+        let depthwise = if group == 1 {
+            false
+        } else if group == c {
+            if n_out != c {
+                return Err(NodeReason::UnsupportedAttribute {
+                    detail: format!(
+                        "group {group} with {n_out} filters is a depthwise convolution with {} filters per channel; kiln's has one",
+                        if n_out % c == 0 { (n_out / c).to_string() } else { format!("{n_out}/{c}") }
+                    ),
+                });
+            }
+            true
+        } else {
+            return Err(NodeReason::UnsupportedAttribute {
+                detail: format!(
+                    "group {group} is neither 1 nor the channel count {c} (a depthwise convolution)"
+                ),
+            });
+        };
+        if per_group * group != c {
+            return Err(shape(format!(
+                "the weight has shape {:?}: {per_group} channels per filter, but the data has {c} channels{}",
+                weights.dims,
+                if group > 1 { format!(" in {group} groups") } else { String::new() }
+            )));
+        }
+        let window = spatial::conv_window(node, rank, hw, weight_kernel)?;
+        let b = match bias {
+            None => vec![0.0; n_out],
+            Some(t) => {
+                let values = t.to_f64().filter(|v| v.len() == n_out && t.dims.len() == 1);
+                values.ok_or_else(|| {
+                    shape(format!(
+                        "the bias has shape {:?}, expected [{n_out}]",
+                        t.dims
+                    ))
+                })?
+            }
+        };
+        self.begin_spatial_layer("convolution")?;
+        let n_in = per_group * window.kernel[0] * window.kernel[1];
+        let kind = if depthwise {
+            LayerKind::Depthwise { window }
+        } else {
+            LayerKind::Conv {
+                in_channels: c,
+                window,
+            }
+        };
+        self.layers.push(Layer {
+            kind,
+            n_in,
+            n_out,
+            w: values,
+            b,
+            activation: None,
+            closed_by_max_pool: false,
+        });
+        self.set_spatial_dims(n_out, window.output);
+        Ok(())
+    }
+
+    /// Appends a layer without weights that reads a spatial value (pooling).
+    fn pool(&mut self, kind: LayerKind, c: usize, output: [usize; 2]) -> Result<(), NodeReason> {
+        let open_before = self.open_layer().is_some();
+        self.begin_spatial_layer("pooling layer")?;
+        if open_before && matches!(kind, LayerKind::MaxPool { .. }) {
+            if let Some(prev) = self.layers.last_mut() {
+                prev.closed_by_max_pool = true;
+            }
+        }
+        self.layers.push(Layer {
+            kind,
+            n_in: 0,
+            n_out: 0,
+            w: Vec::new(),
+            b: Vec::new(),
+            activation: Some(Activation::Identity),
+            closed_by_max_pool: false,
+        });
+        self.set_spatial_dims(c, output);
+        Ok(())
+    }
+
+    /// Flattens the data. After spatial layers this closes the last one; the layer graph's
+    /// flatten before a dense layer is implicit (a trailing one is added at the end). A
+    /// pending map stays for the next dense layer, which reads the same features in the
+    /// same (CHW) order.
+    fn flatten(&mut self, dims: Vec<usize>) {
+        if self.layers.last().is_some_and(|l| l.kind.is_spatial()) && dims.len() == 1 {
+            if let Some(prev) = self.open_layer() {
+                prev.activation = Some(Activation::Identity);
+            }
+        }
+        self.dims = dims;
     }
 
     /// Appends a dense layer `W x + b` (W row-major `[n_out][n_in]`).
@@ -225,11 +470,13 @@ impl Chain {
             }
         }
         self.layers.push(Layer {
+            kind: LayerKind::Dense,
             n_in,
             n_out,
             w,
             b,
             activation: None,
+            closed_by_max_pool: false,
         });
         self.dims = vec![n_out];
         Ok(())
@@ -238,7 +485,7 @@ impl Chain {
     fn activation(&mut self, activation: Activation) -> Result<(), NodeReason> {
         if self.layers.is_empty() {
             return Err(unsupported(
-                "an activation before the first dense layer (Gemm or MatMul)",
+                "an activation before the first layer (Gemm, MatMul or Conv)",
             ));
         }
         if let Some(p) = &self.pending {
@@ -247,11 +494,22 @@ impl Chain {
                 p.node, p.op_type
             )));
         }
+        let after_pooling = self.layers.last().is_some_and(|l| l.n_out == 0);
+        if let [.., before, pool] = self.layers.as_mut_slice() {
+            if matches!(pool.kind, LayerKind::MaxPool { .. }) && before.closed_by_max_pool {
+                before.activation = Some(activation);
+                before.closed_by_max_pool = false;
+                return Ok(());
+            }
+        }
         match self.open_layer() {
             Some(layer) => {
                 layer.activation = Some(activation);
                 Ok(())
             }
+            None if after_pooling => Err(unsupported(
+                "an activation after an average pooling or a second one after a max pooling; kiln fuses one activation into the layer before the pooling (Conv, Relu, then AveragePool)",
+            )),
             None => Err(unsupported(
                 "a second activation in a row; kiln layers are dense, then one activation",
             )),
@@ -457,6 +715,8 @@ pub fn fold(loaded: &LoadedModel) -> Result<ImportedMlp, ImportErrorKind> {
         pending: None,
         normalization: None,
         layers: Vec::new(),
+        spatial_rank: None,
+        first_dims: None,
     };
     let mut visited: HashSet<usize> = folded.clone();
     let mut current = input.name.clone();
@@ -521,20 +781,28 @@ pub fn fold(loaded: &LoadedModel) -> Result<ImportedMlp, ImportErrorKind> {
                         attr_int(node, "axis", 1)
                     ))));
                 }
-                chain.dims = vec![chain.n_features()];
+                let n = chain.n_features();
+                chain.flatten(vec![n]);
             }
             (false, "Reshape") => {
                 let target = g.constant(node, index, 1)?;
                 let target = target
                     .to_i64()
                     .ok_or_else(|| fail(shape("the shape input must be INT64")))?;
-                chain.dims = reshape_keeping_batch(
+                let dims = reshape_keeping_batch(
                     &chain.dims,
                     &target,
                     input.fixed_batch,
                     attr_int(node, "allowzero", 0) != 0,
                 )
                 .map_err(|d| fail(shape(d)))?;
+                if chain.layers.iter().any(|l| l.kind.is_spatial()) && dims.len() != 1 {
+                    return Err(fail(shape(format!(
+                        "shape {target:?} after spatial layers; kiln flattens them to [N, {}] before a dense layer",
+                        chain.n_features()
+                    ))));
+                }
+                chain.flatten(dims);
             }
             (false, "Add" | "Sub" | "Mul" | "Div") => {
                 let other_slot = 1 - data_slot.min(1);
@@ -558,12 +826,14 @@ pub fn fold(loaded: &LoadedModel) -> Result<ImportedMlp, ImportErrorKind> {
                         "the constant gives a non-finite scale or offset (division by 0?)",
                     )));
                 }
-                chain.affine(Affine {
-                    a,
-                    b,
-                    node: node_label(node, index),
-                    op_type: op.to_owned(),
-                });
+                chain
+                    .affine(Affine {
+                        a,
+                        b,
+                        node: node_label(node, index),
+                        op_type: op.to_owned(),
+                    })
+                    .map_err(fail)?;
             }
             (true, "Scaler") => {
                 let n = chain.n_features();
@@ -583,12 +853,14 @@ pub fn fold(loaded: &LoadedModel) -> Result<ImportedMlp, ImportErrorKind> {
                 let offset = per_feature("offset", 0.0)?;
                 let scale = per_feature("scale", 1.0)?;
                 let b = offset.iter().zip(&scale).map(|(o, s)| -o * s).collect();
-                chain.affine(Affine {
-                    a: scale,
-                    b,
-                    node: node_label(node, index),
-                    op_type: "ai.onnx.ml.Scaler".into(),
-                });
+                chain
+                    .affine(Affine {
+                        a: scale,
+                        b,
+                        node: node_label(node, index),
+                        op_type: "ai.onnx.ml.Scaler".into(),
+                    })
+                    .map_err(fail)?;
             }
             (false, "BatchNormalization") => {
                 if attr_int(node, "training_mode", 0) != 0 {
@@ -621,12 +893,14 @@ pub fn fold(loaded: &LoadedModel) -> Result<ImportedMlp, ImportErrorKind> {
                 let n = chain.n_features();
                 let a = (0..n).map(|i| scale[i / inner.max(1)]).collect();
                 let b = (0..n).map(|i| bias[i / inner.max(1)]).collect();
-                chain.affine(Affine {
-                    a,
-                    b,
-                    node: node_label(node, index),
-                    op_type: "BatchNormalization".into(),
-                });
+                chain
+                    .affine(Affine {
+                        a,
+                        b,
+                        node: node_label(node, index),
+                        op_type: "BatchNormalization".into(),
+                    })
+                    .map_err(fail)?;
             }
             (false, "Gemm") => {
                 if data_slot != 0 {
@@ -671,6 +945,38 @@ pub fn fold(loaded: &LoadedModel) -> Result<ImportedMlp, ImportErrorKind> {
                     .dense(n_in, n_out, w, vec![0.0; n_out])
                     .map_err(fail)?;
             }
+            (false, "Conv") => {
+                if data_slot != 0 {
+                    return Err(fail(shape(
+                        "the data is Conv's weight input; kiln expects it as X",
+                    )));
+                }
+                let weights = g.constant(node, index, 1)?;
+                let bias = g.optional_constant(node, index, 2)?;
+                chain.conv(node, weights, bias).map_err(fail)?;
+            }
+            (false, "MaxPool" | "AveragePool") => {
+                if node.output.iter().skip(1).any(|o| {
+                    !o.is_empty()
+                        && (g.consumers.contains_key(o.as_str()) || g.outputs.contains(o.as_str()))
+                }) {
+                    return Err(fail(unsupported("the MaxPool Indices output is used")));
+                }
+                let (c, hw, rank) = chain.spatial(op).map_err(fail)?;
+                let window = spatial::pool_window(node, rank, hw).map_err(fail)?;
+                let kind = if op == "MaxPool" {
+                    LayerKind::MaxPool { window }
+                } else {
+                    LayerKind::AvgPool { window }
+                };
+                chain.pool(kind, c, window.output).map_err(fail)?;
+            }
+            (false, "GlobalAveragePool") => {
+                let (c, _, _) = chain.spatial(op).map_err(fail)?;
+                chain
+                    .pool(LayerKind::GlobalAvgPool, c, [1, 1])
+                    .map_err(fail)?;
+            }
             (false, "Relu") => chain.activation(Activation::Relu).map_err(fail)?,
             (false, "Tanh") => chain.activation(Activation::Tanh).map_err(fail)?,
             (false, "Sigmoid") => chain.activation(Activation::Sigmoid).map_err(fail)?,
@@ -695,7 +1001,7 @@ pub fn fold(loaded: &LoadedModel) -> Result<ImportedMlp, ImportErrorKind> {
             }
             _ => {
                 return Err(fail(unsupported(format!(
-                    "{} is not part of a kiln MLP",
+                    "{} is not part of a kiln layer graph",
                     op_name(node)
                 ))))
             }
@@ -866,19 +1172,37 @@ pub fn fold(loaded: &LoadedModel) -> Result<ImportedMlp, ImportErrorKind> {
         })
         .collect::<Result<Vec<_>, _>>()?;
 
+    if chain.spatial_rank.is_some() && chain.layers.last().is_some_and(|l| l.kind.is_spatial()) {
+        // The logits are the flattened output of a spatial layer.
+        chain.layers.push(Layer {
+            kind: LayerKind::Flatten,
+            n_in: 0,
+            n_out: 0,
+            w: Vec::new(),
+            b: Vec::new(),
+            activation: Some(Activation::Identity),
+            closed_by_max_pool: false,
+        });
+    }
     let n_inputs = input.dims.iter().product();
-    let normalization = normalization(chain.normalization.take(), n_inputs, &mut chain.layers);
-    let layers = chain
-        .layers
-        .into_iter()
-        .map(|l| DenseLayer {
-            n_inputs: l.n_in,
-            n_outputs: l.n_out,
-            weights: l.w.iter().map(|&v| v as f32).collect(),
-            bias: l.b.iter().map(|&v| v as f32).collect(),
-            activation: l.activation.unwrap_or(Activation::Identity),
-        })
-        .collect();
+    let normalization = normalization(chain.normalization.take(), n_inputs, &mut chain.layers)?;
+    let cnn = chain.spatial_rank.map(|spatial_rank| {
+        let dims = chain.first_dims.clone().unwrap_or_default();
+        CnnModel {
+            input_shape: match dims.as_slice() {
+                [c, h, w] => [*c, *h, *w],
+                [c, l] => [*c, 1, *l],
+                _ => [0; 3],
+            },
+            spatial_rank,
+            layers: chain.layers.iter().map(cnn_layer).collect(),
+        }
+    });
+    let layers = if cnn.is_some() {
+        Vec::new()
+    } else {
+        chain.layers.iter().map(dense_layer).collect()
+    };
     dropped_nodes.sort_unstable();
     dropped_nodes.dedup();
     Ok(ImportedMlp {
@@ -886,6 +1210,7 @@ pub fn fold(loaded: &LoadedModel) -> Result<ImportedMlp, ImportErrorKind> {
         n_inputs,
         normalization,
         layers,
+        cnn,
         outputs,
         notices,
         opset,
@@ -898,6 +1223,57 @@ pub fn fold(loaded: &LoadedModel) -> Result<ImportedMlp, ImportErrorKind> {
         .to_owned(),
         dropped_nodes,
     })
+}
+
+fn dense_layer(l: &Layer) -> DenseLayer {
+    DenseLayer {
+        n_inputs: l.n_in,
+        n_outputs: l.n_out,
+        weights: l.w.iter().map(|&v| v as f32).collect(),
+        bias: l.b.iter().map(|&v| v as f32).collect(),
+        activation: l.activation.unwrap_or(Activation::Identity),
+    }
+}
+
+fn cnn_layer(l: &Layer) -> CnnLayer {
+    let weights = || l.w.iter().map(|&v| v as f32).collect();
+    let bias = || l.b.iter().map(|&v| v as f32).collect();
+    let activation = l.activation.unwrap_or(Activation::Identity);
+    match l.kind {
+        LayerKind::Dense => CnnLayer::Dense(dense_layer(l)),
+        LayerKind::Conv {
+            in_channels,
+            window,
+        } => CnnLayer::Conv2d {
+            out_channels: l.n_out,
+            in_channels,
+            kernel: window.kernel,
+            stride: window.stride,
+            pads: window.pads,
+            weights: weights(),
+            bias: bias(),
+            activation,
+        },
+        LayerKind::Depthwise { window } => CnnLayer::DepthwiseConv2d {
+            channels: l.n_out,
+            kernel: window.kernel,
+            stride: window.stride,
+            pads: window.pads,
+            weights: weights(),
+            bias: bias(),
+            activation,
+        },
+        LayerKind::MaxPool { window } => CnnLayer::MaxPool2d {
+            kernel: window.kernel,
+            stride: window.stride,
+        },
+        LayerKind::AvgPool { window } => CnnLayer::AvgPool2d {
+            kernel: window.kernel,
+            stride: window.stride,
+        },
+        LayerKind::GlobalAvgPool => CnnLayer::GlobalAvgPool,
+        LayerKind::Flatten => CnnLayer::Flatten,
+    }
 }
 
 fn is_head_op(node: &NodeProto) -> bool {
@@ -1109,17 +1485,27 @@ fn normalization(
     affine: Option<Affine>,
     n_inputs: usize,
     layers: &mut [Layer],
-) -> InputNormalization {
+) -> Result<InputNormalization, ImportErrorKind> {
     let Some(affine) = affine else {
-        return InputNormalization::None;
+        return Ok(InputNormalization::None);
     };
     if affine.b.iter().all(|&b| b == 0.0) && affine.a.iter().all(|&a| a == affine.a[0]) {
         if affine.a[0] == 1.0 {
-            return InputNormalization::None;
+            return Ok(InputNormalization::None);
         }
-        return InputNormalization::Scale {
+        return Ok(InputNormalization::Scale {
             scale: affine.a[0] as f32,
-        };
+        });
+    }
+    let first_is_dense = layers.first().is_some_and(|l| l.kind == LayerKind::Dense);
+    if !first_is_dense && affine.a.contains(&0.0) {
+        return Err(ImportErrorKind::Node {
+            node: affine.node,
+            op_type: affine.op_type,
+            reason: unsupported(
+                "an input feature scaled by 0 before a convolution; kiln's normalisation divides by a non-zero scale",
+            ),
+        });
     }
     let mut mean = Vec::with_capacity(n_inputs);
     let mut inv_std = Vec::with_capacity(n_inputs);
@@ -1138,5 +1524,5 @@ fn normalization(
             inv_std.push(a as f32);
         }
     }
-    InputNormalization::Standardize { mean, inv_std }
+    Ok(InputNormalization::Standardize { mean, inv_std })
 }

@@ -1,11 +1,15 @@
-//! Imports an ONNX multilayer perceptron written by another framework
-//! (PyTorch, scikit-learn through skl2onnx, TensorFlow through tf2onnx).
+//! Imports an ONNX multilayer perceptron or convolutional network written by
+//! another framework (PyTorch, scikit-learn through skl2onnx, TensorFlow
+//! through tf2onnx).
 //!
 //! [`reader`] parses the file with the crate's own protobuf types (initializers
 //! from `raw_data` or the typed fields, external data files, opsets 7 to 21);
-//! [`fold`] walks the graph from its input and folds what it finds into dense
+//! [`fold`] walks the graph from its input and folds what it finds into
 //! layers: normalisation (Sub, Div, Mul, Add by constants, Flatten, Reshape),
-//! Gemm or MatMul + Add, BatchNormalization, the activations, and the output
+//! Conv (valid or same pads, group 1 or depthwise; the attributes are checked
+//! against the layer graph of `docs/layer-graph.md`), MaxPool, AveragePool,
+//! GlobalAveragePool, Gemm or MatMul + Add, BatchNormalization (folded into
+//! the Conv or Gemm before it), the activations, and the output
 //! head (Softmax, LogSoftmax, ArgMax, and scikit-learn's ZipMap /
 //! ArrayFeatureExtractor / Cast tail, dropped with a notice). The result is an
 //! [`ImportedMlp`], a neutral description that the trainer turns into its own
@@ -17,12 +21,14 @@
 pub mod error;
 pub mod fold;
 pub mod reader;
+mod spatial;
 
 use std::path::Path;
 
 pub use error::{ImportError, ImportErrorKind, NodeReason};
 pub use reader::{LoadedModel, MAX_IMPORT_OPSET, MIN_IMPORT_OPSET};
 
+use crate::cnn::{CnnLayer, CnnModel};
 use crate::mlp::{DenseLayer, InputNormalization};
 use crate::proto::{ModelProto, ValueInfoProto};
 
@@ -77,8 +83,15 @@ pub struct ImportedMlp {
     /// The input affine map found before the first dense layer.
     pub normalization: InputNormalization,
     /// Dense layers with their activations; BatchNormalization and constant
-    /// affine maps between layers are folded in.
+    /// affine maps between layers are folded in. Empty when the graph is a
+    /// convolutional network: [`ImportedMlp::cnn`] holds its layers.
     pub layers: Vec<DenseLayer>,
+    /// The layer graph when the file is a convolutional network (Conv,
+    /// MaxPool, AveragePool, GlobalAveragePool, then Flatten and dense
+    /// layers): the input shape `[c, h, w]` and every layer, with
+    /// BatchNormalization folded into the convolution before it. `None` for
+    /// a chain of dense layers over a feature vector.
+    pub cnn: Option<CnnModel>,
     /// Every graph output, in the file's order.
     pub outputs: Vec<ImportedOutput>,
     /// One line per thing dropped or changed that a user should know about.
@@ -94,8 +107,53 @@ pub struct ImportedMlp {
 impl ImportedMlp {
     /// The width of the last layer.
     pub fn n_outputs(&self) -> usize {
-        self.layers.last().map_or(0, |l| l.n_outputs)
+        match &self.cnn {
+            Some(cnn) => cnn_output_len(cnn),
+            None => self.layers.last().map_or(0, |l| l.n_outputs),
+        }
     }
+}
+
+/// The number of values a layer graph's last layer gives.
+fn cnn_output_len(cnn: &CnnModel) -> usize {
+    let [mut c, mut h, mut w] = cnn.input_shape;
+    let out = |input: usize, k: usize, s: usize, pads: usize| {
+        (input + pads).saturating_sub(k) / s.max(1) + 1
+    };
+    for layer in &cnn.layers {
+        match layer {
+            CnnLayer::Dense(d) => (c, h, w) = (d.n_outputs, 1, 1),
+            CnnLayer::Conv2d {
+                out_channels: n,
+                kernel,
+                stride,
+                pads,
+                ..
+            }
+            | CnnLayer::DepthwiseConv2d {
+                channels: n,
+                kernel,
+                stride,
+                pads,
+                ..
+            } => {
+                (c, h, w) = (
+                    *n,
+                    out(h, kernel[0], stride[0], pads[0] + pads[2]),
+                    out(w, kernel[1], stride[1], pads[1] + pads[3]),
+                );
+            }
+            CnnLayer::MaxPool2d { kernel, stride } | CnnLayer::AvgPool2d { kernel, stride } => {
+                (h, w) = (
+                    out(h, kernel[0], stride[0], 0),
+                    out(w, kernel[1], stride[1], 0),
+                );
+            }
+            CnnLayer::GlobalAvgPool => (h, w) = (1, 1),
+            CnnLayer::Flatten => (c, h, w) = (c * h * w, 1, 1),
+        }
+    }
+    c * h * w
 }
 
 /// Reads the ONNX file at `path` and folds it into an MLP.

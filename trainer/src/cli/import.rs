@@ -100,7 +100,13 @@ fn summary(
             model.n_inputs
         ),
         normalization: describe_normalization(model),
-        architecture: format!("{}: {}", widths.join("-"), activations.join(", ")),
+        architecture: if model.is_mlp() {
+            format!("{}: {}", widths.join("-"), activations.join(", "))
+        } else {
+            let network = model.network();
+            let tokens: Vec<String> = network.specs().iter().map(|spec| spec.token()).collect();
+            format!("{} -> {}", network.input_shape, tokens.join(","))
+        },
         n_parameters: model.mlp().n_parameters(),
         task: match model.task {
             Task::Classification { n_classes } => format!("classification, {n_classes} classes"),
