@@ -314,7 +314,7 @@ pub fn run(options: &CiOptions) -> Result<()> {
         ("cnn-gap", "conv3x3v:8,conv3x3:16,gap", None),
         (
             "cnn1d",
-            "conv1d5:8,maxpool2,conv1d3s2:8,dense:16",
+            "conv1d5:8,maxpool1x2,conv1d3s2:8,dense:16",
             Some("1x64x1"),
         ),
     ] {
@@ -343,6 +343,8 @@ pub fn run(options: &CiOptions) -> Result<()> {
             run["check_passed"] == true,
             "{name} run: the tract check did not pass"
         );
+        // The int8 layer graph: kiln-runtime against tract on its QDQ twin, and the oracle.
+        quantize_in_place(&cnn_dir, name)?;
     }
 
     // 5. MNIST, one epoch of the classic configuration, checked on all 10,000 test images.
@@ -382,6 +384,41 @@ pub fn run(options: &CiOptions) -> Result<()> {
             "--data",
             &format!("mnist:{}", path(&options.mnist)),
         ])?;
+
+        // 5b. The MNIST CNN of the README for one epoch: its float graph and int8 twin on all
+        // 10,000 test images, through tract and the oracle.
+        let cnn_dir = out.join("mnist-cnn");
+        let cnn_out = path(&cnn_dir);
+        let cnn = kiln_ok(&[
+            "train",
+            "--data",
+            &data,
+            "--layers",
+            "conv3x3:16,maxpool2,conv3x3:32,maxpool2,dense:48",
+            "--lr",
+            "0.003",
+            "--epochs",
+            "1",
+            "-o",
+            &cnn_out,
+            "--quiet",
+            "--json",
+        ])?;
+        let accuracy = cnn["test_accuracy"]
+            .as_f64()
+            .context("mnist cnn --json has no test_accuracy")?;
+        ensure!(
+            accuracy >= 0.97 && cnn["check_passed"] == true,
+            "MNIST CNN after one epoch: test accuracy {accuracy} (at least 0.97) or the tract check failed"
+        );
+        let quant = quantize_in_place(&cnn_dir, "mnist cnn")?;
+        let int8 = quant["int8_accuracy"]
+            .as_f64()
+            .context("quantize --json has no int8_accuracy")?;
+        ensure!(
+            int8 >= accuracy - 0.002,
+            "MNIST CNN int8 accuracy {int8} is more than 0.2 points below float {accuracy}"
+        );
     } else {
         println!(
             "note: {} has no MNIST files; the MNIST conformance run is skipped",
