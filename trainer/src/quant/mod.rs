@@ -295,6 +295,47 @@ fn average_multiplier(
     math::quantize_multiplier(f64::from(input.scale) / (f64::from(output.scale) * taps as f64))
 }
 
+/// A convolution's kernel, stride, padding and ONNX pads.
+type ConvGeometry = ([usize; 2], [usize; 2], Padding, [usize; 4]);
+
+/// The blob's and the QDQ graph's form of a convolution (full or depthwise) from its int8
+/// numbers, `blob_weights` already in the runtime's order; and its output parameters.
+fn conv_forms(
+    q: TensorLayer,
+    (kernel, stride, padding, pads): ConvGeometry,
+    in_channels: usize,
+    blob_weights: Vec<i8>,
+    input: ActivationParams,
+) -> Result<(ConvSpec, QdqConv, ActivationParams), QuantError> {
+    let out_channels = q.weights.scales.len();
+    let spec = ConvSpec {
+        kernel: [dim(kernel[0])?, dim(kernel[1])?],
+        stride: [dim(stride[0])?, dim(stride[1])?],
+        padding: conv_padding(padding),
+        n_outputs: dim(out_channels)?,
+        input_zero_point: input.zero_point,
+        output_zero_point: q.output.zero_point,
+        weights: blob_weights,
+        bias: q.bias.clone(),
+        multipliers: q.multipliers,
+        shifts: q.shifts,
+        activation: q.activation,
+    };
+    let qdq = QdqConv {
+        out_channels,
+        in_channels,
+        kernel,
+        stride,
+        pads,
+        weights: q.weights.values,
+        weight_scales: q.weights.scales,
+        bias: q.bias,
+        activation: q.qdq_activation,
+        output: quant_params(q.output),
+    };
+    Ok((spec, qdq, q.output))
+}
+
 fn conv_padding(padding: Padding) -> kiln_runtime::encode::Padding {
     match padding {
         Padding::Same => kiln_runtime::encode::Padding::Same,
@@ -392,77 +433,33 @@ pub fn quantize(
             }
             Layer::Conv2d(conv) => {
                 let q = tensor((&conv.weights, &conv.bias), conv.activation)?;
-                let (in_c, out_c) = (conv.in_channels(), conv.out_channels());
-                let taps = conv.kernel[0] * conv.kernel[1];
+                let (in_c, taps) = (conv.in_channels(), conv.kernel[0] * conv.kernel[1]);
                 // ONNX's [O][C][kh][kw] to the runtime's OHWI [O][kh][kw][C].
                 let order: Vec<usize> = (0..taps)
                     .flat_map(|tap| (0..in_c).map(move |c| c * taps + tap))
                     .collect();
                 let blob_weights = permute_columns(&q.weights.values, in_c * taps, &order);
-                layer_specs.push(LayerSpec::Conv2d(ConvSpec {
-                    kernel: [dim(conv.kernel[0])?, dim(conv.kernel[1])?],
-                    stride: [dim(conv.stride[0])?, dim(conv.stride[1])?],
-                    padding: conv_padding(conv.padding),
-                    n_outputs: dim(out_c)?,
-                    input_zero_point: current.zero_point,
-                    output_zero_point: q.output.zero_point,
-                    weights: blob_weights,
-                    bias: q.bias.clone(),
-                    multipliers: q.multipliers,
-                    shifts: q.shifts,
-                    activation: q.activation,
-                }));
-                qdq_layers.push(QdqCnnLayer::Conv2d(QdqConv {
-                    out_channels: out_c,
-                    in_channels: in_c,
-                    kernel: conv.kernel,
-                    stride: conv.stride,
-                    pads: conv.onnx_pads(),
-                    weights: q.weights.values,
-                    weight_scales: q.weights.scales,
-                    bias: q.bias,
-                    activation: q.qdq_activation,
-                    output: quant_params(q.output),
-                }));
-                reports.push(q.report);
-                current = q.output;
+                let geometry = (conv.kernel, conv.stride, conv.padding, conv.onnx_pads());
+                reports.push(q.report.clone());
+                let (spec, qdq, output) = conv_forms(q, geometry, in_c, blob_weights, current)?;
+                layer_specs.push(LayerSpec::Conv2d(spec));
+                qdq_layers.push(QdqCnnLayer::Conv2d(qdq));
+                current = output;
             }
             Layer::DepthwiseConv2d(conv) => {
                 let q = tensor((&conv.weights, &conv.bias), conv.activation)?;
-                let channels = conv.channels();
-                let taps = conv.kernel[0] * conv.kernel[1];
-                // ONNX's [C][1][kh][kw] to the runtime's [kh][kw][C].
-                let blob_weights: Vec<i8> = (0..taps)
-                    .flat_map(|tap| (0..channels).map(move |c| (c, tap)))
-                    .map(|(c, tap)| q.weights.values[c * taps + tap])
+                let (channels, taps) = (conv.channels(), conv.kernel[0] * conv.kernel[1]);
+                // ONNX's [C][1][kh][kw] to the runtime's [kh][kw][C]: a transpose.
+                let order: Vec<usize> = (0..channels * taps)
+                    .map(|i| (i % channels) * taps + i / channels)
                     .collect();
-                layer_specs.push(LayerSpec::DepthwiseConv2d(ConvSpec {
-                    kernel: [dim(conv.kernel[0])?, dim(conv.kernel[1])?],
-                    stride: [dim(conv.stride[0])?, dim(conv.stride[1])?],
-                    padding: conv_padding(conv.padding),
-                    n_outputs: dim(channels)?,
-                    input_zero_point: current.zero_point,
-                    output_zero_point: q.output.zero_point,
-                    weights: blob_weights,
-                    bias: q.bias.clone(),
-                    multipliers: q.multipliers,
-                    shifts: q.shifts,
-                    activation: q.activation,
-                }));
-                qdq_layers.push(QdqCnnLayer::DepthwiseConv2d(QdqConv {
-                    out_channels: channels,
-                    in_channels: channels,
-                    kernel: conv.kernel,
-                    stride: conv.stride,
-                    pads: conv.onnx_pads(),
-                    weights: q.weights.values,
-                    weight_scales: q.weights.scales,
-                    bias: q.bias,
-                    activation: q.qdq_activation,
-                    output: quant_params(q.output),
-                }));
-                reports.push(q.report);
-                current = q.output;
+                let blob_weights = permute_columns(&q.weights.values, channels * taps, &order);
+                let geometry = (conv.kernel, conv.stride, conv.padding, conv.onnx_pads());
+                reports.push(q.report.clone());
+                let (spec, qdq, output) = conv_forms(q, geometry, channels, blob_weights, current)?;
+                layer_specs.push(LayerSpec::DepthwiseConv2d(spec));
+                qdq_layers.push(QdqCnnLayer::DepthwiseConv2d(qdq));
+                current = output;
             }
             // A maximum keeps its input's scale and zero point; the multiplier is unused.
             Layer::MaxPool2d(pool) => {
