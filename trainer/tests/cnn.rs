@@ -254,6 +254,43 @@ fn a_cnn_quantizes_and_the_runtime_matches_tract_on_the_qdq_file() {
         "--json",
     ]);
     assert!(output.status.success(), "{}", stderr(&output));
+
+    // inspect reads the graph from the blob: each node's shapes and MACs, and the arena.
+    let output = kiln(&["inspect", s(&dir.path().join("model.kiln")), "--json"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let inspect: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let layers = inspect["layers"].as_array().unwrap();
+    let shapes: Vec<&str> = layers
+        .iter()
+        .map(|l| l["shape"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        shapes,
+        [
+            "8x8x1 -> 8x8x8 conv3x3",
+            "8x8x8 -> 8x8x8 dw3x3",
+            "8x8x8 -> 4x4x8 maxpool2x2 s2x2",
+            "4x4x8 -> 1x1x16 conv3x3 s2x2",
+            "16 -> 24",
+            "24 -> 10"
+        ]
+    );
+    // 8x8 outputs x 8 filters x 9 taps, the same for the depthwise layer, none for pooling
+    let macs: Vec<u64> = layers.iter().map(|l| l["macs"].as_u64().unwrap()).collect();
+    assert_eq!(macs, [4608, 4608, 0, 1152, 384, 240]);
+    // the arena: the first two 8x8x8 values alive together
+    assert_eq!(inspect["totals"]["ram"]["int8_scratch_bytes"], 1024);
+    assert_eq!(report["scratch_bytes"], 1024);
+    assert_eq!(
+        inspect["instructions_per_inference"]["cores"],
+        serde_json::json!([])
+    );
+    // Its ONNX files are refused rather than summed up as dense layers.
+    assert_fails(
+        &kiln(&["inspect", s(&dir.path().join("model.onnx"))]),
+        2,
+        &["node 'layer0_conv' (Conv): kiln inspect reads the dense layers of an ONNX file"],
+    );
 }
 
 #[test]

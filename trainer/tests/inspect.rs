@@ -237,7 +237,9 @@ fn the_table_shows_the_rows_and_totals() {
             "{name}: {text}"
         );
         assert!(
-            text.contains("80 bytes (max over layers of n_in + n_out"),
+            text.contains(
+                "80 bytes (the buffer plan: for a chain, max over layers of n_in + n_out)"
+            ),
             "{text}"
         );
         assert!(

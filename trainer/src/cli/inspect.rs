@@ -88,6 +88,10 @@ const MEASURED_CORES: [CoreMeasurement; 5] = [
 ];
 
 /// Printed under the estimate table and stored in the JSON report.
+/// Why a layer graph with convolutions or pooling gets no estimate.
+const GRAPH_BASIS: &str = "not estimated for a layer graph with convolutions or pooling: no \
+     per-MAC rate of those kernels is measured yet (run the model in QEMU with `cargo xtask firmware`)";
+
 const ESTIMATE_BASIS: &str = "estimated from instructions per MAC measured in QEMU by \
      `cargo xtask firmware` on MNIST 784-128-10; not cycles";
 
@@ -147,6 +151,9 @@ struct Layer {
     biases: usize,
     /// The layer's section length in a blob.
     blob_section: Option<usize>,
+    /// A layer graph's layer (from a blob): its shapes and type, e.g. `8x8x1 -> 8x8x8 conv3x3`,
+    /// and its multiply-accumulates. `None` for a dense layer of an MLP.
+    graph: Option<(String, usize)>,
 }
 
 /// A model reduced to what its cost depends on.
@@ -163,6 +170,8 @@ struct Summary {
     input_entries: usize,
     /// The blob's length, for a blob.
     blob_len: Option<usize>,
+    /// The blob's planned arena (its scratch), for a blob.
+    arena: Option<usize>,
     notes: Vec<String>,
 }
 
@@ -402,6 +411,7 @@ fn from_json(path: &Path, bytes: &[u8]) -> Result<Summary> {
                 weights: layer.weights.len(),
                 biases: layer.bias.len(),
                 blob_section: None,
+                graph: None,
             }
         })
         .collect();
@@ -430,6 +440,7 @@ fn from_json(path: &Path, bytes: &[u8]) -> Result<Summary> {
         normalization_values,
         input_entries,
         blob_len: None,
+        arena: None,
         notes: Vec::new(),
     })
 }
@@ -463,14 +474,44 @@ fn from_blob(path: &Path, bytes: &[u8]) -> Result<Summary, InspectError> {
             kiln_runtime::Activation::Relu => ("relu", Int8Kind::Relu),
             kiln_runtime::Activation::Lut => ("table", Int8Kind::Table),
         };
+        let [h, w, c] = info.input_shape;
+        let [oh, ow, oc] = info.output_shape;
+        let [kh, kw] = info.kernel;
+        let shapes = format!("{h}x{w}x{c} -> {oh}x{ow}x{oc}");
+        let strided = |name: &str| {
+            let [sh, sw] = info.stride;
+            let stride = if [sh, sw] == [1, 1] {
+                String::new()
+            } else {
+                format!(" s{sh}x{sw}")
+            };
+            format!("{shapes} {name}{kh}x{kw}{stride}")
+        };
+        // weights, biases, and the layer graph's label and MACs (none for a dense layer)
+        let (weights, biases, graph) = match info.kind {
+            kiln_runtime::LayerKind::Dense => {
+                (info.n_inputs * info.n_outputs, info.n_outputs, None)
+            }
+            kiln_runtime::LayerKind::Conv2d => (
+                kh * kw * c * oc,
+                oc,
+                Some((strided("conv"), oh * ow * oc * kh * kw * c)),
+            ),
+            kiln_runtime::LayerKind::DepthwiseConv2d => {
+                (kh * kw * c, c, Some((strided("dw"), oh * ow * c * kh * kw)))
+            }
+            kiln_runtime::LayerKind::MaxPool2d => (0, 0, Some((strided("maxpool"), 0))),
+            kiln_runtime::LayerKind::AvgPool2d => (0, 0, Some((strided("avgpool"), 0))),
+        };
         layers.push(Layer {
             n_inputs: info.n_inputs,
             n_outputs: info.n_outputs,
             activation: activation.to_owned(),
             int8_kind,
-            weights: info.n_inputs * info.n_outputs,
-            biases: info.n_outputs,
+            weights,
+            biases,
             blob_section: section,
+            graph,
         });
     }
     let per_feature = input_entries > 1;
@@ -501,6 +542,7 @@ fn from_blob(path: &Path, bytes: &[u8]) -> Result<Summary, InspectError> {
         normalization_values,
         input_entries,
         blob_len: Some(bytes.len()),
+        arena: Some(model.scratch_len()),
         notes,
     })
 }
@@ -636,6 +678,31 @@ fn from_onnx(path: &Path, bytes: &[u8]) -> Result<Summary, InspectError> {
             format!("not a model file (no ONNX graph); {EXPECTED}"),
         ));
     };
+    // Only the dense layers are read from an ONNX file: a graph with convolutions or pooling
+    // would be summed up wrongly, so it is refused by name.
+    const SPATIAL_OPS: [&str; 6] = [
+        "Conv",
+        "ConvInteger",
+        "QLinearConv",
+        "MaxPool",
+        "AveragePool",
+        "GlobalAveragePool",
+    ];
+    if let Some(node) = graph
+        .node
+        .iter()
+        .find(|n| SPATIAL_OPS.contains(&n.op_type()))
+    {
+        return Err(bad_input(
+            path,
+            format!(
+                "node '{}' ({}): kiln inspect reads the dense layers of an ONNX file; inspect a \
+                 convolutional network's .kiln blob (kiln bake) instead",
+                node.name(),
+                node.op_type()
+            ),
+        ));
+    }
     let index = GraphIndex::new(graph);
     let mut layers = Vec::new();
     let mut int8_weights = 0;
@@ -699,6 +766,7 @@ fn from_onnx(path: &Path, bytes: &[u8]) -> Result<Summary, InspectError> {
             weights: n_inputs * n_outputs,
             biases,
             blob_section: None,
+            graph: None,
         });
     }
     if layers.is_empty() {
@@ -800,6 +868,7 @@ fn from_onnx(path: &Path, bytes: &[u8]) -> Result<Summary, InspectError> {
         normalization_values,
         input_entries: if per_feature { n_inputs } else { 1 },
         blob_len: None,
+        arena: None,
         notes,
     })
 }
@@ -841,6 +910,14 @@ fn fit_item(budget: u64, used: usize) -> FitItem {
 /// Instructions per inference on each measured core: the measured rates times the model's
 /// MACs and input features.
 fn estimate_instructions(summary: &Summary, macs: usize) -> InstructionEstimate {
+    if summary.layers.iter().any(|l| l.graph.is_some()) {
+        return InstructionEstimate {
+            basis: GRAPH_BASIS,
+            input_stage_lower_bound: false,
+            notes: Vec::new(),
+            cores: Vec::new(),
+        };
+    }
     let scaled = |rate: f64, count: usize| (rate * count as f64).round() as u64;
     let cores = MEASURED_CORES
         .iter()
@@ -899,12 +976,18 @@ fn build_report(
             index,
             n_inputs: layer.n_inputs,
             n_outputs: layer.n_outputs,
-            shape: format!("{} -> {}", layer.n_inputs, layer.n_outputs),
+            shape: layer.graph.as_ref().map_or_else(
+                || format!("{} -> {}", layer.n_inputs, layer.n_outputs),
+                |(label, _)| label.clone(),
+            ),
             activation: layer.activation.clone(),
             weights: layer.weights,
             biases: layer.biases,
             parameters: layer.weights + layer.biases,
-            macs: layer.n_inputs * layer.n_outputs,
+            macs: layer
+                .graph
+                .as_ref()
+                .map_or(layer.n_inputs * layer.n_outputs, |&(_, macs)| macs),
             f32_bytes: (layer.weights + layer.biases) * 4,
             int8_bytes: layer
                 .blob_section
@@ -936,12 +1019,15 @@ fn build_report(
             )
         }
     };
-    let scratch = summary
-        .layers
-        .iter()
-        .map(|l| l.n_inputs + l.n_outputs)
-        .max()
-        .unwrap_or(0);
+    // A blob carries its planned arena; an MLP's is the largest pair of adjacent layers.
+    let scratch = summary.arena.unwrap_or_else(|| {
+        summary
+            .layers
+            .iter()
+            .map(|l| l.n_inputs + l.n_outputs)
+            .max()
+            .unwrap_or(0)
+    });
     let n_outputs = summary.layers.last().map_or(0, |l| l.n_outputs);
     let ram = RamReport {
         f32_scratch_bytes: scratch * 4,
@@ -963,10 +1049,20 @@ fn build_report(
         }
     });
     let instructions_per_inference = estimate_instructions(&summary, macs);
-    let widths: Vec<String> = std::iter::once(summary.n_inputs)
-        .chain(summary.layers.iter().map(|l| l.n_outputs))
-        .map(|w| w.to_string())
-        .collect();
+    // `64-128-10` for an MLP; `8x8x1-conv3x3-maxpool2x2 s2x2-...-10` for a layer graph.
+    let widths: Vec<String> = std::iter::once(
+        summary
+            .layers
+            .first()
+            .and_then(|l| l.graph.as_ref())
+            .and_then(|(label, _)| label.split(' ').next())
+            .map_or_else(|| summary.n_inputs.to_string(), str::to_owned),
+    )
+    .chain(summary.layers.iter().map(|l| match &l.graph {
+        Some((label, _)) => label.splitn(4, ' ').nth(3).unwrap_or_default().to_owned(),
+        None => l.n_outputs.to_string(),
+    }))
+    .collect();
     Report {
         command: "inspect",
         file: path.to_owned(),
@@ -1134,14 +1230,14 @@ fn print_report(report: &Report) {
         (
             "scratch f32",
             format!(
-                "{} bytes ({} floats: max over layers of n_in + n_out)",
+                "{} bytes ({} floats: the same buffer plan)",
                 ram.f32_scratch_bytes, ram.int8_scratch_bytes
             ),
         ),
         (
             "scratch int8",
             format!(
-                "{} bytes (max over layers of n_in + n_out, ping-pong)",
+                "{} bytes (the buffer plan: for a chain, max over layers of n_in + n_out)",
                 ram.int8_scratch_bytes
             ),
         ),
@@ -1177,6 +1273,10 @@ fn print_report(report: &Report) {
 
 /// The estimate table, then the lines that say what it rests on.
 fn print_instruction_estimate(estimate: &InstructionEstimate) {
+    if estimate.cores.is_empty() {
+        println!("  instructions per inference: {}", estimate.basis);
+        return;
+    }
     println!("  instructions per inference (estimate)");
     let header = [
         "core",
