@@ -258,6 +258,44 @@ pub fn load_records(
     Ok(())
 }
 
+/// Refuses data whose targets the model cannot be measured on, before anything is computed:
+/// class labels beyond the model's classes, regression targets for a classifier (or the other
+/// way round), or more regression outputs than the data has targets.
+pub fn check_targets(
+    model: &ModelFile,
+    path: &Path,
+    data_name: &str,
+    targets: &crate::data::Targets,
+) -> Result<(), ModelFileError> {
+    use crate::data::Targets;
+    let detail = match (model.task, targets) {
+        (Task::Classification { n_classes }, Targets::Classes { n_classes: k, .. }) => {
+            (*k > n_classes).then(|| {
+                format!("the model has {n_classes} classes, but {data_name} has labels of {k} classes")
+            })
+        }
+        (Task::Regression { n_outputs }, Targets::Regression { .. }) => (n_outputs != 1).then(|| {
+            format!(
+                "the model predicts {n_outputs} values per row, but {data_name} has one target per row"
+            )
+        }),
+        (Task::Classification { n_classes }, Targets::Regression { .. }) => Some(format!(
+            "the model classifies into {n_classes} classes, but {data_name} has regression targets"
+        )),
+        (Task::Regression { n_outputs }, Targets::Classes { .. }) => Some(format!(
+            "the model predicts {n_outputs} value(s), but {data_name} has class labels"
+        )),
+    };
+    match detail {
+        None => Ok(()),
+        Some(detail) => Err(ModelFileError::Invalid {
+            path: path.to_owned(),
+            field: "task".into(),
+            detail,
+        }),
+    }
+}
+
 /// Refuses a model that is not a multilayer perceptron, for the commands that take only
 /// those so far.
 pub fn require_mlp(model: &ModelFile, path: &Path, command: &str) -> Result<(), ModelFileError> {

@@ -123,6 +123,7 @@ const CASES: &[Case] = &[
     case("eval-regression", &["eval", "reg/model.json"], 2, "reg/model.json", &[" has regression targets; kiln eval measures classifiers (accuracy, precision, recall)"]),
     // Quantization and other flags.
     case("calib-zero", &["quantize", "m/model.json", "-o", "q", "--calib", "0"], 2, "", &["--calib: expected at least 1 sample"]),
+    case("quantize-outputs-mismatch", &["quantize", "imp3/model.json", "-o", "q3"], 2, "imp3/model.json", &[": task: the model predicts 3 values per row, but csv:", " has one target per row"]),
     case("inspect-onnx-cnn", &["inspect", "cnn/model.onnx"], 2, "cnn/model.onnx", &[": node 'layer0_conv' (Conv): kiln inspect reads the dense layers of an ONNX file; inspect a convolutional network's .kiln blob (kiln bake) instead"]),
     case("inspect-cnn", &["inspect", "cnn/model.json"], 2, "cnn/model.json", &[": architecture: a convolutional network; kiln inspect takes multilayer perceptrons only so far"]),
     case("percentile-range", &["quantize", "m/model.json", "-o", "q", "--percentile", "200"], 2, "", &["--percentile: expected a value above 50 and at most 100"]),
@@ -379,6 +380,25 @@ fn fixtures() -> tempfile::TempDir {
         ],
     );
     write_onnx(root, "opset6.onnx", 6, &four);
+    // A regressor of 3 outputs imported on data with one target per row: quantize must refuse
+    // it before computing anything (it used to panic in the loss, after writing files).
+    let rows: String = (0..40)
+        .map(|i| format!("{},{},{},{},{}\n", i % 5, i % 3, i % 7, i % 2, i % 4))
+        .collect();
+    write("four_features.csv", rows.as_bytes());
+    ok(kiln(
+        root,
+        &[
+            "import",
+            "four.onnx",
+            "--data",
+            "csv:four_features.csv",
+            "--regression",
+            "-o",
+            "imp3/model.json",
+            "--quiet",
+        ],
+    ));
     ok(kiln(
         root,
         &[

@@ -162,6 +162,7 @@ fn model_and_data(model_path: &Path, args: &DataArgs) -> Result<(ModelFile, Data
         }
         .into());
     }
+    crate::model::check_targets(&model, model_path, &spec.to_string(), &split.train.targets)?;
     Ok((model, spec, split))
 }
 
