@@ -21,12 +21,28 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use tract_onnx::prelude::*;
 
-/// The largest difference `kiln check` accepts between an imported model and
-/// its exporter's recorded outputs.
+/// The absolute part of the tolerance between an imported model and its exporter's recorded
+/// outputs: `|ours - theirs| <= atol + RELATIVE_TOLERANCE * |theirs|` (numpy's `allclose`).
 pub const EXPECTED_MAX_ABS_DIFF: f64 = 1e-5;
-/// The largest difference accepted between an imported model and tract running
-/// the original file (the project's float tolerance for tract).
+/// The absolute part of the tolerance between an imported model and tract running the original
+/// file (the project's float tolerance for tract).
 pub const TRACT_MAX_ABS_DIFF: f64 = crate::check::MAX_ABS_DIFF as f64;
+/// The relative part of both tolerances. A logit of 1000 (raw pixels fed to a model trained on
+/// [0, 1]) carries f32 rounding of about 1e-4 from summation order alone, which no absolute
+/// limit can tell from a disagreement; an error of the model itself (a wrong bias, a missing
+/// normalisation) moves outputs by far more than 1e-5 of their size.
+pub const RELATIVE_TOLERANCE: f64 = 1e-5;
+
+/// How far `ours` is from `theirs` in units of the tolerance `atol + rtol |theirs|`: at most 1
+/// passes. NaN anywhere is infinitely far.
+fn tolerance_ratio(ours: f64, theirs: f64, atol: f64) -> f64 {
+    let ratio = (ours - theirs).abs() / (atol + RELATIVE_TOLERANCE * theirs.abs());
+    if ratio.is_nan() {
+        f64::INFINITY
+    } else {
+        ratio
+    }
+}
 /// Inputs for the tract comparison when neither data nor expected outputs are
 /// at hand: this many seeded uniform samples.
 pub const RANDOM_SAMPLES: usize = 64;
@@ -500,6 +516,9 @@ pub struct OutputComparison {
     pub kind: RecordedKind,
     /// The largest absolute difference (labels: 0 if all agree).
     pub max_abs_diff: f64,
+    /// The largest difference in units of the tolerance `atol + rtol |reference|`: the output
+    /// passes at 1 or below.
+    pub max_tolerance_ratio: f64,
     /// Labels only: samples whose label agrees.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub labels_agree: Option<usize>,
@@ -513,7 +532,9 @@ pub struct ImportComparison {
     /// Where the inputs came from.
     pub inputs: String,
     pub n_samples: usize,
+    /// The absolute tolerance `atol`; the relative one is `rtol`.
     pub limit: f64,
+    pub rtol: f64,
     pub outputs: Vec<OutputComparison>,
     pub passed: bool,
 }
@@ -551,7 +572,12 @@ fn head(
     }
 }
 
-fn compare(kind: RecordedKind, ours: &[f64], theirs: &[f64]) -> OutputComparison {
+fn compare(kind: RecordedKind, ours: &[f64], theirs: &[f64], atol: f64) -> OutputComparison {
+    let max_tolerance_ratio = ours
+        .iter()
+        .zip(theirs)
+        .map(|(&a, &b)| tolerance_ratio(a, b, atol))
+        .fold(0.0f64, f64::max);
     let max_abs_diff =
         ours.iter()
             .zip(theirs)
@@ -569,14 +595,15 @@ fn compare(kind: RecordedKind, ours: &[f64], theirs: &[f64]) -> OutputComparison
         name: String::new(),
         kind,
         max_abs_diff,
+        max_tolerance_ratio,
         labels_agree,
     }
 }
 
-fn verdict(outputs: &[OutputComparison], limit: f64, n_samples: usize) -> bool {
+fn verdict(outputs: &[OutputComparison], n_samples: usize) -> bool {
     !outputs.is_empty()
         && outputs.iter().all(|o| {
-            o.max_abs_diff <= limit && o.labels_agree.is_none_or(|agree| agree == n_samples)
+            o.max_tolerance_ratio <= 1.0 && o.labels_agree.is_none_or(|agree| agree == n_samples)
         })
 }
 
@@ -599,7 +626,7 @@ pub fn compare_expected(
                 .collect();
             Some(OutputComparison {
                 name: name.clone(),
-                ..compare(recorded.kind, &ours, values)
+                ..compare(recorded.kind, &ours, values, EXPECTED_MAX_ABS_DIFF)
             })
         })
         .collect();
@@ -612,7 +639,8 @@ pub fn compare_expected(
         ),
         n_samples: expected.n_samples,
         limit: EXPECTED_MAX_ABS_DIFF,
-        passed: verdict(&outputs, EXPECTED_MAX_ABS_DIFF, expected.n_samples),
+        rtol: RELATIVE_TOLERANCE,
+        passed: verdict(&outputs, expected.n_samples),
         outputs,
     }
 }
@@ -737,7 +765,7 @@ pub fn compare_tract(
             } else {
                 format!("{} (as `{engine_name}`)", recorded.name)
             },
-            ..compare(recorded.kind, &ours, values)
+            ..compare(recorded.kind, &ours, values, TRACT_MAX_ABS_DIFF)
         });
     }
     Ok(ImportComparison {
@@ -756,7 +784,8 @@ pub fn compare_tract(
         inputs,
         n_samples,
         limit: TRACT_MAX_ABS_DIFF,
-        passed: verdict(&outputs, TRACT_MAX_ABS_DIFF, n_samples),
+        rtol: RELATIVE_TOLERANCE,
+        passed: verdict(&outputs, n_samples),
         outputs,
     })
 }
@@ -772,11 +801,45 @@ pub fn comparison_line(comparison: &ImportComparison) -> String {
         })
         .collect();
     format!(
-        "{} vs {} on {}: {} (limit {:.0e})",
+        "{} vs {} on {}: {} (limit {:.0e} + {:.0e} x |reference|)",
         if comparison.passed { "PASS" } else { "FAIL" },
         comparison.reference,
         comparison.inputs,
         outputs.join(", "),
-        comparison.limit
+        comparison.limit,
+        comparison.rtol
     )
+}
+
+#[cfg(test)]
+mod tolerance_tests {
+    use super::*;
+
+    fn logits(ours: &[f64], theirs: &[f64]) -> bool {
+        let comparison = compare(RecordedKind::Logits, ours, theirs, EXPECTED_MAX_ABS_DIFF);
+        verdict(&[comparison], theirs.len())
+    }
+
+    #[test]
+    fn large_logits_pass_with_float_rounding_and_fail_with_a_wrong_bias() {
+        // Raw pixels into a model trained on [0, 1]: logits near 1000, where summation
+        // order alone moves an f32 result by about 2e-6 of its size (the 1.95e-3 of issue 16).
+        let theirs = [1234.5678, -987.25, 12.5];
+        let rounded: Vec<f64> = theirs.iter().map(|v| v * (1.0 + 2e-6)).collect();
+        assert!(logits(&rounded, &theirs));
+        // A bias off by 0.05 on the big logit is a real disagreement.
+        let wrong_bias = [1234.5678 + 0.05, -987.25, 12.5];
+        assert!(!logits(&wrong_bias, &theirs));
+        // A missing normalisation (x255) is far out.
+        let unnormalised: Vec<f64> = theirs.iter().map(|v| v * 255.0).collect();
+        assert!(!logits(&unnormalised, &theirs));
+    }
+
+    #[test]
+    fn small_outputs_keep_the_absolute_limit() {
+        // Probabilities near 0: the relative term adds almost nothing.
+        assert!(logits(&[1e-3 + 9e-6], &[1e-3]));
+        assert!(!logits(&[1e-3 + 2e-5], &[1e-3]));
+        assert!(!logits(&[f64::NAN], &[1e-3]));
+    }
 }
