@@ -92,6 +92,30 @@ pub struct ImportRecord {
     pub outputs: Vec<RecordedOutput>,
     /// What was dropped or changed, one line each.
     pub notices: Vec<String>,
+    /// `--input-scale`: the data's raw values times this are the source file's inputs (pixels
+    /// 0..255 into a model trained on [0, 1]: 1/255). The model file's normalization includes
+    /// it; the checks feed the source file the scaled values.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_scale: Option<f32>,
+}
+
+/// Raw data values from the source file's inputs: divided by the recorded `--input-scale`.
+fn raw_from_source<'f>(record: &ImportRecord, features: &'f [f32]) -> std::borrow::Cow<'f, [f32]> {
+    match record.input_scale {
+        Some(scale) => features.iter().map(|&x| x / scale).collect(),
+        None => std::borrow::Cow::Borrowed(features),
+    }
+}
+
+/// The source file's inputs from raw data values: times the recorded `--input-scale`.
+pub fn source_from_raw<'f>(
+    record: &ImportRecord,
+    features: &'f [f32],
+) -> std::borrow::Cow<'f, [f32]> {
+    match record.input_scale {
+        Some(scale) => features.iter().map(|&x| x * scale).collect(),
+        None => std::borrow::Cow::Borrowed(features),
+    }
 }
 
 impl ImportRecord {
@@ -134,6 +158,7 @@ pub fn to_model_file(
     data: DataSpec,
     data_options: DataOptions,
     classification: bool,
+    input_scale: Option<f32>,
 ) -> ModelFile {
     let n_outputs = imported.n_outputs();
     let task = if classification {
@@ -163,12 +188,16 @@ pub fn to_model_file(
                 .collect::<Vec<_>>(),
         ),
     };
+    // The graph's own normalization, after `--input-scale` s on the raw data:
+    // k (s x) = (k s) x, and ((s x) - m) d = (x - m / s) (d s).
+    let s = input_scale.unwrap_or(1.0);
     let normalization = match &imported.normalization {
+        mlp::InputNormalization::None if input_scale.is_some() => Normalization::Scale { scale: s },
         mlp::InputNormalization::None => Normalization::None,
-        mlp::InputNormalization::Scale { scale } => Normalization::Scale { scale: *scale },
+        mlp::InputNormalization::Scale { scale } => Normalization::Scale { scale: scale * s },
         mlp::InputNormalization::Standardize { mean, inv_std } => Normalization::Standardize {
-            mean: mean.clone(),
-            inv_std: inv_std.clone(),
+            mean: mean.iter().map(|m| m / s).collect(),
+            inv_std: inv_std.iter().map(|d| d * s).collect(),
         },
     };
     let normalization_kind = match normalization {
@@ -284,6 +313,7 @@ pub fn to_model_file(
             fixed_batch: imported.input.fixed_batch,
             outputs,
             notices: imported.notices.clone(),
+            input_scale,
         }),
     }
 }
@@ -613,7 +643,8 @@ pub fn compare_expected(
     record: &ImportRecord,
     expected: &ExpectedOutputs,
 ) -> ImportComparison {
-    let logits = crate::check::trainer_outputs(model, &expected.features);
+    // The expected file holds the source's inputs; the model file takes raw values.
+    let logits = crate::check::trainer_outputs(model, &raw_from_source(record, &expected.features));
     let width = model.task.n_outputs();
     let outputs: Vec<OutputComparison> = expected
         .outputs
@@ -662,8 +693,8 @@ pub fn random_features(n: usize, n_inputs: usize) -> Vec<f32> {
         .collect()
 }
 
-/// Runs the source file with tract on `features` and compares every output it
-/// computes with the imported model. When the importer dropped nodes
+/// Runs the source file with tract on `features` (the source's inputs: raw data times the
+/// recorded `--input-scale`) and compares every output it computes with the imported model. When the importer dropped nodes
 /// (scikit-learn's ZipMap tail), tract runs the file without them
 /// (`kiln_onnx::import::engine_model`); otherwise the file itself.
 pub fn compare_tract(
@@ -731,7 +762,7 @@ pub fn compare_tract(
             results[index].extend_from_slice(&flat[..(end - start) * per_row]);
         }
     }
-    let logits = crate::check::trainer_outputs(model, features);
+    let logits = crate::check::trainer_outputs(model, &raw_from_source(record, features));
     let width = model.task.n_outputs();
     let mut outputs = Vec::new();
     for (engine_name, values) in engine_outputs.iter().zip(&results) {

@@ -387,3 +387,145 @@ fn graphs_kiln_cannot_fold_are_bad_input_naming_node_op_and_reason() {
         assert!(!out.exists(), "no model file for a rejected graph");
     }
 }
+
+/// A model trained on pixels scaled to [0, 1] and exported without the scaling (as a PyTorch
+/// user who divides in the data loader does): `--input-scale 1/16` on the raw 0..16 digits
+/// makes the checks feed the source the inputs it was trained on and folds the scale into the
+/// kiln model; without it the model would be measured on inputs 16 times too large (issue 16).
+#[test]
+fn input_scale_feeds_the_source_its_own_inputs_and_folds_into_the_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let trained = dir.path().join("trained");
+    let output = kiln(&[
+        "train",
+        "--hidden",
+        "16",
+        "--epochs",
+        "8",
+        "--lr",
+        "0.01",
+        "--no-check",
+        "--quiet",
+        "-o",
+        s(&trained),
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let model: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(trained.join("model.json")).unwrap()).unwrap();
+    // kiln's default normalisation of the digits is x / 16: the graph below expects [0, 1].
+    assert_eq!(model["normalization"]["Scale"]["scale"], 0.0625);
+    let floats = |v: &serde_json::Value| -> Vec<f32> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap() as f32)
+            .collect()
+    };
+    let layers = model["layers"].as_array().unwrap();
+    let source = dir.path().join("no_scaling.onnx");
+    let mut graph = GraphBuilder::new("g");
+    graph.input_f32("x", &[Dim::Param("N".into()), Dim::Fixed(64)]);
+    graph
+        .initializer_f32("w1", &[16, 64], &floats(&layers[0]["weights"]))
+        .unwrap();
+    graph
+        .initializer_f32("b1", &[16], &floats(&layers[0]["bias"]))
+        .unwrap();
+    graph
+        .initializer_f32("w2", &[10, 16], &floats(&layers[1]["weights"]))
+        .unwrap();
+    graph
+        .initializer_f32("b2", &[10], &floats(&layers[1]["bias"]))
+        .unwrap();
+    graph.node(
+        "Gemm",
+        "fc1",
+        &["x", "w1", "b1"],
+        &["z1"],
+        vec![attr_int("transB", 1)],
+    );
+    graph.node("Relu", "relu", &["z1"], &["h1"], vec![]);
+    graph.node(
+        "Gemm",
+        "fc2",
+        &["h1", "w2", "b2"],
+        &["logits"],
+        vec![attr_int("transB", 1)],
+    );
+    graph.output_f32("logits", &[Dim::Param("N".into()), Dim::Fixed(10)]);
+    let producer = Producer {
+        name: "test".into(),
+        version: "0".into(),
+    };
+    let proto = graph.build(13, &producer, "").unwrap();
+    std::fs::write(&source, kiln_onnx::mlp::encode_model(&proto)).unwrap();
+
+    let eval_accuracy = |model: &Path| -> f64 {
+        json(&kiln(&["eval", s(model), "--quiet", "--json"]))["accuracy"]
+            .as_f64()
+            .unwrap()
+    };
+    let trained_accuracy = eval_accuracy(&trained.join("model.json"));
+
+    let scaled = dir.path().join("scaled.json");
+    let report = json(&kiln(&[
+        "import",
+        s(&source),
+        "--data",
+        "digits",
+        "--input-scale",
+        "1/16",
+        "-o",
+        s(&scaled),
+        "--quiet",
+        "--json",
+    ]));
+    assert!(
+        report["comparisons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["passed"] == true),
+        "{report}"
+    );
+    let imported: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&scaled).unwrap()).unwrap();
+    assert_eq!(imported["imported"]["input_scale"], 0.0625);
+    assert_eq!(imported["normalization"]["Scale"]["scale"], 0.0625);
+    assert_eq!(eval_accuracy(&scaled), trained_accuracy);
+
+    // Without it the folded model takes raw pixels as its [0, 1] inputs: the checks agree
+    // with tract (both see the same numbers), but nothing scales the data.
+    let unscaled = dir.path().join("unscaled.json");
+    json(&kiln(&[
+        "import",
+        s(&source),
+        "--data",
+        "digits",
+        "-o",
+        s(&unscaled),
+        "--quiet",
+        "--json",
+    ]));
+    let unscaled: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&unscaled).unwrap()).unwrap();
+    assert_eq!(unscaled["normalization"], "None");
+    assert!(unscaled["imported"].get("input_scale").is_none());
+
+    assert_fails(
+        &kiln(&[
+            "import",
+            s(&source),
+            "--data",
+            "digits",
+            "--input-scale",
+            "0/16",
+        ]),
+        2,
+        &["--input-scale: expected a positive number such as 1/255 or 0.5, got \"0/16\""],
+    );
+}

@@ -401,6 +401,11 @@ pub struct ImportArgs {
     /// single output and no Softmax/ArgMax head).
     #[arg(long)]
     pub regression: bool,
+    /// How the data's raw values were scaled for the source model, e.g. 1/255 for pixels
+    /// 0..255 into a model trained on [0, 1]: the checks feed the source the scaled values and
+    /// the kiln model includes the scale in its normalization.
+    #[arg(long, value_name = "SCALE")]
+    pub input_scale: Option<String>,
     /// Skip the comparisons with tract and with --expected.
     #[arg(long)]
     pub no_check: bool,

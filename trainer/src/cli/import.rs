@@ -219,7 +219,7 @@ fn comparisons(
             model,
             record,
             source,
-            &split.test.features,
+            &import::source_from_raw(record, &split.test.features),
             format!("{} test samples of the data", split.test.n_samples()),
         )?),
         None if expected.is_none() => comparisons.push(import::compare_tract(
@@ -232,6 +232,24 @@ fn comparisons(
         None => {}
     }
     Ok(comparisons)
+}
+
+/// `--input-scale`: a positive finite number, as a decimal (`0.00392`) or a fraction
+/// (`1/255`).
+fn parse_input_scale(text: &str) -> Result<f32, UsageError> {
+    let number = |part: &str| part.trim().parse::<f64>().ok();
+    let value = match text.split_once('/') {
+        Some((numerator, denominator)) => number(numerator)
+            .zip(number(denominator))
+            .map(|(n, d)| n / d),
+        None => number(text),
+    };
+    match value.map(|v| v as f32) {
+        Some(scale) if scale.is_finite() && scale > 0.0 => Ok(scale),
+        _ => Err(UsageError(format!(
+            "--input-scale: expected a positive number such as 1/255 or 0.5, got {text:?}"
+        ))),
+    }
 }
 
 fn default_out(onnx: &Path) -> PathBuf {
@@ -292,6 +310,11 @@ pub fn import(args: &ImportArgs) -> Result<()> {
             };
         }
     }
+    let input_scale = args
+        .input_scale
+        .as_deref()
+        .map(parse_input_scale)
+        .transpose()?;
     let model = import::to_model_file(
         &imported,
         &args.onnx,
@@ -299,6 +322,7 @@ pub fn import(args: &ImportArgs) -> Result<()> {
         spec,
         options,
         classification,
+        input_scale,
     );
     let out = args.out.clone().unwrap_or_else(|| default_out(&args.onnx));
     model
