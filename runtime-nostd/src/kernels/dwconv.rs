@@ -1,49 +1,26 @@
-//! `DepthwiseConv2d` and pooling over HWC activations, four channels per word: one word load
-//! of four inputs and one of four weights per tap, four accumulators per block of channels,
-//! and the window's valid taps computed once per output pixel (no per-tap border test).
+//! `DepthwiseConv2d` and pooling over HWC activations, channels innermost: for each output
+//! pixel the window's valid taps are computed once (no per-tap border test), up to 64
+//! accumulators live on the stack, and each tap adds a whole pixel's channels, a word of four
+//! channels at a time.
 //!
 //! On Cortex-M4/M7 the word is split into 16-bit lanes with `SXTB16`, the zero point taken
 //! away on both lanes at once (`SSUB16`, `x - zp_in` fits 16 bits), and each lane multiplied
-//! and added (`SMLABB`/`SMLATT`); elsewhere byte by byte. Every accumulator is the reference's
+//! and added (`SMLABB`/`SMLATT`): 16 instructions per four multiply-accumulates; elsewhere
+//! byte by byte. Every accumulator is the reference's
 //! `bias + sum w * (x - zp_in)` over the same taps, in the same order, in wrapping `i32`, and
 //! goes through the dense kernels' output stage: the reference's bytes.
 //!
-//! The last block of a channel count not a multiple of four reads whole words where they fit
-//! (the extra lanes are the next pixel's channels: computed, then dropped) and a partial word,
-//! zero-filled, at the very end of a tensor.
+//! A channel count not a multiple of four finishes its last one to three channels byte by
+//! byte. The word loop is assembly on Cortex-M4/M7 (`dsp_asm::dw_mac`); its portable twin
+//! (`mac_words_lanes` off that target) is the one the host tests hold to the reference.
 
 use super::conv::{ConvParams, PoolParams};
 use super::simd32::{ssub16, sxtb16, sxtb16_ror8};
 use super::{le_i32, requantize, FcParams};
 use crate::Error;
 
-/// Up to four bytes of `s` from `at` as a little-endian word, missing bytes 0.
-#[inline(always)]
-fn word_u8(s: &[u8], at: usize) -> u32 {
-    if let Some(&[a, b, c, d]) = at.checked_add(4).and_then(|end| s.get(at..end)) {
-        return u32::from_le_bytes([a, b, c, d]);
-    }
-    let mut bytes = [0u8; 4];
-    for (d, &v) in bytes.iter_mut().zip(s.get(at..).unwrap_or(&[])) {
-        *d = v;
-    }
-    u32::from_le_bytes(bytes)
-}
-
-/// [`word_u8`] of `i8` bytes.
-#[inline(always)]
-fn word_at(s: &[i8], at: usize) -> u32 {
-    if let Some(&[a, b, c, d]) = at.checked_add(4).and_then(|end| s.get(at..end)) {
-        return u32::from_le_bytes([a as u8, b as u8, c as u8, d as u8]);
-    }
-    let mut bytes = [0u8; 4];
-    for (d, &v) in bytes.iter_mut().zip(s.get(at..).unwrap_or(&[])) {
-        *d = v as u8;
-    }
-    u32::from_le_bytes(bytes)
-}
-
 /// Adds `w[i] * (x[i] - zp)` to `acc[i]` for the four byte lanes of `x` and `w`, on 16-bit lanes (`SXTB16`, `SSUB16`, `SMLABB`/`SMLATT` on Armv7E-M).
+#[cfg_attr(kiln_kernel = "dsp", allow(dead_code))]
 #[inline(always)]
 fn mac4_lanes(acc: &mut [i32; 4], x: u32, w: u32, zp: i32) {
     let zp2 = (zp as u16 as u32).wrapping_mul(0x0001_0001);
@@ -79,12 +56,79 @@ fn valid_taps(o: usize, stride: usize, pad: usize, k: usize, len: usize) -> (usi
     (lo, hi)
 }
 
+/// Channels per pass: the accumulators of one output pixel's group live on the stack.
+const GROUP: usize = 64;
+
+/// `acc[i] += w[i] * (x[i] - zp)` for the first `4 * (acc.len() / 4)` channels, a word of
+/// four channels at a time through `mac4`: the portable twin of `dsp_asm::dw_mac`.
+#[inline(always)]
+fn mac_words_with(
+    acc: &mut [i32],
+    x: &[i8],
+    w: &[u8],
+    zp: i32,
+    mac4: impl Fn(&mut [i32; 4], u32, u32, i32),
+) {
+    let words = acc
+        .chunks_exact_mut(4)
+        .zip(x.chunks_exact(4))
+        .zip(w.chunks_exact(4));
+    for ((a, x), w) in words {
+        if let (Ok(a), &[x0, x1, x2, x3], &[w0, w1, w2, w3]) = (<&mut [i32; 4]>::try_from(a), x, w)
+        {
+            let xw = u32::from_le_bytes([x0 as u8, x1 as u8, x2 as u8, x3 as u8]);
+            mac4(a, xw, u32::from_le_bytes([w0, w1, w2, w3]), zp);
+        }
+    }
+}
+
+/// The whole words on 16-bit lanes: the assembly loop on Cortex-M4/M7.
+#[cfg(kiln_kernel = "dsp")]
+fn mac_words_lanes(acc: &mut [i32], x: &[i8], w: &[u8], zp: i32) {
+    super::dsp_asm::dw_mac(acc, x, w, zp);
+}
+
+/// The whole words on 16-bit lanes: the portable twin of the assembly loop.
+#[cfg(not(kiln_kernel = "dsp"))]
+fn mac_words_lanes(acc: &mut [i32], x: &[i8], w: &[u8], zp: i32) {
+    mac_words_with(acc, x, w, zp, mac4_lanes);
+}
+
+/// The whole words byte by byte.
+fn mac_words_bytes(acc: &mut [i32], x: &[i8], w: &[u8], zp: i32) {
+    mac_words_with(acc, x, w, zp, mac4_bytes);
+}
+
+/// `acc[i] += w[i] * (x[i] - zp)` over a group's channels: whole words through `words`, the
+/// last one to three channels byte by byte. Out of line, so that its loop has the registers to
+/// itself.
+#[inline(never)]
+fn mac_group(
+    acc: &mut [i32],
+    x: &[i8],
+    w: &[u8],
+    zp: i32,
+    words: fn(&mut [i32], &[i8], &[u8], i32),
+) {
+    words(acc, x, w, zp);
+    let whole = acc.len() & !3;
+    let rest = acc
+        .get_mut(whole..)
+        .unwrap_or(&mut [])
+        .iter_mut()
+        .zip(x.get(whole..).unwrap_or(&[]))
+        .zip(w.get(whole..).unwrap_or(&[]));
+    for ((a, &x), &w) in rest {
+        *a = a.wrapping_add(i32::from(w as i8).wrapping_mul(i32::from(x).wrapping_sub(zp)));
+    }
+}
+
 #[inline(always)]
 fn depthwise_with(
     params: &ConvParams<'_>,
     input: &[i8],
     output: &mut [i8],
-    mac4: impl Fn(&mut [i32; 4], u32, u32, i32),
+    words: fn(&mut [i32], &[i8], &[u8], i32),
 ) -> Result<(), Error> {
     params.check(true, input.len(), output.len())?;
     let [h, w, c] = params.input_shape;
@@ -104,7 +148,9 @@ fn depthwise_with(
     };
     // every product below is at most a checked length or index
     let row_step = w.wrapping_mul(c);
+    let w_row_step = kw.wrapping_mul(c);
     let mut outputs = output.chunks_exact_mut(c.max(1));
+    let mut acc_buffer = [0i32; GROUP];
     for oy in 0..oh {
         let (ky_lo, ky_hi) = valid_taps(oy, sh, top, kh, h);
         let iy_lo = oy.wrapping_mul(sh).wrapping_add(ky_lo).wrapping_sub(top);
@@ -116,48 +162,41 @@ fn depthwise_with(
             let ix_lo = ox.wrapping_mul(sw).wrapping_add(kx_lo).wrapping_sub(left);
             let x_first = iy_lo.wrapping_mul(w).wrapping_add(ix_lo).wrapping_mul(c);
             let w_first = ky_lo.wrapping_mul(kw).wrapping_add(kx_lo).wrapping_mul(c);
-            let mut ch0 = 0usize;
-            for out4 in out.chunks_mut(4) {
-                let mut acc = [0i32; 4];
-                for (i, a) in acc.iter_mut().enumerate().take(out4.len()) {
-                    *a = word(params.bias, ch0.wrapping_add(i));
+            let mut g0 = 0usize;
+            for out_g in out.chunks_mut(GROUP) {
+                let n = out_g.len();
+                let Some(acc) = acc_buffer.get_mut(..n) else {
+                    break;
+                };
+                let bias = params.bias.get(g0.wrapping_mul(4)..).unwrap_or(&[]);
+                for (a, b) in acc.iter_mut().zip(bias.chunks_exact(4)) {
+                    *a = le_i32(b);
                 }
-                let mut x_row = x_first.wrapping_add(ch0);
-                let mut w_row = w_first.wrapping_add(ch0);
+                let mut x_row = x_first.wrapping_add(g0);
+                let mut w_row = w_first.wrapping_add(g0);
                 for _ in ky_lo..ky_hi {
                     let (mut xa, mut wa) = (x_row, w_row);
                     for _ in kx_lo..kx_hi {
-                        mac4(
-                            &mut acc,
-                            word_at(input, xa),
-                            word_u8(params.weights, wa),
-                            zp,
-                        );
+                        let x = input.get(xa..xa.wrapping_add(n)).unwrap_or(&[]);
+                        let wt = params.weights.get(wa..wa.wrapping_add(n)).unwrap_or(&[]);
+                        mac_group(acc, x, wt, zp, words);
                         xa = xa.wrapping_add(c);
                         wa = wa.wrapping_add(c);
                     }
                     x_row = x_row.wrapping_add(row_step);
-                    w_row = w_row.wrapping_add(kw.wrapping_mul(c));
+                    w_row = w_row.wrapping_add(w_row_step);
                 }
-                for (i, (y, a)) in out4.iter_mut().zip(acc).enumerate() {
-                    let ch = ch0.wrapping_add(i);
-                    let t = params.shifts.get(ch).copied().unwrap_or(0);
-                    *y = requantize(&fc, a, word(params.multipliers, ch), t);
+                let mults = params.multipliers.get(g0.wrapping_mul(4)..).unwrap_or(&[]);
+                let shifts = params.shifts.get(g0..).unwrap_or(&[]);
+                let stage = mults.chunks_exact(4).zip(shifts);
+                for ((y, &a), (m, &t)) in out_g.iter_mut().zip(acc.iter()).zip(stage) {
+                    *y = requantize(&fc, a, le_i32(m), t);
                 }
-                ch0 = ch0.wrapping_add(4);
+                g0 = g0.wrapping_add(GROUP);
             }
         }
     }
     Ok(())
-}
-
-/// The little-endian `i32` number `i` of `words` (0 past the end; never after a `check`).
-#[inline(always)]
-fn word(words: &[u8], i: usize) -> i32 {
-    let at = i.wrapping_mul(4);
-    at.checked_add(4)
-        .and_then(|end| words.get(at..end))
-        .map_or(0, le_i32)
 }
 
 /// `DepthwiseConv2d` on 16-bit lanes (Cortex-M4/M7; the exact portable equivalents elsewhere).
@@ -167,7 +206,7 @@ pub fn depthwise_conv2d_i8_lanes(
     input: &[i8],
     output: &mut [i8],
 ) -> Result<(), Error> {
-    depthwise_with(params, input, output, mac4_lanes)
+    depthwise_with(params, input, output, mac_words_lanes)
 }
 
 /// `DepthwiseConv2d` four channels per word, byte by byte. Same contract as
@@ -177,19 +216,19 @@ pub fn depthwise_conv2d_i8_bytes(
     input: &[i8],
     output: &mut [i8],
 ) -> Result<(), Error> {
-    depthwise_with(params, input, output, mac4_bytes)
+    depthwise_with(params, input, output, mac_words_bytes)
 }
 
-/// Calls `f(x)` with the four-channel word at channel `ch0` of every tap of the pooling window
-/// at `(oy, ox)`.
+/// Calls `f(channels)` with the channels `first..first + n` of every tap of the pooling window
+/// at `(oy, ox)`, row by row.
 #[inline(always)]
-fn for_window_words(
+fn for_window(
     p: &PoolParams,
     input: &[i8],
     oy: usize,
     ox: usize,
-    ch0: usize,
-    mut f: impl FnMut(u32),
+    (first, n): (usize, usize),
+    mut f: impl FnMut(&[i8]),
 ) {
     let [_, w, c] = p.input_shape;
     let [kh, kw] = p.kernel;
@@ -200,18 +239,19 @@ fn for_window_words(
         .wrapping_mul(w)
         .wrapping_add(ox.wrapping_mul(sw))
         .wrapping_mul(c)
-        .wrapping_add(ch0);
+        .wrapping_add(first);
     for _ in 0..kh {
         let mut at = row;
         for _ in 0..kw {
-            f(word_at(input, at));
+            f(input.get(at..at.wrapping_add(n)).unwrap_or(&[]));
             at = at.wrapping_add(c);
         }
         row = row.wrapping_add(w.wrapping_mul(c));
     }
 }
 
-/// `MaxPool2d` four channels per word. Same contract as [`super::reference::max_pool_i8`].
+/// `MaxPool2d`, channels innermost: the output pixel is the running maximum, tap by tap. Same
+/// contract as [`super::reference::max_pool_i8`].
 pub fn max_pool_i8(params: &PoolParams, input: &[i8], output: &mut [i8]) -> Result<(), Error> {
     params.check(input.len(), output.len())?;
     let [oh, ow, c] = params.output_shape;
@@ -219,27 +259,24 @@ pub fn max_pool_i8(params: &PoolParams, input: &[i8], output: &mut [i8]) -> Resu
     for oy in 0..oh {
         for ox in 0..ow {
             let Some(out) = outputs.next() else {
-                return Ok(());
+                return Ok(()); // lengths were checked: never taken
             };
-            let mut ch0 = 0usize;
-            for out4 in out.chunks_mut(4) {
-                let mut best = [i8::MIN; 4];
-                for_window_words(params, input, oy, ox, ch0, |x| {
-                    for (b, v) in best.iter_mut().zip(x.to_le_bytes()) {
-                        *b = (*b).max(v as i8);
-                    }
-                });
-                for (y, b) in out4.iter_mut().zip(best) {
-                    *y = b.max(params.clamp_min).min(params.clamp_max);
+            out.fill(i8::MIN);
+            for_window(params, input, oy, ox, (0, c), |x| {
+                for (o, &x) in out.iter_mut().zip(x) {
+                    *o = (*o).max(x);
                 }
-                ch0 = ch0.wrapping_add(4);
+            });
+            for o in out.iter_mut() {
+                *o = (*o).max(params.clamp_min).min(params.clamp_max);
             }
         }
     }
     Ok(())
 }
 
-/// `AvgPool2d` four channels per word. Same contract as [`super::reference::avg_pool_i8`].
+/// `AvgPool2d`, channels innermost: up to 64 accumulators on the stack, tap by tap, then the
+/// dense kernels' output stage. Same contract as [`super::reference::avg_pool_i8`].
 pub fn avg_pool_i8(params: &PoolParams, input: &[i8], output: &mut [i8]) -> Result<(), Error> {
     params.check(input.len(), output.len())?;
     let [oh, ow, c] = params.output_shape;
@@ -253,24 +290,29 @@ pub fn avg_pool_i8(params: &PoolParams, input: &[i8], output: &mut [i8]) -> Resu
         clamp_min: params.clamp_min,
         clamp_max: params.clamp_max,
     };
+    let mut acc_buffer = [0i32; GROUP];
     let mut outputs = output.chunks_exact_mut(c.max(1));
     for oy in 0..oh {
         for ox in 0..ow {
             let Some(out) = outputs.next() else {
-                return Ok(());
+                return Ok(()); // lengths were checked: never taken
             };
-            let mut ch0 = 0usize;
-            for out4 in out.chunks_mut(4) {
-                let mut acc = [0i32; 4];
-                for_window_words(params, input, oy, ox, ch0, |x| {
-                    for (a, v) in acc.iter_mut().zip(x.to_le_bytes()) {
-                        *a = a.wrapping_add(i32::from(v as i8).wrapping_sub(zp));
+            let mut g0 = 0usize;
+            for out_g in out.chunks_mut(GROUP) {
+                let n = out_g.len();
+                let Some(acc) = acc_buffer.get_mut(..n) else {
+                    break;
+                };
+                acc.fill(0);
+                for_window(params, input, oy, ox, (g0, n), |x| {
+                    for (a, &x) in acc.iter_mut().zip(x) {
+                        *a = a.wrapping_add(i32::from(x).wrapping_sub(zp));
                     }
                 });
-                for (y, a) in out4.iter_mut().zip(acc) {
+                for (y, &a) in out_g.iter_mut().zip(acc.iter()) {
                     *y = requantize(&fc, a, params.multiplier, params.shift);
                 }
-                ch0 = ch0.wrapping_add(4);
+                g0 = g0.wrapping_add(GROUP);
             }
         }
     }
