@@ -44,7 +44,7 @@ const MARKER_OVERHEAD: u64 = 5;
 
 /// The firmware's shape names, their description, and CMSIS-NN's instructions per MAC
 /// (M4F, M0) from ../shared/tools/cmsis-nn-bench/README.md (CMSIS-NN 99f736a, gcc 12.2.1 -O2).
-const SHAPES: [(&str, &str, Option<[f64; 2]>); 8] = [
+const SHAPES: [(&str, &str, Option<[f64; 2]>); 10] = [
     (
         "kws_conv1",
         "KWS conv1 49x10x1, 10x4 s2 -> 25x5x64 same",
@@ -74,6 +74,16 @@ const SHAPES: [(&str, &str, Option<[f64; 2]>); 8] = [
         "conv1d",
         "1-D 1x128x3, 1x5 -> 16 valid",
         Some([6.385, 14.887]),
+    ),
+    (
+        "odd_conv",
+        "conv 9x7x5, 3x3 s2 -> 5x4x7 same (bit-exactness)",
+        None,
+    ),
+    (
+        "odd_depthwise",
+        "depthwise 9x7x6, 3x3 s2 same (bit-exactness)",
+        None,
     ),
     ("mnist_maxpool", "max pool 2x2 s2 on 28x28x16", None),
     ("kws_avgpool", "global average pool on 25x5x64", None),

@@ -326,6 +326,27 @@ fn main() -> ! {
             [0, 0],
             0x6789_abcd
         ),
+        // Odd channel counts, borders and stride 2: no CMSIS-NN figure, on-device bit-exactness.
+        conv_shape!(
+            b"odd_conv",
+            false,
+            [9, 7, 5],
+            [5, 4, 7],
+            [3, 3],
+            [2, 2],
+            [1, 1],
+            0x789a_bcde
+        ),
+        conv_shape!(
+            b"odd_depthwise",
+            true,
+            [9, 7, 6],
+            [5, 4, 6],
+            [3, 3],
+            [2, 2],
+            [1, 1],
+            0x89ab_cdef
+        ),
     ];
     let mut all_ok = true;
     for shape in &convs {
