@@ -82,6 +82,16 @@ fn mac_words_with(
     }
 }
 
+/// The dense kernels' output stage over a group: `out[i] = requantize(acc[i], M[i], t[i])`.
+/// Out of line, so that its loop keeps the zero point and the clamps in registers.
+#[inline(never)]
+fn output_stage(fc: &FcParams<'_>, acc: &[i32], multipliers: &[u8], shifts: &[u8], out: &mut [i8]) {
+    let stage = multipliers.chunks_exact(4).zip(shifts);
+    for ((y, &a), (m, &t)) in out.iter_mut().zip(acc).zip(stage) {
+        *y = requantize(fc, a, le_i32(m), t);
+    }
+}
+
 /// The whole words on 16-bit lanes: the assembly loop on Cortex-M4/M7.
 #[cfg(kiln_kernel = "dsp")]
 fn mac_words_lanes(acc: &mut [i32], x: &[i8], w: &[u8], zp: i32) {
@@ -188,10 +198,7 @@ fn depthwise_with(
                 }
                 let mults = params.multipliers.get(g0.wrapping_mul(4)..).unwrap_or(&[]);
                 let shifts = params.shifts.get(g0..).unwrap_or(&[]);
-                let stage = mults.chunks_exact(4).zip(shifts);
-                for ((y, &a), (m, &t)) in out_g.iter_mut().zip(acc.iter()).zip(stage) {
-                    *y = requantize(&fc, a, le_i32(m), t);
-                }
+                output_stage(&fc, acc, mults, shifts, out_g);
                 g0 = g0.wrapping_add(GROUP);
             }
         }
