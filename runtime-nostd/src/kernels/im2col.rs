@@ -193,10 +193,15 @@ fn pixel(
         if n_dot > 0 {
             dot4(block, n_in, column_dot, lanes, n_dot, &mut acc);
         }
-        let mut rows = block.chunks_exact(n_in.max(1));
+        if !column_rest.is_empty() {
+            // the last one to seven column bytes
+            let mut rows = block.chunks_exact(n_in.max(1));
+            for acc in acc.iter_mut() {
+                let tail = rows.next().and_then(|r| r.get(n_dot..)).unwrap_or(&[]);
+                *acc = tail_dot(tail, column_rest, *acc);
+            }
+        }
         for (out, acc) in out4.iter_mut().zip(acc) {
-            let tail = rows.next().and_then(|r| r.get(n_dot..)).unwrap_or(&[]);
-            let acc = tail_dot(tail, column_rest, acc);
             let (Some(m), Some(t)) = (multipliers.next(), shifts.next()) else {
                 break;
             };
