@@ -14,7 +14,7 @@
 use core::ptr::addr_of_mut;
 use cortex_m_rt::{entry, exception, ExceptionFrame};
 use kiln_runtime::crc32::crc32;
-use kiln_runtime::kernels::{self, reference, ConvParams, PoolParams};
+use kiln_runtime::kernels::{self, reference, ConvParams, FcParams, PoolParams};
 use kiln_runtime::Error;
 
 extern "C" {
@@ -219,9 +219,10 @@ macro_rules! conv_shape {
     }};
 }
 
-/// The largest output (MNIST conv1, 28x28x16) and a workspace for every layer here.
+/// The largest output (MNIST conv1, 28x28x16) and a workspace for every layer here (the dense
+/// 784 -> 128 widens its input into 1,571 bytes).
 const OUTPUT_LEN: usize = 28 * 28 * 16;
-const WORKSPACE_LEN: usize = 1024;
+const WORKSPACE_LEN: usize = 1600;
 
 struct Buffers {
     output: [i8; OUTPUT_LEN],
@@ -430,6 +431,29 @@ fn main() -> ! {
         let macs = (n_out * p.kernel[0] * p.kernel[1]) as u32;
         all_ok &= report(name, macs, r, o);
     }
+    // The dense kernel on CMSIS-NN's fully connected shape, for scale: 784 -> 128.
+    static FC_WEIGHTS: [u8; 784 * 128] = bytes::<{ 784 * 128 }>(0x9abc_def0);
+    static FC_BIAS: [u8; 128 * 4] = words::<{ 128 * 4 }>(0xabcd_ef01, false);
+    static FC_MULT: [u8; 128 * 4] = words::<{ 128 * 4 }>(0xbcde_f012, true);
+    static FC_SHIFTS: [u8; 128] = fill::<128>(41);
+    let fc = FcParams {
+        weights: &FC_WEIGHTS,
+        bias: &FC_BIAS,
+        multipliers: &FC_MULT,
+        shifts: &FC_SHIFTS,
+        output_zero_point: 5,
+        clamp_min: -128,
+        clamp_max: 127,
+    };
+    let input = activations(POOL_IN.get(..784).unwrap_or(&[]));
+    let output = buffers.output.get_mut(..128).unwrap_or(&mut []);
+    let workspace = &mut buffers.workspace;
+    let r = measured(output, |out| reference::fully_connected_i8(&fc, input, out));
+    let o = measured(output, |out| {
+        kernels::fully_connected_i8_workspace(&fc, input, workspace, out)
+    });
+    all_ok &= report(b"dense_784_128", 784 * 128, r, o);
+
     write(if all_ok {
         b"KILN-KERNELS ok\n"
     } else {
