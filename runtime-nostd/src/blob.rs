@@ -537,6 +537,7 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Model<'_>, Error> {
     // the last node that reads each value (its writer if none does), for the overlap check
     let mut last_use = [0u16; MAX_LAYERS + 1];
     let mut widest_dense = 0usize;
+    let mut conv_workspace = 0usize;
     for layer in 0..n_nodes {
         let header_at = r.offset();
         let node = read_node(content, r.pos)?;
@@ -574,6 +575,25 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Model<'_>, Error> {
         parse_arrays(&mut r, layer, &g, &input, &output)?;
         if g.kind == LayerKind::Dense {
             widest_dense = widest_dense.max(input.len);
+        }
+        if g.kind == LayerKind::Conv2d {
+            conv_workspace = conv_workspace.max(crate::kernels::conv_workspace_len(
+                &crate::kernels::ConvParams {
+                    input_shape: input.shape,
+                    output_shape: output.shape,
+                    kernel: g.kernel,
+                    stride: g.stride,
+                    pad: g.pad,
+                    weights: &[],
+                    bias: &[],
+                    multipliers: &[],
+                    shifts: &[],
+                    input_zero_point: 0,
+                    output_zero_point: 0,
+                    clamp_min: i8::MIN,
+                    clamp_max: i8::MAX,
+                },
+            ));
         }
         for id in [node.input, node.output] {
             if let Some(slot) = last_use.get_mut(usize::from(id)) {
@@ -628,6 +648,7 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Model<'_>, Error> {
         n_nodes: usize::from(n_nodes),
         arena_len: to_usize(arena_len)?,
         widest_dense,
+        conv_workspace,
         input_zero_point,
         n_entries: to_usize(n_entries)?,
         entries_at,

@@ -109,18 +109,18 @@ const fn round_shift_halves(hi: i32, lo: u32, s: u32) -> i32 {
 
 /// [`rq`] of a layer accumulator, saturated to `i32`: the optimized kernels' output stage.
 ///
-/// For the usual shift (`t >= 32`) this is the two-halves path of `rq` with no 64-bit result at
-/// all (`|rq| <= 2^30` there); a smaller shift takes `rq`'s other fast path. Shifts a validated
-/// model never has are still exact, without `rq`'s wide path: with `|acc * M| <= 2^62`, `t = 0`
-/// is the product itself and `t >= 63` rounds to 0 (at most one half, and half rounds to even).
-/// So a kernel that uses it stays bit-exact with the reference for every argument.
+/// For the usual shift (`t >= 32`) this is the two-halves rounding of `rq` in its shortest form
+/// ([`round_shift_high`]) with no 64-bit result at all (`|rq| <= 2^30` there); a smaller shift
+/// takes `rq`'s other fast path. Shifts a validated model never has are still exact, without
+/// `rq`'s wide path: with `|acc * M| <= 2^62`, `t = 0` is the product itself and `t >= 63`
+/// rounds to 0 (at most one half, and half rounds to even). So a kernel that uses it stays bit-exact with the reference for every argument.
 // |acc * M| <= 2^62 fits i64: no side effects.
 #[allow(clippy::arithmetic_side_effects)]
 #[inline(always)]
 pub fn rq_acc(acc: i32, multiplier: i32, shift: u8) -> i32 {
     if (32..=SHIFT_MAX).contains(&shift) {
         let product = i64::from(acc) * i64::from(multiplier);
-        round_shift_halves(
+        round_shift_high(
             (product >> 32) as i32,
             product as u32,
             u32::from(shift) - 32,
@@ -128,6 +128,24 @@ pub fn rq_acc(acc: i32, multiplier: i32, shift: u8) -> i32 {
     } else {
         rq_acc_small_shift(acc, multiplier, shift)
     }
+}
+
+/// [`round_shift_halves`] in fewer operations, for `s <= 30`: its constant added with a carry is
+/// `2^(s-1) - 1 + odd` on the high half plus the carry of `odd - 1` on the low half for
+/// `s >= 1`, which together add `2^(s-1) - 1 + (odd | lo != 0)`; for `s = 0` the low half's
+/// `2^31 - 1 + odd` carries exactly when `lo >= 2^31 + 1 - odd`, that is `lo > 2^31` or
+/// `lo = 2^31` with `odd`. The result is the same.
+// |hi| + 2^29 + 1 < 2^31 and every shift amount is in 0..=30: no side effects.
+#[allow(clippy::arithmetic_side_effects)]
+#[inline(always)]
+const fn round_shift_high(hi: i32, lo: u32, s: u32) -> i32 {
+    let odd = (hi >> s) & 1;
+    if s == 0 {
+        let up = (lo > 1 << 31) | ((lo == 1 << 31) & (odd == 1));
+        return hi + up as i32;
+    }
+    let up = odd | (lo != 0) as i32;
+    (hi + ((1i32 << (s - 1)) - 1) + up) >> s
 }
 
 /// [`rq_acc`] for shifts below 32 (rare: a scale of at least 1/2) and the shifts a validated
@@ -393,6 +411,61 @@ mod tests {
         }
         // both directions occur
         assert!(ups > 10_000 && downs > 10_000, "ups {ups} downs {downs}");
+    }
+
+    /// The short form of the two-halves rounding equals the long one on its whole domain's
+    /// edges and at random: |hi| <= 2^30, every lo, s in 0..=30.
+    #[test]
+    fn round_shift_high_equals_round_shift_halves() {
+        let mut rng = Rng::new(0x5eed_0004);
+        let edge_lo = [
+            0,
+            1,
+            2,
+            (1 << 31) - 1,
+            1 << 31,
+            (1 << 31) + 1,
+            u32::MAX - 1,
+            u32::MAX,
+        ];
+        let edge_hi = [
+            0,
+            1,
+            -1,
+            2,
+            -2,
+            3,
+            1 << 30,
+            -(1 << 30),
+            (1 << 30) - 1,
+            -(1 << 30) + 1,
+        ];
+        for s in 0..=30u32 {
+            for &hi in &edge_hi {
+                for &lo in &edge_lo {
+                    assert_eq!(round_shift_high(hi, lo, s), round_shift_halves(hi, lo, s));
+                }
+            }
+            for _ in 0..20_000 {
+                let hi = rng.range_i64(-(1 << 30), 1 << 30) as i32;
+                let lo = if rng.bool() {
+                    rng.next_u64() as u32
+                } else {
+                    edge_lo[rng.below(8) as usize]
+                };
+                // ties and near-ties of the high half too
+                let hi = if rng.below(4) == 0 && s > 0 {
+                    (hi & !((1 << s) - 1)) | (1 << (s - 1))
+                } else {
+                    hi
+                };
+                assert_eq!(
+                    round_shift_high(hi, lo, s),
+                    round_shift_halves(hi, lo, s),
+                    "({hi}, {lo}, {s})"
+                );
+            }
+        }
     }
 
     #[test]

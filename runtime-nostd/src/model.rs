@@ -84,6 +84,8 @@ pub struct Model<'a> {
     pub(crate) arena_len: usize,
     /// The largest input of a dense layer (0 without one): sizes the widening workspace.
     pub(crate) widest_dense: usize,
+    /// The largest `kernels::conv_workspace_len` of a `Conv2d` layer (0 without one).
+    pub(crate) conv_workspace: usize,
     pub(crate) input_zero_point: i8,
     pub(crate) n_entries: usize,
     pub(crate) entries_at: usize,
@@ -130,7 +132,12 @@ trait Kernels {
         workspace: &mut [i8],
         output: &mut [i8],
     ) -> Result<(), Error>;
-    fn conv(p: &ConvParams<'_>, input: &[i8], output: &mut [i8]) -> Result<(), Error>;
+    fn conv(
+        p: &ConvParams<'_>,
+        input: &[i8],
+        workspace: &mut [i8],
+        output: &mut [i8],
+    ) -> Result<(), Error>;
     fn depthwise(p: &ConvParams<'_>, input: &[i8], output: &mut [i8]) -> Result<(), Error>;
     fn max_pool(p: &PoolParams, input: &[i8], output: &mut [i8]) -> Result<(), Error>;
     fn avg_pool(p: &PoolParams, input: &[i8], output: &mut [i8]) -> Result<(), Error>;
@@ -149,8 +156,13 @@ impl Kernels for Dispatched {
         kernels::fully_connected_i8_workspace(p, input, workspace, output)
     }
     #[inline(always)]
-    fn conv(p: &ConvParams<'_>, input: &[i8], output: &mut [i8]) -> Result<(), Error> {
-        kernels::conv2d_i8(p, input, output)
+    fn conv(
+        p: &ConvParams<'_>,
+        input: &[i8],
+        workspace: &mut [i8],
+        output: &mut [i8],
+    ) -> Result<(), Error> {
+        kernels::conv2d_i8_workspace(p, input, workspace, output)
     }
     #[inline(always)]
     fn depthwise(p: &ConvParams<'_>, input: &[i8], output: &mut [i8]) -> Result<(), Error> {
@@ -179,7 +191,12 @@ impl Kernels for Reference {
         kernels::reference::fully_connected_i8(p, input, output)
     }
     #[inline(always)]
-    fn conv(p: &ConvParams<'_>, input: &[i8], output: &mut [i8]) -> Result<(), Error> {
+    fn conv(
+        p: &ConvParams<'_>,
+        input: &[i8],
+        _workspace: &mut [i8],
+        output: &mut [i8],
+    ) -> Result<(), Error> {
         kernels::reference::conv2d_i8(p, input, output)
     }
     #[inline(always)]
@@ -318,17 +335,20 @@ impl<'a> Model<'a> {
     }
 
     /// A scratch length that lets the fastest kernel run: [`scratch_len`](Model::scratch_len)
-    /// plus a workspace of `2 * n_inputs + 3` bytes for the widest dense layer (rounded down to
-    /// whole groups of 8 inputs). On Cortex-M4/M7 the packed kernel then widens each dense
-    /// layer's input to 16-bit lanes once, instead of once per four output rows (MNIST
-    /// 784-128-10: 1,571 bytes more RAM, about 8% fewer instructions). Other targets ignore the
-    /// extra bytes; the results are the same bits with either length.
+    /// plus a workspace for the layer that needs the most: `2 * n_inputs + 3` bytes for the
+    /// widest dense layer (rounded down to whole groups of 8 inputs; on Cortex-M4/M7 the packed
+    /// kernel then widens each dense layer's input to 16-bit lanes once, instead of once per four
+    /// output rows: MNIST 784-128-10, 1,571 bytes more RAM, about 8% fewer instructions), and
+    /// `kernels::conv_workspace_len` for each `Conv2d` layer (its im2col column and start values).
+    /// With fewer bytes the same bits come out of slower kernels.
     pub fn fast_scratch_len(&self) -> usize {
-        if self.widest_dense == 0 {
-            return self.arena_len;
-        }
+        let dense = if self.widest_dense == 0 {
+            0
+        } else {
+            kernels::packed::widened_len(self.widest_dense)
+        };
         self.arena_len
-            .saturating_add(kernels::packed::widened_len(self.widest_dense))
+            .saturating_add(dense.max(self.conv_workspace))
     }
 
     /// The zero point of the logits.
@@ -709,7 +729,7 @@ impl<'a> Model<'a> {
                         clamp_max: i8::MAX,
                     };
                     if kind == KIND_CONV2D {
-                        K::conv(&p, input, output)?;
+                        K::conv(&p, input, workspace, output)?;
                     } else {
                         K::depthwise(&p, input, output)?;
                     }

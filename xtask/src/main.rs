@@ -4,6 +4,7 @@
 //! needs no tool beyond cargo.
 
 mod bench_inference;
+mod bench_kernels;
 mod bench_train;
 mod ci;
 mod codegen;
@@ -36,6 +37,10 @@ commands:
   bench-mcu [--board NAME]... [--images N]
                       instructions per MAC of MNIST 784-128-10 on every emulated core, with the
                       runtime's kernel and with the reference kernel (up to 20 images)
+  bench-kernels [--board mps2-an386|microbit]...
+                      each conv / depthwise / pooling kernel alone on the CMSIS-NN bench shapes
+                      in QEMU (examples/kernel-bench-qemu): insns/MAC optimized, reference and
+                      CMSIS-NN's, with every optimized output checked against the reference
   nostd               build kiln-runtime for thumbv6m-none-eabi (no std) and link the
                       no-panic proof in runtime-nostd/nopanic-check
   help                print this message";
@@ -52,6 +57,7 @@ fn main() -> ExitCode {
         "bench-train" => bench_train::run(rest),
         "bench-inference" => bench_inference::run(rest),
         "nostd" => nostd::run(),
+        "bench-kernels" => bench_kernels::run(rest),
         "bench-mcu" => firmware::FirmwareOptions::parse(rest).and_then(|mut options| {
             options.n_mnist_images = options.n_mnist_images.min(20);
             firmware::bench_mcu(&options)

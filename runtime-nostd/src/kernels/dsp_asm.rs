@@ -213,7 +213,41 @@ core::arch::global_asm!(
     ".size kiln_widen_dsp, . - kiln_widen_dsp",
 );
 
+core::arch::global_asm!(
+    ".section .text.kiln_dw_mac_dsp,\"ax\",%progbits",
+    ".global kiln_dw_mac_dsp",
+    ".type kiln_dw_mac_dsp,%function",
+    ".p2align 2",
+    ".thumb_func",
+    "kiln_dw_mac_dsp:",
+    // The depthwise inner loop: r0: accumulators (word-aligned, four per step, read and
+    // written back), r1: four inputs per step, r2: four weights per step, r3: steps (> 0),
+    // [sp]: the input zero point in both 16-bit lanes. acc[i] += w[i] * (x[i] - zp).
+    "push {{r4-r11, lr}}",
+    "ldr lr, [sp, #36]",
+    "1:",
+    "ldr r4, [r1], #4",
+    "ldr r5, [r2], #4",
+    "ldm r0, {{r6-r9}}",
+    "sxtb16 r10, r4",        // x0, x2
+    "sxtb16 r4, r4, ror #8", // x1, x3
+    "ssub16 r10, r10, lr",   // x - zp, exact in 16 bits
+    "ssub16 r4, r4, lr",
+    "sxtb16 r11, r5",          // w0, w2
+    "sxtb16 r5, r5, ror #8",   // w1, w3
+    "smlabb r6, r10, r11, r6", // channel 0
+    "smlatt r8, r10, r11, r8", // channel 2
+    "smlabb r7, r4, r5, r7",   // channel 1
+    "smlatt r9, r4, r5, r9",   // channel 3
+    "stm r0!, {{r6-r9}}",
+    "subs r3, #1",
+    "bne 1b",
+    "pop {{r4-r11, pc}}",
+    ".size kiln_dw_mac_dsp, . - kiln_dw_mac_dsp",
+);
+
 extern "C" {
+    fn kiln_dw_mac_dsp(acc: *mut i32, input: *const i8, weights: *const u8, steps: usize, zp2: u32);
     fn kiln_widen_dsp(input: *const i8, widened: *mut i8, n_groups: usize);
     fn kiln_dot4_dsp_widened(
         row0: *const u8,
@@ -291,5 +325,23 @@ pub fn widen_groups(input: &[i8], widened: &mut [i8], n_pairs: usize) {
         // SAFETY: reads `8 * n_pairs` bytes of `input` and writes `16 * n_pairs` bytes of
         // `widened` (word-aligned for the multiple store), both checked just above; AAPCS.
         unsafe { kiln_widen_dsp(input.as_ptr(), widened.as_mut_ptr(), n_pairs) };
+    }
+}
+
+/// `acc[i] += w[i] * (x[i] - zp)` for the first `4 * (acc.len() / 4)` channels (the portable
+/// twin is `mac_words_portable` in `dwconv.rs`). Does nothing unless `x` and `w` hold as many.
+#[inline(always)]
+pub fn dw_mac(acc: &mut [i32], x: &[i8], w: &[u8], zp: i32) {
+    let steps = acc.len() / 4;
+    let in_bounds = steps > 0
+        && steps
+            .checked_mul(4)
+            .is_some_and(|n| x.len() >= n && w.len() >= n);
+    if in_bounds {
+        let zp2 = (zp as u16 as u32).wrapping_mul(0x0001_0001);
+        // SAFETY: reads `4 * steps` bytes of `x` and `w` and reads and writes `4 * steps`
+        // accumulators of `acc` (an `i32` slice, so word-aligned for LDM/STM), all checked
+        // just above; the routine follows the AAPCS and saves what it uses.
+        unsafe { kiln_dw_mac_dsp(acc.as_mut_ptr(), x.as_ptr(), w.as_ptr(), steps, zp2) };
     }
 }

@@ -285,12 +285,17 @@ pub fn conv_case(rng: &mut Rng, depthwise: bool) -> ConvCase {
     let (w, kw, sw, _) = random_axis(rng);
     let (oh, top) = axis(h, kh, sh, same).unwrap_or((1, 0));
     let (ow, left) = axis(w, kw, sw, same).unwrap_or((1, 0));
-    let c = if rng.below(4) == 0 {
-        1
-    } else {
-        rng.usize_in(1, 6)
+    // one channel, a few, or enough for the optimized kernels' four-row and eight-input blocks
+    let c = match rng.below(8) {
+        0 | 1 => 1,
+        2 => rng.usize_in(7, 20),
+        _ => rng.usize_in(1, 6),
     };
-    let oc = if depthwise { c } else { rng.usize_in(1, 6) };
+    let oc = match (depthwise, rng.below(4)) {
+        (true, _) => c,
+        (false, 0) => rng.usize_in(4, 13),
+        _ => rng.usize_in(1, 6),
+    };
     let n_weights = if depthwise {
         kh * kw * c
     } else {

@@ -7,6 +7,8 @@
 pub mod conv;
 #[cfg(kiln_kernel = "dsp")]
 mod dsp_asm;
+pub mod dwconv;
+pub mod im2col;
 #[cfg(kiln_kernel = "m0")]
 mod m0_asm;
 pub mod packed;
@@ -57,10 +59,58 @@ pub fn fully_connected_i8_workspace(
 /// The activation table the runtime uses.
 pub use reference::apply_lut_i8;
 
-/// The convolution and pooling kernels the runtime uses: the reference on every target for
-/// now. An optimized kernel for a target replaces its line here (under that target's
-/// `kiln_kernel`) and joins the `kernel_tests!` entries below.
+/// The convolution and pooling kernels the runtime uses. `conv2d_i8_workspace` is im2col into
+/// the caller's workspace ([`conv_workspace_len`] bytes; shorter runs the reference, same bits)
+/// and the dense kernel's four-row loop: packed `SMLAD` on Cortex-M4/M7, the target's scalar
+/// loop elsewhere. Depthwise and pooling go four channels per word (16-bit lanes on
+/// Cortex-M4/M7). `KILN_KERNEL=reference` keeps the reference everywhere.
+#[cfg(kiln_kernel = "reference")]
 pub use reference::{avg_pool_i8, conv2d_i8, depthwise_conv2d_i8, max_pool_i8};
+
+#[cfg(not(kiln_kernel = "reference"))]
+pub use dwconv::{avg_pool_i8, max_pool_i8};
+
+#[cfg(not(any(kiln_kernel = "dsp", kiln_kernel = "reference")))]
+pub use dwconv::depthwise_conv2d_i8_bytes as depthwise_conv2d_i8;
+#[cfg(kiln_kernel = "dsp")]
+pub use dwconv::depthwise_conv2d_i8_lanes as depthwise_conv2d_i8;
+
+/// The workspace bytes [`conv2d_i8_workspace`] needs for a layer on this target (a pure function
+/// of its parameters; 0 with the reference kernel).
+pub fn conv_workspace_len(params: &ConvParams<'_>) -> usize {
+    #[cfg(kiln_kernel = "reference")]
+    {
+        let _ = params;
+        0
+    }
+    #[cfg(not(kiln_kernel = "reference"))]
+    im2col::conv_workspace_len(params)
+}
+
+/// The `Conv2d` kernel the runtime uses, with the caller's workspace (the scratch bytes past
+/// `scratch_len`). A workspace shorter than [`conv_workspace_len`] runs the reference.
+#[inline(always)]
+pub fn conv2d_i8_workspace(
+    params: &ConvParams<'_>,
+    input: &[i8],
+    workspace: &mut [i8],
+    output: &mut [i8],
+) -> Result<(), Error> {
+    #[cfg(kiln_kernel = "dsp")]
+    return im2col::conv2d_i8_packed(params, input, workspace, output);
+    #[cfg(kiln_kernel = "reference")]
+    {
+        let _ = workspace;
+        reference::conv2d_i8(params, input, output)
+    }
+    #[cfg(not(any(kiln_kernel = "dsp", kiln_kernel = "reference")))]
+    return im2col::conv2d_i8_rows4(params, input, workspace, output);
+}
+
+/// `conv2d_i8_workspace` without a workspace: the reference (kept for the `ConvKernelFn`
+/// signature; the runtime calls the workspace variant).
+#[cfg(not(kiln_kernel = "reference"))]
+pub use reference::conv2d_i8;
 
 pub use conv::{ConvParams, PoolParams};
 
@@ -267,7 +317,8 @@ kernel_tests!(
     crate::kernels::reference::fully_connected_i8
 );
 
-// The convolution and pooling kernels the runtime dispatches to (the reference itself today).
+// The convolution and pooling kernels the runtime dispatches to, and every implementation with
+// its portable twin, each with an exact-length misaligned workspace and a too-short one.
 #[cfg(test)]
 kernel_tests!(conv2d: conv2d_vs_reference, crate::kernels::conv2d_i8);
 #[cfg(test)]
@@ -276,6 +327,78 @@ kernel_tests!(depthwise: depthwise_vs_reference, crate::kernels::depthwise_conv2
 kernel_tests!(max_pool: max_pool_vs_reference, crate::kernels::max_pool_i8);
 #[cfg(test)]
 kernel_tests!(avg_pool: avg_pool_vs_reference, crate::kernels::avg_pool_i8);
+#[cfg(test)]
+kernel_tests!(depthwise: depthwise_lanes_vs_reference, crate::kernels::dwconv::depthwise_conv2d_i8_lanes);
+#[cfg(test)]
+kernel_tests!(depthwise: depthwise_bytes_vs_reference, crate::kernels::dwconv::depthwise_conv2d_i8_bytes);
+#[cfg(test)]
+kernel_tests!(max_pool: max_pool_words_vs_reference, crate::kernels::dwconv::max_pool_i8);
+#[cfg(test)]
+kernel_tests!(avg_pool: avg_pool_words_vs_reference, crate::kernels::dwconv::avg_pool_i8);
+
+/// The signature of the workspace convolutions.
+#[cfg(test)]
+type ConvWorkspaceFn = fn(&ConvParams<'_>, &[i8], &mut [i8], &mut [i8]) -> Result<(), Error>;
+
+/// Runs `f` with a workspace of `len` bytes (`short`: one byte less) starting one byte past a
+/// word boundary.
+#[cfg(test)]
+fn with_workspace(
+    f: ConvWorkspaceFn,
+    len: usize,
+    short: bool,
+    params: &ConvParams<'_>,
+    input: &[i8],
+    output: &mut [i8],
+) -> Result<(), Error> {
+    let mut buffer = std::vec![0x55i8; len + 8];
+    let skip = buffer.as_ptr().align_offset(4) + 1;
+    let end = skip + len - usize::from(short && len > 0);
+    f(params, input, &mut buffer[skip..end], output)
+}
+
+#[cfg(test)]
+macro_rules! conv_workspace_variants {
+    ($($name:ident, $short:ident: $f:path, $widened:expr;)*) => {
+        $(
+            #[cfg(test)]
+            fn $name(p: &ConvParams<'_>, input: &[i8], output: &mut [i8]) -> Result<(), Error> {
+                with_workspace($f, im2col::workspace_len(p, $widened), false, p, input, output)
+            }
+            #[cfg(test)]
+            fn $short(p: &ConvParams<'_>, input: &[i8], output: &mut [i8]) -> Result<(), Error> {
+                with_workspace($f, im2col::workspace_len(p, $widened), true, p, input, output)
+            }
+            #[cfg(test)]
+            kernel_tests!(conv2d: $name, crate::kernels::$name);
+            #[cfg(test)]
+            kernel_tests!(conv2d: $short, crate::kernels::$short);
+        )*
+    };
+}
+
+#[cfg(test)]
+conv_workspace_variants! {
+    conv_packed, conv_packed_short: im2col::conv2d_i8_packed, true;
+    conv_rows4, conv_rows4_short: im2col::conv2d_i8_rows4, false;
+    conv_portable, conv_portable_short: im2col::conv2d_i8_portable, false;
+}
+
+/// The dispatched workspace convolution with the length `conv_workspace_len` asks for.
+#[cfg(test)]
+fn conv_dispatched(p: &ConvParams<'_>, input: &[i8], output: &mut [i8]) -> Result<(), Error> {
+    with_workspace(
+        conv2d_i8_workspace,
+        conv_workspace_len(p),
+        false,
+        p,
+        input,
+        output,
+    )
+}
+
+#[cfg(test)]
+kernel_tests!(conv2d: conv_dispatched_vs_reference, crate::kernels::conv_dispatched);
 
 #[cfg(test)]
 kernel_tests!(

@@ -16,12 +16,12 @@ use super::simd32::{smlad, sxtb16, sxtb16_ror8};
 use super::{le_i32, requantize, tail_dot, FcParams};
 
 #[cfg(kiln_kernel = "dsp")]
-use super::dsp_asm::{dot4, dot4_widened, widen_groups};
+pub(crate) use super::dsp_asm::{dot4, dot4_widened, widen_groups};
 
 /// Adds to `acc[r]` the dot product of `input[..8 * n_pairs]` with row `r` of the four rows at
 /// `rows` (`stride` bytes apart): the portable twin of the assembly in `dsp_asm.rs`.
 #[cfg(not(kiln_kernel = "dsp"))]
-fn dot4(rows: &[u8], stride: usize, input: &[i8], n_pairs: usize, acc: &mut [i32; 4]) {
+pub(crate) fn dot4(rows: &[u8], stride: usize, input: &[i8], n_pairs: usize, acc: &mut [i32; 4]) {
     let span = n_pairs.saturating_mul(8);
     let Some(input) = input.get(..span) else {
         return;
@@ -38,7 +38,13 @@ fn dot4(rows: &[u8], stride: usize, input: &[i8], n_pairs: usize, acc: &mut [i32
 /// words per eight inputs: lanes 0/2, 1/3, 4/6, 5/7, see [`widen`]), with row `r` of the four
 /// rows at `rows`: the portable twin of the assembly in `dsp_asm.rs`.
 #[cfg(not(kiln_kernel = "dsp"))]
-fn dot4_widened(rows: &[u8], stride: usize, widened: &[i8], n_pairs: usize, acc: &mut [i32; 4]) {
+pub(crate) fn dot4_widened(
+    rows: &[u8],
+    stride: usize,
+    widened: &[i8],
+    n_pairs: usize,
+    acc: &mut [i32; 4],
+) {
     let span = n_pairs.saturating_mul(8);
     let Some(widened) = widened.get(..span.saturating_mul(2)) else {
         return;
@@ -69,7 +75,7 @@ pub const fn widened_len(n_in: usize) -> usize {
 /// Writes the 16-bit lanes of `input` (a multiple of four bytes) into the word-aligned part of
 /// `workspace`, two words per input word (`sxtb16` and `sxtb16_ror8` of it), and returns that
 /// part; `None` when the workspace is too short.
-fn widen<'w>(input: &[i8], workspace: &'w mut [i8]) -> Option<&'w [i8]> {
+pub(crate) fn widen<'w>(input: &[i8], workspace: &'w mut [i8]) -> Option<&'w [i8]> {
     let skip = workspace.as_ptr().align_offset(4);
     let len = input.len().checked_mul(2)?;
     let end = skip.checked_add(len)?;

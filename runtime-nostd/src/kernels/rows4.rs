@@ -8,13 +8,13 @@ use super::{le_i32, requantize, tail_dot, FcParams};
 use crate::Error;
 
 #[cfg(kiln_kernel = "m0")]
-use super::m0_asm::dot4;
+pub(crate) use super::m0_asm::dot4;
 #[cfg(kiln_kernel = "rv32")]
-use super::rv32_asm::dot4;
+pub(crate) use super::rv32_asm::dot4;
 #[cfg(kiln_kernel = "sse2")]
-use super::sse2::dot4;
+pub(crate) use super::sse2::dot4;
 #[cfg(not(any(kiln_kernel = "m0", kiln_kernel = "rv32", kiln_kernel = "sse2")))]
-use dot4_portable as dot4;
+pub(crate) use dot4_portable as dot4;
 
 /// Adds to `acc[r]` the dot product of `input[..n]` with row `r` of the four rows at `rows`
 /// (`stride` bytes apart), four inputs per step (`n` is a multiple of 8): the portable twin of
@@ -24,7 +24,13 @@ use dot4_portable as dot4;
     not(any(kiln_kernel = "m0", kiln_kernel = "rv32", kiln_kernel = "sse2"))
 ))]
 #[inline(always)]
-fn dot4_portable(rows: &[u8], stride: usize, input: &[i8], n: usize, acc: &mut [i32; 4]) {
+pub(crate) fn dot4_portable(
+    rows: &[u8],
+    stride: usize,
+    input: &[i8],
+    n: usize,
+    acc: &mut [i32; 4],
+) {
     let Some(input) = input.get(..n) else { return };
     let mut row_iter = rows.chunks_exact(stride.max(1));
     let (Some(r0), Some(r1), Some(r2), Some(r3)) = (

@@ -5,6 +5,7 @@
 //!   `sxtb16_ror8(x)` does the same for bytes 1 and 3.
 //! - `smlad(a, b, acc)`: `acc + a.lo * b.lo + a.hi * b.hi` on signed 16-bit lanes, wrapping
 //!   like the reference kernel's `i32` accumulator.
+//! - `ssub16(a, b)`: `a - b` on each 16-bit lane, wrapping.
 
 #[cfg(kiln_kernel = "dsp")]
 mod imp {
@@ -40,6 +41,16 @@ mod imp {
         };
         out
     }
+
+    #[inline(always)]
+    pub fn ssub16(a: u32, b: u32) -> u32 {
+        let out: u32;
+        // SAFETY: register-only; SSUB16 sets the GE flags, which nothing reads.
+        unsafe {
+            asm!("ssub16 {0}, {1}, {2}", out(reg) out, in(reg) a, in(reg) b, options(pure, nomem, nostack))
+        };
+        out
+    }
 }
 
 #[cfg(not(kiln_kernel = "dsp"))]
@@ -63,9 +74,16 @@ mod imp {
             i32::from((a >> 16) as u16 as i16).wrapping_mul(i32::from((b >> 16) as u16 as i16));
         acc.wrapping_add(lo).wrapping_add(hi)
     }
+
+    #[inline(always)]
+    pub fn ssub16(a: u32, b: u32) -> u32 {
+        let lo = (a as u16).wrapping_sub(b as u16);
+        let hi = ((a >> 16) as u16).wrapping_sub((b >> 16) as u16);
+        u32::from(lo) | (u32::from(hi) << 16)
+    }
 }
 
-pub use imp::{smlad, sxtb16, sxtb16_ror8};
+pub use imp::{smlad, ssub16, sxtb16, sxtb16_ror8};
 
 #[cfg(test)]
 mod tests {

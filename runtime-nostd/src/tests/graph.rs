@@ -546,6 +546,11 @@ fn random_cnns_match_independent_evaluation() {
                 Ok(class)
             );
             assert_eq!(logits_ref, expected);
+            // with no workspace at all the convolutions fall back: the same bytes
+            let mut scratch = std::vec![0x11i8; m.scratch_len()];
+            let mut logits_short = std::vec![0i8; m.n_outputs()];
+            assert_eq!(m.run(&raw, &mut scratch, &mut logits_short), Ok(class));
+            assert_eq!(logits_short, expected, "case {case}: short workspace");
         }
     }
     assert!(
@@ -646,6 +651,16 @@ fn fixed_cnn_shapes_and_plan() {
     let blob = cnn.blob();
     let m = Model::from_bytes(&blob).unwrap();
     assert_eq!(m.scratch_len(), 72 + 108);
+    // the conv 3x3x2 -> 3 needs 3 start values and an 18-byte column (the dense 3 -> 4 only 3
+    // alignment bytes); the reference kernels need nothing past the dense layer's
+    let workspace = if cfg!(kiln_kernel = "reference") {
+        3
+    } else if cfg!(kiln_kernel = "dsp") {
+        3 * 4 + 18 + (18 / 8 * 16 + 3)
+    } else {
+        3 * 4 + 18
+    };
+    assert_eq!(m.fast_scratch_len(), m.scratch_len() + workspace);
     let info = m.layer(0).unwrap();
     assert_eq!(
         (info.kernel, info.stride, info.pad),

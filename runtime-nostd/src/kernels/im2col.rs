@@ -1,0 +1,325 @@
+//! `Conv2d` as a matrix product over output pixels: each pixel's patch is gathered (im2col) into
+//! the caller's workspace, then multiplied by the OHWI weights (which are the dense layout
+//! `[oc][kh * kw * c]`) with the dense kernels' four-row inner loops: the packed `SMLAD` loop
+//! on its widened 16-bit lanes on Cortex-M4/M7, the Thumb-1 / RV32 / SSE2 / portable four-row
+//! loop elsewhere, and the dense kernels' output stage.
+//!
+//! The zero point: a padded tap is gathered as `zp_in`, and every channel starts from
+//! `bias[o] - zp_in * sum(w[o])` (computed once per call, into the workspace). A padded tap then
+//! adds `w * zp_in`, which the start value takes away again, and an interior tap adds
+//! `w * x - w * zp_in`: the reference's `sum w * (x - zp_in)` over the interior taps, in the ring
+//! of wrapping `i32` (the reference wraps too), so the result is the reference's bit for bit.
+//!
+//! A 1x1 convolution without padding gathers nothing: the HWC input pixel is the column.
+//! A workspace shorter than [`conv_workspace_len`] is not an error: the kernel then runs the
+//! reference, with the same results.
+
+use super::conv::ConvParams;
+use super::{le_i32, reference, requantize, tail_dot, FcParams};
+use crate::Error;
+
+/// Whether the input pixel itself is the column (1x1 kernel, no padding).
+#[inline(always)]
+fn pointwise(p: &ConvParams<'_>) -> bool {
+    p.kernel == [1, 1] && p.pad == [0, 0]
+}
+
+/// `kh * kw * c`: the length of a column (saturating; `check` refuses what does not fit).
+#[inline(always)]
+fn taps(p: &ConvParams<'_>) -> usize {
+    p.kernel[0]
+        .saturating_mul(p.kernel[1])
+        .saturating_mul(p.input_shape[2])
+}
+
+/// The workspace bytes the convolution needs: 4 per output channel (the start values), one per
+/// tap (the gathered column, none for a pointwise layer) and, with `widened`, the 16-bit lanes
+/// of the column ([`super::packed::widened_len`]).
+pub fn workspace_len(p: &ConvParams<'_>, widened: bool) -> usize {
+    let taps = taps(p);
+    let column = if pointwise(p) { 0 } else { taps };
+    let lanes = if widened {
+        super::packed::widened_len(taps)
+    } else {
+        0
+    };
+    p.output_shape[2]
+        .saturating_mul(4)
+        .saturating_add(column)
+        .saturating_add(lanes)
+}
+
+/// The workspace bytes the dispatched `conv2d_i8_workspace` needs for `p` on this target: a pure
+/// function of the layer's parameters, so a model can size its scratch for its largest layer.
+pub fn conv_workspace_len(p: &ConvParams<'_>) -> usize {
+    workspace_len(p, cfg!(kiln_kernel = "dsp"))
+}
+
+/// A little-endian `i32` from four workspace bytes.
+#[inline(always)]
+fn le_i32_i8(chunk: &[i8]) -> i32 {
+    match *chunk {
+        [a, b, c, d] => i32::from_le_bytes([a as u8, b as u8, c as u8, d as u8]),
+        _ => 0,
+    }
+}
+
+/// `first .. first + n` of `s`, or an empty slice.
+#[inline(always)]
+fn range<T>(s: &[T], first: usize, n: usize) -> &[T] {
+    first
+        .checked_add(n)
+        .and_then(|end| s.get(first..end))
+        .unwrap_or(&[])
+}
+
+/// The valid taps `lo..hi` of window position `o` along an axis of `len` (padding `pad`).
+#[inline(always)]
+fn valid_taps(o: usize, stride: usize, pad: usize, k: usize, len: usize) -> (usize, usize) {
+    let start = o.wrapping_mul(stride); // fits: `check` proved the span fits usize
+    let lo = pad.saturating_sub(start).min(k);
+    let hi = len.saturating_add(pad).saturating_sub(start).min(k).max(lo);
+    (lo, hi)
+}
+
+/// Writes the column of output pixel `(oy, ox)` into `column` (`kh * kw * c` bytes, HWC patch
+/// order, `zp` for padded taps).
+#[inline(always)]
+fn gather(p: &ConvParams<'_>, input: &[i8], oy: usize, ox: usize, column: &mut [i8]) {
+    let [h, w, c] = p.input_shape;
+    let [kh, kw] = p.kernel;
+    let [sh, sw] = p.stride;
+    let [top, left] = p.pad;
+    let zp = p.input_zero_point;
+    let row_len = kw.wrapping_mul(c).max(1);
+    let (ky_lo, ky_hi) = valid_taps(oy, sh, top, kh, h);
+    let (kx_lo, kx_hi) = valid_taps(ox, sw, left, kw, w);
+    let (pre, run) = (
+        kx_lo.wrapping_mul(c),
+        (kx_hi.wrapping_sub(kx_lo)).wrapping_mul(c),
+    );
+    let ix_lo = ox.wrapping_mul(sw).wrapping_add(kx_lo).wrapping_sub(left);
+    for (ky, row) in column.chunks_mut(row_len).enumerate() {
+        if ky < ky_lo || ky >= ky_hi {
+            row.fill(zp);
+            continue;
+        }
+        let iy = oy.wrapping_mul(sh).wrapping_add(ky).wrapping_sub(top);
+        let at = iy.wrapping_mul(w).wrapping_add(ix_lo).wrapping_mul(c);
+        let src = range(input, at, run);
+        let (head, rest) = row.split_at_mut(pre.min(row.len()));
+        head.fill(zp);
+        let (mid, tail) = rest.split_at_mut(run.min(rest.len()));
+        for (d, &s) in mid.iter_mut().zip(src) {
+            *d = s;
+        }
+        tail.fill(zp);
+    }
+}
+
+/// The inner loop: `dot4(block, stride, column, lanes, n, acc)` adds to `acc[r]` the dot
+/// product of the first `n` (a positive multiple of 8) column bytes with row `r` of the four
+/// rows at `block`, from `lanes` (the column's 16-bit lanes) when given.
+pub(crate) type Dot4 = fn(&[u8], usize, &[i8], Option<&[i8]>, usize, &mut [i32; 4]);
+
+/// The four-row loop of the Cortex-M4/M7 packed kernel (portable twin elsewhere).
+fn dot4_packed(
+    block: &[u8],
+    stride: usize,
+    column: &[i8],
+    lanes: Option<&[i8]>,
+    n: usize,
+    acc: &mut [i32; 4],
+) {
+    match lanes {
+        Some(lanes) => super::packed::dot4_widened(block, stride, lanes, n / 8, acc),
+        None => super::packed::dot4(block, stride, column, n / 8, acc),
+    }
+}
+
+/// The four-row loop of this target's scalar kernel (Thumb-1, RV32, SSE2 or portable).
+fn dot4_rows4(
+    block: &[u8],
+    stride: usize,
+    column: &[i8],
+    _lanes: Option<&[i8]>,
+    n: usize,
+    acc: &mut [i32; 4],
+) {
+    super::rows4::dot4(block, stride, column, n, acc);
+}
+
+/// The portable four-row loop, whatever the target (tests).
+#[cfg(test)]
+fn dot4_portable(
+    block: &[u8],
+    stride: usize,
+    column: &[i8],
+    _lanes: Option<&[i8]>,
+    n: usize,
+    acc: &mut [i32; 4],
+) {
+    super::rows4::dot4_portable(block, stride, column, n, acc);
+}
+
+/// One output pixel: `out[o] = stage(start[o] + sum_i w[o][i] * column[i])`.
+#[inline(always)]
+fn pixel(
+    fc: &FcParams<'_>,
+    start: &[i8],
+    column: &[i8],
+    lanes: Option<&[i8]>,
+    dot4: Dot4,
+    out: &mut [i8],
+) {
+    let n_in = column.len();
+    let n_dot = n_in & !7;
+    let column_dot = column.get(..n_dot).unwrap_or(&[]);
+    let column_rest = column.get(n_dot..).unwrap_or(&[]);
+    let mut starts = start.chunks_exact(4).map(le_i32_i8);
+    let mut multipliers = fc.multipliers.chunks_exact(4).map(le_i32);
+    let mut shifts = fc.shifts.iter().copied();
+    let mut outputs = out.chunks_exact_mut(4);
+    let block_len = n_in.saturating_mul(4).max(1);
+    let mut blocks = fc.weights.chunks_exact(block_len);
+    for out4 in outputs.by_ref() {
+        let Some(block) = blocks.next() else { break };
+        let (Some(b0), Some(b1), Some(b2), Some(b3)) =
+            (starts.next(), starts.next(), starts.next(), starts.next())
+        else {
+            break;
+        };
+        let mut acc = [b0, b1, b2, b3];
+        if n_dot > 0 {
+            dot4(block, n_in, column_dot, lanes, n_dot, &mut acc);
+        }
+        if !column_rest.is_empty() {
+            // the last one to seven column bytes
+            let mut rows = block.chunks_exact(n_in.max(1));
+            for acc in acc.iter_mut() {
+                let tail = rows.next().and_then(|r| r.get(n_dot..)).unwrap_or(&[]);
+                *acc = tail_dot(tail, column_rest, *acc);
+            }
+        }
+        for (out, acc) in out4.iter_mut().zip(acc) {
+            let (Some(m), Some(t)) = (multipliers.next(), shifts.next()) else {
+                break;
+            };
+            *out = requantize(fc, acc, m, t);
+        }
+    }
+    let mut rows = blocks.remainder().chunks_exact(n_in.max(1));
+    for out in outputs.into_remainder() {
+        let (Some(row), Some(b), Some(m), Some(t)) = (
+            rows.next(),
+            starts.next(),
+            multipliers.next(),
+            shifts.next(),
+        ) else {
+            break;
+        };
+        *out = requantize(fc, tail_dot(row, column, b), m, t);
+    }
+}
+
+/// The convolution with a given inner loop; `widened` asks for the column's 16-bit lanes.
+#[inline(never)]
+pub(crate) fn conv2d_with(
+    params: &ConvParams<'_>,
+    input: &[i8],
+    workspace: &mut [i8],
+    output: &mut [i8],
+    widened: bool,
+    dot4: Dot4,
+) -> Result<(), Error> {
+    params.check(false, input.len(), output.len())?;
+    if workspace.len() < workspace_len(params, widened) {
+        return reference::conv2d_i8(params, input, output);
+    }
+    let [_, w, c] = params.input_shape;
+    let [oh, ow, oc] = params.output_shape;
+    let [sh, sw] = params.stride;
+    let taps = taps(params);
+    let pointwise = pointwise(params);
+    let (start, rest) = workspace.split_at_mut(oc.wrapping_mul(4).min(workspace.len()));
+    let (column, lanes_ws) = rest.split_at_mut(if pointwise { 0 } else { taps.min(rest.len()) });
+    // start[o] = bias[o] - zp_in * sum(w[o])
+    let zp = i32::from(params.input_zero_point);
+    let mut rows = params.weights.chunks_exact(taps.max(1));
+    for (dst, bias) in start.chunks_exact_mut(4).zip(params.bias.chunks_exact(4)) {
+        let Some(row) = rows.next() else { break };
+        let sum = row
+            .iter()
+            .fold(0i32, |s, &w| s.wrapping_add(i32::from(w as i8)));
+        let value = le_i32(bias).wrapping_sub(zp.wrapping_mul(sum));
+        for (d, b) in dst.iter_mut().zip(value.to_le_bytes()) {
+            *d = b as i8;
+        }
+    }
+    let fc = FcParams {
+        weights: params.weights,
+        bias: params.bias,
+        multipliers: params.multipliers,
+        shifts: params.shifts,
+        output_zero_point: params.output_zero_point,
+        clamp_min: params.clamp_min,
+        clamp_max: params.clamp_max,
+    };
+    let n_paired = taps & !7;
+    let mut outputs = output.chunks_exact_mut(oc.max(1));
+    for oy in 0..oh {
+        for ox in 0..ow {
+            let Some(out) = outputs.next() else {
+                return Ok(()); // lengths were checked: never taken
+            };
+            let col: &[i8] = if pointwise {
+                let pix = oy.wrapping_mul(sh).wrapping_mul(w);
+                let at = pix.wrapping_add(ox.wrapping_mul(sw)).wrapping_mul(c);
+                range(input, at, c)
+            } else {
+                gather(params, input, oy, ox, column);
+                column
+            };
+            let lanes = if widened && n_paired > 0 {
+                col.get(..n_paired)
+                    .and_then(|paired| super::packed::widen(paired, lanes_ws))
+            } else {
+                None
+            };
+            pixel(&fc, start, col, lanes, dot4, out);
+        }
+    }
+    Ok(())
+}
+
+/// `Conv2d` on Cortex-M4/M7's packed `SMLAD` loop over the widened column (portable twin
+/// elsewhere). Same contract as [`reference::conv2d_i8`]; the workspace as above.
+pub fn conv2d_i8_packed(
+    params: &ConvParams<'_>,
+    input: &[i8],
+    workspace: &mut [i8],
+    output: &mut [i8],
+) -> Result<(), Error> {
+    conv2d_with(params, input, workspace, output, true, dot4_packed)
+}
+
+/// `Conv2d` on this target's four-row scalar loop. Same contract as [`reference::conv2d_i8`].
+pub fn conv2d_i8_rows4(
+    params: &ConvParams<'_>,
+    input: &[i8],
+    workspace: &mut [i8],
+    output: &mut [i8],
+) -> Result<(), Error> {
+    conv2d_with(params, input, workspace, output, false, dot4_rows4)
+}
+
+/// `Conv2d` on the portable four-row loop (tests).
+#[cfg(test)]
+pub fn conv2d_i8_portable(
+    params: &ConvParams<'_>,
+    input: &[i8],
+    workspace: &mut [i8],
+    output: &mut [i8],
+) -> Result<(), Error> {
+    conv2d_with(params, input, workspace, output, false, dot4_portable)
+}
