@@ -7,6 +7,7 @@
 use super::shape::{output_extent, Padding, Shape};
 use super::{Activation, DenseGradients};
 use nalgebra::{DMatrix, DVector, RealField};
+use ndarray::{s, ArrayView3, ArrayView4, ArrayViewMut3, ArrayViewMut4, Axis, Slice, Zip};
 
 /// A 2-D convolution: `z[o][y][x] = b[o] + sum_{c, ky, kx} w[o][c][ky][kx] in[c][y s + ky - p][x s + kx - p]`,
 /// padded taps reading 0.
@@ -197,46 +198,53 @@ fn inside(
     lo..hi.clamp(lo, out)
 }
 
+/// The input rows (or columns) tap `k` reads for the output range `out`, as an ndarray slice:
+/// `out.start * stride + k - pad`, every `stride`-th, `out.len()` of them.
+fn taps(out: &std::ops::Range<usize>, stride: usize, k: usize, pad: usize) -> Slice {
+    let start = out.start * stride + k - pad;
+    let end = start + (out.len() - 1) * stride + 1;
+    Slice::new(start as isize, Some(end as isize), stride as isize)
+}
+
 /// The im2col matrix of a batch: `(batch * out_h * out_w) x (in_c * kh * kw)`, row
 /// `b * out_plane + oy * out_w + ox` holding the patch of output pixel `(oy, ox)` of sample
 /// `b`, column `(c * kh + ky) * kw + kx` the tap; padded taps are 0.
 fn im2col<T: RealField + Copy>(window: &Window, in_c: usize, input: &DMatrix<T>) -> DMatrix<T> {
     let batch = input.ncols();
-    let (in_plane, out_plane) = (window.in_plane(), window.out_plane());
-    let in_len = in_plane * in_c;
-    let n = batch * out_plane;
+    let n = batch * window.out_plane();
     let mut columns = DMatrix::zeros(n, in_c * window.kh * window.kw);
-    let src = input.as_slice();
-    let dst = columns.as_mut_slice();
-    for c in 0..in_c {
-        for ky in 0..window.kh {
-            let rows = window.rows(ky);
-            for kx in 0..window.kw {
-                let k = (c * window.kh + ky) * window.kw + kx;
-                let cols = window.cols(kx);
-                let column = &mut dst[k * n..(k + 1) * n];
-                for b in 0..batch {
-                    let plane = &src[b * in_len + c * in_plane..][..in_plane];
-                    let out = &mut column[b * out_plane..(b + 1) * out_plane];
-                    for oy in rows.clone() {
-                        let iy = oy * window.sh + ky - window.pad_top;
-                        let row = &plane[iy * window.in_w..(iy + 1) * window.in_w];
-                        let out_row = &mut out[oy * window.out_w..(oy + 1) * window.out_w];
-                        if cols.is_empty() {
-                            continue;
-                        }
-                        let ix0 = cols.start * window.sw + kx - window.pad_left;
-                        if window.sw == 1 {
-                            out_row[cols.clone()].copy_from_slice(&row[ix0..ix0 + cols.len()]);
-                        } else {
-                            for (i, ox) in cols.clone().enumerate() {
-                                out_row[ox] = row[ix0 + i * window.sw];
-                            }
-                        }
-                    }
-                }
-            }
+    // One sample per column, CHW inside it: the storage is [batch][c][h][w].
+    let input = ArrayView4::from_shape((batch, in_c, window.in_h, window.in_w), input.as_slice())
+        .expect("the input holds batch x c x h x w values");
+    for (k, column) in columns
+        .as_mut_slice()
+        .chunks_exact_mut(n.max(1))
+        .enumerate()
+    {
+        let (c, ky, kx) = (
+            k / (window.kh * window.kw),
+            k / window.kw % window.kh,
+            k % window.kw,
+        );
+        let (rows, cols) = (window.rows(ky), window.cols(kx));
+        if rows.is_empty() || cols.is_empty() {
+            continue;
         }
+        let mut out = ArrayViewMut3::from_shape((batch, window.out_h, window.out_w), column)
+            .expect("a column holds batch x out_h x out_w values");
+        let source = input.slice(s![
+            ..,
+            c,
+            taps(&rows, window.sh, ky, window.pad_top),
+            taps(&cols, window.sw, kx, window.pad_left)
+        ]);
+        // Row by row: a stride-1 row is one contiguous copy.
+        Zip::from(out.slice_mut(s![.., rows, cols]).lanes_mut(Axis(2)))
+            .and(source.lanes(Axis(2)))
+            .for_each(|mut to, from| match (to.as_slice_mut(), from.as_slice()) {
+                (Some(to), Some(from)) => to.copy_from_slice(from),
+                _ => to.assign(&from),
+            });
     }
     columns
 }
@@ -249,37 +257,37 @@ fn col2im<T: RealField + Copy>(
     batch: usize,
     columns: &DMatrix<T>,
 ) -> DMatrix<T> {
-    let (in_plane, out_plane) = (window.in_plane(), window.out_plane());
-    let in_len = in_plane * in_c;
-    let n = batch * out_plane;
-    let mut input = DMatrix::zeros(in_len, batch);
-    let src = columns.as_slice();
-    let dst = input.as_mut_slice();
-    for c in 0..in_c {
-        for ky in 0..window.kh {
-            let rows = window.rows(ky);
-            for kx in 0..window.kw {
-                let k = (c * window.kh + ky) * window.kw + kx;
-                let cols = window.cols(kx);
-                if cols.is_empty() {
-                    continue;
-                }
-                let column = &src[k * n..(k + 1) * n];
-                for b in 0..batch {
-                    let plane = &mut dst[b * in_len + c * in_plane..][..in_plane];
-                    let out = &column[b * out_plane..(b + 1) * out_plane];
-                    for oy in rows.clone() {
-                        let iy = oy * window.sh + ky - window.pad_top;
-                        let row = &mut plane[iy * window.in_w..(iy + 1) * window.in_w];
-                        let out_row = &out[oy * window.out_w..(oy + 1) * window.out_w];
-                        let ix0 = cols.start * window.sw + kx - window.pad_left;
-                        for (i, ox) in cols.clone().enumerate() {
-                            row[ix0 + i * window.sw] += out_row[ox];
-                        }
-                    }
-                }
-            }
+    let n = batch * window.out_plane();
+    let mut input = DMatrix::zeros(in_c * window.in_plane(), batch);
+    let mut grad = ArrayViewMut4::from_shape(
+        (batch, in_c, window.in_h, window.in_w),
+        input.as_mut_slice(),
+    )
+    .expect("the input holds batch x c x h x w values");
+    for (k, column) in columns.as_slice().chunks_exact(n.max(1)).enumerate() {
+        let (c, ky, kx) = (
+            k / (window.kh * window.kw),
+            k / window.kw % window.kh,
+            k % window.kw,
+        );
+        let (rows, cols) = (window.rows(ky), window.cols(kx));
+        if rows.is_empty() || cols.is_empty() {
+            continue;
         }
+        let patch = ArrayView3::from_shape((batch, window.out_h, window.out_w), column)
+            .expect("a column holds batch x out_h x out_w values");
+        let mut target = grad.slice_mut(s![
+            ..,
+            c,
+            taps(&rows, window.sh, ky, window.pad_top),
+            taps(&cols, window.sw, kx, window.pad_left)
+        ]);
+        Zip::from(target.lanes_mut(Axis(2)))
+            .and(patch.slice(s![.., rows, cols]).lanes(Axis(2)))
+            .for_each(|mut to, from| match (to.as_slice_mut(), from.as_slice()) {
+                (Some(to), Some(from)) => to.iter_mut().zip(from).for_each(|(t, &f)| *t += f),
+                _ => to += &from,
+            });
     }
     input
 }
