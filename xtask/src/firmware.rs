@@ -142,6 +142,8 @@ pub struct FirmwareOptions {
     pub n_mnist_images: usize,
     /// Only these boards (all when empty).
     pub only: Vec<String>,
+    /// `bench-mcu --conv-only`: only the convolution table.
+    pub conv_only: bool,
 }
 
 impl FirmwareOptions {
@@ -153,6 +155,7 @@ impl FirmwareOptions {
             out: root.join("kiln-out/firmware"),
             n_mnist_images: 200,
             only: Vec::new(),
+            conv_only: false,
         };
         let mut iter = args.iter();
         while let Some(flag) = iter.next() {
@@ -174,9 +177,10 @@ impl FirmwareOptions {
                         .with_context(|| format!("--images: expected 1 to 10000, got {text}"))?;
                 }
                 "--board" => options.only.push(value()?),
+                "--conv-only" => options.conv_only = true,
                 other => bail!(
                     "cargo xtask firmware: unknown flag {other}; expected --mnist DIR, \
-                     --insncount DIR, --out DIR, --images N or --board NAME"
+                     --insncount DIR, --out DIR, --images N, --board NAME or (bench-mcu) --conv-only"
                 ),
             }
         }
@@ -943,14 +947,17 @@ pub fn bench_mcu(options: &FirmwareOptions) -> Result<()> {
     check_tools(&boards)?;
     let plugin = build_plugin(&options.insncount, &root.join("target/qemu"))?;
     std::fs::create_dir_all(&options.out)?;
-    let data = prepare(Dataset::Mnist, options)?;
-    write_generated(&data)?;
     let plugin_args = vec![
         "-plugin".to_string(),
         plugin.display().to_string(),
         "-d".to_string(),
         "plugin".to_string(),
     ];
+    if options.conv_only {
+        return bench_conv_layers(&boards, &plugin_args, &options.out);
+    }
+    let data = prepare(Dataset::Mnist, options)?;
+    write_generated(&data)?;
     let mut lines = Vec::new();
     let mut code_lines = Vec::new();
     let boards_for_conv = boards.clone();
