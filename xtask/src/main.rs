@@ -32,7 +32,7 @@ commands:
   firmware [--board NAME]... [--images N] [--mnist DIR] [--insncount DIR] [--out DIR]
                       cross-build the firmware in examples/firmware-qemu, run it in QEMU on
                       Cortex-M0/M3/M4F/M7 and RISC-V (an MLP and a CNN on each, the KWS DS-CNN
-                      on M4F/M7), require the host's checksum and accuracy, and print
+                      on M3/M4F/M7), require the host's checksum and accuracy, and print
                       instructions per MAC, code size, flash and RAM per board and model
   bench-mcu [--board NAME]... [--images N] [--conv-only]
                       instructions per MAC of MNIST 784-128-10 on every emulated core, with the
