@@ -1407,6 +1407,9 @@ fn run_board(board: &'static Board, data: &Prepared, plugin: &Path, out: &Path) 
     // Variant 1: the model in Rust-source form, instructions counted.
     let elf_path = build_firmware(board, &[])?;
     let elf = Elf::read(&elf_path)?;
+    // Kept now: variants 2 and 3 are built to the same path.
+    let name = format!("{}-{}", board.name, data.dataset.dir());
+    std::fs::copy(&elf_path, out.join(format!("{name}.elf")))?;
     let plugin_arg = format!("{}", plugin.display());
     let (success, output) = run_qemu(
         board,
@@ -1474,7 +1477,7 @@ fn run_board(board: &'static Board, data: &Prepared, plugin: &Path, out: &Path) 
         board.name
     );
     // Intel HEX carries its own addresses (and QEMU's loader limits raw files to the RAM size).
-    let hex_path = out.join(format!("{}-model-partition.hex", board.name));
+    let hex_path = out.join(format!("{name}-model-partition.hex"));
     std::fs::write(&hex_path, intel_hex(&data.blob, partition.value)?)?;
     let loader = format!("loader,file={}", hex_path.display());
     let (partition_ok, partition_output) =
@@ -1487,12 +1490,11 @@ fn run_board(board: &'static Board, data: &Prepared, plugin: &Path, out: &Path) 
     );
     std::fs::copy(
         &partition_elf_path,
-        out.join(format!("{}-partition.elf", board.name)),
+        out.join(format!("{name}-partition.elf")),
     )?;
 
     // Variant 3: no inference call, for the runtime's code size by difference.
     let baseline = Elf::read(&build_firmware(board, &["no-inference"])?)?;
-    std::fs::copy(&elf_path, out.join(format!("{}.elf", board.name)))?;
 
     Ok(Row {
         board,
