@@ -25,7 +25,8 @@ struct Board {
     qemu: &'static str,
     /// The Debian package that provides `qemu`.
     qemu_package: &'static str,
-    dataset: Dataset,
+    /// The models it runs, one firmware build each: an MLP first, then CNNs.
+    datasets: &'static [Dataset],
     /// Guest instructions of an empty `bench_start`/`bench_stop` pair.
     marker_overhead: u64,
 }
@@ -36,6 +37,48 @@ enum Dataset {
     Digits,
     /// The MNIST 784-128-10 model and the first MNIST test images.
     Mnist,
+    /// A small CNN on the 8x8 digits (boards with 16 KiB of RAM, where the MNIST CNN's
+    /// arena does not fit), the same held-out images as `Digits`.
+    DigitsCnn,
+    /// The README's MNIST CNN, trained one epoch, the same images as `Mnist`.
+    MnistCnn,
+    /// MLPerf Tiny's keyword-spotting DS-CNN shape on synthetic 49x10 "spectrograms" (the
+    /// cores with at least 64 KiB of RAM).
+    Kws,
+}
+
+/// The README's MNIST CNN.
+const MNIST_CNN_LAYERS: &str = "conv3x3:16,maxpool2,conv3x3:32,maxpool2,dense:48";
+/// A CNN small enough for 16 KiB of RAM, on the 8x8 digits.
+const DIGITS_CNN_LAYERS: &str = "conv3x3:8,maxpool2,conv3x3:16,maxpool2,dense:32";
+/// MLPerf Tiny's DS-CNN for keyword spotting (its input is 49x10x1, its output 12 classes).
+const KWS_LAYERS: &str = "conv10x4s2:64,dw3x3,conv1x1:64,dw3x3,conv1x1:64,dw3x3,conv1x1:64,\
+                          dw3x3,conv1x1:64,gap";
+/// Synthetic KWS rows: per class for training, and test images the firmware runs.
+const KWS_TRAIN_PER_CLASS: usize = 100;
+const KWS_TEST_PER_CLASS: usize = 2;
+
+impl Dataset {
+    fn dir(self) -> &'static str {
+        match self {
+            Dataset::Digits => "digits",
+            Dataset::Mnist => "mnist",
+            Dataset::DigitsCnn => "digits-cnn",
+            Dataset::MnistCnn => "mnist-cnn",
+            Dataset::Kws => "kws",
+        }
+    }
+
+    /// The table's model column.
+    fn label(self) -> &'static str {
+        match self {
+            Dataset::Digits => "digits 64-128-10",
+            Dataset::Mnist => "MNIST 784-128-10",
+            Dataset::DigitsCnn => "digits CNN",
+            Dataset::MnistCnn => "MNIST CNN",
+            Dataset::Kws => "KWS DS-CNN",
+        }
+    }
 }
 
 const BOARDS: [Board; 5] = [
@@ -46,7 +89,7 @@ const BOARDS: [Board; 5] = [
         target: "thumbv6m-none-eabi",
         qemu: "qemu-system-arm",
         qemu_package: "qemu-system-arm",
-        dataset: Dataset::Digits,
+        datasets: &[Dataset::Digits, Dataset::DigitsCnn],
         marker_overhead: 5,
     },
     Board {
@@ -56,7 +99,8 @@ const BOARDS: [Board; 5] = [
         target: "thumbv7m-none-eabi",
         qemu: "qemu-system-arm",
         qemu_package: "qemu-system-arm",
-        dataset: Dataset::Mnist,
+        // 64 KiB of RAM: the KWS DS-CNN's 16,000-byte arena fits too.
+        datasets: &[Dataset::Mnist, Dataset::MnistCnn, Dataset::Kws],
         marker_overhead: 5,
     },
     Board {
@@ -66,7 +110,7 @@ const BOARDS: [Board; 5] = [
         target: "thumbv7em-none-eabihf",
         qemu: "qemu-system-arm",
         qemu_package: "qemu-system-arm",
-        dataset: Dataset::Mnist,
+        datasets: &[Dataset::Mnist, Dataset::MnistCnn, Dataset::Kws],
         marker_overhead: 5,
     },
     Board {
@@ -76,7 +120,7 @@ const BOARDS: [Board; 5] = [
         target: "thumbv7em-none-eabihf",
         qemu: "qemu-system-arm",
         qemu_package: "qemu-system-arm",
-        dataset: Dataset::Mnist,
+        datasets: &[Dataset::Mnist, Dataset::MnistCnn, Dataset::Kws],
         marker_overhead: 5,
     },
     Board {
@@ -86,7 +130,8 @@ const BOARDS: [Board; 5] = [
         target: "riscv32imc-unknown-none-elf",
         qemu: "qemu-system-riscv32",
         qemu_package: "qemu-system-misc",
-        dataset: Dataset::Mnist,
+        // 16 KiB of RAM: the MNIST CNN's arena does not fit, the digits CNN's does.
+        datasets: &[Dataset::Mnist, Dataset::DigitsCnn],
         marker_overhead: 4,
     },
 ];
@@ -99,6 +144,8 @@ pub struct FirmwareOptions {
     pub n_mnist_images: usize,
     /// Only these boards (all when empty).
     pub only: Vec<String>,
+    /// `bench-mcu --conv-only`: only the convolution table.
+    pub conv_only: bool,
 }
 
 impl FirmwareOptions {
@@ -110,6 +157,7 @@ impl FirmwareOptions {
             out: root.join("kiln-out/firmware"),
             n_mnist_images: 200,
             only: Vec::new(),
+            conv_only: false,
         };
         let mut iter = args.iter();
         while let Some(flag) = iter.next() {
@@ -131,9 +179,10 @@ impl FirmwareOptions {
                         .with_context(|| format!("--images: expected 1 to 10000, got {text}"))?;
                 }
                 "--board" => options.only.push(value()?),
+                "--conv-only" => options.conv_only = true,
                 other => bail!(
                     "cargo xtask firmware: unknown flag {other}; expected --mnist DIR, \
-                     --insncount DIR, --out DIR, --images N or --board NAME"
+                     --insncount DIR, --out DIR, --images N, --board NAME or (bench-mcu) --conv-only"
                 ),
             }
         }
@@ -160,6 +209,10 @@ struct Prepared {
     n_outputs: usize,
     scratch_len: usize,
     macs: u64,
+    /// The blob's arena (`Model::scratch_len`, the planner's peak activation RAM) and the sum
+    /// of all values (what the arena would be without reuse).
+    arena_len: usize,
+    no_reuse_len: usize,
     host_crc32: u32,
     host_correct: u32,
     description: String,
@@ -168,6 +221,7 @@ struct Prepared {
 /// What one board measured.
 struct Row {
     board: &'static Board,
+    dataset: Dataset,
     n_images: usize,
     correct: u32,
     insns_input: f64,
@@ -194,19 +248,33 @@ pub fn run(options: &FirmwareOptions) -> Result<()> {
         .with_context(|| format!("{}: cannot create", options.out.display()))?;
 
     let mut prepared: Vec<Prepared> = Vec::new();
-    for dataset in [Dataset::Digits, Dataset::Mnist] {
-        if boards.iter().any(|board| board.dataset == dataset) {
+    for dataset in [
+        Dataset::Digits,
+        Dataset::Mnist,
+        Dataset::DigitsCnn,
+        Dataset::MnistCnn,
+        Dataset::Kws,
+    ] {
+        if boards.iter().any(|board| board.datasets.contains(&dataset)) {
+            let started = std::time::Instant::now();
             prepared.push(prepare(dataset, options)?);
+            println!(
+                "== {} prepared in {:.1} s",
+                dataset.label(),
+                started.elapsed().as_secs_f64()
+            );
         }
     }
 
     let mut rows = Vec::new();
     for board in boards {
-        let data = prepared
-            .iter()
-            .find(|p| p.dataset == board.dataset)
-            .expect("prepared above");
-        rows.push(run_board(board, data, &plugin, &options.out)?);
+        for dataset in board.datasets {
+            let data = prepared
+                .iter()
+                .find(|p| p.dataset == *dataset)
+                .expect("prepared above");
+            rows.push(run_board(board, data, &plugin, &options.out)?);
+        }
     }
     print_table(&rows, &prepared);
     build_real_boards()?;
@@ -296,14 +364,11 @@ fn read_gz(path: &Path) -> Result<Vec<u8>> {
 /// Trains, bakes and runs the host reference for one dataset.
 fn prepare(dataset: Dataset, options: &FirmwareOptions) -> Result<Prepared> {
     let root = workspace_root();
-    let dir = options.out.join(match dataset {
-        Dataset::Digits => "digits",
-        Dataset::Mnist => "mnist",
-    });
+    let dir = options.out.join(dataset.dir());
     std::fs::create_dir_all(&dir)?;
     let s = |p: &Path| p.to_string_lossy().into_owned();
     let (pixels, labels, n_inputs, data_spec, description) = match dataset {
-        Dataset::Digits => {
+        Dataset::Digits | Dataset::DigitsCnn => {
             // Every fourth row is held out: the firmware sees only images the model never saw.
             let text = String::from_utf8(read_gz(&root.join("trainer/data/digits.csv.gz"))?)
                 .context("digits.csv.gz: not UTF-8")?;
@@ -336,29 +401,43 @@ fn prepare(dataset: Dataset, options: &FirmwareOptions) -> Result<Prepared> {
             let n_test = labels.len();
             let train_csv = s(&dir.join("train.csv"));
             let test_csv = s(&dir.join("test.csv"));
-            kiln(&[
+            let data = format!("csv:{train_csv}");
+            let mut args = vec![
                 "train",
                 "--data",
-                &format!("csv:{train_csv}"),
+                &data,
                 "--test-data",
                 &test_csv,
                 "--label-column",
                 "last",
                 "--epochs",
                 "30",
-                "-o",
-                &s(&dir),
-                "--quiet",
-            ])?;
-            (
-                pixels,
-                labels,
-                64,
-                format!("csv:{train_csv}"),
-                format!("digits 64-128-10, {n_test} held-out UCI digits images"),
-            )
+            ];
+            if dataset == Dataset::DigitsCnn {
+                args.extend([
+                    "--input-shape",
+                    "8x8x1",
+                    "--layers",
+                    DIGITS_CNN_LAYERS,
+                    "--optimizer",
+                    "adam",
+                    "--lr",
+                    "0.003",
+                ]);
+            }
+            let out_dir = s(&dir);
+            args.extend(["-o", &out_dir, "--quiet", "--no-plot"]);
+            kiln(&args)?;
+            let description = match dataset {
+                Dataset::Digits => format!("digits 64-128-10, {n_test} held-out UCI digits images"),
+                _ => format!(
+                    "digits CNN 8x8x1 {DIGITS_CNN_LAYERS},dense:10 (30 epochs), \
+                     {n_test} held-out UCI digits images"
+                ),
+            };
+            (pixels, labels, 64, data, description)
         }
-        Dataset::Mnist => {
+        Dataset::Mnist | Dataset::MnistCnn => {
             let images_path = options.mnist.join("t10k-images-idx3-ubyte.gz");
             let labels_path = options.mnist.join("t10k-labels-idx1-ubyte.gz");
             let images = read_gz(&images_path)?;
@@ -372,26 +451,98 @@ fn prepare(dataset: Dataset, options: &FirmwareOptions) -> Result<Prepared> {
             let pixels = images[16..16 + n * 784].to_vec();
             let labels = label_bytes[8..8 + n].to_vec();
             let spec = format!("mnist:{}", s(&options.mnist));
+            let out_dir = s(&dir);
+            let description = if dataset == Dataset::Mnist {
+                kiln(&[
+                    "train",
+                    "--data",
+                    &spec,
+                    "--hidden",
+                    "128",
+                    "--optimizer",
+                    "adam",
+                    "--epochs",
+                    "3",
+                    "-o",
+                    &out_dir,
+                    "--quiet",
+                ])?;
+                format!("MNIST 784-128-10, the first {n} MNIST test images")
+            } else {
+                // One epoch: enough for a test of bit-exactness (about 97% accuracy).
+                kiln(&[
+                    "train",
+                    "--data",
+                    &spec,
+                    "--layers",
+                    MNIST_CNN_LAYERS,
+                    "--optimizer",
+                    "adam",
+                    "--lr",
+                    "0.003",
+                    "--epochs",
+                    "1",
+                    "--threads",
+                    "2",
+                    "-o",
+                    &out_dir,
+                    "--quiet",
+                    "--no-plot",
+                ])?;
+                format!(
+                    "MNIST CNN 28x28x1 {MNIST_CNN_LAYERS},dense:10 (1 epoch), \
+                     the first {n} MNIST test images"
+                )
+            };
+            (pixels, labels, 784, spec, description)
+        }
+        Dataset::Kws => {
+            let (train, test, pixels, labels) = kws_synthetic();
+            std::fs::write(dir.join("train.csv"), train)?;
+            std::fs::write(dir.join("test.csv"), test)?;
+            let train_csv = s(&dir.join("train.csv"));
+            let test_csv = s(&dir.join("test.csv"));
+            let data = format!("csv:{train_csv}");
+            let out_dir = s(&dir);
             kiln(&[
                 "train",
                 "--data",
-                &spec,
-                "--hidden",
-                "128",
+                &data,
+                "--test-data",
+                &test_csv,
+                "--label-column",
+                "last",
+                "--input-shape",
+                "49x10x1",
+                "--layers",
+                KWS_LAYERS,
                 "--optimizer",
                 "adam",
+                "--lr",
+                "0.003",
+                // Two epochs of small batches: a few seconds, and well above chance.
                 "--epochs",
-                "3",
+                "2",
+                "--batch",
+                "8",
+                "--threads",
+                "2",
                 "-o",
-                &s(&dir),
+                &out_dir,
                 "--quiet",
+                "--no-plot",
             ])?;
+            let n_test = labels.len();
             (
                 pixels,
                 labels,
-                784,
-                spec,
-                format!("MNIST 784-128-10, the first {n} MNIST test images"),
+                49 * 10,
+                data,
+                format!(
+                    "KWS DS-CNN 49x10x1 {KWS_LAYERS},dense:12 (2 epochs on {} synthetic rows), \
+                     {n_test} held-out synthetic rows",
+                    12 * KWS_TRAIN_PER_CLASS
+                ),
             )
         }
     };
@@ -455,10 +606,12 @@ fn prepare(dataset: Dataset, options: &FirmwareOptions) -> Result<Prepared> {
         let bytes: Vec<u8> = logits.iter().map(|&l| l as u8).collect();
         crc.update(&bytes);
     }
-    let macs = (0..model.n_layers())
+    let layers: Vec<kiln_runtime::LayerInfo> = (0..model.n_layers())
         .filter_map(|idx| model.layer(idx))
-        .map(|layer| (layer.n_inputs * layer.n_outputs) as u64)
-        .sum();
+        .collect();
+    let macs = layers.iter().map(layer_macs).sum();
+    // Without reuse every value (the input and each layer's output) has its own bytes.
+    let no_reuse_len = n_inputs + layers.iter().map(|l| l.n_outputs).sum::<usize>();
     Ok(Prepared {
         dataset,
         rust_source,
@@ -468,6 +621,8 @@ fn prepare(dataset: Dataset, options: &FirmwareOptions) -> Result<Prepared> {
         // input once); the host computed the expected logits with the minimal one.
         scratch_len: model.fast_scratch_len(),
         macs,
+        arena_len: model.scratch_len(),
+        no_reuse_len,
         host_crc32: crc.finish(),
         host_correct,
         pixels,
@@ -475,6 +630,64 @@ fn prepare(dataset: Dataset, options: &FirmwareOptions) -> Result<Prepared> {
         description,
         blob,
     })
+}
+
+/// Deterministic synthetic keyword-spotting data: 49x10 "spectrograms" (0 to 255) of 12
+/// classes, each a class-dependent smooth pattern (a frequency ridge that moves over time)
+/// plus uniform noise. Returns the training CSV, the test CSV (label last), and the test
+/// rows' pixels and labels.
+fn kws_synthetic() -> (String, String, Vec<u8>, Vec<u8>) {
+    let mut state: u32 = 0x2545_f491;
+    let mut noise = move || {
+        state ^= state << 13;
+        state ^= state >> 17;
+        state ^= state << 5;
+        f64::from(state % 61) - 30.0
+    };
+    let mut row = |class: usize| -> Vec<u8> {
+        let (k, phase) = (class as f64, class as f64 * 0.7);
+        let (fx, tx) = ((class % 4 + 1) as f64, (class / 4 + 1) as f64);
+        (0..49)
+            .flat_map(|t| (0..10).map(move |f| (t as f64, f as f64)))
+            .map(|(t, f)| {
+                let wave = (std::f64::consts::TAU * (fx * f / 10.0 + tx * t / 49.0) + phase).sin();
+                let ridge = (-(f - (k % 10.0) - t * (k / 24.0)).powi(2) / 4.0).exp();
+                (100.0 + 60.0 * wave + 80.0 * ridge + noise()).clamp(0.0, 255.0) as u8
+            })
+            .collect()
+    };
+    let csv_line = |values: &[u8], class: usize| {
+        let mut line: Vec<String> = values.iter().map(u8::to_string).collect();
+        line.push(class.to_string());
+        line.join(",") + "\n"
+    };
+    let mut train = String::new();
+    for idx in 0..12 * KWS_TRAIN_PER_CLASS {
+        train.push_str(&csv_line(&row(idx % 12), idx % 12));
+    }
+    let (mut test, mut pixels, mut labels) = (String::new(), Vec::new(), Vec::new());
+    for idx in 0..12 * KWS_TEST_PER_CLASS {
+        let values = row(idx % 12);
+        test.push_str(&csv_line(&values, idx % 12));
+        pixels.extend_from_slice(&values);
+        labels.push((idx % 12) as u8);
+    }
+    (train, test, pixels, labels)
+}
+
+/// Multiply-accumulates of one layer: output pixels x kernel area x input channels for a
+/// convolution (x 1 channel for a depthwise one), outputs x inputs for a dense layer, none for
+/// a pool.
+fn layer_macs(layer: &kiln_runtime::LayerInfo) -> u64 {
+    use kiln_runtime::LayerKind;
+    let [oh, ow, oc] = layer.output_shape;
+    let area = (layer.kernel[0] * layer.kernel[1]) as u64;
+    match layer.kind {
+        LayerKind::Dense => (layer.n_inputs * layer.n_outputs) as u64,
+        LayerKind::Conv2d => (oh * ow * oc) as u64 * area * layer.input_shape[2] as u64,
+        LayerKind::DepthwiseConv2d => (oh * ow * oc) as u64 * area,
+        LayerKind::MaxPool2d | LayerKind::AvgPool2d => 0,
+    }
 }
 
 /// Zero-run-length coding, as `examples/firmware-qemu/src/rle.rs` decodes it.
@@ -736,16 +949,20 @@ pub fn bench_mcu(options: &FirmwareOptions) -> Result<()> {
     check_tools(&boards)?;
     let plugin = build_plugin(&options.insncount, &root.join("target/qemu"))?;
     std::fs::create_dir_all(&options.out)?;
-    let data = prepare(Dataset::Mnist, options)?;
-    write_generated(&data)?;
     let plugin_args = vec![
         "-plugin".to_string(),
         plugin.display().to_string(),
         "-d".to_string(),
         "plugin".to_string(),
     ];
+    if options.conv_only {
+        return bench_conv_layers(&boards, &plugin_args, &options.out);
+    }
+    let data = prepare(Dataset::Mnist, options)?;
+    write_generated(&data)?;
     let mut lines = Vec::new();
     let mut code_lines = Vec::new();
+    let boards_for_conv = boards.clone();
     for board in boards {
         println!("\n== {} ({}) ==", board.name, board.core);
         let mut measured = Vec::new();
@@ -805,6 +1022,312 @@ pub fn bench_mcu(options: &FirmwareOptions) -> Result<()> {
     println!("|---|---|---|---|---|");
     for line in code_lines {
         println!("{line}");
+    }
+    bench_conv_layers(&boards_for_conv, &plugin_args, &options.out)
+}
+
+/// One convolution shape of `../shared/tools/cmsis-nn-bench` (its harness.c), with the
+/// instructions per MAC CMSIS-NN's kernel takes on it on Cortex-M4F (arm-none-eabi-gcc 12.2.1
+/// -O2, CMSIS-NN 99f736a, the figures of that README, reproduced by re-running its run.sh).
+struct ConvShape {
+    name: &'static str,
+    /// `[h, w, c]` of the input.
+    input: [u32; 3],
+    kernel: [u32; 2],
+    stride: [u32; 2],
+    padding: kiln_runtime::encode::Padding,
+    /// Output channels (a depthwise layer's equal its input's).
+    n_outputs: u32,
+    depthwise: bool,
+    cmsis_function: &'static str,
+    cmsis_m4_insns_per_mac: f64,
+}
+
+const CONV_SHAPES: [ConvShape; 6] = {
+    use kiln_runtime::encode::Padding::{Same, Valid};
+    [
+        ConvShape {
+            name: "KWS conv1: 49x10x1, 10x4 s2 -> 25x5x64",
+            input: [49, 10, 1],
+            kernel: [10, 4],
+            stride: [2, 2],
+            padding: Same,
+            n_outputs: 64,
+            depthwise: false,
+            cmsis_function: "arm_convolve_s8",
+            cmsis_m4_insns_per_mac: 3.494,
+        },
+        ConvShape {
+            name: "KWS dw3x3 on 25x5x64",
+            input: [25, 5, 64],
+            kernel: [3, 3],
+            stride: [1, 1],
+            padding: Same,
+            n_outputs: 64,
+            depthwise: true,
+            cmsis_function: "arm_depthwise_conv_3x3_s8",
+            cmsis_m4_insns_per_mac: 7.791,
+        },
+        ConvShape {
+            name: "KWS conv1x1 64 -> 64 on 25x5",
+            input: [25, 5, 64],
+            kernel: [1, 1],
+            stride: [1, 1],
+            padding: Same,
+            n_outputs: 64,
+            depthwise: false,
+            cmsis_function: "arm_convolve_1x1_s8_fast",
+            cmsis_m4_insns_per_mac: 2.088,
+        },
+        ConvShape {
+            name: "MNIST conv1: 28x28x1, 3x3 -> 16",
+            input: [28, 28, 1],
+            kernel: [3, 3],
+            stride: [1, 1],
+            padding: Same,
+            n_outputs: 16,
+            depthwise: false,
+            cmsis_function: "arm_convolve_s8",
+            cmsis_m4_insns_per_mac: 10.402,
+        },
+        ConvShape {
+            name: "MNIST conv2: 14x14x16, 3x3 -> 32",
+            input: [14, 14, 16],
+            kernel: [3, 3],
+            stride: [1, 1],
+            padding: Same,
+            n_outputs: 32,
+            depthwise: false,
+            cmsis_function: "arm_convolve_s8",
+            cmsis_m4_insns_per_mac: 2.138,
+        },
+        ConvShape {
+            name: "1-D: 1x128x3, 1x5 -> 16, valid",
+            input: [1, 128, 3],
+            kernel: [1, 5],
+            stride: [1, 1],
+            padding: Valid,
+            n_outputs: 16,
+            depthwise: false,
+            cmsis_function: "arm_convolve_s8",
+            cmsis_m4_insns_per_mac: 6.385,
+        },
+    ]
+};
+
+/// Images per one-layer model (the count does not depend on the data; two check it).
+const CONV_BENCH_IMAGES: usize = 2;
+
+/// A one-node model of `shape` with deterministic pseudo-random weights, written as the
+/// firmware's model source and run on the host for the expected CRC.
+fn prepare_conv_shape(shape: &ConvShape, out: &Path) -> Result<Prepared> {
+    use kiln_runtime::encode::{
+        chain, encode, ActivationSpec, AffineSpec, ConvSpec, InputStageSpec, LayerSpec, ModelSpec,
+    };
+    let mut state: u32 = 0x9e37_79b9;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 17;
+        state ^= state << 5;
+        state
+    };
+    let [h, w, c] = shape.input;
+    let taps = shape.kernel[0] * shape.kernel[1] * if shape.depthwise { 1 } else { c };
+    let n_weights = if shape.depthwise {
+        shape.kernel[0] * shape.kernel[1] * c
+    } else {
+        shape.n_outputs * taps
+    };
+    let weights: Vec<i8> = (0..n_weights).map(|_| next() as i8).collect();
+    let bias: Vec<i32> = (0..shape.n_outputs)
+        .map(|_| (next() % 4001) as i32 - 2000)
+        .collect();
+    // An accumulator of `taps` products of about 74 x 74 (uniform int8) has a spread of about
+    // 5500 sqrt(taps): scaled down so the outputs use the int8 range.
+    let down = (100.0 * f64::from(taps).sqrt()).log2().ceil() as u8;
+    let multipliers: Vec<i32> = (0..shape.n_outputs)
+        .map(|_| (1 << 30) + (next() % (1 << 29)) as i32)
+        .collect();
+    let shifts = vec![30 + down; shape.n_outputs as usize];
+    let conv = ConvSpec {
+        kernel: shape.kernel,
+        stride: shape.stride,
+        padding: shape.padding,
+        n_outputs: shape.n_outputs,
+        input_zero_point: -128,
+        output_zero_point: -128,
+        weights,
+        bias,
+        multipliers,
+        shifts,
+        activation: ActivationSpec::Relu,
+    };
+    let layer = if shape.depthwise {
+        LayerSpec::DepthwiseConv2d(conv)
+    } else {
+        LayerSpec::Conv2d(conv)
+    };
+    let spec = ModelSpec {
+        // Raw bytes 0..=255 to int8 x - 128: zero point -128, q = -128 + x.
+        input: InputStageSpec {
+            zero_point: -128,
+            features: vec![AffineSpec {
+                offset: 0,
+                multiplier: 1 << 30,
+                shift: 38,
+            }],
+        },
+        input_shape: shape.input,
+        nodes: chain([layer]),
+        output_scale: 0.1,
+        output_zero_point: -128,
+    };
+    let blob = encode(&spec).map_err(|e| anyhow::anyhow!("{}: {e}", shape.name))?;
+    let model = kiln_runtime::Model::from_bytes(&blob)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", shape.name))?;
+    let n_inputs = (h * w * c) as usize;
+    let pixels: Vec<u8> = (0..n_inputs * CONV_BENCH_IMAGES)
+        .map(|_| next() as u8)
+        .collect();
+    let labels = vec![0u8; CONV_BENCH_IMAGES];
+    let mut scratch = vec![0i8; model.scratch_len()];
+    let mut logits = vec![0i8; model.n_outputs()];
+    let mut crc = kiln_runtime::crc32::Crc32::new();
+    let mut host_correct = 0u32;
+    for image in pixels.chunks_exact(n_inputs) {
+        let raw: Vec<i32> = image.iter().map(|&p| i32::from(p)).collect();
+        let class = model
+            .run(&raw, &mut scratch, &mut logits)
+            .map_err(|e| anyhow::anyhow!("host run: {e}"))?;
+        host_correct += u32::from(class == 0);
+        let bytes: Vec<u8> = logits.iter().map(|&l| l as u8).collect();
+        crc.update(&bytes);
+    }
+    let layer = model.layer(0).context("one layer")?;
+    let mut source = format!(
+        "//! A one-layer model for `cargo xtask bench-mcu`: {}. Generated; do not edit.\n\n\
+         #[repr(C, align(4))]\npub struct AlignedBlob(pub [u8; {}]);\n\
+         pub static MODEL_ALIGNED: AlignedBlob = AlignedBlob([",
+        shape.name,
+        blob.len()
+    );
+    for (idx, byte) in blob.iter().enumerate() {
+        source.push_str(if idx % 16 == 0 { "\n    " } else { " " });
+        source.push_str(&format!("0x{byte:02x},"));
+    }
+    source.push_str(
+        "\n]);\n\npub fn model() -> Result<kiln_runtime::Model<'static>, kiln_runtime::Error> {\n    \
+         kiln_runtime::Model::from_bytes(&MODEL_ALIGNED.0)\n}\n",
+    );
+    std::fs::create_dir_all(out)?;
+    let rust_source = out.join("bench-layer-model.rs");
+    std::fs::write(&rust_source, source)?;
+    Ok(Prepared {
+        dataset: Dataset::MnistCnn,
+        blob: blob.clone(),
+        rust_source,
+        pixels,
+        labels,
+        n_inputs,
+        n_outputs: model.n_outputs(),
+        scratch_len: model.fast_scratch_len(),
+        macs: layer_macs(&layer),
+        arena_len: model.scratch_len(),
+        no_reuse_len: n_inputs + layer.n_outputs,
+        host_crc32: crc.finish(),
+        host_correct,
+        description: format!("bench-mcu one-layer model: {}", shape.name),
+    })
+}
+
+/// `cargo xtask bench-mcu`'s convolution table: each CMSIS-NN shape as a one-node model on the
+/// boards with the RAM for it (Cortex-M4F and M7), with the kernel the runtime picks and with
+/// the reference kernel.
+fn bench_conv_layers(boards: &[&Board], plugin_args: &[String], out: &Path) -> Result<()> {
+    let boards: Vec<&Board> = boards
+        .iter()
+        .copied()
+        .filter(|b| b.name == "mps2-an386" || b.name == "mps2-an500")
+        .collect();
+    let mut lines = Vec::new();
+    let mut kws_sum: Vec<(f64, f64)> = vec![(0.0, 0.0); boards.len()];
+    for shape in &CONV_SHAPES {
+        let data = prepare_conv_shape(shape, out)?;
+        for (board_idx, board) in boards.iter().enumerate() {
+            println!("\n== {} ({}): {} ==", board.name, board.core, shape.name);
+            write_generated(&data)?;
+            let mut measured = Vec::new();
+            for kernel in [None, Some("reference")] {
+                let elf_path = build_firmware_with_kernel(board, &[], kernel)?;
+                let (success, output) = run_qemu(board, &elf_path, plugin_args)?;
+                ensure!(
+                    success
+                        && result_field(&output, "crc32")
+                            == Some(format!("{:#010x}", data.host_crc32).as_str()),
+                    "{} ({} kernel), {}: the firmware does not reproduce the host:\n{output}",
+                    board.name,
+                    kernel.unwrap_or("optimized"),
+                    shape.name
+                );
+                measured.push(region_means(board, &output, data.labels.len())?.1);
+            }
+            let (optimized, reference) = (measured[0], measured[1]);
+            if shape.name.starts_with("KWS") {
+                // The DS-CNN's convolutions: conv1 once, each depthwise and pointwise four times.
+                let times = if shape.name.starts_with("KWS conv1:") {
+                    1.0
+                } else {
+                    4.0
+                };
+                kws_sum[board_idx].0 += times * optimized;
+                kws_sum[board_idx].1 += times * data.macs as f64;
+            }
+            let cmsis = if board.name == "mps2-an386" {
+                format!(
+                    "{} | {:.3} | {:.2}x",
+                    shape.cmsis_function,
+                    shape.cmsis_m4_insns_per_mac,
+                    optimized / data.macs as f64 / shape.cmsis_m4_insns_per_mac
+                )
+            } else {
+                format!("{} | - | -", shape.cmsis_function)
+            };
+            lines.push(format!(
+                "| {} | {} | {} | {} | {:.0} | {:.3} | {:.3} | {cmsis} |",
+                shape.name,
+                board.core,
+                data.macs,
+                data.n_outputs,
+                optimized,
+                optimized / data.macs as f64,
+                reference / data.macs as f64,
+            ));
+        }
+    }
+    println!(
+        "\ncargo xtask bench-mcu, convolutions: each shape of ../shared/tools/cmsis-nn-bench as a\n\
+         one-node kiln model (deterministic pseudo-random int8 weights and inputs, per-channel\n\
+         requantization, ReLU, input zero point -128), built with kiln_runtime::encode and run in\n\
+         the firmware; insns = one Model::run_quantized call, exact, mean over {CONV_BENCH_IMAGES} \
+         inputs, every run\n\
+         reproducing the host's CRC-32 and the on-device reference check. Besides the layer's\n\
+         kernel the call copies the input into the arena and the output to the logits buffer and\n\
+         takes its argmax (a few instructions per input and output byte, see the outputs column);\n\
+         CMSIS-NN's count is the kernel call alone.\n"
+    );
+    println!("| shape | core | MACs | outputs | kiln insns | kiln insns/MAC | kiln reference insns/MAC | CMSIS-NN kernel | CMSIS-NN M4F insns/MAC | kiln / CMSIS-NN |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    for line in lines {
+        println!("{line}");
+    }
+    for (board, (insns, macs)) in boards.iter().zip(kws_sum) {
+        println!(
+            "\nKWS DS-CNN convolutions (conv1 + 4 x (dw3x3 + conv1x1)) on {}: {insns:.0} insns for \
+             {macs:.0} MACs = {:.3} insns/MAC (CMSIS-NN on Cortex-M4F: 7,637,972 insns, 2.876 \
+             insns/MAC)",
+            board.core,
+            insns / macs
+        );
     }
     Ok(())
 }
@@ -884,6 +1407,9 @@ fn run_board(board: &'static Board, data: &Prepared, plugin: &Path, out: &Path) 
     // Variant 1: the model in Rust-source form, instructions counted.
     let elf_path = build_firmware(board, &[])?;
     let elf = Elf::read(&elf_path)?;
+    // Kept now: variants 2 and 3 are built to the same path.
+    let name = format!("{}-{}", board.name, data.dataset.dir());
+    std::fs::copy(&elf_path, out.join(format!("{name}.elf")))?;
     let plugin_arg = format!("{}", plugin.display());
     let (success, output) = run_qemu(
         board,
@@ -951,7 +1477,7 @@ fn run_board(board: &'static Board, data: &Prepared, plugin: &Path, out: &Path) 
         board.name
     );
     // Intel HEX carries its own addresses (and QEMU's loader limits raw files to the RAM size).
-    let hex_path = out.join(format!("{}-model-partition.hex", board.name));
+    let hex_path = out.join(format!("{name}-model-partition.hex"));
     std::fs::write(&hex_path, intel_hex(&data.blob, partition.value)?)?;
     let loader = format!("loader,file={}", hex_path.display());
     let (partition_ok, partition_output) =
@@ -964,15 +1490,15 @@ fn run_board(board: &'static Board, data: &Prepared, plugin: &Path, out: &Path) 
     );
     std::fs::copy(
         &partition_elf_path,
-        out.join(format!("{}-partition.elf", board.name)),
+        out.join(format!("{name}-partition.elf")),
     )?;
 
     // Variant 3: no inference call, for the runtime's code size by difference.
     let baseline = Elf::read(&build_firmware(board, &["no-inference"])?)?;
-    std::fs::copy(&elf_path, out.join(format!("{}.elf", board.name)))?;
 
     Ok(Row {
         board,
+        dataset: data.dataset,
         n_images: data.labels.len(),
         correct,
         insns_input,
@@ -992,9 +1518,14 @@ fn print_table(rows: &[Row], prepared: &[Prepared]) {
     println!("\ncargo xtask firmware: every board reproduces the host bit for bit\n");
     for data in prepared {
         println!(
-            "{}: {} MACs per inference, host int8 accuracy {}/{} = {:.4}, host CRC-32 {:#010x}",
+            "{}: {} MACs per inference, activation arena {} B (without reuse {} B), scratch \
+             passed {} B, blob {} B, host int8 accuracy {}/{} = {:.4}, host CRC-32 {:#010x}",
             data.description,
             data.macs,
+            data.arena_len,
+            data.no_reuse_len,
+            data.scratch_len,
+            data.blob.len(),
             data.host_correct,
             data.labels.len(),
             f64::from(data.host_correct) / data.labels.len() as f64,
@@ -1010,10 +1541,7 @@ fn print_table(rows: &[Row], prepared: &[Prepared]) {
             "| {} | {} | {} | {} | {:.4} | match | {} | {:.0} | {:.0} | {:.3} | {} B | {} B | {} B | {} B | {} B | {} B |",
             row.board.name,
             row.board.core,
-            match row.board.dataset {
-                Dataset::Digits => "digits 64-128-10",
-                Dataset::Mnist => "MNIST 784-128-10",
-            },
+            row.dataset.label(),
             row.n_images,
             f64::from(row.correct) / row.n_images as f64,
             if row.partition_ok { "match" } else { "FAIL" },

@@ -32,11 +32,14 @@ commands:
                       ONNX) on a one-epoch MNIST model (criterion), and their ratios
   firmware [--board NAME]... [--images N] [--mnist DIR] [--insncount DIR] [--out DIR]
                       cross-build the firmware in examples/firmware-qemu, run it in QEMU on
-                      Cortex-M0/M3/M4F/M7 and RISC-V, require the host's checksum and accuracy,
-                      and print instructions per MAC, code size, flash and RAM per board
-  bench-mcu [--board NAME]... [--images N]
+                      Cortex-M0/M3/M4F/M7 and RISC-V (an MLP and a CNN on each, the KWS DS-CNN
+                      on M3/M4F/M7), require the host's checksum and accuracy, and print
+                      instructions per MAC, code size, flash and RAM per board and model
+  bench-mcu [--board NAME]... [--images N] [--conv-only]
                       instructions per MAC of MNIST 784-128-10 on every emulated core, with the
-                      runtime's kernel and with the reference kernel (up to 20 images)
+                      runtime's kernel and with the reference kernel (up to 20 images); then
+                      CMSIS-NN's convolution shapes as one-node models on Cortex-M4F and M7,
+                      beside CMSIS-NN's counts (--conv-only: just those)
   bench-kernels [--board mps2-an386|microbit]...
                       each conv / depthwise / pooling kernel alone on the CMSIS-NN bench shapes
                       in QEMU (examples/kernel-bench-qemu): insns/MAC optimized, reference and
