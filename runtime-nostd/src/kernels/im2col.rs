@@ -15,7 +15,9 @@
 //! reference, with the same results.
 
 use super::conv::ConvParams;
-use super::{le_i32, reference, requantize, tail_dot, FcParams};
+#[cfg(doc)]
+use super::requantize;
+use super::{le_i32, reference, tail_dot, FcParams};
 use crate::Error;
 
 /// Whether the input pixel itself is the column (1x1 kernel, no padding).
@@ -32,14 +34,31 @@ fn taps(p: &ConvParams<'_>) -> usize {
         .saturating_mul(p.input_shape[2])
 }
 
-/// The workspace bytes the convolution needs: 4 per output channel (the start values), one per
-/// tap (the gathered column, none for a pointwise layer) and, with `widened`, the 16-bit lanes
-/// of the column ([`super::packed::widened_len`]).
+/// The zero bytes around a gathered column: `taps` rounded up to a multiple of 8, less `taps`
+/// (none for a pointwise layer, whose column is the input pixel itself).
+#[inline(always)]
+fn column_pad(p: &ConvParams<'_>) -> usize {
+    if pointwise(p) {
+        0
+    } else {
+        taps(p).wrapping_neg() & 7
+    }
+}
+
+/// The workspace bytes the convolution needs: 4 per output channel (the start values), the
+/// gathered column between `column_pad` zeros on each side (none for a pointwise layer) and,
+/// with `widened`, the 16-bit lanes of the column rounded up to a multiple of 8
+/// ([`super::packed::widened_len`]).
 pub fn workspace_len(p: &ConvParams<'_>, widened: bool) -> usize {
     let taps = taps(p);
-    let column = if pointwise(p) { 0 } else { taps };
+    let pad = column_pad(p);
+    let column = if pointwise(p) {
+        0
+    } else {
+        taps.saturating_add(pad.wrapping_mul(2))
+    };
     let lanes = if widened {
-        super::packed::widened_len(taps)
+        super::packed::widened_len(taps.saturating_add(pad))
     } else {
         0
     };
@@ -123,6 +142,7 @@ fn gather(p: &ConvParams<'_>, input: &[i8], oy: usize, ox: usize, column: &mut [
 pub(crate) type Dot4 = fn(&[u8], usize, &[i8], Option<&[i8]>, usize, &mut [i32; 4]);
 
 /// The four-row loop of the Cortex-M4/M7 packed kernel (portable twin elsewhere).
+#[inline(always)]
 fn dot4_packed(
     block: &[u8],
     stride: usize,
@@ -138,6 +158,7 @@ fn dot4_packed(
 }
 
 /// The four-row loop of this target's scalar kernel (Thumb-1, RV32, SSE2 or portable).
+#[inline(always)]
 fn dot4_rows4(
     block: &[u8],
     stride: usize,
@@ -151,6 +172,7 @@ fn dot4_rows4(
 
 /// The portable four-row loop, whatever the target (tests).
 #[cfg(test)]
+#[inline(always)]
 fn dot4_portable(
     block: &[u8],
     stride: usize,
@@ -162,53 +184,114 @@ fn dot4_portable(
     super::rows4::dot4_portable(block, stride, column, n, acc);
 }
 
+/// The columns of one output pixel. `tight` holds the `taps` values; `ahead` is the column
+/// followed by zeros up to `n_fast` bytes (a multiple of 8) and `behind` is the column preceded
+/// by as many zeros (`n_fast` bytes too, or empty). A weight row read `n_fast` bytes from its
+/// start runs into the next row, which `ahead`'s zeros cancel; read from `n_fast - taps` bytes
+/// before its start, it runs into the previous row, which `behind`'s zeros cancel. So every block
+/// of four rows but the last takes `ahead` and the last takes `behind`, all in the inner loop
+/// with no scalar tail; without room on either side, the tight column and the tail.
+struct Columns<'a> {
+    tight: &'a [i8],
+    ahead: &'a [i8],
+    behind: &'a [i8],
+    lanes: Option<&'a [i8]>,
+    n_fast: usize,
+}
+
+/// The dot products of the block of four rows at `at` that the `ahead` column cannot take (the
+/// last one when its reads would pass the weights' end): from `before` bytes before it with the
+/// `behind` column, or else the tight column's multiples of 8 and the scalar tail.
+#[inline(never)]
+fn edge_block(weights: &[u8], at: usize, cols: &Columns<'_>, dot4: Dot4, acc: &mut [i32; 4]) {
+    let column = cols.tight;
+    let n_in = column.len();
+    let n_fast = cols.n_fast;
+    let before = n_fast.wrapping_sub(n_in); // n_fast >= n_in when n_fast > 0
+    if n_fast > 0 && !cols.behind.is_empty() && at >= before {
+        let rows = weights.get(at.wrapping_sub(before)..).unwrap_or(&[]);
+        dot4(rows, n_in, cols.behind, None, n_fast, acc);
+        return;
+    }
+    let block = range(weights, at, n_in.saturating_mul(4));
+    let n_dot = n_in & !7;
+    if n_dot > 0 {
+        let column_dot = column.get(..n_dot).unwrap_or(&[]);
+        dot4(block, n_in, column_dot, cols.lanes, n_dot, acc);
+    }
+    let column_rest = column.get(n_dot..).unwrap_or(&[]);
+    if !column_rest.is_empty() {
+        // the last one to seven column bytes
+        let mut rows = block.chunks_exact(n_in.max(1));
+        for acc in acc.iter_mut() {
+            let tail = rows.next().and_then(|r| r.get(n_dot..)).unwrap_or(&[]);
+            *acc = tail_dot(tail, column_rest, *acc);
+        }
+    }
+}
+
+/// The output stage, [`requantize`] with its constants in registers: `zp + rq_acc` saturated,
+/// then clamped to `lo..=hi` (both within `i8`, so the saturation to `i8` is part of the clamp;
+/// `max` before `min`, as `requantize` does).
+#[inline(always)]
+fn stage(acc: i32, multiplier: i32, shift: u8, zp: i32, lo: i32, hi: i32) -> i8 {
+    let y = zp.saturating_add(crate::fixed::rq_acc(acc, multiplier, shift));
+    y.max(lo).min(hi) as i8
+}
+
 /// One output pixel: `out[o] = stage(start[o] + sum_i w[o][i] * column[i])`.
 #[inline(always)]
-fn pixel(
-    fc: &FcParams<'_>,
-    start: &[i8],
-    column: &[i8],
-    lanes: Option<&[i8]>,
-    dot4: Dot4,
-    out: &mut [i8],
-) {
+fn pixel(fc: &FcParams<'_>, start: &[i8], cols: &Columns<'_>, dot4: Dot4, out: &mut [i8]) {
+    let column = cols.tight;
     let n_in = column.len();
-    let n_dot = n_in & !7;
-    let column_dot = column.get(..n_dot).unwrap_or(&[]);
-    let column_rest = column.get(n_dot..).unwrap_or(&[]);
+    let n_fast = cols.n_fast;
+    let weights = fc.weights;
+    let block_len = n_in.saturating_mul(4).max(1);
+    // The blocks whose four rows, read `n_fast` bytes each, stay inside the weights: all but
+    // perhaps the last (the rows of a block end where the next block starts).
+    let n_blocks = out.len() / 4;
+    let n_ahead = if n_fast == 0 {
+        0
+    } else {
+        let reach = n_blocks
+            .saturating_mul(block_len)
+            .saturating_add(n_fast.wrapping_sub(n_in));
+        if reach <= weights.len() {
+            n_blocks
+        } else {
+            n_blocks.saturating_sub(1)
+        }
+    };
+    // The output stage's constants, once per pixel rather than once per output.
+    let zp = i32::from(fc.output_zero_point);
+    let (lo, hi) = (i32::from(fc.clamp_min), i32::from(fc.clamp_max));
     let mut starts = start.chunks_exact(4).map(le_i32_i8);
     let mut multipliers = fc.multipliers.chunks_exact(4).map(le_i32);
     let mut shifts = fc.shifts.iter().copied();
     let mut outputs = out.chunks_exact_mut(4);
-    let block_len = n_in.saturating_mul(4).max(1);
-    let mut blocks = fc.weights.chunks_exact(block_len);
-    for out4 in outputs.by_ref() {
-        let Some(block) = blocks.next() else { break };
+    let mut at = 0usize; // the block's first weight
+    for (b, out4) in outputs.by_ref().enumerate() {
         let (Some(b0), Some(b1), Some(b2), Some(b3)) =
             (starts.next(), starts.next(), starts.next(), starts.next())
         else {
             break;
         };
         let mut acc = [b0, b1, b2, b3];
-        if n_dot > 0 {
-            dot4(block, n_in, column_dot, lanes, n_dot, &mut acc);
+        if b < n_ahead {
+            let rows = weights.get(at..).unwrap_or(&[]);
+            dot4(rows, n_in, cols.ahead, cols.lanes, n_fast, &mut acc);
+        } else {
+            edge_block(weights, at, cols, dot4, &mut acc);
         }
-        if !column_rest.is_empty() {
-            // the last one to seven column bytes
-            let mut rows = block.chunks_exact(n_in.max(1));
-            for acc in acc.iter_mut() {
-                let tail = rows.next().and_then(|r| r.get(n_dot..)).unwrap_or(&[]);
-                *acc = tail_dot(tail, column_rest, *acc);
-            }
-        }
+        at = at.wrapping_add(block_len);
         for (out, acc) in out4.iter_mut().zip(acc) {
             let (Some(m), Some(t)) = (multipliers.next(), shifts.next()) else {
                 break;
             };
-            *out = requantize(fc, acc, m, t);
+            *out = stage(acc, m, t, zp, lo, hi);
         }
     }
-    let mut rows = blocks.remainder().chunks_exact(n_in.max(1));
+    let mut rows = weights.get(at..).unwrap_or(&[]).chunks_exact(n_in.max(1));
     for out in outputs.into_remainder() {
         let (Some(row), Some(b), Some(m), Some(t)) = (
             rows.next(),
@@ -218,7 +301,7 @@ fn pixel(
         ) else {
             break;
         };
-        *out = requantize(fc, tail_dot(row, column, b), m, t);
+        *out = stage(tail_dot(row, column, b), m, t, zp, lo, hi);
     }
 }
 
@@ -241,9 +324,16 @@ pub(crate) fn conv2d_with(
     let [sh, sw] = params.stride;
     let taps = taps(params);
     let pointwise = pointwise(params);
+    let pad = column_pad(params);
     let (start, rest) = workspace.split_at_mut(oc.wrapping_mul(4).min(workspace.len()));
-    let (column, lanes_ws) = rest.split_at_mut(if pointwise { 0 } else { taps.min(rest.len()) });
-    // start[o] = bias[o] - zp_in * sum(w[o])
+    let column_len = if pointwise {
+        0
+    } else {
+        taps.wrapping_add(pad.wrapping_mul(2))
+    };
+    let (column, lanes_ws) = rest.split_at_mut(column_len.min(rest.len()));
+    column.fill(0); // the zeros around the gathered taps stay
+                    // start[o] = bias[o] - zp_in * sum(w[o])
     let zp = i32::from(params.input_zero_point);
     let mut rows = params.weights.chunks_exact(taps.max(1));
     for (dst, bias) in start.chunks_exact_mut(4).zip(params.bias.chunks_exact(4)) {
@@ -265,28 +355,51 @@ pub(crate) fn conv2d_with(
         clamp_min: params.clamp_min,
         clamp_max: params.clamp_max,
     };
-    let n_paired = taps & !7;
+    // The inner loop's length: the column padded to a multiple of 8 (a pointwise column is the
+    // input pixel: padded only when it is a multiple of 8 already).
+    let n_fast = if pad > 0 || taps % 8 == 0 {
+        taps.wrapping_add(pad)
+    } else {
+        0
+    };
+    let n_paired = if n_fast > 0 { n_fast } else { taps & !7 };
     let mut outputs = output.chunks_exact_mut(oc.max(1));
     for oy in 0..oh {
         for ox in 0..ow {
             let Some(out) = outputs.next() else {
                 return Ok(()); // lengths were checked: never taken
             };
-            let col: &[i8] = if pointwise {
+            let (tight, ahead, behind): (&[i8], &[i8], &[i8]) = if pointwise {
                 let pix = oy.wrapping_mul(sh).wrapping_mul(w);
                 let at = pix.wrapping_add(ox.wrapping_mul(sw)).wrapping_mul(c);
-                range(input, at, c)
+                let col = range(input, at, c);
+                (col, col, &[])
             } else {
-                gather(params, input, oy, ox, column);
-                column
+                let tight = column
+                    .get_mut(pad..pad.wrapping_add(taps))
+                    .unwrap_or(&mut []);
+                gather(params, input, oy, ox, tight);
+                (
+                    range(column, pad, taps),
+                    range(column, pad, n_fast),
+                    range(column, 0, n_fast),
+                )
             };
             let lanes = if widened && n_paired > 0 {
-                col.get(..n_paired)
+                ahead
+                    .get(..n_paired)
                     .and_then(|paired| super::packed::widen(paired, lanes_ws))
             } else {
                 None
             };
-            pixel(&fc, start, col, lanes, dot4, out);
+            let cols = Columns {
+                tight,
+                ahead,
+                behind: if pad > 0 { behind } else { &[] },
+                lanes,
+                n_fast,
+            };
+            pixel(&fc, start, &cols, dot4, out);
         }
     }
     Ok(())

@@ -215,6 +215,16 @@ pub(crate) fn dot4_in_bounds(
             .is_some_and(|end| end <= rows.len())
 }
 
+/// Row `r` of four rows `stride` bytes apart: its first `span` bytes, which may run into the
+/// next row (`span > stride`; the convolution multiplies those bytes by zeros), or `None` past
+/// the end of `rows`. What the assembly inner loops read, for their portable twins.
+#[allow(dead_code)]
+#[inline(always)]
+pub(crate) fn four_rows_row(rows: &[u8], stride: usize, r: usize, span: usize) -> Option<&[u8]> {
+    let first = r.checked_mul(stride)?;
+    rows.get(first..first.checked_add(span)?)
+}
+
 /// Reads a little-endian `i32` from a 4-byte chunk (0 for any other length; never happens with
 /// `chunks_exact(4)`). One word load where the core allows unaligned loads.
 #[inline(always)]
