@@ -179,14 +179,16 @@ pub(crate) fn tail_dot(row: &[u8], input: &[i8], mut acc: i32) -> i32 {
 
 /// The optimized kernels' output stage: `clamp(sat8(zp + rq(acc, M, t)))` as the reference
 /// computes it, in 32-bit arithmetic: `rq_acc` is `rq` saturated to `i32`, and a saturating
-/// `zp + rq` saturates to the same `i8` as the exact sum would.
+/// `zp + rq` saturates to the same `i8` as the exact sum would. The clamps lie within `i8`, so
+/// `max(clamp_min)` then `min(clamp_max)` on the `i32` gives what they give after saturating to
+/// `i8` first (whatever the order of the clamps).
 #[inline(always)]
 pub(crate) fn requantize(params: &FcParams<'_>, acc: i32, multiplier: i32, shift: u8) -> i8 {
     let scaled = crate::fixed::rq_acc(acc, multiplier, shift);
-    let y = i32::from(params.output_zero_point)
+    i32::from(params.output_zero_point)
         .saturating_add(scaled)
-        .clamp(i32::from(i8::MIN), i32::from(i8::MAX)) as i8;
-    y.max(params.clamp_min).min(params.clamp_max)
+        .max(i32::from(params.clamp_min))
+        .min(i32::from(params.clamp_max)) as i8
 }
 
 /// Whether four rows of `stride` bytes starting at `rows` hold `n` weights each past their
