@@ -279,8 +279,6 @@ fn pixel(fc: &FcParams<'_>, start: &[i8], cols: &Columns<'_>, dot4: Dot4, out: &
     let zp = i32::from(fc.output_zero_point);
     let (lo, hi) = (i32::from(fc.clamp_min), i32::from(fc.clamp_max));
     let mut starts = start.chunks_exact(4).map(le_i32_i8);
-    let mut multipliers = fc.multipliers.chunks_exact(4).map(le_i32);
-    let mut shifts = fc.shifts.iter().copied();
     let mut outputs = out.chunks_exact_mut(4);
     let mut at = 0usize; // the block's first weight
     for (b, out4) in outputs.by_ref().enumerate() {
@@ -297,13 +295,34 @@ fn pixel(fc: &FcParams<'_>, start: &[i8], cols: &Columns<'_>, dot4: Dot4, out: &
             edge_block(weights, at, cols, dot4, &mut acc);
         }
         at = at.wrapping_add(block_len);
-        for (out, acc) in out4.iter_mut().zip(acc) {
-            let (Some(m), Some(t)) = (multipliers.next(), shifts.next()) else {
-                break;
-            };
-            *out = stage(acc, m, t, zp, lo, hi);
-        }
+        // the block's four outputs in a straight line, from fixed-size views of its parameters
+        let first = b.wrapping_mul(4);
+        let mults = range(fc.multipliers, first.wrapping_mul(4), 16);
+        let t4 = range(fc.shifts, first, 4);
+        let (Ok(out4), Ok(mults), Ok(t4)) = (
+            <&mut [i8; 4]>::try_from(out4),
+            <&[u8; 16]>::try_from(mults),
+            <&[u8; 4]>::try_from(t4),
+        ) else {
+            break; // lengths were checked: never taken
+        };
+        let [m0, m1, m2, m3, m4, m5, m6, m7, m8, m9, m10, m11, m12, m13, m14, m15] = *mults;
+        let [t0, t1, t2, t3] = *t4;
+        let [a0, a1, a2, a3] = acc;
+        let [y0, y1, y2, y3] = out4;
+        *y0 = stage(a0, i32::from_le_bytes([m0, m1, m2, m3]), t0, zp, lo, hi);
+        *y1 = stage(a1, i32::from_le_bytes([m4, m5, m6, m7]), t1, zp, lo, hi);
+        *y2 = stage(a2, i32::from_le_bytes([m8, m9, m10, m11]), t2, zp, lo, hi);
+        *y3 = stage(a3, i32::from_le_bytes([m12, m13, m14, m15]), t3, zp, lo, hi);
     }
+    let done = n_blocks.wrapping_mul(4);
+    let mut multipliers = fc
+        .multipliers
+        .get(done.wrapping_mul(4)..)
+        .unwrap_or(&[])
+        .chunks_exact(4)
+        .map(le_i32);
+    let mut shifts = fc.shifts.get(done..).unwrap_or(&[]).iter().copied();
     let mut rows = weights.get(at..).unwrap_or(&[]).chunks_exact(n_in.max(1));
     for out in outputs.into_remainder() {
         let (Some(row), Some(b), Some(m), Some(t)) = (
