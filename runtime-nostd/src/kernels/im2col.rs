@@ -278,16 +278,20 @@ fn pixel(fc: &FcParams<'_>, start: &[i8], cols: &Columns<'_>, dot4: Dot4, out: &
     // The output stage's constants, once per pixel rather than once per output.
     let zp = i32::from(fc.output_zero_point);
     let (lo, hi) = (i32::from(fc.clamp_min), i32::from(fc.clamp_max));
-    let mut starts = start.chunks_exact(4).map(le_i32_i8);
     let mut outputs = out.chunks_exact_mut(4);
     let mut at = 0usize; // the block's first weight
     for (b, out4) in outputs.by_ref().enumerate() {
-        let (Some(b0), Some(b1), Some(b2), Some(b3)) =
-            (starts.next(), starts.next(), starts.next(), starts.next())
-        else {
-            break;
+        let Ok(start4) = <&[i8; 16]>::try_from(range(start, b.wrapping_mul(16), 16)) else {
+            break; // lengths were checked: never taken
         };
-        let mut acc = [b0, b1, b2, b3];
+        let [s0, s1, s2, s3, s4, s5, s6, s7, s8, s9, s10, s11, s12, s13, s14, s15] =
+            start4.map(|v| v as u8);
+        let mut acc = [
+            i32::from_le_bytes([s0, s1, s2, s3]),
+            i32::from_le_bytes([s4, s5, s6, s7]),
+            i32::from_le_bytes([s8, s9, s10, s11]),
+            i32::from_le_bytes([s12, s13, s14, s15]),
+        ];
         if b < n_ahead {
             let rows = weights.get(at..).unwrap_or(&[]);
             dot4(rows, n_in, cols.ahead, cols.lanes, n_fast, &mut acc);
@@ -316,6 +320,11 @@ fn pixel(fc: &FcParams<'_>, start: &[i8], cols: &Columns<'_>, dot4: Dot4, out: &
         *y3 = stage(a3, i32::from_le_bytes([m12, m13, m14, m15]), t3, zp, lo, hi);
     }
     let done = n_blocks.wrapping_mul(4);
+    let mut starts = start
+        .get(done.wrapping_mul(4)..)
+        .unwrap_or(&[])
+        .chunks_exact(4)
+        .map(le_i32_i8);
     let mut multipliers = fc
         .multipliers
         .get(done.wrapping_mul(4)..)
