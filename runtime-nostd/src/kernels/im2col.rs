@@ -247,14 +247,25 @@ fn edge_block(weights: &[u8], at: usize, cols: &Columns<'_>, dot4: Dot4, acc: &m
 /// then clamped to `lo..=hi` (both within `i8`, so the saturation to `i8` is part of the clamp;
 /// `max` before `min`, as `requantize` does).
 #[inline(always)]
-fn stage(acc: i32, multiplier: i32, shift: u8, zp: i32, lo: i32, hi: i32) -> i8 {
-    let y = zp.saturating_add(crate::fixed::rq_acc(acc, multiplier, shift));
+fn stage<const HIGH: bool>(acc: i32, multiplier: i32, shift: u8, zp: i32, lo: i32, hi: i32) -> i8 {
+    let scaled = if HIGH {
+        crate::fixed::rq_acc_high(acc, multiplier, shift)
+    } else {
+        crate::fixed::rq_acc(acc, multiplier, shift)
+    };
+    let y = zp.saturating_add(scaled);
     y.max(lo).min(hi) as i8
 }
 
-/// One output pixel: `out[o] = stage(start[o] + sum_i w[o][i] * column[i])`.
+/// One output pixel: `out[o] = stage::<HIGH>(start[o] + sum_i w[o][i] * column[i])`.
 #[inline(always)]
-fn pixel(fc: &FcParams<'_>, start: &[i8], cols: &Columns<'_>, dot4: Dot4, out: &mut [i8]) {
+fn pixel<const HIGH: bool>(
+    fc: &FcParams<'_>,
+    start: &[i8],
+    cols: &Columns<'_>,
+    dot4: Dot4,
+    out: &mut [i8],
+) {
     let column = cols.tight;
     let n_in = column.len();
     let n_fast = cols.n_fast;
@@ -314,10 +325,10 @@ fn pixel(fc: &FcParams<'_>, start: &[i8], cols: &Columns<'_>, dot4: Dot4, out: &
         let [t0, t1, t2, t3] = *t4;
         let [a0, a1, a2, a3] = acc;
         let [y0, y1, y2, y3] = out4;
-        *y0 = stage(a0, i32::from_le_bytes([m0, m1, m2, m3]), t0, zp, lo, hi);
-        *y1 = stage(a1, i32::from_le_bytes([m4, m5, m6, m7]), t1, zp, lo, hi);
-        *y2 = stage(a2, i32::from_le_bytes([m8, m9, m10, m11]), t2, zp, lo, hi);
-        *y3 = stage(a3, i32::from_le_bytes([m12, m13, m14, m15]), t3, zp, lo, hi);
+        *y0 = stage::<HIGH>(a0, i32::from_le_bytes([m0, m1, m2, m3]), t0, zp, lo, hi);
+        *y1 = stage::<HIGH>(a1, i32::from_le_bytes([m4, m5, m6, m7]), t1, zp, lo, hi);
+        *y2 = stage::<HIGH>(a2, i32::from_le_bytes([m8, m9, m10, m11]), t2, zp, lo, hi);
+        *y3 = stage::<HIGH>(a3, i32::from_le_bytes([m12, m13, m14, m15]), t3, zp, lo, hi);
     }
     let done = n_blocks.wrapping_mul(4);
     let mut starts = start
@@ -342,7 +353,7 @@ fn pixel(fc: &FcParams<'_>, start: &[i8], cols: &Columns<'_>, dot4: Dot4, out: &
         ) else {
             break;
         };
-        *out = stage(tail_dot(row, column, b), m, t, zp, lo, hi);
+        *out = stage::<HIGH>(tail_dot(row, column, b), m, t, zp, lo, hi);
     }
 }
 
@@ -404,6 +415,11 @@ pub(crate) fn conv2d_with(
         0
     };
     let n_paired = if n_fast > 0 { n_fast } else { taps & !7 };
+    // every shift takes `rq_acc_high` (checked once per call)
+    let high = params
+        .shifts
+        .iter()
+        .all(|&t| crate::fixed::rq_acc_is_high(t));
     let mut outputs = output.chunks_exact_mut(oc.max(1));
     for oy in 0..oh {
         for ox in 0..ow {
@@ -440,7 +456,11 @@ pub(crate) fn conv2d_with(
                 lanes,
                 n_fast,
             };
-            pixel(&fc, start, &cols, dot4, out);
+            if high {
+                pixel::<true>(&fc, start, &cols, dot4, out);
+            } else {
+                pixel::<false>(&fc, start, &cols, dot4, out);
+            }
         }
     }
     Ok(())
