@@ -123,8 +123,28 @@ fn gather(p: &ConvParams<'_>, input: &[i8], oy: usize, ox: usize, column: &mut [
         let iy = oy.wrapping_mul(sh).wrapping_sub(top);
         let mut at = iy.wrapping_mul(w).wrapping_add(ix_lo).wrapping_mul(c);
         let step = w.wrapping_mul(c);
+        // short rows, and cores without unaligned word access (Cortex-M0): byte by byte (the
+        // host tests take the word path too)
+        if row_len < 8 || !cfg!(any(kiln_kernel = "dsp", test)) {
+            for row in column.chunks_exact_mut(row_len) {
+                for (d, &s) in row.iter_mut().zip(range(input, at, row_len)) {
+                    *d = s;
+                }
+                at = at.wrapping_add(step);
+            }
+            return;
+        }
         for row in column.chunks_exact_mut(row_len) {
-            for (d, &s) in row.iter_mut().zip(range(input, at, row_len)) {
+            // word by word (unaligned word loads and stores where the core has them), then
+            // the last one to three bytes
+            let src = range(input, at, row_len);
+            let mut dst_words = row.chunks_exact_mut(4);
+            let mut src_words = src.chunks_exact(4);
+            for (d, s) in dst_words.by_ref().zip(src_words.by_ref()) {
+                d.copy_from_slice(s);
+            }
+            let dst_tail = dst_words.into_remainder();
+            for (d, &s) in dst_tail.iter_mut().zip(src_words.remainder()) {
                 *d = s;
             }
             at = at.wrapping_add(step);
