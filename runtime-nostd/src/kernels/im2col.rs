@@ -326,6 +326,17 @@ fn pixel<const HIGH: bool>(
         if b < n_ahead {
             let rows = weights.get(at..).unwrap_or(&[]);
             dot4(rows, n_in, cols.ahead, cols.lanes, n_fast, &mut acc);
+        } else if !cols.behind.is_empty() && at >= n_fast.wrapping_sub(n_in) {
+            // the last block, from before its start (as `edge_block` would)
+            let rows = weights.get(at.wrapping_sub(n_fast.wrapping_sub(n_in))..);
+            dot4(
+                rows.unwrap_or(&[]),
+                n_in,
+                cols.behind,
+                None,
+                n_fast,
+                &mut acc,
+            );
         } else {
             edge_block(weights, at, cols, dot4, &mut acc);
         }
