@@ -473,7 +473,8 @@ pub(crate) fn conv2d_with(
                     range(column, 0, n_fast),
                 )
             };
-            let lanes = if widened && n_paired > 0 {
+            // a column of 16 or fewer costs less split in the loop than widened per pixel
+            let lanes = if widened && n_paired > 16 {
                 ahead
                     .get(..n_paired)
                     .and_then(|paired| super::packed::widen(paired, lanes_ws))
