@@ -144,8 +144,36 @@ const fn round_shift_high(hi: i32, lo: u32, s: u32) -> i32 {
         let up = (lo > 1 << 31) | ((lo == 1 << 31) & (odd == 1));
         return hi + up as i32;
     }
+    round_shift_high_pos(hi, lo, s)
+}
+
+/// [`round_shift_high`] for `1 <= s <= 30` (what it computes there). Other shifts give some
+/// value, never a panic: the shifts wrap.
+#[inline(always)]
+const fn round_shift_high_pos(hi: i32, lo: u32, s: u32) -> i32 {
+    let odd = hi.wrapping_shr(s) & 1;
     let up = odd | (lo != 0) as i32;
-    (hi + ((1i32 << (s - 1)) - 1) + up) >> s
+    let half = 1i32.wrapping_shl(s.wrapping_sub(1)).wrapping_sub(1);
+    hi.wrapping_add(half).wrapping_add(up).wrapping_shr(s)
+}
+
+/// [`rq_acc`] for a shift the caller has checked to be in `33..=62` ([`rq_acc_is_high`], once
+/// per layer rather than once per output): the same value, without the test of the shift. Any
+/// other shift gives some value, never a panic.
+#[inline(always)]
+pub fn rq_acc_high(acc: i32, multiplier: i32, shift: u8) -> i32 {
+    let product = i64::from(acc).wrapping_mul(i64::from(multiplier));
+    round_shift_high_pos(
+        (product >> 32) as i32,
+        product as u32,
+        u32::from(shift).wrapping_sub(32),
+    )
+}
+
+/// Whether [`rq_acc_high`] equals [`rq_acc`] for this shift.
+#[inline(always)]
+pub const fn rq_acc_is_high(shift: u8) -> bool {
+    shift >= 33 && shift <= SHIFT_MAX
 }
 
 /// [`rq_acc`] for shifts below 32 (rare: a scale of at least 1/2) and the shifts a validated
@@ -415,6 +443,60 @@ mod tests {
 
     /// The short form of the two-halves rounding equals the long one on its whole domain's
     /// edges and at random: |hi| <= 2^30, every lo, s in 0..=30.
+    #[test]
+    fn rq_acc_high_equals_rq_acc() {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let edges = [
+            0,
+            1,
+            -1,
+            2,
+            -2,
+            i32::MAX,
+            i32::MIN,
+            i32::MIN + 1,
+            1 << 20,
+            -(1 << 20),
+        ];
+        for shift in 0..=70u8 {
+            assert_eq!(rq_acc_is_high(shift), (33..=62).contains(&shift));
+            if !rq_acc_is_high(shift) {
+                continue;
+            }
+            for _ in 0..2000 {
+                let r = next();
+                let acc = if r % 5 == 0 {
+                    edges[(r >> 8) as usize % edges.len()]
+                } else {
+                    (r >> 16) as i32 >> (r % 20)
+                };
+                let multiplier = match (r >> 50) % 4 {
+                    0 => MULTIPLIER_MIN,
+                    1 => MULTIPLIER_MAX,
+                    _ => (1 << 30) | ((r >> 3) as i32 & ((1 << 30) - 1)),
+                };
+                for m in [multiplier, -multiplier] {
+                    assert_eq!(
+                        rq_acc_high(acc, m, shift),
+                        rq_acc(acc, m, shift),
+                        "{acc} {m} {shift}"
+                    );
+                }
+            }
+            // exactly half, both parities of the quotient
+            for acc in [1i32, 3, -1, -3, 1 << 20, 3 << 20, -(1 << 20), -(3 << 20)] {
+                let m = 1 << 30;
+                assert_eq!(rq_acc_high(acc, m, shift), rq_acc(acc, m, shift));
+            }
+        }
+    }
+
     #[test]
     fn round_shift_high_equals_round_shift_halves() {
         let mut rng = Rng::new(0x5eed_0004);

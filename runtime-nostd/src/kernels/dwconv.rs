@@ -84,11 +84,29 @@ fn mac_words_with(
 
 /// The dense kernels' output stage over a group: `out[i] = requantize(acc[i], M[i], t[i])`.
 /// Out of line, so that its loop keeps the zero point and the clamps in registers.
+/// With `high` (every shift of the layer in `33..=62`, checked once per call) the loop takes
+/// [`crate::fixed::rq_acc_high`], the same values without the test of the shift.
 #[inline(never)]
-fn output_stage(fc: &FcParams<'_>, acc: &[i32], multipliers: &[u8], shifts: &[u8], out: &mut [i8]) {
+fn output_stage(
+    fc: &FcParams<'_>,
+    acc: &[i32],
+    multipliers: &[u8],
+    shifts: &[u8],
+    out: &mut [i8],
+    high: bool,
+) {
     let stage = multipliers.chunks_exact(4).zip(shifts);
-    for ((y, &a), (m, &t)) in out.iter_mut().zip(acc).zip(stage) {
-        *y = requantize(fc, a, le_i32(m), t);
+    if high {
+        let zp = i32::from(fc.output_zero_point);
+        let (lo, hi) = (i32::from(fc.clamp_min), i32::from(fc.clamp_max));
+        for ((y, &a), (m, &t)) in out.iter_mut().zip(acc).zip(stage) {
+            let scaled = crate::fixed::rq_acc_high(a, le_i32(m), t);
+            *y = zp.saturating_add(scaled).max(lo).min(hi) as i8;
+        }
+    } else {
+        for ((y, &a), (m, &t)) in out.iter_mut().zip(acc).zip(stage) {
+            *y = requantize(fc, a, le_i32(m), t);
+        }
     }
 }
 
@@ -161,6 +179,10 @@ fn depthwise_with(
     let w_row_step = kw.wrapping_mul(c);
     let mut outputs = output.chunks_exact_mut(c.max(1));
     let mut acc_buffer = [0i32; GROUP];
+    let high = params
+        .shifts
+        .iter()
+        .all(|&t| crate::fixed::rq_acc_is_high(t));
     for oy in 0..oh {
         let (ky_lo, ky_hi) = valid_taps(oy, sh, top, kh, h);
         let iy_lo = oy.wrapping_mul(sh).wrapping_add(ky_lo).wrapping_sub(top);
@@ -198,7 +220,7 @@ fn depthwise_with(
                 }
                 let mults = params.multipliers.get(g0.wrapping_mul(4)..).unwrap_or(&[]);
                 let shifts = params.shifts.get(g0..).unwrap_or(&[]);
-                output_stage(&fc, acc, mults, shifts, out_g);
+                output_stage(&fc, acc, mults, shifts, out_g, high);
                 g0 = g0.wrapping_add(GROUP);
             }
         }

@@ -15,7 +15,9 @@
 //! reference, with the same results.
 
 use super::conv::ConvParams;
-use super::{le_i32, reference, requantize, tail_dot, FcParams};
+#[cfg(doc)]
+use super::requantize;
+use super::{le_i32, reference, tail_dot, FcParams};
 use crate::Error;
 
 /// Whether the input pixel itself is the column (1x1 kernel, no padding).
@@ -32,14 +34,31 @@ fn taps(p: &ConvParams<'_>) -> usize {
         .saturating_mul(p.input_shape[2])
 }
 
-/// The workspace bytes the convolution needs: 4 per output channel (the start values), one per
-/// tap (the gathered column, none for a pointwise layer) and, with `widened`, the 16-bit lanes
-/// of the column ([`super::packed::widened_len`]).
+/// The zero bytes around a gathered column: `taps` rounded up to a multiple of 8, less `taps`
+/// (none for a pointwise layer, whose column is the input pixel itself).
+#[inline(always)]
+fn column_pad(p: &ConvParams<'_>) -> usize {
+    if pointwise(p) {
+        0
+    } else {
+        taps(p).wrapping_neg() & 7
+    }
+}
+
+/// The workspace bytes the convolution needs: 4 per output channel (the start values), the
+/// gathered column between `column_pad` zeros on each side (none for a pointwise layer) and,
+/// with `widened`, the 16-bit lanes of the column rounded up to a multiple of 8
+/// ([`super::packed::widened_len`]).
 pub fn workspace_len(p: &ConvParams<'_>, widened: bool) -> usize {
     let taps = taps(p);
-    let column = if pointwise(p) { 0 } else { taps };
+    let pad = column_pad(p);
+    let column = if pointwise(p) {
+        0
+    } else {
+        taps.saturating_add(pad.wrapping_mul(2))
+    };
     let lanes = if widened {
-        super::packed::widened_len(taps)
+        super::packed::widened_len(taps.saturating_add(pad))
     } else {
         0
     };
@@ -99,6 +118,39 @@ fn gather(p: &ConvParams<'_>, input: &[i8], oy: usize, ox: usize, column: &mut [
         (kx_hi.wrapping_sub(kx_lo)).wrapping_mul(c),
     );
     let ix_lo = ox.wrapping_mul(sw).wrapping_add(kx_lo).wrapping_sub(left);
+    if ky_lo == 0 && ky_hi == kh && kx_lo == 0 && kx_hi == kw {
+        // an interior window: row after row of the input, no padding
+        let iy = oy.wrapping_mul(sh).wrapping_sub(top);
+        let mut at = iy.wrapping_mul(w).wrapping_add(ix_lo).wrapping_mul(c);
+        let step = w.wrapping_mul(c);
+        // short rows, and cores without unaligned word access (Cortex-M0): byte by byte (the
+        // host tests take the word path too)
+        if row_len < 8 || !cfg!(any(kiln_kernel = "dsp", test)) {
+            for row in column.chunks_exact_mut(row_len) {
+                for (d, &s) in row.iter_mut().zip(range(input, at, row_len)) {
+                    *d = s;
+                }
+                at = at.wrapping_add(step);
+            }
+            return;
+        }
+        for row in column.chunks_exact_mut(row_len) {
+            // word by word (unaligned word loads and stores where the core has them), then
+            // the last one to three bytes
+            let src = range(input, at, row_len);
+            let mut dst_words = row.chunks_exact_mut(4);
+            let mut src_words = src.chunks_exact(4);
+            for (d, s) in dst_words.by_ref().zip(src_words.by_ref()) {
+                d.copy_from_slice(s);
+            }
+            let dst_tail = dst_words.into_remainder();
+            for (d, &s) in dst_tail.iter_mut().zip(src_words.remainder()) {
+                *d = s;
+            }
+            at = at.wrapping_add(step);
+        }
+        return;
+    }
     for (ky, row) in column.chunks_mut(row_len).enumerate() {
         if ky < ky_lo || ky >= ky_hi {
             row.fill(zp);
@@ -123,6 +175,7 @@ fn gather(p: &ConvParams<'_>, input: &[i8], oy: usize, ox: usize, column: &mut [
 pub(crate) type Dot4 = fn(&[u8], usize, &[i8], Option<&[i8]>, usize, &mut [i32; 4]);
 
 /// The four-row loop of the Cortex-M4/M7 packed kernel (portable twin elsewhere).
+#[inline(always)]
 fn dot4_packed(
     block: &[u8],
     stride: usize,
@@ -138,6 +191,7 @@ fn dot4_packed(
 }
 
 /// The four-row loop of this target's scalar kernel (Thumb-1, RV32, SSE2 or portable).
+#[inline(always)]
 fn dot4_rows4(
     block: &[u8],
     stride: usize,
@@ -151,6 +205,7 @@ fn dot4_rows4(
 
 /// The portable four-row loop, whatever the target (tests).
 #[cfg(test)]
+#[inline(always)]
 fn dot4_portable(
     block: &[u8],
     stride: usize,
@@ -162,53 +217,164 @@ fn dot4_portable(
     super::rows4::dot4_portable(block, stride, column, n, acc);
 }
 
-/// One output pixel: `out[o] = stage(start[o] + sum_i w[o][i] * column[i])`.
+/// The columns of one output pixel. `tight` holds the `taps` values; `ahead` is the column
+/// followed by zeros up to `n_fast` bytes (a multiple of 8) and `behind` is the column preceded
+/// by as many zeros (`n_fast` bytes too, or empty). A weight row read `n_fast` bytes from its
+/// start runs into the next row, which `ahead`'s zeros cancel; read from `n_fast - taps` bytes
+/// before its start, it runs into the previous row, which `behind`'s zeros cancel. So every block
+/// of four rows but the last takes `ahead` and the last takes `behind`, all in the inner loop
+/// with no scalar tail; without room on either side, the tight column and the tail.
+struct Columns<'a> {
+    tight: &'a [i8],
+    ahead: &'a [i8],
+    behind: &'a [i8],
+    lanes: Option<&'a [i8]>,
+    n_fast: usize,
+}
+
+/// The dot products of the block of four rows at `at` that the `ahead` column cannot take (the
+/// last one when its reads would pass the weights' end): from `before` bytes before it with the
+/// `behind` column, or else the tight column's multiples of 8 and the scalar tail.
+#[inline(never)]
+fn edge_block(weights: &[u8], at: usize, cols: &Columns<'_>, dot4: Dot4, acc: &mut [i32; 4]) {
+    let column = cols.tight;
+    let n_in = column.len();
+    let n_fast = cols.n_fast;
+    let before = n_fast.wrapping_sub(n_in); // n_fast >= n_in when n_fast > 0
+    if n_fast > 0 && !cols.behind.is_empty() && at >= before {
+        let rows = weights.get(at.wrapping_sub(before)..).unwrap_or(&[]);
+        dot4(rows, n_in, cols.behind, None, n_fast, acc);
+        return;
+    }
+    let block = range(weights, at, n_in.saturating_mul(4));
+    let n_dot = n_in & !7;
+    if n_dot > 0 {
+        let column_dot = column.get(..n_dot).unwrap_or(&[]);
+        dot4(block, n_in, column_dot, cols.lanes, n_dot, acc);
+    }
+    let column_rest = column.get(n_dot..).unwrap_or(&[]);
+    if !column_rest.is_empty() {
+        // the last one to seven column bytes
+        let mut rows = block.chunks_exact(n_in.max(1));
+        for acc in acc.iter_mut() {
+            let tail = rows.next().and_then(|r| r.get(n_dot..)).unwrap_or(&[]);
+            *acc = tail_dot(tail, column_rest, *acc);
+        }
+    }
+}
+
+/// The output stage, [`requantize`] with its constants in registers: `zp + rq_acc` saturated,
+/// then clamped to `lo..=hi` (both within `i8`, so the saturation to `i8` is part of the clamp;
+/// `max` before `min`, as `requantize` does).
 #[inline(always)]
-fn pixel(
+fn stage<const HIGH: bool>(acc: i32, multiplier: i32, shift: u8, zp: i32, lo: i32, hi: i32) -> i8 {
+    let scaled = if HIGH {
+        crate::fixed::rq_acc_high(acc, multiplier, shift)
+    } else {
+        crate::fixed::rq_acc(acc, multiplier, shift)
+    };
+    let y = zp.saturating_add(scaled);
+    y.max(lo).min(hi) as i8
+}
+
+/// One output pixel: `out[o] = stage::<HIGH>(start[o] + sum_i w[o][i] * column[i])`.
+#[inline(always)]
+fn pixel<const HIGH: bool>(
     fc: &FcParams<'_>,
     start: &[i8],
-    column: &[i8],
-    lanes: Option<&[i8]>,
+    cols: &Columns<'_>,
     dot4: Dot4,
     out: &mut [i8],
 ) {
+    let column = cols.tight;
     let n_in = column.len();
-    let n_dot = n_in & !7;
-    let column_dot = column.get(..n_dot).unwrap_or(&[]);
-    let column_rest = column.get(n_dot..).unwrap_or(&[]);
-    let mut starts = start.chunks_exact(4).map(le_i32_i8);
-    let mut multipliers = fc.multipliers.chunks_exact(4).map(le_i32);
-    let mut shifts = fc.shifts.iter().copied();
-    let mut outputs = out.chunks_exact_mut(4);
+    let n_fast = cols.n_fast;
+    let weights = fc.weights;
     let block_len = n_in.saturating_mul(4).max(1);
-    let mut blocks = fc.weights.chunks_exact(block_len);
-    for out4 in outputs.by_ref() {
-        let Some(block) = blocks.next() else { break };
-        let (Some(b0), Some(b1), Some(b2), Some(b3)) =
-            (starts.next(), starts.next(), starts.next(), starts.next())
-        else {
-            break;
+    // The blocks whose four rows, read `n_fast` bytes each, stay inside the weights: all but
+    // perhaps the last (the rows of a block end where the next block starts).
+    let n_blocks = out.len() / 4;
+    let n_ahead = if n_fast == 0 {
+        0
+    } else {
+        let reach = n_blocks
+            .saturating_mul(block_len)
+            .saturating_add(n_fast.wrapping_sub(n_in));
+        if reach <= weights.len() {
+            n_blocks
+        } else {
+            n_blocks.saturating_sub(1)
+        }
+    };
+    // The output stage's constants, once per pixel rather than once per output.
+    let zp = i32::from(fc.output_zero_point);
+    let (lo, hi) = (i32::from(fc.clamp_min), i32::from(fc.clamp_max));
+    let mut outputs = out.chunks_exact_mut(4);
+    let mut at = 0usize; // the block's first weight
+    for (b, out4) in outputs.by_ref().enumerate() {
+        let Ok(start4) = <&[i8; 16]>::try_from(range(start, b.wrapping_mul(16), 16)) else {
+            break; // lengths were checked: never taken
         };
-        let mut acc = [b0, b1, b2, b3];
-        if n_dot > 0 {
-            dot4(block, n_in, column_dot, lanes, n_dot, &mut acc);
+        let [s0, s1, s2, s3, s4, s5, s6, s7, s8, s9, s10, s11, s12, s13, s14, s15] =
+            start4.map(|v| v as u8);
+        let mut acc = [
+            i32::from_le_bytes([s0, s1, s2, s3]),
+            i32::from_le_bytes([s4, s5, s6, s7]),
+            i32::from_le_bytes([s8, s9, s10, s11]),
+            i32::from_le_bytes([s12, s13, s14, s15]),
+        ];
+        if b < n_ahead {
+            let rows = weights.get(at..).unwrap_or(&[]);
+            dot4(rows, n_in, cols.ahead, cols.lanes, n_fast, &mut acc);
+        } else if !cols.behind.is_empty() && at >= n_fast.wrapping_sub(n_in) {
+            // the last block, from before its start (as `edge_block` would)
+            let rows = weights.get(at.wrapping_sub(n_fast.wrapping_sub(n_in))..);
+            dot4(
+                rows.unwrap_or(&[]),
+                n_in,
+                cols.behind,
+                None,
+                n_fast,
+                &mut acc,
+            );
+        } else {
+            edge_block(weights, at, cols, dot4, &mut acc);
         }
-        if !column_rest.is_empty() {
-            // the last one to seven column bytes
-            let mut rows = block.chunks_exact(n_in.max(1));
-            for acc in acc.iter_mut() {
-                let tail = rows.next().and_then(|r| r.get(n_dot..)).unwrap_or(&[]);
-                *acc = tail_dot(tail, column_rest, *acc);
-            }
-        }
-        for (out, acc) in out4.iter_mut().zip(acc) {
-            let (Some(m), Some(t)) = (multipliers.next(), shifts.next()) else {
-                break;
-            };
-            *out = requantize(fc, acc, m, t);
-        }
+        at = at.wrapping_add(block_len);
+        // the block's four outputs in a straight line, from fixed-size views of its parameters
+        let first = b.wrapping_mul(4);
+        let mults = range(fc.multipliers, first.wrapping_mul(4), 16);
+        let t4 = range(fc.shifts, first, 4);
+        let (Ok(out4), Ok(mults), Ok(t4)) = (
+            <&mut [i8; 4]>::try_from(out4),
+            <&[u8; 16]>::try_from(mults),
+            <&[u8; 4]>::try_from(t4),
+        ) else {
+            break; // lengths were checked: never taken
+        };
+        let [m0, m1, m2, m3, m4, m5, m6, m7, m8, m9, m10, m11, m12, m13, m14, m15] = *mults;
+        let [t0, t1, t2, t3] = *t4;
+        let [a0, a1, a2, a3] = acc;
+        let [y0, y1, y2, y3] = out4;
+        *y0 = stage::<HIGH>(a0, i32::from_le_bytes([m0, m1, m2, m3]), t0, zp, lo, hi);
+        *y1 = stage::<HIGH>(a1, i32::from_le_bytes([m4, m5, m6, m7]), t1, zp, lo, hi);
+        *y2 = stage::<HIGH>(a2, i32::from_le_bytes([m8, m9, m10, m11]), t2, zp, lo, hi);
+        *y3 = stage::<HIGH>(a3, i32::from_le_bytes([m12, m13, m14, m15]), t3, zp, lo, hi);
     }
-    let mut rows = blocks.remainder().chunks_exact(n_in.max(1));
+    let done = n_blocks.wrapping_mul(4);
+    let mut starts = start
+        .get(done.wrapping_mul(4)..)
+        .unwrap_or(&[])
+        .chunks_exact(4)
+        .map(le_i32_i8);
+    let mut multipliers = fc
+        .multipliers
+        .get(done.wrapping_mul(4)..)
+        .unwrap_or(&[])
+        .chunks_exact(4)
+        .map(le_i32);
+    let mut shifts = fc.shifts.get(done..).unwrap_or(&[]).iter().copied();
+    let mut rows = weights.get(at..).unwrap_or(&[]).chunks_exact(n_in.max(1));
     for out in outputs.into_remainder() {
         let (Some(row), Some(b), Some(m), Some(t)) = (
             rows.next(),
@@ -218,7 +384,7 @@ fn pixel(
         ) else {
             break;
         };
-        *out = requantize(fc, tail_dot(row, column, b), m, t);
+        *out = stage::<HIGH>(tail_dot(row, column, b), m, t, zp, lo, hi);
     }
 }
 
@@ -241,9 +407,16 @@ pub(crate) fn conv2d_with(
     let [sh, sw] = params.stride;
     let taps = taps(params);
     let pointwise = pointwise(params);
+    let pad = column_pad(params);
     let (start, rest) = workspace.split_at_mut(oc.wrapping_mul(4).min(workspace.len()));
-    let (column, lanes_ws) = rest.split_at_mut(if pointwise { 0 } else { taps.min(rest.len()) });
-    // start[o] = bias[o] - zp_in * sum(w[o])
+    let column_len = if pointwise {
+        0
+    } else {
+        taps.wrapping_add(pad.wrapping_mul(2))
+    };
+    let (column, lanes_ws) = rest.split_at_mut(column_len.min(rest.len()));
+    column.fill(0); // the zeros around the gathered taps stay
+                    // start[o] = bias[o] - zp_in * sum(w[o])
     let zp = i32::from(params.input_zero_point);
     let mut rows = params.weights.chunks_exact(taps.max(1));
     for (dst, bias) in start.chunks_exact_mut(4).zip(params.bias.chunks_exact(4)) {
@@ -265,28 +438,61 @@ pub(crate) fn conv2d_with(
         clamp_min: params.clamp_min,
         clamp_max: params.clamp_max,
     };
-    let n_paired = taps & !7;
+    // The inner loop's length: the column padded to a multiple of 8 (a pointwise column is the
+    // input pixel: padded only when it is a multiple of 8 already).
+    let n_fast = if pad > 0 || taps % 8 == 0 {
+        taps.wrapping_add(pad)
+    } else {
+        0
+    };
+    let n_paired = if n_fast > 0 { n_fast } else { taps & !7 };
+    // every shift takes `rq_acc_high` (checked once per call)
+    let high = params
+        .shifts
+        .iter()
+        .all(|&t| crate::fixed::rq_acc_is_high(t));
     let mut outputs = output.chunks_exact_mut(oc.max(1));
     for oy in 0..oh {
         for ox in 0..ow {
             let Some(out) = outputs.next() else {
                 return Ok(()); // lengths were checked: never taken
             };
-            let col: &[i8] = if pointwise {
+            let (tight, ahead, behind): (&[i8], &[i8], &[i8]) = if pointwise {
                 let pix = oy.wrapping_mul(sh).wrapping_mul(w);
                 let at = pix.wrapping_add(ox.wrapping_mul(sw)).wrapping_mul(c);
-                range(input, at, c)
+                let col = range(input, at, c);
+                (col, col, &[])
             } else {
-                gather(params, input, oy, ox, column);
-                column
+                let tight = column
+                    .get_mut(pad..pad.wrapping_add(taps))
+                    .unwrap_or(&mut []);
+                gather(params, input, oy, ox, tight);
+                (
+                    range(column, pad, taps),
+                    range(column, pad, n_fast),
+                    range(column, 0, n_fast),
+                )
             };
-            let lanes = if widened && n_paired > 0 {
-                col.get(..n_paired)
+            // a column of 16 or fewer costs less split in the loop than widened per pixel
+            let lanes = if widened && n_paired > 16 {
+                ahead
+                    .get(..n_paired)
                     .and_then(|paired| super::packed::widen(paired, lanes_ws))
             } else {
                 None
             };
-            pixel(&fc, start, col, lanes, dot4, out);
+            let cols = Columns {
+                tight,
+                ahead,
+                behind: if pad > 0 { behind } else { &[] },
+                lanes,
+                n_fast,
+            };
+            if high {
+                pixel::<true>(&fc, start, &cols, dot4, out);
+            } else {
+                pixel::<false>(&fc, start, &cols, dot4, out);
+            }
         }
     }
     Ok(())

@@ -179,14 +179,16 @@ pub(crate) fn tail_dot(row: &[u8], input: &[i8], mut acc: i32) -> i32 {
 
 /// The optimized kernels' output stage: `clamp(sat8(zp + rq(acc, M, t)))` as the reference
 /// computes it, in 32-bit arithmetic: `rq_acc` is `rq` saturated to `i32`, and a saturating
-/// `zp + rq` saturates to the same `i8` as the exact sum would.
+/// `zp + rq` saturates to the same `i8` as the exact sum would. The clamps lie within `i8`, so
+/// `max(clamp_min)` then `min(clamp_max)` on the `i32` gives what they give after saturating to
+/// `i8` first (whatever the order of the clamps).
 #[inline(always)]
 pub(crate) fn requantize(params: &FcParams<'_>, acc: i32, multiplier: i32, shift: u8) -> i8 {
     let scaled = crate::fixed::rq_acc(acc, multiplier, shift);
-    let y = i32::from(params.output_zero_point)
+    i32::from(params.output_zero_point)
         .saturating_add(scaled)
-        .clamp(i32::from(i8::MIN), i32::from(i8::MAX)) as i8;
-    y.max(params.clamp_min).min(params.clamp_max)
+        .max(i32::from(params.clamp_min))
+        .min(i32::from(params.clamp_max)) as i8
 }
 
 /// Whether four rows of `stride` bytes starting at `rows` hold `n` weights each past their
@@ -213,6 +215,16 @@ pub(crate) fn dot4_in_bounds(
             .checked_mul(3)
             .and_then(|last_row| last_row.checked_add(n))
             .is_some_and(|end| end <= rows.len())
+}
+
+/// Row `r` of four rows `stride` bytes apart: its first `span` bytes, which may run into the
+/// next row (`span > stride`; the convolution multiplies those bytes by zeros), or `None` past
+/// the end of `rows`. What the assembly inner loops read, for their portable twins.
+#[allow(dead_code)]
+#[inline(always)]
+pub(crate) fn four_rows_row(rows: &[u8], stride: usize, r: usize, span: usize) -> Option<&[u8]> {
+    let first = r.checked_mul(stride)?;
+    rows.get(first..first.checked_add(span)?)
 }
 
 /// Reads a little-endian `i32` from a 4-byte chunk (0 for any other length; never happens with

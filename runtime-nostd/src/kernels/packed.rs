@@ -26,9 +26,8 @@ pub(crate) fn dot4(rows: &[u8], stride: usize, input: &[i8], n_pairs: usize, acc
     let Some(input) = input.get(..span) else {
         return;
     };
-    let mut row_chunks = rows.chunks_exact(stride.max(1));
-    for acc in acc.iter_mut() {
-        let Some(row) = row_chunks.next().and_then(|row| row.get(..span)) else {
+    for (r, acc) in acc.iter_mut().enumerate() {
+        let Some(row) = super::four_rows_row(rows, stride, r, span) else {
             return;
         };
         *acc = words_dot(row, input, *acc);
@@ -49,9 +48,8 @@ pub(crate) fn dot4_widened(
     let Some(widened) = widened.get(..span.saturating_mul(2)) else {
         return;
     };
-    let mut row_chunks = rows.chunks_exact(stride.max(1));
-    for acc in acc.iter_mut() {
-        let Some(row) = row_chunks.next().and_then(|row| row.get(..span)) else {
+    for (r, acc) in acc.iter_mut().enumerate() {
+        let Some(row) = super::four_rows_row(rows, stride, r, span) else {
             return;
         };
         let mut lanes = widened.chunks_exact(8);

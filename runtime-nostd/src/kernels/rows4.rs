@@ -32,13 +32,8 @@ pub(crate) fn dot4_portable(
     acc: &mut [i32; 4],
 ) {
     let Some(input) = input.get(..n) else { return };
-    let mut row_iter = rows.chunks_exact(stride.max(1));
-    let (Some(r0), Some(r1), Some(r2), Some(r3)) = (
-        row_iter.next(),
-        row_iter.next(),
-        row_iter.next(),
-        row_iter.next(),
-    ) else {
+    let row = |r: usize| super::four_rows_row(rows, stride, r, n);
+    let (Some(r0), Some(r1), Some(r2), Some(r3)) = (row(0), row(1), row(2), row(3)) else {
         return;
     };
     let [mut a0, mut a1, mut a2, mut a3] = *acc;
