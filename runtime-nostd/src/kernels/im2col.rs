@@ -68,10 +68,12 @@ pub fn workspace_len(p: &ConvParams<'_>, widened: bool) -> usize {
         .saturating_add(lanes)
 }
 
-/// The workspace bytes the dispatched `conv2d_i8_workspace` needs for `p` on this target: a pure
-/// function of the layer's parameters, so a model can size its scratch for its largest layer.
+/// The workspace bytes the fastest `conv2d_i8_workspace` needs for `p`: a pure function of the
+/// layer's parameters, and the same on every target (the widened lanes of Armv7E-M count
+/// everywhere), so that a host that bakes a model sizes the scratch of any device. With fewer
+/// bytes a Cortex-M4 ran the KWS DS-CNN's first and pointwise layers through the reference.
 pub fn conv_workspace_len(p: &ConvParams<'_>) -> usize {
-    workspace_len(p, cfg!(kiln_kernel = "dsp"))
+    workspace_len(p, true)
 }
 
 /// A little-endian `i32` from four workspace bytes.

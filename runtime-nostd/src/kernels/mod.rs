@@ -75,15 +75,9 @@ pub use dwconv::depthwise_conv2d_i8_bytes as depthwise_conv2d_i8;
 #[cfg(kiln_kernel = "dsp")]
 pub use dwconv::depthwise_conv2d_i8_lanes as depthwise_conv2d_i8;
 
-/// The workspace bytes [`conv2d_i8_workspace`] needs for a layer on this target (a pure function
-/// of its parameters; 0 with the reference kernel).
+/// The workspace bytes [`conv2d_i8_workspace`] needs for a layer: a pure function of its
+/// parameters, the same on every target so that the baking host sizes a device's scratch.
 pub fn conv_workspace_len(params: &ConvParams<'_>) -> usize {
-    #[cfg(kiln_kernel = "reference")]
-    {
-        let _ = params;
-        0
-    }
-    #[cfg(not(kiln_kernel = "reference"))]
     im2col::conv_workspace_len(params)
 }
 
