@@ -120,27 +120,6 @@ fn parse(args: &[String]) -> Result<Options> {
     Ok(options)
 }
 
-fn build_plugin(source_dir: &Path, out_dir: &Path) -> Result<PathBuf> {
-    let source = source_dir.join("insncount.c");
-    ensure!(
-        source.is_file(),
-        "{}: the qemu-insncount plugin source is missing (pass --insncount DIR)",
-        source.display()
-    );
-    std::fs::create_dir_all(out_dir)?;
-    let plugin = out_dir.join("libinsncount.so");
-    let status = Command::new("gcc")
-        .args(["-O2", "-shared", "-fPIC", "-fvisibility=hidden", "-o"])
-        .arg(&plugin)
-        .arg(&source)
-        .arg("-I")
-        .arg(source_dir)
-        .status()
-        .context("cannot run gcc (it builds the instruction-count plugin)")?;
-    ensure!(status.success(), "gcc could not build {}", source.display());
-    Ok(plugin)
-}
-
 fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
@@ -259,7 +238,7 @@ fn parse_output(board: &Board, output: &str) -> Result<Vec<Measured>> {
 
 pub fn run(args: &[String]) -> Result<()> {
     let options = parse(args)?;
-    let plugin = build_plugin(&options.insncount, &target_dir().join("qemu"))?;
+    let plugin = crate::firmware::build_plugin(&options.insncount, &target_dir().join("qemu"))?;
     let mut lines = Vec::new();
     for board in BOARDS
         .iter()

@@ -325,7 +325,8 @@ fn which(program: &str) -> Option<PathBuf> {
         .find(|candidate| candidate.is_file())
 }
 
-fn build_plugin(source_dir: &Path, out_dir: &Path) -> Result<PathBuf> {
+/// Builds the qemu-insncount plugin from its C source (needs gcc).
+pub(crate) fn build_plugin(source_dir: &Path, out_dir: &Path) -> Result<PathBuf> {
     let source = source_dir.join("insncount.c");
     ensure!(
         source.is_file(),
@@ -341,7 +342,7 @@ fn build_plugin(source_dir: &Path, out_dir: &Path) -> Result<PathBuf> {
         .arg("-I")
         .arg(source_dir)
         .status()
-        .context("cannot run gcc")?;
+        .context("cannot run gcc (it builds the instruction-count plugin)")?;
     ensure!(status.success(), "gcc could not build {}", source.display());
     Ok(plugin)
 }
