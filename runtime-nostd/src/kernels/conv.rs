@@ -79,6 +79,25 @@ fn ok(condition: bool) -> Result<(), Error> {
 }
 
 impl ConvParams<'_> {
+    /// The per-channel part as a dense layer's parameters: the optimized kernels reuse the
+    /// dense output stage.
+    pub(crate) fn fc(&self) -> super::FcParams<'_> {
+        super::FcParams {
+            weights: self.weights,
+            bias: self.bias,
+            multipliers: self.multipliers,
+            shifts: self.shifts,
+            output_zero_point: self.output_zero_point,
+            clamp_min: self.clamp_min,
+            clamp_max: self.clamp_max,
+        }
+    }
+
+    /// Whether every channel's shift takes `rq_acc_high` (checked once per call).
+    pub(crate) fn shifts_all_high(&self) -> bool {
+        self.shifts.iter().all(|&t| crate::fixed::rq_acc_is_high(t))
+    }
+
     /// Checks that the shapes are non-empty and match `input_len` and `output_len`, that kernel
     /// and stride are at least 1, that every index a kernel computes fits `usize`, that the
     /// slices fit the shapes (`depthwise` picks the weight layout) and that
@@ -126,4 +145,19 @@ impl PoolParams {
         ok(span(oh, sh, kh).is_some_and(|e| e <= h) && span(ow, sw, kw).is_some_and(|e| e <= w))?;
         ok(self.clamp_min <= self.clamp_max)
     }
+}
+
+/// The valid taps `lo..hi` of window position `o` along an axis of `len` (padding `pad`).
+#[inline(always)]
+pub(crate) fn valid_taps(
+    o: usize,
+    stride: usize,
+    pad: usize,
+    k: usize,
+    len: usize,
+) -> (usize, usize) {
+    let start = o.wrapping_mul(stride); // fits: `check` proved the span fits usize
+    let lo = pad.saturating_sub(start).min(k);
+    let hi = len.saturating_add(pad).saturating_sub(start).min(k).max(lo);
+    (lo, hi)
 }

@@ -14,7 +14,7 @@
 //! byte. The word loop is assembly on Cortex-M4/M7 (`dsp_asm::dw_mac`); its portable twin
 //! (`mac_words_lanes` off that target) is the one the host tests hold to the reference.
 
-use super::conv::{ConvParams, PoolParams};
+use super::conv::{valid_taps, ConvParams, PoolParams};
 use super::simd32::{ssub16, sxtb16, sxtb16_ror8};
 use super::{le_i32, requantize, FcParams};
 use crate::Error;
@@ -45,15 +45,6 @@ fn mac4_bytes(acc: &mut [i32; 4], x: u32, w: u32, zp: i32) {
         let wi = i32::from((w >> shift) as u8 as i8);
         *a = a.wrapping_add(wi.wrapping_mul(xi.wrapping_sub(zp)));
     }
-}
-
-/// The valid taps `lo..hi` of window position `o` along an axis of `len` (padding `pad`).
-#[inline(always)]
-fn valid_taps(o: usize, stride: usize, pad: usize, k: usize, len: usize) -> (usize, usize) {
-    let start = o.wrapping_mul(stride); // fits: `check` proved the span fits usize
-    let lo = pad.saturating_sub(start).min(k);
-    let hi = len.saturating_add(pad).saturating_sub(start).min(k).max(lo);
-    (lo, hi)
 }
 
 /// Channels per pass: the accumulators of one output pixel's group live on the stack.
@@ -165,24 +156,13 @@ fn depthwise_with(
     let [sh, sw] = params.stride;
     let [top, left] = params.pad;
     let zp = i32::from(params.input_zero_point);
-    let fc = FcParams {
-        weights: params.weights,
-        bias: params.bias,
-        multipliers: params.multipliers,
-        shifts: params.shifts,
-        output_zero_point: params.output_zero_point,
-        clamp_min: params.clamp_min,
-        clamp_max: params.clamp_max,
-    };
+    let fc = params.fc();
     // every product below is at most a checked length or index
     let row_step = w.wrapping_mul(c);
     let w_row_step = kw.wrapping_mul(c);
     let mut outputs = output.chunks_exact_mut(c.max(1));
     let mut acc_buffer = [0i32; GROUP];
-    let high = params
-        .shifts
-        .iter()
-        .all(|&t| crate::fixed::rq_acc_is_high(t));
+    let high = params.shifts_all_high();
     for oy in 0..oh {
         let (ky_lo, ky_hi) = valid_taps(oy, sh, top, kh, h);
         let iy_lo = oy.wrapping_mul(sh).wrapping_add(ky_lo).wrapping_sub(top);

@@ -14,7 +14,7 @@
 //! A workspace shorter than [`conv_workspace_len`] is not an error: the kernel then runs the
 //! reference, with the same results.
 
-use super::conv::ConvParams;
+use super::conv::{valid_taps, ConvParams};
 #[cfg(doc)]
 use super::requantize;
 use super::{le_i32, reference, tail_dot, FcParams};
@@ -92,15 +92,6 @@ fn range<T>(s: &[T], first: usize, n: usize) -> &[T] {
         .checked_add(n)
         .and_then(|end| s.get(first..end))
         .unwrap_or(&[])
-}
-
-/// The valid taps `lo..hi` of window position `o` along an axis of `len` (padding `pad`).
-#[inline(always)]
-fn valid_taps(o: usize, stride: usize, pad: usize, k: usize, len: usize) -> (usize, usize) {
-    let start = o.wrapping_mul(stride); // fits: `check` proved the span fits usize
-    let lo = pad.saturating_sub(start).min(k);
-    let hi = len.saturating_add(pad).saturating_sub(start).min(k).max(lo);
-    (lo, hi)
 }
 
 /// Writes the column of output pixel `(oy, ox)` into `column` (`kh * kw * c` bytes, HWC patch
@@ -431,15 +422,7 @@ pub(crate) fn conv2d_with(
             *d = b as i8;
         }
     }
-    let fc = FcParams {
-        weights: params.weights,
-        bias: params.bias,
-        multipliers: params.multipliers,
-        shifts: params.shifts,
-        output_zero_point: params.output_zero_point,
-        clamp_min: params.clamp_min,
-        clamp_max: params.clamp_max,
-    };
+    let fc = params.fc();
     // The inner loop's length: the column padded to a multiple of 8 (a pointwise column is the
     // input pixel: padded only when it is a multiple of 8 already).
     let n_fast = if pad > 0 || taps % 8 == 0 {
@@ -449,10 +432,7 @@ pub(crate) fn conv2d_with(
     };
     let n_paired = if n_fast > 0 { n_fast } else { taps & !7 };
     // every shift takes `rq_acc_high` (checked once per call)
-    let high = params
-        .shifts
-        .iter()
-        .all(|&t| crate::fixed::rq_acc_is_high(t));
+    let high = params.shifts_all_high();
     let mut outputs = output.chunks_exact_mut(oc.max(1));
     for oy in 0..oh {
         for ox in 0..ow {
