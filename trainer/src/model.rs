@@ -342,7 +342,7 @@ impl ModelFile {
     pub fn input_shape(&self) -> Shape {
         self.architecture
             .as_ref()
-            .map_or(Shape::new(1, 1, self.n_inputs), |a| a.input_shape)
+            .map_or(Shape::vector(self.n_inputs), |a| a.input_shape)
     }
 
     /// The network with this file's weights. The file must be valid (every loaded file is).

@@ -237,10 +237,9 @@ pub fn train(
         None => {
             let normalization = Normalization::fit(config.normalization, &split.train);
             let mut rng = Rng::new(config.seed);
-            let input_shape =
-                config
-                    .input_shape
-                    .unwrap_or(Shape::new(1, 1, split.train.n_features));
+            let input_shape = config
+                .input_shape
+                .unwrap_or(Shape::vector(split.train.n_features));
             let network = Network::new(
                 input_shape,
                 &config.layer_specs(task.n_outputs()),
@@ -570,11 +569,8 @@ impl Step {
     ) -> Self {
         let n_nonzero = features.iter().filter(|&&v| v != 0.0).count();
         let sparse = n_nonzero as f64 <= MAX_NONZERO_FOR_ZERO_SKIPPING * features.len() as f64;
-        match network.as_dense_chain() {
-            Some(chain) if sparse => {
-                let mlp = Mlp {
-                    layers: chain.into_iter().cloned().collect(),
-                };
+        match network.to_mlp() {
+            Some(mlp) if sparse => {
                 Step::ZeroSkipping(TrainingStep::new(&mlp, optimizer, threads, features))
             }
             _ => Step::Graph(GraphStep::new(network)),
@@ -618,14 +614,8 @@ impl Step {
     fn store(&self, network: &mut Network<f32>, optimizer: &mut OptimizerState) {
         match self {
             Step::ZeroSkipping(step) => {
-                let mut mlp = Mlp {
-                    layers: network
-                        .as_dense_chain()
-                        .unwrap_or_default()
-                        .into_iter()
-                        .cloned()
-                        .collect(),
-                };
+                // Only chains of dense layers take this step.
+                let mut mlp = network.to_mlp().unwrap_or(Mlp { layers: Vec::new() });
                 step.store(&mut mlp, optimizer);
                 *network = Network::from_mlp(network.input_shape, mlp);
             }

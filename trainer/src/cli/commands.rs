@@ -277,8 +277,10 @@ fn train_export_check(
         run_epochs.iter().map(|r| r.seconds).sum::<f64>() / run_epochs.len() as f64
     };
     let test_features = model.normalization.apply(&split.test);
+    let network = model.network();
+    let architecture = architecture(&model);
     let (test_loss, test_accuracy) = train::evaluate(
-        &model.network(),
+        &network,
         &test_features,
         &split.test.targets,
         model.config.loss,
@@ -295,7 +297,7 @@ fn train_export_check(
         let figure = crate::plot::TrainingFigure {
             title: format!(
                 "{} on {}: test loss {}{}",
-                architecture(&model),
+                architecture,
                 plan.data_spec,
                 crate::plot::short_number(test_loss),
                 test_accuracy.map_or_else(String::new, |a| format!(", test accuracy {a:.4}"))
@@ -323,8 +325,8 @@ fn train_export_check(
     let summary = TrainSummary {
         command,
         data: split.description.clone(),
-        architecture: architecture(&model),
-        n_parameters: model.network().n_parameters(),
+        architecture,
+        n_parameters: network.n_parameters(),
         optimizer: format!(
             "{} lr {}, weight decay {}, {} schedule, batch {}",
             model.config.optimizer.name(),
@@ -513,7 +515,7 @@ fn check_layers(plan: &TrainPlan, split: &Split) -> Result<()> {
     let config = &plan.config;
     let input_shape = config
         .input_shape
-        .unwrap_or(Shape::new(1, 1, split.train.n_features));
+        .unwrap_or(Shape::vector(split.train.n_features));
     Network::<f32>::new(
         input_shape,
         &config.layer_specs(split.train.n_outputs()),

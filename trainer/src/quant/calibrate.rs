@@ -7,6 +7,7 @@ use super::math::percentile;
 use super::QuantError;
 use crate::data::Dataset;
 use crate::model::ModelFile;
+use crate::nn::network::Network;
 use nalgebra::DMatrix;
 
 /// How a tensor's range is taken from its calibration values.
@@ -116,10 +117,11 @@ impl Collector {
     }
 }
 
-/// Runs the float model over the first `n_samples` rows of `train` (all of
+/// Runs `network` (the float model of `model`) over the first `n_samples` rows of `train` (all of
 /// them if there are fewer) and returns the ranges.
 pub fn calibrate(
     model: &ModelFile,
+    network: &Network<f32>,
     train: &Dataset,
     n_samples: usize,
     method: RangeMethod,
@@ -146,7 +148,6 @@ pub fn calibrate(
         });
     }
     let n_features = train.n_features;
-    let network = model.network();
     let mut input = Collector::new(method);
     let mut pre: Vec<Collector> = network
         .layers

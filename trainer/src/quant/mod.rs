@@ -350,9 +350,15 @@ pub fn quantize(
     calibration: &Dataset,
     options: QuantOptions,
 ) -> Result<Quantized, QuantError> {
-    let ranges = calibrate::calibrate(model, calibration, options.calib_samples, options.method)?;
-    let input = math::activation_params(ranges.input.lo, ranges.input.hi)?;
     let network = model.network();
+    let ranges = calibrate::calibrate(
+        model,
+        &network,
+        calibration,
+        options.calib_samples,
+        options.method,
+    )?;
+    let input = math::activation_params(ranges.input.lo, ranges.input.hi)?;
     let shapes = network.shapes();
     let input_order = hwc_order(network.input_shape);
 
