@@ -120,19 +120,22 @@ fn unsupported(detail: impl Into<String>) -> NodeReason {
     }
 }
 
-fn shape(detail: impl Into<String>) -> NodeReason {
+pub(super) fn shape(detail: impl Into<String>) -> NodeReason {
     NodeReason::ShapeMismatch {
         detail: detail.into(),
     }
 }
 
-fn attr<'a>(node: &'a NodeProto, name: &str) -> Option<&'a crate::proto::AttributeProto> {
+pub(super) fn attr<'a>(
+    node: &'a NodeProto,
+    name: &str,
+) -> Option<&'a crate::proto::AttributeProto> {
     node.attribute
         .iter()
         .find(|a| a.name.as_deref() == Some(name))
 }
 
-fn attr_int(node: &NodeProto, name: &str, default: i64) -> i64 {
+pub(super) fn attr_int(node: &NodeProto, name: &str, default: i64) -> i64 {
     attr(node, name).and_then(|a| a.i).unwrap_or(default)
 }
 

@@ -7,6 +7,7 @@
 //! height 1: kernel `[1, k]`, stride `[1, s]`, pads `[0, begin, 0, end]`.
 
 use super::error::NodeReason;
+use super::fold::{attr as attribute, attr_int as int, shape};
 use crate::proto::NodeProto;
 
 /// A convolution's or pooling's window, in the layer graph's `[height, width]` terms.
@@ -26,24 +27,8 @@ fn unsupported_attribute(detail: impl Into<String>) -> NodeReason {
     }
 }
 
-fn shape(detail: impl Into<String>) -> NodeReason {
-    NodeReason::ShapeMismatch {
-        detail: detail.into(),
-    }
-}
-
-fn attribute<'a>(node: &'a NodeProto, name: &str) -> Option<&'a crate::proto::AttributeProto> {
-    node.attribute
-        .iter()
-        .find(|a| a.name.as_deref() == Some(name))
-}
-
 fn ints(node: &NodeProto, name: &str) -> Option<Vec<i64>> {
     attribute(node, name).map(|a| a.ints.clone())
-}
-
-fn int(node: &NodeProto, name: &str, default: i64) -> i64 {
-    attribute(node, name).and_then(|a| a.i).unwrap_or(default)
 }
 
 /// `auto_pad`, `NOTSET` when absent.
