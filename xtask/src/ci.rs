@@ -394,7 +394,7 @@ pub fn run(options: &CiOptions) -> Result<()> {
             "--data",
             &data,
             "--layers",
-            "conv3x3:16,maxpool2,conv3x3:32,maxpool2,dense:48",
+            crate::firmware::MNIST_CNN_LAYERS,
             "--lr",
             "0.003",
             "--epochs",

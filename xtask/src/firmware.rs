@@ -47,8 +47,8 @@ enum Dataset {
     Kws,
 }
 
-/// The README's MNIST CNN.
-const MNIST_CNN_LAYERS: &str = "conv3x3:16,maxpool2,conv3x3:32,maxpool2,dense:48";
+/// The README's MNIST CNN (also trained by `cargo xtask ci`).
+pub(crate) const MNIST_CNN_LAYERS: &str = "conv3x3:16,maxpool2,conv3x3:32,maxpool2,dense:48";
 /// A CNN small enough for 16 KiB of RAM, on the 8x8 digits.
 const DIGITS_CNN_LAYERS: &str = "conv3x3:8,maxpool2,conv3x3:16,maxpool2,dense:32";
 /// MLPerf Tiny's DS-CNN for keyword spotting (its input is 49x10x1, its output 12 classes).
