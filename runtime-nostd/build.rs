@@ -3,14 +3,18 @@
 //! it: `dsp` (the packed SMLAD kernel) on Armv7E-M; the four-row kernel with its inner loop in
 //! Thumb-1 assembly (`m0`) on Armv6-M and Armv7-M, in RISC-V assembly (`rv32`) on RV32IM, with
 //! SSE2 (`sse2`) on x86-64, and in portable Rust (`rows4`) everywhere else. `KILN_KERNEL=reference` forces
-//! the reference kernel (for benchmarks against it).
+//! the reference kernel (for benchmarks against it), and so does the `small` feature: the
+//! scalar references are the most compact code, and being the specification they give the
+//! same bits.
 
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(kiln_kernel, values(\"reference\", \"dsp\", \"rows4\", \"m0\", \"rv32\", \"sse2\"))");
     println!("cargo::rerun-if-env-changed=KILN_KERNEL");
     let target = std::env::var("TARGET").unwrap_or_default();
+    let small = std::env::var_os("CARGO_FEATURE_SMALL").is_some();
     let kernel = match std::env::var("KILN_KERNEL").ok().as_deref() {
         Some("reference") => "reference",
+        Some("") | None if small => "reference",
         Some("") | None => {
             // Armv7E-M (Cortex-M4/M7) always has the DSP extension.
             if target.starts_with("thumbv7em") {

@@ -2,12 +2,14 @@
 
 use std::path::PathBuf;
 
-const BOARDS: [&str; 5] = [
+const BOARDS: [&str; 7] = [
     "microbit",
     "lm3s6965evb",
     "mps2-an386",
     "mps2-an500",
     "sifive-e",
+    "microbit-tiny",
+    "sifive-e-tiny",
 ];
 
 fn main() {

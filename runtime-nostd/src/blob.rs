@@ -10,6 +10,7 @@ use crate::error::u32_sat;
 use crate::fixed::{multiplier_is_valid, shift_is_valid};
 use crate::kernels::le_i32;
 use crate::model::{affine, decode_entry, Activation, LayerKind, Model, MAX_LAYERS};
+use crate::kinds;
 use crate::Error;
 
 /// The first four bytes of every blob.
@@ -168,25 +169,26 @@ impl Value {
     }
 }
 
-/// Reads value `id` of the table at `values_at` (no validation beyond the bytes being there).
+/// Reads value `id` of the table at `values_at` (no validation beyond the bytes being there):
+/// one fixed-size array, destructured (the loader and every inference step share it).
 #[inline]
 pub(crate) fn read_value(content: &[u8], values_at: usize, id: u16) -> Option<Value> {
     let at = usize::from(id)
         .checked_mul(VALUE_LEN)
         .and_then(|o| o.checked_add(values_at))?;
-    let entry = content.get(at..at.checked_add(VALUE_LEN)?)?;
-    let word = |i: usize| {
-        entry
-            .get(i..i.wrapping_add(4))
-            .map(|b| le_i32(b) as u32 as usize)
-    };
-    let shape = [word(0)?, word(4)?, word(8)?];
+    let entry: &[u8; VALUE_LEN] = content.get(at..at.checked_add(VALUE_LEN)?)?.try_into().ok()?;
+    let [h0, h1, h2, h3, w0, w1, w2, w3, c0, c1, c2, c3, o0, o1, o2, o3, zp, _, _, _] = *entry;
+    let shape = [
+        u32::from_le_bytes([h0, h1, h2, h3]) as usize,
+        u32::from_le_bytes([w0, w1, w2, w3]) as usize,
+        u32::from_le_bytes([c0, c1, c2, c3]) as usize,
+    ];
     let len = shape[0].checked_mul(shape[1])?.checked_mul(shape[2])?;
     Some(Value {
         shape,
         len,
-        offset: word(12)?,
-        zero_point: *entry.get(16)? as i8,
+        offset: u32::from_le_bytes([o0, o1, o2, o3]) as usize,
+        zero_point: zp as i8,
     })
 }
 
@@ -206,35 +208,32 @@ pub(crate) struct NodeRecord {
     pub(crate) section_len: u32,
 }
 
-/// Reads the header of the node record at `at`.
+/// Reads the header of the node record at `at`: one fixed-size array, destructured (the
+/// loader and every inference step share this decoder).
+#[inline]
 pub(crate) fn read_node(content: &[u8], at: usize) -> Result<NodeRecord, Error> {
-    let mut r = Reader {
-        bytes: content,
-        pos: at,
-    };
-    let kind = r.u8()?;
-    let activation = r.u8()?;
-    let pre_zero_point = r.i8()?;
-    let padding = r.u8()?;
-    let input = r.u16()?;
-    let second_input = r.u16()?;
-    let output = r.u16()?;
-    let reserved = r.u16()?;
-    let kernel = [r.u16()?, r.u16()?];
-    let stride = [r.u16()?, r.u16()?];
-    let section_len = r.u32()?;
+    let header: &[u8; NODE_HEADER_LEN] = content
+        .get(at..at.saturating_add(NODE_HEADER_LEN))
+        .and_then(|h| h.try_into().ok())
+        .ok_or(Error::Truncated {
+            needed: u32_sat(at.saturating_add(NODE_HEADER_LEN)),
+            available: u32_sat(content.len()),
+        })?;
+    let [kind, activation, pre, padding, i0, i1, s0, s1, o0, o1, r0, r1, kh0, kh1, kw0, kw1, sh0, sh1, sw0, sw1, l0, l1, l2, l3] =
+        *header;
+    let u16_le = |a, b| u16::from_le_bytes([a, b]);
     Ok(NodeRecord {
         kind,
         activation,
-        pre_zero_point,
+        pre_zero_point: pre as i8,
         padding,
-        input,
-        second_input,
-        output,
-        reserved,
-        kernel,
-        stride,
-        section_len,
+        input: u16_le(i0, i1),
+        second_input: u16_le(s0, s1),
+        output: u16_le(o0, o1),
+        reserved: u16_le(r0, r1),
+        kernel: [u16_le(kh0, kh1), u16_le(kw0, kw1)],
+        stride: [u16_le(sh0, sh1), u16_le(sw0, sw1)],
+        section_len: u32::from_le_bytes([l0, l1, l2, l3]),
     })
 }
 
@@ -263,19 +262,26 @@ pub(crate) struct Geometry {
 
 /// The kind, activation, geometry and weight count of a node reading `input` and writing
 /// `output`, with every check of `docs/blob-format.md` step 5 that the header alone allows.
-pub(crate) fn geometry(
+pub(crate) fn geometry<const KINDS: u8>(
     node: &NodeRecord,
     layer: u16,
     input: &Value,
     output: &Value,
     header_at: u32,
 ) -> Result<Geometry, Error> {
+    // A kind outside `KINDS` is refused here, so the compiler drops its checks and kernel.
+    if kinds::bit_of(node.kind) != 0 && !kinds::linked(KINDS, node.kind) {
+        return Err(Error::KindNotLinked {
+            layer,
+            kind: node.kind,
+        });
+    }
     let kind = match node.kind {
-        KIND_DENSE => LayerKind::Dense,
-        KIND_CONV2D => LayerKind::Conv2d,
-        KIND_DEPTHWISE => LayerKind::DepthwiseConv2d,
-        KIND_MAX_POOL => LayerKind::MaxPool2d,
-        KIND_AVG_POOL => LayerKind::AvgPool2d,
+        KIND_DENSE if KINDS & kinds::DENSE != 0 => LayerKind::Dense,
+        KIND_CONV2D if KINDS & kinds::CONV2D != 0 => LayerKind::Conv2d,
+        KIND_DEPTHWISE if KINDS & kinds::DEPTHWISE != 0 => LayerKind::DepthwiseConv2d,
+        KIND_MAX_POOL if KINDS & kinds::MAX_POOL != 0 => LayerKind::MaxPool2d,
+        KIND_AVG_POOL if KINDS & kinds::AVG_POOL != 0 => LayerKind::AvgPool2d,
         kind => return Err(Error::BadLayerKind { layer, kind }),
     };
     let pool = matches!(kind, LayerKind::MaxPool2d | LayerKind::AvgPool2d);
@@ -370,7 +376,7 @@ pub(crate) fn section_len(g: &Geometry) -> u64 {
 }
 
 /// Parses and validates a blob (see `docs/blob-format.md` for the order of the checks).
-pub(crate) fn parse(bytes: &[u8]) -> Result<Model<'_>, Error> {
+pub(crate) fn parse<const KINDS: u8>(bytes: &[u8]) -> Result<Model<'_, KINDS>, Error> {
     // ---- framing: length, magic, version, total length, CRC
     let available = u32::try_from(bytes.len()).map_err(|_| Error::TooLarge)?;
     let mut r = Reader { bytes, pos: 0 };
@@ -563,7 +569,7 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Model<'_>, Error> {
         }
         let input = value(node.input)?;
         let output = value(node.output)?;
-        let g = geometry(&node, layer, &input, &output, header_at)?;
+        let g = geometry::<KINDS>(&node, layer, &input, &output, header_at)?;
         let expected = section_len(&g);
         if u64::from(node.section_len) != expected {
             return Err(Error::SectionLength {
@@ -572,11 +578,11 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Model<'_>, Error> {
                 expected: u32::try_from(expected).unwrap_or(u32::MAX),
             });
         }
-        parse_arrays(&mut r, layer, &g, &input, &output)?;
+        parse_arrays::<KINDS>(&mut r, layer, &g, &input, &output)?;
         if g.kind == LayerKind::Dense {
             widest_dense = widest_dense.max(input.len);
         }
-        if g.kind == LayerKind::Conv2d {
+        if KINDS & kinds::CONV2D != 0 && g.kind == LayerKind::Conv2d {
             conv_workspace = conv_workspace.max(crate::kernels::conv_workspace_len(
                 &crate::kernels::ConvParams {
                     input_shape: input.shape,
@@ -694,7 +700,7 @@ fn check_plan(
 }
 
 /// A node's arrays: present, in range, zero-padded, and no accumulator can overflow.
-fn parse_arrays(
+fn parse_arrays<const KINDS: u8>(
     r: &mut Reader<'_>,
     layer: u16,
     g: &Geometry,
@@ -702,7 +708,7 @@ fn parse_arrays(
     output: &Value,
 ) -> Result<(), Error> {
     match g.kind {
-        LayerKind::MaxPool2d => {
+        LayerKind::MaxPool2d if KINDS & kinds::MAX_POOL != 0 => {
             if output.zero_point != input.zero_point {
                 return Err(Error::MaxPoolZeroPoint {
                     layer,
@@ -712,7 +718,7 @@ fn parse_arrays(
             }
             return Ok(());
         }
-        LayerKind::AvgPool2d => {
+        LayerKind::AvgPool2d if KINDS & kinds::AVG_POOL != 0 => {
             let multiplier = r.u32()? as i32;
             let shift = r.u8()?;
             r.zeros(3)?;
@@ -743,21 +749,25 @@ fn parse_arrays(
         r.take(LUT_LEN as u64)?;
     }
     // The worst-case accumulator of every channel must fit in i32. Dense: the bias is folded
-    // and |x| <= 128; convolutions: |x - zp| <= 255.
-    let (per_channel, x_max) = match g.kind {
-        LayerKind::Dense => (input.len, 128u64),
-        LayerKind::Conv2d => (g.n_weights.checked_div(g.channels).unwrap_or(0), 255),
-        _ => (1, 255), // depthwise: the weights of channel c are every c-th byte
+    // and |x| <= 128; convolutions: |x - zp| <= 255. Saturating u32 sums give the same verdict
+    // as exact ones (u32::MAX > i32::MAX) in cheaper arithmetic on 32-bit cores.
+    let dense = KINDS & kinds::DENSE != 0 && g.kind == LayerKind::Dense;
+    let (per_channel, x_max) = if dense {
+        (input.len, 128u32)
+    } else if g.kind == LayerKind::Conv2d {
+        (g.n_weights.checked_div(g.channels).unwrap_or(0), 255)
+    } else {
+        (1, 255) // depthwise: the weights of channel c are every c-th byte
     };
     let worst = |b: i32, ws: &mut dyn Iterator<Item = &u8>| {
-        ws.fold(u64::from(b.unsigned_abs()), |s, &w| {
-            s.saturating_add(u64::from((w as i8).unsigned_abs()).saturating_mul(x_max))
+        ws.fold(b.unsigned_abs(), |s, &w| {
+            s.saturating_add(u32::from((w as i8).unsigned_abs()).saturating_mul(x_max))
         })
     };
     let stride = g.channels.max(1);
     for (channel, b) in (0u32..).zip(bias.chunks_exact(4).map(le_i32)) {
         let c = channel as usize;
-        let total = if g.kind == LayerKind::DepthwiseConv2d {
+        let total = if KINDS & kinds::DEPTHWISE != 0 && g.kind == LayerKind::DepthwiseConv2d {
             worst(b, &mut weights.iter().skip(c).step_by(stride))
         } else {
             let start = c.saturating_mul(per_channel);
@@ -766,7 +776,7 @@ fn parse_arrays(
                 .unwrap_or(&[]);
             worst(b, &mut row.iter())
         };
-        if total > i32::MAX as u64 {
+        if total > i32::MAX as u32 {
             return Err(Error::AccumulatorOverflow { layer, channel });
         }
     }

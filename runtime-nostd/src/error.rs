@@ -46,6 +46,9 @@ pub enum Error {
     BadValueId { layer: u16, value: u16 },
     /// Unknown layer kind byte.
     BadLayerKind { layer: u16, kind: u8 },
+    /// A known layer kind that this program's `Model<KINDS>` does not link (see
+    /// [`crate::kinds`]): build with a set that holds it, e.g. the default `kinds::ALL`.
+    KindNotLinked { layer: u16, kind: u8 },
     /// Kernel or stride 0, a kernel larger than its (padded) input, a pooling stride that does
     /// not divide `in - k`, or an unknown padding byte.
     BadGeometry { layer: u16 },
@@ -186,6 +189,11 @@ impl fmt::Display for Error {
             Error::BadLayerKind { layer, kind } => {
                 write!(f, "layer {layer}: unknown layer kind {kind}")
             }
+            Error::KindNotLinked { layer, kind } => write!(
+                f,
+                "layer {layer}: layer kind {kind} is not in this program's Model<KINDS> \
+                 (kiln_runtime::kinds), so its kernel is not linked"
+            ),
             Error::BadGeometry { layer } => write!(
                 f,
                 "layer {layer}: kernel or stride 0, a kernel larger than its input, a pooling \

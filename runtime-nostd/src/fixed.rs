@@ -211,6 +211,20 @@ const fn rq_wide(x: i64, multiplier: i32, shift: u8) -> i64 {
     round_shift_i128((x as i128).wrapping_mul(multiplier as i128), shift)
 }
 
+/// [`rq`] for the input stage: `x = 256 * clamp(raw) - mu`, so `|x| < 2^32` and `|x * M| < 2^63`
+/// fits `i64` for every `i32` multiplier; with a shift in `[1, 62]` (a validated model) the result
+/// is `rq`'s, with no 128-bit fallback linked. Other shifts give some value, never a panic.
+#[inline(always)]
+pub const fn rq_input(x: i64, multiplier: i32, shift: u8) -> i64 {
+    // Outside the documented range the product wraps: some value, no panic.
+    let product = x.wrapping_mul(multiplier as i64);
+    if shift >= SHIFT_MIN && shift <= SHIFT_MAX {
+        round_shift_i64(product, shift)
+    } else {
+        product
+    }
+}
+
 /// `round_half_even(p / 2^t)` for `t <= 62`.
 // Every shift amount is in range and `q + 1` cannot overflow (|q| <= 2^62): no side effects.
 #[allow(clippy::arithmetic_side_effects)]
@@ -443,6 +457,34 @@ mod tests {
 
     /// The short form of the two-halves rounding equals the long one on its whole domain's
     /// edges and at random: |hi| <= 2^30, every lo, s in 0..=30.
+    #[test]
+    fn rq_input_equals_rq() {
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let edges = [0i64, 1, -1, (1 << 31) - 1, -(1 << 31), (1 << 32) - 1, -(1 << 32) + 1];
+        let multipliers = [MULTIPLIER_MIN, i32::MAX, 1 << 30 | 12345, 1, -1, i32::MIN];
+        for shift in SHIFT_MIN..=SHIFT_MAX {
+            for &m in &multipliers {
+                for &x in &edges {
+                    assert_eq!(rq_input(x, m, shift), rq(x, m, shift), "x={x} m={m} t={shift}");
+                }
+            }
+            for _ in 0..2000 {
+                // 256 * clamp(raw) - mu for any raw and any i32 mu
+                let raw = (next() as i32).clamp(RAW_MIN, RAW_MAX);
+                let mu = next() as i32;
+                let x = i64::from(raw) * 256 - i64::from(mu);
+                let m = next() as i32;
+                assert_eq!(rq_input(x, m, shift), rq(x, m, shift), "x={x} m={m} t={shift}");
+            }
+        }
+    }
+
     #[test]
     fn rq_acc_high_equals_rq_acc() {
         let mut state = 0x2545_f491_4f6c_dd1du64;

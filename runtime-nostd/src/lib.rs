@@ -80,6 +80,7 @@ pub mod crc32;
 mod error;
 pub mod fixed;
 pub mod kernels;
+pub mod kinds;
 mod model;
 
 #[cfg(any(test, feature = "encode"))]

@@ -4,11 +4,12 @@ use core::fmt;
 
 use crate::blob::{
     geometry, read_node, read_value, Value, ACT_LUT, ACT_RELU, INPUT_ENTRY_LEN, KIND_AVG_POOL,
-    KIND_CONV2D, KIND_DENSE, KIND_MAX_POOL, NODE_HEADER_LEN, PAD_SAME, VALUE_LEN,
+    KIND_CONV2D, KIND_DENSE, KIND_MAX_POOL, NODE_HEADER_LEN, PAD_SAME,
 };
 use crate::error::u32_sat;
-use crate::fixed::{clamp_raw, rq, sat8};
+use crate::fixed::{clamp_raw, rq_input, sat8};
 use crate::kernels::{self, le_i32, ConvParams, FcParams, PoolParams};
+use crate::kinds;
 use crate::Error;
 
 /// The most layers (graph nodes) a model can have; the loader's plan check keeps one `u16` per
@@ -75,8 +76,11 @@ pub struct LayerInfo {
 /// ([`fast_scratch_len`](Model::fast_scratch_len)).
 ///
 /// The model holds offsets into the blob and decodes each node record again as it runs.
+///
+/// `KINDS` is the set of layer kinds this program links ([`crate::kinds`], all by default): a
+/// smaller set leaves the other kinds' validation and kernels out of the flash image.
 #[derive(Clone, Copy)]
-pub struct Model<'a> {
+pub struct Model<'a, const KINDS: u8 = { crate::kinds::ALL }> {
     pub(crate) bytes: &'a [u8],
     pub(crate) n_inputs: usize,
     pub(crate) n_outputs: usize,
@@ -102,7 +106,7 @@ pub struct Model<'a> {
 // this crate builds for, scaled by the pointer width).
 const _: () = assert!(core::mem::size_of::<Model<'static>>() <= 32 * core::mem::size_of::<usize>());
 
-impl fmt::Debug for Model<'_> {
+impl<const KINDS: u8> fmt::Debug for Model<'_, KINDS> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut list = f.debug_struct("Model");
         list.field("len", &self.bytes.len())
@@ -299,12 +303,21 @@ fn split_pair<'s>(
 }
 
 impl<'a> Model<'a> {
-    /// Validates a blob and borrows it. Checks everything listed in `docs/blob-format.md`: magic,
-    /// version, total length, CRC-32, the value table, every node record (value ids, shapes,
-    /// geometry, section lengths, multiplier and shift ranges, the worst-case accumulator of
-    /// every channel), the zero points, reserved and padding bytes, that no byte trails, and that
-    /// the buffer plan is safe.
+    /// Validates a blob and borrows it, with every layer kind linked. Checks everything listed
+    /// in `docs/blob-format.md`: magic, version, total length, CRC-32, the value table, every
+    /// node record (value ids, shapes, geometry, section lengths, multiplier and shift ranges,
+    /// the worst-case accumulator of every channel), the zero points, reserved and padding
+    /// bytes, that no byte trails, and that the buffer plan is safe.
     pub fn from_bytes(bytes: &'a [u8]) -> Result<Model<'a>, Error> {
+        crate::blob::parse(bytes)
+    }
+}
+
+impl<'a, const KINDS: u8> Model<'a, KINDS> {
+    /// [`from_bytes`](Model::from_bytes) for a program that links only the layer kinds in
+    /// `KINDS` (`Model::<{ kinds::DENSE }>::with_kinds(blob)`): a blob with another kind is
+    /// refused with [`Error::KindNotLinked`].
+    pub fn with_kinds(bytes: &'a [u8]) -> Result<Self, Error> {
         crate::blob::parse(bytes)
     }
 
@@ -374,7 +387,7 @@ impl<'a> Model<'a> {
         let node = read_node(self.bytes, at).ok()?;
         let input = self.value(node.input)?;
         let output = self.value(node.output)?;
-        let g = geometry(&node, 0, &input, &output, 0).ok()?;
+        let g = geometry::<KINDS>(&node, 0, &input, &output, 0).ok()?;
         Some(LayerInfo {
             kind: g.kind,
             input_value: usize::from(node.input),
@@ -390,6 +403,20 @@ impl<'a> Model<'a> {
             output_zero_point: output.zero_point,
             section_len: usize::try_from(node.section_len).ok()?,
         })
+    }
+
+    /// The set of layer kinds the blob uses ([`crate::kinds`]): the smallest `KINDS` that runs it.
+    pub fn layer_kinds(&self) -> u8 {
+        let mut set = 0;
+        let mut at = self.nodes_at;
+        for _ in 0..self.n_nodes {
+            let Ok(node) = read_node(self.bytes, at) else {
+                break;
+            };
+            set |= kinds::bit_of(node.kind);
+            at = at.saturating_add(node.section_len as usize);
+        }
+        set
     }
 
     /// The value table's entry `id`.
@@ -582,56 +609,27 @@ impl<'a> Model<'a> {
         Ok(argmax(logits))
     }
 
-    /// Value `id` of the validated table: a fixed-size entry, no checks beyond its presence.
+    /// Value `id` of the validated table.
     #[inline(always)]
     fn value_fast(&self, id: usize) -> Option<Value> {
-        let at = self.values_at.wrapping_add(id.wrapping_mul(VALUE_LEN));
-        let entry: &[u8; VALUE_LEN] = self
-            .bytes
-            .get(at..at.wrapping_add(VALUE_LEN))?
-            .try_into()
-            .ok()?;
-        let [h0, h1, h2, h3, w0, w1, w2, w3, c0, c1, c2, c3, o0, o1, o2, o3, zp, _, _, _] = *entry;
-        let shape = [
-            u32::from_le_bytes([h0, h1, h2, h3]) as usize,
-            u32::from_le_bytes([w0, w1, w2, w3]) as usize,
-            u32::from_le_bytes([c0, c1, c2, c3]) as usize,
-        ];
-        Some(Value {
-            shape,
-            // fits u32: validated at load
-            len: shape[0].wrapping_mul(shape[1]).wrapping_mul(shape[2]),
-            offset: u32::from_le_bytes([o0, o1, o2, o3]) as usize,
-            zero_point: zp as i8,
-        })
+        read_value(self.bytes, self.values_at, u16::try_from(id).ok()?)
     }
 
     /// The node record at `at`, decoded for running: the loader checked every field, so this
     /// only reads them (the per-node cost of an MLP stays a few dozen instructions).
     #[inline(always)]
     fn step(&self, at: usize) -> Option<Step<'a>> {
-        let header: &[u8; NODE_HEADER_LEN] = self
-            .bytes
-            .get(at..at.wrapping_add(NODE_HEADER_LEN))?
-            .try_into()
-            .ok()?;
-        let [kind, activation, pre, padding, i0, i1, _, _, o0, o1, _, _, kh0, kh1, kw0, kw1, sh0, sh1, sw0, sw1, l0, l1, l2, l3] =
-            *header;
-        let next = at.wrapping_add(u32::from_le_bytes([l0, l1, l2, l3]) as usize);
-        let input = self.value_fast(usize::from(u16::from_le_bytes([i0, i1])))?;
-        let output = self.value_fast(usize::from(u16::from_le_bytes([o0, o1])))?;
-        let kernel = [
-            usize::from(u16::from_le_bytes([kh0, kh1])),
-            usize::from(u16::from_le_bytes([kw0, kw1])),
-        ];
-        let stride = [
-            usize::from(u16::from_le_bytes([sh0, sh1])),
-            usize::from(u16::from_le_bytes([sw0, sw1])),
-        ];
+        let node = read_node(self.bytes, at).ok()?;
+        let next = at.wrapping_add(node.section_len as usize);
+        let input = self.value_fast(usize::from(node.input))?;
+        let output = self.value_fast(usize::from(node.output))?;
+        let (kind, activation, padding) = (node.kind, node.activation, node.padding);
+        let kernel = node.kernel.map(usize::from);
+        let stride = node.stride.map(usize::from);
         Some(Step {
             kind,
             activation,
-            pre_zero_point: pre as i8,
+            pre_zero_point: node.pre_zero_point,
             same: padding == PAD_SAME,
             input,
             output,
@@ -660,7 +658,8 @@ impl<'a> Model<'a> {
             _ => (out_v.zero_point, i8::MIN),
         };
         match step.kind {
-            KIND_MAX_POOL | KIND_AVG_POOL => {
+            // Each kind's arm only where `KINDS` links it: the others leave no code behind.
+            KIND_MAX_POOL | KIND_AVG_POOL if KINDS & (kinds::MAX_POOL | kinds::AVG_POOL) != 0 => {
                 let (multiplier, shift) = match step.body {
                     [a, b, c, d, t, ..] => (le_i32(&[*a, *b, *c, *d]), *t),
                     _ => (crate::fixed::MULTIPLIER_MIN, crate::fixed::SHIFT_MIN),
@@ -677,10 +676,12 @@ impl<'a> Model<'a> {
                     clamp_min: i8::MIN,
                     clamp_max: i8::MAX,
                 };
-                if step.kind == KIND_MAX_POOL {
+                if step.kind == KIND_MAX_POOL && KINDS & kinds::MAX_POOL != 0 {
                     K::max_pool(&p, input, output)
-                } else {
+                } else if KINDS & kinds::AVG_POOL != 0 {
                     K::avg_pool(&p, input, output)
+                } else {
+                    Err(internal)
                 }
             }
             kind => {
@@ -698,7 +699,7 @@ impl<'a> Model<'a> {
                 let arrays = split_arrays(step.body, n, n_weights, step.activation == ACT_LUT)
                     .ok_or(internal)?;
                 let (multipliers, shifts, bias, weights, table) = arrays;
-                if kind == KIND_DENSE {
+                if kind == KIND_DENSE && KINDS & kinds::DENSE != 0 {
                     let p = FcParams {
                         weights,
                         bias,
@@ -709,7 +710,7 @@ impl<'a> Model<'a> {
                         clamp_max: i8::MAX,
                     };
                     K::dense(&p, input, workspace, output)?;
-                } else {
+                } else if KINDS & (kinds::CONV2D | kinds::DEPTHWISE) != 0 {
                     let p = ConvParams {
                         input_shape: in_v.shape,
                         output_shape: out_v.shape,
@@ -728,11 +729,15 @@ impl<'a> Model<'a> {
                         clamp_min,
                         clamp_max: i8::MAX,
                     };
-                    if kind == KIND_CONV2D {
+                    if kind == KIND_CONV2D && KINDS & kinds::CONV2D != 0 {
                         K::conv(&p, input, workspace, output)?;
-                    } else {
+                    } else if KINDS & kinds::DEPTHWISE != 0 {
                         K::depthwise(&p, input, output)?;
+                    } else {
+                        return Err(internal);
                     }
+                } else {
+                    return Err(internal);
                 }
                 if let Some(table) = table {
                     kernels::apply_lut_i8(table, output);
@@ -793,7 +798,7 @@ pub(crate) fn affine(x: i32, (mu, m, t): (i32, i32, u8), zp: i64) -> i8 {
         Some(v) => i64::from(v),
         None => i64::from(scaled).wrapping_sub(i64::from(mu)),
     };
-    sat8(zp.saturating_add(rq(v, m, t)))
+    sat8(zp.saturating_add(rq_input(v, m, t)))
 }
 
 /// The index of the first maximum (0 for an empty slice).

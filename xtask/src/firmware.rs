@@ -29,12 +29,17 @@ struct Board {
     datasets: &'static [Dataset],
     /// Guest instructions of an empty `bench_start`/`bench_stop` pair.
     marker_overhead: u64,
+    /// The 16 KB flash / 4 KB RAM memory map of the smallest parts: only the `lean` firmware
+    /// (load and run) is built, the linker script enforcing both limits.
+    tiny: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Dataset {
     /// The digits model and the held-out digits images (boards with little RAM).
     Digits,
+    /// The digits 64-16-10 model, the same images: what the 16 KB / 4 KB parts run.
+    DigitsTiny,
     /// The MNIST 784-128-10 model and the first MNIST test images.
     Mnist,
     /// A small CNN on the 8x8 digits (boards with 16 KiB of RAM, where the MNIST CNN's
@@ -62,6 +67,7 @@ impl Dataset {
     fn dir(self) -> &'static str {
         match self {
             Dataset::Digits => "digits",
+            Dataset::DigitsTiny => "digits-tiny",
             Dataset::Mnist => "mnist",
             Dataset::DigitsCnn => "digits-cnn",
             Dataset::MnistCnn => "mnist-cnn",
@@ -73,6 +79,7 @@ impl Dataset {
     fn label(self) -> &'static str {
         match self {
             Dataset::Digits => "digits 64-128-10",
+            Dataset::DigitsTiny => "digits 64-16-10",
             Dataset::Mnist => "MNIST 784-128-10",
             Dataset::DigitsCnn => "digits CNN",
             Dataset::MnistCnn => "MNIST CNN",
@@ -81,7 +88,7 @@ impl Dataset {
     }
 }
 
-const BOARDS: [Board; 5] = [
+const BOARDS: [Board; 7] = [
     Board {
         name: "microbit",
         machine: "microbit",
@@ -91,6 +98,7 @@ const BOARDS: [Board; 5] = [
         qemu_package: "qemu-system-arm",
         datasets: &[Dataset::Digits, Dataset::DigitsCnn],
         marker_overhead: 5,
+        tiny: false,
     },
     Board {
         name: "lm3s6965evb",
@@ -102,6 +110,7 @@ const BOARDS: [Board; 5] = [
         // 64 KiB of RAM: the KWS DS-CNN's 16,000-byte arena fits too.
         datasets: &[Dataset::Mnist, Dataset::MnistCnn, Dataset::Kws],
         marker_overhead: 5,
+        tiny: false,
     },
     Board {
         name: "mps2-an386",
@@ -112,6 +121,7 @@ const BOARDS: [Board; 5] = [
         qemu_package: "qemu-system-arm",
         datasets: &[Dataset::Mnist, Dataset::MnistCnn, Dataset::Kws],
         marker_overhead: 5,
+        tiny: false,
     },
     Board {
         name: "mps2-an500",
@@ -122,6 +132,7 @@ const BOARDS: [Board; 5] = [
         qemu_package: "qemu-system-arm",
         datasets: &[Dataset::Mnist, Dataset::MnistCnn, Dataset::Kws],
         marker_overhead: 5,
+        tiny: false,
     },
     Board {
         name: "sifive-e",
@@ -133,6 +144,31 @@ const BOARDS: [Board; 5] = [
         // 16 KiB of RAM: the MNIST CNN's arena does not fit, the digits CNN's does.
         datasets: &[Dataset::Mnist, Dataset::DigitsCnn],
         marker_overhead: 4,
+        tiny: false,
+    },
+    // The smallest parts (STM32F030F4, nRF51 variants, CH32V003-class RISC-V): the same
+    // cores and QEMU machines with a 16 KB flash / 4 KB RAM memory map.
+    Board {
+        name: "microbit-tiny",
+        machine: "microbit",
+        core: "Cortex-M0",
+        target: "thumbv6m-none-eabi",
+        qemu: "qemu-system-arm",
+        qemu_package: "qemu-system-arm",
+        datasets: &[Dataset::DigitsTiny],
+        marker_overhead: 5,
+        tiny: true,
+    },
+    Board {
+        name: "sifive-e-tiny",
+        machine: "sifive_e",
+        core: "RV32IMAC (rv32imc code)",
+        target: "riscv32imc-unknown-none-elf",
+        qemu: "qemu-system-riscv32",
+        qemu_package: "qemu-system-misc",
+        datasets: &[Dataset::DigitsTiny],
+        marker_overhead: 4,
+        tiny: true,
     },
 ];
 
@@ -227,13 +263,33 @@ struct Row {
     insns_input: f64,
     insns_network: f64,
     insns_per_mac: f64,
+    /// The lean firmware's `.text` minus the same firmware's without the inference call: the
+    /// whole runtime (load, validate, input stage, run).
     runtime_text: u64,
+    /// The same with the on-device reference check and kernel cases (not on tiny boards).
+    checked_text: Option<u64>,
     runtime_symbols_text: u64,
     model_flash: usize,
+    /// The lean firmware's flash and static RAM.
     firmware_flash: u64,
     static_ram: u64,
+    /// The harness's whole loop (the checking firmware's where there is one).
     stack_peak: u64,
-    partition_ok: bool,
+    /// The largest peak stack of one `run_quantized` call alone.
+    inference_stack: u64,
+    /// `size_of::<Model<KINDS>>()` on the device.
+    model_bytes: u64,
+    /// The `small` build of the board's MLP.
+    small: Option<SmallBuild>,
+    /// Whether the blob-partition firmware reproduced the host (not run on tiny boards).
+    partition_ok: Option<bool>,
+}
+
+/// The runtime with the `small` feature (compact kernels) on one model.
+struct SmallBuild {
+    runtime_text: u64,
+    insns_per_mac: f64,
+    inference_stack: u64,
 }
 
 pub fn run(options: &FirmwareOptions) -> Result<()> {
@@ -250,6 +306,7 @@ pub fn run(options: &FirmwareOptions) -> Result<()> {
     let mut prepared: Vec<Prepared> = Vec::new();
     for dataset in [
         Dataset::Digits,
+        Dataset::DigitsTiny,
         Dataset::Mnist,
         Dataset::DigitsCnn,
         Dataset::MnistCnn,
@@ -369,7 +426,7 @@ fn prepare(dataset: Dataset, options: &FirmwareOptions) -> Result<Prepared> {
     std::fs::create_dir_all(&dir)?;
     let s = |p: &Path| p.to_string_lossy().into_owned();
     let (pixels, labels, n_inputs, data_spec, description) = match dataset {
-        Dataset::Digits | Dataset::DigitsCnn => {
+        Dataset::Digits | Dataset::DigitsTiny | Dataset::DigitsCnn => {
             // Every fourth row is held out: the firmware sees only images the model never saw.
             let text = String::from_utf8(read_gz(&root.join("trainer/data/digits.csv.gz"))?)
                 .context("digits.csv.gz: not UTF-8")?;
@@ -414,6 +471,9 @@ fn prepare(dataset: Dataset, options: &FirmwareOptions) -> Result<Prepared> {
                 "--epochs",
                 "30",
             ];
+            if dataset == Dataset::DigitsTiny {
+                args.extend(["--hidden", "16"]);
+            }
             if dataset == Dataset::DigitsCnn {
                 args.extend([
                     "--input-shape",
@@ -431,6 +491,9 @@ fn prepare(dataset: Dataset, options: &FirmwareOptions) -> Result<Prepared> {
             kiln(&args)?;
             let description = match dataset {
                 Dataset::Digits => format!("digits 64-128-10, {n_test} held-out UCI digits images"),
+                Dataset::DigitsTiny => {
+                    format!("digits 64-16-10, {n_test} held-out UCI digits images")
+                }
                 _ => format!(
                     "digits CNN 8x8x1 {DIGITS_CNN_LAYERS},dense:10 (30 epochs), \
                      {n_test} held-out UCI digits images"
@@ -776,14 +839,22 @@ fn write_generated(data: &Prepared) -> Result<()> {
     write_if_changed("model.rs", &std::fs::read_to_string(&data.rust_source)?)?;
 
     let encoded = rle_encode(&data.pixels, data.n_inputs);
+    let layer_kinds = kiln_runtime::Model::from_bytes(&data.blob)
+        .map_err(|e| anyhow::anyhow!("the firmware's blob does not load: {e}"))?
+        .layer_kinds();
     let mut images = format!(
         "//! Test images for the firmware, written by `cargo xtask firmware`. Do not edit.\n\n\
          pub const DESCRIPTION: &str = {:?};\n\
+         /// The layer kinds the model uses (`kiln_runtime::kinds`): the firmware links their kernels only.\n\
+         pub const LAYER_KINDS: u8 = {layer_kinds};\n\
          pub const N_INPUTS: usize = {};\n\
          pub const N_OUTPUTS: usize = {};\n\
          pub const SCRATCH_LEN: usize = {};\n\
+         /// On the tiny memory map the images sit outside the 16 KB flash, standing in for a sensor.\n\
+         #[cfg_attr(feature = \"tiny\", link_section = \".kiln_test_data\")]\n\
          pub static LABELS: [u8; {}] = {:?};\n\
          /// Zero-run-length coded pixels (see rle.rs).\n\
+         #[cfg_attr(feature = \"tiny\", link_section = \".kiln_test_data\")]\n\
          pub static PIXELS_RLE: [u8; {}] = [",
         data.description,
         data.n_inputs,
@@ -834,6 +905,9 @@ fn build_firmware_with_kernel(
             None => "firmware",
         });
     let mut features = vec![format!("board-{}", board.name)];
+    if board.tiny && !extra_features.contains(&"tiny") {
+        features.push("tiny".to_owned());
+    }
     features.extend(extra_features.iter().map(|f| f.to_string()));
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     println!(
@@ -943,8 +1017,10 @@ fn region_means(board: &Board, output: &str, n_images: usize) -> Result<(f64, f6
 /// with the kernel the runtime picks and with the reference kernel, side by side.
 pub fn bench_mcu(options: &FirmwareOptions) -> Result<()> {
     let root = workspace_root();
+    // MNIST does not fit the tiny memory maps; `cargo xtask firmware` runs those.
     let boards: Vec<&Board> = BOARDS
         .iter()
+        .filter(|board| !board.tiny)
         .filter(|board| options.only.is_empty() || options.only.iter().any(|n| n == board.name))
         .collect();
     check_tools(&boards)?;
@@ -1217,8 +1293,8 @@ fn prepare_conv_shape(shape: &ConvShape, out: &Path) -> Result<Prepared> {
         source.push_str(&format!("0x{byte:02x},"));
     }
     source.push_str(
-        "\n]);\n\npub fn model() -> Result<kiln_runtime::Model<'static>, kiln_runtime::Error> {\n    \
-         kiln_runtime::Model::from_bytes(&MODEL_ALIGNED.0)\n}\n",
+        "\n]);\n\npub fn model() -> Result<kiln_runtime::Model<'static, { crate::images::LAYER_KINDS }>, kiln_runtime::Error> {\n    \
+         kiln_runtime::Model::with_kinds(&MODEL_ALIGNED.0)\n}\n",
     );
     std::fs::create_dir_all(out)?;
     let rust_source = out.join("bench-layer-model.rs");
@@ -1401,22 +1477,8 @@ fn short_name(mangled: &str) -> String {
     parts[parts.len() - keep..].join("::")
 }
 
-fn run_board(board: &'static Board, data: &Prepared, plugin: &Path, out: &Path) -> Result<Row> {
-    println!("\n== {} ({}, {}) ==", board.name, board.core, board.machine);
-    write_generated(data)?;
-
-    // Variant 1: the model in Rust-source form, instructions counted.
-    let elf_path = build_firmware(board, &[])?;
-    let elf = Elf::read(&elf_path)?;
-    // Kept now: variants 2 and 3 are built to the same path.
-    let name = format!("{}-{}", board.name, data.dataset.dir());
-    std::fs::copy(&elf_path, out.join(format!("{name}.elf")))?;
-    let plugin_arg = format!("{}", plugin.display());
-    let (success, output) = run_qemu(
-        board,
-        &elf_path,
-        &["-plugin".into(), plugin_arg, "-d".into(), "plugin".into()],
-    )?;
+/// A firmware run's output with the plugin's per-region lines left out of what is printed.
+fn print_without_regions(output: &str) {
     print!(
         "{}",
         output
@@ -1425,39 +1487,150 @@ fn run_board(board: &'static Board, data: &Prepared, plugin: &Path, out: &Path) 
             .map(|l| format!("{l}\n"))
             .collect::<String>()
     );
-    let correct: u32 = result_field(&output, "correct")
+}
+
+/// Requires the firmware's KILN-RESULT line to carry the host's CRC-32 and accuracy and a
+/// successful exit; returns the number it classified correctly.
+fn require_host_results(
+    board: &Board,
+    variant: &str,
+    data: &Prepared,
+    success: bool,
+    output: &str,
+) -> Result<u32> {
+    let correct: u32 = result_field(output, "correct")
         .and_then(|v| v.parse().ok())
         .with_context(|| {
             format!(
-                "{}: no KILN-RESULT line in the output:\n{output}",
+                "{} ({variant}): no KILN-RESULT line in the output:\n{output}",
                 board.name
             )
         })?;
-    let crc = result_field(&output, "crc32").unwrap_or("?");
+    let crc = result_field(output, "crc32").unwrap_or("?");
     let host_crc = format!("{:#010x}", data.host_crc32);
     ensure!(
         crc == host_crc,
-        "{}: the firmware's CRC-32 {crc} differs from the host's {host_crc}",
+        "{} ({variant}): the firmware's CRC-32 {crc} differs from the host's {host_crc}",
         board.name
     );
     ensure!(
         correct == data.host_correct,
-        "{}: the firmware classified {correct} images correctly, the host {}",
+        "{} ({variant}): the firmware classified {correct} images correctly, the host {}",
         board.name,
         data.host_correct
     );
     ensure!(
         success,
-        "{}: the firmware exited with a failure",
+        "{} ({variant}): the firmware exited with a failure",
         board.name
     );
-    let stack_peak: u64 = result_field(&output, "stack_peak")
-        .and_then(|v| v.parse().ok())
-        .context("no stack_peak")?;
-    let (insns_input, insns_network) = region_means(board, &output, data.labels.len())?;
+    Ok(correct)
+}
 
-    // Variant 2: the blob from the flash partition, written by QEMU's loader.
-    let partition_elf_path = build_firmware(board, &["blob-partition"])?;
+fn result_number(output: &str, key: &str) -> Result<u64> {
+    result_field(output, key)
+        .and_then(|v| v.parse().ok())
+        .with_context(|| format!("no {key} in the KILN-RESULT line"))
+}
+
+/// The largest `Model` value allowed on a 32-bit core (issue 18; also a compile-time assert).
+const MAX_MODEL_BYTES: u64 = 128;
+
+fn run_board(board: &'static Board, data: &Prepared, plugin: &Path, out: &Path) -> Result<Row> {
+    println!("\n== {} ({}, {}) ==", board.name, board.core, board.machine);
+    write_generated(data)?;
+    let name = format!("{}-{}", board.name, data.dataset.dir());
+    let plugin_args: Vec<String> = vec![
+        "-plugin".into(),
+        format!("{}", plugin.display()),
+        "-d".into(),
+        "plugin".into(),
+    ];
+    // The tiny maps run the `small` build: the default kernels do not leave room on RV32.
+    let lean: &[&str] = if board.tiny {
+        &["lean", "tiny", "small"]
+    } else {
+        &["lean"]
+    };
+    let with = |extra: &[&'static str]| -> Vec<&'static str> {
+        lean.iter().copied().chain(extra.iter().copied()).collect()
+    };
+
+    // The lean firmware (load and run, what a product ships): instructions counted, the
+    // `Model` size and each inference's own peak stack measured.
+    let lean_elf_path = build_firmware(board, lean)?;
+    let lean_elf = Elf::read(&lean_elf_path)?;
+    std::fs::copy(&lean_elf_path, out.join(format!("{name}-lean.elf")))?;
+    let (success, output) = run_qemu(board, &lean_elf_path, &plugin_args)?;
+    print_without_regions(&output);
+    let correct = require_host_results(board, "lean", data, success, &output)?;
+    let (insns_input, insns_network) = region_means(board, &output, data.labels.len())?;
+    let inference_stack = result_number(&output, "inference_stack")?;
+    let model_bytes = result_number(&output, "model_bytes")?;
+    ensure!(
+        model_bytes <= MAX_MODEL_BYTES,
+        "{}: size_of::<Model>() is {model_bytes} B, more than {MAX_MODEL_BYTES} B",
+        board.name
+    );
+
+    // The runtime's code size by difference: the same firmware without the inference call.
+    let baseline = Elf::read(&build_firmware(board, &with(&["no-inference"]))?)?;
+    let runtime_text = lean_elf.text_size().saturating_sub(baseline.text_size());
+
+    // The `small` feature on the board's MLP: the compact kernels, the same bits.
+    let small = if data.dataset == board.datasets[0] && !board.tiny {
+        let small_elf_path = build_firmware(board, &with(&["small"]))?;
+        let small_elf = Elf::read(&small_elf_path)?;
+        let (success, output) = run_qemu(board, &small_elf_path, &plugin_args)?;
+        print_without_regions(&output);
+        require_host_results(board, "lean, small", data, success, &output)?;
+        let (_, small_network) = region_means(board, &output, data.labels.len())?;
+        Some(SmallBuild {
+            runtime_text: small_elf.text_size().saturating_sub(baseline.text_size()),
+            insns_per_mac: small_network / data.macs as f64,
+            inference_stack: result_number(&output, "inference_stack")?,
+        })
+    } else {
+        None
+    };
+
+    let mut row = Row {
+        board,
+        dataset: data.dataset,
+        n_images: data.labels.len(),
+        correct,
+        insns_input,
+        insns_network,
+        insns_per_mac: insns_network / data.macs as f64,
+        runtime_text,
+        checked_text: None,
+        runtime_symbols_text: lean_elf.symbols_size_matching("kiln_runtime"),
+        model_flash: data.blob.len(),
+        firmware_flash: lean_elf.flash_size(),
+        static_ram: lean_elf.static_ram_size(),
+        stack_peak: result_number(&output, "stack_peak")?,
+        inference_stack,
+        model_bytes,
+        small,
+        partition_ok: None,
+    };
+    if board.tiny {
+        return Ok(row);
+    }
+
+    // The checking firmware: the reference kernels on the device must give the same logits,
+    // and the kernel cases must pass.
+    let elf_path = build_firmware(board, &[])?;
+    let elf = Elf::read(&elf_path)?;
+    std::fs::copy(&elf_path, out.join(format!("{name}.elf")))?;
+    let (success, output) = run_qemu(board, &elf_path, &[])?;
+    print!("{output}");
+    require_host_results(board, "checks", data, success, &output)?;
+    row.checked_text = Some(elf.text_size().saturating_sub(baseline.text_size()));
+    row.stack_peak = result_number(&output, "stack_peak")?;
+
+    // The blob from the flash partition, written by QEMU's loader.
+    let partition_elf_path = build_firmware(board, &with(&["blob-partition"]))?;
     let partition_elf = Elf::read(&partition_elf_path)?;
     let partition = partition_elf
         .symbol("_kiln_model_partition")
@@ -1484,35 +1657,13 @@ fn run_board(board: &'static Board, data: &Prepared, plugin: &Path, out: &Path) 
     let (partition_ok, partition_output) =
         run_qemu(board, &partition_elf_path, &["-device".into(), loader])?;
     print!("{partition_output}");
-    ensure!(
-        partition_ok && result_field(&partition_output, "crc32") == Some(host_crc.as_str()),
-        "{}: the blob-partition firmware does not reproduce the host's CRC-32",
-        board.name
-    );
+    require_host_results(board, "blob partition", data, partition_ok, &partition_output)?;
     std::fs::copy(
         &partition_elf_path,
         out.join(format!("{name}-partition.elf")),
     )?;
-
-    // Variant 3: no inference call, for the runtime's code size by difference.
-    let baseline = Elf::read(&build_firmware(board, &["no-inference"])?)?;
-
-    Ok(Row {
-        board,
-        dataset: data.dataset,
-        n_images: data.labels.len(),
-        correct,
-        insns_input,
-        insns_network,
-        insns_per_mac: insns_network / data.macs as f64,
-        runtime_text: elf.text_size().saturating_sub(baseline.text_size()),
-        runtime_symbols_text: elf.symbols_size_matching("kiln_runtime"),
-        model_flash: data.blob.len(),
-        firmware_flash: elf.flash_size(),
-        static_ram: elf.static_ram_size(),
-        stack_peak,
-        partition_ok,
-    })
+    row.partition_ok = Some(true);
+    Ok(row)
 }
 
 fn print_table(rows: &[Row], prepared: &[Prepared]) {
@@ -1534,23 +1685,31 @@ fn print_table(rows: &[Row], prepared: &[Prepared]) {
         );
     }
     println!(
-        "\n| board | core | model | images | accuracy | CRC | blob partition | input stage insns | network insns | insns/MAC | runtime .text (diff) | runtime symbols | model flash | firmware flash | static RAM | peak stack |"
+        "\n| board | core | model | images | accuracy | CRC | blob partition | input stage insns | network insns | insns/MAC | runtime .text | with checks | runtime symbols | Model | inference stack | model flash | firmware flash | static RAM | peak stack |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let bytes = |v: Option<u64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v} B"));
     for row in rows {
         println!(
-            "| {} | {} | {} | {} | {:.4} | match | {} | {:.0} | {:.0} | {:.3} | {} B | {} B | {} B | {} B | {} B | {} B |",
+            "| {} | {} | {} | {} | {:.4} | match | {} | {:.0} | {:.0} | {:.3} | {} B | {} | {} B | {} B | {} B | {} B | {} B | {} B | {} B |",
             row.board.name,
             row.board.core,
             row.dataset.label(),
             row.n_images,
             f64::from(row.correct) / row.n_images as f64,
-            if row.partition_ok { "match" } else { "FAIL" },
+            match row.partition_ok {
+                Some(true) => "match",
+                Some(false) => "FAIL",
+                None => "-",
+            },
             row.insns_input,
             row.insns_network,
             row.insns_per_mac,
             row.runtime_text,
+            bytes(row.checked_text),
             row.runtime_symbols_text,
+            row.model_bytes,
+            row.inference_stack,
             row.model_flash,
             row.firmware_flash,
             row.static_ram,
@@ -1559,13 +1718,40 @@ fn print_table(rows: &[Row], prepared: &[Prepared]) {
     }
     println!(
         "\ninsns: guest instructions between bench_start and bench_stop, exact, by the qemu-insncount\n\
-         plugin, mean over all images. Input stage: raw values to int8 (Model::quantize_input);\n\
-         network: int8 input to int8 logits (Model::run_quantized), every layer; insns/MAC = network / MACs.\n\
-         runtime .text (diff): .text with the inference call minus .text without it.\n\
+         plugin, mean over all images, in the lean firmware. Input stage: raw values to int8\n\
+         (Model::quantize_input); network: int8 input to int8 logits (Model::run_quantized), every\n\
+         layer; insns/MAC = network / MACs.\n\
+         runtime .text: the lean firmware (load and run, the layer kinds the model uses) minus the\n\
+         same without the inference call: the whole runtime (load, validate, input stage, run).\n\
+         with checks: the same for the firmware that also runs the reference kernels and the kernel\n\
+         cases on the device.\n\
          runtime symbols: the .text of functions named kiln_runtime::* (LTO inlines some into callers).\n\
-         static RAM: .data + .bss (the input, scratch and logit buffers are static).\n\
-         peak stack: by painting, over the inference loop (model load, inference, checksum)."
+         Model: size_of::<Model<KINDS>>() on the device. inference stack: the largest peak stack of one\n\
+         run_quantized call alone (painted just before it, read just after).\n\
+         firmware flash, static RAM (.data + .bss; the buffers are static): the lean firmware.\n\
+         peak stack: by painting, over the harness's whole loop (model load, inference, checksum)."
     );
+    println!(
+        "\nSize over speed (the runtime's `small` feature: compact kernels, the same output bits):\n\n\
+         | board | core | model | runtime .text default | small | insns/MAC default | small | inference stack default | small |\n\
+         |---|---|---|---|---|---|---|---|---|"
+    );
+    for row in rows {
+        if let Some(small) = &row.small {
+            println!(
+                "| {} | {} | {} | {} B | {} B | {:.3} | {:.3} | {} B | {} B |",
+                row.board.name,
+                row.board.core,
+                row.dataset.label(),
+                row.runtime_text,
+                small.runtime_text,
+                row.insns_per_mac,
+                small.insns_per_mac,
+                row.inference_stack,
+                small.inference_stack,
+            );
+        }
+    }
 }
 
 /// A firmware crate for a real board, with its community HAL: built in CI, never run here.

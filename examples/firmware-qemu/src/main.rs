@@ -7,6 +7,9 @@
 //! Variant 2 (feature `blob-partition`) links no model: it reads the `.kiln` blob from the
 //! flash partition `_kiln_model_partition`, where QEMU's loader put it.
 //!
+//! Variant `lean` is what a product ships: load and run only. It skips the on-device reference
+//! check and kernel cases, and measures the peak stack of each `run_quantized` call alone.
+//!
 //! The panic handler calls an undefined symbol, so the firmware links only if no panic path
 //! is reachable anywhere in it, inference included.
 
@@ -15,7 +18,7 @@
 
 mod arch;
 mod console;
-#[cfg(not(feature = "no-inference"))]
+#[cfg(not(any(feature = "no-inference", feature = "lean")))]
 mod kernel_check;
 mod rle;
 mod stack;
@@ -34,6 +37,16 @@ use core::ptr::addr_of_mut;
 use kiln_runtime::crc32::Crc32;
 #[cfg(not(feature = "no-inference"))]
 use kiln_runtime::Model;
+
+/// The model type: only the layer kinds the model uses are linked (`kiln_runtime::kinds`).
+#[cfg(not(feature = "no-inference"))]
+type Net = Model<'static, { images::LAYER_KINDS }>;
+
+/// The bytes the `Model` value takes (reported, and held to 128 B on 32-bit cores).
+#[cfg(not(feature = "no-inference"))]
+const MODEL_BYTES: usize = core::mem::size_of::<Net>();
+#[cfg(feature = "no-inference")]
+const MODEL_BYTES: usize = 0;
 
 extern "C" {
     /// Defined nowhere: referencing it fails the link, which is the point.
@@ -79,39 +92,42 @@ static mut BUFFERS: Buffers = Buffers {
 };
 
 #[cfg(all(not(feature = "blob-partition"), not(feature = "no-inference")))]
-fn load_model() -> Result<Model<'static>, kiln_runtime::Error> {
+fn load_model() -> Result<Net, kiln_runtime::Error> {
     model::model()
 }
 
 /// Reads the blob's length from its header (offset 8) and parses exactly that many bytes.
 #[cfg(all(feature = "blob-partition", not(feature = "no-inference")))]
-fn load_model() -> Result<Model<'static>, kiln_runtime::Error> {
+fn load_model() -> Result<Net, kiln_runtime::Error> {
     let partition = arch::model_partition();
     let header_len = match partition.get(8..12) {
         Some(&[b0, b1, b2, b3]) => u32::from_le_bytes([b0, b1, b2, b3]) as usize,
         _ => 0,
     };
     let blob = partition.get(..header_len).unwrap_or(partition);
-    Model::from_bytes(blob)
+    Net::with_kinds(blob)
 }
 
 /// One inference, or a stand-in without the runtime (feature `no-inference`, for code size).
 /// Two measured regions per image: the input stage (raw values to int8), then the network.
 #[cfg(not(feature = "no-inference"))]
 fn infer(
-    model: &Model<'_>,
+    model: &Net,
     raw: &[i32],
     quantized: &mut [i8],
     scratch: &mut [i8],
     logits: &mut [i8],
+    inference_stack: &mut usize,
 ) -> Result<usize, kiln_runtime::Error> {
     bench_start();
     let staged = kiln_input_stage(model, raw, quantized);
     bench_stop();
     staged?;
+    let window = stack::paint_window();
     bench_start();
     let result = kiln_network(model, quantized, scratch, logits);
     bench_stop();
+    *inference_stack = (*inference_stack).max(stack::window_peak(window));
     result
 }
 
@@ -121,7 +137,7 @@ fn infer(
 #[no_mangle]
 #[inline(never)]
 fn kiln_input_stage(
-    model: &Model<'_>,
+    model: &Net,
     raw: &[i32],
     quantized: &mut [i8],
 ) -> Result<(), kiln_runtime::Error> {
@@ -133,7 +149,7 @@ fn kiln_input_stage(
 #[no_mangle]
 #[inline(never)]
 fn kiln_network(
-    model: &Model<'_>,
+    model: &Net,
     quantized: &[i8],
     scratch: &mut [i8],
     logits: &mut [i8],
@@ -143,9 +159,9 @@ fn kiln_network(
 
 /// The same network through the reference kernel (not measured): the optimized kernel must
 /// give the same logits on the device, bit for bit.
-#[cfg(not(feature = "no-inference"))]
+#[cfg(not(any(feature = "no-inference", feature = "lean")))]
 fn reference_agrees(
-    model: &Model<'_>,
+    model: &Net,
     quantized: &[i8],
     scratch: &mut [i8],
     logits: &[i8],
@@ -157,18 +173,20 @@ fn reference_agrees(
         && logits == reference_logits
 }
 
-#[cfg(feature = "no-inference")]
-fn reference_agrees(_: &(), _: &[i8], _: &mut [i8], _: &[i8], _: &mut [i8]) -> bool {
+/// Without the check (variants `lean` and `no-inference`): the other variant of the same
+/// board and model runs it.
+#[cfg(any(feature = "no-inference", feature = "lean"))]
+fn reference_agrees<M>(_: &M, _: &[i8], _: &mut [i8], _: &[i8], _: &mut [i8]) -> bool {
     true
 }
 
 /// The kernels against the reference on synthetic layers (see kernel_check.rs).
-#[cfg(not(feature = "no-inference"))]
+#[cfg(not(any(feature = "no-inference", feature = "lean")))]
 fn kernel_cases() -> (u32, u32) {
     kernel_check::run()
 }
 
-#[cfg(feature = "no-inference")]
+#[cfg(any(feature = "no-inference", feature = "lean"))]
 fn kernel_cases() -> (u32, u32) {
     (0, 0)
 }
@@ -186,6 +204,7 @@ fn infer(
     quantized: &mut [i8],
     _scratch: &mut [i8],
     logits: &mut [i8],
+    _inference_stack: &mut usize,
 ) -> Result<usize, kiln_runtime::Error> {
     bench_start();
     for (q, value) in quantized.iter_mut().zip(raw) {
@@ -219,6 +238,7 @@ pub fn app() -> ! {
     let mut crc = Crc32::new();
     let mut n_correct: u32 = 0;
     let mut n_kernel_mismatches: u32 = 0;
+    let mut inference_stack: usize = 0;
     let mut decoder = rle::Decoder::new(&images::PIXELS_RLE);
     for &label in images::LABELS.iter() {
         if !decoder.next_image(&mut buffers.pixels) {
@@ -234,6 +254,7 @@ pub fn app() -> ! {
             &mut buffers.quantized,
             &mut buffers.scratch,
             &mut buffers.logits,
+            &mut inference_stack,
         ) {
             Ok(class) => {
                 if class == usize::from(label) {
@@ -284,6 +305,10 @@ pub fn app() -> ! {
     console::decimal(n_kernel_case_mismatches);
     console::text(b" stack_peak=");
     console::decimal(stack_peak as u32);
+    console::text(b" inference_stack=");
+    console::decimal(inference_stack as u32);
+    console::text(b" model_bytes=");
+    console::decimal(MODEL_BYTES as u32);
     console::text(if matches {
         b" status=match\n" as &[u8]
     } else {

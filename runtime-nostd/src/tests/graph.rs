@@ -1030,3 +1030,51 @@ fn good_zp(spec: &ModelSpec, node: usize) -> i8 {
         _ => panic!(),
     }
 }
+
+/// A `Model<KINDS>` links only its kinds: a blob with another kind is refused at load, naming
+/// the layer and kind; a set that holds every kind a blob uses runs it to the same bits.
+#[test]
+fn layer_kind_sets_refuse_what_they_do_not_link() {
+    use crate::kinds;
+    let mut rng = Rng::new(0xC44_0018);
+    for _ in 0..50 {
+        let cnn = random_cnn(&mut rng);
+        let blob = cnn.blob();
+        let all = Model::from_bytes(&blob).unwrap();
+        assert_ne!(all.layer_kinds() & !kinds::DENSE, 0, "a CNN uses more than dense layers");
+        let first = (0..all.n_layers())
+            .find(|&k| all.layer(k).unwrap().kind != LayerKind::Dense)
+            .unwrap();
+        match Model::<{ kinds::DENSE }>::with_kinds(&blob) {
+            Err(Error::KindNotLinked { layer, kind }) => {
+                assert_eq!(usize::from(layer), first);
+                assert_ne!(kind, 1);
+            }
+            other => panic!("expected KindNotLinked, got {other:?}"),
+        }
+        // a set without the dense kind refuses the CNN's final dense layer
+        if matches!(
+            Model::<{ kinds::ALL & !kinds::DENSE }>::with_kinds(&blob),
+            Ok(_)
+        ) {
+            assert_eq!(all.layer_kinds() & kinds::DENSE, 0);
+        }
+    }
+    let message = std::format!("{}", Error::KindNotLinked { layer: 2, kind: 3 });
+    assert!(message.contains("layer 2") && message.contains("kinds"), "{message}");
+    // MLPs under the dense-only set: the same logits as under every kind
+    for _ in 0..50 {
+        let mlp = crate::tests::random_model(&mut rng, 24);
+        let blob = mlp.blob();
+        let all = Model::from_bytes(&blob).unwrap();
+        assert_eq!(all.layer_kinds(), kinds::DENSE);
+        let dense = Model::<{ kinds::DENSE }>::with_kinds(&blob).unwrap();
+        let input: std::vec::Vec<i8> =
+            (0..all.n_inputs()).map(|i| (i * 53 % 256) as u8 as i8).collect();
+        let mut scratch = std::vec![0i8; all.fast_scratch_len()];
+        let (mut l1, mut l2) = (std::vec![0i8; all.n_outputs()], std::vec![0i8; all.n_outputs()]);
+        let c1 = all.run_quantized(&input, &mut scratch, &mut l1).unwrap();
+        let c2 = dense.run_quantized(&input, &mut scratch, &mut l2).unwrap();
+        assert_eq!((c1, &l1), (c2, &l2));
+    }
+}

@@ -201,14 +201,16 @@ fn description(model: &ModelFile, quantized: &Quantized) -> String {
 
 fn rust_text(model: &ModelFile, quantized: &Quantized, scratch_len: usize) -> String {
     // The blob was just written by the encoder and validated: it parses.
-    let fast_scratch_len = kiln_runtime::Model::from_bytes(&quantized.blob)
-        .map_or(scratch_len, |runtime| runtime.fast_scratch_len());
+    let runtime = kiln_runtime::Model::from_bytes(&quantized.blob).ok();
+    let fast_scratch_len = runtime.map_or(scratch_len, |runtime| runtime.fast_scratch_len());
+    let layer_kinds = runtime.map_or(kiln_runtime::kinds::ALL, |runtime| runtime.layer_kinds());
     let info = SourceInfo {
         n_inputs: model.n_inputs,
         n_outputs: model.task.n_outputs(),
         scratch_len,
         fast_scratch_len,
         description: &description(model, quantized),
+        layer_kinds,
     };
     rust_source::rust_source(&quantized.blob, info)
 }

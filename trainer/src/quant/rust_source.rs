@@ -13,6 +13,30 @@ pub struct SourceInfo<'a> {
     pub fast_scratch_len: usize,
     /// One line describing the model, for the header comment.
     pub description: &'a str,
+    /// `Model::layer_kinds`: the kernels the firmware links (`kiln_runtime::kinds`).
+    pub layer_kinds: u8,
+}
+
+/// `kinds::DENSE | kinds::CONV2D`-style source for a set of layer kinds.
+fn kinds_source(set: u8) -> String {
+    use kiln_runtime::kinds;
+    let names = [
+        (kinds::DENSE, "DENSE"),
+        (kinds::CONV2D, "CONV2D"),
+        (kinds::DEPTHWISE, "DEPTHWISE"),
+        (kinds::MAX_POOL, "MAX_POOL"),
+        (kinds::AVG_POOL, "AVG_POOL"),
+    ];
+    let used: Vec<String> = names
+        .iter()
+        .filter(|(bit, _)| set & bit != 0)
+        .map(|(_, name)| format!("kiln_runtime::kinds::{name}"))
+        .collect();
+    if used.is_empty() {
+        "kiln_runtime::kinds::ALL".to_owned()
+    } else {
+        used.join(" | ")
+    }
 }
 
 /// The generated module. It needs only `kiln-runtime` (no_std) to compile.
@@ -24,6 +48,7 @@ pub fn rust_source(blob: &[u8], info: SourceInfo<'_>) -> String {
         scratch_len,
         fast_scratch_len,
         description,
+        layer_kinds,
     } = info;
     let description = description.replace(['\n', '\r'], " ");
     let _ = write!(
@@ -55,6 +80,10 @@ pub const SCRATCH_LEN: usize = {scratch_len};
 pub const FAST_SCRATCH_LEN: usize = {fast_scratch_len};
 /// The length of the model blob, in bytes (its flash footprint).
 pub const MODEL_LEN: usize = {len};
+/// The layer kinds the model uses: the firmware links only their validation and kernels.
+pub const LAYER_KINDS: u8 = {kinds};
+/// The runtime model type of this model.
+pub type Model = kiln_runtime::Model<'static, LAYER_KINDS>;
 
 /// Keeps the blob 4-byte aligned in flash.
 #[repr(C, align(4))]
@@ -67,14 +96,14 @@ pub static MODEL_ALIGNED: AlignedBlob = AlignedBlob(MODEL_BLOB_BYTES);
 pub static MODEL_BLOB: &[u8; MODEL_LEN] = &MODEL_ALIGNED.0;
 
 /// Parses the embedded blob; the result borrows it for `'static`.
-pub fn model() -> Result<kiln_runtime::Model<'static>, kiln_runtime::Error> {{
-    kiln_runtime::Model::from_bytes(MODEL_BLOB)
+pub fn model() -> Result<Model, kiln_runtime::Error> {{
+    Model::with_kinds(MODEL_BLOB)
 }}
 
 /// The model with its shapes in the types.
 #[derive(Debug, Clone, Copy)]
 pub struct Network {{
-    model: kiln_runtime::Model<'static>,
+    model: Model,
 }}
 
 impl Network {{
@@ -84,7 +113,7 @@ impl Network {{
     }}
 
     /// The underlying runtime model.
-    pub fn model(&self) -> &kiln_runtime::Model<'static> {{
+    pub fn model(&self) -> &Model {{
         &self.model
     }}
 
@@ -113,6 +142,7 @@ impl Network {{
 const MODEL_BLOB_BYTES: [u8; MODEL_LEN] = ["#,
         version = env!("CARGO_PKG_VERSION"),
         len = blob.len(),
+        kinds = kinds_source(layer_kinds),
     );
     for (idx, byte) in blob.iter().enumerate() {
         if idx % 16 == 0 {

@@ -1,0 +1,40 @@
+//! The layer kinds a program links kernels for, chosen at compile time.
+//!
+//! [`Model`](crate::Model) takes a set of kinds as a const parameter, like TFLM's op resolver:
+//! a kind left out of the set costs no flash (its validation and kernel are never linked) and
+//! a blob that uses it is refused at load with [`Error::KindNotLinked`](crate::Error). The
+//! default is [`ALL`]. `kiln bake --rust` writes the set its model needs.
+//!
+//! ```
+//! use kiln_runtime::{kinds, Model};
+//! // a firmware that only ever runs MLPs links the dense kernel alone
+//! type Mlp<'a> = Model<'a, { kinds::DENSE }>;
+//! # let _ = core::mem::size_of::<Mlp<'static>>();
+//! ```
+
+/// Fully connected layers.
+pub const DENSE: u8 = 1 << 0;
+/// `Conv2d` (and `Conv1d`, a `Conv2d` with a `[1, K]` kernel).
+pub const CONV2D: u8 = 1 << 1;
+/// Depthwise `Conv2d`.
+pub const DEPTHWISE: u8 = 1 << 2;
+/// Max pooling.
+pub const MAX_POOL: u8 = 1 << 3;
+/// Average pooling (and global average pooling).
+pub const AVG_POOL: u8 = 1 << 4;
+/// Every kind this version of the runtime knows.
+pub const ALL: u8 = DENSE | CONV2D | DEPTHWISE | MAX_POOL | AVG_POOL;
+
+/// The set bit of a blob's layer-kind byte (1 to 5), 0 for an unknown byte.
+pub(crate) const fn bit_of(kind_byte: u8) -> u8 {
+    match kind_byte {
+        1..=5 => 1u8.wrapping_shl(kind_byte.wrapping_sub(1) as u32),
+        _ => 0,
+    }
+}
+
+/// Whether the set `kinds` holds the blob's layer-kind byte `kind_byte`.
+#[inline(always)]
+pub(crate) const fn linked(kinds: u8, kind_byte: u8) -> bool {
+    kinds & bit_of(kind_byte) != 0
+}
