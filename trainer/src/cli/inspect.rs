@@ -1304,7 +1304,7 @@ fn fit_failure(fit: &Fit, device: &DeviceReport) -> String {
             item.budget_bytes, -item.margin_bytes
         )
     };
-    let parts: Vec<String> = fit
+    let parts: Vec<(&str, String)> = fit
         .cores
         .iter()
         .filter(|c| !c.fits)
@@ -1337,9 +1337,17 @@ fn fit_failure(fit: &Fit, device: &DeviceReport) -> String {
                     over(item)
                 ));
             }
-            Some(format!("{}: {}", c.core, reasons.join(", ")))
+            Some((c.core, reasons.join(", ")))
         })
         .collect();
+    // One core is named once; several each before their reasons.
+    let parts: Vec<String> = match &parts[..] {
+        [(_, reasons)] => vec![reasons.clone()],
+        _ => parts
+            .iter()
+            .map(|(core, reasons)| format!("{core}: {reasons}"))
+            .collect(),
+    };
     format!(
         "on {}: {}",
         fit.cores_that_do_not_fit.join(", "),
