@@ -285,6 +285,35 @@ fn a_cnn_quantizes_and_the_runtime_matches_tract_on_the_qdq_file() {
         inspect["instructions_per_inference"]["cores"],
         serde_json::json!([])
     );
+    // Convolutions need the firmware that links every layer kind: its .text and stack, and no
+    // dense-only `small` alternative.
+    let figures: serde_json::Value =
+        serde_json::from_str(include_str!("../src/cli/device_figures.json")).unwrap();
+    let device = &inspect["device"];
+    assert_eq!(device["runtime_build"], "graph", "{device}");
+    let blob_len = std::fs::metadata(dir.path().join("model.kiln"))
+        .unwrap()
+        .len();
+    let buffers = inspect["totals"]["ram"]["int8_total_bytes"]
+        .as_u64()
+        .unwrap();
+    for (row, core) in device["cores"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(figures["cores"].as_array().unwrap())
+    {
+        let text = core["runtime_text_bytes"]["graph"].as_u64().unwrap();
+        let stack = core["inference_stack_bytes"]["graph"].as_u64().unwrap();
+        let model = core["model_struct_bytes"].as_u64().unwrap();
+        assert_eq!(row["flash_total_bytes"], blob_len + text, "{row}");
+        assert_eq!(row["ram_total_bytes"], buffers + model + stack, "{row}");
+        assert!(row.get("flash_total_small_bytes").is_none(), "{row}");
+    }
+    assert!(inspect["totals"]["peak_stack"]
+        .as_str()
+        .unwrap()
+        .contains("the every-layer firmware"));
     // Its ONNX files are refused rather than summed up as dense layers.
     assert_fails(
         &kiln(&["inspect", s(&dir.path().join("model.onnx"))]),

@@ -108,7 +108,8 @@ const CASES: &[Case] = &[
     case("inspect-garbage", &["inspect", "garbage.onnx"], 2, "garbage.onnx", &[": not a model file", "expected a kiln model file (JSON), an ONNX MLP (Gemm layers) or a .kiln model blob"]),
     case("inspect-flash-bad", &["inspect", "m/model.json", "--flash", "abc"], 2, "", &["--flash: expected a size in bytes such as 65536, 64K, 64KiB or 1M, got 'abc'"]),
     case("inspect-ram-bad", &["inspect", "m/model.json", "--ram", "12Q"], 2, "", &["--ram: expected a size in bytes such as 65536, 64K, 64KiB or 1M, got '12Q'"]),
-    case("inspect-does-not-fit", &["inspect", "m/model.json", "--flash", "1"], 1, "m/model.json", &[": the int8 model does not fit: flash needs 1184 bytes, budget 1"]),
+    case("inspect-does-not-fit", &["inspect", "m/model.json", "--flash", "1", "--core", "cortex-m0"], 1, "m/model.json", &[": the int8 model does not fit on Cortex-M0: flash needs ", " bytes (model blob 1184 + kiln-runtime .text ", "), budget 1 ("]),
+    case("inspect-core-unknown", &["inspect", "m/model.json", "--core", "cortex-m33"], 2, "", &["--core: unknown core 'cortex-m33'; expected one of cortex-m0, cortex-m3, cortex-m4f, cortex-m7, rv32imc"]),
     // Blobs.
     case("inspect-blob-truncated", &["inspect", "truncated.kiln"], 2, "truncated.kiln", &[": not a valid .kiln model blob", "model blob truncated"]),
     case("run-missing", &["run", "missing.kiln"], 2, "missing.kiln", &[": cannot read the model blob"]),

@@ -49,6 +49,44 @@ fn fixture() -> &'static Fixture {
 
 const ALL_FILES: [&str; 4] = ["model.json", "model.onnx", "model.qdq.onnx", "model.kiln"];
 
+/// The fixture's int8 blob and buffers (scratch 80 + raw input 256 + logits 10).
+const BLOB_BYTES: u64 = 1848;
+const BUFFER_BYTES: u64 = 346;
+
+/// The committed per-core figures: the expectations follow them, so a re-measurement
+/// (`cargo xtask firmware --update-figures`) does not break these tests.
+fn figures() -> serde_json::Value {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src/cli/device_figures.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// One core's figures by its name in the figures file.
+fn core_figures(core: &str) -> serde_json::Value {
+    figures()["cores"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["core"] == core)
+        .unwrap_or_else(|| panic!("no {core} in device_figures.json"))
+        .clone()
+}
+
+/// A core's flash and RAM for the fixture (a dense model: the mlp firmware).
+fn fixture_totals(core: &serde_json::Value) -> (u64, u64) {
+    let text = core["runtime_text_bytes"]["mlp"].as_u64().unwrap();
+    let model = core["model_struct_bytes"].as_u64().unwrap();
+    let stack = core["inference_stack_bytes"]["mlp"].as_u64().unwrap();
+    (BLOB_BYTES + text, BUFFER_BYTES + model + stack)
+}
+
+const CORES: [&str; 5] = [
+    "Cortex-M0",
+    "Cortex-M3",
+    "Cortex-M4F",
+    "Cortex-M7",
+    "RISC-V rv32imc",
+];
+
 #[test]
 fn every_representation_gives_the_same_layers_and_costs() {
     let fx = fixture();
@@ -124,8 +162,66 @@ fn every_representation_gives_the_same_layers_and_costs() {
         assert_eq!(totals["ram"]["int8_input_bytes"], 64 * 4, "{name}");
         assert_eq!(totals["ram"]["int8_logits_bytes"], 10, "{name}");
         assert_eq!(totals["ram"]["int8_total_bytes"], 80 + 256 + 10, "{name}");
-        assert!(totals["peak_stack_bytes"].is_null(), "{name}");
-        assert_eq!(totals["peak_stack"], "unknown (not measured yet)", "{name}");
+        // The inference stack of the dense-only firmware, the largest over the cores.
+        let stacks: Vec<u64> = CORES
+            .iter()
+            .map(|c| {
+                core_figures(c)["inference_stack_bytes"]["mlp"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect();
+        let stack = *stacks.iter().max().unwrap();
+        assert_eq!(totals["peak_stack_bytes"], stack, "{name}");
+        assert!(
+            totals["peak_stack"]
+                .as_str()
+                .unwrap()
+                .contains("(one inference, the dense-only firmware)"),
+            "{name}: {totals}"
+        );
+
+        // Per core: flash = blob + the runtime's .text exactly, RAM = buffers + Model + stack.
+        let device = &report["device"];
+        assert_eq!(device["runtime_build"], "mlp", "{name}");
+        assert!(
+            device["note"].as_str().unwrap().contains("vector table"),
+            "{name}: {device}"
+        );
+        assert!(
+            device["source"].as_str().unwrap().contains("QEMU"),
+            "{name}"
+        );
+        let rows = device["cores"].as_array().unwrap();
+        let row_cores: Vec<&str> = rows.iter().map(|r| r["core"].as_str().unwrap()).collect();
+        assert_eq!(row_cores, CORES, "{name}");
+        for row in rows {
+            let figures = core_figures(row["core"].as_str().unwrap());
+            let text = &figures["runtime_text_bytes"];
+            let (flash, ram) = fixture_totals(&figures);
+            assert_eq!(row["model_blob_bytes"], BLOB_BYTES, "{name}: {row}");
+            assert_eq!(row["runtime_text_bytes"], text["mlp"], "{name}: {row}");
+            assert_eq!(row["flash_total_bytes"], flash, "{name}: {row}");
+            assert_eq!(
+                row["flash_total_bytes"].as_u64(),
+                Some(row["model_blob_bytes"].as_u64().unwrap() + text["mlp"].as_u64().unwrap()),
+                "{name}: {row}"
+            );
+            assert_eq!(row["runtime_text_small_bytes"], text["mlp_small"], "{name}");
+            assert_eq!(
+                row["flash_total_small_bytes"],
+                BLOB_BYTES + text["mlp_small"].as_u64().unwrap(),
+                "{name}: {row}"
+            );
+            assert_eq!(row["int8_buffers_bytes"], BUFFER_BYTES, "{name}: {row}");
+            assert_eq!(row["model_struct_bytes"], figures["model_struct_bytes"]);
+            assert_eq!(
+                row["inference_stack_bytes"],
+                figures["inference_stack_bytes"]["mlp"]
+            );
+            assert_eq!(row["ram_total_bytes"], ram, "{name}: {row}");
+            assert_eq!(row["target"], figures["target"], "{name}: {row}");
+        }
 
         let estimate = &report["instructions_per_inference"];
         assert_estimate_follows_the_rates(estimate, 1184, 64, name);
@@ -243,8 +339,37 @@ fn the_table_shows_the_rows_and_totals() {
             "{text}"
         );
         assert!(
-            text.contains("peak stack     unknown (not measured yet)"),
+            text.contains("peak stack     ") && !text.contains("unknown"),
             "{text}"
+        );
+        // The device table: a row per core with its .text, flash, small flash, Model, stack
+        // and RAM.
+        assert!(
+            text.contains("on a device (bytes; kiln-runtime built for dense layers)"),
+            "{name}: {text}"
+        );
+        for core in CORES {
+            let figures = core_figures(core);
+            let (flash, ram) = fixture_totals(&figures);
+            let small = BLOB_BYTES + figures["runtime_text_bytes"]["mlp_small"].as_u64().unwrap();
+            let mut cells: Vec<String> = core.split(' ').map(str::to_owned).collect();
+            cells.extend(
+                [
+                    figures["runtime_text_bytes"]["mlp"].as_u64().unwrap(),
+                    flash,
+                    small,
+                    figures["model_struct_bytes"].as_u64().unwrap(),
+                    figures["inference_stack_bytes"]["mlp"].as_u64().unwrap(),
+                    ram,
+                ]
+                .map(|n| n.to_string()),
+            );
+            let cells: Vec<&str> = cells.iter().map(String::as_str).collect();
+            assert!(has_row(&cells), "{name}: no {cells:?} in {text}");
+        }
+        assert!(
+            text.contains("stack beyond inference are not included"),
+            "{name}: {text}"
         );
         let flash = if name == "model.kiln" {
             "flash int8     1848 bytes (the blob's length)"
@@ -302,9 +427,10 @@ fn the_table_shows_the_rows_and_totals() {
             "{name}: {text}"
         );
         let lines: Vec<&str> = text.lines().collect();
+        // The device table has a RISC-V row too; the estimate table is the last.
         let last_core = lines
             .iter()
-            .position(|l| l.trim_start().starts_with("RISC-V rv32imc"))
+            .rposition(|l| l.trim_start().starts_with("RISC-V rv32imc"))
             .unwrap();
         assert_eq!(
             lines[last_core + 1],
@@ -317,61 +443,97 @@ fn the_table_shows_the_rows_and_totals() {
 }
 
 #[test]
-fn a_budget_is_checked_for_the_int8_model() {
+fn a_budget_is_checked_for_the_int8_model_on_every_core() {
     let fx = fixture();
+    let m0 = core_figures("Cortex-M0");
+    let (m0_flash, m0_ram) = fixture_totals(&m0);
+    let m0_text = m0["runtime_text_bytes"]["mlp"].as_u64().unwrap();
     for name in ALL_FILES {
         let path = fx.file(name);
         let fits = kiln(&["inspect", s(&path), "--flash", "64K", "--ram", "16K"]);
         assert_eq!(fits.status.code(), Some(0), "{name}: {}", stderr(&fits));
         let text = stdout(&fits);
+        // Each core's verdict on its own totals.
+        for core in CORES {
+            let (flash, ram) = fixture_totals(&core_figures(core));
+            for line in [
+                format!(
+                    "fit int8       {core}: flash {flash} of 65536 bytes: fits: yes, {} bytes",
+                    65536 - flash
+                ),
+                format!(
+                    "fit int8       {core}: RAM {ram} of 16384 bytes: fits: yes, {} bytes",
+                    16384 - ram
+                ),
+            ] {
+                assert!(text.contains(&line), "{name}: no {line:?} in {text}");
+            }
+        }
         assert!(
-            text.contains("flash 1848 of 65536 bytes: fits: yes, 63688 bytes (97.2%) to spare"),
-            "{name}: {text}"
-        );
-        assert!(
-            text.contains("RAM 346 of 16384 bytes: fits: yes, 16038 bytes (97.9%) to spare"),
+            text.contains("fit int8       fits on every core"),
             "{name}: {text}"
         );
 
         let too_small = kiln(&["inspect", s(&path), "--flash", "1K"]);
+        let m0_reason = format!(
+            "Cortex-M0: flash needs {m0_flash} bytes (model blob {BLOB_BYTES} + kiln-runtime \
+             .text {m0_text}), budget 1024 ({} bytes over)",
+            m0_flash - 1024
+        );
         assert_fails(
             &too_small,
             1,
             &[
                 s(&path),
-                "does not fit",
-                "flash needs 1848 bytes, budget 1024",
+                "the int8 model does not fit on Cortex-M0, Cortex-M3, Cortex-M4F, Cortex-M7, \
+                 RISC-V rv32imc: ",
+                &m0_reason,
             ],
         );
+        let over = format!(
+            "Cortex-M0: flash {m0_flash} of 1024 bytes: fits: no, {} bytes",
+            m0_flash - 1024
+        );
         assert!(
-            stdout(&too_small)
-                .contains("flash 1848 of 1024 bytes: fits: no, 824 bytes (80.5%) over"),
+            stdout(&too_small).contains(&over),
             "{name}: {}",
             stdout(&too_small)
         );
     }
 
+    // One core: its flash exactly, and its RAM one byte short.
     let blob = fx.file("model.kiln");
+    let (flash_flag, ram_flag) = (m0_flash.to_string(), (m0_ram - 1).to_string());
     let report = kiln(&[
         "inspect",
         s(&blob),
         "--json",
+        "--core",
+        "cortex-m0",
         "--flash",
-        "1848",
+        &flash_flag,
         "--ram",
-        "345",
+        &ram_flag,
     ]);
     assert_eq!(report.status.code(), Some(1), "{}", stderr(&report));
     let report = json(&report);
     let fit = &report["fit"];
     assert_eq!(fit["representation"], "int8");
+    assert_eq!(fit["core"], "Cortex-M0");
     assert_eq!(fit["fits"], false);
+    assert_eq!(
+        fit["cores_that_do_not_fit"],
+        serde_json::json!(["Cortex-M0"])
+    );
+    assert_eq!(fit["cores"].as_array().unwrap().len(), 1, "{fit}");
     assert_eq!(fit["flash"]["fits"], true);
+    assert_eq!(fit["flash"]["used_bytes"], m0_flash);
     assert_eq!(fit["flash"]["margin_bytes"], 0);
     assert_eq!(fit["ram"]["fits"], false);
-    assert_eq!(fit["ram"]["used_bytes"], 346);
-    assert_eq!(fit["ram"]["budget_bytes"], 345);
+    assert_eq!(fit["ram"]["used_bytes"], m0_ram);
+    assert_eq!(fit["ram"]["budget_bytes"], m0_ram - 1);
     assert_eq!(fit["ram"]["margin_bytes"], -1);
+    assert_eq!(fit["cores"][0]["ram"], fit["ram"]);
 
     // Sizes: plain bytes, K/KiB, M/MiB.
     for (flag, bytes) in [
@@ -382,9 +544,127 @@ fn a_budget_is_checked_for_the_int8_model() {
         ("1MiB", 1 << 20),
     ] {
         let output = kiln(&["inspect", s(&blob), "--json", "--ram", flag]);
-        assert!(output.status.success(), "{flag}: {}", stderr(&output));
+        assert!(
+            matches!(output.status.code(), Some(0 | 1)),
+            "{flag}: {}",
+            stderr(&output)
+        );
         assert_eq!(json(&output)["fit"]["ram"]["budget_bytes"], bytes, "{flag}");
     }
+}
+
+/// A digits-sized model whose blob fits the flash alone: the runtime's code is what does not.
+#[test]
+fn a_blob_that_fits_alone_does_not_fit_with_the_runtime() {
+    let fx = fixture();
+    let blob = fx.file("model.kiln");
+    let m0 = core_figures("Cortex-M0");
+    let text = m0["runtime_text_bytes"]["mlp"].as_u64().unwrap();
+    let budget = BLOB_BYTES + text - 1;
+    assert!(BLOB_BYTES < budget);
+    let budget_flag = budget.to_string();
+    let output = kiln(&[
+        "inspect",
+        s(&blob),
+        "--core",
+        "cortex-m0",
+        "--flash",
+        &budget_flag,
+    ]);
+    let reason = format!(
+        "the int8 model does not fit on Cortex-M0: flash needs {} bytes (model blob \
+         {BLOB_BYTES} + kiln-runtime .text {text}), budget {budget} (1 bytes over)",
+        BLOB_BYTES + text
+    );
+    assert_fails(&output, 1, &[s(&blob), &reason]);
+    // The dense model's remedy is named when it is one.
+    let small = BLOB_BYTES + m0["runtime_text_bytes"]["mlp_small"].as_u64().unwrap();
+    if small <= budget {
+        assert_fails(
+            &output,
+            1,
+            &[&format!(
+                "kiln-runtime's `small` feature would make it {small} bytes"
+            )],
+        );
+    }
+    assert!(
+        stdout(&output).contains("fit int8       does not fit on Cortex-M0"),
+        "{}",
+        stdout(&output)
+    );
+}
+
+/// `--core` checks that core's figures; without it every core must fit, and the failure names
+/// the cores that do not.
+#[test]
+fn one_core_or_every_core() {
+    let fx = fixture();
+    let path = fx.file("model.json");
+    let (m0_flash, _) = fixture_totals(&core_figures("Cortex-M0"));
+    let flag = m0_flash.to_string();
+
+    let one = kiln(&["inspect", s(&path), "--core", "Cortex-M0", "--flash", &flag]);
+    assert_eq!(one.status.code(), Some(0), "{}", stderr(&one));
+    let text = stdout(&one);
+    assert!(text.contains("fit int8       Cortex-M0: flash"), "{text}");
+    assert!(text.contains("fit int8       fits on Cortex-M0"), "{text}");
+    assert!(!text.contains("fit int8       Cortex-M3"), "{text}");
+    let stack = core_figures("Cortex-M0")["inference_stack_bytes"]["mlp"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        text.contains(&format!("peak stack     {stack} bytes on Cortex-M0")),
+        "{text}"
+    );
+
+    let too_big: Vec<&str> = CORES
+        .into_iter()
+        .filter(|core| fixture_totals(&core_figures(core)).0 > m0_flash)
+        .collect();
+    let every = kiln(&["inspect", s(&path), "--json", "--flash", &flag]);
+    let report = json(&every);
+    let fit = &report["fit"];
+    assert!(fit["core"].is_null(), "{fit}");
+    assert_eq!(fit["cores"].as_array().unwrap().len(), 5, "{fit}");
+    assert_eq!(fit["cores_that_do_not_fit"], serde_json::json!(too_big));
+    if too_big.is_empty() {
+        assert_eq!(every.status.code(), Some(0), "{}", stderr(&every));
+    } else {
+        let named = format!("does not fit on {}: ", too_big.join(", "));
+        assert_fails(&every, 1, &[s(&path), &named]);
+        // The tightest core is the top-level verdict.
+        assert_eq!(fit["flash"]["fits"], false, "{fit}");
+    }
+    let every_text = stdout(&kiln(&["inspect", s(&path), "--flash", &flag]));
+    for core in CORES {
+        assert!(
+            every_text.contains(&format!("fit int8       {core}: flash ")),
+            "{core}: {every_text}"
+        );
+    }
+}
+
+#[test]
+fn an_unknown_core_is_one_line_listing_the_names() {
+    let fx = fixture();
+    for name in ["cortex-m33", "", "m0"] {
+        let output = kiln(&["inspect", s(&fx.file("model.kiln")), "--core", name]);
+        assert_fails(
+            &output,
+            2,
+            &[
+                &format!("--core: unknown core '{name}'"),
+                "expected one of cortex-m0, cortex-m3, cortex-m4f, cortex-m7, rv32imc",
+            ],
+        );
+    }
+    // The flag is checked before the file.
+    assert_fails(
+        &kiln(&["inspect", "missing.kiln", "--core", "cortex-m99"]),
+        2,
+        &["--core: unknown core 'cortex-m99'"],
+    );
 }
 
 #[test]

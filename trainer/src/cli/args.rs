@@ -418,12 +418,18 @@ pub struct InspectArgs {
     /// A kiln model file (model.json), an ONNX file (float or QDQ) or a .kiln blob; recognised
     /// by its content.
     pub file: PathBuf,
-    /// The flash budget for the int8 model: bytes, or with K/KiB (1024) or M/MiB (1024 * 1024).
+    /// The flash budget for the int8 model and kiln-runtime's code: bytes, or with K/KiB (1024)
+    /// or M/MiB (1024 * 1024).
     #[arg(long, value_name = "SIZE")]
     pub flash: Option<String>,
-    /// The RAM budget for the int8 model's buffers (scratch, raw input, logits), as for --flash.
+    /// The RAM budget for the int8 model's buffers (scratch, raw input, logits), the `Model`
+    /// value and the inference stack, as for --flash.
     #[arg(long, value_name = "SIZE")]
     pub ram: Option<String>,
+    /// The core whose figures --flash and --ram use: cortex-m0, cortex-m3, cortex-m4f,
+    /// cortex-m7 or rv32imc (any case). Without it the model must fit on every core.
+    #[arg(long, value_name = "NAME")]
+    pub core: Option<String>,
     /// Print one JSON object with the layers, totals and fit verdict on stdout.
     #[arg(long)]
     pub json: bool,

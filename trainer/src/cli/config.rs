@@ -23,6 +23,44 @@ fn usage(message: impl Into<String>) -> UsageError {
     UsageError(message.into())
 }
 
+/// Everything `kiln inspect` needs besides the file, validated.
+#[derive(Debug, Clone)]
+pub struct InspectConfig {
+    pub flash_budget: Option<u64>,
+    pub ram_budget: Option<u64>,
+    /// The core named by `--core`, as `device_figures.json` names it; `None`: every core.
+    pub core: Option<&'static str>,
+}
+
+pub fn inspect_config(args: &InspectArgs) -> Result<InspectConfig, UsageError> {
+    use super::inspect::{core_by_name, parse_size, CORE_NAMES};
+    let flash_budget = args
+        .flash
+        .as_deref()
+        .map(|text| parse_size("--flash", text))
+        .transpose()?;
+    let ram_budget = args
+        .ram
+        .as_deref()
+        .map(|text| parse_size("--ram", text))
+        .transpose()?;
+    let core = match args.core.as_deref() {
+        None => None,
+        Some(name) => Some(core_by_name(name).ok_or_else(|| {
+            let names: Vec<&str> = CORE_NAMES.iter().map(|(cli, _)| *cli).collect();
+            usage(format!(
+                "--core: unknown core '{name}'; expected one of {}",
+                names.join(", ")
+            ))
+        })?),
+    };
+    Ok(InspectConfig {
+        flash_budget,
+        ram_budget,
+        core,
+    })
+}
+
 /// Everything `kiln train` needs, validated.
 #[derive(Debug, Clone)]
 pub struct TrainPlan {

@@ -8,7 +8,7 @@
 //! `max(n_in + n_out)` bytes.
 
 use super::args::InspectArgs;
-use super::config::UsageError;
+use super::config::{inspect_config, InspectConfig, UsageError};
 use crate::data::Normalization;
 use crate::model::{ModelFile, FORMAT_NAME};
 use anyhow::Result;
@@ -21,71 +21,106 @@ use std::path::{Path, PathBuf};
 const EXPECTED: &str =
     "expected a kiln model file (JSON), an ONNX MLP (Gemm layers) or a .kiln model blob";
 
-/// The peak stack of an inference has not been measured on a device yet.
-const STACK_UNKNOWN: &str = "unknown (not measured yet)";
+/// The per-core figures: instructions per MAC and per input feature measured in QEMU, and
+/// kiln-runtime's code, the `Model` value and the inference stack on each core. One committed
+/// file, so `cargo xtask firmware --update-figures` can rewrite the memory figures without
+/// touching this code; its "source" field says how and when each was measured.
+const DEVICE_FIGURES_JSON: &str = include_str!("device_figures.json");
 
-/// Guest instructions the runtime executed on one target core, the basis of the
-/// instructions-per-inference estimate.
-struct CoreMeasurement {
-    core: &'static str,
-    qemu_machine: &'static str,
-    target: &'static str,
-    kernel: &'static str,
+/// The `--core` names and the `core` each stands for in `device_figures.json`.
+pub const CORE_NAMES: [(&str, &str); 5] = [
+    ("cortex-m0", "Cortex-M0"),
+    ("cortex-m3", "Cortex-M3"),
+    ("cortex-m4f", "Cortex-M4F"),
+    ("cortex-m7", "Cortex-M7"),
+    ("rv32imc", "RISC-V rv32imc"),
+];
+
+/// The figures' core name for a `--core` name, case-insensitive.
+pub fn core_by_name(name: &str) -> Option<&'static str> {
+    CORE_NAMES
+        .iter()
+        .find(|(cli, _)| cli.eq_ignore_ascii_case(name.trim()))
+        .map(|&(_, core)| core)
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct DeviceFigures {
+    source: String,
+    cores: Vec<CoreFigures>,
+}
+
+/// One core's figures, as measured by `cargo xtask firmware`.
+#[derive(Debug, serde::Deserialize)]
+struct CoreFigures {
+    core: String,
+    qemu_machine: String,
+    target: String,
+    kernel: String,
     /// The network (int8 input to int8 logits, every layer) divided by its MACs.
     insns_per_mac: f64,
     /// The input stage (raw values to int8) divided by the input features.
     insns_per_input: f64,
+    runtime_text_bytes: RuntimeText,
+    model_struct_bytes: u64,
+    inference_stack_bytes: InferenceStack,
 }
 
-/// Exact guest-instruction counts from QEMU with the qemu-insncount plugin
-/// (`cargo xtask firmware`), kiln-runtime at commit 65ee859, MNIST 784-128-10 (101,632
-/// MACs), mean over 200 test images. The input stage is a shared input entry fed raw
-/// 0..255 values (the byte table): 15,772 (M0), 14,149 (M3, M4F) and 11,029 (RISC-V)
-/// instructions for 784 features. The M4F and M7 run the same thumbv7em build. The M0 row is
-/// the same firmware built with MNIST on the `microbit` machine (`cargo xtask firmware` itself
-/// runs the digits model there; `cargo xtask bench-mcu` measures the MNIST network on it).
-const MEASURED_CORES: [CoreMeasurement; 5] = [
-    CoreMeasurement {
-        core: "Cortex-M0",
-        qemu_machine: "microbit",
-        target: "thumbv6m-none-eabi",
-        kernel: "four-row, Thumb-1 asm",
-        insns_per_mac: 3.90,
-        insns_per_input: 14.3,
-    },
-    CoreMeasurement {
-        core: "Cortex-M3",
-        qemu_machine: "lm3s6965evb",
-        target: "thumbv7m-none-eabi",
-        kernel: "four-row, Thumb-1 asm",
-        insns_per_mac: 3.73,
-        insns_per_input: 13.1,
-    },
-    CoreMeasurement {
-        core: "Cortex-M4F",
-        qemu_machine: "mps2-an386",
-        target: "thumbv7em-none-eabihf",
-        kernel: "packed SMLAD",
-        insns_per_mac: 1.49,
-        insns_per_input: 12.1,
-    },
-    CoreMeasurement {
-        core: "Cortex-M7",
-        qemu_machine: "mps2-an500",
-        target: "thumbv7em-none-eabihf",
-        kernel: "packed SMLAD",
-        insns_per_mac: 1.49,
-        insns_per_input: 12.1,
-    },
-    CoreMeasurement {
-        core: "RISC-V rv32imc",
-        qemu_machine: "sifive_e",
-        target: "riscv32imc-unknown-none-elf",
-        kernel: "four-row, RV32IM asm",
-        insns_per_mac: 3.62,
-        insns_per_input: 11.2,
-    },
-];
+/// kiln-runtime's `.text` in a firmware: dense layers only, the same with the runtime's
+/// `small` feature (compact kernels, same output bits), and every layer kind.
+#[derive(Debug, serde::Deserialize)]
+struct RuntimeText {
+    mlp: u64,
+    mlp_small: u64,
+    graph: u64,
+}
+
+/// The peak stack of one inference, for the dense-only and the every-layer firmware.
+#[derive(Debug, serde::Deserialize)]
+struct InferenceStack {
+    mlp: u64,
+    graph: u64,
+}
+
+/// Parses the figures and checks what the report relies on: every `--core` name has a row and
+/// every figure is above 0 (a 0 would make a model fit that does not).
+fn parse_figures(text: &str) -> Result<DeviceFigures, String> {
+    let figures: DeviceFigures = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    for core in &figures.cores {
+        let rates = [core.insns_per_mac, core.insns_per_input];
+        let bytes = [
+            core.runtime_text_bytes.mlp,
+            core.runtime_text_bytes.mlp_small,
+            core.runtime_text_bytes.graph,
+            core.model_struct_bytes,
+            core.inference_stack_bytes.mlp,
+            core.inference_stack_bytes.graph,
+        ];
+        if rates.iter().any(|r| !(r.is_finite() && *r > 0.0)) || bytes.contains(&0) {
+            return Err(format!("{}: every figure must be above 0", core.core));
+        }
+    }
+    for (cli, core) in CORE_NAMES {
+        if !figures.cores.iter().any(|c| c.core == core) {
+            return Err(format!("no core '{core}' (--core {cli})"));
+        }
+    }
+    Ok(figures)
+}
+
+/// The figures, parsed once.
+fn device_figures() -> Result<&'static DeviceFigures> {
+    static FIGURES: std::sync::OnceLock<Result<DeviceFigures, String>> = std::sync::OnceLock::new();
+    FIGURES
+        .get_or_init(|| parse_figures(DEVICE_FIGURES_JSON))
+        .as_ref()
+        .map_err(|e| anyhow::anyhow!("the device figures built into kiln are invalid: {e}"))
+}
+
+/// What the per-core flash and RAM leave out.
+const DEVICE_NOTE: &str = "flash per core is the model blob + kiln-runtime's .text, RAM the int8 \
+     buffers + the Model value + the stack of one inference; the application's own code, its \
+     vector table and stack beyond inference are not included";
 
 /// Printed under the estimate table and stored in the JSON report.
 /// Why a layer graph with convolutions or pooling gets no estimate.
@@ -125,7 +160,7 @@ pub struct InspectError {
 
 /// The int8 model does not fit the given budget; reported with exit code 1.
 #[derive(Debug, thiserror::Error)]
-#[error("{path}: the int8 model does not fit: {detail}")]
+#[error("{path}: the int8 model does not fit {detail}")]
 pub struct DoesNotFit {
     pub path: PathBuf,
     pub detail: String,
@@ -211,7 +246,8 @@ struct RamReport {
     int8_input_bytes: usize,
     /// `Model::run`'s logits, n_outputs i8 values.
     int8_logits_bytes: usize,
-    /// Scratch + input + logits: what the budget check counts.
+    /// Scratch + input + logits: the int8 buffers; `device` adds the Model value and the
+    /// inference stack per core.
     int8_total_bytes: usize,
 }
 
@@ -221,8 +257,47 @@ struct Totals {
     macs: usize,
     flash: FlashReport,
     ram: RamReport,
-    peak_stack_bytes: Option<usize>,
-    peak_stack: &'static str,
+    /// The inference stack of the `--core` core, or the largest over the cores.
+    peak_stack_bytes: u64,
+    peak_stack: String,
+}
+
+/// The model on each core: what the firmware's flash and RAM hold for it.
+#[derive(Debug, Serialize)]
+struct DeviceReport {
+    /// "mlp" when every layer is dense (the dense-only firmware), else "graph".
+    runtime_build: &'static str,
+    /// How the figures were measured (device_figures.json).
+    source: &'static str,
+    /// What flash and RAM leave out.
+    note: &'static str,
+    cores: Vec<CoreFootprint>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct CoreFootprint {
+    core: &'static str,
+    target: &'static str,
+    /// The int8 model as `flash.int8_bytes`.
+    model_blob_bytes: u64,
+    /// kiln-runtime's code in the `runtime_build` firmware.
+    runtime_text_bytes: u64,
+    /// model_blob_bytes + runtime_text_bytes.
+    flash_total_bytes: u64,
+    /// A dense model only: kiln-runtime's code with its `small` feature (same outputs, slower).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    runtime_text_small_bytes: Option<u64>,
+    /// A dense model only: model_blob_bytes + runtime_text_small_bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    flash_total_small_bytes: Option<u64>,
+    /// The int8 buffers as `ram.int8_total_bytes`.
+    int8_buffers_bytes: u64,
+    /// The `Model` value.
+    model_struct_bytes: u64,
+    /// The peak stack of one inference.
+    inference_stack_bytes: u64,
+    /// int8_buffers_bytes + model_struct_bytes + inference_stack_bytes.
+    ram_total_bytes: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -235,13 +310,30 @@ struct FitItem {
     margin_percent: f64,
 }
 
+/// One core's verdict: its flash and RAM totals (`device`) against the budgets.
 #[derive(Debug, Serialize)]
-struct Fit {
-    representation: &'static str,
+struct CoreFit {
+    core: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     flash: Option<FitItem>,
     #[serde(skip_serializing_if = "Option::is_none")]
     ram: Option<FitItem>,
+    fits: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct Fit {
+    representation: &'static str,
+    /// The `--core` core; null when the model must fit on every core.
+    core: Option<&'static str>,
+    /// The checked core that needs the most flash.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    flash: Option<FitItem>,
+    /// The checked core that needs the most RAM.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ram: Option<FitItem>,
+    cores: Vec<CoreFit>,
+    cores_that_do_not_fit: Vec<&'static str>,
     fits: bool,
 }
 
@@ -283,6 +375,7 @@ struct Report {
     normalization: String,
     layers: Vec<LayerReport>,
     totals: Totals,
+    device: DeviceReport,
     instructions_per_inference: InstructionEstimate,
     notes: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -291,19 +384,10 @@ struct Report {
 
 pub fn inspect(args: &InspectArgs) -> Result<()> {
     // Flags first: a usage error wins over a bad file.
-    let flash_budget = args
-        .flash
-        .as_deref()
-        .map(|text| parse_size("--flash", text))
-        .transpose()?;
-    let ram_budget = args
-        .ram
-        .as_deref()
-        .map(|text| parse_size("--ram", text))
-        .transpose()?;
-
+    let config = inspect_config(args)?;
+    let figures = device_figures()?;
     let summary = read_model(&args.file)?;
-    let report = build_report(&args.file, summary, flash_budget, ram_budget);
+    let report = build_report(&args.file, summary, &config, figures);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -312,7 +396,7 @@ pub fn inspect(args: &InspectArgs) -> Result<()> {
     match &report.fit {
         Some(fit) if !fit.fits => Err(DoesNotFit {
             path: args.file.clone(),
-            detail: fit_failure(fit),
+            detail: fit_failure(fit, &report.device),
         }
         .into()),
         _ => Ok(()),
@@ -895,8 +979,7 @@ const INT8_LAYER_FORMULA: &str =
      24 header + 4 n_out multipliers + n_out shifts + 4 n_out biases + n_in n_out weights, \
      byte arrays padded to 4, + 256 for a table activation";
 
-fn fit_item(budget: u64, used: usize) -> FitItem {
-    let used = used as u64;
+fn fit_item(budget: u64, used: u64) -> FitItem {
     let margin = budget as i64 - used as i64;
     FitItem {
         budget_bytes: budget,
@@ -909,7 +992,11 @@ fn fit_item(budget: u64, used: usize) -> FitItem {
 
 /// Instructions per inference on each measured core: the measured rates times the model's
 /// MACs and input features.
-fn estimate_instructions(summary: &Summary, macs: usize) -> InstructionEstimate {
+fn estimate_instructions(
+    summary: &Summary,
+    macs: usize,
+    figures: &'static DeviceFigures,
+) -> InstructionEstimate {
     if summary.layers.iter().any(|l| l.graph.is_some()) {
         return InstructionEstimate {
             basis: GRAPH_BASIS,
@@ -919,16 +1006,17 @@ fn estimate_instructions(summary: &Summary, macs: usize) -> InstructionEstimate 
         };
     }
     let scaled = |rate: f64, count: usize| (rate * count as f64).round() as u64;
-    let cores = MEASURED_CORES
+    let cores = figures
+        .cores
         .iter()
         .map(|m| {
             let network_insns = scaled(m.insns_per_mac, macs);
             let input_stage_insns = scaled(m.insns_per_input, summary.n_inputs);
             CoreEstimate {
-                core: m.core,
-                qemu_machine: m.qemu_machine,
-                target: m.target,
-                kernel: m.kernel,
+                core: &m.core,
+                qemu_machine: &m.qemu_machine,
+                target: &m.target,
+                kernel: &m.kernel,
                 insns_per_mac: m.insns_per_mac,
                 insns_per_input: m.insns_per_input,
                 network_insns,
@@ -964,8 +1052,8 @@ fn estimate_instructions(summary: &Summary, macs: usize) -> InstructionEstimate 
 fn build_report(
     path: &Path,
     mut summary: Summary,
-    flash_budget: Option<u64>,
-    ram_budget: Option<u64>,
+    config: &InspectConfig,
+    figures: &'static DeviceFigures,
 ) -> Report {
     let mut notes = std::mem::take(&mut summary.notes);
     let layers: Vec<LayerReport> = summary
@@ -1036,19 +1124,34 @@ fn build_report(
         int8_logits_bytes: n_outputs,
         int8_total_bytes: scratch + summary.n_inputs * 4 + n_outputs,
     };
-    let fit = (flash_budget.is_some() || ram_budget.is_some()).then(|| {
-        let flash = flash_budget.map(|budget| fit_item(budget, int8_bytes));
-        let ram_item = ram_budget.map(|budget| fit_item(budget, ram.int8_total_bytes));
-        let fits =
-            flash.as_ref().is_none_or(|f| f.fits) && ram_item.as_ref().is_none_or(|r| r.fits);
-        Fit {
-            representation: "int8",
-            flash,
-            ram: ram_item,
-            fits,
+    let device = device_report(&summary, int8_bytes, ram.int8_total_bytes, figures);
+    // The cores the verdict and the peak stack speak for: the --core core, or every core.
+    let checked: Vec<&CoreFootprint> = device
+        .cores
+        .iter()
+        .filter(|c| config.core.is_none_or(|core| core == c.core))
+        .collect();
+    let fit = (config.flash_budget.is_some() || config.ram_budget.is_some())
+        .then(|| build_fit(config, &checked));
+    let stacks = checked.iter().map(|c| c.inference_stack_bytes);
+    let (stack_min, stack_max) = (stacks.clone().min().unwrap_or(0), stacks.max().unwrap_or(0));
+    let firmware = if device.runtime_build == "mlp" {
+        "dense-only"
+    } else {
+        "every-layer"
+    };
+    let peak_stack = match (config.core, stack_min == stack_max) {
+        (Some(core), _) => {
+            format!("{stack_max} bytes on {core} (one inference, the {firmware} firmware)")
         }
-    });
-    let instructions_per_inference = estimate_instructions(&summary, macs);
+        (None, true) => {
+            format!("{stack_max} bytes on every core (one inference, the {firmware} firmware)")
+        }
+        (None, false) => format!(
+            "{stack_min} to {stack_max} bytes over the cores (one inference, the {firmware} firmware)"
+        ),
+    };
+    let instructions_per_inference = estimate_instructions(&summary, macs, figures);
     // `64-128-10` for an MLP; `8x8x1-conv3x3-maxpool2x2 s2x2-...-10` for a layer graph.
     let widths: Vec<String> = std::iter::once(
         summary
@@ -1083,12 +1186,97 @@ fn build_report(
                 int8_source,
             },
             ram,
-            peak_stack_bytes: None,
-            peak_stack: STACK_UNKNOWN,
+            peak_stack_bytes: stack_max,
+            peak_stack,
         },
+        device,
         instructions_per_inference,
         notes,
         fit,
+    }
+}
+
+/// Flash and RAM on each core: the int8 model and buffers plus the runtime's code, the `Model`
+/// value and the inference stack of the firmware that runs this kind of model.
+fn device_report(
+    summary: &Summary,
+    blob_bytes: usize,
+    buffers_bytes: usize,
+    figures: &'static DeviceFigures,
+) -> DeviceReport {
+    // A convolution or pooling layer needs the firmware that links every layer kind.
+    let dense_only = summary.layers.iter().all(|l| l.graph.is_none());
+    let (blob, buffers) = (blob_bytes as u64, buffers_bytes as u64);
+    let cores = figures
+        .cores
+        .iter()
+        .map(|c| {
+            let (text, stack) = if dense_only {
+                (c.runtime_text_bytes.mlp, c.inference_stack_bytes.mlp)
+            } else {
+                (c.runtime_text_bytes.graph, c.inference_stack_bytes.graph)
+            };
+            let small = dense_only.then_some(c.runtime_text_bytes.mlp_small);
+            CoreFootprint {
+                core: &c.core,
+                target: &c.target,
+                model_blob_bytes: blob,
+                runtime_text_bytes: text,
+                flash_total_bytes: blob + text,
+                runtime_text_small_bytes: small,
+                flash_total_small_bytes: small.map(|small| blob + small),
+                int8_buffers_bytes: buffers,
+                model_struct_bytes: c.model_struct_bytes,
+                inference_stack_bytes: stack,
+                ram_total_bytes: buffers + c.model_struct_bytes + stack,
+            }
+        })
+        .collect();
+    DeviceReport {
+        runtime_build: if dense_only { "mlp" } else { "graph" },
+        source: &figures.source,
+        note: DEVICE_NOTE,
+        cores,
+    }
+}
+
+/// The budgets against each checked core's totals; the model fits only if it fits on all.
+fn build_fit(config: &InspectConfig, checked: &[&CoreFootprint]) -> Fit {
+    let cores: Vec<CoreFit> = checked
+        .iter()
+        .map(|c| {
+            let flash = config
+                .flash_budget
+                .map(|budget| fit_item(budget, c.flash_total_bytes));
+            let ram = config
+                .ram_budget
+                .map(|budget| fit_item(budget, c.ram_total_bytes));
+            let fits = flash.as_ref().is_none_or(|f| f.fits) && ram.as_ref().is_none_or(|r| r.fits);
+            CoreFit {
+                core: c.core,
+                flash,
+                ram,
+                fits,
+            }
+        })
+        .collect();
+    let tightest = |item: fn(&CoreFit) -> Option<&FitItem>| {
+        cores
+            .iter()
+            .filter_map(item)
+            .max_by_key(|i| i.used_bytes)
+            .cloned()
+    };
+    let cores_that_do_not_fit: Vec<&'static str> =
+        cores.iter().filter(|c| !c.fits).map(|c| c.core).collect();
+    Fit {
+        representation: "int8",
+        core: config.core,
+        flash: tightest(|c| c.flash.as_ref()),
+        ram: tightest(|c| c.ram.as_ref()),
+        fits: cores_that_do_not_fit.is_empty(),
+        cores_that_do_not_fit,
+        cores,
     }
 }
 
@@ -1108,18 +1296,63 @@ fn fit_line(what: &str, item: &FitItem) -> String {
     }
 }
 
-fn fit_failure(fit: &Fit) -> String {
-    [("flash", &fit.flash), ("RAM", &fit.ram)]
-        .into_iter()
-        .filter_map(|(what, item)| item.as_ref().filter(|i| !i.fits).map(|i| (what, i)))
-        .map(|(what, item)| {
-            format!(
-                "{what} needs {} bytes, budget {} ({} bytes over)",
-                item.used_bytes, item.budget_bytes, -item.margin_bytes
-            )
+/// Names the cores that do not fit and, for each, what its flash or RAM is made of.
+fn fit_failure(fit: &Fit, device: &DeviceReport) -> String {
+    let over = |item: &FitItem| {
+        format!(
+            "budget {} ({} bytes over)",
+            item.budget_bytes, -item.margin_bytes
+        )
+    };
+    let parts: Vec<(&str, String)> = fit
+        .cores
+        .iter()
+        .filter(|c| !c.fits)
+        .filter_map(|c| {
+            let footprint = device.cores.iter().find(|f| f.core == c.core)?;
+            let mut reasons = Vec::new();
+            if let Some(item) = c.flash.as_ref().filter(|i| !i.fits) {
+                // The compact kernels are the remedy when they alone make it fit.
+                let small = footprint
+                    .flash_total_small_bytes
+                    .filter(|&small| small <= item.budget_bytes)
+                    .map_or_else(String::new, |small| {
+                        format!(" (kiln-runtime's `small` feature would make it {small} bytes)")
+                    });
+                reasons.push(format!(
+                    "flash needs {} bytes (model blob {} + kiln-runtime .text {}), {}{small}",
+                    item.used_bytes,
+                    footprint.model_blob_bytes,
+                    footprint.runtime_text_bytes,
+                    over(item)
+                ));
+            }
+            if let Some(item) = c.ram.as_ref().filter(|i| !i.fits) {
+                reasons.push(format!(
+                    "RAM needs {} bytes (int8 buffers {} + Model {} + inference stack {}), {}",
+                    item.used_bytes,
+                    footprint.int8_buffers_bytes,
+                    footprint.model_struct_bytes,
+                    footprint.inference_stack_bytes,
+                    over(item)
+                ));
+            }
+            Some((c.core, reasons.join(", ")))
         })
-        .collect::<Vec<_>>()
-        .join("; ")
+        .collect();
+    // One core is named once; several each before their reasons.
+    let parts: Vec<String> = match &parts[..] {
+        [(_, reasons)] => vec![reasons.clone()],
+        _ => parts
+            .iter()
+            .map(|(core, reasons)| format!("{core}: {reasons}"))
+            .collect(),
+    };
+    format!(
+        "on {}: {}",
+        fit.cores_that_do_not_fit.join(", "),
+        parts.join("; ")
+    )
 }
 
 fn print_report(report: &Report) {
@@ -1184,28 +1417,7 @@ fn print_report(report: &Report) {
             .sum::<usize>()
             .to_string(),
     ]);
-    let mut widths = header.map(str::len);
-    for row in &table {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.len());
-        }
-    }
-    let line = |cells: [&str; 7]| {
-        let mut text = String::new();
-        for (col, cell) in cells.iter().enumerate() {
-            // Text columns left-aligned, numbers right-aligned.
-            if col <= 2 {
-                text.push_str(&format!("  {cell:<w$}", w = widths[col]));
-            } else {
-                text.push_str(&format!("  {cell:>w$}", w = widths[col]));
-            }
-        }
-        println!("{}", text.trim_end());
-    };
-    line(header);
-    for row in &table {
-        line(row.each_ref().map(String::as_str));
-    }
+    print_table(header, &table, 3);
     println!();
 
     let flash = &totals.flash;
@@ -1215,7 +1427,7 @@ fn print_report(report: &Report) {
     } else {
         "(the blob's length)"
     };
-    let mut rows = vec![
+    let rows = [
         (
             "flash f32",
             format!(
@@ -1244,24 +1456,44 @@ fn print_report(report: &Report) {
         (
             "RAM int8",
             format!(
-                "{} bytes: scratch {} + raw input {} (i32) + logits {}; stack not included",
+                "{} bytes: scratch {} + raw input {} (i32) + logits {}; per core below with the Model and stack",
                 ram.int8_total_bytes,
                 ram.int8_scratch_bytes,
                 ram.int8_input_bytes,
                 ram.int8_logits_bytes
             ),
         ),
-        ("peak stack", totals.peak_stack.to_owned()),
+        ("peak stack", totals.peak_stack.clone()),
     ];
-    if let Some(fit) = &report.fit {
-        if let Some(item) = &fit.flash {
-            rows.push(("fit int8", fit_line("flash", item)));
-        }
-        if let Some(item) = &fit.ram {
-            rows.push(("fit int8", fit_line("RAM", item)));
-        }
-    }
     for (label, value) in rows {
+        println!("  {label:<14} {value}");
+    }
+    println!();
+    print_device(&report.device);
+    // The verdicts under the table of the totals they judge.
+    let mut rows = Vec::new();
+    if let Some(fit) = &report.fit {
+        for core in &fit.cores {
+            for (what, item) in [("flash", &core.flash), ("RAM", &core.ram)] {
+                if let Some(item) = item {
+                    rows.push((
+                        "fit int8",
+                        format!("{}: {}", core.core, fit_line(what, item)),
+                    ));
+                }
+            }
+        }
+        let verdict = match (fit.fits, fit.core) {
+            (true, Some(core)) => format!("fits on {core}"),
+            (true, None) => "fits on every core".to_owned(),
+            (false, _) => format!("does not fit on {}", fit.cores_that_do_not_fit.join(", ")),
+        };
+        rows.push(("fit int8", verdict));
+    }
+    if !rows.is_empty() {
+        println!();
+    }
+    for (label, value) in &rows {
         println!("  {label:<14} {value}");
     }
     println!();
@@ -1269,6 +1501,76 @@ fn print_report(report: &Report) {
     for note in &report.notes {
         println!("  note: {note}");
     }
+}
+
+/// Prints a table: text columns (the first `text_columns`) left-aligned, numbers right-aligned.
+fn print_table<const N: usize>(header: [&str; N], rows: &[[String; N]], text_columns: usize) {
+    let mut widths = header.map(str::len);
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.len());
+        }
+    }
+    let line = |cells: [&str; N]| {
+        let mut text = String::new();
+        for (col, cell) in cells.iter().enumerate() {
+            if col < text_columns {
+                text.push_str(&format!("  {cell:<w$}", w = widths[col]));
+            } else {
+                text.push_str(&format!("  {cell:>w$}", w = widths[col]));
+            }
+        }
+        println!("{}", text.trim_end());
+    };
+    line(header);
+    for row in rows {
+        line(row.each_ref().map(String::as_str));
+    }
+}
+
+/// The per-core flash and RAM table; the `small` build's flash only for a dense model.
+fn print_device(device: &DeviceReport) {
+    println!(
+        "  on a device (bytes; kiln-runtime built for {})",
+        if device.runtime_build == "mlp" {
+            "dense layers"
+        } else {
+            "every layer kind"
+        }
+    );
+    let rows: Vec<[String; 7]> = device
+        .cores
+        .iter()
+        .map(|c| {
+            [
+                c.core.to_owned(),
+                c.runtime_text_bytes.to_string(),
+                c.flash_total_bytes.to_string(),
+                c.flash_total_small_bytes
+                    .map_or_else(|| "-".to_owned(), |b| b.to_string()),
+                c.model_struct_bytes.to_string(),
+                c.inference_stack_bytes.to_string(),
+                c.ram_total_bytes.to_string(),
+            ]
+        })
+        .collect();
+    let header = [
+        "core",
+        "runtime .text",
+        "flash",
+        "flash (small)",
+        "Model",
+        "stack",
+        "RAM",
+    ];
+    print_table(header, &rows, 1);
+    if device.runtime_build == "mlp" {
+        println!(
+            "  note: flash (small) is kiln-runtime built with its `small` feature: compact \
+             kernels, the same outputs, slower"
+        );
+    }
+    println!("  note: {}", device.note);
 }
 
 /// The estimate table, then the lines that say what it rests on.
@@ -1302,30 +1604,69 @@ fn print_instruction_estimate(estimate: &InstructionEstimate) {
             ]
         })
         .collect();
-    let mut widths = header.map(str::len);
-    for row in &table {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.len());
-        }
-    }
-    let line = |cells: [&str; 7]| {
-        let mut text = String::new();
-        for (col, cell) in cells.iter().enumerate() {
-            // Text columns left-aligned, numbers right-aligned.
-            if col <= 1 {
-                text.push_str(&format!("  {cell:<w$}", w = widths[col]));
-            } else {
-                text.push_str(&format!("  {cell:>w$}", w = widths[col]));
-            }
-        }
-        println!("{}", text.trim_end());
-    };
-    line(header);
-    for row in &table {
-        line(row.each_ref().map(String::as_str));
-    }
+    print_table(header, &table, 2);
     println!("  note: {}", estimate.basis);
     for note in &estimate.notes {
         println!("  note: {note}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_committed_device_figures_parse_and_are_sane() {
+        let figures = device_figures().expect("device_figures.json parses and passes its checks");
+        assert!(!figures.source.trim().is_empty());
+        assert_eq!(figures.cores.len(), 5);
+        for core in &figures.cores {
+            assert!(
+                core.insns_per_mac > 0.0 && core.insns_per_input > 0.0,
+                "{core:?}"
+            );
+            let text = &core.runtime_text_bytes;
+            let stack = &core.inference_stack_bytes;
+            for bytes in [
+                text.mlp,
+                text.mlp_small,
+                text.graph,
+                core.model_struct_bytes,
+            ] {
+                assert!(bytes > 0, "{core:?}");
+            }
+            assert!(stack.mlp > 0 && stack.graph > 0, "{core:?}");
+            // The compact kernels are smaller, and every layer kind is more code.
+            assert!(
+                text.mlp_small <= text.mlp && text.mlp <= text.graph,
+                "{core:?}"
+            );
+            for name in [&core.qemu_machine, &core.target, &core.kernel] {
+                assert!(!name.is_empty(), "{core:?}");
+            }
+        }
+        // Every --core name has its row.
+        for (cli, core) in CORE_NAMES {
+            assert_eq!(core_by_name(&cli.to_uppercase()), Some(core));
+            assert!(figures.cores.iter().any(|c| c.core == core), "{core}");
+        }
+        assert_eq!(core_by_name("cortex-m33"), None);
+    }
+
+    #[test]
+    fn bad_figures_are_an_error_not_a_panic() {
+        let good: serde_json::Value = serde_json::from_str(DEVICE_FIGURES_JSON).unwrap();
+        let mut zero = good.clone();
+        zero["cores"][2]["runtime_text_bytes"]["graph"] = 0.into();
+        assert!(parse_figures(&zero.to_string())
+            .unwrap_err()
+            .contains("Cortex-M4F"));
+        let mut missing = good.clone();
+        missing["cores"].as_array_mut().unwrap().pop();
+        assert!(parse_figures(&missing.to_string())
+            .unwrap_err()
+            .contains("rv32imc"));
+        assert!(parse_figures("{").is_err());
+        assert!(parse_figures(r#"{"source": "x"}"#).is_err());
     }
 }
