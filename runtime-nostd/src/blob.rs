@@ -169,21 +169,27 @@ impl Value {
     }
 }
 
-/// Reads value `id` of the table at `values_at` (no validation beyond the bytes being there):
-/// one fixed-size array, destructured (the loader and every inference step share it).
-#[inline]
+/// Reads value `id` of the table at `values_at`: one fixed-size array, destructured (the loader
+/// and every inference step share it). Its `len` is exact once the loader has checked the
+/// value table (`h * w * c` fits u32).
+// Out of line: one copy serves the loader and every node of every inference.
+#[inline(never)]
 pub(crate) fn read_value(content: &[u8], values_at: usize, id: u16) -> Option<Value> {
+    // `values_at` is an offset into `content` and `id * 20 < 2^21`: no wrap; a range past the
+    // end is `None`.
     let at = usize::from(id)
-        .checked_mul(VALUE_LEN)
-        .and_then(|o| o.checked_add(values_at))?;
-    let entry: &[u8; VALUE_LEN] = content.get(at..at.checked_add(VALUE_LEN)?)?.try_into().ok()?;
+        .wrapping_mul(VALUE_LEN)
+        .wrapping_add(values_at);
+    let entry: &[u8; VALUE_LEN] = content.get(at..at.wrapping_add(VALUE_LEN))?.try_into().ok()?;
     let [h0, h1, h2, h3, w0, w1, w2, w3, c0, c1, c2, c3, o0, o1, o2, o3, zp, _, _, _] = *entry;
     let shape = [
         u32::from_le_bytes([h0, h1, h2, h3]) as usize,
         u32::from_le_bytes([w0, w1, w2, w3]) as usize,
         u32::from_le_bytes([c0, c1, c2, c3]) as usize,
     ];
-    let len = shape[0].checked_mul(shape[1])?.checked_mul(shape[2])?;
+    // The loader checks every value's length to fit u32 before it reads one through here, so
+    // the wrapping product is exact (and costs no 64-bit multiply on a 32-bit core).
+    let len = shape[0].wrapping_mul(shape[1]).wrapping_mul(shape[2]);
     Some(Value {
         shape,
         len,

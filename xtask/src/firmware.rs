@@ -182,6 +182,8 @@ pub struct FirmwareOptions {
     pub only: Vec<String>,
     /// `bench-mcu --conv-only`: only the convolution table.
     pub conv_only: bool,
+    /// `firmware --update-figures`: rewrite the memory figures `kiln inspect` uses.
+    pub update_figures: bool,
 }
 
 impl FirmwareOptions {
@@ -194,6 +196,7 @@ impl FirmwareOptions {
             n_mnist_images: 200,
             only: Vec::new(),
             conv_only: false,
+            update_figures: false,
         };
         let mut iter = args.iter();
         while let Some(flag) = iter.next() {
@@ -216,9 +219,11 @@ impl FirmwareOptions {
                 }
                 "--board" => options.only.push(value()?),
                 "--conv-only" => options.conv_only = true,
+                "--update-figures" => options.update_figures = true,
                 other => bail!(
                     "cargo xtask firmware: unknown flag {other}; expected --mnist DIR, \
-                     --insncount DIR, --out DIR, --images N, --board NAME or (bench-mcu) --conv-only"
+                     --insncount DIR, --out DIR, --images N, --board NAME, --update-figures or \
+                     (bench-mcu) --conv-only"
                 ),
             }
         }
@@ -334,7 +339,100 @@ pub fn run(options: &FirmwareOptions) -> Result<()> {
         }
     }
     print_table(&rows, &prepared);
+    device_figures(&rows, options.update_figures)?;
     build_real_boards()?;
+    Ok(())
+}
+
+/// The figures `kiln inspect` adds to a model's flash and RAM, per core.
+const DEVICE_FIGURES: &str = "trainer/src/cli/device_figures.json";
+
+/// The core names of `device_figures.json` for a board's core (the tiny boards are measured,
+/// but their cores' figures come from the full-size boards).
+fn figures_core(board: &Board) -> Option<&'static str> {
+    match board.name {
+        "microbit" => Some("Cortex-M0"),
+        "lm3s6965evb" => Some("Cortex-M3"),
+        "mps2-an386" => Some("Cortex-M4F"),
+        "mps2-an500" => Some("Cortex-M7"),
+        "sifive-e" => Some("RISC-V rv32imc"),
+        _ => None,
+    }
+}
+
+/// Checks `kiln inspect`'s memory figures against this run: a figure below what was measured
+/// would let inspect say a model fits when it does not, so that fails; `--update-figures`
+/// writes the measured ones. Only the boards of this run are checked.
+fn device_figures(rows: &[Row], update: bool) -> Result<()> {
+    let path = workspace_root().join(DEVICE_FIGURES);
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("{}: cannot read", path.display()))?;
+    let mut figures: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{}: not JSON", path.display()))?;
+    let cores = figures
+        .get_mut("cores")
+        .and_then(|c| c.as_array_mut())
+        .with_context(|| format!("{}: no `cores` array", path.display()))?;
+    let mut stale = Vec::new();
+    for core in cores.iter_mut() {
+        let name = core.get("core").and_then(|c| c.as_str()).unwrap_or("").to_owned();
+        let mine: Vec<&Row> = rows
+            .iter()
+            .filter(|r| figures_core(r.board) == Some(name.as_str()))
+            .collect();
+        let Some(mlp) = mine.iter().find(|r| r.small.is_some()) else {
+            continue;
+        };
+        let graphs: Vec<&&Row> = mine.iter().filter(|r| r.small.is_none()).collect();
+        let max_of = |f: &dyn Fn(&Row) -> u64| graphs.iter().map(|r| f(r)).max().unwrap_or(0);
+        let measured = [
+            ("runtime_text_bytes", "mlp", mlp.runtime_text),
+            (
+                "runtime_text_bytes",
+                "mlp_small",
+                mlp.small.as_ref().map_or(0, |s| s.runtime_text),
+            ),
+            ("runtime_text_bytes", "graph", max_of(&|r| r.runtime_text)),
+            ("inference_stack_bytes", "mlp", mlp.inference_stack),
+            ("inference_stack_bytes", "graph", max_of(&|r| r.inference_stack)),
+            ("model_struct_bytes", "", mlp.model_bytes),
+        ];
+        for (field, key, value) in measured {
+            if value == 0 {
+                continue;
+            }
+            let slot = if key.is_empty() {
+                core.get_mut(field)
+            } else {
+                core.get_mut(field).and_then(|f| f.get_mut(key))
+            }
+            .with_context(|| format!("{}: {name} has no {field} {key}", path.display()))?;
+            let recorded = slot.as_u64().unwrap_or(0);
+            if update {
+                *slot = serde_json::Value::from(value);
+            } else if value > recorded {
+                stale.push(format!(
+                    "{name} {field} {key}: measured {value} B, {DEVICE_FIGURES} says {recorded} B"
+                ));
+            }
+        }
+    }
+    if update {
+        let mut out = serde_json::to_string_pretty(&figures)?;
+        out.push('\n');
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, out)?;
+        std::fs::rename(&tmp, &path)?;
+        println!("\nwrote the measured memory figures to {DEVICE_FIGURES}");
+        return Ok(());
+    }
+    ensure!(
+        stale.is_empty(),
+        "kiln inspect would understate what the runtime takes: {}. Run `cargo xtask firmware \
+         --update-figures` and commit {DEVICE_FIGURES}",
+        stale.join("; ")
+    );
+    println!("\n{DEVICE_FIGURES}: every memory figure covers this run's measurements");
     Ok(())
 }
 
