@@ -3,9 +3,9 @@
 //! it: `dsp` (the packed SMLAD kernel) on Armv7E-M; the four-row kernel with its inner loop in
 //! Thumb-1 assembly (`m0`) on Armv6-M and Armv7-M, in RISC-V assembly (`rv32`) on RV32IM, with
 //! SSE2 (`sse2`) on x86-64, and in portable Rust (`rows4`) everywhere else. `KILN_KERNEL=reference` forces
-//! the reference kernel (for benchmarks against it), and so does the `small` feature: the
-//! scalar references are the most compact code, and being the specification they give the
-//! same bits.
+//! the reference kernel (for benchmarks against it). The `small` feature takes the reference
+//! convolution and pooling kernels and the compact dense kernel (`kiln_small`): the least code,
+//! the same bits.
 
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(kiln_kernel, values(\"reference\", \"dsp\", \"rows4\", \"m0\", \"rv32\", \"sse2\"))");
@@ -36,4 +36,10 @@ fn main() {
         Some(other) => panic!("KILN_KERNEL={other}: expected `reference` or nothing"),
     };
     println!("cargo::rustc-cfg=kiln_kernel=\"{kernel}\"");
+    // `small` without an explicit KILN_KERNEL: the compact dense kernel (`kernels/compact.rs`)
+    // instead of the reference one, the same bits in less code than either.
+    println!("cargo::rustc-check-cfg=cfg(kiln_small)");
+    if small && std::env::var("KILN_KERNEL").ok().as_deref().unwrap_or("").is_empty() {
+        println!("cargo::rustc-cfg=kiln_small");
+    }
 }

@@ -3,8 +3,8 @@
 use core::fmt;
 
 use crate::blob::{
-    geometry, read_node, read_value, Value, ACT_LUT, ACT_RELU, INPUT_ENTRY_LEN, KIND_AVG_POOL,
-    KIND_CONV2D, KIND_DENSE, KIND_MAX_POOL, NODE_HEADER_LEN, PAD_SAME,
+    geometry, read_node, read_value, NodeRecord, Value, ACT_LUT, ACT_RELU, INPUT_ENTRY_LEN, KIND_AVG_POOL,
+    KIND_CONV2D, KIND_DENSE, KIND_DEPTHWISE, KIND_MAX_POOL, NODE_HEADER_LEN, PAD_SAME,
 };
 use crate::error::u32_sat;
 use crate::fixed::{clamp_raw, rq_input, sat8};
@@ -215,22 +215,6 @@ impl Kernels for Reference {
     fn avg_pool(p: &PoolParams, input: &[i8], output: &mut [i8]) -> Result<(), Error> {
         kernels::reference::avg_pool_i8(p, input, output)
     }
-}
-
-/// A node as [`Model::run`] needs it.
-struct Step<'a> {
-    kind: u8,
-    activation: u8,
-    pre_zero_point: i8,
-    same: bool,
-    input: Value,
-    output: Value,
-    kernel: [usize; 2],
-    stride: [usize; 2],
-    /// The arrays after the record's header.
-    body: &'a [u8],
-    /// Where the next record starts.
-    next: usize,
 }
 
 /// `pad_begin` of a validated axis: `floor(max((out - 1) s + k - n, 0) / 2)` for same
@@ -452,31 +436,29 @@ impl<'a, const KINDS: u8> Model<'a, KINDS> {
     fn quantize_unchecked(&self, raw: &[i32], out: &mut [i8]) {
         let zp = i64::from(self.input_zero_point);
         let entries = self.entries();
-        let mut decoded = entries.chunks_exact(INPUT_ENTRY_LEN).map(decode_entry);
-        if entries.len() == INPUT_ENTRY_LEN {
-            // one shared entry
-            if let Some(entry) = decoded.next() {
-                // a fixed-size array: a byte indexes it without a bounds check
-                let table: Option<&[u8; 256]> = self
-                    .byte_table_at
-                    .and_then(|at| self.bytes.get(at..at.saturating_add(256)))
-                    .and_then(|t| t.try_into().ok());
-                for (o, &x) in out.iter_mut().zip(raw) {
-                    *o = match (table, u8::try_from(x)) {
-                        (Some(table), Ok(byte)) => {
-                            table.get(usize::from(byte)).map_or(0, |&q| q as i8)
-                        }
-                        _ => affine(x, entry, zp),
-                    };
-                }
-            }
+        // One entry for every feature, or one each: the entry of feature `j` starts at `j * step`.
+        let step = if entries.len() == INPUT_ENTRY_LEN {
+            0
         } else {
-            // `decoded` is advanced by hand: zipping a `ChunksExact` keeps a dead
-            // division-by-zero panic in some optimized builds (see the reference kernel)
-            for (o, &x) in out.iter_mut().zip(raw) {
-                let Some(entry) = decoded.next() else { break };
-                *o = affine(x, entry, zp);
-            }
+            INPUT_ENTRY_LEN
+        };
+        // With one shared entry: a fixed-size array, which a byte indexes without a bounds check.
+        let table: Option<&[u8; 256]> = self
+            .byte_table_at
+            .and_then(|at| self.bytes.get(at..at.saturating_add(256)))
+            .and_then(|t| t.try_into().ok());
+        // One loop and one copy of the affine map for both layouts (the smallest parts count
+        // every byte); a raw byte with a table takes the table.
+        let mut at = 0usize;
+        for (o, &x) in out.iter_mut().zip(raw) {
+            *o = match (table, u8::try_from(x)) {
+                (Some(table), Ok(byte)) => table.get(usize::from(byte)).map_or(0, |&q| q as i8),
+                _ => {
+                    let entry = entries.get(at..at.wrapping_add(INPUT_ENTRY_LEN)).unwrap_or(&[]);
+                    affine(x, decode_entry(entry), zp)
+                }
+            };
+            at = at.wrapping_add(step);
         }
     }
 
@@ -595,9 +577,7 @@ impl<'a, const KINDS: u8> Model<'a, KINDS> {
     ) -> Result<usize, Error> {
         let mut at = self.nodes_at;
         for _ in 0..self.n_nodes {
-            let step = self.step(at).ok_or(self.internal())?;
-            self.run_step::<K>(&step, arena, workspace)?;
-            at = step.next;
+            at = self.run_node::<K>(at, arena, workspace)?;
         }
         let last = self
             .value_fast(self.n_nodes)
@@ -612,139 +592,70 @@ impl<'a, const KINDS: u8> Model<'a, KINDS> {
     /// Value `id` of the validated table.
     #[inline(always)]
     fn value_fast(&self, id: usize) -> Option<Value> {
-        read_value(self.bytes, self.values_at, u16::try_from(id).ok()?)
+        read_value(self.bytes, self.values_at, id as u16) // id <= MAX_LAYERS
     }
 
-    /// The node record at `at`, decoded for running: the loader checked every field, so this
-    /// only reads them (the per-node cost of an MLP stays a few dozen instructions).
+    /// The node record at `at`: its values out of the arena, its parameters out of its record,
+    /// its kernel. Returns where the next record starts. The loader checked every field, so
+    /// this only reads them; convolutions and pools go through their own functions, so that a
+    /// dense layer's frame holds only what it uses.
     #[inline(always)]
-    fn step(&self, at: usize) -> Option<Step<'a>> {
-        let node = read_node(self.bytes, at).ok()?;
-        let next = at.wrapping_add(node.section_len as usize);
-        let input = self.value_fast(usize::from(node.input))?;
-        let output = self.value_fast(usize::from(node.output))?;
-        let (kind, activation, padding) = (node.kind, node.activation, node.padding);
-        let kernel = node.kernel.map(usize::from);
-        let stride = node.stride.map(usize::from);
-        Some(Step {
-            kind,
-            activation,
-            pre_zero_point: node.pre_zero_point,
-            same: padding == PAD_SAME,
-            input,
-            output,
-            kernel,
-            stride,
-            body: self.bytes.get(at.wrapping_add(NODE_HEADER_LEN)..next)?,
-            next,
-        })
-    }
-
-    /// One node: its values out of the arena, its parameters out of its record, its kernel.
-    #[inline(always)]
-    fn run_step<K: Kernels>(
+    fn run_node<K: Kernels>(
         &self,
-        step: &Step<'a>,
+        at: usize,
         arena: &mut [i8],
         workspace: &mut [i8],
-    ) -> Result<(), Error> {
+    ) -> Result<usize, Error> {
         let internal = self.internal();
-        let (in_v, out_v) = (&step.input, &step.output);
-        let (input, output) = split_pair(arena, in_v, out_v).ok_or(internal)?;
+        let node = read_node(self.bytes, at).map_err(|_| internal)?;
+        let next = at.wrapping_add(node.section_len as usize);
+        let body = self
+            .bytes
+            .get(at.wrapping_add(NODE_HEADER_LEN)..next)
+            .ok_or(internal)?;
+        let in_v = self.value_fast(usize::from(node.input)).ok_or(internal)?;
+        let out_v = self.value_fast(usize::from(node.output)).ok_or(internal)?;
+        let (input, output) = split_pair(arena, &in_v, &out_v).ok_or(internal)?;
         // Identity and relu requantize to the output; a table layer to its pre-activation.
-        let (zp, clamp_min) = match step.activation {
+        let (zp, clamp_min) = match node.activation {
             ACT_RELU => (out_v.zero_point, out_v.zero_point),
-            ACT_LUT => (step.pre_zero_point, i8::MIN),
+            ACT_LUT => (node.pre_zero_point, i8::MIN),
             _ => (out_v.zero_point, i8::MIN),
         };
-        match step.kind {
-            // Each kind's arm only where `KINDS` links it: the others leave no code behind.
-            KIND_MAX_POOL | KIND_AVG_POOL if KINDS & (kinds::MAX_POOL | kinds::AVG_POOL) != 0 => {
-                let (multiplier, shift) = match step.body {
-                    [a, b, c, d, t, ..] => (le_i32(&[*a, *b, *c, *d]), *t),
-                    _ => (crate::fixed::MULTIPLIER_MIN, crate::fixed::SHIFT_MIN),
-                };
-                let p = PoolParams {
-                    input_shape: in_v.shape,
-                    output_shape: out_v.shape,
-                    kernel: step.kernel,
-                    stride: step.stride,
-                    input_zero_point: in_v.zero_point,
-                    output_zero_point: out_v.zero_point,
-                    multiplier,
-                    shift,
-                    clamp_min: i8::MIN,
+        let lut = node.activation == ACT_LUT;
+        let n = out_v.shape[2];
+        // Each kind's arm only where `KINDS` links it: the others leave no code behind.
+        let table = match node.kind {
+            KIND_DENSE if KINDS & kinds::DENSE != 0 => {
+                // fits: the loader checked the record's length against it
+                let n_weights = in_v.len.wrapping_mul(n);
+                let (multipliers, shifts, bias, weights, table) =
+                    split_arrays(body, n, n_weights, lut).ok_or(internal)?;
+                let p = FcParams {
+                    weights,
+                    bias,
+                    multipliers,
+                    shifts,
+                    output_zero_point: zp,
+                    clamp_min,
                     clamp_max: i8::MAX,
                 };
-                if step.kind == KIND_MAX_POOL && KINDS & kinds::MAX_POOL != 0 {
-                    K::max_pool(&p, input, output)
-                } else if KINDS & kinds::AVG_POOL != 0 {
-                    K::avg_pool(&p, input, output)
-                } else {
-                    Err(internal)
-                }
+                K::dense(&p, input, workspace, output)?;
+                table
             }
-            kind => {
-                let n = out_v.shape[2];
-                let [kh, kw] = step.kernel;
-                // every product fits: the loader checked the record's length against them
-                let n_weights = match kind {
-                    KIND_DENSE => in_v.len.wrapping_mul(n),
-                    KIND_CONV2D => n
-                        .wrapping_mul(kh)
-                        .wrapping_mul(kw)
-                        .wrapping_mul(in_v.shape[2]),
-                    _ => kh.wrapping_mul(kw).wrapping_mul(n),
-                };
-                let arrays = split_arrays(step.body, n, n_weights, step.activation == ACT_LUT)
-                    .ok_or(internal)?;
-                let (multipliers, shifts, bias, weights, table) = arrays;
-                if kind == KIND_DENSE && KINDS & kinds::DENSE != 0 {
-                    let p = FcParams {
-                        weights,
-                        bias,
-                        multipliers,
-                        shifts,
-                        output_zero_point: zp,
-                        clamp_min,
-                        clamp_max: i8::MAX,
-                    };
-                    K::dense(&p, input, workspace, output)?;
-                } else if KINDS & (kinds::CONV2D | kinds::DEPTHWISE) != 0 {
-                    let p = ConvParams {
-                        input_shape: in_v.shape,
-                        output_shape: out_v.shape,
-                        kernel: step.kernel,
-                        stride: step.stride,
-                        pad: [
-                            pad_begin(in_v.shape[0], out_v.shape[0], kh, step.stride[0], step.same),
-                            pad_begin(in_v.shape[1], out_v.shape[1], kw, step.stride[1], step.same),
-                        ],
-                        weights,
-                        bias,
-                        multipliers,
-                        shifts,
-                        input_zero_point: in_v.zero_point,
-                        output_zero_point: zp,
-                        clamp_min,
-                        clamp_max: i8::MAX,
-                    };
-                    if kind == KIND_CONV2D && KINDS & kinds::CONV2D != 0 {
-                        K::conv(&p, input, workspace, output)?;
-                    } else if KINDS & kinds::DEPTHWISE != 0 {
-                        K::depthwise(&p, input, output)?;
-                    } else {
-                        return Err(internal);
-                    }
-                } else {
-                    return Err(internal);
-                }
-                if let Some(table) = table {
-                    kernels::apply_lut_i8(table, output);
-                }
-                Ok(())
+            KIND_CONV2D | KIND_DEPTHWISE if KINDS & (kinds::CONV2D | kinds::DEPTHWISE) != 0 => {
+                conv_node::<K, KINDS>(&node, body, &in_v, &out_v, (zp, clamp_min), input, workspace, output)?
             }
+            KIND_MAX_POOL | KIND_AVG_POOL if KINDS & (kinds::MAX_POOL | kinds::AVG_POOL) != 0 => {
+                pool_node::<K, KINDS>(&node, body, &in_v, &out_v, input, output)?;
+                None
+            }
+            _ => return Err(internal),
+        };
+        if let Some(table) = table {
+            kernels::apply_lut_i8(table, output);
         }
+        Ok(next)
     }
 
     /// The logits' real values: `out[i] = s_out * (logits[i] - zp_out)` in f32.
@@ -777,6 +688,97 @@ impl<'a, const KINDS: u8> Model<'a, KINDS> {
     #[cfg(feature = "f32-output")]
     pub fn output_scale(&self) -> f32 {
         f32::from_bits(self.output_scale_bits)
+    }
+}
+
+/// A `Conv2d` or depthwise node; returns its activation table, if any. Out of line: its
+/// parameters stay out of the dense layers' frame.
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+fn conv_node<'b, K: Kernels, const KINDS: u8>(
+    node: &NodeRecord,
+    body: &'b [u8],
+    in_v: &Value,
+    out_v: &Value,
+    (zp, clamp_min): (i8, i8),
+    input: &[i8],
+    workspace: &mut [i8],
+    output: &mut [i8],
+) -> Result<Option<&'b [u8; 256]>, Error> {
+    let internal = Error::KernelArguments;
+    let n = out_v.shape[2];
+    let [kh, kw] = node.kernel.map(usize::from);
+    let stride = node.stride.map(usize::from);
+    let conv2d = node.kind == KIND_CONV2D && KINDS & kinds::CONV2D != 0;
+    // every product fits: the loader checked the record's length against them
+    let n_weights = if conv2d {
+        n.wrapping_mul(kh).wrapping_mul(kw).wrapping_mul(in_v.shape[2])
+    } else {
+        kh.wrapping_mul(kw).wrapping_mul(n)
+    };
+    let (multipliers, shifts, bias, weights, table) =
+        split_arrays(body, n, n_weights, node.activation == ACT_LUT).ok_or(internal)?;
+    let same = node.padding == PAD_SAME;
+    let p = ConvParams {
+        input_shape: in_v.shape,
+        output_shape: out_v.shape,
+        kernel: [kh, kw],
+        stride,
+        pad: [
+            pad_begin(in_v.shape[0], out_v.shape[0], kh, stride[0], same),
+            pad_begin(in_v.shape[1], out_v.shape[1], kw, stride[1], same),
+        ],
+        weights,
+        bias,
+        multipliers,
+        shifts,
+        input_zero_point: in_v.zero_point,
+        output_zero_point: zp,
+        clamp_min,
+        clamp_max: i8::MAX,
+    };
+    if conv2d {
+        K::conv(&p, input, workspace, output)?;
+    } else if KINDS & kinds::DEPTHWISE != 0 {
+        K::depthwise(&p, input, output)?;
+    } else {
+        return Err(internal);
+    }
+    Ok(table)
+}
+
+/// A max or average pool node. Out of line, like [`conv_node`].
+#[inline(never)]
+fn pool_node<K: Kernels, const KINDS: u8>(
+    node: &NodeRecord,
+    body: &[u8],
+    in_v: &Value,
+    out_v: &Value,
+    input: &[i8],
+    output: &mut [i8],
+) -> Result<(), Error> {
+    let (multiplier, shift) = match body {
+        [a, b, c, d, t, ..] => (le_i32(&[*a, *b, *c, *d]), *t),
+        _ => (crate::fixed::MULTIPLIER_MIN, crate::fixed::SHIFT_MIN),
+    };
+    let p = PoolParams {
+        input_shape: in_v.shape,
+        output_shape: out_v.shape,
+        kernel: node.kernel.map(usize::from),
+        stride: node.stride.map(usize::from),
+        input_zero_point: in_v.zero_point,
+        output_zero_point: out_v.zero_point,
+        multiplier,
+        shift,
+        clamp_min: i8::MIN,
+        clamp_max: i8::MAX,
+    };
+    if node.kind == KIND_MAX_POOL && KINDS & kinds::MAX_POOL != 0 {
+        K::max_pool(&p, input, output)
+    } else if KINDS & kinds::AVG_POOL != 0 {
+        K::avg_pool(&p, input, output)
+    } else {
+        Err(Error::KernelArguments)
     }
 }
 

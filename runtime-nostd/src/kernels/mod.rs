@@ -4,6 +4,7 @@
 //! `docs/quantization.md` (dense) and `docs/layer-graph.md` (convolutions and pooling). Optimized kernels (per architecture, chosen by `cfg` here) must match
 //! it bit for bit; `kernel_tests!` (tests only) checks an implementation against it.
 
+pub mod compact;
 pub mod conv;
 #[cfg(kiln_kernel = "dsp")]
 mod dsp_asm;
@@ -27,8 +28,10 @@ use crate::Error;
 /// the four-row scalar kernel elsewhere, and the reference when asked for (`KILN_KERNEL`).
 #[cfg(kiln_kernel = "dsp")]
 pub use packed::fully_connected_i8;
-#[cfg(kiln_kernel = "reference")]
+#[cfg(all(kiln_kernel = "reference", not(kiln_small)))]
 pub use reference::fully_connected_i8;
+#[cfg(kiln_small)]
+pub use compact::fully_connected_i8;
 #[cfg(any(
     kiln_kernel = "rows4",
     kiln_kernel = "m0",
@@ -316,6 +319,9 @@ macro_rules! kernel_tests {
 
 #[cfg(test)]
 pub(crate) mod harness;
+
+#[cfg(test)]
+kernel_tests!(compact_vs_reference, crate::kernels::compact::fully_connected_i8);
 
 #[cfg(test)]
 kernel_tests!(

@@ -209,8 +209,16 @@ fn fully_connected_with(
             .get(first.wrapping_mul(4)..)
             .unwrap_or(&[]);
         let shifts = params.shifts.get(first..).unwrap_or(&[]);
-        let channels = multipliers.chunks_exact(4).zip(shifts);
-        for ((out, acc), (multiplier, &shift)) in out4.iter_mut().zip(acc).zip(channels) {
+        // Indexed, not zipped: a chain of zipped iterators costs stack on every call.
+        for (r, out) in out4.iter_mut().enumerate() {
+            let at = r.wrapping_mul(4);
+            let (Some(&acc), Some(multiplier), Some(&shift)) = (
+                acc.get(r),
+                multipliers.get(at..at.wrapping_add(4)),
+                shifts.get(r),
+            ) else {
+                break;
+            };
             *out = requantize(params, acc, le_i32(multiplier), shift);
         }
     }

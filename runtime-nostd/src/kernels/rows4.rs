@@ -143,8 +143,10 @@ fn fully_connected_with(
                 .unwrap_or(&[]);
             *out_acc = tail_dot(tail, input_rest, acc);
         }
-        for (out, acc) in out4.iter_mut().zip(accs) {
-            let (Some(m), Some(t)) = (multipliers.next(), shifts.next()) else {
+        // Indexed, not zipped: a chain of zipped iterators costs stack on every call.
+        for (r, out) in out4.iter_mut().enumerate() {
+            let (Some(&acc), Some(m), Some(t)) = (accs.get(r), multipliers.next(), shifts.next())
+            else {
                 break;
             };
             *out = requantize(params, acc, m, t);
