@@ -313,10 +313,8 @@ pub(crate) fn geometry<const KINDS: u8>(
     if node.reserved != 0 {
         return Err(reserved(10));
     }
-    let [ih, iw, ic] = input.shape.map(|d| d as u64);
-    let [oh, ow, oc] = output.shape.map(|d| d as u64);
-    let [kh, kw] = node.kernel.map(u64::from);
-    let [sh, sw] = node.stride.map(u64::from);
+    // Plain locals, not `array::map`: the loader's code is flash on the smallest parts.
+    let [oh, ow, oc] = output.shape;
     let shape_error = Error::NodeShape {
         layer,
         value: node.output,
@@ -324,15 +322,21 @@ pub(crate) fn geometry<const KINDS: u8>(
     let too_large = |n: u64| usize::try_from(n).map_err(|_| Error::TooLarge);
     let (pad, n_weights) = match kind {
         LayerKind::Dense => {
-            if let Some(i) = [kh, kw, sh, sw].iter().position(|&v| v != 0) {
+            // the kernel and stride fields are reserved: four u16 at header offsets 12 to 19
+            let fields = [node.kernel[0], node.kernel[1], node.stride[0], node.stride[1]];
+            if let Some(i) = fields.iter().position(|&v| v != 0) {
                 return Err(reserved(12u32.saturating_add((i as u32).saturating_mul(2))));
             }
             if oh != 1 || ow != 1 {
                 return Err(shape_error);
             }
-            ([0, 0], (input.len as u64).saturating_mul(oc))
+            ([0, 0], (input.len as u64).saturating_mul(oc as u64))
         }
         _ => {
+            let [ih, iw, ic] = [input.shape[0], input.shape[1], input.shape[2]].map(|d| d as u64);
+            let (oh, ow, oc) = (oh as u64, ow as u64, oc as u64);
+            let [kh, kw] = node.kernel.map(u64::from);
+            let [sh, sw] = node.stride.map(u64::from);
             let same = node.padding == PAD_SAME;
             let (eh, top, ew, left) = if conv {
                 let (eh, top) = conv_axis(ih, kh, sh, same).ok_or(Error::BadGeometry { layer })?;
@@ -361,8 +365,8 @@ pub(crate) fn geometry<const KINDS: u8>(
         activation,
         channels: output.shape[2],
         n_weights: too_large(n_weights)?,
-        kernel: node.kernel.map(usize::from),
-        stride: node.stride.map(usize::from),
+        kernel: [usize::from(node.kernel[0]), usize::from(node.kernel[1])],
+        stride: [usize::from(node.stride[0]), usize::from(node.stride[1])],
         pad,
     })
 }
