@@ -550,8 +550,10 @@ pub(crate) fn parse<const KINDS: u8>(bytes: &[u8]) -> Result<Model<'_, KINDS>, E
 
     // ---- nodes, in execution order
     let nodes_at = r.pos;
-    // the last node that reads each value (its writer if none does), for the overlap check
-    let mut last_use = [0u16; MAX_LAYERS + 1];
+    // the last node that reads each value, for the overlap check (a value nobody reads lives
+    // at its writer only; node ids fit u8: at most MAX_LAYERS = 64 nodes)
+    let mut last_use = [0u8; MAX_LAYERS];
+    const _: () = assert!(MAX_LAYERS <= 256);
     let mut widest_dense = 0usize;
     let mut conv_workspace = 0usize;
     for layer in 0..n_nodes {
@@ -611,10 +613,8 @@ pub(crate) fn parse<const KINDS: u8>(bytes: &[u8]) -> Result<Model<'_, KINDS>, E
                 },
             ));
         }
-        for id in [node.input, node.output] {
-            if let Some(slot) = last_use.get_mut(usize::from(id)) {
-                *slot = layer;
-            }
+        if let Some(slot) = last_use.get_mut(usize::from(node.input)) {
+            *slot = layer as u8;
         }
     }
 
@@ -680,15 +680,14 @@ pub(crate) fn parse<const KINDS: u8>(bytes: &[u8]) -> Result<Model<'_, KINDS>, E
 /// `v - 1`, to the last node that reads it (`last_use[v]`); value 0 from node 0.
 fn check_plan(
     n_values: u16,
-    last_use: &[u16],
+    last_use: &[u8],
     value: impl Fn(u16) -> Result<Value, Error>,
 ) -> Result<(), Error> {
     let life = |id: u16| {
         let start = id.saturating_sub(1);
         let end = last_use
             .get(usize::from(id))
-            .copied()
-            .unwrap_or(0)
+            .map_or(0, |&k| u16::from(k))
             .max(start);
         (start, end)
     };
