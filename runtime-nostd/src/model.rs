@@ -447,18 +447,24 @@ impl<'a, const KINDS: u8> Model<'a, KINDS> {
             .byte_table_at
             .and_then(|at| self.bytes.get(at..at.saturating_add(256)))
             .and_then(|t| t.try_into().ok());
-        // One loop and one copy of the affine map for both layouts (the smallest parts count
-        // every byte); a raw byte with a table takes the table.
-        let mut at = 0usize;
-        for (o, &x) in out.iter_mut().zip(raw) {
-            *o = match (table, u8::try_from(x)) {
-                (Some(table), Ok(byte)) => table.get(usize::from(byte)).map_or(0, |&q| q as i8),
-                _ => {
-                    let entry = entries.get(at..at.wrapping_add(INPUT_ENTRY_LEN)).unwrap_or(&[]);
-                    affine(x, decode_entry(entry), zp)
-                }
-            };
-            at = at.wrapping_add(step);
+        // One copy of the affine map for both layouts (the smallest parts count every byte); a
+        // raw byte with a table takes the table.
+        if step == 0 {
+            // the shared entry: nothing to advance per feature
+            for (o, &x) in out.iter_mut().zip(raw) {
+                *o = match (table, u8::try_from(x)) {
+                    (Some(table), Ok(byte)) => {
+                        table.get(usize::from(byte)).map_or(0, |&q| q as i8)
+                    }
+                    _ => affine_at(entries, 0, x, zp),
+                };
+            }
+        } else {
+            let mut at = 0usize;
+            for (o, &x) in out.iter_mut().zip(raw) {
+                *o = affine_at(entries, at, x, zp);
+                at = at.wrapping_add(step);
+            }
         }
     }
 
@@ -788,6 +794,14 @@ pub(crate) fn decode_entry(entry: &[u8]) -> (i32, i32, u8) {
         [a, b, c, d, e, f, g, h, t, ..] => (le_i32(&[a, b, c, d]), le_i32(&[e, f, g, h]), t),
         _ => (0, crate::fixed::MULTIPLIER_MIN, crate::fixed::SHIFT_MIN),
     }
+}
+
+/// [`affine`] with the entry at byte `at` of the input stage's entries. Out of line: the table
+/// loop stays tight, and one copy serves both layouts.
+#[inline(never)]
+fn affine_at(entries: &[u8], at: usize, x: i32, zp: i64) -> i8 {
+    let entry = entries.get(at..at.wrapping_add(INPUT_ENTRY_LEN)).unwrap_or(&[]);
+    affine(x, decode_entry(entry), zp)
 }
 
 /// `sat8(zp + rq(256 * clamp(x) - mu, M, t))`.

@@ -56,10 +56,21 @@ pub fn run() -> Result<()> {
             "--manifest-path",
             "runtime-nostd/nopanic-check/Cargo.toml",
         ])?;
+        // and the `small` build's compact kernels
+        cargo(&[
+            "build",
+            "--release",
+            "--target",
+            target,
+            "--features",
+            "small",
+            "--manifest-path",
+            "runtime-nostd/nopanic-check/Cargo.toml",
+        ])?;
     }
     println!(
         "cargo xtask nostd: kiln-runtime builds for {TARGET} and has no reachable panic \
-         (the kernels of thumbv6m, thumbv7em and riscv32imc)"
+         (the kernels of thumbv6m, thumbv7em and riscv32imc, default and `small`)"
     );
     Ok(())
 }

@@ -70,6 +70,19 @@ pub extern "C" fn _start() -> ! {
             .map_or(3, |_| qi[0] as usize);
         result ^= m.dequantize(&l, head(out, knob(7))).map_or(4, |_| 5);
     }
+    // The dense-only kind set: its own monomorphized loader and node loop.
+    if let Ok(m) = Model::<{ kiln_runtime::kinds::DENSE }>::with_kinds(blob) {
+        let scratch = unsafe { &mut *addr_of_mut!(SCRATCH) };
+        let logits = unsafe { &mut *addr_of_mut!(LOGITS) };
+        let mut q = [0i8; 300];
+        result ^= m
+            .run_quantized(
+                head(&mut q, knob(4)),
+                head(scratch, knob(2) * 8),
+                head(logits, knob(3)),
+            )
+            .unwrap_or(6);
+    }
     unsafe { write_volatile(addr_of_mut!(LOGITS[0]), result as i8) };
     loop {}
 }
