@@ -44,16 +44,21 @@ pub(crate) const PAD_VALID: u8 = 0;
 pub(crate) const PAD_SAME: u8 = 1;
 
 /// Bytes of zero padding after `n` bytes to reach a multiple of 4.
-pub(crate) const fn pad4(n: u64) -> u64 {
+pub(crate) const fn pad4(n: usize) -> usize {
     n.wrapping_neg() & 3 // (-n) mod 4
 }
 
 /// The byte length of the arrays of a layer with `n` output channels and `n_weights` weights:
-/// multipliers, padded shifts, bias, padded weights, optional table. No overflow for
-/// `n < 2^32`, `n_weights < 2^62`.
-#[allow(clippy::arithmetic_side_effects)] // every term < 2^63 / 4
-pub(crate) const fn channel_arrays_len(n: u64, n_weights: u64, lut: bool) -> u64 {
-    4 * n + n + pad4(n) + 4 * n + n_weights + pad4(n_weights) + if lut { LUT_LEN as u64 } else { 0 }
+/// multipliers, padded shifts, bias, padded weights, optional table; saturated (in `usize`,
+/// which costs no 64-bit arithmetic on a 32-bit core: a saturated length is longer than any
+/// blob, so the record is refused either way).
+pub(crate) const fn channel_arrays_len(n: usize, n_weights: usize, lut: bool) -> usize {
+    let per_channel = n.saturating_mul(9); // multiplier 4, shift 1, bias 4
+    per_channel
+        .saturating_add(pad4(n))
+        .saturating_add(n_weights)
+        .saturating_add(pad4(n_weights))
+        .saturating_add(if lut { LUT_LEN } else { 0 })
 }
 
 /// `(out, pad_begin)` of one spatial axis (docs/layer-graph.md "Padding and output sizes"), or
@@ -98,24 +103,22 @@ impl<'a> Reader<'a> {
         u32_sat(self.pos)
     }
 
-    pub(crate) fn take(&mut self, n: u64) -> Result<&'a [u8], Error> {
-        let end = usize::try_from(n)
-            .ok()
-            .and_then(|n| self.pos.checked_add(n));
+    pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], Error> {
+        let end = self.pos.checked_add(n);
         match end.and_then(|end| self.bytes.get(self.pos..end).map(|s| (end, s))) {
             Some((end, s)) => {
                 self.pos = end;
                 Ok(s)
             }
             None => Err(Error::Truncated {
-                needed: u32::try_from((self.pos as u64).saturating_add(n)).unwrap_or(u32::MAX),
+                needed: u32_sat(self.pos.saturating_add(n)),
                 available: u32_sat(self.bytes.len()),
             }),
         }
     }
 
     fn array<const N: usize>(&mut self) -> Result<[u8; N], Error> {
-        let s = self.take(N as u64)?;
+        let s = self.take(N)?;
         Ok(<[u8; N]>::try_from(s).unwrap_or([0; N]))
     }
 
@@ -136,7 +139,7 @@ impl<'a> Reader<'a> {
     }
 
     /// `n` bytes that must be zero (reserved fields and padding).
-    fn zeros(&mut self, n: u64) -> Result<(), Error> {
+    fn zeros(&mut self, n: usize) -> Result<(), Error> {
         let start = self.pos;
         let s = self.take(n)?;
         match s.iter().position(|&b| b != 0) {
@@ -330,7 +333,7 @@ pub(crate) fn geometry<const KINDS: u8>(
             if oh != 1 || ow != 1 {
                 return Err(shape_error);
             }
-            ([0, 0], (input.len as u64).saturating_mul(oc as u64))
+            ([0, 0], input.len.saturating_mul(oc))
         }
         _ => {
             let [ih, iw, ic] = [input.shape[0], input.shape[1], input.shape[2]].map(|d| d as u64);
@@ -357,14 +360,14 @@ pub(crate) fn geometry<const KINDS: u8>(
                 LayerKind::DepthwiseConv2d => taps.saturating_mul(ic),
                 _ => 0,
             };
-            ([too_large(top)?, too_large(left)?], n_weights)
+            ([too_large(top)?, too_large(left)?], too_large(n_weights)?)
         }
     };
     Ok(Geometry {
         kind,
         activation,
         channels: output.shape[2],
-        n_weights: too_large(n_weights)?,
+        n_weights,
         kernel: [usize::from(node.kernel[0]), usize::from(node.kernel[1])],
         stride: [usize::from(node.stride[0]), usize::from(node.stride[1])],
         pad,
@@ -372,17 +375,17 @@ pub(crate) fn geometry<const KINDS: u8>(
 }
 
 /// The byte length a node's section must have.
-pub(crate) fn section_len(g: &Geometry) -> u64 {
+pub(crate) fn section_len(g: &Geometry) -> usize {
     let arrays = match g.kind {
         LayerKind::MaxPool2d => 0,
         LayerKind::AvgPool2d => 8, // multiplier, shift, 3 zero bytes
         _ => channel_arrays_len(
-            g.channels as u64,
-            g.n_weights as u64,
+            g.channels,
+            g.n_weights,
             g.activation == Activation::Lut,
         ),
     };
-    (NODE_HEADER_LEN as u64).saturating_add(arrays)
+    NODE_HEADER_LEN.saturating_add(arrays)
 }
 
 /// Parses and validates a blob (see `docs/blob-format.md` for the order of the checks).
@@ -438,7 +441,7 @@ pub(crate) fn parse<const KINDS: u8>(bytes: &[u8]) -> Result<Model<'_, KINDS>, E
     let n_outputs = r.u32()?;
     let arena_len = r.u32()?;
     let n_values = r.u16()?;
-    r.zeros(HEADER_RESERVED as u64)?;
+    r.zeros(HEADER_RESERVED)?;
     if n_nodes == 0 {
         return Err(Error::NoLayers);
     }
@@ -485,7 +488,7 @@ pub(crate) fn parse<const KINDS: u8>(bytes: &[u8]) -> Result<Model<'_, KINDS>, E
     let byte_table_at = if n_entries == 1 {
         let entry = content.get(entries_at..r.pos).map(decode_entry);
         let at = r.pos;
-        let table = r.take(BYTE_TABLE_LEN as u64)?;
+        let table = r.take(BYTE_TABLE_LEN)?;
         for (raw, &q) in (0i32..).zip(table) {
             let expected = entry.map(|e| affine(raw, e, i64::from(input_zero_point)));
             if expected != Some(q as i8) {
@@ -501,7 +504,7 @@ pub(crate) fn parse<const KINDS: u8>(bytes: &[u8]) -> Result<Model<'_, KINDS>, E
 
     // ---- value table
     let values_at = r.pos;
-    r.take((VALUE_LEN as u64).saturating_mul(u64::from(n_values)))?;
+    r.take(VALUE_LEN.saturating_mul(usize::from(n_values)))?;
     let mut needed_arena = 0usize;
     for id in 0..n_values {
         let at = usize::from(id)
@@ -517,20 +520,20 @@ pub(crate) fn parse<const KINDS: u8>(bytes: &[u8]) -> Result<Model<'_, KINDS>, E
         if h == 0 || w == 0 || c == 0 {
             return Err(Error::EmptyValue { value: id });
         }
-        let len = u64::from(h)
-            .checked_mul(u64::from(w))
-            .and_then(|n| n.checked_mul(u64::from(c)))
-            .filter(|&n| n <= u64::from(u32::MAX))
+        // in u32, the format's width: no 64-bit arithmetic on a 32-bit core
+        let len = h
+            .checked_mul(w)
+            .and_then(|n| n.checked_mul(c))
             .ok_or(Error::TooLarge)?;
-        let end = u64::from(offset).saturating_add(len);
-        if end > u64::from(arena_len) {
+        let end = offset.saturating_add(len);
+        if end > arena_len {
             return Err(Error::ArenaOverflow {
                 value: id,
-                end: u32::try_from(end).unwrap_or(u32::MAX),
+                end,
                 arena_len,
             });
         }
-        needed_arena = needed_arena.max(to_usize(u32_sat(end as usize))?);
+        needed_arena = needed_arena.max(to_usize(end)?);
     }
     let value = |id: u16| read_value(content, values_at, id).ok_or(Error::TooLarge);
     let first = value(0)?;
@@ -559,7 +562,7 @@ pub(crate) fn parse<const KINDS: u8>(bytes: &[u8]) -> Result<Model<'_, KINDS>, E
     for layer in 0..n_nodes {
         let header_at = r.offset();
         let node = read_node(content, r.pos)?;
-        r.take(NODE_HEADER_LEN as u64)?;
+        r.take(NODE_HEADER_LEN)?;
         let out_id = layer.saturating_add(1);
         if node.output != out_id {
             return Err(Error::BadValueId {
@@ -583,7 +586,7 @@ pub(crate) fn parse<const KINDS: u8>(bytes: &[u8]) -> Result<Model<'_, KINDS>, E
         let output = value(node.output)?;
         let g = geometry::<KINDS>(&node, layer, &input, &output, header_at)?;
         let expected = section_len(&g);
-        if u64::from(node.section_len) != expected {
+        if node.section_len as usize != expected {
             return Err(Error::SectionLength {
                 layer,
                 stored: node.section_len,
@@ -741,7 +744,7 @@ fn parse_arrays<const KINDS: u8>(
         }
         _ => {}
     }
-    let n = g.channels as u64;
+    let n = g.channels;
     let multipliers = r.take(n.saturating_mul(4))?;
     for (channel, m) in (0u32..).zip(multipliers.chunks_exact(4).map(le_i32)) {
         check_requant(layer, channel, m, crate::fixed::SHIFT_MIN)?;
@@ -752,10 +755,10 @@ fn parse_arrays<const KINDS: u8>(
     }
     r.zeros(pad4(n))?;
     let bias = r.take(n.saturating_mul(4))?;
-    let weights = r.take(g.n_weights as u64)?;
-    r.zeros(pad4(g.n_weights as u64))?;
+    let weights = r.take(g.n_weights)?;
+    r.zeros(pad4(g.n_weights))?;
     if g.activation == Activation::Lut {
-        r.take(LUT_LEN as u64)?;
+        r.take(LUT_LEN)?;
     }
     // The worst-case accumulator of every channel must fit in i32. Dense: the bias is folded
     // and |x| <= 128; convolutions: |x - zp| <= 255. Saturating u32 sums give the same verdict

@@ -416,7 +416,7 @@ impl Writer {
     fn i32(&mut self, v: i32) {
         self.bytes(&v.to_le_bytes());
     }
-    fn zeros(&mut self, n: u64) {
+    fn zeros(&mut self, n: usize) {
         for _ in 0..n {
             self.0.push(0);
         }
@@ -435,14 +435,14 @@ impl Writer {
             self.i32(m);
         }
         self.bytes(shifts);
-        self.zeros(pad4(shifts.len() as u64));
+        self.zeros(pad4(shifts.len()));
         for &b in bias {
             self.i32(b);
         }
         for &q in weights {
             self.i8(q);
         }
-        self.zeros(pad4(weights.len() as u64));
+        self.zeros(pad4(weights.len()));
         if let Some(table) = table {
             for &e in table {
                 self.i8(e);
@@ -492,7 +492,7 @@ pub fn encode(spec: &ModelSpec) -> Result<Vec<u8>, Error> {
     w.u32(u32_of(size(values.last()))?);
     w.u32(u32_of(plan.arena_len)?);
     w.u16(n_nodes.checked_add(1).ok_or(Error::TooLarge)?);
-    w.zeros(HEADER_RESERVED as u64);
+    w.zeros(HEADER_RESERVED);
     // input stage, and the byte table of a shared entry
     let zp_in = spec.input.zero_point;
     w.u32(u32_of(spec.input.features.len())?);
@@ -559,13 +559,13 @@ pub fn encode(spec: &ModelSpec) -> Result<Vec<u8>, Error> {
         let (act, pre_zero_point, table) = activation(act);
         let arrays = match &node.layer {
             LayerSpec::Dense(d) => channel_arrays_len(
-                u64::from(d.n_outputs),
-                d.weights.len() as u64,
+                d.n_outputs as usize,
+                d.weights.len(),
                 table.is_some(),
             ),
             LayerSpec::Conv2d(s) | LayerSpec::DepthwiseConv2d(s) => channel_arrays_len(
-                u64::from(s.n_outputs),
-                s.weights.len() as u64,
+                s.n_outputs as usize,
+                s.weights.len(),
                 table.is_some(),
             ),
             LayerSpec::MaxPool2d(_) => 0,
@@ -582,7 +582,7 @@ pub fn encode(spec: &ModelSpec) -> Result<Vec<u8>, Error> {
         for d in kernel.iter().chain(&stride) {
             w.u16(u16_of(*d)?);
         }
-        w.u32(u32_of((NODE_HEADER_LEN as u64).saturating_add(arrays))?);
+        w.u32(u32_of(NODE_HEADER_LEN.saturating_add(arrays))?);
         match &node.layer {
             LayerSpec::Dense(d) => {
                 w.channel_arrays(&d.multipliers, &d.shifts, &d.bias, &d.weights, table)

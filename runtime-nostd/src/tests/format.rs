@@ -94,8 +94,8 @@ fn golden_bytes_of_a_small_model() {
 /// Every section starts at a multiple of 4 for every shape.
 #[test]
 fn sections_are_aligned() {
-    for n in 1u64..9 {
-        for n_weights in 1u64..9 {
+    for n in 1usize..9 {
+        for n_weights in 1usize..9 {
             for lut in [false, true] {
                 assert_eq!(crate::blob::channel_arrays_len(n, n_weights, lut) % 4, 0);
             }
