@@ -9,7 +9,7 @@ use crate::crc32::crc32;
 use crate::error::u32_sat;
 use crate::fixed::{multiplier_is_valid, shift_is_valid};
 use crate::kernels::le_i32;
-use crate::model::{affine, decode_entry, Activation, LayerKind, Model, MAX_LAYERS};
+use crate::model::{affine_at, decode_entry, Activation, LayerKind, Model, MAX_LAYERS};
 use crate::kinds;
 use crate::Error;
 
@@ -470,9 +470,8 @@ pub(crate) fn parse<const KINDS: u8>(bytes: &[u8]) -> Result<Model<'_, KINDS>, E
     }
     let entries_at = r.pos;
     for feature in 0..n_entries {
-        let _offset = r.u32()?; // mu: any i32
-        let multiplier = r.u32()? as i32;
-        let shift = r.u8()?;
+        // {i32 mu (any), i32 M, u8 t, 3 zero bytes}, decoded as the input stage decodes it
+        let (_offset, multiplier, shift) = decode_entry(r.take(INPUT_ENTRY_LEN - 3)?);
         r.zeros(3)?;
         if !multiplier_is_valid(multiplier) {
             return Err(Error::BadInputMultiplier {
@@ -486,12 +485,12 @@ pub(crate) fn parse<const KINDS: u8>(bytes: &[u8]) -> Result<Model<'_, KINDS>, E
     }
     // one shared entry: the table of the 256 byte inputs, each checked against the map itself
     let byte_table_at = if n_entries == 1 {
-        let entry = content.get(entries_at..r.pos).map(decode_entry);
+        let entries = content.get(entries_at..r.pos).unwrap_or(&[]);
         let at = r.pos;
         let table = r.take(BYTE_TABLE_LEN)?;
         for (raw, &q) in (0i32..).zip(table) {
-            let expected = entry.map(|e| affine(raw, e, i64::from(input_zero_point)));
-            if expected != Some(q as i8) {
+            // the input stage's own function: one copy of the map in the flash image
+            if affine_at(entries, 0, raw, i64::from(input_zero_point)) != q as i8 {
                 return Err(Error::InputTable {
                     raw: u8::try_from(raw).unwrap_or(u8::MAX),
                 });
@@ -510,13 +509,15 @@ pub(crate) fn parse<const KINDS: u8>(bytes: &[u8]) -> Result<Model<'_, KINDS>, E
         let at = usize::from(id)
             .saturating_mul(VALUE_LEN)
             .saturating_add(values_at);
+        // the decoder inference uses, then the reserved bytes
+        let v = read_value(content, values_at, id).ok_or(Error::TooLarge)?;
         let mut vr = Reader {
             bytes: content,
-            pos: at,
+            pos: at.saturating_add(VALUE_LEN - 3),
         };
-        let (h, w, c, offset) = (vr.u32()?, vr.u32()?, vr.u32()?, vr.u32()?);
-        let _zero_point = vr.i8()?;
         vr.zeros(3)?;
+        let (h, w, c) = (v.shape[0] as u32, v.shape[1] as u32, v.shape[2] as u32);
+        let offset = v.offset as u32;
         if h == 0 || w == 0 || c == 0 {
             return Err(Error::EmptyValue { value: id });
         }

@@ -799,7 +799,7 @@ pub(crate) fn decode_entry(entry: &[u8]) -> (i32, i32, u8) {
 /// [`affine`] with the entry at byte `at` of the input stage's entries. Out of line: the table
 /// loop stays tight, and one copy serves both layouts.
 #[inline(never)]
-fn affine_at(entries: &[u8], at: usize, x: i32, zp: i64) -> i8 {
+pub(crate) fn affine_at(entries: &[u8], at: usize, x: i32, zp: i64) -> i8 {
     let entry = entries.get(at..at.wrapping_add(INPUT_ENTRY_LEN)).unwrap_or(&[]);
     affine(x, decode_entry(entry), zp)
 }
