@@ -166,6 +166,15 @@ pub(crate) struct Value {
 }
 
 impl Value {
+    /// What [`read_value`] gives for an entry past the table's bytes (never, once validated):
+    /// empty, and at an offset no arena has, so that every slice of it fails.
+    pub(crate) const MISSING: Value = Value {
+        shape: [0; 3],
+        len: 0,
+        offset: usize::MAX,
+        zero_point: 0,
+    };
+
     /// The value's bytes in the arena, `offset..offset + len` (inside `arena_len` once validated).
     pub(crate) fn end(&self) -> usize {
         self.offset.saturating_add(self.len)
@@ -177,13 +186,18 @@ impl Value {
 /// value table (`h * w * c` fits u32).
 // Out of line: one copy serves the loader and every node of every inference.
 #[inline(never)]
-pub(crate) fn read_value(content: &[u8], values_at: usize, id: u16) -> Option<Value> {
+pub(crate) fn read_value(content: &[u8], values_at: usize, id: u16) -> Value {
     // `values_at` is an offset into `content` and `id * 20 < 2^21`: no wrap; a range past the
-    // end is `None`.
+    // end is `Value::MISSING`.
     let at = usize::from(id)
         .wrapping_mul(VALUE_LEN)
         .wrapping_add(values_at);
-    let entry: &[u8; VALUE_LEN] = content.get(at..at.wrapping_add(VALUE_LEN))?.try_into().ok()?;
+    let Some(entry) = content
+        .get(at..at.wrapping_add(VALUE_LEN))
+        .and_then(|e| <&[u8; VALUE_LEN]>::try_from(e).ok())
+    else {
+        return Value::MISSING;
+    };
     let [h0, h1, h2, h3, w0, w1, w2, w3, c0, c1, c2, c3, o0, o1, o2, o3, zp, _, _, _] = *entry;
     let shape = [
         u32::from_le_bytes([h0, h1, h2, h3]) as usize,
@@ -193,12 +207,12 @@ pub(crate) fn read_value(content: &[u8], values_at: usize, id: u16) -> Option<Va
     // The loader checks every value's length to fit u32 before it reads one through here, so
     // the wrapping product is exact (and costs no 64-bit multiply on a 32-bit core).
     let len = shape[0].wrapping_mul(shape[1]).wrapping_mul(shape[2]);
-    Some(Value {
+    Value {
         shape,
         len,
         offset: u32::from_le_bytes([o0, o1, o2, o3]) as usize,
         zero_point: zp as i8,
-    })
+    }
 }
 
 /// A node record's header fields and its arrays.
@@ -510,7 +524,7 @@ pub(crate) fn parse<const KINDS: u8>(bytes: &[u8]) -> Result<Model<'_, KINDS>, E
             .saturating_mul(VALUE_LEN)
             .saturating_add(values_at);
         // the decoder inference uses, then the reserved bytes
-        let v = read_value(content, values_at, id).ok_or(Error::TooLarge)?;
+        let v = read_value(content, values_at, id);
         let mut vr = Reader {
             bytes: content,
             pos: at.saturating_add(VALUE_LEN - 3),
@@ -536,8 +550,8 @@ pub(crate) fn parse<const KINDS: u8>(bytes: &[u8]) -> Result<Model<'_, KINDS>, E
         }
         needed_arena = needed_arena.max(to_usize(end)?);
     }
-    let value = |id: u16| read_value(content, values_at, id).ok_or(Error::TooLarge);
-    let first = value(0)?;
+    let value = |id: u16| read_value(content, values_at, id);
+    let first = value(0);
     if first.len != to_usize(n_inputs)? {
         return Err(Error::InputShapeMismatch {
             header: n_inputs,
@@ -583,8 +597,8 @@ pub(crate) fn parse<const KINDS: u8>(bytes: &[u8]) -> Result<Model<'_, KINDS>, E
                 value: node.second_input,
             });
         }
-        let input = value(node.input)?;
-        let output = value(node.output)?;
+        let input = value(node.input);
+        let output = value(node.output);
         let g = geometry::<KINDS>(&node, layer, &input, &output, header_at)?;
         let expected = section_len(&g);
         if node.section_len as usize != expected {
@@ -632,7 +646,7 @@ pub(crate) fn parse<const KINDS: u8>(bytes: &[u8]) -> Result<Model<'_, KINDS>, E
             bits: output_scale_bits,
         });
     }
-    let last = value(n_nodes)?;
+    let last = value(n_nodes);
     if output_zero_point != last.zero_point {
         return Err(Error::OutputZeroPointMismatch {
             output: output_zero_point,
@@ -685,7 +699,7 @@ pub(crate) fn parse<const KINDS: u8>(bytes: &[u8]) -> Result<Model<'_, KINDS>, E
 fn check_plan(
     n_values: u16,
     last_use: &[u8],
-    value: impl Fn(u16) -> Result<Value, Error>,
+    value: impl Fn(u16) -> Value,
 ) -> Result<(), Error> {
     let life = |id: u16| {
         let start = id.saturating_sub(1);
@@ -696,14 +710,14 @@ fn check_plan(
         (start, end)
     };
     for b in 1..n_values {
-        let vb = value(b)?;
+        let vb = value(b);
         let (b_start, b_end) = life(b);
         for a in 0..b {
             let (a_start, a_end) = life(a);
             if a_end < b_start || b_end < a_start {
                 continue; // never alive together
             }
-            let va = value(a)?;
+            let va = value(a);
             if va.offset < vb.end() && vb.offset < va.end() {
                 return Err(Error::ArenaOverlap { a, b });
             }

@@ -369,8 +369,8 @@ impl<'a, const KINDS: u8> Model<'a, KINDS> {
             at = at.checked_add(usize::try_from(node.section_len).ok()?)?;
         }
         let node = read_node(self.bytes, at).ok()?;
-        let input = self.value(node.input)?;
-        let output = self.value(node.output)?;
+        let input = self.value(node.input);
+        let output = self.value(node.output);
         let g = geometry::<KINDS>(&node, 0, &input, &output, 0).ok()?;
         Some(LayerInfo {
             kind: g.kind,
@@ -405,7 +405,7 @@ impl<'a, const KINDS: u8> Model<'a, KINDS> {
 
     /// The value table's entry `id`.
     #[inline(always)]
-    fn value(&self, id: u16) -> Option<Value> {
+    fn value(&self, id: u16) -> Value {
         read_value(self.bytes, self.values_at, id)
     }
 
@@ -505,7 +505,7 @@ impl<'a, const KINDS: u8> Model<'a, KINDS> {
 
     /// The model input's bytes in the arena.
     fn input_slice<'s>(&self, arena: &'s mut [i8]) -> Result<&'s mut [i8], Error> {
-        let first = self.value(0).ok_or(self.internal())?;
+        let first = self.value(0);
         arena
             .get_mut(first.offset..first.end())
             .ok_or(self.internal())
@@ -585,9 +585,9 @@ impl<'a, const KINDS: u8> Model<'a, KINDS> {
         for _ in 0..self.n_nodes {
             at = self.run_node::<K>(at, arena, workspace)?;
         }
-        let last = self
-            .value_fast(self.n_nodes)
-            .and_then(|v| arena.get(v.offset..v.end()))
+        let last_value = self.value_fast(self.n_nodes);
+        let last = arena
+            .get(last_value.offset..last_value.end())
             .ok_or(self.internal())?;
         for (l, &v) in logits.iter_mut().zip(last) {
             *l = v;
@@ -597,7 +597,7 @@ impl<'a, const KINDS: u8> Model<'a, KINDS> {
 
     /// Value `id` of the validated table.
     #[inline(always)]
-    fn value_fast(&self, id: usize) -> Option<Value> {
+    fn value_fast(&self, id: usize) -> Value {
         read_value(self.bytes, self.values_at, id as u16) // id <= MAX_LAYERS
     }
 
@@ -619,8 +619,8 @@ impl<'a, const KINDS: u8> Model<'a, KINDS> {
             .bytes
             .get(at.wrapping_add(NODE_HEADER_LEN)..next)
             .ok_or(internal)?;
-        let in_v = self.value_fast(usize::from(node.input)).ok_or(internal)?;
-        let out_v = self.value_fast(usize::from(node.output)).ok_or(internal)?;
+        let in_v = self.value_fast(usize::from(node.input));
+        let out_v = self.value_fast(usize::from(node.output));
         let (input, output) = split_pair(arena, &in_v, &out_v).ok_or(internal)?;
         // Identity and relu requantize to the output; a table layer to its pre-activation.
         let (zp, clamp_min) = match node.activation {
