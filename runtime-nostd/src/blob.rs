@@ -215,6 +215,24 @@ pub(crate) fn read_value(content: &[u8], values_at: usize, id: u16) -> Value {
     }
 }
 
+impl NodeRecord {
+    /// What [`read_node`] gives past the blob's bytes (never, once validated): kind 0, which no
+    /// layer has, and an empty section.
+    pub(crate) const MISSING: NodeRecord = NodeRecord {
+        kind: 0,
+        activation: 0,
+        pre_zero_point: 0,
+        padding: 0,
+        input: 0,
+        second_input: 0,
+        output: 0,
+        reserved: 0,
+        kernel: [0; 2],
+        stride: [0; 2],
+        section_len: 0,
+    };
+}
+
 /// A node record's header fields and its arrays.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct NodeRecord {
@@ -234,18 +252,17 @@ pub(crate) struct NodeRecord {
 /// Reads the header of the node record at `at`: one fixed-size array, destructured (the
 /// loader and every inference step share this decoder).
 #[inline]
-pub(crate) fn read_node(content: &[u8], at: usize) -> Result<NodeRecord, Error> {
-    let header: &[u8; NODE_HEADER_LEN] = content
+pub(crate) fn read_node(content: &[u8], at: usize) -> NodeRecord {
+    let Some(header) = content
         .get(at..at.saturating_add(NODE_HEADER_LEN))
-        .and_then(|h| h.try_into().ok())
-        .ok_or(Error::Truncated {
-            needed: u32_sat(at.saturating_add(NODE_HEADER_LEN)),
-            available: u32_sat(content.len()),
-        })?;
+        .and_then(|h| <&[u8; NODE_HEADER_LEN]>::try_from(h).ok())
+    else {
+        return NodeRecord::MISSING;
+    };
     let [kind, activation, pre, padding, i0, i1, s0, s1, o0, o1, r0, r1, kh0, kh1, kw0, kw1, sh0, sh1, sw0, sw1, l0, l1, l2, l3] =
         *header;
     let u16_le = |a, b| u16::from_le_bytes([a, b]);
-    Ok(NodeRecord {
+    NodeRecord {
         kind,
         activation,
         pre_zero_point: pre as i8,
@@ -257,7 +274,7 @@ pub(crate) fn read_node(content: &[u8], at: usize) -> Result<NodeRecord, Error> 
         kernel: [u16_le(kh0, kh1), u16_le(kw0, kw1)],
         stride: [u16_le(sh0, sh1), u16_le(sw0, sw1)],
         section_len: u32::from_le_bytes([l0, l1, l2, l3]),
-    })
+    }
 }
 
 /// The arrays of a layer with `n` output channels and `n_weights` weights:
@@ -576,7 +593,8 @@ pub(crate) fn parse<const KINDS: u8>(bytes: &[u8]) -> Result<Model<'_, KINDS>, E
     let mut conv_workspace = 0usize;
     for layer in 0..n_nodes {
         let header_at = r.offset();
-        let node = read_node(content, r.pos)?;
+        // the bytes first (a truncated blob says so), then the decoder inference uses
+        let node = read_node(content, r.pos);
         r.take(NODE_HEADER_LEN)?;
         let out_id = layer.saturating_add(1);
         if node.output != out_id {

@@ -365,10 +365,10 @@ impl<'a, const KINDS: u8> Model<'a, KINDS> {
         }
         let mut at = self.nodes_at;
         for _ in 0..index {
-            let node = read_node(self.bytes, at).ok()?;
+            let node = read_node(self.bytes, at);
             at = at.checked_add(usize::try_from(node.section_len).ok()?)?;
         }
-        let node = read_node(self.bytes, at).ok()?;
+        let node = read_node(self.bytes, at);
         let input = self.value(node.input);
         let output = self.value(node.output);
         let g = geometry::<KINDS>(&node, 0, &input, &output, 0).ok()?;
@@ -394,9 +394,7 @@ impl<'a, const KINDS: u8> Model<'a, KINDS> {
         let mut set = 0;
         let mut at = self.nodes_at;
         for _ in 0..self.n_nodes {
-            let Ok(node) = read_node(self.bytes, at) else {
-                break;
-            };
+            let node = read_node(self.bytes, at);
             set |= kinds::bit_of(node.kind);
             at = at.saturating_add(node.section_len as usize);
         }
@@ -613,7 +611,8 @@ impl<'a, const KINDS: u8> Model<'a, KINDS> {
         workspace: &mut [i8],
     ) -> Result<usize, Error> {
         let internal = self.internal();
-        let node = read_node(self.bytes, at).map_err(|_| internal)?;
+        // past the bytes (never, once validated) the kind is 0: refused below
+        let node = read_node(self.bytes, at);
         let next = at.wrapping_add(node.section_len as usize);
         let body = self
             .bytes
