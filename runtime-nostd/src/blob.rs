@@ -250,8 +250,8 @@ pub(crate) struct NodeRecord {
 }
 
 /// Reads the header of the node record at `at`: one fixed-size array, destructured (the
-/// loader and every inference step share this decoder).
-#[inline]
+/// loader and every inference step share this decoder). Out of line, like `read_value`.
+#[inline(never)]
 pub(crate) fn read_node(content: &[u8], at: usize) -> NodeRecord {
     let Some(header) = content
         .get(at..at.saturating_add(NODE_HEADER_LEN))

@@ -820,8 +820,9 @@ pub(crate) fn affine(x: i32, (mu, m, t): (i32, i32, u8), zp: i64) -> i8 {
 fn argmax(values: &[i8]) -> usize {
     let mut best = 0;
     let mut best_value = i8::MIN;
+    // starting from i8::MIN, a strict `>` keeps index 0 when every value is i8::MIN
     for (i, &v) in values.iter().enumerate() {
-        if i == 0 || v > best_value {
+        if v > best_value {
             best = i;
             best_value = v;
         }
