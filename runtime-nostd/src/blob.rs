@@ -215,24 +215,6 @@ pub(crate) fn read_value(content: &[u8], values_at: usize, id: u16) -> Value {
     }
 }
 
-impl NodeRecord {
-    /// What [`read_node`] gives past the blob's bytes (never, once validated): kind 0, which no
-    /// layer has, and an empty section.
-    pub(crate) const MISSING: NodeRecord = NodeRecord {
-        kind: 0,
-        activation: 0,
-        pre_zero_point: 0,
-        padding: 0,
-        input: 0,
-        second_input: 0,
-        output: 0,
-        reserved: 0,
-        kernel: [0; 2],
-        stride: [0; 2],
-        section_len: 0,
-    };
-}
-
 /// A node record's header fields and its arrays.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct NodeRecord {
@@ -253,12 +235,12 @@ pub(crate) struct NodeRecord {
 /// loader and every inference step share this decoder). Out of line, like `read_value`.
 #[inline(never)]
 pub(crate) fn read_node(content: &[u8], at: usize) -> NodeRecord {
-    let Some(header) = content
+    // past the bytes (never, once validated): all zeros, so kind 0, which no layer has
+    // (refused where it is used); one decoding path, no zeroed copy
+    let header = content
         .get(at..at.saturating_add(NODE_HEADER_LEN))
         .and_then(|h| <&[u8; NODE_HEADER_LEN]>::try_from(h).ok())
-    else {
-        return NodeRecord::MISSING;
-    };
+        .unwrap_or(&[0; NODE_HEADER_LEN]);
     let [kind, activation, pre, padding, i0, i1, s0, s1, o0, o1, r0, r1, kh0, kh1, kw0, kw1, sh0, sh1, sw0, sw1, l0, l1, l2, l3] =
         *header;
     let u16_le = |a, b| u16::from_le_bytes([a, b]);
@@ -585,10 +567,6 @@ pub(crate) fn parse<const KINDS: u8>(bytes: &[u8]) -> Result<Model<'_, KINDS>, E
 
     // ---- nodes, in execution order
     let nodes_at = r.pos;
-    // the last node that reads each value, for the overlap check (a value nobody reads lives
-    // at its writer only; node ids fit u8: at most MAX_LAYERS = 64 nodes)
-    let mut last_use = [0u8; MAX_LAYERS];
-    const _: () = assert!(MAX_LAYERS <= 256);
     let mut widest_dense = 0usize;
     let mut conv_workspace = 0usize;
     for layer in 0..n_nodes {
@@ -649,9 +627,6 @@ pub(crate) fn parse<const KINDS: u8>(bytes: &[u8]) -> Result<Model<'_, KINDS>, E
                 },
             ));
         }
-        if let Some(slot) = last_use.get_mut(usize::from(node.input)) {
-            *slot = layer as u8;
-        }
     }
 
     // ---- output section
@@ -691,7 +666,7 @@ pub(crate) fn parse<const KINDS: u8>(bytes: &[u8]) -> Result<Model<'_, KINDS>, E
             computed: u32_sat(needed_arena),
         });
     }
-    check_plan(n_values, &last_use, value)?;
+    check_plan(content, nodes_at, n_nodes, value)?;
 
     Ok(Model {
         bytes,
@@ -713,29 +688,24 @@ pub(crate) fn parse<const KINDS: u8>(bytes: &[u8]) -> Result<Model<'_, KINDS>, E
 }
 
 /// No two values alive at the same node share a byte. Value `v > 0` lives from its writer, node
-/// `v - 1`, to the last node that reads it (`last_use[v]`); value 0 from node 0.
+/// `v - 1`, to the last node that reads it; value 0 from node 0. For `a < b` the lifetimes meet
+/// exactly when some node `k >= b - 1` reads `a`, so one walk over the (validated) node records
+/// visits every pair that must not overlap: for node `k` reading `a`, the values `a + 1` to
+/// `k + 1`. No table of last readers (its bytes and their zeroing are flash on small parts).
 fn check_plan(
-    n_values: u16,
-    last_use: &[u8],
+    content: &[u8],
+    nodes_at: usize,
+    n_nodes: u16,
     value: impl Fn(u16) -> Value,
 ) -> Result<(), Error> {
-    let life = |id: u16| {
-        let start = id.saturating_sub(1);
-        let end = last_use
-            .get(usize::from(id))
-            .map_or(0, |&k| u16::from(k))
-            .max(start);
-        (start, end)
-    };
-    for b in 1..n_values {
-        let vb = value(b);
-        let (b_start, b_end) = life(b);
-        for a in 0..b {
-            let (a_start, a_end) = life(a);
-            if a_end < b_start || b_end < a_start {
-                continue; // never alive together
-            }
-            let va = value(a);
+    let mut at = nodes_at;
+    for k in 0..n_nodes {
+        let node = read_node(content, at);
+        at = at.wrapping_add(node.section_len as usize);
+        let a = node.input;
+        let va = value(a);
+        for b in a.saturating_add(1)..=k.saturating_add(1) {
+            let vb = value(b);
             if va.offset < vb.end() && vb.offset < va.end() {
                 return Err(Error::ArenaOverlap { a, b });
             }
