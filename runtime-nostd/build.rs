@@ -39,7 +39,13 @@ fn main() {
     // `small` without an explicit KILN_KERNEL: the compact dense kernel (`kernels/compact.rs`)
     // instead of the reference one, the same bits in less code than either.
     println!("cargo::rustc-check-cfg=cfg(kiln_small)");
-    if small && std::env::var("KILN_KERNEL").ok().as_deref().unwrap_or("").is_empty() {
+    if small
+        && std::env::var("KILN_KERNEL")
+            .ok()
+            .as_deref()
+            .unwrap_or("")
+            .is_empty()
+    {
         println!("cargo::rustc-cfg=kiln_small");
     }
 }

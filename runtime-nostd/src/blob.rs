@@ -9,8 +9,8 @@ use crate::crc32::crc32;
 use crate::error::u32_sat;
 use crate::fixed::{multiplier_is_valid, shift_is_valid};
 use crate::kernels::le_i32;
-use crate::model::{affine_at, decode_entry, Activation, LayerKind, Model, MAX_LAYERS};
 use crate::kinds;
+use crate::model::{affine_at, decode_entry, Activation, LayerKind, Model, MAX_LAYERS};
 use crate::Error;
 
 /// The first four bytes of every blob.
@@ -339,7 +339,12 @@ pub(crate) fn geometry<const KINDS: u8>(
     let (pad, n_weights) = match kind {
         LayerKind::Dense => {
             // the kernel and stride fields are reserved: four u16 at header offsets 12 to 19
-            let fields = [node.kernel[0], node.kernel[1], node.stride[0], node.stride[1]];
+            let fields = [
+                node.kernel[0],
+                node.kernel[1],
+                node.stride[0],
+                node.stride[1],
+            ];
             if let Some(i) = fields.iter().position(|&v| v != 0) {
                 return Err(reserved(12u32.saturating_add((i as u32).saturating_mul(2))));
             }
@@ -392,11 +397,7 @@ pub(crate) fn section_len(g: &Geometry) -> usize {
     let arrays = match g.kind {
         LayerKind::MaxPool2d => 0,
         LayerKind::AvgPool2d => 8, // multiplier, shift, 3 zero bytes
-        _ => channel_arrays_len(
-            g.channels,
-            g.n_weights,
-            g.activation == Activation::Lut,
-        ),
+        _ => channel_arrays_len(g.channels, g.n_weights, g.activation == Activation::Lut),
     };
     NODE_HEADER_LEN.saturating_add(arrays)
 }

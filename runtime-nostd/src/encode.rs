@@ -558,16 +558,12 @@ pub fn encode(spec: &ModelSpec) -> Result<Vec<u8>, Error> {
         };
         let (act, pre_zero_point, table) = activation(act);
         let arrays = match &node.layer {
-            LayerSpec::Dense(d) => channel_arrays_len(
-                d.n_outputs as usize,
-                d.weights.len(),
-                table.is_some(),
-            ),
-            LayerSpec::Conv2d(s) | LayerSpec::DepthwiseConv2d(s) => channel_arrays_len(
-                s.n_outputs as usize,
-                s.weights.len(),
-                table.is_some(),
-            ),
+            LayerSpec::Dense(d) => {
+                channel_arrays_len(d.n_outputs as usize, d.weights.len(), table.is_some())
+            }
+            LayerSpec::Conv2d(s) | LayerSpec::DepthwiseConv2d(s) => {
+                channel_arrays_len(s.n_outputs as usize, s.weights.len(), table.is_some())
+            }
             LayerSpec::MaxPool2d(_) => 0,
             LayerSpec::AvgPool2d(_) => 8,
         };

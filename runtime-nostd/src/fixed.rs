@@ -466,12 +466,24 @@ mod tests {
             state ^= state << 17;
             state
         };
-        let edges = [0i64, 1, -1, (1 << 31) - 1, -(1 << 31), (1 << 32) - 1, -(1 << 32) + 1];
+        let edges = [
+            0i64,
+            1,
+            -1,
+            (1 << 31) - 1,
+            -(1 << 31),
+            (1 << 32) - 1,
+            -(1 << 32) + 1,
+        ];
         let multipliers = [MULTIPLIER_MIN, i32::MAX, 1 << 30 | 12345, 1, -1, i32::MIN];
         for shift in SHIFT_MIN..=SHIFT_MAX {
             for &m in &multipliers {
                 for &x in &edges {
-                    assert_eq!(rq_input(x, m, shift), rq(x, m, shift), "x={x} m={m} t={shift}");
+                    assert_eq!(
+                        rq_input(x, m, shift),
+                        rq(x, m, shift),
+                        "x={x} m={m} t={shift}"
+                    );
                 }
             }
             for _ in 0..2000 {
@@ -480,7 +492,11 @@ mod tests {
                 let mu = next() as i32;
                 let x = i64::from(raw) * 256 - i64::from(mu);
                 let m = next() as i32;
-                assert_eq!(rq_input(x, m, shift), rq(x, m, shift), "x={x} m={m} t={shift}");
+                assert_eq!(
+                    rq_input(x, m, shift),
+                    rq(x, m, shift),
+                    "x={x} m={m} t={shift}"
+                );
             }
         }
     }

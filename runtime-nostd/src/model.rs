@@ -3,8 +3,9 @@
 use core::fmt;
 
 use crate::blob::{
-    geometry, read_node, read_value, NodeRecord, Value, ACT_LUT, ACT_RELU, INPUT_ENTRY_LEN, KIND_AVG_POOL,
-    KIND_CONV2D, KIND_DENSE, KIND_DEPTHWISE, KIND_MAX_POOL, NODE_HEADER_LEN, PAD_SAME,
+    geometry, read_node, read_value, NodeRecord, Value, ACT_LUT, ACT_RELU, INPUT_ENTRY_LEN,
+    KIND_AVG_POOL, KIND_CONV2D, KIND_DENSE, KIND_DEPTHWISE, KIND_MAX_POOL, NODE_HEADER_LEN,
+    PAD_SAME,
 };
 use crate::error::u32_sat;
 use crate::fixed::{clamp_raw, rq_input, sat8};
@@ -451,9 +452,7 @@ impl<'a, const KINDS: u8> Model<'a, KINDS> {
             // the shared entry: nothing to advance per feature
             for (o, &x) in out.iter_mut().zip(raw) {
                 *o = match (table, u8::try_from(x)) {
-                    (Some(table), Ok(byte)) => {
-                        table.get(usize::from(byte)).map_or(0, |&q| q as i8)
-                    }
+                    (Some(table), Ok(byte)) => table.get(usize::from(byte)).map_or(0, |&q| q as i8),
                     _ => affine_at(entries, 0, x, zp),
                 };
             }
@@ -649,7 +648,16 @@ impl<'a, const KINDS: u8> Model<'a, KINDS> {
                 table
             }
             KIND_CONV2D | KIND_DEPTHWISE if KINDS & (kinds::CONV2D | kinds::DEPTHWISE) != 0 => {
-                conv_node::<K, KINDS>(&node, body, &in_v, &out_v, (zp, clamp_min), input, workspace, output)?
+                conv_node::<K, KINDS>(
+                    &node,
+                    body,
+                    &in_v,
+                    &out_v,
+                    (zp, clamp_min),
+                    input,
+                    workspace,
+                    output,
+                )?
             }
             KIND_MAX_POOL | KIND_AVG_POOL if KINDS & (kinds::MAX_POOL | kinds::AVG_POOL) != 0 => {
                 pool_node::<K, KINDS>(&node, body, &in_v, &out_v, input, output)?;
@@ -717,7 +725,9 @@ fn conv_node<'b, K: Kernels, const KINDS: u8>(
     let conv2d = node.kind == KIND_CONV2D && KINDS & kinds::CONV2D != 0;
     // every product fits: the loader checked the record's length against them
     let n_weights = if conv2d {
-        n.wrapping_mul(kh).wrapping_mul(kw).wrapping_mul(in_v.shape[2])
+        n.wrapping_mul(kh)
+            .wrapping_mul(kw)
+            .wrapping_mul(in_v.shape[2])
     } else {
         kh.wrapping_mul(kw).wrapping_mul(n)
     };
@@ -799,7 +809,9 @@ pub(crate) fn decode_entry(entry: &[u8]) -> (i32, i32, u8) {
 /// loop stays tight, and one copy serves both layouts.
 #[inline(never)]
 pub(crate) fn affine_at(entries: &[u8], at: usize, x: i32, zp: i64) -> i8 {
-    let entry = entries.get(at..at.wrapping_add(INPUT_ENTRY_LEN)).unwrap_or(&[]);
+    let entry = entries
+        .get(at..at.wrapping_add(INPUT_ENTRY_LEN))
+        .unwrap_or(&[]);
     affine(x, decode_entry(entry), zp)
 }
 

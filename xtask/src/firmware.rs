@@ -375,7 +375,11 @@ fn device_figures(rows: &[Row], update: bool) -> Result<()> {
         .with_context(|| format!("{}: no `cores` array", path.display()))?;
     let mut stale = Vec::new();
     for core in cores.iter_mut() {
-        let name = core.get("core").and_then(|c| c.as_str()).unwrap_or("").to_owned();
+        let name = core
+            .get("core")
+            .and_then(|c| c.as_str())
+            .unwrap_or("")
+            .to_owned();
         let mine: Vec<&Row> = rows
             .iter()
             .filter(|r| figures_core(r.board) == Some(name.as_str()))
@@ -394,7 +398,11 @@ fn device_figures(rows: &[Row], update: bool) -> Result<()> {
             ),
             ("runtime_text_bytes", "graph", max_of(&|r| r.runtime_text)),
             ("inference_stack_bytes", "mlp", mlp.inference_stack),
-            ("inference_stack_bytes", "graph", max_of(&|r| r.inference_stack)),
+            (
+                "inference_stack_bytes",
+                "graph",
+                max_of(&|r| r.inference_stack),
+            ),
             ("model_struct_bytes", "", mlp.model_bytes),
         ];
         // The instruction rates `inspect` estimates with come from MNIST 784-128-10, where a
@@ -1762,7 +1770,13 @@ fn run_board(board: &'static Board, data: &Prepared, plugin: &Path, out: &Path) 
     let (partition_ok, partition_output) =
         run_qemu(board, &partition_elf_path, &["-device".into(), loader])?;
     print!("{partition_output}");
-    require_host_results(board, "blob partition", data, partition_ok, &partition_output)?;
+    require_host_results(
+        board,
+        "blob partition",
+        data,
+        partition_ok,
+        &partition_output,
+    )?;
     std::fs::copy(
         &partition_elf_path,
         out.join(format!("{name}-partition.elf")),

@@ -23,6 +23,8 @@ mod sse2;
 
 use crate::Error;
 
+#[cfg(kiln_small)]
+pub use compact::fully_connected_i8;
 /// The kernel the runtime uses, chosen here and nowhere else (`build.rs` sets `kiln_kernel`
 /// from the target): the packed SMLAD kernel where the DSP instructions exist (Cortex-M4/M7),
 /// the four-row scalar kernel elsewhere, and the reference when asked for (`KILN_KERNEL`).
@@ -30,8 +32,6 @@ use crate::Error;
 pub use packed::fully_connected_i8;
 #[cfg(all(kiln_kernel = "reference", not(kiln_small)))]
 pub use reference::fully_connected_i8;
-#[cfg(kiln_small)]
-pub use compact::fully_connected_i8;
 #[cfg(any(
     kiln_kernel = "rows4",
     kiln_kernel = "m0",
@@ -321,7 +321,10 @@ macro_rules! kernel_tests {
 pub(crate) mod harness;
 
 #[cfg(test)]
-kernel_tests!(compact_vs_reference, crate::kernels::compact::fully_connected_i8);
+kernel_tests!(
+    compact_vs_reference,
+    crate::kernels::compact::fully_connected_i8
+);
 
 #[cfg(test)]
 kernel_tests!(

@@ -1041,7 +1041,11 @@ fn layer_kind_sets_refuse_what_they_do_not_link() {
         let cnn = random_cnn(&mut rng);
         let blob = cnn.blob();
         let all = Model::from_bytes(&blob).unwrap();
-        assert_ne!(all.layer_kinds() & !kinds::DENSE, 0, "a CNN uses more than dense layers");
+        assert_ne!(
+            all.layer_kinds() & !kinds::DENSE,
+            0,
+            "a CNN uses more than dense layers"
+        );
         let first = (0..all.n_layers())
             .find(|&k| all.layer(k).unwrap().kind != LayerKind::Dense)
             .unwrap();
@@ -1057,7 +1061,10 @@ fn layer_kind_sets_refuse_what_they_do_not_link() {
         assert_eq!(no_dense.is_ok(), all.layer_kinds() & kinds::DENSE == 0);
     }
     let message = std::format!("{}", Error::KindNotLinked { layer: 2, kind: 3 });
-    assert!(message.contains("layer 2") && message.contains("kinds"), "{message}");
+    assert!(
+        message.contains("layer 2") && message.contains("kinds"),
+        "{message}"
+    );
     // MLPs under the dense-only set: the same logits as under every kind
     for _ in 0..50 {
         let mlp = crate::tests::random_model(&mut rng, 24);
@@ -1065,10 +1072,14 @@ fn layer_kind_sets_refuse_what_they_do_not_link() {
         let all = Model::from_bytes(&blob).unwrap();
         assert_eq!(all.layer_kinds(), kinds::DENSE);
         let dense = Model::<{ kinds::DENSE }>::with_kinds(&blob).unwrap();
-        let input: std::vec::Vec<i8> =
-            (0..all.n_inputs()).map(|i| (i * 53 % 256) as u8 as i8).collect();
+        let input: std::vec::Vec<i8> = (0..all.n_inputs())
+            .map(|i| (i * 53 % 256) as u8 as i8)
+            .collect();
         let mut scratch = std::vec![0i8; all.fast_scratch_len()];
-        let (mut l1, mut l2) = (std::vec![0i8; all.n_outputs()], std::vec![0i8; all.n_outputs()]);
+        let (mut l1, mut l2) = (
+            std::vec![0i8; all.n_outputs()],
+            std::vec![0i8; all.n_outputs()],
+        );
         let c1 = all.run_quantized(&input, &mut scratch, &mut l1).unwrap();
         let c2 = dense.run_quantized(&input, &mut scratch, &mut l2).unwrap();
         assert_eq!((c1, &l1), (c2, &l2));
