@@ -98,75 +98,60 @@ fn fully_connected_with(
 ) -> Result<(), Error> {
     let n_in = input.len();
     params.check(n_in, output.len())?;
-    if n_in == 0 {
-        return Err(Error::KernelArguments);
-    }
     let n_body = n_in & !3;
-    let (input_body, input_tail) = input
-        .split_at_checked(n_body)
-        .ok_or(Error::KernelArguments)?;
-    // The blocks of four rows take the inputs eight at a time (the assembly's unrolling), then
-    // one by one.
+    // Whole blocks of four rows take the inputs eight at a time (the assembly's unrolling);
+    // every row then finishes word by word and byte by byte, through one output stage: one
+    // copy of each loop, whatever the shape.
     let n_dot = n_in & !7;
-    let (input_dot, input_rest) = input
-        .split_at_checked(n_dot)
-        .ok_or(Error::KernelArguments)?;
-    let mut bias = params.bias.chunks_exact(4).map(le_i32);
-    let mut multipliers = params.multipliers.chunks_exact(4).map(le_i32);
-    let mut shifts = params.shifts.iter().copied();
-    let mut outputs = output.chunks_exact_mut(4);
-    // Never zero (n_in >= 1), stated where the optimizer must see it: a zero chunk size panics.
-    let block_len = n_in
-        .checked_mul(4)
-        .filter(|&len| len > 0)
-        .ok_or(Error::KernelArguments)?;
-    let mut blocks = params.weights.chunks_exact(block_len);
-
-    for out4 in outputs.by_ref() {
-        let Some(block) = blocks.next() else {
-            break; // lengths were checked: never taken
-        };
-        let (Some(b0), Some(b1), Some(b2), Some(b3)) =
-            (bias.next(), bias.next(), bias.next(), bias.next())
-        else {
-            break;
-        };
-        let mut acc = [b0, b1, b2, b3];
-        dot4(block, n_in, input_dot, n_dot, &mut acc);
-        // The last one to seven inputs.
-        let mut block_rows = block.chunks_exact(n_in);
-        let mut accs = [0i32; 4];
-        for (out_acc, acc) in accs.iter_mut().zip(acc) {
-            let tail = block_rows
-                .next()
-                .and_then(|row| row.get(n_dot..))
-                .unwrap_or(&[]);
-            *out_acc = tail_dot(tail, input_rest, acc);
+    let input_dot = input.get(..n_dot).unwrap_or(&[]);
+    let mut first = 0usize;
+    for out4 in output.chunks_mut(4) {
+        // `check` proved `n_out * n_in` weights and `4 * n_out` bias and multiplier bytes: no
+        // product below overflows, and every `get` below is in bounds.
+        let block = params
+            .weights
+            .get(first.wrapping_mul(n_in)..)
+            .unwrap_or(&[]);
+        let words = first.wrapping_mul(4);
+        let bias = params.bias.get(words..).unwrap_or(&[]);
+        let mut acc = [0i32; 4];
+        for (acc, bias) in acc.iter_mut().zip(bias.chunks_exact(4)) {
+            *acc = le_i32(bias);
         }
+        let mut done = 0; // inputs already in `acc`
+        if out4.len() == 4 && n_dot > 0 {
+            dot4(block, n_in, input_dot, n_dot, &mut acc);
+            done = n_dot;
+        }
+        if done < n_in {
+            let words_in = input.get(done..n_body).unwrap_or(&[]);
+            let tail_in = input.get(n_body..).unwrap_or(&[]);
+            let rows = block.chunks_exact(n_in.max(1)).take(out4.len());
+            for (acc, row) in acc.iter_mut().zip(rows) {
+                let mut sum = *acc;
+                let mut weights = row.get(done..n_body).unwrap_or(&[]).chunks_exact(4);
+                for x in words_in.chunks_exact(4) {
+                    let Some(w) = weights.next() else { break };
+                    sum = mac4(sum, w, x);
+                }
+                *acc = tail_dot(row.get(n_body..).unwrap_or(&[]), tail_in, sum);
+            }
+        }
+        let multipliers = params.multipliers.get(words..).unwrap_or(&[]);
+        let shifts = params.shifts.get(first..).unwrap_or(&[]);
         // Indexed, not zipped: a chain of zipped iterators costs stack on every call.
         for (r, out) in out4.iter_mut().enumerate() {
-            let (Some(&acc), Some(m), Some(t)) = (accs.get(r), multipliers.next(), shifts.next())
-            else {
+            let at = r.wrapping_mul(4);
+            let (Some(&acc), Some(m), Some(&t)) = (
+                acc.get(r),
+                multipliers.get(at..at.wrapping_add(4)),
+                shifts.get(r),
+            ) else {
                 break;
             };
-            *out = requantize(params, acc, m, t);
+            *out = requantize(params, acc, le_i32(m), t);
         }
-    }
-    // The last one to three rows, one at a time.
-    let mut rows = blocks.remainder().chunks_exact(n_in);
-    for out in outputs.into_remainder() {
-        let (Some(row), Some(b), Some(m), Some(t)) =
-            (rows.next(), bias.next(), multipliers.next(), shifts.next())
-        else {
-            break;
-        };
-        let mut acc = b;
-        let mut words = row.chunks_exact(4);
-        for x in input_body.chunks_exact(4) {
-            let Some(w) = words.next() else { break };
-            acc = mac4(acc, w, x);
-        }
-        *out = requantize(params, tail_dot(words.remainder(), input_tail, acc), m, t);
+        first = first.wrapping_add(4);
     }
     Ok(())
 }
