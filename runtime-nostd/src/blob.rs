@@ -277,8 +277,7 @@ pub(crate) struct Geometry {
     /// The output channels (of the weights and multipliers).
     pub(crate) channels: usize,
     pub(crate) n_weights: usize,
-    pub(crate) kernel: [usize; 2],
-    pub(crate) stride: [usize; 2],
+    /// `[top, left]` (the kernel and stride are the record's: `NodeRecord`).
     pub(crate) pad: [usize; 2],
 }
 
@@ -386,8 +385,6 @@ pub(crate) fn geometry<const KINDS: u8>(
         activation,
         channels: output.shape[2],
         n_weights,
-        kernel: [usize::from(node.kernel[0]), usize::from(node.kernel[1])],
-        stride: [usize::from(node.stride[0]), usize::from(node.stride[1])],
         pad,
     })
 }
@@ -605,7 +602,7 @@ pub(crate) fn parse<const KINDS: u8>(bytes: &[u8]) -> Result<Model<'_, KINDS>, E
                 expected: u32::try_from(expected).unwrap_or(u32::MAX),
             });
         }
-        parse_arrays::<KINDS>(&mut r, layer, &g, &input, &output)?;
+        parse_arrays::<KINDS>(&mut r, &node, layer, &g, &input, &output)?;
         if g.kind == LayerKind::Dense {
             widest_dense = widest_dense.max(input.len);
         }
@@ -614,8 +611,8 @@ pub(crate) fn parse<const KINDS: u8>(bytes: &[u8]) -> Result<Model<'_, KINDS>, E
                 &crate::kernels::ConvParams {
                     input_shape: input.shape,
                     output_shape: output.shape,
-                    kernel: g.kernel,
-                    stride: g.stride,
+                    kernel: [usize::from(node.kernel[0]), usize::from(node.kernel[1])],
+                    stride: [usize::from(node.stride[0]), usize::from(node.stride[1])],
                     pad: g.pad,
                     weights: &[],
                     bias: &[],
@@ -718,6 +715,7 @@ fn check_plan(
 /// A node's arrays: present, in range, zero-padded, and no accumulator can overflow.
 fn parse_arrays<const KINDS: u8>(
     r: &mut Reader<'_>,
+    node: &NodeRecord,
     layer: u16,
     g: &Geometry,
     input: &Value,
@@ -740,7 +738,7 @@ fn parse_arrays<const KINDS: u8>(
             r.zeros(3)?;
             check_requant(layer, 0, multiplier, shift)?;
             // |acc| <= 255 kh kw
-            let taps = g.kernel[0].saturating_mul(g.kernel[1]) as u64;
+            let taps = u64::from(node.kernel[0]).saturating_mul(u64::from(node.kernel[1]));
             if taps.saturating_mul(255) > i32::MAX as u64 {
                 return Err(Error::AccumulatorOverflow { layer, channel: 0 });
             }
