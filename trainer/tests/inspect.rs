@@ -71,6 +71,17 @@ fn core_figures(core: &str) -> serde_json::Value {
         .clone()
 }
 
+/// A core's estimate for `macs` MACs and `n_inputs` features from its committed rates:
+/// `(rate per MAC, network, rate per input, input stage, total)`, rounded as inspect rounds.
+fn expected_estimate(core: &str, macs: u64, n_inputs: u64) -> (f64, u64, f64, u64, u64) {
+    let figures = core_figures(core);
+    let per_mac = figures["insns_per_mac"].as_f64().unwrap();
+    let per_input = figures["insns_per_input"].as_f64().unwrap();
+    let network = (per_mac * macs as f64).round() as u64;
+    let input_stage = (per_input * n_inputs as f64).round() as u64;
+    (per_mac, network, per_input, input_stage, network + input_stage)
+}
+
 /// A core's flash and RAM for the fixture (a dense model: the mlp firmware).
 fn fixture_totals(core: &serde_json::Value) -> (u64, u64) {
     let text = core["runtime_text_bytes"]["mlp"].as_u64().unwrap();
@@ -260,8 +271,8 @@ fn every_representation_gives_the_same_layers_and_costs() {
             ],
             "{name}"
         );
-        // The measured rates themselves: the M0 at 3.90 per MAC and 14.3 per input feature
-        // (4617.6 and 915.2), the M4F at 1.49 and 12.1 (1764.16 and 774.4).
+        // The committed rates themselves, applied to the fixture's 1,184 MACs and 64 features
+        // (`expected_estimate` reads them from device_figures.json).
         let core = |name: &str| {
             estimate["cores"]
                 .as_array()
@@ -271,10 +282,8 @@ fn every_representation_gives_the_same_layers_and_costs() {
                 .unwrap()
                 .clone()
         };
-        for (core_name, network, input_stage, total) in [
-            ("Cortex-M0", 4618, 915, 5533),
-            ("Cortex-M4F", 1764, 774, 2538),
-        ] {
+        for core_name in ["Cortex-M0", "Cortex-M4F"] {
+            let (_, network, _, input_stage, total) = expected_estimate(core_name, 1184, 64);
             let row = core(core_name);
             assert_eq!(row["network_insns"], network, "{name}: {row}");
             assert_eq!(row["input_stage_insns"], input_stage, "{name}: {row}");
@@ -398,34 +407,27 @@ fn the_table_shows_the_rows_and_totals() {
             ]),
             "{name}: {text}"
         );
-        assert!(
-            has_row(&[
-                "Cortex-M4F",
-                "packed",
-                "SMLAD",
-                "1.49",
-                "1764",
-                "12.1",
-                "774",
-                "2538"
-            ]),
-            "{name}: {text}"
-        );
-        assert!(
-            has_row(&[
-                "RISC-V",
-                "rv32imc",
-                "four-row,",
-                "RV32IM",
-                "asm",
-                "3.62",
-                "4286",
-                "11.2",
-                "717",
-                "5003"
-            ]),
-            "{name}: {text}"
-        );
+        // The rows carry the committed rates and what they give for 1,184 MACs and 64 features.
+        for (core_name, words) in [
+            ("Cortex-M4F", &["Cortex-M4F", "packed", "SMLAD"][..]),
+            ("RISC-V rv32imc", &["RISC-V", "rv32imc", "four-row,", "RV32IM", "asm"][..]),
+        ] {
+            let (per_mac, network, per_input, input_stage, total) =
+                expected_estimate(core_name, 1184, 64);
+            let figures = [
+                format!("{per_mac:.2}"),
+                network.to_string(),
+                format!("{per_input:.1}"),
+                input_stage.to_string(),
+                total.to_string(),
+            ];
+            let row: Vec<&str> = words
+                .iter()
+                .copied()
+                .chain(figures.iter().map(String::as_str))
+                .collect();
+            assert!(has_row(&row), "{name}: {row:?} in {text}");
+        }
         let lines: Vec<&str> = text.lines().collect();
         // The device table has a RISC-V row too; the estimate table is the last.
         let last_core = lines
@@ -834,10 +836,10 @@ fn a_wide_layer_gets_the_estimate_without_notes() {
     assert_estimate_follows_the_rates(estimate, 2000, 1000, "wide.onnx");
     assert_eq!(estimate["input_stage_lower_bound"], false, "{estimate}");
     assert_eq!(estimate["notes"], serde_json::json!([]), "{estimate}");
-    // The M3 at 3.73 per MAC and 13.1 per input feature.
+    // The M3 at its committed rates, 2,000 MACs and 1,000 features.
     let m3 = &estimate["cores"][1];
     assert_eq!(m3["core"], "Cortex-M3");
-    assert_eq!(m3["total_insns"], 7460 + 13100, "{m3}");
+    assert_eq!(m3["total_insns"], expected_estimate("Cortex-M3", 2000, 1000).4, "{m3}");
 }
 
 /// A float ONNX graph kiln does not write: Gemm with transB = 0 (weights `[n_in, n_out]`),
