@@ -79,7 +79,13 @@ fn expected_estimate(core: &str, macs: u64, n_inputs: u64) -> (f64, u64, f64, u6
     let per_input = figures["insns_per_input"].as_f64().unwrap();
     let network = (per_mac * macs as f64).round() as u64;
     let input_stage = (per_input * n_inputs as f64).round() as u64;
-    (per_mac, network, per_input, input_stage, network + input_stage)
+    (
+        per_mac,
+        network,
+        per_input,
+        input_stage,
+        network + input_stage,
+    )
 }
 
 /// A core's flash and RAM for the fixture (a dense model: the mlp firmware).
@@ -410,7 +416,10 @@ fn the_table_shows_the_rows_and_totals() {
         // The rows carry the committed rates and what they give for 1,184 MACs and 64 features.
         for (core_name, words) in [
             ("Cortex-M4F", &["Cortex-M4F", "packed", "SMLAD"][..]),
-            ("RISC-V rv32imc", &["RISC-V", "rv32imc", "four-row,", "RV32IM", "asm"][..]),
+            (
+                "RISC-V rv32imc",
+                &["RISC-V", "rv32imc", "four-row,", "RV32IM", "asm"][..],
+            ),
         ] {
             let (per_mac, network, per_input, input_stage, total) =
                 expected_estimate(core_name, 1184, 64);
@@ -839,7 +848,11 @@ fn a_wide_layer_gets_the_estimate_without_notes() {
     // The M3 at its committed rates, 2,000 MACs and 1,000 features.
     let m3 = &estimate["cores"][1];
     assert_eq!(m3["core"], "Cortex-M3");
-    assert_eq!(m3["total_insns"], expected_estimate("Cortex-M3", 2000, 1000).4, "{m3}");
+    assert_eq!(
+        m3["total_insns"],
+        expected_estimate("Cortex-M3", 2000, 1000).4,
+        "{m3}"
+    );
 }
 
 /// A float ONNX graph kiln does not write: Gemm with transB = 0 (weights `[n_in, n_out]`),
