@@ -154,7 +154,11 @@ fn the_blob_round_trips_and_the_rust_source_embeds_it() {
         &format!("pub const MODEL_LEN: usize = {};", blob.len()),
         "#[repr(C, align(4))]",
         "pub static MODEL_BLOB: &[u8; MODEL_LEN]",
-        "pub fn model() -> Result<kiln_runtime::Model<'static>, kiln_runtime::Error>",
+        // an MLP links the dense kernel only
+        "pub const LAYER_KINDS: u8 = kiln_runtime::kinds::DENSE;",
+        "pub type Model = kiln_runtime::Model<'static, LAYER_KINDS>;",
+        "pub fn model() -> Result<Model, kiln_runtime::Error>",
+        "Model::with_kinds(MODEL_BLOB)",
         "input: &[i32; N_INPUTS],",
         "scratch: &mut [i8; SCRATCH_LEN],",
         "logits: &mut [i8; N_OUTPUTS],",
