@@ -361,3 +361,34 @@ fn exit_codes_are_in_the_help_and_an_unwritable_output_is_not_a_failed_check() {
     let output = kiln(&small_run(s(&blocker), &[]));
     assert_fails(&output, 2, &["not-a-folder"]);
 }
+
+/// A batch larger than the training set is the whole set (said once, recorded in the model
+/// file), never an allocation of the requested size.
+#[test]
+fn a_batch_larger_than_the_training_set_is_the_whole_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let out = out.to_str().unwrap();
+    let output = kiln(&[
+        "train",
+        "--batch",
+        "1000000000000",
+        "--epochs",
+        "1",
+        "--no-plot",
+        "-o",
+        out,
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains(
+            "note: --batch 1000000000000 is more than the 1348 training rows: batches of 1348"
+        ),
+        "{}",
+        stderr(&output)
+    );
+    let model: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("out/model.json")).unwrap())
+            .unwrap();
+    assert_eq!(model["config"]["batch_size"], 1348, "{}", model["config"]);
+}

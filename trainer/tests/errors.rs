@@ -58,6 +58,7 @@ const CASES: &[Case] = &[
     case("data-unknown-spec", &["train", "--data", "foo:bar"], 2, "", &["--data: unknown data spec \"foo:bar\""]),
     case("flag-unknown", &["train", "--sched", "cosine"], 2, "", &["unexpected argument '--sched' found"]),
     case("flag-bad-choice", &["train", "--optimizer", "rmsprop"], 2, "", &["invalid value 'rmsprop' for '--optimizer <OPTIMIZER>'"]),
+    case("train-too-large", &["train", "--hidden", "1000000000"], 2, "", &["--hidden/--layers/--batch: training this network needs about ", " GiB (75000000010 parameters, batches of 64), more than the ", " GiB of memory available"]),
     case("hidden-bad", &["train", "--hidden", "12,x"], 2, "", &["--hidden: expected comma-separated positive widths"]),
     case("layers-bad", &["train", "--layers", "conv3x3:16,pool"], 2, "", &["--layers: layer 2 (`pool`): expected a layer: `dense:N`, `convKxK:N`"]),
     case("layers-kernel-too-large", &["train", "--layers", "conv9x9v:4", "-o", "cnn-bad"], 2, "", &["--layers: layer 1 (conv9x9v:4): kernel 9x9 is larger than its input 8x8"]),

@@ -494,3 +494,28 @@ fn every_bit_flip_and_truncation_of_the_digits_blob_is_rejected() {
         blob.len()
     );
 }
+
+/// Temp files a killed `quantize` left beside its outputs are removed by the next run (files
+/// kiln did not write stay).
+#[test]
+fn the_next_quantize_removes_stale_temp_files() {
+    let fx = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let stale = [
+        ".model.qdq.input.npy.tmp-999999999",
+        ".model.kiln.tmp-999999999",
+        ".model.rs.tmp-999999999-2",
+    ];
+    for name in stale {
+        std::fs::write(dir.path().join(name), b"partial").unwrap();
+    }
+    let unrelated = dir.path().join(".notes.tmp-1");
+    std::fs::write(&unrelated, b"keep").unwrap();
+    let output = kiln(&["quantize", s(&fx.model), "-o", s(dir.path()), "--quiet"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    for name in stale {
+        assert!(!dir.path().join(name).exists(), "{name} was not removed");
+    }
+    assert!(unrelated.exists(), "a file kiln did not write was removed");
+    assert!(dir.path().join("model.kiln").exists());
+}

@@ -186,7 +186,7 @@ impl Elf {
 }
 
 /// `llvm-objdump` from the active toolchain's `llvm-tools` component.
-fn llvm_objdump() -> Result<std::path::PathBuf> {
+pub(crate) fn llvm_objdump() -> Result<std::path::PathBuf> {
     let rustc = std::process::Command::new("rustc")
         .args(["--print", "sysroot"])
         .output()

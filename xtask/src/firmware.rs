@@ -324,7 +324,7 @@ pub fn run(options: &FirmwareOptions) -> Result<()> {
         .iter()
         .filter(|board| options.only.is_empty() || options.only.iter().any(|n| n == board.name))
         .collect();
-    check_tools(&boards)?;
+    check_tools(&boards, false)?;
     let plugin = build_plugin(&options.insncount, &root.join("target/qemu"))?;
     std::fs::create_dir_all(&options.out)
         .with_context(|| format!("{}: cannot create", options.out.display()))?;
@@ -473,8 +473,17 @@ fn device_figures(rows: &[Row], update: bool) -> Result<()> {
 }
 
 /// Fails loudly, naming the package, when a tool is missing.
-fn check_tools(boards: &[&Board]) -> Result<()> {
+/// `objdump`: `bench-mcu` also needs `llvm-objdump` (it sizes the inference code), checked
+/// here with the rest instead of after minutes of builds.
+fn check_tools(boards: &[&Board], objdump: bool) -> Result<()> {
     let mut missing = Vec::new();
+    if objdump && crate::elf::llvm_objdump().is_err() {
+        missing.push(
+            "llvm-objdump (bench-mcu sizes the inference code with it): rustup component add \
+             llvm-tools"
+                .into(),
+        );
+    }
     for board in boards {
         if which(board.qemu).is_none() {
             missing.push(format!(
@@ -1157,7 +1166,7 @@ pub fn bench_mcu(options: &FirmwareOptions) -> Result<()> {
         .filter(|board| !board.tiny)
         .filter(|board| options.only.is_empty() || options.only.iter().any(|n| n == board.name))
         .collect();
-    check_tools(&boards)?;
+    check_tools(&boards, true)?;
     let plugin = build_plugin(&options.insncount, &root.join("target/qemu"))?;
     std::fs::create_dir_all(&options.out)?;
     let plugin_args = vec![

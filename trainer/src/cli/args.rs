@@ -153,7 +153,7 @@ pub struct DataArgs {
 /// How to report: progress, JSON.
 #[derive(Debug, Clone, Copy, Args)]
 pub struct OutputArgs {
-    /// No progress bar and no per-epoch lines.
+    /// No progress bar, no per-epoch lines and no notes (the summary still prints; see --json).
     #[arg(long, short)]
     pub quiet: bool,
     /// Print one JSON object with the results on stdout.

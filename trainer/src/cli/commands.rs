@@ -117,8 +117,9 @@ const OUTPUT_FILES: [&str; 6] = [
 ];
 
 /// Removes the hidden temp files a killed run may have left beside its outputs
-/// (`.model.json.tmp-<pid>` and the like); the real files are never partial.
-fn remove_stale_temp_files(dir: &Path) {
+/// (`.model.json.tmp-<pid>` and the like); the real files are never partial. `train` and
+/// `quantize` call it on their output folder.
+pub(crate) fn remove_stale_temp_files(dir: &Path) {
     let pid = std::process::id().to_string();
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
@@ -131,6 +132,7 @@ fn remove_stale_temp_files(dir: &Path) {
         let stale = OUTPUT_FILES
             .iter()
             .chain(&super::eval::OUTPUT_FILES)
+            .chain(&super::quantize::OUTPUT_FILES)
             .any(|file| {
                 rest.strip_prefix(file)
                     .and_then(|tail| tail.strip_prefix(".tmp-"))
@@ -471,6 +473,18 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     let split = load_data(&plan.data_spec, &plan.data_options)?;
     if resume.is_none() {
         plan.config.input_shape = input_shape(&plan, &split)?;
+        // A batch larger than the training set is the whole set.
+        let n_train = split.train.n_samples().max(1);
+        if plan.config.batch_size > n_train {
+            if !plan.output.quiet {
+                eprintln!(
+                    "note: --batch {} is more than the {n_train} training rows: batches of {n_train}",
+                    plan.config.batch_size
+                );
+            }
+            plan.config.batch_size = n_train;
+        }
+        check_training_memory(&plan, &split, memory_budget())?;
         check_layers(&plan, &split)?;
     }
     let (summary, _) = train_export_check("train", &plan, &split, resume)?;
@@ -506,6 +520,78 @@ fn input_shape(plan: &TrainPlan, split: &Split) -> Result<Option<Shape>> {
     }
     Ok(crate::plot::image_shape(&plan.data_spec, n_features)
         .map(|(rows, cols)| Shape::new(rows, cols, 1)))
+}
+
+/// The bytes training keeps per parameter: the f32 weight, its gradient and up to two optimizer
+/// moments.
+const TRAINING_BYTES_PER_PARAMETER: u64 = 16;
+
+/// The memory training may use: what the system reports available (`MemAvailable` in
+/// `/proc/meminfo`), else 8 GiB.
+fn memory_budget() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find_map(|line| line.strip_prefix("MemAvailable:"))
+                .and_then(|rest| rest.trim().strip_suffix("kB"))
+                .and_then(|kib| kib.trim().parse::<u64>().ok())
+        })
+        .map_or(8 << 30, |kib| kib.saturating_mul(1024))
+}
+
+/// Sizes the network and its batch before anything is allocated or written: parameters (with
+/// their gradients and optimizer state) and one batch's activations and their gradients, in
+/// saturating arithmetic, against `budget` bytes. A network that cannot fit is one usage error
+/// naming the flags, never an allocation failure (exit 134) after an output folder exists.
+fn check_training_memory(plan: &TrainPlan, split: &Split, budget: u64) -> Result<()> {
+    let config = &plan.config;
+    let mut shape = config
+        .input_shape
+        .unwrap_or(Shape::vector(split.train.n_features));
+    let specs = config.layer_specs(split.train.n_outputs());
+    let (mut parameters, mut activations) = (0u64, shape.len() as u64);
+    for (index, spec) in specs.iter().enumerate() {
+        let output = crate::nn::network::infer_shape(index, spec, shape)
+            .map_err(|e| UsageError(format!("--layers: {e}")))?;
+        let (fan_in, n_units) = match *spec {
+            LayerSpec::Dense { n_outputs, .. } => (shape.len() as u64, n_outputs as u64),
+            LayerSpec::Conv2d {
+                out_channels,
+                kernel,
+                ..
+            } => (
+                (shape.c as u64)
+                    .saturating_mul((kernel[0] as u64).saturating_mul(kernel[1] as u64)),
+                out_channels as u64,
+            ),
+            LayerSpec::DepthwiseConv2d { kernel, .. } => (
+                (kernel[0] as u64).saturating_mul(kernel[1] as u64),
+                shape.c as u64,
+            ),
+            _ => (0, 0),
+        };
+        // weights and one bias per unit
+        parameters = parameters.saturating_add(fan_in.saturating_add(1).saturating_mul(n_units));
+        activations = activations.saturating_add(output.len() as u64);
+        shape = output;
+    }
+    let batch = config.batch_size as u64;
+    // each activation and its gradient, in f32, for every sample of a batch
+    let needed = parameters
+        .saturating_mul(TRAINING_BYTES_PER_PARAMETER)
+        .saturating_add(activations.saturating_mul(batch).saturating_mul(8));
+    if needed > budget {
+        let gib = |bytes: u64| bytes as f64 / f64::from(1u32 << 30);
+        return Err(UsageError(format!(
+            "--hidden/--layers/--batch: training this network needs about {:.1} GiB ({parameters} \
+             parameters, batches of {batch}), more than the {:.1} GiB of memory available",
+            gib(needed),
+            gib(budget)
+        ))
+        .into());
+    }
+    Ok(())
 }
 
 /// Wires the layer graph on the data's shape before anything is written, so that a kernel

@@ -220,6 +220,15 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
         .with_context(|| format!("{}: cannot write", path.display()))
 }
 
+/// The files `quantize_into` writes (whose temp files a killed run may leave behind).
+pub const OUTPUT_FILES: [&str; 5] = [
+    "model.qdq.onnx",
+    "model.kiln",
+    "model.rs",
+    "model.qdq.input.npy",
+    "model.qdq.logits_q.npy",
+];
+
 /// Quantizes `model`, writes `model.qdq.onnx`, `model.kiln` and `model.rs` into
 /// `out_dir`, runs the runtime over the test set and compares it with tract.
 pub fn quantize_into(
@@ -234,6 +243,7 @@ pub fn quantize_into(
     let quantized = quantize_model(model_path, model, split, options)?;
     std::fs::create_dir_all(out_dir)
         .with_context(|| format!("{}: cannot create the output folder", out_dir.display()))?;
+    super::commands::remove_stale_temp_files(out_dir);
     let qdq_path = out_dir.join("model.qdq.onnx");
     let blob_path = out_dir.join("model.kiln");
     let rust_path = out_dir.join("model.rs");
