@@ -291,18 +291,13 @@ pub(crate) fn geometry<const KINDS: u8>(
     header_at: u32,
 ) -> Result<Geometry, Error> {
     // A kind outside `KINDS` is refused here, so the compiler drops its checks and kernel.
-    if kinds::bit_of(node.kind) != 0 && !kinds::linked(KINDS, node.kind) {
-        return Err(Error::KindNotLinked {
-            layer,
-            kind: node.kind,
-        });
-    }
     let kind = match node.kind {
         KIND_DENSE if KINDS & kinds::DENSE != 0 => LayerKind::Dense,
         KIND_CONV2D if KINDS & kinds::CONV2D != 0 => LayerKind::Conv2d,
         KIND_DEPTHWISE if KINDS & kinds::DEPTHWISE != 0 => LayerKind::DepthwiseConv2d,
         KIND_MAX_POOL if KINDS & kinds::MAX_POOL != 0 => LayerKind::MaxPool2d,
         KIND_AVG_POOL if KINDS & kinds::AVG_POOL != 0 => LayerKind::AvgPool2d,
+        kind if kinds::bit_of(kind) != 0 => return Err(Error::KindNotLinked { layer, kind }),
         kind => return Err(Error::BadLayerKind { layer, kind }),
     };
     let pool = matches!(kind, LayerKind::MaxPool2d | LayerKind::AvgPool2d);

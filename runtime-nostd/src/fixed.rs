@@ -459,13 +459,8 @@ mod tests {
     /// edges and at random: |hi| <= 2^30, every lo, s in 0..=30.
     #[test]
     fn rq_input_equals_rq() {
-        let mut state = 0x9E37_79B9_7F4A_7C15u64;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut rng = Rng::new(0x9E37_79B9_7F4A_7C15);
+        let mut next = || rng.next_u64();
         let edges = [
             0i64,
             1,

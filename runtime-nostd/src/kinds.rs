@@ -25,16 +25,19 @@ pub const AVG_POOL: u8 = 1 << 4;
 /// Every kind this version of the runtime knows.
 pub const ALL: u8 = DENSE | CONV2D | DEPTHWISE | MAX_POOL | AVG_POOL;
 
+/// Each kind with its constant's name, for tools that write a set as Rust source.
+pub const NAMES: [(u8, &str); 5] = [
+    (DENSE, "DENSE"),
+    (CONV2D, "CONV2D"),
+    (DEPTHWISE, "DEPTHWISE"),
+    (MAX_POOL, "MAX_POOL"),
+    (AVG_POOL, "AVG_POOL"),
+];
+
 /// The set bit of a blob's layer-kind byte (1 to 5), 0 for an unknown byte.
 pub(crate) const fn bit_of(kind_byte: u8) -> u8 {
     match kind_byte {
         1..=5 => 1u8.wrapping_shl(kind_byte.wrapping_sub(1) as u32),
         _ => 0,
     }
-}
-
-/// Whether the set `kinds` holds the blob's layer-kind byte `kind_byte`.
-#[inline(always)]
-pub(crate) const fn linked(kinds: u8, kind_byte: u8) -> bool {
-    kinds & bit_of(kind_byte) != 0
 }

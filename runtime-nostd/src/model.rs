@@ -582,7 +582,7 @@ impl<'a, const KINDS: u8> Model<'a, KINDS> {
         for _ in 0..self.n_nodes {
             at = self.run_node::<K>(at, arena, workspace)?;
         }
-        let last_value = self.value_fast(self.n_nodes);
+        let last_value = self.value(self.n_nodes as u16); // n_nodes <= MAX_LAYERS
         let last = arena
             .get(last_value.offset..last_value.end())
             .ok_or(self.internal())?;
@@ -590,12 +590,6 @@ impl<'a, const KINDS: u8> Model<'a, KINDS> {
             *l = v;
         }
         Ok(argmax(logits))
-    }
-
-    /// Value `id` of the validated table.
-    #[inline(always)]
-    fn value_fast(&self, id: usize) -> Value {
-        read_value(self.bytes, self.values_at, id as u16) // id <= MAX_LAYERS
     }
 
     /// The node record at `at`: its values out of the arena, its parameters out of its record,
@@ -617,8 +611,8 @@ impl<'a, const KINDS: u8> Model<'a, KINDS> {
             .bytes
             .get(at.wrapping_add(NODE_HEADER_LEN)..next)
             .ok_or(internal)?;
-        let in_v = self.value_fast(usize::from(node.input));
-        let out_v = self.value_fast(usize::from(node.output));
+        let in_v = self.value(node.input);
+        let out_v = self.value(node.output);
         let (input, output) = split_pair(arena, &in_v, &out_v).ok_or(internal)?;
         // Identity and relu requantize to the output; a table layer to its pre-activation.
         let (zp, clamp_min) = match node.activation {

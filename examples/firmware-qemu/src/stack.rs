@@ -10,25 +10,35 @@ const MARGIN: usize = 64;
 
 pub fn paint() {
     let (bottom, _) = arch::stack_region();
-    let limit = (arch::stack_pointer() - MARGIN) & !3;
-    let mut address = (bottom + 3) & !3;
-    while address < limit {
-        unsafe { write_volatile(address as *mut u32, PAINT) };
-        address += 4;
-    }
+    fill((bottom + 3) & !3, (arch::stack_pointer() - MARGIN) & !3);
 }
 
 /// Bytes between the top of the stack and the lowest overwritten word.
 pub fn peak() -> usize {
     let (bottom, top) = arch::stack_region();
-    let mut address = (bottom + 3) & !3;
+    top - lowest_overwritten((bottom + 3) & !3, top)
+}
+
+/// Paints the words from `low` up to `top` (word-aligned). Inlined: no stack of its own.
+#[inline(always)]
+fn fill(low: usize, top: usize) {
+    let mut address = low;
+    while address < top {
+        unsafe { write_volatile(address as *mut u32, PAINT) };
+        address += 4;
+    }
+}
+
+/// The lowest word from `low` up to `top` that no longer holds the paint (`top` if none).
+fn lowest_overwritten(low: usize, top: usize) -> usize {
+    let mut address = low;
     while address < top {
         if unsafe { read_volatile(address as *const u32) } != PAINT {
             break;
         }
         address += 4;
     }
-    top - address
+    address
 }
 
 /// The most bytes below the caller's frame painted for one measured call.
@@ -50,23 +60,12 @@ pub fn paint_window() -> Window {
     let top = arch::stack_pointer() & !3;
     let (bottom, _) = arch::stack_region();
     let low = top.saturating_sub(WINDOW).max((bottom + 3) & !3);
-    let mut address = low;
-    while address < top {
-        unsafe { write_volatile(address as *mut u32, PAINT) };
-        address += 4;
-    }
+    fill(low, top);
     Window { top, low }
 }
 
 /// The bytes below the window's top that the call since `paint_window` overwrote (all of the
 /// window if it reached the bottom: then the figure is a lower bound).
 pub fn window_peak(window: Window) -> usize {
-    let mut address = window.low;
-    while address < window.top {
-        if unsafe { read_volatile(address as *const u32) } != PAINT {
-            break;
-        }
-        address += 4;
-    }
-    window.top - address
+    window.top - lowest_overwritten(window.low, window.top)
 }

@@ -19,15 +19,7 @@ pub struct SourceInfo<'a> {
 
 /// `kinds::DENSE | kinds::CONV2D`-style source for a set of layer kinds.
 fn kinds_source(set: u8) -> String {
-    use kiln_runtime::kinds;
-    let names = [
-        (kinds::DENSE, "DENSE"),
-        (kinds::CONV2D, "CONV2D"),
-        (kinds::DEPTHWISE, "DEPTHWISE"),
-        (kinds::MAX_POOL, "MAX_POOL"),
-        (kinds::AVG_POOL, "AVG_POOL"),
-    ];
-    let used: Vec<String> = names
+    let used: Vec<String> = kiln_runtime::kinds::NAMES
         .iter()
         .filter(|(bit, _)| set & bit != 0)
         .map(|(_, name)| format!("kiln_runtime::kinds::{name}"))
