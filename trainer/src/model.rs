@@ -274,9 +274,15 @@ pub fn check_targets(
                 format!("the model has {n_classes} classes, but {data_name} has labels of {k} classes")
             })
         }
-        (Task::Regression { n_outputs }, Targets::Regression { .. }) => (n_outputs != 1).then(|| {
+        (
+            Task::Regression { n_outputs },
+            Targets::Regression {
+                n_outputs: n_targets,
+                ..
+            },
+        ) => (n_outputs != *n_targets).then(|| {
             format!(
-                "the model predicts {n_outputs} values per row, but {data_name} has one target per row"
+                "the model predicts {n_outputs} value(s) per row, but {data_name} has {n_targets} target(s) per row (--targets, --autoencoder)"
             )
         }),
         (Task::Classification { n_classes }, Targets::Regression { .. }) => Some(format!(

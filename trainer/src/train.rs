@@ -146,7 +146,9 @@ fn count_correct(output: &DMatrix<f32>, labels: &[u32]) -> usize {
 fn batch_targets(targets: &Targets, start: usize, end: usize) -> BatchTargets<'_> {
     match targets {
         Targets::Classes { labels, .. } => BatchTargets::Classes(&labels[start..end]),
-        Targets::Regression { values } => BatchTargets::Values(&values[start..end]),
+        Targets::Regression {
+            values, n_outputs, ..
+        } => BatchTargets::Values(&values[start * n_outputs..end * n_outputs]),
     }
 }
 
@@ -155,7 +157,9 @@ fn task_of(dataset: &Dataset) -> Task {
         Targets::Classes { n_classes, .. } => Task::Classification {
             n_classes: *n_classes,
         },
-        Targets::Regression { .. } => Task::Regression { n_outputs: 1 },
+        Targets::Regression { n_outputs, .. } => Task::Regression {
+            n_outputs: *n_outputs,
+        },
     }
 }
 
@@ -364,7 +368,10 @@ pub fn train(
             for &row_idx in rows {
                 match &prepared.train.targets {
                     Targets::Classes { labels, .. } => batch_labels.push(labels[row_idx]),
-                    Targets::Regression { values } => batch_values.push(values[row_idx]),
+                    Targets::Regression {
+                        values, n_outputs, ..
+                    } => batch_values
+                        .extend_from_slice(&values[row_idx * n_outputs..(row_idx + 1) * n_outputs]),
                 }
             }
             step.load_batch(&prepared.train_features, rows);

@@ -11,6 +11,7 @@ mod codegen;
 mod elf;
 mod firmware;
 mod nostd;
+mod sensor_data;
 
 use std::process::ExitCode;
 
@@ -46,6 +47,11 @@ commands:
                       CMSIS-NN's, with every optimized output checked against the reference
   nostd               build kiln-runtime for thumbv6m-none-eabi (no std) and link the
                       no-panic proof in runtime-nostd/nopanic-check
+  sensor-data [--out DIR] [--train N] [--test N] [--seed S]
+                      deterministic log-mel-like machine-sound features (5 frames x 128 mel
+                      bins, dB) for the anomaly-detection autoencoder: DIR/train.csv (N normal
+                      rows, default 2000) and DIR/test.csv (half anomalous, default 600);
+                      DIR defaults to target/sensor-data, S to 1
   help                print this message";
 
 fn main() -> ExitCode {
@@ -60,6 +66,7 @@ fn main() -> ExitCode {
         "bench-train" => bench_train::run(rest),
         "bench-inference" => bench_inference::run(rest),
         "nostd" => nostd::run(),
+        "sensor-data" => sensor_data::run(rest),
         "bench-kernels" => bench_kernels::run(rest),
         "bench-mcu" => firmware::FirmwareOptions::parse(rest).and_then(|mut options| {
             options.n_mnist_images = options.n_mnist_images.min(20);

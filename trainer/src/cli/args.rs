@@ -136,6 +136,17 @@ pub struct DataArgs {
     /// The CSV label column: a 0-based index, or `last`.
     #[arg(long, value_name = "INDEX|last")]
     pub label_column: Option<String>,
+    /// Regression onto several CSV columns: 0-based indices and inclusive ranges, e.g.
+    /// `640-1279` or `3,5,7-9`. The other columns are the features. Implies --loss mse.
+    #[arg(long, value_name = "COLUMNS", conflicts_with_all = ["label_column", "autoencoder"])]
+    pub targets: Option<String>,
+    /// An autoencoder: every feature column is also a target. Implies --loss mse.
+    #[arg(long, conflicts_with = "label_column")]
+    pub autoencoder: bool,
+    /// A 0/1 CSV column (0-based) that marks anomalous rows. It is not a feature; reports
+    /// add the ROC AUC of the per-row error (the anomaly score) against it.
+    #[arg(long, value_name = "INDEX")]
+    pub anomaly_column: Option<usize>,
     /// Whether the CSV files start with a header row.
     #[arg(long, value_enum)]
     pub header: Option<HeaderArg>,

@@ -112,6 +112,12 @@ pub fn data_config(args: &DataArgs, loss: Loss) -> Result<(DataSpec, DataOptions
             })?)
         };
     }
+    if let Some(columns) = &args.targets {
+        options.label_column = LabelColumn::Columns(parse_columns(columns)?);
+    } else if args.autoencoder {
+        options.label_column = LabelColumn::Inputs;
+    }
+    options.anomaly_column = args.anomaly_column;
     if let Some(header) = args.header {
         options.header = match header {
             HeaderArg::Auto => HeaderMode::Auto,
@@ -131,7 +137,15 @@ pub fn data_config(args: &DataArgs, loss: Loss) -> Result<(DataSpec, DataOptions
     if let Some(seed) = args.split_seed {
         options.split_seed = seed;
     }
+    let several_targets = args.targets.is_some() || args.autoencoder;
+    if several_targets && args.classes.is_some() {
+        return Err(usage(
+            "--classes: --targets and --autoencoder are regression targets, not classes",
+        ));
+    }
     options.target = match loss {
+        // The data's own columns say regression; a classifier model is refused later, by name.
+        _ if several_targets => TargetKind::Regression,
         Loss::CrossEntropy => TargetKind::Classes {
             n_classes: args.classes,
         },
@@ -144,6 +158,42 @@ pub fn data_config(args: &DataArgs, loss: Loss) -> Result<(DataSpec, DataOptions
         return Err(usage("--classes: expected at least 2 classes"));
     }
     Ok((spec, options))
+}
+
+/// The most target columns `--targets` takes: a guard against a typo such as `0-99999999`.
+const MAX_TARGET_COLUMNS: usize = 1 << 20;
+
+/// `--targets`: 0-based indices and inclusive ranges separated by commas, e.g. `3,5,7-9`.
+fn parse_columns(text: &str) -> Result<Vec<usize>, UsageError> {
+    let bad = |part: &str, why: &str| {
+        usage(format!(
+            "--targets: {part:?} {why}; expected 0-based columns and ranges such as 640-1279 or 3,5,7-9"
+        ))
+    };
+    let index = |part: &str, field: &str| -> Result<usize, UsageError> {
+        field
+            .trim()
+            .parse::<usize>()
+            .map_err(|_| bad(part, "is not a column index"))
+    };
+    let mut columns = Vec::new();
+    for part in text.split(',') {
+        let (first, last) = match part.split_once('-') {
+            Some((a, b)) => (index(part, a)?, index(part, b)?),
+            None => {
+                let column = index(part, part)?;
+                (column, column)
+            }
+        };
+        if first > last {
+            return Err(bad(part, "is a range that runs backwards"));
+        }
+        if columns.len() + (last - first) >= MAX_TARGET_COLUMNS {
+            return Err(bad(part, "names more than 1,048,576 columns"));
+        }
+        columns.extend(first..=last);
+    }
+    Ok(columns)
 }
 
 fn activation(arg: ActivationArg, leaky_alpha: f32) -> Activation {
@@ -204,7 +254,18 @@ pub fn train_config(args: &TrainArgs) -> Result<TrainConfig, UsageError> {
         args.output_activation.unwrap_or(ActivationArg::Identity),
         leaky_alpha,
     );
-    let loss = match args.loss.unwrap_or(LossArg::CrossEntropy) {
+    let regression_data = args.data.targets.is_some() || args.data.autoencoder;
+    let default_loss = if regression_data {
+        LossArg::Mse
+    } else {
+        LossArg::CrossEntropy
+    };
+    if regression_data && args.loss == Some(LossArg::CrossEntropy) {
+        return Err(usage(
+            "--loss cross-entropy: --targets and --autoencoder are regression targets; use --loss mse",
+        ));
+    }
+    let loss = match args.loss.unwrap_or(default_loss) {
         LossArg::CrossEntropy => Loss::CrossEntropy,
         LossArg::Mse => Loss::MeanSquaredError,
     };
@@ -368,6 +429,9 @@ fn fixed_by_resume(args: &TrainArgs) -> Vec<&'static str> {
         ("--data", args.data.data.is_some()),
         ("--test-data", args.data.test_data.is_some()),
         ("--label-column", args.data.label_column.is_some()),
+        ("--targets", args.data.targets.is_some()),
+        ("--autoencoder", args.data.autoencoder),
+        ("--anomaly-column", args.data.anomaly_column.is_some()),
         ("--header", args.data.header.is_some()),
         ("--classes", args.data.classes.is_some()),
         ("--test-split", args.data.test_split.is_some()),

@@ -17,7 +17,11 @@ use super::{Dataset, HeaderMode, LabelColumn, TargetKind, Targets};
 #[derive(Debug)]
 enum RawTargets {
     Classes(Vec<u32>),
-    Regression(Vec<f32>),
+    /// `n_outputs` values per row.
+    Regression {
+        values: Vec<f32>,
+        n_outputs: usize,
+    },
 }
 
 /// A parsed CSV file whose class count is not resolved yet.
@@ -28,6 +32,25 @@ pub(crate) struct CsvTable {
     n_features: usize,
     features: Vec<f32>,
     targets: RawTargets,
+    anomaly: Option<Vec<bool>>,
+}
+
+/// Which columns are what, and how to read them.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Layout<'a> {
+    pub label_column: &'a LabelColumn,
+    pub anomaly_column: Option<usize>,
+    pub header: HeaderMode,
+    pub target: TargetKind,
+}
+
+/// What one CSV column holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Feature,
+    /// The class label or a regression target (its index among the targets).
+    Target(usize),
+    Anomaly,
 }
 
 /// Why a class label is not acceptable, if it is not.
@@ -50,14 +73,74 @@ fn is_numeric(field: &str) -> bool {
     field.parse::<f64>().is_ok()
 }
 
-/// Parses CSV text (`bytes`, possibly gzip); `path` names it in errors.
-pub(crate) fn parse(
+/// The role of every column of a row with `n_fields` fields, and the number of targets.
+fn column_roles(
     path: &Path,
-    bytes: &[u8],
-    label_column: LabelColumn,
-    header: HeaderMode,
-    target: TargetKind,
-) -> Result<CsvTable, DataError> {
+    line: usize,
+    n_fields: usize,
+    layout: &Layout<'_>,
+) -> Result<(Vec<Role>, usize), DataError> {
+    let missing = |role: &'static str, index: usize| DataError::CsvLabelColumn {
+        path: path.to_path_buf(),
+        line,
+        role,
+        index,
+        n_fields,
+    };
+    let mut roles = vec![Role::Feature; n_fields];
+    if let Some(index) = layout.anomaly_column {
+        *roles
+            .get_mut(index)
+            .ok_or_else(|| missing("anomaly", index))? = Role::Anomaly;
+    }
+    let n_targets = match layout.label_column {
+        LabelColumn::Last | LabelColumn::Index(_) => {
+            let index = match *layout.label_column {
+                LabelColumn::Index(index) => index,
+                _ => n_fields - 1,
+            };
+            let role = roles
+                .get_mut(index)
+                .ok_or_else(|| missing("label", index))?;
+            if *role == Role::Anomaly {
+                return Err(DataError::TargetColumns {
+                    detail: format!(
+                        "column {index} cannot be both the label and the anomaly column"
+                    ),
+                });
+            }
+            *role = Role::Target(0);
+            1
+        }
+        LabelColumn::Columns(columns) => {
+            for (target_idx, &index) in columns.iter().enumerate() {
+                *roles
+                    .get_mut(index)
+                    .ok_or_else(|| missing("target", index))? = Role::Target(target_idx);
+            }
+            columns.len()
+        }
+        // The targets are the features, counted below.
+        LabelColumn::Inputs => 0,
+    };
+    let n_features = roles.iter().filter(|&&r| r == Role::Feature).count();
+    if n_features == 0 {
+        return Err(DataError::CsvNoFeatures {
+            path: path.to_path_buf(),
+            line,
+            n_fields,
+        });
+    }
+    let n_targets = if *layout.label_column == LabelColumn::Inputs {
+        n_features
+    } else {
+        n_targets
+    };
+    Ok((roles, n_targets))
+}
+
+/// Parses CSV text (`bytes`, possibly gzip); `path` names it in errors.
+pub(crate) fn parse(path: &Path, bytes: &[u8], layout: &Layout<'_>) -> Result<CsvTable, DataError> {
     let text = match std::str::from_utf8(bytes) {
         Ok(text) => text,
         Err(err) => {
@@ -73,16 +156,20 @@ pub(crate) fn parse(
         }
     };
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let limit = match target {
+    let limit = match layout.target {
         TargetKind::Classes { n_classes: Some(k) } => Some(k),
         _ => None,
     };
+    let autoencoder = *layout.label_column == LabelColumn::Inputs;
 
     let mut features = Vec::new();
     let mut classes = Vec::new();
     let mut values = Vec::new();
-    // (n_fields, label index) once the first non-blank row is seen.
-    let mut layout: Option<(usize, usize)> = None;
+    let mut anomaly = Vec::new();
+    // A row's targets, in target order, before they are appended to `values`.
+    let mut row_targets: Vec<f32> = Vec::new();
+    // The column roles and the target count, once the first non-blank row is seen.
+    let mut roles: Option<(Vec<Role>, usize)> = None;
     let mut fields: Vec<&str> = Vec::new();
     let mut offset = 0; // byte offset of the current line in `text`
     for (line_idx, raw_line) in text.split('\n').enumerate() {
@@ -96,56 +183,54 @@ pub(crate) fn parse(
         fields.clear();
         fields.extend(trimmed.split(',').map(str::trim));
 
-        let (n_fields, label_idx) = match layout {
-            Some(layout) => layout,
-            None => {
-                let n_fields = fields.len();
-                if n_fields < 2 {
-                    return Err(DataError::CsvNoFeatures {
-                        path: path.to_path_buf(),
-                        line,
-                    });
-                }
-                let label_idx = match label_column {
-                    LabelColumn::Last => n_fields - 1,
-                    LabelColumn::Index(index) if index < n_fields => index,
-                    LabelColumn::Index(index) => {
-                        return Err(DataError::CsvLabelColumn {
-                            path: path.to_path_buf(),
-                            line,
-                            index,
-                            n_fields,
-                        });
-                    }
-                };
-                layout = Some((n_fields, label_idx));
-                // A row takes at least ~2 bytes a field ("0,"): reserve for the
-                // most rows the rest of the text can hold, avoiding regrowth.
-                let max_rows = (text.len() - line_start) / (2 * n_fields) + 1;
-                features.reserve(max_rows * (n_fields - 1));
-                let is_header = match header {
-                    HeaderMode::Present => true,
-                    HeaderMode::Absent => false,
-                    HeaderMode::Auto => !fields.iter().all(|field| is_numeric(field)),
-                };
-                if is_header {
-                    continue;
-                }
-                (n_fields, label_idx)
+        if roles.is_none() {
+            let n_fields = fields.len();
+            let (column_roles, n_targets) = column_roles(path, line, n_fields, layout)?;
+            roles = Some((column_roles, n_targets));
+            // A row takes at least ~2 bytes a field ("0,"): reserve for the
+            // most rows the rest of the text can hold, avoiding regrowth.
+            let max_rows = (text.len() - line_start) / (2 * n_fields) + 1;
+            features.reserve(max_rows * (n_fields - 1));
+            let is_header = match layout.header {
+                HeaderMode::Present => true,
+                HeaderMode::Absent => false,
+                HeaderMode::Auto => !fields.iter().all(|field| is_numeric(field)),
+            };
+            if is_header {
+                continue;
             }
+        }
+        let Some((column_roles, n_targets)) = &roles else {
+            unreachable!("set above")
         };
-        if fields.len() != n_fields {
+        if fields.len() != column_roles.len() {
             return Err(DataError::CsvRagged {
                 path: path.to_path_buf(),
                 line,
                 found: fields.len(),
-                expected: n_fields,
+                expected: column_roles.len(),
             });
         }
-        for (idx, &field) in fields.iter().enumerate() {
+        row_targets.clear();
+        row_targets.resize(*n_targets, 0.0);
+        let row_start = features.len();
+        for ((idx, &field), &role) in fields.iter().enumerate().zip(column_roles) {
             let column = idx + 1;
-            if idx == label_idx {
-                match target {
+            match role {
+                Role::Feature => features.push(parse_number(path, line, column, field)?),
+                Role::Anomaly => anomaly.push(match field.parse::<f64>() {
+                    Ok(v) if v == 0.0 => false,
+                    Ok(v) if v == 1.0 => true,
+                    _ => {
+                        return Err(DataError::BadAnomalyLabel {
+                            path: path.to_path_buf(),
+                            line,
+                            column,
+                            text: field.to_string(),
+                        })
+                    }
+                }),
+                Role::Target(target_idx) => match layout.target {
                     TargetKind::Classes { .. } => {
                         let label =
                             parse_class_label(field).map_err(|reason| DataError::BadLabel {
@@ -167,39 +252,49 @@ pub(crate) fn parse(
                         }
                         classes.push(label);
                     }
-                    TargetKind::Regression => values.push(parse_number(path, line, column, field)?),
-                }
+                    TargetKind::Regression => {
+                        row_targets[target_idx] = parse_number(path, line, column, field)?;
+                    }
+                },
+            }
+        }
+        if let TargetKind::Regression = layout.target {
+            if autoencoder {
+                values.extend_from_slice(&features[row_start..]);
             } else {
-                features.push(parse_number(path, line, column, field)?);
+                values.extend_from_slice(&row_targets);
             }
         }
     }
 
-    let Some((n_fields, _)) = layout else {
+    let Some((column_roles, n_targets)) = roles else {
         return Err(DataError::Empty {
             path: path.to_path_buf(),
         });
     };
-    let targets = match target {
-        TargetKind::Classes { .. } => RawTargets::Classes(classes),
-        TargetKind::Regression => RawTargets::Regression(values),
-    };
-    let n_rows = match &targets {
-        RawTargets::Classes(labels) => labels.len(),
-        RawTargets::Regression(values) => values.len(),
-    };
+    let n_fields = column_roles.len();
+    let n_features = column_roles.iter().filter(|&&r| r == Role::Feature).count();
+    let n_rows = features.len() / n_features;
     if n_rows == 0 {
         return Err(DataError::Empty {
             path: path.to_path_buf(),
         });
     }
+    let targets = match layout.target {
+        TargetKind::Classes { .. } => RawTargets::Classes(classes),
+        TargetKind::Regression => RawTargets::Regression {
+            values,
+            n_outputs: n_targets,
+        },
+    };
     features.shrink_to_fit();
     Ok(CsvTable {
         path: path.to_path_buf(),
         n_fields,
-        n_features: n_fields - 1,
+        n_features,
         features,
         targets,
+        anomaly: layout.anomaly_column.map(|_| anomaly),
     })
 }
 
@@ -222,14 +317,9 @@ fn parse_number(path: &Path, line: usize, column: usize, field: &str) -> Result<
 }
 
 /// Reads and parses the CSV file at `path`.
-pub(crate) fn read(
-    path: &Path,
-    label_column: LabelColumn,
-    header: HeaderMode,
-    target: TargetKind,
-) -> Result<CsvTable, DataError> {
+pub(crate) fn read(path: &Path, layout: &Layout<'_>) -> Result<CsvTable, DataError> {
     let bytes = file::read_all(path)?;
-    parse(path, &bytes, label_column, header, target)
+    parse(path, &bytes, layout)
 }
 
 /// Checks a test table against its train table and resolves the class count:
@@ -258,7 +348,7 @@ pub(crate) fn finish(
                 .flatten()
                 .filter_map(|table| match &table.targets {
                     RawTargets::Classes(labels) => labels.iter().copied().max(),
-                    RawTargets::Regression(_) => None,
+                    RawTargets::Regression { .. } => None,
                 })
                 .max()
                 .unwrap_or(0);
@@ -285,7 +375,11 @@ pub(crate) fn finish(
         n_features: table.n_features,
         targets: match table.targets {
             RawTargets::Classes(labels) => Targets::Classes { labels, n_classes },
-            RawTargets::Regression(values) => Targets::Regression { values },
+            RawTargets::Regression { values, n_outputs } => Targets::Regression {
+                values,
+                n_outputs,
+                anomaly: table.anomaly,
+            },
         },
     };
     Ok((into_dataset(train), test.map(into_dataset)))
@@ -305,8 +399,24 @@ mod tests {
         header: HeaderMode,
         target: TargetKind,
     ) -> Result<Dataset, DataError> {
-        let table = parse(Path::new("mem.csv"), text.as_bytes(), label, header, target)?;
+        let layout = Layout {
+            label_column: &label,
+            anomaly_column: None,
+            header,
+            target,
+        };
+        let table = parse(Path::new("mem.csv"), text.as_bytes(), &layout)?;
         Ok(finish(table, None, target)?.0)
+    }
+
+    fn parse_str_bytes(bytes: &[u8]) -> Result<CsvTable, DataError> {
+        let layout = Layout {
+            label_column: &LabelColumn::Last,
+            anomaly_column: None,
+            header: HeaderMode::Auto,
+            target: CLASSES,
+        };
+        parse(Path::new("mem.csv"), bytes, &layout)
     }
 
     fn err_str(text: &str) -> DataError {
@@ -462,6 +572,124 @@ mod tests {
         assert_eq!(data.n_samples(), 2);
     }
 
+    fn parse_layout(
+        text: &str,
+        label: LabelColumn,
+        anomaly_column: Option<usize>,
+    ) -> Result<Dataset, DataError> {
+        let layout = Layout {
+            label_column: &label,
+            anomaly_column,
+            header: HeaderMode::Auto,
+            target: TargetKind::Regression,
+        };
+        let table = parse(Path::new("mem.csv"), text.as_bytes(), &layout)?;
+        Ok(finish(table, None, TargetKind::Regression)?.0)
+    }
+
+    #[test]
+    fn several_target_columns_in_the_given_order() {
+        let text = "a,b,c,d,e\n1,2,3,4,5\n6,7,8,9,10\n";
+        let data = parse_layout(text, LabelColumn::Columns(vec![4, 1]), None).unwrap();
+        assert_eq!(data.n_features, 3);
+        assert_eq!(data.features, vec![1.0, 3.0, 4.0, 6.0, 8.0, 9.0]);
+        assert_eq!(
+            data.targets,
+            Targets::Regression {
+                values: vec![5.0, 2.0, 10.0, 7.0],
+                n_outputs: 2,
+                anomaly: None,
+            }
+        );
+        assert_eq!((data.n_samples(), data.n_outputs()), (2, 2));
+        let picked = data.subset(&[1]);
+        assert_eq!(picked.features, vec![6.0, 8.0, 9.0]);
+        assert_eq!(
+            picked.targets,
+            Targets::Regression {
+                values: vec![10.0, 7.0],
+                n_outputs: 2,
+                anomaly: None,
+            }
+        );
+        // Every column a target: nothing left to learn from.
+        let err = parse_layout("1,2\n", LabelColumn::Columns(vec![0, 1]), None).unwrap_err();
+        assert!(msg(&err).contains("expected at least one feature column"), "{err}");
+        let err = parse_layout("1,2\n", LabelColumn::Columns(vec![0, 5]), None).unwrap_err();
+        assert!(
+            msg(&err).contains("target column 5 (0-based) does not exist; the row has 2 fields"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn autoencoder_targets_are_the_features_and_the_anomaly_column_is_neither() {
+        let text = "-1.5,2,0\n3,-4.25,1\n";
+        let data = parse_layout(text, LabelColumn::Inputs, Some(2)).unwrap();
+        assert_eq!(data.n_features, 2);
+        assert_eq!(data.features, vec![-1.5, 2.0, 3.0, -4.25]);
+        assert_eq!(
+            data.targets,
+            Targets::Regression {
+                values: vec![-1.5, 2.0, 3.0, -4.25],
+                n_outputs: 2,
+                anomaly: Some(vec![false, true]),
+            }
+        );
+        let reversed = data.subset(&[1, 0]);
+        let Targets::Regression { anomaly, .. } = &reversed.targets else {
+            panic!("regression")
+        };
+        assert_eq!(anomaly.as_deref(), Some(&[true, false][..]));
+        let err = parse_layout("1,2,0.5\n", LabelColumn::Inputs, Some(2)).unwrap_err();
+        assert!(
+            msg(&err).contains("line 1, column 3: anomaly label \"0.5\" is not 0 or 1"),
+            "{err}"
+        );
+        let err = parse_layout("1,2\n", LabelColumn::Inputs, Some(9)).unwrap_err();
+        assert!(msg(&err).contains("anomaly column 9 (0-based)"), "{err}");
+        let err = parse_layout("1,2,3\n", LabelColumn::Last, Some(2)).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("column 2 cannot be both the label and the anomaly column"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn target_columns_that_cannot_go_together_are_refused_before_reading() {
+        let refused = |label_column: LabelColumn, anomaly_column, target| {
+            let options = DataOptions {
+                label_column,
+                anomaly_column,
+                target,
+                ..DataOptions::default()
+            };
+            load(&DataSpec::Csv("never-read.csv".into()), &options)
+                .unwrap_err()
+                .to_string()
+        };
+        let regression = TargetKind::Regression;
+        assert!(refused(LabelColumn::Columns(vec![1, 2, 1]), None, regression)
+            .contains("column 1 is named twice"));
+        assert!(refused(LabelColumn::Columns(vec![]), None, regression)
+            .contains("at least one target column"));
+        assert!(refused(LabelColumn::Columns(vec![1, 2]), Some(2), regression)
+            .contains("column 2 cannot be both a target and the anomaly column"));
+        assert!(refused(LabelColumn::Columns(vec![1, 2]), None, CLASSES)
+            .contains("2 target columns need regression"));
+        assert!(refused(LabelColumn::Inputs, None, CLASSES).contains("autoencoder"));
+        assert!(refused(LabelColumn::Index(3), Some(3), CLASSES)
+            .contains("both the label and the anomaly column"));
+        // The anomaly column is a CSV option.
+        let options = DataOptions {
+            anomaly_column: Some(0),
+            ..DataOptions::default()
+        };
+        let err = load(&DataSpec::Digits, &options).unwrap_err().to_string();
+        assert!(err.contains("--anomaly-column"), "{err}");
+    }
+
     #[test]
     fn regression_targets() {
         let data = parse_str(
@@ -473,9 +701,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             data.targets,
-            Targets::Regression {
-                values: vec![0.5, -1.25]
-            }
+            Targets::single(vec![0.5, -1.25])
         );
         assert_eq!(data.n_outputs(), 1);
         let err = parse_str(
@@ -700,14 +926,7 @@ mod tests {
 
     #[test]
     fn not_utf8() {
-        let err = parse(
-            Path::new("mem.csv"),
-            b"1,2,0\n\xff,2,0\n",
-            LabelColumn::Last,
-            HeaderMode::Auto,
-            CLASSES,
-        )
-        .unwrap_err();
+        let err = parse_str_bytes(b"1,2,0\n\xff,2,0\n").unwrap_err();
         assert!(
             matches!(err, DataError::CsvNotUtf8 { line: 2, .. }),
             "{err:?}"

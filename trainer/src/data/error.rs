@@ -148,18 +148,37 @@ pub enum DataError {
         expected: usize,
     },
 
-    /// The selected label column does not exist.
-    #[error("{}: line {line}: label column {index} (0-based) does not exist; the row has {n_fields} fields", path.display())]
+    /// A selected label, target or anomaly column does not exist.
+    #[error("{}: line {line}: {role} column {index} (0-based) does not exist; the row has {n_fields} fields", path.display())]
     CsvLabelColumn {
         path: PathBuf,
         line: usize,
+        /// `label`, `target` or `anomaly`.
+        role: &'static str,
         index: usize,
         n_fields: usize,
     },
 
-    /// A CSV with a single column: a label but no features.
-    #[error("{}: line {line}: only 1 field; expected at least one feature column besides the label", path.display())]
-    CsvNoFeatures { path: PathBuf, line: usize },
+    /// A CSV whose every column is a label, target or anomaly column.
+    #[error("{}: line {line}: {n_fields} field(s), all of them labels or targets; expected at least one feature column", path.display())]
+    CsvNoFeatures {
+        path: PathBuf,
+        line: usize,
+        n_fields: usize,
+    },
+
+    /// Target, label and anomaly columns that do not go together.
+    #[error("target columns: {detail}")]
+    TargetColumns { detail: String },
+
+    /// An anomaly-column value other than 0 or 1.
+    #[error("{}: line {line}, column {column}: anomaly label {text:?} is not 0 or 1", path.display())]
+    BadAnomalyLabel {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        text: String,
+    },
 
     /// A class label that is not a non-negative integer.
     #[error("{}: line {line}, column {column}: label {text:?} is {reason}; class labels must be non-negative integers such as 3 or 3.0 (use regression targets for real-valued labels)", path.display())]

@@ -238,9 +238,9 @@ fn read_pair(images_path: &Path, labels_path: &Path) -> Result<RawPair, DataErro
 
 fn into_dataset(pair: RawPair, target: TargetKind, n_classes: usize) -> Result<Dataset, DataError> {
     let targets = match target {
-        TargetKind::Regression => Targets::Regression {
-            values: pair.labels.iter().map(|&l| f32::from(l)).collect(),
-        },
+        TargetKind::Regression => {
+            Targets::single(pair.labels.iter().map(|&l| f32::from(l)).collect())
+        }
         TargetKind::Classes { .. } => {
             if let Some(record) = pair
                 .labels
@@ -511,9 +511,7 @@ pub(crate) mod tests {
         let (train, _) = load_pairs((&images, &labels), None, TargetKind::Regression).unwrap();
         assert_eq!(
             train.targets,
-            Targets::Regression {
-                values: vec![0.0, 12.0, 3.0, 12.0]
-            }
+            Targets::single(vec![0.0, 12.0, 3.0, 12.0])
         );
         assert_eq!(train.n_outputs(), 1);
         let err = load_pairs(

@@ -34,15 +34,31 @@ const DIGITS_NAME: &str = "<bundled digits.csv.gz>";
 pub enum Targets {
     /// One class index per row, each `< n_classes`.
     Classes { labels: Vec<u32>, n_classes: usize },
-    /// One target value per row.
-    Regression { values: Vec<f32> },
+    /// `n_outputs` target values per row, row-major; with `anomaly`, whether each row is an
+    /// anomaly (an autoencoder's test data: its reconstruction error is the anomaly score).
+    Regression {
+        values: Vec<f32>,
+        n_outputs: usize,
+        anomaly: Option<Vec<bool>>,
+    },
 }
 
 impl Targets {
+    /// One target value per row, no anomaly labels.
+    pub fn single(values: Vec<f32>) -> Targets {
+        Targets::Regression {
+            values,
+            n_outputs: 1,
+            anomaly: None,
+        }
+    }
+
     fn len(&self) -> usize {
         match self {
             Targets::Classes { labels, .. } => labels.len(),
-            Targets::Regression { values } => values.len(),
+            Targets::Regression {
+                values, n_outputs, ..
+            } => values.len() / (*n_outputs).max(1),
         }
     }
 }
@@ -67,11 +83,11 @@ impl Dataset {
         &self.features[row_idx * self.n_features..(row_idx + 1) * self.n_features]
     }
 
-    /// The width of the output layer: `n_classes`, or 1 for regression.
+    /// The width of the output layer: `n_classes`, or the targets per row for regression.
     pub fn n_outputs(&self) -> usize {
         match &self.targets {
             Targets::Classes { n_classes, .. } => *n_classes,
-            Targets::Regression { .. } => 1,
+            Targets::Regression { n_outputs, .. } => *n_outputs,
         }
     }
 
@@ -87,8 +103,20 @@ impl Dataset {
                 labels: row_indices.iter().map(|&idx| labels[idx]).collect(),
                 n_classes: *n_classes,
             },
-            Targets::Regression { values } => Targets::Regression {
-                values: row_indices.iter().map(|&idx| values[idx]).collect(),
+            Targets::Regression {
+                values,
+                n_outputs,
+                anomaly,
+            } => Targets::Regression {
+                values: row_indices
+                    .iter()
+                    .flat_map(|&idx| &values[idx * n_outputs..(idx + 1) * n_outputs])
+                    .copied()
+                    .collect(),
+                n_outputs: *n_outputs,
+                anomaly: anomaly
+                    .as_ref()
+                    .map(|labels| row_indices.iter().map(|&idx| labels[idx]).collect()),
             },
         };
         Dataset {
@@ -99,12 +127,16 @@ impl Dataset {
     }
 }
 
-/// Which CSV column holds the label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// Which CSV columns hold the targets.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum LabelColumn {
     Last,
     /// 0-based column index.
     Index(usize),
+    /// Regression: these 0-based columns, in this order, are the targets.
+    Columns(Vec<usize>),
+    /// An autoencoder: the targets are the features themselves.
+    Inputs,
 }
 
 /// Whether a CSV file starts with a header row.
@@ -142,6 +174,10 @@ pub struct DataOptions {
     pub test_split: f64,
     pub split_seed: u64,
     pub target: TargetKind,
+    /// CSV only: a 0/1 column that marks anomalies. It is not a feature; regression reports
+    /// the ROC AUC of the per-row error against it.
+    #[serde(default)]
+    pub anomaly_column: Option<usize>,
 }
 
 impl Default for DataOptions {
@@ -153,6 +189,7 @@ impl Default for DataOptions {
             test_split: 0.25,
             split_seed: 0,
             target: TargetKind::Classes { n_classes: None },
+            anomaly_column: None,
         }
     }
 }
@@ -177,6 +214,46 @@ pub struct Split {
 /// output layer, so a stray label (say 983839839) must not be taken at its word.
 pub const MAX_CLASSES: usize = 65_536;
 
+/// Refuses target, label and anomaly columns that cannot be read together.
+fn check_columns(options: &DataOptions) -> Result<(), DataError> {
+    let fail = |detail: String| Err(DataError::TargetColumns { detail });
+    let classes = matches!(options.target, TargetKind::Classes { .. });
+    match &options.label_column {
+        LabelColumn::Columns(columns) => {
+            if columns.is_empty() {
+                return fail("expected at least one target column".into());
+            }
+            if classes && columns.len() > 1 {
+                return fail(format!(
+                    "{} target columns need regression (--loss mse); a classifier has one label column",
+                    columns.len()
+                ));
+            }
+            let mut seen = std::collections::BTreeSet::new();
+            for &column in columns {
+                if !seen.insert(column) {
+                    return fail(format!("column {column} is named twice"));
+                }
+            }
+            if let Some(anomaly) = options.anomaly_column.filter(|a| seen.contains(a)) {
+                return fail(format!(
+                    "column {anomaly} cannot be both a target and the anomaly column"
+                ));
+            }
+        }
+        LabelColumn::Inputs if classes => {
+            return fail("an autoencoder (targets = inputs) needs regression (--loss mse)".into())
+        }
+        LabelColumn::Index(index) if options.anomaly_column == Some(*index) => {
+            return fail(format!(
+                "column {index} cannot be both the label and the anomaly column"
+            ))
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
 pub fn load(spec: &DataSpec, options: &DataOptions) -> Result<Split, DataError> {
     split::check_fraction(options.test_split)?;
     if let TargetKind::Classes { n_classes: Some(k) } = options.target {
@@ -194,6 +271,7 @@ pub fn load(spec: &DataSpec, options: &DataOptions) -> Result<Split, DataError> 
             });
         }
     }
+    check_columns(options)?;
     if !matches!(spec, DataSpec::Csv(_)) {
         let defaults = DataOptions::default();
         let misplaced = if options.test_data.is_some() {
@@ -202,6 +280,8 @@ pub fn load(spec: &DataSpec, options: &DataOptions) -> Result<Split, DataError> 
             Some("label_column (--label-column)")
         } else if options.header != defaults.header {
             Some("header (--header)")
+        } else if options.anomaly_column.is_some() {
+            Some("anomaly_column (--anomaly-column)")
         } else {
             None
         };
@@ -217,13 +297,13 @@ pub fn load(spec: &DataSpec, options: &DataOptions) -> Result<Split, DataError> 
         DataSpec::Digits => {
             let path = Path::new(DIGITS_NAME);
             let bytes = file::decompress(path, DIGITS_CSV_GZ.to_vec())?;
-            let table = csv::parse(
-                path,
-                &bytes,
-                LabelColumn::Last,
-                HeaderMode::Absent,
-                options.target,
-            )?;
+            let layout = csv::Layout {
+                label_column: &LabelColumn::Last,
+                anomaly_column: None,
+                header: HeaderMode::Absent,
+                target: options.target,
+            };
+            let table = csv::parse(path, &bytes, &layout)?;
             drop(bytes);
             let (train, _) = csv::finish(table, None, options.target)?;
             (train, None, spec.to_string())
@@ -253,11 +333,17 @@ pub fn load(spec: &DataSpec, options: &DataOptions) -> Result<Split, DataError> 
             (train, test, spec.to_string())
         }
         DataSpec::Csv(path) => {
-            let train = csv::read(path, options.label_column, options.header, options.target)?;
+            let layout = csv::Layout {
+                label_column: &options.label_column,
+                anomaly_column: options.anomaly_column,
+                header: options.header,
+                target: options.target,
+            };
+            let train = csv::read(path, &layout)?;
             let test = options
                 .test_data
                 .as_ref()
-                .map(|test| csv::read(test, options.label_column, options.header, options.target))
+                .map(|test| csv::read(test, &layout))
                 .transpose()?;
             let (train, test) = csv::finish(train, test, options.target)?;
             let name = match &options.test_data {
@@ -286,7 +372,29 @@ pub fn load(spec: &DataSpec, options: &DataOptions) -> Result<Split, DataError> 
     };
     let targets = match &train.targets {
         Targets::Classes { n_classes, .. } => format!("{n_classes} classes"),
-        Targets::Regression { .. } => "regression".to_string(),
+        Targets::Regression {
+            n_outputs, anomaly, ..
+        } => {
+            let anomalies = match (&anomaly, &test.targets) {
+                (
+                    Some(_),
+                    Targets::Regression {
+                        anomaly: Some(test_labels),
+                        ..
+                    },
+                ) => format!(
+                    ", {} anomalous test rows",
+                    test_labels.iter().filter(|&&a| a).count()
+                ),
+                _ => String::new(),
+            };
+            let outputs = if *n_outputs == 1 {
+                "regression".to_string()
+            } else {
+                format!("regression of {n_outputs} targets")
+            };
+            format!("{outputs}{anomalies}")
+        }
     };
     let description = format!(
         "{name} ({} train, {} test, {} features, {targets}{how})",
@@ -525,6 +633,7 @@ mod tests {
             test_split: 0.2,
             split_seed: 9,
             target: TargetKind::Classes { n_classes: Some(3) },
+            anomaly_column: Some(4),
         };
         let json = serde_json::to_string(&options).unwrap();
         assert_eq!(serde_json::from_str::<DataOptions>(&json).unwrap(), options);

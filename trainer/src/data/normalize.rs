@@ -171,9 +171,7 @@ mod tests {
         Dataset {
             features: rows.iter().flat_map(|row| row.iter().copied()).collect(),
             n_features: rows[0].len(),
-            targets: Targets::Regression {
-                values: vec![0.0; rows.len()],
-            },
+            targets: Targets::single(vec![0.0; rows.len()]),
         }
     }
 

@@ -258,13 +258,11 @@ mod tests {
         let data = Dataset {
             features: (0..n).map(|i| i as f32).collect(),
             n_features: 1,
-            targets: Targets::Regression {
-                values: (0..n).map(|i| i as f32 * 0.5).collect(),
-            },
+            targets: Targets::single((0..n).map(|i| i as f32 * 0.5).collect()),
         };
         let (first, second) = split(&data, 0.2, 1).unwrap();
         assert_eq!((first.n_samples(), second.n_samples()), (40, 10));
-        let Targets::Regression { values } = &second.targets else {
+        let Targets::Regression { values, .. } = &second.targets else {
             panic!()
         };
         for (row, &id) in ids(&second).iter().enumerate() {
@@ -304,7 +302,7 @@ mod tests {
         let one = Dataset {
             features: vec![1.0],
             n_features: 1,
-            targets: Targets::Regression { values: vec![0.0] },
+            targets: Targets::single(vec![0.0]),
         };
         assert!(matches!(
             split(&one, 0.5, 0),
