@@ -1,5 +1,5 @@
 //! The model blob: layout constants, the node decoder and the validating parser
-//! (`docs/blob-format.md`, format version 2).
+//! (`docs/blob-format.md`, format version 3; version 2 still loads).
 //!
 //! Everything is little-endian and every section starts at a 4-byte-aligned offset. The parser
 //! checks every field once, so that inference afterwards cannot fail; the runtime then decodes
@@ -15,8 +15,16 @@ use crate::Error;
 
 /// The first four bytes of every blob.
 pub const MAGIC: [u8; 4] = *b"KILN";
-/// The format version this runtime reads and writes.
-pub const FORMAT_VERSION: u16 = 2;
+/// The format version this runtime writes (and the newest it reads).
+pub const FORMAT_VERSION: u16 = 3;
+/// The oldest format version this runtime reads. Version 2 has no input fixed point: its byte
+/// is padding that must be zero, so a version-2 blob reads as `input_frac_bits = 0`.
+pub const OLDEST_FORMAT_VERSION: u16 = 2;
+/// The most fraction bits a raw input may have (`raw = round(x * 2^bits)`): the input stage
+/// computes `256 * raw` in 32 bits, so real values stay below `2^(23 - bits)` in magnitude.
+pub const MAX_INPUT_FRAC_BITS: u8 = 24;
+/// Where the input stage's fraction-bits byte sits.
+pub(crate) const INPUT_FRAC_BITS_AT: usize = HEADER_LEN + 5;
 
 pub(crate) const HEADER_LEN: usize = 32;
 pub(crate) const HEADER_RESERVED: usize = 6;
@@ -404,7 +412,7 @@ pub(crate) fn parse<const KINDS: u8>(bytes: &[u8]) -> Result<Model<'_, KINDS>, E
         return Err(Error::BadMagic);
     }
     let version = r.u16()?;
-    if version != FORMAT_VERSION {
+    if !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&version) {
         return Err(Error::UnsupportedVersion { found: version });
     }
     let n_nodes = r.u16()?;
@@ -467,7 +475,15 @@ pub(crate) fn parse<const KINDS: u8>(bytes: &[u8]) -> Result<Model<'_, KINDS>, E
     // ---- input stage
     let n_entries = r.u32()?;
     let input_zero_point = r.i8()?;
-    r.zeros(3)?;
+    if version == OLDEST_FORMAT_VERSION {
+        r.zeros(3)?;
+    } else {
+        let frac_bits = r.u8()?;
+        if frac_bits > MAX_INPUT_FRAC_BITS {
+            return Err(Error::InputFracBits { found: frac_bits });
+        }
+        r.zeros(2)?;
+    }
     if n_entries != 1 && n_entries != n_inputs {
         return Err(Error::InputEntries {
             found: n_entries,

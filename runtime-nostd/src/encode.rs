@@ -35,6 +35,9 @@ pub struct InputStageSpec {
     pub zero_point: i8,
     /// One entry shared by all features, or one per input feature (HWC order).
     pub features: Vec<AffineSpec>,
+    /// The raw inputs' fraction bits: the device passes `round(x * 2^frac_bits)` for a real
+    /// value `x` (0 for integer data). At most [`crate::MAX_INPUT_FRAC_BITS`].
+    pub frac_bits: u8,
 }
 
 /// A layer's activation.
@@ -497,7 +500,13 @@ pub fn encode(spec: &ModelSpec) -> Result<Vec<u8>, Error> {
     let zp_in = spec.input.zero_point;
     w.u32(u32_of(spec.input.features.len())?);
     w.i8(zp_in);
-    w.zeros(3);
+    if spec.input.frac_bits > crate::blob::MAX_INPUT_FRAC_BITS {
+        return Err(Error::InputFracBits {
+            found: spec.input.frac_bits,
+        });
+    }
+    w.u8(spec.input.frac_bits);
+    w.zeros(2);
     for f in &spec.input.features {
         w.i32(f.offset);
         w.i32(f.multiplier);

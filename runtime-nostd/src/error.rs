@@ -56,6 +56,8 @@ pub enum Error {
     NodeShape { layer: u16, value: u16 },
     /// A max pool's output zero point is not its input's.
     MaxPoolZeroPoint { layer: u16, input: i8, output: i8 },
+    /// The input stage's fraction bits exceed [`crate::MAX_INPUT_FRAC_BITS`].
+    InputFracBits { found: u8 },
     /// An entry of the input stage's byte table is not the input map of that byte.
     InputTable { raw: u8 },
     /// A reserved or padding byte is not zero.
@@ -141,13 +143,20 @@ impl fmt::Display for Error {
             Error::UnsupportedVersion { found: 1 } => write!(
                 f,
                 "model blob format version 1 is an old format this runtime no longer reads \
-                 (it reads version {}): re-bake it with `kiln bake` from the model file",
+                 (it reads versions {} to {}): re-bake it with `kiln bake` from the model file",
+                crate::blob::OLDEST_FORMAT_VERSION,
                 crate::blob::FORMAT_VERSION
             ),
             Error::UnsupportedVersion { found } => write!(
                 f,
-                "unsupported model blob version {found} (this runtime reads version {})",
+                "unsupported model blob version {found} (this runtime reads versions {} to {})",
+                crate::blob::OLDEST_FORMAT_VERSION,
                 crate::blob::FORMAT_VERSION
+            ),
+            Error::InputFracBits { found } => write!(
+                f,
+                "input stage: {found} fraction bits, at most {} are allowed",
+                crate::blob::MAX_INPUT_FRAC_BITS
             ),
             Error::LengthMismatch { header, actual } => write!(
                 f,

@@ -29,6 +29,7 @@
 //! let spec = ModelSpec {
 //!     input: InputStageSpec {
 //!         zero_point: 0,
+//!         frac_bits: 0,
 //!         features: vec![AffineSpec { offset: 0, multiplier: 1 << 30, shift: 39 }],
 //!     },
 //!     input_shape: [1, 1, 2],
@@ -91,6 +92,6 @@ mod tests;
 #[cfg(test)]
 mod testutil;
 
-pub use blob::{FORMAT_VERSION, MAGIC};
+pub use blob::{FORMAT_VERSION, MAGIC, MAX_INPUT_FRAC_BITS, OLDEST_FORMAT_VERSION};
 pub use error::Error;
 pub use model::{Activation, LayerInfo, LayerKind, Model, MAX_LAYERS};

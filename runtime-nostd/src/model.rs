@@ -316,6 +316,17 @@ impl<'a, const KINDS: u8> Model<'a, KINDS> {
         self.n_inputs
     }
 
+    /// The fraction bits of the raw inputs [`run`](Model::run) takes: a real feature value `x`
+    /// is passed as `round(x * 2^bits)` (0 for a model trained on integer data such as pixels).
+    /// The host converts; the runtime only ever sees the integers.
+    pub fn input_frac_bits(&self) -> u8 {
+        // A version-2 blob has zero padding here; the parser checked the byte either way.
+        self.bytes
+            .get(crate::blob::INPUT_FRAC_BITS_AT)
+            .copied()
+            .unwrap_or(0)
+    }
+
     /// The number of logits.
     pub fn n_outputs(&self) -> usize {
         self.n_outputs

@@ -160,7 +160,7 @@ fn trailing_bytes_are_rejected() {
 #[test]
 fn framing_errors() {
     tampered(|b| b[0] = b'k', Error::BadMagic);
-    tampered(|b| b[4] = 3, Error::UnsupportedVersion { found: 3 });
+    tampered(|b| b[4] = 4, Error::UnsupportedVersion { found: 4 });
     tampered(|b| b[4] = 1, Error::UnsupportedVersion { found: 1 });
     tampered(
         |b| put_u32(b, 8, 524),
@@ -189,6 +189,54 @@ fn framing_errors() {
             available: 0
         })
     );
+}
+
+/// A real version-2 blob (the digits model as committed before format version 3, which gave
+/// the input stage its fraction bits) still loads and runs as the same blob re-sealed as
+/// version 3; its padding byte must stay zero, and a version-3 byte above the limit is refused.
+#[test]
+fn a_version_2_blob_loads_and_runs_like_version_3() {
+    use crate::blob::INPUT_FRAC_BITS_AT;
+    let v2: &[u8] = include_bytes!("data/digits-v2.kiln");
+    assert_eq!(&v2[..6], b"KILN\x02\x00");
+    let old = Model::from_bytes(v2).unwrap();
+    assert_eq!(old.input_frac_bits(), 0);
+    let mut v3 = v2.to_vec();
+    v3[4] = 3;
+    reseal(&mut v3);
+    let new = Model::from_bytes(&v3).unwrap();
+    assert_eq!(new.input_frac_bits(), 0);
+    let mut rng = crate::testutil::Rng::new(7);
+    let mut scratch = std::vec![0i8; old.scratch_len()];
+    for _ in 0..20 {
+        let raw: std::vec::Vec<i32> = (0..old.n_inputs()).map(|_| rng.below(17) as i32).collect();
+        let (mut a, mut b) = (std::vec![0i8; 10], std::vec![0i8; 10]);
+        let class_a = old.run(&raw, &mut scratch, &mut a).unwrap();
+        let class_b = new.run(&raw, &mut scratch, &mut b).unwrap();
+        assert_eq!((class_a, &a), (class_b, &b));
+    }
+    // version 2: the byte is padding
+    let mut padded = v2.to_vec();
+    padded[INPUT_FRAC_BITS_AT] = 1;
+    reseal(&mut padded);
+    assert_eq!(
+        Model::from_bytes(&padded).map(|_| ()),
+        Err(Error::ReservedNonZero {
+            offset: INPUT_FRAC_BITS_AT as u32
+        })
+    );
+    // version 3: 0 to 24 fraction bits
+    v3[INPUT_FRAC_BITS_AT] = crate::MAX_INPUT_FRAC_BITS;
+    reseal(&mut v3);
+    assert_eq!(
+        Model::from_bytes(&v3).map(|m| m.input_frac_bits()),
+        Ok(crate::MAX_INPUT_FRAC_BITS)
+    );
+    v3[INPUT_FRAC_BITS_AT] = crate::MAX_INPUT_FRAC_BITS + 1;
+    reseal(&mut v3);
+    let err = Model::from_bytes(&v3).map(|_| ()).unwrap_err();
+    assert_eq!(err, Error::InputFracBits { found: 25 });
+    assert!(std::format!("{err}").contains("25 fraction bits, at most 24"));
 }
 
 /// A real version-1 blob (the digits model as it was committed before format version 2) is
@@ -333,7 +381,8 @@ fn input_stage_errors() {
             n_inputs: 3,
         },
     );
-    tampered(|b| b[37] = 1, Error::ReservedNonZero { offset: 37 });
+    tampered(|b| b[38] = 1, Error::ReservedNonZero { offset: 38 });
+    tampered(|b| b[37] = 25, Error::InputFracBits { found: 25 });
     // entry 1 at 40 + 12: mu 52, M 56, t 60, reserved 61..64
     tampered(
         |b| put_u32(b, 56, (1 << 30) - 1),
@@ -753,6 +802,7 @@ fn encode_rejects_inconsistent_specs() {
     let spec = ModelSpec {
         input: InputStageSpec {
             zero_point: 0,
+            frac_bits: 0,
             features: std::vec![AffineSpec {
                 offset: 0,
                 multiplier: 1 << 30,

@@ -8,6 +8,7 @@ fn golden_bytes_of_a_small_model() {
     let spec = ModelSpec {
         input: InputStageSpec {
             zero_point: 5,
+            frac_bits: 12,
             features: std::vec![AffineSpec {
                 offset: -7,
                 multiplier: (1 << 30) + 1,
@@ -33,7 +34,7 @@ fn golden_bytes_of_a_small_model() {
     let mut expected: Vec<u8> = std::vec![
         // header, 0..32
         b'K', b'I', b'L', b'N',
-        2, 0,                   // version
+        3, 0,                   // version
         1, 0,                   // n_nodes
         164, 1, 0, 0,           // total_len = 420
         2, 0, 0, 0,             // n_inputs
@@ -43,7 +44,7 @@ fn golden_bytes_of_a_small_model() {
         0, 0, 0, 0, 0, 0,       // reserved
         // input stage, 32..52
         1, 0, 0, 0,             // one shared entry
-        5, 0, 0, 0,             // zero point, reserved
+        5, 12, 0, 0,            // zero point, fraction bits, reserved
         0xF9, 0xFF, 0xFF, 0xFF, // mu = -7
         1, 0, 0, 0x40,          // M = 2^30 + 1
         40, 0, 0, 0,            // t, reserved
@@ -81,6 +82,14 @@ fn golden_bytes_of_a_small_model() {
     assert_eq!(m.output_scale_bits(), 1.5f32.to_bits());
     assert_eq!(m.output_zero_point(), -2);
     assert_eq!(m.as_bytes().len(), 420);
+    assert_eq!(m.input_frac_bits(), 12);
+    // the encoder refuses more fraction bits than the input stage's 32 bits hold
+    let mut too_fine = spec.clone();
+    too_fine.input.frac_bits = crate::MAX_INPUT_FRAC_BITS + 1;
+    assert_eq!(
+        crate::encode::encode(&too_fine),
+        Err(Error::InputFracBits { found: 25 })
+    );
     // a wrong byte table entry is refused, even with the CRC re-sealed
     let mut b = blob.clone();
     b[52 + 200] ^= 1;

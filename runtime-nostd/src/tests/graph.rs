@@ -199,6 +199,7 @@ impl TCnn {
         ModelSpec {
             input: InputStageSpec {
                 zero_point: self.zp_in,
+                frac_bits: 0,
                 features: self
                     .features
                     .iter()

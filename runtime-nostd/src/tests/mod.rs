@@ -93,6 +93,7 @@ impl TModel {
         ModelSpec {
             input: InputStageSpec {
                 zero_point: self.zp_in,
+                frac_bits: 0,
                 features: self
                     .features
                     .iter()
