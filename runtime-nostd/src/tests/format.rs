@@ -88,7 +88,7 @@ fn golden_bytes_of_a_small_model() {
     too_fine.input.frac_bits = crate::MAX_INPUT_FRAC_BITS + 1;
     assert_eq!(
         crate::encode::encode(&too_fine),
-        Err(Error::InputFracBits { found: 25 })
+        Err(crate::Error::InputFracBits { found: 25 })
     );
     // a wrong byte table entry is refused, even with the CRC re-sealed
     let mut b = blob.clone();
