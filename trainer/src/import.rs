@@ -35,7 +35,7 @@ pub const RELATIVE_TOLERANCE: f64 = 1e-5;
 
 /// How far `ours` is from `theirs` in units of the tolerance `atol + rtol |theirs|`: at most 1
 /// passes. NaN anywhere is infinitely far.
-fn tolerance_ratio(ours: f64, theirs: f64, atol: f64) -> f64 {
+pub(crate) fn tolerance_ratio(ours: f64, theirs: f64, atol: f64) -> f64 {
     let ratio = (ours - theirs).abs() / (atol + RELATIVE_TOLERANCE * theirs.abs());
     if ratio.is_nan() {
         f64::INFINITY

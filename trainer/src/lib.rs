@@ -7,6 +7,7 @@ pub mod data;
 pub mod export;
 pub mod fsutil;
 pub mod import;
+pub mod metrics;
 pub mod model;
 pub mod nn;
 pub mod npy;

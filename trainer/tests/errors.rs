@@ -117,15 +117,17 @@ const CASES: &[Case] = &[
     case("run-truncated", &["run", "truncated.kiln"], 2, "truncated.kiln", &[": the kiln runtime refuses the model blob: model blob truncated"]),
     case("run-corrupted", &["run", "flipped.kiln"], 2, "flipped.kiln", &[": the kiln runtime refuses the model blob: model blob corrupted: stored CRC-32"]),
     case("run-not-a-blob", &["run", "garbage.onnx"], 2, "garbage.onnx", &[": the kiln runtime refuses the model blob: not a kiln model blob: bad magic"]),
+    case("run-targets-mismatch", &["run", "m/model.kiln", "--data", "csv:wide.csv", "--autoencoder"], 2, "m/model.kiln", &[": the model has 10 outputs, but csv:", " has 64 targets per row (--targets, --autoencoder)"]),
     // Evaluation.
     case("eval-missing", &["eval", "missing.json"], 2, "missing.json", &[": cannot read the model"]),
     case("eval-not-a-model", &["eval", "garbage.onnx"], 2, "garbage.onnx", &["kiln eval takes a kiln model file (JSON) or a .kiln blob: ", ": not a kiln model file"]),
     case("eval-blob-corrupted", &["eval", "flipped.kiln"], 2, "flipped.kiln", &[": the kiln runtime refuses the model blob: model blob corrupted: stored CRC-32"]),
     case("eval-features-mismatch", &["eval", "m/model.json", "--data", "csv:labels.csv"], 2, "m/model.json", &[": the model takes 64 inputs, but csv:", " has 2 features"]),
-    case("eval-regression", &["eval", "reg/model.json"], 2, "reg/model.json", &[" has regression targets; kiln eval measures classifiers (accuracy, precision, recall)"]),
+    case("eval-targets-mismatch", &["eval", "m/model.kiln", "--data", "csv:wide.csv", "--autoencoder"], 2, "m/model.kiln", &[": the model has 10 outputs, but csv:", " has 64 targets per row (--targets, --autoencoder)"]),
+    case("eval-classifier-regression-data", &["eval", "m/model.json", "--data", "csv:wide.csv", "--autoencoder"], 2, "m/model.json", &[": task: the model classifies into 10 classes, but csv:", " has regression targets"]),
     // Quantization and other flags.
     case("calib-zero", &["quantize", "m/model.json", "-o", "q", "--calib", "0"], 2, "", &["--calib: expected at least 1 sample"]),
-    case("quantize-outputs-mismatch", &["quantize", "imp3/model.json", "-o", "q3"], 2, "imp3/model.json", &[": task: the model predicts 3 values per row, but csv:", " has one target per row"]),
+    case("quantize-outputs-mismatch", &["quantize", "imp3/model.json", "-o", "q3"], 2, "imp3/model.json", &[": task: the model predicts 3 value(s) per row, but csv:", " has 1 target(s) per row (--targets, --autoencoder)"]),
     case("inspect-onnx-cnn", &["inspect", "cnn/model.onnx"], 2, "cnn/model.onnx", &[": node 'layer0_conv' (Conv): kiln inspect reads the dense layers of an ONNX file; inspect a convolutional network's .kiln blob (kiln bake) instead"]),
     case("inspect-cnn", &["inspect", "cnn/model.json"], 2, "cnn/model.json", &[": architecture: a convolutional network; kiln inspect takes multilayer perceptrons only so far"]),
     case("percentile-range", &["quantize", "m/model.json", "-o", "q", "--percentile", "200"], 2, "", &["--percentile: expected a value above 50 and at most 100"]),
@@ -220,30 +222,15 @@ fn fixtures() -> tempfile::TempDir {
             "cnn",
         ],
     ));
-    // A regression model, which kiln eval refuses.
-    let regression: String = (0..40)
-        .map(|i| format!("{},{},{}\n", i % 7, i % 3, i % 7 + i % 3))
+    // 64 integer columns: as an autoencoder's data, 64 targets per row, which the digits
+    // classifier (10 outputs) cannot be measured on.
+    let wide: String = (0..8)
+        .map(|row| {
+            let fields: Vec<String> = (0..64).map(|col| ((row * col) % 17).to_string()).collect();
+            fields.join(",") + "\n"
+        })
         .collect();
-    write("regression.csv", regression.as_bytes());
-    ok(kiln(
-        root,
-        &[
-            "train",
-            "--data",
-            "csv:regression.csv",
-            "--loss",
-            "mse",
-            "--hidden",
-            "4",
-            "--epochs",
-            "1",
-            "--no-check",
-            "--no-plot",
-            "--quiet",
-            "-o",
-            "reg",
-        ],
-    ));
+    write("wide.csv", wide.as_bytes());
     let blob = std::fs::read(root.join("m/model.kiln")).unwrap();
     write("truncated.kiln", &blob[..blob.len() / 2]);
     let mut flipped = blob.clone();

@@ -205,15 +205,15 @@ fn activation_params_include_zero_and_round_the_zero_point_half_even() {
 
 #[test]
 fn input_affine_folds_the_normalization() {
-    let a = input_affine(0.0, 1.0 / 16.0, 1.0 / 255.0).unwrap();
+    let a = input_affine(0.0, 1.0 / 16.0, 1.0 / 255.0, 0).unwrap();
     assert_eq!(a.offset, 0);
     let e = (1.0f64 / 16.0) / (256.0 * f64::from(1.0f32 / 255.0));
     assert!((multiplier_value(a.multiplier, a.shift) / e - 1.0).abs() <= 2f64.powi(-31));
     // mu = round_half_even(256 * mean).
-    assert_eq!(input_affine(3.3, 1.0, 0.1).unwrap().offset, 845);
-    assert_eq!(input_affine(0.5 / 256.0, 1.0, 0.1).unwrap().offset, 0);
-    assert_eq!(input_affine(1.5 / 256.0, 1.0, 0.1).unwrap().offset, 2);
-    assert_eq!(input_affine(-1.5 / 256.0, 1.0, 0.1).unwrap().offset, -2);
+    assert_eq!(input_affine(3.3, 1.0, 0.1, 0).unwrap().offset, 845);
+    assert_eq!(input_affine(0.5 / 256.0, 1.0, 0.1, 0).unwrap().offset, 0);
+    assert_eq!(input_affine(1.5 / 256.0, 1.0, 0.1, 0).unwrap().offset, 2);
+    assert_eq!(input_affine(-1.5 / 256.0, 1.0, 0.1, 0).unwrap().offset, -2);
     // Every digits pixel (0..=16, scale 1/16, s_in = 1/255): the integer map
     // gives the nearest int8 step of the normalized value.
     for x in 0..=16i64 {

@@ -1391,6 +1391,7 @@ fn prepare_conv_shape(shape: &ConvShape, out: &Path) -> Result<Prepared> {
         // Raw bytes 0..=255 to int8 x - 128: zero point -128, q = -128 + x.
         input: InputStageSpec {
             zero_point: -128,
+            frac_bits: 0,
             features: vec![AffineSpec {
                 offset: 0,
                 multiplier: 1 << 30,

@@ -53,7 +53,9 @@ pub enum Command {
     Run(RunArgs),
     /// Measure a float model (model.json) or an int8 blob (.kiln) on a data set's test split:
     /// accuracy, per-class precision and recall, a confusion-matrix picture and, for image
-    /// data, a picture of the most confident mistakes.
+    /// data, a picture of the most confident mistakes. For regression targets (--targets,
+    /// --autoencoder): MSE, MAE and RMSE overall and of the worst outputs, and with
+    /// --anomaly-column the ROC AUC of the per-row error.
     #[command(
         after_help = "Example: kiln eval kiln-out/int8/model.kiln --data mnist:DIR -o eval-out"
     )]
@@ -372,7 +374,9 @@ pub struct RunArgs {
     pub blob: PathBuf,
     #[command(flatten)]
     pub data: DataArgs,
-    /// Write the int8 logits to FILE as CSV, one row per test sample.
+    /// Write the int8 logits to FILE as CSV, one row per test sample. For regression targets
+    /// (--targets, --autoencoder) each row ends with one more column: the row's score, the mean
+    /// squared error of its dequantized outputs against its targets (the anomaly score).
     #[arg(long, value_name = "FILE")]
     pub outputs: Option<PathBuf>,
     #[command(flatten)]

@@ -18,11 +18,13 @@ use std::path::{Path, PathBuf};
 
 /// The exported file does not compute what the trainer computes.
 #[derive(Debug, thiserror::Error)]
-#[error("{path}: tract disagrees with the trainer: max |diff| {max_abs_diff:e} (limit {limit:e}), argmax agreement {agree}")]
+#[error("{path}: tract disagrees with the trainer: max |diff| {max_abs_diff:e}, {ratio:.1} times the limit {limit:e} + {} |value|, argmax agreement {agree}", crate::import::RELATIVE_TOLERANCE)]
 pub struct CheckFailed {
     pub path: PathBuf,
     pub max_abs_diff: f32,
     pub limit: f32,
+    /// The worst difference in units of the limit.
+    pub ratio: f64,
     pub agree: String,
 }
 
@@ -32,6 +34,7 @@ impl CheckFailed {
             path: report.onnx_path.clone(),
             max_abs_diff: report.max_abs_diff,
             limit: check::MAX_ABS_DIFF,
+            ratio: report.max_tolerance_ratio,
             agree: report
                 .argmax_agreements
                 .map_or("n/a".into(), |a| format!("{a}/{}", report.n_samples)),
@@ -175,6 +178,10 @@ pub struct TrainSummary {
     pub train_loss: f64,
     pub test_loss: f64,
     pub test_accuracy: Option<f64>,
+    /// Regression targets: the float model's error on the test set (overall and per output)
+    /// and, with anomaly labels, the ROC AUC of the per-row error.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub regression: Option<crate::metrics::RegressionMetrics>,
     pub check: Option<CheckReport>,
     pub check_passed: Option<bool>,
     pub files: Files,
@@ -287,6 +294,13 @@ fn train_export_check(
         &split.test.targets,
         model.config.loss,
     );
+    let regression = match &split.test.targets {
+        data::Targets::Classes { .. } => None,
+        targets => crate::metrics::for_targets(
+            &super::eval::network_outputs(&network, &test_features),
+            targets,
+        ),
+    };
 
     export::write_onnx(&model, plan.export, &onnx_path)
         .with_context(|| format!("{}: cannot export", onnx_path.display()))?;
@@ -347,6 +361,7 @@ fn train_export_check(
             .map_or(f64::NAN, |r| r.train_loss),
         test_loss,
         test_accuracy,
+        regression,
         check_passed: report.as_ref().map(CheckReport::passed),
         check: report,
         files,
@@ -389,6 +404,19 @@ fn print_summary(summary: &TrainSummary, json: bool) -> Result<()> {
     ];
     if let Some(accuracy) = summary.test_accuracy {
         rows.push(("test accuracy", format!("{accuracy:.4}")));
+    }
+    if let Some(regression) = &summary.regression {
+        rows.push((
+            "test error",
+            format!(
+                "{} (over {} outputs)",
+                regression.error_line(),
+                regression.per_output.len()
+            ),
+        ));
+        if let Some(line) = regression.anomaly_line() {
+            rows.push(("anomaly AUC", line));
+        }
     }
     if let Some(report) = &summary.check {
         rows.push(("tract check", check_line(report)));

@@ -1,11 +1,15 @@
 //! `kiln eval MODEL`: accuracy, per-class precision and recall, the confusion matrix and
-//! the most confident mistakes of a float model (model.json) or an int8 blob (.kiln).
+//! the most confident mistakes of a float model (model.json) or an int8 blob (.kiln); for
+//! regression data, the mean squared and absolute errors, the worst outputs and, with anomaly
+//! labels, the ROC AUC of the per-row error.
 
 use super::args::EvalArgs;
 use super::config::data_config;
 use crate::data::{self, DataSpec, Dataset, Split, Targets};
-use crate::model::ModelFile;
+use crate::metrics::{self, RegressionMetrics};
+use crate::model::{ModelFile, Task};
 use crate::nn::loss::Loss;
+use crate::nn::network::Network;
 use crate::plot::{self, ConfusionFigure, Mistake, MistakesFigure};
 use crate::quant::host;
 use anyhow::{Context, Result};
@@ -70,6 +74,24 @@ pub struct EvalSummary {
     pub pictures: Vec<PathBuf>,
 }
 
+/// What `kiln eval` reports for regression data, as printed with `--json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RegressionEvalSummary {
+    pub command: &'static str,
+    pub model: PathBuf,
+    /// `float` (a model file) or `int8` (a blob: its outputs dequantized as the runtime's
+    /// f32 output, `scale * (q - zero_point)`).
+    pub kind: &'static str,
+    pub data: String,
+    pub samples: usize,
+    /// The targets (and outputs) per row.
+    pub n_outputs: usize,
+    pub regression: RegressionMetrics,
+}
+
+/// How many of the worst outputs the text report lists.
+const WORST_SHOWN: usize = 3;
+
 impl EvalSummary {
     /// The one-line rows `demo` adds to its summary.
     pub fn rows(&self) -> Vec<(&'static str, String)> {
@@ -94,13 +116,12 @@ fn softmax_max(logits: &[f32]) -> f64 {
     }
 }
 
-fn float_predictions(model: &ModelFile, test: &Dataset) -> Predictions {
-    let network = model.network();
-    let features = model.normalization.apply(test);
-    let n_features = test.n_features;
-    let n_samples = test.n_samples();
-    let mut classes = Vec::with_capacity(n_samples);
-    let mut confidences = Vec::with_capacity(n_samples);
+/// The network's outputs on `features` (normalized, row-major `n_samples x n_inputs`), as
+/// row-major `n_samples x n_outputs`.
+pub(crate) fn network_outputs(network: &Network<f32>, features: &[f32]) -> Vec<f32> {
+    let n_features = network.n_inputs();
+    let n_samples = features.len() / n_features.max(1);
+    let mut outputs = Vec::with_capacity(n_samples * network.n_outputs());
     for start in (0..n_samples).step_by(1024) {
         let end = (start + 1024).min(n_samples);
         let input = DMatrix::from_column_slice(
@@ -108,17 +129,58 @@ fn float_predictions(model: &ModelFile, test: &Dataset) -> Predictions {
             end - start,
             &features[start * n_features..end * n_features],
         );
-        let output = network.forward(&input);
-        for column in output.column_iter() {
-            let logits: Vec<f32> = column.iter().copied().collect();
-            classes.push(crate::train::argmax(logits.iter().copied()));
-            confidences.push(softmax_max(&logits));
-        }
+        // One column per sample: the column-major data is row-major per sample.
+        outputs.extend_from_slice(network.forward(&input).as_slice());
+    }
+    outputs
+}
+
+/// The float model's outputs on the raw `test` rows, row-major `n_samples x n_outputs`.
+pub(crate) fn float_outputs(model: &ModelFile, test: &Dataset) -> Vec<f32> {
+    network_outputs(&model.network(), &model.normalization.apply(test))
+}
+
+/// The real values of the runtime's int8 outputs, `scale * (q - zero_point)`, exactly as the
+/// runtime's f32 output has them.
+pub(crate) fn dequantize(model: &kiln_runtime::Model<'_>, outputs: &[i8]) -> Vec<f32> {
+    let scale = f32::from_bits(model.output_scale_bits());
+    let zero_point = f32::from(model.output_zero_point());
+    outputs
+        .iter()
+        .map(|&q| scale * (f32::from(q) - zero_point))
+        .collect()
+}
+
+fn float_predictions(model: &ModelFile, test: &Dataset) -> Predictions {
+    let n_outputs = model.layers.last().map_or(0, |l| l.n_outputs).max(1);
+    let outputs = float_outputs(model, test);
+    let mut classes = Vec::with_capacity(test.n_samples());
+    let mut confidences = Vec::with_capacity(test.n_samples());
+    for logits in outputs.chunks_exact(n_outputs) {
+        classes.push(crate::train::argmax(logits.iter().copied()));
+        confidences.push(softmax_max(logits));
     }
     Predictions {
         classes,
         confidences,
     }
+}
+
+/// The runtime's run over `test`, and its outputs' real values (row-major).
+fn blob_outputs(
+    path: &Path,
+    model: &kiln_runtime::Model<'_>,
+    test: &Dataset,
+    spec: &DataSpec,
+) -> Result<(host::RuntimeRun, Vec<f32>)> {
+    let raw = host::raw_inputs(test, &format!("{spec} (test set)"), model.input_frac_bits())?;
+    let (n_inputs, n_outputs) = (model.n_inputs(), model.n_outputs());
+    let run = host::run_runtime(model, &raw, n_inputs, n_outputs).map_err(|e| EvalError {
+        path: path.to_owned(),
+        detail: format!("the kiln runtime failed: {e}"),
+    })?;
+    let real = dequantize(model, &run.logits);
+    Ok((run, real))
 }
 
 fn blob_predictions(
@@ -127,30 +189,65 @@ fn blob_predictions(
     test: &Dataset,
     spec: &DataSpec,
 ) -> Result<Predictions> {
-    let raw = host::raw_inputs(test, &format!("{spec} (test set)"))?;
-    let (n_inputs, n_outputs) = (model.n_inputs(), model.n_outputs());
-    let run = host::run_runtime(model, &raw, n_inputs, n_outputs).map_err(|e| EvalError {
-        path: path.to_owned(),
-        detail: format!("the kiln runtime failed: {e}"),
-    })?;
-    // The logits' real values, `scale * (q - zero_point)`, as the runtime's f32 output has them.
-    let scale = f32::from_bits(model.output_scale_bits());
-    let zero_point = f32::from(model.output_zero_point());
-    let confidences = run
-        .logits
-        .chunks_exact(n_outputs.max(1))
-        .map(|logits| {
-            let real: Vec<f32> = logits
-                .iter()
-                .map(|&q| scale * (f32::from(q) - zero_point))
-                .collect();
-            softmax_max(&real)
-        })
+    let (run, real) = blob_outputs(path, model, test, spec)?;
+    // Softmax of the logits' real values, as the runtime's f32 output has them.
+    let confidences = real
+        .chunks_exact(model.n_outputs().max(1))
+        .map(softmax_max)
         .collect();
     Ok(Predictions {
         classes: run.predictions,
         confidences,
     })
+}
+
+/// Why a model of `n_inputs` inputs and `n_outputs` outputs cannot be measured on `test`'s
+/// regression targets (another width or another number of targets); `None` if it can, or if
+/// `test` has class labels.
+pub(crate) fn regression_misfit(
+    spec: &DataSpec,
+    test: &Dataset,
+    n_inputs: usize,
+    n_outputs: usize,
+) -> Option<String> {
+    let Targets::Regression {
+        n_outputs: n_targets,
+        ..
+    } = &test.targets
+    else {
+        return None;
+    };
+    if test.n_features != n_inputs {
+        return Some(format!(
+            "the model takes {n_inputs} inputs, but {spec} has {} features",
+            test.n_features
+        ));
+    }
+    (*n_targets != n_outputs).then(|| {
+        format!(
+            "the model has {n_outputs} outputs, but {spec} has {n_targets} targets per row (--targets, --autoencoder)"
+        )
+    })
+}
+
+/// The regression report of `outputs` (row-major, the model's real outputs) on `split`.
+fn evaluate_regression(
+    subject: &Subject<'_>,
+    split: &Split,
+    outputs: &[f32],
+) -> RegressionEvalSummary {
+    let test = &split.test;
+    let regression = metrics::for_targets(outputs, &test.targets)
+        .expect("evaluate_regression is called with regression targets");
+    RegressionEvalSummary {
+        command: "eval",
+        model: subject.path.to_owned(),
+        kind: subject.kind,
+        data: split.description.clone(),
+        samples: test.n_samples(),
+        n_outputs: test.n_outputs(),
+        regression,
+    }
 }
 
 /// Refuses data the model cannot be measured on: regression targets, another width.
@@ -343,6 +440,41 @@ pub fn evaluate_float(
     )
 }
 
+/// Measures a float regression model on `split`'s test set.
+fn evaluate_float_regression(
+    path: &Path,
+    model: &ModelFile,
+    spec: &DataSpec,
+    split: &Split,
+) -> Result<RegressionEvalSummary> {
+    crate::model::check_targets(model, path, &spec.to_string(), &split.test.targets)?;
+    if let Some(detail) =
+        regression_misfit(spec, &split.test, model.n_inputs, model.task.n_outputs())
+    {
+        return Err(EvalError {
+            path: path.to_owned(),
+            detail,
+        }
+        .into());
+    }
+    let subject = Subject {
+        path,
+        kind: "float",
+        architecture: float_architecture(model),
+    };
+    Ok(evaluate_regression(
+        &subject,
+        split,
+        &float_outputs(model, &split.test),
+    ))
+}
+
+/// What `kiln eval` measured.
+enum Report {
+    Classifier(EvalSummary),
+    Regression(RegressionEvalSummary),
+}
+
 /// Whether `bytes` start like a `.kiln` blob.
 fn is_blob(bytes: &[u8]) -> bool {
     bytes.starts_with(b"KILN")
@@ -367,28 +499,42 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
         // A blob does not record its data: --data names it (the bundled digits by default).
         let (spec, options) = data_config(&args.data, Loss::CrossEntropy)?;
         let split = data::load(&spec, &options)?;
-        let (labels, n_classes) = check_fit(
-            &args.model,
-            &spec,
-            &split.test,
-            model.n_inputs(),
-            model.n_outputs(),
-        )?;
-        let predictions = blob_predictions(&args.model, &model, &split.test, &spec)?;
         let subject = Subject {
             path: &args.model,
             kind: "int8",
             architecture: super::quantize::runtime_architecture(&model),
         };
-        evaluate(
-            &subject,
-            &spec,
-            &split,
-            &labels,
-            n_classes,
-            &predictions,
-            &out_dir,
-        )?
+        if matches!(split.test.targets, Targets::Regression { .. }) {
+            if let Some(detail) =
+                regression_misfit(&spec, &split.test, model.n_inputs(), model.n_outputs())
+            {
+                return Err(EvalError {
+                    path: args.model.clone(),
+                    detail,
+                }
+                .into());
+            }
+            let (_, outputs) = blob_outputs(&args.model, &model, &split.test, &spec)?;
+            Report::Regression(evaluate_regression(&subject, &split, &outputs))
+        } else {
+            let (labels, n_classes) = check_fit(
+                &args.model,
+                &spec,
+                &split.test,
+                model.n_inputs(),
+                model.n_outputs(),
+            )?;
+            let predictions = blob_predictions(&args.model, &model, &split.test, &spec)?;
+            Report::Classifier(evaluate(
+                &subject,
+                &spec,
+                &split,
+                &labels,
+                n_classes,
+                &predictions,
+                &out_dir,
+            )?)
+        }
     } else {
         let model = ModelFile::load(&args.model)
             .context("kiln eval takes a kiln model file (JSON) or a .kiln blob")?;
@@ -399,9 +545,70 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
             (model.data.clone(), model.data_options.clone())
         };
         let split = data::load(&spec, &options)?;
-        evaluate_float(&args.model, &model, &spec, &split, &out_dir)?
+        let regression = matches!(model.task, Task::Regression { .. })
+            || matches!(split.test.targets, Targets::Regression { .. });
+        if regression {
+            Report::Regression(evaluate_float_regression(
+                &args.model,
+                &model,
+                &spec,
+                &split,
+            )?)
+        } else {
+            Report::Classifier(evaluate_float(
+                &args.model,
+                &model,
+                &spec,
+                &split,
+                &out_dir,
+            )?)
+        }
     };
-    print_summary(&summary, args.output.json, args.output.quiet)
+    match summary {
+        Report::Classifier(summary) => print_summary(&summary, args.output.json, args.output.quiet),
+        Report::Regression(summary) => {
+            print_regression(&summary, args.output.json, args.output.quiet)
+        }
+    }
+}
+
+fn print_regression(summary: &RegressionEvalSummary, json: bool, quiet: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(summary)?);
+        return Ok(());
+    }
+    if quiet {
+        return Ok(());
+    }
+    let regression = &summary.regression;
+    println!("kiln eval {}", summary.model.display());
+    println!("  {:<14} {}", "data", summary.data);
+    println!(
+        "  {:<14} {} ({}) on {} samples, over {} outputs",
+        "test error",
+        regression.error_line(),
+        summary.kind,
+        summary.samples,
+        summary.n_outputs
+    );
+    if summary.n_outputs > 1 {
+        let worst: Vec<String> = regression
+            .worst_outputs(WORST_SHOWN)
+            .iter()
+            .map(|(index, output)| {
+                format!(
+                    "#{index} MSE {} MAE {}",
+                    metrics::figure(output.mse),
+                    metrics::figure(output.mae)
+                )
+            })
+            .collect();
+        println!("  {:<14} {}", "worst outputs", worst.join("; "));
+    }
+    if let Some(line) = regression.anomaly_line() {
+        println!("  {:<14} {line}", "anomaly AUC");
+    }
+    Ok(())
 }
 
 fn percent(value: Option<f64>) -> String {

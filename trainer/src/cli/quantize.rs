@@ -2,7 +2,8 @@
 
 use super::args::{BakeArgs, CalibArgs, DataArgs, QuantizeArgs, RunArgs};
 use super::config::{data_config, UsageError};
-use crate::data::{self, DataOptions, DataSpec, Split};
+use crate::data::{self, DataOptions, DataSpec, Split, Targets};
+use crate::metrics::{self, RegressionMetrics};
 use crate::model::ModelFile;
 use crate::nn::Loss;
 use crate::quant::calibrate::RangeMethod;
@@ -62,6 +63,13 @@ pub struct QuantSummary {
     pub float_accuracy: Option<f64>,
     /// The runtime's int8 model on the test set.
     pub int8_accuracy: Option<f64>,
+    /// Regression targets: the trainer's float model's error on the test set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub float_regression: Option<RegressionMetrics>,
+    /// Regression targets: the error of the runtime's int8 outputs, dequantized as its f32
+    /// output (`scale * (q - zero_point)`), on the test set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub int8_regression: Option<RegressionMetrics>,
     /// The blob's length: what the model takes in flash.
     pub flash_bytes: usize,
     /// The scratch RAM one inference needs.
@@ -79,16 +87,30 @@ impl QuantSummary {
     /// The summary rows `demo` and `quantize` print.
     pub fn rows(&self) -> Vec<(&'static str, String)> {
         let accuracy = |a: Option<f64>| a.map_or("n/a".to_string(), |a| format!("{a:.4}"));
-        vec![
-            (
-                "calibration",
-                format!(
-                    "{} training samples, {}",
-                    self.calib_samples, self.calibration
-                ),
+        let mut rows = vec![(
+            "calibration",
+            format!(
+                "{} training samples, {}",
+                self.calib_samples, self.calibration
             ),
-            ("float acc", accuracy(self.float_accuracy)),
-            ("int8 acc", accuracy(self.int8_accuracy)),
+        )];
+        match (&self.float_regression, &self.int8_regression) {
+            (Some(float), Some(int8)) => {
+                rows.push(("float error", float.error_line()));
+                rows.push(("int8 error", int8.error_line()));
+                if let Some(line) = float.anomaly_line() {
+                    rows.push(("float AUC", line));
+                }
+                if let Some(line) = int8.anomaly_line() {
+                    rows.push(("int8 AUC", line));
+                }
+            }
+            _ => {
+                rows.push(("float acc", accuracy(self.float_accuracy)));
+                rows.push(("int8 acc", accuracy(self.int8_accuracy)));
+            }
+        }
+        rows.extend([
             ("flash", format!("{} bytes (model blob)", self.flash_bytes)),
             ("scratch RAM", format!("{} bytes", self.scratch_bytes)),
             (
@@ -103,7 +125,8 @@ impl QuantSummary {
                     self.test_samples
                 ),
             ),
-        ]
+        ]);
+        rows
     }
 
     /// An error if tract disagrees with the runtime.
@@ -261,7 +284,11 @@ pub fn quantize_into(
     )?;
 
     let test = &split.test;
-    let raw = host::raw_inputs(test, &format!("{spec} (test set)"))?;
+    let raw = host::raw_inputs(
+        test,
+        &format!("{spec} (test set)"),
+        runtime_model.input_frac_bits(),
+    )?;
     let n_outputs = model.task.n_outputs();
     let run = host::run_runtime(&runtime_model, &raw, test.n_features, n_outputs).map_err(|e| {
         BlobError {
@@ -294,6 +321,19 @@ pub fn quantize_into(
         &test.targets,
         model.config.loss,
     );
+    let (float_regression, int8_regression) = match &test.targets {
+        Targets::Regression { .. } if test.n_outputs() == n_outputs => (
+            metrics::for_targets(
+                &super::eval::network_outputs(&model.network(), &normalized),
+                &test.targets,
+            ),
+            metrics::for_targets(
+                &super::eval::dequantize(&runtime_model, &run.logits),
+                &test.targets,
+            ),
+        ),
+        _ => (None, None),
+    };
     let comparison = host::compare_with_tract(
         &qdq_path,
         test,
@@ -309,6 +349,8 @@ pub fn quantize_into(
         test_samples: test.n_samples(),
         float_accuracy,
         int8_accuracy,
+        float_regression,
+        int8_regression,
         flash_bytes: quantized.blob.len(),
         scratch_bytes,
         tract_identical: comparison.identical,
@@ -415,9 +457,29 @@ struct RunSummary {
     data: String,
     samples: usize,
     int8_accuracy: Option<f64>,
+    /// Regression targets: the error of the int8 outputs, dequantized as the runtime's f32
+    /// output, against them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    regression: Option<RegressionMetrics>,
     flash_bytes: usize,
     scratch_bytes: usize,
     outputs: Option<PathBuf>,
+}
+
+/// `--outputs`: the int8 outputs, one CSV row per test sample; for regression data each row
+/// ends with one more column, the row's score (the mean squared error of its dequantized
+/// outputs against its targets).
+fn outputs_csv(run: &host::RuntimeRun, scores: Option<&[f64]>) -> String {
+    let text = host::logits_csv(run);
+    let Some(scores) = scores else {
+        return text;
+    };
+    let mut with_scores = String::with_capacity(text.len() + scores.len() * 12);
+    for (line, score) in text.lines().zip(scores) {
+        with_scores.push_str(line);
+        with_scores.push_str(&format!(",{score}\n"));
+    }
+    with_scores
 }
 
 pub fn run(args: &RunArgs) -> Result<()> {
@@ -440,14 +502,33 @@ pub fn run(args: &RunArgs) -> Result<()> {
         }
         .into());
     }
-    let raw = host::raw_inputs(test, &format!("{spec} (test set)"))?;
+    if let Some(detail) = super::eval::regression_misfit(&spec, test, n_inputs, n_outputs) {
+        return Err(BlobError {
+            path: args.blob.clone(),
+            detail,
+        }
+        .into());
+    }
+    let raw = host::raw_inputs(test, &format!("{spec} (test set)"), model.input_frac_bits())?;
     let run = host::run_runtime(&model, &raw, n_inputs, n_outputs).map_err(|e| BlobError {
         path: args.blob.clone(),
         detail: format!("the kiln runtime failed: {e}"),
     })?;
     let int8_accuracy = host::accuracy(&run.predictions, &test.targets);
+    let (regression, scores) = match &test.targets {
+        Targets::Regression {
+            values, n_outputs, ..
+        } => {
+            let outputs = super::eval::dequantize(&model, &run.logits);
+            (
+                metrics::for_targets(&outputs, &test.targets),
+                Some(metrics::row_errors(&outputs, values, *n_outputs)),
+            )
+        }
+        Targets::Classes { .. } => (None, None),
+    };
     if let Some(path) = &args.outputs {
-        write_file(path, host::logits_csv(&run).as_bytes())?;
+        write_file(path, outputs_csv(&run, scores.as_deref()).as_bytes())?;
     }
     let summary = RunSummary {
         command: "run",
@@ -455,6 +536,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
         data: split.description.clone(),
         samples: test.n_samples(),
         int8_accuracy,
+        regression,
         flash_bytes: bytes.len(),
         scratch_bytes: model.scratch_len(),
         outputs: args.outputs.clone(),
@@ -471,15 +553,24 @@ pub fn run(args: &RunArgs) -> Result<()> {
             summary.flash_bytes,
             summary.scratch_bytes
         );
-        match int8_accuracy {
-            Some(accuracy) => println!(
+        match (int8_accuracy, &summary.regression) {
+            (Some(accuracy), _) => println!(
                 "  {:<14} {accuracy:.4} on {} samples",
                 "int8 acc", summary.samples
             ),
-            None => println!(
-                "  {:<14} n/a (regression) on {} samples",
-                "int8 acc", summary.samples
-            ),
+            (None, Some(regression)) => {
+                println!(
+                    "  {:<14} {} on {} samples, over {} outputs",
+                    "int8 error",
+                    regression.error_line(),
+                    summary.samples,
+                    regression.per_output.len()
+                );
+                if let Some(line) = regression.anomaly_line() {
+                    println!("  {:<14} {line}", "anomaly AUC");
+                }
+            }
+            (None, None) => println!("  {:<14} n/a on {} samples", "int8 acc", summary.samples),
         }
         if let Some(path) = &summary.outputs {
             println!("  {:<14} {}", "outputs", path.display());

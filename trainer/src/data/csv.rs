@@ -219,8 +219,8 @@ pub(crate) fn parse(path: &Path, bytes: &[u8], layout: &Layout<'_>) -> Result<Cs
             match role {
                 Role::Feature => features.push(parse_number(path, line, column, field)?),
                 Role::Anomaly => anomaly.push(match field.parse::<f64>() {
-                    Ok(v) if v == 0.0 => false,
-                    Ok(v) if v == 1.0 => true,
+                    Ok(0.0) => false,
+                    Ok(1.0) => true,
                     _ => {
                         return Err(DataError::BadAnomalyLabel {
                             path: path.to_path_buf(),
@@ -614,7 +614,10 @@ mod tests {
         );
         // Every column a target: nothing left to learn from.
         let err = parse_layout("1,2\n", LabelColumn::Columns(vec![0, 1]), None).unwrap_err();
-        assert!(msg(&err).contains("expected at least one feature column"), "{err}");
+        assert!(
+            msg(&err).contains("expected at least one feature column"),
+            "{err}"
+        );
         let err = parse_layout("1,2\n", LabelColumn::Columns(vec![0, 5]), None).unwrap_err();
         assert!(
             msg(&err).contains("target column 5 (0-based) does not exist; the row has 2 fields"),
@@ -670,12 +673,16 @@ mod tests {
                 .to_string()
         };
         let regression = TargetKind::Regression;
-        assert!(refused(LabelColumn::Columns(vec![1, 2, 1]), None, regression)
-            .contains("column 1 is named twice"));
+        assert!(
+            refused(LabelColumn::Columns(vec![1, 2, 1]), None, regression)
+                .contains("column 1 is named twice")
+        );
         assert!(refused(LabelColumn::Columns(vec![]), None, regression)
             .contains("at least one target column"));
-        assert!(refused(LabelColumn::Columns(vec![1, 2]), Some(2), regression)
-            .contains("column 2 cannot be both a target and the anomaly column"));
+        assert!(
+            refused(LabelColumn::Columns(vec![1, 2]), Some(2), regression)
+                .contains("column 2 cannot be both a target and the anomaly column")
+        );
         assert!(refused(LabelColumn::Columns(vec![1, 2]), None, CLASSES)
             .contains("2 target columns need regression"));
         assert!(refused(LabelColumn::Inputs, None, CLASSES).contains("autoencoder"));
@@ -699,10 +706,7 @@ mod tests {
             TargetKind::Regression,
         )
         .unwrap();
-        assert_eq!(
-            data.targets,
-            Targets::single(vec![0.5, -1.25])
-        );
+        assert_eq!(data.targets, Targets::single(vec![0.5, -1.25]));
         assert_eq!(data.n_outputs(), 1);
         let err = parse_str(
             "1,2,abc\n",

@@ -509,10 +509,7 @@ pub(crate) mod tests {
         .unwrap();
         assert_eq!(train.n_outputs(), 13, "labels >= 10: max + 1");
         let (train, _) = load_pairs((&images, &labels), None, TargetKind::Regression).unwrap();
-        assert_eq!(
-            train.targets,
-            Targets::single(vec![0.0, 12.0, 3.0, 12.0])
-        );
+        assert_eq!(train.targets, Targets::single(vec![0.0, 12.0, 3.0, 12.0]));
         assert_eq!(train.n_outputs(), 1);
         let err = load_pairs(
             (&images, &labels),

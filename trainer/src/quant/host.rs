@@ -7,7 +7,11 @@ use std::path::{Path, PathBuf};
 
 /// A raw feature value the integer runtime cannot take.
 #[derive(Debug, thiserror::Error)]
-#[error("{source_name}: record {record}, column {column}: the int8 runtime takes integer raw values, got {value}")]
+#[error("{source_name}: record {record}, column {column}: {}", if *.frac_bits == 0 {
+    format!("this int8 model was quantized from integer data and takes integer raw values, got {value} (quantize it from data like this to give it fraction bits)")
+} else {
+    format!("{value} times 2^{frac_bits} does not fit the runtime's 32-bit raw input")
+})]
 pub struct RawValueError {
     /// The data set, as named on the command line.
     pub source_name: String,
@@ -16,6 +20,8 @@ pub struct RawValueError {
     /// 0-based feature column.
     pub column: usize,
     pub value: f32,
+    /// The model's input fraction bits.
+    pub frac_bits: u8,
 }
 
 /// A `.kiln` blob that the runtime refuses, or that does not fit the data.
@@ -26,24 +32,31 @@ pub struct BlobError {
     pub detail: String,
 }
 
-/// The raw features as the device would feed them: integers, as i32.
+/// The raw features as the device would feed them: `round(x * 2^frac_bits)` as i32 (see
+/// [`super::math::raw_input`]); with 0 fraction bits every value must be an integer.
 /// `source_name` names the data in the error.
-pub fn raw_inputs(dataset: &Dataset, source_name: &str) -> Result<Vec<i32>, RawValueError> {
+pub fn raw_inputs(
+    dataset: &Dataset,
+    source_name: &str,
+    frac_bits: u8,
+) -> Result<Vec<i32>, RawValueError> {
     let n_features = dataset.n_features.max(1);
     dataset
         .features
         .iter()
         .enumerate()
         .map(|(idx, &value)| {
-            // Every i32 the runtime would not clamp anyway is exact in f32 up to 2^24.
-            if value.is_finite() && value.fract() == 0.0 && value.abs() <= 2_147_483_520.0 {
-                Ok(value as i32)
+            let raw = super::math::raw_input(value, frac_bits)
+                .filter(|_| frac_bits > 0 || value.fract() == 0.0);
+            if let Some(raw) = raw {
+                Ok(raw)
             } else {
                 Err(RawValueError {
                     source_name: source_name.to_owned(),
                     record: idx / n_features,
                     column: idx % n_features,
                     value,
+                    frac_bits,
                 })
             }
         })
@@ -143,11 +156,15 @@ pub struct TractComparison {
     pub max_lsb_diff: u32,
     /// Samples whose argmax agrees.
     pub argmax_agreement: usize,
+    /// Whether the outputs are class scores, whose argmax must agree too. A regression's
+    /// outputs are values: a 1 LSB difference may move the largest, and that is no error.
+    pub classifier: bool,
 }
 
 impl TractComparison {
     pub fn passed(&self) -> bool {
-        self.max_lsb_diff <= MAX_LSB_DIFF && self.argmax_agreement == self.n_samples
+        self.max_lsb_diff <= MAX_LSB_DIFF
+            && (!self.classifier || self.argmax_agreement == self.n_samples)
     }
 }
 
@@ -184,6 +201,7 @@ pub fn compare_with_tract(
         identical,
         max_lsb_diff,
         argmax_agreement,
+        classifier: matches!(test.targets, Targets::Classes { .. }),
     })
 }
 

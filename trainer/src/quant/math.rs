@@ -252,20 +252,59 @@ pub struct InputAffine {
 }
 
 /// `offset = round_half_even(256 * mean)`, `multiplier * 2^-shift = inv_std / (256 * s_in)`.
-pub fn input_affine(mean: f32, inv_std: f32, input_scale: f32) -> Result<InputAffine, QuantError> {
-    let offset = 256.0 * f64::from(mean);
+pub fn input_affine(
+    mean: f32,
+    inv_std: f32,
+    input_scale: f32,
+    frac_bits: u8,
+) -> Result<InputAffine, QuantError> {
+    // The device's raw value is `x * 2^frac_bits`: the mean moves with it, the scale shrinks.
+    let unit = f64::from(1u32 << frac_bits.min(30));
+    let offset = 256.0 * f64::from(mean) * unit;
     if !(offset.is_finite() && offset.abs() <= f64::from(i32::MAX)) {
         return Err(QuantError::Overflow {
-            what: format!("the input offset 256 * {mean}"),
+            what: format!("the input offset 256 * {mean} * 2^{frac_bits}"),
         });
     }
     let (multiplier, shift) =
-        quantize_multiplier(f64::from(inv_std) / (256.0 * f64::from(input_scale)))?;
+        quantize_multiplier(f64::from(inv_std) / (256.0 * unit * f64::from(input_scale)))?;
     Ok(InputAffine {
         offset: round_half_even(offset) as i32,
         multiplier,
         shift,
     })
+}
+
+/// The largest magnitude a raw input keeps below the runtime's clamp (`2^23`) with room to
+/// spare: real inputs up to twice the training data's largest magnitude pass unclamped.
+const RAW_HEADROOM: f64 = (1u32 << 22) as f64;
+
+/// The raw inputs' fraction bits for data like `features` (the training set): 0 when every
+/// value is an integer (pixels, counts: the device passes them as they are), otherwise the
+/// most bits, up to [`kiln_runtime::MAX_INPUT_FRAC_BITS`], that keep `|x| * 2^bits` within
+/// [`RAW_HEADROOM`].
+pub fn input_frac_bits(features: &[f32]) -> u8 {
+    if features.iter().all(|x| x.fract() == 0.0) {
+        return 0;
+    }
+    let max_abs = features
+        .iter()
+        .fold(0.0f64, |acc, &x| acc.max(f64::from(x).abs()));
+    let mut bits = 0u8;
+    while bits < kiln_runtime::MAX_INPUT_FRAC_BITS
+        && max_abs * f64::from(1u32 << (bits + 1)) <= RAW_HEADROOM
+    {
+        bits += 1;
+    }
+    bits
+}
+
+/// The raw integer the device takes for the real input `x`: `round_half_even(x * 2^frac_bits)`,
+/// or `None` when it is not finite or outside `i32` (the runtime clamps to `±2^23` itself).
+pub fn raw_input(x: f32, frac_bits: u8) -> Option<i32> {
+    let scaled = f64::from(x) * f64::from(1u32 << frac_bits.min(30));
+    let raw = round_half_even(scaled);
+    (raw.is_finite() && raw.abs() <= f64::from(i32::MAX)).then_some(raw as i32)
 }
 
 /// The `p`-th percentile of `values` (sorted in place), interpolated linearly
@@ -282,6 +321,34 @@ pub fn percentile(sorted: &[f32], p: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn input_fraction_bits_and_raw_values() {
+        assert_eq!(
+            input_frac_bits(&[0.0, 255.0, 16.0]),
+            0,
+            "integers pass as they are"
+        );
+        // |x| <= 86.07: 86.07 * 2^15 = 2.8e6 <= 2^22, 86.07 * 2^16 > 2^22.
+        assert_eq!(input_frac_bits(&[-86.07, -13.5, -40.25]), 15);
+        assert_eq!(input_frac_bits(&[0.5, 1.0]), 22);
+        assert_eq!(
+            input_frac_bits(&[1e-6, -1e-7]),
+            kiln_runtime::MAX_INPUT_FRAC_BITS
+        );
+        assert_eq!(input_frac_bits(&[1e9, 0.5]), 0);
+        assert_eq!(raw_input(-68.28, 15), Some(-2_237_399));
+        assert_eq!(raw_input(1.5, 0), Some(2), "ties to even");
+        assert_eq!(raw_input(2.5, 0), Some(2));
+        assert_eq!(raw_input(0.25, 1), Some(0));
+        assert_eq!(raw_input(f32::NAN, 4), None);
+        assert_eq!(raw_input(3e9, 0), None);
+        // The device's value, divided back, is within half a step of x.
+        for x in [-86.07f32, -0.013, 3.3, 42.0] {
+            let raw = raw_input(x, 15).unwrap();
+            assert!((f64::from(raw) / 32768.0 - f64::from(x)).abs() <= 0.5 / 32768.0);
+        }
+    }
 
     #[test]
     fn frexp_matches_the_definition() {

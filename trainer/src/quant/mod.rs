@@ -104,6 +104,8 @@ pub struct QuantReport {
     pub input: ActivationParams,
     /// 1 (shared) or one per feature.
     pub input_affines: usize,
+    /// The raw inputs' fraction bits: the device takes `round(x * 2^bits)` (0: integer data).
+    pub input_frac_bits: u8,
     /// One per layer with weights.
     pub layers: Vec<LayerReport>,
 }
@@ -362,18 +364,23 @@ pub fn quantize(
     let shapes = network.shapes();
     let input_order = hwc_order(network.input_shape);
 
-    // The input stage: the normalization and the input quantization in one integer map.
+    // The input stage: the normalization and the input quantization in one integer map, from
+    // raw integers with the fraction bits that real-valued training data needs.
+    let frac_bits = math::input_frac_bits(&calibration.features);
     let affines = match &model.normalization {
-        Normalization::None => vec![math::input_affine(0.0, 1.0, input.scale)?],
-        Normalization::Scale { scale } => vec![math::input_affine(0.0, *scale, input.scale)?],
+        Normalization::None => vec![math::input_affine(0.0, 1.0, input.scale, frac_bits)?],
+        Normalization::Scale { scale } => {
+            vec![math::input_affine(0.0, *scale, input.scale, frac_bits)?]
+        }
         Normalization::Standardize { mean, inv_std } => mean
             .iter()
             .zip(inv_std)
-            .map(|(&m, &s)| math::input_affine(m, s, input.scale))
+            .map(|(&m, &s)| math::input_affine(m, s, input.scale, frac_bits))
             .collect::<Result<_, _>>()?,
     };
     let input_stage = InputStageSpec {
         zero_point: input.zero_point,
+        frac_bits,
         // The runtime's input is HWC.
         features: if affines.len() == 1 {
             vec![affine_spec(affines[0])]
@@ -541,14 +548,15 @@ pub fn quantize(
     let blob = kiln_runtime::encode::encode(&spec).map_err(|e| QuantError::Encode {
         detail: format!("{e}"),
     })?;
-    // The QDQ graph normalizes with the means the runtime uses, `mu / 256`
+    // The QDQ graph normalizes with the means the runtime uses, `mu / (256 * 2^frac_bits)`
     // (exact in f32 while |mu| < 2^24), not the float model's: both forms are one int8 model.
+    let offset_unit = 256.0 * f64::from(1u32 << frac_bits);
     let normalization = match &model.normalization {
         Normalization::Standardize { inv_std, .. } => {
             kiln_onnx::mlp::InputNormalization::Standardize {
                 mean: affines
                     .iter()
-                    .map(|a| (f64::from(a.offset) / 256.0) as f32)
+                    .map(|a| (f64::from(a.offset) / offset_unit) as f32)
                     .collect(),
                 inv_std: inv_std.clone(),
             }
@@ -582,6 +590,7 @@ pub fn quantize(
         calibration: ranges,
         input,
         input_affines: affines.len(),
+        input_frac_bits: frac_bits,
         layers: reports,
     };
     Ok(Quantized {

@@ -43,6 +43,9 @@ pub fn rust_source(blob: &[u8], info: SourceInfo<'_>) -> String {
         layer_kinds,
     } = info;
     let description = description.replace(['\n', '\r'], " ");
+    // Read from the blob itself, so the constant cannot disagree with it.
+    let input_frac_bits =
+        kiln_runtime::Model::from_bytes(blob).map_or(0, |model| model.input_frac_bits());
     let _ = write!(
         out,
         r#"//! An int8 model baked by kiln {version}. Generated code: do not edit.
@@ -62,6 +65,9 @@ pub fn rust_source(blob: &[u8], info: SourceInfo<'_>) -> String {
 
 /// Raw input values per sample (fed as i32, e.g. pixels 0..=255).
 pub const N_INPUTS: usize = {n_inputs};
+/// The raw inputs' fraction bits: a real feature value `x` is fed as `round(x * 2^bits)`,
+/// rounding half to even (0: the model takes the integers of its data as they are).
+pub const INPUT_FRAC_BITS: u8 = {input_frac_bits};
 /// int8 logits per sample.
 pub const N_OUTPUTS: usize = {n_outputs};
 /// The scratch RAM one inference needs, in bytes.

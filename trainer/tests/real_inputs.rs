@@ -1,0 +1,95 @@
+//! Real-valued features reach the integer runtime: the model records the raw inputs' fraction
+//! bits, the CLI converts at the boundary, and the int8 model still agrees with tract.
+
+mod common;
+
+use common::{kiln, s, stderr};
+use std::fmt::Write as _;
+
+/// Three classes of 8 real-valued features (centres apart, deterministic jitter), with negative
+/// values and fractions: none of them is an integer.
+fn write_real_csv(path: &std::path::Path, n_rows: usize, seed: u64) {
+    let mut state = seed;
+    let mut next = || {
+        // splitmix64, mapped to [-1, 1)
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 52) as f64 - 1.0
+    };
+    let mut text = String::new();
+    for row in 0..n_rows {
+        let class = row % 3;
+        for feature in 0..8 {
+            let centre = -40.0 + 7.5 * ((class * 3 + feature) % 5) as f64;
+            let _ = write!(text, "{:.3},", centre + 4.0 * next() + 0.001);
+        }
+        let _ = writeln!(text, "{class}");
+    }
+    std::fs::write(path, text).unwrap();
+}
+
+fn json(output: &std::process::Output) -> serde_json::Value {
+    assert!(output.status.success(), "{}", stderr(output));
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+#[test]
+fn real_valued_features_quantize_with_fraction_bits_and_agree_with_tract() {
+    let dir = tempfile::tempdir().unwrap();
+    let (train, test) = (dir.path().join("train.csv"), dir.path().join("test.csv"));
+    write_real_csv(&train, 300, 1);
+    write_real_csv(&test, 90, 2);
+    let data = format!("csv:{}", s(&train));
+    let model_dir = dir.path().join("m");
+    let trained = kiln(&[
+        "train",
+        "--data",
+        &data,
+        "--test-data",
+        s(&test),
+        "--hidden",
+        "16",
+        "--normalize",
+        "standardize",
+        "--epochs",
+        "20",
+        "--lr",
+        "0.01",
+        "--quiet",
+        "-o",
+        s(&model_dir),
+    ]);
+    assert!(trained.status.success(), "{}", stderr(&trained));
+    let model = model_dir.join("model.json");
+    let out = dir.path().join("int8");
+    let report = json(&kiln(&["quantize", s(&model), "-o", s(&out), "--json"]));
+    // |x| < 47: 47 * 2^16 = 3.1e6 <= 2^22 < 47 * 2^17.
+    assert_eq!(report["report"]["input_frac_bits"], 16, "{report}");
+    assert_eq!(report["tract_passed"], true, "{report}");
+    let (float, int8) = (
+        report["float_accuracy"].as_f64().unwrap(),
+        report["int8_accuracy"].as_f64().unwrap(),
+    );
+    assert!(float > 0.9, "the classes are separable: {float}");
+    assert!((float - int8).abs() <= 0.03, "float {float}, int8 {int8}");
+
+    // The Rust source publishes the fraction bits, read from the blob.
+    let source = std::fs::read_to_string(out.join("model.rs")).unwrap();
+    assert!(
+        source.contains("pub const INPUT_FRAC_BITS: u8 = 16;"),
+        "{source:.2000}"
+    );
+    // `kiln run` converts the same real values the same way: the same int8 accuracy.
+    let run = json(&kiln(&[
+        "run",
+        s(&out.join("model.kiln")),
+        "--data",
+        &data,
+        "--test-data",
+        s(&test),
+        "--json",
+    ]));
+    assert_eq!(run["int8_accuracy"], report["int8_accuracy"], "{run}");
+}
