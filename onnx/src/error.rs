@@ -139,6 +139,15 @@ pub enum OnnxError {
         reason: String,
     },
 
+    /// More input fraction bits than a QDQ graph rounds to.
+    #[error("input fraction bits {found}: at most {max}")]
+    InputFracBits {
+        /// The requested bits.
+        found: u8,
+        /// [`crate::mlp::MAX_INPUT_FRAC_BITS`].
+        max: u8,
+    },
+
     /// A layer does not accept what the previous layer produces.
     #[error("layer {layer}: takes {n_inputs} inputs but layer {} produces {previous_outputs}", .layer - 1)]
     LayersDoNotChain {

@@ -279,7 +279,76 @@ pub(crate) fn add_normalization(
     normalization: &InputNormalization,
     feature_dims: &[i64],
 ) -> Result<String, OnnxError> {
-    let mut current = INPUT_NAME.to_owned();
+    add_normalization_from(graph, INPUT_NAME, normalization, feature_dims)
+}
+
+/// The most input fraction bits a QDQ graph rounds to (the runtime's limit).
+pub const MAX_INPUT_FRAC_BITS: u8 = 24;
+
+const INPUT_FIXED_POINT_DOC: &str = "Rounds the raw input to the device's fixed point, \
+    Round(x * 2^bits) / 2^bits (half to even; exact in f32): the device receives \
+    round(x * 2^bits) as its integer input.";
+
+/// The int8 graphs' model of the device boundary: for `frac_bits > 0`, rounds [`INPUT_NAME`] to
+/// multiples of `2^-frac_bits` and returns the rounded tensor's name; [`INPUT_NAME`] otherwise
+/// (integer data passes unchanged, and the graph stays as it was).
+pub(crate) fn add_input_fixed_point(
+    graph: &mut GraphBuilder,
+    frac_bits: u8,
+) -> Result<String, OnnxError> {
+    if frac_bits == 0 {
+        return Ok(INPUT_NAME.to_owned());
+    }
+    if frac_bits > MAX_INPUT_FRAC_BITS {
+        return Err(OnnxError::InputFracBits {
+            found: frac_bits,
+            max: MAX_INPUT_FRAC_BITS,
+        });
+    }
+    let unit = (1u32 << frac_bits) as f32;
+    graph.initializer_f32("input_fixed.scale", &[1], &[unit])?;
+    graph.initializer_f32("input_fixed.step", &[1], &[1.0 / unit])?;
+    for (op, name, inputs, output) in [
+        (
+            "Mul",
+            "input_fixed_scale",
+            [INPUT_NAME, "input_fixed.scale"],
+            "input_fixed_scaled",
+        ),
+        (
+            "Round",
+            "input_fixed_round",
+            ["input_fixed_scaled", ""],
+            "input_fixed_raw",
+        ),
+        (
+            "Mul",
+            "input_fixed_step",
+            ["input_fixed_raw", "input_fixed.step"],
+            "input_fixed",
+        ),
+    ] {
+        let inputs: Vec<&str> = inputs.into_iter().filter(|i| !i.is_empty()).collect();
+        graph.node_with_doc(
+            op,
+            name,
+            &inputs,
+            &[output],
+            Vec::new(),
+            INPUT_FIXED_POINT_DOC,
+        );
+    }
+    Ok("input_fixed".to_owned())
+}
+
+/// [`add_normalization`] of the tensor `source`.
+pub(crate) fn add_normalization_from(
+    graph: &mut GraphBuilder,
+    source: &str,
+    normalization: &InputNormalization,
+    feature_dims: &[i64],
+) -> Result<String, OnnxError> {
+    let mut current = source.to_owned();
     match normalization {
         InputNormalization::None => {}
         InputNormalization::Scale { scale } => {

@@ -25,6 +25,7 @@
 //! use kiln_onnx::qdq::{qdq_mlp_to_model, QdqActivation, QdqLayer, QdqMlp, QuantParams};
 //!
 //! let mlp = QdqMlp {
+//!     input_frac_bits: 0,
 //!     normalization: InputNormalization::Scale { scale: 1.0 / 255.0 },
 //!     input: QuantParams { scale: 1.0 / 255.0, zero_point: -128 },
 //!     layers: vec![QdqLayer {
@@ -52,8 +53,9 @@
 
 use crate::builder::{attr_float, attr_int, ir_version_for_opset, Dim, GraphBuilder};
 use crate::mlp::{
-    add_normalization, build_model, dim, validate_metadata, validate_normalization, Activation,
-    InputNormalization, MlpExportOptions, BATCH_DIM, INPUT_NAME, LOGITS_NAME,
+    add_input_fixed_point, add_normalization_from, build_model, dim, validate_metadata,
+    validate_normalization, Activation, InputNormalization, MlpExportOptions, BATCH_DIM,
+    INPUT_NAME, LOGITS_NAME,
 };
 use crate::proto::{tensor_proto::DataType, ModelProto};
 use crate::OnnxError;
@@ -127,6 +129,9 @@ pub struct QdqLayer {
 /// A whole int8 MLP: normalisation, input quantization and layers.
 #[derive(Debug, Clone, PartialEq)]
 pub struct QdqMlp {
+    /// The device's raw inputs are `round(x * 2^input_frac_bits)`: for bits above 0 the graph
+    /// rounds its float input the same way first (0: integer data, no rounding nodes).
+    pub input_frac_bits: u8,
     /// The float model's normalisation, applied in float before quantizing.
     pub normalization: InputNormalization,
     /// Parameters of the quantized, normalised input.
@@ -155,7 +160,9 @@ pub fn qdq_mlp_to_model(mlp: &QdqMlp, options: &MlpExportOptions) -> Result<Mode
     graph.doc_string(&describe(mlp));
     graph.input_f32(INPUT_NAME, &[batch(), Dim::Fixed(dim(n_features))]);
 
-    let normalized = add_normalization(&mut graph, &mlp.normalization, &[dim(n_features)])?;
+    let fixed = add_input_fixed_point(&mut graph, mlp.input_frac_bits)?;
+    let normalized =
+        add_normalization_from(&mut graph, &fixed, &mlp.normalization, &[dim(n_features)])?;
     let mut q_in = add_input_quantize(&mut graph, &normalized, mlp.input)?;
 
     for (i, layer) in layers.iter().enumerate() {
@@ -621,6 +628,7 @@ mod tests {
     /// 3 -> 4 (Relu) -> 5 (Tanh table) -> 2 (Identity), standardized input.
     fn mlp() -> QdqMlp {
         QdqMlp {
+            input_frac_bits: 0,
             normalization: InputNormalization::Standardize {
                 mean: vec![0.5, -1.0, 2.0],
                 inv_std: vec![2.0, 0.25, 1.5],
@@ -978,6 +986,44 @@ mod tests {
             assert_eq!(model.metadata_props.len(), 1);
             assert_eq!(decode_model(&encode_model(&model)).unwrap(), model);
         }
+    }
+
+    #[test]
+    fn input_fraction_bits_round_the_input_to_the_device_fixed_point_first() {
+        let mut net = mlp();
+        net.input_frac_bits = 15;
+        let model = qdq_mlp_to_model(&net, &options(13)).unwrap();
+        let ops: Vec<(&str, &str)> = graph(&model).node[..4]
+            .iter()
+            .map(|n| (n.op_type(), n.name()))
+            .collect();
+        assert_eq!(
+            ops,
+            [
+                ("Mul", "input_fixed_scale"),
+                ("Round", "input_fixed_round"),
+                ("Mul", "input_fixed_step"),
+                ("Sub", "normalize_sub_mean"),
+            ]
+        );
+        assert_eq!(node(&model, "input_fixed_scale").input[0], "input");
+        assert_eq!(node(&model, "normalize_sub_mean").input[0], "input_fixed");
+        assert_eq!(f32s(initializer(&model, "input_fixed.scale")), [32768.0]);
+        assert_eq!(
+            f32s(initializer(&model, "input_fixed.step")),
+            [1.0 / 32768.0]
+        );
+        // Integer data: no rounding nodes at all.
+        net.input_frac_bits = 0;
+        let model = qdq_mlp_to_model(&net, &options(13)).unwrap();
+        assert_eq!(graph(&model).node[0].name(), "normalize_sub_mean");
+        net.input_frac_bits = 25;
+        assert_eq!(
+            qdq_mlp_to_model(&net, &options(13))
+                .unwrap_err()
+                .to_string(),
+            "input fraction bits 25: at most 24"
+        );
     }
 
     #[test]

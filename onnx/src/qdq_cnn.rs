@@ -38,6 +38,7 @@
 //!
 //! let params = |scale, zero_point| QuantParams { scale, zero_point };
 //! let cnn = QdqCnn {
+//!     input_frac_bits: 0,
 //!     input_shape: [1, 4, 4],
 //!     spatial_rank: 2,
 //!     normalization: InputNormalization::Scale { scale: 1.0 / 255.0 },
@@ -86,8 +87,8 @@ use crate::cnn::{
     sample_dims, ConvGeometry, Geometry, Shape,
 };
 use crate::mlp::{
-    add_normalization, batch_dim, build_model, dim, validate_metadata, validate_normalization,
-    InputNormalization, MlpExportOptions,
+    add_input_fixed_point, add_normalization_from, batch_dim, build_model, dim, validate_metadata,
+    validate_normalization, InputNormalization, MlpExportOptions,
 };
 use crate::proto::ModelProto;
 use crate::qdq::{
@@ -105,6 +106,8 @@ pub struct QdqCnn {
     /// 2, or 1 for a Conv1D network, as in
     /// [`CnnModel::spatial_rank`](crate::cnn::CnnModel::spatial_rank).
     pub spatial_rank: usize,
+    /// As [`QdqMlp::input_frac_bits`](crate::qdq::QdqMlp::input_frac_bits).
+    pub input_frac_bits: u8,
     /// The float model's normalisation, applied in float before quantizing.
     pub normalization: InputNormalization,
     /// Parameters of the quantized, normalised input.
@@ -260,7 +263,8 @@ pub fn qdq_cnn_to_model(cnn: &QdqCnn, options: &MlpExportOptions) -> Result<Mode
     graph.doc_string(&describe(cnn, &shapes));
     let sample = sample_dims(rank, cnn.input_shape);
     add_input(&mut graph, &sample);
-    let normalized = add_normalization(&mut graph, &cnn.normalization, &sample)?;
+    let fixed = add_input_fixed_point(&mut graph, cnn.input_frac_bits)?;
+    let normalized = add_normalization_from(&mut graph, &fixed, &cnn.normalization, &sample)?;
     let mut q_in = add_input_quantize(&mut graph, &normalized, cnn.input)?;
 
     for (i, layer) in cnn.layers.iter().enumerate() {

@@ -515,6 +515,7 @@ fn pow2_cnn() -> QdqCnn {
         .dense(8, QdqActivation::Relu)
         .dense(5, QdqActivation::Identity);
     QdqCnn {
+        input_frac_bits: 0,
         input_shape: [2, 8, 8],
         spatial_rank: 2,
         normalization: InputNormalization::Standardize {
@@ -550,6 +551,7 @@ fn general_cnn() -> QdqCnn {
         .dense(7, QdqActivation::Relu)
         .dense(3, QdqActivation::Identity);
     QdqCnn {
+        input_frac_bits: 0,
         input_shape: [3, 9, 9],
         spatial_rank: 2,
         normalization: InputNormalization::Scale { scale: 1.0 / 255.0 },
@@ -570,6 +572,7 @@ fn conv1d_cnn() -> QdqCnn {
         .flatten()
         .dense(3, QdqActivation::Identity);
     QdqCnn {
+        input_frac_bits: 0,
         input_shape: [2, 1, 16],
         spatial_rank: 1,
         normalization: InputNormalization::None,

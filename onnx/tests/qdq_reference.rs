@@ -269,6 +269,7 @@ fn pow2_mlp() -> QdqMlp {
         },
     ];
     QdqMlp {
+        input_frac_bits: 0,
         normalization: InputNormalization::Standardize {
             mean: vec![0.5, -1.25, 2.0, 0.0, 3.75, -0.125],
             inv_std: vec![0.5, 0.25, 1.0, 0.125, 0.5, 2.0],
@@ -362,6 +363,7 @@ fn general_mlp() -> QdqMlp {
         },
     ];
     QdqMlp {
+        input_frac_bits: 0,
         normalization: InputNormalization::Standardize { mean, inv_std },
         input: params(0.0279, -9),
         layers,
@@ -488,6 +490,7 @@ fn power_of_two_agreement_holds_for_every_opset_and_normalization() {
         base.normalization.clone(),
     ] {
         let mlp = QdqMlp {
+            input_frac_bits: 0,
             normalization: normalization.clone(),
             ..base.clone()
         };

@@ -572,6 +572,7 @@ pub fn quantize(
             })
             .collect();
         Qdq::Mlp(QdqMlp {
+            input_frac_bits: frac_bits,
             normalization,
             input: quant_params(input),
             layers,
@@ -579,6 +580,7 @@ pub fn quantize(
     } else {
         let cnn = export::cnn_model(&network);
         Qdq::Cnn(QdqCnn {
+            input_frac_bits: frac_bits,
             input_shape: cnn.input_shape,
             spatial_rank: cnn.spatial_rank,
             normalization,
