@@ -93,3 +93,77 @@ fn real_valued_features_quantize_with_fraction_bits_and_agree_with_tract() {
     ]));
     assert_eq!(run["int8_accuracy"], report["int8_accuracy"], "{run}");
 }
+
+/// An autoencoder over real-valued features, exported to ONNX and imported back as another
+/// framework's file would be: import (with its tract check), quantize, bake and run on the
+/// float CSV all succeed, with no hand-made scaling node.
+#[test]
+fn an_imported_autoencoder_over_real_values_goes_from_onnx_to_the_int8_runtime() {
+    let dir = tempfile::tempdir().unwrap();
+    let (train, test) = (dir.path().join("train.csv"), dir.path().join("test.csv"));
+    write_real_csv(&train, 300, 3);
+    write_real_csv(&test, 60, 4);
+    let data = format!("csv:{}", s(&train));
+    // Every column, the class included, is a real-valued feature and a target.
+    let ae_dir = dir.path().join("ae");
+    let trained = kiln(&[
+        "train",
+        "--data",
+        &data,
+        "--test-data",
+        s(&test),
+        "--autoencoder",
+        "--hidden",
+        "12,4,12",
+        "--normalize",
+        "none",
+        "--epochs",
+        "3",
+        "--quiet",
+        "-o",
+        s(&ae_dir),
+    ]);
+    assert!(trained.status.success(), "{}", stderr(&trained));
+    let onnx = ae_dir.join("model.onnx");
+    let imported = dir.path().join("imported.json");
+    let import = kiln(&[
+        "import",
+        s(&onnx),
+        "--data",
+        &data,
+        "--test-data",
+        s(&test),
+        "--autoencoder",
+        "-o",
+        s(&imported),
+    ]);
+    assert!(import.status.success(), "{}", stderr(&import));
+    let text = common::stdout(&import);
+    assert!(text.contains("regression, 9 outputs"), "{text}");
+    assert!(text.contains("check          PASS"), "{text}");
+    let out = dir.path().join("int8");
+    let report = json(&kiln(&["quantize", s(&imported), "-o", s(&out), "--json"]));
+    assert_eq!(report["tract_passed"], true, "{report}");
+    assert!(report["report"]["input_frac_bits"].as_u64().unwrap() > 0);
+    let baked = kiln(&[
+        "bake",
+        s(&imported),
+        "--rust",
+        s(&dir.path().join("model.rs")),
+    ]);
+    assert!(baked.status.success(), "{}", stderr(&baked));
+    let run = json(&kiln(&[
+        "run",
+        s(&out.join("model.kiln")),
+        "--data",
+        &data,
+        "--test-data",
+        s(&test),
+        "--autoencoder",
+        "--json",
+    ]));
+    assert_eq!(
+        run["regression"]["mse"], report["int8_regression"]["mse"],
+        "{run}"
+    );
+}

@@ -273,7 +273,9 @@ pub fn import(args: &ImportArgs) -> Result<()> {
         kind: kiln_onnx::import::ImportErrorKind::Read(e),
     })?;
     let (imported, _) = kiln_onnx::import::import_file(&args.onnx)?;
-    let classification = import::is_classifier(&imported, args.regression);
+    // Target columns (--targets, --autoencoder) are regression targets.
+    let regression = args.regression || args.data.targets.is_some() || args.data.autoencoder;
+    let classification = import::is_classifier(&imported, regression);
     let loss = if classification {
         Loss::CrossEntropy
     } else {
@@ -287,6 +289,17 @@ pub fn import(args: &ImportArgs) -> Result<()> {
             detail: format!(
                 "the model takes {} features, but {spec} has {}",
                 imported.n_inputs, split.train.n_features
+            ),
+        }
+        .into());
+    }
+    if !classification && split.train.n_outputs() != imported.n_outputs() {
+        return Err(DataMismatch {
+            path: args.onnx.clone(),
+            detail: format!(
+                "the model predicts {} values per row, but {spec} has {} target(s) per row (--targets, --autoencoder)",
+                imported.n_outputs(),
+                split.train.n_outputs()
             ),
         }
         .into());
