@@ -23,6 +23,8 @@ pub enum CheckError {
     Load { path: PathBuf, detail: String },
     #[error("{path}: tract failed to run the model: {detail}")]
     Run { path: PathBuf, detail: String },
+    #[error("{path}: {detail}")]
+    Mismatch { path: PathBuf, detail: String },
     #[error("{path}: the model outputs {found} values per sample, expected {expected}")]
     Shape {
         path: PathBuf,
@@ -146,6 +148,53 @@ pub fn tract_output<T: Datum + Copy>(
     Ok(outputs)
 }
 
+/// The values per sample of a graph input or output: the product of its fixed dimensions
+/// after the batch one (`None` if it is not a tensor with a shape, or a dimension is symbolic).
+fn declared_width(info: &kiln_onnx::proto::ValueInfoProto) -> Option<usize> {
+    use kiln_onnx::proto::{tensor_shape_proto::dimension::Value, type_proto};
+    let Some(type_proto::Value::TensorType(tensor)) = info.r#type.as_ref()?.value.as_ref() else {
+        return None;
+    };
+    let dims = &tensor.shape.as_ref()?.dim;
+    dims.iter()
+        .skip(1)
+        .try_fold(1usize, |acc, d| match d.value {
+            Some(Value::DimValue(n)) if n > 0 => acc.checked_mul(n as usize),
+            _ => None,
+        })
+}
+
+/// Refuses an ONNX file whose declared input or first output width is not the model file's,
+/// before tract runs it (tract's own message names symbols, not the two files).
+fn check_widths(onnx_path: &Path, model: &ModelFile) -> Result<(), CheckError> {
+    let Ok(bytes) = std::fs::read(onnx_path) else {
+        return Ok(()); // tract reports the unreadable file
+    };
+    let Ok(proto) = kiln_onnx::mlp::decode_model(&bytes) else {
+        return Ok(());
+    };
+    let Some(graph) = proto.graph.as_ref() else {
+        return Ok(());
+    };
+    let widths = [
+        ("inputs", graph.input.first(), model.n_inputs),
+        ("outputs", graph.output.first(), model.task.n_outputs()),
+    ];
+    for (what, info, expected) in widths {
+        if let Some(found) = info.and_then(declared_width) {
+            if found != expected {
+                return Err(CheckError::Mismatch {
+                    path: onnx_path.to_owned(),
+                    detail: format!(
+                        "the ONNX file has {found} {what} per sample, but the model file has {expected}: is it this model's file?"
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Compares tract's outputs for `onnx_path` with the trainer's on `test`.
 /// Returns the report and the trainer's outputs (row-major).
 pub fn check(
@@ -153,6 +202,7 @@ pub fn check(
     model: &ModelFile,
     test: &Dataset,
 ) -> Result<(CheckReport, Vec<f32>), CheckError> {
+    check_widths(onnx_path, model)?;
     let n_outputs = model.task.n_outputs();
     let expected = trainer_outputs(model, &test.features);
     let actual = tract_outputs(

@@ -87,6 +87,7 @@ const CASES: &[Case] = &[
     case("check-onnx-missing", &["check", "missing.onnx"], 2, "missing.onnx", &[": tract cannot load the ONNX file: no such file"]),
     case("check-onnx-garbage", &["check", "garbage.onnx", "--model", "m/model.json"], 2, "garbage.onnx", &[": tract cannot load the ONNX file: failed to decode Protobuf message"]),
     case("check-model-missing", &["check", "m/model.onnx", "--model", "missing.json"], 2, "missing.json", &["kiln check compares with the trainer's model file (--model): ", ": cannot read the model file"]),
+    case("check-widths", &["check", "four.onnx", "--model", "m/model.json"], 2, "four.onnx", &[": the ONNX file has 4 inputs per sample, but the model file has 64: is it this model's file?"]),
     case("check-disagrees", &["check", "tampered.onnx", "--model", "m/model.json"], 1, "tampered.onnx", &[": tract disagrees with the trainer: max |diff|"]),
     // Imported ONNX files.
     case("import-not-onnx", &["import", "garbage.onnx", "--data", "digits", "-o", "imp/x.json"], 2, "garbage.onnx", &[": not an ONNX model: failed to decode Protobuf message"]),
@@ -127,7 +128,8 @@ const CASES: &[Case] = &[
     case("eval-classifier-regression-data", &["eval", "m/model.json", "--data", "csv:wide.csv", "--autoencoder"], 2, "m/model.json", &[": task: the model classifies into 10 classes, but csv:", " has regression targets"]),
     // Quantization and other flags.
     case("calib-zero", &["quantize", "m/model.json", "-o", "q", "--calib", "0"], 2, "", &["--calib: expected at least 1 sample"]),
-    case("quantize-outputs-mismatch", &["quantize", "imp3/model.json", "-o", "q3"], 2, "imp3/model.json", &[": task: the model predicts 3 value(s) per row, but csv:", " has 1 target(s) per row (--targets, --autoencoder)"]),
+    case("import-outputs-mismatch", &["import", "four.onnx", "--data", "csv:four_features.csv", "--regression", "-o", "imp4/model.json"], 2, "four.onnx", &[": the model predicts 3 values per row, but csv:", " has 1 target(s) per row (--targets, --autoencoder)"]),
+    case("quantize-outputs-mismatch", &["quantize", "imp3/model.json", "--data", "csv:four_features.csv", "-o", "q3"], 2, "imp3/model.json", &[": task: the model predicts 3 value(s) per row, but csv:", " has 1 target(s) per row (--targets, --autoencoder)"]),
     case("inspect-onnx-cnn", &["inspect", "cnn/model.onnx"], 2, "cnn/model.onnx", &[": node 'layer0_conv' (Conv): kiln inspect reads the dense layers of an ONNX file; inspect a convolutional network's .kiln blob (kiln bake) instead"]),
     case("inspect-cnn", &["inspect", "cnn/model.json"], 2, "cnn/model.json", &[": architecture: a convolutional network; kiln inspect takes multilayer perceptrons only so far"]),
     case("percentile-range", &["quantize", "m/model.json", "-o", "q", "--percentile", "200"], 2, "", &["--percentile: expected a value above 50 and at most 100"]),
@@ -369,20 +371,37 @@ fn fixtures() -> tempfile::TempDir {
         ],
     );
     write_onnx(root, "opset6.onnx", 6, &four);
-    // A regressor of 3 outputs imported on data with one target per row: quantize must refuse
-    // it before computing anything (it used to panic in the loss, after writing files).
+    // A regressor of 3 outputs, imported on data with three targets per row, then quantized
+    // with data of one target per row: quantize must refuse it before computing anything (it
+    // used to panic in the loss, after writing files). Import itself refuses the mismatch.
     let rows: String = (0..40)
         .map(|i| format!("{},{},{},{},{}\n", i % 5, i % 3, i % 7, i % 2, i % 4))
         .collect();
     write("four_features.csv", rows.as_bytes());
+    let rows: String = (0..40)
+        .map(|i| {
+            format!(
+                "{},{},{},{},{},{},{}\n",
+                i % 5,
+                i % 3,
+                i % 7,
+                i % 2,
+                i % 4,
+                i % 6,
+                i % 9
+            )
+        })
+        .collect();
+    write("three_targets.csv", rows.as_bytes());
     ok(kiln(
         root,
         &[
             "import",
             "four.onnx",
             "--data",
-            "csv:four_features.csv",
-            "--regression",
+            "csv:three_targets.csv",
+            "--targets",
+            "4-6",
             "-o",
             "imp3/model.json",
             "--quiet",

@@ -90,8 +90,9 @@ pub fn exit_code_for(error: &anyhow::Error) -> u8 {
         {
             return exit_code::BAD_INPUT;
         }
-        if let Some(crate::check::CheckError::Load { .. }) =
-            cause.downcast_ref::<crate::check::CheckError>()
+        if let Some(
+            crate::check::CheckError::Load { .. } | crate::check::CheckError::Mismatch { .. },
+        ) = cause.downcast_ref::<crate::check::CheckError>()
         {
             return exit_code::BAD_INPUT;
         }

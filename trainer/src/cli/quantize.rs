@@ -200,9 +200,21 @@ fn quantize_model(
 }
 
 fn parse_blob<'a>(path: &Path, blob: &'a [u8]) -> Result<kiln_runtime::Model<'a>, BlobError> {
-    kiln_runtime::Model::from_bytes(blob).map_err(|e| BlobError {
-        path: path.to_owned(),
-        detail: format!("the kiln runtime refuses the model blob: {e}"),
+    kiln_runtime::Model::from_bytes(blob).map_err(|e| {
+        // A model file or an ONNX file where a blob belongs: say what to do with it.
+        let hint = match (e, blob.first()) {
+            (kiln_runtime::Error::BadMagic, Some(b'{')) => {
+                "; this is a kiln model file (JSON): bake it into a blob with `kiln bake MODEL --blob FILE`"
+            }
+            (kiln_runtime::Error::BadMagic, Some(_)) => {
+                "; a blob is what `kiln quantize` and `kiln bake --blob` write"
+            }
+            _ => "",
+        };
+        BlobError {
+            path: path.to_owned(),
+            detail: format!("the kiln runtime refuses the model blob: {e}{hint}"),
+        }
     })
 }
 

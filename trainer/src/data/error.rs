@@ -181,7 +181,7 @@ pub enum DataError {
     },
 
     /// A class label that is not a non-negative integer.
-    #[error("{}: line {line}, column {column}: label {text:?} is {reason}; class labels must be non-negative integers such as 3 or 3.0 (use regression targets for real-valued labels)", path.display())]
+    #[error("{}: line {line}, column {column}: label {text:?} is {reason}; class labels must be non-negative integers such as 3 or 3.0 (real-valued targets: --loss mse, --targets or --autoencoder)", path.display())]
     BadLabel {
         path: PathBuf,
         line: usize,
