@@ -14,10 +14,11 @@
 //! - per frame (5 per clip): a slight gain drift (up to +-0.25 dB per frame, linear in
 //!   time) and Gaussian noise of 1 dB standard deviation on every bin.
 //!
-//! An anomalous clip is the same machine with one fault, drawn uniformly among four:
-//! an extra resonance peak in bins 56..104 (where a normal clip has nothing but floor),
-//! the fundamental shifted up by 4 to 8 bins, bearing noise (the floor above bin 80
-//! raised by 8 to 12 dB) or one of the three harmonics missing.
+//! An anomalous clip is the same machine with one fault, drawn uniformly among four, each
+//! small against the normal variation so that detection is not trivial: an extra resonance
+//! peak 5 to 10 dB high in bins 56..104 (where a normal clip has nothing but floor), the
+//! fundamental shifted up by 1.5 to 3 bins, bearing noise (the floor above bin 80 raised by
+//! 2.5 to 5 dB) or one of the three harmonics 8 to 12 dB weaker.
 //!
 //! Features are frame-major (frame 0's bins 0..127, then frame 1's, ...), clipped to
 //! [-100, 0] and printed with 2 decimals. `train.csv` holds only normal clips;
@@ -159,7 +160,7 @@ fn clip(rng: &mut Rng, anomaly: Option<Anomaly>) -> Clip {
     let drift_db_per_frame = rng.range(-0.25, 0.25);
     let mut fundamental_bin = FUNDAMENTAL_BIN + rng.range(-1.0, 1.0);
     if anomaly == Some(Anomaly::ShiftedFundamental) {
-        fundamental_bin += rng.range(4.0, 8.0);
+        fundamental_bin += rng.range(1.5, 3.0);
     }
     let fundamental_hz = bin_to_hz(fundamental_bin);
     let mut peaks: Vec<Peak> = HARMONICS
@@ -178,12 +179,14 @@ fn clip(rng: &mut Rng, anomaly: Option<Anomaly>) -> Clip {
         None | Some(Anomaly::ShiftedFundamental) => {}
         Some(Anomaly::Resonance) => peaks.push(Peak {
             bin: rng.range(56.0, 104.0),
-            height_db: rng.range(15.0, 22.0),
+            height_db: rng.range(5.0, 10.0),
             width: rng.range(1.5, 2.5),
         }),
-        Some(Anomaly::BearingNoise) => bearing_rise_db = rng.range(8.0, 12.0),
+        Some(Anomaly::BearingNoise) => bearing_rise_db = rng.range(2.5, 5.0),
         Some(Anomaly::MissingHarmonic) => {
-            peaks.remove(1 + rng.below(HARMONICS.len() - 1));
+            // A worn part: one harmonic much weaker than in any normal clip.
+            let peak = 1 + rng.below(HARMONICS.len() - 1);
+            peaks[peak].height_db -= rng.range(8.0, 12.0);
         }
     }
 
