@@ -300,7 +300,7 @@ pub const fn clamp_raw(raw: i32) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testutil::{rhe_div, Rng};
+    use crate::testutil::{rhe_div, rq_ref, sat8_ref, Rng};
 
     /// The reference: exact rational `x * M / 2^t`, rounded half to even by Euclidean division,
     /// saturated to i64 like `rq`.
@@ -457,6 +457,50 @@ mod tests {
 
     /// The short form of the two-halves rounding equals the long one on its whole domain's
     /// edges and at random: |hi| <= 2^30, every lo, s in 0..=30.
+    #[test]
+    fn the_input_stage_affine_map_equals_its_definition() {
+        // sat8(zp + rq(256 * clamp(x) - mu, M, t)) in i128, against the runtime's map, whose
+        // common case is 32-bit arithmetic (rq_acc).
+        let mut rng = Rng::new(0x5EED_1234_ABCD_0001);
+        let mut next = || rng.next_u64();
+        let xs = [
+            0,
+            1,
+            -1,
+            RAW_MIN,
+            RAW_MAX,
+            RAW_MIN - 1,
+            RAW_MAX + 1,
+            i32::MIN,
+            i32::MAX,
+        ];
+        let mus = [0, 1, -1, i32::MIN, i32::MAX, 1 << 30, -(1 << 30)];
+        for t in SHIFT_MIN..=SHIFT_MAX {
+            for m in [MULTIPLIER_MIN, i32::MAX, (1 << 30) | 4321] {
+                let mut check = |x: i32, mu: i32, zp: i64| {
+                    let v = i64::from(clamp_raw(x)) * 256 - i64::from(mu);
+                    let expected = sat8_ref(zp + rq_ref(v, m, t)) as i8;
+                    assert_eq!(
+                        crate::model::affine(x, (mu, m, t), zp),
+                        expected,
+                        "x={x} mu={mu} m={m} t={t} zp={zp}"
+                    );
+                };
+                for &x in &xs {
+                    for &mu in &mus {
+                        check(x, mu, -128);
+                        check(x, mu, 5);
+                    }
+                }
+                for _ in 0..300 {
+                    let x = next() as i32 >> (next() % 24);
+                    let mu = next() as i32 >> (next() % 31);
+                    check(x, mu, (next() % 256) as i64 - 128);
+                }
+            }
+        }
+    }
+
     #[test]
     fn rq_input_equals_rq() {
         let mut rng = Rng::new(0x9E37_79B9_7F4A_7C15);

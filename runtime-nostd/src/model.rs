@@ -8,7 +8,7 @@ use crate::blob::{
     PAD_SAME,
 };
 use crate::error::u32_sat;
-use crate::fixed::{clamp_raw, rq_input, sat8};
+use crate::fixed::{clamp_raw, rq_acc, rq_input, sat8};
 use crate::kernels::{self, le_i32, ConvParams, FcParams, PoolParams};
 use crate::kinds;
 use crate::Error;
@@ -461,9 +461,16 @@ impl<'a, const KINDS: u8> Model<'a, KINDS> {
         // raw byte with a table takes the table.
         if step == 0 {
             // the shared entry: nothing to advance per feature
+            #[cfg(not(kiln_small))]
+            let shared = decode_entry(entries);
             for (o, &x) in out.iter_mut().zip(raw) {
                 *o = match (table, u8::try_from(x)) {
                     (Some(table), Ok(byte)) => table.get(usize::from(byte)).map_or(0, |&q| q as i8),
+                    // Decoded once, inlined: real-valued inputs (fraction bits) take this path
+                    // for every feature. `small` keeps the one out-of-line copy.
+                    #[cfg(not(kiln_small))]
+                    _ => affine(x, shared, zp),
+                    #[cfg(kiln_small)]
                     _ => affine_at(entries, 0, x, zp),
                 };
             }
@@ -824,13 +831,15 @@ pub(crate) fn affine_at(entries: &[u8], at: usize, x: i32, zp: i64) -> i8 {
 #[inline(always)]
 pub(crate) fn affine(x: i32, (mu, m, t): (i32, i32, u8), zp: i64) -> i8 {
     // |256 * x| <= 2^31 after the clamp, so the product is exact in i32; the subtraction of
-    // `mu` stays in i32 whenever it can, which lets `rq` use one 32x32->64 multiply.
+    // `mu` stays in i32 whenever it can. Then `rq` is the output stage's `rq_acc`: one
+    // 32x32->64 multiply and the two-halves rounding in 32-bit operations. Its saturation to
+    // i32 changes nothing after `sat8`.
     let scaled = clamp_raw(x).wrapping_mul(256);
-    let v = match scaled.checked_sub(mu) {
-        Some(v) => i64::from(v),
-        None => i64::from(scaled).wrapping_sub(i64::from(mu)),
+    let q = match scaled.checked_sub(mu) {
+        Some(v) => i64::from(rq_acc(v, m, t)),
+        None => rq_input(i64::from(scaled).wrapping_sub(i64::from(mu)), m, t),
     };
-    sat8(zp.saturating_add(rq_input(v, m, t)))
+    sat8(zp.saturating_add(q))
 }
 
 /// The index of the first maximum (0 for an empty slice).
