@@ -2,9 +2,10 @@
 
 use std::path::PathBuf;
 
-const BOARDS: [&str; 7] = [
+const BOARDS: [&str; 8] = [
     "microbit",
     "lm3s6965evb",
+    "mps2-an385",
     "mps2-an386",
     "mps2-an500",
     "sifive-e",

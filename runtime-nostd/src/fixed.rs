@@ -477,7 +477,7 @@ mod tests {
         let mus = [0, 1, -1, i32::MIN, i32::MAX, 1 << 30, -(1 << 30)];
         for t in SHIFT_MIN..=SHIFT_MAX {
             for m in [MULTIPLIER_MIN, i32::MAX, (1 << 30) | 4321] {
-                let mut check = |x: i32, mu: i32, zp: i64| {
+                let check = |x: i32, mu: i32, zp: i64| {
                     let v = i64::from(clamp_raw(x)) * 256 - i64::from(mu);
                     let expected = sat8_ref(zp + rq_ref(v, m, t)) as i8;
                     assert_eq!(

@@ -8,7 +8,7 @@ use crate::blob::{
     PAD_SAME,
 };
 use crate::error::u32_sat;
-use crate::fixed::{clamp_raw, rq_acc, rq_input, sat8};
+use crate::fixed::{clamp_raw, rq_input, sat8};
 use crate::kernels::{self, le_i32, ConvParams, FcParams, PoolParams};
 use crate::kinds;
 use crate::Error;
@@ -401,7 +401,8 @@ impl<'a, const KINDS: u8> Model<'a, KINDS> {
         })
     }
 
-    /// The set of layer kinds the blob uses ([`crate::kinds`]): the smallest `KINDS` that runs it.
+    /// The set of layer kinds the blob uses ([`crate::kinds`]): the smallest `KINDS` that runs it,
+    /// plus [`kinds::FIXED_POINT_INPUT`] when its input has fraction bits (the fast input loop).
     pub fn layer_kinds(&self) -> u8 {
         let mut set = 0;
         let mut at = self.nodes_at;
@@ -409,6 +410,9 @@ impl<'a, const KINDS: u8> Model<'a, KINDS> {
             let node = read_node(self.bytes, at);
             set |= kinds::bit_of(node.kind);
             at = at.saturating_add(node.section_len as usize);
+        }
+        if self.input_frac_bits() > 0 {
+            set |= kinds::FIXED_POINT_INPUT;
         }
         set
     }
@@ -459,18 +463,28 @@ impl<'a, const KINDS: u8> Model<'a, KINDS> {
             .and_then(|t| t.try_into().ok());
         // One copy of the affine map for both layouts (the smallest parts count every byte); a
         // raw byte with a table takes the table.
+        // Real values in fixed point (fraction bits) never hit the byte table: one map decoded
+        // once, inlined. `small` keeps the one out-of-line copy below.
+        #[cfg(not(kiln_small))]
+        if KINDS & kinds::FIXED_POINT_INPUT != 0 && step == 0 && self.input_frac_bits() > 0 {
+            let (mu, m, t) = decode_entry(entries);
+            for (o, &x) in out.iter_mut().zip(raw) {
+                // `affine`'s common case in 32-bit arithmetic: the output stage's `rq_acc`
+                // (one 32x32 multiply, the two-halves rounding; its saturation to i32 changes
+                // nothing after `sat8`). The rest takes the out-of-line map.
+                let scaled = clamp_raw(x).wrapping_mul(256);
+                *o = match scaled.checked_sub(mu) {
+                    Some(v) => sat8(zp.saturating_add(i64::from(crate::fixed::rq_acc(v, m, t)))),
+                    None => affine_at(entries, 0, x, zp),
+                };
+            }
+            return;
+        }
         if step == 0 {
             // the shared entry: nothing to advance per feature
-            #[cfg(not(kiln_small))]
-            let shared = decode_entry(entries);
             for (o, &x) in out.iter_mut().zip(raw) {
                 *o = match (table, u8::try_from(x)) {
                     (Some(table), Ok(byte)) => table.get(usize::from(byte)).map_or(0, |&q| q as i8),
-                    // Decoded once, inlined: real-valued inputs (fraction bits) take this path
-                    // for every feature. `small` keeps the one out-of-line copy.
-                    #[cfg(not(kiln_small))]
-                    _ => affine(x, shared, zp),
-                    #[cfg(kiln_small)]
                     _ => affine_at(entries, 0, x, zp),
                 };
             }
@@ -831,15 +845,13 @@ pub(crate) fn affine_at(entries: &[u8], at: usize, x: i32, zp: i64) -> i8 {
 #[inline(always)]
 pub(crate) fn affine(x: i32, (mu, m, t): (i32, i32, u8), zp: i64) -> i8 {
     // |256 * x| <= 2^31 after the clamp, so the product is exact in i32; the subtraction of
-    // `mu` stays in i32 whenever it can. Then `rq` is the output stage's `rq_acc`: one
-    // 32x32->64 multiply and the two-halves rounding in 32-bit operations. Its saturation to
-    // i32 changes nothing after `sat8`.
+    // `mu` stays in i32 whenever it can, which lets `rq` use one 32x32->64 multiply.
     let scaled = clamp_raw(x).wrapping_mul(256);
-    let q = match scaled.checked_sub(mu) {
-        Some(v) => i64::from(rq_acc(v, m, t)),
-        None => rq_input(i64::from(scaled).wrapping_sub(i64::from(mu)), m, t),
+    let v = match scaled.checked_sub(mu) {
+        Some(v) => i64::from(v),
+        None => i64::from(scaled).wrapping_sub(i64::from(mu)),
     };
-    sat8(zp.saturating_add(q))
+    sat8(zp.saturating_add(rq_input(v, m, t)))
 }
 
 /// The index of the first maximum (0 for an empty slice).

@@ -7,6 +7,12 @@
 //! that QEMU's loader fills, and a third build without the inference call gives the runtime's
 //! code size by difference. Instructions are counted exactly by the QEMU plugin in
 //! `../shared/tools/qemu-insncount`.
+//!
+//! The anomaly-detection autoencoder (`firmware_anomaly.rs`) takes real-valued features: the
+//! firmware gets the raw `i32` values the host converted, has no accuracy (only the CRC-32 of
+//! its outputs is compared) and also measures the whole `Model::run` call. A board whose memory
+//! map cannot hold a model lists it in `does_not_fit`: the run prints one line with the figures
+//! instead of building it.
 
 use crate::ci::workspace_root;
 use crate::elf::Elf;
@@ -33,6 +39,12 @@ struct Board {
     /// The 16 KB flash / 4 KB RAM memory map of the smallest parts: only the `lean` firmware
     /// (load and run) is built, the linker script enforcing both limits.
     tiny: bool,
+    /// Models too large for its memory map: not built; the run prints one line with the blob
+    /// against the flash (and fails if the blob would fit after all).
+    does_not_fit: &'static [Dataset],
+    /// A second board of a core that another board measures already, only for the models that
+    /// one cannot hold (the M3's `mps2-an385`): `bench-mcu` skips it.
+    large_models_only: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -51,6 +63,10 @@ enum Dataset {
     /// MLPerf Tiny's keyword-spotting DS-CNN shape on synthetic 49x10 "spectrograms" (the
     /// cores with at least 64 KiB of RAM).
     Kws,
+    /// MLPerf Tiny's anomaly-detection autoencoder shape on `cargo xtask sensor-data`'s
+    /// real-valued log-mel features (the boards with more than 256 KiB of flash): a regression
+    /// model fed raw `i32` values.
+    AnomalyAe,
 }
 
 /// The README's MNIST CNN (also trained by `cargo xtask ci`).
@@ -78,6 +94,7 @@ impl Dataset {
             Dataset::DigitsCnn => "digits-cnn",
             Dataset::MnistCnn => "mnist-cnn",
             Dataset::Kws => "kws",
+            Dataset::AnomalyAe => "anomaly-ae",
         }
     }
 
@@ -90,11 +107,18 @@ impl Dataset {
             Dataset::DigitsCnn => "digits CNN",
             Dataset::MnistCnn => "MNIST CNN",
             Dataset::Kws => "KWS DS-CNN",
+            Dataset::AnomalyAe => "anomaly AE 640-128x4-8-128x4-640",
         }
+    }
+
+    /// A classifier: the firmware's accuracy must equal the host's (a regression model has
+    /// only its CRC-32).
+    fn is_classifier(self) -> bool {
+        self != Dataset::AnomalyAe
     }
 }
 
-const BOARDS: [Board; 7] = [
+const BOARDS: [Board; 8] = [
     Board {
         name: "microbit",
         machine: "microbit",
@@ -105,6 +129,9 @@ const BOARDS: [Board; 7] = [
         datasets: &[Dataset::Digits, Dataset::DigitsTiny, Dataset::DigitsCnn],
         marker_overhead: 5,
         tiny: false,
+        // No QEMU Cortex-M0 machine has more than the micro:bit's 256 KiB of flash.
+        does_not_fit: &[Dataset::AnomalyAe],
+        large_models_only: false,
     },
     Board {
         name: "lm3s6965evb",
@@ -122,6 +149,23 @@ const BOARDS: [Board; 7] = [
         ],
         marker_overhead: 5,
         tiny: false,
+        // 256 KiB of flash: the M3 runs the autoencoder on mps2-an385 instead.
+        does_not_fit: &[Dataset::AnomalyAe],
+        large_models_only: false,
+    },
+    Board {
+        name: "mps2-an385",
+        machine: "mps2-an385",
+        core: "Cortex-M3",
+        target: "thumbv7m-none-eabi",
+        qemu: "qemu-system-arm",
+        qemu_package: "qemu-system-arm",
+        // The same core as lm3s6965evb with 4 MiB of flash, for the 280 KB autoencoder.
+        datasets: &[Dataset::AnomalyAe],
+        marker_overhead: 5,
+        tiny: false,
+        does_not_fit: &[],
+        large_models_only: true,
     },
     Board {
         name: "mps2-an386",
@@ -135,9 +179,12 @@ const BOARDS: [Board; 7] = [
             Dataset::DigitsTiny,
             Dataset::MnistCnn,
             Dataset::Kws,
+            Dataset::AnomalyAe,
         ],
         marker_overhead: 5,
         tiny: false,
+        does_not_fit: &[],
+        large_models_only: false,
     },
     Board {
         name: "mps2-an500",
@@ -151,9 +198,12 @@ const BOARDS: [Board; 7] = [
             Dataset::DigitsTiny,
             Dataset::MnistCnn,
             Dataset::Kws,
+            Dataset::AnomalyAe,
         ],
         marker_overhead: 5,
         tiny: false,
+        does_not_fit: &[],
+        large_models_only: false,
     },
     Board {
         name: "sifive-e",
@@ -162,10 +212,18 @@ const BOARDS: [Board; 7] = [
         target: "riscv32imc-unknown-none-elf",
         qemu: "qemu-system-riscv32",
         qemu_package: "qemu-system-misc",
-        // 16 KiB of RAM: the MNIST CNN's arena does not fit, the digits CNN's does.
-        datasets: &[Dataset::Mnist, Dataset::DigitsTiny, Dataset::DigitsCnn],
+        // 16 KiB of RAM: the MNIST CNN's arena does not fit, the digits CNN's does; 4 MiB of
+        // flash: the autoencoder fits.
+        datasets: &[
+            Dataset::Mnist,
+            Dataset::DigitsTiny,
+            Dataset::DigitsCnn,
+            Dataset::AnomalyAe,
+        ],
         marker_overhead: 4,
         tiny: false,
+        does_not_fit: &[],
+        large_models_only: false,
     },
     // The smallest parts (STM32F030F4, nRF51 variants, CH32V003-class RISC-V): the same
     // cores and QEMU machines with a 16 KB flash / 4 KB RAM memory map.
@@ -179,6 +237,8 @@ const BOARDS: [Board; 7] = [
         datasets: &[Dataset::DigitsTiny],
         marker_overhead: 5,
         tiny: true,
+        does_not_fit: &[],
+        large_models_only: false,
     },
     Board {
         name: "sifive-e-tiny",
@@ -190,6 +250,8 @@ const BOARDS: [Board; 7] = [
         datasets: &[Dataset::DigitsTiny],
         marker_overhead: 4,
         tiny: true,
+        does_not_fit: &[],
+        large_models_only: false,
     },
 ];
 
@@ -264,8 +326,15 @@ struct Prepared {
     dataset: Dataset,
     blob: Vec<u8>,
     rust_source: PathBuf,
-    /// Pixels as the device reads them, `n_inputs` per image.
+    /// Pixels as the device reads them, `n_inputs` per image (empty with `raw_inputs`).
     pixels: Vec<u8>,
+    /// Real-valued features as the device takes them, `round_half_even(x * 2^input_frac_bits)`,
+    /// `n_inputs` per sample (empty for pixel data). The firmware's measured inference is then
+    /// the whole `Model::run` call, as a product calls it, instead of `run_quantized`.
+    raw_inputs: Vec<i32>,
+    input_frac_bits: u8,
+    /// The class of each image, or the anomaly flag of each sample of a regression model (not
+    /// compared).
     labels: Vec<u8>,
     n_inputs: usize,
     n_outputs: usize,
@@ -280,6 +349,23 @@ struct Prepared {
     description: String,
 }
 
+impl Prepared {
+    /// Real-valued samples (the firmware's raw `i32` path, the whole `Model::run` measured).
+    fn raw_samples(&self) -> bool {
+        !self.raw_inputs.is_empty()
+    }
+
+    /// The raw `i32` values of sample `idx`, as the device takes them.
+    fn sample_raw(&self, idx: usize) -> Vec<i32> {
+        let range = idx * self.n_inputs..(idx + 1) * self.n_inputs;
+        if self.raw_samples() {
+            self.raw_inputs[range].to_vec()
+        } else {
+            self.pixels[range].iter().map(|&p| i32::from(p)).collect()
+        }
+    }
+}
+
 /// What one board measured.
 struct Row {
     board: &'static Board,
@@ -289,6 +375,11 @@ struct Row {
     insns_input: f64,
     insns_network: f64,
     insns_per_mac: f64,
+    /// One whole `Model::run` call (raw values to outputs; the raw-sample models only, whose
+    /// `insns_network` is this call).
+    insns_whole: Option<f64>,
+    n_inputs: usize,
+    macs: u64,
     /// The lean firmware's `.text` minus the same firmware's without the inference call: the
     /// whole runtime (load, validate, input stage, run).
     runtime_text: u64,
@@ -337,8 +428,12 @@ pub fn run(options: &FirmwareOptions) -> Result<()> {
         Dataset::DigitsCnn,
         Dataset::MnistCnn,
         Dataset::Kws,
+        Dataset::AnomalyAe,
     ] {
-        if boards.iter().any(|board| board.datasets.contains(&dataset)) {
+        if boards
+            .iter()
+            .any(|board| board.datasets.contains(&dataset) || board.does_not_fit.contains(&dataset))
+        {
             let started = std::time::Instant::now();
             prepared.push(prepare(dataset, options)?);
             println!(
@@ -350,7 +445,20 @@ pub fn run(options: &FirmwareOptions) -> Result<()> {
     }
 
     let mut rows = Vec::new();
+    let mut not_fitting = Vec::new();
     for board in boards {
+        for dataset in board.does_not_fit {
+            let data = prepared
+                .iter()
+                .find(|p| p.dataset == *dataset)
+                .expect("prepared above");
+            let line = does_not_fit_line(board, data)?;
+            println!(
+                "\n== {} ({}, {}) ==\n{line}",
+                board.name, board.core, board.machine
+            );
+            not_fitting.push(line);
+        }
         for dataset in board.datasets {
             let data = prepared
                 .iter()
@@ -359,10 +467,69 @@ pub fn run(options: &FirmwareOptions) -> Result<()> {
             rows.push(run_board(board, data, &plugin, &options.out)?);
         }
     }
-    print_table(&rows, &prepared);
+    print_table(&rows, &prepared, &not_fitting);
     device_figures(&rows, options.update_figures)?;
     build_real_boards()?;
     Ok(())
+}
+
+/// The `LENGTH` of a region (`FLASH` or `RAM`) in the board's memory map
+/// (`examples/firmware-qemu/memory/<board>.x`), in bytes.
+fn memory_length(board: &Board, region: &str) -> Result<u64> {
+    let path = firmware_crate_dir()
+        .join("memory")
+        .join(format!("{}.x", board.name));
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("{}: cannot read", path.display()))?;
+    let length = text
+        .lines()
+        .map(str::trim)
+        .find(|line| {
+            line.split_whitespace().next() == Some(region)
+                && line.split_whitespace().nth(1) == Some(":")
+        })
+        .and_then(|line| line.split("LENGTH").nth(1))
+        .map(|tail| tail.trim_start_matches([' ', '=']).trim())
+        .with_context(|| format!("{}: no {region} region with a LENGTH", path.display()))?;
+    let (digits, unit) = match length.strip_suffix('K') {
+        Some(digits) => (digits, 1024),
+        None => match length.strip_suffix('M') {
+            Some(digits) => (digits, 1024 * 1024),
+            None => (length, 1),
+        },
+    };
+    let value: u64 = match digits.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16).ok(),
+        None => digits.parse().ok(),
+    }
+    .with_context(|| format!("{}: {region} LENGTH `{length}`", path.display()))?;
+    Ok(value * unit)
+}
+
+/// The line a board prints for a model its memory map cannot hold; fails when the blob would
+/// fit after all (then the board should run it).
+fn does_not_fit_line(board: &Board, data: &Prepared) -> Result<String> {
+    let flash = memory_length(board, "FLASH")?;
+    let ram = memory_length(board, "RAM")?;
+    let blob = data.blob.len() as u64;
+    ensure!(
+        blob > flash,
+        "{}: {} is listed as not fitting, but its blob ({blob} B) is within the {flash} B of \
+         flash: run it instead",
+        board.name,
+        data.dataset.label()
+    );
+    Ok(format!(
+        "{} ({}): {} does not fit: its blob alone is {blob} B, the board's flash {flash} B ({} \
+         KiB), {} B short before any code or samples (its RAM would hold the buffers: scratch {} \
+         B of {ram} B); not built",
+        board.name,
+        board.core,
+        data.dataset.label(),
+        flash / 1024,
+        blob - flash,
+        data.scratch_len,
+    ))
 }
 
 /// The figures `kiln inspect` adds to a model's flash and RAM, per core.
@@ -373,7 +540,7 @@ const DEVICE_FIGURES: &str = "trainer/src/cli/device_figures.json";
 fn figures_core(board: &Board) -> Option<&'static str> {
     match board.name {
         "microbit" => Some("Cortex-M0"),
-        "lm3s6965evb" => Some("Cortex-M3"),
+        "lm3s6965evb" | "mps2-an385" => Some("Cortex-M3"),
         "mps2-an386" => Some("Cortex-M4F"),
         "mps2-an500" => Some("Cortex-M7"),
         "sifive-e" => Some("RISC-V rv32imc"),
@@ -568,6 +735,9 @@ fn prepare(dataset: Dataset, options: &FirmwareOptions) -> Result<Prepared> {
     let dir = options.out.join(dataset.dir());
     std::fs::create_dir_all(&dir)?;
     let s = |p: &Path| p.to_string_lossy().into_owned();
+    // The real-valued samples (the autoencoder) and the data flags `bake` needs besides --data.
+    let mut samples: Option<crate::firmware_anomaly::Samples> = None;
+    let mut data_flags: Vec<&str> = Vec::new();
     let (pixels, labels, n_inputs, data_spec, description) = match dataset {
         Dataset::Digits | Dataset::DigitsTiny | Dataset::DigitsCnn => {
             // Every fourth row is held out: the firmware sees only images the model never saw.
@@ -752,26 +922,66 @@ fn prepare(dataset: Dataset, options: &FirmwareOptions) -> Result<Prepared> {
                 ),
             )
         }
+        Dataset::AnomalyAe => {
+            use crate::firmware_anomaly as ae;
+            // The README's commands: sensor-data, then train the autoencoder on its CSVs.
+            let picked = ae::write_data(&dir)?;
+            let data = format!("csv:{}", s(&dir.join("train.csv")));
+            let out_dir = s(&dir);
+            kiln(&[
+                "train",
+                "--data",
+                &data,
+                "--test-data",
+                &s(&dir.join("test.csv")),
+                "--autoencoder",
+                "--anomaly-column",
+                ae::ANOMALY_COLUMN,
+                "--hidden",
+                ae::HIDDEN,
+                "--optimizer",
+                "adam",
+                "--epochs",
+                ae::EPOCHS,
+                "--batch",
+                "64",
+                "-o",
+                &out_dir,
+                "--quiet",
+                "--no-plot",
+            ])?;
+            data_flags = vec!["--autoencoder", "--anomaly-column", ae::ANOMALY_COLUMN];
+            let labels = picked.anomaly.clone();
+            samples = Some(picked);
+            (
+                Vec::new(),
+                labels,
+                ae::N_FEATURES,
+                data,
+                format!(
+                    "anomaly-detection autoencoder 640-{}-640 ({} epochs on 2000 synthetic \
+                     log-mel rows of `cargo xtask sensor-data`), {} normal + {} anomalous test \
+                     rows as raw i32",
+                    ae::HIDDEN.replace(',', "-"),
+                    ae::EPOCHS,
+                    ae::N_NORMAL,
+                    ae::N_ANOMALOUS
+                ),
+            )
+        }
     };
     let blob_path = dir.join("model.kiln");
     let rust_source = dir.join("model.rs");
     let model_json = s(&dir.join("model.json"));
-    kiln(&[
-        "bake",
-        &model_json,
-        "--data",
-        &data_spec,
-        "--blob",
-        &s(&blob_path),
-    ])?;
-    kiln(&[
-        "bake",
-        &model_json,
-        "--data",
-        &data_spec,
-        "--rust",
-        &s(&rust_source),
-    ])?;
+    let bake = |form: &str, path: &Path| {
+        let path = s(path);
+        let mut args = vec!["bake", &model_json, "--data", &data_spec];
+        args.extend(&data_flags);
+        args.extend([form, &path]);
+        kiln(&args)
+    };
+    bake("--blob", &blob_path)?;
+    bake("--rust", &rust_source)?;
     let blob = std::fs::read(&blob_path)?;
     // Both variants must run the same model: the source form embeds these very bytes.
     let source = std::fs::read_to_string(&rust_source)?;
@@ -800,26 +1010,17 @@ fn prepare(dataset: Dataset, options: &FirmwareOptions) -> Result<Prepared> {
         model.n_inputs() == n_inputs,
         "model and images disagree on n_inputs"
     );
-    let mut scratch = vec![0i8; model.scratch_len()];
-    let mut logits = vec![0i8; model.n_outputs()];
-    let mut crc = kiln_runtime::crc32::Crc32::new();
-    let mut host_correct = 0u32;
-    for (image, &label) in pixels.chunks_exact(n_inputs).zip(&labels) {
-        let raw: Vec<i32> = image.iter().map(|&p| i32::from(p)).collect();
-        let class = model
-            .run(&raw, &mut scratch, &mut logits)
-            .map_err(|e| anyhow::anyhow!("host run: {e}"))?;
-        host_correct += u32::from(class == usize::from(label));
-        let bytes: Vec<u8> = logits.iter().map(|&l| l as u8).collect();
-        crc.update(&bytes);
-    }
-    let layers: Vec<kiln_runtime::LayerInfo> = (0..model.n_layers())
-        .filter_map(|idx| model.layer(idx))
-        .collect();
-    let macs = layers.iter().map(layer_macs).sum();
-    // Without reuse every value (the input and each layer's output) has its own bytes.
-    let no_reuse_len = n_inputs + layers.iter().map(|l| l.n_outputs).sum::<usize>();
-    Ok(Prepared {
+    // Real-valued features become the raw values the device takes, with the blob's bits.
+    let input_frac_bits = model.input_frac_bits();
+    let raw_inputs: Vec<i32> = match &samples {
+        Some(samples) => samples
+            .features
+            .iter()
+            .map(|&x| crate::firmware_anomaly::raw_input(x, input_frac_bits))
+            .collect::<Result<_>>()?,
+        None => Vec::new(),
+    };
+    let mut prepared = Prepared {
         dataset,
         rust_source,
         n_inputs,
@@ -827,16 +1028,48 @@ fn prepare(dataset: Dataset, options: &FirmwareOptions) -> Result<Prepared> {
         // The length that lets the fastest kernel run (on Cortex-M4/M7 it widens each layer's
         // input once); the host computed the expected logits with the minimal one.
         scratch_len: model.fast_scratch_len(),
-        macs,
+        macs: 0,
         arena_len: model.scratch_len(),
-        no_reuse_len,
-        host_crc32: crc.finish(),
-        host_correct,
+        no_reuse_len: 0,
+        host_crc32: 0,
+        host_correct: 0,
         pixels,
+        raw_inputs,
+        input_frac_bits,
         labels,
         description,
-        blob,
-    })
+        blob: Vec::new(),
+    };
+    let mut scratch = vec![0i8; model.scratch_len()];
+    let mut logits = vec![0i8; model.n_outputs()];
+    let mut crc = kiln_runtime::crc32::Crc32::new();
+    let mut host_correct = 0u32;
+    let mut host_outputs = Vec::new();
+    for (idx, &label) in prepared.labels.iter().enumerate() {
+        let class = model
+            .run(&prepared.sample_raw(idx), &mut scratch, &mut logits)
+            .map_err(|e| anyhow::anyhow!("host run: {e}"))?;
+        if dataset.is_classifier() {
+            host_correct += u32::from(class == usize::from(label));
+        }
+        let bytes: Vec<u8> = logits.iter().map(|&l| l as u8).collect();
+        crc.update(&bytes);
+        host_outputs.extend_from_slice(&logits);
+    }
+    if prepared.raw_samples() {
+        // The firmware's raw values are the CLI's: `kiln run` prints the same outputs.
+        crate::firmware_anomaly::check_against_cli(&dir, &blob_path, &host_outputs)?;
+    }
+    let layers: Vec<kiln_runtime::LayerInfo> = (0..model.n_layers())
+        .filter_map(|idx| model.layer(idx))
+        .collect();
+    prepared.macs = layers.iter().map(layer_macs).sum();
+    // Without reuse every value (the input and each layer's output) has its own bytes.
+    prepared.no_reuse_len = n_inputs + layers.iter().map(|l| l.n_outputs).sum::<usize>();
+    prepared.host_crc32 = crc.finish();
+    prepared.host_correct = host_correct;
+    prepared.blob = blob;
+    Ok(prepared)
 }
 
 /// Deterministic synthetic keyword-spotting data: 49x10 "spectrograms" (0 to 255) of 12
@@ -982,6 +1215,7 @@ fn write_generated(data: &Prepared) -> Result<()> {
     write_if_changed("model.rs", &std::fs::read_to_string(&data.rust_source)?)?;
 
     let encoded = rle_encode(&data.pixels, data.n_inputs);
+    let raw_samples = data.raw_samples();
     let layer_kinds = kiln_runtime::Model::from_bytes(&data.blob)
         .map_err(|e| anyhow::anyhow!("the firmware's blob does not load: {e}"))?
         .layer_kinds();
@@ -993,6 +1227,13 @@ fn write_generated(data: &Prepared) -> Result<()> {
          pub const N_INPUTS: usize = {};\n\
          pub const N_OUTPUTS: usize = {};\n\
          pub const SCRATCH_LEN: usize = {};\n\
+         /// A classifier (its accuracy is compared); a regression model has only its CRC-32.\n\
+         pub const CLASSIFIER: bool = {};\n\
+         /// The samples are raw i32 values (RAW_INPUTS), not 8-bit images (PIXELS_RLE).\n\
+         pub const RAW_SAMPLES: bool = {raw_samples};\n\
+         /// The decoded image's buffer (none with raw samples).\n\
+         pub const N_PIXELS: usize = {};\n\
+         /// The class of each image, or the anomaly flag of each sample of a regression model.\n\
          /// On the tiny memory map the images sit outside the 16 KB flash, standing in for a sensor.\n\
          #[cfg_attr(feature = \"tiny\", link_section = \".kiln_test_data\")]\n\
          pub static LABELS: [u8; {}] = {:?};\n\
@@ -1003,6 +1244,8 @@ fn write_generated(data: &Prepared) -> Result<()> {
         data.n_inputs,
         data.n_outputs,
         data.scratch_len,
+        data.dataset.is_classifier(),
+        if raw_samples { 0 } else { data.n_inputs },
         data.labels.len(),
         data.labels,
         encoded.len()
@@ -1012,6 +1255,23 @@ fn write_generated(data: &Prepared) -> Result<()> {
         images.push_str(&format!("{byte},"));
     }
     images.push_str("\n];\n");
+    let n_raw = if raw_samples { data.labels.len() } else { 0 };
+    images.push_str(&format!(
+        "/// Real-valued features as the raw i32 values the device takes, round_half_even(x * 2^{}),\n\
+         /// converted on the host (the blob's input fraction bits); one row per sample.\n\
+         #[cfg_attr(feature = \"tiny\", link_section = \".kiln_test_data\")]\n\
+         pub static RAW_INPUTS: [[i32; N_INPUTS]; {n_raw}] = [",
+        data.input_frac_bits
+    ));
+    for row in data.raw_inputs.chunks_exact(data.n_inputs.max(1)) {
+        images.push_str("\n    [");
+        for (idx, value) in row.iter().enumerate() {
+            images.push_str(if idx % 12 == 0 { "\n        " } else { " " });
+            images.push_str(&format!("{value},"));
+        }
+        images.push_str("\n    ],");
+    }
+    images.push_str("\n];\n");
     write_if_changed("images.rs", &images)?;
     write_if_changed(
         "expected.rs",
@@ -1019,7 +1279,7 @@ fn write_generated(data: &Prepared) -> Result<()> {
             "//! The host's results on the same images, by `cargo xtask firmware`. Do not edit.\n\n\
              /// CRC-32 of every int8 logit, image after image, as kiln-runtime computed on the host.\n\
              pub const HOST_CRC32: u32 = {:#010x};\n\
-             /// Images the host's int8 model classified correctly.\n\
+             /// Images the host's int8 model classified correctly (0 for a regression model).\n\
              pub const HOST_CORRECT: u32 = {};\n",
             data.host_crc32, data.host_correct
         ),
@@ -1163,7 +1423,7 @@ pub fn bench_mcu(options: &FirmwareOptions) -> Result<()> {
     // MNIST does not fit the tiny memory maps; `cargo xtask firmware` runs those.
     let boards: Vec<&Board> = BOARDS
         .iter()
-        .filter(|board| !board.tiny)
+        .filter(|board| !board.tiny && !board.large_models_only)
         .filter(|board| options.only.is_empty() || options.only.iter().any(|n| n == board.name))
         .collect();
     check_tools(&boards, true)?;
@@ -1448,6 +1708,8 @@ fn prepare_conv_shape(shape: &ConvShape, out: &Path) -> Result<Prepared> {
         blob: blob.clone(),
         rust_source,
         pixels,
+        raw_inputs: Vec::new(),
+        input_frac_bits: 0,
         labels,
         n_inputs,
         n_outputs: model.n_outputs(),
@@ -1633,8 +1895,9 @@ fn print_without_regions(output: &str) {
     );
 }
 
-/// Requires the firmware's KILN-RESULT line to carry the host's CRC-32 and accuracy and a
-/// successful exit; returns the number it classified correctly.
+/// Requires the firmware's KILN-RESULT line to carry the host's CRC-32 and accuracy (a
+/// classifier's; a regression model has only the CRC-32) and a successful exit; returns the
+/// number it classified correctly (0 for a regression model).
 fn require_host_results(
     board: &Board,
     variant: &str,
@@ -1642,14 +1905,24 @@ fn require_host_results(
     success: bool,
     output: &str,
 ) -> Result<u32> {
-    let correct: u32 = result_field(output, "correct")
-        .and_then(|v| v.parse().ok())
-        .with_context(|| {
-            format!(
-                "{} ({variant}): no KILN-RESULT line in the output:\n{output}",
-                board.name
-            )
-        })?;
+    let correct_field = result_field(output, "correct").with_context(|| {
+        format!(
+            "{} ({variant}): no KILN-RESULT line in the output:\n{output}",
+            board.name
+        )
+    })?;
+    let correct: u32 = if data.dataset.is_classifier() {
+        correct_field
+            .parse()
+            .with_context(|| format!("{} ({variant}): correct={correct_field}", board.name))?
+    } else {
+        ensure!(
+            correct_field == "-",
+            "{} ({variant}): a regression model's firmware reported an accuracy",
+            board.name
+        );
+        0
+    };
     let crc = result_field(output, "crc32").unwrap_or("?");
     let host_crc = format!("{:#010x}", data.host_crc32);
     ensure!(
@@ -1690,25 +1963,35 @@ fn run_board(board: &'static Board, data: &Prepared, plugin: &Path, out: &Path) 
         "-d".into(),
         "plugin".into(),
     ];
-    // The tiny maps run the `small` build: the default kernels do not leave room on RV32.
-    let lean: &[&str] = if board.tiny {
-        &["lean", "tiny", "small"]
+    // Every build of a model fed raw samples measures the whole `Model::run` call.
+    let common: &[&str] = if data.raw_samples() {
+        &["whole-run"]
     } else {
-        &["lean"]
+        &[]
     };
-    let with = |extra: &[&'static str]| -> Vec<&'static str> {
+    // The tiny maps run the `small` build: the default kernels do not leave room on RV32.
+    let lean: Vec<&str> = if board.tiny {
+        vec!["lean", "tiny", "small"]
+    } else {
+        vec!["lean"]
+    }
+    .into_iter()
+    .chain(common.iter().copied())
+    .collect();
+    let with = |extra: &[&'static str]| -> Vec<&str> {
         lean.iter().copied().chain(extra.iter().copied()).collect()
     };
 
     // The lean firmware (load and run, what a product ships): instructions counted, the
     // `Model` size and each inference's own peak stack measured.
-    let lean_elf_path = build_firmware(board, lean)?;
+    let lean_elf_path = build_firmware(board, &lean)?;
     let lean_elf = Elf::read(&lean_elf_path)?;
     std::fs::copy(&lean_elf_path, out.join(format!("{name}-lean.elf")))?;
     let (success, output) = run_qemu(board, &lean_elf_path, &plugin_args)?;
     print_without_regions(&output);
     let correct = require_host_results(board, "lean", data, success, &output)?;
     let (insns_input, insns_network) = region_means(board, &output, data.labels.len())?;
+    let insns_whole = data.raw_samples().then_some(insns_network);
     let inference_stack = result_number(&output, "inference_stack")?;
     let model_bytes = result_number(&output, "model_bytes")?;
     ensure!(
@@ -1721,8 +2004,9 @@ fn run_board(board: &'static Board, data: &Prepared, plugin: &Path, out: &Path) 
     let baseline = Elf::read(&build_firmware(board, &with(&["no-inference"]))?)?;
     let runtime_text = lean_elf.text_size().saturating_sub(baseline.text_size());
 
-    // The `small` feature on the board's MLP: the compact kernels, the same bits.
-    let small = if data.dataset == board.datasets[0] && !board.tiny {
+    // The `small` feature on the board's MLP: the compact kernels, the same bits (not on a
+    // board that only holds the large models).
+    let small = if data.dataset == board.datasets[0] && !board.tiny && !board.large_models_only {
         let small_elf_path = build_firmware(board, &with(&["small"]))?;
         let small_elf = Elf::read(&small_elf_path)?;
         let (success, output) = run_qemu(board, &small_elf_path, &plugin_args)?;
@@ -1746,6 +2030,9 @@ fn run_board(board: &'static Board, data: &Prepared, plugin: &Path, out: &Path) 
         insns_input,
         insns_network,
         insns_per_mac: insns_network / data.macs as f64,
+        insns_whole,
+        n_inputs: data.n_inputs,
+        macs: data.macs,
         runtime_text,
         checked_text: None,
         runtime_symbols_text: lean_elf.symbols_size_matching("kiln_runtime"),
@@ -1764,7 +2051,7 @@ fn run_board(board: &'static Board, data: &Prepared, plugin: &Path, out: &Path) 
 
     // The checking firmware: the reference kernels on the device must give the same logits,
     // and the kernel cases must pass.
-    let elf_path = build_firmware(board, &[])?;
+    let elf_path = build_firmware(board, common)?;
     let elf = Elf::read(&elf_path)?;
     std::fs::copy(&elf_path, out.join(format!("{name}.elf")))?;
     let (success, output) = run_qemu(board, &elf_path, &[])?;
@@ -1816,21 +2103,32 @@ fn run_board(board: &'static Board, data: &Prepared, plugin: &Path, out: &Path) 
     Ok(row)
 }
 
-fn print_table(rows: &[Row], prepared: &[Prepared]) {
+fn print_table(rows: &[Row], prepared: &[Prepared], not_fitting: &[String]) {
     println!("\ncargo xtask firmware: every board reproduces the host bit for bit\n");
     for data in prepared {
+        let host = if data.dataset.is_classifier() {
+            format!(
+                "host int8 accuracy {}/{} = {:.4}",
+                data.host_correct,
+                data.labels.len(),
+                f64::from(data.host_correct) / data.labels.len() as f64
+            )
+        } else {
+            format!(
+                "regression ({} samples, no accuracy), input fraction bits {}",
+                data.labels.len(),
+                data.input_frac_bits
+            )
+        };
         println!(
             "{}: {} MACs per inference, activation arena {} B (without reuse {} B), scratch \
-             passed {} B, blob {} B, host int8 accuracy {}/{} = {:.4}, host CRC-32 {:#010x}",
+             passed {} B, blob {} B, {host}, host CRC-32 {:#010x}",
             data.description,
             data.macs,
             data.arena_len,
             data.no_reuse_len,
             data.scratch_len,
             data.blob.len(),
-            data.host_correct,
-            data.labels.len(),
-            f64::from(data.host_correct) / data.labels.len() as f64,
             data.host_crc32
         );
     }
@@ -1840,13 +2138,17 @@ fn print_table(rows: &[Row], prepared: &[Prepared]) {
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     let bytes = |v: Option<u64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v} B"));
     for row in rows {
+        let accuracy = if row.dataset.is_classifier() {
+            format!("{:.4}", f64::from(row.correct) / row.n_images as f64)
+        } else {
+            "-".to_owned()
+        };
         println!(
-            "| {} | {} | {} | {} | {:.4} | match | {} | {:.0} | {:.0} | {:.3} | {} B | {} | {} B | {} B | {} B | {} B | {} B | {} B | {} B |",
+            "| {} | {} | {} | {} | {accuracy} | match | {} | {:.0} | {:.0} | {:.3} | {} B | {} | {} B | {} B | {} B | {} B | {} B | {} B | {} B |",
             row.board.name,
             row.board.core,
             row.dataset.label(),
             row.n_images,
-            f64::from(row.correct) / row.n_images as f64,
             match row.partition_ok {
                 Some(true) => "match",
                 Some(false) => "FAIL",
@@ -1870,7 +2172,8 @@ fn print_table(rows: &[Row], prepared: &[Prepared]) {
         "\ninsns: guest instructions between bench_start and bench_stop, exact, by the qemu-insncount\n\
          plugin, mean over all images, in the lean firmware. Input stage: raw values to int8\n\
          (Model::quantize_input); network: int8 input to int8 logits (Model::run_quantized), every\n\
-         layer; insns/MAC = network / MACs.\n\
+         layer (the real-valued models: one whole Model::run call, see their table below);\n\
+         insns/MAC = network / MACs.\n\
          runtime .text: the lean firmware (load and run, the layer kinds the model uses) minus the\n\
          same without the inference call: the whole runtime (load, validate, input stage, run).\n\
          with checks: the same for the firmware that also runs the reference kernels and the kernel\n\
@@ -1881,6 +2184,10 @@ fn print_table(rows: &[Row], prepared: &[Prepared]) {
          firmware flash, static RAM (.data + .bss; the buffers are static): the lean firmware.\n\
          peak stack: by painting, over the harness's whole loop (model load, inference, checksum)."
     );
+    if rows.iter().all(|row| row.small.is_none()) {
+        print_raw_sample_table(rows, not_fitting);
+        return;
+    }
     println!(
         "\nSize over speed (the runtime's `small` feature: compact kernels, the same output bits):\n\n\
          | board | core | model | runtime .text default | small | insns/MAC default | small | inference stack default | small |\n\
@@ -1901,6 +2208,53 @@ fn print_table(rows: &[Row], prepared: &[Prepared]) {
                 small.inference_stack,
             );
         }
+    }
+    print_raw_sample_table(rows, not_fitting);
+}
+
+/// The models fed real-valued features (the anomaly-detection autoencoder): the whole
+/// inference, the input stage per feature, and the boards that cannot hold them.
+fn print_raw_sample_table(rows: &[Row], not_fitting: &[String]) {
+    let raw_rows: Vec<&Row> = rows.iter().filter(|r| r.insns_whole.is_some()).collect();
+    if raw_rows.is_empty() && not_fitting.is_empty() {
+        return;
+    }
+    println!(
+        "\nReal-valued features (raw i32 = round(x * 2^bits) from the host; no accuracy, the \
+         CRC-32 of every int8 output equals the host's):\n\n\
+         | board | core | model | samples | CRC | blob partition | insns per inference (Model::run) | insns/MAC (whole run) | input stage insns | per feature | runtime .text | Model | inference stack | model flash | firmware flash | static RAM | peak stack |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    );
+    for row in raw_rows {
+        let whole = row.insns_whole.unwrap_or(0.0);
+        println!(
+            "| {} | {} | {} | {} | match | {} | {whole:.0} | {:.3} | {:.0} | {:.3} | {} B | {} B | {} B | {} B | {} B | {} B | {} B |",
+            row.board.name,
+            row.board.core,
+            row.dataset.label(),
+            row.n_images,
+            if row.partition_ok == Some(true) { "match" } else { "-" },
+            whole / row.macs as f64,
+            row.insns_input,
+            row.insns_input / row.n_inputs as f64,
+            row.runtime_text,
+            row.model_bytes,
+            row.inference_stack,
+            row.model_flash,
+            row.firmware_flash,
+            row.static_ram,
+            row.stack_peak,
+        );
+    }
+    println!(
+        "\ninsns per inference: one Model::run call (raw i32 values to int8 outputs: the input stage\n\
+         into the arena, then every layer), exact, mean over the samples; insns/MAC divides it by\n\
+         the MACs. Input stage: Model::quantize_input alone, in the same run (per feature: / the\n\
+         inputs). runtime .text: the lean firmware minus the same without the inference call (it\n\
+         links quantize_input and run). inference stack: the largest peak of one run call."
+    );
+    for line in not_fitting {
+        println!("\n{line}");
     }
 }
 

@@ -10,6 +10,7 @@ mod ci;
 mod codegen;
 mod elf;
 mod firmware;
+mod firmware_anomaly;
 mod nostd;
 mod sensor_data;
 
@@ -32,10 +33,13 @@ commands:
                       batch-1 inference: kiln-runtime int8 against tract (float and QDQ
                       ONNX) on a one-epoch MNIST model (criterion), and their ratios
   firmware [--board NAME]... [--images N] [--mnist DIR] [--insncount DIR] [--out DIR]
+           [--update-figures]
                       cross-build the firmware in examples/firmware-qemu, run it in QEMU on
                       Cortex-M0/M3/M4F/M7 and RISC-V (an MLP and a CNN on each, the KWS DS-CNN
-                      on M3/M4F/M7), require the host's checksum and accuracy, and print
-                      instructions per MAC, code size, flash and RAM per board and model
+                      on M3/M4F/M7, the anomaly-detection autoencoder on real-valued features
+                      on M3 (mps2-an385)/M4F/M7/RV32), require the host's checksum and accuracy,
+                      and print instructions per MAC, code size, flash and RAM per board and
+                      model (--update-figures: rewrite trainer/src/cli/device_figures.json)
   bench-mcu [--board NAME]... [--images N] [--conv-only]
                       instructions per MAC of MNIST 784-128-10 on every emulated core, with the
                       runtime's kernel and with the reference kernel (up to 20 images); then

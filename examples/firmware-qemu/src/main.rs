@@ -7,8 +7,18 @@
 //! Variant 2 (feature `blob-partition`) links no model: it reads the `.kiln` blob from the
 //! flash partition `_kiln_model_partition`, where QEMU's loader put it.
 //!
+//! The inputs are 8-bit images (zero-run-length coded, widened to the raw `i32` values the
+//! runtime takes) or, for a model over real-valued features (`images::RAW_SAMPLES`), the raw
+//! `i32` values themselves, `round(x * 2^bits)` with the blob's input fraction bits, converted
+//! on the host. For those `cargo xtask firmware` builds feature `whole-run`: the measured
+//! inference is one whole `Model::run` call (raw values to outputs, as a product calls it)
+//! instead of `run_quantized`. A regression model
+//! (`images::CLASSIFIER` false: the anomaly-detection autoencoder) has no accuracy: only the
+//! CRC-32 of its outputs is compared.
+//!
 //! Variant `lean` is what a product ships: load and run only. It skips the on-device reference
-//! check and kernel cases, and measures the peak stack of each `run_quantized` call alone.
+//! check and kernel cases, and measures the peak stack of each `run_quantized` (or `run`) call
+//! alone.
 //!
 //! The panic handler calls an undefined symbol, so the firmware links only if no panic path
 //! is reachable anywhere in it, inference included.
@@ -74,7 +84,7 @@ pub extern "C" fn bench_stop() {
 
 /// The buffers live in static RAM, so the painted stack measures the runtime's own frames.
 struct Buffers {
-    pixels: [u8; images::N_INPUTS],
+    pixels: [u8; images::N_PIXELS],
     raw: [i32; images::N_INPUTS],
     quantized: [i8; images::N_INPUTS],
     scratch: [i8; images::SCRATCH_LEN],
@@ -83,7 +93,7 @@ struct Buffers {
 }
 
 static mut BUFFERS: Buffers = Buffers {
-    pixels: [0; images::N_INPUTS],
+    pixels: [0; images::N_PIXELS],
     raw: [0; images::N_INPUTS],
     quantized: [0; images::N_INPUTS],
     scratch: [0; images::SCRATCH_LEN],
@@ -109,7 +119,10 @@ fn load_model() -> Result<Net, kiln_runtime::Error> {
 }
 
 /// One inference, or a stand-in without the runtime (feature `no-inference`, for code size).
-/// Two measured regions per image: the input stage (raw values to int8), then the network.
+/// Two measured regions per image: the input stage (raw values to int8), then the network
+/// (int8 input to int8 logits); with feature `whole-run` the second is the whole inference,
+/// `Model::run` from the raw values (the quantized input is then only for the on-device
+/// reference check).
 #[cfg(not(feature = "no-inference"))]
 fn infer(
     model: &Net,
@@ -125,10 +138,28 @@ fn infer(
     staged?;
     let window = stack::paint_window();
     bench_start();
+    #[cfg(not(feature = "whole-run"))]
     let result = kiln_network(model, quantized, scratch, logits);
+    #[cfg(feature = "whole-run")]
+    let result = kiln_run(model, raw, scratch, logits);
     bench_stop();
     *inference_stack = (*inference_stack).max(stack::window_peak(window));
     result
+}
+
+/// The whole inference (`Model::run`: the input stage into the arena, then every layer) behind
+/// one symbol, in place of `kiln_network` (only one of them is linked: a `no_mangle` function
+/// stays in the firmware even if nothing calls it).
+#[cfg(all(not(feature = "no-inference"), feature = "whole-run"))]
+#[no_mangle]
+#[inline(never)]
+fn kiln_run(
+    model: &Net,
+    raw: &[i32],
+    scratch: &mut [i8],
+    logits: &mut [i8],
+) -> Result<usize, kiln_runtime::Error> {
+    model.run(raw, scratch, logits)
 }
 
 /// The input stage behind one symbol, so `cargo xtask bench-mcu` can size the code it runs
@@ -145,7 +176,7 @@ fn kiln_input_stage(
 }
 
 /// The network (int8 input to int8 logits) behind one symbol, sized like the input stage.
-#[cfg(not(feature = "no-inference"))]
+#[cfg(all(not(feature = "no-inference"), not(feature = "whole-run")))]
 #[no_mangle]
 #[inline(never)]
 fn kiln_network(
@@ -244,13 +275,22 @@ pub fn app() -> ! {
     let mut n_kernel_mismatches: u32 = 0;
     let mut inference_stack: usize = 0;
     let mut decoder = rle::Decoder::new(&images::PIXELS_RLE);
-    for &label in images::LABELS.iter() {
-        if !decoder.next_image(&mut buffers.pixels) {
-            console::text(b"error: the embedded images are corrupt\n");
-            arch::exit(false);
-        }
-        for (raw, &pixel) in buffers.raw.iter_mut().zip(buffers.pixels.iter()) {
-            *raw = i32::from(pixel);
+    for (sample, &label) in images::LABELS.iter().enumerate() {
+        if images::RAW_SAMPLES {
+            // Real-valued features: the host converted them to the raw i32 values.
+            let Some(row) = images::RAW_INPUTS.get(sample) else {
+                console::text(b"error: the embedded samples are missing\n");
+                arch::exit(false)
+            };
+            buffers.raw = *row;
+        } else {
+            if !decoder.next_image(&mut buffers.pixels) {
+                console::text(b"error: the embedded images are corrupt\n");
+                arch::exit(false);
+            }
+            for (raw, &pixel) in buffers.raw.iter_mut().zip(buffers.pixels.iter()) {
+                *raw = i32::from(pixel);
+            }
         }
         match infer(
             &model,
@@ -261,7 +301,7 @@ pub fn app() -> ! {
             &mut inference_stack,
         ) {
             Ok(class) => {
-                if class == usize::from(label) {
+                if images::CLASSIFIER && class == usize::from(label) {
                     n_correct += 1;
                 }
             }
@@ -293,12 +333,21 @@ pub fn app() -> ! {
 
     console::text(b"KILN-RESULT images=");
     console::decimal(n_images);
+    // A regression model's argmax means nothing: no accuracy, the CRC-32 is the check.
     console::text(b" correct=");
-    console::decimal(n_correct);
+    if images::CLASSIFIER {
+        console::decimal(n_correct);
+    } else {
+        console::text(b"-");
+    }
     console::text(b" crc32=");
     console::hex(checksum);
     console::text(b" host_correct=");
-    console::decimal(expected::HOST_CORRECT);
+    if images::CLASSIFIER {
+        console::decimal(expected::HOST_CORRECT);
+    } else {
+        console::text(b"-");
+    }
     console::text(b" host_crc32=");
     console::hex(expected::HOST_CRC32);
     console::text(b" kernel_vs_reference_mismatches=");

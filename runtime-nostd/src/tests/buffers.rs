@@ -258,3 +258,59 @@ fn errors_display_their_details() {
     let as_dyn: &dyn core::error::Error = &Error::BadMagic;
     assert!(std::format!("{as_dyn}").contains("magic"));
 }
+
+/// A shared input map with fraction bits takes the fixed-point loop (32-bit arithmetic in the
+/// common case): the same int8 inputs as the definition, for raw values across the clamp and
+/// offsets that push `256 * x - mu` out of i32.
+#[test]
+fn the_fixed_point_input_loop_equals_the_definition() {
+    let mut rng = Rng::new(0xF1C5_0015);
+    for round in 0..200 {
+        let mut model = shaped_model(&[16, 3], round);
+        let (_, m, t) = model.features[0];
+        let mu = match round % 4 {
+            0 => i32::MAX - (rng.next_u64() % 1000) as i32,
+            1 => i32::MIN + (rng.next_u64() % 1000) as i32,
+            _ => rng.next_u64() as i32 >> (rng.next_u64() % 31),
+        };
+        model.features[0] = (mu, m, t);
+        let mut spec = model.spec();
+        spec.input.frac_bits = 15;
+        let blob = crate::encode::encode(&spec).unwrap();
+        let loaded = Model::from_bytes(&blob).unwrap();
+        assert_eq!(loaded.input_frac_bits(), 15);
+        let edges = [
+            0,
+            1,
+            -1,
+            255,
+            256,
+            -(1 << 23),
+            (1 << 23) - 1,
+            i32::MIN,
+            i32::MAX,
+        ];
+        let raw: std::vec::Vec<i32> = (0..16)
+            .map(|j| match j {
+                0..=8 => edges[j],
+                _ => rng.next_u64() as i32 >> (rng.next_u64() % 32),
+            })
+            .collect();
+        let mut q = [0i8; 16];
+        loaded.quantize_input(&raw, &mut q).unwrap();
+        assert_eq!(
+            &q[..],
+            &model.quantize(&raw)[..],
+            "round {round}: mu {mu} m {m} t {t}"
+        );
+        // Without the fast loop linked: the generic map, the same bits.
+        assert_eq!(
+            loaded.layer_kinds(),
+            crate::kinds::DENSE | crate::kinds::FIXED_POINT_INPUT
+        );
+        let generic = Model::<{ crate::kinds::DENSE }>::with_kinds(&blob).unwrap();
+        let mut q_generic = [0i8; 16];
+        generic.quantize_input(&raw, &mut q_generic).unwrap();
+        assert_eq!(q_generic, q, "round {round}");
+    }
+}
