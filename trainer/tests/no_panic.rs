@@ -432,3 +432,45 @@ fn mismatched_models_and_data_fail_cleanly_in_every_subcommand() {
         );
     }
 }
+
+/// A reader that stops early (`kiln eval --json | head`) is no panic: the output stops, the
+/// command finishes with the exit code of its work.
+#[test]
+fn a_closed_pipe_ends_the_output_without_a_panic() {
+    use std::io::Read as _;
+    let dir = tempfile::tempdir().unwrap();
+    // 1,200 outputs: eval's JSON holds a record per output, far more than a pipe's buffer.
+    let wide = dir.path().join("wide.csv");
+    std::fs::write(&wide, real_rows(24, 1200)).unwrap();
+    let model = dir.path().join("ae");
+    let data = format!("csv:{}", s(&wide));
+    run_ok(&[
+        "train",
+        "--data",
+        &data,
+        "--autoencoder",
+        "--hidden",
+        "2",
+        "--epochs",
+        "1",
+        "--no-check",
+        "--no-plot",
+        "-q",
+        "-o",
+        s(&model),
+    ]);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["eval", s(&model.join("model.json")), "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 16];
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    // The pipe's read end is dropped here, long before the JSON ends.
+    let output = child.wait_with_output().unwrap();
+    let message = stderr(&output);
+    assert_eq!(output.status.code(), Some(0), "{message}");
+    assert!(!message.contains("panicked"), "{message}");
+    assert!(first.starts_with(b"{"), "{first:?}");
+}

@@ -9,15 +9,9 @@ use std::fmt::Write as _;
 /// Three classes of 8 real-valued features (centres apart, deterministic jitter), with negative
 /// values and fractions: none of them is an integer.
 fn write_real_csv(path: &std::path::Path, n_rows: usize, seed: u64) {
-    let mut state = seed;
-    let mut next = || {
-        // splitmix64, mapped to [-1, 1)
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 52) as f64 - 1.0
-    };
+    let mut rng = kiln_trainer::rng::Rng::new(seed);
+    // Uniform in [-1, 1).
+    let mut next = || (rng.next_u64() >> 11) as f64 / (1u64 << 52) as f64 - 1.0;
     let mut text = String::new();
     for row in 0..n_rows {
         let class = row % 3;
@@ -28,6 +22,29 @@ fn write_real_csv(path: &std::path::Path, n_rows: usize, seed: u64) {
         let _ = writeln!(text, "{class}");
     }
     std::fs::write(path, text).unwrap();
+}
+
+/// `kiln train` on the two files with `flags`, into `out`; it must succeed.
+fn train_on(
+    train: &std::path::Path,
+    test: &std::path::Path,
+    flags: &[&str],
+    out: &std::path::Path,
+) {
+    let data = format!("csv:{}", s(train));
+    let mut args = vec![
+        "train",
+        "--data",
+        &data,
+        "--test-data",
+        s(test),
+        "--quiet",
+        "-o",
+        s(out),
+    ];
+    args.extend_from_slice(flags);
+    let trained = kiln(&args);
+    assert!(trained.status.success(), "{}", stderr(&trained));
 }
 
 fn json(output: &std::process::Output) -> serde_json::Value {
@@ -43,12 +60,7 @@ fn real_valued_features_quantize_with_fraction_bits_and_agree_with_tract() {
     write_real_csv(&test, 90, 2);
     let data = format!("csv:{}", s(&train));
     let model_dir = dir.path().join("m");
-    let trained = kiln(&[
-        "train",
-        "--data",
-        &data,
-        "--test-data",
-        s(&test),
+    let flags = [
         "--hidden",
         "16",
         "--normalize",
@@ -57,11 +69,8 @@ fn real_valued_features_quantize_with_fraction_bits_and_agree_with_tract() {
         "20",
         "--lr",
         "0.01",
-        "--quiet",
-        "-o",
-        s(&model_dir),
-    ]);
-    assert!(trained.status.success(), "{}", stderr(&trained));
+    ];
+    train_on(&train, &test, &flags, &model_dir);
     let model = model_dir.join("model.json");
     let out = dir.path().join("int8");
     let report = json(&kiln(&["quantize", s(&model), "-o", s(&out), "--json"]));
@@ -106,12 +115,7 @@ fn an_imported_autoencoder_over_real_values_goes_from_onnx_to_the_int8_runtime()
     let data = format!("csv:{}", s(&train));
     // Every column, the class included, is a real-valued feature and a target.
     let ae_dir = dir.path().join("ae");
-    let trained = kiln(&[
-        "train",
-        "--data",
-        &data,
-        "--test-data",
-        s(&test),
+    let flags = [
         "--autoencoder",
         "--hidden",
         "12,4,12",
@@ -119,11 +123,8 @@ fn an_imported_autoencoder_over_real_values_goes_from_onnx_to_the_int8_runtime()
         "none",
         "--epochs",
         "3",
-        "--quiet",
-        "-o",
-        s(&ae_dir),
-    ]);
-    assert!(trained.status.success(), "{}", stderr(&trained));
+    ];
+    train_on(&train, &test, &flags, &ae_dir);
     let onnx = ae_dir.join("model.onnx");
     let imported = dir.path().join("imported.json");
     let import = kiln(&[

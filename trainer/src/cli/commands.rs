@@ -373,7 +373,7 @@ fn train_export_check(
 
 fn print_summary(summary: &TrainSummary, json: bool) -> Result<()> {
     if json {
-        println!("{}", serde_json::to_string_pretty(summary)?);
+        crate::outln!("{}", serde_json::to_string_pretty(summary)?);
         return Ok(());
     }
     let mut rows: Vec<(&str, String)> = vec![
@@ -448,9 +448,9 @@ fn print_summary(summary: &TrainSummary, json: bool) -> Result<()> {
     for path in summary.files.pictures.iter().chain(eval_pictures) {
         rows.push(("picture", path.display().to_string()));
     }
-    println!("kiln {}", summary.command);
+    crate::outln!("kiln {}", summary.command);
     for (label, value) in rows {
-        println!("  {label:<14} {value}");
+        crate::outln!("  {label:<14} {value}");
     }
     Ok(())
 }
@@ -724,7 +724,7 @@ pub fn export(args: &ExportArgs) -> Result<()> {
     let model = ModelFile::load(&args.model)?;
     export::write_onnx(&model, options, &args.out)
         .with_context(|| format!("{}: cannot export", args.out.display()))?;
-    println!(
+    crate::outln!(
         "wrote {} (opset {}{})",
         args.out.display(),
         options.opset,
@@ -793,13 +793,13 @@ pub fn check(args: &CheckArgs) -> Result<()> {
             passed: report.passed(),
             files,
         };
-        println!("{}", serde_json::to_string_pretty(&summary)?);
+        crate::outln!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
-        println!("kiln check {}", args.onnx.display());
-        println!("  {:<14} {}", "data", split.description);
-        println!("  {:<14} {}", "tract", check_line(&report));
+        crate::outln!("kiln check {}", args.onnx.display());
+        crate::outln!("  {:<14} {}", "data", split.description);
+        crate::outln!("  {:<14} {}", "tract", check_line(&report));
         if let Some(accuracy) = report.trainer_accuracy {
-            println!("  {:<14} {accuracy:.4}", "trainer acc");
+            crate::outln!("  {:<14} {accuracy:.4}", "trainer acc");
         }
     }
     if report.passed() {

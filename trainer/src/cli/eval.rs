@@ -574,16 +574,16 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
 
 fn print_regression(summary: &RegressionEvalSummary, json: bool, quiet: bool) -> Result<()> {
     if json {
-        println!("{}", serde_json::to_string_pretty(summary)?);
+        crate::outln!("{}", serde_json::to_string_pretty(summary)?);
         return Ok(());
     }
     if quiet {
         return Ok(());
     }
     let regression = &summary.regression;
-    println!("kiln eval {}", summary.model.display());
-    println!("  {:<14} {}", "data", summary.data);
-    println!(
+    crate::outln!("kiln eval {}", summary.model.display());
+    crate::outln!("  {:<14} {}", "data", summary.data);
+    crate::outln!(
         "  {:<14} {} ({}) on {} samples, over {} outputs",
         "test error",
         regression.error_line(),
@@ -603,10 +603,10 @@ fn print_regression(summary: &RegressionEvalSummary, json: bool, quiet: bool) ->
                 )
             })
             .collect();
-        println!("  {:<14} {}", "worst outputs", worst.join("; "));
+        crate::outln!("  {:<14} {}", "worst outputs", worst.join("; "));
     }
     if let Some(line) = regression.anomaly_line() {
-        println!("  {:<14} {line}", "anomaly AUC");
+        crate::outln!("  {:<14} {line}", "anomaly AUC");
     }
     Ok(())
 }
@@ -617,24 +617,32 @@ fn percent(value: Option<f64>) -> String {
 
 fn print_summary(summary: &EvalSummary, json: bool, quiet: bool) -> Result<()> {
     if json {
-        println!("{}", serde_json::to_string_pretty(summary)?);
+        crate::outln!("{}", serde_json::to_string_pretty(summary)?);
         return Ok(());
     }
     if quiet {
         return Ok(());
     }
-    println!("kiln eval {}", summary.model.display());
-    println!("  {:<14} {}", "data", summary.data);
-    println!(
+    crate::outln!("kiln eval {}", summary.model.display());
+    crate::outln!("  {:<14} {}", "data", summary.data);
+    crate::outln!(
         "  {:<14} {:.4} ({}) on {} samples, {} mistakes",
-        "accuracy", summary.accuracy, summary.kind, summary.samples, summary.mistakes
+        "accuracy",
+        summary.accuracy,
+        summary.kind,
+        summary.samples,
+        summary.mistakes
     );
-    println!(
+    crate::outln!(
         "  {:<14} {:>8} {:>10} {:>10} {:>10}",
-        "class", "support", "predicted", "precision", "recall"
+        "class",
+        "support",
+        "predicted",
+        "precision",
+        "recall"
     );
     for class in &summary.classes {
-        println!(
+        crate::outln!(
             "  {:<14} {:>8} {:>10} {:>10} {:>10}",
             class.class,
             class.support,
@@ -644,7 +652,7 @@ fn print_summary(summary: &EvalSummary, json: bool, quiet: bool) -> Result<()> {
         );
     }
     for path in &summary.pictures {
-        println!("  {:<14} {}", "picture", path.display());
+        crate::outln!("  {:<14} {}", "picture", path.display());
     }
     Ok(())
 }

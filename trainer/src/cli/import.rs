@@ -133,10 +133,10 @@ fn summary(
 
 fn print_summary(summary: &ImportSummary, json: bool) -> Result<()> {
     if json {
-        println!("{}", serde_json::to_string_pretty(summary)?);
+        crate::outln!("{}", serde_json::to_string_pretty(summary)?);
         return Ok(());
     }
-    println!("kiln {}", summary.command);
+    crate::outln!("kiln {}", summary.command);
     let mut rows: Vec<(&str, String)> = vec![
         (
             "source",
@@ -172,7 +172,7 @@ fn print_summary(summary: &ImportSummary, json: bool) -> Result<()> {
         rows.push(("model file", path.display().to_string()));
     }
     for (label, value) in rows {
-        println!("  {label:<14} {value}");
+        crate::outln!("  {label:<14} {value}");
     }
     Ok(())
 }

@@ -389,7 +389,7 @@ pub fn inspect(args: &InspectArgs) -> Result<()> {
     let summary = read_model(&args.file)?;
     let report = build_report(&args.file, summary, &config, figures);
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        crate::outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print_report(&report);
     }
@@ -1357,7 +1357,7 @@ fn fit_failure(fit: &Fit, device: &DeviceReport) -> String {
 
 fn print_report(report: &Report) {
     let totals = &report.totals;
-    println!("kiln inspect {}", report.file.display());
+    crate::outln!("kiln inspect {}", report.file.display());
     let rows = [
         ("format", report.format_description.clone()),
         (
@@ -1370,9 +1370,9 @@ fn print_report(report: &Report) {
         ("normalization", report.normalization.clone()),
     ];
     for (label, value) in rows {
-        println!("  {label:<14} {value}");
+        crate::outln!("  {label:<14} {value}");
     }
-    println!();
+    crate::outln!();
 
     let header = [
         "layer",
@@ -1418,7 +1418,7 @@ fn print_report(report: &Report) {
             .to_string(),
     ]);
     print_table(header, &table, 3);
-    println!();
+    crate::outln!();
 
     let flash = &totals.flash;
     let ram = &totals.ram;
@@ -1466,9 +1466,9 @@ fn print_report(report: &Report) {
         ("peak stack", totals.peak_stack.clone()),
     ];
     for (label, value) in rows {
-        println!("  {label:<14} {value}");
+        crate::outln!("  {label:<14} {value}");
     }
-    println!();
+    crate::outln!();
     print_device(&report.device);
     // The verdicts under the table of the totals they judge.
     let mut rows = Vec::new();
@@ -1491,15 +1491,15 @@ fn print_report(report: &Report) {
         rows.push(("fit int8", verdict));
     }
     if !rows.is_empty() {
-        println!();
+        crate::outln!();
     }
     for (label, value) in &rows {
-        println!("  {label:<14} {value}");
+        crate::outln!("  {label:<14} {value}");
     }
-    println!();
+    crate::outln!();
     print_instruction_estimate(&report.instructions_per_inference);
     for note in &report.notes {
-        println!("  note: {note}");
+        crate::outln!("  note: {note}");
     }
 }
 
@@ -1520,7 +1520,7 @@ fn print_table<const N: usize>(header: [&str; N], rows: &[[String; N]], text_col
                 text.push_str(&format!("  {cell:>w$}", w = widths[col]));
             }
         }
-        println!("{}", text.trim_end());
+        crate::outln!("{}", text.trim_end());
     };
     line(header);
     for row in rows {
@@ -1530,7 +1530,7 @@ fn print_table<const N: usize>(header: [&str; N], rows: &[[String; N]], text_col
 
 /// The per-core flash and RAM table; the `small` build's flash only for a dense model.
 fn print_device(device: &DeviceReport) {
-    println!(
+    crate::outln!(
         "  on a device (bytes; kiln-runtime built for {})",
         if device.runtime_build == "mlp" {
             "dense layers"
@@ -1565,21 +1565,21 @@ fn print_device(device: &DeviceReport) {
     ];
     print_table(header, &rows, 1);
     if device.runtime_build == "mlp" {
-        println!(
+        crate::outln!(
             "  note: flash (small) is kiln-runtime built with its `small` feature: compact \
              kernels, the same outputs, slower"
         );
     }
-    println!("  note: {}", device.note);
+    crate::outln!("  note: {}", device.note);
 }
 
 /// The estimate table, then the lines that say what it rests on.
 fn print_instruction_estimate(estimate: &InstructionEstimate) {
     if estimate.cores.is_empty() {
-        println!("  instructions per inference: {}", estimate.basis);
+        crate::outln!("  instructions per inference: {}", estimate.basis);
         return;
     }
-    println!("  instructions per inference (estimate)");
+    crate::outln!("  instructions per inference (estimate)");
     let header = [
         "core",
         "kernel",
@@ -1605,9 +1605,9 @@ fn print_instruction_estimate(estimate: &InstructionEstimate) {
         })
         .collect();
     print_table(header, &table, 2);
-    println!("  note: {}", estimate.basis);
+    crate::outln!("  note: {}", estimate.basis);
     for note in &estimate.notes {
-        println!("  note: {note}");
+        crate::outln!("  note: {note}");
     }
 }
 

@@ -7,6 +7,7 @@ pub mod config;
 pub mod eval;
 pub mod import;
 pub mod inspect;
+pub mod output;
 pub mod progress;
 pub mod quantize;
 

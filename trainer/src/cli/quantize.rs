@@ -393,12 +393,12 @@ pub fn quantize(args: &QuantizeArgs) -> Result<()> {
         &args.out,
     )?;
     if args.output.json {
-        println!("{}", serde_json::to_string_pretty(&summary)?);
+        crate::outln!("{}", serde_json::to_string_pretty(&summary)?);
     } else if !args.output.quiet {
-        println!("kiln quantize {}", args.model.display());
-        println!("  {:<14} {}", "data", summary.data);
+        crate::outln!("kiln quantize {}", args.model.display());
+        crate::outln!("  {:<14} {}", "data", summary.data);
         for (label, value) in summary.rows() {
-            println!("  {label:<14} {value}");
+            crate::outln!("  {label:<14} {value}");
         }
         for (label, path) in [
             ("qdq onnx", &summary.files.qdq_onnx),
@@ -406,7 +406,7 @@ pub fn quantize(args: &QuantizeArgs) -> Result<()> {
             ("rust", &summary.files.rust),
         ] {
             if let Some(path) = path {
-                println!("  {label:<14} {}", path.display());
+                crate::outln!("  {label:<14} {}", path.display());
             }
         }
     }
@@ -432,7 +432,7 @@ pub fn bake(args: &BakeArgs) -> Result<()> {
             rust_text(&model, &quantized, scratch_bytes).as_bytes(),
         )?;
     }
-    println!(
+    crate::outln!(
         "wrote {} ({}: {} bytes flash, {} bytes scratch RAM)",
         path.display(),
         if is_blob { "model blob" } else { "Rust source" },
@@ -554,11 +554,11 @@ pub fn run(args: &RunArgs) -> Result<()> {
         outputs: args.outputs.clone(),
     };
     if args.output.json {
-        println!("{}", serde_json::to_string_pretty(&summary)?);
+        crate::outln!("{}", serde_json::to_string_pretty(&summary)?);
     } else if !args.output.quiet {
-        println!("kiln run {}", args.blob.display());
-        println!("  {:<14} {}", "data", summary.data);
-        println!(
+        crate::outln!("kiln run {}", args.blob.display());
+        crate::outln!("  {:<14} {}", "data", summary.data);
+        crate::outln!(
             "  {:<14} {} int8, {} bytes flash, {} bytes scratch RAM",
             "model",
             runtime_architecture(&model),
@@ -566,12 +566,13 @@ pub fn run(args: &RunArgs) -> Result<()> {
             summary.scratch_bytes
         );
         match (int8_accuracy, &summary.regression) {
-            (Some(accuracy), _) => println!(
+            (Some(accuracy), _) => crate::outln!(
                 "  {:<14} {accuracy:.4} on {} samples",
-                "int8 acc", summary.samples
+                "int8 acc",
+                summary.samples
             ),
             (None, Some(regression)) => {
-                println!(
+                crate::outln!(
                     "  {:<14} {} on {} samples, over {} outputs",
                     "int8 error",
                     regression.error_line(),
@@ -579,13 +580,15 @@ pub fn run(args: &RunArgs) -> Result<()> {
                     regression.per_output.len()
                 );
                 if let Some(line) = regression.anomaly_line() {
-                    println!("  {:<14} {line}", "anomaly AUC");
+                    crate::outln!("  {:<14} {line}", "anomaly AUC");
                 }
             }
-            (None, None) => println!("  {:<14} n/a on {} samples", "int8 acc", summary.samples),
+            (None, None) => {
+                crate::outln!("  {:<14} n/a on {} samples", "int8 acc", summary.samples)
+            }
         }
         if let Some(path) = &summary.outputs {
-            println!("  {:<14} {}", "outputs", path.display());
+            crate::outln!("  {:<14} {}", "outputs", path.display());
         }
     }
     Ok(())
