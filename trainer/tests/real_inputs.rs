@@ -90,6 +90,22 @@ fn real_valued_features_quantize_with_fraction_bits_and_agree_with_tract() {
         source.contains("pub const INPUT_FRAC_BITS: u8 = 16;"),
         "{source:.2000}"
     );
+    // inspect says how the raw inputs are made, and names the blob's own format version (the
+    // committed digits blob is version 2).
+    let inspected = kiln(&["inspect", s(&out.join("model.kiln"))]);
+    let text = common::stdout(&inspected);
+    assert!(text.contains("format version 3"), "{text}");
+    assert!(
+        text.contains("raw inputs in fixed point: round(x * 2^16) as i32"),
+        "{text}"
+    );
+    let digits_v2 = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/digits-model/model.kiln"
+    );
+    let text = common::stdout(&kiln(&["inspect", digits_v2]));
+    assert!(text.contains("format version 2"), "{text}");
+    assert!(!text.contains("fixed point"), "{text}");
     // `kiln run` converts the same real values the same way: the same int8 accuracy.
     let run = json(&kiln(&[
         "run",

@@ -599,7 +599,7 @@ fn from_blob(path: &Path, bytes: &[u8]) -> Result<Summary, InspectError> {
         });
     }
     let per_feature = input_entries > 1;
-    let (normalization, normalization_values) = if per_feature {
+    let (mut normalization, normalization_values) = if per_feature {
         (
             format!("per-feature input stage ({input_entries} entries: standardize)"),
             2 * model.n_inputs(),
@@ -607,6 +607,16 @@ fn from_blob(path: &Path, bytes: &[u8]) -> Result<Summary, InspectError> {
     } else {
         ("one shared input entry (scale or none)".to_owned(), 1usize)
     };
+    let frac_bits = model.input_frac_bits();
+    if frac_bits > 0 {
+        normalization.push_str(&format!(
+            "; raw inputs in fixed point: round(x * 2^{frac_bits}) as i32"
+        ));
+    }
+    // The blob's own version (the runtime reads older ones too).
+    let version = bytes
+        .get(4..6)
+        .map_or(0, |v| u16::from_le_bytes([v[0], v[1]]));
     let notes = vec![
         "int8 layer bytes are the layer sections stored in the blob; the f32 figures are what the same \
          shapes take as 4-byte floats, with the normalization counted as 1 value (shared input entry) \
@@ -616,8 +626,7 @@ fn from_blob(path: &Path, bytes: &[u8]) -> Result<Summary, InspectError> {
     Ok(Summary {
         format: "kiln-blob",
         format_description: format!(
-            "kiln int8 model blob (format version {}, {} bytes, CRC ok)",
-            kiln_runtime::FORMAT_VERSION,
+            "kiln int8 model blob (format version {version}, {} bytes, CRC ok)",
             bytes.len()
         ),
         layers,
