@@ -106,6 +106,7 @@ fn real_valued_features_quantize_with_fraction_bits_and_agree_with_tract() {
     let text = common::stdout(&kiln(&["inspect", digits_v2]));
     assert!(text.contains("format version 2"), "{text}");
     assert!(!text.contains("fixed point"), "{text}");
+    assert!(text.contains("int8 input scale "), "{text}");
     // `kiln run` converts the same real values the same way: the same int8 accuracy.
     let run = json(&kiln(&[
         "run",
@@ -169,6 +170,11 @@ fn an_imported_autoencoder_over_real_values_goes_from_onnx_to_the_int8_runtime()
         s(&dir.path().join("model.rs")),
     ]);
     assert!(baked.status.success(), "{}", stderr(&baked));
+    check_published_input_quantization(
+        &std::fs::read_to_string(dir.path().join("model.rs")).unwrap(),
+        &std::fs::read(out.join("model.kiln")).unwrap(),
+        &test,
+    );
     let run = json(&kiln(&[
         "run",
         s(&out.join("model.kiln")),
@@ -183,4 +189,51 @@ fn an_imported_autoencoder_over_real_values_goes_from_onnx_to_the_int8_runtime()
         run["regression"]["mse"], report["int8_regression"]["mse"],
         "{run}"
     );
+}
+
+/// The Rust source's `INPUT_SCALE` and `INPUT_ZERO_POINT` let code that quantizes real values
+/// itself (and calls `run_quantized`) feed what `run`'s input stage computes from raw values:
+/// the same int8 input but for rounding at step boundaries (at most 1 LSB, rarely).
+fn check_published_input_quantization(source: &str, blob: &[u8], test_csv: &std::path::Path) {
+    let constant = |name: &str| -> String {
+        let line = source
+            .lines()
+            .find(|l| l.starts_with(&format!("pub const {name}:")))
+            .unwrap_or_else(|| panic!("no {name} in the Rust source"));
+        line.split('=')
+            .nth(1)
+            .unwrap()
+            .trim()
+            .trim_end_matches(';')
+            .to_owned()
+    };
+    let scale: f32 = constant("INPUT_SCALE").parse().unwrap();
+    let zero_point: i8 = constant("INPUT_ZERO_POINT").parse().unwrap();
+    let model = kiln_runtime::Model::from_bytes(blob).unwrap();
+    let bits = model.input_frac_bits();
+    let (mut identical, mut total) = (0usize, 0usize);
+    for line in std::fs::read_to_string(test_csv).unwrap().lines() {
+        let values: Vec<f32> = line.split(',').map(|v| v.parse().unwrap()).collect();
+        let raw: Vec<i32> = values
+            .iter()
+            .map(|&x| kiln_trainer::quant::math::raw_input(x, bits).unwrap())
+            .collect();
+        let mut device = vec![0i8; raw.len()];
+        model.quantize_input(&raw, &mut device).unwrap();
+        for (&x, &q) in values.iter().zip(&device) {
+            let caller = ((x / scale).round() + f32::from(zero_point)).clamp(-128.0, 127.0) as i8;
+            assert!(
+                (i32::from(caller) - i32::from(q)).abs() <= 1,
+                "x {x}: {caller} vs {q}"
+            );
+            identical += usize::from(caller == q);
+            total += 1;
+        }
+    }
+    assert!(total >= 500, "{total} values compared");
+    assert!(
+        identical * 100 >= total * 99,
+        "{identical} of {total} identical"
+    );
+    eprintln!("published input quantization: {identical} of {total} int8 inputs identical");
 }

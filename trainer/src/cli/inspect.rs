@@ -607,6 +607,12 @@ fn from_blob(path: &Path, bytes: &[u8]) -> Result<Summary, InspectError> {
     } else {
         ("one shared input entry (scale or none)".to_owned(), 1usize)
     };
+    if let Some(q) = crate::quant::input_quantization(bytes) {
+        normalization.push_str(&format!(
+            "; int8 input scale {:?}, zero point {} (for run_quantized)",
+            q.scale, q.zero_point
+        ));
+    }
     let frac_bits = model.input_frac_bits();
     if frac_bits > 0 {
         normalization.push_str(&format!(

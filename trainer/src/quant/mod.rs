@@ -128,6 +128,39 @@ pub struct Quantized {
     pub report: QuantReport,
 }
 
+/// The int8 input tensor's quantization, for callers that quantize real values themselves and
+/// call `Model::run_quantized` (as TFLM users do): `q = clamp(round(x / scale) + zero_point)`.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct InputQuantization {
+    /// The real value (in the data's own units) of one int8 step.
+    pub scale: f32,
+    pub zero_point: i8,
+}
+
+/// [`InputQuantization`] of a blob whose input stage is one shared map with no offset (scale or
+/// no normalization); `None` for per-feature maps (standardize: every feature has its own
+/// scale and offset; such callers pass raw values to `run`) or a blob the runtime refuses.
+///
+/// From the documented layout (docs/blob-format.md): the map `q = zp + rq(256 x - mu, M, t)` on
+/// raw `x = value * 2^bits` has one step every `2^t / (256 2^bits M)` of the value.
+pub fn input_quantization(blob: &[u8]) -> Option<InputQuantization> {
+    let model = kiln_runtime::Model::from_bytes(blob).ok()?;
+    let word = |at: usize| -> Option<i32> {
+        Some(i32::from_le_bytes(blob.get(at..at + 4)?.try_into().ok()?))
+    };
+    let (n_entries, zero_point) = (word(32)?, *blob.get(36)? as i8);
+    let (mu, multiplier, shift) = (word(40)?, word(44)?, *blob.get(48)?);
+    if n_entries != 1 || mu != 0 || multiplier <= 0 {
+        return None;
+    }
+    let step = 2f64.powi(i32::from(shift))
+        / (256.0 * 2f64.powi(i32::from(model.input_frac_bits())) * f64::from(multiplier));
+    Some(InputQuantization {
+        scale: step as f32,
+        zero_point,
+    })
+}
+
 fn table_function(activation: Activation) -> Option<TableFunction> {
     match activation {
         Activation::Tanh => Some(TableFunction::Tanh),

@@ -46,6 +46,21 @@ pub fn rust_source(blob: &[u8], info: SourceInfo<'_>) -> String {
     // Read from the blob itself, so the constant cannot disagree with it.
     let input_frac_bits =
         kiln_runtime::Model::from_bytes(blob).map_or(0, |model| model.input_frac_bits());
+    let input_quantization = match super::input_quantization(blob) {
+        Some(q) => format!(
+            "/// The int8 input tensor's quantization, for code that quantizes real values itself and\n\
+             /// calls `run_quantized` (as TFLM users do): `q = clamp(round(x / INPUT_SCALE) +\n\
+             /// INPUT_ZERO_POINT, -128, 127)`, `x` in the data's own units. `run` does this itself from\n\
+             /// raw values, exactly; the two agree but for rounding at the step boundaries.\n\
+             pub const INPUT_SCALE: f32 = {:?};\n\
+             /// See [`INPUT_SCALE`].\n\
+             pub const INPUT_ZERO_POINT: i8 = {};\n",
+            q.scale, q.zero_point
+        ),
+        None => "/// No `INPUT_SCALE`: each input feature has its own scale and offset (standardize), so\n\
+                 /// pass raw values to `run`.\n"
+            .to_owned(),
+    };
     let _ = write!(
         out,
         r#"//! An int8 model baked by kiln {version}. Generated code: do not edit.
@@ -68,6 +83,7 @@ pub const N_INPUTS: usize = {n_inputs};
 /// The raw inputs' fraction bits: a real feature value `x` is fed as `round(x * 2^bits)`,
 /// rounding half to even (0: the model takes the integers of its data as they are).
 pub const INPUT_FRAC_BITS: u8 = {input_frac_bits};
+{input_quantization}
 /// int8 logits per sample.
 pub const N_OUTPUTS: usize = {n_outputs};
 /// The scratch RAM one inference needs, in bytes.
