@@ -60,12 +60,36 @@ impl CheckReport {
 
 /// The trainer's outputs for raw features: row-major, n_samples x n_outputs.
 pub fn trainer_outputs(model: &ModelFile, raw_features: &[f32]) -> Vec<f32> {
+    forward_rows(model, &model.network(), raw_features, false)
+}
+
+/// A bound on the magnitude of the sums behind each output (row-major, as
+/// [`trainer_outputs`]): the network of absolute weights on the absolute normalized inputs
+/// ([`crate::nn::network::Network::magnitude_network`]). An output near 0 that cancels sums
+/// of 1000 carries the rounding of 1000, which a tolerance relative to the output misses.
+pub fn trainer_magnitudes(model: &ModelFile, raw_features: &[f32]) -> Vec<f32> {
+    forward_rows(
+        model,
+        &model.network().magnitude_network(),
+        raw_features,
+        true,
+    )
+}
+
+fn forward_rows(
+    model: &ModelFile,
+    network: &crate::nn::network::Network<f32>,
+    raw_features: &[f32],
+    absolute: bool,
+) -> Vec<f32> {
     let n_features = model.n_inputs;
     let mut normalized = raw_features.to_vec();
     for row in normalized.chunks_exact_mut(n_features) {
         model.normalization.apply_row(row);
+        if absolute {
+            row.iter_mut().for_each(|v| *v = v.abs());
+        }
     }
-    let network = model.network();
     let n_samples = raw_features.len() / n_features;
     let mut outputs = Vec::with_capacity(n_samples * network.n_outputs());
     for start in (0..n_samples).step_by(CHUNK_ROWS) {
@@ -222,11 +246,18 @@ pub fn check(
                 acc.max(d)
             }
         });
+    let magnitudes = trainer_magnitudes(model, &test.features);
     let max_tolerance_ratio = expected
         .iter()
         .zip(&actual)
-        .map(|(&e, &a)| {
-            crate::import::tolerance_ratio(f64::from(a), f64::from(e), f64::from(MAX_ABS_DIFF))
+        .zip(&magnitudes)
+        .map(|((&e, &a), &m)| {
+            crate::import::tolerance_ratio(
+                f64::from(a),
+                f64::from(e),
+                f64::from(MAX_ABS_DIFF),
+                f64::from(m),
+            )
         })
         .fold(0.0f64, f64::max);
     let (argmax_agreements, onnx_accuracy, trainer_accuracy) = match &test.targets {

@@ -33,10 +33,13 @@ pub const TRACT_MAX_ABS_DIFF: f64 = crate::check::MAX_ABS_DIFF as f64;
 /// normalisation) moves outputs by far more than 1e-5 of their size.
 pub const RELATIVE_TOLERANCE: f64 = 1e-5;
 
-/// How far `ours` is from `theirs` in units of the tolerance `atol + rtol |theirs|`: at most 1
-/// passes. NaN anywhere is infinitely far.
-pub(crate) fn tolerance_ratio(ours: f64, theirs: f64, atol: f64) -> f64 {
-    let ratio = (ours - theirs).abs() / (atol + RELATIVE_TOLERANCE * theirs.abs());
+/// How far `ours` is from `theirs` in units of the tolerance `atol + rtol max(|theirs|,
+/// magnitude)`: at most 1 passes. `magnitude` bounds the sums behind the value
+/// ([`crate::check::trainer_magnitudes`]; 0 where there is none): cancelling sums keep their
+/// own rounding. NaN anywhere is infinitely far.
+pub(crate) fn tolerance_ratio(ours: f64, theirs: f64, atol: f64, magnitude: f64) -> f64 {
+    let scale = theirs.abs().max(magnitude);
+    let ratio = (ours - theirs).abs() / (atol + RELATIVE_TOLERANCE * scale);
     if ratio.is_nan() {
         f64::INFINITY
     } else {
@@ -546,7 +549,8 @@ pub struct OutputComparison {
     pub kind: RecordedKind,
     /// The largest absolute difference (labels: 0 if all agree).
     pub max_abs_diff: f64,
-    /// The largest difference in units of the tolerance `atol + rtol |reference|`: the output
+    /// The largest difference in units of the tolerance `atol + rtol max(|reference|, m)` (`m`:
+    /// the magnitude of the sums behind a logit, `check::trainer_magnitudes`): the output
     /// passes at 1 or below.
     pub max_tolerance_ratio: f64,
     /// Labels only: samples whose label agrees.
@@ -602,11 +606,19 @@ fn head(
     }
 }
 
-fn compare(kind: RecordedKind, ours: &[f64], theirs: &[f64], atol: f64) -> OutputComparison {
+/// `magnitudes`: per value, a bound on the sums behind it (logits only; empty: none).
+fn compare(
+    kind: RecordedKind,
+    ours: &[f64],
+    theirs: &[f64],
+    atol: f64,
+    magnitudes: &[f64],
+) -> OutputComparison {
     let max_tolerance_ratio = ours
         .iter()
         .zip(theirs)
-        .map(|(&a, &b)| tolerance_ratio(a, b, atol))
+        .enumerate()
+        .map(|(i, (&a, &b))| tolerance_ratio(a, b, atol, magnitudes.get(i).copied().unwrap_or(0.0)))
         .fold(0.0f64, f64::max);
     let max_abs_diff =
         ours.iter()
@@ -630,6 +642,16 @@ fn compare(kind: RecordedKind, ours: &[f64], theirs: &[f64], atol: f64) -> Outpu
     }
 }
 
+/// The magnitude bounds of an output that is the logits themselves; none for probabilities
+/// and labels (a softmax is not a sum of the network's terms).
+fn logit_magnitudes(kind: RecordedKind, magnitudes: &[f32]) -> Vec<f64> {
+    if kind == RecordedKind::Logits {
+        magnitudes.iter().map(|&m| f64::from(m)).collect()
+    } else {
+        Vec::new()
+    }
+}
+
 fn verdict(outputs: &[OutputComparison], n_samples: usize) -> bool {
     !outputs.is_empty()
         && outputs.iter().all(|o| {
@@ -644,7 +666,9 @@ pub fn compare_expected(
     expected: &ExpectedOutputs,
 ) -> ImportComparison {
     // The expected file holds the source's inputs; the model file takes raw values.
-    let logits = crate::check::trainer_outputs(model, &raw_from_source(record, &expected.features));
+    let raw = raw_from_source(record, &expected.features);
+    let logits = crate::check::trainer_outputs(model, &raw);
+    let magnitudes = crate::check::trainer_magnitudes(model, &raw);
     let width = model.task.n_outputs();
     let outputs: Vec<OutputComparison> = expected
         .outputs
@@ -655,9 +679,10 @@ pub fn compare_expected(
                 .chunks_exact(width)
                 .flat_map(|row| head(recorded.kind, recorded.classes.as_deref(), row, true))
                 .collect();
+            let bounds = logit_magnitudes(recorded.kind, &magnitudes);
             Some(OutputComparison {
                 name: name.clone(),
-                ..compare(recorded.kind, &ours, values, EXPECTED_MAX_ABS_DIFF)
+                ..compare(recorded.kind, &ours, values, EXPECTED_MAX_ABS_DIFF, &bounds)
             })
         })
         .collect();
@@ -762,7 +787,9 @@ pub fn compare_tract(
             results[index].extend_from_slice(&flat[..(end - start) * per_row]);
         }
     }
-    let logits = crate::check::trainer_outputs(model, &raw_from_source(record, features));
+    let raw = raw_from_source(record, features);
+    let logits = crate::check::trainer_outputs(model, &raw);
+    let magnitudes = crate::check::trainer_magnitudes(model, &raw);
     let width = model.task.n_outputs();
     let mut outputs = Vec::new();
     for (engine_name, values) in engine_outputs.iter().zip(&results) {
@@ -796,7 +823,13 @@ pub fn compare_tract(
             } else {
                 format!("{} (as `{engine_name}`)", recorded.name)
             },
-            ..compare(recorded.kind, &ours, values, TRACT_MAX_ABS_DIFF)
+            ..compare(
+                recorded.kind,
+                &ours,
+                values,
+                TRACT_MAX_ABS_DIFF,
+                &logit_magnitudes(recorded.kind, &magnitudes),
+            )
         });
     }
     Ok(ImportComparison {
@@ -832,7 +865,7 @@ pub fn comparison_line(comparison: &ImportComparison) -> String {
         })
         .collect();
     format!(
-        "{} vs {} on {}: {} (limit {:.0e} + {:.0e} x |reference|)",
+        "{} vs {} on {}: {} (limit {:.0e} + {:.0e} x max(|reference|, its sums' magnitude))",
         if comparison.passed { "PASS" } else { "FAIL" },
         comparison.reference,
         comparison.inputs,
@@ -847,8 +880,38 @@ mod tolerance_tests {
     use super::*;
 
     fn logits(ours: &[f64], theirs: &[f64]) -> bool {
-        let comparison = compare(RecordedKind::Logits, ours, theirs, EXPECTED_MAX_ABS_DIFF);
+        let comparison = compare(
+            RecordedKind::Logits,
+            ours,
+            theirs,
+            EXPECTED_MAX_ABS_DIFF,
+            &[],
+        );
         verdict(&[comparison], theirs.len())
+    }
+
+    #[test]
+    fn cancelling_sums_carry_their_own_rounding_but_not_a_wrong_bias() {
+        // A logit near 0 that cancels sums of 1000: 1e-3 of f32 rounding passes with the
+        // sums' magnitude and fails without it; a wrong bias of 0.5 fails either way.
+        let theirs = [0.25, -0.5];
+        let rounded = [0.251, -0.5];
+        let wrong_bias = [0.75, -0.5];
+        let with = |ours: &[f64], m: f64| {
+            verdict(
+                &[compare(
+                    RecordedKind::Logits,
+                    ours,
+                    &theirs,
+                    TRACT_MAX_ABS_DIFF,
+                    &[m, m],
+                )],
+                2,
+            )
+        };
+        assert!(with(&rounded, 1000.0));
+        assert!(!with(&rounded, 0.0));
+        assert!(!with(&wrong_bias, 1000.0));
     }
 
     #[test]

@@ -596,6 +596,37 @@ impl<T: RealField + Copy> Network<T> {
             .all(|(w, b)| w.iter().chain(b.iter()).all(|v| v.is_finite()))
     }
 
+    /// The same network with every weight and bias replaced by its absolute value. Run on
+    /// `|x|`, it bounds the magnitudes every sum of the real network adds up (`|W| |x| + |b|`,
+    /// layer by layer; each activation is monotone and no larger on `m >= |z|` than `m`'s
+    /// image): the scale of the f32 rounding an output can carry, cancellation included.
+    pub fn magnitude_network(&self) -> Network<T> {
+        let abs = |m: &DMatrix<T>| m.map(|v| v.abs());
+        let abs_v = |v: &DVector<T>| v.map(|x| x.abs());
+        let mut network = self.clone();
+        for layer in &mut network.layers {
+            match layer {
+                Layer::Dense(d) => {
+                    d.weights = abs(&d.weights);
+                    d.bias = abs_v(&d.bias);
+                }
+                Layer::Conv2d(c) => {
+                    c.weights = abs(&c.weights);
+                    c.bias = abs_v(&c.bias);
+                }
+                Layer::DepthwiseConv2d(c) => {
+                    c.weights = abs(&c.weights);
+                    c.bias = abs_v(&c.bias);
+                }
+                Layer::MaxPool2d(_)
+                | Layer::AvgPool2d(_)
+                | Layer::GlobalAvgPool(_)
+                | Layer::Flatten(_) => {}
+            }
+        }
+        network
+    }
+
     /// The output for every column of `input` (CHW order), without keeping intermediates.
     pub fn forward(&self, input: &DMatrix<T>) -> DMatrix<T> {
         let mut current = None::<DMatrix<T>>;

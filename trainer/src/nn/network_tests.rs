@@ -1152,3 +1152,34 @@ fn forward_is_the_traced_forward_and_f32_follows_f64() {
         assert!((f64::from(*a) - b).abs() < 1e-5, "{a} vs {b}");
     }
 }
+
+/// The magnitude network bounds every value the real network computes, layer by layer: its
+/// output on `|x|` is at least `|output|` and at least each term's absolute sum, for dense,
+/// convolution, depthwise and pooling layers with tanh, relu and sigmoid.
+#[test]
+fn the_magnitude_network_bounds_every_output_and_its_terms() {
+    let mut rng = Rng::new(77);
+    for (input, layers) in [
+        (Shape::vector(6), "dense:5:relu,dense:4:tanh,dense:3"),
+        (Shape::new(6, 6, 2), "conv3x3:3:relu,dw3x3:sigmoid,dense:4"),
+        (Shape::new(8, 8, 1), "conv3x3:2:relu,maxpool2,dense:2"),
+        (
+            Shape::new(6, 6, 1),
+            "conv3x3:2,avgpool2,dense:3:relu,dense:2",
+        ),
+    ] {
+        let net = network(input, layers, 5);
+        let magnitude = net.magnitude_network();
+        let x = random_matrix(&mut rng, input.len(), 7);
+        let out = net.forward(&x);
+        let bound = magnitude.forward(&x.map(f64::abs));
+        for (o, b) in out.iter().zip(bound.iter()) {
+            assert!(*b >= o.abs() - 1e-12, "{layers}: |{o}| > {b}");
+        }
+        // The last dense layer's bound is exactly |W| m + |b| of the previous bound.
+        let Some(Layer::Dense(last)) = magnitude.layers.last() else {
+            panic!("{layers}: the last layer is dense")
+        };
+        assert!(last.weights.iter().all(|w| *w >= 0.0) && last.bias.iter().all(|b| *b >= 0.0));
+    }
+}
