@@ -360,6 +360,27 @@ impl<'a, const KINDS: u8> Model<'a, KINDS> {
             .saturating_add(dense.max(self.conv_workspace))
     }
 
+    /// The format version of the blob (2 or 3: [`crate::OLDEST_FORMAT_VERSION`] to
+    /// [`crate::FORMAT_VERSION`]).
+    pub fn format_version(&self) -> u16 {
+        match self.bytes.get(4..6) {
+            Some(&[lo, hi]) => u16::from_le_bytes([lo, hi]),
+            _ => crate::FORMAT_VERSION,
+        }
+    }
+
+    /// The zero point of the quantized input (the input stage's `zp_in`).
+    pub fn input_zero_point(&self) -> i8 {
+        self.input_zero_point
+    }
+
+    /// The input stage's map `(mu, M, t)` when one map serves every feature (scale or no
+    /// normalization), `None` with one map per feature.
+    pub fn shared_input_map(&self) -> Option<(i32, i32, u8)> {
+        let entries = self.entries();
+        (entries.len() == INPUT_ENTRY_LEN).then(|| decode_entry(entries))
+    }
+
     /// The zero point of the logits.
     pub fn output_zero_point(&self) -> i8 {
         self.output_zero_point

@@ -90,14 +90,21 @@ fn forward_rows(
             row.iter_mut().for_each(|v| *v = v.abs());
         }
     }
-    let n_samples = raw_features.len() / n_features;
+    network_outputs(network, &normalized)
+}
+
+/// `network` on normalized features (row-major, `n_inputs` per sample), in chunks of
+/// samples: its outputs, row-major `n_samples x n_outputs`.
+pub fn network_outputs(network: &crate::nn::network::Network<f32>, features: &[f32]) -> Vec<f32> {
+    let n_features = network.n_inputs().max(1);
+    let n_samples = features.len() / n_features;
     let mut outputs = Vec::with_capacity(n_samples * network.n_outputs());
     for start in (0..n_samples).step_by(CHUNK_ROWS) {
         let end = (start + CHUNK_ROWS).min(n_samples);
         let input = DMatrix::from_column_slice(
             n_features,
             end - start,
-            &normalized[start * n_features..end * n_features],
+            &features[start * n_features..end * n_features],
         );
         // One column per sample, so column-major storage is sample-major.
         outputs.extend_from_slice(network.forward(&input).as_slice());

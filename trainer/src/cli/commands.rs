@@ -297,7 +297,7 @@ fn train_export_check(
     let regression = match &split.test.targets {
         data::Targets::Classes { .. } => None,
         targets => crate::metrics::for_targets(
-            &super::eval::network_outputs(&network, &test_features),
+            &crate::check::network_outputs(&network, &test_features),
             targets,
         ),
     };

@@ -9,11 +9,9 @@ use crate::data::{self, DataSpec, Dataset, Split, Targets};
 use crate::metrics::{self, RegressionMetrics};
 use crate::model::{ModelFile, Task};
 use crate::nn::loss::Loss;
-use crate::nn::network::Network;
 use crate::plot::{self, ConfusionFigure, Mistake, MistakesFigure};
 use crate::quant::host;
 use anyhow::{Context, Result};
-use nalgebra::DMatrix;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
@@ -116,44 +114,24 @@ fn softmax_max(logits: &[f32]) -> f64 {
     }
 }
 
-/// The network's outputs on `features` (normalized, row-major `n_samples x n_inputs`), as
-/// row-major `n_samples x n_outputs`.
-pub(crate) fn network_outputs(network: &Network<f32>, features: &[f32]) -> Vec<f32> {
-    let n_features = network.n_inputs();
-    let n_samples = features.len() / n_features.max(1);
-    let mut outputs = Vec::with_capacity(n_samples * network.n_outputs());
-    for start in (0..n_samples).step_by(1024) {
-        let end = (start + 1024).min(n_samples);
-        let input = DMatrix::from_column_slice(
-            n_features,
-            end - start,
-            &features[start * n_features..end * n_features],
-        );
-        // One column per sample: the column-major data is row-major per sample.
-        outputs.extend_from_slice(network.forward(&input).as_slice());
-    }
-    outputs
-}
-
-/// The float model's outputs on the raw `test` rows, row-major `n_samples x n_outputs`.
-pub(crate) fn float_outputs(model: &ModelFile, test: &Dataset) -> Vec<f32> {
-    network_outputs(&model.network(), &model.normalization.apply(test))
-}
-
-/// The real values of the runtime's int8 outputs, `scale * (q - zero_point)`, exactly as the
-/// runtime's f32 output has them.
+/// The real values of the runtime's int8 outputs (row-major), from the runtime's own
+/// `Model::dequantize`, row by row.
 pub(crate) fn dequantize(model: &kiln_runtime::Model<'_>, outputs: &[i8]) -> Vec<f32> {
-    let scale = f32::from_bits(model.output_scale_bits());
-    let zero_point = f32::from(model.output_zero_point());
-    outputs
-        .iter()
-        .map(|&q| scale * (f32::from(q) - zero_point))
-        .collect()
+    let n_outputs = model.n_outputs().max(1);
+    let mut real = vec![0.0f32; outputs.len()];
+    for (q, out) in outputs
+        .chunks_exact(n_outputs)
+        .zip(real.chunks_exact_mut(n_outputs))
+    {
+        // The rows are the model's own outputs: their lengths are right.
+        let _ = model.dequantize(q, out);
+    }
+    real
 }
 
 fn float_predictions(model: &ModelFile, test: &Dataset) -> Predictions {
     let n_outputs = model.layers.last().map_or(0, |l| l.n_outputs).max(1);
-    let outputs = float_outputs(model, test);
+    let outputs = crate::check::trainer_outputs(model, &test.features);
     let mut classes = Vec::with_capacity(test.n_samples());
     let mut confidences = Vec::with_capacity(test.n_samples());
     for logits in outputs.chunks_exact(n_outputs) {
@@ -465,7 +443,7 @@ fn evaluate_float_regression(
     Ok(evaluate_regression(
         &subject,
         split,
-        &float_outputs(model, &split.test),
+        &crate::check::trainer_outputs(model, &split.test.features),
     ))
 }
 

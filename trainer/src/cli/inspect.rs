@@ -620,9 +620,7 @@ fn from_blob(path: &Path, bytes: &[u8]) -> Result<Summary, InspectError> {
         ));
     }
     // The blob's own version (the runtime reads older ones too).
-    let version = bytes
-        .get(4..6)
-        .map_or(0, |v| u16::from_le_bytes([v[0], v[1]]));
+    let version = model.format_version();
     let notes = vec![
         "int8 layer bytes are the layer sections stored in the blob; the f32 figures are what the same \
          shapes take as 4-byte floats, with the normalization counted as 1 value (shared input entry) \

@@ -336,7 +336,7 @@ pub fn quantize_into(
     let (float_regression, int8_regression) = match &test.targets {
         Targets::Regression { .. } if test.n_outputs() == n_outputs => (
             metrics::for_targets(
-                &super::eval::network_outputs(&model.network(), &normalized),
+                &crate::check::network_outputs(&model.network(), &normalized),
                 &test.targets,
             ),
             metrics::for_targets(

@@ -141,16 +141,13 @@ pub struct InputQuantization {
 /// no normalization); `None` for per-feature maps (standardize: every feature has its own
 /// scale and offset; such callers pass raw values to `run`) or a blob the runtime refuses.
 ///
-/// From the documented layout (docs/blob-format.md): the map `q = zp + rq(256 x - mu, M, t)` on
-/// raw `x = value * 2^bits` has one step every `2^t / (256 2^bits M)` of the value.
+/// The map `q = zp + rq(256 x - mu, M, t)` on raw `x = value * 2^bits` has one step every
+/// `2^t / (256 2^bits M)` of the value.
 pub fn input_quantization(blob: &[u8]) -> Option<InputQuantization> {
     let model = kiln_runtime::Model::from_bytes(blob).ok()?;
-    let word = |at: usize| -> Option<i32> {
-        Some(i32::from_le_bytes(blob.get(at..at + 4)?.try_into().ok()?))
-    };
-    let (n_entries, zero_point) = (word(32)?, *blob.get(36)? as i8);
-    let (mu, multiplier, shift) = (word(40)?, word(44)?, *blob.get(48)?);
-    if n_entries != 1 || mu != 0 || multiplier <= 0 {
+    let (mu, multiplier, shift) = model.shared_input_map()?;
+    let zero_point = model.input_zero_point();
+    if mu != 0 || multiplier <= 0 {
         return None;
     }
     let step = 2f64.powi(i32::from(shift))
