@@ -176,6 +176,30 @@ pub const fn rq_acc_is_high(shift: u8) -> bool {
     shift >= 33 && shift <= SHIFT_MAX
 }
 
+/// `sat8(zp + rq_acc(acc, M, t))` for a shift in `33..=62`, in the operations of the Armv7E-M
+/// block kernel (`dsp_asm.rs`), which this function specifies for the portable twin. With
+/// `s = t - 32`, `hi:lo` the product and `up = odd | (lo != 0)` as in [`round_shift_high`],
+/// `floor((hi + 2^(s-1) - 1 + up) / 2^s) = floor((floor((hi + up - 1) / 2^(s-1)) + 1) / 2)`,
+/// so the rounding constant and the zero point join in one addition of `round_zp = 2 zp + 1`
+/// before a final halving that the saturation (`SSAT #8, .., ASR #1`) performs.
+/// `|hi| <= 2^30`, so no step wraps. Other shifts give some value, never a panic.
+#[inline(always)]
+pub fn rq_high_zp(acc: i32, multiplier: i32, shift: u8, round_zp: i32) -> i8 {
+    let product = i64::from(acc).wrapping_mul(i64::from(multiplier));
+    let (hi, lo) = ((product >> 32) as i32, product as u32);
+    let s1 = u32::from(shift).wrapping_sub(33);
+    let odd = (hi.wrapping_shr(s1) >> 1) & 1;
+    let up = if lo != 0 { 1 } else { odd };
+    let halves = hi.wrapping_add(up).wrapping_sub(1).wrapping_shr(s1);
+    (halves.wrapping_add(round_zp) >> 1).clamp(-128, 127) as i8
+}
+
+/// The `round_zp` argument of [`rq_high_zp`] for output zero point `zp`.
+#[inline(always)]
+pub const fn round_zp(zp: i8) -> i32 {
+    (zp as i32).wrapping_mul(2).wrapping_add(1)
+}
+
 /// [`rq_acc`] for shifts below 32 (rare: a scale of at least 1/2) and the shifts a validated
 /// model never has; out of line so that every inlined output stage stays small.
 // |acc * M| <= 2^62 fits i64: no side effects.
@@ -590,6 +614,66 @@ mod tests {
             for acc in [1i32, 3, -1, -3, 1 << 20, 3 << 20, -(1 << 20), -(3 << 20)] {
                 let m = 1 << 30;
                 assert_eq!(rq_acc_high(acc, m, shift), rq_acc(acc, m, shift));
+            }
+        }
+    }
+
+    #[test]
+    fn rq_high_zp_equals_the_output_stage() {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let edges = [
+            0,
+            1,
+            -1,
+            2,
+            -2,
+            i32::MAX,
+            i32::MIN,
+            i32::MIN + 1,
+            1 << 20,
+            -(1 << 20),
+        ];
+        for shift in 33..=62u8 {
+            for _ in 0..3000 {
+                let r = next();
+                let acc = if r % 5 == 0 {
+                    edges[(r >> 8) as usize % edges.len()]
+                } else {
+                    (r >> 16) as i32 >> (r % 24)
+                };
+                // 2^30 makes the low half zero for many accumulators: exact halves.
+                let multiplier = match (r >> 50) % 4 {
+                    0 => MULTIPLIER_MIN,
+                    1 => MULTIPLIER_MAX,
+                    _ => (1 << 30) | ((r >> 3) as i32 & ((1 << 30) - 1)),
+                };
+                let zp = (r >> 40) as i8;
+                let expected = sat8(i64::from(zp) + i64::from(rq_acc(acc, multiplier, shift)));
+                assert_eq!(
+                    rq_high_zp(acc, multiplier, shift, round_zp(zp)),
+                    expected,
+                    "{acc} {multiplier} {shift} {zp}"
+                );
+            }
+            // exactly half, both parities of the quotient, every zero point parity
+            // acc * 2^30 = (2k + 1) * 2^(t-1): a tie at this very shift.
+            let ties = (-4i32..4)
+                .filter_map(|k| (2 * k + 1).checked_mul(1 << (u32::from(shift) - 31).min(30)));
+            for acc in ties.chain([1i32, 3, -1, -3, 5 << 20, 3 << 20, -(1 << 20), -(3 << 20)]) {
+                for zp in [-128i8, -3, 0, 7, 127] {
+                    let expected =
+                        sat8(i64::from(zp) + i64::from(rq_acc(acc, MULTIPLIER_MIN, shift)));
+                    assert_eq!(
+                        rq_high_zp(acc, MULTIPLIER_MIN, shift, round_zp(zp)),
+                        expected
+                    );
+                }
             }
         }
     }

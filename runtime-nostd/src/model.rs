@@ -489,6 +489,10 @@ impl<'a, const KINDS: u8> Model<'a, KINDS> {
         #[cfg(not(kiln_small))]
         if KINDS & kinds::FIXED_POINT_INPUT != 0 && step == 0 && self.input_frac_bits() > 0 {
             let (mu, m, t) = decode_entry(entries);
+            if let Some(offset) = identity_offset((mu, m, t), self.input_zero_point) {
+                identity_input(raw, offset, out);
+                return;
+            }
             for (o, &x) in out.iter_mut().zip(raw) {
                 // `affine`'s common case in 32-bit arithmetic: the output stage's `rq_acc`
                 // (one 32x32 multiply, the two-halves rounding; its saturation to i32 changes
@@ -844,6 +848,38 @@ fn pool_node<K: Kernels, const KINDS: u8>(
     }
 }
 
+/// `Some(c)` when the shared map `(mu, M, t)` is the identity plus an offset:
+/// `M = 2^30, t = 38` makes `rq(256 * x - mu, M, t) = x - mu / 256` exactly for `mu` a multiple
+/// of 256, so the map is `sat8(clamp(x) + c)` with `c = zp - mu / 256` (the quantizer's choice
+/// for real-valued inputs: a power-of-two input scale). With `|mu / 256| <= 2^22`, a raw value
+/// past the clamp saturates either way, so `sat8(x.saturating_add(c))` is the same map.
+#[cfg(not(kiln_small))]
+fn identity_offset((mu, m, t): (i32, i32, u8), zp: i8) -> Option<i32> {
+    let whole = mu % 256 == 0 && (mu / 256).unsigned_abs() <= 1 << 22;
+    (m == crate::fixed::MULTIPLIER_MIN && t == 38 && whole).then(|| i32::from(zp).wrapping_sub(mu.wrapping_div(256)))
+}
+
+/// `out[i] = sat8(raw[i] + offset)` (see [`identity_offset`]): eight at a time in the kernel
+/// chosen for the target, then four at a time.
+#[cfg(not(kiln_small))]
+fn identity_input(raw: &[i32], offset: i32, out: &mut [i8]) {
+    let done = crate::kernels::identity_input_groups(raw, offset, out);
+    let (Some(raw), Some(out)) = (raw.get(done..), out.get_mut(done..)) else {
+        return;
+    };
+    let map = |x: i32| x.saturating_add(offset).clamp(-128, 127) as i8;
+    let mut raw4 = raw.chunks_exact(4);
+    let mut out4 = out.chunks_exact_mut(4);
+    for (o, x) in (&mut out4).zip(&mut raw4) {
+        if let ([o0, o1, o2, o3], [x0, x1, x2, x3]) = (o, x) {
+            (*o0, *o1, *o2, *o3) = (map(*x0), map(*x1), map(*x2), map(*x3));
+        }
+    }
+    for (o, &x) in out4.into_remainder().iter_mut().zip(raw4.remainder()) {
+        *o = map(x);
+    }
+}
+
 /// `{i32 mu, i32 M, u8 t, ...}` from a 12-byte entry.
 pub(crate) fn decode_entry(entry: &[u8]) -> (i32, i32, u8) {
     match *entry {
@@ -892,6 +928,65 @@ fn argmax(values: &[i8]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::argmax;
+
+    /// The identity fast path is the affine map it replaces, for every raw value class.
+    #[cfg(not(kiln_small))]
+    #[test]
+    fn identity_input_equals_the_affine_map() {
+        use super::{affine, identity_input, identity_offset};
+        let m = crate::fixed::MULTIPLIER_MIN;
+        let xs: std::vec::Vec<i32> = [
+            i32::MIN,
+            i32::MIN + 1,
+            -(1 << 24),
+            -(1 << 23) - 1,
+            -(1 << 23),
+            -(1 << 22) - 200,
+            -300,
+            -129,
+            -128,
+            -1,
+            0,
+            1,
+            127,
+            128,
+            255,
+            300,
+            (1 << 22) + 200,
+            (1 << 23) - 1,
+            1 << 23,
+            i32::MAX,
+        ]
+        .into_iter()
+        .chain(-1000..1000)
+        .collect();
+        for zp in [-128i8, -77, 0, 5, 127] {
+            for mu_256 in [
+                -(1 << 22),
+                -(1 << 22) + 1,
+                -5000,
+                -300,
+                -1,
+                0,
+                1,
+                130,
+                1 << 22,
+            ] {
+                let mu = mu_256 * 256;
+                let offset = identity_offset((mu, m, 38), zp).expect("an identity map");
+                let mut got = std::vec![0i8; xs.len()];
+                identity_input(&xs, offset, &mut got);
+                for (&x, &q) in xs.iter().zip(&got) {
+                    assert_eq!(q, affine(x, (mu, m, 38), i64::from(zp)), "{x} {mu} {zp}");
+                }
+            }
+        }
+        // Not the identity: another multiplier or shift, a fraction in mu, or mu too large.
+        assert_eq!(identity_offset((0, m + 1, 38), 0), None);
+        assert_eq!(identity_offset((0, m, 37), 0), None);
+        assert_eq!(identity_offset((255, m, 38), 0), None);
+        assert_eq!(identity_offset(((1 << 22) * 256 + 256, m, 38), 0), None);
+    }
 
     #[test]
     fn argmax_first_max_wins() {

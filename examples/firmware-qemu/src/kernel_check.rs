@@ -1,7 +1,8 @@
 //! The compiled kernels against the reference kernel, on the device, for layer shapes the
 //! models do not have: an odd number of 8-input groups (the assembly loops enter their
 //! unrolled body halfway), inputs that are not a multiple of 8 or 4, and outputs that are not
-//! a multiple of 4 (the rows after the last block), with and without a workspace.
+//! a multiple of 4 (the rows after the last block), with and without a workspace, and with
+//! every shift in 33..=62 (the block kernel's fast output stage).
 
 use kiln_runtime::kernels::{self, packed, reference, FcParams};
 
@@ -40,7 +41,10 @@ pub fn run() -> (u32, u32) {
     let mut input = [0i8; MAX_IN];
     let mut workspace = [0i8; packed::widened_len(MAX_IN) + 4];
     let (mut n_cases, mut n_mismatches) = (0u32, 0u32);
-    for &n_in in &N_INPUTS {
+    // Each shape twice: shifts around 31 (some rows take the general output stage), then every
+    // shift in 33..=62 with some multipliers 2^30 (exact halves), so the whole blocks run in
+    // one call of the block kernel.
+    for (&n_in, high) in N_INPUTS.iter().flat_map(|n| [(n, false), (n, true)]) {
         for &n_out in &N_OUTPUTS {
             for w in weights.iter_mut() {
                 *w = filler.next() as u8;
@@ -54,8 +58,20 @@ pub fn run() -> (u32, u32) {
                 .zip(shifts.iter_mut());
             for ((b, m), t) in channels {
                 put_le(b, (filler.next() as i32) >> 14); // within +-2^17
-                put_le(m, (1 << 30) | (filler.next() >> 2) as i32);
-                *t = 31 + (filler.next() % 16) as u8;
+                if high {
+                    let multiplier = match filler.next() % 4 {
+                        0 => 1 << 30,
+                        _ => (1 << 30) | (filler.next() >> 2) as i32,
+                    };
+                    put_le(m, multiplier);
+                    *t = match filler.next() % 8 {
+                        0 => 46 + (filler.next() % 17) as u8,
+                        _ => 33 + (filler.next() % 13) as u8,
+                    };
+                } else {
+                    put_le(m, (1 << 30) | (filler.next() >> 2) as i32);
+                    *t = 31 + (filler.next() % 16) as u8;
+                }
             }
             let zero_point = filler.next() as i8 >> 1;
             let (Some(w), Some(b), Some(m), Some(t), Some(x)) = (
@@ -74,8 +90,12 @@ pub fn run() -> (u32, u32) {
                 multipliers: m,
                 shifts: t,
                 output_zero_point: zero_point,
-                clamp_min: if n_out % 2 == 0 { zero_point } else { -128 },
-                clamp_max: 127,
+                clamp_min: match (n_out % 2, high) {
+                    (0, _) => zero_point,
+                    (_, true) => -30,
+                    _ => -128,
+                },
+                clamp_max: if high && n_out % 2 == 1 { 40 } else { 127 },
             };
             let mut expected = [0i8; MAX_OUT];
             let mut got = [0x55i8; MAX_OUT];

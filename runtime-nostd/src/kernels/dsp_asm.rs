@@ -3,6 +3,8 @@
 //! fourteen values itself).
 #![allow(unsafe_code)]
 
+use super::FcParams;
+
 core::arch::global_asm!(
     ".section .text.kiln_dot4_dsp,\"ax\",%progbits",
     ".global kiln_dot4_dsp",
@@ -74,18 +76,16 @@ core::arch::global_asm!(
 );
 
 core::arch::global_asm!(
-    ".section .text.kiln_dot4_dsp_widened,\"ax\",%progbits",
-    ".global kiln_dot4_dsp_widened",
-    ".type kiln_dot4_dsp_widened,%function",
+    ".section .text.kiln_dot4_widened_body,\"ax\",%progbits",
+    ".type kiln_dot4_widened_body,%function",
     ".p2align 2",
     ".thumb_func",
-    "kiln_dot4_dsp_widened:",
-    // r0: row 0, r1: stride, r2: the widened input (word-aligned, 16 bytes per 8 inputs),
-    // r3: groups of 8 inputs (> 0), [sp]: the four accumulators (read, then written back).
-    // Sixteen inputs per iteration; an odd group count enters at the second half.
-    "push {{r4-r11, lr}}",
-    "ldr lr, [sp, #36]",
-    "ldm lr, {{r4-r7}}",
+    "kiln_dot4_widened_body:",
+    // Not AAPCS: the loop that `kiln_dot4_dsp_widened` and `kiln_fc_blocks_dsp` share.
+    // In: r0 row 0, r1 stride (bytes between rows), r2 the widened input (word-aligned, 16
+    // bytes per 8 inputs), r3 groups of 8 inputs (> 0), r4-r7 the four accumulators.
+    // Out: r4-r7 with the four dot products added, r0 advanced by 8 * groups. Clobbers r2,
+    // r3, r8-r12. Sixteen inputs per iteration; an odd group count enters at the second half.
     "add r8, r0, r1, lsl #1", // row 2; row 3 is row 2 + stride
     "lsls r12, r3, #31",      // Z clear when the group count is odd
     "add r3, r2, r3, lsl #4", // the widened input's end
@@ -182,6 +182,25 @@ core::arch::global_asm!(
     "smlad r6, r11, r10, r6",
     "cmp r2, r3",
     "bne 1b",
+    "bx lr",
+    ".size kiln_dot4_widened_body, . - kiln_dot4_widened_body",
+);
+
+core::arch::global_asm!(
+    ".section .text.kiln_dot4_dsp_widened,\"ax\",%progbits",
+    ".global kiln_dot4_dsp_widened",
+    ".type kiln_dot4_dsp_widened,%function",
+    ".p2align 2",
+    ".thumb_func",
+    "kiln_dot4_dsp_widened:",
+    // r0: row 0, r1: stride, r2: the widened input, r3: groups of 8 inputs (> 0), [sp]: the
+    // four accumulators (read, then written back).
+    "push {{r4-r11, lr}}",
+    "ldr lr, [sp, #36]",
+    "push {{lr}}",
+    "ldm lr, {{r4-r7}}",
+    "bl kiln_dot4_widened_body",
+    "pop {{lr}}",
     "stm lr, {{r4-r7}}",
     "pop {{r4-r11, pc}}",
     ".size kiln_dot4_dsp_widened, . - kiln_dot4_dsp_widened",
@@ -246,7 +265,180 @@ core::arch::global_asm!(
     ".size kiln_dw_mac_dsp, . - kiln_dw_mac_dsp",
 );
 
+core::arch::global_asm!(
+    ".section .text.kiln_fc_blocks_dsp,\"ax\",%progbits",
+    ".global kiln_fc_blocks_dsp",
+    ".type kiln_fc_blocks_dsp,%function",
+    ".p2align 2",
+    ".thumb_func",
+    "kiln_fc_blocks_dsp:",
+    // r0: a `Blocks` (offsets in its definition), read and advanced block by block. Every
+    // whole block of four rows: bias, the widened loop above, the output stage, four bytes out.
+    "push {{r4-r11, lr}}",
+    "sub sp, sp, #4", // where `blocks` waits while the loop uses lr
+    "mov lr, r0",
+    "str lr, [sp]",
+    "ldr r0, [lr, #0]", // row 0 of the block
+    "ldr r1, [lr, #4]", // stride = inputs
+    "3:",
+    // A block with a shift outside 33..=62 ends the call (the caller finishes the layer):
+    // bytes t - 33 (wrapping) above 29, found four at a time.
+    "ldr r9, [lr, #24]",
+    "ldr r9, [r9]",
+    "ldr r10, [lr, #48]", // 33 in every byte
+    "usub8 r9, r9, r10",
+    "ldr r10, [lr, #52]", // 29 in every byte
+    "uqsub8 r9, r9, r10",
+    "cmp r9, #0",
+    "bne 4f",
+    "ldr r9, [lr, #16]",
+    "ldr r4, [r9]",
+    "ldr r5, [r9, #4]",
+    "ldr r6, [r9, #8]",
+    "ldr r7, [r9, #12]",
+    "add r9, r9, #16",
+    "str r9, [lr, #16]",
+    "ldr r2, [lr, #8]",  // the widened input
+    "ldr r3, [lr, #12]", // its groups of 8 inputs
+    "bl kiln_dot4_widened_body",
+    "ldr lr, [sp]",
+    // r0 has moved one row on: the next block starts three rows further.
+    "add r0, r0, r1",
+    "add r0, r0, r1, lsl #1",
+    "ldr r9, [lr, #20]",  // multipliers
+    "ldr r10, [lr, #24]", // shifts
+    "ldr r8, [lr, #36]",  // 2 zp + 1
+    // Row with accumulator r4: sat8(zp + rq_acc(acc, M, t)) as `fixed::rq_high_zp` computes it.
+    "ldr r11, [r9], #4",
+    "ldrb r12, [r10], #1",
+    "smull r2, r3, r4, r11",
+    "sub r12, r12, #33", // s - 1
+    "lsr r11, r3, r12",
+    "ubfx r11, r11, #1, #1", // odd: bit s of the high half
+    "cmp r2, #0",
+    "it ne",
+    "movne r11, #1", // up = odd | (lo != 0)
+    "add r3, r3, r11",
+    "sub r3, r3, #1",
+    "asr r3, r3, r12",
+    "add r3, r3, r8", // + 2 zp + 1
+    "ssat r4, #8, r3, asr #1",
+    // Row with accumulator r5: sat8(zp + rq_acc(acc, M, t)) as `fixed::rq_high_zp` computes it.
+    "ldr r11, [r9], #4",
+    "ldrb r12, [r10], #1",
+    "smull r2, r3, r5, r11",
+    "sub r12, r12, #33", // s - 1
+    "lsr r11, r3, r12",
+    "ubfx r11, r11, #1, #1", // odd: bit s of the high half
+    "cmp r2, #0",
+    "it ne",
+    "movne r11, #1", // up = odd | (lo != 0)
+    "add r3, r3, r11",
+    "sub r3, r3, #1",
+    "asr r3, r3, r12",
+    "add r3, r3, r8", // + 2 zp + 1
+    "ssat r5, #8, r3, asr #1",
+    // Row with accumulator r6: sat8(zp + rq_acc(acc, M, t)) as `fixed::rq_high_zp` computes it.
+    "ldr r11, [r9], #4",
+    "ldrb r12, [r10], #1",
+    "smull r2, r3, r6, r11",
+    "sub r12, r12, #33", // s - 1
+    "lsr r11, r3, r12",
+    "ubfx r11, r11, #1, #1", // odd: bit s of the high half
+    "cmp r2, #0",
+    "it ne",
+    "movne r11, #1", // up = odd | (lo != 0)
+    "add r3, r3, r11",
+    "sub r3, r3, #1",
+    "asr r3, r3, r12",
+    "add r3, r3, r8", // + 2 zp + 1
+    "ssat r6, #8, r3, asr #1",
+    // Row with accumulator r7: sat8(zp + rq_acc(acc, M, t)) as `fixed::rq_high_zp` computes it.
+    "ldr r11, [r9], #4",
+    "ldrb r12, [r10], #1",
+    "smull r2, r3, r7, r11",
+    "sub r12, r12, #33", // s - 1
+    "lsr r11, r3, r12",
+    "ubfx r11, r11, #1, #1", // odd: bit s of the high half
+    "cmp r2, #0",
+    "it ne",
+    "movne r11, #1", // up = odd | (lo != 0)
+    "add r3, r3, r11",
+    "sub r3, r3, #1",
+    "asr r3, r3, r12",
+    "add r3, r3, r8", // + 2 zp + 1
+    "ssat r7, #8, r3, asr #1",
+    "str r9, [lr, #20]",
+    "str r10, [lr, #24]",
+    // Four bytes in one word, then both clamps on all four lanes.
+    "bfi r4, r5, #8, #8",
+    "bfi r4, r6, #16, #8",
+    "bfi r4, r7, #24, #8",
+    "ldr r9, [lr, #40]",
+    "ssub8 r10, r4, r9",
+    "sel r4, r4, r9", // max(q, clamp_min)
+    "ldr r9, [lr, #44]",
+    "ssub8 r10, r4, r9",
+    "sel r4, r9, r4", // min(q, clamp_max)
+    "ldr r9, [lr, #28]",
+    "str r4, [r9], #4",
+    "str r9, [lr, #28]",
+    "ldr r9, [lr, #32]",
+    "subs r9, r9, #1",
+    "str r9, [lr, #32]",
+    "bne 3b",
+    "4:",
+    "add sp, sp, #4",
+    "pop {{r4-r11, pc}}",
+    ".size kiln_fc_blocks_dsp, . - kiln_fc_blocks_dsp",
+);
+
+core::arch::global_asm!(
+    ".section .text.kiln_identity_input_dsp,\"ax\",%progbits",
+    ".global kiln_identity_input_dsp",
+    ".type kiln_identity_input_dsp,%function",
+    ".p2align 2",
+    ".thumb_func",
+    "kiln_identity_input_dsp:",
+    // The input stage's identity map: r0 raw i32 values (word-aligned), r1 the int8 output,
+    // r2 groups of 8 values (> 0), r3 the offset. out = sat8(raw.saturating_add(offset)).
+    "push {{r4-r11}}",
+    "1:",
+    "ldm r0!, {{r4-r11}}",
+    "qadd r4, r4, r3",
+    "ssat r4, #8, r4",
+    "strb r4, [r1], #1",
+    "qadd r5, r5, r3",
+    "ssat r5, #8, r5",
+    "strb r5, [r1], #1",
+    "qadd r6, r6, r3",
+    "ssat r6, #8, r6",
+    "strb r6, [r1], #1",
+    "qadd r7, r7, r3",
+    "ssat r7, #8, r7",
+    "strb r7, [r1], #1",
+    "qadd r8, r8, r3",
+    "ssat r8, #8, r8",
+    "strb r8, [r1], #1",
+    "qadd r9, r9, r3",
+    "ssat r9, #8, r9",
+    "strb r9, [r1], #1",
+    "qadd r10, r10, r3",
+    "ssat r10, #8, r10",
+    "strb r10, [r1], #1",
+    "qadd r11, r11, r3",
+    "ssat r11, #8, r11",
+    "strb r11, [r1], #1",
+    "subs r2, r2, #1",
+    "bne 1b",
+    "pop {{r4-r11}}",
+    "bx lr",
+    ".size kiln_identity_input_dsp, . - kiln_identity_input_dsp",
+);
+
 extern "C" {
+    fn kiln_identity_input_dsp(raw: *const i32, out: *mut i8, n_groups: usize, offset: i32);
+    fn kiln_fc_blocks_dsp(blocks: *mut Blocks);
     fn kiln_dw_mac_dsp(acc: *mut i32, input: *const i8, weights: *const u8, steps: usize, zp2: u32);
     fn kiln_widen_dsp(input: *const i8, widened: *mut i8, n_groups: usize);
     fn kiln_dot4_dsp_widened(
@@ -263,6 +455,97 @@ extern "C" {
         n_pairs: usize,
         acc: *mut [i32; 4],
     );
+}
+
+/// `out[i] = sat8(raw[i].saturating_add(offset))` for the first `8 * (len / 8)` values (the
+/// input stage's identity map, `model.rs`); returns how many it wrote.
+#[inline(always)]
+pub fn identity_input_groups(raw: &[i32], offset: i32, out: &mut [i8]) -> usize {
+    let n_groups = raw.len().min(out.len()) / 8;
+    if n_groups > 0 {
+        // SAFETY: reads `8 * n_groups` values of `raw` (an `i32` slice: word-aligned for LDM)
+        // and writes as many bytes of `out`, both within their lengths; AAPCS.
+        unsafe { kiln_identity_input_dsp(raw.as_ptr(), out.as_mut_ptr(), n_groups, offset) };
+    }
+    n_groups.wrapping_mul(8)
+}
+
+/// What [`kiln_fc_blocks_dsp`] reads and advances, at fixed offsets (checked below).
+#[repr(C)]
+struct Blocks {
+    rows: *const u8,
+    stride: usize,
+    widened: *const i8,
+    n_groups: usize,
+    bias: *const u8,
+    multipliers: *const u8,
+    shifts: *const u8,
+    output: *mut i8,
+    n_blocks: usize,
+    round_zp: i32,
+    clamp_min4: u32,
+    clamp_max4: u32,
+    shift_33: u32,
+    shift_29: u32,
+}
+
+const _: () = {
+    use core::mem::offset_of;
+    assert!(offset_of!(Blocks, rows) == 0 && offset_of!(Blocks, stride) == 4);
+    assert!(offset_of!(Blocks, widened) == 8 && offset_of!(Blocks, n_groups) == 12);
+    assert!(offset_of!(Blocks, bias) == 16 && offset_of!(Blocks, multipliers) == 20);
+    assert!(offset_of!(Blocks, shifts) == 24 && offset_of!(Blocks, output) == 28);
+    assert!(offset_of!(Blocks, n_blocks) == 32 && offset_of!(Blocks, round_zp) == 36);
+    assert!(offset_of!(Blocks, clamp_min4) == 40 && offset_of!(Blocks, clamp_max4) == 44);
+    assert!(offset_of!(Blocks, shift_33) == 48 && offset_of!(Blocks, shift_29) == 52);
+};
+
+/// The whole blocks of four rows of a layer whose `n_in` is a positive multiple of 8, from the
+/// widened input, into `output[..4 * blocks]`, up to the first block with a shift outside
+/// `33..=62` (`fc_blocks` in `packed.rs` is the portable twin). Returns the rows written: 0
+/// unless the slices hold what the routine reads and writes.
+#[inline(always)]
+pub fn fc_blocks(params: &FcParams<'_>, n_in: usize, widened: &[i8], output: &mut [i8]) -> usize {
+    let n_blocks = output.len() / 4;
+    let n_rows = n_blocks.wrapping_mul(4);
+    let in_bounds = n_blocks > 0
+        && n_in > 0
+        && n_in % 8 == 0
+        && n_in.checked_mul(2).is_some_and(|len| widened.len() >= len)
+        && widened.as_ptr().align_offset(4) == 0
+        && n_rows
+            .checked_mul(n_in)
+            .is_some_and(|len| params.weights.len() >= len)
+        && params.bias.len() >= n_rows.wrapping_mul(4)
+        && params.multipliers.len() >= n_rows.wrapping_mul(4)
+        && params.shifts.len() >= n_rows;
+    if !in_bounds {
+        return 0;
+    }
+    let lanes = |v: i8| u32::from(v as u8).wrapping_mul(0x0101_0101);
+    let mut blocks = Blocks {
+        rows: params.weights.as_ptr(),
+        stride: n_in,
+        widened: widened.as_ptr(),
+        n_groups: n_in / 8,
+        bias: params.bias.as_ptr(),
+        multipliers: params.multipliers.as_ptr(),
+        shifts: params.shifts.as_ptr(),
+        output: output.as_mut_ptr(),
+        n_blocks,
+        round_zp: crate::fixed::round_zp(params.output_zero_point),
+        clamp_min4: lanes(params.clamp_min),
+        clamp_max4: lanes(params.clamp_max),
+        shift_33: 0x2121_2121,
+        shift_29: 0x1d1d_1d1d,
+    };
+    // SAFETY: the routine reads `4 * n_blocks` rows of `n_in` weights, `4 * n_blocks` biases,
+    // multipliers and shifts, `2 * n_in` widened bytes (word-aligned, for LDRD) and writes
+    // `4 * n_blocks` output bytes: all checked just above. It follows the AAPCS, saves what it
+    // uses and writes only `blocks` and the output.
+    unsafe { kiln_fc_blocks_dsp(&mut blocks) };
+    // The routine counts `n_blocks` down as it finishes each block.
+    n_blocks.saturating_sub(blocks.n_blocks).wrapping_mul(4)
 }
 
 /// Adds to `acc[r]` the dot product of `input[..8 * n_pairs]` with row `r` of the four rows that

@@ -45,6 +45,13 @@ fn words(v: impl IntoIterator<Item = i32>) -> Vec<u8> {
 pub fn random_case(rng: &mut Rng, max_in: usize) -> Case {
     let n_in = rng.usize_in(1, max_in);
     let n_out = rng.usize_in(1, 20);
+    case_of_shape(rng, n_in, n_out, 1)
+}
+
+/// A random case of `n_in` inputs and `n_out` outputs whose shifts are all at least
+/// `min_shift` (33 keeps every row on the block kernels' fast output stage).
+pub fn case_of_shape(rng: &mut Rng, n_in: usize, n_out: usize, min_shift: u8) -> Case {
+    let min_k = i64::from(min_shift).saturating_sub(31).max(0);
     let weights: Vec<u8> = (0..n_in * n_out).map(|_| rng.i8() as u8).collect();
     let input: Vec<i8> = (0..n_in).map(|_| rng.i8()).collect();
     let mut bias = Vec::new();
@@ -59,7 +66,7 @@ pub fn random_case(rng: &mut Rng, max_in: usize) -> Case {
                     .zip(&input)
                     .map(|(&w, &x)| i64::from(w as i8) * i64::from(x))
                     .sum();
-                let k = rng.range_i64(0, 6);
+                let k = rng.range_i64(min_k, 6.max(min_k));
                 let j = rng.range_i64(-60, 60);
                 let target = (2 * j + 1) << k; // (j + 1/2) * 2^(k+1)
                 bias.push((target - dot) as i32);
@@ -69,12 +76,13 @@ pub fn random_case(rng: &mut Rng, max_in: usize) -> Case {
             1 => {
                 bias.push(rng.range_i64(-(1 << 21), 1 << 21) as i32);
                 mults.push(rng.range_i64(1 << 30, i64::from(i32::MAX)) as i32);
-                shifts.push(rng.range_i64(1, 62) as u8);
+                shifts.push(rng.range_i64(i64::from(min_shift), 62) as u8);
             }
             _ => {
                 bias.push(rng.range_i64(-(1 << 21), 1 << 21) as i32);
                 mults.push(rng.range_i64(1 << 30, i64::from(i32::MAX)) as i32);
-                shifts.push((31 + 7 + log_in / 2 + rng.range_i64(-3, 3)) as u8);
+                let typical = 31 + 7 + log_in / 2 + rng.range_i64(-3, 3);
+                shifts.push(typical.max(i64::from(min_shift)) as u8);
             }
         }
     }
@@ -127,6 +135,22 @@ pub fn random_cases(impl_fn: KernelFn, seed: u64, cases: usize, max_in: usize) {
                 case.input.len(),
                 case.n_out
             ),
+        );
+    }
+}
+
+/// Whole blocks of four rows over inputs in groups of 8, every shift in `33..=62`: what the
+/// block kernels run in one call (ties, every clamp kind, odd and even group counts).
+pub fn block_cases(impl_fn: KernelFn, seed: u64, cases: usize) {
+    let mut rng = Rng::new(seed);
+    for i in 0..cases {
+        let n_in = 8 * rng.usize_in(1, 24);
+        let n_out = rng.usize_in(4, 22);
+        let case = case_of_shape(&mut rng, n_in, n_out, 33);
+        compare(
+            impl_fn,
+            &case,
+            &std::format!("block case {i} (n_in {n_in}, n_out {n_out})"),
         );
     }
 }

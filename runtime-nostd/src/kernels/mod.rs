@@ -59,6 +59,18 @@ pub fn fully_connected_i8_workspace(
     }
 }
 
+/// The input stage's identity map (`model.rs`) for the first values, eight per step, on
+/// Armv7E-M; the number written (0 elsewhere: the portable loop in `model.rs` does them all).
+#[cfg(kiln_kernel = "dsp")]
+pub(crate) use dsp_asm::identity_input_groups;
+
+/// See the Armv7E-M version above.
+#[cfg(not(kiln_kernel = "dsp"))]
+#[inline(always)]
+pub(crate) fn identity_input_groups(_raw: &[i32], _offset: i32, _out: &mut [i8]) -> usize {
+    0
+}
+
 /// The activation table the runtime uses.
 pub use reference::apply_lut_i8;
 
@@ -297,6 +309,11 @@ macro_rules! kernel_tests {
             #[test]
             fn random_shapes_match_reference() {
                 $crate::kernels::harness::random_cases($impl_fn, 0x4b31_0001, 3000, 40);
+            }
+
+            #[test]
+            fn whole_blocks_match_reference() {
+                $crate::kernels::harness::block_cases($impl_fn, 0x4b31_0003, 1500);
             }
 
             #[test]

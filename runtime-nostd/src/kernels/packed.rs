@@ -14,9 +14,11 @@
 
 use super::simd32::{smlad, sxtb16, sxtb16_ror8};
 use super::{le_i32, requantize, tail_dot, FcParams};
+#[cfg(not(kiln_kernel = "dsp"))]
+use crate::fixed::rq_high_zp;
 
 #[cfg(kiln_kernel = "dsp")]
-pub(crate) use super::dsp_asm::{dot4, dot4_widened, widen_groups};
+pub(crate) use super::dsp_asm::{dot4, dot4_widened, fc_blocks, widen_groups};
 
 /// Adds to `acc[r]` the dot product of `input[..8 * n_pairs]` with row `r` of the four rows at
 /// `rows` (`stride` bytes apart): the portable twin of the assembly in `dsp_asm.rs`.
@@ -63,6 +65,67 @@ pub(crate) fn dot4_widened(
 }
 
 use crate::Error;
+
+/// The whole blocks of four rows of a layer whose `n_in` is a positive multiple of 8, from the
+/// widened input, into `output[..4 * blocks]`, up to the first block with a shift outside
+/// `33..=62`: the portable twin of the assembly in `dsp_asm.rs`, in its order (bias,
+/// [`dot4_widened`], the output stage of [`rq_high_zp`], then both clamps). Returns the rows
+/// written (0 when the slices are short, as the assembly's wrapper does).
+#[cfg(not(kiln_kernel = "dsp"))]
+pub(crate) fn fc_blocks(
+    params: &FcParams<'_>,
+    n_in: usize,
+    widened: &[i8],
+    output: &mut [i8],
+) -> usize {
+    let n_rows = output.len() & !3;
+    let in_bounds = n_rows > 0
+        && n_in > 0
+        && n_in % 8 == 0
+        && widened.len() >= n_in.saturating_mul(2)
+        && params.weights.len() >= n_rows.saturating_mul(n_in)
+        && params.bias.len() >= n_rows.saturating_mul(4)
+        && params.multipliers.len() >= n_rows.saturating_mul(4)
+        && params.shifts.len() >= n_rows;
+    if !in_bounds {
+        return 0;
+    }
+    let round_zp = crate::fixed::round_zp(params.output_zero_point);
+    let mut first = 0usize;
+    for out4 in output.chunks_exact_mut(4) {
+        let (rows, bias, multipliers, shifts) = (
+            tail_from(params.weights, first.wrapping_mul(n_in)),
+            tail_from(params.bias, first.wrapping_mul(4)),
+            tail_from(params.multipliers, first.wrapping_mul(4)),
+            tail_from(params.shifts, first),
+        );
+        let high = shifts
+            .iter()
+            .take(4)
+            .all(|&t| crate::fixed::rq_acc_is_high(t));
+        if !high {
+            return first;
+        }
+        let mut acc = [0i32; 4];
+        for (acc, bias) in acc.iter_mut().zip(bias.chunks_exact(4)) {
+            *acc = le_i32(bias);
+        }
+        dot4_widened(rows, n_in, widened, n_in / 8, &mut acc);
+        let stage = acc.iter().zip(multipliers.chunks_exact(4)).zip(shifts);
+        for (out, ((&acc, multiplier), &shift)) in out4.iter_mut().zip(stage) {
+            let q = rq_high_zp(acc, le_i32(multiplier), shift, round_zp);
+            *out = q.max(params.clamp_min).min(params.clamp_max);
+        }
+        first = first.wrapping_add(4);
+    }
+    n_rows
+}
+
+/// `bytes[start..]`, empty past the end.
+#[cfg(not(kiln_kernel = "dsp"))]
+fn tail_from(bytes: &[u8], start: usize) -> &[u8] {
+    bytes.get(start..).unwrap_or(&[])
+}
 
 /// The workspace bytes [`fully_connected_i8_widened`] needs for `n_in` inputs: two bytes per
 /// input of the first `8 * (n_in / 8)`, plus up to three to reach a word boundary.
@@ -153,10 +216,12 @@ pub fn fully_connected_i8_widened(
     fully_connected_with(params, input, widened, output)
 }
 
-/// The body both entry points share, once (and, not inlined, one symbol to size). Rows go in
-/// blocks of four; a whole block's first `8 * (n_in / 8)` inputs go through `dot4` (or
-/// `dot4_widened` when the input was widened), then every row, whole block or not, finishes
-/// word by word and byte by byte and goes through the one output stage.
+/// The body both entry points share, once (and, not inlined, one symbol to size). With the
+/// widened input and inputs in groups of 8, the whole blocks of four rows go through
+/// [`fc_blocks`] in one call, up to a block with a shift outside `33..=62` (rare: a scale of at
+/// least 1/2). Every other row (the last `n_out % 4`, the rows from that block on, or all of
+/// them without a workspace) goes one at a time:
+/// two `SMLAD` per word, then the bytes past the last word, then the one output stage.
 #[inline(never)]
 fn fully_connected_with(
     params: &FcParams<'_>,
@@ -166,61 +231,32 @@ fn fully_connected_with(
 ) -> Result<(), Error> {
     let n_in = input.len();
     params.check(n_in, output.len())?;
-    let n_body = n_in & !3;
-    let n_paired = n_in & !7;
-    let n_pairs = n_in / 8;
-    let input_paired = input.get(..n_paired).unwrap_or(&[]);
     let mut row_idx = 0usize;
-    for out4 in output.chunks_mut(4) {
-        // `check` proved `n_out * n_in` weights and `4 * n_out` bias and multiplier bytes: no
-        // product below overflows, and every `get` below is in bounds.
-        let first = row_idx;
-        row_idx = row_idx.wrapping_add(out4.len());
-        let block = params
-            .weights
-            .get(first.wrapping_mul(n_in)..)
-            .unwrap_or(&[]);
-        let bias = params.bias.get(first.wrapping_mul(4)..).unwrap_or(&[]);
-        let mut acc = [0i32; 4];
-        for (acc, bias) in acc.iter_mut().zip(bias.chunks_exact(4)) {
-            *acc = le_i32(bias);
-        }
-        let mut done = 0; // inputs already in `acc`
-        if out4.len() == 4 && n_pairs > 0 {
-            match widened {
-                Some(widened) => dot4_widened(block, n_in, widened, n_pairs, &mut acc),
-                None => dot4(block, n_in, input_paired, n_pairs, &mut acc),
-            }
-            done = n_paired;
-        }
-        // Only when n_in is not a multiple of 8, or for the rows after the last whole block.
-        if done < n_in {
-            let words_in = input.get(done..n_body).unwrap_or(&[]);
-            let tail_in = input.get(n_body..).unwrap_or(&[]);
-            let rows = block.chunks_exact(n_in.max(1)).take(out4.len());
-            for (acc, row) in acc.iter_mut().zip(rows) {
-                let words = row.get(done..n_body).unwrap_or(&[]);
-                let tail = row.get(n_body..).unwrap_or(&[]);
-                *acc = tail_dot(tail, tail_in, words_dot(words, words_in, *acc));
-            }
-        }
-        let multipliers = params
-            .multipliers
-            .get(first.wrapping_mul(4)..)
-            .unwrap_or(&[]);
-        let shifts = params.shifts.get(first..).unwrap_or(&[]);
-        // Indexed, not zipped: a chain of zipped iterators costs stack on every call.
-        for (r, out) in out4.iter_mut().enumerate() {
-            let at = r.wrapping_mul(4);
-            let (Some(&acc), Some(multiplier), Some(&shift)) = (
-                acc.get(r),
-                multipliers.get(at..at.wrapping_add(4)),
-                shifts.get(r),
-            ) else {
-                break;
-            };
-            *out = requantize(params, acc, le_i32(multiplier), shift);
-        }
+    if let Some(widened) = widened.filter(|_| n_in % 8 == 0) {
+        row_idx = fc_blocks(params, n_in, widened, output);
+    }
+    let (input_words, input_tail) = input.split_at(n_in & !3);
+    let rest = output.get_mut(row_idx..).unwrap_or(&mut []);
+    // `check` proved `n_out * n_in` weights and `4 * n_out` bias and multiplier bytes: no
+    // product below overflows, and every `get` below is in bounds.
+    for out in rest {
+        let at = row_idx.wrapping_mul(4);
+        let (Some(row), Some(bias), Some(multiplier), Some(&shift)) = (
+            params.weights.get(row_idx.wrapping_mul(n_in)..),
+            params.bias.get(at..at.wrapping_add(4)),
+            params.multipliers.get(at..at.wrapping_add(4)),
+            params.shifts.get(row_idx),
+        ) else {
+            break;
+        };
+        let (words, tail) = row.split_at(input_words.len().min(row.len()));
+        let acc = tail_dot(
+            tail,
+            input_tail,
+            words_dot(words, input_words, le_i32(bias)),
+        );
+        *out = requantize(params, acc, le_i32(multiplier), shift);
+        row_idx = row_idx.wrapping_add(1);
     }
     Ok(())
 }

@@ -299,6 +299,30 @@ pub fn input_frac_bits(features: &[f32]) -> u8 {
     bits
 }
 
+/// The input quantization of real-valued features under a shared normalization `x * k`: the
+/// scale `k * 2^-bits` with the most fraction bits (up to the runtime's maximum) whose 255 steps
+/// still span the calibrated range `[lo, hi]` (widened to include 0), and its zero point.
+/// Then `round(x * 2^bits)` already is the int8 input less its zero point, and the device's
+/// input stage is one saturating addition (the runtime's identity map, `M = 2^30, t = 38`),
+/// at the cost of at most one bit of input resolution against `(hi - lo) / 255`. `None` when
+/// no bits fit (the range spans more than 255 raw units) or the range is not finite.
+pub fn pow2_input_params(lo: f64, hi: f64, k: f32) -> Option<(ActivationParams, u8)> {
+    if !(lo.is_finite() && hi.is_finite() && k.is_finite() && k > 0.0) {
+        return None;
+    }
+    let (lo, hi) = (lo.min(0.0), hi.max(0.0));
+    let fits = |bits: u8| 255.0 * f64::from(k) / f64::from(1u32 << bits) >= hi - lo;
+    let bits = (0..=kiln_runtime::MAX_INPUT_FRAC_BITS)
+        .rev()
+        .find(|&bits| fits(bits))?;
+    // A power of two times k: exact in f32 unless it underflows.
+    let scale = k / (1u32 << bits) as f32;
+    (scale.is_normal() && f64::from(scale) * f64::from(1u32 << bits) == f64::from(k)).then(|| {
+        let zero_point = round_sat8(-128.0 - lo / f64::from(scale));
+        (ActivationParams { scale, zero_point }, bits)
+    })
+}
+
 /// The raw integer the device takes for the real input `x`: `round_half_even(x * 2^frac_bits)`,
 /// or `None` when it is not finite or outside `i32` (the runtime clamps to `±2^23` itself).
 pub fn raw_input(x: f32, frac_bits: u8) -> Option<i32> {
@@ -337,6 +361,24 @@ mod tests {
             kiln_runtime::MAX_INPUT_FRAC_BITS
         );
         assert_eq!(input_frac_bits(&[1e9, 0.5]), 0);
+    }
+
+    #[test]
+    fn pow2_input_params_span_the_range() {
+        // dB features in [-86.07, -13.5]: 0 joins the range, 86.07 / 255 = 0.338 -> 0.5.
+        let (params, bits) = pow2_input_params(-86.07, -13.5, 1.0).unwrap();
+        assert_eq!((params.scale, bits), (0.5, 1));
+        assert_eq!(params.zero_point, round_sat8(-128.0 + 86.07 / 0.5));
+        // The scale keeps k's factor: raw = x * 2^bits, scale = k * 2^-bits.
+        let (params, bits) = pow2_input_params(0.0, 1.0, 1.0 / 255.0).unwrap();
+        assert_eq!((params.scale, bits), (1.0 / 255.0, 0));
+        let (params, bits) = pow2_input_params(-0.01, 0.02, 1.0).unwrap();
+        assert_eq!(bits, 13);
+        assert!(255.0 * params.scale >= 0.03 && 255.0 * params.scale < 0.06);
+        // More than 255 raw units, or nothing finite: the calibrated map instead.
+        assert_eq!(pow2_input_params(0.0, 300.0, 1.0), None);
+        assert_eq!(pow2_input_params(f64::NAN, 1.0, 1.0), None);
+        assert_eq!(pow2_input_params(0.0, 1.0, 0.0), None);
         assert_eq!(raw_input(-68.28, 15), Some(-2_237_399));
         assert_eq!(raw_input(1.5, 0), Some(2), "ties to even");
         assert_eq!(raw_input(2.5, 0), Some(2));

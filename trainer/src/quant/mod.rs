@@ -390,13 +390,28 @@ pub fn quantize(
         options.calib_samples,
         options.method,
     )?;
-    let input = math::activation_params(ranges.input.lo, ranges.input.hi)?;
+    // The input stage: the normalization and the input quantization in one integer map, from
+    // raw integers with the fraction bits that real-valued training data needs. Real values
+    // under a shared normalization get a power-of-two input scale, which makes that map the
+    // identity plus the zero point on the device (`math::pow2_input_params`).
+    let shared_factor = match &model.normalization {
+        Normalization::None => Some(1.0),
+        Normalization::Scale { scale } => Some(*scale),
+        Normalization::Standardize { .. } => None,
+    };
+    let pow2 = shared_factor
+        .filter(|_| math::input_frac_bits(&calibration.features) > 0)
+        .and_then(|k| math::pow2_input_params(ranges.input.lo, ranges.input.hi, k));
+    let (input, frac_bits) = match pow2 {
+        Some(pow2) => pow2,
+        None => (
+            math::activation_params(ranges.input.lo, ranges.input.hi)?,
+            math::input_frac_bits(&calibration.features),
+        ),
+    };
     let shapes = network.shapes();
     let input_order = hwc_order(network.input_shape);
 
-    // The input stage: the normalization and the input quantization in one integer map, from
-    // raw integers with the fraction bits that real-valued training data needs.
-    let frac_bits = math::input_frac_bits(&calibration.features);
     let affines = match &model.normalization {
         Normalization::None => vec![math::input_affine(0.0, 1.0, input.scale, frac_bits)?],
         Normalization::Scale { scale } => {
