@@ -256,6 +256,38 @@ fn mismatched_models_and_data_fail_cleanly_in_every_subcommand() {
         vec!["run".into(), path("reg.kiln")],
         vec!["run".into(), path("cls/model.json")],
         vec!["run".into(), path("cls/model.onnx")],
+        // sim: refused before anything is built
+        vec![
+            "sim".into(),
+            path("cls.kiln"),
+            "--core".into(),
+            "cortex-m4f".into(),
+            "--data".into(),
+            csv("narrow.csv"),
+        ],
+        vec![
+            "sim".into(),
+            path("reg.kiln"),
+            "--core".into(),
+            "rv32imc".into(),
+            "--data".into(),
+            csv("real.csv"),
+            "--targets".into(),
+            "0-1".into(),
+        ],
+        vec![
+            "sim".into(),
+            path("cls.kiln"),
+            "--core".into(),
+            "cortex-m33".into(),
+        ],
+        vec![
+            "sim".into(),
+            path("cls/model.json"),
+            "--core".into(),
+            "cortex-m0".into(),
+        ],
+        vec!["sim".into(), path("cls.kiln")],
         // check and export
         vec![
             "check".into(),

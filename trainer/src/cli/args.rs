@@ -70,6 +70,16 @@ pub enum Command {
     /// whether the int8 model fits a flash and RAM budget (exit code 1 if not).
     #[command(after_help = "Example: kiln inspect kiln-out/model.kiln --flash 64K --ram 16K")]
     Inspect(InspectArgs),
+    /// Run a .kiln model on a virtual board: Kiln's firmware in QEMU on a Cortex-M0, M3, M4F,
+    /// M7 or RV32 core, on the first samples of a data set. Prints exact instructions per
+    /// inference (and per MAC), flash, RAM, peak stack, and whether the device's int8 outputs
+    /// equal the host's (exit 1 if not, or if the model does not fit the core's board).
+    /// Needs a Kiln checkout (its firmware crate), QEMU, the Rust target and a C compiler; it
+    /// names whatever is missing.
+    #[command(
+        after_help = "Example: kiln sim kiln-out/int8/model.kiln --core cortex-m4f --data digits"
+    )]
+    Sim(SimArgs),
     /// Print a shell completion script to stdout.
     #[command(
         after_help = "Example: kiln completions bash > ~/.local/share/bash-completion/completions/kiln"
@@ -379,6 +389,27 @@ pub struct RunArgs {
     /// squared error of its dequantized outputs against its targets (the anomaly score).
     #[arg(long, value_name = "FILE")]
     pub outputs: Option<PathBuf>,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SimArgs {
+    /// The .kiln blob.
+    pub blob: PathBuf,
+    /// cortex-m0 (micro:bit), cortex-m3 (mps2-an385), cortex-m4f (mps2-an386), cortex-m7
+    /// (mps2-an500) or rv32imc (sifive_e); any case.
+    #[arg(long)]
+    pub core: String,
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// How many samples of the test split the firmware runs (the first N).
+    #[arg(long, default_value_t = 8, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000))]
+    pub samples: usize,
+    /// Kiln's firmware crate (default: examples/firmware-qemu of the checkout kiln was built
+    /// from).
+    #[arg(long, value_name = "DIR")]
+    pub firmware_crate: Option<PathBuf>,
     #[command(flatten)]
     pub output: OutputArgs,
 }

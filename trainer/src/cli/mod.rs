@@ -10,6 +10,7 @@ pub mod inspect;
 pub mod output;
 pub mod progress;
 pub mod quantize;
+pub mod sim;
 
 pub use args::Cli;
 
@@ -48,6 +49,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<()> {
         args::Command::Eval(args) => eval::eval(args),
         args::Command::Import(args) => import::import(args),
         args::Command::Inspect(args) => inspect::inspect(args),
+        args::Command::Sim(args) => sim::sim(args),
         args::Command::Completions(args) => commands::completions(args),
     }
 }
@@ -66,6 +68,8 @@ pub fn exit_code_for(error: &anyhow::Error) -> u8 {
             || cause.is::<quantize::TractDisagrees>()
             || cause.is::<inspect::DoesNotFit>()
             || cause.is::<import::ImportCheckFailed>()
+            || cause.is::<sim::DoesNotFit>()
+            || cause.is::<sim::DeviceDisagrees>()
         {
             return exit_code::CHECK_FAILED;
         }
