@@ -94,4 +94,4 @@ mod testutil;
 
 pub use blob::{FORMAT_VERSION, MAGIC, MAX_INPUT_FRAC_BITS, OLDEST_FORMAT_VERSION};
 pub use error::Error;
-pub use model::{Activation, LayerInfo, LayerKind, Model, MAX_LAYERS};
+pub use model::{Activation, InputStage, LayerInfo, LayerKind, Model, MAX_LAYERS};

@@ -381,6 +381,20 @@ impl<'a, const KINDS: u8> Model<'a, KINDS> {
         (entries.len() == INPUT_ENTRY_LEN).then(|| decode_entry(entries))
     }
 
+    /// Which loop the input stage runs for this blob in the default build (what `kiln inspect`
+    /// estimates it by). The `small` feature runs the general map for all but the byte table.
+    pub fn input_stage(&self) -> InputStage {
+        match self.shared_input_map() {
+            None => InputStage::PerFeature,
+            Some(_) if self.input_frac_bits() == 0 => InputStage::ByteTable,
+            #[cfg(not(kiln_small))]
+            Some(map) if identity_offset(map, self.input_zero_point).is_some() => {
+                InputStage::Identity
+            }
+            Some(_) => InputStage::FixedPoint,
+        }
+    }
+
     /// The zero point of the logits.
     pub fn output_zero_point(&self) -> i8 {
         self.output_zero_point
@@ -848,6 +862,21 @@ fn pool_node<K: Kernels, const KINDS: u8>(
     }
 }
 
+/// The input stage's loop for a blob ([`Model::input_stage`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputStage {
+    /// One shared map, integer raw values: a 256-entry table for raw 0..=255 (others take the
+    /// general map).
+    ByteTable,
+    /// One shared map that is the identity plus the zero point (a power-of-two input scale for
+    /// real values in fixed point): a saturating addition per feature.
+    Identity,
+    /// One shared map over raw values in fixed point: the general map, decoded once.
+    FixedPoint,
+    /// One map per feature (standardize): the general map, decoded per feature.
+    PerFeature,
+}
+
 /// `Some(c)` when the shared map `(mu, M, t)` is the identity plus an offset:
 /// `M = 2^30, t = 38` makes `rq(256 * x - mu, M, t) = x - mu / 256` exactly for `mu` a multiple
 /// of 256, so the map is `sat8(clamp(x) + c)` with `c = zp - mu / 256` (the quantizer's choice
@@ -856,7 +885,8 @@ fn pool_node<K: Kernels, const KINDS: u8>(
 #[cfg(not(kiln_small))]
 fn identity_offset((mu, m, t): (i32, i32, u8), zp: i8) -> Option<i32> {
     let whole = mu % 256 == 0 && (mu / 256).unsigned_abs() <= 1 << 22;
-    (m == crate::fixed::MULTIPLIER_MIN && t == 38 && whole).then(|| i32::from(zp).wrapping_sub(mu.wrapping_div(256)))
+    (m == crate::fixed::MULTIPLIER_MIN && t == 38 && whole)
+        .then(|| i32::from(zp).wrapping_sub(mu.wrapping_div(256)))
 }
 
 /// `out[i] = sat8(raw[i] + offset)` (see [`identity_offset`]): eight at a time in the kernel

@@ -71,21 +71,42 @@ fn core_figures(core: &str) -> serde_json::Value {
         .clone()
 }
 
-/// A core's estimate for `macs` MACs and `n_inputs` features from its committed rates:
-/// `(rate per MAC, network, rate per input, input stage, total)`, rounded as inspect rounds.
-fn expected_estimate(core: &str, macs: u64, n_inputs: u64) -> (f64, u64, f64, u64, u64) {
-    let figures = core_figures(core);
-    let per_mac = figures["insns_per_mac"].as_f64().unwrap();
-    let per_input = figures["insns_per_input"].as_f64().unwrap();
-    let network = (per_mac * macs as f64).round() as u64;
-    let input_stage = (per_input * n_inputs as f64).round() as u64;
-    (
-        per_mac,
-        network,
-        per_input,
-        input_stage,
-        network + input_stage,
-    )
+/// The fixture's dense layers: 64 -> 16 -> 10.
+const FIXTURE_LAYERS: [(u64, u64); 2] = [(64, 16), (16, 10)];
+
+/// A core's estimate for dense `layers` and `n_inputs` features through the input-stage loop
+/// `stage` (its key in the figures: "byte_table", "per_feature", ...), from the core's committed
+/// per-layer model, rounded as inspect rounds: `(network, input stage, total)`.
+fn expected_estimate(
+    core: &str,
+    layers: &[(u64, u64)],
+    n_inputs: u64,
+    stage: &str,
+) -> (u64, u64, u64) {
+    let model = &core_figures(core)["estimate"];
+    let f = |key: &str| {
+        model[key]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{core}: no {key}"))
+    };
+    let multiple = model["block_inputs_multiple"].as_u64().unwrap();
+    let mut network = f("inference");
+    for &(n_in, n_out) in layers {
+        let block_rows = if n_in % multiple == 0 {
+            n_out - n_out % 4
+        } else {
+            0
+        };
+        network += (n_in * block_rows) as f64 * f("block_mac")
+            + (n_in * (n_out - block_rows)) as f64 * f("tail_mac")
+            + n_out as f64 * f("row")
+            + ((n_in % 8) * n_out) as f64 * f("ragged_input")
+            + f("layer");
+    }
+    let pair = &model[stage];
+    let input = pair[0].as_f64().unwrap() * n_inputs as f64 + pair[1].as_f64().unwrap();
+    let (network, input) = (network.round() as u64, input.round() as u64);
+    (network, input, network + input)
 }
 
 /// A core's flash and RAM for the fixture (a dense model: the mlp firmware).
@@ -241,23 +262,13 @@ fn every_representation_gives_the_same_layers_and_costs() {
         }
 
         let estimate = &report["instructions_per_inference"];
-        assert_estimate_follows_the_rates(estimate, 1184, 64, name);
-        assert_eq!(estimate["input_stage_lower_bound"], false, "{name}");
-        // 1184 MACs over 26 outputs, against 736 per output in the measured network.
-        let notes = estimate["notes"].as_array().unwrap();
-        assert_eq!(notes.len(), 1, "{name}: {estimate}");
-        assert!(
-            notes[0]
-                .as_str()
-                .unwrap()
-                .contains("the network figure is low"),
-            "{name}: {estimate}"
-        );
+        assert_estimate_follows_the_model(estimate, &FIXTURE_LAYERS, 64, "byte_table", name);
+        assert_estimate_notes(estimate, name, &[]);
         assert!(
             estimate["basis"]
                 .as_str()
                 .unwrap()
-                .contains("instructions per MAC measured in QEMU"),
+                .contains("estimated per layer"),
             "{name}: {estimate}"
         );
         let cores: Vec<&str> = estimate["cores"]
@@ -277,8 +288,8 @@ fn every_representation_gives_the_same_layers_and_costs() {
             ],
             "{name}"
         );
-        // The committed rates themselves, applied to the fixture's 1,184 MACs and 64 features
-        // (`expected_estimate` reads them from device_figures.json).
+        // The committed per-layer model itself, applied to the fixture's layers and 64 features
+        // (`expected_estimate` reads it from device_figures.json).
         let core = |name: &str| {
             estimate["cores"]
                 .as_array()
@@ -289,7 +300,8 @@ fn every_representation_gives_the_same_layers_and_costs() {
                 .clone()
         };
         for core_name in ["Cortex-M0", "Cortex-M4F"] {
-            let (_, network, _, input_stage, total) = expected_estimate(core_name, 1184, 64);
+            let (network, input_stage, total) =
+                expected_estimate(core_name, &FIXTURE_LAYERS, 64, "byte_table");
             let row = core(core_name);
             assert_eq!(row["network_insns"], network, "{name}: {row}");
             assert_eq!(row["input_stage_insns"], input_stage, "{name}: {row}");
@@ -299,26 +311,58 @@ fn every_representation_gives_the_same_layers_and_costs() {
 }
 
 /// Every core's estimate is its measured rates times this model's MACs and input features.
-fn assert_estimate_follows_the_rates(
+fn assert_estimate_follows_the_model(
     estimate: &serde_json::Value,
-    macs: u64,
+    layers: &[(u64, u64)],
     n_inputs: u64,
+    stage: &str,
     name: &str,
 ) {
     let cores = estimate["cores"].as_array().unwrap();
     assert_eq!(cores.len(), 5, "{name}: {estimate}");
+    assert_eq!(
+        estimate["input_stage"],
+        stage.replace('_', " "),
+        "{name}: {estimate}"
+    );
+    let macs: u64 = layers.iter().map(|(a, b)| a * b).sum();
     for core in cores {
-        let per_mac = core["insns_per_mac"].as_f64().unwrap();
-        let per_input = core["insns_per_input"].as_f64().unwrap();
-        assert!(per_mac > 1.0 && per_input > 1.0, "{name}: {core}");
-        let network = (per_mac * macs as f64).round() as u64;
-        let input_stage = (per_input * n_inputs as f64).round() as u64;
+        let (network, input_stage, total) =
+            expected_estimate(core["core"].as_str().unwrap(), layers, n_inputs, stage);
         assert_eq!(core["network_insns"], network, "{name}: {core}");
         assert_eq!(core["input_stage_insns"], input_stage, "{name}: {core}");
-        assert_eq!(core["total_insns"], network + input_stage, "{name}: {core}");
+        assert_eq!(core["total_insns"], total, "{name}: {core}");
+        let per_mac = core["insns_per_mac"].as_f64().unwrap();
+        assert!(
+            (per_mac - network as f64 / macs as f64).abs() < 1e-9,
+            "{name}: {core}"
+        );
+        let per_input = core["insns_per_input"].as_f64().unwrap();
+        assert!(
+            (per_input - input_stage as f64 / n_inputs as f64).abs() < 1e-9,
+            "{name}: {core}"
+        );
         for key in ["qemu_machine", "target", "kernel"] {
             assert!(core[key].is_string(), "{name}: no {key:?} in {core}");
         }
+    }
+}
+
+/// The notes an estimate carries: a file other than a blob says which input loop it assumes.
+fn assert_estimate_notes(estimate: &serde_json::Value, name: &str, others: &[&str]) {
+    let notes: Vec<&str> = estimate["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap())
+        .collect();
+    let unquantized = usize::from(!name.ends_with(".kiln"));
+    assert_eq!(notes.len(), unquantized + others.len(), "{name}: {notes:?}");
+    if unquantized == 1 {
+        assert!(notes[0].contains("not a .kiln blob"), "{name}: {notes:?}");
+    }
+    for (note, expected) in notes[unquantized..].iter().zip(others) {
+        assert!(note.contains(expected), "{name}: {notes:?}");
     }
 }
 
@@ -421,8 +465,9 @@ fn the_table_shows_the_rows_and_totals() {
                 &["RISC-V", "rv32imc", "four-row,", "RV32IM", "asm"][..],
             ),
         ] {
-            let (per_mac, network, per_input, input_stage, total) =
-                expected_estimate(core_name, 1184, 64);
+            let (network, input_stage, total) =
+                expected_estimate(core_name, &FIXTURE_LAYERS, 64, "byte_table");
+            let (per_mac, per_input) = (network as f64 / 1184.0, input_stage as f64 / 64.0);
             let figures = [
                 format!("{per_mac:.2}"),
                 network.to_string(),
@@ -445,11 +490,14 @@ fn the_table_shows_the_rows_and_totals() {
             .unwrap();
         assert_eq!(
             lines[last_core + 1],
-            "  note: estimated from instructions per MAC measured in QEMU by \
-             `cargo xtask firmware` on MNIST 784-128-10; not cycles",
+            "  input stage: the byte table loop",
             "{name}: {text}"
         );
-        assert!(!text.contains("lower bound"), "{name}: {text}");
+        assert!(
+            lines[last_core + 2]
+                .starts_with("  note: estimated per layer (whole blocks of four rows"),
+            "{name}: {text}"
+        );
     }
 }
 
@@ -740,9 +788,9 @@ fn bad_files_and_sizes_get_one_line_naming_them() {
 }
 
 /// A standardized model (one input entry per feature) with tanh: the same estimate from every
-/// file, and the notes on what the measurement does not cover.
+/// file, with the per-feature input loop, and the note on what the calibration does not cover.
 #[test]
-fn a_per_feature_input_stage_makes_the_input_estimate_a_lower_bound() {
+fn a_per_feature_input_stage_is_estimated_per_feature() {
     let dir = tempfile::tempdir().unwrap();
     let out = s(dir.path()).to_owned();
     let trained = kiln(&[
@@ -770,6 +818,7 @@ fn a_per_feature_input_stage_makes_the_input_estimate_a_lower_bound() {
     assert!(quantized.status.success(), "{}", stderr(&quantized));
     // 64 x 8 + 8 x 10 MACs.
     let macs = 64 * 8 + 8 * 10;
+    let layers = [(64, 8), (8, 10)];
     for name in ALL_FILES {
         let path = dir.path().join(name);
         let output = kiln(&["inspect", s(&path), "--json"]);
@@ -777,41 +826,25 @@ fn a_per_feature_input_stage_makes_the_input_estimate_a_lower_bound() {
         let report = json(&output);
         assert_eq!(report["totals"]["macs"], macs, "{name}");
         let estimate = &report["instructions_per_inference"];
-        assert_estimate_follows_the_rates(estimate, macs, 64, name);
-        assert_eq!(
-            estimate["input_stage_lower_bound"], true,
-            "{name}: {estimate}"
-        );
-        let notes: Vec<&str> = estimate["notes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|n| n.as_str().unwrap())
-            .collect();
-        assert_eq!(notes.len(), 3, "{name}: {estimate}");
-        assert!(notes[0].contains("lower bound"), "{name}: {notes:?}");
-        assert!(
-            notes[1].contains("the network figure is low"),
-            "{name}: {notes:?}"
-        );
-        assert!(notes[2].contains("table activation"), "{name}: {notes:?}");
+        assert_estimate_follows_the_model(estimate, &layers, 64, "per_feature", name);
+        assert_estimate_notes(estimate, name, &["table activation"]);
 
         let text = stdout(&kiln(&["inspect", s(&path)]));
         assert!(
-            text.contains("  note: the input-stage estimate is a lower bound"),
+            text.contains("  input stage: the per feature loop"),
             "{name}: {text}"
         );
         assert!(
-            text.contains("  note: the measured network has relu and identity layers"),
+            text.contains("  note: the calibration networks have relu and identity layers"),
             "{name}: {text}"
         );
     }
 }
 
-/// One wide layer, 1000 MACs per output against 736 in the measured network: the estimate
-/// carries no note, and follows the rates.
+/// One wide layer (1000 inputs, 2 outputs: no whole block of four rows), from an ONNX file:
+/// the per-layer model's rows-after-the-blocks rate, and the byte table assumed.
 #[test]
-fn a_wide_layer_gets_the_estimate_without_notes() {
+fn a_wide_layer_gets_the_per_layer_estimate() {
     use kiln_onnx::builder::{attr_int, Dim, GraphBuilder, Producer};
     let mut graph = GraphBuilder::new("wide");
     graph.input_f32("x", &[Dim::Param("N".into()), Dim::Fixed(1000)]);
@@ -842,17 +875,15 @@ fn a_wide_layer_gets_the_estimate_without_notes() {
     let report = json(&output);
     assert_eq!(report["totals"]["macs"], 2000);
     let estimate = &report["instructions_per_inference"];
-    assert_estimate_follows_the_rates(estimate, 2000, 1000, "wide.onnx");
-    assert_eq!(estimate["input_stage_lower_bound"], false, "{estimate}");
-    assert_eq!(estimate["notes"], serde_json::json!([]), "{estimate}");
-    // The M3 at its committed rates, 2,000 MACs and 1,000 features.
+    assert_estimate_follows_the_model(estimate, &[(1000, 2)], 1000, "byte_table", "wide.onnx");
+    assert_estimate_notes(estimate, "wide.onnx", &[]);
+    // The M3's committed model: 2,000 MACs in rows after the (absent) blocks.
     let m3 = &estimate["cores"][1];
     assert_eq!(m3["core"], "Cortex-M3");
-    assert_eq!(
-        m3["total_insns"],
-        expected_estimate("Cortex-M3", 2000, 1000).4,
-        "{m3}"
-    );
+    let model = &core_figures("Cortex-M3")["estimate"];
+    let f = |key: &str| model[key].as_f64().unwrap();
+    let network = 2000.0 * f("tail_mac") + 2.0 * f("row") + f("layer") + f("inference");
+    assert_eq!(m3["network_insns"], network.round() as u64, "{m3}");
 }
 
 /// A float ONNX graph kiln does not write: Gemm with transB = 0 (weights `[n_in, n_out]`),

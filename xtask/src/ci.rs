@@ -67,7 +67,7 @@ impl CiOptions {
 
 /// Runs `kiln` (built in the test profile, so CI compiles the workspace once), or `$KILN_BIN`
 /// when set (a prebuilt binary, for experiments).
-fn kiln(args: &[&str]) -> Result<std::process::Output> {
+pub(crate) fn kiln(args: &[&str]) -> Result<std::process::Output> {
     let mut command = match std::env::var_os("KILN_BIN") {
         Some(binary) => Command::new(binary),
         None => {

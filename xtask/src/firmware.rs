@@ -469,7 +469,62 @@ pub fn run(options: &FirmwareOptions) -> Result<()> {
     }
     print_table(&rows, &prepared, &not_fitting);
     device_figures(&rows, options.update_figures)?;
+    if options.only.is_empty() {
+        estimate_against_sim(options)?;
+    }
     build_real_boards()?;
+    Ok(())
+}
+
+/// `kiln inspect`'s per-layer estimate against `kiln sim` on every core, for the three MLPs
+/// issue 20 names (the models this run trained); fails beyond 10%.
+fn estimate_against_sim(options: &FirmwareOptions) -> Result<()> {
+    let dir = |dataset: Dataset| options.out.join(dataset.dir());
+    let s = |p: PathBuf| p.to_string_lossy().into_owned();
+    let ae = dir(Dataset::AnomalyAe);
+    let mnist = format!("mnist:{}", options.mnist.display());
+    let (ae_train, ae_test) = (
+        format!("csv:{}", s(ae.join("train.csv"))),
+        s(ae.join("test.csv")),
+    );
+    let ae_flags = [
+        "--data",
+        ae_train.as_str(),
+        "--test-data",
+        ae_test.as_str(),
+        "--autoencoder",
+        "--anomaly-column",
+        "640",
+    ];
+    let models: [(&str, PathBuf, Vec<&str>); 3] = [
+        (
+            Dataset::Mnist.label(),
+            dir(Dataset::Mnist),
+            vec!["--data", mnist.as_str()],
+        ),
+        (
+            Dataset::Digits.label(),
+            dir(Dataset::Digits),
+            vec!["--data", "digits"],
+        ),
+        ("anomaly AE", ae, ae_flags.to_vec()),
+    ];
+    let mut lines = Vec::new();
+    for (label, dir, flags) in &models {
+        lines.extend(crate::estimate::check_against_sim(
+            label,
+            &dir.join("model.kiln"),
+            flags,
+        )?);
+    }
+    println!(
+        "\nkiln inspect's estimate against kiln sim (one Model::run, raw values to int8 outputs; \
+         exact QEMU counts, mean of 4 samples):\n\n\
+         | model | core | kiln sim | inspect estimate | error | outputs |\n|---|---|---|---|---|---|"
+    );
+    for line in lines {
+        println!("{line}");
+    }
     Ok(())
 }
 

@@ -9,6 +9,7 @@ mod bench_train;
 mod ci;
 mod codegen;
 mod elf;
+mod estimate;
 mod firmware;
 mod firmware_anomaly;
 mod nostd;
@@ -49,6 +50,10 @@ commands:
                       each conv / depthwise / pooling kernel alone on the CMSIS-NN bench shapes
                       in QEMU (examples/kernel-bench-qemu): insns/MAC optimized, reference and
                       CMSIS-NN's, with every optimized output checked against the reference
+  calibrate [--update] [--out DIR]
+                      fit the per-layer instruction model of `kiln inspect`'s estimate to
+                      `kiln sim` counts of 21 calibration MLPs on every core (needs what
+                      `firmware` needs; --update: write it into trainer/src/cli/device_figures.json)
   nostd               build kiln-runtime for thumbv6m-none-eabi (no std) and link the
                       no-panic proof in runtime-nostd/nopanic-check
   sensor-data [--out DIR] [--train N] [--test N] [--seed S]
@@ -71,6 +76,7 @@ fn main() -> ExitCode {
         "bench-inference" => bench_inference::run(rest),
         "nostd" => nostd::run(),
         "sensor-data" => sensor_data::run(rest),
+        "calibrate" => estimate::run(rest),
         "bench-kernels" => bench_kernels::run(rest),
         "bench-mcu" => firmware::FirmwareOptions::parse(rest).and_then(|mut options| {
             options.n_mnist_images = options.n_mnist_images.min(20);

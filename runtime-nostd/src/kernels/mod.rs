@@ -61,11 +61,11 @@ pub fn fully_connected_i8_workspace(
 
 /// The input stage's identity map (`model.rs`) for the first values, eight per step, on
 /// Armv7E-M; the number written (0 elsewhere: the portable loop in `model.rs` does them all).
-#[cfg(kiln_kernel = "dsp")]
+#[cfg(all(kiln_kernel = "dsp", not(kiln_small)))]
 pub(crate) use dsp_asm::identity_input_groups;
 
 /// See the Armv7E-M version above.
-#[cfg(not(kiln_kernel = "dsp"))]
+#[cfg(all(not(kiln_kernel = "dsp"), not(kiln_small)))]
 #[inline(always)]
 pub(crate) fn identity_input_groups(_raw: &[i32], _offset: i32, _out: &mut [i8]) -> usize {
     0

@@ -64,6 +64,62 @@ struct CoreFigures {
     runtime_text_bytes: RuntimeText,
     model_struct_bytes: u64,
     inference_stack_bytes: InferenceStack,
+    /// The per-layer instruction model of an MLP (`cargo xtask calibrate`).
+    estimate: EstimateModel,
+}
+
+/// Instructions of one `Model::run` of an MLP on a core, per part of the work: least-squares
+/// coefficients over `kiln sim` counts of calibration MLPs (`cargo xtask calibrate --update`).
+#[derive(Debug, serde::Deserialize)]
+struct EstimateModel {
+    /// Per MAC of a whole block of four output rows.
+    block_mac: f64,
+    /// Per MAC of the rows after the last whole block (and of every row where blocks need
+    /// inputs in groups of `block_inputs_multiple` and the layer has not).
+    tail_mac: f64,
+    /// Per output row (bias, output stage, store).
+    row: f64,
+    /// Per input of each row past its last group of 8.
+    ragged_input: f64,
+    /// Per layer (decoding the node, widening the input).
+    layer: f64,
+    /// Per inference (the call, the checks, the output).
+    inference: f64,
+    /// The input count a layer needs for the block kernel (8 on Cortex-M4/M7, else 1).
+    block_inputs_multiple: usize,
+    /// The input stage per loop: `[per feature, fixed]` instructions.
+    byte_table: [f64; 2],
+    identity: [f64; 2],
+    fixed_point: [f64; 2],
+    per_feature: [f64; 2],
+}
+
+impl EstimateModel {
+    /// The network's instructions: every dense layer `(n_in, n_out)` plus the fixed cost.
+    fn network(&self, layers: &[(usize, usize)]) -> f64 {
+        let per_layer = |&(n_in, n_out): &(usize, usize)| {
+            let blocked = n_in % self.block_inputs_multiple.max(1) == 0;
+            let block_rows = if blocked { n_out - n_out % 4 } else { 0 };
+            (n_in * block_rows) as f64 * self.block_mac
+                + (n_in * (n_out - block_rows)) as f64 * self.tail_mac
+                + n_out as f64 * self.row
+                + ((n_in % 8) * n_out) as f64 * self.ragged_input
+                + self.layer
+        };
+        layers.iter().map(per_layer).sum::<f64>() + self.inference
+    }
+
+    /// The input stage's instructions for `n_inputs` features through `stage`'s loop.
+    fn input_stage(&self, stage: kiln_runtime::InputStage, n_inputs: usize) -> f64 {
+        use kiln_runtime::InputStage;
+        let [per_feature, fixed] = match stage {
+            InputStage::ByteTable => self.byte_table,
+            InputStage::Identity => self.identity,
+            InputStage::FixedPoint => self.fixed_point,
+            InputStage::PerFeature => self.per_feature,
+        };
+        per_feature * n_inputs as f64 + fixed
+    }
 }
 
 /// kiln-runtime's `.text` in a firmware: dense layers only, the same with the runtime's
@@ -127,26 +183,19 @@ const DEVICE_NOTE: &str = "flash per core is the model blob + kiln-runtime's .te
 const GRAPH_BASIS: &str = "not estimated for a layer graph with convolutions or pooling: no \
      per-MAC rate of those kernels is measured yet (run the model in QEMU with `cargo xtask firmware`)";
 
-const ESTIMATE_BASIS: &str = "estimated from instructions per MAC measured in QEMU by \
-     `cargo xtask firmware` on MNIST 784-128-10; not cycles";
+const ESTIMATE_BASIS: &str = "estimated per layer (whole blocks of four rows, the rows after \
+     them, per-row and per-layer work) and per input feature of the model's input-stage loop, \
+     with coefficients fitted to exact QEMU counts of `kiln sim` on calibration MLPs \
+     (`cargo xtask calibrate`); `cargo xtask firmware` holds it within 10% of `kiln sim` on \
+     MNIST 784-128-10, digits 64-128-10 and the 640-input autoencoder; instructions, not cycles";
 
-/// Why a per-feature input stage makes the input-stage figure a lower bound.
-const PER_FEATURE_INPUT_NOTE: &str = "the input-stage estimate is a lower bound: it was \
-     measured with one shared input entry (a byte table for raw 0..255), and a per-feature \
-     (standardize) input stage costs more per feature";
+/// A model file or an ONNX file has no input stage yet: which loop the estimate assumes.
+const UNQUANTIZED_INPUT_NOTE: &str = "not a .kiln blob, so its input stage is not known yet: \
+     estimated as a byte table (integer data such as pixels) or per feature (standardize); \
+     real-valued data under a shared scale gets the cheaper identity loop when quantized";
 
-/// MACs per output neuron of the measured network: 101,632 MACs over 128 + 10 outputs.
-const MEASURED_MACS_PER_OUTPUT: f64 = 101_632.0 / 138.0;
-
-/// Why fewer MACs per output make the network figure low. The digits figure is
-/// `cargo xtask firmware`'s on the `microbit` machine (README, "On emulated microcontrollers").
-const SMALL_LAYERS_NOTE: &str = "per-output and per-layer work weighs more when layers have \
-     fewer MACs per output than the measured network (736), so the network figure is low for \
-     this model: on the Cortex-M0 the digits 64-128-10 network measured 7.09 instructions per \
-     MAC, against 3.90 on MNIST";
-
-/// Why a table activation is not in the per-MAC figure.
-const TABLE_ACTIVATION_NOTE: &str = "the measured network has relu and identity layers; a \
+/// Why a table activation is not in the estimate.
+const TABLE_ACTIVATION_NOTE: &str = "the calibration networks have relu and identity layers; a \
      table activation (tanh, sigmoid, leaky relu) adds a lookup per output that the estimate \
      does not count";
 
@@ -203,6 +252,8 @@ struct Summary {
     normalization_values: usize,
     /// Entries of the blob's input stage: 1 shared, or one per feature.
     input_entries: usize,
+    /// The input stage's loop: a blob's own, `None` for a model before quantization.
+    input_stage: Option<kiln_runtime::InputStage>,
     /// The blob's length, for a blob.
     blob_len: Option<usize>,
     /// The blob's planned arena (its scratch), for a blob.
@@ -343,21 +394,23 @@ struct CoreEstimate {
     qemu_machine: &'static str,
     target: &'static str,
     kernel: &'static str,
+    /// network_insns / MACs.
     insns_per_mac: f64,
+    /// input_stage_insns / input features.
     insns_per_input: f64,
-    /// insns_per_mac x the model's MACs, rounded.
+    /// Every layer by the core's per-layer model, plus the per-inference work, rounded.
     network_insns: u64,
-    /// insns_per_input x the model's input features, rounded.
+    /// The input stage's loop for the model's input features, rounded.
     input_stage_insns: u64,
-    /// network + input stage.
+    /// network + input stage: one `Model::run`, what `kiln sim` counts.
     total_insns: u64,
 }
 
 #[derive(Debug, Serialize)]
 struct InstructionEstimate {
     basis: &'static str,
-    /// True for a per-feature input stage, which the measurement did not cover.
-    input_stage_lower_bound: bool,
+    /// The input stage's loop: "byte table", "identity", "fixed point" or "per feature".
+    input_stage: &'static str,
     /// What the measurement does not cover for this model.
     notes: Vec<&'static str>,
     cores: Vec<CoreEstimate>,
@@ -523,6 +576,7 @@ fn from_json(path: &Path, bytes: &[u8]) -> Result<Summary> {
         normalization,
         normalization_values,
         input_entries,
+        input_stage: None,
         blob_len: None,
         arena: None,
         notes: Vec::new(),
@@ -638,6 +692,7 @@ fn from_blob(path: &Path, bytes: &[u8]) -> Result<Summary, InspectError> {
         normalization,
         normalization_values,
         input_entries,
+        input_stage: Some(model.input_stage()),
         blob_len: Some(bytes.len()),
         arena: Some(model.scratch_len()),
         notes,
@@ -964,6 +1019,7 @@ fn from_onnx(path: &Path, bytes: &[u8]) -> Result<Summary, InspectError> {
         normalization,
         normalization_values,
         input_entries: if per_feature { n_inputs } else { 1 },
+        input_stage: None,
         blob_len: None,
         arena: None,
         notes,
@@ -1003,8 +1059,19 @@ fn fit_item(budget: u64, used: u64) -> FitItem {
     }
 }
 
-/// Instructions per inference on each measured core: the measured rates times the model's
-/// MACs and input features.
+/// The name of an input-stage loop in the report.
+fn input_stage_name(stage: kiln_runtime::InputStage) -> &'static str {
+    use kiln_runtime::InputStage;
+    match stage {
+        InputStage::ByteTable => "byte table",
+        InputStage::Identity => "identity",
+        InputStage::FixedPoint => "fixed point",
+        InputStage::PerFeature => "per feature",
+    }
+}
+
+/// Instructions of one `Model::run` on each measured core: the core's per-layer model summed
+/// over the dense layers, and its input-stage loop over the input features.
 fn estimate_instructions(
     summary: &Summary,
     macs: usize,
@@ -1013,40 +1080,49 @@ fn estimate_instructions(
     if summary.layers.iter().any(|l| l.graph.is_some()) {
         return InstructionEstimate {
             basis: GRAPH_BASIS,
-            input_stage_lower_bound: false,
+            input_stage: "",
             notes: Vec::new(),
             cores: Vec::new(),
         };
     }
-    let scaled = |rate: f64, count: usize| (rate * count as f64).round() as u64;
+    let mut notes = Vec::new();
+    // A model before quantization: the loop a blob from integer data would run.
+    let stage = summary.input_stage.unwrap_or_else(|| {
+        notes.push(UNQUANTIZED_INPUT_NOTE);
+        if summary.input_entries > 1 {
+            kiln_runtime::InputStage::PerFeature
+        } else {
+            kiln_runtime::InputStage::ByteTable
+        }
+    });
+    let shapes: Vec<(usize, usize)> = summary
+        .layers
+        .iter()
+        .map(|l| (l.n_inputs, l.n_outputs))
+        .collect();
     let cores = figures
         .cores
         .iter()
         .map(|m| {
-            let network_insns = scaled(m.insns_per_mac, macs);
-            let input_stage_insns = scaled(m.insns_per_input, summary.n_inputs);
+            let network_insns = m.estimate.network(&shapes).round().max(0.0) as u64;
+            let input_stage_insns = m
+                .estimate
+                .input_stage(stage, summary.n_inputs)
+                .round()
+                .max(0.0) as u64;
             CoreEstimate {
                 core: &m.core,
                 qemu_machine: &m.qemu_machine,
                 target: &m.target,
                 kernel: &m.kernel,
-                insns_per_mac: m.insns_per_mac,
-                insns_per_input: m.insns_per_input,
+                insns_per_mac: network_insns as f64 / macs.max(1) as f64,
+                insns_per_input: input_stage_insns as f64 / summary.n_inputs.max(1) as f64,
                 network_insns,
                 input_stage_insns,
                 total_insns: network_insns + input_stage_insns,
             }
         })
         .collect();
-    let input_stage_lower_bound = summary.input_entries > 1;
-    let mut notes = Vec::new();
-    if input_stage_lower_bound {
-        notes.push(PER_FEATURE_INPUT_NOTE);
-    }
-    let n_outputs: usize = summary.layers.iter().map(|l| l.n_outputs).sum();
-    if n_outputs > 0 && (macs as f64 / n_outputs as f64) < MEASURED_MACS_PER_OUTPUT {
-        notes.push(SMALL_LAYERS_NOTE);
-    }
     if summary
         .layers
         .iter()
@@ -1056,7 +1132,7 @@ fn estimate_instructions(
     }
     InstructionEstimate {
         basis: ESTIMATE_BASIS,
-        input_stage_lower_bound,
+        input_stage: input_stage_name(stage),
         notes,
         cores,
     }
@@ -1618,6 +1694,7 @@ fn print_instruction_estimate(estimate: &InstructionEstimate) {
         })
         .collect();
     print_table(header, &table, 2);
+    crate::outln!("  input stage: the {} loop", estimate.input_stage);
     crate::outln!("  note: {}", estimate.basis);
     for note in &estimate.notes {
         crate::outln!("  note: {note}");

@@ -1,0 +1,556 @@
+//! `cargo xtask calibrate`: fits the per-layer instruction model behind `kiln inspect`'s
+//! estimate to exact `kiln sim` counts, and the check that holds the estimate to `kiln sim`.
+//!
+//! Calibration trains small MLPs of many shapes (1 epoch: the weights do not change the
+//! instruction count, only the shapes and the input stage's loop do) on the bundled digits and
+//! on deterministic synthetic CSVs, quantizes them, runs each with `kiln sim` on every core,
+//! and fits per core, by least squares on the relative error:
+//! - the network: per MAC of whole four-row blocks, per MAC of the other rows, per output row,
+//!   per input past a row's last group of 8, per layer, and per inference;
+//! - the input stage, per loop (byte table, identity, fixed point, per feature): per feature
+//!   and fixed.
+//!
+//! `--update` writes the coefficients into `trainer/src/cli/device_figures.json`.
+
+use crate::ci::{kiln_ok, workspace_root};
+use anyhow::{bail, ensure, Context, Result};
+use std::path::{Path, PathBuf};
+
+const DEVICE_FIGURES: &str = "trainer/src/cli/device_figures.json";
+
+/// `--core` names and the figures' core names.
+const CORES: [(&str, &str); 5] = [
+    ("cortex-m0", "Cortex-M0"),
+    ("cortex-m3", "Cortex-M3"),
+    ("cortex-m4f", "Cortex-M4F"),
+    ("cortex-m7", "Cortex-M7"),
+    ("rv32imc", "RISC-V rv32imc"),
+];
+
+/// The cores whose dense blocks need inputs in groups of 8 (the packed SMLAD kernel).
+const GROUPS_OF_8: [&str; 2] = ["cortex-m4f", "cortex-m7"];
+
+/// The samples each `kiln sim` run averages over.
+const SIM_SAMPLES: &str = "4";
+
+/// The estimate must come within this fraction of `kiln sim`'s count.
+const TOLERANCE: f64 = 0.10;
+
+/// One calibration data set: its `--data` flags, and the CSV it is written to (none for the
+/// bundled digits).
+struct DataSet {
+    name: &'static str,
+    /// Features per row; the class follows.
+    n_features: usize,
+    /// A row's feature value from (row, column, a uniform draw in [0, 1)).
+    value: fn(usize, usize, f64) -> String,
+}
+
+const DATA_SETS: [DataSet; 6] = [
+    // Integers 0..255: the byte table.
+    DataSet {
+        name: "int200",
+        n_features: 200,
+        value: |row, col, u| (((row % 10) * 17 + col * 7 + (u * 40.0) as usize) % 256).to_string(),
+    },
+    DataSet {
+        name: "int512",
+        n_features: 512,
+        value: |row, col, u| (((row % 10) * 13 + col * 5 + (u * 40.0) as usize) % 256).to_string(),
+    },
+    // Real values spanning 45 units: a power-of-two input scale, the identity loop.
+    DataSet {
+        name: "real96",
+        n_features: 96,
+        value: |row, col, u| {
+            format!(
+                "{:.3}",
+                ((row % 10) as f64 * 3.1 + col as f64 * 0.7 + u * 5.0) % 40.0 - 45.0
+            )
+        },
+    },
+    DataSet {
+        name: "real160",
+        n_features: 160,
+        value: |row, col, u| {
+            format!(
+                "{:.3}",
+                ((row % 10) as f64 * 2.3 + col as f64 * 0.3 + u * 5.0) % 40.0 - 20.0
+            )
+        },
+    },
+    // Real values spanning 600 units: no power-of-two scale fits, the fixed-point loop.
+    DataSet {
+        name: "wide40",
+        n_features: 40,
+        value: |row, col, u| {
+            format!(
+                "{:.3}",
+                ((row % 10) as f64 * 31.0 + col as f64 * 7.0 + u * 50.0) % 600.0 - 600.0
+            )
+        },
+    },
+    DataSet {
+        name: "wide96",
+        n_features: 96,
+        value: |row, col, u| {
+            format!(
+                "{:.3}",
+                ((row % 10) as f64 * 31.0 + col as f64 * 7.0 + u * 50.0) % 600.0 - 600.0
+            )
+        },
+    },
+];
+
+/// The calibration networks: data set (or "digits"), hidden widths, normalization.
+const NETWORKS: [(&str, &str, &str); 21] = [
+    ("digits", "10", "scale"),
+    ("digits", "16", "scale"),
+    ("digits", "33", "scale"),
+    ("digits", "128", "scale"),
+    ("digits", "7,5", "scale"),
+    ("digits", "16,16", "scale"),
+    ("digits", "128,128", "scale"),
+    ("digits", "64,32,16", "scale"),
+    ("digits", "100,60", "scale"),
+    ("int200", "16", "scale"),
+    ("int200", "50", "scale"),
+    ("int200", "128,20", "scale"),
+    ("int512", "32", "scale"),
+    ("int512", "96,13", "scale"),
+    ("real96", "24", "scale"),
+    ("real96", "64,64", "scale"),
+    ("real160", "16", "scale"),
+    ("wide96", "24", "scale"),
+    ("wide40", "8", "scale"),
+    ("real96", "24", "standardize"),
+    ("int200", "16", "standardize"),
+];
+
+pub fn run(args: &[String]) -> Result<()> {
+    let mut update = false;
+    let mut out = workspace_root().join("kiln-out/calibrate");
+    let mut iter = args.iter();
+    while let Some(flag) = iter.next() {
+        match flag.as_str() {
+            "--update" => update = true,
+            "--out" => out = iter.next().context("--out needs a value")?.into(),
+            other => {
+                bail!("cargo xtask calibrate: unknown flag {other}; expected --update or --out DIR")
+            }
+        }
+    }
+    std::fs::create_dir_all(&out).with_context(|| format!("{}: cannot create", out.display()))?;
+    for data in &DATA_SETS {
+        write_csv(&out.join(format!("{}.csv", data.name)), data)?;
+    }
+    let mut samples: Vec<Sample> = Vec::new();
+    for (data, hidden, normalize) in NETWORKS {
+        let dir = out.join(format!("{data}-{}-{normalize}", hidden.replace(',', "x")));
+        let data_flags = data_flags(&out, data);
+        let s = |p: &Path| p.to_string_lossy().into_owned();
+        let mut train = vec!["train", "--hidden", hidden, "--normalize", normalize];
+        train.extend(["--epochs", "1", "-q", "--no-plot"]);
+        let dir_text = s(&dir);
+        let flags: Vec<&str> = data_flags.iter().map(String::as_str).collect();
+        train.extend(&flags);
+        train.extend(["-o", &dir_text]);
+        kiln_ok(&train)?;
+        let int8 = s(&dir.join("int8"));
+        let mut quantize = vec!["quantize".to_owned(), s(&dir.join("model.json"))];
+        quantize.extend(data_flags.iter().cloned());
+        quantize.extend(["-o".to_owned(), int8.clone(), "-q".to_owned()]);
+        kiln_ok(&quantize.iter().map(String::as_str).collect::<Vec<_>>())?;
+        let blob = s(&dir.join("int8/model.kiln"));
+        samples.extend(measure(&blob, &flags)?);
+    }
+    let mut figures = read_figures()?;
+    let cores = figures["cores"]
+        .as_array_mut()
+        .context("device_figures.json: no `cores` array")?;
+    println!(
+        "\nper-layer model (cargo xtask calibrate), fitted to {} kiln sim runs:",
+        samples.len()
+    );
+    for (cli, name) in CORES {
+        let mine: Vec<&Sample> = samples.iter().filter(|s| s.core == cli).collect();
+        let fitted = fit_core(cli, &mine)?;
+        let worst = mine
+            .iter()
+            .map(|s| (fitted.total(s) - s.total) / s.total)
+            .fold(0.0f64, |a, e| a.max(e.abs()));
+        println!(
+            "  {name}: {}; largest error over the calibration set {:.1}%",
+            fitted.to_json(),
+            worst * 100.0
+        );
+        if update {
+            let core = cores
+                .iter_mut()
+                .find(|c| c["core"] == name)
+                .with_context(|| format!("device_figures.json: no core {name}"))?;
+            core["estimate"] = fitted.to_json();
+        }
+    }
+    if update {
+        let path = workspace_root().join(DEVICE_FIGURES);
+        std::fs::write(&path, serde_json::to_string_pretty(&figures)? + "\n")
+            .with_context(|| format!("{}: cannot write", path.display()))?;
+        println!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+/// `kiln inspect`'s estimate against `kiln sim` for `blob` on every core that runs it; fails
+/// when any is off by more than [`TOLERANCE`]. Returns the table's lines.
+pub fn check_against_sim(label: &str, blob: &Path, data_flags: &[&str]) -> Result<Vec<String>> {
+    let blob_text = blob.to_string_lossy().into_owned();
+    let inspect = kiln_ok(&["inspect", &blob_text, "--json"])?;
+    let estimates = inspect["instructions_per_inference"]["cores"]
+        .as_array()
+        .context("kiln inspect --json: no estimate")?;
+    let mut lines = Vec::new();
+    let mut off = Vec::new();
+    for (cli, name) in CORES {
+        let mut args = vec![
+            "sim",
+            &blob_text,
+            "--core",
+            cli,
+            "--samples",
+            SIM_SAMPLES,
+            "--json",
+        ];
+        args.extend(data_flags);
+        let output = crate::ci::kiln(&args)?;
+        if output.status.code() == Some(1) && output.stdout.is_empty() {
+            // Does not fit the core's board: kiln sim said so in one line.
+            let why = String::from_utf8_lossy(&output.stderr).trim().to_owned();
+            lines.push(format!("| {label} | {name} | - | - | - | {why} |"));
+            continue;
+        }
+        ensure!(
+            output.status.success(),
+            "kiln sim {blob_text} --core {cli} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let sim: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+        let measured = sim["insns_per_inference"]
+            .as_f64()
+            .context("kiln sim: no count")?;
+        let estimate = estimates
+            .iter()
+            .find(|c| c["core"] == name)
+            .and_then(|c| c["total_insns"].as_f64())
+            .with_context(|| format!("kiln inspect: no estimate for {name}"))?;
+        let error = (estimate - measured) / measured;
+        lines.push(format!(
+            "| {label} | {name} | {measured:.0} | {estimate:.0} | {:+.1}% | {} |",
+            error * 100.0,
+            if sim["outputs_match"] == true {
+                "device = host"
+            } else {
+                "DEVICE DIFFERS"
+            }
+        ));
+        if error.abs() > TOLERANCE || sim["outputs_match"] != true {
+            off.push(format!(
+                "{label} on {name}: estimate {estimate:.0}, kiln sim {measured:.0}"
+            ));
+        }
+    }
+    ensure!(
+        off.is_empty(),
+        "kiln inspect's estimate is more than {:.0}% from kiln sim (run `cargo xtask calibrate --update`): {}",
+        TOLERANCE * 100.0,
+        off.join("; ")
+    );
+    Ok(lines)
+}
+
+/// One `kiln sim` count with what the model says about it.
+struct Sample {
+    core: &'static str,
+    /// Dense layers `(n_in, n_out)`.
+    layers: Vec<(usize, usize)>,
+    n_inputs: usize,
+    input_stage: String,
+    /// `Model::quantize_input` alone.
+    input: f64,
+    /// One `Model::run`.
+    total: f64,
+}
+
+fn measure(blob: &str, data_flags: &[&str]) -> Result<Vec<Sample>> {
+    let inspect = kiln_ok(&["inspect", blob, "--json"])?;
+    let layers: Vec<(usize, usize)> = inspect["layers"]
+        .as_array()
+        .context("kiln inspect: no layers")?
+        .iter()
+        .map(|l| {
+            let n = |k: &str| l[k].as_u64().map(|v| v as usize);
+            n("n_inputs").zip(n("n_outputs"))
+        })
+        .collect::<Option<_>>()
+        .context("kiln inspect: a layer without its sizes")?;
+    let n_inputs = inspect["n_inputs"]
+        .as_u64()
+        .context("kiln inspect: no n_inputs")? as usize;
+    let input_stage = inspect["instructions_per_inference"]["input_stage"]
+        .as_str()
+        .context("kiln inspect: no input stage loop")?
+        .to_owned();
+    let mut samples = Vec::new();
+    for (cli, _) in CORES {
+        let mut args = vec![
+            "sim",
+            blob,
+            "--core",
+            cli,
+            "--samples",
+            SIM_SAMPLES,
+            "--json",
+        ];
+        args.extend(data_flags);
+        let sim = kiln_ok(&args)?;
+        ensure!(
+            sim["outputs_match"] == true,
+            "kiln sim {blob} --core {cli}: the device differs from the host"
+        );
+        samples.push(Sample {
+            core: cli,
+            layers: layers.clone(),
+            n_inputs,
+            input_stage: input_stage.clone(),
+            input: sim["input_stage_insns"]
+                .as_f64()
+                .context("kiln sim: no input stage")?,
+            total: sim["insns_per_inference"]
+                .as_f64()
+                .context("kiln sim: no count")?,
+        });
+    }
+    Ok(samples)
+}
+
+/// One core's fitted model, in the order `device_figures.json` stores it.
+struct Fitted {
+    /// block_mac, tail_mac, row, ragged_input, layer, inference.
+    network: [f64; 6],
+    block_inputs_multiple: usize,
+    /// `[per feature, fixed]` for byte table, identity, fixed point, per feature.
+    input: [[f64; 2]; 4],
+}
+
+const INPUT_LOOPS: [&str; 4] = ["byte table", "identity", "fixed point", "per feature"];
+
+impl Fitted {
+    fn network_features(&self, layers: &[(usize, usize)]) -> [f64; 6] {
+        network_features(layers, self.block_inputs_multiple)
+    }
+
+    fn total(&self, sample: &Sample) -> f64 {
+        let network: f64 = self
+            .network_features(&sample.layers)
+            .iter()
+            .zip(self.network)
+            .map(|(x, c)| x * c)
+            .sum();
+        let loop_idx = INPUT_LOOPS
+            .iter()
+            .position(|l| *l == sample.input_stage)
+            .unwrap_or(0);
+        let [per_feature, fixed] = self.input[loop_idx];
+        network + per_feature * sample.n_inputs as f64 + fixed
+    }
+
+    fn to_json(&self) -> serde_json::Value {
+        let round = |v: f64| (v * 1000.0).round() / 1000.0;
+        let pair = |[a, b]: [f64; 2]| serde_json::json!([round(a), round(b)]);
+        let [block_mac, tail_mac, row, ragged_input, layer, inference] = self.network.map(round);
+        serde_json::json!({
+            "block_mac": block_mac,
+            "tail_mac": tail_mac,
+            "row": row,
+            "ragged_input": ragged_input,
+            "layer": layer,
+            "inference": inference,
+            "block_inputs_multiple": self.block_inputs_multiple,
+            "byte_table": pair(self.input[0]),
+            "identity": pair(self.input[1]),
+            "fixed_point": pair(self.input[2]),
+            "per_feature": pair(self.input[3]),
+        })
+    }
+}
+
+/// The network's features, as `kiln inspect`'s `EstimateModel::network` weighs them.
+fn network_features(layers: &[(usize, usize)], multiple: usize) -> [f64; 6] {
+    let mut x = [0.0; 6];
+    for &(n_in, n_out) in layers {
+        let block_rows = if n_in % multiple.max(1) == 0 {
+            n_out - n_out % 4
+        } else {
+            0
+        };
+        x[0] += (n_in * block_rows) as f64;
+        x[1] += (n_in * (n_out - block_rows)) as f64;
+        x[2] += n_out as f64;
+        x[3] += ((n_in % 8) * n_out) as f64;
+        x[4] += 1.0;
+    }
+    x[5] = 1.0;
+    x
+}
+
+fn fit_core(core: &str, samples: &[&Sample]) -> Result<Fitted> {
+    let multiple = if GROUPS_OF_8.contains(&core) { 8 } else { 1 };
+    // The network: the run less the input stage, weighted by 1 / count (relative error).
+    let rows: Vec<(Vec<f64>, f64)> = samples
+        .iter()
+        .map(|s| {
+            let y = s.total - s.input;
+            let w = 1.0 / y.max(1.0);
+            (
+                network_features(&s.layers, multiple)
+                    .iter()
+                    .map(|x| x * w)
+                    .collect(),
+                y * w,
+            )
+        })
+        .collect();
+    let network =
+        least_squares(&rows, 6).with_context(|| format!("{core}: the network fit is singular"))?;
+    let mut input = [[0.0; 2]; 4];
+    for (slot, name) in input.iter_mut().zip(INPUT_LOOPS) {
+        let rows: Vec<(Vec<f64>, f64)> = samples
+            .iter()
+            .filter(|s| s.input_stage == name)
+            .map(|s| (vec![s.n_inputs as f64, 1.0], s.input))
+            .collect();
+        let coefficients = least_squares(&rows, 2).with_context(|| {
+            format!("{core}: too few calibration models with the {name} input loop")
+        })?;
+        *slot = [coefficients[0], coefficients[1]];
+    }
+    Ok(Fitted {
+        network: network
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("six coefficients"))?,
+        block_inputs_multiple: multiple,
+        input,
+    })
+}
+
+/// The least-squares solution of `x . c = y` over `rows`, by the normal equations and Gaussian
+/// elimination with partial pivoting; `None` when they are singular (too few distinct rows).
+fn least_squares(rows: &[(Vec<f64>, f64)], n: usize) -> Option<Vec<f64>> {
+    let mut a = vec![vec![0.0; n + 1]; n];
+    for (x, y) in rows {
+        for i in 0..n {
+            for j in 0..n {
+                a[i][j] += x[i] * x[j];
+            }
+            a[i][n] += x[i] * y;
+        }
+    }
+    for col in 0..n {
+        let pivot = (col..n).max_by(|&p, &q| a[p][col].abs().total_cmp(&a[q][col].abs()))?;
+        let scale = a.iter().map(|r| r[col].abs()).fold(0.0, f64::max);
+        if a[pivot][col].abs() <= 1e-12 * scale.max(1e-300) {
+            return None;
+        }
+        a.swap(col, pivot);
+        let pivot_row = a[col].clone();
+        for (idx, row) in a.iter_mut().enumerate() {
+            if idx != col {
+                let factor = row[col] / pivot_row[col];
+                for (value, pivot_value) in row.iter_mut().zip(&pivot_row).skip(col) {
+                    *value -= factor * pivot_value;
+                }
+            }
+        }
+    }
+    Some((0..n).map(|i| a[i][n] / a[i][i]).collect())
+}
+
+fn data_flags(out: &Path, data: &str) -> Vec<String> {
+    if data == "digits" {
+        vec!["--data".into(), "digits".into()]
+    } else {
+        vec![
+            "--data".into(),
+            format!("csv:{}", out.join(format!("{data}.csv")).display()),
+            "--label-column".into(),
+            "last".into(),
+        ]
+    }
+}
+
+fn write_csv(path: &PathBuf, data: &DataSet) -> Result<()> {
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut uniform = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let mut text = String::new();
+    for row in 0..300 {
+        let fields: Vec<String> = (0..data.n_features)
+            .map(|col| (data.value)(row, col, uniform()))
+            .collect();
+        text.push_str(&fields.join(","));
+        text.push_str(&format!(",{}\n", row % 10));
+    }
+    std::fs::write(path, text).with_context(|| format!("{}: cannot write", path.display()))
+}
+
+fn read_figures() -> Result<serde_json::Value> {
+    let path = workspace_root().join(DEVICE_FIGURES);
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("{}: cannot read", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{}: not JSON", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn least_squares_recovers_exact_coefficients() {
+        let truth = [1.5, -2.0, 7.0];
+        let rows: Vec<(Vec<f64>, f64)> = (0..10)
+            .map(|i| {
+                let x = vec![i as f64, (i * i) as f64, 1.0];
+                let y = x.iter().zip(truth).map(|(a, b)| a * b).sum();
+                (x, y)
+            })
+            .collect();
+        let c = least_squares(&rows, 3).unwrap();
+        for (got, want) in c.iter().zip(truth) {
+            assert!((got - want).abs() < 1e-9, "{c:?}");
+        }
+        // One distinct row cannot fix two coefficients.
+        assert!(least_squares(&[(vec![1.0, 1.0], 2.0), (vec![2.0, 2.0], 4.0)], 2).is_none());
+    }
+
+    #[test]
+    fn block_rows_need_groups_of_8_where_the_kernel_does() {
+        // 64 -> 10: two whole blocks (512 MACs) and two rows after them (128 MACs).
+        assert_eq!(
+            network_features(&[(64, 10)], 8),
+            [512.0, 128.0, 10.0, 0.0, 1.0, 1.0]
+        );
+        // 60 inputs: no blocks with the packed kernel, every row one at a time.
+        assert_eq!(
+            network_features(&[(60, 8)], 8),
+            [0.0, 480.0, 8.0, 32.0, 1.0, 1.0]
+        );
+        assert_eq!(
+            network_features(&[(60, 8)], 1),
+            [480.0, 0.0, 8.0, 32.0, 1.0, 1.0]
+        );
+    }
+}
