@@ -118,6 +118,10 @@ const CASES: &[Case] = &[
     case("run-truncated", &["run", "truncated.kiln"], 2, "truncated.kiln", &[": the kiln runtime refuses the model blob: model blob truncated"]),
     case("run-corrupted", &["run", "flipped.kiln"], 2, "flipped.kiln", &[": the kiln runtime refuses the model blob: model blob corrupted: stored CRC-32"]),
     case("run-not-a-blob", &["run", "garbage.onnx"], 2, "garbage.onnx", &[": the kiln runtime refuses the model blob: not a kiln model blob: bad magic"]),
+    case("sim-core-unknown", &["sim", "m/model.kiln", "--core", "cortex-m33", "--data", "digits"], 2, "", &["--core: unknown core 'cortex-m33'; expected one of cortex-m0, cortex-m3, cortex-m4f, cortex-m7, rv32imc"]),
+    case("sim-not-a-blob", &["sim", "garbage.onnx", "--core", "cortex-m0", "--data", "digits"], 2, "garbage.onnx", &[": the kiln runtime refuses the model blob: not a kiln model blob: bad magic"]),
+    case("sim-targets-mismatch", &["sim", "m/model.kiln", "--core", "cortex-m4f", "--data", "csv:wide.csv", "--autoencoder"], 2, "m/model.kiln", &[": the model has 10 outputs, but csv:", " has 64 targets per row (--targets, --autoencoder)"]),
+    case("sim-no-firmware-crate", &["sim", "m/model.kiln", "--core", "rv32imc", "--data", "digits", "--firmware-crate", "nowhere"], 2, "", &["kiln sim needs Kiln's firmware crate (examples/firmware-qemu in a Kiln checkout), not found at ", ": pass --firmware-crate DIR"]),
     case("run-targets-mismatch", &["run", "m/model.kiln", "--data", "csv:wide.csv", "--autoencoder"], 2, "m/model.kiln", &[": the model has 10 outputs, but csv:", " has 64 targets per row (--targets, --autoencoder)"]),
     // Evaluation.
     case("eval-missing", &["eval", "missing.json"], 2, "missing.json", &[": cannot read the model"]),

@@ -147,7 +147,7 @@ pub struct SimReport {
 pub fn sim(args: &SimArgs) -> Result<()> {
     let board = board_for(&args.core).ok_or_else(|| {
         super::config::UsageError(format!(
-            "--core {}: expected one of {}",
+            "--core: unknown core '{}'; expected one of {}",
             args.core,
             BOARDS.map(|b| b.core).join(", ")
         ))
@@ -158,7 +158,7 @@ pub fn sim(args: &SimArgs) -> Result<()> {
     })?;
     let model = kiln_runtime::Model::from_bytes(&blob).map_err(|e| host::BlobError {
         path: args.blob.clone(),
-        detail: format!("not a kiln-runtime blob: {e}"),
+        detail: format!("the kiln runtime refuses the model blob: {e}"),
     })?;
     let (spec, options) = data_config(&args.data, Loss::CrossEntropy)?;
     let split = data::load(&spec, &options)?;
