@@ -134,6 +134,56 @@ pub fn tract_output<T: Datum + Copy>(
     n_outputs: usize,
     output_idx: usize,
 ) -> Result<Vec<T>, CheckError> {
+    let model = tract_onnx::onnx()
+        .model_for_path(path)
+        .map_err(|e| CheckError::Load {
+            path: path.to_owned(),
+            detail: format!("{e:#}"),
+        })?;
+    run_tract(
+        model,
+        path,
+        raw_features,
+        sample_dims,
+        n_outputs,
+        output_idx,
+    )
+}
+
+/// [`tract_output`] of an ONNX model held in memory; `label` names it in errors.
+pub fn tract_output_of_bytes<T: Datum + Copy>(
+    bytes: &[u8],
+    label: &Path,
+    raw_features: &[f32],
+    sample_dims: &[usize],
+    n_outputs: usize,
+    output_idx: usize,
+) -> Result<Vec<T>, CheckError> {
+    let model = tract_onnx::onnx()
+        .model_for_read(&mut &bytes[..])
+        .map_err(|e| CheckError::Load {
+            path: label.to_owned(),
+            detail: format!("{e:#}"),
+        })?;
+    run_tract(
+        model,
+        label,
+        raw_features,
+        sample_dims,
+        n_outputs,
+        output_idx,
+    )
+}
+
+/// Optimizes and runs a loaded model over the samples, chunk by chunk.
+fn run_tract<T: Datum + Copy>(
+    model: InferenceModel,
+    path: &Path,
+    raw_features: &[f32],
+    sample_dims: &[usize],
+    n_outputs: usize,
+    output_idx: usize,
+) -> Result<Vec<T>, CheckError> {
     let n_features: usize = sample_dims.iter().product();
     let load_err = |e: TractError| CheckError::Load {
         path: path.to_owned(),
@@ -144,9 +194,8 @@ pub fn tract_output<T: Datum + Copy>(
         detail: format!("{e:#}"),
     };
     // The file keeps its symbolic batch dimension N, so one plan serves every chunk size.
-    let plan = tract_onnx::onnx()
-        .model_for_path(path)
-        .and_then(|model| model.into_optimized())
+    let plan = model
+        .into_optimized()
         .and_then(|model| model.into_runnable())
         .map_err(load_err)?;
     let n_samples = raw_features.len() / n_features;

@@ -18,7 +18,8 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 #[error(
     "{path}: tract's int8 logits disagree with the kiln runtime: max difference {max_lsb_diff} LSB (limit {limit}), \
-     argmax agreement {agree}/{n}"
+     argmax agreement {agree}/{n}{}",
+    layers.map_or(String::new(), |max| format!(", each layer alone up to {max} LSB"))
 )]
 pub struct TractDisagrees {
     pub path: PathBuf,
@@ -26,6 +27,8 @@ pub struct TractDisagrees {
     pub limit: u32,
     pub agree: usize,
     pub n: usize,
+    /// The largest difference of a layer alone, when the layers were compared.
+    pub layers: Option<u32>,
 }
 
 impl TractDisagrees {
@@ -36,6 +39,7 @@ impl TractDisagrees {
             limit: host::MAX_LSB_DIFF,
             agree: comparison.argmax_agreement,
             n: comparison.n_samples,
+            layers: comparison.layer_max(),
         }
     }
 }
@@ -78,6 +82,10 @@ pub struct QuantSummary {
     pub tract_identical: usize,
     pub tract_max_lsb_diff: u32,
     pub tract_argmax_agreement: usize,
+    /// When the outputs differ by more than 1 LSB: each layer alone, fed the runtime's int8
+    /// input, its largest difference from tract (first layer first).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tract_layer_max_lsb_diff: Option<Vec<u32>>,
     pub tract_passed: bool,
     pub files: QuantFiles,
     pub report: QuantReport,
@@ -126,6 +134,17 @@ impl QuantSummary {
                 ),
             ),
         ]);
+        if let Some(layers) = &self.tract_layer_max_lsb_diff {
+            let each: Vec<String> = layers.iter().map(u32::to_string).collect();
+            rows.push((
+                "tract layers",
+                format!(
+                    "each layer alone, fed the runtime's int8 input: max diff {} LSB (per layer: {})",
+                    layers.iter().copied().max().unwrap_or(0),
+                    each.join(", ")
+                ),
+            ));
+        }
         rows
     }
 
@@ -140,6 +159,10 @@ impl QuantSummary {
             limit: host::MAX_LSB_DIFF,
             agree: self.tract_argmax_agreement,
             n: self.test_samples,
+            layers: self
+                .tract_layer_max_lsb_diff
+                .as_ref()
+                .map(|layers| layers.iter().copied().max().unwrap_or(0)),
         }
         .into())
     }
@@ -346,12 +369,16 @@ pub fn quantize_into(
         ),
         _ => (None, None),
     };
-    let comparison = host::compare_with_tract(
+    let mut comparison = host::compare_with_tract(
         &qdq_path,
         test,
         &crate::export::onnx_sample_dims(model),
         &run,
     )?;
+    if comparison.max_lsb_diff > host::MAX_LSB_DIFF {
+        comparison.layer_max_lsb_diff =
+            host::compare_layers_with_tract(&quantized, &qdq_path, &raw)?;
+    }
 
     Ok(QuantSummary {
         command,
@@ -368,6 +395,7 @@ pub fn quantize_into(
         tract_identical: comparison.identical,
         tract_max_lsb_diff: comparison.max_lsb_diff,
         tract_argmax_agreement: comparison.argmax_agreement,
+        tract_layer_max_lsb_diff: comparison.layer_max_lsb_diff.clone(),
         tract_passed: comparison.passed(),
         files: QuantFiles {
             qdq_onnx: Some(qdq_path),
