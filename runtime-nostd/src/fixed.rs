@@ -564,16 +564,21 @@ mod tests {
         }
     }
 
-    #[test]
-    fn rq_acc_high_equals_rq_acc() {
-        let mut state = 0x2545_f491_4f6c_dd1du64;
-        let mut next = || {
+    /// xorshift64 from `state`: deterministic test values.
+    fn xorshift(mut state: u64) -> impl FnMut() -> u64 {
+        move || {
             state ^= state << 13;
             state ^= state >> 7;
             state ^= state << 17;
             state
-        };
-        let edges = [
+        }
+    }
+
+    /// An accumulator and a multiplier from one draw `r`: i32's edges one time in five, else
+    /// random magnitudes up to `2^(47 - spread)`; multipliers at both ends of the range (2^30
+    /// makes the low half zero for many accumulators: exact halves) or random.
+    fn accumulator_and_multiplier(r: u64, spread: u64) -> (i32, i32) {
+        const EDGES: [i32; 10] = [
             0,
             1,
             -1,
@@ -585,23 +590,29 @@ mod tests {
             1 << 20,
             -(1 << 20),
         ];
+        let acc = if r % 5 == 0 {
+            EDGES[(r >> 8) as usize % EDGES.len()]
+        } else {
+            (r >> 16) as i32 >> (r % spread)
+        };
+        let multiplier = match (r >> 50) % 4 {
+            0 => MULTIPLIER_MIN,
+            1 => MULTIPLIER_MAX,
+            _ => (1 << 30) | ((r >> 3) as i32 & ((1 << 30) - 1)),
+        };
+        (acc, multiplier)
+    }
+
+    #[test]
+    fn rq_acc_high_equals_rq_acc() {
+        let mut next = xorshift(0x2545_f491_4f6c_dd1d);
         for shift in 0..=70u8 {
             assert_eq!(rq_acc_is_high(shift), (33..=62).contains(&shift));
             if !rq_acc_is_high(shift) {
                 continue;
             }
             for _ in 0..2000 {
-                let r = next();
-                let acc = if r % 5 == 0 {
-                    edges[(r >> 8) as usize % edges.len()]
-                } else {
-                    (r >> 16) as i32 >> (r % 20)
-                };
-                let multiplier = match (r >> 50) % 4 {
-                    0 => MULTIPLIER_MIN,
-                    1 => MULTIPLIER_MAX,
-                    _ => (1 << 30) | ((r >> 3) as i32 & ((1 << 30) - 1)),
-                };
+                let (acc, multiplier) = accumulator_and_multiplier(next(), 20);
                 for m in [multiplier, -multiplier] {
                     assert_eq!(
                         rq_acc_high(acc, m, shift),
@@ -620,39 +631,11 @@ mod tests {
 
     #[test]
     fn rq_high_zp_equals_the_output_stage() {
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
-        let edges = [
-            0,
-            1,
-            -1,
-            2,
-            -2,
-            i32::MAX,
-            i32::MIN,
-            i32::MIN + 1,
-            1 << 20,
-            -(1 << 20),
-        ];
+        let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
         for shift in 33..=62u8 {
             for _ in 0..3000 {
                 let r = next();
-                let acc = if r % 5 == 0 {
-                    edges[(r >> 8) as usize % edges.len()]
-                } else {
-                    (r >> 16) as i32 >> (r % 24)
-                };
-                // 2^30 makes the low half zero for many accumulators: exact halves.
-                let multiplier = match (r >> 50) % 4 {
-                    0 => MULTIPLIER_MIN,
-                    1 => MULTIPLIER_MAX,
-                    _ => (1 << 30) | ((r >> 3) as i32 & ((1 << 30) - 1)),
-                };
+                let (acc, multiplier) = accumulator_and_multiplier(r, 24);
                 let zp = (r >> 40) as i8;
                 let expected = sat8(i64::from(zp) + i64::from(rq_acc(acc, multiplier, shift)));
                 assert_eq!(

@@ -136,10 +136,7 @@ pub fn tract_output<T: Datum + Copy>(
 ) -> Result<Vec<T>, CheckError> {
     let model = tract_onnx::onnx()
         .model_for_path(path)
-        .map_err(|e| CheckError::Load {
-            path: path.to_owned(),
-            detail: format!("{e:#}"),
-        })?;
+        .map_err(load_error(path))?;
     run_tract(
         model,
         path,
@@ -161,10 +158,7 @@ pub fn tract_output_of_bytes<T: Datum + Copy>(
 ) -> Result<Vec<T>, CheckError> {
     let model = tract_onnx::onnx()
         .model_for_read(&mut &bytes[..])
-        .map_err(|e| CheckError::Load {
-            path: label.to_owned(),
-            detail: format!("{e:#}"),
-        })?;
+        .map_err(load_error(label))?;
     run_tract(
         model,
         label,
@@ -173,6 +167,14 @@ pub fn tract_output_of_bytes<T: Datum + Copy>(
         n_outputs,
         output_idx,
     )
+}
+
+/// tract's error on loading or optimizing `path`, as a [`CheckError::Load`].
+fn load_error(path: &Path) -> impl Fn(TractError) -> CheckError + '_ {
+    move |e| CheckError::Load {
+        path: path.to_owned(),
+        detail: format!("{e:#}"),
+    }
 }
 
 /// Optimizes and runs a loaded model over the samples, chunk by chunk.
@@ -185,10 +187,6 @@ fn run_tract<T: Datum + Copy>(
     output_idx: usize,
 ) -> Result<Vec<T>, CheckError> {
     let n_features: usize = sample_dims.iter().product();
-    let load_err = |e: TractError| CheckError::Load {
-        path: path.to_owned(),
-        detail: format!("{e:#}"),
-    };
     let run_err = |e: TractError| CheckError::Run {
         path: path.to_owned(),
         detail: format!("{e:#}"),
@@ -197,7 +195,7 @@ fn run_tract<T: Datum + Copy>(
     let plan = model
         .into_optimized()
         .and_then(|model| model.into_runnable())
-        .map_err(load_err)?;
+        .map_err(load_error(path))?;
     let n_samples = raw_features.len() / n_features;
     let mut outputs = Vec::with_capacity(n_samples * n_outputs);
     for start in (0..n_samples).step_by(CHUNK_ROWS) {
