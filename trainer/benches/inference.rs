@@ -1,5 +1,6 @@
-//! Inference at batch 1: kiln-runtime (int8, the host build of the no_std runtime) against
-//! tract on the same trained model, as the float ONNX file and as the QDQ ONNX file.
+//! Inference at batch 1 and in batches of 64 rows: kiln-runtime (int8, the host build of the
+//! no_std runtime) against tract on the same trained model, as the float ONNX file and as the
+//! QDQ ONNX file. (`cargo xtask bench-inference` adds onnxruntime beside them.)
 //!
 //! The model comes from `KILN_BENCH_MODEL_DIR` (a folder holding `model.onnx`,
 //! `model.qdq.onnx`, `model.kiln` and `model.input.npy`, as `kiln train` and
@@ -48,14 +49,17 @@ fn model_dir() -> PathBuf {
     dir
 }
 
-/// A tract plan for one row of `n_features` raw f32 features.
-fn tract_plan(path: &Path, n_features: usize) -> std::sync::Arc<TypedRunnableModel> {
+/// Rows per call in the batched group.
+const BATCH: usize = 64;
+
+/// A tract plan for `batch` rows of `n_features` raw f32 features.
+fn tract_plan(path: &Path, batch: usize, n_features: usize) -> std::sync::Arc<TypedRunnableModel> {
     tract_onnx::onnx()
         .model_for_path(path)
         .and_then(|model| {
             model.with_input_fact(
                 0,
-                InferenceFact::dt_shape(f32::datum_type(), tvec!(1, n_features)),
+                InferenceFact::dt_shape(f32::datum_type(), tvec!(batch, n_features)),
             )
         })
         .and_then(|model| model.into_optimized())
@@ -91,8 +95,8 @@ fn inference(c: &mut Criterion) {
     let mut scratch = vec![0i8; model.scratch_len()];
     let mut logits = vec![0i8; model.n_outputs()];
 
-    let float_plan = tract_plan(&dir.join("model.onnx"), n_features);
-    let qdq_plan = tract_plan(&dir.join("model.qdq.onnx"), n_features);
+    let float_plan = tract_plan(&dir.join("model.onnx"), 1, n_features);
+    let qdq_plan = tract_plan(&dir.join("model.qdq.onnx"), 1, n_features);
     let tensors: Vec<TValue> = rows_f32
         .iter()
         .map(|row| {
@@ -124,6 +128,55 @@ fn inference(c: &mut Criterion) {
                 let outputs = plan
                     .run(tvec!(black_box(tensors[row_idx].clone())))
                     .expect("tract runs a valid row");
+                black_box(outputs)
+            })
+        });
+    }
+    group.finish();
+
+    // Batches of 64 rows: the runtime runs them one after another (a microcontroller has one
+    // core and no batch dimension); tract gets them as one [64, n] tensor. Per call.
+    let n_batches = n_rows / BATCH;
+    assert!(
+        n_batches > 0,
+        "{}: fewer than {BATCH} test rows",
+        input_path.display()
+    );
+    let float_plan = tract_plan(&dir.join("model.onnx"), BATCH, n_features);
+    let qdq_plan = tract_plan(&dir.join("model.qdq.onnx"), BATCH, n_features);
+    let batches: Vec<TValue> = features
+        .chunks_exact(BATCH * n_features)
+        .take(n_batches)
+        .map(|rows| {
+            Tensor::from_shape(&[BATCH, n_features], rows)
+                .expect("a batch is BATCH rows")
+                .into()
+        })
+        .collect();
+    let mut group = c.benchmark_group("inference_batch64");
+    group
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(4));
+    let mut batch_idx = 0;
+    group.bench_function("kiln_runtime_int8", |b| {
+        b.iter(|| {
+            batch_idx = (batch_idx + 1) % n_batches;
+            for row in &rows_i32[batch_idx * BATCH..(batch_idx + 1) * BATCH] {
+                let class = model
+                    .run(black_box(row), &mut scratch, &mut logits)
+                    .expect("the runtime runs a valid row");
+                black_box(class);
+            }
+        })
+    });
+    for (name, plan) in [("tract_f32", &float_plan), ("tract_qdq", &qdq_plan)] {
+        let mut batch_idx = 0;
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                batch_idx = (batch_idx + 1) % n_batches;
+                let outputs = plan
+                    .run(tvec!(black_box(batches[batch_idx].clone())))
+                    .expect("tract runs a valid batch");
                 black_box(outputs)
             })
         });

@@ -1,6 +1,8 @@
-//! `cargo xtask bench-inference`: batch-1 inference time of kiln-runtime (int8) against
-//! tract on the same MNIST model, as the float ONNX file and as the QDQ file, measured by
-//! the criterion bench `trainer/benches/inference.rs` in one run, and their ratios.
+//! `cargo xtask bench-inference`: inference time per row of kiln-runtime (int8) against tract
+//! and onnxruntime on the same MNIST model, as the float ONNX file and as the QDQ file, at batch
+//! 1 and in batches of 64, in one run, and their ratios. kiln-runtime and tract are measured by
+//! the criterion bench `trainer/benches/inference.rs`; onnxruntime (one thread, its default
+//! optimizations) by `scripts/bench_ort.py` in the pinned venv of `scripts/requirements.txt`.
 //!
 //! A benchmark, not a test: it prints figures and asserts nothing about time.
 
@@ -16,18 +18,34 @@ const ENGINES: &[(&str, &str)] = &[
     ("tract_qdq", "tract, QDQ ONNX"),
 ];
 
+/// The criterion groups: batch 1 (per call = per row) and batches of 64 rows (per call).
+const GROUPS: [(&str, usize); 2] = [("inference", 1), ("inference_batch64", 64)];
+
 pub fn run(args: &[String]) -> Result<()> {
     let root = workspace_root();
     let mut mnist = root.join("../shared/data/mnist");
+    let mut python = std::env::var_os("KILN_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join(".venv/bin/python"));
     let mut iter = args.iter();
     while let Some(flag) = iter.next() {
         match flag.as_str() {
             "--mnist" => mnist = PathBuf::from(iter.next().context("--mnist needs a folder")?),
+            "--python" => python = PathBuf::from(iter.next().context("--python needs a path")?),
             other => {
-                bail!("cargo xtask bench-inference: unknown flag {other}; expected --mnist DIR")
+                bail!(
+                    "cargo xtask bench-inference: unknown flag {other}; expected --mnist DIR or \
+                     --python PATH"
+                )
             }
         }
     }
+    ensure!(
+        python.exists(),
+        "{}: no Python for onnxruntime (create a venv with xtask/scripts/requirements.txt, \
+         or pass --python PATH)",
+        python.display()
+    );
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let target_dir = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
@@ -73,27 +91,73 @@ pub fn run(args: &[String]) -> Result<()> {
         .status()?;
     ensure!(status.success(), "the inference bench failed");
 
-    let mut means = Vec::new();
+    // Per row, [batch 1, batch 64], for every engine.
+    let mut rows: Vec<(String, [f64; 2])> = Vec::new();
     for (id, label) in ENGINES {
-        means.push((*label, mean_ns(&target_dir, id)?));
+        let mut per_row = [0.0; 2];
+        for (slot, (group, batch)) in per_row.iter_mut().zip(GROUPS) {
+            *slot = mean_ns(&target_dir, group, id)? / batch as f64;
+        }
+        rows.push((label.to_string(), per_row));
+    }
+    for (file, label) in [
+        ("model.onnx", "onnxruntime, float ONNX"),
+        ("model.qdq.onnx", "onnxruntime, QDQ ONNX"),
+    ] {
+        let mut per_row = [0.0; 2];
+        for (slot, (_, batch)) in per_row.iter_mut().zip(GROUPS) {
+            *slot = ort_ns_per_row(
+                &python,
+                &out.join("model.input.npy"),
+                batch,
+                &out.join(file),
+            )?;
+        }
+        rows.push((label.to_string(), per_row));
     }
     println!(
-        "\nbatch 1, the model in {} (784-128-10, MNIST)",
+        "\none thread, time per row, the model in {} (784-128-10, MNIST; kiln-runtime runs a batch \
+         row by row)",
         out.display()
     );
     println!(
-        "{:<22} {:>14} {:>24}",
-        "engine", "time per row", "time / kiln-runtime"
+        "{:<24} {:>12} {:>14} {:>13} {:>14}",
+        "engine", "batch 1", "/ kiln-runtime", "batch 64", "/ kiln-runtime"
     );
-    let kiln_ns = means[0].1;
-    for (label, ns) in &means {
+    let kiln = rows[0].1;
+    for (label, [one, many]) in &rows {
         println!(
-            "{label:<22} {:>11.2} µs {:>23.2}x",
-            ns / 1000.0,
-            ns / kiln_ns
+            "{label:<24} {:>9.2} µs {:>13.2}x {:>10.2} µs {:>13.2}x",
+            one / 1000.0,
+            one / kiln[0],
+            many / 1000.0,
+            many / kiln[1]
         );
     }
     Ok(())
+}
+
+/// onnxruntime's time per row on `model` in batches of `batch`, by `scripts/bench_ort.py`.
+fn ort_ns_per_row(python: &Path, input: &Path, batch: usize, model: &Path) -> Result<f64> {
+    let script = workspace_root().join("xtask/scripts/bench_ort.py");
+    let output = Command::new(python)
+        .arg(&script)
+        .arg(input)
+        .arg(batch.to_string())
+        .arg(model)
+        .output()
+        .with_context(|| format!("cannot run {}", python.display()))?;
+    ensure!(
+        output.status.success(),
+        "{} failed: {}",
+        script.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let line: serde_json::Value = serde_json::from_slice(&output.stdout)
+        .with_context(|| format!("{}: not one JSON line", script.display()))?;
+    line["ns_per_row"]
+        .as_f64()
+        .with_context(|| format!("{}: no ns_per_row", script.display()))
 }
 
 fn run_kiln(kiln: &Path, args: &[&str]) -> Result<()> {
@@ -113,8 +177,8 @@ fn run_kiln(kiln: &Path, args: &[&str]) -> Result<()> {
 
 /// The time per iteration (ns) criterion measured for `id` in the last run: the slope of
 /// its linear fit, the figure it prints as `time`, or the mean where it fit none.
-fn mean_ns(target_dir: &Path, id: &str) -> Result<f64> {
-    let path = target_dir.join(format!("criterion/inference/{id}/new/estimates.json"));
+fn mean_ns(target_dir: &Path, group: &str, id: &str) -> Result<f64> {
+    let path = target_dir.join(format!("criterion/{group}/{id}/new/estimates.json"));
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("cannot read {}", path.display()))?;
     let estimates: serde_json::Value =

@@ -30,9 +30,11 @@ commands:
                       seconds per epoch and accuracy of the MNIST configurations (release build)
                       next to scikit-learn's MLPClassifier (venv in ~/.cache/kiln-bench;
                       PATH: the Python that creates it)
-  bench-inference [--mnist DIR]
-                      batch-1 inference: kiln-runtime int8 against tract (float and QDQ
-                      ONNX) on a one-epoch MNIST model (criterion), and their ratios
+  bench-inference [--mnist DIR] [--python PATH]
+                      inference time per row at batch 1 and in batches of 64, one thread:
+                      kiln-runtime int8 against tract (criterion) and onnxruntime (PATH: a
+                      Python with xtask/scripts/requirements.txt), float and QDQ ONNX, on a
+                      one-epoch MNIST model, and their ratios
   firmware [--board NAME]... [--images N] [--mnist DIR] [--insncount DIR] [--out DIR]
            [--update-figures]
                       cross-build the firmware in examples/firmware-qemu, run it in QEMU on
