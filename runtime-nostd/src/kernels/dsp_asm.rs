@@ -436,7 +436,40 @@ core::arch::global_asm!(
     ".size kiln_identity_input_dsp, . - kiln_identity_input_dsp",
 );
 
+core::arch::global_asm!(
+    ".section .text.kiln_dot1_dsp_widened,\"ax\",%progbits",
+    ".global kiln_dot1_dsp_widened",
+    ".type kiln_dot1_dsp_widened,%function",
+    ".p2align 2",
+    ".thumb_func",
+    "kiln_dot1_dsp_widened:",
+    // One row: r0 the row's weights, r1 the widened input (word-aligned, 16 bytes per 8
+    // inputs), r2 groups of 8 inputs (> 0), r3 the accumulator; returns it in r0.
+    "push {{r4-r7}}",
+    "add r2, r1, r2, lsl #4", // the widened input's end
+    "1:",
+    "ldrd r4, r5, [r1], #8", // inputs 0-3: lanes 0/2 and 1/3
+    "ldr r6, [r0], #4",
+    "sxtb16 r7, r6",
+    "smlad r3, r7, r4, r3",
+    "sxtb16 r6, r6, ror #8",
+    "smlad r3, r6, r5, r3",
+    "ldrd r4, r5, [r1], #8", // inputs 4-7
+    "ldr r6, [r0], #4",
+    "sxtb16 r7, r6",
+    "smlad r3, r7, r4, r3",
+    "sxtb16 r6, r6, ror #8",
+    "smlad r3, r6, r5, r3",
+    "cmp r1, r2",
+    "bne 1b",
+    "mov r0, r3",
+    "pop {{r4-r7}}",
+    "bx lr",
+    ".size kiln_dot1_dsp_widened, . - kiln_dot1_dsp_widened",
+);
+
 extern "C" {
+    fn kiln_dot1_dsp_widened(row: *const u8, widened: *const i8, n_groups: usize, acc: i32) -> i32;
     fn kiln_identity_input_dsp(raw: *const i32, out: *mut i8, n_groups: usize, offset: i32);
     fn kiln_fc_blocks_dsp(blocks: *mut Blocks);
     fn kiln_dw_mac_dsp(acc: *mut i32, input: *const i8, weights: *const u8, steps: usize, zp2: u32);
@@ -468,6 +501,26 @@ pub fn identity_input_groups(raw: &[i32], offset: i32, out: &mut [i8]) -> usize 
         unsafe { kiln_identity_input_dsp(raw.as_ptr(), out.as_mut_ptr(), n_groups, offset) };
     }
     n_groups.wrapping_mul(8)
+}
+
+/// `acc` plus the dot product of the row's first `8 * n_groups` weights with the widened input
+/// (`dot1_widened` in `packed.rs` is the portable twin): the rows the block kernel leaves.
+/// Returns `acc` unchanged unless `row` holds them and `widened` is word-aligned with
+/// `16 * n_groups` bytes.
+#[inline(always)]
+pub fn dot1_widened(row: &[u8], widened: &[i8], n_groups: usize, acc: i32) -> i32 {
+    let in_bounds = n_groups > 0
+        && n_groups.checked_mul(8).is_some_and(|n| row.len() >= n)
+        && n_groups
+            .checked_mul(16)
+            .is_some_and(|len| widened.len() >= len)
+        && widened.as_ptr().align_offset(4) == 0;
+    if !in_bounds {
+        return acc;
+    }
+    // SAFETY: reads `8 * n_groups` bytes of `row` and `16 * n_groups` word-aligned bytes of
+    // `widened` (for LDRD), both checked just above; AAPCS.
+    unsafe { kiln_dot1_dsp_widened(row.as_ptr(), widened.as_ptr(), n_groups, acc) }
 }
 
 /// What [`kiln_fc_blocks_dsp`] reads and advances, at fixed offsets (checked below).

@@ -18,7 +18,7 @@ use super::{le_i32, requantize, tail_dot, FcParams};
 use crate::fixed::rq_high_zp;
 
 #[cfg(kiln_kernel = "dsp")]
-pub(crate) use super::dsp_asm::{dot4, dot4_widened, fc_blocks, widen_groups};
+pub(crate) use super::dsp_asm::{dot1_widened, dot4, dot4_widened, fc_blocks, widen_groups};
 
 /// Adds to `acc[r]` the dot product of `input[..8 * n_pairs]` with row `r` of the four rows at
 /// `rows` (`stride` bytes apart): the portable twin of the assembly in `dsp_asm.rs`.
@@ -62,6 +62,23 @@ pub(crate) fn dot4_widened(
             *acc = smlad(sxtb16_ror8(w), x13, smlad(sxtb16(w), x02, *acc));
         }
     }
+}
+
+/// `acc` plus the dot product of the row's first `8 * n_groups` weights with the widened input:
+/// the portable twin of the assembly in `dsp_asm.rs`.
+#[cfg(not(kiln_kernel = "dsp"))]
+pub(crate) fn dot1_widened(row: &[u8], widened: &[i8], n_groups: usize, mut acc: i32) -> i32 {
+    let span = n_groups.saturating_mul(8);
+    let (Some(row), Some(widened)) = (row.get(..span), widened.get(..span.saturating_mul(2)))
+    else {
+        return acc;
+    };
+    for (w, x) in row.chunks_exact(4).zip(widened.chunks_exact(8)) {
+        let (x02, x13) = x.split_at(4);
+        let (w, x02, x13) = (word(w), input_word(x02), input_word(x13));
+        acc = smlad(sxtb16_ror8(w), x13, smlad(sxtb16(w), x02, acc));
+    }
+    acc
 }
 
 use crate::Error;
@@ -220,8 +237,9 @@ pub fn fully_connected_i8_widened(
 /// widened input and inputs in groups of 8, the whole blocks of four rows go through
 /// [`fc_blocks`] in one call, up to a block with a shift outside `33..=62` (rare: a scale of at
 /// least 1/2). Every other row (the last `n_out % 4`, the rows from that block on, or all of
-/// them without a workspace) goes one at a time:
-/// two `SMLAD` per word, then the bytes past the last word, then the one output stage.
+/// them without a workspace) goes one at a time: from the widened input where there is one
+/// ([`dot1_widened`]), else two `SMLAD` per word and the bytes past the last word; then the one
+/// output stage.
 #[inline(never)]
 fn fully_connected_with(
     params: &FcParams<'_>,
@@ -232,7 +250,8 @@ fn fully_connected_with(
     let n_in = input.len();
     params.check(n_in, output.len())?;
     let mut row_idx = 0usize;
-    if let Some(widened) = widened.filter(|_| n_in % 8 == 0) {
+    let widened = widened.filter(|_| n_in % 8 == 0);
+    if let Some(widened) = widened {
         row_idx = fc_blocks(params, n_in, widened, output);
     }
     let (input_words, input_tail) = input.split_at(n_in & !3);
@@ -249,12 +268,18 @@ fn fully_connected_with(
         ) else {
             break;
         };
-        let (words, tail) = row.split_at(input_words.len().min(row.len()));
-        let acc = tail_dot(
-            tail,
-            input_tail,
-            words_dot(words, input_words, le_i32(bias)),
-        );
+        let acc = match widened {
+            // Inputs in groups of 8, widened once: two lanes per SMLAD, no unpacking.
+            Some(widened) => dot1_widened(row, widened, n_in / 8, le_i32(bias)),
+            None => {
+                let (words, tail) = row.split_at(input_words.len().min(row.len()));
+                tail_dot(
+                    tail,
+                    input_tail,
+                    words_dot(words, input_words, le_i32(bias)),
+                )
+            }
+        };
         *out = requantize(params, acc, le_i32(multiplier), shift);
         row_idx = row_idx.wrapping_add(1);
     }
