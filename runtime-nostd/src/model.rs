@@ -384,15 +384,29 @@ impl<'a, const KINDS: u8> Model<'a, KINDS> {
     /// Which loop the input stage runs for this blob in the default build (what `kiln inspect`
     /// estimates it by). The `small` feature runs the general map for all but the byte table.
     pub fn input_stage(&self) -> InputStage {
-        match self.shared_input_map() {
-            None => InputStage::PerFeature,
-            Some(_) if self.input_frac_bits() == 0 => InputStage::ByteTable,
+        match self.input_loop() {
+            InputLoop::PerFeature => InputStage::PerFeature,
+            InputLoop::ByteTable => InputStage::ByteTable,
             #[cfg(not(kiln_small))]
-            Some(map) if identity_offset(map, self.input_zero_point).is_some() => {
-                InputStage::Identity
-            }
-            Some(_) => InputStage::FixedPoint,
+            InputLoop::Identity(_) => InputStage::Identity,
+            InputLoop::FixedPoint(_) => InputStage::FixedPoint,
         }
+    }
+
+    /// The one decision of which loop the input stage runs, with what that loop needs:
+    /// [`input_stage`](Model::input_stage) names it, `quantize_unchecked` runs it.
+    fn input_loop(&self) -> InputLoop {
+        let Some(map) = self.shared_input_map() else {
+            return InputLoop::PerFeature;
+        };
+        if self.input_frac_bits() == 0 {
+            return InputLoop::ByteTable;
+        }
+        #[cfg(not(kiln_small))]
+        if let Some(offset) = identity_offset(map, self.input_zero_point) {
+            return InputLoop::Identity(offset);
+        }
+        InputLoop::FixedPoint(map)
     }
 
     /// The zero point of the logits.
@@ -501,23 +515,28 @@ impl<'a, const KINDS: u8> Model<'a, KINDS> {
         // Real values in fixed point (fraction bits) never hit the byte table: one map decoded
         // once, inlined. `small` keeps the one out-of-line copy below.
         #[cfg(not(kiln_small))]
-        if KINDS & kinds::FIXED_POINT_INPUT != 0 && step == 0 && self.input_frac_bits() > 0 {
-            let (mu, m, t) = decode_entry(entries);
-            if let Some(offset) = identity_offset((mu, m, t), self.input_zero_point) {
-                identity_input(raw, offset, out);
-                return;
+        if KINDS & kinds::FIXED_POINT_INPUT != 0 {
+            match self.input_loop() {
+                InputLoop::Identity(offset) => return identity_input(raw, offset, out),
+                InputLoop::FixedPoint((mu, m, t)) => {
+                    for (o, &x) in out.iter_mut().zip(raw) {
+                        // `affine`'s common case in 32-bit arithmetic: the output stage's
+                        // `rq_acc` (one 32x32 multiply, the two-halves rounding; its saturation
+                        // to i32 changes nothing after `sat8`). The rest takes the out-of-line
+                        // map.
+                        let scaled = clamp_raw(x).wrapping_mul(256);
+                        *o = match scaled.checked_sub(mu) {
+                            Some(v) => {
+                                sat8(zp.saturating_add(i64::from(crate::fixed::rq_acc(v, m, t))))
+                            }
+                            None => affine_at(entries, 0, x, zp),
+                        };
+                    }
+                    return;
+                }
+                // The byte table and the per-feature maps take the loops below.
+                InputLoop::ByteTable | InputLoop::PerFeature => {}
             }
-            for (o, &x) in out.iter_mut().zip(raw) {
-                // `affine`'s common case in 32-bit arithmetic: the output stage's `rq_acc`
-                // (one 32x32 multiply, the two-halves rounding; its saturation to i32 changes
-                // nothing after `sat8`). The rest takes the out-of-line map.
-                let scaled = clamp_raw(x).wrapping_mul(256);
-                *o = match scaled.checked_sub(mu) {
-                    Some(v) => sat8(zp.saturating_add(i64::from(crate::fixed::rq_acc(v, m, t)))),
-                    None => affine_at(entries, 0, x, zp),
-                };
-            }
-            return;
         }
         if step == 0 {
             // the shared entry: nothing to advance per feature
@@ -860,6 +879,19 @@ fn pool_node<K: Kernels, const KINDS: u8>(
     } else {
         Err(Error::KernelArguments)
     }
+}
+
+/// The input stage's loop for a blob and what it needs ([`Model::input_stage`] without data).
+/// The `small` build runs the general map and reads no payload.
+#[cfg_attr(kiln_small, allow(dead_code))]
+enum InputLoop {
+    ByteTable,
+    /// The offset of [`identity_offset`].
+    #[cfg(not(kiln_small))]
+    Identity(i32),
+    /// The shared map `(mu, M, t)`.
+    FixedPoint((i32, i32, u8)),
+    PerFeature,
 }
 
 /// The input stage's loop for a blob ([`Model::input_stage`]).
