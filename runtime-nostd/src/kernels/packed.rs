@@ -54,13 +54,7 @@ pub(crate) fn dot4_widened(
         let Some(row) = super::four_rows_row(rows, stride, r, span) else {
             return;
         };
-        let mut lanes = widened.chunks_exact(8);
-        for w in row.chunks_exact(4) {
-            let Some(x) = lanes.next() else { break };
-            let (x02, x13) = x.split_at(4);
-            let (w, x02, x13) = (word(w), input_word(x02), input_word(x13));
-            *acc = smlad(sxtb16_ror8(w), x13, smlad(sxtb16(w), x02, *acc));
-        }
+        *acc = dot1_widened(row, widened, n_pairs, *acc);
     }
 }
 
