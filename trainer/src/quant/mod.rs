@@ -399,14 +399,15 @@ pub fn quantize(
         Normalization::Scale { scale } => Some(*scale),
         Normalization::Standardize { .. } => None,
     };
+    let calibrated_bits = math::input_frac_bits(&calibration.features);
     let pow2 = shared_factor
-        .filter(|_| math::input_frac_bits(&calibration.features) > 0)
+        .filter(|_| calibrated_bits > 0)
         .and_then(|k| math::pow2_input_params(ranges.input.lo, ranges.input.hi, k));
     let (input, frac_bits) = match pow2 {
         Some(pow2) => pow2,
         None => (
             math::activation_params(ranges.input.lo, ranges.input.hi)?,
-            math::input_frac_bits(&calibration.features),
+            calibrated_bits,
         ),
     };
     let shapes = network.shapes();
