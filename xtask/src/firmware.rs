@@ -398,8 +398,9 @@ struct Row {
     model_bytes: u64,
     /// The `small` build of the board's MLP.
     small: Option<SmallBuild>,
-    /// Whether the blob-partition firmware reproduced the host (not run on tiny boards).
-    partition_ok: Option<bool>,
+    /// Whether the blob-partition firmware ran (not on tiny boards); a run that does not
+    /// reproduce the host fails the task before the table.
+    partition_checked: bool,
 }
 
 /// The runtime with the `small` feature (compact kernels) on one model.
@@ -1406,6 +1407,15 @@ fn build_firmware_with_kernel(
         .join("release/kiln-firmware-qemu"))
 }
 
+/// The table's blob-partition cell.
+fn partition_cell(row: &Row) -> &'static str {
+    if row.partition_checked {
+        "match"
+    } else {
+        "-"
+    }
+}
+
 /// Boots `elf` in QEMU and returns everything it printed.
 fn run_qemu(board: &Board, elf: &Path, extra: &[String]) -> Result<(bool, String)> {
     let mut command = Command::new("timeout");
@@ -2098,7 +2108,7 @@ fn run_board(board: &'static Board, data: &Prepared, plugin: &Path, out: &Path) 
         inference_stack,
         model_bytes,
         small,
-        partition_ok: None,
+        partition_checked: false,
     };
     if board.tiny {
         return Ok(row);
@@ -2154,7 +2164,7 @@ fn run_board(board: &'static Board, data: &Prepared, plugin: &Path, out: &Path) 
         &partition_elf_path,
         out.join(format!("{name}-partition.elf")),
     )?;
-    row.partition_ok = Some(true);
+    row.partition_checked = true;
     Ok(row)
 }
 
@@ -2204,11 +2214,7 @@ fn print_table(rows: &[Row], prepared: &[Prepared], not_fitting: &[String]) {
             row.board.core,
             row.dataset.label(),
             row.n_images,
-            match row.partition_ok {
-                Some(true) => "match",
-                Some(false) => "FAIL",
-                None => "-",
-            },
+            partition_cell(row),
             row.insns_input,
             row.insns_network,
             row.insns_per_mac,
@@ -2288,7 +2294,7 @@ fn print_raw_sample_table(rows: &[Row], not_fitting: &[String]) {
             row.board.core,
             row.dataset.label(),
             row.n_images,
-            if row.partition_ok == Some(true) { "match" } else { "-" },
+            partition_cell(row),
             whole / row.macs as f64,
             row.insns_input,
             row.insns_input / row.n_inputs as f64,
