@@ -555,6 +555,51 @@ impl<'a, const KINDS: u8> Model<'a, KINDS> {
         }
     }
 
+    /// The input stage for raw values that are bytes (pixels, 8-bit sensor readings): the
+    /// same map as [`quantize_input`](Model::quantize_input) on the widened values, bit for
+    /// bit, without an `i32` copy of the input (`n_inputs` bytes of RAM instead of
+    /// `4 n_inputs`). A blob with one shared entry reads its byte table.
+    ///
+    /// Errors: [`Error::InputLength`] if `raw.len() != n_inputs`, [`Error::OutputLength`] if
+    /// `out.len() != n_inputs`. Nothing is written on error.
+    pub fn quantize_bytes(&self, raw: &[u8], out: &mut [i8]) -> Result<(), Error> {
+        self.check_input(raw.len())?;
+        if out.len() != self.n_inputs {
+            return Err(Error::OutputLength {
+                expected: u32_sat(self.n_inputs),
+                got: u32_sat(out.len()),
+            });
+        }
+        self.quantize_bytes_unchecked(raw, out);
+        Ok(())
+    }
+
+    fn quantize_bytes_unchecked(&self, raw: &[u8], out: &mut [i8]) {
+        let table: Option<&[u8; 256]> = self
+            .byte_table_at
+            .and_then(|at| self.bytes.get(at..at.saturating_add(256)))
+            .and_then(|t| t.try_into().ok());
+        if let Some(table) = table {
+            // The loader checked every entry against the map: a byte indexes it directly.
+            for (o, &byte) in out.iter_mut().zip(raw) {
+                *o = table.get(usize::from(byte)).map_or(0, |&q| q as i8);
+            }
+            return;
+        }
+        let zp = i64::from(self.input_zero_point);
+        let entries = self.entries();
+        let step = if entries.len() == INPUT_ENTRY_LEN {
+            0
+        } else {
+            INPUT_ENTRY_LEN
+        };
+        let mut at = 0usize;
+        for (o, &byte) in out.iter_mut().zip(raw) {
+            *o = affine_at(entries, at, i32::from(byte), zp);
+            at = at.wrapping_add(step);
+        }
+    }
+
     fn check_input(&self, got: usize) -> Result<(), Error> {
         if got == self.n_inputs {
             Ok(())
@@ -608,6 +653,21 @@ impl<'a, const KINDS: u8> Model<'a, KINDS> {
         self.check_input(raw.len())?;
         let (arena, workspace) = self.check_buffers(scratch, logits)?;
         self.quantize_unchecked(raw, self.input_slice(arena)?);
+        self.forward::<Dispatched>(arena, workspace, logits)
+    }
+
+    /// Like [`run`](Model::run) for raw values that are bytes (see
+    /// [`quantize_bytes`](Model::quantize_bytes)): the same logits as `run` on the widened
+    /// values, with the input held in `n_inputs` bytes. The errors are `run`'s.
+    pub fn run_bytes(
+        &self,
+        raw: &[u8],
+        scratch: &mut [i8],
+        logits: &mut [i8],
+    ) -> Result<usize, Error> {
+        self.check_input(raw.len())?;
+        let (arena, workspace) = self.check_buffers(scratch, logits)?;
+        self.quantize_bytes_unchecked(raw, self.input_slice(arena)?);
         self.forward::<Dispatched>(arena, workspace, logits)
     }
 

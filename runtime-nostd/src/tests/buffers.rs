@@ -175,6 +175,11 @@ fn wrong_lengths_are_errors_and_write_nothing() {
         let mut scratch = std::vec![0x33i8; n_scratch];
         let mut logits = std::vec![0x44i8; n_logits];
         assert_eq!(m.run(&raw_v, &mut scratch, &mut logits), Err(expected));
+        let bytes_v: Vec<u8> = raw_v.iter().map(|&r| r as u8).collect();
+        assert_eq!(
+            m.run_bytes(&bytes_v, &mut scratch, &mut logits),
+            Err(expected)
+        );
         assert_eq!(
             m.run_quantized(&q_v, &mut scratch, &mut logits),
             Err(expected)
@@ -209,8 +214,26 @@ fn wrong_lengths_are_errors_and_write_nothing() {
             got: 2
         })
     );
+    let bytes = [1u8, 2, 3];
+    assert_eq!(
+        m.quantize_bytes(&bytes[..2], &mut out),
+        Err(Error::InputLength {
+            expected: 3,
+            got: 2
+        })
+    );
+    assert_eq!(
+        m.quantize_bytes(&bytes, &mut out4),
+        Err(Error::OutputLength {
+            expected: 3,
+            got: 4
+        })
+    );
     assert!(out.iter().chain(&out4).all(|&b| b == 0x55));
     assert_eq!(m.quantize_input(&raw, &mut out), Ok(()));
+    let mut out_bytes = [0i8; 3];
+    assert_eq!(m.quantize_bytes(&bytes, &mut out_bytes), Ok(()));
+    assert_eq!(out_bytes, out, "bytes 1, 2, 3 are the raw values 1, 2, 3");
 }
 
 /// Errors print something that names the problem.
@@ -302,6 +325,17 @@ fn the_fixed_point_input_loop_equals_the_definition() {
             &q[..],
             &model.quantize(&raw)[..],
             "round {round}: mu {mu} m {m} t {t}"
+        );
+        // Bytes through the same map (the identity and fixed-point loops have no byte path).
+        let bytes: [u8; 16] =
+            core::array::from_fn(|j| (rng.next_u64() as u8).wrapping_add(j as u8));
+        let widened: std::vec::Vec<i32> = bytes.iter().map(|&b| i32::from(b)).collect();
+        let mut q_bytes = [0i8; 16];
+        loaded.quantize_bytes(&bytes, &mut q_bytes).unwrap();
+        assert_eq!(
+            &q_bytes[..],
+            &model.quantize(&widened)[..],
+            "round {round}: bytes"
         );
         // Without the fast loop linked: the generic map, the same bits.
         assert_eq!(

@@ -183,6 +183,28 @@ fn random_models_match_independent_evaluation() {
             assert_eq!(logits, expected, "case {case}: logits");
             assert_eq!(class, argmax_ref(&expected), "case {case}: argmax");
             classes[class.min(2)] += 1;
+            // The same stage on bytes: the map of the widened values, table or not.
+            let bytes: std::vec::Vec<u8> =
+                (0..m.n_inputs()).map(|_| rng.next_u64() as u8).collect();
+            let widened: std::vec::Vec<i32> = bytes.iter().map(|&b| i32::from(b)).collect();
+            let mut q_bytes = std::vec![0i8; m.n_inputs()];
+            m.quantize_bytes(&bytes, &mut q_bytes).unwrap();
+            assert_eq!(
+                q_bytes,
+                model.quantize(&widened),
+                "case {case}: byte input stage"
+            );
+            let mut scratch = std::vec![0i8; m.fast_scratch_len()];
+            let mut logits_bytes = std::vec![0i8; m.n_outputs()];
+            let class_bytes = m
+                .run_bytes(&bytes, &mut scratch, &mut logits_bytes)
+                .unwrap();
+            assert_eq!(
+                logits_bytes,
+                model.eval_quantized(&q_bytes),
+                "case {case}: run_bytes"
+            );
+            assert_eq!(class_bytes, argmax_ref(&logits_bytes), "case {case}");
             // pre-quantized input, with a scratch buffer larger than needed
             let mut scratch = std::vec![0x77i8; m.scratch_len() + 13];
             let mut logits2 = std::vec![0i8; m.n_outputs()];
