@@ -51,7 +51,22 @@ const ALL_FILES: [&str; 4] = ["model.json", "model.onnx", "model.qdq.onnx", "mod
 
 /// The fixture's int8 blob and buffers (scratch 80 + raw input 256 + logits 10).
 const BLOB_BYTES: u64 = 1848;
-const BUFFER_BYTES: u64 = 346;
+/// Scratch 64 + 16, the raw input as 64 bytes (`Model::run_bytes`: a byte-table input
+/// stage), 10 logits.
+const BUFFER_BYTES: u64 = 80 + 64 + 10;
+
+/// The packed dense kernel's workspace for 64 inputs: `(64 / 8) * 16 + 3` bytes, counted on
+/// the cores whose kernel takes it.
+const WORKSPACE_BYTES: u64 = 131;
+
+/// The workspace a core counts (`dense_workspace` in device_figures.json).
+fn workspace_of(core: &serde_json::Value) -> u64 {
+    if core["dense_workspace"].as_bool().unwrap() {
+        WORKSPACE_BYTES
+    } else {
+        0
+    }
+}
 
 /// The committed per-core figures: the expectations follow them, so a re-measurement
 /// (`cargo xtask firmware --update-figures`) does not break these tests.
@@ -114,7 +129,10 @@ fn fixture_totals(core: &serde_json::Value) -> (u64, u64) {
     let text = core["runtime_text_bytes"]["mlp"].as_u64().unwrap();
     let model = core["model_struct_bytes"].as_u64().unwrap();
     let stack = core["inference_stack_bytes"]["mlp"].as_u64().unwrap();
-    (BLOB_BYTES + text, BUFFER_BYTES + model + stack)
+    (
+        BLOB_BYTES + text,
+        BUFFER_BYTES + workspace_of(core) + model + stack,
+    )
 }
 
 const CORES: [&str; 5] = [
@@ -197,9 +215,17 @@ fn every_representation_gives_the_same_layers_and_costs() {
         assert_eq!(totals["flash"]["int8_source"], source, "{name}");
         assert_eq!(totals["ram"]["int8_scratch_bytes"], 64 + 16, "{name}");
         assert_eq!(totals["ram"]["f32_scratch_bytes"], (64 + 16) * 4, "{name}");
-        assert_eq!(totals["ram"]["int8_input_bytes"], 64 * 4, "{name}");
+        assert_eq!(totals["ram"]["int8_input_bytes"], 64, "{name}");
+        assert_eq!(
+            totals["ram"]["int8_input_type"], "u8 (Model::run_bytes)",
+            "{name}"
+        );
+        assert_eq!(
+            totals["ram"]["int8_workspace_bytes"], WORKSPACE_BYTES,
+            "{name}"
+        );
         assert_eq!(totals["ram"]["int8_logits_bytes"], 10, "{name}");
-        assert_eq!(totals["ram"]["int8_total_bytes"], 80 + 256 + 10, "{name}");
+        assert_eq!(totals["ram"]["int8_total_bytes"], BUFFER_BYTES, "{name}");
         // The inference stack of the dense-only firmware, the largest over the cores.
         let stacks: Vec<u64> = CORES
             .iter()
@@ -251,7 +277,16 @@ fn every_representation_gives_the_same_layers_and_costs() {
                 BLOB_BYTES + text["mlp_small"].as_u64().unwrap(),
                 "{name}: {row}"
             );
-            assert_eq!(row["int8_buffers_bytes"], BUFFER_BYTES, "{name}: {row}");
+            assert_eq!(
+                row["workspace_bytes"],
+                workspace_of(&figures),
+                "{name}: {row}"
+            );
+            assert_eq!(
+                row["int8_buffers_bytes"],
+                BUFFER_BYTES + workspace_of(&figures),
+                "{name}: {row}"
+            );
             assert_eq!(row["model_struct_bytes"], figures["model_struct_bytes"]);
             assert_eq!(
                 row["inference_stack_bytes"],
@@ -417,6 +452,7 @@ fn the_table_shows_the_rows_and_totals() {
                     figures["runtime_text_bytes"]["mlp"].as_u64().unwrap(),
                     flash,
                     small,
+                    workspace_of(&figures),
                     figures["model_struct_bytes"].as_u64().unwrap(),
                     figures["inference_stack_bytes"]["mlp"].as_u64().unwrap(),
                     ram,

@@ -64,6 +64,10 @@ struct CoreFigures {
     runtime_text_bytes: RuntimeText,
     model_struct_bytes: u64,
     inference_stack_bytes: InferenceStack,
+    /// Whether the core's dense kernel takes the fast workspace (`Model::fast_scratch_len`):
+    /// the packed SMLAD kernel of Cortex-M4/M7 widens each layer's input into it once. The
+    /// instruction figures are measured with it.
+    dense_workspace: bool,
     /// The per-layer instruction model of an MLP (`cargo xtask calibrate`).
     estimate: EstimateModel,
 }
@@ -258,6 +262,12 @@ struct Summary {
     blob_len: Option<usize>,
     /// The blob's planned arena (its scratch), for a blob.
     arena: Option<usize>,
+    /// The fast kernels' workspace past the arena (`Model::fast_scratch_len` minus
+    /// `scratch_len`), for a blob; otherwise from the widest dense layer.
+    workspace: Option<usize>,
+    /// Whether the raw inputs are bytes (`Model::run_bytes`), when the data says so; `None`:
+    /// bytes exactly when the input stage is the byte table.
+    byte_input: Option<bool>,
     notes: Vec<String>,
 }
 
@@ -293,12 +303,18 @@ struct RamReport {
     f32_scratch_bytes: usize,
     /// The ping-pong activation buffer: max over layers of n_in + n_out bytes.
     int8_scratch_bytes: usize,
-    /// `Model::run`'s raw input, n_inputs i32 values.
+    /// The raw input: n_inputs bytes for `Model::run_bytes` (a byte-table input stage: pixels,
+    /// 8-bit readings), else n_inputs i32 values for `Model::run`.
     int8_input_bytes: usize,
+    /// "u8 (Model::run_bytes)" or "i32 (Model::run)".
+    int8_input_type: &'static str,
+    /// The fast kernels' workspace past the scratch: counted on the cores whose kernels take
+    /// it (`device`), where the instruction estimate assumes it.
+    int8_workspace_bytes: usize,
     /// `Model::run`'s logits, n_outputs i8 values.
     int8_logits_bytes: usize,
-    /// Scratch + input + logits: the int8 buffers; `device` adds the Model value and the
-    /// inference stack per core.
+    /// Scratch + input + logits: the int8 buffers; `device` adds the workspace where the
+    /// core's kernels take it, the Model value and the inference stack per core.
     int8_total_bytes: usize,
 }
 
@@ -341,7 +357,9 @@ struct CoreFootprint {
     /// A dense model only: model_blob_bytes + runtime_text_small_bytes.
     #[serde(skip_serializing_if = "Option::is_none")]
     flash_total_small_bytes: Option<u64>,
-    /// The int8 buffers as `ram.int8_total_bytes`.
+    /// The fast kernels' workspace on this core (0 where its kernels take none).
+    workspace_bytes: u64,
+    /// `ram.int8_total_bytes` + workspace_bytes.
     int8_buffers_bytes: u64,
     /// The `Model` value.
     model_struct_bytes: u64,
@@ -579,6 +597,8 @@ fn from_json(path: &Path, bytes: &[u8]) -> Result<Summary> {
         input_stage: None,
         blob_len: None,
         arena: None,
+        workspace: None,
+        byte_input: None,
         notes: Vec::new(),
     })
 }
@@ -695,6 +715,8 @@ fn from_blob(path: &Path, bytes: &[u8]) -> Result<Summary, InspectError> {
         input_stage: Some(model.input_stage()),
         blob_len: Some(bytes.len()),
         arena: Some(model.scratch_len()),
+        workspace: Some(model.fast_scratch_len() - model.scratch_len()),
+        byte_input: None,
         notes,
     })
 }
@@ -1022,6 +1044,8 @@ fn from_onnx(path: &Path, bytes: &[u8]) -> Result<Summary, InspectError> {
         input_stage: None,
         blob_len: None,
         arena: None,
+        workspace: None,
+        byte_input: None,
         notes,
     })
 }
@@ -1070,6 +1094,16 @@ fn input_stage_name(stage: kiln_runtime::InputStage) -> &'static str {
     }
 }
 
+/// The input stage's loop, and whether it is assumed: a model before quantization takes the
+/// loop a blob from integer data would run.
+fn input_stage_of(summary: &Summary) -> (kiln_runtime::InputStage, bool) {
+    match summary.input_stage {
+        Some(stage) => (stage, false),
+        None if summary.input_entries > 1 => (kiln_runtime::InputStage::PerFeature, true),
+        None => (kiln_runtime::InputStage::ByteTable, true),
+    }
+}
+
 /// Instructions of one `Model::run` on each measured core: the core's per-layer model summed
 /// over the dense layers, and its input-stage loop over the input features.
 fn estimate_instructions(
@@ -1086,15 +1120,10 @@ fn estimate_instructions(
         };
     }
     let mut notes = Vec::new();
-    // A model before quantization: the loop a blob from integer data would run.
-    let stage = summary.input_stage.unwrap_or_else(|| {
+    let (stage, assumed) = input_stage_of(summary);
+    if assumed {
         notes.push(UNQUANTIZED_INPUT_NOTE);
-        if summary.input_entries > 1 {
-            kiln_runtime::InputStage::PerFeature
-        } else {
-            kiln_runtime::InputStage::ByteTable
-        }
-    });
+    }
     let shapes: Vec<(usize, usize)> = summary
         .layers
         .iter()
@@ -1206,14 +1235,34 @@ fn build_report(
             .unwrap_or(0)
     });
     let n_outputs = summary.layers.last().map_or(0, |l| l.n_outputs);
+    // A byte-table input stage takes the raw values as bytes (`Model::run_bytes`).
+    let byte_input = summary
+        .byte_input
+        .unwrap_or(input_stage_of(&summary).0 == kiln_runtime::InputStage::ByteTable);
+    let (input_bytes, input_type) = if byte_input {
+        (summary.n_inputs, "u8 (Model::run_bytes)")
+    } else {
+        (summary.n_inputs * 4, "i32 (Model::run)")
+    };
+    // The packed dense kernel widens the widest dense layer's input (`Model::fast_scratch_len`).
+    let workspace = summary.workspace.unwrap_or_else(|| {
+        let widest = summary.layers.iter().map(|l| l.n_inputs).max().unwrap_or(0);
+        if widest == 0 {
+            0
+        } else {
+            kiln_runtime::kernels::packed::widened_len(widest)
+        }
+    });
     let ram = RamReport {
         f32_scratch_bytes: scratch * 4,
         int8_scratch_bytes: scratch,
-        int8_input_bytes: summary.n_inputs * 4,
+        int8_input_bytes: input_bytes,
+        int8_input_type: input_type,
+        int8_workspace_bytes: workspace,
         int8_logits_bytes: n_outputs,
-        int8_total_bytes: scratch + summary.n_inputs * 4 + n_outputs,
+        int8_total_bytes: scratch + input_bytes + n_outputs,
     };
-    let device = device_report(&summary, int8_bytes, ram.int8_total_bytes, figures);
+    let device = device_report(&summary, int8_bytes, &ram, figures);
     // The cores the verdict and the peak stack speak for: the --core core, or every core.
     let checked: Vec<&CoreFootprint> = device
         .cores
@@ -1290,12 +1339,19 @@ fn build_report(
 fn device_report(
     summary: &Summary,
     blob_bytes: usize,
-    buffers_bytes: usize,
+    ram: &RamReport,
     figures: &'static DeviceFigures,
 ) -> DeviceReport {
     // A convolution or pooling layer needs the firmware that links every layer kind.
     let dense_only = summary.layers.iter().all(|l| l.graph.is_none());
-    let (blob, buffers) = (blob_bytes as u64, buffers_bytes as u64);
+    let blob = blob_bytes as u64;
+    // The convolutions' im2col takes the workspace on every core; dense layers only on the
+    // cores whose packed kernel widens into it.
+    let has_conv = summary.layers.iter().any(|l| {
+        l.graph
+            .as_ref()
+            .is_some_and(|(label, _)| label.contains(" conv"))
+    });
     let cores = figures
         .cores
         .iter()
@@ -1306,6 +1362,12 @@ fn device_report(
                 (c.runtime_text_bytes.graph, c.inference_stack_bytes.graph)
             };
             let small = dense_only.then_some(c.runtime_text_bytes.mlp_small);
+            let workspace = if has_conv || c.dense_workspace {
+                ram.int8_workspace_bytes as u64
+            } else {
+                0
+            };
+            let buffers = ram.int8_total_bytes as u64 + workspace;
             CoreFootprint {
                 core: &c.core,
                 target: &c.target,
@@ -1314,6 +1376,7 @@ fn device_report(
                 flash_total_bytes: blob + text,
                 runtime_text_small_bytes: small,
                 flash_total_small_bytes: small.map(|small| blob + small),
+                workspace_bytes: workspace,
                 int8_buffers_bytes: buffers,
                 model_struct_bytes: c.model_struct_bytes,
                 inference_stack_bytes: stack,
@@ -1418,9 +1481,10 @@ fn fit_failure(fit: &Fit, device: &DeviceReport) -> String {
             }
             if let Some(item) = c.ram.as_ref().filter(|i| !i.fits) {
                 reasons.push(format!(
-                    "RAM needs {} bytes (int8 buffers {} + Model {} + inference stack {}), {}",
+                    "RAM needs {} bytes (int8 buffers {} with workspace {} + Model {} + inference stack {}), {}",
                     item.used_bytes,
                     footprint.int8_buffers_bytes,
+                    footprint.workspace_bytes,
                     footprint.model_struct_bytes,
                     footprint.inference_stack_bytes,
                     over(item)
@@ -1545,11 +1609,14 @@ fn print_report(report: &Report) {
         (
             "RAM int8",
             format!(
-                "{} bytes: scratch {} + raw input {} (i32) + logits {}; per core below with the Model and stack",
+                "{} bytes: scratch {} + raw input {} ({}) + logits {}; per core below with the \
+                 kernels' workspace ({} bytes, where they take it), the Model and stack",
                 ram.int8_total_bytes,
                 ram.int8_scratch_bytes,
                 ram.int8_input_bytes,
-                ram.int8_logits_bytes
+                ram.int8_input_type,
+                ram.int8_logits_bytes,
+                ram.int8_workspace_bytes
             ),
         ),
         ("peak stack", totals.peak_stack.clone()),
@@ -1627,7 +1694,7 @@ fn print_device(device: &DeviceReport) {
             "every layer kind"
         }
     );
-    let rows: Vec<[String; 7]> = device
+    let rows: Vec<[String; 8]> = device
         .cores
         .iter()
         .map(|c| {
@@ -1637,6 +1704,7 @@ fn print_device(device: &DeviceReport) {
                 c.flash_total_bytes.to_string(),
                 c.flash_total_small_bytes
                     .map_or_else(|| "-".to_owned(), |b| b.to_string()),
+                c.workspace_bytes.to_string(),
                 c.model_struct_bytes.to_string(),
                 c.inference_stack_bytes.to_string(),
                 c.ram_total_bytes.to_string(),
@@ -1648,6 +1716,7 @@ fn print_device(device: &DeviceReport) {
         "runtime .text",
         "flash",
         "flash (small)",
+        "workspace",
         "Model",
         "stack",
         "RAM",
