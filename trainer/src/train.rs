@@ -529,6 +529,17 @@ impl TrainConfig {
 /// Mixed into the seed for the validation split.
 const VAL_SPLIT_SALT: u64 = 0x5EED_F05A_11D0_0001;
 
+/// The validation set `train` holds out of `split.train` for `config` (`None` without
+/// `val_split`): `kiln fit` selects among candidates on it, never on the test set.
+pub fn validation_set(split: &Split, config: &TrainConfig) -> Result<Option<Dataset>, TrainError> {
+    if config.val_split > 0.0 {
+        let (_, val) = data::split(&split.train, config.val_split, config.seed ^ VAL_SPLIT_SALT)?;
+        Ok(Some(val))
+    } else {
+        Ok(None)
+    }
+}
+
 fn prepare<'a>(
     split: &'a Split,
     config: &TrainConfig,

@@ -80,6 +80,13 @@ pub enum Command {
         after_help = "Example: kiln sim kiln-out/int8/model.kiln --core cortex-m4f --data digits"
     )]
     Sim(SimArgs),
+    /// Find the most accurate MLP that fits a flash, RAM and latency budget on a core: every
+    /// candidate is sized before training, only those that fit are trained (in parallel), each
+    /// is quantized, and the winner's files are written as `kiln quantize` writes them.
+    #[command(
+        after_help = "Example: kiln fit --data digits --flash 8K --ram 2K --core cortex-m4f -o kiln-fit"
+    )]
+    Fit(FitArgs),
     /// Print a shell completion script to stdout.
     #[command(
         after_help = "Example: kiln completions bash > ~/.local/share/bash-completion/completions/kiln"
@@ -410,6 +417,74 @@ pub struct SimArgs {
     /// from).
     #[arg(long, value_name = "DIR")]
     pub firmware_crate: Option<PathBuf>,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct FitArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// The flash for the int8 model and kiln-runtime's code: bytes, or with K/KiB (1024) or
+    /// M/MiB (1024 * 1024).
+    #[arg(long, value_name = "SIZE")]
+    pub flash: Option<String>,
+    /// The RAM for the int8 buffers, the `Model` value and the inference stack, as for --flash.
+    #[arg(long, value_name = "SIZE")]
+    pub ram: Option<String>,
+    /// The core whose figures size the candidates: cortex-m0, cortex-m3, cortex-m4f, cortex-m7
+    /// or rv32imc (any case).
+    #[arg(long, value_name = "NAME", default_value = "cortex-m4f")]
+    pub core: String,
+    /// The longest one inference may take, e.g. 5ms, 800us or 0.5s (needs --clock).
+    #[arg(long, value_name = "DURATION", requires = "clock")]
+    pub latency: Option<String>,
+    /// The core's clock, e.g. 64MHz, 48M or 16000000 (Hz).
+    #[arg(long, value_name = "FREQUENCY", requires = "latency")]
+    pub clock: Option<String>,
+    /// Cycles per instruction for --latency: the estimate counts instructions; flash wait
+    /// states and multi-cycle loads make a real core slower than 1.
+    #[arg(long, value_name = "CPI", default_value_t = 1.0)]
+    pub cycles_per_instruction: f64,
+    /// The time for the whole search, e.g. 90s, 10m or 1h; candidates not trained by then are
+    /// reported as such, and `--resume` continues them.
+    #[arg(long, value_name = "DURATION", default_value = "10m")]
+    pub budget: String,
+    /// Candidates trained at once (default: the available cores).
+    #[arg(long, value_name = "N")]
+    pub jobs: Option<usize>,
+    /// The most hidden layers a candidate has (0 to 3).
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    pub max_hidden_layers: usize,
+    /// The most epochs per candidate; each stops early after --patience epochs without a
+    /// better validation loss.
+    #[arg(long, default_value_t = 60)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = 5)]
+    pub patience: usize,
+    /// Adam's learning rate for every candidate (higher than `kiln train`'s 0.001: small
+    /// networks need it to converge within the epochs).
+    #[arg(long, value_name = "RATE", default_value_t = 0.003)]
+    pub lr: f32,
+    /// The mini-batch size.
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
+    /// The fraction of the training set held out for early stopping and for choosing the
+    /// winner (the test set only reports).
+    #[arg(long, value_name = "FRACTION", default_value_t = 0.1)]
+    pub val_split: f64,
+    /// The seed of every candidate's initialisation, shuffling and validation split.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[command(flatten)]
+    pub calib: CalibArgs,
+    /// The output folder: the winner's files, fit.json (every candidate), fit.png and fit.svg,
+    /// and candidates/ (each trained candidate's model file).
+    #[arg(long, short, default_value = "kiln-fit", value_name = "DIR")]
+    pub out: PathBuf,
+    /// Continue the search in --out after Ctrl-C or a spent --budget (same flags).
+    #[arg(long)]
+    pub resume: bool,
     #[command(flatten)]
     pub output: OutputArgs,
 }

@@ -593,3 +593,210 @@ mod tests {
         assert_eq!(plan.data_spec, DataSpec::Digits);
     }
 }
+
+/// Everything `kiln fit` needs, validated.
+#[derive(Debug, Clone)]
+pub struct FitPlan {
+    pub data_spec: DataSpec,
+    pub data_options: DataOptions,
+    pub flash_budget: Option<u64>,
+    pub ram_budget: Option<u64>,
+    /// Instructions one inference may take: latency x clock / cycles per instruction.
+    pub instruction_budget: Option<u64>,
+    /// The budgets as the user gave them, for reports.
+    pub latency_text: Option<String>,
+    pub clock_hz: Option<f64>,
+    pub cycles_per_instruction: f64,
+    /// The core as `device_figures.json` names it.
+    pub core: &'static str,
+    pub time_budget: std::time::Duration,
+    pub jobs: usize,
+    pub max_hidden_layers: usize,
+    /// Every candidate's training: the hidden widths are the candidate's own.
+    pub train: TrainConfig,
+    pub calib: crate::quant::QuantOptions,
+    pub out_dir: PathBuf,
+    pub resume: bool,
+    pub output: OutputArgs,
+}
+
+/// Parses `5ms`, `800us`, `0.5s`, `90s`, `10m`, `1h` (a bare number is seconds).
+pub fn parse_duration(flag: &str, text: &str) -> Result<std::time::Duration, UsageError> {
+    let bad = || {
+        usage(format!(
+            "{flag}: expected a duration such as 800us, 5ms, 0.5s, 10m or 1h, got '{text}'"
+        ))
+    };
+    let trimmed = text.trim();
+    let split = trimmed
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(trimmed.len());
+    let (number, unit) = trimmed.split_at(split);
+    let value: f64 = number.parse().map_err(|_| bad())?;
+    let seconds_per_unit = match unit.trim() {
+        "us" | "µs" => 1e-6,
+        "ms" => 1e-3,
+        "" | "s" => 1.0,
+        "m" | "min" => 60.0,
+        "h" => 3600.0,
+        _ => return Err(bad()),
+    };
+    let seconds = value * seconds_per_unit;
+    if !(seconds.is_finite() && seconds > 0.0 && seconds < 1e9) {
+        return Err(usage(format!(
+            "{flag}: expected a duration above 0, got '{text}'"
+        )));
+    }
+    Ok(std::time::Duration::from_secs_f64(seconds))
+}
+
+/// Parses `64MHz`, `64M`, `32768Hz`, `48000000` into hertz.
+pub fn parse_frequency(flag: &str, text: &str) -> Result<f64, UsageError> {
+    let bad = || {
+        usage(format!(
+            "{flag}: expected a frequency such as 64MHz, 48M, 32kHz or 16000000, got '{text}'"
+        ))
+    };
+    let trimmed = text.trim();
+    let split = trimmed
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(trimmed.len());
+    let (number, unit) = trimmed.split_at(split);
+    let value: f64 = number.parse().map_err(|_| bad())?;
+    let factor = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "hz" => 1.0,
+        "k" | "khz" => 1e3,
+        "m" | "mhz" => 1e6,
+        "g" | "ghz" => 1e9,
+        _ => return Err(bad()),
+    };
+    let hz = value * factor;
+    if !(hz.is_finite() && hz >= 1.0) {
+        return Err(usage(format!(
+            "{flag}: expected a frequency of at least 1 Hz, got '{text}'"
+        )));
+    }
+    Ok(hz)
+}
+
+pub fn fit_config(args: &FitArgs) -> Result<FitPlan, UsageError> {
+    use super::inspect::{core_by_name, parse_size, CORE_NAMES};
+    let flash_budget = args
+        .flash
+        .as_deref()
+        .map(|text| parse_size("--flash", text))
+        .transpose()?;
+    let ram_budget = args
+        .ram
+        .as_deref()
+        .map(|text| parse_size("--ram", text))
+        .transpose()?;
+    let core = core_by_name(&args.core).ok_or_else(|| {
+        let names: Vec<&str> = CORE_NAMES.iter().map(|(cli, _)| *cli).collect();
+        usage(format!(
+            "--core: unknown core '{}'; expected one of {}",
+            args.core,
+            names.join(", ")
+        ))
+    })?;
+    let cpi = args.cycles_per_instruction;
+    if !(cpi.is_finite() && cpi > 0.0) {
+        return Err(usage(format!(
+            "--cycles-per-instruction: expected a number above 0, got {cpi}"
+        )));
+    }
+    let (instruction_budget, clock_hz) = match (&args.latency, &args.clock) {
+        (Some(latency), Some(clock)) => {
+            let seconds = parse_duration("--latency", latency)?.as_secs_f64();
+            let hz = parse_frequency("--clock", clock)?;
+            (Some((seconds * hz / cpi).floor() as u64), Some(hz))
+        }
+        // clap's `requires` makes each need the other.
+        _ => (None, None),
+    };
+    if flash_budget.is_none() && ram_budget.is_none() && instruction_budget.is_none() {
+        return Err(usage(
+            "expected a budget: --flash, --ram, or --latency with --clock",
+        ));
+    }
+    if args.max_hidden_layers > 3 {
+        return Err(usage(format!(
+            "--max-hidden-layers: expected 0 to 3, got {}",
+            args.max_hidden_layers
+        )));
+    }
+    if args.epochs == 0 {
+        return Err(usage("--epochs: expected at least 1 epoch"));
+    }
+    if !(args.lr.is_finite() && args.lr > 0.0) {
+        return Err(usage(format!(
+            "--lr: expected a rate above 0, got {}",
+            args.lr
+        )));
+    }
+    if args.batch == 0 {
+        return Err(usage("--batch: expected at least 1 sample"));
+    }
+    if !(args.val_split > 0.0 && args.val_split < 0.5) {
+        return Err(usage(format!(
+            "--val-split: expected a fraction above 0 and below 0.5 (the winner is chosen on it), got {}",
+            args.val_split
+        )));
+    }
+    let jobs = match args.jobs {
+        Some(0) => return Err(usage("--jobs: expected at least 1")),
+        Some(jobs) => jobs,
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    if args.data.targets.is_some() || args.data.autoencoder {
+        return Err(usage(
+            "kiln fit searches classifiers (the most accurate one that fits); --targets and \
+             --autoencoder are regression data",
+        ));
+    }
+    let (data_spec, data_options) = data_config(&args.data, Loss::CrossEntropy)?;
+    let calib = super::quantize::quant_options(&args.calib)?;
+    // The defaults of `kiln train`: relu, Adam with weight decay, cosine schedule, scale.
+    let train = TrainConfig {
+        hidden: Vec::new(),
+        layers: Vec::new(),
+        input_shape: None,
+        activation: Activation::Relu,
+        output_activation: Activation::Identity,
+        loss: Loss::CrossEntropy,
+        init: Init::He,
+        optimizer: OptimizerConfig::Adam {
+            beta1: 0.9,
+            beta2: 0.999,
+            epsilon: 1e-8,
+            weight_decay: DEFAULT_WEIGHT_DECAY,
+        },
+        learning_rate: args.lr,
+        schedule: Schedule::Cosine,
+        epochs: args.epochs,
+        batch_size: args.batch,
+        seed: args.seed,
+        val_split: args.val_split,
+        patience: args.patience,
+        normalization: NormalizationKind::Scale,
+    };
+    Ok(FitPlan {
+        data_spec,
+        data_options,
+        flash_budget,
+        ram_budget,
+        instruction_budget,
+        latency_text: args.latency.clone(),
+        clock_hz,
+        cycles_per_instruction: cpi,
+        core,
+        time_budget: parse_duration("--budget", &args.budget)?,
+        jobs,
+        max_hidden_layers: args.max_hidden_layers,
+        train,
+        calib,
+        out_dir: args.out.clone(),
+        resume: args.resume,
+        output: args.output,
+    })
+}

@@ -550,25 +550,7 @@ fn from_json(path: &Path, bytes: &[u8]) -> Result<Summary> {
     let layers = model
         .layers
         .iter()
-        .map(|layer| {
-            use crate::nn::Activation;
-            Layer {
-                n_inputs: layer.n_inputs,
-                n_outputs: layer.n_outputs,
-                activation: layer.activation.to_string(),
-                int8_kind: match layer.activation {
-                    Activation::Identity => Int8Kind::Identity,
-                    Activation::Relu | Activation::Relu6 => Int8Kind::Relu,
-                    Activation::LeakyRelu { .. } | Activation::Tanh | Activation::Sigmoid => {
-                        Int8Kind::Table
-                    }
-                },
-                weights: layer.weights.len(),
-                biases: layer.bias.len(),
-                blob_section: None,
-                graph: None,
-            }
-        })
+        .map(|layer| dense_layer(layer.n_inputs, layer.n_outputs, layer.activation))
         .collect();
     let (normalization, normalization_values, input_entries) = match &model.normalization {
         Normalization::None => ("none".to_owned(), 0, 1),
@@ -600,6 +582,155 @@ fn from_json(path: &Path, bytes: &[u8]) -> Result<Summary> {
         workspace: None,
         byte_input: None,
         notes: Vec::new(),
+    })
+}
+
+/// A dense layer before quantization: its int8 section follows from its shape and activation.
+fn dense_layer(n_inputs: usize, n_outputs: usize, activation: crate::nn::Activation) -> Layer {
+    use crate::nn::Activation;
+    Layer {
+        n_inputs,
+        n_outputs,
+        activation: activation.to_string(),
+        int8_kind: match activation {
+            Activation::Identity => Int8Kind::Identity,
+            Activation::Relu | Activation::Relu6 => Int8Kind::Relu,
+            Activation::LeakyRelu { .. } | Activation::Tanh | Activation::Sigmoid => {
+                Int8Kind::Table
+            }
+        },
+        weights: n_inputs * n_outputs,
+        biases: n_outputs,
+        blob_section: None,
+        graph: None,
+    }
+}
+
+// ---- a network before training (`kiln fit`) --------------------------------------------
+
+/// A chain of dense layers before training, as `kiln fit` enumerates candidates: what its
+/// int8 blob, buffers and instructions follow from.
+#[derive(Debug, Clone)]
+pub struct DenseCandidate<'a> {
+    pub n_inputs: usize,
+    /// Each layer's outputs and activation, the output layer last.
+    pub layers: &'a [(usize, crate::nn::Activation)],
+    /// One input-stage entry per feature (standardize) instead of one shared entry.
+    pub per_feature_input: bool,
+    /// The input stage's loop the data leads to (`quant::input_stage_for`).
+    pub input_stage: kiln_runtime::InputStage,
+    /// The raw inputs are bytes (`Model::run_bytes`), else `i32` (`Model::run`).
+    pub byte_input: bool,
+}
+
+/// What a candidate takes on one core: `kiln inspect`'s own figures for it.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct CoreCost {
+    /// The int8 blob's length by the layout of docs/blob-format.md.
+    pub blob_bytes: u64,
+    /// The buffer plan's arena (`Model::scratch_len`).
+    pub scratch_bytes: u64,
+    /// The blob + kiln-runtime's `.text` on the core.
+    pub flash_bytes: u64,
+    /// The int8 buffers (with the kernels' workspace where the core takes it), the `Model`
+    /// value and the inference stack.
+    pub ram_bytes: u64,
+    pub parameters: u64,
+    pub macs: u64,
+    /// One `Model::run`: the network and the input stage, by the core's per-layer model.
+    pub instructions: u64,
+}
+
+/// The cost of `candidate` on `core` (a `device_figures.json` core name), computed by the
+/// same report `kiln inspect` prints for a model file of that shape.
+pub fn dense_cost(candidate: &DenseCandidate<'_>, core: &'static str) -> Result<CoreCost> {
+    let figures = device_figures()?;
+    let mut layers = Vec::with_capacity(candidate.layers.len());
+    let mut n_in = candidate.n_inputs;
+    for &(n_out, activation) in candidate.layers {
+        layers.push(dense_layer(n_in, n_out, activation));
+        n_in = n_out;
+    }
+    let input_entries = if candidate.per_feature_input {
+        candidate.n_inputs
+    } else {
+        1
+    };
+    let summary = Summary {
+        format: "candidate",
+        format_description: "a network before training".to_owned(),
+        layers,
+        n_inputs: candidate.n_inputs,
+        normalization: String::new(),
+        normalization_values: 0,
+        input_entries,
+        input_stage: Some(candidate.input_stage),
+        blob_len: None,
+        arena: None,
+        workspace: None,
+        byte_input: Some(candidate.byte_input),
+        notes: Vec::new(),
+    };
+    let config = InspectConfig {
+        flash_budget: None,
+        ram_budget: None,
+        core: Some(core),
+    };
+    let report = build_report(Path::new("candidate"), summary, &config, figures);
+    let device = report
+        .device
+        .cores
+        .iter()
+        .find(|c| c.core == core)
+        .ok_or_else(|| anyhow::anyhow!("no device figures for {core}"))?;
+    let estimate = report
+        .instructions_per_inference
+        .cores
+        .iter()
+        .find(|c| c.core == core)
+        .ok_or_else(|| anyhow::anyhow!("no instruction estimate for {core}"))?;
+    Ok(CoreCost {
+        blob_bytes: device.model_blob_bytes,
+        scratch_bytes: report.totals.ram.int8_scratch_bytes as u64,
+        flash_bytes: device.flash_total_bytes,
+        ram_bytes: device.ram_total_bytes,
+        parameters: report.totals.parameters as u64,
+        macs: report.totals.macs as u64,
+        instructions: estimate.total_insns,
+    })
+}
+
+/// The cost of a baked blob on `core`, as `kiln inspect BLOB --core` reports it: `kiln fit`
+/// holds its estimate to this.
+pub fn blob_cost(path: &Path, bytes: &[u8], core: &'static str) -> Result<CoreCost> {
+    let figures = device_figures()?;
+    let summary = from_blob(path, bytes)?;
+    let config = InspectConfig {
+        flash_budget: None,
+        ram_budget: None,
+        core: Some(core),
+    };
+    let report = build_report(path, summary, &config, figures);
+    let device = report
+        .device
+        .cores
+        .iter()
+        .find(|c| c.core == core)
+        .ok_or_else(|| anyhow::anyhow!("no device figures for {core}"))?;
+    let instructions = report
+        .instructions_per_inference
+        .cores
+        .iter()
+        .find(|c| c.core == core)
+        .map_or(0, |c| c.total_insns);
+    Ok(CoreCost {
+        blob_bytes: device.model_blob_bytes,
+        scratch_bytes: report.totals.ram.int8_scratch_bytes as u64,
+        flash_bytes: device.flash_total_bytes,
+        ram_bytes: device.ram_total_bytes,
+        parameters: report.totals.parameters as u64,
+        macs: report.totals.macs as u64,
+        instructions,
     })
 }
 
@@ -1660,7 +1791,11 @@ fn print_report(report: &Report) {
 }
 
 /// Prints a table: text columns (the first `text_columns`) left-aligned, numbers right-aligned.
-fn print_table<const N: usize>(header: [&str; N], rows: &[[String; N]], text_columns: usize) {
+pub(crate) fn print_table<const N: usize>(
+    header: [&str; N],
+    rows: &[[String; N]],
+    text_columns: usize,
+) {
     let mut widths = header.map(str::len);
     for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {

@@ -5,8 +5,10 @@ pub mod args;
 pub mod commands;
 pub mod config;
 pub mod eval;
+pub mod fit;
 pub mod import;
 pub mod inspect;
+pub(crate) mod interrupt;
 pub mod output;
 pub mod progress;
 pub mod quantize;
@@ -50,6 +52,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<()> {
         args::Command::Import(args) => import::import(args),
         args::Command::Inspect(args) => inspect::inspect(args),
         args::Command::Sim(args) => sim::sim(args),
+        args::Command::Fit(args) => fit::fit(args),
         args::Command::Completions(args) => commands::completions(args),
     }
 }
@@ -58,7 +61,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<()> {
 pub fn exit_code_for(error: &anyhow::Error) -> u8 {
     use crate::train::TrainError;
     for cause in error.chain() {
-        if cause.is::<commands::Interrupted>() {
+        if cause.is::<commands::Interrupted>() || cause.is::<fit::FitInterrupted>() {
             return exit_code::INTERRUPTED;
         }
         if cause.is::<config::UsageError>() {
@@ -70,6 +73,7 @@ pub fn exit_code_for(error: &anyhow::Error) -> u8 {
             || cause.is::<import::ImportCheckFailed>()
             || cause.is::<sim::DoesNotFit>()
             || cause.is::<sim::DeviceDisagrees>()
+            || cause.is::<fit::NothingFits>()
         {
             return exit_code::CHECK_FAILED;
         }

@@ -168,7 +168,7 @@ impl QuantSummary {
     }
 }
 
-fn quant_options(args: &CalibArgs) -> Result<QuantOptions, UsageError> {
+pub(crate) fn quant_options(args: &CalibArgs) -> Result<QuantOptions, UsageError> {
     if args.calib == 0 {
         return Err(UsageError("--calib: expected at least 1 sample".into()));
     }

@@ -4,10 +4,12 @@
 
 mod confusion;
 mod mistakes;
+mod pareto;
 mod training;
 
 pub use confusion::ConfusionFigure;
 pub use mistakes::{image_shape, Mistake, MistakesFigure};
+pub use pareto::{ParetoFigure, ParetoPoint};
 pub use training::TrainingFigure;
 
 use plotters::coord::Shift;

@@ -117,6 +117,28 @@ impl Collector {
     }
 }
 
+/// The range of the normalized input over the first `n_samples` rows of `train`: the one
+/// `calibrate` finds, without a network (`kiln fit` decides the input stage before training).
+pub fn input_range(
+    normalization: &crate::data::Normalization,
+    train: &Dataset,
+    n_samples: usize,
+    method: RangeMethod,
+) -> Result<Range, QuantError> {
+    let n_features = train.n_features;
+    let n = n_samples.min(train.n_samples());
+    let mut input = Collector::new(method);
+    for start in (0..n).step_by(CHUNK_ROWS) {
+        let end = (start + CHUNK_ROWS).min(n);
+        let mut rows = train.features[start * n_features..end * n_features].to_vec();
+        for row in rows.chunks_exact_mut(n_features) {
+            normalization.apply_row(row);
+        }
+        input.extend(&rows);
+    }
+    input.finish("the normalized input")
+}
+
 /// Runs `network` (the float model of `model`) over the first `n_samples` rows of `train` (all of
 /// them if there are fewer) and returns the ranges.
 pub fn calibrate(

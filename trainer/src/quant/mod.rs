@@ -375,6 +375,37 @@ fn conv_padding(padding: Padding) -> kiln_runtime::encode::Padding {
     }
 }
 
+/// The input stage's loop `quantize` will give a model with this normalization, calibrated on
+/// `calibration` (the training set): known before any network is trained, since it depends on
+/// the data and the normalization only. `kiln fit` sizes candidates with it.
+pub fn input_stage_for(
+    normalization: &Normalization,
+    calibration: &Dataset,
+    options: QuantOptions,
+) -> Result<kiln_runtime::InputStage, QuantError> {
+    use kiln_runtime::InputStage;
+    let shared_factor = match normalization {
+        Normalization::None => 1.0,
+        Normalization::Scale { scale } => *scale,
+        Normalization::Standardize { .. } => return Ok(InputStage::PerFeature),
+    };
+    if math::input_frac_bits(&calibration.features) == 0 {
+        return Ok(InputStage::ByteTable);
+    }
+    let range = calibrate::input_range(
+        normalization,
+        calibration,
+        options.calib_samples,
+        options.method,
+    )?;
+    Ok(
+        match math::pow2_input_params(range.lo, range.hi, shared_factor) {
+            Some(_) => InputStage::Identity,
+            None => InputStage::FixedPoint,
+        },
+    )
+}
+
 /// Quantizes `model`, calibrating on the first `options.calib_samples` rows of
 /// `calibration` (the training set).
 pub fn quantize(
