@@ -147,11 +147,13 @@ pub fn fit(args: &FitArgs) -> Result<()> {
     super::commands::remove_stale_temp_files(&plan.out_dir);
     let record_path = plan.out_dir.join(FIT_FILE);
     let previous = match (plan.resume, record_path.exists()) {
-        (false, true) => return Err(UsageError(format!(
+        (false, true) => {
+            return Err(UsageError(format!(
             "{}: the folder already holds a search; continue it with --resume or choose another -o",
             record_path.display()
         ))
-        .into()),
+            .into())
+        }
         (true, false) => {
             return Err(UsageError(format!(
                 "--resume: {} does not exist; start the search without --resume",
