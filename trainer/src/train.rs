@@ -203,6 +203,93 @@ impl TrainConfig {
     }
 }
 
+/// A network before its first step: the normalization fitted on the training set, the
+/// initial weights and optimizer state from `config.seed`.
+fn initial(
+    split: &Split,
+    config: &TrainConfig,
+    task: Task,
+) -> Result<(Normalization, TrainState, Network<f32>), TrainError> {
+    let normalization = Normalization::fit(config.normalization, &split.train);
+    let mut rng = Rng::new(config.seed);
+    let input_shape = config
+        .input_shape
+        .unwrap_or(Shape::vector(split.train.n_features));
+    let network = Network::new(
+        input_shape,
+        &config.layer_specs(task.n_outputs()),
+        config.activation,
+        config.output_activation,
+        config.init,
+        &mut rng,
+    )
+    .map_err(|e| TrainError::Config(format!("--layers: {e}")))?;
+    let state = TrainState {
+        epochs_done: 0,
+        optimizer: optimizer_for(config.optimizer, &network),
+        rng,
+        history: Vec::new(),
+        best: None,
+        epochs_since_best: 0,
+        stopped_early: false,
+        epoch_progress: None,
+    };
+    Ok((normalization, state, network))
+}
+
+/// The model file of the network `config` describes before any training: what `kiln fit`
+/// bakes to size a layer graph exactly (a blob's length and plan do not depend on the weights).
+pub fn untrained(
+    split: &Split,
+    data_spec: &data::DataSpec,
+    data_options: &data::DataOptions,
+    config: &TrainConfig,
+) -> Result<ModelFile, TrainError> {
+    let task = task_of(&split.train);
+    config.validate(task)?;
+    let (normalization, state, network) = initial(split, config, task)?;
+    Ok(model_file(
+        &network,
+        &state,
+        &normalization,
+        task,
+        data_spec,
+        data_options,
+        config,
+    ))
+}
+
+/// The model file of `network` as training left it.
+fn model_file(
+    network: &Network<f32>,
+    state: &TrainState,
+    normalization: &Normalization,
+    task: Task,
+    data_spec: &data::DataSpec,
+    data_options: &data::DataOptions,
+    config: &TrainConfig,
+) -> ModelFile {
+    ModelFile {
+        format: FORMAT_NAME.into(),
+        format_version: FORMAT_VERSION,
+        producer: format!("kiln {}", env!("CARGO_PKG_VERSION")),
+        task,
+        n_inputs: network.n_inputs(),
+        normalization: normalization.clone(),
+        architecture: Some(Architecture {
+            input_shape: network.input_shape,
+            layers: network.specs(),
+        }),
+        layers: LayerRecord::of_network(network),
+        data: data_spec.clone(),
+        data_options: data_options.clone(),
+        config: config.clone(),
+        state: state.clone(),
+        // Training changes the weights, so a fine-tuned import no longer is its source file.
+        imported: None,
+    }
+}
+
 /// Trains from scratch, or continues `resume` to `config.epochs` epochs.
 ///
 /// `checkpoint` is called with the current model before the first epoch and
@@ -238,33 +325,7 @@ pub fn train(
             model.state.clone(),
             model.network(),
         ),
-        None => {
-            let normalization = Normalization::fit(config.normalization, &split.train);
-            let mut rng = Rng::new(config.seed);
-            let input_shape = config
-                .input_shape
-                .unwrap_or(Shape::vector(split.train.n_features));
-            let network = Network::new(
-                input_shape,
-                &config.layer_specs(task.n_outputs()),
-                config.activation,
-                config.output_activation,
-                config.init,
-                &mut rng,
-            )
-            .map_err(|e| TrainError::Config(format!("--layers: {e}")))?;
-            let state = TrainState {
-                epochs_done: 0,
-                optimizer: optimizer_for(config.optimizer, &network),
-                rng,
-                history: Vec::new(),
-                best: None,
-                epochs_since_best: 0,
-                stopped_early: false,
-                epoch_progress: None,
-            };
-            (normalization, state, network)
-        }
+        None => initial(split, config, task)?,
     };
     let (normalization, mut state, mut network) = prepared_split;
     if network.n_inputs() != split.train.n_features || network.n_outputs() != task.n_outputs() {
@@ -283,24 +344,16 @@ pub fn train(
     }
 
     let prepared = prepare(split, config, &normalization)?;
-    let snapshot = |network: &Network<f32>, state: &TrainState| ModelFile {
-        format: FORMAT_NAME.into(),
-        format_version: FORMAT_VERSION,
-        producer: format!("kiln {}", env!("CARGO_PKG_VERSION")),
-        task,
-        n_inputs: network.n_inputs(),
-        normalization: normalization.clone(),
-        architecture: Some(Architecture {
-            input_shape: network.input_shape,
-            layers: network.specs(),
-        }),
-        layers: LayerRecord::of_network(network),
-        data: data_spec.clone(),
-        data_options: data_options.clone(),
-        config: config.clone(),
-        state: state.clone(),
-        // Training changes the weights, so a fine-tuned import no longer is its source file.
-        imported: None,
+    let snapshot = |network: &Network<f32>, state: &TrainState| {
+        model_file(
+            network,
+            state,
+            &normalization,
+            task,
+            data_spec,
+            data_options,
+            config,
+        )
     };
     if resume.is_none() {
         checkpoint(&snapshot(&network, &state)).map_err(TrainError::Checkpoint)?;

@@ -281,14 +281,78 @@ fn a_cnn_quantizes_and_the_runtime_matches_tract_on_the_qdq_file() {
     // the arena: the first two 8x8x8 values alive together
     assert_eq!(inspect["totals"]["ram"]["int8_scratch_bytes"], 1024);
     assert_eq!(report["scratch_bytes"], 1024);
+    // Each node's kind and shapes, which the instruction estimate weighs.
+    let kinds: Vec<&str> = layers.iter().map(|l| l["kind"].as_str().unwrap()).collect();
     assert_eq!(
-        inspect["instructions_per_inference"]["cores"],
-        serde_json::json!([])
+        kinds,
+        [
+            "conv2d",
+            "depthwise_conv2d",
+            "max_pool2d",
+            "conv2d",
+            "dense",
+            "dense"
+        ]
     );
-    // Convolutions need the firmware that links every layer kind: its .text and stack, and no
-    // dense-only `small` alternative.
+    assert_eq!(layers[3]["input_shape"], serde_json::json!([4, 4, 8]));
+    assert_eq!(layers[3]["output_shape"], serde_json::json!([1, 1, 16]));
+    assert_eq!(layers[3]["kernel"], serde_json::json!([3, 3]));
     let figures: serde_json::Value =
         serde_json::from_str(include_str!("../src/cli/device_figures.json")).unwrap();
+    // The estimate per core: every node by its kind's terms of device_figures.json.
+    let estimate = &inspect["instructions_per_inference"];
+    assert!(
+        estimate["basis"]
+            .as_str()
+            .unwrap()
+            .contains("by kind and shapes"),
+        "{estimate}"
+    );
+    for (row, core) in estimate["cores"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(figures["cores"].as_array().unwrap())
+    {
+        let model = &core["estimate"];
+        let graph = &model["graph"];
+        let c = |key: &str| graph[key].as_f64().unwrap();
+        let m = |key: &str| model[key].as_f64().unwrap();
+        // conv 8x8x1 -> 8x8x8 3x3: 4608 MACs, 512 outputs, 576 column bytes.
+        let conv1 = 4608.0 * c("conv_mac")
+            + 512.0 * c("conv_output")
+            + 576.0 * c("conv_column")
+            + c("conv_layer");
+        let dw = 4608.0 * c("depthwise_mac") + c("depthwise_layer");
+        let pool = 128.0 * 4.0 * c("max_pool_tap") + c("pool_layer");
+        // conv 4x4x8 -> 1x1x16 3x3 s2: 1152 MACs, 16 outputs, 72 column bytes.
+        let conv2 = 1152.0 * c("conv_mac")
+            + 16.0 * c("conv_output")
+            + 72.0 * c("conv_column")
+            + c("conv_layer");
+        // 16 -> 24 and 24 -> 10 as in an MLP (whole blocks need groups of 8 where they do).
+        let multiple = model["block_inputs_multiple"].as_u64().unwrap();
+        let dense = |n_in: u64, n_out: u64| {
+            let block_rows = if n_in % multiple == 0 {
+                n_out - n_out % 4
+            } else {
+                0
+            };
+            (n_in * block_rows) as f64 * m("block_mac")
+                + (n_in * (n_out - block_rows)) as f64 * m("tail_mac")
+                + n_out as f64 * m("row")
+                + ((n_in % 8) * n_out) as f64 * m("ragged_input")
+                + m("layer")
+        };
+        let network = conv1 + dw + pool + conv2 + dense(16, 24) + dense(24, 10) + c("inference");
+        assert_eq!(
+            row["network_insns"].as_u64().unwrap(),
+            network.round().max(0.0) as u64,
+            "{row}"
+        );
+    }
+    // Convolutions need the firmware that links every layer kind: its .text and stack, and no
+    // dense-only `small` alternative.
     let device = &inspect["device"];
     assert_eq!(device["runtime_build"], "graph", "{device}");
     let blob_len = std::fs::metadata(dir.path().join("model.kiln"))

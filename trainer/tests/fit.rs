@@ -214,8 +214,14 @@ fn bad_budgets_cores_and_records_exit_2_with_one_line() {
         ),
         (vec!["--jobs", "0"], "--jobs: expected at least 1"),
         (vec!["--max-hidden-layers", "4"], "--max-hidden-layers"),
-        (vec!["--budget", "0s"], "--budget: expected a duration above 0"),
-        (vec!["--budget", "3 weeks"], "--budget: expected a duration such as"),
+        (
+            vec!["--budget", "0s"],
+            "--budget: expected a duration above 0",
+        ),
+        (
+            vec!["--budget", "3 weeks"],
+            "--budget: expected a duration such as",
+        ),
         (vec!["--autoencoder"], "kiln fit searches classifiers"),
         (vec!["--resume"], "--resume:"),
     ] {

@@ -8,7 +8,11 @@
 //! - the network: per MAC of whole four-row blocks, per MAC of the other rows, per output row,
 //!   per input past a row's last group of 8, per layer, and per inference;
 //! - the input stage, per loop (byte table, identity, fixed point, per feature): per feature
-//!   and fixed.
+//!   and fixed;
+//! - a layer graph's convolutions (per MAC, output value, im2col byte, layer), depthwise
+//!   convolutions (per MAC, output value, layer) and pooling (per window tap of max and average,
+//!   per layer), and its per-inference cost, from small CNNs on the digits and on synthetic
+//!   images, fitted together with the dense terms (a graph's dense layers run the same kernel).
 //!
 //! `--update` writes the coefficients into `trainer/src/cli/device_figures.json`.
 
@@ -46,7 +50,22 @@ struct DataSet {
     value: fn(usize, usize, f64) -> String,
 }
 
-const DATA_SETS: [DataSet; 6] = [
+const DATA_SETS: [DataSet; 8] = [
+    // Images: 16x16x1 and 12x12x3 bytes, for the calibration CNNs.
+    DataSet {
+        name: "img16",
+        n_features: 256,
+        value: |row, col, u| {
+            (((row % 10) * 23 + (col % 16) * 9 + (u * 60.0) as usize) % 256).to_string()
+        },
+    },
+    DataSet {
+        name: "img12c3",
+        n_features: 432,
+        value: |row, col, u| {
+            (((row % 10) * 19 + (col % 36) * 5 + (u * 60.0) as usize) % 256).to_string()
+        },
+    },
     // Integers 0..255: the byte table.
     DataSet {
         name: "int200",
@@ -127,6 +146,35 @@ const NETWORKS: [(&str, &str, &str); 21] = [
     ("int200", "16", "standardize"),
 ];
 
+/// The calibration CNNs: data set, its image shape (none for the digits, which carry theirs),
+/// the `--layers` of the hidden part.
+const CNNS: [(&str, &str, &str); 16] = [
+    ("digits", "", "conv3x3:4,maxpool2,dense:16"),
+    ("digits", "", "conv3x3:8,maxpool2,conv3x3:8,maxpool2"),
+    ("digits", "", "conv3x3:16,dw3x3,maxpool2"),
+    ("digits", "", "conv3x3:6,avgpool2,dense:12"),
+    ("digits", "", "conv5x5v:8,maxpool2"),
+    ("digits", "", "conv3x3:12,conv3x3:12,maxpool2,dense:20"),
+    (
+        "img16",
+        "16x16x1",
+        "conv3x3:8,maxpool2,conv3x3:16,maxpool2,dense:32",
+    ),
+    ("img16", "16x16x1", "conv3x3s2:8,dw3x3,conv1x1:16,avgpool2"),
+    ("img16", "16x16x1", "conv3x3:4,maxpool2,maxpool2,dense:10"),
+    ("img16", "16x16x1", "conv5x5:6,maxpool2,dw3x3s2,conv3x3:12"),
+    ("img16", "16x16x1", "conv3x3:16,maxpool2,dense:8"),
+    ("img12c3", "12x12x3", "conv3x3:8,maxpool2,conv3x3:8"),
+    ("img12c3", "12x12x3", "conv3x3:16,dw3x3,conv1x1:8,avgpool2"),
+    (
+        "img12c3",
+        "12x12x3",
+        "conv1x1:8,dw3x3,conv1x1:16,maxpool2,dense:10",
+    ),
+    ("img12c3", "12x12x3", "conv3x3:24,maxpool2,dense:16"),
+    ("img12c3", "12x12x3", "conv3x3s2:12,dw3x3s2,conv1x1:24"),
+];
+
 pub fn run(args: &[String]) -> Result<()> {
     let mut update = false;
     let mut out = workspace_root().join("kiln-out/calibrate");
@@ -153,6 +201,28 @@ pub fn run(args: &[String]) -> Result<()> {
         train.extend(["--epochs", "1", "-q", "--no-plot"]);
         let dir_text = s(&dir);
         let flags: Vec<&str> = data_flags.iter().map(String::as_str).collect();
+        train.extend(&flags);
+        train.extend(["-o", &dir_text]);
+        kiln_ok(&train)?;
+        let int8 = s(&dir.join("int8"));
+        let mut quantize = vec!["quantize".to_owned(), s(&dir.join("model.json"))];
+        quantize.extend(data_flags.iter().cloned());
+        quantize.extend(["-o".to_owned(), int8.clone(), "-q".to_owned()]);
+        kiln_ok(&quantize.iter().map(String::as_str).collect::<Vec<_>>())?;
+        let blob = s(&dir.join("int8/model.kiln"));
+        samples.extend(measure(&blob, &flags)?);
+    }
+    for (index, (data, shape, layers)) in CNNS.iter().enumerate() {
+        let dir = out.join(format!("cnn{index}-{data}"));
+        let data_flags = data_flags(&out, data);
+        let s = |p: &Path| p.to_string_lossy().into_owned();
+        let dir_text = s(&dir);
+        let flags: Vec<&str> = data_flags.iter().map(String::as_str).collect();
+        let mut train = vec!["train", "--layers", layers];
+        if !shape.is_empty() {
+            train.extend(["--input-shape", shape]);
+        }
+        train.extend(["--epochs", "1", "-q", "--no-plot"]);
         train.extend(&flags);
         train.extend(["-o", &dir_text]);
         kiln_ok(&train)?;
@@ -268,11 +338,31 @@ pub fn check_against_sim(label: &str, blob: &Path, data_flags: &[&str]) -> Resul
     Ok(lines)
 }
 
+/// A layer as `kiln inspect --json` reports it: what its instructions follow from.
+#[derive(Debug, Clone, PartialEq)]
+struct Layer {
+    kind: String,
+    input: [usize; 3],
+    output: [usize; 3],
+    kernel: [usize; 2],
+}
+
+impl Layer {
+    #[cfg(test)]
+    fn dense(n_in: usize, n_out: usize) -> Self {
+        Self {
+            kind: "dense".into(),
+            input: [1, 1, n_in],
+            output: [1, 1, n_out],
+            kernel: [0, 0],
+        }
+    }
+}
+
 /// One `kiln sim` count with what the model says about it.
 struct Sample {
     core: &'static str,
-    /// Dense layers `(n_in, n_out)`.
-    layers: Vec<(usize, usize)>,
+    layers: Vec<Layer>,
     n_inputs: usize,
     input_stage: String,
     /// `Model::quantize_input` alone.
@@ -283,16 +373,26 @@ struct Sample {
 
 fn measure(blob: &str, data_flags: &[&str]) -> Result<Vec<Sample>> {
     let inspect = kiln_ok(&["inspect", blob, "--json"])?;
-    let layers: Vec<(usize, usize)> = inspect["layers"]
+    let layers: Vec<Layer> = inspect["layers"]
         .as_array()
         .context("kiln inspect: no layers")?
         .iter()
         .map(|l| {
-            let n = |k: &str| l[k].as_u64().map(|v| v as usize);
-            n("n_inputs").zip(n("n_outputs"))
+            let dims = |k: &str| -> Option<Vec<usize>> {
+                l[k].as_array()?
+                    .iter()
+                    .map(|v| v.as_u64().map(|v| v as usize))
+                    .collect()
+            };
+            Some(Layer {
+                kind: l["kind"].as_str()?.to_owned(),
+                input: dims("input_shape")?.try_into().ok()?,
+                output: dims("output_shape")?.try_into().ok()?,
+                kernel: dims("kernel")?.try_into().ok()?,
+            })
         })
         .collect::<Option<_>>()
-        .context("kiln inspect: a layer without its sizes")?;
+        .context("kiln inspect: a layer without its kind and shapes")?;
     let n_inputs = inspect["n_inputs"]
         .as_u64()
         .context("kiln inspect: no n_inputs")? as usize;
@@ -333,10 +433,30 @@ fn measure(blob: &str, data_flags: &[&str]) -> Result<Vec<Sample>> {
     Ok(samples)
 }
 
+/// The network's coefficients, in [`network_features`]' order.
+const NETWORK_TERMS: [&str; 16] = [
+    "block_mac",
+    "tail_mac",
+    "row",
+    "ragged_input",
+    "layer",
+    "inference",
+    "conv_mac",
+    "conv_output",
+    "conv_column",
+    "conv_layer",
+    "depthwise_mac",
+    "depthwise_layer",
+    "max_pool_tap",
+    "avg_pool_tap",
+    "pool_layer",
+    "graph_inference",
+];
+
 /// One core's fitted model, in the order `device_figures.json` stores it.
 struct Fitted {
-    /// block_mac, tail_mac, row, ragged_input, layer, inference.
-    network: [f64; 6],
+    /// The coefficients of [`NETWORK_TERMS`].
+    network: [f64; 16],
     block_inputs_multiple: usize,
     /// `[per feature, fixed]` for byte table, identity, fixed point, per feature.
     input: [[f64; 2]; 4],
@@ -345,7 +465,7 @@ struct Fitted {
 const INPUT_LOOPS: [&str; 4] = ["byte table", "identity", "fixed point", "per feature"];
 
 impl Fitted {
-    fn network_features(&self, layers: &[(usize, usize)]) -> [f64; 6] {
+    fn network_features(&self, layers: &[Layer]) -> [f64; 16] {
         network_features(layers, self.block_inputs_multiple)
     }
 
@@ -367,8 +487,21 @@ impl Fitted {
     fn to_json(&self) -> serde_json::Value {
         let round = |v: f64| (v * 1000.0).round() / 1000.0;
         let pair = |[a, b]: [f64; 2]| serde_json::json!([round(a), round(b)]);
-        let [block_mac, tail_mac, row, ragged_input, layer, inference] = self.network.map(round);
+        let [block_mac, tail_mac, row, ragged_input, layer, inference, conv_mac, conv_output, conv_column, conv_layer, depthwise_mac, depthwise_layer, max_pool_tap, avg_pool_tap, pool_layer, graph_inference] =
+            self.network.map(round);
         serde_json::json!({
+            "graph": {
+                "conv_mac": conv_mac,
+                "conv_output": conv_output,
+                "conv_column": conv_column,
+                "conv_layer": conv_layer,
+                "depthwise_mac": depthwise_mac,
+                "depthwise_layer": depthwise_layer,
+                "max_pool_tap": max_pool_tap,
+                "avg_pool_tap": avg_pool_tap,
+                "pool_layer": pool_layer,
+                "inference": graph_inference,
+            },
             "block_mac": block_mac,
             "tail_mac": tail_mac,
             "row": row,
@@ -384,22 +517,60 @@ impl Fitted {
     }
 }
 
-/// The network's features, as `kiln inspect`'s `EstimateModel::network` weighs them.
-fn network_features(layers: &[(usize, usize)], multiple: usize) -> [f64; 6] {
-    let mut x = [0.0; 6];
-    for &(n_in, n_out) in layers {
-        let block_rows = if n_in % multiple.max(1) == 0 {
-            n_out - n_out % 4
-        } else {
-            0
-        };
-        x[0] += (n_in * block_rows) as f64;
-        x[1] += (n_in * (n_out - block_rows)) as f64;
-        x[2] += n_out as f64;
-        x[3] += ((n_in % 8) * n_out) as f64;
-        x[4] += 1.0;
+/// The network's features, as `kiln inspect`'s `EstimateModel::network` (an MLP) and
+/// `EstimateModel::graph_network` (a layer graph) weigh them.
+fn network_features(layers: &[Layer], multiple: usize) -> [f64; 16] {
+    let mut x = [0.0; 16];
+    let is_graph = layers.iter().any(|l| l.kind != "dense");
+    for layer in layers {
+        let [oh, ow, oc] = layer.output;
+        let [kh, kw] = layer.kernel;
+        let c = layer.input[2];
+        let outputs = (oh * ow * oc) as f64;
+        let taps = (kh * kw) as f64;
+        match layer.kind.as_str() {
+            "dense" => {
+                let n_in: usize = layer.input.iter().product();
+                let n_out = oc;
+                let block_rows = if n_in % multiple.max(1) == 0 {
+                    n_out - n_out % 4
+                } else {
+                    0
+                };
+                x[0] += (n_in * block_rows) as f64;
+                x[1] += (n_in * (n_out - block_rows)) as f64;
+                x[2] += n_out as f64;
+                x[3] += ((n_in % 8) * n_out) as f64;
+                x[4] += 1.0;
+            }
+            "conv2d" => {
+                x[6] += outputs * taps * c as f64;
+                x[7] += outputs;
+                x[8] += (oh * ow) as f64 * taps * c as f64;
+                x[9] += 1.0;
+            }
+            // Every calibration depthwise layer is 3x3: a per-output term would be 1/9 of
+            // the per-MAC one, so only the MACs are weighed.
+            "depthwise_conv2d" => {
+                x[10] += outputs * taps;
+                x[11] += 1.0;
+            }
+            "max_pool2d" => {
+                x[12] += outputs * taps;
+                x[14] += 1.0;
+            }
+            "avg_pool2d" => {
+                x[13] += outputs * taps;
+                x[14] += 1.0;
+            }
+            _ => {}
+        }
     }
-    x[5] = 1.0;
+    if is_graph {
+        x[15] = 1.0;
+    } else {
+        x[5] = 1.0;
+    }
     x
 }
 
@@ -420,8 +591,8 @@ fn fit_core(core: &str, samples: &[&Sample]) -> Result<Fitted> {
             )
         })
         .collect();
-    let network =
-        least_squares(&rows, 6).with_context(|| format!("{core}: the network fit is singular"))?;
+    let network = least_squares(&rows, NETWORK_TERMS.len())
+        .with_context(|| format!("{core}: the network fit is singular"))?;
     let mut input = [[0.0; 2]; 4];
     for (slot, name) in input.iter_mut().zip(INPUT_LOOPS) {
         let rows: Vec<(Vec<f64>, f64)> = samples
@@ -437,7 +608,7 @@ fn fit_core(core: &str, samples: &[&Sample]) -> Result<Fitted> {
     Ok(Fitted {
         network: network
             .try_into()
-            .map_err(|_| anyhow::anyhow!("six coefficients"))?,
+            .map_err(|_| anyhow::anyhow!("16 coefficients"))?,
         block_inputs_multiple: multiple,
         input,
     })
@@ -540,17 +711,46 @@ mod tests {
     fn block_rows_need_groups_of_8_where_the_kernel_does() {
         // 64 -> 10: two whole blocks (512 MACs) and two rows after them (128 MACs).
         assert_eq!(
-            network_features(&[(64, 10)], 8),
+            network_features(&[Layer::dense(64, 10)], 8)[..6],
             [512.0, 128.0, 10.0, 0.0, 1.0, 1.0]
         );
         // 60 inputs: no blocks with the packed kernel, every row one at a time.
         assert_eq!(
-            network_features(&[(60, 8)], 8),
+            network_features(&[Layer::dense(60, 8)], 8)[..6],
             [0.0, 480.0, 8.0, 32.0, 1.0, 1.0]
         );
         assert_eq!(
-            network_features(&[(60, 8)], 1),
+            network_features(&[Layer::dense(60, 8)], 1)[..6],
             [480.0, 0.0, 8.0, 32.0, 1.0, 1.0]
         );
+        // An MLP has no graph terms.
+        assert!(network_features(&[Layer::dense(60, 8)], 1)[6..]
+            .iter()
+            .all(|&x| x == 0.0));
+    }
+
+    #[test]
+    fn a_graph_weighs_each_layer_by_kind_and_shape() {
+        let layer = |kind: &str, input: [usize; 3], output: [usize; 3], kernel: [usize; 2]| Layer {
+            kind: kind.into(),
+            input,
+            output,
+            kernel,
+        };
+        let x = network_features(
+            &[
+                layer("conv2d", [8, 8, 1], [8, 8, 4], [3, 3]),
+                layer("depthwise_conv2d", [8, 8, 4], [8, 8, 4], [3, 3]),
+                layer("max_pool2d", [8, 8, 4], [4, 4, 4], [2, 2]),
+                layer("dense", [4, 4, 4], [1, 1, 10], [0, 0]),
+            ],
+            8,
+        );
+        // 64 inputs to 10: two whole blocks and two rows, no MLP inference term.
+        assert_eq!(x[..6], [512.0, 128.0, 10.0, 0.0, 1.0, 0.0]);
+        // conv: 256 outputs x 9 taps x 1 channel MACs, 256 outputs, 64 x 9 column bytes.
+        assert_eq!(x[6..10], [2304.0, 256.0, 576.0, 1.0]);
+        assert_eq!(x[10..12], [2304.0, 1.0]);
+        assert_eq!(x[12..], [256.0, 0.0, 1.0, 1.0]);
     }
 }

@@ -456,6 +456,13 @@ pub struct FitArgs {
     /// The most hidden layers a candidate has (0 to 3).
     #[arg(long, value_name = "N", default_value_t = 2)]
     pub max_hidden_layers: usize,
+    /// MLP candidates only: no CNNs, even for image data.
+    #[arg(long)]
+    pub mlp_only: bool,
+    /// The shape of one sample as HxWxC (or HxW), for CSV rows that hold images: CNN
+    /// candidates need it (IDX files and the bundled digits give theirs).
+    #[arg(long, value_name = "HxWxC")]
+    pub input_shape: Option<String>,
     /// The most epochs per candidate; each stops early after --patience epochs without a
     /// better validation loss.
     #[arg(long, default_value_t = 60)]

@@ -612,6 +612,10 @@ pub struct FitPlan {
     pub time_budget: std::time::Duration,
     pub jobs: usize,
     pub max_hidden_layers: usize,
+    /// CNN candidates too (image data).
+    pub cnn: bool,
+    /// `--input-shape`: the image shape of CSV rows, for CNN candidates.
+    pub input_shape: Option<Shape>,
     /// Every candidate's training: the hidden widths are the candidate's own.
     pub train: TrainConfig,
     pub calib: crate::quant::QuantOptions,
@@ -793,6 +797,12 @@ pub fn fit_config(args: &FitArgs) -> Result<FitPlan, UsageError> {
         time_budget: parse_duration("--budget", &args.budget)?,
         jobs,
         max_hidden_layers: args.max_hidden_layers,
+        cnn: !args.mlp_only,
+        input_shape: args
+            .input_shape
+            .as_deref()
+            .map(parse_input_shape)
+            .transpose()?,
         train,
         calib,
         out_dir: args.out.clone(),

@@ -1,10 +1,13 @@
 //! `kiln fit`: the most accurate MLP that fits a flash, RAM and latency budget on one core.
 //!
-//! Candidates are shape families (one to three hidden layers, each a fixed fraction of the
-//! first) over a grid of widths, plus the widest member of each family that fits. Every
-//! candidate is sized before training by `kiln inspect`'s own footprint model
-//! ([`inspect::dense_cost`]: the blob's exact length, the RAM plan, the per-layer instruction
-//! estimate); only those that fit are trained, in parallel, with early stopping on a
+//! Candidates are shape families over a grid of widths, plus the widest member of each family
+//! that fits: MLPs (one to three hidden layers, each a fixed fraction of the first) and, for
+//! image data, small CNNs (one or two 3x3 convolutions each followed by 2x2 max pooling, with or
+//! without a dense layer, over a grid of channel counts). Every candidate is sized before
+//! training by `kiln inspect`'s own footprint model: an MLP by [`inspect::dense_cost`] (the
+//! blob's exact length by the format, the RAM plan, the per-layer instruction estimate), a CNN by
+//! baking it untrained and sizing that blob with [`inspect::blob_cost`] (a blob's length and
+//! plan do not depend on the weights). Only those that fit are trained, in parallel, with early stopping on a
 //! validation split that is also where the winner is chosen (the test set only reports). Each
 //! trained candidate is quantized and run through kiln-runtime on the host, and its blob is
 //! held to the size that was estimated. The search state lives in `fit.json`, written after
@@ -42,6 +45,63 @@ const MIN_WIDTH: usize = 2;
 
 /// The shape families: each hidden layer's width is the first's divided by these.
 const FAMILIES: [&[usize]; 5] = [&[], &[1], &[1, 2], &[1, 4], &[1, 2, 4]];
+
+/// The channel counts of a CNN family's first convolution.
+const CHANNELS: [usize; 8] = [2, 4, 6, 8, 12, 16, 24, 32];
+/// The widest first convolution the edge search considers.
+const MAX_CHANNELS: usize = 256;
+/// The calibration samples that size an untrained CNN (the blob's length and plan do not
+/// depend on its ranges).
+const SIZING_CALIB_SAMPLES: usize = 16;
+
+/// A CNN family: its hidden layers for `c` channels in the first convolution.
+struct CnnFamily {
+    /// The hidden convolution layers (each 3x3 and followed by 2x2 max pooling): channels as
+    /// multiples of `c`.
+    convs: &'static [usize],
+    /// A dense layer of `dense * c` units before the output layer (0: none).
+    dense: usize,
+}
+
+const CNN_FAMILIES: [CnnFamily; 4] = [
+    CnnFamily {
+        convs: &[1],
+        dense: 0,
+    },
+    CnnFamily {
+        convs: &[1],
+        dense: 2,
+    },
+    CnnFamily {
+        convs: &[1, 2],
+        dense: 0,
+    },
+    CnnFamily {
+        convs: &[1, 2],
+        dense: 2,
+    },
+];
+
+impl CnnFamily {
+    /// The `--layers` text of the family's member with `c` channels; `None` when the image is
+    /// too small to pool that often (each pooling needs an even side of at least 2).
+    fn layers(&self, c: usize, shape: crate::nn::shape::Shape) -> Option<String> {
+        let (mut h, mut w) = (shape.h, shape.w);
+        let mut parts = Vec::new();
+        for &multiple in self.convs {
+            if h < 2 || w < 2 || h % 2 != 0 || w % 2 != 0 {
+                return None;
+            }
+            parts.push(format!("conv3x3:{}", c * multiple));
+            parts.push("maxpool2".to_owned());
+            (h, w) = (h / 2, w / 2);
+        }
+        if self.dense > 0 {
+            parts.push(format!("dense:{}", c * self.dense));
+        }
+        Some(parts.join(","))
+    }
+}
 
 /// Nothing in the search space fits the budget; exit code 1.
 #[derive(Debug, thiserror::Error)]
@@ -104,9 +164,13 @@ struct Trained {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Candidate {
-    /// e.g. `784-32-16-10`.
+    /// e.g. `784-32-16-10`, or `28x28x1-conv3x3:8-maxpool2-10` for a CNN.
     label: String,
+    /// An MLP's hidden widths (empty for a CNN).
     hidden: Vec<usize>,
+    /// A CNN's hidden layers as `--layers` takes them; `None` for an MLP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    layers: Option<String>,
     /// Sized before training, by `kiln inspect`'s model.
     cost: CoreCost,
     /// Seconds per inference at --clock and --cycles-per-instruction.
@@ -183,7 +247,26 @@ pub fn fit(args: &FitArgs) -> Result<()> {
                 .iter()
                 .all(|&x| x.fract() == 0.0 && (0.0..=255.0).contains(&x))
         });
+    let image = match plan.input_shape {
+        Some(shape) if shape.len() != split.train.n_features => {
+            return Err(UsageError(format!(
+                "--input-shape: {}x{}x{} holds {} values, but {} has {} features per row",
+                shape.h,
+                shape.w,
+                shape.c,
+                shape.len(),
+                plan.data_spec,
+                split.train.n_features
+            ))
+            .into())
+        }
+        Some(shape) => Some(shape),
+        None => crate::plot::image_shape(&plan.data_spec, split.train.n_features)
+            .map(|(h, w)| crate::nn::shape::Shape::new(h, w, 1)),
+    }
+    .filter(|_| plan.cnn);
     let input = InputFacts {
+        image,
         n_inputs: split.train.n_features,
         n_outputs,
         per_feature: plan.train.normalization == NormalizationKind::Standardize,
@@ -191,7 +274,7 @@ pub fn fit(args: &FitArgs) -> Result<()> {
         byte_input,
     };
     let settings = settings_of(&plan);
-    let mut candidates = enumerate(&plan, &input)?;
+    let mut candidates = enumerate(&plan, &input, &split)?;
     if let Some(previous) = previous {
         merge_previous(&record_path, &settings, previous, &mut candidates)?;
     }
@@ -212,6 +295,8 @@ pub fn fit(args: &FitArgs) -> Result<()> {
         train::validation_set(&split, &plan.train)?.context("the validation split is empty")?;
     let context = TrainContext {
         plan: &plan,
+        image: input.image,
+        byte_input: input.byte_input,
         split: &split,
         val: &val,
         record_path: &record_path,
@@ -253,7 +338,7 @@ pub fn fit(args: &FitArgs) -> Result<()> {
         candidate.winner = i == winner;
     }
     save_record(&record_path, &record)?;
-    let outputs = write_winner(&plan, &split, &record.candidates[winner])?;
+    let outputs = write_winner(&plan, &split, &record.candidates[winner], input.byte_input)?;
     let pictures = write_pareto(&plan, &record)?;
     let report = FitReport {
         command: "fit",
@@ -285,6 +370,9 @@ pub fn fit(args: &FitArgs) -> Result<()> {
 
 /// What the data fixes about every candidate's input.
 struct InputFacts {
+    /// The image shape CNN candidates take (`--input-shape`, or the data's own); `None`:
+    /// MLPs only.
+    image: Option<crate::nn::shape::Shape>,
     n_inputs: usize,
     n_outputs: usize,
     per_feature: bool,
@@ -313,6 +401,8 @@ fn settings_of(plan: &FitPlan) -> serde_json::Value {
         "ram_budget": plan.ram_budget,
         "instruction_budget": plan.instruction_budget,
         "max_hidden_layers": plan.max_hidden_layers,
+        "cnn": plan.cnn,
+        "input_shape": plan.input_shape.map(|s| format!("{}x{}x{}", s.h, s.w, s.c)),
         "train": plan.train,
         "calibration": format!("{} samples, {}", plan.calib.calib_samples, plan.calib.method),
     })
@@ -348,6 +438,23 @@ fn size(plan: &FitPlan, input: &InputFacts, hidden: &[usize]) -> Result<Candidat
         },
         plan.core,
     )?;
+    Ok(judge(
+        plan,
+        label_of(input.n_inputs, hidden, input.n_outputs),
+        hidden.to_vec(),
+        None,
+        cost,
+    ))
+}
+
+/// A sized candidate against the budgets.
+fn judge(
+    plan: &FitPlan,
+    label: String,
+    hidden: Vec<usize>,
+    layers: Option<String>,
+    cost: CoreCost,
+) -> Candidate {
     let mut over = Vec::new();
     if let Some(budget) = plan.flash_budget.filter(|&b| cost.flash_bytes > b) {
         over.push(format!("flash {} > {budget}", cost.flash_bytes));
@@ -366,9 +473,10 @@ fn size(plan: &FitPlan, input: &InputFacts, hidden: &[usize]) -> Result<Candidat
         .clock_hz
         .map(|hz| cost.instructions as f64 * plan.cycles_per_instruction / hz);
     let fits = over.is_empty();
-    Ok(Candidate {
-        label: label_of(input.n_inputs, hidden, input.n_outputs),
-        hidden: hidden.to_vec(),
+    Candidate {
+        label,
+        hidden,
+        layers,
         cost,
         latency_seconds,
         fits,
@@ -380,6 +488,66 @@ fn size(plan: &FitPlan, input: &InputFacts, hidden: &[usize]) -> Result<Candidat
         },
         result: None,
         winner: false,
+    }
+}
+
+/// Sizes a CNN exactly: bakes it untrained (random weights, a few calibration samples) and
+/// sizes the blob as `kiln inspect` does. `None` when the layers do not apply to the shape.
+fn size_cnn(
+    plan: &FitPlan,
+    input: &InputFacts,
+    split: &Split,
+    shape: crate::nn::shape::Shape,
+    layers: &str,
+) -> Result<Option<Candidate>> {
+    let config = cnn_config(plan, shape, layers)?;
+    let model = match train::untrained(split, &plan.data_spec, &plan.data_options, &config) {
+        Ok(model) => model,
+        Err(train::TrainError::Config(_)) => return Ok(None),
+        Err(error) => return Err(error.into()),
+    };
+    let options = quant::QuantOptions {
+        calib_samples: SIZING_CALIB_SAMPLES,
+        method: plan.calib.method,
+    };
+    let quantized = quant::quantize(&model, &split.train, options)
+        .with_context(|| format!("cannot size the CNN {layers}"))?;
+    let cost = inspect::blob_cost(
+        Path::new(layers),
+        &quantized.blob,
+        plan.core,
+        Some(input.byte_input),
+    )?;
+    let label = format!(
+        "{}x{}x{}-{}-{}",
+        shape.h,
+        shape.w,
+        shape.c,
+        layers.replace(',', "-"),
+        input.n_outputs
+    );
+    Ok(Some(judge(
+        plan,
+        label,
+        Vec::new(),
+        Some(layers.to_owned()),
+        cost,
+    )))
+}
+
+/// The training configuration of a CNN candidate.
+fn cnn_config(
+    plan: &FitPlan,
+    shape: crate::nn::shape::Shape,
+    layers: &str,
+) -> Result<train::TrainConfig> {
+    let specs = crate::nn::layer_spec::parse_layers(layers)
+        .map_err(|e| anyhow::anyhow!("the search built bad layers {layers:?}: {e}"))?;
+    Ok(train::TrainConfig {
+        hidden: Vec::new(),
+        layers: specs,
+        input_shape: Some(shape),
+        ..plan.train.clone()
     })
 }
 
@@ -393,10 +561,13 @@ fn family_widths(family: &[usize], width: usize) -> Option<Vec<usize>> {
 }
 
 /// Every candidate of the search space, sized, in a fixed order (family, then width).
-fn enumerate(plan: &FitPlan, input: &InputFacts) -> Result<Vec<Candidate>> {
+fn enumerate(plan: &FitPlan, input: &InputFacts, split: &Split) -> Result<Vec<Candidate>> {
     let mut candidates: Vec<Candidate> = Vec::new();
     let add = |candidate: Candidate, candidates: &mut Vec<Candidate>| {
-        if !candidates.iter().any(|c| c.hidden == candidate.hidden) {
+        if !candidates
+            .iter()
+            .any(|c| c.hidden == candidate.hidden && c.layers == candidate.layers)
+        {
             candidates.push(candidate);
         }
     };
@@ -404,44 +575,66 @@ fn enumerate(plan: &FitPlan, input: &InputFacts) -> Result<Vec<Candidate>> {
         .iter()
         .filter(|f| f.len() <= plan.max_hidden_layers)
     {
+        let size_at = |width: usize| -> Result<Option<Candidate>> {
+            family_widths(family, width)
+                .map(|hidden| size(plan, input, &hidden))
+                .transpose()
+        };
         if family.is_empty() {
             add(size(plan, input, &[])?, &mut candidates);
             continue;
         }
         for &width in &WIDTHS {
-            if let Some(hidden) = family_widths(family, width) {
-                add(size(plan, input, &hidden)?, &mut candidates);
+            if let Some(candidate) = size_at(width)? {
+                add(candidate, &mut candidates);
             }
         }
         // The family's widest member that fits: the budget's edge, which the grid misses.
-        if let Some(widest) = widest_fitting(plan, input, family)? {
+        let smallest = family.iter().max().copied().unwrap_or(1) * MIN_WIDTH;
+        if let Some(widest) = widest_fitting(smallest, MAX_WIDTH, size_at)? {
+            add(widest, &mut candidates);
+        }
+    }
+    let Some(shape) = input.image else {
+        return Ok(candidates);
+    };
+    for family in CNN_FAMILIES
+        .iter()
+        .filter(|f| f.convs.len() + usize::from(f.dense > 0) <= plan.max_hidden_layers)
+    {
+        let size_at = |channels: usize| -> Result<Option<Candidate>> {
+            match family.layers(channels, shape) {
+                Some(layers) => size_cnn(plan, input, split, shape, &layers),
+                None => Ok(None),
+            }
+        };
+        for &channels in &CHANNELS {
+            if let Some(candidate) = size_at(channels)? {
+                add(candidate, &mut candidates);
+            }
+        }
+        if let Some(widest) = widest_fitting(1, MAX_CHANNELS, size_at)? {
             add(widest, &mut candidates);
         }
     }
     Ok(candidates)
 }
 
-/// The widest first layer of `family` that fits, by bisection (every cost grows with the
-/// width) and then a step down past any small non-monotone step of the instruction estimate.
+/// The widest member (from `smallest` to `largest`) that fits, by bisection (every cost grows
+/// with the width) and then a step down past any small non-monotone step of the instruction
+/// estimate. `size_at` sizes a member, `None` when the width does not apply.
 fn widest_fitting(
-    plan: &FitPlan,
-    input: &InputFacts,
-    family: &[usize],
+    smallest: usize,
+    largest: usize,
+    size_at: impl Fn(usize) -> Result<Option<Candidate>>,
 ) -> Result<Option<Candidate>> {
-    let smallest = family.iter().max().copied().unwrap_or(1) * MIN_WIDTH;
     let fits = |width: usize| -> Result<Option<Candidate>> {
-        match family_widths(family, width) {
-            Some(hidden) => {
-                let candidate = size(plan, input, &hidden)?;
-                Ok(candidate.fits.then_some(candidate))
-            }
-            None => Ok(None),
-        }
+        Ok(size_at(width)?.filter(|candidate| candidate.fits))
     };
     if fits(smallest)?.is_none() {
         return Ok(None);
     }
-    let (mut lo, mut hi) = (smallest, MAX_WIDTH + 1);
+    let (mut lo, mut hi) = (smallest, largest + 1);
     while hi - lo > 1 {
         let mid = lo + (hi - lo) / 2;
         if fits(mid)?.is_some() {
@@ -543,7 +736,7 @@ fn merge_previous(
         if let Some(old) = previous
             .candidates
             .iter()
-            .find(|c| c.hidden == candidate.hidden)
+            .find(|c| c.hidden == candidate.hidden && c.layers == candidate.layers)
         {
             if matches!(old.status, Status::Trained | Status::Diverged) {
                 candidate.status = old.status;
@@ -567,6 +760,9 @@ fn candidate_dir(out_dir: &Path, label: &str) -> PathBuf {
 
 struct TrainContext<'a> {
     plan: &'a FitPlan,
+    /// The CNN candidates' input shape.
+    image: Option<crate::nn::shape::Shape>,
+    byte_input: bool,
     split: &'a Split,
     val: &'a Dataset,
     record_path: &'a Path,
@@ -615,10 +811,10 @@ fn train_candidates(context: &TrainContext<'_>, record: &mut FitRecord) -> Resul
                 let Some(&index) = queue.get(slot) else {
                     break;
                 };
-                let (hidden, label) = {
+                let (hidden, layers, label) = {
                     let guard = shared.lock().unwrap_or_else(|e| e.into_inner());
                     let c = &guard.0.candidates[index];
-                    (c.hidden.clone(), c.label.clone())
+                    (c.hidden.clone(), c.layers.clone(), c.label.clone())
                 };
                 let stopped = if signalled() {
                     Some(Status::Interrupted)
@@ -630,7 +826,11 @@ fn train_candidates(context: &TrainContext<'_>, record: &mut FitRecord) -> Resul
                 progress.started(&label);
                 let outcome = match stopped {
                     Some(status) => Ok(Outcome::Stopped(status)),
-                    None => train_one(context, &hidden, &label, deadline, &batches, &signalled),
+                    None => {
+                        candidate_config(context, hidden, layers.as_deref()).and_then(|config| {
+                            train_one(context, config, &label, deadline, &batches, &signalled)
+                        })
+                    }
                 };
                 let mut guard = shared.lock().unwrap_or_else(|e| e.into_inner());
                 let (record, done) = &mut *guard;
@@ -672,11 +872,27 @@ fn train_candidates(context: &TrainContext<'_>, record: &mut FitRecord) -> Resul
         .any(|c| c.status == Status::Interrupted))
 }
 
+/// The training configuration of a candidate: an MLP's hidden widths or a CNN's layers.
+fn candidate_config(
+    context: &TrainContext<'_>,
+    hidden: Vec<usize>,
+    layers: Option<&str>,
+) -> Result<train::TrainConfig> {
+    match (layers, context.image) {
+        (Some(layers), Some(shape)) => cnn_config(context.plan, shape, layers),
+        (Some(layers), None) => anyhow::bail!("the CNN {layers} needs an image shape"),
+        (None, _) => Ok(train::TrainConfig {
+            hidden,
+            ..context.plan.train.clone()
+        }),
+    }
+}
+
 /// Trains one candidate (continuing its checkpoint if a previous run left one), then
 /// quantizes it and measures float and int8 accuracy on the validation and test sets.
 fn train_one(
     context: &TrainContext<'_>,
-    hidden: &[usize],
+    config: train::TrainConfig,
     label: &str,
     deadline: Instant,
     batches: &AtomicUsize,
@@ -687,10 +903,6 @@ fn train_one(
     std::fs::create_dir_all(&dir)
         .with_context(|| format!("{}: cannot create the folder", dir.display()))?;
     let model_path = dir.join("model.json");
-    let config = train::TrainConfig {
-        hidden: hidden.to_vec(),
-        ..plan.train.clone()
-    };
     let resume = if model_path.exists() {
         let model = ModelFile::load(&model_path)?;
         (model.config == config).then_some(model)
@@ -748,7 +960,12 @@ fn train_one(
     let blob_path = dir.join("model.kiln");
     crate::fsutil::write_atomic(&blob_path, &quantized.blob)
         .with_context(|| format!("{}: cannot write", blob_path.display()))?;
-    let blob_cost = inspect::blob_cost(&blob_path, &quantized.blob, plan.core)?;
+    let blob_cost = inspect::blob_cost(
+        &blob_path,
+        &quantized.blob,
+        plan.core,
+        Some(context.byte_input),
+    )?;
     Ok(Outcome::Trained(Trained {
         epochs: model.state.epochs_done,
         stopped_early: model.state.stopped_early,
@@ -767,6 +984,7 @@ fn write_winner(
     plan: &FitPlan,
     split: &Split,
     winner: &Candidate,
+    byte_input: bool,
 ) -> Result<super::quantize::QuantSummary> {
     let source = candidate_dir(&plan.out_dir, &winner.label).join("model.json");
     let model = ModelFile::load(&source)?;
@@ -787,7 +1005,7 @@ fn write_winner(
     let blob_path = plan.out_dir.join("model.kiln");
     let blob = std::fs::read(&blob_path)
         .with_context(|| format!("{}: cannot read", blob_path.display()))?;
-    let measured = inspect::blob_cost(&blob_path, &blob, plan.core)?;
+    let measured = inspect::blob_cost(&blob_path, &blob, plan.core, Some(byte_input))?;
     anyhow::ensure!(
         measured == winner.cost,
         "{}: kiln inspect sizes the blob as {measured:?}, but the search estimated {:?} \

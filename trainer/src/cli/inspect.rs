@@ -96,6 +96,31 @@ struct EstimateModel {
     identity: [f64; 2],
     fixed_point: [f64; 2],
     per_feature: [f64; 2],
+    /// The layer graph's kernels (convolutions, pooling); dense layers in a graph take the
+    /// terms above.
+    graph: GraphEstimate,
+}
+
+/// Instructions of a layer graph's convolution and pooling layers, fitted with the dense terms
+/// to `kiln sim` counts of calibration CNNs.
+#[derive(Debug, serde::Deserialize)]
+struct GraphEstimate {
+    /// `Conv2d`: per MAC, per output value (bias, output stage, store), per byte of the im2col
+    /// column (`oh ow kh kw c`), per layer.
+    conv_mac: f64,
+    conv_output: f64,
+    conv_column: f64,
+    conv_layer: f64,
+    /// `DepthwiseConv2d`: per MAC and per layer (the calibration's are all 3x3, so a
+    /// per-output term is not separable from the per-MAC one).
+    depthwise_mac: f64,
+    depthwise_layer: f64,
+    /// Pooling: per output value and window tap, per layer.
+    max_pool_tap: f64,
+    avg_pool_tap: f64,
+    pool_layer: f64,
+    /// Per inference of a graph (in place of the MLP's `inference`).
+    inference: f64,
 }
 
 impl EstimateModel {
@@ -111,6 +136,35 @@ impl EstimateModel {
                 + self.layer
         };
         layers.iter().map(per_layer).sum::<f64>() + self.inference
+    }
+
+    /// The network's instructions for a layer graph: each layer by its kind and shapes.
+    fn graph_network(&self, layers: &[Geometry]) -> f64 {
+        use kiln_runtime::LayerKind;
+        let g = &self.graph;
+        let per_layer = |l: &Geometry| {
+            let [oh, ow, oc] = l.output;
+            let [kh, kw] = l.kernel;
+            let c = l.input[2];
+            let outputs = (oh * ow * oc) as f64;
+            let taps = (kh * kw) as f64;
+            match l.kind {
+                LayerKind::Dense => {
+                    let n_in = l.input.iter().product::<usize>();
+                    self.network(&[(n_in, oc)]) - self.inference
+                }
+                LayerKind::Conv2d => {
+                    outputs * taps * c as f64 * g.conv_mac
+                        + outputs * g.conv_output
+                        + (oh * ow) as f64 * taps * c as f64 * g.conv_column
+                        + g.conv_layer
+                }
+                LayerKind::DepthwiseConv2d => outputs * taps * g.depthwise_mac + g.depthwise_layer,
+                LayerKind::MaxPool2d => outputs * taps * g.max_pool_tap + g.pool_layer,
+                LayerKind::AvgPool2d => outputs * taps * g.avg_pool_tap + g.pool_layer,
+            }
+        };
+        layers.iter().map(per_layer).sum::<f64>() + g.inference
     }
 
     /// The input stage's instructions for `n_inputs` features through `stage`'s loop.
@@ -184,14 +238,20 @@ const DEVICE_NOTE: &str = "flash per core is the model blob + kiln-runtime's .te
 
 /// Printed under the estimate table and stored in the JSON report.
 /// Why a layer graph with convolutions or pooling gets no estimate.
-const GRAPH_BASIS: &str = "not estimated for a layer graph with convolutions or pooling: no \
-     per-MAC rate of those kernels is measured yet (run the model in QEMU with `cargo xtask firmware`)";
+const GRAPH_BASIS: &str = "a layer graph is estimated from its .kiln blob, which gives every \
+     layer's shapes: quantize the model (`kiln quantize`) and inspect the blob";
 
 const ESTIMATE_BASIS: &str = "estimated per layer (whole blocks of four rows, the rows after \
      them, per-row and per-layer work) and per input feature of the model's input-stage loop, \
      with coefficients fitted to exact QEMU counts of `kiln sim` on calibration MLPs \
      (`cargo xtask calibrate`); `cargo xtask firmware` holds it within 10% of `kiln sim` on \
      MNIST 784-128-10, digits 64-128-10 and the 640-input autoencoder; instructions, not cycles";
+
+const GRAPH_ESTIMATE_BASIS: &str = "estimated per layer by kind and shapes (convolutions per \
+     MAC, output value, im2col byte and layer; depthwise per MAC and layer; pooling \
+     per window tap and layer; dense layers as in an MLP) and per input feature of the model's \
+     input-stage loop, with coefficients fitted to exact QEMU counts of `kiln sim` on calibration \
+     MLPs and CNNs (`cargo xtask calibrate`); instructions, not cycles";
 
 /// A model file or an ONNX file has no input stage yet: which loop the estimate assumes.
 const UNQUANTIZED_INPUT_NOTE: &str = "not a .kiln blob, so its input stage is not known yet: \
@@ -242,6 +302,17 @@ struct Layer {
     /// A layer graph's layer (from a blob): its shapes and type, e.g. `8x8x1 -> 8x8x8 conv3x3`,
     /// and its multiply-accumulates. `None` for a dense layer of an MLP.
     graph: Option<(String, usize)>,
+    /// A layer graph's layer kind and shapes (from a blob), which its instructions follow.
+    geometry: Option<Geometry>,
+}
+
+/// A layer of a layer graph as the instruction estimate weighs it.
+#[derive(Debug, Clone, Copy)]
+struct Geometry {
+    kind: kiln_runtime::LayerKind,
+    input: [usize; 3],
+    output: [usize; 3],
+    kernel: [usize; 2],
 }
 
 /// A model reduced to what its cost depends on.
@@ -274,6 +345,13 @@ struct Summary {
 #[derive(Debug, Serialize)]
 struct LayerReport {
     index: usize,
+    /// "dense", "conv2d", "depthwise_conv2d", "max_pool2d" or "avg_pool2d".
+    kind: &'static str,
+    /// `[h, w, c]` of the layer's input and output (`[1, 1, n]` for a feature vector).
+    input_shape: [usize; 3],
+    output_shape: [usize; 3],
+    /// `[kh, kw]` (`[0, 0]` for a dense layer).
+    kernel: [usize; 2],
     n_inputs: usize,
     n_outputs: usize,
     shape: String,
@@ -603,6 +681,7 @@ fn dense_layer(n_inputs: usize, n_outputs: usize, activation: crate::nn::Activat
         biases: n_outputs,
         blob_section: None,
         graph: None,
+        geometry: None,
     }
 }
 
@@ -701,10 +780,18 @@ pub fn dense_cost(candidate: &DenseCandidate<'_>, core: &'static str) -> Result<
 }
 
 /// The cost of a baked blob on `core`, as `kiln inspect BLOB --core` reports it: `kiln fit`
-/// holds its estimate to this.
-pub fn blob_cost(path: &Path, bytes: &[u8], core: &'static str) -> Result<CoreCost> {
+/// sizes layer graphs by baking them untrained, and holds every trained blob to its estimate.
+/// `byte_input`: whether the raw inputs are bytes, when the data says (`None`: as inspect
+/// assumes, bytes for a byte-table input stage).
+pub fn blob_cost(
+    path: &Path,
+    bytes: &[u8],
+    core: &'static str,
+    byte_input: Option<bool>,
+) -> Result<CoreCost> {
     let figures = device_figures()?;
-    let summary = from_blob(path, bytes)?;
+    let mut summary = from_blob(path, bytes)?;
+    summary.byte_input = byte_input;
     let config = InspectConfig {
         flash_budget: None,
         ram_budget: None,
@@ -801,6 +888,12 @@ fn from_blob(path: &Path, bytes: &[u8]) -> Result<Summary, InspectError> {
             biases,
             blob_section: section,
             graph,
+            geometry: Some(Geometry {
+                kind: info.kind,
+                input: info.input_shape,
+                output: info.output_shape,
+                kernel: info.kernel,
+            }),
         });
     }
     let per_feature = input_entries > 1;
@@ -1072,6 +1165,7 @@ fn from_onnx(path: &Path, bytes: &[u8]) -> Result<Summary, InspectError> {
             biases,
             blob_section: None,
             graph: None,
+            geometry: None,
         });
     }
     if layers.is_empty() {
@@ -1214,6 +1308,18 @@ fn fit_item(budget: u64, used: u64) -> FitItem {
     }
 }
 
+/// A layer kind's name in the JSON report.
+fn kind_name(kind: kiln_runtime::LayerKind) -> &'static str {
+    use kiln_runtime::LayerKind;
+    match kind {
+        LayerKind::Dense => "dense",
+        LayerKind::Conv2d => "conv2d",
+        LayerKind::DepthwiseConv2d => "depthwise_conv2d",
+        LayerKind::MaxPool2d => "max_pool2d",
+        LayerKind::AvgPool2d => "avg_pool2d",
+    }
+}
+
 /// The name of an input-stage loop in the report.
 fn input_stage_name(stage: kiln_runtime::InputStage) -> &'static str {
     use kiln_runtime::InputStage;
@@ -1242,7 +1348,10 @@ fn estimate_instructions(
     macs: usize,
     figures: &'static DeviceFigures,
 ) -> InstructionEstimate {
-    if summary.layers.iter().any(|l| l.graph.is_some()) {
+    let is_graph = summary.layers.iter().any(|l| l.graph.is_some());
+    // A graph is estimated from its blob's shapes (its model and ONNX files are refused).
+    let geometries: Option<Vec<Geometry>> = summary.layers.iter().map(|l| l.geometry).collect();
+    if is_graph && geometries.is_none() {
         return InstructionEstimate {
             basis: GRAPH_BASIS,
             input_stage: "",
@@ -1264,7 +1373,11 @@ fn estimate_instructions(
         .cores
         .iter()
         .map(|m| {
-            let network_insns = m.estimate.network(&shapes).round().max(0.0) as u64;
+            let network = match &geometries {
+                Some(layers) if is_graph => m.estimate.graph_network(layers),
+                _ => m.estimate.network(&shapes),
+            };
+            let network_insns = network.round().max(0.0) as u64;
             let input_stage_insns = m
                 .estimate
                 .input_stage(stage, summary.n_inputs)
@@ -1291,7 +1404,11 @@ fn estimate_instructions(
         notes.push(TABLE_ACTIVATION_NOTE);
     }
     InstructionEstimate {
-        basis: ESTIMATE_BASIS,
+        basis: if is_graph {
+            GRAPH_ESTIMATE_BASIS
+        } else {
+            ESTIMATE_BASIS
+        },
         input_stage: input_stage_name(stage),
         notes,
         cores,
@@ -1311,6 +1428,10 @@ fn build_report(
         .enumerate()
         .map(|(index, layer)| LayerReport {
             index,
+            kind: layer.geometry.map_or("dense", |g| kind_name(g.kind)),
+            input_shape: layer.geometry.map_or([1, 1, layer.n_inputs], |g| g.input),
+            output_shape: layer.geometry.map_or([1, 1, layer.n_outputs], |g| g.output),
+            kernel: layer.geometry.map_or([0, 0], |g| g.kernel),
             n_inputs: layer.n_inputs,
             n_outputs: layer.n_outputs,
             shape: layer.graph.as_ref().map_or_else(
