@@ -13,19 +13,20 @@ use std::process::{Command, Output};
 const HOOK: &str = "KILN_INTERRUPT_AFTER_BATCHES";
 
 /// A small search: one hidden layer at most, few epochs, so a debug build runs it in seconds.
-/// The budgets are 8K of flash and 2K of RAM unless `extra` gives its own.
+/// The budgets are 8K of flash and 2K of RAM, 6 epochs, unless `extra` gives its own.
 fn fit_args<'a>(out: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     let mut args = vec!["fit", "--data", "digits"];
     for (flag, default) in [
         ("--flash", "8K"),
         ("--ram", "2K"),
         ("--max-hidden-layers", "1"),
+        ("--epochs", "6"),
     ] {
         if !extra.contains(&flag) {
             args.extend([flag, default]);
         }
     }
-    args.extend(["--epochs", "6", "--seed", "3", "--quiet", "-o", out]);
+    args.extend(["--seed", "3", "--quiet", "-o", out]);
     args.extend_from_slice(extra);
     args
 }
@@ -326,4 +327,51 @@ fn an_interrupted_or_timed_out_search_resumes_to_the_uninterrupted_result() {
         common::stderr(&finished)
     );
     assert_eq!(results(&record(&slow)), results(&record(&whole)));
+}
+
+#[test]
+fn cnn_candidates_are_sized_exactly_before_training() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("fit");
+    // 32K of flash leaves room for kiln-runtime with every layer kind and a small CNN.
+    let run = kiln(&fit_args(
+        s(&out),
+        &["--flash", "32K", "--ram", "4K", "--epochs", "2", "--json"],
+    ));
+    assert_eq!(run.status.code(), Some(0), "{}", common::stderr(&run));
+    let report: Value = serde_json::from_str(&stdout(&run)).unwrap();
+    let cnns: Vec<&Value> = report["candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c.get("layers").is_some())
+        .collect();
+    let trained: Vec<&&Value> = cnns.iter().filter(|c| c["status"] == "trained").collect();
+    assert!(trained.len() >= 4, "{cnns:?}");
+    for c in &trained {
+        // Baked untrained and sized: the trained blob has the same length, plan and estimate.
+        assert_eq!(c["result"]["blob_cost"], c["cost"], "{c}");
+        assert!(c["layers"].as_str().unwrap().starts_with("conv3x3:"), "{c}");
+        assert!(
+            c["label"].as_str().unwrap().starts_with("8x8x1-conv3x3:"),
+            "{c}"
+        );
+    }
+    // Some are over the budget, and none of those was trained.
+    assert!(
+        cnns.iter().any(|c| c["status"] == "does_not_fit"),
+        "{cnns:?}"
+    );
+
+    // --mlp-only leaves them out.
+    let mlp = kiln(&fit_args(
+        s(&dir.path().join("mlp")),
+        &["--flash", "1K", "--mlp-only"],
+    ));
+    assert_eq!(mlp.status.code(), Some(1));
+    assert!(!record(&dir.path().join("mlp"))["candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c.get("layers").is_some()));
 }
