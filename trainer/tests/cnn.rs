@@ -436,4 +436,25 @@ fn a_multi_channel_input_is_fed_to_the_runtime_in_hwc_order() {
         report["tract_max_lsb_diff"].as_u64().unwrap() <= 1,
         "{report}"
     );
+
+    // What a device is given (`kiln sim` writes it into the firmware): the samples in HWC
+    // order, on which `Model::run` gives the host's logits.
+    use kiln_trainer::data::{self, DataOptions, DataSpec};
+    use kiln_trainer::quant::host;
+    let blob = std::fs::read(dir.path().join("model.kiln")).unwrap();
+    let model = kiln_runtime::Model::from_bytes(&blob).unwrap();
+    let split = data::load(&DataSpec::Digits, &DataOptions::default()).unwrap();
+    let raw = host::raw_inputs(&split.test, "digits", 0).unwrap();
+    let run = host::run_runtime(&model, &raw, 64, 10).unwrap();
+    let device = host::device_order(&model, &raw, 64);
+    assert_ne!(device, raw, "two channels: HWC is not CHW");
+    // HWC position (y, x, c) holds CHW index c * 32 + y * 4 + x.
+    assert_eq!(device[1], raw[32]);
+    assert_eq!(device[2], raw[1]);
+    let mut scratch = vec![0i8; model.fast_scratch_len()];
+    let mut logits = vec![0i8; 10];
+    for (row, expected) in device.chunks_exact(64).zip(run.logits.chunks_exact(10)) {
+        model.run(row, &mut scratch, &mut logits).unwrap();
+        assert_eq!(logits, expected);
+    }
 }

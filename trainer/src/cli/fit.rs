@@ -329,9 +329,18 @@ pub fn fit(args: &FitArgs) -> Result<()> {
         .map(|(i, _, _)| i);
     let Some(winner) = winner else {
         save_record(&record_path, &record)?;
+        if record
+            .candidates
+            .iter()
+            .any(|c| c.status == Status::TimeBudget)
+        {
+            anyhow::bail!(
+                "the time budget (--budget) ended before any candidate finished training; \
+                 continue with `kiln fit --resume` and the same flags, or raise --budget"
+            );
+        }
         anyhow::bail!(
-            "the time budget (--budget) ended before any candidate finished training; continue \
-             with `kiln fit --resume` and the same flags, or raise --budget"
+            "every candidate that fits diverged in training; try a lower --lr (in a new folder)"
         );
     };
     for (i, candidate) in record.candidates.iter_mut().enumerate() {

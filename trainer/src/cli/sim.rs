@@ -247,7 +247,8 @@ pub fn sim(args: &SimArgs) -> Result<()> {
             &model,
             classifier,
             &labels,
-            &raw,
+            // The device takes HWC, as a product passes it to `Model::run`.
+            &host::device_order(&model, &raw, n_inputs),
         ),
         expected_rs: format!(
             "//! The host's results on the same samples, by `kiln sim`. Do not edit.\n\n\

@@ -73,6 +73,30 @@ pub struct RuntimeRun {
     pub n_outputs: usize,
 }
 
+/// The data holds each sample in CHW order, the runtime takes HWC: for each HWC position,
+/// the CHW index it reads. `None` when the two are the same (one channel, or a vector).
+fn hwc_permutation(model: &kiln_runtime::Model<'_>, n_inputs: usize) -> Option<Vec<usize>> {
+    model
+        .layer(0)
+        .map(|layer| {
+            let [h, w, c] = layer.input_shape;
+            super::hwc_order(crate::nn::shape::Shape::new(h, w, c))
+        })
+        .filter(|order| order.len() == n_inputs && order.iter().enumerate().any(|(i, &j)| i != j))
+}
+
+/// `raw` (row-major CHW samples, `n_inputs` each) in the order a device passes to
+/// `Model::run`: HWC, as [`run_runtime`] feeds it.
+pub fn device_order(model: &kiln_runtime::Model<'_>, raw: &[i32], n_inputs: usize) -> Vec<i32> {
+    match hwc_permutation(model, n_inputs) {
+        Some(order) => raw
+            .chunks_exact(n_inputs.max(1))
+            .flat_map(|row| order.iter().map(move |&chw| row[chw]))
+            .collect(),
+        None => raw.to_vec(),
+    }
+}
+
 /// Runs the runtime on every row of `raw` (row-major, `n_inputs` per row).
 pub fn run_runtime(
     model: &kiln_runtime::Model<'_>,
@@ -84,15 +108,7 @@ pub fn run_runtime(
     let n_samples = raw.len().checked_div(n_inputs).unwrap_or(0);
     let mut logits = vec![0i8; n_samples * n_outputs];
     let mut predictions = Vec::with_capacity(n_samples);
-    // The data holds each sample in CHW order, the runtime takes HWC (the same bytes when
-    // there is one channel).
-    let order = model
-        .layer(0)
-        .map(|layer| {
-            let [h, w, c] = layer.input_shape;
-            super::hwc_order(crate::nn::shape::Shape::new(h, w, c))
-        })
-        .filter(|order| order.len() == n_inputs && order.iter().enumerate().any(|(i, &j)| i != j));
+    let order = hwc_permutation(model, n_inputs);
     let mut hwc = vec![0i32; n_inputs];
     for (row, out) in raw
         .chunks_exact(n_inputs.max(1))
