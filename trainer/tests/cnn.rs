@@ -318,20 +318,33 @@ fn a_cnn_quantizes_and_the_runtime_matches_tract_on_the_qdq_file() {
         let graph = &model["graph"];
         let c = |key: &str| graph[key].as_f64().unwrap();
         let m = |key: &str| model[key].as_f64().unwrap();
-        // conv 8x8x1 -> 8x8x8 3x3: 4608 MACs, 512 outputs, 576 column bytes.
-        let conv1 = 4608.0 * c("conv_mac")
-            + 512.0 * c("conv_output")
-            + 576.0 * c("conv_column")
-            + c("conv_layer");
-        let dw = 4608.0 * c("depthwise_mac") + c("depthwise_layer");
-        let pool = 128.0 * 4.0 * c("max_pool_tap") + c("pool_layer");
-        // conv 4x4x8 -> 1x1x16 3x3 s2: 1152 MACs, 16 outputs, 72 column bytes.
-        let conv2 = 1152.0 * c("conv_mac")
-            + 16.0 * c("conv_output")
-            + 72.0 * c("conv_column")
-            + c("conv_layer");
-        // 16 -> 24 and 24 -> 10 as in an MLP (whole blocks need groups of 8 where they do).
         let multiple = model["block_inputs_multiple"].as_u64().unwrap();
+        // A convolution: a dense layer per output pixel over its column, plus the pixel.
+        let conv = |pixels: f64, column: u64, oc: u64| {
+            let block = if column % multiple == 0 {
+                oc - oc % 4
+            } else {
+                0
+            };
+            pixels * (column * block) as f64 * c("conv_block_mac")
+                + pixels * (column * (oc - block)) as f64 * c("conv_tail_mac")
+                + pixels * oc as f64 * c("conv_output")
+                + pixels * ((column % 8) * oc) as f64 * c("conv_ragged")
+                + pixels * c("conv_pixel")
+                + c("conv_layer")
+        };
+        // conv 8x8x1 -> 8x8x8 3x3: 64 pixels, a column of 9.
+        let conv1 = conv(64.0, 9, 8);
+        // depthwise 8x8x8: 512 outputs x 9 taps, 64 pixels.
+        let dw = 4608.0 * c("depthwise_mac")
+            + 512.0 * c("depthwise_output")
+            + 64.0 * c("depthwise_pixel")
+            + c("depthwise_layer");
+        // max pooling to 4x4x8: 128 outputs x 4 taps.
+        let pool = 512.0 * c("max_pool_tap") + 128.0 * c("pool_output") + c("pool_layer");
+        // conv 4x4x8 -> 1x1x16 3x3 s2: one pixel, a column of 72.
+        let conv2 = conv(1.0, 72, 16);
+        // 16 -> 24 and 24 -> 10 as in an MLP (whole blocks need groups of 8 where they do).
         let dense = |n_in: u64, n_out: u64| {
             let block_rows = if n_in % multiple == 0 {
                 n_out - n_out % 4

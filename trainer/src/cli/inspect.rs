@@ -101,23 +101,30 @@ struct EstimateModel {
     graph: GraphEstimate,
 }
 
-/// Instructions of a layer graph's convolution and pooling layers, fitted with the dense terms
-/// to `kiln sim` counts of calibration CNNs.
+/// Instructions of a layer graph's convolution and pooling layers, fitted to `kiln sim` counts
+/// of calibration CNNs after their dense layers are taken out by the MLP terms.
 #[derive(Debug, serde::Deserialize)]
 struct GraphEstimate {
-    /// `Conv2d`: per MAC, per output value (bias, output stage, store), per byte of the im2col
-    /// column (`oh ow kh kw c`), per layer.
-    conv_mac: f64,
+    /// `Conv2d` runs like a dense layer per output pixel over its im2col column (`kh kw c`
+    /// values) into `oc` channels: per MAC of whole blocks of four channels (where the column
+    /// takes the block kernel), per MAC of the other channels, per output value, per column
+    /// value past its last group of 8 per channel, per output pixel (gathering the column),
+    /// per layer.
+    conv_block_mac: f64,
+    conv_tail_mac: f64,
     conv_output: f64,
-    conv_column: f64,
+    conv_ragged: f64,
+    conv_pixel: f64,
     conv_layer: f64,
-    /// `DepthwiseConv2d`: per MAC and per layer (the calibration's are all 3x3, so a
-    /// per-output term is not separable from the per-MAC one).
+    /// `DepthwiseConv2d`: per MAC, per output value, per output pixel, per layer.
     depthwise_mac: f64,
+    depthwise_output: f64,
+    depthwise_pixel: f64,
     depthwise_layer: f64,
-    /// Pooling: per output value and window tap, per layer.
+    /// Pooling: per window tap (max and average), per output value, per layer.
     max_pool_tap: f64,
     avg_pool_tap: f64,
+    pool_output: f64,
     pool_layer: f64,
     /// Per inference of a graph (in place of the MLP's `inference`).
     inference: f64,
@@ -145,8 +152,8 @@ impl EstimateModel {
         let per_layer = |l: &Geometry| {
             let [oh, ow, oc] = l.output;
             let [kh, kw] = l.kernel;
-            let c = l.input[2];
-            let outputs = (oh * ow * oc) as f64;
+            let pixels = (oh * ow) as f64;
+            let outputs = pixels * oc as f64;
             let taps = (kh * kw) as f64;
             match l.kind {
                 LayerKind::Dense => {
@@ -154,14 +161,28 @@ impl EstimateModel {
                     self.network(&[(n_in, oc)]) - self.inference
                 }
                 LayerKind::Conv2d => {
-                    outputs * taps * c as f64 * g.conv_mac
+                    let column = kh * kw * l.input[2];
+                    let blocked = column % self.block_inputs_multiple.max(1) == 0;
+                    let block_channels = if blocked { oc - oc % 4 } else { 0 };
+                    pixels * (column * block_channels) as f64 * g.conv_block_mac
+                        + pixels * (column * (oc - block_channels)) as f64 * g.conv_tail_mac
                         + outputs * g.conv_output
-                        + (oh * ow) as f64 * taps * c as f64 * g.conv_column
+                        + pixels * ((column % 8) * oc) as f64 * g.conv_ragged
+                        + pixels * g.conv_pixel
                         + g.conv_layer
                 }
-                LayerKind::DepthwiseConv2d => outputs * taps * g.depthwise_mac + g.depthwise_layer,
-                LayerKind::MaxPool2d => outputs * taps * g.max_pool_tap + g.pool_layer,
-                LayerKind::AvgPool2d => outputs * taps * g.avg_pool_tap + g.pool_layer,
+                LayerKind::DepthwiseConv2d => {
+                    outputs * taps * g.depthwise_mac
+                        + outputs * g.depthwise_output
+                        + pixels * g.depthwise_pixel
+                        + g.depthwise_layer
+                }
+                LayerKind::MaxPool2d => {
+                    outputs * taps * g.max_pool_tap + outputs * g.pool_output + g.pool_layer
+                }
+                LayerKind::AvgPool2d => {
+                    outputs * taps * g.avg_pool_tap + outputs * g.pool_output + g.pool_layer
+                }
             }
         };
         layers.iter().map(per_layer).sum::<f64>() + g.inference
@@ -247,11 +268,12 @@ const ESTIMATE_BASIS: &str = "estimated per layer (whole blocks of four rows, th
      (`cargo xtask calibrate`); `cargo xtask firmware` holds it within 10% of `kiln sim` on \
      MNIST 784-128-10, digits 64-128-10 and the 640-input autoencoder; instructions, not cycles";
 
-const GRAPH_ESTIMATE_BASIS: &str = "estimated per layer by kind and shapes (convolutions per \
-     MAC, output value, im2col byte and layer; depthwise per MAC and layer; pooling \
-     per window tap and layer; dense layers as in an MLP) and per input feature of the model's \
-     input-stage loop, with coefficients fitted to exact QEMU counts of `kiln sim` on calibration \
-     MLPs and CNNs (`cargo xtask calibrate`); instructions, not cycles";
+const GRAPH_ESTIMATE_BASIS: &str = "estimated per layer by kind and shapes (a convolution as a \
+     dense layer per output pixel over its im2col column, plus gathering the column; depthwise \
+     per MAC, output value and pixel; pooling per window tap and output value; each with a cost \
+     per layer; dense layers as in an MLP) and per input feature of the model's input-stage \
+     loop, with coefficients fitted to exact QEMU counts of `kiln sim` on calibration MLPs and \
+     CNNs (`cargo xtask calibrate`); instructions, not cycles";
 
 /// A model file or an ONNX file has no input stage yet: which loop the estimate assumes.
 const UNQUANTIZED_INPUT_NOTE: &str = "not a .kiln blob, so its input stage is not known yet: \
