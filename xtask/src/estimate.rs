@@ -424,8 +424,15 @@ fn measure(blob: &str, data_flags: &[&str]) -> Result<Vec<Sample>> {
         .as_str()
         .context("kiln inspect: no input stage loop")?
         .to_owned();
+    // `kiln sim` counts are exact and depend only on the blob: a rerun (after a fit that failed,
+    // say) reads them back instead of booting every core again.
+    let blob_bytes = std::fs::read(blob).with_context(|| format!("{blob}: cannot read"))?;
+    let mut crc = kiln_runtime::crc32::Crc32::new();
+    crc.update(&blob_bytes);
+    let blob_crc = crc.finish();
     let mut samples = Vec::new();
     for (cli, _) in CORES {
+        let cache = PathBuf::from(format!("{blob}.sim-{cli}-{blob_crc:08x}.json"));
         let mut args = vec![
             "sim",
             blob,
@@ -436,17 +443,30 @@ fn measure(blob: &str, data_flags: &[&str]) -> Result<Vec<Sample>> {
             "--json",
         ];
         args.extend(data_flags);
-        let output = crate::ci::kiln(&args)?;
-        if output.status.code() == Some(1) && output.stdout.is_empty() {
-            // Does not fit the core's board (the 16 KiB of RAM of the micro:bit and sifive_e).
+        let sim: serde_json::Value = match std::fs::read(&cache) {
+            Ok(bytes) => serde_json::from_slice(&bytes)?,
+            Err(_) => {
+                let output = crate::ci::kiln(&args)?;
+                let sim = if output.status.code() == Some(1) && output.stdout.is_empty() {
+                    // Does not fit the core's board (the 16 KiB of RAM of the micro:bit and
+                    // sifive_e).
+                    serde_json::Value::Null
+                } else {
+                    ensure!(
+                        output.status.success(),
+                        "kiln sim {blob} --core {cli} failed: {}",
+                        String::from_utf8_lossy(&output.stderr)
+                    );
+                    serde_json::from_slice(&output.stdout)?
+                };
+                std::fs::write(&cache, serde_json::to_vec(&sim)?)
+                    .with_context(|| format!("{}: cannot write", cache.display()))?;
+                sim
+            }
+        };
+        if sim.is_null() {
             continue;
         }
-        ensure!(
-            output.status.success(),
-            "kiln sim {blob} --core {cli} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let sim: serde_json::Value = serde_json::from_slice(&output.stdout)?;
         ensure!(
             sim["outputs_match"] == true,
             "kiln sim {blob} --core {cli}: the device differs from the host"
@@ -684,9 +704,30 @@ fn fit_core(core: &str, samples: &[&Sample]) -> Result<Fitted> {
     })
 }
 
-/// The least-squares solution of `x . c = y` over `rows`, by the normal equations and Gaussian
-/// elimination with partial pivoting; `None` when they are singular (too few distinct rows).
+/// The least-squares solution of `x . c = y` over `rows`, each column scaled to a largest
+/// magnitude of 1 first (a graph's features span 1 to 10^6: unscaled, the normal equations
+/// lose every digit); `None` when they are singular (too few distinct rows).
 fn least_squares(rows: &[(Vec<f64>, f64)], n: usize) -> Option<Vec<f64>> {
+    let scales: Vec<f64> = (0..n)
+        .map(|j| {
+            let largest = rows.iter().map(|(x, _)| x[j].abs()).fold(0.0, f64::max);
+            if largest > 0.0 {
+                largest
+            } else {
+                1.0
+            }
+        })
+        .collect();
+    let scaled: Vec<(Vec<f64>, f64)> = rows
+        .iter()
+        .map(|(x, y)| (x.iter().zip(&scales).map(|(v, s)| v / s).collect(), *y))
+        .collect();
+    let solution = normal_equations(&scaled, n)?;
+    Some(solution.iter().zip(&scales).map(|(c, s)| c / s).collect())
+}
+
+/// The normal equations by Gaussian elimination with partial pivoting.
+fn normal_equations(rows: &[(Vec<f64>, f64)], n: usize) -> Option<Vec<f64>> {
     let mut a = vec![vec![0.0; n + 1]; n];
     for (x, y) in rows {
         for i in 0..n {
@@ -772,6 +813,20 @@ mod tests {
         let c = least_squares(&rows, 3).unwrap();
         for (got, want) in c.iter().zip(truth) {
             assert!((got - want).abs() < 1e-9, "{c:?}");
+        }
+        // Columns a million apart in size (a graph's MACs and its per-layer term).
+        let truth = [0.75, 300.0, 2.0];
+        let rows: Vec<(Vec<f64>, f64)> = (1..20)
+            .map(|i| {
+                let i = i as f64;
+                let x = vec![1e6 * i + 7e5 * (i % 3.0), 1.0 + (i % 2.0), i * i];
+                let y = x.iter().zip(truth).map(|(a, b)| a * b).sum();
+                (x, y)
+            })
+            .collect();
+        let c = least_squares(&rows, 3).unwrap();
+        for (got, want) in c.iter().zip(truth) {
+            assert!((got - want).abs() < 1e-6 * want.abs().max(1.0), "{c:?}");
         }
         // One distinct row cannot fix two coefficients.
         assert!(least_squares(&[(vec![1.0, 1.0], 2.0), (vec![2.0, 2.0], 4.0)], 2).is_none());

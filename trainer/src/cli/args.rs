@@ -80,9 +80,10 @@ pub enum Command {
         after_help = "Example: kiln sim kiln-out/int8/model.kiln --core cortex-m4f --data digits"
     )]
     Sim(SimArgs),
-    /// Find the most accurate MLP that fits a flash, RAM and latency budget on a core: every
-    /// candidate is sized before training, only those that fit are trained (in parallel), each
-    /// is quantized, and the winner's files are written as `kiln quantize` writes them.
+    /// Find the most accurate model (MLP, or CNN for image data) that fits a flash, RAM and
+    /// latency budget on a core: every candidate is sized before training, only those that fit
+    /// are trained (in parallel), each is quantized, and the winner's files are written as
+    /// `kiln quantize` writes them.
     #[command(
         after_help = "Example: kiln fit --data digits --flash 8K --ram 2K --core cortex-m4f -o kiln-fit"
     )]
@@ -467,6 +468,7 @@ pub struct FitArgs {
     /// better validation loss.
     #[arg(long, default_value_t = 60)]
     pub epochs: usize,
+    /// Epochs without a better validation loss before a candidate stops.
     #[arg(long, default_value_t = 5)]
     pub patience: usize,
     /// Adam's learning rate for every candidate (higher than `kiln train`'s 0.001: small
