@@ -336,10 +336,7 @@ fn a_cnn_quantizes_and_the_runtime_matches_tract_on_the_qdq_file() {
         // conv 8x8x1 -> 8x8x8 3x3: 64 pixels, a column of 9.
         let conv1 = conv(64.0, 9, 8);
         // depthwise 8x8x8: 512 outputs x 9 taps, 64 pixels.
-        let dw = 4608.0 * c("depthwise_mac")
-            + 512.0 * c("depthwise_output")
-            + 64.0 * c("depthwise_pixel")
-            + c("depthwise_layer");
+        let dw = 4608.0 * c("depthwise_mac") + 64.0 * c("depthwise_pixel") + c("depthwise_layer");
         // max pooling to 4x4x8: 128 outputs x 4 taps.
         let pool = 512.0 * c("max_pool_tap") + 128.0 * c("pool_output") + c("pool_layer");
         // conv 4x4x8 -> 1x1x16 3x3 s2: one pixel, a column of 72.

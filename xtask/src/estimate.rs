@@ -488,7 +488,7 @@ fn measure(blob: &str, data_flags: &[&str]) -> Result<Vec<Sample>> {
 }
 
 /// The graph terms, in [`graph_features`]' order (`device_figures.json`'s `graph` object).
-const GRAPH_TERMS: [&str; 15] = [
+const GRAPH_TERMS: [&str; 14] = [
     "conv_block_mac",
     "conv_tail_mac",
     "conv_output",
@@ -496,7 +496,6 @@ const GRAPH_TERMS: [&str; 15] = [
     "conv_pixel",
     "conv_layer",
     "depthwise_mac",
-    "depthwise_output",
     "depthwise_pixel",
     "depthwise_layer",
     "max_pool_tap",
@@ -511,7 +510,7 @@ struct Fitted {
     /// block_mac, tail_mac, row, ragged_input, layer, inference: [`dense_features`].
     dense: [f64; 6],
     /// [`GRAPH_TERMS`].
-    graph: [f64; 15],
+    graph: [f64; 14],
     block_inputs_multiple: usize,
     /// `[per feature, fixed]` for byte table, identity, fixed point, per feature.
     input: [[f64; 2]; 4],
@@ -599,8 +598,8 @@ fn dense_features(layers: &[Layer], multiple: usize) -> [f64; 6] {
 
 /// A graph's other layers and its per-inference term, as `EstimateModel::graph_network`
 /// weighs them (all zero for an MLP).
-fn graph_features(layers: &[Layer], multiple: usize) -> [f64; 15] {
-    let mut x = [0.0; 15];
+fn graph_features(layers: &[Layer], multiple: usize) -> [f64; 14] {
+    let mut x = [0.0; 14];
     if !is_graph(layers) {
         return x;
     }
@@ -625,22 +624,23 @@ fn graph_features(layers: &[Layer], multiple: usize) -> [f64; 15] {
                 x[4] += pixels;
                 x[5] += 1.0;
             }
+            // Every calibration depthwise layer is 3x3: a per-output term would be a ninth of
+            // the per-MAC one, so only the MACs are weighed.
             "depthwise_conv2d" => {
                 x[6] += outputs * taps;
-                x[7] += outputs;
-                x[8] += pixels;
-                x[9] += 1.0;
+                x[7] += pixels;
+                x[8] += 1.0;
             }
             "max_pool2d" | "avg_pool2d" => {
-                let tap = if layer.kind == "max_pool2d" { 10 } else { 11 };
+                let tap = if layer.kind == "max_pool2d" { 9 } else { 10 };
                 x[tap] += outputs * taps;
-                x[12] += outputs;
-                x[13] += 1.0;
+                x[11] += outputs;
+                x[12] += 1.0;
             }
             _ => {}
         }
     }
-    x[14] = 1.0;
+    x[13] = 1.0;
     x
 }
 
@@ -680,10 +680,10 @@ fn fit_core(core: &str, samples: &[&Sample]) -> Result<Fitted> {
             (graph_features(&s.layers, multiple).to_vec(), y, s.total)
         })
         .collect();
-    let graph: [f64; 15] = weighted_fit(&rows, GRAPH_TERMS.len())
+    let graph: [f64; 14] = weighted_fit(&rows, GRAPH_TERMS.len())
         .with_context(|| format!("{core}: the graph fit is singular ({} CNNs)", graphs.len()))?
         .try_into()
-        .map_err(|_| anyhow::anyhow!("15 graph coefficients"))?;
+        .map_err(|_| anyhow::anyhow!("14 graph coefficients"))?;
     let mut input = [[0.0; 2]; 4];
     for (slot, name) in input.iter_mut().zip(INPUT_LOOPS) {
         let rows: Vec<(Vec<f64>, f64)> = samples
@@ -849,7 +849,7 @@ mod tests {
             [480.0, 0.0, 8.0, 32.0, 1.0, 1.0]
         );
         // An MLP has no graph terms.
-        assert_eq!(graph_features(&[Layer::dense(60, 8)], 1), [0.0; 15]);
+        assert_eq!(graph_features(&[Layer::dense(60, 8)], 1), [0.0; 14]);
     }
 
     #[test]
@@ -876,9 +876,9 @@ mod tests {
         // 64 pixels x 9 x 4 MACs, 256 outputs, 64 x 1 x 4 ragged, 64 pixels, 1 layer.
         assert_eq!(x[..6], [0.0, 2304.0, 256.0, 256.0, 64.0, 1.0]);
         assert_eq!(graph_features(&layers, 1)[..2], [2304.0, 0.0]);
-        // depthwise: 256 outputs x 9 taps, 256 outputs, 64 pixels, 1 layer.
-        assert_eq!(x[6..10], [2304.0, 256.0, 64.0, 1.0]);
+        // depthwise: 256 outputs x 9 taps, 64 pixels, 1 layer.
+        assert_eq!(x[6..9], [2304.0, 64.0, 1.0]);
         // max pooling: 64 outputs x 4 taps, 64 outputs, 1 layer; the inference.
-        assert_eq!(x[10..], [256.0, 0.0, 64.0, 1.0, 1.0]);
+        assert_eq!(x[9..], [256.0, 0.0, 64.0, 1.0, 1.0]);
     }
 }

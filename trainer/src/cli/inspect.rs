@@ -116,9 +116,9 @@ struct GraphEstimate {
     conv_ragged: f64,
     conv_pixel: f64,
     conv_layer: f64,
-    /// `DepthwiseConv2d`: per MAC, per output value, per output pixel, per layer.
+    /// `DepthwiseConv2d`: per MAC, per output pixel, per layer (the calibration's are all 3x3,
+    /// where a per-output term is a ninth of the per-MAC one).
     depthwise_mac: f64,
-    depthwise_output: f64,
     depthwise_pixel: f64,
     depthwise_layer: f64,
     /// Pooling: per window tap (max and average), per output value, per layer.
@@ -173,7 +173,6 @@ impl EstimateModel {
                 }
                 LayerKind::DepthwiseConv2d => {
                     outputs * taps * g.depthwise_mac
-                        + outputs * g.depthwise_output
                         + pixels * g.depthwise_pixel
                         + g.depthwise_layer
                 }
@@ -270,7 +269,7 @@ const ESTIMATE_BASIS: &str = "estimated per layer (whole blocks of four rows, th
 
 const GRAPH_ESTIMATE_BASIS: &str = "estimated per layer by kind and shapes (a convolution as a \
      dense layer per output pixel over its im2col column, plus gathering the column; depthwise \
-     per MAC, output value and pixel; pooling per window tap and output value; each with a cost \
+     per MAC and pixel; pooling per window tap and output value; each with a cost \
      per layer; dense layers as in an MLP) and per input feature of the model's input-stage \
      loop, with coefficients fitted to exact QEMU counts of `kiln sim` on calibration MLPs and \
      CNNs (`cargo xtask calibrate`); instructions, not cycles";
