@@ -485,14 +485,20 @@ impl<'a, const KINDS: u8> Model<'a, KINDS> {
     /// Errors: [`Error::InputLength`] if `raw.len() != n_inputs`, [`Error::OutputLength`] if
     /// `out.len() != n_inputs`. Nothing is written on error.
     pub fn quantize_input(&self, raw: &[i32], out: &mut [i8]) -> Result<(), Error> {
-        self.check_input(raw.len())?;
-        if out.len() != self.n_inputs {
+        self.check_stage_lengths(raw.len(), out.len())?;
+        self.quantize_unchecked(raw, out);
+        Ok(())
+    }
+
+    /// The input stage's lengths: `n_inputs` raw values in, `n_inputs` int8 values out.
+    fn check_stage_lengths(&self, n_raw: usize, n_out: usize) -> Result<(), Error> {
+        self.check_input(n_raw)?;
+        if n_out != self.n_inputs {
             return Err(Error::OutputLength {
                 expected: u32_sat(self.n_inputs),
-                got: u32_sat(out.len()),
+                got: u32_sat(n_out),
             });
         }
-        self.quantize_unchecked(raw, out);
         Ok(())
     }
 
@@ -563,13 +569,7 @@ impl<'a, const KINDS: u8> Model<'a, KINDS> {
     /// Errors: [`Error::InputLength`] if `raw.len() != n_inputs`, [`Error::OutputLength`] if
     /// `out.len() != n_inputs`. Nothing is written on error.
     pub fn quantize_bytes(&self, raw: &[u8], out: &mut [i8]) -> Result<(), Error> {
-        self.check_input(raw.len())?;
-        if out.len() != self.n_inputs {
-            return Err(Error::OutputLength {
-                expected: u32_sat(self.n_inputs),
-                got: u32_sat(out.len()),
-            });
-        }
+        self.check_stage_lengths(raw.len(), out.len())?;
         self.quantize_bytes_unchecked(raw, out);
         Ok(())
     }

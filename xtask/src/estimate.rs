@@ -221,44 +221,16 @@ pub fn run(args: &[String]) -> Result<()> {
     let mut samples: Vec<Sample> = Vec::new();
     for (data, hidden, normalize) in NETWORKS {
         let dir = out.join(format!("{data}-{}-{normalize}", hidden.replace(',', "x")));
-        let data_flags = data_flags(&out, data);
-        let s = |p: &Path| p.to_string_lossy().into_owned();
-        let mut train = vec!["train", "--hidden", hidden, "--normalize", normalize];
-        train.extend(["--epochs", "1", "-q", "--no-plot"]);
-        let dir_text = s(&dir);
-        let flags: Vec<&str> = data_flags.iter().map(String::as_str).collect();
-        train.extend(&flags);
-        train.extend(["-o", &dir_text]);
-        kiln_ok(&train)?;
-        let int8 = s(&dir.join("int8"));
-        let mut quantize = vec!["quantize".to_owned(), s(&dir.join("model.json"))];
-        quantize.extend(data_flags.iter().cloned());
-        quantize.extend(["-o".to_owned(), int8.clone(), "-q".to_owned()]);
-        kiln_ok(&quantize.iter().map(String::as_str).collect::<Vec<_>>())?;
-        let blob = s(&dir.join("int8/model.kiln"));
-        samples.extend(measure(&blob, &flags)?);
+        let network = ["--hidden", hidden, "--normalize", normalize];
+        samples.extend(calibration_samples(&out, &dir, data, &network)?);
     }
     for (index, (data, shape, layers)) in CNNS.iter().enumerate() {
         let dir = out.join(format!("cnn{index}-{data}"));
-        let data_flags = data_flags(&out, data);
-        let s = |p: &Path| p.to_string_lossy().into_owned();
-        let dir_text = s(&dir);
-        let flags: Vec<&str> = data_flags.iter().map(String::as_str).collect();
-        let mut train = vec!["train", "--layers", layers];
+        let mut network = vec!["--layers", layers];
         if !shape.is_empty() {
-            train.extend(["--input-shape", shape]);
+            network.extend(["--input-shape", shape]);
         }
-        train.extend(["--epochs", "1", "-q", "--no-plot"]);
-        train.extend(&flags);
-        train.extend(["-o", &dir_text]);
-        kiln_ok(&train)?;
-        let int8 = s(&dir.join("int8"));
-        let mut quantize = vec!["quantize".to_owned(), s(&dir.join("model.json"))];
-        quantize.extend(data_flags.iter().cloned());
-        quantize.extend(["-o".to_owned(), int8.clone(), "-q".to_owned()]);
-        kiln_ok(&quantize.iter().map(String::as_str).collect::<Vec<_>>())?;
-        let blob = s(&dir.join("int8/model.kiln"));
-        samples.extend(measure(&blob, &flags)?);
+        samples.extend(calibration_samples(&out, &dir, data, &network)?);
     }
     let mut figures = read_figures()?;
     let cores = figures["cores"]
@@ -298,6 +270,34 @@ pub fn run(args: &[String]) -> Result<()> {
         println!("wrote {}", path.display());
     }
     Ok(())
+}
+
+/// Trains the calibration network `network` (its `kiln train` flags) for one epoch on `data`
+/// (the weights do not change the count), quantizes it into `dir`, and measures it on every
+/// core.
+fn calibration_samples(
+    out: &Path,
+    dir: &Path,
+    data: &str,
+    network: &[&str],
+) -> Result<Vec<Sample>> {
+    let s = |p: &Path| p.to_string_lossy().into_owned();
+    let data_flags = data_flags(out, data);
+    let flags: Vec<&str> = data_flags.iter().map(String::as_str).collect();
+    let dir_text = s(dir);
+    let mut train = vec!["train"];
+    train.extend(network);
+    train.extend(["--epochs", "1", "-q", "--no-plot"]);
+    train.extend(&flags);
+    train.extend(["-o", &dir_text]);
+    kiln_ok(&train)?;
+    let model = s(&dir.join("model.json"));
+    let int8 = s(&dir.join("int8"));
+    let mut quantize = vec!["quantize", &model];
+    quantize.extend(&flags);
+    quantize.extend(["-o", &int8, "-q"]);
+    kiln_ok(&quantize)?;
+    measure(&s(&dir.join("int8/model.kiln")), &flags)
 }
 
 /// `kiln inspect`'s estimate against `kiln sim` for `blob` on every core that runs it; fails

@@ -33,31 +33,28 @@ pub struct InspectConfig {
 }
 
 pub fn inspect_config(args: &InspectArgs) -> Result<InspectConfig, UsageError> {
-    use super::inspect::{core_by_name, parse_size, CORE_NAMES};
-    let flash_budget = args
-        .flash
-        .as_deref()
-        .map(|text| parse_size("--flash", text))
-        .transpose()?;
-    let ram_budget = args
-        .ram
-        .as_deref()
-        .map(|text| parse_size("--ram", text))
-        .transpose()?;
-    let core = match args.core.as_deref() {
-        None => None,
-        Some(name) => Some(core_by_name(name).ok_or_else(|| {
-            let names: Vec<&str> = CORE_NAMES.iter().map(|(cli, _)| *cli).collect();
-            usage(format!(
-                "--core: unknown core '{name}'; expected one of {}",
-                names.join(", ")
-            ))
-        })?),
-    };
     Ok(InspectConfig {
-        flash_budget,
-        ram_budget,
-        core,
+        flash_budget: size_flag("--flash", args.flash.as_deref())?,
+        ram_budget: size_flag("--ram", args.ram.as_deref())?,
+        core: args.core.as_deref().map(core_flag).transpose()?,
+    })
+}
+
+/// `--flash` or `--ram`: bytes, `K`/`KiB` or `M`/`MiB`.
+fn size_flag(flag: &str, text: Option<&str>) -> Result<Option<u64>, UsageError> {
+    text.map(|text| super::inspect::parse_size(flag, text))
+        .transpose()
+}
+
+/// `--core`: the core as `device_figures.json` names it.
+fn core_flag(name: &str) -> Result<&'static str, UsageError> {
+    use super::inspect::{core_by_name, CORE_NAMES};
+    core_by_name(name).ok_or_else(|| {
+        let names: Vec<&str> = CORE_NAMES.iter().map(|(cli, _)| *cli).collect();
+        usage(format!(
+            "--core: unknown core '{name}'; expected one of {}",
+            names.join(", ")
+        ))
     })
 }
 
@@ -624,6 +621,16 @@ pub struct FitPlan {
     pub output: OutputArgs,
 }
 
+/// A number and its unit (`0.5s` is `(0.5, "s")`), or `None` when the number does not parse.
+fn number_and_unit(text: &str) -> Option<(f64, String)> {
+    let trimmed = text.trim();
+    let split = trimmed
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(trimmed.len());
+    let (number, unit) = trimmed.split_at(split);
+    Some((number.parse().ok()?, unit.trim().to_owned()))
+}
+
 /// Parses `5ms`, `800us`, `0.5s`, `90s`, `10m`, `1h` (a bare number is seconds).
 pub fn parse_duration(flag: &str, text: &str) -> Result<std::time::Duration, UsageError> {
     let bad = || {
@@ -631,13 +638,8 @@ pub fn parse_duration(flag: &str, text: &str) -> Result<std::time::Duration, Usa
             "{flag}: expected a duration such as 800us, 5ms, 0.5s, 10m or 1h, got '{text}'"
         ))
     };
-    let trimmed = text.trim();
-    let split = trimmed
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(trimmed.len());
-    let (number, unit) = trimmed.split_at(split);
-    let value: f64 = number.parse().map_err(|_| bad())?;
-    let seconds_per_unit = match unit.trim() {
+    let (value, unit) = number_and_unit(text).ok_or_else(bad)?;
+    let seconds_per_unit = match unit.as_str() {
         "us" | "µs" => 1e-6,
         "ms" => 1e-3,
         "" | "s" => 1.0,
@@ -661,13 +663,8 @@ pub fn parse_frequency(flag: &str, text: &str) -> Result<f64, UsageError> {
             "{flag}: expected a frequency such as 64MHz, 48M, 32kHz or 16000000, got '{text}'"
         ))
     };
-    let trimmed = text.trim();
-    let split = trimmed
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(trimmed.len());
-    let (number, unit) = trimmed.split_at(split);
-    let value: f64 = number.parse().map_err(|_| bad())?;
-    let factor = match unit.trim().to_ascii_lowercase().as_str() {
+    let (value, unit) = number_and_unit(text).ok_or_else(bad)?;
+    let factor = match unit.to_ascii_lowercase().as_str() {
         "" | "hz" => 1.0,
         "k" | "khz" => 1e3,
         "m" | "mhz" => 1e6,
@@ -684,25 +681,9 @@ pub fn parse_frequency(flag: &str, text: &str) -> Result<f64, UsageError> {
 }
 
 pub fn fit_config(args: &FitArgs) -> Result<FitPlan, UsageError> {
-    use super::inspect::{core_by_name, parse_size, CORE_NAMES};
-    let flash_budget = args
-        .flash
-        .as_deref()
-        .map(|text| parse_size("--flash", text))
-        .transpose()?;
-    let ram_budget = args
-        .ram
-        .as_deref()
-        .map(|text| parse_size("--ram", text))
-        .transpose()?;
-    let core = core_by_name(&args.core).ok_or_else(|| {
-        let names: Vec<&str> = CORE_NAMES.iter().map(|(cli, _)| *cli).collect();
-        usage(format!(
-            "--core: unknown core '{}'; expected one of {}",
-            args.core,
-            names.join(", ")
-        ))
-    })?;
+    let flash_budget = size_flag("--flash", args.flash.as_deref())?;
+    let ram_budget = size_flag("--ram", args.ram.as_deref())?;
+    let core = core_flag(&args.core)?;
     let cpi = args.cycles_per_instruction;
     if !(cpi.is_finite() && cpi > 0.0) {
         return Err(usage(format!(

@@ -776,7 +776,14 @@ pub fn dense_cost(candidate: &DenseCandidate<'_>, core: &'static str) -> Result<
         ram_budget: None,
         core: Some(core),
     };
-    let report = build_report(Path::new("candidate"), summary, &config, figures);
+    core_cost(
+        &build_report(Path::new("candidate"), summary, &config, figures),
+        core,
+    )
+}
+
+/// One core's figures out of a report.
+fn core_cost(report: &Report, core: &'static str) -> Result<CoreCost> {
     let device = report
         .device
         .cores
@@ -818,28 +825,7 @@ pub fn blob_cost(
         ram_budget: None,
         core: Some(core),
     };
-    let report = build_report(path, summary, &config, figures);
-    let device = report
-        .device
-        .cores
-        .iter()
-        .find(|c| c.core == core)
-        .ok_or_else(|| anyhow::anyhow!("no device figures for {core}"))?;
-    let instructions = report
-        .instructions_per_inference
-        .cores
-        .iter()
-        .find(|c| c.core == core)
-        .map_or(0, |c| c.total_insns);
-    Ok(CoreCost {
-        blob_bytes: device.model_blob_bytes,
-        scratch_bytes: report.totals.ram.int8_scratch_bytes as u64,
-        flash_bytes: device.flash_total_bytes,
-        ram_bytes: device.ram_total_bytes,
-        parameters: report.totals.parameters as u64,
-        macs: report.totals.macs as u64,
-        instructions,
-    })
+    core_cost(&build_report(path, summary, &config, figures), core)
 }
 
 // ---- .kiln blob ------------------------------------------------------------------------
