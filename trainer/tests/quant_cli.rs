@@ -519,3 +519,69 @@ fn the_next_quantize_removes_stale_temp_files() {
     assert!(unrelated.exists(), "a file kiln did not write was removed");
     assert!(dir.path().join("model.kiln").exists());
 }
+
+/// `--pow2-scales`: every quantization scale in the QDQ file is a power of two (the input's
+/// normalization factor is not a quantization scale), tract computes the runtime's logits bit
+/// for bit, and the accuracy stays with the default scales'.
+#[test]
+fn pow2_scales_make_every_scale_a_power_of_two_and_tract_exact() {
+    let Fixture { model, report, .. } = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("pow2");
+    let pow2 = json(&kiln(&[
+        "quantize",
+        s(model),
+        "-o",
+        s(&out),
+        "--pow2-scales",
+        "--json",
+    ]));
+    let n = pow2["test_samples"].as_u64().unwrap();
+    assert_eq!(pow2["tract_identical"], n, "{pow2}");
+    assert_eq!(pow2["tract_max_lsb_diff"], 0, "{pow2}");
+    let (default, exact) = (
+        report["int8_accuracy"].as_f64().unwrap(),
+        pow2["int8_accuracy"].as_f64().unwrap(),
+    );
+    assert!((default - exact).abs() <= 0.01, "{default} vs {exact}");
+
+    let bytes = std::fs::read(out.join("model.qdq.onnx")).unwrap();
+    let scales = quantization_scales(&bytes);
+    // The input, each layer's weights (one per row), biases and outputs.
+    assert!(scales.len() > 20, "only {} scales", scales.len());
+    for (name, value) in &scales {
+        assert!(
+            *value > 0.0 && f64::from(*value).log2().fract() == 0.0,
+            "{name}: {value} is not a power of two"
+        );
+    }
+    // The default scales are not powers of two: the check above can fail.
+    let default =
+        quantization_scales(&std::fs::read(fixture().out.join("model.qdq.onnx")).unwrap());
+    assert!(default
+        .iter()
+        .any(|(_, v)| f64::from(*v).log2().fract() != 0.0));
+}
+
+/// Every quantization scale of a QDQ file (the `QuantizeLinear`/`DequantizeLinear` scales of
+/// values, weights and biases; not the input's normalization factor), by initializer name.
+fn quantization_scales(onnx: &[u8]) -> Vec<(String, f32)> {
+    let model = kiln_onnx::mlp::decode_model(onnx).unwrap();
+    let mut scales = Vec::new();
+    for tensor in &model.graph.unwrap().initializer {
+        let name = tensor.name();
+        if !(name.ends_with(".scale")
+            || name.ends_with("weight_scale")
+            || name.ends_with("bias_scale"))
+        {
+            continue;
+        }
+        let values = tensor
+            .raw_data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .chain(tensor.float_data.iter().copied());
+        scales.extend(values.map(|v| (name.to_owned(), v)));
+    }
+    scales
+}

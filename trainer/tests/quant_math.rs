@@ -95,7 +95,7 @@ fn weights_are_symmetric_per_channel_with_ties_to_even() {
         0.0,
         2.0f32.powi(-20),
     ];
-    let q = quantize_weights(&w, 3, 5, 0.0);
+    let q = quantize_weights(&w, 3, 5, 0.0, false);
     assert_eq!(q.scales[..2], [0.125, 1.0]);
     assert_eq!(q.scales[2], (2f64.powi(-20) / 127.0) as f32);
     assert_eq!(
@@ -121,7 +121,7 @@ fn vanishing_weight_rows_get_the_floor_scale() {
         3.0 * 2f32.powi(-14),
         -2f32.powi(-15),
     ];
-    let q = quantize_weights(&w, 3, 2, floor);
+    let q = quantize_weights(&w, 3, 2, floor, false);
     assert_eq!(q.scales, [0.125, 2f32.powi(-14), 2f32.powi(-14)]);
     assert_eq!(q.values, [127, 8, 0, 0, 3, 0]);
     assert_eq!(q.floored, 2);
@@ -310,4 +310,50 @@ fn percentiles_interpolate_between_order_statistics() {
     assert_eq!(percentile(&values, 0.0), 1.0);
     assert_eq!(percentile(&values, 50.0), 50.5);
     assert!((percentile(&values, 99.0) - 99.01).abs() < 1e-9);
+}
+
+/// `--pow2-scales`: a range widened to 255 steps of a power of two gives exactly that step as
+/// its scale, still covers the calibrated range, and costs at most one bit; weight rows get
+/// power-of-two scales with every value within 127 steps.
+#[test]
+fn pow2_scales_are_exact_powers_of_two_that_cover_the_range() {
+    use kiln_trainer::quant::math::{activation_params, next_pow2, pow2_range};
+    for x in [1e-9, 0.003, 1.0 / 255.0, 0.5, 1.0, 1.5, 3.0, 1000.0] {
+        let p = next_pow2(x);
+        assert!(p >= x && p / 2.0 < x, "{x}: {p}");
+        assert_eq!(p.log2().fract(), 0.0, "{x}: {p}");
+    }
+    for (lo, hi) in [
+        (0.0, 1.0),
+        (-3.2, 7.9),
+        (-0.01, 0.0),
+        (2.0, 9.0),
+        (-100.0, -1.0),
+    ] {
+        let (wlo, whi) = pow2_range(lo, hi);
+        let params = activation_params(wlo, whi).unwrap();
+        let scale = f64::from(params.scale);
+        assert_eq!(scale.log2().fract(), 0.0, "[{lo}, {hi}]: scale {scale}");
+        let plain = f64::from(activation_params(lo, hi).unwrap().scale);
+        assert!(
+            scale >= plain && scale < 2.0 * plain,
+            "[{lo}, {hi}]: {scale} vs {plain}"
+        );
+        // Both ends (and 0) land inside the int8 range without saturating.
+        let zp = f64::from(params.zero_point);
+        for v in [lo.min(0.0), hi.max(0.0), 0.0] {
+            let q = (v / scale).round() + zp;
+            assert!((-128.0..=127.0).contains(&q), "[{lo}, {hi}]: {v} -> {q}");
+        }
+    }
+    let w = [0.3f32, -0.7, 0.01, 0.0, 0.0, 0.0, 5.0, -4.99, 1.0];
+    let q = quantize_weights(&w, 3, 3, 0.0, true);
+    assert_eq!(q.scales[1], 1.0, "an all-zero row keeps scale 1");
+    for (row, &scale) in q.scales.iter().enumerate() {
+        assert_eq!(f64::from(scale).log2().fract(), 0.0, "row {row}: {scale}");
+    }
+    // 0.7 / 127 rounds up to 2^-7; 5.0 / 127 to 2^-4.
+    assert_eq!(q.scales[0], 2f32.powi(-7));
+    assert_eq!(q.scales[2], 2f32.powi(-4));
+    assert_eq!(&q.values[6..], &[80, -80, 16]);
 }

@@ -377,6 +377,25 @@ pub fn run(options: &CiOptions) -> Result<()> {
             int8 >= accuracy - 0.005,
             "MNIST int8 accuracy {int8} is more than half a point below float {accuracy}"
         );
+        // 5a. The same model with power-of-two scales: tract here, and onnxruntime and the
+        // reference evaluator in step 6 (its folder's name ends in `pow2`), must give the
+        // device's int8 logits exactly.
+        let pow2_dir = out.join("mnist-pow2");
+        let pow2 = kiln_ok(&[
+            "quantize",
+            &path(&mnist_dir.join("model.json")),
+            "-o",
+            &path(&pow2_dir),
+            "--pow2-scales",
+            "--quiet",
+            "--json",
+        ])?;
+        ensure!(
+            pow2["tract_identical"] == pow2["test_samples"] && pow2["tract_max_lsb_diff"] == 0,
+            "mnist --pow2-scales: tract's int8 logits are not the runtime's on every image: {} of {} rows identical",
+            pow2["tract_identical"],
+            pow2["test_samples"]
+        );
         // The blob alone, as firmware would load it, on the host.
         kiln_ok(&[
             "run",

@@ -352,6 +352,10 @@ pub struct CalibArgs {
     /// Clip each range to the (100-P)-th and P-th percentiles (e.g. 99.99) instead of min/max.
     #[arg(long, value_name = "P")]
     pub percentile: Option<f64>,
+    /// Every scale a power of two: onnxruntime and tract then compute the device's int8
+    /// outputs exactly from the QDQ file, at the cost of up to one bit of resolution per tensor.
+    #[arg(long)]
+    pub pow2_scales: bool,
 }
 
 #[derive(Debug, Clone, Args)]

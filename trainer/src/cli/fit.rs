@@ -413,7 +413,12 @@ fn settings_of(plan: &FitPlan) -> serde_json::Value {
         "cnn": plan.cnn,
         "input_shape": plan.input_shape.map(|s| format!("{}x{}x{}", s.h, s.w, s.c)),
         "train": plan.train,
-        "calibration": format!("{} samples, {}", plan.calib.calib_samples, plan.calib.method),
+        "calibration": format!(
+            "{} samples, {}{}",
+            plan.calib.calib_samples,
+            plan.calib.method,
+            if plan.calib.pow2_scales { ", power-of-two scales" } else { "" }
+        ),
     })
 }
 
@@ -517,7 +522,7 @@ fn size_cnn(
     };
     let options = quant::QuantOptions {
         calib_samples: SIZING_CALIB_SAMPLES,
-        method: plan.calib.method,
+        ..plan.calib
     };
     let quantized = quant::quantize(&model, &split.train, options)
         .with_context(|| format!("cannot size the CNN {layers}"))?;

@@ -184,6 +184,7 @@ pub(crate) fn quant_options(args: &CalibArgs) -> Result<QuantOptions, UsageError
     Ok(QuantOptions {
         calib_samples: args.calib,
         method,
+        pow2_scales: args.pow2_scales,
     })
 }
 

@@ -55,6 +55,20 @@ pub struct Calibration {
     pub layers: Vec<LayerRanges>,
 }
 
+impl Calibration {
+    /// Every range widened to 255 steps of a power of two (`--pow2-scales`).
+    pub fn widen_to_pow2(&mut self) {
+        let widen = |range: &mut Range| {
+            (range.lo, range.hi) = super::math::pow2_range(range.lo, range.hi);
+        };
+        widen(&mut self.input);
+        for layer in &mut self.layers {
+            widen(&mut layer.pre_activation);
+            widen(&mut layer.output);
+        }
+    }
+}
+
 /// Samples per forward pass.
 const CHUNK_ROWS: usize = 1024;
 

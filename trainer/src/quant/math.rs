@@ -106,6 +106,7 @@ pub fn quantize_weights(
     n_outputs: usize,
     n_inputs: usize,
     min_scale: f64,
+    pow2: bool,
 ) -> QuantizedWeights {
     assert_eq!(
         weights.len(),
@@ -120,10 +121,11 @@ pub fn quantize_weights(
             .iter()
             .fold(0.0f64, |max, &w| max.max(f64::from(w).abs()));
         floored += usize::from(max > 0.0 && max / 127.0 < min_scale);
-        let scale = if max > 0.0 {
-            (max / 127.0).max(min_scale) as f32
-        } else {
-            1.0
+        let scale = match (max > 0.0, pow2) {
+            (true, false) => (max / 127.0).max(min_scale) as f32,
+            // The next power of two: every weight still fits in 127 steps.
+            (true, true) => next_pow2((max / 127.0).max(min_scale)) as f32,
+            (false, _) => 1.0,
         };
         let s = f64::from(scale);
         values.extend(
@@ -181,6 +183,30 @@ pub fn fold_bias(
 pub struct ActivationParams {
     pub scale: f32,
     pub zero_point: i8,
+}
+
+/// The smallest power of two at or above `x` (> 0).
+pub fn next_pow2(x: f64) -> f64 {
+    let p = 2f64.powi(x.log2().ceil() as i32);
+    // log2's rounding can land one power low.
+    if p < x {
+        2.0 * p
+    } else {
+        p
+    }
+}
+
+/// `[lo, hi]` widened (to include 0, then upwards) to a range of exactly 255 steps of a power
+/// of two: [`activation_params`] then gives that step as the scale, exactly. The step is the
+/// smallest power of two at or above `(hi - lo) / 255`, so the range costs at most one bit of
+/// resolution.
+pub fn pow2_range(lo: f64, hi: f64) -> (f64, f64) {
+    let (lo, hi) = (lo.min(0.0), hi.max(0.0));
+    if !(lo.is_finite() && hi.is_finite()) || hi <= lo {
+        return (lo, hi);
+    }
+    let step = next_pow2((hi - lo) / 255.0);
+    (lo, lo + 255.0 * step)
 }
 
 /// Parameters for the calibrated range `[lo, hi]`: the range is widened to

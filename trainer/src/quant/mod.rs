@@ -61,6 +61,11 @@ pub struct QuantOptions {
     /// How many training samples (the first ones) calibrate the ranges.
     pub calib_samples: usize,
     pub method: RangeMethod,
+    /// Every scale a power of two (`--pow2-scales`): each calibrated range widened to the
+    /// next power-of-two step, each weight row's scale rounded up to one
+    /// (`math::pow2_range`, `math::quantize_weights`). A float QDQ engine's arithmetic is
+    /// then exact (see docs/quantization.md).
+    pub pow2_scales: bool,
 }
 
 impl Default for QuantOptions {
@@ -68,6 +73,7 @@ impl Default for QuantOptions {
         Self {
             calib_samples: DEFAULT_CALIB_SAMPLES,
             method: RangeMethod::MinMax,
+            pow2_scales: false,
         }
     }
 }
@@ -205,6 +211,7 @@ fn quantize_tensor_layer(
     activation: Activation,
     input: ActivationParams,
     ranges: &LayerRanges,
+    pow2_scales: bool,
 ) -> Result<TensorLayer, QuantError> {
     let (n_outputs, n_inputs) = weights.shape();
     let output = math::activation_params(ranges.output.lo, ranges.output.hi)?;
@@ -235,7 +242,7 @@ fn quantize_tensor_layer(
     let target = pre.unwrap_or(output);
     let floor = math::weight_scale_floor(input.scale, target.scale);
     let row_major: Vec<f32> = weights.transpose().iter().copied().collect();
-    let weights = math::quantize_weights(&row_major, n_outputs, n_inputs, floor);
+    let weights = math::quantize_weights(&row_major, n_outputs, n_inputs, floor, pow2_scales);
     let bias: Vec<f32> = bias.iter().copied().collect();
     let bias = math::quantize_bias(&bias, input.scale, &weights.scales);
     let saturated_biases = bias
@@ -414,13 +421,16 @@ pub fn quantize(
     options: QuantOptions,
 ) -> Result<Quantized, QuantError> {
     let network = model.network();
-    let ranges = calibrate::calibrate(
+    let mut ranges = calibrate::calibrate(
         model,
         &network,
         calibration,
         options.calib_samples,
         options.method,
     )?;
+    if options.pow2_scales {
+        ranges.widen_to_pow2();
+    }
     // The input stage: the normalization and the input quantization in one integer map, from
     // raw integers with the fraction bits that real-valued training data needs. Real values
     // under a shared normalization get a power-of-two input scale, which makes that map the
@@ -483,8 +493,15 @@ pub fn quantize(
         };
         let input_shape = shapes[layer_idx];
         let tensor = |params, activation| {
-            quantize_tensor_layer(layer.token(), params, activation, current, layer_ranges)
-                .map_err(in_layer)
+            quantize_tensor_layer(
+                layer.token(),
+                params,
+                activation,
+                current,
+                layer_ranges,
+                options.pow2_scales,
+            )
+            .map_err(in_layer)
         };
         match layer {
             Layer::Dense(dense) => {
