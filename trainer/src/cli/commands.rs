@@ -468,31 +468,40 @@ pub fn train(args: &TrainArgs) -> Result<()> {
 /// data's image shape when the layers need one (IDX images, the 8x8 digits, square rows),
 /// else a feature vector.
 fn input_shape(plan: &TrainPlan, split: &Split) -> Result<Option<Shape>> {
-    let n_features = split.train.n_features;
-    if let Some(shape) = plan.config.input_shape {
-        if shape.len() != n_features {
-            return Err(UsageError(format!(
-                "--input-shape: {}x{}x{} holds {} values, but {} has {n_features} features per row",
-                shape.h,
-                shape.w,
-                shape.c,
-                shape.len(),
-                plan.data_spec
-            ))
-            .into());
-        }
-        return Ok(Some(shape));
-    }
     let spatial = plan
         .config
         .layers
         .iter()
         .any(|layer| !matches!(layer, LayerSpec::Dense { .. } | LayerSpec::Flatten));
-    if !spatial {
+    if plan.config.input_shape.is_none() && !spatial {
         return Ok(None);
     }
-    Ok(crate::plot::image_shape(&plan.data_spec, n_features)
-        .map(|(rows, cols)| Shape::new(rows, cols, 1)))
+    Ok(image_shape(
+        plan.config.input_shape,
+        &plan.data_spec,
+        split.train.n_features,
+    )?)
+}
+
+/// The shape of one sample: `--input-shape`, checked against the data's features, or else the
+/// data's own image shape (IDX, square rows such as the digits); `None` for other data.
+pub(crate) fn image_shape(
+    explicit: Option<Shape>,
+    spec: &DataSpec,
+    n_features: usize,
+) -> Result<Option<Shape>, UsageError> {
+    match explicit {
+        Some(shape) if shape.len() != n_features => Err(UsageError(format!(
+            "--input-shape: {}x{}x{} holds {} values, but {spec} has {n_features} features per row",
+            shape.h,
+            shape.w,
+            shape.c,
+            shape.len(),
+        ))),
+        Some(shape) => Ok(Some(shape)),
+        None => Ok(crate::plot::image_shape(spec, n_features)
+            .map(|(rows, cols)| Shape::new(rows, cols, 1))),
+    }
 }
 
 /// The bytes training keeps per parameter: the f32 weight, its gradient and up to two optimizer

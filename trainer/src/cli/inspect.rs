@@ -1328,7 +1328,7 @@ fn kind_name(kind: kiln_runtime::LayerKind) -> &'static str {
 }
 
 /// The name of an input-stage loop in the report.
-fn input_stage_name(stage: kiln_runtime::InputStage) -> &'static str {
+pub(crate) fn input_stage_name(stage: kiln_runtime::InputStage) -> &'static str {
     use kiln_runtime::InputStage;
     match stage {
         InputStage::ByteTable => "byte table",

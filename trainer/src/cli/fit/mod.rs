@@ -13,17 +13,26 @@
 //! held to the size that was estimated. The search state lives in `fit.json`, written after
 //! every candidate, so Ctrl-C or a spent `--budget` loses only the candidates in flight, whose
 //! checkpoints `--resume` continues.
+//!
+//! `candidates.rs` holds the search space and the sizing, `report.rs` the table, the plot and
+//! the progress; this file the search itself: the record, the training and the winner.
+
+mod candidates;
+mod report;
 
 use super::args::FitArgs;
 use super::config::{fit_config, FitPlan, UsageError};
-use super::inspect::{self, CoreCost, DenseCandidate};
+use super::inspect::{self, CoreCost};
 use super::interrupt;
 use crate::data::{self, Dataset, Normalization, NormalizationKind, Split, Targets};
 use crate::model::ModelFile;
-use crate::nn::Activation;
 use crate::quant::{self, host};
 use crate::train;
 use anyhow::{Context, Result};
+use candidates::{cnn_config, enumerate, InputFacts};
+use report::{
+    budgets_text, nothing_fits, print_report, write_pareto, Files, FitProgress, FitReport,
+};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -35,73 +44,6 @@ const FIT_FILE: &str = "fit.json";
 const FIT_FORMAT: &str = "kiln-fit";
 /// The layout of `fit.json`; `--resume` refuses any other.
 const FIT_VERSION: u32 = 1;
-
-/// The grid of first-layer widths every family is tried at.
-const WIDTHS: [usize; 14] = [4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512];
-/// The widest first layer the search for a family's widest fitting member considers.
-const MAX_WIDTH: usize = 4096;
-/// The narrowest hidden layer.
-const MIN_WIDTH: usize = 2;
-
-/// The shape families: each hidden layer's width is the first's divided by these.
-const FAMILIES: [&[usize]; 5] = [&[], &[1], &[1, 2], &[1, 4], &[1, 2, 4]];
-
-/// The channel counts of a CNN family's first convolution.
-const CHANNELS: [usize; 8] = [2, 4, 6, 8, 12, 16, 24, 32];
-/// The widest first convolution the edge search considers.
-const MAX_CHANNELS: usize = 256;
-/// The calibration samples that size an untrained CNN (the blob's length and plan do not
-/// depend on its ranges).
-const SIZING_CALIB_SAMPLES: usize = 16;
-
-/// A CNN family: its hidden layers for `c` channels in the first convolution.
-struct CnnFamily {
-    /// The hidden convolution layers (each 3x3 and followed by 2x2 max pooling): channels as
-    /// multiples of `c`.
-    convs: &'static [usize],
-    /// A dense layer of `dense * c` units before the output layer (0: none).
-    dense: usize,
-}
-
-const CNN_FAMILIES: [CnnFamily; 4] = [
-    CnnFamily {
-        convs: &[1],
-        dense: 0,
-    },
-    CnnFamily {
-        convs: &[1],
-        dense: 2,
-    },
-    CnnFamily {
-        convs: &[1, 2],
-        dense: 0,
-    },
-    CnnFamily {
-        convs: &[1, 2],
-        dense: 2,
-    },
-];
-
-impl CnnFamily {
-    /// The `--layers` text of the family's member with `c` channels; `None` when the image is
-    /// too small to pool that often (each pooling needs an even side of at least 2).
-    fn layers(&self, c: usize, shape: crate::nn::shape::Shape) -> Option<String> {
-        let (mut h, mut w) = (shape.h, shape.w);
-        let mut parts = Vec::new();
-        for &multiple in self.convs {
-            if h < 2 || w < 2 || h % 2 != 0 || w % 2 != 0 {
-                return None;
-            }
-            parts.push(format!("conv3x3:{}", c * multiple));
-            parts.push("maxpool2".to_owned());
-            (h, w) = (h / 2, w / 2);
-        }
-        if self.dense > 0 {
-            parts.push(format!("dense:{}", c * self.dense));
-        }
-        Some(parts.join(","))
-    }
-}
 
 /// Nothing in the search space fits the budget; exit code 1.
 #[derive(Debug, thiserror::Error)]
@@ -247,24 +189,9 @@ pub fn fit(args: &FitArgs) -> Result<()> {
                 .iter()
                 .all(|&x| x.fract() == 0.0 && (0.0..=255.0).contains(&x))
         });
-    let image = match plan.input_shape {
-        Some(shape) if shape.len() != split.train.n_features => {
-            return Err(UsageError(format!(
-                "--input-shape: {}x{}x{} holds {} values, but {} has {} features per row",
-                shape.h,
-                shape.w,
-                shape.c,
-                shape.len(),
-                plan.data_spec,
-                split.train.n_features
-            ))
-            .into())
-        }
-        Some(shape) => Some(shape),
-        None => crate::plot::image_shape(&plan.data_spec, split.train.n_features)
-            .map(|(h, w)| crate::nn::shape::Shape::new(h, w, 1)),
-    }
-    .filter(|_| plan.cnn);
+    let image =
+        super::commands::image_shape(plan.input_shape, &plan.data_spec, split.train.n_features)?
+            .filter(|_| plan.cnn);
     let input = InputFacts {
         image,
         n_inputs: split.train.n_features,
@@ -282,7 +209,7 @@ pub fn fit(args: &FitArgs) -> Result<()> {
         format: FIT_FORMAT.to_owned(),
         version: FIT_VERSION,
         settings,
-        input_stage: stage_name(input_stage).to_owned(),
+        input_stage: inspect::input_stage_name(input_stage).to_owned(),
         input_type: if byte_input { "u8" } else { "i32" }.to_owned(),
         candidates,
     };
@@ -377,28 +304,6 @@ pub fn fit(args: &FitArgs) -> Result<()> {
     outputs.verdict()
 }
 
-/// What the data fixes about every candidate's input.
-struct InputFacts {
-    /// The image shape CNN candidates take (`--input-shape`, or the data's own); `None`:
-    /// MLPs only.
-    image: Option<crate::nn::shape::Shape>,
-    n_inputs: usize,
-    n_outputs: usize,
-    per_feature: bool,
-    stage: kiln_runtime::InputStage,
-    byte_input: bool,
-}
-
-fn stage_name(stage: kiln_runtime::InputStage) -> &'static str {
-    use kiln_runtime::InputStage;
-    match stage {
-        InputStage::ByteTable => "byte table",
-        InputStage::Identity => "identity",
-        InputStage::FixedPoint => "fixed point",
-        InputStage::PerFeature => "per feature",
-    }
-}
-
 /// The settings the results depend on (not --jobs or --budget, which change only when they
 /// are ready).
 fn settings_of(plan: &FitPlan) -> serde_json::Value {
@@ -420,285 +325,6 @@ fn settings_of(plan: &FitPlan) -> serde_json::Value {
             if plan.calib.pow2_scales { ", power-of-two scales" } else { "" }
         ),
     })
-}
-
-fn label_of(n_inputs: usize, hidden: &[usize], n_outputs: usize) -> String {
-    std::iter::once(n_inputs)
-        .chain(hidden.iter().copied())
-        .chain(std::iter::once(n_outputs))
-        .map(|w| w.to_string())
-        .collect::<Vec<_>>()
-        .join("-")
-}
-
-/// Sizes one candidate and judges it against the budgets.
-fn size(plan: &FitPlan, input: &InputFacts, hidden: &[usize]) -> Result<Candidate> {
-    let activation = plan.train.activation;
-    let layers: Vec<(usize, Activation)> = hidden
-        .iter()
-        .map(|&w| (w, activation))
-        .chain(std::iter::once((
-            input.n_outputs,
-            plan.train.output_activation,
-        )))
-        .collect();
-    let cost = inspect::dense_cost(
-        &DenseCandidate {
-            n_inputs: input.n_inputs,
-            layers: &layers,
-            per_feature_input: input.per_feature,
-            input_stage: input.stage,
-            byte_input: input.byte_input,
-        },
-        plan.core,
-    )?;
-    Ok(judge(
-        plan,
-        label_of(input.n_inputs, hidden, input.n_outputs),
-        hidden.to_vec(),
-        None,
-        cost,
-    ))
-}
-
-/// A sized candidate against the budgets.
-fn judge(
-    plan: &FitPlan,
-    label: String,
-    hidden: Vec<usize>,
-    layers: Option<String>,
-    cost: CoreCost,
-) -> Candidate {
-    let mut over = Vec::new();
-    if let Some(budget) = plan.flash_budget.filter(|&b| cost.flash_bytes > b) {
-        over.push(format!("flash {} > {budget}", cost.flash_bytes));
-    }
-    if let Some(budget) = plan.ram_budget.filter(|&b| cost.ram_bytes > b) {
-        over.push(format!("RAM {} > {budget}", cost.ram_bytes));
-    }
-    if let Some(budget) = plan.instruction_budget.filter(|&b| cost.instructions > b) {
-        over.push(format!(
-            "{} instructions > {budget} (--latency {})",
-            cost.instructions,
-            plan.latency_text.as_deref().unwrap_or("")
-        ));
-    }
-    let latency_seconds = plan
-        .clock_hz
-        .map(|hz| cost.instructions as f64 * plan.cycles_per_instruction / hz);
-    let fits = over.is_empty();
-    Candidate {
-        label,
-        hidden,
-        layers,
-        cost,
-        latency_seconds,
-        fits,
-        over,
-        status: if fits {
-            Status::Pending
-        } else {
-            Status::DoesNotFit
-        },
-        result: None,
-        winner: false,
-    }
-}
-
-/// Sizes a CNN exactly: bakes it untrained (random weights, a few calibration samples) and
-/// sizes the blob as `kiln inspect` does. `None` when the layers do not apply to the shape.
-fn size_cnn(
-    plan: &FitPlan,
-    input: &InputFacts,
-    split: &Split,
-    shape: crate::nn::shape::Shape,
-    layers: &str,
-) -> Result<Option<Candidate>> {
-    let config = cnn_config(plan, shape, layers)?;
-    let model = match train::untrained(split, &plan.data_spec, &plan.data_options, &config) {
-        Ok(model) => model,
-        Err(train::TrainError::Config(_)) => return Ok(None),
-        Err(error) => return Err(error.into()),
-    };
-    let options = quant::QuantOptions {
-        calib_samples: SIZING_CALIB_SAMPLES,
-        ..plan.calib
-    };
-    let quantized = quant::quantize(&model, &split.train, options)
-        .with_context(|| format!("cannot size the CNN {layers}"))?;
-    let cost = inspect::blob_cost(
-        Path::new(layers),
-        &quantized.blob,
-        plan.core,
-        Some(input.byte_input),
-    )?;
-    let label = format!(
-        "{}x{}x{}-{}-{}",
-        shape.h,
-        shape.w,
-        shape.c,
-        layers.replace(',', "-"),
-        input.n_outputs
-    );
-    Ok(Some(judge(
-        plan,
-        label,
-        Vec::new(),
-        Some(layers.to_owned()),
-        cost,
-    )))
-}
-
-/// The training configuration of a CNN candidate.
-fn cnn_config(
-    plan: &FitPlan,
-    shape: crate::nn::shape::Shape,
-    layers: &str,
-) -> Result<train::TrainConfig> {
-    let specs = crate::nn::layer_spec::parse_layers(layers)
-        .map_err(|e| anyhow::anyhow!("the search built bad layers {layers:?}: {e}"))?;
-    Ok(train::TrainConfig {
-        hidden: Vec::new(),
-        layers: specs,
-        input_shape: Some(shape),
-        ..plan.train.clone()
-    })
-}
-
-/// The hidden widths of `family` with first width `width`; `None` when a layer would be
-/// narrower than [`MIN_WIDTH`].
-fn family_widths(family: &[usize], width: usize) -> Option<Vec<usize>> {
-    family
-        .iter()
-        .map(|&divisor| Some(width / divisor).filter(|&w| w >= MIN_WIDTH))
-        .collect()
-}
-
-/// Every candidate of the search space, sized, in a fixed order (family, then width).
-fn enumerate(plan: &FitPlan, input: &InputFacts, split: &Split) -> Result<Vec<Candidate>> {
-    let mut candidates: Vec<Candidate> = Vec::new();
-    let add = |candidate: Candidate, candidates: &mut Vec<Candidate>| {
-        if !candidates
-            .iter()
-            .any(|c| c.hidden == candidate.hidden && c.layers == candidate.layers)
-        {
-            candidates.push(candidate);
-        }
-    };
-    for family in FAMILIES
-        .iter()
-        .filter(|f| f.len() <= plan.max_hidden_layers)
-    {
-        let size_at = |width: usize| -> Result<Option<Candidate>> {
-            family_widths(family, width)
-                .map(|hidden| size(plan, input, &hidden))
-                .transpose()
-        };
-        if family.is_empty() {
-            add(size(plan, input, &[])?, &mut candidates);
-            continue;
-        }
-        for &width in &WIDTHS {
-            if let Some(candidate) = size_at(width)? {
-                add(candidate, &mut candidates);
-            }
-        }
-        // The family's widest member that fits: the budget's edge, which the grid misses.
-        let smallest = family.iter().max().copied().unwrap_or(1) * MIN_WIDTH;
-        if let Some(widest) = widest_fitting(smallest, MAX_WIDTH, size_at)? {
-            add(widest, &mut candidates);
-        }
-    }
-    let Some(shape) = input.image else {
-        return Ok(candidates);
-    };
-    for family in CNN_FAMILIES
-        .iter()
-        .filter(|f| f.convs.len() + usize::from(f.dense > 0) <= plan.max_hidden_layers)
-    {
-        let size_at = |channels: usize| -> Result<Option<Candidate>> {
-            match family.layers(channels, shape) {
-                Some(layers) => size_cnn(plan, input, split, shape, &layers),
-                None => Ok(None),
-            }
-        };
-        for &channels in &CHANNELS {
-            if let Some(candidate) = size_at(channels)? {
-                add(candidate, &mut candidates);
-            }
-        }
-        if let Some(widest) = widest_fitting(1, MAX_CHANNELS, size_at)? {
-            add(widest, &mut candidates);
-        }
-    }
-    Ok(candidates)
-}
-
-/// The widest member (from `smallest` to `largest`) that fits, by bisection (every cost grows
-/// with the width) and then a step down past any small non-monotone step of the instruction
-/// estimate. `size_at` sizes a member, `None` when the width does not apply.
-fn widest_fitting(
-    smallest: usize,
-    largest: usize,
-    size_at: impl Fn(usize) -> Result<Option<Candidate>>,
-) -> Result<Option<Candidate>> {
-    let fits = |width: usize| -> Result<Option<Candidate>> {
-        Ok(size_at(width)?.filter(|candidate| candidate.fits))
-    };
-    if fits(smallest)?.is_none() {
-        return Ok(None);
-    }
-    let (mut lo, mut hi) = (smallest, largest + 1);
-    while hi - lo > 1 {
-        let mid = lo + (hi - lo) / 2;
-        if fits(mid)?.is_some() {
-            lo = mid;
-        } else {
-            hi = mid;
-        }
-    }
-    for width in (smallest..=lo).rev() {
-        if let Some(candidate) = fits(width)? {
-            return Ok(Some(candidate));
-        }
-    }
-    Ok(None)
-}
-
-fn nothing_fits(plan: &FitPlan, candidates: &[Candidate]) -> String {
-    let smallest = candidates
-        .iter()
-        .min_by_key(|c| (c.cost.flash_bytes, c.cost.ram_bytes, c.cost.instructions));
-    let budgets = budgets_text(plan);
-    match smallest {
-        Some(c) => format!(
-            "no candidate fits {budgets} on {}: the smallest, {}, needs flash {} bytes (model blob \
-             {} + kiln-runtime .text {}), RAM {} bytes and {} instructions per inference ({})",
-            plan.core,
-            c.label,
-            c.cost.flash_bytes,
-            c.cost.blob_bytes,
-            c.cost.flash_bytes - c.cost.blob_bytes,
-            c.cost.ram_bytes,
-            c.cost.instructions,
-            c.over.join(", ")
-        ),
-        None => format!("no candidate fits {budgets} on {}", plan.core),
-    }
-}
-
-fn budgets_text(plan: &FitPlan) -> String {
-    let mut parts = Vec::new();
-    if let Some(flash) = plan.flash_budget {
-        parts.push(format!("flash {flash} bytes"));
-    }
-    if let Some(ram) = plan.ram_budget {
-        parts.push(format!("RAM {ram} bytes"));
-    }
-    if let (Some(budget), Some(latency)) = (plan.instruction_budget, &plan.latency_text) {
-        parts.push(format!("latency {latency} ({budget} instructions)"));
-    }
-    parts.join(", ")
 }
 
 fn load_record(path: &Path) -> Result<FitRecord> {
@@ -1028,214 +654,4 @@ fn write_winner(
         winner.cost
     );
     Ok(summary)
-}
-
-fn write_pareto(plan: &FitPlan, record: &FitRecord) -> Result<Vec<PathBuf>> {
-    let points: Vec<crate::plot::ParetoPoint> = record
-        .candidates
-        .iter()
-        .map(|c| crate::plot::ParetoPoint {
-            label: c.label.clone(),
-            flash_bytes: c.cost.flash_bytes,
-            accuracy: c.result.as_ref().map(|r| r.int8_val_accuracy),
-            fits: c.fits,
-            winner: c.winner,
-        })
-        .collect();
-    let figure = crate::plot::ParetoFigure {
-        title: format!(
-            "kiln fit on {}: {} within {}",
-            plan.data_spec,
-            plan.core,
-            budgets_text(plan)
-        ),
-        points: &points,
-        flash_budget: plan.flash_budget,
-    };
-    Ok(crate::plot::write_png_and_svg(&figure, &plan.out_dir, "fit")?.to_vec())
-}
-
-#[derive(Debug, Serialize)]
-struct Files {
-    record: PathBuf,
-    model: PathBuf,
-    onnx: PathBuf,
-    qdq_onnx: PathBuf,
-    blob: PathBuf,
-    rust: PathBuf,
-    pictures: Vec<PathBuf>,
-}
-
-#[derive(Debug, Serialize)]
-struct FitReport<'a> {
-    command: &'static str,
-    data: String,
-    core: &'static str,
-    budgets: String,
-    input_stage: String,
-    input_type: String,
-    winner: String,
-    /// The winner's quantization, tract check included.
-    quantization: &'a super::quantize::QuantSummary,
-    candidates: &'a [Candidate],
-    files: Files,
-}
-
-fn percent(value: Option<f64>) -> String {
-    value.map_or_else(|| "-".to_owned(), |v| format!("{:.2}", v * 100.0))
-}
-
-fn print_report(plan: &FitPlan, report: &FitReport<'_>) {
-    crate::outln!(
-        "kiln fit: {} on {} within {}",
-        report.data,
-        report.core,
-        report.budgets
-    );
-    crate::outln!(
-        "  input stage {}, raw input as {}; accuracy in % on the validation split (val) and the test set",
-        report.input_stage,
-        report.input_type
-    );
-    let header = [
-        "candidate",
-        "status",
-        "flash",
-        "RAM",
-        "instructions",
-        "float val",
-        "int8 val",
-        "int8 test",
-        "epochs",
-    ];
-    let rows: Vec<[String; 9]> = report
-        .candidates
-        .iter()
-        .map(|c| {
-            let result = c.result.as_ref();
-            let verdict = if c.winner {
-                "winner".to_owned()
-            } else if !c.fits {
-                format!("does not fit: {}", c.over.join(", "))
-            } else {
-                c.status.text().to_owned()
-            };
-            [
-                c.label.clone(),
-                verdict,
-                c.cost.flash_bytes.to_string(),
-                c.cost.ram_bytes.to_string(),
-                c.cost.instructions.to_string(),
-                percent(result.map(|r| r.float_val_accuracy)),
-                percent(result.map(|r| r.int8_val_accuracy)),
-                percent(result.map(|r| r.int8_test_accuracy)),
-                result.map_or_else(|| "-".to_owned(), |r| r.epochs.to_string()),
-            ]
-        })
-        .collect();
-    super::inspect::print_table(header, &rows, 2);
-    let q = report.quantization;
-    crate::outln!();
-    crate::outln!("  winner         {}", report.winner);
-    for (label, value) in q.rows() {
-        crate::outln!("  {label:<14} {value}");
-    }
-    if let Some(latency) = report
-        .candidates
-        .iter()
-        .find(|c| c.winner)
-        .and_then(|c| c.latency_seconds)
-    {
-        crate::outln!(
-            "  {:<14} {:.3} ms at {} cycles per instruction (estimate)",
-            "latency",
-            latency * 1000.0,
-            plan.cycles_per_instruction
-        );
-    }
-    let files = &report.files;
-    for (label, path) in [
-        ("record", &files.record),
-        ("model", &files.model),
-        ("onnx", &files.onnx),
-        ("qdq onnx", &files.qdq_onnx),
-        ("blob", &files.blob),
-        ("rust", &files.rust),
-    ] {
-        crate::outln!("  {label:<14} {}", path.display());
-    }
-    for path in &files.pictures {
-        crate::outln!("  {:<14} {}", "picture", path.display());
-    }
-}
-
-/// Progress over the candidates: a bar on a terminal, a line per candidate otherwise.
-struct FitProgress {
-    bar: Option<indicatif::ProgressBar>,
-    lines: bool,
-    total: usize,
-}
-
-impl FitProgress {
-    fn new(quiet: bool, total: usize) -> Self {
-        use std::io::IsTerminal;
-        if quiet {
-            return Self {
-                bar: None,
-                lines: false,
-                total,
-            };
-        }
-        if std::io::stderr().is_terminal() {
-            let bar = indicatif::ProgressBar::new(total as u64);
-            bar.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "{bar:30} {pos}/{len} candidates {elapsed_precise} {msg}",
-                )
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-            );
-            return Self {
-                bar: Some(bar),
-                lines: false,
-                total,
-            };
-        }
-        Self {
-            bar: None,
-            lines: true,
-            total,
-        }
-    }
-
-    fn started(&self, label: &str) {
-        if let Some(bar) = &self.bar {
-            bar.set_message(format!("training {label}"));
-        }
-    }
-
-    fn finished(&self, candidate: &Candidate, done: usize) {
-        let line = match &candidate.result {
-            Some(r) if candidate.status == Status::Trained => format!(
-                "{}: int8 val {} %, float val {} %, {} epochs, {:.1} s",
-                candidate.label,
-                percent(Some(r.int8_val_accuracy)),
-                percent(Some(r.float_val_accuracy)),
-                r.epochs,
-                r.train_seconds
-            ),
-            _ => format!("{}: {}", candidate.label, candidate.status.text()),
-        };
-        if let Some(bar) = &self.bar {
-            bar.inc(1);
-            bar.println(line);
-        } else if self.lines {
-            eprintln!("[{done}/{}] {line}", self.total);
-        }
-    }
-
-    fn clear(&self) {
-        if let Some(bar) = &self.bar {
-            bar.finish_and_clear();
-        }
-    }
 }
