@@ -48,7 +48,7 @@ fn size_flag(flag: &str, text: Option<&str>) -> Result<Option<u64>, UsageError> 
 
 /// `--core`: the core as `device_figures.json` names it.
 fn core_flag(name: &str) -> Result<&'static str, UsageError> {
-    use super::inspect::{core_by_name, CORE_NAMES};
+    use super::device_figures::{core_by_name, CORE_NAMES};
     core_by_name(name).ok_or_else(|| {
         let names: Vec<&str> = CORE_NAMES.iter().map(|(cli, _)| *cli).collect();
         usage(format!(

@@ -4,6 +4,7 @@
 pub mod args;
 pub mod commands;
 pub mod config;
+pub mod device_figures;
 pub mod eval;
 pub mod fit;
 pub mod import;

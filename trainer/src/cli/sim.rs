@@ -736,7 +736,7 @@ mod tests {
 
     #[test]
     fn every_core_has_a_board_and_names_are_case_blind() {
-        for (name, _) in super::super::inspect::CORE_NAMES {
+        for (name, _) in super::super::device_figures::CORE_NAMES {
             assert!(board_for(name).is_some(), "{name}");
         }
         assert_eq!(
