@@ -51,79 +51,111 @@ struct DataSet {
     name: &'static str,
     /// Features per row; the class follows.
     n_features: usize,
-    /// A row's feature value from (row, column, a uniform draw in [0, 1)).
-    value: fn(usize, usize, f64) -> String,
+    values: Values,
+}
+
+/// How a row's feature values are made from (row, column, a uniform draw `u` in [0, 1)): a
+/// pattern per class (`row % 10`) and column, and some noise.
+enum Values {
+    /// `(class * row + (column % period) * column_step + u * noise) % 256`: integers, the byte
+    /// table.
+    Bytes {
+        row: usize,
+        column: usize,
+        period: usize,
+        noise: f64,
+    },
+    /// `(class * row + column * column_step + u * noise) % span - offset`, three decimals.
+    Real {
+        row: f64,
+        column: f64,
+        noise: f64,
+        span: f64,
+        offset: f64,
+    },
+}
+
+impl Values {
+    fn value(&self, row: usize, col: usize, u: f64) -> String {
+        let class = row % 10;
+        match *self {
+            Values::Bytes {
+                row: step,
+                column,
+                period,
+                noise,
+            } => {
+                ((class * step + (col % period) * column + (u * noise) as usize) % 256).to_string()
+            }
+            Values::Real {
+                row: step,
+                column,
+                noise,
+                span,
+                offset,
+            } => format!(
+                "{:.3}",
+                (class as f64 * step + col as f64 * column + u * noise) % span - offset
+            ),
+        }
+    }
+}
+
+const fn bytes(
+    name: &'static str,
+    n_features: usize,
+    row: usize,
+    column: usize,
+    period: usize,
+    noise: f64,
+) -> DataSet {
+    DataSet {
+        name,
+        n_features,
+        values: Values::Bytes {
+            row,
+            column,
+            period,
+            noise,
+        },
+    }
+}
+
+const fn real(
+    name: &'static str,
+    n_features: usize,
+    row: f64,
+    column: f64,
+    noise: f64,
+    span: f64,
+    offset: f64,
+) -> DataSet {
+    DataSet {
+        name,
+        n_features,
+        values: Values::Real {
+            row,
+            column,
+            noise,
+            span,
+            offset,
+        },
+    }
 }
 
 const DATA_SETS: [DataSet; 8] = [
     // Images: 16x16x1 and 12x12x3 bytes, for the calibration CNNs.
-    DataSet {
-        name: "img16",
-        n_features: 256,
-        value: |row, col, u| {
-            (((row % 10) * 23 + (col % 16) * 9 + (u * 60.0) as usize) % 256).to_string()
-        },
-    },
-    DataSet {
-        name: "img12c3",
-        n_features: 432,
-        value: |row, col, u| {
-            (((row % 10) * 19 + (col % 36) * 5 + (u * 60.0) as usize) % 256).to_string()
-        },
-    },
+    bytes("img16", 256, 23, 9, 16, 60.0),
+    bytes("img12c3", 432, 19, 5, 36, 60.0),
     // Integers 0..255: the byte table.
-    DataSet {
-        name: "int200",
-        n_features: 200,
-        value: |row, col, u| (((row % 10) * 17 + col * 7 + (u * 40.0) as usize) % 256).to_string(),
-    },
-    DataSet {
-        name: "int512",
-        n_features: 512,
-        value: |row, col, u| (((row % 10) * 13 + col * 5 + (u * 40.0) as usize) % 256).to_string(),
-    },
+    bytes("int200", 200, 17, 7, usize::MAX, 40.0),
+    bytes("int512", 512, 13, 5, usize::MAX, 40.0),
     // Real values spanning 45 units: a power-of-two input scale, the identity loop.
-    DataSet {
-        name: "real96",
-        n_features: 96,
-        value: |row, col, u| {
-            format!(
-                "{:.3}",
-                ((row % 10) as f64 * 3.1 + col as f64 * 0.7 + u * 5.0) % 40.0 - 45.0
-            )
-        },
-    },
-    DataSet {
-        name: "real160",
-        n_features: 160,
-        value: |row, col, u| {
-            format!(
-                "{:.3}",
-                ((row % 10) as f64 * 2.3 + col as f64 * 0.3 + u * 5.0) % 40.0 - 20.0
-            )
-        },
-    },
+    real("real96", 96, 3.1, 0.7, 5.0, 40.0, 45.0),
+    real("real160", 160, 2.3, 0.3, 5.0, 40.0, 20.0),
     // Real values spanning 600 units: no power-of-two scale fits, the fixed-point loop.
-    DataSet {
-        name: "wide40",
-        n_features: 40,
-        value: |row, col, u| {
-            format!(
-                "{:.3}",
-                ((row % 10) as f64 * 31.0 + col as f64 * 7.0 + u * 50.0) % 600.0 - 600.0
-            )
-        },
-    },
-    DataSet {
-        name: "wide96",
-        n_features: 96,
-        value: |row, col, u| {
-            format!(
-                "{:.3}",
-                ((row % 10) as f64 * 31.0 + col as f64 * 7.0 + u * 50.0) % 600.0 - 600.0
-            )
-        },
-    },
+    real("wide40", 40, 31.0, 7.0, 50.0, 600.0, 600.0),
+    real("wide96", 96, 31.0, 7.0, 50.0, 600.0, 600.0),
 ];
 
 /// The calibration networks: data set (or "digits"), hidden widths, normalization.
@@ -791,7 +823,7 @@ fn write_csv(path: &PathBuf, data: &DataSet) -> Result<()> {
     let mut text = String::new();
     for row in 0..300 {
         let fields: Vec<String> = (0..data.n_features)
-            .map(|col| (data.value)(row, col, uniform()))
+            .map(|col| data.values.value(row, col, uniform()))
             .collect();
         text.push_str(&fields.join(","));
         text.push_str(&format!(",{}\n", row % 10));
