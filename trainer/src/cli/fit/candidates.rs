@@ -5,7 +5,7 @@
 use super::{Candidate, Status};
 use crate::cli::config::FitPlan;
 use crate::cli::inspect::{self, CoreCost, DenseCandidate};
-use crate::data::Split;
+use crate::data::{Normalization, NormalizationKind, Split};
 use crate::nn::Activation;
 use crate::{quant, train};
 use anyhow::{Context, Result};
@@ -88,6 +88,36 @@ pub(super) struct InputFacts {
     pub(super) per_feature: bool,
     pub(super) stage: kiln_runtime::InputStage,
     pub(super) byte_input: bool,
+}
+
+impl InputFacts {
+    /// What `plan`'s data and normalization give every candidate.
+    pub(super) fn of(plan: &FitPlan, split: &Split) -> Result<Self> {
+        let normalization = Normalization::fit(plan.train.normalization, &split.train);
+        let stage = quant::input_stage_for(&normalization, &split.train, plan.calib)
+            .context("cannot decide the input stage")?;
+        // Bytes only when every value is one: other integers need the i32 input.
+        let byte_input = stage == kiln_runtime::InputStage::ByteTable
+            && [&split.train, &split.test].iter().all(|d| {
+                d.features
+                    .iter()
+                    .all(|&x| x.fract() == 0.0 && (0.0..=255.0).contains(&x))
+            });
+        let image = crate::cli::commands::image_shape(
+            plan.input_shape,
+            &plan.data_spec,
+            split.train.n_features,
+        )?
+        .filter(|_| plan.cnn);
+        Ok(Self {
+            image,
+            n_inputs: split.train.n_features,
+            n_outputs: split.train.n_outputs(),
+            per_feature: plan.train.normalization == NormalizationKind::Standardize,
+            stage,
+            byte_input,
+        })
+    }
 }
 
 /// `784-32-16-10`: the inputs, the hidden widths, the outputs.

@@ -24,7 +24,7 @@ use super::args::FitArgs;
 use super::config::{fit_config, FitPlan, UsageError};
 use super::inspect::{self, CoreCost};
 use super::interrupt;
-use crate::data::{self, Dataset, Normalization, NormalizationKind, Split, Targets};
+use crate::data::{self, Dataset, Split, Targets};
 use crate::model::ModelFile;
 use crate::quant::{self, host};
 use crate::train;
@@ -152,24 +152,7 @@ pub fn fit(args: &FitArgs) -> Result<()> {
     })?;
     super::commands::remove_stale_temp_files(&plan.out_dir);
     let record_path = plan.out_dir.join(FIT_FILE);
-    let previous = match (plan.resume, record_path.exists()) {
-        (false, true) => {
-            return Err(UsageError(format!(
-            "{}: the folder already holds a search; continue it with --resume or choose another -o",
-            record_path.display()
-        ))
-            .into())
-        }
-        (true, false) => {
-            return Err(UsageError(format!(
-                "--resume: {} does not exist; start the search without --resume",
-                record_path.display()
-            ))
-            .into())
-        }
-        (true, true) => Some(load_record(&record_path)?),
-        (false, false) => None,
-    };
+    let previous = previous_record(plan.resume, &record_path)?;
 
     let split = data::load(&plan.data_spec, &plan.data_options)?;
     let Targets::Classes { .. } = &split.train.targets else {
@@ -179,27 +162,7 @@ pub fn fit(args: &FitArgs) -> Result<()> {
         ))
         .into());
     };
-    let n_outputs = split.train.n_outputs();
-    let normalization = Normalization::fit(plan.train.normalization, &split.train);
-    let input_stage = quant::input_stage_for(&normalization, &split.train, plan.calib)
-        .context("cannot decide the input stage")?;
-    let byte_input = input_stage == kiln_runtime::InputStage::ByteTable
-        && [&split.train, &split.test].iter().all(|d| {
-            d.features
-                .iter()
-                .all(|&x| x.fract() == 0.0 && (0.0..=255.0).contains(&x))
-        });
-    let image =
-        super::commands::image_shape(plan.input_shape, &plan.data_spec, split.train.n_features)?
-            .filter(|_| plan.cnn);
-    let input = InputFacts {
-        image,
-        n_inputs: split.train.n_features,
-        n_outputs,
-        per_feature: plan.train.normalization == NormalizationKind::Standardize,
-        stage: input_stage,
-        byte_input,
-    };
+    let input = InputFacts::of(&plan, &split)?;
     let settings = settings_of(&plan);
     let mut candidates = enumerate(&plan, &input, &split)?;
     if let Some(previous) = previous {
@@ -209,8 +172,8 @@ pub fn fit(args: &FitArgs) -> Result<()> {
         format: FIT_FORMAT.to_owned(),
         version: FIT_VERSION,
         settings,
-        input_stage: inspect::input_stage_name(input_stage).to_owned(),
-        input_type: if byte_input { "u8" } else { "i32" }.to_owned(),
+        input_stage: inspect::input_stage_name(input.stage).to_owned(),
+        input_type: if input.byte_input { "u8" } else { "i32" }.to_owned(),
         candidates,
     };
     save_record(&record_path, &record)?;
@@ -222,8 +185,7 @@ pub fn fit(args: &FitArgs) -> Result<()> {
         train::validation_set(&split, &plan.train)?.context("the validation split is empty")?;
     let context = TrainContext {
         plan: &plan,
-        image: input.image,
-        byte_input: input.byte_input,
+        input: &input,
         split: &split,
         val: &val,
         record_path: &record_path,
@@ -242,19 +204,7 @@ pub fn fit(args: &FitArgs) -> Result<()> {
         .into());
     }
 
-    // The winner: the best int8 accuracy on the validation set; the smaller flash on a tie.
-    let winner = record
-        .candidates
-        .iter()
-        .enumerate()
-        .filter(|(_, c)| c.fits && c.status == Status::Trained)
-        .filter_map(|(i, c)| c.result.as_ref().map(|r| (i, r.int8_val_accuracy, c)))
-        .max_by(|a, b| {
-            a.1.total_cmp(&b.1)
-                .then(b.2.cost.flash_bytes.cmp(&a.2.cost.flash_bytes))
-        })
-        .map(|(i, _, _)| i);
-    let Some(winner) = winner else {
+    let Some(winner) = winner_of(&record.candidates) else {
         save_record(&record_path, &record)?;
         if record
             .candidates
@@ -325,6 +275,39 @@ fn settings_of(plan: &FitPlan) -> serde_json::Value {
             if plan.calib.pow2_scales { ", power-of-two scales" } else { "" }
         ),
     })
+}
+
+/// The winner: the best int8 accuracy on the validation set among the trained candidates that
+/// fit; the smaller flash on a tie.
+fn winner_of(candidates: &[Candidate]) -> Option<usize> {
+    candidates
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.fits && c.status == Status::Trained)
+        .filter_map(|(i, c)| c.result.as_ref().map(|r| (i, r.int8_val_accuracy, c)))
+        .max_by(|a, b| {
+            a.1.total_cmp(&b.1)
+                .then(b.2.cost.flash_bytes.cmp(&a.2.cost.flash_bytes))
+        })
+        .map(|(i, _, _)| i)
+}
+
+/// The record `--resume` continues; a search is never started over one, nor resumed without.
+fn previous_record(resume: bool, path: &Path) -> Result<Option<FitRecord>> {
+    match (resume, path.exists()) {
+        (false, true) => Err(UsageError(format!(
+            "{}: the folder already holds a search; continue it with --resume or choose another -o",
+            path.display()
+        ))
+        .into()),
+        (true, false) => Err(UsageError(format!(
+            "--resume: {} does not exist; start the search without --resume",
+            path.display()
+        ))
+        .into()),
+        (true, true) => Ok(Some(load_record(path)?)),
+        (false, false) => Ok(None),
+    }
 }
 
 fn load_record(path: &Path) -> Result<FitRecord> {
@@ -400,9 +383,7 @@ fn candidate_dir(out_dir: &Path, label: &str) -> PathBuf {
 
 struct TrainContext<'a> {
     plan: &'a FitPlan,
-    /// The CNN candidates' input shape.
-    image: Option<crate::nn::shape::Shape>,
-    byte_input: bool,
+    input: &'a InputFacts,
     split: &'a Split,
     val: &'a Dataset,
     record_path: &'a Path,
@@ -518,7 +499,7 @@ fn candidate_config(
     hidden: Vec<usize>,
     layers: Option<&str>,
 ) -> Result<train::TrainConfig> {
-    match (layers, context.image) {
+    match (layers, context.input.image) {
         (Some(layers), Some(shape)) => cnn_config(context.plan, shape, layers),
         (Some(layers), None) => anyhow::bail!("the CNN {layers} needs an image shape"),
         (None, _) => Ok(train::TrainConfig {
@@ -604,7 +585,7 @@ fn train_one(
         &blob_path,
         &quantized.blob,
         plan.core,
-        Some(context.byte_input),
+        Some(context.input.byte_input),
     )?;
     Ok(Outcome::Trained(Trained {
         epochs: model.state.epochs_done,
