@@ -1369,9 +1369,8 @@ fn device_report(
     // The convolutions' im2col takes the workspace on every core; dense layers only on the
     // cores whose packed kernel widens into it.
     let has_conv = summary.layers.iter().any(|l| {
-        l.graph
-            .as_ref()
-            .is_some_and(|(label, _)| label.contains(" conv"))
+        l.geometry
+            .is_some_and(|g| g.kind == kiln_runtime::LayerKind::Conv2d)
     });
     let cores = figures
         .cores

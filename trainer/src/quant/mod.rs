@@ -391,26 +391,50 @@ pub fn input_stage_for(
     options: QuantOptions,
 ) -> Result<kiln_runtime::InputStage, QuantError> {
     use kiln_runtime::InputStage;
-    let shared_factor = match normalization {
-        Normalization::None => 1.0,
-        Normalization::Scale { scale } => *scale,
-        Normalization::Standardize { .. } => return Ok(InputStage::PerFeature),
-    };
-    if math::input_frac_bits(&calibration.features) == 0 {
-        return Ok(InputStage::ByteTable);
-    }
-    let range = calibrate::input_range(
+    let mut range = calibrate::input_range(
         normalization,
         calibration,
         options.calib_samples,
         options.method,
     )?;
-    Ok(
-        match math::pow2_input_params(range.lo, range.hi, shared_factor) {
-            Some(_) => InputStage::Identity,
-            None => InputStage::FixedPoint,
-        },
-    )
+    if options.pow2_scales {
+        (range.lo, range.hi) = math::pow2_range(range.lo, range.hi);
+    }
+    let (_, frac_bits, identity) = input_params(normalization, calibration, range)?;
+    Ok(match normalization {
+        Normalization::Standardize { .. } => InputStage::PerFeature,
+        _ if frac_bits == 0 => InputStage::ByteTable,
+        _ if identity => InputStage::Identity,
+        _ => InputStage::FixedPoint,
+    })
+}
+
+/// The input quantization for the calibrated `range` of the normalized input: its parameters,
+/// the raw inputs' fraction bits (0 for integer data), and whether the scale is the
+/// power-of-two one that makes the device's input stage the identity (real values under a
+/// shared normalization, `math::pow2_input_params`).
+fn input_params(
+    normalization: &Normalization,
+    calibration: &Dataset,
+    range: calibrate::Range,
+) -> Result<(ActivationParams, u8, bool), QuantError> {
+    let shared_factor = match normalization {
+        Normalization::None => Some(1.0),
+        Normalization::Scale { scale } => Some(*scale),
+        Normalization::Standardize { .. } => None,
+    };
+    let calibrated_bits = math::input_frac_bits(&calibration.features);
+    let pow2 = shared_factor
+        .filter(|_| calibrated_bits > 0)
+        .and_then(|k| math::pow2_input_params(range.lo, range.hi, k));
+    Ok(match pow2 {
+        Some((params, bits)) => (params, bits, true),
+        None => (
+            math::activation_params(range.lo, range.hi)?,
+            calibrated_bits,
+            false,
+        ),
+    })
 }
 
 /// Quantizes `model`, calibrating on the first `options.calib_samples` rows of
@@ -435,22 +459,7 @@ pub fn quantize(
     // raw integers with the fraction bits that real-valued training data needs. Real values
     // under a shared normalization get a power-of-two input scale, which makes that map the
     // identity plus the zero point on the device (`math::pow2_input_params`).
-    let shared_factor = match &model.normalization {
-        Normalization::None => Some(1.0),
-        Normalization::Scale { scale } => Some(*scale),
-        Normalization::Standardize { .. } => None,
-    };
-    let calibrated_bits = math::input_frac_bits(&calibration.features);
-    let pow2 = shared_factor
-        .filter(|_| calibrated_bits > 0)
-        .and_then(|k| math::pow2_input_params(ranges.input.lo, ranges.input.hi, k));
-    let (input, frac_bits) = match pow2 {
-        Some(pow2) => pow2,
-        None => (
-            math::activation_params(ranges.input.lo, ranges.input.hi)?,
-            calibrated_bits,
-        ),
-    };
+    let (input, frac_bits, _) = input_params(&model.normalization, calibration, ranges.input)?;
     let shapes = network.shapes();
     let input_order = hwc_order(network.input_shape);
 
