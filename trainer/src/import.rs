@@ -254,6 +254,7 @@ pub fn to_model_file(
         val_split: 0.0,
         patience: 0,
         normalization: normalization_kind,
+        qat: None,
     };
     let dense: Vec<_> = layers.iter().map(LayerRecord::to_dense).collect();
     let state = TrainState {
@@ -265,6 +266,7 @@ pub fn to_model_file(
         epochs_since_best: 0,
         stopped_early: false,
         epoch_progress: None,
+        qat: None,
     };
     let outputs = imported
         .outputs

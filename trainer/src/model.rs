@@ -18,8 +18,11 @@ use std::path::{Path, PathBuf};
 
 pub const FORMAT_NAME: &str = "kiln-model";
 /// Version 2 added `architecture` (the layer graph) and let a layer record hold a
-/// convolution's filters.
-pub const FORMAT_VERSION: u32 = 2;
+/// convolution's filters. Version 3 added quantization-aware training: `config.qat`,
+/// `state.qat` (the tracked ranges, which `kiln quantize` uses instead of calibrating) and
+/// `state.best.qat_ranges`. A version-2 reader would quantize a QAT model with fresh ranges,
+/// a different int8 model, so it must refuse the file.
+pub const FORMAT_VERSION: u32 = 3;
 /// Version 1 files (an MLP, no `architecture`) still load as they are.
 pub const OLDEST_FORMAT_VERSION: u32 = 1;
 
@@ -125,6 +128,9 @@ pub struct BestSnapshot {
     pub epoch: usize,
     pub val_loss: f64,
     pub layers: Vec<LayerRecord>,
+    /// The ranges these weights were trained with, when they came from a QAT epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qat_ranges: Option<crate::quant::qat::QatRanges>,
 }
 
 /// Everything needed to continue training exactly where it stopped.
@@ -144,6 +150,9 @@ pub struct TrainState {
     /// that epoch got. Absent (the format-version-1 default) at an epoch boundary.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub epoch_progress: Option<EpochProgress>,
+    /// Present once quantization-aware training has started (format version 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qat: Option<crate::quant::qat::QatState>,
 }
 
 /// How far an interrupted epoch got, so `--resume` continues with its next mini-batch,
@@ -496,6 +505,8 @@ impl ModelFile {
                 ),
             ));
         }
+        self.validate_qat()
+            .map_err(|(field, detail)| invalid(field, detail))?;
         if let Normalization::Standardize { mean, inv_std } = &self.normalization {
             if mean.len() != self.n_inputs || inv_std.len() != self.n_inputs {
                 return Err(invalid(
@@ -503,6 +514,56 @@ impl ModelFile {
                     format!("expected {} means and scales", self.n_inputs),
                 ));
             }
+        }
+        Ok(())
+    }
+
+    /// QAT ranges: one per layer of the graph, each finite with `lo <= hi`, and only with a
+    /// QAT configuration.
+    fn validate_qat(&self) -> Result<(), (String, String)> {
+        let n_layers = self.network().layers.len();
+        let check = |field: &str, ranges: &crate::quant::qat::QatRanges| {
+            if ranges.layers.len() != n_layers {
+                return Err((
+                    format!("{field}.layers"),
+                    format!(
+                        "has {} ranges, but the network has {n_layers} layers",
+                        ranges.layers.len()
+                    ),
+                ));
+            }
+            let all = std::iter::once(("input".to_owned(), ranges.input)).chain(
+                ranges.layers.iter().enumerate().flat_map(|(idx, layer)| {
+                    [
+                        (
+                            format!("layers[{idx}].pre_activation"),
+                            layer.pre_activation,
+                        ),
+                        (format!("layers[{idx}].output"), layer.output),
+                    ]
+                }),
+            );
+            for (name, [lo, hi]) in all {
+                if !(lo.is_finite() && hi.is_finite() && lo <= hi) {
+                    return Err((
+                        format!("{field}.{name}"),
+                        format!("expected a finite range [lo, hi], got [{lo}, {hi}]"),
+                    ));
+                }
+            }
+            Ok(())
+        };
+        if let Some(qat) = &self.state.qat {
+            if self.config.qat.is_none() {
+                return Err((
+                    "state.qat".into(),
+                    "is present, but config.qat is not".into(),
+                ));
+            }
+            check("state.qat.ranges", &qat.ranges)?;
+        }
+        if let Some(ranges) = self.state.best.as_ref().and_then(|b| b.qat_ranges.as_ref()) {
+            check("state.best.qat_ranges", ranges)?;
         }
         Ok(())
     }

@@ -13,6 +13,7 @@ use crate::nn::parallel::TrainingStep;
 use crate::nn::schedule::Schedule;
 use crate::nn::shape::Shape;
 use crate::nn::{Activation, BatchTargets, Init, Loss, Mlp};
+use crate::quant::qat::{self, QatInputs, QatState, QatStep};
 use crate::rng::Rng;
 use nalgebra::DMatrix;
 use serde::{Deserialize, Serialize};
@@ -46,6 +47,9 @@ pub struct TrainConfig {
     /// Epochs without a better validation loss before stopping; 0 disables it.
     pub patience: usize,
     pub normalization: NormalizationKind,
+    /// Quantization-aware training after the float epochs (`--qat`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qat: Option<crate::quant::qat::QatConfig>,
 }
 
 /// Why training stopped without a usable result.
@@ -68,6 +72,12 @@ pub enum TrainError {
     /// `epoch` and `batch` are 1-based: the last mini-batch that was applied.
     #[error("interrupted at epoch {epoch}, batch {batch}")]
     Interrupted { epoch: usize, batch: usize },
+    /// The int8 model of the current weights cannot be built (quantization-aware training).
+    #[error("quantization-aware training, epoch {epoch}: {source}")]
+    Qat {
+        epoch: usize,
+        source: crate::quant::QuantError,
+    },
 }
 
 /// Receives progress; the CLI draws a progress bar with it.
@@ -97,19 +107,31 @@ pub fn evaluate(
     loss: Loss,
 ) -> (f64, Option<f64>) {
     let n_features = network.n_inputs();
-    let n_samples = features.len() / n_features;
+    evaluate_outputs(targets, loss, |start, end| {
+        let input = DMatrix::from_column_slice(
+            n_features,
+            end - start,
+            &features[start * n_features..end * n_features],
+        );
+        network.forward(&input)
+    })
+}
+
+/// Loss and accuracy (for classes) of the outputs `output_of(start, end)` gives for the
+/// samples `start..end` of `targets`.
+fn evaluate_outputs(
+    targets: &Targets,
+    loss: Loss,
+    mut output_of: impl FnMut(usize, usize) -> DMatrix<f32>,
+) -> (f64, Option<f64>) {
+    let n_samples = targets.len();
     let chunk = 1024;
     let mut total_loss = 0.0;
     let mut correct = 0usize;
     let mut grad = DMatrix::zeros(0, 0);
     for start in (0..n_samples).step_by(chunk) {
         let end = (start + chunk).min(n_samples);
-        let input = DMatrix::from_column_slice(
-            n_features,
-            end - start,
-            &features[start * n_features..end * n_features],
-        );
-        let output = network.forward(&input);
+        let output = output_of(start, end);
         let batch_targets = batch_targets(targets, start, end);
         let value = loss.value_and_gradient(&output, batch_targets, &mut grad);
         total_loss += f64::from(value) * (end - start) as f64;
@@ -193,6 +215,17 @@ impl TrainConfig {
                 "--patience: early stopping needs a validation split (--val-split)".into(),
             );
         }
+        if let Some(qat) = &self.qat {
+            if qat.epochs == 0 {
+                return fail("--qat-epochs: expected at least 1 epoch".into());
+            }
+            if !(qat.learning_rate.is_finite() && qat.learning_rate > 0.0) {
+                return fail(format!(
+                    "--qat-lr: expected a positive learning rate, got {}",
+                    qat.learning_rate
+                ));
+            }
+        }
         if matches!(task, Task::Regression { .. }) && self.loss == Loss::CrossEntropy {
             return fail(
                 "--loss cross-entropy needs class labels; use --loss mse for regression targets"
@@ -233,6 +266,7 @@ fn initial(
         epochs_since_best: 0,
         stopped_early: false,
         epoch_progress: None,
+        qat: None,
     };
     Ok((normalization, state, network))
 }
@@ -375,32 +409,95 @@ pub fn train(
             )));
         }
     }
+    // Quantization-aware training fixes the int8 inputs when it starts (or resumes).
+    let val_dataset = prepared.val.as_ref().map(|(_, dataset)| dataset);
+    let qat_start = |network: &Network<f32>, state: &TrainState, pow2_scales: bool| {
+        qat::start(
+            &snapshot(network, state),
+            &split.train,
+            (&prepared.train, val_dataset),
+            pow2_scales,
+        )
+        .map_err(|source| TrainError::Qat {
+            epoch: state.epochs_done + 1,
+            source,
+        })
+    };
+    let mut qat_inputs = None;
     // From here until `store`, the network (or its first layer) and its optimiser state live
     // in `step`.
-    let mut step = Step::new(
-        &network,
-        &state.optimizer,
-        threads,
-        &prepared.train_features,
-    );
+    let mut step = match (&state.qat, config.qat) {
+        (Some(qat_state), Some(qat_config)) => {
+            let (inputs, _) = qat_start(&network, &state, qat_config.pow2_scales)?;
+            let step = Step::Qat(QatStep::new(
+                &network,
+                qat_state.ranges.clone(),
+                &inputs,
+                qat_config.pow2_scales,
+            ));
+            qat_inputs = Some(inputs);
+            step
+        }
+        _ => Step::new(
+            &network,
+            &state.optimizer,
+            threads,
+            &prepared.train_features,
+        ),
+    };
     let mut batches_run = 0usize;
 
-    while state.epochs_done < config.epochs && !state.stopped_early {
+    loop {
+        let float_done = state.epochs_done >= config.epochs || state.stopped_early;
+        match (&state.qat, config.qat) {
+            (None, None) if float_done => break,
+            // The float epochs are over (their best weights restored): QAT starts from them,
+            // with the ranges `kiln quantize` would calibrate and a fresh optimiser.
+            (None, Some(qat_config)) if float_done => {
+                let (inputs, ranges) = qat_start(&network, &state, qat_config.pow2_scales)?;
+                state.qat = Some(QatState {
+                    epochs_done: 0,
+                    ranges: ranges.clone(),
+                });
+                state.best = None;
+                state.epochs_since_best = 0;
+                state.stopped_early = false;
+                state.optimizer = optimizer_for(config.optimizer, &network);
+                step = Step::Qat(QatStep::new(
+                    &network,
+                    ranges,
+                    &inputs,
+                    qat_config.pow2_scales,
+                ));
+                qat_inputs = Some(inputs);
+            }
+            (Some(qat_state), Some(qat_config))
+                if qat_state.epochs_done >= qat_config.epochs || state.stopped_early =>
+            {
+                break
+            }
+            _ => {}
+        }
         let epoch = state.epochs_done;
         let started = Instant::now();
         // An interrupted epoch continues with the rate and running totals it had.
         let resumed = state.epoch_progress.take();
-        let lr = resumed.as_ref().map_or_else(
-            || {
+        let (scheduled_lr, total_epochs) = match (&state.qat, config.qat) {
+            (Some(qat_state), Some(qat_config)) => (
+                qat_config.learning_rate,
+                epoch - qat_state.epochs_done + qat_config.epochs,
+            ),
+            _ => (
                 config
                     .schedule
-                    .learning_rate(config.learning_rate, epoch, config.epochs)
-            },
-            |p| p.learning_rate,
-        );
+                    .learning_rate(config.learning_rate, epoch, config.epochs),
+                config.epochs + config.qat.map_or(0, |qat| qat.epochs),
+            ),
+        };
+        let lr = resumed.as_ref().map_or(scheduled_lr, |p| p.learning_rate);
         let skip = resumed.as_ref().map_or(0, |p| p.batches_done);
         let seconds_before = resumed.as_ref().map_or(0.0, |p| p.seconds);
-        observer.epoch_started(epoch + 1, config.epochs, n_batches);
+        observer.epoch_started(epoch + 1, total_epochs, n_batches);
         // The order is re-derived each epoch so a resumed run shuffles identically.
         for (idx, slot) in order.iter_mut().enumerate() {
             *slot = idx;
@@ -435,7 +532,12 @@ pub fn train(
                 Targets::Classes { .. } => BatchTargets::Classes(&batch_labels),
                 Targets::Regression { .. } => BatchTargets::Values(&batch_values),
             };
-            let loss = step.forward(config.loss, targets);
+            let loss = step
+                .forward(config.loss, targets)
+                .map_err(|source| TrainError::Qat {
+                    epoch: epoch + 1,
+                    source,
+                })?;
             if !loss.is_finite() {
                 return Err(TrainError::Diverged {
                     epoch: epoch + 1,
@@ -457,7 +559,7 @@ pub fn train(
             if batch_idx + 1 < n_batches && should_stop(batches_run) {
                 // Save the epoch's progress; the generator goes back to the epoch's start so
                 // a resumed run re-derives the same order and skips the batches done.
-                step.store(&mut network, &mut state.optimizer);
+                step.store(&mut network, &mut state);
                 if !network.is_finite() {
                     return Err(TrainError::Diverged {
                         epoch: epoch + 1,
@@ -483,7 +585,7 @@ pub fn train(
                 });
             }
         }
-        step.store(&mut network, &mut state.optimizer);
+        step.store(&mut network, &mut state);
         if !network.is_finite() {
             return Err(TrainError::Diverged {
                 epoch: epoch + 1,
@@ -492,12 +594,25 @@ pub fn train(
                 last_good_epoch: epoch,
             });
         }
-        let (val_loss, val_accuracy) = match &prepared.val {
-            Some((features, dataset)) => {
+        let (val_loss, val_accuracy) = match (&prepared.val, &step, &qat_inputs) {
+            // The device's int8 model of the current weights and ranges.
+            (Some((_, dataset)), Step::Qat(qat_step), Some(QatInputs { val: Some(val), .. })) => {
+                let int_model = qat_step.int_model().map_err(|source| TrainError::Qat {
+                    epoch: epoch + 1,
+                    source,
+                })?;
+                let n_inputs = network.n_inputs();
+                let (loss, accuracy) =
+                    evaluate_outputs(&dataset.targets, config.loss, |start, end| {
+                        qat::dequantized_outputs(&int_model, val, n_inputs, (start, end))
+                    });
+                (Some(loss), accuracy)
+            }
+            (Some((features, dataset)), _, _) => {
                 let (loss, accuracy) = evaluate(&network, features, &dataset.targets, config.loss);
                 (Some(loss), accuracy)
             }
-            None => (None, None),
+            (None, _, _) => (None, None),
         };
         let record = EpochRecord {
             epoch: epoch + 1,
@@ -512,6 +627,9 @@ pub fn train(
         observer.epoch_done(&record);
         state.history.push(record);
         state.epochs_done += 1;
+        if let Some(qat_state) = &mut state.qat {
+            qat_state.epochs_done += 1;
+        }
         if let (Some(val_loss), true) = (val_loss, config.patience > 0) {
             let improved = state
                 .best
@@ -522,6 +640,7 @@ pub fn train(
                     epoch: epoch + 1,
                     val_loss,
                     layers: LayerRecord::of_network(&network),
+                    qat_ranges: state.qat.as_ref().map(|qat| qat.ranges.clone()),
                 });
                 state.epochs_since_best = 0;
             } else {
@@ -531,13 +650,22 @@ pub fn train(
                 }
             }
         }
-        let is_last = state.epochs_done >= config.epochs || state.stopped_early;
+        let is_last = match (&state.qat, config.qat) {
+            (Some(qat_state), Some(qat_config)) => {
+                qat_state.epochs_done >= qat_config.epochs || state.stopped_early
+            }
+            _ => state.epochs_done >= config.epochs || state.stopped_early,
+        };
         if is_last && config.patience > 0 {
-            // Early stopping hands back the weights that validated best.
+            // Early stopping hands back the weights that validated best, with the ranges
+            // they were trained with.
             if let Some(best) = &state.best {
                 crate::model::load_records(&mut network, &best.layers).map_err(
                     |(field, detail)| TrainError::Config(format!("state.best.{field}: {detail}")),
                 )?;
+                if let (Some(qat_state), Some(ranges)) = (&mut state.qat, &best.qat_ranges) {
+                    qat_state.ranges = ranges.clone();
+                }
             }
         }
         checkpoint(&snapshot(&network, &state)).map_err(TrainError::Checkpoint)?;
@@ -629,6 +757,8 @@ const MAX_NONZERO_FOR_ZERO_SKIPPING: f64 = 0.6;
 enum Step {
     ZeroSkipping(TrainingStep),
     Graph(GraphStep),
+    /// Quantization-aware training (any graph): the device's int8 forward pass.
+    Qat(QatStep),
 }
 
 impl Step {
@@ -652,6 +782,7 @@ impl Step {
         match self {
             Step::ZeroSkipping(step) => step.load_batch(features, rows),
             Step::Graph(step) => step.load_batch(features, rows),
+            Step::Qat(step) => step.load_batch(rows),
         }
     }
 
@@ -661,10 +792,15 @@ impl Step {
         }
     }
 
-    fn forward(&mut self, loss: Loss, targets: BatchTargets<'_>) -> f32 {
+    fn forward(
+        &mut self,
+        loss: Loss,
+        targets: BatchTargets<'_>,
+    ) -> Result<f32, crate::quant::QuantError> {
         match self {
-            Step::ZeroSkipping(step) => step.forward(loss, targets),
-            Step::Graph(step) => step.forward(loss, targets),
+            Step::ZeroSkipping(step) => Ok(step.forward(loss, targets)),
+            Step::Graph(step) => Ok(step.forward(loss, targets)),
+            Step::Qat(step) => step.forward(loss, targets),
         }
     }
 
@@ -672,6 +808,7 @@ impl Step {
         match self {
             Step::ZeroSkipping(step) => step.output(),
             Step::Graph(step) => step.output(),
+            Step::Qat(step) => step.output(),
         }
     }
 
@@ -679,18 +816,26 @@ impl Step {
         match self {
             Step::ZeroSkipping(step) => step.backward(optimizer, lr),
             Step::Graph(step) => step.backward(optimizer, lr),
+            Step::Qat(step) => step.backward(optimizer, lr),
         }
     }
 
-    fn store(&self, network: &mut Network<f32>, optimizer: &mut OptimizerState) {
+    /// Hands the weights (and QAT's ranges) back to `network` and `state`.
+    fn store(&self, network: &mut Network<f32>, state: &mut TrainState) {
         match self {
             Step::ZeroSkipping(step) => {
                 // Only chains of dense layers take this step.
                 let mut mlp = network.to_mlp().unwrap_or(Mlp { layers: Vec::new() });
-                step.store(&mut mlp, optimizer);
+                step.store(&mut mlp, &mut state.optimizer);
                 *network = Network::from_mlp(network.input_shape, mlp);
             }
             Step::Graph(step) => network.clone_from(&step.network),
+            Step::Qat(step) => {
+                network.clone_from(&step.network);
+                if let Some(qat_state) = &mut state.qat {
+                    qat_state.ranges.clone_from(&step.ranges);
+                }
+            }
         }
     }
 }

@@ -282,6 +282,20 @@ pub struct TrainArgs {
     /// Input normalisation, computed on the training set and folded into the ONNX graph.
     #[arg(long, value_enum)]
     pub normalize: Option<NormalizeArg>,
+    /// After the float epochs, quantization-aware training: the forward pass computes the
+    /// device's int8 arithmetic, so the accuracy it reports is the device's. `kiln quantize`
+    /// then uses the ranges it tracked. With --resume, a trained float model is fine-tuned.
+    #[arg(long)]
+    pub qat: bool,
+    /// QAT epochs after the float ones [default: 5].
+    #[arg(long, value_name = "N", requires = "qat")]
+    pub qat_epochs: Option<usize>,
+    /// The QAT epochs' constant learning rate [default: a tenth of --lr].
+    #[arg(long, value_name = "RATE", requires = "qat")]
+    pub qat_lr: Option<f32>,
+    /// Train for power-of-two scales: quantize the result with --pow2-scales.
+    #[arg(long, requires = "qat")]
+    pub pow2_scales: bool,
     /// The output folder.
     #[arg(long, short, default_value = "kiln-out", value_name = "DIR")]
     pub out: PathBuf,

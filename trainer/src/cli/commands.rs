@@ -437,6 +437,14 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         plan.data_options = saved.data_options.clone();
         plan.config = TrainConfig {
             epochs: args.epochs.unwrap_or(saved.config.epochs),
+            // `--resume --qat` fine-tunes a float model; a QAT run keeps its settings.
+            qat: match saved.config.qat {
+                Some(qat) => Some(crate::quant::qat::QatConfig {
+                    epochs: args.qat_epochs.unwrap_or(qat.epochs),
+                    ..qat
+                }),
+                None => super::config::qat_config(args, saved.config.learning_rate),
+            },
             ..saved.config.clone()
         };
         Some(saved)
@@ -637,6 +645,10 @@ pub fn demo(args: &DemoArgs) -> Result<()> {
         val_split: Some(0.1),
         patience: None,
         normalize: None,
+        qat: false,
+        qat_epochs: None,
+        qat_lr: None,
+        pow2_scales: false,
         out: args.out.clone(),
         resume: false,
         no_check: false,

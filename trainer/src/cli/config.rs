@@ -410,6 +410,7 @@ pub fn train_config(args: &TrainArgs) -> Result<TrainConfig, UsageError> {
         val_split,
         patience,
         normalization,
+        qat: qat_config(args, learning_rate),
     };
     // Reuse the trainer's own checks, phrased for the command line.
     let task = match loss {
@@ -418,6 +419,18 @@ pub fn train_config(args: &TrainArgs) -> Result<TrainConfig, UsageError> {
     };
     config.validate(task).map_err(|e| usage(e.to_string()))?;
     Ok(config)
+}
+
+/// The default number of QAT epochs after the float ones.
+pub const DEFAULT_QAT_EPOCHS: usize = 5;
+
+/// `--qat` and its options; the QAT learning rate defaults to a tenth of `learning_rate`.
+pub fn qat_config(args: &TrainArgs, learning_rate: f32) -> Option<crate::quant::qat::QatConfig> {
+    args.qat.then(|| crate::quant::qat::QatConfig {
+        epochs: args.qat_epochs.unwrap_or(DEFAULT_QAT_EPOCHS),
+        learning_rate: args.qat_lr.unwrap_or(learning_rate / 10.0),
+        pow2_scales: args.pow2_scales,
+    })
 }
 
 /// Flags that fix the model or the data, which `--resume` takes from the saved run.
@@ -764,6 +777,7 @@ pub fn fit_config(args: &FitArgs) -> Result<FitPlan, UsageError> {
         val_split: args.val_split,
         patience: args.patience,
         normalization: NormalizationKind::Scale,
+        qat: None,
     };
     Ok(FitPlan {
         data_spec,

@@ -85,6 +85,7 @@ pub fn exit_code_for(error: &anyhow::Error) -> u8 {
                 TrainError::Data(_) => exit_code::BAD_INPUT,
                 TrainError::Checkpoint(_) => exit_code::OTHER_ERROR,
                 TrainError::Interrupted { .. } => exit_code::INTERRUPTED,
+                TrainError::Qat { .. } => exit_code::OTHER_ERROR,
             };
         }
         if cause.is::<crate::data::DataError>()

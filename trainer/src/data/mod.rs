@@ -53,7 +53,7 @@ impl Targets {
         }
     }
 
-    fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         match self {
             Targets::Classes { labels, .. } => labels.len(),
             Targets::Regression {

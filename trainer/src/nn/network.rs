@@ -284,7 +284,7 @@ fn init_weights<T: RealField + Copy>(
 
 /// What one layer's forward pass keeps for its backward pass, beyond its input and output.
 #[derive(Debug, Clone)]
-enum Cache<T: RealField + Copy> {
+pub(crate) enum Cache<T: RealField + Copy> {
     None,
     /// Conv2d: the im2col matrix.
     Columns(DMatrix<T>),
@@ -300,9 +300,28 @@ pub struct NetworkTrace<T: RealField + Copy> {
     /// The input followed by the output of every layer.
     pub activations: Vec<DMatrix<T>>,
     caches: Vec<Cache<T>>,
+    /// Quantization-aware training's straight-through estimator: per layer, 1 where the
+    /// layer's int8 output (or table input) was in range and 0 where it saturated, multiplied
+    /// into the gradient of the layer's output. Empty for a float forward pass.
+    ste_masks: Vec<Option<DMatrix<T>>>,
 }
 
 impl<T: RealField + Copy> NetworkTrace<T> {
+    /// A trace built by another forward pass (quantization-aware training's integer one).
+    pub(crate) fn from_parts(
+        pre_activations: Vec<DMatrix<T>>,
+        activations: Vec<DMatrix<T>>,
+        caches: Vec<Cache<T>>,
+        ste_masks: Vec<Option<DMatrix<T>>>,
+    ) -> Self {
+        Self {
+            pre_activations,
+            activations,
+            caches,
+            ste_masks,
+        }
+    }
+
     pub fn output(&self) -> &DMatrix<T> {
         self.activations
             .last()
@@ -669,6 +688,7 @@ impl<T: RealField + Copy> Network<T> {
             pre_activations,
             activations,
             caches,
+            ste_masks: Vec::new(),
         }
     }
 
@@ -704,6 +724,9 @@ impl<T: RealField + Copy> Network<T> {
             // The first layer's input gradient is only computed when asked for.
             let need_input = index > 0 || want_input_grad;
             let input = &trace.activations[index];
+            if let Some(Some(mask)) = trace.ste_masks.get(index) {
+                grad.component_mul_assign(mask);
+            }
             if let Some(activation) = layer.activation() {
                 activation.backward_in_place(
                     &trace.pre_activations[index],
@@ -790,7 +813,7 @@ fn check_ends(input_shape: Shape, specs: &[LayerSpec]) -> Result<(), ShapeError>
 
 /// One layer's pre-activation (its output, for layers without an activation) and, with
 /// `keep`, what its backward pass needs.
-fn layer_forward<T: RealField + Copy>(
+pub(crate) fn layer_forward<T: RealField + Copy>(
     layer: &Layer<T>,
     input: &DMatrix<T>,
     keep: bool,

@@ -18,6 +18,9 @@ pub enum RangeMethod {
     MinMax,
     /// The `(100 - p)`-th and `p`-th percentiles, `p` in `(50, 100]`.
     Percentile { p: f64 },
+    /// The ranges quantization-aware training tracked ([`super::qat::QatRanges`]): no
+    /// calibration pass.
+    Qat,
 }
 
 impl std::fmt::Display for RangeMethod {
@@ -25,6 +28,7 @@ impl std::fmt::Display for RangeMethod {
         match self {
             RangeMethod::MinMax => f.write_str("min/max"),
             RangeMethod::Percentile { p } => write!(f, "percentile {p}"),
+            RangeMethod::Qat => f.write_str("tracked by quantization-aware training"),
         }
     }
 }
@@ -103,7 +107,7 @@ impl Collector {
 
     fn finish(mut self, tensor: &str) -> Result<Range, QuantError> {
         let range = match self.method {
-            RangeMethod::MinMax => Range {
+            RangeMethod::MinMax | RangeMethod::Qat => Range {
                 lo: f64::from(self.lo),
                 hi: f64::from(self.hi),
             },

@@ -12,12 +12,13 @@
 pub mod calibrate;
 pub mod host;
 pub mod math;
+pub mod qat;
 pub mod rust_source;
 
 use crate::data::{Dataset, Normalization};
 use crate::export;
 use crate::model::ModelFile;
-use crate::nn::network::Layer;
+use crate::nn::network::{Layer, Network};
 use crate::nn::shape::{Padding, Shape};
 use crate::nn::Activation;
 use calibrate::{Calibration, LayerRanges, RangeMethod};
@@ -53,6 +54,12 @@ pub enum QuantError {
     Encode { detail: String },
     #[error("cannot build the QDQ ONNX model: {0}")]
     Onnx(#[from] kiln_onnx::OnnxError),
+    #[error("{}", if *.trained_pow2 {
+        "the model was trained (--qat) for power-of-two scales: quantize it with --pow2-scales"
+    } else {
+        "the model was trained (--qat) for the default scales: quantize it without --pow2-scales, or fine-tune it for them with --qat-epochs N --pow2-scales"
+    })]
+    QatScales { trained_pow2: bool },
 }
 
 /// How to quantize.
@@ -190,16 +197,16 @@ fn affine_spec(affine: math::InputAffine) -> AffineSpec {
 
 /// The int8 numbers of one layer with weights, in ONNX's layout (`[O][fan_in]`, fan-in in
 /// `(c, ky, kx)` order for a convolution); the blob's layout is derived from them.
-struct TensorLayer {
-    weights: math::QuantizedWeights,
+pub(crate) struct TensorLayer {
+    pub weights: math::QuantizedWeights,
     /// `q_b`, not folded.
-    bias: Vec<i32>,
-    multipliers: Vec<i32>,
-    shifts: Vec<u8>,
-    activation: ActivationSpec,
+    pub bias: Vec<i32>,
+    pub multipliers: Vec<i32>,
+    pub shifts: Vec<u8>,
+    pub activation: ActivationSpec,
     qdq_activation: QdqActivation,
-    output: ActivationParams,
-    report: LayerReport,
+    pub output: ActivationParams,
+    pub report: LayerReport,
 }
 
 /// Derives every int8 number of a layer `W x + b` with `activation` that reads a value with
@@ -284,6 +291,96 @@ fn quantize_tensor_layer(
         output,
         report,
     })
+}
+
+/// An average's requantization: the window's sum of input steps to `output`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Average {
+    pub output: ActivationParams,
+    pub multiplier: i32,
+    pub shift: u8,
+}
+
+/// One layer's int8 numbers, in the trainer's (ONNX's) layout. The blob, the QDQ graph and
+/// quantization-aware training's integer forward pass ([`qat`]) are all built from these.
+pub(crate) enum QuantLayer {
+    /// Dense, Conv2d or DepthwiseConv2d.
+    Tensor(Box<TensorLayer>),
+    /// A maximum keeps its input's parameters.
+    MaxPool,
+    /// AvgPool2d or GlobalAvgPool.
+    Average(Average),
+    Flatten,
+}
+
+impl QuantLayer {
+    /// The parameters of the layer's output, given its input's.
+    pub(crate) fn output(&self, input: ActivationParams) -> ActivationParams {
+        match self {
+            QuantLayer::Tensor(q) => q.output,
+            QuantLayer::Average(average) => average.output,
+            QuantLayer::MaxPool | QuantLayer::Flatten => input,
+        }
+    }
+}
+
+/// Every layer's int8 numbers for the ranges `ranges` (one per layer) and the input
+/// parameters `input`.
+pub(crate) fn quantize_layers(
+    network: &Network<f32>,
+    ranges: &[LayerRanges],
+    input: ActivationParams,
+    pow2_scales: bool,
+) -> Result<Vec<QuantLayer>, QuantError> {
+    let shapes = network.shapes();
+    let mut current = input;
+    let mut layers = Vec::with_capacity(network.layers.len());
+    for (layer_idx, (layer, layer_ranges)) in network.layers.iter().zip(ranges).enumerate() {
+        let in_layer = |source: QuantError| QuantError::Layer {
+            layer: layer_idx,
+            error: Box::new(source),
+        };
+        let input_shape = shapes[layer_idx];
+        // An average gets its own calibrated output parameters. With the input's, a 2x2
+        // average would land exactly halfway between two steps for a quarter of its
+        // values, and a float QDQ engine rounds such ties either way (its sum carries f32
+        // error); with its own scale exact ties practically never happen.
+        let average = |taps: usize| -> Result<QuantLayer, QuantError> {
+            let output = math::activation_params(layer_ranges.output.lo, layer_ranges.output.hi)
+                .map_err(in_layer)?;
+            let (multiplier, shift) =
+                average_multiplier(current, output, taps).map_err(in_layer)?;
+            Ok(QuantLayer::Average(Average {
+                output,
+                multiplier,
+                shift,
+            }))
+        };
+        let tensor = |params, activation| -> Result<QuantLayer, QuantError> {
+            quantize_tensor_layer(
+                layer.token(),
+                params,
+                activation,
+                current,
+                layer_ranges,
+                pow2_scales,
+            )
+            .map(|q| QuantLayer::Tensor(Box::new(q)))
+            .map_err(in_layer)
+        };
+        let quant = match layer {
+            Layer::Dense(d) => tensor((&d.weights, &d.bias), d.activation)?,
+            Layer::Conv2d(c) => tensor((&c.weights, &c.bias), c.activation)?,
+            Layer::DepthwiseConv2d(c) => tensor((&c.weights, &c.bias), c.activation)?,
+            Layer::MaxPool2d(_) => QuantLayer::MaxPool,
+            Layer::AvgPool2d(pool) => average(pool.kernel[0] * pool.kernel[1])?,
+            Layer::GlobalAvgPool(_) => average(input_shape.h * input_shape.w)?,
+            Layer::Flatten(_) => QuantLayer::Flatten,
+        };
+        current = quant.output(current);
+        layers.push(quant);
+    }
+    Ok(layers)
 }
 
 /// `order[i]` is the CHW index of the value the runtime holds at HWC index `i`: the runtime
@@ -445,16 +542,28 @@ pub fn quantize(
     options: QuantOptions,
 ) -> Result<Quantized, QuantError> {
     let network = model.network();
-    let mut ranges = calibrate::calibrate(
-        model,
-        &network,
-        calibration,
-        options.calib_samples,
-        options.method,
-    )?;
-    if options.pow2_scales {
-        ranges.widen_to_pow2();
-    }
+    // A QAT model's ranges are part of it: its weights were trained for exactly them.
+    let ranges = match (&model.state.qat, &model.config.qat) {
+        (Some(qat), Some(config)) if config.pow2_scales != options.pow2_scales => {
+            return Err(QuantError::QatScales {
+                trained_pow2: config.pow2_scales,
+            })
+        }
+        (Some(qat), Some(_)) => qat.ranges.calibration(options.pow2_scales),
+        _ => {
+            let mut ranges = calibrate::calibrate(
+                model,
+                &network,
+                calibration,
+                options.calib_samples,
+                options.method,
+            )?;
+            if options.pow2_scales {
+                ranges.widen_to_pow2();
+            }
+            ranges
+        }
+    };
     // The input stage: the normalization and the input quantization in one integer map, from
     // raw integers with the fraction bits that real-valued training data needs. Real values
     // under a shared normalization get a power-of-two input scale, which makes that map the
@@ -488,33 +597,21 @@ pub fn quantize(
         },
     };
 
+    let quant_layers = quantize_layers(&network, &ranges.layers, input, options.pow2_scales)?;
     let mut layer_specs = Vec::with_capacity(network.layers.len());
     let mut qdq_layers = Vec::with_capacity(network.layers.len());
     let mut reports = Vec::new();
     let mut current = input;
     // The shape whose HWC order the runtime's bytes follow: a flatten reshapes only in ONNX.
     let mut byte_shape = network.input_shape;
-    for (layer_idx, (layer, layer_ranges)) in network.layers.iter().zip(&ranges.layers).enumerate()
-    {
+    for (layer_idx, (layer, quant)) in network.layers.iter().zip(quant_layers).enumerate() {
         let in_layer = |source: QuantError| QuantError::Layer {
             layer: layer_idx,
             error: Box::new(source),
         };
         let input_shape = shapes[layer_idx];
-        let tensor = |params, activation| {
-            quantize_tensor_layer(
-                layer.token(),
-                params,
-                activation,
-                current,
-                layer_ranges,
-                options.pow2_scales,
-            )
-            .map_err(in_layer)
-        };
-        match layer {
-            Layer::Dense(dense) => {
-                let q = tensor((&dense.weights, &dense.bias), dense.activation)?;
+        match (layer, quant) {
+            (Layer::Dense(dense), QuantLayer::Tensor(q)) => {
                 let n_inputs = dense.n_inputs();
                 // The runtime reads a spatial input in HWC order: the columns follow it.
                 let blob_weights = if byte_shape.c > 1 && byte_shape.h * byte_shape.w > 1 {
@@ -547,8 +644,7 @@ pub fn quantize(
                 reports.push(q.report);
                 current = q.output;
             }
-            Layer::Conv2d(conv) => {
-                let q = tensor((&conv.weights, &conv.bias), conv.activation)?;
+            (Layer::Conv2d(conv), QuantLayer::Tensor(q)) => {
                 let (in_c, taps) = (conv.in_channels(), conv.kernel[0] * conv.kernel[1]);
                 // ONNX's [O][C][kh][kw] to the runtime's OHWI [O][kh][kw][C].
                 let order: Vec<usize> = (0..taps)
@@ -557,13 +653,12 @@ pub fn quantize(
                 let blob_weights = permute_columns(&q.weights.values, in_c * taps, &order);
                 let geometry = (conv.kernel, conv.stride, conv.padding, conv.onnx_pads());
                 reports.push(q.report.clone());
-                let (spec, qdq, output) = conv_forms(q, geometry, in_c, blob_weights, current)?;
+                let (spec, qdq, output) = conv_forms(*q, geometry, in_c, blob_weights, current)?;
                 layer_specs.push(LayerSpec::Conv2d(spec));
                 qdq_layers.push(QdqCnnLayer::Conv2d(qdq));
                 current = output;
             }
-            Layer::DepthwiseConv2d(conv) => {
-                let q = tensor((&conv.weights, &conv.bias), conv.activation)?;
+            (Layer::DepthwiseConv2d(conv), QuantLayer::Tensor(q)) => {
                 let (channels, taps) = (conv.channels(), conv.kernel[0] * conv.kernel[1]);
                 // ONNX's [C][1][kh][kw] to the runtime's [kh][kw][C]: a transpose.
                 let order: Vec<usize> = (0..channels * taps)
@@ -572,13 +667,14 @@ pub fn quantize(
                 let blob_weights = permute_columns(&q.weights.values, channels * taps, &order);
                 let geometry = (conv.kernel, conv.stride, conv.padding, conv.onnx_pads());
                 reports.push(q.report.clone());
-                let (spec, qdq, output) = conv_forms(q, geometry, channels, blob_weights, current)?;
+                let (spec, qdq, output) =
+                    conv_forms(*q, geometry, channels, blob_weights, current)?;
                 layer_specs.push(LayerSpec::DepthwiseConv2d(spec));
                 qdq_layers.push(QdqCnnLayer::DepthwiseConv2d(qdq));
                 current = output;
             }
             // A maximum keeps its input's scale and zero point; the multiplier is unused.
-            Layer::MaxPool2d(pool) => {
+            (Layer::MaxPool2d(pool), QuantLayer::MaxPool) => {
                 let unused = math::quantize_multiplier(1.0).map_err(in_layer)?;
                 layer_specs.push(LayerSpec::MaxPool2d(pool_spec(
                     pool.kernel,
@@ -591,46 +687,39 @@ pub fn quantize(
                     stride: pool.stride,
                 });
             }
-            // An average gets its own calibrated output parameters. With the input's, a 2x2
-            // average would land exactly halfway between two steps for a quarter of its
-            // values, and a float QDQ engine rounds such ties either way (its sum carries f32
-            // error); with its own scale exact ties practically never happen.
-            Layer::AvgPool2d(pool) => {
-                let output =
-                    math::activation_params(layer_ranges.output.lo, layer_ranges.output.hi)
-                        .map_err(in_layer)?;
-                let taps = pool.kernel[0] * pool.kernel[1];
+            (Layer::AvgPool2d(pool), QuantLayer::Average(average)) => {
                 layer_specs.push(LayerSpec::AvgPool2d(pool_spec(
                     pool.kernel,
                     pool.stride,
-                    (current, output),
-                    average_multiplier(current, output, taps).map_err(in_layer)?,
+                    (current, average.output),
+                    (average.multiplier, average.shift),
                 )?));
                 qdq_layers.push(QdqCnnLayer::AvgPool2d {
                     kernel: pool.kernel,
                     stride: pool.stride,
-                    output: quant_params(output),
+                    output: quant_params(average.output),
                 });
-                current = output;
+                current = average.output;
             }
-            Layer::GlobalAvgPool(_) => {
-                let output =
-                    math::activation_params(layer_ranges.output.lo, layer_ranges.output.hi)
-                        .map_err(in_layer)?;
-                let taps = input_shape.h * input_shape.w;
+            (Layer::GlobalAvgPool(_), QuantLayer::Average(average)) => {
                 layer_specs.push(LayerSpec::AvgPool2d(pool_spec(
                     [input_shape.h, input_shape.w],
                     [1, 1],
-                    (current, output),
-                    average_multiplier(current, output, taps).map_err(in_layer)?,
+                    (current, average.output),
+                    (average.multiplier, average.shift),
                 )?));
                 qdq_layers.push(QdqCnnLayer::GlobalAvgPool {
-                    output: quant_params(output),
+                    output: quant_params(average.output),
                 });
-                current = output;
+                current = average.output;
             }
             // The runtime's values are flat bytes already; only ONNX reshapes.
-            Layer::Flatten(_) => qdq_layers.push(QdqCnnLayer::Flatten),
+            (Layer::Flatten(_), QuantLayer::Flatten) => qdq_layers.push(QdqCnnLayer::Flatten),
+            _ => {
+                return Err(in_layer(QuantError::Encode {
+                    detail: "the quantized layer is not of the layer's kind".into(),
+                }))
+            }
         }
         if !matches!(layer, Layer::Flatten(_)) {
             byte_shape = shapes[layer_idx + 1];
