@@ -119,7 +119,7 @@ pub fn evaluate(
 
 /// Loss and accuracy (for classes) of the outputs `output_of(start, end)` gives for the
 /// samples `start..end` of `targets`.
-fn evaluate_outputs(
+pub(crate) fn evaluate_outputs(
     targets: &Targets,
     loss: Loss,
     mut output_of: impl FnMut(usize, usize) -> DMatrix<f32>,
@@ -192,7 +192,9 @@ impl TrainConfig {
         if self.batch_size == 0 {
             return fail("--batch: expected a batch size of at least 1".into());
         }
-        if self.epochs == 0 {
+        // A QAT fine-tune of a model that was never trained here (an import) has no float
+        // epochs.
+        if self.epochs == 0 && self.qat.is_none() {
             return fail("--epochs: expected at least 1 epoch".into());
         }
         if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {

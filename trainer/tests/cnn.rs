@@ -57,7 +57,7 @@ fn a_cnn_on_the_digits_trains_exports_and_passes_tract() {
     );
 
     let model = model_json(dir.path());
-    assert_eq!(model["format_version"], 2);
+    assert_eq!(model["format_version"], 3);
     let shape = &model["architecture"]["input_shape"];
     assert_eq!(
         (&shape["h"], &shape["w"], &shape["c"]),
@@ -137,7 +137,7 @@ fn a_one_dimensional_network_takes_rows_as_signals() {
 }
 
 #[test]
-fn a_version_1_model_file_still_loads_and_exports_the_same_graph() {
+fn version_1_and_2_model_files_still_load_and_export_the_same_graph() {
     let dir = tempfile::tempdir().unwrap();
     let output = kiln(&[
         "train",
@@ -152,7 +152,12 @@ fn a_version_1_model_file_still_loads_and_exports_the_same_graph() {
     ]);
     assert!(output.status.success(), "{}", stderr(&output));
     let mut model = model_json(dir.path());
-    assert_eq!(model["format_version"], 2);
+    assert_eq!(model["format_version"], 3);
+    // What kiln wrote before quantization-aware training: version 2 (a float model's file is
+    // otherwise the same).
+    model["format_version"] = 2.into();
+    let version_2 = dir.path().join("version2.json");
+    std::fs::write(&version_2, serde_json::to_vec(&model).unwrap()).unwrap();
     // What kiln wrote before the layer graph: version 1, no architecture.
     model["format_version"] = 1.into();
     model.as_object_mut().unwrap().remove("architecture");
@@ -163,17 +168,21 @@ fn a_version_1_model_file_still_loads_and_exports_the_same_graph() {
     let old = dir.path().join("old.json");
     std::fs::write(&old, serde_json::to_vec(&model).unwrap()).unwrap();
     let (new_onnx, old_onnx) = (dir.path().join("new.onnx"), dir.path().join("old.onnx"));
+    let version_2_onnx = dir.path().join("version2.onnx");
     for (json, onnx) in [
         (dir.path().join("model.json"), &new_onnx),
         (old.clone(), &old_onnx),
+        (version_2, &version_2_onnx),
     ] {
         let output = kiln(&["export", s(&json), "-o", s(onnx)]);
         assert!(output.status.success(), "{}", stderr(&output));
     }
-    assert_eq!(
-        std::fs::read(&new_onnx).unwrap(),
-        std::fs::read(&old_onnx).unwrap()
-    );
+    for onnx in [&old_onnx, &version_2_onnx] {
+        assert_eq!(
+            std::fs::read(&new_onnx).unwrap(),
+            std::fs::read(onnx).unwrap()
+        );
+    }
     let output = kiln(&["eval", s(&old), "--quiet", "--json"]);
     assert!(output.status.success(), "{}", stderr(&output));
 }

@@ -380,6 +380,14 @@ pub struct QuantizeArgs {
     pub data: DataArgs,
     #[command(flatten)]
     pub calib: CalibArgs,
+    /// First fine-tune the model with N epochs of quantization-aware training (the device's
+    /// int8 arithmetic in the forward pass); the result is written to DIR/model.json.
+    #[arg(long, value_name = "N")]
+    pub qat_epochs: Option<usize>,
+    /// The QAT epochs' constant learning rate [default: the model's QAT rate, else a tenth
+    /// of its --lr].
+    #[arg(long, value_name = "RATE", requires = "qat_epochs")]
+    pub qat_lr: Option<f32>,
     /// The output folder for model.qdq.onnx, model.kiln and model.rs.
     #[arg(long, short, value_name = "DIR")]
     pub out: PathBuf,

@@ -123,6 +123,11 @@ pub struct TrainSummary {
     pub train_loss: f64,
     pub test_loss: f64,
     pub test_accuracy: Option<f64>,
+    /// A QAT model: the device's int8 model on the test set (loss, and accuracy for classes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub int8_test_loss: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub int8_test_accuracy: Option<f64>,
     /// Regression targets: the float model's error on the test set (overall and per output)
     /// and, with anomaly labels, the ROC AUC of the per-row error.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -239,6 +244,20 @@ fn train_export_check(
         &split.test.targets,
         model.config.loss,
     );
+    // A QAT model is an int8 model: what it scores is what the device scores.
+    let (int8_test_loss, int8_test_accuracy) = match &model.config.qat {
+        Some(qat) if model.state.qat.is_some() => {
+            let options = crate::quant::QuantOptions {
+                pow2_scales: qat.pow2_scales,
+                ..crate::quant::QuantOptions::default()
+            };
+            let (loss, accuracy) =
+                crate::quant::qat::evaluate(&model, &split.train, &split.test, options)
+                    .context("cannot evaluate the int8 model quantization-aware training made")?;
+            (Some(loss), accuracy)
+        }
+        _ => (None, None),
+    };
     let regression = match &split.test.targets {
         data::Targets::Classes { .. } => None,
         targets => crate::metrics::for_targets(
@@ -306,6 +325,8 @@ fn train_export_check(
             .map_or(f64::NAN, |r| r.train_loss),
         test_loss,
         test_accuracy,
+        int8_test_loss,
+        int8_test_accuracy,
         regression,
         check_passed: report.as_ref().map(CheckReport::passed),
         check: report,
@@ -349,6 +370,15 @@ fn print_summary(summary: &TrainSummary, json: bool) -> Result<()> {
     ];
     if let Some(accuracy) = summary.test_accuracy {
         rows.push(("test accuracy", format!("{accuracy:.4}")));
+    }
+    if let Some(loss) = summary.int8_test_loss {
+        rows.push(("int8 test loss", format!("{loss:.4} (QAT: the device's)")));
+    }
+    if let Some(accuracy) = summary.int8_test_accuracy {
+        rows.push((
+            "int8 test accuracy",
+            format!("{accuracy:.4} (QAT: the device's)"),
+        ));
     }
     if let Some(regression) = &summary.regression {
         rows.push((

@@ -70,6 +70,7 @@ pub fn exit_code_for(error: &anyhow::Error) -> u8 {
         }
         if cause.is::<commands::CheckFailed>()
             || cause.is::<quantize::TractDisagrees>()
+            || cause.is::<quantize::TrainerDisagrees>()
             || cause.is::<inspect::DoesNotFit>()
             || cause.is::<import::ImportCheckFailed>()
             || cause.is::<sim::DoesNotFit>()

@@ -44,9 +44,20 @@ impl TractDisagrees {
     }
 }
 
+/// The trainer's integer forward pass disagrees with the runtime: a defect in one of them.
+#[derive(Debug, thiserror::Error)]
+#[error("the trainer's int8 forward pass and the kiln runtime differ on {} of {n} test samples (they compute the same integers; please report this)", n - identical)]
+pub struct TrainerDisagrees {
+    pub identical: usize,
+    pub n: usize,
+}
+
 /// The files of a quantized model.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct QuantFiles {
+    /// The model `--qat-epochs` fine-tuned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<PathBuf>,
     pub qdq_onnx: Option<PathBuf>,
     pub blob: Option<PathBuf>,
     pub rust: Option<PathBuf>,
@@ -87,6 +98,9 @@ pub struct QuantSummary {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tract_layer_max_lsb_diff: Option<Vec<u32>>,
     pub tract_passed: bool,
+    /// Test samples whose int8 logit row is identical in the trainer's integer forward pass
+    /// (what quantization-aware training computes) and the runtime: all of them.
+    pub trainer_identical: usize,
     pub files: QuantFiles,
     pub report: QuantReport,
 }
@@ -97,10 +111,14 @@ impl QuantSummary {
         let accuracy = |a: Option<f64>| a.map_or("n/a".to_string(), |a| format!("{a:.4}"));
         let mut rows = vec![(
             "calibration",
-            format!(
-                "{} training samples, {}",
-                self.calib_samples, self.calibration
-            ),
+            if self.calib_samples == 0 {
+                format!("none: the ranges were {}", self.calibration)
+            } else {
+                format!(
+                    "{} training samples, {}",
+                    self.calib_samples, self.calibration
+                )
+            },
         )];
         match (&self.float_regression, &self.int8_regression) {
             (Some(float), Some(int8)) => {
@@ -134,6 +152,15 @@ impl QuantSummary {
                 ),
             ),
         ]);
+        rows.push((
+            "trainer int8",
+            format!(
+                "{} on {} samples: {} rows bit-identical to the runtime (the trainer's integer forward pass, as QAT computes it)",
+                if self.trainer_identical == self.test_samples { "PASS" } else { "FAIL" },
+                self.test_samples,
+                self.trainer_identical,
+            ),
+        ));
         if let Some(layers) = &self.tract_layer_max_lsb_diff {
             let each: Vec<String> = layers.iter().map(u32::to_string).collect();
             rows.push((
@@ -148,8 +175,15 @@ impl QuantSummary {
         rows
     }
 
-    /// An error if tract disagrees with the runtime.
+    /// An error if tract or the trainer's integer forward pass disagrees with the runtime.
     pub fn verdict(&self) -> Result<()> {
+        if self.trainer_identical != self.test_samples {
+            return Err(TrainerDisagrees {
+                identical: self.trainer_identical,
+                n: self.test_samples,
+            }
+            .into());
+        }
         if self.tract_passed {
             return Ok(());
         }
@@ -190,7 +224,10 @@ pub(crate) fn quant_options(args: &CalibArgs) -> Result<QuantOptions, UsageError
 
 /// The model file and the data it is quantized and evaluated with: by default
 /// the data it was trained on.
-fn model_and_data(model_path: &Path, args: &DataArgs) -> Result<(ModelFile, DataSpec, Split)> {
+fn model_and_data(
+    model_path: &Path,
+    args: &DataArgs,
+) -> Result<(ModelFile, (DataSpec, DataOptions), Split)> {
     let model = ModelFile::load(model_path)?;
     let (spec, options): (DataSpec, DataOptions) = if args.data.is_some() {
         data_config(args, model.config.loss)?
@@ -210,7 +247,7 @@ fn model_and_data(model_path: &Path, args: &DataArgs) -> Result<(ModelFile, Data
         .into());
     }
     crate::model::check_targets(&model, model_path, &spec.to_string(), &split.train.targets)?;
-    Ok((model, spec, split))
+    Ok((model, (spec, options), split))
 }
 
 fn quantize_model(
@@ -350,6 +387,19 @@ pub fn quantize_into(
     )
     .with_context(|| format!("{}: cannot write", reference_logits_q.display()))?;
     let int8_accuracy = host::accuracy(&run.predictions, &test.targets);
+    // The trainer's own integer forward pass (what QAT trains with) on the same numbers.
+    let trainer_logits = quant::qat::int8_logits(model, &quantized, test, options.pow2_scales)
+        .with_context(|| {
+            format!(
+                "{}: cannot run the trainer's int8 model",
+                model_path.display()
+            )
+        })?;
+    let trainer_identical = trainer_logits
+        .chunks_exact(n_outputs.max(1))
+        .zip(run.logits.chunks_exact(n_outputs.max(1)))
+        .filter(|(trainer, runtime)| trainer == runtime)
+        .count();
     let normalized = model.normalization.apply(test);
     let (_, float_accuracy) = crate::train::evaluate(
         &model.network(),
@@ -398,7 +448,9 @@ pub fn quantize_into(
         tract_argmax_agreement: comparison.argmax_agreement,
         tract_layer_max_lsb_diff: comparison.layer_max_lsb_diff.clone(),
         tract_passed: comparison.passed(),
+        trainer_identical,
         files: QuantFiles {
+            model: None,
             qdq_onnx: Some(qdq_path),
             blob: Some(blob_path),
             rust: Some(rust_path),
@@ -411,16 +463,26 @@ pub fn quantize_into(
 
 pub fn quantize(args: &QuantizeArgs) -> Result<()> {
     let options = quant_options(&args.calib)?;
-    let (model, spec, split) = model_and_data(&args.model, &args.data)?;
-    let summary = quantize_into(
+    let (model, (spec, data_options), split) = model_and_data(&args.model, &args.data)?;
+    let (model, model_path) = match args.qat_epochs {
+        Some(epochs) => {
+            let tuned = fine_tune(args, model, (&spec, &data_options), &split, options, epochs)?;
+            (tuned, args.out.join("model.json"))
+        }
+        None => (model, args.model.clone()),
+    };
+    let mut summary = quantize_into(
         "quantize",
-        &args.model,
+        &model_path,
         &model,
         &spec,
         &split,
         options,
         &args.out,
     )?;
+    if args.qat_epochs.is_some() {
+        summary.files.model = Some(model_path);
+    }
     if args.output.json {
         crate::outln!("{}", serde_json::to_string_pretty(&summary)?);
     } else if !args.output.quiet {
@@ -430,6 +492,7 @@ pub fn quantize(args: &QuantizeArgs) -> Result<()> {
             crate::outln!("  {label:<14} {value}");
         }
         for (label, path) in [
+            ("qat model", &summary.files.model),
             ("qdq onnx", &summary.files.qdq_onnx),
             ("blob", &summary.files.blob),
             ("rust", &summary.files.rust),
@@ -442,9 +505,93 @@ pub fn quantize(args: &QuantizeArgs) -> Result<()> {
     summary.verdict()
 }
 
+/// `kiln quantize --qat-epochs N`: `epochs` more epochs of quantization-aware training on
+/// `model` (after its float epochs, or after the QAT epochs it has), checkpointed to
+/// `OUT/model.json` as `kiln train` checkpoints, so Ctrl-C keeps the epochs done and
+/// `kiln train --resume -o OUT` continues them.
+fn fine_tune(
+    args: &QuantizeArgs,
+    mut model: ModelFile,
+    (spec, data_options): (&DataSpec, &DataOptions),
+    split: &Split,
+    options: QuantOptions,
+    epochs: usize,
+) -> Result<ModelFile> {
+    if epochs == 0 {
+        return Err(UsageError("--qat-epochs: expected at least 1 epoch".into()).into());
+    }
+    if let Some(qat) = model
+        .config
+        .qat
+        .filter(|qat| qat.pow2_scales != options.pow2_scales)
+    {
+        return Err(anyhow::Error::new(quant::QuantError::QatScales {
+            trained_pow2: qat.pow2_scales,
+        })
+        .context(format!("{}: cannot fine-tune", args.model.display())));
+    }
+    let learning_rate = args
+        .qat_lr
+        .or(model.config.qat.map(|qat| qat.learning_rate))
+        .unwrap_or(model.config.learning_rate / 10.0);
+    let qat_done = model.state.qat.as_ref().map_or(0, |qat| qat.epochs_done);
+    if model.state.qat.is_none() {
+        // The float epochs end here, whatever the model was configured for.
+        model.config.epochs = model.state.epochs_done;
+        model.state.epoch_progress = None;
+    }
+    model.state.stopped_early = false;
+    model.state.epochs_since_best = 0;
+    model.config.qat = Some(quant::qat::QatConfig {
+        epochs: qat_done + epochs,
+        learning_rate,
+        pow2_scales: options.pow2_scales,
+    });
+    let config = model.config.clone();
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("{}: cannot create the output folder", args.out.display()))?;
+    let model_path = args.out.join("model.json");
+    let mut checkpoint = |model: &ModelFile| model.save(&model_path).map_err(|e| e.to_string());
+    let hook = super::interrupt::hook()?;
+    let should_stop = |batches_run: usize| {
+        super::interrupt::signalled() || hook.is_some_and(|after| batches_run >= after)
+    };
+    let mut progress = super::progress::Progress::new(args.output.quiet || args.output.json);
+    super::interrupt::install();
+    super::interrupt::set_training(true);
+    let result = crate::train::train(
+        split,
+        spec,
+        data_options,
+        &config,
+        1,
+        Some(model),
+        &mut progress,
+        &mut checkpoint,
+        &should_stop,
+    );
+    super::interrupt::set_training(false);
+    let model = result.map_err(|error| match error {
+        crate::train::TrainError::Interrupted { epoch, batch } => {
+            anyhow::Error::new(super::commands::Interrupted {
+                epoch,
+                batch: Some(batch),
+                model_path: model_path.clone(),
+                out_dir: args.out.clone(),
+            })
+        }
+        error => anyhow::Error::new(error).context(format!(
+            "{}: quantization-aware training stopped",
+            model_path.display()
+        )),
+    })?;
+    checkpoint(&model).map_err(|detail| anyhow::anyhow!(detail))?;
+    Ok(model)
+}
+
 pub fn bake(args: &BakeArgs) -> Result<()> {
     let options = quant_options(&args.calib)?;
-    let (model, _spec, split) = model_and_data(&args.model, &args.data)?;
+    let (model, _, split) = model_and_data(&args.model, &args.data)?;
     let quantized = quantize_model(&args.model, &model, &split, options)?;
     let (path, is_blob) = match (&args.blob, &args.rust) {
         (Some(path), _) => (path, true),

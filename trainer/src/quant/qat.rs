@@ -400,21 +400,20 @@ pub(crate) fn batch_of(values: &[i8], n_inputs: usize, rows: &[usize]) -> DMatri
 }
 
 /// The int8 logits (row-major, one row per sample of `data`) of `model` quantized as
-/// `kiln quantize` quantizes it, computed by the trainer's integer forward pass: the
-/// device's arithmetic without the device's code, except its input stage.
+/// `quantized` (what [`super::quantize`] made of it), computed by the trainer's integer
+/// forward pass: the device's arithmetic without the device's code, except its input stage.
 pub fn int8_logits(
     model: &crate::model::ModelFile,
-    calibration: &Dataset,
+    quantized: &super::Quantized,
     data: &Dataset,
-    options: super::QuantOptions,
+    pow2_scales: bool,
 ) -> Result<Vec<i8>, QuantError> {
-    let quantized = super::quantize(model, calibration, options)?;
     let network = model.network();
     let int_model = IntModel::new(
         &network,
         &quantized.report.calibration,
         quantized.report.input,
-        options.pow2_scales,
+        pow2_scales,
     )?;
     let inputs = device_inputs(&quantized.blob, data, "the data")?;
     let n_inputs = data.n_features;
@@ -427,6 +426,31 @@ pub fn int8_logits(
         logits.extend_from_slice(batch.as_slice());
     }
     Ok(logits)
+}
+
+/// Loss and accuracy (for classes) on `data` of `model` quantized as `kiln quantize`
+/// quantizes it (calibrated on `calibration`): the device's outputs, dequantized.
+pub fn evaluate(
+    model: &crate::model::ModelFile,
+    calibration: &Dataset,
+    data: &Dataset,
+    options: super::QuantOptions,
+) -> Result<(f64, Option<f64>), QuantError> {
+    let quantized = super::quantize(model, calibration, options)?;
+    let network = model.network();
+    let int_model = IntModel::new(
+        &network,
+        &quantized.report.calibration,
+        quantized.report.input,
+        options.pow2_scales,
+    )?;
+    let inputs = device_inputs(&quantized.blob, data, "the data")?;
+    let n_inputs = data.n_features;
+    Ok(crate::train::evaluate_outputs(
+        &data.targets,
+        model.config.loss,
+        |start, end| dequantized_outputs(&int_model, &inputs, n_inputs, (start, end)),
+    ))
 }
 
 /// The values an average layer sums.
@@ -735,7 +759,7 @@ mod tests {
         let raw = host::raw_inputs(&split.test, "test", runtime.input_frac_bits()).unwrap();
         let n_outputs = runtime.n_outputs();
         let run = host::run_runtime(&runtime, &raw, split.test.n_features, n_outputs).unwrap();
-        let trainer = int8_logits(model, &split.train, &split.test, options).unwrap();
+        let trainer = int8_logits(model, &quantized, &split.test, options.pow2_scales).unwrap();
         (run.logits, trainer)
     }
 
