@@ -145,6 +145,11 @@ const CASES: &[Case] = &[
     case("inspect-onnx-cnn", &["inspect", "cnn/model.onnx"], 2, "cnn/model.onnx", &[": node 'layer0_conv' (Conv): kiln inspect reads the dense layers of an ONNX file; inspect a convolutional network's .kiln blob (kiln bake) instead"]),
     case("inspect-cnn", &["inspect", "cnn/model.json"], 2, "cnn/model.json", &[": architecture: a convolutional network; kiln inspect takes multilayer perceptrons only so far"]),
     case("percentile-range", &["quantize", "m/model.json", "-o", "q", "--percentile", "200"], 2, "", &["--percentile: expected a value above 50 and at most 100"]),
+    // Quantization-aware training.
+    case("qat-epochs-zero", &["train", "--qat", "--qat-epochs", "0"], 2, "", &["--qat-epochs: expected at least 1 epoch"]),
+    case("qat-lr-not-positive", &["train", "--qat", "--qat-lr", "0"], 2, "", &["--qat-lr: expected a positive learning rate, got 0"]),
+    case("qat-scales", &["quantize", "qat/model.json", "-o", "q"], 2, "qat/model.json", &[": cannot quantize: the model was trained (--qat) for power-of-two scales: quantize it with --pow2-scales"]),
+    case("qat-ranges-count", &["quantize", "qat_ranges.json", "--pow2-scales", "-o", "q"], 2, "qat_ranges.json", &[": state.qat.ranges.layers: has 1 ranges, but the network has 2 layers"]),
     case("bake-no-artifact", &["bake", "m/model.json"], 2, "", &["the following required arguments were not provided"]),
     case("completions-bad-shell", &["completions", "tcsh"], 2, "", &["invalid value 'tcsh' for '<SHELL>'"]),
 ];
@@ -220,6 +225,33 @@ fn fixtures() -> tempfile::TempDir {
         root,
         &["bake", "m/model.json", "--blob", "m/model.kiln"],
     ));
+    // A model trained for power-of-two scales with quantization-aware training.
+    ok(kiln(
+        root,
+        &[
+            "train",
+            "--hidden",
+            "8",
+            "--epochs",
+            "1",
+            "--qat",
+            "--qat-epochs",
+            "1",
+            "--pow2-scales",
+            "--no-check",
+            "--no-plot",
+            "--quiet",
+            "-o",
+            "qat",
+        ],
+    ));
+    let mut qat: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root.join("qat/model.json")).unwrap()).unwrap();
+    qat["state"]["qat"]["ranges"]["layers"]
+        .as_array_mut()
+        .unwrap()
+        .pop();
+    write("qat_ranges.json", &serde_json::to_vec(&qat).unwrap());
     // A convolutional model, which the MLP-only commands refuse.
     ok(kiln(
         root,

@@ -65,7 +65,12 @@ pub fn exit_code_for(error: &anyhow::Error) -> u8 {
         if cause.is::<commands::Interrupted>() || cause.is::<fit::FitInterrupted>() {
             return exit_code::INTERRUPTED;
         }
-        if cause.is::<config::UsageError>() {
+        if cause.is::<config::UsageError>()
+            || matches!(
+                cause.downcast_ref::<crate::quant::QuantError>(),
+                Some(crate::quant::QuantError::QatScales { .. })
+            )
+        {
             return exit_code::USAGE;
         }
         if cause.is::<commands::CheckFailed>()
