@@ -396,6 +396,44 @@ pub fn run(options: &CiOptions) -> Result<()> {
             pow2["tract_identical"],
             pow2["test_samples"]
         );
+        // 5b'. One epoch of quantization-aware training for power-of-two scales: the int8
+        // accuracy it reports is the runtime's, the trainer's integer forward pass equals the
+        // runtime on every image (as `quantize` checks for every model), and tract (here) and
+        // onnxruntime (step 6, the folder ends in `pow2`) compute the device's logits exactly.
+        let qat_dir = out.join("mnist-qat-pow2");
+        let qat = kiln_ok(&[
+            "quantize",
+            &path(&mnist_dir.join("model.json")),
+            "-o",
+            &path(&qat_dir),
+            "--qat-epochs",
+            "1",
+            "--pow2-scales",
+            "--quiet",
+            "--json",
+        ])?;
+        ensure!(
+            qat["trainer_identical"] == qat["test_samples"]
+                && quant["trainer_identical"] == quant["test_samples"]
+                && pow2["trainer_identical"] == pow2["test_samples"],
+            "mnist: the trainer's int8 forward pass differs from the runtime"
+        );
+        ensure!(
+            qat["tract_identical"] == qat["test_samples"],
+            "mnist --qat-epochs 1 --pow2-scales: tract's int8 logits are not the runtime's on every image: {} of {} rows identical",
+            qat["tract_identical"],
+            qat["test_samples"]
+        );
+        let qat_accuracy = qat["int8_accuracy"]
+            .as_f64()
+            .context("quantize --json has no int8_accuracy")?;
+        let pow2_accuracy = pow2["int8_accuracy"]
+            .as_f64()
+            .context("quantize --json has no int8_accuracy")?;
+        ensure!(
+            qat_accuracy >= pow2_accuracy - 0.002,
+            "MNIST after a QAT epoch: int8 accuracy {qat_accuracy} is below the PTQ model's {pow2_accuracy} (both power-of-two scales)"
+        );
         // The blob alone, as firmware would load it, on the host.
         kiln_ok(&[
             "run",
