@@ -13,6 +13,7 @@ mod estimate;
 mod firmware;
 mod firmware_anomaly;
 mod nostd;
+mod qat_table;
 mod sensor_data;
 
 use std::process::ExitCode;
@@ -56,6 +57,11 @@ commands:
                       fit the per-layer instruction model of `kiln inspect`'s estimate to
                       `kiln sim` counts of 21 calibration MLPs on every core (needs what
                       `firmware` needs; --update: write it into trainer/src/cli/device_figures.json)
+  qat-table [--mnist DIR] [--seeds N] [--out DIR]
+                      float, post-training int8 and QAT int8 accuracy (kiln quantize
+                      --qat-epochs 5 on the same float model) of the digits and MNIST MLPs of
+                      docs/quantization.md, mean over N seeds (default 3); set KILN_BIN to a
+                      release build of kiln to make it fast
   nostd               build kiln-runtime for thumbv6m-none-eabi (no std) and link the
                       no-panic proof in runtime-nostd/nopanic-check
   sensor-data [--out DIR] [--train N] [--test N] [--seed S]
@@ -79,6 +85,7 @@ fn main() -> ExitCode {
         "nostd" => nostd::run(),
         "sensor-data" => sensor_data::run(rest),
         "calibrate" => estimate::run(rest),
+        "qat-table" => qat_table::run(rest),
         "bench-kernels" => bench_kernels::run(rest),
         "bench-mcu" => firmware::FirmwareOptions::parse(rest).and_then(|mut options| {
             options.n_mnist_images = options.n_mnist_images.min(20);

@@ -204,9 +204,9 @@ impl IntModel {
         trace.values.push(input);
         for (index, (layer, quant)) in self.integers.layers.iter().zip(&self.layers).enumerate() {
             let (input_params, output_params) = (self.params[index], self.params[index + 1]);
-            let q_in = trace.values.last().unwrap_or_else(|| unreachable!());
+            // `values[index]` is this layer's input: the input, or the last layer's output.
             let zp_in = f64::from(input_params.zero_point);
-            let centred = q_in.map(|q| f64::from(q) - zp_in);
+            let centred = trace.values[index].map(|q| f64::from(q) - zp_in);
             let (sums, cache) = layer_forward(layer, &centred, keep);
             let shape = layer.output_shape();
             let plane = shape.h * shape.w;
