@@ -477,3 +477,42 @@ fn a_multi_channel_input_is_fed_to_the_runtime_in_hwc_order() {
         assert_eq!(logits, expected);
     }
 }
+
+/// A 2x2 average over uniform image regions has the same range as its input: at the input's
+/// scale a quarter of its window sums are exact rounding ties, which tract rounded either way
+/// (247 of 449 rows identical, one argmax flipped). The quantizer now moves the average's
+/// scale off the ties.
+#[test]
+fn an_average_pool_over_uniform_regions_quantizes_without_rounding_ties() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("avg");
+    let output = kiln(&[
+        "train",
+        "--layers",
+        "conv1x1:16,avgpool2",
+        "--epochs",
+        "5",
+        "--lr",
+        "0.01",
+        "--no-check",
+        "--no-plot",
+        "--quiet",
+        "-o",
+        s(&out),
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let output = kiln(&[
+        "quantize",
+        s(&out.join("model.json")),
+        "--json",
+        "-o",
+        s(&dir.path().join("int8")),
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        report["tract_identical"], report["test_samples"],
+        "{report}"
+    );
+    assert_eq!(report["tract_max_lsb_diff"], 0, "{report}");
+}

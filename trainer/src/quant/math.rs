@@ -54,6 +54,49 @@ pub fn quantize_multiplier(effective_scale: f64) -> Result<(i32, u8), QuantError
     Ok((m as i32, t as u8))
 }
 
+/// Whether `acc * M / 2^t` is exactly halfway between two integers for some window sum
+/// `0 < |acc| <= 255 taps`: the value has `2^(t - tz(M))` as its denominator divided by the
+/// powers of two in `acc`, so it is a half exactly when `acc` holds `t - tz(M) - 1` of them.
+pub fn average_can_tie(multiplier: i32, shift: u8, taps: usize) -> bool {
+    let halving = i64::from(shift) - i64::from(multiplier.trailing_zeros()) - 1;
+    let largest_sum = 255i64.saturating_mul(i64::try_from(taps).unwrap_or(i64::MAX));
+    (0..62).contains(&halving) && (1i64 << halving) <= largest_sum
+}
+
+/// The output parameters and requantization of an average of `taps` int8 values with
+/// parameters `input`, for the calibrated output range `[lo, hi]`.
+///
+/// The calibrated parameters, unless their ratio `M / 2^t = s_in / (taps s_out)` lands some
+/// window sums exactly halfway between two output steps: as when the output's scale is the
+/// input's (a 2x2 average of a range it cannot widen, such as uniform image regions) and a
+/// quarter of all sums are ties. The device rounds a tie to even; a float QDQ engine computes
+/// it with f32 error and rounds it either way. Then the scale grows by the first step of
+/// `2^-12` whose ratio has no exact tie: every such sum then lies at least
+/// `|acc| 2^-14` output steps from the tie, about a thousand times a float engine's error.
+pub fn average_params(
+    input: ActivationParams,
+    lo: f64,
+    hi: f64,
+    taps: usize,
+) -> Result<(ActivationParams, (i32, u8)), QuantError> {
+    let calibrated = activation_params(lo, hi)?;
+    let ratio = |scale: f32| f64::from(input.scale) / (f64::from(scale) * taps as f64);
+    let first = quantize_multiplier(ratio(calibrated.scale))?;
+    let mut chosen = (calibrated, first);
+    for step in 1..=64u32 {
+        if !average_can_tie(chosen.1 .0, chosen.1 .1, taps) {
+            break;
+        }
+        let scale = (f64::from(calibrated.scale) * (1.0 + f64::from(step) / 4096.0)) as f32;
+        let params = ActivationParams {
+            scale,
+            zero_point: round_sat8(-128.0 - lo.min(0.0) / f64::from(scale)),
+        };
+        chosen = (params, quantize_multiplier(ratio(scale))?);
+    }
+    Ok(chosen)
+}
+
 /// The real value `M * 2^-t` stands for.
 pub fn multiplier_value(multiplier: i32, shift: u8) -> f64 {
     f64::from(multiplier) * 2f64.powi(-i32::from(shift))
@@ -370,6 +413,42 @@ pub fn percentile(sorted: &[f32], p: f64) -> f64 {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_average_whose_scale_is_its_inputs_is_moved_off_the_ties() {
+        use super::{average_can_tie, average_params, quantize_multiplier, ActivationParams};
+        // A 2x2 average at the input's scale: M / 2^t = 1/4, a tie at every sum 2 mod 4.
+        let (m, t) = quantize_multiplier(0.25).unwrap();
+        assert!(average_can_tie(m, t, 4));
+        // 1/49 is no dyadic fraction: no sum lands on a tie, however many.
+        let (m, t) = quantize_multiplier(1.0 / 49.0).unwrap();
+        assert!(!average_can_tie(m, t, 49));
+        // 3/8 ties at odd multiples of 4 (3 * 4 / 8 = 1.5), which a 2x2 window reaches.
+        let (m, t) = quantize_multiplier(3.0 / 8.0).unwrap();
+        assert!(average_can_tie(m, t, 4));
+
+        let input = ActivationParams {
+            scale: 0.05,
+            zero_point: -128,
+        };
+        // The output range is the input's, [0, 12.75]: the scale grows just enough.
+        let (output, (m, t)) = average_params(input, 0.0, 12.75, 4).unwrap();
+        assert!(!average_can_tie(m, t, 4));
+        assert!(output.scale > 0.05 && output.scale < 0.05 * (1.0 + 64.0 / 4096.0));
+        assert_eq!(output.zero_point, -128);
+        // Every sum of 2 mod 4, an exact tie before, now keeps a visible distance from it.
+        let ratio = super::multiplier_value(m, t);
+        for acc in (2..=1020).step_by(4) {
+            let v = f64::from(acc) * ratio;
+            assert!(
+                (v - v.floor() - 0.5).abs() >= f64::from(acc) * 2f64.powi(-15),
+                "{acc}"
+            );
+        }
+        // A ratio without ties keeps the calibrated parameters.
+        let (output, _) = average_params(input, 0.0, 10.0, 4).unwrap();
+        assert_eq!(output, super::activation_params(0.0, 10.0).unwrap());
+    }
+
     use super::*;
 
     #[test]

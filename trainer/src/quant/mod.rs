@@ -341,15 +341,21 @@ pub(crate) fn quantize_layers(
             error: Box::new(source),
         };
         let input_shape = shapes[layer_idx];
-        // An average gets its own calibrated output parameters. With the input's, a 2x2
-        // average would land exactly halfway between two steps for a quarter of its
-        // values, and a float QDQ engine rounds such ties either way (its sum carries f32
-        // error); with its own scale exact ties practically never happen.
+        // An average gets its own output parameters, calibrated and, where their ratio to the
+        // input's would put window sums exactly on rounding ties (which a float QDQ engine
+        // rounds either way), nudged off them (`math::average_params`). Power-of-two scales
+        // keep theirs: a float engine's arithmetic is then exact, ties included.
         let average = |taps: usize| -> Result<QuantLayer, QuantError> {
-            let output = math::activation_params(layer_ranges.output.lo, layer_ranges.output.hi)
-                .map_err(in_layer)?;
-            let (multiplier, shift) =
-                average_multiplier(current, output, taps).map_err(in_layer)?;
+            let (lo, hi) = (layer_ranges.output.lo, layer_ranges.output.hi);
+            let (output, (multiplier, shift)) = if pow2_scales {
+                let output = math::activation_params(lo, hi).map_err(in_layer)?;
+                (
+                    output,
+                    average_multiplier(current, output, taps).map_err(in_layer)?,
+                )
+            } else {
+                math::average_params(current, lo, hi, taps).map_err(in_layer)?
+            };
             Ok(QuantLayer::Average(Average {
                 output,
                 multiplier,
