@@ -375,3 +375,53 @@ fn cnn_candidates_are_sized_exactly_before_training() {
         .iter()
         .any(|c| c.get("layers").is_some()));
 }
+
+#[test]
+fn with_qat_every_candidate_is_scored_on_the_int8_model_qat_made() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("fit");
+    let run = kiln(&fit_args(
+        s(&out),
+        &["--qat", "--qat-epochs", "2", "--mlp-only", "--json"],
+    ));
+    assert_eq!(run.status.code(), Some(0), "{}", common::stderr(&run));
+    let report: Value = serde_json::from_str(&stdout(&run)).unwrap();
+    let settings = &record(&out)["settings"]["train"]["qat"];
+    assert_eq!(settings["epochs"], 2, "{settings}");
+    for c in report["candidates"].as_array().unwrap() {
+        if c["status"] != "trained" {
+            continue;
+        }
+        let label = c["label"].as_str().unwrap();
+        let model: Value = serde_json::from_slice(
+            &std::fs::read(out.join("candidates").join(label).join("model.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(model["state"]["qat"]["epochs_done"], 2, "{label}");
+    }
+    // The winner's files are the QAT model's: quantizing its model file again gives the int8
+    // test accuracy the search reported for it.
+    let winner = report["candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["winner"] == true)
+        .unwrap();
+    let again = kiln(&[
+        "quantize",
+        s(&out.join("model.json")),
+        "--json",
+        "-o",
+        s(&dir.path().join("again")),
+    ]);
+    assert!(again.status.success(), "{}", common::stderr(&again));
+    let again: Value = serde_json::from_str(&stdout(&again)).unwrap();
+    assert_eq!(
+        again["calibration"],
+        "tracked by quantization-aware training"
+    );
+    assert_eq!(
+        again["int8_accuracy"], winner["result"]["int8_test_accuracy"],
+        "{winner}"
+    );
+}

@@ -511,6 +511,16 @@ pub struct FitArgs {
     /// The seed of every candidate's initialisation, shuffling and validation split.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Quantization-aware training for every candidate after its float epochs, so each is
+    /// scored (and the winner chosen) on the int8 model QAT made (see `kiln train --qat`).
+    #[arg(long)]
+    pub qat: bool,
+    /// QAT epochs per candidate [default: 5].
+    #[arg(long, value_name = "N", requires = "qat")]
+    pub qat_epochs: Option<usize>,
+    /// The QAT epochs' constant learning rate [default: a tenth of --lr].
+    #[arg(long, value_name = "RATE", requires = "qat")]
+    pub qat_lr: Option<f32>,
     #[command(flatten)]
     pub calib: CalibArgs,
     /// The output folder: the winner's files, fit.json (every candidate), fit.png and fit.svg,

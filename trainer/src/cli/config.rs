@@ -777,8 +777,16 @@ pub fn fit_config(args: &FitArgs) -> Result<FitPlan, UsageError> {
         val_split: args.val_split,
         patience: args.patience,
         normalization: NormalizationKind::Scale,
-        qat: None,
+        qat: args.qat.then(|| crate::quant::qat::QatConfig {
+            epochs: args.qat_epochs.unwrap_or(DEFAULT_QAT_EPOCHS),
+            learning_rate: args.qat_lr.unwrap_or(args.lr / 10.0),
+            pow2_scales: args.calib.pow2_scales,
+        }),
     };
+    // The trainer's own checks (the QAT flags among them), phrased for the command line.
+    train
+        .validate(crate::model::Task::Classification { n_classes: 2 })
+        .map_err(|e| usage(e.to_string()))?;
     Ok(FitPlan {
         data_spec,
         data_options,
