@@ -1,5 +1,5 @@
 //! The model blob: layout constants, the node decoder and the validating parser
-//! (`docs/blob-format.md`, format version 3; version 2 still loads).
+//! (`docs/blob-format.md`, format version 4; versions 2 and 3 still load).
 //!
 //! Everything is little-endian and every section starts at a 4-byte-aligned offset. The parser
 //! checks every field once, so that inference afterwards cannot fail; the runtime then decodes
@@ -10,13 +10,20 @@ use crate::error::u32_sat;
 use crate::fixed::{multiplier_is_valid, shift_is_valid};
 use crate::kernels::le_i32;
 use crate::kinds;
-use crate::model::{affine_at, decode_entry, Activation, LayerKind, Model, MAX_LAYERS};
+use crate::model::{
+    affine16_at, affine_at, decode_entry, Activation, LayerKind, Model, MAX_LAYERS,
+};
 use crate::Error;
 
 /// The first four bytes of every blob.
 pub const MAGIC: [u8; 4] = *b"KILN";
-/// The format version this runtime writes (and the newest it reads).
-pub const FORMAT_VERSION: u16 = 3;
+/// The newest format version this runtime reads. Version 4 gives each value an element type
+/// (int16 activations); the encoder writes it only for such a model, and version 3 otherwise,
+/// so that an int8 blob still loads in an older runtime.
+pub const FORMAT_VERSION: u16 = 4;
+/// The version of a blob whose activations are all int8.
+#[cfg(feature = "encode")]
+pub(crate) const INT8_FORMAT_VERSION: u16 = 3;
 /// The oldest format version this runtime reads. Version 2 has no input fixed point: its byte
 /// is padding that must be zero, so a version-2 blob reads as `input_frac_bits = 0`.
 pub const OLDEST_FORMAT_VERSION: u16 = 2;
@@ -47,6 +54,10 @@ pub(crate) const KIND_CONV2D: u8 = 2;
 pub(crate) const KIND_DEPTHWISE: u8 = 3;
 pub(crate) const KIND_MAX_POOL: u8 = 4;
 pub(crate) const KIND_AVG_POOL: u8 = 5;
+
+/// A value's element type (format version 4; earlier versions: int8).
+pub(crate) const DTYPE_I8: u8 = 0;
+pub(crate) const DTYPE_I16: u8 = 1;
 
 pub(crate) const PAD_VALID: u8 = 0;
 pub(crate) const PAD_SAME: u8 = 1;
@@ -171,6 +182,8 @@ pub(crate) struct Value {
     pub(crate) len: usize,
     pub(crate) offset: usize,
     pub(crate) zero_point: i8,
+    /// Bytes per element: 1 (int8) or 2 (int16, little-endian).
+    pub(crate) elem: usize,
 }
 
 impl Value {
@@ -181,11 +194,18 @@ impl Value {
         len: 0,
         offset: usize::MAX,
         zero_point: 0,
+        elem: 1,
     };
 
-    /// The value's bytes in the arena, `offset..offset + len` (inside `arena_len` once validated).
+    /// The value's length in bytes, `len * elem`.
+    pub(crate) fn bytes(&self) -> usize {
+        self.len.wrapping_mul(self.elem)
+    }
+
+    /// The value's bytes in the arena, `offset..offset + bytes` (inside `arena_len` once
+    /// validated).
     pub(crate) fn end(&self) -> usize {
-        self.offset.saturating_add(self.len)
+        self.offset.saturating_add(self.bytes())
     }
 }
 
@@ -206,7 +226,7 @@ pub(crate) fn read_value(content: &[u8], values_at: usize, id: u16) -> Value {
     else {
         return Value::MISSING;
     };
-    let [h0, h1, h2, h3, w0, w1, w2, w3, c0, c1, c2, c3, o0, o1, o2, o3, zp, _, _, _] = *entry;
+    let [h0, h1, h2, h3, w0, w1, w2, w3, c0, c1, c2, c3, o0, o1, o2, o3, zp, dtype, _, _] = *entry;
     let shape = [
         u32::from_le_bytes([h0, h1, h2, h3]) as usize,
         u32::from_le_bytes([w0, w1, w2, w3]) as usize,
@@ -220,6 +240,8 @@ pub(crate) fn read_value(content: &[u8], values_at: usize, id: u16) -> Value {
         len,
         offset: u32::from_le_bytes([o0, o1, o2, o3]) as usize,
         zero_point: zp as i8,
+        // an unknown type (refused at load) reads as int8
+        elem: if dtype == DTYPE_I16 { 2 } else { 1 },
     }
 }
 
@@ -455,7 +477,16 @@ pub(crate) fn parse<const KINDS: u8>(bytes: &[u8]) -> Result<Model<'_, KINDS>, E
     let n_outputs = r.u32()?;
     let arena_len = r.u32()?;
     let n_values = r.u16()?;
-    r.zeros(HEADER_RESERVED)?;
+    // version 4: the activations' element type, the first reserved byte before
+    let dtype = if version >= 4 { r.u8()? } else { DTYPE_I8 };
+    r.zeros(HEADER_RESERVED.wrapping_sub(usize::from(version >= 4)))?;
+    let int16 = match dtype {
+        DTYPE_I8 => false,
+        DTYPE_I16 if KINDS & kinds::INT16 != 0 => true,
+        DTYPE_I16 => return Err(Error::Int16NotLinked),
+        dtype => return Err(Error::BadValueType { value: 0, dtype }),
+    };
+    let elem = if int16 { 2usize } else { 1 };
     if n_nodes == 0 {
         return Err(Error::NoLayers);
     }
@@ -484,6 +515,12 @@ pub(crate) fn parse<const KINDS: u8>(bytes: &[u8]) -> Result<Model<'_, KINDS>, E
         }
         r.zeros(2)?;
     }
+    if int16 && input_zero_point != 0 {
+        return Err(Error::Int16ZeroPoint {
+            value: 0,
+            found: input_zero_point,
+        });
+    }
     if n_entries != 1 && n_entries != n_inputs {
         return Err(Error::InputEntries {
             found: n_entries,
@@ -509,13 +546,28 @@ pub(crate) fn parse<const KINDS: u8>(bytes: &[u8]) -> Result<Model<'_, KINDS>, E
     let byte_table_at = if n_entries == 1 {
         let entries = content.get(entries_at..r.pos).unwrap_or(&[]);
         let at = r.pos;
-        let table = r.take(BYTE_TABLE_LEN)?;
-        for (raw, &q) in (0i32..).zip(table) {
-            // the input stage's own function: one copy of the map in the flash image
-            if affine_at(entries, 0, raw, i64::from(input_zero_point)) != q as i8 {
-                return Err(Error::InputTable {
-                    raw: u8::try_from(raw).unwrap_or(u8::MAX),
-                });
+        let table = r.take(BYTE_TABLE_LEN.wrapping_mul(elem))?;
+        if KINDS & kinds::INT16 != 0 && int16 {
+            // int16 entries, little-endian
+            for (raw, q) in (0i32..).zip(table.chunks_exact(2)) {
+                let stored = match *q {
+                    [lo, hi] => i16::from_le_bytes([lo, hi]),
+                    _ => 0, // chunks of two: never taken
+                };
+                if affine16_at(entries, 0, raw) != stored {
+                    return Err(Error::InputTable {
+                        raw: u8::try_from(raw).unwrap_or(u8::MAX),
+                    });
+                }
+            }
+        } else {
+            for (raw, &q) in (0i32..).zip(table) {
+                // the input stage's own function: one copy of the map in the flash image
+                if affine_at(entries, 0, raw, i64::from(input_zero_point)) != q as i8 {
+                    return Err(Error::InputTable {
+                        raw: u8::try_from(raw).unwrap_or(u8::MAX),
+                    });
+                }
             }
         }
         Some(at)
@@ -537,16 +589,43 @@ pub(crate) fn parse<const KINDS: u8>(bytes: &[u8]) -> Result<Model<'_, KINDS>, E
             bytes: content,
             pos: at.saturating_add(VALUE_LEN - 3),
         };
-        vr.zeros(3)?;
+        if version >= 4 {
+            // every value has the model's element type (room for mixed types later)
+            let value_dtype = vr.u8()?;
+            if value_dtype > DTYPE_I16 {
+                return Err(Error::BadValueType {
+                    value: id,
+                    dtype: value_dtype,
+                });
+            }
+            if value_dtype != dtype {
+                return Err(Error::MixedValueTypes { value: id });
+            }
+            vr.zeros(2)?;
+        } else {
+            vr.zeros(3)?;
+        }
         let (h, w, c) = (v.shape[0] as u32, v.shape[1] as u32, v.shape[2] as u32);
         let offset = v.offset as u32;
         if h == 0 || w == 0 || c == 0 {
             return Err(Error::EmptyValue { value: id });
         }
+        if KINDS & kinds::INT16 != 0 && int16 {
+            if v.zero_point != 0 {
+                return Err(Error::Int16ZeroPoint {
+                    value: id,
+                    found: v.zero_point,
+                });
+            }
+            if offset % 2 != 0 {
+                return Err(Error::Int16Alignment { value: id, offset });
+            }
+        }
         // in u32, the format's width: no 64-bit arithmetic on a 32-bit core
         let len = h
             .checked_mul(w)
             .and_then(|n| n.checked_mul(c))
+            .and_then(|n| n.checked_mul(elem as u32))
             .ok_or(Error::TooLarge)?;
         let end = offset.saturating_add(len);
         if end > arena_len {
@@ -605,6 +684,9 @@ pub(crate) fn parse<const KINDS: u8>(bytes: &[u8]) -> Result<Model<'_, KINDS>, E
         let input = value(node.input);
         let output = value(node.output);
         let g = geometry::<KINDS>(&node, layer, &input, &output, header_at)?;
+        if int16 && (g.kind != LayerKind::Dense || g.activation == Activation::Lut) {
+            return Err(Error::Int16Layer { layer });
+        }
         let expected = section_len(&g);
         if node.section_len as usize != expected {
             return Err(Error::SectionLength {
@@ -693,6 +775,7 @@ pub(crate) fn parse<const KINDS: u8>(bytes: &[u8]) -> Result<Model<'_, KINDS>, E
         nodes_at,
         output_scale_bits,
         output_zero_point,
+        int16,
     })
 }
 
@@ -778,7 +861,8 @@ fn parse_arrays<const KINDS: u8>(
     // as exact ones (u32::MAX > i32::MAX) in cheaper arithmetic on 32-bit cores.
     let dense = KINDS & kinds::DENSE != 0 && g.kind == LayerKind::Dense;
     let (per_channel, x_max) = if dense {
-        (input.len, 128u32)
+        // int16 activations: symmetric, |x| <= 32768
+        (input.len, if input.elem == 2 { 32768u32 } else { 128 })
     } else if g.kind == LayerKind::Conv2d {
         (g.n_weights.checked_div(g.channels).unwrap_or(0), 255)
     } else {

@@ -9,12 +9,12 @@
 use std::vec::Vec;
 
 use crate::blob::{
-    channel_arrays_len, conv_axis, pad4, pool_axis, ACT_IDENTITY, ACT_LUT, ACT_RELU,
-    FORMAT_VERSION, HEADER_RESERVED, KIND_AVG_POOL, KIND_CONV2D, KIND_DENSE, KIND_DEPTHWISE,
-    KIND_MAX_POOL, MAGIC, NODE_HEADER_LEN, NO_VALUE, PAD_SAME, PAD_VALID,
+    channel_arrays_len, conv_axis, pad4, pool_axis, ACT_IDENTITY, ACT_LUT, ACT_RELU, DTYPE_I16,
+    FORMAT_VERSION, HEADER_RESERVED, INT8_FORMAT_VERSION, KIND_AVG_POOL, KIND_CONV2D, KIND_DENSE,
+    KIND_DEPTHWISE, KIND_MAX_POOL, MAGIC, NODE_HEADER_LEN, NO_VALUE, PAD_SAME, PAD_VALID,
 };
 use crate::crc32::crc32;
-use crate::model::{affine, Model, MAX_LAYERS};
+use crate::model::{affine, affine16_at, Model, MAX_LAYERS};
 use crate::Error;
 
 /// One input-stage affine map: `q = sat8(zp_in + rq(256 * x - offset, multiplier, shift))`.
@@ -139,9 +139,29 @@ pub struct NodeSpec {
     pub layer: LayerSpec,
 }
 
+/// The width of a model's activations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activations {
+    /// int8, asymmetric (blob format version 3).
+    Int8,
+    /// int16, symmetric (every zero point 0), with int8 weights: the 16x8 scheme (blob format
+    /// version 4). Dense layers with identity or ReLU only in this version.
+    Int16,
+}
+
+impl Activations {
+    fn element_bytes(self) -> u64 {
+        match self {
+            Activations::Int8 => 1,
+            Activations::Int16 => 2,
+        }
+    }
+}
+
 /// A whole model.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelSpec {
+    pub activations: Activations,
     pub input: InputStageSpec,
     /// `[h, w, c]` of the model input; an MLP's is `[1, 1, n_inputs]`.
     pub input_shape: [u32; 3],
@@ -390,9 +410,14 @@ fn values(spec: &ModelSpec) -> Result<Vec<([u32; 3], i8)>, Error> {
 /// Errors: those of [`encode`] that concern the graph (value ids, shapes, vector lengths).
 pub fn plan_model(spec: &ModelSpec) -> Result<Plan, Error> {
     let values = values(spec)?;
+    // bytes: int16 sizes are even, so every offset the planner sums is too
+    let element = spec.activations.element_bytes();
     let sizes: Vec<u64> = values
         .iter()
-        .map(|(s, _)| s.iter().fold(1u64, |a, &d| a.saturating_mul(u64::from(d))))
+        .map(|(s, _)| {
+            s.iter()
+                .fold(element, |a, &d| a.saturating_mul(u64::from(d)))
+        })
         .collect();
     let inputs: Vec<usize> = spec.nodes.iter().map(|n| n.input).collect();
     Ok(plan(&sizes, &inputs))
@@ -485,17 +510,27 @@ pub fn encode(spec: &ModelSpec) -> Result<Vec<u8>, Error> {
         })
     };
 
+    let int16 = spec.activations == Activations::Int16;
     let mut w = Writer(Vec::new());
-    // header
+    // header: an int8 model in the version older runtimes read
     w.bytes(&MAGIC);
-    w.u16(FORMAT_VERSION);
+    w.u16(if int16 {
+        FORMAT_VERSION
+    } else {
+        INT8_FORMAT_VERSION
+    });
     w.u16(n_nodes);
     w.u32(0); // total length, patched below
     w.u32(u32_of(size(values.first()))?);
     w.u32(u32_of(size(values.last()))?);
     w.u32(u32_of(plan.arena_len)?);
     w.u16(n_nodes.checked_add(1).ok_or(Error::TooLarge)?);
-    w.zeros(HEADER_RESERVED);
+    if int16 {
+        w.u8(DTYPE_I16);
+        w.zeros(HEADER_RESERVED - 1);
+    } else {
+        w.zeros(HEADER_RESERVED);
+    }
     // input stage, and the byte table of a shared entry
     let zp_in = spec.input.zero_point;
     w.u32(u32_of(spec.input.features.len())?);
@@ -515,11 +550,21 @@ pub fn encode(spec: &ModelSpec) -> Result<Vec<u8>, Error> {
     }
     if let [f] = spec.input.features.as_slice() {
         for raw in 0..=255 {
-            w.i8(affine(
-                raw,
-                (f.offset, f.multiplier, f.shift),
-                i64::from(zp_in),
-            ));
+            if int16 {
+                let entry = [
+                    f.offset.to_le_bytes(),
+                    f.multiplier.to_le_bytes(),
+                    [f.shift, 0, 0, 0],
+                ]
+                .concat();
+                w.bytes(&affine16_at(&entry, 0, raw).to_le_bytes());
+            } else {
+                w.i8(affine(
+                    raw,
+                    (f.offset, f.multiplier, f.shift),
+                    i64::from(zp_in),
+                ));
+            }
         }
     }
     // value table
@@ -529,7 +574,12 @@ pub fn encode(spec: &ModelSpec) -> Result<Vec<u8>, Error> {
         }
         w.u32(u32_of(offset)?);
         w.i8(*zp);
-        w.zeros(3);
+        if int16 {
+            w.u8(DTYPE_I16);
+            w.zeros(2);
+        } else {
+            w.zeros(3);
+        }
     }
     // nodes
     for (k, node) in spec.nodes.iter().enumerate() {

@@ -96,8 +96,9 @@ pub enum Error {
     },
     /// A requantization shift is outside `[1, 62]`.
     BadShift { layer: u16, channel: u32, shift: u8 },
-    /// `|bias| + 128 * sum |w|` (dense), `|bias| + 255 * sum |w|` (convolutions) or `255 kh kw`
-    /// (average pool) exceeds `i32::MAX`: the accumulator could overflow.
+    /// `|bias| + 128 * sum |w|` (dense), `|bias| + 32768 * sum |w|` (dense on int16
+    /// activations), `|bias| + 255 * sum |w|` (convolutions) or `255 kh kw` (average pool)
+    /// exceeds `i32::MAX`: the accumulator could overflow.
     AccumulatorOverflow { layer: u16, channel: u32 },
     /// The header's output count is not the last layer's.
     OutputShapeMismatch { header: u32, last_layer: u32 },
@@ -111,6 +112,20 @@ pub enum Error {
     TrailingBytes { count: u32 },
     /// A size does not fit in 32 bits or in this target's `usize`.
     TooLarge,
+    /// A value's element type byte (format version 4) is neither `0` (int8) nor `1` (int16).
+    BadValueType { value: u16, dtype: u8 },
+    /// A value's element type is not the model input's: a model's activations are all int8 or
+    /// all int16 (the 16x8 scheme).
+    MixedValueTypes { value: u16 },
+    /// An int16 value's zero point is not 0 (int16 activations are symmetric).
+    Int16ZeroPoint { value: u16, found: i8 },
+    /// An int16 value starts at an odd arena offset.
+    Int16Alignment { value: u16, offset: u32 },
+    /// An int16 model in a program whose `Model<KINDS>` does not link [`crate::kinds::INT16`].
+    Int16NotLinked,
+    /// A layer an int16 model cannot have in this version: only dense layers with an identity
+    /// or ReLU activation run on int16 activations.
+    Int16Layer { layer: u16 },
 
     // ---- calls -----------------------------------------------------------------------------
     /// The input slice does not have the model's input count.
@@ -119,6 +134,9 @@ pub enum Error {
     OutputLength { expected: u32, got: u32 },
     /// The scratch buffer is shorter than [`crate::Model::scratch_len`].
     BufferTooSmall { needed: u32, got: u32 },
+    /// An int8 call (`run`, `run_quantized`, ...) on a model with int16 activations, or an
+    /// int16 call (`run_i16`, ...) on an int8 model: `model_bits` is the model's width.
+    ActivationType { model_bits: u8 },
     /// A direct kernel call with inconsistent lengths (weights not `n_out * n_in` bytes, bias or
     /// multipliers not `4 * n_out` bytes, shifts not `n_out`, no input) or `clamp_min > clamp_max`.
     KernelArguments,
@@ -284,6 +302,38 @@ impl fmt::Display for Error {
                 write!(f, "{count} unexpected bytes between the output section and the CRC")
             }
             Error::TooLarge => f.write_str("a model size does not fit in 32 bits or in usize"),
+            Error::BadValueType { value, dtype } => write!(
+                f,
+                "value {value}: unknown element type {dtype} (0 is int8, 1 is int16)"
+            ),
+            Error::MixedValueTypes { value } => write!(
+                f,
+                "value {value}: its element type is not the model input's (a model's activations are all int8 or all int16)"
+            ),
+            Error::Int16ZeroPoint { value, found } => write!(
+                f,
+                "value {value}: an int16 value has zero point 0, found {found}"
+            ),
+            Error::Int16Alignment { value, offset } => write!(
+                f,
+                "value {value}: an int16 value starts at an even arena offset, found {offset}"
+            ),
+            Error::Int16NotLinked => f.write_str(
+                "the model's activations are int16, which this program does not link: build with kinds::INT16 (kiln bake --rust writes the set a model needs)",
+            ),
+            Error::Int16Layer { layer } => write!(
+                f,
+                "layer {layer}: int16 activations run dense layers with an identity or ReLU activation only in this runtime version"
+            ),
+            Error::ActivationType { model_bits } => write!(
+                f,
+                "the model's activations are int{model_bits}: call {}",
+                if model_bits == 16 {
+                    "run_i16, run_quantized_i16 or quantize_input_i16"
+                } else {
+                    "run, run_bytes, run_quantized or quantize_input"
+                }
+            ),
             Error::InputLength { expected, got } => {
                 write!(f, "input has {got} values, the model takes {expected}")
             }

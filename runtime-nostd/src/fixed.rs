@@ -309,6 +309,18 @@ pub const fn sat8(v: i64) -> i8 {
     }
 }
 
+/// Clamps `v` to `[-32768, 32767]`: the int16 activations' saturation.
+#[inline(always)]
+pub const fn sat16(v: i64) -> i16 {
+    if v < i16::MIN as i64 {
+        i16::MIN
+    } else if v > i16::MAX as i64 {
+        i16::MAX
+    } else {
+        v as i16
+    }
+}
+
 /// Clamps a raw input to `[RAW_MIN, RAW_MAX]`.
 #[inline(always)]
 pub const fn clamp_raw(raw: i32) -> i32 {

@@ -27,17 +27,21 @@ pub const AVG_POOL: u8 = 1 << 4;
 /// blob still runs, through the generic map: the same bits, about twice the instructions per
 /// feature, and a few hundred bytes less flash for programs whose models take integers.
 pub const FIXED_POINT_INPUT: u8 = 1 << 5;
+/// Not a layer: int16 activations (the 16x8 scheme, blob format version 4). Without it an
+/// int16 blob is refused at load and none of its code is linked.
+pub const INT16: u8 = 1 << 6;
 /// Every kind this version of the runtime knows.
-pub const ALL: u8 = DENSE | CONV2D | DEPTHWISE | MAX_POOL | AVG_POOL | FIXED_POINT_INPUT;
+pub const ALL: u8 = DENSE | CONV2D | DEPTHWISE | MAX_POOL | AVG_POOL | FIXED_POINT_INPUT | INT16;
 
 /// Each kind with its constant's name, for tools that write a set as Rust source.
-pub const NAMES: [(u8, &str); 6] = [
+pub const NAMES: [(u8, &str); 7] = [
     (DENSE, "DENSE"),
     (CONV2D, "CONV2D"),
     (DEPTHWISE, "DEPTHWISE"),
     (MAX_POOL, "MAX_POOL"),
     (AVG_POOL, "AVG_POOL"),
     (FIXED_POINT_INPUT, "FIXED_POINT_INPUT"),
+    (INT16, "INT16"),
 ];
 
 /// The set bit of a blob's layer-kind byte (1 to 5), 0 for an unknown byte.

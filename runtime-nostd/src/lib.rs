@@ -27,6 +27,7 @@
 //!
 //! // 2 inputs -> 2 logits; input q = rq(256 * x, 2^30, 39) = x / 2, weights the identity matrix.
 //! let spec = ModelSpec {
+//!     activations: kiln_runtime::encode::Activations::Int8,
 //!     input: InputStageSpec {
 //!         zero_point: 0,
 //!         frac_bits: 0,

@@ -101,6 +101,8 @@ pub struct Model<'a, const KINDS: u8 = { crate::kinds::ALL }> {
     pub(crate) nodes_at: usize,
     pub(crate) output_scale_bits: u32,
     pub(crate) output_zero_point: i8,
+    /// int16 activations (format version 4): only with [`kinds::INT16`] in `KINDS`.
+    pub(crate) int16: bool,
 }
 
 // A model is a handful of offsets: at most 128 bytes on a 32-bit core (checked on every target
@@ -275,13 +277,13 @@ fn split_pair<'s>(
         let (lo, hi) = arena.split_at_mut_checked(output.offset)?;
         Some((
             lo.get(input.offset..input.end())?,
-            hi.get_mut(..output.len)?,
+            hi.get_mut(..output.bytes())?,
         ))
     } else {
         let (lo, hi) = arena.split_at_mut_checked(input.offset)?;
         let hi: &[i8] = hi;
         Some((
-            hi.get(..input.len)?,
+            hi.get(..input.bytes())?,
             lo.get_mut(output.offset..output.end())?,
         ))
     }
@@ -463,7 +465,31 @@ impl<'a, const KINDS: u8> Model<'a, KINDS> {
         if self.input_frac_bits() > 0 {
             set |= kinds::FIXED_POINT_INPUT;
         }
+        if self.int16 {
+            set |= kinds::INT16;
+        }
         set
+    }
+
+    /// The width of the model's activations: 8, or 16 for an int16 model (which runs through
+    /// [`run_i16`](Model::run_i16)).
+    pub fn activation_bits(&self) -> u8 {
+        if KINDS & kinds::INT16 != 0 && self.int16 {
+            16
+        } else {
+            8
+        }
+    }
+
+    /// An int8 call on an int16 model (or the reverse) is refused before any work.
+    #[inline(always)]
+    fn check_activation_bits(&self, bits: u8) -> Result<(), Error> {
+        let model_bits = self.activation_bits();
+        if model_bits == bits {
+            Ok(())
+        } else {
+            Err(Error::ActivationType { model_bits })
+        }
     }
 
     /// The value table's entry `id`.
@@ -485,6 +511,7 @@ impl<'a, const KINDS: u8> Model<'a, KINDS> {
     /// Errors: [`Error::InputLength`] if `raw.len() != n_inputs`, [`Error::OutputLength`] if
     /// `out.len() != n_inputs`. Nothing is written on error.
     pub fn quantize_input(&self, raw: &[i32], out: &mut [i8]) -> Result<(), Error> {
+        self.check_activation_bits(8)?;
         self.check_stage_lengths(raw.len(), out.len())?;
         self.quantize_unchecked(raw, out);
         Ok(())
@@ -569,6 +596,7 @@ impl<'a, const KINDS: u8> Model<'a, KINDS> {
     /// Errors: [`Error::InputLength`] if `raw.len() != n_inputs`, [`Error::OutputLength`] if
     /// `out.len() != n_inputs`. Nothing is written on error.
     pub fn quantize_bytes(&self, raw: &[u8], out: &mut [i8]) -> Result<(), Error> {
+        self.check_activation_bits(8)?;
         self.check_stage_lengths(raw.len(), out.len())?;
         self.quantize_bytes_unchecked(raw, out);
         Ok(())
@@ -650,6 +678,7 @@ impl<'a, const KINDS: u8> Model<'a, KINDS> {
     /// [`Error::BufferTooSmall`] if `scratch.len() < scratch_len`, [`Error::OutputLength`] if
     /// `logits.len() != n_outputs`. No other error is possible.
     pub fn run(&self, raw: &[i32], scratch: &mut [i8], logits: &mut [i8]) -> Result<usize, Error> {
+        self.check_activation_bits(8)?;
         self.check_input(raw.len())?;
         let (arena, workspace) = self.check_buffers(scratch, logits)?;
         self.quantize_unchecked(raw, self.input_slice(arena)?);
@@ -665,6 +694,7 @@ impl<'a, const KINDS: u8> Model<'a, KINDS> {
         scratch: &mut [i8],
         logits: &mut [i8],
     ) -> Result<usize, Error> {
+        self.check_activation_bits(8)?;
         self.check_input(raw.len())?;
         let (arena, workspace) = self.check_buffers(scratch, logits)?;
         self.quantize_bytes_unchecked(raw, self.input_slice(arena)?);
@@ -701,6 +731,7 @@ impl<'a, const KINDS: u8> Model<'a, KINDS> {
         scratch: &mut [i8],
         logits: &mut [i8],
     ) -> Result<usize, Error> {
+        self.check_activation_bits(8)?;
         self.check_input(input.len())?;
         let (arena, workspace) = self.check_buffers(scratch, logits)?;
         let first = self.input_slice(arena)?;
@@ -709,6 +740,155 @@ impl<'a, const KINDS: u8> Model<'a, KINDS> {
             first.copy_from_slice(input);
         }
         self.forward::<K>(arena, workspace, logits)
+    }
+
+    /// The input stage of an int16 model: `out[j] = sat16(rq(256 * clamp(raw[j]) - mu[j], M[j],
+    /// t[j]))` (symmetric: no zero point), the byte table for raw bytes with one shared map.
+    ///
+    /// Errors: [`Error::ActivationType`] on an int8 model, then those of
+    /// [`quantize_input`](Model::quantize_input).
+    pub fn quantize_input_i16(&self, raw: &[i32], out: &mut [i16]) -> Result<(), Error> {
+        self.check_activation_bits(16)?;
+        self.check_stage_lengths(raw.len(), out.len())?;
+        for (j, (o, &x)) in out.iter_mut().zip(raw).enumerate() {
+            *o = self.input16(j, x);
+        }
+        Ok(())
+    }
+
+    /// Feature `j`'s int16 input for the raw value `x`.
+    #[inline(always)]
+    fn input16(&self, j: usize, x: i32) -> i16 {
+        let entries = self.entries();
+        if self.n_entries == 1 {
+            if let (Some(at), Ok(byte)) = (self.byte_table_at, u8::try_from(x)) {
+                let at = at.wrapping_add(usize::from(byte).wrapping_mul(2));
+                if let Some(&[lo, hi]) = self.bytes.get(at..at.wrapping_add(2)) {
+                    return i16::from_le_bytes([lo, hi]);
+                }
+            }
+            affine16_at(entries, 0, x)
+        } else {
+            affine16_at(entries, j.wrapping_mul(INPUT_ENTRY_LEN), x)
+        }
+    }
+
+    /// Runs an int16 model on raw inputs (HWC order): [`run`](Model::run) for int16
+    /// activations, the int16 logits written to `logits`, their argmax returned.
+    ///
+    /// Errors, all checked before any work: [`Error::ActivationType`] on an int8 model, then
+    /// those of `run` (`logits` must hold `n_outputs` values).
+    pub fn run_i16(
+        &self,
+        raw: &[i32],
+        scratch: &mut [i8],
+        logits: &mut [i16],
+    ) -> Result<usize, Error> {
+        self.check_activation_bits(16)?;
+        self.check_input(raw.len())?;
+        let (arena, _) = self.check_buffers16(scratch, logits)?;
+        let first = self.input_slice(arena)?;
+        for (j, (pair, &x)) in first.chunks_exact_mut(2).zip(raw).enumerate() {
+            let [lo, hi] = self.input16(j, x).to_le_bytes();
+            if let [a, b] = pair {
+                (*a, *b) = (lo as i8, hi as i8);
+            }
+        }
+        self.forward16(arena, logits)
+    }
+
+    /// [`run_i16`](Model::run_i16) for input that is already quantized (`n_inputs` int16
+    /// values).
+    pub fn run_quantized_i16(
+        &self,
+        input: &[i16],
+        scratch: &mut [i8],
+        logits: &mut [i16],
+    ) -> Result<usize, Error> {
+        self.check_activation_bits(16)?;
+        self.check_input(input.len())?;
+        let (arena, _) = self.check_buffers16(scratch, logits)?;
+        let first = self.input_slice(arena)?;
+        for (pair, &q) in first.chunks_exact_mut(2).zip(input) {
+            let [lo, hi] = q.to_le_bytes();
+            if let [a, b] = pair {
+                (*a, *b) = (lo as i8, hi as i8);
+            }
+        }
+        self.forward16(arena, logits)
+    }
+
+    /// [`check_buffers`](Model::check_buffers) for int16 logits.
+    fn check_buffers16<'s>(
+        &self,
+        scratch: &'s mut [i8],
+        logits: &[i16],
+    ) -> Result<(&'s mut [i8], &'s mut [i8]), Error> {
+        let got = scratch.len();
+        let scratch =
+            scratch
+                .split_at_mut_checked(self.arena_len)
+                .ok_or(Error::BufferTooSmall {
+                    needed: u32_sat(self.arena_len),
+                    got: u32_sat(got),
+                })?;
+        if logits.len() != self.n_outputs {
+            return Err(Error::OutputLength {
+                expected: u32_sat(self.n_outputs),
+                got: u32_sat(logits.len()),
+            });
+        }
+        Ok(scratch)
+    }
+
+    /// The nodes of an int16 model (dense layers, validated) over the arena, then the last
+    /// value to `logits`.
+    fn forward16(&self, arena: &mut [i8], logits: &mut [i16]) -> Result<usize, Error> {
+        let internal = self.internal();
+        let mut at = self.nodes_at;
+        for _ in 0..self.n_nodes {
+            let node = read_node(self.bytes, at);
+            let next = at.wrapping_add(node.section_len as usize);
+            let body = self
+                .bytes
+                .get(at.wrapping_add(NODE_HEADER_LEN)..next)
+                .ok_or(internal)?;
+            let in_v = self.value(node.input);
+            let out_v = self.value(node.output);
+            let (input, output) = split_pair(arena, &in_v, &out_v).ok_or(internal)?;
+            let n = out_v.shape[2];
+            let (multipliers, shifts, bias, weights, _) =
+                split_arrays(body, n, in_v.len.wrapping_mul(n), false).ok_or(internal)?;
+            let p = kernels::Fc16Params {
+                weights,
+                bias,
+                multipliers,
+                shifts,
+                clamp_min: if node.activation == ACT_RELU {
+                    0
+                } else {
+                    i16::MIN
+                },
+            };
+            kernels::fully_connected_i16(&p, input, output)?;
+            at = next;
+        }
+        let last_value = self.value(self.n_nodes as u16); // n_nodes <= MAX_LAYERS
+        let last = arena
+            .get(last_value.offset..last_value.end())
+            .ok_or(internal)?;
+        let mut best = (0usize, i16::MIN);
+        for (i, (l, pair)) in logits.iter_mut().zip(last.chunks_exact(2)).enumerate() {
+            *l = match *pair {
+                [lo, hi] => i16::from_le_bytes([lo as u8, hi as u8]),
+                _ => 0,
+            };
+            // the first maximum wins a tie, as for int8
+            if i == 0 || *l > best.1 {
+                best = (i, *l);
+            }
+        }
+        Ok(best.0)
     }
 
     /// The error for a decode or buffer split that validation makes impossible.
@@ -837,6 +1017,29 @@ impl<'a, const KINDS: u8> Model<'a, KINDS> {
         let zp = i16::from(self.output_zero_point);
         for (o, &q) in out.iter_mut().zip(logits) {
             *o = scale * f32::from(i16::from(q).wrapping_sub(zp)); // in [-255, 255]
+        }
+        Ok(())
+    }
+
+    /// An int16 model's logits' real values: `out[i] = s_out * logits[i]` in f32 (the zero
+    /// point is 0). The errors are [`dequantize`](Model::dequantize)'s.
+    #[cfg(feature = "f32-output")]
+    pub fn dequantize_i16(&self, logits: &[i16], out: &mut [f32]) -> Result<(), Error> {
+        if logits.len() != self.n_outputs {
+            return Err(Error::InputLength {
+                expected: u32_sat(self.n_outputs),
+                got: u32_sat(logits.len()),
+            });
+        }
+        if out.len() != self.n_outputs {
+            return Err(Error::OutputLength {
+                expected: u32_sat(self.n_outputs),
+                got: u32_sat(out.len()),
+            });
+        }
+        let scale = self.output_scale();
+        for (o, &q) in out.iter_mut().zip(logits) {
+            *o = scale * f32::from(q);
         }
         Ok(())
     }
@@ -1031,6 +1234,21 @@ pub(crate) fn affine(x: i32, (mu, m, t): (i32, i32, u8), zp: i64) -> i8 {
         None => i64::from(scaled).wrapping_sub(i64::from(mu)),
     };
     sat8(zp.saturating_add(rq_input(v, m, t)))
+}
+
+/// [`affine16`] with the entry at byte `at` of the input stage's entries.
+#[inline(never)]
+pub(crate) fn affine16_at(entries: &[u8], at: usize, x: i32) -> i16 {
+    let entry = entries
+        .get(at..at.wrapping_add(INPUT_ENTRY_LEN))
+        .unwrap_or(&[]);
+    let (mu, m, t) = decode_entry(entry);
+    let scaled = clamp_raw(x).wrapping_mul(256);
+    let v = match scaled.checked_sub(mu) {
+        Some(v) => i64::from(v),
+        None => i64::from(scaled).wrapping_sub(i64::from(mu)),
+    };
+    crate::fixed::sat16(rq_input(v, m, t))
 }
 
 /// The index of the first maximum (0 for an empty slice).

@@ -1739,6 +1739,7 @@ fn prepare_conv_shape(shape: &ConvShape, out: &Path) -> Result<Prepared> {
         LayerSpec::Conv2d(conv)
     };
     let spec = ModelSpec {
+        activations: kiln_runtime::encode::Activations::Int8,
         // Raw bytes 0..=255 to int8 x - 128: zero point -128, q = -128 + x.
         input: InputStageSpec {
             zero_point: -128,

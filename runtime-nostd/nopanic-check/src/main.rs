@@ -69,6 +69,25 @@ pub extern "C" fn _start() -> ! {
             .quantize_input(raw, head(&mut qi, knob(6)))
             .map_or(3, |_| qi[0] as usize);
         result ^= m.dequantize(&l, head(out, knob(7))).map_or(4, |_| 5);
+        // int16 activations: the input stage, both entry points and the dequantization.
+        let mut l16 = [0i16; 9];
+        let mut q16 = [0i16; 40];
+        result ^= m
+            .quantize_input_i16(raw, head(&mut q16, knob(6)))
+            .map_or(7, |_| q16[0] as usize);
+        result ^= m
+            .run_i16(raw, head(scratch, knob(2) * 8), head(&mut l16, knob(3)))
+            .unwrap_or(8);
+        result ^= m
+            .run_quantized_i16(
+                head(&mut q16, knob(4)),
+                head(scratch, knob(2) * 8),
+                head(&mut l16, knob(5)),
+            )
+            .unwrap_or(9);
+        result ^= m
+            .dequantize_i16(&l16, head(out, knob(7)))
+            .map_or(10, |_| 11);
     }
     // The dense-only kind set: its own monomorphized loader and node loop.
     if let Ok(m) = Model::<{ kiln_runtime::kinds::DENSE }>::with_kinds(blob) {

@@ -73,6 +73,8 @@ pub(crate) fn identity_input_groups(_raw: &[i32], _offset: i32, _out: &mut [i8])
 
 /// The activation table the runtime uses.
 pub use reference::apply_lut_i8;
+// The reference kernel on every target until an optimized one exists.
+pub use reference::fully_connected_i16;
 
 /// The convolution and pooling kernels the runtime uses. `conv2d_i8_workspace` is im2col into
 /// the caller's workspace ([`conv_workspace_len`] bytes; shorter runs the reference, same bits)
@@ -174,6 +176,38 @@ impl FcParams<'_> {
         } else {
             Err(Error::KernelArguments)
         }
+    }
+}
+
+/// The parameters of one dense layer on int16 activations (the 16x8 scheme): the slices of
+/// [`FcParams`], symmetric activations (no zero point), and the lower clamp (`-32768` for
+/// identity, `0` for a fused relu).
+///
+/// Output `o` is `max(sat16(rq(acc[o], M[o], t[o])), clamp_min)` with
+/// `acc[o] = bias[o] + sum_i w[o][i] * input[i]` in `i32`; input and output are little-endian
+/// int16 values, two bytes each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fc16Params<'a> {
+    pub weights: &'a [u8],
+    pub bias: &'a [u8],
+    pub multipliers: &'a [u8],
+    pub shifts: &'a [u8],
+    pub clamp_min: i16,
+}
+
+impl Fc16Params<'_> {
+    /// Checks that the slices fit `n_in` inputs and `n_out` outputs (`n_in >= 1`).
+    pub fn check(&self, n_in: usize, n_out: usize) -> Result<(), Error> {
+        FcParams {
+            weights: self.weights,
+            bias: self.bias,
+            multipliers: self.multipliers,
+            shifts: self.shifts,
+            output_zero_point: 0,
+            clamp_min: i8::MIN,
+            clamp_max: i8::MAX,
+        }
+        .check(n_in, n_out)
     }
 }
 

@@ -2,8 +2,8 @@
 //! channel at a time. No float, no panic, no allocation.
 
 use super::conv::{ConvParams, PoolParams};
-use super::{le_i32, FcParams};
-use crate::fixed::{rq, sat8};
+use super::{le_i32, Fc16Params, FcParams};
+use crate::fixed::{rq, sat16, sat8};
 use crate::Error;
 
 /// The one output stage: `clamp(sat8(zp + rq(acc, M, t)), lo, hi)`.
@@ -57,6 +57,52 @@ pub fn fully_connected_i8(
             params.clamp_min,
             params.clamp_max,
         );
+    }
+    Ok(())
+}
+
+/// One dense layer on int16 activations (see [`Fc16Params`]): `output[o] =
+/// max(sat16(rq(acc[o], M[o], t[o])), clamp_min)` with `acc[o] = bias[o] + sum_i w[o][i] x[i]`;
+/// `input` and `output` hold little-endian int16 values (`n_in = input.len() / 2`,
+/// `n_out = output.len() / 2`).
+///
+/// The slices must fit ([`Fc16Params::check`]; the input and output an even number of bytes),
+/// or the call returns [`Error::KernelArguments`] and writes nothing. A model loader proves
+/// `|bias| + 32768 * sum |w| <= i32::MAX` per channel; unvalidated calls wrap.
+pub fn fully_connected_i16(
+    params: &Fc16Params<'_>,
+    input: &[i8],
+    output: &mut [i8],
+) -> Result<(), Error> {
+    if input.len() % 2 != 0 || output.len() % 2 != 0 {
+        return Err(Error::KernelArguments);
+    }
+    let n_in = input.len() / 2;
+    params.check(n_in, output.len() / 2)?;
+    if n_in == 0 {
+        return Err(Error::KernelArguments);
+    }
+    let value = |pair: &[i8]| match *pair {
+        [lo, hi] => i32::from(i16::from_le_bytes([lo as u8, hi as u8])),
+        _ => 0,
+    };
+    let mut rows = params.weights.chunks_exact(n_in);
+    let mut bias = params.bias.chunks_exact(4).map(le_i32);
+    let mut multipliers = params.multipliers.chunks_exact(4).map(le_i32);
+    for (out, &t) in output.chunks_exact_mut(2).zip(params.shifts) {
+        let (Some(row), Some(b), Some(m)) = (rows.next(), bias.next(), multipliers.next()) else {
+            break; // lengths were checked: never taken
+        };
+        let mut acc = b;
+        for (&w, x) in row.iter().zip(input.chunks_exact(2)) {
+            // |w * x| <= 2^22
+            acc = acc.wrapping_add(i32::from(w as i8).wrapping_mul(value(x)));
+        }
+        let y = sat16(rq(i64::from(acc), m, t)).max(params.clamp_min);
+        let [lo, hi] = y.to_le_bytes();
+        if let [a, b] = out {
+            (*a, *b) = (lo as i8, hi as i8);
+        }
     }
     Ok(())
 }

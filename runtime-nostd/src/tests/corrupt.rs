@@ -160,7 +160,7 @@ fn trailing_bytes_are_rejected() {
 #[test]
 fn framing_errors() {
     tampered(|b| b[0] = b'k', Error::BadMagic);
-    tampered(|b| b[4] = 4, Error::UnsupportedVersion { found: 4 });
+    tampered(|b| b[4] = 5, Error::UnsupportedVersion { found: 5 });
     tampered(|b| b[4] = 1, Error::UnsupportedVersion { found: 1 });
     tampered(
         |b| put_u32(b, 8, 524),
@@ -800,6 +800,7 @@ fn encode_rejects_inconsistent_specs() {
         activation: ActivationSpec::Identity,
     });
     let spec = ModelSpec {
+        activations: crate::encode::Activations::Int8,
         input: InputStageSpec {
             zero_point: 0,
             frac_bits: 0,

@@ -6,6 +6,7 @@ use crate::Model;
 #[test]
 fn golden_bytes_of_a_small_model() {
     let spec = ModelSpec {
+        activations: crate::encode::Activations::Int8,
         input: InputStageSpec {
             zero_point: 5,
             frac_bits: 12,

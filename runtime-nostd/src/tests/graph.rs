@@ -197,6 +197,7 @@ impl TCnn {
             }
         });
         ModelSpec {
+            activations: crate::encode::Activations::Int8,
             input: InputStageSpec {
                 zero_point: self.zp_in,
                 frac_bits: 0,

@@ -7,6 +7,7 @@ mod buffers;
 mod corrupt;
 mod format;
 mod graph;
+mod int16;
 mod roundtrip;
 
 use crate::encode::{
@@ -91,6 +92,7 @@ impl TModel {
             })
             .collect::<Vec<_>>();
         ModelSpec {
+            activations: crate::encode::Activations::Int8,
             input: InputStageSpec {
                 zero_point: self.zp_in,
                 frac_bits: 0,

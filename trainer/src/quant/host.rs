@@ -291,6 +291,7 @@ pub fn compare_layers_with_tract(
         let (n_in, n_out) = (qdq_layer.n_inputs, qdq_layer.n_outputs);
         // The runtime: this layer as a one-layer blob, run from its int8 input.
         let spec = ModelSpec {
+            activations: kiln_runtime::encode::Activations::Int8,
             input: InputStageSpec {
                 zero_point: input.zero_point,
                 features: vec![AffineSpec {

@@ -733,6 +733,7 @@ pub fn quantize(
     }
 
     let spec = ModelSpec {
+        activations: kiln_runtime::encode::Activations::Int8,
         input: input_stage,
         input_shape: [
             dim(network.input_shape.h)?,
