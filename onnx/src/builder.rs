@@ -145,6 +145,18 @@ impl GraphBuilder {
         self.initializer_raw(name, dims, DataType::Int8, data.len(), raw)
     }
 
+    /// Adds an INT16 initializer as little-endian `raw_data`, with the same
+    /// checks as [`GraphBuilder::initializer_f32`].
+    pub fn initializer_i16(
+        &mut self,
+        name: &str,
+        dims: &[i64],
+        data: &[i16],
+    ) -> Result<&mut Self, OnnxError> {
+        let raw = data.iter().flat_map(|v| v.to_le_bytes()).collect();
+        self.initializer_raw(name, dims, DataType::Int16, data.len(), raw)
+    }
+
     /// Adds an INT32 initializer as little-endian `raw_data`, with the same
     /// checks as [`GraphBuilder::initializer_f32`].
     pub fn initializer_i32(

@@ -119,6 +119,11 @@ pub enum OnnxError {
     )]
     QdqProbabilities,
 
+    /// An int16 QDQ model needs opset 21 (the first whose QuantizeLinear and
+    /// DequantizeLinear take INT16) and layers without a table activation.
+    #[error("{0}")]
+    Int16(String),
+
     /// A CNN layer's parameters are inconsistent or do not fit the value it
     /// reads (channels, kernel sizes, strides, padding, weight counts).
     #[error("layer {layer} ({kind}): {reason}")]

@@ -25,6 +25,7 @@
 //! use kiln_onnx::qdq::{qdq_mlp_to_model, QdqActivation, QdqLayer, QdqMlp, QuantParams};
 //!
 //! let mlp = QdqMlp {
+//!     int16: false,
 //!     input_frac_bits: 0,
 //!     normalization: InputNormalization::Scale { scale: 1.0 / 255.0 },
 //!     input: QuantParams { scale: 1.0 / 255.0, zero_point: -128 },
@@ -129,6 +130,9 @@ pub struct QdqLayer {
 /// A whole int8 MLP: normalisation, input quantization and layers.
 #[derive(Debug, Clone, PartialEq)]
 pub struct QdqMlp {
+    /// int16 activations (zero points 0) with int8 weights, the 16x8 scheme: every
+    /// quantized tensor but the weights and biases is INT16 (opset 21), `logits_q` too.
+    pub int16: bool,
     /// The device's raw inputs are `round(x * 2^input_frac_bits)`: for bits above 0 the graph
     /// rounds its float input the same way first (0: integer data, no rounding nodes).
     pub input_frac_bits: u8,
@@ -163,7 +167,7 @@ pub fn qdq_mlp_to_model(mlp: &QdqMlp, options: &MlpExportOptions) -> Result<Mode
     let fixed = add_input_fixed_point(&mut graph, mlp.input_frac_bits)?;
     let normalized =
         add_normalization_from(&mut graph, &fixed, &mlp.normalization, &[dim(n_features)])?;
-    let mut q_in = add_input_quantize(&mut graph, &normalized, mlp.input)?;
+    let mut q_in = add_input_quantize(&mut graph, &normalized, mlp.input, mlp.int16)?;
 
     for (i, layer) in layers.iter().enumerate() {
         let out_name = if i + 1 == layers.len() {
@@ -206,8 +210,9 @@ pub(crate) fn add_input_quantize(
     graph: &mut GraphBuilder,
     normalized: &str,
     params: QuantParams,
+    int16: bool,
 ) -> Result<Quantized, OnnxError> {
-    let q = Quantized::new(graph, INPUT_Q_NAME, params)?;
+    let q = Quantized::new(graph, INPUT_Q_NAME, params, int16)?;
     graph.node_with_doc(
         "QuantizeLinear",
         "input_quantize",
@@ -231,7 +236,12 @@ pub(crate) fn add_int8_outputs(graph: &mut GraphBuilder, q: &Quantized, dims: &[
         LOGITS_DOC,
     );
     graph.output_with_doc(LOGITS_NAME, DataType::Float, dims, LOGITS_DOC);
-    graph.output_with_doc(LOGITS_Q_NAME, DataType::Int8, dims, LOGITS_Q_DOC);
+    let data_type = if q.int16 {
+        DataType::Int16
+    } else {
+        DataType::Int8
+    };
+    graph.output_with_doc(LOGITS_Q_NAME, data_type, dims, LOGITS_Q_DOC);
 }
 
 /// `layer{i}.input = DequantizeLinear(q_in)`, with the same scale and zero
@@ -341,7 +351,12 @@ pub(crate) fn add_affine(
             activated
         }
         QdqActivation::Table { function, pre } => {
-            let pre_q = Quantized::new(graph, &format!("layer{i}.pre_activation_q"), *pre)?;
+            let pre_q = Quantized::new(
+                graph,
+                &format!("layer{i}.pre_activation_q"),
+                *pre,
+                q_in.int16,
+            )?;
             graph.node_with_doc(
                 "QuantizeLinear",
                 &format!("layer{i}_quantize_pre_activation"),
@@ -379,7 +394,7 @@ pub(crate) fn add_affine(
         }
     };
 
-    let q_out = Quantized::new(graph, out_name, layer.output)?;
+    let q_out = Quantized::new(graph, out_name, layer.output, q_in.int16)?;
     graph.node(
         "QuantizeLinear",
         &format!("layer{i}_quantize_output"),
@@ -397,6 +412,8 @@ pub(crate) struct Quantized {
     pub scale: String,
     pub zero_point: String,
     pub params: QuantParams,
+    /// An INT16 tensor (its zero point initializer INT16), else INT8.
+    pub int16: bool,
 }
 
 impl Quantized {
@@ -405,17 +422,22 @@ impl Quantized {
         graph: &mut GraphBuilder,
         tensor: &str,
         params: QuantParams,
+        int16: bool,
     ) -> Result<Self, OnnxError> {
         let scale = format!("{tensor}.scale");
         let zero_point = format!("{tensor}.zero_point");
-        graph
-            .initializer_f32(&scale, &[], &[params.scale])?
-            .initializer_i8(&zero_point, &[], &[params.zero_point])?;
+        graph.initializer_f32(&scale, &[], &[params.scale])?;
+        if int16 {
+            graph.initializer_i16(&zero_point, &[], &[i16::from(params.zero_point)])?;
+        } else {
+            graph.initializer_i8(&zero_point, &[], &[params.zero_point])?;
+        }
         Ok(Self {
             tensor: tensor.to_owned(),
             scale,
             zero_point,
             params,
+            int16,
         })
     }
 
@@ -427,6 +449,7 @@ impl Quantized {
             scale: self.scale.clone(),
             zero_point: self.zero_point.clone(),
             params: self.params,
+            int16: self.int16,
         }
     }
 }
@@ -439,6 +462,29 @@ fn validate(mlp: &QdqMlp, options: &MlpExportOptions) -> Result<(), OnnxError> {
     let layers = &mlp.layers;
     let first = layers.first().ok_or(OnnxError::NoLayers)?;
     check_scale(mlp.input.scale, || "input quantization scale".to_owned())?;
+    if mlp.int16 {
+        if options.opset < 21 {
+            return Err(OnnxError::Int16(format!(
+                "int16 QuantizeLinear/DequantizeLinear need opset 21, not {}",
+                options.opset
+            )));
+        }
+        let zero_points = std::iter::once(mlp.input.zero_point)
+            .chain(layers.iter().map(|layer| layer.output.zero_point));
+        if zero_points.into_iter().any(|zp| zp != 0) {
+            return Err(OnnxError::Int16(
+                "int16 activations are symmetric: every zero point is 0".into(),
+            ));
+        }
+        if let Some(li) = layers
+            .iter()
+            .position(|layer| matches!(layer.activation, QdqActivation::Table { .. }))
+        {
+            return Err(OnnxError::Int16(format!(
+                "layer {li}: int16 activations take identity or relu, not a table activation"
+            )));
+        }
+    }
 
     let mut s_in = mlp.input.scale;
     for (li, layer) in layers.iter().enumerate() {
@@ -628,6 +674,7 @@ mod tests {
     /// 3 -> 4 (Relu) -> 5 (Tanh table) -> 2 (Identity), standardized input.
     fn mlp() -> QdqMlp {
         QdqMlp {
+            int16: false,
             input_frac_bits: 0,
             normalization: InputNormalization::Standardize {
                 mean: vec![0.5, -1.0, 2.0],

@@ -265,7 +265,7 @@ pub fn qdq_cnn_to_model(cnn: &QdqCnn, options: &MlpExportOptions) -> Result<Mode
     add_input(&mut graph, &sample);
     let fixed = add_input_fixed_point(&mut graph, cnn.input_frac_bits)?;
     let normalized = add_normalization_from(&mut graph, &fixed, &cnn.normalization, &sample)?;
-    let mut q_in = add_input_quantize(&mut graph, &normalized, cnn.input)?;
+    let mut q_in = add_input_quantize(&mut graph, &normalized, cnn.input, false)?;
 
     for (i, layer) in cnn.layers.iter().enumerate() {
         let out_name = if i + 1 == cnn.layers.len() {
@@ -339,7 +339,7 @@ pub fn qdq_cnn_to_model(cnn: &QdqCnn, options: &MlpExportOptions) -> Result<Mode
                 let q_out = match layer {
                     QdqCnnLayer::AvgPool2d { output, .. }
                     | QdqCnnLayer::GlobalAvgPool { output } => {
-                        Quantized::new(&mut graph, &out_name, *output)?
+                        Quantized::new(&mut graph, &out_name, *output, q_in.int16)?
                     }
                     // The maximum of int8 values is one of them: same parameters.
                     _ => q_in.renamed(&out_name),

@@ -269,6 +269,7 @@ fn pow2_mlp() -> QdqMlp {
         },
     ];
     QdqMlp {
+        int16: false,
         input_frac_bits: 0,
         normalization: InputNormalization::Standardize {
             mean: vec![0.5, -1.25, 2.0, 0.0, 3.75, -0.125],
@@ -363,6 +364,7 @@ fn general_mlp() -> QdqMlp {
         },
     ];
     QdqMlp {
+        int16: false,
         input_frac_bits: 0,
         normalization: InputNormalization::Standardize { mean, inv_std },
         input: params(0.0279, -9),
@@ -490,6 +492,7 @@ fn power_of_two_agreement_holds_for_every_opset_and_normalization() {
         base.normalization.clone(),
     ] {
         let mlp = QdqMlp {
+            int16: false,
             input_frac_bits: 0,
             normalization: normalization.clone(),
             ..base.clone()

@@ -45,6 +45,25 @@ pub fn encode_i8(rows: usize, cols: usize, values: &[i8]) -> Vec<u8> {
     out
 }
 
+/// Encodes a 2-D i16 array (int16 logits of 16x8 models), little-endian.
+pub fn encode_i16(rows: usize, cols: usize, values: &[i16]) -> Vec<u8> {
+    assert_eq!(
+        rows * cols,
+        values.len(),
+        "npy shape does not match the data"
+    );
+    let mut out = header("<i2", rows, cols, values.len() * 2);
+    for value in values {
+        out.extend_from_slice(&value.to_le_bytes());
+    }
+    out
+}
+
+/// Writes a 2-D i16 array atomically.
+pub fn write_i16(path: &Path, rows: usize, cols: usize, values: &[i16]) -> std::io::Result<()> {
+    crate::fsutil::write_atomic(path, &encode_i16(rows, cols, values))
+}
+
 /// Writes a 2-D i8 array atomically.
 pub fn write_i8(path: &Path, rows: usize, cols: usize, values: &[i8]) -> std::io::Result<()> {
     crate::fsutil::write_atomic(path, &encode_i8(rows, cols, values))

@@ -137,6 +137,14 @@ pub enum InitArg {
     Xavier,
 }
 
+/// The width of a quantized model's activations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ActivationsArg {
+    Int8,
+    /// int16 activations with int8 weights (the 16x8 scheme): dense layers with relu or identity.
+    Int16,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum NormalizeArg {
     Scale,
@@ -370,6 +378,10 @@ pub struct CalibArgs {
     /// outputs exactly from the QDQ file, at the cost of up to one bit of resolution per tensor.
     #[arg(long)]
     pub pow2_scales: bool,
+    /// The activations' width: int8, or int16 with int8 weights (the 16x8 scheme; blob format
+    /// version 4, an opset-21 QDQ file).
+    #[arg(long, value_enum, default_value = "int8")]
+    pub activations: ActivationsArg,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -754,6 +754,11 @@ pub fn fit_config(args: &FitArgs) -> Result<FitPlan, UsageError> {
     }
     let (data_spec, data_options) = data_config(&args.data, Loss::CrossEntropy)?;
     let calib = super::quantize::quant_options(&args.calib)?;
+    if calib.int16 {
+        return Err(usage(
+            "--activations int16: kiln fit sizes and searches int8 models; quantize its winner with kiln quantize --activations int16",
+        ));
+    }
     // The defaults of `kiln train`: relu, Adam with weight decay, cosine schedule, scale.
     let train = TrainConfig {
         hidden: Vec::new(),

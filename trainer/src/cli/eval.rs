@@ -129,6 +129,20 @@ pub(crate) fn dequantize(model: &kiln_runtime::Model<'_>, outputs: &[i8]) -> Vec
     real
 }
 
+/// [`dequantize`] for an int16 model's logits.
+pub(crate) fn dequantize_i16(model: &kiln_runtime::Model<'_>, outputs: &[i16]) -> Vec<f32> {
+    let n_outputs = model.n_outputs().max(1);
+    let mut real = vec![0.0f32; outputs.len()];
+    for (q, out) in outputs
+        .chunks_exact(n_outputs)
+        .zip(real.chunks_exact_mut(n_outputs))
+    {
+        // The rows are the model's own outputs: their lengths are right.
+        let _ = model.dequantize_i16(q, out);
+    }
+    real
+}
+
 fn float_predictions(model: &ModelFile, test: &Dataset) -> Predictions {
     let n_outputs = model.layers.last().map_or(0, |l| l.n_outputs).max(1);
     let outputs = crate::check::trainer_outputs(model, &test.features);

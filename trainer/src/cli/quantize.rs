@@ -44,6 +44,9 @@ impl TractDisagrees {
     }
 }
 
+/// Why an int16 model's QDQ file is not run by tract.
+const TRACT_INT16: &str = "tract does not run INT16 QuantizeLinear; onnxruntime checks int16 QDQ files in CI (cargo xtask ci)";
+
 /// The trainer's integer forward pass disagrees with the runtime: a defect in one of them.
 #[derive(Debug, thiserror::Error)]
 #[error("the trainer's int8 forward pass and the kiln runtime differ on {} of {n} test samples (they compute the same integers; please report this)", n - identical)]
@@ -76,6 +79,9 @@ pub struct QuantSummary {
     pub test_samples: usize,
     /// The trainer's float model on the test set.
     pub float_accuracy: Option<f64>,
+    /// The width of the quantized model's activations: `int8`, or `int16` (the 16x8 scheme,
+    /// whose figures the `int8_*` fields then hold).
+    pub activations: &'static str,
     /// The runtime's int8 model on the test set.
     pub int8_accuracy: Option<f64>,
     /// Regression targets: the trainer's float model's error on the test set.
@@ -98,6 +104,9 @@ pub struct QuantSummary {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tract_layer_max_lsb_diff: Option<Vec<u32>>,
     pub tract_passed: bool,
+    /// Why tract did not run (an int16 model: tract does not run INT16 QuantizeLinear).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tract_skipped: Option<String>,
     /// Test samples whose int8 logit row is identical in the trainer's integer forward pass
     /// (what quantization-aware training computes) and the runtime: all of them.
     pub trainer_identical: usize,
@@ -133,7 +142,12 @@ impl QuantSummary {
             }
             _ => {
                 rows.push(("float acc", accuracy(self.float_accuracy)));
-                rows.push(("int8 acc", accuracy(self.int8_accuracy)));
+                let label = if self.activations == "int16" {
+                    "int16 acc"
+                } else {
+                    "int8 acc"
+                };
+                rows.push((label, accuracy(self.int8_accuracy)));
             }
         }
         rows.extend([
@@ -141,19 +155,22 @@ impl QuantSummary {
             ("scratch RAM", format!("{} bytes", self.scratch_bytes)),
             (
                 "tract int8",
-                format!(
-                    "{} on {} samples: {} rows bit-identical, max diff {} LSB, argmax agrees {}/{}",
-                    if self.tract_passed { "PASS" } else { "FAIL" },
-                    self.test_samples,
-                    self.tract_identical,
-                    self.tract_max_lsb_diff,
-                    self.tract_argmax_agreement,
-                    self.test_samples
-                ),
+                match &self.tract_skipped {
+                    Some(reason) => format!("not run: {reason}"),
+                    None => format!(
+                        "{} on {} samples: {} rows bit-identical, max diff {} LSB, argmax agrees {}/{}",
+                        if self.tract_passed { "PASS" } else { "FAIL" },
+                        self.test_samples,
+                        self.tract_identical,
+                        self.tract_max_lsb_diff,
+                        self.tract_argmax_agreement,
+                        self.test_samples
+                    ),
+                },
             ),
         ]);
         rows.push((
-            "trainer int8",
+            "trainer int",
             format!(
                 "{} on {} samples: {} rows bit-identical to the runtime (the trainer's integer forward pass, as QAT computes it)",
                 if self.trainer_identical == self.test_samples { "PASS" } else { "FAIL" },
@@ -184,7 +201,7 @@ impl QuantSummary {
             }
             .into());
         }
-        if self.tract_passed {
+        if self.tract_passed || self.tract_skipped.is_some() {
             return Ok(());
         }
         Err(TractDisagrees {
@@ -219,6 +236,7 @@ pub(crate) fn quant_options(args: &CalibArgs) -> Result<QuantOptions, UsageError
         calib_samples: args.calib,
         method,
         pow2_scales: args.pow2_scales,
+        int16: args.activations == super::args::ActivationsArg::Int16,
     })
 }
 
@@ -285,8 +303,12 @@ fn description(model: &ModelFile, quantized: &Quantized) -> String {
         .chain(model.layers.iter().map(|l| l.n_outputs))
         .map(|w| w.to_string())
         .collect();
+    let width = match quantized.spec.activations {
+        kiln_runtime::encode::Activations::Int8 => "int8",
+        kiln_runtime::encode::Activations::Int16 => "int16 activations and int8 weights",
+    };
     format!(
-        "A {} {} MLP trained on {}, quantized to int8 with {} calibration samples ({}).",
+        "A {} {} MLP trained on {}, quantized to {width} with {} calibration samples ({}).",
         widths.join("-"),
         model.config.activation,
         model.data,
@@ -363,13 +385,11 @@ pub fn quantize_into(
         runtime_model.input_frac_bits(),
     )?;
     let n_outputs = model.task.n_outputs();
-    let run = host::run_runtime(&runtime_model, &raw, test.n_features, n_outputs).map_err(|e| {
-        BlobError {
-            path: blob_path.clone(),
-            detail: format!("the kiln runtime failed: {e}"),
-        }
-    })?;
-    // Other runtimes compare with these: the raw test inputs and the runtime's int8 logits.
+    let failed = |e: kiln_runtime::Error| BlobError {
+        path: blob_path.clone(),
+        detail: format!("the kiln runtime failed: {e}"),
+    };
+    // Other runtimes compare with these: the raw test inputs and the runtime's logits.
     let reference_input = out_dir.join("model.qdq.input.npy");
     let reference_logits_q = out_dir.join("model.qdq.logits_q.npy");
     crate::npy::write_f32(
@@ -379,25 +399,59 @@ pub fn quantize_into(
         &test.features,
     )
     .with_context(|| format!("{}: cannot write", reference_input.display()))?;
-    crate::npy::write_i8(
-        &reference_logits_q,
-        test.n_samples(),
-        n_outputs,
-        &run.logits,
-    )
-    .with_context(|| format!("{}: cannot write", reference_logits_q.display()))?;
-    let int8_accuracy = host::accuracy(&run.predictions, &test.targets);
+    let sample_dims = crate::export::onnx_sample_dims(model);
+    // The runtime on every test sample, its logits saved, and tract on the QDQ file.
+    let (runtime_logits, predictions, real_outputs, comparison) = if options.int16 {
+        let run = host::run_runtime_i16(&runtime_model, &raw, test.n_features, n_outputs)
+            .map_err(failed)?;
+        crate::npy::write_i16(
+            &reference_logits_q,
+            test.n_samples(),
+            n_outputs,
+            &run.logits,
+        )
+        .with_context(|| format!("{}: cannot write", reference_logits_q.display()))?;
+        // tract does not run INT16 QuantizeLinear: onnxruntime checks these files in CI.
+        (
+            run.logits.iter().map(|&l| i32::from(l)).collect::<Vec<_>>(),
+            run.predictions,
+            super::eval::dequantize_i16(&runtime_model, &run.logits),
+            None,
+        )
+    } else {
+        let run =
+            host::run_runtime(&runtime_model, &raw, test.n_features, n_outputs).map_err(failed)?;
+        crate::npy::write_i8(
+            &reference_logits_q,
+            test.n_samples(),
+            n_outputs,
+            &run.logits,
+        )
+        .with_context(|| format!("{}: cannot write", reference_logits_q.display()))?;
+        let mut comparison = host::compare_with_tract(&qdq_path, test, &sample_dims, &run)?;
+        if comparison.max_lsb_diff > host::MAX_LSB_DIFF {
+            comparison.layer_max_lsb_diff =
+                host::compare_layers_with_tract(&quantized, &qdq_path, &raw)?;
+        }
+        (
+            run.logits.iter().map(|&l| i32::from(l)).collect::<Vec<_>>(),
+            run.predictions,
+            super::eval::dequantize(&runtime_model, &run.logits),
+            Some(comparison),
+        )
+    };
+    let int8_accuracy = host::accuracy(&predictions, &test.targets);
     // The trainer's own integer forward pass (what QAT trains with) on the same numbers.
-    let trainer_logits = quant::qat::int8_logits(model, &quantized, test, options.pow2_scales)
-        .with_context(|| {
+    let trainer_logits =
+        quant::qat::int_logits(model, &quantized, test, options).with_context(|| {
             format!(
-                "{}: cannot run the trainer's int8 model",
+                "{}: cannot run the trainer's integer model",
                 model_path.display()
             )
         })?;
     let trainer_identical = trainer_logits
         .chunks_exact(n_outputs.max(1))
-        .zip(run.logits.chunks_exact(n_outputs.max(1)))
+        .zip(runtime_logits.chunks_exact(n_outputs.max(1)))
         .filter(|(trainer, runtime)| trainer == runtime)
         .count();
     let normalized = model.normalization.apply(test);
@@ -413,23 +467,10 @@ pub fn quantize_into(
                 &crate::check::network_outputs(&model.network(), &normalized),
                 &test.targets,
             ),
-            metrics::for_targets(
-                &super::eval::dequantize(&runtime_model, &run.logits),
-                &test.targets,
-            ),
+            metrics::for_targets(&real_outputs, &test.targets),
         ),
         _ => (None, None),
     };
-    let mut comparison = host::compare_with_tract(
-        &qdq_path,
-        test,
-        &crate::export::onnx_sample_dims(model),
-        &run,
-    )?;
-    if comparison.max_lsb_diff > host::MAX_LSB_DIFF {
-        comparison.layer_max_lsb_diff =
-            host::compare_layers_with_tract(&quantized, &qdq_path, &raw)?;
-    }
 
     Ok(QuantSummary {
         command,
@@ -438,16 +479,20 @@ pub fn quantize_into(
         calib_samples: quantized.report.calibration.n_samples,
         test_samples: test.n_samples(),
         float_accuracy,
+        activations: if options.int16 { "int16" } else { "int8" },
         int8_accuracy,
         float_regression,
         int8_regression,
         flash_bytes: quantized.blob.len(),
         scratch_bytes,
-        tract_identical: comparison.identical,
-        tract_max_lsb_diff: comparison.max_lsb_diff,
-        tract_argmax_agreement: comparison.argmax_agreement,
-        tract_layer_max_lsb_diff: comparison.layer_max_lsb_diff.clone(),
-        tract_passed: comparison.passed(),
+        tract_identical: comparison.as_ref().map_or(0, |c| c.identical),
+        tract_max_lsb_diff: comparison.as_ref().map_or(0, |c| c.max_lsb_diff),
+        tract_argmax_agreement: comparison.as_ref().map_or(0, |c| c.argmax_agreement),
+        tract_layer_max_lsb_diff: comparison
+            .as_ref()
+            .and_then(|c| c.layer_max_lsb_diff.clone()),
+        tract_passed: comparison.as_ref().is_some_and(TractComparison::passed),
+        tract_skipped: comparison.is_none().then(|| TRACT_INT16.to_owned()),
         trainer_identical,
         files: QuantFiles {
             model: None,

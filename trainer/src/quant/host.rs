@@ -63,11 +63,11 @@ pub fn raw_inputs(
         .collect()
 }
 
-/// What the runtime computed for every sample.
+/// What the runtime computed for every sample: int8 logits, or int16 for a 16x8 model.
 #[derive(Debug, Clone, PartialEq)]
-pub struct RuntimeRun {
-    /// Row-major int8 logits, `n_outputs` per sample.
-    pub logits: Vec<i8>,
+pub struct RuntimeRun<T = i8> {
+    /// Row-major logits, `n_outputs` per sample.
+    pub logits: Vec<T>,
     /// The runtime's argmax per sample.
     pub predictions: Vec<usize>,
     pub n_outputs: usize,
@@ -132,6 +132,31 @@ pub fn run_runtime(
     })
 }
 
+/// [`run_runtime`] for a model with int16 activations (`Model::run_i16`).
+pub fn run_runtime_i16(
+    model: &kiln_runtime::Model<'_>,
+    raw: &[i32],
+    n_inputs: usize,
+    n_outputs: usize,
+) -> Result<RuntimeRun<i16>, kiln_runtime::Error> {
+    let mut scratch = vec![0i8; model.scratch_len()];
+    let n_samples = raw.len().checked_div(n_inputs).unwrap_or(0);
+    let mut logits = vec![0i16; n_samples * n_outputs];
+    let mut predictions = Vec::with_capacity(n_samples);
+    let hwc = device_order(model, raw, n_inputs);
+    for (row, out) in hwc
+        .chunks_exact(n_inputs.max(1))
+        .zip(logits.chunks_exact_mut(n_outputs.max(1)))
+    {
+        predictions.push(model.run_i16(row, &mut scratch, out)?);
+    }
+    Ok(RuntimeRun {
+        logits,
+        predictions,
+        n_outputs,
+    })
+}
+
 /// The fraction of predictions equal to the labels (classification only).
 pub fn accuracy(predictions: &[usize], targets: &Targets) -> Option<f64> {
     match targets {
@@ -148,7 +173,7 @@ pub fn accuracy(predictions: &[usize], targets: &Targets) -> Option<f64> {
 }
 
 /// The index of the first maximum, like the runtime's argmax.
-pub fn argmax_i8(values: &[i8]) -> usize {
+pub fn argmax_i8<T: PartialOrd + Copy>(values: &[T]) -> usize {
     let mut best = 0;
     for (idx, &v) in values.iter().enumerate() {
         if v > values[best] {
@@ -205,15 +230,18 @@ impl TractComparison {
 /// Runs tract on the QDQ file over `test` (raw f32 features, each sample of shape
 /// `sample_dims` at the ONNX input) and compares its `logits_q` (output 1) with the
 /// runtime's int8 logits.
-pub fn compare_with_tract(
+pub fn compare_with_tract<T>(
     qdq_path: &Path,
     test: &Dataset,
     sample_dims: &[usize],
-    runtime: &RuntimeRun,
-) -> Result<TractComparison, CheckError> {
+    runtime: &RuntimeRun<T>,
+) -> Result<TractComparison, CheckError>
+where
+    T: tract_onnx::prelude::Datum + Copy + PartialOrd + Into<i32>,
+{
     let n_outputs = runtime.n_outputs;
-    let tract: Vec<i8> =
-        check::tract_output::<i8>(qdq_path, &test.features, sample_dims, n_outputs, 1)?;
+    let tract: Vec<T> =
+        check::tract_output::<T>(qdq_path, &test.features, sample_dims, n_outputs, 1)?;
     let mut identical = 0;
     let mut max_lsb_diff = 0u32;
     let mut argmax_agreement = 0;
@@ -225,7 +253,7 @@ pub fn compare_with_tract(
     {
         identical += usize::from(ours == theirs);
         for (&a, &b) in ours.iter().zip(theirs) {
-            max_lsb_diff = max_lsb_diff.max((i32::from(a) - i32::from(b)).unsigned_abs());
+            max_lsb_diff = max_lsb_diff.max((a.into() - b.into()).unsigned_abs());
         }
         argmax_agreement += usize::from(argmax_i8(theirs) == prediction);
     }
@@ -240,8 +268,8 @@ pub fn compare_with_tract(
     })
 }
 
-/// The int8 logits as CSV: one row per sample, no header.
-pub fn logits_csv(run: &RuntimeRun) -> String {
+/// The logits as CSV: one row per sample, no header.
+pub fn logits_csv<T: std::fmt::Display>(run: &RuntimeRun<T>) -> String {
     let mut text = String::with_capacity(run.logits.len() * 5);
     for row in run.logits.chunks_exact(run.n_outputs.max(1)) {
         let fields: Vec<String> = row.iter().map(|v| v.to_string()).collect();
@@ -321,6 +349,7 @@ pub fn compare_layers_with_tract(
         }
         // tract: the same layer's QDQ graph, fed the int8 input as the reals it stands for.
         let one = kiln_onnx::qdq::QdqMlp {
+            int16: false,
             input_frac_bits: 0,
             normalization: kiln_onnx::mlp::InputNormalization::None,
             input,

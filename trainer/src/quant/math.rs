@@ -272,6 +272,29 @@ pub fn activation_params(lo: f64, hi: f64) -> Result<ActivationParams, QuantErro
     Ok(ActivationParams { scale, zero_point })
 }
 
+/// Symmetric int16 parameters for the calibrated range `[lo, hi]` (the 16x8 scheme):
+/// `s = max(|lo|, |hi|) / 32767` (1.0 if both are 0), stored as f32, zero point 0; with
+/// `pow2`, the smallest power of two at or above that.
+pub fn activation_params16(lo: f64, hi: f64, pow2: bool) -> Result<ActivationParams, QuantError> {
+    if !(lo.is_finite() && hi.is_finite() && lo <= hi) {
+        return Err(QuantError::Range { lo, hi });
+    }
+    let largest = lo.abs().max(hi.abs());
+    let step = if largest > 0.0 {
+        largest / 32767.0
+    } else {
+        1.0
+    };
+    let scale = if pow2 { next_pow2(step) } else { step } as f32;
+    if !(scale.is_finite() && scale > 0.0) {
+        return Err(QuantError::Range { lo, hi });
+    }
+    Ok(ActivationParams {
+        scale,
+        zero_point: 0,
+    })
+}
+
 /// A function tabulated by an activation lookup table.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum TableFunction {

@@ -52,6 +52,8 @@ pub enum QuantError {
     },
     #[error("the runtime refuses the quantized model: {detail}")]
     Encode { detail: String },
+    #[error("--activations int16: {detail}")]
+    Int16 { detail: String },
     #[error("cannot build the QDQ ONNX model: {0}")]
     Onnx(#[from] kiln_onnx::OnnxError),
     #[error("{}", if *.trained_pow2 {
@@ -73,6 +75,9 @@ pub struct QuantOptions {
     /// (`math::pow2_range`, `math::quantize_weights`). A float QDQ engine's arithmetic is
     /// then exact (see docs/quantization.md).
     pub pow2_scales: bool,
+    /// int16 activations with int8 weights, the 16x8 scheme (`--activations int16`): every
+    /// activation symmetric (zero point 0) with `max |range| / 32767` as its scale.
+    pub int16: bool,
 }
 
 impl Default for QuantOptions {
@@ -81,6 +86,7 @@ impl Default for QuantOptions {
             calib_samples: DEFAULT_CALIB_SAMPLES,
             method: RangeMethod::MinMax,
             pow2_scales: false,
+            int16: false,
         }
     }
 }
@@ -158,6 +164,9 @@ pub struct InputQuantization {
 /// `2^t / (256 2^bits M)` of the value.
 pub fn input_quantization(blob: &[u8]) -> Option<InputQuantization> {
     let model = kiln_runtime::Model::from_bytes(blob).ok()?;
+    if model.activation_bits() != 8 {
+        return None;
+    }
     let (mu, multiplier, shift) = model.shared_input_map()?;
     let zero_point = model.input_zero_point();
     if mu != 0 || multiplier <= 0 {
@@ -218,10 +227,14 @@ fn quantize_tensor_layer(
     activation: Activation,
     input: ActivationParams,
     ranges: &LayerRanges,
-    pow2_scales: bool,
+    (pow2_scales, int16): (bool, bool),
 ) -> Result<TensorLayer, QuantError> {
     let (n_outputs, n_inputs) = weights.shape();
-    let output = math::activation_params(ranges.output.lo, ranges.output.hi)?;
+    let output = if int16 {
+        math::activation_params16(ranges.output.lo, ranges.output.hi, pow2_scales)?
+    } else {
+        math::activation_params(ranges.output.lo, ranges.output.hi)?
+    };
     let (pre, activation_spec, qdq_activation) = match table_function(activation) {
         // Relu6 is a ReLU here: its calibrated output range ends at or below 6, and the
         // int8 output saturates at the range's top, so the clamp at 6 costs nothing.
@@ -330,7 +343,7 @@ pub(crate) fn quantize_layers(
     network: &Network<f32>,
     ranges: &[LayerRanges],
     input: ActivationParams,
-    pow2_scales: bool,
+    (pow2_scales, int16): (bool, bool),
 ) -> Result<Vec<QuantLayer>, QuantError> {
     let shapes = network.shapes();
     let mut current = input;
@@ -369,7 +382,7 @@ pub(crate) fn quantize_layers(
                 activation,
                 current,
                 layer_ranges,
-                pow2_scales,
+                (pow2_scales, int16),
             )
             .map(|q| QuantLayer::Tensor(Box::new(q)))
             .map_err(in_layer)
@@ -548,6 +561,9 @@ pub fn quantize(
     options: QuantOptions,
 ) -> Result<Quantized, QuantError> {
     let network = model.network();
+    if options.int16 {
+        check_int16(&network)?;
+    }
     // A QAT model's ranges are part of it: its weights were trained for exactly them.
     let ranges = match (&model.state.qat, &model.config.qat) {
         (Some(qat), Some(config)) if config.pow2_scales != options.pow2_scales => {
@@ -564,7 +580,8 @@ pub fn quantize(
                 options.calib_samples,
                 options.method,
             )?;
-            if options.pow2_scales {
+            // int16's power-of-two scales round the step itself (`activation_params16`).
+            if options.pow2_scales && !options.int16 {
                 ranges.widen_to_pow2();
             }
             ranges
@@ -574,7 +591,15 @@ pub fn quantize(
     // raw integers with the fraction bits that real-valued training data needs. Real values
     // under a shared normalization get a power-of-two input scale, which makes that map the
     // identity plus the zero point on the device (`math::pow2_input_params`).
-    let (input, frac_bits, _) = input_params(&model.normalization, calibration, ranges.input)?;
+    let (input, frac_bits) = if options.int16 {
+        (
+            math::activation_params16(ranges.input.lo, ranges.input.hi, options.pow2_scales)?,
+            math::input_frac_bits(&calibration.features),
+        )
+    } else {
+        let (input, frac_bits, _) = input_params(&model.normalization, calibration, ranges.input)?;
+        (input, frac_bits)
+    };
     let shapes = network.shapes();
     let input_order = hwc_order(network.input_shape);
 
@@ -603,7 +628,12 @@ pub fn quantize(
         },
     };
 
-    let quant_layers = quantize_layers(&network, &ranges.layers, input, options.pow2_scales)?;
+    let quant_layers = quantize_layers(
+        &network,
+        &ranges.layers,
+        input,
+        (options.pow2_scales, options.int16),
+    )?;
     let mut layer_specs = Vec::with_capacity(network.layers.len());
     let mut qdq_layers = Vec::with_capacity(network.layers.len());
     let mut reports = Vec::new();
@@ -733,7 +763,11 @@ pub fn quantize(
     }
 
     let spec = ModelSpec {
-        activations: kiln_runtime::encode::Activations::Int8,
+        activations: if options.int16 {
+            kiln_runtime::encode::Activations::Int16
+        } else {
+            kiln_runtime::encode::Activations::Int8
+        },
         input: input_stage,
         input_shape: [
             dim(network.input_shape.h)?,
@@ -771,6 +805,7 @@ pub fn quantize(
             })
             .collect();
         Qdq::Mlp(QdqMlp {
+            int16: options.int16,
             input_frac_bits: frac_bits,
             normalization,
             input: quant_params(input),
@@ -802,6 +837,28 @@ pub fn quantize(
     })
 }
 
+/// What int16 activations run so far: dense layers with relu or identity.
+fn check_int16(network: &Network<f32>) -> Result<(), QuantError> {
+    for (layer_idx, layer) in network.layers.iter().enumerate() {
+        let detail = match layer {
+            Layer::Dense(dense) => match dense.activation {
+                Activation::Relu | Activation::Relu6 | Activation::Identity => continue,
+                other => format!(
+                    "layer {layer_idx} ({}): int16 activations take relu or identity layers so far, not {other}",
+                    layer.token()
+                ),
+            },
+            Layer::Flatten(_) => continue,
+            other => format!(
+                "layer {layer_idx} ({}): int16 activations take multilayer perceptrons (dense layers) so far",
+                other.token()
+            ),
+        };
+        return Err(QuantError::Int16 { detail });
+    }
+    Ok(())
+}
+
 fn dim(width: usize) -> Result<u32, QuantError> {
     u32::try_from(width).map_err(|_| QuantError::Overflow {
         what: format!("the layer width {width}"),
@@ -815,7 +872,11 @@ pub fn qdq_onnx(
 ) -> Result<kiln_onnx::proto::ModelProto, QuantError> {
     let options = export::mlp_export_options(
         model,
-        export::ExportOptions { opset: kiln_onnx::builder::MIN_OPSET, with_probabilities: false },
+        // int16 QuantizeLinear/DequantizeLinear arrived in opset 21
+        export::ExportOptions {
+            opset: if matches!(&quantized.qdq, Qdq::Mlp(mlp) if mlp.int16) { 21 } else { kiln_onnx::builder::MIN_OPSET },
+            with_probabilities: false,
+        },
         &format!(
             "int8 QDQ form of the model: every tensor the kiln runtime quantizes is a QuantizeLinear/DequantizeLinear \
              pair here, calibrated on {} training samples ({}). Output `logits` is dequantized f32; `logits_q` is the int8 logits.",

@@ -16,7 +16,7 @@ use crate::data::Dataset;
 use crate::nn::network::{layer_forward, Cache, Layer, Network, NetworkTrace};
 use crate::nn::{Activation, Dense};
 use kiln_runtime::encode::ActivationSpec;
-use kiln_runtime::fixed::{rq, sat8};
+use kiln_runtime::fixed::{rq, sat16, sat8};
 use nalgebra::{DMatrix, DVector};
 use serde::{Deserialize, Serialize};
 
@@ -114,12 +114,14 @@ pub(crate) struct IntModel {
     integers: Network<f64>,
     /// The input's parameters, then each layer's output's.
     params: Vec<ActivationParams>,
+    /// int16 activations (the 16x8 scheme): values saturate to int16.
+    int16: bool,
 }
 
 /// What [`IntModel::forward`] computes for a batch.
 pub(crate) struct IntTrace {
-    /// The int8 input, then each layer's int8 output (one column per sample, CHW).
-    pub values: Vec<DMatrix<i8>>,
+    /// The int8 (or int16) input, then each layer's output (one column per sample, CHW).
+    pub values: Vec<DMatrix<i32>>,
     /// Per layer: the accumulators of a layer with weights, the window sums of an average
     /// (exact integers); `None` for the others.
     pub accumulators: Vec<Option<DMatrix<f64>>>,
@@ -138,9 +140,10 @@ impl IntModel {
         network: &Network<f32>,
         calibration: &Calibration,
         input: ActivationParams,
-        pow2_scales: bool,
+        (pow2_scales, int16): (bool, bool),
     ) -> Result<Self, QuantError> {
-        let layers = super::quantize_layers(network, &calibration.layers, input, pow2_scales)?;
+        let layers =
+            super::quantize_layers(network, &calibration.layers, input, (pow2_scales, int16))?;
         let mut params = vec![input];
         for quant in &layers {
             let last = *params.last().unwrap_or(&input);
@@ -159,6 +162,7 @@ impl IntModel {
                 layers: integer_layers,
             },
             params,
+            int16,
         })
     }
 
@@ -185,15 +189,15 @@ impl IntModel {
         dequantized
     }
 
-    /// The int8 logits (one column per sample) of a batch of int8 inputs.
-    pub(crate) fn logits(&self, input: DMatrix<i8>) -> DMatrix<i8> {
+    /// The logits (one column per sample) of a batch of inputs.
+    pub(crate) fn logits(&self, input: DMatrix<i32>) -> DMatrix<i32> {
         let mut trace = self.forward(input, false);
         trace.values.pop().unwrap_or_else(|| DMatrix::zeros(0, 0))
     }
 
     /// The device's forward pass over a batch of int8 inputs (CHW, one column per sample);
     /// with `keep`, also what the backward pass needs.
-    pub(crate) fn forward(&self, input: DMatrix<i8>, keep: bool) -> IntTrace {
+    pub(crate) fn forward(&self, input: DMatrix<i32>, keep: bool) -> IntTrace {
         let n_layers = self.layers.len();
         let mut trace = IntTrace {
             values: Vec::with_capacity(n_layers + 1),
@@ -207,6 +211,19 @@ impl IntModel {
             // `values[index]` is this layer's input: the input, or the last layer's output.
             let zp_in = f64::from(input_params.zero_point);
             let centred = trace.values[index].map(|q| f64::from(q) - zp_in);
+            // The output stage's saturation: int8, or int16 for the 16x8 scheme.
+            let (lo, hi) = if self.int16 {
+                (i64::from(i16::MIN), i64::from(i16::MAX))
+            } else {
+                (i64::from(i8::MIN), i64::from(i8::MAX))
+            };
+            let saturate = |y: i64| -> i32 {
+                if self.int16 {
+                    i32::from(sat16(y))
+                } else {
+                    i32::from(sat8(y))
+                }
+            };
             let (sums, cache) = layer_forward(layer, &centred, keep);
             let shape = layer.output_shape();
             let plane = shape.h * shape.w;
@@ -220,6 +237,12 @@ impl IntModel {
                         } => (*pre_zero_point, i8::MIN, Some(table)),
                         ActivationSpec::Identity => (q.output.zero_point, i8::MIN, None),
                     };
+                    // int16 values are symmetric: identity saturates, ReLU clamps at 0
+                    let clamp_min = match (self.int16, &q.activation) {
+                        (true, ActivationSpec::Relu) => 0,
+                        (true, _) => i32::from(i16::MIN),
+                        (false, _) => i32::from(clamp_min),
+                    };
                     let mut mask = DMatrix::<f32>::zeros(sums.nrows(), sums.ncols());
                     let values = DMatrix::from_fn(sums.nrows(), sums.ncols(), |row, col| {
                         // A dense layer's rows are its channels; a convolution's are CHW.
@@ -230,10 +253,10 @@ impl IntModel {
                             q.multipliers[channel],
                             q.shifts[channel],
                         ));
-                        mask[(row, col)] = f32::from(u8::from((-128..=127).contains(&y)));
-                        let y = sat8(y).max(clamp_min);
+                        mask[(row, col)] = f32::from(u8::from((lo..=hi).contains(&y)));
+                        let y = saturate(y).max(clamp_min);
                         match table {
-                            Some(table) => table[usize::from((y as u8) ^ 0x80)] as i8,
+                            Some(table) => i32::from(table[usize::from((y as u8) ^ 0x80)]),
                             None => y,
                         }
                     });
@@ -252,14 +275,14 @@ impl IntModel {
                             average.multiplier,
                             average.shift,
                         ));
-                        mask[(row, col)] = f32::from(u8::from((-128..=127).contains(&y)));
-                        sat8(y)
+                        mask[(row, col)] = f32::from(u8::from((lo..=hi).contains(&y)));
+                        saturate(y)
                     });
                     (values, Some(sums), Some(mask))
                 }
                 // A maximum or a reshape of centred integers, centred again.
                 QuantLayer::MaxPool | QuantLayer::Flatten => {
-                    (sums.map(|v| sat8((v + zp_in) as i64)), None, None)
+                    (sums.map(|v| saturate((v + zp_in) as i64)), None, None)
                 }
             };
             trace.values.push(values);
@@ -285,9 +308,9 @@ impl IntModel {
         let mut pre_activations = Vec::with_capacity(n_layers);
         let mut caches = Vec::with_capacity(n_layers);
         let mut seen = Vec::with_capacity(n_layers);
-        let dequantize = |values: &DMatrix<i8>, params: ActivationParams| {
+        let dequantize = |values: &DMatrix<i32>, params: ActivationParams| {
             let zp = f32::from(params.zero_point);
-            values.map(|q| params.scale * (f32::from(q) - zp))
+            values.map(|q| params.scale * (q as f32 - zp))
         };
         for (values, &params) in trace.values.iter().zip(&self.params) {
             activations.push(dequantize(values, params));
@@ -358,9 +381,34 @@ impl IntModel {
     }
 }
 
-/// The int8 input the device computes for every sample of `data` (row-major, CHW per
-/// sample): the runtime's own input stage of `blob`. `source` names the data in errors.
-pub fn device_inputs(blob: &[u8], data: &Dataset, source: &str) -> Result<Vec<i8>, QuantError> {
+/// The quantized input the device computes for every sample (row-major, CHW per sample):
+/// int8, or int16 for a 16x8 model.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DeviceInputs {
+    Int8(Vec<i8>),
+    Int16(Vec<i16>),
+}
+
+impl DeviceInputs {
+    /// The samples `rows` (`n_inputs` values each) as a batch matrix, one column per sample.
+    pub(crate) fn batch(&self, n_inputs: usize, rows: &[usize]) -> DMatrix<i32> {
+        DMatrix::from_fn(n_inputs, rows.len(), |i, col| {
+            let at = rows[col] * n_inputs + i;
+            match self {
+                DeviceInputs::Int8(values) => i32::from(values[at]),
+                DeviceInputs::Int16(values) => i32::from(values[at]),
+            }
+        })
+    }
+}
+
+/// The quantized input the device computes for every sample of `data`: the runtime's own input
+/// stage of `blob`. `source` names the data in errors.
+pub fn device_inputs(
+    blob: &[u8],
+    data: &Dataset,
+    source: &str,
+) -> Result<DeviceInputs, QuantError> {
     let model = kiln_runtime::Model::from_bytes(blob).map_err(|e| QuantError::Encode {
         detail: format!("{e}"),
     })?;
@@ -374,46 +422,55 @@ pub fn device_inputs(blob: &[u8], data: &Dataset, source: &str) -> Result<Vec<i8
     // `device_order` reads CHW index `order[i]` into HWC position `i`; this undoes it.
     let identity: Vec<i32> = (0..n_inputs as i32).collect();
     let order = super::host::device_order(&model, &identity, n_inputs);
-    let mut quantized = vec![0i8; hwc.len()];
-    let mut row_hwc = vec![0i8; n_inputs];
-    for (row, out) in hwc
-        .chunks_exact(n_inputs.max(1))
-        .zip(quantized.chunks_exact_mut(n_inputs.max(1)))
-    {
-        model
-            .quantize_input(row, &mut row_hwc)
-            .map_err(|e| QuantError::Encode {
-                detail: format!("{e}"),
-            })?;
-        for (&value, &chw) in row_hwc.iter().zip(&order) {
-            out[chw as usize] = value;
+    let refused = |e: kiln_runtime::Error| QuantError::Encode {
+        detail: format!("{e}"),
+    };
+    fn quantize_rows<T: Copy + Default>(
+        hwc: &[i32],
+        n_inputs: usize,
+        order: &[i32],
+        mut quantize: impl FnMut(&[i32], &mut [T]) -> Result<(), QuantError>,
+    ) -> Result<Vec<T>, QuantError> {
+        let mut quantized = vec![T::default(); hwc.len()];
+        let mut row_hwc = vec![T::default(); n_inputs];
+        for (row, out) in hwc
+            .chunks_exact(n_inputs.max(1))
+            .zip(quantized.chunks_exact_mut(n_inputs.max(1)))
+        {
+            quantize(row, &mut row_hwc)?;
+            for (&value, &chw) in row_hwc.iter().zip(order) {
+                out[chw as usize] = value;
+            }
         }
+        Ok(quantized)
     }
-    Ok(quantized)
-}
-
-/// The columns `rows` of row-major int8 samples (`n_inputs` each) as a batch matrix.
-pub(crate) fn batch_of(values: &[i8], n_inputs: usize, rows: &[usize]) -> DMatrix<i8> {
-    DMatrix::from_fn(n_inputs, rows.len(), |i, col| {
-        values[rows[col] * n_inputs + i]
+    Ok(if model.activation_bits() == 16 {
+        DeviceInputs::Int16(quantize_rows(&hwc, n_inputs, &order, |row, out| {
+            model.quantize_input_i16(row, out).map_err(refused)
+        })?)
+    } else {
+        DeviceInputs::Int8(quantize_rows(&hwc, n_inputs, &order, |row, out| {
+            model.quantize_input(row, out).map_err(refused)
+        })?)
     })
 }
 
-/// The int8 logits (row-major, one row per sample of `data`) of `model` quantized as
-/// `quantized` (what [`super::quantize`] made of it), computed by the trainer's integer
-/// forward pass: the device's arithmetic without the device's code, except its input stage.
-pub fn int8_logits(
+/// The logits (row-major, one row per sample of `data`; int8 or int16 values) of `model`
+/// quantized as `quantized` (what [`super::quantize`] made of it), computed by the trainer's
+/// integer forward pass: the device's arithmetic without the device's code, except its input
+/// stage.
+pub fn int_logits(
     model: &crate::model::ModelFile,
     quantized: &super::Quantized,
     data: &Dataset,
-    pow2_scales: bool,
-) -> Result<Vec<i8>, QuantError> {
+    options: super::QuantOptions,
+) -> Result<Vec<i32>, QuantError> {
     let network = model.network();
     let int_model = IntModel::new(
         &network,
         &quantized.report.calibration,
         quantized.report.input,
-        pow2_scales,
+        (options.pow2_scales, options.int16),
     )?;
     let inputs = device_inputs(&quantized.blob, data, "the data")?;
     let n_inputs = data.n_features;
@@ -421,7 +478,7 @@ pub fn int8_logits(
     let mut logits = Vec::with_capacity(n_samples * network.n_outputs());
     let all: Vec<usize> = (0..n_samples).collect();
     for rows in all.chunks(256) {
-        let batch = int_model.logits(batch_of(&inputs, n_inputs, rows));
+        let batch = int_model.logits(inputs.batch(n_inputs, rows));
         // One column per sample: column-major storage is sample-major.
         logits.extend_from_slice(batch.as_slice());
     }
@@ -442,7 +499,7 @@ pub fn evaluate(
         &network,
         &quantized.report.calibration,
         quantized.report.input,
-        options.pow2_scales,
+        (options.pow2_scales, options.int16),
     )?;
     let inputs = device_inputs(&quantized.blob, data, "the data")?;
     let n_inputs = data.n_features;
@@ -559,8 +616,8 @@ pub struct QatState {
 pub(crate) struct QatInputs {
     pub input: ActivationParams,
     /// Row-major, CHW per sample.
-    pub train: Vec<i8>,
-    pub val: Option<Vec<i8>>,
+    pub train: DeviceInputs,
+    pub val: Option<DeviceInputs>,
 }
 
 /// Quantizes `model` as `kiln quantize` does (calibrating on `calibration`, or with its QAT
@@ -599,7 +656,7 @@ pub(crate) struct QatStep {
     input: ActivationParams,
     pow2_scales: bool,
     /// Every training sample's int8 input (row-major, CHW).
-    inputs: Vec<i8>,
+    inputs: DeviceInputs,
     rows: Vec<usize>,
     /// The dequantized network and the trace of the last forward pass.
     pending: Option<(Network<f32>, NetworkTrace<f32>)>,
@@ -636,7 +693,7 @@ impl QatStep {
             &self.network,
             &self.ranges.calibration(self.pow2_scales),
             self.input,
-            self.pow2_scales,
+            (self.pow2_scales, false),
         )
     }
 
@@ -647,7 +704,7 @@ impl QatStep {
         targets: crate::nn::BatchTargets<'_>,
     ) -> Result<f32, QuantError> {
         let int_model = self.int_model()?;
-        let batch = batch_of(&self.inputs, self.network.n_inputs(), &self.rows);
+        let batch = self.inputs.batch(self.network.n_inputs(), &self.rows);
         let int_trace = int_model.forward(batch, true);
         let (trace, seen) = int_model.float_trace(&self.network, int_trace);
         self.ranges.track(&seen);
@@ -675,12 +732,12 @@ impl QatStep {
 /// `n_inputs` each), samples `start..end`.
 pub(crate) fn dequantized_outputs(
     int_model: &IntModel,
-    inputs: &[i8],
+    inputs: &DeviceInputs,
     n_inputs: usize,
     (start, end): (usize, usize),
 ) -> DMatrix<f32> {
     let rows: Vec<usize> = (start..end).collect();
-    let logits = int_model.logits(batch_of(inputs, n_inputs, &rows));
+    let logits = int_model.logits(inputs.batch(n_inputs, &rows));
     let params = int_model
         .params()
         .last()
@@ -690,7 +747,7 @@ pub(crate) fn dequantized_outputs(
             zero_point: 0,
         });
     let zp = f32::from(params.zero_point);
-    logits.map(|q| params.scale * (f32::from(q) - zp))
+    logits.map(|q| params.scale * (q as f32 - zp))
 }
 
 #[cfg(test)]
@@ -752,15 +809,25 @@ mod tests {
         .unwrap()
     }
 
-    /// The runtime's int8 logits on every test sample, and the trainer's.
-    fn both_logits(model: &ModelFile, split: &Split, options: QuantOptions) -> (Vec<i8>, Vec<i8>) {
+    /// The runtime's logits (int8, or int16) on every test sample, and the trainer's.
+    fn both_logits(
+        model: &ModelFile,
+        split: &Split,
+        options: QuantOptions,
+    ) -> (Vec<i32>, Vec<i32>) {
         let quantized = crate::quant::quantize(model, &split.train, options).unwrap();
         let runtime = kiln_runtime::Model::from_bytes(&quantized.blob).unwrap();
         let raw = host::raw_inputs(&split.test, "test", runtime.input_frac_bits()).unwrap();
-        let n_outputs = runtime.n_outputs();
-        let run = host::run_runtime(&runtime, &raw, split.test.n_features, n_outputs).unwrap();
-        let trainer = int8_logits(model, &quantized, &split.test, options.pow2_scales).unwrap();
-        (run.logits, trainer)
+        let n = (split.test.n_features, runtime.n_outputs());
+        let logits: Vec<i32> = if options.int16 {
+            let run = host::run_runtime_i16(&runtime, &raw, n.0, n.1).unwrap();
+            run.logits.into_iter().map(i32::from).collect()
+        } else {
+            let run = host::run_runtime(&runtime, &raw, n.0, n.1).unwrap();
+            run.logits.into_iter().map(i32::from).collect()
+        };
+        let trainer = int_logits(model, &quantized, &split.test, options).unwrap();
+        (logits, trainer)
     }
 
     fn assert_same(model: &ModelFile, split: &Split, options: QuantOptions) {
@@ -792,6 +859,16 @@ mod tests {
                 };
                 assert_same(&model, &split, options);
             }
+        }
+        // int16 activations (the 16x8 scheme): an MLP of relu and identity layers.
+        let model = trained(&split, &config("dense:24,dense:16:identity", 2, None));
+        for pow2_scales in [false, true] {
+            let options = QuantOptions {
+                pow2_scales,
+                int16: true,
+                ..QuantOptions::default()
+            };
+            assert_same(&model, &split, options);
         }
     }
 

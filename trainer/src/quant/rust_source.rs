@@ -43,10 +43,11 @@ pub fn rust_source(blob: &[u8], info: SourceInfo<'_>) -> String {
         layer_kinds,
     } = info;
     let description = description.replace(['\n', '\r'], " ");
+    let int16 = layer_kinds & kiln_runtime::kinds::INT16 != 0;
     // Read from the blob itself, so the constant cannot disagree with it.
     let input_frac_bits =
         kiln_runtime::Model::from_bytes(blob).map_or(0, |model| model.input_frac_bits());
-    let input_quantization = match super::input_quantization(blob) {
+    let input_quantization = match super::input_quantization(blob).filter(|_| !int16) {
         Some(q) => format!(
             "/// The int8 input tensor's quantization, for code that quantizes real values itself and\n\
              /// calls `run_quantized` (as TFLM users do): `q = clamp(round(x / INPUT_SCALE) +\n\
@@ -57,13 +58,14 @@ pub fn rust_source(blob: &[u8], info: SourceInfo<'_>) -> String {
              pub const INPUT_ZERO_POINT: i8 = {};\n",
             q.scale, q.zero_point
         ),
+        None if int16 => "/// No `INPUT_SCALE`: int16 activations; pass raw values to `run`.\n".to_owned(),
         None => "/// No `INPUT_SCALE`: each input feature has its own scale and offset (standardize), so\n\
                  /// pass raw values to `run`.\n"
             .to_owned(),
     };
     let _ = write!(
         out,
-        r#"//! An int8 model baked by kiln {version}. Generated code: do not edit.
+        r#"//! An {width} model baked by kiln {version}. Generated code: do not edit.
 //!
 //! {description}
 //!
@@ -72,7 +74,7 @@ pub fn rust_source(blob: &[u8], info: SourceInfo<'_>) -> String {
 //! ```ignore
 //! let net = model::Network::new()?;
 //! let mut scratch = [0i8; model::SCRATCH_LEN];
-//! let mut logits = [0i8; model::N_OUTPUTS];
+//! let mut logits = [0{logit}; model::N_OUTPUTS];
 //! let class = net.run(&raw_inputs, &mut scratch, &mut logits)?;
 //! ```
 
@@ -84,7 +86,7 @@ pub const N_INPUTS: usize = {n_inputs};
 /// rounding half to even (0: the model takes the integers of its data as they are).
 pub const INPUT_FRAC_BITS: u8 = {input_frac_bits};
 {input_quantization}
-/// int8 logits per sample.
+/// {width} logits per sample.
 pub const N_OUTPUTS: usize = {n_outputs};
 /// The scratch RAM one inference needs, in bytes.
 pub const SCRATCH_LEN: usize = {scratch_len};
@@ -131,14 +133,14 @@ impl Network {{
         &self.model
     }}
 
-    /// Runs one sample: writes the int8 logits and returns their argmax.
+    /// Runs one sample: writes the {width} logits and returns their argmax.
     pub fn run(
         &self,
         input: &[i32; N_INPUTS],
         scratch: &mut [i8; SCRATCH_LEN],
-        logits: &mut [i8; N_OUTPUTS],
+        logits: &mut [{logit}; N_OUTPUTS],
     ) -> Result<usize, kiln_runtime::Error> {{
-        self.model.run(input, scratch, logits)
+        self.model.{run}(input, scratch, logits)
     }}
 
     /// [`run`](Network::run) with a [`FAST_SCRATCH_LEN`] scratch: the same logits, fewer
@@ -147,9 +149,9 @@ impl Network {{
         &self,
         input: &[i32; N_INPUTS],
         scratch: &mut [i8; FAST_SCRATCH_LEN],
-        logits: &mut [i8; N_OUTPUTS],
+        logits: &mut [{logit}; N_OUTPUTS],
     ) -> Result<usize, kiln_runtime::Error> {{
-        self.model.run(input, scratch, logits)
+        self.model.{run}(input, scratch, logits)
     }}
 }}
 
@@ -157,6 +159,9 @@ const MODEL_BLOB_BYTES: [u8; MODEL_LEN] = ["#,
         version = env!("CARGO_PKG_VERSION"),
         len = blob.len(),
         kinds = kinds_source(layer_kinds),
+        width = if int16 { "int16" } else { "int8" },
+        logit = if int16 { "i16" } else { "i8" },
+        run = if int16 { "run_i16" } else { "run" },
     );
     for (idx, byte) in blob.iter().enumerate() {
         if idx % 16 == 0 {
