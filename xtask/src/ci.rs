@@ -434,6 +434,30 @@ pub fn run(options: &CiOptions) -> Result<()> {
             qat_accuracy >= pow2_accuracy - 0.002,
             "MNIST after a QAT epoch: int8 accuracy {qat_accuracy} is below the PTQ model's {pow2_accuracy} (both power-of-two scales)"
         );
+        // 5c. The same model with int16 activations (the 16x8 scheme): within 0.1 point of
+        // float, the trainer's integer forward pass the runtime's, and onnxruntime and the
+        // reference evaluator (step 6) within 1 LSB of the runtime on every image.
+        let int16 = kiln_ok(&[
+            "quantize",
+            &path(&mnist_dir.join("model.json")),
+            "-o",
+            &path(&out.join("mnist-int16")),
+            "--activations",
+            "int16",
+            "--quiet",
+            "--json",
+        ])?;
+        let int16_accuracy = int16["int8_accuracy"]
+            .as_f64()
+            .context("quantize --json has no int8_accuracy")?;
+        ensure!(
+            int16["activations"] == "int16"
+                && int16["trainer_identical"] == int16["test_samples"]
+                && int16_accuracy >= accuracy - 0.001,
+            "mnist --activations int16: accuracy {int16_accuracy} against float {accuracy}, trainer rows identical {} of {}",
+            int16["trainer_identical"],
+            int16["test_samples"]
+        );
         // The blob alone, as firmware would load it, on the host.
         kiln_ok(&[
             "run",

@@ -164,15 +164,16 @@ fn blob_outputs(
     model: &kiln_runtime::Model<'_>,
     test: &Dataset,
     spec: &DataSpec,
-) -> Result<(host::RuntimeRun, Vec<f32>)> {
+) -> Result<(host::RuntimeRun<i32>, Vec<f32>)> {
     let raw = host::raw_inputs(test, &format!("{spec} (test set)"), model.input_frac_bits())?;
     let (n_inputs, n_outputs) = (model.n_inputs(), model.n_outputs());
-    let run = host::run_runtime(model, &raw, n_inputs, n_outputs).map_err(|e| EvalError {
-        path: path.to_owned(),
-        detail: format!("the kiln runtime failed: {e}"),
-    })?;
-    let real = dequantize(model, &run.logits);
-    Ok((run, real))
+    host::run_widened(model, &raw, n_inputs, n_outputs).map_err(|e| {
+        EvalError {
+            path: path.to_owned(),
+            detail: format!("the kiln runtime failed: {e}"),
+        }
+        .into()
+    })
 }
 
 fn blob_predictions(
@@ -493,7 +494,11 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
         let split = data::load(&spec, &options)?;
         let subject = Subject {
             path: &args.model,
-            kind: "int8",
+            kind: if model.activation_bits() == 16 {
+                "int16"
+            } else {
+                "int8"
+            },
             architecture: super::quantize::runtime_architecture(&model),
         };
         if matches!(split.test.targets, Targets::Regression { .. }) {

@@ -29,6 +29,8 @@ const DEVICE_NOTE: &str = "flash per core is the model blob + kiln-runtime's .te
 
 /// Printed under the estimate table and stored in the JSON report.
 /// Why a layer graph with convolutions or pooling gets no estimate.
+const INT16_BASIS: &str = "an int16 model (16x8) is not estimated yet: the per-layer model is \
+     fitted to the int8 kernels' counts";
 const GRAPH_BASIS: &str = "a layer graph is estimated from its .kiln blob, which gives every \
      layer's shapes: quantize the model (`kiln quantize`) and inspect the blob";
 
@@ -122,6 +124,8 @@ struct Summary {
     /// Whether the raw inputs are bytes (`Model::run_bytes`), when the data says so; `None`:
     /// bytes exactly when the input stage is the byte table.
     byte_input: Option<bool>,
+    /// int16 activations (a 16x8 blob): no instruction estimate yet.
+    int16: bool,
     notes: Vec<String>,
 }
 
@@ -442,6 +446,7 @@ fn from_json(path: &Path, bytes: &[u8]) -> Result<Summary> {
         arena: None,
         workspace: None,
         byte_input: None,
+        int16: false,
         notes: Vec::new(),
     })
 }
@@ -531,6 +536,7 @@ pub fn dense_cost(candidate: &DenseCandidate<'_>, core: &'static str) -> Result<
         arena: None,
         workspace: None,
         byte_input: Some(candidate.byte_input),
+        int16: false,
         notes: Vec::new(),
     };
     let config = InspectConfig {
@@ -688,16 +694,23 @@ fn from_blob(path: &Path, bytes: &[u8]) -> Result<Summary, InspectError> {
     }
     // The blob's own version (the runtime reads older ones too).
     let version = model.format_version();
-    let notes = vec![
+    let mut notes = vec![
         "int8 layer bytes are the layer sections stored in the blob; the f32 figures are what the same \
          shapes take as 4-byte floats, with the normalization counted as 1 value (shared input entry) \
          or 2 per feature (per-feature entries)"
             .to_owned(),
     ];
+    if model.activation_bits() == 16 {
+        notes.push(
+            "int16 activations: the runtime .text, workspace and stack figures are the int8 build's              (measured by cargo xtask firmware); an int16 build links kinds::INT16's loader and              kernel instead, and its values take two bytes each (the scratch above counts them)"
+                .to_owned(),
+        );
+    }
     Ok(Summary {
         format: "kiln-blob",
         format_description: format!(
-            "kiln int8 model blob (format version {version}, {} bytes, CRC ok)",
+            "kiln int{} model blob (format version {version}, {} bytes, CRC ok)",
+            model.activation_bits(),
             bytes.len()
         ),
         layers,
@@ -709,7 +722,9 @@ fn from_blob(path: &Path, bytes: &[u8]) -> Result<Summary, InspectError> {
         blob_len: Some(bytes.len()),
         arena: Some(model.scratch_len()),
         workspace: Some(model.fast_scratch_len() - model.scratch_len()),
-        byte_input: None,
+        // int16 models take raw values as i32 (there is no run_bytes for them)
+        byte_input: (model.activation_bits() == 16).then_some(false),
+        int16: model.activation_bits() == 16,
         notes,
     })
 }
@@ -1040,6 +1055,7 @@ fn from_onnx(path: &Path, bytes: &[u8]) -> Result<Summary, InspectError> {
         arena: None,
         workspace: None,
         byte_input: None,
+        int16: false,
         notes,
     })
 }
@@ -1117,6 +1133,14 @@ fn estimate_instructions(
     macs: usize,
     figures: &'static DeviceFigures,
 ) -> InstructionEstimate {
+    if summary.int16 {
+        return InstructionEstimate {
+            basis: INT16_BASIS,
+            input_stage: "",
+            notes: Vec::new(),
+            cores: Vec::new(),
+        };
+    }
     let is_graph = summary.layers.iter().any(|l| l.graph.is_some());
     // A graph is estimated from its blob's shapes (its model and ONNX files are refused).
     let geometries: Option<Vec<Geometry>> = summary.layers.iter().map(|l| l.geometry).collect();

@@ -702,7 +702,7 @@ struct RunSummary {
 /// `--outputs`: the int8 outputs, one CSV row per test sample; for regression data each row
 /// ends with one more column, the row's score (the mean squared error of its dequantized
 /// outputs against its targets).
-fn outputs_csv(run: &host::RuntimeRun, scores: Option<&[f64]>) -> String {
+fn outputs_csv(run: &host::RuntimeRun<i32>, scores: Option<&[f64]>) -> String {
     let text = host::logits_csv(run);
     let Some(scores) = scores else {
         return text;
@@ -743,21 +743,19 @@ pub fn run(args: &RunArgs) -> Result<()> {
         .into());
     }
     let raw = host::raw_inputs(test, &format!("{spec} (test set)"), model.input_frac_bits())?;
-    let run = host::run_runtime(&model, &raw, n_inputs, n_outputs).map_err(|e| BlobError {
-        path: args.blob.clone(),
-        detail: format!("the kiln runtime failed: {e}"),
-    })?;
+    let (run, outputs) =
+        host::run_widened(&model, &raw, n_inputs, n_outputs).map_err(|e| BlobError {
+            path: args.blob.clone(),
+            detail: format!("the kiln runtime failed: {e}"),
+        })?;
     let int8_accuracy = host::accuracy(&run.predictions, &test.targets);
     let (regression, scores) = match &test.targets {
         Targets::Regression {
             values, n_outputs, ..
-        } => {
-            let outputs = super::eval::dequantize(&model, &run.logits);
-            (
-                metrics::for_targets(&outputs, &test.targets),
-                Some(metrics::row_errors(&outputs, values, *n_outputs)),
-            )
-        }
+        } => (
+            metrics::for_targets(&outputs, &test.targets),
+            Some(metrics::row_errors(&outputs, values, *n_outputs)),
+        ),
         Targets::Classes { .. } => (None, None),
     };
     if let Some(path) = &args.outputs {
@@ -779,8 +777,9 @@ pub fn run(args: &RunArgs) -> Result<()> {
     } else if !args.output.quiet {
         crate::outln!("kiln run {}", args.blob.display());
         crate::outln!("  {:<14} {}", "data", summary.data);
+        let width = format!("int{}", model.activation_bits());
         crate::outln!(
-            "  {:<14} {} int8, {} bytes flash, {} bytes scratch RAM",
+            "  {:<14} {} {width}, {} bytes flash, {} bytes scratch RAM",
             "model",
             runtime_architecture(&model),
             summary.flash_bytes,
@@ -789,13 +788,13 @@ pub fn run(args: &RunArgs) -> Result<()> {
         match (int8_accuracy, &summary.regression) {
             (Some(accuracy), _) => crate::outln!(
                 "  {:<14} {accuracy:.4} on {} samples",
-                "int8 acc",
+                format!("{width} acc"),
                 summary.samples
             ),
             (None, Some(regression)) => {
                 crate::outln!(
                     "  {:<14} {} on {} samples, over {} outputs",
-                    "int8 error",
+                    format!("{width} error"),
                     regression.error_line(),
                     summary.samples,
                     regression.per_output.len()

@@ -157,6 +157,49 @@ pub fn run_runtime_i16(
     })
 }
 
+/// The runtime on every row of `raw`, for a model of either width: its logits widened to
+/// `i32` (int8, or int16 for a 16x8 model) and their real values (`Model::dequantize`).
+pub fn run_widened(
+    model: &kiln_runtime::Model<'_>,
+    raw: &[i32],
+    n_inputs: usize,
+    n_outputs: usize,
+) -> Result<(RuntimeRun<i32>, Vec<f32>), kiln_runtime::Error> {
+    let width = n_outputs.max(1);
+    let mut real = Vec::new();
+    let (logits, predictions) = if model.activation_bits() == 16 {
+        let run = run_runtime_i16(model, raw, n_inputs, n_outputs)?;
+        for row in run.logits.chunks_exact(width) {
+            let mut out = vec![0.0f32; width];
+            model.dequantize_i16(row, &mut out)?;
+            real.extend(out);
+        }
+        (
+            run.logits.into_iter().map(i32::from).collect(),
+            run.predictions,
+        )
+    } else {
+        let run = run_runtime(model, raw, n_inputs, n_outputs)?;
+        for row in run.logits.chunks_exact(width) {
+            let mut out = vec![0.0f32; width];
+            model.dequantize(row, &mut out)?;
+            real.extend(out);
+        }
+        (
+            run.logits.into_iter().map(i32::from).collect(),
+            run.predictions,
+        )
+    };
+    Ok((
+        RuntimeRun {
+            logits,
+            predictions,
+            n_outputs,
+        },
+        real,
+    ))
+}
+
 /// The fraction of predictions equal to the labels (classification only).
 pub fn accuracy(predictions: &[usize], targets: &Targets) -> Option<f64> {
     match targets {
