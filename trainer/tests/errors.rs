@@ -149,6 +149,8 @@ const CASES: &[Case] = &[
     case("qat-epochs-zero", &["train", "--qat", "--qat-epochs", "0"], 2, "", &["--qat-epochs: expected at least 1 epoch"]),
     case("qat-lr-not-positive", &["train", "--qat", "--qat-lr", "0"], 2, "", &["--qat-lr: expected a positive learning rate, got 0"]),
     case("qat-scales", &["quantize", "qat/model.json", "-o", "q"], 2, "qat/model.json", &[": cannot quantize: the model was trained (--qat) for power-of-two scales: quantize it with --pow2-scales"]),
+    case("int16-cnn", &["quantize", "cnn/model.json", "--activations", "int16", "-o", "q"], 2, "cnn/model.json", &[": cannot quantize: --activations int16: layer 0 (conv3x3:4:relu): int16 activations take multilayer perceptrons (dense layers) so far"]),
+    case("int16-fit", &["fit", "--flash", "8K", "--activations", "int16", "-o", "fit16"], 2, "", &["--activations int16: kiln fit sizes and searches int8 models; quantize its winner with kiln quantize --activations int16"]),
     case("qat-ranges-count", &["quantize", "qat_ranges.json", "--pow2-scales", "-o", "q"], 2, "qat_ranges.json", &[": state.qat.ranges.layers: has 1 ranges, but the network has 2 layers"]),
     case("bake-no-artifact", &["bake", "m/model.json"], 2, "", &["the following required arguments were not provided"]),
     case("completions-bad-shell", &["completions", "tcsh"], 2, "", &["invalid value 'tcsh' for '<SHELL>'"]),

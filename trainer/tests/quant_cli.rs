@@ -585,3 +585,87 @@ fn quantization_scales(onnx: &[u8]) -> Vec<(String, f32)> {
     }
     scales
 }
+
+/// int16 activations with int8 weights (the 16x8 scheme): a version-4 blob, an opset-21 QDQ
+/// file whose quantized tensors are INT16, the runtime's accuracy at float's, the trainer's
+/// integer forward pass equal to the runtime on every sample, and `run` and `bake` that take it.
+#[test]
+fn int16_activations_quantize_bake_and_run() {
+    let f = fixture();
+    let out = f.out.parent().unwrap().join("int16");
+    let report = json(&kiln(&[
+        "quantize",
+        f.model.to_str().unwrap(),
+        "--activations",
+        "int16",
+        "--json",
+        "-o",
+        out.to_str().unwrap(),
+    ]));
+    assert_eq!(report["activations"], "int16");
+    assert_eq!(
+        report["trainer_identical"], report["test_samples"],
+        "{report}"
+    );
+    let float = report["float_accuracy"].as_f64().unwrap();
+    let int16 = report["int8_accuracy"].as_f64().unwrap();
+    assert!(
+        int16 >= float - 0.005,
+        "int16 {int16} against float {float}"
+    );
+    assert!(
+        report["tract_skipped"]
+            .as_str()
+            .unwrap()
+            .contains("INT16 QuantizeLinear"),
+        "{report}"
+    );
+    // The blob: format version 4, int16 values, the byte table of 256 int16.
+    let blob = std::fs::read(out.join("model.kiln")).unwrap();
+    assert_eq!(u16::from_le_bytes([blob[4], blob[5]]), 4);
+    assert_eq!(blob[26], 1, "the header's element type");
+    // The QDQ file: opset 21, INT16 input and logits, int8 weights.
+    let model =
+        kiln_onnx::mlp::decode_model(&std::fs::read(out.join("model.qdq.onnx")).unwrap()).unwrap();
+    assert_eq!(model.opset_import[0].version, Some(21));
+    let graph = model.graph.unwrap();
+    let elem = |name: &str| {
+        graph
+            .initializer
+            .iter()
+            .find(|t| t.name.as_deref() == Some(name))
+            .and_then(|t| t.data_type)
+            .unwrap_or_else(|| panic!("no initializer {name}"))
+    };
+    use kiln_onnx::proto::tensor_proto::DataType;
+    assert_eq!(elem("input_q.zero_point"), DataType::Int16 as i32);
+    assert_eq!(elem("logits_q.zero_point"), DataType::Int16 as i32);
+    assert_eq!(elem("layer0.weight_q"), DataType::Int8 as i32);
+    // The runtime's int16 logits for other runtimes: an <i2 array.
+    let logits = std::fs::read(out.join("model.qdq.logits_q.npy")).unwrap();
+    assert!(String::from_utf8_lossy(&logits[..80]).contains("'<i2'"));
+
+    let run = json(&kiln(&[
+        "run",
+        out.join("model.kiln").to_str().unwrap(),
+        "--json",
+    ]));
+    assert_eq!(run["int8_accuracy"], report["int8_accuracy"]);
+    let rust = out.join("baked.rs");
+    let baked = kiln(&[
+        "bake",
+        f.model.to_str().unwrap(),
+        "--activations",
+        "int16",
+        "--rust",
+        rust.to_str().unwrap(),
+    ]);
+    assert!(baked.status.success(), "{}", stderr(&baked));
+    let source = std::fs::read_to_string(&rust).unwrap();
+    assert!(source.contains("self.model.run_i16(input, scratch, logits)"));
+    assert!(source.contains("kiln_runtime::kinds::INT16"));
+    assert_eq!(
+        kiln_trainer::quant::rust_source::parse_blob_bytes(&source).unwrap(),
+        blob
+    );
+}

@@ -68,7 +68,10 @@ pub fn exit_code_for(error: &anyhow::Error) -> u8 {
         if cause.is::<config::UsageError>()
             || matches!(
                 cause.downcast_ref::<crate::quant::QuantError>(),
-                Some(crate::quant::QuantError::QatScales { .. })
+                Some(
+                    crate::quant::QuantError::QatScales { .. }
+                        | crate::quant::QuantError::Int16 { .. }
+                )
             )
         {
             return exit_code::USAGE;
