@@ -182,8 +182,6 @@ pub(crate) struct Value {
     pub(crate) len: usize,
     pub(crate) offset: usize,
     pub(crate) zero_point: i8,
-    /// Bytes per element: 1 (int8) or 2 (int16, little-endian).
-    pub(crate) elem: usize,
 }
 
 impl Value {
@@ -194,18 +192,18 @@ impl Value {
         len: 0,
         offset: usize::MAX,
         zero_point: 0,
-        elem: 1,
     };
 
-    /// The value's length in bytes, `len * elem`.
-    pub(crate) fn bytes(&self) -> usize {
-        self.len.wrapping_mul(self.elem)
+    /// The value's length in bytes: `len << shift`, `shift` 1 for an int16 model (the
+    /// model's [`Model::elem_shift`], a constant 0 in a program without `kinds::INT16`).
+    pub(crate) fn bytes(&self, shift: u32) -> usize {
+        self.len.wrapping_shl(shift)
     }
 
     /// The value's bytes in the arena, `offset..offset + bytes` (inside `arena_len` once
     /// validated).
-    pub(crate) fn end(&self) -> usize {
-        self.offset.saturating_add(self.bytes())
+    pub(crate) fn end(&self, shift: u32) -> usize {
+        self.offset.saturating_add(self.bytes(shift))
     }
 }
 
@@ -226,7 +224,7 @@ pub(crate) fn read_value(content: &[u8], values_at: usize, id: u16) -> Value {
     else {
         return Value::MISSING;
     };
-    let [h0, h1, h2, h3, w0, w1, w2, w3, c0, c1, c2, c3, o0, o1, o2, o3, zp, dtype, _, _] = *entry;
+    let [h0, h1, h2, h3, w0, w1, w2, w3, c0, c1, c2, c3, o0, o1, o2, o3, zp, _, _, _] = *entry;
     let shape = [
         u32::from_le_bytes([h0, h1, h2, h3]) as usize,
         u32::from_le_bytes([w0, w1, w2, w3]) as usize,
@@ -240,8 +238,6 @@ pub(crate) fn read_value(content: &[u8], values_at: usize, id: u16) -> Value {
         len,
         offset: u32::from_le_bytes([o0, o1, o2, o3]) as usize,
         zero_point: zp as i8,
-        // an unknown type (refused at load) reads as int8
-        elem: if dtype == DTYPE_I16 { 2 } else { 1 },
     }
 }
 
@@ -477,16 +473,23 @@ pub(crate) fn parse<const KINDS: u8>(bytes: &[u8]) -> Result<Model<'_, KINDS>, E
     let n_outputs = r.u32()?;
     let arena_len = r.u32()?;
     let n_values = r.u16()?;
+    // Version 4 (the element types) is read only by a program that links int16: the encoder
+    // writes it for int16 models alone, so every int8 program keeps its loader as it was.
+    let v4 = version >= 4;
+    if v4 && KINDS & kinds::INT16 == 0 {
+        return Err(Error::Int16NotLinked);
+    }
+    let v4 = KINDS & kinds::INT16 != 0 && v4;
     // version 4: the activations' element type, the first reserved byte before
-    let dtype = if version >= 4 { r.u8()? } else { DTYPE_I8 };
-    r.zeros(HEADER_RESERVED.wrapping_sub(usize::from(version >= 4)))?;
+    let dtype = if v4 { r.u8()? } else { DTYPE_I8 };
+    r.zeros(HEADER_RESERVED.wrapping_sub(usize::from(v4)))?;
     let int16 = match dtype {
         DTYPE_I8 => false,
-        DTYPE_I16 if KINDS & kinds::INT16 != 0 => true,
-        DTYPE_I16 => return Err(Error::Int16NotLinked),
+        DTYPE_I16 => true,
         dtype => return Err(Error::BadValueType { value: 0, dtype }),
     };
-    let elem = if int16 { 2usize } else { 1 };
+    // the bytes of an element: 1 << shift
+    let shift = u32::from(int16);
     if n_nodes == 0 {
         return Err(Error::NoLayers);
     }
@@ -546,8 +549,8 @@ pub(crate) fn parse<const KINDS: u8>(bytes: &[u8]) -> Result<Model<'_, KINDS>, E
     let byte_table_at = if n_entries == 1 {
         let entries = content.get(entries_at..r.pos).unwrap_or(&[]);
         let at = r.pos;
-        let table = r.take(BYTE_TABLE_LEN.wrapping_mul(elem))?;
-        if KINDS & kinds::INT16 != 0 && int16 {
+        let table = r.take(BYTE_TABLE_LEN.wrapping_shl(shift))?;
+        if int16 {
             // int16 entries, little-endian
             for (raw, q) in (0i32..).zip(table.chunks_exact(2)) {
                 let stored = match *q {
@@ -589,7 +592,7 @@ pub(crate) fn parse<const KINDS: u8>(bytes: &[u8]) -> Result<Model<'_, KINDS>, E
             bytes: content,
             pos: at.saturating_add(VALUE_LEN - 3),
         };
-        if version >= 4 {
+        if v4 {
             // every value has the model's element type (room for mixed types later)
             let value_dtype = vr.u8()?;
             if value_dtype > DTYPE_I16 {
@@ -610,7 +613,7 @@ pub(crate) fn parse<const KINDS: u8>(bytes: &[u8]) -> Result<Model<'_, KINDS>, E
         if h == 0 || w == 0 || c == 0 {
             return Err(Error::EmptyValue { value: id });
         }
-        if KINDS & kinds::INT16 != 0 && int16 {
+        if int16 {
             if v.zero_point != 0 {
                 return Err(Error::Int16ZeroPoint {
                     value: id,
@@ -625,7 +628,7 @@ pub(crate) fn parse<const KINDS: u8>(bytes: &[u8]) -> Result<Model<'_, KINDS>, E
         let len = h
             .checked_mul(w)
             .and_then(|n| n.checked_mul(c))
-            .and_then(|n| n.checked_mul(elem as u32))
+            .and_then(|n| n.checked_mul(1 << shift))
             .ok_or(Error::TooLarge)?;
         let end = offset.saturating_add(len);
         if end > arena_len {
@@ -695,7 +698,7 @@ pub(crate) fn parse<const KINDS: u8>(bytes: &[u8]) -> Result<Model<'_, KINDS>, E
                 expected: u32::try_from(expected).unwrap_or(u32::MAX),
             });
         }
-        parse_arrays::<KINDS>(&mut r, &node, layer, &g, &input, &output)?;
+        parse_arrays::<KINDS>(&mut r, &node, layer, &g, (&input, int16), &output)?;
         if g.kind == LayerKind::Dense {
             widest_dense = widest_dense.max(input.len);
         }
@@ -757,7 +760,7 @@ pub(crate) fn parse<const KINDS: u8>(bytes: &[u8]) -> Result<Model<'_, KINDS>, E
             computed: u32_sat(needed_arena),
         });
     }
-    check_plan(content, nodes_at, n_nodes, value)?;
+    check_plan(content, nodes_at, n_nodes, value, shift)?;
 
     Ok(Model {
         bytes,
@@ -789,6 +792,7 @@ fn check_plan(
     nodes_at: usize,
     n_nodes: u16,
     value: impl Fn(u16) -> Value,
+    shift: u32,
 ) -> Result<(), Error> {
     let mut at = nodes_at;
     for k in 0..n_nodes {
@@ -798,7 +802,7 @@ fn check_plan(
         let va = value(a);
         for b in a.saturating_add(1)..=k.saturating_add(1) {
             let vb = value(b);
-            if va.offset < vb.end() && vb.offset < va.end() {
+            if va.offset < vb.end(shift) && vb.offset < va.end(shift) {
                 return Err(Error::ArenaOverlap { a, b });
             }
         }
@@ -812,7 +816,7 @@ fn parse_arrays<const KINDS: u8>(
     node: &NodeRecord,
     layer: u16,
     g: &Geometry,
-    input: &Value,
+    (input, int16): (&Value, bool),
     output: &Value,
 ) -> Result<(), Error> {
     match g.kind {
@@ -862,7 +866,7 @@ fn parse_arrays<const KINDS: u8>(
     let dense = KINDS & kinds::DENSE != 0 && g.kind == LayerKind::Dense;
     let (per_channel, x_max) = if dense {
         // int16 activations: symmetric, |x| <= 32768
-        (input.len, if input.elem == 2 { 32768u32 } else { 128 })
+        (input.len, if int16 { 32768u32 } else { 128 })
     } else if g.kind == LayerKind::Conv2d {
         (g.n_weights.checked_div(g.channels).unwrap_or(0), 255)
     } else {

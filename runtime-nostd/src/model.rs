@@ -272,19 +272,20 @@ fn split_pair<'s>(
     arena: &'s mut [i8],
     input: &Value,
     output: &Value,
+    shift: u32,
 ) -> Option<(&'s [i8], &'s mut [i8])> {
     if input.offset < output.offset {
         let (lo, hi) = arena.split_at_mut_checked(output.offset)?;
         Some((
-            lo.get(input.offset..input.end())?,
-            hi.get_mut(..output.bytes())?,
+            lo.get(input.offset..input.end(shift))?,
+            hi.get_mut(..output.bytes(shift))?,
         ))
     } else {
         let (lo, hi) = arena.split_at_mut_checked(input.offset)?;
         let hi: &[i8] = hi;
         Some((
-            hi.get(..input.bytes())?,
-            lo.get_mut(output.offset..output.end())?,
+            hi.get(..input.bytes(shift))?,
+            lo.get_mut(output.offset..output.end(shift))?,
         ))
     }
 }
@@ -481,6 +482,13 @@ impl<'a, const KINDS: u8> Model<'a, KINDS> {
         }
     }
 
+    /// Bytes per activation as a shift: 1 for an int16 model, else 0 (a constant 0 in a
+    /// program without [`kinds::INT16`], where every shift by it vanishes).
+    #[inline(always)]
+    pub(crate) fn elem_shift(&self) -> u32 {
+        u32::from(KINDS & kinds::INT16 != 0 && self.int16)
+    }
+
     /// An int8 call on an int16 model (or the reverse) is refused before any work.
     #[inline(always)]
     fn check_activation_bits(&self, bits: u8) -> Result<(), Error> {
@@ -667,7 +675,7 @@ impl<'a, const KINDS: u8> Model<'a, KINDS> {
     fn input_slice<'s>(&self, arena: &'s mut [i8]) -> Result<&'s mut [i8], Error> {
         let first = self.value(0);
         arena
-            .get_mut(first.offset..first.end())
+            .get_mut(first.offset..first.end(self.elem_shift()))
             .ok_or(self.internal())
     }
 
@@ -855,7 +863,8 @@ impl<'a, const KINDS: u8> Model<'a, KINDS> {
                 .ok_or(internal)?;
             let in_v = self.value(node.input);
             let out_v = self.value(node.output);
-            let (input, output) = split_pair(arena, &in_v, &out_v).ok_or(internal)?;
+            let (input, output) =
+                split_pair(arena, &in_v, &out_v, self.elem_shift()).ok_or(internal)?;
             let n = out_v.shape[2];
             let (multipliers, shifts, bias, weights, _) =
                 split_arrays(body, n, in_v.len.wrapping_mul(n), false).ok_or(internal)?;
@@ -875,7 +884,7 @@ impl<'a, const KINDS: u8> Model<'a, KINDS> {
         }
         let last_value = self.value(self.n_nodes as u16); // n_nodes <= MAX_LAYERS
         let last = arena
-            .get(last_value.offset..last_value.end())
+            .get(last_value.offset..last_value.end(self.elem_shift()))
             .ok_or(internal)?;
         let mut best = (0usize, i16::MIN);
         for (i, (l, pair)) in logits.iter_mut().zip(last.chunks_exact(2)).enumerate() {
@@ -914,7 +923,7 @@ impl<'a, const KINDS: u8> Model<'a, KINDS> {
         }
         let last_value = self.value(self.n_nodes as u16); // n_nodes <= MAX_LAYERS
         let last = arena
-            .get(last_value.offset..last_value.end())
+            .get(last_value.offset..last_value.end(self.elem_shift()))
             .ok_or(self.internal())?;
         for (l, &v) in logits.iter_mut().zip(last) {
             *l = v;
@@ -943,7 +952,8 @@ impl<'a, const KINDS: u8> Model<'a, KINDS> {
             .ok_or(internal)?;
         let in_v = self.value(node.input);
         let out_v = self.value(node.output);
-        let (input, output) = split_pair(arena, &in_v, &out_v).ok_or(internal)?;
+        let (input, output) =
+            split_pair(arena, &in_v, &out_v, self.elem_shift()).ok_or(internal)?;
         // Identity and relu requantize to the output; a table layer to its pre-activation.
         let (zp, clamp_min) = match node.activation {
             ACT_RELU => (out_v.zero_point, out_v.zero_point),

@@ -67,6 +67,11 @@ enum Dataset {
     /// real-valued log-mel features (the boards with more than 256 KiB of flash): a regression
     /// model fed raw `i32` values.
     AnomalyAe,
+    /// The `Digits` model with int16 activations (`kiln bake --activations int16`), the same
+    /// images.
+    DigitsInt16,
+    /// The `Mnist` model with int16 activations, the same images.
+    MnistInt16,
 }
 
 /// The README's MNIST CNN (also trained by `cargo xtask ci`).
@@ -81,6 +86,15 @@ const KWS_TRAIN_PER_CLASS: usize = 100;
 const KWS_TEST_PER_CLASS: usize = 2;
 
 impl Dataset {
+    /// The int8 model an int16 dataset re-quantizes (`None` for the others).
+    fn int16_of(self) -> Option<Dataset> {
+        match self {
+            Dataset::DigitsInt16 => Some(Dataset::Digits),
+            Dataset::MnistInt16 => Some(Dataset::Mnist),
+            _ => None,
+        }
+    }
+
     /// A layer graph with convolutions or pooling (the `graph` figures of `kiln inspect`).
     fn is_graph(self) -> bool {
         matches!(self, Dataset::DigitsCnn | Dataset::MnistCnn | Dataset::Kws)
@@ -95,6 +109,8 @@ impl Dataset {
             Dataset::MnistCnn => "mnist-cnn",
             Dataset::Kws => "kws",
             Dataset::AnomalyAe => "anomaly-ae",
+            Dataset::DigitsInt16 => "digits-int16",
+            Dataset::MnistInt16 => "mnist-int16",
         }
     }
 
@@ -108,6 +124,8 @@ impl Dataset {
             Dataset::MnistCnn => "MNIST CNN",
             Dataset::Kws => "KWS DS-CNN",
             Dataset::AnomalyAe => "anomaly AE 640-128x4-8-128x4-640",
+            Dataset::DigitsInt16 => "digits 64-128-10 int16",
+            Dataset::MnistInt16 => "MNIST 784-128-10 int16",
         }
     }
 
@@ -126,7 +144,12 @@ const BOARDS: [Board; 8] = [
         target: "thumbv6m-none-eabi",
         qemu: "qemu-system-arm",
         qemu_package: "qemu-system-arm",
-        datasets: &[Dataset::Digits, Dataset::DigitsTiny, Dataset::DigitsCnn],
+        datasets: &[
+            Dataset::Digits,
+            Dataset::DigitsTiny,
+            Dataset::DigitsCnn,
+            Dataset::DigitsInt16,
+        ],
         marker_overhead: 5,
         tiny: false,
         // No QEMU Cortex-M0 machine has more than the micro:bit's 256 KiB of flash.
@@ -180,6 +203,8 @@ const BOARDS: [Board; 8] = [
             Dataset::MnistCnn,
             Dataset::Kws,
             Dataset::AnomalyAe,
+            Dataset::MnistInt16,
+            Dataset::DigitsInt16,
         ],
         marker_overhead: 5,
         tiny: false,
@@ -347,6 +372,8 @@ struct Prepared {
     host_crc32: u32,
     host_correct: u32,
     description: String,
+    /// The `--data` the model was trained and calibrated on.
+    data_spec: String,
 }
 
 impl Prepared {
@@ -422,6 +449,11 @@ pub fn run(options: &FirmwareOptions) -> Result<()> {
         .with_context(|| format!("{}: cannot create", options.out.display()))?;
 
     let mut prepared: Vec<Prepared> = Vec::new();
+    let wanted = |dataset: Dataset| {
+        boards
+            .iter()
+            .any(|board| board.datasets.contains(&dataset) || board.does_not_fit.contains(&dataset))
+    };
     for dataset in [
         Dataset::Digits,
         Dataset::DigitsTiny,
@@ -430,13 +462,26 @@ pub fn run(options: &FirmwareOptions) -> Result<()> {
         Dataset::MnistCnn,
         Dataset::Kws,
         Dataset::AnomalyAe,
+        Dataset::DigitsInt16,
+        Dataset::MnistInt16,
     ] {
-        if boards
-            .iter()
-            .any(|board| board.datasets.contains(&dataset) || board.does_not_fit.contains(&dataset))
-        {
+        // An int16 dataset re-quantizes its int8 model: prepared first even if no board runs it.
+        let needed_by_int16 = [Dataset::DigitsInt16, Dataset::MnistInt16]
+            .into_iter()
+            .any(|int16| int16.int16_of() == Some(dataset) && wanted(int16));
+        if wanted(dataset) || needed_by_int16 {
             let started = std::time::Instant::now();
-            prepared.push(prepare(dataset, options)?);
+            let data = match dataset.int16_of() {
+                Some(base) => {
+                    let base = prepared
+                        .iter()
+                        .find(|p| p.dataset == base)
+                        .context("the int8 model is prepared first")?;
+                    prepare_int16(base, dataset, options)?
+                }
+                None => prepare(dataset, options)?,
+            };
+            prepared.push(data);
             println!(
                 "== {} prepared in {:.1} s",
                 dataset.label(),
@@ -650,9 +695,11 @@ fn device_figures(rows: &[Row], update: bool) -> Result<()> {
             .and_then(|c| c.as_str())
             .unwrap_or("")
             .to_owned();
+        // The figures describe the int8 runtime: int16 rows are reported, not recorded.
         let mine: Vec<&Row> = rows
             .iter()
             .filter(|r| figures_core(r.board) == Some(name.as_str()))
+            .filter(|r| r.dataset.int16_of().is_none())
             .collect();
         let Some(mlp) = mine.iter().find(|r| r.small.is_some()) else {
             continue;
@@ -1004,6 +1051,9 @@ fn prepare(dataset: Dataset, options: &FirmwareOptions) -> Result<Prepared> {
                 ),
             )
         }
+        Dataset::DigitsInt16 | Dataset::MnistInt16 => {
+            anyhow::bail!("{}: prepared by prepare_int16", dataset.label())
+        }
         Dataset::AnomalyAe => {
             use crate::firmware_anomaly as ae;
             // The README's commands: sensor-data, then train the autoencoder on its CSVs.
@@ -1121,6 +1171,7 @@ fn prepare(dataset: Dataset, options: &FirmwareOptions) -> Result<Prepared> {
         labels,
         description,
         blob: Vec::new(),
+        data_spec: data_spec.clone(),
     };
     let mut scratch = vec![0i8; model.scratch_len()];
     let mut logits = vec![0i8; model.n_outputs()];
@@ -1152,6 +1203,76 @@ fn prepare(dataset: Dataset, options: &FirmwareOptions) -> Result<Prepared> {
     prepared.host_correct = host_correct;
     prepared.blob = blob;
     Ok(prepared)
+}
+
+/// `base`'s model with int16 activations (`kiln bake --activations int16`), the same samples,
+/// and the host's CRC-32 over every int16 logit (two little-endian bytes each), as the
+/// firmware's feature `int16` computes it.
+fn prepare_int16(base: &Prepared, dataset: Dataset, options: &FirmwareOptions) -> Result<Prepared> {
+    let dir = options.out.join(dataset.dir());
+    std::fs::create_dir_all(&dir)?;
+    let s = |p: &Path| p.to_string_lossy().into_owned();
+    let model_json = s(&options.out.join(base.dataset.dir()).join("model.json"));
+    let blob_path = dir.join("model.kiln");
+    let rust_source = dir.join("model.rs");
+    for (form, path) in [("--blob", &blob_path), ("--rust", &rust_source)] {
+        let path = s(path);
+        kiln(&[
+            "bake",
+            &model_json,
+            "--data",
+            &base.data_spec,
+            "--activations",
+            "int16",
+            form,
+            &path,
+        ])?;
+    }
+    let blob = std::fs::read(&blob_path)?;
+    let model = kiln_runtime::Model::from_bytes(&blob)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", blob_path.display()))?;
+    ensure!(
+        model.activation_bits() == 16,
+        "{}: not int16",
+        blob_path.display()
+    );
+    let mut scratch = vec![0i8; model.scratch_len()];
+    let mut logits = vec![0i16; model.n_outputs()];
+    let mut crc = kiln_runtime::crc32::Crc32::new();
+    let mut host_correct = 0u32;
+    for (idx, &label) in base.labels.iter().enumerate() {
+        let class = model
+            .run_i16(&base.sample_raw(idx), &mut scratch, &mut logits)
+            .map_err(|e| anyhow::anyhow!("host run: {e}"))?;
+        host_correct += u32::from(class == usize::from(label));
+        for logit in &logits {
+            crc.update(&logit.to_le_bytes());
+        }
+    }
+    let (n_outputs, arena_len, input_frac_bits) = (
+        model.n_outputs(),
+        model.scratch_len(),
+        model.input_frac_bits(),
+    );
+    Ok(Prepared {
+        dataset,
+        blob,
+        rust_source,
+        pixels: base.pixels.clone(),
+        raw_inputs: base.raw_inputs.clone(),
+        input_frac_bits,
+        labels: base.labels.clone(),
+        n_inputs: base.n_inputs,
+        n_outputs,
+        scratch_len: arena_len,
+        macs: base.macs,
+        arena_len,
+        no_reuse_len: base.no_reuse_len * 2,
+        host_crc32: crc.finish(),
+        host_correct,
+        description: format!("{}, int16 activations", base.description),
+        data_spec: base.data_spec.clone(),
+    })
 }
 
 /// Deterministic synthetic keyword-spotting data: 49x10 "spectrograms" (0 to 255) of 12
@@ -1796,6 +1917,7 @@ fn prepare_conv_shape(shape: &ConvShape, out: &Path) -> Result<Prepared> {
     let rust_source = out.join("bench-layer-model.rs");
     std::fs::write(&rust_source, source)?;
     Ok(Prepared {
+        data_spec: String::new(),
         dataset: Dataset::MnistCnn,
         blob: blob.clone(),
         rust_source,
@@ -2056,10 +2178,11 @@ fn run_board(board: &'static Board, data: &Prepared, plugin: &Path, out: &Path) 
         "plugin".into(),
     ];
     // Every build of a model fed raw samples measures the whole `Model::run` call.
-    let common: &[&str] = if data.raw_samples() {
-        &["whole-run"]
-    } else {
-        &[]
+    let common: &[&str] = match (data.raw_samples(), data.dataset.int16_of().is_some()) {
+        (true, true) => &["whole-run", "int16"],
+        (true, false) => &["whole-run"],
+        (false, true) => &["int16"],
+        (false, false) => &[],
     };
     // The tiny maps run the `small` build: the default kernels do not leave room on RV32.
     let lean: Vec<&str> = if board.tiny {

@@ -9,6 +9,7 @@ pub mod conv;
 #[cfg(kiln_kernel = "dsp")]
 mod dsp_asm;
 pub mod dwconv;
+pub mod fc16;
 pub mod im2col;
 #[cfg(kiln_kernel = "m0")]
 mod m0_asm;
@@ -71,9 +72,13 @@ pub(crate) fn identity_input_groups(_raw: &[i32], _offset: i32, _out: &mut [i8])
     0
 }
 
+/// The int16-activation dense kernel the runtime uses: four rows per pass over the input
+/// everywhere but under `KILN_KERNEL=reference`.
+#[cfg(not(kiln_kernel = "reference"))]
+pub use fc16::fully_connected_i16;
 /// The activation table the runtime uses.
 pub use reference::apply_lut_i8;
-// The reference kernel on every target until an optimized one exists.
+#[cfg(kiln_kernel = "reference")]
 pub use reference::fully_connected_i16;
 
 /// The convolution and pooling kernels the runtime uses. `conv2d_i8_workspace` is im2col into

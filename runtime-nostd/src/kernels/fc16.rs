@@ -1,0 +1,179 @@
+//! The optimized dense kernel on int16 activations (the 16x8 scheme): four output rows per pass
+//! over the input, so each int16 input is loaded once for four multiply-accumulates. The
+//! products and the output stage are the reference's (`reference::fully_connected_i16`), in
+//! the same order per row: the same bits.
+
+use super::{le_i32, Fc16Params};
+use crate::fixed::{rq_acc, sat16};
+use crate::Error;
+
+/// `max(sat16(rq(acc, M, t)), clamp_min)`: `rq_acc` is `rq` saturated to `i32`, which
+/// saturates to the same `i16`.
+#[inline(always)]
+fn output(acc: i32, multiplier: i32, shift: u8, clamp_min: i16) -> [i8; 2] {
+    let y = sat16(i64::from(rq_acc(acc, multiplier, shift))).max(clamp_min);
+    let [lo, hi] = y.to_le_bytes();
+    [lo as i8, hi as i8]
+}
+
+/// The int16 value of a little-endian pair (0 for a short chunk, which `chunks_exact` never
+/// gives).
+#[inline(always)]
+fn value(pair: &[i8]) -> i32 {
+    match *pair {
+        [lo, hi] => i32::from(i16::from_le_bytes([lo as u8, hi as u8])),
+        _ => 0,
+    }
+}
+
+/// One dense layer on int16 activations, four rows at a time (see the module documentation);
+/// the arguments and errors are `reference::fully_connected_i16`'s.
+pub fn fully_connected_i16(
+    params: &Fc16Params<'_>,
+    input: &[i8],
+    output_bytes: &mut [i8],
+) -> Result<(), Error> {
+    if input.len() % 2 != 0 || output_bytes.len() % 2 != 0 {
+        return Err(Error::KernelArguments);
+    }
+    let n_in = input.len() / 2;
+    params.check(n_in, output_bytes.len() / 2)?;
+    if n_in == 0 {
+        return Err(Error::KernelArguments);
+    }
+    let clamp_min = params.clamp_min;
+    let mut rows = params.weights.chunks_exact(n_in.wrapping_mul(4));
+    let mut bias = params.bias.chunks_exact(16);
+    let mut multipliers = params.multipliers.chunks_exact(16);
+    let mut shifts = params.shifts.chunks_exact(4);
+    let mut outputs = output_bytes.chunks_exact_mut(8);
+    for out in &mut outputs {
+        let (Some(block), Some(b), Some(m), Some(t)) =
+            (rows.next(), bias.next(), multipliers.next(), shifts.next())
+        else {
+            break; // lengths were checked: never taken
+        };
+        let Some((w0, rest)) = block.split_at_checked(n_in) else {
+            break;
+        };
+        let Some((w1, rest)) = rest.split_at_checked(n_in) else {
+            break;
+        };
+        let Some((w2, w3)) = rest.split_at_checked(n_in) else {
+            break;
+        };
+        let mut acc = [0i32; 4];
+        for (a, word) in acc.iter_mut().zip(b.chunks_exact(4)) {
+            *a = le_i32(word);
+        }
+        for ((((x, &a), &b), &c), &d) in input.chunks_exact(2).zip(w0).zip(w1).zip(w2).zip(w3) {
+            // |w * x| <= 2^22; the loader proves the sums fit
+            let x = value(x);
+            acc[0] = acc[0].wrapping_add(i32::from(a as i8).wrapping_mul(x));
+            acc[1] = acc[1].wrapping_add(i32::from(b as i8).wrapping_mul(x));
+            acc[2] = acc[2].wrapping_add(i32::from(c as i8).wrapping_mul(x));
+            acc[3] = acc[3].wrapping_add(i32::from(d as i8).wrapping_mul(x));
+        }
+        for (((pair, &acc), mk), &tk) in out
+            .chunks_exact_mut(2)
+            .zip(&acc)
+            .zip(m.chunks_exact(4))
+            .zip(t)
+        {
+            if let ([lo, hi], [a, b]) = (pair, output(acc, le_i32(mk), tk, clamp_min)) {
+                (*lo, *hi) = (a, b);
+            }
+        }
+    }
+    // The last rows, one at a time.
+    let rest_rows = rows.remainder().chunks_exact(n_in);
+    let rest = bias
+        .remainder()
+        .chunks_exact(4)
+        .zip(multipliers.remainder().chunks_exact(4))
+        .zip(shifts.remainder());
+    for ((row, ((b, m), &t)), pair) in rest_rows
+        .zip(rest)
+        .zip(outputs.into_remainder().chunks_exact_mut(2))
+    {
+        let mut acc = le_i32(b);
+        for (x, &w) in input.chunks_exact(2).zip(row) {
+            acc = acc.wrapping_add(i32::from(w as i8).wrapping_mul(value(x)));
+        }
+        if let ([lo, hi], [a, b]) = (pair, output(acc, le_i32(m), t, clamp_min)) {
+            (*lo, *hi) = (a, b);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::reference;
+    use super::*;
+    use crate::testutil::Rng;
+    use std::vec::Vec;
+
+    /// Random layers of every row count (multiples of four and remainders), extreme weights,
+    /// inputs and shifts: the same bytes as the reference.
+    #[test]
+    fn equals_the_reference_bit_for_bit() {
+        let mut rng = Rng::new(1616);
+        for case in 0..400 {
+            let n_in = rng.usize_in(1, 40);
+            let n_out = rng.usize_in(1, 13);
+            let weights: Vec<u8> = (0..n_in * n_out)
+                .map(|_| match case % 3 {
+                    0 => rng.i8_in(-127, 127) as u8,
+                    1 => [127i8, -127][rng.usize_in(0, 1)] as u8,
+                    _ => rng.i8() as u8,
+                })
+                .collect();
+            let bias: Vec<u8> = (0..n_out)
+                .flat_map(|_| (rng.range_i64(-1 << 24, 1 << 24) as i32).to_le_bytes())
+                .collect();
+            let multipliers: Vec<u8> = (0..n_out)
+                .flat_map(|_| (rng.range_i64(1 << 30, i64::from(i32::MAX)) as i32).to_le_bytes())
+                .collect();
+            let shifts: Vec<u8> = (0..n_out).map(|_| rng.usize_in(1, 62) as u8).collect();
+            let input: Vec<i8> = (0..n_in)
+                .flat_map(|_| {
+                    let x = if case % 5 == 0 {
+                        [i16::MIN, i16::MAX][rng.usize_in(0, 1)]
+                    } else {
+                        rng.range_i64(-32768, 32767) as i16
+                    };
+                    x.to_le_bytes().map(|b| b as i8)
+                })
+                .collect();
+            let params = Fc16Params {
+                weights: &weights,
+                bias: &bias,
+                multipliers: &multipliers,
+                shifts: &shifts,
+                clamp_min: if case % 2 == 0 { 0 } else { i16::MIN },
+            };
+            let mut expected = std::vec![0i8; 2 * n_out];
+            let mut actual = std::vec![1i8; 2 * n_out];
+            reference::fully_connected_i16(&params, &input, &mut expected).unwrap();
+            fully_connected_i16(&params, &input, &mut actual).unwrap();
+            assert_eq!(actual, expected, "case {case}: {n_in} -> {n_out}");
+        }
+        // and the same refusals
+        let params = Fc16Params {
+            weights: &[1, 2],
+            bias: &[0; 4],
+            multipliers: &[0, 0, 0, 64],
+            shifts: &[31],
+            clamp_min: 0,
+        };
+        assert_eq!(
+            fully_connected_i16(&params, &[0, 0, 0], &mut [0, 0]),
+            Err(Error::KernelArguments)
+        );
+        assert_eq!(
+            fully_connected_i16(&params, &[0, 0], &mut [0, 0]),
+            Err(Error::KernelArguments)
+        );
+    }
+}
