@@ -22,8 +22,7 @@ pub const MAGIC: [u8; 4] = *b"KILN";
 /// so that an int8 blob still loads in an older runtime.
 pub const FORMAT_VERSION: u16 = 4;
 /// The version of a blob whose activations are all int8.
-#[cfg(feature = "encode")]
-pub(crate) const INT8_FORMAT_VERSION: u16 = 3;
+pub(crate) const INT8_VERSION: u16 = 3;
 /// The oldest format version this runtime reads. Version 2 has no input fixed point: its byte
 /// is padding that must be zero, so a version-2 blob reads as `input_frac_bits = 0`.
 pub const OLDEST_FORMAT_VERSION: u16 = 2;
@@ -55,6 +54,8 @@ pub(crate) const KIND_DEPTHWISE: u8 = 3;
 pub(crate) const KIND_MAX_POOL: u8 = 4;
 pub(crate) const KIND_AVG_POOL: u8 = 5;
 
+/// Where the header holds the model's element type (format version 4; reserved before).
+pub(crate) const DTYPE_AT: usize = 26;
 /// A value's element type (format version 4; earlier versions: int8).
 pub(crate) const DTYPE_I8: u8 = 0;
 pub(crate) const DTYPE_I16: u8 = 1;
@@ -430,7 +431,14 @@ pub(crate) fn parse<const KINDS: u8>(bytes: &[u8]) -> Result<Model<'_, KINDS>, E
         return Err(Error::BadMagic);
     }
     let version = r.u16()?;
-    if !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&version) {
+    // Version 4 (element types) only for a program that links int16: the encoder writes it for
+    // int16 models alone, so every int8 program keeps its loader as it was, byte for byte.
+    let newest = if KINDS & kinds::INT16 != 0 {
+        FORMAT_VERSION
+    } else {
+        INT8_VERSION
+    };
+    if !(OLDEST_FORMAT_VERSION..=newest).contains(&version) {
         return Err(Error::UnsupportedVersion { found: version });
     }
     let n_nodes = r.u16()?;
@@ -473,13 +481,7 @@ pub(crate) fn parse<const KINDS: u8>(bytes: &[u8]) -> Result<Model<'_, KINDS>, E
     let n_outputs = r.u32()?;
     let arena_len = r.u32()?;
     let n_values = r.u16()?;
-    // Version 4 (the element types) is read only by a program that links int16: the encoder
-    // writes it for int16 models alone, so every int8 program keeps its loader as it was.
-    let v4 = version >= 4;
-    if v4 && KINDS & kinds::INT16 == 0 {
-        return Err(Error::Int16NotLinked);
-    }
-    let v4 = KINDS & kinds::INT16 != 0 && v4;
+    let v4 = KINDS & kinds::INT16 != 0 && version >= 4;
     // version 4: the activations' element type, the first reserved byte before
     let dtype = if v4 { r.u8()? } else { DTYPE_I8 };
     r.zeros(HEADER_RESERVED.wrapping_sub(usize::from(v4)))?;
@@ -760,7 +762,7 @@ pub(crate) fn parse<const KINDS: u8>(bytes: &[u8]) -> Result<Model<'_, KINDS>, E
             computed: u32_sat(needed_arena),
         });
     }
-    check_plan(content, nodes_at, n_nodes, value, shift)?;
+    check_plan::<KINDS>(content, nodes_at, n_nodes, value, int16)?;
 
     Ok(Model {
         bytes,
@@ -778,7 +780,6 @@ pub(crate) fn parse<const KINDS: u8>(bytes: &[u8]) -> Result<Model<'_, KINDS>, E
         nodes_at,
         output_scale_bits,
         output_zero_point,
-        int16,
     })
 }
 
@@ -787,13 +788,15 @@ pub(crate) fn parse<const KINDS: u8>(bytes: &[u8]) -> Result<Model<'_, KINDS>, E
 /// exactly when some node `k >= b - 1` reads `a`, so one walk over the (validated) node records
 /// visits every pair that must not overlap: for node `k` reading `a`, the values `a + 1` to
 /// `k + 1`. No table of last readers (its bytes and their zeroing are flash on small parts).
-fn check_plan(
+fn check_plan<const KINDS: u8>(
     content: &[u8],
     nodes_at: usize,
     n_nodes: u16,
     value: impl Fn(u16) -> Value,
-    shift: u32,
+    int16: bool,
 ) -> Result<(), Error> {
+    // a constant 0 in a program without int16
+    let shift = u32::from(KINDS & kinds::INT16 != 0 && int16);
     let mut at = nodes_at;
     for k in 0..n_nodes {
         let node = read_node(content, at);
@@ -866,7 +869,14 @@ fn parse_arrays<const KINDS: u8>(
     let dense = KINDS & kinds::DENSE != 0 && g.kind == LayerKind::Dense;
     let (per_channel, x_max) = if dense {
         // int16 activations: symmetric, |x| <= 32768
-        (input.len, if int16 { 32768u32 } else { 128 })
+        (
+            input.len,
+            if KINDS & kinds::INT16 != 0 && int16 {
+                32768u32
+            } else {
+                128
+            },
+        )
     } else if g.kind == LayerKind::Conv2d {
         (g.n_weights.checked_div(g.channels).unwrap_or(0), 255)
     } else {

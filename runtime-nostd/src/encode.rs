@@ -10,7 +10,7 @@ use std::vec::Vec;
 
 use crate::blob::{
     channel_arrays_len, conv_axis, pad4, pool_axis, ACT_IDENTITY, ACT_LUT, ACT_RELU, DTYPE_I16,
-    FORMAT_VERSION, HEADER_RESERVED, INT8_FORMAT_VERSION, KIND_AVG_POOL, KIND_CONV2D, KIND_DENSE,
+    FORMAT_VERSION, HEADER_RESERVED, INT8_VERSION, KIND_AVG_POOL, KIND_CONV2D, KIND_DENSE,
     KIND_DEPTHWISE, KIND_MAX_POOL, MAGIC, NODE_HEADER_LEN, NO_VALUE, PAD_SAME, PAD_VALID,
 };
 use crate::crc32::crc32;
@@ -514,11 +514,7 @@ pub fn encode(spec: &ModelSpec) -> Result<Vec<u8>, Error> {
     let mut w = Writer(Vec::new());
     // header: an int8 model in the version older runtimes read
     w.bytes(&MAGIC);
-    w.u16(if int16 {
-        FORMAT_VERSION
-    } else {
-        INT8_FORMAT_VERSION
-    });
+    w.u16(if int16 { FORMAT_VERSION } else { INT8_VERSION });
     w.u16(n_nodes);
     w.u32(0); // total length, patched below
     w.u32(u32_of(size(values.first()))?);

@@ -121,8 +121,6 @@ pub enum Error {
     Int16ZeroPoint { value: u16, found: i8 },
     /// An int16 value starts at an odd arena offset.
     Int16Alignment { value: u16, offset: u32 },
-    /// An int16 model in a program whose `Model<KINDS>` does not link [`crate::kinds::INT16`].
-    Int16NotLinked,
     /// A layer an int16 model cannot have in this version: only dense layers with an identity
     /// or ReLU activation run on int16 activations.
     Int16Layer { layer: u16 },
@@ -164,6 +162,9 @@ impl fmt::Display for Error {
                  (it reads versions {} to {}): re-bake it with `kiln bake` from the model file",
                 crate::blob::OLDEST_FORMAT_VERSION,
                 crate::blob::FORMAT_VERSION
+            ),
+            Error::UnsupportedVersion { found: 4 } => f.write_str(
+                "model blob version 4 holds int16 activations, which this program does not link: build with kinds::INT16 (kiln bake --rust writes the set a model needs)",
             ),
             Error::UnsupportedVersion { found } => write!(
                 f,
@@ -317,9 +318,6 @@ impl fmt::Display for Error {
             Error::Int16Alignment { value, offset } => write!(
                 f,
                 "value {value}: an int16 value starts at an even arena offset, found {offset}"
-            ),
-            Error::Int16NotLinked => f.write_str(
-                "the model's activations are int16, which this program does not link: build with kinds::INT16 (kiln bake --rust writes the set a model needs)",
             ),
             Error::Int16Layer { layer } => write!(
                 f,

@@ -101,8 +101,6 @@ pub struct Model<'a, const KINDS: u8 = { crate::kinds::ALL }> {
     pub(crate) nodes_at: usize,
     pub(crate) output_scale_bits: u32,
     pub(crate) output_zero_point: i8,
-    /// int16 activations (format version 4): only with [`kinds::INT16`] in `KINDS`.
-    pub(crate) int16: bool,
 }
 
 // A model is a handful of offsets: at most 128 bytes on a 32-bit core (checked on every target
@@ -148,6 +146,7 @@ trait Kernels {
     fn depthwise(p: &ConvParams<'_>, input: &[i8], output: &mut [i8]) -> Result<(), Error>;
     fn max_pool(p: &PoolParams, input: &[i8], output: &mut [i8]) -> Result<(), Error>;
     fn avg_pool(p: &PoolParams, input: &[i8], output: &mut [i8]) -> Result<(), Error>;
+    fn dense16(p: &kernels::Fc16Params<'_>, input: &[i8], output: &mut [i8]) -> Result<(), Error>;
 }
 
 struct Dispatched;
@@ -183,6 +182,10 @@ impl Kernels for Dispatched {
     fn avg_pool(p: &PoolParams, input: &[i8], output: &mut [i8]) -> Result<(), Error> {
         kernels::avg_pool_i8(p, input, output)
     }
+    #[inline(always)]
+    fn dense16(p: &kernels::Fc16Params<'_>, input: &[i8], output: &mut [i8]) -> Result<(), Error> {
+        kernels::fully_connected_i16(p, input, output)
+    }
 }
 
 struct Reference;
@@ -217,6 +220,10 @@ impl Kernels for Reference {
     #[inline(always)]
     fn avg_pool(p: &PoolParams, input: &[i8], output: &mut [i8]) -> Result<(), Error> {
         kernels::reference::avg_pool_i8(p, input, output)
+    }
+    #[inline(always)]
+    fn dense16(p: &kernels::Fc16Params<'_>, input: &[i8], output: &mut [i8]) -> Result<(), Error> {
+        kernels::reference::fully_connected_i16(p, input, output)
     }
 }
 
@@ -466,7 +473,7 @@ impl<'a, const KINDS: u8> Model<'a, KINDS> {
         if self.input_frac_bits() > 0 {
             set |= kinds::FIXED_POINT_INPUT;
         }
-        if self.int16 {
+        if self.is_int16() {
             set |= kinds::INT16;
         }
         set
@@ -475,7 +482,7 @@ impl<'a, const KINDS: u8> Model<'a, KINDS> {
     /// The width of the model's activations: 8, or 16 for an int16 model (which runs through
     /// [`run_i16`](Model::run_i16)).
     pub fn activation_bits(&self) -> u8 {
-        if KINDS & kinds::INT16 != 0 && self.int16 {
+        if self.is_int16() {
             16
         } else {
             8
@@ -486,7 +493,16 @@ impl<'a, const KINDS: u8> Model<'a, KINDS> {
     /// program without [`kinds::INT16`], where every shift by it vanishes).
     #[inline(always)]
     pub(crate) fn elem_shift(&self) -> u32 {
-        u32::from(KINDS & kinds::INT16 != 0 && self.int16)
+        u32::from(self.is_int16())
+    }
+
+    /// int16 activations: the header's element type (format version 4), read only in a
+    /// program that links [`kinds::INT16`] (a constant `false` elsewhere, and no field in
+    /// `Model`).
+    #[inline(always)]
+    fn is_int16(&self) -> bool {
+        KINDS & kinds::INT16 != 0
+            && self.bytes.get(crate::blob::DTYPE_AT) == Some(&crate::blob::DTYPE_I16)
     }
 
     /// An int8 call on an int16 model (or the reverse) is refused before any work.
@@ -802,12 +818,33 @@ impl<'a, const KINDS: u8> Model<'a, KINDS> {
                 (*a, *b) = (lo as i8, hi as i8);
             }
         }
-        self.forward16(arena, logits)
+        self.forward16::<Dispatched>(arena, logits)
     }
 
     /// [`run_i16`](Model::run_i16) for input that is already quantized (`n_inputs` int16
     /// values).
     pub fn run_quantized_i16(
+        &self,
+        input: &[i16],
+        scratch: &mut [i8],
+        logits: &mut [i16],
+    ) -> Result<usize, Error> {
+        self.run_quantized_i16_with::<Dispatched>(input, scratch, logits)
+    }
+
+    /// [`run_quantized_i16`](Model::run_quantized_i16) with the reference kernel: the
+    /// specification, for firmware that checks the two agree on the device.
+    pub fn run_quantized_i16_reference(
+        &self,
+        input: &[i16],
+        scratch: &mut [i8],
+        logits: &mut [i16],
+    ) -> Result<usize, Error> {
+        self.run_quantized_i16_with::<Reference>(input, scratch, logits)
+    }
+
+    #[inline(always)]
+    fn run_quantized_i16_with<K: Kernels>(
         &self,
         input: &[i16],
         scratch: &mut [i8],
@@ -823,7 +860,7 @@ impl<'a, const KINDS: u8> Model<'a, KINDS> {
                 (*a, *b) = (lo as i8, hi as i8);
             }
         }
-        self.forward16(arena, logits)
+        self.forward16::<K>(arena, logits)
     }
 
     /// [`check_buffers`](Model::check_buffers) for int16 logits.
@@ -851,7 +888,7 @@ impl<'a, const KINDS: u8> Model<'a, KINDS> {
 
     /// The nodes of an int16 model (dense layers, validated) over the arena, then the last
     /// value to `logits`.
-    fn forward16(&self, arena: &mut [i8], logits: &mut [i16]) -> Result<usize, Error> {
+    fn forward16<K: Kernels>(&self, arena: &mut [i8], logits: &mut [i16]) -> Result<usize, Error> {
         let internal = self.internal();
         let mut at = self.nodes_at;
         for _ in 0..self.n_nodes {
@@ -879,7 +916,7 @@ impl<'a, const KINDS: u8> Model<'a, KINDS> {
                     i16::MIN
                 },
             };
-            kernels::fully_connected_i16(&p, input, output)?;
+            K::dense16(&p, input, output)?;
             at = next;
         }
         let last_value = self.value(self.n_nodes as u16); // n_nodes <= MAX_LAYERS

@@ -219,10 +219,24 @@ fn reference_agrees(
         && logits == reference_logits
 }
 
+/// [`reference_agrees`] for an int16 model: the int16 reference kernel.
+#[cfg(all(feature = "int16", not(any(feature = "no-inference", feature = "lean"))))]
+fn reference_agrees(
+    model: &Net,
+    quantized: &[i16],
+    scratch: &mut [i8],
+    logits: &[i16],
+    reference_logits: &mut [i16],
+) -> bool {
+    model
+        .run_quantized_i16_reference(quantized, scratch, reference_logits)
+        .is_ok()
+        && logits == reference_logits
+}
+
 /// Without the check (variants `lean` and `no-inference`): the other variant of the same
-/// board and model runs it. An int16 model has no optimized kernel yet: it runs the reference
-/// itself.
-#[cfg(any(feature = "no-inference", feature = "lean", feature = "int16"))]
+/// board and model runs it.
+#[cfg(any(feature = "no-inference", feature = "lean"))]
 fn reference_agrees<M>(_: &M, _: &[Q], _: &mut [i8], _: &[Q], _: &mut [Q]) -> bool {
     true
 }

@@ -86,6 +86,13 @@ pub extern "C" fn _start() -> ! {
             )
             .unwrap_or(9);
         result ^= m
+            .run_quantized_i16_reference(
+                head(&mut q16, knob(4)),
+                head(scratch, knob(2) * 8),
+                head(&mut l16, knob(5)),
+            )
+            .unwrap_or(12);
+        result ^= m
             .dequantize_i16(&l16, head(out, knob(7)))
             .map_or(10, |_| 11);
     }
