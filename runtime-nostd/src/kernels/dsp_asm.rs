@@ -468,7 +468,89 @@ core::arch::global_asm!(
     ".size kiln_dot1_dsp_widened, . - kiln_dot1_dsp_widened",
 );
 
+core::arch::global_asm!(
+    ".section .text.kiln_dot4_i16_dsp,\"ax\",%progbits",
+    ".global kiln_dot4_i16_dsp",
+    ".type kiln_dot4_i16_dsp,%function",
+    ".p2align 2",
+    ".thumb_func",
+    "kiln_dot4_i16_dsp:",
+    // The int16-activation twin of `kiln_dot4_dsp`: the inputs are already 16-bit lanes.
+    // r0: row 0, r1: stride (bytes between rows), r2: input (little-endian int16, any even
+    // address: single-word loads only), r3: groups of 8 inputs (> 0), [sp]: the four
+    // accumulators (read, then written back).
+    "push {{r4-r11, lr}}",
+    "ldr lr, [sp, #36]",
+    "ldm lr, {{r4-r7}}",
+    "add r8, r0, r1, lsl #1", // row 2; row 3 is row 2 + stride
+    "add r3, r2, r3, lsl #4", // the input's end: 16 bytes per group
+    "1:",
+    // Inputs 0-3: [x0, x1] and [x2, x3] repacked to [x0, x2] (r10) and [x1, x3] (r9), shared
+    // by the four rows.
+    "ldr r12, [r2, #4]",
+    "ldr r9, [r2], #8",
+    "pkhbt r10, r9, r12, lsl #16",
+    "pkhtb r9, r12, r9, asr #16",
+    "ldr r11, [r0, r1]",
+    "sxtb16 r12, r11",
+    "smlad r5, r12, r10, r5",
+    "sxtb16 r11, r11, ror #8",
+    "smlad r5, r11, r9, r5",
+    "ldr r11, [r0], #4",
+    "sxtb16 r12, r11",
+    "smlad r4, r12, r10, r4",
+    "sxtb16 r11, r11, ror #8",
+    "smlad r4, r11, r9, r4",
+    "ldr r11, [r8, r1]",
+    "sxtb16 r12, r11",
+    "smlad r7, r12, r10, r7",
+    "sxtb16 r11, r11, ror #8",
+    "smlad r7, r11, r9, r7",
+    "ldr r11, [r8], #4",
+    "sxtb16 r12, r11",
+    "smlad r6, r12, r10, r6",
+    "sxtb16 r11, r11, ror #8",
+    "smlad r6, r11, r9, r6",
+    // Inputs 4-7.
+    "ldr r12, [r2, #4]",
+    "ldr r9, [r2], #8",
+    "pkhbt r10, r9, r12, lsl #16",
+    "pkhtb r9, r12, r9, asr #16",
+    "ldr r11, [r0, r1]",
+    "sxtb16 r12, r11",
+    "smlad r5, r12, r10, r5",
+    "sxtb16 r11, r11, ror #8",
+    "smlad r5, r11, r9, r5",
+    "ldr r11, [r0], #4",
+    "sxtb16 r12, r11",
+    "smlad r4, r12, r10, r4",
+    "sxtb16 r11, r11, ror #8",
+    "smlad r4, r11, r9, r4",
+    "ldr r11, [r8, r1]",
+    "sxtb16 r12, r11",
+    "smlad r7, r12, r10, r7",
+    "sxtb16 r11, r11, ror #8",
+    "smlad r7, r11, r9, r7",
+    "ldr r11, [r8], #4",
+    "sxtb16 r12, r11",
+    "smlad r6, r12, r10, r6",
+    "sxtb16 r11, r11, ror #8",
+    "smlad r6, r11, r9, r6",
+    "cmp r2, r3",
+    "bne 1b",
+    "stm lr, {{r4-r7}}",
+    "pop {{r4-r11, pc}}",
+    ".size kiln_dot4_i16_dsp, . - kiln_dot4_i16_dsp",
+);
+
 extern "C" {
+    fn kiln_dot4_i16_dsp(
+        row0: *const u8,
+        stride: usize,
+        input: *const i8,
+        n_groups: usize,
+        acc: *mut [i32; 4],
+    );
     fn kiln_dot1_dsp_widened(row: *const u8, widened: *const i8, n_groups: usize, acc: i32) -> i32;
     fn kiln_identity_input_dsp(raw: *const i32, out: *mut i8, n_groups: usize, offset: i32);
     fn kiln_fc_blocks_dsp(blocks: *mut Blocks);
@@ -615,6 +697,27 @@ pub fn dot4(rows: &[u8], stride: usize, input: &[i8], n_pairs: usize, acc: &mut 
         // SAFETY: every address read is inside `rows` or `input` (checked just above); the
         // routine follows the AAPCS, saves what it uses, and writes only `acc`.
         unsafe { kiln_dot4_dsp(rows.as_ptr(), stride, input.as_ptr(), n_pairs, acc) };
+    }
+}
+
+/// Adds to `acc[r]` the dot product of the first `8 * n_groups` int16 inputs (little-endian,
+/// `16 * n_groups` bytes of `input`) with row `r` of the four rows at `rows` (`stride` bytes
+/// apart): `fc16::dot4_groups` is the portable twin. Returns without reading unless
+/// `input.len() >= 16 * n_groups` and `rows.len() >= 3 * stride + 8 * n_groups`.
+#[inline(always)]
+pub fn dot4_i16(rows: &[u8], stride: usize, input: &[i8], n_groups: usize, acc: &mut [i32; 4]) {
+    let in_bounds = n_groups.checked_mul(16).is_some_and(|len| {
+        input.len() >= len
+            && stride
+                .checked_mul(3)
+                .and_then(|last_row| last_row.checked_add(len / 2))
+                .is_some_and(|end| end <= rows.len())
+    }) && n_groups > 0;
+    if in_bounds {
+        // SAFETY: every address read is inside `rows` or `input` (checked just above), with
+        // single-word loads only (unaligned loads are allowed on Armv7E-M); the routine follows
+        // the AAPCS, saves what it uses, and writes only `acc`.
+        unsafe { kiln_dot4_i16_dsp(rows.as_ptr(), stride, input.as_ptr(), n_groups, acc) };
     }
 }
 

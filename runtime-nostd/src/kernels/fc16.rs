@@ -4,13 +4,16 @@
 //! same integers, and an `i32` sum whose order cannot matter (the loader proves it never
 //! overflows), so the same bits.
 //!
-//! On Armv7E-M the inner loop takes four inputs at a time in `SMLAD`'s 16-bit lanes
-//! ([`dot4_lanes`]): the inputs `[x0, x1]`, `[x2, x3]` are already int16 lanes, repacked once
-//! to `[x0, x2]`, `[x1, x3]` for the four rows, and each row's four int8 weights become
-//! `[w0, w2]`, `[w1, w3]` with `SXTB16`: two `SMLAD`s per row for four multiply-accumulates.
-//! Elsewhere a plain multiply-accumulate per weight ([`dot4_scalar`]) is faster. Both run on
-//! every target in the tests (the DSP instructions through `simd32`'s portable twins).
+//! On Armv7E-M the inner loop takes four inputs at a time in `SMLAD`'s 16-bit lanes, in
+//! assembly (`dsp_asm::dot4_i16`, eight inputs per iteration): the inputs `[x0, x1]`,
+//! `[x2, x3]` are already int16 lanes, repacked once to `[x0, x2]`, `[x1, x3]` (`PKHBT`,
+//! `PKHTB`) for the four rows, and each row's four int8 weights become `[w0, w2]`, `[w1, w3]`
+//! with `SXTB16`: two `SMLAD`s per row for four multiply-accumulates. Its portable twin
+//! (`dot4_lanes`, tests only) is held to the plain loop on the host, and the firmware holds
+//! the assembly to the reference on the device. Elsewhere a plain multiply-accumulate per
+//! weight ([`dot4_scalar`]) is the loop.
 
+#[cfg(test)]
 use super::simd32::{smlad, sxtb16, sxtb16_ror8};
 use super::{le_i32, Fc16Params};
 use crate::fixed::{rq_acc, sat16};
@@ -36,17 +39,34 @@ fn value(pair: &[i8]) -> i32 {
 }
 
 /// The four rows' dot products with `input` (little-endian int16), added to `acc`: the
-/// target's loop.
+/// target's loop. `rows` are the four rows' `n_in` weights each.
 #[inline(always)]
-fn dot4(input: &[i8], rows: [&[u8]; 4], acc: &mut [i32; 4]) {
+fn dot4(input: &[i8], rows: [&[u8]; 4], block: &[u8], acc: &mut [i32; 4]) {
     #[cfg(kiln_kernel = "dsp")]
-    dot4_lanes(input, rows, acc);
+    {
+        // Whole groups of eight inputs in assembly, the rest one weight at a time.
+        let n_in = rows[0].len();
+        let n_groups = n_in / 8;
+        super::dsp_asm::dot4_i16(block, n_in, input, n_groups, acc);
+        let done = n_groups.wrapping_mul(8);
+        let rest = input.get(done.wrapping_mul(2)..).unwrap_or(&[]);
+        let [w0, w1, w2, w3] = rows;
+        let tails = [
+            w0.get(done..).unwrap_or(&[]),
+            w1.get(done..).unwrap_or(&[]),
+            w2.get(done..).unwrap_or(&[]),
+            w3.get(done..).unwrap_or(&[]),
+        ];
+        dot4_scalar(rest, tails, acc);
+    }
     #[cfg(not(kiln_kernel = "dsp"))]
-    dot4_scalar(input, rows, acc);
+    {
+        let _ = block;
+        dot4_scalar(input, rows, acc);
+    }
 }
 
 /// One multiply-accumulate per weight.
-#[cfg_attr(kiln_kernel = "dsp", allow(dead_code))]
 #[inline(always)]
 pub(crate) fn dot4_scalar(input: &[i8], [w0, w1, w2, w3]: [&[u8]; 4], acc: &mut [i32; 4]) {
     for ((((x, &a), &b), &c), &d) in input.chunks_exact(2).zip(w0).zip(w1).zip(w2).zip(w3) {
@@ -60,9 +80,9 @@ pub(crate) fn dot4_scalar(input: &[i8], [w0, w1, w2, w3]: [&[u8]; 4], acc: &mut 
 }
 
 /// Four inputs per step in 16-bit lanes (see the module documentation), the last few with
-/// [`dot4_scalar`].
-#[cfg_attr(not(kiln_kernel = "dsp"), allow(dead_code))]
-#[inline(always)]
+/// [`dot4_scalar`]: the portable twin of `dsp_asm::dot4_i16` (the same instructions' exact
+/// equivalents, group by group), tested here against the plain loop.
+#[cfg(test)]
 pub(crate) fn dot4_lanes(input: &[i8], rows: [&[u8]; 4], acc: &mut [i32; 4]) {
     let word = |b: &[i8]| match *b {
         [a, b, c, d] => u32::from_le_bytes([a as u8, b as u8, c as u8, d as u8]),
@@ -156,7 +176,7 @@ pub fn fully_connected_i16(
         for (a, word) in acc.iter_mut().zip(b.chunks_exact(4)) {
             *a = le_i32(word);
         }
-        dot4(input, [w0, w1, w2, w3], &mut acc);
+        dot4(input, [w0, w1, w2, w3], block, &mut acc);
         for (((pair, &acc), mk), &tk) in out
             .chunks_exact_mut(2)
             .zip(&acc)
