@@ -210,6 +210,66 @@ pub fn fully_connected_i16(
     Ok(())
 }
 
+/// One dense layer on int16 activations, two rows at a time: Cortex-M0's loop (its eight low
+/// registers hold two rows' accumulators and pointers, the input pointer and the values; four
+/// rows spill). The arguments and errors are `reference::fully_connected_i16`'s.
+#[cfg_attr(not(any(kiln_kernel = "m0", test)), allow(dead_code))]
+pub fn fully_connected_i16_pairs(
+    params: &Fc16Params<'_>,
+    input: &[i8],
+    output_bytes: &mut [i8],
+) -> Result<(), Error> {
+    if input.len() % 2 != 0 || output_bytes.len() % 2 != 0 {
+        return Err(Error::KernelArguments);
+    }
+    let n_in = input.len() / 2;
+    params.check(n_in, output_bytes.len() / 2)?;
+    if n_in == 0 {
+        return Err(Error::KernelArguments);
+    }
+    let clamp_min = params.clamp_min;
+    let mut rows = params.weights.chunks_exact(n_in);
+    let mut bias = params.bias.chunks_exact(4);
+    let mut multipliers = params.multipliers.chunks_exact(4);
+    let mut shifts = params.shifts.iter();
+    let mut outputs = output_bytes.chunks_exact_mut(2);
+    while let (Some(w0), Some(b0), Some(m0), Some(&t0), Some(o0)) = (
+        rows.next(),
+        bias.next(),
+        multipliers.next(),
+        shifts.next(),
+        outputs.next(),
+    ) {
+        let mut acc0 = le_i32(b0);
+        let second = (
+            rows.next(),
+            bias.next(),
+            multipliers.next(),
+            shifts.next(),
+            outputs.next(),
+        );
+        if let (Some(w1), Some(b1), Some(m1), Some(&t1), Some(o1)) = second {
+            let mut acc1 = le_i32(b1);
+            for ((x, &a), &b) in input.chunks_exact(2).zip(w0).zip(w1) {
+                let x = value(x);
+                acc0 = acc0.wrapping_add(i32::from(a as i8).wrapping_mul(x));
+                acc1 = acc1.wrapping_add(i32::from(b as i8).wrapping_mul(x));
+            }
+            if let ([lo, hi], [a, b]) = (o1, output(acc1, le_i32(m1), t1, clamp_min)) {
+                (*lo, *hi) = (a, b);
+            }
+        } else {
+            for (x, &a) in input.chunks_exact(2).zip(w0) {
+                acc0 = acc0.wrapping_add(i32::from(a as i8).wrapping_mul(value(x)));
+            }
+        }
+        if let ([lo, hi], [a, b]) = (o0, output(acc0, le_i32(m0), t0, clamp_min)) {
+            (*lo, *hi) = (a, b);
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::reference;
@@ -261,6 +321,9 @@ mod tests {
             reference::fully_connected_i16(&params, &input, &mut expected).unwrap();
             fully_connected_i16(&params, &input, &mut actual).unwrap();
             assert_eq!(actual, expected, "case {case}: {n_in} -> {n_out}");
+            let mut pairs = std::vec![1i8; 2 * n_out];
+            fully_connected_i16_pairs(&params, &input, &mut pairs).unwrap();
+            assert_eq!(pairs, expected, "case {case}: two rows at a time");
             // Both inner loops, whichever this target dispatches to.
             if n_out >= 4 {
                 let rows: [&[u8]; 4] = [0, 1, 2, 3].map(|r| &weights[r * n_in..(r + 1) * n_in]);

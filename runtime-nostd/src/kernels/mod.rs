@@ -73,9 +73,12 @@ pub(crate) fn identity_input_groups(_raw: &[i32], _offset: i32, _out: &mut [i8])
 }
 
 /// The int16-activation dense kernel the runtime uses: four rows per pass over the input
-/// everywhere but under `KILN_KERNEL=reference`.
-#[cfg(not(kiln_kernel = "reference"))]
+/// (their inner loop in `SMLAD` lanes on Armv7E-M), two on Cortex-M0, whose eight low
+/// registers four rows overflow; the reference under `KILN_KERNEL=reference`.
+#[cfg(not(any(kiln_kernel = "reference", kiln_kernel = "m0")))]
 pub use fc16::fully_connected_i16;
+#[cfg(kiln_kernel = "m0")]
+pub use fc16::fully_connected_i16_pairs as fully_connected_i16;
 /// The activation table the runtime uses.
 pub use reference::apply_lut_i8;
 #[cfg(kiln_kernel = "reference")]
