@@ -665,10 +665,10 @@ impl<'a, const KINDS: u8> Model<'a, KINDS> {
 
     /// Checks the scratch and logits lengths; returns the arena and the rest, the kernels'
     /// workspace (see [`fast_scratch_len`](Model::fast_scratch_len)).
-    fn check_buffers<'s>(
+    fn check_buffers<'s, T>(
         &self,
         scratch: &'s mut [i8],
-        logits: &[i8],
+        logits: &[T],
     ) -> Result<(&'s mut [i8], &'s mut [i8]), Error> {
         let got = scratch.len();
         let scratch =
@@ -810,7 +810,7 @@ impl<'a, const KINDS: u8> Model<'a, KINDS> {
     ) -> Result<usize, Error> {
         self.check_activation_bits(16)?;
         self.check_input(raw.len())?;
-        let (arena, _) = self.check_buffers16(scratch, logits)?;
+        let (arena, _) = self.check_buffers(scratch, logits)?;
         let first = self.input_slice(arena)?;
         for (j, (pair, &x)) in first.chunks_exact_mut(2).zip(raw).enumerate() {
             let [lo, hi] = self.input16(j, x).to_le_bytes();
@@ -852,7 +852,7 @@ impl<'a, const KINDS: u8> Model<'a, KINDS> {
     ) -> Result<usize, Error> {
         self.check_activation_bits(16)?;
         self.check_input(input.len())?;
-        let (arena, _) = self.check_buffers16(scratch, logits)?;
+        let (arena, _) = self.check_buffers(scratch, logits)?;
         let first = self.input_slice(arena)?;
         for (pair, &q) in first.chunks_exact_mut(2).zip(input) {
             let [lo, hi] = q.to_le_bytes();
@@ -861,29 +861,6 @@ impl<'a, const KINDS: u8> Model<'a, KINDS> {
             }
         }
         self.forward16::<K>(arena, logits)
-    }
-
-    /// [`check_buffers`](Model::check_buffers) for int16 logits.
-    fn check_buffers16<'s>(
-        &self,
-        scratch: &'s mut [i8],
-        logits: &[i16],
-    ) -> Result<(&'s mut [i8], &'s mut [i8]), Error> {
-        let got = scratch.len();
-        let scratch =
-            scratch
-                .split_at_mut_checked(self.arena_len)
-                .ok_or(Error::BufferTooSmall {
-                    needed: u32_sat(self.arena_len),
-                    got: u32_sat(got),
-                })?;
-        if logits.len() != self.n_outputs {
-            return Err(Error::OutputLength {
-                expected: u32_sat(self.n_outputs),
-                got: u32_sat(logits.len()),
-            });
-        }
-        Ok(scratch)
     }
 
     /// The nodes of an int16 model (dense layers, validated) over the arena, then the last

@@ -28,6 +28,20 @@ fn output(acc: i32, multiplier: i32, shift: u8, clamp_min: i16) -> [i8; 2] {
     [lo as i8, hi as i8]
 }
 
+/// `n_in`, once the slices fit (`reference::fully_connected_i16`'s checks).
+#[inline(always)]
+fn checked_inputs(params: &Fc16Params<'_>, input: &[i8], output: &[i8]) -> Result<usize, Error> {
+    if input.len() % 2 != 0 || output.len() % 2 != 0 {
+        return Err(Error::KernelArguments);
+    }
+    let n_in = input.len() / 2;
+    params.check(n_in, output.len() / 2)?;
+    if n_in == 0 {
+        return Err(Error::KernelArguments);
+    }
+    Ok(n_in)
+}
+
 /// The int16 value of a little-endian pair (0 for a short chunk, which `chunks_exact` never
 /// gives).
 #[inline(always)]
@@ -143,14 +157,7 @@ pub fn fully_connected_i16(
     input: &[i8],
     output_bytes: &mut [i8],
 ) -> Result<(), Error> {
-    if input.len() % 2 != 0 || output_bytes.len() % 2 != 0 {
-        return Err(Error::KernelArguments);
-    }
-    let n_in = input.len() / 2;
-    params.check(n_in, output_bytes.len() / 2)?;
-    if n_in == 0 {
-        return Err(Error::KernelArguments);
-    }
+    let n_in = checked_inputs(params, input, output_bytes)?;
     let clamp_min = params.clamp_min;
     let mut rows = params.weights.chunks_exact(n_in.wrapping_mul(4));
     let mut bias = params.bias.chunks_exact(16);
@@ -219,14 +226,7 @@ pub fn fully_connected_i16_pairs(
     input: &[i8],
     output_bytes: &mut [i8],
 ) -> Result<(), Error> {
-    if input.len() % 2 != 0 || output_bytes.len() % 2 != 0 {
-        return Err(Error::KernelArguments);
-    }
-    let n_in = input.len() / 2;
-    params.check(n_in, output_bytes.len() / 2)?;
-    if n_in == 0 {
-        return Err(Error::KernelArguments);
-    }
+    let n_in = checked_inputs(params, input, output_bytes)?;
     let clamp_min = params.clamp_min;
     let mut rows = params.weights.chunks_exact(n_in);
     let mut bias = params.bias.chunks_exact(4);

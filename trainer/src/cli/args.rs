@@ -290,17 +290,8 @@ pub struct TrainArgs {
     /// Input normalisation, computed on the training set and folded into the ONNX graph.
     #[arg(long, value_enum)]
     pub normalize: Option<NormalizeArg>,
-    /// After the float epochs, quantization-aware training: the forward pass computes the
-    /// device's int8 arithmetic, so the accuracy it reports is the device's. `kiln quantize`
-    /// then uses the ranges it tracked. With --resume, a trained float model is fine-tuned.
-    #[arg(long)]
-    pub qat: bool,
-    /// QAT epochs after the float ones [default: 5].
-    #[arg(long, value_name = "N", requires = "qat")]
-    pub qat_epochs: Option<usize>,
-    /// The QAT epochs' constant learning rate [default: a tenth of --lr].
-    #[arg(long, value_name = "RATE", requires = "qat")]
-    pub qat_lr: Option<f32>,
+    #[command(flatten)]
+    pub qat: QatArgs,
     /// Train for power-of-two scales: quantize the result with --pow2-scales.
     #[arg(long, requires = "qat")]
     pub pow2_scales: bool,
@@ -363,6 +354,23 @@ pub struct DemoArgs {
     pub out: PathBuf,
     #[command(flatten)]
     pub output: OutputArgs,
+}
+
+/// Quantization-aware training after the float epochs (`kiln train`, `kiln fit`).
+#[derive(Debug, Clone, Copy, Default, Args)]
+pub struct QatArgs {
+    /// After the float epochs, quantization-aware training: the forward pass computes the
+    /// device's int8 arithmetic, so the accuracy it reports is the device's. `kiln quantize`
+    /// then uses the ranges it tracked. With `train --resume`, a trained float model is
+    /// fine-tuned.
+    #[arg(long)]
+    pub qat: bool,
+    /// QAT epochs after the float ones [default: 5].
+    #[arg(long, value_name = "N", requires = "qat")]
+    pub qat_epochs: Option<usize>,
+    /// The QAT epochs' constant learning rate [default: a tenth of --lr].
+    #[arg(long, value_name = "RATE", requires = "qat")]
+    pub qat_lr: Option<f32>,
 }
 
 /// How to calibrate the int8 ranges.
@@ -523,16 +531,10 @@ pub struct FitArgs {
     /// The seed of every candidate's initialisation, shuffling and validation split.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Quantization-aware training for every candidate after its float epochs, so each is
-    /// scored (and the winner chosen) on the int8 model QAT made (see `kiln train --qat`).
-    #[arg(long)]
-    pub qat: bool,
-    /// QAT epochs per candidate [default: 5].
-    #[arg(long, value_name = "N", requires = "qat")]
-    pub qat_epochs: Option<usize>,
-    /// The QAT epochs' constant learning rate [default: a tenth of --lr].
-    #[arg(long, value_name = "RATE", requires = "qat")]
-    pub qat_lr: Option<f32>,
+    /// With --qat, every candidate is scored (and the winner chosen) on the int8 model QAT
+    /// made.
+    #[command(flatten)]
+    pub qat: QatArgs,
     #[command(flatten)]
     pub calib: CalibArgs,
     /// The output folder: the winner's files, fit.json (every candidate), fit.png and fit.svg,

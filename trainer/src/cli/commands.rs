@@ -470,10 +470,14 @@ pub fn train(args: &TrainArgs) -> Result<()> {
             // `--resume --qat` fine-tunes a float model; a QAT run keeps its settings.
             qat: match saved.config.qat {
                 Some(qat) => Some(crate::quant::qat::QatConfig {
-                    epochs: args.qat_epochs.unwrap_or(qat.epochs),
+                    epochs: args.qat.qat_epochs.unwrap_or(qat.epochs),
                     ..qat
                 }),
-                None => super::config::qat_config(args, saved.config.learning_rate),
+                None => super::config::qat_config(
+                    &args.qat,
+                    saved.config.learning_rate,
+                    args.pow2_scales,
+                ),
             },
             ..saved.config.clone()
         };
@@ -675,9 +679,7 @@ pub fn demo(args: &DemoArgs) -> Result<()> {
         val_split: Some(0.1),
         patience: None,
         normalize: None,
-        qat: false,
-        qat_epochs: None,
-        qat_lr: None,
+        qat: super::args::QatArgs::default(),
         pow2_scales: false,
         out: args.out.clone(),
         resume: false,

@@ -410,7 +410,7 @@ pub fn train_config(args: &TrainArgs) -> Result<TrainConfig, UsageError> {
         val_split,
         patience,
         normalization,
-        qat: qat_config(args, learning_rate),
+        qat: qat_config(&args.qat, learning_rate, args.pow2_scales),
     };
     // Reuse the trainer's own checks, phrased for the command line.
     let task = match loss {
@@ -425,11 +425,15 @@ pub fn train_config(args: &TrainArgs) -> Result<TrainConfig, UsageError> {
 pub const DEFAULT_QAT_EPOCHS: usize = 5;
 
 /// `--qat` and its options; the QAT learning rate defaults to a tenth of `learning_rate`.
-pub fn qat_config(args: &TrainArgs, learning_rate: f32) -> Option<crate::quant::qat::QatConfig> {
+pub fn qat_config(
+    args: &super::args::QatArgs,
+    learning_rate: f32,
+    pow2_scales: bool,
+) -> Option<crate::quant::qat::QatConfig> {
     args.qat.then(|| crate::quant::qat::QatConfig {
         epochs: args.qat_epochs.unwrap_or(DEFAULT_QAT_EPOCHS),
         learning_rate: args.qat_lr.unwrap_or(learning_rate / 10.0),
-        pow2_scales: args.pow2_scales,
+        pow2_scales,
     })
 }
 
@@ -782,11 +786,7 @@ pub fn fit_config(args: &FitArgs) -> Result<FitPlan, UsageError> {
         val_split: args.val_split,
         patience: args.patience,
         normalization: NormalizationKind::Scale,
-        qat: args.qat.then(|| crate::quant::qat::QatConfig {
-            epochs: args.qat_epochs.unwrap_or(DEFAULT_QAT_EPOCHS),
-            learning_rate: args.qat_lr.unwrap_or(args.lr / 10.0),
-            pow2_scales: args.calib.pow2_scales,
-        }),
+        qat: qat_config(&args.qat, args.lr, args.calib.pow2_scales),
     };
     // The trainer's own checks (the QAT flags among them), phrased for the command line.
     train

@@ -455,6 +455,22 @@ pub fn device_inputs(
     })
 }
 
+/// The trainer's integer model of `quantized` and the device's quantized inputs of `data`.
+fn int_model_and_inputs(
+    network: &Network<f32>,
+    quantized: &super::Quantized,
+    data: &Dataset,
+    options: super::QuantOptions,
+) -> Result<(IntModel, DeviceInputs), QuantError> {
+    let int_model = IntModel::new(
+        network,
+        &quantized.report.calibration,
+        quantized.report.input,
+        (options.pow2_scales, options.int16),
+    )?;
+    Ok((int_model, device_inputs(&quantized.blob, data, "the data")?))
+}
+
 /// The logits (row-major, one row per sample of `data`; int8 or int16 values) of `model`
 /// quantized as `quantized` (what [`super::quantize`] made of it), computed by the trainer's
 /// integer forward pass: the device's arithmetic without the device's code, except its input
@@ -466,13 +482,7 @@ pub fn int_logits(
     options: super::QuantOptions,
 ) -> Result<Vec<i32>, QuantError> {
     let network = model.network();
-    let int_model = IntModel::new(
-        &network,
-        &quantized.report.calibration,
-        quantized.report.input,
-        (options.pow2_scales, options.int16),
-    )?;
-    let inputs = device_inputs(&quantized.blob, data, "the data")?;
+    let (int_model, inputs) = int_model_and_inputs(&network, quantized, data, options)?;
     let n_inputs = data.n_features;
     let n_samples = data.n_samples();
     let mut logits = Vec::with_capacity(n_samples * network.n_outputs());
@@ -494,14 +504,7 @@ pub fn evaluate(
     options: super::QuantOptions,
 ) -> Result<(f64, Option<f64>), QuantError> {
     let quantized = super::quantize(model, calibration, options)?;
-    let network = model.network();
-    let int_model = IntModel::new(
-        &network,
-        &quantized.report.calibration,
-        quantized.report.input,
-        (options.pow2_scales, options.int16),
-    )?;
-    let inputs = device_inputs(&quantized.blob, data, "the data")?;
+    let (int_model, inputs) = int_model_and_inputs(&model.network(), &quantized, data, options)?;
     let n_inputs = data.n_features;
     Ok(crate::train::evaluate_outputs(
         &data.targets,
