@@ -597,6 +597,31 @@ fn estimate_against_sim(options: &FirmwareOptions) -> Result<()> {
     for line in lines {
         println!("{line}");
     }
+    // `kiln sim` builds the int16 firmware itself for an int16 blob: the device's outputs must
+    // be the host's on the cores the firmware checks.
+    let int16_blob = s(dir(Dataset::DigitsInt16).join("model.kiln"));
+    if Path::new(&int16_blob).exists() {
+        for core in ["cortex-m0", "cortex-m4f"] {
+            let sim = crate::ci::kiln_ok(&[
+                "sim",
+                &int16_blob,
+                "--data",
+                "digits",
+                "--core",
+                core,
+                "--quiet",
+                "--json",
+            ])?;
+            ensure!(
+                sim["outputs_match"] == true,
+                "kiln sim {int16_blob} on {core}: the device's int16 outputs are not the host's: {sim}"
+            );
+            println!(
+                "kiln sim, digits 64-128-10 int16 on {core}: outputs = host, {:.3} insns/MAC",
+                sim["insns_per_mac"].as_f64().unwrap_or(f64::NAN)
+            );
+        }
+    }
     Ok(())
 }
 

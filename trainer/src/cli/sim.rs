@@ -187,11 +187,12 @@ pub fn sim(args: &SimArgs) -> Result<()> {
         &format!("{spec} (test set)"),
         model.input_frac_bits(),
     )?;
-    let run =
-        host::run_runtime(&model, &raw, n_inputs, n_outputs).map_err(|e| host::BlobError {
+    let (run, _) =
+        host::run_widened(&model, &raw, n_inputs, n_outputs).map_err(|e| host::BlobError {
             path: args.blob.clone(),
             detail: format!("the kiln runtime failed: {e}"),
         })?;
+    let int16 = model.activation_bits() == 16;
     let n_samples = samples.n_samples();
     let sample_bytes = (n_samples * n_inputs * 4) as u64;
     if blob.len() as u64 + sample_bytes > board.flash_bytes {
@@ -215,7 +216,16 @@ pub fn sim(args: &SimArgs) -> Result<()> {
     let crate_dir = crate_dir.canonicalize().unwrap_or(crate_dir);
     check_tools(board, &crate_dir)?;
     let mut host_crc = kiln_runtime::crc32::Crc32::new();
-    host_crc.update(&run.logits.iter().map(|&l| l as u8).collect::<Vec<_>>());
+    // The firmware's CRC: each int8 logit as a byte, each int16 one as two little-endian bytes.
+    let logit_bytes: Vec<u8> = if int16 {
+        run.logits
+            .iter()
+            .flat_map(|&l| (l as i16).to_le_bytes())
+            .collect()
+    } else {
+        run.logits.iter().map(|&l| l as i8 as u8).collect()
+    };
+    host_crc.update(&logit_bytes);
     let host_crc32 = host_crc.finish();
     let (labels, classifier, host_correct) = match &samples.targets {
         Targets::Classes { labels, .. } => {
@@ -257,7 +267,12 @@ pub fn sim(args: &SimArgs) -> Result<()> {
         ),
     };
     generated.write(&crate_dir.join("src/generated"))?;
-    let elf = build(board, &crate_dir, args.output.quiet || args.output.json)?;
+    let elf = build(
+        board,
+        &crate_dir,
+        int16,
+        args.output.quiet || args.output.json,
+    )?;
     let plugin = build_plugin(&crate_dir)?;
     let output = run_qemu(board, &elf, &plugin)?;
 
@@ -513,10 +528,15 @@ fn firmware_target_dir(crate_dir: &Path) -> PathBuf {
         .join("firmware")
 }
 
-/// Cross-builds the lean firmware (load and run, what a product links) that times whole runs.
-fn build(board: &Board, crate_dir: &Path, quiet: bool) -> Result<PathBuf> {
+/// Cross-builds the lean firmware (load and run, what a product links) that times whole runs;
+/// with `int16`, the firmware of an int16 model (its `_i16` entry points).
+fn build(board: &Board, crate_dir: &Path, int16: bool, quiet: bool) -> Result<PathBuf> {
     let target_dir = firmware_target_dir(crate_dir);
-    let features = format!("board-{},lean,whole-run", board.name);
+    let features = format!(
+        "board-{},lean,whole-run{}",
+        board.name,
+        if int16 { ",int16" } else { "" }
+    );
     if !quiet {
         eprintln!(
             "kiln sim: cargo build --release --target {} --features {features} (in {})",
