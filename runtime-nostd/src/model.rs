@@ -774,26 +774,40 @@ impl<'a, const KINDS: u8> Model<'a, KINDS> {
     pub fn quantize_input_i16(&self, raw: &[i32], out: &mut [i16]) -> Result<(), Error> {
         self.check_activation_bits(16)?;
         self.check_stage_lengths(raw.len(), out.len())?;
-        for (j, (o, &x)) in out.iter_mut().zip(raw).enumerate() {
-            *o = self.input16(j, x);
-        }
+        self.quantize16_unchecked(raw, |j, q| {
+            if let Some(o) = out.get_mut(j) {
+                *o = q;
+            }
+        });
         Ok(())
     }
 
-    /// Feature `j`'s int16 input for the raw value `x`.
+    /// The int16 input stage: `put(j, q)` for every feature `j`. The entries and the byte
+    /// table are found once, not per feature.
     #[inline(always)]
-    fn input16(&self, j: usize, x: i32) -> i16 {
+    fn quantize16_unchecked(&self, raw: &[i32], mut put: impl FnMut(usize, i16)) {
         let entries = self.entries();
-        if self.n_entries == 1 {
-            if let (Some(at), Ok(byte)) = (self.byte_table_at, u8::try_from(x)) {
-                let at = at.wrapping_add(usize::from(byte).wrapping_mul(2));
-                if let Some(&[lo, hi]) = self.bytes.get(at..at.wrapping_add(2)) {
-                    return i16::from_le_bytes([lo, hi]);
-                }
-            }
-            affine16_at(entries, 0, x)
+        // With one shared entry: the 256 int16 values of the bytes, checked at load.
+        let table = self
+            .byte_table_at
+            .filter(|_| self.n_entries == 1)
+            .and_then(|at| self.bytes.get(at..at.saturating_add(512)));
+        let step = if self.n_entries == 1 {
+            0
         } else {
-            affine16_at(entries, j.wrapping_mul(INPUT_ENTRY_LEN), x)
+            INPUT_ENTRY_LEN
+        };
+        let mut at = 0usize;
+        for (j, &x) in raw.iter().enumerate() {
+            let from_table = table.zip(u8::try_from(x).ok()).and_then(|(table, byte)| {
+                let i = usize::from(byte).wrapping_mul(2);
+                match table.get(i..i.wrapping_add(2)) {
+                    Some(&[lo, hi]) => Some(i16::from_le_bytes([lo, hi])),
+                    _ => None,
+                }
+            });
+            put(j, from_table.unwrap_or_else(|| affine16_at(entries, at, x)));
+            at = at.wrapping_add(step);
         }
     }
 
@@ -812,12 +826,12 @@ impl<'a, const KINDS: u8> Model<'a, KINDS> {
         self.check_input(raw.len())?;
         let (arena, _) = self.check_buffers(scratch, logits)?;
         let first = self.input_slice(arena)?;
-        for (j, (pair, &x)) in first.chunks_exact_mut(2).zip(raw).enumerate() {
-            let [lo, hi] = self.input16(j, x).to_le_bytes();
-            if let [a, b] = pair {
-                (*a, *b) = (lo as i8, hi as i8);
+        self.quantize16_unchecked(raw, |j, q| {
+            let at = j.wrapping_mul(2);
+            if let Some(pair) = first.get_mut(at..at.wrapping_add(2)) {
+                kernels::put_i16(pair, q);
             }
-        }
+        });
         self.forward16::<Dispatched>(arena, logits)
     }
 
@@ -855,10 +869,7 @@ impl<'a, const KINDS: u8> Model<'a, KINDS> {
         let (arena, _) = self.check_buffers(scratch, logits)?;
         let first = self.input_slice(arena)?;
         for (pair, &q) in first.chunks_exact_mut(2).zip(input) {
-            let [lo, hi] = q.to_le_bytes();
-            if let [a, b] = pair {
-                (*a, *b) = (lo as i8, hi as i8);
-            }
+            kernels::put_i16(pair, q);
         }
         self.forward16::<K>(arena, logits)
     }
@@ -902,10 +913,7 @@ impl<'a, const KINDS: u8> Model<'a, KINDS> {
             .ok_or(internal)?;
         let mut best = (0usize, i16::MIN);
         for (i, (l, pair)) in logits.iter_mut().zip(last.chunks_exact(2)).enumerate() {
-            *l = match *pair {
-                [lo, hi] => i16::from_le_bytes([lo as u8, hi as u8]),
-                _ => 0,
-            };
+            *l = kernels::le_i16(pair);
             // the first maximum wins a tie, as for int8
             if i == 0 || *l > best.1 {
                 best = (i, *l);

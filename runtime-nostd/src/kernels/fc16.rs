@@ -15,41 +15,32 @@
 
 #[cfg(test)]
 use super::simd32::{smlad, sxtb16, sxtb16_ror8};
-use super::{le_i32, Fc16Params};
+use super::{le_i16, le_i32, put_i16, Fc16Params};
 use crate::fixed::{rq_acc, sat16};
 use crate::Error;
 
-/// `max(sat16(rq(acc, M, t)), clamp_min)`: `rq_acc` is `rq` saturated to `i32`, which
-/// saturates to the same `i16`.
+/// Writes `max(sat16(rq(acc, M, t)), clamp_min)` into an output pair: `rq_acc` is `rq`
+/// saturated to `i32`, which saturates to the same `i16`.
 #[inline(always)]
-fn output(acc: i32, multiplier: i32, shift: u8, clamp_min: i16) -> [i8; 2] {
-    let y = sat16(i64::from(rq_acc(acc, multiplier, shift))).max(clamp_min);
-    let [lo, hi] = y.to_le_bytes();
-    [lo as i8, hi as i8]
+fn write_output(pair: &mut [i8], acc: i32, (multiplier, shift): (&[u8], u8), clamp_min: i16) {
+    let y = sat16(i64::from(rq_acc(acc, le_i32(multiplier), shift))).max(clamp_min);
+    put_i16(pair, y);
 }
 
-/// `n_in`, once the slices fit (`reference::fully_connected_i16`'s checks).
+/// `n_in` once the slices fit (`Fc16Params::check_lengths`, and at least one input).
 #[inline(always)]
 fn checked_inputs(params: &Fc16Params<'_>, input: &[i8], output: &[i8]) -> Result<usize, Error> {
-    if input.len() % 2 != 0 || output.len() % 2 != 0 {
-        return Err(Error::KernelArguments);
-    }
-    let n_in = input.len() / 2;
-    params.check(n_in, output.len() / 2)?;
+    let n_in = params.check_lengths(input, output)?;
     if n_in == 0 {
         return Err(Error::KernelArguments);
     }
     Ok(n_in)
 }
 
-/// The int16 value of a little-endian pair (0 for a short chunk, which `chunks_exact` never
-/// gives).
+/// The int16 value of a little-endian pair, widened for the products.
 #[inline(always)]
 fn value(pair: &[i8]) -> i32 {
-    match *pair {
-        [lo, hi] => i32::from(i16::from_le_bytes([lo as u8, hi as u8])),
-        _ => 0,
-    }
+    i32::from(le_i16(pair))
 }
 
 /// The four rows' dot products with `input` (little-endian int16), added to `acc`: the
@@ -190,9 +181,7 @@ pub fn fully_connected_i16(
             .zip(m.chunks_exact(4))
             .zip(t)
         {
-            if let ([lo, hi], [a, b]) = (pair, output(acc, le_i32(mk), tk, clamp_min)) {
-                (*lo, *hi) = (a, b);
-            }
+            write_output(pair, acc, (mk, tk), clamp_min);
         }
     }
     // The last rows, one at a time.
@@ -210,9 +199,7 @@ pub fn fully_connected_i16(
         for (x, &w) in input.chunks_exact(2).zip(row) {
             acc = acc.wrapping_add(i32::from(w as i8).wrapping_mul(value(x)));
         }
-        if let ([lo, hi], [a, b]) = (pair, output(acc, le_i32(m), t, clamp_min)) {
-            (*lo, *hi) = (a, b);
-        }
+        write_output(pair, acc, (m, t), clamp_min);
     }
     Ok(())
 }
@@ -255,17 +242,13 @@ pub fn fully_connected_i16_pairs(
                 acc0 = acc0.wrapping_add(i32::from(a as i8).wrapping_mul(x));
                 acc1 = acc1.wrapping_add(i32::from(b as i8).wrapping_mul(x));
             }
-            if let ([lo, hi], [a, b]) = (o1, output(acc1, le_i32(m1), t1, clamp_min)) {
-                (*lo, *hi) = (a, b);
-            }
+            write_output(o1, acc1, (m1, t1), clamp_min);
         } else {
             for (x, &a) in input.chunks_exact(2).zip(w0) {
                 acc0 = acc0.wrapping_add(i32::from(a as i8).wrapping_mul(value(x)));
             }
         }
-        if let ([lo, hi], [a, b]) = (o0, output(acc0, le_i32(m0), t0, clamp_min)) {
-            (*lo, *hi) = (a, b);
-        }
+        write_output(o0, acc0, (m0, t0), clamp_min);
     }
     Ok(())
 }

@@ -204,6 +204,18 @@ pub struct Fc16Params<'a> {
 }
 
 impl Fc16Params<'_> {
+    /// The input count once `input` and `output` (little-endian int16, two bytes per value)
+    /// fit the slices: every int16 dense kernel calls this first.
+    #[inline(always)]
+    pub fn check_lengths(&self, input: &[i8], output: &[i8]) -> Result<usize, Error> {
+        if input.len() % 2 != 0 || output.len() % 2 != 0 {
+            return Err(Error::KernelArguments);
+        }
+        let n_in = input.len() / 2;
+        self.check(n_in, output.len() / 2)?;
+        Ok(n_in)
+    }
+
     /// Checks that the slices fit `n_in` inputs and `n_out` outputs (`n_in >= 1`).
     pub fn check(&self, n_in: usize, n_out: usize) -> Result<(), Error> {
         FcParams {
@@ -276,6 +288,25 @@ pub(crate) fn dot4_in_bounds(
 pub(crate) fn four_rows_row(rows: &[u8], stride: usize, r: usize, span: usize) -> Option<&[u8]> {
     let first = r.checked_mul(stride)?;
     rows.get(first..first.checked_add(span)?)
+}
+
+/// The int16 value of a little-endian pair of arena bytes (0 for any other length; never
+/// happens with `chunks_exact(2)`).
+#[inline(always)]
+pub(crate) fn le_i16(pair: &[i8]) -> i16 {
+    match *pair {
+        [lo, hi] => i16::from_le_bytes([lo as u8, hi as u8]),
+        _ => 0,
+    }
+}
+
+/// Writes `value` into a pair of arena bytes, little-endian (nothing for another length).
+#[inline(always)]
+pub(crate) fn put_i16(pair: &mut [i8], value: i16) {
+    if let [lo, hi] = pair {
+        let [a, b] = value.to_le_bytes();
+        (*lo, *hi) = (a as i8, b as i8);
+    }
 }
 
 /// Reads a little-endian `i32` from a 4-byte chunk (0 for any other length; never happens with

@@ -2,7 +2,7 @@
 //! channel at a time. No float, no panic, no allocation.
 
 use super::conv::{ConvParams, PoolParams};
-use super::{le_i32, Fc16Params, FcParams};
+use super::{le_i16, le_i32, put_i16, Fc16Params, FcParams};
 use crate::fixed::{rq, sat16, sat8};
 use crate::Error;
 
@@ -74,18 +74,11 @@ pub fn fully_connected_i16(
     input: &[i8],
     output: &mut [i8],
 ) -> Result<(), Error> {
-    if input.len() % 2 != 0 || output.len() % 2 != 0 {
-        return Err(Error::KernelArguments);
-    }
-    let n_in = input.len() / 2;
-    params.check(n_in, output.len() / 2)?;
+    let n_in = params.check_lengths(input, output)?;
     if n_in == 0 {
+        // already refused by `check`; repeated so that `chunks_exact` cannot panic
         return Err(Error::KernelArguments);
     }
-    let value = |pair: &[i8]| match *pair {
-        [lo, hi] => i32::from(i16::from_le_bytes([lo as u8, hi as u8])),
-        _ => 0,
-    };
     let mut rows = params.weights.chunks_exact(n_in);
     let mut bias = params.bias.chunks_exact(4).map(le_i32);
     let mut multipliers = params.multipliers.chunks_exact(4).map(le_i32);
@@ -96,13 +89,9 @@ pub fn fully_connected_i16(
         let mut acc = b;
         for (&w, x) in row.iter().zip(input.chunks_exact(2)) {
             // |w * x| <= 2^22
-            acc = acc.wrapping_add(i32::from(w as i8).wrapping_mul(value(x)));
+            acc = acc.wrapping_add(i32::from(w as i8).wrapping_mul(i32::from(le_i16(x))));
         }
-        let y = sat16(rq(i64::from(acc), m, t)).max(params.clamp_min);
-        let [lo, hi] = y.to_le_bytes();
-        if let [a, b] = out {
-            (*a, *b) = (lo as i8, hi as i8);
-        }
+        put_i16(out, sat16(rq(i64::from(acc), m, t)).max(params.clamp_min));
     }
     Ok(())
 }
