@@ -13,7 +13,7 @@ use crate::nn::parallel::TrainingStep;
 use crate::nn::schedule::Schedule;
 use crate::nn::shape::Shape;
 use crate::nn::{Activation, BatchTargets, Init, Loss, Mlp};
-use crate::quant::qat::{self, QatInputs, QatState, QatStep};
+use crate::quant::qat::{self, QatState, QatStep};
 use crate::rng::Rng;
 use nalgebra::DMatrix;
 use serde::{Deserialize, Serialize};
@@ -425,20 +425,17 @@ pub fn train(
             source,
         })
     };
-    let mut qat_inputs = None;
     // From here until `store`, the network (or its first layer) and its optimiser state live
     // in `step`.
     let mut step = match (&state.qat, config.qat) {
         (Some(qat_state), Some(qat_config)) => {
             let (inputs, _) = qat_start(&network, &state, qat_config.pow2_scales)?;
-            let step = Step::Qat(QatStep::new(
+            Step::Qat(QatStep::new(
                 &network,
                 qat_state.ranges.clone(),
-                &inputs,
+                inputs,
                 qat_config.pow2_scales,
-            ));
-            qat_inputs = Some(inputs);
-            step
+            ))
         }
         _ => Step::new(
             &network,
@@ -468,10 +465,9 @@ pub fn train(
                 step = Step::Qat(QatStep::new(
                     &network,
                     ranges,
-                    &inputs,
+                    inputs,
                     qat_config.pow2_scales,
                 ));
-                qat_inputs = Some(inputs);
             }
             (Some(qat_state), Some(qat_config))
                 if qat_state.epochs_done >= qat_config.epochs || state.stopped_early =>
@@ -596,25 +592,24 @@ pub fn train(
                 last_good_epoch: epoch,
             });
         }
-        let (val_loss, val_accuracy) = match (&prepared.val, &step, &qat_inputs) {
-            // The device's int8 model of the current weights and ranges.
-            (Some((_, dataset)), Step::Qat(qat_step), Some(QatInputs { val: Some(val), .. })) => {
-                let int_model = qat_step.int_model().map_err(|source| TrainError::Qat {
-                    epoch: epoch + 1,
-                    source,
-                })?;
-                let n_inputs = network.n_inputs();
-                let (loss, accuracy) =
-                    evaluate_outputs(&dataset.targets, config.loss, |start, end| {
-                        qat::dequantized_outputs(&int_model, val, n_inputs, (start, end))
-                    });
+        // QAT scores the device's int8 model of the current weights and ranges.
+        let qat_outputs = match &step {
+            Step::Qat(qat_step) => qat_step.val_outputs().map_err(|source| TrainError::Qat {
+                epoch: epoch + 1,
+                source,
+            })?,
+            _ => None,
+        };
+        let (val_loss, val_accuracy) = match (&prepared.val, qat_outputs) {
+            (Some((_, dataset)), Some(outputs)) => {
+                let (loss, accuracy) = evaluate_outputs(&dataset.targets, config.loss, outputs);
                 (Some(loss), accuracy)
             }
-            (Some((features, dataset)), _, _) => {
+            (Some((features, dataset)), None) => {
                 let (loss, accuracy) = evaluate(&network, features, &dataset.targets, config.loss);
                 (Some(loss), accuracy)
             }
-            (None, _, _) => (None, None),
+            (None, _) => (None, None),
         };
         let record = EpochRecord {
             epoch: epoch + 1,

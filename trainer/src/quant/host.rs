@@ -75,7 +75,10 @@ pub struct RuntimeRun<T = i8> {
 
 /// The data holds each sample in CHW order, the runtime takes HWC: for each HWC position,
 /// the CHW index it reads. `None` when the two are the same (one channel, or a vector).
-fn hwc_permutation(model: &kiln_runtime::Model<'_>, n_inputs: usize) -> Option<Vec<usize>> {
+pub(crate) fn hwc_permutation(
+    model: &kiln_runtime::Model<'_>,
+    n_inputs: usize,
+) -> Option<Vec<usize>> {
     model
         .layer(0)
         .map(|layer| {
@@ -104,9 +107,34 @@ pub fn run_runtime(
     n_inputs: usize,
     n_outputs: usize,
 ) -> Result<RuntimeRun, kiln_runtime::Error> {
+    run_rows(model, raw, (n_inputs, n_outputs), |row, scratch, out| {
+        model.run(row, scratch, out)
+    })
+}
+
+/// [`run_runtime`] for a model with int16 activations (`Model::run_i16`).
+pub fn run_runtime_i16(
+    model: &kiln_runtime::Model<'_>,
+    raw: &[i32],
+    n_inputs: usize,
+    n_outputs: usize,
+) -> Result<RuntimeRun<i16>, kiln_runtime::Error> {
+    run_rows(model, raw, (n_inputs, n_outputs), |row, scratch, out| {
+        model.run_i16(row, scratch, out)
+    })
+}
+
+/// `run` on every row of `raw`, each reordered from CHW to the device's HWC in one reused
+/// buffer, with one scratch.
+fn run_rows<T: Copy + Default>(
+    model: &kiln_runtime::Model<'_>,
+    raw: &[i32],
+    (n_inputs, n_outputs): (usize, usize),
+    mut run: impl FnMut(&[i32], &mut [i8], &mut [T]) -> Result<usize, kiln_runtime::Error>,
+) -> Result<RuntimeRun<T>, kiln_runtime::Error> {
     let mut scratch = vec![0i8; model.scratch_len()];
     let n_samples = raw.len().checked_div(n_inputs).unwrap_or(0);
-    let mut logits = vec![0i8; n_samples * n_outputs];
+    let mut logits = vec![T::default(); n_samples * n_outputs];
     let mut predictions = Vec::with_capacity(n_samples);
     let order = hwc_permutation(model, n_inputs);
     let mut hwc = vec![0i32; n_inputs];
@@ -123,32 +151,7 @@ pub fn run_runtime(
             }
             None => row,
         };
-        predictions.push(model.run(row, &mut scratch, out)?);
-    }
-    Ok(RuntimeRun {
-        logits,
-        predictions,
-        n_outputs,
-    })
-}
-
-/// [`run_runtime`] for a model with int16 activations (`Model::run_i16`).
-pub fn run_runtime_i16(
-    model: &kiln_runtime::Model<'_>,
-    raw: &[i32],
-    n_inputs: usize,
-    n_outputs: usize,
-) -> Result<RuntimeRun<i16>, kiln_runtime::Error> {
-    let mut scratch = vec![0i8; model.scratch_len()];
-    let n_samples = raw.len().checked_div(n_inputs).unwrap_or(0);
-    let mut logits = vec![0i16; n_samples * n_outputs];
-    let mut predictions = Vec::with_capacity(n_samples);
-    let hwc = device_order(model, raw, n_inputs);
-    for (row, out) in hwc
-        .chunks_exact(n_inputs.max(1))
-        .zip(logits.chunks_exact_mut(n_outputs.max(1)))
-    {
-        predictions.push(model.run_i16(row, &mut scratch, out)?);
+        predictions.push(run(row, &mut scratch, out)?);
     }
     Ok(RuntimeRun {
         logits,
@@ -165,30 +168,29 @@ pub fn run_widened(
     n_inputs: usize,
     n_outputs: usize,
 ) -> Result<(RuntimeRun<i32>, Vec<f32>), kiln_runtime::Error> {
-    let width = n_outputs.max(1);
-    let mut real = Vec::new();
-    let (logits, predictions) = if model.activation_bits() == 16 {
-        let run = run_runtime_i16(model, raw, n_inputs, n_outputs)?;
-        for row in run.logits.chunks_exact(width) {
-            let mut out = vec![0.0f32; width];
-            model.dequantize_i16(row, &mut out)?;
-            real.extend(out);
+    // Each row's real values, by the model's own dequantization.
+    fn real_values<T>(
+        logits: &[T],
+        width: usize,
+        dequantize: impl Fn(&[T], &mut [f32]) -> Result<(), kiln_runtime::Error>,
+    ) -> Result<Vec<f32>, kiln_runtime::Error> {
+        let mut real = vec![0.0f32; logits.len()];
+        for (row, out) in logits.chunks_exact(width).zip(real.chunks_exact_mut(width)) {
+            dequantize(row, out)?;
         }
-        (
-            run.logits.into_iter().map(i32::from).collect(),
-            run.predictions,
-        )
+        Ok(real)
+    }
+    let width = n_outputs.max(1);
+    let (logits, predictions, real) = if model.activation_bits() == 16 {
+        let run = run_runtime_i16(model, raw, n_inputs, n_outputs)?;
+        let real = real_values(&run.logits, width, |q, out| model.dequantize_i16(q, out))?;
+        let logits = run.logits.into_iter().map(i32::from).collect();
+        (logits, run.predictions, real)
     } else {
         let run = run_runtime(model, raw, n_inputs, n_outputs)?;
-        for row in run.logits.chunks_exact(width) {
-            let mut out = vec![0.0f32; width];
-            model.dequantize(row, &mut out)?;
-            real.extend(out);
-        }
-        (
-            run.logits.into_iter().map(i32::from).collect(),
-            run.predictions,
-        )
+        let real = real_values(&run.logits, width, |q, out| model.dequantize(q, out))?;
+        let logits = run.logits.into_iter().map(i32::from).collect();
+        (logits, run.predictions, real)
     };
     Ok((
         RuntimeRun {

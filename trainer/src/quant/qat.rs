@@ -419,16 +419,15 @@ pub fn device_inputs(
         }
     })?;
     let hwc = super::host::device_order(&model, &raw, n_inputs);
-    // `device_order` reads CHW index `order[i]` into HWC position `i`; this undoes it.
-    let identity: Vec<i32> = (0..n_inputs as i32).collect();
-    let order = super::host::device_order(&model, &identity, n_inputs);
+    // HWC position `i` holds CHW index `order[i]` (`None`: the two are the same).
+    let order = super::host::hwc_permutation(&model, n_inputs);
     let refused = |e: kiln_runtime::Error| QuantError::Encode {
         detail: format!("{e}"),
     };
     fn quantize_rows<T: Copy + Default>(
         hwc: &[i32],
         n_inputs: usize,
-        order: &[i32],
+        order: Option<&[usize]>,
         mut quantize: impl FnMut(&[i32], &mut [T]) -> Result<(), QuantError>,
     ) -> Result<Vec<T>, QuantError> {
         let mut quantized = vec![T::default(); hwc.len()];
@@ -438,20 +437,31 @@ pub fn device_inputs(
             .zip(quantized.chunks_exact_mut(n_inputs.max(1)))
         {
             quantize(row, &mut row_hwc)?;
-            for (&value, &chw) in row_hwc.iter().zip(order) {
-                out[chw as usize] = value;
+            match order {
+                Some(order) => {
+                    for (&value, &chw) in row_hwc.iter().zip(order) {
+                        out[chw] = value;
+                    }
+                }
+                None => out.copy_from_slice(&row_hwc),
             }
         }
         Ok(quantized)
     }
     Ok(if model.activation_bits() == 16 {
-        DeviceInputs::Int16(quantize_rows(&hwc, n_inputs, &order, |row, out| {
-            model.quantize_input_i16(row, out).map_err(refused)
-        })?)
+        DeviceInputs::Int16(quantize_rows(
+            &hwc,
+            n_inputs,
+            order.as_deref(),
+            |row, out| model.quantize_input_i16(row, out).map_err(refused),
+        )?)
     } else {
-        DeviceInputs::Int8(quantize_rows(&hwc, n_inputs, &order, |row, out| {
-            model.quantize_input(row, out).map_err(refused)
-        })?)
+        DeviceInputs::Int8(quantize_rows(
+            &hwc,
+            n_inputs,
+            order.as_deref(),
+            |row, out| model.quantize_input(row, out).map_err(refused),
+        )?)
     })
 }
 
@@ -656,10 +666,9 @@ pub(crate) fn start(
 pub(crate) struct QatStep {
     pub network: Network<f32>,
     pub ranges: QatRanges,
-    input: ActivationParams,
     pow2_scales: bool,
-    /// Every training sample's int8 input (row-major, CHW).
-    inputs: DeviceInputs,
+    /// The input's parameters and every training and validation sample's int8 input.
+    inputs: QatInputs,
     rows: Vec<usize>,
     /// The dequantized network and the trace of the last forward pass.
     pending: Option<(Network<f32>, NetworkTrace<f32>)>,
@@ -670,15 +679,14 @@ impl QatStep {
     pub(crate) fn new(
         network: &Network<f32>,
         ranges: QatRanges,
-        inputs: &QatInputs,
+        inputs: QatInputs,
         pow2_scales: bool,
     ) -> Self {
         Self {
             network: network.clone(),
             ranges,
-            input: inputs.input,
             pow2_scales,
-            inputs: inputs.train.clone(),
+            inputs,
             rows: Vec::new(),
             pending: None,
             output_grad: DMatrix::zeros(0, 0),
@@ -695,7 +703,7 @@ impl QatStep {
         IntModel::new(
             &self.network,
             &self.ranges.calibration(self.pow2_scales),
-            self.input,
+            self.inputs.input,
             (self.pow2_scales, false),
         )
     }
@@ -707,13 +715,28 @@ impl QatStep {
         targets: crate::nn::BatchTargets<'_>,
     ) -> Result<f32, QuantError> {
         let int_model = self.int_model()?;
-        let batch = self.inputs.batch(self.network.n_inputs(), &self.rows);
+        let batch = self.inputs.train.batch(self.network.n_inputs(), &self.rows);
         let int_trace = int_model.forward(batch, true);
         let (trace, seen) = int_model.float_trace(&self.network, int_trace);
         self.ranges.track(&seen);
         let value = loss.value_and_gradient(trace.output(), targets, &mut self.output_grad);
         self.pending = Some((int_model.dequantized(&self.network), trace));
         Ok(value)
+    }
+
+    /// The dequantized int8 outputs of the current weights and ranges on validation samples
+    /// `start..end`, for [`crate::train::evaluate_outputs`]; `None` without a validation split.
+    pub(crate) fn val_outputs(
+        &self,
+    ) -> Result<Option<impl Fn(usize, usize) -> DMatrix<f32> + '_>, QuantError> {
+        let Some(val) = &self.inputs.val else {
+            return Ok(None);
+        };
+        let int_model = self.int_model()?;
+        let n_inputs = self.network.n_inputs();
+        Ok(Some(move |start, end| {
+            dequantized_outputs(&int_model, val, n_inputs, (start, end))
+        }))
     }
 
     pub(crate) fn output(&self) -> &DMatrix<f32> {
