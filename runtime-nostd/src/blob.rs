@@ -1,5 +1,5 @@
 //! The model blob: layout constants, the node decoder and the validating parser
-//! (`docs/blob-format.md`, format version 4; versions 2 and 3 still load).
+//! (`docs/blob-format.md`, format version 5; versions 2 to 4 still load).
 //!
 //! Everything is little-endian and every section starts at a 4-byte-aligned offset. The parser
 //! checks every field once, so that inference afterwards cannot fail; the runtime then decodes
@@ -18,11 +18,17 @@ use crate::Error;
 /// The first four bytes of every blob.
 pub const MAGIC: [u8; 4] = *b"KILN";
 /// The newest format version this runtime reads. Version 4 gives each value an element type
-/// (int16 activations); the encoder writes it only for such a model, and version 3 otherwise,
-/// so that an int8 blob still loads in an older runtime.
-pub const FORMAT_VERSION: u16 = 4;
-/// The version of a blob whose activations are all int8.
+/// (int16 activations), version 5 adds the residual `Add` (kind 6, a node with two inputs).
+/// The encoder writes the oldest version that holds the model: 5 only with an `Add`, 4 for an
+/// int16 model, 3 otherwise, so that every other blob still loads in an older runtime.
+pub const FORMAT_VERSION: u16 = 5;
+/// The version of a blob whose activations are all int8 (and that has no `Add`).
 pub(crate) const INT8_VERSION: u16 = 3;
+/// The version of an int16 blob.
+pub(crate) const INT16_VERSION: u16 = 4;
+/// The first version with the `Add` kind: version 4's layout (element types included) plus
+/// kind 6.
+pub(crate) const ADD_VERSION: u16 = 5;
 /// The oldest format version this runtime reads. Version 2 has no input fixed point: its byte
 /// is padding that must be zero, so a version-2 blob reads as `input_frac_bits = 0`.
 pub const OLDEST_FORMAT_VERSION: u16 = 2;
@@ -53,6 +59,13 @@ pub(crate) const KIND_CONV2D: u8 = 2;
 pub(crate) const KIND_DEPTHWISE: u8 = 3;
 pub(crate) const KIND_MAX_POOL: u8 = 4;
 pub(crate) const KIND_AVG_POOL: u8 = 5;
+pub(crate) const KIND_ADD: u8 = 6;
+
+/// The largest `|W|` of an `Add` weight: `2^16`, so that
+/// `|W_a (a - zp_a) + W_b (b - zp_b)| <= 2 * 2^16 * 255 < 2^26` fits an `i32`.
+pub(crate) const ADD_WEIGHT_MAX: u32 = 1 << 16;
+/// An `Add` record's arrays: `W_a`, `W_b`, `M` (each `i32`), `t`, 3 zero bytes.
+pub(crate) const ADD_ARRAYS_LEN: usize = 16;
 
 /// Where the header holds the model's element type (format version 4; reserved before).
 pub(crate) const DTYPE_AT: usize = 26;
@@ -324,6 +337,7 @@ pub(crate) fn geometry<const KINDS: u8>(
         KIND_DEPTHWISE if KINDS & kinds::DEPTHWISE != 0 => LayerKind::DepthwiseConv2d,
         KIND_MAX_POOL if KINDS & kinds::MAX_POOL != 0 => LayerKind::MaxPool2d,
         KIND_AVG_POOL if KINDS & kinds::AVG_POOL != 0 => LayerKind::AvgPool2d,
+        KIND_ADD if KINDS & kinds::ADD != 0 => LayerKind::Add,
         kind if kinds::bit_of(kind) != 0 => return Err(Error::KindNotLinked { layer, kind }),
         kind => return Err(Error::BadLayerKind { layer, kind }),
     };
@@ -331,6 +345,8 @@ pub(crate) fn geometry<const KINDS: u8>(
     let activation = match node.activation {
         ACT_IDENTITY => Activation::Identity,
         ACT_RELU if !pool => Activation::Relu,
+        // an Add's output stage is the clamp alone: no pre-activation zero point, no table
+        ACT_LUT if kind == LayerKind::Add => return Err(Error::AddActivation { layer }),
         ACT_LUT if !pool => Activation::Lut,
         kind => return Err(Error::BadActivation { layer, kind }),
     };
@@ -358,7 +374,7 @@ pub(crate) fn geometry<const KINDS: u8>(
     };
     let too_large = |n: u64| usize::try_from(n).map_err(|_| Error::TooLarge);
     let (pad, n_weights) = match kind {
-        LayerKind::Dense => {
+        LayerKind::Dense | LayerKind::Add => {
             // the kernel and stride fields are reserved: four u16 at header offsets 12 to 19
             let fields = [
                 node.kernel[0],
@@ -368,6 +384,19 @@ pub(crate) fn geometry<const KINDS: u8>(
             ];
             if let Some(i) = fields.iter().position(|&v| v != 0) {
                 return Err(reserved(12u32.saturating_add((i as u32).saturating_mul(2))));
+            }
+            if kind == LayerKind::Add {
+                // elementwise: the output has the (first) input's shape
+                if output.shape != input.shape {
+                    return Err(shape_error);
+                }
+                return Ok(Geometry {
+                    kind,
+                    activation,
+                    channels: oc,
+                    n_weights: 0,
+                    pad: [0, 0],
+                });
             }
             if oh != 1 || ow != 1 {
                 return Err(shape_error);
@@ -416,6 +445,7 @@ pub(crate) fn section_len(g: &Geometry) -> usize {
     let arrays = match g.kind {
         LayerKind::MaxPool2d => 0,
         LayerKind::AvgPool2d => 8, // multiplier, shift, 3 zero bytes
+        LayerKind::Add => ADD_ARRAYS_LEN,
         _ => channel_arrays_len(g.channels, g.n_weights, g.activation == Activation::Lut),
     };
     NODE_HEADER_LEN.saturating_add(arrays)
@@ -433,12 +463,15 @@ pub(crate) fn parse<const KINDS: u8>(bytes: &[u8]) -> Result<Model<'_, KINDS>, E
     let version = r.u16()?;
     // Version 4 (element types) only for a program that links int16: the encoder writes it for
     // int16 models alone, so every int8 program keeps its loader as it was, byte for byte.
-    let newest = if KINDS & kinds::INT16 != 0 {
-        FORMAT_VERSION
+    // Version 5 (the Add kind) everywhere: a program without `kinds::ADD` refuses an Add node
+    // by its kind (`KindNotLinked`), and reads the element-type bytes as reserved unless it
+    // links int16.
+    let known = if KINDS & kinds::INT16 != 0 {
+        version <= FORMAT_VERSION
     } else {
-        INT8_VERSION
+        version <= INT8_VERSION || version == ADD_VERSION
     };
-    if !(OLDEST_FORMAT_VERSION..=newest).contains(&version) {
+    if version < OLDEST_FORMAT_VERSION || !known {
         return Err(Error::UnsupportedVersion { found: version });
     }
     let n_nodes = r.u16()?;
@@ -680,15 +713,39 @@ pub(crate) fn parse<const KINDS: u8>(bytes: &[u8]) -> Result<Model<'_, KINDS>, E
                 value: node.input,
             });
         }
-        if node.second_input != NO_VALUE {
+        let add = node.kind == KIND_ADD;
+        if !add && node.second_input != NO_VALUE {
             return Err(Error::BadValueId {
                 layer,
                 value: node.second_input,
             });
         }
+        if add && version < ADD_VERSION {
+            return Err(Error::KindVersion {
+                layer,
+                kind: node.kind,
+                version,
+            });
+        }
         let input = value(node.input);
         let output = value(node.output);
         let g = geometry::<KINDS>(&node, layer, &input, &output, header_at)?;
+        if KINDS & kinds::ADD != 0 && g.kind == LayerKind::Add {
+            // the second input: an earlier value of the first one's shape (0xFFFF is neither)
+            if node.second_input >= out_id {
+                return Err(Error::BadValueId {
+                    layer,
+                    value: node.second_input,
+                });
+            }
+            if value(node.second_input).shape != input.shape {
+                return Err(Error::AddShapes {
+                    layer,
+                    a: node.input,
+                    b: node.second_input,
+                });
+            }
+        }
         if int16 && (g.kind != LayerKind::Dense || g.activation == Activation::Lut) {
             return Err(Error::Int16Layer { layer });
         }
@@ -784,10 +841,10 @@ pub(crate) fn parse<const KINDS: u8>(bytes: &[u8]) -> Result<Model<'_, KINDS>, E
 }
 
 /// No two values alive at the same node share a byte. Value `v > 0` lives from its writer, node
-/// `v - 1`, to the last node that reads it; value 0 from node 0. For `a < b` the lifetimes meet
-/// exactly when some node `k >= b - 1` reads `a`, so one walk over the (validated) node records
-/// visits every pair that must not overlap: for node `k` reading `a`, the values `a + 1` to
-/// `k + 1`. No table of last readers (its bytes and their zeroing are flash on small parts).
+/// `v - 1`, to the last node that reads it (either input of an `Add`); value 0 from node 0. For
+/// `a < b` the lifetimes meet exactly when some node `k >= b - 1` reads `a`, so one walk over
+/// the (validated) node records visits every pair that must not overlap: for node `k` reading
+/// `a`, the values `a + 1` to `k + 1`. No table of last readers (its bytes and their zeroing are flash on small parts).
 fn check_plan<const KINDS: u8>(
     content: &[u8],
     nodes_at: usize,
@@ -801,12 +858,22 @@ fn check_plan<const KINDS: u8>(
     for k in 0..n_nodes {
         let node = read_node(content, at);
         at = at.wrapping_add(node.section_len as usize);
-        let a = node.input;
-        let va = value(a);
-        for b in a.saturating_add(1)..=k.saturating_add(1) {
-            let vb = value(b);
-            if va.offset < vb.end(shift) && vb.offset < va.end(shift) {
-                return Err(Error::ArenaOverlap { a, b });
+        // an Add reads two values (validated: both earlier); every other node one
+        let second = if KINDS & kinds::ADD != 0 {
+            node.second_input
+        } else {
+            NO_VALUE
+        };
+        for a in [node.input, second] {
+            if a == NO_VALUE {
+                continue;
+            }
+            let va = value(a);
+            for b in a.saturating_add(1)..=k.saturating_add(1) {
+                let vb = value(b);
+                if va.offset < vb.end(shift) && vb.offset < va.end(shift) {
+                    return Err(Error::ArenaOverlap { a, b });
+                }
             }
         }
     }
@@ -832,6 +899,23 @@ fn parse_arrays<const KINDS: u8>(
                 });
             }
             return Ok(());
+        }
+        LayerKind::Add if KINDS & kinds::ADD != 0 => {
+            // W_a, W_b: |W| <= 2^16 keeps the accumulator below 2^26 (no overflow check needed)
+            for operand in 0..2u8 {
+                let weight = r.u32()? as i32;
+                if weight.unsigned_abs() > ADD_WEIGHT_MAX {
+                    return Err(Error::AddWeight {
+                        layer,
+                        operand,
+                        weight,
+                    });
+                }
+            }
+            let multiplier = r.u32()? as i32;
+            let shift = r.u8()?;
+            r.zeros(3)?;
+            return check_requant(layer, 0, multiplier, shift);
         }
         LayerKind::AvgPool2d if KINDS & kinds::AVG_POOL != 0 => {
             let multiplier = r.u32()? as i32;

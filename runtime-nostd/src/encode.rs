@@ -9,10 +9,12 @@
 use std::vec::Vec;
 
 use crate::blob::{
-    channel_arrays_len, conv_axis, pad4, pool_axis, ACT_IDENTITY, ACT_LUT, ACT_RELU, DTYPE_I16,
-    FORMAT_VERSION, HEADER_RESERVED, INT8_VERSION, KIND_AVG_POOL, KIND_CONV2D, KIND_DENSE,
-    KIND_DEPTHWISE, KIND_MAX_POOL, MAGIC, NODE_HEADER_LEN, NO_VALUE, PAD_SAME, PAD_VALID,
+    channel_arrays_len, conv_axis, pad4, pool_axis, ACT_IDENTITY, ACT_LUT, ACT_RELU,
+    ADD_ARRAYS_LEN, ADD_VERSION, ADD_WEIGHT_MAX, DTYPE_I16, HEADER_RESERVED, INT16_VERSION,
+    INT8_VERSION, KIND_ADD, KIND_AVG_POOL, KIND_CONV2D, KIND_DENSE, KIND_DEPTHWISE,
+    KIND_MAX_POOL, MAGIC, NODE_HEADER_LEN, NO_VALUE, PAD_SAME, PAD_VALID,
 };
+use crate::fixed::{multiplier_is_valid, shift_is_valid};
 use crate::crc32::crc32;
 use crate::model::{affine, affine16_at, Model, MAX_LAYERS};
 use crate::Error;
@@ -121,7 +123,28 @@ pub struct PoolSpec {
     pub shift: u8,
 }
 
+/// One residual `Add` (docs/layer-graph.md): the node's `input` is operand `a`, `other` operand
+/// `b`, two values of one shape; the output has that shape, and element `i` is
+/// `clamp(sat8(zp_out + rq(W_a (a[i] - zp_a) + W_b (b[i] - zp_b), M, t)), lo, 127)`, `lo` the
+/// output zero point for relu and `-128` for identity. int8 only (blob format version 5).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddSpec {
+    /// The second input's value id: an earlier value, like the node's `input`.
+    pub other: usize,
+    /// Checked: `[zp_a, zp_b]`, the zero points of the two values the layer reads.
+    pub input_zero_points: [i8; 2],
+    pub output_zero_point: i8,
+    /// `[W_a, W_b]`, each in `[-2^16, 2^16]`: `W = round(s_x / max(s_a, s_b) * 2^16)`.
+    pub weights: [i32; 2],
+    /// `multiplier / 2^shift = max(s_a, s_b) / (2^16 s_out)`; in `[2^30, 2^31)` and `[1, 62]`.
+    pub multiplier: i32,
+    pub shift: u8,
+    /// Identity or relu; a table is refused ([`Error::AddActivation`]).
+    pub activation: ActivationSpec,
+}
+
 /// A layer and its parameters.
+#[allow(clippy::large_enum_variant)] // host-side description
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LayerSpec {
     Dense(DenseSpec),
@@ -129,10 +152,21 @@ pub enum LayerSpec {
     DepthwiseConv2d(ConvSpec),
     MaxPool2d(PoolSpec),
     AvgPool2d(PoolSpec),
+    Add(AddSpec),
+}
+
+impl LayerSpec {
+    /// The value ids the layer reads besides the node's `input`: an `Add`'s `other`.
+    fn other_input(&self) -> Option<usize> {
+        match self {
+            LayerSpec::Add(a) => Some(a.other),
+            _ => None,
+        }
+    }
 }
 
 /// One node of the graph: node `k` reads value `input` (0 is the model input, `j + 1` the
-/// output of node `j < k`) and writes value `k + 1`.
+/// output of node `j < k`), an `Add` also its `other`, and writes value `k + 1`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeSpec {
     pub input: usize,
@@ -145,7 +179,7 @@ pub enum Activations {
     /// int8, asymmetric (blob format version 3).
     Int8,
     /// int16, symmetric (every zero point 0), with int8 weights: the 16x8 scheme (blob format
-    /// version 4). Dense layers with identity or ReLU only in this version.
+    /// version 4). Dense layers with identity or ReLU only in this version (no `Add`).
     Int16,
 }
 
@@ -181,6 +215,15 @@ pub fn chain(layers: impl IntoIterator<Item = LayerSpec>) -> Vec<NodeSpec> {
         .collect()
 }
 
+impl NodeSpec {
+    /// The value ids the node reads: its `input`, and an `Add`'s `other`.
+    pub fn reads(&self) -> Vec<usize> {
+        core::iter::once(self.input)
+            .chain(self.layer.other_input())
+            .collect()
+    }
+}
+
 /// A buffer plan: every value's byte offset in one arena.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
@@ -192,24 +235,28 @@ pub struct Plan {
     pub no_reuse_len: u64,
 }
 
-/// Plans the arena for `sizes[v]` bytes per value, where node `k` reads value `inputs[k]` and
-/// writes value `k + 1` (`sizes.len() == inputs.len() + 1`).
+/// Plans the arena for `sizes[v]` bytes per value, where node `k` reads the values `reads[k]`
+/// (one, or an `Add`'s two) and writes value `k + 1` (`sizes.len() == reads.len() + 1`).
 ///
 /// A value lives from the node that writes it (value 0 from node 0) to the last node that reads
-/// it (the last value to the end). Values are placed largest first, each at the lowest offset
-/// where it overlaps no placed value alive at the same time. For a chain the arena must be the
-/// lower bound `max_k (size[k] + size[k + 1])`; if the greedy placement misses it, values
-/// alternate between the front and the back of that bound instead.
+/// it, counting every input of every node (the last value to the end): a skip connection keeps
+/// its value alive until the `Add` that reads it. Values are placed largest first, each at the
+/// lowest offset where it overlaps no placed value alive at the same time. For a chain (node
+/// `k` reads value `k` alone) the arena must be the lower bound `max_k (size[k] + size[k + 1])`;
+/// if the greedy placement misses it, values alternate between the front and the back of that
+/// bound instead.
 // Bake-time host code: every index is below `sizes.len()` by construction, and the sums of
 // offsets and sizes saturate.
 #[allow(clippy::indexing_slicing)]
-pub fn plan(sizes: &[u64], inputs: &[usize]) -> Plan {
+pub fn plan<R: AsRef<[usize]>>(sizes: &[u64], reads: &[R]) -> Plan {
     let n = sizes.len();
     let start: Vec<usize> = (0..n).map(|v| v.saturating_sub(1)).collect();
     let mut end = start.clone();
-    for (k, &i) in inputs.iter().enumerate() {
-        if let Some(e) = end.get_mut(i) {
-            *e = (*e).max(k);
+    for (k, r) in reads.iter().enumerate() {
+        for &i in r.as_ref() {
+            if let Some(e) = end.get_mut(i) {
+                *e = (*e).max(k);
+            }
         }
     }
     let alive_together = |a: usize, b: usize| start[a] <= end[b] && start[b] <= end[a];
@@ -243,7 +290,10 @@ pub fn plan(sizes: &[u64], inputs: &[usize]) -> Plan {
             .unwrap_or(0)
     };
     let mut arena_len = arena(&offsets);
-    let is_chain = inputs.iter().enumerate().all(|(k, &i)| i == k);
+    let is_chain = reads
+        .iter()
+        .enumerate()
+        .all(|(k, r)| !r.as_ref().is_empty() && r.as_ref().iter().all(|&i| i == k));
     if is_chain && n >= 2 {
         let bound = sizes
             .windows(2)
@@ -291,7 +341,8 @@ fn check_len(layer: u16, field: &'static str, found: usize, expected: u64) -> Re
 }
 
 /// The shape and zero point of every value (`nodes.len() + 1` of them), with the spec's own
-/// checks: value ids, vector lengths, input zero points, geometry.
+/// checks: value ids, vector lengths, input zero points, geometry, and an `Add`'s second input,
+/// shapes, weights, multiplier, shift, activation and width.
 fn values(spec: &ModelSpec) -> Result<Vec<([u32; 3], i8)>, Error> {
     if spec.nodes.is_empty() {
         return Err(Error::NoLayers);
@@ -399,6 +450,59 @@ fn values(spec: &ModelSpec) -> Result<Vec<([u32; 3], i8)>, Error> {
                 }
                 ([u32_of(oh)?, u32_of(ow)?, c], p.output_zero_point)
             }
+            LayerSpec::Add(a) => {
+                let Some(&(other_shape, zp_b)) = values.get(a.other) else {
+                    return Err(Error::BadValueId {
+                        layer,
+                        value: u16::try_from(a.other).unwrap_or(u16::MAX),
+                    });
+                };
+                if other_shape != [h, w, c] {
+                    return Err(Error::AddShapes {
+                        layer,
+                        a: u16::try_from(node.input).unwrap_or(u16::MAX),
+                        b: u16::try_from(a.other).unwrap_or(u16::MAX),
+                    });
+                }
+                check_zp(a.input_zero_points[0])?;
+                if a.input_zero_points[1] != zp_b {
+                    return Err(Error::ZeroPointMismatch {
+                        layer,
+                        expected: zp_b,
+                        found: a.input_zero_points[1],
+                    });
+                }
+                for (operand, &weight) in (0u8..).zip(&a.weights) {
+                    if weight.unsigned_abs() > ADD_WEIGHT_MAX {
+                        return Err(Error::AddWeight {
+                            layer,
+                            operand,
+                            weight,
+                        });
+                    }
+                }
+                if !multiplier_is_valid(a.multiplier) {
+                    return Err(Error::BadMultiplier {
+                        layer,
+                        channel: 0,
+                        multiplier: a.multiplier,
+                    });
+                }
+                if !shift_is_valid(a.shift) {
+                    return Err(Error::BadShift {
+                        layer,
+                        channel: 0,
+                        shift: a.shift,
+                    });
+                }
+                if matches!(a.activation, ActivationSpec::Lut { .. }) {
+                    return Err(Error::AddActivation { layer });
+                }
+                if spec.activations == Activations::Int16 {
+                    return Err(Error::Int16Layer { layer });
+                }
+                ([h, w, c], a.output_zero_point)
+            }
         };
         values.push(out);
     }
@@ -419,8 +523,8 @@ pub fn plan_model(spec: &ModelSpec) -> Result<Plan, Error> {
                 .fold(element, |a, &d| a.saturating_mul(u64::from(d)))
         })
         .collect();
-    let inputs: Vec<usize> = spec.nodes.iter().map(|n| n.input).collect();
-    Ok(plan(&sizes, &inputs))
+    let reads: Vec<Vec<usize>> = spec.nodes.iter().map(NodeSpec::reads).collect();
+    Ok(plan(&sizes, &reads))
 }
 
 struct Writer(Vec<u8>);
@@ -492,8 +596,14 @@ fn activation(spec: &ActivationSpec) -> (u8, i8, Option<&[i8; 256]>) {
 
 /// Writes `spec` as a blob with its buffer plan, then validates it with [`Model::from_bytes`].
 ///
+/// An int8 model with an `Add` is written as format version 5, any other int8 model as version
+/// 3 and an int16 model as version 4: the oldest version that holds it.
+///
 /// Errors: [`Error::NoLayers`], [`Error::TooManyLayers`], [`Error::BadValueId`] for a node that
-/// reads a value not yet written, [`Error::SpecLength`] for a vector whose length does not match
+/// reads a value not yet written (either input of an `Add`), [`Error::AddShapes`],
+/// [`Error::AddWeight`], [`Error::AddActivation`] and [`Error::Int16Layer`] for an `Add` whose
+/// inputs differ in shape, whose weight exceeds `2^16`, with a table activation or in an int16
+/// model, [`Error::SpecLength`] for a vector whose length does not match
 /// the shapes, [`Error::ShapeMismatch`] for a dense layer whose input count is not its input
 /// value's size (or a depthwise layer whose channels differ), [`Error::BadGeometry`] for a
 /// kernel that does not fit, [`Error::ZeroPointMismatch`] for an input zero point that is not
@@ -511,10 +621,18 @@ pub fn encode(spec: &ModelSpec) -> Result<Vec<u8>, Error> {
     };
 
     let int16 = spec.activations == Activations::Int16;
+    let has_add = spec.nodes.iter().any(|n| matches!(n.layer, LayerSpec::Add(_)));
     let mut w = Writer(Vec::new());
-    // header: an int8 model in the version older runtimes read
+    // header: the oldest version that holds the model, which older runtimes read (an int16
+    // model with an Add was refused by `values`)
     w.bytes(&MAGIC);
-    w.u16(if int16 { FORMAT_VERSION } else { INT8_VERSION });
+    w.u16(if has_add {
+        ADD_VERSION
+    } else if int16 {
+        INT16_VERSION
+    } else {
+        INT8_VERSION
+    });
     w.u16(n_nodes);
     w.u32(0); // total length, patched below
     w.u32(u32_of(size(values.first()))?);
@@ -610,6 +728,7 @@ pub fn encode(spec: &ModelSpec) -> Result<Vec<u8>, Error> {
                 p.kernel,
                 p.stride,
             ),
+            LayerSpec::Add(a) => (KIND_ADD, &a.activation, PAD_VALID, [0, 0], [0, 0]),
         };
         let (act, pre_zero_point, table) = activation(act);
         let arrays = match &node.layer {
@@ -621,13 +740,17 @@ pub fn encode(spec: &ModelSpec) -> Result<Vec<u8>, Error> {
             }
             LayerSpec::MaxPool2d(_) => 0,
             LayerSpec::AvgPool2d(_) => 8,
+            LayerSpec::Add(_) => ADD_ARRAYS_LEN,
         };
         w.u8(kind);
         w.u8(act);
         w.i8(pre_zero_point);
         w.u8(padding);
         w.u16(u16_of(u32_of(node.input)?)?);
-        w.u16(NO_VALUE);
+        match node.layer.other_input() {
+            Some(other) => w.u16(u16_of(u32_of(other)?)?),
+            None => w.u16(NO_VALUE),
+        }
         w.u16(u16_of(u32_of(k.saturating_add(1))?)?);
         w.u16(0);
         for d in kernel.iter().chain(&stride) {
@@ -645,6 +768,13 @@ pub fn encode(spec: &ModelSpec) -> Result<Vec<u8>, Error> {
             LayerSpec::AvgPool2d(p) => {
                 w.i32(p.multiplier);
                 w.u8(p.shift);
+                w.zeros(3);
+            }
+            LayerSpec::Add(a) => {
+                w.i32(a.weights[0]);
+                w.i32(a.weights[1]);
+                w.i32(a.multiplier);
+                w.u8(a.shift);
                 w.zeros(3);
             }
         }

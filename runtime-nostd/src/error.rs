@@ -41,8 +41,9 @@ pub enum Error {
     ArenaOverlap { a: u16, b: u16 },
     /// The model's input value does not have the header's input count.
     InputShapeMismatch { header: u32, value: u32 },
-    /// A node names a value it cannot read or write (node `k` writes value `k + 1` and reads an
-    /// earlier value; the second input is `0xFFFF` for every layer type of this version).
+    /// A node names a value it cannot read or write (node `k` writes value `k + 1` and reads
+    /// earlier values; the second input is an earlier value for an `Add` and `0xFFFF` for every
+    /// other layer type).
     BadValueId { layer: u16, value: u16 },
     /// Unknown layer kind byte.
     BadLayerKind { layer: u16, kind: u8 },
@@ -124,6 +125,16 @@ pub enum Error {
     /// A layer an int16 model cannot have in this version: only dense layers with an identity
     /// or ReLU activation run on int16 activations.
     Int16Layer { layer: u16 },
+    /// A layer kind that a blob of this format version cannot hold: an `Add` (kind 6) needs
+    /// version 5.
+    KindVersion { layer: u16, kind: u8, version: u16 },
+    /// The two inputs of an `Add`, values `a` and `b`, do not have the same shape.
+    AddShapes { layer: u16, a: u16, b: u16 },
+    /// An `Add` weight (`operand` 0 for the first input, 1 for the second) is outside
+    /// `[-2^16, 2^16]`.
+    AddWeight { layer: u16, operand: u8, weight: i32 },
+    /// An `Add` with a table activation: it takes identity or ReLU (the fused clamp) only.
+    AddActivation { layer: u16 },
 
     // ---- calls -----------------------------------------------------------------------------
     /// The input slice does not have the model's input count.
@@ -322,6 +333,23 @@ impl fmt::Display for Error {
             Error::Int16Layer { layer } => write!(
                 f,
                 "layer {layer}: int16 activations run dense layers with an identity or ReLU activation only in this runtime version"
+            ),
+            Error::KindVersion { layer, kind, version } => write!(
+                f,
+                "layer {layer}: layer kind {kind} needs a newer blob format (Add: version {}), the blob is version {version}",
+                crate::blob::ADD_VERSION
+            ),
+            Error::AddShapes { layer, a, b } => write!(
+                f,
+                "layer {layer}: an Add's inputs, values {a} and {b}, have different shapes"
+            ),
+            Error::AddWeight { layer, operand, weight } => write!(
+                f,
+                "layer {layer}: Add weight {weight} of input {operand} is outside [-2^16, 2^16]"
+            ),
+            Error::AddActivation { layer } => write!(
+                f,
+                "layer {layer}: an Add takes an identity or ReLU activation, not a table"
             ),
             Error::ActivationType { model_bits } => write!(
                 f,

@@ -30,11 +30,15 @@ pub const FIXED_POINT_INPUT: u8 = 1 << 5;
 /// Not a layer: int16 activations (the 16x8 scheme, blob format version 4). Without it an
 /// int16 blob is refused at load and none of its code is linked.
 pub const INT16: u8 = 1 << 6;
+/// The residual `Add` of two values of one shape (blob format version 5, kind byte 6). Its bit
+/// follows the two that are not layers: the kind byte and the bit no longer line up.
+pub const ADD: u8 = 1 << 7;
 /// Every kind this version of the runtime knows.
-pub const ALL: u8 = DENSE | CONV2D | DEPTHWISE | MAX_POOL | AVG_POOL | FIXED_POINT_INPUT | INT16;
+pub const ALL: u8 =
+    DENSE | CONV2D | DEPTHWISE | MAX_POOL | AVG_POOL | FIXED_POINT_INPUT | INT16 | ADD;
 
 /// Each kind with its constant's name, for tools that write a set as Rust source.
-pub const NAMES: [(u8, &str); 7] = [
+pub const NAMES: [(u8, &str); 8] = [
     (DENSE, "DENSE"),
     (CONV2D, "CONV2D"),
     (DEPTHWISE, "DEPTHWISE"),
@@ -42,12 +46,15 @@ pub const NAMES: [(u8, &str); 7] = [
     (AVG_POOL, "AVG_POOL"),
     (FIXED_POINT_INPUT, "FIXED_POINT_INPUT"),
     (INT16, "INT16"),
+    (ADD, "ADD"),
 ];
 
-/// The set bit of a blob's layer-kind byte (1 to 5), 0 for an unknown byte.
+/// The set bit of a blob's layer-kind byte (1 to 6), 0 for an unknown byte. Bytes 1 to 5 are
+/// bits 0 to 4; byte 6 is [`ADD`], since bits 5 and 6 are taken by sets that are not layers.
 pub(crate) const fn bit_of(kind_byte: u8) -> u8 {
     match kind_byte {
         1..=5 => 1u8.wrapping_shl(kind_byte.wrapping_sub(1) as u32),
+        6 => ADD,
         _ => 0,
     }
 }

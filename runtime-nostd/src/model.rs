@@ -4,12 +4,12 @@ use core::fmt;
 
 use crate::blob::{
     geometry, read_node, read_value, NodeRecord, Value, ACT_LUT, ACT_RELU, INPUT_ENTRY_LEN,
-    KIND_AVG_POOL, KIND_CONV2D, KIND_DENSE, KIND_DEPTHWISE, KIND_MAX_POOL, NODE_HEADER_LEN,
-    PAD_SAME,
+    KIND_ADD, KIND_AVG_POOL, KIND_CONV2D, KIND_DENSE, KIND_DEPTHWISE, KIND_MAX_POOL,
+    NODE_HEADER_LEN, NO_VALUE, PAD_SAME,
 };
 use crate::error::u32_sat;
 use crate::fixed::{clamp_raw, rq_input, sat8};
-use crate::kernels::{self, le_i32, ConvParams, FcParams, PoolParams};
+use crate::kernels::{self, le_i32, AddParams, ConvParams, FcParams, PoolParams};
 use crate::kinds;
 use crate::Error;
 
@@ -36,6 +36,8 @@ pub enum LayerKind {
     DepthwiseConv2d,
     MaxPool2d,
     AvgPool2d,
+    /// The residual `Add` of two values of one shape (`kinds::ADD`, blob format version 5).
+    Add,
 }
 
 /// The type, shapes and activation of one layer, for inspection.
@@ -46,6 +48,8 @@ pub struct LayerInfo {
     /// The value the layer reads and the one it writes (layer `k` writes value `k + 1`).
     pub input_value: usize,
     pub output_value: usize,
+    /// An [`LayerKind::Add`]'s second input (of `input_shape` too); `None` for every other kind.
+    pub second_input_value: Option<usize>,
     /// `[h, w, c]` of the input and output values.
     pub input_shape: [usize; 3],
     pub output_shape: [usize; 3],
@@ -147,6 +151,7 @@ trait Kernels {
     fn max_pool(p: &PoolParams, input: &[i8], output: &mut [i8]) -> Result<(), Error>;
     fn avg_pool(p: &PoolParams, input: &[i8], output: &mut [i8]) -> Result<(), Error>;
     fn dense16(p: &kernels::Fc16Params<'_>, input: &[i8], output: &mut [i8]) -> Result<(), Error>;
+    fn add(p: &AddParams, a: &[i8], b: &[i8], output: &mut [i8]) -> Result<(), Error>;
 }
 
 struct Dispatched;
@@ -186,6 +191,10 @@ impl Kernels for Dispatched {
     fn dense16(p: &kernels::Fc16Params<'_>, input: &[i8], output: &mut [i8]) -> Result<(), Error> {
         kernels::fully_connected_i16(p, input, output)
     }
+    #[inline(always)]
+    fn add(p: &AddParams, a: &[i8], b: &[i8], output: &mut [i8]) -> Result<(), Error> {
+        kernels::add_i8(p, a, b, output)
+    }
 }
 
 struct Reference;
@@ -224,6 +233,10 @@ impl Kernels for Reference {
     #[inline(always)]
     fn dense16(p: &kernels::Fc16Params<'_>, input: &[i8], output: &mut [i8]) -> Result<(), Error> {
         kernels::reference::fully_connected_i16(p, input, output)
+    }
+    #[inline(always)]
+    fn add(p: &AddParams, a: &[i8], b: &[i8], output: &mut [i8]) -> Result<(), Error> {
+        kernels::reference::add_i8(p, a, b, output)
     }
 }
 
@@ -295,6 +308,30 @@ fn split_pair<'s>(
             lo.get_mut(output.offset..output.end(shift))?,
         ))
     }
+}
+
+/// An `Add` node's two inputs (read-only) and its output (written) out of the arena. The plan
+/// keeps both inputs apart from the output (they may be one value: `x + x`), so each lies
+/// wholly before or wholly after it. `None` otherwise, which a validated plan rules out.
+#[inline(always)]
+fn split_two<'s>(
+    arena: &'s mut [i8],
+    inputs: [&Value; 2],
+    output: &Value,
+) -> Option<([&'s [i8]; 2], &'s mut [i8])> {
+    let (before, rest) = arena.split_at_mut_checked(output.offset)?;
+    let (out, after) = rest.split_at_mut_checked(output.bytes(0))?;
+    let (before, after): (&[i8], &[i8]) = (before, after);
+    let end = output.end(0);
+    let get = |v: &Value| {
+        if v.end(0) <= output.offset {
+            before.get(v.offset..v.end(0))
+        } else {
+            let at = v.offset.checked_sub(end)?;
+            after.get(at..at.checked_add(v.len)?)
+        }
+    };
+    Some(([get(inputs[0])?, get(inputs[1])?], out))
 }
 
 impl<'a> Model<'a> {
@@ -370,8 +407,9 @@ impl<'a, const KINDS: u8> Model<'a, KINDS> {
             .saturating_add(dense.max(self.conv_workspace))
     }
 
-    /// The format version of the blob (2 or 3: [`crate::OLDEST_FORMAT_VERSION`] to
-    /// [`crate::FORMAT_VERSION`]).
+    /// The format version of the blob ([`crate::OLDEST_FORMAT_VERSION`] to
+    /// [`crate::FORMAT_VERSION`]: 3 for an int8 model, 4 for an int16 one, 5 with an `Add`; 2
+    /// still loads).
     pub fn format_version(&self) -> u16 {
         match self.bytes.get(4..6) {
             Some(&[lo, hi]) => u16::from_le_bytes([lo, hi]),
@@ -447,6 +485,8 @@ impl<'a, const KINDS: u8> Model<'a, KINDS> {
             kind: g.kind,
             input_value: usize::from(node.input),
             output_value: usize::from(node.output),
+            second_input_value: (node.second_input != NO_VALUE)
+                .then_some(usize::from(node.second_input)),
             input_shape: input.shape,
             output_shape: output.shape,
             n_inputs: input.len,
@@ -972,6 +1012,11 @@ impl<'a, const KINDS: u8> Model<'a, KINDS> {
             .bytes
             .get(at.wrapping_add(NODE_HEADER_LEN)..next)
             .ok_or(internal)?;
+        if KINDS & kinds::ADD != 0 && node.kind == KIND_ADD {
+            // two inputs: its own split and kernel (int8 only: the loader refuses int16)
+            self.add_node::<K>(&node, body, arena)?;
+            return Ok(next);
+        }
         let in_v = self.value(node.input);
         let out_v = self.value(node.output);
         let (input, output) =
@@ -1025,6 +1070,44 @@ impl<'a, const KINDS: u8> Model<'a, KINDS> {
             kernels::apply_lut_i8(table, output);
         }
         Ok(next)
+    }
+
+    /// An `Add` node: `W_a`, `W_b`, `M` and `t` out of its record, the zero points out of the
+    /// value table, both inputs and the output out of the arena. Out of line, like
+    /// [`conv_node`]: the other layers' frames hold none of it.
+    #[inline(never)]
+    fn add_node<K: Kernels>(
+        &self,
+        node: &NodeRecord,
+        body: &[u8],
+        arena: &mut [i8],
+    ) -> Result<(), Error> {
+        let internal = self.internal();
+        let (weights, multiplier, shift) = match *body {
+            [a0, a1, a2, a3, b0, b1, b2, b3, m0, m1, m2, m3, t, ..] => (
+                [le_i32(&[a0, a1, a2, a3]), le_i32(&[b0, b1, b2, b3])],
+                le_i32(&[m0, m1, m2, m3]),
+                t,
+            ),
+            _ => return Err(internal),
+        };
+        let (a_v, b_v) = (self.value(node.input), self.value(node.second_input));
+        let out_v = self.value(node.output);
+        let ([a, b], output) = split_two(arena, [&a_v, &b_v], &out_v).ok_or(internal)?;
+        let p = AddParams {
+            weights,
+            input_zero_points: [a_v.zero_point, b_v.zero_point],
+            output_zero_point: out_v.zero_point,
+            multiplier,
+            shift,
+            clamp_min: if node.activation == ACT_RELU {
+                out_v.zero_point
+            } else {
+                i8::MIN
+            },
+            clamp_max: i8::MAX,
+        };
+        K::add(&p, a, b, output)
     }
 
     /// The logits' real values: `out[i] = s_out * (logits[i] - zp_out)` in f32.

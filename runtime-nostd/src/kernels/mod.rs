@@ -138,6 +138,44 @@ pub type ConvKernelFn = fn(&ConvParams<'_>, &[i8], &mut [i8]) -> Result<(), Erro
 /// The signature of `max_pool_i8` and `avg_pool_i8`.
 pub type PoolKernelFn = fn(&PoolParams, &[i8], &mut [i8]) -> Result<(), Error>;
 
+/// The residual `Add` the runtime uses: the reference on every target (one multiply-add pair and
+/// one `rq` per element; the layers around it dominate).
+pub use reference::add_i8;
+
+/// The parameters of one elementwise `Add` of two int8 values of one shape
+/// (`docs/layer-graph.md`): output `i` is
+/// `clamp(sat8(output_zero_point + rq(acc, multiplier, shift)), clamp_min, clamp_max)` with
+/// `acc = W_a (a[i] - zp_a) + W_b (b[i] - zp_b)` in `i32`.
+///
+/// - `weights`: `[W_a, W_b]`, `|W| <= 2^16` for a validated model, so `|acc| < 2^26`; the
+///   exporter picks `W = round(s_x / max(s_a, s_b) 2^16)`: both inputs on one grid;
+/// - `input_zero_points`: `[zp_a, zp_b]`;
+/// - `multiplier`, `shift`: `M / 2^t = max(s_a, s_b) / (2^16 s_out)`, `M` in `[2^30, 2^31)`,
+///   `t` in `[1, 62]` for a validated model;
+/// - `clamp_min`, `clamp_max`: `-128`/`127` for identity, `zp_out`/`127` for a fused relu.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AddParams {
+    pub weights: [i32; 2],
+    pub input_zero_points: [i8; 2],
+    pub output_zero_point: i8,
+    pub multiplier: i32,
+    pub shift: u8,
+    pub clamp_min: i8,
+    pub clamp_max: i8,
+}
+
+impl AddParams {
+    /// Checks that the two inputs and the output have one length and that
+    /// `clamp_min <= clamp_max`.
+    pub fn check(&self, a: usize, b: usize, out: usize) -> Result<(), Error> {
+        if a == out && b == out && self.clamp_min <= self.clamp_max {
+            Ok(())
+        } else {
+            Err(Error::KernelArguments)
+        }
+    }
+}
+
 /// The signature every implementation of `fully_connected_i8` has.
 pub type KernelFn = fn(&FcParams<'_>, &[i8], &mut [i8]) -> Result<(), Error>;
 

@@ -2,7 +2,7 @@
 //! channel at a time. No float, no panic, no allocation.
 
 use super::conv::{ConvParams, PoolParams};
-use super::{le_i16, le_i32, put_i16, Fc16Params, FcParams};
+use super::{le_i16, le_i32, put_i16, AddParams, Fc16Params, FcParams};
 use crate::fixed::{rq, sat16, sat8};
 use crate::Error;
 
@@ -318,6 +318,35 @@ pub fn avg_pool_i8(params: &PoolParams, input: &[i8], output: &mut [i8]) -> Resu
                 );
             }
         }
+    }
+    Ok(())
+}
+
+/// One residual `Add` of two int8 values of one shape (see [`AddParams`]): output `i` is
+/// `clamp(sat8(zp_out + rq(acc, M, t)))` with `acc = W_a (a[i] - zp_a) + W_b (b[i] - zp_b)`.
+/// Both inputs are put on one grid (`2^16` steps of the larger input scale) by their integer
+/// weights, and rounded once.
+///
+/// The three slices must have one length ([`AddParams::check`]), or the call returns
+/// [`Error::KernelArguments`] and writes nothing. A model loader proves `|W| <= 2^16`, so
+/// `|acc| < 2^26`; unvalidated calls wrap.
+pub fn add_i8(params: &AddParams, a: &[i8], b: &[i8], output: &mut [i8]) -> Result<(), Error> {
+    params.check(a.len(), b.len(), output.len())?;
+    let [wa, wb] = params.weights;
+    let [zpa, zpb] = params.input_zero_points.map(i32::from);
+    for ((y, &x), &z) in output.iter_mut().zip(a).zip(b) {
+        // |x - zp| <= 255
+        let acc = wa
+            .wrapping_mul(i32::from(x).wrapping_sub(zpa))
+            .wrapping_add(wb.wrapping_mul(i32::from(z).wrapping_sub(zpb)));
+        *y = requantize(
+            acc,
+            params.multiplier,
+            params.shift,
+            params.output_zero_point,
+            params.clamp_min,
+            params.clamp_max,
+        );
     }
     Ok(())
 }

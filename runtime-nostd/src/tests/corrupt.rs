@@ -160,7 +160,7 @@ fn trailing_bytes_are_rejected() {
 #[test]
 fn framing_errors() {
     tampered(|b| b[0] = b'k', Error::BadMagic);
-    tampered(|b| b[4] = 5, Error::UnsupportedVersion { found: 5 });
+    tampered(|b| b[4] = 6, Error::UnsupportedVersion { found: 6 });
     tampered(|b| b[4] = 1, Error::UnsupportedVersion { found: 1 });
     tampered(
         |b| put_u32(b, 8, 524),
@@ -424,7 +424,16 @@ fn input_stage_errors() {
 fn layer_errors() {
     // kinds, activations, value ids, reserved fields
     tampered(|b| b[136] = 0, Error::BadLayerKind { layer: 0, kind: 0 });
-    tampered(|b| b[136] = 6, Error::BadLayerKind { layer: 0, kind: 6 });
+    tampered(|b| b[136] = 7, Error::BadLayerKind { layer: 0, kind: 7 });
+    // kind 6 (Add) exists from version 5 on: in this version-3 blob it is refused as such
+    tampered(
+        |b| b[136] = 6,
+        Error::KindVersion {
+            layer: 0,
+            kind: 6,
+            version: 3,
+        },
+    );
     tampered(|b| b[137] = 3, Error::BadActivation { layer: 0, kind: 3 });
     tampered(
         |b| b[137] = 2,

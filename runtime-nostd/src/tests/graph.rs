@@ -1,6 +1,6 @@
-//! The layer graph: convolution, depthwise convolution, pooling and dense nodes encoded, loaded
-//! and run against a plain-i64 evaluation written from docs/layer-graph.md; the planner; the
-//! loader's checks on convolution and pooling records.
+//! The layer graph: convolution, depthwise convolution, pooling, dense and residual `Add` nodes
+//! encoded, loaded and run against a plain-i64 evaluation written from docs/layer-graph.md; the
+//! planner; the loader's checks on convolution and pooling records (`Add`'s: tests/add.rs).
 
 use super::*;
 use crate::{Error, LayerKind, Model};
@@ -33,6 +33,16 @@ pub enum TNode {
         zp_out: i8,
     },
     Dense(TLayer),
+    /// `y = clamp(sat8(zp_out + rq(w[0] (a - zp_a) + w[1] (b - zp_b), m, t)))`: `a` the node's
+    /// input, `b` value `other`.
+    Add {
+        other: usize,
+        w: [i32; 2],
+        m: i32,
+        t: u8,
+        zp_out: i8,
+        relu: bool,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -41,6 +51,9 @@ pub struct TCnn {
     pub zp_in: i8,
     pub features: Vec<(i32, i32, u8)>,
     pub nodes: Vec<TNode>,
+    /// The value node `k` reads (an `Add`'s first operand): `inputs[k]`, or `k` (a chain) past
+    /// its end.
+    pub inputs: Vec<usize>,
     pub scale: f32,
 }
 
@@ -80,11 +93,16 @@ impl TCnn {
         self.shape.iter().product()
     }
 
+    /// The value node `k` reads.
+    pub fn input(&self, k: usize) -> usize {
+        self.inputs.get(k).copied().unwrap_or(k)
+    }
+
     /// Every value's shape and zero point.
     pub fn values(&self) -> Vec<([usize; 3], i8)> {
         let mut v = std::vec![(self.shape, self.zp_in)];
-        for node in &self.nodes {
-            let ([h, w, c], zp) = *v.last().unwrap();
+        for (k, node) in self.nodes.iter().enumerate() {
+            let ([h, w, c], zp) = v[self.input(k)];
             v.push(match node {
                 TNode::Conv {
                     kernel,
@@ -120,6 +138,7 @@ impl TCnn {
                     *zp_out,
                 ),
                 TNode::Dense(l) => ([1, 1, l.n_out], l.zp_out),
+                TNode::Add { zp_out, .. } => ([h, w, c], *zp_out),
             });
         }
         v
@@ -128,7 +147,7 @@ impl TCnn {
     pub fn spec(&self) -> ModelSpec {
         let values = self.values();
         let layers = self.nodes.iter().enumerate().map(|(k, node)| {
-            let zp_in = values[k].1;
+            let zp_in = values[self.input(k)].1;
             match node {
                 TNode::Conv {
                     depthwise,
@@ -194,6 +213,26 @@ impl TCnn {
                     let spec = mlp.spec();
                     spec.nodes[0].layer.clone()
                 }
+                TNode::Add {
+                    other,
+                    w,
+                    m,
+                    t,
+                    zp_out,
+                    relu,
+                } => LayerSpec::Add(AddSpec {
+                    other: *other,
+                    input_zero_points: [zp_in, values[*other].1],
+                    output_zero_point: *zp_out,
+                    weights: *w,
+                    multiplier: *m,
+                    shift: *t,
+                    activation: if *relu {
+                        ActivationSpec::Relu
+                    } else {
+                        ActivationSpec::Identity
+                    },
+                }),
             }
         });
         ModelSpec {
@@ -212,7 +251,13 @@ impl TCnn {
                     .collect(),
             },
             input_shape: self.shape.map(|d| d as u32),
-            nodes: chain(layers.collect::<Vec<_>>()),
+            nodes: layers
+                .enumerate()
+                .map(|(k, layer)| NodeSpec {
+                    input: self.input(k),
+                    layer,
+                })
+                .collect(),
             output_scale: self.scale,
             output_zero_point: values.last().unwrap().1,
         }
@@ -238,9 +283,9 @@ impl TCnn {
         let values = self.values();
         let mut outs = std::vec![q_in.to_vec()];
         for (k, node) in self.nodes.iter().enumerate() {
-            let ([h, w, c], zp_in) = values[k];
+            let ([h, w, c], zp_in) = values[self.input(k)];
             let ([oh, ow, oc], _) = values[k + 1];
-            let x = &outs[k];
+            let x = &outs[self.input(k)];
             let at = |y: usize, xx: usize, ch: usize| i64::from(x[(y * w + xx) * c + ch]);
             let mut y = Vec::new();
             match node {
@@ -339,6 +384,24 @@ impl TCnn {
                     };
                     y = mlp.eval_quantized(x);
                 }
+                TNode::Add {
+                    other,
+                    w: [wa, wb],
+                    m,
+                    t,
+                    zp_out,
+                    relu,
+                } => {
+                    let (b, zp_b) = (&outs[*other], values[*other].1);
+                    assert_eq!(b.len(), x.len());
+                    let act = if *relu { TAct::Relu } else { TAct::Identity };
+                    for (&xa, &xb) in x.iter().zip(b) {
+                        let acc = i64::from(*wa) * (i64::from(xa) - i64::from(zp_in))
+                            + i64::from(*wb) * (i64::from(xb) - i64::from(zp_b));
+                        assert!(acc.abs() < 1 << 26);
+                        y.push(act_out(&act, *zp_out, rq_ref(acc, *m, *t)));
+                    }
+                }
             }
             outs.push(y);
         }
@@ -375,6 +438,19 @@ fn random_conv(rng: &mut Rng, [h, w, c]: [usize; 3], depthwise: bool) -> TNode {
     let stride = [rng.usize_in(1, 2), rng.usize_in(1, 2)];
     let same = rng.bool();
     let n_out = if depthwise { c } else { rng.usize_in(1, 4) };
+    make_conv(rng, c, kernel, stride, same, n_out, depthwise)
+}
+
+/// A convolution over `c` input channels with the given geometry and random numbers.
+pub fn make_conv(
+    rng: &mut Rng,
+    c: usize,
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    same: bool,
+    n_out: usize,
+    depthwise: bool,
+) -> TNode {
     let per_channel = kernel[0] * kernel[1] * if depthwise { 1 } else { c };
     let n_weights = if depthwise {
         kernel[0] * kernel[1] * c
@@ -417,6 +493,12 @@ fn pool_axis(rng: &mut Rng, n: usize) -> (usize, usize) {
 
 /// conv -> depthwise -> maxpool -> avgpool (global half the time) -> dense, random shapes.
 pub fn random_cnn(rng: &mut Rng) -> TCnn {
+    let cnn = random_cnn_start(rng);
+    random_cnn_rest(rng, cnn)
+}
+
+/// An empty CNN with a random input shape and input stage.
+pub fn random_cnn_start(rng: &mut Rng) -> TCnn {
     let shape = [rng.usize_in(1, 9), rng.usize_in(1, 9), rng.usize_in(1, 3)];
     let n_in: usize = shape.iter().product();
     let zp_in = rng.i8();
@@ -430,13 +512,17 @@ pub fn random_cnn(rng: &mut Rng) -> TCnn {
             )
         })
         .collect();
-    let mut cnn = TCnn {
+    TCnn {
         shape,
         zp_in,
         features,
         nodes: Vec::new(),
+        inputs: Vec::new(),
         scale: 0.25,
-    };
+    }
+}
+
+fn random_cnn_rest(rng: &mut Rng, mut cnn: TCnn) -> TCnn {
     for step in 0..5 {
         let (s, _) = *cnn.values().last().unwrap();
         let node = match step {
@@ -511,6 +597,7 @@ fn random_cnns_match_independent_evaluation() {
                 TNode::MaxPool { .. } => LayerKind::MaxPool2d,
                 TNode::AvgPool { .. } => LayerKind::AvgPool2d,
                 TNode::Dense(_) => LayerKind::Dense,
+                TNode::Add { .. } => LayerKind::Add,
             };
             assert_eq!(info.kind, kind);
             if let TNode::Conv {
@@ -863,12 +950,13 @@ fn cnn_corruption_is_rejected_and_never_panics() {
     assert!(loaded > 1000, "{loaded}");
 }
 
-/// An independent check of a plan: two values alive at the same node never share a byte.
-fn assert_plan_safe(sizes: &[u64], inputs: &[usize], plan: &crate::encode::Plan) {
+/// An independent check of a plan: two values alive at the same node never share a byte. Node
+/// `k` reads the values `reads[k]`.
+pub fn assert_plan_safe(sizes: &[u64], reads: &[Vec<usize>], plan: &crate::encode::Plan) {
     let n = sizes.len();
     let start = |v: usize| v.saturating_sub(1);
     let end = |v: usize| {
-        let last_read = inputs.iter().rposition(|&i| i == v);
+        let last_read = reads.iter().rposition(|r| r.contains(&v));
         last_read
             .unwrap_or(0)
             .max(start(v))
@@ -881,7 +969,7 @@ fn assert_plan_safe(sizes: &[u64], inputs: &[usize], plan: &crate::encode::Plan)
                 let (oa, ob) = (plan.offsets[a], plan.offsets[b]);
                 assert!(
                     oa + sizes[a] <= ob || ob + sizes[b] <= oa,
-                    "values {a} and {b} overlap: {sizes:?} {inputs:?} {plan:?}"
+                    "values {a} and {b} overlap: {sizes:?} {reads:?} {plan:?}"
                 );
             }
         }
@@ -901,14 +989,14 @@ fn planner_meets_the_lower_bound_on_chains() {
                 _ => rng.range_i64(1, 100_000) as u64,
             })
             .collect();
-        let inputs: Vec<usize> = (0..n - 1).collect();
-        let plan = crate::encode::plan(&sizes, &inputs);
+        let reads: Vec<Vec<usize>> = (0..n - 1).map(|k| std::vec![k]).collect();
+        let plan = crate::encode::plan(&sizes, &reads);
         let bound = sizes.windows(2).map(|w| w[0] + w[1]).max().unwrap();
         assert_eq!(plan.arena_len, bound, "case {case}: {sizes:?} {plan:?}");
-        assert_plan_safe(&sizes, &inputs, &plan);
+        assert_plan_safe(&sizes, &reads, &plan);
     }
     // an MLP 784-128-10: the input at the front, as the v1 ping-pong had it
-    let plan = crate::encode::plan(&[784, 128, 10], &[0, 1]);
+    let plan = crate::encode::plan(&[784, 128, 10], &[[0], [1]]);
     assert_eq!(
         (plan.offsets.clone(), plan.arena_len),
         (std::vec![0, 784, 0], 912)
@@ -916,28 +1004,92 @@ fn planner_meets_the_lower_bound_on_chains() {
     assert_eq!(plan.no_reuse_len, 922);
 }
 
-/// Graphs that are not chains (a node reading an earlier value, as a skip connection will):
-/// the plan stays safe.
+/// Graphs that are not chains (a node reading an earlier value, a node reading two values as an
+/// `Add` does): the plan stays safe.
 #[test]
 fn planner_is_safe_on_graphs() {
     let mut rng = Rng::new(0x91A8);
+    let mut two_inputs = 0;
     for _ in 0..5000 {
         let n = rng.usize_in(2, 12);
         let sizes: Vec<u64> = (0..n).map(|_| rng.range_i64(1, 50) as u64).collect();
-        let inputs: Vec<usize> = (0..n - 1)
+        let earlier = |rng: &mut Rng, k: usize| {
+            if rng.below(3) == 0 {
+                rng.usize_in(0, k)
+            } else {
+                k
+            }
+        };
+        let reads: Vec<Vec<usize>> = (0..n - 1)
             .map(|k| {
-                if rng.below(3) == 0 {
-                    rng.usize_in(0, k)
+                let first = earlier(&mut rng, k);
+                if k > 0 && rng.below(3) == 0 {
+                    two_inputs += 1;
+                    std::vec![first, rng.usize_in(0, k)]
                 } else {
-                    k
+                    std::vec![first]
                 }
             })
             .collect();
-        let plan = crate::encode::plan(&sizes, &inputs);
-        assert_plan_safe(&sizes, &inputs, &plan);
+        let plan = crate::encode::plan(&sizes, &reads);
+        assert_plan_safe(&sizes, &reads, &plan);
         // never worse than no reuse
         assert!(plan.arena_len <= plan.no_reuse_len);
     }
+    assert!(two_inputs > 3000, "{two_inputs}");
+}
+
+/// A skip connection: value 1 is read by node 1 and again by the `Add` at node 3, so it stays
+/// alive over nodes 1 to 3 and shares no byte with values 2, 3 and 4, which are written in
+/// between. Without the second read it would die at node 1, and the planner would reuse its
+/// bytes at once (checked below, so the test can fail).
+#[test]
+fn planner_keeps_a_skip_connection_alive_until_the_add() {
+    // 0 -> conv -> 1 -> conv -> 2 -> conv -> 3 -> add(3, 1) -> 4 -> dense -> 5
+    let sizes = [64u64, 100, 100, 100, 100, 10];
+    let reads = [
+        std::vec![0],
+        std::vec![1],
+        std::vec![2],
+        std::vec![3, 1],
+        std::vec![4],
+    ];
+    let plan = crate::encode::plan(&sizes, &reads);
+    assert_plan_safe(&sizes, &reads, &plan);
+    let range = |v: usize| plan.offsets[v]..plan.offsets[v] + sizes[v];
+    for v in [2, 3, 4] {
+        let (a, b) = (range(1), range(v));
+        assert!(
+            a.end <= b.start || b.end <= a.start,
+            "value 1 {a:?} and value {v} {b:?} overlap: {plan:?}"
+        );
+    }
+    // three values of 100 alive at node 3 (1, 3 and the output 4): at least 300 bytes
+    assert!(plan.arena_len >= 300, "{plan:?}");
+    // the same sizes as a chain: value 1 dies at node 1, and its bytes go to value 3
+    let chain = [
+        std::vec![0],
+        std::vec![1],
+        std::vec![2],
+        std::vec![3],
+        std::vec![4],
+    ];
+    let plain = crate::encode::plan(&sizes, &chain);
+    assert_eq!(plain.arena_len, 200);
+    assert_eq!(plain.offsets[1], plain.offsets[3]);
+    // and the model planner reads an Add's second input from its spec
+    let mut rng = Rng::new(0xADD0);
+    let cnn = crate::tests::add::skip_cnn(&mut rng, [4, 4, 2], 3, true);
+    let spec = cnn.spec();
+    let plan = crate::encode::plan_model(&spec).unwrap();
+    let sizes: Vec<u64> = cnn
+        .values()
+        .iter()
+        .map(|(s, _)| s.iter().product::<usize>() as u64)
+        .collect();
+    let reads: Vec<Vec<usize>> = spec.nodes.iter().map(|n| n.reads()).collect();
+    assert_eq!(reads[2], [2, 1]);
+    assert_plan_safe(&sizes, &reads, &plan);
 }
 
 #[test]

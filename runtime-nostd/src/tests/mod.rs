@@ -3,6 +3,7 @@
 
 #![allow(clippy::needless_range_loop, clippy::large_enum_variant)]
 
+mod add;
 mod buffers;
 mod corrupt;
 mod format;
@@ -13,7 +14,7 @@ mod roundtrip;
 use crate::encode::{
     chain, ActivationSpec, AffineSpec, DenseSpec, InputStageSpec, LayerSpec, ModelSpec,
 };
-pub use crate::encode::{ConvSpec, Padding, PoolSpec};
+pub use crate::encode::{AddSpec, ConvSpec, NodeSpec, Padding, PoolSpec};
 use crate::testutil::{rq_ref, sat8_ref, Rng};
 use std::vec::Vec;
 
