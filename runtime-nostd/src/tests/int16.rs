@@ -276,3 +276,55 @@ fn the_loader_checks_every_int16_rule() {
         Err(Error::Int16Layer { layer: 0 })
     );
 }
+
+/// An int16 model with a residual `Add` is refused by the encoder, and by the loader in a
+/// version-5 blob (the only version with kind 6), by name.
+#[test]
+fn int16_models_refuse_add() {
+    let mut rng = Rng::new(0xADD_16);
+    // 3 -> dense 3 -> add(value 1, value 0)
+    let mut spec = int16_mlp(&mut rng, &[3, 3], true);
+    spec.nodes.push(crate::encode::NodeSpec {
+        input: 1,
+        layer: LayerSpec::Add(crate::encode::AddSpec {
+            other: 0,
+            input_zero_points: [0, 0],
+            output_zero_point: 0,
+            weights: [1 << 15, 1 << 15],
+            multiplier: 1 << 30,
+            shift: 46,
+            activation: ActivationSpec::Identity,
+        }),
+    });
+    spec.output_zero_point = 0;
+    assert_eq!(
+        crate::encode::encode(&spec).map(|_| ()),
+        Err(Error::Int16Layer { layer: 1 })
+    );
+    // the loader: an int16 dense 3 -> 3 stamped version 5, its node made an Add of values 0
+    // and 0 (the Add's header fields are a dense node's: zero kernel and stride)
+    let blob = crate::encode::encode(&int16_mlp(&mut rng, &[3, 3], true)).unwrap();
+    let node = Model::from_bytes(&blob).unwrap().nodes_at;
+    let mut b = blob.clone();
+    b[4] = 5;
+    b[node] = 6;
+    b[node + 6..node + 8].copy_from_slice(&0u16.to_le_bytes());
+    reseal(&mut b);
+    assert_eq!(
+        Model::from_bytes(&b).map(|_| ()),
+        Err(Error::Int16Layer { layer: 0 })
+    );
+    // as version 4, kind 6 is refused for the version first
+    b[4] = 4;
+    reseal(&mut b);
+    assert_eq!(
+        Model::from_bytes(&b).map(|_| ()),
+        Err(Error::KindVersion {
+            layer: 0,
+            kind: 6,
+            version: 4
+        })
+    );
+    // an int16 model without an Add is still version 4
+    assert_eq!(u16::from_le_bytes([blob[4], blob[5]]), 4);
+}
