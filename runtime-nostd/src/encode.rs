@@ -11,11 +11,11 @@ use std::vec::Vec;
 use crate::blob::{
     channel_arrays_len, conv_axis, pad4, pool_axis, ACT_IDENTITY, ACT_LUT, ACT_RELU,
     ADD_ARRAYS_LEN, ADD_VERSION, ADD_WEIGHT_MAX, DTYPE_I16, HEADER_RESERVED, INT16_VERSION,
-    INT8_VERSION, KIND_ADD, KIND_AVG_POOL, KIND_CONV2D, KIND_DENSE, KIND_DEPTHWISE,
-    KIND_MAX_POOL, MAGIC, NODE_HEADER_LEN, NO_VALUE, PAD_SAME, PAD_VALID,
+    INT8_VERSION, KIND_ADD, KIND_AVG_POOL, KIND_CONV2D, KIND_DENSE, KIND_DEPTHWISE, KIND_MAX_POOL,
+    MAGIC, NODE_HEADER_LEN, NO_VALUE, PAD_SAME, PAD_VALID,
 };
-use crate::fixed::{multiplier_is_valid, shift_is_valid};
 use crate::crc32::crc32;
+use crate::fixed::{multiplier_is_valid, shift_is_valid};
 use crate::model::{affine, affine16_at, Model, MAX_LAYERS};
 use crate::Error;
 
@@ -621,7 +621,10 @@ pub fn encode(spec: &ModelSpec) -> Result<Vec<u8>, Error> {
     };
 
     let int16 = spec.activations == Activations::Int16;
-    let has_add = spec.nodes.iter().any(|n| matches!(n.layer, LayerSpec::Add(_)));
+    let has_add = spec
+        .nodes
+        .iter()
+        .any(|n| matches!(n.layer, LayerSpec::Add(_)));
     let mut w = Writer(Vec::new());
     // header: the oldest version that holds the model, which older runtimes read (an int16
     // model with an Add was refused by `values`)

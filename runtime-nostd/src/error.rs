@@ -132,7 +132,11 @@ pub enum Error {
     AddShapes { layer: u16, a: u16, b: u16 },
     /// An `Add` weight (`operand` 0 for the first input, 1 for the second) is outside
     /// `[-2^16, 2^16]`.
-    AddWeight { layer: u16, operand: u8, weight: i32 },
+    AddWeight {
+        layer: u16,
+        operand: u8,
+        weight: i32,
+    },
     /// An `Add` with a table activation: it takes identity or ReLU (the fused clamp) only.
     AddActivation { layer: u16 },
 

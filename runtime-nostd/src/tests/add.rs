@@ -21,7 +21,11 @@ fn random_add(rng: &mut Rng, other: usize, relu: bool) -> TNode {
         0 => ([1 << 15, 1 << 15], 1 << 30, 46),
         1 => {
             let sign = |rng: &mut Rng| if rng.bool() { 1 << 16 } else { -(1 << 16) };
-            ([sign(rng), sign(rng)], random_m(rng), rng.range_i64(47, 50) as u8)
+            (
+                [sign(rng), sign(rng)],
+                random_m(rng),
+                rng.range_i64(47, 50) as u8,
+            )
         }
         _ => {
             let w = |rng: &mut Rng| rng.range_i64(-(1 << 16), 1 << 16) as i32;
@@ -51,8 +55,10 @@ fn head(rng: &mut Rng, cnn: &mut TCnn) {
     });
     let zp = cnn.values().last().unwrap().1;
     let n_out = rng.usize_in(2, 5);
-    cnn.nodes.push(TNode::Dense(random_layer(rng, c, n_out, zp)));
-    cnn.inputs.extend([cnn.nodes.len() - 2, cnn.nodes.len() - 1]);
+    cnn.nodes
+        .push(TNode::Dense(random_layer(rng, c, n_out, zp)));
+    cnn.inputs
+        .extend([cnn.nodes.len() - 2, cnn.nodes.len() - 1]);
 }
 
 /// An empty CNN over `shape` (the input stage's entries made to fit it).
@@ -97,10 +103,12 @@ fn resnet_block(rng: &mut Rng, shape: [usize; 3], relu: bool, swap: bool) -> TCn
         .push(make_conv(rng, shape[2], k, [1, 1], true, n1, false));
     let s1 = cnn.values()[1].0;
     let k = kernel(rng, s1);
-    cnn.nodes.push(make_conv(rng, n1, k, [2, 2], true, n2, false));
+    cnn.nodes
+        .push(make_conv(rng, n1, k, [2, 2], true, n2, false));
     let s2 = cnn.values()[2].0;
     let k = kernel(rng, s2);
-    cnn.nodes.push(make_conv(rng, n2, k, [1, 1], true, n2, false));
+    cnn.nodes
+        .push(make_conv(rng, n2, k, [1, 1], true, n2, false));
     // the shortcut: 1x1, stride 2, valid or same (the same output size either way)
     let same = rng.bool();
     cnn.nodes
@@ -117,15 +125,18 @@ fn resnet_block(rng: &mut Rng, shape: [usize; 3], relu: bool, swap: bool) -> TCn
 /// plain-i64 evaluation. Returns the Add's outputs for the coverage counts.
 fn check_against_evaluation(rng: &mut Rng, cnn: &TCnn, case: usize) -> Vec<Vec<i8>> {
     let blob = cnn.blob();
-    assert_eq!(u16::from_le_bytes([blob[4], blob[5]]), 5, "an Add needs version 5");
+    assert_eq!(
+        u16::from_le_bytes([blob[4], blob[5]]),
+        5,
+        "an Add needs version 5"
+    );
     let m = Model::from_bytes(&blob).unwrap();
     assert_eq!(m.format_version(), 5);
     let used = kinds::CONV2D | kinds::AVG_POOL | kinds::DENSE | kinds::ADD;
     assert_eq!(m.layer_kinds() & !kinds::FIXED_POINT_INPUT, used);
-    let exact = Model::<{ kinds::CONV2D | kinds::AVG_POOL | kinds::DENSE | kinds::ADD }>::with_kinds(
-        &blob,
-    )
-    .unwrap();
+    let exact =
+        Model::<{ kinds::CONV2D | kinds::AVG_POOL | kinds::DENSE | kinds::ADD }>::with_kinds(&blob)
+            .unwrap();
     let values = cnn.values();
     let add_at = cnn
         .nodes
@@ -138,11 +149,7 @@ fn check_against_evaluation(rng: &mut Rng, cnn: &TCnn, case: usize) -> Vec<Vec<i
     let info = m.layer(add_at).unwrap();
     assert_eq!(info.kind, LayerKind::Add);
     assert_eq!(
-        (
-            info.input_value,
-            info.second_input_value,
-            info.output_value
-        ),
+        (info.input_value, info.second_input_value, info.output_value),
         (cnn.input(add_at), Some(other), add_at + 1)
     );
     assert_eq!(info.input_shape, values[other].0);
@@ -169,10 +176,7 @@ fn check_against_evaluation(rng: &mut Rng, cnn: &TCnn, case: usize) -> Vec<Vec<i
         );
         assert_eq!(logits_ref, expected, "case {case}: reference");
         let mut logits_exact = std::vec![0i8; m.n_outputs()];
-        assert_eq!(
-            exact.run(&raw, &mut scratch, &mut logits_exact),
-            Ok(class)
-        );
+        assert_eq!(exact.run(&raw, &mut scratch, &mut logits_exact), Ok(class));
         assert_eq!(logits_exact, expected, "case {case}: exact kinds");
     }
     add_outputs
@@ -465,10 +469,7 @@ fn add_records_are_checked() {
     reseal(&mut b);
     assert!(Model::from_bytes(&b).is_ok());
     check(&|b| b[add + 1] = 2, Error::AddActivation { layer });
-    check(
-        &|b| b[add + 1] = 3,
-        Error::BadActivation { layer, kind: 3 },
-    );
+    check(&|b| b[add + 1] = 3, Error::BadActivation { layer, kind: 3 });
     // the record's length
     check(
         &|b| b[add + 20] += 4,
@@ -500,10 +501,7 @@ fn add_records_are_checked() {
     let conv = node_at(&blob, 1);
     check(
         &|b| put_u16(b, conv + 6, 0),
-        Error::BadValueId {
-            layer: 1,
-            value: 0,
-        },
+        Error::BadValueId { layer: 1, value: 0 },
     );
     // the plan: value 1 lives until the Add reads it, so it may not share bytes with value 3
     // (written at node 2). Moved onto value 3, the first overlap found is with value 0 if the
@@ -538,7 +536,11 @@ fn add_records_are_checked() {
             kind: 6,
             version: 3,
         },
-        Error::AddShapes { layer: 7, a: 1, b: 2 },
+        Error::AddShapes {
+            layer: 7,
+            a: 1,
+            b: 2,
+        },
         Error::AddWeight {
             layer: 7,
             operand: 1,
@@ -595,9 +597,7 @@ fn add_is_refused_where_it_is_not_linked() {
         std::vec![0i8; all.n_outputs()],
     );
     let c1 = all.run_quantized(&input, &mut scratch, &mut l1).unwrap();
-    let c2 = linked
-        .run_quantized(&input, &mut scratch, &mut l2)
-        .unwrap();
+    let c2 = linked.run_quantized(&input, &mut scratch, &mut l2).unwrap();
     assert_eq!((c1, l1), (c2, l2));
     // the kind sets: Add is bit 7, in ALL and NAMES, and kind byte 6 maps to it
     assert_eq!(kinds::ADD, 1 << 7);
