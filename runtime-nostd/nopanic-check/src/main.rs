@@ -64,6 +64,14 @@ pub extern "C" fn _start() -> ! {
                 head(&mut l, knob(5)),
             )
             .unwrap_or(2);
+        // the reference kernels (every layer kind, the Add's included)
+        result ^= m
+            .run_quantized_reference(
+                head(logits, knob(3)),
+                head(&mut q, knob(4)),
+                head(&mut l, knob(5)),
+            )
+            .unwrap_or(13);
         let mut qi = [0i8; 16];
         result ^= m
             .quantize_input(raw, head(&mut qi, knob(6)))
@@ -108,6 +116,20 @@ pub extern "C" fn _start() -> ! {
                 head(logits, knob(3)),
             )
             .unwrap_or(6);
+    }
+    // A set with the residual Add: its own loader (the second input, the Add record) and node
+    // loop (two inputs out of the arena).
+    if let Ok(m) = Model::<{ kiln_runtime::kinds::CONV2D | kiln_runtime::kinds::ADD }>::with_kinds(blob) {
+        let scratch = unsafe { &mut *addr_of_mut!(SCRATCH) };
+        let logits = unsafe { &mut *addr_of_mut!(LOGITS) };
+        let mut q = [0i8; 300];
+        result ^= m
+            .run_quantized(
+                head(&mut q, knob(4)),
+                head(scratch, knob(2) * 8),
+                head(logits, knob(3)),
+            )
+            .unwrap_or(14);
     }
     unsafe { write_volatile(addr_of_mut!(LOGITS[0]), result as i8) };
     loop {}
