@@ -514,7 +514,7 @@ pub(crate) fn parse<const KINDS: u8>(bytes: &[u8]) -> Result<Model<'_, KINDS>, E
     let n_outputs = r.u32()?;
     let arena_len = r.u32()?;
     let n_values = r.u16()?;
-    let v4 = KINDS & kinds::INT16 != 0 && version >= 4;
+    let v4 = KINDS & kinds::INT16 != 0 && version >= INT16_VERSION;
     // version 4: the activations' element type, the first reserved byte before
     let dtype = if v4 { r.u8()? } else { DTYPE_I8 };
     r.zeros(HEADER_RESERVED.wrapping_sub(usize::from(v4)))?;

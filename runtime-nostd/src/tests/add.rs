@@ -311,7 +311,7 @@ fn add_rounds_ties_to_even() {
 /// The fixed graph of the loader's checks: `[3, 3, 2]` -> conv 3 channels -> conv -> add(2, 1)
 /// relu -> gap -> dense.
 fn fixed_add() -> TCnn {
-    let mut rng = Rng::new(0xADD_F1);
+    let mut rng = Rng::new(0x0ADD_00F1);
     let mut cnn = skip_cnn(&mut rng, [3, 3, 2], 3, true);
     cnn.features.truncate(1);
     if let TNode::Add { w, m, t, .. } = &mut cnn.nodes[2] {
@@ -617,7 +617,7 @@ fn add_is_refused_where_it_is_not_linked() {
 /// version 3, byte for byte, and the same bytes stamped version 5 load and run alike.
 #[test]
 fn blobs_without_add_keep_their_version() {
-    let mut rng = Rng::new(0xADD_03);
+    let mut rng = Rng::new(0x0ADD_0003);
     for _ in 0..20 {
         let cnn = super::graph::random_cnn(&mut rng);
         let blob = cnn.blob();
@@ -757,7 +757,7 @@ fn add_corruption_is_rejected_and_never_panics() {
     for n in 0..blob.len() {
         assert!(Model::from_bytes(&blob[..n]).is_err());
     }
-    let mut rng = Rng::new(0xADD_C0);
+    let mut rng = Rng::new(0x0ADD_00C0);
     let mut loaded = 0;
     for _ in 0..20_000 {
         let mut b = blob.clone();

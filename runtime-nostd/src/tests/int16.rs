@@ -281,7 +281,7 @@ fn the_loader_checks_every_int16_rule() {
 /// version-5 blob (the only version with kind 6), by name.
 #[test]
 fn int16_models_refuse_add() {
-    let mut rng = Rng::new(0xADD_16);
+    let mut rng = Rng::new(0x0ADD_0016);
     // 3 -> dense 3 -> add(value 1, value 0)
     let mut spec = int16_mlp(&mut rng, &[3, 3], true);
     spec.nodes.push(crate::encode::NodeSpec {
