@@ -5,8 +5,8 @@
 //!
 //! - [`fixed`]: the fixed-point arithmetic of `docs/quantization.md` (`rq`, `sat8`), defined once.
 //! - [`kernels`]: the int8 kernels of the layer graph (`docs/layer-graph.md`): dense,
-//!   convolution, depthwise convolution, max and average pooling (the scalar references are the
-//!   specification), and the 256-entry activation table.
+//!   convolution, depthwise convolution, max and average pooling, the residual add (the scalar
+//!   references are the specification), and the 256-entry activation table.
 //! - [`Model`]: a model blob (`docs/blob-format.md`, a graph of layers with its buffer plan)
 //!   validated once by [`Model::from_bytes`], borrowed without copying, then run with
 //!   caller-provided buffers. After a successful load,

@@ -1,7 +1,8 @@
 //! The kernels, and the one place that chooses which implementation the runtime calls.
 //!
 //! `reference` holds the scalar reference kernels: they *are* the specification of
-//! `docs/quantization.md` (dense) and `docs/layer-graph.md` (convolutions and pooling). Optimized kernels (per architecture, chosen by `cfg` here) must match
+//! `docs/quantization.md` (dense) and `docs/layer-graph.md` (convolutions, pooling and the
+//! residual add). Optimized kernels (per architecture, chosen by `cfg` here) must match
 //! it bit for bit; `kernel_tests!` (tests only) checks an implementation against it.
 
 pub mod compact;
