@@ -13,6 +13,10 @@
 //!   `Flatten` (axis 1), or `Gemm` (`transB = 1`) followed by its
 //!   activation. A `Flatten` is inserted before a `Dense` that reads a
 //!   spatial value, which it flattens in CHW order;
+//! - skip connections: layer `k` writes value `k + 1` (value 0 is the
+//!   input). A `Tap` emits no node: its value is an earlier value's tensor,
+//!   which the next layer reads. An `Add` emits `Add` of the previous value's
+//!   tensor and an earlier value's, then its activation;
 //! - `logits` FLOAT `[N, K]` and optionally `probabilities` (`Softmax`).
 //!
 //! ```
@@ -67,8 +71,13 @@ use crate::mlp::{
 use crate::proto::ModelProto;
 use crate::OnnxError;
 
-/// A convolutional network as a chain of typed layers, in the trainer's
+/// A convolutional network as a list of typed layers, in the trainer's
 /// terms but independent of it.
+///
+/// Layer `k` (from 0) reads value `k` and writes value `k + 1`; value 0 is
+/// the input. [`CnnLayer::Tap`] and [`CnnLayer::Add`] read earlier values by
+/// their id, which makes skip connections (every layer counts, `Tap` and
+/// `Flatten` included).
 #[derive(Debug, Clone, PartialEq)]
 pub struct CnnModel {
     /// One sample's shape `[c, h, w]`, as in NCHW. For `spatial_rank == 1`
@@ -144,6 +153,30 @@ pub enum CnnLayer {
     GlobalAvgPool,
     /// `[c, h, w] -> c h w` values in CHW order.
     Flatten,
+    /// Value `value`, computed earlier: the next layer reads it (no ONNX node).
+    ///
+    /// Layer `k` writes value `k + 1`; a `Tap` makes value `k + 1` an alias
+    /// of value `value` (`value <= k`, value 0 being the input), so the layer
+    /// after it reads that value instead of the previous one. This is how a
+    /// layer graph branches: ResNet's projection shortcut is
+    /// `..., Tap { value: 4 }, Conv2d 1x1 stride 2, Add { other: 6, .. }`.
+    Tap {
+        /// The value the next layer reads: 0 (the input) up to this layer's
+        /// own index.
+        value: usize,
+    },
+    /// `activation(x + value[other])`, x the previous value; both of one shape.
+    ///
+    /// A residual connection: the ONNX `Add` of the previous value's tensor
+    /// and the tensor of value `other` (`other <= k` for layer `k`), then the
+    /// activation as the other layers emit it. Both values must have the
+    /// same `[c, h, w]` shape, or both be flat vectors of one length.
+    Add {
+        /// The earlier value added to the previous one.
+        other: usize,
+        /// Applied after the sum.
+        activation: Activation,
+    },
 }
 
 impl CnnLayer {
@@ -157,6 +190,8 @@ impl CnnLayer {
             Self::AvgPool2d { .. } => "AvgPool2d",
             Self::GlobalAvgPool => "GlobalAvgPool",
             Self::Flatten => "Flatten",
+            Self::Tap { .. } => "Tap",
+            Self::Add { .. } => "Add",
         }
     }
 }
@@ -214,6 +249,14 @@ pub(crate) enum Geometry {
     },
     GlobalAvgPool,
     Flatten,
+    /// The layer's value is the earlier value `value`.
+    Tap {
+        value: usize,
+    },
+    /// The previous value plus the earlier value `other`.
+    Add {
+        other: usize,
+    },
 }
 
 /// A float convolution's geometry and parameters.
@@ -297,6 +340,8 @@ impl CnnLayer {
             }
             Self::GlobalAvgPool => Geometry::GlobalAvgPool,
             Self::Flatten => Geometry::Flatten,
+            Self::Tap { value } => Geometry::Tap { value: *value },
+            Self::Add { other, .. } => Geometry::Add { other: *other },
         }
     }
 }
@@ -307,7 +352,9 @@ impl CnnLayer {
 /// `docs/layer-graph.md`): the input shape and spatial rank, that each
 /// layer's channels and sizes fit the value it reads, kernels no larger than
 /// their (padded) input, pooling strides that divide `in - k`, weight and
-/// bias lengths, finite parameters, the normalisation (one value per input
+/// bias lengths, a `Tap` or `Add` that names an earlier value (and an `Add`
+/// whose two values have one shape), a last layer that computes the logits
+/// (not a `Tap`), finite parameters, the normalisation (one value per input
 /// feature, `c h w` in CHW order), the opset and metadata keys. Errors name
 /// the layer index.
 pub fn cnn_to_model(
@@ -323,14 +370,16 @@ pub fn cnn_to_model(
     let sample = sample_dims(rank, model.input_shape);
     add_input(&mut graph, &sample);
 
-    let mut current = add_normalization(&mut graph, normalization, &sample)?;
+    // The tensor of each value: value 0 is the normalised input, layer `i`
+    // writes value `i + 1` (a Tap's is the tensor of the value it names).
+    let mut values = vec![add_normalization(&mut graph, normalization, &sample)?];
     for (i, layer) in model.layers.iter().enumerate() {
         let output = if i + 1 == model.layers.len() {
             LOGITS_NAME.to_owned()
         } else {
             format!("layer{i}.output")
         };
-        let input = current.as_str();
+        let input = values[i].as_str();
         match layer {
             CnnLayer::Dense(dense) => {
                 let flat = flatten_if_spatial(&mut graph, i, shapes[i], input);
@@ -352,8 +401,19 @@ pub fn cnn_to_model(
             | CnnLayer::Flatten => {
                 add_shape_node(&mut graph, i, rank, layer.geometry(), input, &output);
             }
+            CnnLayer::Tap { value } => {
+                // No node: the next layer reads the earlier value's tensor.
+                values.push(values[*value].clone());
+                continue;
+            }
+            CnnLayer::Add { other, activation } => {
+                let other = values[*other].as_str();
+                add_with_activation(&mut graph, i, *activation, &output, |graph, sum| {
+                    add_residual(graph, i, [input, other], sum);
+                })?;
+            }
         }
-        current = output;
+        values.push(output);
     }
 
     add_outputs(
@@ -423,6 +483,18 @@ pub(crate) fn add_conv(
     );
 }
 
+/// Emits layer `i`'s residual `Add` node: `previous + other`, written to
+/// `output`.
+pub(crate) fn add_residual(graph: &mut GraphBuilder, i: usize, inputs: [&str; 2], output: &str) {
+    graph.node(
+        "Add",
+        &format!("layer{i}_add"),
+        &inputs,
+        &[output],
+        Vec::new(),
+    );
+}
+
 /// Emits the node of a layer without parameters: `MaxPool`,
 /// `AveragePool`, `GlobalAveragePool` or `Flatten`.
 pub(crate) fn add_shape_node(
@@ -451,8 +523,11 @@ pub(crate) fn add_shape_node(
         }
         Geometry::GlobalAvgPool => ("GlobalAveragePool", "global_avgpool", Vec::new()),
         Geometry::Flatten => ("Flatten", "flatten", vec![attr_int("axis", 1)]),
-        Geometry::Dense { .. } | Geometry::Conv { .. } => {
-            unreachable!("layer {i} has parameters")
+        Geometry::Dense { .. }
+        | Geometry::Conv { .. }
+        | Geometry::Tap { .. }
+        | Geometry::Add { .. } => {
+            unreachable!("layer {i} is not a pooling or flatten layer")
         }
     };
     let name = format!("layer{i}_{suffix}");
@@ -494,6 +569,8 @@ fn validate(
             check_parameters(i, &dense.weights, &dense.bias, dense.activation)?;
         } else if let Some(conv) = ConvParams::of(layer) {
             check_parameters(i, conv.weights, conv.bias, conv.activation)?;
+        } else if let CnnLayer::Add { activation, .. } = layer {
+            check_parameters(i, &[], &[], *activation)?;
         }
     }
     validate_normalization(normalization, model.input_shape.iter().product())?;
@@ -537,11 +614,39 @@ pub(crate) fn check_shapes(
 
     let mut shapes = vec![Shape::Spatial { c, h, w }];
     for (i, &(kind, geometry)) in layers.iter().enumerate() {
-        let next = layer_output(i, kind, geometry, shapes[i], spatial_rank)?;
+        let next = match geometry {
+            Geometry::Tap { value } => shapes[earlier_value(i, kind, value)?],
+            Geometry::Add { other } => {
+                let (previous, other_shape) = (shapes[i], shapes[earlier_value(i, kind, other)?]);
+                if other_shape != previous {
+                    return Err(OnnxError::CnnLayer {
+                        layer: i,
+                        kind,
+                        reason: format!(
+                            "value {other} is {}, the previous value {}; an Add needs both of \
+                             one shape",
+                            shape_text(other_shape),
+                            shape_text(previous)
+                        ),
+                    });
+                }
+                previous
+            }
+            _ => layer_output(i, kind, geometry, shapes[i], spatial_rank)?,
+        };
         shapes.push(next);
     }
+    let last = layers.len() - 1;
+    if let (kind, Geometry::Tap { .. }) = layers[last] {
+        return Err(OnnxError::CnnLayer {
+            layer: last,
+            kind,
+            reason: "is the last layer, but a Tap computes nothing; the logits must be a \
+                     layer's own output"
+                .to_owned(),
+        });
+    }
     if let Shape::Spatial { c, h, w } = shapes[shapes.len() - 1] {
-        let last = layers.len() - 1;
         return Err(model_error(format!(
             "the last layer (layer {last}, {}) produces a {c}x{h}x{w} value; a CNN must end \
              with Dense or Flatten so that the logits are [N, classes]",
@@ -549,6 +654,30 @@ pub(crate) fn check_shapes(
         )));
     }
     Ok(shapes)
+}
+
+/// Checks that layer `i` (a Tap or an Add) names an earlier value: one of
+/// 0 (the input) to `i` (the previous layer's output); returns it.
+fn earlier_value(i: usize, kind: &'static str, value: usize) -> Result<usize, OnnxError> {
+    if value <= i {
+        return Ok(value);
+    }
+    Err(OnnxError::CnnLayer {
+        layer: i,
+        kind,
+        reason: format!(
+            "reads value {value}, which is not an earlier value: layer {i} can read values 0 \
+             (the input) to {i} (layer k writes value k + 1)"
+        ),
+    })
+}
+
+/// A value's shape for messages: `[c, h, w]`, or `[n]` for a flat vector.
+fn shape_text(shape: Shape) -> String {
+    match shape {
+        Shape::Spatial { c, h, w } => format!("[{c}, {h}, {w}]"),
+        Shape::Flat(n) => format!("[{n}] (flat)"),
+    }
 }
 
 /// Checks layer `i` against the value it reads and returns its output shape.
@@ -613,7 +742,9 @@ fn layer_output(
         Ok(())
     };
     match geometry {
-        Geometry::Dense { .. } => unreachable!("handled above"),
+        Geometry::Dense { .. } | Geometry::Tap { .. } | Geometry::Add { .. } => {
+            unreachable!("handled by the caller")
+        }
         Geometry::Conv {
             conv,
             n_weights,
@@ -715,6 +846,16 @@ fn layer_output(
     }
 }
 
+/// What a `Tap` or an `Add` reads besides the previous value, for the doc
+/// strings: ` of value 4`, ` with value 6`; empty for other layers.
+fn value_note(layer: &CnnLayer) -> String {
+    match layer {
+        CnnLayer::Tap { value } => format!(" of value {value}"),
+        CnnLayer::Add { other, .. } => format!(" with value {other}"),
+        _ => String::new(),
+    }
+}
+
 /// The graph's doc string, e.g.
 /// `CNN 1x8x8 -> Conv2d 4x8x8 (Relu) -> MaxPool2d 4x4x4 -> Dense 10 (Identity); ...`.
 fn describe(model: &CnnModel, shapes: &[Shape], normalization: &InputNormalization) -> String {
@@ -726,10 +867,12 @@ fn describe(model: &CnnModel, shapes: &[Shape], normalization: &InputNormalizati
             Shape::Flat(n) => n.to_string(),
         };
         let activation = match layer {
-            CnnLayer::Dense(DenseLayer { activation, .. }) => Some(*activation),
+            CnnLayer::Dense(DenseLayer { activation, .. }) | CnnLayer::Add { activation, .. } => {
+                Some(*activation)
+            }
             _ => ConvParams::of(layer).map(|conv| conv.activation),
         };
-        text.push_str(&format!(" -> {} {size}", layer.kind()));
+        text.push_str(&format!(" -> {}{} {size}", layer.kind(), value_note(layer)));
         if let Some(activation) = activation {
             text.push_str(&format!(" ({activation:?})"));
         }

@@ -16,8 +16,9 @@
 //!   (the arithmetic of `docs/quantization.md`).
 //! - [`cnn`]: [`cnn_to_model`](cnn::cnn_to_model), the float export of a
 //!   convolutional layer graph (`docs/layer-graph.md`): NCHW (or NCL for
-//!   Conv1D) input, `Conv`, pooling, `Flatten` and `Gemm` nodes, with the MLP
-//!   export's normalisation, activations and outputs.
+//!   Conv1D) input, `Conv`, pooling, `Flatten` and `Gemm` nodes, and the
+//!   residual `Add` of skip connections, with the MLP export's normalisation,
+//!   activations and outputs.
 //! - [`qdq_cnn`]: [`qdq_cnn_to_model`](qdq_cnn::qdq_cnn_to_model), the int8
 //!   QDQ twin of the CNN graph (per-channel int8 weights, int32 biases,
 //!   int8 activations; pools between `DequantizeLinear` and

@@ -335,9 +335,33 @@ pub(crate) fn add_affine(
 
     let linear = format!("layer{i}.linear");
     emit_linear(graph, [&x, &weight, &bias], &linear);
+    add_activation_quantize(
+        graph,
+        i,
+        linear,
+        layer.activation,
+        layer.output,
+        q_in.int16,
+        out_name,
+    )
+}
 
+/// Emits layer `i`'s activation on the float tensor `linear` and the
+/// quantization of the result to the int8 tensor `out_name` with `output`'s
+/// parameters, which it returns: ReLU before the output quantization, a
+/// table function between a quantization to the pre-activation parameters
+/// and the output's. Shared by the affine layers and the CNN's residual Add.
+pub(crate) fn add_activation_quantize(
+    graph: &mut GraphBuilder,
+    i: usize,
+    linear: String,
+    activation: &QdqActivation,
+    output: QuantParams,
+    int16: bool,
+    out_name: &str,
+) -> Result<Quantized, OnnxError> {
     // The float tensor that the output quantization reads.
-    let to_quantize = match layer.activation {
+    let to_quantize = match activation {
         QdqActivation::Identity => linear,
         QdqActivation::Relu => {
             let activated = format!("layer{i}.activated");
@@ -351,12 +375,7 @@ pub(crate) fn add_affine(
             activated
         }
         QdqActivation::Table { function, pre } => {
-            let pre_q = Quantized::new(
-                graph,
-                &format!("layer{i}.pre_activation_q"),
-                *pre,
-                q_in.int16,
-            )?;
+            let pre_q = Quantized::new(graph, &format!("layer{i}.pre_activation_q"), *pre, int16)?;
             graph.node_with_doc(
                 "QuantizeLinear",
                 &format!("layer{i}_quantize_pre_activation"),
@@ -394,7 +413,7 @@ pub(crate) fn add_affine(
         }
     };
 
-    let q_out = Quantized::new(graph, out_name, layer.output, q_in.int16)?;
+    let q_out = Quantized::new(graph, out_name, output, int16)?;
     graph.node(
         "QuantizeLinear",
         &format!("layer{i}_quantize_output"),
@@ -407,6 +426,7 @@ pub(crate) fn add_affine(
 
 /// An int8 tensor's name and the names of its rank-0 scale and zero point
 /// initializers, `<tensor>.scale` and `<tensor>.zero_point`.
+#[derive(Debug, Clone)]
 pub(crate) struct Quantized {
     pub tensor: String,
     pub scale: String,
@@ -552,6 +572,14 @@ pub(crate) fn validate_affine(
             )
         })?;
     }
+    validate_activation(li, activation)?;
+    check_scale(output.scale, || format!("layer {li} output scale"))?;
+    Ok(())
+}
+
+/// Checks an int8 activation: a table's function is Tanh, Sigmoid or
+/// LeakyRelu (with a finite alpha) and its pre-activation scale is valid.
+pub(crate) fn validate_activation(li: usize, activation: &QdqActivation) -> Result<(), OnnxError> {
     if let QdqActivation::Table { function, pre } = activation {
         match function {
             Activation::Tanh | Activation::Sigmoid => {}
@@ -584,7 +612,6 @@ pub(crate) fn validate_affine(
         }
         check_scale(pre.scale, || format!("layer {li} pre-activation scale"))?;
     }
-    check_scale(output.scale, || format!("layer {li} output scale"))?;
     Ok(())
 }
 

@@ -27,6 +27,16 @@
 //!   parameters;
 //! - `Flatten` (explicit, or inserted before a `Dense` that reads a spatial
 //!   value) reshapes the int8 tensor itself;
+//! - `Tap` emits nothing: its value is the earlier value's int8 tensor, with
+//!   that tensor's scale and zero point, which the next layer reads;
+//! - `Add` dequantizes both int8 operands, each with its own value's
+//!   parameters (those of the layer that quantized it), adds them in float,
+//!   applies the activation as the affine layers do and quantizes to its
+//!   int8 output. The device computes it in integers:
+//!   `acc = W_a (a - zp_a) + W_b (b - zp_b)` with
+//!   `W_x = round(s_x / max(s_a, s_b) 2^16)`, then
+//!   `y = clamp(sat8(zp_out + rq(acc, M, t)), lo, 127)` with
+//!   `M / 2^t = max(s_a, s_b) / (2^16 s_out)` (`docs/layer-graph.md`);
 //! - `logits` (FLOAT) dequantizes the last int8 tensor, `logits_q` (INT8) is
 //!   that tensor.
 //!
@@ -83,8 +93,8 @@
 
 use crate::builder::{attr_int, ir_version_for_opset, Dim, GraphBuilder};
 use crate::cnn::{
-    add_conv, add_input, add_shape_node, check_shapes, conv_weight_dims, flatten_if_spatial,
-    sample_dims, ConvGeometry, Geometry, Shape,
+    add_conv, add_input, add_residual, add_shape_node, check_shapes, conv_weight_dims,
+    flatten_if_spatial, sample_dims, ConvGeometry, Geometry, Shape,
 };
 use crate::mlp::{
     add_input_fixed_point, add_normalization_from, batch_dim, build_model, dim, validate_metadata,
@@ -92,8 +102,9 @@ use crate::mlp::{
 };
 use crate::proto::ModelProto;
 use crate::qdq::{
-    add_affine, add_dequantize_input, add_input_quantize, add_int8_outputs, check_scale,
-    validate_affine, Affine, QdqActivation, QdqLayer, QuantParams, Quantized, LOGITS_Q_NAME,
+    add_activation_quantize, add_affine, add_dequantize_input, add_input_quantize,
+    add_int8_outputs, check_scale, validate_activation, validate_affine, Affine, QdqActivation,
+    QdqLayer, QuantParams, Quantized, LOGITS_Q_NAME,
 };
 use crate::OnnxError;
 
@@ -151,6 +162,27 @@ pub enum QdqCnnLayer {
     },
     /// Reshapes the int8 value to a vector in CHW order; parameters kept.
     Flatten,
+    /// Value `value`, computed earlier: the next layer reads its int8 tensor
+    /// and parameters (no ONNX node), as
+    /// [`CnnLayer::Tap`](crate::cnn::CnnLayer::Tap).
+    Tap {
+        /// The value the next layer reads: 0 (the input) up to this layer's
+        /// own index.
+        value: usize,
+    },
+    /// DequantizeLinear of both int8 inputs, Add, the activation, QuantizeLinear to `output`.
+    ///
+    /// The inputs are the previous value and value `other`, each dequantized
+    /// with its own parameters; both of one shape, as
+    /// [`CnnLayer::Add`](crate::cnn::CnnLayer::Add).
+    Add {
+        /// The earlier value added to the previous one.
+        other: usize,
+        /// Applied before the output quantization (ReLU, or a table).
+        activation: QdqActivation,
+        /// Parameters of the layer's int8 output.
+        output: QuantParams,
+    },
 }
 
 /// One int8 convolution, full or depthwise, as `docs/layer-graph.md` defines
@@ -192,6 +224,8 @@ impl QdqCnnLayer {
             Self::AvgPool2d { .. } => "AvgPool2d",
             Self::GlobalAvgPool { .. } => "GlobalAvgPool",
             Self::Flatten => "Flatten",
+            Self::Tap { .. } => "Tap",
+            Self::Add { .. } => "Add",
         }
     }
 
@@ -242,6 +276,8 @@ impl QdqCnnLayer {
             },
             Self::GlobalAvgPool { .. } => Geometry::GlobalAvgPool,
             Self::Flatten => Geometry::Flatten,
+            Self::Tap { value } => Geometry::Tap { value: *value },
+            Self::Add { other, .. } => Geometry::Add { other: *other },
         }
     }
 }
@@ -265,7 +301,14 @@ pub fn qdq_cnn_to_model(cnn: &QdqCnn, options: &MlpExportOptions) -> Result<Mode
     add_input(&mut graph, &sample);
     let fixed = add_input_fixed_point(&mut graph, cnn.input_frac_bits)?;
     let normalized = add_normalization_from(&mut graph, &fixed, &cnn.normalization, &sample)?;
-    let mut q_in = add_input_quantize(&mut graph, &normalized, cnn.input, false)?;
+    // Each value's int8 tensor and parameters: value 0 is `input_q`, layer
+    // `i` writes value `i + 1` (a Tap's is the value it names).
+    let mut values = vec![add_input_quantize(
+        &mut graph,
+        &normalized,
+        cnn.input,
+        false,
+    )?];
 
     for (i, layer) in cnn.layers.iter().enumerate() {
         let out_name = if i + 1 == cnn.layers.len() {
@@ -273,7 +316,8 @@ pub fn qdq_cnn_to_model(cnn: &QdqCnn, options: &MlpExportOptions) -> Result<Mode
         } else {
             format!("layer{i}.output_q")
         };
-        q_in = match layer {
+        let q_in = &values[i];
+        let q_out = match layer {
             QdqCnnLayer::Dense(dense) => {
                 let flat = flatten_if_spatial(&mut graph, i, shapes[i], &q_in.tensor);
                 let affine = Affine {
@@ -311,7 +355,7 @@ pub fn qdq_cnn_to_model(cnn: &QdqCnn, options: &MlpExportOptions) -> Result<Mode
                 add_affine(
                     &mut graph,
                     i,
-                    &q_in,
+                    q_in,
                     &affine,
                     &out_name,
                     |graph, inputs, linear| {
@@ -333,7 +377,7 @@ pub fn qdq_cnn_to_model(cnn: &QdqCnn, options: &MlpExportOptions) -> Result<Mode
             QdqCnnLayer::MaxPool2d { .. }
             | QdqCnnLayer::AvgPool2d { .. }
             | QdqCnnLayer::GlobalAvgPool { .. } => {
-                let x = add_dequantize_input(&mut graph, i, &q_in);
+                let x = add_dequantize_input(&mut graph, i, q_in);
                 let pooled = format!("layer{i}.pooled");
                 add_shape_node(&mut graph, i, rank, layer.geometry(), &x, &pooled);
                 let q_out = match layer {
@@ -353,11 +397,39 @@ pub fn qdq_cnn_to_model(cnn: &QdqCnn, options: &MlpExportOptions) -> Result<Mode
                 );
                 q_out
             }
+            // No node: the next layer reads the earlier int8 tensor.
+            QdqCnnLayer::Tap { value } => values[*value].clone(),
+            QdqCnnLayer::Add {
+                other,
+                activation,
+                output,
+            } => {
+                let previous = add_dequantize_input(&mut graph, i, q_in);
+                let q_other = &values[*other];
+                let other_value = format!("layer{i}.other");
+                graph.node_with_doc(
+                    "DequantizeLinear",
+                    &format!("layer{i}_dequantize_other"),
+                    &[&q_other.tensor, &q_other.scale, &q_other.zero_point],
+                    &[&other_value],
+                    Vec::new(),
+                    &format!(
+                        "The residual operand, value {other}, with the parameters it was \
+                         quantized to."
+                    ),
+                );
+                let sum = format!("layer{i}.linear");
+                add_residual(&mut graph, i, [&previous, &other_value], &sum);
+                let int16 = q_in.int16;
+                add_activation_quantize(&mut graph, i, sum, activation, *output, int16, &out_name)?
+            }
         };
+        values.push(q_out);
     }
 
     let n_out = shapes[shapes.len() - 1].len();
-    add_int8_outputs(&mut graph, &q_in, &[batch_dim(), Dim::Fixed(dim(n_out))]);
+    let last = &values[values.len() - 1];
+    add_int8_outputs(&mut graph, last, &[batch_dim(), Dim::Fixed(dim(n_out))]);
     build_model(graph, options)
 }
 
@@ -391,43 +463,56 @@ fn validate(cnn: &QdqCnn, options: &MlpExportOptions) -> Result<Vec<Shape>, Onnx
     let shapes = check_shapes(cnn.input_shape, cnn.spatial_rank, &layers)?;
     check_scale(cnn.input.scale, || "input quantization scale".to_owned())?;
 
-    let mut s_in = cnn.input.scale;
+    // Each value's scale: value 0 is the input, layer `li` writes value
+    // `li + 1`; the shape checks above proved every Tap and Add reads an
+    // earlier value.
+    let mut scales = vec![cnn.input.scale];
     for (li, layer) in cnn.layers.iter().enumerate() {
-        match layer {
+        let s_in = scales[li];
+        let s_out = match layer {
             QdqCnnLayer::Dense(dense) => {
-                let (weights, scales) = (&dense.weights, &dense.weight_scales);
+                let (weights, weight_scales) = (&dense.weights, &dense.weight_scales);
                 let (activation, output) = (&dense.activation, dense.output);
                 validate_affine(
                     li,
                     weights,
-                    scales,
+                    weight_scales,
                     dense.n_outputs,
                     s_in,
                     activation,
                     output,
                 )?;
-                s_in = output.scale;
+                output.scale
             }
             QdqCnnLayer::Conv2d(conv) | QdqCnnLayer::DepthwiseConv2d(conv) => {
-                let (weights, scales) = (&conv.weights, &conv.weight_scales);
+                let (weights, weight_scales) = (&conv.weights, &conv.weight_scales);
                 let (activation, output) = (&conv.activation, conv.output);
                 validate_affine(
                     li,
                     weights,
-                    scales,
+                    weight_scales,
                     conv.out_channels,
                     s_in,
                     activation,
                     output,
                 )?;
-                s_in = output.scale;
+                output.scale
             }
             QdqCnnLayer::AvgPool2d { output, .. } | QdqCnnLayer::GlobalAvgPool { output } => {
                 check_scale(output.scale, || format!("layer {li} output scale"))?;
-                s_in = output.scale;
+                output.scale
             }
-            QdqCnnLayer::MaxPool2d { .. } | QdqCnnLayer::Flatten => {}
-        }
+            QdqCnnLayer::MaxPool2d { .. } | QdqCnnLayer::Flatten => s_in,
+            QdqCnnLayer::Tap { value } => scales[*value],
+            QdqCnnLayer::Add {
+                activation, output, ..
+            } => {
+                validate_activation(li, activation)?;
+                check_scale(output.scale, || format!("layer {li} output scale"))?;
+                output.scale
+            }
+        };
+        scales.push(s_out);
     }
 
     validate_normalization(&cnn.normalization, cnn.input_shape.iter().product())?;
@@ -446,12 +531,18 @@ fn describe(cnn: &QdqCnn, shapes: &[Shape]) -> String {
             Shape::Spatial { c, h, w } => format!("{c}x{h}x{w}"),
             Shape::Flat(n) => n.to_string(),
         };
-        text.push_str(&format!(" -> {} {size}", layer.kind()));
+        let note = match layer {
+            QdqCnnLayer::Tap { value } => format!(" of value {value}"),
+            QdqCnnLayer::Add { other, .. } => format!(" with value {other}"),
+            _ => String::new(),
+        };
+        text.push_str(&format!(" -> {}{note} {size}", layer.kind()));
     }
     text.push_str(
         "; weights symmetric int8 per output channel, biases int32, activations int8 per \
          tensor; each Conv / Gemm is DequantizeLinear -> op -> activation -> QuantizeLinear, \
-         pools run between DequantizeLinear and QuantizeLinear. Outputs: logits (float, \
+         pools run between DequantizeLinear and QuantizeLinear, a residual Add between the \
+         DequantizeLinear of both operands and a QuantizeLinear. Outputs: logits (float, \
          dequantized) and logits_q (int8).",
     );
     text

@@ -115,6 +115,8 @@ fn plain(model: &CnnModel, normalization: &InputNormalization, sample: &[f32]) -
         data,
         shape: model.input_shape,
     };
+    // Every value so far: value 0 is the input, layer k writes value k + 1.
+    let mut values = vec![x.clone()];
     for layer in &model.layers {
         x = match layer {
             CnnLayer::Dense(dense) => {
@@ -185,7 +187,20 @@ fn plain(model: &CnnModel, normalization: &InputNormalization, sample: &[f32]) -
                 let n = x.data.len();
                 x.tap_shape([n, 1, 1])
             }
+            CnnLayer::Tap { value } => values[*value].clone(),
+            CnnLayer::Add { other, activation } => {
+                let other = &values[*other];
+                assert_eq!(other.shape, x.shape, "the operands of an Add");
+                let data = x
+                    .data
+                    .iter()
+                    .zip(&other.data)
+                    .map(|(&a, &b)| activate(*activation, a + b))
+                    .collect();
+                Value { data, ..x }
+            }
         };
+        values.push(x.clone());
     }
     x.data
 }
@@ -208,7 +223,8 @@ fn same_pads(size: usize, k: usize, s: usize) -> (usize, usize) {
     (total / 2, total - total / 2)
 }
 
-/// Builds a chain of layers with random parameters, tracking the shape.
+/// Builds a list of layers with random parameters, tracking the shape of
+/// every value (`values[k]`, value 0 the input) and of the last one.
 struct Net {
     rng: Rng,
     input_shape: [usize; 3],
@@ -216,6 +232,7 @@ struct Net {
     shape: [usize; 3],
     flat: bool,
     layers: Vec<CnnLayer>,
+    values: Vec<[usize; 3]>,
 }
 
 impl Net {
@@ -227,6 +244,7 @@ impl Net {
             shape: input_shape,
             flat: false,
             layers: Vec::new(),
+            values: vec![input_shape],
         }
     }
 
@@ -270,6 +288,7 @@ impl Net {
             activation,
         });
         self.shape = window_output(self.shape, out_channels, kernel, stride, pads);
+        self.values.push(self.shape);
         self
     }
 
@@ -295,6 +314,7 @@ impl Net {
             activation,
         });
         self.shape = window_output(self.shape, channels, kernel, stride, pads);
+        self.values.push(self.shape);
         self
     }
 
@@ -305,12 +325,14 @@ impl Net {
             CnnLayer::AvgPool2d { kernel, stride }
         });
         self.shape = window_output(self.shape, self.shape[0], kernel, stride, [0; 4]);
+        self.values.push(self.shape);
         self
     }
 
     fn gap(&mut self) -> &mut Self {
         self.layers.push(CnnLayer::GlobalAvgPool);
         self.shape = [self.shape[0], 1, 1];
+        self.values.push(self.shape);
         self
     }
 
@@ -318,6 +340,7 @@ impl Net {
         self.layers.push(CnnLayer::Flatten);
         self.shape = [self.shape.iter().product(), 1, 1];
         self.flat = true;
+        self.values.push(self.shape);
         self
     }
 
@@ -333,6 +356,23 @@ impl Net {
         }));
         self.shape = [n_outputs, 1, 1];
         self.flat = true;
+        self.values.push(self.shape);
+        self
+    }
+
+    /// `Tap { value }`: the next layer reads value `value`.
+    fn tap(&mut self, value: usize) -> &mut Self {
+        self.layers.push(CnnLayer::Tap { value });
+        self.shape = self.values[value];
+        self.values.push(self.shape);
+        self
+    }
+
+    /// `Add { other, activation }` of the previous value and value `other`.
+    fn add(&mut self, other: usize, activation: Activation) -> &mut Self {
+        assert_eq!(self.values[other], self.shape);
+        self.layers.push(CnnLayer::Add { other, activation });
+        self.values.push(self.shape);
         self
     }
 
@@ -1404,4 +1444,290 @@ fn normalization_and_option_errors() {
     opts.metadata = vec![("k".into(), "1".into()), ("k".into(), "2".into())];
     let err = cnn_to_model(&model, &InputNormalization::None, &opts).unwrap_err();
     assert_eq!(err.to_string(), "metadata key `k` appears more than once");
+}
+
+// ---------------------------------------------------------------------------
+// Skip connections: Tap and Add.
+// ---------------------------------------------------------------------------
+
+/// ResNet-8's shape at a small size: a stem, an identity block
+/// (conv, conv, add the block's input, relu) and a projection block (conv
+/// stride 2, conv, and a strided 1x1 conv of the block's input through a
+/// Tap, added, relu), then global average pooling and the classifier.
+fn resnet(seed: u64, input: [usize; 3]) -> Net {
+    let mut net = Net::new(seed, input);
+    net.conv(8, [3, 3], [1, 1], true, Activation::Relu) // value 1
+        .conv(8, [3, 3], [1, 1], true, Activation::Relu) // value 2
+        .conv(8, [3, 3], [1, 1], true, Activation::Identity) // value 3
+        .add(1, Activation::Relu) // value 4
+        .conv(16, [3, 3], [2, 2], true, Activation::Relu) // value 5
+        .conv(16, [3, 3], [1, 1], true, Activation::Identity) // value 6
+        .tap(4) // value 7
+        .conv(16, [1, 1], [2, 2], false, Activation::Identity) // value 8
+        .add(6, Activation::Relu) // value 9
+        .gap()
+        .dense(10, Activation::Identity);
+    net
+}
+
+#[test]
+fn residual_blocks_match_the_plain_evaluation() {
+    let mut net = resnet(20, [3, 8, 8]);
+    assert_eq!(net.values[9], [16, 4, 4]);
+    let normalization = net.standardize();
+    for opset in [13, 17, 21] {
+        assert_matches(&mut net, &normalization, opset, opset == 17);
+    }
+    // An odd size: the stride-2 convolutions pad at the end, and the 1x1
+    // shortcut (valid) still lands on the same 3x3 grid.
+    let mut net = resnet(21, [1, 5, 5]);
+    assert_eq!(net.values[8], [16, 3, 3]);
+    assert_matches(
+        &mut net,
+        &InputNormalization::Scale { scale: 0.5 },
+        13,
+        false,
+    );
+}
+
+#[test]
+fn adds_of_the_input_of_flat_values_and_in_one_dimension() {
+    // The input itself as the residual, a Tap of the input, and an Add of
+    // two flat vectors; every activation after an Add.
+    let mut net = Net::new(22, [2, 4, 4]);
+    net.conv(2, [3, 3], [1, 1], true, Activation::Identity) // value 1
+        .add(0, Activation::Relu6) // value 2
+        .tap(0) // value 3
+        .conv(2, [1, 1], [1, 1], false, Activation::Tanh) // value 4
+        .add(2, Activation::LeakyRelu { alpha: 0.1 }) // value 5
+        .add(5, Activation::Sigmoid) // value 6: twice value 5
+        .gap()
+        .dense(6, Activation::Relu) // value 8
+        .dense(6, Activation::Identity) // value 9
+        .add(8, Activation::Tanh) // value 10, flat
+        .dense(3, Activation::Identity);
+    let normalization = net.standardize();
+    assert_matches(&mut net, &normalization, 13, true);
+
+    let mut net = Net::new(23, [3, 1, 12]);
+    net.conv(4, [1, 3], [1, 1], true, Activation::Relu) // value 1
+        .conv(4, [1, 3], [1, 1], true, Activation::Identity) // value 2
+        .add(1, Activation::Relu) // value 3
+        .flatten() // value 4
+        .tap(3) // value 5
+        .dense(3, Activation::Identity);
+    assert_eq!(net.spatial_rank, 1);
+    let normalization = net.standardize();
+    assert_matches(&mut net, &normalization, 15, false);
+}
+
+/// The comparison must be able to fail: an Add of the wrong value, a Tap of
+/// the wrong value or a lost activation after the sum is caught.
+#[test]
+fn a_wrong_skip_connection_is_detected() {
+    let mut net = resnet(24, [2, 6, 6]);
+    let model = net.model();
+    let normalization = net.standardize();
+    let batch = net.batch(3);
+    let check = |exported: &CnnModel| {
+        let proto = cnn_to_model(exported, &normalization, &export_options(13, false)).unwrap();
+        max_error(&proto, &model, &normalization, &batch)
+    };
+    assert!(check(&model) <= TOLERANCE);
+    let edited = |edit: &dyn Fn(&mut CnnLayer), index: usize| {
+        let mut wrong = model.clone();
+        edit(&mut wrong.layers[index]);
+        wrong
+    };
+    // value 2 has value 1's shape: the identity block adds the wrong one.
+    let other_value = edited(
+        &|l| {
+            *l = CnnLayer::Add {
+                other: 2,
+                activation: Activation::Relu,
+            }
+        },
+        3,
+    );
+    assert!(check(&other_value) > 1e-3);
+    // The shortcut reads value 3 instead of the block's input, value 4.
+    let other_tap = edited(&|l| *l = CnnLayer::Tap { value: 3 }, 6);
+    assert!(check(&other_tap) > 1e-3);
+    // No ReLU after the sum.
+    let identity = edited(
+        &|l| {
+            *l = CnnLayer::Add {
+                other: 6,
+                activation: Activation::Identity,
+            }
+        },
+        8,
+    );
+    assert!(check(&identity) > 1e-3);
+}
+
+#[test]
+fn structure_of_a_residual_network() {
+    let mut net = Net::new(25, [2, 6, 6]);
+    net.conv(4, [3, 3], [1, 1], true, Activation::Relu) // layer 0, value 1
+        .conv(4, [3, 3], [1, 1], true, Activation::Identity) // layer 1, value 2
+        .add(1, Activation::Relu) // layer 2, value 3
+        .tap(1) // layer 3, value 4
+        .conv(4, [1, 1], [2, 2], false, Activation::Identity) // layer 4, value 5
+        .tap(3) // layer 5, value 6
+        .conv(4, [1, 1], [2, 2], false, Activation::Identity) // layer 6, value 7
+        .add(5, Activation::Identity) // layer 7, value 8
+        .dense(3, Activation::Identity); // layer 8
+    let proto = cnn_to_model(
+        &net.model(),
+        &InputNormalization::None,
+        &export_options(13, false),
+    )
+    .unwrap();
+    let graph = proto.graph.as_ref().unwrap();
+    let nodes: Vec<_> = graph
+        .node
+        .iter()
+        .map(|n| {
+            (
+                n.op_type(),
+                n.name(),
+                n.input[0].as_str(),
+                n.output[0].as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        nodes,
+        [
+            ("Conv", "layer0_conv", "input", "layer0.linear"),
+            ("Relu", "layer0_relu", "layer0.linear", "layer0.output"),
+            ("Conv", "layer1_conv", "layer0.output", "layer1.output"),
+            ("Add", "layer2_add", "layer1.output", "layer2.linear"),
+            ("Relu", "layer2_relu", "layer2.linear", "layer2.output"),
+            // No node for the Tap: the convolution reads value 1's tensor.
+            ("Conv", "layer4_conv", "layer0.output", "layer4.output"),
+            ("Conv", "layer6_conv", "layer2.output", "layer6.output"),
+            ("Add", "layer7_add", "layer6.output", "layer7.output"),
+            (
+                "Flatten",
+                "layer8_flatten",
+                "layer7.output",
+                "layer8.flattened"
+            ),
+            ("Gemm", "layer8_gemm", "layer8.flattened", "logits"),
+        ]
+    );
+    assert_eq!(graph.node[3].input, ["layer1.output", "layer0.output"]);
+    assert_eq!(graph.node[7].input, ["layer6.output", "layer4.output"]);
+    assert!(graph.node[3].attribute.is_empty());
+    assert!(
+        graph.doc_string().contains(
+            "-> Add with value 1 4x6x6 (Relu) -> Tap of value 1 4x6x6 -> Conv2d 4x3x3 (Identity)"
+        ),
+        "{}",
+        graph.doc_string()
+    );
+}
+
+#[test]
+fn skip_connection_errors() {
+    // valid_model: 2x5x5 (value 0) -> conv to 3x3x3 (value 1) -> dense 27 -> 2.
+    let layers = |layers: Vec<CnnLayer>| CnnModel {
+        input_shape: [2, 5, 5],
+        spatial_rank: 2,
+        layers,
+    };
+    let add = |other| CnnLayer::Add {
+        other,
+        activation: Activation::Relu,
+    };
+    let cases = [
+        (
+            layers(vec![
+                conv(2, 3, [3, 3]),
+                CnnLayer::Tap { value: 3 },
+                dense(27, 2),
+            ]),
+            "layer 1 (Tap): reads value 3, which is not an earlier value: layer 1 can read \
+             values 0 (the input) to 1 (layer k writes value k + 1)",
+        ),
+        // A Tap of its own output is a Tap of a value not computed yet.
+        (
+            layers(vec![
+                conv(2, 3, [3, 3]),
+                CnnLayer::Tap { value: 2 },
+                dense(27, 2),
+            ]),
+            "layer 1 (Tap): reads value 2, which is not an earlier value: layer 1 can read \
+             values 0 (the input) to 1 (layer k writes value k + 1)",
+        ),
+        (
+            layers(vec![conv(2, 3, [3, 3]), add(17), dense(27, 2)]),
+            "layer 1 (Add): reads value 17, which is not an earlier value: layer 1 can read \
+             values 0 (the input) to 1 (layer k writes value k + 1)",
+        ),
+        (
+            layers(vec![conv(2, 3, [3, 3]), add(0), dense(27, 2)]),
+            "layer 1 (Add): value 0 is [2, 5, 5], the previous value [3, 3, 3]; an Add needs \
+             both of one shape",
+        ),
+        (
+            layers(vec![
+                conv(2, 3, [3, 3]),
+                CnnLayer::Flatten,
+                add(1),
+                dense(27, 2),
+            ]),
+            "layer 2 (Add): value 1 is [3, 3, 3], the previous value [27] (flat); an Add \
+             needs both of one shape",
+        ),
+        (
+            layers(vec![
+                conv(2, 3, [3, 3]),
+                dense(27, 2),
+                CnnLayer::Tap { value: 2 },
+            ]),
+            "layer 2 (Tap): is the last layer, but a Tap computes nothing; the logits must be \
+             a layer's own output",
+        ),
+        // The Tap's value is what the next layer reads: the 2x5x5 input.
+        (
+            layers(vec![
+                conv(2, 3, [3, 3]),
+                CnnLayer::Tap { value: 0 },
+                dense(27, 2),
+            ]),
+            "layer 2 (Dense): takes 27 inputs but its input has 50 values (2x5x5 flattened in \
+             CHW order)",
+        ),
+        (
+            layers(vec![
+                conv(2, 3, [3, 3]),
+                conv(3, 3, [1, 1]),
+                CnnLayer::Add {
+                    other: 1,
+                    activation: Activation::LeakyRelu { alpha: f32::NAN },
+                },
+                dense(27, 2),
+            ]),
+            "layer 2 LeakyRelu alpha is NaN, expected a finite number",
+        ),
+    ];
+    for (index, (model, expected)) in cases.iter().enumerate() {
+        assert_eq!(message(model), *expected, "case {index}");
+    }
+    // The same graph with an in-range Add exports.
+    let model = layers(vec![
+        conv(2, 3, [3, 3]),
+        conv(3, 3, [1, 1]),
+        add(1),
+        dense(27, 2),
+    ]);
+    cnn_to_model(
+        &model,
+        &InputNormalization::None,
+        &export_options(13, false),
+    )
+    .unwrap();
 }

@@ -49,6 +49,8 @@ fn forward(cnn: &CnnModel, normalization: &InputNormalization, row: &[f32]) -> V
     };
     let [mut c, mut h, mut w] = cnn.input_shape;
     let out_size = |input: usize, k: usize, s: usize, pads: usize| (input + pads - k) / s + 1;
+    // Every value so far with its shape: value 0 is the input, layer k writes value k + 1.
+    let mut values = vec![(x.clone(), [c, h, w])];
     for layer in &cnn.layers {
         match layer {
             CnnLayer::Dense(DenseLayer {
@@ -155,7 +157,18 @@ fn forward(cnn: &CnnModel, normalization: &InputNormalization, row: &[f32]) -> V
                 (h, w) = (1, 1);
             }
             CnnLayer::Flatten => (c, h, w) = (c * h * w, 1, 1),
+            CnnLayer::Tap { value } => (x, [c, h, w]) = values[*value].clone(),
+            CnnLayer::Add { other, activation } => {
+                let (other, shape) = &values[*other];
+                assert_eq!(*shape, [c, h, w], "the operands of an Add");
+                x = x
+                    .iter()
+                    .zip(other)
+                    .map(|(a, b)| activate(*activation, a + b))
+                    .collect();
+            }
         }
+        values.push((x.clone(), [c, h, w]));
     }
     assert_eq!(x.len(), c * h * w);
     x

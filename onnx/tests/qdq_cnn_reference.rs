@@ -156,8 +156,45 @@ fn pool(
     }
 }
 
-/// One layer on the int8 value `x`.
-fn layer_int8(layer: &QdqCnnLayer, x: &Value, coverage: &mut Coverage) -> Value {
+/// The residual Add of the device: `acc = W_a (a - zp_a) + W_b (b - zp_b)`
+/// with `W_x = round(s_x / max(s_a, s_b) 2^16)`, then the requantization of
+/// an affine layer with `M / 2^t = max(s_a, s_b) / (2^16 s_out)` (or
+/// `s_pre` for a table): [`finish`] with an input scale of
+/// `max(s_a, s_b) / 2^16` (exact in f32) and a weight scale of 1.
+fn add(
+    a: &Value,
+    b: &Value,
+    activation: &QdqActivation,
+    output: QuantParams,
+    coverage: &mut Coverage,
+) -> Value {
+    assert_eq!(a.shape, b.shape, "the operands of an Add");
+    let s_max = a.params.scale.max(b.params.scale);
+    let weight = |s: f32| (f64::from(s) / f64::from(s_max) * 65536.0).round() as i64;
+    let (w_a, w_b) = (weight(a.params.scale), weight(b.params.scale));
+    let (zp_a, zp_b) = (
+        i64::from(a.params.zero_point),
+        i64::from(b.params.zero_point),
+    );
+    let data = a
+        .data
+        .iter()
+        .zip(&b.data)
+        .map(|(&qa, &qb)| {
+            let acc = w_a * (i64::from(qa) - zp_a) + w_b * (i64::from(qb) - zp_b);
+            finish(acc, s_max / 65536.0, 1.0, activation, output, coverage)
+        })
+        .collect();
+    Value {
+        data,
+        shape: a.shape,
+        params: output,
+    }
+}
+
+/// One layer on the int8 value `x`, the previous value; `values` holds every
+/// value so far (value 0 the input), which a Tap or an Add reads.
+fn layer_int8(layer: &QdqCnnLayer, x: &Value, values: &[Value], coverage: &mut Coverage) -> Value {
     match layer {
         QdqCnnLayer::Dense(dense) => {
             let zp_in = i64::from(x.params.zero_point);
@@ -208,6 +245,12 @@ fn layer_int8(layer: &QdqCnnLayer, x: &Value, coverage: &mut Coverage) -> Value 
                 ..x.clone()
             }
         }
+        QdqCnnLayer::Tap { value } => values[*value].clone(),
+        QdqCnnLayer::Add {
+            other,
+            activation,
+            output,
+        } => add(x, &values[*other], activation, *output, coverage),
     }
 }
 
@@ -229,6 +272,8 @@ struct QNet {
     rng: Rng,
     shape: [usize; 3],
     layers: Vec<QdqCnnLayer>,
+    /// Every value's shape, value 0 the input.
+    values: Vec<[usize; 3]>,
     pow2: bool,
     /// Multiplies the output scales of convolutions and dense layers.
     scale_factor: f32,
@@ -240,6 +285,7 @@ impl QNet {
             rng: Rng::new(seed),
             shape: input_shape,
             layers: Vec::new(),
+            values: vec![input_shape],
             pow2,
             scale_factor: 1.0,
         }
@@ -313,6 +359,7 @@ impl QNet {
         });
         self.layers.push(layer);
         self.shape = window_output(self.shape, out_channels, kernel, stride, pads);
+        self.values.push(self.shape);
         self
     }
 
@@ -339,12 +386,14 @@ impl QNet {
         });
         self.layers.push(layer);
         self.shape = window_output(self.shape, channels, kernel, stride, pads);
+        self.values.push(self.shape);
         self
     }
 
     fn maxpool(&mut self, kernel: [usize; 2], stride: [usize; 2]) -> &mut Self {
         self.layers.push(QdqCnnLayer::MaxPool2d { kernel, stride });
         self.shape = window_output(self.shape, self.shape[0], kernel, stride, [0; 4]);
+        self.values.push(self.shape);
         self
     }
 
@@ -356,6 +405,7 @@ impl QNet {
             output,
         });
         self.shape = window_output(self.shape, self.shape[0], kernel, stride, [0; 4]);
+        self.values.push(self.shape);
         self
     }
 
@@ -363,12 +413,14 @@ impl QNet {
         let output = self.output(pow2(-5) * self.scale_factor);
         self.layers.push(QdqCnnLayer::GlobalAvgPool { output });
         self.shape = [self.shape[0], 1, 1];
+        self.values.push(self.shape);
         self
     }
 
     fn flatten(&mut self) -> &mut Self {
         self.layers.push(QdqCnnLayer::Flatten);
         self.shape = [self.shape.iter().product(), 1, 1];
+        self.values.push(self.shape);
         self
     }
 
@@ -385,6 +437,28 @@ impl QNet {
         };
         self.layers.push(QdqCnnLayer::Dense(layer));
         self.shape = [n_outputs, 1, 1];
+        self.values.push(self.shape);
+        self
+    }
+
+    /// `Tap { value }`: the next layer reads value `value`.
+    fn tap(&mut self, value: usize) -> &mut Self {
+        self.layers.push(QdqCnnLayer::Tap { value });
+        self.shape = self.values[value];
+        self.values.push(self.shape);
+        self
+    }
+
+    /// `Add { other, .. }` of the previous value and value `other`.
+    fn add(&mut self, other: usize, activation: QdqActivation) -> &mut Self {
+        assert_eq!(self.values[other], self.shape);
+        let output = self.output_for(pow2(-3), &activation);
+        self.layers.push(QdqCnnLayer::Add {
+            other,
+            activation,
+            output,
+        });
+        self.values.push(self.shape);
         self
     }
 }
@@ -438,6 +512,20 @@ fn output_name(cnn: &QdqCnn, i: usize) -> String {
     }
 }
 
+/// The graph's int8 tensor of every value: `input_q`, then each layer's
+/// output, a Tap's being the tensor of the value it names.
+fn value_names(cnn: &QdqCnn) -> Vec<String> {
+    let mut names = vec!["input_q".to_owned()];
+    for (i, layer) in cnn.layers.iter().enumerate() {
+        let name = match layer {
+            QdqCnnLayer::Tap { value } => names[*value].clone(),
+            _ => output_name(cnn, i),
+        };
+        names.push(name);
+    }
+    names
+}
+
 /// Sample `r` of an int8 tensor of the graph.
 fn sample_of<'a>(env: &'a HashMap<String, Tensor>, name: &str, r: usize) -> &'a [i8] {
     let t = &env[name];
@@ -455,15 +543,23 @@ fn compare(cnn: &QdqCnn, batch: &[Vec<f32>], chained: bool) -> (usize, i64, Cove
     let env = run(&model, cnn, batch);
     let mut coverage = Coverage::default();
     let (mut mismatches, mut worst, mut total) = (0, 0, 0);
+    let names = value_names(cnn);
     for r in 0..batch.len() {
         let mut x = Value {
             data: sample_of(&env, "input_q", r).to_vec(),
             shape: cnn.input_shape,
             params: cnn.input,
         };
+        let mut values = vec![x.clone()];
         for (i, layer) in cnn.layers.iter().enumerate() {
-            let y = layer_int8(layer, &x, &mut coverage);
-            let graph = sample_of(&env, &output_name(cnn, i), r);
+            let y = layer_int8(layer, &x, &values, &mut coverage);
+            if let QdqCnnLayer::Tap { .. } = layer {
+                // No tensor of its own: the value was compared where it was computed.
+                x = y;
+                values.push(x.clone());
+                continue;
+            }
+            let graph = sample_of(&env, &names[i + 1], r);
             assert_eq!(graph.len(), y.data.len(), "layer {i} size");
             total += graph.len();
             for (&g, &k) in graph.iter().zip(&y.data) {
@@ -479,6 +575,7 @@ fn compare(cnn: &QdqCnn, batch: &[Vec<f32>], chained: bool) -> (usize, i64, Cove
                     ..y
                 }
             };
+            values.push(x.clone());
         }
     }
     // logits is logits_q dequantized.
@@ -653,8 +750,408 @@ fn a_wrong_weight_layout_is_detected() {
         shape: reference.input_shape,
         params: reference.input,
     };
-    let y = layer_int8(&reference.layers[0], &x, &mut coverage);
+    let y = layer_int8(
+        &reference.layers[0],
+        &x,
+        std::slice::from_ref(&x),
+        &mut coverage,
+    );
     assert_ne!(sample_of(&env, "layer0.output_q", 0), y.data);
+}
+
+// ---------------------------------------------------------------------------
+// Skip connections: Tap and Add.
+// ---------------------------------------------------------------------------
+
+/// ResNet-8's shape with power-of-two scales: a stem, an identity block
+/// whose operands have different scales, and a projection block whose
+/// shortcut (a Tap and a strided 1x1 convolution) has its own scale, then
+/// GAP and the classifier.
+fn pow2_resnet() -> QdqCnn {
+    let mut net = QNet::new(4, [2, 8, 8], true);
+    net.conv(4, [3, 3], [1, 1], [1, 1, 1, 1], QdqActivation::Relu); // value 1
+    net.scale_factor = 2.0;
+    net.conv(4, [3, 3], [1, 1], [1, 1, 1, 1], QdqActivation::Identity) // value 2
+        .add(1, QdqActivation::Relu); // value 3
+    net.scale_factor = 1.0;
+    net.conv(8, [3, 3], [2, 2], [0, 0, 1, 1], QdqActivation::Relu) // value 4
+        .conv(8, [3, 3], [1, 1], [1, 1, 1, 1], QdqActivation::Identity) // value 5
+        .tap(3); // value 6
+    net.scale_factor = 0.5;
+    net.conv(8, [1, 1], [2, 2], [0; 4], QdqActivation::Identity) // value 7
+        .add(5, QdqActivation::Relu) // value 8
+        .gap()
+        .dense(5, QdqActivation::Identity);
+    QdqCnn {
+        input_frac_bits: 0,
+        input_shape: [2, 8, 8],
+        spatial_rank: 2,
+        normalization: InputNormalization::Scale { scale: 0.5 },
+        input: params(pow2(-4), -3),
+        layers: net.layers,
+    }
+}
+
+/// General scales: a residual of the input itself, an Add with a table
+/// activation, a Tap of a max pool's output (which keeps its input's
+/// parameters), an identity Add and an Add of flat vectors.
+fn general_resnet() -> QdqCnn {
+    let mut net = QNet::new(5, [3, 6, 6], false);
+    net.conv(3, [3, 3], [1, 1], [1, 1, 1, 1], QdqActivation::Identity) // value 1
+        .add(0, QdqActivation::Relu) // value 2
+        .conv(4, [3, 3], [1, 1], [1, 1, 1, 1], QdqActivation::Relu) // value 3
+        .maxpool([2, 2], [2, 2]) // value 4
+        .conv(4, [3, 3], [1, 1], [1, 1, 1, 1], QdqActivation::Identity) // value 5
+        .add(4, table_activation(Activation::Tanh, 0.043, 3)) // value 6
+        .tap(4) // value 7
+        .conv(4, [1, 1], [1, 1], [0; 4], QdqActivation::Relu) // value 8
+        .add(6, QdqActivation::Identity) // value 9
+        .gap()
+        .dense(6, QdqActivation::Relu) // value 11
+        .dense(6, QdqActivation::Identity) // value 12
+        .add(11, QdqActivation::Relu) // value 13
+        .dense(4, QdqActivation::Identity);
+    QdqCnn {
+        input_frac_bits: 0,
+        input_shape: [3, 6, 6],
+        spatial_rank: 2,
+        normalization: InputNormalization::None,
+        input: params(0.031, 7),
+        layers: net.layers,
+    }
+}
+
+/// The index of the largest logit of sample `r`, the first of equals.
+fn argmax(values: &[i8]) -> usize {
+    let max = values.iter().max().unwrap();
+    values.iter().position(|v| v == max).unwrap()
+}
+
+/// The integers end to end from the graph's `input_q`: each sample's logits.
+fn integer_logits(cnn: &QdqCnn, env: &HashMap<String, Tensor>, n: usize) -> Vec<Vec<i8>> {
+    let mut coverage = Coverage::default();
+    (0..n)
+        .map(|r| {
+            let mut values = vec![Value {
+                data: sample_of(env, "input_q", r).to_vec(),
+                shape: cnn.input_shape,
+                params: cnn.input,
+            }];
+            for layer in &cnn.layers {
+                let y = layer_int8(layer, &values[values.len() - 1], &values, &mut coverage);
+                values.push(y);
+            }
+            values.pop().unwrap().data
+        })
+        .collect()
+}
+
+#[test]
+fn power_of_two_residual_network_is_bit_exact_end_to_end() {
+    let cnn = pow2_resnet();
+    // The Adds' operands have different scales (W_a != W_b).
+    let scale_of = |value: usize| -> f32 {
+        match &cnn.layers[value - 1] {
+            QdqCnnLayer::Conv2d(conv) => conv.output.scale,
+            QdqCnnLayer::Add { output, .. } => output.scale,
+            other => panic!("value {value} is a {}", other.kind()),
+        }
+    };
+    assert_ne!(scale_of(1), scale_of(2));
+    assert_ne!(scale_of(5), scale_of(7));
+    let batch = samples(&cnn, 6, 15);
+    let (mismatches, worst, coverage, _) = compare(&cnn, &batch, true);
+    assert_eq!((mismatches, worst), (0, 0), "{coverage:?}");
+    assert!(coverage.relu_clamped > 0, "{coverage:?}");
+    assert!(coverage.ties > 0, "{coverage:?}");
+    let model = qdq_cnn_to_model(&cnn, &options()).unwrap();
+    let env = run(&model, &cnn, &batch);
+    assert!(distinct(env["logits_q"].int8s()) > 8);
+    // Both Adds reach the ReLU clamp and values above the zero point.
+    for (layer, zero_point) in [(2, scale_of(3)), (7, scale_of(8))] {
+        let QdqCnnLayer::Add { output, .. } = &cnn.layers[layer] else {
+            unreachable!()
+        };
+        assert_eq!(output.scale, zero_point);
+        let y = env[&format!("layer{layer}.output_q")].int8s();
+        assert!(y.contains(&output.zero_point), "layer {layer}");
+        assert!(
+            y.iter().any(|&q| q > output.zero_point + 4),
+            "layer {layer}"
+        );
+    }
+}
+
+#[test]
+fn general_residual_network_agrees_within_one_step_with_the_same_argmax() {
+    let cnn = general_resnet();
+    let batch = samples(&cnn, 10, 16);
+    let (mismatches, worst, coverage, total) = compare(&cnn, &batch, false);
+    assert!(worst <= 1, "largest difference {worst}");
+    assert!(
+        mismatches * 100 <= total,
+        "{mismatches} of {total} differ; {coverage:?}"
+    );
+    assert!(coverage.negative_table_inputs > 0, "{coverage:?}");
+    assert!(coverage.relu_clamped > 0, "{coverage:?}");
+    // End to end, the class is the graph's.
+    let model = qdq_cnn_to_model(&cnn, &options()).unwrap();
+    let env = run(&model, &cnn, &batch);
+    let logits = integer_logits(&cnn, &env, batch.len());
+    let n_out = logits[0].len();
+    for (r, ours) in logits.iter().enumerate() {
+        let graph = &env["logits_q"].int8s()[r * n_out..(r + 1) * n_out];
+        assert_eq!(
+            argmax(graph),
+            argmax(ours),
+            "sample {r}: {graph:?} {ours:?}"
+        );
+        let worst = graph
+            .iter()
+            .zip(ours)
+            .map(|(&g, &o)| (i32::from(g) - i32::from(o)).abs())
+            .max()
+            .unwrap();
+        assert!(worst <= 1, "sample {r}: {graph:?} {ours:?}");
+    }
+}
+
+/// The comparison must be able to fail: an Add that dequantizes its residual
+/// operand with the previous value's parameters, or reads the wrong value, is
+/// caught.
+#[test]
+fn a_wrong_residual_operand_is_detected() {
+    let cnn = pow2_resnet();
+    let batch = samples(&cnn, 4, 17);
+    assert_eq!(compare(&cnn, &batch, false).0, 0);
+    // The graph reads value 4 where the model says value 5 (same shape).
+    let mut wrong = cnn.clone();
+    if let QdqCnnLayer::Add { other, .. } = &mut wrong.layers[7] {
+        *other = 4;
+    }
+    let model = qdq_cnn_to_model(&wrong, &options()).unwrap();
+    let env = run(&model, &wrong, &batch);
+    let theirs = &env["layer7.output_q"];
+    let model = qdq_cnn_to_model(&cnn, &options()).unwrap();
+    let env = run(&model, &cnn, &batch);
+    assert_ne!(theirs, &env["layer7.output_q"]);
+    // The residual operand dequantized with the previous value's parameters.
+    let mut model = qdq_cnn_to_model(&cnn, &options()).unwrap();
+    let graph = model.graph.as_mut().unwrap();
+    let node = graph
+        .node
+        .iter_mut()
+        .find(|n| n.name() == "layer7_dequantize_other")
+        .unwrap();
+    assert_eq!(node.input[1], "layer4.output_q.scale");
+    node.input[1] = "layer6.output_q.scale".to_owned();
+    node.input[2] = "layer6.output_q.zero_point".to_owned();
+    let env = run(&model, &cnn, &batch);
+    let mut coverage = Coverage::default();
+    let graph_value = |name: &str, value: usize, r: usize| Value {
+        data: sample_of(&env, name, r).to_vec(),
+        shape: [8, 4, 4],
+        params: match &cnn.layers[value - 1] {
+            QdqCnnLayer::Conv2d(conv) => conv.output,
+            other => panic!("{}", other.kind()),
+        },
+    };
+    let QdqCnnLayer::Add {
+        activation, output, ..
+    } = &cnn.layers[7]
+    else {
+        unreachable!()
+    };
+    let differing = (0..batch.len())
+        .filter(|&r| {
+            let y = add(
+                &graph_value("layer6.output_q", 7, r),
+                &graph_value("layer4.output_q", 5, r),
+                activation,
+                *output,
+                &mut coverage,
+            );
+            y.data != sample_of(&env, "layer7.output_q", r)
+        })
+        .count();
+    assert_eq!(differing, batch.len());
+}
+
+#[test]
+fn structure_of_a_residual_int8_graph() {
+    let cnn = pow2_resnet();
+    let model = qdq_cnn_to_model(&cnn, &options()).unwrap();
+    let graph = model.graph.as_ref().unwrap();
+    let node = |name: &str| {
+        graph
+            .node
+            .iter()
+            .find(|n| n.name() == name)
+            .unwrap_or_else(|| panic!("no node {name}"))
+    };
+    let ops = |layer: usize| -> Vec<(&str, &str)> {
+        let prefix = format!("layer{layer}_");
+        graph
+            .node
+            .iter()
+            .filter(|n| n.name().starts_with(&prefix))
+            .map(|n| (n.op_type(), n.name()))
+            .collect()
+    };
+    assert_eq!(
+        ops(2),
+        [
+            ("DequantizeLinear", "layer2_dequantize_input"),
+            ("DequantizeLinear", "layer2_dequantize_other"),
+            ("Add", "layer2_add"),
+            ("Relu", "layer2_relu"),
+            ("QuantizeLinear", "layer2_quantize_output"),
+        ]
+    );
+    // Each operand with its own value's parameters.
+    assert_eq!(
+        node("layer2_dequantize_input").input,
+        [
+            "layer1.output_q",
+            "layer1.output_q.scale",
+            "layer1.output_q.zero_point"
+        ]
+    );
+    assert_eq!(
+        node("layer2_dequantize_other").input,
+        [
+            "layer0.output_q",
+            "layer0.output_q.scale",
+            "layer0.output_q.zero_point"
+        ]
+    );
+    assert_eq!(node("layer2_add").input, ["layer2.input", "layer2.other"]);
+    assert_eq!(
+        node("layer2_quantize_output").input,
+        [
+            "layer2.activated",
+            "layer2.output_q.scale",
+            "layer2.output_q.zero_point"
+        ]
+    );
+    // The Tap (layer 5) emits nothing; the shortcut reads value 3's tensor.
+    assert!(ops(5).is_empty());
+    assert_eq!(
+        node("layer6_dequantize_input").input,
+        [
+            "layer2.output_q",
+            "layer2.output_q.scale",
+            "layer2.output_q.zero_point"
+        ]
+    );
+    assert_eq!(node("layer7_dequantize_input").input[0], "layer6.output_q");
+    assert_eq!(node("layer7_dequantize_other").input[0], "layer4.output_q");
+    assert!(
+        graph
+            .doc_string()
+            .contains("-> Tap of value 3 4x8x8 -> Conv2d 8x4x4 -> Add with value 5 8x4x4"),
+        "{}",
+        graph.doc_string()
+    );
+
+    // A table activation after the sum: quantized to the pre-activation
+    // parameters, the function, then the output's.
+    let cnn = general_resnet();
+    let model = qdq_cnn_to_model(&cnn, &options()).unwrap();
+    let graph = model.graph.as_ref().unwrap();
+    let names: Vec<&str> = graph
+        .node
+        .iter()
+        .filter(|n| n.name().starts_with("layer5_"))
+        .map(|n| n.name())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "layer5_dequantize_input",
+            "layer5_dequantize_other",
+            "layer5_add",
+            "layer5_quantize_pre_activation",
+            "layer5_dequantize_pre_activation",
+            "layer5_tanh",
+            "layer5_quantize_output",
+        ]
+    );
+    // A max pool's output keeps its input's parameters, and so does the Add
+    // that reads it (value 4, layer 3's).
+    let dq = graph
+        .node
+        .iter()
+        .find(|n| n.name() == "layer5_dequantize_other")
+        .unwrap();
+    assert_eq!(
+        dq.input,
+        [
+            "layer3.output_q",
+            "layer2.output_q.scale",
+            "layer2.output_q.zero_point"
+        ]
+    );
+}
+
+#[test]
+fn residual_errors_name_the_layer() {
+    let mut cnn = pow2_resnet();
+    cnn.layers[5] = QdqCnnLayer::Tap { value: 7 };
+    assert_eq!(
+        rejection(&cnn),
+        "layer 5 (Tap): reads value 7, which is not an earlier value: layer 5 can read values \
+         0 (the input) to 5 (layer k writes value k + 1)"
+    );
+    let mut cnn = pow2_resnet();
+    if let QdqCnnLayer::Add { other, .. } = &mut cnn.layers[7] {
+        *other = 3;
+    }
+    assert_eq!(
+        rejection(&cnn),
+        "layer 7 (Add): value 3 is [4, 8, 8], the previous value [8, 4, 4]; an Add needs both \
+         of one shape"
+    );
+    let mut cnn = pow2_resnet();
+    if let QdqCnnLayer::Add { other, .. } = &mut cnn.layers[2] {
+        *other = 40;
+    }
+    assert_eq!(
+        rejection(&cnn),
+        "layer 2 (Add): reads value 40, which is not an earlier value: layer 2 can read values \
+         0 (the input) to 2 (layer k writes value k + 1)"
+    );
+    let mut cnn = pow2_resnet();
+    if let QdqCnnLayer::Add { output, .. } = &mut cnn.layers[7] {
+        output.scale = 0.0;
+    }
+    assert_eq!(
+        rejection(&cnn),
+        "layer 7 output scale is 0, expected a finite scale greater than 0"
+    );
+    let mut cnn = pow2_resnet();
+    if let QdqCnnLayer::Add { activation, .. } = &mut cnn.layers[2] {
+        *activation = table_activation(Activation::Relu6, 0.1, 0);
+    }
+    assert_eq!(
+        rejection(&cnn),
+        "layer 2: a table activation must be Tanh, Sigmoid or LeakyRelu, not Relu6"
+    );
+    let mut cnn = pow2_resnet();
+    if let QdqCnnLayer::Add { activation, .. } = &mut cnn.layers[2] {
+        *activation = table_activation(Activation::Tanh, f32::NAN, 0);
+    }
+    assert_eq!(
+        rejection(&cnn),
+        "layer 2 pre-activation scale is NaN, expected a finite scale greater than 0"
+    );
+    let mut cnn = pow2_resnet();
+    cnn.layers.push(QdqCnnLayer::Tap { value: 10 });
+    assert_eq!(
+        rejection(&cnn),
+        "layer 10 (Tap): is the last layer, but a Tap computes nothing; the logits must be a \
+         layer's own output"
+    );
 }
 
 // ---------------------------------------------------------------------------

@@ -116,11 +116,13 @@ impl ImportedMlp {
 
 /// The number of values a layer graph's last layer gives.
 fn cnn_output_len(cnn: &CnnModel) -> usize {
-    let [mut c, mut h, mut w] = cnn.input_shape;
     let out = |input: usize, k: usize, s: usize, pads: usize| {
         (input + pads).saturating_sub(k) / s.max(1) + 1
     };
+    // Every value's `[c, h, w]`: value 0 is the input, layer k writes value k + 1.
+    let mut values = vec![cnn.input_shape];
     for layer in &cnn.layers {
+        let [mut c, mut h, mut w] = values[values.len() - 1];
         match layer {
             CnnLayer::Dense(d) => (c, h, w) = (d.n_outputs, 1, 1),
             CnnLayer::Conv2d {
@@ -151,9 +153,12 @@ fn cnn_output_len(cnn: &CnnModel) -> usize {
             }
             CnnLayer::GlobalAvgPool => (h, w) = (1, 1),
             CnnLayer::Flatten => (c, h, w) = (c * h * w, 1, 1),
+            CnnLayer::Tap { value } => [c, h, w] = values.get(*value).copied().unwrap_or([0; 3]),
+            CnnLayer::Add { .. } => {}
         }
+        values.push([c, h, w]);
     }
-    c * h * w
+    values[values.len() - 1].iter().product()
 }
 
 /// Reads the ONNX file at `path` and folds it into an MLP.

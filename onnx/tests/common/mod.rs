@@ -173,8 +173,8 @@ impl Attributes<'_> {
     }
 }
 
-/// Numpy-style multidirectional broadcasting of FLOAT tensors, as ONNX `Mul`
-/// and `Sub` use.
+/// Numpy-style multidirectional broadcasting of FLOAT tensors, as ONNX `Mul`,
+/// `Sub` and `Add` use.
 pub fn broadcast(a: &Tensor, b: &Tensor, f: impl Fn(f32, f32) -> f32) -> Tensor {
     let rank = a.shape.len().max(b.shape.len());
     let pad = |s: &[usize]| {
@@ -740,6 +740,10 @@ pub fn evaluate(model: &ModelProto, input: &Tensor) -> HashMap<String, Tensor> {
             "Sub" => {
                 attrs.check_known(&[]);
                 broadcast(arg(0), arg(1), |p, q| p - q)
+            }
+            "Add" => {
+                attrs.check_known(&[]);
+                broadcast(arg(0), arg(1), |p, q| p + q)
             }
             "Softmax" => softmax(&attrs, arg(0)),
             "Clip" => clip(&attrs, arg(0), optional(1), optional(2)),
