@@ -150,7 +150,7 @@ pub fn is_one_dimensional(network: &Network<f32>) -> bool {
             Layer::DepthwiseConv2d(conv) => flat(conv.kernel, conv.stride),
             Layer::MaxPool2d(pool) | Layer::AvgPool2d(pool) => flat(pool.kernel, pool.stride),
             Layer::GlobalAvgPool(_) => true,
-            Layer::Dense(_) | Layer::Flatten(_) => continue,
+            Layer::Dense(_) | Layer::Flatten(_) | Layer::Tap(_) | Layer::Add(_) => continue,
         };
         if !fits {
             return false;
@@ -220,6 +220,11 @@ pub fn cnn_model(network: &Network<f32>) -> CnnModel {
             },
             Layer::GlobalAvgPool(_) => CnnLayer::GlobalAvgPool,
             Layer::Flatten(_) => CnnLayer::Flatten,
+            Layer::Tap(tap) => CnnLayer::Tap { value: tap.value },
+            Layer::Add(add) => CnnLayer::Add {
+                other: add.from,
+                activation: onnx_activation(add.activation),
+            },
         })
         .collect();
     let shape = network.input_shape;

@@ -409,6 +409,14 @@ pub fn layer_graph(cnn: &kiln_onnx::cnn::CnnModel) -> (Architecture, Vec<LayerRe
             },
             CnnLayer::GlobalAvgPool => LayerSpec::GlobalAvgPool,
             CnnLayer::Flatten => LayerSpec::Flatten,
+            CnnLayer::Tap { value } => LayerSpec::Tap { value: *value },
+            CnnLayer::Add {
+                other,
+                activation: act,
+            } => LayerSpec::Add {
+                from: *other,
+                activation: Some(activation(*act)),
+            },
         })
         .collect();
     let [c, h, w] = cnn.input_shape;

@@ -21,8 +21,12 @@ pub const FORMAT_NAME: &str = "kiln-model";
 /// convolution's filters. Version 3 added quantization-aware training: `config.qat`,
 /// `state.qat` (the tracked ranges, which `kiln quantize` uses instead of calibrating) and
 /// `state.best.qat_ranges`. A version-2 reader would quantize a QAT model with fresh ranges,
-/// a different int8 model, so it must refuse the file.
-pub const FORMAT_VERSION: u32 = 3;
+/// a different int8 model, so it must refuse the file. Version 4 added the skip connections
+/// (`tap` and `add` layers) to `architecture`: a version-3 reader would misread the graph, and
+/// a version-3 file holding one is refused.
+pub const FORMAT_VERSION: u32 = 4;
+/// The first version whose `architecture` may hold `tap` and `add` layers.
+pub const SKIP_CONNECTIONS_VERSION: u32 = 4;
 /// Version 1 files (an MLP, no `architecture`) still load as they are.
 pub const OLDEST_FORMAT_VERSION: u32 = 1;
 
@@ -434,6 +438,20 @@ impl ModelFile {
             ));
         }
         if let Some(architecture) = &self.architecture {
+            let skip = architecture
+                .layers
+                .iter()
+                .position(|l| matches!(l, LayerSpec::Tap { .. } | LayerSpec::Add { .. }));
+            if let Some(index) = skip.filter(|_| self.format_version < SKIP_CONNECTIONS_VERSION) {
+                return Err(invalid(
+                    format!("architecture.layers[{index}]"),
+                    format!(
+                        "is a skip connection ({}), which needs format version {SKIP_CONNECTIONS_VERSION}, but the file is version {}",
+                        architecture.layers[index].token(),
+                        self.format_version
+                    ),
+                ));
+            }
             if architecture.input_shape.len() != self.n_inputs {
                 return Err(invalid(
                     "architecture.input_shape".into(),

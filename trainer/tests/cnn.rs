@@ -57,7 +57,7 @@ fn a_cnn_on_the_digits_trains_exports_and_passes_tract() {
     );
 
     let model = model_json(dir.path());
-    assert_eq!(model["format_version"], 3);
+    assert_eq!(model["format_version"], 4);
     let shape = &model["architecture"]["input_shape"];
     assert_eq!(
         (&shape["h"], &shape["w"], &shape["c"]),
@@ -152,7 +152,7 @@ fn version_1_and_2_model_files_still_load_and_export_the_same_graph() {
     ]);
     assert!(output.status.success(), "{}", stderr(&output));
     let mut model = model_json(dir.path());
-    assert_eq!(model["format_version"], 3);
+    assert_eq!(model["format_version"], 4);
     // What kiln wrote before quantization-aware training: version 2 (a float model's file is
     // otherwise the same).
     model["format_version"] = 2.into();
@@ -515,4 +515,102 @@ fn an_average_pool_over_uniform_regions_quantizes_without_rounding_ties() {
         "{report}"
     );
     assert_eq!(report["tract_max_lsb_diff"], 0, "{report}");
+}
+
+/// A residual network (an identity shortcut, then a projection shortcut through a tap and a
+/// strided 1x1 convolution, as ResNet-8's stages have): it trains, tract checks its ONNX file,
+/// it quantizes with the trainer's integer model equal to the runtime on every test image,
+/// and tract's QDQ run agrees with the device.
+#[test]
+fn a_residual_network_trains_exports_quantizes_and_matches_tract() {
+    const RESIDUAL: &str = "conv3x3:8,conv3x3:8:identity,add@1:relu,conv3x3s2:16,\
+                            conv3x3:16:identity,@3,conv1x1s2:16:identity,add@5:relu,gap,dense:24";
+    let dir = tempfile::tempdir().unwrap();
+    let output = kiln(&[
+        "train",
+        "--layers",
+        RESIDUAL,
+        "--epochs",
+        "10",
+        "--lr",
+        "0.01",
+        "--quiet",
+        "--json",
+        "-o",
+        s(dir.path()),
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["check_passed"], true, "{report}");
+    assert_eq!(
+        report["check"]["argmax_agreements"],
+        report["check"]["n_samples"]
+    );
+    assert!(
+        report["test_accuracy"].as_f64().unwrap() > 0.85,
+        "a small residual network learns the 8x8 digits: {report}"
+    );
+    let model = model_json(dir.path());
+    assert_eq!(model["format_version"], 4);
+    assert_eq!(
+        model["architecture"]["layers"][5],
+        serde_json::json!({"type": "tap", "value": 3})
+    );
+    let ops = op_types(&dir.path().join("model.onnx"));
+    let count = |ops: &[String], op: &str| ops.iter().filter(|o| *o == op).count();
+    assert_eq!(count(&ops, "Add"), 2, "{ops:?}");
+    assert_eq!(count(&ops, "Conv"), 5, "{ops:?}");
+
+    let output = kiln(&[
+        "quantize",
+        s(&dir.path().join("model.json")),
+        "-o",
+        s(dir.path()),
+        "--json",
+        "--quiet",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["tract_passed"], true, "{report}");
+    assert_eq!(report["tract_argmax_agreement"], 449, "{report}");
+    assert!(
+        report["tract_max_lsb_diff"].as_u64().unwrap() <= 1,
+        "{report}"
+    );
+    let (float, int8) = (
+        report["float_accuracy"].as_f64().unwrap(),
+        report["int8_accuracy"].as_f64().unwrap(),
+    );
+    assert!(int8 >= float - 0.02, "int8 {int8} against float {float}");
+    let qdq_ops = op_types(&dir.path().join("model.qdq.onnx"));
+    assert_eq!(count(&qdq_ops, "Add"), 2, "{qdq_ops:?}");
+
+    // The blob: version 5 (it holds adds), each add a node reading two values.
+    let blob = std::fs::read(dir.path().join("model.kiln")).unwrap();
+    let runtime = kiln_runtime::Model::from_bytes(&blob).unwrap();
+    assert_eq!(runtime.format_version(), 5);
+    let output = kiln(&["inspect", s(&dir.path().join("model.kiln")), "--json"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let inspect: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let kinds: Vec<&str> = inspect["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "conv2d",
+            "conv2d",
+            "add",
+            "conv2d",
+            "conv2d",
+            "conv2d",
+            "add",
+            "avg_pool2d",
+            "dense",
+            "dense"
+        ]
+    );
 }

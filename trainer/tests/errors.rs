@@ -79,7 +79,7 @@ const CASES: &[Case] = &[
     // Model files.
     case("model-missing", &["export", "missing.json", "-o", "x.onnx"], 2, "missing.json", &[": cannot read the model file"]),
     case("model-not-json", &["export", "not_json.json", "-o", "x.onnx"], 2, "not_json.json", &[": not a kiln model file"]),
-    case("model-version", &["export", "version.json", "-o", "x.onnx"], 2, "version.json", &[": format kiln-model version 4 is not supported, expected kiln-model version 1 to 3"]),
+    case("model-version", &["export", "version.json", "-o", "x.onnx"], 2, "version.json", &[": format kiln-model version 5 is not supported, expected kiln-model version 1 to 4"]),
     case("model-weights-shape", &["export", "weights.json", "-o", "x.onnx"], 2, "weights.json", &[": layers[0].weights: has 511 values, expected 8 x 64"]),
     case("model-bias-shape", &["export", "bias.json", "-o", "x.onnx"], 2, "bias.json", &[": layers[1].bias: has 9 values, expected 10"]),
     case("model-no-layers", &["export", "no_layers.json", "-o", "x.onnx"], 2, "no_layers.json", &[": layers: expected at least one layer"]),
@@ -294,7 +294,7 @@ fn fixtures() -> tempfile::TempDir {
         change(&mut copy);
         write(name, &serde_json::to_vec(&copy).unwrap());
     };
-    variant("version.json", &|m| m["format_version"] = 4.into());
+    variant("version.json", &|m| m["format_version"] = 5.into());
     variant("weights.json", &|m| {
         m["layers"][0]["weights"].as_array_mut().unwrap().pop();
     });

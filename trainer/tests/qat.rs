@@ -50,7 +50,7 @@ fn qat_accuracy_is_the_devices_and_its_ranges_are_the_models() {
     let qat_accuracy = f64_at(&train, "int8_test_accuracy");
     assert!(qat_accuracy > 0.85, "{train}");
     let model = model_json(&out);
-    assert_eq!(model["format_version"], 3);
+    assert_eq!(model["format_version"], 4);
     assert_eq!(model["config"]["qat"]["epochs"], 3);
     assert_eq!(model["state"]["qat"]["epochs_done"], 3);
     let ranges = &model["state"]["qat"]["ranges"];

@@ -1354,7 +1354,7 @@ fn layer_macs(layer: &kiln_runtime::LayerInfo) -> u64 {
         LayerKind::Dense => (layer.n_inputs * layer.n_outputs) as u64,
         LayerKind::Conv2d => (oh * ow * oc) as u64 * area * layer.input_shape[2] as u64,
         LayerKind::DepthwiseConv2d => (oh * ow * oc) as u64 * area,
-        LayerKind::MaxPool2d | LayerKind::AvgPool2d => 0,
+        LayerKind::MaxPool2d | LayerKind::AvgPool2d | LayerKind::Add => 0,
     }
 }
 

@@ -575,9 +575,11 @@ fn check_training_memory(plan: &TrainPlan, split: &Split, budget: u64) -> Result
         .unwrap_or(Shape::vector(split.train.n_features));
     let specs = config.layer_specs(split.train.n_outputs());
     let (mut parameters, mut activations) = (0u64, shape.len() as u64);
+    let mut shapes = vec![shape];
     for (index, spec) in specs.iter().enumerate() {
-        let output = crate::nn::network::infer_shape(index, spec, shape)
+        let output = crate::nn::network::infer_shape(index, spec, &shapes)
             .map_err(|e| UsageError(format!("--layers: {e}")))?;
+        shapes.push(output);
         let (fan_in, n_units) = match *spec {
             LayerSpec::Dense { n_outputs, .. } => (shape.len() as u64, n_outputs as u64),
             LayerSpec::Conv2d {

@@ -166,6 +166,9 @@ impl EstimateModel {
                 LayerKind::AvgPool2d => {
                     outputs * taps * g.avg_pool_tap + outputs * g.pool_output + g.pool_layer
                 }
+                // Not measured on a device yet: each element is two products and one
+                // requantization, which a pooled output's cost stands in for.
+                LayerKind::Add => outputs * g.pool_output + g.pool_layer,
             }
         };
         layers.iter().map(per_layer).sum::<f64>() + g.inference

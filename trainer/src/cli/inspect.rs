@@ -132,7 +132,7 @@ struct Summary {
 #[derive(Debug, Serialize)]
 struct LayerReport {
     index: usize,
-    /// "dense", "conv2d", "depthwise_conv2d", "max_pool2d" or "avg_pool2d".
+    /// "dense", "conv2d", "depthwise_conv2d", "max_pool2d", "avg_pool2d" or "add".
     kind: &'static str,
     /// `[h, w, c]` of the layer's input and output (`[1, 1, n]` for a feature vector).
     input_shape: [usize; 3],
@@ -653,6 +653,10 @@ fn from_blob(path: &Path, bytes: &[u8]) -> Result<Summary, InspectError> {
             }
             kiln_runtime::LayerKind::MaxPool2d => (0, 0, Some((strided("maxpool"), 0))),
             kiln_runtime::LayerKind::AvgPool2d => (0, 0, Some((strided("avgpool"), 0))),
+            kiln_runtime::LayerKind::Add => {
+                let other = info.second_input_value.unwrap_or_default();
+                (0, 0, Some((format!("{shapes} add value {other}"), 0)))
+            }
         };
         layers.push(Layer {
             n_inputs: info.n_inputs,
@@ -1102,6 +1106,7 @@ fn kind_name(kind: kiln_runtime::LayerKind) -> &'static str {
         LayerKind::DepthwiseConv2d => "depthwise_conv2d",
         LayerKind::MaxPool2d => "max_pool2d",
         LayerKind::AvgPool2d => "avg_pool2d",
+        LayerKind::Add => "add",
     }
 }
 

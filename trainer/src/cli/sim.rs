@@ -388,7 +388,7 @@ fn model_macs(model: &kiln_runtime::Model<'_>) -> u64 {
             LayerKind::Dense => (layer.n_inputs * layer.n_outputs) as u64,
             LayerKind::Conv2d => oh * ow * oc * taps * layer.input_shape[2] as u64,
             LayerKind::DepthwiseConv2d => oh * ow * oc * taps,
-            LayerKind::MaxPool2d | LayerKind::AvgPool2d => 0,
+            LayerKind::MaxPool2d | LayerKind::AvgPool2d | LayerKind::Add => 0,
         }
     };
     (0..model.n_layers())

@@ -12,6 +12,11 @@
 //! | `avgpool2` | [`LayerSpec::AvgPool2d`] |
 //! | `gap` | [`LayerSpec::GlobalAvgPool`] |
 //! | `flatten` | [`LayerSpec::Flatten`] |
+//! | `@4` | [`LayerSpec::Tap`]: the next layer reads value 4 (a branch) |
+//! | `add@1`, `add@1:relu` | [`LayerSpec::Add`]: the previous value plus value 1 (a residual connection) |
+//!
+//! Value 0 is the input and value `k` the output of the `k`-th token, so `@N` and `add@N`
+//! name a layer by its position in the list.
 //!
 //! `Dense`, `Conv2d` and `DepthwiseConv2d` take an optional activation suffix: `:relu`,
 //! `:relu6`, `:tanh`, `:sigmoid`, `:identity`, `:leaky-relu` (slope 0.01, the `--leaky-alpha`
@@ -54,6 +59,17 @@ pub enum LayerSpec {
     },
     GlobalAvgPool,
     Flatten,
+    /// Value `value` again (0 the input, `k` the output of layer `k`), for the next layer to
+    /// read: the start of a branch, such as a residual block's projection shortcut.
+    Tap {
+        value: usize,
+    },
+    /// `activation(previous + value[from])`: a residual (skip) connection; both values have one
+    /// shape.
+    Add {
+        from: usize,
+        activation: Option<Activation>,
+    },
 }
 
 /// The slope of `leaky-relu` without `=A`: the CLI's `--leaky-alpha` default.
@@ -121,6 +137,10 @@ impl LayerSpec {
             }
             LayerSpec::GlobalAvgPool => "gap".to_owned(),
             LayerSpec::Flatten => "flatten".to_owned(),
+            LayerSpec::Tap { value } => format!("@{value}"),
+            LayerSpec::Add { from, activation } => {
+                format!("add@{from}{}", activation_suffix(activation))
+            }
         }
     }
 
@@ -137,7 +157,8 @@ impl LayerSpec {
         match self {
             LayerSpec::Dense { activation, .. }
             | LayerSpec::Conv2d { activation, .. }
-            | LayerSpec::DepthwiseConv2d { activation, .. } => *activation,
+            | LayerSpec::DepthwiseConv2d { activation, .. }
+            | LayerSpec::Add { activation, .. } => *activation,
             _ => None,
         }
     }
@@ -220,7 +241,7 @@ pub fn parse_layers(text: &str) -> Result<Vec<LayerSpec>, LayerSpecError> {
 }
 
 const LAYER_KINDS: &str = "a layer: `dense:N`, `convKxK:N`, `conv1dK:N`, `dwKxK`, `maxpoolK`, \
-                           `avgpoolK`, `gap` or `flatten`";
+                           `avgpoolK`, `gap`, `flatten`, `@N` or `add@N`";
 const ACTIVATIONS: &str =
     "an activation (`relu`, `relu6`, `tanh`, `sigmoid`, `identity`, `leaky-relu`, `leaky-relu=A`)";
 
@@ -241,6 +262,26 @@ fn parse_token(token: &str) -> Result<LayerSpec, String> {
             Ok(())
         }
     };
+    if let Some(rest) = head.strip_prefix('@') {
+        let mut cursor = Cursor::new(rest);
+        let value = cursor
+            .count("a value number after `@` (0 the input, N the output of layer N), e.g. `@4`")?;
+        cursor.end("the end of the token after the value number, e.g. `@4`")?;
+        no_suffix(head)?;
+        return Ok(LayerSpec::Tap { value });
+    }
+    if let Some(rest) = head.strip_prefix("add") {
+        let mut cursor = Cursor::new(rest);
+        if !cursor.eat('@') {
+            return Err(format!(
+                "`add@N`: the value to add after `@` (N the output of layer N), e.g. `add@1:relu`, found `{head}`"
+            ));
+        }
+        let from = cursor.count("a value number after `add@`, e.g. `add@1:relu`")?;
+        cursor.end("`:` and an activation after the value number, e.g. `add@1:relu`")?;
+        let activation = optional_activation(&parts, 1)?;
+        return Ok(LayerSpec::Add { from, activation });
+    }
     if head == "dense" {
         let n_outputs = channel_count(&parts, "the number of outputs after `dense:`")?;
         let activation = optional_activation(&parts, 2)?;
@@ -445,6 +486,25 @@ impl<'a> Cursor<'a> {
             _ => Err(format!(
                 "{expected} (a positive integer), found `{}`",
                 &self.rest[..digits]
+            )),
+        }
+    }
+
+    /// A decimal integer, 0 allowed; `expected` when there is none.
+    fn count(&mut self, expected: &str) -> Result<usize, String> {
+        let digits = self.rest.bytes().take_while(u8::is_ascii_digit).count();
+        match self.rest[..digits].parse::<usize>() {
+            Ok(n) if digits > 0 => {
+                self.rest = &self.rest[digits..];
+                Ok(n)
+            }
+            _ => Err(format!(
+                "{expected}, found `{}`",
+                if self.rest.is_empty() {
+                    "nothing"
+                } else {
+                    self.rest
+                }
             )),
         }
     }

@@ -12,6 +12,7 @@ pub mod network;
 pub mod optim;
 pub mod parallel;
 pub mod pool;
+pub mod residual;
 pub mod schedule;
 pub mod shape;
 pub mod sparse;

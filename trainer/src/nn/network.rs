@@ -13,6 +13,7 @@ use super::pool::{
     avg_pool2d_backward, avg_pool2d_forward, global_avg_pool_backward, global_avg_pool_forward,
     max_pool2d_backward, max_pool2d_forward, Flatten, GlobalAvgPool, Pool2d,
 };
+use super::residual::{add_forward, Add, Tap};
 use super::shape::{output_extent, Padding, Shape};
 use super::{Activation, BatchTargets, Dense, DenseGradients, Init, Loss, Mlp};
 use crate::rng::Rng;
@@ -29,6 +30,8 @@ pub enum Layer<T: RealField + Copy> {
     AvgPool2d(Pool2d),
     GlobalAvgPool(GlobalAvgPool),
     Flatten(Flatten),
+    Tap(Tap),
+    Add(Add),
 }
 
 impl<T: RealField + Copy> Layer<T> {
@@ -62,6 +65,11 @@ impl<T: RealField + Copy> Layer<T> {
             },
             Layer::GlobalAvgPool(_) => LayerSpec::GlobalAvgPool,
             Layer::Flatten(_) => LayerSpec::Flatten,
+            Layer::Tap(t) => LayerSpec::Tap { value: t.value },
+            Layer::Add(a) => LayerSpec::Add {
+                from: a.from,
+                activation: Some(a.activation),
+            },
         }
     }
 
@@ -79,15 +87,27 @@ impl<T: RealField + Copy> Layer<T> {
             Layer::MaxPool2d(p) | Layer::AvgPool2d(p) => p.output_shape,
             Layer::GlobalAvgPool(g) => g.output_shape(),
             Layer::Flatten(f) => f.output_shape(),
+            Layer::Tap(t) => t.shape,
+            Layer::Add(a) => a.shape,
         }
     }
 
-    /// The fused activation of a Dense, Conv2d or DepthwiseConv2d layer.
+    /// The value the layer reads first (its only one, but for an Add), when it is layer
+    /// `index`: the previous value, or a tap's.
+    pub fn input_value(&self, index: usize) -> usize {
+        match self {
+            Layer::Tap(t) => t.value,
+            _ => index,
+        }
+    }
+
+    /// The fused activation of a Dense, Conv2d, DepthwiseConv2d or Add layer.
     pub fn activation(&self) -> Option<Activation> {
         match self {
             Layer::Dense(d) => Some(d.activation),
             Layer::Conv2d(c) => Some(c.activation),
             Layer::DepthwiseConv2d(c) => Some(c.activation),
+            Layer::Add(a) => Some(a.activation),
             _ => None,
         }
     }
@@ -167,9 +187,21 @@ fn layer_error(index: usize, spec: &LayerSpec, problem: String) -> ShapeError {
     }
 }
 
-/// The output shape of `spec` (layer `index`, 0-based) on an input of shape `input`.
-pub fn infer_shape(index: usize, spec: &LayerSpec, input: Shape) -> Result<Shape, ShapeError> {
+/// The output shape of `spec` (layer `index`, 0-based), given the shapes of the values before
+/// it (`shapes[0]` the input, `shapes[index]` the previous value).
+pub fn infer_shape(index: usize, spec: &LayerSpec, shapes: &[Shape]) -> Result<Shape, ShapeError> {
     let fail = |problem: String| layer_error(index, spec, problem);
+    let earlier = |value: usize| {
+        shapes.get(value).copied().filter(|_| value <= index).ok_or_else(|| {
+            fail(format!(
+                "value {value} is not computed before it (0 is the input, {index} the previous layer's output)"
+            ))
+        })
+    };
+    let input = match *spec {
+        LayerSpec::Tap { value } => return earlier(value),
+        _ => earlier(index)?,
+    };
     let check_window = |kernel: [usize; 2], stride: [usize; 2]| -> Result<(), ShapeError> {
         if kernel.contains(&0) {
             return Err(fail(format!(
@@ -256,6 +288,45 @@ pub fn infer_shape(index: usize, spec: &LayerSpec, input: Shape) -> Result<Shape
         }
         LayerSpec::GlobalAvgPool => Ok(Shape::vector(input.c)),
         LayerSpec::Flatten => Ok(Shape::vector(input.len())),
+        LayerSpec::Tap { .. } => unreachable!("a tap's shape is returned above"),
+        LayerSpec::Add { from, .. } => {
+            let other = earlier(from)?;
+            if other != input {
+                return Err(fail(format!(
+                    "value {from} has shape {other}, the previous value {input}: an add needs one shape"
+                )));
+            }
+            Ok(input)
+        }
+    }
+}
+
+/// Every value but the last is read by a later layer: a layer whose output nothing reads
+/// (the layer before a tap, unless something names it) is a mistake in the list.
+fn check_reads(specs: &[LayerSpec]) -> Result<(), ShapeError> {
+    let mut read = vec![false; specs.len() + 1];
+    for (index, spec) in specs.iter().enumerate() {
+        match *spec {
+            LayerSpec::Tap { value } => read[value.min(specs.len())] = true,
+            LayerSpec::Add { from, .. } => {
+                read[index] = true;
+                read[from.min(specs.len())] = true;
+            }
+            _ => read[index] = true,
+        }
+    }
+    match read[..specs.len()].iter().position(|&r| !r) {
+        None => Ok(()),
+        Some(0) => Err(layer_error(
+            0,
+            &specs[0],
+            "nothing reads the input (value 0)".to_owned(),
+        )),
+        Some(value) => Err(layer_error(
+            value - 1,
+            &specs[value - 1],
+            format!("nothing reads its output (value {value}): name it with `@{value}` or `add@{value}`, or drop it"),
+        )),
     }
 }
 
@@ -361,8 +432,10 @@ impl<T: RealField + Copy> Network<T> {
         // Every shape is checked before the first weight is drawn.
         let mut shapes = vec![input_shape];
         for (index, spec) in specs.iter().enumerate() {
-            shapes.push(infer_shape(index, spec, shapes[index])?);
+            let shape = infer_shape(index, spec, &shapes)?;
+            shapes.push(shape);
         }
+        check_reads(specs)?;
         let mut layers = Vec::with_capacity(specs.len());
         for (index, spec) in specs.iter().enumerate() {
             let (input, output) = (shapes[index], shapes[index + 1]);
@@ -444,6 +517,15 @@ impl<T: RealField + Copy> Network<T> {
                     Layer::GlobalAvgPool(GlobalAvgPool { input_shape: input })
                 }
                 LayerSpec::Flatten => Layer::Flatten(Flatten { input_shape: input }),
+                LayerSpec::Tap { value } => Layer::Tap(Tap {
+                    value,
+                    shape: output,
+                }),
+                LayerSpec::Add { from, .. } => Layer::Add(Add {
+                    from,
+                    shape: output,
+                    activation,
+                }),
             };
             layers.push(layer);
         }
@@ -458,9 +540,11 @@ impl<T: RealField + Copy> Network<T> {
     pub fn from_parts(input_shape: Shape, layers: Vec<Layer<T>>) -> Result<Self, ShapeError> {
         let specs: Vec<LayerSpec> = layers.iter().map(Layer::spec).collect();
         check_ends(input_shape, &specs)?;
-        let mut current = input_shape;
+        check_reads(&specs)?;
+        let mut shapes = vec![input_shape];
         for (index, (layer, spec)) in layers.iter().zip(&specs).enumerate() {
-            let expected = infer_shape(index, spec, current)?;
+            let current = shapes[layer.input_value(index)];
+            let expected = infer_shape(index, spec, &shapes)?;
             let fail = |problem: String| Err(layer_error(index, spec, problem));
             let check_shapes = |recorded_in: Shape, recorded_out: Shape| {
                 if recorded_in != current {
@@ -524,8 +608,10 @@ impl<T: RealField + Copy> Network<T> {
                 }
                 Layer::GlobalAvgPool(g) => check_shapes(g.input_shape, g.output_shape())?,
                 Layer::Flatten(f) => check_shapes(f.input_shape, f.output_shape())?,
+                Layer::Tap(t) => check_shapes(current, t.shape)?,
+                Layer::Add(a) => check_shapes(current, a.shape)?,
             }
-            current = expected;
+            shapes.push(expected);
         }
         Ok(Self {
             input_shape,
@@ -640,7 +726,9 @@ impl<T: RealField + Copy> Network<T> {
                 Layer::MaxPool2d(_)
                 | Layer::AvgPool2d(_)
                 | Layer::GlobalAvgPool(_)
-                | Layer::Flatten(_) => {}
+                | Layer::Flatten(_)
+                | Layer::Tap(_)
+                | Layer::Add(_) => {}
             }
         }
         network
@@ -648,16 +736,89 @@ impl<T: RealField + Copy> Network<T> {
 
     /// The output for every column of `input` (CHW order), without keeping intermediates.
     pub fn forward(&self, input: &DMatrix<T>) -> DMatrix<T> {
+        if !self.is_chain() {
+            return self.forward_graph(input);
+        }
         let mut current = None::<DMatrix<T>>;
         for layer in &self.layers {
             let x = current.as_ref().unwrap_or(input);
-            let (mut z, _) = layer_forward(layer, x, false);
+            let (mut z, _) = layer_forward(layer, x, None, false);
             if let Some(activation) = layer.activation() {
                 activation.forward_in_place(&mut z);
             }
             current = Some(z);
         }
         current.unwrap_or_else(|| input.clone())
+    }
+
+    /// Whether every layer reads the previous value only (no tap, no add).
+    pub fn is_chain(&self) -> bool {
+        !self
+            .layers
+            .iter()
+            .any(|layer| matches!(layer, Layer::Tap(_) | Layer::Add(_)))
+    }
+
+    /// The values each layer reads: its first input, and an add's second.
+    pub fn reads(&self) -> Vec<(usize, Option<usize>)> {
+        self.layers
+            .iter()
+            .enumerate()
+            .map(|(index, layer)| {
+                let other = match layer {
+                    Layer::Add(a) => Some(a.from),
+                    _ => None,
+                };
+                (layer.input_value(index), other)
+            })
+            .collect()
+    }
+
+    /// For every value, the last layer that reads it (the last value: the layer count).
+    pub fn last_readers(&self) -> Vec<usize> {
+        let mut last = vec![0; self.layers.len() + 1];
+        for (index, (first, other)) in self.reads().into_iter().enumerate() {
+            last[first] = index;
+            if let Some(other) = other {
+                last[other] = index;
+            }
+        }
+        last[self.layers.len()] = self.layers.len();
+        last
+    }
+
+    /// [`Network::forward`] over a graph with skip connections: a value is dropped after its
+    /// last reader.
+    fn forward_graph(&self, input: &DMatrix<T>) -> DMatrix<T> {
+        let last = self.last_readers();
+        let mut values: Vec<Option<DMatrix<T>>> = vec![None; self.layers.len() + 1];
+        values[0] = Some(input.clone());
+        for (index, layer) in self.layers.iter().enumerate() {
+            let first = layer.input_value(index);
+            let (mut z, _) = {
+                let x = values[first]
+                    .as_ref()
+                    .expect("a value lives until its last reader");
+                let other = match layer {
+                    Layer::Add(a) => values[a.from].as_ref(),
+                    _ => None,
+                };
+                layer_forward(layer, x, other, false)
+            };
+            if let Some(activation) = layer.activation() {
+                activation.forward_in_place(&mut z);
+            }
+            values[index + 1] = Some(z);
+            for value in values.iter_mut().take(index + 1).enumerate() {
+                if last[value.0] <= index {
+                    *value.1 = None;
+                }
+            }
+        }
+        values
+            .pop()
+            .flatten()
+            .expect("the last value is the output")
     }
 
     /// The forward pass, keeping what [`Network::backward`] needs.
@@ -667,9 +828,13 @@ impl<T: RealField + Copy> Network<T> {
         let mut activations = Vec::with_capacity(self.layers.len() + 1);
         let mut caches = Vec::with_capacity(self.layers.len());
         activations.push(input);
-        for layer in &self.layers {
-            let x = activations.last().expect("input is present");
-            let (z, cache) = layer_forward(layer, x, true);
+        for (index, layer) in self.layers.iter().enumerate() {
+            let x = &activations[layer.input_value(index)];
+            let other = match layer {
+                Layer::Add(a) => Some(&activations[a.from]),
+                _ => None,
+            };
+            let (z, cache) = layer_forward(layer, x, other, true);
             match layer.activation() {
                 Some(activation) => {
                     let mut a = z.clone();
@@ -719,11 +884,21 @@ impl<T: RealField + Copy> Network<T> {
         want_input_grad: bool,
     ) -> (Vec<DenseGradients<T>>, Option<DMatrix<T>>) {
         let mut grads = Vec::with_capacity(self.layers.len());
-        let mut grad = output_grad;
+        // dL/d value for every value, summed over its readers; a chain has one reader each.
+        let mut value_grads: Vec<Option<DMatrix<T>>> = vec![None; self.layers.len() + 1];
+        value_grads[self.layers.len()] = Some(output_grad);
+        let accumulate = |slot: &mut Option<DMatrix<T>>, g: DMatrix<T>| match slot {
+            Some(sum) => *sum += g,
+            None => *slot = Some(g),
+        };
         for (index, layer) in self.layers.iter().enumerate().rev() {
-            // The first layer's input gradient is only computed when asked for.
-            let need_input = index > 0 || want_input_grad;
-            let input = &trace.activations[index];
+            let Some(mut grad) = value_grads[index + 1].take() else {
+                continue;
+            };
+            let first = layer.input_value(index);
+            // The input's gradient is only computed when asked for.
+            let need_input = first > 0 || want_input_grad;
+            let input = &trace.activations[first];
             if let Some(Some(mask)) = trace.ste_masks.get(index) {
                 grad.component_mul_assign(mask);
             }
@@ -734,7 +909,7 @@ impl<T: RealField + Copy> Network<T> {
                     &mut grad,
                 );
             }
-            let next = match layer {
+            let input_grad = match layer {
                 Layer::Dense(d) => {
                     grads.push(DenseGradients {
                         weights: &grad * input.transpose(),
@@ -763,19 +938,20 @@ impl<T: RealField + Copy> Network<T> {
                 }
                 Layer::AvgPool2d(p) => need_input.then(|| avg_pool2d_backward(p, &grad)),
                 Layer::GlobalAvgPool(g) => need_input.then(|| global_avg_pool_backward(g, &grad)),
-                Layer::Flatten(_) => need_input.then_some(grad),
+                Layer::Flatten(_) | Layer::Tap(_) => need_input.then_some(grad),
+                Layer::Add(a) => {
+                    if a.from > 0 || want_input_grad {
+                        accumulate(&mut value_grads[a.from], grad.clone());
+                    }
+                    need_input.then_some(grad)
+                }
             };
-            match next {
-                Some(next) => grad = next,
-                None => break,
-            }
-            if index == 0 {
-                grads.reverse();
-                return (grads, Some(grad));
+            if let Some(g) = input_grad {
+                accumulate(&mut value_grads[first], g);
             }
         }
         grads.reverse();
-        (grads, None)
+        (grads, value_grads[0].take())
     }
 
     /// The mean loss of a batch and the gradients of every trainable layer.
@@ -812,10 +988,12 @@ fn check_ends(input_shape: Shape, specs: &[LayerSpec]) -> Result<(), ShapeError>
 }
 
 /// One layer's pre-activation (its output, for layers without an activation) and, with
-/// `keep`, what its backward pass needs.
+/// `keep`, what its backward pass needs. `input` is the value the layer reads first
+/// ([`Layer::input_value`]), `other` an add's second value.
 pub(crate) fn layer_forward<T: RealField + Copy>(
     layer: &Layer<T>,
     input: &DMatrix<T>,
+    other: Option<&DMatrix<T>>,
     keep: bool,
 ) -> (DMatrix<T>, Cache<T>) {
     match layer {
@@ -845,6 +1023,10 @@ pub(crate) fn layer_forward<T: RealField + Copy>(
         }
         Layer::AvgPool2d(p) => (avg_pool2d_forward(p, input), Cache::None),
         Layer::GlobalAvgPool(g) => (global_avg_pool_forward(g, input), Cache::None),
-        Layer::Flatten(_) => (input.clone(), Cache::None),
+        Layer::Flatten(_) | Layer::Tap(_) => (input.clone(), Cache::None),
+        Layer::Add(_) => (
+            add_forward(input, other.expect("an add is given its second value")),
+            Cache::None,
+        ),
     }
 }

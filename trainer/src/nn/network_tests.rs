@@ -1183,3 +1183,134 @@ fn the_magnitude_network_bounds_every_output_and_its_terms() {
         assert!(last.weights.iter().all(|w| *w >= 0.0) && last.bias.iter().all(|b| *b >= 0.0));
     }
 }
+
+/// Skip connections: an add of an earlier value, a tap that branches off an earlier value, a
+/// value read three times; the input's gradient too (its value feeds an add).
+#[test]
+fn residual_gradients() {
+    assert_gradients(
+        Shape::new(5, 5, 2),
+        "conv3x3:2,conv3x3:2:identity,add@1,dense:3",
+    );
+    assert_gradients(
+        Shape::new(4, 4, 2),
+        "conv3x3:2:identity,add@0:tanh,gap,dense:3",
+    );
+    // ResNet's projection shortcut: the tap hands value 2 to a strided 1x1 convolution.
+    assert_gradients(
+        Shape::new(6, 6, 1),
+        "conv3x3:2,conv3x3s2:3,@1,conv1x1s2:3:identity,add@2:relu,dense:3",
+    );
+    // Value 1 read by the next layer, an add and a tap.
+    assert_gradients(
+        Shape::new(4, 4, 2),
+        "conv1x1:2,conv3x3:2:identity,add@1,@1,add@3:sigmoid,dense:3",
+    );
+}
+
+/// The sum of an add is exactly the two values' sum; a tap's output is the value it names;
+/// the forward pass without a trace drops values early and gives the traced output.
+#[test]
+fn residual_layers_compute_their_definitions() {
+    let layers = "conv3x3:2,conv3x3:2:identity,add@1:relu,@1,conv1x1:2:identity,add@3,dense:3";
+    let net = network(Shape::new(4, 4, 2), layers, 21);
+    let mut rng = Rng::new(22);
+    let input = random_matrix(&mut rng, 32, 3);
+    let trace = net.forward_trace(input.clone());
+    let a = &trace.activations;
+    assert_eq!(a[3], (&a[2] + &a[1]).map(|v| v.max(0.0)));
+    assert_eq!(a[4], a[1]);
+    // add@3 with the default (tanh) activation: the previous value plus value 3
+    assert_eq!(a[6], (&a[5] + &a[3]).map(f64::tanh));
+    assert_eq!(&net.forward(&input), trace.output());
+    assert!(!net.is_chain());
+    assert_eq!(
+        net.reads(),
+        vec![
+            (0, None),
+            (1, None),
+            (2, Some(1)),
+            (1, None),
+            (4, None),
+            (5, Some(3)),
+            (6, None)
+        ]
+    );
+    assert_eq!(net.last_readers(), vec![0, 3, 2, 5, 4, 5, 6, 7]);
+    // The architecture round-trips through from_parts.
+    let rebuilt = Network::from_parts(net.input_shape, net.layers.clone()).unwrap();
+    assert_eq!(rebuilt, net);
+}
+
+#[test]
+fn residual_shape_errors_name_the_layer() {
+    let input = Shape::new(6, 6, 1);
+    assert_eq!(
+        shape_error(input, "conv3x3:2,conv3x3s2:2,add@1,dense:3"),
+        "layer 3 (add@1): value 1 has shape 6x6x2, the previous value 3x3x2: an add needs one shape"
+    );
+    assert_eq!(
+        shape_error(input, "conv3x3:2,add@5,dense:3"),
+        "layer 2 (add@5): value 5 is not computed before it (0 is the input, 1 the previous \
+         layer's output)"
+    );
+    assert_eq!(
+        shape_error(input, "conv3x3:2,@2,dense:3"),
+        "layer 2 (@2): value 2 is not computed before it (0 is the input, 1 the previous \
+         layer's output)"
+    );
+    // conv3x3:3's output (value 2) is dropped by the tap after it.
+    assert_eq!(
+        shape_error(input, "conv3x3:2,conv3x3:3,@1,dense:3"),
+        "layer 2 (conv3x3:3): nothing reads its output (value 2): name it with `@2` or \
+         `add@2`, or drop it"
+    );
+}
+
+#[test]
+fn residual_tokens_parse_and_round_trip() {
+    assert_eq!(specs("@4"), vec![LayerSpec::Tap { value: 4 }]);
+    assert_eq!(specs("@0"), vec![LayerSpec::Tap { value: 0 }]);
+    assert_eq!(
+        specs("add@1:relu"),
+        vec![LayerSpec::Add {
+            from: 1,
+            activation: Some(Activation::Relu)
+        }]
+    );
+    assert_eq!(
+        specs("add@12"),
+        vec![LayerSpec::Add {
+            from: 12,
+            activation: None
+        }]
+    );
+    for token in ["@4", "add@1:relu", "add@0:identity", "add@3"] {
+        assert_eq!(specs(token)[0].token(), token);
+    }
+    let error = |text: &str| parse_layers(text).unwrap_err().to_string();
+    assert_eq!(
+        error("@"),
+        "layer 1 (`@`): expected a value number after `@` (0 the input, N the output of layer \
+         N), e.g. `@4`, found `nothing`"
+    );
+    assert_eq!(
+        error("dense:4,@2:relu"),
+        "layer 2 (`@2:relu`): expected nothing after `@2` (it takes no channel count or \
+         activation), found `:relu`"
+    );
+    assert_eq!(
+        error("add"),
+        "layer 1 (`add`): expected `add@N`: the value to add after `@` (N the output of layer \
+         N), e.g. `add@1:relu`, found `add`"
+    );
+    assert_eq!(
+        error("add@x"),
+        "layer 1 (`add@x`): expected a value number after `add@`, e.g. `add@1:relu`, found `x`"
+    );
+    let json = serde_json::to_string(&specs("@4,add@1:relu")).unwrap();
+    assert_eq!(
+        json,
+        r#"[{"type":"tap","value":4},{"type":"add","from":1,"activation":{"kind":"relu"}}]"#
+    );
+}

@@ -54,6 +54,37 @@ pub fn quantize_multiplier(effective_scale: f64) -> Result<(i32, u8), QuantError
     Ok((m as i32, t as u8))
 }
 
+/// The grid both inputs of a residual add are put on: `W = round(s_x / max(s_a, s_b) 2^16)`.
+pub const ADD_GRID_BITS: i32 = 16;
+
+/// A residual add's integers (`docs/layer-graph.md`): `acc = W_a (a - zp_a) + W_b (b - zp_b)`,
+/// `y = zp_out + rq(acc, M, t)`. Both inputs go on one grid of `2^-16` of the larger input
+/// step, so the sum is exact to a 2^-17 relative error and rounds once, as a float engine's
+/// add followed by its quantize does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AddParams {
+    pub weights: [i32; 2],
+    pub multiplier: i32,
+    pub shift: u8,
+}
+
+/// The [`AddParams`] of `a + b` quantized to `output`.
+pub fn add_params(
+    a: ActivationParams,
+    b: ActivationParams,
+    output: ActivationParams,
+) -> Result<AddParams, QuantError> {
+    let larger = f64::from(a.scale.max(b.scale));
+    let unit = f64::from(1u32 << ADD_GRID_BITS);
+    let weight = |s: f32| round_half_even(f64::from(s) / larger * unit) as i32;
+    let (multiplier, shift) = quantize_multiplier(larger / (unit * f64::from(output.scale)))?;
+    Ok(AddParams {
+        weights: [weight(a.scale), weight(b.scale)],
+        multiplier,
+        shift,
+    })
+}
+
 /// Whether `acc * M / 2^t` is exactly halfway between two integers for some window sum
 /// `0 < |acc| <= 255 taps`: the value has `2^(t - tz(M))` as its denominator divided by the
 /// powers of two in `acc`, so it is a half exactly when `acc` holds `t - tz(M) - 1` of them.

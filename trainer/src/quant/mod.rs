@@ -25,8 +25,8 @@ use calibrate::{Calibration, LayerRanges, RangeMethod};
 use kiln_onnx::qdq::{QdqActivation, QdqLayer, QdqMlp, QuantParams};
 use kiln_onnx::qdq_cnn::{QdqCnn, QdqCnnLayer, QdqConv};
 use kiln_runtime::encode::{
-    chain, ActivationSpec, AffineSpec, ConvSpec, DenseSpec, InputStageSpec, LayerSpec, ModelSpec,
-    PoolSpec,
+    ActivationSpec, AddSpec, AffineSpec, ConvSpec, DenseSpec, InputStageSpec, LayerSpec, ModelSpec,
+    NodeSpec, PoolSpec,
 };
 use math::{ActivationParams, TableFunction};
 use nalgebra::{DMatrix, DVector};
@@ -324,17 +324,48 @@ pub(crate) enum QuantLayer {
     /// AvgPool2d or GlobalAvgPool.
     Average(Average),
     Flatten,
+    /// A tap passes its value on, parameters and all.
+    Tap,
+    /// A residual add, requantized to `output`.
+    Add(AddQuant),
+}
+
+/// A residual add's int8 numbers.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct AddQuant {
+    /// The parameters of the previous value and of the added one.
+    pub inputs: [ActivationParams; 2],
+    pub params: math::AddParams,
+    /// ReLU (the clamp at the output's zero point) or identity.
+    pub relu: bool,
+    pub output: ActivationParams,
 }
 
 impl QuantLayer {
-    /// The parameters of the layer's output, given its input's.
+    /// The parameters of the layer's output, given those of the value it reads first
+    /// (`Layer::input_value`).
     pub(crate) fn output(&self, input: ActivationParams) -> ActivationParams {
         match self {
             QuantLayer::Tensor(q) => q.output,
             QuantLayer::Average(average) => average.output,
-            QuantLayer::MaxPool | QuantLayer::Flatten => input,
+            QuantLayer::Add(add) => add.output,
+            QuantLayer::MaxPool | QuantLayer::Flatten | QuantLayer::Tap => input,
         }
     }
+}
+
+/// The parameters of every value: the input's, then each layer's output's.
+pub(crate) fn value_params(
+    network: &Network<f32>,
+    layers: &[QuantLayer],
+    input: ActivationParams,
+) -> Vec<ActivationParams> {
+    let mut params = vec![input];
+    for (index, (layer, quant)) in network.layers.iter().zip(layers).enumerate() {
+        let first = params[layer.input_value(index)];
+        params.push(quant.output(first));
+    }
+    params
 }
 
 /// Every layer's int8 numbers for the ranges `ranges` (one per layer) and the input
@@ -346,14 +377,15 @@ pub(crate) fn quantize_layers(
     (pow2_scales, int16): (bool, bool),
 ) -> Result<Vec<QuantLayer>, QuantError> {
     let shapes = network.shapes();
-    let mut current = input;
+    let mut params = vec![input];
     let mut layers = Vec::with_capacity(network.layers.len());
     for (layer_idx, (layer, layer_ranges)) in network.layers.iter().zip(ranges).enumerate() {
         let in_layer = |source: QuantError| QuantError::Layer {
             layer: layer_idx,
             error: Box::new(source),
         };
-        let input_shape = shapes[layer_idx];
+        let input_shape = shapes[layer.input_value(layer_idx)];
+        let current = params[layer.input_value(layer_idx)];
         // An average gets its own output parameters, calibrated and, where their ratio to the
         // input's would put window sums exactly on rounding ties (which a float QDQ engine
         // rounds either way), nudged off them (`math::average_params`). Power-of-two scales
@@ -395,8 +427,35 @@ pub(crate) fn quantize_layers(
             Layer::AvgPool2d(pool) => average(pool.kernel[0] * pool.kernel[1])?,
             Layer::GlobalAvgPool(_) => average(input_shape.h * input_shape.w)?,
             Layer::Flatten(_) => QuantLayer::Flatten,
+            Layer::Tap(_) => QuantLayer::Tap,
+            Layer::Add(add) => {
+                let relu = match add.activation {
+                    Activation::Relu | Activation::Relu6 => true,
+                    Activation::Identity => false,
+                    other => {
+                        return Err(in_layer(QuantError::Encode {
+                            detail: format!(
+                                "an add quantizes with relu or identity, not {other} (give the \
+                                 add `:relu` or `:identity`)"
+                            ),
+                        }))
+                    }
+                };
+                let output =
+                    math::activation_params(layer_ranges.output.lo, layer_ranges.output.hi)
+                        .map_err(in_layer)?;
+                let inputs = [current, params[add.from]];
+                let add_params =
+                    math::add_params(inputs[0], inputs[1], output).map_err(in_layer)?;
+                QuantLayer::Add(AddQuant {
+                    inputs,
+                    params: add_params,
+                    relu,
+                    output,
+                })
+            }
         };
-        current = quant.output(current);
+        params.push(quant.output(current));
         layers.push(quant);
     }
     Ok(layers)
@@ -634,18 +693,26 @@ pub fn quantize(
         input,
         (options.pow2_scales, options.int16),
     )?;
-    let mut layer_specs = Vec::with_capacity(network.layers.len());
+    let params = value_params(&network, &quant_layers, input);
+    let mut nodes: Vec<NodeSpec> = Vec::with_capacity(network.layers.len());
     let mut qdq_layers = Vec::with_capacity(network.layers.len());
     let mut reports = Vec::new();
-    let mut current = input;
-    // The shape whose HWC order the runtime's bytes follow: a flatten reshapes only in ONNX.
-    let mut byte_shape = network.input_shape;
+    // Per trainer value: the runtime's value id (a flatten or a tap computes nothing on the
+    // device, so its value is the one it reads) and the shape whose HWC order its bytes follow
+    // (a flatten reshapes only in ONNX).
+    let mut runtime_values = vec![0usize];
+    let mut byte_shapes = vec![network.input_shape];
     for (layer_idx, (layer, quant)) in network.layers.iter().zip(quant_layers).enumerate() {
         let in_layer = |source: QuantError| QuantError::Layer {
             layer: layer_idx,
             error: Box::new(source),
         };
-        let input_shape = shapes[layer_idx];
+        let first = layer.input_value(layer_idx);
+        let input_shape = shapes[first];
+        let byte_shape = byte_shapes[first];
+        let current = params[first];
+        // The device's node, if the layer computes anything there.
+        let mut node = None;
         match (layer, quant) {
             (Layer::Dense(dense), QuantLayer::Tensor(q)) => {
                 let n_inputs = dense.n_inputs();
@@ -657,7 +724,7 @@ pub fn quantize(
                 };
                 let folded = math::fold_bias(&q.bias, &blob_weights, n_inputs, current.zero_point)
                     .map_err(in_layer)?;
-                layer_specs.push(LayerSpec::Dense(DenseSpec {
+                node = Some(LayerSpec::Dense(DenseSpec {
                     n_inputs: dim(n_inputs)?,
                     n_outputs: dim(dense.n_outputs())?,
                     input_zero_point: current.zero_point,
@@ -678,7 +745,6 @@ pub fn quantize(
                     output: quant_params(q.output),
                 }));
                 reports.push(q.report);
-                current = q.output;
             }
             (Layer::Conv2d(conv), QuantLayer::Tensor(q)) => {
                 let (in_c, taps) = (conv.in_channels(), conv.kernel[0] * conv.kernel[1]);
@@ -689,10 +755,9 @@ pub fn quantize(
                 let blob_weights = permute_columns(&q.weights.values, in_c * taps, &order);
                 let geometry = (conv.kernel, conv.stride, conv.padding, conv.onnx_pads());
                 reports.push(q.report.clone());
-                let (spec, qdq, output) = conv_forms(*q, geometry, in_c, blob_weights, current)?;
-                layer_specs.push(LayerSpec::Conv2d(spec));
+                let (spec, qdq, _) = conv_forms(*q, geometry, in_c, blob_weights, current)?;
+                node = Some(LayerSpec::Conv2d(spec));
                 qdq_layers.push(QdqCnnLayer::Conv2d(qdq));
-                current = output;
             }
             (Layer::DepthwiseConv2d(conv), QuantLayer::Tensor(q)) => {
                 let (channels, taps) = (conv.channels(), conv.kernel[0] * conv.kernel[1]);
@@ -703,16 +768,14 @@ pub fn quantize(
                 let blob_weights = permute_columns(&q.weights.values, channels * taps, &order);
                 let geometry = (conv.kernel, conv.stride, conv.padding, conv.onnx_pads());
                 reports.push(q.report.clone());
-                let (spec, qdq, output) =
-                    conv_forms(*q, geometry, channels, blob_weights, current)?;
-                layer_specs.push(LayerSpec::DepthwiseConv2d(spec));
+                let (spec, qdq, _) = conv_forms(*q, geometry, channels, blob_weights, current)?;
+                node = Some(LayerSpec::DepthwiseConv2d(spec));
                 qdq_layers.push(QdqCnnLayer::DepthwiseConv2d(qdq));
-                current = output;
             }
             // A maximum keeps its input's scale and zero point; the multiplier is unused.
             (Layer::MaxPool2d(pool), QuantLayer::MaxPool) => {
                 let unused = math::quantize_multiplier(1.0).map_err(in_layer)?;
-                layer_specs.push(LayerSpec::MaxPool2d(pool_spec(
+                node = Some(LayerSpec::MaxPool2d(pool_spec(
                     pool.kernel,
                     pool.stride,
                     (current, current),
@@ -724,7 +787,7 @@ pub fn quantize(
                 });
             }
             (Layer::AvgPool2d(pool), QuantLayer::Average(average)) => {
-                layer_specs.push(LayerSpec::AvgPool2d(pool_spec(
+                node = Some(LayerSpec::AvgPool2d(pool_spec(
                     pool.kernel,
                     pool.stride,
                     (current, average.output),
@@ -735,10 +798,9 @@ pub fn quantize(
                     stride: pool.stride,
                     output: quant_params(average.output),
                 });
-                current = average.output;
             }
             (Layer::GlobalAvgPool(_), QuantLayer::Average(average)) => {
-                layer_specs.push(LayerSpec::AvgPool2d(pool_spec(
+                node = Some(LayerSpec::AvgPool2d(pool_spec(
                     [input_shape.h, input_shape.w],
                     [1, 1],
                     (current, average.output),
@@ -747,20 +809,68 @@ pub fn quantize(
                 qdq_layers.push(QdqCnnLayer::GlobalAvgPool {
                     output: quant_params(average.output),
                 });
-                current = average.output;
             }
             // The runtime's values are flat bytes already; only ONNX reshapes.
             (Layer::Flatten(_), QuantLayer::Flatten) => qdq_layers.push(QdqCnnLayer::Flatten),
+            (Layer::Tap(tap), QuantLayer::Tap) => {
+                qdq_layers.push(QdqCnnLayer::Tap { value: tap.value })
+            }
+            (Layer::Add(add), QuantLayer::Add(q)) => {
+                // The device's bytes of both values must be in one order.
+                if byte_shapes[add.from] != byte_shape {
+                    return Err(in_layer(QuantError::Encode {
+                        detail: format!(
+                            "value {} and the previous value are laid out differently on the \
+                             device (one is flattened): add them before the flatten",
+                            add.from
+                        ),
+                    }));
+                }
+                node = Some(LayerSpec::Add(AddSpec {
+                    other: runtime_values[add.from],
+                    input_zero_points: [q.inputs[0].zero_point, q.inputs[1].zero_point],
+                    output_zero_point: q.output.zero_point,
+                    weights: q.params.weights,
+                    multiplier: q.params.multiplier,
+                    shift: q.params.shift,
+                    activation: if q.relu {
+                        ActivationSpec::Relu
+                    } else {
+                        ActivationSpec::Identity
+                    },
+                }));
+                qdq_layers.push(QdqCnnLayer::Add {
+                    other: add.from,
+                    activation: if q.relu {
+                        QdqActivation::Relu
+                    } else {
+                        QdqActivation::Identity
+                    },
+                    output: quant_params(q.output),
+                });
+            }
             _ => {
                 return Err(in_layer(QuantError::Encode {
                     detail: "the quantized layer is not of the layer's kind".into(),
                 }))
             }
         }
-        if !matches!(layer, Layer::Flatten(_)) {
-            byte_shape = shapes[layer_idx + 1];
+        match node {
+            Some(spec) => {
+                nodes.push(NodeSpec {
+                    input: runtime_values[first],
+                    layer: spec,
+                });
+                runtime_values.push(nodes.len());
+                byte_shapes.push(shapes[layer_idx + 1]);
+            }
+            None => {
+                runtime_values.push(runtime_values[first]);
+                byte_shapes.push(byte_shape);
+            }
         }
     }
+    let output = params[network.layers.len()];
 
     let spec = ModelSpec {
         activations: if options.int16 {
@@ -774,9 +884,9 @@ pub fn quantize(
             dim(network.input_shape.w)?,
             dim(network.input_shape.c)?,
         ],
-        nodes: chain(layer_specs),
-        output_scale: current.scale,
-        output_zero_point: current.zero_point,
+        nodes,
+        output_scale: output.scale,
+        output_zero_point: output.zero_point,
     };
     let blob = kiln_runtime::encode::encode(&spec).map_err(|e| QuantError::Encode {
         detail: format!("{e}"),

@@ -10,7 +10,7 @@
 //! reports is the device's, sample for sample.
 
 use super::calibrate::{Calibration, LayerRanges, Range, RangeMethod};
-use super::math::ActivationParams;
+use super::math::{self, ActivationParams};
 use super::{QuantError, QuantLayer};
 use crate::data::Dataset;
 use crate::nn::network::{layer_forward, Cache, Layer, Network, NetworkTrace};
@@ -144,11 +144,7 @@ impl IntModel {
     ) -> Result<Self, QuantError> {
         let layers =
             super::quantize_layers(network, &calibration.layers, input, (pow2_scales, int16))?;
-        let mut params = vec![input];
-        for quant in &layers {
-            let last = *params.last().unwrap_or(&input);
-            params.push(quant.output(last));
-        }
+        let params = super::value_params(network, &layers, input);
         let integer_layers = network
             .layers
             .iter()
@@ -207,10 +203,10 @@ impl IntModel {
         };
         trace.values.push(input);
         for (index, (layer, quant)) in self.integers.layers.iter().zip(&self.layers).enumerate() {
-            let (input_params, output_params) = (self.params[index], self.params[index + 1]);
-            // `values[index]` is this layer's input: the input, or the last layer's output.
+            let first = layer.input_value(index);
+            let (input_params, output_params) = (self.params[first], self.params[index + 1]);
             let zp_in = f64::from(input_params.zero_point);
-            let centred = trace.values[index].map(|q| f64::from(q) - zp_in);
+            let centred = trace.values[first].map(|q| f64::from(q) - zp_in);
             // The output stage's saturation: int8, or int16 for the 16x8 scheme.
             let (lo, hi) = if self.int16 {
                 (i64::from(i16::MIN), i64::from(i16::MAX))
@@ -224,7 +220,18 @@ impl IntModel {
                     i32::from(sat8(y))
                 }
             };
-            let (sums, cache) = layer_forward(layer, &centred, keep);
+            // An add's second value, centred; its sums are computed below.
+            let other = match (quant, layer) {
+                (QuantLayer::Add(add), Layer::Add(layer)) => {
+                    let zp = f64::from(add.inputs[1].zero_point);
+                    Some(trace.values[layer.from].map(|q| f64::from(q) - zp))
+                }
+                _ => None,
+            };
+            let (sums, cache) = match quant {
+                QuantLayer::Add(_) => (DMatrix::zeros(0, 0), Cache::None),
+                _ => layer_forward(layer, &centred, None, keep),
+            };
             let shape = layer.output_shape();
             let plane = shape.h * shape.w;
             let (values, accumulator, in_range) = match quant {
@@ -281,8 +288,32 @@ impl IntModel {
                     (values, Some(sums), Some(mask))
                 }
                 // A maximum or a reshape of centred integers, centred again.
-                QuantLayer::MaxPool | QuantLayer::Flatten => {
+                QuantLayer::MaxPool | QuantLayer::Flatten | QuantLayer::Tap => {
                     (sums.map(|v| saturate((v + zp_in) as i64)), None, None)
+                }
+                // `acc = W_a (a - zp_a) + W_b (b - zp_b)`, exact in f64 (|acc| < 2^26).
+                QuantLayer::Add(add) => {
+                    let other = other.unwrap_or_else(|| DMatrix::zeros(0, 0));
+                    let [w_a, w_b] = add.params.weights.map(f64::from);
+                    let sums = centred.zip_map(&other, |a, b| w_a * a + w_b * b);
+                    let zp = add.output.zero_point;
+                    let clamp_min = if add.relu {
+                        i32::from(zp)
+                    } else {
+                        i32::from(i8::MIN)
+                    };
+                    let mut mask = DMatrix::<f32>::zeros(sums.nrows(), sums.ncols());
+                    let values = DMatrix::from_fn(sums.nrows(), sums.ncols(), |row, col| {
+                        let acc = saturate_i32(sums[(row, col)]);
+                        let y = i64::from(zp).saturating_add(rq(
+                            i64::from(acc),
+                            add.params.multiplier,
+                            add.params.shift,
+                        ));
+                        mask[(row, col)] = f32::from(u8::from((lo..=hi).contains(&y)));
+                        saturate(y).max(clamp_min)
+                    });
+                    (values, Some(sums), Some(mask))
                 }
             };
             trace.values.push(values);
@@ -322,10 +353,27 @@ impl IntModel {
             .zip(trace.accumulators.iter().zip(trace.caches))
             .enumerate()
         {
-            let input_scale = self.params[index].scale;
+            let input_scale = self.params[layer.input_value(index)].scale;
             let shape = layer.output_shape();
             let plane = shape.h * shape.w;
             let (pre, layer_seen) = match (quant, accumulator) {
+                // The sum in real units: `s_a (a - zp_a) + s_b (b - zp_b)` is `acc` on the grid
+                // of the larger input step / 2^16.
+                (QuantLayer::Add(add), Some(acc)) => {
+                    let step = f64::from(add.inputs[0].scale.max(add.inputs[1].scale))
+                        / f64::from(1u32 << math::ADD_GRID_BITS);
+                    let pre = acc.map(|a| (a * step) as f32);
+                    let mut output = pre.clone();
+                    layer
+                        .activation()
+                        .unwrap_or(Activation::Identity)
+                        .forward_in_place(&mut output);
+                    let seen = TrackedLayerRanges {
+                        pre_activation: extremes(&pre),
+                        output: extremes(&output),
+                    };
+                    (pre, seen)
+                }
                 (QuantLayer::Tensor(q), Some(acc)) => {
                     let pre = DMatrix::from_fn(acc.nrows(), acc.ncols(), |row, col| {
                         let channel = if plane > 1 { row / plane } else { row };
@@ -601,6 +649,11 @@ fn integer_layer(layer: &Layer<f32>, quant: &QuantLayer) -> Layer<f64> {
         Layer::AvgPool2d(pool) => Layer::AvgPool2d(*pool),
         Layer::GlobalAvgPool(pool) => Layer::GlobalAvgPool(*pool),
         Layer::Flatten(flatten) => Layer::Flatten(*flatten),
+        Layer::Tap(tap) => Layer::Tap(*tap),
+        Layer::Add(add) => Layer::Add(crate::nn::residual::Add {
+            activation: Activation::Identity,
+            ..*add
+        }),
     }
 }
 
