@@ -218,8 +218,43 @@ impl fmt::Display for LayerSpecError {
 
 impl std::error::Error for LayerSpecError {}
 
-/// Parses a comma-separated `--layers` list, e.g. `conv3x3:16,maxpool2,dense:64,dense:10`.
+/// MLPerf Tiny's three convolutional reference models (mlcommons/tiny, benchmark/training) as
+/// `--layers` lists without their output layer, each usable by name: `--layers resnet8`.
+/// Batch normalization is folded into the convolutions, as the deployed models have it.
+/// `(name, input [h, w, c], layers)`.
+pub const MLPERF_TINY: [(&str, [usize; 3], &str); 3] = [
+    // Image classification (CIFAR-10): three residual stages of 16, 32 and 64 filters; the
+    // second and third start with a stride 2 and a 1x1 stride-2 projection shortcut.
+    (
+        "resnet8",
+        [32, 32, 3],
+        "conv3x3:16,conv3x3:16,conv3x3:16:identity,add@1:relu,\
+         conv3x3s2:32,conv3x3:32:identity,@4,conv1x1s2:32:identity,add@6:relu,\
+         conv3x3s2:64,conv3x3:64:identity,@9,conv1x1s2:64:identity,add@11:relu,gap",
+    ),
+    // Keyword spotting: 49 MFCC frames of 10 coefficients, a 10x4 stride-2 convolution, four
+    // depthwise-separable blocks of 64.
+    (
+        "ds-cnn",
+        [49, 10, 1],
+        "conv10x4s2:64,dw3x3,conv1x1:64,dw3x3,conv1x1:64,dw3x3,conv1x1:64,dw3x3,conv1x1:64,gap",
+    ),
+    // Visual wake words: MobileNetV1 at width 0.25 on 96x96 RGB, 13 depthwise-separable blocks.
+    (
+        "mobilenet-v1-0.25",
+        [96, 96, 3],
+        "conv3x3s2:8,dw3x3,conv1x1:16,dw3x3s2,conv1x1:32,dw3x3,conv1x1:32,dw3x3s2,conv1x1:64,\
+         dw3x3,conv1x1:64,dw3x3s2,conv1x1:128,dw3x3,conv1x1:128,dw3x3,conv1x1:128,dw3x3,\
+         conv1x1:128,dw3x3,conv1x1:128,dw3x3,conv1x1:128,dw3x3s2,conv1x1:256,dw3x3,conv1x1:256,gap",
+    ),
+];
+
+/// Parses a comma-separated `--layers` list, e.g. `conv3x3:16,maxpool2,dense:64,dense:10`, or
+/// the name of one of [`MLPERF_TINY`]'s models.
 pub fn parse_layers(text: &str) -> Result<Vec<LayerSpec>, LayerSpecError> {
+    if let Some((_, _, layers)) = MLPERF_TINY.iter().find(|(name, ..)| *name == text.trim()) {
+        return parse_layers(layers);
+    }
     if text.trim().is_empty() {
         return Err(LayerSpecError {
             position: 1,

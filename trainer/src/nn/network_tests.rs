@@ -1314,3 +1314,48 @@ fn residual_tokens_parse_and_round_trip() {
         r#"[{"type":"tap","value":4},{"type":"add","from":1,"activation":{"kind":"relu"}}]"#
     );
 }
+
+/// MLPerf Tiny's models by name: the parameter and MAC counts its benchmark states (ResNet-8
+/// 78 K and 12.5 M, DS-CNN 22.6 K and 2.66 M, MobileNetV1 0.25 211 K and 7.49 M), each counted
+/// layer by layer here, batch normalization folded.
+#[test]
+fn mlperf_tinys_models_have_their_published_sizes() {
+    let counts = [
+        ("resnet8", 10, 77_706, 12_501_632),
+        ("ds-cnn", 12, 22_604, 2_656_768),
+        ("mobilenet-v1-0.25", 2, 210_850, 7_489_664),
+    ];
+    for ((name, input, _), (same, classes, parameters, macs)) in
+        super::layer_spec::MLPERF_TINY.iter().zip(counts)
+    {
+        assert_eq!(*name, same);
+        let mut layers = specs(name);
+        layers.push(LayerSpec::Dense {
+            n_outputs: classes,
+            activation: None,
+        });
+        let net = build(Shape::new(input[0], input[1], input[2]), &layers).unwrap();
+        assert_eq!(
+            (net.n_parameters(), net.macs()),
+            (parameters, macs),
+            "{name}"
+        );
+    }
+    // ResNet-8's stages end at 32x32x16, 16x16x32 and 8x8x64.
+    // A model's name is the whole list, not a token.
+    assert!(parse_layers("resnet8,dense:10").is_err());
+    let mut layers = specs("resnet8");
+    layers.push(LayerSpec::Dense {
+        n_outputs: 10,
+        activation: None,
+    });
+    let shapes = build(Shape::new(32, 32, 3), &layers).unwrap().shapes();
+    assert_eq!(
+        [shapes[4], shapes[9], shapes[14]],
+        [
+            Shape::new(32, 32, 16),
+            Shape::new(16, 16, 32),
+            Shape::new(8, 8, 64)
+        ]
+    );
+}
