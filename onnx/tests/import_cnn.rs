@@ -4,6 +4,8 @@
 //! the convolutions; every Conv or pooling attribute the layer graph cannot represent is
 //! refused with one message naming the node, its op and the reason.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use kiln_onnx::builder::{attr_int, attr_ints, Dim, GraphBuilder, Producer};
@@ -266,6 +268,8 @@ fn kinds(cnn: &CnnModel) -> Vec<String> {
             } => format!("DepthwiseConv2d {channels} {kernel:?} {pads:?}:{activation:?}"),
             CnnLayer::MaxPool2d { kernel, stride } => format!("MaxPool2d {kernel:?} {stride:?}"),
             CnnLayer::AvgPool2d { kernel, stride } => format!("AvgPool2d {kernel:?} {stride:?}"),
+            CnnLayer::Tap { value } => format!("Tap {value}"),
+            CnnLayer::Add { other, activation } => format!("Add {other}:{activation:?}"),
             other => other.kind().to_owned(),
         })
         .collect()
@@ -699,5 +703,329 @@ fn a_map_between_an_activation_and_a_conv_is_refused() {
     assert_eq!(
         err,
         "node `conv2` (Conv): unsupported op: node `scale` (Mul) scales or shifts the data between an activation and a convolution; kiln folds such a map only into the input normalisation or a dense layer"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Skip connections: residual Adds become Tap and Add.
+// ---------------------------------------------------------------------------
+
+/// Runs kiln's own float export of `cnn` (the test interpreter of `common`) on the
+/// fixture's inputs and checks it against the exporter's outputs, as `check_fixture` does
+/// the plain forward pass.
+fn check_exported_graph(name: &str, imported: &ImportedMlp, cnn: &CnnModel) {
+    let (shape, rows, logits) = expected(name);
+    let options = MlpExportOptions {
+        opset: 13,
+        with_probabilities: false,
+        producer: producer(),
+        doc_string: String::new(),
+        metadata: Vec::new(),
+    };
+    let proto = cnn_to_model(cnn, &imported.normalization, &options).unwrap();
+    let env = common::evaluate(&proto, &common::Tensor::f32(shape, rows));
+    let ours = env["logits"].floats();
+    assert_eq!(ours.len(), logits.len());
+    let diff = ours
+        .iter()
+        .zip(&logits)
+        .map(|(&a, b)| (f64::from(a) - b).abs())
+        .fold(0.0, f64::max);
+    assert!(
+        diff <= TOLERANCE,
+        "{name}: exported graph, max |diff| {diff:e}"
+    );
+    // The comparison can fail: the logits are not all alike.
+    let spread = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max)
+        - logits.iter().copied().fold(f64::INFINITY, f64::min);
+    assert!(spread > 1.0, "{name}: logits spread {spread}");
+}
+
+/// The small ResNet of make_torch_resnet.py: stem, an identity block, a projection block
+/// whose shortcut branches from the block's input (value 4), GAP and the classifier.
+const DIGITS_RESNET: [&str; 11] = [
+    "Conv2d 16 [2, 2] [0, 0, 0, 0]:Relu",
+    "Conv2d 16 [3, 3] [1, 1, 1, 1]:Relu",
+    "Conv2d 16 [3, 3] [1, 1, 1, 1]:Identity",
+    "Add 1:Relu",
+    "Conv2d 32 [3, 3] [1, 1, 1, 1]:Relu",
+    "Conv2d 32 [3, 3] [1, 1, 1, 1]:Identity",
+    "Tap 4",
+    "Conv2d 32 [1, 1] [0, 0, 0, 0]:Identity",
+    "Add 6:Relu",
+    "GlobalAvgPool",
+    "Dense 10:Identity",
+];
+
+#[test]
+fn torch_legacy_resnet_imports_its_skip_connections_as_tap_and_add() {
+    let (imported, cnn) = check_fixture("torch_resnet_legacy");
+    assert_eq!(imported.opset, 13);
+    assert_eq!((cnn.input_shape, cnn.spatial_rank), ([1, 8, 8], 2));
+    assert_eq!(kinds(&cnn), DIGITS_RESNET);
+    assert_eq!(
+        imported.normalization,
+        InputNormalization::Scale { scale: 0.0625 }
+    );
+    // The projection block's convolutions are strided.
+    let strides: Vec<[usize; 2]> = cnn
+        .layers
+        .iter()
+        .filter_map(|l| match l {
+            CnnLayer::Conv2d { stride, .. } => Some(*stride),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(strides, [[1, 1], [1, 1], [1, 1], [2, 2], [1, 1], [2, 2]]);
+    check_exported_graph("torch_resnet_legacy", &imported, &cnn);
+}
+
+#[test]
+fn torch_dynamo_resnet_with_reduce_mean_and_reshape() {
+    let (imported, cnn) = check_fixture("torch_resnet_dynamo");
+    assert_eq!(imported.opset, 18);
+    // adaptive_avg_pool2d is a ReduceMean over the spatial axes there: the same layers.
+    assert_eq!(kinds(&cnn), DIGITS_RESNET);
+    check_exported_graph("torch_resnet_dynamo", &imported, &cnn);
+}
+
+/// Same-padded 3x3 convolution `name` with 4 filters from `input` to `output`, weights from
+/// `seed`.
+fn conv3x3(g: &mut GraphBuilder, name: &str, input: &str, output: &str, seed: usize) {
+    let w: Vec<f32> = (0..4 * 4 * 9)
+        .map(|i| (((i * 7 + seed * 13) % 17) as f32 - 8.0) / 40.0)
+        .collect();
+    let b: Vec<f32> = (0..4).map(|i| (i + seed) as f32 * 0.05 - 0.1).collect();
+    g.initializer_f32(&format!("{name}.w"), &[4, 4, 3, 3], &w)
+        .unwrap();
+    g.initializer_f32(&format!("{name}.b"), &[4], &b).unwrap();
+    g.node(
+        "Conv",
+        name,
+        &[input, &format!("{name}.w"), &format!("{name}.b")],
+        &[output],
+        vec![attr_ints("pads", &[1, 1, 1, 1])],
+    );
+}
+
+/// `x [N, 4, 6, 6]` through `body`, which leaves `last`, then GlobalAveragePool, Flatten and
+/// a Gemm to 3 logits `y`.
+fn residual_graph(body: &dyn Fn(&mut GraphBuilder), last: &str) -> ModelProto {
+    let mut g = GraphBuilder::new("g");
+    g.input_f32("x", &[n(), Dim::Fixed(4), Dim::Fixed(6), Dim::Fixed(6)]);
+    body(&mut g);
+    let fc: Vec<f32> = (0..12).map(|i| (i as f32 - 5.5) / 6.0).collect();
+    g.initializer_f32("fc_w", &[3, 4], &fc).unwrap();
+    g.initializer_f32("fc_b", &[3], &[0.1, 0.0, -0.1]).unwrap();
+    g.node("GlobalAveragePool", "gap", &[last], &["g"], vec![]);
+    g.node("Flatten", "flat", &["g"], &["f"], vec![attr_int("axis", 1)]);
+    g.node(
+        "Gemm",
+        "fc",
+        &["f", "fc_w", "fc_b"],
+        &["y"],
+        vec![attr_int("transB", 1)],
+    );
+    g.output_f32("y", &[n(), Dim::Fixed(3)]);
+    g.build(13, &producer(), "").unwrap()
+}
+
+/// Imports `model` and holds the imported layer graph's forward pass to the source graph,
+/// run by the test interpreter, on a few inputs; returns the layer graph.
+fn import_and_compare(dir: &Path, name: &str, model: &ModelProto) -> CnnModel {
+    let imported = import_graph(dir, name, model).unwrap_or_else(|e| panic!("{e}"));
+    let cnn = imported.cnn.expect("a layer graph");
+    let rows: Vec<f32> = (0..3 * 144)
+        .map(|i| ((i * 37 % 101) as f32 / 50.0 - 1.0) * 1.5)
+        .collect();
+    let env = common::evaluate(model, &common::Tensor::f32(vec![3, 4, 6, 6], rows.clone()));
+    let source = env["y"].floats();
+    let ours: Vec<f32> = rows
+        .chunks_exact(144)
+        .flat_map(|row| forward(&cnn, &imported.normalization, row))
+        .collect();
+    let diff = ours
+        .iter()
+        .zip(source)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(f64::from(diff) <= TOLERANCE, "{name}: max |diff| {diff:e}");
+    cnn
+}
+
+#[test]
+fn an_add_of_an_earlier_value_and_the_previous_one_in_either_order() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, swapped) in [("previous_first.onnx", false), ("earlier_first.onnx", true)] {
+        let model = residual_graph(
+            &|g| {
+                conv3x3(g, "conv1", "x", "c1", 1);
+                g.node("Relu", "relu1", &["c1"], &["r1"], vec![]);
+                conv3x3(g, "conv2", "r1", "c2", 2);
+                g.node("Relu", "relu2", &["c2"], &["r2"], vec![]);
+                conv3x3(g, "conv3", "r2", "c3", 3);
+                let inputs = if swapped { ["r1", "c3"] } else { ["c3", "r1"] };
+                g.node("Add", "add", &inputs, &["s"], vec![]);
+                g.node("Relu", "relu3", &["s"], &["out"], vec![]);
+            },
+            "out",
+        );
+        let cnn = import_and_compare(dir.path(), name, &model);
+        assert_eq!(
+            kinds(&cnn),
+            [
+                "Conv2d 4 [3, 3] [1, 1, 1, 1]:Relu",
+                "Conv2d 4 [3, 3] [1, 1, 1, 1]:Relu",
+                "Conv2d 4 [3, 3] [1, 1, 1, 1]:Identity",
+                "Add 1:Relu",
+                "GlobalAvgPool",
+                "Dense 3:Identity",
+            ],
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn an_add_of_two_earlier_values_taps_one_of_them_first() {
+    // A branches to B and C, C goes on to D; the file adds B and C only after D, so neither
+    // operand is the previous value; then the sum is added to D. The input itself is
+    // added too (value 0), through an Identity.
+    let dir = tempfile::tempdir().unwrap();
+    let model = residual_graph(
+        &|g| {
+            g.node("Identity", "same", &["x"], &["x2"], vec![]);
+            conv3x3(g, "conv_a", "x", "a", 1);
+            g.node("Relu", "relu_a", &["a"], &["ra"], vec![]);
+            conv3x3(g, "conv_b", "ra", "b", 2);
+            conv3x3(g, "conv_c", "ra", "c", 3);
+            conv3x3(g, "conv_d", "c", "d", 4);
+            g.node("Add", "add_bc", &["b", "c"], &["bc"], vec![]);
+            g.node("Add", "add_d", &["bc", "d"], &["bcd"], vec![]);
+            g.node("Add", "add_x", &["x2", "bcd"], &["sum"], vec![]);
+            g.node("Tanh", "tanh", &["sum"], &["out"], vec![]);
+        },
+        "out",
+    );
+    let cnn = import_and_compare(dir.path(), "two_earlier.onnx", &model);
+    assert_eq!(
+        kinds(&cnn),
+        [
+            "Conv2d 4 [3, 3] [1, 1, 1, 1]:Relu",     // value 1: ra
+            "Conv2d 4 [3, 3] [1, 1, 1, 1]:Identity", // value 2: b
+            "Tap 1",                                 // value 3
+            "Conv2d 4 [3, 3] [1, 1, 1, 1]:Identity", // value 4: c
+            "Conv2d 4 [3, 3] [1, 1, 1, 1]:Identity", // value 5: d
+            "Tap 2",                                 // value 6: b again
+            "Add 4:Identity",                        // value 7: b + c
+            "Add 5:Identity",                        // value 8: + d
+            "Add 0:Tanh",                            // value 9: + x
+            "GlobalAvgPool",
+            "Dense 3:Identity",
+        ]
+    );
+}
+
+#[test]
+fn skip_connections_kiln_cannot_represent_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: Vec<(ModelProto, &str)> = vec![
+        (
+            // The skip reads the convolution's output before its ReLU.
+            residual_graph(
+                &|g| {
+                    conv3x3(g, "conv1", "x", "c1", 1);
+                    g.node("Relu", "relu1", &["c1"], &["r1"], vec![]);
+                    conv3x3(g, "conv2", "r1", "c2", 2);
+                    g.node("Add", "add", &["c2", "c1"], &["out"], vec![]);
+                },
+                "out",
+            ),
+            "node `relu1` (Relu): unsupported op: `c1` is read by another node too and is folded into the layer that computes it; kiln's layers end in their activation, so no other layer can read the value before it",
+        ),
+        (
+            // The raw input, before the normalisation that becomes value 0.
+            residual_graph(
+                &|g| {
+                    g.initializer_f32("k", &[], &[0.5]).unwrap();
+                    g.node("Mul", "scale", &["x", "k"], &["xs"], vec![]);
+                    conv3x3(g, "conv1", "xs", "c1", 1);
+                    g.node("Add", "add", &["c1", "x"], &["out"], vec![]);
+                },
+                "out",
+            ),
+            "node `add` (Add): unsupported op: it reads `x`, which is not a value of kiln's layer graph: only the input (after its normalisation) and a layer's output (after its activation) can be read by more than one layer",
+        ),
+        (
+            // Shapes that differ (a strided convolution on one side).
+            residual_graph(
+                &|g| {
+                    g.initializer_f32("w", &[4, 4, 1, 1], &[0.25; 16]).unwrap();
+                    g.node(
+                        "Conv",
+                        "down",
+                        &["x", "w"],
+                        &["d"],
+                        vec![attr_ints("strides", &[2, 2])],
+                    );
+                    g.node("Add", "add", &["d", "x"], &["out"], vec![]);
+                },
+                "out",
+            ),
+            "node `add` (Add): shape mismatch: adds data of shape [N, 4, 3, 3] and [N, 4, 6, 6]; a residual Add needs both of one shape",
+        ),
+        (
+            // A scale of the sum.
+            residual_graph(
+                &|g| {
+                    g.initializer_f32("k", &[], &[0.5]).unwrap();
+                    conv3x3(g, "conv1", "x", "c1", 1);
+                    g.node("Add", "add", &["c1", "x"], &["s"], vec![]);
+                    g.node("Mul", "half", &["s", "k"], &["out"], vec![]);
+                },
+                "out",
+            ),
+            "node `half` (Mul): unsupported op: a scale or offset of a residual Add's sum; kiln folds one only into a convolution, a dense layer or the input normalisation",
+        ),
+        (
+            // A mean over the channels.
+            residual_graph(
+                &|g| {
+                    g.node(
+                        "ReduceMean",
+                        "mean",
+                        &["x"],
+                        &["out"],
+                        vec![attr_ints("axes", &[1]), attr_int("keepdims", 1)],
+                    );
+                },
+                "out",
+            ),
+            "node `mean` (ReduceMean): unsupported op: a mean over axes [1] of [N, 4, 6, 6]; kiln reads ReduceMean over the spatial axes [2, 3] only, as a global average pooling",
+        ),
+    ];
+    for (index, (model, message)) in cases.iter().enumerate() {
+        let err = import_graph(dir.path(), &format!("bad{index}.onnx"), model)
+            .err()
+            .unwrap_or_else(|| panic!("case {index} imported"));
+        assert_eq!(err, *message, "case {index}");
+    }
+
+    // A residual Add between dense layers: kiln's MLPs are chains.
+    let mut g = GraphBuilder::new("g");
+    g.input_f32("x", &[n(), Dim::Fixed(4)]);
+    g.initializer_f32("w", &[4, 4], &[0.1; 16]).unwrap();
+    g.node("Gemm", "fc", &["x", "w"], &["h"], vec![]);
+    g.node("Add", "add", &["h", "x"], &["y"], vec![]);
+    g.output_f32("y", &[n(), Dim::Fixed(4)]);
+    let err = import_graph(
+        dir.path(),
+        "mlp.onnx",
+        &g.build(13, &producer(), "").unwrap(),
+    )
+    .unwrap_err();
+    assert_eq!(
+        err,
+        "node `add` (Add): unsupported op: a residual Add in a network without convolutions; kiln's skip connections are part of its convolutional layer graph"
     );
 }

@@ -1,7 +1,17 @@
-//! Folds a decoded graph into dense layers.
+//! Folds a decoded graph into dense layers, or a convolutional layer graph.
 //!
 //! The walk starts at the graph input and follows the data tensor node by
-//! node. Constant subgraphs (Constant nodes, a Transpose of a weight) are
+//! node. Where the graph branches (a skip connection), it takes the nodes in
+//! an order that keeps each chain together: a node that reads the current
+//! data first, else the first node in the file whose inputs are all computed.
+//! A layer that reads an earlier value, not the current data, is preceded by
+//! a `Tap` of that value; an `Add` of two data tensors (not of a constant) is
+//! a residual `Add` of the current data and the other operand's value (after
+//! a `Tap` to one operand when neither is the current data), and the
+//! activation after it folds into it. A value is a tensor the walk left for a
+//! layer that does not fold into it: the normalised input, or a layer's
+//! output after its activation; a tensor that the walk folds an activation
+//! or a map into may feed no other node. Constant subgraphs (Constant nodes, a Transpose of a weight) are
 //! evaluated first with [`crate::eval`]. On the data path, every constant
 //! affine map (Sub, Add, Mul, Div, BatchNormalization, ai.onnx.ml Scaler) is
 //! kept as a per-feature `a * x + b` and folded: into the layer before it when
@@ -9,7 +19,7 @@
 //! follows an activation, and into the input normalisation before the first
 //! layer. The arithmetic is in f64, rounded to f32 once.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use super::error::{ImportErrorKind, NodeReason};
 use super::reader::LoadedModel;
@@ -61,11 +71,27 @@ enum LayerKind {
     },
     GlobalAvgPool,
     Flatten,
+    /// The next layer reads the earlier value `value` (a skip connection's branch).
+    Tap {
+        value: usize,
+        /// The value is `[C, H, W]` (or `[C, L]`), not a flat vector.
+        spatial: bool,
+    },
+    /// The previous value plus the earlier value `other` (a residual Add).
+    Add {
+        other: usize,
+        /// The values are `[C, H, W]` (or `[C, L]`), not flat vectors.
+        spatial: bool,
+    },
 }
 
 impl LayerKind {
     fn is_spatial(self) -> bool {
-        !matches!(self, Self::Dense)
+        match self {
+            Self::Dense => false,
+            Self::Tap { spatial, .. } | Self::Add { spatial, .. } => spatial,
+            _ => true,
+        }
     }
 }
 
@@ -206,6 +232,14 @@ impl Chain {
     /// Applies `a * x + b` to the data tensor.
     fn affine(&mut self, affine: Affine) -> Result<(), NodeReason> {
         let n = self.n_features();
+        if self
+            .open_layer()
+            .is_some_and(|l| matches!(l.kind, LayerKind::Add { .. }))
+        {
+            return Err(unsupported(
+                "a scale or offset of a residual Add's sum; kiln folds one only into a convolution, a dense layer or the input normalisation",
+            ));
+        }
         if let Some(layer) = self.open_layer() {
             // A convolution's output is [C, H, W]: the map must be one per channel.
             let inner = n / layer.n_out.max(1);
@@ -398,11 +432,19 @@ impl Chain {
         Ok(())
     }
 
-    /// Appends a layer without weights that reads a spatial value (pooling).
-    fn pool(&mut self, kind: LayerKind, c: usize, output: [usize; 2]) -> Result<(), NodeReason> {
+    /// Appends a layer without weights that reads a spatial value (pooling). `reopenable`:
+    /// the pooled tensor feeds this pooling only, so an activation after a max pooling may
+    /// still become the layer before it's.
+    fn pool(
+        &mut self,
+        kind: LayerKind,
+        c: usize,
+        output: [usize; 2],
+        reopenable: bool,
+    ) -> Result<(), NodeReason> {
         let open_before = self.open_layer().is_some();
         self.begin_spatial_layer("pooling layer")?;
-        if open_before && matches!(kind, LayerKind::MaxPool { .. }) {
+        if open_before && reopenable && matches!(kind, LayerKind::MaxPool { .. }) {
             if let Some(prev) = self.layers.last_mut() {
                 prev.closed_by_max_pool = true;
             }
@@ -497,6 +539,15 @@ impl Chain {
                 p.node, p.op_type
             )));
         }
+        if self
+            .layers
+            .last()
+            .is_some_and(|l| matches!(l.kind, LayerKind::Tap { .. }))
+        {
+            return Err(unsupported(
+                "an activation of an earlier value (not the previous layer's output); kiln fuses an activation into the layer that computes its input",
+            ));
+        }
         let after_pooling = self.layers.last().is_some_and(|l| l.n_out == 0);
         if let [.., before, pool] = self.layers.as_mut_slice() {
             if matches!(pool.kind, LayerKind::MaxPool { .. }) && before.closed_by_max_pool {
@@ -518,6 +569,108 @@ impl Chain {
             )),
         }
     }
+}
+
+impl Chain {
+    /// Closes the previous value before a layer that does not fold into it: its layer gets
+    /// no activation (identity), and no scale or shift may be waiting for the next layer.
+    fn close_value(&mut self, what: &str) -> Result<(), NodeReason> {
+        if self.layers.is_empty() {
+            return Ok(());
+        }
+        self.begin_spatial_layer(what)
+    }
+
+    /// Appends `Tap { value }`: the data becomes the earlier value `value` of shape `dims`.
+    fn tap(&mut self, value: usize, dims: Vec<usize>) -> Result<(), NodeReason> {
+        self.close_value("branch to an earlier value")?;
+        self.layers.push(Layer {
+            kind: LayerKind::Tap {
+                value,
+                spatial: dims.len() > 1,
+            },
+            n_in: 0,
+            n_out: 0,
+            w: Vec::new(),
+            b: Vec::new(),
+            activation: Some(Activation::Identity),
+            closed_by_max_pool: false,
+        });
+        self.dims = dims;
+        Ok(())
+    }
+
+    /// Appends `Add { other }`, open for an activation: the data plus the earlier value
+    /// `other` of shape `dims`.
+    fn residual_add(&mut self, other: usize, dims: &[usize]) -> Result<(), NodeReason> {
+        if dims != self.dims.as_slice() {
+            return Err(shape(format!(
+                "adds data of shape [N, {}] and [N, {}]; a residual Add needs both of one shape",
+                dims_text(&self.dims),
+                dims_text(dims)
+            )));
+        }
+        if self.spatial_rank.is_none() && self.dims.len() == 1 {
+            return Err(unsupported(
+                "a residual Add in a network without convolutions; kiln's skip connections are part of its convolutional layer graph",
+            ));
+        }
+        if self.dims.len() > 1 {
+            self.spatial("residual Add")?;
+        }
+        self.begin_spatial_layer("residual Add")?;
+        self.layers.push(Layer {
+            kind: LayerKind::Add {
+                other,
+                spatial: self.dims.len() > 1,
+            },
+            n_in: 0,
+            n_out: 0,
+            w: Vec::new(),
+            b: Vec::new(),
+            activation: None,
+            closed_by_max_pool: false,
+        });
+        Ok(())
+    }
+
+    /// The value id the data has once the next layer closes it: the number of layers, or
+    /// `None` while a scale or shift waits to fold into the next dense layer (the data is
+    /// then not a value of the layer graph). Before the first layer, the data is value 0
+    /// (the pending map becomes the input normalisation).
+    fn value_when_closed(&self) -> Option<usize> {
+        if self.layers.is_empty() {
+            Some(0)
+        } else if self.pending.is_none() {
+            Some(self.layers.len())
+        } else {
+            None
+        }
+    }
+}
+
+/// The first tensor of the run of Identity, Dropout and Cast nodes that ends in `name`.
+fn canonical(same_value: &HashMap<String, String>, name: &str) -> String {
+    same_value
+        .get(name)
+        .cloned()
+        .unwrap_or_else(|| name.to_owned())
+}
+
+/// The value id and dims of the data tensor `name`, through Identity, Dropout and Cast.
+fn find_value(
+    values: &HashMap<String, (usize, Vec<usize>)>,
+    same_value: &HashMap<String, String>,
+    name: &str,
+) -> Option<(usize, Vec<usize>)> {
+    values.get(&canonical(same_value, name)).cloned()
+}
+
+fn dims_text(dims: &[usize]) -> String {
+    dims.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Graph facts the walk needs.
@@ -724,39 +877,178 @@ pub fn fold(loaded: &LoadedModel) -> Result<ImportedMlp, ImportErrorKind> {
     let mut visited: HashSet<usize> = folded.clone();
     let mut current = input.name.clone();
     let mut notices = Vec::new();
+    // The data tensors so far (the input and the outputs of walked nodes), and those that are
+    // values of the layer graph: value id and non-batch dims. A tensor becomes a value when
+    // the walk leaves it for a layer that does not fold into it.
+    let mut produced: HashSet<String> = HashSet::new();
+    // How many of each node's data inputs (distinct, not constants) are still to come, and
+    // the nodes (not of the head) whose data inputs are all there, in file order.
+    let is_data = |name: &str| {
+        !name.is_empty()
+            && !g.constants.contains_key(name)
+            && !g.constant_failures.contains_key(name)
+    };
+    let mut missing: Vec<usize> = graph
+        .node
+        .iter()
+        .map(|node| {
+            let names: HashSet<&str> = node
+                .input
+                .iter()
+                .map(String::as_str)
+                .filter(|name| is_data(name))
+                .collect();
+            names.len()
+        })
+        .collect();
+    let mut ready: BTreeSet<usize> = BTreeSet::new();
+    let mut produce = |name: &str, produced: &mut HashSet<String>, ready: &mut BTreeSet<usize>| {
+        if !is_data(name) || !produced.insert(name.to_owned()) {
+            return;
+        }
+        for &consumer in g.consumers.get(name).into_iter().flatten() {
+            // Each distinct input counts once, so a node becomes ready once.
+            if missing[consumer] == 1 && !is_head_op(&graph.node[consumer]) {
+                ready.insert(consumer);
+            }
+            missing[consumer] = missing[consumer].saturating_sub(1);
+        }
+    };
+    produce(&input.name, &mut produced, &mut ready);
+    let mut values: HashMap<String, (usize, Vec<usize>)> = HashMap::new();
+    // Identity, Dropout and Cast: their output is their input's value. Each such tensor maps
+    // to the first tensor of its run, under which `values` holds the value.
+    let mut same_value: HashMap<String, String> = HashMap::new();
 
-    // The chain: one consumer at a time, until the head.
+    // The nodes in an order that keeps each chain of layers together: a node that reads the
+    // current data first, then any other node whose inputs are all there (a skip
+    // connection's other branch), until the head.
     loop {
         if g.outputs.contains(current.as_str()) {
             break;
         }
-        let next = g
+        let consumers = g
             .consumers
             .get(current.as_str())
             .cloned()
             .unwrap_or_default();
-        let [index] = next.as_slice() else {
+        if consumers.iter().any(|&i| is_head_op(&graph.node[i])) {
+            break;
+        }
+        let next = consumers
+            .iter()
+            .copied()
+            .find(|i| ready.contains(i))
+            .or_else(|| ready.first().copied());
+        let Some(index) = next else {
             break;
         };
-        let index = *index;
+        ready.remove(&index);
         let node = &graph.node[index];
         // A node that reads its own output (an invalid, cyclic graph) would be walked forever.
-        if visited.contains(&index) {
+        if node
+            .output
+            .iter()
+            .any(|out| !out.is_empty() && node.input.contains(out))
+        {
             return Err(node_error(
                 node,
                 index,
                 shape("the node reads its own output: the graph has a cycle"),
             ));
         }
-        if is_head_op(node) {
-            break;
-        }
         let fail = |reason| node_error(node, index, reason);
-        let data_slot = node.input.iter().position(|n| *n == current).unwrap_or(0);
         let op = node.op_type.as_deref().unwrap_or("");
         let domain = node.domain.as_deref().unwrap_or("");
+        let data: Vec<&String> = node
+            .input
+            .iter()
+            .filter(|name| produced.contains(*name) && !g.constants.contains_key(name.as_str()))
+            .collect();
+        let residual = matches!(domain, "" | "ai.onnx") && op == "Add" && data.len() == 2;
+        // The value behind a data tensor that is not the current data.
+        let value_of = |values: &HashMap<String, (usize, Vec<usize>)>, name: &str| {
+            find_value(values, &same_value, name).ok_or_else(|| {
+                fail(unsupported(format!(
+                    "it reads `{name}`, which is not a value of kiln's layer graph: only the input (after its normalisation) and a layer's output (after its activation) can be read by more than one layer"
+                )))
+            })
+        };
+        // A layer that does not fold into the current data closes it: remember its value.
+        let layer_op = residual
+            || matches!(
+                op,
+                "Conv"
+                    | "MaxPool"
+                    | "AveragePool"
+                    | "GlobalAveragePool"
+                    | "ReduceMean"
+                    | "Gemm"
+                    | "MatMul"
+            );
+        let primary = if residual {
+            // Addition commutes: the current data, if either operand is it, then the other.
+            if data[1] == &current {
+                data[1]
+            } else {
+                data[0]
+            }
+        } else {
+            data.first().copied().unwrap_or(&current)
+        };
+        if *primary != current {
+            // A skip connection's branch: the layer reads an earlier value.
+            let previous = chain.value_when_closed();
+            if let Some(value) = previous {
+                values.insert(
+                    canonical(&same_value, &current),
+                    (value, chain.dims.clone()),
+                );
+            }
+            let (value, dims) = value_of(&values, primary)?;
+            // Another name of the previous value (through an Identity) needs no Tap.
+            if previous != Some(value) {
+                chain.tap(value, dims).map_err(fail)?;
+            }
+            current = primary.clone();
+        } else if layer_op {
+            if let Some(value) = chain.value_when_closed() {
+                values.insert(
+                    canonical(&same_value, &current),
+                    (value, chain.dims.clone()),
+                );
+            }
+        }
+        let data_slot = node.input.iter().position(|n| *n == current).unwrap_or(0);
         let ml = domain == "ai.onnx.ml";
+        // An activation or a map folded into the layer that computes the current data changes
+        // that tensor: nothing else may read it.
+        let folds_into_layer = match (ml, op) {
+            (false, "Relu" | "Tanh" | "Sigmoid" | "LeakyRelu" | "Relu6" | "Clip") => true,
+            (false, "Add" | "Sub" | "Mul" | "Div" | "BatchNormalization") | (true, "Scaler") => {
+                !residual && chain.open_layer().is_some()
+            }
+            _ => false,
+        };
+        if folds_into_layer {
+            let readers = g.consumers.get(current.as_str()).map_or(0, Vec::len);
+            if readers > 1 || g.outputs.contains(current.as_str()) {
+                return Err(fail(unsupported(format!(
+                    "`{current}` is read by {} and is folded into the layer that computes it; kiln's layers end in their activation, so no other layer can read the value before it",
+                    if readers > 1 { "another node too" } else { "the graph's outputs too" }
+                ))));
+            }
+        }
         match (ml, op) {
+            _ if residual => {
+                let other = if data[0] == &current && data[1] != &current {
+                    data[1]
+                } else {
+                    data[0]
+                };
+                let (other, dims) = value_of(&values, other)?;
+                chain.residual_add(other, &dims).map_err(fail)?;
+            }
             (false, "Identity") => {}
             (false, "Dropout") => {
                 if node.output.iter().skip(1).any(|o| {
@@ -967,18 +1259,60 @@ pub fn fold(loaded: &LoadedModel) -> Result<ImportedMlp, ImportErrorKind> {
                 }
                 let (c, hw, rank) = chain.spatial(op).map_err(fail)?;
                 let window = spatial::pool_window(node, rank, hw).map_err(fail)?;
+                // An activation after a max pooling may become the layer before it's only if
+                // nothing else reads that layer's output.
+                let reopenable = g.consumers.get(current.as_str()).map_or(0, Vec::len) == 1
+                    && !g.outputs.contains(current.as_str());
                 let kind = if op == "MaxPool" {
                     LayerKind::MaxPool { window }
                 } else {
                     LayerKind::AvgPool { window }
                 };
-                chain.pool(kind, c, window.output).map_err(fail)?;
+                chain
+                    .pool(kind, c, window.output, reopenable)
+                    .map_err(fail)?;
             }
             (false, "GlobalAveragePool") => {
                 let (c, _, _) = chain.spatial(op).map_err(fail)?;
                 chain
-                    .pool(LayerKind::GlobalAvgPool, c, [1, 1])
+                    .pool(LayerKind::GlobalAvgPool, c, [1, 1], false)
                     .map_err(fail)?;
+            }
+            (false, "ReduceMean") => {
+                // PyTorch's dynamo exporter writes adaptive_avg_pool2d(x, 1) as the mean over
+                // the spatial axes: a global average pooling.
+                let rank = chain.dims.len() + 1;
+                let axes = if opset < 18 {
+                    attr(node, "axes").map(|a| a.ints.clone())
+                } else {
+                    g.optional_constant(node, index, 1)?
+                        .map(|t| {
+                            t.to_i64()
+                                .ok_or_else(|| fail(shape("the axes input must be INT64")))
+                        })
+                        .transpose()?
+                };
+                let mut axes: Vec<i64> = axes
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|&a| if a < 0 { a + rank as i64 } else { a })
+                    .collect();
+                axes.sort_unstable();
+                let spatial_axes: Vec<i64> = (2..rank as i64).collect();
+                if rank < 3 || axes != spatial_axes {
+                    return Err(fail(unsupported(format!(
+                        "a mean over axes {:?} of [N, {}]; kiln reads ReduceMean over the spatial axes {spatial_axes:?} only, as a global average pooling",
+                        axes,
+                        dims_text(&chain.dims)
+                    ))));
+                }
+                let (c, _, _) = chain.spatial(op).map_err(fail)?;
+                chain
+                    .pool(LayerKind::GlobalAvgPool, c, [1, 1], false)
+                    .map_err(fail)?;
+                if attr_int(node, "keepdims", 1) == 0 {
+                    chain.flatten(vec![c]);
+                }
             }
             (false, "Relu") => chain.activation(Activation::Relu).map_err(fail)?,
             (false, "Tanh") => chain.activation(Activation::Tanh).map_err(fail)?,
@@ -1010,12 +1344,30 @@ pub fn fold(loaded: &LoadedModel) -> Result<ImportedMlp, ImportErrorKind> {
             }
         }
         visited.insert(index);
+        for out in &node.output {
+            produce(out, &mut produced, &mut ready);
+        }
+        if matches!((ml, op), (false, "Identity" | "Dropout" | "Cast")) {
+            if let Some(out) = node.output.first() {
+                same_value.insert(out.clone(), canonical(&same_value, &current));
+            }
+        }
         current = match node.output.first() {
             Some(out) if !out.is_empty() => out.clone(),
             _ => return Err(fail(shape("the node has no output"))),
         };
     }
 
+    if chain.spatial_rank.is_none()
+        && chain
+            .layers
+            .iter()
+            .any(|l| matches!(l.kind, LayerKind::Tap { .. } | LayerKind::Add { .. }))
+    {
+        return Err(ImportErrorKind::Graph {
+            detail: "the dense layers branch: kiln's skip connections are part of its convolutional layer graph, an MLP is a chain".to_owned(),
+        });
+    }
     if chain.layers.is_empty() {
         return Err(ImportErrorKind::Graph {
             detail: format!(
@@ -1276,6 +1628,8 @@ fn cnn_layer(l: &Layer) -> CnnLayer {
         },
         LayerKind::GlobalAvgPool => CnnLayer::GlobalAvgPool,
         LayerKind::Flatten => CnnLayer::Flatten,
+        LayerKind::Tap { value, .. } => CnnLayer::Tap { value },
+        LayerKind::Add { other, .. } => CnnLayer::Add { other, activation },
     }
 }
 

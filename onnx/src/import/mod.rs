@@ -8,8 +8,11 @@
 //! layers: normalisation (Sub, Div, Mul, Add by constants, Flatten, Reshape),
 //! Conv (valid or same pads, group 1 or depthwise; the attributes are checked
 //! against the layer graph of `docs/layer-graph.md`), MaxPool, AveragePool,
-//! GlobalAveragePool, Gemm or MatMul + Add, BatchNormalization (folded into
-//! the Conv or Gemm before it), the activations, and the output
+//! GlobalAveragePool (or ReduceMean over the spatial axes), Gemm or MatMul +
+//! Add, BatchNormalization (folded into the Conv or Gemm before it), the
+//! activations, skip connections (a graph that branches and joins in a
+//! residual Add of two data tensors, as PyTorch and tf2onnx write ResNets,
+//! becomes the layer graph's `Tap` and `Add`), and the output
 //! head (Softmax, LogSoftmax, ArgMax, and scikit-learn's ZipMap /
 //! ArrayFeatureExtractor / Cast tail, dropped with a notice). The result is an
 //! [`ImportedMlp`], a neutral description that the trainer turns into its own
@@ -87,9 +90,10 @@ pub struct ImportedMlp {
     /// convolutional network: [`ImportedMlp::cnn`] holds its layers.
     pub layers: Vec<DenseLayer>,
     /// The layer graph when the file is a convolutional network (Conv,
-    /// MaxPool, AveragePool, GlobalAveragePool, then Flatten and dense
-    /// layers): the input shape `[c, h, w]` and every layer, with
-    /// BatchNormalization folded into the convolution before it. `None` for
+    /// MaxPool, AveragePool, GlobalAveragePool, residual Adds, then Flatten
+    /// and dense layers): the input shape `[c, h, w]` and every layer, with
+    /// BatchNormalization folded into the convolution before it and
+    /// `Tap` / `Add` for skip connections. `None` for
     /// a chain of dense layers over a feature vector.
     pub cnn: Option<CnnModel>,
     /// Every graph output, in the file's order.

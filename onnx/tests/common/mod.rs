@@ -725,6 +725,7 @@ pub fn evaluate(model: &ModelProto, input: &Tensor) -> HashMap<String, Tensor> {
         };
         let out = match node.op_type() {
             "Gemm" => gemm(&attrs, arg(0), arg(1), optional(2)),
+            "Identity" => unary(|v| v),
             "Relu" => unary(|v| v.max(0.0)),
             "Tanh" => unary(f32::tanh),
             "Sigmoid" => unary(|v| 1.0 / (1.0 + (-v).exp())),
