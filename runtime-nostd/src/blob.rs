@@ -858,16 +858,8 @@ fn check_plan<const KINDS: u8>(
     for k in 0..n_nodes {
         let node = read_node(content, at);
         at = at.wrapping_add(node.section_len as usize);
-        // an Add reads two values (validated: both earlier); every other node one
-        let second = if KINDS & kinds::ADD != 0 {
-            node.second_input
-        } else {
-            NO_VALUE
-        };
-        for a in [node.input, second] {
-            if a == NO_VALUE {
-                continue;
-            }
+        // node `k` reads `a`: no value written from `a + 1` to `k + 1` may share its bytes
+        let check = |a: u16| {
             let va = value(a);
             for b in a.saturating_add(1)..=k.saturating_add(1) {
                 let vb = value(b);
@@ -875,6 +867,12 @@ fn check_plan<const KINDS: u8>(
                     return Err(Error::ArenaOverlap { a, b });
                 }
             }
+            Ok(())
+        };
+        check(node.input)?;
+        // an Add reads a second value (validated: earlier); every other node has none
+        if KINDS & kinds::ADD != 0 && node.second_input != NO_VALUE {
+            check(node.second_input)?;
         }
     }
     Ok(())

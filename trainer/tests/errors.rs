@@ -83,6 +83,7 @@ const CASES: &[Case] = &[
     case("model-weights-shape", &["export", "weights.json", "-o", "x.onnx"], 2, "weights.json", &[": layers[0].weights: has 511 values, expected 8 x 64"]),
     case("model-bias-shape", &["export", "bias.json", "-o", "x.onnx"], 2, "bias.json", &[": layers[1].bias: has 9 values, expected 10"]),
     case("model-no-layers", &["export", "no_layers.json", "-o", "x.onnx"], 2, "no_layers.json", &[": layers: expected at least one layer"]),
+    case("model-skip-version", &["export", "skip_v3.json", "-o", "x.onnx"], 2, "skip_v3.json", &[": architecture.layers[1]: is a skip connection (@1), which needs format version 4, but the file is version 3"]),
     // ONNX files.
     case("check-onnx-missing", &["check", "missing.onnx"], 2, "missing.onnx", &[": tract cannot load the ONNX file: no such file"]),
     case("check-onnx-garbage", &["check", "garbage.onnx", "--model", "m/model.json"], 2, "garbage.onnx", &[": tract cannot load the ONNX file: failed to decode Protobuf message"]),
@@ -302,6 +303,18 @@ fn fixtures() -> tempfile::TempDir {
         m["layers"][1]["bias"].as_array_mut().unwrap().pop();
     });
     variant("no_layers.json", &|m| m["layers"] = serde_json::json!([]));
+    // A tap in a version-3 file: a version-3 reader would wire the graph as a chain.
+    variant("skip_v3.json", &|m| {
+        m["format_version"] = 3.into();
+        m["architecture"] = serde_json::json!({
+            "input_shape": {"h": 1, "w": 1, "c": 64},
+            "layers": [
+                {"type": "dense", "n_outputs": 8, "activation": {"kind": "relu"}},
+                {"type": "tap", "value": 1},
+                {"type": "dense", "n_outputs": 10, "activation": {"kind": "identity"}}
+            ]
+        });
+    });
     variant("tampered.json", &|m| {
         let bias = m["layers"][1]["bias"][0].as_f64().unwrap();
         m["layers"][1]["bias"][0] = serde_json::json!(bias + 0.5);

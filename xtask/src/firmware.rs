@@ -22,33 +22,33 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// One emulated board.
-struct Board {
+pub(crate) struct Board {
     /// The firmware crate's feature (`board-<name>`) and memory map (`memory/<name>.x`).
-    name: &'static str,
-    machine: &'static str,
-    core: &'static str,
-    target: &'static str,
-    qemu: &'static str,
+    pub(crate) name: &'static str,
+    pub(crate) machine: &'static str,
+    pub(crate) core: &'static str,
+    pub(crate) target: &'static str,
+    pub(crate) qemu: &'static str,
     /// The Debian package that provides `qemu`.
-    qemu_package: &'static str,
+    pub(crate) qemu_package: &'static str,
     /// The models it runs, one firmware build each: an MLP first (its `small` build is measured
     /// too), the 64-16-10 digits MLP (the small-layer case), then CNNs.
-    datasets: &'static [Dataset],
+    pub(crate) datasets: &'static [Dataset],
     /// Guest instructions of an empty `bench_start`/`bench_stop` pair.
-    marker_overhead: u64,
+    pub(crate) marker_overhead: u64,
     /// The 16 KB flash / 4 KB RAM memory map of the smallest parts: only the `lean` firmware
     /// (load and run) is built, the linker script enforcing both limits.
-    tiny: bool,
+    pub(crate) tiny: bool,
     /// Models too large for its memory map: not built; the run prints one line with the blob
     /// against the flash (and fails if the blob would fit after all).
-    does_not_fit: &'static [Dataset],
+    pub(crate) does_not_fit: &'static [Dataset],
     /// A second board of a core that another board measures already, only for the models that
     /// one cannot hold (the M3's `mps2-an385`): `bench-mcu` skips it.
-    large_models_only: bool,
+    pub(crate) large_models_only: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Dataset {
+pub(crate) enum Dataset {
     /// The digits model and the held-out digits images (boards with little RAM).
     Digits,
     /// The digits 64-16-10 model, the same images: what the 16 KB / 4 KB parts run.
@@ -72,12 +72,25 @@ enum Dataset {
     DigitsInt16,
     /// The `Mnist` model with int16 activations, the same images.
     MnistInt16,
+    /// A residual CNN on the 8x8 digits (an identity shortcut, then a projection shortcut:
+    /// ResNet-8's two kinds of block), the same held-out images as `Digits`.
+    DigitsResnet,
+    /// MLPerf Tiny's image classification ResNet-8 on synthetic 32x32x3 images
+    /// (`cargo xtask bench-tiny`).
+    Ic,
+    /// MLPerf Tiny's visual wake words MobileNetV1 0.25 on synthetic 96x96x3 images
+    /// (`cargo xtask bench-tiny`).
+    Vww,
 }
 
 /// The README's MNIST CNN (also trained by `cargo xtask ci`).
 pub(crate) const MNIST_CNN_LAYERS: &str = "conv3x3:16,maxpool2,conv3x3:32,maxpool2,dense:48";
 /// A CNN small enough for 16 KiB of RAM, on the 8x8 digits.
 const DIGITS_CNN_LAYERS: &str = "conv3x3:8,maxpool2,conv3x3:16,maxpool2,dense:32";
+/// A residual network on the 8x8 digits: `add@1` an identity shortcut, `@3` and the strided
+/// 1x1 convolution a projection shortcut.
+const DIGITS_RESNET_LAYERS: &str = "conv3x3:8,conv3x3:8:identity,add@1:relu,conv3x3s2:16,\
+                                    conv3x3:16:identity,@3,conv1x1s2:16:identity,add@5:relu,gap";
 /// MLPerf Tiny's DS-CNN for keyword spotting (its input is 49x10x1, its output 12 classes).
 const KWS_LAYERS: &str = "conv10x4s2:64,dw3x3,conv1x1:64,dw3x3,conv1x1:64,dw3x3,conv1x1:64,\
                           dw3x3,conv1x1:64,gap";
@@ -97,7 +110,15 @@ impl Dataset {
 
     /// A layer graph with convolutions or pooling (the `graph` figures of `kiln inspect`).
     fn is_graph(self) -> bool {
-        matches!(self, Dataset::DigitsCnn | Dataset::MnistCnn | Dataset::Kws)
+        matches!(
+            self,
+            Dataset::DigitsCnn
+                | Dataset::MnistCnn
+                | Dataset::Kws
+                | Dataset::DigitsResnet
+                | Dataset::Ic
+                | Dataset::Vww
+        )
     }
 
     fn dir(self) -> &'static str {
@@ -111,11 +132,14 @@ impl Dataset {
             Dataset::AnomalyAe => "anomaly-ae",
             Dataset::DigitsInt16 => "digits-int16",
             Dataset::MnistInt16 => "mnist-int16",
+            Dataset::DigitsResnet => "digits-resnet",
+            Dataset::Ic => "ic-resnet8",
+            Dataset::Vww => "vww-mobilenet",
         }
     }
 
     /// The table's model column.
-    fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             Dataset::Digits => "digits 64-128-10",
             Dataset::DigitsTiny => "digits 64-16-10",
@@ -126,6 +150,9 @@ impl Dataset {
             Dataset::AnomalyAe => "anomaly AE 640-128x4-8-128x4-640",
             Dataset::DigitsInt16 => "digits 64-128-10 int16",
             Dataset::MnistInt16 => "MNIST 784-128-10 int16",
+            Dataset::DigitsResnet => "digits ResNet",
+            Dataset::Ic => "IC ResNet-8",
+            Dataset::Vww => "VWW MobileNetV1 0.25",
         }
     }
 
@@ -149,6 +176,7 @@ const BOARDS: [Board; 8] = [
             Dataset::DigitsTiny,
             Dataset::DigitsCnn,
             Dataset::DigitsInt16,
+            Dataset::DigitsResnet,
         ],
         marker_overhead: 5,
         tiny: false,
@@ -205,6 +233,7 @@ const BOARDS: [Board; 8] = [
             Dataset::AnomalyAe,
             Dataset::MnistInt16,
             Dataset::DigitsInt16,
+            Dataset::DigitsResnet,
         ],
         marker_overhead: 5,
         tiny: false,
@@ -244,6 +273,7 @@ const BOARDS: [Board; 8] = [
             Dataset::DigitsTiny,
             Dataset::DigitsCnn,
             Dataset::AnomalyAe,
+            Dataset::DigitsResnet,
         ],
         marker_overhead: 4,
         tiny: false,
@@ -347,33 +377,33 @@ impl FirmwareOptions {
 }
 
 /// The model and images one dataset gives every board that uses it.
-struct Prepared {
-    dataset: Dataset,
-    blob: Vec<u8>,
-    rust_source: PathBuf,
+pub(crate) struct Prepared {
+    pub(crate) dataset: Dataset,
+    pub(crate) blob: Vec<u8>,
+    pub(crate) rust_source: PathBuf,
     /// Pixels as the device reads them, `n_inputs` per image (empty with `raw_inputs`).
-    pixels: Vec<u8>,
+    pub(crate) pixels: Vec<u8>,
     /// Real-valued features as the device takes them, `round_half_even(x * 2^input_frac_bits)`,
     /// `n_inputs` per sample (empty for pixel data). The firmware's measured inference is then
     /// the whole `Model::run` call, as a product calls it, instead of `run_quantized`.
-    raw_inputs: Vec<i32>,
-    input_frac_bits: u8,
+    pub(crate) raw_inputs: Vec<i32>,
+    pub(crate) input_frac_bits: u8,
     /// The class of each image, or the anomaly flag of each sample of a regression model (not
     /// compared).
-    labels: Vec<u8>,
-    n_inputs: usize,
-    n_outputs: usize,
-    scratch_len: usize,
-    macs: u64,
+    pub(crate) labels: Vec<u8>,
+    pub(crate) n_inputs: usize,
+    pub(crate) n_outputs: usize,
+    pub(crate) scratch_len: usize,
+    pub(crate) macs: u64,
     /// The blob's arena (`Model::scratch_len`, the planner's peak activation RAM) and the sum
     /// of all values (what the arena would be without reuse).
-    arena_len: usize,
-    no_reuse_len: usize,
-    host_crc32: u32,
-    host_correct: u32,
-    description: String,
+    pub(crate) arena_len: usize,
+    pub(crate) no_reuse_len: usize,
+    pub(crate) host_crc32: u32,
+    pub(crate) host_correct: u32,
+    pub(crate) description: String,
     /// The `--data` the model was trained and calibrated on.
-    data_spec: String,
+    pub(crate) data_spec: String,
 }
 
 impl Prepared {
@@ -394,59 +424,70 @@ impl Prepared {
 }
 
 /// What one board measured.
-struct Row {
-    board: &'static Board,
-    dataset: Dataset,
-    n_images: usize,
-    correct: u32,
-    insns_input: f64,
-    insns_network: f64,
-    insns_per_mac: f64,
+pub(crate) struct Row {
+    pub(crate) board: &'static Board,
+    pub(crate) dataset: Dataset,
+    pub(crate) n_images: usize,
+    pub(crate) correct: u32,
+    pub(crate) insns_input: f64,
+    pub(crate) insns_network: f64,
+    pub(crate) insns_per_mac: f64,
     /// One whole `Model::run` call (raw values to outputs; the raw-sample models only, whose
     /// `insns_network` is this call).
-    insns_whole: Option<f64>,
-    n_inputs: usize,
-    macs: u64,
+    pub(crate) insns_whole: Option<f64>,
+    pub(crate) n_inputs: usize,
+    pub(crate) macs: u64,
     /// The lean firmware's `.text` minus the same firmware's without the inference call: the
     /// whole runtime (load, validate, input stage, run).
-    runtime_text: u64,
+    pub(crate) runtime_text: u64,
     /// The same with the on-device reference check and kernel cases (not on tiny boards).
-    checked_text: Option<u64>,
-    runtime_symbols_text: u64,
-    model_flash: usize,
+    pub(crate) checked_text: Option<u64>,
+    pub(crate) runtime_symbols_text: u64,
+    pub(crate) model_flash: usize,
     /// The lean firmware's flash and static RAM.
-    firmware_flash: u64,
-    static_ram: u64,
+    pub(crate) firmware_flash: u64,
+    pub(crate) static_ram: u64,
     /// The harness's whole loop (the checking firmware's where there is one).
-    stack_peak: u64,
+    pub(crate) stack_peak: u64,
     /// The largest peak stack of one `run_quantized` call alone.
-    inference_stack: u64,
+    pub(crate) inference_stack: u64,
     /// `size_of::<Model<KINDS>>()` on the device.
-    model_bytes: u64,
+    pub(crate) model_bytes: u64,
     /// The `small` build of the board's MLP.
-    small: Option<SmallBuild>,
+    pub(crate) small: Option<SmallBuild>,
     /// Whether the blob-partition firmware ran (not on tiny boards); a run that does not
     /// reproduce the host fails the task before the table.
-    partition_checked: bool,
+    pub(crate) partition_checked: bool,
 }
 
 /// The runtime with the `small` feature (compact kernels) on one model.
-struct SmallBuild {
+pub(crate) struct SmallBuild {
     runtime_text: u64,
     insns_per_mac: f64,
     inference_stack: u64,
 }
 
-pub fn run(options: &FirmwareOptions) -> Result<()> {
-    let root = workspace_root();
-    let boards: Vec<&Board> = BOARDS
+/// The boards named in `only` (all when empty).
+pub(crate) fn boards(only: &[String]) -> Vec<&'static Board> {
+    BOARDS
         .iter()
-        .filter(|board| options.only.is_empty() || options.only.iter().any(|n| n == board.name))
-        .collect();
-    check_tools(&boards, false)?;
-    let plugin = build_plugin(&options.insncount, &root.join("target/qemu"))?;
+        .filter(|board| only.is_empty() || only.iter().any(|n| n == board.name))
+        .collect()
+}
+
+/// Checks the tools `boards` need, builds the instruction-count plugin (its path) and creates
+/// the output folder.
+pub(crate) fn prepare_tools(boards: &[&Board], options: &FirmwareOptions) -> Result<PathBuf> {
+    check_tools(boards, false)?;
+    let plugin = build_plugin(&options.insncount, &workspace_root().join("target/qemu"))?;
     std::fs::create_dir_all(&options.out)
         .with_context(|| format!("{}: cannot create", options.out.display()))?;
+    Ok(plugin)
+}
+
+pub fn run(options: &FirmwareOptions) -> Result<()> {
+    let boards = boards(&options.only);
+    let plugin = prepare_tools(&boards, options)?;
 
     let mut prepared: Vec<Prepared> = Vec::new();
     let wanted = |dataset: Dataset| {
@@ -464,6 +505,7 @@ pub fn run(options: &FirmwareOptions) -> Result<()> {
         Dataset::AnomalyAe,
         Dataset::DigitsInt16,
         Dataset::MnistInt16,
+        Dataset::DigitsResnet,
     ] {
         // An int16 dataset re-quantizes its int8 model: prepared first even if no board runs it.
         let needed_by_int16 = [Dataset::DigitsInt16, Dataset::MnistInt16]
@@ -627,7 +669,7 @@ fn estimate_against_sim(options: &FirmwareOptions) -> Result<()> {
 
 /// The `LENGTH` of a region (`FLASH` or `RAM`) in the board's memory map
 /// (`examples/firmware-qemu/memory/<board>.x`), in bytes.
-fn memory_length(board: &Board, region: &str) -> Result<u64> {
+pub(crate) fn memory_length(board: &Board, region: &str) -> Result<u64> {
     let path = firmware_crate_dir()
         .join("memory")
         .join(format!("{}.x", board.name));
@@ -869,7 +911,7 @@ pub(crate) fn build_plugin(source_dir: &Path, out_dir: &Path) -> Result<PathBuf>
 }
 
 /// Runs `kiln` the way `cargo xtask ci` does (`$KILN_BIN` when set) and requires success.
-fn kiln(args: &[&str]) -> Result<()> {
+pub(crate) fn kiln(args: &[&str]) -> Result<()> {
     crate::ci::kiln_ok(args).map(|_| ())
 }
 
@@ -884,7 +926,7 @@ fn read_gz(path: &Path) -> Result<Vec<u8>> {
 }
 
 /// Trains, bakes and runs the host reference for one dataset.
-fn prepare(dataset: Dataset, options: &FirmwareOptions) -> Result<Prepared> {
+pub(crate) fn prepare(dataset: Dataset, options: &FirmwareOptions) -> Result<Prepared> {
     let root = workspace_root();
     let dir = options.out.join(dataset.dir());
     std::fs::create_dir_all(&dir)?;
@@ -893,7 +935,7 @@ fn prepare(dataset: Dataset, options: &FirmwareOptions) -> Result<Prepared> {
     let mut samples: Option<crate::firmware_anomaly::Samples> = None;
     let mut data_flags: Vec<&str> = Vec::new();
     let (pixels, labels, n_inputs, data_spec, description) = match dataset {
-        Dataset::Digits | Dataset::DigitsTiny | Dataset::DigitsCnn => {
+        Dataset::Digits | Dataset::DigitsTiny | Dataset::DigitsCnn | Dataset::DigitsResnet => {
             // Every fourth row is held out: the firmware sees only images the model never saw.
             let text = String::from_utf8(read_gz(&root.join("trainer/data/digits.csv.gz"))?)
                 .context("digits.csv.gz: not UTF-8")?;
@@ -941,6 +983,18 @@ fn prepare(dataset: Dataset, options: &FirmwareOptions) -> Result<Prepared> {
             if dataset == Dataset::DigitsTiny {
                 args.extend(["--hidden", "16"]);
             }
+            if dataset == Dataset::DigitsResnet {
+                args.extend([
+                    "--input-shape",
+                    "8x8x1",
+                    "--layers",
+                    DIGITS_RESNET_LAYERS,
+                    "--optimizer",
+                    "adam",
+                    "--lr",
+                    "0.003",
+                ]);
+            }
             if dataset == Dataset::DigitsCnn {
                 args.extend([
                     "--input-shape",
@@ -961,6 +1015,10 @@ fn prepare(dataset: Dataset, options: &FirmwareOptions) -> Result<Prepared> {
                 Dataset::DigitsTiny => {
                     format!("digits 64-16-10, {n_test} held-out UCI digits images")
                 }
+                Dataset::DigitsResnet => format!(
+                    "digits ResNet 8x8x1 {DIGITS_RESNET_LAYERS},dense:10 (30 epochs), \
+                     {n_test} held-out UCI digits images"
+                ),
                 _ => format!(
                     "digits CNN 8x8x1 {DIGITS_CNN_LAYERS},dense:10 (30 epochs), \
                      {n_test} held-out UCI digits images"
@@ -1079,6 +1137,7 @@ fn prepare(dataset: Dataset, options: &FirmwareOptions) -> Result<Prepared> {
         Dataset::DigitsInt16 | Dataset::MnistInt16 => {
             anyhow::bail!("{}: prepared by prepare_int16", dataset.label())
         }
+        Dataset::Ic | Dataset::Vww => crate::firmware_tiny::train(dataset, &dir)?,
         Dataset::AnomalyAe => {
             use crate::firmware_anomaly as ae;
             // The README's commands: sensor-data, then train the autoencoder on its CSVs.
@@ -2192,7 +2251,12 @@ fn result_number(output: &str, key: &str) -> Result<u64> {
 /// The largest `Model` value allowed on a 32-bit core (issue 18; also a compile-time assert).
 const MAX_MODEL_BYTES: u64 = 128;
 
-fn run_board(board: &'static Board, data: &Prepared, plugin: &Path, out: &Path) -> Result<Row> {
+pub(crate) fn run_board(
+    board: &'static Board,
+    data: &Prepared,
+    plugin: &Path,
+    out: &Path,
+) -> Result<Row> {
     println!("\n== {} ({}, {}) ==", board.name, board.core, board.machine);
     write_generated(data)?;
     let name = format!("{}-{}", board.name, data.dataset.dir());

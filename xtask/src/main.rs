@@ -12,6 +12,7 @@ mod elf;
 mod estimate;
 mod firmware;
 mod firmware_anomaly;
+mod firmware_tiny;
 mod nostd;
 mod qat_table;
 mod sensor_data;
@@ -49,6 +50,12 @@ commands:
                       runtime's kernel and with the reference kernel (up to 20 images); then
                       CMSIS-NN's convolution shapes as one-node models on Cortex-M4F and M7,
                       beside CMSIS-NN's counts (--conv-only: just those)
+  bench-tiny [--board NAME]... [--out DIR]
+                      MLPerf Tiny's models (KWS DS-CNN, VWW MobileNetV1 0.25, IC ResNet-8 on
+                      synthetic sets of their shapes, and the anomaly-detection autoencoder) in
+                      QEMU on Cortex-M4F, M7 and M3 (M0 and RV32 where they fit), outputs equal to
+                      the host's: flash, RAM, instructions per inference and per MAC, beside the
+                      published cycles per MAC
   bench-kernels [--board mps2-an386|microbit]...
                       each conv / depthwise / pooling kernel alone on the CMSIS-NN bench shapes
                       in QEMU (examples/kernel-bench-qemu): insns/MAC optimized, reference and
@@ -87,6 +94,7 @@ fn main() -> ExitCode {
         "calibrate" => estimate::run(rest),
         "qat-table" => qat_table::run(rest),
         "bench-kernels" => bench_kernels::run(rest),
+        "bench-tiny" => firmware_tiny::run(rest),
         "bench-mcu" => firmware::FirmwareOptions::parse(rest).and_then(|mut options| {
             options.n_mnist_images = options.n_mnist_images.min(20);
             firmware::bench_mcu(&options)
