@@ -161,12 +161,12 @@ fn write_synthetic(dataset: Dataset, dir: &Path) -> Result<(Vec<u8>, Vec<u8>)> {
     Ok((pixels, labels))
 }
 
-/// Trains the `Ic` or `Vww` model on its synthetic set: its test images (HWC), labels, input
-/// width, `--data` and description, as `firmware::prepare` takes them.
-pub(crate) fn train(
-    dataset: Dataset,
-    dir: &Path,
-) -> Result<(Vec<u8>, Vec<u8>, usize, String, String)> {
+/// What `firmware::prepare` takes from a data set: the test images (device order), their
+/// labels, the input width, the `--data` the model was trained on and a description.
+pub(crate) type TrainedSet = (Vec<u8>, Vec<u8>, usize, String, String);
+
+/// Trains the `Ic` or `Vww` model on its synthetic set.
+pub(crate) fn train(dataset: Dataset, dir: &Path) -> Result<TrainedSet> {
     let (pixels, labels) = write_synthetic(dataset, dir)?;
     let s = |p: &Path| p.to_string_lossy().into_owned();
     let data = format!("csv:{}", s(&dir.join("train.csv")));
