@@ -929,6 +929,10 @@ mod tests {
             "dense:24:tanh,dense:16",
             "conv3x3:6,dw3x3:sigmoid,maxpool2,conv3x3s2v:8:leaky-relu,dense:12",
             "conv3x3:4,avgpool2,conv1x1:8:tanh,gap",
+            // skip connections: a relu add of an identity shortcut, an identity add of a
+            // projection shortcut (a tap and a strided 1x1 convolution)
+            "conv3x3:6,conv3x3:6:identity,add@1:relu,conv3x3s2:8,@3,conv1x1s2:8:identity,\
+             add@4:identity,gap",
         ] {
             let model = trained(&split, &config(layers, 2, None));
             for pow2_scales in [false, true] {
@@ -959,7 +963,11 @@ mod tests {
             learning_rate: 0.001,
             pow2_scales: false,
         };
-        for layers in ["dense:16", "conv3x3:4,maxpool2,dense:12"] {
+        for layers in [
+            "dense:16",
+            "conv3x3:4,maxpool2,dense:12",
+            "conv3x3:4,conv3x3:4:identity,add@1:relu,gap",
+        ] {
             let model = trained(&split, &config(layers, 2, Some(qat)));
             let state = model.state.qat.as_ref().expect("QAT ran");
             assert_eq!(state.epochs_done, 2);
