@@ -304,7 +304,8 @@ pub fn run(options: &CiOptions) -> Result<()> {
     );
 
     // 4b. Convolutional networks on the 8x8 digits: Conv2d, depthwise, both poolings and the
-    // global average (NCHW graphs), then a 1-D network over the same rows as 64-sample signals.
+    // global average (NCHW graphs), a residual network, then a 1-D network over the same rows
+    // as 64-sample signals.
     for (name, layers, input_shape) in [
         (
             "cnn",
@@ -312,6 +313,14 @@ pub fn run(options: &CiOptions) -> Result<()> {
             None,
         ),
         ("cnn-gap", "conv3x3v:8,conv3x3:16,gap", None),
+        // Skip connections: an identity shortcut and a projection shortcut (a tap and a
+        // strided 1x1 convolution), ResNet-8's two blocks.
+        (
+            "resnet",
+            "conv3x3:8,conv3x3:8:identity,add@1:relu,conv3x3s2:16,conv3x3:16:identity,@3,\
+             conv1x1s2:16:identity,add@5:relu,gap",
+            None,
+        ),
         (
             "cnn1d",
             "conv1d5:8,maxpool1x2,conv1d3s2:8,dense:16",
