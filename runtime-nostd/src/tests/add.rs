@@ -743,44 +743,8 @@ fn encode_checks_the_add() {
 }
 
 /// Every bit flip and truncation of an Add blob is rejected; re-sealed random mutations never
-/// panic, and whatever loads also runs.
+/// panic (kind bytes up to 6), and whatever loads also runs.
 #[test]
 fn add_corruption_is_rejected_and_never_panics() {
-    let blob = fixed_add().blob();
-    for byte in 0..blob.len() {
-        for bit in 0..8 {
-            let mut b = blob.clone();
-            b[byte] ^= 1 << bit;
-            assert!(Model::from_bytes(&b).is_err(), "flip {byte}:{bit} accepted");
-        }
-    }
-    for n in 0..blob.len() {
-        assert!(Model::from_bytes(&blob[..n]).is_err());
-    }
-    let mut rng = Rng::new(0x0ADD_00C0);
-    let mut loaded = 0;
-    for _ in 0..20_000 {
-        let mut b = blob.clone();
-        for _ in 0..rng.usize_in(1, 3) {
-            let at = rng.usize_in(0, b.len() - 5);
-            b[at] = match rng.below(3) {
-                0 => b[at] ^ (1 << rng.below(8)),
-                1 => rng.below(7) as u8,
-                _ => rng.next_u64() as u8,
-            };
-        }
-        reseal(&mut b);
-        if let Ok(m) = Model::from_bytes(&b) {
-            loaded += 1;
-            let raw = random_raw(&mut rng, m.n_inputs());
-            let mut scratch = std::vec![0i8; m.scratch_len()];
-            let mut logits = std::vec![0i8; m.n_outputs()];
-            let class = m.run(&raw, &mut scratch, &mut logits).unwrap();
-            assert!(class < m.n_outputs());
-            let q = std::vec![0i8; m.n_inputs()];
-            m.run_quantized_reference(&q, &mut scratch, &mut logits)
-                .unwrap();
-        }
-    }
-    assert!(loaded > 1000, "{loaded}");
+    super::graph::assert_corruption_is_rejected(&fixed_add().blob(), 0x0ADD_00C0, 7);
 }

@@ -907,14 +907,13 @@ fn cnn_records_are_checked() {
     );
 }
 
-/// Every bit flip and truncation of a CNN blob is rejected; re-sealed random mutations never
-/// panic, and whatever loads also runs.
-#[test]
-fn cnn_corruption_is_rejected_and_never_panics() {
-    let blob = fixed_cnn().blob();
+/// Every bit flip and truncation of `blob` is rejected; re-sealed random mutations (bit flips,
+/// small bytes below `small`, such as kind and activation codes, and random bytes) never panic,
+/// and whatever loads also runs.
+pub(crate) fn assert_corruption_is_rejected(blob: &[u8], seed: u64, small: u64) {
     for byte in 0..blob.len() {
         for bit in 0..8 {
-            let mut b = blob.clone();
+            let mut b = blob.to_vec();
             b[byte] ^= 1 << bit;
             assert!(Model::from_bytes(&b).is_err(), "flip {byte}:{bit} accepted");
         }
@@ -922,15 +921,15 @@ fn cnn_corruption_is_rejected_and_never_panics() {
     for n in 0..blob.len() {
         assert!(Model::from_bytes(&blob[..n]).is_err());
     }
-    let mut rng = Rng::new(0xC0_22);
+    let mut rng = Rng::new(seed);
     let mut loaded = 0;
     for _ in 0..20_000 {
-        let mut b = blob.clone();
+        let mut b = blob.to_vec();
         for _ in 0..rng.usize_in(1, 3) {
             let at = rng.usize_in(0, b.len() - 5);
             b[at] = match rng.below(3) {
                 0 => b[at] ^ (1 << rng.below(8)),
-                1 => rng.below(4) as u8,
+                1 => rng.below(small) as u8,
                 _ => rng.next_u64() as u8,
             };
         }
@@ -948,6 +947,11 @@ fn cnn_corruption_is_rejected_and_never_panics() {
         }
     }
     assert!(loaded > 1000, "{loaded}");
+}
+
+#[test]
+fn cnn_corruption_is_rejected_and_never_panics() {
+    assert_corruption_is_rejected(&fixed_cnn().blob(), 0xC0_22, 4);
 }
 
 /// An independent check of a plan: two values alive at the same node never share a byte. Node
