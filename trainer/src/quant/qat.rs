@@ -362,17 +362,7 @@ impl IntModel {
                 (QuantLayer::Add(add), Some(acc)) => {
                     let step = f64::from(add.inputs[0].scale.max(add.inputs[1].scale))
                         / f64::from(1u32 << math::ADD_GRID_BITS);
-                    let pre = acc.map(|a| (a * step) as f32);
-                    let mut output = pre.clone();
-                    layer
-                        .activation()
-                        .unwrap_or(Activation::Identity)
-                        .forward_in_place(&mut output);
-                    let seen = TrackedLayerRanges {
-                        pre_activation: extremes(&pre),
-                        output: extremes(&output),
-                    };
-                    (pre, seen)
+                    with_activation(layer, acc.map(|a| (a * step) as f32))
                 }
                 (QuantLayer::Tensor(q), Some(acc)) => {
                     let pre = DMatrix::from_fn(acc.nrows(), acc.ncols(), |row, col| {
@@ -380,16 +370,7 @@ impl IntModel {
                         let scale = f64::from(input_scale) * f64::from(q.weights.scales[channel]);
                         (acc[(row, col)] * scale) as f32
                     });
-                    let mut output = pre.clone();
-                    layer
-                        .activation()
-                        .unwrap_or(Activation::Identity)
-                        .forward_in_place(&mut output);
-                    let seen = TrackedLayerRanges {
-                        pre_activation: extremes(&pre),
-                        output: extremes(&output),
-                    };
-                    (pre, seen)
+                    with_activation(layer, pre)
                 }
                 (QuantLayer::Average(_), Some(sums)) => {
                     let taps = window_taps(layer);
@@ -572,6 +553,21 @@ pub fn evaluate(
 }
 
 /// The values an average layer sums.
+/// A dequantized pre-activation and the extremes, before and after the layer's activation, that
+/// quantization-aware training tracks.
+fn with_activation(layer: &Layer<f32>, pre: DMatrix<f32>) -> (DMatrix<f32>, TrackedLayerRanges) {
+    let mut output = pre.clone();
+    layer
+        .activation()
+        .unwrap_or(Activation::Identity)
+        .forward_in_place(&mut output);
+    let seen = TrackedLayerRanges {
+        pre_activation: extremes(&pre),
+        output: extremes(&output),
+    };
+    (pre, seen)
+}
+
 fn window_taps<T: nalgebra::RealField + Copy>(layer: &Layer<T>) -> f64 {
     match layer {
         Layer::AvgPool2d(pool) => (pool.kernel[0] * pool.kernel[1]) as f64,
