@@ -12,6 +12,7 @@ mod dsp_asm;
 pub mod dwconv;
 pub mod fc16;
 pub mod im2col;
+pub mod inplace;
 #[cfg(kiln_kernel = "m0")]
 mod m0_asm;
 pub mod packed;
