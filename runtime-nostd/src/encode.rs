@@ -374,50 +374,152 @@ fn lifetimes<R: AsRef<[usize]>>(n: usize, reads: &[R]) -> (Vec<usize>, Vec<usize
     (start, end)
 }
 
-/// Places `items` (size, first node, last node) largest first, each at the lowest offset where
-/// it overlaps no placed item alive at the same time (ties: the lower index first). Returns the
-/// offsets and the end of the last one.
-#[allow(clippy::indexing_slicing)] // host code: indices below `items.len()`
-fn place_items(items: &[(u64, usize, usize)]) -> (Vec<u64>, u64) {
-    let n = items.len();
-    let mut order: Vec<usize> = (0..n).collect();
-    order.sort_by(|&a, &b| items[b].0.cmp(&items[a].0).then(a.cmp(&b)));
-    let mut offsets = std::vec![0u64; n];
+/// One buffer of the in-place planner: a value, a temporary, or the values an in-place chain
+/// merges, each piece `(offset in the buffer, size, first node, last node)`.
+type Buffer = Vec<(u64, u64, usize, usize)>;
+
+/// Places `buffers` largest (furthest-reaching piece) first, each at the lowest offset where
+/// none of its pieces shares a byte with a piece of a placed buffer alive at the same node
+/// (ties: the lower index first). Returns the offsets and the end of the last piece. With one
+/// piece per buffer this is [`plan`]'s greedy placement.
+#[allow(clippy::indexing_slicing)] // host code: indices below `buffers.len()`
+fn place_buffers(buffers: &[Buffer]) -> (Vec<u64>, u64) {
+    let extent = |b: &Buffer| b.iter().map(|p| p.0 + p.1).max().unwrap_or(0);
+    let mut order: Vec<usize> = (0..buffers.len()).collect();
+    order.sort_by(|&a, &b| extent(&buffers[b]).cmp(&extent(&buffers[a])).then(a.cmp(&b)));
+    let mut offsets = std::vec![0u64; buffers.len()];
     let mut placed: Vec<usize> = Vec::new();
     for &v in &order {
-        let (size, s, e) = items[v];
-        let mut busy: Vec<(u64, u64)> = placed
-            .iter()
-            .filter(|&&p| items[p].1 <= e && s <= items[p].2)
-            .map(|&p| (offsets[p], offsets[p].saturating_add(items[p].0)))
-            .collect();
+        // the offsets `x` at which piece `p` would meet a placed piece `q`:
+        // `q.lo - p.at - p.size < x < q.hi - p.at`
+        let mut busy: Vec<(i128, i128)> = Vec::new();
+        for &(at, size, s, e) in &buffers[v] {
+            for &u in &placed {
+                for &(q_at, q_size, qs, qe) in &buffers[u] {
+                    if qs <= e && s <= qe && size > 0 && q_size > 0 {
+                        let lo = i128::from(offsets[u] + q_at);
+                        let hi = lo + i128::from(q_size);
+                        let (at, size) = (i128::from(at), i128::from(size));
+                        busy.push((lo - at - size + 1, hi - at));
+                    }
+                }
+            }
+        }
         busy.sort_unstable();
-        let mut offset = 0u64;
+        let mut offset = 0i128;
         for (lo, hi) in busy {
-            if offset.saturating_add(size) <= lo {
+            if offset < lo {
                 break;
             }
             offset = offset.max(hi);
         }
-        offsets[v] = offset;
+        offsets[v] = offset as u64;
         placed.push(v);
     }
     let end = offsets
         .iter()
-        .zip(items)
-        .map(|(o, i)| o.saturating_add(i.0))
+        .zip(buffers)
+        .map(|(o, b)| o + extent(b))
         .max()
         .unwrap_or(0);
     (offsets, end)
+}
+
+/// The offsets, in-place nodes and arena of the plan with exactly the nodes of `chosen` in
+/// place (each value's lifetime `(start, end)`).
+#[allow(clippy::indexing_slicing)] // host code: indices below `sizes.len()`
+fn place_in_place(
+    sizes: &[u64],
+    (start, end): (&[usize], &[usize]),
+    chosen: &[Option<InPlaceOption>],
+) -> (Vec<u64>, Vec<Option<InPlace>>, u64) {
+    let n = sizes.len();
+    // each value's buffer (its own index unless merged) and its offset in it
+    let mut buffer: Vec<usize> = (0..n).collect();
+    let mut rel: Vec<i64> = std::vec![0; n];
+    for (k, c) in chosen.iter().enumerate() {
+        if let Some(c) = c {
+            buffer[k + 1] = buffer[c.input];
+            rel[k + 1] = rel[c.input] - c.input_at as i64;
+        }
+    }
+    let mut low = std::vec![i64::MAX; n];
+    for v in 0..n {
+        low[buffer[v]] = low[buffer[v]].min(rel[v]);
+    }
+    let mut buffers: Vec<Buffer> = std::vec![Vec::new(); n];
+    for v in 0..n {
+        let b = buffer[v];
+        buffers[b].push(((rel[v] - low[b]) as u64, sizes[v], start[v], end[v]));
+    }
+    // the temporaries, alive at their node only
+    let mut temps = Vec::new();
+    for (k, c) in chosen.iter().enumerate() {
+        if let Some(c) = c.filter(|c| c.temp_len > 0) {
+            temps.push((k, buffers.len()));
+            buffers.push(std::vec![(0, c.temp_len, k, k)]);
+        }
+    }
+    let (placed, arena) = place_buffers(&buffers);
+    let offsets = (0..n)
+        .map(|v| placed[buffer[v]] + (rel[v] - low[buffer[v]]) as u64)
+        .collect();
+    let in_place = chosen
+        .iter()
+        .enumerate()
+        .map(|(k, c)| {
+            c.map(|c| InPlace {
+                input: c.input,
+                temp_offset: temps
+                    .iter()
+                    .find(|t| t.0 == k)
+                    .map_or(0, |t| placed[t.1]),
+                temp_len: c.temp_len,
+            })
+        })
+        .collect();
+    (offsets, in_place, arena)
+}
+
+/// The plan with exactly the nodes of `chosen` in place (`chosen[k]`: how node `k` runs in
+/// place, or `None`), placed as [`plan_in_place`] places its choice: for tests and tools that
+/// force a choice. Nothing is checked here: [`encode_with_plan`] refuses an unsafe plan with the
+/// loader's error (an input still read later, a kind that cannot run in place, ...).
+#[allow(clippy::indexing_slicing)] // host code: indices below `sizes.len()`
+pub fn plan_with_nodes_in_place<R: AsRef<[usize]>>(
+    sizes: &[u64],
+    reads: &[R],
+    chosen: &[Option<InPlaceOption>],
+) -> Plan {
+    let base = plan(sizes, reads);
+    let (start, end) = lifetimes(sizes.len(), reads);
+    let mut chosen = chosen.to_vec();
+    chosen.resize(reads.len(), None);
+    for (k, c) in chosen.iter_mut().enumerate() {
+        // an input that is no value, or a node writing no value: not in place
+        if c.is_some_and(|c| c.input >= sizes.len() || k + 1 >= sizes.len()) {
+            *c = None;
+        }
+    }
+    let (offsets, in_place, arena_len) = place_in_place(sizes, (&start, &end), &chosen);
+    Plan {
+        offsets,
+        arena_len,
+        no_reuse_len: base.no_reuse_len,
+        layer_by_layer_len: base.arena_len,
+        in_place,
+    }
 }
 
 /// [`plan`], with nodes that may write their output over their input's bytes: `options[k]`
 /// lists how node `k` can run in place (none, one, or an `Add`'s two operands); the first whose
 /// value dies at node `k` is the node's candidate.
 ///
-/// An in-place node's output and the input it overwrites become one buffer (their union, alive
-/// from the input's writer to the output's last reader), and its temporary a buffer alive at
-/// that node only; the buffers are placed as [`plan`] places values. Starting from every
+/// An in-place node's output and the input it overwrites become one buffer at their fixed
+/// distance (each keeping its own lifetime inside it, so a strided depthwise layer's smaller
+/// output frees the rest of the input's bytes), and its temporary a buffer alive at that node
+/// only; the buffers are placed as [`plan`] places values, largest first at the lowest offset
+/// where no piece meets a piece alive at the same node. Starting from every
 /// candidate in place, each is then taken back in turn if the arena does not grow without it,
 /// so that no node runs in place for nothing. The result is this plan if its arena is smaller
 /// than [`plan`]'s, else [`plan`]'s own, unchanged: a model where running in place gains nothing
@@ -449,62 +551,14 @@ pub fn plan_in_place<R: AsRef<[usize]>>(
     if candidates.iter().all(Option::is_none) {
         return base;
     }
-    // the plan with the nodes of `on` in place: (offsets, in-place nodes, arena)
-    let place = |on: &[bool]| -> (Vec<u64>, Vec<Option<InPlace>>, u64) {
-        // each value's buffer (a value's own index unless merged) and its offset in it
-        let mut buffer: Vec<usize> = (0..n).collect();
-        let mut rel: Vec<i64> = std::vec![0; n];
-        for (k, c) in candidates.iter().enumerate() {
-            if let (true, Some(c)) = (on[k], c) {
-                buffer[k + 1] = buffer[c.input];
-                rel[k + 1] = rel[c.input] - c.input_at as i64;
-            }
-        }
-        // each buffer: lowest relative offset, extent, lifetime
-        let mut low = std::vec![i64::MAX; n];
-        for v in 0..n {
-            low[buffer[v]] = low[buffer[v]].min(rel[v]);
-        }
-        let mut items: Vec<(u64, usize, usize)> = std::vec![(0, usize::MAX, 0); n];
-        for v in 0..n {
-            let b = buffer[v];
-            let at = (rel[v] - low[b]) as u64;
-            let item = &mut items[b];
-            item.0 = item.0.max(at + sizes[v]);
-            item.1 = item.1.min(start[v]);
-            item.2 = item.2.max(end[v]);
-        }
-        // the temporaries, alive at their node only
-        let mut temps = Vec::new();
-        for (k, c) in candidates.iter().enumerate() {
-            if let (true, Some(c)) = (on[k], c) {
-                if c.temp_len > 0 {
-                    temps.push((k, items.len()));
-                    items.push((c.temp_len, k, k));
-                }
-            }
-        }
-        // merged-away values keep an empty item that fits anywhere
-        let (placed, arena) = place_items(&items);
-        let offsets = (0..n)
-            .map(|v| placed[buffer[v]] + (rel[v] - low[buffer[v]]) as u64)
-            .collect();
-        let in_place = candidates
+    // the plan with the candidates of `on` in place
+    let place = |on: &[bool]| {
+        let chosen: Vec<Option<InPlaceOption>> = candidates
             .iter()
-            .enumerate()
-            .map(|(k, c)| match (on[k], c) {
-                (true, Some(c)) => Some(InPlace {
-                    input: c.input,
-                    temp_offset: temps
-                        .iter()
-                        .find(|t| t.0 == k)
-                        .map_or(0, |t| placed[t.1]),
-                    temp_len: c.temp_len,
-                }),
-                _ => None,
-            })
+            .zip(on)
+            .map(|(c, &on)| c.filter(|_| on))
             .collect();
-        (offsets, in_place, arena)
+        place_in_place(sizes, (&start, &end), &chosen)
     };
     let mut on: Vec<bool> = candidates.iter().map(Option::is_some).collect();
     let mut best = place(&on);
