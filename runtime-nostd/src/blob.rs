@@ -295,7 +295,11 @@ impl NodeRecord {
 /// validated).
 #[inline(always)]
 pub(crate) fn read_temp(body: &[u8]) -> (usize, usize) {
-    match body.len().checked_sub(TEMP_LEN).and_then(|at| body.get(at..)) {
+    match body
+        .len()
+        .checked_sub(TEMP_LEN)
+        .and_then(|at| body.get(at..))
+    {
         Some(&[o0, o1, o2, o3, l0, l1, l2, l3]) => (
             u32::from_le_bytes([o0, o1, o2, o3]) as usize,
             u32::from_le_bytes([l0, l1, l2, l3]) as usize,
@@ -835,9 +839,7 @@ pub(crate) fn parse<const KINDS: u8>(bytes: &[u8]) -> Result<Model<'_, KINDS>, E
             // widening pointwise convolution's input at the end of its output
             let second = value(node.second_input);
             let form = match g.kind {
-                LayerKind::Add => {
-                    output.offset == input.offset || output.offset == second.offset
-                }
+                LayerKind::Add => output.offset == input.offset || output.offset == second.offset,
                 LayerKind::Conv2d => {
                     crate::kernels::inplace::pointwise_input_at(input.shape, output.shape)
                         .and_then(|at| output.offset.checked_add(at))
@@ -988,7 +990,9 @@ fn check_plan<const KINDS: u8>(
             }
         }
         if node.in_place() {
-            let body = content.get(at.wrapping_add(NODE_HEADER_LEN)..next).unwrap_or(&[]);
+            let body = content
+                .get(at.wrapping_add(NODE_HEADER_LEN)..next)
+                .unwrap_or(&[]);
             let (offset, len) = read_temp(body);
             let temp = (offset, offset.wrapping_add(len)); // inside the arena: checked
             let clash = |v: u16| Error::TempOverlap { layer: k, value: v };

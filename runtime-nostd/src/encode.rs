@@ -382,11 +382,18 @@ type Buffer = Vec<(u64, u64, usize, usize)>;
 /// none of its pieces shares a byte with a piece of a placed buffer alive at the same node
 /// (ties: the lower index first). Returns the offsets and the end of the last piece. With one
 /// piece per buffer this is [`plan`]'s greedy placement.
+// Bake-time host code: sizes are blob-sized (below 2^32 each, at most 65 values and as many
+// temporaries), so every offset, sum and difference fits u64, i64 and i128.
+#[allow(clippy::arithmetic_side_effects)]
 #[allow(clippy::indexing_slicing)] // host code: indices below `buffers.len()`
 fn place_buffers(buffers: &[Buffer]) -> (Vec<u64>, u64) {
     let extent = |b: &Buffer| b.iter().map(|p| p.0 + p.1).max().unwrap_or(0);
     let mut order: Vec<usize> = (0..buffers.len()).collect();
-    order.sort_by(|&a, &b| extent(&buffers[b]).cmp(&extent(&buffers[a])).then(a.cmp(&b)));
+    order.sort_by(|&a, &b| {
+        extent(&buffers[b])
+            .cmp(&extent(&buffers[a]))
+            .then(a.cmp(&b))
+    });
     let mut offsets = std::vec![0u64; buffers.len()];
     let mut placed: Vec<usize> = Vec::new();
     for &v in &order {
@@ -427,6 +434,9 @@ fn place_buffers(buffers: &[Buffer]) -> (Vec<u64>, u64) {
 
 /// The offsets, in-place nodes and arena of the plan with exactly the nodes of `chosen` in
 /// place (each value's lifetime `(start, end)`).
+// Bake-time host code: sizes are blob-sized (below 2^32 each, at most 65 values and as many
+// temporaries), so every offset, sum and difference fits u64, i64 and i128.
+#[allow(clippy::arithmetic_side_effects)]
 #[allow(clippy::indexing_slicing)] // host code: indices below `sizes.len()`
 fn place_in_place(
     sizes: &[u64],
@@ -470,10 +480,7 @@ fn place_in_place(
         .map(|(k, c)| {
             c.map(|c| InPlace {
                 input: c.input,
-                temp_offset: temps
-                    .iter()
-                    .find(|t| t.0 == k)
-                    .map_or(0, |t| placed[t.1]),
+                temp_offset: temps.iter().find(|t| t.0 == k).map_or(0, |t| placed[t.1]),
                 temp_len: c.temp_len,
             })
         })
@@ -485,6 +492,9 @@ fn place_in_place(
 /// place, or `None`), placed as [`plan_in_place`] places its choice: for tests and tools that
 /// force a choice. Nothing is checked here: [`encode_with_plan`] refuses an unsafe plan with the
 /// loader's error (an input still read later, a kind that cannot run in place, ...).
+// Bake-time host code: sizes are blob-sized (below 2^32 each, at most 65 values and as many
+// temporaries), so every offset, sum and difference fits u64, i64 and i128.
+#[allow(clippy::arithmetic_side_effects)]
 #[allow(clippy::indexing_slicing)] // host code: indices below `sizes.len()`
 pub fn plan_with_nodes_in_place<R: AsRef<[usize]>>(
     sizes: &[u64],
@@ -525,6 +535,9 @@ pub fn plan_with_nodes_in_place<R: AsRef<[usize]>>(
 /// than [`plan`]'s, else [`plan`]'s own, unchanged: a model where running in place gains nothing
 /// keeps its layer-by-layer plan byte for byte.
 // Bake-time host code: every index is below `sizes.len()` or `reads.len()` by construction.
+// Bake-time host code: sizes are blob-sized (below 2^32 each, at most 65 values and as many
+// temporaries), so every offset, sum and difference fits u64, i64 and i128.
+#[allow(clippy::arithmetic_side_effects)]
 #[allow(clippy::indexing_slicing)]
 pub fn plan_in_place<R: AsRef<[usize]>>(
     sizes: &[u64],
@@ -792,8 +805,8 @@ pub fn plan_model(spec: &ModelSpec) -> Result<Plan, Error> {
         .enumerate()
         .map(|(k, node)| {
             let [h, w, c_in] = values.get(node.input).map_or([0; 3], |v| v.0);
-            let c_out = values.get(k + 1).map_or(0, |v| v.0[2]);
-            let pixels = u64::from(h) * u64::from(w);
+            let c_out = values.get(k.saturating_add(1)).map_or(0, |v| v.0[2]);
+            let pixels = u64::from(h).saturating_mul(u64::from(w));
             let option = |input, input_at, temp_len| InPlaceOption {
                 input,
                 input_at,
@@ -805,7 +818,7 @@ pub fn plan_model(spec: &ModelSpec) -> Result<Plan, Error> {
             match &node.layer {
                 LayerSpec::DepthwiseConv2d(_) => std::vec![option(node.input, 0, pixels)],
                 LayerSpec::Conv2d(s) if s.kernel == [1, 1] && s.stride == [1, 1] => {
-                    let input_at = pixels * u64::from(c_out.saturating_sub(c_in));
+                    let input_at = pixels.saturating_mul(u64::from(c_out.saturating_sub(c_in)));
                     std::vec![option(node.input, input_at, u64::from(c_out))]
                 }
                 LayerSpec::Add(a) if volume(node.input) == volume(a.other) => {
@@ -956,7 +969,12 @@ pub fn encode_with_plan(spec: &ModelSpec, plan: &Plan) -> Result<Vec<u8>, Error>
 pub(crate) fn write_blob(spec: &ModelSpec, plan: &Plan) -> Result<Vec<u8>, Error> {
     let values = values(spec)?;
     check_len(0, "plan offsets", plan.offsets.len(), values.len() as u64)?;
-    check_len(0, "plan nodes", plan.in_place.len(), spec.nodes.len() as u64)?;
+    check_len(
+        0,
+        "plan nodes",
+        plan.in_place.len(),
+        spec.nodes.len() as u64,
+    )?;
     let n_nodes = u16::try_from(spec.nodes.len()).map_err(|_| Error::TooLarge)?;
     let size = |v: Option<&([u32; 3], i8)>| -> u64 {
         v.map_or(0, |(s, _)| {
@@ -1111,7 +1129,9 @@ pub(crate) fn write_blob(spec: &ModelSpec, plan: &Plan) -> Result<Vec<u8>, Error
         }
         let trailer = if temp.is_some() { TEMP_LEN } else { 0 };
         w.u32(u32_of(
-            NODE_HEADER_LEN.saturating_add(arrays).saturating_add(trailer),
+            NODE_HEADER_LEN
+                .saturating_add(arrays)
+                .saturating_add(trailer),
         )?);
         match &node.layer {
             LayerSpec::Dense(d) => {

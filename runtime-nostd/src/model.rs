@@ -1099,12 +1099,7 @@ impl<'a, const KINDS: u8> Model<'a, KINDS> {
     /// [`run_quantized_reference`](Model::run_quantized_reference) alike, held to the reference
     /// kernels bit for bit by the tests). Out of line, like [`add_node`](Model::add_node).
     #[inline(never)]
-    fn in_place_node(
-        &self,
-        node: &NodeRecord,
-        body: &[u8],
-        arena: &mut [i8],
-    ) -> Result<(), Error> {
+    fn in_place_node(&self, node: &NodeRecord, body: &[u8], arena: &mut [i8]) -> Result<(), Error> {
         let internal = self.internal();
         let in_v = self.value(node.input);
         let out_v = self.value(node.output);
@@ -1122,8 +1117,7 @@ impl<'a, const KINDS: u8> Model<'a, KINDS> {
                 let data = arena.get_mut(out_v.offset..out_v.end(0)).ok_or(internal)?;
                 return kernels::inplace::add_i8_in_place(&add, data, None, true);
             }
-            let (other, data) =
-                split_pair(arena, &self.value(other), &out_v, 0).ok_or(internal)?;
+            let (other, data) = split_pair(arena, &self.value(other), &out_v, 0).ok_or(internal)?;
             return kernels::inplace::add_i8_in_place(&add, data, Some(other), data_is_a);
         }
         if KINDS & (kinds::CONV2D | kinds::DEPTHWISE) == 0 {
@@ -1141,8 +1135,8 @@ impl<'a, const KINDS: u8> Model<'a, KINDS> {
             ACT_LUT => (node.pre_zero_point, i8::MIN),
             _ => (out_v.zero_point, i8::MIN),
         };
-        let (p, table) = conv_params::<KINDS>(node, body, &in_v, &out_v, (zp, clamp_min))
-            .ok_or(internal)?;
+        let (p, table) =
+            conv_params::<KINDS>(node, body, &in_v, &out_v, (zp, clamp_min)).ok_or(internal)?;
         if node.kind == KIND_CONV2D && KINDS & kinds::CONV2D != 0 {
             kernels::inplace::pointwise_conv2d_i8_in_place(&p, data, input_at, temp)?;
         } else if KINDS & kinds::DEPTHWISE != 0 {

@@ -275,7 +275,10 @@ mod tests {
                 &expected[..],
                 "case {i}: {case:?}"
             );
-            assert!(buffer[..4].iter().chain(&buffer[4 + n_in..]).all(|&b| b == 0x33));
+            assert!(buffer[..4]
+                .iter()
+                .chain(&buffer[4 + n_in..])
+                .all(|&b| b == 0x33));
             strided += usize::from(case.stride != [1, 1]);
             same += usize::from(case.pad != [0, 0]);
             // a temporary one byte short is refused, and nothing is written
@@ -323,7 +326,10 @@ mod tests {
             let mut pixel = std::vec![0x44i8; case.output_shape[2]];
             pointwise_conv2d_i8_in_place(&p, &mut buffer[4..4 + len], at, &mut pixel).unwrap();
             assert_eq!(&buffer[4..4 + n_out], &expected[..], "case {i}: {case:?}");
-            assert!(buffer[..4].iter().chain(&buffer[4 + len..]).all(|&b| b == 0x33));
+            assert!(buffer[..4]
+                .iter()
+                .chain(&buffer[4 + len..])
+                .all(|&b| b == 0x33));
             wider += usize::from(at > 0);
             narrower += usize::from(case.output_shape[2] < case.input_shape[2]);
             // any other input offset is refused, and nothing is written

@@ -85,7 +85,11 @@ fn check_in_place(rng: &mut Rng, cnn: &TCnn, inputs: usize, what: &str) -> Plan 
     let m = Model::from_bytes(&blob).unwrap();
     let plain = Model::from_bytes(&plain_blob).unwrap();
     assert_eq!(m.scratch_len() as u64, plan.arena_len, "{what}");
-    assert_eq!(plain.scratch_len() as u64, plan.layer_by_layer_len, "{what}");
+    assert_eq!(
+        plain.scratch_len() as u64,
+        plan.layer_by_layer_len,
+        "{what}"
+    );
     if plan.n_in_place() == 0 {
         assert_eq!(blob, plain_blob, "{what}: nothing in place, the same bytes");
     } else {
@@ -114,7 +118,10 @@ fn check_in_place(rng: &mut Rng, cnn: &TCnn, inputs: usize, what: &str) -> Plan 
             assert_eq!(model.run(&raw, &mut scratch, &mut logits), Ok(class));
             assert_eq!(logits, expected, "{what}: {name}, run with workspace");
             let mut scratch = std::vec![0x33i8; model.scratch_len()];
-            assert_eq!(model.run_quantized(&q, &mut scratch, &mut logits), Ok(class));
+            assert_eq!(
+                model.run_quantized(&q, &mut scratch, &mut logits),
+                Ok(class)
+            );
             assert_eq!(logits, expected, "{what}: {name}, run_quantized");
             assert_eq!(
                 model.run_quantized_reference(&q, &mut scratch, &mut logits),
@@ -488,7 +495,12 @@ fn malformed_in_place_plans_are_refused() {
     let good = crate::encode::plan_with_nodes_in_place(
         &sizes,
         &reads,
-        &[None, option(1, 0, 30), option(2, 30 * 4, 8), option(3, 0, 30)],
+        &[
+            None,
+            option(1, 0, 30),
+            option(2, 30 * 4, 8),
+            option(3, 0, 30),
+        ],
     );
     assert_eq!(good.n_in_place(), 3);
     let blob = encode_with_plan(&spec, &good).unwrap();
@@ -507,7 +519,12 @@ fn malformed_in_place_plans_are_refused() {
             .iter()
             .zip(&sizes)
             .map(|(o, s)| o + s)
-            .chain(plan.in_place.iter().flatten().map(|p| p.temp_offset + p.temp_len))
+            .chain(
+                plan.in_place
+                    .iter()
+                    .flatten()
+                    .map(|p| p.temp_offset + p.temp_len),
+            )
             .max()
             .unwrap();
         plan
