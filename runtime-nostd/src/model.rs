@@ -81,9 +81,12 @@ pub struct LayerInfo {
 /// Inference needs one caller-provided `i8` scratch buffer of at least
 /// [`scratch_len`](Model::scratch_len) bytes, the blob's `arena_len`. Every value (the quantized
 /// input, each layer's output) has a planned offset in it, written by the encoder and proven
-/// safe at load: two values alive at the same layer never share a byte. For a chain of layers
-/// the plan alternates ends (the input at the front, the next value at the back, ...), so the
-/// arena is the largest pair of adjacent tensors. The last value is copied to the caller's
+/// safe at load: two values alive at the same layer never share a byte, except a layer that
+/// runs in place (format version 6: a depthwise or pointwise convolution, or an `Add`), whose
+/// output is written over the input it is the last reader of, in the one form its kernel
+/// computes correctly, with its temporary in arena bytes no live value uses. For a chain of
+/// layers without one the plan alternates ends (the input at the front, the next value at the
+/// back, ...), so the arena is the largest pair of adjacent tensors. The last value is copied to the caller's
 /// `logits` (`n_outputs` bytes). Bytes past `scratch_len` are the dense kernel's workspace
 /// ([`fast_scratch_len`](Model::fast_scratch_len)).
 ///
@@ -392,7 +395,8 @@ impl<'a, const KINDS: u8> Model<'a, KINDS> {
     }
 
     /// The scratch bytes [`run`](Model::run) needs: the arena the blob's buffer plan places
-    /// every value in.
+    /// every value in, the temporaries of the layers in place included (the whole activation
+    /// RAM; [`fast_scratch_len`](Model::fast_scratch_len) adds optional workspace).
     pub fn scratch_len(&self) -> usize {
         self.arena_len
     }
@@ -415,8 +419,8 @@ impl<'a, const KINDS: u8> Model<'a, KINDS> {
     }
 
     /// The format version of the blob ([`crate::OLDEST_FORMAT_VERSION`] to
-    /// [`crate::FORMAT_VERSION`]: 3 for an int8 model, 4 for an int16 one, 5 with an `Add`; 2
-    /// still loads).
+    /// [`crate::FORMAT_VERSION`]: 3 for an int8 model, 4 for an int16 one, 5 with an `Add`, 6
+    /// with a layer in place; 2 still loads).
     pub fn format_version(&self) -> u16 {
         match self.bytes.get(4..6) {
             Some(&[lo, hi]) => u16::from_le_bytes([lo, hi]),
