@@ -162,6 +162,14 @@ trait Kernels {
     fn avg_pool(p: &PoolParams, input: &[i8], output: &mut [i8]) -> Result<(), Error>;
     fn dense16(p: &kernels::Fc16Params<'_>, input: &[i8], output: &mut [i8]) -> Result<(), Error>;
     fn add(p: &AddParams, a: &[i8], b: &[i8], output: &mut [i8]) -> Result<(), Error>;
+    /// A pointwise convolution in place (`kernels::inplace`): the output over `data`, the
+    /// input from `input_at`, the temporary `pixel`.
+    fn pointwise_in_place(
+        p: &ConvParams<'_>,
+        data: (&mut [i8], usize),
+        pixel: &mut [i8],
+        workspace: &mut [i8],
+    ) -> Result<(), Error>;
 }
 
 struct Dispatched;
@@ -205,6 +213,15 @@ impl Kernels for Dispatched {
     fn add(p: &AddParams, a: &[i8], b: &[i8], output: &mut [i8]) -> Result<(), Error> {
         kernels::add_i8(p, a, b, output)
     }
+    #[inline(always)]
+    fn pointwise_in_place(
+        p: &ConvParams<'_>,
+        data: (&mut [i8], usize),
+        pixel: &mut [i8],
+        workspace: &mut [i8],
+    ) -> Result<(), Error> {
+        kernels::pointwise_conv2d_i8_in_place_workspace(p, data, pixel, workspace)
+    }
 }
 
 struct Reference;
@@ -247,6 +264,15 @@ impl Kernels for Reference {
     #[inline(always)]
     fn add(p: &AddParams, a: &[i8], b: &[i8], output: &mut [i8]) -> Result<(), Error> {
         kernels::reference::add_i8(p, a, b, output)
+    }
+    #[inline(always)]
+    fn pointwise_in_place(
+        p: &ConvParams<'_>,
+        (data, input_at): (&mut [i8], usize),
+        pixel: &mut [i8],
+        _workspace: &mut [i8],
+    ) -> Result<(), Error> {
+        kernels::inplace::pointwise_conv2d_i8_in_place(p, data, input_at, pixel)
     }
 }
 
@@ -1034,7 +1060,7 @@ impl<'a, const KINDS: u8> Model<'a, KINDS> {
             .ok_or(internal)?;
         if node.in_place() {
             // its output over its input: its own split and kernels (int8 only)
-            self.in_place_node(&node, body, arena)?;
+            self.in_place_node::<K>(&node, body, arena, workspace)?;
             return Ok(next);
         }
         if KINDS & kinds::ADD != 0 && node.kind == KIND_ADD {
@@ -1099,11 +1125,18 @@ impl<'a, const KINDS: u8> Model<'a, KINDS> {
 
     /// A node that runs in place (format version 6): its output over its input's bytes, the
     /// temporary out of the arena where the record says, and the in-place kernel of its kind
-    /// (one implementation, for [`run`](Model::run) and
-    /// [`run_quantized_reference`](Model::run_quantized_reference) alike, held to the reference
-    /// kernels bit for bit by the tests). Out of line, like [`add_node`](Model::add_node).
+    /// (held to the reference kernels bit for bit by the tests; a pointwise convolution runs
+    /// the target's inner loop with the workspace, or under
+    /// [`run_quantized_reference`](Model::run_quantized_reference) the reference arithmetic).
+    /// Out of line, like [`add_node`](Model::add_node).
     #[inline(never)]
-    fn in_place_node(&self, node: &NodeRecord, body: &[u8], arena: &mut [i8]) -> Result<(), Error> {
+    fn in_place_node<K: Kernels>(
+        &self,
+        node: &NodeRecord,
+        body: &[u8],
+        arena: &mut [i8],
+        workspace: &mut [i8],
+    ) -> Result<(), Error> {
         let internal = self.internal();
         let in_v = self.value(node.input);
         let out_v = self.value(node.output);
@@ -1142,7 +1175,7 @@ impl<'a, const KINDS: u8> Model<'a, KINDS> {
         let (p, table) =
             conv_params::<KINDS>(node, body, &in_v, &out_v, (zp, clamp_min)).ok_or(internal)?;
         if node.kind == KIND_CONV2D && KINDS & kinds::CONV2D != 0 {
-            kernels::inplace::pointwise_conv2d_i8_in_place(&p, data, input_at, temp)?;
+            K::pointwise_in_place(&p, (&mut *data, input_at), temp, workspace)?;
         } else if KINDS & kinds::DEPTHWISE != 0 {
             kernels::inplace::depthwise_conv2d_i8_in_place(&p, data, temp)?;
         } else {

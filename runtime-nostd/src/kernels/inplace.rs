@@ -354,6 +354,67 @@ mod tests {
         );
     }
 
+    /// The in-place pointwise loops of im2col (and the dispatched one), with a workspace of
+    /// exactly the length they use (starting one byte past a word boundary), and one byte short
+    /// (the reference arithmetic): the reference's bytes.
+    #[test]
+    fn pointwise_in_place_loops_match_reference() {
+        use crate::kernels::im2col;
+        type F = fn(&ConvParams<'_>, (&mut [i8], usize), &mut [i8], &mut [i8]) -> Result<(), Error>;
+        let loops: [(F, bool); 4] = [
+            (im2col::pointwise_in_place_packed, true),
+            (im2col::pointwise_in_place_rows4, false),
+            (im2col::pointwise_in_place_portable, false),
+            (crate::kernels::pointwise_conv2d_i8_in_place_workspace, true),
+        ];
+        let words = |v: Vec<i32>| -> Vec<u8> { v.into_iter().flat_map(i32::to_le_bytes).collect() };
+        let mut rng = Rng::new(0x1A_0004);
+        for i in 0..1500 {
+            let mut case = pointwise_case(&mut rng);
+            if i % 3 == 0 {
+                // the long columns of the DS-CNN's pointwise layers
+                let c = [8, 16, 24, 64][rng.usize_in(0, 3)];
+                let oc = [4, 8, 13, 64][rng.usize_in(0, 3)];
+                let [h, w, _] = case.input_shape;
+                case.input_shape = [h, w, c];
+                case.output_shape = [h, w, oc];
+                case.input = (0..h * w * c).map(|_| rng.i8()).collect();
+                case.weights = (0..oc * c).map(|_| rng.i8() as u8).collect();
+                case.bias = words((0..oc).map(|_| rng.range_i64(-3000, 3000) as i32).collect());
+                case.multipliers = words(
+                    (0..oc)
+                        .map(|_| rng.range_i64(1 << 30, i64::from(i32::MAX)) as i32)
+                        .collect(),
+                );
+                case.shifts = (0..oc).map(|_| rng.range_i64(36, 46) as u8).collect();
+            }
+            let p = case.params();
+            let mut expected = std::vec![0x5Ai8; case.output_len()];
+            reference::conv2d_i8(&p, &case.input, &mut expected).unwrap();
+            let (n_in, n_out) = (case.input.len(), case.output_len());
+            let at = pointwise_input_at(case.input_shape, case.output_shape).unwrap();
+            let len = (at + n_in).max(n_out);
+            for (f, widened) in loops {
+                for short in [false, true] {
+                    let ws_len = im2col::workspace_len(&p, widened) - usize::from(short);
+                    let mut ws = std::vec![0x55i8; ws_len + 8];
+                    let skip = ws.as_ptr().align_offset(4) + 1;
+                    let mut data = std::vec![0x33i8; len];
+                    data[at..at + n_in].copy_from_slice(&case.input);
+                    let mut pixel = std::vec![0x44i8; case.output_shape[2]];
+                    f(
+                        &p,
+                        (&mut data, at),
+                        &mut pixel,
+                        &mut ws[skip..skip + ws_len],
+                    )
+                    .unwrap();
+                    assert_eq!(&data[..n_out], &expected[..], "case {i} {short}: {case:?}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn add_in_place_matches_reference() {
         let mut rng = Rng::new(0x1A_0003);
