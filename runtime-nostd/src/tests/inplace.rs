@@ -195,10 +195,12 @@ fn ds_cnn_runs_in_8500_bytes() {
         assert!(Model::<DS>::with_kinds(&blob).is_ok());
         if case == 0 {
             std::println!(
-                "DS-CNN: layer by layer {} bytes, in place {} bytes ({} nodes in place), blob {} bytes",
+                "DS-CNN: layer by layer {} bytes, in place {} bytes ({} nodes in place), \
+                 fast_scratch_len {} (optional im2col workspace), blob {} bytes",
                 plan.layer_by_layer_len,
                 plan.arena_len,
                 plan.n_in_place(),
+                m.fast_scratch_len(),
                 blob.len()
             );
         }
