@@ -1,5 +1,5 @@
 //! The model blob: layout constants, the node decoder and the validating parser
-//! (`docs/blob-format.md`, format version 5; versions 2 to 4 still load).
+//! (`docs/blob-format.md`, format version 6; versions 2 to 5 still load).
 //!
 //! Everything is little-endian and every section starts at a 4-byte-aligned offset. The parser
 //! checks every field once, so that inference afterwards cannot fail; the runtime then decodes
@@ -18,10 +18,12 @@ use crate::Error;
 /// The first four bytes of every blob.
 pub const MAGIC: [u8; 4] = *b"KILN";
 /// The newest format version this runtime reads. Version 4 gives each value an element type
-/// (int16 activations), version 5 adds the residual `Add` (kind 6, a node with two inputs).
-/// The encoder writes the oldest version that holds the model: 5 only with an `Add`, 4 for an
-/// int16 model, 3 otherwise, so that every other blob still loads in an older runtime.
-pub const FORMAT_VERSION: u16 = 5;
+/// (int16 activations), version 5 adds the residual `Add` (kind 6, a node with two inputs),
+/// version 6 nodes that run in place (their output over their input's bytes).
+/// The encoder writes the oldest version that holds the model: 6 only with a node in place, 5
+/// with an `Add`, 4 for an int16 model, 3 otherwise, so that every other blob still loads in an
+/// older runtime.
+pub const FORMAT_VERSION: u16 = 6;
 /// The version of a blob whose activations are all int8 (and that has no `Add`).
 pub(crate) const INT8_VERSION: u16 = 3;
 /// The version of an int16 blob.
@@ -29,6 +31,15 @@ pub(crate) const INT16_VERSION: u16 = 4;
 /// The first version with the `Add` kind: version 4's layout (element types included) plus
 /// kind 6.
 pub(crate) const ADD_VERSION: u16 = 5;
+/// The first version with nodes in place: version 5's layout, the node header's byte 10 a flag
+/// ([`IN_PLACE`]) and an in-place node's record ending in its temporary ([`TEMP_LEN`] bytes).
+pub(crate) const IN_PLACE_VERSION: u16 = 6;
+/// The node header's byte 10 (format version 6; reserved, zero before): the node writes its
+/// output over its input's bytes.
+pub(crate) const IN_PLACE: u16 = 1;
+/// An in-place node record's last bytes: `u32` offset and `u32` length of the temporary its
+/// kernel uses in the arena (both 0 for an `Add`).
+pub(crate) const TEMP_LEN: usize = 8;
 /// The oldest format version this runtime reads. Version 2 has no input fixed point: its byte
 /// is padding that must be zero, so a version-2 blob reads as `input_frac_bits = 0`.
 pub const OLDEST_FORMAT_VERSION: u16 = 2;
@@ -271,6 +282,42 @@ pub(crate) struct NodeRecord {
     pub(crate) section_len: u32,
 }
 
+impl NodeRecord {
+    /// The node runs in place (format version 6; the loader refuses the flag before).
+    #[inline(always)]
+    pub(crate) fn in_place(&self) -> bool {
+        self.reserved == IN_PLACE
+    }
+}
+
+/// The temporary `(offset, len)` of the in-place node whose record is `body` (the bytes after
+/// its header): its last [`TEMP_LEN`] bytes. `(0, 0)` if they are missing (never, once
+/// validated).
+#[inline(always)]
+pub(crate) fn read_temp(body: &[u8]) -> (usize, usize) {
+    match body
+        .len()
+        .checked_sub(TEMP_LEN)
+        .and_then(|at| body.get(at..))
+    {
+        Some(&[o0, o1, o2, o3, l0, l1, l2, l3]) => (
+            u32::from_le_bytes([o0, o1, o2, o3]) as usize,
+            u32::from_le_bytes([l0, l1, l2, l3]) as usize,
+        ),
+        _ => (0, 0),
+    }
+}
+
+/// The temporary an in-place node of `kind` needs: one input plane for a depthwise
+/// convolution, one output pixel for a pointwise one, none for an `Add`.
+pub(crate) fn temp_len(kind: LayerKind, input: &Value, output: &Value) -> usize {
+    match kind {
+        LayerKind::DepthwiseConv2d => crate::kernels::inplace::depthwise_temp_len(input.shape),
+        LayerKind::Conv2d => crate::kernels::inplace::pointwise_temp_len(output.shape),
+        _ => 0,
+    }
+}
+
 /// Reads the header of the node record at `at`: one fixed-size array, destructured (the
 /// loader and every inference step share this decoder). Out of line, like `read_value`.
 #[inline(never)]
@@ -328,7 +375,7 @@ pub(crate) fn geometry<const KINDS: u8>(
     layer: u16,
     input: &Value,
     output: &Value,
-    header_at: u32,
+    (header_at, in_place_version): (u32, bool),
 ) -> Result<Geometry, Error> {
     // A kind outside `KINDS` is refused here, so the compiler drops its checks and kernel.
     let kind = match node.kind {
@@ -363,7 +410,8 @@ pub(crate) fn geometry<const KINDS: u8>(
     if conv && node.padding > PAD_SAME {
         return Err(Error::BadGeometry { layer });
     }
-    if node.reserved != 0 {
+    // byte 10: the in-place flag from version 6, reserved before; byte 11 reserved
+    if node.reserved != 0 && !(in_place_version && node.in_place()) {
         return Err(reserved(10));
     }
     // Plain locals, not `array::map`: the loader's code is flash on the smallest parts.
@@ -465,11 +513,11 @@ pub(crate) fn parse<const KINDS: u8>(bytes: &[u8]) -> Result<Model<'_, KINDS>, E
     // int16 models alone, so every int8 program keeps its loader as it was, byte for byte.
     // Version 5 (the Add kind) everywhere: a program without `kinds::ADD` refuses an Add node
     // by its kind (`KindNotLinked`), and reads the element-type bytes as reserved unless it
-    // links int16.
+    // links int16. Version 6 (nodes in place) likewise everywhere.
     let known = if KINDS & kinds::INT16 != 0 {
         version <= FORMAT_VERSION
     } else {
-        version <= INT8_VERSION || version == ADD_VERSION
+        version <= INT8_VERSION || version == ADD_VERSION || version == IN_PLACE_VERSION
     };
     if version < OLDEST_FORMAT_VERSION || !known {
         return Err(Error::UnsupportedVersion { found: version });
@@ -729,7 +777,19 @@ pub(crate) fn parse<const KINDS: u8>(bytes: &[u8]) -> Result<Model<'_, KINDS>, E
         }
         let input = value(node.input);
         let output = value(node.output);
-        let g = geometry::<KINDS>(&node, layer, &input, &output, header_at)?;
+        let in_place_version = version >= IN_PLACE_VERSION;
+        let g = geometry::<KINDS>(&node, layer, &input, &output, (header_at, in_place_version))?;
+        // only a depthwise convolution, a pointwise one (1x1, stride 1) and an Add run in place
+        let in_place = node.in_place();
+        if in_place {
+            let pointwise = g.kind == LayerKind::Conv2d
+                && node.kernel == [1, 1]
+                && node.stride == [1, 1]
+                && g.pad == [0, 0];
+            if !(pointwise || matches!(g.kind, LayerKind::DepthwiseConv2d | LayerKind::Add)) {
+                return Err(Error::InPlaceKind { layer });
+            }
+        }
         if KINDS & kinds::ADD != 0 && g.kind == LayerKind::Add {
             // the second input: an earlier value of the first one's shape (0xFFFF is neither)
             if node.second_input >= out_id {
@@ -749,7 +809,7 @@ pub(crate) fn parse<const KINDS: u8>(bytes: &[u8]) -> Result<Model<'_, KINDS>, E
         if int16 && (g.kind != LayerKind::Dense || g.activation == Activation::Lut) {
             return Err(Error::Int16Layer { layer });
         }
-        let expected = section_len(&g);
+        let expected = section_len(&g).saturating_add(if in_place { TEMP_LEN } else { 0 });
         if node.section_len as usize != expected {
             return Err(Error::SectionLength {
                 layer,
@@ -758,6 +818,39 @@ pub(crate) fn parse<const KINDS: u8>(bytes: &[u8]) -> Result<Model<'_, KINDS>, E
             });
         }
         parse_arrays::<KINDS>(&mut r, &node, layer, &g, (&input, int16), &output)?;
+        if in_place {
+            // the temporary: the kind's length, inside the arena
+            let offset = r.u32()?;
+            let len = r.u32()?;
+            let end = offset.checked_add(len).filter(|&end| end <= arena_len);
+            let expected = temp_len(g.kind, &input, &output);
+            let Some(end) = end.filter(|_| len as usize == expected && (len > 0 || offset == 0))
+            else {
+                return Err(Error::InPlaceTemp {
+                    layer,
+                    offset,
+                    len,
+                    expected: u32_sat(expected),
+                });
+            };
+            needed_arena = needed_arena.max(to_usize(end)?);
+            // the overlap is exactly the kind's: the output at the input's offset (a
+            // depthwise or narrowing pointwise convolution, an Add over either operand), or a
+            // widening pointwise convolution's input at the end of its output
+            let second = value(node.second_input);
+            let form = match g.kind {
+                LayerKind::Add => output.offset == input.offset || output.offset == second.offset,
+                LayerKind::Conv2d => {
+                    crate::kernels::inplace::pointwise_input_at(input.shape, output.shape)
+                        .and_then(|at| output.offset.checked_add(at))
+                        == Some(input.offset)
+                }
+                _ => output.offset == input.offset,
+            };
+            if !form {
+                return Err(Error::InPlaceOverlap { layer });
+            }
+        }
         if g.kind == LayerKind::Dense {
             widest_dense = widest_dense.max(input.len);
         }
@@ -845,6 +938,12 @@ pub(crate) fn parse<const KINDS: u8>(bytes: &[u8]) -> Result<Model<'_, KINDS>, E
 /// `a < b` the lifetimes meet exactly when some node `k >= b - 1` reads `a`, so one walk over
 /// the (validated) node records visits every pair that must not overlap: for node `k` reading
 /// `a`, the values `a + 1` to `k + 1`. No table of last readers (its bytes and their zeroing are flash on small parts).
+///
+/// The one exception is an in-place node's output and the input it is written over (the form
+/// was checked with the record): that pair is skipped at that node only, so a later reader of
+/// the input still meets the output and is refused. An in-place node's temporary shares no
+/// byte with a value alive at its node: its output, and every value `a <= k + 1` that a node
+/// `j >= k` reads.
 fn check_plan<const KINDS: u8>(
     content: &[u8],
     nodes_at: usize,
@@ -855,25 +954,72 @@ fn check_plan<const KINDS: u8>(
     // a constant 0 in a program without int16
     let shift = u32::from(KINDS & kinds::INT16 != 0 && int16);
     let mut at = nodes_at;
+    let overlap = |a: &Value, (lo, hi): (usize, usize)| a.offset < hi && lo < a.end(shift);
     for k in 0..n_nodes {
         let node = read_node(content, at);
-        at = at.wrapping_add(node.section_len as usize);
+        let next = at.wrapping_add(node.section_len as usize);
+        let out = k.saturating_add(1);
+        // an Add reads two values (validated: both earlier); every other node one
+        let second = if KINDS & kinds::ADD != 0 {
+            node.second_input
+        } else {
+            NO_VALUE
+        };
+        // the input the output is written over: an Add's first operand at the output's
+        // offset, else its second
+        let over = if !node.in_place() {
+            NO_VALUE
+        } else if second == NO_VALUE || value(node.input).offset == value(out).offset {
+            node.input
+        } else {
+            second
+        };
         // node `k` reads `a`: no value written from `a + 1` to `k + 1` may share its bytes
         let check = |a: u16| {
             let va = value(a);
-            for b in a.saturating_add(1)..=k.saturating_add(1) {
+            for b in a.saturating_add(1)..=out {
+                if b == out && a == over {
+                    continue;
+                }
                 let vb = value(b);
-                if va.offset < vb.end(shift) && vb.offset < va.end(shift) {
+                if overlap(&va, (vb.offset, vb.end(shift))) {
                     return Err(Error::ArenaOverlap { a, b });
                 }
             }
             Ok(())
         };
         check(node.input)?;
-        // an Add reads a second value (validated: earlier); every other node has none
-        if KINDS & kinds::ADD != 0 && node.second_input != NO_VALUE {
-            check(node.second_input)?;
+        if second != NO_VALUE {
+            check(second)?;
         }
+        if node.in_place() {
+            let body = content
+                .get(at.wrapping_add(NODE_HEADER_LEN)..next)
+                .unwrap_or(&[]);
+            let (offset, len) = read_temp(body);
+            let temp = (offset, offset.wrapping_add(len)); // inside the arena: checked
+            let clash = |v: u16| Error::TempOverlap { layer: k, value: v };
+            if len > 0 && overlap(&value(out), temp) {
+                return Err(clash(out));
+            }
+            // every value alive at node k that a node j >= k reads
+            let mut at_j = at;
+            for _ in k..n_nodes {
+                let reader = read_node(content, at_j);
+                at_j = at_j.wrapping_add(reader.section_len as usize);
+                let second = if KINDS & kinds::ADD != 0 {
+                    reader.second_input
+                } else {
+                    NO_VALUE
+                };
+                for a in [reader.input, second] {
+                    if len > 0 && a <= out && overlap(&value(a), temp) {
+                        return Err(clash(a));
+                    }
+                }
+            }
+        }
+        at = next;
     }
     Ok(())
 }

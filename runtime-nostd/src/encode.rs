@@ -11,8 +11,8 @@ use std::vec::Vec;
 use crate::blob::{
     channel_arrays_len, conv_axis, pad4, pool_axis, ACT_IDENTITY, ACT_LUT, ACT_RELU,
     ADD_ARRAYS_LEN, ADD_VERSION, ADD_WEIGHT_MAX, DTYPE_I16, HEADER_RESERVED, INT16_VERSION,
-    INT8_VERSION, KIND_ADD, KIND_AVG_POOL, KIND_CONV2D, KIND_DENSE, KIND_DEPTHWISE, KIND_MAX_POOL,
-    MAGIC, NODE_HEADER_LEN, NO_VALUE, PAD_SAME, PAD_VALID,
+    INT8_VERSION, IN_PLACE_VERSION, KIND_ADD, KIND_AVG_POOL, KIND_CONV2D, KIND_DENSE,
+    KIND_DEPTHWISE, KIND_MAX_POOL, MAGIC, NODE_HEADER_LEN, NO_VALUE, PAD_SAME, PAD_VALID, TEMP_LEN,
 };
 use crate::crc32::crc32;
 use crate::fixed::{multiplier_is_valid, shift_is_valid};
@@ -224,15 +224,53 @@ impl NodeSpec {
     }
 }
 
-/// A buffer plan: every value's byte offset in one arena.
+/// A buffer plan: every value's byte offset in one arena, and the nodes that run in place.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
     /// Value `v` occupies `offsets[v] .. offsets[v] + size[v]`.
     pub offsets: Vec<u64>,
-    /// The arena: the end of the last value's bytes.
+    /// The arena: the end of the last value's (or in-place temporary's) bytes. What
+    /// `Model::scratch_len` reports for the blob.
     pub arena_len: u64,
     /// What a layer-by-layer plan without reuse would need: the sum of every value's size.
     pub no_reuse_len: u64,
+    /// The arena of the layer-by-layer plan, where every node's input and output are separate
+    /// bytes ([`plan`]): equal to `arena_len` when no node runs in place, larger otherwise.
+    pub layer_by_layer_len: u64,
+    /// Per node: `Some` when it writes its output over its input's bytes.
+    pub in_place: Vec<Option<InPlace>>,
+}
+
+impl Plan {
+    /// The number of nodes that run in place.
+    pub fn n_in_place(&self) -> usize {
+        self.in_place.iter().flatten().count()
+    }
+}
+
+/// A node that runs in place in a [`Plan`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InPlace {
+    /// The value the output is written over: the node's input, or an `Add`'s operand.
+    pub input: usize,
+    /// The temporary the node's kernel uses while it runs: `temp_len` bytes of the arena from
+    /// `temp_offset`, alive at this node only (`0, 0` for an `Add`).
+    pub temp_offset: u64,
+    pub temp_len: u64,
+}
+
+/// How node `k` can run in place, for [`plan_in_place`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InPlaceOption {
+    /// The value the output would be written over: the node's input, or an `Add`'s operand. It
+    /// must be read by node `k` and by no later node.
+    pub input: usize,
+    /// Where that value starts relative to the output: 0 (the output at the input's offset),
+    /// or `h w (c_out - c_in)` for a widening pointwise convolution (the input at the end of the
+    /// output's bytes).
+    pub input_at: u64,
+    /// The bytes of the temporary the kernel needs (0 for none).
+    pub temp_len: u64,
 }
 
 /// Plans the arena for `sizes[v]` bytes per value, where node `k` reads the values `reads[k]`
@@ -316,6 +354,248 @@ pub fn plan<R: AsRef<[usize]>>(sizes: &[u64], reads: &[R]) -> Plan {
         offsets,
         arena_len,
         no_reuse_len: sizes.iter().fold(0u64, |a, &s| a.saturating_add(s)),
+        layer_by_layer_len: arena_len,
+        in_place: std::vec![None; reads.len()],
+    }
+}
+
+/// Every value's first and last node: value `v > 0` from its writer `v - 1` (value 0 from node
+/// 0) to the last node that reads it.
+fn lifetimes<R: AsRef<[usize]>>(n: usize, reads: &[R]) -> (Vec<usize>, Vec<usize>) {
+    let start: Vec<usize> = (0..n).map(|v| v.saturating_sub(1)).collect();
+    let mut end = start.clone();
+    for (k, r) in reads.iter().enumerate() {
+        for &i in r.as_ref() {
+            if let Some(e) = end.get_mut(i) {
+                *e = (*e).max(k);
+            }
+        }
+    }
+    (start, end)
+}
+
+/// One buffer of the in-place planner: a value, a temporary, or the values an in-place chain
+/// merges, each piece `(offset in the buffer, size, first node, last node)`.
+type Buffer = Vec<(u64, u64, usize, usize)>;
+
+/// Places `buffers` largest (furthest-reaching piece) first, each at the lowest offset where
+/// none of its pieces shares a byte with a piece of a placed buffer alive at the same node
+/// (ties: the lower index first). Returns the offsets and the end of the last piece. With one
+/// piece per buffer this is [`plan`]'s greedy placement.
+// Bake-time host code: sizes are blob-sized (below 2^32 each, at most 65 values and as many
+// temporaries), so every offset, sum and difference fits u64, i64 and i128.
+#[allow(clippy::arithmetic_side_effects)]
+#[allow(clippy::indexing_slicing)] // host code: indices below `buffers.len()`
+fn place_buffers(buffers: &[Buffer]) -> (Vec<u64>, u64) {
+    let extent = |b: &Buffer| b.iter().map(|p| p.0 + p.1).max().unwrap_or(0);
+    let mut order: Vec<usize> = (0..buffers.len()).collect();
+    order.sort_by(|&a, &b| {
+        extent(&buffers[b])
+            .cmp(&extent(&buffers[a]))
+            .then(a.cmp(&b))
+    });
+    let mut offsets = std::vec![0u64; buffers.len()];
+    let mut placed: Vec<usize> = Vec::new();
+    for &v in &order {
+        // the offsets `x` at which piece `p` would meet a placed piece `q`:
+        // `q.lo - p.at - p.size < x < q.hi - p.at`
+        let mut busy: Vec<(i128, i128)> = Vec::new();
+        for &(at, size, s, e) in &buffers[v] {
+            for &u in &placed {
+                for &(q_at, q_size, qs, qe) in &buffers[u] {
+                    if qs <= e && s <= qe && size > 0 && q_size > 0 {
+                        let lo = i128::from(offsets[u] + q_at);
+                        let hi = lo + i128::from(q_size);
+                        let (at, size) = (i128::from(at), i128::from(size));
+                        busy.push((lo - at - size + 1, hi - at));
+                    }
+                }
+            }
+        }
+        busy.sort_unstable();
+        let mut offset = 0i128;
+        for (lo, hi) in busy {
+            if offset < lo {
+                break;
+            }
+            offset = offset.max(hi);
+        }
+        offsets[v] = offset as u64;
+        placed.push(v);
+    }
+    let end = offsets
+        .iter()
+        .zip(buffers)
+        .map(|(o, b)| o + extent(b))
+        .max()
+        .unwrap_or(0);
+    (offsets, end)
+}
+
+/// The offsets, in-place nodes and arena of the plan with exactly the nodes of `chosen` in
+/// place (each value's lifetime `(start, end)`).
+// Bake-time host code: sizes are blob-sized (below 2^32 each, at most 65 values and as many
+// temporaries), so every offset, sum and difference fits u64, i64 and i128.
+#[allow(clippy::arithmetic_side_effects)]
+#[allow(clippy::indexing_slicing)] // host code: indices below `sizes.len()`
+fn place_in_place(
+    sizes: &[u64],
+    (start, end): (&[usize], &[usize]),
+    chosen: &[Option<InPlaceOption>],
+) -> (Vec<u64>, Vec<Option<InPlace>>, u64) {
+    let n = sizes.len();
+    // each value's buffer (its own index unless merged) and its offset in it
+    let mut buffer: Vec<usize> = (0..n).collect();
+    let mut rel: Vec<i64> = std::vec![0; n];
+    for (k, c) in chosen.iter().enumerate() {
+        if let Some(c) = c {
+            buffer[k + 1] = buffer[c.input];
+            rel[k + 1] = rel[c.input] - c.input_at as i64;
+        }
+    }
+    let mut low = std::vec![i64::MAX; n];
+    for v in 0..n {
+        low[buffer[v]] = low[buffer[v]].min(rel[v]);
+    }
+    let mut buffers: Vec<Buffer> = std::vec![Vec::new(); n];
+    for v in 0..n {
+        let b = buffer[v];
+        buffers[b].push(((rel[v] - low[b]) as u64, sizes[v], start[v], end[v]));
+    }
+    // the temporaries, alive at their node only
+    let mut temps = Vec::new();
+    for (k, c) in chosen.iter().enumerate() {
+        if let Some(c) = c.filter(|c| c.temp_len > 0) {
+            temps.push((k, buffers.len()));
+            buffers.push(std::vec![(0, c.temp_len, k, k)]);
+        }
+    }
+    let (placed, arena) = place_buffers(&buffers);
+    let offsets = (0..n)
+        .map(|v| placed[buffer[v]] + (rel[v] - low[buffer[v]]) as u64)
+        .collect();
+    let in_place = chosen
+        .iter()
+        .enumerate()
+        .map(|(k, c)| {
+            c.map(|c| InPlace {
+                input: c.input,
+                temp_offset: temps.iter().find(|t| t.0 == k).map_or(0, |t| placed[t.1]),
+                temp_len: c.temp_len,
+            })
+        })
+        .collect();
+    (offsets, in_place, arena)
+}
+
+/// The plan with exactly the nodes of `chosen` in place (`chosen[k]`: how node `k` runs in
+/// place, or `None`), placed as [`plan_in_place`] places its choice: for tests and tools that
+/// force a choice. Nothing is checked here: [`encode_with_plan`] refuses an unsafe plan with the
+/// loader's error (an input still read later, a kind that cannot run in place, ...).
+// Bake-time host code: sizes are blob-sized (below 2^32 each, at most 65 values and as many
+// temporaries), so every offset, sum and difference fits u64, i64 and i128.
+#[allow(clippy::arithmetic_side_effects)]
+#[allow(clippy::indexing_slicing)] // host code: indices below `sizes.len()`
+pub fn plan_with_nodes_in_place<R: AsRef<[usize]>>(
+    sizes: &[u64],
+    reads: &[R],
+    chosen: &[Option<InPlaceOption>],
+) -> Plan {
+    let base = plan(sizes, reads);
+    let (start, end) = lifetimes(sizes.len(), reads);
+    let mut chosen = chosen.to_vec();
+    chosen.resize(reads.len(), None);
+    for (k, c) in chosen.iter_mut().enumerate() {
+        // an input that is no value, or a node writing no value: not in place
+        if c.is_some_and(|c| c.input >= sizes.len() || k + 1 >= sizes.len()) {
+            *c = None;
+        }
+    }
+    let (offsets, in_place, arena_len) = place_in_place(sizes, (&start, &end), &chosen);
+    Plan {
+        offsets,
+        arena_len,
+        no_reuse_len: base.no_reuse_len,
+        layer_by_layer_len: base.arena_len,
+        in_place,
+    }
+}
+
+/// [`plan`], with nodes that may write their output over their input's bytes: `options[k]`
+/// lists how node `k` can run in place (none, one, or an `Add`'s two operands); the first whose
+/// value dies at node `k` is the node's candidate.
+///
+/// An in-place node's output and the input it overwrites become one buffer at their fixed
+/// distance (each keeping its own lifetime inside it, so a strided depthwise layer's smaller
+/// output frees the rest of the input's bytes), and its temporary a buffer alive at that node
+/// only; the buffers are placed as [`plan`] places values, largest first at the lowest offset
+/// where no piece meets a piece alive at the same node. Starting from every
+/// candidate in place, each is then taken back in turn if the arena does not grow without it,
+/// so that no node runs in place for nothing. The result is this plan if its arena is smaller
+/// than [`plan`]'s, else [`plan`]'s own, unchanged: a model where running in place gains nothing
+/// keeps its layer-by-layer plan byte for byte.
+// Bake-time host code: every index is below `sizes.len()` or `reads.len()` by construction.
+// Bake-time host code: sizes are blob-sized (below 2^32 each, at most 65 values and as many
+// temporaries), so every offset, sum and difference fits u64, i64 and i128.
+#[allow(clippy::arithmetic_side_effects)]
+#[allow(clippy::indexing_slicing)]
+pub fn plan_in_place<R: AsRef<[usize]>>(
+    sizes: &[u64],
+    reads: &[R],
+    options: &[Vec<InPlaceOption>],
+) -> Plan {
+    let base = plan(sizes, reads);
+    let n = sizes.len();
+    let (start, end) = lifetimes(n, reads);
+    let candidates: Vec<Option<InPlaceOption>> = (0..reads.len())
+        .map(|k| {
+            options.get(k).and_then(|o| {
+                o.iter().copied().find(|o| {
+                    o.input < n
+                        && o.input <= k
+                        && k + 1 < n
+                        && end[o.input] == k
+                        && reads[k].as_ref().contains(&o.input)
+                        && o.input_at.saturating_add(sizes[o.input]) >= sizes[k + 1]
+                })
+            })
+        })
+        .collect();
+    if candidates.iter().all(Option::is_none) {
+        return base;
+    }
+    // the plan with the candidates of `on` in place
+    let place = |on: &[bool]| {
+        let chosen: Vec<Option<InPlaceOption>> = candidates
+            .iter()
+            .zip(on)
+            .map(|(c, &on)| c.filter(|_| on))
+            .collect();
+        place_in_place(sizes, (&start, &end), &chosen)
+    };
+    let mut on: Vec<bool> = candidates.iter().map(Option::is_some).collect();
+    let mut best = place(&on);
+    for k in 0..on.len() {
+        if !on[k] {
+            continue;
+        }
+        on[k] = false;
+        let trial = place(&on);
+        if trial.2 <= best.2 {
+            best = trial;
+        } else {
+            on[k] = true;
+        }
+    }
+    if best.2 >= base.arena_len {
+        return base;
+    }
+    Plan {
+        offsets: best.0,
+        arena_len: best.2,
+        no_reuse_len: base.no_reuse_len,
+        layer_by_layer_len: base.arena_len,
+        in_place: best.1,
     }
 }
 
@@ -509,12 +789,62 @@ fn values(spec: &ModelSpec) -> Result<Vec<([u32; 3], i8)>, Error> {
     Ok(values)
 }
 
-/// The buffer plan [`encode`] writes into the blob for `spec`.
+/// The buffer plan [`encode`] writes into the blob for `spec`: [`plan_in_place`] with every
+/// node that can run in place as a candidate (a depthwise convolution, a pointwise one, 1x1
+/// with stride 1, and either operand of an `Add`; int8 models only), so the layer-by-layer plan
+/// of [`plan_model_layer_by_layer`] unless running some nodes in place lowers the arena.
 ///
 /// Errors: those of [`encode`] that concern the graph (value ids, shapes, vector lengths).
 pub fn plan_model(spec: &ModelSpec) -> Result<Plan, Error> {
     let values = values(spec)?;
-    // bytes: int16 sizes are even, so every offset the planner sums is too
+    let (sizes, reads) = sizes_and_reads(spec, &values);
+    let volume = |v: usize| -> u64 { sizes.get(v).copied().unwrap_or(0) };
+    let options: Vec<Vec<InPlaceOption>> = spec
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(k, node)| {
+            let [h, w, c_in] = values.get(node.input).map_or([0; 3], |v| v.0);
+            let c_out = values.get(k.saturating_add(1)).map_or(0, |v| v.0[2]);
+            let pixels = u64::from(h).saturating_mul(u64::from(w));
+            let option = |input, input_at, temp_len| InPlaceOption {
+                input,
+                input_at,
+                temp_len,
+            };
+            if spec.activations != Activations::Int8 {
+                return Vec::new();
+            }
+            match &node.layer {
+                LayerSpec::DepthwiseConv2d(_) => std::vec![option(node.input, 0, pixels)],
+                LayerSpec::Conv2d(s) if s.kernel == [1, 1] && s.stride == [1, 1] => {
+                    let input_at = pixels.saturating_mul(u64::from(c_out.saturating_sub(c_in)));
+                    std::vec![option(node.input, input_at, u64::from(c_out))]
+                }
+                LayerSpec::Add(a) if volume(node.input) == volume(a.other) => {
+                    std::vec![option(node.input, 0, 0), option(a.other, 0, 0)]
+                }
+                _ => Vec::new(),
+            }
+        })
+        .collect();
+    Ok(plan_in_place(&sizes, &reads, &options))
+}
+
+/// The layer-by-layer buffer plan of `spec` ([`plan`]): every node's input and output in
+/// separate bytes, nothing in place. [`encode_with_plan`] writes it as the blob version that
+/// holds the model without version 6.
+///
+/// Errors: those of [`plan_model`].
+pub fn plan_model_layer_by_layer(spec: &ModelSpec) -> Result<Plan, Error> {
+    let values = values(spec)?;
+    let (sizes, reads) = sizes_and_reads(spec, &values);
+    Ok(plan(&sizes, &reads))
+}
+
+/// Every value's bytes (int16: two per element, so every offset the planner sums is even) and
+/// the values each node reads.
+fn sizes_and_reads(spec: &ModelSpec, values: &[([u32; 3], i8)]) -> (Vec<u64>, Vec<Vec<usize>>) {
     let element = spec.activations.element_bytes();
     let sizes: Vec<u64> = values
         .iter()
@@ -524,7 +854,7 @@ pub fn plan_model(spec: &ModelSpec) -> Result<Plan, Error> {
         })
         .collect();
     let reads: Vec<Vec<usize>> = spec.nodes.iter().map(NodeSpec::reads).collect();
-    Ok(plan(&sizes, &reads))
+    (sizes, reads)
 }
 
 struct Writer(Vec<u8>);
@@ -594,10 +924,12 @@ fn activation(spec: &ActivationSpec) -> (u8, i8, Option<&[i8; 256]>) {
     }
 }
 
-/// Writes `spec` as a blob with its buffer plan, then validates it with [`Model::from_bytes`].
+/// Writes `spec` as a blob with its buffer plan ([`plan_model`]: in place where that lowers the
+/// arena), then validates it with [`Model::from_bytes`].
 ///
-/// An int8 model with an `Add` is written as format version 5, any other int8 model as version
-/// 3 and an int16 model as version 4: the oldest version that holds it.
+/// A model with a node in place is written as format version 6, an int8 model with an `Add` as
+/// version 5, any other int8 model as version 3 and an int16 model as version 4: the oldest
+/// version that holds it.
 ///
 /// Errors: [`Error::NoLayers`], [`Error::TooManyLayers`], [`Error::BadValueId`] for a node that
 /// reads a value not yet written (either input of an `Add`), [`Error::AddShapes`],
@@ -611,8 +943,38 @@ fn activation(spec: &ActivationSpec) -> (u8, i8, Option<&[i8; 256]>) {
 /// validation error of [`Model::from_bytes`] (multipliers or shifts out of range, an
 /// accumulator that could overflow, a bad output scale, ...).
 pub fn encode(spec: &ModelSpec) -> Result<Vec<u8>, Error> {
+    encode_with_plan(spec, &plan_model(spec)?)
+}
+
+/// [`encode`] with the layer-by-layer plan ([`plan_model_layer_by_layer`]): no node in place,
+/// the arena every node's input plus output needs, and never format version 6.
+///
+/// Errors: those of [`encode`].
+pub fn encode_layer_by_layer(spec: &ModelSpec) -> Result<Vec<u8>, Error> {
+    encode_with_plan(spec, &plan_model_layer_by_layer(spec)?)
+}
+
+/// [`encode`] with a given plan (one offset per value, one entry per node), validated with the
+/// blob by [`Model::from_bytes`]: an unsafe plan is refused with the loader's error
+/// ([`Error::ArenaOverlap`], [`Error::InPlaceOverlap`], ...).
+///
+/// Errors: those of [`encode`], and [`Error::SpecLength`] for a plan of the wrong size.
+pub fn encode_with_plan(spec: &ModelSpec, plan: &Plan) -> Result<Vec<u8>, Error> {
+    let bytes = write_blob(spec, plan)?;
+    Model::from_bytes(&bytes)?;
+    Ok(bytes)
+}
+
+/// The blob of `spec` with `plan`, not validated (tests craft unsafe plans with it).
+pub(crate) fn write_blob(spec: &ModelSpec, plan: &Plan) -> Result<Vec<u8>, Error> {
     let values = values(spec)?;
-    let plan = plan_model(spec)?;
+    check_len(0, "plan offsets", plan.offsets.len(), values.len() as u64)?;
+    check_len(
+        0,
+        "plan nodes",
+        plan.in_place.len(),
+        spec.nodes.len() as u64,
+    )?;
     let n_nodes = u16::try_from(spec.nodes.len()).map_err(|_| Error::TooLarge)?;
     let size = |v: Option<&([u32; 3], i8)>| -> u64 {
         v.map_or(0, |(s, _)| {
@@ -629,7 +991,10 @@ pub fn encode(spec: &ModelSpec) -> Result<Vec<u8>, Error> {
     // header: the oldest version that holds the model, which older runtimes read (an int16
     // model with an Add was refused by `values`)
     w.bytes(&MAGIC);
-    w.u16(if has_add {
+    let in_place = plan.in_place.iter().any(Option::is_some);
+    w.u16(if in_place {
+        IN_PLACE_VERSION
+    } else if has_add {
         ADD_VERSION
     } else if int16 {
         INT16_VERSION
@@ -755,11 +1120,19 @@ pub fn encode(spec: &ModelSpec) -> Result<Vec<u8>, Error> {
             None => w.u16(NO_VALUE),
         }
         w.u16(u16_of(u32_of(k.saturating_add(1))?)?);
-        w.u16(0);
+        // byte 10: in place (version 6), byte 11 reserved
+        let temp = plan.in_place.get(k).copied().flatten();
+        w.u8(u8::from(temp.is_some()));
+        w.u8(0);
         for d in kernel.iter().chain(&stride) {
             w.u16(u16_of(*d)?);
         }
-        w.u32(u32_of(NODE_HEADER_LEN.saturating_add(arrays))?);
+        let trailer = if temp.is_some() { TEMP_LEN } else { 0 };
+        w.u32(u32_of(
+            NODE_HEADER_LEN
+                .saturating_add(arrays)
+                .saturating_add(trailer),
+        )?);
         match &node.layer {
             LayerSpec::Dense(d) => {
                 w.channel_arrays(&d.multipliers, &d.shifts, &d.bias, &d.weights, table)
@@ -781,6 +1154,10 @@ pub fn encode(spec: &ModelSpec) -> Result<Vec<u8>, Error> {
                 w.zeros(3);
             }
         }
+        if let Some(temp) = temp {
+            w.u32(u32_of(temp.temp_offset)?);
+            w.u32(u32_of(temp.temp_len)?);
+        }
     }
     // output
     w.u32(spec.output_scale.to_bits());
@@ -794,6 +1171,5 @@ pub fn encode(spec: &ModelSpec) -> Result<Vec<u8>, Error> {
     }
     let crc = crc32(&bytes);
     bytes.extend_from_slice(&crc.to_le_bytes());
-    Model::from_bytes(&bytes)?;
     Ok(bytes)
 }

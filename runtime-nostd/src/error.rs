@@ -139,6 +139,25 @@ pub enum Error {
     },
     /// An `Add` with a table activation: it takes identity or ReLU (the fused clamp) only.
     AddActivation { layer: u16 },
+    /// A node marked in place (format version 6) whose kind cannot run in place: only a
+    /// depthwise convolution, a pointwise one (1x1, stride 1) and an `Add` do.
+    InPlaceKind { layer: u16 },
+    /// An in-place node whose output and input overlap in any other way than its kind's: the
+    /// output at the input's offset (depthwise, a pointwise convolution with
+    /// `c_out <= c_in`, an `Add` over either operand), or a pointwise convolution's input at the
+    /// end of its output (`c_out > c_in`).
+    InPlaceOverlap { layer: u16 },
+    /// An in-place node's temporary does not have its kind's length (`h w` of the input for a
+    /// depthwise convolution, `c_out` for a pointwise one, 0 and offset 0 for an `Add`) or ends
+    /// past the arena.
+    InPlaceTemp {
+        layer: u16,
+        offset: u32,
+        len: u32,
+        expected: u32,
+    },
+    /// An in-place node's temporary shares bytes with a value alive at that node.
+    TempOverlap { layer: u16, value: u16 },
 
     // ---- calls -----------------------------------------------------------------------------
     /// The input slice does not have the model's input count.
@@ -354,6 +373,22 @@ impl fmt::Display for Error {
             Error::AddActivation { layer } => write!(
                 f,
                 "layer {layer}: an Add takes an identity or ReLU activation, not a table"
+            ),
+            Error::InPlaceKind { layer } => write!(
+                f,
+                "layer {layer}: marked in place, but only a depthwise convolution, a 1x1 stride-1 convolution and an Add run in place"
+            ),
+            Error::InPlaceOverlap { layer } => write!(
+                f,
+                "layer {layer}: runs in place, but its output and input overlap in a way its kernel cannot compute"
+            ),
+            Error::InPlaceTemp { layer, offset, len, expected } => write!(
+                f,
+                "layer {layer}: in-place temporary of {len} bytes at arena offset {offset}, expected {expected} bytes inside the arena"
+            ),
+            Error::TempOverlap { layer, value } => write!(
+                f,
+                "layer {layer}: its in-place temporary shares arena bytes with value {value}, alive at that layer"
             ),
             Error::ActivationType { model_bits } => write!(
                 f,

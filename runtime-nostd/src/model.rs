@@ -3,9 +3,9 @@
 use core::fmt;
 
 use crate::blob::{
-    geometry, read_node, read_value, NodeRecord, Value, ACT_LUT, ACT_RELU, INPUT_ENTRY_LEN,
-    KIND_ADD, KIND_AVG_POOL, KIND_CONV2D, KIND_DENSE, KIND_DEPTHWISE, KIND_MAX_POOL,
-    NODE_HEADER_LEN, NO_VALUE, PAD_SAME,
+    geometry, read_node, read_temp, read_value, NodeRecord, Value, ACT_LUT, ACT_RELU,
+    INPUT_ENTRY_LEN, KIND_ADD, KIND_AVG_POOL, KIND_CONV2D, KIND_DENSE, KIND_DEPTHWISE,
+    KIND_MAX_POOL, NODE_HEADER_LEN, NO_VALUE, PAD_SAME,
 };
 use crate::error::u32_sat;
 use crate::fixed::{clamp_raw, rq_input, sat8};
@@ -65,6 +65,13 @@ pub struct LayerInfo {
     pub output_zero_point: i8,
     /// The bytes of the layer's record in the blob, header included.
     pub section_len: usize,
+    /// The layer writes its output over its input's bytes (format version 6; an `Add` over
+    /// either operand): see `docs/layer-graph.md` "Memory: the buffer plan".
+    pub in_place: bool,
+    /// The arena bytes an in-place layer's kernel uses as its temporary while it runs (one input
+    /// plane for a depthwise convolution, one output pixel for a pointwise one, none for an
+    /// `Add`); 0 for a layer that is not in place. They count in [`Model::scratch_len`].
+    pub temp_len: usize,
 }
 
 /// A model blob, validated once and borrowed without copying.
@@ -74,9 +81,12 @@ pub struct LayerInfo {
 /// Inference needs one caller-provided `i8` scratch buffer of at least
 /// [`scratch_len`](Model::scratch_len) bytes, the blob's `arena_len`. Every value (the quantized
 /// input, each layer's output) has a planned offset in it, written by the encoder and proven
-/// safe at load: two values alive at the same layer never share a byte. For a chain of layers
-/// the plan alternates ends (the input at the front, the next value at the back, ...), so the
-/// arena is the largest pair of adjacent tensors. The last value is copied to the caller's
+/// safe at load: two values alive at the same layer never share a byte, except a layer that
+/// runs in place (format version 6: a depthwise or pointwise convolution, or an `Add`), whose
+/// output is written over the input it is the last reader of, in the one form its kernel
+/// computes correctly, with its temporary in arena bytes no live value uses. For a chain of
+/// layers without one the plan alternates ends (the input at the front, the next value at the
+/// back, ...), so the arena is the largest pair of adjacent tensors. The last value is copied to the caller's
 /// `logits` (`n_outputs` bytes). Bytes past `scratch_len` are the dense kernel's workspace
 /// ([`fast_scratch_len`](Model::fast_scratch_len)).
 ///
@@ -152,6 +162,14 @@ trait Kernels {
     fn avg_pool(p: &PoolParams, input: &[i8], output: &mut [i8]) -> Result<(), Error>;
     fn dense16(p: &kernels::Fc16Params<'_>, input: &[i8], output: &mut [i8]) -> Result<(), Error>;
     fn add(p: &AddParams, a: &[i8], b: &[i8], output: &mut [i8]) -> Result<(), Error>;
+    /// A pointwise convolution in place (`kernels::inplace`): the output over `data`, the
+    /// input from `input_at`, the temporary `pixel`.
+    fn pointwise_in_place(
+        p: &ConvParams<'_>,
+        data: (&mut [i8], usize),
+        pixel: &mut [i8],
+        workspace: &mut [i8],
+    ) -> Result<(), Error>;
 }
 
 struct Dispatched;
@@ -195,6 +213,15 @@ impl Kernels for Dispatched {
     fn add(p: &AddParams, a: &[i8], b: &[i8], output: &mut [i8]) -> Result<(), Error> {
         kernels::add_i8(p, a, b, output)
     }
+    #[inline(always)]
+    fn pointwise_in_place(
+        p: &ConvParams<'_>,
+        data: (&mut [i8], usize),
+        pixel: &mut [i8],
+        workspace: &mut [i8],
+    ) -> Result<(), Error> {
+        kernels::pointwise_conv2d_i8_in_place_workspace(p, data, pixel, workspace)
+    }
 }
 
 struct Reference;
@@ -237,6 +264,15 @@ impl Kernels for Reference {
     #[inline(always)]
     fn add(p: &AddParams, a: &[i8], b: &[i8], output: &mut [i8]) -> Result<(), Error> {
         kernels::reference::add_i8(p, a, b, output)
+    }
+    #[inline(always)]
+    fn pointwise_in_place(
+        p: &ConvParams<'_>,
+        (data, input_at): (&mut [i8], usize),
+        pixel: &mut [i8],
+        _workspace: &mut [i8],
+    ) -> Result<(), Error> {
+        kernels::inplace::pointwise_conv2d_i8_in_place(p, data, input_at, pixel)
     }
 }
 
@@ -385,7 +421,8 @@ impl<'a, const KINDS: u8> Model<'a, KINDS> {
     }
 
     /// The scratch bytes [`run`](Model::run) needs: the arena the blob's buffer plan places
-    /// every value in.
+    /// every value in, the temporaries of the layers in place included (the whole activation
+    /// RAM; [`fast_scratch_len`](Model::fast_scratch_len) adds optional workspace).
     pub fn scratch_len(&self) -> usize {
         self.arena_len
     }
@@ -408,8 +445,8 @@ impl<'a, const KINDS: u8> Model<'a, KINDS> {
     }
 
     /// The format version of the blob ([`crate::OLDEST_FORMAT_VERSION`] to
-    /// [`crate::FORMAT_VERSION`]: 3 for an int8 model, 4 for an int16 one, 5 with an `Add`; 2
-    /// still loads).
+    /// [`crate::FORMAT_VERSION`]: 3 for an int8 model, 4 for an int16 one, 5 with an `Add`, 6
+    /// with a layer in place; 2 still loads).
     pub fn format_version(&self) -> u16 {
         match self.bytes.get(4..6) {
             Some(&[lo, hi]) => u16::from_le_bytes([lo, hi]),
@@ -480,7 +517,14 @@ impl<'a, const KINDS: u8> Model<'a, KINDS> {
         let node = read_node(self.bytes, at);
         let input = self.value(node.input);
         let output = self.value(node.output);
-        let g = geometry::<KINDS>(&node, 0, &input, &output, 0).ok()?;
+        let g = geometry::<KINDS>(&node, 0, &input, &output, (0, true)).ok()?;
+        let temp_len = if node.in_place() {
+            let at = at.checked_add(NODE_HEADER_LEN)?;
+            let end = at.checked_add(usize::try_from(node.section_len).ok()?)?;
+            read_temp(self.bytes.get(at..end.checked_sub(NODE_HEADER_LEN)?)?).1
+        } else {
+            0
+        };
         Some(LayerInfo {
             kind: g.kind,
             input_value: usize::from(node.input),
@@ -497,6 +541,8 @@ impl<'a, const KINDS: u8> Model<'a, KINDS> {
             activation: g.activation,
             output_zero_point: output.zero_point,
             section_len: usize::try_from(node.section_len).ok()?,
+            in_place: node.in_place(),
+            temp_len,
         })
     }
 
@@ -1012,6 +1058,11 @@ impl<'a, const KINDS: u8> Model<'a, KINDS> {
             .bytes
             .get(at.wrapping_add(NODE_HEADER_LEN)..next)
             .ok_or(internal)?;
+        if node.in_place() {
+            // its output over its input: its own split and kernels (int8 only)
+            self.in_place_node::<K>(&node, body, arena, workspace)?;
+            return Ok(next);
+        }
         if KINDS & kinds::ADD != 0 && node.kind == KIND_ADD {
             // two inputs: its own split and kernel (int8 only: the loader refuses int16)
             self.add_node::<K>(&node, body, arena)?;
@@ -1072,6 +1123,70 @@ impl<'a, const KINDS: u8> Model<'a, KINDS> {
         Ok(next)
     }
 
+    /// A node that runs in place (format version 6): its output over its input's bytes, the
+    /// temporary out of the arena where the record says, and the in-place kernel of its kind
+    /// (held to the reference kernels bit for bit by the tests; a pointwise convolution runs
+    /// the target's inner loop with the workspace, or under
+    /// [`run_quantized_reference`](Model::run_quantized_reference) the reference arithmetic).
+    /// Out of line, like [`add_node`](Model::add_node).
+    #[inline(never)]
+    fn in_place_node<K: Kernels>(
+        &self,
+        node: &NodeRecord,
+        body: &[u8],
+        arena: &mut [i8],
+        workspace: &mut [i8],
+    ) -> Result<(), Error> {
+        let internal = self.internal();
+        let in_v = self.value(node.input);
+        let out_v = self.value(node.output);
+        if KINDS & kinds::ADD != 0 && node.kind == KIND_ADD {
+            let add = add_params(node, body, &in_v, &self.value(node.second_input), &out_v)
+                .ok_or(internal)?;
+            // over the first operand if the output starts there, else over the second
+            let data_is_a = out_v.offset == in_v.offset;
+            let other = if data_is_a {
+                node.second_input
+            } else {
+                node.input
+            };
+            if node.input == node.second_input {
+                let data = arena.get_mut(out_v.offset..out_v.end(0)).ok_or(internal)?;
+                return kernels::inplace::add_i8_in_place(&add, data, None, true);
+            }
+            let (other, data) = split_pair(arena, &self.value(other), &out_v, 0).ok_or(internal)?;
+            return kernels::inplace::add_i8_in_place(&add, data, Some(other), data_is_a);
+        }
+        if KINDS & (kinds::CONV2D | kinds::DEPTHWISE) == 0 {
+            return Err(internal);
+        }
+        // the region the two values cover: the output starts it (validated), the input ends
+        // at or before its end, `input_at` bytes in
+        let input_at = in_v.offset.checked_sub(out_v.offset).ok_or(internal)?;
+        let region = (out_v.offset, in_v.end(0).max(out_v.end(0)));
+        let (temp_at, temp_len) = read_temp(body);
+        let (data, temp) = split_disjoint(arena, region, (temp_at, temp_at.wrapping_add(temp_len)))
+            .ok_or(internal)?;
+        let (zp, clamp_min) = match node.activation {
+            ACT_RELU => (out_v.zero_point, out_v.zero_point),
+            ACT_LUT => (node.pre_zero_point, i8::MIN),
+            _ => (out_v.zero_point, i8::MIN),
+        };
+        let (p, table) =
+            conv_params::<KINDS>(node, body, &in_v, &out_v, (zp, clamp_min)).ok_or(internal)?;
+        if node.kind == KIND_CONV2D && KINDS & kinds::CONV2D != 0 {
+            K::pointwise_in_place(&p, (&mut *data, input_at), temp, workspace)?;
+        } else if KINDS & kinds::DEPTHWISE != 0 {
+            kernels::inplace::depthwise_conv2d_i8_in_place(&p, data, temp)?;
+        } else {
+            return Err(internal);
+        }
+        if let Some(table) = table {
+            kernels::apply_lut_i8(table, data.get_mut(..out_v.len).ok_or(internal)?);
+        }
+        Ok(())
+    }
+
     /// An `Add` node: `W_a`, `W_b`, `M` and `t` out of its record, the zero points out of the
     /// value table, both inputs and the output out of the arena. Out of line, like
     /// [`conv_node`]: the other layers' frames hold none of it.
@@ -1083,30 +1198,10 @@ impl<'a, const KINDS: u8> Model<'a, KINDS> {
         arena: &mut [i8],
     ) -> Result<(), Error> {
         let internal = self.internal();
-        let (weights, multiplier, shift) = match *body {
-            [a0, a1, a2, a3, b0, b1, b2, b3, m0, m1, m2, m3, t, ..] => (
-                [le_i32(&[a0, a1, a2, a3]), le_i32(&[b0, b1, b2, b3])],
-                le_i32(&[m0, m1, m2, m3]),
-                t,
-            ),
-            _ => return Err(internal),
-        };
         let (a_v, b_v) = (self.value(node.input), self.value(node.second_input));
         let out_v = self.value(node.output);
+        let p = add_params(node, body, &a_v, &b_v, &out_v).ok_or(internal)?;
         let ([a, b], output) = split_two(arena, [&a_v, &b_v], &out_v).ok_or(internal)?;
-        let p = AddParams {
-            weights,
-            input_zero_points: [a_v.zero_point, b_v.zero_point],
-            output_zero_point: out_v.zero_point,
-            multiplier,
-            shift,
-            clamp_min: if node.activation == ACT_RELU {
-                out_v.zero_point
-            } else {
-                i8::MIN
-            },
-            clamp_max: i8::MAX,
-        };
         K::add(&p, a, b, output)
     }
 
@@ -1181,6 +1276,28 @@ fn conv_node<'b, K: Kernels, const KINDS: u8>(
     output: &mut [i8],
 ) -> Result<Option<&'b [u8; 256]>, Error> {
     let internal = Error::KernelArguments;
+    let conv2d = node.kind == KIND_CONV2D && KINDS & kinds::CONV2D != 0;
+    let (p, table) =
+        conv_params::<KINDS>(node, body, in_v, out_v, (zp, clamp_min)).ok_or(internal)?;
+    if conv2d {
+        K::conv(&p, input, workspace, output)?;
+    } else if KINDS & kinds::DEPTHWISE != 0 {
+        K::depthwise(&p, input, output)?;
+    } else {
+        return Err(internal);
+    }
+    Ok(table)
+}
+
+/// A convolution node's parameters out of its record and values, and its activation table.
+#[inline(always)]
+fn conv_params<'b, const KINDS: u8>(
+    node: &NodeRecord,
+    body: &'b [u8],
+    in_v: &Value,
+    out_v: &Value,
+    (zp, clamp_min): (i8, i8),
+) -> Option<(ConvParams<'b>, Option<&'b [u8; 256]>)> {
     let n = out_v.shape[2];
     let [kh, kw] = node.kernel.map(usize::from);
     let stride = node.stride.map(usize::from);
@@ -1194,7 +1311,7 @@ fn conv_node<'b, K: Kernels, const KINDS: u8>(
         kh.wrapping_mul(kw).wrapping_mul(n)
     };
     let (multipliers, shifts, bias, weights, table) =
-        split_arrays(body, n, n_weights, node.activation == ACT_LUT).ok_or(internal)?;
+        split_arrays(body, n, n_weights, node.activation == ACT_LUT)?;
     let same = node.padding == PAD_SAME;
     let p = ConvParams {
         input_shape: in_v.shape,
@@ -1214,14 +1331,60 @@ fn conv_node<'b, K: Kernels, const KINDS: u8>(
         clamp_min,
         clamp_max: i8::MAX,
     };
-    if conv2d {
-        K::conv(&p, input, workspace, output)?;
-    } else if KINDS & kinds::DEPTHWISE != 0 {
-        K::depthwise(&p, input, output)?;
+    Some((p, table))
+}
+
+/// An `Add` node's parameters: `W_a`, `W_b`, `M` and `t` out of its record, the zero points out
+/// of its values `a`, `b` and `out`.
+#[inline(always)]
+fn add_params(
+    node: &NodeRecord,
+    body: &[u8],
+    a_v: &Value,
+    b_v: &Value,
+    out_v: &Value,
+) -> Option<AddParams> {
+    let (weights, multiplier, shift) = match *body {
+        [a0, a1, a2, a3, b0, b1, b2, b3, m0, m1, m2, m3, t, ..] => (
+            [le_i32(&[a0, a1, a2, a3]), le_i32(&[b0, b1, b2, b3])],
+            le_i32(&[m0, m1, m2, m3]),
+            t,
+        ),
+        _ => return None,
+    };
+    let p = AddParams {
+        weights,
+        input_zero_points: [a_v.zero_point, b_v.zero_point],
+        output_zero_point: out_v.zero_point,
+        multiplier,
+        shift,
+        clamp_min: if node.activation == ACT_RELU {
+            out_v.zero_point
+        } else {
+            i8::MIN
+        },
+        clamp_max: i8::MAX,
+    };
+    Some(p)
+}
+
+/// Two disjoint ranges `a = (start, end)` and `b` of the arena, both writable. `None` if they
+/// overlap or leave the arena, which a validated plan rules out.
+#[inline(always)]
+fn split_disjoint(
+    arena: &mut [i8],
+    a: (usize, usize),
+    b: (usize, usize),
+) -> Option<(&mut [i8], &mut [i8])> {
+    if a.1 <= b.0 {
+        let (lo, hi) = arena.split_at_mut_checked(b.0)?;
+        Some((lo.get_mut(a.0..a.1)?, hi.get_mut(..b.1.checked_sub(b.0)?)?))
+    } else if b.1 <= a.0 {
+        let (lo, hi) = arena.split_at_mut_checked(a.0)?;
+        Some((hi.get_mut(..a.1.checked_sub(a.0)?)?, lo.get_mut(b.0..b.1)?))
     } else {
-        return Err(internal);
+        None
     }
-    Ok(table)
 }
 
 /// A max or average pool node. Out of line, like [`conv_node`].

@@ -409,19 +409,7 @@ pub(crate) fn conv2d_with(
     };
     let (column, lanes_ws) = rest.split_at_mut(column_len.min(rest.len()));
     column.fill(0); // the zeros around the gathered taps stay
-                    // start[o] = bias[o] - zp_in * sum(w[o])
-    let zp = i32::from(params.input_zero_point);
-    let mut rows = params.weights.chunks_exact(taps.max(1));
-    for (dst, bias) in start.chunks_exact_mut(4).zip(params.bias.chunks_exact(4)) {
-        let Some(row) = rows.next() else { break };
-        let sum = row
-            .iter()
-            .fold(0i32, |s, &w| s.wrapping_add(i32::from(w as i8)));
-        let value = le_i32(bias).wrapping_sub(zp.wrapping_mul(sum));
-        for (d, b) in dst.iter_mut().zip(value.to_le_bytes()) {
-            *d = b as i8;
-        }
-    }
+    start_values(params, taps, start);
     let fc = params.fc();
     // The inner loop's length: the column padded to a multiple of 8 (a pointwise column is the
     // input pixel: padded only when it is a multiple of 8 already).
@@ -478,6 +466,162 @@ pub(crate) fn conv2d_with(
         }
     }
     Ok(())
+}
+
+/// `start[o] = bias[o] - zp_in * sum(w[o])` for every output channel, as little-endian words.
+fn start_values(params: &ConvParams<'_>, taps: usize, start: &mut [i8]) {
+    let zp = i32::from(params.input_zero_point);
+    let mut rows = params.weights.chunks_exact(taps.max(1));
+    for (dst, bias) in start.chunks_exact_mut(4).zip(params.bias.chunks_exact(4)) {
+        let Some(row) = rows.next() else { break };
+        let sum = row
+            .iter()
+            .fold(0i32, |s, &w| s.wrapping_add(i32::from(w as i8)));
+        let value = le_i32(bias).wrapping_sub(zp.wrapping_mul(sum));
+        for (d, b) in dst.iter_mut().zip(value.to_le_bytes()) {
+            *d = b as i8;
+        }
+    }
+}
+
+/// A pointwise convolution in place (the contract of
+/// [`super::inplace::pointwise_conv2d_i8_in_place`]: the output over `data` from its start, the
+/// input from `input_at`, the `c_out`-byte temporary `pixel`) with this module's inner loops:
+/// the start values once into the workspace, then pixel by pixel in increasing order the
+/// column (the input pixel itself) through `dot4` into `pixel`, copied to the output. A
+/// workspace shorter than [`workspace_len`] runs the in-place kernel of the reference
+/// arithmetic; the bytes are the same.
+#[inline(never)]
+pub(crate) fn pointwise_in_place_with(
+    params: &ConvParams<'_>,
+    (data, input_at): (&mut [i8], usize),
+    pixel: &mut [i8],
+    workspace: &mut [i8],
+    (widened, dot4): (bool, Dot4),
+) -> Result<(), Error> {
+    use super::inplace::{is_pointwise, pointwise_input_at};
+    let (Some(n_in), Some(n_out)) = (
+        super::conv::volume(params.input_shape),
+        super::conv::volume(params.output_shape),
+    ) else {
+        return Err(Error::KernelArguments);
+    };
+    params.check(false, n_in, n_out)?;
+    if workspace.len() < workspace_len(params, widened) {
+        return super::inplace::pointwise_conv2d_i8_in_place(params, data, input_at, pixel);
+    }
+    let needed = input_at.checked_add(n_in).map(|end| end.max(n_out));
+    let [h, w, c_in] = params.input_shape;
+    let c_out = params.output_shape[2];
+    let (Some(data), Some(pixel), true) = (
+        needed.and_then(|n| data.get_mut(..n)),
+        pixel.get_mut(..c_out),
+        is_pointwise(params)
+            && pointwise_input_at(params.input_shape, params.output_shape) == Some(input_at),
+    ) else {
+        return Err(Error::KernelArguments);
+    };
+    let (start, lanes_ws) = workspace.split_at_mut(c_out.wrapping_mul(4).min(workspace.len()));
+    start_values(params, c_in, start);
+    let fc = params.fc();
+    // a pointwise column is the input pixel: the fast loop when it is a multiple of 8 long
+    let n_fast = if c_in % 8 == 0 { c_in } else { 0 };
+    let n_paired = if n_fast > 0 { n_fast } else { c_in & !7 };
+    let high = params.shifts_all_high();
+    let (mut x_at, mut y_at) = (input_at, 0usize);
+    // every offset below is at most `needed`, which fits
+    for _ in 0..h.wrapping_mul(w) {
+        let column = range(data, x_at, c_in);
+        let lanes = if widened && n_paired > 16 {
+            column
+                .get(..n_paired)
+                .and_then(|paired| super::packed::widen(paired, lanes_ws))
+        } else {
+            None
+        };
+        let cols = Columns {
+            tight: column,
+            ahead: column,
+            behind: &[],
+            lanes,
+            n_fast,
+        };
+        if high {
+            pixel_stage::<true>(&fc, start, &cols, dot4, pixel);
+        } else {
+            pixel_stage::<false>(&fc, start, &cols, dot4, pixel);
+        }
+        // pixel `p`'s outputs end at `(p + 1) c_out`, at or before input pixel `p + 1`
+        if let Some(y) = data.get_mut(y_at..y_at.wrapping_add(c_out)) {
+            for (y, &v) in y.iter_mut().zip(pixel.iter()) {
+                *y = v;
+            }
+        }
+        x_at = x_at.wrapping_add(c_in);
+        y_at = y_at.wrapping_add(c_out);
+    }
+    Ok(())
+}
+
+/// [`pixel`] out of line, for the in-place loop.
+#[inline(never)]
+fn pixel_stage<const HIGH: bool>(
+    fc: &FcParams<'_>,
+    start: &[i8],
+    cols: &Columns<'_>,
+    dot4: Dot4,
+    out: &mut [i8],
+) {
+    pixel::<HIGH>(fc, start, cols, dot4, out);
+}
+
+/// [`pointwise_in_place_with`] on Cortex-M4/M7's packed `SMLAD` loop (portable twin elsewhere).
+pub fn pointwise_in_place_packed(
+    params: &ConvParams<'_>,
+    (data, input_at): (&mut [i8], usize),
+    pixel: &mut [i8],
+    workspace: &mut [i8],
+) -> Result<(), Error> {
+    pointwise_in_place_with(
+        params,
+        (data, input_at),
+        pixel,
+        workspace,
+        (true, dot4_packed),
+    )
+}
+
+/// [`pointwise_in_place_with`] on this target's four-row scalar loop.
+pub fn pointwise_in_place_rows4(
+    params: &ConvParams<'_>,
+    (data, input_at): (&mut [i8], usize),
+    pixel: &mut [i8],
+    workspace: &mut [i8],
+) -> Result<(), Error> {
+    pointwise_in_place_with(
+        params,
+        (data, input_at),
+        pixel,
+        workspace,
+        (false, dot4_rows4),
+    )
+}
+
+/// [`pointwise_in_place_with`] on the portable four-row loop (tests).
+#[cfg(test)]
+pub fn pointwise_in_place_portable(
+    params: &ConvParams<'_>,
+    (data, input_at): (&mut [i8], usize),
+    pixel: &mut [i8],
+    workspace: &mut [i8],
+) -> Result<(), Error> {
+    pointwise_in_place_with(
+        params,
+        (data, input_at),
+        pixel,
+        workspace,
+        (false, dot4_portable),
+    )
 }
 
 /// `Conv2d` on Cortex-M4/M7's packed `SMLAD` loop over the widened column (portable twin

@@ -12,6 +12,7 @@ mod dsp_asm;
 pub mod dwconv;
 pub mod fc16;
 pub mod im2col;
+pub mod inplace;
 #[cfg(kiln_kernel = "m0")]
 mod m0_asm;
 pub mod packed;
@@ -125,6 +126,29 @@ pub fn conv2d_i8_workspace(
     }
     #[cfg(not(any(kiln_kernel = "dsp", kiln_kernel = "reference")))]
     return im2col::conv2d_i8_rows4(params, input, workspace, output);
+}
+
+/// The in-place pointwise convolution the runtime uses (the contract of
+/// [`inplace::pointwise_conv2d_i8_in_place`]), with the caller's workspace: the start values
+/// once, then each pixel through the convolution's inner loop (packed `SMLAD` on Cortex-M4/M7,
+/// the target's four-row loop elsewhere). A workspace shorter than [`conv_workspace_len`], and
+/// `KILN_KERNEL=reference`, run the in-place kernel of the reference arithmetic: same bits.
+#[inline(always)]
+pub fn pointwise_conv2d_i8_in_place_workspace(
+    params: &ConvParams<'_>,
+    (data, input_at): (&mut [i8], usize),
+    pixel: &mut [i8],
+    workspace: &mut [i8],
+) -> Result<(), Error> {
+    #[cfg(kiln_kernel = "dsp")]
+    return im2col::pointwise_in_place_packed(params, (data, input_at), pixel, workspace);
+    #[cfg(kiln_kernel = "reference")]
+    {
+        let _ = workspace;
+        inplace::pointwise_conv2d_i8_in_place(params, data, input_at, pixel)
+    }
+    #[cfg(not(any(kiln_kernel = "dsp", kiln_kernel = "reference")))]
+    return im2col::pointwise_in_place_rows4(params, (data, input_at), pixel, workspace);
 }
 
 /// `conv2d_i8_workspace` without a workspace: the reference (kept for the `ConvKernelFn`

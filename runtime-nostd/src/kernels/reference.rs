@@ -8,7 +8,7 @@ use crate::Error;
 
 /// The one output stage: `clamp(sat8(zp + rq(acc, M, t)), lo, hi)`.
 #[inline(always)]
-fn requantize(acc: i32, multiplier: i32, shift: u8, zp: i8, lo: i8, hi: i8) -> i8 {
+pub(crate) fn requantize(acc: i32, multiplier: i32, shift: u8, zp: i8, lo: i8, hi: i8) -> i8 {
     let y = sat8(i64::from(zp).saturating_add(rq(i64::from(acc), multiplier, shift)));
     y.max(lo).min(hi)
 }
@@ -98,7 +98,7 @@ pub fn fully_connected_i16(
 
 /// The little-endian `i32` number `i` of `words` (0 past the end; never after a `check`).
 #[inline(always)]
-fn word(words: &[u8], i: usize) -> i32 {
+pub(crate) fn word(words: &[u8], i: usize) -> i32 {
     let at = i.wrapping_mul(4);
     words.get(at..at.wrapping_add(4)).map_or(0, le_i32)
 }
@@ -113,7 +113,7 @@ fn block<T>(s: &[T], i: usize, n: usize) -> &[T] {
 /// The input row (or column) of window position `o` and tap `k`, if it is inside `0..len`.
 /// `check` proved that `o * stride + k` fits usize for every position and tap.
 #[inline(always)]
-fn tap(o: usize, stride: usize, k: usize, pad: usize, len: usize) -> Option<usize> {
+pub(crate) fn tap(o: usize, stride: usize, k: usize, pad: usize, len: usize) -> Option<usize> {
     o.wrapping_mul(stride)
         .wrapping_add(k)
         .checked_sub(pad)

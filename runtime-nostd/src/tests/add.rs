@@ -125,13 +125,17 @@ fn resnet_block(rng: &mut Rng, shape: [usize; 3], relu: bool, swap: bool) -> TCn
 /// plain-i64 evaluation. Returns the Add's outputs for the coverage counts.
 fn check_against_evaluation(rng: &mut Rng, cnn: &TCnn, case: usize) -> Vec<Vec<i8>> {
     let blob = cnn.blob();
-    assert_eq!(
-        u16::from_le_bytes([blob[4], blob[5]]),
-        5,
-        "an Add needs version 5"
-    );
+    let plan = crate::encode::plan_model(&cnn.spec()).unwrap();
+    // an Add needs version 5, a node in place version 6
+    let version = if plan.n_in_place() > 0 { 6 } else { 5 };
+    assert_eq!(u16::from_le_bytes([blob[4], blob[5]]), version);
     let m = Model::from_bytes(&blob).unwrap();
-    assert_eq!(m.format_version(), 5);
+    assert_eq!(m.format_version(), version);
+    assert_eq!(m.scratch_len() as u64, plan.arena_len);
+    let plain_blob = cnn.blob_layer_by_layer();
+    let plain = Model::from_bytes(&plain_blob).unwrap();
+    assert_eq!(plain.format_version(), 5);
+    assert_eq!(plain.scratch_len() as u64, plan.layer_by_layer_len);
     let used = kinds::CONV2D | kinds::AVG_POOL | kinds::DENSE | kinds::ADD;
     assert_eq!(m.layer_kinds() & !kinds::FIXED_POINT_INPUT, used);
     let exact =
@@ -154,7 +158,12 @@ fn check_against_evaluation(rng: &mut Rng, cnn: &TCnn, case: usize) -> Vec<Vec<i
     );
     assert_eq!(info.input_shape, values[other].0);
     assert_eq!(info.output_shape, info.input_shape);
-    assert_eq!(info.section_len, 24 + 16);
+    // an Add in place ends in its (empty) temporary's offset and length
+    assert_eq!(
+        info.section_len,
+        24 + 16 + if info.in_place { 8 } else { 0 }
+    );
+    assert_eq!(info.in_place, plan.in_place[add_at].is_some());
     assert_eq!(m.layer(0).unwrap().second_input_value, None);
     let mut add_outputs = Vec::new();
     for _ in 0..4 {
@@ -178,6 +187,10 @@ fn check_against_evaluation(rng: &mut Rng, cnn: &TCnn, case: usize) -> Vec<Vec<i
         let mut logits_exact = std::vec![0i8; m.n_outputs()];
         assert_eq!(exact.run(&raw, &mut scratch, &mut logits_exact), Ok(class));
         assert_eq!(logits_exact, expected, "case {case}: exact kinds");
+        let mut scratch = std::vec![0i8; plain.scratch_len()];
+        let mut logits_plain = std::vec![0i8; m.n_outputs()];
+        assert_eq!(plain.run(&raw, &mut scratch, &mut logits_plain), Ok(class));
+        assert_eq!(logits_plain, expected, "case {case}: layer by layer");
     }
     add_outputs
 }
@@ -340,7 +353,7 @@ fn reseal(blob: &mut [u8]) {
 #[test]
 fn add_records_are_checked() {
     let cnn = fixed_add();
-    let blob = cnn.blob();
+    let blob = cnn.blob_layer_by_layer();
     let m = Model::from_bytes(&blob).unwrap();
     let values_at = m.values_at;
     let value = |v: usize| values_at + 20 * v;
@@ -496,7 +509,7 @@ fn add_records_are_checked() {
             version: 4,
         },
     );
-    check(&|b| b[4] = 6, Error::UnsupportedVersion { found: 6 });
+    check(&|b| b[4] = 7, Error::UnsupportedVersion { found: 7 });
     // a non-Add node's second input is still "none"
     let conv = node_at(&blob, 1);
     check(
@@ -620,7 +633,7 @@ fn blobs_without_add_keep_their_version() {
     let mut rng = Rng::new(0x0ADD_0003);
     for _ in 0..20 {
         let cnn = super::graph::random_cnn(&mut rng);
-        let blob = cnn.blob();
+        let blob = cnn.blob_layer_by_layer();
         assert_eq!(u16::from_le_bytes([blob[4], blob[5]]), 3);
         let mut v5 = blob.clone();
         v5[4] = 5;

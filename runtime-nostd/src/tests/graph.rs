@@ -267,6 +267,11 @@ impl TCnn {
         crate::encode::encode(&self.spec()).unwrap()
     }
 
+    /// The blob with the layer-by-layer plan: no node in place.
+    pub fn blob_layer_by_layer(&self) -> Vec<u8> {
+        crate::encode::encode_layer_by_layer(&self.spec()).unwrap()
+    }
+
     pub fn quantize(&self, raw: &[i32]) -> Vec<i8> {
         TModel {
             zp_in: self.zp_in,
@@ -575,6 +580,7 @@ fn random_cnn_rest(rng: &mut Rng, mut cnn: TCnn) -> TCnn {
 fn random_cnns_match_independent_evaluation() {
     let mut rng = Rng::new(0xC44_0001);
     let (mut same, mut strided, mut luts, mut global) = (0, 0, 0, 0);
+    let mut in_place = 0;
     for case in 0..300 {
         let cnn = random_cnn(&mut rng);
         let blob = cnn.blob();
@@ -615,10 +621,19 @@ fn random_cnns_match_independent_evaluation() {
                 global += usize::from(*kernel == [values[k].0[0], values[k].0[1]]);
             }
         }
-        // the plan is at the chain's lower bound
+        // the layer-by-layer plan is at the chain's lower bound, and the plan in place (a
+        // depthwise layer over its input) below it or the same bytes
         let sizes: Vec<usize> = values.iter().map(|(s, _)| s.iter().product()).collect();
         let bound = sizes.windows(2).map(|w| w[0] + w[1]).max().unwrap();
-        assert_eq!(m.scratch_len(), bound, "case {case}");
+        let plain_blob = cnn.blob_layer_by_layer();
+        let plain = Model::from_bytes(&plain_blob).unwrap();
+        assert_eq!(plain.scratch_len(), bound, "case {case}");
+        if m.format_version() == 6 {
+            assert!(m.scratch_len() < bound, "case {case}");
+            in_place += 1;
+        } else {
+            assert_eq!(blob, plain_blob, "case {case}");
+        }
         for _ in 0..4 {
             let raw = random_raw(&mut rng, cnn.n_inputs());
             let q = cnn.quantize(&raw);
@@ -640,11 +655,15 @@ fn random_cnns_match_independent_evaluation() {
             let mut logits_short = std::vec![0i8; m.n_outputs()];
             assert_eq!(m.run(&raw, &mut scratch, &mut logits_short), Ok(class));
             assert_eq!(logits_short, expected, "case {case}: short workspace");
+            let mut logits_plain = std::vec![0i8; m.n_outputs()];
+            let mut scratch = std::vec![0i8; plain.scratch_len()];
+            assert_eq!(plain.run(&raw, &mut scratch, &mut logits_plain), Ok(class));
+            assert_eq!(logits_plain, expected, "case {case}: layer by layer");
         }
     }
     assert!(
-        same > 20 && strided > 50 && luts > 50 && global > 50,
-        "{same} {strided} {luts} {global}"
+        same > 20 && strided > 50 && luts > 50 && global > 50 && in_place > 20,
+        "{same} {strided} {luts} {global} {in_place}"
     );
 }
 
@@ -956,8 +975,12 @@ fn cnn_corruption_is_rejected_and_never_panics() {
 
 /// An independent check of a plan: two values alive at the same node never share a byte. Node
 /// `k` reads the values `reads[k]`.
+///
+/// A node in place (`plan.in_place[k]`) may write its output over the input it names, which
+/// must die there, and its temporary shares no byte with a value alive at its node.
 pub fn assert_plan_safe(sizes: &[u64], reads: &[Vec<usize>], plan: &crate::encode::Plan) {
     let n = sizes.len();
+    assert_eq!(plan.in_place.len(), reads.len());
     let start = |v: usize| v.saturating_sub(1);
     let end = |v: usize| {
         let last_read = reads.iter().rposition(|r| r.contains(&v));
@@ -966,10 +989,27 @@ pub fn assert_plan_safe(sizes: &[u64], reads: &[Vec<usize>], plan: &crate::encod
             .max(start(v))
             .max(if v == n - 1 { n - 2 } else { 0 })
     };
+    let over = |a: usize, b: usize| {
+        b >= 1 && plan.in_place[b - 1].is_some_and(|p| p.input == a && end(a) == b - 1)
+    };
+    for (k, p) in plan.in_place.iter().enumerate() {
+        let Some(p) = p else { continue };
+        let temp = p.temp_offset..p.temp_offset + p.temp_len;
+        assert!(temp.end <= plan.arena_len);
+        for v in 0..n {
+            if p.temp_len > 0 && start(v) <= k && k <= end(v) {
+                let bytes = plan.offsets[v]..plan.offsets[v] + sizes[v];
+                assert!(
+                    bytes.end <= temp.start || temp.end <= bytes.start,
+                    "node {k}'s temporary and value {v} overlap: {plan:?}"
+                );
+            }
+        }
+    }
     for a in 0..n {
         assert!(plan.offsets[a] + sizes[a] <= plan.arena_len);
         for b in a + 1..n {
-            if start(a) <= end(b) && start(b) <= end(a) {
+            if start(a) <= end(b) && start(b) <= end(a) && !over(a, b) {
                 let (oa, ob) = (plan.offsets[a], plan.offsets[b]);
                 assert!(
                     oa + sizes[a] <= ob || ob + sizes[b] <= oa,

@@ -8,6 +8,7 @@ mod buffers;
 mod corrupt;
 mod format;
 mod graph;
+mod inplace;
 mod int16;
 mod roundtrip;
 

@@ -1,0 +1,457 @@
+//! Kernels that compute a node in place: the output is written over its input's bytes in one
+//! region of the arena (`docs/layer-graph.md` "Memory: the buffer plan"). Each computes what
+//! the reference kernel computes, bit for bit (the tests hold them to it), in an order that
+//! never overwrites an input byte before it has been read:
+//!
+//! - depthwise, TinyEngine's way: for each channel, its input plane (`h w` bytes, strided in
+//!   HWC) is gathered into a temporary, then the channel's output plane is computed from the
+//!   temporary and scattered into the output, which starts where the input starts. Output
+//!   pixel `p`'s channel `ch` lands on input pixel `p`'s channel `ch`: that channel is in the
+//!   temporary already, and no other channel is touched. Temporary: [`depthwise_temp_len`].
+//! - pointwise (`Conv2d` 1x1, stride 1, no padding), pixel by pixel in increasing order: the
+//!   `c_out` outputs of pixel `p` are computed from input pixel `p` into a temporary of `c_out`
+//!   bytes ([`pointwise_temp_len`]), then written. With `c_out <= c_in` the output starts at
+//!   the input's offset; with `c_out > c_in` the input sits at the end of the output's bytes
+//!   ([`pointwise_input_at`]). Either way the bytes written for pixel `p` end at or before
+//!   the start of input pixel `p + 1`.
+//! - the residual `Add`, element by element over one of its operands: no temporary.
+//!
+//! No float, no panic, no allocation; a call whose lengths or offsets do not fit the shapes
+//! returns [`Error::KernelArguments`] and writes nothing.
+
+use super::conv::{volume, ConvParams};
+use super::reference::{self, requantize, tap, word};
+use super::AddParams;
+use crate::Error;
+
+/// The temporary the in-place depthwise kernel needs: one input plane, `h * w` bytes
+/// (saturating).
+pub fn depthwise_temp_len(input_shape: [usize; 3]) -> usize {
+    input_shape[0].saturating_mul(input_shape[1])
+}
+
+/// The temporary the in-place pointwise kernel needs: one output pixel, `c_out` bytes.
+pub fn pointwise_temp_len(output_shape: [usize; 3]) -> usize {
+    output_shape[2]
+}
+
+/// Where the input of an in-place pointwise convolution starts, relative to its output: 0 when
+/// `c_out <= c_in`, else `h w (c_out - c_in)` (the input ends where the output ends). `None` if
+/// the product does not fit.
+pub fn pointwise_input_at(input_shape: [usize; 3], output_shape: [usize; 3]) -> Option<usize> {
+    let pixels = input_shape[0].checked_mul(input_shape[1])?;
+    match output_shape[2].checked_sub(input_shape[2]) {
+        Some(wider) => pixels.checked_mul(wider),
+        None => Some(0),
+    }
+}
+
+/// Whether `params` is a convolution the pointwise kernel runs in place: 1x1 kernel, stride 1,
+/// no padding, one spatial shape in and out.
+pub fn is_pointwise(params: &ConvParams<'_>) -> bool {
+    params.kernel == [1, 1]
+        && params.stride == [1, 1]
+        && params.pad == [0, 0]
+        && params.input_shape[0] == params.output_shape[0]
+        && params.input_shape[1] == params.output_shape[1]
+}
+
+/// One `DepthwiseConv2d` layer in place (see [`reference::depthwise_conv2d_i8`] for what it
+/// computes): `data` holds the input (`h w c` bytes) from its start, and the output
+/// (`oh ow c` bytes, at most the input's) is written from its start. `plane` is the temporary,
+/// at least [`depthwise_temp_len`] bytes; its contents on return are unspecified.
+///
+/// Errors: [`Error::KernelArguments`] (nothing written) if the parameters do not pass
+/// [`ConvParams::check`], `data` is shorter than the input, the output is longer than the input,
+/// or `plane` is too short.
+pub fn depthwise_conv2d_i8_in_place(
+    params: &ConvParams<'_>,
+    data: &mut [i8],
+    plane: &mut [i8],
+) -> Result<(), Error> {
+    let (Some(n_in), Some(n_out)) = (volume(params.input_shape), volume(params.output_shape))
+    else {
+        return Err(Error::KernelArguments);
+    };
+    params.check(true, n_in, n_out)?;
+    let [h, w, c] = params.input_shape;
+    let [oh, ow, _] = params.output_shape;
+    let (Some(data), Some(plane), true) = (
+        data.get_mut(..n_in),
+        plane.get_mut(..depthwise_temp_len(params.input_shape)),
+        n_out <= n_in,
+    ) else {
+        return Err(Error::KernelArguments);
+    };
+    let [kh, kw] = params.kernel;
+    let [sh, sw] = params.stride;
+    let [top, left] = params.pad;
+    let zp = i32::from(params.input_zero_point);
+    for (ch, &t) in (0..c).zip(params.shifts) {
+        // the channel's input plane: from here on its bytes in `data` may be overwritten
+        let mut at = ch;
+        for x in plane.iter_mut() {
+            *x = data.get(at).copied().unwrap_or(0);
+            at = at.wrapping_add(c);
+        }
+        let (bias, multiplier) = (word(params.bias, ch), word(params.multipliers, ch));
+        let mut out = ch; // output pixel `p`'s channel `ch`: `p * c + ch`, below `n_out`
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let mut acc = bias;
+                for ky in 0..kh {
+                    let Some(iy) = tap(oy, sh, ky, top, h) else {
+                        continue;
+                    };
+                    for kx in 0..kw {
+                        let Some(ix) = tap(ox, sw, kx, left, w) else {
+                            continue;
+                        };
+                        let x = plane
+                            .get(iy.wrapping_mul(w).wrapping_add(ix))
+                            .copied()
+                            .unwrap_or(0);
+                        let wat = ky.wrapping_mul(kw).wrapping_add(kx).wrapping_mul(c);
+                        let wv = params
+                            .weights
+                            .get(wat.wrapping_add(ch))
+                            .copied()
+                            .unwrap_or(0);
+                        // |w * (x - zp)| <= 128 * 255
+                        acc = acc.wrapping_add(
+                            i32::from(wv as i8).wrapping_mul(i32::from(x).wrapping_sub(zp)),
+                        );
+                    }
+                }
+                if let Some(y) = data.get_mut(out) {
+                    *y = requantize(
+                        acc,
+                        multiplier,
+                        t,
+                        params.output_zero_point,
+                        params.clamp_min,
+                        params.clamp_max,
+                    );
+                }
+                out = out.wrapping_add(c);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One pointwise `Conv2d` layer (1x1, stride 1, no padding: [`is_pointwise`]) in place (see
+/// [`reference::conv2d_i8`] for what it computes): `data` holds the output's `h w c_out` bytes
+/// from its start and the input's `h w c_in` bytes from `input_at`, which must be
+/// [`pointwise_input_at`]. `pixel` is the temporary, at least `c_out` bytes; its contents on
+/// return are unspecified.
+///
+/// Errors: [`Error::KernelArguments`] (nothing written) if the parameters are not a pointwise
+/// convolution or do not pass [`ConvParams::check`], `input_at` is not the one above, or `data`
+/// or `pixel` is too short.
+pub fn pointwise_conv2d_i8_in_place(
+    params: &ConvParams<'_>,
+    data: &mut [i8],
+    input_at: usize,
+    pixel: &mut [i8],
+) -> Result<(), Error> {
+    let (Some(n_in), Some(n_out)) = (volume(params.input_shape), volume(params.output_shape))
+    else {
+        return Err(Error::KernelArguments);
+    };
+    params.check(false, n_in, n_out)?;
+    let needed = input_at.checked_add(n_in).map(|end| end.max(n_out));
+    let [h, w, c_in] = params.input_shape;
+    let c_out = params.output_shape[2];
+    let (Some(data), Some(pixel), true) = (
+        needed.and_then(|n| data.get_mut(..n)),
+        pixel.get_mut(..c_out),
+        is_pointwise(params)
+            && pointwise_input_at(params.input_shape, params.output_shape) == Some(input_at),
+    ) else {
+        return Err(Error::KernelArguments);
+    };
+    // one pixel of the layer: the reference's arithmetic on `[1, 1, c_in]`
+    let one = ConvParams {
+        input_shape: [1, 1, c_in],
+        output_shape: [1, 1, c_out],
+        ..*params
+    };
+    let (mut x_at, mut y_at) = (input_at, 0usize);
+    // every offset below is at most `needed`, which fits
+    for _ in 0..h.wrapping_mul(w) {
+        let Some(x) = data.get(x_at..x_at.wrapping_add(c_in)) else {
+            return Err(Error::KernelArguments); // never taken: the lengths were checked
+        };
+        reference::conv2d_i8(&one, x, pixel)?;
+        // pixel `p`'s outputs end at `(p + 1) c_out`, at or before input pixel `p + 1`
+        if let Some(y) = data.get_mut(y_at..y_at.wrapping_add(c_out)) {
+            for (y, &v) in y.iter_mut().zip(pixel.iter()) {
+                *y = v;
+            }
+        }
+        x_at = x_at.wrapping_add(c_in);
+        y_at = y_at.wrapping_add(c_out);
+    }
+    Ok(())
+}
+
+/// One residual `Add` in place (see [`reference::add_i8`] for what it computes): `data` holds
+/// one operand, operand `a` if `data_is_a`, else `b`, and the output is written over it. `other`
+/// is the other operand, or `None` when both operands are the one value in `data` (`x + x`).
+///
+/// Errors: [`Error::KernelArguments`] (nothing written) if `other` is not as long as `data`, or
+/// `clamp_min > clamp_max`.
+pub fn add_i8_in_place(
+    params: &AddParams,
+    data: &mut [i8],
+    other: Option<&[i8]>,
+    data_is_a: bool,
+) -> Result<(), Error> {
+    let n = data.len();
+    params.check(n, other.map_or(n, <[i8]>::len), n)?;
+    let [wa, wb] = params.weights;
+    let [zpa, zpb] = params.input_zero_points.map(i32::from);
+    let add = |a: i8, b: i8| {
+        // |x - zp| <= 255
+        let acc = wa
+            .wrapping_mul(i32::from(a).wrapping_sub(zpa))
+            .wrapping_add(wb.wrapping_mul(i32::from(b).wrapping_sub(zpb)));
+        requantize(
+            acc,
+            params.multiplier,
+            params.shift,
+            params.output_zero_point,
+            params.clamp_min,
+            params.clamp_max,
+        )
+    };
+    match other {
+        Some(other) if data_is_a => {
+            for (y, &b) in data.iter_mut().zip(other) {
+                *y = add(*y, b);
+            }
+        }
+        Some(other) => {
+            for (y, &a) in data.iter_mut().zip(other) {
+                *y = add(a, *y);
+            }
+        }
+        None => {
+            for y in data.iter_mut() {
+                *y = add(*y, *y);
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    //! Every in-place kernel against the reference on random cases: the reference runs on a
+    //! copy of the input into a separate output, the in-place kernel over one buffer (with
+    //! sentinel bytes around it and in the temporary), and the bytes must agree.
+    use super::*;
+    use crate::kernels::harness::conv_case;
+    use crate::testutil::Rng;
+    use std::vec::Vec;
+
+    #[test]
+    fn depthwise_in_place_matches_reference() {
+        let mut rng = Rng::new(0x1A_0001);
+        let (mut strided, mut same) = (0, 0);
+        for i in 0..3000 {
+            let case = conv_case(&mut rng, true);
+            let p = case.params();
+            let mut expected = std::vec![0x5Ai8; case.output_len()];
+            reference::depthwise_conv2d_i8(&p, &case.input, &mut expected).unwrap();
+            let n_in = case.input.len();
+            let mut buffer = std::vec![0x33i8; n_in + 8];
+            buffer[4..4 + n_in].copy_from_slice(&case.input);
+            let mut plane = std::vec![0x44i8; depthwise_temp_len(case.input_shape)];
+            depthwise_conv2d_i8_in_place(&p, &mut buffer[4..4 + n_in], &mut plane).unwrap();
+            assert_eq!(
+                &buffer[4..4 + expected.len()],
+                &expected[..],
+                "case {i}: {case:?}"
+            );
+            assert!(buffer[..4]
+                .iter()
+                .chain(&buffer[4 + n_in..])
+                .all(|&b| b == 0x33));
+            strided += usize::from(case.stride != [1, 1]);
+            same += usize::from(case.pad != [0, 0]);
+            // a temporary one byte short is refused, and nothing is written
+            if !plane.is_empty() {
+                let mut data = case.input.clone();
+                let short = plane.len() - 1;
+                assert_eq!(
+                    depthwise_conv2d_i8_in_place(&p, &mut data, &mut plane[..short]),
+                    Err(Error::KernelArguments)
+                );
+                assert_eq!(data, case.input);
+            }
+        }
+        assert!(strided > 1000 && same > 500, "{strided} {same}");
+    }
+
+    /// A random pointwise case: `c_out` below, equal to and above `c_in`.
+    fn pointwise_case(rng: &mut Rng) -> crate::kernels::harness::ConvCase {
+        let mut case = conv_case(rng, false);
+        let [h, w, c] = case.input_shape;
+        let oc = case.output_shape[2];
+        case.kernel = [1, 1];
+        case.stride = [1, 1];
+        case.pad = [0, 0];
+        case.output_shape = [h, w, oc];
+        // a fresh weight array for the 1x1 kernel
+        case.weights = (0..oc * c).map(|_| rng.i8() as u8).collect();
+        case
+    }
+
+    #[test]
+    fn pointwise_in_place_matches_reference() {
+        let mut rng = Rng::new(0x1A_0002);
+        let (mut wider, mut narrower) = (0, 0);
+        for i in 0..3000 {
+            let case = pointwise_case(&mut rng);
+            let p = case.params();
+            let mut expected = std::vec![0x5Ai8; case.output_len()];
+            reference::conv2d_i8(&p, &case.input, &mut expected).unwrap();
+            let (n_in, n_out) = (case.input.len(), case.output_len());
+            let at = pointwise_input_at(case.input_shape, case.output_shape).unwrap();
+            let len = (at + n_in).max(n_out);
+            let mut buffer = std::vec![0x33i8; len + 8];
+            buffer[4 + at..4 + at + n_in].copy_from_slice(&case.input);
+            let mut pixel = std::vec![0x44i8; case.output_shape[2]];
+            pointwise_conv2d_i8_in_place(&p, &mut buffer[4..4 + len], at, &mut pixel).unwrap();
+            assert_eq!(&buffer[4..4 + n_out], &expected[..], "case {i}: {case:?}");
+            assert!(buffer[..4]
+                .iter()
+                .chain(&buffer[4 + len..])
+                .all(|&b| b == 0x33));
+            wider += usize::from(at > 0);
+            narrower += usize::from(case.output_shape[2] < case.input_shape[2]);
+            // any other input offset is refused, and nothing is written
+            let mut data = buffer[4..4 + len].to_vec();
+            let before = data.clone();
+            for wrong in [at + 1, at.wrapping_sub(1)] {
+                assert_eq!(
+                    pointwise_conv2d_i8_in_place(&p, &mut data, wrong, &mut pixel),
+                    Err(Error::KernelArguments)
+                );
+            }
+            assert_eq!(data, before);
+        }
+        assert!(wider > 800 && narrower > 800, "{wider} {narrower}");
+        // not pointwise: refused
+        let mut case = pointwise_case(&mut rng);
+        case.stride = [2, 1];
+        let mut data = std::vec![0i8; 4096];
+        assert_eq!(
+            pointwise_conv2d_i8_in_place(&case.params(), &mut data, 0, &mut [0; 64]),
+            Err(Error::KernelArguments)
+        );
+    }
+
+    /// The in-place pointwise loops of im2col (and the dispatched one), with a workspace of
+    /// exactly the length they use (starting one byte past a word boundary), and one byte short
+    /// (the reference arithmetic): the reference's bytes.
+    #[test]
+    fn pointwise_in_place_loops_match_reference() {
+        use crate::kernels::im2col;
+        type F = fn(&ConvParams<'_>, (&mut [i8], usize), &mut [i8], &mut [i8]) -> Result<(), Error>;
+        let loops: [(F, bool); 4] = [
+            (im2col::pointwise_in_place_packed, true),
+            (im2col::pointwise_in_place_rows4, false),
+            (im2col::pointwise_in_place_portable, false),
+            (crate::kernels::pointwise_conv2d_i8_in_place_workspace, true),
+        ];
+        let words = |v: Vec<i32>| -> Vec<u8> { v.into_iter().flat_map(i32::to_le_bytes).collect() };
+        let mut rng = Rng::new(0x1A_0004);
+        for i in 0..1500 {
+            let mut case = pointwise_case(&mut rng);
+            if i % 3 == 0 {
+                // the long columns of the DS-CNN's pointwise layers
+                let c = [8, 16, 24, 64][rng.usize_in(0, 3)];
+                let oc = [4, 8, 13, 64][rng.usize_in(0, 3)];
+                let [h, w, _] = case.input_shape;
+                case.input_shape = [h, w, c];
+                case.output_shape = [h, w, oc];
+                case.input = (0..h * w * c).map(|_| rng.i8()).collect();
+                case.weights = (0..oc * c).map(|_| rng.i8() as u8).collect();
+                case.bias = words((0..oc).map(|_| rng.range_i64(-3000, 3000) as i32).collect());
+                case.multipliers = words(
+                    (0..oc)
+                        .map(|_| rng.range_i64(1 << 30, i64::from(i32::MAX)) as i32)
+                        .collect(),
+                );
+                case.shifts = (0..oc).map(|_| rng.range_i64(36, 46) as u8).collect();
+            }
+            let p = case.params();
+            let mut expected = std::vec![0x5Ai8; case.output_len()];
+            reference::conv2d_i8(&p, &case.input, &mut expected).unwrap();
+            let (n_in, n_out) = (case.input.len(), case.output_len());
+            let at = pointwise_input_at(case.input_shape, case.output_shape).unwrap();
+            let len = (at + n_in).max(n_out);
+            for (f, widened) in loops {
+                for short in [false, true] {
+                    let ws_len = im2col::workspace_len(&p, widened) - usize::from(short);
+                    let mut ws = std::vec![0x55i8; ws_len + 8];
+                    let skip = ws.as_ptr().align_offset(4) + 1;
+                    let mut data = std::vec![0x33i8; len];
+                    data[at..at + n_in].copy_from_slice(&case.input);
+                    let mut pixel = std::vec![0x44i8; case.output_shape[2]];
+                    f(
+                        &p,
+                        (&mut data, at),
+                        &mut pixel,
+                        &mut ws[skip..skip + ws_len],
+                    )
+                    .unwrap();
+                    assert_eq!(&data[..n_out], &expected[..], "case {i} {short}: {case:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn add_in_place_matches_reference() {
+        let mut rng = Rng::new(0x1A_0003);
+        for i in 0..2000 {
+            let n = rng.usize_in(1, 50);
+            let p = AddParams {
+                weights: [
+                    rng.range_i64(-(1 << 16), 1 << 16) as i32,
+                    rng.range_i64(-(1 << 16), 1 << 16) as i32,
+                ],
+                input_zero_points: [rng.i8(), rng.i8()],
+                output_zero_point: rng.i8_in(-100, 100),
+                multiplier: rng.range_i64(1 << 30, i64::from(i32::MAX)) as i32,
+                shift: rng.range_i64(44, 50) as u8,
+                clamp_min: if rng.bool() { -128 } else { 3 },
+                clamp_max: 127,
+            };
+            let a: Vec<i8> = (0..n).map(|_| rng.i8()).collect();
+            let b: Vec<i8> = (0..n).map(|_| rng.i8()).collect();
+            let mut expected = std::vec![0i8; n];
+            reference::add_i8(&p, &a, &b, &mut expected).unwrap();
+            let mut data = a.clone();
+            add_i8_in_place(&p, &mut data, Some(&b), true).unwrap();
+            assert_eq!(data, expected, "case {i}: over a");
+            let mut data = b.clone();
+            add_i8_in_place(&p, &mut data, Some(&a), false).unwrap();
+            assert_eq!(data, expected, "case {i}: over b");
+            reference::add_i8(&p, &a, &a, &mut expected).unwrap();
+            let mut data = a.clone();
+            add_i8_in_place(&p, &mut data, None, true).unwrap();
+            assert_eq!(data, expected, "case {i}: x + x");
+            let mut data = a.clone();
+            assert_eq!(
+                add_i8_in_place(&p, &mut data, Some(&b[1..]), true),
+                Err(Error::KernelArguments)
+            );
+            assert_eq!(data, a);
+        }
+    }
+}
