@@ -284,7 +284,7 @@ fn a_cnn_quantizes_and_the_runtime_matches_tract_on_the_qdq_file() {
         shapes,
         [
             "8x8x1 -> 8x8x8 conv3x3",
-            "8x8x8 -> 8x8x8 dw3x3",
+            "8x8x8 -> 8x8x8 dw3x3, in place",
             "8x8x8 -> 4x4x8 maxpool2x2 s2x2",
             "4x4x8 -> 1x1x16 conv3x3 s2x2",
             "16 -> 24",
@@ -294,9 +294,16 @@ fn a_cnn_quantizes_and_the_runtime_matches_tract_on_the_qdq_file() {
     // 8x8 outputs x 8 filters x 9 taps, the same for the depthwise layer, none for pooling
     let macs: Vec<u64> = layers.iter().map(|l| l["macs"].as_u64().unwrap()).collect();
     assert_eq!(macs, [4608, 4608, 0, 1152, 384, 240]);
-    // the arena: the first two 8x8x8 values alive together
-    assert_eq!(inspect["totals"]["ram"]["int8_scratch_bytes"], 1024);
-    assert_eq!(report["scratch_bytes"], 1024);
+    // the arena: the depthwise layer writes its 8x8x8 output over its input (with a 64-byte
+    // temporary), where the first two 8x8x8 values would be alive together
+    assert_eq!(inspect["totals"]["ram"]["int8_scratch_bytes"], 640);
+    assert_eq!(inspect["totals"]["ram"]["int8_layer_by_layer_bytes"], 1024);
+    assert_eq!(inspect["layers"][1]["in_place_temp_bytes"], 64);
+    assert_eq!(
+        inspect["layers"][0]["in_place_temp_bytes"],
+        serde_json::Value::Null
+    );
+    assert_eq!(report["scratch_bytes"], 640);
     // Each node's kind and shapes, which the instruction estimate weighs.
     let kinds: Vec<&str> = layers.iter().map(|l| l["kind"].as_str().unwrap()).collect();
     assert_eq!(
@@ -572,10 +579,19 @@ fn a_residual_network_trains_exports_quantizes_and_matches_tract() {
     let qdq_ops = op_types(&dir.path().join("model.qdq.onnx"));
     assert_eq!(count(&qdq_ops, "Add"), 2, "{qdq_ops:?}");
 
-    // The blob: version 5 (it holds adds), each add a node reading two values.
+    // The blob: version 6 (its adds compute in place), each add a node reading two values.
     let blob = std::fs::read(dir.path().join("model.kiln")).unwrap();
     let runtime = kiln_runtime::Model::from_bytes(&blob).unwrap();
-    assert_eq!(runtime.format_version(), 5);
+    assert_eq!(runtime.format_version(), 6);
+    let adds: Vec<kiln_runtime::LayerInfo> = (0..runtime.n_layers())
+        .filter_map(|k| runtime.layer(k))
+        .filter(|l| l.kind == kiln_runtime::LayerKind::Add)
+        .collect();
+    assert_eq!(adds.len(), 2);
+    assert_eq!(
+        (adds[0].input_value, adds[0].second_input_value),
+        (2, Some(1))
+    );
     let output = kiln(&["inspect", s(&dir.path().join("model.kiln")), "--json"]);
     assert!(output.status.success(), "{}", stderr(&output));
     let inspect: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();

@@ -98,6 +98,9 @@ struct Layer {
     graph: Option<(String, usize)>,
     /// A layer graph's layer kind and shapes (from a blob), which its instructions follow.
     geometry: Option<Geometry>,
+    /// Whether the blob's plan computes the layer in place (its output over its input), and
+    /// the temporary it takes in the arena.
+    in_place: Option<usize>,
 }
 
 /// A model reduced to what its cost depends on.
@@ -118,6 +121,9 @@ struct Summary {
     blob_len: Option<usize>,
     /// The blob's planned arena (its scratch), for a blob.
     arena: Option<usize>,
+    /// What the arena would be with every layer's input and output apart (a blob's values and
+    /// reads planned again without computing in place).
+    layer_by_layer: Option<usize>,
     /// The fast kernels' workspace past the arena (`Model::fast_scratch_len` minus
     /// `scratch_len`), for a blob; otherwise from the widest dense layer.
     workspace: Option<usize>,
@@ -149,6 +155,9 @@ struct LayerReport {
     macs: usize,
     f32_bytes: usize,
     int8_bytes: usize,
+    /// The blob's plan writes the layer's output over its input; with the bytes of the
+    /// temporary it takes in the arena. `None`: input and output apart.
+    in_place_temp_bytes: Option<usize>,
 }
 
 #[derive(Debug, Serialize)]
@@ -166,8 +175,12 @@ struct FlashReport {
 struct RamReport {
     /// The ping-pong activation buffer as 4-byte floats.
     f32_scratch_bytes: usize,
-    /// The ping-pong activation buffer: max over layers of n_in + n_out bytes.
+    /// The buffer plan's arena (a blob's), or the ping-pong buffer: max over layers of
+    /// n_in + n_out bytes.
     int8_scratch_bytes: usize,
+    /// A blob's graph planned with every layer's input and output apart; equal to the scratch
+    /// unless some layers compute in place.
+    int8_layer_by_layer_bytes: Option<usize>,
     /// The raw input: n_inputs bytes for `Model::run_bytes` (a byte-table input stage: pixels,
     /// 8-bit readings), else n_inputs i32 values for `Model::run`.
     int8_input_bytes: usize,
@@ -444,6 +457,7 @@ fn from_json(path: &Path, bytes: &[u8]) -> Result<Summary> {
         input_stage: None,
         blob_len: None,
         arena: None,
+        layer_by_layer: None,
         workspace: None,
         byte_input: None,
         int16: false,
@@ -470,6 +484,7 @@ fn dense_layer(n_inputs: usize, n_outputs: usize, activation: crate::nn::Activat
         blob_section: None,
         graph: None,
         geometry: None,
+        in_place: None,
     }
 }
 
@@ -534,6 +549,7 @@ pub fn dense_cost(candidate: &DenseCandidate<'_>, core: &'static str) -> Result<
         input_stage: Some(candidate.input_stage),
         blob_len: None,
         arena: None,
+        layer_by_layer: None,
         workspace: None,
         byte_input: Some(candidate.byte_input),
         int16: false,
@@ -673,6 +689,7 @@ fn from_blob(path: &Path, bytes: &[u8]) -> Result<Summary, InspectError> {
                 output: info.output_shape,
                 kernel: info.kernel,
             }),
+            in_place: info.in_place.then_some(info.temp_len),
         });
     }
     let per_feature = input_entries > 1;
@@ -725,12 +742,33 @@ fn from_blob(path: &Path, bytes: &[u8]) -> Result<Summary, InspectError> {
         input_stage: Some(model.input_stage()),
         blob_len: Some(bytes.len()),
         arena: Some(model.scratch_len()),
+        layer_by_layer: Some(layer_by_layer_len(&model)),
         workspace: Some(model.fast_scratch_len() - model.scratch_len()),
         // int16 models take raw values as i32 (there is no run_bytes for them)
         byte_input: (model.activation_bits() == 16).then_some(false),
         int16: model.activation_bits() == 16,
         notes,
     })
+}
+
+/// The arena of the plain plan for the blob's graph: every value's size and each layer's reads,
+/// planned by the encoder's planner without computing in place.
+fn layer_by_layer_len(model: &kiln_runtime::Model<'_>) -> usize {
+    let element = u64::from(model.activation_bits() / 8);
+    let infos: Vec<kiln_runtime::LayerInfo> = (0..model.n_layers())
+        .filter_map(|k| model.layer(k))
+        .collect();
+    let mut sizes = vec![model.n_inputs() as u64 * element];
+    sizes.extend(infos.iter().map(|l| l.n_outputs as u64 * element));
+    let reads: Vec<Vec<usize>> = infos
+        .iter()
+        .map(|l| {
+            std::iter::once(l.input_value)
+                .chain(l.second_input_value)
+                .collect()
+        })
+        .collect();
+    kiln_runtime::encode::plan(&sizes, &reads).arena_len as usize
 }
 
 // ---- ONNX ------------------------------------------------------------------------------
@@ -954,6 +992,7 @@ fn from_onnx(path: &Path, bytes: &[u8]) -> Result<Summary, InspectError> {
             blob_section: None,
             graph: None,
             geometry: None,
+            in_place: None,
         });
     }
     if layers.is_empty() {
@@ -1057,6 +1096,7 @@ fn from_onnx(path: &Path, bytes: &[u8]) -> Result<Summary, InspectError> {
         input_stage: None,
         blob_len: None,
         arena: None,
+        layer_by_layer: None,
         workspace: None,
         byte_input: None,
         int16: false,
@@ -1234,7 +1274,10 @@ fn build_report(
             n_outputs: layer.n_outputs,
             shape: layer.graph.as_ref().map_or_else(
                 || format!("{} -> {}", layer.n_inputs, layer.n_outputs),
-                |(label, _)| label.clone(),
+                |(label, _)| match layer.in_place {
+                    Some(_) => format!("{label}, in place"),
+                    None => label.clone(),
+                },
             ),
             activation: layer.activation.clone(),
             weights: layer.weights,
@@ -1248,6 +1291,7 @@ fn build_report(
             int8_bytes: layer
                 .blob_section
                 .unwrap_or_else(|| int8_section_len(layer)),
+            in_place_temp_bytes: layer.in_place,
         })
         .collect();
     let parameters: usize = layers.iter().map(|l| l.parameters).sum();
@@ -1306,6 +1350,7 @@ fn build_report(
     let ram = RamReport {
         f32_scratch_bytes: scratch * 4,
         int8_scratch_bytes: scratch,
+        int8_layer_by_layer_bytes: summary.layer_by_layer,
         int8_input_bytes: input_bytes,
         int8_input_type: input_type,
         int8_workspace_bytes: workspace,
@@ -1650,10 +1695,29 @@ fn print_report(report: &Report) {
         ),
         (
             "scratch int8",
-            format!(
-                "{} bytes (the buffer plan: for a chain, max over layers of n_in + n_out)",
-                ram.int8_scratch_bytes
-            ),
+            match ram.int8_layer_by_layer_bytes {
+                Some(plain) if plain != ram.int8_scratch_bytes => {
+                    let in_place: Vec<String> = report
+                        .layers
+                        .iter()
+                        .filter(|l| l.in_place_temp_bytes.is_some())
+                        .map(|l| l.index.to_string())
+                        .collect();
+                    let which = match in_place.as_slice() {
+                        [one] => format!("layer {one} computes"),
+                        many => format!("layers {} compute", many.join(", ")),
+                    };
+                    format!(
+                        "{} bytes (the buffer plan; {plain} with every layer's input and output \
+                         apart: {which} in place)",
+                        ram.int8_scratch_bytes
+                    )
+                }
+                _ => format!(
+                    "{} bytes (the buffer plan: for a chain, max over layers of n_in + n_out)",
+                    ram.int8_scratch_bytes
+                ),
+            },
         ),
         (
             "RAM int8",
