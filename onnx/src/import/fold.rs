@@ -710,7 +710,7 @@ impl Chain {
     /// A Transpose of a spatial value from NCHW to channels last (`[C, H, W]` to
     /// `[H, W, C]`, `[C, L]` to `[L, C]`): a view of the same value, whose features keep
     /// their layer-graph index in `order`.
-    fn to_channels_last(&mut self) {
+    fn view_channels_last(&mut self) {
         let (c, h, w) = match self.dims.as_slice() {
             [c, h, w] => (*c, *h, *w),
             [c, l] => (*c, 1, *l),
@@ -734,7 +734,7 @@ impl Chain {
     }
 
     /// A Transpose of a channels-last view back to NCHW: the value itself again.
-    fn to_channels_first(&mut self) {
+    fn view_channels_first(&mut self) {
         self.dims = match self.dims.as_slice() {
             [h, w, c] => vec![*c, *h, *w],
             [l, c] => vec![*c, *l],
@@ -1240,9 +1240,9 @@ pub fn fold_with(
                     && chain.spatial_rank == Some(rank.saturating_sub(2))
                     && to_channels_last_perm(&perm, rank)
                 {
-                    chain.to_channels_last();
+                    chain.view_channels_last();
                 } else if chain.channels_last && to_channels_first_perm(&perm, rank) {
-                    chain.to_channels_first();
+                    chain.view_channels_first();
                 } else {
                     return Err(fail(unsupported(format!(
                         "perm {perm:?} of [N, {}]{}; kiln reads a Transpose of the input from channels last to first ([0, 3, 1, 2] or [0, 2, 1], as tf2onnx writes Keras's NHWC input), and of a spatial layer's output to channels last and back, or before a Flatten, Reshape or spatial mean",
@@ -1495,7 +1495,7 @@ pub fn fold_with(
                     ))));
                 }
                 if channels_last {
-                    chain.to_channels_first();
+                    chain.view_channels_first();
                 }
                 let (c, _, _) = chain.spatial(op).map_err(fail)?;
                 chain
@@ -1505,7 +1505,7 @@ pub fn fold_with(
                     chain.flatten(vec![c]);
                 } else if channels_last {
                     // [N, 1, 1, C]: the same features in the same order.
-                    chain.to_channels_last();
+                    chain.view_channels_last();
                 }
             }
             (false, "Relu") => chain.activation(Activation::Relu).map_err(fail)?,
