@@ -18,13 +18,21 @@
 //! that layer has no activation yet, into the next layer's weights when it
 //! follows an activation, and into the input normalisation before the first
 //! layer. The arithmetic is in f64, rounded to f32 once.
+//!
+//! Channels last (tf2onnx's Keras graphs): a Transpose of the input from `[N, H, W, C]` to
+//! NCHW (`[N, L, C]` to NCL) makes the layer graph's input `[C, H, W]` and records
+//! [`InputLayout::ChannelsLast`], so the caller feeds each row in CHW order (refused unless
+//! [`ImportOptions::reorder_channels_last`] when it moves any value). A Transpose of a
+//! spatial value to channels last is a view of that value (`Chain::order`): a Transpose back,
+//! a Flatten or Reshape to `[N, F]` (the next dense layer takes its columns in CHW order), a
+//! mean over the view's spatial axes, an activation or a per-feature map may read it.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use super::error::{ImportErrorKind, NodeReason};
 use super::reader::LoadedModel;
 use super::spatial::{self, Window};
-use super::{ImportedInput, ImportedMlp, ImportedOutput, OutputKind};
+use super::{ImportOptions, ImportedInput, ImportedMlp, ImportedOutput, InputLayout, OutputKind};
 use crate::cnn::{CnnLayer, CnnModel};
 use crate::eval::{self, node_label, Tensor};
 use crate::mlp::{Activation, DenseLayer, InputNormalization};
@@ -122,6 +130,16 @@ struct Chain {
     spatial_rank: Option<usize>,
     /// The data's dims where the first layer read it.
     first_dims: Option<Vec<usize>>,
+    /// The data is a spatial value seen channels last (`[H, W, C]` or `[L, C]`, after a
+    /// Transpose from NCHW), or such a view flattened: for each feature of the data
+    /// (row-major over `dims`), its index in the value in the layer graph's CHW order.
+    /// The next dense layer takes its columns, and any affine map its features, in that
+    /// order; no spatial layer may read it.
+    order: Option<Vec<usize>>,
+    /// `dims` are channels last (`[H, W, C]`, `[L, C]`): only a Transpose back to channels
+    /// first, a Flatten or Reshape, a mean over the spatial axes, an activation or a per
+    /// feature map may follow.
+    channels_last: bool,
 }
 
 fn node_error(node: &NodeProto, index: usize, reason: NodeReason) -> ImportErrorKind {
@@ -230,8 +248,16 @@ impl Chain {
     }
 
     /// Applies `a * x + b` to the data tensor.
-    fn affine(&mut self, affine: Affine) -> Result<(), NodeReason> {
+    fn affine(&mut self, mut affine: Affine) -> Result<(), NodeReason> {
         let n = self.n_features();
+        if let Some(order) = &self.order {
+            // A channels-last view: the map's features in the value's CHW order.
+            let (mut a, mut b) = (vec![0.0; n], vec![0.0; n]);
+            for (i, &j) in order.iter().enumerate() {
+                (a[j], b[j]) = (affine.a[i], affine.b[i]);
+            }
+            (affine.a, affine.b) = (a, b);
+        }
         if self
             .open_layer()
             .is_some_and(|l| matches!(l.kind, LayerKind::Add { .. }))
@@ -284,6 +310,12 @@ impl Chain {
     /// The data as `(channels, [height, width])` with the spatial rank, for a layer that
     /// reads a spatial value: `[C, H, W]` (rank 2) or `[C, L]` (rank 1, height 1).
     fn spatial(&mut self, op: &str) -> Result<(usize, [usize; 2], usize), NodeReason> {
+        if self.channels_last || self.order.is_some() {
+            return Err(unsupported(format!(
+                "{op} on channels-last data [N, {}] (after a Transpose from NCHW); kiln's spatial layers read NCHW, so only a Transpose back, a Flatten or Reshape before a dense layer, or a mean over the spatial axes may follow",
+                dims_text(&self.dims)
+            )));
+        }
         let (c, hw, rank) = match self.dims.as_slice() {
             [c, h, w] => (*c, [*h, *w], 2),
             [c, l] => (*c, [1, *l], 1),
@@ -498,6 +530,17 @@ impl Chain {
                 }
             )));
         }
+        if let Some(order) = self.order.take() {
+            // The data is a channels-last value flattened: column i of the source's weights
+            // reads feature order[i] of the layer graph's CHW flatten.
+            let source = std::mem::take(&mut w);
+            w = vec![0.0; source.len()];
+            for o in 0..n_out {
+                for (i, &j) in order.iter().enumerate() {
+                    w[o * n_in + j] = source[o * n_in + i];
+                }
+            }
+        }
         if self.layers.is_empty() {
             self.normalization = self.pending.take();
         } else {
@@ -583,6 +626,7 @@ impl Chain {
 
     /// Appends `Tap { value }`: the data becomes the earlier value `value` of shape `dims`.
     fn tap(&mut self, value: usize, dims: Vec<usize>) -> Result<(), NodeReason> {
+        self.refuse_channels_last("a branch to an earlier value")?;
         self.close_value("branch to an earlier value")?;
         self.layers.push(Layer {
             kind: LayerKind::Tap {
@@ -603,6 +647,7 @@ impl Chain {
     /// Appends `Add { other }`, open for an activation: the data plus the earlier value
     /// `other` of shape `dims`.
     fn residual_add(&mut self, other: usize, dims: &[usize]) -> Result<(), NodeReason> {
+        self.refuse_channels_last("a residual Add")?;
         if dims != self.dims.as_slice() {
             return Err(shape(format!(
                 "adds data of shape [N, {}] and [N, {}]; a residual Add needs both of one shape",
@@ -639,13 +684,84 @@ impl Chain {
     /// then not a value of the layer graph). Before the first layer, the data is value 0
     /// (the pending map becomes the input normalisation).
     fn value_when_closed(&self) -> Option<usize> {
-        if self.layers.is_empty() {
+        if self.channels_last || self.order.is_some() {
+            None
+        } else if self.layers.is_empty() {
             Some(0)
         } else if self.pending.is_none() {
             Some(self.layers.len())
         } else {
             None
         }
+    }
+}
+
+impl Chain {
+    fn refuse_channels_last(&self, what: &str) -> Result<(), NodeReason> {
+        if self.channels_last || self.order.is_some() {
+            return Err(unsupported(format!(
+                "{what} of channels-last data [N, {}] (after a Transpose from NCHW); kiln's skip connections join NCHW values",
+                dims_text(&self.dims)
+            )));
+        }
+        Ok(())
+    }
+
+    /// A Transpose of a spatial value from NCHW to channels last (`[C, H, W]` to
+    /// `[H, W, C]`, `[C, L]` to `[L, C]`): a view of the same value, whose features keep
+    /// their layer-graph index in `order`.
+    fn view_channels_last(&mut self) {
+        let (c, h, w) = match self.dims.as_slice() {
+            [c, h, w] => (*c, *h, *w),
+            [c, l] => (*c, 1, *l),
+            _ => unreachable!("checked by the caller"),
+        };
+        // Position (y, x, ch) of the view is (ch, y, x) of the value.
+        self.order = Some(
+            (0..c * h * w)
+                .map(|i| {
+                    let (y, x, ch) = (i / (w * c), i / c % w, i % c);
+                    (ch * h + y) * w + x
+                })
+                .collect(),
+        );
+        self.dims = if self.dims.len() == 3 {
+            vec![h, w, c]
+        } else {
+            vec![w, c]
+        };
+        self.channels_last = true;
+    }
+
+    /// A Transpose of a channels-last view back to NCHW: the value itself again.
+    fn view_channels_first(&mut self) {
+        self.dims = match self.dims.as_slice() {
+            [h, w, c] => vec![*c, *h, *w],
+            [l, c] => vec![*c, *l],
+            _ => unreachable!("checked by the caller"),
+        };
+        self.order = None;
+        self.channels_last = false;
+    }
+}
+
+/// Whether `perm` (a Transpose's, batch first) takes channels-last data of `rank` (batch
+/// included) to channels first: `[0, 3, 1, 2]` (NHWC to NCHW) or `[0, 2, 1]` (NLC to NCL).
+fn to_channels_first_perm(perm: &[i64], rank: usize) -> bool {
+    match rank {
+        4 => perm == [0, 3, 1, 2],
+        3 => perm == [0, 2, 1],
+        _ => false,
+    }
+}
+
+/// Whether `perm` takes channels-first data of `rank` to channels last: `[0, 2, 3, 1]` or
+/// `[0, 2, 1]`.
+fn to_channels_last_perm(perm: &[i64], rank: usize) -> bool {
+    match rank {
+        4 => perm == [0, 2, 3, 1],
+        3 => perm == [0, 2, 1],
+        _ => false,
     }
 }
 
@@ -831,8 +947,16 @@ fn fold_constants(
     (constants, failures, folded)
 }
 
-/// Folds the loaded model into an [`ImportedMlp`].
+/// Folds the loaded model into an [`ImportedMlp`] with the default [`ImportOptions`].
 pub fn fold(loaded: &LoadedModel) -> Result<ImportedMlp, ImportErrorKind> {
+    fold_with(loaded, &ImportOptions::default())
+}
+
+/// Folds the loaded model into an [`ImportedMlp`].
+pub fn fold_with(
+    loaded: &LoadedModel,
+    options: &ImportOptions,
+) -> Result<ImportedMlp, ImportErrorKind> {
     let graph = loaded
         .proto
         .graph
@@ -865,7 +989,7 @@ pub fn fold(loaded: &LoadedModel) -> Result<ImportedMlp, ImportErrorKind> {
             .collect(),
     };
 
-    let input = graph_input(graph, &loaded.initializers)?;
+    let mut input = graph_input(graph, &loaded.initializers)?;
     let mut chain = Chain {
         dims: input.dims.clone(),
         pending: None,
@@ -873,6 +997,8 @@ pub fn fold(loaded: &LoadedModel) -> Result<ImportedMlp, ImportErrorKind> {
         layers: Vec::new(),
         spatial_rank: None,
         first_dims: None,
+        order: None,
+        channels_last: false,
     };
     let mut visited: HashSet<usize> = folded.clone();
     let mut current = input.name.clone();
@@ -1078,6 +1204,52 @@ pub fn fold(loaded: &LoadedModel) -> Result<ImportedMlp, ImportErrorKind> {
                 }
                 let n = chain.n_features();
                 chain.flatten(vec![n]);
+                chain.channels_last = false;
+            }
+            (false, "Transpose") => {
+                let rank = chain.dims.len() + 1;
+                let perm: Vec<i64> = attr(node, "perm")
+                    .map(|a| a.ints.clone())
+                    .unwrap_or_else(|| (0..rank as i64).rev().collect());
+                let of_the_input = chain.layers.is_empty()
+                    && chain.spatial_rank.is_none()
+                    && input.layout == InputLayout::Direct
+                    && chain.dims == input.dims;
+                if of_the_input && to_channels_first_perm(&perm, rank) {
+                    input.layout = InputLayout::ChannelsLast;
+                    if input.reorders() && !options.reorder_channels_last {
+                        return Err(fail(unsupported(format!(
+                            "the input `{}` is channels last, [N, {}] (Keras's NHWC: a row of data is HWC, pixel by pixel), and this Transpose makes it channels first; the layer graph reads CHW rows and this import does not reorder them (ImportOptions::reorder_channels_last), so it would read every pixel's channels from the wrong place",
+                            input.name,
+                            dims_text(&input.dims)
+                        ))));
+                    }
+                    // A scale or shift of the input before the Transpose, in the layer
+                    // graph's order.
+                    let order = input.layer_order();
+                    if let Some(p) = &mut chain.pending {
+                        p.a = order.iter().map(|&i| p.a[i]).collect();
+                        p.b = order.iter().map(|&i| p.b[i]).collect();
+                    }
+                    let mut dims = input.dims.clone();
+                    dims.rotate_right(1);
+                    chain.dims = dims;
+                } else if !chain.layers.is_empty()
+                    && !chain.channels_last
+                    && chain.order.is_none()
+                    && chain.spatial_rank == Some(rank.saturating_sub(2))
+                    && to_channels_last_perm(&perm, rank)
+                {
+                    chain.view_channels_last();
+                } else if chain.channels_last && to_channels_first_perm(&perm, rank) {
+                    chain.view_channels_first();
+                } else {
+                    return Err(fail(unsupported(format!(
+                        "perm {perm:?} of [N, {}]{}; kiln reads a Transpose of the input from channels last to first ([0, 3, 1, 2] or [0, 2, 1], as tf2onnx writes Keras's NHWC input), and of a spatial layer's output to channels last and back, or before a Flatten, Reshape or spatial mean",
+                        dims_text(&chain.dims),
+                        if chain.channels_last { " (channels last)" } else { "" }
+                    ))));
+                }
             }
             (false, "Reshape") => {
                 let target = g.constant(node, index, 1)?;
@@ -1094,6 +1266,15 @@ pub fn fold(loaded: &LoadedModel) -> Result<ImportedMlp, ImportErrorKind> {
                 if chain.layers.iter().any(|l| l.kind.is_spatial()) && dims.len() != 1 {
                     return Err(fail(shape(format!(
                         "shape {target:?} after spatial layers; kiln flattens them to [N, {}] before a dense layer",
+                        chain.n_features()
+                    ))));
+                }
+                if dims.len() == 1 {
+                    chain.channels_last = false;
+                } else if chain.channels_last || chain.order.is_some() {
+                    return Err(fail(shape(format!(
+                        "shape {target:?} of channels-last data [N, {}]; kiln reads such data only flattened to [N, {}] before a dense layer",
+                        dims_text(&chain.dims),
                         chain.n_features()
                     ))));
                 }
@@ -1298,13 +1479,23 @@ pub fn fold(loaded: &LoadedModel) -> Result<ImportedMlp, ImportErrorKind> {
                     .map(|&a| if a < 0 { a + rank as i64 } else { a })
                     .collect();
                 axes.sort_unstable();
-                let spatial_axes: Vec<i64> = (2..rank as i64).collect();
+                // Channels last ([N, H, W, C] after a Transpose), the spatial axes are 1, 2.
+                let channels_last = chain.channels_last;
+                let spatial_axes: Vec<i64> = if channels_last {
+                    (1..rank as i64 - 1).collect()
+                } else {
+                    (2..rank as i64).collect()
+                };
                 if rank < 3 || axes != spatial_axes {
                     return Err(fail(unsupported(format!(
-                        "a mean over axes {:?} of [N, {}]; kiln reads ReduceMean over the spatial axes {spatial_axes:?} only, as a global average pooling",
+                        "a mean over axes {:?} of [N, {}]{}; kiln reads ReduceMean over the spatial axes {spatial_axes:?} only, as a global average pooling",
                         axes,
-                        dims_text(&chain.dims)
+                        dims_text(&chain.dims),
+                        if channels_last { " (channels last)" } else { "" }
                     ))));
+                }
+                if channels_last {
+                    chain.view_channels_first();
                 }
                 let (c, _, _) = chain.spatial(op).map_err(fail)?;
                 chain
@@ -1312,6 +1503,9 @@ pub fn fold(loaded: &LoadedModel) -> Result<ImportedMlp, ImportErrorKind> {
                     .map_err(fail)?;
                 if attr_int(node, "keepdims", 1) == 0 {
                     chain.flatten(vec![c]);
+                } else if channels_last {
+                    // [N, 1, 1, C]: the same features in the same order.
+                    chain.view_channels_last();
                 }
             }
             (false, "Relu") => chain.activation(Activation::Relu).map_err(fail)?,
@@ -1385,6 +1579,13 @@ pub fn fold(loaded: &LoadedModel) -> Result<ImportedMlp, ImportErrorKind> {
     }
     if let Some(layer) = chain.open_layer() {
         layer.activation = Some(Activation::Identity);
+    }
+    if let Some(order) = chain.order.take() {
+        if order.iter().enumerate().any(|(i, &j)| i != j) {
+            return Err(ImportErrorKind::Graph {
+                detail: "the outputs are a spatial value flattened channels last (HWC) with no dense layer after it; kiln's layer graph flattens CHW".to_owned(),
+            });
+        }
     }
     if chain.dims.len() != 1 {
         return Err(ImportErrorKind::Graph {
@@ -1720,6 +1921,7 @@ fn graph_input(
         name,
         dims: features,
         fixed_batch: dims[0],
+        layout: InputLayout::Direct,
     })
 }
 

@@ -12,7 +12,9 @@
 //! Add, BatchNormalization (folded into the Conv or Gemm before it), the
 //! activations, skip connections (a graph that branches and joins in a
 //! residual Add of two data tensors, as PyTorch and tf2onnx write ResNets,
-//! becomes the layer graph's `Tap` and `Add`), and the output
+//! becomes the layer graph's `Tap` and `Add`), channels-last Transposes (Keras's
+//! NHWC input, recorded as [`InputLayout::ChannelsLast`]; a Transpose to NHWC before the
+//! head's Flatten or spatial mean), and the output
 //! head (Softmax, LogSoftmax, ArgMax, and scikit-learn's ZipMap /
 //! ArrayFeatureExtractor / Cast tail, dropped with a notice). The result is an
 //! [`ImportedMlp`], a neutral description that the trainer turns into its own
@@ -65,15 +67,88 @@ pub struct ImportedOutput {
     pub engine_tensor: Option<String>,
 }
 
+/// How one sample's features are ordered in the source file's input, against
+/// the order the imported layers read them in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum InputLayout {
+    /// The input's own row-major order is the layers' order: a feature vector, an
+    /// NCHW image (`[N, C, H, W]`, CHW per sample), an NCL signal, or an NHWC
+    /// input that the graph reshapes without moving a value (one channel).
+    #[default]
+    Direct,
+    /// Channels last: the input is `[N, H, W, C]` (or `[N, L, C]`), as Keras and
+    /// TensorFlow feed images, and the graph's first node transposes it to NCHW
+    /// (NCL). A row of the user's data is HWC, pixel by pixel; the layer graph
+    /// reads CHW, so each row must be reordered by
+    /// [`ImportedInput::layer_order`] before the imported model sees it.
+    ChannelsLast,
+}
+
 /// The graph input, as declared.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ImportedInput {
     pub name: String,
     /// The dimensions after the batch dimension, e.g. `[1, 8, 8]` for images
-    /// that a Flatten turns into 64 features.
+    /// that a Flatten turns into 64 features, or `[32, 32, 3]` for a Keras image.
     pub dims: Vec<usize>,
     /// The batch dimension when the file fixes it (some exporters write 1).
     pub fixed_batch: Option<usize>,
+    /// How [`ImportedInput::dims`] order the features against the layers.
+    pub layout: InputLayout,
+}
+
+impl ImportedInput {
+    /// For each feature the imported layers read (in their order: CHW for a layer
+    /// graph, `CnnModel::input_shape`), its index in a row of the source file's
+    /// input (row-major over [`ImportedInput::dims`]). The identity unless the
+    /// layout is [`InputLayout::ChannelsLast`]: then feature `(c, h, w)` of the
+    /// layer graph is `(h, w, c)` of the row.
+    pub fn layer_order(&self) -> Vec<usize> {
+        let n: usize = self.dims.iter().product();
+        match (self.layout, self.dims.as_slice()) {
+            (InputLayout::ChannelsLast, [h, w, c]) => (0..n)
+                .map(|j| {
+                    let (ch, y, x) = (j / (h * w), j / w % h, j % w);
+                    (y * w + x) * c + ch
+                })
+                .collect(),
+            (InputLayout::ChannelsLast, [l, c]) => (0..n)
+                .map(|j| {
+                    let (ch, x) = (j / l, j % l);
+                    x * c + ch
+                })
+                .collect(),
+            _ => (0..n).collect(),
+        }
+    }
+
+    /// Whether [`ImportedInput::layer_order`] moves any feature: the data's rows must
+    /// then be reordered before the imported layers read them.
+    pub fn reorders(&self) -> bool {
+        self.layer_order().iter().enumerate().any(|(j, &i)| i != j)
+    }
+
+    /// One row of the source file's input (row-major over
+    /// [`ImportedInput::dims`]) in the order the imported layers read it.
+    ///
+    /// # Panics
+    /// If `row` does not hold one sample's features.
+    pub fn to_layer_order(&self, row: &[f32]) -> Vec<f32> {
+        let order = self.layer_order();
+        assert_eq!(row.len(), order.len(), "one sample's features");
+        order.iter().map(|&i| row[i]).collect()
+    }
+}
+
+/// How [`import_file_with`] treats what its caller must handle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ImportOptions {
+    /// Accept a channels-last input of more than one channel ([`InputLayout::ChannelsLast`]
+    /// whose [`ImportedInput::reorders`] is true): the caller promises to feed the imported
+    /// model each row through [`ImportedInput::to_layer_order`] (and the source file the row
+    /// as it is). Off, such a file is refused at its Transpose with a message saying so,
+    /// so a caller that does not reorder never reads pixels' channels from the wrong place.
+    pub reorder_channels_last: bool,
 }
 
 /// An MLP read from another framework's ONNX file, in neutral form.
@@ -165,10 +240,19 @@ fn cnn_output_len(cnn: &CnnModel) -> usize {
     values[values.len() - 1].iter().product()
 }
 
-/// Reads the ONNX file at `path` and folds it into an MLP.
+/// Reads the ONNX file at `path` and folds it into an MLP, with the default
+/// [`ImportOptions`]: a channels-last input of several channels is refused.
 pub fn import_file(path: &Path) -> Result<(ImportedMlp, LoadedModel), ImportError> {
+    import_file_with(path, &ImportOptions::default())
+}
+
+/// Reads the ONNX file at `path` and folds it into an MLP.
+pub fn import_file_with(
+    path: &Path,
+    options: &ImportOptions,
+) -> Result<(ImportedMlp, LoadedModel), ImportError> {
     let loaded = reader::read_model(path)?;
-    let mlp = fold::fold(&loaded).map_err(|kind| ImportError {
+    let mlp = fold::fold_with(&loaded, options).map_err(|kind| ImportError {
         path: path.to_owned(),
         kind,
     })?;

@@ -526,6 +526,75 @@ fn flatten(attrs: &Attributes<'_>, x: &Tensor) -> Tensor {
     }
 }
 
+/// Row-major strides of `shape`.
+fn strides(shape: &[usize]) -> Vec<usize> {
+    let mut strides = vec![1; shape.len()];
+    for k in (0..shape.len().saturating_sub(1)).rev() {
+        strides[k] = strides[k + 1] * shape[k + 1];
+    }
+    strides
+}
+
+/// `Transpose` of a FLOAT tensor: output axis k is input axis `perm[k]` (reversed by default).
+fn transpose(attrs: &Attributes<'_>, x: &Tensor) -> Tensor {
+    attrs.check_known(&["perm"]);
+    let rank = x.shape.len();
+    let perm: Vec<usize> = attrs.ints("perm").map_or_else(
+        || (0..rank).rev().collect(),
+        |p| p.iter().map(|&a| usize::try_from(a).unwrap()).collect(),
+    );
+    let mut sorted = perm.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, (0..rank).collect::<Vec<_>>(), "perm {perm:?}");
+    let shape: Vec<usize> = perm.iter().map(|&a| x.shape[a]).collect();
+    let (in_strides, out_strides) = (strides(&x.shape), strides(&shape));
+    let values = x.floats();
+    let data = (0..values.len())
+        .map(|flat| {
+            let source: usize = (0..rank)
+                .map(|k| flat / out_strides[k] % shape[k] * in_strides[perm[k]])
+                .sum();
+            values[source]
+        })
+        .collect();
+    Tensor::f32(shape, data)
+}
+
+/// `ReduceMean` (opset 13: `axes` an attribute) of a FLOAT tensor, summed in f64.
+fn reduce_mean(attrs: &Attributes<'_>, x: &Tensor) -> Tensor {
+    attrs.check_known(&["axes", "keepdims"]);
+    let rank = x.shape.len();
+    let axes: Vec<usize> = attrs
+        .ints("axes")
+        .expect("ReduceMean without axes")
+        .iter()
+        .map(|&a| usize::try_from(if a < 0 { a + rank as i64 } else { a }).unwrap())
+        .collect();
+    let kept: Vec<usize> = (0..rank)
+        .map(|k| if axes.contains(&k) { 1 } else { x.shape[k] })
+        .collect();
+    let (in_strides, kept_strides) = (strides(&x.shape), strides(&kept));
+    let count: usize = axes.iter().map(|&a| x.shape[a]).product();
+    let mut sums = vec![0.0f64; kept.iter().product()];
+    for (flat, &v) in x.floats().iter().enumerate() {
+        let target: usize = (0..rank)
+            .filter(|k| !axes.contains(k))
+            .map(|k| flat / in_strides[k] % x.shape[k] * kept_strides[k])
+            .sum();
+        sums[target] += f64::from(v);
+    }
+    let data = sums.iter().map(|s| (s / count as f64) as f32).collect();
+    let shape = if attrs.int("keepdims", 1) == 0 {
+        (0..rank)
+            .filter(|k| !axes.contains(k))
+            .map(|k| x.shape[k])
+            .collect()
+    } else {
+        kept
+    };
+    Tensor::f32(shape, data)
+}
+
 /// `Clip` (opset 11 and later): bounds as optional scalar inputs.
 fn clip(attrs: &Attributes<'_>, x: &Tensor, lo: Option<&Tensor>, hi: Option<&Tensor>) -> Tensor {
     attrs.check_known(&[]);
@@ -753,6 +822,8 @@ pub fn evaluate(model: &ModelProto, input: &Tensor) -> HashMap<String, Tensor> {
             "AveragePool" => pool(&attrs, arg(0), false),
             "GlobalAveragePool" => global_average_pool(&attrs, arg(0)),
             "Flatten" => flatten(&attrs, arg(0)),
+            "Transpose" => transpose(&attrs, arg(0)),
+            "ReduceMean" => reduce_mean(&attrs, arg(0)),
             "QuantizeLinear" => quantize_linear(&attrs, arg(0), arg(1), optional(2)),
             "DequantizeLinear" => dequantize_linear(&attrs, arg(0), arg(1), optional(2)),
             other => panic!("the interpreter does not know {other}"),
