@@ -102,6 +102,52 @@ pub struct ImportRecord {
     pub input_scale: Option<f32>,
 }
 
+/// The sample shape `[h, w, c]` whose rows a channels-last source reads (HWC), for
+/// `DataOptions::channels_last`; `None` when its rows are in the layer graph's own order.
+pub fn channels_last(input: &kiln_onnx::import::ImportedInput) -> Option<[usize; 3]> {
+    if !input.reorders() {
+        return None;
+    }
+    match *input.dims.as_slice() {
+        [h, w, c] => Some([h, w, c]),
+        [l, c] => Some([1, l, c]),
+        _ => None,
+    }
+}
+
+/// Rows between a channels-last source's order (HWC) and the layer graph's (CHW), for a model
+/// whose data options say its source is channels last (`to_layer`: HWC to CHW); the rows as
+/// they are otherwise.
+fn reorder_rows<'f>(
+    model: &ModelFile,
+    features: &'f [f32],
+    to_layer: bool,
+) -> std::borrow::Cow<'f, [f32]> {
+    let Some([h, w, c]) = model.data_options.channels_last else {
+        return std::borrow::Cow::Borrowed(features);
+    };
+    let n = (h * w * c).max(1);
+    let mut out = vec![0.0; features.len()];
+    for (row, moved) in features.chunks_exact(n).zip(out.chunks_exact_mut(n)) {
+        for j in 0..n {
+            // CHW feature j = (ch, y, x) is HWC feature (y, x, ch)
+            let (ch, y, x) = (j / (h * w), j / w % h, j % w);
+            let hwc = (y * w + x) * c + ch;
+            if to_layer {
+                moved[j] = row[hwc];
+            } else {
+                moved[hwc] = row[j];
+            }
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// The source file's row order from the layer graph's rows (see [`reorder_rows`]).
+pub fn source_rows<'f>(model: &ModelFile, features: &'f [f32]) -> std::borrow::Cow<'f, [f32]> {
+    reorder_rows(model, features, false)
+}
+
 /// Raw data values from the source file's inputs: divided by the recorded `--input-scale`.
 fn raw_from_source<'f>(record: &ImportRecord, features: &'f [f32]) -> std::borrow::Cow<'f, [f32]> {
     match record.input_scale {
@@ -675,8 +721,10 @@ pub fn compare_expected(
     record: &ImportRecord,
     expected: &ExpectedOutputs,
 ) -> ImportComparison {
-    // The expected file holds the source's inputs; the model file takes raw values.
-    let raw = raw_from_source(record, &expected.features);
+    // The expected file holds the source's inputs (in its order); the model file takes raw
+    // values in the layer graph's.
+    let layer_rows = reorder_rows(model, &expected.features, true);
+    let raw = raw_from_source(record, &layer_rows);
     let logits = crate::check::trainer_outputs(model, &raw);
     let magnitudes = crate::check::trainer_magnitudes(model, &raw);
     let width = model.task.n_outputs();
@@ -729,7 +777,7 @@ pub fn random_features(n: usize, n_inputs: usize) -> Vec<f32> {
 }
 
 /// Runs the source file with tract on `features` (the source's inputs: raw data times the
-/// recorded `--input-scale`) and compares every output it computes with the imported model. When the importer dropped nodes
+/// recorded `--input-scale`, in the source's row order: [`source_rows`]) and compares every output it computes with the imported model. When the importer dropped nodes
 /// (scikit-learn's ZipMap tail), tract runs the file without them
 /// (`kiln_onnx::import::engine_model`); otherwise the file itself.
 pub fn compare_tract(
@@ -746,7 +794,12 @@ pub fn compare_tract(
             detail: format!("{e:#}"),
         }
     };
-    let (imported, loaded) = kiln_onnx::import::import_file(source)?;
+    let (imported, loaded) = kiln_onnx::import::import_file_with(
+        source,
+        &kiln_onnx::import::ImportOptions {
+            reorder_channels_last: true,
+        },
+    )?;
     let engine_outputs = kiln_onnx::import::engine_outputs(&imported);
     let n_inputs = model.n_inputs;
     let n_samples = features.len() / n_inputs.max(1);
@@ -797,7 +850,8 @@ pub fn compare_tract(
             results[index].extend_from_slice(&flat[..(end - start) * per_row]);
         }
     }
-    let raw = raw_from_source(record, features);
+    let layer_rows = reorder_rows(model, features, true);
+    let raw = raw_from_source(record, &layer_rows);
     let logits = crate::check::trainer_outputs(model, &raw);
     let magnitudes = crate::check::trainer_magnitudes(model, &raw);
     let width = model.task.n_outputs();

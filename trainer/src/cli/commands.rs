@@ -1,7 +1,7 @@
 //! The subcommands of `kiln`.
 
 use super::args::*;
-use super::config::{data_config, export_options, TrainPlan, UsageError};
+use super::config::{export_options, TrainPlan, UsageError};
 use super::interrupt;
 use super::progress::Progress;
 use crate::check::{self, CheckReport};
@@ -769,11 +769,7 @@ pub fn check(args: &CheckArgs) -> Result<()> {
     if super::import::check_source(args, &model)?.is_some() {
         return Ok(());
     }
-    let (spec, options) = if args.data.data.is_some() {
-        data_config(&args.data, model.config.loss)?
-    } else {
-        (model.data.clone(), model.data_options.clone())
-    };
+    let (spec, options) = super::config::model_data_config(&args.data, &model)?;
     let split = load_data(&spec, &options)?;
     let (report, trainer_outputs) = check::check(&args.onnx, &model, &split.test)?;
     let mut files = Files::default();

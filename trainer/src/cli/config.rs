@@ -92,6 +92,21 @@ pub fn export_options(args: &OnnxArgs) -> Result<ExportOptions, UsageError> {
 }
 
 /// The data source and reading options, with defaults filled in.
+/// The data a command runs a model file on: `--data` and its flags when given (the rows read
+/// in the model's own order: a channels-last import's stays channels last), else the data
+/// the model was trained or imported with.
+pub fn model_data_config(
+    args: &DataArgs,
+    model: &crate::model::ModelFile,
+) -> Result<(DataSpec, DataOptions), UsageError> {
+    if args.data.is_none() {
+        return Ok((model.data.clone(), model.data_options.clone()));
+    }
+    let (spec, mut options) = data_config(args, model.config.loss)?;
+    options.channels_last = model.data_options.channels_last;
+    Ok((spec, options))
+}
+
 pub fn data_config(args: &DataArgs, loss: Loss) -> Result<(DataSpec, DataOptions), UsageError> {
     let spec: DataSpec = match &args.data {
         Some(text) => text.parse().map_err(|e| usage(format!("--data: {e}")))?,

@@ -536,11 +536,7 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
         let model = ModelFile::load(&args.model)
             .context("kiln eval takes a kiln model file (JSON) or a .kiln blob")?;
         // By default the data the model was trained on, with its own test split.
-        let (spec, options) = if args.data.data.is_some() {
-            data_config(&args.data, model.config.loss)?
-        } else {
-            (model.data.clone(), model.data_options.clone())
-        };
+        let (spec, options) = super::config::model_data_config(&args.data, &model)?;
         let split = data::load(&spec, &options)?;
         let regression = matches!(model.task, Task::Regression { .. })
             || matches!(split.test.targets, Targets::Regression { .. });

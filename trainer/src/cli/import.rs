@@ -219,7 +219,7 @@ fn comparisons(
             model,
             record,
             source,
-            &import::source_from_raw(record, &split.test.features),
+            &import::source_from_raw(record, &import::source_rows(model, &split.test.features)),
             format!("{} test samples of the data", split.test.n_samples()),
         )?),
         None if expected.is_none() => comparisons.push(import::compare_tract(
@@ -272,7 +272,14 @@ pub fn import(args: &ImportArgs) -> Result<()> {
         path: args.onnx.clone(),
         kind: kiln_onnx::import::ImportErrorKind::Read(e),
     })?;
-    let (imported, _) = kiln_onnx::import::import_file(&args.onnx)?;
+    // A channels-last source (a Keras model through tf2onnx) reads rows in HWC order: the data
+    // options say so, and every load reorders the rows to the layer graph's CHW.
+    let (imported, _) = kiln_onnx::import::import_file_with(
+        &args.onnx,
+        &kiln_onnx::import::ImportOptions {
+            reorder_channels_last: true,
+        },
+    )?;
     // Target columns (--targets, --autoencoder) are regression targets.
     let regression = args.regression || args.data.targets.is_some() || args.data.autoencoder;
     let classification = import::is_classifier(&imported, regression);
@@ -282,6 +289,7 @@ pub fn import(args: &ImportArgs) -> Result<()> {
         Loss::MeanSquaredError
     };
     let (spec, mut options) = data_config(&args.data, loss)?;
+    options.channels_last = import::channels_last(&imported.input);
     let split = data::load(&spec, &options)?;
     if split.train.n_features != imported.n_inputs {
         return Err(DataMismatch {
@@ -401,11 +409,7 @@ pub fn check_source(args: &CheckArgs, model: &ModelFile) -> Result<Option<()>> {
         return Ok(None);
     }
     let split = if args.data.data.is_some() || args.expected.is_none() {
-        let (spec, options) = if args.data.data.is_some() {
-            data_config(&args.data, model.config.loss)?
-        } else {
-            (model.data.clone(), model.data_options.clone())
-        };
+        let (spec, options) = super::config::model_data_config(&args.data, model)?;
         Some(data::load(&spec, &options)?)
     } else {
         None

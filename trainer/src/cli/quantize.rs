@@ -247,11 +247,7 @@ fn model_and_data(
     args: &DataArgs,
 ) -> Result<(ModelFile, (DataSpec, DataOptions), Split)> {
     let model = ModelFile::load(model_path)?;
-    let (spec, options): (DataSpec, DataOptions) = if args.data.is_some() {
-        data_config(args, model.config.loss)?
-    } else {
-        (model.data.clone(), model.data_options.clone())
-    };
+    let (spec, options): (DataSpec, DataOptions) = super::config::model_data_config(args, &model)?;
     let split = data::load(&spec, &options)?;
     if split.train.n_features != model.n_inputs {
         return Err(crate::model::ModelFileError::Invalid {

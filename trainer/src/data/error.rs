@@ -57,6 +57,16 @@ impl fmt::Display for Location {
 /// or splitting one.
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
+    /// The rows are channels last for a sample shape whose size is not the row's.
+    #[error("{spec}: the rows are channels last for samples of {h}x{w}x{c} ({} values), but they hold {n_features} features", h * w * c)]
+    ChannelsLastShape {
+        spec: String,
+        h: usize,
+        w: usize,
+        c: usize,
+        n_features: usize,
+    },
+
     /// The file does not exist.
     #[error("{}: file not found ({source})", path.display())]
     NotFound {

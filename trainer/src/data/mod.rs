@@ -178,6 +178,12 @@ pub struct DataOptions {
     /// the ROC AUC of the per-row error against it.
     #[serde(default)]
     pub anomaly_column: Option<usize>,
+    /// The rows hold each position's channels together (HWC: TensorFlow's and a Keras model's
+    /// order) for samples of `[h, w, c]`; loading reorders every row to the CHW order the layer
+    /// graph reads. `kiln import` sets it for a channels-last source model, and the model file
+    /// keeps it, so every later command reads the rows as the import did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channels_last: Option<[usize; 3]>,
 }
 
 impl Default for DataOptions {
@@ -190,6 +196,7 @@ impl Default for DataOptions {
             split_seed: 0,
             target: TargetKind::Classes { n_classes: None },
             anomaly_column: None,
+            channels_last: None,
         }
     }
 }
@@ -354,6 +361,14 @@ pub fn load(spec: &DataSpec, options: &DataOptions) -> Result<Split, DataError> 
         }
     };
 
+    let (train, test) = match options.channels_last {
+        Some(shape) => (
+            to_channels_first(train, shape, spec)?,
+            test.map(|t| to_channels_first(t, shape, spec))
+                .transpose()?,
+        ),
+        None => (train, test),
+    };
     let (train, test, how) = match test {
         Some(test) => (train, test, String::new()),
         None => {
@@ -409,9 +424,61 @@ pub fn load(spec: &DataSpec, options: &DataOptions) -> Result<Split, DataError> 
     })
 }
 
+/// Every row of `data` from HWC (channels last) to CHW for samples of `[h, w, c]`.
+fn to_channels_first(
+    mut data: Dataset,
+    [h, w, c]: [usize; 3],
+    spec: &DataSpec,
+) -> Result<Dataset, DataError> {
+    if h * w * c != data.n_features {
+        return Err(DataError::ChannelsLastShape {
+            spec: spec.to_string(),
+            h,
+            w,
+            c,
+            n_features: data.n_features,
+        });
+    }
+    // CHW feature (ch, y, x) is HWC feature (y, x, ch).
+    let order: Vec<usize> = (0..data.n_features)
+        .map(|j| {
+            let (ch, y, x) = (j / (h * w), j / w % h, j % w);
+            (y * w + x) * c + ch
+        })
+        .collect();
+    let mut row = vec![0.0; data.n_features];
+    for chunk in data.features.chunks_exact_mut(data.n_features.max(1)) {
+        for (value, &from) in row.iter_mut().zip(&order) {
+            *value = chunk[from];
+        }
+        chunk.copy_from_slice(&row);
+    }
+    Ok(data)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn channels_last_rows_load_channels_first() {
+        // one 1x2x3 sample, HWC: pixel 0 = (1, 2, 3), pixel 1 = (4, 5, 6)
+        let data = Dataset {
+            features: vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+            n_features: 6,
+            targets: Targets::Classes {
+                labels: vec![0],
+                n_classes: 2,
+            },
+        };
+        let chw = to_channels_first(data.clone(), [1, 2, 3], &DataSpec::Digits).unwrap();
+        assert_eq!(chw.features, [1.0, 4.0, 2.0, 5.0, 3.0, 6.0]);
+        let error = to_channels_first(data, [2, 2, 3], &DataSpec::Digits).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "digits: the rows are channels last for samples of 2x2x3 (12 values), but they hold 6 features"
+        );
+    }
 
     fn class_counts(dataset: &Dataset) -> Vec<usize> {
         let Targets::Classes { labels, n_classes } = &dataset.targets else {
@@ -634,6 +701,7 @@ mod tests {
             split_seed: 9,
             target: TargetKind::Classes { n_classes: Some(3) },
             anomaly_column: Some(4),
+            channels_last: Some([2, 3, 4]),
         };
         let json = serde_json::to_string(&options).unwrap();
         assert_eq!(serde_json::from_str::<DataOptions>(&json).unwrap(), options);
