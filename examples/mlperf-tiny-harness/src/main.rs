@@ -23,9 +23,15 @@ mod board;
 mod out;
 mod protocol;
 
+// Generated (`kiln bake --rust`, `cargo xtask tiny-harness`): formatted by their writers. A
+// large model's blob is a large const array, which the generated code copies once into its
+// aligned static.
+#[rustfmt::skip]
+#[allow(clippy::large_const_arrays)]
 #[path = "generated/model.rs"]
 mod model;
 
+#[rustfmt::skip]
 #[path = "generated/harness.rs"]
 mod config;
 
