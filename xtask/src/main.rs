@@ -16,6 +16,7 @@ mod firmware_tiny;
 mod nostd;
 mod qat_table;
 mod sensor_data;
+mod tiny_harness;
 
 use std::process::ExitCode;
 
@@ -56,6 +57,11 @@ commands:
                       QEMU on Cortex-M4F, M7 and M3 (M0 and RV32 where they fit), outputs equal to
                       the host's: flash, RAM, instructions per inference and per MAC, beside the
                       published cycles per MAC
+  tiny-harness [--model MODEL.json --data SPEC] [--model-version ID] [--samples N] [--out DIR]
+                      MLPerf Tiny's submitter API (examples/mlperf-tiny-harness) in QEMU on
+                      Cortex-M4F, driven over its UART like the official runner: every sample's
+                      m-results equal to kiln-runtime's on the host, malformed commands answered
+                      as the reference does (default model: a digits CNN trained for 1 epoch)
   bench-kernels [--board mps2-an386|microbit]...
                       each conv / depthwise / pooling kernel alone on the CMSIS-NN bench shapes
                       in QEMU (examples/kernel-bench-qemu): insns/MAC optimized, reference and
@@ -95,6 +101,7 @@ fn main() -> ExitCode {
         "qat-table" => qat_table::run(rest),
         "bench-kernels" => bench_kernels::run(rest),
         "bench-tiny" => firmware_tiny::run(rest),
+        "tiny-harness" => tiny_harness::run(rest),
         "bench-mcu" => firmware::FirmwareOptions::parse(rest).and_then(|mut options| {
             options.n_mnist_images = options.n_mnist_images.min(20);
             firmware::bench_mcu(&options)
