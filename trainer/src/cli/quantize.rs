@@ -237,6 +237,7 @@ pub(crate) fn quant_options(args: &CalibArgs) -> Result<QuantOptions, UsageError
         method,
         pow2_scales: args.pow2_scales,
         int16: args.activations == super::args::ActivationsArg::Int16,
+        in_place: args.in_place,
     })
 }
 

@@ -78,6 +78,10 @@ pub struct QuantOptions {
     /// int16 activations with int8 weights, the 16x8 scheme (`--activations int16`): every
     /// activation symmetric (zero point 0) with `max |range| / 32767` as its scale.
     pub int16: bool,
+    /// Plan the arena with layers computed in place where that lowers its peak (`--in-place`:
+    /// depthwise, pointwise and add layers write their output over their input); otherwise
+    /// every layer's input and output apart, which the fastest kernels take.
+    pub in_place: bool,
 }
 
 impl Default for QuantOptions {
@@ -87,6 +91,7 @@ impl Default for QuantOptions {
             method: RangeMethod::MinMax,
             pow2_scales: false,
             int16: false,
+            in_place: false,
         }
     }
 }
@@ -888,7 +893,12 @@ pub fn quantize(
         output_scale: output.scale,
         output_zero_point: output.zero_point,
     };
-    let blob = kiln_runtime::encode::encode(&spec).map_err(|e| QuantError::Encode {
+    let blob = if options.in_place {
+        kiln_runtime::encode::encode(&spec)
+    } else {
+        kiln_runtime::encode::encode_layer_by_layer(&spec)
+    }
+    .map_err(|e| QuantError::Encode {
         detail: format!("{e}"),
     })?;
     // The QDQ graph normalizes with the means the runtime uses, `mu / (256 * 2^frac_bits)`
