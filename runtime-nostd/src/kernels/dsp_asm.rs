@@ -543,7 +543,224 @@ core::arch::global_asm!(
     ".size kiln_dot4_i16_dsp, . - kiln_dot4_i16_dsp",
 );
 
+core::arch::global_asm!(
+    ".section .text.kiln_conv_pairs_dsp,\"ax\",%progbits",
+    ".global kiln_conv_pairs_dsp",
+    ".type kiln_conv_pairs_dsp,%function",
+    ".p2align 2",
+    ".thumb_func",
+    "kiln_conv_pairs_dsp:",
+    // r0: a `Pairs` (offsets in its definition), read and advanced block by block. A block is
+    // two output channels (rows o, o + 1 of the OHWI weights, `stride` bytes apart) of two
+    // output pixels A and B, whose columns are widened and interleaved in `lanes`: per four
+    // taps the words A02, A13, B02, B13. Each weight word is loaded and split once and serves
+    // both pixels: four SMLAD per weight word. Then the output stage of both rows for both
+    // pixels, and two bytes out per pixel.
+    // Inner loop registers: r0 row o (row o + 1 at r0 + r1), r1 stride, r2 the lanes, r3
+    // their end, r4/r5 pixel A rows o/o+1, r6/r7 pixel B rows o/o+1, r8-r11 the lanes of
+    // four taps, r12 and lr a weight word split in two.
+    "push {{r4-r11, lr}}",
+    "sub sp, sp, #4", // where `pairs` waits while the loop uses lr
+    "str r0, [sp]",
+    "mov lr, r0",
+    "ldr r0, [lr, #0]", // row o of the first block
+    "ldr r1, [lr, #4]", // stride
+    "3:",
+    "ldr r9, [lr, #12]", // this block's record: start[o], start[o + 1], M, s - 1, M, s - 1
+    "ldrd r4, r5, [r9]",
+    "mov r6, r4",
+    "mov r7, r5",
+    "ldr r2, [lr, #8]",       // the lanes
+    "ldr r3, [lr, #16]",      // groups of 8 taps (> 0)
+    "lsls r12, r3, #31",      // Z clear when the group count is odd
+    "add r3, r2, r3, lsl #5", // the lanes' end: 32 bytes per group
+    "bne 2f",
+    "1:",
+    "ldm r2!, {{r8-r11}}",
+    "ldr r12, [r0, r1]",
+    "sxtb16 lr, r12",
+    "sxtb16 r12, r12, ror #8",
+    "smlad r5, lr, r8, r5",
+    "smlad r5, r12, r9, r5",
+    "smlad r7, lr, r10, r7",
+    "smlad r7, r12, r11, r7",
+    "ldr r12, [r0], #4",
+    "sxtb16 lr, r12",
+    "sxtb16 r12, r12, ror #8",
+    "smlad r4, lr, r8, r4",
+    "smlad r4, r12, r9, r4",
+    "smlad r6, lr, r10, r6",
+    "smlad r6, r12, r11, r6",
+    "ldm r2!, {{r8-r11}}",
+    "ldr r12, [r0, r1]",
+    "sxtb16 lr, r12",
+    "sxtb16 r12, r12, ror #8",
+    "smlad r5, lr, r8, r5",
+    "smlad r5, r12, r9, r5",
+    "smlad r7, lr, r10, r7",
+    "smlad r7, r12, r11, r7",
+    "ldr r12, [r0], #4",
+    "sxtb16 lr, r12",
+    "sxtb16 r12, r12, ror #8",
+    "smlad r4, lr, r8, r4",
+    "smlad r4, r12, r9, r4",
+    "smlad r6, lr, r10, r6",
+    "smlad r6, r12, r11, r6",
+    "2:",
+    "ldm r2!, {{r8-r11}}",
+    "ldr r12, [r0, r1]",
+    "sxtb16 lr, r12",
+    "sxtb16 r12, r12, ror #8",
+    "smlad r5, lr, r8, r5",
+    "smlad r5, r12, r9, r5",
+    "smlad r7, lr, r10, r7",
+    "smlad r7, r12, r11, r7",
+    "ldr r12, [r0], #4",
+    "sxtb16 lr, r12",
+    "sxtb16 r12, r12, ror #8",
+    "smlad r4, lr, r8, r4",
+    "smlad r4, r12, r9, r4",
+    "smlad r6, lr, r10, r6",
+    "smlad r6, r12, r11, r6",
+    "ldm r2!, {{r8-r11}}",
+    "ldr r12, [r0, r1]",
+    "sxtb16 lr, r12",
+    "sxtb16 r12, r12, ror #8",
+    "smlad r5, lr, r8, r5",
+    "smlad r5, r12, r9, r5",
+    "smlad r7, lr, r10, r7",
+    "smlad r7, r12, r11, r7",
+    "ldr r12, [r0], #4",
+    "sxtb16 lr, r12",
+    "sxtb16 r12, r12, ror #8",
+    "smlad r4, lr, r8, r4",
+    "smlad r4, r12, r9, r4",
+    "smlad r6, lr, r10, r6",
+    "smlad r6, r12, r11, r6",
+    "cmp r2, r3",
+    "bne 1b",
+    "ldr lr, [sp]",
+    // r0 has moved 8 * groups bytes on: the next block starts two rows after this one.
+    "ldr r2, [lr, #16]",
+    "sub r0, r0, r2, lsl #3",
+    "add r0, r0, r1, lsl #1",
+    "ldr r9, [lr, #12]",
+    "ldr r8, [lr, #28]",       // 2 zp + 1
+    "ldrd r11, r12, [r9, #8]", // row o: M, s - 1
+    // r4: sat8(zp + rq_acc(r4, M, t)) as `fixed::rq_high_zp` computes it.
+    "smull r2, r3, r4, r11",
+    "lsr r10, r3, r12",
+    "ubfx r10, r10, #1, #1", // odd: bit s of the high half
+    "cmp r2, #0",
+    "it ne",
+    "movne r10, #1", // up = odd | (lo != 0)
+    "add r3, r3, r10",
+    "sub r3, r3, #1",
+    "asr r3, r3, r12",
+    "add r3, r3, r8", // + 2 zp + 1
+    "ssat r4, #8, r3, asr #1",
+    // r6: sat8(zp + rq_acc(r6, M, t)) as `fixed::rq_high_zp` computes it.
+    "smull r2, r3, r6, r11",
+    "lsr r10, r3, r12",
+    "ubfx r10, r10, #1, #1", // odd: bit s of the high half
+    "cmp r2, #0",
+    "it ne",
+    "movne r10, #1", // up = odd | (lo != 0)
+    "add r3, r3, r10",
+    "sub r3, r3, #1",
+    "asr r3, r3, r12",
+    "add r3, r3, r8", // + 2 zp + 1
+    "ssat r6, #8, r3, asr #1",
+    "ldrd r11, r12, [r9, #16]", // row o + 1: M, s - 1
+    // r5: sat8(zp + rq_acc(r5, M, t)) as `fixed::rq_high_zp` computes it.
+    "smull r2, r3, r5, r11",
+    "lsr r10, r3, r12",
+    "ubfx r10, r10, #1, #1", // odd: bit s of the high half
+    "cmp r2, #0",
+    "it ne",
+    "movne r10, #1", // up = odd | (lo != 0)
+    "add r3, r3, r10",
+    "sub r3, r3, #1",
+    "asr r3, r3, r12",
+    "add r3, r3, r8", // + 2 zp + 1
+    "ssat r5, #8, r3, asr #1",
+    // r7: sat8(zp + rq_acc(r7, M, t)) as `fixed::rq_high_zp` computes it.
+    "smull r2, r3, r7, r11",
+    "lsr r10, r3, r12",
+    "ubfx r10, r10, #1, #1", // odd: bit s of the high half
+    "cmp r2, #0",
+    "it ne",
+    "movne r10, #1", // up = odd | (lo != 0)
+    "add r3, r3, r10",
+    "sub r3, r3, #1",
+    "asr r3, r3, r12",
+    "add r3, r3, r8", // + 2 zp + 1
+    "ssat r7, #8, r3, asr #1",
+    "add r9, r9, #24",
+    "str r9, [lr, #12]",
+    // [A o, A o+1, B o, B o+1] in one word, then both clamps on all four lanes.
+    "bfi r4, r5, #8, #8",
+    "bfi r4, r6, #16, #8",
+    "bfi r4, r7, #24, #8",
+    "ldr r9, [lr, #32]",
+    "ssub8 r10, r4, r9",
+    "sel r4, r4, r9", // max(q, clamp_min)
+    "ldr r9, [lr, #36]",
+    "ssub8 r10, r4, r9",
+    "sel r4, r9, r4",     // min(q, clamp_max)
+    "ldr r9, [lr, #20]",  // pixel A's two outputs
+    "ldr r10, [lr, #24]", // pixel B's, from A's (0 when B is A)
+    "strh r4, [r9]",
+    "lsr r4, r4, #16",
+    "strh r4, [r9, r10]",
+    "add r9, r9, #2",
+    "str r9, [lr, #20]",
+    "ldr r9, [lr, #40]",
+    "subs r9, r9, #1",
+    "str r9, [lr, #40]",
+    "bne 3b",
+    "add sp, sp, #4",
+    "pop {{r4-r11, pc}}",
+    ".size kiln_conv_pairs_dsp, . - kiln_conv_pairs_dsp",
+);
+
+core::arch::global_asm!(
+    ".section .text.kiln_widen_pair_dsp,\"ax\",%progbits",
+    ".global kiln_widen_pair_dsp",
+    ".type kiln_widen_pair_dsp,%function",
+    ".p2align 2",
+    ".thumb_func",
+    "kiln_widen_pair_dsp:",
+    // r0: pixel A's int8 column, r1: pixel B's, r2: the output (word-aligned, 32 bytes per 8
+    // taps), r3: groups of 8 taps (> 0). Writes A02, A13, B02, B13 per four taps: what
+    // `kiln_conv_pairs_dsp` loads.
+    "push {{r4-r7}}",
+    "add r3, r0, r3, lsl #3", // A's end
+    "1:",
+    "ldr r4, [r0], #4",
+    "ldr r6, [r1], #4",
+    "sxtb16 r5, r4, ror #8",
+    "sxtb16 r4, r4",
+    "sxtb16 r7, r6, ror #8",
+    "sxtb16 r6, r6",
+    "stm r2!, {{r4-r7}}",
+    "ldr r4, [r0], #4",
+    "ldr r6, [r1], #4",
+    "sxtb16 r5, r4, ror #8",
+    "sxtb16 r4, r4",
+    "sxtb16 r7, r6, ror #8",
+    "sxtb16 r6, r6",
+    "stm r2!, {{r4-r7}}",
+    "cmp r0, r3",
+    "bne 1b",
+    "pop {{r4-r7}}",
+    "bx lr",
+    ".size kiln_widen_pair_dsp, . - kiln_widen_pair_dsp",
+);
+
 extern "C" {
+    fn kiln_conv_pairs_dsp(pairs: *mut Pairs);
+    fn kiln_widen_pair_dsp(a: *const i8, b: *const i8, lanes: *mut i8, n_groups: usize);
     fn kiln_dot4_i16_dsp(
         row0: *const u8,
         stride: usize,
@@ -782,5 +999,84 @@ pub fn dw_mac(acc: &mut [i32], x: &[i8], w: &[u8], zp: i32) {
         // accumulators of `acc` (an `i32` slice, so word-aligned for LDM/STM), all checked
         // just above; the routine follows the AAPCS and saves what it uses.
         unsafe { kiln_dw_mac_dsp(acc.as_mut_ptr(), x.as_ptr(), w.as_ptr(), steps, zp2) };
+    }
+}
+
+/// What [`kiln_conv_pairs_dsp`] reads and advances, at fixed offsets (checked below).
+#[repr(C)]
+struct Pairs {
+    rows: *const u8,
+    stride: usize,
+    lanes: *const i8,
+    records: *const i8,
+    n_groups: usize,
+    out_a: *mut i8,
+    delta: usize,
+    round_zp: i32,
+    clamp_min4: u32,
+    clamp_max4: u32,
+    n_blocks: usize,
+}
+
+const _: () = {
+    use core::mem::offset_of;
+    assert!(offset_of!(Pairs, rows) == 0 && offset_of!(Pairs, stride) == 4);
+    assert!(offset_of!(Pairs, lanes) == 8 && offset_of!(Pairs, records) == 12);
+    assert!(offset_of!(Pairs, n_groups) == 16 && offset_of!(Pairs, out_a) == 20);
+    assert!(offset_of!(Pairs, delta) == 24 && offset_of!(Pairs, round_zp) == 28);
+    assert!(offset_of!(Pairs, clamp_min4) == 32 && offset_of!(Pairs, clamp_max4) == 36);
+    assert!(offset_of!(Pairs, n_blocks) == 40);
+};
+
+/// The blocks of two output channels by two output pixels of a convolution
+/// (`pairs::pair_blocks` is the portable twin, and says what they compute). Returns the blocks
+/// written: 0 unless the slices hold what the routine reads and writes.
+#[inline(always)]
+pub fn pair_blocks(args: &super::pairs::PairBlocks<'_>, output: &mut [i8]) -> usize {
+    let Some(at_a) = args.in_bounds(output.len()) else {
+        return 0;
+    };
+    let lanes = |v: i8| u32::from(v as u8).wrapping_mul(0x0101_0101);
+    let mut pairs = Pairs {
+        rows: args.rows.as_ptr(),
+        stride: args.stride,
+        lanes: args.lanes.as_ptr(),
+        records: args.records.as_ptr(),
+        n_groups: args.n_groups,
+        // SAFETY: `in_bounds` proved `at_a` within `output`.
+        out_a: unsafe { output.as_mut_ptr().add(at_a) },
+        delta: args.delta,
+        round_zp: crate::fixed::round_zp(args.output_zero_point),
+        clamp_min4: lanes(args.clamp_min),
+        clamp_max4: lanes(args.clamp_max),
+        n_blocks: args.n_blocks,
+    };
+    // SAFETY: `in_bounds` proved every read (the two rows of each block, `8 * n_groups` bytes
+    // each, `2 * stride` apart; `32 * n_groups` word-aligned lane bytes for LDM; 24
+    // word-aligned record bytes per block for LDRD) and every write (two bytes per block at
+    // `at_a` and at `at_a + delta`) inside its slice. The routine follows the AAPCS, saves what
+    // it uses and writes only `pairs` and the output.
+    unsafe { kiln_conv_pairs_dsp(&mut pairs) };
+    args.n_blocks
+}
+
+/// Writes the 16-bit lanes of the first `8 * n_groups` bytes of two columns into `lanes`,
+/// interleaved per four taps as A02, A13, B02, B13 (`pairs::widen_pair` is the portable twin).
+/// Writes nothing unless both columns hold as many bytes and `lanes` is word-aligned with room
+/// for `32 * n_groups`.
+#[inline(always)]
+pub fn widen_pair(a: &[i8], b: &[i8], lanes: &mut [i8], n_groups: usize) {
+    let in_bounds = n_groups > 0
+        && n_groups
+            .checked_mul(8)
+            .is_some_and(|n| a.len() >= n && b.len() >= n)
+        && n_groups
+            .checked_mul(32)
+            .is_some_and(|len| lanes.len() >= len)
+        && lanes.as_ptr().align_offset(4) == 0;
+    if in_bounds {
+        // SAFETY: reads `8 * n_groups` bytes of `a` and `b` and writes `32 * n_groups` bytes of
+        // `lanes` (word-aligned for STM), all checked just above; AAPCS.
+        unsafe { kiln_widen_pair_dsp(a.as_ptr(), b.as_ptr(), lanes.as_mut_ptr(), n_groups) };
     }
 }

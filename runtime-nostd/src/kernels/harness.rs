@@ -365,6 +365,92 @@ pub fn conv_case(rng: &mut Rng, depthwise: bool) -> ConvCase {
     }
 }
 
+/// A random convolution with channel counts anywhere in `1..=70` (in and out), a 1x1 or 3x3
+/// kernel (sometimes 1xk or kx1, or as large as the input), strides 1 to 3, same or valid
+/// padding, odd and even output pixel counts, any zero points, and every shift in `33..=62` with
+/// a quarter of the channels on exact ties (`M = 2^30`): the shapes on which the block kernels
+/// take their fast paths, and their edges.
+pub fn conv_channel_case(rng: &mut Rng) -> ConvCase {
+    let axis_of = |rng: &mut Rng, k: usize| {
+        let n = rng.usize_in(1, 7);
+        let k = if rng.below(8) == 0 { n } else { k.min(n) };
+        let s = match rng.below(5) {
+            0..=2 => 1,
+            3 => 2,
+            _ => 3,
+        };
+        let same = rng.bool();
+        let (out, pad) = axis(n, k, s, same).unwrap_or((1, 0));
+        (n, k, s, out, pad)
+    };
+    let k = match rng.below(6) {
+        0..=2 => 1,
+        3 | 4 => 3,
+        _ => rng.usize_in(1, 4),
+    };
+    let (h, kh, sh, oh, top) = axis_of(rng, k);
+    let kw = if rng.below(6) == 0 { 1 } else { k };
+    let (w, kw, sw, ow, left) = axis_of(rng, kw);
+    let channels = |rng: &mut Rng| match rng.below(4) {
+        0 => rng.usize_in(1, 9),
+        1 => 8 * rng.usize_in(1, 8),
+        _ => rng.usize_in(1, 70),
+    };
+    let (c, oc) = (channels(rng), channels(rng));
+    let weights = (0..oc * kh * kw * c).map(|_| rng.i8() as u8).collect();
+    let (mut bias, mut mults, mut shifts) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..oc {
+        if rng.below(4) == 0 {
+            bias.push(rng.range_i64(-300, 300) as i32);
+            mults.push(1 << 30);
+            shifts.push(rng.range_i64(33, 36) as u8);
+        } else {
+            bias.push(rng.range_i64(-(1 << 20), 1 << 20) as i32);
+            mults.push(rng.range_i64(1 << 30, i64::from(i32::MAX)) as i32);
+            shifts.push(rng.range_i64(36, 62) as u8);
+        }
+    }
+    let output_zero_point = rng.i8();
+    let (clamp_min, clamp_max) = match rng.below(3) {
+        0 => (-128, 127),
+        1 => (output_zero_point, 127),
+        _ => {
+            let (a, b) = (rng.i8(), rng.i8());
+            (a.min(b), a.max(b))
+        }
+    };
+    ConvCase {
+        input_shape: [h, w, c],
+        output_shape: [oh, ow, oc],
+        kernel: [kh, kw],
+        stride: [sh, sw],
+        pad: [top, left],
+        weights,
+        bias: words(bias),
+        multipliers: words(mults),
+        shifts,
+        input_zero_point: rng.i8(),
+        output_zero_point,
+        clamp_min,
+        clamp_max,
+        input: (0..h * w * c).map(|_| rng.i8()).collect(),
+    }
+}
+
+/// A convolution kernel against the reference on [`conv_channel_case`]s.
+pub fn conv_channel_cases(impl_fn: ConvKernelFn, seed: u64, cases: usize) {
+    let mut rng = Rng::new(seed);
+    for i in 0..cases {
+        let case = conv_channel_case(&mut rng);
+        conv_compare(
+            impl_fn,
+            false,
+            &case,
+            &std::format!("conv channel case {i} {case:?}"),
+        );
+    }
+}
+
 fn conv_reference(depthwise: bool) -> ConvKernelFn {
     if depthwise {
         reference::depthwise_conv2d_i8

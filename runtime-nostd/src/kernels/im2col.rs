@@ -22,13 +22,13 @@ use crate::Error;
 
 /// Whether the input pixel itself is the column (1x1 kernel, no padding).
 #[inline(always)]
-fn pointwise(p: &ConvParams<'_>) -> bool {
+pub(crate) fn pointwise(p: &ConvParams<'_>) -> bool {
     p.kernel == [1, 1] && p.pad == [0, 0]
 }
 
 /// `kh * kw * c`: the length of a column (saturating; `check` refuses what does not fit).
 #[inline(always)]
-fn taps(p: &ConvParams<'_>) -> usize {
+pub(crate) fn taps(p: &ConvParams<'_>) -> usize {
     p.kernel[0]
         .saturating_mul(p.kernel[1])
         .saturating_mul(p.input_shape[2])
@@ -87,7 +87,7 @@ fn le_i32_i8(chunk: &[i8]) -> i32 {
 
 /// `first .. first + n` of `s`, or an empty slice.
 #[inline(always)]
-fn range<T>(s: &[T], first: usize, n: usize) -> &[T] {
+pub(crate) fn range<T>(s: &[T], first: usize, n: usize) -> &[T] {
     first
         .checked_add(n)
         .and_then(|end| s.get(first..end))
@@ -97,7 +97,7 @@ fn range<T>(s: &[T], first: usize, n: usize) -> &[T] {
 /// Writes the column of output pixel `(oy, ox)` into `column` (`kh * kw * c` bytes, HWC patch
 /// order, `zp` for padded taps).
 #[inline(always)]
-fn gather(p: &ConvParams<'_>, input: &[i8], oy: usize, ox: usize, column: &mut [i8]) {
+pub(crate) fn gather(p: &ConvParams<'_>, input: &[i8], oy: usize, ox: usize, column: &mut [i8]) {
     let [h, w, c] = p.input_shape;
     let [kh, kw] = p.kernel;
     let [sh, sw] = p.stride;

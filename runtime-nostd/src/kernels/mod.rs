@@ -16,6 +16,7 @@ pub mod inplace;
 #[cfg(kiln_kernel = "m0")]
 mod m0_asm;
 pub mod packed;
+pub mod pairs;
 pub mod reference;
 pub mod rows4;
 #[cfg(kiln_kernel = "rv32")]
@@ -88,8 +89,9 @@ pub use reference::fully_connected_i16;
 
 /// The convolution and pooling kernels the runtime uses. `conv2d_i8_workspace` is im2col into
 /// the caller's workspace ([`conv_workspace_len`] bytes; shorter runs the reference, same bits)
-/// and the dense kernel's four-row loop: packed `SMLAD` on Cortex-M4/M7, the target's scalar
-/// loop elsewhere. Depthwise and pooling go four channels per word (16-bit lanes on
+/// and a matrix product: on Cortex-M4/M7 blocks of two channels by two output pixels in `SMLAD`
+/// lanes (`pairs`, falling back to the packed kernel's four-row loop), the target's scalar
+/// four-row loop elsewhere. Depthwise and pooling go four channels per word (16-bit lanes on
 /// Cortex-M4/M7). `KILN_KERNEL=reference` keeps the reference everywhere.
 #[cfg(kiln_kernel = "reference")]
 pub use reference::{avg_pool_i8, conv2d_i8, depthwise_conv2d_i8, max_pool_i8};
@@ -103,9 +105,10 @@ pub use dwconv::depthwise_conv2d_i8_bytes as depthwise_conv2d_i8;
 pub use dwconv::depthwise_conv2d_i8_lanes as depthwise_conv2d_i8;
 
 /// The workspace bytes [`conv2d_i8_workspace`] needs for a layer: a pure function of its
-/// parameters, the same on every target so that the baking host sizes a device's scratch.
+/// parameters, the same on every target so that the baking host sizes a device's scratch
+/// (the two-pixel kernel's and the one-pixel kernel's it falls back to, whichever is more).
 pub fn conv_workspace_len(params: &ConvParams<'_>) -> usize {
-    im2col::conv_workspace_len(params)
+    im2col::conv_workspace_len(params).max(pairs::workspace_len(params))
 }
 
 /// The `Conv2d` kernel the runtime uses, with the caller's workspace (the scratch bytes past
@@ -118,7 +121,7 @@ pub fn conv2d_i8_workspace(
     output: &mut [i8],
 ) -> Result<(), Error> {
     #[cfg(kiln_kernel = "dsp")]
-    return im2col::conv2d_i8_packed(params, input, workspace, output);
+    return pairs::conv2d_i8_pairs(params, input, workspace, output);
     #[cfg(kiln_kernel = "reference")]
     {
         let _ = workspace;
@@ -385,7 +388,8 @@ pub(crate) fn le_i32(chunk: &[u8]) -> i32 {
 /// `kernel_tests!(module_name, path::to::impl_fn);` for a dense kernel, and
 /// `kernel_tests!(conv2d: module_name, path)`, `(depthwise: ...)`, `(max_pool: ...)`,
 /// `(avg_pool: ...)` for a convolution or pooling kernel: random shapes (stride 1 to 3, same
-/// and valid padding, kernel = input, one channel, 1x1), extreme values and bad lengths.
+/// and valid padding, kernel = input, one channel, 1x1), extreme values and bad lengths; a
+/// convolution also on channel counts up to 70 with every shift in `33..=62`.
 #[cfg(test)]
 macro_rules! kernel_tests {
     (conv2d: $name:ident, $impl_fn:path) => {
@@ -393,6 +397,11 @@ macro_rules! kernel_tests {
             #[test]
             fn random_shapes_match_reference() {
                 $crate::kernels::harness::conv_cases($impl_fn, false, 0xC0_0001, 1500);
+            }
+
+            #[test]
+            fn channel_counts_match_reference() {
+                $crate::kernels::harness::conv_channel_cases($impl_fn, 0xC0_0005, 400);
             }
 
             #[test]
@@ -551,6 +560,37 @@ conv_workspace_variants! {
     conv_rows4, conv_rows4_short: im2col::conv2d_i8_rows4, false;
     conv_portable, conv_portable_short: im2col::conv2d_i8_portable, false;
 }
+
+/// The two-pixel kernel (its portable twin on the host) with the workspace it asks for, and with
+/// one byte less (the one-pixel kernel then runs).
+#[cfg(test)]
+fn conv_pairs(p: &ConvParams<'_>, input: &[i8], output: &mut [i8]) -> Result<(), Error> {
+    with_workspace(
+        pairs::conv2d_i8_pairs,
+        pairs::workspace_len(p),
+        false,
+        p,
+        input,
+        output,
+    )
+}
+
+#[cfg(test)]
+fn conv_pairs_short(p: &ConvParams<'_>, input: &[i8], output: &mut [i8]) -> Result<(), Error> {
+    with_workspace(
+        pairs::conv2d_i8_pairs,
+        pairs::workspace_len(p),
+        true,
+        p,
+        input,
+        output,
+    )
+}
+
+#[cfg(test)]
+kernel_tests!(conv2d: conv_pairs_vs_reference, crate::kernels::conv_pairs);
+#[cfg(test)]
+kernel_tests!(conv2d: conv_pairs_short_vs_reference, crate::kernels::conv_pairs_short);
 
 /// The dispatched workspace convolution with the length `conv_workspace_len` asks for.
 #[cfg(test)]

@@ -1,0 +1,451 @@
+//! `Conv2d` two output pixels at a time: the matrix product of [`im2col`](super::im2col) in
+//! blocks of two output channels by two output pixels, so that each weight word is loaded and
+//! split into 16-bit lanes once for two pixels' columns (four `SMLAD` per weight word instead of
+//! two). On Cortex-M4/M7 the block loop, its output stage included, is `kiln_conv_pairs_dsp`
+//! in `dsp_asm.rs`; elsewhere [`pair_blocks`] is its portable twin, which the host tests hold to
+//! the reference.
+//!
+//! Why two channels and not four: a block of two pixels by four channels needs eight
+//! accumulators, the four lane words of the two columns and the two halves of a weight word:
+//! fourteen registers, all that Thumb-2 has besides `sp` and `pc`, with none left for the
+//! pointers. Two by two keeps the four lane words of the current four taps in registers (one
+//! `LDM` per four taps), so each weight word costs one load, two `SXTB16` and four `SMLAD`:
+//! 15 instructions per 16 multiply-accumulates, against 21 for one pixel by four channels.
+//!
+//! Per pair of output pixels (A, B; the last pixel of an odd count pairs with itself and writes
+//! its outputs twice): both columns gathered as `im2col` gathers them (a pointwise layer whose
+//! channels are a multiple of 8 reads the input pixels themselves), widened and interleaved
+//! into the workspace (per four taps the words A02, A13, B02, B13), then every pair of channels
+//! in one call. The zero point is the start value's, as in `im2col`: every channel starts from
+//! `bias - zp_in * sum(w)`, and a padded tap is gathered as `zp_in`. The columns are zero-padded
+//! to a multiple of 8 taps (`k`), so a block's rows are read `k` bytes each, running into the
+//! next row, which the zeros cancel; the last pairs, whose reads would pass the weights' end,
+//! read from `k - taps` bytes before their rows instead, against the columns with the zeros in
+//! front. A pair of channels that cannot do either (tiny layers) and the last channel of an odd
+//! count take the scalar loop. The output stage is `fixed::rq_high_zp` (every shift in
+//! `33..=62`, checked once per call) and the clamps; any other layer runs
+//! [`im2col::conv2d_i8_packed`](super::im2col::conv2d_i8_packed), as does a layer of one output
+//! pixel or one channel, or a workspace shorter than [`workspace_len`].
+
+use super::conv::ConvParams;
+use super::im2col::{self, gather, pointwise, range, taps};
+#[cfg(not(kiln_kernel = "dsp"))]
+use super::simd32::{smlad, sxtb16, sxtb16_ror8};
+use super::{le_i32, tail_dot};
+use crate::fixed::{round_zp, rq_high_zp};
+use crate::Error;
+
+#[cfg(kiln_kernel = "dsp")]
+pub(crate) use super::dsp_asm::{pair_blocks, widen_pair};
+
+/// The bytes of one block's record: `start[o]`, `start[o + 1]`, then `M` and `t - 33` of row
+/// `o` and of row `o + 1`, six little-endian words.
+const RECORD: usize = 24;
+
+/// What one call of the block loop reads and writes: `n_blocks` blocks of two channels (rows
+/// `stride` bytes apart in `rows`, the first block's first row at its start, each next block two
+/// rows on), `8 * n_groups` taps each, over the interleaved `lanes` of pixels A and B; the
+/// records from `records`; block `i`'s two outputs of pixel A at `at_a + 2 i` and of pixel B
+/// `delta` bytes after them.
+pub(crate) struct PairBlocks<'a> {
+    pub rows: &'a [u8],
+    pub stride: usize,
+    pub lanes: &'a [i8],
+    pub records: &'a [i8],
+    pub n_groups: usize,
+    pub at_a: usize,
+    pub delta: usize,
+    pub n_blocks: usize,
+    pub output_zero_point: i8,
+    pub clamp_min: i8,
+    pub clamp_max: i8,
+}
+
+impl PairBlocks<'_> {
+    /// `at_a` when every read and write of the call lies inside its slice (output `out_len`
+    /// bytes) and `lanes` and `records` are word-aligned; `None` otherwise.
+    #[inline(always)]
+    pub(crate) fn in_bounds(&self, out_len: usize) -> Option<usize> {
+        let k = self.n_groups.checked_mul(8)?;
+        let rows_end = self
+            .n_blocks
+            .checked_mul(2)?
+            .checked_sub(1)?
+            .checked_mul(self.stride)?
+            .checked_add(k)?;
+        let out_end = self
+            .at_a
+            .checked_add(self.delta)?
+            .checked_add(self.n_blocks.checked_mul(2)?)?;
+        let ok = self.n_groups > 0
+            && self.lanes.len() >= k.checked_mul(4)?
+            && self.lanes.as_ptr().align_offset(4) == 0
+            && self.records.len() >= self.n_blocks.checked_mul(RECORD)?
+            && self.records.as_ptr().align_offset(4) == 0
+            && self.rows.len() >= rows_end
+            && out_end <= out_len;
+        ok.then_some(self.at_a)
+    }
+}
+
+/// The little-endian word at `chunk` (0 for another length).
+#[inline(always)]
+fn word_i8(chunk: &[i8]) -> i32 {
+    match *chunk {
+        [a, b, c, d] => i32::from_le_bytes([a as u8, b as u8, c as u8, d as u8]),
+        _ => 0,
+    }
+}
+
+/// The portable twin of `kiln_conv_pairs_dsp` (`dsp_asm::pair_blocks`), in its order: for each
+/// block, both rows' accumulators of both pixels from the record's start values, per weight word
+/// `SMLAD` of its even lanes with the pixel's 02 lanes then of its odd lanes with the 13 lanes,
+/// then `rq_high_zp`, `max(clamp_min)`, `min(clamp_max)`; pixel A's two bytes, then pixel B's
+/// (the same bytes again when `delta` is 0). Returns the blocks written: 0, writing nothing,
+/// unless [`PairBlocks::in_bounds`].
+#[cfg(not(kiln_kernel = "dsp"))]
+pub(crate) fn pair_blocks(args: &PairBlocks<'_>, output: &mut [i8]) -> usize {
+    let Some(at_a) = args.in_bounds(output.len()) else {
+        return 0;
+    };
+    let k = args.n_groups.wrapping_mul(8);
+    let round_zp = round_zp(args.output_zero_point);
+    let mut records = args.records.chunks_exact(RECORD);
+    let mut out_at = at_a;
+    for block in 0..args.n_blocks {
+        let Some(record) = records.next() else {
+            break; // checked: never taken
+        };
+        let mut words = record.chunks_exact(4).map(word_i8);
+        let mut next = || words.next().unwrap_or(0);
+        let (start0, start1, m0, s0, m1, s1) = (next(), next(), next(), next(), next(), next());
+        let first = block.wrapping_mul(2).wrapping_mul(args.stride);
+        let mut acc = [[start0, start1], [start0, start1]]; // [pixel][row]
+        for (r, &start_row) in [first, first.wrapping_add(args.stride)].iter().enumerate() {
+            let row = range(args.rows, start_row, k);
+            let mut lanes = args.lanes.chunks_exact(16);
+            for w in row.chunks_exact(4) {
+                let Some(x) = lanes.next() else { break };
+                let w = le_i32(w) as u32;
+                let (even, odd) = (sxtb16(w), sxtb16_ror8(w));
+                let lane = |i: usize| word_i8(range(x, i.wrapping_mul(4), 4)) as u32;
+                for (pixel, acc) in acc.iter_mut().enumerate() {
+                    let x02 = lane(pixel.wrapping_mul(2));
+                    let x13 = lane(pixel.wrapping_mul(2).wrapping_add(1));
+                    if let Some(acc) = acc.get_mut(r) {
+                        *acc = smlad(odd, x13, smlad(even, x02, *acc));
+                    }
+                }
+            }
+        }
+        let stage = |acc: i32, m: i32, s1: i32| {
+            rq_high_zp(acc, m, (s1 as u8).wrapping_add(33), round_zp)
+                .max(args.clamp_min)
+                .min(args.clamp_max)
+        };
+        for (pixel, at) in [(0, out_at), (1, out_at.wrapping_add(args.delta))] {
+            let [a0, a1] = acc.get(pixel).copied().unwrap_or([0, 0]);
+            if let Some([y0, y1]) = output.get_mut(at..at.wrapping_add(2)) {
+                *y0 = stage(a0, m0, s0);
+                *y1 = stage(a1, m1, s1);
+            }
+        }
+        out_at = out_at.wrapping_add(2);
+    }
+    args.n_blocks
+}
+
+/// The portable twin of `kiln_widen_pair_dsp` (`dsp_asm::widen_pair`): per four taps of the two
+/// columns, the words `sxtb16(a)`, `sxtb16_ror8(a)`, `sxtb16(b)`, `sxtb16_ror8(b)`. Writes
+/// nothing unless both columns hold `8 * n_groups` bytes and `lanes` is word-aligned with room
+/// for `32 * n_groups`.
+#[cfg(not(kiln_kernel = "dsp"))]
+pub(crate) fn widen_pair(a: &[i8], b: &[i8], lanes: &mut [i8], n_groups: usize) {
+    let n = n_groups.saturating_mul(8);
+    let in_bounds = n_groups > 0
+        && a.len() >= n
+        && b.len() >= n
+        && lanes.len() >= n.saturating_mul(4)
+        && lanes.as_ptr().align_offset(4) == 0;
+    if !in_bounds {
+        return;
+    }
+    let words = a.chunks_exact(4).zip(b.chunks_exact(4)).take(n / 4);
+    for ((a, b), out) in words.zip(lanes.chunks_exact_mut(16)) {
+        let (a, b) = (word_i8(a) as u32, word_i8(b) as u32);
+        let four = [sxtb16(a), sxtb16_ror8(a), sxtb16(b), sxtb16_ror8(b)];
+        for (dst, value) in out.chunks_exact_mut(4).zip(four) {
+            for (d, byte) in dst.iter_mut().zip(value.to_le_bytes()) {
+                *d = byte as i8;
+            }
+        }
+    }
+}
+
+/// Whether the columns are the input pixels themselves: a pointwise layer whose channels are a
+/// multiple of 8 (no gathering, no zero padding).
+#[inline(always)]
+fn direct(p: &ConvParams<'_>) -> bool {
+    pointwise(p) && taps(p) % 8 == 0
+}
+
+/// `taps` rounded up to a multiple of 8 (saturating).
+#[inline(always)]
+fn padded(taps: usize) -> usize {
+    taps.saturating_add(7) & !7
+}
+
+/// The workspace bytes [`conv2d_i8_pairs`] needs: the records (24 bytes per pair of channels),
+/// two gathered columns with `k - taps` zeros on each side (none when the columns are the input
+/// pixels), the interleaved lanes of two columns of `k` taps (4 bytes per tap), and up to 3 bytes
+/// twice to reach word boundaries.
+pub fn workspace_len(p: &ConvParams<'_>) -> usize {
+    let taps = taps(p);
+    let k = padded(taps);
+    let lead = k.wrapping_sub(taps);
+    let records = p.output_shape[2]
+        .div_ceil(2)
+        .saturating_mul(RECORD)
+        .saturating_add(3);
+    let columns = if direct(p) {
+        0
+    } else {
+        taps.saturating_add(lead.saturating_mul(2))
+            .saturating_mul(2)
+    };
+    let lanes = k.saturating_mul(4).saturating_add(3);
+    records.saturating_add(columns).saturating_add(lanes)
+}
+
+/// Row and column of output pixel `pixel` (raster order) in rows of `ow` pixels.
+#[inline(always)]
+fn pixel_yx(pixel: usize, ow: usize) -> (usize, usize) {
+    (
+        pixel.checked_div(ow).unwrap_or(0),
+        pixel.checked_rem(ow).unwrap_or(0),
+    )
+}
+
+/// The word-aligned part of `s` from its first word boundary, or an empty slice.
+#[inline(always)]
+fn aligned(s: &mut [i8]) -> &mut [i8] {
+    let skip = s.as_ptr().align_offset(4);
+    s.get_mut(skip..).unwrap_or(&mut [])
+}
+
+/// Writes the records of every pair of channels (the last one of an odd count alone, its second
+/// half zero): `start = bias - zp_in * sum(w)`, `M`, `t - 33`.
+fn write_records(p: &ConvParams<'_>, taps: usize, records: &mut [i8]) {
+    let zp = i32::from(p.input_zero_point);
+    let mut rows = p.weights.chunks_exact(taps.max(1));
+    let mut bias = p.bias.chunks_exact(4).map(le_i32);
+    let mut multipliers = p.multipliers.chunks_exact(4).map(le_i32);
+    let mut shifts = p.shifts.iter();
+    for record in records.chunks_exact_mut(RECORD) {
+        let mut words = [0i32; 6];
+        for r in 0usize..2 {
+            let (Some(row), Some(b), Some(m), Some(&t)) =
+                (rows.next(), bias.next(), multipliers.next(), shifts.next())
+            else {
+                break;
+            };
+            let sum = row
+                .iter()
+                .fold(0i32, |s, &w| s.wrapping_add(i32::from(w as i8)));
+            let fields = [
+                (r, b.wrapping_sub(zp.wrapping_mul(sum))),
+                (r.wrapping_mul(2).wrapping_add(2), m),
+                (
+                    r.wrapping_mul(2).wrapping_add(3),
+                    i32::from(t).wrapping_sub(33),
+                ),
+            ];
+            for (i, value) in fields {
+                if let Some(slot) = words.get_mut(i) {
+                    *slot = value;
+                }
+            }
+        }
+        for (dst, w) in record.chunks_exact_mut(4).zip(words) {
+            for (d, byte) in dst.iter_mut().zip(w.to_le_bytes()) {
+                *d = byte as i8;
+            }
+        }
+    }
+}
+
+/// `Conv2d` in blocks of two channels by two pixels (see the module documentation). Same
+/// contract as [`reference::conv2d_i8`](super::reference::conv2d_i8); the workspace as
+/// [`workspace_len`] says (shorter: the one-pixel kernel, with the same results).
+#[inline(never)]
+pub fn conv2d_i8_pairs(
+    params: &ConvParams<'_>,
+    input: &[i8],
+    workspace: &mut [i8],
+    output: &mut [i8],
+) -> Result<(), Error> {
+    params.check(false, input.len(), output.len())?;
+    let [_, w, c] = params.input_shape;
+    let [oh, ow, oc] = params.output_shape;
+    let [sh, sw] = params.stride;
+    let n_pixels = oh.wrapping_mul(ow); // `check` proved the output's volume fits
+    if n_pixels < 2
+        || oc < 2
+        || workspace.len() < workspace_len(params)
+        || !params.shifts_all_high()
+    {
+        return im2col::conv2d_i8_packed(params, input, workspace, output);
+    }
+    let taps = taps(params);
+    let k = padded(taps);
+    let lead = k.wrapping_sub(taps);
+    let n_groups = k / 8;
+    let direct = direct(params);
+    // the workspace: records, two columns, lanes (`workspace_len` counted every byte)
+    let workspace = aligned(workspace);
+    let n_records = oc.div_ceil(2).wrapping_mul(RECORD);
+    let (records, rest) = workspace.split_at_mut(n_records.min(workspace.len()));
+    let column_len = if direct {
+        0
+    } else {
+        taps.wrapping_add(lead.wrapping_mul(2))
+    };
+    let (col_a, rest) = rest.split_at_mut(column_len.min(rest.len()));
+    let (col_b, rest) = rest.split_at_mut(column_len.min(rest.len()));
+    let lanes = aligned(rest);
+    let lanes = lanes.get_mut(..k.wrapping_mul(4)).unwrap_or(&mut []);
+    col_a.fill(0);
+    col_b.fill(0); // the zeros around the gathered taps stay
+    write_records(params, taps, records);
+    let records: &[i8] = records;
+
+    // Which pairs of channels go where: the first `n_ahead` read their rows forwards, the pairs
+    // from `first_behind` on from `lead` bytes before their rows, the rest (and an odd last
+    // channel) the scalar loop.
+    let n_pairs = oc / 2;
+    let total = oc.wrapping_mul(taps);
+    let n_ahead = match total.checked_sub(taps.wrapping_add(k)) {
+        Some(room) => room
+            .checked_div(taps.wrapping_mul(2))
+            .unwrap_or(0)
+            .wrapping_add(1)
+            .min(n_pairs),
+        None => 0,
+    };
+    let mut first_behind = n_ahead;
+    while first_behind < n_pairs && first_behind.wrapping_mul(2).wrapping_mul(taps) < lead {
+        first_behind = first_behind.wrapping_add(1);
+    }
+    let behind_rows = first_behind
+        .wrapping_mul(2)
+        .wrapping_mul(taps)
+        .wrapping_sub(lead);
+    let round_zp = round_zp(params.output_zero_point);
+    let (lo, hi) = (params.clamp_min, params.clamp_max);
+    let call = |rows, records, at_a, n_blocks| (rows, records, at_a, n_blocks);
+    let run = |(rows, records, at_a, n_blocks): (&[u8], &[i8], usize, usize),
+               lanes: &[i8],
+               delta: usize,
+               output: &mut [i8]| {
+        let blocks = PairBlocks {
+            rows,
+            stride: taps,
+            lanes,
+            records,
+            n_groups,
+            at_a,
+            delta,
+            n_blocks,
+            output_zero_point: params.output_zero_point,
+            clamp_min: lo,
+            clamp_max: hi,
+        };
+        pair_blocks(&blocks, output)
+    };
+
+    for pair in 0..n_pixels.div_ceil(2) {
+        let a = pair.wrapping_mul(2);
+        let b = a.wrapping_add(1).min(n_pixels.wrapping_sub(1));
+        // the two tight columns (`taps` bytes) and their `k`-byte views with the zeros behind
+        let mut tight = [&[][..], &[][..]];
+        if direct {
+            for (slot, pixel) in tight.iter_mut().zip([a, b]) {
+                let (oy, ox) = pixel_yx(pixel, ow);
+                let at = oy
+                    .wrapping_mul(sh)
+                    .wrapping_mul(w)
+                    .wrapping_add(ox.wrapping_mul(sw))
+                    .wrapping_mul(c);
+                *slot = range(input, at, c);
+            }
+        } else {
+            for (column, pixel) in [&mut *col_a, &mut *col_b].into_iter().zip([a, b]) {
+                let (oy, ox) = pixel_yx(pixel, ow);
+                let end = lead.wrapping_add(taps);
+                gather(
+                    params,
+                    input,
+                    oy,
+                    ox,
+                    column.get_mut(lead..end).unwrap_or(&mut []),
+                );
+            }
+            tight = [range(col_a, lead, taps), range(col_b, lead, taps)];
+        }
+        let ahead = |i: usize| -> &[i8] {
+            if direct {
+                tight.get(i).copied().unwrap_or(&[])
+            } else if i == 0 {
+                range(col_a, lead, k)
+            } else {
+                range(col_b, lead, k)
+            }
+        };
+        let at_a = a.wrapping_mul(oc);
+        let delta = b.wrapping_sub(a).wrapping_mul(oc);
+        if n_ahead > 0 {
+            widen_pair(ahead(0), ahead(1), lanes, n_groups);
+            run(
+                call(params.weights, records, at_a, n_ahead),
+                lanes,
+                delta,
+                output,
+            );
+        }
+        if first_behind < n_pairs {
+            widen_pair(range(col_a, 0, k), range(col_b, 0, k), lanes, n_groups);
+            let behind = call(
+                params.weights.get(behind_rows..).unwrap_or(&[]),
+                records
+                    .get(first_behind.wrapping_mul(RECORD)..)
+                    .unwrap_or(&[]),
+                at_a.wrapping_add(first_behind.wrapping_mul(2)),
+                n_pairs.wrapping_sub(first_behind),
+            );
+            run(behind, lanes, delta, output);
+        }
+        // the scalar rows: the pairs between, and the last channel of an odd count
+        let scalar = (n_ahead.wrapping_mul(2)..first_behind.wrapping_mul(2))
+            .chain((oc % 2 == 1).then(|| oc.wrapping_sub(1)));
+        for o in scalar {
+            let row = range(params.weights, o.wrapping_mul(taps), taps);
+            let record = range(records, (o / 2).wrapping_mul(RECORD), RECORD);
+            let word = |i: usize| word_i8(range(record, i.wrapping_mul(4), 4));
+            let half = o % 2;
+            let (start, m, s1) = (
+                word(half),
+                word(half.wrapping_mul(2).wrapping_add(2)),
+                word(half.wrapping_mul(2).wrapping_add(3)),
+            );
+            let t = (s1 as u8).wrapping_add(33);
+            for (column, at) in tight.iter().zip([at_a, at_a.wrapping_add(delta)]) {
+                let acc = tail_dot(row, column, start);
+                let q = rq_high_zp(acc, m, t, round_zp).max(lo).min(hi);
+                if let Some(y) = output.get_mut(at.wrapping_add(o)) {
+                    *y = q;
+                }
+            }
+        }
+    }
+    Ok(())
+}
