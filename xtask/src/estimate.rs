@@ -437,6 +437,33 @@ struct Sample {
     total: f64,
 }
 
+/// The CRC-32 of every source file of the runtime and the firmware, in path order.
+fn code_fingerprint() -> Result<u32> {
+    fn walk(dir: &Path, files: &mut Vec<PathBuf>) -> Result<()> {
+        for entry in std::fs::read_dir(dir).with_context(|| format!("{}", dir.display()))? {
+            let path = entry?.path();
+            if path.is_dir() {
+                if path.file_name().is_some_and(|n| n != "generated") {
+                    walk(&path, files)?;
+                }
+            } else if path.extension().is_some_and(|e| e == "rs" || e == "x" || e == "c") {
+                files.push(path);
+            }
+        }
+        Ok(())
+    }
+    let root = workspace_root();
+    let mut files = Vec::new();
+    walk(&root.join("runtime-nostd/src"), &mut files)?;
+    walk(&root.join("examples/firmware-qemu/src"), &mut files)?;
+    files.sort();
+    let mut crc = kiln_runtime::crc32::Crc32::new();
+    for file in files {
+        crc.update(&std::fs::read(&file).with_context(|| format!("{}", file.display()))?);
+    }
+    Ok(crc.finish())
+}
+
 fn measure(blob: &str, data_flags: &[&str]) -> Result<Vec<Sample>> {
     let inspect = kiln_ok(&["inspect", blob, "--json"])?;
     let layers: Vec<Layer> = inspect["layers"]
@@ -466,11 +493,13 @@ fn measure(blob: &str, data_flags: &[&str]) -> Result<Vec<Sample>> {
         .as_str()
         .context("kiln inspect: no input stage loop")?
         .to_owned();
-    // `kiln sim` counts are exact and depend only on the blob: a rerun (after a fit that failed,
-    // say) reads them back instead of booting every core again.
+    // `kiln sim` counts are exact and depend only on the blob and the code that runs it (the
+    // runtime and the firmware): a rerun (after a fit that failed, say) reads them back instead
+    // of booting every core again, and a kernel change measures anew.
     let blob_bytes = std::fs::read(blob).with_context(|| format!("{blob}: cannot read"))?;
     let mut crc = kiln_runtime::crc32::Crc32::new();
     crc.update(&blob_bytes);
+    crc.update(&code_fingerprint()?.to_le_bytes());
     let blob_crc = crc.finish();
     let mut samples = Vec::new();
     for (cli, _) in CORES {
