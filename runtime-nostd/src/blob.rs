@@ -517,7 +517,9 @@ pub(crate) fn parse<const KINDS: u8>(bytes: &[u8]) -> Result<Model<'_, KINDS>, E
     let known = if KINDS & kinds::INT16 != 0 {
         version <= FORMAT_VERSION
     } else {
-        version <= INT8_VERSION || version == ADD_VERSION || version == IN_PLACE_VERSION
+        version <= INT8_VERSION
+            || version == ADD_VERSION
+            || (KINDS & kinds::IN_PLACE_KINDS != 0 && version == IN_PLACE_VERSION)
     };
     if version < OLDEST_FORMAT_VERSION || !known {
         return Err(Error::UnsupportedVersion { found: version });
@@ -777,10 +779,11 @@ pub(crate) fn parse<const KINDS: u8>(bytes: &[u8]) -> Result<Model<'_, KINDS>, E
         }
         let input = value(node.input);
         let output = value(node.output);
-        let in_place_version = version >= IN_PLACE_VERSION;
+        // (no in-place code at all in a program without a kind that runs in place)
+        let in_place_version = KINDS & kinds::IN_PLACE_KINDS != 0 && version >= IN_PLACE_VERSION;
         let g = geometry::<KINDS>(&node, layer, &input, &output, (header_at, in_place_version))?;
         // only a depthwise convolution, a pointwise one (1x1, stride 1) and an Add run in place
-        let in_place = node.in_place();
+        let in_place = in_place_version && node.in_place();
         if in_place {
             let pointwise = g.kind == LayerKind::Conv2d
                 && node.kernel == [1, 1]
@@ -967,7 +970,8 @@ fn check_plan<const KINDS: u8>(
         };
         // the input the output is written over: an Add's first operand at the output's
         // offset, else its second
-        let over = if !node.in_place() {
+        let in_place = KINDS & kinds::IN_PLACE_KINDS != 0 && node.in_place();
+        let over = if !in_place {
             NO_VALUE
         } else if second == NO_VALUE || value(node.input).offset == value(out).offset {
             node.input
@@ -992,7 +996,7 @@ fn check_plan<const KINDS: u8>(
         if second != NO_VALUE {
             check(second)?;
         }
-        if node.in_place() {
+        if in_place {
             let body = content
                 .get(at.wrapping_add(NODE_HEADER_LEN)..next)
                 .unwrap_or(&[]);

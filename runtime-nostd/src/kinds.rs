@@ -33,6 +33,9 @@ pub const INT16: u8 = 1 << 6;
 /// The residual `Add` of two values of one shape (blob format version 5, kind byte 6). Its bit
 /// follows the two that are not layers: the kind byte and the bit no longer line up.
 pub const ADD: u8 = 1 << 7;
+/// The kinds that may run in place (blob format version 6): a program that links none of
+/// them links no in-place code, and refuses a version-6 blob by its version.
+pub(crate) const IN_PLACE_KINDS: u8 = CONV2D | DEPTHWISE | ADD;
 /// Every kind this version of the runtime knows.
 pub const ALL: u8 =
     DENSE | CONV2D | DEPTHWISE | MAX_POOL | AVG_POOL | FIXED_POINT_INPUT | INT16 | ADD;

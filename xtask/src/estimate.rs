@@ -446,7 +446,10 @@ fn code_fingerprint() -> Result<u32> {
                 if path.file_name().is_some_and(|n| n != "generated") {
                     walk(&path, files)?;
                 }
-            } else if path.extension().is_some_and(|e| e == "rs" || e == "x" || e == "c") {
+            } else if path
+                .extension()
+                .is_some_and(|e| e == "rs" || e == "x" || e == "c")
+            {
                 files.push(path);
             }
         }

@@ -596,10 +596,18 @@ fn add_is_refused_where_it_is_not_linked() {
         Model::<{ kinds::ALL & !kinds::ADD }>::with_kinds(&blob).map(|_| ()),
         Err(Error::KindNotLinked { layer: 2, kind: 6 })
     );
-    // a dense-only program (no int16 either) reads version 5 and refuses the first kind it lacks
+    // a dense-only program (no int16 either) reads version 5 and refuses the first kind it
+    // lacks; it links no in-place code, so it refuses an in-place plan (version 6) by version
+    let plain = fixed_add().blob_layer_by_layer();
+    assert_eq!(plain[4], 5);
+    assert_eq!(
+        Model::<{ kinds::DENSE }>::with_kinds(&plain).map(|_| ()),
+        Err(Error::KindNotLinked { layer: 0, kind: 2 })
+    );
+    assert_eq!(blob[4], 6, "the Add runs in place");
     assert_eq!(
         Model::<{ kinds::DENSE }>::with_kinds(&blob).map(|_| ()),
-        Err(Error::KindNotLinked { layer: 0, kind: 2 })
+        Err(Error::UnsupportedVersion { found: 6 })
     );
     let all = Model::from_bytes(&blob).unwrap();
     let linked = Model::<{ NO_ADD | kinds::ADD }>::with_kinds(&blob).unwrap();
