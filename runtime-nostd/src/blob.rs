@@ -519,7 +519,7 @@ pub(crate) fn parse<const KINDS: u8>(bytes: &[u8]) -> Result<Model<'_, KINDS>, E
     } else {
         version <= INT8_VERSION
             || version == ADD_VERSION
-            || (KINDS & kinds::IN_PLACE_KINDS != 0 && version == IN_PLACE_VERSION)
+            || (kinds::links_in_place(KINDS) && version == IN_PLACE_VERSION)
     };
     if version < OLDEST_FORMAT_VERSION || !known {
         return Err(Error::UnsupportedVersion { found: version });
@@ -780,7 +780,7 @@ pub(crate) fn parse<const KINDS: u8>(bytes: &[u8]) -> Result<Model<'_, KINDS>, E
         let input = value(node.input);
         let output = value(node.output);
         // (no in-place code at all in a program without a kind that runs in place)
-        let in_place_version = KINDS & kinds::IN_PLACE_KINDS != 0 && version >= IN_PLACE_VERSION;
+        let in_place_version = kinds::links_in_place(KINDS) && version >= IN_PLACE_VERSION;
         let g = geometry::<KINDS>(&node, layer, &input, &output, (header_at, in_place_version))?;
         // only a depthwise convolution, a pointwise one (1x1, stride 1) and an Add run in place
         let in_place = in_place_version && node.in_place();
@@ -970,7 +970,7 @@ fn check_plan<const KINDS: u8>(
         };
         // the input the output is written over: an Add's first operand at the output's
         // offset, else its second
-        let in_place = KINDS & kinds::IN_PLACE_KINDS != 0 && node.in_place();
+        let in_place = kinds::links_in_place(KINDS) && node.in_place();
         let over = if !in_place {
             NO_VALUE
         } else if second == NO_VALUE || value(node.input).offset == value(out).offset {

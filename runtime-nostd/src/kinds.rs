@@ -36,6 +36,12 @@ pub const ADD: u8 = 1 << 7;
 /// The kinds that may run in place (blob format version 6): a program that links none of
 /// them links no in-place code, and refuses a version-6 blob by its version.
 pub(crate) const IN_PLACE_KINDS: u8 = CONV2D | DEPTHWISE | ADD;
+
+/// Whether a program with the kinds `kinds` reads in-place plans: feature `in-place`, and a
+/// kind that can run in place.
+pub(crate) const fn links_in_place(kinds: u8) -> bool {
+    cfg!(feature = "in-place") && kinds & IN_PLACE_KINDS != 0
+}
 /// Every kind this version of the runtime knows.
 pub const ALL: u8 =
     DENSE | CONV2D | DEPTHWISE | MAX_POOL | AVG_POOL | FIXED_POINT_INPUT | INT16 | ADD;

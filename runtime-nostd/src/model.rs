@@ -1058,7 +1058,7 @@ impl<'a, const KINDS: u8> Model<'a, KINDS> {
             .bytes
             .get(at.wrapping_add(NODE_HEADER_LEN)..next)
             .ok_or(internal)?;
-        if KINDS & kinds::IN_PLACE_KINDS != 0 && node.in_place() {
+        if kinds::links_in_place(KINDS) && node.in_place() {
             // its output over its input: its own split and kernels (int8 only)
             self.in_place_node::<K>(&node, body, arena, workspace)?;
             return Ok(next);

@@ -270,7 +270,7 @@ pub fn sim(args: &SimArgs) -> Result<()> {
     let elf = build(
         board,
         &crate_dir,
-        int16,
+        (int16, model.format_version() >= 6),
         args.output.quiet || args.output.json,
     )?;
     let plugin = build_plugin(&crate_dir)?;
@@ -529,13 +529,20 @@ fn firmware_target_dir(crate_dir: &Path) -> PathBuf {
 }
 
 /// Cross-builds the lean firmware (load and run, what a product links) that times whole runs;
-/// with `int16`, the firmware of an int16 model (its `_i16` entry points).
-fn build(board: &Board, crate_dir: &Path, int16: bool, quiet: bool) -> Result<PathBuf> {
+/// with `int16`, the firmware of an int16 model (its `_i16` entry points); with `in_place`, the
+/// runtime's `in-place` feature (a blob whose plan computes layers in place, version 6).
+fn build(
+    board: &Board,
+    crate_dir: &Path,
+    (int16, in_place): (bool, bool),
+    quiet: bool,
+) -> Result<PathBuf> {
     let target_dir = firmware_target_dir(crate_dir);
     let features = format!(
-        "board-{},lean,whole-run{}",
+        "board-{},lean,whole-run{}{}",
         board.name,
-        if int16 { ",int16" } else { "" }
+        if int16 { ",int16" } else { "" },
+        if in_place { ",in-place" } else { "" }
     );
     if !quiet {
         eprintln!(
