@@ -126,21 +126,7 @@ fn reorder_rows<'f>(
     let Some([h, w, c]) = model.data_options.channels_last else {
         return std::borrow::Cow::Borrowed(features);
     };
-    let n = (h * w * c).max(1);
-    let mut out = vec![0.0; features.len()];
-    for (row, moved) in features.chunks_exact(n).zip(out.chunks_exact_mut(n)) {
-        for j in 0..n {
-            // CHW feature j = (ch, y, x) is HWC feature (y, x, ch)
-            let (ch, y, x) = (j / (h * w), j / w % h, j % w);
-            let hwc = (y * w + x) * c + ch;
-            if to_layer {
-                moved[j] = row[hwc];
-            } else {
-                moved[hwc] = row[j];
-            }
-        }
-    }
-    std::borrow::Cow::Owned(out)
+    std::borrow::Cow::Owned(crate::data::reorder_hwc_rows(features, [h, w, c], to_layer))
 }
 
 /// The source file's row order from the layer graph's rows (see [`reorder_rows`]).

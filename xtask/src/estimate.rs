@@ -437,8 +437,18 @@ struct Sample {
     total: f64,
 }
 
-/// The CRC-32 of every source file of the runtime and the firmware, in path order.
+/// The CRC-32 of every source file of the runtime and the firmware, in path order; read once
+/// per run.
 fn code_fingerprint() -> Result<u32> {
+    static FINGERPRINT: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    if let Some(&crc) = FINGERPRINT.get() {
+        return Ok(crc);
+    }
+    let crc = read_code_fingerprint()?;
+    Ok(*FINGERPRINT.get_or_init(|| crc))
+}
+
+fn read_code_fingerprint() -> Result<u32> {
     fn walk(dir: &Path, files: &mut Vec<PathBuf>) -> Result<()> {
         for entry in std::fs::read_dir(dir).with_context(|| format!("{}", dir.display()))? {
             let path = entry?.path();

@@ -439,21 +439,26 @@ fn to_channels_first(
             n_features: data.n_features,
         });
     }
-    // CHW feature (ch, y, x) is HWC feature (y, x, ch).
-    let order: Vec<usize> = (0..data.n_features)
-        .map(|j| {
-            let (ch, y, x) = (j / (h * w), j / w % h, j % w);
-            (y * w + x) * c + ch
-        })
-        .collect();
-    let mut row = vec![0.0; data.n_features];
-    for chunk in data.features.chunks_exact_mut(data.n_features.max(1)) {
-        for (value, &from) in row.iter_mut().zip(&order) {
-            *value = chunk[from];
-        }
-        chunk.copy_from_slice(&row);
-    }
+    data.features = reorder_hwc_rows(&data.features, [h, w, c], true);
     Ok(data)
+}
+
+/// Rows of samples of `[h, w, c]` from HWC (channels last) to CHW (`to_chw`), or back.
+pub fn reorder_hwc_rows(features: &[f32], [h, w, c]: [usize; 3], to_chw: bool) -> Vec<f32> {
+    // HWC feature i is CHW feature order[i]
+    let order = crate::nn::shape::hwc_order(crate::nn::shape::Shape::new(h, w, c));
+    let n = order.len().max(1);
+    let mut out = vec![0.0; features.len()];
+    for (row, moved) in features.chunks_exact(n).zip(out.chunks_exact_mut(n)) {
+        for (hwc, &chw) in order.iter().enumerate() {
+            if to_chw {
+                moved[chw] = row[hwc];
+            } else {
+                moved[hwc] = row[chw];
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -96,6 +96,22 @@ pub fn output_extent(
     }
 }
 
+/// `order[i]` is the CHW index of the value the runtime holds at HWC index `i`: the runtime
+/// keeps activations channels-last (as a Keras model's data is), the trainer and ONNX
+/// channel-major.
+pub fn hwc_order(shape: Shape) -> Vec<usize> {
+    let (h, w, c) = (shape.h, shape.w, shape.c);
+    let mut order = Vec::with_capacity(shape.len());
+    for y in 0..h {
+        for x in 0..w {
+            for channel in 0..c {
+                order.push((channel * h + y) * w + x);
+            }
+        }
+    }
+    order
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,7 +19,7 @@ use crate::data::{Dataset, Normalization};
 use crate::export;
 use crate::model::ModelFile;
 use crate::nn::network::{Layer, Network};
-use crate::nn::shape::{Padding, Shape};
+use crate::nn::shape::Padding;
 use crate::nn::Activation;
 use calibrate::{Calibration, LayerRanges, RangeMethod};
 use kiln_onnx::qdq::{QdqActivation, QdqLayer, QdqMlp, QuantParams};
@@ -466,20 +466,7 @@ pub(crate) fn quantize_layers(
     Ok(layers)
 }
 
-/// `order[i]` is the CHW index of the value the runtime holds at HWC index `i`: the runtime
-/// keeps activations channels-last, the trainer and ONNX channel-major.
-pub fn hwc_order(shape: Shape) -> Vec<usize> {
-    let (h, w, c) = (shape.h, shape.w, shape.c);
-    let mut order = Vec::with_capacity(shape.len());
-    for y in 0..h {
-        for x in 0..w {
-            for channel in 0..c {
-                order.push((channel * h + y) * w + x);
-            }
-        }
-    }
-    order
-}
+pub use crate::nn::shape::hwc_order;
 
 /// A row-major `[rows][cols]` matrix with its columns taken in `order`.
 fn permute_columns(values: &[i8], cols: usize, order: &[usize]) -> Vec<i8> {
