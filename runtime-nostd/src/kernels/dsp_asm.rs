@@ -265,6 +265,162 @@ core::arch::global_asm!(
     ".size kiln_dw_mac_dsp, . - kiln_dw_mac_dsp",
 );
 
+/// One tap of `kiln_dw_pixel_dsp`: the input word at `$x` and the weight word at `$w` split
+/// into 16-bit lanes, the zero point (r12, both lanes) taken from the inputs, and the four
+/// lanes multiplied into the accumulators r4-r7 (channels 0-3).
+macro_rules! dw_tap {
+    ($x:literal, $w:literal) => {
+        concat!(
+            "ldr r8, ",
+            $x,
+            "\n",
+            "ldr r10, ",
+            $w,
+            "\n",
+            "sxtb16 r9, r8, ror #8\n",
+            "sxtb16 r8, r8\n",
+            "ssub16 r9, r9, r12\n",
+            "ssub16 r8, r8, r12\n",
+            "sxtb16 r11, r10, ror #8\n",
+            "sxtb16 r10, r10\n",
+            "smlabb r4, r8, r10, r4\n",
+            "smlatt r6, r8, r10, r6\n",
+            "smlabb r5, r9, r11, r5\n",
+            "smlatt r7, r9, r11, r7\n",
+        )
+    };
+}
+
+/// The end of a tap row of `kiln_dw_pixel_dsp`: both pointers one row on, the next row while
+/// rows remain (`$label` the row's start), else on to the output stage.
+macro_rules! dw_row_end {
+    ($label:literal) => {
+        concat!(
+            "ldr r8, [lr, #36]\n",
+            "add r0, r0, r8\n",
+            "ldr r8, [lr, #40]\n",
+            "add r2, r2, r8\n",
+            "subs r3, r3, #1\n",
+            "bne ",
+            $label,
+            "\n",
+        )
+    };
+}
+
+/// `sat8(zp + rq_acc(acc, M, t))` of accumulator `$acc` into `$acc`, as `fixed::rq_high_zp`
+/// computes it: M from r9 and t from r10 (both advanced), 2 zp + 1 in r8; r2, r3, r11, r12
+/// are scratch.
+macro_rules! rq_high_zp_asm {
+    ($acc:literal) => {
+        concat!(
+            "ldr r11, [r9], #4\n",
+            "ldrb r12, [r10], #1\n",
+            "smull r2, r3, ",
+            $acc,
+            ", r11\n",
+            "sub r12, r12, #33\n", // s - 1
+            "lsr r11, r3, r12\n",
+            "ubfx r11, r11, #1, #1\n", // odd: bit s of the high half
+            "cmp r2, #0\n",
+            "it ne\n",
+            "movne r11, #1\n", // up = odd | (lo != 0)
+            "add r3, r3, r11\n",
+            "sub r3, r3, #1\n",
+            "asr r3, r3, r12\n",
+            "add r3, r3, r8\n", // + 2 zp + 1
+            "ssat ",
+            $acc,
+            ", #8, r3, asr #1\n",
+        )
+    };
+}
+
+core::arch::global_asm!(
+    ".section .text.kiln_dw_pixel_dsp,\"ax\",%progbits",
+    ".global kiln_dw_pixel_dsp",
+    ".type kiln_dw_pixel_dsp,%function",
+    ".p2align 2",
+    ".thumb_func",
+    "kiln_dw_pixel_dsp:",
+    // r0: a `DwArgs` (offsets in its definition), read and advanced block by block. A block is
+    // four channels of one output pixel: accumulators r4-r7 from the bias, every valid tap of
+    // the window (rows of 1, 2 or 3 taps, `c` bytes apart), the output stage, four bytes out.
+    // Tap loop registers: r0 the input row, r1 c, r2 the weight row, r3 the rows left, r8-r11
+    // a tap's lanes, r12 the input zero point in both lanes, lr the arguments.
+    "push {{r4-r11, lr}}",
+    "mov lr, r0",
+    "ldr r1, [lr, #24]",
+    "ldr r12, [lr, #48]",
+    "1:",
+    "ldr r0, [lr, #0]",
+    "ldr r2, [lr, #4]",
+    "ldr r8, [lr, #8]",
+    "ldr r4, [r8]",
+    "ldr r5, [r8, #4]",
+    "ldr r6, [r8, #8]",
+    "ldr r7, [r8, #12]",
+    "add r8, r8, #16",
+    "str r8, [lr, #8]",
+    "ldr r3, [lr, #28]",
+    "ldr r8, [lr, #32]",
+    "cmp r8, #2",
+    "beq 12f",
+    "blo 11f",
+    "13:",
+    dw_tap!("[r0]", "[r2]"),
+    dw_tap!("[r0, r1]", "[r2, r1]"),
+    dw_tap!("[r0, r1, lsl #1]", "[r2, r1, lsl #1]"),
+    dw_row_end!("13b"),
+    "b 20f",
+    "12:",
+    dw_tap!("[r0]", "[r2]"),
+    dw_tap!("[r0, r1]", "[r2, r1]"),
+    dw_row_end!("12b"),
+    "b 20f",
+    "11:",
+    dw_tap!("[r0]", "[r2]"),
+    dw_row_end!("11b"),
+    "20:",
+    "ldr r9, [lr, #12]",  // multipliers
+    "ldr r10, [lr, #16]", // shifts
+    "ldr r8, [lr, #52]",  // 2 zp + 1
+    rq_high_zp_asm!("r4"),
+    rq_high_zp_asm!("r5"),
+    rq_high_zp_asm!("r6"),
+    rq_high_zp_asm!("r7"),
+    "str r9, [lr, #12]",
+    "str r10, [lr, #16]",
+    // Four bytes in one word, then both clamps on all four lanes.
+    "bfi r4, r5, #8, #8",
+    "bfi r4, r6, #16, #8",
+    "bfi r4, r7, #24, #8",
+    "ldr r9, [lr, #56]",
+    "ssub8 r10, r4, r9",
+    "sel r4, r4, r9", // max(q, clamp_min)
+    "ldr r9, [lr, #60]",
+    "ssub8 r10, r4, r9",
+    "sel r4, r9, r4", // min(q, clamp_max)
+    "ldr r9, [lr, #20]",
+    "str r4, [r9], #4",
+    "str r9, [lr, #20]",
+    // The next block: four channels on.
+    "ldr r0, [lr, #0]",
+    "add r0, r0, #4",
+    "str r0, [lr, #0]",
+    "ldr r2, [lr, #4]",
+    "add r2, r2, #4",
+    "str r2, [lr, #4]",
+    "ldr r1, [lr, #24]",
+    "ldr r12, [lr, #48]",
+    "ldr r3, [lr, #44]",
+    "subs r3, r3, #1",
+    "str r3, [lr, #44]",
+    "bne 1b",
+    "pop {{r4-r11, pc}}",
+    ".size kiln_dw_pixel_dsp, . - kiln_dw_pixel_dsp",
+);
+
 core::arch::global_asm!(
     ".section .text.kiln_fc_blocks_dsp,\"ax\",%progbits",
     ".global kiln_fc_blocks_dsp",
@@ -771,6 +927,7 @@ extern "C" {
     fn kiln_dot1_dsp_widened(row: *const u8, widened: *const i8, n_groups: usize, acc: i32) -> i32;
     fn kiln_identity_input_dsp(raw: *const i32, out: *mut i8, n_groups: usize, offset: i32);
     fn kiln_fc_blocks_dsp(blocks: *mut Blocks);
+    fn kiln_dw_pixel_dsp(args: *mut DwArgs);
     fn kiln_dw_mac_dsp(acc: *mut i32, input: *const i8, weights: *const u8, steps: usize, zp2: u32);
     fn kiln_widen_dsp(input: *const i8, widened: *mut i8, n_groups: usize);
     fn kiln_dot4_dsp_widened(
@@ -1000,6 +1157,81 @@ pub fn dw_mac(acc: &mut [i32], x: &[i8], w: &[u8], zp: i32) {
         // just above; the routine follows the AAPCS and saves what it uses.
         unsafe { kiln_dw_mac_dsp(acc.as_mut_ptr(), x.as_ptr(), w.as_ptr(), steps, zp2) };
     }
+}
+
+/// What [`kiln_dw_pixel_dsp`] reads and advances, at fixed offsets (checked below).
+#[repr(C)]
+struct DwArgs {
+    x: *const i8,
+    w: *const u8,
+    bias: *const u8,
+    multipliers: *const u8,
+    shifts: *const u8,
+    out: *mut i8,
+    c: usize,
+    rows: usize,
+    cols: usize,
+    x_row: usize,
+    w_row: usize,
+    n_blocks: usize,
+    zp2: u32,
+    round_zp: i32,
+    clamp_min4: u32,
+    clamp_max4: u32,
+}
+
+const _: () = {
+    use core::mem::offset_of;
+    assert!(offset_of!(DwArgs, x) == 0 && offset_of!(DwArgs, w) == 4);
+    assert!(offset_of!(DwArgs, bias) == 8 && offset_of!(DwArgs, multipliers) == 12);
+    assert!(offset_of!(DwArgs, shifts) == 16 && offset_of!(DwArgs, out) == 20);
+    assert!(offset_of!(DwArgs, c) == 24 && offset_of!(DwArgs, rows) == 28);
+    assert!(offset_of!(DwArgs, cols) == 32 && offset_of!(DwArgs, x_row) == 36);
+    assert!(offset_of!(DwArgs, w_row) == 40 && offset_of!(DwArgs, n_blocks) == 44);
+    assert!(offset_of!(DwArgs, zp2) == 48 && offset_of!(DwArgs, round_zp) == 52);
+    assert!(offset_of!(DwArgs, clamp_min4) == 56 && offset_of!(DwArgs, clamp_max4) == 60);
+};
+
+/// One output pixel's whole blocks of four depthwise channels (`dwconv::dw_pixel_blocks` is
+/// the portable twin, and says what they compute). Returns the blocks written: 0, writing
+/// nothing, unless [`DwPixel::in_bounds`](super::dwconv::DwPixel::in_bounds).
+#[inline(always)]
+pub fn dw_pixel_blocks(p: &super::dwconv::DwPixel<'_>, out: &mut [i8]) -> usize {
+    if !p.in_bounds(out.len()) {
+        return 0;
+    }
+    let lanes = |v: i8| u32::from(v as u8).wrapping_mul(0x0101_0101);
+    // SAFETY (the two `add`s): `in_bounds` proved both offsets within their slices.
+    let (x, w) = unsafe {
+        (
+            p.input.as_ptr().add(p.x_first),
+            p.weights.as_ptr().add(p.w_first),
+        )
+    };
+    let mut args = DwArgs {
+        x,
+        w,
+        bias: p.bias.as_ptr(),
+        multipliers: p.multipliers.as_ptr(),
+        shifts: p.shifts.as_ptr(),
+        out: out.as_mut_ptr(),
+        c: p.c,
+        rows: p.rows,
+        cols: p.cols,
+        x_row: p.x_row,
+        w_row: p.w_row,
+        n_blocks: p.n_blocks,
+        zp2: (p.input_zero_point as u16 as u32).wrapping_mul(0x0001_0001),
+        round_zp: crate::fixed::round_zp(p.output_zero_point),
+        clamp_min4: lanes(p.clamp_min),
+        clamp_max4: lanes(p.clamp_max),
+    };
+    // SAFETY: `in_bounds` proved every read (each tap's word of inputs and of weights, 16 bias
+    // and multiplier bytes and 4 shift bytes per block) and every write (4 bytes per block)
+    // inside its slice; word loads and stores may be unaligned on Armv7E-M. The routine follows
+    // the AAPCS, saves what it uses and writes only `args` and the output.
+    unsafe { kiln_dw_pixel_dsp(&mut args) };
+    p.n_blocks
 }
 
 /// What [`kiln_conv_pairs_dsp`] reads and advances, at fixed offsets (checked below).
