@@ -44,7 +44,7 @@ const MARKER_OVERHEAD: u64 = 5;
 
 /// The firmware's shape names, their description, and CMSIS-NN's instructions per MAC
 /// (M4F, M0) from ../shared/tools/cmsis-nn-bench/README.md (CMSIS-NN 99f736a, gcc 12.2.1 -O2).
-const SHAPES: [(&str, &str, Option<[f64; 2]>); 11] = [
+const SHAPES: [(&str, &str, Option<[f64; 2]>); 14] = [
     (
         "kws_conv1",
         "KWS conv1 49x10x1, 10x4 s2 -> 25x5x64 same",
@@ -87,6 +87,21 @@ const SHAPES: [(&str, &str, Option<[f64; 2]>); 11] = [
     ),
     ("mnist_maxpool", "max pool 2x2 s2 on 28x28x16", None),
     ("kws_avgpool", "global average pool on 25x5x64", None),
+    (
+        "ties_depthwise",
+        "depthwise 1x1 on 1x64x4, rounding ties (bit-exactness)",
+        None,
+    ),
+    (
+        "ties_conv",
+        "conv 1x1 4 -> 4 on 1x64, rounding ties (bit-exactness)",
+        None,
+    ),
+    (
+        "ties_dense",
+        "fully connected 8 -> 128, rounding ties (bit-exactness)",
+        None,
+    ),
     (
         "dense_784_128",
         "fully connected 784 -> 128 (the dense kernel, for scale)",

@@ -130,6 +130,69 @@ const fn words<const N: usize>(seed: u32, multipliers: bool) -> [u8; N] {
     out
 }
 
+/// [`words`] multipliers with every other one exactly `2^30`: its products have a zero low
+/// half whenever the accumulator is a multiple of 4, the output stages' rare branch.
+const fn tie_multipliers<const N: usize>(seed: u32) -> [u8; N] {
+    let mut out = words::<N>(seed, true);
+    let mut i = 0;
+    while i + 4 <= N {
+        out[i] = 0;
+        out[i + 1] = 0;
+        out[i + 2] = 0;
+        out[i + 3] = 0x40;
+        i += 8;
+    }
+    out
+}
+
+/// `N` bytes counting up from 0 (wrapping).
+const fn ramp<const N: usize>() -> [u8; N] {
+    let mut out = [0u8; N];
+    let mut i = 0;
+    while i < N {
+        out[i] = i as u8;
+        i += 1;
+    }
+    out
+}
+
+/// The little-endian word `v`, `N / 4` times.
+const fn repeat_word<const N: usize>(v: u32) -> [u8; N] {
+    let mut out = [0u8; N];
+    let b = v.to_le_bytes();
+    let mut i = 0;
+    while i + 4 <= N {
+        out[i] = b[0];
+        out[i + 1] = b[1];
+        out[i + 2] = b[2];
+        out[i + 3] = b[3];
+        i += 4;
+    }
+    out
+}
+
+/// Little-endian words 0, 1, 2, ...
+const fn counting_words<const N: usize>() -> [u8; N] {
+    let mut out = [0u8; N];
+    let mut i = 0;
+    while i + 4 <= N {
+        out[i] = (i / 4) as u8;
+        i += 4;
+    }
+    out
+}
+
+/// Rows of 8 weights, row `j` all 0 but a 1 at `j % 8`.
+const fn one_hot_rows<const N: usize>() -> [u8; N] {
+    let mut out = [0u8; N];
+    let mut j = 0;
+    while j * 8 < N {
+        out[j * 8 + j % 8] = 1;
+        j += 1;
+    }
+    out
+}
+
 const fn fill<const N: usize>(v: u8) -> [u8; N] {
     [v; N]
 }
@@ -328,26 +391,39 @@ fn main() -> ! {
             0x6789_abcd
         ),
         // Odd channel counts, borders and stride 2: no CMSIS-NN figure, on-device bit-exactness.
-        conv_shape!(
-            b"odd_conv",
-            false,
-            [9, 7, 5],
-            [5, 4, 7],
-            [3, 3],
-            [2, 2],
-            [1, 1],
-            0x789a_bcde
-        ),
-        conv_shape!(
-            b"odd_depthwise",
-            true,
-            [9, 7, 6],
-            [5, 4, 6],
-            [3, 3],
-            [2, 2],
-            [1, 1],
-            0x89ab_cdef
-        ),
+        // Every other channel's multiplier is 2^30: the output stages' zero-low-half branch.
+        ConvShape {
+            multipliers: {
+                static TIES: [u8; 7 * 4] = tie_multipliers::<{ 7 * 4 }>(0x789a_bcde);
+                &TIES
+            },
+            ..conv_shape!(
+                b"odd_conv",
+                false,
+                [9, 7, 5],
+                [5, 4, 7],
+                [3, 3],
+                [2, 2],
+                [1, 1],
+                0x789a_bcde
+            )
+        },
+        ConvShape {
+            multipliers: {
+                static TIES: [u8; 6 * 4] = tie_multipliers::<{ 6 * 4 }>(0x89ab_cdef);
+                &TIES
+            },
+            ..conv_shape!(
+                b"odd_depthwise",
+                true,
+                [9, 7, 6],
+                [5, 4, 6],
+                [3, 3],
+                [2, 2],
+                [1, 1],
+                0x89ab_cdef
+            )
+        },
     ];
     let mut all_ok = true;
     for shape in &convs {
@@ -453,6 +529,76 @@ fn main() -> ! {
         kernels::fully_connected_i8_workspace(&fc, input, workspace, out)
     });
     all_ok &= report(b"dense_784_128", 784 * 128, r, o);
+
+    // Rounding ties through every output stage: multipliers 2^30 and shift 33 make the output
+    // `round(acc / 8)`, with `acc` over a ramp of values, so the product's low half is 0 for
+    // every fourth accumulator and half of those are ties, which round to even.
+    static RAMP: [u8; 256] = ramp::<256>();
+    static TIE_MULT: [u8; 128 * 4] = repeat_word::<{ 128 * 4 }>(1 << 30);
+    static TIE_SHIFTS: [u8; 128] = fill::<128>(33);
+    static TIE_BIAS: [u8; 128 * 4] = counting_words::<{ 128 * 4 }>();
+    static DW_ONES: [u8; 4] = [1, 1, 1, 1];
+    static CONV_IDENTITY: [u8; 16] = [1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1];
+    // Pixel p's channel c is 4 p + c, so with the zero point -7 and these biases the
+    // accumulators of channels 0-2 are 4 p + 8 (a zero low half, a tie for odd p) and channel
+    // 3's is 4 p + 10.
+    static TIE_CONV_BIAS: [u8; 16] = [1, 0, 0, 0, 0, 0, 0, 0, 255, 255, 255, 255, 0, 0, 0, 0];
+    for (name, depthwise, weights) in [
+        (&b"ties_depthwise"[..], true, &DW_ONES[..]),
+        (&b"ties_conv"[..], false, &CONV_IDENTITY[..]),
+    ] {
+        let shape = ConvShape {
+            name,
+            depthwise,
+            input_shape: [1, 64, 4],
+            output_shape: [1, 64, 4],
+            kernel: [1, 1],
+            stride: [1, 1],
+            pad: [0, 0],
+            weights,
+            bias: &TIE_CONV_BIAS,
+            multipliers: TIE_MULT.get(..16).unwrap_or(&[]),
+            shifts: TIE_SHIFTS.get(..4).unwrap_or(&[]),
+            input: &RAMP,
+        };
+        let p = shape.params();
+        let input = activations(shape.input);
+        let output = buffers.output.get_mut(..256).unwrap_or(&mut []);
+        let workspace = &mut buffers.workspace;
+        let (r, o) = if depthwise {
+            (
+                measured(output, |out| reference::depthwise_conv2d_i8(&p, input, out)),
+                measured(output, |out| kernels::depthwise_conv2d_i8(&p, input, out)),
+            )
+        } else {
+            (
+                measured(output, |out| reference::conv2d_i8(&p, input, out)),
+                measured(output, |out| {
+                    kernels::conv2d_i8_workspace(&p, input, workspace, out)
+                }),
+            )
+        };
+        all_ok &= report(name, shape.macs(), r, o);
+    }
+    // The dense kernel: output j is round((j + x[j % 8]) / 8) over the ramp's first 8 inputs.
+    static TIE_FC_WEIGHTS: [u8; 8 * 128] = one_hot_rows::<{ 8 * 128 }>();
+    let fc = FcParams {
+        weights: &TIE_FC_WEIGHTS,
+        bias: &TIE_BIAS,
+        multipliers: &TIE_MULT,
+        shifts: &TIE_SHIFTS,
+        output_zero_point: 5,
+        clamp_min: -128,
+        clamp_max: 127,
+    };
+    let input = activations(RAMP.get(..8).unwrap_or(&[]));
+    let output = buffers.output.get_mut(..128).unwrap_or(&mut []);
+    let workspace = &mut buffers.workspace;
+    let r = measured(output, |out| reference::fully_connected_i8(&fc, input, out));
+    let o = measured(output, |out| {
+        kernels::fully_connected_i8_workspace(&fc, input, workspace, out)
+    });
+    all_ok &= report(b"ties_dense", 8 * 128, r, o);
 
     write(if all_ok {
         b"KILN-KERNELS ok\n"

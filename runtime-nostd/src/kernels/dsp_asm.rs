@@ -309,29 +309,54 @@ macro_rules! dw_row_end {
 }
 
 /// `sat8(zp + rq_acc(acc, M, t))` of accumulator `$acc` into `$acc`, as `fixed::rq_high_zp`
-/// computes it: M from r9 and t from r10 (both advanced), 2 zp + 1 in r8; r2, r3, r11, r12
-/// are scratch.
-macro_rules! rq_high_zp_asm {
-    ($acc:literal) => {
+/// computes it, M in `$m` and `s - 1 = t - 33` in r12, 2 zp + 1 in r8; r2, r3 and `$m` are
+/// scratch. `rq_high_zp`'s `hi + up - 1` is `hi` itself whenever the product's low half is not
+/// 0 (then `up` is 1), so only a zero low half branches to `$slow` (a [`rq_high_zp_slow`]
+/// block, within 126 bytes after), which comes back to `$back`.
+macro_rules! rq_high_zp_fast {
+    ($acc:literal, $m:literal, $slow:literal, $back:literal) => {
         concat!(
-            "ldr r11, [r9], #4\n",
-            "ldrb r12, [r10], #1\n",
             "smull r2, r3, ",
             $acc,
-            ", r11\n",
-            "sub r12, r12, #33\n", // s - 1
-            "lsr r11, r3, r12\n",
-            "ubfx r11, r11, #1, #1\n", // odd: bit s of the high half
-            "cmp r2, #0\n",
-            "it ne\n",
-            "movne r11, #1\n", // up = odd | (lo != 0)
-            "add r3, r3, r11\n",
-            "sub r3, r3, #1\n",
+            ", ",
+            $m,
+            "\n",
+            "cbz r2, ",
+            $slow,
+            "f\n",
+            $back,
+            ":\n",
             "asr r3, r3, r12\n",
             "add r3, r3, r8\n", // + 2 zp + 1
             "ssat ",
             $acc,
             ", #8, r3, asr #1\n",
+        )
+    };
+}
+
+/// The zero-low-half case of [`rq_high_zp_fast`]: `hi + odd - 1`, `odd` bit `s` of the high
+/// half (`$m`: a scratch register), then back to `$back`.
+macro_rules! rq_high_zp_slow {
+    ($m:literal, $slow:literal, $back:literal) => {
+        concat!(
+            $slow,
+            ":\n",
+            "lsr ",
+            $m,
+            ", r3, r12\n",
+            "ubfx ",
+            $m,
+            ", ",
+            $m,
+            ", #1, #1\n", // odd: bit s of the high half
+            "add r3, r3, ",
+            $m,
+            "\n",
+            "sub r3, r3, #1\n",
+            "b ",
+            $back,
+            "b\n",
         )
     };
 }
@@ -385,10 +410,28 @@ core::arch::global_asm!(
     "ldr r9, [lr, #12]",  // multipliers
     "ldr r10, [lr, #16]", // shifts
     "ldr r8, [lr, #52]",  // 2 zp + 1
-    rq_high_zp_asm!("r4"),
-    rq_high_zp_asm!("r5"),
-    rq_high_zp_asm!("r6"),
-    rq_high_zp_asm!("r7"),
+    "ldr r11, [r9], #4",
+    "ldrb r12, [r10], #1",
+    "sub r12, r12, #33", // s - 1
+    rq_high_zp_fast!("r4", "r11", "31", "41"),
+    "ldr r11, [r9], #4",
+    "ldrb r12, [r10], #1",
+    "sub r12, r12, #33",
+    rq_high_zp_fast!("r5", "r11", "32", "42"),
+    "ldr r11, [r9], #4",
+    "ldrb r12, [r10], #1",
+    "sub r12, r12, #33",
+    rq_high_zp_fast!("r6", "r11", "33", "43"),
+    "ldr r11, [r9], #4",
+    "ldrb r12, [r10], #1",
+    "sub r12, r12, #33",
+    rq_high_zp_fast!("r7", "r11", "34", "44"),
+    "b 21f",
+    rq_high_zp_slow!("r11", "31", "41"),
+    rq_high_zp_slow!("r11", "32", "42"),
+    rq_high_zp_slow!("r11", "33", "43"),
+    rq_high_zp_slow!("r11", "34", "44"),
+    "21:",
     "str r9, [lr, #12]",
     "str r10, [lr, #16]",
     // Four bytes in one word, then both clamps on all four lanes.
@@ -464,66 +507,28 @@ core::arch::global_asm!(
     "ldr r9, [lr, #20]",  // multipliers
     "ldr r10, [lr, #24]", // shifts
     "ldr r8, [lr, #36]",  // 2 zp + 1
-    // Row with accumulator r4: sat8(zp + rq_acc(acc, M, t)) as `fixed::rq_high_zp` computes it.
     "ldr r11, [r9], #4",
     "ldrb r12, [r10], #1",
-    "smull r2, r3, r4, r11",
     "sub r12, r12, #33", // s - 1
-    "lsr r11, r3, r12",
-    "ubfx r11, r11, #1, #1", // odd: bit s of the high half
-    "cmp r2, #0",
-    "it ne",
-    "movne r11, #1", // up = odd | (lo != 0)
-    "add r3, r3, r11",
-    "sub r3, r3, #1",
-    "asr r3, r3, r12",
-    "add r3, r3, r8", // + 2 zp + 1
-    "ssat r4, #8, r3, asr #1",
-    // Row with accumulator r5: sat8(zp + rq_acc(acc, M, t)) as `fixed::rq_high_zp` computes it.
+    rq_high_zp_fast!("r4", "r11", "31", "41"),
     "ldr r11, [r9], #4",
     "ldrb r12, [r10], #1",
-    "smull r2, r3, r5, r11",
     "sub r12, r12, #33", // s - 1
-    "lsr r11, r3, r12",
-    "ubfx r11, r11, #1, #1", // odd: bit s of the high half
-    "cmp r2, #0",
-    "it ne",
-    "movne r11, #1", // up = odd | (lo != 0)
-    "add r3, r3, r11",
-    "sub r3, r3, #1",
-    "asr r3, r3, r12",
-    "add r3, r3, r8", // + 2 zp + 1
-    "ssat r5, #8, r3, asr #1",
-    // Row with accumulator r6: sat8(zp + rq_acc(acc, M, t)) as `fixed::rq_high_zp` computes it.
+    rq_high_zp_fast!("r5", "r11", "32", "42"),
     "ldr r11, [r9], #4",
     "ldrb r12, [r10], #1",
-    "smull r2, r3, r6, r11",
     "sub r12, r12, #33", // s - 1
-    "lsr r11, r3, r12",
-    "ubfx r11, r11, #1, #1", // odd: bit s of the high half
-    "cmp r2, #0",
-    "it ne",
-    "movne r11, #1", // up = odd | (lo != 0)
-    "add r3, r3, r11",
-    "sub r3, r3, #1",
-    "asr r3, r3, r12",
-    "add r3, r3, r8", // + 2 zp + 1
-    "ssat r6, #8, r3, asr #1",
-    // Row with accumulator r7: sat8(zp + rq_acc(acc, M, t)) as `fixed::rq_high_zp` computes it.
+    rq_high_zp_fast!("r6", "r11", "33", "43"),
     "ldr r11, [r9], #4",
     "ldrb r12, [r10], #1",
-    "smull r2, r3, r7, r11",
     "sub r12, r12, #33", // s - 1
-    "lsr r11, r3, r12",
-    "ubfx r11, r11, #1, #1", // odd: bit s of the high half
-    "cmp r2, #0",
-    "it ne",
-    "movne r11, #1", // up = odd | (lo != 0)
-    "add r3, r3, r11",
-    "sub r3, r3, #1",
-    "asr r3, r3, r12",
-    "add r3, r3, r8", // + 2 zp + 1
-    "ssat r7, #8, r3, asr #1",
+    rq_high_zp_fast!("r7", "r11", "34", "44"),
+    "b 21f",
+    rq_high_zp_slow!("r11", "31", "41"),
+    rq_high_zp_slow!("r11", "32", "42"),
+    rq_high_zp_slow!("r11", "33", "43"),
+    rq_high_zp_slow!("r11", "34", "44"),
+    "21:",
     "str r9, [lr, #20]",
     "str r10, [lr, #24]",
     // Four bytes in one word, then both clamps on all four lanes.
@@ -803,55 +808,19 @@ core::arch::global_asm!(
     "ldr r9, [lr, #12]",
     "ldr r8, [lr, #28]",       // 2 zp + 1
     "ldrd r11, r12, [r9, #8]", // row o: M, s - 1
-    // r4: sat8(zp + rq_acc(r4, M, t)) as `fixed::rq_high_zp` computes it.
-    "smull r2, r3, r4, r11",
-    "lsr r10, r3, r12",
-    "ubfx r10, r10, #1, #1", // odd: bit s of the high half
-    "cmp r2, #0",
-    "it ne",
-    "movne r10, #1", // up = odd | (lo != 0)
-    "add r3, r3, r10",
-    "sub r3, r3, #1",
-    "asr r3, r3, r12",
-    "add r3, r3, r8", // + 2 zp + 1
-    "ssat r4, #8, r3, asr #1",
-    // r6: sat8(zp + rq_acc(r6, M, t)) as `fixed::rq_high_zp` computes it.
-    "smull r2, r3, r6, r11",
-    "lsr r10, r3, r12",
-    "ubfx r10, r10, #1, #1", // odd: bit s of the high half
-    "cmp r2, #0",
-    "it ne",
-    "movne r10, #1", // up = odd | (lo != 0)
-    "add r3, r3, r10",
-    "sub r3, r3, #1",
-    "asr r3, r3, r12",
-    "add r3, r3, r8", // + 2 zp + 1
-    "ssat r6, #8, r3, asr #1",
+    rq_high_zp_fast!("r4", "r11", "31", "41"),
+    rq_high_zp_fast!("r6", "r11", "32", "42"),
+    "b 21f",
+    rq_high_zp_slow!("r10", "31", "41"),
+    rq_high_zp_slow!("r10", "32", "42"),
+    "21:",
     "ldrd r11, r12, [r9, #16]", // row o + 1: M, s - 1
-    // r5: sat8(zp + rq_acc(r5, M, t)) as `fixed::rq_high_zp` computes it.
-    "smull r2, r3, r5, r11",
-    "lsr r10, r3, r12",
-    "ubfx r10, r10, #1, #1", // odd: bit s of the high half
-    "cmp r2, #0",
-    "it ne",
-    "movne r10, #1", // up = odd | (lo != 0)
-    "add r3, r3, r10",
-    "sub r3, r3, #1",
-    "asr r3, r3, r12",
-    "add r3, r3, r8", // + 2 zp + 1
-    "ssat r5, #8, r3, asr #1",
-    // r7: sat8(zp + rq_acc(r7, M, t)) as `fixed::rq_high_zp` computes it.
-    "smull r2, r3, r7, r11",
-    "lsr r10, r3, r12",
-    "ubfx r10, r10, #1, #1", // odd: bit s of the high half
-    "cmp r2, #0",
-    "it ne",
-    "movne r10, #1", // up = odd | (lo != 0)
-    "add r3, r3, r10",
-    "sub r3, r3, #1",
-    "asr r3, r3, r12",
-    "add r3, r3, r8", // + 2 zp + 1
-    "ssat r7, #8, r3, asr #1",
+    rq_high_zp_fast!("r5", "r11", "33", "43"),
+    rq_high_zp_fast!("r7", "r11", "34", "44"),
+    "b 22f",
+    rq_high_zp_slow!("r10", "33", "43"),
+    rq_high_zp_slow!("r10", "34", "44"),
+    "22:",
     "add r9, r9, #24",
     "str r9, [lr, #12]",
     // [A o, A o+1, B o, B o+1] in one word, then both clamps on all four lanes.
