@@ -241,23 +241,21 @@ core::arch::global_asm!(
     "kiln_dw_mac_dsp:",
     // The depthwise inner loop: r0: accumulators (word-aligned, four per step, read and
     // written back), r1: four inputs per step, r2: four weights per step, r3: steps (> 0),
-    // [sp]: the input zero point in both 16-bit lanes. acc[i] += w[i] * (x[i] - zp).
+    // [sp]: minus the input zero point in both 16-bit lanes. acc[i] += w[i] * (x[i] - zp).
     "push {{r4-r11, lr}}",
     "ldr lr, [sp, #36]",
     "1:",
     "ldr r4, [r1], #4",
     "ldr r5, [r2], #4",
     "ldm r0, {{r6-r9}}",
-    "sxtb16 r10, r4",        // x0, x2
-    "sxtb16 r4, r4, ror #8", // x1, x3
-    "ssub16 r10, r10, lr",   // x - zp, exact in 16 bits
-    "ssub16 r4, r4, lr",
-    "sxtb16 r11, r5",          // w0, w2
-    "sxtb16 r5, r5, ror #8",   // w1, w3
-    "smlabb r6, r10, r11, r6", // channel 0
-    "smlatt r8, r10, r11, r8", // channel 2
-    "smlabb r7, r4, r5, r7",   // channel 1
-    "smlatt r9, r4, r5, r9",   // channel 3
+    "sxtab16 r10, lr, r4",        // x0 - zp, x2 - zp: exact in 16 bits
+    "sxtab16 r4, lr, r4, ror #8", // x1 - zp, x3 - zp
+    "sxtb16 r11, r5",             // w0, w2
+    "sxtb16 r5, r5, ror #8",      // w1, w3
+    "smlabb r6, r10, r11, r6",    // channel 0
+    "smlatt r8, r10, r11, r8",    // channel 2
+    "smlabb r7, r4, r5, r7",      // channel 1
+    "smlatt r9, r4, r5, r9",      // channel 3
     "stm r0!, {{r6-r9}}",
     "subs r3, #1",
     "bne 1b",
@@ -266,8 +264,9 @@ core::arch::global_asm!(
 );
 
 /// One tap of `kiln_dw_pixel_dsp`: the input word at `$x` and the weight word at `$w` split
-/// into 16-bit lanes, the zero point (r12, both lanes) taken from the inputs, and the four
-/// lanes multiplied into the accumulators r4-r7 (channels 0-3).
+/// into 16-bit lanes, the inputs' added to `-zp` (r12, both lanes: `SXTAB16` extends and adds
+/// in one, and `x - zp` fits 16 bits), and the four lanes multiplied into the accumulators
+/// r4-r7 (channels 0-3).
 macro_rules! dw_tap {
     ($x:literal, $w:literal) => {
         concat!(
@@ -277,10 +276,8 @@ macro_rules! dw_tap {
             "ldr r10, ",
             $w,
             "\n",
-            "sxtb16 r9, r8, ror #8\n",
-            "sxtb16 r8, r8\n",
-            "ssub16 r9, r9, r12\n",
-            "ssub16 r8, r8, r12\n",
+            "sxtab16 r9, r12, r8, ror #8\n", // x1 - zp, x3 - zp
+            "sxtab16 r8, r12, r8\n",         // x0 - zp, x2 - zp
             "sxtb16 r11, r10, ror #8\n",
             "sxtb16 r10, r10\n",
             "smlabb r4, r8, r10, r4\n",
@@ -372,7 +369,7 @@ core::arch::global_asm!(
     // four channels of one output pixel: accumulators r4-r7 from the bias, every valid tap of
     // the window (rows of 1, 2 or 3 taps, `c` bytes apart), the output stage, four bytes out.
     // Tap loop registers: r0 the input row, r1 c, r2 the weight row, r3 the rows left, r8-r11
-    // a tap's lanes, r12 the input zero point in both lanes, lr the arguments.
+    // a tap's lanes, r12 minus the input zero point in both lanes, lr the arguments.
     "push {{r4-r11, lr}}",
     "mov lr, r0",
     "ldr r1, [lr, #24]",
@@ -897,7 +894,13 @@ extern "C" {
     fn kiln_identity_input_dsp(raw: *const i32, out: *mut i8, n_groups: usize, offset: i32);
     fn kiln_fc_blocks_dsp(blocks: *mut Blocks);
     fn kiln_dw_pixel_dsp(args: *mut DwArgs);
-    fn kiln_dw_mac_dsp(acc: *mut i32, input: *const i8, weights: *const u8, steps: usize, zp2: u32);
+    fn kiln_dw_mac_dsp(
+        acc: *mut i32,
+        input: *const i8,
+        weights: *const u8,
+        steps: usize,
+        neg_zp2: u32,
+    );
     fn kiln_widen_dsp(input: *const i8, widened: *mut i8, n_groups: usize);
     fn kiln_dot4_dsp_widened(
         row0: *const u8,
@@ -1120,11 +1123,11 @@ pub fn dw_mac(acc: &mut [i32], x: &[i8], w: &[u8], zp: i32) {
             .checked_mul(4)
             .is_some_and(|n| x.len() >= n && w.len() >= n);
     if in_bounds {
-        let zp2 = (zp as u16 as u32).wrapping_mul(0x0001_0001);
+        let neg_zp2 = (zp.wrapping_neg() as u16 as u32).wrapping_mul(0x0001_0001);
         // SAFETY: reads `4 * steps` bytes of `x` and `w` and reads and writes `4 * steps`
         // accumulators of `acc` (an `i32` slice, so word-aligned for LDM/STM), all checked
         // just above; the routine follows the AAPCS and saves what it uses.
-        unsafe { kiln_dw_mac_dsp(acc.as_mut_ptr(), x.as_ptr(), w.as_ptr(), steps, zp2) };
+        unsafe { kiln_dw_mac_dsp(acc.as_mut_ptr(), x.as_ptr(), w.as_ptr(), steps, neg_zp2) };
     }
 }
 
@@ -1143,7 +1146,7 @@ struct DwArgs {
     x_row: usize,
     w_row: usize,
     n_blocks: usize,
-    zp2: u32,
+    neg_zp2: u32,
     round_zp: i32,
     clamp_min4: u32,
     clamp_max4: u32,
@@ -1157,7 +1160,7 @@ const _: () = {
     assert!(offset_of!(DwArgs, c) == 24 && offset_of!(DwArgs, rows) == 28);
     assert!(offset_of!(DwArgs, cols) == 32 && offset_of!(DwArgs, x_row) == 36);
     assert!(offset_of!(DwArgs, w_row) == 40 && offset_of!(DwArgs, n_blocks) == 44);
-    assert!(offset_of!(DwArgs, zp2) == 48 && offset_of!(DwArgs, round_zp) == 52);
+    assert!(offset_of!(DwArgs, neg_zp2) == 48 && offset_of!(DwArgs, round_zp) == 52);
     assert!(offset_of!(DwArgs, clamp_min4) == 56 && offset_of!(DwArgs, clamp_max4) == 60);
 };
 
@@ -1190,7 +1193,8 @@ pub fn dw_pixel_blocks(p: &super::dwconv::DwPixel<'_>, out: &mut [i8]) -> usize 
         x_row: p.x_row,
         w_row: p.w_row,
         n_blocks: p.n_blocks,
-        zp2: (p.input_zero_point as u16 as u32).wrapping_mul(0x0001_0001),
+        neg_zp2: (i32::from(p.input_zero_point).wrapping_neg() as u16 as u32)
+            .wrapping_mul(0x0001_0001),
         round_zp: crate::fixed::round_zp(p.output_zero_point),
         clamp_min4: lanes(p.clamp_min),
         clamp_max4: lanes(p.clamp_max),

@@ -5,9 +5,9 @@
 //! a block of four channels at a time with its four accumulators in registers over all the
 //! window's taps, then the output stage, four bytes out (`dw_pixel_blocks`). On Cortex-M4/M7
 //! that loop is assembly (`kiln_dw_pixel_dsp`): per tap one word of inputs and one of weights,
-//! split into 16-bit lanes with `SXTB16`, the zero point taken away on both lanes at once
-//! (`SSUB16`, `x - zp_in` fits 16 bits) and each lane multiplied and added
-//! (`SMLABB`/`SMLATT`): 12 instructions per four multiply-accumulates, no accumulator
+//! split into 16-bit lanes, the inputs' with `-zp_in` added on both lanes at once (`SXTAB16`;
+//! `x - zp_in` fits 16 bits), the weights' with `SXTB16`, and each lane multiplied and added
+//! (`SMLABB`/`SMLATT`): 10 instructions per four multiply-accumulates, no accumulator
 //! traffic. The host runs its portable twin; the byte-by-byte kernel of the other cores keeps
 //! the group loop below for every channel.
 //!
