@@ -44,7 +44,7 @@ const MARKER_OVERHEAD: u64 = 5;
 
 /// The firmware's shape names, their description, and CMSIS-NN's instructions per MAC
 /// (M4F, M0) from ../shared/tools/cmsis-nn-bench/README.md (CMSIS-NN 99f736a, gcc 12.2.1 -O2).
-const SHAPES: [(&str, &str, Option<[f64; 2]>); 14] = [
+const SHAPES: [(&str, &str, Option<[f64; 2]>); 16] = [
     (
         "kws_conv1",
         "KWS conv1 49x10x1, 10x4 s2 -> 25x5x64 same",
@@ -100,6 +100,16 @@ const SHAPES: [(&str, &str, Option<[f64; 2]>); 14] = [
     (
         "ties_dense",
         "fully connected 8 -> 128, rounding ties (bit-exactness)",
+        None,
+    ),
+    (
+        "ic_add",
+        "residual add 16x16x32 (IC ResNet-8's second; per element)",
+        None,
+    ),
+    (
+        "ties_add",
+        "residual add of 256, rounding ties (bit-exactness)",
         None,
     ),
     (

@@ -14,7 +14,7 @@
 use core::ptr::addr_of_mut;
 use cortex_m_rt::{entry, exception, ExceptionFrame};
 use kiln_runtime::crc32::crc32;
-use kiln_runtime::kernels::{self, reference, ConvParams, FcParams, PoolParams};
+use kiln_runtime::kernels::{self, reference, AddParams, ConvParams, FcParams, PoolParams};
 use kiln_runtime::Error;
 
 extern "C" {
@@ -599,6 +599,53 @@ fn main() -> ! {
         kernels::fully_connected_i8_workspace(&fc, input, workspace, out)
     });
     all_ok &= report(b"ties_dense", 8 * 128, r, o);
+
+    // The residual Add: IC ResNet-8's second one (16x16x32) on realistic parameters, and rounding
+    // ties (weights 1, multiplier 2^30, shift 33: round((a - zp_a + b - zp_b) / 8)).
+    static ADD_B: [u8; 16 * 16 * 32] = bytes::<{ 16 * 16 * 32 }>(0x1357_9bdf);
+    let adds: [(&[u8], usize, AddParams); 2] = [
+        (
+            b"ic_add",
+            16 * 16 * 32,
+            AddParams {
+                weights: [1 << 16, 41_943],
+                input_zero_points: [-3, 7],
+                output_zero_point: -20,
+                multiplier: 1_518_500_250,
+                shift: 47,
+                clamp_min: -20,
+                clamp_max: 127,
+            },
+        ),
+        (
+            b"ties_add",
+            256,
+            AddParams {
+                weights: [1, 1],
+                input_zero_points: [-7, 2],
+                output_zero_point: 5,
+                multiplier: 1 << 30,
+                shift: 33,
+                clamp_min: -128,
+                clamp_max: 127,
+            },
+        ),
+    ];
+    for (name, n, p) in &adds {
+        let (a, b) = if *n == 256 {
+            (activations(&RAMP), activations(TIE_FC_WEIGHTS.get(..256).unwrap_or(&[])))
+        } else {
+            (
+                activations(POOL_IN.get(..*n).unwrap_or(&[])),
+                activations(ADD_B.get(..*n).unwrap_or(&[])),
+            )
+        };
+        let a = a.get(..*n).unwrap_or(&[]);
+        let output = buffers.output.get_mut(..*n).unwrap_or(&mut []);
+        let r = measured(output, |out| reference::add_i8(p, a, b, out));
+        let o = measured(output, |out| kernels::add_i8(p, a, b, out));
+        all_ok &= report(name, *n as u32, r, o);
+    }
 
     write(if all_ok {
         b"KILN-KERNELS ok\n"

@@ -462,6 +462,127 @@ core::arch::global_asm!(
 );
 
 core::arch::global_asm!(
+    ".section .text.kiln_add_words_dsp,\"ax\",%progbits",
+    ".global kiln_add_words_dsp",
+    ".type kiln_add_words_dsp,%function",
+    ".p2align 2",
+    ".thumb_func",
+    "kiln_add_words_dsp:",
+    // r0: an `AddArgs` (offsets in its definition). Per word of four elements of a and b:
+    // the four outputs into one word, both clamps on all four lanes, one word out.
+    // Loop registers: r0 a, r1 b, r2 the output, r3 a's end, r4 a's word (then the outputs),
+    // r5 b's word, r6 r7 scratch, r8 W_a, r9 W_b, r10 K, r11 M, r12 s - 1, lr 2 zp + 1;
+    // the clamps on the stack.
+    "push {{r4-r11, lr}}",
+    "sub sp, sp, #8",
+    "ldr r4, [r0, #36]",
+    "ldr r5, [r0, #40]",
+    "strd r4, r5, [sp]",
+    "ldrd r8, r9, [r0, #16]",
+    "ldrd r10, r11, [r0, #24]",
+    "ldr r12, [r0, #32]",
+    "ldr lr, [r0, #44]",
+    "ldr r3, [r0, #12]",
+    "ldrd r1, r2, [r0, #4]",
+    "ldr r0, [r0]",
+    "add r3, r0, r3, lsl #2",
+    "1:",
+    "ldr r4, [r0], #4",
+    "ldr r5, [r1], #4",
+    // Element 0: acc = K + W_a a + W_b b, then `fixed::rq_high_zp` (the zero-low-half
+    // adjustment out of line), into byte 0 of r4 (a's byte 0 is read by then).
+    "sxtb r6, r4",
+    "sxtb r7, r5",
+    "mla r6, r6, r8, r10",
+    "mla r6, r7, r9, r6",
+    "smull r6, r7, r6, r11",
+    "cbz r6, 30f",
+    "40:",
+    "asr r7, r7, r12",
+    "add r7, r7, lr", // + 2 zp + 1
+    "ssat r7, #8, r7, asr #1",
+    "bfi r4, r7, #0, #8",
+    // Element 1: acc = K + W_a a + W_b b, then `fixed::rq_high_zp` (the zero-low-half
+    // adjustment out of line), into byte 1 of r4 (a's byte 1 is read by then).
+    "sxtb r6, r4, ror #8",
+    "sxtb r7, r5, ror #8",
+    "mla r6, r6, r8, r10",
+    "mla r6, r7, r9, r6",
+    "smull r6, r7, r6, r11",
+    "cbz r6, 31f",
+    "41:",
+    "asr r7, r7, r12",
+    "add r7, r7, lr", // + 2 zp + 1
+    "ssat r7, #8, r7, asr #1",
+    "bfi r4, r7, #8, #8",
+    // (cbz reaches 126 bytes forward: the first two elements' rare paths sit here.)
+    "b 5f",
+    "30:",
+    "lsr r6, r7, r12",
+    "ubfx r6, r6, #1, #1", // odd: bit s of the high half
+    "add r7, r7, r6",
+    "sub r7, r7, #1",
+    "b 40b",
+    "31:",
+    "lsr r6, r7, r12",
+    "ubfx r6, r6, #1, #1", // odd: bit s of the high half
+    "add r7, r7, r6",
+    "sub r7, r7, #1",
+    "b 41b",
+    "5:",
+    // Element 2: acc = K + W_a a + W_b b, then `fixed::rq_high_zp` (the zero-low-half
+    // adjustment out of line), into byte 2 of r4 (a's byte 2 is read by then).
+    "sxtb r6, r4, ror #16",
+    "sxtb r7, r5, ror #16",
+    "mla r6, r6, r8, r10",
+    "mla r6, r7, r9, r6",
+    "smull r6, r7, r6, r11",
+    "cbz r6, 32f",
+    "42:",
+    "asr r7, r7, r12",
+    "add r7, r7, lr", // + 2 zp + 1
+    "ssat r7, #8, r7, asr #1",
+    "bfi r4, r7, #16, #8",
+    // Element 3: acc = K + W_a a + W_b b, then `fixed::rq_high_zp` (the zero-low-half
+    // adjustment out of line), into byte 3 of r4 (a's byte 3 is read by then).
+    "sxtb r6, r4, ror #24",
+    "sxtb r7, r5, ror #24",
+    "mla r6, r6, r8, r10",
+    "mla r6, r7, r9, r6",
+    "smull r6, r7, r6, r11",
+    "cbz r6, 33f",
+    "43:",
+    "asr r7, r7, r12",
+    "add r7, r7, lr", // + 2 zp + 1
+    "ssat r7, #8, r7, asr #1",
+    "bfi r4, r7, #24, #8",
+    "ldr r5, [sp]",
+    "ssub8 r6, r4, r5",
+    "sel r4, r4, r5", // max(q, clamp_min)
+    "ldr r5, [sp, #4]",
+    "ssub8 r6, r4, r5",
+    "sel r4, r5, r4", // min(q, clamp_max)
+    "str r4, [r2], #4",
+    "cmp r0, r3",
+    "bne 1b",
+    "add sp, sp, #8",
+    "pop {{r4-r11, pc}}",
+    "32:",
+    "lsr r6, r7, r12",
+    "ubfx r6, r6, #1, #1", // odd: bit s of the high half
+    "add r7, r7, r6",
+    "sub r7, r7, #1",
+    "b 42b",
+    "33:",
+    "lsr r6, r7, r12",
+    "ubfx r6, r6, #1, #1", // odd: bit s of the high half
+    "add r7, r7, r6",
+    "sub r7, r7, #1",
+    "b 43b",
+    ".size kiln_add_words_dsp, . - kiln_add_words_dsp",
+);
+
+core::arch::global_asm!(
     ".section .text.kiln_fc_blocks_dsp,\"ax\",%progbits",
     ".global kiln_fc_blocks_dsp",
     ".type kiln_fc_blocks_dsp,%function",
@@ -894,6 +1015,7 @@ extern "C" {
     fn kiln_identity_input_dsp(raw: *const i32, out: *mut i8, n_groups: usize, offset: i32);
     fn kiln_fc_blocks_dsp(blocks: *mut Blocks);
     fn kiln_dw_pixel_dsp(args: *mut DwArgs);
+    fn kiln_add_words_dsp(args: *const AddArgs);
     fn kiln_dw_mac_dsp(
         acc: *mut i32,
         input: *const i8,
@@ -1129,6 +1251,63 @@ pub fn dw_mac(acc: &mut [i32], x: &[i8], w: &[u8], zp: i32) {
         // just above; the routine follows the AAPCS and saves what it uses.
         unsafe { kiln_dw_mac_dsp(acc.as_mut_ptr(), x.as_ptr(), w.as_ptr(), steps, neg_zp2) };
     }
+}
+
+/// What [`kiln_add_words_dsp`] reads, at fixed offsets (checked below).
+#[repr(C)]
+struct AddArgs {
+    a: *const i8,
+    b: *const i8,
+    out: *mut i8,
+    n_words: usize,
+    weight_a: i32,
+    weight_b: i32,
+    start: i32,
+    multiplier: i32,
+    shift_minus_33: u32,
+    clamp_min4: u32,
+    clamp_max4: u32,
+    round_zp: i32,
+}
+
+const _: () = {
+    use core::mem::offset_of;
+    assert!(offset_of!(AddArgs, a) == 0 && offset_of!(AddArgs, b) == 4);
+    assert!(offset_of!(AddArgs, out) == 8 && offset_of!(AddArgs, n_words) == 12);
+    assert!(offset_of!(AddArgs, weight_a) == 16 && offset_of!(AddArgs, weight_b) == 20);
+    assert!(offset_of!(AddArgs, start) == 24 && offset_of!(AddArgs, multiplier) == 28);
+    assert!(offset_of!(AddArgs, shift_minus_33) == 32 && offset_of!(AddArgs, clamp_min4) == 36);
+    assert!(offset_of!(AddArgs, clamp_max4) == 40 && offset_of!(AddArgs, round_zp) == 44);
+};
+
+/// The first `4 * (len / 4)` elements of a residual `Add` (`add::add_words` is the portable
+/// twin, and says what they compute; the shift is in `33..=62`, which the caller checks).
+/// Writes nothing unless `a` and `b` are as long as `output`.
+#[inline(always)]
+pub fn add_words(w: &super::add::AddWords, a: &[i8], b: &[i8], output: &mut [i8]) {
+    let n_words = output.len() / 4;
+    if a.len() != output.len() || b.len() != output.len() || n_words == 0 {
+        return;
+    }
+    let lanes = |v: i8| u32::from(v as u8).wrapping_mul(0x0101_0101);
+    let args = AddArgs {
+        a: a.as_ptr(),
+        b: b.as_ptr(),
+        out: output.as_mut_ptr(),
+        n_words,
+        weight_a: w.weights[0],
+        weight_b: w.weights[1],
+        start: w.start,
+        multiplier: w.multiplier,
+        shift_minus_33: u32::from(w.shift).wrapping_sub(33),
+        clamp_min4: lanes(w.clamp_min),
+        clamp_max4: lanes(w.clamp_max),
+        round_zp: crate::fixed::round_zp(w.output_zero_point),
+    };
+    // SAFETY: reads `4 n_words` bytes of `a` and of `b` and writes `4 n_words` bytes of
+    // `output`, all within their slices (checked just above); word loads and stores may be
+    // unaligned on Armv7E-M. The routine follows the AAPCS and saves what it uses.
+    unsafe { kiln_add_words_dsp(&args) };
 }
 
 /// What [`kiln_dw_pixel_dsp`] reads and advances, at fixed offsets (checked below).

@@ -5,6 +5,7 @@
 //! residual add). Optimized kernels (per architecture, chosen by `cfg` here) must match
 //! it bit for bit; `kernel_tests!` (tests only) checks an implementation against it.
 
+pub mod add;
 pub mod compact;
 pub mod conv;
 #[cfg(kiln_kernel = "dsp")]
@@ -166,8 +167,12 @@ pub type ConvKernelFn = fn(&ConvParams<'_>, &[i8], &mut [i8]) -> Result<(), Erro
 /// The signature of `max_pool_i8` and `avg_pool_i8`.
 pub type PoolKernelFn = fn(&PoolParams, &[i8], &mut [i8]) -> Result<(), Error>;
 
-/// The residual `Add` the runtime uses: the reference on every target (one multiply-add pair and
-/// one `rq` per element; the layers around it dominate).
+/// The residual `Add` the runtime uses: four elements at a time with the zero points folded
+/// into one start value (assembly on Cortex-M4/M7, [`add::add_i8`]); the reference under
+/// `KILN_KERNEL=reference`.
+#[cfg(not(kiln_kernel = "reference"))]
+pub use add::add_i8;
+#[cfg(kiln_kernel = "reference")]
 pub use reference::add_i8;
 
 /// The parameters of one elementwise `Add` of two int8 values of one shape
