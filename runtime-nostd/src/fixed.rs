@@ -182,6 +182,8 @@ pub const fn rq_acc_is_high(shift: u8) -> bool {
 /// `floor((hi + 2^(s-1) - 1 + up) / 2^s) = floor((floor((hi + up - 1) / 2^(s-1)) + 1) / 2)`,
 /// so the rounding constant and the zero point join in one addition of `round_zp = 2 zp + 1`
 /// before a final halving that the saturation (`SSAT #8, .., ASR #1`) performs.
+/// `hi + up - 1` is `hi` whenever `lo != 0`, so the assembly computes `up` only for a zero low
+/// half, out of line (one `CBZ` on the common path).
 /// `|hi| <= 2^30`, so no step wraps. Other shifts give some value, never a panic.
 #[inline(always)]
 pub fn rq_high_zp(acc: i32, multiplier: i32, shift: u8, round_zp: i32) -> i8 {
