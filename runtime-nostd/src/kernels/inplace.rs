@@ -107,7 +107,12 @@ pub fn conv2d_i8_rows_in_place(
     let top = params.pad[0];
     let row_len = w.wrapping_mul(c); // fits: `h w c` does
     let (true, Some(data), Some(rows)) = (
-        is_row_window(params.kernel, params.stride, params.input_shape, params.output_shape),
+        is_row_window(
+            params.kernel,
+            params.stride,
+            params.input_shape,
+            params.output_shape,
+        ),
         data.get_mut(..n),
         rows.get_mut(..row_window_temp_len(params.kernel, params.input_shape)),
     ) else {
