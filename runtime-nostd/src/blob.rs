@@ -19,11 +19,12 @@ use crate::Error;
 pub const MAGIC: [u8; 4] = *b"KILN";
 /// The newest format version this runtime reads. Version 4 gives each value an element type
 /// (int16 activations), version 5 adds the residual `Add` (kind 6, a node with two inputs),
-/// version 6 nodes that run in place (their output over their input's bytes).
-/// The encoder writes the oldest version that holds the model: 6 only with a node in place, 5
-/// with an `Add`, 4 for an int16 model, 3 otherwise, so that every other blob still loads in an
-/// older runtime.
-pub const FORMAT_VERSION: u16 = 6;
+/// version 6 nodes that run in place (their output over their input's bytes), version 7 a
+/// shape-keeping convolution among them (row by row over a window of input rows).
+/// The encoder writes the oldest version that holds the model: 7 only with a row-window
+/// convolution in place, 6 with another node in place, 5 with an `Add`, 4 for an int16 model,
+/// 3 otherwise, so that every other blob still loads in an older runtime.
+pub const FORMAT_VERSION: u16 = 7;
 /// The version of a blob whose activations are all int8 (and that has no `Add`).
 pub(crate) const INT8_VERSION: u16 = 3;
 /// The version of an int16 blob.
@@ -34,6 +35,9 @@ pub(crate) const ADD_VERSION: u16 = 5;
 /// The first version with nodes in place: version 5's layout, the node header's byte 10 a flag
 /// ([`IN_PLACE`]) and an in-place node's record ending in its temporary ([`TEMP_LEN`] bytes).
 pub(crate) const IN_PLACE_VERSION: u16 = 6;
+/// The first version whose in-place nodes may be shape-keeping convolutions
+/// (`kernels::inplace::is_row_window`, temporary `kh` input rows): version 6's layout.
+pub(crate) const ROW_WINDOW_VERSION: u16 = 7;
 /// The node header's byte 10 (format version 6; reserved, zero before): the node writes its
 /// output over its input's bytes.
 pub(crate) const IN_PLACE: u16 = 1;
@@ -309,10 +313,15 @@ pub(crate) fn read_temp(body: &[u8]) -> (usize, usize) {
 }
 
 /// The temporary an in-place node of `kind` needs: one input plane for a depthwise
-/// convolution, one output pixel for a pointwise one, none for an `Add`.
-pub(crate) fn temp_len(kind: LayerKind, input: &Value, output: &Value) -> usize {
+/// convolution, one output pixel for a pointwise one, `kh` input rows for a shape-keeping one,
+/// none for an `Add`.
+pub(crate) fn temp_len(kind: LayerKind, kernel: [u16; 2], input: &Value, output: &Value) -> usize {
+    let kernel = [usize::from(kernel[0]), usize::from(kernel[1])];
     match kind {
         LayerKind::DepthwiseConv2d => crate::kernels::inplace::depthwise_temp_len(input.shape),
+        LayerKind::Conv2d if kernel != [1, 1] => {
+            crate::kernels::inplace::row_window_temp_len(kernel, input.shape)
+        }
         LayerKind::Conv2d => crate::kernels::inplace::pointwise_temp_len(output.shape),
         _ => 0,
     }
@@ -513,13 +522,14 @@ pub(crate) fn parse<const KINDS: u8>(bytes: &[u8]) -> Result<Model<'_, KINDS>, E
     // int16 models alone, so every int8 program keeps its loader as it was, byte for byte.
     // Version 5 (the Add kind) everywhere: a program without `kinds::ADD` refuses an Add node
     // by its kind (`KindNotLinked`), and reads the element-type bytes as reserved unless it
-    // links int16. Version 6 (nodes in place) likewise everywhere.
+    // links int16. Versions 6 and 7 (nodes in place) likewise everywhere.
     let known = if KINDS & kinds::INT16 != 0 {
         version <= FORMAT_VERSION
     } else {
         version <= INT8_VERSION
             || version == ADD_VERSION
-            || (kinds::links_in_place(KINDS) && version == IN_PLACE_VERSION)
+            || (kinds::links_in_place(KINDS)
+                && (version == IN_PLACE_VERSION || version == ROW_WINDOW_VERSION))
     };
     if version < OLDEST_FORMAT_VERSION || !known {
         return Err(Error::UnsupportedVersion { found: version });
@@ -782,14 +792,26 @@ pub(crate) fn parse<const KINDS: u8>(bytes: &[u8]) -> Result<Model<'_, KINDS>, E
         // (no in-place code at all in a program without a kind that runs in place)
         let in_place_version = kinds::links_in_place(KINDS) && version >= IN_PLACE_VERSION;
         let g = geometry::<KINDS>(&node, layer, &input, &output, (header_at, in_place_version))?;
-        // only a depthwise convolution, a pointwise one (1x1, stride 1) and an Add run in place
+        // only a depthwise convolution, a pointwise one (1x1, stride 1), a shape-keeping one
+        // (version 7) and an Add run in place
         let in_place = in_place_version && node.in_place();
         if in_place {
+            let kernel = [usize::from(node.kernel[0]), usize::from(node.kernel[1])];
+            let stride = [usize::from(node.stride[0]), usize::from(node.stride[1])];
             let pointwise = g.kind == LayerKind::Conv2d
                 && node.kernel == [1, 1]
                 && node.stride == [1, 1]
                 && g.pad == [0, 0];
-            if !(pointwise || matches!(g.kind, LayerKind::DepthwiseConv2d | LayerKind::Add)) {
+            let row_window = g.kind == LayerKind::Conv2d
+                && version >= ROW_WINDOW_VERSION
+                && crate::kernels::inplace::is_row_window(
+                    kernel,
+                    stride,
+                    input.shape,
+                    output.shape,
+                );
+            let other = matches!(g.kind, LayerKind::DepthwiseConv2d | LayerKind::Add);
+            if !(pointwise || row_window || other) {
                 return Err(Error::InPlaceKind { layer });
             }
         }
@@ -826,7 +848,7 @@ pub(crate) fn parse<const KINDS: u8>(bytes: &[u8]) -> Result<Model<'_, KINDS>, E
             let offset = r.u32()?;
             let len = r.u32()?;
             let end = offset.checked_add(len).filter(|&end| end <= arena_len);
-            let expected = temp_len(g.kind, &input, &output);
+            let expected = temp_len(g.kind, node.kernel, &input, &output);
             let Some(end) = end.filter(|_| len as usize == expected && (len > 0 || offset == 0))
             else {
                 return Err(Error::InPlaceTemp {

@@ -12,7 +12,8 @@ use crate::blob::{
     channel_arrays_len, conv_axis, pad4, pool_axis, ACT_IDENTITY, ACT_LUT, ACT_RELU,
     ADD_ARRAYS_LEN, ADD_VERSION, ADD_WEIGHT_MAX, DTYPE_I16, HEADER_RESERVED, INT16_VERSION,
     INT8_VERSION, IN_PLACE_VERSION, KIND_ADD, KIND_AVG_POOL, KIND_CONV2D, KIND_DENSE,
-    KIND_DEPTHWISE, KIND_MAX_POOL, MAGIC, NODE_HEADER_LEN, NO_VALUE, PAD_SAME, PAD_VALID, TEMP_LEN,
+    KIND_DEPTHWISE, KIND_MAX_POOL, MAGIC, NODE_HEADER_LEN, NO_VALUE, PAD_SAME, PAD_VALID,
+    ROW_WINDOW_VERSION, TEMP_LEN,
 };
 use crate::crc32::crc32;
 use crate::fixed::{multiplier_is_valid, shift_is_valid};
@@ -789,9 +790,17 @@ fn values(spec: &ModelSpec) -> Result<Vec<([u32; 3], i8)>, Error> {
     Ok(values)
 }
 
+/// Whether `layer` is a convolution that runs in place row by row when it runs in place (a
+/// shape-keeping one, not 1x1: format version 7). The plan offers it only where the output
+/// keeps the input's shape.
+fn is_row_window_spec(layer: &LayerSpec) -> bool {
+    matches!(layer, LayerSpec::Conv2d(s) if s.kernel != [1, 1])
+}
+
 /// The buffer plan [`encode`] writes into the blob for `spec`: [`plan_in_place`] with every
 /// node that can run in place as a candidate (a depthwise convolution, a pointwise one, 1x1
-/// with stride 1, and either operand of an `Add`; int8 models only), so the layer-by-layer plan
+/// with stride 1, a shape-keeping one with stride 1, and either operand of an `Add`; int8
+/// models only), so the layer-by-layer plan
 /// of [`plan_model_layer_by_layer`] unless running some nodes in place lowers the arena.
 ///
 /// Errors: those of [`encode`] that concern the graph (value ids, shapes, vector lengths).
@@ -820,6 +829,19 @@ pub fn plan_model(spec: &ModelSpec) -> Result<Plan, Error> {
                 LayerSpec::Conv2d(s) if s.kernel == [1, 1] && s.stride == [1, 1] => {
                     let input_at = pixels.saturating_mul(u64::from(c_out.saturating_sub(c_in)));
                     std::vec![option(node.input, input_at, u64::from(c_out))]
+                }
+                LayerSpec::Conv2d(s)
+                    if s.stride == [1, 1]
+                        && values.get(node.input).map(|v| v.0)
+                            == values.get(k.saturating_add(1)).map(|v| v.0) =>
+                {
+                    // a shape-keeping convolution, row by row: `kh` input rows of temporary
+                    let row = u64::from(w).saturating_mul(u64::from(c_in));
+                    std::vec![option(
+                        node.input,
+                        0,
+                        u64::from(s.kernel[0]).saturating_mul(row)
+                    )]
                 }
                 LayerSpec::Add(a) if volume(node.input) == volume(a.other) => {
                     std::vec![option(node.input, 0, 0), option(a.other, 0, 0)]
@@ -992,7 +1014,14 @@ pub(crate) fn write_blob(spec: &ModelSpec, plan: &Plan) -> Result<Vec<u8>, Error
     // model with an Add was refused by `values`)
     w.bytes(&MAGIC);
     let in_place = plan.in_place.iter().any(Option::is_some);
-    w.u16(if in_place {
+    let row_window = plan
+        .in_place
+        .iter()
+        .zip(&spec.nodes)
+        .any(|(p, node)| p.is_some() && is_row_window_spec(&node.layer));
+    w.u16(if row_window {
+        ROW_WINDOW_VERSION
+    } else if in_place {
         IN_PLACE_VERSION
     } else if has_add {
         ADD_VERSION

@@ -376,7 +376,7 @@ impl fmt::Display for Error {
             ),
             Error::InPlaceKind { layer } => write!(
                 f,
-                "layer {layer}: marked in place, but only a depthwise convolution, a 1x1 stride-1 convolution and an Add run in place"
+                "layer {layer}: marked in place, but only a depthwise convolution, a 1x1 stride-1 convolution, a shape-keeping stride-1 convolution (format version 7) and an Add run in place"
             ),
             Error::InPlaceOverlap { layer } => write!(
                 f,

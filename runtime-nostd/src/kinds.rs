@@ -33,8 +33,8 @@ pub const INT16: u8 = 1 << 6;
 /// The residual `Add` of two values of one shape (blob format version 5, kind byte 6). Its bit
 /// follows the two that are not layers: the kind byte and the bit no longer line up.
 pub const ADD: u8 = 1 << 7;
-/// The kinds that may run in place (blob format version 6): a program that links none of
-/// them links no in-place code, and refuses a version-6 blob by its version.
+/// The kinds that may run in place (blob format versions 6 and 7): a program that links none
+/// of them links no in-place code, and refuses a version-6 or -7 blob by its version.
 pub(crate) const IN_PLACE_KINDS: u8 = CONV2D | DEPTHWISE | ADD;
 
 /// Whether a program with the kinds `kinds` reads in-place plans: feature `in-place`, and a

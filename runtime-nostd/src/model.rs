@@ -446,7 +446,7 @@ impl<'a, const KINDS: u8> Model<'a, KINDS> {
 
     /// The format version of the blob ([`crate::OLDEST_FORMAT_VERSION`] to
     /// [`crate::FORMAT_VERSION`]: 3 for an int8 model, 4 for an int16 one, 5 with an `Add`, 6
-    /// with a layer in place; 2 still loads).
+    /// with a layer in place, 7 with a shape-keeping convolution in place; 2 still loads).
     pub fn format_version(&self) -> u16 {
         match self.bytes.get(4..6) {
             Some(&[lo, hi]) => u16::from_le_bytes([lo, hi]),
@@ -1175,7 +1175,15 @@ impl<'a, const KINDS: u8> Model<'a, KINDS> {
         let (p, table) =
             conv_params::<KINDS>(node, body, &in_v, &out_v, (zp, clamp_min)).ok_or(internal)?;
         if node.kind == KIND_CONV2D && KINDS & kinds::CONV2D != 0 {
-            K::pointwise_in_place(&p, (&mut *data, input_at), temp, workspace)?;
+            if kernels::inplace::is_pointwise(&p) {
+                K::pointwise_in_place(&p, (&mut *data, input_at), temp, workspace)?;
+            } else {
+                // a shape-keeping convolution (version 7, validated): row by row, each row
+                // through the target's convolution kernel
+                kernels::inplace::conv2d_i8_rows_in_place(&p, data, temp, |q, x, y| {
+                    K::conv(q, x, &mut *workspace, y)
+                })?;
+            }
         } else if KINDS & kinds::DEPTHWISE != 0 {
             kernels::inplace::depthwise_conv2d_i8_in_place(&p, data, temp)?;
         } else {

@@ -14,6 +14,13 @@
 //!   the input's offset; with `c_out > c_in` the input sits at the end of the output's bytes
 //!   ([`pointwise_input_at`]). Either way the bytes written for pixel `p` end at or before
 //!   the start of input pixel `p + 1`.
+//! - a `Conv2d` that keeps its shape (stride 1, output shape = input shape, not 1x1:
+//!   [`is_row_window`]), output row by output row in increasing order: the input rows output
+//!   row `y` reads (`y - top .. y - top + kh`, clipped to the image) are kept in a temporary
+//!   of `kh` rows ([`row_window_temp_len`]), each copied there before it is overwritten, and
+//!   the convolution kernel computes row `y` from them straight into row `y`'s bytes. A row
+//!   is appended to the window at the step that first reads it, and rows `>= y` are still
+//!   the input's then (`kh - top >= 1` for a shape-keeping layer).
 //! - the residual `Add`, element by element over one of its operands: no temporary.
 //!
 //! No float, no panic, no allocation; a call whose lengths or offsets do not fit the shapes
@@ -54,6 +61,108 @@ pub fn is_pointwise(params: &ConvParams<'_>) -> bool {
         && params.pad == [0, 0]
         && params.input_shape[0] == params.output_shape[0]
         && params.input_shape[1] == params.output_shape[1]
+}
+
+/// Whether a `Conv2d` of these dimensions runs in place row by row: stride 1, output shape
+/// equal to the input shape, and not pointwise (a 1x1 layer has its own in-place kernel).
+pub fn is_row_window(
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    input_shape: [usize; 3],
+    output_shape: [usize; 3],
+) -> bool {
+    stride == [1, 1] && input_shape == output_shape && kernel != [1, 1]
+}
+
+/// The temporary of a row-window convolution in place: `kh` input rows of `w c` bytes.
+pub fn row_window_temp_len(kernel: [usize; 2], input_shape: [usize; 3]) -> usize {
+    kernel[0]
+        .saturating_mul(input_shape[1])
+        .saturating_mul(input_shape[2])
+}
+
+/// One `Conv2d` that keeps its shape ([`is_row_window`]) in place (see
+/// [`reference::conv2d_i8`] for what it computes): `data` holds the input's `h w c` bytes,
+/// which the output replaces; `rows` is the temporary, at least [`row_window_temp_len`] bytes
+/// (its contents on return are unspecified). `conv` is the convolution kernel (a
+/// `conv2d_i8`-like call, with the caller's workspace) that computes each output row from the
+/// window of input rows it reads, given as a layer of that many rows with the padding that
+/// remains above them and one output row.
+///
+/// Errors: [`Error::KernelArguments`] (nothing written) if the layer is not a row-window
+/// convolution or does not pass [`ConvParams::check`], or `data` or `rows` are too short;
+/// whatever `conv` returns (then the rows before have been written).
+pub fn conv2d_i8_rows_in_place(
+    params: &ConvParams<'_>,
+    data: &mut [i8],
+    rows: &mut [i8],
+    mut conv: impl FnMut(&ConvParams<'_>, &[i8], &mut [i8]) -> Result<(), Error>,
+) -> Result<(), Error> {
+    let Some(n) = volume(params.input_shape) else {
+        return Err(Error::KernelArguments);
+    };
+    params.check(false, n, n)?;
+    let [h, w, c] = params.input_shape;
+    let [kh, _] = params.kernel;
+    let top = params.pad[0];
+    let row_len = w.wrapping_mul(c); // fits: `h w c` does
+    let (true, Some(data), Some(rows)) = (
+        is_row_window(
+            params.kernel,
+            params.stride,
+            params.input_shape,
+            params.output_shape,
+        ),
+        data.get_mut(..n),
+        rows.get_mut(..row_window_temp_len(params.kernel, params.input_shape)),
+    ) else {
+        return Err(Error::KernelArguments);
+    };
+    // input rows `have.0..have.1` are in `rows`, from its start
+    let mut have = (0usize, 0usize);
+    for y in 0..h {
+        // the rows output row `y` reads: `y - top + ky` for `ky` in `0..kh`, clipped
+        let first = y.saturating_sub(top);
+        let end = y.wrapping_add(kh).saturating_sub(top).min(h);
+        // drop the rows above `first`, then append the input rows up to `end`: rows `>= y`
+        // (`end > y`), not yet overwritten
+        let keep = have.1.saturating_sub(first);
+        let dropped = first.saturating_sub(have.0).wrapping_mul(row_len);
+        for i in 0..keep.wrapping_mul(row_len) {
+            // a move to lower indices, in increasing order: each byte is read before it is
+            // overwritten
+            if let Some(&v) = rows.get(dropped.wrapping_add(i)) {
+                if let Some(d) = rows.get_mut(i) {
+                    *d = v;
+                }
+            }
+        }
+        for r in have.1.max(first)..end {
+            let at = r.saturating_sub(first).wrapping_mul(row_len);
+            let from = r.wrapping_mul(row_len);
+            if let (Some(dst), Some(src)) = (
+                rows.get_mut(at..at.wrapping_add(row_len)),
+                data.get(from..from.wrapping_add(row_len)),
+            ) {
+                dst.copy_from_slice(src);
+            }
+        }
+        have = (first, end);
+        let window = ConvParams {
+            input_shape: [end.saturating_sub(first), w, c],
+            output_shape: [1, w, c],
+            pad: [first.wrapping_add(top).saturating_sub(y), params.pad[1]],
+            ..*params
+        };
+        let input = rows.get(..end.saturating_sub(first).wrapping_mul(row_len));
+        let at = y.wrapping_mul(row_len);
+        let output = data.get_mut(at..at.wrapping_add(row_len));
+        let (Some(input), Some(output)) = (input, output) else {
+            return Err(Error::KernelArguments); // lengths were checked: never taken
+        };
+        conv(&window, input, output)?;
+    }
+    Ok(())
 }
 
 /// One `DepthwiseConv2d` layer in place (see [`reference::depthwise_conv2d_i8`] for what it
@@ -412,6 +521,48 @@ mod tests {
                     assert_eq!(&data[..n_out], &expected[..], "case {i} {short}: {case:?}");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn row_window_conv_in_place_matches_reference() {
+        let mut rng = Rng::new(0x1A_0005);
+        let mut cases = 0;
+        while cases < 400 {
+            let case = crate::kernels::harness::conv_case(&mut rng, false);
+            let p = case.params();
+            if !is_row_window(p.kernel, p.stride, p.input_shape, p.output_shape) {
+                continue;
+            }
+            cases += 1;
+            let n = case.input.len();
+            let mut expected = std::vec![0i8; n];
+            reference::conv2d_i8(&p, &case.input, &mut expected).unwrap();
+            let mut data = case.input.clone();
+            let mut rows = std::vec![0x5Ai8; row_window_temp_len(p.kernel, p.input_shape)];
+            conv2d_i8_rows_in_place(&p, &mut data, &mut rows, |q, x, y| {
+                reference::conv2d_i8(q, x, y)
+            })
+            .unwrap();
+            assert_eq!(data, expected, "case {cases}: {:?}", p.input_shape);
+            // the fast kernel with its workspace, as the runtime calls it
+            let mut data = case.input.clone();
+            let mut workspace = std::vec![0i8; crate::kernels::conv_workspace_len(&p) + 4];
+            conv2d_i8_rows_in_place(&p, &mut data, &mut rows, |q, x, y| {
+                crate::kernels::conv2d_i8_workspace(q, x, &mut workspace, y)
+            })
+            .unwrap();
+            assert_eq!(data, expected, "case {cases}, fast kernel");
+            // a short temporary is refused, nothing written
+            let mut data = case.input.clone();
+            let short = row_window_temp_len(p.kernel, p.input_shape) - 1;
+            assert_eq!(
+                conv2d_i8_rows_in_place(&p, &mut data, &mut rows[..short], |q, x, y| {
+                    reference::conv2d_i8(q, x, y)
+                }),
+                Err(Error::KernelArguments)
+            );
+            assert_eq!(data, case.input);
         }
     }
 

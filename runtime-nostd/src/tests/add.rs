@@ -126,8 +126,12 @@ fn resnet_block(rng: &mut Rng, shape: [usize; 3], relu: bool, swap: bool) -> TCn
 fn check_against_evaluation(rng: &mut Rng, cnn: &TCnn, case: usize) -> Vec<Vec<i8>> {
     let blob = cnn.blob();
     let plan = crate::encode::plan_model(&cnn.spec()).unwrap();
-    // an Add needs version 5, a node in place version 6
-    let version = if plan.n_in_place() > 0 { 6 } else { 5 };
+    // an Add needs version 5, a node in place version 6, a convolution row by row 7
+    let version = if plan.n_in_place() > 0 {
+        super::inplace::in_place_version(cnn, &plan)
+    } else {
+        5
+    };
     assert_eq!(u16::from_le_bytes([blob[4], blob[5]]), version);
     let m = Model::from_bytes(&blob).unwrap();
     assert_eq!(m.format_version(), version);
@@ -509,7 +513,7 @@ fn add_records_are_checked() {
             version: 4,
         },
     );
-    check(&|b| b[4] = 7, Error::UnsupportedVersion { found: 7 });
+    check(&|b| b[4] = 8, Error::UnsupportedVersion { found: 8 });
     // a non-Add node's second input is still "none"
     let conv = node_at(&blob, 1);
     check(

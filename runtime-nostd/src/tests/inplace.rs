@@ -74,6 +74,20 @@ fn ds_cnn(rng: &mut Rng) -> TCnn {
     cnn
 }
 
+/// The version of `cnn`'s blob with `plan` in place: 7 when a convolution other than 1x1 runs
+/// in place (row by row), else 6.
+pub(super) fn in_place_version(cnn: &TCnn, plan: &Plan) -> u16 {
+    let row_window = cnn.nodes.iter().zip(&plan.in_place).any(|(node, p)| {
+        p.is_some()
+            && matches!(node, TNode::Conv { kernel, depthwise: false, .. } if *kernel != [1, 1])
+    });
+    if row_window {
+        7
+    } else {
+        6
+    }
+}
+
 /// Runs `cnn`'s in-place blob and its layer-by-layer blob on `inputs` random inputs through
 /// `run` (with exactly `scratch_len` bytes, and with the fast workspace), `run_quantized` and
 /// `run_quantized_reference`: every logit equals the plain-i64 evaluation's. Returns the plan.
@@ -93,7 +107,7 @@ fn check_in_place(rng: &mut Rng, cnn: &TCnn, inputs: usize, what: &str) -> Plan 
     if plan.n_in_place() == 0 {
         assert_eq!(blob, plain_blob, "{what}: nothing in place, the same bytes");
     } else {
-        assert_eq!(m.format_version(), 6, "{what}");
+        assert_eq!(m.format_version(), in_place_version(cnn, &plan), "{what}");
         assert!(plain.format_version() < 6, "{what}");
         assert!(plan.arena_len < plan.layer_by_layer_len, "{what}");
     }
@@ -434,7 +448,48 @@ fn only_blobs_in_place_are_version_6() {
     assert_eq!(Model::from_bytes(&cnn.blob()).unwrap().format_version(), 6);
     let plain = cnn.blob_layer_by_layer();
     assert_eq!(Model::from_bytes(&plain).unwrap().format_version(), 3);
-    assert_eq!(crate::FORMAT_VERSION, 6);
+    assert_eq!(crate::FORMAT_VERSION, 7);
+}
+
+/// Two shape-keeping 3x3 convolutions after a widening one: the second runs in place, row by
+/// row over a temporary of 3 input rows, so the blob is version 7 and its arena below the
+/// layer-by-layer one; the outputs are the evaluation's. The same record in a version-6 blob is
+/// refused by kind, and a program built without the in-place kinds refuses version 7 by its
+/// version.
+#[test]
+fn shape_keeping_convolutions_run_in_place_from_version_7() {
+    let mut rng = Rng::new(0xD5_C007);
+    for case in 0..20 {
+        let mut cnn = start(&mut rng, [9, 7, 2]);
+        conv(&mut rng, &mut cnn, [3, 3], [1, 1], 6, false, true);
+        conv(&mut rng, &mut cnn, [3, 3], [1, 1], 6, false, case % 2 == 0);
+        conv(&mut rng, &mut cnn, [3, 3], [1, 1], 6, false, true);
+        head(&mut rng, &mut cnn, 4);
+        let plan = check_in_place(&mut rng, &cnn, 4, &std::format!("row window {case}"));
+        // values: 126, 378, 378, 378 bytes; layer by layer 756, in place 378 + 378 + 3 rows
+        assert_eq!(plan.layer_by_layer_len, 756);
+        let temps: Vec<Option<u64>> = plan
+            .in_place
+            .iter()
+            .map(|p| p.map(|p| p.temp_len))
+            .collect();
+        assert_eq!(temps[..3], [None, Some(3 * 7 * 6), Some(3 * 7 * 6)]);
+        assert_eq!(plan.arena_len, 378 + 126);
+        let blob = cnn.blob();
+        assert_eq!(Model::from_bytes(&blob).unwrap().format_version(), 7);
+        let mut v6 = blob.clone();
+        v6[4] = 6;
+        reseal(&mut v6);
+        assert_eq!(
+            Model::from_bytes(&v6).map(|_| ()),
+            Err(Error::InPlaceKind { layer: 1 })
+        );
+        let dense_only = Model::<{ kinds::DENSE }>::with_kinds(&blob);
+        assert_eq!(
+            dense_only.map(|_| ()),
+            Err(Error::UnsupportedVersion { found: 7 })
+        );
+    }
 }
 
 /// The DS-CNN's first block, small: [6, 5, 2] -> conv 3x3 s2 -> depthwise -> pointwise

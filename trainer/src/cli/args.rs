@@ -390,9 +390,10 @@ pub struct CalibArgs {
     /// version 4, an opset-21 QDQ file).
     #[arg(long, value_enum, default_value = "int8")]
     pub activations: ActivationsArg,
-    /// Compute depthwise, pointwise (1x1) and add layers in place where that lowers the peak
-    /// activation RAM (the KWS DS-CNN: 16,000 -> 8,490 bytes; blob format version 6). The
-    /// in-place depthwise kernel is slower than the default one.
+    /// Compute depthwise, pointwise (1x1), shape-keeping stride-1 convolutions and add layers
+    /// in place where that lowers the peak activation RAM (the KWS DS-CNN: 16,000 -> 8,490
+    /// bytes; blob format version 6, 7 with a shape-keeping convolution in place). The in-place
+    /// depthwise kernel is slower than the default one.
     #[arg(long)]
     pub in_place: bool,
 }

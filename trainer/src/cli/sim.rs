@@ -530,7 +530,7 @@ fn firmware_target_dir(crate_dir: &Path) -> PathBuf {
 
 /// Cross-builds the lean firmware (load and run, what a product links) that times whole runs;
 /// with `int16`, the firmware of an int16 model (its `_i16` entry points); with `in_place`, the
-/// runtime's `in-place` feature (a blob whose plan computes layers in place, version 6).
+/// runtime's `in-place` feature (a blob whose plan computes layers in place, version 6 or 7).
 fn build(
     board: &Board,
     crate_dir: &Path,
