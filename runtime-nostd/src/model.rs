@@ -162,6 +162,13 @@ trait Kernels {
     fn avg_pool(p: &PoolParams, input: &[i8], output: &mut [i8]) -> Result<(), Error>;
     fn dense16(p: &kernels::Fc16Params<'_>, input: &[i8], output: &mut [i8]) -> Result<(), Error>;
     fn add(p: &AddParams, a: &[i8], b: &[i8], output: &mut [i8]) -> Result<(), Error>;
+    /// An `Add` in place over one operand (`kernels::inplace::add_i8_in_place`'s contract).
+    fn add_in_place(
+        p: &AddParams,
+        data: &mut [i8],
+        other: Option<&[i8]>,
+        data_is_a: bool,
+    ) -> Result<(), Error>;
     /// A pointwise convolution in place (`kernels::inplace`): the output over `data`, the
     /// input from `input_at`, the temporary `pixel`.
     fn pointwise_in_place(
@@ -214,6 +221,15 @@ impl Kernels for Dispatched {
         kernels::add_i8(p, a, b, output)
     }
     #[inline(always)]
+    fn add_in_place(
+        p: &AddParams,
+        data: &mut [i8],
+        other: Option<&[i8]>,
+        data_is_a: bool,
+    ) -> Result<(), Error> {
+        kernels::add_i8_in_place(p, data, other, data_is_a)
+    }
+    #[inline(always)]
     fn pointwise_in_place(
         p: &ConvParams<'_>,
         data: (&mut [i8], usize),
@@ -264,6 +280,15 @@ impl Kernels for Reference {
     #[inline(always)]
     fn add(p: &AddParams, a: &[i8], b: &[i8], output: &mut [i8]) -> Result<(), Error> {
         kernels::reference::add_i8(p, a, b, output)
+    }
+    #[inline(always)]
+    fn add_in_place(
+        p: &AddParams,
+        data: &mut [i8],
+        other: Option<&[i8]>,
+        data_is_a: bool,
+    ) -> Result<(), Error> {
+        kernels::inplace::add_i8_in_place(p, data, other, data_is_a)
     }
     #[inline(always)]
     fn pointwise_in_place(
@@ -1152,10 +1177,10 @@ impl<'a, const KINDS: u8> Model<'a, KINDS> {
             };
             if node.input == node.second_input {
                 let data = arena.get_mut(out_v.offset..out_v.end(0)).ok_or(internal)?;
-                return kernels::inplace::add_i8_in_place(&add, data, None, true);
+                return K::add_in_place(&add, data, None, true);
             }
             let (other, data) = split_pair(arena, &self.value(other), &out_v, 0).ok_or(internal)?;
-            return kernels::inplace::add_i8_in_place(&add, data, Some(other), data_is_a);
+            return K::add_in_place(&add, data, Some(other), data_is_a);
         }
         if KINDS & (kinds::CONV2D | kinds::DEPTHWISE) == 0 {
             return Err(internal);

@@ -13,7 +13,7 @@ use crate::fixed::{round_zp, rq_acc_is_high, rq_high_zp};
 use crate::Error;
 
 #[cfg(kiln_kernel = "dsp")]
-pub(crate) use super::dsp_asm::add_words;
+pub(crate) use super::dsp_asm::{add_words, add_words_in_place};
 
 /// What one call of [`add_words`] needs besides the slices: the constants of the output.
 #[derive(Debug, Clone, Copy)]
@@ -80,6 +80,66 @@ pub(crate) fn add_words(w: &AddWords, a: &[i8], b: &[i8], output: &mut [i8]) {
     }
 }
 
+/// The portable twin of `dsp_asm::add_words_in_place`: the first `4 * (len / 4)` elements of
+/// `data` (operand `a` if `data_is_a`, else `b`) with `other` (the other operand, or `None`
+/// for `x + x`), each element read before it is written. Writes nothing unless `other` is as
+/// long as `data`.
+#[cfg(not(kiln_kernel = "dsp"))]
+pub(crate) fn add_words_in_place(
+    w: &AddWords,
+    data: &mut [i8],
+    other: Option<&[i8]>,
+    data_is_a: bool,
+) {
+    if other.is_some_and(|o| o.len() != data.len()) {
+        return;
+    }
+    let whole = data.len() & !3;
+    add_in_place_range(
+        w,
+        data.get_mut(..whole).unwrap_or(&mut []),
+        other,
+        data_is_a,
+    );
+}
+
+/// `data[i] = w.element(a, b)` for every `i`, `data[i]` being `a` if `data_is_a`, else `b`,
+/// and `other[i]` (or `data[i]` again) the other operand.
+#[inline(always)]
+fn add_in_place_range(w: &AddWords, data: &mut [i8], other: Option<&[i8]>, data_is_a: bool) {
+    for (i, y) in data.iter_mut().enumerate() {
+        let o = other.and_then(|o| o.get(i)).copied().unwrap_or(*y);
+        *y = if data_is_a {
+            w.element(*y, o)
+        } else {
+            w.element(o, *y)
+        };
+    }
+}
+
+/// The residual `Add` in place, four elements at a time: the contract (and the result) of
+/// [`inplace::add_i8_in_place`](super::inplace::add_i8_in_place), `data` both an operand and
+/// the output.
+pub fn add_i8_in_place(
+    params: &AddParams,
+    data: &mut [i8],
+    other: Option<&[i8]>,
+    data_is_a: bool,
+) -> Result<(), Error> {
+    let n = data.len();
+    params.check(n, other.map_or(n, <[i8]>::len), n)?;
+    if !rq_acc_is_high(params.shift) {
+        return super::inplace::add_i8_in_place(params, data, other, data_is_a);
+    }
+    let w = AddWords::new(params);
+    add_words_in_place(&w, data, other, data_is_a);
+    let whole = n & !3;
+    let tail = data.get_mut(whole..).unwrap_or(&mut []);
+    let other = other.map(|o| o.get(whole..).unwrap_or(&[]));
+    add_in_place_range(&w, tail, other, data_is_a);
+    Ok(())
+}
+
 /// The residual `Add` four elements at a time (see the module documentation). Same contract as
 /// [`reference::add_i8`].
 pub fn add_i8(params: &AddParams, a: &[i8], b: &[i8], output: &mut [i8]) -> Result<(), Error> {
@@ -137,6 +197,23 @@ mod tests {
                 add_i8(&p, &a, &b[1..], &mut got[1..]),
                 Err(Error::KernelArguments)
             );
+            // in place, over either operand, and x + x
+            let mut data = a.clone();
+            add_i8_in_place(&p, &mut data, Some(&b), true).unwrap();
+            assert_eq!(data, expected, "case {i}: over a");
+            let mut data = b.clone();
+            add_i8_in_place(&p, &mut data, Some(&a), false).unwrap();
+            assert_eq!(data, expected, "case {i}: over b");
+            reference::add_i8(&p, &a, &a, &mut expected).unwrap();
+            let mut data = a.clone();
+            add_i8_in_place(&p, &mut data, None, true).unwrap();
+            assert_eq!(data, expected, "case {i}: x + x");
+            let mut data = a.clone();
+            assert_eq!(
+                add_i8_in_place(&p, &mut data, Some(&b[1..]), true),
+                Err(Error::KernelArguments)
+            );
+            assert_eq!(data, a);
         }
     }
 }

@@ -1289,11 +1289,57 @@ pub fn add_words(w: &super::add::AddWords, a: &[i8], b: &[i8], output: &mut [i8]
     if a.len() != output.len() || b.len() != output.len() || n_words == 0 {
         return;
     }
+    // SAFETY: reads `4 n_words` bytes of `a` and of `b` and writes `4 n_words` bytes of
+    // `output`, all within their slices (checked just above).
+    unsafe { add_words_raw(w, (a.as_ptr(), b.as_ptr()), output.as_mut_ptr(), n_words) };
+}
+
+/// [`add_words`] over one of its operands (`add::add_words_in_place` is the portable twin):
+/// `data` is operand `a` if `data_is_a`, else `b`, and the output; `other` the other operand,
+/// or `None` for `x + x`. Each word of both operands is read before the output word at the
+/// same position is written, so the one slice may be both. Writes nothing unless `other` is as
+/// long as `data`.
+#[inline(always)]
+pub fn add_words_in_place(
+    w: &super::add::AddWords,
+    data: &mut [i8],
+    other: Option<&[i8]>,
+    data_is_a: bool,
+) {
+    let n_words = data.len() / 4;
+    if other.is_some_and(|o| o.len() != data.len()) || n_words == 0 {
+        return;
+    }
+    let out = data.as_mut_ptr();
+    let other = other.map_or(out.cast_const(), <[i8]>::as_ptr);
+    let (a, b) = if data_is_a {
+        (out.cast_const(), other)
+    } else {
+        (other, out.cast_const())
+    };
+    // SAFETY: reads `4 n_words` bytes of `data` and of `other` and writes `4 n_words` bytes of
+    // `data`, all within their slices (checked just above); the routine reads each word of
+    // both operands before it writes the output word at the same position.
+    unsafe { add_words_raw(w, (a, b), out, n_words) };
+}
+
+/// Calls [`kiln_add_words_dsp`] on `n_words` words from `a`, `b` to `out`.
+///
+/// # Safety
+/// `a` and `b` must be readable and `out` writable for `4 n_words` bytes; `out` may equal `a`
+/// or `b` (each word is read before the same word is written), but not overlap them otherwise.
+#[inline(always)]
+unsafe fn add_words_raw(
+    w: &super::add::AddWords,
+    (a, b): (*const i8, *const i8),
+    out: *mut i8,
+    n_words: usize,
+) {
     let lanes = |v: i8| u32::from(v as u8).wrapping_mul(0x0101_0101);
     let args = AddArgs {
-        a: a.as_ptr(),
-        b: b.as_ptr(),
-        out: output.as_mut_ptr(),
+        a,
+        b,
+        out,
         n_words,
         weight_a: w.weights[0],
         weight_b: w.weights[1],
@@ -1304,9 +1350,8 @@ pub fn add_words(w: &super::add::AddWords, a: &[i8], b: &[i8], output: &mut [i8]
         clamp_max4: lanes(w.clamp_max),
         round_zp: crate::fixed::round_zp(w.output_zero_point),
     };
-    // SAFETY: reads `4 n_words` bytes of `a` and of `b` and writes `4 n_words` bytes of
-    // `output`, all within their slices (checked just above); word loads and stores may be
-    // unaligned on Armv7E-M. The routine follows the AAPCS and saves what it uses.
+    // SAFETY: the caller's; word loads and stores may be unaligned on Armv7E-M. The routine
+    // follows the AAPCS and saves what it uses.
     unsafe { kiln_add_words_dsp(&args) };
 }
 

@@ -171,7 +171,9 @@ pub type PoolKernelFn = fn(&PoolParams, &[i8], &mut [i8]) -> Result<(), Error>;
 /// into one start value (assembly on Cortex-M4/M7, [`add::add_i8`]); the reference under
 /// `KILN_KERNEL=reference`.
 #[cfg(not(kiln_kernel = "reference"))]
-pub use add::add_i8;
+pub use add::{add_i8, add_i8_in_place};
+#[cfg(kiln_kernel = "reference")]
+pub use inplace::add_i8_in_place;
 #[cfg(kiln_kernel = "reference")]
 pub use reference::add_i8;
 
