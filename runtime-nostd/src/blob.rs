@@ -36,7 +36,9 @@ pub(crate) const ADD_VERSION: u16 = 5;
 /// ([`IN_PLACE`]) and an in-place node's record ending in its temporary ([`TEMP_LEN`] bytes).
 pub(crate) const IN_PLACE_VERSION: u16 = 6;
 /// The first version whose in-place nodes may be shape-keeping convolutions
-/// (`kernels::inplace::is_row_window`, temporary `kh` input rows): version 6's layout.
+/// (`kernels::inplace::is_row_window`, temporary `kh` input rows) and whose shape-keeping
+/// stride-1 depthwise nodes in place take a ring of pending output pixels
+/// (`kernels::inplace::is_ring`) instead of a channel plane: version 6's layout.
 pub(crate) const ROW_WINDOW_VERSION: u16 = 7;
 /// The node header's byte 10 (format version 6; reserved, zero before): the node writes its
 /// output over its input's bytes.
@@ -313,16 +315,27 @@ pub(crate) fn read_temp(body: &[u8]) -> (usize, usize) {
 }
 
 /// The temporary an in-place node of `kind` needs: one input plane for a depthwise
-/// convolution, one output pixel for a pointwise one, `kh` input rows for a shape-keeping one,
-/// none for an `Add`.
-pub(crate) fn temp_len(kind: LayerKind, kernel: [u16; 2], input: &Value, output: &Value) -> usize {
+/// convolution, a ring of `top w + left + 1` pixels instead for a shape-keeping stride-1 one
+/// from version 7, one output pixel for a pointwise convolution, `kh` input rows for a
+/// shape-keeping one (version 7), none for an `Add`.
+pub(crate) fn temp_len(
+    kind: LayerKind,
+    (kernel, stride, pad): ([u16; 2], [u16; 2], [usize; 2]),
+    input: &Value,
+    output: &Value,
+    version: u16,
+) -> usize {
+    use crate::kernels::inplace;
     let kernel = [usize::from(kernel[0]), usize::from(kernel[1])];
+    let stride = [usize::from(stride[0]), usize::from(stride[1])];
+    let v7 = version >= ROW_WINDOW_VERSION;
     match kind {
-        LayerKind::DepthwiseConv2d => crate::kernels::inplace::depthwise_temp_len(input.shape),
-        LayerKind::Conv2d if kernel != [1, 1] => {
-            crate::kernels::inplace::row_window_temp_len(kernel, input.shape)
+        LayerKind::DepthwiseConv2d if v7 && inplace::is_ring(stride, input.shape, output.shape) => {
+            inplace::ring_temp_len(pad, input.shape)
         }
-        LayerKind::Conv2d => crate::kernels::inplace::pointwise_temp_len(output.shape),
+        LayerKind::DepthwiseConv2d => inplace::depthwise_temp_len(input.shape),
+        LayerKind::Conv2d if kernel != [1, 1] => inplace::row_window_temp_len(kernel, input.shape),
+        LayerKind::Conv2d => inplace::pointwise_temp_len(output.shape),
         _ => 0,
     }
 }
@@ -848,7 +861,13 @@ pub(crate) fn parse<const KINDS: u8>(bytes: &[u8]) -> Result<Model<'_, KINDS>, E
             let offset = r.u32()?;
             let len = r.u32()?;
             let end = offset.checked_add(len).filter(|&end| end <= arena_len);
-            let expected = temp_len(g.kind, node.kernel, &input, &output);
+            let expected = temp_len(
+                g.kind,
+                (node.kernel, node.stride, g.pad),
+                &input,
+                &output,
+                version,
+            );
             let Some(end) = end.filter(|_| len as usize == expected && (len > 0 || offset == 0))
             else {
                 return Err(Error::InPlaceTemp {

@@ -790,11 +790,35 @@ fn values(spec: &ModelSpec) -> Result<Vec<([u32; 3], i8)>, Error> {
     Ok(values)
 }
 
-/// Whether `layer` is a convolution that runs in place row by row when it runs in place (a
-/// shape-keeping one, not 1x1: format version 7). The plan offers it only where the output
-/// keeps the input's shape.
-fn is_row_window_spec(layer: &LayerSpec) -> bool {
-    matches!(layer, LayerSpec::Conv2d(s) if s.kernel != [1, 1])
+/// Whether `layer`, in place with a temporary of `temp_len` bytes, needs format version 7: a
+/// convolution other than 1x1 (the plan offers it only where the output keeps the input's
+/// shape: row by row), or a depthwise one whose temporary is a ring of pending outputs, not
+/// version 6's channel plane.
+fn needs_version_7(layer: &LayerSpec, input_shape: [u32; 3], temp_len: u64) -> bool {
+    let [h, w, c] = input_shape;
+    match layer {
+        LayerSpec::Conv2d(s) => s.kernel != [1, 1],
+        LayerSpec::DepthwiseConv2d(s) => {
+            let plane = u64::from(h).saturating_mul(u64::from(w));
+            ring_len(s, input_shape, c).is_some_and(|ring| ring == temp_len && ring != plane)
+        }
+        _ => false,
+    }
+}
+
+/// The ring temporary of a depthwise layer over `[h, w, c]` that keeps its shape with stride 1
+/// (`top w + left + 1` pixels of `c` bytes), or `None` for another layer.
+fn ring_len(s: &ConvSpec, [h, w, c]: [u32; 3], c_out: u32) -> Option<u64> {
+    let same = s.padding == Padding::Same;
+    let (oh, top) = conv_axis(u64::from(h), u64::from(s.kernel[0]), 1, same)?;
+    let (ow, left) = conv_axis(u64::from(w), u64::from(s.kernel[1]), 1, same)?;
+    let keeps = s.stride == [1, 1] && oh == u64::from(h) && ow == u64::from(w) && c_out == c;
+    keeps.then(|| {
+        top.saturating_mul(u64::from(w))
+            .saturating_add(left)
+            .saturating_add(1)
+            .saturating_mul(u64::from(c))
+    })
 }
 
 /// The buffer plan [`encode`] writes into the blob for `spec`: [`plan_in_place`] with every
@@ -825,7 +849,13 @@ pub fn plan_model(spec: &ModelSpec) -> Result<Plan, Error> {
                 return Vec::new();
             }
             match &node.layer {
-                LayerSpec::DepthwiseConv2d(_) => std::vec![option(node.input, 0, pixels)],
+                LayerSpec::DepthwiseConv2d(s) => {
+                    let temp = match ring_len(s, [h, w, c_in], c_out) {
+                        Some(ring) => ring,
+                        None => pixels,
+                    };
+                    std::vec![option(node.input, 0, temp)]
+                }
                 LayerSpec::Conv2d(s) if s.kernel == [1, 1] && s.stride == [1, 1] => {
                     let input_at = pixels.saturating_mul(u64::from(c_out.saturating_sub(c_in)));
                     std::vec![option(node.input, input_at, u64::from(c_out))]
@@ -1014,12 +1044,11 @@ pub(crate) fn write_blob(spec: &ModelSpec, plan: &Plan) -> Result<Vec<u8>, Error
     // model with an Add was refused by `values`)
     w.bytes(&MAGIC);
     let in_place = plan.in_place.iter().any(Option::is_some);
-    let row_window = plan
-        .in_place
-        .iter()
-        .zip(&spec.nodes)
-        .any(|(p, node)| p.is_some() && is_row_window_spec(&node.layer));
-    w.u16(if row_window {
+    let version_7 = plan.in_place.iter().zip(&spec.nodes).any(|(p, node)| {
+        let input_shape = values.get(node.input).map_or([0; 3], |v| v.0);
+        p.is_some_and(|p| needs_version_7(&node.layer, input_shape, p.temp_len))
+    });
+    w.u16(if version_7 {
         ROW_WINDOW_VERSION
     } else if in_place {
         IN_PLACE_VERSION

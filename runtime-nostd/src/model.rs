@@ -158,6 +158,9 @@ trait Kernels {
         output: &mut [i8],
     ) -> Result<(), Error>;
     fn depthwise(p: &ConvParams<'_>, input: &[i8], output: &mut [i8]) -> Result<(), Error>;
+    /// A stride-1 shape-keeping depthwise convolution in place over a ring of pending outputs
+    /// (`kernels::inplace::depthwise_conv2d_i8_ring_in_place`'s contract).
+    fn depthwise_ring(p: &ConvParams<'_>, data: &mut [i8], ring: &mut [i8]) -> Result<(), Error>;
     fn max_pool(p: &PoolParams, input: &[i8], output: &mut [i8]) -> Result<(), Error>;
     fn avg_pool(p: &PoolParams, input: &[i8], output: &mut [i8]) -> Result<(), Error>;
     fn dense16(p: &kernels::Fc16Params<'_>, input: &[i8], output: &mut [i8]) -> Result<(), Error>;
@@ -203,6 +206,10 @@ impl Kernels for Dispatched {
     #[inline(always)]
     fn depthwise(p: &ConvParams<'_>, input: &[i8], output: &mut [i8]) -> Result<(), Error> {
         kernels::depthwise_conv2d_i8(p, input, output)
+    }
+    #[inline(always)]
+    fn depthwise_ring(p: &ConvParams<'_>, data: &mut [i8], ring: &mut [i8]) -> Result<(), Error> {
+        kernels::depthwise_conv2d_i8_ring_in_place(p, data, ring)
     }
     #[inline(always)]
     fn max_pool(p: &PoolParams, input: &[i8], output: &mut [i8]) -> Result<(), Error> {
@@ -264,6 +271,10 @@ impl Kernels for Reference {
     #[inline(always)]
     fn depthwise(p: &ConvParams<'_>, input: &[i8], output: &mut [i8]) -> Result<(), Error> {
         kernels::reference::depthwise_conv2d_i8(p, input, output)
+    }
+    #[inline(always)]
+    fn depthwise_ring(p: &ConvParams<'_>, data: &mut [i8], ring: &mut [i8]) -> Result<(), Error> {
+        kernels::inplace::depthwise_conv2d_i8_ring_in_place(p, data, ring)
     }
     #[inline(always)]
     fn max_pool(p: &PoolParams, input: &[i8], output: &mut [i8]) -> Result<(), Error> {
@@ -1210,7 +1221,16 @@ impl<'a, const KINDS: u8> Model<'a, KINDS> {
                 })?;
             }
         } else if KINDS & kinds::DEPTHWISE != 0 {
-            kernels::inplace::depthwise_conv2d_i8_in_place(&p, data, temp)?;
+            // a ring when the layer keeps its shape and the temporary holds one (version 7),
+            // else the channel planes
+            let ring = kernels::inplace::ring_temp_len(p.pad, p.input_shape);
+            if kernels::inplace::is_ring(p.stride, p.input_shape, p.output_shape)
+                && temp.len() >= ring
+            {
+                K::depthwise_ring(&p, data, temp)?;
+            } else {
+                kernels::inplace::depthwise_conv2d_i8_in_place(&p, data, temp)?;
+            }
         } else {
             return Err(internal);
         }

@@ -279,6 +279,109 @@ fn mac_group(
     }
 }
 
+/// What every output pixel of one depthwise layer shares, worked out once per call.
+pub(crate) struct DwLayer<'a> {
+    params: ConvParams<'a>,
+    high: bool,
+    n_blocks: usize,
+    words: fn(&mut [i32], &[i8], &[u8], i32),
+    blocks: fn(&DwPixel<'_>, &mut [i8]) -> usize,
+    acc_buffer: [i32; GROUP],
+}
+
+impl<'a> DwLayer<'a> {
+    /// The layer of `params` (checked by the caller), whole words through `words` and
+    /// register blocks through `blocks`.
+    #[inline(always)]
+    fn new(
+        params: &ConvParams<'a>,
+        words: fn(&mut [i32], &[i8], &[u8], i32),
+        blocks: fn(&DwPixel<'_>, &mut [i8]) -> usize,
+    ) -> Self {
+        let high = params.shifts_all_high();
+        Self {
+            params: *params,
+            high,
+            // The register blocks need the high shifts of `rq_high_zp`; without them every
+            // channel takes the group loop.
+            n_blocks: if high { params.input_shape[2] / 4 } else { 0 },
+            words,
+            blocks,
+            acc_buffer: [0; GROUP],
+        }
+    }
+
+    /// Output pixel `(oy, ox)`'s `c` channels into `out`, from the whole `input` (lengths
+    /// checked by the caller).
+    #[inline(always)]
+    pub(crate) fn pixel(&mut self, input: &[i8], oy: usize, ox: usize, out: &mut [i8]) {
+        let params = &self.params;
+        let [h, w, c] = params.input_shape;
+        let [kh, kw] = params.kernel;
+        let [sh, sw] = params.stride;
+        let [top, left] = params.pad;
+        let zp = i32::from(params.input_zero_point);
+        // every product below is at most a checked length or index
+        let row_step = w.wrapping_mul(c);
+        let w_row_step = kw.wrapping_mul(c);
+        let (ky_lo, ky_hi) = valid_taps(oy, sh, top, kh, h);
+        let iy_lo = oy.wrapping_mul(sh).wrapping_add(ky_lo).wrapping_sub(top);
+        let (kx_lo, kx_hi) = valid_taps(ox, sw, left, kw, w);
+        let ix_lo = ox.wrapping_mul(sw).wrapping_add(kx_lo).wrapping_sub(left);
+        let x_first = iy_lo.wrapping_mul(w).wrapping_add(ix_lo).wrapping_mul(c);
+        let w_first = ky_lo.wrapping_mul(kw).wrapping_add(kx_lo).wrapping_mul(c);
+        let pixel = DwPixel {
+            input,
+            x_first,
+            weights: params.weights,
+            w_first,
+            bias: params.bias,
+            multipliers: params.multipliers,
+            shifts: params.shifts,
+            c,
+            rows: ky_hi.wrapping_sub(ky_lo),
+            cols: kx_hi.wrapping_sub(kx_lo),
+            x_row: row_step,
+            w_row: w_row_step,
+            n_blocks: self.n_blocks,
+            input_zero_point: params.input_zero_point,
+            output_zero_point: params.output_zero_point,
+            clamp_min: params.clamp_min,
+            clamp_max: params.clamp_max,
+        };
+        // 0 when the window or the shifts do not suit the blocks: then the groups do all.
+        let mut g0 = (self.blocks)(&pixel, out).wrapping_mul(4);
+        for out_g in out.get_mut(g0..).unwrap_or(&mut []).chunks_mut(GROUP) {
+            let n = out_g.len();
+            let Some(acc) = self.acc_buffer.get_mut(..n) else {
+                break;
+            };
+            let bias = params.bias.get(g0.wrapping_mul(4)..).unwrap_or(&[]);
+            for (a, b) in acc.iter_mut().zip(bias.chunks_exact(4)) {
+                *a = le_i32(b);
+            }
+            let mut x_row = x_first.wrapping_add(g0);
+            let mut w_row = w_first.wrapping_add(g0);
+            for _ in ky_lo..ky_hi {
+                let (mut xa, mut wa) = (x_row, w_row);
+                for _ in kx_lo..kx_hi {
+                    let x = input.get(xa..xa.wrapping_add(n)).unwrap_or(&[]);
+                    let wt = params.weights.get(wa..wa.wrapping_add(n)).unwrap_or(&[]);
+                    mac_group(acc, x, wt, zp, self.words);
+                    xa = xa.wrapping_add(c);
+                    wa = wa.wrapping_add(c);
+                }
+                x_row = x_row.wrapping_add(row_step);
+                w_row = w_row.wrapping_add(w_row_step);
+            }
+            let mults = params.multipliers.get(g0.wrapping_mul(4)..).unwrap_or(&[]);
+            let shifts = params.shifts.get(g0..).unwrap_or(&[]);
+            output_stage(&params.fc(), acc, mults, shifts, out_g, self.high);
+            g0 = g0.wrapping_add(GROUP);
+        }
+    }
+}
+
 #[inline(always)]
 fn depthwise_with(
     params: &ConvParams<'_>,
@@ -288,85 +391,45 @@ fn depthwise_with(
     blocks: fn(&DwPixel<'_>, &mut [i8]) -> usize,
 ) -> Result<(), Error> {
     params.check(true, input.len(), output.len())?;
-    let [h, w, c] = params.input_shape;
-    let [oh, ow, _] = params.output_shape;
-    let [kh, kw] = params.kernel;
-    let [sh, sw] = params.stride;
-    let [top, left] = params.pad;
-    let zp = i32::from(params.input_zero_point);
-    let fc = params.fc();
-    // every product below is at most a checked length or index
-    let row_step = w.wrapping_mul(c);
-    let w_row_step = kw.wrapping_mul(c);
+    let [oh, ow, c] = params.output_shape;
+    let mut layer = DwLayer::new(params, words, blocks);
     let mut outputs = output.chunks_exact_mut(c.max(1));
-    let mut acc_buffer = [0i32; GROUP];
-    let high = params.shifts_all_high();
-    // The register blocks need the high shifts of `rq_high_zp`; without them every channel
-    // takes the group loop.
-    let n_blocks = if high { c / 4 } else { 0 };
     for oy in 0..oh {
-        let (ky_lo, ky_hi) = valid_taps(oy, sh, top, kh, h);
-        let iy_lo = oy.wrapping_mul(sh).wrapping_add(ky_lo).wrapping_sub(top);
         for ox in 0..ow {
             let Some(out) = outputs.next() else {
                 return Ok(()); // lengths were checked: never taken
             };
-            let (kx_lo, kx_hi) = valid_taps(ox, sw, left, kw, w);
-            let ix_lo = ox.wrapping_mul(sw).wrapping_add(kx_lo).wrapping_sub(left);
-            let x_first = iy_lo.wrapping_mul(w).wrapping_add(ix_lo).wrapping_mul(c);
-            let w_first = ky_lo.wrapping_mul(kw).wrapping_add(kx_lo).wrapping_mul(c);
-            let pixel = DwPixel {
-                input,
-                x_first,
-                weights: params.weights,
-                w_first,
-                bias: params.bias,
-                multipliers: params.multipliers,
-                shifts: params.shifts,
-                c,
-                rows: ky_hi.wrapping_sub(ky_lo),
-                cols: kx_hi.wrapping_sub(kx_lo),
-                x_row: row_step,
-                w_row: w_row_step,
-                n_blocks,
-                input_zero_point: params.input_zero_point,
-                output_zero_point: params.output_zero_point,
-                clamp_min: params.clamp_min,
-                clamp_max: params.clamp_max,
-            };
-            // 0 when the window or the shifts do not suit the blocks: then the groups do all.
-            let mut g0 = blocks(&pixel, out).wrapping_mul(4);
-            for out_g in out.get_mut(g0..).unwrap_or(&mut []).chunks_mut(GROUP) {
-                let n = out_g.len();
-                let Some(acc) = acc_buffer.get_mut(..n) else {
-                    break;
-                };
-                let bias = params.bias.get(g0.wrapping_mul(4)..).unwrap_or(&[]);
-                for (a, b) in acc.iter_mut().zip(bias.chunks_exact(4)) {
-                    *a = le_i32(b);
-                }
-                let mut x_row = x_first.wrapping_add(g0);
-                let mut w_row = w_first.wrapping_add(g0);
-                for _ in ky_lo..ky_hi {
-                    let (mut xa, mut wa) = (x_row, w_row);
-                    for _ in kx_lo..kx_hi {
-                        let x = input.get(xa..xa.wrapping_add(n)).unwrap_or(&[]);
-                        let wt = params.weights.get(wa..wa.wrapping_add(n)).unwrap_or(&[]);
-                        mac_group(acc, x, wt, zp, words);
-                        xa = xa.wrapping_add(c);
-                        wa = wa.wrapping_add(c);
-                    }
-                    x_row = x_row.wrapping_add(row_step);
-                    w_row = w_row.wrapping_add(w_row_step);
-                }
-                let mults = params.multipliers.get(g0.wrapping_mul(4)..).unwrap_or(&[]);
-                let shifts = params.shifts.get(g0..).unwrap_or(&[]);
-                output_stage(&fc, acc, mults, shifts, out_g, high);
-                g0 = g0.wrapping_add(GROUP);
-            }
+            layer.pixel(input, oy, ox, out);
         }
     }
     Ok(())
+}
+
+/// A shape-keeping stride-1 `DepthwiseConv2d` in place over a ring of pending output pixels
+/// (the contract of [`inplace::depthwise_conv2d_i8_ring_in_place`](super::inplace::depthwise_conv2d_i8_ring_in_place)),
+/// each pixel as [`depthwise_conv2d_i8_lanes`] computes it.
+pub fn depthwise_ring_in_place_lanes(
+    params: &ConvParams<'_>,
+    data: &mut [i8],
+    ring: &mut [i8],
+) -> Result<(), Error> {
+    let mut layer = DwLayer::new(params, mac_words_lanes, dw_pixel_blocks);
+    super::inplace::depthwise_ring_driver(params, data, ring, |input, oy, ox, out| {
+        layer.pixel(input, oy, ox, out)
+    })
+}
+
+/// [`depthwise_ring_in_place_lanes`] with each pixel as [`depthwise_conv2d_i8_bytes`] computes
+/// it.
+pub fn depthwise_ring_in_place_bytes(
+    params: &ConvParams<'_>,
+    data: &mut [i8],
+    ring: &mut [i8],
+) -> Result<(), Error> {
+    let mut layer = DwLayer::new(params, mac_words_bytes, no_pixel_blocks);
+    super::inplace::depthwise_ring_driver(params, data, ring, |input, oy, ox, out| {
+        layer.pixel(input, oy, ox, out)
+    })
 }
 
 /// `DepthwiseConv2d` on 16-bit lanes (Cortex-M4/M7; the exact portable equivalents elsewhere).

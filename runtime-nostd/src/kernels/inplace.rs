@@ -8,6 +8,12 @@
 //!   temporary and scattered into the output, which starts where the input starts. Output
 //!   pixel `p`'s channel `ch` lands on input pixel `p`'s channel `ch`: that channel is in the
 //!   temporary already, and no other channel is touched. Temporary: [`depthwise_temp_len`].
+//! - depthwise with stride 1 that keeps its shape ([`is_ring`], format version 7), pixel by
+//!   pixel in increasing order over a ring of pending outputs: output pixel `p` is computed
+//!   (by the target's depthwise kernel, from the input as it stands) into the ring, and written
+//!   over input pixel `p` once output `p + top w + left` is computed, the last one that reads
+//!   input pixel `p`. Temporary: `top w + left + 1` pixels ([`ring_temp_len`]), a few rows
+//!   less than the plane for an image of many rows.
 //! - pointwise (`Conv2d` 1x1, stride 1, no padding), pixel by pixel in increasing order: the
 //!   `c_out` outputs of pixel `p` are computed from input pixel `p` into a temporary of `c_out`
 //!   bytes ([`pointwise_temp_len`]), then written. With `c_out <= c_in` the output starts at
@@ -61,6 +67,139 @@ pub fn is_pointwise(params: &ConvParams<'_>) -> bool {
         && params.pad == [0, 0]
         && params.input_shape[0] == params.output_shape[0]
         && params.input_shape[1] == params.output_shape[1]
+}
+
+/// Whether a `DepthwiseConv2d` of these dimensions runs in place over a ring of pending output
+/// pixels (format version 7): stride 1 and output shape equal to the input shape.
+pub fn is_ring(stride: [usize; 2], input_shape: [usize; 3], output_shape: [usize; 3]) -> bool {
+    stride == [1, 1] && input_shape == output_shape
+}
+
+/// The ring of a depthwise layer in place: `top w + left + 1` pixels of `c` bytes.
+pub fn ring_temp_len(pad: [usize; 2], input_shape: [usize; 3]) -> usize {
+    let [_, w, c] = input_shape;
+    pad[0]
+        .saturating_mul(w)
+        .saturating_add(pad[1])
+        .saturating_add(1)
+        .saturating_mul(c)
+}
+
+/// Runs a ring depthwise layer ([`is_ring`]) in place: `pixel(input, oy, ox, out)` computes
+/// output pixel `(oy, ox)`'s `c` bytes into `out` from the input as `data` holds it then.
+/// Output `p` goes into ring slot `p mod (delay + 1)`, `delay = top w + left`, and is copied
+/// over pixel `p` of `data` right after output `p + delay` is computed (the last output whose
+/// window reaches input pixel `p`: every later one starts below or right of it), the last
+/// `delay` at the end.
+///
+/// Errors: [`Error::KernelArguments`] (nothing written) if the layer is not a ring layer or
+/// does not pass [`ConvParams::check`], or `data` or `ring` are too short.
+pub fn depthwise_ring_driver(
+    params: &ConvParams<'_>,
+    data: &mut [i8],
+    ring: &mut [i8],
+    mut pixel: impl FnMut(&[i8], usize, usize, &mut [i8]),
+) -> Result<(), Error> {
+    let Some(n) = volume(params.input_shape) else {
+        return Err(Error::KernelArguments);
+    };
+    params.check(true, n, n)?;
+    let [h, w, c] = params.input_shape;
+    let [top, left] = params.pad;
+    let delay = top.wrapping_mul(w).wrapping_add(left); // below `ring`'s checked length
+    let (true, Some(data), Some(ring)) = (
+        is_ring(params.stride, params.input_shape, params.output_shape),
+        data.get_mut(..n),
+        ring.get_mut(..ring_temp_len(params.pad, params.input_shape)),
+    ) else {
+        return Err(Error::KernelArguments);
+    };
+    let slots = delay.wrapping_add(1);
+    let flush = |data: &mut [i8], ring: &[i8], q: usize| {
+        let (at, slot) = (
+            q.wrapping_mul(c),
+            q.checked_rem(slots).unwrap_or(0).wrapping_mul(c),
+        );
+        if let (Some(dst), Some(src)) = (
+            data.get_mut(at..at.wrapping_add(c)),
+            ring.get(slot..slot.wrapping_add(c)),
+        ) {
+            dst.copy_from_slice(src);
+        }
+    };
+    let mut p = 0usize;
+    let mut slot = 0usize;
+    for oy in 0..h {
+        for ox in 0..w {
+            if let Some(out) = ring.get_mut(slot..slot.wrapping_add(c)) {
+                pixel(data, oy, ox, out);
+            }
+            if let Some(q) = p.checked_sub(delay) {
+                flush(data, ring, q);
+            }
+            p = p.wrapping_add(1);
+            slot = slot.wrapping_add(c);
+            if slot >= ring.len() {
+                slot = 0;
+            }
+        }
+    }
+    for q in p.saturating_sub(delay)..p {
+        flush(data, ring, q);
+    }
+    Ok(())
+}
+
+/// One ring `DepthwiseConv2d` layer in place (see [`reference::depthwise_conv2d_i8`] for what
+/// it computes, and [`depthwise_ring_driver`] for the order): `data` holds the input, which the
+/// output replaces; `ring` is the temporary, at least [`ring_temp_len`] bytes (its contents on
+/// return are unspecified). Each pixel in the reference's arithmetic.
+///
+/// Errors: those of [`depthwise_ring_driver`].
+pub fn depthwise_conv2d_i8_ring_in_place(
+    params: &ConvParams<'_>,
+    data: &mut [i8],
+    ring: &mut [i8],
+) -> Result<(), Error> {
+    let [h, w, c] = params.input_shape;
+    let [kh, kw] = params.kernel;
+    let [top, left] = params.pad;
+    let zp = i32::from(params.input_zero_point);
+    depthwise_ring_driver(params, data, ring, |input, oy, ox, out| {
+        for ((ch, y), &t) in out.iter_mut().enumerate().zip(params.shifts) {
+            let mut acc = word(params.bias, ch);
+            for ky in 0..kh {
+                let Some(iy) = tap(oy, 1, ky, top, h) else {
+                    continue;
+                };
+                for kx in 0..kw {
+                    let Some(ix) = tap(ox, 1, kx, left, w) else {
+                        continue;
+                    };
+                    let at = iy.wrapping_mul(w).wrapping_add(ix).wrapping_mul(c);
+                    let x = input.get(at.wrapping_add(ch)).copied().unwrap_or(0);
+                    let wat = ky.wrapping_mul(kw).wrapping_add(kx).wrapping_mul(c);
+                    let wv = params
+                        .weights
+                        .get(wat.wrapping_add(ch))
+                        .copied()
+                        .unwrap_or(0);
+                    // |w * (x - zp)| <= 128 * 255
+                    acc = acc.wrapping_add(
+                        i32::from(wv as i8).wrapping_mul(i32::from(x).wrapping_sub(zp)),
+                    );
+                }
+            }
+            *y = requantize(
+                acc,
+                word(params.multipliers, ch),
+                t,
+                params.output_zero_point,
+                params.clamp_min,
+                params.clamp_max,
+            );
+        }
+    })
 }
 
 /// Whether a `Conv2d` of these dimensions runs in place row by row: stride 1, output shape
@@ -563,6 +702,49 @@ mod tests {
                 Err(Error::KernelArguments)
             );
             assert_eq!(data, case.input);
+        }
+    }
+
+    #[test]
+    fn ring_depthwise_in_place_matches_reference() {
+        let mut rng = Rng::new(0x1A_0006);
+        let mut cases = 0;
+        while cases < 400 {
+            let case = crate::kernels::harness::conv_case(&mut rng, true);
+            let p = case.params();
+            if !is_ring(p.stride, p.input_shape, p.output_shape) {
+                continue;
+            }
+            cases += 1;
+            let n = case.input.len();
+            let mut expected = std::vec![0i8; n];
+            reference::depthwise_conv2d_i8(&p, &case.input, &mut expected).unwrap();
+            let len = ring_temp_len(p.pad, p.input_shape);
+            type RingFn = fn(&ConvParams<'_>, &mut [i8], &mut [i8]) -> Result<(), Error>;
+            let kernels: [(&str, RingFn); 3] = [
+                ("reference", depthwise_conv2d_i8_ring_in_place),
+                (
+                    "lanes",
+                    crate::kernels::dwconv::depthwise_ring_in_place_lanes,
+                ),
+                (
+                    "bytes",
+                    crate::kernels::dwconv::depthwise_ring_in_place_bytes,
+                ),
+            ];
+            for (name, kernel) in kernels {
+                let mut data = case.input.clone();
+                let mut ring = std::vec![0x5Ai8; len];
+                kernel(&p, &mut data, &mut ring).unwrap();
+                assert_eq!(data, expected, "case {cases} ({name}): {:?}", p.input_shape);
+                // a short ring is refused, nothing written
+                let mut data = case.input.clone();
+                assert_eq!(
+                    kernel(&p, &mut data, &mut ring[..len - 1]),
+                    Err(Error::KernelArguments)
+                );
+                assert_eq!(data, case.input);
+            }
         }
     }
 

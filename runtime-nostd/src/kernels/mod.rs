@@ -104,6 +104,15 @@ pub use dwconv::{avg_pool_i8, max_pool_i8};
 pub use dwconv::depthwise_conv2d_i8_bytes as depthwise_conv2d_i8;
 #[cfg(kiln_kernel = "dsp")]
 pub use dwconv::depthwise_conv2d_i8_lanes as depthwise_conv2d_i8;
+/// The ring depthwise kernel in place the runtime uses (see
+/// [`inplace::depthwise_conv2d_i8_ring_in_place`]): each pixel as `depthwise_conv2d_i8`
+/// computes it.
+#[cfg(not(any(kiln_kernel = "dsp", kiln_kernel = "reference")))]
+pub use dwconv::depthwise_ring_in_place_bytes as depthwise_conv2d_i8_ring_in_place;
+#[cfg(kiln_kernel = "dsp")]
+pub use dwconv::depthwise_ring_in_place_lanes as depthwise_conv2d_i8_ring_in_place;
+#[cfg(kiln_kernel = "reference")]
+pub use inplace::depthwise_conv2d_i8_ring_in_place;
 
 /// The workspace bytes [`conv2d_i8_workspace`] needs for a layer: a pure function of its
 /// parameters, the same on every target so that the baking host sizes a device's scratch

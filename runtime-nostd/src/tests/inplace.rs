@@ -75,13 +75,23 @@ fn ds_cnn(rng: &mut Rng) -> TCnn {
 }
 
 /// The version of `cnn`'s blob with `plan` in place: 7 when a convolution other than 1x1 runs
-/// in place (row by row), else 6.
+/// in place (row by row) or a depthwise one that keeps its shape with stride 1 (over a ring),
+/// else 6.
 pub(super) fn in_place_version(cnn: &TCnn, plan: &Plan) -> u16 {
-    let row_window = cnn.nodes.iter().zip(&plan.in_place).any(|(node, p)| {
-        p.is_some()
-            && matches!(node, TNode::Conv { kernel, depthwise: false, .. } if *kernel != [1, 1])
+    let spec = cnn.spec();
+    let values = cnn.values();
+    let version_7 = spec.nodes.iter().enumerate().any(|(k, node)| {
+        let (input, output) = (values[node.input].0, values[k + 1].0);
+        plan.in_place[k].is_some()
+            && match &node.layer {
+                crate::encode::LayerSpec::Conv2d(s) => s.kernel != [1, 1],
+                crate::encode::LayerSpec::DepthwiseConv2d(s) => {
+                    s.stride == [1, 1] && input == output
+                }
+                _ => false,
+            }
     });
-    if row_window {
+    if version_7 {
         7
     } else {
         6
@@ -188,7 +198,8 @@ fn ds_cnn_runs_in_8500_bytes() {
         assert_eq!(plan.layer_by_layer_len, 16_000);
         assert!(plan.arena_len <= 8_500, "{plan:?}");
         // the first convolution's input and output (490 + 8,000) are the peak; every
-        // depthwise and pointwise layer runs in place, with a 125- or 64-byte temporary
+        // depthwise and pointwise layer runs in place, with a ring of 7 pixels (448 bytes:
+        // `top w + left + 1` of 64 channels) or a 64-byte temporary
         assert_eq!(plan.arena_len, 8_490);
         let temps: Vec<Option<u64>> = plan
             .in_place
@@ -197,14 +208,16 @@ fn ds_cnn_runs_in_8500_bytes() {
             .collect();
         let mut expected = std::vec![None];
         for _ in 0..4 {
-            expected.extend([Some(125), Some(64)]);
+            expected.extend([Some(448), Some(64)]);
         }
         expected.extend([None, None]);
         assert_eq!(temps, expected);
         let blob = cnn.blob();
         let m = Model::from_bytes(&blob).unwrap();
         assert_eq!(m.scratch_len(), 8_490);
-        // a program that links the DS-CNN's kinds alone (no int16) reads version 6
+        // version 7 (the rings); a program that links the DS-CNN's kinds alone (no int16)
+        // reads it
+        assert_eq!(m.format_version(), 7);
         const DS: u8 = kinds::CONV2D | kinds::DEPTHWISE | kinds::AVG_POOL | kinds::DENSE;
         assert!(Model::<DS>::with_kinds(&blob).is_ok());
         if case == 0 {
@@ -432,7 +445,7 @@ fn resnet_graphs_run_in_place() {
 /// Blobs without a node in place keep their version and bytes (an MLP, the CNN without
 /// anything that runs in place); a blob with one is version 6, and so is nothing else.
 #[test]
-fn only_blobs_in_place_are_version_6() {
+fn only_blobs_in_place_are_version_6_or_7() {
     let mut rng = Rng::new(0xD5_C004);
     for _ in 0..50 {
         let mlp = random_model(&mut rng, 10);
@@ -445,7 +458,42 @@ fn only_blobs_in_place_are_version_6() {
         assert_eq!(Model::from_bytes(&blob).unwrap().format_version(), 3);
     }
     let cnn = ds_cnn(&mut rng);
-    assert_eq!(Model::from_bytes(&cnn.blob()).unwrap().format_version(), 6);
+    assert_eq!(Model::from_bytes(&cnn.blob()).unwrap().format_version(), 7);
+    // a version-6 blob holds channel planes: the rings are refused there by their length
+    let mut v6 = cnn.blob();
+    v6[4] = 6;
+    reseal(&mut v6);
+    assert!(matches!(
+        Model::from_bytes(&v6),
+        Err(Error::InPlaceTemp {
+            layer: 1,
+            len: 448,
+            expected: 125,
+            ..
+        })
+    ));
+    // the same plan with channel planes instead of rings is version 6
+    let spec = cnn.spec();
+    let mut planes = plan_model(&spec).unwrap();
+    let values = cnn.values();
+    for (k, p) in planes.in_place.iter_mut().enumerate() {
+        if let (Some(p), crate::encode::LayerSpec::DepthwiseConv2d(_)) = (p, &spec.nodes[k].layer) {
+            let [h, w, _] = values[k].0;
+            p.temp_len = (h * w) as u64;
+        }
+    }
+    let blob = encode_with_plan(&spec, &planes).unwrap();
+    let m = Model::from_bytes(&blob).unwrap();
+    assert_eq!(m.format_version(), 6);
+    for _ in 0..4 {
+        let raw = random_raw(&mut rng, cnn.n_inputs());
+        let q = cnn.quantize(&raw);
+        let mut scratch = std::vec![0i8; m.fast_scratch_len()];
+        let expected = cnn.eval_quantized(&q);
+        let mut out = std::vec![0i8; expected.len()];
+        m.run_quantized(&q, &mut scratch, &mut out).unwrap();
+        assert_eq!(out, expected);
+    }
     let plain = cnn.blob_layer_by_layer();
     assert_eq!(Model::from_bytes(&plain).unwrap().format_version(), 3);
     assert_eq!(crate::FORMAT_VERSION, 7);
@@ -728,14 +776,14 @@ fn an_input_read_later_cannot_be_overwritten() {
     let _ = good.in_place[2];
 }
 
-/// Every flip of a version-6 blob is refused; re-sealed random mutations never panic, and
+/// Every flip of an in-place blob (version 7: the depthwise layers over rings) is refused; re-sealed random mutations never panic, and
 /// whatever loads also runs (the in-place kernels on whatever offsets the loader accepted).
 #[test]
 fn in_place_corruption_is_rejected_and_never_panics() {
     let mut rng = Rng::new(0xD5_C007);
     let cnn = small_stack(&mut rng);
     let blob = cnn.blob();
-    assert_eq!(u16::from_le_bytes([blob[4], blob[5]]), 6);
+    assert_eq!(u16::from_le_bytes([blob[4], blob[5]]), 7);
     for byte in 0..blob.len() {
         for bit in 0..8 {
             let mut b = blob.clone();
