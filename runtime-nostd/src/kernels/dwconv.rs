@@ -282,11 +282,14 @@ fn mac_group(
 /// What every output pixel of one depthwise layer shares, worked out once per call.
 pub(crate) struct DwLayer<'a> {
     params: ConvParams<'a>,
+    fc: FcParams<'a>,
     high: bool,
     n_blocks: usize,
+    zp: i32,
+    row_step: usize,
+    w_row_step: usize,
     words: fn(&mut [i32], &[i8], &[u8], i32),
     blocks: fn(&DwPixel<'_>, &mut [i8]) -> usize,
-    acc_buffer: [i32; GROUP],
 }
 
 impl<'a> DwLayer<'a> {
@@ -299,31 +302,47 @@ impl<'a> DwLayer<'a> {
         blocks: fn(&DwPixel<'_>, &mut [i8]) -> usize,
     ) -> Self {
         let high = params.shifts_all_high();
+        let [_, w, c] = params.input_shape;
         Self {
             params: *params,
+            fc: FcParams {
+                weights: params.weights,
+                bias: params.bias,
+                multipliers: params.multipliers,
+                shifts: params.shifts,
+                output_zero_point: params.output_zero_point,
+                clamp_min: params.clamp_min,
+                clamp_max: params.clamp_max,
+            },
             high,
             // The register blocks need the high shifts of `rq_high_zp`; without them every
             // channel takes the group loop.
-            n_blocks: if high { params.input_shape[2] / 4 } else { 0 },
+            n_blocks: if high { c / 4 } else { 0 },
+            zp: i32::from(params.input_zero_point),
+            // every product here and below is at most a checked length or index
+            row_step: w.wrapping_mul(c),
+            w_row_step: params.kernel[1].wrapping_mul(c),
             words,
             blocks,
-            acc_buffer: [0; GROUP],
         }
     }
 
     /// Output pixel `(oy, ox)`'s `c` channels into `out`, from the whole `input` (lengths
     /// checked by the caller).
     #[inline(always)]
-    pub(crate) fn pixel(&mut self, input: &[i8], oy: usize, ox: usize, out: &mut [i8]) {
+    pub(crate) fn pixel(
+        &self,
+        input: &[i8],
+        (oy, ox): (usize, usize),
+        out: &mut [i8],
+        acc_buffer: &mut [i32; GROUP],
+    ) {
         let params = &self.params;
         let [h, w, c] = params.input_shape;
         let [kh, kw] = params.kernel;
         let [sh, sw] = params.stride;
         let [top, left] = params.pad;
-        let zp = i32::from(params.input_zero_point);
-        // every product below is at most a checked length or index
-        let row_step = w.wrapping_mul(c);
-        let w_row_step = kw.wrapping_mul(c);
+        let (zp, row_step, w_row_step) = (self.zp, self.row_step, self.w_row_step);
         let (ky_lo, ky_hi) = valid_taps(oy, sh, top, kh, h);
         let iy_lo = oy.wrapping_mul(sh).wrapping_add(ky_lo).wrapping_sub(top);
         let (kx_lo, kx_hi) = valid_taps(ox, sw, left, kw, w);
@@ -353,7 +372,7 @@ impl<'a> DwLayer<'a> {
         let mut g0 = (self.blocks)(&pixel, out).wrapping_mul(4);
         for out_g in out.get_mut(g0..).unwrap_or(&mut []).chunks_mut(GROUP) {
             let n = out_g.len();
-            let Some(acc) = self.acc_buffer.get_mut(..n) else {
+            let Some(acc) = acc_buffer.get_mut(..n) else {
                 break;
             };
             let bias = params.bias.get(g0.wrapping_mul(4)..).unwrap_or(&[]);
@@ -376,7 +395,7 @@ impl<'a> DwLayer<'a> {
             }
             let mults = params.multipliers.get(g0.wrapping_mul(4)..).unwrap_or(&[]);
             let shifts = params.shifts.get(g0..).unwrap_or(&[]);
-            output_stage(&params.fc(), acc, mults, shifts, out_g, self.high);
+            output_stage(&self.fc, acc, mults, shifts, out_g, self.high);
             g0 = g0.wrapping_add(GROUP);
         }
     }
@@ -392,14 +411,15 @@ fn depthwise_with(
 ) -> Result<(), Error> {
     params.check(true, input.len(), output.len())?;
     let [oh, ow, c] = params.output_shape;
-    let mut layer = DwLayer::new(params, words, blocks);
+    let layer = DwLayer::new(params, words, blocks);
+    let mut acc_buffer = [0i32; GROUP];
     let mut outputs = output.chunks_exact_mut(c.max(1));
     for oy in 0..oh {
         for ox in 0..ow {
             let Some(out) = outputs.next() else {
                 return Ok(()); // lengths were checked: never taken
             };
-            layer.pixel(input, oy, ox, out);
+            layer.pixel(input, (oy, ox), out, &mut acc_buffer);
         }
     }
     Ok(())
@@ -413,9 +433,10 @@ pub fn depthwise_ring_in_place_lanes(
     data: &mut [i8],
     ring: &mut [i8],
 ) -> Result<(), Error> {
-    let mut layer = DwLayer::new(params, mac_words_lanes, dw_pixel_blocks);
+    let layer = DwLayer::new(params, mac_words_lanes, dw_pixel_blocks);
+    let mut acc_buffer = [0i32; GROUP];
     super::inplace::depthwise_ring_driver(params, data, ring, |input, oy, ox, out| {
-        layer.pixel(input, oy, ox, out)
+        layer.pixel(input, (oy, ox), out, &mut acc_buffer)
     })
 }
 
@@ -426,9 +447,10 @@ pub fn depthwise_ring_in_place_bytes(
     data: &mut [i8],
     ring: &mut [i8],
 ) -> Result<(), Error> {
-    let mut layer = DwLayer::new(params, mac_words_bytes, no_pixel_blocks);
+    let layer = DwLayer::new(params, mac_words_bytes, no_pixel_blocks);
+    let mut acc_buffer = [0i32; GROUP];
     super::inplace::depthwise_ring_driver(params, data, ring, |input, oy, ox, out| {
-        layer.pixel(input, oy, ox, out)
+        layer.pixel(input, (oy, ox), out, &mut acc_buffer)
     })
 }
 

@@ -161,44 +161,8 @@ pub fn depthwise_conv2d_i8_ring_in_place(
     data: &mut [i8],
     ring: &mut [i8],
 ) -> Result<(), Error> {
-    let [h, w, c] = params.input_shape;
-    let [kh, kw] = params.kernel;
-    let [top, left] = params.pad;
-    let zp = i32::from(params.input_zero_point);
     depthwise_ring_driver(params, data, ring, |input, oy, ox, out| {
-        for ((ch, y), &t) in out.iter_mut().enumerate().zip(params.shifts) {
-            let mut acc = word(params.bias, ch);
-            for ky in 0..kh {
-                let Some(iy) = tap(oy, 1, ky, top, h) else {
-                    continue;
-                };
-                for kx in 0..kw {
-                    let Some(ix) = tap(ox, 1, kx, left, w) else {
-                        continue;
-                    };
-                    let at = iy.wrapping_mul(w).wrapping_add(ix).wrapping_mul(c);
-                    let x = input.get(at.wrapping_add(ch)).copied().unwrap_or(0);
-                    let wat = ky.wrapping_mul(kw).wrapping_add(kx).wrapping_mul(c);
-                    let wv = params
-                        .weights
-                        .get(wat.wrapping_add(ch))
-                        .copied()
-                        .unwrap_or(0);
-                    // |w * (x - zp)| <= 128 * 255
-                    acc = acc.wrapping_add(
-                        i32::from(wv as i8).wrapping_mul(i32::from(x).wrapping_sub(zp)),
-                    );
-                }
-            }
-            *y = requantize(
-                acc,
-                word(params.multipliers, ch),
-                t,
-                params.output_zero_point,
-                params.clamp_min,
-                params.clamp_max,
-            );
-        }
+        reference::depthwise_pixel(params, input, (oy, ox), out)
     })
 }
 

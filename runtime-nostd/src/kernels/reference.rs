@@ -194,51 +194,62 @@ pub fn depthwise_conv2d_i8(
     output: &mut [i8],
 ) -> Result<(), Error> {
     params.check(true, input.len(), output.len())?;
+    let [oh, ow, c] = params.output_shape;
+    let mut pixels = output.chunks_exact_mut(c.max(1));
+    for oy in 0..oh {
+        for ox in 0..ow {
+            let Some(out) = pixels.next() else {
+                return Ok(()); // lengths were checked: never taken
+            };
+            depthwise_pixel(params, input, (oy, ox), out);
+        }
+    }
+    Ok(())
+}
+
+/// Output pixel `(oy, ox)` of a depthwise layer into `out` (its `c` channels), as
+/// [`depthwise_conv2d_i8`] computes it. The lengths are the caller's to check.
+pub(crate) fn depthwise_pixel(
+    params: &ConvParams<'_>,
+    input: &[i8],
+    (oy, ox): (usize, usize),
+    out: &mut [i8],
+) {
     let [h, w, c] = params.input_shape;
-    let [oh, ow, _] = params.output_shape;
     let [kh, kw] = params.kernel;
     let [sh, sw] = params.stride;
     let [top, left] = params.pad;
     let zp = i32::from(params.input_zero_point);
-    let mut out = output.iter_mut();
-    for oy in 0..oh {
-        for ox in 0..ow {
-            for (ch, &t) in (0..c).zip(params.shifts) {
-                let mut acc = word(params.bias, ch);
-                for ky in 0..kh {
-                    let Some(iy) = tap(oy, sh, ky, top, h) else {
-                        continue;
-                    };
-                    for kx in 0..kw {
-                        let Some(ix) = tap(ox, sw, kx, left, w) else {
-                            continue;
-                        };
-                        let at = iy.wrapping_mul(w).wrapping_add(ix).wrapping_mul(c);
-                        let x = input.get(at.wrapping_add(ch)).copied().unwrap_or(0);
-                        let wat = ky.wrapping_mul(kw).wrapping_add(kx).wrapping_mul(c);
-                        let wv = params
-                            .weights
-                            .get(wat.wrapping_add(ch))
-                            .copied()
-                            .unwrap_or(0);
-                        acc = dot_centered(acc, &[wv], &[x], zp);
-                    }
-                }
-                let Some(y) = out.next() else {
-                    return Ok(()); // lengths were checked: never taken
+    for ((ch, y), &t) in out.iter_mut().enumerate().zip(params.shifts) {
+        let mut acc = word(params.bias, ch);
+        for ky in 0..kh {
+            let Some(iy) = tap(oy, sh, ky, top, h) else {
+                continue;
+            };
+            for kx in 0..kw {
+                let Some(ix) = tap(ox, sw, kx, left, w) else {
+                    continue;
                 };
-                *y = requantize(
-                    acc,
-                    word(params.multipliers, ch),
-                    t,
-                    params.output_zero_point,
-                    params.clamp_min,
-                    params.clamp_max,
-                );
+                let at = iy.wrapping_mul(w).wrapping_add(ix).wrapping_mul(c);
+                let x = input.get(at.wrapping_add(ch)).copied().unwrap_or(0);
+                let wat = ky.wrapping_mul(kw).wrapping_add(kx).wrapping_mul(c);
+                let wv = params
+                    .weights
+                    .get(wat.wrapping_add(ch))
+                    .copied()
+                    .unwrap_or(0);
+                acc = dot_centered(acc, &[wv], &[x], zp);
             }
         }
+        *y = requantize(
+            acc,
+            word(params.multipliers, ch),
+            t,
+            params.output_zero_point,
+            params.clamp_min,
+            params.clamp_max,
+        );
     }
-    Ok(())
 }
 
 /// Calls `f(first_element_index)` for every tap of the pooling window at `(oy, ox)`.
