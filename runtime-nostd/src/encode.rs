@@ -979,7 +979,8 @@ fn activation(spec: &ActivationSpec) -> (u8, i8, Option<&[i8; 256]>) {
 /// Writes `spec` as a blob with its buffer plan ([`plan_model`]: in place where that lowers the
 /// arena), then validates it with [`Model::from_bytes`].
 ///
-/// A model with a node in place is written as format version 6, an int8 model with an `Add` as
+/// A model with a shape-keeping convolution in place or a depthwise ring is written as format
+/// version 7, one with another node in place as version 6, an int8 model with an `Add` as
 /// version 5, any other int8 model as version 3 and an int16 model as version 4: the oldest
 /// version that holds it.
 ///

@@ -140,7 +140,8 @@ pub enum Error {
     /// An `Add` with a table activation: it takes identity or ReLU (the fused clamp) only.
     AddActivation { layer: u16 },
     /// A node marked in place (format version 6) whose kind cannot run in place: only a
-    /// depthwise convolution, a pointwise one (1x1, stride 1) and an `Add` do.
+    /// depthwise convolution, a pointwise one (1x1, stride 1), a shape-keeping stride-1 one
+    /// (from version 7) and an `Add` do.
     InPlaceKind { layer: u16 },
     /// An in-place node whose output and input overlap in any other way than its kind's: the
     /// output at the input's offset (depthwise, a pointwise convolution with

@@ -82,7 +82,8 @@ pub struct LayerInfo {
 /// [`scratch_len`](Model::scratch_len) bytes, the blob's `arena_len`. Every value (the quantized
 /// input, each layer's output) has a planned offset in it, written by the encoder and proven
 /// safe at load: two values alive at the same layer never share a byte, except a layer that
-/// runs in place (format version 6: a depthwise or pointwise convolution, or an `Add`), whose
+/// runs in place (format version 6: a depthwise or pointwise convolution, or an `Add`; 7: also
+/// a shape-keeping convolution, and depthwise rings), whose
 /// output is written over the input it is the last reader of, in the one form its kernel
 /// computes correctly, with its temporary in arena bytes no live value uses. For a chain of
 /// layers without one the plan alternates ends (the input at the front, the next value at the
