@@ -297,6 +297,23 @@ static mut BUFFERS: Buffers = Buffers {
     workspace: [0; WORKSPACE_LEN],
 };
 
+/// The dense kernel against the reference on `input`, `n_out` outputs: whether the CRCs agree.
+fn dense_case(
+    name: &[u8],
+    fc: &FcParams<'_>,
+    input: &[i8],
+    n_out: usize,
+    buffers: &mut Buffers,
+) -> bool {
+    let output = buffers.output.get_mut(..n_out).unwrap_or(&mut []);
+    let workspace = &mut buffers.workspace;
+    let r = measured(output, |out| reference::fully_connected_i8(fc, input, out));
+    let o = measured(output, |out| {
+        kernels::fully_connected_i8_workspace(fc, input, workspace, out)
+    });
+    report(name, (input.len() * n_out) as u32, r, o)
+}
+
 /// Runs `kernel` in a measured region and returns its result and the output's CRC-32.
 #[inline(never)]
 fn measured(output: &mut [i8], kernel: impl FnOnce(&mut [i8]) -> Result<(), Error>) -> (bool, u32) {
@@ -522,13 +539,7 @@ fn main() -> ! {
         clamp_max: 127,
     };
     let input = activations(POOL_IN.get(..784).unwrap_or(&[]));
-    let output = buffers.output.get_mut(..128).unwrap_or(&mut []);
-    let workspace = &mut buffers.workspace;
-    let r = measured(output, |out| reference::fully_connected_i8(&fc, input, out));
-    let o = measured(output, |out| {
-        kernels::fully_connected_i8_workspace(&fc, input, workspace, out)
-    });
-    all_ok &= report(b"dense_784_128", 784 * 128, r, o);
+    all_ok &= dense_case(b"dense_784_128", &fc, input, 128, buffers);
 
     // Rounding ties through every output stage: multipliers 2^30 and shift 33 make the output
     // `round(acc / 8)`, with `acc` over a ramp of values, so the product's low half is 0 for
@@ -592,13 +603,7 @@ fn main() -> ! {
         clamp_max: 127,
     };
     let input = activations(RAMP.get(..8).unwrap_or(&[]));
-    let output = buffers.output.get_mut(..128).unwrap_or(&mut []);
-    let workspace = &mut buffers.workspace;
-    let r = measured(output, |out| reference::fully_connected_i8(&fc, input, out));
-    let o = measured(output, |out| {
-        kernels::fully_connected_i8_workspace(&fc, input, workspace, out)
-    });
-    all_ok &= report(b"ties_dense", 8 * 128, r, o);
+    all_ok &= dense_case(b"ties_dense", &fc, input, 128, buffers);
 
     // The residual Add: IC ResNet-8's second one (16x16x32) on realistic parameters, and rounding
     // ties (weights 1, multiplier 2^30, shift 33: round((a - zp_a + b - zp_b) / 8)).
@@ -633,7 +638,10 @@ fn main() -> ! {
     ];
     for (name, n, p) in &adds {
         let (a, b) = if *n == 256 {
-            (activations(&RAMP), activations(TIE_FC_WEIGHTS.get(..256).unwrap_or(&[])))
+            (
+                activations(&RAMP),
+                activations(TIE_FC_WEIGHTS.get(..256).unwrap_or(&[])),
+            )
         } else {
             (
                 activations(POOL_IN.get(..*n).unwrap_or(&[])),

@@ -198,22 +198,7 @@ mod tests {
                 Err(Error::KernelArguments)
             );
             // in place, over either operand, and x + x
-            let mut data = a.clone();
-            add_i8_in_place(&p, &mut data, Some(&b), true).unwrap();
-            assert_eq!(data, expected, "case {i}: over a");
-            let mut data = b.clone();
-            add_i8_in_place(&p, &mut data, Some(&a), false).unwrap();
-            assert_eq!(data, expected, "case {i}: over b");
-            reference::add_i8(&p, &a, &a, &mut expected).unwrap();
-            let mut data = a.clone();
-            add_i8_in_place(&p, &mut data, None, true).unwrap();
-            assert_eq!(data, expected, "case {i}: x + x");
-            let mut data = a.clone();
-            assert_eq!(
-                add_i8_in_place(&p, &mut data, Some(&b[1..]), true),
-                Err(Error::KernelArguments)
-            );
-            assert_eq!(data, a);
+            crate::kernels::inplace::tests::check_add_in_place(&p, &a, &b, add_i8_in_place, i);
         }
     }
 }

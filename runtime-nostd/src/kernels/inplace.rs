@@ -459,7 +459,7 @@ pub fn add_i8_in_place(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     //! Every in-place kernel against the reference on random cases: the reference runs on a
     //! copy of the input into a separate output, the in-place kernel over one buffer (with
     //! sentinel bytes around it and in the temporary), and the bytes must agree.
@@ -731,24 +731,40 @@ mod tests {
             };
             let a: Vec<i8> = (0..n).map(|_| rng.i8()).collect();
             let b: Vec<i8> = (0..n).map(|_| rng.i8()).collect();
-            let mut expected = std::vec![0i8; n];
-            reference::add_i8(&p, &a, &b, &mut expected).unwrap();
-            let mut data = a.clone();
-            add_i8_in_place(&p, &mut data, Some(&b), true).unwrap();
-            assert_eq!(data, expected, "case {i}: over a");
-            let mut data = b.clone();
-            add_i8_in_place(&p, &mut data, Some(&a), false).unwrap();
-            assert_eq!(data, expected, "case {i}: over b");
-            reference::add_i8(&p, &a, &a, &mut expected).unwrap();
-            let mut data = a.clone();
-            add_i8_in_place(&p, &mut data, None, true).unwrap();
-            assert_eq!(data, expected, "case {i}: x + x");
-            let mut data = a.clone();
-            assert_eq!(
-                add_i8_in_place(&p, &mut data, Some(&b[1..]), true),
-                Err(Error::KernelArguments)
-            );
-            assert_eq!(data, a);
+            check_add_in_place(&p, &a, &b, add_i8_in_place, i);
         }
+    }
+
+    /// The signature of [`add_i8_in_place`].
+    pub(crate) type AddInPlaceFn =
+        fn(&AddParams, &mut [i8], Option<&[i8]>, bool) -> Result<(), Error>;
+
+    /// An add in place (`add` has `add_i8_in_place`'s contract) against the reference over
+    /// either operand and as `x + x`; a wrong length is refused and writes nothing.
+    pub(crate) fn check_add_in_place(
+        p: &AddParams,
+        a: &[i8],
+        b: &[i8],
+        add: AddInPlaceFn,
+        case: usize,
+    ) {
+        let mut expected = std::vec![0i8; a.len()];
+        reference::add_i8(p, a, b, &mut expected).unwrap();
+        let mut data = a.to_vec();
+        add(p, &mut data, Some(b), true).unwrap();
+        assert_eq!(data, expected, "case {case}: over a");
+        let mut data = b.to_vec();
+        add(p, &mut data, Some(a), false).unwrap();
+        assert_eq!(data, expected, "case {case}: over b");
+        reference::add_i8(p, a, a, &mut expected).unwrap();
+        let mut data = a.to_vec();
+        add(p, &mut data, None, true).unwrap();
+        assert_eq!(data, expected, "case {case}: x + x");
+        let mut data = a.to_vec();
+        assert_eq!(
+            add(p, &mut data, Some(&b[1..]), true),
+            Err(Error::KernelArguments)
+        );
+        assert_eq!(data, a);
     }
 }
