@@ -19,10 +19,11 @@ use crate::Error;
 pub const MAGIC: [u8; 4] = *b"KILN";
 /// The newest format version this runtime reads. Version 4 gives each value an element type
 /// (int16 activations), version 5 adds the residual `Add` (kind 6, a node with two inputs),
-/// version 6 nodes that run in place (their output over their input's bytes), version 7 a
-/// shape-keeping convolution among them (row by row over a window of input rows).
-/// The encoder writes the oldest version that holds the model: 7 only with a row-window
-/// convolution in place, 6 with another node in place, 5 with an `Add`, 4 for an int16 model,
+/// version 6 nodes that run in place (their output over their input's bytes), version 7
+/// shape-keeping stride-1 layers among them (a convolution row by row, a depthwise one over a
+/// ring of pending outputs).
+/// The encoder writes the oldest version that holds the model: 7 only with such a convolution
+/// in place or a depthwise ring, 6 with another node in place, 5 with an `Add`, 4 for an int16 model,
 /// 3 otherwise, so that every other blob still loads in an older runtime.
 pub const FORMAT_VERSION: u16 = 7;
 /// The version of a blob whose activations are all int8 (and that has no `Add`).
@@ -39,7 +40,7 @@ pub(crate) const IN_PLACE_VERSION: u16 = 6;
 /// (`kernels::inplace::is_row_window`, temporary `kh` input rows) and whose shape-keeping
 /// stride-1 depthwise nodes in place take a ring of pending output pixels
 /// (`kernels::inplace::is_ring`) instead of a channel plane: version 6's layout.
-pub(crate) const ROW_WINDOW_VERSION: u16 = 7;
+pub(crate) const SHAPE_KEEPING_VERSION: u16 = 7;
 /// The node header's byte 10 (format version 6; reserved, zero before): the node writes its
 /// output over its input's bytes.
 pub(crate) const IN_PLACE: u16 = 1;
@@ -328,7 +329,7 @@ pub(crate) fn temp_len(
     use crate::kernels::inplace;
     let kernel = [usize::from(kernel[0]), usize::from(kernel[1])];
     let stride = [usize::from(stride[0]), usize::from(stride[1])];
-    let v7 = version >= ROW_WINDOW_VERSION;
+    let v7 = version >= SHAPE_KEEPING_VERSION;
     match kind {
         LayerKind::DepthwiseConv2d if v7 && inplace::is_ring(stride, input.shape, output.shape) => {
             inplace::ring_temp_len(pad, input.shape)
@@ -542,7 +543,7 @@ pub(crate) fn parse<const KINDS: u8>(bytes: &[u8]) -> Result<Model<'_, KINDS>, E
         version <= INT8_VERSION
             || version == ADD_VERSION
             || (kinds::links_in_place(KINDS)
-                && (version == IN_PLACE_VERSION || version == ROW_WINDOW_VERSION))
+                && (version == IN_PLACE_VERSION || version == SHAPE_KEEPING_VERSION))
     };
     if version < OLDEST_FORMAT_VERSION || !known {
         return Err(Error::UnsupportedVersion { found: version });
@@ -816,7 +817,7 @@ pub(crate) fn parse<const KINDS: u8>(bytes: &[u8]) -> Result<Model<'_, KINDS>, E
                 && node.stride == [1, 1]
                 && g.pad == [0, 0];
             let row_window = g.kind == LayerKind::Conv2d
-                && version >= ROW_WINDOW_VERSION
+                && version >= SHAPE_KEEPING_VERSION
                 && crate::kernels::inplace::is_row_window(
                     kernel,
                     stride,

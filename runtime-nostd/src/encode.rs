@@ -13,10 +13,11 @@ use crate::blob::{
     ADD_ARRAYS_LEN, ADD_VERSION, ADD_WEIGHT_MAX, DTYPE_I16, HEADER_RESERVED, INT16_VERSION,
     INT8_VERSION, IN_PLACE_VERSION, KIND_ADD, KIND_AVG_POOL, KIND_CONV2D, KIND_DENSE,
     KIND_DEPTHWISE, KIND_MAX_POOL, MAGIC, NODE_HEADER_LEN, NO_VALUE, PAD_SAME, PAD_VALID,
-    ROW_WINDOW_VERSION, TEMP_LEN,
+    SHAPE_KEEPING_VERSION, TEMP_LEN,
 };
 use crate::crc32::crc32;
 use crate::fixed::{multiplier_is_valid, shift_is_valid};
+use crate::kernels::inplace;
 use crate::model::{affine, affine16_at, Model, MAX_LAYERS};
 use crate::Error;
 
@@ -813,12 +814,9 @@ fn ring_len(s: &ConvSpec, [h, w, c]: [u32; 3], c_out: u32) -> Option<u64> {
     let (oh, top) = conv_axis(u64::from(h), u64::from(s.kernel[0]), 1, same)?;
     let (ow, left) = conv_axis(u64::from(w), u64::from(s.kernel[1]), 1, same)?;
     let keeps = s.stride == [1, 1] && oh == u64::from(h) && ow == u64::from(w) && c_out == c;
-    keeps.then(|| {
-        top.saturating_mul(u64::from(w))
-            .saturating_add(left)
-            .saturating_add(1)
-            .saturating_mul(u64::from(c))
-    })
+    let usize_of = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
+    let shape = [h, w, c].map(|d| d as usize);
+    keeps.then(|| inplace::ring_temp_len([usize_of(top), usize_of(left)], shape) as u64)
 }
 
 /// The buffer plan [`encode`] writes into the blob for `spec`: [`plan_in_place`] with every
@@ -860,18 +858,18 @@ pub fn plan_model(spec: &ModelSpec) -> Result<Plan, Error> {
                     let input_at = pixels.saturating_mul(u64::from(c_out.saturating_sub(c_in)));
                     std::vec![option(node.input, input_at, u64::from(c_out))]
                 }
-                LayerSpec::Conv2d(s)
-                    if s.stride == [1, 1]
-                        && values.get(node.input).map(|v| v.0)
-                            == values.get(k.saturating_add(1)).map(|v| v.0) =>
-                {
-                    // a shape-keeping convolution, row by row: `kh` input rows of temporary
-                    let row = u64::from(w).saturating_mul(u64::from(c_in));
-                    std::vec![option(
-                        node.input,
-                        0,
-                        u64::from(s.kernel[0]).saturating_mul(row)
-                    )]
+                LayerSpec::Conv2d(s) => {
+                    // a shape-keeping convolution, row by row over `kh` input rows
+                    let dims = |v: [u32; 2]| v.map(|d| d as usize);
+                    let shape =
+                        |v: usize| values.get(v).map_or([0; 3], |v| v.0.map(|d| d as usize));
+                    let (input, output) = (shape(node.input), shape(k.saturating_add(1)));
+                    if inplace::is_row_window(dims(s.kernel), dims(s.stride), input, output) {
+                        let temp = inplace::row_window_temp_len(dims(s.kernel), input);
+                        std::vec![option(node.input, 0, temp as u64)]
+                    } else {
+                        Vec::new()
+                    }
                 }
                 LayerSpec::Add(a) if volume(node.input) == volume(a.other) => {
                     std::vec![option(node.input, 0, 0), option(a.other, 0, 0)]
@@ -1050,7 +1048,7 @@ pub(crate) fn write_blob(spec: &ModelSpec, plan: &Plan) -> Result<Vec<u8>, Error
         p.is_some_and(|p| needs_version_7(&node.layer, input_shape, p.temp_len))
     });
     w.u16(if version_7 {
-        ROW_WINDOW_VERSION
+        SHAPE_KEEPING_VERSION
     } else if in_place {
         IN_PLACE_VERSION
     } else if has_add {

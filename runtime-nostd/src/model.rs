@@ -483,7 +483,8 @@ impl<'a, const KINDS: u8> Model<'a, KINDS> {
 
     /// The format version of the blob ([`crate::OLDEST_FORMAT_VERSION`] to
     /// [`crate::FORMAT_VERSION`]: 3 for an int8 model, 4 for an int16 one, 5 with an `Add`, 6
-    /// with a layer in place, 7 with a shape-keeping convolution in place; 2 still loads).
+    /// with a layer in place, 7 with a shape-keeping convolution or a depthwise ring in place; 2
+    /// still loads).
     pub fn format_version(&self) -> u16 {
         match self.bytes.get(4..6) {
             Some(&[lo, hi]) => u16::from_le_bytes([lo, hi]),

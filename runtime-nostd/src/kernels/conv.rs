@@ -78,10 +78,10 @@ fn ok(condition: bool) -> Result<(), Error> {
     }
 }
 
-impl ConvParams<'_> {
+impl<'a> ConvParams<'a> {
     /// The per-channel part as a dense layer's parameters: the optimized kernels reuse the
     /// dense output stage.
-    pub(crate) fn fc(&self) -> super::FcParams<'_> {
+    pub(crate) fn fc(&self) -> super::FcParams<'a> {
         super::FcParams {
             weights: self.weights,
             bias: self.bias,

@@ -19,6 +19,8 @@
 
 use super::conv::{valid_taps, ConvParams, PoolParams};
 use super::simd32::{ssub16, sxtb16, sxtb16_ror8};
+#[cfg(not(kiln_kernel = "dsp"))]
+use super::{im2col::range, word_i8};
 use super::{le_i32, requantize, FcParams};
 #[cfg(not(kiln_kernel = "dsp"))]
 use crate::fixed::{round_zp, rq_high_zp};
@@ -110,16 +112,6 @@ impl DwPixel<'_> {
     }
 }
 
-/// The little-endian word of the four bytes at `at` (0 past the end).
-#[cfg(not(kiln_kernel = "dsp"))]
-#[inline(always)]
-fn word_at(bytes: &[u8], at: usize) -> u32 {
-    match bytes.get(at..at.wrapping_add(4)) {
-        Some(&[a, b, c, d]) => u32::from_le_bytes([a, b, c, d]),
-        _ => 0,
-    }
-}
-
 /// The portable twin of `kiln_dw_pixel_dsp` (`dsp_asm::dw_pixel_blocks`), on 16-bit lanes
 /// ([`mac4_lanes`]): for each block, the four accumulators from the bias, every valid tap row by row, then
 /// `rq_high_zp` (every shift in `33..=62`: the caller checks), `max(clamp_min)`,
@@ -140,18 +132,14 @@ pub(crate) fn dw_pixel_blocks(p: &DwPixel<'_>, out: &mut [i8]) -> usize {
         let c4 = b.wrapping_mul(4);
         let mut acc = [0i32; 4];
         for (i, a) in acc.iter_mut().enumerate() {
-            *a = word_at(p.bias, c4.wrapping_add(i).wrapping_mul(4)) as i32;
+            *a = le_i32(range(p.bias, c4.wrapping_add(i).wrapping_mul(4), 4));
         }
         let (mut x_row, mut w_row) = (p.x_first.wrapping_add(c4), p.w_first.wrapping_add(c4));
         for _ in 0..p.rows {
             let (mut xa, mut wa) = (x_row, w_row);
             for _ in 0..p.cols {
-                mac4_lanes(
-                    &mut acc,
-                    input_word_at(p.input, xa),
-                    word_at(p.weights, wa),
-                    zp,
-                );
+                let x = word_i8(range(p.input, xa, 4)) as u32;
+                mac4_lanes(&mut acc, x, le_i32(range(p.weights, wa, 4)) as u32, zp);
                 xa = xa.wrapping_add(p.c);
                 wa = wa.wrapping_add(p.c);
             }
@@ -160,7 +148,7 @@ pub(crate) fn dw_pixel_blocks(p: &DwPixel<'_>, out: &mut [i8]) -> usize {
         }
         for (i, (y, &a)) in out4.iter_mut().zip(acc.iter()).enumerate() {
             let channel = c4.wrapping_add(i);
-            let m = word_at(p.multipliers, channel.wrapping_mul(4)) as i32;
+            let m = le_i32(range(p.multipliers, channel.wrapping_mul(4), 4));
             let t = p.shifts.get(channel).copied().unwrap_or(0);
             *y = rq_high_zp(a, m, t, round_zp)
                 .max(p.clamp_min)
@@ -168,16 +156,6 @@ pub(crate) fn dw_pixel_blocks(p: &DwPixel<'_>, out: &mut [i8]) -> usize {
         }
     }
     p.n_blocks
-}
-
-/// The little-endian word of the four inputs at `at` (0 past the end).
-#[cfg(not(kiln_kernel = "dsp"))]
-#[inline(always)]
-fn input_word_at(input: &[i8], at: usize) -> u32 {
-    match input.get(at..at.wrapping_add(4)) {
-        Some(&[a, b, c, d]) => u32::from_le_bytes([a as u8, b as u8, c as u8, d as u8]),
-        _ => 0,
-    }
 }
 
 /// No register blocks: the byte-by-byte kernel runs every channel through the group loop,
@@ -305,15 +283,7 @@ impl<'a> DwLayer<'a> {
         let [_, w, c] = params.input_shape;
         Self {
             params: *params,
-            fc: FcParams {
-                weights: params.weights,
-                bias: params.bias,
-                multipliers: params.multipliers,
-                shifts: params.shifts,
-                output_zero_point: params.output_zero_point,
-                clamp_min: params.clamp_min,
-                clamp_max: params.clamp_max,
-            },
+            fc: params.fc(),
             high,
             // The register blocks need the high shifts of `rq_high_zp`; without them every
             // channel takes the group loop.
@@ -433,11 +403,12 @@ pub fn depthwise_ring_in_place_lanes(
     data: &mut [i8],
     ring: &mut [i8],
 ) -> Result<(), Error> {
-    let layer = DwLayer::new(params, mac_words_lanes, dw_pixel_blocks);
-    let mut acc_buffer = [0i32; GROUP];
-    super::inplace::depthwise_ring_driver(params, data, ring, |input, oy, ox, out| {
-        layer.pixel(input, (oy, ox), out, &mut acc_buffer)
-    })
+    ring_with(
+        params,
+        data,
+        ring,
+        DwLayer::new(params, mac_words_lanes, dw_pixel_blocks),
+    )
 }
 
 /// [`depthwise_ring_in_place_lanes`] with each pixel as [`depthwise_conv2d_i8_bytes`] computes
@@ -447,10 +418,25 @@ pub fn depthwise_ring_in_place_bytes(
     data: &mut [i8],
     ring: &mut [i8],
 ) -> Result<(), Error> {
-    let layer = DwLayer::new(params, mac_words_bytes, no_pixel_blocks);
+    ring_with(
+        params,
+        data,
+        ring,
+        DwLayer::new(params, mac_words_bytes, no_pixel_blocks),
+    )
+}
+
+/// The ring driver with each pixel through `layer`.
+#[inline(always)]
+fn ring_with(
+    params: &ConvParams<'_>,
+    data: &mut [i8],
+    ring: &mut [i8],
+    layer: DwLayer<'_>,
+) -> Result<(), Error> {
     let mut acc_buffer = [0i32; GROUP];
-    super::inplace::depthwise_ring_driver(params, data, ring, |input, oy, ox, out| {
-        layer.pixel(input, (oy, ox), out, &mut acc_buffer)
+    super::inplace::depthwise_ring_driver(params, data, ring, |input, at, out| {
+        layer.pixel(input, at, out, &mut acc_buffer)
     })
 }
 

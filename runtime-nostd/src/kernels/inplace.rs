@@ -69,10 +69,16 @@ pub fn is_pointwise(params: &ConvParams<'_>) -> bool {
         && params.input_shape[1] == params.output_shape[1]
 }
 
+/// Whether a layer keeps its shape with stride 1: the form the ring and the row window
+/// compute in place.
+fn keeps_shape(stride: [usize; 2], input_shape: [usize; 3], output_shape: [usize; 3]) -> bool {
+    stride == [1, 1] && input_shape == output_shape
+}
+
 /// Whether a `DepthwiseConv2d` of these dimensions runs in place over a ring of pending output
 /// pixels (format version 7): stride 1 and output shape equal to the input shape.
 pub fn is_ring(stride: [usize; 2], input_shape: [usize; 3], output_shape: [usize; 3]) -> bool {
-    stride == [1, 1] && input_shape == output_shape
+    keeps_shape(stride, input_shape, output_shape)
 }
 
 /// The ring of a depthwise layer in place: `top w + left + 1` pixels of `c` bytes.
@@ -85,7 +91,7 @@ pub fn ring_temp_len(pad: [usize; 2], input_shape: [usize; 3]) -> usize {
         .saturating_mul(c)
 }
 
-/// Runs a ring depthwise layer ([`is_ring`]) in place: `pixel(input, oy, ox, out)` computes
+/// Runs a ring depthwise layer ([`is_ring`]) in place: `pixel(input, (oy, ox), out)` computes
 /// output pixel `(oy, ox)`'s `c` bytes into `out` from the input as `data` holds it then.
 /// Output `p` goes into ring slot `p mod (delay + 1)`, `delay = top w + left`, and is copied
 /// over pixel `p` of `data` right after output `p + delay` is computed (the last output whose
@@ -98,7 +104,7 @@ pub fn depthwise_ring_driver(
     params: &ConvParams<'_>,
     data: &mut [i8],
     ring: &mut [i8],
-    mut pixel: impl FnMut(&[i8], usize, usize, &mut [i8]),
+    mut pixel: impl FnMut(&[i8], (usize, usize), &mut [i8]),
 ) -> Result<(), Error> {
     let Some(n) = volume(params.input_shape) else {
         return Err(Error::KernelArguments);
@@ -132,7 +138,7 @@ pub fn depthwise_ring_driver(
     for oy in 0..h {
         for ox in 0..w {
             if let Some(out) = ring.get_mut(slot..slot.wrapping_add(c)) {
-                pixel(data, oy, ox, out);
+                pixel(data, (oy, ox), out);
             }
             if let Some(q) = p.checked_sub(delay) {
                 flush(data, ring, q);
@@ -161,8 +167,8 @@ pub fn depthwise_conv2d_i8_ring_in_place(
     data: &mut [i8],
     ring: &mut [i8],
 ) -> Result<(), Error> {
-    depthwise_ring_driver(params, data, ring, |input, oy, ox, out| {
-        reference::depthwise_pixel(params, input, (oy, ox), out)
+    depthwise_ring_driver(params, data, ring, |input, at, out| {
+        reference::depthwise_pixel(params, input, at, out)
     })
 }
 
@@ -174,7 +180,7 @@ pub fn is_row_window(
     input_shape: [usize; 3],
     output_shape: [usize; 3],
 ) -> bool {
-    stride == [1, 1] && input_shape == output_shape && kernel != [1, 1]
+    kernel != [1, 1] && keeps_shape(stride, input_shape, output_shape)
 }
 
 /// The temporary of a row-window convolution in place: `kh` input rows of `w c` bytes.

@@ -398,6 +398,15 @@ pub(crate) fn le_i32(chunk: &[u8]) -> i32 {
     <[u8; 4]>::try_from(chunk).map_or(0, i32::from_le_bytes)
 }
 
+/// The little-endian word of four `i8` (0 for another length): [`le_i32`] of activations.
+#[inline(always)]
+pub(crate) fn word_i8(chunk: &[i8]) -> i32 {
+    match *chunk {
+        [a, b, c, d] => i32::from_le_bytes([a as u8, b as u8, c as u8, d as u8]),
+        _ => 0,
+    }
+}
+
 /// Tests an implementation of `fully_connected_i8` (same signature as the reference) against
 /// the reference on random shapes, extreme values, tie-heavy requantization and bad lengths.
 ///

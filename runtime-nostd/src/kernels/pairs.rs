@@ -31,7 +31,7 @@ use super::conv::ConvParams;
 use super::im2col::{self, gather, pointwise, range, taps};
 #[cfg(not(kiln_kernel = "dsp"))]
 use super::simd32::{smlad, sxtb16, sxtb16_ror8};
-use super::{le_i32, tail_dot};
+use super::{le_i32, tail_dot, word_i8};
 use crate::fixed::{round_zp, rq_high_zp};
 use crate::Error;
 
@@ -85,15 +85,6 @@ impl PairBlocks<'_> {
             && self.rows.len() >= rows_end
             && out_end <= out_len;
         ok.then_some(self.at_a)
-    }
-}
-
-/// The little-endian word at `chunk` (0 for another length).
-#[inline(always)]
-fn word_i8(chunk: &[i8]) -> i32 {
-    match *chunk {
-        [a, b, c, d] => i32::from_le_bytes([a as u8, b as u8, c as u8, d as u8]),
-        _ => 0,
     }
 }
 
