@@ -308,8 +308,8 @@ macro_rules! dw_row_end {
 /// `sat8(zp + rq_acc(acc, M, t))` of accumulator `$acc` into `$acc`, as `fixed::rq_high_zp`
 /// computes it, M in `$m` and `s - 1 = t - 33` in r12, 2 zp + 1 in r8; r2, r3 and `$m` are
 /// scratch. `rq_high_zp`'s `hi + up - 1` is `hi` itself whenever the product's low half is not
-/// 0 (then `up` is 1), so only a zero low half branches to `$slow` (a [`rq_high_zp_slow`]
-/// block, within 126 bytes after), which comes back to `$back`.
+/// 0 (then `up` is 1), so only a zero low half branches to `$slow` (an
+/// `rq_high_zp_slow!("r3", ..)` block, within 126 bytes after), which comes back to `$back`.
 macro_rules! rq_high_zp_fast {
     ($acc:literal, $m:literal, $slow:literal, $back:literal) => {
         concat!(
@@ -332,28 +332,79 @@ macro_rules! rq_high_zp_fast {
     };
 }
 
-/// The zero-low-half case of [`rq_high_zp_fast`]: `hi + odd - 1`, `odd` bit `s` of the high
-/// half (`$m`: a scratch register), then back to `$back`.
+/// The zero-low-half case of [`rq_high_zp_fast`]: `hi + odd - 1` in `$hi` (r3 there), `odd`
+/// bit `s` of the high half (`$m`: a scratch register, `s - 1` in r12), then back to `$back`.
 macro_rules! rq_high_zp_slow {
-    ($m:literal, $slow:literal, $back:literal) => {
+    ($hi:literal, $m:literal, $slow:literal, $back:literal) => {
         concat!(
             $slow,
             ":\n",
             "lsr ",
             $m,
-            ", r3, r12\n",
+            ", ",
+            $hi,
+            ", r12\n",
             "ubfx ",
             $m,
             ", ",
             $m,
             ", #1, #1\n", // odd: bit s of the high half
-            "add r3, r3, ",
+            "add ",
+            $hi,
+            ", ",
+            $hi,
+            ", ",
             $m,
             "\n",
-            "sub r3, r3, #1\n",
+            "sub ",
+            $hi,
+            ", ",
+            $hi,
+            ", #1\n",
             "b ",
             $back,
             "b\n",
+        )
+    };
+}
+
+/// [`rq_high_zp_fast`] for the next channel of a block: its M (r11, from r9) and `t - 33`
+/// (r12, from the shift byte at r10), both pointers advanced.
+macro_rules! rq_high_zp_next {
+    ($acc:literal, $slow:literal, $back:literal) => {
+        concat!(
+            "ldr r11, [r9], #4\n",
+            "ldrb r12, [r10], #1\n",
+            "sub r12, r12, #33\n", // s - 1
+            rq_high_zp_fast!($acc, "r11", $slow, $back),
+        )
+    };
+}
+
+/// One element `$ror` bits into the words of `kiln_add_words_dsp` (a in r4, b in r5):
+/// `acc = K + W_a a + W_b b`, then `fixed::rq_high_zp` (the zero-low-half adjustment out of
+/// line at `$slow`, an [`rq_high_zp_slow`] block on r7), into byte `$ror / 8` of r4 (a's byte
+/// there is read by then).
+macro_rules! add_element {
+    ($sxtb_a:literal, $sxtb_b:literal, $bfi:literal, $slow:literal, $back:literal) => {
+        concat!(
+            $sxtb_a,
+            "\n",
+            $sxtb_b,
+            "\n",
+            "mla r6, r6, r8, r10\n",
+            "mla r6, r7, r9, r6\n",
+            "smull r6, r7, r6, r11\n",
+            "cbz r6, ",
+            $slow,
+            "f\n",
+            $back,
+            ":\n",
+            "asr r7, r7, r12\n",
+            "add r7, r7, lr\n", // + 2 zp + 1
+            "ssat r7, #8, r7, asr #1\n",
+            $bfi,
+            "\n",
         )
     };
 }
@@ -407,27 +458,15 @@ core::arch::global_asm!(
     "ldr r9, [lr, #12]",  // multipliers
     "ldr r10, [lr, #16]", // shifts
     "ldr r8, [lr, #52]",  // 2 zp + 1
-    "ldr r11, [r9], #4",
-    "ldrb r12, [r10], #1",
-    "sub r12, r12, #33", // s - 1
-    rq_high_zp_fast!("r4", "r11", "31", "41"),
-    "ldr r11, [r9], #4",
-    "ldrb r12, [r10], #1",
-    "sub r12, r12, #33",
-    rq_high_zp_fast!("r5", "r11", "32", "42"),
-    "ldr r11, [r9], #4",
-    "ldrb r12, [r10], #1",
-    "sub r12, r12, #33",
-    rq_high_zp_fast!("r6", "r11", "33", "43"),
-    "ldr r11, [r9], #4",
-    "ldrb r12, [r10], #1",
-    "sub r12, r12, #33",
-    rq_high_zp_fast!("r7", "r11", "34", "44"),
+    rq_high_zp_next!("r4", "31", "41"),
+    rq_high_zp_next!("r5", "32", "42"),
+    rq_high_zp_next!("r6", "33", "43"),
+    rq_high_zp_next!("r7", "34", "44"),
     "b 21f",
-    rq_high_zp_slow!("r11", "31", "41"),
-    rq_high_zp_slow!("r11", "32", "42"),
-    rq_high_zp_slow!("r11", "33", "43"),
-    rq_high_zp_slow!("r11", "34", "44"),
+    rq_high_zp_slow!("r3", "r11", "31", "41"),
+    rq_high_zp_slow!("r3", "r11", "32", "42"),
+    rq_high_zp_slow!("r3", "r11", "33", "43"),
+    rq_high_zp_slow!("r3", "r11", "34", "44"),
     "21:",
     "str r9, [lr, #12]",
     "str r10, [lr, #16]",
@@ -489,73 +528,39 @@ core::arch::global_asm!(
     "1:",
     "ldr r4, [r0], #4",
     "ldr r5, [r1], #4",
-    // Element 0: acc = K + W_a a + W_b b, then `fixed::rq_high_zp` (the zero-low-half
-    // adjustment out of line), into byte 0 of r4 (a's byte 0 is read by then).
-    "sxtb r6, r4",
-    "sxtb r7, r5",
-    "mla r6, r6, r8, r10",
-    "mla r6, r7, r9, r6",
-    "smull r6, r7, r6, r11",
-    "cbz r6, 30f",
-    "40:",
-    "asr r7, r7, r12",
-    "add r7, r7, lr", // + 2 zp + 1
-    "ssat r7, #8, r7, asr #1",
-    "bfi r4, r7, #0, #8",
-    // Element 1: acc = K + W_a a + W_b b, then `fixed::rq_high_zp` (the zero-low-half
-    // adjustment out of line), into byte 1 of r4 (a's byte 1 is read by then).
-    "sxtb r6, r4, ror #8",
-    "sxtb r7, r5, ror #8",
-    "mla r6, r6, r8, r10",
-    "mla r6, r7, r9, r6",
-    "smull r6, r7, r6, r11",
-    "cbz r6, 31f",
-    "41:",
-    "asr r7, r7, r12",
-    "add r7, r7, lr", // + 2 zp + 1
-    "ssat r7, #8, r7, asr #1",
-    "bfi r4, r7, #8, #8",
+    add_element!(
+        "sxtb r6, r4",
+        "sxtb r7, r5",
+        "bfi r4, r7, #0, #8",
+        "30",
+        "40"
+    ),
+    add_element!(
+        "sxtb r6, r4, ror #8",
+        "sxtb r7, r5, ror #8",
+        "bfi r4, r7, #8, #8",
+        "31",
+        "41"
+    ),
     // (cbz reaches 126 bytes forward: the first two elements' rare paths sit here.)
     "b 5f",
-    "30:",
-    "lsr r6, r7, r12",
-    "ubfx r6, r6, #1, #1", // odd: bit s of the high half
-    "add r7, r7, r6",
-    "sub r7, r7, #1",
-    "b 40b",
-    "31:",
-    "lsr r6, r7, r12",
-    "ubfx r6, r6, #1, #1", // odd: bit s of the high half
-    "add r7, r7, r6",
-    "sub r7, r7, #1",
-    "b 41b",
+    rq_high_zp_slow!("r7", "r6", "30", "40"),
+    rq_high_zp_slow!("r7", "r6", "31", "41"),
     "5:",
-    // Element 2: acc = K + W_a a + W_b b, then `fixed::rq_high_zp` (the zero-low-half
-    // adjustment out of line), into byte 2 of r4 (a's byte 2 is read by then).
-    "sxtb r6, r4, ror #16",
-    "sxtb r7, r5, ror #16",
-    "mla r6, r6, r8, r10",
-    "mla r6, r7, r9, r6",
-    "smull r6, r7, r6, r11",
-    "cbz r6, 32f",
-    "42:",
-    "asr r7, r7, r12",
-    "add r7, r7, lr", // + 2 zp + 1
-    "ssat r7, #8, r7, asr #1",
-    "bfi r4, r7, #16, #8",
-    // Element 3: acc = K + W_a a + W_b b, then `fixed::rq_high_zp` (the zero-low-half
-    // adjustment out of line), into byte 3 of r4 (a's byte 3 is read by then).
-    "sxtb r6, r4, ror #24",
-    "sxtb r7, r5, ror #24",
-    "mla r6, r6, r8, r10",
-    "mla r6, r7, r9, r6",
-    "smull r6, r7, r6, r11",
-    "cbz r6, 33f",
-    "43:",
-    "asr r7, r7, r12",
-    "add r7, r7, lr", // + 2 zp + 1
-    "ssat r7, #8, r7, asr #1",
-    "bfi r4, r7, #24, #8",
+    add_element!(
+        "sxtb r6, r4, ror #16",
+        "sxtb r7, r5, ror #16",
+        "bfi r4, r7, #16, #8",
+        "32",
+        "42"
+    ),
+    add_element!(
+        "sxtb r6, r4, ror #24",
+        "sxtb r7, r5, ror #24",
+        "bfi r4, r7, #24, #8",
+        "33",
+        "43"
+    ),
     "ldr r5, [sp]",
     "ssub8 r6, r4, r5",
     "sel r4, r4, r5", // max(q, clamp_min)
@@ -567,18 +572,8 @@ core::arch::global_asm!(
     "bne 1b",
     "add sp, sp, #8",
     "pop {{r4-r11, pc}}",
-    "32:",
-    "lsr r6, r7, r12",
-    "ubfx r6, r6, #1, #1", // odd: bit s of the high half
-    "add r7, r7, r6",
-    "sub r7, r7, #1",
-    "b 42b",
-    "33:",
-    "lsr r6, r7, r12",
-    "ubfx r6, r6, #1, #1", // odd: bit s of the high half
-    "add r7, r7, r6",
-    "sub r7, r7, #1",
-    "b 43b",
+    rq_high_zp_slow!("r7", "r6", "32", "42"),
+    rq_high_zp_slow!("r7", "r6", "33", "43"),
     ".size kiln_add_words_dsp, . - kiln_add_words_dsp",
 );
 
@@ -625,27 +620,15 @@ core::arch::global_asm!(
     "ldr r9, [lr, #20]",  // multipliers
     "ldr r10, [lr, #24]", // shifts
     "ldr r8, [lr, #36]",  // 2 zp + 1
-    "ldr r11, [r9], #4",
-    "ldrb r12, [r10], #1",
-    "sub r12, r12, #33", // s - 1
-    rq_high_zp_fast!("r4", "r11", "31", "41"),
-    "ldr r11, [r9], #4",
-    "ldrb r12, [r10], #1",
-    "sub r12, r12, #33", // s - 1
-    rq_high_zp_fast!("r5", "r11", "32", "42"),
-    "ldr r11, [r9], #4",
-    "ldrb r12, [r10], #1",
-    "sub r12, r12, #33", // s - 1
-    rq_high_zp_fast!("r6", "r11", "33", "43"),
-    "ldr r11, [r9], #4",
-    "ldrb r12, [r10], #1",
-    "sub r12, r12, #33", // s - 1
-    rq_high_zp_fast!("r7", "r11", "34", "44"),
+    rq_high_zp_next!("r4", "31", "41"),
+    rq_high_zp_next!("r5", "32", "42"),
+    rq_high_zp_next!("r6", "33", "43"),
+    rq_high_zp_next!("r7", "34", "44"),
     "b 21f",
-    rq_high_zp_slow!("r11", "31", "41"),
-    rq_high_zp_slow!("r11", "32", "42"),
-    rq_high_zp_slow!("r11", "33", "43"),
-    rq_high_zp_slow!("r11", "34", "44"),
+    rq_high_zp_slow!("r3", "r11", "31", "41"),
+    rq_high_zp_slow!("r3", "r11", "32", "42"),
+    rq_high_zp_slow!("r3", "r11", "33", "43"),
+    rq_high_zp_slow!("r3", "r11", "34", "44"),
     "21:",
     "str r9, [lr, #20]",
     "str r10, [lr, #24]",
@@ -929,15 +912,15 @@ core::arch::global_asm!(
     rq_high_zp_fast!("r4", "r11", "31", "41"),
     rq_high_zp_fast!("r6", "r11", "32", "42"),
     "b 21f",
-    rq_high_zp_slow!("r10", "31", "41"),
-    rq_high_zp_slow!("r10", "32", "42"),
+    rq_high_zp_slow!("r3", "r10", "31", "41"),
+    rq_high_zp_slow!("r3", "r10", "32", "42"),
     "21:",
     "ldrd r11, r12, [r9, #16]", // row o + 1: M, s - 1
     rq_high_zp_fast!("r5", "r11", "33", "43"),
     rq_high_zp_fast!("r7", "r11", "34", "44"),
     "b 22f",
-    rq_high_zp_slow!("r10", "33", "43"),
-    rq_high_zp_slow!("r10", "34", "44"),
+    rq_high_zp_slow!("r3", "r10", "33", "43"),
+    rq_high_zp_slow!("r3", "r10", "34", "44"),
     "22:",
     "add r9, r9, #24",
     "str r9, [lr, #12]",
@@ -1125,7 +1108,6 @@ pub fn fc_blocks(params: &FcParams<'_>, n_in: usize, widened: &[i8], output: &mu
     if !in_bounds {
         return 0;
     }
-    let lanes = |v: i8| u32::from(v as u8).wrapping_mul(0x0101_0101);
     let mut blocks = Blocks {
         rows: params.weights.as_ptr(),
         stride: n_in,
@@ -1137,8 +1119,8 @@ pub fn fc_blocks(params: &FcParams<'_>, n_in: usize, widened: &[i8], output: &mu
         output: output.as_mut_ptr(),
         n_blocks,
         round_zp: crate::fixed::round_zp(params.output_zero_point),
-        clamp_min4: lanes(params.clamp_min),
-        clamp_max4: lanes(params.clamp_max),
+        clamp_min4: bytes4(params.clamp_min),
+        clamp_max4: bytes4(params.clamp_max),
         shift_33: 0x2121_2121,
         shift_29: 0x1d1d_1d1d,
     };
@@ -1245,12 +1227,24 @@ pub fn dw_mac(acc: &mut [i32], x: &[i8], w: &[u8], zp: i32) {
             .checked_mul(4)
             .is_some_and(|n| x.len() >= n && w.len() >= n);
     if in_bounds {
-        let neg_zp2 = (zp.wrapping_neg() as u16 as u32).wrapping_mul(0x0001_0001);
+        let neg_zp2 = halves2(zp.wrapping_neg());
         // SAFETY: reads `4 * steps` bytes of `x` and `w` and reads and writes `4 * steps`
         // accumulators of `acc` (an `i32` slice, so word-aligned for LDM/STM), all checked
         // just above; the routine follows the AAPCS and saves what it uses.
         unsafe { kiln_dw_mac_dsp(acc.as_mut_ptr(), x.as_ptr(), w.as_ptr(), steps, neg_zp2) };
     }
+}
+
+/// `v` in all four byte lanes: the clamps of the assembly's `SSUB8`/`SEL`.
+#[inline(always)]
+fn bytes4(v: i8) -> u32 {
+    u32::from(v as u8).wrapping_mul(0x0101_0101)
+}
+
+/// `v` (which fits 16 bits) in both 16-bit lanes: a zero point for `SXTAB16`.
+#[inline(always)]
+fn halves2(v: i32) -> u32 {
+    (v as u16 as u32).wrapping_mul(0x0001_0001)
 }
 
 /// What [`kiln_add_words_dsp`] reads, at fixed offsets (checked below).
@@ -1335,7 +1329,6 @@ unsafe fn add_words_raw(
     out: *mut i8,
     n_words: usize,
 ) {
-    let lanes = |v: i8| u32::from(v as u8).wrapping_mul(0x0101_0101);
     let args = AddArgs {
         a,
         b,
@@ -1346,8 +1339,8 @@ unsafe fn add_words_raw(
         start: w.start,
         multiplier: w.multiplier,
         shift_minus_33: u32::from(w.shift).wrapping_sub(33),
-        clamp_min4: lanes(w.clamp_min),
-        clamp_max4: lanes(w.clamp_max),
+        clamp_min4: bytes4(w.clamp_min),
+        clamp_max4: bytes4(w.clamp_max),
         round_zp: crate::fixed::round_zp(w.output_zero_point),
     };
     // SAFETY: the caller's; word loads and stores may be unaligned on Armv7E-M. The routine
@@ -1396,7 +1389,6 @@ pub fn dw_pixel_blocks(p: &super::dwconv::DwPixel<'_>, out: &mut [i8]) -> usize 
     if !p.in_bounds(out.len()) {
         return 0;
     }
-    let lanes = |v: i8| u32::from(v as u8).wrapping_mul(0x0101_0101);
     // SAFETY (the two `add`s): `in_bounds` proved both offsets within their slices.
     let (x, w) = unsafe {
         (
@@ -1417,11 +1409,10 @@ pub fn dw_pixel_blocks(p: &super::dwconv::DwPixel<'_>, out: &mut [i8]) -> usize 
         x_row: p.x_row,
         w_row: p.w_row,
         n_blocks: p.n_blocks,
-        neg_zp2: (i32::from(p.input_zero_point).wrapping_neg() as u16 as u32)
-            .wrapping_mul(0x0001_0001),
+        neg_zp2: halves2(i32::from(p.input_zero_point).wrapping_neg()),
         round_zp: crate::fixed::round_zp(p.output_zero_point),
-        clamp_min4: lanes(p.clamp_min),
-        clamp_max4: lanes(p.clamp_max),
+        clamp_min4: bytes4(p.clamp_min),
+        clamp_max4: bytes4(p.clamp_max),
     };
     // SAFETY: `in_bounds` proved every read (each tap's word of inputs and of weights, 16 bias
     // and multiplier bytes and 4 shift bytes per block) and every write (4 bytes per block)
@@ -1465,7 +1456,6 @@ pub fn pair_blocks(args: &super::pairs::PairBlocks<'_>, output: &mut [i8]) -> us
     let Some(at_a) = args.in_bounds(output.len()) else {
         return 0;
     };
-    let lanes = |v: i8| u32::from(v as u8).wrapping_mul(0x0101_0101);
     let mut pairs = Pairs {
         rows: args.rows.as_ptr(),
         stride: args.stride,
@@ -1476,8 +1466,8 @@ pub fn pair_blocks(args: &super::pairs::PairBlocks<'_>, output: &mut [i8]) -> us
         out_a: unsafe { output.as_mut_ptr().add(at_a) },
         delta: args.delta,
         round_zp: crate::fixed::round_zp(args.output_zero_point),
-        clamp_min4: lanes(args.clamp_min),
-        clamp_max4: lanes(args.clamp_max),
+        clamp_min4: bytes4(args.clamp_min),
+        clamp_max4: bytes4(args.clamp_max),
         n_blocks: args.n_blocks,
     };
     // SAFETY: `in_bounds` proved every read (the two rows of each block, `8 * n_groups` bytes
