@@ -1,8 +1,11 @@
 //! The compiled kernels against the reference kernel, on the device, for layer shapes the
 //! models do not have: an odd number of 8-input groups (the assembly loops enter their
 //! unrolled body halfway), inputs that are not a multiple of 8 or 4, and outputs that are not
-//! a multiple of 4 (the rows after the last block), with and without a workspace, and with
-//! every shift in 33..=62 (the block kernel's fast output stage).
+//! a multiple of 4 (the rows after the last block), with and without a workspace, with
+//! every shift in 33..=62 (the block kernels' fast output stage), and with shifts and
+//! multipliers no validated model has (0, 63 and above; negative multipliers; wide biases),
+//! which the kernels must still compute as the reference does. The bias and multipliers are
+//! word-aligned, as in a blob at an aligned address (the Cortex-M0 routine needs that).
 
 use kiln_runtime::kernels::{self, packed, reference, FcParams};
 
@@ -10,6 +13,30 @@ const MAX_IN: usize = 104;
 const MAX_OUT: usize = 9;
 const N_INPUTS: [usize; 12] = [1, 3, 7, 8, 13, 16, 24, 40, 56, 72, 100, 104];
 const N_OUTPUTS: [usize; 6] = [1, 3, 4, 5, 8, 9];
+
+/// Bytes at a word boundary, one word more than the channels' arrays take.
+#[repr(C, align(4))]
+struct Words([u8; 4 * MAX_OUT + 4]);
+
+/// The shifts and multipliers of a case.
+#[derive(Clone, Copy, PartialEq)]
+enum Scales {
+    /// Shifts around 31: some rows take the general output stage.
+    Low,
+    /// Every shift in 33..=62, some multipliers 2^30 (exact halves).
+    High,
+    /// Shifts 0, 1, 32, 63 and more, any multiplier, biases up to 2^30.
+    Extreme,
+}
+
+/// The first `n` words of `values` copied into `to` from byte `skip`.
+fn place<'a>(values: &[u8], to: &'a mut Words, skip: usize, n: usize) -> Option<&'a [u8]> {
+    let bytes = to.0.get_mut(skip..skip + 4 * n)?;
+    for (byte, &value) in bytes.iter_mut().zip(values.get(..4 * n)?) {
+        *byte = value;
+    }
+    Some(bytes)
+}
 
 /// xorshift32: deterministic filler, nothing more.
 struct Filler(u32);
@@ -37,14 +64,21 @@ pub fn run() -> (u32, u32) {
     let mut weights = [0u8; MAX_IN * MAX_OUT];
     let mut bias = [0u8; 4 * MAX_OUT];
     let mut multipliers = [0u8; 4 * MAX_OUT];
+    let mut aligned_bias = Words([0; 4 * MAX_OUT + 4]);
+    let mut aligned_multipliers = Words([0; 4 * MAX_OUT + 4]);
+    let mut shifted_bias = Words([0; 4 * MAX_OUT + 4]);
+    let mut shifted_multipliers = Words([0; 4 * MAX_OUT + 4]);
     let mut shifts = [0u8; MAX_OUT];
     let mut input = [0i8; MAX_IN];
     let mut workspace = [0i8; packed::widened_len(MAX_IN) + 4];
     let (mut n_cases, mut n_mismatches) = (0u32, 0u32);
-    // Each shape twice: shifts around 31 (some rows take the general output stage), then every
-    // shift in 33..=62 with some multipliers 2^30 (exact halves), so the whole blocks run in
-    // one call of the block kernel.
-    for (&n_in, high) in N_INPUTS.iter().flat_map(|n| [(n, false), (n, true)]) {
+    // Each shape three times (`Scales`).
+    let all_scales = [Scales::Low, Scales::High, Scales::Extreme];
+    for (&n_in, scales) in N_INPUTS
+        .iter()
+        .flat_map(|n| all_scales.iter().map(move |&scales| (n, scales)))
+    {
+        let high = scales == Scales::High;
         for &n_out in &N_OUTPUTS {
             for w in weights.iter_mut() {
                 *w = filler.next() as u8;
@@ -58,7 +92,15 @@ pub fn run() -> (u32, u32) {
                 .zip(shifts.iter_mut());
             for ((b, m), t) in channels {
                 put_le(b, (filler.next() as i32) >> 14); // within +-2^17
-                if high {
+                if scales == Scales::Extreme {
+                    const SHIFTS: [u8; 9] = [0, 1, 2, 31, 32, 62, 63, 64, 255];
+                    put_le(b, (filler.next() as i32) >> 1);
+                    put_le(m, filler.next() as i32);
+                    *t = SHIFTS
+                        .get(filler.next() as usize % SHIFTS.len())
+                        .copied()
+                        .unwrap_or(0);
+                } else if high {
                     let multiplier = match filler.next() % 4 {
                         0 => 1 << 30,
                         _ => (1 << 30) | (filler.next() >> 2) as i32,
@@ -74,10 +116,16 @@ pub fn run() -> (u32, u32) {
                 }
             }
             let zero_point = filler.next() as i8 >> 1;
-            let (Some(w), Some(b), Some(m), Some(t), Some(x)) = (
+            // Word-aligned, as in a blob at an aligned address; the misaligned copy below.
+            let (Some(b), Some(m)) = (
+                place(&bias, &mut aligned_bias, 0, n_out),
+                place(&multipliers, &mut aligned_multipliers, 0, n_out),
+            ) else {
+                n_mismatches += 1;
+                continue;
+            };
+            let (Some(w), Some(t), Some(x)) = (
                 weights.get(..n_in * n_out),
-                bias.get(..4 * n_out),
-                multipliers.get(..4 * n_out),
                 shifts.get(..n_out),
                 input.get(..n_in),
             ) else {
@@ -125,6 +173,27 @@ pub fn run() -> (u32, u32) {
             n_cases += 1;
             let widened = kernels::fully_connected_i8_workspace(&params, x, workspace, got);
             if widened.is_err() || got != expected {
+                n_mismatches += 1;
+            }
+            // The bias and multipliers one byte past a word boundary (the Cortex-M0 routine
+            // leaves such a layer to the compact kernel).
+            let (Some(b), Some(m)) = (
+                place(&bias, &mut shifted_bias, 1, n_out),
+                place(&multipliers, &mut shifted_multipliers, 1, n_out),
+            ) else {
+                n_mismatches += 1;
+                continue;
+            };
+            let params = FcParams {
+                bias: b,
+                multipliers: m,
+                ..params
+            };
+            for value in got.iter_mut() {
+                *value = 0x55;
+            }
+            n_cases += 1;
+            if kernels::fully_connected_i8(&params, x, got).is_err() || got != expected {
                 n_mismatches += 1;
             }
         }

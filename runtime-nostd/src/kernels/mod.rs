@@ -30,6 +30,9 @@ use crate::Error;
 
 #[cfg(kiln_small)]
 pub use compact::fully_connected_i8;
+/// On Cortex-M0 the whole layer is one assembly routine, output stage included.
+#[cfg(all(kiln_kernel = "m0", not(kiln_small)))]
+pub use m0_asm::fully_connected_i8;
 /// The kernel the runtime uses, chosen here and nowhere else (`build.rs` sets `kiln_kernel`
 /// from the target): the packed SMLAD kernel where the DSP instructions exist (Cortex-M4/M7),
 /// the four-row scalar kernel elsewhere, and the reference when asked for (`KILN_KERNEL`).
@@ -37,12 +40,7 @@ pub use compact::fully_connected_i8;
 pub use packed::fully_connected_i8;
 #[cfg(all(kiln_kernel = "reference", not(kiln_small)))]
 pub use reference::fully_connected_i8;
-#[cfg(any(
-    kiln_kernel = "rows4",
-    kiln_kernel = "m0",
-    kiln_kernel = "rv32",
-    kiln_kernel = "sse2"
-))]
+#[cfg(any(kiln_kernel = "rows4", kiln_kernel = "rv32", kiln_kernel = "sse2"))]
 pub use rows4::fully_connected_i8;
 
 /// The kernel the runtime uses when the caller gives it a workspace (the scratch bytes past
@@ -688,4 +686,10 @@ kernel_tests!(
 kernel_tests!(
     rows4_portable_vs_reference,
     crate::kernels::rows4::fully_connected_i8_portable
+);
+
+#[cfg(test)]
+kernel_tests!(
+    rows4_m0_portable_vs_reference,
+    crate::kernels::rows4::fully_connected_i8_m0_portable
 );

@@ -89,6 +89,48 @@ pub fn fully_connected_i8_portable(
     fully_connected_with(params, input, output, dot4_portable)
 }
 
+/// The portable twin of the Cortex-M0 layer routine (`m0_asm.rs`), in its order: blocks of four
+/// rows, then the last one to three two at a time (a lone row paired with row 0 again, its
+/// output not stored), each row's bias, dot product and output stage: `rq_high_zp` for a shift
+/// in `33..=62`, else `rq_acc`, then both clamps. The host tests hold it to the reference.
+#[cfg(test)]
+pub fn fully_connected_i8_m0_portable(
+    params: &FcParams<'_>,
+    input: &[i8],
+    output: &mut [i8],
+) -> Result<(), Error> {
+    let n_in = input.len();
+    params.check(n_in, output.len())?;
+    let n_out = output.len();
+    let round_zp = crate::fixed::round_zp(params.output_zero_point);
+    let mut first = 0;
+    while first < n_out {
+        let block = if n_out - first >= 4 { 4 } else { 2 };
+        let stored = block.min(n_out - first);
+        let mut acc = [0i32; 4];
+        for (r, acc) in acc.iter_mut().enumerate().take(block) {
+            let row = first + if r < stored { r } else { 0 };
+            let weights = &params.weights[row * n_in..(row + 1) * n_in];
+            let bias = le_i32(&params.bias[row * 4..row * 4 + 4]);
+            *acc = tail_dot(weights, input, bias);
+        }
+        for r in 0..stored {
+            let row = first + r;
+            let multiplier = le_i32(&params.multipliers[row * 4..row * 4 + 4]);
+            let shift = params.shifts[row];
+            output[row] = if crate::fixed::rq_acc_is_high(shift) {
+                crate::fixed::rq_high_zp(acc[r], multiplier, shift, round_zp)
+                    .max(params.clamp_min)
+                    .min(params.clamp_max)
+            } else {
+                requantize(params, acc[r], multiplier, shift)
+            };
+        }
+        first += stored;
+    }
+    Ok(())
+}
+
 #[inline(always)]
 fn fully_connected_with(
     params: &FcParams<'_>,
