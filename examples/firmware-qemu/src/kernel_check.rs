@@ -10,9 +10,10 @@
 use kiln_runtime::kernels::{self, packed, reference, FcParams};
 
 const MAX_IN: usize = 104;
-const MAX_OUT: usize = 9;
-const N_INPUTS: [usize; 12] = [1, 3, 7, 8, 13, 16, 24, 40, 56, 72, 100, 104];
-const N_OUTPUTS: [usize; 6] = [1, 3, 4, 5, 8, 9];
+const MAX_OUT: usize = 17;
+const N_INPUTS: [usize; 13] = [1, 3, 7, 8, 13, 16, 24, 32, 40, 56, 72, 100, 104];
+// 8, 9, 16 and 17: the RV32 kernel's blocks of eight rows (inputs in sixteens: 16, 32)
+const N_OUTPUTS: [usize; 8] = [1, 3, 4, 5, 8, 9, 16, 17];
 
 /// Bytes at a word boundary, one word more than the channels' arrays take.
 #[repr(C, align(4))]

@@ -690,6 +690,12 @@ kernel_tests!(
 
 #[cfg(test)]
 kernel_tests!(
+    rows4_blocks8_portable_vs_reference,
+    crate::kernels::rows4::fully_connected_i8_blocks8_portable
+);
+
+#[cfg(test)]
+kernel_tests!(
     rows4_m0_portable_vs_reference,
     crate::kernels::rows4::fully_connected_i8_m0_portable
 );

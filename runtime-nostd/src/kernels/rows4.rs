@@ -69,13 +69,18 @@ fn mac4(acc: i32, w: &[u8], x: &[i8]) -> i32 {
     }
 }
 
-/// Same contract as [`super::reference::fully_connected_i8`].
+/// Same contract as [`super::reference::fully_connected_i8`]. On RV32 the whole blocks of eight
+/// rows of a layer with inputs in sixteens go through one assembly call first
+/// (`rv32_asm::fc_blocks8`), output stage included.
 pub fn fully_connected_i8(
     params: &FcParams<'_>,
     input: &[i8],
     output: &mut [i8],
 ) -> Result<(), Error> {
-    fully_connected_with(params, input, output, dot4)
+    #[cfg(kiln_kernel = "rv32")]
+    return fully_connected_with(params, input, output, dot4, super::rv32_asm::fc_blocks8);
+    #[cfg(not(kiln_kernel = "rv32"))]
+    fully_connected_with(params, input, output, dot4, |_, _, _| 0)
 }
 
 /// [`fully_connected_i8`] with the portable inner loop, whatever the target: the host tests
@@ -86,7 +91,55 @@ pub fn fully_connected_i8_portable(
     input: &[i8],
     output: &mut [i8],
 ) -> Result<(), Error> {
-    fully_connected_with(params, input, output, dot4_portable)
+    fully_connected_with(params, input, output, dot4_portable, |_, _, _| 0)
+}
+
+/// [`fully_connected_i8`] as it runs on RV32, with the portable twin of the eight-row blocks.
+#[cfg(test)]
+pub fn fully_connected_i8_blocks8_portable(
+    params: &FcParams<'_>,
+    input: &[i8],
+    output: &mut [i8],
+) -> Result<(), Error> {
+    fully_connected_with(params, input, output, dot4_portable, fc_blocks8_portable)
+}
+
+/// The whole blocks of eight rows of a layer whose input is a positive multiple of 16 long,
+/// into `output[..8 * blocks]`, up to the first block with a shift outside `33..=62`: the
+/// portable twin of `rv32_asm::fc_blocks8`, in its order (bias, the dot product, the output
+/// stage of [`crate::fixed::rq_high_zp`], then both clamps). Returns the rows written (0 when
+/// the slices are short, as the assembly's wrapper does).
+#[cfg(test)]
+pub(crate) fn fc_blocks8_portable(params: &FcParams<'_>, input: &[i8], output: &mut [i8]) -> usize {
+    let n_in = input.len();
+    let n_rows = output.len() & !7;
+    let in_bounds = n_rows > 0
+        && n_in > 0
+        && n_in % 16 == 0
+        && params.weights.len() >= n_rows * n_in
+        && params.bias.len() >= n_rows * 4
+        && params.multipliers.len() >= n_rows * 4
+        && params.shifts.len() >= n_rows;
+    if !in_bounds {
+        return 0;
+    }
+    let round_zp = crate::fixed::round_zp(params.output_zero_point);
+    for (block, out8) in output.chunks_exact_mut(8).enumerate() {
+        let first = block * 8;
+        let shifts = &params.shifts[first..first + 8];
+        if !shifts.iter().all(|&t| crate::fixed::rq_acc_is_high(t)) {
+            return first;
+        }
+        for (r, out) in out8.iter_mut().enumerate() {
+            let row = first + r;
+            let weights = &params.weights[row * n_in..(row + 1) * n_in];
+            let acc = tail_dot(weights, input, le_i32(&params.bias[row * 4..row * 4 + 4]));
+            let multiplier = le_i32(&params.multipliers[row * 4..row * 4 + 4]);
+            let q = crate::fixed::rq_high_zp(acc, multiplier, shifts[r], round_zp);
+            *out = q.max(params.clamp_min).min(params.clamp_max);
+        }
+    }
+    n_rows
 }
 
 /// The portable twin of the Cortex-M0 layer routine (`m0_asm.rs`), in its order: blocks of four
@@ -131,23 +184,27 @@ pub fn fully_connected_i8_m0_portable(
     Ok(())
 }
 
+/// The rows from the first one `blocks` did not write (all of them where it writes none): four
+/// at a time through `dot4`, then word by word and byte by byte, and one output stage.
 #[inline(always)]
 fn fully_connected_with(
     params: &FcParams<'_>,
     input: &[i8],
     output: &mut [i8],
     dot4: impl Fn(&[u8], usize, &[i8], usize, &mut [i32; 4]),
+    blocks: impl Fn(&FcParams<'_>, &[i8], &mut [i8]) -> usize,
 ) -> Result<(), Error> {
     let n_in = input.len();
     params.check(n_in, output.len())?;
+    let done_rows = blocks(params, input, output);
     let n_body = n_in & !3;
     // Whole blocks of four rows take the inputs eight at a time (the assembly's unrolling);
     // every row then finishes word by word and byte by byte, through one output stage: one
     // copy of each loop, whatever the shape.
     let n_dot = n_in & !7;
     let input_dot = input.get(..n_dot).unwrap_or(&[]);
-    let mut first = 0usize;
-    for out4 in output.chunks_mut(4) {
+    let mut first = done_rows;
+    for out4 in output.get_mut(done_rows..).unwrap_or(&mut []).chunks_mut(4) {
         // `check` proved `n_out * n_in` weights and `4 * n_out` bias and multiplier bytes: no
         // product below overflows, and every `get` below is in bounds.
         let block = params
