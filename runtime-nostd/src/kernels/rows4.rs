@@ -167,16 +167,16 @@ pub fn fully_connected_i8_m0_portable(
             let bias = le_i32(&params.bias[row * 4..row * 4 + 4]);
             *acc = tail_dot(weights, input, bias);
         }
-        for r in 0..stored {
+        for (r, &acc) in acc.iter().enumerate().take(stored) {
             let row = first + r;
             let multiplier = le_i32(&params.multipliers[row * 4..row * 4 + 4]);
             let shift = params.shifts[row];
             output[row] = if crate::fixed::rq_acc_is_high(shift) {
-                crate::fixed::rq_high_zp(acc[r], multiplier, shift, round_zp)
+                crate::fixed::rq_high_zp(acc, multiplier, shift, round_zp)
                     .max(params.clamp_min)
                     .min(params.clamp_max)
             } else {
-                requantize(params, acc[r], multiplier, shift)
+                requantize(params, acc, multiplier, shift)
             };
         }
         first += stored;
