@@ -106,6 +106,11 @@ const fn bytes<const N: usize>(seed: u32) -> [u8; N] {
     out
 }
 
+/// Word arrays (biases, multipliers) at a word boundary, as a blob at an aligned address has
+/// them: the Cortex-M0 dense routine needs that (and takes the compact kernel otherwise).
+#[repr(C, align(4))]
+struct Words<const N: usize>([u8; N]);
+
 /// `N` little-endian words: biases in `[-2^12, 2^12)` or multipliers in `[2^30, 2^31)`.
 const fn words<const N: usize>(seed: u32, multipliers: bool) -> [u8; N] {
     let mut out = [0u8; N];
@@ -260,8 +265,8 @@ macro_rules! conv_shape {
             $oc * $kh * $kw * $c
         };
         static WEIGHTS: [u8; N_W] = bytes::<N_W>($seed);
-        static BIAS: [u8; $oc * 4] = words::<{ $oc * 4 }>($seed ^ 0x1111, false);
-        static MULT: [u8; $oc * 4] = words::<{ $oc * 4 }>($seed ^ 0x2222, true);
+        static BIAS: Words<{ $oc * 4 }> = Words(words::<{ $oc * 4 }>($seed ^ 0x1111, false));
+        static MULT: Words<{ $oc * 4 }> = Words(words::<{ $oc * 4 }>($seed ^ 0x2222, true));
         // about 7 + 8 + log2(taps) / 2 bits of accumulator down to 8 bits
         static SHIFTS: [u8; $oc] = fill::<$oc>(if N_W / $oc > 64 { 41 } else { 39 });
         static INPUT: [u8; $h * $w * $c] = bytes::<{ $h * $w * $c }>($seed ^ 0x3333);
@@ -274,8 +279,8 @@ macro_rules! conv_shape {
             stride: $stride,
             pad: $pad,
             weights: &WEIGHTS,
-            bias: &BIAS,
-            multipliers: &MULT,
+            bias: &BIAS.0,
+            multipliers: &MULT.0,
             shifts: &SHIFTS,
             input: &INPUT,
         }
@@ -411,8 +416,8 @@ fn main() -> ! {
         // Every other channel's multiplier is 2^30: the output stages' zero-low-half branch.
         ConvShape {
             multipliers: {
-                static TIES: [u8; 7 * 4] = tie_multipliers::<{ 7 * 4 }>(0x789a_bcde);
-                &TIES
+                static TIES: Words<{ 7 * 4 }> = Words(tie_multipliers::<{ 7 * 4 }>(0x789a_bcde));
+                &TIES.0
             },
             ..conv_shape!(
                 b"odd_conv",
@@ -427,8 +432,8 @@ fn main() -> ! {
         },
         ConvShape {
             multipliers: {
-                static TIES: [u8; 6 * 4] = tie_multipliers::<{ 6 * 4 }>(0x89ab_cdef);
-                &TIES
+                static TIES: Words<{ 6 * 4 }> = Words(tie_multipliers::<{ 6 * 4 }>(0x89ab_cdef));
+                &TIES.0
             },
             ..conv_shape!(
                 b"odd_depthwise",
@@ -526,13 +531,13 @@ fn main() -> ! {
     }
     // The dense kernel on CMSIS-NN's fully connected shape, for scale: 784 -> 128.
     static FC_WEIGHTS: [u8; 784 * 128] = bytes::<{ 784 * 128 }>(0x9abc_def0);
-    static FC_BIAS: [u8; 128 * 4] = words::<{ 128 * 4 }>(0xabcd_ef01, false);
-    static FC_MULT: [u8; 128 * 4] = words::<{ 128 * 4 }>(0xbcde_f012, true);
+    static FC_BIAS: Words<{ 128 * 4 }> = Words(words::<{ 128 * 4 }>(0xabcd_ef01, false));
+    static FC_MULT: Words<{ 128 * 4 }> = Words(words::<{ 128 * 4 }>(0xbcde_f012, true));
     static FC_SHIFTS: [u8; 128] = fill::<128>(41);
     let fc = FcParams {
         weights: &FC_WEIGHTS,
-        bias: &FC_BIAS,
-        multipliers: &FC_MULT,
+        bias: &FC_BIAS.0,
+        multipliers: &FC_MULT.0,
         shifts: &FC_SHIFTS,
         output_zero_point: 5,
         clamp_min: -128,
@@ -545,15 +550,16 @@ fn main() -> ! {
     // `round(acc / 8)`, with `acc` over a ramp of values, so the product's low half is 0 for
     // every fourth accumulator and half of those are ties, which round to even.
     static RAMP: [u8; 256] = ramp::<256>();
-    static TIE_MULT: [u8; 128 * 4] = repeat_word::<{ 128 * 4 }>(1 << 30);
+    static TIE_MULT: Words<{ 128 * 4 }> = Words(repeat_word::<{ 128 * 4 }>(1 << 30));
     static TIE_SHIFTS: [u8; 128] = fill::<128>(33);
-    static TIE_BIAS: [u8; 128 * 4] = counting_words::<{ 128 * 4 }>();
+    static TIE_BIAS: Words<{ 128 * 4 }> = Words(counting_words::<{ 128 * 4 }>());
     static DW_ONES: [u8; 4] = [1, 1, 1, 1];
     static CONV_IDENTITY: [u8; 16] = [1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1];
     // Pixel p's channel c is 4 p + c, so with the zero point -7 and these biases the
     // accumulators of channels 0-2 are 4 p + 8 (a zero low half, a tie for odd p) and channel
     // 3's is 4 p + 10.
-    static TIE_CONV_BIAS: [u8; 16] = [1, 0, 0, 0, 0, 0, 0, 0, 255, 255, 255, 255, 0, 0, 0, 0];
+    static TIE_CONV_BIAS: Words<16> =
+        Words([1, 0, 0, 0, 0, 0, 0, 0, 255, 255, 255, 255, 0, 0, 0, 0]);
     for (name, depthwise, weights) in [
         (&b"ties_depthwise"[..], true, &DW_ONES[..]),
         (&b"ties_conv"[..], false, &CONV_IDENTITY[..]),
@@ -567,8 +573,8 @@ fn main() -> ! {
             stride: [1, 1],
             pad: [0, 0],
             weights,
-            bias: &TIE_CONV_BIAS,
-            multipliers: TIE_MULT.get(..16).unwrap_or(&[]),
+            bias: &TIE_CONV_BIAS.0,
+            multipliers: TIE_MULT.0.get(..16).unwrap_or(&[]),
             shifts: TIE_SHIFTS.get(..4).unwrap_or(&[]),
             input: &RAMP,
         };
@@ -595,8 +601,8 @@ fn main() -> ! {
     static TIE_FC_WEIGHTS: [u8; 8 * 128] = one_hot_rows::<{ 8 * 128 }>();
     let fc = FcParams {
         weights: &TIE_FC_WEIGHTS,
-        bias: &TIE_BIAS,
-        multipliers: &TIE_MULT,
+        bias: &TIE_BIAS.0,
+        multipliers: &TIE_MULT.0,
         shifts: &TIE_SHIFTS,
         output_zero_point: 5,
         clamp_min: -128,
