@@ -1099,12 +1099,7 @@ pub fn fc_blocks(params: &FcParams<'_>, n_in: usize, widened: &[i8], output: &mu
         && n_in % 8 == 0
         && n_in.checked_mul(2).is_some_and(|len| widened.len() >= len)
         && widened.as_ptr().align_offset(4) == 0
-        && n_rows
-            .checked_mul(n_in)
-            .is_some_and(|len| params.weights.len() >= len)
-        && params.bias.len() >= n_rows.wrapping_mul(4)
-        && params.multipliers.len() >= n_rows.wrapping_mul(4)
-        && params.shifts.len() >= n_rows;
+        && params.holds_rows(n_rows, n_in);
     if !in_bounds {
         return 0;
     }

@@ -474,9 +474,7 @@ const _: () = {
 /// 4-byte-aligned address has them so), for the caller to run another kernel.
 #[inline(always)]
 pub fn fully_connected(params: &FcParams<'_>, input: &[i8], output: &mut [i8]) -> bool {
-    let aligned = params.bias.as_ptr().align_offset(4) == 0
-        && params.multipliers.as_ptr().align_offset(4) == 0;
-    if !aligned || params.check(input.len(), output.len()).is_err() {
+    if !params.words_aligned() || params.check(input.len(), output.len()).is_err() {
         return false;
     }
     let mut args = FcArgs {

@@ -247,6 +247,28 @@ pub struct FcParams<'a> {
 }
 
 impl FcParams<'_> {
+    /// Whether the biases and multipliers start at a word boundary (as in a blob at a
+    /// 4-byte-aligned address), for the routines that load them as words on cores that fault
+    /// on an unaligned load.
+    #[cfg(any(kiln_kernel = "m0", kiln_kernel = "rv32"))]
+    #[inline(always)]
+    pub(crate) fn words_aligned(&self) -> bool {
+        self.bias.as_ptr().align_offset(4) == 0 && self.multipliers.as_ptr().align_offset(4) == 0
+    }
+
+    /// Whether the arrays hold the first `n_rows` rows of `n_in` weights, with their biases,
+    /// multipliers and shifts: what the block routines read (they run on the first rows of a
+    /// layer whose full lengths `check` has proved, or on any slices their wrappers are given).
+    #[inline(always)]
+    pub(crate) fn holds_rows(&self, n_rows: usize, n_in: usize) -> bool {
+        let words = n_rows.checked_mul(4);
+        n_rows
+            .checked_mul(n_in)
+            .is_some_and(|len| self.weights.len() >= len)
+            && words.is_some_and(|len| self.bias.len() >= len && self.multipliers.len() >= len)
+            && self.shifts.len() >= n_rows
+    }
+
     /// Checks that the slices fit `n_in` inputs and `n_out` outputs (`n_in >= 1`) and that
     /// `clamp_min <= clamp_max`. Every kernel calls this first, so a wrong call is an error,
     /// never a panic or an out-of-bounds read.

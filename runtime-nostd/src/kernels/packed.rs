@@ -94,10 +94,7 @@ pub(crate) fn fc_blocks(
         && n_in > 0
         && n_in % 8 == 0
         && widened.len() >= n_in.saturating_mul(2)
-        && params.weights.len() >= n_rows.saturating_mul(n_in)
-        && params.bias.len() >= n_rows.saturating_mul(4)
-        && params.multipliers.len() >= n_rows.saturating_mul(4)
-        && params.shifts.len() >= n_rows;
+        && params.holds_rows(n_rows, n_in);
     if !in_bounds {
         return 0;
     }

@@ -113,13 +113,7 @@ pub fn fully_connected_i8_blocks8_portable(
 pub(crate) fn fc_blocks8_portable(params: &FcParams<'_>, input: &[i8], output: &mut [i8]) -> usize {
     let n_in = input.len();
     let n_rows = output.len() & !7;
-    let in_bounds = n_rows > 0
-        && n_in > 0
-        && n_in % 16 == 0
-        && params.weights.len() >= n_rows * n_in
-        && params.bias.len() >= n_rows * 4
-        && params.multipliers.len() >= n_rows * 4
-        && params.shifts.len() >= n_rows;
+    let in_bounds = n_rows > 0 && n_in > 0 && n_in % 16 == 0 && params.holds_rows(n_rows, n_in);
     if !in_bounds {
         return 0;
     }

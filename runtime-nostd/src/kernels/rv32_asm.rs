@@ -428,14 +428,8 @@ pub fn fc_blocks8(params: &FcParams<'_>, input: &[i8], output: &mut [i8]) -> usi
     let in_bounds = n_blocks > 0
         && n_in > 0
         && n_in % 16 == 0
-        && n_rows
-            .checked_mul(n_in)
-            .is_some_and(|len| params.weights.len() >= len)
-        && params.bias.len() >= n_rows.wrapping_mul(4)
-        && params.multipliers.len() >= n_rows.wrapping_mul(4)
-        && params.shifts.len() >= n_rows
-        && params.bias.as_ptr().align_offset(4) == 0
-        && params.multipliers.as_ptr().align_offset(4) == 0;
+        && params.holds_rows(n_rows, n_in)
+        && params.words_aligned();
     if !in_bounds {
         return 0;
     }
