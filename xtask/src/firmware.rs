@@ -1898,7 +1898,8 @@ const CONV_BENCH_IMAGES: usize = 2;
 /// firmware's model source and run on the host for the expected CRC.
 fn prepare_conv_shape(shape: &ConvShape, out: &Path) -> Result<Prepared> {
     use kiln_runtime::encode::{
-        chain, encode, ActivationSpec, AffineSpec, ConvSpec, InputStageSpec, LayerSpec, ModelSpec,
+        chain, encode_layer_by_layer, ActivationSpec, AffineSpec, ConvSpec, InputStageSpec,
+        LayerSpec, ModelSpec,
     };
     let mut state: u32 = 0x9e37_79b9;
     let mut next = move || {
@@ -1960,7 +1961,10 @@ fn prepare_conv_shape(shape: &ConvShape, out: &Path) -> Result<Prepared> {
         output_scale: 0.1,
         output_zero_point: -128,
     };
-    let blob = encode(&spec).map_err(|e| anyhow::anyhow!("{}: {e}", shape.name))?;
+    // Layer by layer: `encode`'s plan would run a shape-keeping depthwise layer in place
+    // (format version 7), which this firmware, built without `in-place`, refuses to load; the
+    // table measures the kernel, not the plan.
+    let blob = encode_layer_by_layer(&spec).map_err(|e| anyhow::anyhow!("{}: {e}", shape.name))?;
     let model = kiln_runtime::Model::from_bytes(&blob)
         .map_err(|e| anyhow::anyhow!("{}: {e}", shape.name))?;
     let n_inputs = (h * w * c) as usize;

@@ -4,8 +4,10 @@
 //! a multiple of 4 (the rows after the last block), with and without a workspace, with
 //! every shift in 33..=62 (the block kernels' fast output stage), and with shifts and
 //! multipliers no validated model has (0, 63 and above; negative multipliers; wide biases),
-//! which the kernels must still compute as the reference does. The bias and multipliers are
-//! word-aligned, as in a blob at an aligned address (the Cortex-M0 routine needs that).
+//! which the kernels must still compute as the reference does. The weights, bias and
+//! multipliers are word-aligned, as in a blob at an aligned address (the Cortex-M0 routine needs
+//! that for the bias and multipliers, the Armv7E-M blocks for the weights); each case runs once
+//! more with all three one byte past a word boundary (the fallbacks).
 
 use kiln_runtime::kernels::{self, packed, reference, FcParams};
 
@@ -19,6 +21,10 @@ const N_OUTPUTS: [usize; 8] = [1, 3, 4, 5, 8, 9, 16, 17];
 #[repr(C, align(4))]
 struct Words([u8; 4 * MAX_OUT + 4]);
 
+/// Weights at a word boundary, one word more than the largest case takes.
+#[repr(C, align(4))]
+struct WeightWords([u8; MAX_IN * MAX_OUT + 4]);
+
 /// The shifts and multipliers of a case.
 #[derive(Clone, Copy, PartialEq)]
 enum Scales {
@@ -30,10 +36,10 @@ enum Scales {
     Extreme,
 }
 
-/// The first `n` words of `values` copied into `to` from byte `skip`.
-fn place<'a>(values: &[u8], to: &'a mut Words, skip: usize, n: usize) -> Option<&'a [u8]> {
-    let bytes = to.0.get_mut(skip..skip + 4 * n)?;
-    for (byte, &value) in bytes.iter_mut().zip(values.get(..4 * n)?) {
+/// The first `n` bytes of `values` copied into `to` from byte `skip`.
+fn place<'a>(values: &[u8], to: &'a mut [u8], skip: usize, n: usize) -> Option<&'a [u8]> {
+    let bytes = to.get_mut(skip..skip + n)?;
+    for (byte, &value) in bytes.iter_mut().zip(values.get(..n)?) {
         *byte = value;
     }
     Some(bytes)
@@ -63,6 +69,8 @@ fn put_le(chunk: &mut [u8], value: i32) {
 pub fn run() -> (u32, u32) {
     let mut filler = Filler(0x4b49_4c4e);
     let mut weights = [0u8; MAX_IN * MAX_OUT];
+    let mut aligned_weights = WeightWords([0; MAX_IN * MAX_OUT + 4]);
+    let mut shifted_weights = WeightWords([0; MAX_IN * MAX_OUT + 4]);
     let mut bias = [0u8; 4 * MAX_OUT];
     let mut multipliers = [0u8; 4 * MAX_OUT];
     let mut aligned_bias = Words([0; 4 * MAX_OUT + 4]);
@@ -118,18 +126,15 @@ pub fn run() -> (u32, u32) {
             }
             let zero_point = filler.next() as i8 >> 1;
             // Word-aligned, as in a blob at an aligned address; the misaligned copy below.
-            let (Some(b), Some(m)) = (
-                place(&bias, &mut aligned_bias, 0, n_out),
-                place(&multipliers, &mut aligned_multipliers, 0, n_out),
+            let (Some(w), Some(b), Some(m)) = (
+                place(&weights, &mut aligned_weights.0, 0, n_in * n_out),
+                place(&bias, &mut aligned_bias.0, 0, 4 * n_out),
+                place(&multipliers, &mut aligned_multipliers.0, 0, 4 * n_out),
             ) else {
                 n_mismatches += 1;
                 continue;
             };
-            let (Some(w), Some(t), Some(x)) = (
-                weights.get(..n_in * n_out),
-                shifts.get(..n_out),
-                input.get(..n_in),
-            ) else {
+            let (Some(t), Some(x)) = (shifts.get(..n_out), input.get(..n_in)) else {
                 n_mismatches += 1;
                 continue;
             };
@@ -176,16 +181,19 @@ pub fn run() -> (u32, u32) {
             if widened.is_err() || got != expected {
                 n_mismatches += 1;
             }
-            // The bias and multipliers one byte past a word boundary (the Cortex-M0 routine
-            // leaves such a layer to the compact kernel).
-            let (Some(b), Some(m)) = (
-                place(&bias, &mut shifted_bias, 1, n_out),
-                place(&multipliers, &mut shifted_multipliers, 1, n_out),
+            // The weights, bias and multipliers one byte past a word boundary (the Cortex-M0
+            // routine leaves such a layer to the compact kernel, the Armv7E-M blocks leave it to
+            // the one-row loop).
+            let (Some(w), Some(b), Some(m)) = (
+                place(&weights, &mut shifted_weights.0, 1, n_in * n_out),
+                place(&bias, &mut shifted_bias.0, 1, 4 * n_out),
+                place(&multipliers, &mut shifted_multipliers.0, 1, 4 * n_out),
             ) else {
                 n_mismatches += 1;
                 continue;
             };
             let params = FcParams {
+                weights: w,
                 bias: b,
                 multipliers: m,
                 ..params
@@ -195,6 +203,15 @@ pub fn run() -> (u32, u32) {
             }
             n_cases += 1;
             if kernels::fully_connected_i8(&params, x, got).is_err() || got != expected {
+                n_mismatches += 1;
+            }
+            // The same with the workspace (where the Armv7E-M blocks would run).
+            for value in got.iter_mut() {
+                *value = 0x55;
+            }
+            n_cases += 1;
+            let widened = kernels::fully_connected_i8_workspace(&params, x, workspace, got);
+            if widened.is_err() || got != expected {
                 n_mismatches += 1;
             }
         }

@@ -81,7 +81,8 @@ use crate::Error;
 /// widened input, into `output[..4 * blocks]`, up to the first block with a shift outside
 /// `33..=62`: the portable twin of the assembly in `dsp_asm.rs`, in its order (bias,
 /// [`dot4_widened`], the output stage of [`rq_high_zp`], then both clamps). Returns the rows
-/// written (0 when the slices are short, as the assembly's wrapper does).
+/// written (0 when the slices are short or the weights not word-aligned, as the assembly's
+/// wrapper does).
 #[cfg(not(kiln_kernel = "dsp"))]
 pub(crate) fn fc_blocks(
     params: &FcParams<'_>,
@@ -94,6 +95,7 @@ pub(crate) fn fc_blocks(
         && n_in > 0
         && n_in % 8 == 0
         && widened.len() >= n_in.saturating_mul(2)
+        && params.weights.as_ptr().align_offset(4) == 0
         && params.holds_rows(n_rows, n_in);
     if !in_bounds {
         return 0;
