@@ -1734,63 +1734,78 @@ pub fn bench_mcu(options: &FirmwareOptions) -> Result<()> {
     if options.conv_only {
         return bench_conv_layers(&boards, &plugin_args, &options.out);
     }
-    let data = prepare(Dataset::Mnist, options)?;
-    write_generated(&data)?;
     let mut lines = Vec::new();
     let mut code_lines = Vec::new();
-    let boards_for_conv = boards.clone();
-    for board in boards {
-        println!("\n== {} ({}) ==", board.name, board.core);
-        let mut measured = Vec::new();
-        for kernel in [None, Some("reference")] {
-            let elf_path = build_firmware_with_kernel(board, &[], kernel)?;
-            let (success, output) = run_qemu(board, &elf_path, &plugin_args)?;
-            ensure!(
-                success
-                    && result_field(&output, "crc32")
-                        == Some(format!("{:#010x}", data.host_crc32).as_str()),
-                "{} ({} kernel): the firmware does not reproduce the host:\n{output}",
-                board.name,
-                kernel.unwrap_or("optimized")
-            );
-            let (_, network) = region_means(board, &output, data.labels.len())?;
-            if kernel.is_none() {
-                code_lines.push(network_code_line(board, &elf_path)?);
-            }
-            measured.push((network, Elf::read(&elf_path)?.text_size()));
-        }
-        let [(optimized, optimized_text), (reference, reference_text)] = measured[..] else {
-            unreachable!("two kernels measured");
-        };
-        lines.push(format!(
-            "| {} | {} | {:.0} | {:.3} | {:.0} | {:.3} | {:.2}x | {} B | {} B |",
-            board.name,
-            board.core,
-            optimized,
-            optimized / data.macs as f64,
-            reference,
-            reference / data.macs as f64,
-            reference / optimized,
-            optimized_text,
-            reference_text,
+    let mut descriptions = Vec::new();
+    // MNIST (large layers), and the digits MLPs whose small layers pay the per-row and
+    // per-layer work: what the smallest parts run.
+    for dataset in [Dataset::Mnist, Dataset::Digits, Dataset::DigitsTiny] {
+        let data = prepare(dataset, options)?;
+        write_generated(&data)?;
+        descriptions.push(format!(
+            "{} ({} MACs, {} images)",
+            data.description,
+            data.macs,
+            data.labels.len()
         ));
+        for &board in &boards {
+            println!(
+                "\n== {} ({}): {} ==",
+                board.name,
+                board.core,
+                dataset.label()
+            );
+            let mut measured = Vec::new();
+            for kernel in [None, Some("reference")] {
+                let elf_path = build_firmware_with_kernel(board, &[], kernel)?;
+                let (success, output) = run_qemu(board, &elf_path, &plugin_args)?;
+                ensure!(
+                    success
+                        && result_field(&output, "crc32")
+                            == Some(format!("{:#010x}", data.host_crc32).as_str()),
+                    "{} ({} kernel), {}: the firmware does not reproduce the host:\n{output}",
+                    board.name,
+                    kernel.unwrap_or("optimized"),
+                    dataset.label()
+                );
+                let (_, network) = region_means(board, &output, data.labels.len())?;
+                if kernel.is_none() && dataset == Dataset::Mnist {
+                    code_lines.push(network_code_line(board, &elf_path)?);
+                }
+                measured.push((network, Elf::read(&elf_path)?.text_size()));
+            }
+            let [(optimized, optimized_text), (reference, reference_text)] = measured[..] else {
+                unreachable!("two kernels measured");
+            };
+            lines.push(format!(
+                "| {} | {} | {} | {:.0} | {:.3} | {:.0} | {:.3} | {:.2}x | {} B | {} B |",
+                board.name,
+                board.core,
+                dataset.label(),
+                optimized,
+                optimized / data.macs as f64,
+                reference,
+                reference / data.macs as f64,
+                reference / optimized,
+                optimized_text,
+                reference_text,
+            ));
+        }
     }
     println!(
-        "\ncargo xtask bench-mcu: {} ({} MACs), int8 input to int8 logits (Model::run_quantized),\n\
-         exact guest instructions from the qemu-insncount plugin, mean over {} images; every run\n\
+        "\ncargo xtask bench-mcu: {}; int8 input to int8 logits (Model::run_quantized),\n\
+         exact guest instructions from the qemu-insncount plugin, mean over the images; every run\n\
          reproduced the host's CRC-32 and its on-device check against the reference kernel\n",
-        data.description,
-        data.macs,
-        data.labels.len()
+        descriptions.join("; "),
     );
-    println!("| board | core | insns | insns/MAC | reference insns | reference insns/MAC | speed-up | firmware .text | with reference .text |");
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("| board | core | model | insns | insns/MAC | reference insns | reference insns/MAC | speed-up | firmware .text | with reference .text |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for line in lines {
         println!("{line}");
     }
     println!(
-        "\nInference code: every function the firmware's `kiln_network` (one call of\n\
-         Model::run_quantized) reaches, sized from the symbol table; compiler builtins (memcpy)\n\
+        "\nInference code (MNIST 784-128-10): every function the firmware's `kiln_network` (one\n\
+         call of Model::run_quantized) reaches, sized from the symbol table; compiler builtins (memcpy)\n\
          are shared with the rest of the firmware and listed apart. The kernel is the dense\n\
          layer alone: the packed or four-row body, its assembly loops and the output stage.\n"
     );
@@ -1799,7 +1814,7 @@ pub fn bench_mcu(options: &FirmwareOptions) -> Result<()> {
     for line in code_lines {
         println!("{line}");
     }
-    bench_conv_layers(&boards_for_conv, &plugin_args, &options.out)
+    bench_conv_layers(&boards, &plugin_args, &options.out)
 }
 
 /// One convolution shape of `../shared/tools/cmsis-nn-bench` (its harness.c), with the

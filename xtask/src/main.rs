@@ -47,8 +47,9 @@ commands:
                       and print instructions per MAC, code size, flash and RAM per board and
                       model (--update-figures: rewrite trainer/src/cli/device_figures.json)
   bench-mcu [--board NAME]... [--images N] [--conv-only]
-                      instructions per MAC of MNIST 784-128-10 on every emulated core, with the
-                      runtime's kernel and with the reference kernel (up to 20 images); then
+                      instructions per MAC of MNIST 784-128-10, digits 64-128-10 and digits
+                      64-16-10 on every emulated core, with the runtime's kernel and with the
+                      reference kernel (up to 20 images); then
                       CMSIS-NN's convolution shapes as one-node models on Cortex-M4F and M7,
                       beside CMSIS-NN's counts (--conv-only: just those)
   bench-tiny [--board NAME]... [--out DIR]
