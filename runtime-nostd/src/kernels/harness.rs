@@ -155,6 +155,50 @@ pub fn block_cases(impl_fn: KernelFn, seed: u64, cases: usize) {
     }
 }
 
+/// The block cases with the weights, bias and multipliers one byte past a word boundary, as in
+/// a blob at an odd address: the block routines that need aligned arrays (Armv7E-M's `LDRD` of
+/// weights, the Cortex-M0 routine's word loads of bias and multipliers) must leave such a layer
+/// to their fallbacks, with the reference's bits.
+pub fn misaligned_block_cases(impl_fn: KernelFn, seed: u64, cases: usize) {
+    let mut rng = Rng::new(seed);
+    for i in 0..cases {
+        let n_in = 8 * rng.usize_in(1, 24);
+        let n_out = rng.usize_in(4, 22);
+        let case = case_of_shape(&mut rng, n_in, n_out, 33);
+        // One byte in front, then the array: the slice from byte 1 is misaligned whenever the
+        // allocation is word-aligned (it is on every host allocator).
+        let shifted = |bytes: &[u8]| -> Vec<u8> {
+            core::iter::once(0).chain(bytes.iter().copied()).collect()
+        };
+        let (weights, bias, multipliers) = (
+            shifted(&case.weights),
+            shifted(&case.bias),
+            shifted(&case.multipliers),
+        );
+        let params = FcParams {
+            weights: &weights[1..],
+            bias: &bias[1..],
+            multipliers: &multipliers[1..],
+            ..case.params()
+        };
+        assert_ne!(
+            params.weights.as_ptr().align_offset(4),
+            0,
+            "misaligned weights"
+        );
+        let mut expected = std::vec![0x5Ai8; n_out];
+        let mut got = expected.clone();
+        let r_expected = reference::fully_connected_i8(&params, &case.input, &mut expected);
+        let r_got = impl_fn(&params, &case.input, &mut got);
+        let what = std::format!("misaligned block case {i} (n_in {n_in}, n_out {n_out})");
+        assert_eq!(
+            r_got, r_expected,
+            "{what}: result differs from the reference"
+        );
+        assert_eq!(got, expected, "{what}: outputs differ from the reference");
+    }
+}
+
 /// All-extreme weights, inputs, biases and parameters (the accumulator bound is met).
 pub fn extremes(impl_fn: KernelFn) {
     let mut rng = Rng::new(0xE7);

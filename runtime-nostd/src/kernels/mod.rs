@@ -507,6 +507,11 @@ macro_rules! kernel_tests {
             }
 
             #[test]
+            fn misaligned_blocks_match_reference() {
+                $crate::kernels::harness::misaligned_block_cases($impl_fn, 0x4b31_0004, 300);
+            }
+
+            #[test]
             fn long_rows_match_reference() {
                 $crate::kernels::harness::random_cases($impl_fn, 0x4b31_0002, 100, 2000);
             }
