@@ -873,150 +873,168 @@ core::arch::global_asm!(
     ".size kiln_dot4_i16_dsp, . - kiln_dot4_i16_dsp",
 );
 
-core::arch::global_asm!(
-    ".section .text.kiln_conv_pairs_dsp,\"ax\",%progbits",
-    ".global kiln_conv_pairs_dsp",
-    ".type kiln_conv_pairs_dsp,%function",
-    ".p2align 2",
-    ".thumb_func",
-    "kiln_conv_pairs_dsp:",
-    // r0: a `Pairs` (offsets in its definition), read and advanced block by block. A block is
-    // two output channels (rows o, o + 1 of the OHWI weights, `stride` bytes apart) of two
-    // output pixels A and B, whose columns are widened and interleaved in `lanes`: per four
-    // taps the words A02, A13, B02, B13. Each weight word is loaded and split once and serves
-    // both pixels: four SMLAD per weight word. Then the output stage of both rows for both
-    // pixels, and two bytes out per pixel.
-    // Inner loop registers: r0 row o (row o + 1 at r0 + r1), r1 stride, r2 the lanes, r3
-    // their end, r4/r5 pixel A rows o/o+1, r6/r7 pixel B rows o/o+1, r8-r11 the lanes of
-    // four taps, r12 and lr a weight word split in two.
-    "push {{r4-r11, lr}}",
-    "sub sp, sp, #4", // where `pairs` waits while the loop uses lr
-    "str r0, [sp]",
-    "mov lr, r0",
-    "ldr r0, [lr, #0]", // row o of the first block
-    "ldr r1, [lr, #4]", // stride
-    "3:",
-    "ldr r9, [lr, #12]", // this block's record: start[o], start[o + 1], M, s - 1, M, s - 1
-    "ldrd r4, r5, [r9]",
-    "mov r6, r4",
-    "mov r7, r5",
-    "ldr r2, [lr, #8]",       // the lanes
-    "ldr r3, [lr, #16]",      // groups of 8 taps (> 0)
-    "lsls r12, r3, #31",      // Z clear when the group count is odd
-    "add r3, r2, r3, lsl #5", // the lanes' end: 32 bytes per group
-    "bne 2f",
-    "1:",
-    "ldm r2!, {{r8-r11}}",
-    "ldr r12, [r0, r1]",
-    "sxtb16 lr, r12",
-    "sxtb16 r12, r12, ror #8",
-    "smlad r5, lr, r8, r5",
-    "smlad r5, r12, r9, r5",
-    "smlad r7, lr, r10, r7",
-    "smlad r7, r12, r11, r7",
-    "ldr r12, [r0], #4",
-    "sxtb16 lr, r12",
-    "sxtb16 r12, r12, ror #8",
-    "smlad r4, lr, r8, r4",
-    "smlad r4, r12, r9, r4",
-    "smlad r6, lr, r10, r6",
-    "smlad r6, r12, r11, r6",
-    "ldm r2!, {{r8-r11}}",
-    "ldr r12, [r0, r1]",
-    "sxtb16 lr, r12",
-    "sxtb16 r12, r12, ror #8",
-    "smlad r5, lr, r8, r5",
-    "smlad r5, r12, r9, r5",
-    "smlad r7, lr, r10, r7",
-    "smlad r7, r12, r11, r7",
-    "ldr r12, [r0], #4",
-    "sxtb16 lr, r12",
-    "sxtb16 r12, r12, ror #8",
-    "smlad r4, lr, r8, r4",
-    "smlad r4, r12, r9, r4",
-    "smlad r6, lr, r10, r6",
-    "smlad r6, r12, r11, r6",
-    "2:",
-    "ldm r2!, {{r8-r11}}",
-    "ldr r12, [r0, r1]",
-    "sxtb16 lr, r12",
-    "sxtb16 r12, r12, ror #8",
-    "smlad r5, lr, r8, r5",
-    "smlad r5, r12, r9, r5",
-    "smlad r7, lr, r10, r7",
-    "smlad r7, r12, r11, r7",
-    "ldr r12, [r0], #4",
-    "sxtb16 lr, r12",
-    "sxtb16 r12, r12, ror #8",
-    "smlad r4, lr, r8, r4",
-    "smlad r4, r12, r9, r4",
-    "smlad r6, lr, r10, r6",
-    "smlad r6, r12, r11, r6",
-    "ldm r2!, {{r8-r11}}",
-    "ldr r12, [r0, r1]",
-    "sxtb16 lr, r12",
-    "sxtb16 r12, r12, ror #8",
-    "smlad r5, lr, r8, r5",
-    "smlad r5, r12, r9, r5",
-    "smlad r7, lr, r10, r7",
-    "smlad r7, r12, r11, r7",
-    "ldr r12, [r0], #4",
-    "sxtb16 lr, r12",
-    "sxtb16 r12, r12, ror #8",
-    "smlad r4, lr, r8, r4",
-    "smlad r4, r12, r9, r4",
-    "smlad r6, lr, r10, r6",
-    "smlad r6, r12, r11, r6",
-    "cmp r2, r3",
-    "bne 1b",
-    "ldr lr, [sp]",
-    // r0 has moved 8 * groups bytes on: the next block starts two rows after this one.
-    "ldr r2, [lr, #16]",
-    "sub r0, r0, r2, lsl #3",
-    "add r0, r0, r1, lsl #1",
-    "ldr r9, [lr, #12]",
-    "ldr r8, [lr, #28]",       // 2 zp + 1
-    "ldrd r11, r12, [r9, #8]", // row o: M, s - 1
-    rq_high_zp_fast!("r4", "r11", "31", "41"),
-    rq_high_zp_fast!("r6", "r11", "32", "42"),
-    "b 21f",
-    rq_high_zp_slow!("r3", "r10", "31", "41"),
-    rq_high_zp_slow!("r3", "r10", "32", "42"),
-    "21:",
-    "ldrd r11, r12, [r9, #16]", // row o + 1: M, s - 1
-    rq_high_zp_fast!("r5", "r11", "33", "43"),
-    rq_high_zp_fast!("r7", "r11", "34", "44"),
-    "b 22f",
-    rq_high_zp_slow!("r3", "r10", "33", "43"),
-    rq_high_zp_slow!("r3", "r10", "34", "44"),
-    "22:",
-    "add r9, r9, #24",
-    "str r9, [lr, #12]",
-    // [A o, A o+1, B o, B o+1] in one word, then both clamps on all four lanes.
-    "bfi r4, r5, #8, #8",
-    "bfi r4, r6, #16, #8",
-    "bfi r4, r7, #24, #8",
-    "ldr r9, [lr, #32]",
-    "ssub8 r10, r4, r9",
-    "sel r4, r4, r9", // max(q, clamp_min)
-    "ldr r9, [lr, #36]",
-    "ssub8 r10, r4, r9",
-    "sel r4, r9, r4",     // min(q, clamp_max)
-    "ldr r9, [lr, #20]",  // pixel A's two outputs
-    "ldr r10, [lr, #24]", // pixel B's, from A's (0 when B is A)
-    "strh r4, [r9]",
-    "lsr r4, r4, #16",
-    "strh r4, [r9, r10]",
-    "add r9, r9, #2",
-    "str r9, [lr, #20]",
-    "ldr r9, [lr, #40]",
-    "subs r9, r9, #1",
-    "str r9, [lr, #40]",
-    "bne 3b",
-    "add sp, sp, #4",
-    "pop {{r4-r11, pc}}",
-    ".size kiln_conv_pairs_dsp, . - kiln_conv_pairs_dsp",
-);
+/// Four taps of a block of `kiln_conv_pairs_dsp` (`narrow`: rows o and o + 1 of the int8
+/// weights at r0 and r0 + r1, each weight word loaded and split once for both pixels) or of
+/// `kiln_conv_pairs_wide_dsp` (`wide`: rows o and o + 1 widened once per call, at r0 and r1, two
+/// `LDRD` and no split: 11 instructions per 16 MACs instead of 15). The lanes of the four taps:
+/// r8 A02, r9 A13, r10 B02, r11 B13; accumulators r4/r5 pixel A rows o/o+1, r6/r7 pixel B.
+macro_rules! pairs_quad {
+    (narrow) => {
+        concat!(
+            "ldm r2!, {{r8-r11}}\n",
+            "ldr r12, [r0, r1]\n",
+            "sxtb16 lr, r12\n",
+            "sxtb16 r12, r12, ror #8\n",
+            "smlad r5, lr, r8, r5\n",
+            "smlad r5, r12, r9, r5\n",
+            "smlad r7, lr, r10, r7\n",
+            "smlad r7, r12, r11, r7\n",
+            "ldr r12, [r0], #4\n",
+            "sxtb16 lr, r12\n",
+            "sxtb16 r12, r12, ror #8\n",
+            "smlad r4, lr, r8, r4\n",
+            "smlad r4, r12, r9, r4\n",
+            "smlad r6, lr, r10, r6\n",
+            "smlad r6, r12, r11, r6\n",
+        )
+    };
+    (wide) => {
+        concat!(
+            "ldm r2!, {{r8-r11}}\n",
+            "ldrd r12, lr, [r0], #8\n", // row o: w02, w13
+            "smlad r4, r12, r8, r4\n",
+            "smlad r4, lr, r9, r4\n",
+            "smlad r6, r12, r10, r6\n",
+            "smlad r6, lr, r11, r6\n",
+            "ldrd r12, lr, [r1], #8\n", // row o + 1
+            "smlad r5, r12, r8, r5\n",
+            "smlad r5, lr, r9, r5\n",
+            "smlad r7, r12, r10, r7\n",
+            "smlad r7, lr, r11, r7\n",
+        )
+    };
+}
+
+/// The rows' registers at the start of a pairs routine (lr: the `Pairs`): `narrow` row o in r0
+/// and the stride in r1; `wide` row o in r0 and row o + 1 (`stride` = one widened row on) in r1.
+macro_rules! pairs_rows_first {
+    (narrow) => {
+        concat!("ldr r0, [lr, #0]\n", "ldr r1, [lr, #4]\n")
+    };
+    (wide) => {
+        concat!(
+            "ldr r0, [lr, #0]\n",
+            "ldr r1, [lr, #4]\n",
+            "add r1, r0, r1\n"
+        )
+    };
+}
+
+/// The rows of the next block, after the loop moved r0 (and r1) one row's taps on: `narrow`
+/// two rows after this block's row o; `wide` rows o + 2 and o + 3, from r1 where it stopped.
+macro_rules! pairs_rows_next {
+    (narrow) => {
+        concat!(
+            "ldr r2, [lr, #16]\n",
+            "sub r0, r0, r2, lsl #3\n",
+            "add r0, r0, r1, lsl #1\n",
+        )
+    };
+    (wide) => {
+        concat!("ldr r2, [lr, #4]\n", "mov r0, r1\n", "add r1, r1, r2\n")
+    };
+}
+
+/// One pairs routine: `$name` with the rows as `$rows` (`narrow` or `wide`) says.
+macro_rules! conv_pairs_routine {
+    ($name:literal, $rows:ident) => {
+        core::arch::global_asm!(
+            concat!(".section .text.", $name, ",\"ax\",%progbits"),
+            concat!(".global ", $name),
+            concat!(".type ", $name, ",%function"),
+            ".p2align 2",
+            ".thumb_func",
+            concat!($name, ":"),
+            // r0: a `Pairs` (offsets in its definition), read and advanced block by block. A
+            // block is two output channels (rows o, o + 1) of two output pixels A and B, whose
+            // columns are widened and interleaved in `lanes`: per four taps the words A02, A13,
+            // B02, B13. Then the output stage of both rows for both pixels, and two bytes out
+            // per pixel. Inner loop registers: r0/r1 the rows (`pairs_quad`), r2 the lanes, r3
+            // their end, r4-r7 the accumulators, r8-r11 the lanes of four taps, r12 and lr a
+            // weight word split in two.
+            "push {{r4-r11, lr}}",
+            "sub sp, sp, #4", // where `pairs` waits while the loop uses lr
+            "str r0, [sp]",
+            "mov lr, r0",
+            pairs_rows_first!($rows),
+            "3:",
+            "ldr r9, [lr, #12]", // this block's record: start[o], start[o + 1], M, s - 1, M, s - 1
+            "ldrd r4, r5, [r9]",
+            "mov r6, r4",
+            "mov r7, r5",
+            "ldr r2, [lr, #8]",       // the lanes
+            "ldr r3, [lr, #16]",      // groups of 8 taps (> 0)
+            "lsls r12, r3, #31",      // Z clear when the group count is odd
+            "add r3, r2, r3, lsl #5", // the lanes' end: 32 bytes per group
+            "bne 2f",
+            "1:",
+            pairs_quad!($rows),
+            pairs_quad!($rows),
+            "2:",
+            pairs_quad!($rows),
+            pairs_quad!($rows),
+            "cmp r2, r3",
+            "bne 1b",
+            "ldr lr, [sp]",
+            pairs_rows_next!($rows),
+            "ldr r9, [lr, #12]",
+            "ldr r8, [lr, #28]",       // 2 zp + 1
+            "ldrd r11, r12, [r9, #8]", // row o: M, s - 1
+            rq_high_zp_fast!("r4", "r11", "31", "41"),
+            rq_high_zp_fast!("r6", "r11", "32", "42"),
+            "b 21f",
+            rq_high_zp_slow!("r3", "r10", "31", "41"),
+            rq_high_zp_slow!("r3", "r10", "32", "42"),
+            "21:",
+            "ldrd r11, r12, [r9, #16]", // row o + 1: M, s - 1
+            rq_high_zp_fast!("r5", "r11", "33", "43"),
+            rq_high_zp_fast!("r7", "r11", "34", "44"),
+            "b 22f",
+            rq_high_zp_slow!("r3", "r10", "33", "43"),
+            rq_high_zp_slow!("r3", "r10", "34", "44"),
+            "22:",
+            "add r9, r9, #24",
+            "str r9, [lr, #12]",
+            // [A o, A o+1, B o, B o+1] in one word, then both clamps on all four lanes.
+            "bfi r4, r5, #8, #8",
+            "bfi r4, r6, #16, #8",
+            "bfi r4, r7, #24, #8",
+            "ldr r9, [lr, #32]",
+            "ssub8 r10, r4, r9",
+            "sel r4, r4, r9", // max(q, clamp_min)
+            "ldr r9, [lr, #36]",
+            "ssub8 r10, r4, r9",
+            "sel r4, r9, r4",     // min(q, clamp_max)
+            "ldr r9, [lr, #20]",  // pixel A's two outputs
+            "ldr r10, [lr, #24]", // pixel B's, from A's (0 when B is A)
+            "strh r4, [r9]",
+            "lsr r4, r4, #16",
+            "strh r4, [r9, r10]",
+            "add r9, r9, #2",
+            "str r9, [lr, #20]",
+            "ldr r9, [lr, #40]",
+            "subs r9, r9, #1",
+            "str r9, [lr, #40]",
+            "bne 3b",
+            "add sp, sp, #4",
+            "pop {{r4-r11, pc}}",
+            concat!(".size ", $name, ", . - ", $name),
+        );
+    };
+}
+
+conv_pairs_routine!("kiln_conv_pairs_dsp", narrow);
+conv_pairs_routine!("kiln_conv_pairs_wide_dsp", wide);
 
 core::arch::global_asm!(
     ".section .text.kiln_widen_pair_dsp,\"ax\",%progbits",
@@ -1054,6 +1072,7 @@ core::arch::global_asm!(
 
 extern "C" {
     fn kiln_conv_pairs_dsp(pairs: *mut Pairs);
+    fn kiln_conv_pairs_wide_dsp(pairs: *mut Pairs);
     fn kiln_widen_pair_dsp(a: *const i8, b: *const i8, lanes: *mut i8, n_groups: usize);
     fn kiln_dot4_i16_dsp(
         row0: *const u8,
@@ -1280,6 +1299,26 @@ pub fn widen_groups(input: &[i8], widened: &mut [i8], n_pairs: usize) {
         // SAFETY: reads `8 * n_pairs` bytes of `input` and writes `16 * n_pairs` bytes of
         // `widened` (word-aligned for the multiple store), both checked just above; AAPCS.
         unsafe { kiln_widen_dsp(input.as_ptr(), widened.as_mut_ptr(), n_pairs) };
+    }
+}
+
+/// [`widen_groups`] on a row of weights: per four bytes of `row[..8 * n_groups]` the words
+/// `sxtb16` and `sxtb16_ror8` of them, into `wide` (`pairs::widen_weights` is the portable
+/// twin). Writes nothing unless `row` holds the bytes and `wide` is word-aligned with room for
+/// `16 * n_groups`.
+#[inline(always)]
+pub fn widen_weights(row: &[u8], wide: &mut [i8], n_groups: usize) {
+    let in_bounds = n_groups > 0
+        && n_groups.checked_mul(8).is_some_and(|len| row.len() >= len)
+        && n_groups
+            .checked_mul(16)
+            .is_some_and(|len| wide.len() >= len)
+        && wide.as_ptr().align_offset(4) == 0;
+    if in_bounds {
+        // SAFETY: reads `8 * n_groups` bytes of `row` (bytes either way: the routine sign-extends
+        // them) and writes `16 * n_groups` bytes of `wide` (word-aligned for the multiple store),
+        // both checked just above; AAPCS.
+        unsafe { kiln_widen_dsp(row.as_ptr().cast(), wide.as_mut_ptr(), n_groups) };
     }
 }
 
@@ -1523,7 +1562,9 @@ pub fn pair_blocks(args: &super::pairs::PairBlocks<'_>, output: &mut [i8]) -> us
         return 0;
     };
     let mut pairs = Pairs {
-        rows: args.rows.as_ptr(),
+        rows: args
+            .wide
+            .map_or(args.rows.as_ptr(), |wide| wide.as_ptr().cast()),
         stride: args.stride,
         lanes: args.lanes.as_ptr(),
         records: args.records.as_ptr(),
@@ -1537,11 +1578,16 @@ pub fn pair_blocks(args: &super::pairs::PairBlocks<'_>, output: &mut [i8]) -> us
         n_blocks: args.n_blocks,
     };
     // SAFETY: `in_bounds` proved every read (the two rows of each block, `8 * n_groups` bytes
-    // each, `2 * stride` apart; `32 * n_groups` word-aligned lane bytes for LDM; 24
-    // word-aligned record bytes per block for LDRD) and every write (two bytes per block at
-    // `at_a` and at `at_a + delta`) inside its slice. The routine follows the AAPCS, saves what
-    // it uses and writes only `pairs` and the output.
-    unsafe { kiln_conv_pairs_dsp(&mut pairs) };
+    // each, or `16 * n_groups` widened and word-aligned for LDRD, `stride` apart; `32 *
+    // n_groups` word-aligned lane bytes for LDM; 24 word-aligned record bytes per block for
+    // LDRD) and every write (two bytes per block at `at_a` and at `at_a + delta`) inside its
+    // slice. Each routine follows the AAPCS, saves what it uses and writes only `pairs` and the
+    // output.
+    if args.wide.is_some() {
+        unsafe { kiln_conv_pairs_wide_dsp(&mut pairs) };
+    } else {
+        unsafe { kiln_conv_pairs_dsp(&mut pairs) };
+    }
     args.n_blocks
 }
 

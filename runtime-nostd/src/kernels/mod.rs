@@ -611,8 +611,9 @@ conv_workspace_variants! {
     conv_portable, conv_portable_short: im2col::conv2d_i8_portable, false;
 }
 
-/// The two-pixel kernel (its portable twin on the host) with the workspace it asks for, and with
-/// one byte less (the one-pixel kernel then runs).
+/// The two-pixel kernel (its portable twin on the host) with the workspace it asks for (its rows
+/// widened once, where the layer's fit [`pairs::WIDE_MAX`]), and with one byte less (the rows
+/// then split as they are read, or, for a layer without widened rows, the one-pixel kernel).
 #[cfg(test)]
 fn conv_pairs(p: &ConvParams<'_>, input: &[i8], output: &mut [i8]) -> Result<(), Error> {
     with_workspace(
@@ -637,6 +638,28 @@ fn conv_pairs_short(p: &ConvParams<'_>, input: &[i8], output: &mut [i8]) -> Resu
     )
 }
 
+/// The two-pixel kernel with the workspace of its narrow rows only (each weight word split as
+/// it is read), and with one byte less (the one-pixel kernel).
+#[cfg(test)]
+fn conv_pairs_narrow(p: &ConvParams<'_>, input: &[i8], output: &mut [i8]) -> Result<(), Error> {
+    let len = pairs::narrow_workspace_len(p);
+    with_workspace(pairs::conv2d_i8_pairs, len, false, p, input, output)
+}
+
+#[cfg(test)]
+fn conv_pairs_narrow_short(
+    p: &ConvParams<'_>,
+    input: &[i8],
+    output: &mut [i8],
+) -> Result<(), Error> {
+    let len = pairs::narrow_workspace_len(p);
+    with_workspace(pairs::conv2d_i8_pairs, len, true, p, input, output)
+}
+
+#[cfg(test)]
+kernel_tests!(conv2d: conv_pairs_narrow_vs_reference, crate::kernels::conv_pairs_narrow);
+#[cfg(test)]
+kernel_tests!(conv2d: conv_pairs_narrow_short_vs_reference, crate::kernels::conv_pairs_narrow_short);
 #[cfg(test)]
 kernel_tests!(conv2d: conv_pairs_vs_reference, crate::kernels::conv_pairs);
 #[cfg(test)]

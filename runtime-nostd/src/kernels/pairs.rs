@@ -29,14 +29,13 @@
 
 use super::conv::ConvParams;
 use super::im2col::{self, gather, pointwise, range, taps};
-#[cfg(not(kiln_kernel = "dsp"))]
 use super::simd32::{smlad, sxtb16, sxtb16_ror8};
 use super::{le_i32, tail_dot, word_i8};
 use crate::fixed::{round_zp, rq_high_zp};
 use crate::Error;
 
 #[cfg(kiln_kernel = "dsp")]
-pub(crate) use super::dsp_asm::{pair_blocks, widen_pair};
+pub(crate) use super::dsp_asm::{pair_blocks, widen_pair, widen_weights};
 
 /// The bytes of one block's record: `start[o]`, `start[o + 1]`, then `M` and `t - 33` of row
 /// `o` and of row `o + 1`, six little-endian words.
@@ -59,6 +58,10 @@ pub(crate) struct PairBlocks<'a> {
     pub output_zero_point: i8,
     pub clamp_min: i8,
     pub clamp_max: i8,
+    /// The rows widened once per call ([`widen_rows`]), read instead of `rows`: `2 k` bytes
+    /// each, the words w02, w13 per four taps (the lanes' format), word-aligned, `stride` bytes
+    /// apart (`2 k`).
+    pub wide: Option<&'a [i8]>,
 }
 
 impl PairBlocks<'_> {
@@ -67,12 +70,16 @@ impl PairBlocks<'_> {
     #[inline(always)]
     pub(crate) fn in_bounds(&self, out_len: usize) -> Option<usize> {
         let k = self.n_groups.checked_mul(8)?;
+        let (row_len, rows_len) = match self.wide {
+            Some(wide) => (k.checked_mul(2)?, wide.len()),
+            None => (k, self.rows.len()),
+        };
         let rows_end = self
             .n_blocks
             .checked_mul(2)?
             .checked_sub(1)?
             .checked_mul(self.stride)?
-            .checked_add(k)?;
+            .checked_add(row_len)?;
         let out_end = self
             .at_a
             .checked_add(self.delta)?
@@ -82,7 +89,10 @@ impl PairBlocks<'_> {
             && self.lanes.as_ptr().align_offset(4) == 0
             && self.records.len() >= self.n_blocks.checked_mul(RECORD)?
             && self.records.as_ptr().align_offset(4) == 0
-            && self.rows.len() >= rows_end
+            && rows_len >= rows_end
+            && self
+                .wide
+                .is_none_or(|wide| wide.as_ptr().align_offset(4) == 0 && self.stride % 4 == 0)
             && out_end <= out_len;
         ok.then_some(self.at_a)
     }
@@ -113,12 +123,24 @@ pub(crate) fn pair_blocks(args: &PairBlocks<'_>, output: &mut [i8]) -> usize {
         let first = block.wrapping_mul(2).wrapping_mul(args.stride);
         let mut acc = [[start0, start1], [start0, start1]]; // [pixel][row]
         for (r, &start_row) in [first, first.wrapping_add(args.stride)].iter().enumerate() {
-            let row = range(args.rows, start_row, k);
-            let mut lanes = args.lanes.chunks_exact(16);
-            for w in row.chunks_exact(4) {
-                let Some(x) = lanes.next() else { break };
+            // Per four taps their even and odd lanes: split here, or read as widened once.
+            let (narrow, wide) = match args.wide {
+                Some(wide) => (&[][..], range(wide, start_row, k.wrapping_mul(2))),
+                None => (range(args.rows, start_row, k), &[][..]),
+            };
+            let split = narrow.chunks_exact(4).map(|w| {
                 let w = le_i32(w) as u32;
-                let (even, odd) = (sxtb16(w), sxtb16_ror8(w));
+                (sxtb16(w), sxtb16_ror8(w))
+            });
+            let read = wide.chunks_exact(8).map(|w| {
+                (
+                    word_i8(range(w, 0, 4)) as u32,
+                    word_i8(range(w, 4, 4)) as u32,
+                )
+            });
+            let mut lanes = args.lanes.chunks_exact(16);
+            for (even, odd) in split.chain(read) {
+                let Some(x) = lanes.next() else { break };
                 let lane = |i: usize| word_i8(range(x, i.wrapping_mul(4), 4)) as u32;
                 for (pixel, acc) in acc.iter_mut().enumerate() {
                     let x02 = lane(pixel.wrapping_mul(2));
@@ -173,6 +195,89 @@ pub(crate) fn widen_pair(a: &[i8], b: &[i8], lanes: &mut [i8], n_groups: usize) 
     }
 }
 
+/// The portable twin of `kiln_widen_dsp` on weights (`dsp_asm::widen_weights`): per four bytes
+/// of `row[..8 * n_groups]` the words `sxtb16` and `sxtb16_ror8` of them, into `wide`. Writes
+/// nothing unless `row` holds the bytes and `wide` is word-aligned with room for `16 *
+/// n_groups`.
+#[cfg(not(kiln_kernel = "dsp"))]
+pub(crate) fn widen_weights(row: &[u8], wide: &mut [i8], n_groups: usize) {
+    let n = n_groups.saturating_mul(8);
+    let in_bounds = n_groups > 0
+        && row.len() >= n
+        && wide.len() >= n.saturating_mul(2)
+        && wide.as_ptr().align_offset(4) == 0;
+    if !in_bounds {
+        return;
+    }
+    for (w, out) in row
+        .chunks_exact(4)
+        .zip(wide.chunks_exact_mut(8))
+        .take(n / 4)
+    {
+        let w = le_i32(w) as u32;
+        let pair = (u64::from(sxtb16_ror8(w)) << 32) | u64::from(sxtb16(w));
+        for (o, b) in out.iter_mut().zip(pair.to_le_bytes()) {
+            *o = b as i8;
+        }
+    }
+}
+
+/// The widened rows' bytes of a layer, when [`conv2d_i8_pairs`] widens its weights once per
+/// call: every row of the pairs of channels, `2 k` bytes each; 0 (the rows split as they are
+/// read) past [`WIDE_MAX`] bytes.
+fn wide_len(p: &ConvParams<'_>) -> usize {
+    let rows = (p.output_shape[2] & !1).saturating_mul(padded(taps(p)));
+    let bytes = rows.saturating_mul(2);
+    if bytes <= WIDE_MAX {
+        bytes
+    } else {
+        0
+    }
+}
+
+/// The most workspace the widened weights of one layer may take: a layer of 64 by 64 channels
+/// of 1x1 (8 KiB widened) fits, and so do 3x3 layers of up to 16 input by 32 output channels;
+/// larger layers keep the smaller workspace and split each weight word as they read it.
+pub const WIDE_MAX: usize = 16 * 1024;
+
+/// Writes rows `0..n_rows` of `weights` (`taps` bytes each) widened into `wide`, `2 k` bytes
+/// per row (`k` = `taps` rounded up to 8, the taps past `taps` zero). Returns whether it could
+/// (`wide` word-aligned and long enough, `weights` holding the rows).
+fn widen_rows(weights: &[u8], taps: usize, n_rows: usize, wide: &mut [i8]) -> bool {
+    let k = padded(taps);
+    let row_len = k.wrapping_mul(2);
+    let full = taps / 8;
+    let fits = n_rows
+        .checked_mul(row_len)
+        .is_some_and(|len| wide.len() >= len)
+        && n_rows
+            .checked_mul(taps)
+            .is_some_and(|len| weights.len() >= len)
+        && wide.as_ptr().align_offset(4) == 0
+        && taps > 0;
+    if !fits || row_len == 0 {
+        return false;
+    }
+    for (r, out) in wide.chunks_exact_mut(row_len).take(n_rows).enumerate() {
+        let row = range(weights, r.wrapping_mul(taps), taps);
+        if full > 0 {
+            widen_weights(row, out, full);
+        }
+        if taps % 8 != 0 {
+            let mut tail = [0u8; 8];
+            for (t, &w) in tail
+                .iter_mut()
+                .zip(row.get(full.wrapping_mul(8)..).unwrap_or(&[]))
+            {
+                *t = w;
+            }
+            let out_tail = out.get_mut(full.wrapping_mul(16)..).unwrap_or(&mut []);
+            widen_weights(&tail, out_tail, 1);
+        }
+    }
+    true
+}
+
 /// Whether the columns are the input pixels themselves: a pointwise layer whose channels are a
 /// multiple of 8 (no gathering, no zero padding).
 #[inline(always)]
@@ -188,9 +293,20 @@ fn padded(taps: usize) -> usize {
 
 /// The workspace bytes [`conv2d_i8_pairs`] needs: the records (24 bytes per pair of channels),
 /// two gathered columns with `k - taps` zeros on each side (none when the columns are the input
-/// pixels), the interleaved lanes of two columns of `k` taps (4 bytes per tap), and up to 3 bytes
-/// twice to reach word boundaries.
+/// pixels), the interleaved lanes of two columns of `k` taps (4 bytes per tap), the widened rows
+/// ([`WIDE_MAX`] bytes at most; none for larger layers), and up to 3 bytes for each of the three
+/// word boundaries.
 pub fn workspace_len(p: &ConvParams<'_>) -> usize {
+    let wide = match wide_len(p) {
+        0 => 0,
+        len => len.saturating_add(3),
+    };
+    narrow_workspace_len(p).saturating_add(wide)
+}
+
+/// [`workspace_len`] without the widened rows: with this many bytes (and fewer than
+/// [`workspace_len`]) the kernel splits each weight word as it reads it.
+pub(crate) fn narrow_workspace_len(p: &ConvParams<'_>) -> usize {
     let taps = taps(p);
     let k = padded(taps);
     let lead = k.wrapping_sub(taps);
@@ -224,6 +340,22 @@ fn aligned(s: &mut [i8]) -> &mut [i8] {
     s.get_mut(skip..).unwrap_or(&mut [])
 }
 
+/// The sum of a row's weights as `i8`, four at a time: two `SMLAD` by ones per word (on
+/// Cortex-M4/M7 1.75 instructions per weight instead of 4 byte by byte).
+fn row_sum(row: &[u8]) -> i32 {
+    const ONES: u32 = 0x0001_0001;
+    let mut words = row.chunks_exact(4);
+    let mut sum = 0i32;
+    for w in &mut words {
+        let w = le_i32(w) as u32;
+        sum = smlad(sxtb16_ror8(w), ONES, smlad(sxtb16(w), ONES, sum));
+    }
+    words
+        .remainder()
+        .iter()
+        .fold(sum, |s, &w| s.wrapping_add(i32::from(w as i8)))
+}
+
 /// Writes the records of every pair of channels (the last one of an odd count alone, its second
 /// half zero): `start = bias - zp_in * sum(w)`, `M`, `t - 33`.
 fn write_records(p: &ConvParams<'_>, taps: usize, records: &mut [i8]) {
@@ -240,9 +372,7 @@ fn write_records(p: &ConvParams<'_>, taps: usize, records: &mut [i8]) {
             else {
                 break;
             };
-            let sum = row
-                .iter()
-                .fold(0i32, |s, &w| s.wrapping_add(i32::from(w as i8)));
+            let sum = row_sum(row);
             let fields = [
                 (r, b.wrapping_sub(zp.wrapping_mul(sum))),
                 (r.wrapping_mul(2).wrapping_add(2), m),
@@ -303,12 +433,17 @@ pub fn conv2d_i8_pairs(
     };
     let (col_a, rest) = rest.split_at_mut(column_len.min(rest.len()));
     let (col_b, rest) = rest.split_at_mut(column_len.min(rest.len()));
-    let lanes = aligned(rest);
-    let lanes = lanes.get_mut(..k.wrapping_mul(4)).unwrap_or(&mut []);
+    let rest = aligned(rest);
+    let (lanes, rest) = rest.split_at_mut(k.wrapping_mul(4).min(rest.len()));
     col_a.fill(0);
     col_b.fill(0); // the zeros around the gathered taps stay
     write_records(params, taps, records);
     let records: &[i8] = records;
+    // Every pair of channels' rows widened once, when the workspace holds them: each weight
+    // word is then split once per call instead of once per pair of pixels.
+    let wide_rows = aligned(rest);
+    let wide = (wide_len(params) > 0 && widen_rows(params.weights, taps, oc & !1, wide_rows))
+        .then_some(&*wide_rows);
 
     // Which pairs of channels go where: the first `n_ahead` read their rows forwards, the pairs
     // from `first_behind` on from `lead` bytes before their rows, the rest (and an odd last
@@ -340,7 +475,11 @@ pub fn conv2d_i8_pairs(
                output: &mut [i8]| {
         let blocks = PairBlocks {
             rows,
-            stride: taps,
+            stride: if wide.is_some() {
+                k.wrapping_mul(2)
+            } else {
+                taps
+            },
             lanes,
             records,
             n_groups,
@@ -350,8 +489,15 @@ pub fn conv2d_i8_pairs(
             output_zero_point: params.output_zero_point,
             clamp_min: lo,
             clamp_max: hi,
+            wide,
         };
         pair_blocks(&blocks, output)
+    };
+    // With widened rows every pair reads forwards (the rows are `k` taps long).
+    let (n_ahead, first_behind) = if wide.is_some() {
+        (n_pairs, n_pairs)
+    } else {
+        (n_ahead, first_behind)
     };
 
     for pair in 0..n_pixels.div_ceil(2) {

@@ -763,9 +763,10 @@ fn fixed_cnn_shapes_and_plan() {
     // the conv 3x3x2 -> 3 takes the two-pixel kernel's workspace (more than the one-pixel
     // kernel's 3 * 4 + 6 + 18 + 6 + 51): a 24-byte record per pair of channels (2), two
     // 18-byte columns between 6 zeros on each side, the two columns' 16-bit lanes (24 taps
-    // each) and two alignments (the dense 3 -> 4 needs only 3 alignment bytes). The length is
-    // the same on every target: the host that bakes a model sizes a device's scratch.
-    let workspace = (2 * 24 + 3) + 2 * (6 + 18 + 6) + (4 * 24 + 3);
+    // each), the pair of channels' two rows widened (24 taps, 2 bytes each) and three
+    // alignments (the dense 3 -> 4 needs only 3 alignment bytes). The length is the same on
+    // every target: the host that bakes a model sizes a device's scratch.
+    let workspace = (2 * 24 + 3) + 2 * (6 + 18 + 6) + (4 * 24 + 3) + (2 * 24 * 2 + 3);
     assert_eq!(m.fast_scratch_len(), m.scratch_len() + workspace);
     let info = m.layer(0).unwrap();
     assert_eq!(
