@@ -159,9 +159,15 @@ pub(crate) fn widen<'w>(input: &[i8], workspace: &'w mut [i8]) -> Option<&'w [i8
 /// inputs): the portable twin of the assembly in `dsp_asm.rs`.
 #[cfg(not(kiln_kernel = "dsp"))]
 fn widen_groups(input: &[i8], widened: &mut [i8], n_pairs: usize) {
-    let groups = input.chunks_exact(4).zip(widened.chunks_exact_mut(8));
-    for (x, out) in groups.take(n_pairs.saturating_mul(2)) {
-        let x = input_word(x);
+    let words = input.chunks_exact(4).map(input_word);
+    write_lanes(words.take(n_pairs.saturating_mul(2)), widened);
+}
+
+/// Per word, its lanes 0/2 and 1/3 (`sxtb16`, `sxtb16_ror8`) into the next 8 bytes of `out`:
+/// the widened layout the `SMLAD` loops read, for inputs and for a convolution's weight rows.
+#[cfg(not(kiln_kernel = "dsp"))]
+pub(crate) fn write_lanes(words: impl Iterator<Item = u32>, out: &mut [i8]) {
+    for (x, out) in words.zip(out.chunks_exact_mut(8)) {
         let pair = (u64::from(sxtb16_ror8(x)) << 32) | u64::from(sxtb16(x));
         for (o, b) in out.iter_mut().zip(pair.to_le_bytes()) {
             *o = b as i8;

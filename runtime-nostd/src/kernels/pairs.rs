@@ -9,7 +9,7 @@
 //! every row is widened once per call, as the lanes are ([`widen_rows`]), and the blocks read
 //! each four taps of a row as two words with one `LDRD`: 11 instructions per 16
 //! multiply-accumulates instead of 15 (`kiln_conv_pairs_wide_dsp`; KWS's pointwise layer 1.313
-//! -> 1.088 instructions per MAC). The rows are then `k` taps long, zeros past `taps`, so every
+//! -> 1.071 instructions per MAC). The rows are then `k` taps long, zeros past `taps`, so every
 //! pair of channels reads forwards.
 //!
 //! Why two channels and not four: a block of two pixels by four channels needs eight
@@ -216,17 +216,8 @@ pub(crate) fn widen_weights(row: &[u8], wide: &mut [i8], n_groups: usize) {
     if !in_bounds {
         return;
     }
-    for (w, out) in row
-        .chunks_exact(4)
-        .zip(wide.chunks_exact_mut(8))
-        .take(n / 4)
-    {
-        let w = le_i32(w) as u32;
-        let pair = (u64::from(sxtb16_ror8(w)) << 32) | u64::from(sxtb16(w));
-        for (o, b) in out.iter_mut().zip(pair.to_le_bytes()) {
-            *o = b as i8;
-        }
-    }
+    let words = row.chunks_exact(4).map(|w| le_i32(w) as u32);
+    super::packed::write_lanes(words.take(n / 4), wide);
 }
 
 /// The widened rows' bytes of a layer, when [`conv2d_i8_pairs`] widens its weights once per
@@ -347,8 +338,8 @@ fn aligned(s: &mut [i8]) -> &mut [i8] {
     s.get_mut(skip..).unwrap_or(&mut [])
 }
 
-/// The sum of a row's weights as `i8`, four at a time: two `SMLAD` by ones per word (on
-/// Cortex-M4/M7 1.75 instructions per weight instead of 4 byte by byte).
+/// The sum of a row's weights as `i8`, four at a time: two `SMLAD` by ones per word instead of
+/// four byte additions (the records are written on every call).
 fn row_sum(row: &[u8]) -> i32 {
     const ONES: u32 = 0x0001_0001;
     let mut words = row.chunks_exact(4);
