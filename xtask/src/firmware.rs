@@ -1579,6 +1579,28 @@ fn build_firmware(board: &Board, extra_features: &[&str]) -> Result<PathBuf> {
     build_firmware_with_kernel(board, extra_features, None)
 }
 
+/// Builds the firmware for `board` with `kernel` (as [`build_firmware_with_kernel`]), runs it
+/// with the plugin and requires the host's CRC-32; returns the ELF's path and QEMU's output.
+fn run_with_kernel(
+    board: &Board,
+    kernel: Option<&str>,
+    plugin_args: &[String],
+    data: &Prepared,
+    what: &str,
+) -> Result<(PathBuf, String)> {
+    let elf_path = build_firmware_with_kernel(board, &[], kernel)?;
+    let (success, output) = run_qemu(board, &elf_path, plugin_args)?;
+    ensure!(
+        success
+            && result_field(&output, "crc32")
+                == Some(format!("{:#010x}", data.host_crc32).as_str()),
+        "{} ({} kernel), {what}: the firmware does not reproduce the host:\n{output}",
+        board.name,
+        kernel.unwrap_or("optimized"),
+    );
+    Ok((elf_path, output))
+}
+
 /// `kernel`: `Some("reference")` builds kiln-runtime with `KILN_KERNEL=reference` (its own
 /// target directory, so the two builds do not invalidate each other).
 fn build_firmware_with_kernel(
@@ -1757,17 +1779,8 @@ pub fn bench_mcu(options: &FirmwareOptions) -> Result<()> {
             );
             let mut measured = Vec::new();
             for kernel in [None, Some("reference")] {
-                let elf_path = build_firmware_with_kernel(board, &[], kernel)?;
-                let (success, output) = run_qemu(board, &elf_path, &plugin_args)?;
-                ensure!(
-                    success
-                        && result_field(&output, "crc32")
-                            == Some(format!("{:#010x}", data.host_crc32).as_str()),
-                    "{} ({} kernel), {}: the firmware does not reproduce the host:\n{output}",
-                    board.name,
-                    kernel.unwrap_or("optimized"),
-                    dataset.label()
-                );
+                let (elf_path, output) =
+                    run_with_kernel(board, kernel, &plugin_args, &data, dataset.label())?;
                 let (_, network) = region_means(board, &output, data.labels.len())?;
                 if kernel.is_none() && dataset == Dataset::Mnist {
                     code_lines.push(network_code_line(board, &elf_path)?);
@@ -2058,17 +2071,7 @@ fn bench_conv_layers(boards: &[&Board], plugin_args: &[String], out: &Path) -> R
             write_generated(&data)?;
             let mut measured = Vec::new();
             for kernel in [None, Some("reference")] {
-                let elf_path = build_firmware_with_kernel(board, &[], kernel)?;
-                let (success, output) = run_qemu(board, &elf_path, plugin_args)?;
-                ensure!(
-                    success
-                        && result_field(&output, "crc32")
-                            == Some(format!("{:#010x}", data.host_crc32).as_str()),
-                    "{} ({} kernel), {}: the firmware does not reproduce the host:\n{output}",
-                    board.name,
-                    kernel.unwrap_or("optimized"),
-                    shape.name
-                );
+                let (_, output) = run_with_kernel(board, kernel, plugin_args, &data, shape.name)?;
                 measured.push(region_means(board, &output, data.labels.len())?.1);
             }
             let (optimized, reference) = (measured[0], measured[1]);

@@ -1289,17 +1289,7 @@ pub fn dot4_widened(
 /// word-aligned with room for `16 * n_pairs`.
 #[inline(always)]
 pub fn widen_groups(input: &[i8], widened: &mut [i8], n_pairs: usize) {
-    let in_bounds = n_pairs > 0
-        && n_pairs.checked_mul(8).is_some_and(|len| input.len() >= len)
-        && n_pairs
-            .checked_mul(16)
-            .is_some_and(|len| widened.len() >= len)
-        && widened.as_ptr().align_offset(4) == 0;
-    if in_bounds {
-        // SAFETY: reads `8 * n_pairs` bytes of `input` and writes `16 * n_pairs` bytes of
-        // `widened` (word-aligned for the multiple store), both checked just above; AAPCS.
-        unsafe { kiln_widen_dsp(input.as_ptr(), widened.as_mut_ptr(), n_pairs) };
-    }
+    widen_bytes((input.as_ptr(), input.len()), widened, n_pairs);
 }
 
 /// [`widen_groups`] on a row of weights: per four bytes of `row[..8 * n_groups]` the words
@@ -1308,17 +1298,25 @@ pub fn widen_groups(input: &[i8], widened: &mut [i8], n_pairs: usize) {
 /// `16 * n_groups`.
 #[inline(always)]
 pub fn widen_weights(row: &[u8], wide: &mut [i8], n_groups: usize) {
+    // Bytes either way: the routine sign-extends them.
+    widen_bytes((row.as_ptr().cast(), row.len()), wide, n_groups);
+}
+
+/// `kiln_widen_dsp` on `n_groups` groups of eight bytes at `bytes` (its pointer and length),
+/// when the bytes are there and `widened` is word-aligned with room for `16 * n_groups`.
+#[inline(always)]
+fn widen_bytes((bytes, len): (*const i8, usize), widened: &mut [i8], n_groups: usize) {
     let in_bounds = n_groups > 0
-        && n_groups.checked_mul(8).is_some_and(|len| row.len() >= len)
+        && n_groups.checked_mul(8).is_some_and(|need| len >= need)
         && n_groups
             .checked_mul(16)
-            .is_some_and(|len| wide.len() >= len)
-        && wide.as_ptr().align_offset(4) == 0;
+            .is_some_and(|need| widened.len() >= need)
+        && widened.as_ptr().align_offset(4) == 0;
     if in_bounds {
-        // SAFETY: reads `8 * n_groups` bytes of `row` (bytes either way: the routine sign-extends
-        // them) and writes `16 * n_groups` bytes of `wide` (word-aligned for the multiple store),
-        // both checked just above; AAPCS.
-        unsafe { kiln_widen_dsp(row.as_ptr().cast(), wide.as_mut_ptr(), n_groups) };
+        // SAFETY: reads `8 * n_groups` bytes from `bytes` (a slice of `len` bytes) and writes
+        // `16 * n_groups` bytes of `widened` (word-aligned for the multiple store), both checked
+        // just above; AAPCS.
+        unsafe { kiln_widen_dsp(bytes, widened.as_mut_ptr(), n_groups) };
     }
 }
 
