@@ -423,6 +423,29 @@ macro_rules! rq_high_zp_slow {
     };
 }
 
+/// r4-r7's low bytes packed into r4 (lane k from r(4+k)), then both clamps on the four lanes
+/// at once (`SSUB8` sets the lanes' GE flags, `SEL` picks): `$min` and `$max` address the
+/// clamps, each in every byte. Clobbers r9 and r10.
+macro_rules! pack4_clamp {
+    ($min:literal, $max:literal) => {
+        concat!(
+            "bfi r4, r5, #8, #8\n",
+            "bfi r4, r6, #16, #8\n",
+            "bfi r4, r7, #24, #8\n",
+            "ldr r9, ",
+            $min,
+            "\n",
+            "ssub8 r10, r4, r9\n",
+            "sel r4, r4, r9\n", // max(q, clamp_min)
+            "ldr r9, ",
+            $max,
+            "\n",
+            "ssub8 r10, r4, r9\n",
+            "sel r4, r9, r4\n", // min(q, clamp_max)
+        )
+    };
+}
+
 /// [`rq_high_zp_fast`] for the next channel of a block: its M (r11, from r9) and `t - 33`
 /// (r12, from the shift byte at r10), both pointers advanced.
 macro_rules! rq_high_zp_next {
@@ -525,16 +548,7 @@ core::arch::global_asm!(
     "21:",
     "str r9, [lr, #12]",
     "str r10, [lr, #16]",
-    // Four bytes in one word, then both clamps on all four lanes.
-    "bfi r4, r5, #8, #8",
-    "bfi r4, r6, #16, #8",
-    "bfi r4, r7, #24, #8",
-    "ldr r9, [lr, #56]",
-    "ssub8 r10, r4, r9",
-    "sel r4, r4, r9", // max(q, clamp_min)
-    "ldr r9, [lr, #60]",
-    "ssub8 r10, r4, r9",
-    "sel r4, r9, r4", // min(q, clamp_max)
+    pack4_clamp!("[lr, #56]", "[lr, #60]"),
     "ldr r9, [lr, #20]",
     "str r4, [r9], #4",
     "str r9, [lr, #20]",
@@ -700,16 +714,7 @@ core::arch::global_asm!(
     "21:",
     "str r9, [lr, #20]",
     "str r10, [lr, #24]",
-    // Four bytes in one word, then both clamps on all four lanes.
-    "bfi r4, r5, #8, #8",
-    "bfi r4, r6, #16, #8",
-    "bfi r4, r7, #24, #8",
-    "ldr r9, [lr, #40]",
-    "ssub8 r10, r4, r9",
-    "sel r4, r4, r9", // max(q, clamp_min)
-    "ldr r9, [lr, #44]",
-    "ssub8 r10, r4, r9",
-    "sel r4, r9, r4", // min(q, clamp_max)
+    pack4_clamp!("[lr, #40]", "[lr, #44]"),
     "ldr r9, [lr, #28]",
     "str r4, [r9], #4",
     "str r9, [lr, #28]",
@@ -1006,15 +1011,7 @@ macro_rules! conv_pairs_routine {
             "add r9, r9, #24",
             "str r9, [lr, #12]",
             // [A o, A o+1, B o, B o+1] in one word, then both clamps on all four lanes.
-            "bfi r4, r5, #8, #8",
-            "bfi r4, r6, #16, #8",
-            "bfi r4, r7, #24, #8",
-            "ldr r9, [lr, #32]",
-            "ssub8 r10, r4, r9",
-            "sel r4, r4, r9", // max(q, clamp_min)
-            "ldr r9, [lr, #36]",
-            "ssub8 r10, r4, r9",
-            "sel r4, r9, r4",     // min(q, clamp_max)
+            pack4_clamp!("[lr, #32]", "[lr, #36]"),
             "ldr r9, [lr, #20]",  // pixel A's two outputs
             "ldr r10, [lr, #24]", // pixel B's, from A's (0 when B is A)
             "strh r4, [r9]",

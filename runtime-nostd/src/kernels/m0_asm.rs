@@ -156,8 +156,9 @@ macro_rules! m0_output {
     };
 }
 
-/// One input of the four-row loop: `x = input[i]`, four multiply-accumulates, `i += 1`.
-macro_rules! m0_step4 {
+/// `x = input[i]` and the multiply-accumulates of rows 0 and 1 (r0, r1 into r8, r9): the head
+/// both loops share.
+macro_rules! m0_rows01 {
     () => {
         concat!(
             "ldrsb r7, [r2, r6]\n",
@@ -167,6 +168,15 @@ macro_rules! m0_step4 {
             "ldrsb r3, [r1, r6]\n",
             "muls r3, r7, r3\n",
             "add r9, r3\n",
+        )
+    };
+}
+
+/// One input of the four-row loop: `x = input[i]`, four multiply-accumulates, `i += 1`.
+macro_rules! m0_step4 {
+    () => {
+        concat!(
+            m0_rows01!(),
             "ldrsb r3, [r4, r6]\n",
             "muls r3, r7, r3\n",
             "add r10, r3\n",
@@ -181,16 +191,7 @@ macro_rules! m0_step4 {
 /// One input of the two-row loop.
 macro_rules! m0_step2 {
     () => {
-        concat!(
-            "ldrsb r7, [r2, r6]\n",
-            "ldrsb r3, [r0, r6]\n",
-            "muls r3, r7, r3\n",
-            "add r8, r3\n",
-            "ldrsb r3, [r1, r6]\n",
-            "muls r3, r7, r3\n",
-            "add r9, r3\n",
-            "adds r6, #1\n",
-        )
+        concat!(m0_rows01!(), "adds r6, #1\n")
     };
 }
 
