@@ -64,19 +64,39 @@ fn put_le(chunk: &mut [u8], value: i32) {
     }
 }
 
+/// The dispatched kernel without a workspace and with one, each against `expected`; returns
+/// (cases, mismatches).
+fn check_entries(
+    params: &FcParams<'_>,
+    x: &[i8],
+    workspace: &mut [i8],
+    expected: &[i8],
+    got: &mut [i8],
+) -> (u32, u32) {
+    let mut mismatches = 0;
+    got.fill(0x55);
+    if kernels::fully_connected_i8(params, x, got).is_err() || got != expected {
+        mismatches += 1;
+    }
+    got.fill(0x55);
+    let widened = kernels::fully_connected_i8_workspace(params, x, workspace, got);
+    if widened.is_err() || got != expected {
+        mismatches += 1;
+    }
+    (2, mismatches)
+}
+
 /// Runs every shape; returns (cases, mismatches). A case is one shape and one kernel entry.
 /// No indexing that could panic: the firmware links only without a reachable panic.
 pub fn run() -> (u32, u32) {
     let mut filler = Filler(0x4b49_4c4e);
     let mut weights = [0u8; MAX_IN * MAX_OUT];
-    let mut aligned_weights = WeightWords([0; MAX_IN * MAX_OUT + 4]);
-    let mut shifted_weights = WeightWords([0; MAX_IN * MAX_OUT + 4]);
     let mut bias = [0u8; 4 * MAX_OUT];
     let mut multipliers = [0u8; 4 * MAX_OUT];
-    let mut aligned_bias = Words([0; 4 * MAX_OUT + 4]);
-    let mut aligned_multipliers = Words([0; 4 * MAX_OUT + 4]);
-    let mut shifted_bias = Words([0; 4 * MAX_OUT + 4]);
-    let mut shifted_multipliers = Words([0; 4 * MAX_OUT + 4]);
+    // Where each case places its arrays, at a word boundary and one byte past it.
+    let mut placed_weights = WeightWords([0; MAX_IN * MAX_OUT + 4]);
+    let mut placed_bias = Words([0; 4 * MAX_OUT + 4]);
+    let mut placed_multipliers = Words([0; 4 * MAX_OUT + 4]);
     let mut shifts = [0u8; MAX_OUT];
     let mut input = [0i8; MAX_IN];
     let mut workspace = [0i8; packed::widened_len(MAX_IN) + 4];
@@ -125,16 +145,13 @@ pub fn run() -> (u32, u32) {
                 }
             }
             let zero_point = filler.next() as i8 >> 1;
-            // Word-aligned, as in a blob at an aligned address; the misaligned copy below.
-            let (Some(w), Some(b), Some(m)) = (
-                place(&weights, &mut aligned_weights.0, 0, n_in * n_out),
-                place(&bias, &mut aligned_bias.0, 0, 4 * n_out),
-                place(&multipliers, &mut aligned_multipliers.0, 0, 4 * n_out),
+            let (Some(w), Some(b), Some(m), Some(t), Some(x)) = (
+                weights.get(..n_in * n_out),
+                bias.get(..4 * n_out),
+                multipliers.get(..4 * n_out),
+                shifts.get(..n_out),
+                input.get(..n_in),
             ) else {
-                n_mismatches += 1;
-                continue;
-            };
-            let (Some(t), Some(x)) = (shifts.get(..n_out), input.get(..n_in)) else {
                 n_mismatches += 1;
                 continue;
             };
@@ -162,57 +179,33 @@ pub fn run() -> (u32, u32) {
                 n_mismatches += 1;
                 continue;
             }
-            // The dispatched kernel with no workspace.
-            n_cases += 1;
-            if kernels::fully_connected_i8(&params, x, got).is_err() || got != expected {
-                n_mismatches += 1;
-            }
-            // With a workspace that starts one byte past a word boundary.
-            for value in got.iter_mut() {
-                *value = 0x55;
-            }
+            // The workspace starts one byte past a word boundary.
             let start = workspace.as_ptr().align_offset(4).min(3) + 1;
             let Some(workspace) = workspace.get_mut(start..) else {
                 n_mismatches += 1;
                 continue;
             };
-            n_cases += 1;
-            let widened = kernels::fully_connected_i8_workspace(&params, x, workspace, got);
-            if widened.is_err() || got != expected {
-                n_mismatches += 1;
-            }
-            // The weights, bias and multipliers one byte past a word boundary (the Cortex-M0
-            // routine leaves such a layer to the compact kernel, the Armv7E-M blocks leave it to
-            // the one-row loop).
-            let (Some(w), Some(b), Some(m)) = (
-                place(&weights, &mut shifted_weights.0, 1, n_in * n_out),
-                place(&bias, &mut shifted_bias.0, 1, 4 * n_out),
-                place(&multipliers, &mut shifted_multipliers.0, 1, 4 * n_out),
-            ) else {
-                n_mismatches += 1;
-                continue;
-            };
-            let params = FcParams {
-                weights: w,
-                bias: b,
-                multipliers: m,
-                ..params
-            };
-            for value in got.iter_mut() {
-                *value = 0x55;
-            }
-            n_cases += 1;
-            if kernels::fully_connected_i8(&params, x, got).is_err() || got != expected {
-                n_mismatches += 1;
-            }
-            // The same with the workspace (where the Armv7E-M blocks would run).
-            for value in got.iter_mut() {
-                *value = 0x55;
-            }
-            n_cases += 1;
-            let widened = kernels::fully_connected_i8_workspace(&params, x, workspace, got);
-            if widened.is_err() || got != expected {
-                n_mismatches += 1;
+            // The weights, bias and multipliers at a word boundary, as in a blob at an aligned
+            // address, then one byte past it (the Cortex-M0 routine leaves such a layer to the
+            // compact kernel, the Armv7E-M blocks leave it to the one-row loop).
+            for skip in [0, 1] {
+                let (Some(w), Some(b), Some(m)) = (
+                    place(w, &mut placed_weights.0, skip, n_in * n_out),
+                    place(b, &mut placed_bias.0, skip, 4 * n_out),
+                    place(m, &mut placed_multipliers.0, skip, 4 * n_out),
+                ) else {
+                    n_mismatches += 1;
+                    continue;
+                };
+                let placed = FcParams {
+                    weights: w,
+                    bias: b,
+                    multipliers: m,
+                    ..params
+                };
+                let (cases, mismatches) = check_entries(&placed, x, workspace, expected, got);
+                n_cases += cases;
+                n_mismatches += mismatches;
             }
         }
     }
