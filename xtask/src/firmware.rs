@@ -1784,6 +1784,13 @@ pub fn bench_mcu(options: &FirmwareOptions) -> Result<()> {
                 let (_, network) = region_means(board, &output, data.labels.len())?;
                 if kernel.is_none() && dataset == Dataset::Mnist {
                     code_lines.push(network_code_line(board, &elf_path)?);
+                    // Kept for `llvm-objdump -d`: the later runs rebuild the same path.
+                    let kept = options
+                        .out
+                        .join(format!("bench-mcu-{}-mnist.elf", board.name));
+                    std::fs::copy(&elf_path, &kept).with_context(|| {
+                        format!("copy {} to {}", elf_path.display(), kept.display())
+                    })?;
                 }
                 measured.push((network, Elf::read(&elf_path)?.text_size()));
             }
@@ -1820,7 +1827,9 @@ pub fn bench_mcu(options: &FirmwareOptions) -> Result<()> {
         "\nInference code (MNIST 784-128-10): every function the firmware's `kiln_network` (one\n\
          call of Model::run_quantized) reaches, sized from the symbol table; compiler builtins (memcpy)\n\
          are shared with the rest of the firmware and listed apart. The kernel is the dense\n\
-         layer alone: the packed or four-row body, its assembly loops and the output stage.\n"
+         layer alone: the packed or four-row body, its assembly loops and the output stage.\n\
+         Each board's firmware is kept as {}/bench-mcu-<board>-mnist.elf.\n",
+        options.out.display()
     );
     println!("| board | network code | kernel | compiler builtins | functions |");
     println!("|---|---|---|---|---|");
@@ -2144,7 +2153,8 @@ fn is_builtin(name: &str) -> bool {
 fn is_kernel(name: &str) -> bool {
     [
         "fully_connected",
-        "kiln_dot4",
+        "kiln_fc",
+        "kiln_dot",
         "kiln_widen",
         "rq_acc",
         "FcParams5check",

@@ -28,7 +28,7 @@ struct WeightWords([u8; MAX_IN * MAX_OUT + 4]);
 /// The shifts and multipliers of a case.
 #[derive(Clone, Copy, PartialEq)]
 enum Scales {
-    /// Shifts around 31: some rows take the general output stage.
+    /// Shifts 1..=46, most around 31: some rows take the general output stage.
     Low,
     /// Every shift in 33..=62, some multipliers 2^30 (exact halves).
     High,
@@ -141,7 +141,11 @@ pub fn run() -> (u32, u32) {
                     };
                 } else {
                     put_le(m, (1 << 30) | (filler.next() >> 2) as i32);
-                    *t = 31 + (filler.next() % 16) as u8;
+                    *t = match filler.next() % 4 {
+                        // every small shift, most outputs saturating
+                        0 => 1 + (filler.next() % 30) as u8,
+                        _ => 31 + (filler.next() % 16) as u8,
+                    };
                 }
             }
             let zero_point = filler.next() as i8 >> 1;

@@ -647,22 +647,27 @@ core::arch::global_asm!(
 );
 
 core::arch::global_asm!(
-    ".section .text.kiln_fc_blocks_dsp,\"ax\",%progbits",
-    ".global kiln_fc_blocks_dsp",
-    ".type kiln_fc_blocks_dsp,%function",
+    ".section .text.kiln_fc_dsp,\"ax\",%progbits",
+    ".global kiln_fc_dsp",
+    ".type kiln_fc_dsp,%function",
     ".p2align 2",
     ".thumb_func",
-    "kiln_fc_blocks_dsp:",
-    // r0: a `Blocks` (offsets in its definition), read and advanced block by block. Every
-    // whole block of four rows: bias, the widened loop above, the output stage, four bytes out.
+    "kiln_fc_dsp:",
+    // The whole dense layer. r0: an `Fc` (offsets in its definition), read and advanced as
+    // the rows go. First the whole blocks of four rows (`n_blocks` of them: the caller gives
+    // none unless the input is widened and the weights word-aligned): bias, the widened loop
+    // above, the output stage, four bytes out. A block with a shift outside 33..=62 ends
+    // them. Then every row left, one at a time, with the output stage of any shift.
     "push {{r4-r11, lr}}",
-    "sub sp, sp, #4", // where `blocks` waits while the loop uses lr
+    "sub sp, sp, #4", // where `fc` waits while the loop uses lr
     "mov lr, r0",
     "str lr, [sp]",
     "ldr r0, [lr, #0]", // row 0 of the block
+    "ldr r9, [lr, #32]",
+    "cmp r9, #0",
+    "beq 4f",
     "3:",
-    // A block with a shift outside 33..=62 ends the call (the caller finishes the layer):
-    // bytes t - 33 (wrapping) above 29, found four at a time.
+    // bytes t - 33 (wrapping) above 29, found four at a time
     "ldr r9, [lr, #24]",
     "ldr r9, [r9]",
     "ldr r10, [lr, #48]", // 33 in every byte
@@ -718,14 +723,143 @@ core::arch::global_asm!(
     "ldr r9, [lr, #28]",
     "str r4, [r9], #4",
     "str r9, [lr, #28]",
+    "ldr r9, [lr, #60]",
+    "sub r9, r9, #4",
+    "str r9, [lr, #60]",
     "ldr r9, [lr, #32]",
     "subs r9, r9, #1",
     "str r9, [lr, #32]",
     "bne 3b",
     "4:",
+    // ---- One row at a time (r0: its weights, any alignment: LDR). acc (r4) = bias + the
+    // dot product over the groups of 8 inputs (from the widened input, or from the inputs
+    // split as they are read), then over the last n_in % 8 inputs byte by byte.
+    "ldr r9, [lr, #60]", // rows left
+    "cmp r9, #0",
+    "beq 9f",
+    "sub r9, r9, #1",
+    "str r9, [lr, #60]",
+    "ldr r9, [lr, #16]",
+    "ldr r4, [r9], #4",
+    "str r9, [lr, #16]",
+    "ldr r1, [lr, #56]", // the int8 input
+    "ldr r2, [lr, #8]",  // the widened input, or 0
+    "ldr r3, [lr, #12]", // groups of 8 inputs
+    "cbz r3, 7f",
+    "cbz r2, 6f",
+    "add r1, r1, r3, lsl #3", // the tail's inputs
+    "add r3, r2, r3, lsl #4", // the widened input's end
+    "5:",
+    "ldrd r5, r6, [r2], #8", // inputs 0-3: lanes 0/2 and 1/3
+    "ldr r7, [r0], #4",
+    "sxtb16 r8, r7",
+    "smlad r4, r8, r5, r4",
+    "sxtb16 r7, r7, ror #8",
+    "smlad r4, r7, r6, r4",
+    "ldrd r5, r6, [r2], #8", // inputs 4-7
+    "ldr r7, [r0], #4",
+    "sxtb16 r8, r7",
+    "smlad r4, r8, r5, r4",
+    "sxtb16 r7, r7, ror #8",
+    "smlad r4, r7, r6, r4",
+    "cmp r2, r3",
+    "bne 5b",
+    "b 7f",
+    "6:",
+    "lsl r3, r3, #1", // words of 4 inputs
+    "61:",
+    "ldr r5, [r1], #4",
+    "ldr r7, [r0], #4",
+    "sxtb16 r6, r5",
+    "sxtb16 r5, r5, ror #8",
+    "sxtb16 r8, r7",
+    "sxtb16 r7, r7, ror #8",
+    "smlad r4, r8, r6, r4",
+    "smlad r4, r7, r5, r4",
+    "subs r3, r3, #1",
+    "bne 61b",
+    "7:",
+    "ldr r3, [lr, #4]",
+    "ands r3, r3, #7", // the inputs past the last group
+    "beq 8f",
+    "71:",
+    "ldrsb r5, [r1], #1",
+    "ldrsb r6, [r0], #1",
+    "smlabb r4, r5, r6, r4",
+    "subs r3, r3, #1",
+    "bne 71b",
+    "8:",
+    // r0 is the next row. The output stage: M (r11), t - 33 (r12).
+    "ldr r9, [lr, #20]",
+    "ldr r11, [r9], #4",
+    "str r9, [lr, #20]",
+    "ldr r10, [lr, #24]",
+    "ldrb r12, [r10], #1",
+    "str r10, [lr, #24]",
+    "sub r12, r12, #33",
+    "cmp r12, #29",
+    "bhi 80f",
+    "ldr r8, [lr, #36]", // 2 zp + 1
+    rq_high_zp_fast!("r4", "r11", "51", "52"),
+    "85:",
+    // both clamps on zp + q (any i32 here: the general stage does not saturate to 8 bits)
+    "ldr r9, [lr, #64]",
+    "cmp r4, r9",
+    "it lt",
+    "movlt r4, r9",
+    "ldr r9, [lr, #68]",
+    "cmp r4, r9",
+    "it gt",
+    "movgt r4, r9",
+    "ldr r9, [lr, #28]",
+    "strb r4, [r9], #1",
+    "str r9, [lr, #28]",
+    "b 4b",
+    rq_high_zp_slow!("r3", "r11", "51", "52"),
+    // ---- `rq_acc` for a shift outside 33..=62, as `fixed.rs` defines it: 1..=32 round half
+    // to even, 0 the product itself, 63 and more 0; saturated to i32, then the zero point
+    // added with saturation (the reference's `zp.saturating_add(q)`).
+    "80:",
+    "add r3, r12, #33", // t
+    "smull r2, r5, r4, r11",
+    "movs r4, #0",
+    "cmp r3, #62",
+    "bhi 86f", // q = 0
+    "mov r4, r2",
+    "cbz r3, 84f", // q = the product
+    // odd: bit 0 of floor(p / 2^t), the low word of p >> t (LSR by 32 gives 0)
+    "rsb r6, r3, #32",
+    "lsr r7, r2, r3",
+    "lsl r8, r5, r6",
+    "orr r7, r7, r8",
+    "and r7, r7, #1",
+    // p += 2^(t-1) - 1 + odd
+    "sub r8, r3, #1",
+    "movs r9, #1",
+    "lsl r9, r9, r8",
+    "sub r9, r9, #1",
+    "add r9, r9, r7",
+    "adds r2, r2, r9",
+    "adc r5, r5, #0",
+    // p >> t: the low word in r4, the high word in r5
+    "lsr r4, r2, r3",
+    "lsl r8, r5, r6",
+    "orr r4, r4, r8",
+    "asr r5, r5, r3",
+    "84:",
+    // outside i32 (the high word not the low word's sign): the high word's sign says which way
+    "cmp r5, r4, asr #31",
+    "beq 86f",
+    "mvn r4, #0x80000000",
+    "eor r4, r4, r5, asr #31",
+    "86:",
+    "ldr r9, [lr, #72]", // zp
+    "qadd r4, r4, r9",
+    "b 85b",
+    "9:",
     "add sp, sp, #4",
     "pop {{r4-r11, pc}}",
-    ".size kiln_fc_blocks_dsp, . - kiln_fc_blocks_dsp",
+    ".size kiln_fc_dsp, . - kiln_fc_dsp",
 );
 
 core::arch::global_asm!(
@@ -769,38 +903,6 @@ core::arch::global_asm!(
     "pop {{r4-r11}}",
     "bx lr",
     ".size kiln_identity_input_dsp, . - kiln_identity_input_dsp",
-);
-
-core::arch::global_asm!(
-    ".section .text.kiln_dot1_dsp_widened,\"ax\",%progbits",
-    ".global kiln_dot1_dsp_widened",
-    ".type kiln_dot1_dsp_widened,%function",
-    ".p2align 2",
-    ".thumb_func",
-    "kiln_dot1_dsp_widened:",
-    // One row: r0 the row's weights, r1 the widened input (word-aligned, 16 bytes per 8
-    // inputs), r2 groups of 8 inputs (> 0), r3 the accumulator; returns it in r0.
-    "push {{r4-r7}}",
-    "add r2, r1, r2, lsl #4", // the widened input's end
-    "1:",
-    "ldrd r4, r5, [r1], #8", // inputs 0-3: lanes 0/2 and 1/3
-    "ldr r6, [r0], #4",
-    "sxtb16 r7, r6",
-    "smlad r3, r7, r4, r3",
-    "sxtb16 r6, r6, ror #8",
-    "smlad r3, r6, r5, r3",
-    "ldrd r4, r5, [r1], #8", // inputs 4-7
-    "ldr r6, [r0], #4",
-    "sxtb16 r7, r6",
-    "smlad r3, r7, r4, r3",
-    "sxtb16 r6, r6, ror #8",
-    "smlad r3, r6, r5, r3",
-    "cmp r1, r2",
-    "bne 1b",
-    "mov r0, r3",
-    "pop {{r4-r7}}",
-    "bx lr",
-    ".size kiln_dot1_dsp_widened, . - kiln_dot1_dsp_widened",
 );
 
 core::arch::global_asm!(
@@ -1078,9 +1180,8 @@ extern "C" {
         n_groups: usize,
         acc: *mut [i32; 4],
     );
-    fn kiln_dot1_dsp_widened(row: *const u8, widened: *const i8, n_groups: usize, acc: i32) -> i32;
     fn kiln_identity_input_dsp(raw: *const i32, out: *mut i8, n_groups: usize, offset: i32);
-    fn kiln_fc_blocks_dsp(blocks: *mut Blocks);
+    fn kiln_fc_dsp(fc: *mut Fc);
     fn kiln_dw_pixel_dsp(args: *mut DwArgs);
     fn kiln_add_words_dsp(args: *const AddArgs);
     fn kiln_dw_mac_dsp(
@@ -1120,99 +1221,101 @@ pub fn identity_input_groups(raw: &[i32], offset: i32, out: &mut [i8]) -> usize 
     n_groups.wrapping_mul(8)
 }
 
-/// `acc` plus the dot product of the row's first `8 * n_groups` weights with the widened input
-/// (`dot1_widened` in `packed.rs` is the portable twin): the rows the block kernel leaves.
-/// Returns `acc` unchanged unless `row` holds them and `widened` is word-aligned with
-/// `16 * n_groups` bytes.
-#[inline(always)]
-pub fn dot1_widened(row: &[u8], widened: &[i8], n_groups: usize, acc: i32) -> i32 {
-    let in_bounds = n_groups > 0
-        && n_groups.checked_mul(8).is_some_and(|n| row.len() >= n)
-        && n_groups
-            .checked_mul(16)
-            .is_some_and(|len| widened.len() >= len)
-        && widened.as_ptr().align_offset(4) == 0;
-    if !in_bounds {
-        return acc;
-    }
-    // SAFETY: reads `8 * n_groups` bytes of `row` and `16 * n_groups` word-aligned bytes of
-    // `widened` (for LDRD), both checked just above; AAPCS.
-    unsafe { kiln_dot1_dsp_widened(row.as_ptr(), widened.as_ptr(), n_groups, acc) }
-}
-
-/// What [`kiln_fc_blocks_dsp`] reads and advances, at fixed offsets (checked below).
+/// What [`kiln_fc_dsp`] reads and advances, at fixed offsets (checked below).
 #[repr(C)]
-struct Blocks {
+struct Fc {
     rows: *const u8,
     stride: usize,
+    /// The widened input, or null: the routine then splits the inputs as it reads them.
     widened: *const i8,
     n_groups: usize,
     bias: *const u8,
     multipliers: *const u8,
     shifts: *const u8,
     output: *mut i8,
+    /// Whole blocks of four rows for the block loop (0 unless it may run).
     n_blocks: usize,
     round_zp: i32,
     clamp_min4: u32,
     clamp_max4: u32,
     shift_33: u32,
     shift_29: u32,
+    input: *const i8,
+    n_rows: usize,
+    clamp_min: i32,
+    clamp_max: i32,
+    zero_point: i32,
 }
 
 const _: () = {
     use core::mem::offset_of;
-    assert!(offset_of!(Blocks, rows) == 0 && offset_of!(Blocks, stride) == 4);
-    assert!(offset_of!(Blocks, widened) == 8 && offset_of!(Blocks, n_groups) == 12);
-    assert!(offset_of!(Blocks, bias) == 16 && offset_of!(Blocks, multipliers) == 20);
-    assert!(offset_of!(Blocks, shifts) == 24 && offset_of!(Blocks, output) == 28);
-    assert!(offset_of!(Blocks, n_blocks) == 32 && offset_of!(Blocks, round_zp) == 36);
-    assert!(offset_of!(Blocks, clamp_min4) == 40 && offset_of!(Blocks, clamp_max4) == 44);
-    assert!(offset_of!(Blocks, shift_33) == 48 && offset_of!(Blocks, shift_29) == 52);
+    assert!(offset_of!(Fc, rows) == 0 && offset_of!(Fc, stride) == 4);
+    assert!(offset_of!(Fc, widened) == 8 && offset_of!(Fc, n_groups) == 12);
+    assert!(offset_of!(Fc, bias) == 16 && offset_of!(Fc, multipliers) == 20);
+    assert!(offset_of!(Fc, shifts) == 24 && offset_of!(Fc, output) == 28);
+    assert!(offset_of!(Fc, n_blocks) == 32 && offset_of!(Fc, round_zp) == 36);
+    assert!(offset_of!(Fc, clamp_min4) == 40 && offset_of!(Fc, clamp_max4) == 44);
+    assert!(offset_of!(Fc, shift_33) == 48 && offset_of!(Fc, shift_29) == 52);
+    assert!(offset_of!(Fc, input) == 56 && offset_of!(Fc, n_rows) == 60);
+    assert!(offset_of!(Fc, clamp_min) == 64 && offset_of!(Fc, clamp_max) == 68);
+    assert!(offset_of!(Fc, zero_point) == 72);
 };
 
-/// The whole blocks of four rows of a layer whose `n_in` is a positive multiple of 8, from the
-/// widened input, into `output[..4 * blocks]`, up to the first block with a shift outside
-/// `33..=62` (`fc_blocks` in `packed.rs` is the portable twin). Returns the rows written: 0
-/// unless the slices hold what the routine reads and writes, and the weights are word-aligned
-/// (a blob placed at a word boundary has them so; otherwise every row goes one at a time).
+/// The whole dense layer (`fc_layer` in `packed.rs` is the portable twin), if the arguments
+/// pass [`FcParams::check`] (else `false`, nothing written): whole blocks of four rows two at a
+/// time where the input is widened (its first `8 * (n_in / 8)` values, 16 bytes per 8 at a
+/// word boundary), `n_in % 8 == 0` and the weights are word-aligned (`LDRD`), up to a block
+/// with a shift outside `33..=62`; every other row one at a time, from the widened input or
+/// from the int8 input split as it is read, with the output stage of any shift.
 #[inline(always)]
-pub fn fc_blocks(params: &FcParams<'_>, n_in: usize, widened: &[i8], output: &mut [i8]) -> usize {
-    let n_blocks = output.len() / 4;
-    let n_rows = n_blocks.wrapping_mul(4);
-    let in_bounds = n_blocks > 0
-        && n_in > 0
-        && n_in % 8 == 0
-        && n_in.checked_mul(2).is_some_and(|len| widened.len() >= len)
-        && widened.as_ptr().align_offset(4) == 0
-        && params.weights.as_ptr().align_offset(4) == 0
-        && params.holds_rows(n_rows, n_in);
-    if !in_bounds {
-        return 0;
+pub fn fc_layer(
+    params: &FcParams<'_>,
+    input: &[i8],
+    widened: Option<&[i8]>,
+    output: &mut [i8],
+) -> bool {
+    let (n_in, n_out) = (input.len(), output.len());
+    if !params.fits(n_in, n_out) {
+        return false;
     }
-    let mut blocks = Blocks {
+    let n_groups = n_in / 8;
+    // LDRD on the widened input: word-aligned, 16 bytes per group
+    let widened = widened.filter(|lanes| {
+        n_groups > 0
+            && lanes.len() >= n_groups.wrapping_mul(16)
+            && lanes.as_ptr().align_offset(4) == 0
+    });
+    let blocks_run =
+        widened.is_some() && n_in % 8 == 0 && params.weights.as_ptr().align_offset(4) == 0;
+    let mut fc = Fc {
         rows: params.weights.as_ptr(),
         stride: n_in,
-        widened: widened.as_ptr(),
-        n_groups: n_in / 8,
+        widened: widened.map_or(core::ptr::null(), <[i8]>::as_ptr),
+        n_groups,
         bias: params.bias.as_ptr(),
         multipliers: params.multipliers.as_ptr(),
         shifts: params.shifts.as_ptr(),
         output: output.as_mut_ptr(),
-        n_blocks,
+        n_blocks: if blocks_run { n_out / 4 } else { 0 },
         round_zp: crate::fixed::round_zp(params.output_zero_point),
         clamp_min4: bytes4(params.clamp_min),
         clamp_max4: bytes4(params.clamp_max),
         shift_33: 0x2121_2121,
         shift_29: 0x1d1d_1d1d,
+        input: input.as_ptr(),
+        n_rows: n_out,
+        clamp_min: i32::from(params.clamp_min),
+        clamp_max: i32::from(params.clamp_max),
+        zero_point: i32::from(params.output_zero_point),
     };
-    // SAFETY: the routine reads `4 * n_blocks` rows of `n_in` weights (word-aligned, as is
-    // every row since `n_in % 8 == 0`: LDRD), `4 * n_blocks` biases, multipliers and shifts,
-    // `2 * n_in` widened bytes (word-aligned: LDM) and writes `4 * n_blocks` output bytes: all
-    // checked just above. It follows the AAPCS, saves what it uses and writes only `blocks`
-    // and the output.
-    unsafe { kiln_fc_blocks_dsp(&mut blocks) };
-    // The routine counts `n_blocks` down as it finishes each block.
-    n_blocks.saturating_sub(blocks.n_blocks).wrapping_mul(4)
+    // SAFETY: the routine reads `n_out` rows of `n_in` weights (single-word loads, any
+    // alignment, which Armv7E-M allows; the block loop's doubleword loads only with the
+    // weights word-aligned and `n_in % 8 == 0`, so every row is), `n_out` biases, multipliers
+    // and shifts (`fits` above), the `n_in` inputs and, when given, `16 * n_groups`
+    // word-aligned widened bytes (checked above), and writes the `n_out` output bytes. It
+    // follows the AAPCS, saves what it uses and writes only `fc` and the output.
+    unsafe { kiln_fc_dsp(&mut fc) };
+    true
 }
 
 /// Adds to `acc[r]` the dot product of `input[..8 * n_pairs]` with row `r` of the four rows that

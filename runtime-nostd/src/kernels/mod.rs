@@ -259,6 +259,7 @@ impl FcParams<'_> {
     /// Whether the arrays hold the first `n_rows` rows of `n_in` weights, with their biases,
     /// multipliers and shifts: what the block routines read (they run on the first rows of a
     /// layer whose full lengths `check` has proved, or on any slices their wrappers are given).
+    #[cfg(not(kiln_kernel = "dsp"))]
     #[inline(always)]
     pub(crate) fn holds_rows(&self, n_rows: usize, n_in: usize) -> bool {
         let words = n_rows.checked_mul(4);
@@ -272,20 +273,26 @@ impl FcParams<'_> {
     /// Checks that the slices fit `n_in` inputs and `n_out` outputs (`n_in >= 1`) and that
     /// `clamp_min <= clamp_max`. Every kernel calls this first, so a wrong call is an error,
     /// never a panic or an out-of-bounds read.
+    #[inline(always)]
     pub fn check(&self, n_in: usize, n_out: usize) -> Result<(), Error> {
-        let n_weights = n_in.checked_mul(n_out);
-        let n_words = n_out.checked_mul(4);
-        let ok = n_in >= 1
-            && n_weights == Some(self.weights.len())
-            && n_words == Some(self.bias.len())
-            && n_words == Some(self.multipliers.len())
-            && self.shifts.len() == n_out
-            && self.clamp_min <= self.clamp_max;
-        if ok {
+        if self.fits(n_in, n_out) {
             Ok(())
         } else {
             Err(Error::KernelArguments)
         }
+    }
+
+    /// What [`check`](FcParams::check) checks, as a `bool`.
+    #[inline(always)]
+    pub(crate) fn fits(&self, n_in: usize, n_out: usize) -> bool {
+        let n_weights = n_in.checked_mul(n_out);
+        let n_words = n_out.checked_mul(4);
+        n_in >= 1
+            && n_weights == Some(self.weights.len())
+            && n_words == Some(self.bias.len())
+            && n_words == Some(self.multipliers.len())
+            && self.shifts.len() == n_out
+            && self.clamp_min <= self.clamp_max
     }
 }
 

@@ -12,13 +12,16 @@
 //! given a workspace of [`widened_len`] bytes it writes the input's 16-bit lanes there first
 //! (one load per four inputs in the inner loop instead of a load and two `sxtb16`).
 
+#[cfg(not(kiln_kernel = "dsp"))]
 use super::simd32::{smlad, sxtb16, sxtb16_ror8};
-use super::{le_i32, requantize, tail_dot, FcParams};
+use super::FcParams;
+#[cfg(not(kiln_kernel = "dsp"))]
+use super::{le_i32, requantize, tail_dot};
 #[cfg(not(kiln_kernel = "dsp"))]
 use crate::fixed::rq_high_zp;
 
 #[cfg(kiln_kernel = "dsp")]
-pub(crate) use super::dsp_asm::{dot1_widened, dot4, dot4_widened, fc_blocks, widen_groups};
+pub(crate) use super::dsp_asm::{dot4, dot4_widened, fc_layer, widen_groups};
 
 /// Adds to `acc[r]` the dot product of `input[..8 * n_pairs]` with row `r` of the four rows at
 /// `rows` (`stride` bytes apart): the portable twin of the assembly in `dsp_asm.rs`.
@@ -175,6 +178,7 @@ pub(crate) fn write_lanes(words: impl Iterator<Item = u32>, out: &mut [i8]) {
     }
 }
 
+#[cfg(not(kiln_kernel = "dsp"))]
 #[inline(always)]
 fn word(chunk: &[u8]) -> u32 {
     match *chunk {
@@ -183,6 +187,7 @@ fn word(chunk: &[u8]) -> u32 {
     }
 }
 
+#[cfg(not(kiln_kernel = "dsp"))]
 #[inline(always)]
 fn input_word(chunk: &[i8]) -> u32 {
     match *chunk {
@@ -194,6 +199,7 @@ fn input_word(chunk: &[i8]) -> u32 {
 /// `acc + sum(w[i] * x[i])` over whole words, two lanes per `smlad`. The chunk iterators are
 /// advanced by hand: zipping two `ChunksExact` keeps a dead division-by-zero panic in
 /// `Zip::new` (see the reference kernel).
+#[cfg(not(kiln_kernel = "dsp"))]
 #[inline(always)]
 fn words_dot(weights: &[u8], input: &[i8], mut acc: i32) -> i32 {
     let mut inputs = input.chunks_exact(4);
@@ -215,7 +221,11 @@ pub fn fully_connected_i8(
     input: &[i8],
     output: &mut [i8],
 ) -> Result<(), Error> {
-    fully_connected_with(params, input, None, output)
+    if fc_layer(params, input, None, output) {
+        Ok(())
+    } else {
+        Err(Error::KernelArguments)
+    }
 }
 
 /// [`fully_connected_i8`] with the input split into 16-bit lanes once, into `workspace`, instead
@@ -227,37 +237,48 @@ pub fn fully_connected_i8_widened(
     workspace: &mut [i8],
     output: &mut [i8],
 ) -> Result<(), Error> {
+    // (the workspace is scratch: widening before the check changes nothing the caller keeps)
     let input_paired = input.get(..input.len() & !7).unwrap_or(&[]);
     let widened = widen(input_paired, workspace).filter(|widened| !widened.is_empty());
-    fully_connected_with(params, input, widened, output)
+    if fc_layer(params, input, widened, output) {
+        Ok(())
+    } else {
+        Err(Error::KernelArguments)
+    }
 }
 
-/// The body both entry points share, once (and, not inlined, one symbol to size). With the
-/// widened input and inputs in groups of 8, the whole blocks of four rows go through
-/// [`fc_blocks`] in one call, up to a block with a shift outside `33..=62` (rare: a scale of at
-/// least 1/2). Every other row (the last `n_out % 4`, the rows from that block on, or all of
-/// them without a workspace) goes one at a time: from the widened input where there is one
-/// ([`dot1_widened`]), else two `SMLAD` per word and the bytes past the last word; then the one
-/// output stage.
-#[inline(never)]
-fn fully_connected_with(
+/// The whole layer, in the order of the assembly in `dsp_asm.rs` (its portable twin): with the
+/// widened input, inputs in groups of 8 and word-aligned weights, the whole blocks of four rows
+/// go through [`fc_blocks`], up to a block with a shift outside `33..=62` (rare: a scale of at
+/// least 1/4). Every other row (the last `n_out % 4`, the rows from that block on, or all of
+/// them) goes one at a time: the groups of 8 inputs from the widened input where there is one
+/// ([`dot1_widened`]), else two `SMLAD` per word of inputs split as they are read; then the
+/// last `n_in % 8` inputs byte by byte and the output stage of any shift. Returns `true` if
+/// the arguments pass [`FcParams::check`] (else `false`, nothing written).
+#[cfg(not(kiln_kernel = "dsp"))]
+pub(crate) fn fc_layer(
     params: &FcParams<'_>,
     input: &[i8],
     widened: Option<&[i8]>,
     output: &mut [i8],
-) -> Result<(), Error> {
+) -> bool {
     let n_in = input.len();
-    params.check(n_in, output.len())?;
-    let mut row_idx = 0usize;
-    let widened = widened.filter(|_| n_in % 8 == 0);
-    if let Some(widened) = widened {
-        row_idx = fc_blocks(params, n_in, widened, output);
+    if !params.fits(n_in, output.len()) {
+        return false;
     }
-    let (input_words, input_tail) = input.split_at(n_in & !3);
-    let rest = output.get_mut(row_idx..).unwrap_or(&mut []);
-    // `check` proved `n_out * n_in` weights and `4 * n_out` bias and multiplier bytes: no
-    // product below overflows, and every `get` below is in bounds.
-    for out in rest {
+    let n_groups = n_in / 8;
+    let widened = widened.filter(|lanes| {
+        n_groups > 0
+            && lanes.len() >= n_groups.wrapping_mul(16)
+            && lanes.as_ptr().align_offset(4) == 0
+    });
+    let mut row_idx = match widened {
+        Some(widened) if n_in % 8 == 0 => fc_blocks(params, n_in, widened, output),
+        _ => 0,
+    };
+    let span = n_groups.wrapping_mul(8);
+    let (input_groups, input_tail) = input.split_at(span);
+    for out in output.get_mut(row_idx..).unwrap_or(&mut []) {
         let at = row_idx.wrapping_mul(4);
         let (Some(row), Some(bias), Some(multiplier), Some(&shift)) = (
             params.weights.get(row_idx.wrapping_mul(n_in)..),
@@ -267,20 +288,18 @@ fn fully_connected_with(
         ) else {
             break;
         };
+        let (row_groups, row_tail) = row.split_at(span.min(row.len()));
         let acc = match widened {
-            // Inputs in groups of 8, widened once: two lanes per SMLAD, no unpacking.
-            Some(widened) => dot1_widened(row, widened, n_in / 8, le_i32(bias)),
-            None => {
-                let (words, tail) = row.split_at(input_words.len().min(row.len()));
-                tail_dot(
-                    tail,
-                    input_tail,
-                    words_dot(words, input_words, le_i32(bias)),
-                )
-            }
+            Some(widened) => dot1_widened(row_groups, widened, n_groups, le_i32(bias)),
+            None => words_dot(row_groups, input_groups, le_i32(bias)),
         };
-        *out = requantize(params, acc, le_i32(multiplier), shift);
+        *out = requantize(
+            params,
+            tail_dot(row_tail, input_tail, acc),
+            le_i32(multiplier),
+            shift,
+        );
         row_idx = row_idx.wrapping_add(1);
     }
-    Ok(())
+    true
 }
