@@ -973,6 +973,8 @@ pub(crate) fn parse<const KINDS: u8>(bytes: &[u8]) -> Result<Model<'_, KINDS>, E
         byte_table_at,
         values_at,
         nodes_at,
+        input_at: first.offset,
+        output_at: last.offset,
         output_scale_bits,
         output_zero_point,
     })

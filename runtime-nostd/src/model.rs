@@ -114,6 +114,10 @@ pub struct Model<'a, const KINDS: u8 = { crate::kinds::ALL }> {
     pub(crate) byte_table_at: Option<usize>,
     pub(crate) values_at: usize,
     pub(crate) nodes_at: usize,
+    /// The arena offsets of the model's input (value 0) and output (the last value), read
+    /// once at load: inference reads no value record for them.
+    pub(crate) input_at: usize,
+    pub(crate) output_at: usize,
     pub(crate) output_scale_bits: u32,
     pub(crate) output_zero_point: i8,
 }
@@ -814,10 +818,20 @@ impl<'a, const KINDS: u8> Model<'a, KINDS> {
     }
 
     /// The model input's bytes in the arena.
+    #[inline(always)]
     fn input_slice<'s>(&self, arena: &'s mut [i8]) -> Result<&'s mut [i8], Error> {
-        let first = self.value(0);
+        let len = self.n_inputs.wrapping_shl(self.elem_shift());
         arena
-            .get_mut(first.offset..first.end(self.elem_shift()))
+            .get_mut(self.input_at..self.input_at.wrapping_add(len))
+            .ok_or(self.internal())
+    }
+
+    /// The model output's bytes in the arena.
+    #[inline(always)]
+    fn output_slice<'s>(&self, arena: &'s [i8]) -> Result<&'s [i8], Error> {
+        let len = self.n_outputs.wrapping_shl(self.elem_shift());
+        arena
+            .get(self.output_at..self.output_at.wrapping_add(len))
             .ok_or(self.internal())
     }
 
@@ -1033,10 +1047,7 @@ impl<'a, const KINDS: u8> Model<'a, KINDS> {
             K::dense16(&p, input, output)?;
             at = next;
         }
-        let last_value = self.value(self.n_nodes as u16); // n_nodes <= MAX_LAYERS
-        let last = arena
-            .get(last_value.offset..last_value.end(self.elem_shift()))
-            .ok_or(internal)?;
+        let last = self.output_slice(arena)?;
         let mut best = (0usize, i16::MIN);
         for (i, (l, pair)) in logits.iter_mut().zip(last.chunks_exact(2)).enumerate() {
             *l = kernels::le_i16(pair);
@@ -1067,12 +1078,11 @@ impl<'a, const KINDS: u8> Model<'a, KINDS> {
     ) -> Result<usize, Error> {
         let mut at = self.nodes_at;
         for _ in 0..self.n_nodes {
-            at = self.run_node::<K>(at, arena, workspace)?;
+            at = self
+                .run_node::<K>(at, arena, workspace)
+                .ok_or(self.internal())?;
         }
-        let last_value = self.value(self.n_nodes as u16); // n_nodes <= MAX_LAYERS
-        let last = arena
-            .get(last_value.offset..last_value.end(self.elem_shift()))
-            .ok_or(self.internal())?;
+        let last = self.output_slice(arena)?;
         for (l, &v) in logits.iter_mut().zip(last) {
             *l = v;
         }
@@ -1081,37 +1091,34 @@ impl<'a, const KINDS: u8> Model<'a, KINDS> {
 
     /// The node record at `at`: its values out of the arena, its parameters out of its record,
     /// its kernel. Returns where the next record starts. The loader checked every field, so
-    /// this only reads them; convolutions and pools go through their own functions, so that a
-    /// dense layer's frame holds only what it uses.
+    /// this only reads them, and no step can fail (`None`, one error for them all, keeps the
+    /// impossible paths short); convolutions and pools go through their own functions, so
+    /// that a dense layer's frame holds only what it uses.
     #[inline(always)]
     fn run_node<K: Kernels>(
         &self,
         at: usize,
         arena: &mut [i8],
         workspace: &mut [i8],
-    ) -> Result<usize, Error> {
-        let internal = self.internal();
+    ) -> Option<usize> {
         // past the bytes (never, once validated) the kind is 0: refused below
         let node = read_node(self.bytes, at);
         let next = at.wrapping_add(node.section_len as usize);
-        let body = self
-            .bytes
-            .get(at.wrapping_add(NODE_HEADER_LEN)..next)
-            .ok_or(internal)?;
+        let body = self.bytes.get(at.wrapping_add(NODE_HEADER_LEN)..next)?;
         if kinds::links_in_place(KINDS) && node.in_place() {
             // its output over its input: its own split and kernels (int8 only)
-            self.in_place_node::<K>(&node, body, arena, workspace)?;
-            return Ok(next);
+            self.in_place_node::<K>(&node, body, arena, workspace)
+                .ok()?;
+            return Some(next);
         }
         if KINDS & kinds::ADD != 0 && node.kind == KIND_ADD {
             // two inputs: its own split and kernel (int8 only: the loader refuses int16)
-            self.add_node::<K>(&node, body, arena)?;
-            return Ok(next);
+            self.add_node::<K>(&node, body, arena).ok()?;
+            return Some(next);
         }
         let in_v = self.value(node.input);
         let out_v = self.value(node.output);
-        let (input, output) =
-            split_pair(arena, &in_v, &out_v, self.elem_shift()).ok_or(internal)?;
+        let (input, output) = split_pair(arena, &in_v, &out_v, self.elem_shift())?;
         // Identity and relu requantize to the output; a table layer to its pre-activation.
         let (zp, clamp_min) = match node.activation {
             ACT_RELU => (out_v.zero_point, out_v.zero_point),
@@ -1126,7 +1133,7 @@ impl<'a, const KINDS: u8> Model<'a, KINDS> {
                 // fits: the loader checked the record's length against it
                 let n_weights = in_v.len.wrapping_mul(n);
                 let (multipliers, shifts, bias, weights, table) =
-                    split_arrays(body, n, n_weights, lut).ok_or(internal)?;
+                    split_arrays(body, n, n_weights, lut)?;
                 let p = FcParams {
                     weights,
                     bias,
@@ -1136,7 +1143,7 @@ impl<'a, const KINDS: u8> Model<'a, KINDS> {
                     clamp_min,
                     clamp_max: i8::MAX,
                 };
-                K::dense(&p, input, workspace, output)?;
+                K::dense(&p, input, workspace, output).ok()?;
                 table
             }
             KIND_CONV2D | KIND_DEPTHWISE if KINDS & (kinds::CONV2D | kinds::DEPTHWISE) != 0 => {
@@ -1149,18 +1156,19 @@ impl<'a, const KINDS: u8> Model<'a, KINDS> {
                     input,
                     workspace,
                     output,
-                )?
+                )
+                .ok()?
             }
             KIND_MAX_POOL | KIND_AVG_POOL if KINDS & (kinds::MAX_POOL | kinds::AVG_POOL) != 0 => {
-                pool_node::<K, KINDS>(&node, body, &in_v, &out_v, input, output)?;
+                pool_node::<K, KINDS>(&node, body, &in_v, &out_v, input, output).ok()?;
                 None
             }
-            _ => return Err(internal),
+            _ => return None,
         };
         if let Some(table) = table {
             kernels::apply_lut_i8(table, output);
         }
-        Ok(next)
+        Some(next)
     }
 
     /// A node that runs in place (format version 6): its output over its input's bytes, the
