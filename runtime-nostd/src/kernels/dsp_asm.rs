@@ -1262,16 +1262,17 @@ const _: () = {
 };
 
 /// The whole dense layer (`fc_layer` in `packed.rs` is the portable twin), if the arguments
-/// pass [`FcParams::check`] (else `false`, nothing written): whole blocks of four rows two at a
-/// time where the input is widened (its first `8 * (n_in / 8)` values, 16 bytes per 8 at a
-/// word boundary), `n_in % 8 == 0` and the weights are word-aligned (`LDRD`), up to a block
-/// with a shift outside `33..=62`; every other row one at a time, from the widened input or
-/// from the int8 input split as it is read, with the output stage of any shift.
+/// pass [`FcParams::check`] (else `false`, nothing written). Where the workspace holds 16 bytes
+/// per group of 8 inputs past its first word boundary, the groups are widened there first
+/// (`kiln_widen_dsp`); then whole blocks of four rows two at a time where `n_in % 8 == 0` and
+/// the weights are word-aligned (`LDRD`), up to a block with a shift outside `33..=62`; every
+/// other row one at a time, from the widened input or from the int8 input split as it is
+/// read, with the output stage of any shift.
 #[inline(always)]
 pub fn fc_layer(
     params: &FcParams<'_>,
     input: &[i8],
-    widened: Option<&[i8]>,
+    workspace: &mut [i8],
     output: &mut [i8],
 ) -> bool {
     let (n_in, n_out) = (input.len(), output.len());
@@ -1279,18 +1280,25 @@ pub fn fc_layer(
         return false;
     }
     let n_groups = n_in / 8;
-    // LDRD on the widened input: word-aligned, 16 bytes per group
-    let widened = widened.filter(|lanes| {
-        n_groups > 0
-            && lanes.len() >= n_groups.wrapping_mul(16)
-            && lanes.as_ptr().align_offset(4) == 0
-    });
+    let skip = workspace.as_ptr().align_offset(4);
+    // `16 * n_groups <= 2 * n_in`: no wrap for a slice's length
+    let widened =
+        if n_groups > 0 && workspace.len().saturating_sub(skip) >= n_groups.wrapping_mul(16) {
+            let lanes = workspace.as_mut_ptr().wrapping_add(skip);
+            // SAFETY: reads the first `8 * n_groups` inputs and writes `16 * n_groups` bytes of
+            // the workspace from its first word boundary (for the multiple store), both checked
+            // just above; AAPCS.
+            unsafe { kiln_widen_dsp(input.as_ptr(), lanes, n_groups) };
+            lanes.cast_const()
+        } else {
+            core::ptr::null()
+        };
     let blocks_run =
-        widened.is_some() && n_in % 8 == 0 && params.weights.as_ptr().align_offset(4) == 0;
+        !widened.is_null() && n_in % 8 == 0 && params.weights.as_ptr().align_offset(4) == 0;
     let mut fc = Fc {
         rows: params.weights.as_ptr(),
         stride: n_in,
-        widened: widened.map_or(core::ptr::null(), <[i8]>::as_ptr),
+        widened,
         n_groups,
         bias: params.bias.as_ptr(),
         multipliers: params.multipliers.as_ptr(),

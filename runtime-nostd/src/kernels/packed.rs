@@ -221,7 +221,7 @@ pub fn fully_connected_i8(
     input: &[i8],
     output: &mut [i8],
 ) -> Result<(), Error> {
-    if fc_layer(params, input, None, output) {
+    if fc_layer(params, input, &mut [], output) {
         Ok(())
     } else {
         Err(Error::KernelArguments)
@@ -230,24 +230,24 @@ pub fn fully_connected_i8(
 
 /// [`fully_connected_i8`] with the input split into 16-bit lanes once, into `workspace`, instead
 /// of once per four rows. A workspace shorter than [`widened_len`]`(input.len())` bytes is not
-/// an error: the kernel then splits as it goes, with the same results.
+/// an error: the kernel then splits as it goes, with the same results. Inlined: in a model's
+/// run the compiler then drops the checks the record's split already made.
+#[inline(always)]
 pub fn fully_connected_i8_widened(
     params: &FcParams<'_>,
     input: &[i8],
     workspace: &mut [i8],
     output: &mut [i8],
 ) -> Result<(), Error> {
-    // (the workspace is scratch: widening before the check changes nothing the caller keeps)
-    let input_paired = input.get(..input.len() & !7).unwrap_or(&[]);
-    let widened = widen(input_paired, workspace).filter(|widened| !widened.is_empty());
-    if fc_layer(params, input, widened, output) {
+    if fc_layer(params, input, workspace, output) {
         Ok(())
     } else {
         Err(Error::KernelArguments)
     }
 }
 
-/// The whole layer, in the order of the assembly in `dsp_asm.rs` (its portable twin): with the
+/// The whole layer, in the order of the assembly in `dsp_asm.rs` (its portable twin): the
+/// groups of 8 inputs widened into the workspace where it has room ([`widen`]); then with the
 /// widened input, inputs in groups of 8 and word-aligned weights, the whole blocks of four rows
 /// go through [`fc_blocks`], up to a block with a shift outside `33..=62` (rare: a scale of at
 /// least 1/4). Every other row (the last `n_out % 4`, the rows from that block on, or all of
@@ -259,7 +259,7 @@ pub fn fully_connected_i8_widened(
 pub(crate) fn fc_layer(
     params: &FcParams<'_>,
     input: &[i8],
-    widened: Option<&[i8]>,
+    workspace: &mut [i8],
     output: &mut [i8],
 ) -> bool {
     let n_in = input.len();
@@ -267,11 +267,10 @@ pub(crate) fn fc_layer(
         return false;
     }
     let n_groups = n_in / 8;
-    let widened = widened.filter(|lanes| {
-        n_groups > 0
-            && lanes.len() >= n_groups.wrapping_mul(16)
-            && lanes.as_ptr().align_offset(4) == 0
-    });
+    let widened = input
+        .get(..n_groups.wrapping_mul(8))
+        .and_then(|groups| widen(groups, workspace))
+        .filter(|lanes| !lanes.is_empty());
     let mut row_idx = match widened {
         Some(widened) if n_in % 8 == 0 => fc_blocks(params, n_in, widened, output),
         _ => 0,
