@@ -670,9 +670,9 @@ core::arch::global_asm!(
     // bytes t - 33 (wrapping) above 29, found four at a time
     "ldr r9, [lr, #24]",
     "ldr r9, [r9]",
-    "ldr r10, [lr, #48]", // 33 in every byte
+    "mov r10, #0x21212121", // 33 in every byte
     "usub8 r9, r9, r10",
-    "ldr r10, [lr, #52]", // 29 in every byte
+    "mov r10, #0x1d1d1d1d", // 29 in every byte
     "uqsub8 r9, r9, r10",
     "cmp r9, #0",
     "bne 4f",
@@ -723,9 +723,9 @@ core::arch::global_asm!(
     "ldr r9, [lr, #28]",
     "str r4, [r9], #4",
     "str r9, [lr, #28]",
-    "ldr r9, [lr, #60]",
+    "ldr r9, [lr, #52]",
     "sub r9, r9, #4",
-    "str r9, [lr, #60]",
+    "str r9, [lr, #52]",
     "ldr r9, [lr, #32]",
     "subs r9, r9, #1",
     "str r9, [lr, #32]",
@@ -733,95 +733,100 @@ core::arch::global_asm!(
     "4:",
     // ---- One row at a time (r0: its weights, any alignment: LDR). acc (r4) = bias + the
     // dot product over the groups of 8 inputs (from the widened input, or from the inputs
-    // split as they are read), then over the last n_in % 8 inputs byte by byte.
-    "ldr r9, [lr, #60]", // rows left
-    "cmp r9, #0",
-    "beq 9f",
-    "sub r9, r9, #1",
-    "str r9, [lr, #60]",
-    "ldr r9, [lr, #16]",
-    "ldr r4, [r9], #4",
-    "str r9, [lr, #16]",
-    "ldr r1, [lr, #56]", // the int8 input
-    "ldr r2, [lr, #8]",  // the widened input, or 0
-    "ldr r3, [lr, #12]", // groups of 8 inputs
+    // split as they are read), then over the last n_in % 8 inputs byte by byte. `fc` in r7:
+    // low registers keep most of these instructions at two bytes.
+    "mov r7, lr",
+    "40:",
+    "ldr r3, [r7, #52]", // rows left
+    "cbnz r3, 41f",
+    "add sp, sp, #4",
+    "pop {{r4-r11, pc}}",
+    "41:",
+    "subs r3, #1",
+    "str r3, [r7, #52]",
+    "ldr r3, [r7, #16]",
+    "ldr r4, [r3], #4", // the bias
+    "str r3, [r7, #16]",
+    "ldr r1, [r7, #48]", // the int8 input
+    "ldr r2, [r7, #8]",  // the widened input, or 0
+    "ldr r3, [r7, #12]", // groups of 8 inputs
     "cbz r3, 7f",
     "cbz r2, 6f",
     "add r1, r1, r3, lsl #3", // the tail's inputs
     "add r3, r2, r3, lsl #4", // the widened input's end
     "5:",
     "ldrd r5, r6, [r2], #8", // inputs 0-3: lanes 0/2 and 1/3
-    "ldr r7, [r0], #4",
-    "sxtb16 r8, r7",
+    "ldr r12, [r0], #4",
+    "sxtb16 r8, r12",
     "smlad r4, r8, r5, r4",
-    "sxtb16 r7, r7, ror #8",
-    "smlad r4, r7, r6, r4",
+    "sxtb16 r12, r12, ror #8",
+    "smlad r4, r12, r6, r4",
     "ldrd r5, r6, [r2], #8", // inputs 4-7
-    "ldr r7, [r0], #4",
-    "sxtb16 r8, r7",
+    "ldr r12, [r0], #4",
+    "sxtb16 r8, r12",
     "smlad r4, r8, r5, r4",
-    "sxtb16 r7, r7, ror #8",
-    "smlad r4, r7, r6, r4",
+    "sxtb16 r12, r12, ror #8",
+    "smlad r4, r12, r6, r4",
     "cmp r2, r3",
     "bne 5b",
     "b 7f",
     "6:",
-    "lsl r3, r3, #1", // words of 4 inputs
+    "lsls r3, r3, #1", // words of 4 inputs
     "61:",
     "ldr r5, [r1], #4",
-    "ldr r7, [r0], #4",
+    "ldr r12, [r0], #4",
     "sxtb16 r6, r5",
     "sxtb16 r5, r5, ror #8",
-    "sxtb16 r8, r7",
-    "sxtb16 r7, r7, ror #8",
+    "sxtb16 r8, r12",
+    "sxtb16 r12, r12, ror #8",
     "smlad r4, r8, r6, r4",
-    "smlad r4, r7, r5, r4",
-    "subs r3, r3, #1",
+    "smlad r4, r12, r5, r4",
+    "subs r3, #1",
     "bne 61b",
     "7:",
-    "ldr r3, [lr, #4]",
+    "ldr r3, [r7, #4]",
     "ands r3, r3, #7", // the inputs past the last group
     "beq 8f",
     "71:",
     "ldrsb r5, [r1], #1",
     "ldrsb r6, [r0], #1",
     "smlabb r4, r5, r6, r4",
-    "subs r3, r3, #1",
+    "subs r3, #1",
     "bne 71b",
     "8:",
-    // r0 is the next row. The output stage: M (r11), t - 33 (r12).
-    "ldr r9, [lr, #20]",
-    "ldr r11, [r9], #4",
-    "str r9, [lr, #20]",
-    "ldr r10, [lr, #24]",
-    "ldrb r12, [r10], #1",
-    "str r10, [lr, #24]",
+    // r0 is the next row. The output stage: M (r5), t - 33 (r12).
+    "ldr r3, [r7, #20]",
+    "ldr r5, [r3], #4",
+    "str r3, [r7, #20]",
+    "ldr r3, [r7, #24]",
+    "ldrb r12, [r3], #1",
+    "str r3, [r7, #24]",
     "sub r12, r12, #33",
     "cmp r12, #29",
     "bhi 80f",
-    "ldr r8, [lr, #36]", // 2 zp + 1
-    rq_high_zp_fast!("r4", "r11", "51", "52"),
+    "ldr r8, [r7, #36]", // 2 zp + 1
+    rq_high_zp_fast!("r4", "r5", "51", "52"),
     "85:",
     // both clamps on zp + q (any i32 here: the general stage does not saturate to 8 bits)
-    "ldr r9, [lr, #64]",
-    "cmp r4, r9",
+    "ldr r3, [r7, #56]",
+    "cmp r4, r3",
     "it lt",
-    "movlt r4, r9",
-    "ldr r9, [lr, #68]",
-    "cmp r4, r9",
+    "movlt r4, r3",
+    "ldr r3, [r7, #60]",
+    "cmp r4, r3",
     "it gt",
-    "movgt r4, r9",
-    "ldr r9, [lr, #28]",
-    "strb r4, [r9], #1",
-    "str r9, [lr, #28]",
-    "b 4b",
-    rq_high_zp_slow!("r3", "r11", "51", "52"),
+    "movgt r4, r3",
+    "ldr r3, [r7, #28]",
+    "strb r4, [r3], #1",
+    "str r3, [r7, #28]",
+    "b 40b",
+    rq_high_zp_slow!("r3", "r5", "51", "52"),
     // ---- `rq_acc` for a shift outside 33..=62, as `fixed.rs` defines it: 1..=32 round half
     // to even, 0 the product itself, 63 and more 0; saturated to i32, then the zero point
     // added with saturation (the reference's `zp.saturating_add(q)`).
     "80:",
     "add r3, r12, #33", // t
-    "smull r2, r5, r4, r11",
+    "smull r2, r5, r4, r5",
     "movs r4, #0",
     "cmp r3, #62",
     "bhi 86f", // q = 0
@@ -829,22 +834,20 @@ core::arch::global_asm!(
     "cbz r3, 84f", // q = the product
     // odd: bit 0 of floor(p / 2^t), the low word of p >> t (LSR by 32 gives 0)
     "rsb r6, r3, #32",
-    "lsr r7, r2, r3",
-    "lsl r8, r5, r6",
-    "orr r7, r7, r8",
-    "and r7, r7, #1",
-    // p += 2^(t-1) - 1 + odd
-    "sub r8, r3, #1",
-    "movs r9, #1",
-    "lsl r9, r9, r8",
-    "sub r9, r9, #1",
-    "add r9, r9, r7",
-    "adds r2, r2, r9",
+    "lsr r8, r2, r3",
+    "lsl r12, r5, r6",
+    "orr r8, r8, r12",
+    "and r8, r8, #1",
+    // p += 2^(t-1) - 1 + odd (2^(t-1) - 1 is 2^31 - 1 shifted right by 32 - t)
+    "mvn r1, #0x80000000",
+    "lsr r1, r1, r6",
+    "add r1, r1, r8",
+    "adds r2, r2, r1",
     "adc r5, r5, #0",
     // p >> t: the low word in r4, the high word in r5
     "lsr r4, r2, r3",
-    "lsl r8, r5, r6",
-    "orr r4, r4, r8",
+    "lsl r12, r5, r6",
+    "orr r4, r4, r12",
     "asr r5, r5, r3",
     "84:",
     // outside i32 (the high word not the low word's sign): the high word's sign says which way
@@ -853,12 +856,9 @@ core::arch::global_asm!(
     "mvn r4, #0x80000000",
     "eor r4, r4, r5, asr #31",
     "86:",
-    "ldr r9, [lr, #72]", // zp
-    "qadd r4, r4, r9",
+    "ldr r3, [r7, #64]", // zp
+    "qadd r4, r4, r3",
     "b 85b",
-    "9:",
-    "add sp, sp, #4",
-    "pop {{r4-r11, pc}}",
     ".size kiln_fc_dsp, . - kiln_fc_dsp",
 );
 
@@ -1238,8 +1238,6 @@ struct Fc {
     round_zp: i32,
     clamp_min4: u32,
     clamp_max4: u32,
-    shift_33: u32,
-    shift_29: u32,
     input: *const i8,
     n_rows: usize,
     clamp_min: i32,
@@ -1255,10 +1253,9 @@ const _: () = {
     assert!(offset_of!(Fc, shifts) == 24 && offset_of!(Fc, output) == 28);
     assert!(offset_of!(Fc, n_blocks) == 32 && offset_of!(Fc, round_zp) == 36);
     assert!(offset_of!(Fc, clamp_min4) == 40 && offset_of!(Fc, clamp_max4) == 44);
-    assert!(offset_of!(Fc, shift_33) == 48 && offset_of!(Fc, shift_29) == 52);
-    assert!(offset_of!(Fc, input) == 56 && offset_of!(Fc, n_rows) == 60);
-    assert!(offset_of!(Fc, clamp_min) == 64 && offset_of!(Fc, clamp_max) == 68);
-    assert!(offset_of!(Fc, zero_point) == 72);
+    assert!(offset_of!(Fc, input) == 48 && offset_of!(Fc, n_rows) == 52);
+    assert!(offset_of!(Fc, clamp_min) == 56 && offset_of!(Fc, clamp_max) == 60);
+    assert!(offset_of!(Fc, zero_point) == 64);
 };
 
 /// The whole dense layer (`fc_layer` in `packed.rs` is the portable twin), if the arguments
@@ -1308,8 +1305,6 @@ pub fn fc_layer(
         round_zp: crate::fixed::round_zp(params.output_zero_point),
         clamp_min4: bytes4(params.clamp_min),
         clamp_max4: bytes4(params.clamp_max),
-        shift_33: 0x2121_2121,
-        shift_29: 0x1d1d_1d1d,
         input: input.as_ptr(),
         n_rows: n_out,
         clamp_min: i32::from(params.clamp_min),
