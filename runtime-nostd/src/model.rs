@@ -1101,37 +1101,55 @@ impl<'a, const KINDS: u8> Model<'a, KINDS> {
         arena: &mut [i8],
         workspace: &mut [i8],
     ) -> Option<usize> {
+        // The records are read into scalars inside blocks, so that their stack slots end there
+        // and the kernel's arguments reuse them (the peak stack of a run); the other kinds'
+        // arms, out of line, read the records again.
         // past the bytes (never, once validated) the kind is 0: refused below
-        let node = read_node(self.bytes, at);
-        let next = at.wrapping_add(node.section_len as usize);
+        let (kind, activation, pre_zero_point, input_id, output_id, in_place, next) = {
+            let node = read_node(self.bytes, at);
+            let next = at.wrapping_add(node.section_len as usize);
+            let in_place = node.in_place();
+            (
+                node.kind,
+                node.activation,
+                node.pre_zero_point,
+                node.input,
+                node.output,
+                in_place,
+                next,
+            )
+        };
         let body = self.bytes.get(at.wrapping_add(NODE_HEADER_LEN)..next)?;
-        if kinds::links_in_place(KINDS) && node.in_place() {
+        if kinds::links_in_place(KINDS) && in_place {
             // its output over its input: its own split and kernels (int8 only)
-            self.in_place_node::<K>(&node, body, arena, workspace)
+            self.in_place_node::<K>(&read_node(self.bytes, at), body, arena, workspace)
                 .ok()?;
             return Some(next);
         }
-        if KINDS & kinds::ADD != 0 && node.kind == KIND_ADD {
+        if KINDS & kinds::ADD != 0 && kind == KIND_ADD {
             // two inputs: its own split and kernel (int8 only: the loader refuses int16)
-            self.add_node::<K>(&node, body, arena).ok()?;
+            self.add_node::<K>(&read_node(self.bytes, at), body, arena)
+                .ok()?;
             return Some(next);
         }
-        let in_v = self.value(node.input);
-        let out_v = self.value(node.output);
-        let (input, output) = split_pair(arena, &in_v, &out_v, self.elem_shift())?;
-        // Identity and relu requantize to the output; a table layer to its pre-activation.
-        let (zp, clamp_min) = match node.activation {
-            ACT_RELU => (out_v.zero_point, out_v.zero_point),
-            ACT_LUT => (node.pre_zero_point, i8::MIN),
-            _ => (out_v.zero_point, i8::MIN),
+        let ((input, output), in_len, n, out_zero_point) = {
+            let in_v = self.value(input_id);
+            let out_v = self.value(output_id);
+            let pair = split_pair(arena, &in_v, &out_v, self.elem_shift())?;
+            (pair, in_v.len, out_v.shape[2], out_v.zero_point)
         };
-        let lut = node.activation == ACT_LUT;
-        let n = out_v.shape[2];
+        // Identity and relu requantize to the output; a table layer to its pre-activation.
+        let (zp, clamp_min) = match activation {
+            ACT_RELU => (out_zero_point, out_zero_point),
+            ACT_LUT => (pre_zero_point, i8::MIN),
+            _ => (out_zero_point, i8::MIN),
+        };
+        let lut = activation == ACT_LUT;
         // Each kind's arm only where `KINDS` links it: the others leave no code behind.
-        let table = match node.kind {
+        let table = match kind {
             KIND_DENSE if KINDS & kinds::DENSE != 0 => {
                 // fits: the loader checked the record's length against it
-                let n_weights = in_v.len.wrapping_mul(n);
+                let n_weights = in_len.wrapping_mul(n);
                 let (multipliers, shifts, bias, weights, table) =
                     split_arrays(body, n, n_weights, lut)?;
                 let p = FcParams {
@@ -1148,10 +1166,10 @@ impl<'a, const KINDS: u8> Model<'a, KINDS> {
             }
             KIND_CONV2D | KIND_DEPTHWISE if KINDS & (kinds::CONV2D | kinds::DEPTHWISE) != 0 => {
                 conv_node::<K, KINDS>(
-                    &node,
+                    &read_node(self.bytes, at),
                     body,
-                    &in_v,
-                    &out_v,
+                    &self.value(input_id),
+                    &self.value(output_id),
                     (zp, clamp_min),
                     input,
                     workspace,
@@ -1160,7 +1178,15 @@ impl<'a, const KINDS: u8> Model<'a, KINDS> {
                 .ok()?
             }
             KIND_MAX_POOL | KIND_AVG_POOL if KINDS & (kinds::MAX_POOL | kinds::AVG_POOL) != 0 => {
-                pool_node::<K, KINDS>(&node, body, &in_v, &out_v, input, output).ok()?;
+                pool_node::<K, KINDS>(
+                    &read_node(self.bytes, at),
+                    body,
+                    &self.value(input_id),
+                    &self.value(output_id),
+                    input,
+                    output,
+                )
+                .ok()?;
                 None
             }
             _ => return None,
