@@ -1107,16 +1107,14 @@ impl<'a, const KINDS: u8> Model<'a, KINDS> {
         // past the bytes (never, once validated) the kind is 0: refused below
         let (kind, activation, pre_zero_point, input_id, output_id, in_place, next) = {
             let node = read_node(self.bytes, at);
-            let next = at.wrapping_add(node.section_len as usize);
-            let in_place = node.in_place();
             (
                 node.kind,
                 node.activation,
                 node.pre_zero_point,
                 node.input,
                 node.output,
-                in_place,
-                next,
+                node.in_place(),
+                at.wrapping_add(node.section_len as usize),
             )
         };
         let body = self.bytes.get(at.wrapping_add(NODE_HEADER_LEN)..next)?;

@@ -1294,6 +1294,8 @@ pub fn fc_layer(
         return false;
     }
     let n_groups = n_in / 8;
+    // `packed::widen`'s work, with one check instead of its two (`widen_bytes` checks again):
+    // calling it measured 38 B more inference code, 8 B more stack and 22 instructions per layer.
     let skip = workspace.as_ptr().align_offset(4);
     // `16 * n_groups <= 2 * n_in`: no wrap for a slice's length
     let widened =
