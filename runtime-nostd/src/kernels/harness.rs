@@ -415,6 +415,13 @@ pub fn conv_case(rng: &mut Rng, depthwise: bool) -> ConvCase {
 /// a quarter of the channels on exact ties (`M = 2^30`): the shapes on which the block kernels
 /// take their fast paths, and their edges.
 pub fn conv_channel_case(rng: &mut Rng) -> ConvCase {
+    channel_case(rng, false)
+}
+
+/// `wide`: layers whose widened rows take more than [`WIDE_MAX`](super::pairs::WIDE_MAX)
+/// bytes (1x1 on 100 to 180 channels or 3x3 on 20 to 40, to 60 to 140 channels), which the
+/// two-pixel kernel runs in bands of channels.
+pub(crate) fn channel_case(rng: &mut Rng, wide: bool) -> ConvCase {
     let axis_of = |rng: &mut Rng, k: usize| {
         let n = rng.usize_in(1, 7);
         let k = if rng.below(8) == 0 { n } else { k.min(n) };
@@ -428,19 +435,26 @@ pub fn conv_channel_case(rng: &mut Rng) -> ConvCase {
         (n, k, s, out, pad)
     };
     let k = match rng.below(6) {
+        _ if wide => 1 + 2 * (rng.below(2) as usize),
         0..=2 => 1,
         3 | 4 => 3,
         _ => rng.usize_in(1, 4),
     };
     let (h, kh, sh, oh, top) = axis_of(rng, k);
-    let kw = if rng.below(6) == 0 { 1 } else { k };
+    let kw = if rng.below(6) == 0 && !wide { 1 } else { k };
     let (w, kw, sw, ow, left) = axis_of(rng, kw);
     let channels = |rng: &mut Rng| match rng.below(4) {
         0 => rng.usize_in(1, 9),
         1 => 8 * rng.usize_in(1, 8),
         _ => rng.usize_in(1, 70),
     };
-    let (c, oc) = (channels(rng), channels(rng));
+    let (c, oc) = if !wide {
+        (channels(rng), channels(rng))
+    } else if k == 1 {
+        (rng.usize_in(100, 180), rng.usize_in(60, 140))
+    } else {
+        (rng.usize_in(20, 40), rng.usize_in(60, 140))
+    };
     let weights = (0..oc * kh * kw * c).map(|_| rng.i8() as u8).collect();
     let (mut bias, mut mults, mut shifts) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..oc {
@@ -491,6 +505,20 @@ pub fn conv_channel_cases(impl_fn: ConvKernelFn, seed: u64, cases: usize) {
             false,
             &case,
             &std::format!("conv channel case {i} {case:?}"),
+        );
+    }
+}
+
+/// [`conv_channel_cases`] on layers too wide for one band of widened rows.
+pub fn conv_wide_cases(impl_fn: ConvKernelFn, seed: u64, cases: usize) {
+    let mut rng = Rng::new(seed);
+    for i in 0..cases {
+        let case = channel_case(&mut rng, true);
+        conv_compare(
+            impl_fn,
+            false,
+            &case,
+            &std::format!("conv wide case {i} {case:?}"),
         );
     }
 }

@@ -441,7 +441,8 @@ pub(crate) fn word_i8(chunk: &[i8]) -> i32 {
 /// `kernel_tests!(conv2d: module_name, path)`, `(depthwise: ...)`, `(max_pool: ...)`,
 /// `(avg_pool: ...)` for a convolution or pooling kernel: random shapes (stride 1 to 3, same
 /// and valid padding, kernel = input, one channel, 1x1), extreme values and bad lengths; a
-/// convolution also on channel counts up to 70 with every shift in `33..=62`.
+/// convolution also on channel counts up to 70 with every shift in `33..=62`, and on layers
+/// wider than one band of the two-pixel kernel's widened rows.
 #[cfg(test)]
 macro_rules! kernel_tests {
     (conv2d: $name:ident, $impl_fn:path) => {
@@ -454,6 +455,11 @@ macro_rules! kernel_tests {
             #[test]
             fn channel_counts_match_reference() {
                 $crate::kernels::harness::conv_channel_cases($impl_fn, 0xC0_0005, 400);
+            }
+
+            #[test]
+            fn wide_layers_match_reference() {
+                $crate::kernels::harness::conv_wide_cases($impl_fn, 0xC0_0009, 24);
             }
 
             #[test]

@@ -220,22 +220,24 @@ pub(crate) fn widen_weights(row: &[u8], wide: &mut [i8], n_groups: usize) {
     super::packed::write_lanes(words.take(n / 4), wide);
 }
 
-/// The widened rows' bytes of a layer, when [`conv2d_i8_pairs`] widens its weights once per
-/// call: every row of the pairs of channels, `2 k` bytes each; 0 (the rows split as they are
-/// read) past [`WIDE_MAX`] bytes.
-fn wide_len(p: &ConvParams<'_>) -> usize {
-    let rows = (p.output_shape[2] & !1).saturating_mul(padded(taps(p)));
-    let bytes = rows.saturating_mul(2);
-    if bytes <= WIDE_MAX {
-        bytes
-    } else {
-        0
-    }
+/// The pairs of channels one band of widened rows holds: every pair where all their rows fit
+/// in [`WIDE_MAX`] bytes, else as many as fit (a larger layer runs band by band, each band's
+/// rows widened once per call); 0 if not even one pair fits.
+fn band_pairs(p: &ConvParams<'_>) -> usize {
+    let pair_bytes = padded(taps(p)).saturating_mul(4); // two rows of `2 k` bytes
+    (WIDE_MAX / pair_bytes.max(1)).min(p.output_shape[2] / 2)
 }
 
-/// The most workspace the widened weights of one layer may take: a layer of 64 by 64 channels
-/// of 1x1 (8 KiB widened) fits, and so do 3x3 layers of up to 16 input by 32 output channels;
-/// larger layers keep the smaller workspace and split each weight word as they read it.
+/// The widened rows' bytes of a layer, when [`conv2d_i8_pairs`] widens its weights: one band
+/// of [`band_pairs`] pairs of channels, `2 k` bytes per row (0: the rows split as they are
+/// read).
+fn wide_len(p: &ConvParams<'_>) -> usize {
+    band_pairs(p).saturating_mul(padded(taps(p)).saturating_mul(4))
+}
+
+/// The most workspace the widened weights of one band may take: a layer of 64 by 128 channels
+/// of 1x1 (16 KiB widened) is one band, and so is a 3x3 layer of up to 16 input by 32 output
+/// channels; larger layers run in bands of this many bytes of widened rows.
 pub const WIDE_MAX: usize = 16 * 1024;
 
 /// Writes rows `0..n_rows` of `weights` (`taps` bytes each) widened into `wide`, `2 k` bytes
@@ -410,7 +412,7 @@ pub fn conv2d_i8_pairs(
     let n_pixels = oh.wrapping_mul(ow); // `check` proved the output's volume fits
     if n_pixels < 2
         || oc < 2
-        || workspace.len() < workspace_len(params)
+        || workspace.len() < narrow_workspace_len(params)
         || !params.shifts_all_high()
     {
         return im2col::conv2d_i8_packed(params, input, workspace, output);
@@ -437,11 +439,11 @@ pub fn conv2d_i8_pairs(
     col_b.fill(0); // the zeros around the gathered taps stay
     write_records(params, taps, records);
     let records: &[i8] = records;
-    // Every pair of channels' rows widened once, when the workspace holds them: each weight
-    // word is then split once per call instead of once per pair of pixels.
+    // Every pair of channels' rows widened once, band by band where the workspace holds a
+    // band: each weight word is then split once per call instead of once per pair of pixels.
     let wide_rows = aligned(rest);
-    let wide = (wide_len(params) > 0 && widen_rows(params.weights, taps, oc & !1, wide_rows))
-        .then_some(&*wide_rows);
+    let band = band_pairs(params);
+    let banded = band > 0 && widen_rows(params.weights, taps, band.wrapping_mul(2), wide_rows);
 
     // Which pairs of channels go where: the first `n_ahead` read their rows forwards, the pairs
     // from `first_behind` on from `lead` bytes before their rows, the rest (and an odd last
@@ -468,6 +470,7 @@ pub fn conv2d_i8_pairs(
     let (lo, hi) = (params.clamp_min, params.clamp_max);
     let call = |rows, records, at_a, n_blocks| (rows, records, at_a, n_blocks);
     let run = |(rows, records, at_a, n_blocks): (&[u8], &[i8], usize, usize),
+               wide: Option<&[i8]>,
                lanes: &[i8],
                delta: usize,
                output: &mut [i8]| {
@@ -491,96 +494,171 @@ pub fn conv2d_i8_pairs(
         };
         pair_blocks(&blocks, output)
     };
-    // With widened rows every pair reads forwards (the rows are `k` taps long).
-    let (n_ahead, first_behind) = if wide.is_some() {
-        (n_pairs, n_pairs)
-    } else {
-        (n_ahead, first_behind)
-    };
-
-    for pair in 0..n_pixels.div_ceil(2) {
-        let a = pair.wrapping_mul(2);
-        let b = a.wrapping_add(1).min(n_pixels.wrapping_sub(1));
-        // the two tight columns (`taps` bytes) and their `k`-byte views with the zeros behind
-        let mut tight = [&[][..], &[][..]];
-        if direct {
-            for (slot, pixel) in tight.iter_mut().zip([a, b]) {
-                let (oy, ox) = pixel_yx(pixel, ow);
-                let at = oy
-                    .wrapping_mul(sh)
-                    .wrapping_mul(w)
-                    .wrapping_add(ox.wrapping_mul(sw))
-                    .wrapping_mul(c);
-                *slot = range(input, at, c);
+    // With widened rows every pair of the band reads forwards (the rows are `k` taps long).
+    let n_bands = if banded { n_pairs.div_ceil(band) } else { 1 };
+    for band_index in 0..n_bands {
+        let first_pair = band_index.wrapping_mul(band);
+        let (wide, n_ahead, first_behind) = if banded {
+            // the first band is widened above; `check` proved every row is in the weights
+            let n = band.min(n_pairs.wrapping_sub(first_pair));
+            let rows = params
+                .weights
+                .get(first_pair.wrapping_mul(2).wrapping_mul(taps)..)
+                .unwrap_or(&[]);
+            if band_index > 0 && !widen_rows(rows, taps, n.wrapping_mul(2), wide_rows) {
+                return Err(Error::KernelArguments);
             }
+            (Some(&*wide_rows), n, n)
         } else {
-            for (column, pixel) in [&mut *col_a, &mut *col_b].into_iter().zip([a, b]) {
-                let (oy, ox) = pixel_yx(pixel, ow);
-                let end = lead.wrapping_add(taps);
-                gather(
-                    params,
-                    input,
-                    oy,
-                    ox,
-                    column.get_mut(lead..end).unwrap_or(&mut []),
+            (None, n_ahead, first_behind)
+        };
+        let band_records = records
+            .get(first_pair.wrapping_mul(RECORD)..)
+            .unwrap_or(&[]);
+        // the odd last channel once, with the last band
+        let last_band = band_index.wrapping_add(1) == n_bands;
+
+        for pair in 0..n_pixels.div_ceil(2) {
+            let a = pair.wrapping_mul(2);
+            let b = a.wrapping_add(1).min(n_pixels.wrapping_sub(1));
+            // the two tight columns (`taps` bytes) and their `k`-byte views with the zeros behind
+            let mut tight = [&[][..], &[][..]];
+            if direct {
+                for (slot, pixel) in tight.iter_mut().zip([a, b]) {
+                    let (oy, ox) = pixel_yx(pixel, ow);
+                    let at = oy
+                        .wrapping_mul(sh)
+                        .wrapping_mul(w)
+                        .wrapping_add(ox.wrapping_mul(sw))
+                        .wrapping_mul(c);
+                    *slot = range(input, at, c);
+                }
+            } else {
+                for (column, pixel) in [&mut *col_a, &mut *col_b].into_iter().zip([a, b]) {
+                    let (oy, ox) = pixel_yx(pixel, ow);
+                    let end = lead.wrapping_add(taps);
+                    gather(
+                        params,
+                        input,
+                        oy,
+                        ox,
+                        column.get_mut(lead..end).unwrap_or(&mut []),
+                    );
+                }
+                tight = [range(col_a, lead, taps), range(col_b, lead, taps)];
+            }
+            let ahead = |i: usize| -> &[i8] {
+                if direct {
+                    tight.get(i).copied().unwrap_or(&[])
+                } else if i == 0 {
+                    range(col_a, lead, k)
+                } else {
+                    range(col_b, lead, k)
+                }
+            };
+            let at_a = a.wrapping_mul(oc);
+            let delta = b.wrapping_sub(a).wrapping_mul(oc);
+            if n_ahead > 0 {
+                widen_pair(ahead(0), ahead(1), lanes, n_groups);
+                run(
+                    call(
+                        params.weights,
+                        band_records,
+                        at_a.wrapping_add(first_pair.wrapping_mul(2)),
+                        n_ahead,
+                    ),
+                    wide,
+                    lanes,
+                    delta,
+                    output,
                 );
             }
-            tight = [range(col_a, lead, taps), range(col_b, lead, taps)];
-        }
-        let ahead = |i: usize| -> &[i8] {
-            if direct {
-                tight.get(i).copied().unwrap_or(&[])
-            } else if i == 0 {
-                range(col_a, lead, k)
-            } else {
-                range(col_b, lead, k)
+            if wide.is_none() && first_behind < n_pairs {
+                widen_pair(range(col_a, 0, k), range(col_b, 0, k), lanes, n_groups);
+                let behind = call(
+                    params.weights.get(behind_rows..).unwrap_or(&[]),
+                    records
+                        .get(first_behind.wrapping_mul(RECORD)..)
+                        .unwrap_or(&[]),
+                    at_a.wrapping_add(first_behind.wrapping_mul(2)),
+                    n_pairs.wrapping_sub(first_behind),
+                );
+                run(behind, None, lanes, delta, output);
             }
-        };
-        let at_a = a.wrapping_mul(oc);
-        let delta = b.wrapping_sub(a).wrapping_mul(oc);
-        if n_ahead > 0 {
-            widen_pair(ahead(0), ahead(1), lanes, n_groups);
-            run(
-                call(params.weights, records, at_a, n_ahead),
-                lanes,
-                delta,
-                output,
-            );
-        }
-        if first_behind < n_pairs {
-            widen_pair(range(col_a, 0, k), range(col_b, 0, k), lanes, n_groups);
-            let behind = call(
-                params.weights.get(behind_rows..).unwrap_or(&[]),
-                records
-                    .get(first_behind.wrapping_mul(RECORD)..)
-                    .unwrap_or(&[]),
-                at_a.wrapping_add(first_behind.wrapping_mul(2)),
-                n_pairs.wrapping_sub(first_behind),
-            );
-            run(behind, lanes, delta, output);
-        }
-        // the scalar rows: the pairs between, and the last channel of an odd count
-        let scalar = (n_ahead.wrapping_mul(2)..first_behind.wrapping_mul(2))
-            .chain((oc % 2 == 1).then(|| oc.wrapping_sub(1)));
-        for o in scalar {
-            let row = range(params.weights, o.wrapping_mul(taps), taps);
-            let record = range(records, (o / 2).wrapping_mul(RECORD), RECORD);
-            let word = |i: usize| word_i8(range(record, i.wrapping_mul(4), 4));
-            let half = o % 2;
-            let (start, m, s1) = (
-                word(half),
-                word(half.wrapping_mul(2).wrapping_add(2)),
-                word(half.wrapping_mul(2).wrapping_add(3)),
-            );
-            let t = (s1 as u8).wrapping_add(33);
-            for (column, at) in tight.iter().zip([at_a, at_a.wrapping_add(delta)]) {
-                let acc = tail_dot(row, column, start);
-                let q = rq_high_zp(acc, m, t, round_zp).max(lo).min(hi);
-                if let Some(y) = output.get_mut(at.wrapping_add(o)) {
-                    *y = q;
+            // the scalar rows: the pairs between (none with widened rows), and the last channel
+            // of an odd count
+            let between = if wide.is_some() {
+                0..0
+            } else {
+                n_ahead.wrapping_mul(2)..first_behind.wrapping_mul(2)
+            };
+            let scalar = between.chain((last_band && oc % 2 == 1).then(|| oc.wrapping_sub(1)));
+            for o in scalar {
+                let row = range(params.weights, o.wrapping_mul(taps), taps);
+                let record = range(records, (o / 2).wrapping_mul(RECORD), RECORD);
+                let word = |i: usize| word_i8(range(record, i.wrapping_mul(4), 4));
+                let half = o % 2;
+                let (start, m, s1) = (
+                    word(half),
+                    word(half.wrapping_mul(2).wrapping_add(2)),
+                    word(half.wrapping_mul(2).wrapping_add(3)),
+                );
+                let t = (s1 as u8).wrapping_add(33);
+                for (column, at) in tight.iter().zip([at_a, at_a.wrapping_add(delta)]) {
+                    let acc = tail_dot(row, column, start);
+                    let q = rq_high_zp(acc, m, t, round_zp).max(lo).min(hi);
+                    if let Some(y) = output.get_mut(at.wrapping_add(o)) {
+                        *y = q;
+                    }
                 }
             }
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{band_pairs, wide_len, WIDE_MAX};
+    use crate::kernels::harness::channel_case;
+    use crate::testutil::Rng;
+
+    /// The wide cases of the kernel tests (`conv_wide_cases`, same seed) run in several bands,
+    /// each within `WIDE_MAX`: the banded path is what they test.
+    #[test]
+    fn wide_cases_run_in_bands() {
+        let mut rng = Rng::new(0xC0_0009);
+        let mut banded = 0;
+        for _ in 0..24 {
+            let case = channel_case(&mut rng, true);
+            let p = case.params();
+            let n_pairs = p.output_shape[2] / 2;
+            assert!(band_pairs(&p) >= 1 && wide_len(&p) <= WIDE_MAX);
+            if band_pairs(&p) < n_pairs {
+                banded += 1;
+            }
+        }
+        assert!(banded >= 20, "only {banded} of 24 wide cases run in bands");
+    }
+
+    /// A layer whose rows fit is one band: KWS's pointwise 64 -> 64 (8 KiB widened), and 64 ->
+    /// 128 at exactly `WIDE_MAX`; 128 -> 128 is two bands of 32 pairs.
+    #[test]
+    fn bands_of_pointwise_layers() {
+        let mut rng = Rng::new(1);
+        let mut case = channel_case(&mut rng, false);
+        for (c, oc, pairs, len) in [
+            (64, 64, 32, 8192),
+            (64, 128, 64, WIDE_MAX),
+            (128, 128, 32, WIDE_MAX),
+        ] {
+            case.input_shape = [2, 2, c];
+            case.output_shape = [2, 2, oc];
+            case.kernel = [1, 1];
+            case.stride = [1, 1];
+            case.pad = [0, 0];
+            let p = case.params();
+            assert_eq!((band_pairs(&p), wide_len(&p)), (pairs, len), "{c} -> {oc}");
+        }
+    }
 }
