@@ -495,7 +495,7 @@ pub fn conv2d_i8_pairs(
         pair_blocks(&blocks, output)
     };
     // With widened rows every pair of the band reads forwards (the rows are `k` taps long).
-    let n_bands = if banded { n_pairs.div_ceil(band) } else { 1 };
+    let n_bands = if banded { n_pairs.div_ceil(band.max(1)) } else { 1 };
     for band_index in 0..n_bands {
         let first_pair = band_index.wrapping_mul(band);
         let (wide, n_ahead, first_behind) = if banded {
