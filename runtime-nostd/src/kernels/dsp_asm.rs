@@ -1711,6 +1711,80 @@ pub fn pair_blocks(args: &super::pairs::PairBlocks<'_>, output: &mut [i8]) -> us
     args.n_blocks
 }
 
+/// Every pair of output pixels of one band of a stride-1 pointwise layer
+/// (`pairs::direct_band` is the portable twin, and says what it computes): one bounds check
+/// for the band, then per pair of pixels `kiln_widen_pair_dsp` and
+/// `kiln_conv_pairs_wide_dsp` on pointers into the checked slices. Writes nothing unless every
+/// pair's reads and writes lie inside their slices.
+pub fn direct_band(
+    band: &super::pairs::DirectBand<'_>,
+    input: &[i8],
+    lanes: &mut [i8],
+    output: &mut [i8],
+) {
+    let n_groups = band.n_groups;
+    let k = n_groups.wrapping_mul(8);
+    let Some(last) = band.n_pixels.checked_sub(1) else {
+        return;
+    };
+    // The pair of pixels 0 and `last` reaches every byte any pair writes (each pair's A and B
+    // lie between them) and reads the band's whole rows, records and lanes.
+    let checked = band
+        .blocks(lanes, 0, last)
+        .in_bounds(output.len())
+        .is_some()
+        && k > 0
+        && band
+            .n_pixels
+            .checked_mul(k)
+            .is_some_and(|len| len <= input.len());
+    if !checked {
+        return;
+    }
+    // one pointer for the widening's writes and the blocks' reads
+    let lanes = lanes.as_mut_ptr();
+    let mut pairs = Pairs {
+        rows: band.wide.as_ptr().cast(),
+        stride: k.wrapping_mul(2),
+        lanes,
+        records: band.records.as_ptr(),
+        n_groups,
+        out_a: output.as_mut_ptr(),
+        delta: 0,
+        round_zp: crate::fixed::round_zp(band.output_zero_point),
+        clamp_min4: bytes4(band.clamp_min),
+        clamp_max4: bytes4(band.clamp_max),
+        n_blocks: band.n_blocks,
+    };
+    for pair in 0..band.n_pixels.div_ceil(2) {
+        let a = pair.wrapping_mul(2);
+        let b = a.wrapping_add(1).min(last);
+        pairs.rows = band.wide.as_ptr().cast();
+        pairs.records = band.records.as_ptr();
+        pairs.n_blocks = band.n_blocks;
+        pairs.delta = b.wrapping_sub(a).wrapping_mul(band.oc);
+        // SAFETY: `a <= b <= last < n_pixels`, so both columns (`k` bytes at `a k` and `b k`)
+        // lie inside `input` (`n_pixels k` bytes, checked), and `lanes` holds `32 n_groups`
+        // word-aligned bytes (checked by `in_bounds`). Pixel A's first output byte,
+        // `a oc + first_channel`, and B's, `delta` further, lie within the span that
+        // `in_bounds` proved for the pair (0, last), with the blocks' `2 n_blocks` bytes; the
+        // rows, records and lanes each call reads are the ones it checked. Both routines
+        // follow the AAPCS and write only `lanes`, `pairs` and the output.
+        unsafe {
+            kiln_widen_pair_dsp(
+                input.as_ptr().add(a.wrapping_mul(k)),
+                input.as_ptr().add(b.wrapping_mul(k)),
+                lanes,
+                n_groups,
+            );
+            pairs.out_a = output
+                .as_mut_ptr()
+                .add(a.wrapping_mul(band.oc).wrapping_add(band.first_channel));
+            kiln_conv_pairs_wide_dsp(&mut pairs);
+        }
+    }
+}
+
 /// Writes the 16-bit lanes of the first `8 * n_groups` bytes of two columns into `lanes`,
 /// interleaved per four taps as A02, A13, B02, B13 (`pairs::widen_pair` is the portable twin).
 /// Writes nothing unless both columns hold as many bytes and `lanes` is word-aligned with room

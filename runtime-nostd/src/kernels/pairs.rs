@@ -42,7 +42,7 @@ use crate::fixed::{round_zp, rq_high_zp};
 use crate::Error;
 
 #[cfg(kiln_kernel = "dsp")]
-pub(crate) use super::dsp_asm::{pair_blocks, widen_pair, widen_weights};
+pub(crate) use super::dsp_asm::{direct_band, pair_blocks, widen_pair, widen_weights};
 
 /// The bytes of one block's record: `start[o]`, `start[o + 1]`, then `M` and `t - 33` of row
 /// `o` and of row `o + 1`, six little-endian words.
@@ -199,6 +199,71 @@ pub(crate) fn widen_pair(a: &[i8], b: &[i8], lanes: &mut [i8], n_groups: usize) 
                 *d = byte as i8;
             }
         }
+    }
+}
+
+/// One band of a stride-1 pointwise layer whose columns are the input pixels themselves
+/// ([`direct`]), with widened rows: every pair of output pixels in one call, so that the
+/// checks are made once per band instead of once per pair of pixels.
+pub(crate) struct DirectBand<'a> {
+    /// The band's widened rows (`16 n_groups` bytes each, `32 n_groups` apart per block).
+    pub wide: &'a [i8],
+    /// The band's records, from its first block.
+    pub records: &'a [i8],
+    pub n_groups: usize,
+    /// The band's first output channel.
+    pub first_channel: usize,
+    /// Output channels per pixel.
+    pub oc: usize,
+    pub n_blocks: usize,
+    pub n_pixels: usize,
+    pub output_zero_point: i8,
+    pub clamp_min: i8,
+    pub clamp_max: i8,
+}
+
+impl DirectBand<'_> {
+    /// The blocks of the pixel pair `(a, b)` (`b` is `a` for an odd last pixel).
+    #[inline(always)]
+    pub(crate) fn blocks<'s>(&'s self, lanes: &'s [i8], a: usize, b: usize) -> PairBlocks<'s> {
+        PairBlocks {
+            rows: &[],
+            stride: self.n_groups.wrapping_mul(16),
+            lanes,
+            records: self.records,
+            n_groups: self.n_groups,
+            at_a: a.wrapping_mul(self.oc).wrapping_add(self.first_channel),
+            delta: b.wrapping_sub(a).wrapping_mul(self.oc),
+            n_blocks: self.n_blocks,
+            output_zero_point: self.output_zero_point,
+            clamp_min: self.clamp_min,
+            clamp_max: self.clamp_max,
+            wide: Some(self.wide),
+        }
+    }
+}
+
+/// The portable twin of `dsp_asm::direct_band`: for each pair of output pixels `(2 i, 2 i +
+/// 1)` (the last one twice for an odd count), pixel `p`'s column `input[p k..(p + 1) k]` (`k =
+/// 8 n_groups`) widened into `lanes`, then the band's blocks.
+#[cfg(not(kiln_kernel = "dsp"))]
+pub(crate) fn direct_band(
+    band: &DirectBand<'_>,
+    input: &[i8],
+    lanes: &mut [i8],
+    output: &mut [i8],
+) {
+    let k = band.n_groups.wrapping_mul(8);
+    for pair in 0..band.n_pixels.div_ceil(2) {
+        let a = pair.wrapping_mul(2);
+        let b = a.wrapping_add(1).min(band.n_pixels.wrapping_sub(1));
+        widen_pair(
+            range(input, a.wrapping_mul(k), k),
+            range(input, b.wrapping_mul(k), k),
+            lanes,
+            band.n_groups,
+        );
+        pair_blocks(&band.blocks(lanes, a, b), output);
     }
 }
 
@@ -495,7 +560,11 @@ pub fn conv2d_i8_pairs(
         pair_blocks(&blocks, output)
     };
     // With widened rows every pair of the band reads forwards (the rows are `k` taps long).
-    let n_bands = if banded { n_pairs.div_ceil(band.max(1)) } else { 1 };
+    let n_bands = if banded {
+        n_pairs.div_ceil(band.max(1))
+    } else {
+        1
+    };
     for band_index in 0..n_bands {
         let first_pair = band_index.wrapping_mul(band);
         let (wide, n_ahead, first_behind) = if banded {
@@ -517,6 +586,28 @@ pub fn conv2d_i8_pairs(
             .unwrap_or(&[]);
         // the odd last channel once, with the last band
         let last_band = band_index.wrapping_add(1) == n_bands;
+        let odd_channel = last_band && oc % 2 == 1;
+        // A stride-1 layer whose columns are the input pixels: the band's pixel pairs in one
+        // call (its checks once per band); the loop below then only runs an odd last channel.
+        let whole_band = direct && params.stride == [1, 1] && wide.is_some();
+        if let (true, Some(wide)) = (whole_band, wide) {
+            let band = DirectBand {
+                wide,
+                records: band_records,
+                n_groups,
+                first_channel: first_pair.wrapping_mul(2),
+                oc,
+                n_blocks: n_ahead,
+                n_pixels,
+                output_zero_point: params.output_zero_point,
+                clamp_min: lo,
+                clamp_max: hi,
+            };
+            direct_band(&band, input, lanes, output);
+            if !odd_channel {
+                continue;
+            }
+        }
 
         for pair in 0..n_pixels.div_ceil(2) {
             let a = pair.wrapping_mul(2);
@@ -558,7 +649,7 @@ pub fn conv2d_i8_pairs(
             };
             let at_a = a.wrapping_mul(oc);
             let delta = b.wrapping_sub(a).wrapping_mul(oc);
-            if n_ahead > 0 {
+            if n_ahead > 0 && !whole_band {
                 widen_pair(ahead(0), ahead(1), lanes, n_groups);
                 run(
                     call(
@@ -592,7 +683,7 @@ pub fn conv2d_i8_pairs(
             } else {
                 n_ahead.wrapping_mul(2)..first_behind.wrapping_mul(2)
             };
-            let scalar = between.chain((last_band && oc % 2 == 1).then(|| oc.wrapping_sub(1)));
+            let scalar = between.chain(odd_channel.then(|| oc.wrapping_sub(1)));
             for o in scalar {
                 let row = range(params.weights, o.wrapping_mul(taps), taps);
                 let record = range(records, (o / 2).wrapping_mul(RECORD), RECORD);
