@@ -1647,6 +1647,61 @@ pub fn dw_pixel_blocks(p: &super::dwconv::DwPixel<'_>, out: &mut [i8]) -> usize 
     p.n_blocks
 }
 
+/// `n_pixels` output pixels of one row whose windows are whole, `p` the first and each next
+/// one `x_step` input bytes and `c` output bytes on (`dwconv::dw_pixel_run` is the portable
+/// twin): one bounds check for the run, then `kiln_dw_pixel_dsp` per pixel. Returns the pixels
+/// written: 0, writing nothing, unless [`run_in_bounds`](super::dwconv::run_in_bounds).
+pub fn dw_pixel_run(
+    p: &super::dwconv::DwPixel<'_>,
+    n_pixels: usize,
+    x_step: usize,
+    out: &mut [i8],
+) -> usize {
+    if !super::dwconv::run_in_bounds(p, n_pixels, x_step, out.len()) {
+        return 0;
+    }
+    let mut args = DwArgs {
+        x: p.input.as_ptr(),
+        w: p.weights.as_ptr(),
+        bias: p.bias.as_ptr(),
+        multipliers: p.multipliers.as_ptr(),
+        shifts: p.shifts.as_ptr(),
+        out: out.as_mut_ptr(),
+        c: p.c,
+        rows: p.rows,
+        cols: p.cols,
+        x_row: p.x_row,
+        w_row: p.w_row,
+        n_blocks: p.n_blocks,
+        neg_zp2: halves2(i32::from(p.input_zero_point).wrapping_neg()),
+        round_zp: crate::fixed::round_zp(p.output_zero_point),
+        clamp_min4: bytes4(p.clamp_min),
+        clamp_max4: bytes4(p.clamp_max),
+    };
+    for i in 0..n_pixels {
+        // SAFETY: `run_in_bounds` proved the first and the last pixel's reads and writes (each
+        // tap's input and weight words, the blocks' bias, multiplier and shift bytes, `c`
+        // output bytes) inside their slices; pixel `i` lies between them, its input `i x_step`
+        // and its output `i c` bytes on. Word loads and stores may be unaligned on Armv7E-M.
+        // The routine follows the AAPCS, saves what it uses and writes only `args` and the
+        // output.
+        unsafe {
+            args.x = p
+                .input
+                .as_ptr()
+                .add(p.x_first.wrapping_add(i.wrapping_mul(x_step)));
+            args.w = p.weights.as_ptr().add(p.w_first);
+            args.bias = p.bias.as_ptr();
+            args.multipliers = p.multipliers.as_ptr();
+            args.shifts = p.shifts.as_ptr();
+            args.out = out.as_mut_ptr().add(i.wrapping_mul(p.c));
+            args.n_blocks = p.n_blocks;
+            kiln_dw_pixel_dsp(&mut args);
+        }
+    }
+    n_pixels
+}
+
 /// What [`kiln_conv_pairs_dsp`] reads and advances, at fixed offsets (checked below).
 #[repr(C)]
 struct Pairs {

@@ -27,7 +27,7 @@ use crate::fixed::{round_zp, rq_high_zp};
 use crate::Error;
 
 #[cfg(kiln_kernel = "dsp")]
-pub(crate) use super::dsp_asm::dw_pixel_blocks;
+pub(crate) use super::dsp_asm::{dw_pixel_blocks, dw_pixel_run};
 
 /// Adds `w[i] * (x[i] - zp)` to `acc[i]` for the four byte lanes of `x` and `w`, on 16-bit lanes (`SXTB16`, `SSUB16`, `SMLABB`/`SMLATT` on Armv7E-M).
 #[cfg_attr(kiln_kernel = "dsp", allow(dead_code))]
@@ -65,6 +65,7 @@ const GROUP: usize = 64;
 /// block `b` reads the input word at `x_first + r x_row + k c + 4 b` and the weight word at
 /// `w_first + r w_row + k c + 4 b`; block `b` takes bias, multiplier and shift of channels
 /// `4 b..4 b + 4` and writes `out[4 b..4 b + 4]`.
+#[derive(Clone, Copy)]
 pub(crate) struct DwPixel<'a> {
     pub input: &'a [i8],
     pub x_first: usize,
@@ -162,6 +163,60 @@ pub(crate) fn dw_pixel_blocks(p: &DwPixel<'_>, out: &mut [i8]) -> usize {
 /// which is the faster one on cores without `SMULL` in one instruction (Cortex-M0: 34.3
 /// against 42.1 instructions per MAC on the KWS depthwise shape).
 fn no_pixel_blocks(_: &DwPixel<'_>, _: &mut [i8]) -> usize {
+    0
+}
+
+/// Whether a run of `n_pixels` output pixels, `p` the first and each next one `x_step` input
+/// bytes and `p.c` output bytes on, reads and writes inside its slices (output `out_len`
+/// bytes), every pixel's blocks covering its `c` channels: its first and its last pixel do,
+/// and the pixels between read and write between them.
+pub(crate) fn run_in_bounds(
+    p: &DwPixel<'_>,
+    n_pixels: usize,
+    x_step: usize,
+    out_len: usize,
+) -> bool {
+    let Some(last) = n_pixels.checked_sub(1) else {
+        return false;
+    };
+    let last_x = last
+        .checked_mul(x_step)
+        .and_then(|d| d.checked_add(p.x_first));
+    let last_out = last.checked_mul(p.c).and_then(|at| out_len.checked_sub(at));
+    let (Some(x_first), Some(last_len)) = (last_x, last_out) else {
+        return false;
+    };
+    p.n_blocks.checked_mul(4) == Some(p.c)
+        && p.in_bounds(out_len)
+        && DwPixel { x_first, ..*p }.in_bounds(last_len)
+}
+
+/// The portable twin of `dsp_asm::dw_pixel_run`: [`dw_pixel_blocks`] on `n_pixels` pixels of
+/// one output row, `p` the first and each next one `x_step` input bytes and `c` output bytes
+/// on. Returns the pixels written: 0, writing nothing, unless [`run_in_bounds`].
+#[cfg(not(kiln_kernel = "dsp"))]
+pub(crate) fn dw_pixel_run(
+    p: &DwPixel<'_>,
+    n_pixels: usize,
+    x_step: usize,
+    out: &mut [i8],
+) -> usize {
+    if !run_in_bounds(p, n_pixels, x_step, out.len()) {
+        return 0;
+    }
+    for i in 0..n_pixels {
+        let pixel = DwPixel {
+            x_first: p.x_first.wrapping_add(i.wrapping_mul(x_step)),
+            ..*p
+        };
+        let at = i.wrapping_mul(p.c);
+        dw_pixel_blocks(&pixel, out.get_mut(at..).unwrap_or(&mut []));
+    }
+    n_pixels
+}
+
+/// No runs: every pixel on its own (the byte-by-byte kernel).
+fn no_pixel_run(_: &DwPixel<'_>, _: usize, _: usize, _: &mut [i8]) -> usize {
     0
 }
 
@@ -268,7 +323,11 @@ pub(crate) struct DwLayer<'a> {
     w_row_step: usize,
     words: fn(&mut [i32], &[i8], &[u8], i32),
     blocks: fn(&DwPixel<'_>, &mut [i8]) -> usize,
+    run: RunFn,
 }
+
+/// A run of output pixels with whole windows: [`dw_pixel_run`] or [`no_pixel_run`].
+type RunFn = fn(&DwPixel<'_>, usize, usize, &mut [i8]) -> usize;
 
 impl<'a> DwLayer<'a> {
     /// The layer of `params` (checked by the caller), whole words through `words` and
@@ -305,7 +364,49 @@ impl<'a> DwLayer<'a> {
             w_row_step: params.kernel[1].wrapping_mul(c),
             words,
             blocks,
+            run: no_pixel_run,
         }
+    }
+
+    /// The same layer with runs of whole-window pixels through `run`.
+    #[inline(always)]
+    fn with_runs(self, run: RunFn) -> Self {
+        Self { run, ..self }
+    }
+
+    /// The output pixels `ox_lo..ox_lo + n` of row `oy`, whose windows are whole, into `out`
+    /// (`n c` bytes from pixel `ox_lo`'s) in one call of `run`. Returns whether it ran (else
+    /// nothing is written, for the caller's pixel by pixel loop).
+    #[inline(always)]
+    fn row_run(&self, input: &[i8], (oy, ox_lo, n): (usize, usize, usize), out: &mut [i8]) -> bool {
+        let params = &self.params;
+        let [h, w, c] = params.input_shape;
+        let [kh, kw] = params.kernel;
+        let [sh, sw] = params.stride;
+        let [top, left] = params.pad;
+        let (ky_lo, ky_hi) = valid_taps(oy, sh, top, kh, h);
+        let iy_lo = oy.wrapping_mul(sh).wrapping_add(ky_lo).wrapping_sub(top);
+        let ix_lo = ox_lo.wrapping_mul(sw).wrapping_sub(left);
+        let first = DwPixel {
+            input,
+            x_first: iy_lo.wrapping_mul(w).wrapping_add(ix_lo).wrapping_mul(c),
+            weights: params.weights,
+            w_first: ky_lo.wrapping_mul(kw).wrapping_mul(c),
+            bias: params.bias,
+            multipliers: params.multipliers,
+            shifts: params.shifts,
+            c,
+            rows: ky_hi.wrapping_sub(ky_lo),
+            cols: kw,
+            x_row: self.row_step,
+            w_row: self.w_row_step,
+            n_blocks: self.n_blocks,
+            input_zero_point: params.input_zero_point,
+            output_zero_point: params.output_zero_point,
+            clamp_min: params.clamp_min,
+            clamp_max: params.clamp_max,
+        };
+        (self.run)(&first, n, sw.wrapping_mul(c), out) == n
     }
 
     /// Output pixel `(oy, ox)`'s `c` channels into `out`, from the whole `input` (lengths
@@ -389,18 +490,36 @@ fn depthwise_with(
     output: &mut [i8],
     words: fn(&mut [i32], &[i8], &[u8], i32),
     blocks: fn(&DwPixel<'_>, &mut [i8]) -> usize,
+    run: RunFn,
 ) -> Result<(), Error> {
     params.check(true, input.len(), output.len())?;
     let [oh, ow, c] = params.output_shape;
-    let layer = DwLayer::new(params, words, blocks);
+    let layer = DwLayer::new(params, words, blocks).with_runs(run);
     let mut acc_buffer = [0i32; GROUP];
-    let mut outputs = output.chunks_exact_mut(c.max(1));
-    for oy in 0..oh {
-        for ox in 0..ow {
-            let Some(out) = outputs.next() else {
+    // The columns whose windows are whole, the same in every row: one run per row.
+    let [_, w, _] = params.input_shape;
+    let whole = |ox: usize| valid_taps(ox, params.stride[1], params.pad[1], params.kernel[1], w);
+    let kw = params.kernel[1];
+    let ox_lo = (0..ow).find(|&ox| whole(ox) == (0, kw)).unwrap_or(ow);
+    let ox_hi = (ox_lo..ow).find(|&ox| whole(ox) != (0, kw)).unwrap_or(ow);
+    let row_len = ow.wrapping_mul(c);
+    for (oy, row) in output.chunks_exact_mut(row_len.max(1)).take(oh).enumerate() {
+        let mut ox = 0;
+        while ox < ow {
+            let at = ox.wrapping_mul(c);
+            if ox == ox_lo && ox_hi > ox_lo {
+                let n = ox_hi.wrapping_sub(ox_lo);
+                let run_out = row.get_mut(at..at.wrapping_add(n.wrapping_mul(c)));
+                if run_out.is_some_and(|out| layer.row_run(input, (oy, ox_lo, n), out)) {
+                    ox = ox_hi;
+                    continue;
+                }
+            }
+            let Some(out) = row.get_mut(at..at.wrapping_add(c)) else {
                 return Ok(()); // lengths were checked: never taken
             };
             layer.pixel(input, (oy, ox), out, &mut acc_buffer);
+            ox = ox.wrapping_add(1);
         }
     }
     Ok(())
@@ -458,7 +577,14 @@ pub fn depthwise_conv2d_i8_lanes(
     input: &[i8],
     output: &mut [i8],
 ) -> Result<(), Error> {
-    depthwise_with(params, input, output, mac_words_lanes, dw_pixel_blocks)
+    depthwise_with(
+        params,
+        input,
+        output,
+        mac_words_lanes,
+        dw_pixel_blocks,
+        dw_pixel_run,
+    )
 }
 
 /// `DepthwiseConv2d` four channels per word, byte by byte. Same contract as
@@ -468,7 +594,14 @@ pub fn depthwise_conv2d_i8_bytes(
     input: &[i8],
     output: &mut [i8],
 ) -> Result<(), Error> {
-    depthwise_with(params, input, output, mac_words_bytes, no_pixel_blocks)
+    depthwise_with(
+        params,
+        input,
+        output,
+        mac_words_bytes,
+        no_pixel_blocks,
+        no_pixel_run,
+    )
 }
 
 /// Calls `f(channels)` with the channels `first..first + n` of every tap of the pooling window
