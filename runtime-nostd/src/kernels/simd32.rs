@@ -6,6 +6,8 @@
 //! - `smlad(a, b, acc)`: `acc + a.lo * b.lo + a.hi * b.hi` on signed 16-bit lanes, wrapping
 //!   like the reference kernel's `i32` accumulator.
 //! - `ssub16(a, b)`: `a - b` on each 16-bit lane, wrapping.
+//! - `usada8(a, b, acc)`: `acc` plus the sum of `|a_i - b_i|` over the four unsigned bytes,
+//!   wrapping.
 
 #[cfg(kiln_kernel = "dsp")]
 mod imp {
@@ -51,6 +53,16 @@ mod imp {
         };
         out
     }
+
+    #[inline(always)]
+    pub fn usada8(a: u32, b: u32, acc: u32) -> u32 {
+        let out: u32;
+        // SAFETY: a register-only instruction of every Armv7E-M core; it sets no flags.
+        unsafe {
+            asm!("usada8 {0}, {1}, {2}, {3}", out(reg) out, in(reg) a, in(reg) b, in(reg) acc, options(pure, nomem, nostack, preserves_flags))
+        };
+        out
+    }
 }
 
 #[cfg(not(kiln_kernel = "dsp"))]
@@ -81,9 +93,17 @@ mod imp {
         let hi = ((a >> 16) as u16).wrapping_sub((b >> 16) as u16);
         u32::from(lo) | (u32::from(hi) << 16)
     }
+
+    #[inline(always)]
+    pub fn usada8(a: u32, b: u32, acc: u32) -> u32 {
+        a.to_le_bytes()
+            .into_iter()
+            .zip(b.to_le_bytes())
+            .fold(acc, |s, (x, y)| s.wrapping_add(u32::from(x.abs_diff(y))))
+    }
 }
 
-pub use imp::{smlad, ssub16, sxtb16, sxtb16_ror8};
+pub use imp::{smlad, ssub16, sxtb16, sxtb16_ror8, usada8};
 
 #[cfg(test)]
 mod tests {
@@ -100,5 +120,7 @@ mod tests {
             smlad(0x0000_7fff, 0x0000_7fff, i32::MAX),
             i32::MAX.wrapping_add(0x7fff * 0x7fff)
         );
+        // |0x80 - 0| + |0x7f - 0xff| + |0xff - 0x01| + |0x01 - 0x80| = 128 + 128 + 254 + 127
+        assert_eq!(usada8(x, 0x8001_ff00, 7), 7 + 128 + 128 + 254 + 127);
     }
 }
