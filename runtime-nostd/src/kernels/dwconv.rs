@@ -490,12 +490,27 @@ fn depthwise_with(
     output: &mut [i8],
     words: fn(&mut [i32], &[i8], &[u8], i32),
     blocks: fn(&DwPixel<'_>, &mut [i8]) -> usize,
-    run: RunFn,
+    run: Option<RunFn>,
 ) -> Result<(), Error> {
     params.check(true, input.len(), output.len())?;
     let [oh, ow, c] = params.output_shape;
-    let layer = DwLayer::new(params, words, blocks).with_runs(run);
     let mut acc_buffer = [0i32; GROUP];
+    let Some(run) = run else {
+        // pixel by pixel: the plain loop (the row runs' bookkeeping cost the byte-by-byte
+        // kernel's tap loop registers: 140 instructions per pixel on the Cortex-M3)
+        let layer = DwLayer::new(params, words, blocks);
+        let mut outputs = output.chunks_exact_mut(c.max(1));
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let Some(out) = outputs.next() else {
+                    return Ok(()); // lengths were checked: never taken
+                };
+                layer.pixel(input, (oy, ox), out, &mut acc_buffer);
+            }
+        }
+        return Ok(());
+    };
+    let layer = DwLayer::new(params, words, blocks).with_runs(run);
     // The columns whose windows are whole, the same in every row: one run per row.
     let [_, w, _] = params.input_shape;
     let whole = |ox: usize| valid_taps(ox, params.stride[1], params.pad[1], params.kernel[1], w);
@@ -583,7 +598,7 @@ pub fn depthwise_conv2d_i8_lanes(
         output,
         mac_words_lanes,
         dw_pixel_blocks,
-        dw_pixel_run,
+        Some(dw_pixel_run),
     )
 }
 
@@ -600,7 +615,7 @@ pub fn depthwise_conv2d_i8_bytes(
         output,
         mac_words_bytes,
         no_pixel_blocks,
-        no_pixel_run,
+        None,
     )
 }
 
