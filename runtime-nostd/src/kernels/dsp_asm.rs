@@ -1766,76 +1766,121 @@ pub fn pair_blocks(args: &super::pairs::PairBlocks<'_>, output: &mut [i8]) -> us
     args.n_blocks
 }
 
-/// Every pair of output pixels of one band of a stride-1 pointwise layer
-/// (`pairs::direct_band` is the portable twin, and says what it computes): one bounds check
-/// for the band, then per pair of pixels `kiln_widen_pair_dsp` and
-/// `kiln_conv_pairs_wide_dsp` on pointers into the checked slices. Writes nothing unless every
-/// pair's reads and writes lie inside their slices.
-pub fn direct_band(
-    band: &super::pairs::DirectBand<'_>,
-    input: &[i8],
-    lanes: &mut [i8],
-    output: &mut [i8],
-) {
-    let n_groups = band.n_groups;
-    let k = n_groups.wrapping_mul(8);
-    let Some(last) = band.n_pixels.checked_sub(1) else {
-        return;
-    };
-    // The pair of pixels 0 and `last` reaches every byte any pair writes (each pair's A and B
-    // lie between them) and reads the band's whole rows, records and lanes.
-    let checked = band
-        .blocks(lanes, 0, last)
-        .in_bounds(output.len())
-        .is_some()
-        && k > 0
-        && band
-            .n_pixels
-            .checked_mul(k)
-            .is_some_and(|len| len <= input.len());
-    if !checked {
-        return;
+/// One band's pixel pairs after one bounds check (`pairs::BandRunner` is the portable twin,
+/// and says what each pair computes): per pair of pixels `kiln_widen_pair_dsp` and
+/// `kiln_conv_pairs_wide_dsp` on pointers into the checked slices.
+pub struct BandRunner<'a> {
+    pairs: Pairs,
+    band: &'a super::pairs::PairBand<'a>,
+    k: usize,
+    last: usize,
+    lanes: *mut i8,
+    output: *mut i8,
+    /// `lanes` and `output` stay borrowed while the runner writes them through pointers.
+    _borrows: core::marker::PhantomData<(&'a mut [i8], &'a mut [i8])>,
+}
+
+impl<'a> BandRunner<'a> {
+    /// `None` (nothing written) unless the band's rows, records and lanes hold what its
+    /// blocks read and `output` what its pixel pairs write.
+    #[inline(always)]
+    pub fn new(
+        band: &'a super::pairs::PairBand<'a>,
+        lanes: &'a mut [i8],
+        output: &'a mut [i8],
+    ) -> Option<Self> {
+        let n_groups = band.n_groups;
+        let k = n_groups.wrapping_mul(8);
+        let last = band.n_pixels.checked_sub(1)?;
+        // The pair of pixels 0 and `last` reaches every byte any pair writes (each pair's A
+        // and B lie between them) and reads the band's whole rows, records and lanes.
+        band.blocks(lanes, 0, last).in_bounds(output.len())?;
+        // one pointer for the widening's writes and the blocks' reads
+        let lanes = lanes.as_mut_ptr();
+        let pairs = Pairs {
+            rows: band.wide.as_ptr().cast(),
+            stride: k.wrapping_mul(2),
+            lanes,
+            records: band.records.as_ptr(),
+            n_groups,
+            out_a: output.as_mut_ptr(),
+            delta: 0,
+            round_zp: crate::fixed::round_zp(band.output_zero_point),
+            clamp_min4: bytes4(band.clamp_min),
+            clamp_max4: bytes4(band.clamp_max),
+            n_blocks: band.n_blocks,
+        };
+        Some(Self {
+            pairs,
+            band,
+            k,
+            last,
+            lanes,
+            output: output.as_mut_ptr(),
+            _borrows: core::marker::PhantomData,
+        })
     }
-    // one pointer for the widening's writes and the blocks' reads
-    let lanes = lanes.as_mut_ptr();
-    let mut pairs = Pairs {
-        rows: band.wide.as_ptr().cast(),
-        stride: k.wrapping_mul(2),
-        lanes,
-        records: band.records.as_ptr(),
-        n_groups,
-        out_a: output.as_mut_ptr(),
-        delta: 0,
-        round_zp: crate::fixed::round_zp(band.output_zero_point),
-        clamp_min4: bytes4(band.clamp_min),
-        clamp_max4: bytes4(band.clamp_max),
-        n_blocks: band.n_blocks,
-    };
-    for pair in 0..band.n_pixels.div_ceil(2) {
-        let a = pair.wrapping_mul(2);
-        let b = a.wrapping_add(1).min(last);
-        pairs.rows = band.wide.as_ptr().cast();
-        pairs.records = band.records.as_ptr();
-        pairs.n_blocks = band.n_blocks;
-        pairs.delta = b.wrapping_sub(a).wrapping_mul(band.oc);
-        // SAFETY: `a <= b <= last < n_pixels`, so both columns (`k` bytes at `a k` and `b k`)
-        // lie inside `input` (`n_pixels k` bytes, checked), and `lanes` holds `32 n_groups`
-        // word-aligned bytes (checked by `in_bounds`). Pixel A's first output byte,
-        // `a oc + first_channel`, and B's, `delta` further, lie within the span that
-        // `in_bounds` proved for the pair (0, last), with the blocks' `2 n_blocks` bytes; the
-        // rows, records and lanes each call reads are the ones it checked. Both routines
-        // follow the AAPCS and write only `lanes`, `pairs` and the output.
+
+    /// Every pair of pixels of a stride-1 layer whose columns are the input pixels
+    /// themselves, pixel `p`'s at `input[p k..]`: one length check, then [`Self::pair`]'s
+    /// calls on pointers.
+    #[inline(always)]
+    pub fn input_pixels(&mut self, input: &[i8]) {
+        let k = self.k;
+        let n_pixels = self.last.wrapping_add(1);
+        if n_pixels.checked_mul(k).is_none_or(|len| len > input.len()) {
+            return;
+        }
+        let band = self.band;
+        for pair in 0..n_pixels.div_ceil(2) {
+            let a = pair.wrapping_mul(2);
+            let b = a.wrapping_add(1).min(self.last);
+            self.pairs.rows = band.wide.as_ptr().cast();
+            self.pairs.records = band.records.as_ptr();
+            self.pairs.n_blocks = band.n_blocks;
+            self.pairs.delta = b.wrapping_sub(a).wrapping_mul(band.oc);
+            // SAFETY: as in `pair`, with `a <= b <= last`; both columns (`k` bytes at `a k`
+            // and `b k`) lie inside `input` (`n_pixels k` bytes, checked just above).
+            unsafe {
+                kiln_widen_pair_dsp(
+                    input.as_ptr().add(a.wrapping_mul(k)),
+                    input.as_ptr().add(b.wrapping_mul(k)),
+                    self.lanes,
+                    band.n_groups,
+                );
+                self.pairs.out_a = self
+                    .output
+                    .add(a.wrapping_mul(band.oc).wrapping_add(band.first_channel));
+                kiln_conv_pairs_wide_dsp(&mut self.pairs);
+            }
+        }
+    }
+
+    /// The band's blocks of output pixels `a <= b <= n_pixels - 1` from their columns (at
+    /// least `8 n_groups` bytes each; nothing is written otherwise).
+    #[inline(always)]
+    pub fn pair(&mut self, a: usize, b: usize, col_a: &[i8], col_b: &[i8]) {
+        if a > b || b > self.last || col_a.len() < self.k || col_b.len() < self.k {
+            return;
+        }
+        let band = self.band;
+        self.pairs.rows = band.wide.as_ptr().cast();
+        self.pairs.records = band.records.as_ptr();
+        self.pairs.n_blocks = band.n_blocks;
+        self.pairs.delta = b.wrapping_sub(a).wrapping_mul(band.oc);
+        // SAFETY: both columns hold the `k` bytes the widening reads (checked just above), and
+        // `lanes` the `32 n_groups` word-aligned bytes it writes (checked by `new`). With
+        // `a <= b <= last`, pixel A's first output byte, `a oc + first_channel`, and B's,
+        // `delta` further, lie within the span that `new` proved for the pair (0, last), with
+        // the blocks' `2 n_blocks` bytes; the rows, records and lanes each call reads are the
+        // ones `new` checked. Both routines follow the AAPCS and write only `lanes`, `pairs`
+        // and the output.
         unsafe {
-            kiln_widen_pair_dsp(
-                input.as_ptr().add(a.wrapping_mul(k)),
-                input.as_ptr().add(b.wrapping_mul(k)),
-                lanes,
-                n_groups,
-            );
-            pairs.out_a = output
-                .as_mut_ptr()
+            kiln_widen_pair_dsp(col_a.as_ptr(), col_b.as_ptr(), self.lanes, band.n_groups);
+            self.pairs.out_a = self
+                .output
                 .add(a.wrapping_mul(band.oc).wrapping_add(band.first_channel));
-            kiln_conv_pairs_wide_dsp(&mut pairs);
+            kiln_conv_pairs_wide_dsp(&mut self.pairs);
         }
     }
 }

@@ -36,13 +36,15 @@
 
 use super::conv::ConvParams;
 use super::im2col::{self, gather, pointwise, range, taps};
-use super::simd32::{smlad, sxtb16, sxtb16_ror8, usada8};
+use super::simd32::usada8;
+#[cfg(not(kiln_kernel = "dsp"))]
+use super::simd32::{smlad, sxtb16, sxtb16_ror8};
 use super::{le_i32, tail_dot, word_i8};
 use crate::fixed::{round_zp, rq_high_zp};
 use crate::Error;
 
 #[cfg(kiln_kernel = "dsp")]
-pub(crate) use super::dsp_asm::{direct_band, pair_blocks, widen_pair, widen_weights};
+pub(crate) use super::dsp_asm::{pair_blocks, widen_pair, widen_weights, BandRunner};
 
 /// The bytes of one block's record: `start[o]`, `start[o + 1]`, then `M` and `t - 33` of row
 /// `o` and of row `o + 1`, six little-endian words.
@@ -202,10 +204,9 @@ pub(crate) fn widen_pair(a: &[i8], b: &[i8], lanes: &mut [i8], n_groups: usize) 
     }
 }
 
-/// One band of a stride-1 pointwise layer whose columns are the input pixels themselves
-/// ([`direct`]), with widened rows: every pair of output pixels in one call, so that the
-/// checks are made once per band instead of once per pair of pixels.
-pub(crate) struct DirectBand<'a> {
+/// One band of a layer with widened rows, for [`BandRunner`]: its pixel pairs with the
+/// checks made once per band instead of once per pair of pixels.
+pub(crate) struct PairBand<'a> {
     /// The band's widened rows (`16 n_groups` bytes each, `32 n_groups` apart per block).
     pub wide: &'a [i8],
     /// The band's records, from its first block.
@@ -222,7 +223,7 @@ pub(crate) struct DirectBand<'a> {
     pub clamp_max: i8,
 }
 
-impl DirectBand<'_> {
+impl PairBand<'_> {
     /// The blocks of the pixel pair `(a, b)` (`b` is `a` for an odd last pixel).
     #[inline(always)]
     pub(crate) fn blocks<'s>(&'s self, lanes: &'s [i8], a: usize, b: usize) -> PairBlocks<'s> {
@@ -243,27 +244,60 @@ impl DirectBand<'_> {
     }
 }
 
-/// The portable twin of `dsp_asm::direct_band`: for each pair of output pixels `(2 i, 2 i +
-/// 1)` (the last one twice for an odd count), pixel `p`'s column `input[p k..(p + 1) k]` (`k =
-/// 8 n_groups`) widened into `lanes`, then the band's blocks.
+/// The portable twin of `dsp_asm::BandRunner`: one band's pixel pairs, each its two columns
+/// widened into `lanes` ([`widen_pair`]) and the band's blocks ([`pair_blocks`]).
 #[cfg(not(kiln_kernel = "dsp"))]
-pub(crate) fn direct_band(
-    band: &DirectBand<'_>,
-    input: &[i8],
-    lanes: &mut [i8],
-    output: &mut [i8],
-) {
-    let k = band.n_groups.wrapping_mul(8);
-    for pair in 0..band.n_pixels.div_ceil(2) {
-        let a = pair.wrapping_mul(2);
-        let b = a.wrapping_add(1).min(band.n_pixels.wrapping_sub(1));
-        widen_pair(
-            range(input, a.wrapping_mul(k), k),
-            range(input, b.wrapping_mul(k), k),
+pub(crate) struct BandRunner<'a> {
+    band: &'a PairBand<'a>,
+    lanes: &'a mut [i8],
+    output: &'a mut [i8],
+    last: usize,
+}
+
+#[cfg(not(kiln_kernel = "dsp"))]
+impl<'a> BandRunner<'a> {
+    /// `None` unless the band's rows, records and lanes hold what its blocks read and `output`
+    /// what its pixel pairs write (the check of the pair of pixels 0 and `n_pixels - 1`).
+    pub(crate) fn new(
+        band: &'a PairBand<'a>,
+        lanes: &'a mut [i8],
+        output: &'a mut [i8],
+    ) -> Option<Self> {
+        let last = band.n_pixels.checked_sub(1)?;
+        band.blocks(lanes, 0, last).in_bounds(output.len())?;
+        Some(Self {
+            band,
             lanes,
-            band.n_groups,
-        );
-        pair_blocks(&band.blocks(lanes, a, b), output);
+            output,
+            last,
+        })
+    }
+
+    /// Every pair of pixels of a stride-1 layer whose columns are the input pixels
+    /// themselves, pixel `p`'s at `input[p k..]` (nothing unless `input` holds them all).
+    pub(crate) fn input_pixels(&mut self, input: &[i8]) {
+        let k = self.band.n_groups.wrapping_mul(8);
+        let n_pixels = self.last.wrapping_add(1);
+        if n_pixels.checked_mul(k).is_none_or(|len| len > input.len()) {
+            return;
+        }
+        for pair in 0..n_pixels.div_ceil(2) {
+            let a = pair.wrapping_mul(2);
+            let b = a.wrapping_add(1).min(self.last);
+            let col = |p: usize| range(input, p.wrapping_mul(k), k);
+            self.pair(a, b, col(a), col(b));
+        }
+    }
+
+    /// The band's blocks of output pixels `a <= b <= n_pixels - 1` from their columns (at
+    /// least `8 n_groups` bytes each; nothing is written otherwise).
+    pub(crate) fn pair(&mut self, a: usize, b: usize, col_a: &[i8], col_b: &[i8]) {
+        let k = self.band.n_groups.wrapping_mul(8);
+        if a > b || b > self.last || col_a.len() < k || col_b.len() < k {
+            return;
+        }
+        widen_pair(col_a, col_b, self.lanes, self.band.n_groups);
+        pair_blocks(&self.band.blocks(self.lanes, a, b), self.output);
     }
 }
 
@@ -597,11 +631,11 @@ pub fn conv2d_i8_pairs(
         // the odd last channel once, with the last band
         let last_band = band_index.wrapping_add(1) == n_bands;
         let odd_channel = last_band && oc % 2 == 1;
-        // A stride-1 layer whose columns are the input pixels: the band's pixel pairs in one
-        // call (its checks once per band); the loop below then only runs an odd last channel.
-        let whole_band = direct && params.stride == [1, 1] && wide.is_some();
-        if let (true, Some(wide)) = (whole_band, wide) {
-            let band = DirectBand {
+        // With widened rows, the band's pixel pairs through one runner (its checks once per
+        // band): the columns are the input pixels themselves (a stride-1 layer of whole
+        // groups), or gathered; the loop below then only runs an odd last channel.
+        if let Some(wide) = wide {
+            let band = PairBand {
                 wide,
                 records: band_records,
                 n_groups,
@@ -613,11 +647,59 @@ pub fn conv2d_i8_pairs(
                 clamp_min: lo,
                 clamp_max: hi,
             };
-            direct_band(&band, input, lanes, output);
+            let Some(mut runner) = BandRunner::new(&band, lanes, output) else {
+                return Err(Error::KernelArguments); // `check` and the workspace's: never
+            };
+            if direct && params.stride == [1, 1] {
+                runner.input_pixels(input);
+            } else if direct {
+                // a strided pointwise layer: pixel p's input pixel
+                let col = |p: usize| {
+                    let (oy, ox) = pixel_yx(p, ow);
+                    let at = oy
+                        .wrapping_mul(sh)
+                        .wrapping_mul(w)
+                        .wrapping_add(ox.wrapping_mul(sw))
+                        .wrapping_mul(c);
+                    range(input, at, k)
+                };
+                for pair in 0..n_pixels.div_ceil(2) {
+                    let a = pair.wrapping_mul(2);
+                    let b = a.wrapping_add(1).min(n_pixels.wrapping_sub(1));
+                    runner.pair(a, b, col(a), col(b));
+                }
+            } else {
+                // (oy, ox) of pixel A, stepped two pixels at a time
+                let (mut oy, mut ox) = (0usize, 0usize);
+                for pair in 0..n_pixels.div_ceil(2) {
+                    let a = pair.wrapping_mul(2);
+                    let b = a.wrapping_add(1).min(n_pixels.wrapping_sub(1));
+                    let (oy_b, ox_b) = if b == a {
+                        (oy, ox)
+                    } else if ox.wrapping_add(1) == ow {
+                        (oy.wrapping_add(1), 0)
+                    } else {
+                        (oy, ox.wrapping_add(1))
+                    };
+                    let end = lead.wrapping_add(taps);
+                    let tight_a = col_a.get_mut(lead..end).unwrap_or(&mut []);
+                    gather(params, input, oy, ox, tight_a);
+                    let tight_b = col_b.get_mut(lead..end).unwrap_or(&mut []);
+                    gather(params, input, oy_b, ox_b, tight_b);
+                    runner.pair(a, b, range(col_a, lead, k), range(col_b, lead, k));
+                    // pixel A of the next pair: one on from B
+                    (oy, ox) = if ox_b.wrapping_add(1) == ow {
+                        (oy_b.wrapping_add(1), 0)
+                    } else {
+                        (oy_b, ox_b.wrapping_add(1))
+                    };
+                }
+            }
             if !odd_channel {
                 continue;
             }
         }
+        let whole_band = wide.is_some();
 
         for pair in 0..n_pixels.div_ceil(2) {
             let a = pair.wrapping_mul(2);
