@@ -1606,6 +1606,32 @@ const _: () = {
     assert!(offset_of!(DwArgs, clamp_min4) == 56 && offset_of!(DwArgs, clamp_max4) == 60);
 };
 
+impl DwArgs {
+    /// The arguments of one call on `p`'s layer: its input and weights from `x` and `w`, its
+    /// output at `out`.
+    #[inline(always)]
+    fn new(p: &super::dwconv::DwPixel<'_>, (x, w): (*const i8, *const u8), out: *mut i8) -> Self {
+        Self {
+            x,
+            w,
+            bias: p.bias.as_ptr(),
+            multipliers: p.multipliers.as_ptr(),
+            shifts: p.shifts.as_ptr(),
+            out,
+            c: p.c,
+            rows: p.rows,
+            cols: p.cols,
+            x_row: p.x_row,
+            w_row: p.w_row,
+            n_blocks: p.n_blocks,
+            neg_zp2: halves2(i32::from(p.input_zero_point).wrapping_neg()),
+            round_zp: crate::fixed::round_zp(p.output_zero_point),
+            clamp_min4: bytes4(p.clamp_min),
+            clamp_max4: bytes4(p.clamp_max),
+        }
+    }
+}
+
 /// One output pixel's whole blocks of four depthwise channels (`dwconv::dw_pixel_blocks` is
 /// the portable twin, and says what they compute). Returns the blocks written: 0, writing
 /// nothing, unless [`DwPixel::in_bounds`](super::dwconv::DwPixel::in_bounds).
@@ -1621,24 +1647,7 @@ pub fn dw_pixel_blocks(p: &super::dwconv::DwPixel<'_>, out: &mut [i8]) -> usize 
             p.weights.as_ptr().add(p.w_first),
         )
     };
-    let mut args = DwArgs {
-        x,
-        w,
-        bias: p.bias.as_ptr(),
-        multipliers: p.multipliers.as_ptr(),
-        shifts: p.shifts.as_ptr(),
-        out: out.as_mut_ptr(),
-        c: p.c,
-        rows: p.rows,
-        cols: p.cols,
-        x_row: p.x_row,
-        w_row: p.w_row,
-        n_blocks: p.n_blocks,
-        neg_zp2: halves2(i32::from(p.input_zero_point).wrapping_neg()),
-        round_zp: crate::fixed::round_zp(p.output_zero_point),
-        clamp_min4: bytes4(p.clamp_min),
-        clamp_max4: bytes4(p.clamp_max),
-    };
+    let mut args = DwArgs::new(p, (x, w), out.as_mut_ptr());
     // SAFETY: `in_bounds` proved every read (each tap's word of inputs and of weights, 16 bias
     // and multiplier bytes and 4 shift bytes per block) and every write (4 bytes per block)
     // inside its slice; word loads and stores may be unaligned on Armv7E-M. The routine follows
@@ -1660,24 +1669,7 @@ pub fn dw_pixel_run(
     if !super::dwconv::run_in_bounds(p, n_pixels, x_step, out.len()) {
         return 0;
     }
-    let mut args = DwArgs {
-        x: p.input.as_ptr(),
-        w: p.weights.as_ptr(),
-        bias: p.bias.as_ptr(),
-        multipliers: p.multipliers.as_ptr(),
-        shifts: p.shifts.as_ptr(),
-        out: out.as_mut_ptr(),
-        c: p.c,
-        rows: p.rows,
-        cols: p.cols,
-        x_row: p.x_row,
-        w_row: p.w_row,
-        n_blocks: p.n_blocks,
-        neg_zp2: halves2(i32::from(p.input_zero_point).wrapping_neg()),
-        round_zp: crate::fixed::round_zp(p.output_zero_point),
-        clamp_min4: bytes4(p.clamp_min),
-        clamp_max4: bytes4(p.clamp_max),
-    };
+    let mut args = DwArgs::new(p, (p.input.as_ptr(), p.weights.as_ptr()), out.as_mut_ptr());
     for i in 0..n_pixels {
         // SAFETY: `run_in_bounds` proved the first and the last pixel's reads and writes (each
         // tap's input and weight words, the blocks' bias, multiplier and shift bytes, `c`
