@@ -699,7 +699,8 @@ pub fn conv2d_i8_pairs(
                 continue;
             }
         }
-        let whole_band = wide.is_some();
+        // (the band runner has run the blocks; an odd last channel is left)
+        let blocks_done = wide.is_some();
 
         for pair in 0..n_pixels.div_ceil(2) {
             let a = pair.wrapping_mul(2);
@@ -741,7 +742,7 @@ pub fn conv2d_i8_pairs(
             };
             let at_a = a.wrapping_mul(oc);
             let delta = b.wrapping_sub(a).wrapping_mul(oc);
-            if n_ahead > 0 && !whole_band {
+            if n_ahead > 0 && !blocks_done {
                 widen_pair(ahead(0), ahead(1), lanes, n_groups);
                 run(
                     call(
