@@ -507,22 +507,20 @@ core::arch::global_asm!(
     // four channels of one output pixel: accumulators r4-r7 from the bias, every valid tap of
     // the window (rows of 1, 2 or 3 taps, `c` bytes apart), the output stage, four bytes out.
     // Tap loop registers: r0 the input row, r1 c, r2 the weight row, r3 the rows left, r8-r11
-    // a tap's lanes, r12 minus the input zero point in both lanes, lr the arguments.
+    // a tap's lanes, r12 minus the input zero point in both lanes, lr the arguments (`LDRD`
+    // and `STRD` on its adjacent fields: the struct is word-aligned).
     "push {{r4-r11, lr}}",
     "mov lr, r0",
-    "ldr r1, [lr, #24]",
     "ldr r12, [lr, #48]",
     "1:",
-    "ldr r0, [lr, #0]",
-    "ldr r2, [lr, #4]",
+    "ldrd r0, r2, [lr, #0]",  // this block's input and weights
+    "ldrd r1, r3, [lr, #24]", // c, rows
     "ldr r8, [lr, #8]",
-    "ldr r4, [r8]",
-    "ldr r5, [r8, #4]",
-    "ldr r6, [r8, #8]",
-    "ldr r7, [r8, #12]",
-    "add r8, r8, #16",
+    "ldr r4, [r8], #4",
+    "ldr r5, [r8], #4",
+    "ldr r6, [r8], #4",
+    "ldr r7, [r8], #4",
     "str r8, [lr, #8]",
-    "ldr r3, [lr, #28]",
     "ldr r8, [lr, #32]",
     "cmp r8, #2",
     "beq 12f",
@@ -542,9 +540,8 @@ core::arch::global_asm!(
     dw_tap!("[r0]", "[r2]"),
     dw_row_end!("11b"),
     "20:",
-    "ldr r9, [lr, #12]",  // multipliers
-    "ldr r10, [lr, #16]", // shifts
-    "ldr r8, [lr, #52]",  // 2 zp + 1
+    "ldrd r9, r10, [lr, #12]", // multipliers, shifts
+    "ldr r8, [lr, #52]",       // 2 zp + 1
     rq_high_zp_next!("r4", "31", "41"),
     rq_high_zp_next!("r5", "32", "42"),
     rq_high_zp_next!("r6", "33", "43"),
@@ -555,20 +552,16 @@ core::arch::global_asm!(
     rq_high_zp_slow!("r3", "r11", "33", "43"),
     rq_high_zp_slow!("r3", "r11", "34", "44"),
     "21:",
-    "str r9, [lr, #12]",
-    "str r10, [lr, #16]",
+    "strd r9, r10, [lr, #12]",
     pack4_clamp!("[lr, #56]", "[lr, #60]"),
     "ldr r9, [lr, #20]",
     "str r4, [r9], #4",
     "str r9, [lr, #20]",
     // The next block: four channels on.
-    "ldr r0, [lr, #0]",
+    "ldrd r0, r2, [lr, #0]",
     "add r0, r0, #4",
-    "str r0, [lr, #0]",
-    "ldr r2, [lr, #4]",
     "add r2, r2, #4",
-    "str r2, [lr, #4]",
-    "ldr r1, [lr, #24]",
+    "strd r0, r2, [lr, #0]",
     "ldr r12, [lr, #48]",
     "ldr r3, [lr, #44]",
     "subs r3, r3, #1",
