@@ -1816,27 +1816,18 @@ impl<'a> BandRunner<'a> {
         if n_pixels.checked_mul(k).is_none_or(|len| len > input.len()) {
             return;
         }
-        let band = self.band;
         for pair in 0..n_pixels.div_ceil(2) {
             let a = pair.wrapping_mul(2);
             let b = a.wrapping_add(1).min(self.last);
-            self.pairs.rows = band.wide.as_ptr().cast();
-            self.pairs.records = band.records.as_ptr();
-            self.pairs.n_blocks = band.n_blocks;
-            self.pairs.delta = b.wrapping_sub(a).wrapping_mul(band.oc);
-            // SAFETY: as in `pair`, with `a <= b <= last`; both columns (`k` bytes at `a k`
-            // and `b k`) lie inside `input` (`n_pixels k` bytes, checked just above).
+            // SAFETY: `a <= b <= last`; both columns (`k` bytes at `a k` and `b k`) lie inside
+            // `input` (`n_pixels k` bytes, checked just above).
             unsafe {
-                kiln_widen_pair_dsp(
+                self.pair_unchecked(
+                    a,
+                    b,
                     input.as_ptr().add(a.wrapping_mul(k)),
                     input.as_ptr().add(b.wrapping_mul(k)),
-                    self.lanes,
-                    band.n_groups,
                 );
-                self.pairs.out_a = self
-                    .output
-                    .add(a.wrapping_mul(band.oc).wrapping_add(band.first_channel));
-                kiln_conv_pairs_wide_dsp(&mut self.pairs);
             }
         }
     }
@@ -1848,20 +1839,31 @@ impl<'a> BandRunner<'a> {
         if a > b || b > self.last || col_a.len() < self.k || col_b.len() < self.k {
             return;
         }
+        // SAFETY: the conditions just checked.
+        unsafe { self.pair_unchecked(a, b, col_a.as_ptr(), col_b.as_ptr()) };
+    }
+
+    /// [`Self::pair`] without its checks.
+    ///
+    /// # Safety
+    /// `a <= b <= n_pixels - 1`, and `col_a` and `col_b` each point at `8 n_groups` readable
+    /// bytes.
+    #[inline(always)]
+    unsafe fn pair_unchecked(&mut self, a: usize, b: usize, col_a: *const i8, col_b: *const i8) {
         let band = self.band;
         self.pairs.rows = band.wide.as_ptr().cast();
         self.pairs.records = band.records.as_ptr();
         self.pairs.n_blocks = band.n_blocks;
         self.pairs.delta = b.wrapping_sub(a).wrapping_mul(band.oc);
-        // SAFETY: both columns hold the `k` bytes the widening reads (checked just above), and
-        // `lanes` the `32 n_groups` word-aligned bytes it writes (checked by `new`). With
+        // SAFETY: the columns hold the `k` bytes the widening reads (the caller's contract),
+        // and `lanes` the `32 n_groups` word-aligned bytes it writes (checked by `new`). With
         // `a <= b <= last`, pixel A's first output byte, `a oc + first_channel`, and B's,
         // `delta` further, lie within the span that `new` proved for the pair (0, last), with
         // the blocks' `2 n_blocks` bytes; the rows, records and lanes each call reads are the
         // ones `new` checked. Both routines follow the AAPCS and write only `lanes`, `pairs`
         // and the output.
         unsafe {
-            kiln_widen_pair_dsp(col_a.as_ptr(), col_b.as_ptr(), self.lanes, band.n_groups);
+            kiln_widen_pair_dsp(col_a, col_b, self.lanes, band.n_groups);
             self.pairs.out_a = self
                 .output
                 .add(a.wrapping_mul(band.oc).wrapping_add(band.first_channel));

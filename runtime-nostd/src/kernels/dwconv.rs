@@ -215,11 +215,6 @@ pub(crate) fn dw_pixel_run(
     n_pixels
 }
 
-/// No runs: every pixel on its own (the byte-by-byte kernel).
-fn no_pixel_run(_: &DwPixel<'_>, _: usize, _: usize, _: &mut [i8]) -> usize {
-    0
-}
-
 /// `acc[i] += w[i] * (x[i] - zp)` for the first `4 * (acc.len() / 4)` channels, a word of
 /// four channels at a time through `mac4`: the portable twin of `dsp_asm::dw_mac`.
 #[inline(always)]
@@ -323,10 +318,9 @@ pub(crate) struct DwLayer<'a> {
     w_row_step: usize,
     words: fn(&mut [i32], &[i8], &[u8], i32),
     blocks: fn(&DwPixel<'_>, &mut [i8]) -> usize,
-    run: RunFn,
 }
 
-/// A run of output pixels with whole windows: [`dw_pixel_run`] or [`no_pixel_run`].
+/// A run of output pixels with whole windows ([`dw_pixel_run`]).
 type RunFn = fn(&DwPixel<'_>, usize, usize, &mut [i8]) -> usize;
 
 impl<'a> DwLayer<'a> {
@@ -364,21 +358,16 @@ impl<'a> DwLayer<'a> {
             w_row_step: params.kernel[1].wrapping_mul(c),
             words,
             blocks,
-            run: no_pixel_run,
         }
     }
 
-    /// The same layer with runs of whole-window pixels through `run`.
+    /// The register blocks' view of output pixel `(oy, ox)`: its window's valid taps in
+    /// `input`, and the weights they meet.
     #[inline(always)]
-    fn with_runs(self, run: RunFn) -> Self {
-        Self { run, ..self }
-    }
-
-    /// The output pixels `ox_lo..ox_lo + n` of row `oy`, whose windows are whole, into `out`
-    /// (`n c` bytes from pixel `ox_lo`'s) in one call of `run`. Returns whether it ran (else
-    /// nothing is written, for the caller's pixel by pixel loop).
-    #[inline(always)]
-    fn row_run(&self, input: &[i8], (oy, ox_lo, n): (usize, usize, usize), out: &mut [i8]) -> bool {
+    fn window<'i>(&self, input: &'i [i8], (oy, ox): (usize, usize)) -> DwPixel<'i>
+    where
+        'a: 'i,
+    {
         let params = &self.params;
         let [h, w, c] = params.input_shape;
         let [kh, kw] = params.kernel;
@@ -386,18 +375,19 @@ impl<'a> DwLayer<'a> {
         let [top, left] = params.pad;
         let (ky_lo, ky_hi) = valid_taps(oy, sh, top, kh, h);
         let iy_lo = oy.wrapping_mul(sh).wrapping_add(ky_lo).wrapping_sub(top);
-        let ix_lo = ox_lo.wrapping_mul(sw).wrapping_sub(left);
-        let first = DwPixel {
+        let (kx_lo, kx_hi) = valid_taps(ox, sw, left, kw, w);
+        let ix_lo = ox.wrapping_mul(sw).wrapping_add(kx_lo).wrapping_sub(left);
+        DwPixel {
             input,
             x_first: iy_lo.wrapping_mul(w).wrapping_add(ix_lo).wrapping_mul(c),
             weights: params.weights,
-            w_first: ky_lo.wrapping_mul(kw).wrapping_mul(c),
+            w_first: ky_lo.wrapping_mul(kw).wrapping_add(kx_lo).wrapping_mul(c),
             bias: params.bias,
             multipliers: params.multipliers,
             shifts: params.shifts,
             c,
             rows: ky_hi.wrapping_sub(ky_lo),
-            cols: kw,
+            cols: kx_hi.wrapping_sub(kx_lo),
             x_row: self.row_step,
             w_row: self.w_row_step,
             n_blocks: self.n_blocks,
@@ -405,8 +395,22 @@ impl<'a> DwLayer<'a> {
             output_zero_point: params.output_zero_point,
             clamp_min: params.clamp_min,
             clamp_max: params.clamp_max,
-        };
-        (self.run)(&first, n, sw.wrapping_mul(c), out) == n
+        }
+    }
+
+    /// The output pixels `ox_lo..ox_lo + n` of row `oy`, whose windows are whole, into `out`
+    /// (`n c` bytes from pixel `ox_lo`'s) in one call of `run`. Returns whether it ran (else
+    /// nothing is written, for the caller's pixel by pixel loop).
+    #[inline(always)]
+    fn row_run(
+        &self,
+        run: RunFn,
+        input: &[i8],
+        (oy, ox_lo, n): (usize, usize, usize),
+        out: &mut [i8],
+    ) -> bool {
+        let x_step = self.params.stride[1].wrapping_mul(self.params.input_shape[2]);
+        run(&self.window(input, (oy, ox_lo)), n, x_step, out) == n
     }
 
     /// Output pixel `(oy, ox)`'s `c` channels into `out`, from the whole `input` (lengths
@@ -420,36 +424,10 @@ impl<'a> DwLayer<'a> {
         acc_buffer: &mut [i32; GROUP],
     ) {
         let params = &self.params;
-        let [h, w, c] = params.input_shape;
-        let [kh, kw] = params.kernel;
-        let [sh, sw] = params.stride;
-        let [top, left] = params.pad;
+        let c = params.input_shape[2];
         let (zp, row_step, w_row_step) = (self.zp, self.row_step, self.w_row_step);
-        let (ky_lo, ky_hi) = valid_taps(oy, sh, top, kh, h);
-        let iy_lo = oy.wrapping_mul(sh).wrapping_add(ky_lo).wrapping_sub(top);
-        let (kx_lo, kx_hi) = valid_taps(ox, sw, left, kw, w);
-        let ix_lo = ox.wrapping_mul(sw).wrapping_add(kx_lo).wrapping_sub(left);
-        let x_first = iy_lo.wrapping_mul(w).wrapping_add(ix_lo).wrapping_mul(c);
-        let w_first = ky_lo.wrapping_mul(kw).wrapping_add(kx_lo).wrapping_mul(c);
-        let pixel = DwPixel {
-            input,
-            x_first,
-            weights: params.weights,
-            w_first,
-            bias: params.bias,
-            multipliers: params.multipliers,
-            shifts: params.shifts,
-            c,
-            rows: ky_hi.wrapping_sub(ky_lo),
-            cols: kx_hi.wrapping_sub(kx_lo),
-            x_row: row_step,
-            w_row: w_row_step,
-            n_blocks: self.n_blocks,
-            input_zero_point: params.input_zero_point,
-            output_zero_point: params.output_zero_point,
-            clamp_min: params.clamp_min,
-            clamp_max: params.clamp_max,
-        };
+        let pixel = self.window(input, (oy, ox));
+        let (x_first, w_first) = (pixel.x_first, pixel.w_first);
         // 0 when the window or the shifts do not suit the blocks: then the groups do all.
         let mut g0 = (self.blocks)(&pixel, out).wrapping_mul(4);
         for out_g in out.get_mut(g0..).unwrap_or(&mut []).chunks_mut(GROUP) {
@@ -463,9 +441,9 @@ impl<'a> DwLayer<'a> {
             }
             let mut x_row = x_first.wrapping_add(g0);
             let mut w_row = w_first.wrapping_add(g0);
-            for _ in ky_lo..ky_hi {
+            for _ in 0..pixel.rows {
                 let (mut xa, mut wa) = (x_row, w_row);
-                for _ in kx_lo..kx_hi {
+                for _ in 0..pixel.cols {
                     let x = input.get(xa..xa.wrapping_add(n)).unwrap_or(&[]);
                     let wt = params.weights.get(wa..wa.wrapping_add(n)).unwrap_or(&[]);
                     mac_group(acc, x, wt, zp, self.words);
@@ -510,7 +488,7 @@ fn depthwise_with(
         }
         return Ok(());
     };
-    let layer = DwLayer::new(params, words, blocks).with_runs(run);
+    let layer = DwLayer::new(params, words, blocks);
     // The columns whose windows are whole, the same in every row: one run per row.
     let [_, w, _] = params.input_shape;
     let whole = |ox: usize| valid_taps(ox, params.stride[1], params.pad[1], params.kernel[1], w);
@@ -525,7 +503,7 @@ fn depthwise_with(
             if ox == ox_lo && ox_hi > ox_lo {
                 let n = ox_hi.wrapping_sub(ox_lo);
                 let run_out = row.get_mut(at..at.wrapping_add(n.wrapping_mul(c)));
-                if run_out.is_some_and(|out| layer.row_run(input, (oy, ox_lo, n), out)) {
+                if run_out.is_some_and(|out| layer.row_run(run, input, (oy, ox_lo, n), out)) {
                     ox = ox_hi;
                     continue;
                 }

@@ -578,18 +578,14 @@ pub fn conv2d_i8_pairs(
     let round_zp = round_zp(params.output_zero_point);
     let (lo, hi) = (params.clamp_min, params.clamp_max);
     let call = |rows, records, at_a, n_blocks| (rows, records, at_a, n_blocks);
+    // the narrow rows' blocks (widened rows go through the band runner)
     let run = |(rows, records, at_a, n_blocks): (&[u8], &[i8], usize, usize),
-               wide: Option<&[i8]>,
                lanes: &[i8],
                delta: usize,
                output: &mut [i8]| {
         let blocks = PairBlocks {
             rows,
-            stride: if wide.is_some() {
-                k.wrapping_mul(2)
-            } else {
-                taps
-            },
+            stride: taps,
             lanes,
             records,
             n_groups,
@@ -599,7 +595,7 @@ pub fn conv2d_i8_pairs(
             output_zero_point: params.output_zero_point,
             clamp_min: lo,
             clamp_max: hi,
-            wide,
+            wide: None,
         };
         pair_blocks(&blocks, output)
     };
@@ -699,8 +695,9 @@ pub fn conv2d_i8_pairs(
                 continue;
             }
         }
-        // (the band runner has run the blocks; an odd last channel is left)
-        let blocks_done = wide.is_some();
+        // with widened rows the band runner has run the blocks: only an odd last channel is
+        // left for the loop below
+        let narrow = wide.is_none();
 
         for pair in 0..n_pixels.div_ceil(2) {
             let a = pair.wrapping_mul(2);
@@ -742,22 +739,12 @@ pub fn conv2d_i8_pairs(
             };
             let at_a = a.wrapping_mul(oc);
             let delta = b.wrapping_sub(a).wrapping_mul(oc);
-            if n_ahead > 0 && !blocks_done {
+            if narrow && n_ahead > 0 {
                 widen_pair(ahead(0), ahead(1), lanes, n_groups);
-                run(
-                    call(
-                        params.weights,
-                        band_records,
-                        at_a.wrapping_add(first_pair.wrapping_mul(2)),
-                        n_ahead,
-                    ),
-                    wide,
-                    lanes,
-                    delta,
-                    output,
-                );
+                let forwards = call(params.weights, records, at_a, n_ahead);
+                run(forwards, lanes, delta, output);
             }
-            if wide.is_none() && first_behind < n_pairs {
+            if narrow && first_behind < n_pairs {
                 widen_pair(range(col_a, 0, k), range(col_b, 0, k), lanes, n_groups);
                 let behind = call(
                     params.weights.get(behind_rows..).unwrap_or(&[]),
@@ -767,14 +754,14 @@ pub fn conv2d_i8_pairs(
                     at_a.wrapping_add(first_behind.wrapping_mul(2)),
                     n_pairs.wrapping_sub(first_behind),
                 );
-                run(behind, None, lanes, delta, output);
+                run(behind, lanes, delta, output);
             }
             // the scalar rows: the pairs between (none with widened rows), and the last channel
             // of an odd count
-            let between = if wide.is_some() {
-                0..0
-            } else {
+            let between = if narrow {
                 n_ahead.wrapping_mul(2)..first_behind.wrapping_mul(2)
+            } else {
+                0..0
             };
             let scalar = between.chain(odd_channel.then(|| oc.wrapping_sub(1)));
             for o in scalar {
