@@ -4,6 +4,8 @@
 //!    build fails if anything in its dependency graph links `std`.
 //! 2. `runtime-nostd/nopanic-check` links only if no panic path survives
 //!    optimization in loading or running a model.
+//! 3. Clippy's no-panic lints (`runtime-nostd/src/lib.rs`: no indexing, unwrap, panic or
+//!    unchecked arithmetic) pass on each kernel family's target, warnings denied.
 
 use crate::ci::workspace_root;
 use anyhow::{ensure, Context, Result};
@@ -67,10 +69,22 @@ pub fn run() -> Result<()> {
             "--manifest-path",
             "runtime-nostd/nopanic-check/Cargo.toml",
         ])?;
+        cargo(&[
+            "clippy",
+            "--release",
+            "--package",
+            "kiln-runtime",
+            "--target",
+            target,
+            "--",
+            "--deny",
+            "warnings",
+        ])?;
     }
     println!(
         "cargo xtask nostd: kiln-runtime builds for {TARGET} and has no reachable panic \
-         (the kernels of thumbv6m, thumbv7em and riscv32imc, default and `small`)"
+         (the kernels of thumbv6m, thumbv7em and riscv32imc, default and `small`; clippy's \
+         no-panic lints clean on each)"
     );
     Ok(())
 }
