@@ -10,6 +10,7 @@ use crate::error::u32_sat;
 use crate::fixed::{multiplier_is_valid, shift_is_valid};
 use crate::kernels::le_i32;
 use crate::kinds;
+use crate::words::aligned_words;
 use crate::model::{
     affine16_at, affine_at, decode_entry, Activation, LayerKind, Model, MAX_LAYERS,
 };
@@ -239,8 +240,8 @@ impl Value {
     }
 }
 
-/// Reads value `id` of the table at `values_at`: one fixed-size array, destructured (the loader
-/// and every inference step share it). Its `len` is exact once the loader has checked the
+/// Reads value `id` of the table at `values_at`: five aligned words (the loader and every
+/// inference step share it). Its `len` is exact once the loader has checked the
 /// value table (`h * w * c` fits u32).
 // Out of line: one copy serves the loader and every node of every inference.
 #[inline(never)]
@@ -250,25 +251,17 @@ pub(crate) fn read_value(content: &[u8], values_at: usize, id: u16) -> Value {
     let at = usize::from(id)
         .wrapping_mul(VALUE_LEN)
         .wrapping_add(values_at);
-    let Some(entry) = content
-        .get(at..at.wrapping_add(VALUE_LEN))
-        .and_then(|e| <&[u8; VALUE_LEN]>::try_from(e).ok())
-    else {
+    let Some([h, w, c, offset, zp]) = aligned_words::<5>(content, at) else {
         return Value::MISSING;
     };
-    let [h0, h1, h2, h3, w0, w1, w2, w3, c0, c1, c2, c3, o0, o1, o2, o3, zp, _, _, _] = *entry;
-    let shape = [
-        u32::from_le_bytes([h0, h1, h2, h3]) as usize,
-        u32::from_le_bytes([w0, w1, w2, w3]) as usize,
-        u32::from_le_bytes([c0, c1, c2, c3]) as usize,
-    ];
+    let shape = [h as usize, w as usize, c as usize];
     // The loader checks every value's length to fit u32 before it reads one through here, so
     // the wrapping product is exact (and costs no 64-bit multiply on a 32-bit core).
     let len = shape[0].wrapping_mul(shape[1]).wrapping_mul(shape[2]);
     Value {
         shape,
         len,
-        offset: u32::from_le_bytes([o0, o1, o2, o3]) as usize,
+        offset: offset as usize,
         zero_point: zp as i8,
     }
 }
@@ -341,31 +334,27 @@ pub(crate) fn temp_len(
     }
 }
 
-/// Reads the header of the node record at `at`: one fixed-size array, destructured (the
-/// loader and every inference step share this decoder). Out of line, like `read_value`.
+/// Reads the header of the node record at `at`: six aligned words (the loader and every
+/// inference step share this decoder). Out of line, like `read_value`.
 #[inline(never)]
 pub(crate) fn read_node(content: &[u8], at: usize) -> NodeRecord {
     // past the bytes (never, once validated): all zeros, so kind 0, which no layer has
-    // (refused where it is used); one decoding path, no zeroed copy
-    let header = content
-        .get(at..at.saturating_add(NODE_HEADER_LEN))
-        .and_then(|h| <&[u8; NODE_HEADER_LEN]>::try_from(h).ok())
-        .unwrap_or(&[0; NODE_HEADER_LEN]);
-    let [kind, activation, pre, padding, i0, i1, s0, s1, o0, o1, r0, r1, kh0, kh1, kw0, kw1, sh0, sh1, sw0, sw1, l0, l1, l2, l3] =
-        *header;
-    let u16_le = |a, b| u16::from_le_bytes([a, b]);
+    // (refused where it is used)
+    let [w0, w1, w2, w3, w4, w5] = aligned_words::<6>(content, at).unwrap_or([0; 6]);
+    let lo = |w: u32| w as u16;
+    let hi = |w: u32| (w >> 16) as u16;
     NodeRecord {
-        kind,
-        activation,
-        pre_zero_point: pre as i8,
-        padding,
-        input: u16_le(i0, i1),
-        second_input: u16_le(s0, s1),
-        output: u16_le(o0, o1),
-        reserved: u16_le(r0, r1),
-        kernel: [u16_le(kh0, kh1), u16_le(kw0, kw1)],
-        stride: [u16_le(sh0, sh1), u16_le(sw0, sw1)],
-        section_len: u32::from_le_bytes([l0, l1, l2, l3]),
+        kind: w0 as u8,
+        activation: (w0 >> 8) as u8,
+        pre_zero_point: (w0 >> 16) as i8,
+        padding: (w0 >> 24) as u8,
+        input: lo(w1),
+        second_input: hi(w1),
+        output: lo(w2),
+        reserved: hi(w2),
+        kernel: [lo(w3), hi(w3)],
+        stride: [lo(w4), hi(w4)],
+        section_len: w5,
     }
 }
 
@@ -577,6 +566,14 @@ pub(crate) fn parse<const KINDS: u8>(bytes: &[u8]) -> Result<Model<'_, KINDS>, E
     let computed = crc32(content);
     if computed != stored {
         return Err(Error::CrcMismatch { stored, computed });
+    }
+    // Every record is read as whole words (`words.rs`): the blob must sit at a 4-byte-aligned
+    // address, as TFLM asks of its models.
+    let misalignment = bytes.as_ptr().align_offset(4);
+    if misalignment != 0 {
+        return Err(Error::BlobAlignment {
+            bytes_past: 4u8.wrapping_sub(misalignment as u8),
+        });
     }
 
     // ---- header

@@ -21,6 +21,9 @@ pub enum Error {
     LengthMismatch { header: u32, actual: u32 },
     /// The CRC-32 over the blob does not match the stored one: the blob is corrupted.
     CrcMismatch { stored: u32, computed: u32 },
+    /// The blob does not start at a 4-byte-aligned address (it starts `bytes_past` bytes past
+    /// one): the runtime reads its records as whole words. `kiln bake --rust` places it so.
+    BlobAlignment { bytes_past: u8 },
 
     // ---- contents --------------------------------------------------------------------------
     /// The model has no layer.
@@ -409,6 +412,10 @@ impl fmt::Display for Error {
             Error::BufferTooSmall { needed, got } => {
                 write!(f, "scratch buffer has {got} bytes, the model needs {needed}")
             }
+            Error::BlobAlignment { bytes_past } => write!(
+                f,
+                "the blob starts {bytes_past} byte(s) past a 4-byte boundary; place it at a 4-byte-aligned address (as `kiln bake --rust` does)"
+            ),
             Error::KernelArguments => f.write_str(
                 "kernel arguments inconsistent: lengths do not match the shapes or clamp_min > clamp_max",
             ),

@@ -59,7 +59,8 @@
 //! ```
 
 #![no_std]
-// Unsafe code only in the assembly and SIMD modules (kernels/*_asm.rs, simd32.rs, sse2.rs).
+// Unsafe code only in the assembly and SIMD modules (kernels/*_asm.rs, simd32.rs, sse2.rs) and
+// the blob's aligned word loads (words.rs).
 #![deny(unsafe_code)]
 // The no-panic rule, checked by clippy on everything but the tests.
 #![cfg_attr(
@@ -84,6 +85,7 @@ pub mod fixed;
 pub mod kernels;
 pub mod kinds;
 mod model;
+mod words;
 
 #[cfg(any(test, feature = "encode"))]
 pub mod encode;

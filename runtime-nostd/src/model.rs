@@ -197,7 +197,7 @@ impl Kernels for Dispatched {
         workspace: &mut [i8],
         output: &mut [i8],
     ) -> Result<(), Error> {
-        kernels::fully_connected_i8_workspace(p, input, workspace, output)
+        kernels::fully_connected_i8_aligned(p, input, workspace, output)
     }
     #[inline(always)]
     fn conv(

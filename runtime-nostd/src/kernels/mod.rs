@@ -62,6 +62,31 @@ pub fn fully_connected_i8_workspace(
     }
 }
 
+/// What `Model` calls for a dense layer: [`fully_connected_i8_workspace`], whose bias and
+/// multipliers a loaded blob has word-aligned (`Model` refuses a blob off a 4-byte boundary and
+/// every array starts at a multiple of 4 in it). So on Cortex-M0 the assembly routine runs
+/// without the compact fallback for arrays off a word boundary (about 500 bytes of flash); such
+/// arrays get [`Error::KernelArguments`] here instead.
+#[inline(always)]
+pub(crate) fn fully_connected_i8_aligned(
+    params: &FcParams<'_>,
+    input: &[i8],
+    workspace: &mut [i8],
+    output: &mut [i8],
+) -> Result<(), Error> {
+    #[cfg(all(kiln_kernel = "m0", not(kiln_small)))]
+    {
+        let _ = workspace;
+        if m0_asm::fully_connected(params, input, output) {
+            Ok(())
+        } else {
+            Err(Error::KernelArguments)
+        }
+    }
+    #[cfg(not(all(kiln_kernel = "m0", not(kiln_small))))]
+    fully_connected_i8_workspace(params, input, workspace, output)
+}
+
 /// The input stage's identity map (`model.rs`) for the first values, eight per step, on
 /// Armv7E-M; the number written (0 elsewhere: the portable loop in `model.rs` does them all).
 #[cfg(all(kiln_kernel = "dsp", not(kiln_small)))]
