@@ -10,10 +10,10 @@ use crate::error::u32_sat;
 use crate::fixed::{multiplier_is_valid, shift_is_valid};
 use crate::kernels::le_i32;
 use crate::kinds;
-use crate::words::aligned_words;
 use crate::model::{
     affine16_at, affine_at, decode_entry, Activation, LayerKind, Model, MAX_LAYERS,
 };
+use crate::words::aligned_words;
 use crate::Error;
 
 /// The first four bytes of every blob.

@@ -33,7 +33,10 @@ mod tests {
     fn words_inside_and_aligned_only() {
         let backing = Aligned([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
         let bytes = &backing.0[..];
-        assert_eq!(aligned_words::<2>(bytes, 0), Some([0x0403_0201, 0x0807_0605]));
+        assert_eq!(
+            aligned_words::<2>(bytes, 0),
+            Some([0x0403_0201, 0x0807_0605])
+        );
         assert_eq!(aligned_words::<1>(bytes, 8), Some([0x0c0b_0a09]));
         // off a word boundary, past the end, or a range that overflows
         assert_eq!(aligned_words::<1>(bytes, 1), None);

@@ -209,7 +209,12 @@ fn a_blob_off_a_word_boundary_is_refused() {
             continue;
         }
         let err = loaded.unwrap_err();
-        assert_eq!(err, Error::BlobAlignment { bytes_past: past as u8 });
+        assert_eq!(
+            err,
+            Error::BlobAlignment {
+                bytes_past: past as u8
+            }
+        );
         let text = std::format!("{err}");
         assert!(
             text.contains(&std::format!("{past} byte(s) past a 4-byte boundary"))
