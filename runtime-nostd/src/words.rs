@@ -12,7 +12,7 @@
 pub(crate) fn aligned_words<const N: usize>(bytes: &[u8], at: usize) -> Option<[u32; N]> {
     let words = bytes.get(at..at.checked_add(N.checked_mul(4)?)?)?;
     let ptr = words.as_ptr();
-    if ptr.align_offset(4) != 0 {
+    if ptr.addr() & 3 != 0 {
         return None;
     }
     // SAFETY: `4 * N` bytes inside the slice, at a 4-byte-aligned address; every bit pattern
