@@ -64,7 +64,7 @@ pub fn fully_connected_i8_workspace(
 
 /// What `Model` calls for a dense layer: [`fully_connected_i8_workspace`], whose bias and
 /// multipliers a loaded blob has word-aligned (`Model` refuses a blob off a 4-byte boundary and
-/// every array starts at a multiple of 4 in it). So on Cortex-M0 the assembly routine runs
+/// every array starts at a multiple of 4 in it). So on Cortex-M0/M3 the assembly routine runs
 /// without the compact fallback for arrays off a word boundary (about 500 bytes of flash); such
 /// arrays get [`Error::KernelArguments`] here instead.
 #[inline(always)]
