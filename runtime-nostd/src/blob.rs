@@ -22,11 +22,12 @@ pub const MAGIC: [u8; 4] = *b"KILN";
 /// (int16 activations), version 5 adds the residual `Add` (kind 6, a node with two inputs),
 /// version 6 nodes that run in place (their output over their input's bytes), version 7
 /// shape-keeping stride-1 layers among them (a convolution row by row, a depthwise one over a
-/// ring of pending outputs).
-/// The encoder writes the oldest version that holds the model: 7 only with such a convolution
+/// ring of pending outputs), version 8 an `Add`'s weights on a grid of `2^22` (`2^16` before).
+/// The encoder writes the oldest version that holds the model: 8 only with an `Add` weight over
+/// `2^16`, 7 only with such a convolution
 /// in place or a depthwise ring, 6 with another node in place, 5 with an `Add`, 4 for an int16 model,
 /// 3 otherwise, so that every other blob still loads in an older runtime.
-pub const FORMAT_VERSION: u16 = 7;
+pub const FORMAT_VERSION: u16 = 8;
 /// The version of a blob whose activations are all int8 (and that has no `Add`).
 pub(crate) const INT8_VERSION: u16 = 3;
 /// The version of an int16 blob.
@@ -42,6 +43,8 @@ pub(crate) const IN_PLACE_VERSION: u16 = 6;
 /// stride-1 depthwise nodes in place take a ring of pending output pixels
 /// (`kernels::inplace::is_ring`) instead of a channel plane: version 6's layout.
 pub(crate) const SHAPE_KEEPING_VERSION: u16 = 7;
+/// The first version whose `Add` weights may reach [`WIDE_ADD_WEIGHT_MAX`]: version 7's layout.
+pub(crate) const WIDE_ADD_VERSION: u16 = 8;
 /// The node header's byte 10 (format version 6; reserved, zero before): the node writes its
 /// output over its input's bytes.
 pub(crate) const IN_PLACE: u16 = 1;
@@ -80,9 +83,20 @@ pub(crate) const KIND_MAX_POOL: u8 = 4;
 pub(crate) const KIND_AVG_POOL: u8 = 5;
 pub(crate) const KIND_ADD: u8 = 6;
 
-/// The largest `|W|` of an `Add` weight: `2^16`, so that
-/// `|W_a (a - zp_a) + W_b (b - zp_b)| <= 2 * 2^16 * 255 < 2^26` fits an `i32`.
+/// The largest `|W|` of an `Add` weight in versions 5 to 7: `2^16`.
 pub(crate) const ADD_WEIGHT_MAX: u32 = 1 << 16;
+/// The largest `|W|` from version 8: `2^22`, so that
+/// `|W_a (a - zp_a) + W_b (b - zp_b)| <= 2 * 2^22 * 255 < 2^31` still fits an `i32`.
+pub(crate) const WIDE_ADD_WEIGHT_MAX: u32 = 1 << 22;
+
+/// The largest `|W|` of an `Add` weight a blob of `version` may hold.
+pub(crate) const fn add_weight_max(version: u16) -> u32 {
+    if version >= WIDE_ADD_VERSION {
+        WIDE_ADD_WEIGHT_MAX
+    } else {
+        ADD_WEIGHT_MAX
+    }
+}
 /// An `Add` record's arrays: `W_a`, `W_b`, `M` (each `i32`), `t`, 3 zero bytes.
 pub(crate) const ADD_ARRAYS_LEN: usize = 16;
 
@@ -525,12 +539,15 @@ pub(crate) fn parse<const KINDS: u8>(bytes: &[u8]) -> Result<Model<'_, KINDS>, E
     // int16 models alone, so every int8 program keeps its loader as it was, byte for byte.
     // Version 5 (the Add kind) everywhere: a program without `kinds::ADD` refuses an Add node
     // by its kind (`KindNotLinked`), and reads the element-type bytes as reserved unless it
-    // links int16. Versions 6 and 7 (nodes in place) likewise everywhere.
+    // links int16. Versions 6 and 7 (nodes in place) likewise everywhere. Version 8 (version
+    // 7's layout, wider `Add` weights) everywhere: a program that does not link the in-place
+    // kernels refuses a node's in-place flag as a reserved byte.
     let known = if KINDS & kinds::INT16 != 0 {
         version <= FORMAT_VERSION
     } else {
         version <= INT8_VERSION
             || version == ADD_VERSION
+            || version == WIDE_ADD_VERSION
             || (kinds::links_in_place(KINDS)
                 && (version == IN_PLACE_VERSION || version == SHAPE_KEEPING_VERSION))
     };
@@ -853,7 +870,14 @@ pub(crate) fn parse<const KINDS: u8>(bytes: &[u8]) -> Result<Model<'_, KINDS>, E
                 expected: u32::try_from(expected).unwrap_or(u32::MAX),
             });
         }
-        parse_arrays::<KINDS>(&mut r, &node, layer, &g, (&input, int16), &output)?;
+        parse_arrays::<KINDS>(
+            &mut r,
+            &node,
+            layer,
+            &g,
+            (&input, int16),
+            (&output, version),
+        )?;
         if in_place {
             // the temporary: the kind's length, inside the arena
             let offset = r.u32()?;
@@ -1076,7 +1100,7 @@ fn parse_arrays<const KINDS: u8>(
     layer: u16,
     g: &Geometry,
     (input, int16): (&Value, bool),
-    output: &Value,
+    (output, version): (&Value, u16),
 ) -> Result<(), Error> {
     match g.kind {
         LayerKind::MaxPool2d if KINDS & kinds::MAX_POOL != 0 => {
@@ -1090,10 +1114,10 @@ fn parse_arrays<const KINDS: u8>(
             return Ok(());
         }
         LayerKind::Add if KINDS & kinds::ADD != 0 => {
-            // W_a, W_b: |W| <= 2^16 keeps the accumulator below 2^26 (no overflow check needed)
+            // W_a, W_b: |W| <= 2^22 keeps the accumulator below 2^31 (no overflow check needed)
             for operand in 0..2u8 {
                 let weight = r.u32()? as i32;
-                if weight.unsigned_abs() > ADD_WEIGHT_MAX {
+                if weight.unsigned_abs() > add_weight_max(version) {
                     return Err(Error::AddWeight {
                         layer,
                         operand,

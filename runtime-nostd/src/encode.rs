@@ -13,7 +13,7 @@ use crate::blob::{
     ADD_ARRAYS_LEN, ADD_VERSION, ADD_WEIGHT_MAX, DTYPE_I16, HEADER_RESERVED, INT16_VERSION,
     INT8_VERSION, IN_PLACE_VERSION, KIND_ADD, KIND_AVG_POOL, KIND_CONV2D, KIND_DENSE,
     KIND_DEPTHWISE, KIND_MAX_POOL, MAGIC, NODE_HEADER_LEN, NO_VALUE, PAD_SAME, PAD_VALID,
-    SHAPE_KEEPING_VERSION, TEMP_LEN,
+    SHAPE_KEEPING_VERSION, TEMP_LEN, WIDE_ADD_VERSION, WIDE_ADD_WEIGHT_MAX,
 };
 use crate::crc32::crc32;
 use crate::fixed::{multiplier_is_valid, shift_is_valid};
@@ -755,7 +755,7 @@ fn values(spec: &ModelSpec) -> Result<Vec<([u32; 3], i8)>, Error> {
                     });
                 }
                 for (operand, &weight) in (0u8..).zip(&a.weights) {
-                    if weight.unsigned_abs() > ADD_WEIGHT_MAX {
+                    if weight.unsigned_abs() > WIDE_ADD_WEIGHT_MAX {
                         return Err(Error::AddWeight {
                             layer,
                             operand,
@@ -1047,7 +1047,14 @@ pub(crate) fn write_blob(spec: &ModelSpec, plan: &Plan) -> Result<Vec<u8>, Error
         let input_shape = values.get(node.input).map_or([0; 3], |v| v.0);
         p.is_some_and(|p| needs_version_7(&node.layer, input_shape, p.temp_len))
     });
-    w.u16(if version_7 {
+    // weights past version 5's 2^16: version 8, which older runtimes refuse by its number
+    let wide_add = spec.nodes.iter().any(|n| {
+        matches!(&n.layer, LayerSpec::Add(a)
+            if a.weights.iter().any(|w| w.unsigned_abs() > ADD_WEIGHT_MAX))
+    });
+    w.u16(if wide_add {
+        WIDE_ADD_VERSION
+    } else if version_7 {
         SHAPE_KEEPING_VERSION
     } else if in_place {
         IN_PLACE_VERSION

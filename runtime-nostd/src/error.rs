@@ -134,7 +134,7 @@ pub enum Error {
     /// The two inputs of an `Add`, values `a` and `b`, do not have the same shape.
     AddShapes { layer: u16, a: u16, b: u16 },
     /// An `Add` weight (`operand` 0 for the first input, 1 for the second) is outside
-    /// `[-2^16, 2^16]`.
+    /// `[-2^22, 2^22]`, or `[-2^16, 2^16]` in a blob of format version 5 to 7.
     AddWeight {
         layer: u16,
         operand: u8,
@@ -372,7 +372,7 @@ impl fmt::Display for Error {
             ),
             Error::AddWeight { layer, operand, weight } => write!(
                 f,
-                "layer {layer}: Add weight {weight} of input {operand} is outside [-2^16, 2^16]"
+                "layer {layer}: Add weight {weight} of input {operand} is outside [-2^22, 2^22] ([-2^16, 2^16] before blob version 8)"
             ),
             Error::AddActivation { layer } => write!(
                 f,

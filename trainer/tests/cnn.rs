@@ -602,10 +602,11 @@ fn a_residual_network_trains_exports_quantizes_and_matches_tract() {
     let qdq_ops = op_types(&dir.path().join("model.qdq.onnx"));
     assert_eq!(count(&qdq_ops, "Add"), 2, "{qdq_ops:?}");
 
-    // The blob: version 5 (it holds adds), each add a node reading two values.
+    // The blob: version 8 (its adds' weights on the 2^22 grid), each add a node reading two
+    // values.
     let blob = std::fs::read(dir.path().join("model.kiln")).unwrap();
     let runtime = kiln_runtime::Model::from_bytes(&blob).unwrap();
-    assert_eq!(runtime.format_version(), 5);
+    assert_eq!(runtime.format_version(), 8);
     let adds: Vec<kiln_runtime::LayerInfo> = (0..runtime.n_layers())
         .filter_map(|k| runtime.layer(k))
         .filter(|l| l.kind == kiln_runtime::LayerKind::Add)

@@ -432,6 +432,33 @@ fn add_records_are_checked() {
         reseal(&mut b);
         assert!(Model::from_bytes(&b).is_ok(), "{wa} {wb}");
     }
+    // version 8 (the same layout): |W| <= 2^22, the bound itself loads
+    let wide = |wa: i32, wb: i32| {
+        let mut b = blob.clone();
+        b[4] = 8;
+        put_i32(&mut b, add + 24, wa);
+        put_i32(&mut b, add + 28, wb);
+        reseal(&mut b);
+        Model::from_bytes(&b).map(|m| m.format_version())
+    };
+    assert_eq!(wide(1 << 22, -(1 << 22)), Ok(8));
+    assert_eq!(wide(65_537, 3), Ok(8));
+    assert_eq!(
+        wide((1 << 22) + 1, 0),
+        Err(Error::AddWeight {
+            layer,
+            operand: 0,
+            weight: (1 << 22) + 1,
+        })
+    );
+    assert_eq!(
+        wide(0, -(1 << 22) - 1),
+        Err(Error::AddWeight {
+            layer,
+            operand: 1,
+            weight: -(1 << 22) - 1,
+        })
+    );
     // the multiplier and shift
     check(
         &|b| put_i32(b, add + 32, (1 << 30) - 1),
@@ -513,7 +540,7 @@ fn add_records_are_checked() {
             version: 4,
         },
     );
-    check(&|b| b[4] = 8, Error::UnsupportedVersion { found: 8 });
+    check(&|b| b[4] = 9, Error::UnsupportedVersion { found: 9 });
     // a non-Add node's second input is still "none"
     let conv = node_at(&blob, 1);
     check(
@@ -638,6 +665,38 @@ fn add_is_refused_where_it_is_not_linked() {
     assert_eq!(all.layer_kinds() & kinds::ADD, kinds::ADD);
 }
 
+/// An Add weight over `2^16` makes the blob version 8 (which runtimes before it refuse by its
+/// number); up to `2^16` the blob keeps the version it had. Both load.
+#[test]
+fn wide_add_weights_need_version_8() {
+    let good = fixed_add().spec();
+    let version_of = |blob: &[u8]| u16::from_le_bytes([blob[4], blob[5]]);
+    let base = version_of(&crate::encode::encode(&good).unwrap());
+    assert!((5..8).contains(&base), "{base}");
+    let encoded = |weight: i32| {
+        let mut spec = good.clone();
+        let LayerSpec::Add(a) = &mut spec.nodes[2].layer else {
+            unreachable!()
+        };
+        a.weights[0] = weight;
+        crate::encode::encode(&spec).unwrap()
+    };
+    for (weight, version) in [
+        (65_536, base),
+        (-65_536, base),
+        (65_537, 8),
+        (1 << 22, 8),
+        (-(1 << 22), 8),
+    ] {
+        let blob = encoded(weight);
+        assert_eq!(version_of(&blob), version, "{weight}");
+        assert_eq!(
+            Model::from_bytes(&blob).map(|m| m.format_version()),
+            Ok(version)
+        );
+    }
+}
+
 /// Version 5 is version 4's layout plus kind 6: an int8 blob without an Add still encodes as
 /// version 3, byte for byte, and the same bytes stamped version 5 load and run alike.
 #[test]
@@ -708,11 +767,11 @@ fn encode_checks_the_add() {
         },
     );
     check(
-        &|a| a.weights[0] = 65_537,
+        &|a| a.weights[0] = (1 << 22) + 1,
         Error::AddWeight {
             layer,
             operand: 0,
-            weight: 65_537,
+            weight: (1 << 22) + 1,
         },
     );
     check(

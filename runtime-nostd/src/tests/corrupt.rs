@@ -160,7 +160,7 @@ fn trailing_bytes_are_rejected() {
 #[test]
 fn framing_errors() {
     tampered(|b| b[0] = b'k', Error::BadMagic);
-    tampered(|b| b[4] = 8, Error::UnsupportedVersion { found: 8 });
+    tampered(|b| b[4] = 9, Error::UnsupportedVersion { found: 9 });
     tampered(|b| b[4] = 1, Error::UnsupportedVersion { found: 1 });
     tampered(
         |b| put_u32(b, 8, 524),

@@ -496,7 +496,7 @@ fn only_blobs_in_place_are_version_6_or_7() {
     }
     let plain = cnn.blob_layer_by_layer();
     assert_eq!(Model::from_bytes(&plain).unwrap().format_version(), 3);
-    assert_eq!(crate::FORMAT_VERSION, 7);
+    assert_eq!(crate::FORMAT_VERSION, 8);
 }
 
 /// Two shape-keeping 3x3 convolutions after a widening one: the second runs in place, row by

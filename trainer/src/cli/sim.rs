@@ -270,7 +270,10 @@ pub fn sim(args: &SimArgs) -> Result<()> {
     let elf = build(
         board,
         &crate_dir,
-        (int16, model.format_version() >= 6),
+        (
+            int16,
+            (0..model.n_layers()).any(|k| model.layer(k).is_some_and(|l| l.in_place)),
+        ),
         args.output.quiet || args.output.json,
     )?;
     let plugin = build_plugin(&crate_dir)?;

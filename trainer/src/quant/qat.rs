@@ -10,7 +10,7 @@
 //! reports is the device's, sample for sample.
 
 use super::calibrate::{Calibration, LayerRanges, Range, RangeMethod};
-use super::math::{self, ActivationParams};
+use super::math::ActivationParams;
 use super::{QuantError, QuantLayer};
 use crate::data::Dataset;
 use crate::nn::network::{layer_forward, Cache, Layer, Network, NetworkTrace};
@@ -291,7 +291,7 @@ impl IntModel {
                 QuantLayer::MaxPool | QuantLayer::Flatten | QuantLayer::Tap => {
                     (sums.map(|v| saturate((v + zp_in) as i64)), None, None)
                 }
-                // `acc = W_a (a - zp_a) + W_b (b - zp_b)`, exact in f64 (|acc| < 2^26).
+                // `acc = W_a (a - zp_a) + W_b (b - zp_b)`, exact in f64 (|acc| < 2^31).
                 QuantLayer::Add(add) => {
                     let other = other.unwrap_or_else(|| DMatrix::zeros(0, 0));
                     let [w_a, w_b] = add.params.weights.map(f64::from);
@@ -358,10 +358,11 @@ impl IntModel {
             let plane = shape.h * shape.w;
             let (pre, layer_seen) = match (quant, accumulator) {
                 // The sum in real units: `s_a (a - zp_a) + s_b (b - zp_b)` is `acc` on the grid
-                // of the larger input step / 2^16.
+                // of the larger input step / 2^bits, whose weight is that 2^bits.
                 (QuantLayer::Add(add), Some(acc)) => {
+                    let [w_a, w_b] = add.params.weights.map(i32::unsigned_abs);
                     let step = f64::from(add.inputs[0].scale.max(add.inputs[1].scale))
-                        / f64::from(1u32 << math::ADD_GRID_BITS);
+                        / f64::from(w_a.max(w_b).max(1));
                     with_activation(layer, acc.map(|a| (a * step) as f32))
                 }
                 (QuantLayer::Tensor(q), Some(acc)) => {
