@@ -1,5 +1,5 @@
 //! The model blob: layout constants, the node decoder and the validating parser
-//! (`docs/blob-format.md`, format version 7; versions 2 to 6 still load).
+//! (`docs/blob-format.md`, format version 8; versions 2 to 7 still load).
 //!
 //! Everything is little-endian and every section starts at a 4-byte-aligned offset. The parser
 //! checks every field once, so that inference afterwards cannot fail; the runtime then decodes
