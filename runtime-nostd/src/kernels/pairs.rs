@@ -324,7 +324,7 @@ pub(crate) fn widen_weights(row: &[u8], wide: &mut [i8], n_groups: usize) {
 /// rows widened once per call); 0 if not even one pair fits.
 fn band_pairs(p: &ConvParams<'_>) -> usize {
     let pair_bytes = padded(taps(p)).saturating_mul(4); // two rows of `2 k` bytes
-                                                        // (`pair_bytes` is 0 only for a layer `check` refuses: then one band of them all)
+                                                        // `pair_bytes` is 0 only for a layer `check` refuses: then one band of them all
     let fit = WIDE_MAX.checked_div(pair_bytes).unwrap_or(usize::MAX);
     fit.min(p.output_shape[2] / 2)
 }

@@ -80,25 +80,23 @@ pub fn add_params(
     output: ActivationParams,
 ) -> Result<AddParams, QuantError> {
     let larger = f64::from(a.scale.max(b.scale));
-    let mut result = Err(QuantError::Multiplier {
-        scale: 0.0,
-        detail: "no add grid".into(),
-    });
-    for bits in ADD_GRID_BITS.rev() {
+    let on_grid = |bits: i32| {
         let unit = f64::from(1u32 << bits);
         let weight = |s: f32| round_half_even(f64::from(s) / larger * unit) as i32;
-        result = quantize_multiplier(larger / (unit * f64::from(output.scale))).map(
-            |(multiplier, shift)| AddParams {
-                weights: [weight(a.scale), weight(b.scale)],
-                multiplier,
-                shift,
-            },
-        );
-        if result.is_ok() {
-            break;
-        }
-    }
-    result
+        let (multiplier, shift) = quantize_multiplier(larger / (unit * f64::from(output.scale)))?;
+        Ok(AddParams {
+            weights: [weight(a.scale), weight(b.scale)],
+            multiplier,
+            shift,
+        })
+    };
+    // the finest grid whose shift fits, else the coarsest one's error
+    let coarsest = *ADD_GRID_BITS.start();
+    ADD_GRID_BITS
+        .rev()
+        .filter(|&bits| bits > coarsest)
+        .find_map(|bits| on_grid(bits).ok())
+        .map_or_else(|| on_grid(coarsest), Ok)
 }
 
 /// Whether `acc * M / 2^t` is exactly halfway between two integers for some window sum
