@@ -920,24 +920,32 @@ pub(crate) fn parse<const KINDS: u8>(bytes: &[u8]) -> Result<Model<'_, KINDS>, E
         if g.kind == LayerKind::Dense {
             widest_dense = widest_dense.max(input.len);
         }
-        if KINDS & kinds::CONV2D != 0 && g.kind == LayerKind::Conv2d {
-            conv_workspace = conv_workspace.max(crate::kernels::conv_workspace_len(
-                &crate::kernels::ConvParams {
-                    input_shape: input.shape,
-                    output_shape: output.shape,
-                    kernel: [usize::from(node.kernel[0]), usize::from(node.kernel[1])],
-                    stride: [usize::from(node.stride[0]), usize::from(node.stride[1])],
-                    pad: g.pad,
-                    weights: &[],
-                    bias: &[],
-                    multipliers: &[],
-                    shifts: &[],
-                    input_zero_point: 0,
-                    output_zero_point: 0,
-                    clamp_min: i8::MIN,
-                    clamp_max: i8::MAX,
-                },
-            ));
+        let conv = KINDS & kinds::CONV2D != 0 && g.kind == LayerKind::Conv2d;
+        // a depthwise layer in place runs its ring kernel, without the planes
+        let depthwise =
+            KINDS & kinds::DEPTHWISE != 0 && g.kind == LayerKind::DepthwiseConv2d && !in_place;
+        if conv || depthwise {
+            let p = crate::kernels::ConvParams {
+                input_shape: input.shape,
+                output_shape: output.shape,
+                kernel: [usize::from(node.kernel[0]), usize::from(node.kernel[1])],
+                stride: [usize::from(node.stride[0]), usize::from(node.stride[1])],
+                pad: g.pad,
+                weights: &[],
+                bias: &[],
+                multipliers: &[],
+                shifts: &[],
+                input_zero_point: 0,
+                output_zero_point: 0,
+                clamp_min: i8::MIN,
+                clamp_max: i8::MAX,
+            };
+            let len = if conv {
+                crate::kernels::conv_workspace_len(&p)
+            } else {
+                crate::kernels::depthwise_workspace_len(&p)
+            };
+            conv_workspace = conv_workspace.max(len);
         }
     }
 

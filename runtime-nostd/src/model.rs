@@ -162,7 +162,12 @@ trait Kernels {
         workspace: &mut [i8],
         output: &mut [i8],
     ) -> Result<(), Error>;
-    fn depthwise(p: &ConvParams<'_>, input: &[i8], output: &mut [i8]) -> Result<(), Error>;
+    fn depthwise(
+        p: &ConvParams<'_>,
+        input: &[i8],
+        workspace: &mut [i8],
+        output: &mut [i8],
+    ) -> Result<(), Error>;
     /// A stride-1 shape-keeping depthwise convolution in place over a ring of pending outputs
     /// (`kernels::inplace::depthwise_conv2d_i8_ring_in_place`'s contract).
     fn depthwise_ring(p: &ConvParams<'_>, data: &mut [i8], ring: &mut [i8]) -> Result<(), Error>;
@@ -209,8 +214,13 @@ impl Kernels for Dispatched {
         kernels::conv2d_i8_workspace(p, input, workspace, output)
     }
     #[inline(always)]
-    fn depthwise(p: &ConvParams<'_>, input: &[i8], output: &mut [i8]) -> Result<(), Error> {
-        kernels::depthwise_conv2d_i8(p, input, output)
+    fn depthwise(
+        p: &ConvParams<'_>,
+        input: &[i8],
+        workspace: &mut [i8],
+        output: &mut [i8],
+    ) -> Result<(), Error> {
+        kernels::depthwise_conv2d_i8_workspace(p, input, workspace, output)
     }
     #[inline(always)]
     fn depthwise_ring(p: &ConvParams<'_>, data: &mut [i8], ring: &mut [i8]) -> Result<(), Error> {
@@ -274,7 +284,12 @@ impl Kernels for Reference {
         kernels::reference::conv2d_i8(p, input, output)
     }
     #[inline(always)]
-    fn depthwise(p: &ConvParams<'_>, input: &[i8], output: &mut [i8]) -> Result<(), Error> {
+    fn depthwise(
+        p: &ConvParams<'_>,
+        input: &[i8],
+        _workspace: &mut [i8],
+        output: &mut [i8],
+    ) -> Result<(), Error> {
         kernels::reference::depthwise_conv2d_i8(p, input, output)
     }
     #[inline(always)]
@@ -475,7 +490,10 @@ impl<'a, const KINDS: u8> Model<'a, KINDS> {
     /// output rows: MNIST 784-128-10, 1,571 bytes more RAM, about 8% fewer instructions), and
     /// `kernels::conv_workspace_len` for each `Conv2d` layer (its im2col column and start values,
     /// and on Cortex-M4/M7 its rows widened once per call where they take at most 16 KiB: the KWS
-    /// DS-CNN's 64 x 64 pointwise layers, 8,192 bytes more RAM, about 12% fewer instructions).
+    /// DS-CNN's 64 x 64 pointwise layers, 8,192 bytes more RAM, about 12% fewer instructions),
+    /// and `kernels::depthwise_workspace_len` for each 3x3 stride-1 `DepthwiseConv2d` layer
+    /// not in place (on Cortex-M4/M7 its channel planes, `kernels/dwplane.rs`: MobileNetV1
+    /// 0.25's 48 x 48 x 8 layer 2,211 bytes, below the workspace its convolutions take).
     /// With fewer bytes the same bits come out of slower kernels.
     pub fn fast_scratch_len(&self) -> usize {
         let dense = if self.widest_dense == 0 {
@@ -1376,7 +1394,7 @@ fn conv_node<'b, K: Kernels, const KINDS: u8>(
     if conv2d {
         K::conv(&p, input, workspace, output)?;
     } else if KINDS & kinds::DEPTHWISE != 0 {
-        K::depthwise(&p, input, output)?;
+        K::depthwise(&p, input, workspace, output)?;
     } else {
         return Err(internal);
     }

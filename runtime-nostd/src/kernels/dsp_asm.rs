@@ -1892,3 +1892,324 @@ pub fn widen_pair(a: &[i8], b: &[i8], lanes: &mut [i8], n_groups: usize) {
         unsafe { kiln_widen_pair_dsp(a.as_ptr(), b.as_ptr(), lanes.as_mut_ptr(), n_groups) };
     }
 }
+
+core::arch::global_asm!(
+    ".section .text.kiln_dwp_widen_dsp,\"ax\",%progbits",
+    ".global kiln_dwp_widen_dsp",
+    ".type kiln_dwp_widen_dsp,%function",
+    ".p2align 2",
+    ".thumb_func",
+    "kiln_dwp_widen_dsp:",
+    // r0: a `DwpWiden`. Per two input pixels A and B (four channels each, `c` bytes apart):
+    // `x - zp` in 16-bit lanes (`SXTAB16`), then channel k's pair (A_k, B_k) as one word into
+    // plane row k (unaligned stores are allowed on Armv7E-M); an odd last pixel's four
+    // halfwords one by one. Loop registers: r0 the input, r1 c, r2 the pixels left, r3 -zp
+    // in both lanes, r4-r7 the lanes, r8-r11 the four rows, r12 the word out.
+    "push {{r4-r11, lr}}",
+    "ldrd r8, r9, [r0, #16]",
+    "ldrd r10, r11, [r0, #24]",
+    "ldrd r2, r3, [r0, #8]",
+    "ldrd r0, r1, [r0, #0]",
+    "subs r2, r2, #2",
+    "blo 2f",
+    "1:",
+    "ldr r5, [r0, r1]",
+    "ldr r4, [r0]",
+    "add r0, r0, r1, lsl #1",
+    "sxtab16 r6, r3, r4",         // A0, A2
+    "sxtab16 r7, r3, r4, ror #8", // A1, A3
+    "sxtab16 r4, r3, r5",         // B0, B2
+    "sxtab16 r5, r3, r5, ror #8", // B1, B3
+    "pkhbt r12, r6, r4, lsl #16", // A0, B0
+    "str r12, [r8], #4",
+    "pkhbt r12, r7, r5, lsl #16", // A1, B1
+    "str r12, [r9], #4",
+    "pkhtb r12, r4, r6, asr #16", // A2, B2
+    "str r12, [r10], #4",
+    "pkhtb r12, r5, r7, asr #16", // A3, B3
+    "str r12, [r11], #4",
+    "subs r2, r2, #2",
+    "bhs 1b",
+    "2:",
+    "adds r2, r2, #2", // 0 or 1 pixel left
+    "beq 3f",
+    "ldr r4, [r0]",
+    "sxtab16 r6, r3, r4",
+    "sxtab16 r7, r3, r4, ror #8",
+    "strh r6, [r8]",
+    "strh r7, [r9]",
+    "lsr r6, r6, #16",
+    "strh r6, [r10]",
+    "lsr r7, r7, #16",
+    "strh r7, [r11]",
+    "3:",
+    "pop {{r4-r11, pc}}",
+    ".size kiln_dwp_widen_dsp, . - kiln_dwp_widen_dsp",
+);
+
+core::arch::global_asm!(
+    ".section .text.kiln_dwp_mac_dsp,\"ax\",%progbits",
+    ".global kiln_dwp_mac_dsp",
+    ".type kiln_dwp_mac_dsp,%function",
+    ".p2align 2",
+    ".thumb_func",
+    "kiln_dwp_mac_dsp:",
+    // r0: a `DwpMac`. For each of the four channels (k at [sp, #4], the arguments at [sp]):
+    // per output pixel pair (x, x + 1) and ring slot, one `LDRD` of the plane entries
+    // v[x..x + 4] (word v01 in r6, v23 in r7) and the slot's weights (W01 r8, W12 r9, W02
+    // r10; `LDM`): x += v01.W01 + v2 w2, x + 1 += v23.W12 + v1 w0. Loop registers: r0, r1,
+    // r12 the slots, r2 the weights, r3 the accumulators, r4/r5 the pair's, r11 their end,
+    // lr the bias.
+    "push {{r4-r11, lr}}",
+    "sub sp, sp, #8",
+    "str r0, [sp]",
+    "movs r1, #0",
+    "str r1, [sp, #4]",
+    "2:",
+    "ldr lr, [sp]",
+    "ldr r4, [sp, #4]",
+    "ldrd r0, r1, [lr, #0]",  // the ring, row bytes
+    "add r5, r4, r4, lsl #1", // 3 k
+    "mla r0, r5, r1, r0",     // channel k's slot 0
+    "add r12, r0, r1, lsl #1",
+    "add r1, r0, r1",
+    "ldrd r2, r5, [lr, #8]", // the tables, the biases
+    "movs r6, #60",
+    "mla r2, r6, r4, r2",
+    "ldrd r3, r11, [lr, #16]", // the accumulators, 32 bytes per pair
+    "add r3, r3, r4, lsl #2",
+    "add r11, r3, r11",
+    "ldr lr, [r5, r4, lsl #2]",
+    "1:",
+    "ldm r2!, {{r8-r10}}",
+    "ldrd r6, r7, [r0], #4",
+    "smlad r4, r6, r8, lr",
+    "smlabt r4, r7, r10, r4",
+    "smlad r5, r7, r9, lr",
+    "smlatb r5, r6, r10, r5",
+    "ldm r2!, {{r8-r10}}",
+    "ldrd r6, r7, [r1], #4",
+    "smlad r4, r6, r8, r4",
+    "smlabt r4, r7, r10, r4",
+    "smlad r5, r7, r9, r5",
+    "smlatb r5, r6, r10, r5",
+    "ldm r2, {{r8-r10}}",
+    "sub r2, r2, #24",
+    "ldrd r6, r7, [r12], #4",
+    "smlad r4, r6, r8, r4",
+    "smlabt r4, r7, r10, r4",
+    "smlad r5, r7, r9, r5",
+    "smlatb r5, r6, r10, r5",
+    "str r5, [r3, #16]",
+    "str r4, [r3], #32",
+    "cmp r3, r11",
+    "bne 1b",
+    "ldr r4, [sp, #4]",
+    "adds r4, r4, #1",
+    "str r4, [sp, #4]",
+    "cmp r4, #4",
+    "bne 2b",
+    "add sp, sp, #8",
+    "pop {{r4-r11, pc}}",
+    ".size kiln_dwp_mac_dsp, . - kiln_dwp_mac_dsp",
+);
+core::arch::global_asm!(
+    ".section .text.kiln_dwp_out_dsp,\"ax\",%progbits",
+    ".global kiln_dwp_out_dsp",
+    ".type kiln_dwp_out_dsp,%function",
+    ".p2align 2",
+    ".thumb_func",
+    "kiln_dwp_out_dsp:",
+    // r0: a `DwpOut`. Per output pixel: its four channels' accumulators (`LDM`), each through
+    // its (M, s - 1) from the `OutStage` (`rq_high_zp_fast`), packed into one word, both clamps
+    // on the four lanes, one word out, `c` bytes on. Loop registers: r0 the accumulators, r1
+    // their end, r2/r3 scratch, r4-r7 the four channels, r8 2 zp + 1, r9 the output, r10 c,
+    // r11/r12 M and s - 1, lr the stage.
+    "push {{r4-r11, lr}}",
+    "mov lr, r0",
+    "ldrd r0, r1, [lr, #0]",
+    "ldrd r9, r10, [lr, #8]",
+    "ldr lr, [lr, #16]",
+    "ldr r8, [lr, #32]",
+    "1:",
+    "ldm r0!, {{r4-r7}}",
+    "ldrd r11, r12, [lr, #0]",
+    rq_high_zp_fast!("r4", "r11", "31", "41"),
+    "ldrd r11, r12, [lr, #8]",
+    rq_high_zp_fast!("r5", "r11", "32", "42"),
+    "ldrd r11, r12, [lr, #16]",
+    rq_high_zp_fast!("r6", "r11", "33", "43"),
+    "ldrd r11, r12, [lr, #24]",
+    rq_high_zp_fast!("r7", "r11", "34", "44"),
+    "b 21f",
+    rq_high_zp_slow!("r3", "r11", "31", "41"),
+    rq_high_zp_slow!("r3", "r11", "32", "42"),
+    rq_high_zp_slow!("r3", "r11", "33", "43"),
+    rq_high_zp_slow!("r3", "r11", "34", "44"),
+    "21:",
+    "bfi r4, r5, #8, #8",
+    "bfi r4, r6, #16, #8",
+    "bfi r4, r7, #24, #8",
+    "ldr r2, [lr, #36]",
+    "ssub8 r3, r4, r2",
+    "sel r4, r4, r2", // max(q, clamp_min)
+    "ldr r2, [lr, #40]",
+    "ssub8 r3, r4, r2",
+    "sel r4, r2, r4", // min(q, clamp_max)
+    "str r4, [r9]",
+    "add r9, r9, r10",
+    "cmp r0, r1",
+    "bne 1b",
+    "pop {{r4-r11, pc}}",
+    ".size kiln_dwp_out_dsp, . - kiln_dwp_out_dsp",
+);
+
+/// The arguments of `kiln_dwp_widen_dsp` (offsets fixed by `repr(C)`: the routine reads them).
+#[repr(C)]
+struct DwpWiden {
+    src: *const i8,
+    c: usize,
+    n: usize,
+    neg_zp2: u32,
+    rows: [*mut i8; 4],
+}
+
+/// The arguments of `kiln_dwp_mac_dsp`.
+#[repr(C)]
+struct DwpMac {
+    ring: *const i8,
+    row_bytes: usize,
+    tables: *const i8,
+    bias: *const i32,
+    acc: *mut i8,
+    acc_span: usize,
+}
+
+/// The arguments of `kiln_dwp_out_dsp`.
+#[repr(C)]
+struct DwpOut {
+    acc: *const i8,
+    acc_end: *const i8,
+    out: *mut i8,
+    c: usize,
+    stage: *const super::dwplane::OutStage,
+}
+
+extern "C" {
+    fn kiln_dwp_widen_dsp(args: *const DwpWiden);
+    fn kiln_dwp_mac_dsp(args: *const DwpMac);
+    fn kiln_dwp_out_dsp(args: *const DwpOut);
+}
+
+/// The depthwise planes' routines in assembly (`dwplane::Portable` is the twin of each; a call
+/// whose slices fail a check runs the twin).
+pub(crate) struct DwPlanes;
+
+use super::dwplane::Ring;
+
+fn word_aligned(p: *const i8) -> bool {
+    (p as usize) & 3 == 0
+}
+
+impl super::dwplane::PlaneOps for DwPlanes {
+    fn widen(
+        src: &[i8],
+        (c, n, zp): (usize, usize, i8),
+        ring: &mut [i8],
+        r: Ring,
+        (slot, at): (usize, usize),
+    ) {
+        // pixel j's word at j c (j < n), entries at..at + n of the slot's rows
+        let src_ok = n
+            .checked_sub(1)
+            .and_then(|last| last.checked_mul(c))
+            .and_then(|x| x.checked_add(4))
+            .is_some_and(|end| end <= src.len());
+        let row_ok = at
+            .checked_add(n)
+            .and_then(|e| e.checked_mul(2))
+            .is_some_and(|end| end <= r.row_bytes);
+        if !(slot < 3 && c >= 4 && src_ok && row_ok && r.fits(ring.len())) {
+            return super::dwplane::Portable::widen(src, (c, n, zp), ring, r, (slot, at));
+        }
+        let neg = i16::from(zp).wrapping_neg() as u16 as u32;
+        let first = ring
+            .as_mut_ptr()
+            .wrapping_add(slot.wrapping_mul(r.row_bytes))
+            .wrapping_add(at.wrapping_mul(2));
+        let plane = r.row_bytes.wrapping_mul(3);
+        let args = DwpWiden {
+            src: src.as_ptr(),
+            c,
+            n,
+            neg_zp2: neg.wrapping_mul(0x0001_0001),
+            rows: [
+                first,
+                first.wrapping_add(plane),
+                first.wrapping_add(plane.wrapping_mul(2)),
+                first.wrapping_add(plane.wrapping_mul(3)),
+            ],
+        };
+        // SAFETY: every read (a word at j c, j < n) lies in `src`; every write (entries at..at
+        // + n of row 3 k + slot, k < 4) lies in the ring, whose 12 rows of `row_bytes` fit
+        // (all checked above). Unaligned words are allowed on Armv7E-M. The routine follows
+        // the AAPCS and writes only those entries.
+        unsafe { kiln_dwp_widen_dsp(&args) };
+    }
+
+    fn mac(ring: &[i8], r: Ring, tables: &[i8], bias: &[i32; 4], acc: &mut [i8]) {
+        // the 12 rows of the ring (each read to byte 4 n_pairs + 4 by `LDRD` at 4 i), the four
+        // channels' tables (60 bytes apart, 36 read), the accumulators to byte 32 n_pairs;
+        // `LDRD` and `LDM` need words (`row_bytes` is a multiple of 4)
+        let span = r.n_pairs.checked_mul(32);
+        let ok = r.n_pairs > 0
+            && r.fits(ring.len())
+            && r.row_bytes % 4 == 0
+            && word_aligned(ring.as_ptr())
+            && tables.len() >= 3 * super::dwplane::TABLE_BYTES + 36
+            && word_aligned(tables.as_ptr())
+            && span.is_some_and(|len| len <= acc.len());
+        if !ok {
+            return super::dwplane::Portable::mac(ring, r, tables, bias, acc);
+        }
+        let args = DwpMac {
+            ring: ring.as_ptr(),
+            row_bytes: r.row_bytes,
+            tables: tables.as_ptr(),
+            bias: bias.as_ptr(),
+            acc: acc.as_mut_ptr(),
+            acc_span: span.unwrap_or(0),
+        };
+        // SAFETY: the reads (8 bytes at 4 i of the 12 ring rows, 36 table bytes per channel,
+        // four biases) and the writes (4 bytes at 32 i + 4 k and 32 i + 16 + 4 k, inside
+        // 32 n_pairs) lie in their slices and the loaded ones are word-aligned, all checked
+        // above. The routine follows the AAPCS and writes only `acc`.
+        unsafe { kiln_dwp_mac_dsp(&args) };
+    }
+
+    fn out(acc: &[i8], stage: &super::dwplane::OutStage, out: &mut [i8], c: usize, ow: usize) {
+        let acc_len = ow.checked_mul(16);
+        let out_end = ow
+            .checked_sub(1)
+            .and_then(|x| x.checked_mul(c))
+            .and_then(|x| x.checked_add(4));
+        let ok = acc_len.is_some_and(|len| len <= acc.len())
+            && word_aligned(acc.as_ptr())
+            && out_end.is_some_and(|end| end <= out.len());
+        if !ok {
+            return super::dwplane::Portable::out(acc, stage, out, c, ow);
+        }
+        let args = DwpOut {
+            acc: acc.as_ptr(),
+            acc_end: acc.as_ptr().wrapping_add(acc_len.unwrap_or(0)),
+            out: out.as_mut_ptr(),
+            c,
+            stage,
+        };
+        // SAFETY: the reads (16 aligned bytes per pixel) lie in `acc` and the writes (a word at
+        // x c) in `out`, checked above; unaligned stores are allowed on Armv7E-M. Every shift
+        // is in 33..=62 (`dwplane` checks before it runs). The routine follows the AAPCS and
+        // writes only `out`.
+        unsafe { kiln_dwp_out_dsp(&args) };
+    }
+}

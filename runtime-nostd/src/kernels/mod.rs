@@ -11,6 +11,7 @@ pub mod conv;
 #[cfg(kiln_kernel = "dsp")]
 mod dsp_asm;
 pub mod dwconv;
+pub mod dwplane;
 pub mod fc16;
 pub mod im2col;
 pub mod inplace;
@@ -136,6 +137,33 @@ pub use dwconv::depthwise_ring_in_place_bytes as depthwise_conv2d_i8_ring_in_pla
 pub use dwconv::depthwise_ring_in_place_lanes as depthwise_conv2d_i8_ring_in_place;
 #[cfg(kiln_kernel = "reference")]
 pub use inplace::depthwise_conv2d_i8_ring_in_place;
+
+/// The workspace bytes [`depthwise_conv2d_i8_workspace`] needs for a layer: the channel
+/// planes of [`dwplane`] for a 3x3 stride-1 layer of whole words of channels, else 0. The same
+/// on every target, like [`conv_workspace_len`].
+pub fn depthwise_workspace_len(params: &ConvParams<'_>) -> usize {
+    dwplane::workspace_len(params)
+}
+
+/// The `DepthwiseConv2d` kernel the runtime uses, with the caller's workspace: on Cortex-M4/M7
+/// a 3x3 stride-1 layer goes over channel planes ([`dwplane`], with
+/// [`depthwise_workspace_len`] bytes), every other layer (and a shorter workspace) through
+/// [`depthwise_conv2d_i8`]. Same bits either way.
+#[inline(always)]
+pub fn depthwise_conv2d_i8_workspace(
+    params: &ConvParams<'_>,
+    input: &[i8],
+    workspace: &mut [i8],
+    output: &mut [i8],
+) -> Result<(), Error> {
+    #[cfg(kiln_kernel = "dsp")]
+    if dwplane::depthwise_conv2d_i8_planes::<dsp_asm::DwPlanes>(params, input, workspace, output)? {
+        return Ok(());
+    }
+    #[cfg(not(kiln_kernel = "dsp"))]
+    let _ = workspace;
+    depthwise_conv2d_i8(params, input, output)
+}
 
 /// The workspace bytes [`conv2d_i8_workspace`] needs for a layer: a pure function of its
 /// parameters, the same on every target so that the baking host sizes a device's scratch
@@ -718,6 +746,37 @@ fn conv_dispatched(p: &ConvParams<'_>, input: &[i8], output: &mut [i8]) -> Resul
 
 #[cfg(test)]
 kernel_tests!(conv2d: conv_dispatched_vs_reference, crate::kernels::conv_dispatched);
+
+/// The depthwise planes' portable twin with the workspace it asks for, starting one byte past
+/// a word boundary (`dwconv`'s lanes for the layers it does not take; `dwplane`'s own tests
+/// hold the layers it takes), and the dispatched workspace kernel.
+#[cfg(test)]
+fn depthwise_planes(p: &ConvParams<'_>, input: &[i8], output: &mut [i8]) -> Result<(), Error> {
+    fn planes_or_lanes(
+        p: &ConvParams<'_>,
+        input: &[i8],
+        workspace: &mut [i8],
+        output: &mut [i8],
+    ) -> Result<(), Error> {
+        if dwplane::depthwise_conv2d_i8_planes_portable(p, input, workspace, output)? {
+            return Ok(());
+        }
+        dwconv::depthwise_conv2d_i8_lanes(p, input, output)
+    }
+    let len = dwplane::workspace_len(p);
+    with_workspace(planes_or_lanes, len, false, p, input, output)
+}
+
+#[cfg(test)]
+fn depthwise_dispatched(p: &ConvParams<'_>, input: &[i8], output: &mut [i8]) -> Result<(), Error> {
+    let len = depthwise_workspace_len(p);
+    with_workspace(depthwise_conv2d_i8_workspace, len, false, p, input, output)
+}
+
+#[cfg(test)]
+kernel_tests!(depthwise: depthwise_planes_vs_reference, crate::kernels::depthwise_planes);
+#[cfg(test)]
+kernel_tests!(depthwise: depthwise_dispatched_vs_reference, crate::kernels::depthwise_dispatched);
 
 #[cfg(test)]
 kernel_tests!(
