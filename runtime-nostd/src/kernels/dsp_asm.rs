@@ -2102,7 +2102,7 @@ extern "C" {
 }
 
 /// The depthwise planes' routines in assembly (`dwplane::Portable` is the twin of each; a call
-/// whose slices fail a check runs the twin).
+/// whose slices fail a check returns false, and the layer goes through `dwconv.rs`).
 pub(crate) struct DwPlanes;
 
 use super::dwplane::Ring;
@@ -2118,7 +2118,7 @@ impl super::dwplane::PlaneOps for DwPlanes {
         ring: &mut [i8],
         r: Ring,
         (slot, at): (usize, usize),
-    ) {
+    ) -> bool {
         // pixel j's word at j c (j < n), entries at..at + n of the slot's rows
         let src_ok = n
             .checked_sub(1)
@@ -2130,7 +2130,7 @@ impl super::dwplane::PlaneOps for DwPlanes {
             .and_then(|e| e.checked_mul(2))
             .is_some_and(|end| end <= r.row_bytes);
         if !(slot < 3 && c >= 4 && src_ok && row_ok && r.fits(ring.len())) {
-            return super::dwplane::Portable::widen(src, (c, n, zp), ring, r, (slot, at));
+            return false;
         }
         let neg = i16::from(zp).wrapping_neg() as u16 as u32;
         let first = ring
@@ -2155,9 +2155,10 @@ impl super::dwplane::PlaneOps for DwPlanes {
         // (all checked above). Unaligned words are allowed on Armv7E-M. The routine follows
         // the AAPCS and writes only those entries.
         unsafe { kiln_dwp_widen_dsp(&args) };
+        true
     }
 
-    fn mac(ring: &[i8], r: Ring, tables: &[i8], bias: &[i32; 4], acc: &mut [i8]) {
+    fn mac(ring: &[i8], r: Ring, tables: &[i8], bias: &[i32; 4], acc: &mut [i8]) -> bool {
         // the 12 rows of the ring (each read to byte 4 n_pairs + 4 by `LDRD` at 4 i), the four
         // channels' tables (60 bytes apart, 36 read), the accumulators to byte 32 n_pairs;
         // `LDRD` and `LDM` need words (`row_bytes` is a multiple of 4)
@@ -2170,7 +2171,7 @@ impl super::dwplane::PlaneOps for DwPlanes {
             && word_aligned(tables.as_ptr())
             && span.is_some_and(|len| len <= acc.len());
         if !ok {
-            return super::dwplane::Portable::mac(ring, r, tables, bias, acc);
+            return false;
         }
         let args = DwpMac {
             ring: ring.as_ptr(),
@@ -2185,9 +2186,16 @@ impl super::dwplane::PlaneOps for DwPlanes {
         // 32 n_pairs) lie in their slices and the loaded ones are word-aligned, all checked
         // above. The routine follows the AAPCS and writes only `acc`.
         unsafe { kiln_dwp_mac_dsp(&args) };
+        true
     }
 
-    fn out(acc: &[i8], stage: &super::dwplane::OutStage, out: &mut [i8], c: usize, ow: usize) {
+    fn out(
+        acc: &[i8],
+        stage: &super::dwplane::OutStage,
+        out: &mut [i8],
+        c: usize,
+        ow: usize,
+    ) -> bool {
         let acc_len = ow.checked_mul(16);
         let out_end = ow
             .checked_sub(1)
@@ -2197,7 +2205,7 @@ impl super::dwplane::PlaneOps for DwPlanes {
             && word_aligned(acc.as_ptr())
             && out_end.is_some_and(|end| end <= out.len());
         if !ok {
-            return super::dwplane::Portable::out(acc, stage, out, c, ow);
+            return false;
         }
         let args = DwpOut {
             acc: acc.as_ptr(),
@@ -2211,5 +2219,6 @@ impl super::dwplane::PlaneOps for DwPlanes {
         // is in 33..=62 (`dwplane` checks before it runs). The routine follows the AAPCS and
         // writes only `out`.
         unsafe { kiln_dwp_out_dsp(&args) };
+        true
     }
 }

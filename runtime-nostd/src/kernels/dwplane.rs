@@ -134,7 +134,10 @@ impl Ring {
     }
 }
 
-/// The three routines of the kernel: the portable twins, or Armv7E-M assembly.
+/// The three routines of the kernel: the portable twins, or Armv7E-M assembly. Each returns
+/// whether it ran: an implementation that cannot take its arguments writes nothing and returns
+/// false, and the whole layer then goes through the caller's other kernel (which writes every
+/// output), so the assembly's build links no second copy of the arithmetic.
 pub(crate) trait PlaneOps {
     /// Widens `n` input pixels of four channels (`src` at channel 0 of the first pixel, pixels
     /// `c` bytes apart) into `x - zp` at entries `at..at + n` of ring slot `slot`'s four rows.
@@ -144,15 +147,15 @@ pub(crate) trait PlaneOps {
         ring: &mut [i8],
         r: Ring,
         slot_at: (usize, usize),
-    );
+    ) -> bool;
     /// The four channels' accumulators of an output row: channel `k` reads slots 0 to 2 with
     /// the weights at byte `60 k` of `tables` (3 slots x `(W01, W12, W02)`); for each
     /// pixel pair `x = 2 i`, `bias[k]` plus the taps, into `acc` bytes `32 i + 4 k` and
     /// `32 i + 16 + 4 k`.
-    fn mac(ring: &[i8], r: Ring, tables: &[i8], bias: &[i32; 4], acc: &mut [i8]);
+    fn mac(ring: &[i8], r: Ring, tables: &[i8], bias: &[i32; 4], acc: &mut [i8]) -> bool;
     /// The output stage of a row: pixel `x`'s four accumulators (`acc` bytes `16 x`) through
     /// channel `k`'s `(M, shift)`, the zero point and both clamps, into `out[x c + k]`.
-    fn out(acc: &[i8], stage: &OutStage, out: &mut [i8], c: usize, ow: usize);
+    fn out(acc: &[i8], stage: &OutStage, out: &mut [i8], c: usize, ow: usize) -> bool;
 }
 
 /// The output stage of four channels, as `kiln_dwp_out_dsp` reads it.
@@ -199,7 +202,7 @@ impl PlaneOps for Portable {
         ring: &mut [i8],
         r: Ring,
         (slot, at): (usize, usize),
-    ) {
+    ) -> bool {
         for k in 0..4usize {
             let row = k
                 .wrapping_mul(3)
@@ -215,9 +218,10 @@ impl PlaneOps for Portable {
                 put(ring, entry, &v.to_le_bytes());
             }
         }
+        true
     }
 
-    fn mac(ring: &[i8], r: Ring, tables: &[i8], bias: &[i32; 4], acc: &mut [i8]) {
+    fn mac(ring: &[i8], r: Ring, tables: &[i8], bias: &[i32; 4], acc: &mut [i8]) -> bool {
         for (k, &b) in bias.iter().enumerate() {
             let table = tables.get(k.wrapping_mul(TABLE_BYTES)..).unwrap_or(&[]);
             for i in 0..r.n_pairs {
@@ -249,9 +253,10 @@ impl PlaneOps for Portable {
                 put(acc, at.wrapping_add(16), &a1.to_le_bytes());
             }
         }
+        true
     }
 
-    fn out(acc: &[i8], stage: &OutStage, out: &mut [i8], c: usize, ow: usize) {
+    fn out(acc: &[i8], stage: &OutStage, out: &mut [i8], c: usize, ow: usize) -> bool {
         let (lo, hi) = (stage.clamp_min4 as u8 as i8, stage.clamp_max4 as u8 as i8);
         for x in 0..ow {
             for (k, mt) in stage.mt.chunks_exact(2).enumerate() {
@@ -267,6 +272,7 @@ impl PlaneOps for Portable {
                 }
             }
         }
+        true
     }
 }
 
@@ -282,18 +288,20 @@ pub fn depthwise_conv2d_i8_planes_portable(
 
 /// A 3x3 stride-1 depthwise convolution through the planes, when the layer has that shape,
 /// four channels per word, every shift in `33..=62` and `workspace` holds
-/// [`workspace_len`] bytes: `Ok(true)`. `Ok(false)` (nothing written) sends the caller to
-/// another kernel; `Err` is a parameter error (`ConvParams::check`).
+/// [`workspace_len`] bytes: `Ok(true)`. `Ok(false)` sends the caller to another kernel (which
+/// writes every output: a routine that refused its arguments may have left a part written);
+/// `Err` is a parameter error (`ConvParams::check`).
 pub(crate) fn depthwise_conv2d_i8_planes<O: PlaneOps>(
     params: &ConvParams<'_>,
     input: &[i8],
     workspace: &mut [i8],
     output: &mut [i8],
 ) -> Result<bool, Error> {
-    params.check(true, input.len(), output.len())?;
+    // the shape first: the other layers go to the other kernel, which checks them
     let Some(g) = Planes::of(params) else {
         return Ok(false);
     };
+    params.check(true, input.len(), output.len())?;
     if !params.shifts.iter().all(|s| (33..=62).contains(s)) {
         return Ok(false);
     }
@@ -380,27 +388,40 @@ pub(crate) fn depthwise_conv2d_i8_planes<O: PlaneOps>(
         ring.fill(0);
         // padded rows 0 and 1, then one more per output row
         for pr in 0..g.oh.wrapping_add(2) {
-            fill_row::<O>(&g, input, c0, zp, ring, pr);
+            if !fill_row::<O>(&g, input, c0, zp, ring, pr) {
+                return Ok(false);
+            }
             let Some(oy) = pr.checked_sub(2) else {
                 continue;
             };
             let tables = table
                 .get(phase_entry(oy % 3).wrapping_mul(12)..)
                 .unwrap_or(&[]);
-            O::mac(ring, r, tables, &bias, acc);
+            if !O::mac(ring, r, tables, &bias, acc) {
+                return Ok(false);
+            }
             let row = oy.wrapping_mul(g.ow).wrapping_mul(c).wrapping_add(c0);
             let Some(out) = output.get_mut(row..) else {
                 return Ok(true); // never: the lengths were checked
             };
-            O::out(acc, &stage, out, c, g.ow);
+            if !O::out(acc, &stage, out, c, g.ow) {
+                return Ok(false);
+            }
         }
     }
     Ok(true)
 }
 
 /// Padded input row `pr` of channels `c0..c0 + 4` into its ring slot `pr % 3`: the input row
-/// `pr - pad_top` widened, or zeros outside the input.
-fn fill_row<O: PlaneOps>(g: &Planes, input: &[i8], c0: usize, zp: i8, ring: &mut [i8], pr: usize) {
+/// `pr - pad_top` widened, or zeros outside the input. False if the widening refused.
+fn fill_row<O: PlaneOps>(
+    g: &Planes,
+    input: &[i8],
+    c0: usize,
+    zp: i8,
+    ring: &mut [i8],
+    pr: usize,
+) -> bool {
     let slot = pr % 3;
     let r = Ring {
         row_bytes: g.row_bytes,
@@ -411,7 +432,7 @@ fn fill_row<O: PlaneOps>(g: &Planes, input: &[i8], c0: usize, zp: i8, ring: &mut
         Some(iy) if g.n_in > 0 => {
             let at = iy.wrapping_mul(g.iw).wrapping_mul(g.c).wrapping_add(c0);
             let src = input.get(at..).unwrap_or(&[]);
-            O::widen(src, (g.c, g.n_in, zp), ring, r, (slot, g.pad_left));
+            O::widen(src, (g.c, g.n_in, zp), ring, r, (slot, g.pad_left))
         }
         _ => {
             for k in 0..4usize {
@@ -423,6 +444,7 @@ fn fill_row<O: PlaneOps>(g: &Planes, input: &[i8], c0: usize, zp: i8, ring: &mut
                     row.fill(0);
                 }
             }
+            true
         }
     }
 }
@@ -533,6 +555,74 @@ mod tests {
             taken += 1;
         }
         assert!(taken > 300);
+    }
+
+    /// The twins, but the output stage refuses its third row: the layer has then written part of
+    /// its output, reports `Ok(false)`, and the caller's other kernel writes every byte again.
+    struct RefusesThirdRow;
+    static OUT_CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    impl PlaneOps for RefusesThirdRow {
+        fn widen(
+            src: &[i8],
+            pixels: (usize, usize, i8),
+            ring: &mut [i8],
+            r: Ring,
+            slot_at: (usize, usize),
+        ) -> bool {
+            Portable::widen(src, pixels, ring, r, slot_at)
+        }
+        fn mac(ring: &[i8], r: Ring, tables: &[i8], bias: &[i32; 4], acc: &mut [i8]) -> bool {
+            Portable::mac(ring, r, tables, bias, acc)
+        }
+        fn out(acc: &[i8], stage: &OutStage, out: &mut [i8], c: usize, ow: usize) -> bool {
+            let n = OUT_CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            n != 2 && Portable::out(acc, stage, out, c, ow)
+        }
+    }
+
+    #[test]
+    fn a_refusing_routine_hands_the_layer_to_the_other_kernel() {
+        let mut rng = Rng(11);
+        let (h, w, c) = (5, 9, 8);
+        let weights = rng.bytes(9 * c);
+        let bias: Vec<u8> = (0..c)
+            .flat_map(|k| (k as i32 * 37 - 100).to_le_bytes())
+            .collect();
+        let multipliers: Vec<u8> = (0..c).flat_map(|_| (1i32 << 30).to_le_bytes()).collect();
+        let shifts = vec![40u8; c];
+        let input: Vec<i8> = rng.bytes(h * w * c).into_iter().map(|b| b as i8).collect();
+        let params = ConvParams {
+            input_shape: [h, w, c],
+            output_shape: [h, w, c],
+            kernel: [3, 3],
+            stride: [1, 1],
+            pad: [1, 1],
+            weights: &weights,
+            bias: &bias,
+            multipliers: &multipliers,
+            shifts: &shifts,
+            input_zero_point: 3,
+            output_zero_point: -5,
+            clamp_min: i8::MIN,
+            clamp_max: i8::MAX,
+        };
+        let mut expected = vec![0i8; h * w * c];
+        reference::depthwise_conv2d_i8(&params, &input, &mut expected).unwrap();
+        let mut workspace = vec![0i8; workspace_len(&params)];
+        let mut got = vec![0x55i8; h * w * c];
+        let ran = depthwise_conv2d_i8_planes::<RefusesThirdRow>(
+            &params,
+            &input,
+            &mut workspace,
+            &mut got,
+        );
+        assert_eq!(ran, Ok(false));
+        assert!(
+            got.iter().any(|&b| b != 0x55),
+            "two rows were written before the refusal"
+        );
+        crate::kernels::dwconv::depthwise_conv2d_i8_lanes(&params, &input, &mut got).unwrap();
+        assert_eq!(got, expected);
     }
 
     #[test]
