@@ -2222,3 +2222,229 @@ impl super::dwplane::PlaneOps for DwPlanes {
         true
     }
 }
+
+core::arch::global_asm!(
+    ".section .text.kiln_stem_pixel_dsp,\"ax\",%progbits",
+    ".global kiln_stem_pixel_dsp",
+    ".type kiln_stem_pixel_dsp,%function",
+    ".p2align 2",
+    ".thumb_func",
+    "kiln_stem_pixel_dsp:",
+    // r0: a `StemPixel` (offsets in its definition; lr holds it). One output pixel of
+    // `stem.rs`: the window's rows into the column (16 bytes per row, unaligned words), the
+    // column widened into lanes, then per pass of four channels the lanes against the weight
+    // lanes (`LDRD`, `SMLAD`; accumulators r4-r7 from the biases), the output stage and one word
+    // out. Pass loop registers: r0 the lanes, r1 their end, r8/r9 a lane pair, r10/r11 a
+    // channel's weights, r12 the weight lanes (kept in the arguments across the output stage).
+    "push {{r4-r11, lr}}",
+    "mov lr, r0",
+    "ldrd r0, r1, [lr, #0]", // the window, the input's row stride
+    "ldrd r2, r3, [lr, #8]", // rows, row length
+    "ldr r12, [lr, #16]",    // the column
+    "1:",
+    "ldr r4, [r0]",
+    "ldr r5, [r0, #4]",
+    "ldr r6, [r0, #8]",
+    "ldr r7, [r0, #12]",
+    "str r4, [r12]",
+    "str r5, [r12, #4]",
+    "str r6, [r12, #8]",
+    "str r7, [r12, #12]",
+    "add r0, r0, r1",
+    "add r12, r12, r3",
+    "subs r2, r2, #1",
+    "bne 1b",
+    "ldr r0, [lr, #16]",      // the column
+    "ldrd r3, r2, [lr, #20]", // -zp in both lanes, words
+    "ldr r1, [lr, #28]",      // the lanes
+    "2:",
+    "ldr r4, [r0], #4",
+    "sxtab16 r5, r3, r4",         // taps 0, 2 - zp
+    "sxtab16 r6, r3, r4, ror #8", // taps 1, 3 - zp
+    "strd r5, r6, [r1], #8",
+    "subs r2, r2, #1",
+    "bne 2b",
+    "ldr r12, [lr, #32]", // the weight lanes
+    "3:",
+    "ldr r1, [lr, #36]", // this pass's records: bias, M, s - 33 per channel
+    "ldr r4, [r1, #0]",
+    "ldr r5, [r1, #12]",
+    "ldr r6, [r1, #24]",
+    "ldr r7, [r1, #36]",
+    "ldr r0, [lr, #28]",
+    "ldr r2, [lr, #24]",
+    "add r1, r0, r2, lsl #3", // the lanes' end
+    "4:",
+    "ldrd r8, r9, [r0], #8",
+    "ldrd r10, r11, [r12], #8",
+    "smlad r4, r8, r10, r4",
+    "smlad r4, r9, r11, r4",
+    "ldrd r10, r11, [r12], #8",
+    "smlad r5, r8, r10, r5",
+    "smlad r5, r9, r11, r5",
+    "ldrd r10, r11, [r12], #8",
+    "smlad r6, r8, r10, r6",
+    "smlad r6, r9, r11, r6",
+    "ldrd r10, r11, [r12], #8",
+    "smlad r7, r8, r10, r7",
+    "smlad r7, r9, r11, r7",
+    "cmp r0, r1",
+    "bne 4b",
+    "str r12, [lr, #32]",
+    "ldr r8, [lr, #56]", // 2 zp + 1
+    "ldr r9, [lr, #36]",
+    "ldrd r11, r12, [r9, #4]",
+    rq_high_zp_fast!("r4", "r11", "31", "41"),
+    "ldrd r11, r12, [r9, #16]",
+    rq_high_zp_fast!("r5", "r11", "32", "42"),
+    "ldrd r11, r12, [r9, #28]",
+    rq_high_zp_fast!("r6", "r11", "33", "43"),
+    "ldrd r11, r12, [r9, #40]",
+    rq_high_zp_fast!("r7", "r11", "34", "44"),
+    "b 21f",
+    rq_high_zp_slow!("r3", "r11", "31", "41"),
+    rq_high_zp_slow!("r3", "r11", "32", "42"),
+    rq_high_zp_slow!("r3", "r11", "33", "43"),
+    rq_high_zp_slow!("r3", "r11", "34", "44"),
+    "21:",
+    "add r9, r9, #48",
+    "str r9, [lr, #36]",
+    pack4_clamp!("[lr, #48]", "[lr, #52]"),
+    "ldr r9, [lr, #44]",
+    "str r4, [r9], #4",
+    "str r9, [lr, #44]",
+    "ldr r12, [lr, #32]",
+    "ldr r9, [lr, #40]",
+    "subs r9, r9, #1",
+    "str r9, [lr, #40]",
+    "bne 3b",
+    "pop {{r4-r11, pc}}",
+    ".size kiln_stem_pixel_dsp, . - kiln_stem_pixel_dsp",
+);
+
+/// The arguments of `kiln_stem_pixel_dsp`; `records`, `weights`, `n_passes` and `out` are
+/// advanced by the routine, the caller sets them again for each pixel.
+#[repr(C)]
+struct StemPixel {
+    src: *const i8,
+    src_stride: usize,
+    kh: usize,
+    row_len: usize,
+    column: *mut i8,
+    neg_zp2: u32,
+    n_words: usize,
+    lanes: *mut i8,
+    weights: *const i8,
+    records: *const i8,
+    n_passes: usize,
+    out: *mut i8,
+    clamp_min4: u32,
+    clamp_max4: u32,
+    round_zp: i32,
+}
+
+extern "C" {
+    fn kiln_stem_pixel_dsp(args: *mut StemPixel);
+}
+
+/// `stem.rs`'s kernel with `kiln_stem_pixel_dsp` per output pixel: `Ok(false)` (nothing
+/// written) for a layer it does not take or a workspace shorter than `stem::workspace_len`.
+pub(crate) fn conv2d_i8_stem(
+    params: &super::conv::ConvParams<'_>,
+    input: &[i8],
+    workspace: &mut [i8],
+    output: &mut [i8],
+) -> Result<bool, crate::Error> {
+    use super::stem::{arrange, split, Stem};
+    let Some(s) = Stem::of(params) else {
+        return Ok(false);
+    };
+    params.check(false, input.len(), output.len())?;
+    if !params.shifts_all_high() {
+        return Ok(false);
+    }
+    let Some((column, lanes, weights, records)) = split(workspace, &s) else {
+        return Ok(false);
+    };
+    arrange(params, &s, weights, records);
+    let [_, w, c] = params.input_shape;
+    let [oh, ow, _] = params.output_shape;
+    let row_stride = w.wrapping_mul(c);
+    let bytes4 = |v: i8| (v as u8 as u32).wrapping_mul(0x0101_0101);
+    let neg = i16::from(params.input_zero_point).wrapping_neg() as u16 as u32;
+    let mut args = StemPixel {
+        src: input.as_ptr(),
+        src_stride: row_stride,
+        kh: s.kh,
+        row_len: s.row_len,
+        column: column.as_mut_ptr(),
+        neg_zp2: neg.wrapping_mul(0x0001_0001),
+        n_words: s.n_words,
+        lanes: lanes.as_mut_ptr(),
+        weights: weights.as_ptr(),
+        records: records.as_ptr(),
+        n_passes: s.oc / 4,
+        out: output.as_mut_ptr(),
+        clamp_min4: bytes4(params.clamp_min),
+        clamp_max4: bytes4(params.clamp_max),
+        round_zp: crate::fixed::round_zp(params.output_zero_point),
+    };
+    // The windows inside the input, row by row: columns `ox_lo..ox_hi` of the rows whose
+    // window rows are all inside, whose last row's copy ends inside the input (`max_at`).
+    let [h, _, _] = params.input_shape;
+    let ([kh, kw], [sh, sw], [top, left]) = (params.kernel, params.stride, params.pad);
+    let last_row = kh.wrapping_sub(1).wrapping_mul(row_stride);
+    let max_at = input.len().checked_sub(last_row.wrapping_add(16));
+    let ox_lo = left.div_ceil(sw.max(1));
+    let ox_hi = (w.wrapping_add(left))
+        .checked_sub(kw)
+        .and_then(|span| span.checked_div(sw))
+        .map_or(0, |n| n.wrapping_add(1).min(ow));
+    let step = sw.wrapping_mul(c);
+    let mut pixels = output.chunks_exact_mut(s.oc.max(1));
+    for oy in 0..oh {
+        let iy = oy
+            .wrapping_mul(sh)
+            .checked_sub(top)
+            .filter(|&iy| iy.wrapping_add(kh) <= h);
+        // the first inside window's offset, then `step` bytes on per pixel
+        let mut at = iy.map(|iy| {
+            let ix = ox_lo.wrapping_mul(sw).wrapping_sub(left);
+            iy.wrapping_mul(w).wrapping_add(ix).wrapping_mul(c)
+        });
+        for ox in 0..ow {
+            let Some(out) = pixels.next() else {
+                return Ok(true); // never: `check` proved the output's length
+            };
+            let inside =
+                at.filter(|&a| ox >= ox_lo && ox < ox_hi && max_at.is_some_and(|max| a <= max));
+            (args.src, args.src_stride) = match inside {
+                Some(a) => (input.as_ptr().wrapping_add(a), row_stride),
+                None => {
+                    // a window over the padding (or too near the input's end for the copies):
+                    // gathered into the column, which the routine then copies onto itself
+                    let taps = column.get_mut(..s.taps).unwrap_or(&mut []);
+                    super::im2col::gather(params, input, oy, ox, taps);
+                    (column.as_ptr(), s.row_len)
+                }
+            };
+            if ox >= ox_lo {
+                at = at.map(|a| a.wrapping_add(step));
+            }
+            args.column = column.as_mut_ptr();
+            args.weights = weights.as_ptr();
+            args.records = records.as_ptr();
+            args.n_passes = s.oc / 4;
+            args.out = out.as_mut_ptr();
+            // SAFETY: reads: the window's `kh` rows of 16 bytes (`max_at` checked the last one
+            // ends inside `input`; a gathered window is the column, whose `column_len` holds every
+            // row's copy), the column's `n_words` words, the lanes, `oc * n_words * 8` weight bytes
+            // and `12 oc` record bytes (`split` sized each part and aligned them for `LDRD`);
+            // writes: the column's copies, the lanes and the pixel's `oc` output bytes (`out` is a
+            // chunk of `oc`). Unaligned words are allowed on Armv7E-M. Every shift is in 33..=62
+            // (checked above). The routine follows the AAPCS and writes only those bytes and `args`.
+            unsafe { kiln_stem_pixel_dsp(&mut args) };
+        }
+    }
+    Ok(true)
+}

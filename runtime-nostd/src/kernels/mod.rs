@@ -26,6 +26,7 @@ mod rv32_asm;
 mod simd32;
 #[cfg(kiln_kernel = "sse2")]
 mod sse2;
+pub mod stem;
 
 use crate::Error;
 
@@ -169,7 +170,9 @@ pub fn depthwise_conv2d_i8_workspace(
 /// parameters, the same on every target so that the baking host sizes a device's scratch
 /// (the two-pixel kernel's and the one-pixel kernel's it falls back to, whichever is more).
 pub fn conv_workspace_len(params: &ConvParams<'_>) -> usize {
-    im2col::conv_workspace_len(params).max(pairs::workspace_len(params))
+    im2col::conv_workspace_len(params)
+        .max(pairs::workspace_len(params))
+        .max(stem::workspace_len(params))
 }
 
 /// The `Conv2d` kernel the runtime uses, with the caller's workspace (the scratch bytes past
@@ -182,7 +185,12 @@ pub fn conv2d_i8_workspace(
     output: &mut [i8],
 ) -> Result<(), Error> {
     #[cfg(kiln_kernel = "dsp")]
-    return pairs::conv2d_i8_pairs(params, input, workspace, output);
+    {
+        if dsp_asm::conv2d_i8_stem(params, input, workspace, output)? {
+            return Ok(());
+        }
+        pairs::conv2d_i8_pairs(params, input, workspace, output)
+    }
     #[cfg(kiln_kernel = "reference")]
     {
         let _ = workspace;
