@@ -471,36 +471,23 @@ fn row_sum(row: &[u8]) -> i32 {
 /// half zero): `start = bias - zp_in * sum(w)`, `M`, `t - 33`.
 fn write_records(p: &ConvParams<'_>, taps: usize, records: &mut [i8]) {
     let zp = i32::from(p.input_zero_point);
-    let mut rows = p.weights.chunks_exact(taps.max(1));
-    let mut bias = p.bias.chunks_exact(4).map(le_i32);
-    let mut multipliers = p.multipliers.chunks_exact(4).map(le_i32);
-    let mut shifts = p.shifts.iter();
+    let mut channels = p
+        .weights
+        .chunks_exact(taps.max(1))
+        .zip(p.bias.chunks_exact(4))
+        .zip(p.multipliers.chunks_exact(4))
+        .zip(p.shifts)
+        .map(|(((row, b), m), &t)| {
+            let start = le_i32(b).wrapping_sub(zp.wrapping_mul(row_sum(row)));
+            (start, le_i32(m), i32::from(t).wrapping_sub(33))
+        });
     for record in records.chunks_exact_mut(RECORD) {
-        let mut words = [0i32; 6];
-        for r in 0usize..2 {
-            let (Some(row), Some(b), Some(m), Some(&t)) =
-                (rows.next(), bias.next(), multipliers.next(), shifts.next())
-            else {
-                break;
-            };
-            let sum = row_sum(row);
-            let fields = [
-                (r, b.wrapping_sub(zp.wrapping_mul(sum))),
-                (r.wrapping_mul(2).wrapping_add(2), m),
-                (
-                    r.wrapping_mul(2).wrapping_add(3),
-                    i32::from(t).wrapping_sub(33),
-                ),
-            ];
-            for (i, value) in fields {
-                if let Some(slot) = words.get_mut(i) {
-                    *slot = value;
-                }
-            }
-        }
-        for (dst, w) in record.chunks_exact_mut(4).zip(words) {
-            for (d, byte) in dst.iter_mut().zip(w.to_le_bytes()) {
-                *d = byte as i8;
+        let (s0, m0, t0) = channels.next().unwrap_or((0, 0, 0));
+        let (s1, m1, t1) = channels.next().unwrap_or((0, 0, 0));
+        for (dst, word) in record.chunks_exact_mut(4).zip([s0, s1, m0, t0, m1, t1]) {
+            if let [d0, d1, d2, d3] = dst {
+                let [b0, b1, b2, b3] = word.to_le_bytes();
+                (*d0, *d1, *d2, *d3) = (b0 as i8, b1 as i8, b2 as i8, b3 as i8);
             }
         }
     }
