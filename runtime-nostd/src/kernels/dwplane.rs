@@ -453,53 +453,41 @@ fn fill_row<O: PlaneOps>(
 mod tests {
     extern crate std;
     use super::*;
+    use crate::testutil::Rng;
+
+    fn bytes(rng: &mut Rng, n: usize) -> Vec<u8> {
+        (0..n).map(|_| rng.next_u64() as u8).collect()
+    }
     use crate::kernels::reference;
     use std::vec;
     use std::vec::Vec;
-
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u32 {
-            self.0 = self
-                .0
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (self.0 >> 33) as u32
-        }
-        fn below(&mut self, n: u32) -> usize {
-            (self.next() % n) as usize
-        }
-        fn bytes(&mut self, n: usize) -> Vec<u8> {
-            (0..n).map(|_| self.next() as u8).collect()
-        }
-    }
 
     /// Random 3x3 stride-1 layers (valid and same padding, odd and even widths, one-row and
     /// one-column planes, 4 to 24 channels) against the reference, byte for byte.
     #[test]
     fn planes_equal_the_reference() {
-        let mut rng = Rng(7);
+        let mut rng = Rng::new(7);
         let mut taken = 0;
         for case in 0..400 {
-            let c = 4 * (1 + rng.below(6));
-            let same = rng.below(2) == 1;
+            let c = 4 * rng.usize_in(1, 6);
+            let same = rng.bool();
             // widths from the narrowest the planes take, odd and even
             let (ih, iw) = if same {
-                (1 + rng.below(9), MIN_WIDTH + rng.below(12))
+                (rng.usize_in(1, 9), MIN_WIDTH + rng.usize_in(0, 11))
             } else {
-                (3 + rng.below(7), MIN_WIDTH + 2 + rng.below(12))
+                (3 + rng.usize_in(0, 6), MIN_WIDTH + 2 + rng.usize_in(0, 11))
             };
             let (oh, ow, pad) = if same {
                 (ih, iw, [1, 1])
             } else {
                 (ih - 2, iw - 2, [0, 0])
             };
-            let weights = rng.bytes(9 * c);
+            let weights = bytes(&mut rng, 9 * c);
             let bias: Vec<u8> = (0..c)
-                .flat_map(|_| ((rng.next() % 20001) as i32 - 10000).to_le_bytes())
+                .flat_map(|_| (rng.range_i64(-10000, 10000) as i32).to_le_bytes())
                 .collect();
             let multipliers: Vec<u8> = (0..c)
-                .flat_map(|_| ((1 << 30) + (rng.next() >> 2) as i32).to_le_bytes())
+                .flat_map(|_| (rng.range_i64(1 << 30, i64::from(i32::MAX)) as i32).to_le_bytes())
                 .collect();
             // mostly in 33..=62; now and then a small shift, which the planes refuse
             let shifts: Vec<u8> = (0..c)
@@ -507,16 +495,12 @@ mod tests {
                     if case % 10 == 9 {
                         20
                     } else {
-                        33 + rng.below(12) as u8
+                        33 + rng.usize_in(0, 11) as u8
                     }
                 })
                 .collect();
-            let input: Vec<i8> = rng
-                .bytes(ih * iw * c)
-                .into_iter()
-                .map(|b| b as i8)
-                .collect();
-            let zp = (rng.next() as u8) as i8;
+            let input: Vec<i8> = (0..ih * iw * c).map(|_| rng.i8()).collect();
+            let zp = rng.i8();
             let params = ConvParams {
                 input_shape: [ih, iw, c],
                 output_shape: [oh, ow, c],
@@ -528,7 +512,7 @@ mod tests {
                 multipliers: &multipliers,
                 shifts: &shifts,
                 input_zero_point: zp,
-                output_zero_point: (rng.next() as u8) as i8,
+                output_zero_point: rng.i8(),
                 clamp_min: if case % 3 == 0 { 0 } else { i8::MIN },
                 clamp_max: if case % 4 == 0 { 100 } else { i8::MAX },
             };
@@ -582,15 +566,18 @@ mod tests {
 
     #[test]
     fn a_refusing_routine_hands_the_layer_to_the_other_kernel() {
-        let mut rng = Rng(11);
+        let mut rng = Rng::new(11);
         let (h, w, c) = (5, 9, 8);
-        let weights = rng.bytes(9 * c);
+        let weights = bytes(&mut rng, 9 * c);
         let bias: Vec<u8> = (0..c)
             .flat_map(|k| (k as i32 * 37 - 100).to_le_bytes())
             .collect();
         let multipliers: Vec<u8> = (0..c).flat_map(|_| (1i32 << 30).to_le_bytes()).collect();
         let shifts = vec![40u8; c];
-        let input: Vec<i8> = rng.bytes(h * w * c).into_iter().map(|b| b as i8).collect();
+        let input: Vec<i8> = bytes(&mut rng, h * w * c)
+            .into_iter()
+            .map(|b| b as i8)
+            .collect();
         let params = ConvParams {
             input_shape: [h, w, c],
             output_shape: [h, w, c],

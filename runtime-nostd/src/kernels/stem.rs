@@ -293,36 +293,23 @@ mod tests {
     extern crate std;
     use super::*;
     use crate::kernels::reference;
+    use crate::testutil::Rng;
     use std::vec;
     use std::vec::Vec;
-
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u32 {
-            self.0 = self
-                .0
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (self.0 >> 33) as u32
-        }
-        fn below(&mut self, n: u32) -> usize {
-            (self.next() % n) as usize
-        }
-    }
 
     /// Random stems (1 to 4 input channels, kernels up to 16 bytes a row, strides 1 and 2,
     /// valid and same padding, 4 to 16 output channels) against the reference, byte for byte.
     #[test]
     fn stems_equal_the_reference() {
-        let mut rng = Rng(5);
+        let mut rng = Rng::new(5);
         let mut taken = 0;
         for case in 0..300 {
-            let c = 1 + rng.below(4);
-            let kw = 1 + rng.below((MAX_ROW / c).min(5) as u32);
-            let kh = 1 + rng.below(5);
-            let stride = 1 + rng.below(2);
-            let same = rng.below(2) == 1;
-            let (h, w) = (kh + rng.below(9), kw + rng.below(9));
+            let c = rng.usize_in(1, 4);
+            let kw = rng.usize_in(1, (MAX_ROW / c).min(5));
+            let kh = rng.usize_in(1, 5);
+            let stride = rng.usize_in(1, 2);
+            let same = rng.bool();
+            let (h, w) = (kh + rng.usize_in(0, 8), kw + rng.usize_in(0, 8));
             let axis = |n: usize, k: usize| {
                 if same {
                     let o = n.div_ceil(stride);
@@ -333,24 +320,26 @@ mod tests {
                 }
             };
             let ((oh, top), (ow, left)) = (axis(h, kh), axis(w, kw));
-            let oc = 4 * (1 + rng.below(4));
-            let weights: Vec<u8> = (0..oc * kh * kw * c).map(|_| rng.next() as u8).collect();
+            let oc = 4 * rng.usize_in(1, 4);
+            let weights: Vec<u8> = (0..oc * kh * kw * c)
+                .map(|_| rng.next_u64() as u8)
+                .collect();
             let bias: Vec<u8> = (0..oc)
-                .flat_map(|_| ((rng.next() % 40001) as i32 - 20000).to_le_bytes())
+                .flat_map(|_| (rng.range_i64(-20000, 20000) as i32).to_le_bytes())
                 .collect();
             let multipliers: Vec<u8> = (0..oc)
-                .flat_map(|_| ((1 << 30) + (rng.next() >> 2) as i32).to_le_bytes())
+                .flat_map(|_| (rng.range_i64(1 << 30, i64::from(i32::MAX)) as i32).to_le_bytes())
                 .collect();
             let shifts: Vec<u8> = (0..oc)
                 .map(|_| {
                     if case % 10 == 9 {
                         30
                     } else {
-                        33 + rng.below(14) as u8
+                        33 + rng.usize_in(0, 13) as u8
                     }
                 })
                 .collect();
-            let input: Vec<i8> = (0..h * w * c).map(|_| rng.next() as i8).collect();
+            let input: Vec<i8> = (0..h * w * c).map(|_| rng.i8()).collect();
             let params = ConvParams {
                 input_shape: [h, w, c],
                 output_shape: [oh, ow, oc],
@@ -361,8 +350,8 @@ mod tests {
                 bias: &bias,
                 multipliers: &multipliers,
                 shifts: &shifts,
-                input_zero_point: rng.next() as i8,
-                output_zero_point: rng.next() as i8,
+                input_zero_point: rng.i8(),
+                output_zero_point: rng.i8(),
                 clamp_min: if case % 3 == 0 { 0 } else { i8::MIN },
                 clamp_max: if case % 4 == 0 { 90 } else { i8::MAX },
             };
