@@ -468,6 +468,46 @@ macro_rules! rq_high_zp_next {
     };
 }
 
+/// The output stage of four channels' accumulators r4-r7, each channel's `(M, s - 1)` a word
+/// pair at `[$base, #$at]` (`LDRD` into r11/r12; 2 zp + 1 in r8, r2/r3 scratch), the rare
+/// zero-low-half paths after a branch over them, ending at label `21`.
+macro_rules! rq4_at {
+    ($base:literal, $at0:literal, $at1:literal, $at2:literal, $at3:literal) => {
+        concat!(
+            "ldrd r11, r12, [",
+            $base,
+            ", #",
+            $at0,
+            "]\n",
+            rq_high_zp_fast!("r4", "r11", "31", "41"),
+            "ldrd r11, r12, [",
+            $base,
+            ", #",
+            $at1,
+            "]\n",
+            rq_high_zp_fast!("r5", "r11", "32", "42"),
+            "ldrd r11, r12, [",
+            $base,
+            ", #",
+            $at2,
+            "]\n",
+            rq_high_zp_fast!("r6", "r11", "33", "43"),
+            "ldrd r11, r12, [",
+            $base,
+            ", #",
+            $at3,
+            "]\n",
+            rq_high_zp_fast!("r7", "r11", "34", "44"),
+            "b 21f\n",
+            rq_high_zp_slow!("r3", "r11", "31", "41"),
+            rq_high_zp_slow!("r3", "r11", "32", "42"),
+            rq_high_zp_slow!("r3", "r11", "33", "43"),
+            rq_high_zp_slow!("r3", "r11", "34", "44"),
+            "21:\n",
+        )
+    };
+}
+
 /// One element `$ror` bits into the words of `kiln_add_words_dsp` (a in r4, b in r5):
 /// `acc = K + W_a a + W_b b`, then `fixed::rq_high_zp` (the zero-low-half adjustment out of
 /// line at `$slow`, an [`rq_high_zp_slow`] block on r7), into byte `$ror / 8` of r4 (a's byte
@@ -2033,20 +2073,7 @@ core::arch::global_asm!(
     "ldr r8, [lr, #32]",
     "1:",
     "ldm r0!, {{r4-r7}}",
-    "ldrd r11, r12, [lr, #0]",
-    rq_high_zp_fast!("r4", "r11", "31", "41"),
-    "ldrd r11, r12, [lr, #8]",
-    rq_high_zp_fast!("r5", "r11", "32", "42"),
-    "ldrd r11, r12, [lr, #16]",
-    rq_high_zp_fast!("r6", "r11", "33", "43"),
-    "ldrd r11, r12, [lr, #24]",
-    rq_high_zp_fast!("r7", "r11", "34", "44"),
-    "b 21f",
-    rq_high_zp_slow!("r3", "r11", "31", "41"),
-    rq_high_zp_slow!("r3", "r11", "32", "42"),
-    rq_high_zp_slow!("r3", "r11", "33", "43"),
-    rq_high_zp_slow!("r3", "r11", "34", "44"),
-    "21:",
+    rq4_at!("lr", "0", "8", "16", "24"),
     "bfi r4, r5, #8, #8",
     "bfi r4, r6, #16, #8",
     "bfi r4, r7, #24, #8",
@@ -2293,20 +2320,7 @@ core::arch::global_asm!(
     "str r12, [lr, #32]",
     "ldr r8, [lr, #56]", // 2 zp + 1
     "ldr r9, [lr, #36]",
-    "ldrd r11, r12, [r9, #4]",
-    rq_high_zp_fast!("r4", "r11", "31", "41"),
-    "ldrd r11, r12, [r9, #16]",
-    rq_high_zp_fast!("r5", "r11", "32", "42"),
-    "ldrd r11, r12, [r9, #28]",
-    rq_high_zp_fast!("r6", "r11", "33", "43"),
-    "ldrd r11, r12, [r9, #40]",
-    rq_high_zp_fast!("r7", "r11", "34", "44"),
-    "b 21f",
-    rq_high_zp_slow!("r3", "r11", "31", "41"),
-    rq_high_zp_slow!("r3", "r11", "32", "42"),
-    rq_high_zp_slow!("r3", "r11", "33", "43"),
-    rq_high_zp_slow!("r3", "r11", "34", "44"),
-    "21:",
+    rq4_at!("r9", "4", "16", "28", "40"),
     "add r9, r9, #48",
     "str r9, [lr, #36]",
     pack4_clamp!("[lr, #48]", "[lr, #52]"),
