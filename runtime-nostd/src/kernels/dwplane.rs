@@ -1,6 +1,6 @@
 //! The 3x3 stride-1 `DepthwiseConv2d` of MobileNet over channel planes, with the caller's
 //! workspace (TinyEngine's layout for depthwise: one channel's pixels side by side, so that a
-//! word holds neighbouring taps of one channel). Rows narrower than [`MIN_WIDTH`] (the
+//! word holds neighbouring taps of one channel). Rows narrower than `MIN_WIDTH` (the
 //! DS-CNN's 25 x 5, MobileNet's 6 x 6 and 3 x 3) stay with `dwconv.rs`.
 //!
 //! Channels go four at a time (one word of the HWC input). For each output row, the one new
@@ -15,7 +15,7 @@
 //!
 //! The ring's rows do not move: output row `oy` reads padded input row `oy + r` from slot
 //! `(oy + r) % 3`, so each channel's weight table holds its kernel rows 0, 1, 2, 0, 1 and the
-//! routine starts where `oy % 3` puts the rows in slot order ([`TABLE_BYTES`]).
+//! routine starts where `oy % 3` puts the rows in slot order (`TABLE_BYTES`).
 //!
 //! Every accumulator is the reference's `bias + sum w * (x - zp_in)` over the valid taps in
 //! wrapping `i32` (a padding tap adds 0), and the output stage is `fixed::rq_high_zp` (every
