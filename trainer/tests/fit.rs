@@ -333,10 +333,12 @@ fn an_interrupted_or_timed_out_search_resumes_to_the_uninterrupted_result() {
 fn cnn_candidates_are_sized_exactly_before_training() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("fit");
-    // 32K of flash leaves room for kiln-runtime with every layer kind and a small CNN.
+    // 40K of flash leaves room for kiln-runtime with every layer kind on the Cortex-M4F (its
+    // measured 35.5 KB: the first-convolution and depthwise-plane kernels take 5.3 KB of it)
+    // and a small CNN.
     let run = kiln(&fit_args(
         s(&out),
-        &["--flash", "32K", "--ram", "4K", "--epochs", "2", "--json"],
+        &["--flash", "40K", "--ram", "4K", "--epochs", "2", "--json"],
     ));
     assert_eq!(run.status.code(), Some(0), "{}", common::stderr(&run));
     let report: Value = serde_json::from_str(&stdout(&run)).unwrap();
