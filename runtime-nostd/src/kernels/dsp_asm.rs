@@ -3,7 +3,7 @@
 //! fourteen values itself).
 #![allow(unsafe_code)]
 
-use super::FcParams;
+use super::{bytes4, FcParams};
 
 core::arch::global_asm!(
     ".section .text.kiln_dot4_dsp,\"ax\",%progbits",
@@ -1493,12 +1493,6 @@ pub fn dw_mac(acc: &mut [i32], x: &[i8], w: &[u8], zp: i32) {
     }
 }
 
-/// `v` in all four byte lanes: the clamps of the assembly's `SSUB8`/`SEL`.
-#[inline(always)]
-fn bytes4(v: i8) -> u32 {
-    u32::from(v as u8).wrapping_mul(0x0101_0101)
-}
-
 /// `v` (which fits 16 bits) in both 16-bit lanes: a zero point for `SXTAB16`.
 #[inline(always)]
 fn halves2(v: i32) -> u32 {
@@ -2122,6 +2116,21 @@ struct DwpOut {
     stage: *const super::dwplane::OutStage,
 }
 
+// The routines read these fields at fixed offsets.
+const _: () = {
+    use core::mem::offset_of;
+    assert!(offset_of!(DwpWiden, c) == 4 && offset_of!(DwpWiden, n) == 8);
+    assert!(offset_of!(DwpWiden, neg_zp2) == 12 && offset_of!(DwpWiden, rows) == 16);
+    assert!(offset_of!(DwpMac, row_bytes) == 4 && offset_of!(DwpMac, tables) == 8);
+    assert!(offset_of!(DwpMac, bias) == 12 && offset_of!(DwpMac, acc) == 16);
+    assert!(offset_of!(DwpMac, acc_span) == 20);
+    assert!(offset_of!(DwpOut, out) == 8 && offset_of!(DwpOut, c) == 12);
+    assert!(offset_of!(DwpOut, stage) == 16);
+    use super::dwplane::OutStage;
+    assert!(offset_of!(OutStage, round_zp) == 32 && offset_of!(OutStage, clamp_min4) == 36);
+    assert!(offset_of!(OutStage, clamp_max4) == 40);
+};
+
 extern "C" {
     fn kiln_dwp_widen_dsp(args: *const DwpWiden);
     fn kiln_dwp_mac_dsp(args: *const DwpMac);
@@ -2159,7 +2168,6 @@ impl super::dwplane::PlaneOps for DwPlanes {
         if !(slot < 3 && c >= 4 && src_ok && row_ok && r.fits(ring.len())) {
             return false;
         }
-        let neg = i16::from(zp).wrapping_neg() as u16 as u32;
         let first = ring
             .as_mut_ptr()
             .wrapping_add(slot.wrapping_mul(r.row_bytes))
@@ -2169,7 +2177,7 @@ impl super::dwplane::PlaneOps for DwPlanes {
             src: src.as_ptr(),
             c,
             n,
-            neg_zp2: neg.wrapping_mul(0x0001_0001),
+            neg_zp2: halves2(i32::from(zp).wrapping_neg()),
             rows: [
                 first,
                 first.wrapping_add(plane),
@@ -2357,6 +2365,16 @@ struct StemPixel {
     round_zp: i32,
 }
 
+// The routine reads these fields at fixed offsets.
+const _: () = {
+    use core::mem::offset_of;
+    assert!(offset_of!(StemPixel, kh) == 8 && offset_of!(StemPixel, column) == 16);
+    assert!(offset_of!(StemPixel, neg_zp2) == 20 && offset_of!(StemPixel, lanes) == 28);
+    assert!(offset_of!(StemPixel, weights) == 32 && offset_of!(StemPixel, records) == 36);
+    assert!(offset_of!(StemPixel, n_passes) == 40 && offset_of!(StemPixel, out) == 44);
+    assert!(offset_of!(StemPixel, clamp_min4) == 48 && offset_of!(StemPixel, round_zp) == 56);
+};
+
 extern "C" {
     fn kiln_stem_pixel_dsp(args: *mut StemPixel);
 }
@@ -2384,15 +2402,13 @@ pub(crate) fn conv2d_i8_stem(
     let [_, w, c] = params.input_shape;
     let [oh, ow, _] = params.output_shape;
     let row_stride = w.wrapping_mul(c);
-    let bytes4 = |v: i8| (v as u8 as u32).wrapping_mul(0x0101_0101);
-    let neg = i16::from(params.input_zero_point).wrapping_neg() as u16 as u32;
     let mut args = StemPixel {
         src: input.as_ptr(),
         src_stride: row_stride,
         kh: s.kh,
         row_len: s.row_len,
         column: column.as_mut_ptr(),
-        neg_zp2: neg.wrapping_mul(0x0001_0001),
+        neg_zp2: halves2(i32::from(params.input_zero_point).wrapping_neg()),
         n_words: s.n_words,
         lanes: lanes.as_mut_ptr(),
         weights: weights.as_ptr(),

@@ -99,6 +99,14 @@ impl Planes {
         })
     }
 
+    /// The ring's row geometry, as the routines take it.
+    fn ring(&self) -> Ring {
+        Ring {
+            row_bytes: self.row_bytes,
+            n_pairs: self.n_pairs,
+        }
+    }
+
     /// The ring (4 channels x 3 slots), the accumulators of a row (4 per pixel, `2 n_pairs`
     /// pixels) and the weight tables, after up to 3 bytes to a word boundary.
     fn lens(&self) -> Option<[usize; 3]> {
@@ -324,10 +332,7 @@ pub(crate) fn depthwise_conv2d_i8_planes<O: PlaneOps>(
         return Ok(false);
     };
     let (c, zp) = (g.c, params.input_zero_point);
-    let r = Ring {
-        row_bytes: g.row_bytes,
-        n_pairs: g.n_pairs,
-    };
+    let r = g.ring();
     if !r.fits(ring.len()) {
         return Ok(false); // never: `lens` sized the ring
     }
@@ -375,12 +380,11 @@ pub(crate) fn depthwise_conv2d_i8_planes<O: PlaneOps>(
                 (*to_m, *to_s) = (m, i32::from(s).wrapping_sub(33));
             }
         }
-        let lanes = |v: i8| (v as u8 as u32).wrapping_mul(0x0101_0101);
         let stage = OutStage {
             mt,
             round_zp: round_zp(params.output_zero_point),
-            clamp_min4: lanes(params.clamp_min),
-            clamp_max4: lanes(params.clamp_max),
+            clamp_min4: super::bytes4(params.clamp_min),
+            clamp_max4: super::bytes4(params.clamp_max),
         };
         let bias: [i32; 4] = core::array::from_fn(|k| {
             let at = c0.wrapping_add(k).wrapping_mul(4);
@@ -424,10 +428,7 @@ fn fill_row<O: PlaneOps>(
     pr: usize,
 ) -> bool {
     let slot = pr % 3;
-    let r = Ring {
-        row_bytes: g.row_bytes,
-        n_pairs: g.n_pairs,
-    };
+    let r = g.ring();
     let iy = pr.checked_sub(g.pad_top).filter(|&iy| iy < g.ih);
     match iy {
         Some(iy) if g.n_in > 0 => {

@@ -479,6 +479,12 @@ pub(crate) fn put_i16(pair: &mut [i8], value: i16) {
     }
 }
 
+/// `v` in all four byte lanes: the clamps of the Armv7E-M assembly's `SSUB8`/`SEL`.
+#[inline(always)]
+pub(crate) fn bytes4(v: i8) -> u32 {
+    u32::from(v as u8).wrapping_mul(0x0101_0101)
+}
+
 /// Reads a little-endian `i32` from a 4-byte chunk (0 for any other length; never happens with
 /// `chunks_exact(4)`). One word load where the core allows unaligned loads.
 #[inline(always)]
