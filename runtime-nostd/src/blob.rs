@@ -10,9 +10,7 @@ use crate::error::u32_sat;
 use crate::fixed::{multiplier_is_valid, shift_is_valid};
 use crate::kernels::le_i32;
 use crate::kinds;
-use crate::model::{
-    affine16_at, affine_at, decode_entry, Activation, LayerKind, Model, MAX_LAYERS,
-};
+use crate::model::{affine16_at, affine_at, Activation, LayerKind, Model, MAX_LAYERS};
 use crate::words::aligned_words;
 use crate::Error;
 
@@ -192,14 +190,6 @@ impl<'a> Reader<'a> {
         Ok(u8::from_le_bytes(self.array()?))
     }
 
-    fn i8(&mut self) -> Result<i8, Error> {
-        Ok(i8::from_le_bytes(self.array()?))
-    }
-
-    fn u16(&mut self) -> Result<u16, Error> {
-        Ok(u16::from_le_bytes(self.array()?))
-    }
-
     fn u32(&mut self) -> Result<u32, Error> {
         Ok(u32::from_le_bytes(self.array()?))
     }
@@ -278,6 +268,27 @@ pub(crate) fn read_value(content: &[u8], values_at: usize, id: u16) -> Value {
         offset: offset as usize,
         zero_point: zp as i8,
     }
+}
+
+/// `N` words of a record at byte `at` of `content`, whose bytes the loader has checked to be
+/// there (zeros otherwise: never).
+#[inline(always)]
+fn words<const N: usize>(content: &[u8], at: usize) -> [u32; N] {
+    aligned_words::<N>(content, at).unwrap_or([0; N])
+}
+
+/// Bytes `from` to 3 of `word`, the word at byte `at`, are zero (reserved fields and padding):
+/// else the first that is not.
+#[inline(never)]
+fn zero_bytes(word: u32, at: usize, from: u32) -> Result<(), Error> {
+    for i in from..4 {
+        if word.wrapping_shr(i.wrapping_mul(8)) as u8 != 0 {
+            return Err(Error::ReservedNonZero {
+                offset: u32_sat(at).wrapping_add(i),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// A node record's header fields and its arrays.
@@ -529,12 +540,21 @@ pub(crate) fn section_len(g: &Geometry) -> usize {
 pub(crate) fn parse<const KINDS: u8>(bytes: &[u8]) -> Result<Model<'_, KINDS>, Error> {
     // ---- framing: length, magic, version, total length, CRC
     let available = u32::try_from(bytes.len()).map_err(|_| Error::TooLarge)?;
-    let mut r = Reader { bytes, pos: 0 };
-    let magic: [u8; 4] = r.array()?;
+    let truncated = |needed: usize| Error::Truncated {
+        needed: u32_sat(needed),
+        available,
+    };
+    // byte by byte: the alignment is checked after the framing
+    let Some(magic) = bytes.get(..4) else {
+        return Err(truncated(4));
+    };
     if magic != MAGIC {
         return Err(Error::BadMagic);
     }
-    let version = r.u16()?;
+    let Some(&[v0, v1]) = bytes.get(4..6) else {
+        return Err(truncated(6));
+    };
+    let version = u16::from_le_bytes([v0, v1]);
     // Version 4 (element types) only for a program that links int16: the encoder writes it for
     // int16 models alone, so every int8 program keeps its loader as it was, byte for byte.
     // Version 5 (the Add kind) everywhere: a program without `kinds::ADD` refuses an Add node
@@ -554,8 +574,11 @@ pub(crate) fn parse<const KINDS: u8>(bytes: &[u8]) -> Result<Model<'_, KINDS>, E
     if version < OLDEST_FORMAT_VERSION || !known {
         return Err(Error::UnsupportedVersion { found: version });
     }
-    let n_nodes = r.u16()?;
-    let total_len = r.u32()?;
+    let Some(&[n0, n1, t0, t1, t2, t3]) = bytes.get(6..12) else {
+        return Err(truncated(12));
+    };
+    let n_nodes = u16::from_le_bytes([n0, n1]);
+    let total_len = u32::from_le_bytes([t0, t1, t2, t3]);
     if total_len > available {
         return Err(Error::Truncated {
             needed: total_len,
@@ -573,12 +596,7 @@ pub(crate) fn parse<const KINDS: u8>(bytes: &[u8]) -> Result<Model<'_, KINDS>, E
         (Some(content), Some(&[a, b, c, d])) if bytes.len() >= HEADER_LEN + CRC_LEN => {
             (content, u32::from_le_bytes([a, b, c, d]))
         }
-        _ => {
-            return Err(Error::Truncated {
-                needed: u32_sat(HEADER_LEN + CRC_LEN),
-                available,
-            })
-        }
+        _ => return Err(truncated(HEADER_LEN + CRC_LEN)),
     };
     let computed = crc32(content);
     if computed != stored {
@@ -596,15 +614,15 @@ pub(crate) fn parse<const KINDS: u8>(bytes: &[u8]) -> Result<Model<'_, KINDS>, E
     // ---- header
     let mut r = Reader {
         bytes: content,
-        pos: r.pos,
+        pos: 12,
     };
-    let n_inputs = r.u32()?;
-    let n_outputs = r.u32()?;
-    let arena_len = r.u32()?;
-    let n_values = r.u16()?;
+    // The header's words (the framing checked that its 32 bytes are there).
+    let [_, _, _, n_inputs, n_outputs, arena_len, w6, _] = words::<8>(content, 0);
+    let n_values = w6 as u16;
     let v4 = KINDS & kinds::INT16 != 0 && version >= INT16_VERSION;
     // version 4: the activations' element type, the first reserved byte before
-    let dtype = if v4 { r.u8()? } else { DTYPE_I8 };
+    let dtype = if v4 { (w6 >> 16) as u8 } else { DTYPE_I8 };
+    r.pos = DTYPE_AT.wrapping_add(usize::from(v4));
     r.zeros(HEADER_RESERVED.wrapping_sub(usize::from(v4)))?;
     let int16 = match dtype {
         DTYPE_I8 => false,
@@ -630,17 +648,21 @@ pub(crate) fn parse<const KINDS: u8>(bytes: &[u8]) -> Result<Model<'_, KINDS>, E
     }
 
     // ---- input stage
-    let n_entries = r.u32()?;
-    let input_zero_point = r.i8()?;
-    if version == OLDEST_FORMAT_VERSION {
-        r.zeros(3)?;
+    let stage_at = r.pos;
+    r.take(8)?;
+    let [n_entries, w1] = words::<2>(content, stage_at);
+    let input_zero_point = w1 as i8;
+    // version 2: no fraction bits, their byte reserved
+    let frac_bits = (w1 >> 8) as u8;
+    let first_reserved = if version == OLDEST_FORMAT_VERSION {
+        1
     } else {
-        let frac_bits = r.u8()?;
         if frac_bits > MAX_INPUT_FRAC_BITS {
             return Err(Error::InputFracBits { found: frac_bits });
         }
-        r.zeros(2)?;
-    }
+        2
+    };
+    zero_bytes(w1, stage_at.wrapping_add(4), first_reserved)?;
     if int16 && input_zero_point != 0 {
         return Err(Error::Int16ZeroPoint {
             value: 0,
@@ -655,9 +677,12 @@ pub(crate) fn parse<const KINDS: u8>(bytes: &[u8]) -> Result<Model<'_, KINDS>, E
     }
     let entries_at = r.pos;
     for feature in 0..n_entries {
-        // {i32 mu (any), i32 M, u8 t, 3 zero bytes}, decoded as the input stage decodes it
-        let (_offset, multiplier, shift) = decode_entry(r.take(INPUT_ENTRY_LEN - 3)?);
-        r.zeros(3)?;
+        // {i32 mu (any), i32 M, u8 t, 3 zero bytes}
+        let at = r.pos;
+        r.take(INPUT_ENTRY_LEN)?;
+        let [_offset, multiplier, w2] = words::<3>(content, at);
+        let (multiplier, shift) = (multiplier as i32, w2 as u8);
+        zero_bytes(w2, at.wrapping_add(8), 1)?;
         if !multiplier_is_valid(multiplier) {
             return Err(Error::BadInputMultiplier {
                 feature,
@@ -709,15 +734,12 @@ pub(crate) fn parse<const KINDS: u8>(bytes: &[u8]) -> Result<Model<'_, KINDS>, E
         let at = usize::from(id)
             .saturating_mul(VALUE_LEN)
             .saturating_add(values_at);
-        // the decoder inference uses, then the reserved bytes
-        let v = read_value(content, values_at, id);
-        let mut vr = Reader {
-            bytes: content,
-            pos: at.saturating_add(VALUE_LEN - 3),
-        };
+        // the table's bytes are there (taken above)
+        let [h, w, c, offset, last] = words::<5>(content, at);
+        let zero_point = last as i8;
         if v4 {
             // every value has the model's element type (room for mixed types later)
-            let value_dtype = vr.u8()?;
+            let value_dtype = (last >> 8) as u8;
             if value_dtype > DTYPE_I16 {
                 return Err(Error::BadValueType {
                     value: id,
@@ -727,20 +749,16 @@ pub(crate) fn parse<const KINDS: u8>(bytes: &[u8]) -> Result<Model<'_, KINDS>, E
             if value_dtype != dtype {
                 return Err(Error::MixedValueTypes { value: id });
             }
-            vr.zeros(2)?;
-        } else {
-            vr.zeros(3)?;
         }
-        let (h, w, c) = (v.shape[0] as u32, v.shape[1] as u32, v.shape[2] as u32);
-        let offset = v.offset as u32;
+        zero_bytes(last, at.wrapping_add(16), 2u32.wrapping_sub(u32::from(!v4)))?;
         if h == 0 || w == 0 || c == 0 {
             return Err(Error::EmptyValue { value: id });
         }
         if int16 {
-            if v.zero_point != 0 {
+            if zero_point != 0 {
                 return Err(Error::Int16ZeroPoint {
                     value: id,
-                    found: v.zero_point,
+                    found: zero_point,
                 });
             }
             if offset % 2 != 0 {
@@ -950,9 +968,11 @@ pub(crate) fn parse<const KINDS: u8>(bytes: &[u8]) -> Result<Model<'_, KINDS>, E
     }
 
     // ---- output section
-    let output_scale_bits = r.u32()?;
-    let output_zero_point = r.i8()?;
-    r.zeros(3)?;
+    let output_at = r.pos;
+    r.take(8)?;
+    let [output_scale_bits, w1] = words::<2>(content, output_at);
+    let output_zero_point = w1 as i8;
+    zero_bytes(w1, output_at.wrapping_add(4), 1)?;
     let exponent = (output_scale_bits >> 23) & 0xFF;
     if output_scale_bits >> 31 != 0 || exponent == 0xFF || output_scale_bits == 0 {
         return Err(Error::BadOutputScale {
