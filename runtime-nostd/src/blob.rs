@@ -247,8 +247,11 @@ impl Value {
 /// Reads value `id` of the table at `values_at`: five aligned words (the loader and every
 /// inference step share it). Its `len` is exact once the loader has checked the
 /// value table (`h * w * c` fits u32).
-// Out of line: one copy serves the loader and every node of every inference.
-#[inline(never)]
+// Out of line: one copy serves the loader and every node of every inference. Inlined with the
+// RV32 kernels, where the node step's values, read one after the other, otherwise live in
+// callee-saved registers across the second call (inference stack 256 -> 272 B there).
+#[cfg_attr(kiln_kernel = "rv32", inline(always))]
+#[cfg_attr(not(kiln_kernel = "rv32"), inline(never))]
 pub(crate) fn read_value(content: &[u8], values_at: usize, id: u16) -> Value {
     // `values_at` is an offset into `content` and `id * 20 < 2^21`: no wrap; a range past the
     // end is `Value::MISSING`.

@@ -386,18 +386,32 @@ fn split_pair<'s>(
     output: &Value,
     shift: u32,
 ) -> Option<(&'s [i8], &'s mut [i8])> {
-    if input.offset < output.offset {
-        let (lo, hi) = arena.split_at_mut_checked(output.offset)?;
+    split_ranges(
+        arena,
+        (input.offset, input.end(shift)),
+        (output.offset, output.end(shift)),
+    )
+}
+
+/// [`split_pair`] of the byte ranges `start..end` of the input and the output.
+#[inline(always)]
+fn split_ranges(
+    arena: &mut [i8],
+    (in_start, in_end): (usize, usize),
+    (out_start, out_end): (usize, usize),
+) -> Option<(&[i8], &mut [i8])> {
+    if in_start < out_start {
+        let (lo, hi) = arena.split_at_mut_checked(out_start)?;
         Some((
-            lo.get(input.offset..input.end(shift))?,
-            hi.get_mut(..output.bytes(shift))?,
+            lo.get(in_start..in_end)?,
+            hi.get_mut(..out_end.wrapping_sub(out_start))?,
         ))
     } else {
-        let (lo, hi) = arena.split_at_mut_checked(input.offset)?;
+        let (lo, hi) = arena.split_at_mut_checked(in_start)?;
         let hi: &[i8] = hi;
         Some((
-            hi.get(..input.bytes(shift))?,
-            lo.get_mut(output.offset..output.end(shift))?,
+            hi.get(..in_end.wrapping_sub(in_start))?,
+            lo.get_mut(out_start..out_end)?,
         ))
     }
 }
@@ -1153,12 +1167,17 @@ impl<'a, const KINDS: u8> Model<'a, KINDS> {
                 .ok()?;
             return Some(next);
         }
-        let ((input, output), in_len, n, out_zero_point) = {
-            let in_v = self.value(input_id);
-            let out_v = self.value(output_id);
-            let pair = split_pair(arena, &in_v, &out_v, self.elem_shift())?;
-            (pair, in_v.len, out_v.shape[2], out_v.zero_point)
+        let shift = self.elem_shift();
+        // One value at a time, so that the two records share a stack slot.
+        let (in_v, in_len) = {
+            let v = self.value(input_id);
+            ((v.offset, v.end(shift)), v.len)
         };
+        let (out_v, n, out_zero_point) = {
+            let v = self.value(output_id);
+            ((v.offset, v.end(shift)), v.shape[2], v.zero_point)
+        };
+        let (input, output) = split_ranges(arena, in_v, out_v)?;
         // Identity and relu requantize to the output; a table layer to its pre-activation.
         let (zp, clamp_min) = match activation {
             ACT_RELU => (out_zero_point, out_zero_point),
