@@ -181,17 +181,12 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], Error> {
-        let s = self.take(N)?;
-        Ok(<[u8; N]>::try_from(s).unwrap_or([0; N]))
-    }
-
-    fn u8(&mut self) -> Result<u8, Error> {
-        Ok(u8::from_le_bytes(self.array()?))
-    }
-
-    fn u32(&mut self) -> Result<u32, Error> {
-        Ok(u32::from_le_bytes(self.array()?))
+    /// The next `N` words (the reader's bytes start at a 4-byte-aligned address, and so does
+    /// every record).
+    fn words<const N: usize>(&mut self) -> Result<[u32; N], Error> {
+        let at = self.pos;
+        self.take(N.wrapping_mul(4))?;
+        Ok(words::<N>(self.bytes, at))
     }
 
     /// `n` bytes that must be zero (reserved fields and padding).
@@ -901,8 +896,7 @@ pub(crate) fn parse<const KINDS: u8>(bytes: &[u8]) -> Result<Model<'_, KINDS>, E
         )?;
         if in_place {
             // the temporary: the kind's length, inside the arena
-            let offset = r.u32()?;
-            let len = r.u32()?;
+            let [offset, len] = r.words::<2>()?;
             let end = offset.checked_add(len).filter(|&end| end <= arena_len);
             let expected = temp_len(
                 g.kind,
@@ -1145,9 +1139,11 @@ fn parse_arrays<const KINDS: u8>(
             return Ok(());
         }
         LayerKind::Add if KINDS & kinds::ADD != 0 => {
+            let at = r.pos;
+            let [weight_a, weight_b, multiplier, last] = r.words::<4>()?;
             // W_a, W_b: |W| <= 2^22 keeps the accumulator below 2^31 (no overflow check needed)
-            for operand in 0..2u8 {
-                let weight = r.u32()? as i32;
+            for (operand, weight) in [(0, weight_a), (1, weight_b)] {
+                let weight = weight as i32;
                 if weight.unsigned_abs() > add_weight_max(version) {
                     return Err(Error::AddWeight {
                         layer,
@@ -1156,16 +1152,14 @@ fn parse_arrays<const KINDS: u8>(
                     });
                 }
             }
-            let multiplier = r.u32()? as i32;
-            let shift = r.u8()?;
-            r.zeros(3)?;
-            return check_requant(layer, 0, multiplier, shift);
+            zero_bytes(last, at.wrapping_add(12), 1)?;
+            return check_requant(layer, 0, multiplier as i32, last as u8);
         }
         LayerKind::AvgPool2d if KINDS & kinds::AVG_POOL != 0 => {
-            let multiplier = r.u32()? as i32;
-            let shift = r.u8()?;
-            r.zeros(3)?;
-            check_requant(layer, 0, multiplier, shift)?;
+            let at = r.pos;
+            let [multiplier, last] = r.words::<2>()?;
+            zero_bytes(last, at.wrapping_add(4), 1)?;
+            check_requant(layer, 0, multiplier as i32, last as u8)?;
             // |acc| <= 255 kh kw
             let taps = u64::from(node.kernel[0]).saturating_mul(u64::from(node.kernel[1]));
             if taps.saturating_mul(255) > i32::MAX as u64 {
