@@ -2282,6 +2282,57 @@ fn result_number(output: &str, key: &str) -> Result<u64> {
 
 /// The largest `Model` value allowed on a 32-bit core (issue 18; also a compile-time assert).
 const MAX_MODEL_BYTES: u64 = 128;
+/// The most stack one `run_quantized` call of an int8 MLP may take, on every core (issue 18).
+const MAX_MLP_INFERENCE_STACK: u64 = 256;
+/// The most runtime .text of an int8 MLP firmware by default, on the Cortex-M0 and the
+/// Cortex-M4F/M7 (issue 18).
+const MAX_MLP_RUNTIME_TEXT: u64 = 6 * 1024;
+/// The same with the `small` feature on the Cortex-M0 (issue 18).
+const MAX_MLP_SMALL_RUNTIME_TEXT_M0: u64 = 4 * 1024;
+
+/// Holds an int8 MLP's measured runtime to the smallest parts' lines, so that a change that
+/// outgrows them fails here: the inference stack on every core, the whole runtime's .text by
+/// default on the Cortex-M0 and M4F/M7, and with `small` on the Cortex-M0 (a tiny board's
+/// lean build is the `small` one).
+fn check_smallest_parts(row: &Row) -> Result<()> {
+    if !matches!(
+        row.dataset,
+        Dataset::Digits | Dataset::DigitsTiny | Dataset::Mnist
+    ) {
+        return Ok(());
+    }
+    let board = row.board.name;
+    let model = row.dataset.label();
+    let stacks = std::iter::once(("", row.inference_stack))
+        .chain(row.small.as_ref().map(|s| (", small", s.inference_stack)));
+    for (build, stack) in stacks {
+        ensure!(
+            stack <= MAX_MLP_INFERENCE_STACK,
+            "{board}{build}, {model}: one inference takes {stack} B of stack, more than \
+             {MAX_MLP_INFERENCE_STACK} B"
+        );
+    }
+    let core = row.board.core;
+    let m0 = core == "Cortex-M0";
+    let mut texts = Vec::new();
+    if row.board.tiny {
+        if m0 {
+            texts.push((", small", row.runtime_text, MAX_MLP_SMALL_RUNTIME_TEXT_M0));
+        }
+    } else if m0 || matches!(core, "Cortex-M4F" | "Cortex-M7") {
+        texts.push(("", row.runtime_text, MAX_MLP_RUNTIME_TEXT));
+    }
+    if let (true, Some(small)) = (m0, &row.small) {
+        texts.push((", small", small.runtime_text, MAX_MLP_SMALL_RUNTIME_TEXT_M0));
+    }
+    for (build, text, limit) in texts {
+        ensure!(
+            text <= limit,
+            "{board}{build}, {model}: the runtime's .text is {text} B, more than {limit} B"
+        );
+    }
+    Ok(())
+}
 
 pub(crate) fn run_board(
     board: &'static Board,
