@@ -21,6 +21,14 @@ pub(crate) fn aligned_words<const N: usize>(bytes: &[u8], at: usize) -> Option<[
     Some(words.map(u32::from_le))
 }
 
+/// The same bytes as `u8` (a workspace of the arena's `i8` holding a kernel's `u8` data).
+#[inline(always)]
+pub(crate) fn as_u8(bytes: &[i8]) -> &[u8] {
+    // SAFETY: `i8` and `u8` have the same size and alignment and every bit pattern is valid
+    // for both; the result borrows `bytes` for its whole life.
+    unsafe { core::slice::from_raw_parts(bytes.as_ptr().cast::<u8>(), bytes.len()) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::aligned_words;

@@ -140,16 +140,20 @@ pub use dwconv::depthwise_ring_in_place_lanes as depthwise_conv2d_i8_ring_in_pla
 pub use inplace::depthwise_conv2d_i8_ring_in_place;
 
 /// The workspace bytes [`depthwise_conv2d_i8_workspace`] needs for a layer: the channel
-/// planes of [`dwplane`] for a 3x3 stride-1 layer of whole words of channels, else 0. The same
-/// on every target, like [`conv_workspace_len`].
+/// planes of [`dwplane`] for a 3x3 stride-1 layer of whole words of channels, or the weights
+/// widened once per call for the register blocks of every other layer of at least four
+/// channels ([`dwconv::widened_len`]), whichever is larger. The same on every target, like
+/// [`conv_workspace_len`].
 pub fn depthwise_workspace_len(params: &ConvParams<'_>) -> usize {
-    dwplane::workspace_len(params)
+    dwplane::workspace_len(params).max(dwconv::widened_len(params))
 }
 
 /// The `DepthwiseConv2d` kernel the runtime uses, with the caller's workspace: on Cortex-M4/M7
-/// a 3x3 stride-1 layer goes over channel planes ([`dwplane`], with
-/// [`depthwise_workspace_len`] bytes), every other layer (and a shorter workspace) through
-/// [`depthwise_conv2d_i8`]. Same bits either way.
+/// a 3x3 stride-1 layer goes over channel planes ([`dwplane`]), every other layer through
+/// register blocks on weights widened once into the workspace
+/// ([`dwconv::depthwise_conv2d_i8_lanes_workspace`]; with [`depthwise_workspace_len`] bytes);
+/// elsewhere, and with a shorter workspace, through [`depthwise_conv2d_i8`]. Same bits either
+/// way.
 #[inline(always)]
 pub fn depthwise_conv2d_i8_workspace(
     params: &ConvParams<'_>,
@@ -158,12 +162,19 @@ pub fn depthwise_conv2d_i8_workspace(
     output: &mut [i8],
 ) -> Result<(), Error> {
     #[cfg(kiln_kernel = "dsp")]
-    if dwplane::depthwise_conv2d_i8_planes::<dsp_asm::DwPlanes>(params, input, workspace, output)? {
-        return Ok(());
+    {
+        if dwplane::depthwise_conv2d_i8_planes::<dsp_asm::DwPlanes>(
+            params, input, workspace, output,
+        )? {
+            return Ok(());
+        }
+        dwconv::depthwise_conv2d_i8_lanes_workspace(params, input, workspace, output)
     }
     #[cfg(not(kiln_kernel = "dsp"))]
-    let _ = workspace;
-    depthwise_conv2d_i8(params, input, output)
+    {
+        let _ = workspace;
+        depthwise_conv2d_i8(params, input, output)
+    }
 }
 
 /// The workspace bytes [`conv2d_i8_workspace`] needs for a layer: a pure function of its
@@ -787,6 +798,23 @@ fn depthwise_dispatched(p: &ConvParams<'_>, input: &[i8], output: &mut [i8]) -> 
     with_workspace(depthwise_conv2d_i8_workspace, len, false, p, input, output)
 }
 
+/// The register blocks on weights widened into the workspace they ask for, starting one byte
+/// past a word boundary.
+#[cfg(test)]
+fn depthwise_wide(p: &ConvParams<'_>, input: &[i8], output: &mut [i8]) -> Result<(), Error> {
+    let len = dwconv::widened_len(p);
+    with_workspace(
+        dwconv::depthwise_conv2d_i8_lanes_workspace,
+        len,
+        false,
+        p,
+        input,
+        output,
+    )
+}
+
+#[cfg(test)]
+kernel_tests!(depthwise: depthwise_wide_vs_reference, crate::kernels::depthwise_wide);
 #[cfg(test)]
 kernel_tests!(depthwise: depthwise_planes_vs_reference, crate::kernels::depthwise_planes);
 #[cfg(test)]
