@@ -318,10 +318,25 @@ core::arch::global_asm!(
     ".size kiln_dw_mac_dsp, . - kiln_dw_mac_dsp",
 );
 
-/// One tap of `kiln_dw_pixel_dsp`: the input word at `$x` and the weight word at `$w` split
-/// into 16-bit lanes, the inputs' added to `-zp` (r12, both lanes: `SXTAB16` extends and adds
-/// in one, and `x - zp` fits 16 bits), and the four lanes multiplied into the accumulators
+/// The multiply-accumulates of one depthwise tap: the input word in r8 split into 16-bit
+/// lanes and added to `-zp` (r12, both lanes: `SXTAB16` extends and adds in one, and `x - zp`
+/// fits 16 bits), times the weight lanes `w02` in r10 and `w13` in r11, into the accumulators
 /// r4-r7 (channels 0-3).
+macro_rules! dw_tap_macs {
+    () => {
+        concat!(
+            "sxtab16 r9, r12, r8, ror #8\n", // x1 - zp, x3 - zp
+            "sxtab16 r8, r12, r8\n",         // x0 - zp, x2 - zp
+            "smlabb r4, r8, r10, r4\n",
+            "smlatt r6, r8, r10, r6\n",
+            "smlabb r5, r9, r11, r5\n",
+            "smlatt r7, r9, r11, r7\n",
+        )
+    };
+}
+
+/// One tap of `kiln_dw_pixel_dsp`: the input word at `$x`, the weight word at `$w` split into
+/// its 16-bit lanes, then `dw_tap_macs!`: 10 instructions per four multiply-accumulates.
 macro_rules! dw_tap {
     ($x:literal, $w:literal) => {
         concat!(
@@ -331,14 +346,9 @@ macro_rules! dw_tap {
             "ldr r10, ",
             $w,
             "\n",
-            "sxtab16 r9, r12, r8, ror #8\n", // x1 - zp, x3 - zp
-            "sxtab16 r8, r12, r8\n",         // x0 - zp, x2 - zp
             "sxtb16 r11, r10, ror #8\n",
             "sxtb16 r10, r10\n",
-            "smlabb r4, r8, r10, r4\n",
-            "smlatt r6, r8, r10, r6\n",
-            "smlabb r5, r9, r11, r5\n",
-            "smlatt r7, r9, r11, r7\n",
+            dw_tap_macs!(),
         )
     };
 }
@@ -355,12 +365,7 @@ macro_rules! dw_tap_wide {
             "ldrd r10, r11, ",
             $w,
             "\n",
-            "sxtab16 r9, r12, r8, ror #8\n", // x1 - zp, x3 - zp
-            "sxtab16 r8, r12, r8\n",         // x0 - zp, x2 - zp
-            "smlabb r4, r8, r10, r4\n",
-            "smlatt r6, r8, r10, r6\n",
-            "smlabb r5, r9, r11, r5\n",
-            "smlatt r7, r9, r11, r7\n",
+            dw_tap_macs!(),
         )
     };
 }
