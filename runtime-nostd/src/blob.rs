@@ -182,7 +182,9 @@ impl<'a> Reader<'a> {
     }
 
     /// The next `N` words (the reader's bytes start at a 4-byte-aligned address, and so does
-    /// every record).
+    /// every record). Inlined: a `Result` returned through memory costs the Cortex-M0 more than
+    /// the take and the loads.
+    #[inline(always)]
     fn words<const N: usize>(&mut self) -> Result<[u32; N], Error> {
         let at = self.pos;
         self.take(N.wrapping_mul(4))?;
@@ -609,18 +611,16 @@ pub(crate) fn parse<const KINDS: u8>(bytes: &[u8]) -> Result<Model<'_, KINDS>, E
         });
     }
 
-    // ---- header
-    let mut r = Reader {
-        bytes: content,
-        pos: 12,
-    };
-    // The header's words (the framing checked that its 32 bytes are there).
+    // ---- header: its words (the framing checked that its 32 bytes are there)
     let [_, _, _, n_inputs, n_outputs, arena_len, w6, _] = words::<8>(content, 0);
     let n_values = w6 as u16;
     let v4 = KINDS & kinds::INT16 != 0 && version >= INT16_VERSION;
     // version 4: the activations' element type, the first reserved byte before
     let dtype = if v4 { (w6 >> 16) as u8 } else { DTYPE_I8 };
-    r.pos = DTYPE_AT.wrapping_add(usize::from(v4));
+    let mut r = Reader {
+        bytes: content,
+        pos: DTYPE_AT.wrapping_add(usize::from(v4)),
+    };
     r.zeros(HEADER_RESERVED.wrapping_sub(usize::from(v4)))?;
     let int16 = match dtype {
         DTYPE_I8 => false,
@@ -647,8 +647,7 @@ pub(crate) fn parse<const KINDS: u8>(bytes: &[u8]) -> Result<Model<'_, KINDS>, E
 
     // ---- input stage
     let stage_at = r.pos;
-    r.take(8)?;
-    let [n_entries, w1] = words::<2>(content, stage_at);
+    let [n_entries, w1] = r.words::<2>()?;
     let input_zero_point = w1 as i8;
     // version 2: no fraction bits, their byte reserved
     let frac_bits = (w1 >> 8) as u8;
@@ -677,8 +676,7 @@ pub(crate) fn parse<const KINDS: u8>(bytes: &[u8]) -> Result<Model<'_, KINDS>, E
     for feature in 0..n_entries {
         // {i32 mu (any), i32 M, u8 t, 3 zero bytes}
         let at = r.pos;
-        r.take(INPUT_ENTRY_LEN)?;
-        let [_offset, multiplier, w2] = words::<3>(content, at);
+        let [_offset, multiplier, w2] = r.words::<3>()?;
         let (multiplier, shift) = (multiplier as i32, w2 as u8);
         zero_bytes(w2, at.wrapping_add(8), 1)?;
         if !multiplier_is_valid(multiplier) {
@@ -940,21 +938,12 @@ pub(crate) fn parse<const KINDS: u8>(bytes: &[u8]) -> Result<Model<'_, KINDS>, E
         let depthwise =
             KINDS & kinds::DEPTHWISE != 0 && g.kind == LayerKind::DepthwiseConv2d && !in_place;
         if conv || depthwise {
-            let p = crate::kernels::ConvParams {
-                input_shape: input.shape,
-                output_shape: output.shape,
-                kernel: [usize::from(node.kernel[0]), usize::from(node.kernel[1])],
-                stride: [usize::from(node.stride[0]), usize::from(node.stride[1])],
-                pad: g.pad,
-                weights: &[],
-                bias: &[],
-                multipliers: &[],
-                shifts: &[],
-                input_zero_point: 0,
-                output_zero_point: 0,
-                clamp_min: i8::MIN,
-                clamp_max: i8::MAX,
-            };
+            let p = crate::kernels::ConvParams::shapes(
+                (input.shape, output.shape),
+                [usize::from(node.kernel[0]), usize::from(node.kernel[1])],
+                [usize::from(node.stride[0]), usize::from(node.stride[1])],
+                g.pad,
+            );
             let len = if conv {
                 crate::kernels::conv_workspace_len(&p)
             } else {
@@ -966,8 +955,7 @@ pub(crate) fn parse<const KINDS: u8>(bytes: &[u8]) -> Result<Model<'_, KINDS>, E
 
     // ---- output section
     let output_at = r.pos;
-    r.take(8)?;
-    let [output_scale_bits, w1] = words::<2>(content, output_at);
+    let [output_scale_bits, w1] = r.words::<2>()?;
     let output_zero_point = w1 as i8;
     zero_bytes(w1, output_at.wrapping_add(4), 1)?;
     let exponent = (output_scale_bits >> 23) & 0xFF;

@@ -79,6 +79,32 @@ fn ok(condition: bool) -> Result<(), Error> {
 }
 
 impl<'a> ConvParams<'a> {
+    /// A layer's geometry alone, `(input, output)` shapes, kernel, stride and the padding
+    /// before: no arrays, zero points 0, no clamp. What the workspace lengths read, which are
+    /// pure functions of the shapes.
+    pub fn shapes(
+        (input_shape, output_shape): ([usize; 3], [usize; 3]),
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        pad: [usize; 2],
+    ) -> Self {
+        ConvParams {
+            input_shape,
+            output_shape,
+            kernel,
+            stride,
+            pad,
+            weights: &[],
+            bias: &[],
+            multipliers: &[],
+            shifts: &[],
+            input_zero_point: 0,
+            output_zero_point: 0,
+            clamp_min: i8::MIN,
+            clamp_max: i8::MAX,
+        }
+    }
+
     /// The per-channel part as a dense layer's parameters: the optimized kernels reuse the
     /// dense output stage.
     pub(crate) fn fc(&self) -> super::FcParams<'a> {

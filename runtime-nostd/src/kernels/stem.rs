@@ -379,20 +379,8 @@ mod tests {
 
     #[test]
     fn other_layers_are_not_taken() {
-        let p = |c: usize, kw: usize, oc: usize| ConvParams {
-            input_shape: [8, 8, c],
-            output_shape: [6, 8 - kw + 1, oc],
-            kernel: [3, kw],
-            stride: [1, 1],
-            pad: [0, 0],
-            weights: &[],
-            bias: &[],
-            multipliers: &[],
-            shifts: &[],
-            input_zero_point: 0,
-            output_zero_point: 0,
-            clamp_min: i8::MIN,
-            clamp_max: i8::MAX,
+        let p = |c: usize, kw: usize, oc: usize| {
+            ConvParams::shapes(([8, 8, c], [6, 8 - kw + 1, oc]), [3, kw], [1, 1], [0, 0])
         };
         assert!(workspace_len(&p(3, 3, 8)) > 0);
         assert_eq!(workspace_len(&p(5, 3, 8)), 0, "five input channels");
