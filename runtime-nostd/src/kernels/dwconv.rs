@@ -367,15 +367,22 @@ type RunFn = fn(&DwPixel<'_>, usize, usize, &mut [i8]) -> usize;
 
 impl<'a> DwLayer<'a> {
     /// The layer of `params` (checked by the caller), whole words through `words` and
-    /// register blocks through `blocks`, these on the `wide` weights if given.
+    /// register blocks through `blocks`, these on weights widened into `workspace` where it
+    /// holds them ([`widen_weights`]; empty: the layer's own weights).
     #[inline(always)]
     fn new(
         params: &ConvParams<'a>,
-        wide: Option<&'a [u8]>,
+        workspace: &'a mut [i8],
         words: fn(&mut [i32], &[i8], &[u8], i32),
         blocks: fn(&DwPixel<'_>, &mut [i8]) -> usize,
     ) -> Self {
         let high = params.shifts_all_high();
+        // the blocks run only with the high shifts: no widening for the groups alone
+        let wide = if high {
+            widen_weights(params, workspace)
+        } else {
+            None
+        };
         let [_, w, c] = params.input_shape;
         Self {
             params: *params,
@@ -406,9 +413,10 @@ impl<'a> DwLayer<'a> {
     }
 
     /// The register blocks' view of output pixel `(oy, ox)`: its window's valid taps in
-    /// `input`, and the weights they meet.
+    /// `input`, and the weights they meet; with the offset of its first tap in the layer's own
+    /// weights, which the group loop reads.
     #[inline(always)]
-    fn window<'i>(&self, input: &'i [i8], (oy, ox): (usize, usize)) -> DwPixel<'i>
+    fn window<'i>(&self, input: &'i [i8], (oy, ox): (usize, usize)) -> (DwPixel<'i>, usize)
     where
         'a: 'i,
     {
@@ -422,6 +430,7 @@ impl<'a> DwLayer<'a> {
         let (kx_lo, kx_hi) = valid_taps(ox, sw, left, kw, w);
         let ix_lo = ox.wrapping_mul(sw).wrapping_add(kx_lo).wrapping_sub(left);
         let first_tap = ky_lo.wrapping_mul(kw).wrapping_add(kx_lo);
+        let own_first = first_tap.wrapping_mul(c);
         // the layer's own weights, or the widened ones: 8 bytes per tap, a block's taps together
         let (weights, w_first, w_row, w_tap, w_block) = match self.wide {
             Some(wide) => (
@@ -431,15 +440,9 @@ impl<'a> DwLayer<'a> {
                 8,
                 kh.wrapping_mul(kw).wrapping_mul(8),
             ),
-            None => (
-                params.weights,
-                first_tap.wrapping_mul(c),
-                self.w_row_step,
-                c,
-                4,
-            ),
+            None => (params.weights, own_first, self.w_row_step, c, 4),
         };
-        DwPixel {
+        let pixel = DwPixel {
             input,
             x_first: iy_lo.wrapping_mul(w).wrapping_add(ix_lo).wrapping_mul(c),
             weights,
@@ -460,7 +463,8 @@ impl<'a> DwLayer<'a> {
             output_zero_point: params.output_zero_point,
             clamp_min: params.clamp_min,
             clamp_max: params.clamp_max,
-        }
+        };
+        (pixel, own_first)
     }
 
     /// The output pixels `ox_lo..ox_lo + n` of row `oy`, whose windows are whole, into `out`
@@ -475,7 +479,7 @@ impl<'a> DwLayer<'a> {
         out: &mut [i8],
     ) -> bool {
         let x_step = self.params.stride[1].wrapping_mul(self.params.input_shape[2]);
-        run(&self.window(input, (oy, ox_lo)), n, x_step, out) == n
+        run(&self.window(input, (oy, ox_lo)).0, n, x_step, out) == n
     }
 
     /// Output pixel `(oy, ox)`'s `c` channels into `out`, from the whole `input` (lengths
@@ -491,13 +495,7 @@ impl<'a> DwLayer<'a> {
         let params = &self.params;
         let c = params.input_shape[2];
         let (zp, row_step, w_row_step) = (self.zp, self.row_step, self.w_row_step);
-        let pixel = self.window(input, (oy, ox));
-        // the group loop reads the layer's own weights: 8 widened bytes per tap are c of them
-        let w_first = if self.wide.is_some() {
-            (pixel.w_first >> 3).wrapping_mul(c)
-        } else {
-            pixel.w_first
-        };
+        let (pixel, w_first) = self.window(input, (oy, ox));
         let x_first = pixel.x_first;
         // 0 when the window or the shifts do not suit the blocks: then the groups do all.
         let mut g0 = (self.blocks)(&pixel, out).wrapping_mul(4);
@@ -535,7 +533,7 @@ impl<'a> DwLayer<'a> {
 #[inline(always)]
 fn depthwise_with<'a>(
     params: &ConvParams<'a>,
-    wide: Option<&'a [u8]>,
+    workspace: &'a mut [i8],
     input: &[i8],
     output: &mut [i8],
     words: fn(&mut [i32], &[i8], &[u8], i32),
@@ -545,10 +543,10 @@ fn depthwise_with<'a>(
     params.check(true, input.len(), output.len())?;
     let [oh, ow, c] = params.output_shape;
     let mut acc_buffer = [0i32; GROUP];
+    let layer = DwLayer::new(params, workspace, words, blocks);
     let Some(run) = run else {
         // pixel by pixel: the plain loop (the row runs' bookkeeping cost the byte-by-byte
         // kernel's tap loop registers: 140 instructions per pixel on the Cortex-M3)
-        let layer = DwLayer::new(params, wide, words, blocks);
         let mut outputs = output.chunks_exact_mut(c.max(1));
         for oy in 0..oh {
             for ox in 0..ow {
@@ -560,7 +558,6 @@ fn depthwise_with<'a>(
         }
         return Ok(());
     };
-    let layer = DwLayer::new(params, wide, words, blocks);
     // The columns whose windows are whole, the same in every row: one run per row.
     let [_, w, _] = params.input_shape;
     let whole = |ox: usize| valid_taps(ox, params.stride[1], params.pad[1], params.kernel[1], w);
@@ -602,7 +599,7 @@ pub fn depthwise_ring_in_place_lanes(
         params,
         data,
         ring,
-        DwLayer::new(params, None, mac_words_lanes, dw_pixel_blocks),
+        DwLayer::new(params, &mut [], mac_words_lanes, dw_pixel_blocks),
     )
 }
 
@@ -617,7 +614,7 @@ pub fn depthwise_ring_in_place_bytes(
         params,
         data,
         ring,
-        DwLayer::new(params, None, mac_words_bytes, no_pixel_blocks),
+        DwLayer::new(params, &mut [], mac_words_bytes, no_pixel_blocks),
     )
 }
 
@@ -657,15 +654,9 @@ pub fn depthwise_conv2d_i8_lanes_workspace(
     workspace: &mut [i8],
     output: &mut [i8],
 ) -> Result<(), Error> {
-    params.check(true, input.len(), output.len())?;
-    let wide = if params.shifts_all_high() {
-        widen_weights(params, workspace)
-    } else {
-        None
-    };
     depthwise_with(
         params,
-        wide,
+        workspace,
         input,
         output,
         mac_words_lanes,
@@ -695,9 +686,9 @@ pub fn widened_len(params: &ConvParams<'_>) -> usize {
 /// `t c + 4 b..t c + 4 b + 4`). `None`, writing nothing, if the workspace is shorter than
 /// [`widened_len`] or the layer has no block.
 fn widen_weights<'w>(params: &ConvParams<'_>, workspace: &'w mut [i8]) -> Option<&'w [u8]> {
-    let len = widened_len(params);
-    let skip = workspace.as_ptr().align_offset(4);
-    let wide = workspace.get_mut(skip..len)?;
+    // the lanes themselves: `widened_len` without the bytes to a word boundary
+    let len = widened_len(params).checked_sub(3)?;
+    let wide = super::aligned(workspace).get_mut(..len)?;
     let [kh, kw] = params.kernel;
     let taps = kh.wrapping_mul(kw);
     let c = params.input_shape[2];
@@ -727,7 +718,7 @@ pub fn depthwise_conv2d_i8_bytes(
 ) -> Result<(), Error> {
     depthwise_with(
         params,
-        None,
+        &mut [],
         input,
         output,
         mac_words_bytes,

@@ -490,6 +490,14 @@ pub(crate) fn put_i16(pair: &mut [i8], value: i16) {
     }
 }
 
+/// The word-aligned part of a workspace from its first word boundary, or an empty slice: where
+/// the kernels put what they read with `LDRD` or as whole words.
+#[inline(always)]
+pub(crate) fn aligned(s: &mut [i8]) -> &mut [i8] {
+    let skip = s.as_ptr().align_offset(4);
+    s.get_mut(skip..).unwrap_or(&mut [])
+}
+
 /// `v` in all four byte lanes: the clamps of the Armv7E-M assembly's `SSUB8`/`SEL`.
 #[inline(always)]
 pub(crate) fn bytes4(v: i8) -> u32 {

@@ -39,7 +39,7 @@ use super::im2col::{self, gather, pointwise, range, taps};
 use super::simd32::usada8;
 #[cfg(not(kiln_kernel = "dsp"))]
 use super::simd32::{smlad, sxtb16, sxtb16_ror8};
-use super::{le_i32, tail_dot, word_i8};
+use super::{aligned, le_i32, tail_dot, word_i8};
 use crate::fixed::{round_zp, rq_high_zp};
 use crate::Error;
 
@@ -432,13 +432,6 @@ fn pixel_yx(pixel: usize, ow: usize) -> (usize, usize) {
         pixel.checked_div(ow).unwrap_or(0),
         pixel.checked_rem(ow).unwrap_or(0),
     )
-}
-
-/// The word-aligned part of `s` from its first word boundary, or an empty slice.
-#[inline(always)]
-fn aligned(s: &mut [i8]) -> &mut [i8] {
-    let skip = s.as_ptr().align_offset(4);
-    s.get_mut(skip..).unwrap_or(&mut [])
 }
 
 /// The sum of a row's weights as `i8`, four at a time: with the sign bits flipped the bytes

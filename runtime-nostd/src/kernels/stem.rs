@@ -104,8 +104,7 @@ pub(crate) type Parts<'w> = (&'w mut [i8], &'w mut [i8], &'w mut [i8], &'w mut [
 /// The workspace split into its parts (word-aligned), or `None` if it is too short.
 pub(crate) fn split<'w>(workspace: &'w mut [i8], s: &Stem) -> Option<Parts<'w>> {
     let [column, lanes, weights, records] = s.lens()?;
-    let skip = workspace.as_ptr().align_offset(4);
-    let ws = workspace.get_mut(skip..)?;
+    let ws = super::aligned(workspace);
     let (c, ws) = ws.split_at_mut_checked(column)?;
     let (l, ws) = ws.split_at_mut_checked(lanes)?;
     let (w, ws) = ws.split_at_mut_checked(weights)?;
