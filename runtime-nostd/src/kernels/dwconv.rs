@@ -11,7 +11,7 @@
 //! traffic. With the caller's workspace ([`depthwise_conv2d_i8_lanes_workspace`]) the weights
 //! are split into their lanes once per call instead, each block's taps together
 //! ([`widen_weights`]), and a tap loads its two weight words with one `LDRD`
-//! (`kiln_dw_pixel_wide_dsp`): 8 instructions per four (KWS 4,001,408 -> 3,914,840
+//! (`kiln_dw_pixel_wide_dsp`): 8 instructions per four (KWS 4,001,408 -> 3,911,084
 //! instructions per inference on the M4F). The host runs its portable twin; the byte-by-byte
 //! kernel of the other cores keeps the group loop below for every channel.
 //!
