@@ -2432,6 +2432,7 @@ pub(crate) fn run_board(
         small,
         partition_checked: false,
     };
+    check_smallest_parts(&row)?;
     if board.tiny {
         return Ok(row);
     }
